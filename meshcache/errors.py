@@ -1,0 +1,140 @@
+"""The exception hierarchy: every error meshcache raises is a :class:`MeshcacheError`.
+
+Errors say whose fault they were, the way h11 does:
+
+* :class:`CommandError` — a request was refused. The store raises it on the node; the node
+  sends it as an error frame carrying a stable :class:`ErrorCode`; the client raises the same
+  class again, so ``except meshcache.WrongTypeError`` works on both sides of the wire.
+* :class:`LocalProtocolError` — *we* were about to send something the protocol forbids.
+* :class:`RemoteProtocolError` — the peer sent bytes that break the protocol.
+* :class:`MeshcacheConnectionError` / :class:`MeshcacheTimeout` — the transport failed.
+* :class:`ConfigError` — bad settings; the CLI prints it as one line and exits 2.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar
+
+
+class ErrorCode(StrEnum):
+    """Stable error codes carried in error frames (see docs/protocol.md)."""
+
+    BAD_REQUEST = "BAD_REQUEST"
+    UNKNOWN_OP = "UNKNOWN_OP"
+    WRONG_ARITY = "WRONG_ARITY"
+    WRONGTYPE = "WRONGTYPE"
+    NOT_INTEGER = "NOT_INTEGER"
+    NOT_FLOAT = "NOT_FLOAT"
+    OVERFLOW = "OVERFLOW"
+    TOO_LARGE = "TOO_LARGE"
+    OUT_OF_MEMORY = "OUT_OF_MEMORY"
+    NO_SUCH_NAMESPACE = "NO_SUCH_NAMESPACE"
+    TOO_MANY_CONNECTIONS = "TOO_MANY_CONNECTIONS"
+    INTERNAL = "INTERNAL"
+
+
+class MeshcacheError(Exception):
+    """Root of every exception meshcache raises."""
+
+
+class ConfigError(MeshcacheError):
+    """A setting is missing, malformed or out of range."""
+
+
+class LocalProtocolError(MeshcacheError):
+    """This side tried to do something the protocol does not allow."""
+
+
+class RemoteProtocolError(MeshcacheError):
+    """The peer sent something the protocol does not allow."""
+
+
+class MeshcacheConnectionError(MeshcacheError):
+    """The connection to a node could not be made or was lost."""
+
+
+class MeshcacheTimeout(MeshcacheError):
+    """A request got no answer in time."""
+
+
+class CommandError(MeshcacheError):
+    """A request was refused; ``code`` says why in a way programs can rely on.
+
+    ``CommandError(code, message)`` builds the subclass registered for ``code`` when one exists,
+    so callers may catch either the base class or the specific one.
+    """
+
+    code: ErrorCode = ErrorCode.INTERNAL
+    _by_code: ClassVar[dict[str, type[CommandError]]] = {}
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        CommandError._by_code[cls.code] = cls
+
+    def __new__(cls, code: str | ErrorCode | None = None, message: str = "") -> CommandError:
+        target = cls
+        if cls is CommandError and code is not None:
+            target = CommandError._by_code.get(str(code), CommandError)
+        return super().__new__(target)
+
+    def __init__(self, code: str | ErrorCode | None = None, message: str = "") -> None:
+        if code is not None:
+            try:
+                self.code = ErrorCode(code)
+            except ValueError:
+                # A newer server may send a code this client does not know yet; keep it as text.
+                self.code = code  # type: ignore[assignment]
+        self.message = message
+        super().__init__(f"{self.code}: {message}" if message else str(self.code))
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (CommandError, (str(self.code), self.message))
+
+
+class BadRequestError(CommandError):
+    code = ErrorCode.BAD_REQUEST
+
+
+class UnknownOpError(CommandError):
+    code = ErrorCode.UNKNOWN_OP
+
+
+class WrongArityError(CommandError):
+    code = ErrorCode.WRONG_ARITY
+
+
+class WrongTypeError(CommandError):
+    code = ErrorCode.WRONGTYPE
+
+
+class NotIntegerError(CommandError):
+    code = ErrorCode.NOT_INTEGER
+
+
+class NotFloatError(CommandError):
+    code = ErrorCode.NOT_FLOAT
+
+
+class OverflowCommandError(CommandError):
+    code = ErrorCode.OVERFLOW
+
+
+class TooLargeError(CommandError):
+    code = ErrorCode.TOO_LARGE
+
+
+class OutOfMemoryError(CommandError):
+    code = ErrorCode.OUT_OF_MEMORY
+
+
+class NoSuchNamespaceError(CommandError):
+    code = ErrorCode.NO_SUCH_NAMESPACE
+
+
+class TooManyConnectionsError(CommandError):
+    code = ErrorCode.TOO_MANY_CONNECTIONS
+
+
+class InternalError(CommandError):
+    code = ErrorCode.INTERNAL
