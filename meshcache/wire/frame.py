@@ -1,0 +1,176 @@
+"""Framing: every message on the data port is ``u32 big-endian length`` + one msgpack object.
+
+Sans-I/O: :class:`FrameReader` takes bytes in and hands complete frame bodies out; the encode
+functions return bytes. Nothing here touches a socket or a clock.
+
+Requests are ``[request_id, op, namespace, args]``; responses are
+``[request_id, status, payload, ring_version]`` with status 0 (payload is the result) or 1
+(payload is ``[code, message]``). docs/protocol.md is the normative description.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from meshcache.errors import BadRequestError, CommandError, RemoteProtocolError
+
+HEADER = struct.Struct(">I")
+HEADER_SIZE = HEADER.size
+DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+
+STATUS_OK = 0
+STATUS_ERROR = 1
+
+
+class FrameTooLarge(RemoteProtocolError):
+    """A frame announced a length over the limit; the stream cannot be trusted any more."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    id: int
+    op: str
+    namespace: str
+    args: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    id: int
+    ok: bool
+    value: Any
+    ring_version: int
+
+    def result(self) -> Any:
+        """The value, or the :class:`CommandError` subclass for the error code, raised."""
+        if self.ok:
+            return self.value
+        code, message = self.value
+        raise CommandError(code, message)
+
+
+class FrameReader:
+    """Splits a byte stream into frame bodies.
+
+    ``feed`` appends bytes; ``next_body`` returns the next complete body (a ``bytes``) or None.
+    A length over ``max_frame`` raises :class:`FrameTooLarge` — framing is lost then, and the
+    caller must close the connection after sending its error frame.
+    """
+
+    __slots__ = ("_buf", "_pos", "max_frame")
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self._buf = bytearray()
+        self._pos = 0
+        self.max_frame = max_frame
+
+    def feed(self, data: bytes) -> None:
+        if self._pos:
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as a body."""
+        return len(self._buf) - self._pos
+
+    def next_body(self) -> bytes | None:
+        buf, pos = self._buf, self._pos
+        if len(buf) - pos < HEADER_SIZE:
+            return None
+        (length,) = HEADER.unpack_from(buf, pos)
+        if length > self.max_frame:
+            raise FrameTooLarge(f"frame of {length} bytes is over the {self.max_frame}-byte limit")
+        end = pos + HEADER_SIZE + length
+        if len(buf) < end:
+            return None
+        body = bytes(buf[pos + HEADER_SIZE : end])
+        self._pos = end
+        return body
+
+
+def _packer() -> msgpack.Packer:
+    return msgpack.Packer(use_bin_type=True, autoreset=True)
+
+
+_PACK = _packer().pack
+
+
+def pack_frame(obj: Any) -> bytes:
+    """One frame: header + msgpack body."""
+    body: bytes = _PACK(obj)
+    return HEADER.pack(len(body)) + body
+
+
+def unpack_body(body: bytes) -> Any:
+    """Decode one frame body; raise :class:`RemoteProtocolError` unless it is one msgpack object."""
+    try:
+        return msgpack.unpackb(body, raw=False, strict_map_key=False, use_list=True)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise RemoteProtocolError(f"malformed msgpack body: {exc}") from None
+    except Exception as exc:  # msgpack raises several undocumented types on hostile input
+        raise RemoteProtocolError(f"malformed msgpack body: {exc!r}") from None
+
+
+def encode_request(request_id: int, op: str, namespace: str, args: list[Any]) -> bytes:
+    return pack_frame([request_id, op, namespace, args])
+
+
+def decode_request(body: bytes) -> Request:
+    """Decode a request body.
+
+    Raises:
+        RemoteProtocolError: the body is not msgpack (framing is intact; answer and go on).
+        BadRequestError: the body is msgpack but not a well-formed request; ``id`` is attached
+            as ``request_id`` on the exception when it could be read, else 0.
+    """
+    obj = unpack_body(body)
+    if type(obj) is not list or len(obj) != 4:
+        raise _bad(0, "a request is an array [id, op, namespace, args]")
+    rid, op, ns, args = obj
+    if type(rid) is not int or rid < 0:
+        raise _bad(0, "the request id must be a non-negative integer")
+    if type(op) is not str:
+        raise _bad(rid, "op must be a string")
+    if type(ns) is not str:
+        raise _bad(rid, "namespace must be a string")
+    if type(args) is not list:
+        raise _bad(rid, "args must be an array")
+    return Request(rid, op, ns, args)
+
+
+def _bad(rid: int, message: str) -> BadRequestError:
+    exc = BadRequestError(message=message)
+    exc.request_id = rid  # type: ignore[attr-defined]
+    return exc
+
+
+def encode_ok(request_id: int, value: Any, ring_version: int = 0) -> bytes:
+    return pack_frame([request_id, STATUS_OK, value, ring_version])
+
+
+def encode_error(request_id: int, code: str, message: str, ring_version: int = 0) -> bytes:
+    return pack_frame([request_id, STATUS_ERROR, [str(code), message], ring_version])
+
+
+def decode_response(body: bytes) -> Response:
+    """Decode a response body; raise :class:`RemoteProtocolError` on anything malformed."""
+    obj = unpack_body(body)
+    if type(obj) is not list or len(obj) != 4:
+        raise RemoteProtocolError("a response is an array [id, status, payload, ring_version]")
+    rid, status, payload, ring_version = obj
+    if type(rid) is not int or type(ring_version) is not int or status not in (0, 1):
+        raise RemoteProtocolError("malformed response header")
+    if status == STATUS_ERROR and not (
+        type(payload) is list
+        and len(payload) == 2
+        and type(payload[0]) is str
+        and type(payload[1]) is str
+    ):
+        raise RemoteProtocolError("an error payload is [code, message]")
+    return Response(rid, status == STATUS_OK, payload, ring_version)

@@ -1,0 +1,293 @@
+"""The op table: every request the data port understands, its arguments and its kind.
+
+Each op has a *signature* in a tiny language that docs/protocol.md explains:
+
+====  =====================================================================
+k     a key: bin (or str, taken as UTF-8)
+v     a value: bin (or str, taken as UTF-8)
+m     a member or field of a typed value: bin (or str, taken as UTF-8)
+i     an integer (signed 64-bit); booleans are refused
+f     a number (integer or float, finite or ±inf); booleans are refused
+o?    an optional trailing options map with str keys (only the keys the op names)
+(..)+ the group repeats one or more times; a lone ``k+`` repeats one letter
+====  =====================================================================
+
+:func:`normalize_args` checks a request's arguments against its op and returns them with str
+converted to bytes, or raises a :class:`~meshcache.errors.CommandError`. It is sans-I/O and shared
+by the node and by anyone who wants to check a request before sending it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from meshcache.errors import BadRequestError, ErrorCode, TooLargeError, WrongArityError
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+
+class OpKind(Enum):
+    """What an op does to the data: routing, replication and retries depend on it."""
+
+    READ = "read"
+    WRITE = "write"
+    META = "meta"  # about the node or the namespace, not one key
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Size limits applied while checking arguments (bytes)."""
+
+    max_key_bytes: int = 16 * 1024
+    max_value_bytes: int = 8 * 1024 * 1024
+    max_args: int = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class OpSpec:
+    """One op: its name, signature, kind, whether a retry is safe, and the options it takes."""
+
+    name: str
+    signature: str
+    kind: OpKind
+    idempotent: bool
+    options: frozenset[str] = frozenset()
+    fixed: tuple[str, ...] = ()
+    repeat: tuple[str, ...] = ()
+    has_options: bool = False
+
+    @property
+    def min_args(self) -> int:
+        return len(self.fixed) + len(self.repeat)
+
+    @property
+    def max_args(self) -> int | None:
+        if self.repeat:
+            return None
+        return len(self.fixed) + (1 if self.has_options else 0)
+
+    @property
+    def keyed(self) -> bool:
+        """True when the first argument is the key the op acts on."""
+        return (bool(self.fixed) and self.fixed[0] == "k") or self.repeat[:1] == ("k",)
+
+
+def _parse_signature(sig: str) -> tuple[tuple[str, ...], tuple[str, ...], bool]:
+    has_options = sig.endswith("o?")
+    if has_options:
+        sig = sig[:-2]
+    repeat: tuple[str, ...] = ()
+    if sig.endswith(")+"):
+        start = sig.index("(")
+        repeat = tuple(sig[start + 1 : -2])
+        sig = sig[:start]
+    elif sig.endswith("+"):
+        repeat = (sig[-2],)
+        sig = sig[:-2]
+    return tuple(sig), repeat, has_options
+
+
+def _op(
+    name: str,
+    signature: str,
+    kind: OpKind,
+    *,
+    idempotent: bool | None = None,
+    options: tuple[str, ...] = (),
+) -> OpSpec:
+    fixed, repeat, has_options = _parse_signature(signature)
+    return OpSpec(
+        name=name,
+        signature=signature,
+        kind=kind,
+        idempotent=kind is not OpKind.WRITE if idempotent is None else idempotent,
+        options=frozenset(options),
+        fixed=fixed,
+        repeat=repeat,
+        has_options=has_options,
+    )
+
+
+R, W, M = OpKind.READ, OpKind.WRITE, OpKind.META
+
+_SPECS = [
+    # node and namespace
+    _op("PING", "", M),
+    _op("INFO", "", M),
+    _op("DBSIZE", "", M),
+    _op("FLUSH", "", W, idempotent=True),
+    # plain values
+    _op("GET", "k", R),
+    _op("GETS", "k", R),
+    _op("SET", "kvo?", W, idempotent=True, options=("ttl", "nx", "xx", "get", "keepttl")),
+    _op("DELETE", "k+", W, idempotent=True),
+    _op("EXISTS", "k+", R),
+    _op("EXPIRE", "kf", W, idempotent=True),
+    _op("PERSIST", "k", W, idempotent=True),
+    _op("TTL", "k", R),
+    _op("INCR", "k", W),
+    _op("DECR", "k", W),
+    _op("INCRBY", "ki", W),
+    _op("DECRBY", "ki", W),
+    _op("MGET", "k+", R),
+    _op("MSET", "(kv)+", W, idempotent=True),
+    _op("CAS", "kivo?", W, options=("ttl",)),
+    # hashes
+    _op("HSET", "k(mv)+", W, idempotent=True),
+    _op("HGET", "km", R),
+    _op("HDEL", "km+", W, idempotent=True),
+    _op("HGETALL", "k", R),
+    _op("HINCRBY", "kmi", W),
+    _op("HLEN", "k", R),
+    # lists
+    _op("LPUSH", "kv+", W),
+    _op("RPUSH", "kv+", W),
+    _op("LPOP", "k", W),
+    _op("RPOP", "k", W),
+    _op("LRANGE", "kii", R),
+    _op("LLEN", "k", R),
+    # sets
+    _op("SADD", "km+", W, idempotent=True),
+    _op("SREM", "km+", W, idempotent=True),
+    _op("SISMEMBER", "km", R),
+    _op("SMEMBERS", "k", R),
+    _op("SCARD", "k", R),
+    # sorted sets
+    _op("ZADD", "k(fm)+", W, idempotent=True),
+    _op("ZREM", "km+", W, idempotent=True),
+    _op("ZSCORE", "km", R),
+    _op("ZINCRBY", "kfm", W),
+    _op("ZRANGE", "kiio?", R, options=("withscores", "rev")),
+    _op("ZRANGEBYSCORE", "kffo?", R, options=("withscores", "offset", "count")),
+    _op("ZRANK", "km", R),
+    _op("ZCARD", "k", R),
+]
+
+OPS: dict[str, OpSpec] = {spec.name: spec for spec in _SPECS}
+
+_OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "ttl": (int, float),
+    "nx": (bool,),
+    "xx": (bool,),
+    "get": (bool,),
+    "keepttl": (bool,),
+    "withscores": (bool,),
+    "rev": (bool,),
+    "offset": (int,),
+    "count": (int,),
+}
+
+
+def _as_bytes(value: Any, what: str, limit: int, op: str) -> bytes:
+    if type(value) is bytes:
+        data = value
+    elif type(value) is str:
+        data = value.encode("utf-8", "surrogatepass")
+    elif isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+    else:
+        raise BadRequestError(message=f"{op}: {what} must be bin or str, not {_typename(value)}")
+    if len(data) > limit:
+        raise TooLargeError(message=f"{op}: {what} is {len(data)} bytes, the limit is {limit}")
+    return data
+
+
+def _typename(value: Any) -> str:
+    return "nil" if value is None else type(value).__name__
+
+
+def _check(letter: str, value: Any, op: str, limits: Limits) -> Any:
+    if letter == "k":
+        return _as_bytes(value, "key", limits.max_key_bytes, op)
+    if letter == "v":
+        return _as_bytes(value, "value", limits.max_value_bytes, op)
+    if letter == "m":
+        return _as_bytes(value, "member", limits.max_value_bytes, op)
+    if letter == "i":
+        if type(value) is not int:
+            raise BadRequestError(message=f"{op}: expected an integer, got {_typename(value)}")
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise BadRequestError(message=f"{op}: integer {value} does not fit in 64 bits")
+        return value
+    if letter == "f":
+        if type(value) is int:
+            return float(value)
+        if type(value) is not float or math.isnan(value):
+            raise BadRequestError(message=f"{op}: expected a number, got {_typename(value)}")
+        return value
+    raise AssertionError(f"unknown signature letter {letter!r}")
+
+
+def _check_options(spec: OpSpec, options: Any) -> dict[str, Any]:
+    if options is None:
+        return {}
+    if type(options) is not dict:
+        raise BadRequestError(
+            message=f"{spec.name}: options must be a map, not {_typename(options)}"
+        )
+    for name, value in options.items():
+        if name not in spec.options:
+            allowed = ", ".join(sorted(spec.options)) or "none"
+            raise BadRequestError(
+                message=f"{spec.name}: unknown option {name!r} (allowed: {allowed})"
+            )
+        types = _OPTION_TYPES[name]
+        if type(value) not in types and value is not None:
+            raise BadRequestError(message=f"{spec.name}: option {name!r} has the wrong type")
+    return options
+
+
+def normalize_args(spec: OpSpec, args: Any, limits: Limits) -> list[Any]:
+    """Check ``args`` against ``spec``; return them with str turned into bytes.
+
+    When the op takes options, the returned list always ends with the options dict (``{}`` when
+    the request had none), so executors can unpack a fixed shape.
+
+    Raises:
+        BadRequestError: ``args`` is not an array or an argument has the wrong type.
+        WrongArityError: too few or too many arguments, or an incomplete repeated group.
+        TooLargeError: a key, value or member is over its limit.
+    """
+    if type(args) is not list:
+        raise BadRequestError(message=f"{spec.name}: arguments must be an array")
+    n = len(args)
+    if n > limits.max_args:
+        raise TooLargeError(message=f"{spec.name}: {n} arguments, the limit is {limits.max_args}")
+    options: Any = None
+    if spec.has_options and n == spec.min_args + 1 and (type(args[-1]) is dict or args[-1] is None):
+        options = args[-1]
+        n -= 1
+    nfixed = len(spec.fixed)
+    if n < spec.min_args:
+        raise WrongArityError(message=f"{spec.name} takes {_arity_text(spec)} arguments, got {n}")
+    if spec.repeat:
+        if (n - nfixed) % len(spec.repeat):
+            raise WrongArityError(
+                message=f"{spec.name}: the arguments after the first {nfixed} must come in "
+                f"groups of {len(spec.repeat)}"
+            )
+    elif n > nfixed:
+        raise WrongArityError(message=f"{spec.name} takes {_arity_text(spec)} arguments, got {n}")
+    out = [_check(letter, args[i], spec.name, limits) for i, letter in enumerate(spec.fixed)]
+    if spec.repeat:
+        width = len(spec.repeat)
+        for i in range(nfixed, n):
+            out.append(_check(spec.repeat[(i - nfixed) % width], args[i], spec.name, limits))
+    if spec.has_options:
+        out.append(_check_options(spec, options))
+    return out
+
+
+def _arity_text(spec: OpSpec) -> str:
+    if spec.repeat:
+        return f"at least {spec.min_args}"
+    if spec.has_options:
+        return f"{spec.min_args} or {spec.min_args + 1}"
+    return str(spec.min_args)
+
+
+__all__ = ["OPS", "ErrorCode", "Limits", "OpKind", "OpSpec", "normalize_args"]
