@@ -1,0 +1,207 @@
+"""A meshcache node: wires the store, the data port, the admin port and background tasks.
+
+``serve(settings)`` is the structured-concurrency entry point (tests start nodes with it inside
+their own nursery); ``run(settings)`` is the blocking one the CLI calls, with SIGTERM/SIGINT
+handled as a graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+import trio
+
+from meshcache._version import __version__
+from meshcache.errors import CommandError, ErrorCode
+from meshcache.hlc import HLC
+from meshcache.node.admin import AdminHandler
+from meshcache.node.dataport import DataPort, open_listener
+from meshcache.node.dispatch import Dispatcher
+from meshcache.node.metrics import NodeCollector, NodeCounters, make_registry
+from meshcache.settings import NodeSettings
+from meshcache.store.store import Store
+from meshcache.wire.ops import Limits
+
+log = structlog.get_logger("meshcache.node")
+
+READY_FILE = "node.json"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """Where a started node can be reached; handed to ``task_status.started``."""
+
+    node_id: str
+    data_address: tuple[str, int]
+    admin_address: tuple[str, int]
+    pid: int
+
+
+class Node:
+    """One node's state. Build it, then ``await node.serve()``; it owns nothing until then."""
+
+    def __init__(self, settings: NodeSettings, *, wall_clock: Callable[[], float] = time.time):
+        self.settings = settings
+        self.counters = NodeCounters()
+        self.store = Store(
+            clock=wall_clock,
+            hlc=HLC(lambda: int(wall_clock() * 1000)),
+            policies=settings.namespaces,
+        )
+        self.node_id = settings.node_id
+        self.info: NodeInfo | None = None
+        self._started = 0.0
+        self._dataport: DataPort | None = None
+        self.registry = make_registry(NodeCollector(self.counters, self.store.stats, self.uptime))
+
+    def uptime(self) -> float:
+        return trio.current_time() - self._started if self._started else 0.0
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[NodeInfo] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Bind both ports, report where they are, serve until cancelled, then release all."""
+        s = self.settings
+        listener = open_listener(s.host, s.port)
+        try:
+            admin_listeners = await trio.open_tcp_listeners(s.admin_port, host=s.admin_host)
+        except BaseException:
+            listener.close()
+            raise
+        data_address = listener.getsockname()[:2]
+        admin_address = admin_listeners[0].socket.getsockname()[:2]
+        self.node_id = s.node_id or f"{data_address[0]}:{data_address[1]}"
+        self._started = trio.current_time()
+        limits = s.limits
+        dispatcher = Dispatcher(
+            execute=self.store.execute,
+            meta=self._meta,
+            limits=Limits(
+                max_key_bytes=limits.max_key_bytes, max_value_bytes=limits.max_value_bytes
+            ),
+            counters=self.counters,
+        )
+        self._dataport = DataPort(listener, dispatcher, limits)
+        admin = AdminHandler(self.registry, self._health)
+        self.info = NodeInfo(self.node_id, data_address, admin_address, os.getpid())
+        ready_file = _write_ready_file(s.data_dir, self.info)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self._dataport.serve)
+                await nursery.start(trio.serve_listeners, admin.handle_stream, admin_listeners)
+                nursery.start_soon(self._expire_loop)
+                log.info(
+                    "node_ready",
+                    node_id=self.node_id,
+                    data=f"{data_address[0]}:{data_address[1]}",
+                    admin=f"{admin_address[0]}:{admin_address[1]}",
+                    version=__version__,
+                )
+                task_status.started(self.info)
+        finally:
+            ready_file.unlink(missing_ok=True)
+            for al in admin_listeners:
+                await trio.aclose_forcefully(al)
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await trio.sleep(self.settings.expire_interval)
+            # Keep going while a cycle used its whole budget: there is a backlog to clear.
+            while self.store.expire_cycle(budget=1000) >= 1000:
+                await trio.lowlevel.checkpoint()
+
+    def _meta(self, namespace: str, op: str, args: list[Any]) -> Any:
+        if op == "PING":
+            return "PONG"
+        if op == "INFO":
+            return self.describe()
+        raise CommandError(ErrorCode.UNKNOWN_OP, op)
+
+    def describe(self) -> dict[str, Any]:
+        """What INFO answers: identity, uptime, connections and every namespace's figures."""
+        namespaces = {}
+        for name, st in self.store.stats().items():
+            figures = dataclasses.asdict(st) if dataclasses.is_dataclass(st) else dict(st)
+            namespaces[name] = _plain(figures)
+        return {
+            "version": __version__,
+            "node_id": self.node_id,
+            "uptime_s": round(self.uptime(), 3),
+            "connections": self._dataport.connection_count if self._dataport else 0,
+            "namespaces": namespaces,
+        }
+
+    def _health(self) -> dict[str, Any]:
+        return {"status": "ok", "node_id": self.node_id, "uptime_s": round(self.uptime(), 3)}
+
+
+def _plain(value: Any) -> Any:
+    """Turn store statistics into msgpack/JSON-able values (enums and dataclasses to text)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(dataclasses.asdict(value))
+    if value is None or isinstance(value, bool | int | float | str | bytes):
+        return value
+    return str(value)
+
+
+def _write_ready_file(data_dir: Path, info: NodeInfo) -> Path:
+    """Write ``data_dir/node.json`` atomically so tools and tests can find the bound ports."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / READY_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(
+        json.dumps(
+            {
+                "node_id": info.node_id,
+                "pid": info.pid,
+                "data": f"{info.data_address[0]}:{info.data_address[1]}",
+                "admin": f"{info.admin_address[0]}:{info.admin_address[1]}",
+            }
+        )
+    )
+    tmp.replace(path)
+    return path
+
+
+async def serve(
+    settings: NodeSettings, *, task_status: trio.TaskStatus[NodeInfo] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run a node until cancelled. ``task_status.started`` receives its :class:`NodeInfo`."""
+    await Node(settings).serve(task_status=task_status)
+
+
+async def _main(settings: NodeSettings) -> None:
+    async with trio.open_nursery() as nursery:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            await nursery.start(serve, settings)
+            async for signum in signals:
+                log.info("node_stopping", signal=signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
+
+
+def run(settings: NodeSettings) -> int:
+    """Serve until SIGTERM or SIGINT; return the process exit code."""
+    failed: list[str] = []
+    try:
+        trio.run(_main, settings)
+    except* OSError as group:  # e.g. a port already in use: one line, not a traceback
+        failed.extend(str(exc) for exc in group.exceptions)
+    if failed:
+        log.error("node_failed", error="; ".join(failed))
+        return 1
+    log.info("node_stopped")
+    return 0
