@@ -1,0 +1,118 @@
+"""The frame codec: round trips, partial input, limits and hostile bytes."""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from meshcache.errors import BadRequestError, RemoteProtocolError, WrongTypeError
+from meshcache.wire import (
+    FrameReader,
+    FrameTooLarge,
+    decode_request,
+    decode_response,
+    encode_error,
+    encode_ok,
+    encode_request,
+)
+
+msgpack_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.binary(max_size=64)
+    | st.text(max_size=32),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
+    max_leaves=20,
+)
+
+
+def _bodies(data: bytes, reader: FrameReader) -> list[bytes]:
+    reader.feed(data)
+    out = []
+    while (body := reader.next_body()) is not None:
+        out.append(body)
+    return out
+
+
+@given(
+    rid=st.integers(min_value=0, max_value=2**64 - 1),
+    op=st.text(max_size=16),
+    ns=st.text(max_size=16),
+    args=st.lists(msgpack_values, max_size=6),
+)
+def test_request_round_trip(rid: int, op: str, ns: str, args: list[object]) -> None:
+    frame = encode_request(rid, op, ns, args)
+    [body] = _bodies(frame, FrameReader())
+    req = decode_request(body)
+    assert (req.id, req.op, req.namespace, req.args) == (rid, op, ns, args)
+
+
+@given(value=msgpack_values, rid=st.integers(min_value=0, max_value=2**32), rv=st.integers(0, 99))
+def test_response_round_trip(value: object, rid: int, rv: int) -> None:
+    [body] = _bodies(encode_ok(rid, value, rv), FrameReader())
+    resp = decode_response(body)
+    assert (resp.id, resp.ok, resp.value, resp.ring_version) == (rid, True, value, rv)
+    assert resp.result() == value
+
+
+def test_error_response_raises_the_subclass_for_its_code() -> None:
+    [body] = _bodies(encode_error(7, "WRONGTYPE", "a list"), FrameReader())
+    resp = decode_response(body)
+    assert not resp.ok
+    with pytest.raises(WrongTypeError, match="a list"):
+        resp.result()
+
+
+@given(frames=st.lists(st.binary(max_size=300), min_size=1, max_size=8), data=st.data())
+def test_any_split_of_a_stream_yields_the_same_bodies(
+    frames: list[bytes], data: st.DataObject
+) -> None:
+    stream = b"".join(struct.pack(">I", len(f)) + f for f in frames)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
+    reader = FrameReader()
+    got: list[bytes] = []
+    prev = 0
+    for cut in [*cuts, len(stream)]:
+        got += _bodies(stream[prev:cut], reader)
+        prev = cut
+    assert got == frames
+    assert reader.buffered == 0
+
+
+def test_oversized_frame_is_refused_before_its_body_arrives() -> None:
+    reader = FrameReader(max_frame=1024)
+    reader.feed(struct.pack(">I", 1025))
+    with pytest.raises(FrameTooLarge):
+        reader.next_body()
+
+
+@given(body=st.binary(max_size=200))
+def test_garbage_bodies_raise_only_protocol_errors(body: bytes) -> None:
+    for decode in (decode_request, decode_response):
+        with contextlib.suppress(RemoteProtocolError, BadRequestError):
+            decode(body)
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        [1, "GET", "default"],
+        [-1, "GET", "default", []],
+        [1, 2, "default", []],
+        [1, "GET", None, []],
+        [1, "GET", "default", {}],
+        {"id": 1},
+    ],
+)
+def test_malformed_requests_are_bad_requests(obj: object) -> None:
+    with pytest.raises(BadRequestError):
+        decode_request(msgpack.packb(obj))
