@@ -117,11 +117,11 @@ def test_garbage_bodies_always_get_exactly_one_answer(body: bytes) -> None:
 @given(
     obj=st.lists(
         st.one_of(
-            st.integers(),
+            st.integers(-(2**63), 2**64 - 1),
             st.text(max_size=8),
             st.binary(max_size=8),
             st.none(),
-            st.lists(st.integers(), max_size=3),
+            st.lists(st.integers(-(2**63), 2**64 - 1), max_size=3),
         ),
         max_size=5,
     )
