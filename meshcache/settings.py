@@ -1,0 +1,593 @@
+"""Node settings: frozen dataclasses, and :func:`load_settings` that fills them.
+
+Precedence, lowest to highest::
+
+    defaults  <  TOML file  <  MESHCACHE_* environment  <  command-line flags (``overrides``)
+
+Each layer only replaces the settings it names. Every bad value raises
+:class:`~meshcache.errors.ConfigError` with one line that names the setting and where the value
+came from (``--port: 'abc' is not a port number``, ``node.toml [limits] max_frame_bytes: ...``,
+``MESHCACHE_ADMIN_PORT: ...``). Unknown TOML tables and keys are errors, so typos never pass
+silently. docs/operations.md lists every setting with its default, flag, variable and TOML key.
+
+Value syntax shared by every layer:
+
+* sizes: an integer number of bytes, or a number with a unit — ``512k``/``256m``/``1g`` and
+  ``KiB``/``MiB``/``GiB``/``TiB`` are powers of 1024; ``KB``/``MB``/``GB``/``TB`` are powers of
+  1000 (case does not matter, ``256 MiB`` and ``1.5GiB`` are fine).
+* durations: seconds as a number (``300``, ``0.1``), or with units ``ms``, ``s``, ``m``, ``h``,
+  ``d``, possibly combined (``5m``, ``1.5s``, ``1h30m``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+from meshcache.errors import ConfigError
+from meshcache.store.policy import NamespacePolicy
+
+ENV_PREFIX = "MESHCACHE_"
+#: The environment variable naming a TOML file when no ``config_file`` is passed.
+CONFIG_ENV = "MESHCACHE_CONFIG"
+
+LogFormat = Literal["console", "json"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+Profile = Literal["lan", "local"]
+
+LOG_FORMATS: tuple[LogFormat, ...] = ("console", "json")
+LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "warning", "error")
+PROFILES: tuple[Profile, ...] = ("lan", "local")
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    """What one client may cost the node. Sizes in bytes, times in seconds."""
+
+    max_frame_bytes: int = 16 * 1024 * 1024
+    max_key_bytes: int = 16 * 1024
+    max_value_bytes: int = 8 * 1024 * 1024
+    max_connections: int = 10_000
+    max_buffered_bytes: int = 64 * 1024 * 1024  # unsent answers per connection before it is closed
+    idle_timeout: float = 300.0
+
+
+def _default_namespaces() -> Mapping[str, NamespacePolicy]:
+    return MappingProxyType({"default": NamespacePolicy()})
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    """Everything a node needs to start. Build it with :func:`load_settings`.
+
+    ``namespaces`` always holds ``"default"``. The gossip fields (``gossip_port`` to
+    ``cluster_key_file``) are parsed and validated now and used once the node joins a mesh.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 7400  # 0 = any free port (tests)
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 9400  # 0 = any free port
+    data_dir: Path = Path("meshcache-data")
+    node_id: str = ""  # "" = derived: f"{host}:{port}" once bound
+    log_format: LogFormat = "console"
+    log_level: LogLevel = "info"
+    limits: LimitSettings = LimitSettings()
+    # Excluded from hashing: a mapping is not hashable, equality still compares it.
+    namespaces: Mapping[str, NamespacePolicy] = field(
+        default_factory=_default_namespaces, hash=False
+    )
+    expire_interval: float = 0.1  # seconds between active-expiry cycles
+    gossip_port: int | None = None  # None = same number as the data port
+    join: tuple[str, ...] = ()  # seeds' data addresses host:port
+    zone: str = "default"
+    profile: Profile = "lan"
+    cluster_key_file: Path | None = None
+
+
+# --- value parsers -----------------------------------------------------------------------------
+# Each takes the raw value (str from a flag or the environment, a TOML value, or a Python value
+# passed in ``overrides``) and ``where`` (the label errors start with); returns the typed value.
+
+Parser = Callable[[object, str], Any]
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "m": 1024**2,
+    "g": 1024**3,
+    "t": 1024**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+}
+_SIZE_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)")
+_NUMBER_RE = re.compile(r"\d+(?:\.\d*)?|\.\d+")
+_HOSTPORT_RE = re.compile(r"(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]\s]+)):(\d+)")
+
+
+def _fail(where: str, problem: str) -> ConfigError:
+    return ConfigError(f"{where}: {problem}")
+
+
+def _int_text(value: object) -> int | None:
+    """``value`` as an int when it is one or is base-10 integer text; None otherwise."""
+    if type(value) is int:
+        return value
+    if isinstance(value, str):
+        text = value.strip().replace("_", "")
+        if text.isascii() and text.isdigit():
+            return int(text)
+    return None
+
+
+def parse_port(value: object, where: str) -> int:
+    """A TCP/UDP port number, 0 to 65535 (0 asks the OS for any free port)."""
+    port = _int_text(value)
+    if port is None or not 0 <= port <= 65535:
+        raise _fail(where, f"{value!r} is not a port number (0-65535)")
+    return port
+
+
+def _parse_optional_port(value: object, where: str) -> int | None:
+    if value is None:
+        return None
+    return parse_port(value, where)
+
+
+def parse_size(value: object, where: str) -> int:
+    """A positive byte count: an integer or a number with a unit (``512k``, ``256MiB``, ``1GB``)."""
+    problem = f"{value!r} is not a size (examples: 1048576, 512k, 256MiB, 1GB)"
+    if type(value) is int:
+        size = value
+    elif isinstance(value, str):
+        match = _SIZE_RE.fullmatch(value.strip().replace("_", "").lower())
+        if match is None or match.group(2) not in _SIZE_UNITS:
+            raise _fail(where, problem)
+        size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+    else:
+        raise _fail(where, problem)
+    if size < 1:
+        raise _fail(where, f"{value!r} must be at least 1 byte")
+    return size
+
+
+def parse_duration(value: object, where: str) -> float:
+    """A positive number of seconds: ``300``, ``0.1``, ``1.5s``, ``250ms``, ``5m``, ``1h30m``."""
+    problem = f"{value!r} is not a duration (examples: 300, 1.5s, 250ms, 5m, 1h30m)"
+    if type(value) is int or type(value) is float:
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().replace(" ", "").lower()
+        if _NUMBER_RE.fullmatch(text):
+            seconds = float(text)
+        else:
+            parts = _DURATION_PART_RE.findall(text)
+            if not parts or "".join(n + u for n, u in parts) != text:
+                raise _fail(where, problem)
+            seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    else:
+        raise _fail(where, problem)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise _fail(where, f"{value!r} must be a positive, finite number of seconds")
+    return seconds
+
+
+def _parse_count(value: object, where: str) -> int:
+    count = _int_text(value)
+    if count is None or count < 1:
+        raise _fail(where, f"{value!r} is not a positive integer")
+    return count
+
+
+def _parse_text(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(where, f"{value!r} must be a non-empty string")
+    return value.strip()
+
+
+def _parse_node_id(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise _fail(where, f"{value!r} must be a string")
+    return value.strip()
+
+
+def _choice(options: tuple[str, ...]) -> Parser:
+    def parse(value: object, where: str) -> str:
+        text = value.strip().lower() if isinstance(value, str) else None
+        if text not in options:
+            raise _fail(where, f"{value!r} is not one of {', '.join(options)}")
+        return text
+
+    return parse
+
+
+def _parse_path(value: object, where: str) -> Path:
+    if isinstance(value, Path):
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(where, f"{value!r} must be a non-empty path")
+    return Path(value.strip()).expanduser()
+
+
+def _parse_optional_path(value: object, where: str) -> Path | None:
+    return None if value is None else _parse_path(value, where)
+
+
+def parse_address(value: object, where: str) -> str:
+    """A ``host:port`` address (``[v6]:port`` for IPv6) with a port from 1 to 65535."""
+    text = value.strip() if isinstance(value, str) else None
+    match = _HOSTPORT_RE.fullmatch(text) if text else None
+    if text is None or match is None or not 1 <= int(match.group(3)) <= 65535:
+        raise _fail(where, f"{value!r} is not a host:port address")
+    return text
+
+
+def _parse_join(value: object, where: str) -> tuple[str, ...]:
+    items: list[object]
+    if isinstance(value, str):
+        # From a flag or the environment: a comma-separated list.
+        items = [part for part in value.split(",") if part.strip()]
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise _fail(where, f"{value!r} must be a list of host:port addresses")
+    return tuple(parse_address(item, where) for item in items)
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSpec:
+    """One scalar setting: its TOML table and key, and the flag and variable that set it."""
+
+    table: Literal["node", "limits"]
+    key: str
+    parse: Parser
+    help: str
+    metavar: str = "VALUE"
+
+    @property
+    def name(self) -> str:
+        """The name ``overrides`` uses: ``"port"``, ``"limits.max_frame_bytes"``."""
+        return self.key if self.table == "node" else f"{self.table}.{self.key}"
+
+    @property
+    def env(self) -> str:
+        """``MESHCACHE_`` + the key upper-cased; keys of ``[limits]`` add ``LIMITS_``."""
+        middle = "" if self.table == "node" else f"{self.table.upper()}_"
+        return f"{ENV_PREFIX}{middle}{self.key.upper()}"
+
+    @property
+    def flag(self) -> str:
+        """``--`` + the key with dashes (``--admin-port``, ``--max-value-bytes``)."""
+        return "--" + self.key.replace("_", "-")
+
+
+def _node(key: str, parse: Parser, help: str, metavar: str = "VALUE") -> SettingSpec:
+    return SettingSpec("node", key, parse, help, metavar)
+
+
+def _limit(key: str, parse: Parser, help: str, metavar: str = "SIZE") -> SettingSpec:
+    return SettingSpec("limits", key, parse, help, metavar)
+
+
+#: Every scalar setting, in the order the docs and ``--help`` list them.
+SETTINGS: tuple[SettingSpec, ...] = (
+    _node("host", _parse_text, "address the data port binds", "HOST"),
+    _node("port", parse_port, "data port (0 = any free port)", "PORT"),
+    _node("admin_host", _parse_text, "address the admin port binds", "HOST"),
+    _node("admin_port", parse_port, "admin HTTP port (0 = any free port)", "PORT"),
+    _node("data_dir", _parse_path, "directory for the node's files", "DIR"),
+    _node("node_id", _parse_node_id, "node id (default: host:port once bound)", "ID"),
+    _node("log_format", _choice(LOG_FORMATS), "console or json", "FORMAT"),
+    _node("log_level", _choice(LOG_LEVELS), "debug, info, warning or error", "LEVEL"),
+    _node("expire_interval", parse_duration, "time between active-expiry cycles", "DURATION"),
+    _node("gossip_port", _parse_optional_port, "gossip UDP port (default: data port)", "PORT"),
+    _node("join", _parse_join, "seed addresses host:port, comma-separated", "ADDRS"),
+    _node("zone", _parse_text, "failure zone of this node", "ZONE"),
+    _node("profile", _choice(PROFILES), "gossip timing profile: lan or local", "PROFILE"),
+    _node("cluster_key_file", _parse_optional_path, "file holding the cluster key", "FILE"),
+    _limit("max_frame_bytes", parse_size, "largest request frame"),
+    _limit("max_key_bytes", parse_size, "largest key"),
+    _limit("max_value_bytes", parse_size, "largest value"),
+    _limit("max_connections", _parse_count, "most client connections", "N"),
+    _limit("max_buffered_bytes", parse_size, "unsent answers per connection before closing"),
+    _limit("idle_timeout", parse_duration, "close connections idle this long", "DURATION"),
+)
+SETTINGS_BY_NAME: Mapping[str, SettingSpec] = MappingProxyType({s.name: s for s in SETTINGS})
+_BY_TABLE: dict[str, dict[str, SettingSpec]] = {
+    table: {s.key: s for s in SETTINGS if s.table == table} for table in ("node", "limits")
+}
+_PATH_KEYS = frozenset({"data_dir", "cluster_key_file"})
+_TABLES = ("node", "limits", "namespaces")
+
+
+def _unknown(what: str, name: str, known: Any) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {what} {name!r}{hint}"
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+class _Layers:
+    """The winning value of each setting and a label saying where it came from."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, tuple[Any, str]] = {}
+        self.namespaces: dict[str, tuple[NamespacePolicy, str]] = {}
+
+    def put(self, spec: SettingSpec, raw: object, where: str) -> None:
+        self.values[spec.name] = (spec.parse(raw, where), where)
+
+    def get(self, name: str, default: Any) -> Any:
+        return self.values[name][0] if name in self.values else default
+
+    def origin(self, name: str) -> str:
+        return self.values[name][1] if name in self.values else "default"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {str(path)!r}: is a directory") from None
+    except PermissionError:
+        raise ConfigError(f"config file {str(path)!r}: permission denied") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid TOML: not UTF-8 text") from None
+
+
+def _parse_size_or_zero(value: object, where: str) -> int:
+    return 0 if isinstance(value, str) and value.strip() == "0" else parse_size(value, where)
+
+
+_POLICY_UNITS: dict[str, Parser] = {
+    "max_bytes": _parse_size_or_zero,
+    "default_ttl": parse_duration,
+}
+
+
+def _policy(name: str, table: object, where: str) -> NamespacePolicy:
+    if isinstance(table, NamespacePolicy):
+        policy = table
+    elif isinstance(table, Mapping):
+        values = dict(table)
+        # Sizes and durations take units here as everywhere else in the file.
+        for key, parse in _POLICY_UNITS.items():
+            if isinstance(values.get(key), str):
+                values[key] = parse(values[key], f"{where} {key}")
+        try:
+            policy = NamespacePolicy.from_mapping(values)
+        except ConfigError as exc:
+            raise _fail(where, str(exc)) from None
+        except (TypeError, ValueError) as exc:
+            raise _fail(where, str(exc) or type(exc).__name__) from None
+    else:
+        raise _fail(where, f"{table!r} must be a table of policy settings")
+    try:
+        policy.validate()
+    except ConfigError as exc:
+        raise _fail(where, str(exc)) from None
+    return policy
+
+
+def _apply_toml(layers: _Layers, path: Path) -> None:
+    data = _read_toml(path)
+    for table in data:
+        if table not in _TABLES:
+            raise _fail(str(path), _unknown("table", f"[{table}]", [f"[{t}]" for t in _TABLES]))
+    for table in ("node", "limits"):
+        content = data.get(table, {})
+        if not isinstance(content, dict):
+            raise _fail(str(path), f"{table!r} must be a table: write [{table}]")
+        for key, raw in content.items():
+            where = f"{path} [{table}] {key}"
+            spec = _BY_TABLE[table].get(key)
+            if spec is None:
+                raise _fail(f"{path} [{table}]", _unknown("setting", key, _BY_TABLE[table]))
+            layers.put(spec, raw, where)
+            value = layers.values[spec.name][0]
+            if key in _PATH_KEYS and isinstance(value, Path) and not value.is_absolute():
+                # Relative paths in a file are relative to that file, not to where the
+                # node happens to be started from.
+                layers.values[spec.name] = (path.parent / value, where)
+    namespaces = data.get("namespaces", {})
+    if not isinstance(namespaces, dict):
+        raise _fail(str(path), "'namespaces' must hold tables: write [namespaces.NAME]")
+    for name, table in namespaces.items():
+        where = f"{path} [namespaces.{name}]"
+        layers.namespaces[name] = (_policy(name, table, where), where)
+
+
+def _apply_env(layers: _Layers, environ: Mapping[str, str]) -> None:
+    for spec in SETTINGS:
+        raw = environ.get(spec.env)
+        # An empty variable counts as unset: `MESHCACHE_PORT= meshcache start` is common.
+        if raw is not None and raw.strip():
+            layers.put(spec, raw, spec.env)
+
+
+def _apply_overrides(layers: _Layers, overrides: Mapping[str, Any]) -> None:
+    for name, raw in overrides.items():
+        if name == "namespaces":
+            if not isinstance(raw, Mapping):
+                raise _fail("namespaces", f"{raw!r} must map names to policies")
+            for ns, policy in raw.items():
+                where = f"namespace {ns!r}"
+                layers.namespaces[ns] = (_policy(ns, policy, where), where)
+            continue
+        spec = SETTINGS_BY_NAME.get(name)
+        if spec is None:
+            raise ConfigError(_unknown("setting", name, SETTINGS_BY_NAME))
+        layers.put(spec, raw, spec.flag)
+
+
+def unknown_env_vars(environ: Mapping[str, str]) -> list[str]:
+    """``MESHCACHE_*`` variables in ``environ`` that name no setting (likely typos).
+
+    They are ignored by :func:`load_settings` because other tools share the prefix
+    (``MESHCACHE_SIM_SEED`` in the tests); ``meshcache start`` logs a warning for each.
+    """
+    known = {spec.env for spec in SETTINGS} | {CONFIG_ENV}
+    return sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in known)
+
+
+def _check_namespace_name(name: object, where: str) -> None:
+    if not isinstance(name, str) or not name or len(name.encode("utf-8", "replace")) > 255:
+        raise _fail(where, f"namespace name {name!r} must be 1 to 255 bytes of text")
+
+
+def _cross_check(layers: _Layers, settings: NodeSettings) -> None:
+    limits = settings.limits
+
+    def described(name: str, value: object) -> str:
+        return f"{name.rpartition('.')[2]} ({value}, from {layers.origin(name)})"
+
+    for small in ("max_key_bytes", "max_value_bytes"):
+        small_value = getattr(limits, small)
+        if small_value >= limits.max_frame_bytes:
+            raise ConfigError(
+                f"{described('limits.' + small, small_value)} must be smaller than "
+                f"{described('limits.max_frame_bytes', limits.max_frame_bytes)}"
+            )
+    if settings.port and settings.port == settings.admin_port:
+        raise ConfigError(
+            f"{described('port', settings.port)} and "
+            f"{described('admin_port', settings.admin_port)} must differ"
+        )
+
+
+def load_settings(
+    *,
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> NodeSettings:
+    """Build the node's settings from defaults, a TOML file, the environment and overrides.
+
+    Args:
+        config_file: a TOML file with ``[node]``, ``[limits]`` and ``[namespaces.NAME]`` tables.
+            When None, the file named by ``MESHCACHE_CONFIG`` in ``environ`` is read, if any.
+        environ: where ``MESHCACHE_*`` variables are looked up; ``os.environ`` when None.
+            Empty variables count as unset; unknown ``MESHCACHE_*`` names are ignored.
+        overrides: the command line's values, keyed by :attr:`SettingSpec.name` (``"port"``,
+            ``"limits.max_value_bytes"``) plus ``"namespaces"`` (name → policy or mapping).
+            Values may be text (parsed as a flag's would be) or already typed.
+
+    Raises:
+        ConfigError: a value is malformed or out of range, a TOML key is unknown, or the file
+            cannot be read; the message names the setting and where its value came from.
+    """
+    env = os.environ if environ is None else environ
+    layers = _Layers()
+    if config_file is None and env.get(CONFIG_ENV, "").strip():
+        config_file = Path(env[CONFIG_ENV].strip()).expanduser()
+    if config_file is not None:
+        _apply_toml(layers, Path(config_file))
+    _apply_env(layers, env)
+    if overrides:
+        _apply_overrides(layers, overrides)
+
+    limit_defaults = LimitSettings()
+    limits = LimitSettings(
+        **{
+            f.name: layers.get(f"limits.{f.name}", getattr(limit_defaults, f.name))
+            for f in fields(LimitSettings)
+        }
+    )
+    namespaces: dict[str, NamespacePolicy] = {"default": NamespacePolicy()}
+    for name, (policy, where) in layers.namespaces.items():
+        _check_namespace_name(name, where)
+        namespaces[name] = policy
+    node_defaults = NodeSettings()
+    node_values = {
+        spec.key: layers.get(spec.name, getattr(node_defaults, spec.key))
+        for spec in SETTINGS
+        if spec.table == "node"
+    }
+    settings = NodeSettings(**node_values, limits=limits, namespaces=MappingProxyType(namespaces))
+    _cross_check(layers, settings)
+    return settings
+
+
+def settings_as_toml(settings: NodeSettings) -> str:
+    """The settings written as a TOML file that :func:`load_settings` reads back to equal values.
+
+    Unset optional values (``gossip_port``, ``cluster_key_file``, policy fields that are None)
+    are left out, since TOML has no null.
+    """
+    lines = ["[node]"]
+    for spec in SETTINGS:
+        table = settings if spec.table == "node" else settings.limits
+        if spec.table == "limits" and lines[-1] != "" and "[limits]" not in lines:
+            lines += ["", "[limits]"]
+        value = getattr(table, spec.key)
+        if value is not None:
+            lines.append(f"{spec.key} = {_toml_value(value)}")
+    for name, policy in settings.namespaces.items():
+        lines += ["", f"[namespaces.{_toml_key(name)}]"]
+        for key, value in policy.to_mapping().items():
+            lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_key(name: str) -> str:
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else _toml_string(name)
+
+
+def _toml_string(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in escaped)
+    return f'"{escaped}"'
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, Path):
+        return _toml_string(str(value))
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return _toml_string(str(value))
+
+
+__all__ = [
+    "CONFIG_ENV",
+    "ENV_PREFIX",
+    "SETTINGS",
+    "SETTINGS_BY_NAME",
+    "LimitSettings",
+    "NodeSettings",
+    "SettingSpec",
+    "load_settings",
+    "parse_address",
+    "parse_duration",
+    "parse_port",
+    "parse_size",
+    "settings_as_toml",
+    "unknown_env_vars",
+]
