@@ -1,0 +1,146 @@
+"""Start real meshcache nodes for tests and tools: in a separate OS process, with a deadline.
+
+``NodeProcess`` runs ``python -m meshcache start`` with ports chosen by the kernel (port 0) and
+learns the bound ports from the ``node.json`` file the node writes into its data directory once
+it is ready. Nothing here sleeps for a fixed time: it polls for the condition until a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+from meshcache.errors import MeshcacheError
+
+READY_FILE = "node.json"
+
+
+class NodeStartError(MeshcacheError):
+    """A node process did not become ready in time or exited early."""
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+class NodeProcess:
+    """One node in its own process. Use as a context manager; it is killed on exit."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *extra_args: str,
+        port: int = 0,
+        admin_port: int = 0,
+        env: dict[str, str] | None = None,
+        log_file: Path | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.args = [
+            sys.executable,
+            "-m",
+            "meshcache",
+            "start",
+            "--port",
+            str(port),
+            "--admin-port",
+            str(admin_port),
+            "--data-dir",
+            str(self.data_dir),
+            "--log-format",
+            "json",
+            *extra_args,
+        ]
+        self.env = {**os.environ, **(env or {})}
+        self.log_file = log_file or self.data_dir / "node.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.node_id = ""
+        self.data_address: tuple[str, int] = ("", 0)
+        self.admin_address: tuple[str, int] = ("", 0)
+
+    @property
+    def data(self) -> str:
+        """``host:port`` of the data port."""
+        return f"{self.data_address[0]}:{self.data_address[1]}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 20.0) -> NodeProcess:
+        """Spawn the node and wait until it has written its ready file."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        ready = self.data_dir / READY_FILE
+        ready.unlink(missing_ok=True)
+        with open(self.log_file, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise NodeStartError(
+                    f"node exited with {self.proc.returncode}; log:\n{self.log_tail()}"
+                )
+            info = _read_ready(ready, self.proc.pid)
+            if info is not None:
+                self.node_id = info["node_id"]
+                self.data_address = _split(info["data"])
+                self.admin_address = _split(info["admin"])
+                return self
+            time.sleep(0.02)  # polling a file the child writes; the deadline bounds it
+        self.kill()
+        raise NodeStartError(f"node not ready after {timeout}s; log:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def signal(self, signum: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signum)
+
+    def kill(self) -> None:
+        """``kill -9`` and reap."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM, wait for a graceful exit (SIGKILL after ``timeout``); the exit code."""
+        assert self.proc is not None
+        self.signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return self.proc.wait()
+
+    def __enter__(self) -> NodeProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.kill()
+
+
+def _read_ready(path: Path, pid: int) -> dict[str, str] | None:
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and info.get("pid") == pid else None
