@@ -1,1 +1,1 @@
-"""testing"""
+"""Test harnesses importable by users: the deterministic network simulator (``simnet``)."""
