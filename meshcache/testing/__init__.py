@@ -1,1 +1,2 @@
-"""Test harnesses importable by users: the deterministic network simulator (``simnet``)."""
+"""Test harnesses importable by users: the deterministic network simulator (``simnet``) and
+real node processes (``nodes``)."""
