@@ -348,7 +348,6 @@ def decode_envelope(keyring: Keyring, data: bytes, *, stream: bool, max_size: in
             raw=False,
             use_list=True,
             strict_map_key=True,
-            max_buffer_size=max_size,
             timestamp=0,
         )
     except (ValueError, TypeError, OverflowError, msgpack.UnpackException) as exc:
