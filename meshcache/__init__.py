@@ -6,6 +6,7 @@ Public API only; everything else lives in subpackages.
 from __future__ import annotations
 
 from meshcache._version import __version__
+from meshcache.client import Client
 from meshcache.errors import (
     BadRequestError,
     CommandError,
@@ -24,6 +25,7 @@ from meshcache.errors import (
 
 __all__ = [
     "BadRequestError",
+    "Client",
     "CommandError",
     "ConfigError",
     "ErrorCode",

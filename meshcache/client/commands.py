@@ -1,0 +1,466 @@
+"""Every client method, written once: what it sends and how its result is shaped.
+
+:class:`Commands` holds one *builder* per method. A builder checks its arguments and returns a
+:class:`~meshcache.client.core.Command`; the :func:`command` descriptor turns it into a method
+whose call hands that command to the object's ``_execute``. What ``_execute`` does depends on the
+front end, and the descriptor's overloads tell type checkers what the method returns there:
+
+* :class:`SyncExecutor` (``meshcache.Client``): ``_execute`` sends and returns the result,
+  so ``client.get(k)`` is ``bytes | None``;
+* :class:`AsyncExecutor` (``TrioClient``, ``AsyncClient``): ``_execute`` is a coroutine,
+  so ``await client.get(k)`` is ``bytes | None``;
+* :class:`CommandQueue` (pipelines): ``_execute`` queues the command and returns the pipeline,
+  so calls chain: ``pipe.set(k, v).get(k)``.
+
+Keys, values, fields and members may be ``str`` (sent as UTF-8) or bytes-like; results are
+always ``bytes`` and are never decoded for you.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeAlias, TypeVar, overload
+
+from meshcache.client import results
+from meshcache.client.core import Command
+
+T = TypeVar("T")
+P = ParamSpec("P")
+Q = TypeVar("Q", bound="CommandQueue")
+
+#: A key, value, field or member as callers may pass it; str is encoded as UTF-8.
+Binary: TypeAlias = str | bytes | bytearray | memoryview
+
+DEFAULT_NAMESPACE = "default"
+
+
+class SyncExecutor:
+    """Base of front ends whose methods block and return the result."""
+
+    def _execute(self, command: Command[T]) -> T:
+        raise NotImplementedError
+
+
+class AsyncExecutor:
+    """Base of front ends whose methods return an awaitable of the result."""
+
+    async def _execute(self, command: Command[T]) -> T:
+        raise NotImplementedError
+
+
+class CommandQueue:
+    """Base of pipelines: methods queue their command and return the pipeline."""
+
+    def _execute(self, command: Command[Any]) -> Self:
+        raise NotImplementedError
+
+
+class command(Generic[P, T]):  # lower case: used as a decorator
+    """Decorator turning a builder ``(self, *args) -> Command[T]`` into a client method."""
+
+    def __init__(self, build: Callable[Concatenate[Any, P], Command[T]]) -> None:
+        self.build = build
+        self.__doc__ = build.__doc__
+        self.__name__ = build.__name__
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any]) -> command[P, T]: ...
+    @overload
+    def __get__(self, obj: SyncExecutor, owner: type[Any]) -> Callable[P, T]: ...
+    @overload
+    def __get__(self, obj: AsyncExecutor, owner: type[Any]) -> Callable[P, Awaitable[T]]: ...
+    @overload
+    def __get__(self, obj: Q, owner: type[Any]) -> Callable[P, Q]: ...
+    def __get__(self, obj: Any, owner: type[Any]) -> Any:
+        if obj is None:
+            return self
+        build = self.build
+        execute = obj._execute
+
+        @functools.wraps(build)
+        def method(*args: Any, **kwargs: Any) -> Any:
+            return execute(build(obj, *args, **kwargs))
+
+        return method
+
+
+def _keys(keys: Binary | Iterable[Binary], more: tuple[Binary, ...]) -> list[Any]:
+    if isinstance(keys, str | bytes | bytearray | memoryview):
+        return [keys, *more]
+    return [*keys, *more]
+
+
+def _options(**options: Any) -> dict[str, Any]:
+    # Only options that differ from the node's defaults go on the wire.
+    return {
+        name: value for name, value in options.items() if value is not None and value is not False
+    }
+
+
+class Commands:
+    """The data-port ops as methods. See docs/protocol.md for their exact semantics.
+
+    Every method takes ``namespace`` (default ``"default"``). Errors the node reports are raised
+    as the :class:`~meshcache.errors.CommandError` subclass for their code; arguments of the wrong
+    type raise :class:`~meshcache.errors.BadRequestError` before anything is sent.
+    """
+
+    # -- node and namespace ---------------------------------------------------------------------
+
+    @command
+    def ping(self) -> Command[bool]:
+        """True when the node answers PONG."""
+        return Command.build("PING", [], DEFAULT_NAMESPACE, results.pong)
+
+    @command
+    def info(self) -> Command[dict[str, Any]]:
+        """The node's INFO map (version, node_id, uptime_s, namespaces, connections)."""
+        return Command.build("INFO", [], DEFAULT_NAMESPACE, results.str_map)
+
+    @command
+    def dbsize(self, namespace: str = DEFAULT_NAMESPACE) -> Command[int]:
+        """How many live keys the namespace holds on the node."""
+        return Command.build("DBSIZE", [], namespace, results.integer)
+
+    @command
+    def flush(self, namespace: str = DEFAULT_NAMESPACE) -> Command[bool]:
+        """Delete every key of the namespace; True."""
+        return Command.build("FLUSH", [], namespace, results.boolean)
+
+    # -- plain values ---------------------------------------------------------------------------
+
+    @command
+    def get(self, key: Binary, namespace: str = DEFAULT_NAMESPACE) -> Command[bytes | None]:
+        """The value, or None when the key is missing or expired."""
+        return Command.build("GET", [key], namespace, results.optional_binary)
+
+    @command
+    def set(
+        self,
+        key: Binary,
+        value: Binary,
+        ttl: float | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
+        *,
+        nx: bool = False,
+        xx: bool = False,
+        get: bool = False,
+        keepttl: bool = False,
+    ) -> Command[Any]:
+        """Store ``value`` under ``key``, expiring after ``ttl`` seconds when given.
+
+        ``nx``: only if the key is absent; ``xx``: only if present; ``keepttl``: keep the current
+        expiry. Returns True when stored and False when an ``nx``/``xx`` condition failed; with
+        ``get=True`` returns the old value (bytes or None) instead.
+        """
+        options = _options(ttl=ttl, nx=nx, xx=xx, get=get, keepttl=keepttl)
+        return Command.build("SET", [key, value, options], namespace, results.set_result)
+
+    @command
+    def delete(self, *keys: Binary, namespace: str = DEFAULT_NAMESPACE) -> Command[int]:
+        """Delete the keys; return how many existed."""
+        return Command.build("DELETE", list(keys), namespace, results.integer)
+
+    @command
+    def exists(self, *keys: Binary, namespace: str = DEFAULT_NAMESPACE) -> Command[int]:
+        """How many of the keys exist (a key named twice counts twice)."""
+        return Command.build("EXISTS", list(keys), namespace, results.integer)
+
+    @command
+    def expire(
+        self, key: Binary, seconds: float, namespace: str = DEFAULT_NAMESPACE
+    ) -> Command[bool]:
+        """Make the key expire in ``seconds`` (<= 0 deletes it); False when it is missing."""
+        return Command.build("EXPIRE", [key, seconds], namespace, results.boolean)
+
+    @command
+    def persist(self, key: Binary, namespace: str = DEFAULT_NAMESPACE) -> Command[bool]:
+        """Remove the key's expiry; True if it had one."""
+        return Command.build("PERSIST", [key], namespace, results.boolean)
+
+    @command
+    def ttl(self, key: Binary, namespace: str = DEFAULT_NAMESPACE) -> Command[float]:
+        """Seconds left; -1.0 when the key has no expiry, -2.0 when it is missing."""
+        return Command.build("TTL", [key], namespace, results.number)
+
+    @command
+    def incr(
+        self, key: Binary, amount: int = 1, namespace: str = DEFAULT_NAMESPACE
+    ) -> Command[int]:
+        """Add ``amount`` to the integer stored at ``key`` (missing counts as 0); the new value."""
+        if amount == 1 and type(amount) is int:
+            return Command.build("INCR", [key], namespace, results.integer)
+        return Command.build("INCRBY", [key, amount], namespace, results.integer)
+
+    @command
+    def decr(
+        self, key: Binary, amount: int = 1, namespace: str = DEFAULT_NAMESPACE
+    ) -> Command[int]:
+        """Subtract ``amount`` from the integer stored at ``key``; the new value."""
+        if amount == 1 and type(amount) is int:
+            return Command.build("DECR", [key], namespace, results.integer)
+        return Command.build("DECRBY", [key, amount], namespace, results.integer)
+
+    @command
+    def mget(
+        self,
+        keys: Binary | Iterable[Binary],
+        *more: Binary,
+        namespace: str = DEFAULT_NAMESPACE,
+    ) -> Command[list[bytes | None]]:
+        """The values of the keys in order, None for missing ones (or typed values).
+
+        Keys as an iterable, ``mget(["a", "b"])``, or as arguments, ``mget("a", "b")``.
+        """
+        return Command.build("MGET", _keys(keys, more), namespace, results.optional_binary_list)
+
+    @command
+    def mset(
+        self, mapping: Mapping[Binary, Binary], namespace: str = DEFAULT_NAMESPACE
+    ) -> Command[bool]:
+        """Set every key of ``mapping`` to its value; True."""
+        args = [item for pair in mapping.items() for item in pair]
+        return Command.build("MSET", args, namespace, results.boolean)
+
+    @command
+    def gets(
+        self, key: Binary, namespace: str = DEFAULT_NAMESPACE
+    ) -> Command[tuple[bytes, int] | None]:
+        """``(value, version)`` for :meth:`cas`, or None when the key is missing."""
+        return Command.build("GETS", [key], namespace, results.versioned)
+
+    @command
+    def cas(
+        self,
+        key: Binary,
+        value: Binary,
+        version: int,
+        ttl: float | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
+    ) -> Command[bool]:
+        """Replace the value only if the key's version is still ``version`` (from :meth:`gets`).
+
+        Returns True when replaced, False when the key is gone or was written since.
+        """
+        options = _options(ttl=ttl)
+        return Command.build("CAS", [key, version, value, options], namespace, results.boolean)
+
+    # -- hashes ---------------------------------------------------------------------------------
+
+    @command
+    def hset(
+        self,
+        key: Binary,
+        field: Binary | Mapping[Binary, Binary],
+        value: Binary | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
+    ) -> Command[int]:
+        """Set one field (``hset(k, f, v)``) or many (``hset(k, {f: v, ...})``); new fields."""
+        if isinstance(field, Mapping):
+            args: list[Any] = [key, *(item for pair in field.items() for item in pair)]
+        else:
+            args = [key, field, value]
+        return Command.build("HSET", args, namespace, results.integer)
+
+    @command
+    def hget(
+        self, key: Binary, field: Binary, namespace: str = DEFAULT_NAMESPACE
+    ) -> Command[bytes | None]:
+        """The field's value, or None."""
+        return Command.build("HGET", [key, field], namespace, results.optional_binary)
+
+    @command
+    def hdel(
+        self, key: Binary, *fields: Binary, namespace: str = DEFAULT_NAMESPACE
+    ) -> Command[int]:
+        """Remove the fields; how many existed."""
+        return Command.build("HDEL", [key, *fields], namespace, results.integer)
+
+    @command
+    def hgetall(
+        self, key: Binary, namespace: str = DEFAULT_NAMESPACE
+    ) -> Command[dict[bytes, bytes]]:
+        """Every field and value (empty when the key is missing)."""
+        return Command.build("HGETALL", [key], namespace, results.binary_map)
+
+    @command
+    def hincrby(
+        self, key: Binary, field: Binary, amount: int = 1, namespace: str = DEFAULT_NAMESPACE
+    ) -> Command[int]:
+        """Add ``amount`` to the integer in the field; the new value."""
+        return Command.build("HINCRBY", [key, field, amount], namespace, results.integer)
+
+    @command
+    def hlen(self, key: Binary, namespace: str = DEFAULT_NAMESPACE) -> Command[int]:
+        """How many fields the hash has."""
+        return Command.build("HLEN", [key], namespace, results.integer)
+
+    # -- lists ----------------------------------------------------------------------------------
+
+    @command
+    def lpush(
+        self, key: Binary, *values: Binary, namespace: str = DEFAULT_NAMESPACE
+    ) -> Command[int]:
+        """Push each value in turn to the head; the new length."""
+        return Command.build("LPUSH", [key, *values], namespace, results.integer)
+
+    @command
+    def rpush(
+        self, key: Binary, *values: Binary, namespace: str = DEFAULT_NAMESPACE
+    ) -> Command[int]:
+        """Append the values to the tail; the new length."""
+        return Command.build("RPUSH", [key, *values], namespace, results.integer)
+
+    @command
+    def lpop(self, key: Binary, namespace: str = DEFAULT_NAMESPACE) -> Command[bytes | None]:
+        """Remove and return the head, or None when the list is empty."""
+        return Command.build("LPOP", [key], namespace, results.optional_binary)
+
+    @command
+    def rpop(self, key: Binary, namespace: str = DEFAULT_NAMESPACE) -> Command[bytes | None]:
+        """Remove and return the tail, or None when the list is empty."""
+        return Command.build("RPOP", [key], namespace, results.optional_binary)
+
+    @command
+    def lrange(
+        self, key: Binary, start: int, stop: int, namespace: str = DEFAULT_NAMESPACE
+    ) -> Command[list[bytes]]:
+        """Elements ``start..stop`` inclusive; negative indexes count from the end."""
+        return Command.build("LRANGE", [key, start, stop], namespace, results.binary_list)
+
+    @command
+    def llen(self, key: Binary, namespace: str = DEFAULT_NAMESPACE) -> Command[int]:
+        """The list's length."""
+        return Command.build("LLEN", [key], namespace, results.integer)
+
+    # -- sets -----------------------------------------------------------------------------------
+
+    @command
+    def sadd(
+        self, key: Binary, *members: Binary, namespace: str = DEFAULT_NAMESPACE
+    ) -> Command[int]:
+        """Add the members; how many were new."""
+        return Command.build("SADD", [key, *members], namespace, results.integer)
+
+    @command
+    def srem(
+        self, key: Binary, *members: Binary, namespace: str = DEFAULT_NAMESPACE
+    ) -> Command[int]:
+        """Remove the members; how many were there."""
+        return Command.build("SREM", [key, *members], namespace, results.integer)
+
+    @command
+    def sismember(
+        self, key: Binary, member: Binary, namespace: str = DEFAULT_NAMESPACE
+    ) -> Command[bool]:
+        """Whether ``member`` is in the set."""
+        return Command.build("SISMEMBER", [key, member], namespace, results.boolean)
+
+    @command
+    def smembers(
+        self, key: Binary, namespace: str = DEFAULT_NAMESPACE
+    ) -> Command[builtins.set[bytes]]:
+        """Every member (an empty set when the key is missing)."""
+        return Command.build("SMEMBERS", [key], namespace, results.binary_set)
+
+    @command
+    def scard(self, key: Binary, namespace: str = DEFAULT_NAMESPACE) -> Command[int]:
+        """How many members the set has."""
+        return Command.build("SCARD", [key], namespace, results.integer)
+
+    # -- sorted sets ----------------------------------------------------------------------------
+
+    @command
+    def zadd(
+        self, key: Binary, mapping: Mapping[Binary, float], namespace: str = DEFAULT_NAMESPACE
+    ) -> Command[int]:
+        """Give each member of ``mapping`` its score; how many members were new."""
+        args: list[Any] = [key]
+        for member, score in mapping.items():
+            args += (score, member)
+        return Command.build("ZADD", args, namespace, results.integer)
+
+    @command
+    def zrem(
+        self, key: Binary, *members: Binary, namespace: str = DEFAULT_NAMESPACE
+    ) -> Command[int]:
+        """Remove the members; how many were there."""
+        return Command.build("ZREM", [key, *members], namespace, results.integer)
+
+    @command
+    def zscore(
+        self, key: Binary, member: Binary, namespace: str = DEFAULT_NAMESPACE
+    ) -> Command[float | None]:
+        """The member's score, or None."""
+        return Command.build("ZSCORE", [key, member], namespace, results.optional_number)
+
+    @command
+    def zincrby(
+        self, key: Binary, amount: float, member: Binary, namespace: str = DEFAULT_NAMESPACE
+    ) -> Command[float]:
+        """Add ``amount`` to the member's score (a new member starts at 0); the new score."""
+        return Command.build("ZINCRBY", [key, amount, member], namespace, results.number)
+
+    @command
+    def zrange(
+        self,
+        key: Binary,
+        start: int,
+        stop: int,
+        namespace: str = DEFAULT_NAMESPACE,
+        *,
+        withscores: bool = False,
+        rev: bool = False,
+    ) -> Command[list[Any]]:
+        """Members by rank ``start..stop`` inclusive (``rev``: from the highest score).
+
+        A list of bytes; with ``withscores``, a list of ``(member, score)`` tuples.
+        """
+        options = _options(withscores=withscores, rev=rev)
+        decode = results.scored_pairs if withscores else results.binary_list
+        return Command.build("ZRANGE", [key, start, stop, options], namespace, decode)
+
+    @command
+    def zrangebyscore(
+        self,
+        key: Binary,
+        min: float,  # min/max shadow builtins: they are the Redis names
+        max: float,
+        namespace: str = DEFAULT_NAMESPACE,
+        *,
+        withscores: bool = False,
+        offset: int | None = None,
+        count: int | None = None,
+    ) -> Command[list[Any]]:
+        """Members with ``min <= score <= max`` ascending, optionally paged by offset/count.
+
+        A list of bytes; with ``withscores``, a list of ``(member, score)`` tuples.
+        """
+        options = _options(withscores=withscores, offset=offset, count=count)
+        decode = results.scored_pairs if withscores else results.binary_list
+        return Command.build("ZRANGEBYSCORE", [key, min, max, options], namespace, decode)
+
+    @command
+    def zrank(
+        self, key: Binary, member: Binary, namespace: str = DEFAULT_NAMESPACE
+    ) -> Command[int | None]:
+        """The member's 0-based rank by ascending score, or None."""
+        return Command.build("ZRANK", [key, member], namespace, results.optional_integer)
+
+    @command
+    def zcard(self, key: Binary, namespace: str = DEFAULT_NAMESPACE) -> Command[int]:
+        """How many members the sorted set has."""
+        return Command.build("ZCARD", [key], namespace, results.integer)
+
+
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "AsyncExecutor",
+    "Binary",
+    "CommandQueue",
+    "Commands",
+    "SyncExecutor",
+    "command",
+]

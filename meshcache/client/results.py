@@ -1,0 +1,121 @@
+"""Result decoders: raw msgpack results in, the Python values the client methods promise out.
+
+Each decoder checks the shape the protocol documents and raises
+:class:`~meshcache.errors.RemoteProtocolError` on anything else, so a misbehaving node can never
+make a client method return a value of the wrong type or raise something unexpected.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from meshcache.errors import RemoteProtocolError
+
+
+def _wrong(what: str, value: Any) -> RemoteProtocolError:
+    return RemoteProtocolError(f"expected {what} from the node, got {type(value).__name__}")
+
+
+def any_value(value: Any) -> Any:
+    return value
+
+
+def boolean(value: Any) -> bool:
+    if type(value) is not bool:
+        raise _wrong("a bool", value)
+    return value
+
+
+def integer(value: Any) -> int:
+    if type(value) is not int:
+        raise _wrong("an int", value)
+    return value
+
+
+def number(value: Any) -> float:
+    if type(value) is float:
+        return value
+    if type(value) is int:
+        return float(value)
+    raise _wrong("a number", value)
+
+
+def optional_number(value: Any) -> float | None:
+    return None if value is None else number(value)
+
+
+def optional_integer(value: Any) -> int | None:
+    return None if value is None else integer(value)
+
+
+def binary(value: Any) -> bytes:
+    if type(value) is not bytes:
+        raise _wrong("bin", value)
+    return value
+
+
+def optional_binary(value: Any) -> bytes | None:
+    return None if value is None else binary(value)
+
+
+def pong(value: Any) -> bool:
+    if value != "PONG":
+        raise RemoteProtocolError(f"expected PONG, got {value!r}")
+    return True
+
+
+def binary_list(value: Any) -> list[bytes]:
+    if type(value) is not list:
+        raise _wrong("an array", value)
+    return [binary(item) for item in value]
+
+
+def binary_set(value: Any) -> set[bytes]:
+    return set(binary_list(value))
+
+
+def optional_binary_list(value: Any) -> list[bytes | None]:
+    if type(value) is not list:
+        raise _wrong("an array", value)
+    return [optional_binary(item) for item in value]
+
+
+def binary_map(value: Any) -> dict[bytes, bytes]:
+    if type(value) is not dict:
+        raise _wrong("a map", value)
+    return {binary(k): binary(v) for k, v in value.items()}
+
+
+def str_map(value: Any) -> dict[str, Any]:
+    if type(value) is not dict or not all(type(k) is str for k in value):
+        raise _wrong("a map with str keys", value)
+    return value
+
+
+def versioned(value: Any) -> tuple[bytes, int] | None:
+    """GETS: ``[value, version]`` or nil."""
+    if value is None:
+        return None
+    if type(value) is not list or len(value) != 2:
+        raise _wrong("[value, version]", value)
+    return binary(value[0]), integer(value[1])
+
+
+def set_result(value: Any) -> bool | bytes | None:
+    """SET: a bool, or with ``get`` the old value (bin or nil)."""
+    if value is None or type(value) in (bool, bytes):
+        result: bool | bytes | None = value
+        return result
+    raise _wrong("a bool, bin or nil", value)
+
+
+def scored_pairs(value: Any) -> list[tuple[bytes, float]]:
+    """ZRANGE/ZRANGEBYSCORE withscores: ``[[member, score], ...]`` → ``[(member, score), ...]``."""
+    if type(value) is not list:
+        raise _wrong("an array", value)
+    pairs: list[tuple[bytes, float]] = []
+    for item in value:
+        if type(item) is not list or len(item) != 2:
+            raise _wrong("[member, score]", item)
+        pairs.append((binary(item[0]), number(item[1])))
+    return pairs

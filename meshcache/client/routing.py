@@ -1,0 +1,135 @@
+"""Which node a request goes to: the routing seam of every client front end.
+
+A front end asks its :class:`Router` for ``candidates(key)`` — the addresses to try, best first —
+connects to the first that answers and reports back with ``connected`` / ``failed``. Today the
+only router is :class:`SeedRouter` (the first seed that answers, failing over down the list);
+the cluster-ring router will implement the same protocol and place each key on its owners.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from meshcache.errors import ConfigError
+
+DEFAULT_PORT = 7400
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Address:
+    """A node's data port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_address(text: str) -> Address:
+    """``"host:port"``, ``"host"`` (port 7400) or ``"[v6addr]:port"``.
+
+    Raises:
+        ConfigError: the text is not an address.
+    """
+    text = text.strip()
+    if not text:
+        raise ConfigError("empty node address")
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ConfigError(f"bad node address {text!r}")
+        port_text = rest[1:] if rest else ""
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host, port_text = text, ""
+    if not host:
+        raise ConfigError(f"bad node address {text!r}: no host")
+    if not port_text:
+        return Address(host, DEFAULT_PORT)
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"bad node address {text!r}: port is not a number") from None
+    if not 0 < port < 65536:
+        raise ConfigError(f"bad node address {text!r}: port out of range")
+    return Address(host, port)
+
+
+def parse_addresses(spec: str | Address | Sequence[str | Address]) -> list[Address]:
+    """A comma-separated ``"h:p,h:p"`` string, one :class:`Address`, or a sequence of either.
+
+    Raises:
+        ConfigError: no address, or one that does not parse.
+    """
+    if isinstance(spec, Address):
+        items: list[str | Address] = [spec]
+    elif isinstance(spec, str):
+        items = [part for part in spec.split(",") if part.strip()]
+    else:
+        items = list(spec)
+    addresses = [item if isinstance(item, Address) else parse_address(item) for item in items]
+    if not addresses:
+        raise ConfigError("no node address given")
+    return addresses
+
+
+class Router(Protocol):
+    """Picks the node for a request. Called from many threads or tasks at once."""
+
+    def candidates(self, key: bytes | None) -> list[Address]:
+        """The addresses to try for ``key`` (None: any node will do), best first."""
+        ...
+
+    def connected(self, address: Address) -> None:
+        """A connection to ``address`` was just made."""
+        ...
+
+    def failed(self, address: Address) -> None:
+        """Connecting to ``address`` failed, or a connection to it broke."""
+        ...
+
+    def observe_ring_version(self, version: int) -> None:
+        """A response carried this ring version (a ring router refreshes when it grows)."""
+        ...
+
+
+class SeedRouter:
+    """Every request goes to one seed: the first that answered; on failure, the next one.
+
+    State is one index replaced by a single assignment, so no lock is needed across threads.
+    """
+
+    def __init__(self, addresses: Sequence[Address]) -> None:
+        if not addresses:
+            raise ConfigError("no node address given")
+        self.addresses = tuple(addresses)
+        self._preferred = 0
+        self.ring_version = 0
+
+    @property
+    def preferred(self) -> Address:
+        return self.addresses[self._preferred]
+
+    def candidates(self, key: bytes | None) -> list[Address]:
+        i = self._preferred
+        return [*self.addresses[i:], *self.addresses[:i]]
+
+    def connected(self, address: Address) -> None:
+        if address in self.addresses:
+            self._preferred = self.addresses.index(address)
+
+    def failed(self, address: Address) -> None:
+        i = self._preferred
+        if self.addresses[i] == address:
+            self._preferred = (i + 1) % len(self.addresses)
+
+    def observe_ring_version(self, version: int) -> None:
+        self.ring_version = max(self.ring_version, version)
+
+
+__all__ = ["DEFAULT_PORT", "Address", "Router", "SeedRouter", "parse_address", "parse_addresses"]

@@ -1,0 +1,333 @@
+"""``meshcache.Client``: the blocking, thread-safe client with a connection pool.
+
+.. code-block:: python
+
+    with meshcache.Client("127.0.0.1:7400") as client:
+        client.set("user:1", b"ada", ttl=60)
+        client.get("user:1")            # b"ada"
+        with client.pipeline() as pipe:
+            pipe.incr("hits").get("user:1")
+            pipe.execute()              # [1, b"ada"]
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from meshcache.client.commands import CommandQueue, Commands, SyncExecutor
+from meshcache.client.core import ClientProtocol, Command, Exchange
+from meshcache.client.routing import Address, Router, SeedRouter, parse_addresses
+from meshcache.errors import ConfigError, MeshcacheConnectionError, MeshcacheTimeout
+from meshcache.wire import DEFAULT_MAX_FRAME
+
+T = TypeVar("T")
+
+_RECV_SIZE = 256 * 1024
+
+
+class _Connection:
+    """One socket and its protocol state; used by one thread at a time (the pool sees to it)."""
+
+    __slots__ = ("address", "protocol", "sock")
+
+    def __init__(self, address: Address, sock: socket.socket, max_frame: int) -> None:
+        self.address = address
+        self.sock = sock
+        self.protocol = ClientProtocol(max_frame)
+
+    @classmethod
+    def open(cls, address: Address, timeout: float | None, max_frame: int) -> _Connection:
+        """Connect; raise OSError (TimeoutError included) when the node does not accept."""
+        sock = socket.create_connection((address.host, address.port), timeout=timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            sock.close()
+            raise
+        return cls(address, sock, max_frame)
+
+    def exchange(self, commands: Sequence[Command[Any]], timeout: float | None) -> Exchange:
+        """Send the commands in one write and read until each has its reply.
+
+        Raises:
+            MeshcacheTimeout: the replies did not all arrive within ``timeout`` seconds.
+            MeshcacheConnectionError: the connection broke or the node closed it.
+            RemoteProtocolError: the node broke the protocol.
+        In every case the connection must be discarded.
+        """
+        exchange = Exchange(self.protocol, commands)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        sock = self.sock
+        try:
+            sock.settimeout(timeout)
+            sock.sendall(exchange.outgoing)
+            while not exchange.done:
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TimeoutError
+                    sock.settimeout(remaining)
+                data = sock.recv(_RECV_SIZE)
+                if not data:
+                    raise MeshcacheConnectionError(f"{self.address} closed the connection")
+                exchange.receive_data(data)
+        except TimeoutError:
+            raise MeshcacheTimeout(f"no answer from {self.address} within {timeout} s") from None
+        except OSError as exc:
+            raise MeshcacheConnectionError(f"connection to {self.address} broke: {exc}") from exc
+        return exchange
+
+    @property
+    def reusable(self) -> bool:
+        """False when the node closed the idle connection (or sent something unasked)."""
+        if self.protocol.error is not None or self.protocol.pending:
+            return False
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class ConnectionPool:
+    """Connections per node address, each lent to one thread at a time.
+
+    At most ``max_connections`` are lent out at once across all addresses; a thread that finds none
+    free waits up to ``timeout`` seconds. Idle connections the node has closed are dropped
+    when found, before they are lent again.
+    """
+
+    def __init__(
+        self,
+        router: Router,
+        *,
+        connect_timeout: float | None,
+        timeout: float | None,
+        max_connections: int,
+        max_frame: int,
+    ) -> None:
+        if max_connections < 1:
+            raise ConfigError("max_connections must be at least 1")
+        self.router = router
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+        self.max_frame = max_frame
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._lock = threading.Lock()
+        self._idle: dict[Address, list[_Connection]] = {}
+        self._closed = False
+
+    def acquire(self, key: bytes | None) -> _Connection:
+        """A connection to the node the router picks for ``key``, failing over down its list.
+
+        Raises:
+            MeshcacheTimeout: every connection stayed busy for ``timeout`` seconds.
+            MeshcacheConnectionError: no candidate node accepted a connection.
+        """
+        if self._closed:
+            raise MeshcacheConnectionError("the client is closed")
+        if not self._slots.acquire(timeout=self.timeout):
+            raise MeshcacheTimeout(f"no free connection within {self.timeout} s")
+        try:
+            return self._connect(key)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _connect(self, key: bytes | None) -> _Connection:
+        failures: list[str] = []
+        for address in self.router.candidates(key):
+            conn = self._take_idle(address)
+            if conn is not None:
+                return conn
+            try:
+                conn = _Connection.open(address, self.connect_timeout, self.max_frame)
+            except OSError as exc:
+                self.router.failed(address)
+                failures.append(f"{address}: {exc or type(exc).__name__}")
+                continue
+            self.router.connected(address)
+            return conn
+        raise MeshcacheConnectionError(
+            "could not connect to any node (" + "; ".join(failures) + ")"
+        )
+
+    def _take_idle(self, address: Address) -> _Connection | None:
+        while True:
+            with self._lock:
+                idle = self._idle.get(address)
+                if not idle:
+                    return None
+                conn = idle.pop()
+            if conn.reusable:
+                return conn
+            conn.close()
+
+    def release(self, conn: _Connection) -> None:
+        """Give a connection back after a complete exchange."""
+        try:
+            if self._closed or conn.protocol.error is not None:
+                conn.close()
+                return
+            with self._lock:
+                self._idle.setdefault(conn.address, []).append(conn)
+        finally:
+            self._slots.release()
+
+    def discard(self, conn: _Connection) -> None:
+        """Close a connection whose state is unknown (timeout, breakage, interruption)."""
+        try:
+            conn.close()
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        """Close idle connections now and busy ones when they come back."""
+        self._closed = True
+        with self._lock:
+            idle = [conn for conns in self._idle.values() for conn in conns]
+            self._idle.clear()
+        for conn in idle:
+            conn.close()
+
+
+class Client(Commands, SyncExecutor):
+    """Blocking client; share one instance between threads.
+
+    Args:
+        addresses: ``"host:port"``, several as ``"h:p,h:p"`` (the first that answers is used,
+            the next ones on failure), or a list of them.
+        timeout: seconds to wait for the answer to a request or pipeline (None: forever); also
+            how long to wait for a free pooled connection.
+        connect_timeout: seconds to wait for a node to accept a connection.
+        max_connections: how many connections the pool may hold at once.
+        router: picks the node per key; defaults to a :class:`SeedRouter` over ``addresses``.
+
+    A request whose op is idempotent (``OpSpec.idempotent``: reads, SET, DELETE, ...) is sent a
+    second time, on a new connection, when the connection breaks before its answer arrives;
+    others (INCR, LPUSH, CAS, ...) raise :class:`MeshcacheConnectionError` since they may have
+    been applied. Timeouts raise :class:`MeshcacheTimeout` and are never retried.
+    """
+
+    def __init__(
+        self,
+        addresses: str | Address | Sequence[str | Address] = "127.0.0.1:7400",
+        *,
+        timeout: float | None = 5.0,
+        connect_timeout: float | None = 5.0,
+        max_connections: int = 64,
+        router: Router | None = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        self.router: Router = router or SeedRouter(parse_addresses(addresses))
+        self.timeout = timeout
+        self._pool = ConnectionPool(
+            self.router,
+            connect_timeout=connect_timeout,
+            timeout=timeout,
+            max_connections=max_connections,
+            max_frame=max_frame,
+        )
+
+    def _execute(self, command: Command[T]) -> T:
+        result: T = self._run([command], raise_on_error=True)[0]
+        return result
+
+    def _run(self, commands: Sequence[Command[Any]], *, raise_on_error: bool) -> list[Any]:
+        key = next((c.key for c in commands if c.key is not None), None)
+        attempts = 2 if all(c.idempotent for c in commands) else 1
+        for attempt in range(attempts):
+            conn = self._pool.acquire(key)
+            try:
+                exchange = conn.exchange(commands, self.timeout)
+            except MeshcacheConnectionError:
+                self._pool.discard(conn)
+                if attempt + 1 < attempts:
+                    continue
+                raise
+            except BaseException:
+                self._pool.discard(conn)
+                raise
+            self._pool.release(conn)
+            self.router.observe_ring_version(conn.protocol.ring_version)
+            return exchange.results(raise_on_error=raise_on_error)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def pipeline(self, *, raise_on_error: bool = True) -> Pipeline:
+        """A pipeline: queue calls on it, then ``execute()`` sends them in one write."""
+        return Pipeline(self, raise_on_error=raise_on_error)
+
+    def close(self) -> None:
+        """Close every pooled connection; the client cannot be used afterwards."""
+        self._pool.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Pipeline(Commands, CommandQueue):
+    """Commands queued to be sent in one write by :meth:`execute`.
+
+    Every method queues its command and returns the pipeline, so calls chain. ``execute``
+    returns the results in order. With ``raise_on_error`` (the default) it raises the first
+    error after every reply has arrived, as redis-py does; without it, the exception objects
+    stand in the list where their results would be. A pipeline made only of idempotent ops is
+    retried once on a broken connection; any other is not. Leaving a ``with`` block discards
+    what was queued and not executed.
+    """
+
+    def __init__(self, client: Client, *, raise_on_error: bool = True) -> None:
+        self._client = client
+        self.raise_on_error = raise_on_error
+        self._commands: list[Command[Any]] = []
+
+    def _execute(self, command: Command[Any]) -> Self:
+        self._commands.append(command)
+        return self
+
+    def __len__(self) -> int:
+        return len(self._commands)
+
+    def execute(self, *, raise_on_error: bool | None = None) -> list[Any]:
+        """Send every queued command, wait for all replies, return the results in order."""
+        commands, self._commands = self._commands, []
+        if not commands:
+            return []
+        if raise_on_error is None:
+            raise_on_error = self.raise_on_error
+        return self._client._run(commands, raise_on_error=raise_on_error)
+
+    def reset(self) -> None:
+        """Forget the queued commands."""
+        self._commands = []
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.reset()
+
+
+__all__ = ["Client", "ConnectionPool", "Pipeline"]

@@ -1,0 +1,261 @@
+"""meshcache.Client against the fake server: results, errors, pooling, retries, timeouts."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+import meshcache
+from meshcache.client import Client
+from meshcache.wire import encode_ok
+from tests.client.fakeserver import FakeServer
+
+
+@pytest.fixture
+def server() -> Iterator[FakeServer]:
+    with FakeServer() as s:
+        yield s
+
+
+@pytest.fixture
+def client(server: FakeServer) -> Iterator[Client]:
+    with Client(server.address, timeout=2.0, connect_timeout=2.0) as c:
+        yield c
+
+
+def test_basic_ops(client: Client) -> None:
+    assert client.ping() is True
+    assert client.set("k", "v") is True
+    assert client.get("k") == b"v"
+    assert client.get(b"missing") is None
+    assert client.set("k", b"w", nx=True) is False
+    assert client.set("k", b"w", get=True) == b"v"
+    assert client.incr("n") == 1
+    assert client.incr("n", 5) == 6
+    assert client.decr("n", 2) == 4
+    assert client.get("n") == b"4"
+    assert client.mset({"a": "1", b"b": b"2"}) is True
+    assert client.mget(["a", "b", "zz"]) == [b"1", b"2", None]
+    assert client.mget("a", "b") == [b"1", b"2"]
+    assert client.exists("a", "b", "zz") == 2
+    assert client.delete("a", "b") == 2
+    assert client.ttl("k") == -1.0
+    assert client.dbsize() == 2
+
+
+def test_typed_ops_and_shapes(client: Client) -> None:
+    assert client.hset("h", {"f1": "a", "f2": "b"}) == 2
+    assert client.hset("h", "f3", "c") == 1
+    assert client.hgetall("h") == {b"f1": b"a", b"f2": b"b", b"f3": b"c"}
+    assert client.zadd("z", {"x": 2, "y": 1.5}) == 2
+    assert client.zrange("z", 0, -1) == [b"y", b"x"]
+    assert client.zrange("z", 0, -1, withscores=True) == [(b"y", 1.5), (b"x", 2.0)]
+    assert client.zrange("z", 0, 0, rev=True) == [b"x"]
+    assert client.rpush("l", "a", "b") == 2
+    assert client.lrange("l", 0, -1) == [b"a", b"b"]
+
+
+def test_gets_and_cas(client: Client) -> None:
+    client.set("c", "1")
+    got = client.gets("c")
+    assert got is not None
+    value, version = got
+    assert value == b"1"
+    assert client.cas("c", "2", version) is True
+    assert client.cas("c", "3", version) is False
+    assert client.get("c") == b"2"
+    assert client.gets("nope") is None
+
+
+def test_server_error_becomes_command_error_subclass(client: Client) -> None:
+    client.hset("h", "f", "v")
+    with pytest.raises(meshcache.WrongTypeError) as info:
+        client.get("h")
+    assert info.value.code == meshcache.ErrorCode.WRONGTYPE
+    assert isinstance(info.value, meshcache.MeshcacheError)
+    # The connection is still fine after an error frame.
+    assert client.ping()
+
+
+def test_bad_argument_is_refused_before_sending(server: FakeServer, client: Client) -> None:
+    with pytest.raises(meshcache.BadRequestError):
+        client.set("k", 42)  # type: ignore[arg-type]
+    with pytest.raises(meshcache.BadRequestError):
+        client.incr("k", True)
+    assert server.stats.requests == []
+
+
+def test_namespace_is_sent(server: FakeServer, client: Client) -> None:
+    client.set("k", "v", namespace="sessions")
+    assert client.get("k", namespace="sessions") == b"v"
+    assert client.get("k") is None
+    assert server.stats.requests[0][:2] == ("SET", "sessions")
+
+
+def test_pipeline_one_write_results_in_order(server: FakeServer, client: Client) -> None:
+    with client.pipeline() as pipe:
+        pipe.set("a", "1").incr("n").get("a")
+        pipe.hgetall("h")
+        assert len(pipe) == 4
+        assert pipe.execute() == [True, 1, b"1", {}]
+        assert pipe.execute() == []
+    assert server.stats.connections == 1
+
+
+def test_pipeline_raises_first_error_after_all_results(server: FakeServer, client: Client) -> None:
+    client.hset("h", "f", "v")
+    pipe = client.pipeline()
+    pipe.get("h").set("after", "x").get("h")
+    with pytest.raises(meshcache.WrongTypeError):
+        pipe.execute()
+    # Every command was sent and applied although the first one failed.
+    assert client.get("after") == b"x"
+
+
+def test_pipeline_errors_in_place(client: Client) -> None:
+    client.hset("h", "f", "v")
+    pipe = client.pipeline(raise_on_error=False)
+    results = pipe.get("h").set("k", "v").execute()
+    assert isinstance(results[0], meshcache.WrongTypeError)
+    assert results[1] is True
+
+
+def test_idempotent_op_is_retried_once_on_broken_connection(
+    server: FakeServer, client: Client
+) -> None:
+    client.set("k", "v")
+    server.inject("drop_before", "GET")
+    assert client.get("k") == b"v"
+    assert server.stats.ops().count("GET") == 2
+    assert server.stats.connections == 2
+
+
+def test_retry_happens_only_once(server: FakeServer, client: Client) -> None:
+    server.inject("drop_before", "GET")
+    server.inject("drop_before", "GET")
+    with pytest.raises(meshcache.MeshcacheConnectionError):
+        client.get("k")
+    assert server.stats.ops().count("GET") == 2
+    assert client.ping()
+
+
+def test_non_idempotent_op_is_not_retried(server: FakeServer, client: Client) -> None:
+    server.inject("drop_after", "INCR")
+    with pytest.raises(meshcache.MeshcacheConnectionError):
+        client.incr("n")
+    # It was applied once and not sent again.
+    assert server.stats.ops().count("INCR") == 1
+    assert client.get("n") == b"1"
+
+
+def test_pipeline_retry_only_when_every_op_is_idempotent(
+    server: FakeServer, client: Client
+) -> None:
+    server.inject("drop_before", "GET")
+    assert client.pipeline().set("a", "1").get("a").execute() == [True, b"1"]
+    server.inject("drop_before", "GET")
+    with pytest.raises(meshcache.MeshcacheConnectionError):
+        client.pipeline().incr("n").get("a").execute()
+
+
+def test_stale_idle_connection_is_replaced_before_use(server: FakeServer, client: Client) -> None:
+    assert client.ping()
+    server.drop_all_connections()
+    wait_until(lambda: server.stats.open_connections == 0)
+    # INCR is not retried, so this only passes if the dead pooled connection is never lent.
+    assert client.incr("n") == 1
+    assert server.stats.connections == 2
+
+
+def test_timeout_raises_and_connection_is_discarded(server: FakeServer) -> None:
+    with Client(server.address, timeout=0.2) as client:
+        server.inject("hold", "GET")
+        with pytest.raises(meshcache.MeshcacheTimeout):
+            client.get("k")
+        server.release.set()
+        assert client.ping()
+        assert server.stats.connections == 2
+
+
+def test_failover_to_next_seed(server: FakeServer) -> None:
+    dead = FakeServer()  # bound, never accepting... close it so the port refuses
+    dead_address = dead.address
+    dead.close()
+    with Client(f"{dead_address},{server.address}", connect_timeout=1.0) as client:
+        assert client.set("k", "v") is True
+        assert client.get("k") == b"v"
+        assert str(client.router.candidates(None)[0]) == server.address
+
+
+def test_no_node_answers() -> None:
+    dead = FakeServer()
+    address = dead.address
+    dead.close()
+    with (
+        Client(address, connect_timeout=1.0) as client,
+        pytest.raises(meshcache.MeshcacheConnectionError),
+    ):
+        client.ping()
+
+
+def test_unexpected_response_id_is_a_protocol_error(server: FakeServer, client: Client) -> None:
+    server.inject("raw", "GET", raw=encode_ok(999, b"x"))
+    with pytest.raises(meshcache.RemoteProtocolError):
+        client.get("k")
+    assert client.ping()
+
+
+def test_wrong_result_shape_is_a_protocol_error(server: FakeServer, client: Client) -> None:
+    server.inject("raw", "GET", raw=encode_ok(1, 12))
+    with pytest.raises(meshcache.RemoteProtocolError):
+        client.get("k")
+
+
+def test_pool_shared_by_threads(server: FakeServer) -> None:
+    n_threads, per_thread = 8, 50
+    barrier = threading.Barrier(n_threads)
+    errors: list[BaseException] = []
+    with Client(server.address, max_connections=4) as client:
+
+        def work(i: int) -> None:
+            try:
+                barrier.wait(5)
+                for j in range(per_thread):
+                    key = f"t{i}:{j}"
+                    assert client.set(key, key) is True
+                    assert client.get(key) == key.encode()
+                    client.incr("total")
+            except BaseException as exc:  # reported below, in the test's thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(n_threads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert errors == []
+        assert client.get("total") == str(n_threads * per_thread).encode()
+    assert 1 <= server.stats.max_open_connections <= 4
+
+
+def test_closed_client_refuses(server: FakeServer) -> None:
+    client = Client(server.address)
+    client.ping()
+    client.close()
+    with pytest.raises(meshcache.MeshcacheConnectionError):
+        client.ping()
+    wait_until(lambda: server.stats.open_connections == 0)
+
+
+def wait_until(condition: object, timeout: float = 5.0) -> None:
+    """Poll ``condition`` (a callable) until it is true or the deadline passes."""
+    import time
+
+    assert callable(condition)
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.001)
