@@ -1,0 +1,679 @@
+"""The ``meshcache`` command: run a node, or send one command to a node.
+
+``meshcache start`` runs a node with settings from flags, a TOML file and ``MESHCACHE_*``
+variables (see :mod:`meshcache.settings` and docs/operations.md). The other subcommands connect
+to ``--host``/``--port`` and run one op. Every failure is one line on stderr, never a traceback,
+and the exit code says what kind of failure it was:
+
+====  ========================================================================================
+0     success
+1     the answer was "no": the key is absent, nothing was deleted, a condition failed (``set
+      --nx``), or the node stopped with an error (``start``)
+2     usage or configuration error (bad flag, bad config value, unknown TOML key)
+3     the node could not be reached, or did not answer in time, or did not speak the protocol
+4     the node refused the command; the line carries its error code (e.g. ``WRONGTYPE``)
+====  ========================================================================================
+
+Output is for humans by default; ``--json`` prints one JSON document instead. Values that are
+valid UTF-8 print as text; in JSON, other values print as ``{"base64": "..."}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from meshcache._version import __version__
+from meshcache.errors import (
+    CommandError,
+    ConfigError,
+    LocalProtocolError,
+    MeshcacheConnectionError,
+    MeshcacheTimeout,
+    RemoteProtocolError,
+)
+from meshcache.settings import (
+    SETTINGS,
+    SETTINGS_BY_NAME,
+    load_settings,
+    parse_duration,
+    parse_port,
+    settings_as_toml,
+    unknown_env_vars,
+)
+
+if TYPE_CHECKING:
+    from meshcache.client.commands import Binary
+    from meshcache.client.sync import Client
+
+EXIT_OK = 0
+EXIT_FALSE = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_REFUSED = 4
+
+PROG = "meshcache"
+
+
+class _UsageError(Exception):
+    """A bad command line, raised instead of argparse's print-usage-and-exit."""
+
+
+class _Exit(Exception):
+    """argparse finished the command itself (``--help``, ``--version``)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting: :func:`main` returns a code, prints one line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{self.prog}: error: {message} (see '{self.prog} --help')")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            sys.stderr.write(message)
+        raise _Exit(status)
+
+
+# --- output ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """What a client command prints: ``text`` for humans, ``data`` under ``--json``."""
+
+    data: Any
+    text: str | bytes | None
+    status: int = EXIT_OK
+
+
+def _text(value: bytes) -> str:
+    """A value for a human: UTF-8 text, with undecodable bytes as ``\\xNN`` escapes."""
+    return value.decode("utf-8", "backslashreplace")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return {"base64": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, Mapping):
+        return {
+            (_text(k) if isinstance(k, bytes) else str(k)): _jsonable(v) for k, v in value.items()
+        }
+    if isinstance(value, set | frozenset):
+        return [_jsonable(v) for v in sorted(value)]
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no inf; "inf" / "-inf" is what Python's float() reads back
+    return value
+
+
+def _write(data: str | bytes) -> None:
+    if isinstance(data, bytes):
+        stream = getattr(sys.stdout, "buffer", None)
+        if stream is not None:
+            # Raw bytes, so `meshcache get k > file` returns exactly what was stored.
+            sys.stdout.flush()
+            stream.write(data + b"\n")
+            stream.flush()
+            return
+        data = _text(data)
+    sys.stdout.write(data + "\n")
+    sys.stdout.flush()
+
+
+def _lines(items: Sequence[bytes | None]) -> str:
+    return "\n".join("(nil)" if item is None else _text(item) for item in items)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value == int(value) else repr(value)
+
+
+# --- argument converters -----------------------------------------------------------------------
+
+
+def _arg(text: str) -> bytes:
+    # argv arrives decoded with surrogateescape; fsencode gives back the exact bytes typed.
+    return os.fsencode(text)
+
+
+def _seconds(text: str, where: str) -> float:
+    """A duration, or a number that may be zero or negative (EXPIRE deletes the key then)."""
+    if re.fullmatch(r"\s*-?(\d+(\.\d*)?|\.\d+)\s*", text):
+        return float(text)
+    return parse_duration(text, where)
+
+
+def _pairs(items: Sequence[str], what: str) -> list[tuple[str, str]]:
+    if len(items) % 2:
+        raise _UsageError(f"{PROG}: error: {what} must come in pairs, got {len(items)} words")
+    return [(items[i], items[i + 1]) for i in range(0, len(items), 2)]
+
+
+def _score(text: str) -> float:
+    try:
+        score = float(text)
+    except ValueError:
+        raise _UsageError(f"{PROG}: error: score {text!r} is not a number") from None
+    if math.isnan(score):
+        raise _UsageError(f"{PROG}: error: score {text!r} is not a number")
+    return score
+
+
+# --- client commands ---------------------------------------------------------------------------
+
+Handler = Callable[["Client", argparse.Namespace], Output]
+
+
+def _ok(flag: bool) -> Output:
+    return Output(flag, "OK" if flag else "(no)", EXIT_OK if flag else EXIT_FALSE)
+
+
+def _count(n: int) -> Output:
+    return Output(n, str(n), EXIT_OK if n else EXIT_FALSE)
+
+
+def _optional(value: bytes | None) -> Output:
+    if value is None:
+        return Output(None, None, EXIT_FALSE)
+    return Output(value, value)
+
+
+def _ping(c: Client, a: argparse.Namespace) -> Output:
+    return Output(c.ping(), "PONG")
+
+
+def _get(c: Client, a: argparse.Namespace) -> Output:
+    return _optional(c.get(_arg(a.key), namespace=a.namespace))
+
+
+def _set(c: Client, a: argparse.Namespace) -> Output:
+    ttl = None if a.ttl is None else parse_duration(a.ttl, "--ttl")
+    stored = c.set(
+        _arg(a.key), _arg(a.value), ttl, namespace=a.namespace, nx=a.nx, xx=a.xx, keepttl=a.keepttl
+    )
+    return _ok(bool(stored))
+
+
+def _del(c: Client, a: argparse.Namespace) -> Output:
+    return _count(c.delete(*map(_arg, a.keys), namespace=a.namespace))
+
+
+def _exists(c: Client, a: argparse.Namespace) -> Output:
+    return _count(c.exists(*map(_arg, a.keys), namespace=a.namespace))
+
+
+def _incr(c: Client, a: argparse.Namespace) -> Output:
+    value = c.incr(_arg(a.key), a.by, namespace=a.namespace)
+    return Output(value, str(value))
+
+
+def _decr(c: Client, a: argparse.Namespace) -> Output:
+    value = c.decr(_arg(a.key), a.by, namespace=a.namespace)
+    return Output(value, str(value))
+
+
+def _ttl(c: Client, a: argparse.Namespace) -> Output:
+    left = c.ttl(_arg(a.key), namespace=a.namespace)
+    if left == -2:
+        return Output(left, None, EXIT_FALSE)
+    return Output(left, "no expiry" if left == -1 else _number(left))
+
+
+def _expire(c: Client, a: argparse.Namespace) -> Output:
+    return _ok(c.expire(_arg(a.key), _seconds(a.seconds, "SECONDS"), namespace=a.namespace))
+
+
+def _persist(c: Client, a: argparse.Namespace) -> Output:
+    return _ok(c.persist(_arg(a.key), namespace=a.namespace))
+
+
+def _mget(c: Client, a: argparse.Namespace) -> Output:
+    values = c.mget([_arg(k) for k in a.keys], namespace=a.namespace)
+    return Output(values, _lines(values))
+
+
+def _mset(c: Client, a: argparse.Namespace) -> Output:
+    pairs = _pairs(a.pairs, "keys and values")
+    return _ok(c.mset({_arg(k): _arg(v) for k, v in pairs}, namespace=a.namespace))
+
+
+def _info(c: Client, a: argparse.Namespace) -> Output:
+    info = c.info()
+    return Output(info, _format_info(info))
+
+
+def _dbsize(c: Client, a: argparse.Namespace) -> Output:
+    n = c.dbsize(namespace=a.namespace)
+    return Output(n, str(n))
+
+
+def _flush(c: Client, a: argparse.Namespace) -> Output:
+    if not a.yes:
+        raise _UsageError(
+            f"{PROG} flush: error: this deletes every key of namespace {a.namespace!r}; "
+            "add --yes to confirm"
+        )
+    return _ok(c.flush(namespace=a.namespace))
+
+
+def _hget(c: Client, a: argparse.Namespace) -> Output:
+    return _optional(c.hget(_arg(a.key), _arg(a.field), namespace=a.namespace))
+
+
+def _hset(c: Client, a: argparse.Namespace) -> Output:
+    pairs = _pairs(a.pairs, "fields and values")
+    n = c.hset(_arg(a.key), {_arg(f): _arg(v) for f, v in pairs}, namespace=a.namespace)
+    return Output(n, str(n))
+
+
+def _hgetall(c: Client, a: argparse.Namespace) -> Output:
+    fields = c.hgetall(_arg(a.key), namespace=a.namespace)
+    text = "\n".join(f"{_text(f)}\t{_text(v)}" for f, v in sorted(fields.items()))
+    return Output(fields, text, EXIT_OK if fields else EXIT_FALSE)
+
+
+def _push(left: bool) -> Handler:
+    def run(c: Client, a: argparse.Namespace) -> Output:
+        push = c.lpush if left else c.rpush
+        n = push(_arg(a.key), *map(_arg, a.values), namespace=a.namespace)
+        return Output(n, str(n))
+
+    return run
+
+
+def _lrange(c: Client, a: argparse.Namespace) -> Output:
+    items = c.lrange(_arg(a.key), a.start, a.stop, namespace=a.namespace)
+    return Output(items, _lines(items))
+
+
+def _sadd(c: Client, a: argparse.Namespace) -> Output:
+    n = c.sadd(_arg(a.key), *map(_arg, a.members), namespace=a.namespace)
+    return Output(n, str(n))
+
+
+def _smembers(c: Client, a: argparse.Namespace) -> Output:
+    members = sorted(c.smembers(_arg(a.key), namespace=a.namespace))
+    return Output(members, _lines(members), EXIT_OK if members else EXIT_FALSE)
+
+
+def _zadd(c: Client, a: argparse.Namespace) -> Output:
+    pairs = _pairs(a.pairs, "scores and members")
+    mapping: dict[Binary, float] = {_arg(member): _score(score) for score, member in pairs}
+    n = c.zadd(_arg(a.key), mapping, namespace=a.namespace)
+    return Output(n, str(n))
+
+
+def _zrange(c: Client, a: argparse.Namespace) -> Output:
+    items = c.zrange(
+        _arg(a.key), a.start, a.stop, namespace=a.namespace, withscores=a.withscores, rev=a.rev
+    )
+    if a.withscores:
+        text = "\n".join(f"{_text(m)}\t{_number(s)}" for m, s in items)
+        return Output([[m, s] for m, s in items], text)
+    return Output(items, _lines(items))
+
+
+def _format_info(info: Mapping[str, Any]) -> str:
+    lines = [f"{key:<12}{info[key]}" for key in ("node_id", "version") if key in info]
+    if "uptime_s" in info:
+        lines.append(f"{'uptime':<12}{info['uptime_s']} s")
+    lines += [
+        f"{key:<12}{value}"
+        for key, value in info.items()
+        if key not in ("node_id", "version", "uptime_s", "namespaces")
+    ]
+    namespaces = info.get("namespaces")
+    if isinstance(namespaces, Mapping) and namespaces:
+        preferred = ["items", "bytes", "eviction", "max_bytes", "max_items"]
+        columns = [c for c in preferred if any(c in v for v in namespaces.values())]
+        for figures in namespaces.values():
+            columns += [c for c in figures if c not in columns]
+        rows = [["namespace", *columns]]
+        for name, figures in sorted(namespaces.items()):
+            rows.append(
+                [name, *("-" if figures.get(c) is None else str(figures[c]) for c in columns)]
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines.append("")
+        lines += [
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            for row in rows
+        ]
+    return "\n".join(lines)
+
+
+def _connect(host: str, port: int, *, connect_timeout: float, timeout: float) -> Client:
+    from meshcache.client.routing import Address
+    from meshcache.client.sync import Client
+
+    return Client(Address(host, port), connect_timeout=connect_timeout, timeout=timeout)
+
+
+def _run_client(args: argparse.Namespace) -> int:
+    port = parse_port(args.port, "--port")
+    if port == 0:
+        raise ConfigError("--port: 0 is not a port a node listens on")
+    host = args.host.strip()
+    if not host:
+        raise ConfigError("--host: must not be empty")
+    timeout = parse_duration(args.timeout, "--timeout")
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    handler: Handler = args.handler
+    try:
+        with _connect(host, port, connect_timeout=timeout, timeout=timeout) as client:
+            out = handler(client, args)
+    except MeshcacheTimeout:
+        return _fail(f"no answer from {where} within {_number(timeout)} s", EXIT_UNREACHABLE)
+    except MeshcacheConnectionError as exc:
+        return _fail(str(exc), EXIT_UNREACHABLE)  # it names the address and the OS's reason
+    except RemoteProtocolError as exc:
+        return _fail(f"{where} does not speak the meshcache protocol: {exc}", EXIT_UNREACHABLE)
+    except OSError as exc:
+        return _fail(f"cannot reach {where}: {exc.strerror or exc}", EXIT_UNREACHABLE)
+    if args.json:
+        _write(json.dumps(_jsonable(out.data), ensure_ascii=False))
+    elif out.text is not None:
+        _write(out.text)
+    return out.status
+
+
+def _fail(message: str, status: int) -> int:
+    sys.stderr.write(f"{PROG}: {message}\n")
+    return status
+
+
+# --- start -------------------------------------------------------------------------------------
+
+
+def _start(args: argparse.Namespace) -> int:
+    overrides = {name: value for name, value in vars(args).items() if name in SETTINGS_BY_NAME}
+    if "join" in overrides:
+        overrides["join"] = ",".join(overrides["join"])
+    settings = load_settings(config_file=args.config, environ=os.environ, overrides=overrides)
+    if args.print_config:
+        sys.stdout.write(settings_as_toml(settings))
+        return EXIT_OK
+
+    import structlog
+
+    from meshcache.logs import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level)
+    log = structlog.get_logger("meshcache.cli")
+    for name in unknown_env_vars(os.environ):
+        log.warning("unknown_env_var", name=name, note="not a meshcache setting; ignored")
+    # Imported here: the node pulls in trio, the store and prometheus, which the client
+    # commands never need.
+    from meshcache.node.server import run
+
+    return run(settings)
+
+
+# --- the parser --------------------------------------------------------------------------------
+
+_HANDLERS: dict[str, Handler] = {
+    "ping": _ping,
+    "get": _get,
+    "set": _set,
+    "del": _del,
+    "exists": _exists,
+    "incr": _incr,
+    "decr": _decr,
+    "ttl": _ttl,
+    "expire": _expire,
+    "persist": _persist,
+    "mget": _mget,
+    "mset": _mset,
+    "info": _info,
+    "dbsize": _dbsize,
+    "flush": _flush,
+    "hget": _hget,
+    "hset": _hset,
+    "hgetall": _hgetall,
+    "lpush": _push(left=True),
+    "rpush": _push(left=False),
+    "lrange": _lrange,
+    "sadd": _sadd,
+    "smembers": _smembers,
+    "zadd": _zadd,
+    "zrange": _zrange,
+}
+
+
+def _key(p: argparse.ArgumentParser) -> None:
+    p.add_argument("key", metavar="KEY")
+
+
+def _keys(p: argparse.ArgumentParser) -> None:
+    p.add_argument("keys", metavar="KEY", nargs="+")
+
+
+def _nothing(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _add_set(p: argparse.ArgumentParser) -> None:
+    _key(p)
+    p.add_argument("value", metavar="VALUE")
+    p.add_argument("--ttl", metavar="DURATION", help="expire after this long (300, 1.5s, 5m)")
+    cond = p.add_mutually_exclusive_group()
+    cond.add_argument("--nx", action="store_true", help="only if the key is absent")
+    cond.add_argument("--xx", action="store_true", help="only if the key exists")
+    p.add_argument("--keepttl", action="store_true", help="keep the key's current expiry")
+
+
+def _add_by(p: argparse.ArgumentParser) -> None:
+    _key(p)
+    p.add_argument("--by", type=int, default=1, metavar="N", help="amount (default 1)")
+
+
+def _add_expire(p: argparse.ArgumentParser) -> None:
+    _key(p)
+    p.add_argument("seconds", metavar="SECONDS", help="300, 1.5s, 5m; 0 or less deletes the key")
+
+
+def _add_pairs(words: str) -> Callable[[argparse.ArgumentParser], None]:
+    def add(p: argparse.ArgumentParser) -> None:
+        p.add_argument("pairs", metavar=words, nargs="+")
+
+    return add
+
+
+def _add_key_pairs(words: str) -> Callable[[argparse.ArgumentParser], None]:
+    def add(p: argparse.ArgumentParser) -> None:
+        _key(p)
+        _add_pairs(words)(p)
+
+    return add
+
+
+def _add_flush(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--yes", action="store_true", help="confirm deleting every key")
+
+
+def _add_hget(p: argparse.ArgumentParser) -> None:
+    _key(p)
+    p.add_argument("field", metavar="FIELD")
+
+
+def _add_values(p: argparse.ArgumentParser) -> None:
+    _key(p)
+    p.add_argument("values", metavar="VALUE", nargs="+")
+
+
+def _add_members(p: argparse.ArgumentParser) -> None:
+    _key(p)
+    p.add_argument("members", metavar="MEMBER", nargs="+")
+
+
+def _add_range(p: argparse.ArgumentParser) -> None:
+    _key(p)
+    p.add_argument("start", type=int, metavar="START")
+    p.add_argument("stop", type=int, metavar="STOP", help="inclusive; -1 is the last")
+
+
+def _add_zrange(p: argparse.ArgumentParser) -> None:
+    _add_range(p)
+    p.add_argument("--withscores", action="store_true", help="print each member's score")
+    p.add_argument("--rev", action="store_true", help="rank from the highest score")
+
+
+_CLIENT_SPECS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = [
+    ("ping", "check that the node answers", _nothing),
+    ("get", "print a key's value (exit 1 when absent)", _key),
+    ("set", "store a value", _add_set),
+    ("del", "delete keys; print how many existed (exit 1 when none)", _keys),
+    ("exists", "print how many of the keys exist (exit 1 when none)", _keys),
+    ("incr", "add to an integer value; print the new value", _add_by),
+    ("decr", "subtract from an integer value; print the new value", _add_by),
+    ("ttl", "print seconds left (exit 1 when absent)", _key),
+    ("expire", "set a key's expiry (exit 1 when absent)", _add_expire),
+    ("persist", "remove a key's expiry (exit 1 when it had none)", _key),
+    ("mget", "print the values of several keys, (nil) for absent ones", _keys),
+    ("mset", "set several keys: KEY VALUE [KEY VALUE ...]", _add_pairs("KEY_VALUE")),
+    ("info", "print the node's identity and namespace figures", _nothing),
+    ("dbsize", "print how many keys the namespace holds", _nothing),
+    ("flush", "delete every key of the namespace (needs --yes)", _add_flush),
+    ("hget", "print a hash field (exit 1 when absent)", _add_hget),
+    ("hset", "set hash fields: KEY FIELD VALUE [FIELD VALUE ...]", _add_key_pairs("FIELD_VALUE")),
+    ("hgetall", "print every field and value of a hash", _key),
+    ("lpush", "push values to the head of a list", _add_values),
+    ("rpush", "append values to the tail of a list", _add_values),
+    ("lrange", "print list elements START..STOP (inclusive)", _add_range),
+    ("sadd", "add members to a set", _add_members),
+    ("smembers", "print a set's members", _key),
+    (
+        "zadd",
+        "add scored members: KEY SCORE MEMBER [SCORE MEMBER ...]",
+        _add_key_pairs("SCORE_MEMBER"),
+    ),
+    ("zrange", "print sorted-set members by rank START..STOP", _add_zrange),
+]
+
+
+def _client_options() -> _Parser:
+    common = _Parser(add_help=False)
+    group = common.add_argument_group("connection and output")
+    group.add_argument("--host", default="127.0.0.1", help="node address (default 127.0.0.1)")
+    group.add_argument("--port", default="7400", help="node data port (default 7400)")
+    group.add_argument(
+        "--namespace", "-n", default="default", metavar="NAME", help="namespace (default default)"
+    )
+    group.add_argument(
+        "--timeout", default="5", metavar="DURATION", help="connect and answer timeout (default 5s)"
+    )
+    group.add_argument("--json", action="store_true", help="print JSON instead of text")
+    return common
+
+
+def _start_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser(
+        "start",
+        help="run a node until SIGTERM or SIGINT",
+        description="Run a node. Precedence: defaults < TOML file < MESHCACHE_* environment "
+        "< these flags. Sizes take units (512k, 256MiB, 1GB); durations too (300, 1.5s, 5m).",
+    )
+    p.add_argument("--config", type=Path, metavar="FILE", help="TOML file (or $MESHCACHE_CONFIG)")
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the effective settings as TOML and exit without starting",
+    )
+    node = p.add_argument_group("node settings")
+    limits = p.add_argument_group("limits")
+    for spec in SETTINGS:
+        group = node if spec.table == "node" else limits
+        kwargs: dict[str, Any] = {}
+        if spec.key == "join":
+            kwargs["action"] = "append"
+        group.add_argument(
+            spec.flag,
+            dest=spec.name,
+            metavar=spec.metavar,
+            default=argparse.SUPPRESS,  # absent flags must not override the file or environment
+            help=f"{spec.help} (${spec.env})",
+            **kwargs,
+        )
+    p.set_defaults(run=_start)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``meshcache`` argument parser (raises instead of exiting; use :func:`main`)."""
+    parser = _Parser(
+        prog=PROG,
+        description="meshcache: run a node, or send one command to a node.",
+        epilog="Exit codes: 0 ok, 1 absent/false, 2 usage or config error, "
+        "3 cannot reach the node, 4 the node refused the command.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _start_parser(sub)
+    common = _client_options()
+    for name, help, add_args in _CLIENT_SPECS:
+        p = sub.add_parser(name, help=help, description=help, parents=[common])
+        add_args(p)
+        p.set_defaults(run=_run_client, handler=_HANDLERS[name])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``meshcache`` command line; return the process exit code (see the module doc)."""
+    parser = build_parser()
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            # argparse reports these from the top parser; point at the subcommand's help.
+            prog = f"{PROG} {args.command}"
+            raise _UsageError(
+                f"{prog}: error: unrecognized arguments: {' '.join(extra)} (see '{prog} --help')"
+            )
+        status: int = args.run(args)
+        return status
+    except _Exit as exc:
+        return exc.status
+    except _UsageError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return EXIT_USAGE
+    except ConfigError as exc:
+        return _fail(f"error: {exc}", EXIT_USAGE)
+    except LocalProtocolError as exc:
+        return _fail(f"error: {exc}", EXIT_USAGE)
+    except CommandError as exc:
+        return _fail(f"refused: {exc.code}: {exc.message or exc.code}", EXIT_REFUSED)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`meshcache mget ... | head -1`); nothing left to say.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FALSE
+
+
+__all__ = [
+    "EXIT_FALSE",
+    "EXIT_OK",
+    "EXIT_REFUSED",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "Output",
+    "build_parser",
+    "main",
+]
