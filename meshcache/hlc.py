@@ -1,0 +1,96 @@
+"""A hybrid logical clock: the versions that last-writer-wins replication compares.
+
+A version is an unsigned 64-bit integer: milliseconds since the Unix epoch in the high 48 bits
+and a logical counter in the low 16 (docs/protocol.md, "Values and types"). Packing both in one
+int keeps versions cheap to store and compare: ``a > b`` is the happened-after order.
+
+What callers may rely on:
+
+* :meth:`HLC.now` returns a version strictly greater than every version it returned before and
+  every version :meth:`HLC.observe` accepted, whatever the wall clock does (it may stall or go
+  backwards; the logical counter carries on, spilling into the millisecond field if it must).
+* A version is never below ``wall_ms() << 16`` at the time it was made, so versions stay close
+  to real time and ``physical_ms(version)`` is a usable timestamp.
+* :meth:`HLC.observe` never moves the clock more than ``max_drift_ms`` ahead of the local wall
+  clock: a peer with a broken clock cannot drag every node into the future.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+LOGICAL_BITS = 16
+LOGICAL_MASK = (1 << LOGICAL_BITS) - 1
+MAX_VERSION = (1 << 64) - 1
+
+
+def physical_ms(version: int) -> int:
+    """The wall-clock part of ``version``: milliseconds since the Unix epoch."""
+    return version >> LOGICAL_BITS
+
+
+def logical(version: int) -> int:
+    """The logical counter of ``version`` (0..65535)."""
+    return version & LOGICAL_MASK
+
+
+def make_version(ms: int, counter: int = 0) -> int:
+    """Pack ``ms`` and ``counter`` into one version."""
+    if not 0 <= counter <= LOGICAL_MASK:
+        raise ValueError(f"logical counter {counter} out of range")
+    return (ms << LOGICAL_BITS) | counter
+
+
+class HLC:
+    """A hybrid logical clock over an injected wall clock.
+
+    Args:
+        wall_ms: returns the wall clock in milliseconds since the Unix epoch (injected so that
+            simulations and tests control time).
+        max_drift_ms: how far ahead of our wall clock a remote version may be before
+            :meth:`observe` clamps it.
+
+    Not thread-safe: one node's trio thread owns it.
+    """
+
+    __slots__ = ("_last", "_max_drift_ms", "_wall_ms", "clamped")
+
+    def __init__(self, wall_ms: Callable[[], int], *, max_drift_ms: int = 60_000) -> None:
+        if max_drift_ms < 0:
+            raise ValueError("max_drift_ms must be >= 0")
+        self._wall_ms = wall_ms
+        self._max_drift_ms = max_drift_ms
+        self._last = 0
+        #: How many remote versions :meth:`observe` had to clamp (a peer's clock is off).
+        self.clamped = 0
+
+    @property
+    def last(self) -> int:
+        """The greatest version issued or observed so far (0 before the first)."""
+        return self._last
+
+    def now(self) -> int:
+        """A new version, strictly greater than any issued or observed before."""
+        wall = self._wall_ms() << LOGICAL_BITS
+        last = self._last
+        version = wall if wall > last else last + 1
+        self._last = version
+        return version
+
+    def observe(self, remote: int) -> int:
+        """Merge a version received from a peer; return it, clamped if it was too far ahead.
+
+        A remote version more than ``max_drift_ms`` ahead of our wall clock is replaced by the
+        greatest version at that limit and counted in :attr:`clamped`. Afterwards every
+        :meth:`now` is greater than the returned value.
+        """
+        limit = ((self._wall_ms() + self._max_drift_ms) << LOGICAL_BITS) | LOGICAL_MASK
+        if remote > limit:
+            remote = limit
+            self.clamped += 1
+        if remote > self._last:
+            self._last = remote
+        return remote
+
+
+__all__ = ["HLC", "LOGICAL_BITS", "MAX_VERSION", "logical", "make_version", "physical_ms"]

@@ -1,0 +1,605 @@
+"""One namespace's keys: lookup, expiry, eviction and byte accounting.
+
+The op handlers (``meshcache/store/ops_*.py``) work through this class. What they may rely on:
+
+* :attr:`Keyspace.data` maps key → entry, least recently used first. An entry is a plain
+  value's blob (``bytes``: 8-byte big-endian version, then the value) or a
+  :class:`~meshcache.store.values.TypedValue`.
+* :attr:`Keyspace.expires` maps key → absolute expiry (Unix seconds) for keys that have one;
+  :attr:`Keyspace.heap` holds ``(expires_at, key)`` for active expiry, invalidated lazily
+  (an item is live only while ``expires[key] == expires_at``) and compacted when it grows past
+  twice the number of keys with an expiry.
+* :attr:`Keyspace.used` is exactly the sum of :meth:`Keyspace.full_cost` over the keys after
+  every public method returns, and a write that raises ``TOO_LARGE`` or ``OUT_OF_MEMORY``
+  changes nothing.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+import struct
+from collections import OrderedDict
+from collections.abc import Callable
+from itertools import islice
+from typing import Any, Final, TypeVar
+
+from meshcache.errors import OutOfMemoryError, TooLargeError, WrongTypeError
+from meshcache.hlc import HLC
+from meshcache.store import sizes
+from meshcache.store.policy import NamespacePolicy
+from meshcache.store.values import TypedValue
+
+T = TypeVar("T", bound=TypedValue)
+
+pack_version: Final = struct.Struct(">Q").pack
+unpack_version: Final = struct.Struct(">Q").unpack_from
+
+#: Redis's LFU constants: new keys start at 5 so they are not the first to go; the counter is
+#: logarithmic (factor 10: ~1M hits saturate 255).
+LFU_INIT: Final = 5
+LFU_LOG_FACTOR: Final = 10
+#: Heap entries are compacted away when the heap exceeds 2x the keys with an expiry plus this.
+HEAP_SLACK: Final = 64
+
+EVICTION_REASONS: Final = ("max_bytes", "max_items")
+
+
+def blob_version(blob: bytes) -> int:
+    """The version stored in a plain value's blob."""
+    version: int = unpack_version(blob)[0]
+    return version
+
+
+def entry_size(key: bytes, entry: bytes | TypedValue) -> int:
+    """The cost of ``entry`` under ``key`` without expiry and LFU extras."""
+    if type(entry) is bytes:
+        return sizes.plain_cost(len(key), len(entry))
+    assert isinstance(entry, TypedValue)
+    return sizes.typed_cost(len(key), entry.size)
+
+
+class TypedWrite:
+    """A typed write in progress (see :meth:`Keyspace.begin_write`)."""
+
+    __slots__ = ("created", "key", "obj", "old_full", "snapshot")
+
+    def __init__(
+        self,
+        key: bytes,
+        obj: TypedValue,
+        created: bool,
+        old_full: int,
+        snapshot: TypedValue | None,
+    ) -> None:
+        self.key = key
+        self.obj = obj
+        self.created = created
+        self.old_full = old_full
+        self.snapshot = snapshot
+
+
+class Keyspace:
+    """The keys of one namespace under one :class:`NamespacePolicy`."""
+
+    __slots__ = (
+        "clock",
+        "data",
+        "default_ttl",
+        "eviction",
+        "evictions",
+        "expirations",
+        "expires",
+        "heap",
+        "hits",
+        "hlc",
+        "key_extra",
+        "lfu",
+        "lfu_decay_s",
+        "lfu_sample",
+        "max_bytes",
+        "max_items",
+        "misses",
+        "name",
+        "new_version",
+        "policy",
+        "rng",
+        "used",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        policy: NamespacePolicy,
+        *,
+        clock: Callable[[], float],
+        hlc: HLC,
+        rng: random.Random,
+        lfu_decay_s: float = 60.0,
+        lfu_sample: int = 16,
+    ) -> None:
+        self.name = name
+        self.clock = clock
+        self.hlc = hlc
+        self.new_version = hlc.now
+        self.rng = rng
+        self.lfu_decay_s = lfu_decay_s
+        self.lfu_sample = lfu_sample
+        self.data: OrderedDict[bytes, bytes | TypedValue] = OrderedDict()
+        self.expires: dict[bytes, float] = {}
+        self.heap: list[tuple[float, bytes]] = []
+        self.lfu: dict[bytes, int] | None = None
+        self.key_extra = 0
+        self.used = 0
+        self.hits = 0
+        self.misses = 0
+        self.expirations = 0
+        self.evictions: dict[str, int] = dict.fromkeys(EVICTION_REASONS, 0)
+        self.policy = policy
+        self.eviction = policy.eviction
+        self.max_bytes = policy.max_bytes
+        self.max_items = policy.max_items
+        self.default_ttl = policy.default_ttl
+        self.apply_policy(policy)
+
+    # ----------------------------------------------------------------------------- policy
+
+    def apply_policy(self, policy: NamespacePolicy) -> None:
+        """Switch to ``policy`` now: LFU counters appear or go, and the keyspace is evicted down
+        to the new bounds at once (except under ``none``, which never evicts: it then refuses
+        growing writes until deletes or expiry bring it under)."""
+        self.policy = policy
+        self.eviction = policy.eviction
+        self.max_bytes = policy.max_bytes
+        self.max_items = policy.max_items
+        self.default_ttl = policy.default_ttl
+        if policy.eviction == "lfu" and self.lfu is None:
+            fresh = self._lfu_fresh()
+            self.lfu = dict.fromkeys(self.data, fresh)
+            self.key_extra = sizes.LFU_COST
+            self.used += sizes.LFU_COST * len(self.data)
+        elif policy.eviction != "lfu" and self.lfu is not None:
+            self.lfu = None
+            self.key_extra = 0
+            self.used -= sizes.LFU_COST * len(self.data)
+        if self.over_limits():
+            self.purge_expired()
+            if self.eviction != "none":
+                self.evict_to_fit(None)
+
+    # ----------------------------------------------------------------------------- lookup
+
+    def live(self, key: bytes) -> bytes | TypedValue | None:
+        """The entry under ``key`` unless missing or expired (an expired one is removed)."""
+        entry = self.data.get(key)
+        if entry is not None and self.expires:
+            expires_at = self.expires.get(key)
+            if expires_at is not None and expires_at <= self.clock():
+                self.expire(key)
+                return None
+        return entry
+
+    def read(self, key: bytes) -> bytes | TypedValue | None:
+        """:meth:`live`, counted as a hit or a miss; a hit is an access for LRU/LFU."""
+        entry = self.live(key)
+        if entry is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self.data.move_to_end(key)
+        if self.lfu is not None:
+            self.lfu_hit(key)
+        return entry
+
+    def read_typed(self, key: bytes, cls: type[T]) -> T | None:
+        """:meth:`read` for ops on a typed value: ``WRONGTYPE`` if the key holds another type."""
+        entry = self.read(key)
+        if entry is None or type(entry) is cls:
+            return entry
+        raise wrong_type(key, entry, cls.kind)
+
+    def live_typed(self, key: bytes, cls: type[T]) -> T | None:
+        """:meth:`live` for writes to a typed value: ``WRONGTYPE`` if the key holds another
+        type; no hit/miss counted."""
+        entry = self.live(key)
+        if entry is None or type(entry) is cls:
+            return entry
+        raise wrong_type(key, entry, cls.kind)
+
+    def touch(self, key: bytes) -> None:
+        """Record an access of a live key."""
+        self.data.move_to_end(key)
+        if self.lfu is not None:
+            self.lfu_hit(key)
+
+    def full_cost(self, key: bytes, entry: bytes | TypedValue) -> int:
+        """What ``key`` costs now, with its expiry and LFU extras."""
+        cost = entry_size(key, entry) + self.key_extra
+        if key in self.expires:
+            cost += sizes.EXPIRY_COST
+        return cost
+
+    def over_limits(self) -> bool:
+        mb = self.max_bytes
+        mi = self.max_items
+        return (mb is not None and self.used > mb) or (mi is not None and len(self.data) > mi)
+
+    # ----------------------------------------------------------------------------- removal
+
+    def remove(self, key: bytes) -> bytes | TypedValue | None:
+        """Remove ``key`` with its expiry and counters; return the entry it held."""
+        entry = self.data.pop(key, None)
+        if entry is None:
+            return None
+        cost = entry_size(key, entry) + self.key_extra
+        if self.expires and self.expires.pop(key, None) is not None:
+            cost += sizes.EXPIRY_COST
+        if self.lfu is not None:
+            del self.lfu[key]
+        self.used -= cost
+        return entry
+
+    def expire(self, key: bytes) -> None:
+        """Remove ``key`` because its time is up."""
+        if self.remove(key) is not None:
+            self.expirations += 1
+
+    def flush(self) -> None:
+        """Remove every key."""
+        self.data.clear()
+        self.expires.clear()
+        self.heap.clear()
+        if self.lfu is not None:
+            self.lfu.clear()
+        self.used = 0
+
+    # ----------------------------------------------------------------------------- expiry
+
+    def set_expiry(self, key: bytes, expires_at: float | None) -> None:
+        """Give a live ``key`` an absolute expiry, or none; accounting included."""
+        had = key in self.expires
+        self.set_expiry_raw(key, expires_at)
+        if expires_at is None:
+            if had:
+                self.used -= sizes.EXPIRY_COST
+        elif not had:
+            self.used += sizes.EXPIRY_COST
+
+    def set_expiry_raw(self, key: bytes, expires_at: float | None) -> None:
+        """Like :meth:`set_expiry` without touching :attr:`used` (the caller accounts)."""
+        if expires_at is None:
+            self.expires.pop(key, None)
+            return
+        self.expires[key] = expires_at
+        heap = self.heap
+        heapq.heappush(heap, (expires_at, key))
+        if len(heap) > 2 * len(self.expires) + HEAP_SLACK:
+            self.compact_heap()
+
+    def compact_heap(self) -> None:
+        """Drop stale heap items: rebuild from :attr:`expires`."""
+        self.heap = [(expires_at, key) for key, expires_at in self.expires.items()]
+        heapq.heapify(self.heap)
+
+    def expiry_for_write(self, ttl: float | None) -> float | None:
+        """Absolute expiry of a write with ``ttl`` seconds, or the namespace default."""
+        if ttl is None:
+            ttl = self.default_ttl
+            if ttl is None:
+                return None
+        if ttl == math.inf:
+            return None
+        return self.clock() + ttl
+
+    def purge_expired(self, now: float | None = None, budget: int | None = None) -> int:
+        """Remove expired keys, soonest-expired first, up to ``budget``; return how many."""
+        if not self.heap:
+            return 0
+        if now is None:
+            now = self.clock()
+        heap = self.heap
+        expires = self.expires
+        removed = 0
+        while heap and heap[0][0] <= now and (budget is None or removed < budget):
+            expires_at, key = heapq.heappop(heap)
+            if expires.get(key) == expires_at:
+                self.expire(key)
+                removed += 1
+        if len(heap) > 2 * len(expires) + HEAP_SLACK:
+            self.compact_heap()
+        return removed
+
+    # ----------------------------------------------------------------------------- LFU
+
+    def _lfu_fresh(self) -> int:
+        return (int(self.clock() // self.lfu_decay_s) << 8) | LFU_INIT
+
+    def lfu_hit(self, key: bytes) -> None:
+        """Age the key's counter by the decay periods it missed, then maybe bump it.
+
+        The counter is logarithmic (Redis's scheme): the chance of a bump is
+        ``1 / ((counter - LFU_INIT) * LFU_LOG_FACTOR + 1)``. Ageing halves it once per
+        ``lfu_decay_s`` elapsed since the key's last access, lazily, so no scan is needed.
+        """
+        lfu = self.lfu
+        assert lfu is not None
+        epoch = int(self.clock() // self.lfu_decay_s)
+        packed = lfu.get(key, LFU_INIT)
+        counter = self._lfu_effective(packed, epoch)
+        if counter < 255:
+            base = counter - LFU_INIT
+            if base <= 0 or self.rng.random() * (base * LFU_LOG_FACTOR + 1) < 1.0:
+                counter += 1
+        lfu[key] = (epoch << 8) | counter
+
+    @staticmethod
+    def _lfu_effective(packed: int, epoch: int) -> int:
+        counter = packed & 255
+        age = epoch - (packed >> 8)
+        if age > 0:
+            counter >>= age if age < 8 else 8
+        return counter
+
+    def lfu_counter(self, key: bytes) -> int | None:
+        """The key's aged LFU counter now (``None`` unless the namespace is ``lfu``)."""
+        if self.lfu is None or key not in self.lfu:
+            return None
+        return self._lfu_effective(self.lfu[key], int(self.clock() // self.lfu_decay_s))
+
+    # ----------------------------------------------------------------------------- eviction
+
+    def evict_to_fit(self, protect: bytes | None) -> None:
+        """Evict per policy until within bounds; never ``protect`` (the key just written)."""
+        if not self.over_limits():
+            return
+        self.purge_expired()
+        mb = self.max_bytes
+        mi = self.max_items
+        data = self.data
+        while True:
+            if mb is not None and self.used > mb:
+                reason = "max_bytes"
+            elif mi is not None and len(data) > mi:
+                reason = "max_items"
+            else:
+                return
+            victim = self._victim(protect)
+            if victim is None:
+                return
+            self.remove(victim)
+            self.evictions[reason] += 1
+
+    def _victim(self, protect: bytes | None) -> bytes | None:
+        eviction = self.eviction
+        if eviction == "ttl":
+            victim = self._soonest_expiring(protect)
+            if victim is not None:
+                return victim
+        elif eviction == "lfu":
+            return self._least_frequent(protect)
+        for key in self.data:
+            if key != protect:
+                return key
+        return None
+
+    def _soonest_expiring(self, protect: bytes | None) -> bytes | None:
+        heap = self.heap
+        expires = self.expires
+        skipped: tuple[float, bytes] | None = None
+        victim: bytes | None = None
+        while heap:
+            expires_at, key = heap[0]
+            if expires.get(key) != expires_at:
+                heapq.heappop(heap)
+            elif key == protect:
+                skipped = heapq.heappop(heap)
+            else:
+                victim = key
+                break
+        if skipped is not None:
+            heapq.heappush(heap, skipped)
+        return victim
+
+    def _least_frequent(self, protect: bytes | None) -> bytes | None:
+        # The lowest aged counter among the lfu_sample least recently used keys (Redis samples
+        # at random; the LRU end is the cheap sample an OrderedDict offers, and it keeps a key
+        # that is popular *now* out of reach because every hit moves it to the other end).
+        lfu = self.lfu
+        assert lfu is not None
+        epoch = int(self.clock() // self.lfu_decay_s)
+        best: bytes | None = None
+        best_counter = 256
+        for key in islice(self.data, self.lfu_sample + 1):
+            if key == protect:
+                continue
+            counter = self._lfu_effective(lfu[key], epoch)
+            if counter < best_counter:
+                best, best_counter = key, counter
+        return best
+
+    # ----------------------------------------------------------------------------- writes
+
+    def put(
+        self, key: bytes, blob: bytes | TypedValue, expires_at: float | None, keep_ttl: bool
+    ) -> None:
+        """Store a plain blob (or a whole typed value) under ``key``, replacing any entry, with
+        an absolute expiry or, when ``keep_ttl``, the one the key has.
+
+        The caller has called :meth:`live` on ``key`` in this op. Raises ``TOO_LARGE`` when the
+        key alone exceeds ``max_bytes``, ``OUT_OF_MEMORY`` when it does not fit under ``none``;
+        either way nothing changed. Otherwise evicts other keys as the policy says.
+        """
+        data = self.data
+        old = data.get(key)
+        has_expiry = (key in self.expires) if keep_ttl else expires_at is not None
+        new_full = (
+            sizes.plain_cost(len(key), len(blob)) if type(blob) is bytes else entry_size(key, blob)
+        ) + self.key_extra
+        if has_expiry:
+            new_full += sizes.EXPIRY_COST
+        delta = new_full if old is None else new_full - self.full_cost(key, old)
+        if self.max_bytes is not None or self.max_items is not None:
+            self.check_room(key, new_full, delta, old is None)
+        data[key] = blob
+        self.used += delta
+        if old is None:
+            if self.lfu is not None:
+                self.lfu[key] = self._lfu_fresh()
+        else:
+            data.move_to_end(key)
+            if self.lfu is not None:
+                self.lfu_hit(key)
+        if not keep_ttl:
+            self.set_expiry_raw(key, expires_at)
+        if self.over_limits():
+            self.evict_to_fit(key)
+
+    def check_room(self, key: bytes, new_full: int, delta: int, new_key: bool) -> None:
+        """Refuse a write that cannot fit: ``TOO_LARGE`` if the key alone exceeds ``max_bytes``;
+        under ``none``, ``OUT_OF_MEMORY`` if it would push the namespace over a bound."""
+        mb = self.max_bytes
+        if mb is not None and new_full > mb:
+            raise TooLargeError(
+                message=f"the entry needs {new_full} bytes; namespace {self.name!r} holds at "
+                f"most {mb}"
+            )
+        if self.eviction == "none" and self._would_overflow(delta, new_key):
+            self.purge_expired()
+            if self._would_overflow(delta, new_key):
+                raise self.oom_error()
+
+    def _would_overflow(self, delta: int, new_key: bool) -> bool:
+        mb = self.max_bytes
+        mi = self.max_items
+        return (mb is not None and delta > 0 and self.used + delta > mb) or (
+            new_key and mi is not None and len(self.data) >= mi
+        )
+
+    def oom_error(self) -> OutOfMemoryError:
+        return OutOfMemoryError(
+            message=f"namespace {self.name!r} is full ({self.used} bytes, {len(self.data)} "
+            f"keys) and its eviction policy is none"
+        )
+
+    def begin_write(self, key: bytes, cls: type[T], args: list[Any]) -> TypedWrite:
+        """Start a write that may grow the typed value under ``key`` (created if missing).
+
+        ``args`` are the op's arguments after the key: their sizes bound the growth, and when
+        that bound could overflow ``max_bytes`` the value is copied first so
+        :meth:`end_write` can put it back. Raises ``WRONGTYPE`` or (``none``, new key, full)
+        ``OUT_OF_MEMORY`` before anything changed.
+        """
+        entry = self.live(key)
+        if entry is None:
+            if (
+                self.eviction == "none"
+                and self.max_items is not None
+                and len(self.data) >= self.max_items
+            ):
+                self.purge_expired()
+                if len(self.data) >= self.max_items:
+                    raise self.oom_error()
+            obj: TypedValue = cls()
+            created = True
+            old_full = 0
+        elif type(entry) is cls:
+            obj = entry
+            created = False
+            old_full = self.full_cost(key, obj)
+        else:
+            raise wrong_type(key, entry, cls.kind)
+        snapshot: TypedValue | None = None
+        mb = self.max_bytes
+        if mb is not None:
+            growth = sum(sizes.max_item_cost(len(a) if type(a) is bytes else 24) for a in args)
+            if created:
+                # The largest base cost of any type, plus room for expiry and LFU extras.
+                growth += sizes.typed_cost(len(key), sizes.LIST_BASE) + 2 * sizes.EXPIRY_COST
+            if self.used + growth > mb:
+                snapshot = obj if created else obj.copy()
+        return TypedWrite(key, obj, created, old_full, snapshot)
+
+    def end_write(self, write: TypedWrite, changed: bool) -> None:
+        """Finish a typed write: stamp a version, account, delete an emptied value, enforce
+        the bounds (rolling back and raising ``TOO_LARGE``/``OUT_OF_MEMORY`` if the value no
+        longer fits), evict others per policy."""
+        key = write.key
+        obj = write.obj
+        if not changed:
+            if not write.created:
+                self.touch(key)
+            return
+        obj.version = self.new_version()
+        if not obj:
+            if not write.created:
+                self.remove(key)
+            return
+        if write.created:
+            self.data[key] = obj
+            if self.lfu is not None:
+                self.lfu[key] = self._lfu_fresh()
+            expires_at = self.expiry_for_write(None)
+            self.set_expiry_raw(key, expires_at)
+        else:
+            self.touch(key)
+        new_full = self.full_cost(key, obj)
+        delta = new_full - write.old_full
+        self.used += delta
+        if write.snapshot is not None:
+            mb = self.max_bytes
+            assert mb is not None
+            if new_full > mb:
+                self._rollback(write)
+                raise TooLargeError(
+                    message=f"the {obj.kind} would need {new_full} bytes; namespace "
+                    f"{self.name!r} holds at most {mb}"
+                )
+            if self.eviction == "none" and delta > 0 and self.used > mb:
+                self.purge_expired()
+                if self.used > mb:
+                    self._rollback(write)
+                    raise self.oom_error()
+        if self.over_limits():
+            self.evict_to_fit(key)
+
+    def _rollback(self, write: TypedWrite) -> None:
+        key = write.key
+        if write.created:
+            self.remove(key)
+            return
+        snapshot = write.snapshot
+        assert snapshot is not None
+        self.data[key] = snapshot
+        self.used += snapshot.size - write.obj.size
+
+    def shrunk(self, key: bytes, obj: TypedValue, old_size: int) -> None:
+        """Finish a write that removed items from a live typed value (``obj.size`` already
+        updated from ``old_size``): version, accounting, delete when empty."""
+        if not obj:
+            self.remove(key)
+            # remove() subtracted the shrunk size; the items removed were still counted.
+            self.used -= old_size - obj.size
+            return
+        obj.version = self.new_version()
+        self.used += obj.size - old_size
+        self.touch(key)
+
+
+def wrong_type(key: bytes, entry: bytes | TypedValue, wanted: str) -> WrongTypeError:
+    """The error for an op on ``key`` that holds another type than ``wanted``."""
+    held = "plain value" if type(entry) is bytes else getattr(entry, "kind", "?")
+    return WrongTypeError(
+        message=f"key {key[:64]!r} holds a {held}; the op needs a {wanted}",
+    )
+
+
+__all__ = [
+    "EVICTION_REASONS",
+    "Keyspace",
+    "TypedWrite",
+    "blob_version",
+    "entry_size",
+    "pack_version",
+    "wrong_type",
+]

@@ -1,0 +1,394 @@
+"""Handlers of the hash, list, set and sorted-set ops (docs/protocol.md).
+
+Same calling convention as :mod:`meshcache.store.ops_plain`. Growing writes go through
+:meth:`Keyspace.begin_write` / :meth:`Keyspace.end_write` (creation, bounds, rollback);
+shrinking writes through :meth:`Keyspace.shrunk` (an emptied value is deleted). Every size
+change is applied to the value's ``size`` as it happens, with the per-item costs of
+``meshcache/store/sizes.py``, so the namespace's byte count stays exact.
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import islice
+from typing import Any
+
+from meshcache.errors import NotFloatError
+from meshcache.store import sizes
+from meshcache.store.keyspace import Keyspace
+from meshcache.store.ops_plain import check_int64, parse_int
+from meshcache.store.values import HashValue, ListValue, SetValue, ZSetValue
+
+_BYTES = sizes.BYTES_OVERHEAD
+_HASH_PER = sizes.HASH_ITEM + 2 * _BYTES
+_LIST_PER = sizes.LIST_ITEM + _BYTES
+_SET_PER = sizes.SET_ITEM + _BYTES
+_ZSET_PER = sizes.ZSET_ITEM + _BYTES
+
+
+def clamp_range(start: int, stop: int, n: int) -> tuple[int, int]:
+    """Redis's inclusive ``start..stop`` with negative indexes, as a half-open ``[lo, hi)``
+    (empty when ``lo >= hi``)."""
+    if start < 0:
+        start = max(start + n, 0)
+    if stop < 0:
+        stop += n
+    if stop >= n:
+        stop = n - 1
+    return start, stop + 1
+
+
+# ------------------------------------------------------------------------------------ hashes
+
+
+def op_hset(ks: Keyspace, args: list[Any]) -> int:
+    write = ks.begin_write(args[0], HashValue, args[1:])
+    obj = write.obj
+    assert isinstance(obj, HashValue)
+    data = obj.data
+    size = obj.size
+    new = 0
+    for i in range(1, len(args), 2):
+        field = args[i]
+        value = args[i + 1]
+        old = data.get(field)
+        if old is None:
+            new += 1
+            size += len(field) + len(value) + _HASH_PER
+        else:
+            size += len(value) - len(old)
+        data[field] = value
+    obj.size = size
+    ks.end_write(write, True)
+    return new
+
+
+def op_hget(ks: Keyspace, args: list[Any]) -> bytes | None:
+    obj = ks.read_typed(args[0], HashValue)
+    return None if obj is None else obj.data.get(args[1])
+
+
+def op_hdel(ks: Keyspace, args: list[Any]) -> int:
+    key = args[0]
+    obj = ks.live_typed(key, HashValue)
+    if obj is None:
+        return 0
+    data = obj.data
+    old_size = obj.size
+    removed = 0
+    for field in args[1:]:
+        value = data.pop(field, None)
+        if value is not None:
+            removed += 1
+            obj.size -= len(field) + len(value) + _HASH_PER
+    if removed:
+        ks.shrunk(key, obj, old_size)
+    return removed
+
+
+def op_hgetall(ks: Keyspace, args: list[Any]) -> dict[bytes, bytes]:
+    obj = ks.read_typed(args[0], HashValue)
+    return {} if obj is None else dict(obj.data)
+
+
+def op_hincrby(ks: Keyspace, args: list[Any]) -> int:
+    key, field, by = args
+    write = ks.begin_write(key, HashValue, args[1:])
+    obj = write.obj
+    assert isinstance(obj, HashValue)
+    old = obj.data.get(field)
+    number = check_int64((0 if old is None else parse_int(old)) + by)
+    value = b"%d" % number
+    obj.data[field] = value
+    if old is None:
+        obj.size += len(field) + len(value) + _HASH_PER
+    else:
+        obj.size += len(value) - len(old)
+    ks.end_write(write, True)
+    return number
+
+
+def op_hlen(ks: Keyspace, args: list[Any]) -> int:
+    obj = ks.read_typed(args[0], HashValue)
+    return 0 if obj is None else len(obj.data)
+
+
+# ------------------------------------------------------------------------------------- lists
+
+
+def op_lpush(ks: Keyspace, args: list[Any]) -> int:
+    write = ks.begin_write(args[0], ListValue, args[1:])
+    obj = write.obj
+    assert isinstance(obj, ListValue)
+    push = obj.data.appendleft
+    for value in args[1:]:
+        push(value)
+        obj.size += len(value) + _LIST_PER
+    ks.end_write(write, True)
+    return len(obj.data)
+
+
+def op_rpush(ks: Keyspace, args: list[Any]) -> int:
+    write = ks.begin_write(args[0], ListValue, args[1:])
+    obj = write.obj
+    assert isinstance(obj, ListValue)
+    push = obj.data.append
+    for value in args[1:]:
+        push(value)
+        obj.size += len(value) + _LIST_PER
+    ks.end_write(write, True)
+    return len(obj.data)
+
+
+def _pop(ks: Keyspace, key: bytes, left: bool) -> bytes | None:
+    obj = ks.live_typed(key, ListValue)
+    if obj is None:
+        return None
+    old_size = obj.size
+    value = obj.data.popleft() if left else obj.data.pop()
+    obj.size -= len(value) + _LIST_PER
+    ks.shrunk(key, obj, old_size)
+    return value
+
+
+def op_lpop(ks: Keyspace, args: list[Any]) -> bytes | None:
+    return _pop(ks, args[0], True)
+
+
+def op_rpop(ks: Keyspace, args: list[Any]) -> bytes | None:
+    return _pop(ks, args[0], False)
+
+
+def op_lrange(ks: Keyspace, args: list[Any]) -> list[bytes]:
+    key, start, stop = args
+    obj = ks.read_typed(key, ListValue)
+    if obj is None:
+        return []
+    data = obj.data
+    n = len(data)
+    lo, hi = clamp_range(start, stop, n)
+    if lo >= hi:
+        return []
+    if lo > n - hi:
+        # Closer to the tail: walk from the right end instead of over the whole head.
+        out = list(islice(reversed(data), n - hi, n - lo))
+        out.reverse()
+        return out
+    return list(islice(data, lo, hi))
+
+
+def op_llen(ks: Keyspace, args: list[Any]) -> int:
+    obj = ks.read_typed(args[0], ListValue)
+    return 0 if obj is None else len(obj.data)
+
+
+# -------------------------------------------------------------------------------------- sets
+
+
+def op_sadd(ks: Keyspace, args: list[Any]) -> int:
+    write = ks.begin_write(args[0], SetValue, args[1:])
+    obj = write.obj
+    assert isinstance(obj, SetValue)
+    data = obj.data
+    new = 0
+    for member in args[1:]:
+        if member not in data:
+            data.add(member)
+            new += 1
+            obj.size += len(member) + _SET_PER
+    ks.end_write(write, new > 0)
+    return new
+
+
+def op_srem(ks: Keyspace, args: list[Any]) -> int:
+    key = args[0]
+    obj = ks.live_typed(key, SetValue)
+    if obj is None:
+        return 0
+    data = obj.data
+    old_size = obj.size
+    removed = 0
+    for member in args[1:]:
+        if member in data:
+            data.remove(member)
+            removed += 1
+            obj.size -= len(member) + _SET_PER
+    if removed:
+        ks.shrunk(key, obj, old_size)
+    return removed
+
+
+def op_sismember(ks: Keyspace, args: list[Any]) -> bool:
+    obj = ks.read_typed(args[0], SetValue)
+    return obj is not None and args[1] in obj.data
+
+
+def op_smembers(ks: Keyspace, args: list[Any]) -> list[bytes]:
+    obj = ks.read_typed(args[0], SetValue)
+    return [] if obj is None else sorted(obj.data)
+
+
+def op_scard(ks: Keyspace, args: list[Any]) -> int:
+    obj = ks.read_typed(args[0], SetValue)
+    return 0 if obj is None else len(obj.data)
+
+
+# ------------------------------------------------------------------------------- sorted sets
+
+
+def _zset_score(obj: ZSetValue, member: bytes, score: float) -> bool:
+    """Give ``member`` ``score``; return whether it was new. ``obj.size`` follows."""
+    scores = obj.scores
+    old = scores.get(member)
+    if old is None:
+        scores[member] = score
+        obj.order.add((score, member))
+        obj.size += len(member) + _ZSET_PER
+        return True
+    if old != score:
+        obj.order.remove((old, member))
+        obj.order.add((score, member))
+        scores[member] = score
+    return False
+
+
+def op_zadd(ks: Keyspace, args: list[Any]) -> int:
+    write = ks.begin_write(args[0], ZSetValue, args[1:])
+    obj = write.obj
+    assert isinstance(obj, ZSetValue)
+    new = 0
+    changed = False
+    for i in range(1, len(args), 2):
+        score = args[i]
+        member = args[i + 1]
+        if obj.scores.get(member) != score:
+            changed = True
+            new += _zset_score(obj, member, score)
+    ks.end_write(write, changed)
+    return new
+
+
+def op_zrem(ks: Keyspace, args: list[Any]) -> int:
+    key = args[0]
+    obj = ks.live_typed(key, ZSetValue)
+    if obj is None:
+        return 0
+    old_size = obj.size
+    removed = 0
+    for member in args[1:]:
+        score = obj.scores.pop(member, None)
+        if score is not None:
+            obj.order.remove((score, member))
+            removed += 1
+            obj.size -= len(member) + _ZSET_PER
+    if removed:
+        ks.shrunk(key, obj, old_size)
+    return removed
+
+
+def op_zscore(ks: Keyspace, args: list[Any]) -> float | None:
+    obj = ks.read_typed(args[0], ZSetValue)
+    return None if obj is None else obj.scores.get(args[1])
+
+
+def op_zincrby(ks: Keyspace, args: list[Any]) -> float:
+    key, increment, member = args
+    write = ks.begin_write(key, ZSetValue, args[1:])
+    obj = write.obj
+    assert isinstance(obj, ZSetValue)
+    score: float = obj.scores.get(member, 0.0) + increment
+    if math.isnan(score):
+        raise NotFloatError(message="ZINCRBY: the resulting score is not a number")
+    _zset_score(obj, member, score)
+    ks.end_write(write, True)
+    return score
+
+
+def _with_scores(pairs: list[tuple[float, bytes]], withscores: bool) -> list[Any]:
+    if withscores:
+        return [[member, score] for score, member in pairs]
+    return [member for _, member in pairs]
+
+
+def op_zrange(ks: Keyspace, args: list[Any]) -> list[Any]:
+    key, start, stop, options = args
+    obj = ks.read_typed(key, ZSetValue)
+    if obj is None:
+        return []
+    n = len(obj.order)
+    lo, hi = clamp_range(start, stop, n)
+    if lo >= hi:
+        return []
+    if options.get("rev"):
+        pairs = obj.order[n - hi : n - lo]
+        pairs.reverse()
+    else:
+        pairs = obj.order[lo:hi]
+    return _with_scores(pairs, bool(options.get("withscores")))
+
+
+def op_zrangebyscore(ks: Keyspace, args: list[Any]) -> list[Any]:
+    key, low, high, options = args
+    obj = ks.read_typed(key, ZSetValue)
+    if obj is None or low > high:
+        return []
+    order = obj.order
+    # (score,) sorts before every (score, member): bisect on 1-tuples finds score bounds.
+    lo = order.bisect_left((low,))
+    hi = len(order) if high == math.inf else order.bisect_left((math.nextafter(high, math.inf),))
+    offset = options.get("offset") or 0
+    count = options.get("count")
+    if offset < 0:
+        return []
+    lo += offset
+    if count is not None and count >= 0:
+        hi = min(hi, lo + count)
+    if lo >= hi:
+        return []
+    return _with_scores(order[lo:hi], bool(options.get("withscores")))
+
+
+def op_zrank(ks: Keyspace, args: list[Any]) -> int | None:
+    key, member = args
+    obj = ks.read_typed(key, ZSetValue)
+    if obj is None:
+        return None
+    score = obj.scores.get(member)
+    if score is None:
+        return None
+    rank: int = obj.order.bisect_left((score, member))
+    return rank
+
+
+def op_zcard(ks: Keyspace, args: list[Any]) -> int:
+    obj = ks.read_typed(args[0], ZSetValue)
+    return 0 if obj is None else len(obj.scores)
+
+
+HANDLERS = {
+    "HSET": op_hset,
+    "HGET": op_hget,
+    "HDEL": op_hdel,
+    "HGETALL": op_hgetall,
+    "HINCRBY": op_hincrby,
+    "HLEN": op_hlen,
+    "LPUSH": op_lpush,
+    "RPUSH": op_rpush,
+    "LPOP": op_lpop,
+    "RPOP": op_rpop,
+    "LRANGE": op_lrange,
+    "LLEN": op_llen,
+    "SADD": op_sadd,
+    "SREM": op_srem,
+    "SISMEMBER": op_sismember,
+    "SMEMBERS": op_smembers,
+    "SCARD": op_scard,
+    "ZADD": op_zadd,
+    "ZREM": op_zrem,
+    "ZSCORE": op_zscore,
+    "ZINCRBY": op_zincrby,
+    "ZRANGE": op_zrange,
+    "ZRANGEBYSCORE": op_zrangebyscore,
+    "ZRANK": op_zrank,
+    "ZCARD": op_zcard,
+}

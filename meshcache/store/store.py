@@ -1,0 +1,240 @@
+"""The local storage engine: namespaces of keys, each under its own policy.
+
+:class:`Store` is what the node calls for every data op. It is synchronous, single-threaded
+(the node's trio thread owns it) and free of I/O; time comes from the injected ``clock`` and
+versions from the injected :class:`~meshcache.hlc.HLC`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from meshcache.errors import ConfigError, NoSuchNamespaceError, UnknownOpError
+from meshcache.hlc import HLC
+from meshcache.store import ops_plain, ops_typed, sizes
+from meshcache.store.entry import EntryView
+from meshcache.store.keyspace import Keyspace, blob_version, pack_version
+from meshcache.store.policy import DEFAULT_POLICY, NamespacePolicy
+from meshcache.store.values import PLAIN, TYPES, TypedValue
+
+DEFAULT_NAMESPACE = "default"
+
+Handler = Callable[[Keyspace, list[Any]], Any]
+
+#: Every op the store executes (all of ``meshcache.wire.ops.OPS`` but PING and INFO).
+HANDLERS: dict[str, Handler] = {**ops_plain.HANDLERS, **ops_typed.HANDLERS}
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceStats:
+    """A snapshot of one namespace's counters.
+
+    ``bytes`` is the accounted size (``meshcache/store/sizes.py``); ``evictions`` counts keys
+    evicted by the bound that forced them out (``max_bytes`` or ``max_items``); ``expirations``
+    counts keys removed because their expiry passed (lazily or actively).
+    """
+
+    items: int
+    bytes: int
+    hits: int
+    misses: int
+    evictions: dict[str, int]
+    expirations: int
+    policy: NamespacePolicy
+    keys_with_ttl: int = 0
+
+    @property
+    def evictions_total(self) -> int:
+        return sum(self.evictions.values())
+
+
+class Store:
+    """Namespaces → keys → entries, with eviction, expiry and byte accounting.
+
+    Args:
+        clock: Unix time in seconds (injected; the node passes ``time.time``).
+        hlc: the node's clock for entry versions.
+        policies: namespaces to create; ``default`` is added with the default policy unless
+            given.
+        rng: randomness for LFU counter increments (seeded for repeatable tests).
+        lfu_decay_s: an LFU counter halves once per this many seconds without access.
+        lfu_sample: how many least recently used keys LFU eviction compares.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float],
+        hlc: HLC,
+        policies: Mapping[str, NamespacePolicy] | None = None,
+        rng: random.Random | None = None,
+        lfu_decay_s: float = 60.0,
+        lfu_sample: int = 16,
+    ) -> None:
+        if lfu_decay_s <= 0 or lfu_sample < 1:
+            raise ConfigError("lfu_decay_s must be > 0 and lfu_sample >= 1")
+        self._clock = clock
+        self._hlc = hlc
+        self._rng = rng if rng is not None else random.Random(0)
+        self._lfu_decay_s = lfu_decay_s
+        self._lfu_sample = lfu_sample
+        self._spaces: dict[str, Keyspace] = {}
+        wanted = dict(policies or {})
+        wanted.setdefault(DEFAULT_NAMESPACE, DEFAULT_POLICY)
+        for name, policy in wanted.items():
+            self.set_policy(name, policy)
+
+    # --------------------------------------------------------------------------- hot path
+
+    def execute(self, namespace: str, op: str, args: list[Any]) -> Any:
+        """Run one data op of docs/protocol.md on ``namespace`` and return its result.
+
+        ``args`` must come from ``meshcache.wire.ops.normalize_args``. Raises a
+        ``CommandError`` subclass: ``NO_SUCH_NAMESPACE``, ``UNKNOWN_OP`` (PING and INFO are the
+        node's), or the op's own errors; an op that raises changed nothing.
+        """
+        ks = self._spaces.get(namespace)
+        if ks is None:
+            raise NoSuchNamespaceError(message=f"no namespace {namespace!r}")
+        handler = HANDLERS.get(op)
+        if handler is None:
+            raise UnknownOpError(message=f"the store does not execute {op!r}")
+        return handler(ks, args)
+
+    # --------------------------------------------------------------------------- namespaces
+
+    def set_policy(self, name: str, policy: NamespacePolicy) -> None:
+        """Create namespace ``name`` or change its policy live (eviction down to new bounds
+        happens now). ``ConfigError`` if the policy is invalid."""
+        policy.validate()
+        if not name:
+            raise ConfigError("a namespace needs a name")
+        ks = self._spaces.get(name)
+        if ks is None:
+            self._spaces[name] = Keyspace(
+                name,
+                policy,
+                clock=self._clock,
+                hlc=self._hlc,
+                rng=self._rng,
+                lfu_decay_s=self._lfu_decay_s,
+                lfu_sample=self._lfu_sample,
+            )
+        else:
+            ks.apply_policy(policy)
+
+    def policy(self, name: str) -> NamespacePolicy:
+        return self._space(name).policy
+
+    def drop_namespace(self, name: str) -> None:
+        """Delete a namespace and its keys. ``default`` cannot be dropped (``ConfigError``)."""
+        if name == DEFAULT_NAMESPACE:
+            raise ConfigError("the default namespace cannot be dropped")
+        if self._spaces.pop(name, None) is None:
+            raise NoSuchNamespaceError(message=f"no namespace {name!r}")
+
+    def namespace_names(self) -> list[str]:
+        return sorted(self._spaces)
+
+    def stats(self) -> dict[str, NamespaceStats]:
+        return {
+            name: NamespaceStats(
+                items=len(ks.data),
+                bytes=ks.used,
+                hits=ks.hits,
+                misses=ks.misses,
+                evictions=dict(ks.evictions),
+                expirations=ks.expirations,
+                policy=ks.policy,
+                keys_with_ttl=len(ks.expires),
+            )
+            for name, ks in sorted(self._spaces.items())
+        }
+
+    # --------------------------------------------------------------------------- expiry
+
+    def expire_cycle(self, now: float | None = None, budget: int = 1000) -> int:
+        """Remove up to ``budget`` expired keys, soonest-expired first across namespaces.
+
+        Costs O(removed · log n): expired keys are found on per-namespace heaps, never by a
+        scan. Returns how many keys were removed; the node calls it every 100 ms.
+        """
+        if now is None:
+            now = self._clock()
+        removed = 0
+        for ks in list(self._spaces.values()):
+            if removed >= budget:
+                break
+            removed += ks.purge_expired(now, budget - removed)
+        return removed
+
+    # --------------------------------------------------------------------------- replication
+
+    def get_entry(self, namespace: str, key: bytes) -> EntryView | None:
+        """A copy of ``key``'s live entry, or ``None`` if missing or expired."""
+        ks = self._space(namespace)
+        entry = ks.live(key)
+        if entry is None:
+            return None
+        expires_at = ks.expires.get(key)
+        if type(entry) is bytes:
+            return EntryView(PLAIN, entry[sizes.VERSION_HEADER :], expires_at, blob_version(entry))
+        assert isinstance(entry, TypedValue)
+        return EntryView(entry.kind, entry.contents(), expires_at, entry.version)
+
+    def apply_entry(self, namespace: str, key: bytes, entry: EntryView) -> bool:
+        """Last-writer-wins: replace ``key`` with ``entry`` if its version is newer.
+
+        The version goes through :meth:`HLC.observe` (clamped if a peer's clock is far ahead)
+        so later local writes get greater versions. An entry already expired removes an older
+        local one. Returns whether anything was applied. Raises ``TOO_LARGE`` or
+        ``OUT_OF_MEMORY`` as a local write would; ``BAD_REQUEST``-free: an unknown type is a
+        ``RemoteProtocolError`` from :meth:`EntryView.from_wire` earlier.
+        """
+        ks = self._space(namespace)
+        current = ks.live(key)
+        if current is not None:
+            held = blob_version(current) if type(current) is bytes else current.version  # type: ignore[union-attr]
+            if held >= entry.version:
+                return False
+        version = self._hlc.observe(entry.version)
+        expires_at = entry.expires_at
+        if expires_at is not None and expires_at <= self._clock():
+            if current is not None:
+                ks.remove(key)
+            return True
+        if entry.type == PLAIN:
+            ks.put(key, pack_version(version) + bytes(entry.value), expires_at, False)
+            return True
+        obj = TYPES[entry.type].from_contents(entry.value, version)
+        if not obj:
+            if current is not None:
+                ks.remove(key)
+            return True
+        ks.put(key, obj, expires_at, False)
+        return True
+
+    def keys(self, namespace: str) -> Iterator[bytes]:
+        """The live keys of ``namespace`` (a snapshot list's iterator; expired keys skipped)."""
+        ks = self._space(namespace)
+        now = self._clock()
+        expires = ks.expires
+        return iter([k for k in ks.data if expires.get(k, now + 1) > now])
+
+    # --------------------------------------------------------------------------- internals
+
+    def _space(self, name: str) -> Keyspace:
+        ks = self._spaces.get(name)
+        if ks is None:
+            raise NoSuchNamespaceError(message=f"no namespace {name!r}")
+        return ks
+
+    def keyspace(self, name: str) -> Keyspace:
+        """The namespace's :class:`Keyspace` (tests and benchmarks; not for the node)."""
+        return self._space(name)
+
+
+__all__ = ["DEFAULT_NAMESPACE", "HANDLERS", "NamespaceStats", "Store"]
