@@ -6,7 +6,7 @@ Public API only; everything else lives in subpackages.
 from __future__ import annotations
 
 from meshcache._version import __version__
-from meshcache.client import Client
+from meshcache.client import AsyncClient, Client, TrioClient
 from meshcache.errors import (
     BadRequestError,
     CommandError,
@@ -24,6 +24,7 @@ from meshcache.errors import (
 )
 
 __all__ = [
+    "AsyncClient",
     "BadRequestError",
     "Client",
     "CommandError",
@@ -37,6 +38,7 @@ __all__ = [
     "OutOfMemoryError",
     "RemoteProtocolError",
     "TooLargeError",
+    "TrioClient",
     "WrongTypeError",
     "__version__",
 ]

@@ -1,0 +1,269 @@
+"""What the trio and asyncio clients share: the pool, the retry rule and the pipeline.
+
+A concrete front end supplies four things: how to open a connection, how to run a block under
+a deadline, a semaphore, and the connection class itself (which moves bytes for one
+:class:`~meshcache.client.core.Exchange`). Everything else — failover over the router's
+candidates, the single retry of idempotent batches on a broken connection, discarding any
+connection whose exchange did not complete — lives here once.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Any, Generic, Protocol, Self, TypeVar
+
+from meshcache.client.commands import AsyncExecutor, CommandQueue, Commands
+from meshcache.client.core import ClientProtocol, Command, Exchange
+from meshcache.client.routing import Address, Router, SeedRouter, parse_addresses
+from meshcache.errors import ConfigError, MeshcacheConnectionError, MeshcacheTimeout
+from meshcache.wire import DEFAULT_MAX_FRAME
+
+T = TypeVar("T")
+C = TypeVar("C", bound="AsyncConnection")
+
+RECV_SIZE = 256 * 1024
+
+
+class AsyncConnection(Protocol):
+    """One connection of an async front end; used by one task at a time."""
+
+    address: Address
+    protocol: ClientProtocol
+
+    async def exchange(self, commands: Sequence[Command[Any]]) -> Exchange:
+        """Send the commands in one write and read until each has its reply.
+
+        Raises:
+            MeshcacheConnectionError: the connection broke or the node closed it.
+            RemoteProtocolError: the node broke the protocol.
+        """
+        ...
+
+    @property
+    def reusable(self) -> bool:
+        """False when the node has closed the idle connection."""
+        ...
+
+    def close_now(self) -> None:
+        """Close without waiting (safe in cancelled or failing code paths)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class Slots(Protocol):
+    """The semaphore bounding connections lent out at once (trio's or asyncio's)."""
+
+    async def acquire(self) -> Any: ...
+
+    def release(self) -> None: ...
+
+
+class AsyncClientBase(ABC, Commands, AsyncExecutor, Generic[C]):
+    """Base of :class:`~meshcache.TrioClient` and :class:`~meshcache.AsyncClient`.
+
+    Args:
+        addresses: ``"host:port"``, several as ``"h:p,h:p"`` (the first that answers is used,
+            the next ones on failure), or a list of them.
+        timeout: seconds to wait for the answer to a request or pipeline, and for a free
+            pooled connection (None: forever).
+        connect_timeout: seconds to wait for a node to accept a connection.
+        max_connections: how many connections may be lent out at once.
+        router: picks the node per key; defaults to a :class:`SeedRouter` over ``addresses``.
+
+    Retries: a request (or pipeline) made only of idempotent ops is sent once more, on a new
+    connection, when its connection breaks before the answer arrives; others raise
+    :class:`MeshcacheConnectionError`. Timeouts raise :class:`MeshcacheTimeout`, never
+    retried; a connection whose exchange timed out or was cancelled is closed, not reused.
+    """
+
+    def __init__(
+        self,
+        addresses: str | Address | Sequence[str | Address] = "127.0.0.1:7400",
+        *,
+        timeout: float | None = 5.0,
+        connect_timeout: float | None = 5.0,
+        max_connections: int = 16,
+        router: Router | None = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        if max_connections < 1:
+            raise ConfigError("max_connections must be at least 1")
+        self.router: Router = router or SeedRouter(parse_addresses(addresses))
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.max_connections = max_connections
+        self.max_frame = max_frame
+        self._idle: dict[Address, list[C]] = {}
+        self._slots: Slots | None = None
+        self._closed = False
+
+    # -- what a front end supplies --------------------------------------------------------------
+
+    @abstractmethod
+    async def _open(self, address: Address) -> C:
+        """Connect to ``address``; raise OSError when it does not accept."""
+
+    @abstractmethod
+    def _deadline(self, seconds: float | None) -> AbstractAsyncContextManager[None]:
+        """Run the block with a deadline; raise :class:`MeshcacheTimeout` when it passes."""
+
+    @abstractmethod
+    def _make_slots(self, n: int) -> Slots:
+        """A semaphore of ``n`` for the running event loop."""
+
+    # -- the shared logic -----------------------------------------------------------------------
+
+    async def _execute(self, command: Command[T]) -> T:
+        results = await self._run([command], raise_on_error=True)
+        result: T = results[0]
+        return result
+
+    async def _run(self, commands: Sequence[Command[Any]], *, raise_on_error: bool) -> list[Any]:
+        key = next((c.key for c in commands if c.key is not None), None)
+        attempts = 2 if all(c.idempotent for c in commands) else 1
+        for attempt in range(attempts):
+            conn = await self._acquire(key)
+            try:
+                async with self._deadline(self.timeout):
+                    exchange = await conn.exchange(commands)
+            except MeshcacheConnectionError:
+                self._discard(conn)
+                if attempt + 1 < attempts:
+                    continue
+                raise
+            except BaseException:
+                self._discard(conn)
+                raise
+            self._release(conn)
+            self.router.observe_ring_version(conn.protocol.ring_version)
+            return exchange.results(raise_on_error=raise_on_error)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _acquire(self, key: bytes | None) -> C:
+        if self._closed:
+            raise MeshcacheConnectionError("the client is closed")
+        if self._slots is None:
+            self._slots = self._make_slots(self.max_connections)
+        slots = self._slots
+        try:
+            async with self._deadline(self.timeout):
+                await slots.acquire()
+        except MeshcacheTimeout:
+            raise MeshcacheTimeout(f"no free connection within {self.timeout} s") from None
+        try:
+            return await self._connect(key)
+        except BaseException:
+            slots.release()
+            raise
+
+    async def _connect(self, key: bytes | None) -> C:
+        failures: list[str] = []
+        for address in self.router.candidates(key):
+            idle = self._idle.get(address)
+            while idle:
+                conn = idle.pop()
+                if conn.reusable:
+                    return conn
+                conn.close_now()
+            try:
+                async with self._deadline(self.connect_timeout):
+                    conn = await self._open(address)
+            except (OSError, MeshcacheTimeout) as exc:
+                self.router.failed(address)
+                failures.append(f"{address}: {exc or type(exc).__name__}")
+                continue
+            self.router.connected(address)
+            return conn
+        raise MeshcacheConnectionError(
+            "could not connect to any node (" + "; ".join(failures) + ")"
+        )
+
+    def _release(self, conn: C) -> None:
+        if self._closed or conn.protocol.error is not None:
+            conn.close_now()
+        else:
+            self._idle.setdefault(conn.address, []).append(conn)
+        assert self._slots is not None
+        self._slots.release()
+
+    def _discard(self, conn: C) -> None:
+        conn.close_now()
+        assert self._slots is not None
+        self._slots.release()
+
+    def pipeline(self, *, raise_on_error: bool = True) -> AsyncPipeline:
+        """A pipeline: queue calls on it, then ``await execute()`` sends them in one write."""
+        return AsyncPipeline(self, raise_on_error=raise_on_error)
+
+    async def aclose(self) -> None:
+        """Close every pooled connection; the client cannot be used afterwards."""
+        self._closed = True
+        idle = [conn for conns in self._idle.values() for conn in conns]
+        self._idle.clear()
+        for conn in idle:
+            await conn.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class AsyncPipeline(Commands, CommandQueue):
+    """Commands queued to be sent in one write by ``await execute()``.
+
+    Every method queues its command and returns the pipeline, so calls chain. ``execute``
+    returns the results in order. With ``raise_on_error`` (the default) it raises the first
+    error after every reply has arrived, as redis-py does; without it, the exception objects
+    stand in the list where their results would be. A pipeline made only of idempotent ops is
+    retried once on a broken connection; any other is not.
+    """
+
+    def __init__(self, client: AsyncClientBase[Any], *, raise_on_error: bool = True) -> None:
+        self._client = client
+        self.raise_on_error = raise_on_error
+        self._commands: list[Command[Any]] = []
+
+    def _execute(self, command: Command[Any]) -> Self:
+        self._commands.append(command)
+        return self
+
+    def __len__(self) -> int:
+        return len(self._commands)
+
+    async def execute(self, *, raise_on_error: bool | None = None) -> list[Any]:
+        """Send every queued command, wait for all replies, return the results in order."""
+        commands, self._commands = self._commands, []
+        if not commands:
+            return []
+        if raise_on_error is None:
+            raise_on_error = self.raise_on_error
+        return await self._client._run(commands, raise_on_error=raise_on_error)
+
+    def reset(self) -> None:
+        """Forget the queued commands."""
+        self._commands = []
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.reset()
+
+
+__all__ = ["RECV_SIZE", "AsyncClientBase", "AsyncConnection", "AsyncPipeline", "Slots"]

@@ -1,0 +1,208 @@
+"""TrioClient and AsyncClient against the fake server; every scenario runs on both loops."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+import trio
+
+import meshcache
+from meshcache.client import AsyncClient, TrioClient
+from meshcache.client.async_base import AsyncClientBase
+from tests.client.fakeserver import FakeServer
+
+Scenario = Callable[[AsyncClientBase[Any], FakeServer], Awaitable[None]]
+
+FLAVORS = ["trio", "asyncio"]
+
+
+@pytest.fixture
+def server() -> Iterator[FakeServer]:
+    with FakeServer() as s:
+        yield s
+
+
+def make_client(flavor: str, address: str, **kwargs: Any) -> AsyncClientBase[Any]:
+    cls: type[AsyncClientBase[Any]] = TrioClient if flavor == "trio" else AsyncClient
+    kwargs.setdefault("timeout", 2.0)
+    return cls(address, **kwargs)
+
+
+def run(flavor: str, fn: Callable[[], Awaitable[None]]) -> None:
+    async def main() -> None:
+        await fn()
+
+    if flavor == "trio":
+        trio.run(main)
+    else:
+        asyncio.run(main())
+
+
+async def gather(flavor: str, fns: list[Callable[[], Awaitable[None]]]) -> None:
+    if flavor == "trio":
+        async with trio.open_nursery() as nursery:
+            for fn in fns:
+                nursery.start_soon(fn)
+    else:
+        await asyncio.gather(*(fn() for fn in fns))
+
+
+def scenario_test(**client_kwargs: Any) -> Callable[[Scenario], Callable[[str, FakeServer], None]]:
+    """Turn ``async def body(client, server)`` into a test run on both event loops."""
+
+    def decorate(body: Scenario) -> Callable[[str, FakeServer], None]:
+        @pytest.mark.parametrize("flavor", FLAVORS)
+        def test(flavor: str, server: FakeServer) -> None:
+            async def main() -> None:
+                async with make_client(flavor, server.address, **client_kwargs) as client:
+                    await body(client, server)
+
+            run(flavor, main)
+
+        test.__name__ = body.__name__
+        test.__doc__ = body.__doc__
+        return test
+
+    return decorate
+
+
+@scenario_test()
+async def test_basic_ops(client: AsyncClientBase[Any], server: FakeServer) -> None:
+    assert await client.ping() is True
+    assert await client.set("k", "v", ttl=10) is True
+    assert await client.get("k") == b"v"
+    assert await client.get("missing") is None
+    assert await client.incr("n", 3) == 3
+    assert await client.mget("k", "n") == [b"v", b"3"]
+    assert await client.hset("h", {"a": "1"}) == 1
+    assert await client.hgetall("h") == {b"a": b"1"}
+    assert await client.zadd("z", {"m": 1}) == 1
+    assert await client.zrange("z", 0, -1, withscores=True) == [(b"m", 1.0)]
+    assert server.stats.requests[1] == ("SET", "default", [b"k", b"v", {"ttl": 10}])
+
+
+@scenario_test()
+async def test_error_frames(client: AsyncClientBase[Any], server: FakeServer) -> None:
+    await client.hset("h", "f", "v")
+    with pytest.raises(meshcache.WrongTypeError):
+        await client.get("h")
+    assert await client.ping()
+
+
+@scenario_test()
+async def test_pipeline(client: AsyncClientBase[Any], server: FakeServer) -> None:
+    await client.hset("h", "f", "v")
+    async with client.pipeline() as pipe:
+        pipe.set("a", "1").incr("n").get("a")
+        assert await pipe.execute() == [True, 1, b"1"]
+    pipe = client.pipeline(raise_on_error=False)
+    results = await pipe.get("h").get("a").execute()
+    assert isinstance(results[0], meshcache.WrongTypeError)
+    assert results[1] == b"1"
+    with pytest.raises(meshcache.WrongTypeError):
+        await client.pipeline().get("h").set("b", "2").execute()
+    assert await client.get("b") == b"2"
+
+
+@scenario_test()
+async def test_retry_idempotent_once(client: AsyncClientBase[Any], server: FakeServer) -> None:
+    await client.set("k", "v")
+    server.inject("drop_before", "GET")
+    assert await client.get("k") == b"v"
+    assert server.stats.ops().count("GET") == 2
+    server.inject("drop_before", "GET")
+    server.inject("drop_before", "GET")
+    with pytest.raises(meshcache.MeshcacheConnectionError):
+        await client.get("k")
+
+
+@scenario_test()
+async def test_no_retry_for_non_idempotent(
+    client: AsyncClientBase[Any], server: FakeServer
+) -> None:
+    server.inject("drop_after", "INCR")
+    with pytest.raises(meshcache.MeshcacheConnectionError):
+        await client.incr("n")
+    assert server.stats.ops().count("INCR") == 1
+    assert await client.get("n") == b"1"
+
+
+@scenario_test()
+async def test_stale_idle_connection(client: AsyncClientBase[Any], server: FakeServer) -> None:
+    assert await client.ping()
+    server.drop_all_connections()
+    # Wait (with a deadline) until the client side has seen the close.
+    for _ in range(5000):
+        if all(not c.reusable for conns in client._idle.values() for c in conns):
+            break
+        await sleep_a_tick()
+    assert await client.incr("n") == 1
+
+
+async def sleep_a_tick() -> None:
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        await asyncio.sleep(0.001)
+    else:
+        await trio.sleep(0.001)
+
+
+@scenario_test(timeout=0.2)
+async def test_timeout(client: AsyncClientBase[Any], server: FakeServer) -> None:
+    server.inject("hold", "GET")
+    with pytest.raises(meshcache.MeshcacheTimeout):
+        await client.get("k")
+    server.release.set()
+    assert await client.ping()
+    assert server.stats.connections == 2
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_concurrent_tasks_share_a_bounded_pool(flavor: str, server: FakeServer) -> None:
+    async def main() -> None:
+        async with make_client(flavor, server.address, max_connections=3) as client:
+
+            async def worker(i: int) -> None:
+                for j in range(20):
+                    assert await client.set(f"{i}:{j}", str(j)) is True
+                    assert await client.get(f"{i}:{j}") == str(j).encode()
+                    await client.incr("total")
+
+            await gather(flavor, [functools.partial(worker, i) for i in range(10)])
+            assert await client.get("total") == b"200"
+
+    run(flavor, main)
+    assert 1 <= server.stats.max_open_connections <= 3
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_failover_and_close(flavor: str, server: FakeServer) -> None:
+    dead = FakeServer()
+    dead_address = dead.address
+    dead.close()
+
+    async def main() -> None:
+        client = make_client(flavor, f"{dead_address},{server.address}")
+        async with client:
+            assert await client.ping()
+        with pytest.raises(meshcache.MeshcacheConnectionError):
+            await client.ping()
+
+    run(flavor, main)
+
+
+@pytest.mark.trio
+async def test_trio_cancellation_discards_the_connection(server: FakeServer) -> None:
+    async with TrioClient(server.address) as client:
+        server.inject("hold", "GET")
+        with trio.move_on_after(0.1) as scope:
+            await client.get("k")
+        assert scope.cancelled_caught
+        server.release.set()
+        assert await client.ping()
+        assert server.stats.connections == 2
