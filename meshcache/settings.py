@@ -160,7 +160,11 @@ def parse_size(value: object, where: str) -> int:
         match = _SIZE_RE.fullmatch(value.strip().replace("_", "").lower())
         if match is None or match.group(2) not in _SIZE_UNITS:
             raise _fail(where, problem)
-        size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+        number, unit = match.groups()
+        if not unit and not number.isdigit():
+            raise _fail(where, f"{value!r} is not a whole number of bytes")
+        # With a unit, a fraction is fine ("1.5GiB"); what is left of a byte is dropped.
+        size = int(float(number) * _SIZE_UNITS[unit])
     else:
         raise _fail(where, problem)
     if size < 1:
@@ -559,8 +563,13 @@ def _toml_key(name: str) -> str:
 
 def _toml_string(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-    escaped = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in escaped)
+    escaped = "".join(c if c.isprintable() else _toml_escape(c) for c in escaped)
     return f'"{escaped}"'
+
+
+def _toml_escape(char: str) -> str:
+    code = ord(char)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def _toml_value(value: object) -> str:
