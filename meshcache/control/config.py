@@ -1,0 +1,404 @@
+"""The cluster configuration snapshot and the pure commands that change it.
+
+:class:`ClusterConfig` is immutable: a committed change produces a new snapshot whose
+``version`` is exactly one more. :func:`apply` is the only way to produce one from another; it is
+pure (no clock, no I/O), so every Raft voter that applies the same commands in the same order
+holds equal snapshots.
+
+Every command carries ``expected_version``, the version it was based on. :func:`apply` refuses a
+command whose ``expected_version`` is not the current version with
+:class:`~meshcache.control.errors.VersionConflictError`: a command that timed out and commits
+late cannot overwrite a newer change, and of two commands based on the same version exactly one
+applies.
+
+Commands travel through Raft and over TCP as plain maps (:func:`command_to_mapping` /
+:func:`command_from_mapping`), ``{"op": "put_member", "expected_version": 3, ...}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, ClassVar, TypeAlias
+
+from meshcache.control.errors import (
+    InvalidCommandError,
+    InvalidTransitionError,
+    NamespaceExistsError,
+    NoSuchMemberError,
+    VersionConflictError,
+)
+from meshcache.control.member import (
+    MEMBER_STATES,
+    TRANSITIONS,
+    MemberState,
+    RingMember,
+    check_text,
+    checked_member,
+)
+from meshcache.errors import ConfigError, NoSuchNamespaceError
+from meshcache.store.policy import DEFAULT_POLICY, NamespacePolicy
+
+DEFAULT_NAMESPACE = "default"
+_POLICY_FIELDS = frozenset(f.name for f in dataclasses.fields(NamespacePolicy))
+
+
+def _frozen_namespaces(
+    namespaces: Mapping[str, NamespacePolicy],
+) -> Mapping[str, NamespacePolicy]:
+    # Sorted so two equal configs also iterate (and serialize) in the same order.
+    return MappingProxyType(dict(sorted(namespaces.items())))
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """One committed configuration of the cluster.
+
+    Attributes:
+        version: 0 for the initial config, +1 per committed change.
+        members: the ring members, sorted by ``node_id``; ids and addresses are unique.
+        namespaces: name → policy, sorted by name; always holds ``"default"``.
+    """
+
+    version: int = 0
+    members: tuple[RingMember, ...] = ()
+    namespaces: Mapping[str, NamespacePolicy] = field(
+        default_factory=lambda: _frozen_namespaces({DEFAULT_NAMESPACE: DEFAULT_POLICY}),
+        hash=False,
+    )
+
+    def __post_init__(self) -> None:
+        if type(self.version) is not int or self.version < 0:
+            raise ConfigError(f"config version must be an integer >= 0, got {self.version!r}")
+        members = tuple(sorted(self.members, key=lambda m: m.node_id))
+        ids = [m.node_id for m in members]
+        if len(set(ids)) != len(ids):
+            raise ConfigError("config lists a ring member twice")
+        addresses = [m.address for m in members]
+        if len(set(addresses)) != len(addresses):
+            raise ConfigError("config lists two ring members with the same address")
+        if DEFAULT_NAMESPACE not in self.namespaces:
+            raise ConfigError(f"config lacks the {DEFAULT_NAMESPACE!r} namespace")
+        object.__setattr__(self, "members", members)
+        object.__setattr__(self, "namespaces", _frozen_namespaces(self.namespaces))
+
+    def member(self, node_id: str) -> RingMember | None:
+        """The member with ``node_id``, or None."""
+        for member in self.members:
+            if member.node_id == node_id:
+                return member
+        return None
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The config as plain msgpack-able data; :meth:`from_mapping` reads it back equal."""
+        return {
+            "version": self.version,
+            "members": [m.to_mapping() for m in self.members],
+            "namespaces": {name: p.to_mapping() for name, p in self.namespaces.items()},
+        }
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> ClusterConfig:
+        """Build and validate a config from :meth:`to_mapping`'s output.
+
+        Raises:
+            ConfigError: the mapping is malformed or breaks an invariant (the subclass
+                InvalidCommandError when a member or policy inside it is invalid).
+        """
+        if not isinstance(mapping, Mapping):
+            raise ConfigError(f"a cluster config must be a map, not {type(mapping).__name__}")
+        unknown = sorted(map(str, set(mapping) - {"version", "members", "namespaces"}))
+        if unknown:
+            raise ConfigError(f"unknown cluster config field(s): {', '.join(unknown)}")
+        members = mapping.get("members", [])
+        namespaces = mapping.get("namespaces", {})
+        if not isinstance(members, list | tuple):
+            raise ConfigError("cluster config 'members' must be a list")
+        if not isinstance(namespaces, Mapping):
+            raise ConfigError("cluster config 'namespaces' must be a map")
+        policies: dict[str, NamespacePolicy] = {}
+        for name, policy in namespaces.items():
+            check_text("namespace name", name)
+            policies[name] = _policy_from_mapping(name, policy)
+        return cls(
+            version=mapping.get("version", 0),
+            members=tuple(checked_member(m) for m in members),
+            namespaces=policies,
+        )
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+def _check_version(value: object) -> None:
+    if type(value) is not int or value < 0:
+        raise InvalidCommandError(f"expected_version must be an integer >= 0, got {value!r}")
+
+
+def _policy_from_mapping(name: str, mapping: object) -> NamespacePolicy:
+    if isinstance(mapping, NamespacePolicy):
+        policy = mapping
+    elif isinstance(mapping, Mapping):
+        try:
+            policy = NamespacePolicy.from_mapping(mapping)
+        except ConfigError as exc:
+            raise InvalidCommandError(f"namespace {name!r}: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise InvalidCommandError(f"namespace {name!r}: {exc}") from None
+    else:
+        raise InvalidCommandError(f"namespace {name!r}: a policy must be a map")
+    try:
+        return policy.validate()
+    except ConfigError as exc:
+        raise InvalidCommandError(f"namespace {name!r}: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class PutMember:
+    """Add ``member`` to the ring, or replace the member with the same ``node_id``."""
+
+    op: ClassVar[str] = "put_member"
+    expected_version: int
+    member: RingMember
+
+    def __post_init__(self) -> None:
+        _check_version(self.expected_version)
+        object.__setattr__(self, "member", checked_member(self.member))
+
+
+@dataclass(frozen=True, slots=True)
+class SetMemberState:
+    """Move member ``node_id`` to ``state`` along :data:`~meshcache.control.member.TRANSITIONS`."""
+
+    op: ClassVar[str] = "set_member_state"
+    expected_version: int
+    node_id: str
+    state: MemberState
+
+    def __post_init__(self) -> None:
+        _check_version(self.expected_version)
+        check_text("node_id", self.node_id)
+        if self.state not in MEMBER_STATES:
+            raise InvalidCommandError(
+                f"unknown member state {self.state!r} (one of: {', '.join(sorted(MEMBER_STATES))})"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveMember:
+    """Take member ``node_id`` off the ring, whatever its state."""
+
+    op: ClassVar[str] = "remove_member"
+    expected_version: int
+    node_id: str
+
+    def __post_init__(self) -> None:
+        _check_version(self.expected_version)
+        check_text("node_id", self.node_id)
+
+
+@dataclass(frozen=True, slots=True)
+class CreateNamespace:
+    """Create namespace ``name`` with ``policy``; refused if it exists."""
+
+    op: ClassVar[str] = "create_namespace"
+    expected_version: int
+    name: str
+    policy: NamespacePolicy = DEFAULT_POLICY
+
+    def __post_init__(self) -> None:
+        _check_version(self.expected_version)
+        check_text("namespace name", self.name)
+        object.__setattr__(self, "policy", _policy_from_mapping(self.name, self.policy))
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateNamespace:
+    """Change some policy fields of existing namespace ``name``.
+
+    ``changes`` maps policy field names to new values; a value of None clears an optional bound.
+    """
+
+    op: ClassVar[str] = "update_namespace"
+    expected_version: int
+    name: str
+    changes: Mapping[str, Any] = field(hash=False)
+
+    def __post_init__(self) -> None:
+        _check_version(self.expected_version)
+        check_text("namespace name", self.name)
+        if not isinstance(self.changes, Mapping) or not self.changes:
+            raise InvalidCommandError("update_namespace needs a non-empty map of changes")
+        unknown = sorted(map(str, set(self.changes) - _POLICY_FIELDS))
+        if unknown:
+            raise InvalidCommandError(
+                f"unknown namespace policy field(s): {', '.join(unknown)}"
+                f" (known: {', '.join(sorted(_POLICY_FIELDS))})"
+            )
+        # Check the values on their own now, so a bad update fails before it reaches Raft.
+        _policy_from_mapping(self.name, {**DEFAULT_POLICY.to_mapping(), **self.changes})
+        object.__setattr__(self, "changes", MappingProxyType(dict(self.changes)))
+
+
+@dataclass(frozen=True, slots=True)
+class DropNamespace:
+    """Delete namespace ``name``; ``default`` cannot be dropped."""
+
+    op: ClassVar[str] = "drop_namespace"
+    expected_version: int
+    name: str
+
+    def __post_init__(self) -> None:
+        _check_version(self.expected_version)
+        check_text("namespace name", self.name)
+        if self.name == DEFAULT_NAMESPACE:
+            raise InvalidCommandError(f"the {DEFAULT_NAMESPACE!r} namespace cannot be dropped")
+
+
+Command: TypeAlias = (
+    PutMember | SetMemberState | RemoveMember | CreateNamespace | UpdateNamespace | DropNamespace
+)
+COMMANDS: Mapping[str, type[Command]] = MappingProxyType(
+    {
+        cls.op: cls
+        for cls in (
+            PutMember,
+            SetMemberState,
+            RemoveMember,
+            CreateNamespace,
+            UpdateNamespace,
+            DropNamespace,
+        )
+    }
+)
+
+
+def command_to_mapping(command: Command) -> dict[str, Any]:
+    """The command as a plain msgpack-able map with an ``"op"`` key."""
+    out: dict[str, Any] = {"op": command.op}
+    for f in dataclasses.fields(command):
+        value = getattr(command, f.name)
+        if isinstance(value, RingMember | NamespacePolicy):
+            value = value.to_mapping()
+        elif isinstance(value, Mapping):
+            value = dict(value)
+        out[f.name] = value
+    return out
+
+
+def command_from_mapping(mapping: Mapping[str, Any]) -> Command:
+    """Build and validate a command from a map; raise InvalidCommandError when it is bad."""
+    if not isinstance(mapping, Mapping):
+        raise InvalidCommandError(f"a command must be a map, not {type(mapping).__name__}")
+    op = mapping.get("op")
+    cls = COMMANDS.get(op) if isinstance(op, str) else None
+    if cls is None:
+        raise InvalidCommandError(
+            f"unknown config command {op!r} (one of: {', '.join(sorted(COMMANDS))})"
+        )
+    names = {f.name for f in dataclasses.fields(cls)}
+    args = {k: v for k, v in mapping.items() if k != "op"}
+    unknown = sorted(map(str, set(args) - names))
+    if unknown:
+        raise InvalidCommandError(f"{op}: unknown field(s) {', '.join(unknown)}")
+    missing = sorted(
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in args
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    )
+    if missing:
+        raise InvalidCommandError(f"{op}: missing field(s) {', '.join(missing)}")
+    try:
+        return cls(**args)
+    except TypeError as exc:
+        raise InvalidCommandError(f"{op}: {exc}") from None
+
+
+# --- applying ----------------------------------------------------------------------------------
+
+
+def apply(config: ClusterConfig, command: Command) -> ClusterConfig:
+    """The config after ``command``, with ``version`` one more; ``config`` is not changed.
+
+    Raises:
+        VersionConflictError: ``command.expected_version`` is not ``config.version``.
+        NoSuchMemberError, NoSuchNamespaceError: the command names something that is absent.
+        NamespaceExistsError: ``create_namespace`` of a namespace that exists.
+        InvalidTransitionError: a member state change the state table does not allow.
+        InvalidCommandError: the change would break an invariant (duplicate address, bad policy).
+    """
+    if command.expected_version != config.version:
+        raise VersionConflictError(command.expected_version, config.version)
+    members = {m.node_id: m for m in config.members}
+    namespaces = dict(config.namespaces)
+    if isinstance(command, PutMember):
+        new = command.member
+        for other in config.members:
+            if other.address == new.address and other.node_id != new.node_id:
+                raise InvalidCommandError(
+                    f"address {new.address} is already used by ring member {other.node_id!r}"
+                )
+        members[new.node_id] = new
+    elif isinstance(command, SetMemberState):
+        old = _member(members, command.node_id)
+        if command.state not in TRANSITIONS[old.state]:
+            allowed = ", ".join(sorted(TRANSITIONS[old.state]))
+            raise InvalidTransitionError(
+                f"ring member {old.node_id!r} cannot go from {old.state} to {command.state}"
+                f" (from {old.state} it may go to: {allowed})"
+            )
+        members[old.node_id] = dataclasses.replace(old, state=command.state)
+    elif isinstance(command, RemoveMember):
+        del members[_member(members, command.node_id).node_id]
+    elif isinstance(command, CreateNamespace):
+        if command.name in namespaces:
+            raise NamespaceExistsError(f"namespace {command.name!r} already exists")
+        namespaces[command.name] = command.policy
+    elif isinstance(command, UpdateNamespace):
+        policy = _namespace(namespaces, command.name)
+        namespaces[command.name] = _policy_from_mapping(
+            command.name, {**policy.to_mapping(), **command.changes}
+        )
+    elif isinstance(command, DropNamespace):
+        _namespace(namespaces, command.name)
+        del namespaces[command.name]
+    else:  # pragma: no cover - the Command union is closed
+        raise InvalidCommandError(f"unknown config command {command!r}")
+    return ClusterConfig(
+        version=config.version + 1, members=tuple(members.values()), namespaces=namespaces
+    )
+
+
+def _member(members: Mapping[str, RingMember], node_id: str) -> RingMember:
+    member = members.get(node_id)
+    if member is None:
+        raise NoSuchMemberError(f"no ring member {node_id!r}")
+    return member
+
+
+def _namespace(namespaces: Mapping[str, NamespacePolicy], name: str) -> NamespacePolicy:
+    policy = namespaces.get(name)
+    if policy is None:
+        raise NoSuchNamespaceError(message=f"no namespace {name!r}")
+    return policy
+
+
+__all__ = [
+    "COMMANDS",
+    "DEFAULT_NAMESPACE",
+    "ClusterConfig",
+    "Command",
+    "CreateNamespace",
+    "DropNamespace",
+    "PutMember",
+    "RemoveMember",
+    "SetMemberState",
+    "UpdateNamespace",
+    "apply",
+    "command_from_mapping",
+    "command_to_mapping",
+]
