@@ -167,8 +167,12 @@ class ClientProtocol:
                 or answered a request id that is not awaiting an answer. The protocol is dead
                 afterwards; the caller must close the connection.
         """
-        if self.error is not None:
+        if isinstance(self.error, RemoteProtocolError):
             raise self.error
+        if self.error is not None:
+            # After a connection-level error frame the node closes the connection; nothing
+            # that still arrives can answer anything.
+            return []
         self._reader.feed(data)
         replies: list[Reply] = []
         try:
