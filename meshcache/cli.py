@@ -332,32 +332,27 @@ def _zrange(c: Client, a: argparse.Namespace) -> Output:
 
 
 def _format_info(info: Mapping[str, Any]) -> str:
-    lines = [f"{key:<12}{info[key]}" for key in ("node_id", "version") if key in info]
-    if "uptime_s" in info:
-        lines.append(f"{'uptime':<12}{info['uptime_s']} s")
-    lines += [
-        f"{key:<12}{value}"
-        for key, value in info.items()
-        if key not in ("node_id", "version", "uptime_s", "namespaces")
-    ]
+    """INFO for humans: the node's fields, then one block per namespace (unknown fields too)."""
+    first = [key for key in ("node_id", "version", "uptime_s") if key in info]
+    rest = [key for key in info if key not in first and key != "namespaces"]
+    lines = [f"{key:<14}{_plain_text(info[key])}" for key in first + rest]
     namespaces = info.get("namespaces")
-    if isinstance(namespaces, Mapping) and namespaces:
-        preferred = ["items", "bytes", "eviction", "max_bytes", "max_items"]
-        columns = [c for c in preferred if any(c in v for v in namespaces.values())]
-        for figures in namespaces.values():
-            columns += [c for c in figures if c not in columns]
-        rows = [["namespace", *columns]]
+    if isinstance(namespaces, Mapping):
         for name, figures in sorted(namespaces.items()):
-            rows.append(
-                [name, *("-" if figures.get(c) is None else str(figures[c]) for c in columns)]
-            )
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        lines.append("")
-        lines += [
-            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-            for row in rows
-        ]
+            lines += ["", f"namespace {name}"]
+            if isinstance(figures, Mapping):
+                lines += [f"  {key:<14}{_plain_text(value)}" for key, value in figures.items()]
     return "\n".join(lines)
+
+
+def _plain_text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bytes):
+        return _text(value)
+    if isinstance(value, Mapping):
+        return " ".join(f"{k}={_plain_text(v)}" for k, v in value.items())
+    return str(value)
 
 
 def _connect(host: str, port: int, *, connect_timeout: float, timeout: float) -> Client:
@@ -390,7 +385,8 @@ def _run_client(args: argparse.Namespace) -> int:
         return _fail(f"cannot reach {where}: {exc.strerror or exc}", EXIT_UNREACHABLE)
     if args.json:
         _write(json.dumps(_jsonable(out.data), ensure_ascii=False))
-    elif out.text is not None:
+    elif isinstance(out.text, bytes) or out.text:
+        # A stored value prints even when empty; an empty list prints nothing, not a blank line.
         _write(out.text)
     return out.status
 

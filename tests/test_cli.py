@@ -1,0 +1,523 @@
+"""The ``meshcache`` command: usage errors, settings precedence, logging, and every client
+command against a real node started with ``python -m meshcache start`` in a subprocess."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import structlog
+
+import meshcache
+from meshcache import __version__
+from meshcache.cli import main
+from meshcache.logs import configure_logging
+
+REPO = Path(meshcache.__file__).resolve().parent.parent
+START_DEADLINE = 20.0
+
+
+def clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHCACHE_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+@pytest.fixture(autouse=True)
+def no_meshcache_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's MESHCACHE_PORT must not change what these tests see."""
+    for name in [k for k in os.environ if k.startswith("MESHCACHE_")]:
+        monkeypatch.delenv(name)
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err: str) -> str:
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    return err.rstrip("\n")
+
+
+# --- usage and configuration errors: one line, exit 2 ------------------------------------------
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["--version"], capsys) == (0, f"meshcache {__version__}\n", "")
+
+
+def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["--help"], capsys)
+    assert code == 0 and "start" in out and "Exit codes" in out
+    code, out, _ = run(["start", "--help"], capsys)
+    assert code == 0 and "--max-value-bytes" in out and "MESHCACHE_PORT" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], "meshcache: error: the following arguments are required: COMMAND"),
+        (["frobnicate"], "meshcache: error: argument COMMAND: invalid choice: 'frobnicate'"),
+        (["start", "--bogus"], "meshcache start: error: unrecognized arguments: --bogus"),
+        (["start", "--port"], "meshcache start: error: argument --port: expected one argument"),
+        (["start", "--port", "abc"], "meshcache: error: --port: 'abc' is not a port number"),
+        (["start", "--admin-port", "-1"], "meshcache: error: --admin-port: '-1' is not a port"),
+        (["start", "--max-value-bytes", "1XB"], "meshcache: error: --max-value-bytes: '1XB'"),
+        (["start", "--idle-timeout", "soon"], "meshcache: error: --idle-timeout: 'soon'"),
+        (["start", "--log-format", "xml"], "meshcache: error: --log-format: 'xml' is not one"),
+        (["start", "--join", "nohost"], "meshcache: error: --join: 'nohost' is not a host:port"),
+        (["start", "--port", "9400"], "meshcache: error: port (9400, from --port) and admin_port"),
+        (["get"], "meshcache get: error: the following arguments are required: KEY"),
+        (["get", "k", "--port", "x"], "meshcache: error: --port: 'x' is not a port number"),
+        (["get", "k", "--port", "0"], "meshcache: error: --port: 0 is not a port a node"),
+        (["get", "k", "--host", " "], "meshcache: error: --host: must not be empty"),
+        (["get", "k", "--timeout", "0"], "meshcache: error: --timeout: '0' must be a positive"),
+        (["set", "k", "v", "--nx", "--xx"], "meshcache set: error: argument --xx: not allowed"),
+        (["set", "k", "v", "--ttl", "x"], "meshcache: error: --ttl: 'x' is not a duration"),
+        (["mset", "k"], "meshcache: error: keys and values must come in pairs"),
+        (["lrange", "k", "a", "1"], "meshcache lrange: error: argument START: invalid int"),
+        (["zadd", "z", "high", "m"], "meshcache: error: score 'high' is not a number"),
+        (["flush"], "meshcache flush: error: this deletes every key of namespace 'default'"),
+    ],
+)
+def test_usage_errors(argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(argv, capsys)
+    assert (code, out) == (2, "")
+    assert one_line(err).startswith(expected)
+
+
+def test_config_file_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text("[limits]\nmax_frame_bytes = '12XB'\n")
+    code, _, err = run(["start", "--config", str(path)], capsys)
+    assert code == 2
+    assert one_line(err).startswith(f"meshcache: error: {path} [limits] max_frame_bytes: '12XB'")
+    path.write_text("[node]\nadmin_prot = 1\n")
+    code, _, err = run(["start", "--config", str(path)], capsys)
+    assert code == 2
+    assert one_line(err).endswith("unknown setting 'admin_prot' (did you mean 'admin_port'?)")
+    code, _, err = run(["start", "--config", str(tmp_path / "missing.toml")], capsys)
+    assert code == 2 and "no such file" in one_line(err)
+
+
+def test_env_errors(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MESHCACHE_LIMITS_MAX_CONNECTIONS", "many")
+    code, _, err = run(["start"], capsys)
+    assert code == 2
+    assert one_line(err) == (
+        "meshcache: error: MESHCACHE_LIMITS_MAX_CONNECTIONS: 'many' is not a positive integer"
+    )
+
+
+def test_precedence_through_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text(
+        "[node]\nport = 7001\nadmin_port = 9001\nzone = 'file'\n"
+        "[limits]\nmax_value_bytes = '1MiB'\nidle_timeout = '10s'\n"
+    )
+    monkeypatch.setenv("MESHCACHE_ADMIN_PORT", "9002")
+    monkeypatch.setenv("MESHCACHE_ZONE", "env")
+    monkeypatch.setenv("MESHCACHE_LIMITS_IDLE_TIMEOUT", "20")
+    code, out, err = run(
+        [
+            "start",
+            "--config",
+            str(path),
+            "--print-config",
+            "--zone",
+            "flag",
+            "--idle-timeout",
+            "30",
+        ],
+        capsys,
+    )
+    assert (code, err) == (0, "")
+    assert "port = 7001\n" in out  # file
+    assert "admin_port = 9002\n" in out  # environment beats file
+    assert 'zone = "flag"\n' in out  # flag beats both
+    assert "max_value_bytes = 1048576\n" in out
+    assert "idle_timeout = 30.0\n" in out
+    assert 'host = "127.0.0.1"\n' in out  # default
+
+
+def test_config_file_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text("[node]\nport = 7123\n[namespaces.sessions]\ndefault_ttl = '30m'\n")
+    monkeypatch.setenv("MESHCACHE_CONFIG", str(path))
+    code, out, _ = run(["start", "--print-config", "--join", "a:1", "--join", "b:2,c:3"], capsys)
+    assert code == 0
+    assert "port = 7123\n" in out
+    assert 'join = ["a:1", "b:2", "c:3"]\n' in out
+    assert "[namespaces.sessions]\n" in out and "default_ttl = 1800.0\n" in out
+
+
+# --- logging -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(level)
+    structlog.reset_defaults()
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_json_logs() -> None:
+    buf = io.StringIO()
+    configure_logging("json", "info", stream=buf)
+    log = structlog.get_logger("meshcache.test")
+    log.debug("hidden")
+    log.info("node_ready", port=7400, path=Path("/x"))
+    logging.getLogger("pysyncobj").warning("leader is %s", "n2")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("failed")
+    lines = [json.loads(line) for line in buf.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["node_ready", "leader is n2", "failed"]
+    first = lines[0]
+    assert list(first)[:4] == ["timestamp", "level", "logger", "event"]
+    assert first["level"] == "info" and first["logger"] == "meshcache.test"
+    assert first["port"] == 7400 and first["path"] == "/x"
+    assert first["timestamp"].endswith("Z") and "T" in first["timestamp"]
+    assert lines[1]["level"] == "warning" and lines[1]["logger"] == "pysyncobj"
+    assert "ValueError: boom" in lines[2]["exception"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_console_logs_and_reconfiguration() -> None:
+    first = io.StringIO()
+    configure_logging("console", "warning", stream=first)
+    structlog.get_logger("t").info("quiet")
+    structlog.get_logger("t").warning("loud", n=1)
+    text = first.getvalue()
+    assert "quiet" not in text and "loud" in text and "n=1" in text and "warning" in text
+    assert "\x1b[" not in text  # no colours when the stream is not a terminal
+    second = io.StringIO()
+    configure_logging("console", "debug", stream=second)
+    structlog.get_logger("t").debug("again")
+    assert "again" in second.getvalue() and "again" not in first.getvalue()
+    assert sum(h.get_name() == "meshcache" for h in logging.getLogger().handlers) == 1
+
+
+def test_bad_logging_arguments() -> None:
+    with pytest.raises(ValueError):
+        configure_logging("xml", "info")
+    with pytest.raises(ValueError):
+        configure_logging("json", "loud")
+
+
+# --- a real node -------------------------------------------------------------------------------
+
+
+@dataclass
+class NodeProcess:
+    proc: subprocess.Popen[bytes]
+    data_dir: Path
+    stderr: Path
+    port: int
+    admin_port: int
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+        return self.proc.wait(timeout=15)
+
+
+def start_node(tmp: Path, *extra: str) -> NodeProcess:
+    data_dir = tmp / "data"
+    stderr = tmp / "stderr.log"
+    argv = ["start", "--port", "0", "--admin-port", "0", "--data-dir", str(data_dir), *extra]
+    with stderr.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "meshcache", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=clean_env(),
+            cwd=tmp,
+        )
+    ready = data_dir / "node.json"
+    deadline = time.monotonic() + START_DEADLINE
+    while not ready.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"node exited with {proc.returncode}: {stderr.read_text()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise AssertionError(f"node not ready in {START_DEADLINE} s: {stderr.read_text()}")
+        time.sleep(0.02)
+    info = json.loads(ready.read_text())
+    return NodeProcess(
+        proc,
+        data_dir,
+        stderr,
+        int(info["data"].rpartition(":")[2]),
+        int(info["admin"].rpartition(":")[2]),
+    )
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    tmp = tmp_path_factory.mktemp("node")
+    config = tmp / "node.toml"
+    config.write_text("[namespaces.scratch]\neviction = 'lru'\n")
+    node = start_node(tmp, "--config", str(config), "--log-format", "json")
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+Cli = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def cli(node: NodeProcess, capsys: pytest.CaptureFixture[str]) -> Cli:
+    """Runs ``meshcache ARGV --port <node>`` in this process: (exit code, stdout, stderr)."""
+
+    def call(*argv: str) -> tuple[int, str, str]:
+        return run([*argv, "--port", str(node.port)], capsys)
+
+    return call
+
+
+def test_ping_and_plain_values(cli: Cli) -> None:
+    assert cli("ping") == (0, "PONG\n", "")
+    assert cli("set", "pv:k", "hello") == (0, "OK\n", "")
+    assert cli("get", "pv:k") == (0, "hello\n", "")
+    assert cli("get", "pv:k", "--json") == (0, '"hello"\n', "")
+    assert cli("get", "pv:absent") == (1, "", "")
+    assert cli("set", "pv:empty", "") == (0, "OK\n", "")
+    assert cli("get", "pv:empty") == (0, "\n", "")
+    assert cli("get", "pv:absent", "--json") == (1, "null\n", "")
+    assert cli("set", "pv:k", "other", "--nx") == (1, "(no)\n", "")
+    assert cli("set", "pv:absent", "x", "--xx") == (1, "(no)\n", "")
+    assert cli("exists", "pv:k", "pv:k", "pv:absent") == (0, "2\n", "")
+    assert cli("exists", "pv:absent") == (1, "0\n", "")
+    assert cli("mset", "pv:a", "1", "pv:b", "2") == (0, "OK\n", "")
+    assert cli("mget", "pv:a", "pv:absent", "pv:b") == (0, "1\n(nil)\n2\n", "")
+    assert cli("mget", "pv:a", "pv:absent", "--json") == (0, '["1", null]\n', "")
+    assert cli("del", "pv:a", "pv:b", "pv:absent") == (0, "2\n", "")
+    assert cli("del", "pv:a") == (1, "0\n", "")
+
+
+def test_counters(cli: Cli) -> None:
+    assert cli("incr", "ct:n") == (0, "1\n", "")
+    assert cli("incr", "ct:n", "--by", "41") == (0, "42\n", "")
+    assert cli("decr", "ct:n", "--by", "2", "--json") == (0, "40\n", "")
+    assert cli("get", "ct:n") == (0, "40\n", "")
+    cli("set", "ct:s", "abc")
+    code, out, err = cli("incr", "ct:s")
+    assert (code, out) == (4, "")
+    assert one_line(err).startswith("meshcache: refused: NOT_INTEGER: ")
+
+
+def test_expiry(cli: Cli) -> None:
+    assert cli("set", "ex:k", "v", "--ttl", "5m") == (0, "OK\n", "")
+    code, out, _ = cli("ttl", "ex:k")
+    assert code == 0 and 290 < float(out) <= 300
+    assert cli("persist", "ex:k") == (0, "OK\n", "")
+    assert cli("persist", "ex:k") == (1, "(no)\n", "")
+    assert cli("ttl", "ex:k") == (0, "no expiry\n", "")
+    assert cli("ttl", "ex:k", "--json") == (0, "-1.0\n", "")
+    assert cli("ttl", "ex:absent") == (1, "", "")
+    assert cli("ttl", "ex:absent", "--json") == (1, "-2.0\n", "")
+    assert cli("expire", "ex:k", "1h") == (0, "OK\n", "")
+    code, out, _ = cli("ttl", "ex:k", "--json")
+    assert code == 0 and 3590 < json.loads(out) <= 3600
+    assert cli("expire", "ex:absent", "10") == (1, "(no)\n", "")
+    assert cli("expire", "ex:k", "0") == (0, "OK\n", "")  # 0 deletes, as in Redis
+    assert cli("get", "ex:k") == (1, "", "")
+
+
+def test_binary_values_round_trip(
+    node: NodeProcess, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    port = str(node.port)
+    value = os.fsdecode(b"\xff\x00bin\n")
+    assert main(["set", "bin:k", value, "--port", port]) == 0
+    capsysbinary.readouterr()
+    assert main(["get", "bin:k", "--port", port]) == 0
+    assert capsysbinary.readouterr().out == b"\xff\x00bin\n\n"
+    assert main(["get", "bin:k", "--port", port, "--json"]) == 0
+    assert json.loads(capsysbinary.readouterr().out) == {"base64": "/wBiaW4K"}
+
+
+def test_typed_values(cli: Cli) -> None:
+    assert cli("hset", "ty:h", "f1", "v1", "f2", "v2") == (0, "2\n", "")
+    assert cli("hget", "ty:h", "f1") == (0, "v1\n", "")
+    assert cli("hget", "ty:h", "nope") == (1, "", "")
+    assert cli("hgetall", "ty:h") == (0, "f1\tv1\nf2\tv2\n", "")
+    assert cli("hgetall", "ty:h", "--json") == (0, '{"f1": "v1", "f2": "v2"}\n', "")
+    assert cli("hgetall", "ty:absent") == (1, "", "")
+    assert cli("lrange", "ty:absent", "0", "-1") == (0, "", "")
+    assert cli("lpush", "ty:l", "a", "b") == (0, "2\n", "")
+    assert cli("rpush", "ty:l", "z") == (0, "3\n", "")
+    assert cli("lrange", "ty:l", "0", "-1") == (0, "b\na\nz\n", "")
+    assert cli("lrange", "ty:l", "-2", "-1", "--json") == (0, '["a", "z"]\n', "")
+    assert cli("sadd", "ty:s", "y", "x", "y") == (0, "2\n", "")
+    assert cli("smembers", "ty:s") == (0, "x\ny\n", "")
+    assert cli("smembers", "ty:s", "--json") == (0, '["x", "y"]\n', "")
+    assert cli("zadd", "ty:z", "2.5", "b", "1", "a", "-3", "c") == (0, "3\n", "")
+    assert cli("zrange", "ty:z", "0", "-1") == (0, "c\na\nb\n", "")
+    assert cli("zrange", "ty:z", "0", "0", "--rev", "--withscores") == (0, "b\t2.5\n", "")
+    assert cli("zrange", "ty:z", "0", "1", "--withscores", "--json") == (
+        0,
+        '[["c", -3.0], ["a", 1.0]]\n',
+        "",
+    )
+    code, out, err = cli("lpush", "ty:h", "x")
+    assert (code, out) == (4, "")
+    assert one_line(err).startswith("meshcache: refused: WRONGTYPE: ")
+
+
+def test_namespaces_and_node_commands(cli: Cli) -> None:
+    assert cli("set", "k1", "v", "-n", "scratch") == (0, "OK\n", "")
+    assert cli("set", "k2", "v", "--namespace", "scratch") == (0, "OK\n", "")
+    assert cli("get", "k1") == (1, "", "")  # other namespace
+    assert cli("dbsize", "-n", "scratch") == (0, "2\n", "")
+    assert cli("flush", "-n", "scratch", "--yes") == (0, "OK\n", "")
+    assert cli("dbsize", "-n", "scratch", "--json") == (0, "0\n", "")
+    code, out, err = cli("get", "k", "-n", "nope")
+    assert (code, out) == (4, "")
+    assert one_line(err).startswith("meshcache: refused: NO_SUCH_NAMESPACE: ")
+    code, out, _ = cli("info")
+    assert code == 0 and "node_id" in out and "namespace scratch" in out
+    code, out, _ = cli("info", "--json")
+    info = json.loads(out)
+    assert code == 0 and info["version"] == __version__
+    assert {"default", "scratch"} <= set(info["namespaces"])
+
+
+def test_limits_are_the_nodes(cli: Cli) -> None:
+    code, out, err = cli("set", "x" * (16 * 1024 + 1), "v")
+    assert (code, out) == (4, "")
+    assert one_line(err).startswith("meshcache: refused: TOO_LARGE: ")
+
+
+def test_json_log_lines(node: NodeProcess) -> None:
+    lines = [json.loads(line) for line in node.stderr.read_text().splitlines()]
+    ready = [line for line in lines if line["event"] == "node_ready"]
+    assert len(ready) == 1
+    assert ready[0]["data"].endswith(f":{node.port}") and ready[0]["level"] == "info"
+    assert ready[0]["timestamp"].endswith("Z")
+
+
+# --- exit codes across a real process boundary -------------------------------------------------
+
+
+def meshcache_cmd(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "meshcache", *argv],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=30,
+        check=False,
+    )
+
+
+def test_subprocess_exit_codes(node: NodeProcess) -> None:
+    port = str(node.port)
+    assert meshcache_cmd("set", "sp:k", "v", "--port", port).returncode == 0
+    got = meshcache_cmd("get", "sp:k", "--port", port)
+    assert (got.returncode, got.stdout, got.stderr) == (0, "v\n", "")
+    assert meshcache_cmd("get", "sp:absent", "--port", port).returncode == 1
+    bad = meshcache_cmd("start", "--port", "abc")
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert one_line(bad.stderr) == "meshcache: error: --port: 'abc' is not a port number (0-65535)"
+    version = meshcache_cmd("--version")
+    assert (version.returncode, version.stdout) == (0, f"meshcache {__version__}\n")
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound and released; nothing else here takes it meanwhile)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def test_unreachable_node_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(["get", "k", "--port", str(free_port()), "--timeout", "2"], capsys)
+    assert (code, out) == (3, "")
+    line = one_line(err)
+    assert line.startswith("meshcache: ") and "refused" in line.lower()
+
+
+def test_silent_node_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
+    # A listener that never accepts: the connection completes in the backlog, no answer comes.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        code, out, err = run(["ping", "--port", str(port), "--timeout", "0.2"], capsys)
+    assert (code, out) == (3, "")
+    assert one_line(err) == f"meshcache: no answer from 127.0.0.1:{port} within 0.2 s"
+
+
+def test_not_a_meshcache_node_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+
+        # Answers garbage behind a valid-looking length prefix, then closes.
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(1024)
+                conn.sendall(b"\x00\x00\x00\x05HTTP/")
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        code, out, err = run(["ping", "--port", str(port), "--timeout", "5"], capsys)
+        thread.join(timeout=10)
+    assert (code, out) == (3, "")
+    assert one_line(err).startswith(f"meshcache: 127.0.0.1:{port} does not speak the meshcache")
+
+
+# --- start and stop ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_start_stops_cleanly_on_signals(tmp_path: Path, signum: int) -> None:
+    node = start_node(tmp_path, "--log-level", "debug")
+    assert node.stop(signum) == 0
+    text = node.stderr.read_text()
+    assert "node_ready" in text and "node_stopping" in text and "node_stopped" in text
+    assert "Traceback" not in text
+    assert not (node.data_dir / "node.json").exists()
+
+
+def test_port_in_use_is_one_line_not_a_traceback(node: NodeProcess, tmp_path: Path) -> None:
+    result = meshcache_cmd(
+        "start", "--port", str(node.port), "--admin-port", "0", "--data-dir", str(tmp_path)
+    )
+    assert result.returncode == 1
+    assert "node_failed" in result.stderr and "Traceback" not in result.stderr
