@@ -16,7 +16,6 @@ from meshcache.node.server import Node, NodeInfo
 from meshcache.settings import LimitSettings, NodeSettings
 from meshcache.wire import FrameReader, Response, decode_response, encode_request
 
-
 _OPEN: list[trio.SocketStream] = []
 
 
