@@ -18,7 +18,7 @@ import sys
 from typing import Any, TextIO
 
 import structlog
-from structlog.typing import Processor
+from structlog.typing import EventDict, Processor
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -71,7 +71,11 @@ def configure_logging(format: str, level: str, *, stream: TextIO | None = None) 
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                _leading_keys,
+                renderer,
+            ],
         )
     )
     root = logging.getLogger()
@@ -93,6 +97,16 @@ def configure_logging(format: str, level: str, *, stream: TextIO | None = None) 
         # loggers must follow it.
         cache_logger_on_first_use=False,
     )
+
+
+_LEADING = ("timestamp", "level", "logger", "event")
+
+
+def _leading_keys(_logger: Any, _method: str, event: EventDict) -> EventDict:
+    """Put timestamp, level, logger and event first, so JSON lines read left to right."""
+    ordered = {key: event.pop(key) for key in _LEADING if key in event}
+    ordered.update(event)
+    return ordered
 
 
 def _is_tty(stream: Any) -> bool:

@@ -123,8 +123,8 @@ def _store_families(stats: dict[str, Any]) -> Iterator[Any]:
     for ns, st in sorted(stats.items()):
         for name, fam in gauges.items():
             fam.add_metric([ns], _field(st, name))
-        for name, fam in counters.items():
-            fam.add_metric([ns], _field(st, name))
+        for name, counter in counters.items():
+            counter.add_metric([ns], _field(st, name))
         ev = _field(st, "evictions")
         if isinstance(ev, dict):
             for reason, n in sorted(ev.items()):

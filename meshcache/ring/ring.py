@@ -171,22 +171,33 @@ class Ring:
         self.preference_depth = preference_depth
         self._members = ordered
         self._by_id = by_id
-        # Ties between equal tokens go to the smaller node id; the later vnode owns nothing.
-        self._vnodes = sorted(
-            (vnode_token(m.node_id, i), m.node_id, index)
-            for index, m in enumerate(ordered)
-            for i in range(m.weight * vnodes_per_weight)
-        )
+        self._vnodes: list[tuple[int, str, int]] | None = self._all_vnodes()
         self._views: dict[frozenset[str], _View] = {}
         self._stable = all(m.state == "active" for m in ordered)
         self._read = self._view(READ_STATES)
         self._pending = self._read if self._stable else self._view(PENDING_STATES)
+        # Only views for unusual state sets need the full list again; they rebuild it rather
+        # than every ring carrying a third more memory.
+        self._vnodes = None
+
+    def _all_vnodes(self) -> list[tuple[int, str, int]]:
+        """(token, node id, member index) of every vnode, sorted.
+
+        Ties between equal tokens go to the smaller node id; the later vnode owns nothing.
+        """
+        return sorted(
+            (vnode_token(m.node_id, i), m.node_id, index)
+            for index, m in enumerate(self._members)
+            for i in range(m.weight * self.vnodes_per_weight)
+        )
 
     def _view(self, include: Collection[str]) -> _View:
         states = _normalize(include)
         view = self._views.get(states)
         if view is None:
             chosen = {i for i, m in enumerate(self._members) if m.state in states}
+            if self._vnodes is None:
+                self._vnodes = self._all_vnodes()
             vnodes = [v for v in self._vnodes if v[2] in chosen]
             view = _View(vnodes, self._members, self.preference_depth)
             # A benign race under threads: both builders produce equal views.
