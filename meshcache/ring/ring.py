@@ -44,7 +44,7 @@ PENDING_STATES: tuple[MemberState, ...] = ("active", "joining")
 """Members that will own keys once the current hand-off completes."""
 ALL_STATES: tuple[MemberState, ...] = MEMBER_STATES
 
-DEFAULT_VNODES_PER_WEIGHT = 256
+DEFAULT_VNODES_PER_WEIGHT = 512
 """Chosen by measurement (``tools/ring_figures.py``, ``docs/benchmarks-ring.md``)."""
 DEFAULT_PREFERENCE_DEPTH = 5
 MAX_VNODES = 1 << 20
