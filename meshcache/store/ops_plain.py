@@ -217,9 +217,15 @@ def op_expire(ks: Keyspace, args: list[Any]) -> bool:
     if seconds <= 0:
         ks.remove(key)
         return True
-    ks.set_expiry(key, None if seconds == math.inf else ks.clock() + seconds)
+    expires_at = None if seconds == math.inf else ks.clock() + seconds
+    if expires_at is not None and key not in ks.expires and ks.max_bytes is not None:
+        # Gaining an expiry costs EXPIRY_COST: it must fit like any other growth.
+        ks.check_room(key, ks.full_cost(key, entry) + sizes.EXPIRY_COST, sizes.EXPIRY_COST, False)
+    ks.set_expiry(key, expires_at)
     restamp(ks, key, entry)
     ks.touch(key)
+    if ks.over_limits():
+        ks.evict_to_fit(key)
     return True
 
 
