@@ -15,6 +15,7 @@ would race the replay. A consumer is complete before the SyncObj exists, and its
 from __future__ import annotations
 
 import os
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -190,7 +191,15 @@ class ConfigRaft(SyncObj):  # type: ignore[misc]
             bindAddress=settings.self_address,
         )
         try:
-            super().__init__(settings.self_address, list(settings.peers), conf, consumers=[machine])
+            with warnings.catch_warnings():
+                # pysyncobj 0.3.17 reads the journal's meta file without closing it
+                # (journal.py, MetaStorer.getMeta); the handle is freed at once, only warned.
+                warnings.filterwarnings(
+                    "ignore", message=r"unclosed file .*raft\.journal", category=ResourceWarning
+                )
+                super().__init__(
+                    settings.self_address, list(settings.peers), conf, consumers=[machine]
+                )
         except OSError as exc:
             raise RaftStartError(f"raft journal in {settings.data_dir}: {exc}") from None
         try:
