@@ -143,7 +143,9 @@ def _lines(items: Sequence[bytes | None]) -> str:
 
 
 def _number(value: float) -> str:
-    return str(int(value)) if value == int(value) else repr(value)
+    if math.isfinite(value) and value == int(value):
+        return str(int(value))
+    return repr(value)  # 2.5, inf, -inf
 
 
 # --- argument converters -----------------------------------------------------------------------

@@ -298,10 +298,11 @@ Cli = Callable[..., tuple[int, str, str]]
 
 @pytest.fixture
 def cli(node: NodeProcess, capsys: pytest.CaptureFixture[str]) -> Cli:
-    """Runs ``meshcache ARGV --port <node>`` in this process: (exit code, stdout, stderr)."""
+    """Runs ``meshcache CMD --port <node> ARGS`` in this process: (exit code, stdout, stderr)."""
 
     def call(*argv: str) -> tuple[int, str, str]:
-        return run([*argv, "--port", str(node.port)], capsys)
+        command, *rest = argv
+        return run([command, "--port", str(node.port), *rest], capsys)
 
     return call
 
@@ -389,6 +390,14 @@ def test_typed_values(cli: Cli) -> None:
     assert cli("zrange", "ty:z", "0", "1", "--withscores", "--json") == (
         0,
         '[["c", -3.0], ["a", 1.0]]\n',
+        "",
+    )
+    # "-inf" looks like an option to argparse; after "--" it is a score.
+    assert cli("zadd", "ty:inf", "--", "-inf", "low", "inf", "high") == (0, "2\n", "")
+    assert cli("zrange", "ty:inf", "0", "-1", "--withscores") == (0, "low\t-inf\nhigh\tinf\n", "")
+    assert cli("zrange", "ty:inf", "0", "-1", "--withscores", "--json") == (
+        0,
+        '[["low", "-inf"], ["high", "inf"]]\n',
         "",
     )
     code, out, err = cli("lpush", "ty:h", "x")
