@@ -373,7 +373,7 @@ _POLICY_UNITS: dict[str, Parser] = {
 }
 
 
-def _policy(name: str, table: object, where: str) -> NamespacePolicy:
+def _policy(table: object, where: str) -> NamespacePolicy:
     if isinstance(table, NamespacePolicy):
         policy = table
     elif isinstance(table, Mapping):
@@ -422,7 +422,7 @@ def _apply_toml(layers: _Layers, path: Path) -> None:
         raise _fail(str(path), "'namespaces' must hold tables: write [namespaces.NAME]")
     for name, table in namespaces.items():
         where = f"{path} [namespaces.{name}]"
-        layers.namespaces[name] = (_policy(name, table, where), where)
+        layers.namespaces[name] = (_policy(table, where), where)
 
 
 def _apply_env(layers: _Layers, environ: Mapping[str, str]) -> None:
@@ -440,7 +440,7 @@ def _apply_overrides(layers: _Layers, overrides: Mapping[str, Any]) -> None:
                 raise _fail("namespaces", f"{raw!r} must map names to policies")
             for ns, policy in raw.items():
                 where = f"namespace {ns!r}"
-                layers.namespaces[ns] = (_policy(ns, policy, where), where)
+                layers.namespaces[ns] = (_policy(policy, where), where)
             continue
         spec = SETTINGS_BY_NAME.get(name)
         if spec is None:

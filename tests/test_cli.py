@@ -248,7 +248,7 @@ class NodeProcess:
         return self.proc.wait(timeout=15)
 
 
-def start_node(tmp: Path, *extra: str) -> NodeProcess:
+def start_node(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> NodeProcess:
     data_dir = tmp / "data"
     stderr = tmp / "stderr.log"
     argv = ["start", "--port", "0", "--admin-port", "0", "--data-dir", str(data_dir), *extra]
@@ -258,7 +258,7 @@ def start_node(tmp: Path, *extra: str) -> NodeProcess:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=err,
-            env=clean_env(),
+            env={**clean_env(), **(env or {})},
             cwd=tmp,
         )
     ready = data_dir / "node.json"
@@ -516,9 +516,10 @@ def test_not_a_meshcache_node_exits_3(capsys: pytest.CaptureFixture[str]) -> Non
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_start_stops_cleanly_on_signals(tmp_path: Path, signum: int) -> None:
-    node = start_node(tmp_path, "--log-level", "debug")
+    node = start_node(tmp_path, "--log-level", "debug", env={"MESHCACHE_PROT": "7400"})
     assert node.stop(signum) == 0
     text = node.stderr.read_text()
+    assert "unknown_env_var" in text and "MESHCACHE_PROT" in text
     assert "node_ready" in text and "node_stopping" in text and "node_stopped" in text
     assert "Traceback" not in text
     assert not (node.data_dir / "node.json").exists()
