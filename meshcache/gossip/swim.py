@@ -343,9 +343,9 @@ class SwimNode:
         elif isinstance(msg, Alive):
             self._on_alive(msg, now)
         elif isinstance(msg, Suspect):
-            self._on_claim(msg.name, Claim.SUSPECT, msg.incarnation, msg.sender, now)
+            self._on_claim(msg.name, Claim.SUSPECT, msg.incarnation, msg.sender, now, src)
         elif isinstance(msg, Dead):
-            self._on_claim(msg.name, Claim.DEAD, msg.incarnation, msg.sender, now)
+            self._on_claim(msg.name, Claim.DEAD, msg.incarnation, msg.sender, now, src)
         elif isinstance(msg, Left):
             self._on_claim(msg.name, Claim.LEFT, msg.incarnation, msg.name, now)
         else:  # PushPull over UDP
@@ -387,10 +387,29 @@ class SwimNode:
         if rule.event is not None and changed:
             self._emit(rule.event, rec, now)
 
-    def _on_claim(self, name: str, claim: Claim, inc: int, sender: str, now: float) -> None:
-        """Suspect / dead / left claims about ``name`` (already validated)."""
+    def _on_claim(
+        self,
+        name: str,
+        claim: Claim,
+        inc: int,
+        sender: str,
+        now: float,
+        src: Address | None = None,
+    ) -> None:
+        """Suspect / dead / left claims about ``name``; ``src`` = who sent it over UDP."""
         if name == self.name:
             self._about_self(claim, inc)
+            if (
+                src is not None
+                and claim in (Claim.SUSPECT, Claim.DEAD)
+                and inc < self._me.incarnation
+                and self._me.state is ALIVE
+            ):
+                # The sender missed our refutation (gossip is probabilistic): answer it
+                # directly, or it may declare us dead and never hear otherwise.
+                me = self._me
+                self.stats["stale_claims_answered"] += 1
+                self._send(src, [Alive(me.name, me.incarnation, me.address, me.meta)])
             return
         rec = self._members.get(name)
         if self._implausible(rec, inc):
