@@ -188,14 +188,18 @@ class VoterProcess:
             self.kill()
             raise RuntimeError(f"voter {self.address} did not start: {first}")
 
-    def request(self, op: str, *, timeout: float = 15.0, **fields: Any) -> dict[str, Any]:
-        """Send one request and return its answer (raise TimeoutError past ``timeout``)."""
+    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Send one request and return its answer.
+
+        A ``timeout`` field goes to the voter; the answer is awaited that long plus 10 s,
+        then TimeoutError is raised.
+        """
         proc = self._proc
         if proc is None or proc.stdin is None:
             raise RuntimeError(f"voter {self.address} is not running")
         proc.stdin.write(json.dumps({"op": op, **fields}).encode() + b"\n")
         proc.stdin.flush()
-        return self._read_line(timeout)
+        return self._read_line(float(fields.get("timeout", 5.0)) + 10.0)
 
     def _read_line(self, timeout: float) -> dict[str, Any]:
         proc = self._proc
