@@ -19,7 +19,7 @@ always ``bytes`` and are never decoded for you.
 from __future__ import annotations
 
 import builtins
-import functools
+import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeAlias, TypeVar, overload
 
@@ -64,6 +64,12 @@ class command(Generic[P, T]):  # lower case: used as a decorator
         self.build = build
         self.__doc__ = build.__doc__
         self.__name__ = build.__name__
+        signature = inspect.signature(build)
+        # What help() and IDEs show for the bound method: the builder's parameters minus self.
+        self._signature = signature.replace(
+            parameters=list(signature.parameters.values())[1:],
+            return_annotation=inspect.Signature.empty,
+        )
 
     @overload
     def __get__(self, obj: None, owner: type[Any]) -> command[P, T]: ...
@@ -79,10 +85,13 @@ class command(Generic[P, T]):  # lower case: used as a decorator
         build = self.build
         execute = obj._execute
 
-        @functools.wraps(build)
         def method(*args: Any, **kwargs: Any) -> Any:
             return execute(build(obj, *args, **kwargs))
 
+        method.__name__ = build.__name__
+        method.__qualname__ = f"{type(obj).__name__}.{build.__name__}"
+        method.__doc__ = build.__doc__
+        method.__signature__ = self._signature  # type: ignore[attr-defined]
         return method
 
 

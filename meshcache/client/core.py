@@ -83,7 +83,7 @@ class Command(Generic[T]):
         Raises:
             BadRequestError: an argument has the wrong type (e.g. an int where a key goes).
             WrongArityError: wrong number of arguments.
-            NoSuchNamespaceError: never here; the node checks namespaces.
+            LocalProtocolError: ``namespace`` is not a str.
         """
         if type(namespace) is not str:
             raise LocalProtocolError(f"namespace must be a str, not {type(namespace).__name__}")

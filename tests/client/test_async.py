@@ -200,9 +200,32 @@ def test_failover_and_close(flavor: str, server: FakeServer) -> None:
 async def test_trio_cancellation_discards_the_connection(server: FakeServer) -> None:
     async with TrioClient(server.address) as client:
         server.inject("hold", "GET")
-        with trio.move_on_after(0.1) as scope:
-            await client.get("k")
+        with trio.CancelScope() as scope:
+
+            async def cancel_once_held() -> None:
+                await trio.to_thread.run_sync(server.holding.wait, 5)
+                scope.cancel()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(cancel_once_held)
+                await client.get("k")
         assert scope.cancelled_caught
         server.release.set()
         assert await client.ping()
         assert server.stats.connections == 2
+
+
+def test_asyncio_cancellation_discards_the_connection(server: FakeServer) -> None:
+    async def main() -> None:
+        async with AsyncClient(server.address) as client:
+            server.inject("hold", "GET")
+            task = asyncio.ensure_future(client.get("k"))
+            await asyncio.get_running_loop().run_in_executor(None, server.holding.wait, 5)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            server.release.set()
+            assert await client.ping()
+            assert server.stats.connections == 2
+
+    asyncio.run(main())
