@@ -59,6 +59,10 @@ class OpSpec:
     fixed: tuple[str, ...] = ()
     repeat: tuple[str, ...] = ()
     has_options: bool = False
+    # For ops whose fixed arguments are all byte strings (GET, SET, HGET, ...): the size limit
+    # that applies to each, so the common well-formed request is checked without the generic
+    # walk. None when the op has other argument kinds or a repeated group.
+    bytes_only: tuple[bool, ...] | None = None
 
     @property
     def min_args(self) -> int:
@@ -109,6 +113,11 @@ def _op(
         fixed=fixed,
         repeat=repeat,
         has_options=has_options,
+        bytes_only=(
+            tuple(letter == "k" for letter in fixed)
+            if fixed and not repeat and set(fixed) <= {"k", "v", "m"}
+            else None
+        ),
     )
 
 
@@ -254,6 +263,17 @@ def normalize_args(spec: OpSpec, args: Any, limits: Limits) -> list[Any]:
     """
     if type(args) is not list:
         raise BadRequestError(message=f"{spec.name}: arguments must be an array")
+    fast = spec.bytes_only
+    if fast is not None and len(args) == len(fast):
+        # Hot path: exactly the fixed arguments, all already bytes and within limits.
+        max_key, max_value = limits.max_key_bytes, limits.max_value_bytes
+        for is_key, arg in zip(fast, args, strict=True):
+            if type(arg) is not bytes or len(arg) > (max_key if is_key else max_value):
+                break
+        else:
+            if spec.has_options:
+                args.append({})
+            return args
     n = len(args)
     if n > limits.max_args:
         raise TooLargeError(message=f"{spec.name}: {n} arguments, the limit is {limits.max_args}")
