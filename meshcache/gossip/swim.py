@@ -398,11 +398,12 @@ class SwimNode:
     ) -> None:
         """Suspect / dead / left claims about ``name``; ``src`` = who sent it over UDP."""
         if name == self.name:
+            stale = inc < self._me.incarnation
             self._about_self(claim, inc)
             if (
-                src is not None
+                stale
+                and src is not None
                 and claim in (Claim.SUSPECT, Claim.DEAD)
-                and inc < self._me.incarnation
                 and self._me.state is ALIVE
             ):
                 # The sender missed our refutation (gossip is probabilistic): answer it
