@@ -5,8 +5,9 @@ Public API only; everything else lives in subpackages.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from meshcache._version import __version__
-from meshcache.client import AsyncClient, Client, TrioClient
 from meshcache.errors import (
     BadRequestError,
     CommandError,
@@ -22,6 +23,31 @@ from meshcache.errors import (
     TooLargeError,
     WrongTypeError,
 )
+
+if TYPE_CHECKING:
+    from meshcache.client.asyncio_client import AsyncClient
+    from meshcache.client.sync import Client
+    from meshcache.client.trio_client import TrioClient
+
+# The clients pull in trio and asyncio; load each on first use so `meshcache --version` and
+# the CLI's one-shot commands start fast.
+_LAZY = {
+    "Client": "meshcache.client.sync",
+    "TrioClient": "meshcache.client.trio_client",
+    "AsyncClient": "meshcache.client.asyncio_client",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'meshcache' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AsyncClient",

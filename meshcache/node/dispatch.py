@@ -35,10 +35,12 @@ class Dispatcher:
         meta: answers node-level ops (``PING``, ``INFO``) the same way.
         limits: key, value and argument-count limits checked before ``execute`` runs.
         counters: where requests, errors and bad input are counted.
-        ring_version: returns the ring version every response carries.
+
+    ``ring_version`` is the ring version every response carries; the node assigns it when the
+    ring changes (a plain attribute, so the hot path does not pay for a call).
     """
 
-    __slots__ = ("_execute", "_limits", "_meta", "_pack", "_ring_version", "counters")
+    __slots__ = ("_execute", "_limits", "_meta", "_pack", "counters", "ring_version")
 
     def __init__(
         self,
@@ -47,13 +49,13 @@ class Dispatcher:
         meta: Executor,
         limits: Limits,
         counters: NodeCounters,
-        ring_version: Callable[[], int] = lambda: 0,
+        ring_version: int = 0,
     ) -> None:
         self._execute = execute
         self._meta = meta
         self._limits = limits
         self.counters = counters
-        self._ring_version = ring_version
+        self.ring_version = ring_version
         self._pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
     def handle(self, body: bytes) -> bytes:
@@ -79,7 +81,7 @@ class Dispatcher:
         return self._ok(rid, result)
 
     def _ok(self, rid: int, result: Any) -> bytes:
-        body: bytes = self._pack([rid, STATUS_OK, result, self._ring_version()])
+        body: bytes = self._pack([rid, STATUS_OK, result, self.ring_version])
         return HEADER.pack(len(body)) + body
 
     def _error(self, rid: int, op: str, exc: CommandError) -> bytes:
@@ -89,7 +91,7 @@ class Dispatcher:
             # Refusals caused by the request itself, as opposed to by the data it met.
             self.counters.bad_input[_BAD_KIND.get(exc.code, code.lower())] += 1
         self.counters.requests[op] += 1
-        body: bytes = self._pack([rid, STATUS_ERROR, [code, exc.message], self._ring_version()])
+        body: bytes = self._pack([rid, STATUS_ERROR, [code, exc.message], self.ring_version])
         return HEADER.pack(len(body)) + body
 
     def _bad_frame(self, body: bytes) -> bytes:
@@ -104,7 +106,7 @@ class Dispatcher:
             self.counters.errors[ErrorCode.BAD_REQUEST.value] += 1
             message = f"malformed frame: {exc}"[:200]
             out: bytes = self._pack(
-                [0, STATUS_ERROR, [ErrorCode.BAD_REQUEST.value, message], self._ring_version()]
+                [0, STATUS_ERROR, [ErrorCode.BAD_REQUEST.value, message], self.ring_version]
             )
             return HEADER.pack(len(out)) + out
         # decode_request accepted what the fast path refused (e.g. a 4-element tuple-ish edge).
@@ -115,6 +117,6 @@ class Dispatcher:
         self.counters.bad_input["frame_too_large"] += 1
         self.counters.errors[ErrorCode.TOO_LARGE.value] += 1
         body: bytes = self._pack(
-            [0, STATUS_ERROR, [ErrorCode.TOO_LARGE.value, message], self._ring_version()]
+            [0, STATUS_ERROR, [ErrorCode.TOO_LARGE.value, message], self.ring_version]
         )
         return HEADER.pack(len(body)) + body

@@ -48,7 +48,7 @@ def setup() -> tuple[Dispatcher, FakeStore, NodeCounters]:
         meta=meta,
         limits=Limits(max_key_bytes=16, max_value_bytes=64),
         counters=counters,
-        ring_version=lambda: 3,
+        ring_version=3,
     )
     return d, store, counters
 
