@@ -154,6 +154,7 @@ class SwimNode:
         self._join_backoff = config.join_retry_interval
         self._next_join: float | None = None
         self._joined = False
+        self._live_cache: int | None = None  # reset whenever a state changes
 
     # --- public API -------------------------------------------------------------------
 
@@ -207,6 +208,7 @@ class SwimNode:
         if self._me.state is LEFT:
             return
         self._me.state = LEFT
+        self._live_cache = None
         self._me.since = now
         self._probe = None
         self._next_join = None
@@ -376,6 +378,7 @@ class SwimNode:
         if rec is None:
             rec = _Record(msg.name, msg.address, ALIVE, msg.incarnation, msg.meta, now)
             self._members[msg.name] = rec
+            self._live_cache = None
             changed = True
         else:
             changed = rec.state is not ALIVE or rec.address != msg.address or rec.meta != msg.meta
@@ -611,6 +614,7 @@ class SwimNode:
             if rule is None:
                 continue
             del self._members[name]
+            self._live_cache = None
             self._dead_notice_at.pop(name, None)
             if rule.event is not None:
                 self._emit(rule.event, rec, now)
@@ -710,6 +714,7 @@ class SwimNode:
 
     def _set_state(self, rec: _Record, state: MemberState) -> None:
         rec.state = state
+        self._live_cache = None
         if state is SUSPECT:
             self._suspects.add(rec.name)
         else:
@@ -720,7 +725,10 @@ class SwimNode:
         self._events.append(MemberEvent(kind, rec.snapshot(), now))
 
     def _live_count(self) -> int:
-        return sum(1 for r in self._members.values() if r.state in (ALIVE, SUSPECT))
+        """Alive + suspect members, self included (the ``n`` of every formula)."""
+        if self._live_cache is None:
+            self._live_cache = sum(1 for r in self._members.values() if r.state in (ALIVE, SUSPECT))
+        return self._live_cache
 
     def _next_seq(self) -> int:
         self._seq = (self._seq + 1) & 0xFFFFFFFF
