@@ -21,7 +21,7 @@ from meshcache.wire.ops import OPS, Limits, normalize_args
 _BAD_KIND = {code: code.value.lower() for code in ErrorCode}
 
 # Answered by the node itself rather than by the store.
-NODE_OPS = frozenset({"PING", "INFO"})
+NODE_OPS = frozenset({"PING", "INFO", "MEMBERS", "GOSSIP"})
 
 Executor = Callable[[str, str, list[Any]], Any]
 

@@ -129,6 +129,9 @@ _SPECS = [
     _op("INFO", "", M),
     _op("DBSIZE", "", M),
     _op("FLUSH", "", W, idempotent=True),
+    _op("MEMBERS", "", M),
+    # node to node: one SWIM push/pull exchange (HMAC-signed payload in, reply payload out)
+    _op("GOSSIP", "v", M),
     # plain values
     _op("GET", "k", R),
     _op("GETS", "k", R),
