@@ -19,13 +19,19 @@ import contextlib
 import errno
 import math
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 
 from meshcache.gossip.endpoint import Address, Datagram, Endpoint, StreamRequest
 
 _LEN = struct.Struct(">I")
+
+
+class _Done(Exception):
+    """The caller's exchange finished; skip the built-in one."""
+
+
 MAX_DATAGRAM = 65535
 _SEND_QUEUE = 4096
 
@@ -94,8 +100,9 @@ async def bind_gossip(host: str, port: int) -> tuple[trio.socket.SocketType, tri
 async def run_endpoint(
     endpoint: Endpoint,
     udp_sock: trio.socket.SocketType,
-    tcp_listener: trio.SocketListener,
+    tcp_listener: trio.SocketListener | None,
     *,
+    exchange: Callable[[Address, bytes], Awaitable[bytes | None]] | None = None,
     stream_timeout: float = 5.0,
     max_stream_payload: int = 4 * 1024 * 1024,
     on_progress: Callable[[], None] | None = None,
@@ -108,6 +115,10 @@ async def run_endpoint(
     what that queued is sent and the timers are re-armed.
 
     Args:
+        tcp_listener: where peers' push/pull streams arrive; None when the caller serves them
+            some other way (the node answers them on its data port).
+        exchange: performs one outbound push/pull (``exchange(dst, payload) -> reply or None``)
+            instead of the built-in length-prefixed TCP exchange.
         on_progress: called after every batch of endpoint input or timers, e.g. to drain
             ``take_events()``; it must not block.
     """
@@ -126,23 +137,28 @@ async def run_endpoint(
                     except trio.WouldBlock:
                         drops["send_queue_full"] += 1  # UDP is lossy anyway
                 else:
-                    nursery.start_soon(exchange, out)
+                    nursery.start_soon(do_exchange, out)
             # The endpoint's next deadline may have moved earlier: wake the timer task.
             wakeup.set()
             wakeup = trio.Event()
             if on_progress is not None:
                 on_progress()
 
-        async def exchange(req: StreamRequest) -> None:
+        async def do_exchange(req: StreamRequest) -> None:
             reply: bytes | None = None
             with trio.move_on_after(stream_timeout):
                 try:
+                    if exchange is not None:
+                        reply = await exchange(req.dst, req.data)
+                        raise _Done
                     stream = await trio.open_tcp_stream(req.dst[0], req.dst[1])
                     async with stream:
                         await send_frame(stream, req.data)
                         reply = await receive_frame(stream, max_stream_payload)
                         if reply == b"":
                             reply = None
+                except _Done:
+                    pass
                 except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
                     reply = None
             endpoint.handle_stream_reply(req.tag, reply, trio.current_time())
@@ -162,10 +178,10 @@ async def run_endpoint(
                     except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
                         return
 
-        async def accept_loop() -> None:
+        async def accept_loop(listener: trio.SocketListener) -> None:
             while True:
                 try:
-                    stream = await tcp_listener.accept()
+                    stream = await listener.accept()
                 except OSError:
                     # EMFILE and friends: back off briefly instead of spinning.
                     await trio.sleep(0.1)
@@ -203,7 +219,8 @@ async def run_endpoint(
 
         nursery.start_soon(receive_loop)
         nursery.start_soon(send_loop)
-        nursery.start_soon(accept_loop)
+        if tcp_listener is not None:
+            nursery.start_soon(accept_loop, tcp_listener)
         nursery.start_soon(timer_loop)
         flush()
         task_status.started(flush)
