@@ -128,6 +128,10 @@ class Membership:
         self._poke: Callable[[], None] = lambda: None
 
     @property
+    def running(self) -> bool:
+        return self._swim is not None
+
+    @property
     def swim(self) -> SwimNode:
         assert self._swim is not None, "membership is not running"
         return self._swim
@@ -195,6 +199,9 @@ class Membership:
         if self._swim is not None:
             self._swim.leave(trio.current_time())
             self._poke()
+
+    def pending_broadcasts(self) -> int:
+        return self._swim.pending_broadcasts() if self._swim else 0
 
     def reload_keys(self) -> None:
         """Re-read the cluster key file (SIGHUP); a bad file changes nothing."""

@@ -40,10 +40,13 @@ class NodeCollector(Collector):
         counters: NodeCounters,
         store_stats: Callable[[], dict[str, Any]],
         uptime: Callable[[], float],
+        *,
+        gossip: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self._c = counters
         self._store_stats = store_stats
         self._uptime = uptime
+        self._gossip = gossip
 
     def collect(self) -> Iterator[Any]:
         c = self._c
@@ -97,6 +100,32 @@ class NodeCollector(Collector):
             "meshcache_uptime_seconds", "Seconds since start.", value=self._uptime()
         )
         yield from _store_families(self._store_stats())
+        if self._gossip is not None:
+            yield from _gossip_families(self._gossip())
+
+
+def _gossip_families(figures: dict[str, Any]) -> Iterator[Any]:
+    members = GaugeMetricFamily(
+        "meshcache_members", "Members in this node's gossip view, by state.", labels=["state"]
+    )
+    for state in ("alive", "suspect", "dead", "left"):
+        members.add_metric([state], figures.get("members", {}).get(state, 0))
+    yield members
+    stats = CounterMetricFamily(
+        "meshcache_gossip",
+        "Gossip protocol counters: packets in and out, and every dropped packet by reason "
+        "(bad_mac, unsigned, replayed, malformed, ...); see docs/gossip.md.",
+        labels=["what"],
+    )
+    for what, n in sorted(figures.get("stats", {}).items()):
+        stats.add_metric([what], n)
+    yield stats
+    events = CounterMetricFamily(
+        "meshcache_member_events", "Membership events seen, by kind.", labels=["kind"]
+    )
+    for kind, n in sorted(figures.get("events", {}).items()):
+        events.add_metric([kind], n)
+    yield events
 
 
 def _store_families(stats: dict[str, Any]) -> Iterator[Any]:

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from meshcache.hlc import HLC
 from meshcache.node.admin import AdminHandler
 from meshcache.node.dataport import DataPort, open_listener
 from meshcache.node.dispatch import Dispatcher
+from meshcache.node.membership import Membership
 from meshcache.node.metrics import NodeCollector, NodeCounters, make_registry
 from meshcache.settings import NodeSettings
 from meshcache.store.store import Store
@@ -61,7 +63,10 @@ class Node:
         self.info: NodeInfo | None = None
         self._started = 0.0
         self._dataport: DataPort | None = None
-        self.registry = make_registry(NodeCollector(self.counters, self.store.stats, self.uptime))
+        self.membership: Membership | None = None
+        self.registry = make_registry(
+            NodeCollector(self.counters, self.store.stats, self.uptime, gossip=self._gossip_figures)
+        )
 
     def uptime(self) -> float:
         return trio.current_time() - self._started if self._started else 0.0
@@ -92,11 +97,13 @@ class Node:
         )
         self._dataport = DataPort(listener, dispatcher, limits)
         admin = AdminHandler(self.registry, self._health)
+        self.membership = Membership(s, self.node_id, data_address, admin_address[1])
         self.info = NodeInfo(self.node_id, data_address, admin_address, os.getpid())
-        ready_file = _write_ready_file(s.data_dir, self.info)
+        ready_file: Path | None = None
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self._dataport.serve)
+                gossip_address = await nursery.start(self.membership.run)
                 await nursery.start(trio.serve_listeners, admin.handle_stream, admin_listeners)
                 nursery.start_soon(self._expire_loop)
                 log.info(
@@ -104,11 +111,15 @@ class Node:
                     node_id=self.node_id,
                     data=f"{data_address[0]}:{data_address[1]}",
                     admin=f"{admin_address[0]}:{admin_address[1]}",
+                    gossip=f"{gossip_address[0]}:{gossip_address[1]}",
+                    join=",".join(s.join) or None,
                     version=__version__,
                 )
+                ready_file = _write_ready_file(s.data_dir, self.info)
                 task_status.started(self.info)
         finally:
-            ready_file.unlink(missing_ok=True)
+            if ready_file is not None:
+                ready_file.unlink(missing_ok=True)
             for al in admin_listeners:
                 await trio.aclose_forcefully(al)
 
@@ -124,6 +135,10 @@ class Node:
             return "PONG"
         if op == "INFO":
             return self.describe()
+        if op == "MEMBERS":
+            return self.membership.members() if self.membership else []
+        if op == "GOSSIP":
+            return self.membership.handle_push_pull(args[0]) if self.membership else None
         raise CommandError(ErrorCode.UNKNOWN_OP, op)
 
     def describe(self) -> dict[str, Any]:
@@ -140,8 +155,37 @@ class Node:
             "namespaces": namespaces,
         }
 
+    async def leave(self, timeout: float = 1.0) -> None:
+        """Tell the cluster this node is leaving, and give the news ``timeout`` to spread."""
+        membership = self.membership
+        if membership is None or not membership.running:
+            return
+        membership.leave()
+        with trio.move_on_after(timeout):
+            while membership.pending_broadcasts() and len(self._alive()) > 1:
+                await trio.sleep(0.05)
+
+    def _alive(self) -> list[dict[str, Any]]:
+        members = self.membership.members() if self.membership else []
+        return [m for m in members if m["state"] == "alive"]
+
+    def _gossip_figures(self) -> dict[str, Any]:
+        if self.membership is None:
+            return {}
+        states: Counter[str] = Counter(m["state"] for m in self.membership.members())
+        return {
+            "members": dict(states),
+            "stats": self.membership.stats(),
+            "events": dict(self.membership.events),
+        }
+
     def _health(self) -> dict[str, Any]:
-        return {"status": "ok", "node_id": self.node_id, "uptime_s": round(self.uptime(), 3)}
+        return {
+            "status": "ok",
+            "node_id": self.node_id,
+            "uptime_s": round(self.uptime(), 3),
+            "members_alive": len(self._alive()),
+        }
 
 
 def _plain(value: Any) -> Any:
@@ -184,11 +228,18 @@ async def serve(
 
 
 async def _main(settings: NodeSettings) -> None:
+    node = Node(settings)
     async with trio.open_nursery() as nursery:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            await nursery.start(serve, settings)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            await nursery.start(node.serve)
             async for signum in signals:
+                if signum == signal.SIGHUP:
+                    if node.membership is not None:
+                        node.membership.reload_keys()
+                    continue
                 log.info("node_stopping", signal=signal.Signals(signum).name)
+                with trio.CancelScope(shield=True):
+                    await node.leave()
                 nursery.cancel_scope.cancel()
                 break
 
