@@ -1,6 +1,6 @@
 """Memory per key of the store: RSS and accounted bytes for N keys of 100-byte values.
 
-Run: ``.venv/bin/python tools/bench_store_memory.py [--keys 1000000] [--eviction lru]``
+Run: ``.venv/bin/python -m tools.bench_store_memory [--keys 1000000] [--eviction lru]``
 
 Measures the process's resident set (``/proc/self/statm``) before and after loading ``--keys``
 keys (``key:%08d``, 100-byte values, built the way the node builds them: from fresh ``bytes``

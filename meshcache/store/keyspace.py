@@ -103,6 +103,7 @@ class Keyspace:
         "misses",
         "name",
         "new_version",
+        "plain_fast",
         "policy",
         "rng",
         "used",
@@ -141,6 +142,7 @@ class Keyspace:
         self.max_bytes = policy.max_bytes
         self.max_items = policy.max_items
         self.default_ttl = policy.default_ttl
+        self.plain_fast = False
         self.apply_policy(policy)
 
     # ----------------------------------------------------------------------------- policy
@@ -154,6 +156,13 @@ class Keyspace:
         self.max_bytes = policy.max_bytes
         self.max_items = policy.max_items
         self.default_ttl = policy.default_ttl
+        #: True when plain GET/SET need no bounds, default TTL or LFU work (their fast path).
+        self.plain_fast = (
+            policy.eviction != "lfu"
+            and policy.max_bytes is None
+            and policy.max_items is None
+            and policy.default_ttl is None
+        )
         if policy.eviction == "lfu" and self.lfu is None:
             fresh = self._lfu_fresh()
             self.lfu = dict.fromkeys(self.data, fresh)
@@ -350,8 +359,10 @@ class Keyspace:
     # ----------------------------------------------------------------------------- eviction
 
     def evict_to_fit(self, protect: bytes | None) -> None:
-        """Evict per policy until within bounds; never ``protect`` (the key just written)."""
-        if not self.over_limits():
+        """Evict per policy until within bounds; never ``protect`` (the key just written).
+        Under ``none`` nothing is evicted (the namespace may stay over a bound it was shrunk
+        below until deletes or expiry bring it under)."""
+        if self.eviction == "none" or not self.over_limits():
             return
         self.purge_expired()
         mb = self.max_bytes

@@ -22,6 +22,7 @@ from meshcache.store.values import TypedValue
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 _HEADER = sizes.VERSION_HEADER
+_PLAIN_BASE = sizes.plain_cost(0, 0)
 
 
 def parse_int(value: bytes) -> int:
@@ -80,7 +81,13 @@ def op_flush(ks: Keyspace, args: list[Any]) -> bool:
 
 def op_get(ks: Keyspace, args: list[Any]) -> bytes | None:
     key = args[0]
-    entry = ks.read(key)
+    entry = ks.data.get(key)
+    if entry is not None and ks.lfu is None and not ks.expires:
+        # The hot path, inlined: no expiry to check, no LFU counter to bump.
+        ks.hits += 1
+        ks.data.move_to_end(key)
+    else:
+        entry = ks.read(key)
     if type(entry) is bytes:
         return entry[_HEADER:]
     if entry is None:
@@ -128,8 +135,24 @@ def op_ttl(ks: Keyspace, args: list[Any]) -> float | int:
 def op_set(ks: Keyspace, args: list[Any]) -> Any:
     key, value, options = args
     if not options:
+        blob = pack_version(ks.new_version()) + value
+        if ks.plain_fast:
+            # The hot path, inlined (no bounds, no default TTL, no LFU): what put() would do.
+            data = ks.data
+            old = data.get(key)
+            if old is None:
+                data[key] = blob
+                ks.used += _PLAIN_BASE + len(key) + len(blob)
+                return True
+            if type(old) is bytes:
+                data[key] = blob
+                data.move_to_end(key)
+                ks.used += len(blob) - len(old)
+                if ks.expires and key in ks.expires:
+                    ks.set_expiry(key, None)
+                return True
         # Replacing an expired entry costs the same as replacing a live one, so no live() here.
-        ks.put(key, pack_version(ks.new_version()) + value, ks.expiry_for_write(None), False)
+        ks.put(key, blob, ks.expiry_for_write(None), False)
         return True
     ttl = check_ttl(options.get("ttl"))
     nx = options.get("nx")

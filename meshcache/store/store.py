@@ -82,6 +82,7 @@ class Store:
         self._lfu_decay_s = lfu_decay_s
         self._lfu_sample = lfu_sample
         self._spaces: dict[str, Keyspace] = {}
+        self._expire_turn = 0
         wanted = dict(policies or {})
         wanted.setdefault(DEFAULT_NAMESPACE, DEFAULT_POLICY)
         for name, policy in wanted.items():
@@ -157,15 +158,19 @@ class Store:
     # --------------------------------------------------------------------------- expiry
 
     def expire_cycle(self, now: float | None = None, budget: int = 1000) -> int:
-        """Remove up to ``budget`` expired keys, soonest-expired first across namespaces.
+        """Remove up to ``budget`` expired keys, soonest-expired first in each namespace.
 
         Costs O(removed · log n): expired keys are found on per-namespace heaps, never by a
         scan. Returns how many keys were removed; the node calls it every 100 ms.
         """
         if now is None:
             now = self._clock()
+        spaces = list(self._spaces.values())
+        # Start at a different namespace each cycle so one busy namespace cannot starve the
+        # others of the budget.
+        self._expire_turn = start = (self._expire_turn + 1) % len(spaces)
         removed = 0
-        for ks in list(self._spaces.values()):
+        for ks in spaces[start:] + spaces[:start]:
             if removed >= budget:
                 break
             removed += ks.purge_expired(now, budget - removed)

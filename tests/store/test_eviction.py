@@ -192,6 +192,9 @@ def test_switching_policy_live(clock: FakeClock) -> None:
     assert h.run("DBSIZE") == 5
     with pytest.raises(OutOfMemoryError):
         h.run("SET", b"new", b"v")
+    survivor = keys_of(h)[0]
+    assert h.run("SET", survivor, b"w" * 10) is True  # no growth: allowed, evicts nothing
+    assert h.run("DBSIZE") == 5
     h.store.set_policy("default", NamespacePolicy(eviction="lru", max_items=2))
     assert h.run("DBSIZE") == 2
     h.check_accounting()

@@ -74,3 +74,16 @@ def test_expired_typed_values_vanish(h: Harness, clock: FakeClock) -> None:
     assert h.run("RPUSH", b"l", b"b") == 1  # a fresh list, without the old expiry
     assert h.run("TTL", b"l") == -1
     h.check_accounting()
+
+
+def test_expire_cycle_budget_is_shared_fairly(clock: FakeClock) -> None:
+    h = Harness(clock, a=NamespacePolicy(default_ttl=1), b=NamespacePolicy(default_ttl=1))
+    for ns in ("a", "b"):
+        for i in range(100):
+            h.run("SET", b"k%d" % i, b"v", ns=ns)
+    clock.advance(2)
+    for _ in range(4):
+        h.store.expire_cycle(budget=40)
+    stats = h.store.stats()
+    assert stats["a"].expirations > 0
+    assert stats["b"].expirations > 0
