@@ -203,3 +203,26 @@ def test_sim_garbage_does_not_hurt(seed: int) -> None:
     assert not [e for _, e in c.events if e.kind in (EventKind.DEAD, EventKind.SUSPECT)]
     drops = {r: c.total_stats(r) for r in ("bad_version", "bad_mac", "replay", "truncated")}
     assert sum(drops.values()) > 500 and drops["replay"] > 0, f"seed={seed}: {drops}"
+
+
+@pytest.mark.parametrize("seed", [91])
+def test_sim_long_stall_declared_dead_then_back(seed: int) -> None:
+    c = SimCluster(seed, 8, link=LOSSY)
+    assert c.wait(c.converged, 10.0), f"seed={seed}"
+    victim = c.addrs[4]
+    others = [a for a in c.addrs if a != victim]
+    c.net.pause(victim, 4.0)
+    assert c.wait(lambda: c.all_see("n4", {D}, others), 4.0), f"seed={seed}"
+    assert c.wait(c.converged, 5.0), f"seed={seed}: {c.view(c.addrs[0])}"
+    assert any(e.kind is EventKind.ALIVE and e.member.name == "n4" for _, e in c.events)
+
+
+def test_sim_same_seed_same_trace() -> None:
+    digests = []
+    for _ in range(2):
+        c = SimCluster(5, 6, link=LOSSY, trace=True)
+        c.net.run_for(3.0)
+        c.net.crash(c.addrs[2])
+        c.net.run_for(3.0)
+        digests.append(c.net.trace_digest())
+    assert digests[0] == digests[1]
