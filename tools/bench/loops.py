@@ -45,6 +45,7 @@ class LoopResult:
     errors: int = 0
     counts: list[int] = field(default_factory=new_counts)
     max_send_lag_us: int = 0  # open loop: the latest a scheduled request left, in µs
+    lag_counts: list[int] = field(default_factory=new_counts)  # open loop: send lag per request
 
 
 def connect(host: str, port: int, n: int) -> list[socket.socket]:
@@ -263,7 +264,14 @@ def open_loop(
                 if lag > max_lag:
                     max_lag = lag
                 touched = []
+                lag_counts = result.lag_counts
                 while due <= now and due < end_ns:
+                    us = (now - due) // 1000
+                    if us < linear:
+                        lag_counts[us] += 1
+                    else:
+                        shift = us.bit_length() - shift_base
+                        lag_counts[(shift << sub_bits) + (us >> shift)] += 1
                     q = outq[rr]
                     if not q:
                         touched.append(rr)

@@ -31,10 +31,10 @@ def command(
         "-h", "127.0.0.1",
         "-p", str(port),
         "-t", test,
+        "-n", str(requests),
         "-c", str(conns),
         "-d", str(value_size),
         "-P", str(depth),
-        "-n", str(requests),
         "-r", str(keys),
         "--csv",
     ]  # fmt: skip

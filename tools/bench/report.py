@@ -56,9 +56,10 @@ def machine() -> str:
     except (OSError, IndexError, subprocess.SubprocessError):
         redis = "not installed"
     today = datetime.date.today().isoformat()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (
         f"{today}; {os.cpu_count()} cores ({cpu}); Linux {platform.release()}; "
-        f"Python {platform.python_version()}; redis-server {redis}"
+        f"Python {platform.python_version()}; redis-server {redis}; load average {load}"
     )
 
 

@@ -57,6 +57,7 @@ class RunResult:
     errors: int = 0
     max_send_lag_us: int = 0
     hist: LatencyHistogram = field(default_factory=LatencyHistogram)
+    send_lag: LatencyHistogram = field(default_factory=LatencyHistogram)  # open loop only
 
     @property
     def ops_per_s(self) -> float:
@@ -161,6 +162,7 @@ def run_load(spec: LoadSpec) -> RunResult:
             result.errors += part.errors
             result.max_send_lag_us = max(result.max_send_lag_us, part.max_send_lag_us)
             result.hist.merge(part.counts)
+            result.send_lag.merge(part.lag_counts)
         for proc in procs:
             proc.join(10)
         return result

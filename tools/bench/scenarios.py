@@ -215,6 +215,7 @@ def latency(opts: Options) -> str:
                 _ms(res, 50),
                 _ms(res, 99),
                 _ms(res, 99.9),
+                res.send_lag.percentile(99) / 1000,
                 res.max_send_lag_us / 1000,
                 _health(res),
             ]
@@ -226,7 +227,7 @@ def latency(opts: Options) -> str:
         f"no pipelining; latency from the scheduled send time)\n\n"
     )
     headers = ["target", "conns", "max ops/s", "rate ops/s", "achieved ops/s"]
-    headers += ["p50 ms", "p99 ms", "p999 ms", "max send lag ms", "replies"]
+    headers += ["p50 ms", "p99 ms", "p999 ms", "send lag p99 ms", "send lag max ms", "replies"]
     return head + table(headers, rows) + _notes(notes)
 
 
@@ -295,27 +296,30 @@ def calibrate(opts: Options) -> str:
         for depth in opts.depths:
             for test, ratio in (("set", 0.0), ("get", 1.0)):
                 wl = replace(opts.workload, get_ratio=ratio)
-                requests = opts.rb_requests or 400_000 * min(depth, 12)
-                argv = redis_benchmark.command(
-                    srv.port,
-                    test,
-                    conns=opts.conns,
-                    value_size=wl.value_size,
-                    depth=depth,
-                    requests=requests,
-                    keys=wl.keys,
-                )
-                commands.append(" ".join([*argv[:3], "<port>", *argv[5:]]))
                 theirs: list[redis_benchmark.RedisBenchmarkRow] = []
                 ours: list[RunResult] = []
                 for attempt in range(opts.repeat):
                     log(f"calibrate: depth={depth} {test} round {attempt + 1}/{opts.repeat}")
                     templates = preload(srv.host, srv.port, srv.protocol, wl)
-                    theirs.extend(redis_benchmark.run(argv))
-                    # redis-benchmark's SET wrote its own values; restore ours before we run.
-                    templates = preload(srv.host, srv.port, srv.protocol, wl)
                     ours.append(run_load(_spec(srv, opts, templates, wl, depth=depth)))
-                    log(f"  redis-benchmark {theirs[-1].rps:,.0f}  ours {ours[-1].ops_per_s:,.0f}")
+                    # redis-benchmark stops after -n requests: size it from our rate so both
+                    # tools run for about the same time under the same conditions.
+                    requests = opts.rb_requests or max(
+                        10_000, int(ours[-1].ops_per_s * (opts.duration + opts.warmup))
+                    )
+                    argv = redis_benchmark.command(
+                        srv.port,
+                        test,
+                        conns=opts.conns,
+                        value_size=wl.value_size,
+                        depth=depth,
+                        requests=requests,
+                        keys=wl.keys,
+                    )
+                    commands.append(" ".join([*argv[:4], "<port>", *argv[5:7], *argv[9:]]))
+                    preload(srv.host, srv.port, srv.protocol, wl)  # same keys for both tools
+                    theirs.extend(redis_benchmark.run(argv))
+                    log(f"  ours {ours[-1].ops_per_s:,.0f}  redis-benchmark {theirs[-1].rps:,.0f}")
                 rb_rps = statistics.median(r.rps for r in theirs)
                 our_rps = statistics.median(r.ops_per_s for r in ours)
                 rows.append(
@@ -340,7 +344,8 @@ def calibrate(opts: Options) -> str:
     headers = ["depth", "test", "redis-benchmark ops/s", "ours ops/s", "ours / r-b"]
     headers += ["r-b p50 ms", "ours p50 ms", "r-b p99 ms", "ours p99 ms"]
     cmds = "\n".join(f"    {c}" for c in dict.fromkeys(commands))
-    return head + table(headers, rows) + "\n\nredis-benchmark commands:\n\n" + cmds
+    how = "\n\nredis-benchmark ran as (`-n` sized from our rate to last as long as our run):\n\n"
+    return head + table(headers, rows) + how + cmds
 
 
 SCENARIOS: dict[str, Callable[[Options], str]] = {
