@@ -262,6 +262,16 @@ def _info(c: Client, a: argparse.Namespace) -> Output:
     return Output(info, _format_info(info))
 
 
+def _members(c: Client, a: argparse.Namespace) -> Output:
+    members = sorted(c.members(), key=lambda m: str(m.get("name")))
+    columns = ("name", "address", "state", "incarnation", "zone", "config_version")
+    rows = [[str(m.get(col, "")) for col in columns] for m in members]
+    widths = [max(len(col), *(len(r[i]) for r in rows)) for i, col in enumerate(columns)]
+    lines = ["  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    return Output(members, "\n".join(line.rstrip() for line in lines))
+
+
 def _dbsize(c: Client, a: argparse.Namespace) -> Output:
     n = c.dbsize(namespace=a.namespace)
     return Output(n, str(n))
@@ -441,6 +451,7 @@ _HANDLERS: dict[str, Handler] = {
     "mget": _mget,
     "mset": _mset,
     "info": _info,
+    "members": _members,
     "dbsize": _dbsize,
     "flush": _flush,
     "hget": _hget,
@@ -548,6 +559,7 @@ _CLIENT_SPECS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None]]] 
     ("mget", "print the values of several keys, (nil) for absent ones", _keys),
     ("mset", "set several keys: KEY VALUE [KEY VALUE ...]", _add_pairs("KEY_VALUE")),
     ("info", "print the node's identity and namespace figures", _nothing),
+    ("members", "print the node's gossip view of the cluster members", _nothing),
     ("dbsize", "print how many keys the namespace holds", _nothing),
     ("flush", "delete every key of the namespace (needs --yes)", _add_flush),
     ("hget", "print a hash field (exit 1 when absent)", _add_hget),

@@ -129,6 +129,11 @@ class Commands:
         return Command.build("INFO", [], DEFAULT_NAMESPACE, results.str_map)
 
     @command
+    def members(self) -> Command[list[dict[str, Any]]]:
+        """The node's gossip view: one map per member (name, address, state, incarnation, ...)."""
+        return Command.build("MEMBERS", [], DEFAULT_NAMESPACE, results.map_list)
+
+    @command
     def dbsize(self, namespace: str = DEFAULT_NAMESPACE) -> Command[int]:
         """How many live keys the namespace holds on the node."""
         return Command.build("DBSIZE", [], namespace, results.integer)

@@ -92,6 +92,13 @@ def str_map(value: Any) -> dict[str, Any]:
     return value
 
 
+def map_list(value: Any) -> list[dict[str, Any]]:
+    """MEMBERS: an array of maps with str keys."""
+    if type(value) is not list:
+        raise _wrong("an array of maps", value)
+    return [str_map(item) for item in value]
+
+
 def versioned(value: Any) -> tuple[bytes, int] | None:
     """GETS: ``[value, version]`` or nil."""
     if value is None:

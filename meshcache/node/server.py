@@ -161,9 +161,13 @@ class Node:
         if membership is None or not membership.running:
             return
         membership.leave()
+        if not [m for m in self._alive() if m["name"] != self.node_id]:
+            return  # nobody to tell
         with trio.move_on_after(timeout):
-            while membership.pending_broadcasts() and len(self._alive()) > 1:
+            while membership.pending_broadcasts():
                 await trio.sleep(0.05)
+            # The last round is queued, not yet on the wire: let two gossip rounds go out.
+            await trio.sleep(2 * membership.config.gossip_interval)
 
     def _alive(self) -> list[dict[str, Any]]:
         members = self.membership.members() if self.membership else []
