@@ -202,7 +202,7 @@ class Store:
         ks = self._space(namespace)
         current = ks.live(key)
         if current is not None:
-            held = blob_version(current) if type(current) is bytes else current.version  # type: ignore[union-attr]
+            held = current.version if isinstance(current, TypedValue) else blob_version(current)
             if held >= entry.version:
                 return False
         version = self._hlc.observe(entry.version)
