@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import statistics
 from collections.abc import Callable
@@ -52,7 +53,7 @@ class SimCluster:
         for i, a in enumerate(self.addrs):
             self.keyrings[a] = Keyring(keys or [])
             if stagger and i:
-                self.net.call_at(i * stagger, lambda i=i: self.start(i))
+                self.net.call_at(i * stagger, functools.partial(self.start, i))
             else:
                 self.start(i)
 

@@ -52,7 +52,7 @@ def test_any_installed_key_accepted_primary_used_for_sending() -> None:
     node.handle_datagram(SRC, Peer(keyring=Keyring([OTHER])).packet(Ping(1, "me")), 0.0)
     (ack,) = node.take_outgoing()
     receiver = lone_node([KEY], name="n9")
-    receiver.handle_datagram(("127.0.0.1", 7000), ack.data, 0.0)  # type: ignore[union-attr]
+    receiver.handle_datagram(("127.0.0.1", 7000), ack.data, 0.0)
     assert receiver.stats["late_ack"] == 1 and receiver.stats["bad_mac"] == 0
 
 

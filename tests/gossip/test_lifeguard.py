@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from meshcache.gossip import Datagram, Keyring, MemberState, NodeMeta
-from meshcache.gossip.codec import Ack, Alive, Nack, Ping, PingReq, Suspect, decode_envelope
+from meshcache.gossip.codec import (
+    Ack,
+    Alive,
+    Message,
+    Nack,
+    Ping,
+    PingReq,
+    Suspect,
+    decode_envelope,
+)
 from tests.gossip.packets import SRC, Peer, lone_node
 
 X = ("127.0.0.1", 7100)
 R = ("127.0.0.1", 7200)
 
 
-def sent(node: object) -> list[tuple[tuple[str, int], list[object]]]:
+def sent(node: object) -> list[tuple[tuple[str, int], list[Message]]]:
     out = []
     for o in node.take_outgoing():  # type: ignore[attr-defined]
         assert isinstance(o, Datagram)

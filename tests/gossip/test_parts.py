@@ -74,9 +74,9 @@ def test_packets_filled_up_to_packet_size() -> None:
     node.take_outgoing()
     node.handle_datagram(SRC, peer.packet(Ping(1, "me")), 0.0)
     (ack,) = node.take_outgoing()
-    size = len(ack.data)  # type: ignore[union-attr]
+    size = len(ack.data)
     assert node.config.packet_size - 120 < size <= node.config.packet_size
-    env = decode_envelope(Keyring(), ack.data, stream=False, max_size=1400)  # type: ignore[union-attr]
+    env = decode_envelope(Keyring(), ack.data, stream=False, max_size=1400)
     assert len(env.messages) > 5
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 
 import pytest
@@ -39,7 +40,7 @@ def test_sim_crash_detected_fast_without_false_positives(seed: int) -> None:
         c.net.run_for(rng.uniform(0, 1))
         t0 = c.net.now
         c.net.crash(victim)
-        assert c.wait(lambda n=name, o=others: c.all_see(n, {D}, o), 10.0), f"seed={seed}"
+        assert c.wait(functools.partial(c.all_see, name, {D}, others), 10.0), f"seed={seed}"
         times.append(c.net.now - t0)
     assert median(times) < 2.0, f"seed={seed}: detection times {times}"
     crashed = {e.member.name for _, e in c.events if e.kind is EventKind.DEAD}
