@@ -46,6 +46,7 @@ class LoopResult:
     counts: list[int] = field(default_factory=new_counts)
     max_send_lag_us: int = 0  # open loop: the latest a scheduled request left, in µs
     lag_counts: list[int] = field(default_factory=new_counts)  # open loop: send lag per request
+    cpu_share: float = 0.0  # CPU seconds per wall second this worker used (set by the runner)
 
 
 def connect(host: str, port: int, n: int) -> list[socket.socket]:

@@ -9,6 +9,7 @@ every worker. Histograms come back as count lists and are added up.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ class RunResult:
     max_send_lag_us: int = 0
     hist: LatencyHistogram = field(default_factory=LatencyHistogram)
     send_lag: LatencyHistogram = field(default_factory=LatencyHistogram)  # open loop only
+    generator_cpu: float = 0.0  # cores the generator processes used while running
+    server_cpu: float = -1.0  # cores the server used in the measurement window (-1: unknown)
 
     @property
     def ops_per_s(self) -> float:
@@ -92,6 +95,7 @@ def _worker(spec: LoadSpec, index: int, conns: int, pipe: Connection) -> None:
             if delay > 0:
                 time.sleep(delay)  # the common start time the parent chose
             nbatch = len(pool.batch_requests)
+            cpu0, wall0 = time.process_time(), time.perf_counter()
             if spec.rate > 0:
                 result = open_loop(
                     socks,
@@ -113,6 +117,7 @@ def _worker(spec: LoadSpec, index: int, conns: int, pipe: Connection) -> None:
                     measure_from_ns=measure_ns,
                     end_ns=end_ns,
                 )
+            result.cpu_share = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
         finally:
             for sock in socks:
                 sock.close()
@@ -129,8 +134,11 @@ class WorkerError(Exception):
     """A worker process failed; the message holds its traceback."""
 
 
-def run_load(spec: LoadSpec) -> RunResult:
+def run_load(spec: LoadSpec, *, server_pid: int | None = None) -> RunResult:
     """Run one measurement and return the merged result.
+
+    With ``server_pid``, the CPU time that process used during the measurement window is
+    reported too (``server_cpu``, in cores): a server near 1.0 is the bottleneck.
 
     Raises:
         WorkerError: a worker could not connect or lost track of the server's replies.
@@ -154,6 +162,13 @@ def run_load(spec: LoadSpec) -> RunResult:
         for pipe in pipes:
             pipe.send(start_ns)
         result = RunResult(spec)
+        if server_pid is not None:
+            measure_ns = start_ns + int(spec.warmup * 1e9)
+            end_ns = measure_ns + int(spec.duration * 1e9)
+            _sleep_until(measure_ns)
+            cpu0 = cpu_seconds(server_pid)
+            _sleep_until(end_ns)
+            result.server_cpu = (cpu_seconds(server_pid) - cpu0) / spec.duration
         limit = spec.warmup + spec.duration + 60.0
         for pipe in pipes:
             part: LoopResult = _expect(pipe, "done", timeout=limit)
@@ -163,6 +178,7 @@ def run_load(spec: LoadSpec) -> RunResult:
             result.max_send_lag_us = max(result.max_send_lag_us, part.max_send_lag_us)
             result.hist.merge(part.counts)
             result.send_lag.merge(part.lag_counts)
+            result.generator_cpu += part.cpu_share
         for proc in procs:
             proc.join(10)
         return result
@@ -173,6 +189,20 @@ def run_load(spec: LoadSpec) -> RunResult:
                 proc.join(5)
         for pipe in pipes:
             pipe.close()
+
+
+def _sleep_until(t_ns: int) -> None:
+    delay = (t_ns - time.perf_counter_ns()) / 1e9
+    if delay > 0:
+        time.sleep(delay)  # a point in the run's schedule, not a condition
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` (all its threads) has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is the state (field 3 of stat(5)); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _expect(pipe: Connection, what: str, *, timeout: float) -> Any:

@@ -113,6 +113,12 @@ def _ms(res: RunResult, p: float) -> float:
     return res.percentile_ms(p)
 
 
+def _cpu(res: RunResult) -> str:
+    """Cores used by the server and by the generator: which one was the bottleneck."""
+    server = f"{res.server_cpu:.2f}" if res.server_cpu >= 0 else "?"
+    return f"{server} / {res.generator_cpu:.2f}"
+
+
 def _health(res: RunResult) -> str:
     bad = []
     if res.errors:
@@ -136,7 +142,9 @@ def throughput(opts: Options) -> str:
                 templates = preload(srv.host, srv.port, srv.protocol, wl)
                 for depth in opts.depths:
                     log(f"throughput: {target} conns={opts.conns} depth={depth} mix={wl.mix}")
-                    res = run_load(_spec(srv, opts, templates, wl, depth=depth))
+                    res = run_load(
+                        _spec(srv, opts, templates, wl, depth=depth), server_pid=srv.proc.pid
+                    )
                     results[target, depth] = res
                     log(f"  {res.ops_per_s:,.0f} ops/s p99 {_ms(res, 99):.3f} ms")
         except TargetError as exc:
@@ -163,6 +171,7 @@ def throughput(opts: Options) -> str:
                     _ms(res, 99),
                     _ms(res, 99.9),
                     ratio,
+                    _cpu(res),
                     _health(res),
                 ]
             )
@@ -172,7 +181,8 @@ def throughput(opts: Options) -> str:
         f"{opts.procs} generator process(es))\n\n"
     )
     headers = ["target", "conns", "depth", "GET/SET", "ops/s", "p50 ms", "p99 ms", "p999 ms"]
-    return head + table([*headers, "ratio", "replies"], rows) + _notes(notes)
+    headers += ["ratio", "CPU server/gen", "replies"]
+    return head + table(headers, rows) + _notes(notes)
 
 
 # -- latency -----------------------------------------------------------------------------------
@@ -196,7 +206,8 @@ def latency(opts: Options) -> str:
                 if rate <= 0:
                     rate = opts.fraction * maxima[target].ops_per_s
                 log(f"  max {maxima[target].ops_per_s:,.0f} ops/s; open loop at {rate:,.0f}")
-                runs[target] = run_load(_spec(srv, opts, templates, wl, depth=1, rate=rate))
+                spec = _spec(srv, opts, templates, wl, depth=1, rate=rate)
+                runs[target] = run_load(spec, server_pid=srv.proc.pid)
         except TargetError as exc:
             notes.append(f"{target}: not measured — {_describe(exc)}")
     rows: list[list[object]] = []
@@ -217,6 +228,7 @@ def latency(opts: Options) -> str:
                 _ms(res, 99.9),
                 res.send_lag.percentile(99) / 1000,
                 res.max_send_lag_us / 1000,
+                _cpu(res),
                 _health(res),
             ]
         )
@@ -227,7 +239,8 @@ def latency(opts: Options) -> str:
         f"no pipelining; latency from the scheduled send time)\n\n"
     )
     headers = ["target", "conns", "max ops/s", "rate ops/s", "achieved ops/s"]
-    headers += ["p50 ms", "p99 ms", "p999 ms", "send lag p99 ms", "send lag max ms", "replies"]
+    headers += ["p50 ms", "p99 ms", "p999 ms", "send lag p99 ms", "send lag max ms"]
+    headers += ["CPU server/gen", "replies"]
     return head + table(headers, rows) + _notes(notes)
 
 
@@ -301,7 +314,8 @@ def calibrate(opts: Options) -> str:
                 for attempt in range(opts.repeat):
                     log(f"calibrate: depth={depth} {test} round {attempt + 1}/{opts.repeat}")
                     templates = preload(srv.host, srv.port, srv.protocol, wl)
-                    ours.append(run_load(_spec(srv, opts, templates, wl, depth=depth)))
+                    spec = _spec(srv, opts, templates, wl, depth=depth)
+                    ours.append(run_load(spec, server_pid=srv.proc.pid))
                     # redis-benchmark stops after -n requests: size it from our rate so both
                     # tools run for about the same time under the same conditions.
                     requests = opts.rb_requests or max(
@@ -333,6 +347,8 @@ def calibrate(opts: Options) -> str:
                         statistics.median(_ms(r, 50) for r in ours),
                         statistics.median(r.p99_ms for r in theirs),
                         statistics.median(_ms(r, 99) for r in ours),
+                        statistics.median(r.server_cpu for r in ours),
+                        statistics.median(r.generator_cpu for r in ours),
                     ]
                 )
     wl = opts.workload
@@ -343,6 +359,7 @@ def calibrate(opts: Options) -> str:
     )
     headers = ["depth", "test", "redis-benchmark ops/s", "ours ops/s", "ours / r-b"]
     headers += ["r-b p50 ms", "ours p50 ms", "r-b p99 ms", "ours p99 ms"]
+    headers += ["redis CPU", "ours CPU"]
     cmds = "\n".join(f"    {c}" for c in dict.fromkeys(commands))
     how = "\n\nredis-benchmark ran as (`-n` sized from our rate to last as long as our run):\n\n"
     return head + table(headers, rows) + how + cmds
