@@ -153,6 +153,7 @@ class Node:
             "uptime_s": round(self.uptime(), 3),
             "connections": self._dataport.connection_count if self._dataport else 0,
             "namespaces": namespaces,
+            "gossip": self._gossip_figures(),
         }
 
     async def leave(self, timeout: float = 1.0) -> None:
