@@ -5,7 +5,8 @@ This is the only gossip module that imports trio. It owns no protocol logic:
 * UDP datagrams received on ``udp_sock`` go to ``endpoint.handle_datagram``;
 * push/pull streams accepted on ``tcp_listener`` are one length-prefixed request and one
   length-prefixed reply (4-byte big-endian length; an empty reply frame = no reply);
-* ``StreamRequest``s the endpoint emits become one outbound TCP exchange each, bounded by
+* ``StreamRequest``s the endpoint emits become one outbound TCP exchange each (or a call of
+  the caller's ``exchange`` hook, e.g. to carry push/pull over another protocol), bounded by
   ``stream_timeout``; any failure is reported as ``handle_stream_reply(tag, None, now)``;
 * ``endpoint.tick(now)`` runs at ``endpoint.next_deadline()``.
 
@@ -23,13 +24,10 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from meshcache.errors import MeshcacheError
 from meshcache.gossip.endpoint import Address, Datagram, Endpoint, StreamRequest
 
 _LEN = struct.Struct(">I")
-
-
-class _Done(Exception):
-    """The caller's exchange finished; skip the built-in one."""
 
 
 MAX_DATAGRAM = 65535
@@ -144,22 +142,25 @@ async def run_endpoint(
             if on_progress is not None:
                 on_progress()
 
+        async def tcp_exchange(dst: Address, data: bytes) -> bytes | None:
+            stream = await trio.open_tcp_stream(dst[0], dst[1])
+            async with stream:
+                await send_frame(stream, data)
+                reply = await receive_frame(stream, max_stream_payload)
+            return reply or None  # an empty frame means "no reply"
+
         async def do_exchange(req: StreamRequest) -> None:
             reply: bytes | None = None
             with trio.move_on_after(stream_timeout):
                 try:
-                    if exchange is not None:
-                        reply = await exchange(req.dst, req.data)
-                        raise _Done
-                    stream = await trio.open_tcp_stream(req.dst[0], req.dst[1])
-                    async with stream:
-                        await send_frame(stream, req.data)
-                        reply = await receive_frame(stream, max_stream_payload)
-                        if reply == b"":
-                            reply = None
-                except _Done:
-                    pass
-                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                    reply = await (exchange or tcp_exchange)(req.dst, req.data)
+                except (
+                    OSError,
+                    trio.BrokenResourceError,
+                    trio.ClosedResourceError,
+                    MeshcacheError,
+                ):
+                    # A failed exchange is an ordinary event for the protocol (retry, reconnect).
                     reply = None
             endpoint.handle_stream_reply(req.tag, reply, trio.current_time())
             flush()

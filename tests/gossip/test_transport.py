@@ -63,3 +63,60 @@ async def test_frame_roundtrip_and_limit() -> None:
     assert await receive_frame(b, 10) == b"hello"
     await send_frame(a, b"x" * 11)
     assert await receive_frame(b, 10) is None
+
+
+@pytest.mark.trio
+async def test_exchange_hook_without_listener() -> None:
+    """Push/pull carried by the caller (as the node does over its data port)."""
+    nodes: dict[tuple[str, int], SwimNode] = {}
+    joined = trio.Event()
+    calls: list[tuple[str, int]] = []
+
+    async def exchange(dst: tuple[str, int], payload: bytes) -> bytes | None:
+        calls.append(dst)
+        if dst not in nodes:
+            raise OSError("unreachable")
+        return nodes[dst].handle_stream_request(("127.0.0.1", 0), payload, trio.current_time())
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            udp = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+            await udp.bind(("127.0.0.1", 0))
+            address = ("127.0.0.1", udp.getsockname()[1])
+            node = SwimNode(
+                GossipConfig.local(),
+                "solo",
+                address,
+                NodeMeta(),
+                keyring=Keyring(),
+                rng=random.Random(1),
+                now=trio.current_time(),
+            )
+            seed = SwimNode(
+                GossipConfig.local(),
+                "seed",
+                ("127.0.0.1", 1),
+                NodeMeta(),
+                keyring=Keyring(),
+                rng=random.Random(2),
+                now=trio.current_time(),
+            )
+            nodes[seed.address] = seed
+
+            def progress() -> None:
+                # Both exchanges settled: one answered, one failed (in either order).
+                if node.joined and node.stats["push_pull_failed"] == 1:
+                    joined.set()
+
+            poke = await nursery.start(
+                functools.partial(
+                    run_endpoint, node, udp, None, exchange=exchange, on_progress=progress
+                )
+            )
+            node.join([("127.0.0.1", 2), seed.address], trio.current_time())
+            poke()
+            await joined.wait()
+            nursery.cancel_scope.cancel()
+        udp.close()
+    assert {m.name for m in node.members()} == {"solo", "seed"}
+    assert ("127.0.0.1", 2) in calls and node.stats["push_pull_failed"] == 1
