@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 import trio
 
-from meshcache.errors import ConfigError
+from meshcache.errors import ConfigError, MeshcacheError
 from meshcache.gossip import (
     Address,
     EventKind,
@@ -34,8 +34,8 @@ from meshcache.gossip import (
     SwimNode,
 )
 from meshcache.gossip.transport import run_endpoint
+from meshcache.node import peers
 from meshcache.settings import NodeSettings
-from meshcache.wire.frame import FrameReader, decode_response, encode_request
 
 log = structlog.get_logger("meshcache.membership")
 
@@ -224,26 +224,19 @@ class Membership:
 
     async def _exchange(self, dst: Address, payload: bytes) -> bytes | None:
         """One push/pull over the peer's data port; None on any failure."""
-        host, port = self._data_address_of(dst)
-        with trio.move_on_after(EXCHANGE_TIMEOUT):
-            try:
-                stream = await trio.open_tcp_stream(host, port)
-                async with stream:
-                    await stream.send_all(encode_request(1, "GOSSIP", "default", [payload]))
-                    reader = FrameReader(self.config.max_stream_payload + 1024)
-                    while (body := reader.next_body()) is None:
-                        data = await stream.receive_some(65536)
-                        if not data:
-                            return None
-                        reader.feed(data)
-                    response = decode_response(body)
-                    if response.ok and isinstance(response.value, bytes):
-                        return response.value
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                log.debug("push_pull_failed", peer=f"{host}:{port}", error=str(exc))
-            except Exception as exc:  # a peer that answers garbage must not stop gossip
-                log.warning("push_pull_bad_reply", peer=f"{host}:{port}", error=repr(exc))
-        return None
+        peer = self._data_address_of(dst)
+        try:
+            reply = await peers.call(
+                peer,
+                "GOSSIP",
+                [payload],
+                timeout=EXCHANGE_TIMEOUT,
+                max_frame=self.config.max_stream_payload + 1024,
+            )
+        except MeshcacheError as exc:  # a peer that fails or answers garbage must not stop gossip
+            log.debug("push_pull_failed", peer=f"{peer[0]}:{peer[1]}", error=str(exc))
+            return None
+        return reply if isinstance(reply, bytes) else None
 
     def _drain_events(self) -> None:
         if self._swim is None:

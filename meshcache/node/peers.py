@@ -1,0 +1,54 @@
+"""One-shot requests from this node to another node's data port.
+
+Used for the rare node-to-node calls of the membership and config planes (push/pull, config
+pull, forwarding a config change). Each call opens a connection, sends one request, reads one
+response and closes: simple and good enough for traffic measured in calls per second. (The data
+plane's replication will want pooled, pipelined connections of its own.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from meshcache.errors import MeshcacheConnectionError, MeshcacheTimeout
+from meshcache.wire.frame import DEFAULT_MAX_FRAME, FrameReader, decode_response, encode_request
+
+Address = tuple[str, int]
+
+
+async def call(
+    address: Address,
+    op: str,
+    args: list[Any],
+    *,
+    namespace: str = "default",
+    timeout: float = 5.0,
+    max_frame: int = DEFAULT_MAX_FRAME,
+) -> Any:
+    """Send one request to ``address`` and return its result.
+
+    Raises:
+        CommandError: the peer refused the request (its error code is kept).
+        MeshcacheConnectionError: the peer could not be reached or closed the connection.
+        MeshcacheTimeout: no answer within ``timeout``.
+        RemoteProtocolError: the peer answered something that is not a response.
+    """
+    host, port = address
+    try:
+        with trio.fail_after(timeout):
+            stream = await trio.open_tcp_stream(host, port)
+            async with stream:
+                await stream.send_all(encode_request(1, op, namespace, args))
+                reader = FrameReader(max_frame)
+                while (body := reader.next_body()) is None:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        raise MeshcacheConnectionError(f"{host}:{port} closed the connection")
+                    reader.feed(data)
+    except trio.TooSlowError:
+        raise MeshcacheTimeout(f"{op} to {host}:{port}: no answer in {timeout}s") from None
+    except (OSError, trio.BrokenResourceError) as exc:
+        raise MeshcacheConnectionError(f"{op} to {host}:{port}: {exc}") from None
+    return decode_response(body).result()
