@@ -413,8 +413,9 @@ def _fail(message: str, status: int) -> int:
 
 def _start(args: argparse.Namespace) -> int:
     overrides = {name: value for name, value in vars(args).items() if name in SETTINGS_BY_NAME}
-    if "join" in overrides:
-        overrides["join"] = ",".join(overrides["join"])
+    for listed in ("join", "raft_peers"):
+        if listed in overrides:
+            overrides[listed] = ",".join(overrides[listed])
     settings = load_settings(config_file=args.config, environ=os.environ, overrides=overrides)
     if args.print_config:
         sys.stdout.write(settings_as_toml(settings))
@@ -612,8 +613,11 @@ def _start_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     for spec in SETTINGS:
         group = node if spec.table == "node" else limits
         kwargs: dict[str, Any] = {}
-        if spec.key == "join":
+        if spec.key in ("join", "raft_peers"):
             kwargs["action"] = "append"
+        elif spec.key == "bootstrap":
+            kwargs.update(action="store_const", const=True)
+            kwargs.pop("metavar", None)
         group.add_argument(
             spec.flag,
             dest=spec.name,

@@ -91,6 +91,15 @@ class NodeSettings:
     zone: str = "default"
     profile: Profile = "lan"
     cluster_key_file: Path | None = None
+    bootstrap: bool = False  # be the single voter of a new config group
+    raft_port: int | None = None  # None = data port + 1
+    raft_peers: tuple[str, ...] = ()  # every voter's Raft address host:port
+    raft_password_file: Path | None = None
+
+    @property
+    def is_voter_candidate(self) -> bool:
+        """True when this node may be a Raft voter (``--bootstrap`` or ``--raft-peers``)."""
+        return self.bootstrap or bool(self.raft_peers)
 
 
 # --- value parsers -----------------------------------------------------------------------------
@@ -243,6 +252,17 @@ def parse_address(value: object, where: str) -> str:
     return text
 
 
+def _parse_bool(value: object, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise _fail(where, f"{value!r} is not true or false")
+
+
 def _parse_join(value: object, where: str) -> tuple[str, ...]:
     items: list[object]
     if isinstance(value, str):
@@ -306,6 +326,10 @@ SETTINGS: tuple[SettingSpec, ...] = (
     _node("zone", _parse_text, "failure zone of this node", "ZONE"),
     _node("profile", _choice(PROFILES), "gossip timing profile: lan or local", "PROFILE"),
     _node("cluster_key_file", _parse_optional_path, "file holding the cluster key", "FILE"),
+    _node("bootstrap", _parse_bool, "be the single voter of a new config group", "BOOL"),
+    _node("raft_port", _parse_optional_port, "Raft port of a voter (default: port + 1)", "PORT"),
+    _node("raft_peers", _parse_join, "every voter's Raft address, comma-separated", "ADDRS"),
+    _node("raft_password_file", _parse_optional_path, "file holding the Raft password", "FILE"),
     _limit("max_frame_bytes", parse_size, "largest request frame"),
     _limit("max_key_bytes", parse_size, "largest key"),
     _limit("max_value_bytes", parse_size, "largest value"),
@@ -317,7 +341,7 @@ SETTINGS_BY_NAME: Mapping[str, SettingSpec] = MappingProxyType({s.name: s for s 
 _BY_TABLE: dict[str, dict[str, SettingSpec]] = {
     table: {s.key: s for s in SETTINGS if s.table == table} for table in ("node", "limits")
 }
-_PATH_KEYS = frozenset({"data_dir", "cluster_key_file"})
+_PATH_KEYS = frozenset({"data_dir", "cluster_key_file", "raft_password_file"})
 _TABLES = ("node", "limits", "namespaces")
 
 
@@ -476,6 +500,16 @@ def _cross_check(layers: _Layers, settings: NodeSettings) -> None:
                 f"{described('limits.' + small, small_value)} must be smaller than "
                 f"{described('limits.max_frame_bytes', limits.max_frame_bytes)}"
             )
+    if settings.bootstrap and settings.raft_peers:
+        raise ConfigError(
+            f"{described('bootstrap', True)} and {described('raft_peers', 'a list')} exclude "
+            "each other: --bootstrap starts a group of one, --raft-peers joins a group"
+        )
+    if settings.raft_peers and settings.raft_password_file is None:
+        raise ConfigError(
+            f"{described('raft_peers', ','.join(settings.raft_peers))} needs "
+            "raft_password_file: every voter of a group shares one password"
+        )
     if settings.port and settings.port == settings.admin_port:
         raise ConfigError(
             f"{described('port', settings.port)} and "
