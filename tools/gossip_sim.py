@@ -412,20 +412,38 @@ def false_positives(
 
 
 def false_positive_table(
-    seed: int, *, n: int, hours: float, runs: Sequence[tuple[str, GossipConfig, float, float]]
+    seeds: Sequence[int],
+    *,
+    n: int,
+    hours: float,
+    pause_every: float,
+    runs: Sequence[tuple[str, GossipConfig, float, float]],
 ) -> str:
     rows = [
-        "| scenario | nodes | simulated | pauses | suspicions | DEAD declarations "
+        "| scenario | runs x simulated | pauses | SUSPECT events | DEAD events "
         "| members ever declared dead | CPU time |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for label, config, loss, max_pause in runs:
-        r = false_positives(
-            label, config, n=n, duration=hours * 3600, loss=loss, seed=seed, max_pause=max_pause
-        )
+        results = [
+            false_positives(
+                label,
+                config,
+                n=n,
+                duration=hours * 3600,
+                loss=loss,
+                seed=seed,
+                max_pause=max_pause,
+                pause_every=pause_every,
+            )
+            for seed in seeds
+        ]
         rows.append(
-            f"| {label} | {n} | {hours:g} h | {r.pauses} | {r.suspect_events} "
-            f"| {r.dead_events} | {r.members_declared_dead} | {r.wall:.0f} s |"
+            f"| {label} | {len(seeds)} x {hours:g} h | {sum(r.pauses for r in results)} "
+            f"| {sum(r.suspect_events for r in results)} "
+            f"| {sum(r.dead_events for r in results)} "
+            f"| {sum(r.members_declared_dead for r in results)} "
+            f"| {sum(r.wall for r in results):.0f} s |"
         )
         print(rows[-1], file=sys.stderr, flush=True)
     return "\n".join(rows)
@@ -435,43 +453,75 @@ def false_positive_table(
 
 
 @dataclass
-class LoadResult:
-    n: int
+class Window:
+    """Traffic per member per protocol period over one measuring window."""
+
     packets: float
     bytes: float
     streams: float
+
+
+@dataclass
+class LoadResult:
+    n: int
+    quiet: Window
+    busy: Window
     wall: float
 
 
-def load(n: int, seed: int, *, settle: float = 20.0, window: float = 60.0) -> LoadResult:
-    """UDP packets and bytes each member sends per protocol period in a quiet, converged cluster."""
+def _measure(cluster: Cluster, window: float, period: float) -> Window:
+    net = cluster.net
+    before = [dataclasses.replace(net.node_stats(a)) for a in cluster.addresses]
+    net.run_for(window)
+    after = [net.node_stats(a) for a in cluster.addresses]
+    pairs = list(zip(after, before, strict=True))
+    per = len(cluster.addresses) * window / period
+    return Window(
+        sum(a.datagrams_sent - b.datagrams_sent for a, b in pairs) / per,
+        sum(a.datagram_bytes_sent - b.datagram_bytes_sent for a, b in pairs) / per,
+        sum(a.streams_sent - b.streams_sent for a, b in pairs) / per,
+    )
+
+
+def load(n: int, seed: int, *, window: float = 60.0, updates_per_second: float = 1.0) -> LoadResult:
+    """What each member sends per protocol period (probe interval, 1 s), lossless links.
+
+    Quiet: a converged cluster where nothing changes (probes and push/pull only). Busy: the
+    same cluster while ``updates_per_second`` metadata changes (e.g. load reports) start on
+    random members, cluster-wide, so gossip rounds always have something to carry.
+    """
     start = time.process_time()
     config = GossipConfig.lan()
     cluster, _ = build_cluster(n, config, seed, LinkConfig(delay=0.001))
     net = cluster.net
-    net.run_for(settle)  # let the join's broadcasts drain
-    before = [dataclasses.replace(net.node_stats(a)) for a in cluster.addresses]
-    net.run_for(window)
-    after = [net.node_stats(a) for a in cluster.addresses]
-    periods = window / config.probe_interval
-    packets = sum(a.datagrams_sent - b.datagrams_sent for a, b in zip(after, before, strict=True))
-    nbytes = sum(
-        a.datagram_bytes_sent - b.datagram_bytes_sent for a, b in zip(after, before, strict=True)
-    )
-    streams = sum(a.streams_sent - b.streams_sent for a, b in zip(after, before, strict=True))
-    per = n * periods
-    return LoadResult(n, packets / per, nbytes / per, streams / per, time.process_time() - start)
+    net.run_for(5.0)
+    quiet = _measure(cluster, window, config.probe_interval)
+    scenario = random.Random(seed ^ 0x10AD)
+    t0 = net.now
+    for k in range(int(window * updates_per_second) + 10):
+        origin = scenario.randrange(n)
+        meta = NodeMeta(zone=f"z{origin % 3}", load=float(k + 1))
+        net.call_at(
+            t0 + k / updates_per_second,
+            functools.partial(net.apply, cluster.addresses[origin], _update_meta(meta)),
+        )
+    net.run_for(10.0)  # reach the steady state of rumours in flight
+    busy = _measure(cluster, window, config.probe_interval)
+    return LoadResult(n, quiet, busy, time.process_time() - start)
 
 
 def load_table(sizes: Sequence[int], seed: int) -> str:
     rows = [
-        "| nodes | UDP packets / member / period | UDP bytes / member / period "
-        "| push/pull exchanges / member / period | CPU time |",
-        "|---:|---:|---:|---:|---:|",
+        "| nodes | quiet: packets | quiet: bytes | busy: packets | busy: bytes "
+        "| push/pull exchanges | CPU time |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for n in sizes:
         r = load(n, seed)
-        rows.append(f"| {n} | {r.packets:.2f} | {r.bytes:.0f} | {r.streams:.4f} | {r.wall:.0f} s |")
+        rows.append(
+            f"| {n} | {r.quiet.packets:.2f} | {r.quiet.bytes:.0f} | {r.busy.packets:.2f} "
+            f"| {r.busy.bytes:.0f} | {r.quiet.streams:.4f} | {r.wall:.0f} s |"
+        )
         print(rows[-1], file=sys.stderr, flush=True)
     return "\n".join(rows)
 
@@ -498,6 +548,10 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--trials", type=int, default=5, help="updates per dissemination run")
         p.add_argument("--nodes", type=int, default=20, help="false-positives cluster size")
         p.add_argument("--hours", type=float, default=1.0, help="false-positives duration")
+        p.add_argument("--runs", type=int, default=1, help="false-positives: seeds per row")
+        p.add_argument(
+            "--pause-every", type=float, default=30.0, help="mean seconds between pauses"
+        )
         p.add_argument("--write", type=Path, help="also write the tables to this markdown file")
     args = parser.parse_args(argv)
     command = "python tools/gossip_sim.py " + " ".join(
@@ -511,18 +565,29 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.figure in ("false-positives", "all"):
         lan = GossipConfig.lan()
+        off = lifeguard_off(lan)
         runs = [
             ("10 % loss, Lifeguard on", lan, 0.1, 0.0),
+            ("10 % loss, Lifeguard off", off, 0.1, 0.0),
             ("10 % loss + pauses ≤ 2 s, Lifeguard on", lan, 0.1, 2.0),
-            ("10 % loss + pauses ≤ 2 s, Lifeguard off", lifeguard_off(lan), 0.1, 2.0),
+            ("10 % loss + pauses ≤ 2 s, Lifeguard off", off, 0.1, 2.0),
         ]
+        seeds = list(range(args.seed, args.seed + args.runs))
         sections.append(
-            "### False positives (no node ever fails: every DEAD is false)\n\n"
-            + false_positive_table(args.seed, n=args.nodes, hours=args.hours, runs=runs)
+            f"### False positives: {args.nodes} healthy nodes, nobody ever fails, so every DEAD "
+            f"is false\n\nPauses: each node is paused for uniform(0.1 s, 2 s) at exponential "
+            f"intervals averaging {args.pause_every:g} s. Lifeguard off = `awareness_max=0, "
+            f"suspicion_max_timeout_mult=1`. Events are counted at every observer.\n\n"
+            + false_positive_table(
+                seeds, n=args.nodes, hours=args.hours, pause_every=args.pause_every, runs=runs
+            )
         )
     if args.figure in ("load", "all"):
         sections.append(
-            "### Message load per member per protocol period (1 s), quiet cluster\n\n"
+            "### Message load per member per protocol period (1 s)\n\n"
+            "UDP packets and bytes each member sends per period, averaged over all members and "
+            "60 s; busy = one metadata change per second somewhere in the cluster; push/pull = "
+            "TCP full-state exchanges started per member per period.\n\n"
             + load_table(args.sizes, args.seed)
         )
     text = f"Command: `{command}`\n\n" + "\n\n".join(sections) + "\n"
