@@ -177,6 +177,8 @@ class DataPort:
                 if body is None:
                     break
                 answer = handle(body)
+                if not isinstance(answer, bytes):
+                    answer = await answer  # a node op that waits (config changes)
                 out.append(answer)
                 pending += len(answer)
                 if pending >= flush_at:

@@ -7,7 +7,8 @@ request — including every kind of bad input — can be tested without a networ
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from types import CoroutineType
 from typing import Any
 
 import msgpack
@@ -15,13 +16,18 @@ import msgpack
 from meshcache.errors import CommandError, ErrorCode
 from meshcache.node.metrics import NodeCounters
 from meshcache.wire.frame import HEADER, STATUS_ERROR, STATUS_OK, decode_request
-from meshcache.wire.ops import OPS, Limits, normalize_args
+from meshcache.wire.ops import OPS, Limits, OpKind, normalize_args
+
+STORE_META = frozenset({"DBSIZE", "FLUSH"})
 
 # Bad input is counted under the snake_case of its error code, plus a few framing-level kinds.
 _BAD_KIND = {code: code.value.lower() for code in ErrorCode}
 
-# Answered by the node itself rather than by the store.
-NODE_OPS = frozenset({"PING", "INFO", "MEMBERS", "GOSSIP"})
+# Answered by the node itself rather than by the store (every op of kind META but the
+# store's DBSIZE and FLUSH).
+NODE_OPS = frozenset(
+    name for name, spec in OPS.items() if spec.kind is OpKind.META and name not in STORE_META
+)
 
 Executor = Callable[[str, str, list[Any]], Any]
 
@@ -58,8 +64,13 @@ class Dispatcher:
         self.ring_version = ring_version
         self._pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
-    def handle(self, body: bytes) -> bytes:
-        """Answer one frame body with one complete response frame (header included)."""
+    def handle(self, body: bytes) -> bytes | Coroutine[Any, Any, bytes]:
+        """Answer one frame body with one complete response frame (header included).
+
+        Node ops that must wait (a config change going through Raft) return a coroutine that
+        produces the frame; the caller awaits it before answering the next request, so answers
+        stay in request order.
+        """
         try:
             obj = msgpack.unpackb(body, raw=False, strict_map_key=False)
             rid, op, ns, args = obj
@@ -73,8 +84,20 @@ class Dispatcher:
                 raise CommandError(ErrorCode.UNKNOWN_OP, f"unknown op {op[:64]!r}")
             args = normalize_args(spec, args, self._limits)
             result = self._meta(ns, op, args) if op in NODE_OPS else self._execute(ns, op, args)
+            if type(result) is CoroutineType:
+                return self._finish(rid, op, result)
         except CommandError as exc:
             return self._error(rid, op if spec else "unknown", exc)
+        except Exception as exc:  # a bug in the node: answer, count, keep the connection
+            return self._error(rid, op, CommandError(ErrorCode.INTERNAL, type(exc).__name__))
+        self.counters.requests[op] += 1
+        return self._ok(rid, result)
+
+    async def _finish(self, rid: int, op: str, pending: Coroutine[Any, Any, Any]) -> bytes:
+        try:
+            result = await pending
+        except CommandError as exc:
+            return self._error(rid, op, exc)
         except Exception as exc:  # a bug in the node: answer, count, keep the connection
             return self._error(rid, op, CommandError(ErrorCode.INTERNAL, type(exc).__name__))
         self.counters.requests[op] += 1

@@ -22,13 +22,17 @@ import structlog
 import trio
 
 from meshcache._version import __version__
+from meshcache.control import ClusterConfig
 from meshcache.errors import CommandError, ErrorCode
+from meshcache.gossip import EventKind, Member
 from meshcache.hlc import HLC
 from meshcache.node.admin import AdminHandler
+from meshcache.node.cluster_config import ConfigService
 from meshcache.node.dataport import DataPort, open_listener
 from meshcache.node.dispatch import Dispatcher
 from meshcache.node.membership import Membership
 from meshcache.node.metrics import NodeCollector, NodeCounters, make_registry
+from meshcache.ring import TOKEN_SPACE, Ring
 from meshcache.settings import NodeSettings
 from meshcache.store.store import Store
 from meshcache.wire.ops import Limits
@@ -64,6 +68,7 @@ class Node:
         self._started = 0.0
         self._dataport: DataPort | None = None
         self.membership: Membership | None = None
+        self.config_service: ConfigService | None = None
         self.registry = make_registry(
             NodeCollector(self.counters, self.store.stats, self.uptime, gossip=self._gossip_figures)
         )
@@ -97,13 +102,19 @@ class Node:
         )
         self._dataport = DataPort(listener, dispatcher, limits)
         admin = AdminHandler(self.registry, self._health)
-        self.membership = Membership(s, self.node_id, data_address, admin_address[1])
+        self.membership = Membership(
+            s, self.node_id, data_address, admin_address[1], on_event=self._member_event
+        )
+        self.config_service = ConfigService(
+            s, self.store, self.membership, self.node_id, data_address
+        )
         self.info = NodeInfo(self.node_id, data_address, admin_address, os.getpid())
         ready_file: Path | None = None
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self._dataport.serve)
                 gossip_address = await nursery.start(self.membership.run)
+                await nursery.start(self.config_service.run)
                 await nursery.start(trio.serve_listeners, admin.handle_stream, admin_listeners)
                 nursery.start_soon(self._expire_loop)
                 log.info(
@@ -139,6 +150,28 @@ class Node:
             return self.membership.members() if self.membership else []
         if op == "GOSSIP":
             return self.membership.handle_push_pull(args[0]) if self.membership else None
+        return self._config_op(op, args)
+
+    def _config_op(self, op: str, args: list[Any]) -> Any:
+        cs = self.config_service
+        if cs is None:
+            raise CommandError(ErrorCode.NO_VOTERS, "the node is not running yet")
+        if op == "CONFIG_GET":
+            return cs.config.to_mapping()
+        if op == "NS_LIST":
+            return {name: p.to_mapping() for name, p in cs.config.namespaces.items()}
+        if op == "RING":
+            return describe_ring(cs.config)
+        if op == "CONFIG_PROPOSE":
+            return cs.handle_propose(args[0])
+        if op == "NS_SET":
+            return cs.set_namespace(args[0], args[1])
+        if op == "NS_DROP":
+            return cs.drop_namespace(args[0])
+        if op == "RAFT_STATUS":
+            return cs.raft("status")
+        if op in ("RAFT_ADD", "RAFT_REMOVE"):
+            return cs.raft(op.removeprefix("RAFT_").lower(), args[0])
         raise CommandError(ErrorCode.UNKNOWN_OP, op)
 
     def describe(self) -> dict[str, Any]:
@@ -155,6 +188,10 @@ class Node:
             "namespaces": namespaces,
             "gossip": self._gossip_figures(),
         }
+
+    def _member_event(self, kind: EventKind, member: Member) -> None:
+        if self.config_service is not None:
+            self.config_service.on_member_event(kind, member)
 
     async def leave(self, timeout: float = 1.0) -> None:
         """Tell the cluster this node is leaving, and give the news ``timeout`` to spread."""
@@ -191,6 +228,23 @@ class Node:
             "uptime_s": round(self.uptime(), 3),
             "members_alive": len(self._alive()),
         }
+
+
+def describe_ring(config: ClusterConfig) -> dict[str, Any]:
+    """RING: the committed ring with each member's share of the key space (as primary)."""
+    members = list(config.members)
+    shares: dict[str, float] = {}
+    if members:
+        ring = Ring(members, config.version)
+        for m in members:
+            owned = sum(r.size for r in ring.owned_ranges(m.node_id, 1))
+            shares[m.node_id] = owned / TOKEN_SPACE
+    return {
+        "version": config.version,
+        "members": [
+            {**m.to_mapping(), "share": round(shares.get(m.node_id, 0.0), 4)} for m in members
+        ],
+    }
 
 
 def _plain(value: Any) -> Any:

@@ -6,6 +6,8 @@ Each op has a *signature* in a tiny language that docs/protocol.md explains:
 k     a key: bin (or str, taken as UTF-8)
 v     a value: bin (or str, taken as UTF-8)
 m     a member or field of a typed value: bin (or str, taken as UTF-8)
+s     text: str (or bin, taken as UTF-8)
+d     a map with str keys
 i     an integer (signed 64-bit); booleans are refused
 f     a number (integer or float, finite or ±inf); booleans are refused
 o?    an optional trailing options map with str keys (only the keys the op names)
@@ -132,6 +134,16 @@ _SPECS = [
     _op("MEMBERS", "", M),
     # node to node: one SWIM push/pull exchange (HMAC-signed payload in, reply payload out)
     _op("GOSSIP", "v", M),
+    # the cluster config (meshcache/control): answered by any node
+    _op("CONFIG_GET", "", M),
+    _op("CONFIG_PROPOSE", "d", M, idempotent=False),
+    _op("NS_LIST", "", M),
+    _op("NS_SET", "sd", M, idempotent=True),
+    _op("NS_DROP", "s", M, idempotent=True),
+    _op("RING", "", M),
+    _op("RAFT_STATUS", "", M),
+    _op("RAFT_ADD", "s", M, idempotent=False),
+    _op("RAFT_REMOVE", "s", M, idempotent=False),
     # plain values
     _op("GET", "k", R),
     _op("GETS", "k", R),
@@ -219,6 +231,19 @@ def _check(letter: str, value: Any, op: str, limits: Limits) -> Any:
         return _as_bytes(value, "value", limits.max_value_bytes, op)
     if letter == "m":
         return _as_bytes(value, "member", limits.max_value_bytes, op)
+    if letter == "s":
+        if type(value) is str:
+            return value
+        if type(value) is bytes:
+            try:
+                return value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadRequestError(message=f"{op}: text is not UTF-8") from None
+        raise BadRequestError(message=f"{op}: expected text, got {_typename(value)}")
+    if letter == "d":
+        if type(value) is not dict or not all(type(k) is str for k in value):
+            raise BadRequestError(message=f"{op}: expected a map with str keys")
+        return value
     if letter == "i":
         if type(value) is not int:
             raise BadRequestError(message=f"{op}: expected an integer, got {_typename(value)}")
