@@ -45,8 +45,10 @@ from meshcache.settings import (
     SETTINGS,
     SETTINGS_BY_NAME,
     load_settings,
+    parse_address,
     parse_duration,
     parse_port,
+    parse_size,
     settings_as_toml,
     unknown_env_vars,
 )
@@ -266,10 +268,87 @@ def _members(c: Client, a: argparse.Namespace) -> Output:
     members = sorted(c.members(), key=lambda m: str(m.get("name")))
     columns = ("name", "address", "state", "incarnation", "zone", "config_version")
     rows = [[str(m.get(col, "")) for col in columns] for m in members]
-    widths = [max(len(col), *(len(r[i]) for r in rows)) for i, col in enumerate(columns)]
+    widths = [max([len(col), *(len(r[i]) for r in rows)]) for i, col in enumerate(columns)]
     lines = ["  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
     return Output(members, "\n".join(line.rstrip() for line in lines))
+
+
+def _policy_fields(a: argparse.Namespace) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if a.eviction is not None:
+        fields["eviction"] = a.eviction
+    if a.max_bytes is not None:
+        fields["max_bytes"] = parse_size(a.max_bytes, "--max-bytes") or None
+    if a.max_items is not None:
+        fields["max_items"] = _whole(a.max_items, "--max-items") or None
+    if a.ttl is not None:
+        fields["default_ttl"] = parse_duration(a.ttl, "--ttl") or None
+    if a.replicas is not None:
+        replicas = _whole(a.replicas, "--replicas")
+        if replicas < 1:
+            raise ConfigError("--replicas: must be at least 1")
+        fields["replicas"] = replicas
+    return fields
+
+
+def _whole(text: str, where: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{where}: {text!r} is not a whole number") from None
+    if value < 0:
+        raise ConfigError(f"{where}: must not be negative")
+    return value
+
+
+def _format_policies(policies: Mapping[str, Any]) -> str:
+    lines = []
+    for name, policy in sorted(policies.items()):
+        described = " ".join(f"{k}={_plain_text(v)}" for k, v in sorted(policy.items()))
+        lines.append(f"{name:<16}{described}")
+    return "\n".join(lines)
+
+
+def _ns(c: Client, a: argparse.Namespace) -> Output:
+    if a.action != "list" and not a.name:
+        raise ConfigError(f"ns {a.action}: NAME is required")
+    if a.action == "list":
+        policies = c.ns_list()
+        return Output(policies, _format_policies(policies))
+    if a.action == "show":
+        policies = c.ns_list()
+        if a.name not in policies:
+            return Output(None, "", EXIT_FALSE)
+        return Output(policies[a.name], _format_policies({a.name: policies[a.name]}))
+    if a.action == "set":
+        fields = _policy_fields(a)
+        policy = c.ns_set(a.name, fields)
+        return Output(policy, _format_policies({a.name: policy}))
+    return _ok(c.ns_drop(a.name))
+
+
+def _ring(c: Client, a: argparse.Namespace) -> Output:
+    ring = c.ring()
+    lines = [f"ring version {ring.get('version')}"]
+    columns = ("node_id", "address", "state", "zone", "weight", "share")
+    rows = [[_plain_text(m.get(col, "")) for col in columns] for m in ring.get("members", [])]
+    widths = [max([len(col), *(len(r[i]) for r in rows)]) for i, col in enumerate(columns)]
+    lines.append("  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True)))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    return Output(ring, "\n".join(line.rstrip() for line in lines))
+
+
+def _raft(c: Client, a: argparse.Namespace) -> Output:
+    if a.action == "status":
+        status = c.raft_status()
+    else:
+        if not a.address:
+            raise ConfigError(f"raft {a.action}: ADDR is required")
+        address = parse_address(a.address, "ADDR")
+        status = c.raft_add(address) if a.action == "add" else c.raft_remove(address)
+    text = "\n".join(f"{k:<16}{_plain_text(v)}" for k, v in status.items())
+    return Output(status, text)
 
 
 def _dbsize(c: Client, a: argparse.Namespace) -> Output:
@@ -453,6 +532,9 @@ _HANDLERS: dict[str, Handler] = {
     "mset": _mset,
     "info": _info,
     "members": _members,
+    "ns": _ns,
+    "ring": _ring,
+    "raft": _raft,
     "dbsize": _dbsize,
     "flush": _flush,
     "hget": _hget,
@@ -546,6 +628,21 @@ def _add_zrange(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rev", action="store_true", help="rank from the highest score")
 
 
+def _add_ns(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=("list", "show", "set", "drop"))
+    p.add_argument("name", nargs="?", metavar="NAME")
+    p.add_argument("--eviction", choices=("lru", "lfu", "ttl", "none"))
+    p.add_argument("--max-bytes", metavar="SIZE", help="e.g. 256MiB; 0 = unbounded")
+    p.add_argument("--max-items", metavar="N", help="0 = unbounded")
+    p.add_argument("--ttl", metavar="DURATION", help="default TTL, e.g. 300 or 5m; 0 = none")
+    p.add_argument("--replicas", metavar="N")
+
+
+def _add_raft(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=("status", "add", "remove"))
+    p.add_argument("address", nargs="?", metavar="ADDR", help="a voter's Raft address host:port")
+
+
 _CLIENT_SPECS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = [
     ("ping", "check that the node answers", _nothing),
     ("get", "print a key's value (exit 1 when absent)", _key),
@@ -577,6 +674,13 @@ _CLIENT_SPECS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None]]] 
         _add_key_pairs("SCORE_MEMBER"),
     ),
     ("zrange", "print sorted-set members by rank START..STOP", _add_zrange),
+    (
+        "ns",
+        "namespaces: ns list | ns show NAME | ns set NAME [--eviction ...] | ns drop NAME",
+        _add_ns,
+    ),
+    ("ring", "print the committed ring: version, members, state, zone, share", _nothing),
+    ("raft", "config voters: raft status | raft add ADDR | raft remove ADDR", _add_raft),
 ]
 
 

@@ -134,6 +134,55 @@ class Commands:
         return Command.build("MEMBERS", [], DEFAULT_NAMESPACE, results.map_list)
 
     @command
+    def config(self) -> Command[dict[str, Any]]:
+        """The cluster config the node holds: version, ring members, namespace policies."""
+        return Command.build("CONFIG_GET", [], DEFAULT_NAMESPACE, results.str_map)
+
+    @command
+    def config_propose(self, command: Mapping[str, Any]) -> Command[dict[str, Any]]:
+        """Commit a raw compare-and-set config command; the committed config comes back."""
+        return Command.build("CONFIG_PROPOSE", [dict(command)], DEFAULT_NAMESPACE, results.str_map)
+
+    @command
+    def ns_list(self) -> Command[dict[str, Any]]:
+        """Every namespace with its policy."""
+        return Command.build("NS_LIST", [], DEFAULT_NAMESPACE, results.str_map)
+
+    @command
+    def ns_set(self, name: str, fields: Mapping[str, Any]) -> Command[dict[str, Any]]:
+        """Create namespace ``name`` or change the given policy fields; the committed policy.
+
+        ``fields`` are policy fields: eviction, max_bytes, max_items, default_ttl, replicas
+        (None clears an optional bound).
+        """
+        return Command.build("NS_SET", [name, dict(fields)], DEFAULT_NAMESPACE, results.str_map)
+
+    @command
+    def ns_drop(self, name: str) -> Command[bool]:
+        """Delete namespace ``name`` cluster-wide."""
+        return Command.build("NS_DROP", [name], DEFAULT_NAMESPACE, results.boolean)
+
+    @command
+    def ring(self) -> Command[dict[str, Any]]:
+        """The committed ring: version and members with their share of the key space."""
+        return Command.build("RING", [], DEFAULT_NAMESPACE, results.str_map)
+
+    @command
+    def raft_status(self) -> Command[dict[str, Any]]:
+        """The config plane's Raft status, from this node if a voter, else from a voter."""
+        return Command.build("RAFT_STATUS", [], DEFAULT_NAMESPACE, results.str_map)
+
+    @command
+    def raft_add(self, address: str) -> Command[dict[str, Any]]:
+        """Add a voter by Raft address (host:port)."""
+        return Command.build("RAFT_ADD", [address], DEFAULT_NAMESPACE, results.str_map)
+
+    @command
+    def raft_remove(self, address: str) -> Command[dict[str, Any]]:
+        """Remove a voter by Raft address (host:port)."""
+        return Command.build("RAFT_REMOVE", [address], DEFAULT_NAMESPACE, results.str_map)
+
+    @command
     def dbsize(self, namespace: str = DEFAULT_NAMESPACE) -> Command[int]:
         """How many live keys the namespace holds on the node."""
         return Command.build("DBSIZE", [], namespace, results.integer)

@@ -224,7 +224,7 @@ class ConfigService:
             except MeshcacheError as exc:
                 log.debug("ring_registration_waiting", error=str(exc))
             await trio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, 1.0)  # a voter may appear in gossip at any moment
 
     async def _refresh(self) -> None:
         """Get the newest config we can: from our own voter, or pulled from a voter."""
