@@ -28,7 +28,7 @@ from tools.bench.histogram import LINEAR, SUB_BITS, new_counts
 from tools.bench.protocols import Protocol, ReplyKind
 from tools.bench.workload import OpPool
 
-_READ_SIZE = 1 << 18
+_READ_SIZE = 1 << 16  # below malloc's mmap threshold: a bigger read costs an mmap+munmap per call
 _SHIFT_BASE = SUB_BITS + 1
 
 
