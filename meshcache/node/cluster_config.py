@@ -106,6 +106,13 @@ def _to_wire_error(exc: MeshcacheError) -> CommandError:
     return CommandError(str(code), str(exc))
 
 
+def _is_conflict(exc: MeshcacheError) -> bool:
+    """A lost compare-and-set, raised here or forwarded from a voter as an error frame."""
+    return isinstance(exc, VersionConflictError) or (
+        isinstance(exc, CommandError) and exc.code == ErrorCode.VERSION_CONFLICT
+    )
+
+
 class ConfigService:
     """Holds this node's view of the cluster config and keeps it current."""
 
@@ -130,6 +137,7 @@ class ConfigService:
         self.plane: ConfigPlane | None = None
         self._pull = ConfigPull(0)
         self._pull_wakeup = trio.Event()
+        self._pull_started: list[PullRequest] = []
         self._on_install = on_install
         self.installs = 0
 
@@ -218,10 +226,10 @@ class ConfigService:
                 await self.propose(PutMember(self.config.version, me))
                 log.info("ring_member_registered", node_id=self.node_id)
                 return
-            except VersionConflictError:
-                await self._refresh()
-                continue
             except MeshcacheError as exc:
+                if _is_conflict(exc):
+                    await self._refresh()
+                    continue
                 log.debug("ring_registration_waiting", error=str(exc))
             await trio.sleep(delay)
             delay = min(delay * 2, 1.0)  # a voter may appear in gossip at any moment
@@ -268,15 +276,23 @@ class ConfigService:
             self._pull.forget(member.name)
             return
         if member.meta.config_version > self.config.version:
-            self._pull.observe(member.name, member.meta.config_version, trio.current_time())
-            self._pull_wakeup.set()
+            now = trio.current_time()
+            request = self._pull.observe(member.name, member.meta.config_version, now)
+            if request is not None:
+                self._pull_started.append(request)
+                self._pull_wakeup.set()
 
     async def _pull_loop(self) -> None:
         while True:
             with trio.move_on_after(PULL_POLL):
                 await self._pull_wakeup.wait()
             self._pull_wakeup = trio.Event()
-            request = self._pull.poll(trio.current_time())
+            # A pull that gossip news started, else one that is due (a retry, a timeout).
+            request = (
+                self._pull_started.pop(0)
+                if self._pull_started
+                else self._pull.poll(trio.current_time())
+            )
             while request is not None:
                 request = await self._pull_from(request)
 
@@ -370,7 +386,9 @@ class ConfigService:
                         policy = {**config.namespaces["default"].to_mapping(), **fields}
                         command = CreateNamespace(config.version, name, policy)  # type: ignore[arg-type]
                     result = await self.propose(command)
-                except VersionConflictError:
+                except MeshcacheError as exc:
+                    if not _is_conflict(exc):
+                        raise
                     await self._refresh()
                     continue
                 return result.namespaces[name].to_mapping()
@@ -390,7 +408,9 @@ class ConfigService:
                     raise NoSuchNamespaceError(message=f"no namespace {name!r}")
                 try:
                     await self.propose(DropNamespace(config.version, name))
-                except VersionConflictError:
+                except MeshcacheError as exc:
+                    if not _is_conflict(exc):
+                        raise
                     await self._refresh()
                     continue
                 return True
