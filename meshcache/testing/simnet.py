@@ -26,6 +26,16 @@ What a caller may rely on:
 * **Crash** stops the node and drops everything in flight to it; **restart** calls the node's
   factory again at the current time with a fresh derived ``random.Random``.
 
+Example::
+
+    net = SimNetwork(seed, default_link=LinkConfig(loss=0.1, delay=0.002, jitter=0.003))
+    for addr in addresses:
+        net.add_node(addr, lambda now, rng, addr=addr: make_node(addr, rng, now))
+    net.apply(addresses[1], lambda node, now: node.join([addresses[0]], now))
+    net.call_at(30.0, lambda: net.partition(addresses[:3]))   # scenario steps
+    net.call_at(45.0, net.heal)
+    assert net.run_until_condition(lambda: converged(net), timeout=120.0)
+
 Endpoints must not iterate over sets of strings or use ``hash()`` if traces have to match
 *across processes* (``PYTHONHASHSEED``); within one process that does not matter.
 """
