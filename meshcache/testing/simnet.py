@@ -263,6 +263,9 @@ class SimNetwork:
         node.gen += 1
         node.endpoint = None
         node.paused_until = -math.inf
+        for kind, src, data in node.buffer:
+            if kind == _DGRAM:
+                self._drop("down", src, address, data)
         node.buffer.clear()
         node.buffered_datagrams = 0
         node.scheduled = math.inf
