@@ -9,6 +9,14 @@ The op handlers (``meshcache/store/ops_*.py``) work through this class. What the
   :attr:`Keyspace.heap` holds ``(expires_at, key)`` for active expiry, invalidated lazily
   (an item is live only while ``expires[key] == expires_at``) and compacted when it grows past
   twice the number of keys with an expiry.
+* :attr:`Keyspace.tombstones` maps key → version of its delete, only when tombstones are on
+  (``tombstone_grace_s`` is not ``None``); it is a side table, so a plain value costs the same
+  with or without it. A tombstone may outlive a newer local write of its key (writes do not
+  look at the table, to keep the SET fast path as it is); such a stale tombstone is ignored
+  (:meth:`Keyspace.tombstone`) and purged with the rest. :attr:`Keyspace.tomb_used` is exactly
+  the sum of :func:`~meshcache.store.sizes.tombstone_cost` over the table; tombstones are not in
+  :attr:`Keyspace.used` (they are never evicted to make room for values, and values are never
+  evicted to make room for them: they have their own bound, ``max_tombstones``).
 * :attr:`Keyspace.used` is exactly the sum of :meth:`Keyspace.full_cost` over the keys after
   every public method returns, and a write that raises ``TOO_LARGE`` or ``OUT_OF_MEMORY``
   changes nothing.
@@ -26,7 +34,7 @@ from itertools import islice
 from typing import Any, Final, TypeVar
 
 from meshcache.errors import OutOfMemoryError, TooLargeError, WrongTypeError
-from meshcache.hlc import HLC
+from meshcache.hlc import HLC, LOGICAL_BITS
 from meshcache.store import sizes
 from meshcache.store.policy import NamespacePolicy
 from meshcache.store.values import TypedValue
@@ -106,6 +114,12 @@ class Keyspace:
         "plain_fast",
         "policy",
         "rng",
+        "tomb_grace_ms",
+        "tomb_heap",
+        "tomb_max",
+        "tomb_used",
+        "tombstones",
+        "tombstones_dropped",
         "used",
     )
 
@@ -119,6 +133,8 @@ class Keyspace:
         rng: random.Random,
         lfu_decay_s: float = 60.0,
         lfu_sample: int = 16,
+        tombstone_grace_s: float | None = None,
+        max_tombstones: int = 1_000_000,
     ) -> None:
         self.name = name
         self.clock = clock
@@ -143,6 +159,15 @@ class Keyspace:
         self.max_items = policy.max_items
         self.default_ttl = policy.default_ttl
         self.plain_fast = False
+        self.tombstones: dict[bytes, int] = {}
+        self.tomb_heap: list[tuple[int, bytes]] = []
+        self.tomb_grace_ms: int | None = (
+            None if tombstone_grace_s is None else int(tombstone_grace_s * 1000)
+        )
+        self.tomb_max = max_tombstones
+        self.tomb_used = 0
+        #: Tombstones dropped before their grace period because of ``max_tombstones``.
+        self.tombstones_dropped = 0
         self.apply_policy(policy)
 
     # ----------------------------------------------------------------------------- policy
@@ -250,12 +275,24 @@ class Keyspace:
         return entry
 
     def expire(self, key: bytes) -> None:
-        """Remove ``key`` because its time is up."""
+        """Remove ``key`` because its time is up (no tombstone: every replica expires it)."""
         if self.remove(key) is not None:
             self.expirations += 1
 
+    def delete(self, key: bytes) -> bytes | TypedValue | None:
+        """Remove ``key`` because a write deleted it: :meth:`remove`, then a tombstone with a
+        new version when tombstones are on (even if the key was missing here: a replica may
+        hold it). Returns the entry it held."""
+        entry = self.remove(key)
+        if self.tomb_grace_ms is not None:
+            self.bury(key, self.new_version())
+        return entry
+
     def flush(self) -> None:
-        """Remove every key."""
+        """Remove every key and every tombstone (FLUSH is not replicated by tombstones)."""
+        self.tombstones.clear()
+        self.tomb_heap.clear()
+        self.tomb_used = 0
         self.data.clear()
         self.expires.clear()
         self.heap.clear()
@@ -318,6 +355,82 @@ class Keyspace:
         if len(heap) > 2 * len(expires) + HEAP_SLACK:
             self.compact_heap()
         return removed
+
+    # ----------------------------------------------------------------------------- tombstones
+
+    def tombstone_deadline_ms(self, version: int) -> int:
+        """When a tombstone of ``version`` may be purged: its wall time plus the grace period.
+
+        Derived from the version, not from when this node learned of the delete, so every
+        replica purges it at the same moment (up to clock skew) and anti-entropy does not ship
+        a tombstone back to a replica that just purged it.
+        """
+        assert self.tomb_grace_ms is not None
+        return (version >> LOGICAL_BITS) + self.tomb_grace_ms
+
+    def bury(self, key: bytes, version: int) -> bool:
+        """Record that ``key`` was deleted at ``version`` (tombstones on; the caller removed the
+        entry and checked last-writer-wins). Not recorded if the grace period is already over;
+        an older tombstone of the key is replaced. Returns whether one was recorded."""
+        if self.tomb_grace_ms is None:
+            return False
+        if self.tombstone_deadline_ms(version) <= int(self.clock() * 1000):
+            self.unbury(key)
+            return False
+        tombs = self.tombstones
+        if key not in tombs:
+            self.tomb_used += sizes.tombstone_cost(len(key))
+        tombs[key] = version
+        heap = self.tomb_heap
+        heapq.heappush(heap, (version, key))
+        if len(heap) > 2 * len(tombs) + HEAP_SLACK:
+            self.tomb_heap = [(v, k) for k, v in tombs.items()]
+            heapq.heapify(self.tomb_heap)
+        while len(tombs) > self.tomb_max:
+            self._pop_oldest_tombstone()
+            self.tombstones_dropped += 1
+        return True
+
+    def unbury(self, key: bytes) -> None:
+        """Forget ``key``'s tombstone, if any (its heap item goes stale and is skipped)."""
+        if self.tombstones.pop(key, None) is not None:
+            self.tomb_used -= sizes.tombstone_cost(len(key))
+
+    def tombstone(self, key: bytes) -> int | None:
+        """The version of ``key``'s tombstone, unless missing or superseded by a live entry."""
+        version = self.tombstones.get(key)
+        if version is None or self.live(key) is not None:
+            return None
+        return version
+
+    def _pop_oldest_tombstone(self) -> int:
+        heap = self.tomb_heap
+        tombs = self.tombstones
+        while heap:
+            version, key = heapq.heappop(heap)
+            if tombs.get(key) == version:
+                self.unbury(key)
+                return version
+        raise AssertionError("tombstone heap lost an item")  # pragma: no cover
+
+    def purge_tombstones(self, now: float | None = None, budget: int | None = None) -> int:
+        """Drop tombstones whose grace period is over, oldest first, up to ``budget``."""
+        if not self.tombstones:
+            return 0
+        if now is None:
+            now = self.clock()
+        assert self.tomb_grace_ms is not None
+        # A version's wall time is its high bits: compare versions against the cut-off version.
+        cutoff = (int(now * 1000) - self.tomb_grace_ms + 1) << LOGICAL_BITS
+        heap = self.tomb_heap
+        tombs = self.tombstones
+        purged = 0
+        while heap and heap[0][0] < cutoff and (budget is None or purged < budget):
+            version, key = heapq.heappop(heap)
+            if tombs.get(key) == version:
+                self.unbury(key)
+                purged += 1
+        return purged
 
     # ----------------------------------------------------------------------------- LFU
 
@@ -544,7 +657,7 @@ class Keyspace:
         obj.version = self.new_version()
         if not obj:
             if not write.created:
-                self.remove(key)
+                self.delete(key)
             return
         if write.created:
             self.data[key] = obj
@@ -588,7 +701,7 @@ class Keyspace:
         """Finish a write that removed items from a live typed value (``obj.size`` already
         updated from ``old_size``): version, accounting, delete when empty."""
         if not obj:
-            self.remove(key)
+            self.delete(key)
             # remove() subtracted the shrunk size; the items removed were still counted.
             self.used -= old_size - obj.size
             return

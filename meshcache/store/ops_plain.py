@@ -229,6 +229,9 @@ def op_delete(ks: Keyspace, args: list[Any]) -> int:
         if live(key) is not None:
             remove(key)
             removed += 1
+        if ks.tomb_grace_ms is not None:
+            # Even for a key missing here: a replica may hold it.
+            ks.bury(key, ks.new_version())
     return removed
 
 
@@ -238,7 +241,7 @@ def op_expire(ks: Keyspace, args: list[Any]) -> bool:
     if entry is None:
         return False
     if seconds <= 0:
-        ks.remove(key)
+        ks.delete(key)
         return True
     expires_at = None if seconds == math.inf else ks.clock() + seconds
     if expires_at is not None and key not in ks.expires and ks.max_bytes is not None:

@@ -45,6 +45,11 @@ class NamespaceStats:
     expirations: int
     policy: NamespacePolicy
     keys_with_ttl: int = 0
+    #: Tombstones held (deleted keys remembered for replication) and their accounted bytes,
+    #: which are not in ``bytes``; tombstones dropped early because of ``max_tombstones``.
+    tombstones: int = 0
+    tombstone_bytes: int = 0
+    tombstones_dropped: int = 0
 
     @property
     def evictions_total(self) -> int:
@@ -62,6 +67,11 @@ class Store:
         rng: randomness for LFU counter increments (seeded for repeatable tests).
         lfu_decay_s: an LFU counter halves once per this many seconds without access.
         lfu_sample: how many least recently used keys LFU eviction compares.
+        tombstone_grace_s: when not ``None``, deletes leave a tombstone for this long
+            (counted from the delete's version) so that last-writer-wins across replicas
+            sees them; ``None`` (the default, a single node) keeps no tombstones.
+        max_tombstones: per namespace; beyond it the oldest tombstones are dropped early and
+            counted in ``NamespaceStats.tombstones_dropped``.
     """
 
     def __init__(
@@ -73,9 +83,15 @@ class Store:
         rng: random.Random | None = None,
         lfu_decay_s: float = 60.0,
         lfu_sample: int = 16,
+        tombstone_grace_s: float | None = None,
+        max_tombstones: int = 1_000_000,
     ) -> None:
         if lfu_decay_s <= 0 or lfu_sample < 1:
             raise ConfigError("lfu_decay_s must be > 0 and lfu_sample >= 1")
+        if (tombstone_grace_s is not None and not tombstone_grace_s > 0) or max_tombstones < 1:
+            raise ConfigError("tombstone_grace_s must be > 0 and max_tombstones >= 1")
+        self._tombstone_grace_s = tombstone_grace_s
+        self._max_tombstones = max_tombstones
         self._clock = clock
         self._hlc = hlc
         self._rng = rng if rng is not None else random.Random(0)
@@ -123,6 +139,8 @@ class Store:
                 rng=self._rng,
                 lfu_decay_s=self._lfu_decay_s,
                 lfu_sample=self._lfu_sample,
+                tombstone_grace_s=self._tombstone_grace_s,
+                max_tombstones=self._max_tombstones,
             )
         else:
             ks.apply_policy(policy)
@@ -151,6 +169,9 @@ class Store:
                 expirations=ks.expirations,
                 policy=ks.policy,
                 keys_with_ttl=len(ks.expires),
+                tombstones=len(ks.tombstones),
+                tombstone_bytes=ks.tomb_used,
+                tombstones_dropped=ks.tombstones_dropped,
             )
             for name, ks in sorted(self._spaces.items())
         }
@@ -161,7 +182,8 @@ class Store:
         """Remove up to ``budget`` expired keys, soonest-expired first in each namespace.
 
         Costs O(removed · log n): expired keys are found on per-namespace heaps, never by a
-        scan. Returns how many keys were removed; the node calls it every 100 ms.
+        scan. What is left of the budget then purges tombstones whose grace period is over.
+        Returns how many keys and tombstones were removed; the node calls it every 100 ms.
         """
         if now is None:
             now = self._clock()
@@ -174,6 +196,10 @@ class Store:
             if removed >= budget:
                 break
             removed += ks.purge_expired(now, budget - removed)
+        for ks in spaces[start:] + spaces[:start]:
+            if removed >= budget:
+                break
+            removed += ks.purge_tombstones(now, budget - removed)
         return removed
 
     # --------------------------------------------------------------------------- replication
@@ -191,7 +217,8 @@ class Store:
         return EntryView(entry.kind, entry.contents(), expires_at, entry.version)
 
     def apply_entry(self, namespace: str, key: bytes, entry: EntryView) -> bool:
-        """Last-writer-wins: replace ``key`` with ``entry`` if its version is newer.
+        """Last-writer-wins: replace ``key`` with ``entry`` if its version is newer than the
+        live entry and than the key's tombstone (a tombstone of an equal version wins).
 
         The version goes through :meth:`HLC.observe` (clamped if a peer's clock is far ahead)
         so later local writes get greater versions. An entry already expired removes an older
@@ -205,6 +232,13 @@ class Store:
             held = current.version if isinstance(current, TypedValue) else blob_version(current)
             if held >= entry.version:
                 return False
+        if ks.tombstones:
+            buried = ks.tombstones.get(key)
+            if buried is not None:
+                # A delete wins a tie: both sides of a tie then agree whatever the order.
+                if buried >= entry.version and current is None:
+                    return False
+                ks.unbury(key)
         version = self._hlc.observe(entry.version)
         expires_at = entry.expires_at
         if expires_at is not None and expires_at <= self._clock():
@@ -221,6 +255,42 @@ class Store:
             return True
         ks.put(key, obj, expires_at, False)
         return True
+
+    def apply_tombstone(self, namespace: str, key: bytes, version: int) -> bool:
+        """Last-writer-wins for a replicated delete of ``key`` at ``version``.
+
+        Applied when ``version`` is at least the live entry's (a delete wins a tie) and newer
+        than any tombstone held: the entry is removed and, when tombstones are on and the grace
+        period is not over, a tombstone is kept. The version goes through :meth:`HLC.observe`
+        like :meth:`apply_entry`'s. Returns whether it was applied.
+        """
+        ks = self._space(namespace)
+        current = ks.live(key)
+        if current is not None:
+            held = current.version if isinstance(current, TypedValue) else blob_version(current)
+            if held > version:
+                return False
+        buried = ks.tombstones.get(key)
+        if buried is not None and buried >= version and current is None:
+            return False
+        version = self._hlc.observe(version)
+        if current is not None:
+            ks.remove(key)
+        ks.bury(key, version)
+        return True
+
+    def get_tombstone(self, namespace: str, key: bytes) -> int | None:
+        """The version of ``key``'s tombstone, or ``None`` (no delete held, or a live entry
+        written since)."""
+        return self._space(namespace).tombstone(key)
+
+    def tombstones(self, namespace: str) -> Iterator[tuple[bytes, int]]:
+        """``(key, version)`` of the tombstones of ``namespace`` not superseded by a live entry
+        (a snapshot list's iterator)."""
+        ks = self._space(namespace)
+        if not ks.tombstones:
+            return iter(())
+        return iter([(k, v) for k, v in list(ks.tombstones.items()) if ks.tombstone(k) is not None])
 
     def keys(self, namespace: str) -> Iterator[bytes]:
         """The live keys of ``namespace`` (a snapshot list's iterator; expired keys skipped)."""

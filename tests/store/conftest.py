@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from meshcache.hlc import HLC
-from meshcache.store import NamespacePolicy, Store
+from meshcache.store import NamespacePolicy, Store, sizes
 from meshcache.store.keyspace import Keyspace
 from meshcache.store.values import TypedValue
 from meshcache.wire.ops import OPS, Limits, normalize_args
@@ -33,11 +33,23 @@ class FakeClock:
 class Harness:
     """A store plus helpers: ``run(op, *args)`` normalizes args as the node does."""
 
-    def __init__(self, clock: FakeClock, **policies: NamespacePolicy) -> None:
+    def __init__(
+        self,
+        clock: FakeClock,
+        *,
+        tombstone_grace_s: float | None = None,
+        max_tombstones: int = 1_000_000,
+        **policies: NamespacePolicy,
+    ) -> None:
         self.clock = clock
         self.hlc = HLC(clock.ms)
         self.store = Store(
-            clock=clock, hlc=self.hlc, policies=policies or None, rng=random.Random(7)
+            clock=clock,
+            hlc=self.hlc,
+            policies=policies or None,
+            rng=random.Random(7),
+            tombstone_grace_s=tombstone_grace_s,
+            max_tombstones=max_tombstones,
         )
 
     def run(self, op: str, *args: Any, ns: str = "default") -> Any:
@@ -65,6 +77,9 @@ def check_accounting(ks: Keyspace) -> None:
         assert set(ks.lfu) == set(ks.data)
     live_heap = {(e, k) for e, k in ks.heap if ks.expires.get(k) == e}
     assert live_heap == {(e, k) for k, e in ks.expires.items()}
+    assert ks.tomb_used == sum(sizes.tombstone_cost(len(k)) for k in ks.tombstones)
+    live_tombs = {(v, k) for v, k in ks.tomb_heap if ks.tombstones.get(k) == v}
+    assert live_tombs == {(v, k) for k, v in ks.tombstones.items()}
 
 
 @pytest.fixture
