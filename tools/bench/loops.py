@@ -38,7 +38,8 @@ class BenchProtocolError(Exception):
 
 @dataclass(slots=True)
 class LoopResult:
-    """What one loop measured inside the measurement window."""
+    """What one loop measured: ``ops`` and the latencies inside the measurement window;
+    ``misses`` and ``errors`` over the whole run, warm-up included (any error is worth seeing)."""
 
     ops: int = 0
     misses: int = 0
