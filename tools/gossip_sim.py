@@ -253,12 +253,14 @@ class DisseminationResult:
     wall: float
 
     def summary(self, fraction: float) -> str:
-        """Median over trials (and the worst), or how many trials never got there."""
-        times = [t[fraction] for t in self.trials]
-        reached = sorted(t for t in times if t is not None)
-        if len(reached) < len(times):
-            return f"{len(times) - len(reached)}/{len(times)} not reached in {TRIAL_TIMEOUT:g} s"
-        return f"{statistics.median(reached):.2f} s (max {reached[-1]:.2f})"
+        """Median over trials and the worst; a trial that never got there counts as infinite."""
+        times = sorted(_or_inf(t[fraction]) for t in self.trials)
+        median = statistics.median_high(times)
+        missed = sum(1 for t in times if t == math.inf)
+        text = f"{_secs(median)} (max {_secs(times[-1])})"
+        if missed:
+            text += f", {missed}/{len(times)} not reached in {TRIAL_TIMEOUT:g} s"
+        return text
 
 
 TRIAL_TIMEOUT = 60.0
@@ -371,8 +373,12 @@ def dissemination_table(
     return "\n".join(rows)
 
 
-def _secs(t: float | None) -> str:
-    return "not reached" if t is None else f"{t:.2f} s"
+def _or_inf(t: float | None) -> float:
+    return math.inf if t is None else t
+
+
+def _secs(t: float) -> str:
+    return "never" if t == math.inf else f"{t:.2f} s"
 
 
 # ----------------------------------------------------------------------------- false positives
