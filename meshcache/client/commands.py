@@ -21,7 +21,17 @@ from __future__ import annotations
 import builtins
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeAlias, TypeVar, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    ParamSpec,
+    Self,
+    TypeAlias,
+    TypeVar,
+    overload,
+)
 
 from meshcache.client import results
 from meshcache.client.core import Command
@@ -57,41 +67,47 @@ class CommandQueue:
         raise NotImplementedError
 
 
-class command(Generic[P, T]):  # lower case: used as a decorator
-    """Decorator turning a builder ``(self, *args) -> Command[T]`` into a client method."""
+if TYPE_CHECKING:
 
-    def __init__(self, build: Callable[Concatenate[Any, P], Command[T]]) -> None:
-        self.build = build
-        self.__doc__ = build.__doc__
-        self.__name__ = build.__name__
+    class command(Generic[P, T]):  # lower case: used as a decorator
+        """Decorator turning a builder ``(self, *args) -> Command[T]`` into a client method.
+
+        This class is what type checkers see: its ``__get__`` overloads say what the method
+        returns on each kind of front end. At run time ``command`` is the function below.
+        """
+
+        def __init__(self, build: Callable[Concatenate[Any, P], Command[T]]) -> None: ...
+
+        @overload
+        def __get__(self, obj: None, owner: type[Any]) -> command[P, T]: ...
+        @overload
+        def __get__(self, obj: SyncExecutor, owner: type[Any]) -> Callable[P, T]: ...
+        @overload
+        def __get__(self, obj: AsyncExecutor, owner: type[Any]) -> Callable[P, Awaitable[T]]: ...
+        @overload
+        def __get__(self, obj: Q, owner: type[Any]) -> Callable[P, Q]: ...
+        def __get__(self, obj: Any, owner: type[Any]) -> Any: ...
+
+else:
+
+    def command(build):  # lower case: used as a decorator
+        """Decorator turning a builder ``(self, *args) -> Command[T]`` into a client method.
+
+        The method is a plain function, so Python binds it the way it binds any method (no
+        descriptor call and no closure per ``client.get``): it builds the command and hands it
+        to ``self._execute``. Its name, docstring and signature (what help() and IDEs show) are
+        the builder's.
+        """
+
+        def method(self, /, *args, **kwargs):
+            return self._execute(build(self, *args, **kwargs))
+
         signature = inspect.signature(build)
-        # What help() and IDEs show for the bound method: the builder's parameters minus self.
-        self._signature = signature.replace(
-            parameters=list(signature.parameters.values())[1:],
-            return_annotation=inspect.Signature.empty,
-        )
-
-    @overload
-    def __get__(self, obj: None, owner: type[Any]) -> command[P, T]: ...
-    @overload
-    def __get__(self, obj: SyncExecutor, owner: type[Any]) -> Callable[P, T]: ...
-    @overload
-    def __get__(self, obj: AsyncExecutor, owner: type[Any]) -> Callable[P, Awaitable[T]]: ...
-    @overload
-    def __get__(self, obj: Q, owner: type[Any]) -> Callable[P, Q]: ...
-    def __get__(self, obj: Any, owner: type[Any]) -> Any:
-        if obj is None:
-            return self
-        build = self.build
-        execute = obj._execute
-
-        def method(*args: Any, **kwargs: Any) -> Any:
-            return execute(build(obj, *args, **kwargs))
-
         method.__name__ = build.__name__
-        method.__qualname__ = f"{type(obj).__name__}.{build.__name__}"
+        method.__qualname__ = build.__qualname__
         method.__doc__ = build.__doc__
-        method.__signature__ = self._signature  # type: ignore[attr-defined]
+        method.__module__ = build.__module__
+        method.__signature__ = signature.replace(return_annotation=inspect.Signature.empty)
         return method
 
 
@@ -218,6 +234,9 @@ class Commands:
         expiry. Returns True when stored and False when an ``nx``/``xx`` condition failed; with
         ``get=True`` returns the old value (bytes or None) instead.
         """
+        if ttl is None and nx is False and xx is False and get is False and keepttl is False:
+            # No options: normalize_args appends the empty map itself, on its fast path.
+            return Command.build("SET", [key, value], namespace, results.set_result)
         options = _options(ttl=ttl, nx=nx, xx=xx, get=get, keepttl=keepttl)
         return Command.build("SET", [key, value, options], namespace, results.set_result)
 

@@ -55,14 +55,21 @@ def _identity(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True, slots=True)
+# Ops whose first argument is the key they act on (a router places them by it). Looked up by name
+# because OpSpec.keyed is a computed property and this is asked once per request.
+_KEYED_OPS = frozenset(name for name, spec in OPS.items() if spec.keyed)
+
+
+# Not frozen: a frozen dataclass's __init__ pays object.__setattr__ per field, which was a
+# measurable share of a request's CPU. Treat a Command as immutable all the same.
+@dataclass(slots=True)
 class Command(Generic[T]):
     """One request, checked and ready to encode, with the function that shapes its result.
 
     ``args`` are already normalized by :func:`meshcache.wire.normalize_args` (str turned into
     bytes, an options map appended when the op takes one). ``decode`` turns the raw msgpack
     result into what the caller gets, raising :class:`RemoteProtocolError` when the node sent a
-    result of the wrong shape.
+    result of the wrong shape. Commands are values: do not change one after it is built.
     """
 
     spec: OpSpec
@@ -102,10 +109,23 @@ class Command(Generic[T]):
     @property
     def key(self) -> bytes | None:
         """The key the command acts on (what a router places it by), or None for meta ops."""
-        if self.spec.keyed and self.args:
+        if self.spec.name in _KEYED_OPS and self.args:
             key: bytes = self.args[0]
             return key
         return None
+
+
+def batch_route(commands: Sequence[Command[Any]]) -> tuple[bytes | None, bool]:
+    """What a front end needs to send a batch: the key to route it by and whether it may retry.
+
+    The key is the first command's key that is not None (None when no command has one); a batch
+    may be retried only when every command in it is idempotent.
+    """
+    if len(commands) == 1:
+        only = commands[0]
+        return only.key, only.spec.idempotent
+    key = next((k for c in commands if (k := c.key) is not None), None)
+    return key, all(c.spec.idempotent for c in commands)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,13 +165,19 @@ class ClientProtocol:
 
     def send(self, command: Command[Any]) -> int:
         """Queue ``command`` for sending; return the request id its reply will carry."""
+        rid, frame = self._encode(command)
+        self._outbox += frame
+        return rid
+
+    def _encode(self, command: Command[Any]) -> tuple[int, bytes]:
+        """Hand out the next id to ``command``; its request frame, not queued anywhere."""
         if self.error is not None:
             raise LocalProtocolError(f"the connection is unusable: {self.error}")
         rid = self._next_id
         self._next_id = rid + 1 if rid < _MAX_REQUEST_ID else 1
-        self._outbox += encode_request(rid, command.op, command.namespace, command.args)
+        frame = encode_request(rid, command.spec.name, command.namespace, command.args)
         self._pending[rid] = None
-        return rid
+        return rid, frame
 
     def data_to_send(self) -> bytes:
         """The bytes queued by ``send`` since the last call (empty when none)."""
@@ -167,37 +193,45 @@ class ClientProtocol:
                 or answered a request id that is not awaiting an answer. The protocol is dead
                 afterwards; the caller must close the connection.
         """
-        if isinstance(self.error, RemoteProtocolError):
-            raise self.error
+        return [Reply(rid, response) for rid, response in self._receive(data)]
+
+    def _receive(self, data: bytes) -> list[tuple[int, Response]]:
+        """:meth:`receive_data` as (request id, response) pairs, without a Reply per answer."""
         if self.error is not None:
+            if isinstance(self.error, RemoteProtocolError):
+                raise self.error
             # After a connection-level error frame the node closes the connection; nothing
             # that still arrives can answer anything.
             return []
-        self._reader.feed(data)
-        replies: list[Reply] = []
+        reader = self._reader
+        reader.feed(data)
+        pending = self._pending
+        replies: list[tuple[int, Response]] = []
         try:
-            while (body := self._reader.next_body()) is not None:
+            while (body := reader.next_body()) is not None:
                 response = decode_response(body)
-                if response.id in self._pending:
-                    del self._pending[response.id]
-                    self.ring_version = max(self.ring_version, response.ring_version)
-                    replies.append(Reply(response.id, response))
-                elif response.id == 0 and not response.ok:
+                rid = response.id
+                if rid in pending:
+                    del pending[rid]
+                    if response.ring_version > self.ring_version:
+                        self.ring_version = response.ring_version
+                    replies.append((rid, response))
+                elif rid == 0 and not response.ok:
                     replies.extend(self._fail_all(response))
                     break
                 else:
                     raise RemoteProtocolError(
-                        f"the node answered request id {response.id}, which was not asked"
+                        f"the node answered request id {rid}, which was not asked"
                     )
         except RemoteProtocolError as exc:
             self.error = exc
             raise
         return replies
 
-    def _fail_all(self, response: Response) -> list[Reply]:
+    def _fail_all(self, response: Response) -> list[tuple[int, Response]]:
         code, message = response.value
         self.error = CommandError(code, message)
-        replies = [Reply(rid, response) for rid in self._pending]
+        replies = [(rid, response) for rid in self._pending]
         self._pending.clear()
         return replies
 
@@ -215,9 +249,19 @@ class Exchange:
     def __init__(self, protocol: ClientProtocol, commands: Sequence[Command[Any]]) -> None:
         self._protocol = protocol
         self._commands = commands
-        self._ids = [protocol.send(command) for command in commands]
+        encode = protocol._encode
+        if len(commands) == 1:
+            rid, self.outgoing = encode(commands[0])
+            self._ids = [rid]
+        else:
+            self._ids = []
+            frames = []
+            for command in commands:
+                rid, frame = encode(command)
+                self._ids.append(rid)
+                frames.append(frame)
+            self.outgoing = b"".join(frames)
         self._replies: dict[int, Response] = {}
-        self.outgoing = protocol.data_to_send()
 
     @property
     def done(self) -> bool:
@@ -229,9 +273,10 @@ class Exchange:
         Raises:
             RemoteProtocolError: see :meth:`ClientProtocol.receive_data`.
         """
-        for reply in self._protocol.receive_data(data):
-            self._replies[reply.request_id] = reply.response
-        return self.done
+        replies = self._replies
+        for rid, response in self._protocol._receive(data):
+            replies[rid] = response
+        return len(replies) == len(self._ids)
 
     def results(self, *, raise_on_error: bool = True) -> list[Any]:
         """The decoded result of every command, in the order given.
@@ -240,11 +285,13 @@ class Exchange:
         :class:`RemoteProtocolError` for a result of the wrong shape) is raised; without it the
         exception objects stand in the list in place of their results.
         """
-        if not self.done:
+        if len(self._replies) != len(self._ids):
             raise LocalProtocolError("results asked for before every reply arrived")
-        out: list[Any] = []
-        for command, rid in zip(self._commands, self._ids, strict=True):
-            out.append(_outcome(command, self._replies[rid]))
+        replies = self._replies
+        out = [
+            _outcome(command, replies[rid])
+            for command, rid in zip(self._commands, self._ids, strict=True)
+        ]
         if raise_on_error:
             for item in out:
                 if isinstance(item, MeshcacheError):
@@ -262,4 +309,4 @@ def _outcome(command: Command[Any], response: Response) -> Any:
         return exc
 
 
-__all__ = ["ClientProtocol", "Command", "Exchange", "Reply"]
+__all__ = ["ClientProtocol", "Command", "Exchange", "Reply", "batch_route"]

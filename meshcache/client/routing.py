@@ -108,25 +108,30 @@ class SeedRouter:
         if not addresses:
             raise ConfigError("no node address given")
         self.addresses = tuple(addresses)
-        self._preferred = 0
         self.ring_version = 0
+        self._prefer(0)
+
+    def _prefer(self, i: int) -> None:
+        # The failover order is rebuilt only when the preferred seed changes, not per request;
+        # both fields change by single assignments, read in either order they stay consistent.
+        self._preferred = i
+        self._candidates = (*self.addresses[i:], *self.addresses[:i])
 
     @property
     def preferred(self) -> Address:
         return self.addresses[self._preferred]
 
     def candidates(self, key: bytes | None) -> list[Address]:
-        i = self._preferred
-        return [*self.addresses[i:], *self.addresses[:i]]
+        return list(self._candidates)
 
     def connected(self, address: Address) -> None:
-        if address in self.addresses:
-            self._preferred = self.addresses.index(address)
+        if address in self.addresses and address != self.addresses[self._preferred]:
+            self._prefer(self.addresses.index(address))
 
     def failed(self, address: Address) -> None:
         i = self._preferred
         if self.addresses[i] == address:
-            self._preferred = (i + 1) % len(self.addresses)
+            self._prefer((i + 1) % len(self.addresses))
 
     def observe_ring_version(self, version: int) -> None:
         self.ring_version = max(self.ring_version, version)

@@ -16,41 +16,64 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from meshcache.client.commands import CommandQueue, Commands, SyncExecutor
-from meshcache.client.core import ClientProtocol, Command, Exchange
+from meshcache.client.core import ClientProtocol, Command, Exchange, batch_route
 from meshcache.client.routing import Address, Router, SeedRouter, parse_addresses
 from meshcache.errors import ConfigError, MeshcacheConnectionError, MeshcacheTimeout
 from meshcache.wire import DEFAULT_MAX_FRAME
 
 T = TypeVar("T")
 
-_RECV_SIZE = 256 * 1024
+# One preallocated buffer per connection, read into with recv_into. A fresh 256 KiB bytes object
+# per recv cost an mmap/mremap/munmap per request (malloc serves blocks that large with mmap).
+RECV_SIZE = 64 * 1024
+
+# A blocking call may run this much past its deadline before the socket's timeout is re-armed
+# (each settimeout is a syscall); see _Connection.exchange.
+_DEADLINE_SLACK = 0.001
 
 
 class _Connection:
-    """One socket and its protocol state; used by one thread at a time (the pool sees to it)."""
+    """One socket and its protocol state; used by one thread at a time (the pool sees to it).
 
-    __slots__ = ("address", "protocol", "sock")
+    The socket keeps one standing timeout (the client's), set at connect: each settimeout is an
+    ioctl, so it is changed only when an exchange needs several reads and its deadline is nearer
+    than the standing timeout.
+    """
 
-    def __init__(self, address: Address, sock: socket.socket, max_frame: int) -> None:
+    __slots__ = ("_buf", "_idle_check", "_timeout", "address", "protocol", "sock")
+
+    def __init__(
+        self, address: Address, sock: socket.socket, max_frame: int, timeout: float | None
+    ) -> None:
         self.address = address
         self.sock = sock
         self.protocol = ClientProtocol(max_frame)
+        self._buf = memoryview(bytearray(RECV_SIZE))
+        sock.settimeout(timeout)
+        self._timeout = timeout
+        self._idle_check = _readable_check(sock)
 
     @classmethod
-    def open(cls, address: Address, timeout: float | None, max_frame: int) -> _Connection:
+    def open(
+        cls, address: Address, connect_timeout: float | None, max_frame: int, timeout: float | None
+    ) -> _Connection:
         """Connect; raise OSError (TimeoutError included) when the node does not accept."""
-        sock = socket.create_connection((address.host, address.port), timeout=timeout)
+        sock = socket.create_connection((address.host, address.port), timeout=connect_timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
+            return cls(address, sock, max_frame, timeout)
+        except BaseException:
             sock.close()
             raise
-        return cls(address, sock, max_frame)
+
+    def _arm(self, seconds: float | None) -> None:
+        self.sock.settimeout(seconds)
+        self._timeout = seconds
 
     def exchange(self, commands: Sequence[Command[Any]], timeout: float | None) -> Exchange:
         """Send the commands in one write and read until each has its reply.
@@ -62,26 +85,38 @@ class _Connection:
         In every case the connection must be discarded.
         """
         exchange = Exchange(self.protocol, commands)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        sock = self.sock
+        sock, buf = self.sock, self._buf
         try:
-            sock.settimeout(timeout)
+            if timeout is None:
+                if self._timeout is not None:
+                    self._arm(None)
+                sock.sendall(exchange.outgoing)
+                while True:
+                    n = sock.recv_into(buf)
+                    if not n:
+                        raise MeshcacheConnectionError(f"{self.address} closed the connection")
+                    if exchange.receive_data(buf[:n]):
+                        return exchange
+            deadline = time.monotonic() + timeout
+            if self._timeout is None or abs(self._timeout - timeout) > _DEADLINE_SLACK:
+                self._arm(timeout)
             sock.sendall(exchange.outgoing)
-            while not exchange.done:
-                if deadline is not None:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise TimeoutError
-                    sock.settimeout(remaining)
-                data = sock.recv(_RECV_SIZE)
-                if not data:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                assert self._timeout is not None
+                if self._timeout > remaining + _DEADLINE_SLACK:
+                    self._arm(remaining)
+                n = sock.recv_into(buf)
+                if not n:
                     raise MeshcacheConnectionError(f"{self.address} closed the connection")
-                exchange.receive_data(data)
+                if exchange.receive_data(buf[:n]):
+                    return exchange
         except TimeoutError:
             raise MeshcacheTimeout(f"no answer from {self.address} within {timeout} s") from None
         except OSError as exc:
             raise MeshcacheConnectionError(f"connection to {self.address} broke: {exc}") from exc
-        return exchange
 
     @property
     def reusable(self) -> bool:
@@ -89,13 +124,25 @@ class _Connection:
         if self.protocol.error is not None or self.protocol.pending:
             return False
         try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
+            return not self._idle_check()
         except (OSError, ValueError):
             return False
-        return not readable
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _readable_check(sock: socket.socket) -> Callable[[], bool]:
+    """A function telling, without blocking, whether ``sock`` has something to read (or EOF).
+
+    A poll object registered once costs one syscall per check; select.select (where poll is
+    missing) also builds its fd sets each time.
+    """
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return lambda: bool(poller.poll(0))
+    return lambda: bool(select.select([sock], [], [], 0)[0])
 
 
 class ConnectionPool:
@@ -121,8 +168,14 @@ class ConnectionPool:
         self.connect_timeout = connect_timeout
         self.timeout = timeout
         self.max_frame = max_frame
-        self._slots = threading.BoundedSemaphore(max_connections)
+        self.max_connections = max_connections
+        # One lock guards the count of lent connections and the idle lists; threads wait on
+        # the condition only when every connection is lent (a semaphore would take its own
+        # Python-level lock on every acquire and release).
         self._lock = threading.Lock()
+        self._slot_freed = threading.Condition(self._lock)
+        self._lent = 0
+        self._waiting = 0
         self._idle: dict[Address, list[_Connection]] = {}
         self._closed = False
 
@@ -135,22 +188,49 @@ class ConnectionPool:
         """
         if self._closed:
             raise MeshcacheConnectionError("the client is closed")
-        if not self._slots.acquire(timeout=self.timeout):
-            raise MeshcacheTimeout(f"no free connection within {self.timeout} s")
+        candidates = self.router.candidates(key)
+        with self._lock:
+            if self._lent >= self.max_connections:
+                self._wait_for_slot()
+            self._lent += 1
+            idle = self._idle.get(candidates[0]) if candidates else None
+            conn = idle.pop() if idle else None
         try:
-            return self._connect(key)
+            if conn is not None:
+                if conn.reusable:
+                    return conn
+                conn.close()
+            return self._connect(candidates)
         except BaseException:
-            self._slots.release()
+            self._free_slot()
             raise
 
-    def _connect(self, key: bytes | None) -> _Connection:
+    def _wait_for_slot(self) -> None:
+        """Wait (the lock held) until a connection is given back; MeshcacheTimeout if none is."""
+        self._waiting += 1
+        try:
+            freed = self._slot_freed.wait_for(
+                lambda: self._lent < self.max_connections, self.timeout
+            )
+        finally:
+            self._waiting -= 1
+        if not freed:
+            raise MeshcacheTimeout(f"no free connection within {self.timeout} s")
+
+    def _free_slot(self) -> None:
+        with self._lock:
+            self._lent -= 1
+            if self._waiting:
+                self._slot_freed.notify()
+
+    def _connect(self, candidates: Sequence[Address]) -> _Connection:
         failures: list[str] = []
-        for address in self.router.candidates(key):
+        for address in candidates:
             conn = self._take_idle(address)
             if conn is not None:
                 return conn
             try:
-                conn = _Connection.open(address, self.connect_timeout, self.max_frame)
+                conn = _Connection.open(address, self.connect_timeout, self.max_frame, self.timeout)
             except OSError as exc:
                 self.router.failed(address)
                 failures.append(f"{address}: {exc or type(exc).__name__}")
@@ -174,26 +254,30 @@ class ConnectionPool:
 
     def release(self, conn: _Connection) -> None:
         """Give a connection back after a complete exchange."""
-        try:
-            if self._closed or conn.protocol.error is not None:
-                conn.close()
+        with self._lock:
+            self._lent -= 1
+            if self._waiting:
+                self._slot_freed.notify()
+            if not self._closed and conn.protocol.error is None:
+                idle = self._idle.get(conn.address)
+                if idle is None:
+                    self._idle[conn.address] = [conn]
+                else:
+                    idle.append(conn)
                 return
-            with self._lock:
-                self._idle.setdefault(conn.address, []).append(conn)
-        finally:
-            self._slots.release()
+        conn.close()
 
     def discard(self, conn: _Connection) -> None:
         """Close a connection whose state is unknown (timeout, breakage, interruption)."""
         try:
             conn.close()
         finally:
-            self._slots.release()
+            self._free_slot()
 
     def close(self) -> None:
         """Close idle connections now and busy ones when they come back."""
-        self._closed = True
         with self._lock:
+            self._closed = True
             idle = [conn for conns in self._idle.values() for conn in conns]
             self._idle.clear()
         for conn in idle:
@@ -239,25 +323,26 @@ class Client(Commands, SyncExecutor):
         )
 
     def _execute(self, command: Command[T]) -> T:
-        result: T = self._run([command], raise_on_error=True)[0]
+        result: T = self._run((command,), raise_on_error=True)[0]
         return result
 
     def _run(self, commands: Sequence[Command[Any]], *, raise_on_error: bool) -> list[Any]:
-        key = next((c.key for c in commands if c.key is not None), None)
-        attempts = 2 if all(c.idempotent for c in commands) else 1
+        key, retryable = batch_route(commands)
+        pool = self._pool
+        attempts = 2 if retryable else 1
         for attempt in range(attempts):
-            conn = self._pool.acquire(key)
+            conn = pool.acquire(key)
             try:
                 exchange = conn.exchange(commands, self.timeout)
             except MeshcacheConnectionError:
-                self._pool.discard(conn)
+                pool.discard(conn)
                 if attempt + 1 < attempts:
                     continue
                 raise
             except BaseException:
-                self._pool.discard(conn)
+                pool.discard(conn)
                 raise
-            self._pool.release(conn)
+            pool.release(conn)
             self.router.observe_ring_version(conn.protocol.ring_version)
             return exchange.results(raise_on_error=raise_on_error)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -330,4 +415,4 @@ class Pipeline(Commands, CommandQueue):
         self.reset()
 
 
-__all__ = ["Client", "ConnectionPool", "Pipeline"]
+__all__ = ["RECV_SIZE", "Client", "ConnectionPool", "Pipeline"]

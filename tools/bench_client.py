@@ -1,0 +1,344 @@
+"""Client benchmark: ops/s and client CPU per op of every front end against a real node.
+
+Run: ``.venv/bin/python -m tools.bench_client [--seconds 1.5] [--only sync,trio,asyncio,raw]``
+
+Starts one node (``meshcache start`` in its own process, data dir in a temp dir), stores 1000 keys
+of 100-byte values, then times, for each front end, for ``--seconds`` each:
+
+* sequential GET and SET (one request in flight);
+* pipelined GET and SET, 100 per pipeline (``--pipeline``);
+* sync only: ``--threads`` threads sharing one ``meshcache.Client``.
+
+``raw`` is the floor on this machine: a pre-encoded GET (or SET) frame written with a blocking
+``sendall`` and its answer read with ``recv_into``, no client library at all.
+
+Client CPU is ``time.process_time()`` of this process (every thread) divided by the ops done, so
+it does not count the node's work and is far less disturbed by other load than ops/s is; the
+node's CPU per op (from /proc) is shown too, to tell who was the bottleneck. Each row is the best
+of ``--repeat`` runs by client CPU. Output is a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import struct
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import trio
+
+import meshcache
+from meshcache.testing.nodes import NodeProcess
+
+VALUE = bytes(range(100))
+KEYS = [b"bench:%04d" % i for i in range(1000)]
+_HEADER = struct.Struct(">I")
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Row:
+    client: str
+    workload: str
+    ops: int
+    wall: float
+    cpu: float
+    node_cpu: float
+
+    def cells(self) -> list[str]:
+        return [
+            self.client,
+            self.workload,
+            f"{self.ops / self.wall:,.0f}",
+            f"{self.cpu / self.ops * 1e6:.1f}",
+            f"{self.node_cpu / self.ops * 1e6:.1f}",
+        ]
+
+
+def _node_cpu(pid: int) -> float:
+    """User + system CPU seconds of the node process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+class Meter:
+    """Times one run: wall clock, this process's CPU and the node's CPU."""
+
+    def __init__(self, node_pid: int) -> None:
+        self.node_pid = node_pid
+
+    def __enter__(self) -> Meter:
+        self.node0 = _node_cpu(self.node_pid)
+        self.cpu0 = time.process_time()
+        self.wall0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.wall0
+        self.cpu = time.process_time() - self.cpu0
+        self.node = _node_cpu(self.node_pid) - self.node0
+
+
+# -- the bare-socket floor -----------------------------------------------------------------------
+
+
+def _frame(obj: Any) -> bytes:
+    body: bytes = msgpack.packb(obj, use_bin_type=True)
+    return _HEADER.pack(len(body)) + body
+
+
+def raw_loop(address: tuple[str, int], op: str, seconds: float) -> int:
+    """One pre-encoded request at a time on a blocking socket; answers framed, not decoded."""
+    args: list[Any] = [KEYS[0]] if op == "GET" else [KEYS[0], VALUE, {}]
+    request = _frame([1, op, "default", args])
+    sock = socket.create_connection(address)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    buf = bytearray(65536)
+    view = memoryview(buf)
+    ops = 0
+    deadline = time.perf_counter() + seconds
+    try:
+        while True:
+            for _ in range(256):
+                sock.sendall(request)
+                got = sock.recv_into(view)
+                while got < 4 or got < 4 + _HEADER.unpack_from(buf)[0]:
+                    got += sock.recv_into(view[got:])
+            ops += 256
+            if time.perf_counter() >= deadline:
+                return ops
+    finally:
+        sock.close()
+
+
+# -- sync ----------------------------------------------------------------------------------------
+
+
+def sync_sequential(client: meshcache.Client, op: str, seconds: float) -> int:
+    get, set_ = client.get, client.set
+    ops = 0
+    deadline = time.perf_counter() + seconds
+    while True:
+        if op == "GET":
+            for key in KEYS[:256]:
+                get(key)
+        else:
+            for key in KEYS[:256]:
+                set_(key, VALUE)
+        ops += 256
+        if time.perf_counter() >= deadline:
+            return ops
+
+
+def sync_pipelined(client: meshcache.Client, op: str, seconds: float, depth: int) -> int:
+    ops = 0
+    deadline = time.perf_counter() + seconds
+    keys = KEYS[:depth]
+    while time.perf_counter() < deadline:
+        pipe = client.pipeline()
+        if op == "GET":
+            for key in keys:
+                pipe.get(key)
+        else:
+            for key in keys:
+                pipe.set(key, VALUE)
+        pipe.execute()
+        ops += depth
+    return ops
+
+
+def sync_threads(client: meshcache.Client, seconds: float, threads: int) -> int:
+    counts = [0] * threads
+    start = threading.Barrier(threads + 1)
+
+    def work(i: int) -> None:
+        start.wait()
+        counts[i] = sync_sequential(client, "GET", seconds)
+
+    pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    start.wait()
+    for t in pool:
+        t.join()
+    return sum(counts)
+
+
+# -- async (trio and asyncio share the loops) ----------------------------------------------------
+
+
+async def async_sequential(client: Any, op: str, seconds: float) -> int:
+    get, set_ = client.get, client.set
+    ops = 0
+    deadline = time.perf_counter() + seconds
+    while True:
+        if op == "GET":
+            for key in KEYS[:256]:
+                await get(key)
+        else:
+            for key in KEYS[:256]:
+                await set_(key, VALUE)
+        ops += 256
+        if time.perf_counter() >= deadline:
+            return ops
+
+
+async def async_pipelined(client: Any, op: str, seconds: float, depth: int) -> int:
+    ops = 0
+    deadline = time.perf_counter() + seconds
+    keys = KEYS[:depth]
+    while time.perf_counter() < deadline:
+        pipe = client.pipeline()
+        if op == "GET":
+            for key in keys:
+                pipe.get(key)
+        else:
+            for key in keys:
+                pipe.set(key, VALUE)
+        await pipe.execute()
+        ops += depth
+    return ops
+
+
+# -- the runner ----------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, node: NodeProcess, args: argparse.Namespace) -> None:
+        self.node = node
+        self.args = args
+        self.rows: list[Row] = []
+
+    def measure(self, client: str, workload: str, run: Callable[[], int]) -> None:
+        best: Row | None = None
+        for _ in range(self.args.repeat):
+            with Meter(self.node.pid) as m:
+                ops = run()
+            row = Row(client, workload, ops, m.wall, m.cpu, m.node)
+            if best is None or row.cpu / row.ops < best.cpu / best.ops:
+                best = row
+        assert best is not None
+        self.rows.append(best)
+        print("  " + " | ".join(best.cells()), file=sys.stderr, flush=True)
+
+    def workloads(self) -> list[tuple[str, str, int]]:
+        """(label, op, pipeline depth or 0)."""
+        depth = self.args.pipeline
+        return [
+            ("GET", "GET", 0),
+            ("SET", "SET", 0),
+            (f"GET x{depth} pipelined", "GET", depth),
+            (f"SET x{depth} pipelined", "SET", depth),
+        ]
+
+    def run_raw(self) -> None:
+        address = self.node.data_address
+        s = self.args.seconds
+        self.measure("raw socket", "GET", lambda: raw_loop(address, "GET", s))
+        self.measure("raw socket", "SET", lambda: raw_loop(address, "SET", s))
+
+    def run_sync(self) -> None:
+        s = self.args.seconds
+        with meshcache.Client(self.node.data) as client:
+            sync_sequential(client, "GET", 0.2)  # connect and warm up
+            for label, op, depth in self.workloads():
+                if depth:
+                    self.measure(
+                        "sync", label, lambda op=op, d=depth: sync_pipelined(client, op, s, d)
+                    )
+                else:
+                    self.measure("sync", label, lambda op=op: sync_sequential(client, op, s))
+            n = self.args.threads
+            self.measure("sync", f"GET, {n} threads", lambda: sync_threads(client, s, n))
+
+    def run_async(self, name: str, client_cls: Any, run: Callable[[Any], Any]) -> None:
+        s = self.args.seconds
+
+        async def main() -> None:
+            async with client_cls(self.node.data) as client:
+                await async_sequential(client, "GET", 0.2)
+                for label, op, depth in self.workloads():
+                    coro_fn: Callable[[], Awaitable[int]]
+                    if depth:
+
+                        def coro_fn(op: str = op, d: int = depth) -> Awaitable[int]:
+                            return async_pipelined(client, op, s, d)
+                    else:
+
+                        def coro_fn(op: str = op) -> Awaitable[int]:
+                            return async_sequential(client, op, s)
+
+                    best: Row | None = None
+                    for _ in range(self.args.repeat):
+                        with Meter(self.node.pid) as m:
+                            ops = await coro_fn()
+                        row = Row(name, label, ops, m.wall, m.cpu, m.node)
+                        if best is None or row.cpu / row.ops < best.cpu / best.ops:
+                            best = row
+                    assert best is not None
+                    self.rows.append(best)
+                    print("  " + " | ".join(best.cells()), file=sys.stderr, flush=True)
+
+        run(main)
+
+    def table(self) -> str:
+        head = ["client", "workload", "ops/s", "client CPU µs/op", "node CPU µs/op"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(row.cells()) + " |" for row in self.rows]
+        return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=1.5, help="length of each run")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per row; the best is kept")
+    parser.add_argument("--pipeline", type=int, default=100, help="requests per pipeline")
+    parser.add_argument("--threads", type=int, default=8, help="threads sharing one sync Client")
+    parser.add_argument(
+        "--only",
+        default="raw,sync,trio,asyncio",
+        help="comma-separated subset of raw,sync,trio,asyncio",
+    )
+    args = parser.parse_args(argv)
+    which = {part.strip() for part in args.only.split(",") if part.strip()}
+
+    with tempfile.TemporaryDirectory(prefix="bench_client-") as tmp:
+        node = NodeProcess(Path(tmp)).start()
+        try:
+            with meshcache.Client(node.data) as client:
+                pipe = client.pipeline()
+                for key in KEYS:
+                    pipe.set(key, VALUE)
+                pipe.execute()
+            bench = Bench(node, args)
+            if "raw" in which:
+                bench.run_raw()
+            if "sync" in which:
+                bench.run_sync()
+            if "trio" in which:
+                bench.run_async("trio", meshcache.TrioClient, trio.run)
+            if "asyncio" in which:
+                bench.run_async("asyncio", meshcache.AsyncClient, lambda fn: asyncio.run(fn()))
+        finally:
+            node.kill()
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.2f}, {args.seconds} s per run, "
+        f"best of {args.repeat}\n"
+    )
+    print(bench.table())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
