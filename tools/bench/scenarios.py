@@ -65,13 +65,15 @@ def log(message: str) -> None:
 @contextlib.contextmanager
 def start(target: str, opts: Options) -> Iterator[ServerProcess]:
     if target == "redis":
-        with redis_server(executable=opts.redis_executable) as srv:
-            yield srv
+        server = redis_server(executable=opts.redis_executable)
     elif target == "meshcache":
-        with meshcache_node(extra_args=opts.meshcache_args) as srv:
-            yield srv
+        server = meshcache_node(extra_args=opts.meshcache_args)
     else:
         raise ValueError(f"unknown target {target!r}")
+    with server as srv:
+        # The pid lets a profiler attach (e.g. py-spy record --pid) while the load runs.
+        log(f"{srv.name} started: pid {srv.proc.pid}, {srv.host}:{srv.port}")
+        yield srv
 
 
 def _spec(
