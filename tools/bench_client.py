@@ -252,14 +252,15 @@ class Bench:
         with meshcache.Client(self.node.data) as client:
             sync_sequential(client, "GET", 0.2)  # connect and warm up
             for label, op, depth in self.workloads():
-                if depth:
-                    self.measure(
-                        "sync", label, lambda op=op, d=depth: sync_pipelined(client, op, s, d)
-                    )
-                else:
-                    self.measure("sync", label, lambda op=op: sync_sequential(client, op, s))
+                self.measure("sync", label, self._sync_run(client, op, depth))
             n = self.args.threads
             self.measure("sync", f"GET, {n} threads", lambda: sync_threads(client, s, n))
+
+    def _sync_run(self, client: meshcache.Client, op: str, depth: int) -> Callable[[], int]:
+        s = self.args.seconds
+        if depth:
+            return lambda: sync_pipelined(client, op, s, depth)
+        return lambda: sync_sequential(client, op, s)
 
     def run_async(self, name: str, client_cls: Any, run: Callable[[Any], Any]) -> None:
         s = self.args.seconds

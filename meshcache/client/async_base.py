@@ -1,30 +1,30 @@
 """What the trio and asyncio clients share: the pool, the retry rule and the pipeline.
 
 A concrete front end supplies four things: how to open a connection, how to run a block under
-a deadline, a semaphore, and the connection class itself (which moves bytes for one
-:class:`~meshcache.client.core.Exchange`). Everything else — failover over the router's
-candidates, the single retry of idempotent batches on a broken connection, discarding any
-connection whose exchange did not complete — lives here once.
+a deadline, an event to wait on for a free connection, and the connection class itself (which
+moves bytes for one :class:`~meshcache.client.core.Exchange`). Everything else — failover over
+the router's candidates, the single retry of idempotent batches on a broken connection,
+discarding any connection whose exchange did not complete — lives here once.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar
 
 from meshcache.client.commands import AsyncExecutor, CommandQueue, Commands
-from meshcache.client.core import ClientProtocol, Command, Exchange
+from meshcache.client.core import ClientProtocol, Command, Exchange, batch_route
 from meshcache.client.routing import Address, Router, SeedRouter, parse_addresses
+from meshcache.client.sockets import RECV_SIZE
 from meshcache.errors import ConfigError, MeshcacheConnectionError, MeshcacheTimeout
 from meshcache.wire import DEFAULT_MAX_FRAME
 
 T = TypeVar("T")
 C = TypeVar("C", bound="AsyncConnection")
-
-RECV_SIZE = 256 * 1024
 
 
 class AsyncConnection(Protocol):
@@ -54,12 +54,12 @@ class AsyncConnection(Protocol):
     async def aclose(self) -> None: ...
 
 
-class Slots(Protocol):
-    """The semaphore bounding connections lent out at once (trio's or asyncio's)."""
+class Event(Protocol):
+    """A one-shot event of the running loop (trio's or asyncio's)."""
 
-    async def acquire(self) -> Any: ...
+    def set(self) -> None: ...
 
-    def release(self) -> None: ...
+    async def wait(self) -> Any: ...
 
 
 class AsyncClientBase(ABC, Commands, AsyncExecutor, Generic[C]):
@@ -98,7 +98,11 @@ class AsyncClientBase(ABC, Commands, AsyncExecutor, Generic[C]):
         self.max_connections = max_connections
         self.max_frame = max_frame
         self._idle: dict[Address, list[C]] = {}
-        self._slots: Slots | None = None
+        # Connections lent out, and the tasks waiting for one to come back. Counted here rather
+        # than with the loop's semaphore: trio's acquire takes two checkpoints (scheduler passes)
+        # even when a connection is free; this costs nothing until the pool is exhausted.
+        self._lent = 0
+        self._waiters: deque[Event] = deque()
         self._closed = False
 
     # -- what a front end supplies --------------------------------------------------------------
@@ -112,19 +116,19 @@ class AsyncClientBase(ABC, Commands, AsyncExecutor, Generic[C]):
         """Run the block with a deadline; raise :class:`MeshcacheTimeout` when it passes."""
 
     @abstractmethod
-    def _make_slots(self, n: int) -> Slots:
-        """A semaphore of ``n`` for the running event loop."""
+    def _make_event(self) -> Event:
+        """A new event of the running event loop."""
 
     # -- the shared logic -----------------------------------------------------------------------
 
     async def _execute(self, command: Command[T]) -> T:
-        results = await self._run([command], raise_on_error=True)
+        results = await self._run((command,), raise_on_error=True)
         result: T = results[0]
         return result
 
     async def _run(self, commands: Sequence[Command[Any]], *, raise_on_error: bool) -> list[Any]:
-        key = next((c.key for c in commands if c.key is not None), None)
-        attempts = 2 if all(c.idempotent for c in commands) else 1
+        key, retryable = batch_route(commands)
+        attempts = 2 if retryable else 1
         for attempt in range(attempts):
             conn = await self._acquire(key)
             try:
@@ -146,19 +150,40 @@ class AsyncClientBase(ABC, Commands, AsyncExecutor, Generic[C]):
     async def _acquire(self, key: bytes | None) -> C:
         if self._closed:
             raise MeshcacheConnectionError("the client is closed")
-        if self._slots is None:
-            self._slots = self._make_slots(self.max_connections)
-        slots = self._slots
-        try:
-            async with self._deadline(self.timeout):
-                await slots.acquire()
-        except MeshcacheTimeout:
-            raise MeshcacheTimeout(f"no free connection within {self.timeout} s") from None
+        if self._lent >= self.max_connections:
+            await self._wait_for_slot()
+        self._lent += 1
         try:
             return await self._connect(key)
         except BaseException:
-            slots.release()
+            self._free_slot()
             raise
+
+    async def _wait_for_slot(self) -> None:
+        """Wait until fewer than ``max_connections`` are lent; MeshcacheTimeout after timeout."""
+        try:
+            async with self._deadline(self.timeout):
+                while self._lent >= self.max_connections:
+                    event = self._make_event()
+                    self._waiters.append(event)
+                    try:
+                        await event.wait()
+                    finally:
+                        if event in self._waiters:
+                            self._waiters.remove(event)
+                        elif self._lent < self.max_connections:
+                            # Woken but leaving (cancelled or timed out): pass the wake-up on.
+                            self._wake_one()
+        except MeshcacheTimeout:
+            raise MeshcacheTimeout(f"no free connection within {self.timeout} s") from None
+
+    def _wake_one(self) -> None:
+        if self._waiters:
+            self._waiters.popleft().set()
+
+    def _free_slot(self) -> None:
+        self._lent -= 1
+        self._wake_one()
 
     async def _connect(self, key: bytes | None) -> C:
         failures: list[str] = []
@@ -186,14 +211,18 @@ class AsyncClientBase(ABC, Commands, AsyncExecutor, Generic[C]):
         if self._closed or conn.protocol.error is not None:
             conn.close_now()
         else:
-            self._idle.setdefault(conn.address, []).append(conn)
-        assert self._slots is not None
-        self._slots.release()
+            idle = self._idle.get(conn.address)
+            if idle is None:
+                self._idle[conn.address] = [conn]
+            else:
+                idle.append(conn)
+        self._free_slot()
 
     def _discard(self, conn: C) -> None:
-        conn.close_now()
-        assert self._slots is not None
-        self._slots.release()
+        try:
+            conn.close_now()
+        finally:
+            self._free_slot()
 
     def pipeline(self, *, raise_on_error: bool = True) -> AsyncPipeline:
         """A pipeline: queue calls on it, then ``await execute()`` sends them in one write."""
@@ -266,4 +295,4 @@ class AsyncPipeline(Commands, CommandQueue):
         self.reset()
 
 
-__all__ = ["RECV_SIZE", "AsyncClientBase", "AsyncConnection", "AsyncPipeline", "Slots"]
+__all__ = ["RECV_SIZE", "AsyncClientBase", "AsyncConnection", "AsyncPipeline", "Event"]

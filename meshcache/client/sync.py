@@ -12,25 +12,21 @@
 
 from __future__ import annotations
 
-import select
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from meshcache.client.commands import CommandQueue, Commands, SyncExecutor
 from meshcache.client.core import ClientProtocol, Command, Exchange, batch_route
 from meshcache.client.routing import Address, Router, SeedRouter, parse_addresses
+from meshcache.client.sockets import RECV_SIZE, readable_check
 from meshcache.errors import ConfigError, MeshcacheConnectionError, MeshcacheTimeout
 from meshcache.wire import DEFAULT_MAX_FRAME
 
 T = TypeVar("T")
-
-# One preallocated buffer per connection, read into with recv_into. A fresh 256 KiB bytes object
-# per recv cost an mmap/mremap/munmap per request (malloc serves blocks that large with mmap).
-RECV_SIZE = 64 * 1024
 
 # A blocking call may run this much past its deadline before the socket's timeout is re-armed
 # (each settimeout is a syscall); see _Connection.exchange.
@@ -45,7 +41,7 @@ class _Connection:
     than the standing timeout.
     """
 
-    __slots__ = ("_buf", "_idle_check", "_timeout", "address", "protocol", "sock")
+    __slots__ = ("_idle_check", "_timeout", "address", "protocol", "sock")
 
     def __init__(
         self, address: Address, sock: socket.socket, max_frame: int, timeout: float | None
@@ -53,10 +49,9 @@ class _Connection:
         self.address = address
         self.sock = sock
         self.protocol = ClientProtocol(max_frame)
-        self._buf = memoryview(bytearray(RECV_SIZE))
         sock.settimeout(timeout)
         self._timeout = timeout
-        self._idle_check = _readable_check(sock)
+        self._idle_check = readable_check(sock)
 
     @classmethod
     def open(
@@ -85,17 +80,17 @@ class _Connection:
         In every case the connection must be discarded.
         """
         exchange = Exchange(self.protocol, commands)
-        sock, buf = self.sock, self._buf
+        sock = self.sock
         try:
             if timeout is None:
                 if self._timeout is not None:
                     self._arm(None)
                 sock.sendall(exchange.outgoing)
                 while True:
-                    n = sock.recv_into(buf)
-                    if not n:
+                    data = sock.recv(RECV_SIZE)
+                    if not data:
                         raise MeshcacheConnectionError(f"{self.address} closed the connection")
-                    if exchange.receive_data(buf[:n]):
+                    if exchange.receive_data(data):
                         return exchange
             deadline = time.monotonic() + timeout
             if self._timeout is None or abs(self._timeout - timeout) > _DEADLINE_SLACK:
@@ -108,10 +103,10 @@ class _Connection:
                 assert self._timeout is not None
                 if self._timeout > remaining + _DEADLINE_SLACK:
                     self._arm(remaining)
-                n = sock.recv_into(buf)
-                if not n:
+                data = sock.recv(RECV_SIZE)
+                if not data:
                     raise MeshcacheConnectionError(f"{self.address} closed the connection")
-                if exchange.receive_data(buf[:n]):
+                if exchange.receive_data(data):
                     return exchange
         except TimeoutError:
             raise MeshcacheTimeout(f"no answer from {self.address} within {timeout} s") from None
@@ -130,19 +125,6 @@ class _Connection:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def _readable_check(sock: socket.socket) -> Callable[[], bool]:
-    """A function telling, without blocking, whether ``sock`` has something to read (or EOF).
-
-    A poll object registered once costs one syscall per check; select.select (where poll is
-    missing) also builds its fd sets each time.
-    """
-    if hasattr(select, "poll"):
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        return lambda: bool(poller.poll(0))
-    return lambda: bool(select.select([sock], [], [], 0)[0])
 
 
 class ConnectionPool:
@@ -415,4 +397,4 @@ class Pipeline(Commands, CommandQueue):
         self.reset()
 
 
-__all__ = ["RECV_SIZE", "Client", "ConnectionPool", "Pipeline"]
+__all__ = ["Client", "ConnectionPool", "Pipeline"]
