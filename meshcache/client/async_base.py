@@ -154,7 +154,16 @@ class AsyncClientBase(ABC, Commands, AsyncExecutor, Generic[C]):
             await self._wait_for_slot()
         self._lent += 1
         try:
-            return await self._connect(key)
+            candidates = self.router.candidates(key)
+            if candidates:
+                # The usual case, without another coroutine: an idle connection to the first.
+                idle = self._idle.get(candidates[0])
+                while idle:
+                    conn = idle.pop()
+                    if conn.reusable:
+                        return conn
+                    conn.close_now()
+            return await self._connect(candidates)
         except BaseException:
             self._free_slot()
             raise
@@ -168,12 +177,13 @@ class AsyncClientBase(ABC, Commands, AsyncExecutor, Generic[C]):
                     self._waiters.append(event)
                     try:
                         await event.wait()
-                    finally:
+                    except BaseException:
                         if event in self._waiters:
                             self._waiters.remove(event)
                         elif self._lent < self.max_connections:
                             # Woken but leaving (cancelled or timed out): pass the wake-up on.
                             self._wake_one()
+                        raise
         except MeshcacheTimeout:
             raise MeshcacheTimeout(f"no free connection within {self.timeout} s") from None
 
@@ -185,9 +195,9 @@ class AsyncClientBase(ABC, Commands, AsyncExecutor, Generic[C]):
         self._lent -= 1
         self._wake_one()
 
-    async def _connect(self, key: bytes | None) -> C:
+    async def _connect(self, candidates: Sequence[Address]) -> C:
         failures: list[str] = []
-        for address in self.router.candidates(key):
+        for address in candidates:
             idle = self._idle.get(address)
             while idle:
                 conn = idle.pop()

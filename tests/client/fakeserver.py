@@ -3,7 +3,10 @@
 It speaks the wire protocol through :mod:`meshcache.wire` and implements enough ops to exercise
 the clients. Faults are queued with :meth:`FakeServer.inject`: the next request for an op (or any
 op) can be dropped before or after it is applied (the connection is closed without an answer),
-held until :attr:`FakeServer.release` is set (to test timeouts), or answered with raw bytes.
+held until :attr:`FakeServer.release` is set (to test timeouts), answered with its first half
+and then held ("partial"), answered a byte every 50 ms until released ("dribble"), or answered
+with raw bytes. :meth:`FakeServer.push_all` sends bytes
+nobody asked for to every open connection.
 Being thread-based, one server serves the sync, trio and asyncio clients alike.
 """
 
@@ -32,7 +35,7 @@ from meshcache.wire import (
 class Fault:
     """What to do to the next request matching ``op`` (None: any op)."""
 
-    action: str  # "drop_before" | "drop_after" | "hold" | "raw"
+    action: str  # "drop_before" | "drop_after" | "hold" | "raw" | "partial" | "dribble"
     op: str | None = None
     raw: bytes = b""
 
@@ -88,6 +91,14 @@ class FakeServer:
         for conn in conns:
             _shutdown(conn)
 
+    def push_all(self, data: bytes) -> None:
+        """Send ``data`` unasked on every open client connection."""
+        with self._lock:
+            conns = list(self._conns)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.sendall(data)
+
     def close(self) -> None:
         self._closed = True
         self.release.set()
@@ -128,7 +139,7 @@ class FakeServer:
                 reader.feed(data)
                 out = bytearray()
                 while (body := reader.next_body()) is not None:
-                    answer = self._answer(body)
+                    answer = self._answer(body, conn, out)
                     if answer is None:
                         conn.sendall(out)
                         return  # drop: close without answering
@@ -149,7 +160,7 @@ class FakeServer:
                     return self.faults.pop(i)
         return None
 
-    def _answer(self, body: bytes) -> bytes | None:
+    def _answer(self, body: bytes, conn: socket.socket, out: bytearray) -> bytes | None:
         try:
             request = decode_request(body)
         except CommandError as exc:
@@ -178,7 +189,23 @@ class FakeServer:
             return encode_error(request.id, exc.code, exc.message)
         if fault is not None and fault.action == "drop_after":
             return None
-        return encode_ok(request.id, value)
+        answer = encode_ok(request.id, value)
+        if fault is not None and fault.action == "partial":
+            half = len(answer) // 2
+            conn.sendall(bytes(out) + answer[:half])
+            out.clear()
+            self.holding.set()
+            self.release.wait(10)
+            return answer[half:]
+        if fault is not None and fault.action == "dribble":
+            conn.sendall(bytes(out))
+            out.clear()
+            self.holding.set()
+            for i in range(len(answer)):
+                conn.sendall(answer[i : i + 1])
+                self.release.wait(0.05)  # the pace of the dribble, not a wait for a condition
+            return b""
+        return answer
 
     # -- the store ------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import trio
 import meshcache
 from meshcache.client import AsyncClient, TrioClient
 from meshcache.client.async_base import AsyncClientBase
+from meshcache.wire import encode_ok
 from tests.client.fakeserver import FakeServer
 
 Scenario = Callable[[AsyncClientBase[Any], FakeServer], Awaitable[None]]
@@ -229,3 +230,80 @@ def test_asyncio_cancellation_discards_the_connection(server: FakeServer) -> Non
             assert server.stats.connections == 2
 
     asyncio.run(main())
+
+
+# -- paths the fast pool and socket handling must keep ---------------------------------------
+
+
+@scenario_test()
+async def test_values_larger_than_one_read(
+    client: AsyncClientBase[Any], server: FakeServer
+) -> None:
+    big = bytes(range(256)) * 1200  # 300 KiB: several reads for one reply
+    assert await client.set("big", big) is True
+    assert await client.get("big") == big
+    assert await client.pipeline().get("big").get("big").execute() == [big, big]
+
+
+@scenario_test(timeout=0.3)
+async def test_timeout_after_part_of_the_reply(
+    client: AsyncClientBase[Any], server: FakeServer
+) -> None:
+    await client.set("k", "v" * 1000)
+    server.inject("partial", "GET")
+    with pytest.raises(meshcache.MeshcacheTimeout):
+        await client.get("k")
+    server.release.set()
+    assert await client.get("k") == b"v" * 1000
+    assert server.stats.connections == 2
+
+
+@scenario_test(timeout=0.2, max_connections=1)
+async def test_exhausted_pool_times_out_then_recovers(
+    client: AsyncClientBase[Any], server: FakeServer
+) -> None:
+    held = await client._acquire(None)
+    with pytest.raises(meshcache.MeshcacheTimeout, match="no free connection"):
+        await client.ping()
+    client._release(held)
+    assert await client.ping()
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_waiting_task_gets_the_connection_given_back(flavor: str, server: FakeServer) -> None:
+    async def main() -> None:
+        async with make_client(flavor, server.address, max_connections=1) as client:
+            held = await client._acquire(None)
+            outcome: list[object] = []
+
+            async def waiter() -> None:
+                outcome.append(await client.ping())
+
+            async def give_back() -> None:
+                for _ in range(5000):  # wait, with a bound, until the other task is waiting
+                    if client._waiters:
+                        break
+                    await sleep_a_tick()
+                client._release(held)
+
+            await gather(flavor, [waiter, give_back])
+            assert outcome == [True]
+            assert server.stats.connections == 1
+
+    run(flavor, main)
+
+
+@scenario_test()
+async def test_unasked_bytes_on_an_idle_connection_retire_it(
+    client: AsyncClientBase[Any], server: FakeServer
+) -> None:
+    assert await client.ping()
+    idle = [conn for conns in client._idle.values() for conn in conns]
+    server.push_all(encode_ok(999, "PONG"))
+    for _ in range(5000):
+        if not any(conn.reusable for conn in idle):
+            break
+        await sleep_a_tick()
+    # INCR is not retried: this passes only if the polluted connection is never lent.
+    assert await client.incr("n") == 1
+    assert server.stats.connections == 2

@@ -259,3 +259,68 @@ def wait_until(condition: object, timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.001)
+
+
+# -- paths the fast pool and socket handling must keep ---------------------------------------
+
+
+def test_values_larger_than_one_read(client: Client) -> None:
+    big = bytes(range(256)) * 1200  # 300 KiB: several recv calls for one reply
+    assert client.set("big", big) is True
+    assert client.get("big") == big
+    assert client.pipeline().get("big").get("big").execute() == [big, big]
+    assert client.ping()
+
+
+def test_timeout_after_part_of_the_reply(server: FakeServer) -> None:
+    with Client(server.address, timeout=0.3) as client:
+        client.set("k", "v" * 1000)
+        server.inject("partial", "GET")  # half the reply now, the rest once released
+        with pytest.raises(meshcache.MeshcacheTimeout):
+            client.get("k")
+        server.release.set()
+        assert client.get("k") == b"v" * 1000
+        assert server.stats.connections == 2
+
+
+def test_timeout_is_for_the_whole_reply_not_each_read(server: FakeServer) -> None:
+    with Client(server.address, timeout=0.3) as client:
+        client.set("k", "v" * 1000)
+        # A byte every 50 ms: every read succeeds well within 0.3 s, the reply takes 50 s.
+        server.inject("dribble", "GET")
+        with pytest.raises(meshcache.MeshcacheTimeout):
+            client.get("k")
+        server.release.set()
+        assert client.get("k") == b"v" * 1000
+
+
+def test_exhausted_pool_times_out_then_recovers(server: FakeServer) -> None:
+    with Client(server.address, timeout=0.2, max_connections=1) as client:
+        held = client._pool.acquire(None)
+        with pytest.raises(meshcache.MeshcacheTimeout, match="no free connection"):
+            client.ping()
+        client._pool.release(held)
+        assert client.ping()
+
+
+def test_waiting_thread_gets_the_connection_given_back(server: FakeServer) -> None:
+    with Client(server.address, timeout=5.0, max_connections=1) as client:
+        held = client._pool.acquire(None)
+        outcome: list[object] = []
+        waiter = threading.Thread(target=lambda: outcome.append(client.ping()))
+        waiter.start()
+        wait_until(lambda: client._pool._waiting == 1)
+        client._pool.release(held)
+        waiter.join(5)
+        assert outcome == [True]
+        assert server.stats.connections == 1
+
+
+def test_unasked_bytes_on_an_idle_connection_retire_it(server: FakeServer, client: Client) -> None:
+    assert client.ping()
+    server.push_all(encode_ok(999, "PONG"))
+    idle = [conn for conns in client._pool._idle.values() for conn in conns]
+    wait_until(lambda: not any(conn.reusable for conn in idle))
+    # INCR is not retried: this passes only if the polluted connection is never lent.
+    assert client.incr("n") == 1
+    assert server.stats.connections == 2
