@@ -9,8 +9,10 @@ of 100-byte values, then times, for each front end, for ``--seconds`` each:
 * pipelined GET and SET, 100 per pipeline (``--pipeline``);
 * sync only: ``--threads`` threads sharing one ``meshcache.Client``.
 
-``raw`` is the floor on this machine: a pre-encoded GET (or SET) frame written with a blocking
-``sendall`` and its answer read with ``recv_into``, no client library at all.
+``raw socket`` is the floor on this machine: a pre-encoded GET (or SET) frame written with a
+blocking ``sendall`` and its answer read with ``recv_into``, no client library at all. ``raw
+trio`` and ``raw asyncio`` are the floors of each event loop: the same frame sent and its answer
+awaited with the least the loop allows (``wait_readable``; a protocol and a future).
 
 Client CPU is ``time.process_time()`` of this process (every thread) divided by the ops done, so
 it does not count the node's work and is far less disturbed by other load than ops/s is; the
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import socket
 import struct
@@ -119,6 +122,66 @@ def raw_loop(address: tuple[str, int], op: str, seconds: float) -> int:
                 return ops
     finally:
         sock.close()
+
+
+async def raw_trio_loop(address: tuple[str, int], op: str, seconds: float) -> int:
+    """The trio floor: a pre-encoded request, ``send``, ``wait_readable``, ``recv``."""
+    args: list[Any] = [KEYS[0]] if op == "GET" else [KEYS[0], VALUE, {}]
+    request = _frame([1, op, "default", args])
+    sock = socket.create_connection(address)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setblocking(False)
+    ops = 0
+    deadline = time.perf_counter() + seconds
+    try:
+        while True:
+            for _ in range(256):
+                sock.send(request)
+                data = b""
+                while len(data) < 4 or len(data) < 4 + _HEADER.unpack_from(data)[0]:
+                    await trio.lowlevel.wait_readable(sock)
+                    data += sock.recv(65536)
+            ops += 256
+            if time.perf_counter() >= deadline:
+                return ops
+    finally:
+        trio.lowlevel.notify_closing(sock)
+        sock.close()
+
+
+class _RawProtocol(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.data = b""
+        self.waiter: asyncio.Future[None] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+        size = len(self.data)
+        if size >= 4 and size >= 4 + _HEADER.unpack_from(self.data)[0]:
+            self.data = b""
+            if self.waiter is not None:
+                self.waiter.set_result(None)
+
+
+async def raw_asyncio_loop(address: tuple[str, int], op: str, seconds: float) -> int:
+    """The asyncio floor: a pre-encoded request, ``transport.write``, a future per answer."""
+    args: list[Any] = [KEYS[0]] if op == "GET" else [KEYS[0], VALUE, {}]
+    request = _frame([1, op, "default", args])
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.create_connection(_RawProtocol, *address)
+    ops = 0
+    deadline = time.perf_counter() + seconds
+    try:
+        while True:
+            for _ in range(256):
+                proto.waiter = loop.create_future()
+                transport.write(request)
+                await proto.waiter
+            ops += 256
+            if time.perf_counter() >= deadline:
+                return ops
+    finally:
+        transport.close()
 
 
 # -- sync ----------------------------------------------------------------------------------------
@@ -262,33 +325,37 @@ class Bench:
             return lambda: sync_pipelined(client, op, s, depth)
         return lambda: sync_sequential(client, op, s)
 
+    async def measure_async(
+        self, client: str, workload: str, run: Callable[[], Awaitable[int]]
+    ) -> None:
+        best: Row | None = None
+        for _ in range(self.args.repeat):
+            with Meter(self.node.pid) as m:
+                ops = await run()
+            row = Row(client, workload, ops, m.wall, m.cpu, m.node)
+            if best is None or row.cpu / row.ops < best.cpu / best.ops:
+                best = row
+        assert best is not None
+        self.rows.append(best)
+        print("  " + " | ".join(best.cells()), file=sys.stderr, flush=True)
+
     def run_async(self, name: str, client_cls: Any, run: Callable[[Any], Any]) -> None:
         s = self.args.seconds
+        address = self.node.data_address
+        raw = raw_trio_loop if name == "trio" else raw_asyncio_loop
+
+        def async_run(client: Any, op: str, depth: int) -> Callable[[], Awaitable[int]]:
+            if depth:
+                return lambda: async_pipelined(client, op, s, depth)
+            return lambda: async_sequential(client, op, s)
 
         async def main() -> None:
+            for op in ("GET", "SET"):
+                await self.measure_async(f"raw {name}", op, functools.partial(raw, address, op, s))
             async with client_cls(self.node.data) as client:
-                await async_sequential(client, "GET", 0.2)
+                await async_sequential(client, "GET", 0.2)  # connect and warm up
                 for label, op, depth in self.workloads():
-                    coro_fn: Callable[[], Awaitable[int]]
-                    if depth:
-
-                        def coro_fn(op: str = op, d: int = depth) -> Awaitable[int]:
-                            return async_pipelined(client, op, s, d)
-                    else:
-
-                        def coro_fn(op: str = op) -> Awaitable[int]:
-                            return async_sequential(client, op, s)
-
-                    best: Row | None = None
-                    for _ in range(self.args.repeat):
-                        with Meter(self.node.pid) as m:
-                            ops = await coro_fn()
-                        row = Row(name, label, ops, m.wall, m.cpu, m.node)
-                        if best is None or row.cpu / row.ops < best.cpu / best.ops:
-                            best = row
-                    assert best is not None
-                    self.rows.append(best)
-                    print("  " + " | ".join(best.cells()), file=sys.stderr, flush=True)
+                    await self.measure_async(name, label, async_run(client, op, depth))
 
         run(main)
 
