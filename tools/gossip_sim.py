@@ -45,8 +45,8 @@ from meshcache.testing.simnet import LinkConfig, SimNetwork
 BOOTSTRAP_SEED: Address = ("192.0.2.1", 7946)  # TEST-NET-1: never a node
 KEY = b"meshcache-sim-key-0123456789abcd"
 
-# Serf's convergence simulator (serf.io/docs/internals/simulator), gossip interval 200 ms,
-# fanout 3, 1000 nodes: time to reach 99 % / 99.99 % of the nodes, and 99.99 % at 50 % loss.
+# Serf's convergence-simulator estimates as quoted in the issue (gossip interval 200 ms,
+# fanout 3, 1000 nodes): time to reach 99 % / 99.99 % of the nodes, and 99.99 % at 50 % loss.
 SERF_1000 = {(0.0, 0.99): 1.5, (0.0, 0.9999): 2.15, (0.5, 0.9999): 4.3}
 
 
