@@ -93,16 +93,17 @@ class _Connection:
                     if exchange.receive_data(data):
                         return exchange
             deadline = time.monotonic() + timeout
-            if self._timeout is None or abs(self._timeout - timeout) > _DEADLINE_SLACK:
+            if self._timeout != timeout:  # a previous exchange re-armed it
                 self._arm(timeout)
+            armed = timeout
             sock.sendall(exchange.outgoing)
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError
-                assert self._timeout is not None
-                if self._timeout > remaining + _DEADLINE_SLACK:
+                if armed > remaining + _DEADLINE_SLACK:
                     self._arm(remaining)
+                    armed = remaining
                 data = sock.recv(RECV_SIZE)
                 if not data:
                     raise MeshcacheConnectionError(f"{self.address} closed the connection")
