@@ -288,6 +288,11 @@ class Exchange:
         if len(self._replies) != len(self._ids):
             raise LocalProtocolError("results asked for before every reply arrived")
         replies = self._replies
+        if len(self._ids) == 1:  # a single request, the common case: no zip, no loop
+            only = _outcome(self._commands[0], replies[self._ids[0]])
+            if raise_on_error and isinstance(only, MeshcacheError):
+                raise only
+            return [only]
         out = [
             _outcome(command, replies[rid])
             for command, rid in zip(self._commands, self._ids, strict=True)
