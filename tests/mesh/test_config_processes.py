@@ -240,8 +240,13 @@ def test_leader_failover_and_a_voter_restarted_from_its_journal(cluster: Cluster
         20,
         "the restarted voter to catch up",
     )
-    status = call(c.voters[index], "raft_status")
-    assert status["config_version"] == call(survivors[0], "raft_status")["config_version"]
+
+    def same_version() -> bool:
+        mine = safe_call(c.voters[index], "raft_status")  # None until its first Raft tick
+        theirs = safe_call(survivors[0], "raft_status")
+        return bool(mine and theirs and mine["config_version"] == theirs["config_version"])
+
+    wait_for(same_version, 20, "the restarted voter's Raft state to match the leader's")
 
 
 def test_a_minority_cannot_commit_and_says_so_while_data_keeps_working(cluster: Cluster) -> None:
