@@ -293,9 +293,12 @@ def normalize_args(spec: OpSpec, args: Any, limits: Limits) -> list[Any]:
         raise BadRequestError(message=f"{spec.name}: arguments must be an array")
     fast = spec.bytes_only
     if fast is not None and len(args) == len(fast):
-        # Hot path: exactly the fixed arguments, all already bytes and within limits.
+        # Hot path: exactly the fixed arguments, all bytes (or str, encoded in place) within
+        # limits. ``args`` is reused, so callers hand over a list they no longer need.
         max_key, max_value = limits.max_key_bytes, limits.max_value_bytes
-        for is_key, arg in zip(fast, args, strict=True):
+        for i, (is_key, arg) in enumerate(zip(fast, args, strict=True)):
+            if type(arg) is str:
+                arg = args[i] = arg.encode("utf-8", "surrogatepass")
             if type(arg) is not bytes or len(arg) > (max_key if is_key else max_value):
                 break
         else:
