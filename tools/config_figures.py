@@ -7,6 +7,11 @@
   after a burst of pipelined GET/SET (it must not move: no data op touches Raft).
 
     python -m tools.config_figures --nodes 5 --changes 20 --profile lan
+    python -m tools.config_figures --simulate 5,25,100,400 --trials 5
+
+``--simulate`` measures the same spread on the deterministic simulator (meshcache.testing.simnet)
+with the ``lan`` profile: a new config version is a metadata change of the voter that gossip
+carries; each node pulls as soon as it sees it, one round trip (2 x the 1 ms link delay) later.
 """
 
 from __future__ import annotations
@@ -53,7 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changes", type=int, default=20)
     parser.add_argument("--profile", choices=("lan", "local"), default="lan")
     parser.add_argument("--data-ops", type=int, default=20000)
+    parser.add_argument("--simulate", metavar="N,N,...", help="simulated cluster sizes instead")
+    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
+    if args.simulate:
+        return simulate([int(n) for n in args.simulate.split(",")], args.trials, args.seed)
     with tempfile.TemporaryDirectory(prefix="meshcache-config-") as tmp:
         base = Path(tmp)
         nodes: list[NodeProcess] = []
@@ -109,6 +119,21 @@ def main(argv: list[str] | None = None) -> int:
         f"{after['commit_index'] - before['commit_index']} "
         f"(commit index {before['commit_index']} → {after['commit_index']}) |"
     )
+    return 0
+
+
+def simulate(sizes: list[int], trials: int, seed: int) -> int:
+    from tools.gossip_sim import dissemination
+
+    pull_rtt = 2 * 0.001
+    print("| simulated nodes | commit -> applied on all, median (max) over trials | seed |")
+    print("|---:|---|---:|")
+    for n in sizes:
+        result = dissemination(n, 0.0, seed, trials=trials, fractions=(1.0,))
+        times = sorted(t[1.0] if t[1.0] is not None else float("inf") for t in result.trials)
+        median = statistics.median_high(times) + pull_rtt
+        worst = times[-1] + pull_rtt
+        print(f"| {n} | {median * 1000:.0f} ms (max {worst * 1000:.0f} ms) | {seed} |")
     return 0
 
 
