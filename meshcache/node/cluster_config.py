@@ -139,7 +139,6 @@ class ConfigService:
         self._pull_wakeup = trio.Event()
         self._pull_started: list[PullRequest] = []
         self._on_install = on_install
-        self.installs = 0
 
     # --- running ---------------------------------------------------------------------------
 
@@ -264,7 +263,6 @@ class ConfigService:
                 self.store.drop_namespace(name)
         self._pull.installed(config.version)
         self.membership.update_meta(config_version=config.version)
-        self.installs += 1
         log.info("config_installed", version=config.version, namespaces=len(config.namespaces))
         if self._on_install is not None:
             self._on_install(config)
@@ -308,14 +306,9 @@ class ConfigService:
             log.debug("config_pull_failed", peer=request.peer, error=str(exc))
             return self._pull.failed(request.peer, trio.current_time())
         accepted = self._pull.pulled(request.peer, fetched, trio.current_time())
-        if accepted is not None:
-            # ConfigPull already counts it as held; install applies it.
-            self._install_pulled(accepted)
+        if accepted is not None and not self.install(accepted):
+            log.debug("config_pull_stale", version=accepted.version, held=self.config.version)
         return self._pull.poll(trio.current_time())
-
-    def _install_pulled(self, config: ClusterConfig) -> None:
-        if not self.install(config):
-            log.debug("config_pull_stale", version=config.version, held=self.config.version)
 
     # --- changing ----------------------------------------------------------------------------
 

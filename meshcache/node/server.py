@@ -106,7 +106,12 @@ class Node:
             s, self.node_id, data_address, admin_address[1], on_event=self._member_event
         )
         self.config_service = ConfigService(
-            s, self.store, self.membership, self.node_id, data_address
+            s,
+            self.store,
+            self.membership,
+            self.node_id,
+            data_address,
+            on_install=lambda config: setattr(dispatcher, "ring_version", config.version),
         )
         self.info = NodeInfo(self.node_id, data_address, admin_address, os.getpid())
         ready_file: Path | None = None
