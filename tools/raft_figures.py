@@ -92,7 +92,8 @@ def main() -> int:
         for label, voter in (("leader", leader), ("follower", follower)):
             inner: list[float] = []
             outer: list[float] = []
-            version = voter.request("config")["config"]["version"]
+            # The leader's version: a follower may not have applied the last commit yet.
+            version = leader.request("config")["config"]["version"]
             for i in range(args.commits):
                 started = time.perf_counter()
                 answer = voter.request("propose", command=update(version, i), timeout=5)
