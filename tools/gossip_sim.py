@@ -5,7 +5,7 @@ Usage::
     python tools/gossip_sim.py dissemination [--seed N] [--sizes 10,100,1000] [--losses 0,0.5]
     python tools/gossip_sim.py false-positives [--seed N] [--hours 1] [--nodes 20]
     python tools/gossip_sim.py load [--seed N] [--sizes 10,100,1000]
-    python tools/gossip_sim.py all [--seed N] [--write docs/benchmarks-gossip-sim.md]
+    python tools/gossip_sim.py all [--seed N] [--write /tmp/gossip-figures.md]
 
 Every run is reproducible from its seed: the whole cluster (network, clocks, every node's
 randomness) lives on one simulated clock in this process. Each command prints a markdown table.

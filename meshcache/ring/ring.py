@@ -45,7 +45,7 @@ PENDING_STATES: tuple[MemberState, ...] = ("active", "joining")
 ALL_STATES: tuple[MemberState, ...] = MEMBER_STATES
 
 DEFAULT_VNODES_PER_WEIGHT = 512
-"""Chosen by measurement (``tools/ring_figures.py``, ``docs/benchmarks-ring.md``)."""
+"""Chosen by measurement (``tools/ring_figures.py``, ``docs/benchmarks.md``, Ring)."""
 DEFAULT_PREFERENCE_DEPTH = 5
 MAX_VNODES = 1 << 20
 """Refuse rings with more vnodes than this: a bad config must not exhaust memory."""

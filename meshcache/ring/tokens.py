@@ -6,7 +6,7 @@ language) must compute the same tokens — so they are pinned by golden-value te
 
 * ``key_token(key)`` is the CRC-32 of the key bytes (ISO-HDLC / IEEE 802.3, as ``zlib.crc32``).
   Measured against BLAKE2b it spreads keys over the ring just as evenly (see
-  ``docs/benchmarks-ring.md``) at about a seventh of the cost, and it is on the path of every
+  ``docs/benchmarks.md``, Ring) at about a seventh of the cost, and it is on the path of every
   request. It is not a defence against keys chosen to collide; neither would an unkeyed
   cryptographic hash be, since the vnode tokens are public.
 * ``vnode_token(node_id, i)`` is the first 4 bytes, big-endian, of BLAKE2b with a 4-byte digest
