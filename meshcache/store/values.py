@@ -47,14 +47,22 @@ class TypedValue:
         raise NotImplementedError
 
 
-class HashValue(TypedValue):
+class _Collection(TypedValue):
+    """A typed value whose contents are one container in ``data`` (hash, list, set)."""
+
     __slots__ = ("data",)
-    kind = "hash"
+    data: Any
+    _base: ClassVar[int] = 0
 
     def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-        self.size = sizes.HASH_BASE
+        self.data = self._load(())
+        self.size = self._base
         self.version = 0
+
+    @classmethod
+    def _load(cls, contents: Any) -> Any:
+        """The container for :meth:`contents` output (with every item as ``bytes``)."""
+        raise NotImplementedError
 
     def __len__(self) -> int:
         return len(self.data)
@@ -65,6 +73,25 @@ class HashValue(TypedValue):
         new.size = self.size
         new.version = self.version
         return new
+
+    @classmethod
+    def from_contents(cls, contents: Any, version: int) -> Self:
+        new = cls()
+        new.data = cls._load(contents)
+        new.size = new.measure()
+        new.version = version
+        return new
+
+
+class HashValue(_Collection):
+    __slots__ = ()
+    kind = "hash"
+    data: dict[bytes, bytes]
+    _base = sizes.HASH_BASE
+
+    @classmethod
+    def _load(cls, contents: Any) -> dict[bytes, bytes]:
+        return {bytes(f): bytes(v) for f, v in dict(contents).items()}
 
     def measure(self) -> int:
         per = sizes.HASH_ITEM + 2 * sizes.BYTES_OVERHEAD
@@ -73,33 +100,16 @@ class HashValue(TypedValue):
     def contents(self) -> dict[bytes, bytes]:
         return dict(self.data)
 
-    @classmethod
-    def from_contents(cls, contents: Any, version: int) -> Self:
-        new = cls()
-        new.data = {bytes(f): bytes(v) for f, v in dict(contents).items()}
-        new.size = new.measure()
-        new.version = version
-        return new
 
-
-class ListValue(TypedValue):
-    __slots__ = ("data",)
+class ListValue(_Collection):
+    __slots__ = ()
     kind = "list"
+    data: deque[bytes]
+    _base = sizes.LIST_BASE
 
-    def __init__(self) -> None:
-        self.data: deque[bytes] = deque()
-        self.size = sizes.LIST_BASE
-        self.version = 0
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def copy(self) -> Self:
-        new = type(self)()
-        new.data = self.data.copy()
-        new.size = self.size
-        new.version = self.version
-        return new
+    @classmethod
+    def _load(cls, contents: Any) -> deque[bytes]:
+        return deque(bytes(v) for v in contents)
 
     def measure(self) -> int:
         per = sizes.LIST_ITEM + sizes.BYTES_OVERHEAD
@@ -108,33 +118,16 @@ class ListValue(TypedValue):
     def contents(self) -> list[bytes]:
         return list(self.data)
 
-    @classmethod
-    def from_contents(cls, contents: Any, version: int) -> Self:
-        new = cls()
-        new.data = deque(bytes(v) for v in contents)
-        new.size = new.measure()
-        new.version = version
-        return new
 
-
-class SetValue(TypedValue):
-    __slots__ = ("data",)
+class SetValue(_Collection):
+    __slots__ = ()
     kind = "set"
+    data: set[bytes]
+    _base = sizes.SET_BASE
 
-    def __init__(self) -> None:
-        self.data: set[bytes] = set()
-        self.size = sizes.SET_BASE
-        self.version = 0
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def copy(self) -> Self:
-        new = type(self)()
-        new.data = self.data.copy()
-        new.size = self.size
-        new.version = self.version
-        return new
+    @classmethod
+    def _load(cls, contents: Any) -> set[bytes]:
+        return {bytes(m) for m in contents}
 
     def measure(self) -> int:
         per = sizes.SET_ITEM + sizes.BYTES_OVERHEAD
@@ -142,14 +135,6 @@ class SetValue(TypedValue):
 
     def contents(self) -> list[bytes]:
         return sorted(self.data)
-
-    @classmethod
-    def from_contents(cls, contents: Any, version: int) -> Self:
-        new = cls()
-        new.data = {bytes(m) for m in contents}
-        new.size = new.measure()
-        new.version = version
-        return new
 
 
 class ZSetValue(TypedValue):
