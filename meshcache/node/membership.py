@@ -16,6 +16,7 @@ import binascii
 import random
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -188,8 +189,6 @@ class Membership:
 
     def update_meta(self, **changes: Any) -> None:
         """Change this node's gossiped metadata (e.g. ``config_version``)."""
-        from dataclasses import replace
-
         self.meta = replace(self.meta, **changes)
         if self._swim is not None:
             self._swim.update_meta(self.meta, trio.current_time())

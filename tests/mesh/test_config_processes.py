@@ -14,17 +14,9 @@ import pytest
 
 from meshcache import Client, CommandError
 from meshcache.testing.nodes import NodeProcess
+from tests.mesh.helpers import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 def free_port_pairs(n: int) -> list[int]:
