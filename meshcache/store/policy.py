@@ -18,6 +18,8 @@ from meshcache.errors import ConfigError
 
 Eviction = Literal["lru", "lfu", "ttl", "none"]
 EVICTIONS: frozenset[str] = frozenset(get_args(Eviction))
+Consistency = Literal["one", "quorum", "all"]
+CONSISTENCIES: frozenset[str] = frozenset(get_args(Consistency))
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,9 @@ class NamespacePolicy:
         max_items: bound on the number of keys; ``None`` for no bound.
         default_ttl: seconds a key lives when a write does not say; ``None`` for forever.
         replicas: how many nodes hold each key.
+        consistency: when a write is acknowledged: ``one`` after the coordinating owner
+            applied it (the other owners get it asynchronously), ``quorum`` after a majority
+            of the owners applied it, ``all`` after every owner did. A SET may override it.
     """
 
     eviction: Eviction = "lru"
@@ -42,6 +47,7 @@ class NamespacePolicy:
     max_items: int | None = None
     default_ttl: float | None = None
     replicas: int = 2
+    consistency: Consistency = "one"
 
     def validate(self) -> NamespacePolicy:
         """Return ``self`` if every field is in range; raise :class:`ConfigError` otherwise."""
@@ -66,6 +72,11 @@ class NamespacePolicy:
                 raise ConfigError(f"default_ttl must be a finite number > 0, got {ttl}")
         if type(self.replicas) is not int or self.replicas < 1:
             raise ConfigError(f"replicas must be an integer >= 1, got {self.replicas!r}")
+        if self.consistency not in CONSISTENCIES:
+            raise ConfigError(
+                f"unknown write consistency {self.consistency!r}"
+                f" (one of: {', '.join(sorted(CONSISTENCIES))})"
+            )
         return self
 
     @classmethod
@@ -104,4 +115,11 @@ class NamespacePolicy:
 
 DEFAULT_POLICY = NamespacePolicy()
 
-__all__ = ["DEFAULT_POLICY", "EVICTIONS", "Eviction", "NamespacePolicy"]
+__all__ = [
+    "CONSISTENCIES",
+    "DEFAULT_POLICY",
+    "EVICTIONS",
+    "Consistency",
+    "Eviction",
+    "NamespacePolicy",
+]

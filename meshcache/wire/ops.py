@@ -10,6 +10,8 @@ s     text: str (or bin, taken as UTF-8)
 d     a map with str keys
 i     an integer (signed 64-bit); booleans are refused
 f     a number (integer or float, finite or ±inf); booleans are refused
+l     an array (its items are checked by the op's handler)
+a     any value (checked by the op's handler; node-to-node ops only)
 o?    an optional trailing options map with str keys (only the keys the op names)
 (..)+ the group repeats one or more times; a lone ``k+`` repeats one letter
 ====  =====================================================================
@@ -144,10 +146,26 @@ _SPECS = [
     _op("RAFT_STATUS", "", M),
     _op("RAFT_ADD", "s", M, idempotent=False),
     _op("RAFT_REMOVE", "s", M, idempotent=False),
+    # the data plane between nodes (docs/replication.md): a request forwarded by a node that
+    # does not own its key, replica writes, range hand-off, anti-entropy, draining a node
+    _op("FWD", "sl", M, idempotent=False),
+    _op("REPL", "l", M, idempotent=True),
+    _op("HANDOFF", "a", M, idempotent=True),
+    _op("AE_DIGEST", "a", M),
+    _op("AE_KEYS", "a", M),
+    _op("AE_PULL", "a", M),
+    _op("AE_PUSH", "a", M, idempotent=True),
+    _op("LEAVE", "o?", M, idempotent=True, options=("timeout",)),
     # plain values
     _op("GET", "k", R),
     _op("GETS", "k", R),
-    _op("SET", "kvo?", W, idempotent=True, options=("ttl", "nx", "xx", "get", "keepttl")),
+    _op(
+        "SET",
+        "kvo?",
+        W,
+        idempotent=True,
+        options=("ttl", "nx", "xx", "get", "keepttl", "consistency"),
+    ),
     _op("DELETE", "k+", W, idempotent=True),
     _op("EXISTS", "k+", R),
     _op("EXPIRE", "kf", W, idempotent=True),
@@ -203,6 +221,8 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "rev": (bool,),
     "offset": (int,),
     "count": (int,),
+    "timeout": (int, float),
+    "consistency": (str,),
 }
 
 
@@ -243,6 +263,12 @@ def _check(letter: str, value: Any, op: str, limits: Limits) -> Any:
     if letter == "d":
         if type(value) is not dict or not all(type(k) is str for k in value):
             raise BadRequestError(message=f"{op}: expected a map with str keys")
+        return value
+    if letter == "l":
+        if type(value) is not list:
+            raise BadRequestError(message=f"{op}: expected an array, got {_typename(value)}")
+        return value
+    if letter == "a":
         return value
     if letter == "i":
         if type(value) is not int:
