@@ -30,6 +30,7 @@ def test_defaults() -> None:
         {"default_ttl": float("inf")},
         {"replicas": 0},
         {"replicas": True},
+        {"consistency": "most"},
     ],
 )
 def test_validate_refuses(changes: dict[str, object]) -> None:
@@ -45,6 +46,7 @@ def test_mapping_roundtrip() -> None:
         "max_bytes": 1 << 20,
         "default_ttl": 30.0,
         "replicas": 3,
+        "consistency": "one",
     }
     assert NamespacePolicy.from_mapping(mapping) == policy
     assert NamespacePolicy.from_mapping({}) == DEFAULT_POLICY
