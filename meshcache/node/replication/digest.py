@@ -343,6 +343,18 @@ def store_items(store: Store, namespace: str, trange: TokenRange) -> Iterator[Ke
             yield KeyVersion(key, version, True, len(key) + 32)
 
 
+def key_version(store: Store, namespace: str, key: bytes) -> KeyVersion | None:
+    """One key's item as :func:`store_items` would list it: its live entry, else its
+    tombstone, else ``None`` (missing, expired, or purged). Copies the entry to size it."""
+    entry = store.get_entry(namespace, key)
+    if entry is not None:
+        return KeyVersion(key, entry.version, False, _entry_size(entry.value) + len(key) + 32)
+    version = store.get_tombstone(namespace, key)
+    if version is None:
+        return None
+    return KeyVersion(key, version, True, len(key) + 32)
+
+
 def _entry_size(value: Any) -> int:
     if type(value) is bytes:
         return len(value)
@@ -364,6 +376,7 @@ __all__ = [
     "compare",
     "differing",
     "item_hash",
+    "key_version",
     "keys_in_buckets",
     "leaves_under",
     "plan_repair",

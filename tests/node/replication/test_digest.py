@@ -15,6 +15,7 @@ from meshcache.node.replication.digest import (
     check_key_list,
     compare,
     differing,
+    key_version,
     keys_in_buckets,
     leaves_under,
     plan_repair,
@@ -235,3 +236,19 @@ def test_two_real_stores_converge_in_one_round(seed: int) -> None:
     after_a = RangeDigest.build(trange, store_items(a, "default", trange), 3)
     after_b = RangeDigest.build(trange, store_items(b, "default", trange), 3)
     assert after_a == after_b
+
+
+def test_key_version_agrees_with_store_items() -> None:
+    clock = Clock()
+    store = Store(clock=clock, hlc=HLC(clock.ms), tombstone_grace_s=3600)
+    base = clock.ms() - 1000
+    apply_record(store, "default", b"live", EntryView("bytes", b"value", None, make_version(base)))
+    apply_record(store, "default", b"gone", Tombstone(make_version(base + 1)))
+    apply_record(
+        store, "default", b"h", EntryView("hash", {b"f": b"v"}, None, make_version(base + 2))
+    )
+    listed = {item.key: item for item in store_items(store, "default", WHOLE)}
+    assert set(listed) == {b"live", b"gone", b"h"}
+    for key, item in listed.items():
+        assert key_version(store, "default", key) == item
+    assert key_version(store, "default", b"never") is None
