@@ -14,7 +14,9 @@ import pytest
 
 from tools.bench import LoadSpec, Workload, preload, redis_server, run_load
 from tools.bench.cli import main
+from tools.bench.cpu import drive
 from tools.bench.histogram import LatencyHistogram, bucket_bounds, bucket_of
+from tools.bench.scenarios import Options
 
 if shutil.which("redis-server") is None:
     if os.environ.get("CI") == "true":
@@ -101,3 +103,24 @@ def test_misses_are_counted_not_fatal() -> None:
             assert result.ops > 0
             assert result.errors == 0
             assert result.misses > 0  # counted over warm-up and window alike
+
+
+def test_cpu_drives_exactly_the_requests_asked_for(capsys: pytest.CaptureFixture[str]) -> None:
+    workload = Workload(keys=500, value_size=100, get_ratio=0.9)
+    opts = Options(
+        targets=("redis",), conns=3, depths=(4,), workload=workload, pool_size=1024, requests=3000
+    )
+    with redis_server() as srv:
+        templates = preload(srv.host, srv.port, srv.protocol, workload)
+        sample = drive(srv, opts, templates, depth=4, requests=3000)
+    assert sample.requests == 3000  # 750 whole batches of 4, not one more
+    assert (sample.errors, sample.misses) == (0, 0)
+    assert sample.server_cpu_s >= 0 and sample.switches >= 0
+
+    argv = ["cpu", "--targets", "redis", "--conns", "2", "--depth", "1,4", "--keys", "300"]
+    argv += ["--requests", "2000", "--repeat", "2", "--pool", "1024"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| target | conns | depth | requests | server µs/req best |" in out
+    assert out.count("| redis | 2 |") == 2
+    assert out.count("| 2,000 |") == 2

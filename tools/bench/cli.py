@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tools.bench.cpu import cpu
 from tools.bench.report import command_line, machine
 from tools.bench.runner import DEFAULT_POOL, WorkerError
 from tools.bench.scenarios import SCENARIOS, TARGETS, Options
@@ -68,6 +69,13 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--memory-keys", type=int, default=1_000_000, help="keys loaded (1000000)")
     g.add_argument("--repeat", type=int, default=3, help="calibration rounds (3)")
     g.add_argument("--rb-requests", type=int, default=0, help="redis-benchmark -n (auto)")
+    g = common.add_argument_group("cpu")
+    g.add_argument(
+        "--requests", type=int, default=200_000, help="requests measured per run (200000)"
+    )
+    g.add_argument(
+        "--pin", action="store_true", help="server on the first core, generator on the second"
+    )
 
     top = argparse.ArgumentParser(
         prog="python -m tools.bench",
@@ -79,6 +87,7 @@ def parser() -> argparse.ArgumentParser:
         "latency": "open-loop latency at a fraction of meshcache's maximum throughput",
         "memory": "bytes per key for 1M keys (meshcache RSS vs Redis used_memory)",
         "calibrate": "this generator vs redis-benchmark on redis-server",
+        "cpu": "server CPU microseconds per request (fixed request count, --repeat rounds)",
         "all": "calibrate, throughput, latency and memory",
     }
     for name, text in helps.items():
@@ -111,6 +120,8 @@ def options(ns: argparse.Namespace) -> Options:
         memory_keys=ns.memory_keys,
         repeat=ns.repeat,
         rb_requests=ns.rb_requests,
+        requests=ns.requests,
+        pin=ns.pin,
     )
 
 
@@ -121,11 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    scenarios = {**SCENARIOS, "cpu": cpu}
     names = list(SCENARIOS) if ns.command == "all" else [ns.command]
     print(f"Measured {machine()}.\n\nCommand: `{command_line()}`\n", flush=True)
     try:
         for name in names:
-            print(SCENARIOS[name](opts) + "\n", flush=True)
+            print(scenarios[name](opts) + "\n", flush=True)
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         return 130

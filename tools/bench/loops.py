@@ -114,10 +114,13 @@ def closed_loop(
     start_offsets: list[int],
     measure_from_ns: int,
     end_ns: int,
+    max_batches: int = 0,
 ) -> LoopResult:
     """Run batches back to back on every connection until ``end_ns`` (perf_counter_ns).
 
-    Only batches completed in ``[measure_from_ns, end_ns)`` are counted.
+    Only batches completed in ``[measure_from_ns, end_ns)`` are counted. With ``max_batches``,
+    no batch is sent after that many were (the first one per connection included), and the
+    loop returns as soon as every batch sent was answered (or at ``end_ns``).
     """
     result = LoopResult()
     counts = result.counts
@@ -139,15 +142,22 @@ def closed_loop(
     read = os.read
     write = os.write
     ops = 0
+    # Batches that may still be sent; without a limit, more than the loop can ever send.
+    budget = max_batches if max_batches > 0 else 1 << 62
+    in_flight = 0
     ep = select.epoll(n)
     try:
         for fd in fds:
             ep.register(fd, select.EPOLLIN)
         for i, fd in enumerate(fds):
+            if budget == 0:
+                break
+            budget -= 1
+            in_flight += 1
             sent_at[i] = clock()
             _write_all(fd, breq[cursor[i]], end_ns + 5_000_000_000)
         poll = ep.poll
-        while True:
+        while in_flight:
             now = clock()
             if now >= end_ns:
                 break
@@ -190,6 +200,10 @@ def closed_loop(
                         shift = us.bit_length() - shift_base
                         counts[(shift << sub_bits) + (us >> shift)] += depth
                     ops += depth
+                if budget == 0:
+                    in_flight -= 1
+                    continue
+                budget -= 1
                 c = cursor[i] + 1
                 if c == nbatch:
                     c = 0

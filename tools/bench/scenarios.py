@@ -56,6 +56,8 @@ class Options:
     memory_keys: int = 1_000_000
     repeat: int = 3
     rb_requests: int = 0  # 0: sized to take a few seconds per test
+    requests: int = 200_000  # cpu: requests measured per target and depth
+    pin: bool = False  # cpu: server on the first core, generator on the second
 
 
 def log(message: str) -> None:
