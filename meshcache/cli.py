@@ -65,6 +65,10 @@ EXIT_REFUSED = 4
 
 PROG = "meshcache"
 
+#: ``meshcache leave`` waits this much longer for the answer than the node may take to drain.
+LEAVE_ANSWER_SLACK = 5.0
+LEAVE_CONNECT_TIMEOUT = 5.0
+
 
 class _UsageError(Exception):
     """A bad command line, raised instead of argparse's print-usage-and-exit."""
@@ -289,6 +293,8 @@ def _policy_fields(a: argparse.Namespace) -> dict[str, Any]:
         if replicas < 1:
             raise ConfigError("--replicas: must be at least 1")
         fields["replicas"] = replicas
+    if a.consistency is not None:
+        fields["consistency"] = a.consistency
     return fields
 
 
@@ -349,6 +355,22 @@ def _raft(c: Client, a: argparse.Namespace) -> Output:
         status = c.raft_add(address) if a.action == "add" else c.raft_remove(address)
     text = "\n".join(f"{k:<16}{_plain_text(v)}" for k, v in status.items())
     return Output(status, text)
+
+
+def _leave(c: Client, a: argparse.Namespace) -> Output:
+    from meshcache.client import results
+    from meshcache.client.core import Command
+
+    # meshcache.client has no leave() method: the command is built and sent here as a client
+    # method would do it.
+    drain = parse_duration(a.timeout, "--timeout")
+    command = Command.build("LEAVE", [{"timeout": drain}], "default", results.str_map)
+    left = c._execute(command)
+    text = (
+        f"{_plain_text(left.get('node_id'))} left the ring: moved {_plain_text(left.get('moved'))}"
+        f" keys, ring version {_plain_text(left.get('ring_version'))}"
+    )
+    return Output(left, text)
 
 
 def _dbsize(c: Client, a: argparse.Namespace) -> Output:
@@ -463,8 +485,13 @@ def _run_client(args: argparse.Namespace) -> int:
     timeout = parse_duration(args.timeout, "--timeout")
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     handler: Handler = args.handler
+    connect_timeout = timeout
+    if handler is _leave:
+        # leave's --timeout is how long the node may take to drain; its answer comes after.
+        connect_timeout = LEAVE_CONNECT_TIMEOUT
+        timeout += LEAVE_ANSWER_SLACK
     try:
-        with _connect(host, port, connect_timeout=timeout, timeout=timeout) as client:
+        with _connect(host, port, connect_timeout=connect_timeout, timeout=timeout) as client:
             out = handler(client, args)
     except MeshcacheTimeout:
         return _fail(f"no answer from {where} within {_number(timeout)} s", EXIT_UNREACHABLE)
@@ -636,6 +663,11 @@ def _add_ns(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-items", metavar="N", help="0 = unbounded")
     p.add_argument("--ttl", metavar="DURATION", help="default TTL, e.g. 300 or 5m; 0 = none")
     p.add_argument("--replicas", metavar="N")
+    p.add_argument(
+        "--consistency",
+        choices=("one", "quorum", "all"),
+        help="when a write is acknowledged: by one owner, a majority of owners, or all",
+    )
 
 
 def _add_raft(p: argparse.ArgumentParser) -> None:
@@ -733,6 +765,71 @@ def _start_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.set_defaults(run=_start)
 
 
+def _leave_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    help = "drain a node: hand its keys to the other owners, then take it out of the ring"
+    p = sub.add_parser(
+        "leave",
+        help=help,
+        description=f"{help.capitalize()}. The node keeps running until you stop it; the ring "
+        "no longer lists it.",
+    )
+    group = p.add_argument_group("connection and output")
+    group.add_argument("--host", default="127.0.0.1", help="node address (default 127.0.0.1)")
+    group.add_argument("--port", default="7400", help="node data port (default 7400)")
+    group.add_argument(
+        "--timeout",
+        default="30",
+        metavar="DURATION",
+        help="how long the node may take to hand its keys over (default 30s); the answer is "
+        f"awaited {LEAVE_ANSWER_SLACK:g} s longer",
+    )
+    group.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(run=_run_client, handler=_leave)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from meshcache.demo import DemoOptions, run
+
+    options = DemoOptions(
+        nodes=_whole(args.nodes, "--nodes"),
+        base_port=parse_port(args.base_port, "--base-port"),
+        data_dir=args.data_dir,
+        start_timeout=parse_duration(args.timeout, "--timeout"),
+    )
+    return run(options)
+
+
+def _demo_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="run a local mesh of N node processes until Ctrl-C",
+        description="Start N nodes on this host, each in its own process, wait until the ring "
+        "lists them all, print their addresses, and stop them all on Ctrl-C or SIGTERM. Node i "
+        "gets data port BASE+2i (gossip UDP on the same number, Raft on the next), admin port "
+        "BASE+2000+i; the first three nodes are the Raft voters.",
+    )
+    p.add_argument("--nodes", default="3", metavar="N", help="how many nodes (default 3)")
+    p.add_argument(
+        "--base-port",
+        default="7400",
+        metavar="PORT",
+        help="data port of node 0 (default 7400); 0 lets the kernel pick every port",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help="keep the nodes' files in DIR/node<i> (default: a temporary directory, removed)",
+    )
+    p.add_argument(
+        "--timeout",
+        default="60",
+        metavar="DURATION",
+        help="how long the mesh may take to form (default 60s)",
+    )
+    p.set_defaults(run=_demo)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``meshcache`` argument parser (raises instead of exiting; use :func:`main`)."""
     parser = _Parser(
@@ -744,6 +841,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _start_parser(sub)
+    _demo_parser(sub)
+    _leave_parser(sub)
     common = _client_options()
     for name, help, add_args in _CLIENT_SPECS:
         p = sub.add_parser(name, help=help, description=help, parents=[common])

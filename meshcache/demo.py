@@ -1,0 +1,404 @@
+"""``meshcache demo``: a local mesh of separate node processes, in the foreground.
+
+Node ``i`` (from 0) runs ``python -m meshcache start`` with data port ``base + 2*i`` (its gossip
+UDP port has the same number, its Raft port is the next one) and admin port
+``base + 2000 + i``; with ``base`` 0 the kernel picks every port and the demo reads each node's
+``node.json``. The first ``min(3, n)`` nodes are the Raft voters of the config group and share a
+password file the demo writes (mode 600); every other node joins through node 0. The nodes use
+the ``local`` gossip profile (fast failure detection on one host).
+
+:func:`run` returns once the demo is over: 0 after SIGINT or SIGTERM stopped every node, 1 when
+the mesh did not form (a node exited early, or the ring did not list every node in time). A
+node that dies while the demo runs is reported and the others keep running.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import trio
+
+from meshcache.errors import ConfigError, MeshcacheError
+
+#: The file a node writes into its data dir once it serves (see ``meshcache/node/server.py``).
+READY_FILE = "node.json"
+#: Admin port of node ``i`` is ``base + ADMIN_OFFSET + i`` (9400 for the default base 7400).
+ADMIN_OFFSET = 2000
+#: At most this many nodes: their data ports must stay below the admin ports.
+MAX_NODES = 100
+#: The size of the Raft group when there are enough nodes.
+VOTERS = 3
+HOST = "127.0.0.1"
+
+_POLL = 0.05  # seconds between looks at a ready file or at the ring; a deadline bounds both
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    """What ``meshcache demo`` was asked for (already parsed; :func:`plan` checks ranges)."""
+
+    nodes: int = 3
+    base_port: int = 7400
+    data_dir: Path | None = None
+    start_timeout: float = 60.0
+    stop_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class NodePlan:
+    """How one demo node is started. Ports of 0 are chosen by the kernel."""
+
+    index: int
+    data_port: int
+    admin_port: int
+    raft_port: int | None  # set for voters only
+
+    @property
+    def voter(self) -> bool:
+        return self.raft_port is not None
+
+
+def check(options: DemoOptions) -> None:
+    """Raise :class:`ConfigError` when the options cannot work."""
+    n, base = options.nodes, options.base_port
+    if not 1 <= n <= MAX_NODES:
+        raise ConfigError(f"--nodes: must be between 1 and {MAX_NODES}, got {n}")
+    if base and base + ADMIN_OFFSET + n - 1 > 65535:
+        raise ConfigError(
+            f"--base-port: {base} leaves no room for {n} admin ports at {base + ADMIN_OFFSET}+"
+            f" (use at most {65535 - ADMIN_OFFSET - n + 1}, or 0 for kernel-chosen ports)"
+        )
+    if not math.isfinite(options.start_timeout) or options.start_timeout <= 0:
+        raise ConfigError("--timeout: must be more than 0")
+
+
+def plan(options: DemoOptions, free_port: Callable[[], int] | None = None) -> list[NodePlan]:
+    """The nodes to start, or :class:`ConfigError` when the options cannot work.
+
+    With ``base_port`` 0, data and admin ports are left to the kernel, but a voter's Raft
+    address must be known before any voter starts (every voter lists all of them), so voters
+    get a Raft port from ``free_port`` (default: one the kernel hands out and the demo releases).
+    """
+    check(options)
+    n, base = options.nodes, options.base_port
+    voters = min(VOTERS, n)
+    if base:
+        return [
+            NodePlan(
+                i, base + 2 * i, base + ADMIN_OFFSET + i, base + 2 * i + 1 if i < voters else None
+            )
+            for i in range(n)
+        ]
+    pick = free_port or _free_port
+    raft_ports: list[int] = []
+    while len(raft_ports) < voters:
+        port = pick()
+        if port not in raft_ports:
+            raft_ports.append(port)
+    return [NodePlan(i, 0, 0, raft_ports[i] if i < voters else None) for i in range(n)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def node_args(
+    node: NodePlan, data_dir: Path, peers: Sequence[NodePlan], password: Path, seed: str | None
+) -> list[str]:
+    """The ``python -m meshcache start`` command line of ``node``."""
+    args = [
+        sys.executable,
+        "-m",
+        "meshcache",
+        "start",
+        "--host",
+        HOST,
+        "--port",
+        str(node.data_port),
+        "--admin-port",
+        str(node.admin_port),
+        "--data-dir",
+        str(data_dir),
+        "--profile",
+        "local",
+        "--log-format",
+        "json",
+    ]
+    if node.raft_port is not None:
+        raft_peers = ",".join(f"{HOST}:{p.raft_port}" for p in peers if p.raft_port is not None)
+        args += ["--raft-port", str(node.raft_port), "--raft-peers", raft_peers]
+        args += ["--raft-password-file", str(password)]
+    if seed is not None:
+        args += ["--join", seed]
+    return args
+
+
+def write_password(path: Path) -> Path:
+    """Create the shared Raft password file (mode 600) unless it exists; keep an existing one.
+
+    An existing one is kept because the voters' Raft journals in a reused ``--data-dir`` were
+    written under it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        path.chmod(0o600)
+        return path
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(32) + "\n")
+    return path
+
+
+class MeshFailed(MeshcacheError):
+    """The mesh did not form: a node exited early or the ring did not fill in time."""
+
+
+@dataclass(slots=True)
+class DemoNode:
+    """A started node process and, once it is ready, its addresses."""
+
+    plan: NodePlan
+    data_dir: Path
+    process: trio.Process
+    node_id: str = ""
+    data: str = ""
+    admin: str = ""
+    stopping: bool = field(default=False)
+
+    @property
+    def log(self) -> Path:
+        return self.data_dir / "node.log"
+
+    def describe(self) -> str:
+        where = self.data or f"pid {self.process.pid}"
+        return f"node {self.plan.index} ({where})"
+
+    def read_ready(self) -> bool:
+        """True once the node wrote its ready file (for this pid); fills in its addresses."""
+        try:
+            info = json.loads((self.data_dir / READY_FILE).read_text())
+        except (OSError, ValueError):
+            return False
+        if not isinstance(info, dict) or info.get("pid") != self.process.pid:
+            return False  # a file left by an earlier run in the same --data-dir
+        self.node_id, self.data, self.admin = str(info["node_id"]), info["data"], info["admin"]
+        return True
+
+
+def _exit_status(returncode: int | None) -> str:
+    if returncode is not None and returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with code {returncode}"
+
+
+class Demo:
+    """The running demo: its nodes, where their files are, and where it reports."""
+
+    def __init__(self, options: DemoOptions, root: Path, out: TextIO) -> None:
+        self.options = options
+        self.root = root
+        self.out = out
+        self.nodes: list[DemoNode] = []
+        self.stopping = False
+
+    def say(self, line: str) -> None:
+        self.out.write(line + "\n")
+        self.out.flush()
+
+    async def spawn(self, node: NodePlan, plans: Sequence[NodePlan], seed: str | None) -> DemoNode:
+        data_dir = self.root / f"node{node.index}"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        (data_dir / READY_FILE).unlink(missing_ok=True)
+        args = node_args(node, data_dir, plans, self.root / "raft.password", seed)
+        with open(data_dir / "node.log", "ab") as log:
+            # Its own process group: Ctrl-C in the terminal reaches only the demo, which then
+            # stops the nodes itself (and can tell a node that died from one it stopped).
+            process = await trio.lowlevel.open_process(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                process_group=0,
+            )
+        started = DemoNode(node, data_dir, process)
+        self.nodes.append(started)
+        return started
+
+    def check_running(self) -> None:
+        for node in self.nodes:
+            if node.process.returncode is not None:
+                raise MeshFailed(
+                    f"{node.describe()} {_exit_status(node.process.returncode)} before the mesh"
+                    f" was ready; its log: {node.log}"
+                )
+
+    async def wait_ready(self, node: DemoNode) -> None:
+        while not node.read_ready():
+            self.check_running()
+            await trio.sleep(_POLL)
+
+    async def wait_ring(self) -> int:
+        """Poll RING on node 0 until it lists every node; the ring version."""
+        from meshcache.client.trio_client import TrioClient
+
+        wanted = {node.node_id for node in self.nodes}
+        async with TrioClient(self.nodes[0].data, timeout=2.0, connect_timeout=2.0) as client:
+            while True:
+                self.check_running()
+                try:
+                    ring: dict[str, Any] = await client.ring()
+                except MeshcacheError:
+                    ring = {}
+                members = {str(m.get("node_id")) for m in ring.get("members", [])}
+                if members >= wanted:
+                    return int(ring.get("version", 0))
+                await trio.sleep(_POLL)
+
+    async def start(self) -> int:
+        """Start every node and wait until the ring lists them all; the ring version."""
+        plans = plan(self.options)
+        write_password(self.root / "raft.password")
+        first = await self.spawn(plans[0], plans, None)
+        await self.wait_ready(first)
+        for node in plans[1:]:
+            await self.spawn(node, plans, first.data)
+        for started in self.nodes[1:]:
+            await self.wait_ready(started)
+        return await self.wait_ring()
+
+    def print_ready(self, version: int) -> None:
+        for node in self.nodes:
+            role = "voter" if node.plan.voter else "member"
+            self.say(
+                f"node {node.plan.index}  data {node.data}  admin http://{node.admin}  {role}"
+                f"  pid {node.process.pid}  log {node.log}"
+            )
+        self.say(f"ready: {len(self.nodes)} nodes, ring version {version}, files in {self.root}")
+        first, last = self.nodes[0], self.nodes[-1]
+        port0, port_n = first.data.rpartition(":")[2], last.data.rpartition(":")[2]
+        self.say("try, from another terminal:")
+        for example in (
+            f"meshcache set hello world --port {port0}",
+            f"meshcache get hello --port {port_n}",
+            f"meshcache members --port {port0}",
+            f"meshcache ring --port {port0}",
+            f"meshcache leave --port {port_n}",
+            f"curl -s http://{first.admin}/metrics | grep meshcache_requests",
+        ):
+            self.say(f"  {example}")
+        self.say("Ctrl-C stops every node.")
+
+    async def watch(self, node: DemoNode) -> None:
+        """Report ``node`` if it exits while the demo runs; the others keep running."""
+        await node.process.wait()
+        if not self.stopping:
+            alive = sum(n.process.returncode is None for n in self.nodes)
+            self.say(
+                f"{node.describe()} {_exit_status(node.process.returncode)};"
+                f" {alive} of {len(self.nodes)} nodes keep running; its log: {node.log}"
+            )
+
+    async def stop(self) -> None:
+        """SIGTERM every node, wait ``stop_timeout``, then SIGKILL what is left; reap all."""
+        self.stopping = True
+        with trio.CancelScope(shield=True):
+            for node in self.nodes:
+                if node.process.returncode is None:
+                    node.process.send_signal(signal.SIGTERM)
+            with trio.move_on_after(self.options.stop_timeout):
+                for node in self.nodes:
+                    await node.process.wait()
+            for node in self.nodes:
+                if node.process.returncode is None:
+                    self.say(f"{node.describe()} did not stop in time; killing it")
+                    node.process.kill()
+                    await node.process.wait()
+
+
+async def _run(demo: Demo) -> int:
+    status = 0
+    try:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+
+                async def until_signal() -> None:
+                    async for _ in signals:
+                        demo.stopping = True
+                        nursery.cancel_scope.cancel()
+                        return
+
+                nursery.start_soon(until_signal)
+                try:
+                    with trio.fail_after(demo.options.start_timeout):
+                        version = await demo.start()
+                except trio.TooSlowError:
+                    timeout = demo.options.start_timeout
+                    raise MeshFailed(
+                        f"the ring on node 0 did not list all {demo.options.nodes} nodes within"
+                        f" {timeout:g} s; logs in {demo.root}/node*/node.log"
+                    ) from None
+                demo.print_ready(version)
+                for node in demo.nodes:
+                    nursery.start_soon(demo.watch, node)
+    except* MeshFailed as group:
+        for exc in group.exceptions:
+            sys.stderr.write(f"meshcache demo: {exc}\n")
+        status = 1
+    finally:
+        await demo.stop()
+    return status
+
+
+def run(options: DemoOptions, out: TextIO | None = None) -> int:
+    """Run the demo until SIGINT or SIGTERM; the exit code (see the module doc).
+
+    Raises:
+        ConfigError: the options cannot work (before anything is started).
+    """
+    check(options)
+    if options.data_dir is not None:
+        try:
+            options.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"--data-dir: cannot create {options.data_dir}: {exc.strerror}"
+            ) from None
+        return trio.run(_run, Demo(options, options.data_dir.resolve(), out or sys.stdout))
+    root = Path(tempfile.mkdtemp(prefix="meshcache-demo-"))
+    try:
+        return trio.run(_run, Demo(options, root, out or sys.stdout))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+__all__ = [
+    "ADMIN_OFFSET",
+    "DemoOptions",
+    "MeshFailed",
+    "NodePlan",
+    "check",
+    "node_args",
+    "plan",
+    "run",
+    "write_password",
+]

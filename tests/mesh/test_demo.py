@@ -1,0 +1,237 @@
+"""``meshcache demo`` as a user runs it: a subprocess that starts a mesh of node processes,
+serves until SIGTERM, reports a node that dies, and fails with one line when a node cannot
+start. Kernel-chosen ports (``--base-port 0``), so runs never clash."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from meshcache import Client, MeshcacheError
+from tests.mesh.helpers import wait_for
+
+READY_DEADLINE = 60.0
+NODE_LINE = re.compile(r"^node (\d+)  data (\S+)  admin http://(\S+)  (voter|member)  pid (\d+)")
+
+
+def clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHCACHE_")}
+    repo = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")]))
+    return env
+
+
+class DemoRun:
+    """``python -m meshcache demo ...`` with its output collected line by line as it comes."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "meshcache", "demo", "--base-port", "0", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(),
+        )
+        self.out: list[str] = []
+        self.err: list[str] = []
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self.readers = [
+            threading.Thread(target=self._collect, args=(self.proc.stdout, self.out), daemon=True),
+            threading.Thread(target=self._collect, args=(self.proc.stderr, self.err), daemon=True),
+        ]
+        for reader in self.readers:
+            reader.start()
+
+    @staticmethod
+    def _collect(stream: IO[str], lines: list[str]) -> None:
+        with stream:
+            for line in stream:
+                lines.append(line.rstrip("\n"))
+
+    def wait_ready(self) -> None:
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                pytest.fail(f"demo exited with {self.proc.returncode}: {self.err} {self.out}")
+            return any(line.startswith("ready: ") for line in self.out)
+
+        wait_for(ready, READY_DEADLINE, "the demo to print 'ready'")
+
+    @property
+    def nodes(self) -> dict[int, tuple[str, int]]:
+        """Node index → (data address, pid), from the lines printed before 'ready'."""
+        found: dict[int, tuple[str, int]] = {}
+        for line in self.out:
+            if m := NODE_LINE.match(line):
+                found[int(m.group(1))] = (m.group(2), int(m.group(5)))
+        return found
+
+    def finish(self, signum: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+        code = self.proc.wait(timeout=30)
+        for reader in self.readers:
+            reader.join(timeout=10)
+        return code
+
+    def cleanup(self) -> None:
+        """Whatever happened in the test, no demo and no node is left running."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for _, pid in self.nodes.values():
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        for reader in self.readers:
+            reader.join(timeout=10)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def demos() -> Iterator[list[DemoRun]]:
+    started: list[DemoRun] = []
+    yield started
+    for demo in started:
+        demo.cleanup()
+
+
+def start_demo(demos: list[DemoRun], *args: str) -> DemoRun:
+    demo = DemoRun(*args)
+    demos.append(demo)
+    demo.wait_ready()
+    return demo
+
+
+def ring_members(address: str) -> set[str]:
+    with Client(address, timeout=5) as c:
+        return {str(m["node_id"]) for m in c.ring()["members"]}
+
+
+def test_demo_serves_and_stops_every_node_on_sigterm(demos: list[DemoRun], tmp_path: Path) -> None:
+    demo = start_demo(demos, "--nodes", "3", "--data-dir", str(tmp_path))
+    nodes = demo.nodes
+    assert sorted(nodes) == [0, 1, 2]
+    roles = [m.group(4) for line in demo.out if (m := NODE_LINE.match(line))]
+    assert roles == ["voter"] * 3
+    addresses = {address for address, _ in nodes.values()}
+    assert ring_members(nodes[2][0]) == addresses  # every node, as seen from the last one too
+    for i in (0, 1):
+        with Client(nodes[i][0], timeout=5) as c:
+            assert c.set(f"demo:{i}", b"value")
+            assert c.get(f"demo:{i}") == b"value"
+    assert any(line.strip().startswith("meshcache set hello world --port") for line in demo.out)
+    password = tmp_path / "raft.password"
+    assert password.stat().st_mode & 0o777 == 0o600
+
+    assert demo.finish(signal.SIGTERM) == 0
+    assert [pid for _, pid in nodes.values() if alive(pid)] == []
+    assert demo.err == []
+    # The nodes stopped themselves (graceful exit removes the ready file); their files stay.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "node0",
+        "node1",
+        "node2",
+        "raft.password",
+    ]
+    assert not list(tmp_path.glob("node*/node.json"))
+
+
+def test_a_killed_node_is_reported_and_the_demo_keeps_running(demos: list[DemoRun]) -> None:
+    demo = start_demo(demos, "--nodes", "3")
+    nodes = demo.nodes
+    root = Path(next(x for x in demo.out if x.startswith("ready: ")).rpartition(" files in ")[2])
+    assert root.is_dir()
+    os.kill(nodes[1][1], signal.SIGKILL)
+
+    def reported() -> bool:
+        return any(x.startswith("node 1 (") and "killed by SIGKILL" in x for x in demo.out)
+
+    wait_for(reported, 10, "the demo to report node 1")
+    assert demo.proc.poll() is None
+    for i in (0, 2):
+        with Client(nodes[i][0], timeout=5) as c:
+            assert c.ping()
+    assert demo.finish(signal.SIGINT) == 0
+    assert [pid for _, pid in nodes.values() if alive(pid)] == []
+    assert not root.exists()  # no --data-dir: the temporary directory goes with the demo
+
+
+def test_a_node_that_cannot_start_fails_the_demo_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "meshcache", "demo", "--nodes", "2", "--base-port", str(port)],
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("meshcache demo: node 0 ")
+    assert "exited with code 1 before the mesh was ready" in result.stderr
+
+
+@pytest.mark.xfail(
+    strict=False, reason="nodes do not forward requests or replicate yet (FWD/REPL being wired)"
+)
+def test_a_key_set_through_one_node_is_read_through_another(demos: list[DemoRun]) -> None:
+    demo = start_demo(demos, "--nodes", "2")
+    nodes = demo.nodes
+    with Client(nodes[0][0], timeout=5) as c:
+        assert c.set("demo:shared", b"both")
+
+    with Client(nodes[1][0], timeout=5) as other:
+
+        def visible() -> bool:
+            return other.get("demo:shared") == b"both"
+
+        wait_for(visible, 5, "the key through node 1")
+
+
+@pytest.mark.xfail(strict=False, reason="the node side of LEAVE is not merged yet")
+def test_leave_takes_a_node_out_of_the_ring(demos: list[DemoRun]) -> None:
+    demo = start_demo(demos, "--nodes", "2")
+    nodes = demo.nodes
+    result = subprocess.run(
+        [sys.executable, "-m", "meshcache", "leave", "--port", nodes[1][0].rpartition(":")[2]],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "left the ring" in result.stdout
+
+    def one_member() -> bool:
+        try:
+            return ring_members(nodes[0][0]) == {nodes[0][0]}
+        except MeshcacheError:
+            return False
+
+    wait_for(one_member, 20, "the ring to list only node 0")
