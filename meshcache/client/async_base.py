@@ -9,18 +9,27 @@ discarding any connection whose exchange did not complete — lives here once.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar
 
 from meshcache.client.commands import AsyncExecutor, CommandQueue, Commands
 from meshcache.client.core import ClientProtocol, Command, Exchange, batch_route
-from meshcache.client.routing import Address, Router, SeedRouter, parse_addresses
+from meshcache.client.ring_router import FETCH_RING, default_router
+from meshcache.client.routing import Address, Router
 from meshcache.client.sockets import RECV_SIZE
-from meshcache.errors import ConfigError, MeshcacheConnectionError, MeshcacheTimeout
+from meshcache.client.split import SPLIT_OPS, Group, Plan, plan
+from meshcache.errors import (
+    ConfigError,
+    MeshcacheConnectionError,
+    MeshcacheError,
+    MeshcacheTimeout,
+)
 from meshcache.wire import DEFAULT_MAX_FRAME
 
 T = TypeVar("T")
@@ -72,7 +81,16 @@ class AsyncClientBase(ABC, Commands, AsyncExecutor, Generic[C]):
             pooled connection (None: forever).
         connect_timeout: seconds to wait for a node to accept a connection.
         max_connections: how many connections may be lent out at once.
-        router: picks the node per key; defaults to a :class:`SeedRouter` over ``addresses``.
+        router: picks the node per key; overrides ``smart``.
+        smart: route by the cluster ring (a :class:`RingRouter` over ``addresses``): each key's
+            requests go to its first owner, batches of many keys are split by node and sent
+            concurrently. False: every request goes to the first seed that answers (a
+            :class:`SeedRouter`), e.g. to talk to exactly one node.
+
+    The ring is fetched (``RING``, ``NS_LIST``) before the first request, and again, by the
+    one task whose response first carries a newer ring version, before that task's call
+    returns; other tasks keep routing by the ring they have. A node outside a mesh has no
+    ring, and then the client routes by seed as with ``smart=False``.
 
     Retries: a request (or pipeline) made only of idempotent ops is sent once more, on a new
     connection, when its connection breaks before the answer arrives; others raise
@@ -89,10 +107,13 @@ class AsyncClientBase(ABC, Commands, AsyncExecutor, Generic[C]):
         max_connections: int = 16,
         router: Router | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
+        smart: bool = True,
     ) -> None:
         if max_connections < 1:
             raise ConfigError("max_connections must be at least 1")
-        self.router: Router = router or SeedRouter(parse_addresses(addresses))
+        self.router: Router = router or default_router(addresses, smart=smart)
+        # True until a first request has asked the router whether it wants the ring.
+        self._ring_unasked = True
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.max_connections = max_connections
@@ -119,6 +140,13 @@ class AsyncClientBase(ABC, Commands, AsyncExecutor, Generic[C]):
     def _make_event(self) -> Event:
         """A new event of the running event loop."""
 
+    @abstractmethod
+    async def _gather(self, jobs: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
+        """Run the jobs concurrently; their results in order.
+
+        When a job raises, the others are cancelled and the error propagates.
+        """
+
     # -- the shared logic -----------------------------------------------------------------------
 
     async def _execute(self, command: Command[T]) -> T:
@@ -127,10 +155,29 @@ class AsyncClientBase(ABC, Commands, AsyncExecutor, Generic[C]):
         return result
 
     async def _run(self, commands: Sequence[Command[Any]], *, raise_on_error: bool) -> list[Any]:
+        if self._ring_unasked:
+            self._ring_unasked = False
+            if self.router.observe_ring_version(0):
+                await self._fetch_ring(None)
+        if len(commands) > 1 or commands[0].spec.name in SPLIT_OPS:
+            batches = plan(commands, self.router.primary)
+            if batches is not None:
+                return await self._run_plan(batches, raise_on_error)
         key, retryable = batch_route(commands)
+        return await self._send(commands, key, retryable, raise_on_error)
+
+    async def _send(
+        self,
+        commands: Sequence[Command[Any]],
+        key: bytes | None,
+        retryable: bool,
+        raise_on_error: bool,
+        prefer: Address | None = None,
+    ) -> list[Any]:
+        """Send the batch to the router's node for ``key`` (retried once if ``retryable``)."""
         attempts = 2 if retryable else 1
         for attempt in range(attempts):
-            conn = await self._acquire(key)
+            conn = await self._acquire(key, prefer)
             try:
                 async with self._deadline(self.timeout):
                     exchange = await conn.exchange(commands)
@@ -143,11 +190,40 @@ class AsyncClientBase(ABC, Commands, AsyncExecutor, Generic[C]):
                 self._discard(conn)
                 raise
             self._release(conn)
-            self.router.observe_ring_version(conn.protocol.ring_version)
+            if self.router.observe_ring_version(conn.protocol.ring_version):
+                await self._fetch_ring(conn.address)
             return exchange.results(raise_on_error=raise_on_error)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _acquire(self, key: bytes | None) -> C:
+    async def _fetch_ring(self, prefer: Address | None) -> None:
+        """Fetch the ring (from ``prefer`` first: it answered with the newer version)."""
+        replies = None
+        try:
+            with contextlib.suppress(MeshcacheError):
+                replies = await self._send(FETCH_RING, None, True, True, prefer)
+        finally:
+            self.router.ring_fetched(replies)
+
+    async def _run_plan(self, batches: Plan, raise_on_error: bool) -> list[Any]:
+        """Send every group concurrently, then merge the results in the caller's order."""
+        jobs = [functools.partial(self._send_group, group) for group in batches.groups]
+        outcomes = await self._gather(jobs)
+        done: list[list[Any]] = []
+        for outcome in outcomes:
+            if isinstance(outcome, MeshcacheError):
+                raise outcome
+            done.append(outcome)
+        return batches.results(done, raise_on_error=raise_on_error)
+
+    async def _send_group(self, group: Group) -> list[Any] | MeshcacheError:
+        # The error is returned, not raised: one group failing must not cancel the others,
+        # whose connections would then be closed half-read.
+        try:
+            return await self._send(group.commands, group.key, group.retryable, False)
+        except MeshcacheError as exc:
+            return exc
+
+    async def _acquire(self, key: bytes | None, prefer: Address | None = None) -> C:
         if self._closed:
             raise MeshcacheConnectionError("the client is closed")
         if self._lent >= self.max_connections:
@@ -155,6 +231,8 @@ class AsyncClientBase(ABC, Commands, AsyncExecutor, Generic[C]):
         self._lent += 1
         try:
             candidates = self.router.candidates(key)
+            if prefer is not None:
+                candidates = [prefer, *(a for a in candidates if a != prefer)]
             if candidates:
                 # The usual case, without another coroutine: an idle connection to the first.
                 idle = self._idle.get(candidates[0])

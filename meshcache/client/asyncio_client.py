@@ -16,14 +16,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from meshcache.client.async_base import RECV_SIZE, AsyncClientBase, AsyncPipeline, Event
 from meshcache.client.core import ClientProtocol, Command, Exchange
 from meshcache.client.routing import Address
 from meshcache.errors import MeshcacheConnectionError, MeshcacheError, MeshcacheTimeout
+
+T = TypeVar("T")
 
 
 class _ReplyProtocol(asyncio.BufferedProtocol):
@@ -188,6 +190,14 @@ class AsyncClient(AsyncClientBase[AsyncioConnection]):
 
     def _make_event(self) -> Event:
         return asyncio.Event()
+
+    async def _gather(self, jobs: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
+        async def run(job: Callable[[], Awaitable[T]]) -> T:
+            return await job()
+
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(run(job)) for job in jobs]
+        return [task.result() for task in tasks]
 
 
 AsyncioPipeline = AsyncPipeline

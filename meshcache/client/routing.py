@@ -1,16 +1,17 @@
 """Which node a request goes to: the routing seam of every client front end.
 
 A front end asks its :class:`Router` for ``candidates(key)`` — the addresses to try, best first —
-connects to the first that answers and reports back with ``connected`` / ``failed``. Today the
-only router is :class:`SeedRouter` (the first seed that answers, failing over down the list);
-the cluster-ring router will implement the same protocol and place each key on its owners.
+connects to the first that answers and reports back with ``connected`` / ``failed``. Two routers
+implement it: :class:`SeedRouter` (the first seed that answers, failing over down the list) and
+:class:`~meshcache.client.ring_router.RingRouter`, which places each key on its owners by the
+cluster ring and tells the front end when to fetch a newer ring.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from meshcache.errors import ConfigError
 
@@ -81,8 +82,16 @@ def parse_addresses(spec: str | Address | Sequence[str | Address]) -> list[Addre
 class Router(Protocol):
     """Picks the node for a request. Called from many threads or tasks at once."""
 
-    def candidates(self, key: bytes | None) -> list[Address]:
-        """The addresses to try for ``key`` (None: any node will do), best first."""
+    def candidates(self, key: bytes | None) -> Sequence[Address]:
+        """The addresses to try for ``key`` (None: any node will do), best first.
+
+        The caller must not change the sequence (a router may hand out a shared one).
+        """
+        ...
+
+    def primary(self, key: bytes) -> Address | None:
+        """The node the key's requests go to first; None when the router does not place keys
+        (then a batch of many keys is never split by node)."""
         ...
 
     def connected(self, address: Address) -> None:
@@ -93,8 +102,19 @@ class Router(Protocol):
         """Connecting to ``address`` failed, or a connection to it broke."""
         ...
 
-    def observe_ring_version(self, version: int) -> None:
-        """A response carried this ring version (a ring router refreshes when it grows)."""
+    def observe_ring_version(self, version: int) -> bool:
+        """A response carried this ring version.
+
+        True tells the caller to fetch the ring (``RING`` and ``NS_LIST``) now and hand the
+        result to :meth:`ring_fetched`; at most one caller at a time is told so. A front end
+        also calls this with version 0 before its first request, so that a router which has
+        never seen a ring asks for one.
+        """
+        ...
+
+    def ring_fetched(self, replies: Sequence[Any] | None) -> None:
+        """The ``RING`` and ``NS_LIST`` results fetched after ``observe_ring_version`` said so
+        (None: the fetch failed). Called exactly once per True from ``observe_ring_version``."""
         ...
 
 
@@ -124,6 +144,9 @@ class SeedRouter:
     def candidates(self, key: bytes | None) -> list[Address]:
         return list(self._candidates)
 
+    def primary(self, key: bytes) -> Address | None:
+        return None
+
     def connected(self, address: Address) -> None:
         if address in self.addresses and address != self.addresses[self._preferred]:
             self._prefer(self.addresses.index(address))
@@ -133,8 +156,13 @@ class SeedRouter:
         if self.addresses[i] == address:
             self._prefer((i + 1) % len(self.addresses))
 
-    def observe_ring_version(self, version: int) -> None:
-        self.ring_version = max(self.ring_version, version)
+    def observe_ring_version(self, version: int) -> bool:
+        if version > self.ring_version:
+            self.ring_version = version
+        return False
+
+    def ring_fetched(self, replies: Sequence[Any] | None) -> None:
+        """Never asked for: a seed router does not fetch the ring."""
 
 
 __all__ = ["DEFAULT_PORT", "Address", "Router", "SeedRouter", "parse_address", "parse_addresses"]

@@ -12,18 +12,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from meshcache.client.commands import CommandQueue, Commands, SyncExecutor
 from meshcache.client.core import ClientProtocol, Command, Exchange, batch_route
-from meshcache.client.routing import Address, Router, SeedRouter, parse_addresses
+from meshcache.client.ring_router import FETCH_RING, default_router
+from meshcache.client.routing import Address, Router
 from meshcache.client.sockets import RECV_SIZE, readable_check
-from meshcache.errors import ConfigError, MeshcacheConnectionError, MeshcacheTimeout
+from meshcache.client.split import SPLIT_OPS, Group, Plan, plan
+from meshcache.errors import (
+    ConfigError,
+    MeshcacheConnectionError,
+    MeshcacheError,
+    MeshcacheTimeout,
+)
 from meshcache.wire import DEFAULT_MAX_FRAME
 
 T = TypeVar("T")
@@ -162,8 +171,10 @@ class ConnectionPool:
         self._idle: dict[Address, list[_Connection]] = {}
         self._closed = False
 
-    def acquire(self, key: bytes | None) -> _Connection:
+    def acquire(self, key: bytes | None, prefer: Address | None = None) -> _Connection:
         """A connection to the node the router picks for ``key``, failing over down its list.
+
+        ``prefer``: try this node first, then the router's list.
 
         Raises:
             MeshcacheTimeout: every connection stayed busy for ``timeout`` seconds.
@@ -172,6 +183,8 @@ class ConnectionPool:
         if self._closed:
             raise MeshcacheConnectionError("the client is closed")
         candidates = self.router.candidates(key)
+        if prefer is not None:
+            candidates = [prefer, *(a for a in candidates if a != prefer)]
         with self._lock:
             if self._lent >= self.max_connections:
                 self._wait_for_slot()
@@ -277,7 +290,15 @@ class Client(Commands, SyncExecutor):
             how long to wait for a free pooled connection.
         connect_timeout: seconds to wait for a node to accept a connection.
         max_connections: how many connections the pool may hold at once.
-        router: picks the node per key; defaults to a :class:`SeedRouter` over ``addresses``.
+        router: picks the node per key; overrides ``smart``.
+        smart: route by the cluster ring (a :class:`RingRouter` over ``addresses``): each key's
+            requests go to its first owner, batches of many keys are split by node and sent in
+            parallel. False: every request goes to the first seed that answers (a
+            :class:`SeedRouter`), e.g. to talk to exactly one node.
+
+    The ring is fetched (``RING``, ``NS_LIST``) before the first request, and again by one
+    caller when a response carries a newer ring version; a node outside a mesh has no ring,
+    and then the client routes by seed as with ``smart=False``.
 
     A request whose op is idempotent (``OpSpec.idempotent``: reads, SET, DELETE, ...) is sent a
     second time, on a new connection, when the connection breaks before its answer arrives;
@@ -294,9 +315,14 @@ class Client(Commands, SyncExecutor):
         max_connections: int = 64,
         router: Router | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
+        smart: bool = True,
     ) -> None:
-        self.router: Router = router or SeedRouter(parse_addresses(addresses))
+        self.router: Router = router or default_router(addresses, smart=smart)
         self.timeout = timeout
+        # True until a first request has asked the router whether it wants the ring.
+        self._ring_unasked = True
+        self._split_lock = threading.Lock()
+        self._split_executor: ThreadPoolExecutor | None = None
         self._pool = ConnectionPool(
             self.router,
             connect_timeout=connect_timeout,
@@ -310,11 +336,30 @@ class Client(Commands, SyncExecutor):
         return result
 
     def _run(self, commands: Sequence[Command[Any]], *, raise_on_error: bool) -> list[Any]:
+        if self._ring_unasked:
+            self._ring_unasked = False
+            if self.router.observe_ring_version(0):
+                self._fetch_ring(None)
+        if len(commands) > 1 or commands[0].spec.name in SPLIT_OPS:
+            batches = plan(commands, self.router.primary)
+            if batches is not None:
+                return self._run_plan(batches, raise_on_error)
         key, retryable = batch_route(commands)
+        return self._send(commands, key, retryable, raise_on_error)
+
+    def _send(
+        self,
+        commands: Sequence[Command[Any]],
+        key: bytes | None,
+        retryable: bool,
+        raise_on_error: bool,
+        prefer: Address | None = None,
+    ) -> list[Any]:
+        """Send the batch to the router's node for ``key`` (retried once if ``retryable``)."""
         pool = self._pool
         attempts = 2 if retryable else 1
         for attempt in range(attempts):
-            conn = pool.acquire(key)
+            conn = pool.acquire(key, prefer)
             try:
                 exchange = conn.exchange(commands, self.timeout)
             except MeshcacheConnectionError:
@@ -326,9 +371,51 @@ class Client(Commands, SyncExecutor):
                 pool.discard(conn)
                 raise
             pool.release(conn)
-            self.router.observe_ring_version(conn.protocol.ring_version)
+            if self.router.observe_ring_version(conn.protocol.ring_version):
+                self._fetch_ring(conn.address)
             return exchange.results(raise_on_error=raise_on_error)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _fetch_ring(self, prefer: Address | None) -> None:
+        """Fetch the ring (from ``prefer`` first: it answered with the newer version)."""
+        replies = None
+        try:
+            with contextlib.suppress(MeshcacheError):
+                replies = self._send(FETCH_RING, None, True, True, prefer)
+        finally:
+            self.router.ring_fetched(replies)
+
+    def _run_plan(self, batches: Plan, raise_on_error: bool) -> list[Any]:
+        """Send every group at once (the first on this thread), then merge the results."""
+        groups = batches.groups
+        executor = self._executor()
+        futures = [executor.submit(self._send_group, group) for group in groups[1:]]
+        outcomes = [self._send_group(groups[0]), *(future.result() for future in futures)]
+        done: list[list[Any]] = []
+        for outcome in outcomes:
+            if isinstance(outcome, MeshcacheError):
+                raise outcome
+            done.append(outcome)
+        return batches.results(done, raise_on_error=raise_on_error)
+
+    def _send_group(self, group: Group) -> list[Any] | MeshcacheError:
+        # The error is returned, not raised, so the caller waits for every group before it
+        # raises (no request left running behind its back).
+        try:
+            return self._send(group.commands, group.key, group.retryable, False)
+        except MeshcacheError as exc:
+            return exc
+
+    def _executor(self) -> ThreadPoolExecutor:
+        executor = self._split_executor
+        if executor is None:
+            with self._split_lock:
+                executor = self._split_executor
+                if executor is None:
+                    workers = min(self._pool.max_connections, 32)
+                    executor = ThreadPoolExecutor(workers, thread_name_prefix="meshcache-split")
+                    self._split_executor = executor
+        return executor
 
     def pipeline(self, *, raise_on_error: bool = True) -> Pipeline:
         """A pipeline: queue calls on it, then ``execute()`` sends them in one write."""
@@ -337,6 +424,10 @@ class Client(Commands, SyncExecutor):
     def close(self) -> None:
         """Close every pooled connection; the client cannot be used afterwards."""
         self._pool.close()
+        with self._split_lock:
+            executor, self._split_executor = self._split_executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
 
     def __enter__(self) -> Self:
         return self

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -26,6 +26,8 @@ from meshcache.client.core import ClientProtocol, Command, Exchange
 from meshcache.client.routing import Address
 from meshcache.client.sockets import readable_check
 from meshcache.errors import MeshcacheConnectionError, MeshcacheTimeout
+
+T = TypeVar("T")
 
 
 class TrioConnection:
@@ -147,6 +149,17 @@ class TrioClient(AsyncClientBase[TrioConnection]):
 
     def _make_event(self) -> Event:
         return trio.Event()
+
+    async def _gather(self, jobs: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
+        done: dict[int, T] = {}
+
+        async def run(i: int, job: Callable[[], Awaitable[T]]) -> None:
+            done[i] = await job()
+
+        async with trio.open_nursery() as nursery:
+            for i, job in enumerate(jobs):
+                nursery.start_soon(run, i, job)
+        return [done[i] for i in range(len(jobs))]
 
 
 TrioPipeline = AsyncPipeline

@@ -1,0 +1,287 @@
+"""Smart routing: send each key's requests straight to its owner on the cluster ring.
+
+A :class:`RingRouter` holds a :class:`RingSnapshot` — the ring and the namespaces' replica counts,
+learned with the ``RING`` and ``NS_LIST`` ops — and answers ``candidates(key)`` with the key's
+owners in preference order (the first one coordinates its reads and writes), then the other
+members, then the seeds. Until a snapshot is installed, and whenever the node has no ring (a lone
+node outside a mesh) or the fetch failed, it routes exactly like :class:`SeedRouter`.
+
+**Cost per request.** When a snapshot is installed, its lookup table maps every ring range to a
+precomputed tuple of addresses, so ``candidates(key)`` is one CRC-32, one ``bisect`` and one
+index — no allocation. Noticing a newer ring version is one integer comparison.
+
+**Refreshing.** Every response carries the ring version the node has installed. When one is
+newer than the snapshot, ``observe_ring_version`` returns True to exactly one caller (a
+non-blocking lock claims the refresh; everybody else keeps routing with the old snapshot), which
+fetches ``RING`` and ``NS_LIST`` and hands them to :meth:`RingRouter.ring_fetched`.
+
+**Failed nodes.** A node that refused a connection is moved to the end of every candidate list
+for ``retry_after`` seconds, so requests for its keys go to the next owner at once rather than
+try it first each time; after that it is tried first again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from meshcache.client import results
+from meshcache.client.core import Command
+from meshcache.client.routing import Address, Router, SeedRouter, parse_address, parse_addresses
+from meshcache.errors import ConfigError, RemoteProtocolError
+from meshcache.ring import READ_STATES, Ring, RingMember, key_token
+
+DEFAULT_NAMESPACE = "default"
+DEFAULT_RETRY_AFTER = 1.0
+"""Seconds a node that refused a connection stays at the end of the candidate lists."""
+
+FETCH_RING: tuple[Command[Any], ...] = (
+    Command.build("RING", [], DEFAULT_NAMESPACE, results.str_map),
+    Command.build("NS_LIST", [], DEFAULT_NAMESPACE, results.str_map),
+)
+"""What a front end sends, as one batch, when ``observe_ring_version`` asks for the ring."""
+
+
+def default_router(addresses: str | Address | Sequence[str | Address], *, smart: bool) -> Router:
+    """The router a client builds for ``addresses``: by ring when ``smart``, else by seed.
+
+    Raises:
+        ConfigError: no address, or one that does not parse.
+    """
+    seeds = parse_addresses(addresses)
+    return RingRouter(seeds) if smart else SeedRouter(seeds)
+
+
+@dataclass(frozen=True, slots=True)
+class RingSnapshot:
+    """The ring as one node described it, with the replica count of every namespace.
+
+    ``bounds`` and ``table`` are the lookup table: ``table[i]`` is the candidate list for the
+    keys whose token falls in ``(bounds[i-1], bounds[i]]``; ``table[len(bounds)]`` repeats
+    ``table[0]`` for tokens past the last bound (they wrap around to the first range).
+    """
+
+    ring: Ring
+    replicas: Mapping[str, int]
+    addresses: Mapping[str, Address]
+    bounds: list[int]
+    table: list[tuple[Address, ...]]
+    others: tuple[Address, ...]
+
+    @property
+    def version(self) -> int:
+        return self.ring.version
+
+    @classmethod
+    def build(
+        cls, ring: Ring, replicas: Mapping[str, int], seeds: Sequence[Address] = ()
+    ) -> RingSnapshot | None:
+        """The snapshot of ``ring``, or None when no member owns keys (route by seed then).
+
+        Raises:
+            ConfigError: a member's address does not parse.
+        """
+        addresses = {m.node_id: parse_address(m.address) for m in ring.members}
+        bounds = ring.boundaries()
+        if not bounds:
+            return None
+        # Owners as deep as the ring precomputes them: deeper asks walk the ring per lookup.
+        depth = len(ring.owners_for_token(bounds[0], ring.preference_depth))
+        readers = [addresses[m.node_id] for m in ring.members if m.state in READ_STATES]
+        rest = [addresses[m.node_id] for m in ring.members if m.state not in READ_STATES]
+        tail = tuple(dict.fromkeys([*readers, *rest, *seeds]))
+        interned: dict[tuple[str, ...], tuple[Address, ...]] = {}
+        table: list[tuple[Address, ...]] = []
+        for bound in bounds:
+            owners = ring.owners_for_token(bound, depth)
+            ids = tuple(m.node_id for m in owners)
+            row = interned.get(ids)
+            if row is None:
+                first = tuple(addresses[i] for i in ids)
+                row = interned[ids] = first + tuple(a for a in tail if a not in first)
+            table.append(row)
+        table.append(table[0])
+        return cls(ring, dict(replicas), addresses, bounds, table, tail)
+
+    @classmethod
+    def from_replies(
+        cls, ring_reply: Any, namespaces_reply: Any, seeds: Sequence[Address] = ()
+    ) -> RingSnapshot | None:
+        """Parse what ``RING`` and ``NS_LIST`` answered; None when the ring has no owner.
+
+        Raises:
+            RemoteProtocolError: a reply does not have the documented shape.
+        """
+        try:
+            if not isinstance(ring_reply, Mapping) or not isinstance(namespaces_reply, Mapping):
+                raise RemoteProtocolError("RING and NS_LIST answer maps")
+            version = ring_reply.get("version")
+            members = ring_reply.get("members")
+            if type(version) is not int or not isinstance(members, list):
+                raise RemoteProtocolError("RING answers {version: int, members: [...]}")
+            parsed = []
+            for member in members:
+                if not isinstance(member, Mapping):
+                    raise RemoteProtocolError("a ring member is a map")
+                # share: the member's part of the key space, for display; not placement.
+                parsed.append(
+                    RingMember.from_mapping({k: v for k, v in member.items() if k != "share"})
+                )
+            ring = Ring(parsed, version)
+            replicas = {str(name): _replicas(policy) for name, policy in namespaces_reply.items()}
+            return cls.build(ring, replicas, seeds)
+        except ConfigError as exc:
+            raise RemoteProtocolError(f"the node described an invalid ring: {exc}") from exc
+
+    def owners(self, key: bytes, namespace: str = DEFAULT_NAMESPACE) -> tuple[Address, ...]:
+        """The addresses of the key's owners in ``namespace`` (as many as its replicas)."""
+        replicas = self.replicas.get(namespace, 1)
+        return tuple(self.addresses[m.node_id] for m in self.ring.owners(key, replicas))
+
+    def primary(self, key: bytes) -> Address:
+        """The key's first owner: the node that coordinates its reads and writes."""
+        return self.table[bisect_left(self.bounds, key_token(key))][0]
+
+
+def _replicas(policy: Any) -> int:
+    replicas = policy.get("replicas", 1) if isinstance(policy, Mapping) else None
+    if type(replicas) is not int or replicas < 1:
+        raise RemoteProtocolError(f"a namespace policy has no valid replicas: {policy!r}")
+    return replicas
+
+
+class RingRouter:
+    """Routes each key to its owners by the cluster ring; by seed until a ring is known.
+
+    Safe to share between threads and tasks: the snapshot and the table of failed nodes are
+    replaced by single assignments, and the only lock is taken without blocking, when a newer
+    ring version is seen.
+
+    Args:
+        seeds: the addresses the client was given; tried for meta ops, and for everything
+            while no ring is known.
+        clock: monotonic seconds (injected so tests can drive it).
+        retry_after: seconds a node that refused a connection goes to the end of the lists.
+    """
+
+    def __init__(
+        self,
+        seeds: Sequence[Address],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        retry_after: float = DEFAULT_RETRY_AFTER,
+    ) -> None:
+        self.seeds = SeedRouter(seeds)
+        self.snapshot: RingSnapshot | None = None
+        self._clock = clock
+        self.retry_after = retry_after
+        # The ring version the router is up to date with: responses carrying it or an older one
+        # need nothing. -1 until the first fetch, so the first response asks for the ring.
+        self._known = -1
+        self._wanted = -1
+        self._refreshing = threading.Lock()
+        self._down: dict[Address, float] = {}
+
+    @property
+    def ring_version(self) -> int:
+        """The version of the installed ring (0 when none is)."""
+        snapshot = self.snapshot
+        return 0 if snapshot is None else snapshot.version
+
+    # -- the Router protocol ---------------------------------------------------------------------
+
+    def candidates(self, key: bytes | None) -> Sequence[Address]:
+        snapshot = self.snapshot
+        if snapshot is None:
+            found: Sequence[Address] = self.seeds.candidates(key)
+        elif key is None:
+            seeds = self.seeds.candidates(None)
+            found = [*seeds, *(a for a in snapshot.others if a not in seeds)]
+        else:
+            found = snapshot.table[bisect_left(snapshot.bounds, key_token(key))]
+        if self._down:
+            return self._down_last(found)
+        return found
+
+    def primary(self, key: bytes) -> Address | None:
+        snapshot = self.snapshot
+        if snapshot is None:
+            return None
+        return self.candidates(key)[0]
+
+    def connected(self, address: Address) -> None:
+        self.seeds.connected(address)
+        if address in self._down:
+            down = dict(self._down)
+            down.pop(address, None)
+            self._down = down
+
+    def failed(self, address: Address) -> None:
+        self.seeds.failed(address)
+        self._down = {**self._down, address: self._clock() + self.retry_after}
+
+    def observe_ring_version(self, version: int) -> bool:
+        if version <= self._known:
+            return False
+        return self._claim(version)
+
+    def ring_fetched(self, replies: Sequence[Any] | None) -> None:
+        """Install the snapshot ``RING`` and ``NS_LIST`` answered (None: the fetch failed).
+
+        Called once by the caller ``observe_ring_version`` chose, whatever happened; it releases
+        that claim. After a failure, or an answer that does not parse, the router routes by
+        seed until a newer ring version is seen.
+        """
+        try:
+            snapshot, version = self._parse(replies)
+            self.snapshot = snapshot
+            # A node may answer with a ring older than the version that asked for the fetch
+            # (another node installed it first); wait for a newer one rather than ask again
+            # on every response.
+            self._known = max(self._wanted, version)
+        finally:
+            self._refreshing.release()
+
+    # -- details ---------------------------------------------------------------------------------
+
+    def owners(self, key: bytes, namespace: str = DEFAULT_NAMESPACE) -> tuple[Address, ...]:
+        """The key's owners in ``namespace`` by the installed ring (``()`` when none is)."""
+        snapshot = self.snapshot
+        return () if snapshot is None else snapshot.owners(key, namespace)
+
+    def _parse(self, replies: Sequence[Any] | None) -> tuple[RingSnapshot | None, int]:
+        """The snapshot in the replies and their ring version; (None, -1) when unusable."""
+        if replies is None or len(replies) != 2:
+            return None, -1
+        ring_reply, namespaces_reply = replies
+        try:
+            snapshot = RingSnapshot.from_replies(ring_reply, namespaces_reply, self.seeds.addresses)
+        except RemoteProtocolError:
+            return None, -1
+        return snapshot, ring_reply["version"]
+
+    def _claim(self, version: int) -> bool:
+        if not self._refreshing.acquire(blocking=False):
+            return False
+        if version <= self._known:  # another caller refreshed in between
+            self._refreshing.release()
+            return False
+        self._wanted = version
+        return True
+
+    def _down_last(self, found: Sequence[Address]) -> Sequence[Address]:
+        now = self._clock()
+        down = self._down
+        if any(until <= now for until in down.values()):
+            down = {a: until for a, until in down.items() if until > now}
+            self._down = down
+        if not down:
+            return found
+        return [*(a for a in found if a not in down), *(a for a in found if a in down)]
+
+
+__all__ = ["DEFAULT_RETRY_AFTER", "FETCH_RING", "RingRouter", "RingSnapshot", "default_router"]
