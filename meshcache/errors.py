@@ -43,6 +43,10 @@ class ErrorCode(StrEnum):
     PROPOSAL_TIMEOUT = "PROPOSAL_TIMEOUT"
     STALE_CONFIG = "STALE_CONFIG"
     NO_VOTERS = "NO_VOTERS"
+    # data plane (mesh)
+    UNAVAILABLE = "UNAVAILABLE"
+    WRITE_FAILED = "WRITE_FAILED"
+    NOT_OWNER = "NOT_OWNER"
 
 
 class MeshcacheError(Exception):
@@ -149,3 +153,21 @@ class TooManyConnectionsError(CommandError):
 
 class InternalError(CommandError):
     code = ErrorCode.INTERNAL
+
+
+class UnavailableError(CommandError):
+    """No owner of the key could be reached (all are down or unreachable from this node)."""
+
+    code = ErrorCode.UNAVAILABLE
+
+
+class WriteFailedError(CommandError):
+    """A write did not reach its consistency level in time; it may still have been applied."""
+
+    code = ErrorCode.WRITE_FAILED
+
+
+class NotOwnerError(CommandError):
+    """A node-to-node request about keys the receiver does not own (by its ring)."""
+
+    code = ErrorCode.NOT_OWNER

@@ -95,6 +95,10 @@ class NodeSettings:
     raft_port: int | None = None  # None = data port + 1
     raft_peers: tuple[str, ...] = ()  # every voter's Raft address host:port
     raft_password_file: Path | None = None
+    auto_remove_after: float = 300.0  # a ring member dead this long is removed (voters act)
+    tombstone_grace: float = 3 * 3600.0  # how long a delete is remembered for replicas
+    handoff_rate: int = 64 * 1024 * 1024  # bytes/s a node streams when ranges change hands
+    anti_entropy_interval: float = 60.0  # seconds between anti-entropy rounds
 
     @property
     def is_voter_candidate(self) -> bool:
@@ -328,6 +332,17 @@ SETTINGS: tuple[SettingSpec, ...] = (
     _node("cluster_key_file", _parse_optional_path, "file holding the cluster key", "FILE"),
     _node("bootstrap", _parse_bool, "be the single voter of a new config group", "BOOL"),
     _node("raft_port", _parse_optional_port, "Raft port of a voter (default: port + 1)", "PORT"),
+    _node(
+        "auto_remove_after",
+        parse_duration,
+        "a ring member dead this long is removed from the ring",
+        "DURATION",
+    ),
+    _node("tombstone_grace", parse_duration, "how long deletes are remembered", "DURATION"),
+    _node("handoff_rate", parse_size, "bytes per second streamed on ring changes", "SIZE"),
+    _node(
+        "anti_entropy_interval", parse_duration, "time between anti-entropy rounds", "DURATION"
+    ),
     _node("raft_peers", _parse_join, "every voter's Raft address, comma-separated", "ADDRS"),
     _node("raft_password_file", _parse_optional_path, "file holding the Raft password", "FILE"),
     _limit("max_frame_bytes", parse_size, "largest request frame"),

@@ -210,20 +210,34 @@ class ConfigService:
                     break
 
     async def _register_self(self) -> None:
-        """Put this node on the ring (once it can reach a voter), retrying with backoff."""
-        me = RingMember(
-            node_id=self.node_id,
-            address=f"{self.data_address[0]}:{self.data_address[1]}",
-            zone=self.settings.zone,
-        )
+        """Put this node on the ring (once it can reach a voter), retrying with backoff.
+
+        The first member of a ring starts ``active``; any later one starts ``joining`` and
+        the rebalancer makes it ``active`` once it holds its ranges. A node already on the
+        ring (a restart) keeps its state.
+        """
+        address = f"{self.data_address[0]}:{self.data_address[1]}"
         delay = 0.2
         while True:
-            current = self.config.member(self.node_id)
-            if current == me:
+            config = self.config
+            current = config.member(self.node_id)
+            if current is not None and (current.address, current.zone) == (
+                address,
+                self.settings.zone,
+            ):
                 return
+            others_active = any(
+                m.state == "active" and m.node_id != self.node_id for m in config.members
+            )
+            me = RingMember(
+                node_id=self.node_id,
+                address=address,
+                zone=self.settings.zone,
+                state="joining" if others_active else "active",
+            )
             try:
-                await self.propose(PutMember(self.config.version, me))
-                log.info("ring_member_registered", node_id=self.node_id)
+                await self.propose(PutMember(config.version, me))
+                log.info("ring_member_registered", node_id=self.node_id, state=me.state)
                 return
             except MeshcacheError as exc:
                 if _is_conflict(exc):

@@ -42,11 +42,13 @@ class NodeCollector(Collector):
         uptime: Callable[[], float],
         *,
         gossip: Callable[[], dict[str, Any]] | None = None,
+        mesh: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self._c = counters
         self._store_stats = store_stats
         self._uptime = uptime
         self._gossip = gossip
+        self._mesh = mesh
 
     def collect(self) -> Iterator[Any]:
         c = self._c
@@ -102,6 +104,30 @@ class NodeCollector(Collector):
         yield from _store_families(self._store_stats())
         if self._gossip is not None:
             yield from _gossip_families(self._gossip())
+        if self._mesh is not None:
+            yield from _mesh_families(self._mesh())
+
+
+def _mesh_families(figures: dict[str, Any]) -> Iterator[Any]:
+    """The data plane: routing, replication, hints, hand-off, anti-entropy (docs/replication.md)."""
+    counters = CounterMetricFamily(
+        "meshcache_mesh",
+        "Data-plane counters by part (dataplane, replicator, hints, rebalance, antientropy, "
+        "peers) and what they count (forwarded_out, applied, hinted_dead, records_pulled, ...).",
+        labels=["part", "what"],
+    )
+    for part, values in sorted(figures.get("counters", {}).items()):
+        for what, n in sorted(values.items()):
+            counters.add_metric([part, str(what)], n)
+    yield counters
+    gauges = GaugeMetricFamily(
+        "meshcache_mesh_state",
+        "Data-plane levels: hints held (count, bytes), replica writes queued, ring version.",
+        labels=["what"],
+    )
+    for what, n in sorted(figures.get("gauges", {}).items()):
+        gauges.add_metric([what], n)
+    yield gauges
 
 
 def _gossip_families(figures: dict[str, Any]) -> Iterator[Any]:

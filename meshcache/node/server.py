@@ -24,14 +24,19 @@ import trio
 from meshcache._version import __version__
 from meshcache.control import ClusterConfig
 from meshcache.errors import CommandError, ErrorCode
-from meshcache.gossip import EventKind, Member
+from meshcache.gossip import EventKind, Member, MemberState
 from meshcache.hlc import HLC
 from meshcache.node.admin import AdminHandler
 from meshcache.node.cluster_config import ConfigService
+from meshcache.node.dataplane import DataPlane
 from meshcache.node.dataport import DataPort, open_listener
 from meshcache.node.dispatch import Dispatcher
 from meshcache.node.membership import Membership
 from meshcache.node.metrics import NodeCollector, NodeCounters, make_registry
+from meshcache.node.peerpool import PeerPool
+from meshcache.node.rebalance import Rebalancer
+from meshcache.node.replication import HintQueue, VersionClamp
+from meshcache.node.replicator import Replicator
 from meshcache.ring import TOKEN_SPACE, Ring
 from meshcache.settings import NodeSettings
 from meshcache.store.store import Store
@@ -40,6 +45,9 @@ from meshcache.wire.ops import Limits
 log = structlog.get_logger("meshcache.node")
 
 READY_FILE = "node.json"
+HINT_MAX_BYTES = 64 * 1024 * 1024
+HINT_MAX_BYTES_PER_TARGET = 16 * 1024 * 1024
+HINT_MAX_AGE_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +66,12 @@ class Node:
     def __init__(self, settings: NodeSettings, *, wall_clock: Callable[[], float] = time.time):
         self.settings = settings
         self.counters = NodeCounters()
+        self.hlc = HLC(lambda: int(wall_clock() * 1000))
         self.store = Store(
             clock=wall_clock,
-            hlc=HLC(lambda: int(wall_clock() * 1000)),
+            hlc=self.hlc,
             policies=settings.namespaces,
+            tombstone_grace_s=settings.tombstone_grace,
         )
         self.node_id = settings.node_id
         self.info: NodeInfo | None = None
@@ -69,8 +79,22 @@ class Node:
         self._dataport: DataPort | None = None
         self.membership: Membership | None = None
         self.config_service: ConfigService | None = None
+        self.dataplane: DataPlane | None = None
+        self.rebalancer: Rebalancer | None = None
+        self.pool = PeerPool(max_frame=settings.limits.max_frame_bytes)
+        self.hints = HintQueue(
+            max_bytes=HINT_MAX_BYTES,
+            max_bytes_per_target=HINT_MAX_BYTES_PER_TARGET,
+            max_age_s=HINT_MAX_AGE_S,
+        )
         self.registry = make_registry(
-            NodeCollector(self.counters, self.store.stats, self.uptime, gossip=self._gossip_figures)
+            NodeCollector(
+                self.counters,
+                self.store.stats,
+                self.uptime,
+                gossip=self._gossip_figures,
+                mesh=self._mesh_figures,
+            )
         )
 
     def uptime(self) -> float:
@@ -92,12 +116,25 @@ class Node:
         self.node_id = s.node_id or f"{data_address[0]}:{data_address[1]}"
         self._started = trio.current_time()
         limits = s.limits
+        op_limits = Limits(
+            max_key_bytes=limits.max_key_bytes, max_value_bytes=limits.max_value_bytes
+        )
+        replicator = Replicator(
+            self.pool, address_of=self._address_of, alive=self._is_alive, hints=self.hints
+        )
+        self.dataplane = dataplane = DataPlane(
+            self.store,
+            self.node_id,
+            pool=self.pool,
+            replicator=replicator,
+            clamp=VersionClamp(self.hlc),
+            alive=self._is_alive,
+            limits=op_limits,
+        )
         dispatcher = Dispatcher(
-            execute=self.store.execute,
+            execute=dataplane.execute,
             meta=self._meta,
-            limits=Limits(
-                max_key_bytes=limits.max_key_bytes, max_value_bytes=limits.max_value_bytes
-            ),
+            limits=op_limits,
             counters=self.counters,
         )
         self._dataport = DataPort(listener, dispatcher, limits)
@@ -111,12 +148,27 @@ class Node:
             self.membership,
             self.node_id,
             data_address,
-            on_install=lambda config: setattr(dispatcher, "ring_version", config.version),
+            on_install=lambda config: self._installed(config, dispatcher),
+        )
+        self.rebalancer = Rebalancer(
+            self.store,
+            self.node_id,
+            dataplane,
+            config=lambda: self._config_service().config,
+            propose=lambda command: self._config_service().propose(command),
+            alive=self._is_alive,
+            dead=self._is_dead,
+            is_voter=self.config_service.is_voter,
+            rate=s.handoff_rate,
+            auto_remove_after=s.auto_remove_after,
         )
         self.info = NodeInfo(self.node_id, data_address, admin_address, os.getpid())
         ready_file: Path | None = None
         try:
             async with trio.open_nursery() as nursery:
+                await nursery.start(self.pool.run)
+                await nursery.start(replicator.run)
+                await nursery.start(self.rebalancer.run)
                 await nursery.start(self._dataport.serve)
                 gossip_address = await nursery.start(self.membership.run)
                 await nursery.start(self.config_service.run)
@@ -146,6 +198,39 @@ class Node:
             while self.store.expire_cycle(budget=1000) >= 1000:
                 await trio.lowlevel.checkpoint()
 
+    def _config_service(self) -> ConfigService:
+        assert self.config_service is not None
+        return self.config_service
+
+    def _installed(self, config: ClusterConfig, dispatcher: Dispatcher) -> None:
+        """A newer config is held: route by its ring, then let the rebalancer act on it."""
+        assert self.dataplane is not None and self.rebalancer is not None
+        before = set(self.dataplane.ring.members)
+        self.dataplane.install(config)
+        dispatcher.ring_version = config.version
+        for gone in {m.node_id for m in before} - {m.node_id for m in config.members}:
+            self.dataplane.replicator.target_removed(gone)
+        self.rebalancer.on_install(config)
+
+    def _address_of(self, node_id: str) -> tuple[str, int] | None:
+        return self.dataplane.address_of(node_id) if self.dataplane else None
+
+    def _gossip_state(self, node_id: str) -> MemberState | None:
+        membership = self.membership
+        if membership is None or not membership.running:
+            return None
+        member = membership.swim.member(node_id)
+        return None if member is None else member.state
+
+    def _is_alive(self, node_id: str) -> bool:
+        """Worth sending to: alive or suspect by gossip, or not known to gossip yet."""
+        if node_id == self.node_id:
+            return True
+        return self._gossip_state(node_id) not in (MemberState.DEAD, MemberState.LEFT)
+
+    def _is_dead(self, node_id: str) -> bool:
+        return self._gossip_state(node_id) in (MemberState.DEAD, MemberState.LEFT)
+
     def _meta(self, namespace: str, op: str, args: list[Any]) -> Any:
         if op == "PING":
             return "PONG"
@@ -155,7 +240,31 @@ class Node:
             return self.membership.members() if self.membership else []
         if op == "GOSSIP":
             return self.membership.handle_push_pull(args[0]) if self.membership else None
+        if op in ("FWD", "REPL", "HANDOFF", "LEAVE"):
+            return self._mesh_op(namespace, op, args)
         return self._config_op(op, args)
+
+    def _mesh_op(self, namespace: str, op: str, args: list[Any]) -> Any:
+        dataplane, rebalancer = self.dataplane, self.rebalancer
+        if dataplane is None or rebalancer is None:
+            raise CommandError(ErrorCode.UNAVAILABLE, "the node is not running yet")
+        if op == "FWD":
+            return dataplane.execute_forwarded(namespace, [args[0], args[1]])
+        if op == "REPL":
+            return dataplane.apply_replicated(namespace, args[0])
+        if op == "HANDOFF":
+            return rebalancer.handle_handoff(namespace, args[0])
+        timeout = args[0].get("timeout") or 600.0
+        return self._leave(rebalancer, float(timeout))
+
+    async def _leave(self, rebalancer: Rebalancer, timeout: float) -> dict[str, Any]:
+        try:
+            with trio.fail_after(timeout):
+                return await rebalancer.leave()
+        except trio.TooSlowError:
+            raise CommandError(
+                ErrorCode.UNAVAILABLE, f"the drain did not finish in {timeout}s; run LEAVE again"
+            ) from None
 
     def _config_op(self, op: str, args: list[Any]) -> Any:
         cs = self.config_service
@@ -192,11 +301,37 @@ class Node:
             "connections": self._dataport.connection_count if self._dataport else 0,
             "namespaces": namespaces,
             "gossip": self._gossip_figures(),
+            "mesh": self._mesh_figures(),
         }
 
     def _member_event(self, kind: EventKind, member: Member) -> None:
         if self.config_service is not None:
             self.config_service.on_member_event(kind, member)
+        if kind in (EventKind.ALIVE, EventKind.JOINED) and self.dataplane is not None:
+            self.dataplane.replicator.target_alive(member.name)
+
+    def _mesh_figures(self) -> dict[str, Any]:
+        dataplane, rebalancer = self.dataplane, self.rebalancer
+        if dataplane is None or rebalancer is None:
+            return {}
+        hint_stats = dataclasses.asdict(self.hints.stats)
+        return {
+            "counters": {
+                "dataplane": dict(dataplane.stats),
+                "replicator": dict(dataplane.replicator.stats),
+                "hints": hint_stats,
+                "rebalance": dict(rebalancer.stats),
+                "peers": dict(self.pool.stats),
+                "clamp": {"clamped": dataplane.clamp.clamped},
+            },
+            "gauges": {
+                "hints": len(self.hints),
+                "hint_bytes": self.hints.total_bytes,
+                "replica_writes_queued": dataplane.replicator.queued(),
+                "ring_version": dataplane.ring_version,
+                "ring_members": len(dataplane.ring.members),
+            },
+        }
 
     async def leave(self, timeout: float = 1.0) -> None:
         """Tell the cluster this node is leaving, and give the news ``timeout`` to spread."""

@@ -1,0 +1,363 @@
+"""Routing and coordination: which node executes a request, and who else must apply it.
+
+Any node accepts any request. For a keyed op the node looks up the key's owners on the ring
+it holds (``replicas`` from the namespace's policy) and picks the **coordinator**: the first
+owner that gossip does not report dead. If that is this node, it executes the op on its store
+and, for a write, ships the key's resulting *record* to the key's other write owners (the
+owners plus any joining owner during a hand-off) through the :class:`Replicator`. Otherwise it
+forwards the request (``FWD``) over a pooled connection to the coordinator, which executes it
+without forwarding again: one hop at most, even when two nodes' rings disagree for a moment.
+
+Writes are acknowledged by the namespace's consistency (a SET may say its own):
+
+* ``one`` — after the coordinator applied it; the other owners get it asynchronously;
+* ``quorum`` / ``all`` — after a majority / all of the write owners applied it, within
+  ``write_timeout``, else ``WRITE_FAILED`` (the write may still have landed somewhere; every
+  owner that did not answer gets a hint, so it converges anyway).
+
+Many-key ops (MGET, MSET, DELETE and EXISTS with several keys) are split by coordinator, the
+parts run in parallel, and the answers are merged in the caller's order.
+
+A node on a ring of one (or none: no config plane) executes everything locally at the cost of
+one attribute check: the single-node fast path stays what it was.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import structlog
+import trio
+
+from meshcache.control import ClusterConfig
+from meshcache.errors import (
+    CommandError,
+    ErrorCode,
+    MeshcacheError,
+    UnavailableError,
+    WriteFailedError,
+)
+from meshcache.node.peerpool import Address, PeerPool
+from meshcache.node.replication import Consistency, VersionClamp, WriteState, WriteTracker
+from meshcache.node.replication.tombstones import (
+    Tombstone,
+    apply_record,
+    read_record,
+    record_from_wire,
+)
+from meshcache.node.replicator import (
+    APPLIED,
+    REFUSED_NOT_OWNER,
+    REFUSED_STORE,
+    STALE,
+    Replicator,
+)
+from meshcache.ring import Ring, RingMember
+from meshcache.store.store import Store
+from meshcache.wire.ops import OPS, Limits, OpKind, OpSpec, normalize_args
+
+log = structlog.get_logger("meshcache.dataplane")
+
+FORWARD_TIMEOUT = 5.0
+WRITE_TIMEOUT = 2.0
+# Ops that take several keys; every other keyed op acts on its first argument alone.
+MULTI_KEY = frozenset({"MGET", "MSET", "DELETE", "EXISTS"})
+_WRITE = OpKind.WRITE
+
+
+def _parse_address(text: str) -> Address:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class DataPlane:
+    """Executes client requests on the right nodes; answers the node-to-node data ops.
+
+    Args:
+        store: this node's store.
+        node_id: this node's id (as on the ring).
+        pool: connections to peers.
+        replicator: ships records to other owners.
+        clamp: admits versions received from peers (a far-future clock is clamped).
+        alive: whether gossip holds a node alive.
+        limits: argument limits, to re-check forwarded requests.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        node_id: str,
+        *,
+        pool: PeerPool,
+        replicator: Replicator,
+        clamp: VersionClamp,
+        alive: Callable[[str], bool],
+        limits: Limits,
+        clock: Callable[[], float] = trio.current_time,
+    ) -> None:
+        self.store = store
+        self.node_id = node_id
+        self.pool = pool
+        self.replicator = replicator
+        self.clamp = clamp
+        self._alive = alive
+        self._limits = limits
+        self._clock = clock
+        self._store_execute = store.execute
+        self.ring = Ring([], 0)
+        self.ring_version = 0
+        # True while this node is alone (or there is no ring): no routing, no replication.
+        self.solo = True
+        self._addresses: dict[str, Address] = {}
+        self.stats: Counter[str] = Counter()
+
+    # --- ring ----------------------------------------------------------------------------
+
+    def install(self, config: ClusterConfig) -> None:
+        """Route by ``config``'s ring from now on."""
+        self.ring = Ring(config.members, config.version)
+        self.ring_version = config.version
+        self._addresses = {m.node_id: _parse_address(m.address) for m in config.members}
+        others = [m for m in config.members if m.node_id != self.node_id]
+        self.solo = not others
+
+    def address_of(self, node_id: str) -> Address | None:
+        return self._addresses.get(node_id)
+
+    def _replicas(self, namespace: str) -> int:
+        try:
+            return self.store.policy(namespace).replicas
+        except CommandError:
+            return 1
+
+    def _coordinators(self, namespace: str, key: bytes) -> list[RingMember]:
+        """The key's owners, live ones first (gossip): the first is the coordinator."""
+        owners = self.ring.owners(key, self._replicas(namespace))
+        alive = self._alive
+        me = self.node_id
+        live = [m for m in owners if m.node_id == me or alive(m.node_id)]
+        return live + [m for m in owners if m not in live]
+
+    # --- the client-facing executor --------------------------------------------------------
+
+    def execute(self, namespace: str, op: str, args: list[Any]) -> Any:
+        """Run a data op for a client: here, or forwarded to the key's coordinator."""
+        if self.solo:
+            return self._store_execute(namespace, op, args)
+        spec = OPS[op]
+        if not spec.keyed:
+            if op == "FLUSH":
+                return self._flush_everywhere(namespace)
+            return self._store_execute(namespace, op, args)
+        if op in MULTI_KEY and len(args) > (2 if op == "MSET" else 1):
+            return self._scatter(namespace, op, spec, args)
+        owners = self._coordinators(namespace, args[0])
+        if not owners or owners[0].node_id == self.node_id:
+            return self.coordinate(namespace, op, spec, args)
+        return self._forward(owners, namespace, op, args)
+
+    def execute_forwarded(self, namespace: str, payload: list[Any]) -> Any:
+        """FWD: another node sent us a request to coordinate; never forward it again."""
+        if len(payload) != 2 or type(payload[0]) is not str or type(payload[1]) is not list:
+            raise CommandError(ErrorCode.BAD_REQUEST, "FWD takes [op, args]")
+        op, raw = payload
+        spec = OPS.get(op)
+        if spec is None or spec.kind is OpKind.META:
+            raise CommandError(ErrorCode.BAD_REQUEST, f"FWD cannot carry {op[:64]!r}")
+        args = normalize_args(spec, raw, self._limits)
+        self.stats["forwarded_in"] += 1
+        if op == "FLUSH":
+            return self._store_execute(namespace, op, args)
+        return self.coordinate(namespace, op, spec, args)
+
+    # --- coordinating ------------------------------------------------------------------------
+
+    def coordinate(self, namespace: str, op: str, spec: OpSpec, args: list[Any]) -> Any:
+        """Execute here; for a write, replicate to the other owners per the consistency."""
+        result = self._store_execute(namespace, op, args)
+        if spec.kind is not _WRITE or self.solo:
+            return result
+        level = self.store.policy(namespace).consistency
+        if op == "SET":
+            requested = args[-1].get("consistency")
+            if requested is not None:
+                level = requested
+        keys = args[::2] if op == "MSET" else (args if op == "DELETE" else args[:1])
+        if level == "one":
+            for key in keys:
+                self._replicate(namespace, key)
+            return result
+        if level not in ("quorum", "all"):
+            raise CommandError(ErrorCode.BAD_REQUEST, f"unknown consistency {level!r}")
+        return self._await_acks(namespace, keys, Consistency(level), result)
+
+    def _replicate(self, namespace: str, key: bytes) -> None:
+        record = read_record(self.store, namespace, key)
+        if record is None:
+            return  # nothing to ship (a delete while tombstones are off)
+        wire = record.to_wire()
+        deleted = type(record) is Tombstone
+        me = self.node_id
+        for member in self.ring.write_owners(key, self._replicas(namespace)):
+            if member.node_id != me:
+                self.replicator.send(member.node_id, namespace, key, wire, record.version, deleted)
+
+    async def _await_acks(
+        self, namespace: str, keys: list[bytes], level: Consistency, result: Any
+    ) -> Any:
+        deadline = self._clock() + WRITE_TIMEOUT
+        replicas = self._replicas(namespace)
+        for key in keys:
+            owners = [m.node_id for m in self.ring.write_owners(key, replicas)]
+            if self.node_id not in owners:
+                owners.insert(0, self.node_id)
+            tracker = WriteTracker(owners, level, deadline)
+            tracker.ack(self.node_id)
+            record = read_record(self.store, namespace, key)
+            if record is None or tracker.state is WriteState.ACKED:
+                # Acked by this node alone (one owner), or nothing to ship: send async.
+                self._replicate(namespace, key)
+                continue
+            wire = record.to_wire()
+            deleted = type(record) is Tombstone
+            acks = [
+                self.replicator.send(
+                    owner, namespace, key, wire, record.version, deleted, want_ack=True
+                )
+                for owner in owners
+                if owner != self.node_id
+            ]
+            with trio.move_on_at(deadline):
+                for ack in acks:
+                    assert ack is not None
+                    await ack.event.wait()
+                    state = tracker.ack(ack.target) if ack.ok else tracker.fail(ack.target)
+                    if state is not WriteState.PENDING:
+                        break
+            if tracker.tick(self._clock()) is not WriteState.ACKED:
+                self.stats["writes_failed"] += 1
+                raise WriteFailedError(
+                    message=f"{level} write of {len(keys)} key(s): {len(tracker.acked)} of "
+                    f"{len(tracker.owners)} owners applied it in time (needed {tracker.needed})"
+                )
+        return result
+
+    # --- forwarding --------------------------------------------------------------------------
+
+    async def _forward(
+        self, owners: list[RingMember], namespace: str, op: str, args: list[Any]
+    ) -> Any:
+        """Send the request to the first owner that answers; fail over down the list."""
+        last: MeshcacheError | None = None
+        for member in owners:
+            if member.node_id == self.node_id:
+                return self.coordinate(namespace, op, OPS[op], args)
+            address = self._addresses.get(member.node_id)
+            if address is None:
+                continue
+            self.stats["forwarded_out"] += 1
+            try:
+                response = await self.pool.request(
+                    address, "FWD", namespace, [op, args], timeout=FORWARD_TIMEOUT
+                )
+            except MeshcacheError as exc:
+                self.stats["forward_failures"] += 1
+                last = exc
+                if not OPS[op].idempotent:
+                    # The coordinator may have applied it before the connection broke.
+                    break
+                continue
+            return response.result()
+        raise UnavailableError(
+            message=f"no owner of the key answered ({last})" if last else "no owner is known"
+        )
+
+    async def _scatter(self, namespace: str, op: str, spec: OpSpec, args: list[Any]) -> Any:
+        """Split a many-key op by coordinator, run the parts at once, merge in order."""
+        width = 2 if op == "MSET" else 1
+        groups: dict[str, list[int]] = {}
+        chosen: dict[str, list[RingMember]] = {}
+        for i in range(0, len(args), width):
+            owners = self._coordinators(namespace, args[i])
+            node = owners[0].node_id if owners else self.node_id
+            groups.setdefault(node, []).append(i)
+            chosen.setdefault(node, owners)
+        results: dict[str, Any] = {}
+
+        async def part(node: str, positions: list[int]) -> None:
+            part_args = [a for i in positions for a in args[i : i + width]]
+            if node == self.node_id:
+                value = self.coordinate(namespace, op, spec, part_args)
+                if isinstance(value, Coroutine):
+                    value = await value
+            else:
+                value = await self._forward(chosen[node], namespace, op, part_args)
+            results[node] = value
+
+        async with trio.open_nursery() as nursery:
+            for node, positions in groups.items():
+                nursery.start_soon(part, node, positions)
+        if op == "MGET":
+            merged: list[Any] = [None] * (len(args))
+            for node, positions in groups.items():
+                for i, value in zip(positions, results[node], strict=True):
+                    merged[i] = value
+            return merged
+        if op == "MSET":
+            return results[next(iter(groups))]
+        return sum(results.values())
+
+    async def _flush_everywhere(self, namespace: str) -> Any:
+        result = self._store_execute(namespace, "FLUSH", [])
+        async with trio.open_nursery() as nursery:
+            for member in self.ring.members:
+                address = self._addresses.get(member.node_id)
+                if member.node_id != self.node_id and address is not None:
+                    nursery.start_soon(self._flush_one, address, namespace)
+        return result
+
+    async def _flush_one(self, address: Address, namespace: str) -> None:
+        try:
+            await self.pool.call(address, "FWD", namespace, ["FLUSH", []], timeout=5.0)
+        except MeshcacheError as exc:
+            log.warning("flush_not_delivered", peer=f"{address[0]}:{address[1]}", error=str(exc))
+
+    # --- replica side ------------------------------------------------------------------------
+
+    def apply_replicated(self, namespace: str, payload: list[Any], peer: str = "") -> list[int]:
+        """REPL: apply records sent by another owner; one answer per record."""
+        replicas = self._replicas(namespace)
+        answers: list[int] = []
+        ring = self.ring
+        me = self.node_id
+        for item in payload:
+            if type(item) is not list or len(item) != 2 or type(item[0]) is not bytes:
+                raise CommandError(ErrorCode.BAD_REQUEST, "REPL takes [[key, record], ...]")
+            key, raw = item
+            if ring.members and all(m.node_id != me for m in ring.write_owners(key, replicas)):
+                self.stats["repl_refused_not_owner"] += 1
+                answers.append(REFUSED_NOT_OWNER)
+                continue
+            try:
+                record = record_from_wire(raw)
+            except MeshcacheError as exc:
+                raise CommandError(ErrorCode.BAD_REQUEST, f"REPL: {exc}") from None
+            record, admitted = self.clamp.admit_record(record, peer or None)
+            if admitted.clamped:
+                log.warning(
+                    "replica_version_clamped", key=key[:64], ahead_ms=admitted.ahead_ms, peer=peer
+                )
+            try:
+                changed = apply_record(self.store, namespace, key, record)
+            except CommandError as exc:
+                self.stats[f"repl_refused_{str(exc.code).lower()}"] += 1
+                answers.append(REFUSED_STORE)
+                continue
+            answers.append(APPLIED if changed else STALE)
+        self.stats["repl_applied"] += answers.count(APPLIED)
+        return answers
+
+
+__all__ = ["MULTI_KEY", "DataPlane"]

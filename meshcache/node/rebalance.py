@@ -1,0 +1,470 @@
+"""Rebalancing: key ranges change hands when the committed ring changes.
+
+Every node compares the ring its store reflects (``held``) with the newest committed ring and
+**pulls** the ranges it gained from their previous owners (``HANDOFF``: the source streams the
+records with ``REPL``, throttled by ``handoff_rate``):
+
+* a **joining** node is registered as ``joining`` (ring v+1): writes already reach it (it is a
+  pending owner), reads do not. It pulls every range it will own, then proposes itself
+  ``active`` (v+2) and starts serving reads;
+* a node that gains ranges because a dead member was removed pulls them from the surviving
+  owners;
+* a node that starts with an empty store while already on the ring (a restart) pulls everything
+  it owns.
+
+A **leaving** node (``LEAVE``) does the mirror image: it marks itself ``leaving``, pushes every
+record it holds to the owners that replace it, then removes itself from the ring; it keeps
+answering requests as a router (forwarding to the owners).
+
+Once a ring is stable (no joining or leaving member) and nothing is left to pull, each node
+drops the keys it no longer owns (no tombstone: the data lives on at its owners).
+
+Voters also run **auto-removal**: a ring member that gossip reports dead (or left) for longer
+than ``auto_remove_after`` is removed from the ring, compare-and-set through Raft, so its ranges
+are re-replicated from the survivors.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import structlog
+import trio
+
+from meshcache.control import ClusterConfig, Command, RemoveMember, SetMemberState
+from meshcache.errors import CommandError, ErrorCode, MeshcacheError
+from meshcache.node import peers
+from meshcache.node.dataplane import DataPlane
+from meshcache.node.replication import ByteBudget
+from meshcache.node.replication.tombstones import Tombstone, read_record
+from meshcache.node.replicator import BATCH_BYTES
+from meshcache.ring import Ring, RingMember
+from meshcache.ring.ring import PENDING_STATES, READ_STATES
+from meshcache.ring.tokens import TOKEN_SPACE, TokenRange, key_token, label_runs
+from meshcache.store.store import Store
+
+log = structlog.get_logger("meshcache.rebalance")
+
+HANDOFF_TIMEOUT = 600.0
+BATCH_RECORDS = 2000
+SCAN_CHUNK = 2000
+RETRY_DELAY = 1.0
+AUTO_REMOVE_POLL = 1.0
+PROPOSE_RETRIES = 10
+
+Propose = Callable[[Command], Awaitable[ClusterConfig]]
+
+
+class RangeSet:
+    """A union of token ranges with an O(log n) membership test."""
+
+    __slots__ = ("_ends", "_starts", "whole")
+
+    def __init__(self, ranges: Iterable[TokenRange]) -> None:
+        intervals: list[tuple[int, int]] = []  # (start, end]: start < end, no wrap
+        self.whole = False
+        for r in ranges:
+            if r.start == r.end:
+                self.whole = True
+            elif r.start < r.end:
+                intervals.append((r.start, r.end))
+            else:
+                intervals.append((r.start, TOKEN_SPACE - 1))
+                intervals.append((-1, r.end))
+        intervals.sort(key=lambda iv: iv[1])
+        self._starts = [s for s, _ in intervals]
+        self._ends = [e for _, e in intervals]
+
+    def __contains__(self, token: int) -> bool:
+        if self.whole:
+            return True
+        i = bisect_left(self._ends, token)
+        return i < len(self._ends) and self._starts[i] < token
+
+    def __bool__(self) -> bool:
+        return self.whole or bool(self._ends)
+
+
+def ranges_to_wire(ranges: Iterable[TokenRange]) -> list[list[int]]:
+    return [[r.start, r.end] for r in ranges]
+
+
+def ranges_from_wire(data: Any) -> list[TokenRange]:
+    if type(data) is not list:
+        raise CommandError(ErrorCode.BAD_REQUEST, "ranges must be an array of [start, end]")
+    out = []
+    for item in data:
+        if (
+            type(item) is not list
+            or len(item) != 2
+            or not all(type(t) is int and 0 <= t < TOKEN_SPACE for t in item)
+        ):
+            raise CommandError(ErrorCode.BAD_REQUEST, f"bad token range {item!r}"[:200])
+        out.append(TokenRange(item[0], item[1]))
+    return out
+
+
+def gained_ranges(
+    held: Ring | None, current: Ring, node_id: str, replicas: int
+) -> list[tuple[TokenRange, tuple[RingMember, ...]]]:
+    """The ranges ``node_id`` must receive: it owns them in ``current`` (read or pending) but
+    did not in ``held`` (None: it holds nothing). Each comes with the members that hold its
+    data (the old owners, else the current read owners), ``node_id`` left out."""
+    rings = [current] if held is None else [current, held]
+    bounds = sorted(
+        {b for ring in rings for inc in (READ_STATES, PENDING_STATES) for b in ring.boundaries(inc)}
+    )
+    labels: list[tuple[bool, tuple[RingMember, ...]]] = []
+    for b in bounds:
+        now_owners = current.owners_for_token(b, replicas, include=READ_STATES)
+        pending = current.owners_for_token(b, replicas, include=PENDING_STATES)
+        mine_now = any(m.node_id == node_id for m in (*now_owners, *pending))
+        mine_before = held is not None and any(
+            m.node_id == node_id
+            for inc in (READ_STATES, PENDING_STATES)
+            for m in held.owners_for_token(b, replicas, include=inc)
+        )
+        if not mine_now or mine_before:
+            labels.append((False, ()))
+            continue
+        sources = list(held.owners_for_token(b, replicas, include=READ_STATES)) if held else []
+        sources += [m for m in now_owners if m not in sources]
+        labels.append((True, tuple(m for m in sources if m.node_id != node_id)))
+    return [(r, label[1]) for r, label in label_runs(bounds, labels) if label[0]]
+
+
+class Rebalancer:
+    """Moves ranges on ring changes, drains on LEAVE, removes long-dead members (voters)."""
+
+    def __init__(
+        self,
+        store: Store,
+        node_id: str,
+        dataplane: DataPlane,
+        *,
+        config: Callable[[], ClusterConfig],
+        propose: Propose,
+        alive: Callable[[str], bool],
+        dead: Callable[[str], bool],
+        is_voter: bool,
+        rate: int,
+        auto_remove_after: float,
+        clock: Callable[[], float] = trio.current_time,
+    ) -> None:
+        self.store = store
+        self.node_id = node_id
+        self.dataplane = dataplane
+        self._config = config
+        self._propose = propose
+        self._alive = alive
+        self._dead = dead
+        self._is_voter = is_voter
+        self._clock = clock
+        self.budget = ByteBudget(rate, max(BATCH_BYTES, rate // 4), clock())
+        self.auto_remove_after = auto_remove_after
+        self.held: ClusterConfig | None = None  # the ring our store reflects
+        self.stats: Counter[str] = Counter()
+        self._wakeup = trio.Event()
+        self._dead_since: dict[str, float] = {}
+        self.leaving = False
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._worker)
+            if self._is_voter:
+                nursery.start_soon(self._auto_remove)
+            task_status.started()
+
+    def on_install(self, config: ClusterConfig) -> None:
+        """A newer config was installed: reconsider what to pull, promote or drop."""
+        self._wakeup.set()
+
+    # --- pulling -----------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup = trio.Event()
+            config = self._config()
+            me = config.member(self.node_id)
+            if me is None or not config.members:
+                if self.held is not None and not self.leaving and config.version > 0:
+                    await self._drop_unowned(config)  # removed from the ring: hold nothing
+                continue
+            if self.held is None or self.held.version < config.version:
+                try:
+                    await self._pull_gained(config)
+                except MeshcacheError as exc:
+                    log.warning("handoff_incomplete", error=str(exc), retry_s=RETRY_DELAY)
+                    self.stats["handoff_retries"] += 1
+                    await trio.sleep(RETRY_DELAY)
+                    self._wakeup.set()
+                    continue
+                self.held = config
+            if me.state == "joining":
+                await self._promote()
+                continue
+            latest = self._config()
+            if latest.version == config.version and Ring(latest.members, 0).stable:
+                await self._drop_unowned(latest)
+
+    async def _pull_gained(self, config: ClusterConfig) -> None:
+        current = Ring(config.members, config.version)
+        held = None if self.held is None else Ring(self.held.members, self.held.version)
+        started = self._clock()
+        total = 0
+        for namespace, policy in config.namespaces.items():
+            gained = gained_ranges(held, current, self.node_id, policy.replicas)
+            if not gained:
+                continue
+            by_source: dict[str, list[TokenRange]] = {}
+            holders: dict[str, tuple[RingMember, ...]] = {}
+            for trange, sources in gained:
+                live = [m for m in sources if self._alive(m.node_id)]
+                if not live:
+                    continue  # nobody holds it any more: a cache may lose data no one has
+                by_source.setdefault(live[0].node_id, []).append(trange)
+                holders[live[0].node_id] = tuple(live)
+            for source, ranges in by_source.items():
+                total += await self._pull_from(holders[source], namespace, ranges)
+        if total or held is None:
+            log.info(
+                "handoff_pulled",
+                records=total,
+                ring_version=config.version,
+                seconds=round(self._clock() - started, 3),
+            )
+
+    async def _pull_from(
+        self, holders: tuple[RingMember, ...], namespace: str, ranges: list[TokenRange]
+    ) -> int:
+        last: MeshcacheError | None = None
+        for member in holders:
+            host, _, port = member.address.rpartition(":")
+            try:
+                count = await peers.call(
+                    (host, int(port)),
+                    "HANDOFF",
+                    [{"ranges": ranges_to_wire(ranges), "to": self.node_id}],
+                    namespace=namespace,
+                    timeout=HANDOFF_TIMEOUT,
+                )
+            except MeshcacheError as exc:
+                last = exc
+                continue
+            self.stats["records_pulled"] += int(count)
+            return int(count)
+        assert last is not None
+        raise last
+
+    async def _promote(self) -> None:
+        """A joining node that holds its ranges becomes active."""
+        for _ in range(PROPOSE_RETRIES):
+            config = self._config()
+            me = config.member(self.node_id)
+            if me is None or me.state != "joining":
+                return
+            if self.held is None or self.held.version != config.version:
+                self._wakeup.set()  # a newer ring arrived meanwhile: pull for it first
+                return
+            try:
+                await self._propose(SetMemberState(config.version, self.node_id, "active"))
+                log.info("ring_member_active", node_id=self.node_id)
+                self.stats["promotions"] += 1
+                return
+            except MeshcacheError as exc:
+                log.info("promotion_retry", error=str(exc))
+                await trio.sleep(0.2)
+
+    # --- serving a pull (source side) ---------------------------------------------------------
+
+    async def handle_handoff(self, namespace: str, request: Any) -> int:
+        """HANDOFF: stream every record of ``namespace`` in the asked-for ranges to the caller."""
+        if type(request) is not dict or type(request.get("to")) is not str:
+            raise CommandError(ErrorCode.BAD_REQUEST, "HANDOFF takes {ranges, to}")
+        wanted = RangeSet(ranges_from_wire(request.get("ranges")))
+        target = request["to"]
+        if self.dataplane.address_of(target) is None:
+            self.stats["handoff_refused_not_member"] += 1
+            raise CommandError(ErrorCode.NOT_OWNER, f"{target[:64]!r} is not on this ring")
+        self.store.policy(namespace)  # NO_SUCH_NAMESPACE before any work
+        keys = list(self.store.keys(namespace))
+        tombs = list(self.store.tombstones(namespace))
+        sent = await self._stream(
+            target,
+            namespace,
+            (k for k in keys if key_token(k) in wanted),
+            [(k, v) for k, v in tombs if key_token(k) in wanted],
+        )
+        self.stats["records_handed_off"] += sent
+        return sent
+
+    async def _stream(
+        self,
+        target: str,
+        namespace: str,
+        keys: Iterable[bytes],
+        tombstones: list[tuple[bytes, int]],
+    ) -> int:
+        address = self.dataplane.address_of(target)
+        if address is None:
+            raise CommandError(ErrorCode.NOT_OWNER, f"{target[:64]!r} is not on this ring")
+        sent = 0
+        batch: list[list[Any]] = []
+        size = 0
+
+        async def flush() -> None:
+            nonlocal batch, size, sent
+            if not batch:
+                return
+            delay = self.budget.delay(size, self._clock())
+            if delay:
+                await trio.sleep(delay)
+            self.budget.take(size, self._clock())
+            answers = await self.dataplane.pool.call(
+                address, "REPL", namespace, [batch], timeout=30.0
+            )
+            sent += len(batch)
+            self.stats["handoff_refused"] += sum(1 for a in answers if a >= 2)
+            batch, size = [], 0
+
+        for i, key in enumerate(keys):
+            record = read_record(self.store, namespace, key)
+            if record is not None:
+                wire = record.to_wire()
+                batch.append([key, wire])
+                value = wire[1]
+                size += len(key) + (len(value) if type(value) is bytes else 64) + 16
+                if size >= BATCH_BYTES or len(batch) >= BATCH_RECORDS:
+                    await flush()
+            if i % SCAN_CHUNK == SCAN_CHUNK - 1:
+                await trio.lowlevel.checkpoint()
+        for key, version in tombstones:
+            batch.append([key, Tombstone(version).to_wire()])
+            size += len(key) + 16
+            if len(batch) >= BATCH_RECORDS:
+                await flush()
+        await flush()
+        return sent
+
+    # --- leaving -------------------------------------------------------------------------
+
+    async def leave(self) -> dict[str, Any]:
+        """LEAVE: mark this node leaving, push its records to their new owners, get removed."""
+        config = self._config()
+        me = config.member(self.node_id)
+        if me is None:
+            raise CommandError(ErrorCode.NO_SUCH_MEMBER, f"{self.node_id} is not on the ring")
+        others = [m for m in config.members if m.node_id != self.node_id and m.state == "active"]
+        if not others:
+            raise CommandError(
+                ErrorCode.INVALID_TRANSITION, "the last active member of the ring cannot leave"
+            )
+        self.leaving = True
+        if me.state != "leaving":
+            config = await self._propose_retrying(
+                lambda c: SetMemberState(c.version, self.node_id, "leaving")
+            )
+        ring = Ring(config.members, config.version)
+        moved = 0
+        for namespace, policy in config.namespaces.items():
+            moved += await self._push_all(ring, namespace, policy.replicas)
+        config = await self._propose_retrying(lambda c: RemoveMember(c.version, self.node_id))
+        log.info("ring_member_left", node_id=self.node_id, moved=moved)
+        self.stats["records_drained"] += moved
+        return {"node_id": self.node_id, "moved": moved, "ring_version": config.version}
+
+    async def _push_all(self, ring: Ring, namespace: str, replicas: int) -> int:
+        per_target: dict[str, list[bytes]] = {}
+        keys = list(self.store.keys(namespace))
+        for i, key in enumerate(keys):
+            holders = {m.node_id for m in ring.owners(key, replicas)}
+            for m in ring.pending_owners(key, replicas):
+                if m.node_id not in holders:
+                    per_target.setdefault(m.node_id, []).append(key)
+            if i % SCAN_CHUNK == SCAN_CHUNK - 1:
+                await trio.lowlevel.checkpoint()
+        tombs = list(self.store.tombstones(namespace))
+        moved = 0
+        for target, target_keys in per_target.items():
+            mine = set(target_keys)
+            moved += await self._stream(
+                target,
+                namespace,
+                target_keys,
+                [
+                    (k, v)
+                    for k, v in tombs
+                    if k in mine
+                    or any(m.node_id == target for m in ring.pending_owners(k, replicas))
+                ],
+            )
+        return moved
+
+    async def _propose_retrying(self, make: Callable[[ClusterConfig], Command]) -> ClusterConfig:
+        last: MeshcacheError | None = None
+        for _ in range(PROPOSE_RETRIES):
+            try:
+                return await self._propose(make(self._config()))
+            except MeshcacheError as exc:
+                last = exc
+                if getattr(exc, "code", None) != ErrorCode.VERSION_CONFLICT:
+                    raise
+        assert last is not None
+        raise last
+
+    # --- dropping ------------------------------------------------------------------------------
+
+    async def _drop_unowned(self, config: ClusterConfig) -> None:
+        ring = Ring(config.members, config.version)
+        me = self.node_id
+        dropped = 0
+        for namespace, policy in config.namespaces.items():
+            try:
+                space = self.store.keyspace(namespace)
+            except CommandError:
+                continue
+            keys = list(self.store.keys(namespace))
+            for i, key in enumerate(keys):
+                owners = ring.write_owners(key, policy.replicas)
+                if all(m.node_id != me for m in owners) and space.remove(key) is not None:
+                    dropped += 1
+                if i % SCAN_CHUNK == SCAN_CHUNK - 1:
+                    await trio.lowlevel.checkpoint()
+                    if self._config().version != config.version:
+                        return  # the ring moved again: the next pass decides
+        if dropped:
+            self.stats["records_dropped"] += dropped
+            log.info("unowned_dropped", records=dropped, ring_version=config.version)
+
+    # --- auto-removal ------------------------------------------------------------------------
+
+    async def _auto_remove(self) -> None:
+        while True:
+            await trio.sleep(AUTO_REMOVE_POLL)
+            now = self._clock()
+            config = self._config()
+            for member in config.members:
+                if member.node_id == self.node_id or not self._dead(member.node_id):
+                    self._dead_since.pop(member.node_id, None)
+                    continue
+                since = self._dead_since.setdefault(member.node_id, now)
+                if now - since < self.auto_remove_after:
+                    continue
+                try:
+                    await self._propose(RemoveMember(config.version, member.node_id))
+                except MeshcacheError as exc:
+                    log.info("auto_remove_retry", node_id=member.node_id, error=str(exc))
+                    break
+                log.warning(
+                    "ring_member_auto_removed", node_id=member.node_id, dead_s=round(now - since)
+                )
+                self.stats["auto_removed"] += 1
+                self._dead_since.pop(member.node_id, None)
+                break  # the config changed: re-read it next round
+
+
+__all__ = ["RangeSet", "Rebalancer", "gained_ranges", "ranges_from_wire", "ranges_to_wire"]

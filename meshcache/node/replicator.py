@@ -1,0 +1,265 @@
+"""Replica writes from this node to the other owners: one stream per target, hints on failure.
+
+The coordinator of a write applies it locally, reads the key's *record* (its whole state, or a
+tombstone) and hands it to :meth:`Replicator.send`. Each target node has one queue and one task
+that sends everything queued since its last batch as ``REPL`` frames (one per namespace) on the
+pooled peer connection, so a burst of writes costs one round trip per batch, not per write.
+
+Whatever does not reach a target — it is dead by gossip, the connection failed, it timed out,
+or it refused with an error — becomes a *hint* (``HintQueue``: bounded, newest record per key)
+that is replayed when gossip reports the target alive again; a target whose hints were dropped
+(overflow, age) is flagged ``needs_repair`` for anti-entropy. A caller that waits for the
+target's answer (``quorum``/``all`` writes) gets a :class:`trio.Event`-backed :class:`Ack`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+import trio
+
+from meshcache.errors import MeshcacheError
+from meshcache.node.peerpool import Address, PeerPool
+from meshcache.node.replication import HintQueue
+
+log = structlog.get_logger("meshcache.replication")
+
+# REPL answers, one per record (docs/protocol.md).
+APPLIED, STALE, REFUSED_NOT_OWNER, REFUSED_STORE = 0, 1, 2, 3
+BATCH_RECORDS = 512
+BATCH_BYTES = 1 << 20
+REPL_TIMEOUT = 2.0
+HINT_BATCH_BYTES = 256 * 1024
+
+
+class Ack:
+    """The answer of one target for one record: ``ok`` once ``event`` is set."""
+
+    __slots__ = ("event", "ok", "target")
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.event = trio.Event()
+        self.ok = False
+
+    def settle(self, ok: bool) -> None:
+        if not self.event.is_set():
+            self.ok = ok
+            self.event.set()
+
+
+class _Item:
+    __slots__ = ("ack", "deleted", "key", "namespace", "record", "size", "version")
+
+    def __init__(
+        self,
+        namespace: str,
+        key: bytes,
+        record: list[Any],
+        version: int,
+        deleted: bool,
+        ack: Ack | None,
+    ) -> None:
+        self.namespace = namespace
+        self.key = key
+        self.record = record
+        self.version = version
+        self.deleted = deleted
+        self.ack = ack
+        self.size = len(key) + _value_size(record)
+
+
+def _value_size(record: list[Any]) -> int:
+    value = record[1]
+    if type(value) is bytes:
+        return len(value) + 24
+    return 64 + (len(value) * 32 if hasattr(value, "__len__") else 0)
+
+
+class _Target:
+    __slots__ = ("queue", "wakeup")
+
+    def __init__(self) -> None:
+        self.queue: deque[_Item] = deque()
+        self.wakeup = trio.Event()
+
+
+class Replicator:
+    """Ships records to their other owners, and keeps hints for the owners it cannot reach.
+
+    Args:
+        pool: the peer connections.
+        address_of: a node id's data address by the current ring (None: not on the ring).
+        alive: whether gossip holds a node alive (a suspect node is still tried).
+        hints: where undeliverable records wait.
+    """
+
+    def __init__(
+        self,
+        pool: PeerPool,
+        *,
+        address_of: Callable[[str], Address | None],
+        alive: Callable[[str], bool],
+        hints: HintQueue,
+        clock: Callable[[], float] = trio.current_time,
+    ) -> None:
+        self._pool = pool
+        self._address_of = address_of
+        self._alive = alive
+        self.hints = hints
+        self._clock = clock
+        self._targets: dict[str, _Target] = {}
+        self._nursery: trio.Nursery | None = None
+        self.stats: Counter[str] = Counter()
+        self._replaying: set[str] = set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._expire_hints)
+            task_status.started()
+            await trio.sleep_forever()
+
+    def send(
+        self,
+        target: str,
+        namespace: str,
+        key: bytes,
+        record: list[Any],
+        version: int,
+        deleted: bool,
+        *,
+        want_ack: bool = False,
+    ) -> Ack | None:
+        """Queue ``record`` for ``target`` (never blocks). With ``want_ack``, the answer."""
+        ack = Ack(target) if want_ack else None
+        item = _Item(namespace, key, record, version, deleted, ack)
+        if not self._alive(target) or self._nursery is None:
+            self._hint(target, [item], "dead")
+            return ack
+        state = self._targets.get(target)
+        if state is None:
+            state = self._targets[target] = _Target()
+            self._nursery.start_soon(self._stream, target, state)
+        state.queue.append(item)
+        state.wakeup.set()
+        self.stats["queued"] += 1
+        return ack
+
+    def queued(self) -> int:
+        """Records waiting to be sent (not counting hints)."""
+        return sum(len(t.queue) for t in self._targets.values())
+
+    async def _stream(self, target: str, state: _Target) -> None:
+        while True:
+            await state.wakeup.wait()
+            state.wakeup = trio.Event()
+            while state.queue:
+                batch: list[_Item] = []
+                size = 0
+                while state.queue and len(batch) < BATCH_RECORDS and size < BATCH_BYTES:
+                    item = state.queue.popleft()
+                    batch.append(item)
+                    size += item.size
+                await self._deliver(target, batch)
+
+    async def _deliver(self, target: str, batch: list[_Item]) -> bool:
+        """Send one batch (grouped by namespace); hint whatever did not land. True if all did."""
+        address = self._address_of(target)
+        if address is None or not self._alive(target):
+            self._hint(target, batch, "dead")
+            return False
+        by_ns: dict[str, list[_Item]] = {}
+        for item in batch:
+            by_ns.setdefault(item.namespace, []).append(item)
+        all_ok = True
+        for namespace, items in by_ns.items():
+            payload = [[item.key, item.record] for item in items]
+            try:
+                answers = await self._pool.call(
+                    address, "REPL", namespace, [payload], timeout=REPL_TIMEOUT
+                )
+                if type(answers) is not list or len(answers) != len(items):
+                    raise MeshcacheError(f"REPL answer of the wrong shape from {target}")
+            except MeshcacheError as exc:
+                self.stats["send_failures"] += 1
+                log.debug("replica_send_failed", target=target, error=str(exc))
+                self._hint(target, items, "send_failed")
+                all_ok = False
+                continue
+            failed: list[_Item] = []
+            for item, answer in zip(items, answers, strict=True):
+                if answer in (APPLIED, STALE):
+                    self.stats["applied" if answer == APPLIED else "stale"] += 1
+                    if item.ack is not None:
+                        item.ack.settle(True)
+                else:
+                    self.stats["refused"] += 1
+                    failed.append(item)
+            if failed:
+                all_ok = False
+                # A refusal (the target's ring differs, or its store is full) is kept as a
+                # hint too: replayed later, when the target's view may have changed.
+                self._hint(target, failed, "refused")
+        return all_ok
+
+    def _hint(self, target: str, items: list[_Item], why: str) -> None:
+        now = self._clock()
+        for item in items:
+            if item.ack is not None:
+                item.ack.settle(False)
+            self.hints.add(
+                target,
+                item.namespace,
+                item.key,
+                item.record,
+                version=item.version,
+                deleted=item.deleted,
+                now=now,
+            )
+        self.stats[f"hinted_{why}"] += len(items)
+
+    # --- hints --------------------------------------------------------------------------
+
+    def target_alive(self, target: str) -> None:
+        """Gossip says ``target`` is alive (again): replay its hints in the background."""
+        if self.hints.pending(target) and target not in self._replaying and self._nursery:
+            self._replaying.add(target)
+            self._nursery.start_soon(self._replay, target)
+
+    def target_removed(self, target: str) -> None:
+        """``target`` left the ring: its hints have nowhere to go."""
+        dropped = self.hints.drop_target(target)
+        if dropped:
+            self.stats["hints_dropped_removed"] += dropped
+        state = self._targets.pop(target, None)
+        if state is not None:
+            state.queue.clear()
+
+    async def _replay(self, target: str) -> None:
+        try:
+            for hints in self.hints.drain(target, HINT_BATCH_BYTES):
+                items = [
+                    _Item(h.namespace, h.key, h.record, h.version, h.deleted, None) for h in hints
+                ]
+                # _deliver hints again whatever fails, so nothing is lost if the target
+                # went away again; stop then and wait for the next alive event.
+                if not await self._deliver(target, items):
+                    break
+                self.stats["hints_replayed"] += len(items)
+        finally:
+            self._replaying.discard(target)
+
+    async def _expire_hints(self) -> None:
+        while True:
+            await trio.sleep(5.0)
+            dropped = self.hints.expire(self._clock())
+            if dropped:
+                self.stats["hints_expired"] += dropped
+                log.warning("hints_expired", count=dropped)
+
+
+__all__ = ["APPLIED", "REFUSED_NOT_OWNER", "REFUSED_STORE", "STALE", "Ack", "Replicator"]
