@@ -531,3 +531,74 @@ def test_port_in_use_is_one_line_not_a_traceback(node: NodeProcess, tmp_path: Pa
     )
     assert result.returncode == 1
     assert "node_failed" in result.stderr and "Traceback" not in result.stderr
+
+
+# --- ns --consistency, leave, demo -------------------------------------------------------------
+
+
+def test_ns_consistency(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    node = start_node(tmp_path, "--bootstrap")  # the single voter: NS_SET commits
+    try:
+        port = str(node.port)
+        code, out, _ = run(["ns", "set", "cs", "--consistency", "quorum", "--port", port], capsys)
+        assert code == 0 and "consistency=quorum" in out
+        code, out, _ = run(["ns", "show", "cs", "--port", port], capsys)
+        assert code == 0 and out.startswith("cs ") and "consistency=quorum" in out
+        code, out, _ = run(["ns", "set", "cs", "--eviction", "lfu", "--port", port], capsys)
+        assert code == 0 and "consistency=quorum" in out and "eviction=lfu" in out  # kept
+        code, out, _ = run(["ns", "list", "--json", "--port", port], capsys)
+        policies = json.loads(out)
+        assert policies["cs"]["consistency"] == "quorum"
+        assert policies["default"]["consistency"] == "one"
+        code, out, err = run(["ns", "set", "cs", "--consistency", "most", "--port", port], capsys)
+        assert (code, out) == (2, "")
+        assert "argument --consistency: invalid choice: 'most'" in one_line(err)
+    finally:
+        node.stop()
+
+
+def test_leave_refused_or_unreachable_is_one_line(
+    cli: Cli, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The module's node is alone and not on any ring: the node refuses (exit 4), with its code.
+    code, out, err = cli("leave", "--timeout", "1")
+    assert (code, out) == (4, "")
+    assert one_line(err).startswith("meshcache: refused: ")
+    code, out, err = run(["leave", "--port", str(free_port()), "--timeout", "1"], capsys)
+    assert (code, out) == (3, "")
+    assert "refused" in one_line(err).lower()
+    code, out, err = cli("leave", "--timeout", "soon")
+    assert (code, out) == (2, "")
+    assert one_line(err).startswith("meshcache: error: --timeout: 'soon'")
+    code, out, _ = run(["leave", "--help"], capsys)
+    assert code == 0 and "--timeout DURATION" in out and "--namespace" not in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--nodes", "0"], "meshcache: error: --nodes: must be between 1 and 100, got 0"),
+        (["--nodes", "many"], "meshcache: error: --nodes: 'many' is not a whole number"),
+        (["--nodes", "-2"], "meshcache: error: --nodes: must not be negative"),
+        (["--base-port", "70000"], "meshcache: error: --base-port: '70000' is not a port"),
+        (["--base-port", "64000"], "meshcache: error: --base-port: 64000 leaves no room for 3"),
+        (["--timeout", "0"], "meshcache: error: --timeout: '0' must be a positive"),
+        (["--timeout", "later"], "meshcache: error: --timeout: 'later'"),
+        (["--bogus"], "meshcache demo: error: unrecognized arguments: --bogus"),
+    ],
+)
+def test_demo_usage_errors(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(["demo", *argv], capsys)
+    assert (code, out) == (2, "")
+    assert one_line(err).startswith(expected)
+
+
+def test_demo_data_dir_that_cannot_be_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file").write_text("")
+    code, out, err = run(["demo", "--data-dir", str(tmp_path / "file" / "sub")], capsys)
+    assert (code, out) == (2, "")
+    assert one_line(err).startswith("meshcache: error: --data-dir: cannot create ")
