@@ -192,3 +192,13 @@ def test_snapshot_table_wraps_past_the_last_range() -> None:
         k for k in (b"w%d" % i for i in range(100000)) if ring.token(k) > snapshot.bounds[-1]
     )
     assert snapshot.primary(key) == parse_address(ring.primary(key).address)
+
+
+def test_the_smart_flag_picks_the_router() -> None:
+    import meshcache
+    from meshcache.client.routing import SeedRouter
+
+    for make in (meshcache.Client, meshcache.TrioClient, meshcache.AsyncClient):
+        assert isinstance(make("a:1,b:2").router, RingRouter)  # type: ignore[attr-defined]
+        dumb = make("a:1,b:2", smart=False).router  # type: ignore[attr-defined]
+        assert isinstance(dumb, SeedRouter) and dumb.primary(b"k") is None
