@@ -95,9 +95,11 @@ AE_OPS: Final = (AE_DIGEST, AE_KEYS, AE_PULL, AE_PUSH)
 WHOLE_RING: Final = TokenRange(0, 0)
 #: Keys read between two checkpoints of a scan (a chunk costs a few milliseconds).
 SCAN_CHUNK: Final = 2000
-#: At most this many keys in one AE_PULL or AE_PUSH request, and (by the bucket counts of the
-#: asking side) about this many in one AE_KEYS answer.
+#: At most this many keys in one AE_PULL or AE_PUSH request.
 MAX_REQUEST_KEYS: Final = 10_000
+#: About this many keys (by the asking side's count) in one AE_KEYS answer: checking and
+#: planning one answer holds the loop for about as long as one scan chunk.
+KEYS_PER_LIST: Final = SCAN_CHUNK
 NOT_OWNER: Final = "not_owner"
 
 
@@ -568,18 +570,33 @@ class AntiEntropy:
         me = self.node_id
         owners_of = ring.owners
         index = snap.index
+        sides = snap.sides
+        depth = self.depth
         try:
             for start in range(0, len(keys), SCAN_CHUNK):
                 if start:
                     await trio.lowlevel.checkpoint()
                 for key in keys[start : start + SCAN_CHUNK]:
-                    if key in index:
+                    if key in index:  # folded in by an apply during the scan
                         continue
                     owners = owners_of(key, replicas)
+                    if all(m.node_id != me for m in owners):
+                        continue
+                    item = key_version(store, namespace, key)
+                    if item is None:
+                        continue
+                    # _place without the old item: the scan's hot loop.
+                    index[key] = item
+                    h = item_hash(key, item.version, item.deleted)
+                    b = bucket_of(key_token(key), WHOLE_RING, depth)
                     for m in owners:
-                        if m.node_id == me:
-                            _place(snap, key, owners, key_version(store, namespace, key))
-                            break
+                        side = sides.get(m.node_id)
+                        if side is not None:
+                            side.leaves[b] ^= h
+                            held = side.buckets.get(b)
+                            if held is None:
+                                held = side.buckets[b] = {}
+                            held[key] = item
         except BaseException:
             if self._snapshots.get(namespace) is snap:
                 del self._snapshots[namespace]
@@ -634,14 +651,14 @@ def _place(
 
 
 def _bucket_groups(side: _Side, buckets: list[int]) -> list[list[int]]:
-    """Split differing buckets into requests of about :data:`MAX_REQUEST_KEYS` keys (by our
+    """Split differing buckets into requests of about :data:`KEYS_PER_LIST` keys (by our
     count; the peer's is alike when the replicas mostly agree), at least one bucket each."""
     groups: list[list[int]] = []
     group: list[int] = []
     count = 0
     for b in buckets:
         n = len(side.buckets.get(b, ()))
-        if group and count + n > MAX_REQUEST_KEYS:
+        if group and count + n > KEYS_PER_LIST:
             groups.append(group)
             group, count = [], 0
         group.append(b)
