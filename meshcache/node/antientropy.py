@@ -32,9 +32,10 @@ What callers may rely on:
 * :attr:`AntiEntropy.stats` counters (for metrics): ``cycles``; ``rounds`` and
   ``rounds:<outcome>`` per exchange this node started (outcomes ``ok``, ``stale``,
   ``refused``, ``error``, ``not_shared``); ``buckets_differing``, ``keys_pushed``,
-  ``keys_pulled``, ``records_applied``, ``apply_errors``, ``bytes`` (paced bytes sent and
-  asked for), ``scans``, ``scanned_keys``; ``refused:<reason>`` for requests this node refused
-  (reasons ``stale_config``, ``not_owner``, ``malformed``); ``errors``.
+  ``keys_pulled``, ``records_applied``, ``apply_errors``, ``bytes`` (estimated bytes of
+  digests, key lists and records, all paced by the budget), ``scans``, ``scanned_keys``;
+  ``refused:<reason>`` for requests this node refused (reasons ``stale_config``,
+  ``not_owner``, ``malformed``); ``errors``.
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ class SyncResult:
     """What one exchange did. ``outcome`` is ``ok``, ``stale`` (ring versions differ),
     ``refused`` (the peer says we do not share what we asked about), ``error`` (transport,
     protocol or the peer's other refusals; ``error`` holds the text) or ``not_shared`` (the ring
-    gives us no key in common; nothing was sent)."""
+    gives us no key in common; nothing was sent). ``bytes``: what the budget was asked for
+    (estimates of the digest, key lists and records moved)."""
 
     peer: str
     namespace: str
@@ -292,6 +294,7 @@ class AntiEntropy:
     ) -> None:
         side = snap.sides[peer]
         head = {"from": self.node_id, "ring": snap.ring.version}
+        await self._pace(8 << snap.depth, result)
         reply = await self._call(peer, AE_DIGEST, namespace, [{**head, "depth": snap.depth}])
         local = RangeDigest(WHOLE_RING, snap.depth)
         local.leaves = list(side.leaves)
@@ -299,13 +302,15 @@ class AntiEntropy:
         result.buckets_differing = len(buckets)
         self.stats["buckets_differing"] += len(buckets)
         for group in _bucket_groups(side, buckets):
+            ours = [kv for b in group for kv in side.buckets.get(b, {}).values()]
+            # The answer's size is not known yet; ours is alike when the replicas mostly agree.
+            await self._pace(_batch_bytes((kv.key for kv in ours), {}), result)
             reply = await self._call(peer, AE_KEYS, namespace, [{**head, "buckets": group}])
             if type(reply) is not list:
                 raise RemoteProtocolError("an AE_KEYS answer must be a list")
             theirs = check_key_list(
                 [KeyVersion.from_wire(x) for x in reply], WHOLE_RING, snap.depth, group
             )
-            ours = [kv for b in group for kv in side.buckets.get(b, {}).values()]
             plan = plan_repair(ours, theirs, max_keys=self.batch_keys, max_bytes=self.batch_bytes)
             our_size = {kv.key: kv.size for kv in ours}
             their_size = {kv.key: kv.size for kv in theirs}
@@ -323,8 +328,7 @@ class AntiEntropy:
         sizes: dict[bytes, int],
         result: SyncResult,
     ) -> None:
-        nbytes = _batch_bytes(batch, sizes)
-        await self._pace(nbytes)
+        await self._pace(_batch_bytes(batch, sizes), result)
         # Read after the wait: the record may have changed meanwhile, and we send what is held.
         items = []
         for key in batch:
@@ -335,9 +339,7 @@ class AntiEntropy:
             return
         await self._call(peer, AE_PUSH, namespace, [{**head, "items": items}])
         result.keys_pushed += len(items)
-        result.bytes += nbytes
         self.stats["keys_pushed"] += len(items)
-        self.stats["bytes"] += nbytes
 
     async def _pull(
         self,
@@ -348,8 +350,7 @@ class AntiEntropy:
         sizes: dict[bytes, int],
         result: SyncResult,
     ) -> None:
-        nbytes = _batch_bytes(batch, sizes)
-        await self._pace(nbytes)
+        await self._pace(_batch_bytes(batch, sizes), result)
         reply = await self._call(peer, AE_PULL, namespace, [{**head, "keys": batch}])
         if type(reply) is not list or len(reply) != len(batch):
             raise RemoteProtocolError("an AE_PULL answer must list one record per key")
@@ -361,16 +362,16 @@ class AntiEntropy:
         for key, record in records:
             self._apply(peer, namespace, key, record)
         result.keys_pulled += len(records)
-        result.bytes += nbytes
         self.stats["keys_pulled"] += len(records)
-        self.stats["bytes"] += nbytes
 
-    async def _pace(self, nbytes: int) -> None:
-        """Wait until the budget grants ``nbytes``."""
+    async def _pace(self, nbytes: int, result: SyncResult) -> None:
+        """Wait until the budget grants ``nbytes`` (an estimate of one request and answer)."""
         while True:
             now = self._clock()
             wait = self._budget.delay(nbytes, now)
             if wait <= 0 and self._budget.take(nbytes, now):
+                result.bytes += nbytes
+                self.stats["bytes"] += nbytes
                 return
             # A float rounding can leave a hair of debt after the computed wait: wait a hair.
             await trio.sleep(max(wait, 1e-6))
@@ -543,7 +544,7 @@ class AntiEntropy:
                 max_age is not None
                 and snap is not None
                 and snap.complete
-                and snap.ring is ring
+                and (snap.ring is ring or snap.ring == ring)
                 and snap.replicas == self._store.policy(namespace).replicas
                 and self._clock() - snap.taken_at <= max_age
             ):
@@ -607,7 +608,7 @@ class AntiEntropy:
         return snap
 
     def _shared_peers(self, ring: Ring, replicas: int) -> frozenset[str]:
-        if ring is not self._peers_ring:
+        if ring is not self._peers_ring and ring != self._peers_ring:
             self._peers_ring = ring
             self._peers = {}
         peers = self._peers.get(replicas)
@@ -668,7 +669,7 @@ def _bucket_groups(side: _Side, buckets: list[int]) -> list[list[int]]:
     return groups
 
 
-def _batch_bytes(batch: list[bytes], sizes: dict[bytes, int]) -> int:
+def _batch_bytes(batch: Iterable[bytes], sizes: dict[bytes, int]) -> int:
     return sum(sizes.get(key, 0) + len(key) + KEY_LIST_OVERHEAD for key in batch)
 
 

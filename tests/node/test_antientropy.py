@@ -263,6 +263,17 @@ async def test_stale_ring_version_is_refused_and_counted() -> None:
 
 
 @pytest.mark.trio
+async def test_an_unreachable_peer_is_an_error_result_not_an_exception() -> None:
+    mesh = Mesh(["a", "b"], replicas=2)
+    mesh.down.add("b")
+    result = await mesh.nodes["a"].sync("b", NS)
+    assert result.outcome == "error" and "unreachable" in (result.error or "")
+    assert mesh.nodes["a"].stats["errors"] == mesh.nodes["a"].stats["rounds:error"] == 1
+    missing = await mesh.nodes["a"].sync("b", "no-such-namespace")
+    assert missing.outcome == "error" and mesh.nodes["a"].stats["errors"] == 2
+
+
+@pytest.mark.trio
 async def test_a_peer_that_is_not_a_co_owner_is_refused_and_counted() -> None:
     mesh = Mesh(["a", "b", "c"], replicas=1)
     a, b = mesh.nodes["a"], mesh.nodes["b"]
