@@ -253,7 +253,8 @@ class DataPlane:
         last: MeshcacheError | None = None
         for member in owners:
             if member.node_id == self.node_id:
-                return self.coordinate(namespace, op, OPS[op], args)
+                result = self.coordinate(namespace, op, OPS[op], args)
+                return await result if isinstance(result, Coroutine) else result
             address = self._addresses.get(member.node_id)
             if address is None:
                 continue

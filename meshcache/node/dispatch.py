@@ -101,7 +101,10 @@ class Dispatcher:
         except Exception as exc:  # a bug in the node: answer, count, keep the connection
             return self._error(rid, op, CommandError(ErrorCode.INTERNAL, type(exc).__name__))
         self.counters.requests[op] += 1
-        return self._ok(rid, result)
+        try:
+            return self._ok(rid, result)
+        except Exception as exc:  # a result that cannot be encoded: a bug, not a crash
+            return self._error(rid, op, CommandError(ErrorCode.INTERNAL, type(exc).__name__))
 
     def _ok(self, rid: int, result: Any) -> bytes:
         body: bytes = self._pack([rid, STATUS_OK, result, self.ring_version])

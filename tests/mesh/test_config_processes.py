@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,26 +13,9 @@ import pytest
 
 from meshcache import Client, CommandError
 from meshcache.testing.nodes import NodeProcess
-from tests.mesh.helpers import wait_for
+from tests.mesh.helpers import free_port_pairs, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def free_port_pairs(n: int) -> list[int]:
-    """``n`` ports p with p and p + 1 free now (data port, Raft port)."""
-    found: list[int] = []
-    while len(found) < n:
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-            with socket.socket() as b:
-                try:
-                    b.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-        if port not in found and port + 1 not in found and port - 1 not in found:
-            found.append(port)
-    return found
 
 
 def call(node: NodeProcess, method: str, *args: Any) -> Any:

@@ -1,0 +1,262 @@
+"""The mesh data plane across real processes: routing, replication, repair, rebalancing."""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meshcache.errors import MeshcacheError
+from meshcache.ring import Ring, RingMember
+from meshcache.testing.nodes import NodeProcess
+from tests.mesh.helpers import Direct, free_port_pairs, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+class Mesh:
+    """Nodes on loopback: the first bootstraps the config group, the others join it."""
+
+    def __init__(self, stack: ExitStack, tmp: Path, n: int, *extra: str) -> None:
+        self.stack = stack
+        self.tmp = tmp
+        self.extra = extra
+        self.nodes: list[NodeProcess] = []
+        # The bootstrap voter's Raft port is its data port + 1: both must be free.
+        self.start_node("--bootstrap", port=free_port_pairs(1)[0])
+        for _ in range(n - 1):
+            self.start_node("--join", self.nodes[0].data)
+        self.wait_ring(n)
+
+    def start_node(self, *args: str, port: int = 0, name: str | None = None) -> NodeProcess:
+        name = name or f"n{len(self.nodes)}"
+        node = NodeProcess(self.tmp / name, "--profile", "local", *self.extra, *args, port=port)
+        self.stack.enter_context(node)
+        self.nodes.append(node)
+        return node
+
+    def call(self, node: NodeProcess, op: str, args: list[Any], namespace: str = "default") -> Any:
+        with Direct(node.data_address) as d:
+            return d.call(op, args, namespace)
+
+    def ring(self, node: NodeProcess) -> dict[str, Any]:
+        ring: dict[str, Any] = self.call(node, "RING", [])
+        return ring
+
+    def wait_ring(self, n: int, among: list[NodeProcess] | None = None) -> None:
+        """Every node (of ``among``) holds the same ring of ``n`` active members."""
+        nodes = among or [x for x in self.nodes if x.proc and x.proc.poll() is None]
+
+        def agreed() -> bool:
+            try:
+                rings = [self.ring(x) for x in nodes]
+            except (OSError, MeshcacheError):
+                return False
+            return len({r["version"] for r in rings}) == 1 and all(
+                len(r["members"]) == n and all(m["state"] == "active" for m in r["members"])
+                for r in rings
+            )
+
+        wait_for(agreed, 30, f"{n} active members on every node's ring")
+
+    def owners(self, key: bytes, replicas: int) -> list[str]:
+        ring = self.ring(self.nodes[0])
+        members = [
+            RingMember.from_mapping({k: v for k, v in m.items() if k != "share"})
+            for m in ring["members"]
+        ]
+        return [m.node_id for m in Ring(members, ring["version"]).owners(key, replicas)]
+
+    def by_id(self, node_id: str) -> NodeProcess:
+        return next(n for n in self.nodes if n.node_id == node_id)
+
+
+@pytest.fixture
+def stack() -> Iterator[ExitStack]:
+    with ExitStack() as s:
+        yield s
+
+
+def keys(n: int, prefix: str = "k") -> list[bytes]:
+    return [f"{prefix}{i}".encode() for i in range(n)]
+
+
+def test_every_node_agrees_and_serves_every_key(stack: ExitStack, tmp_path: Path) -> None:
+    mesh = Mesh(stack, tmp_path, 3)
+    rings = [mesh.ring(n) for n in mesh.nodes]
+    assert all(r == rings[0] for r in rings)
+    ks = keys(200)
+    for i, key in enumerate(ks):  # written through every node in turn
+        assert mesh.call(mesh.nodes[i % 3], "SET", [key, b"v" + key]) is True
+    for node in mesh.nodes:  # read through every node
+        with Direct(node.data_address) as d:
+            assert [d.call("GET", [k]) for k in ks] == [b"v" + k for k in ks]
+            assert d.call("MGET", ks) == [b"v" + k for k in ks]
+    # Each key is held by exactly its two ring owners (the default namespace has replicas=2).
+    stores = {n.node_id: Direct(n.data_address) for n in mesh.nodes}
+    try:
+
+        def placed() -> bool:
+            return all(
+                (stores[nid].local_get(key) is not None) == (nid in mesh.owners(key, 2))
+                for key in ks[:50]
+                for nid in stores
+            )
+
+        wait_for(placed, 10, "every key on exactly its owners")
+    finally:
+        for d in stores.values():
+            d.close()
+    # Many-key ops split across owners and merge in order; DELETE counts across nodes.
+    assert mesh.call(mesh.nodes[1], "DELETE", ks[:20]) == 20
+    assert mesh.call(mesh.nodes[2], "EXISTS", ks[:40]) == 20
+    assert mesh.call(mesh.nodes[0], "MGET", ks[15:25]) == [None] * 5 + [b"v" + k for k in ks[20:25]]
+
+
+def test_quorum_writes_survive_kill_of_an_owner(stack: ExitStack, tmp_path: Path) -> None:
+    mesh = Mesh(stack, tmp_path, 3)
+    a, b, c = mesh.nodes
+    mesh.call(a, "NS_SET", ["q", {"replicas": 3, "consistency": "quorum"}])
+    wait_for(lambda: "q" in mesh.call(c, "NS_LIST", []), 10, "namespace q everywhere")
+    acked: dict[bytes, bytes] = {}
+    failed = 0
+    with Direct(a.data_address) as d:
+        for i in range(400):
+            if i == 150:
+                c.kill()  # kill -9 an owner of every key in the middle of the writes
+            key, value = b"q%d" % i, b"value-%d" % i
+            try:
+                d.call("SET", [key, value], "q")
+            except MeshcacheError:
+                failed += 1
+                continue
+            acked[key] = value
+    assert len(acked) >= 390, f"{failed} writes failed"
+    for node in (a, b):
+        with Direct(node.data_address) as d:
+            lost = [k for k, v in acked.items() if d.local_get(k, "q") != v]
+        assert not lost, f"{len(lost)} acknowledged writes missing on {node.node_id}"
+
+
+def test_a_paused_replica_converges_by_hints(stack: ExitStack, tmp_path: Path) -> None:
+    mesh = Mesh(stack, tmp_path, 3)
+    a, b, c = mesh.nodes
+    mesh.call(a, "NS_SET", ["all3", {"replicas": 3}])
+    wait_for(lambda: "all3" in mesh.call(c, "NS_LIST", []), 10, "namespace everywhere")
+    ks = keys(100)
+    with Direct(a.data_address) as d:
+        for k in ks:
+            d.call("SET", [k, b"old"], "all3")
+    c.signal(signal.SIGSTOP)  # c is cut off: it neither answers nor gossips
+    try:
+        members = lambda: {m["name"]: m["state"] for m in mesh.call(a, "MEMBERS", [])}  # noqa: E731
+        wait_for(lambda: members()[c.node_id] == "dead", 15, "c declared dead")
+        with Direct(b.data_address) as d:
+            for k in ks:  # the last writer, while c is away
+                d.call("SET", [k, b"new"], "all3")
+            d.call("DELETE", ks[:10], "all3")
+    finally:
+        c.signal(signal.SIGCONT)
+    with Direct(c.data_address) as d:
+
+        def converged() -> bool:
+            return all(d.local_get(k, "all3") is None for k in ks[:10]) and all(
+                d.local_get(k, "all3") == b"new" for k in ks[10:]
+            )
+
+        wait_for(converged, 20, "c converged to the last writer")
+
+
+def test_join_and_leave_under_load(stack: ExitStack, tmp_path: Path) -> None:
+    mesh = Mesh(stack, tmp_path, 3)
+    a = mesh.nodes[0]
+    written: dict[bytes, bytes] = {}
+    errors: list[str] = []
+    misses = [0, 0]  # misses, reads
+    stop = threading.Event()
+
+    def load() -> None:
+        rng = random.Random(7)
+        with Direct(a.data_address) as d:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                key = b"load%d" % rng.randrange(2000)
+                try:
+                    if i % 4 == 0 or key not in written:
+                        value = b"%d" % i
+                        d.call("SET", [key, value])
+                        written[key] = value
+                    else:
+                        misses[1] += 1
+                        if d.call("GET", [key]) != written[key]:
+                            misses[0] += 1
+                except MeshcacheError as exc:
+                    errors.append(str(exc))
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        wait_for(lambda: len(written) > 500, 20, "some load")
+        mesh.start_node("--join", a.data)  # a fourth node joins under load
+        mesh.wait_ring(4)
+        wait_for(lambda: misses[1] > 2000, 30, "reads after the join")
+        leaver = mesh.nodes[1]
+        result = mesh.call(leaver, "LEAVE", [{"timeout": 30}])
+        assert result["node_id"] == leaver.node_id
+        rest = [n for n in mesh.nodes if n is not leaver]
+        mesh.wait_ring(3, among=rest)
+        reads_at_leave = misses[1]
+        wait_for(lambda: misses[1] > reads_at_leave + 2000, 30, "reads after the leave")
+    finally:
+        stop.set()
+        worker.join()
+    assert not errors, errors[:5]
+    assert misses[0] == 0, f"{misses[0]} of {misses[1]} reads missed or were stale"
+    for node in rest:  # every key is readable through every remaining node
+        with Direct(node.data_address) as d:
+            sample = list(written)[:300]
+            assert [d.call("GET", [k]) for k in sample] == [written[k] for k in sample]
+
+
+def test_dead_member_is_removed_and_its_keys_re_replicated(
+    stack: ExitStack, tmp_path: Path
+) -> None:
+    mesh = Mesh(stack, tmp_path, 3, "--auto-remove-after", "1s")
+    a, b, c = mesh.nodes
+    ks = keys(200)
+    with Direct(a.data_address) as d:
+        for k in ks:
+            d.call("SET", [k, k])
+    c.kill()
+    mesh.wait_ring(2, among=[a, b])
+    # With two members left and replicas=2, both hold every key again.
+    for node in (a, b):
+        with Direct(node.data_address) as d:
+            wait_for(
+                lambda d=d: all(d.local_get(k) == k for k in ks),  # type: ignore[misc]
+                20,
+                f"every key on {node.node_id}",
+            )
+
+
+def test_a_restarted_node_pulls_what_it_owns(stack: ExitStack, tmp_path: Path) -> None:
+    mesh = Mesh(stack, tmp_path, 3)
+    a, _, c = mesh.nodes
+    ks = keys(200)
+    with Direct(a.data_address) as d:
+        for k in ks:
+            d.call("SET", [k, k])
+    port = c.data_address[1]
+    c.kill()
+    c2 = mesh.start_node("--join", a.data, port=port, name="n2")  # same dir, port and id
+    assert c2.node_id == c.node_id
+    mine = [k for k in ks if c.node_id in mesh.owners(k, 2)]
+    with Direct(c2.data_address) as d:
+        wait_for(lambda: all(d.local_get(k) == k for k in mine), 20, "the restarted node warm")
