@@ -366,9 +366,11 @@ def _leave(c: Client, a: argparse.Namespace) -> Output:
     drain = parse_duration(a.timeout, "--timeout")
     command = Command.build("LEAVE", [{"timeout": drain}], "default", results.str_map)
     left = c._execute(command)
+    moved = left.get("moved")
     text = (
-        f"{_plain_text(left.get('node_id'))} left the ring: moved {_plain_text(left.get('moved'))}"
-        f" keys, ring version {_plain_text(left.get('ring_version'))}"
+        f"{_plain_text(left.get('node_id'))} left the ring: {_plain_text(moved)}"
+        f" {'key' if moved == 1 else 'keys'} handed over, ring version"
+        f" {_plain_text(left.get('ring_version'))}"
     )
     return Output(left, text)
 

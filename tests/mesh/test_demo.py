@@ -189,6 +189,8 @@ def test_a_node_that_cannot_start_fails_the_demo_with_one_line(tmp_path: Path) -
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("meshcache demo: node 0 ")
     assert "exited with code 1 before the mesh was ready" in result.stderr
+    log = Path(result.stderr.rstrip("\n").rpartition("its log: ")[2])
+    assert log.name == "node.log" and not log.parents[1].exists()  # temporary dir removed
 
 
 def test_two_nodes_share_keys_then_one_leaves_the_ring(demos: list[DemoRun]) -> None:
