@@ -99,6 +99,8 @@ class NodeSettings:
     tombstone_grace: float = 3 * 3600.0  # how long a delete is remembered for replicas
     handoff_rate: int = 64 * 1024 * 1024  # bytes/s a node streams when ranges change hands
     anti_entropy_interval: float = 60.0  # seconds between anti-entropy rounds
+    hint_max_bytes: int = 64 * 1024 * 1024  # writes held for unreachable owners, all targets
+    hint_max_age: float = 3600.0  # a hint older than this is dropped (anti-entropy repairs)
 
     @property
     def is_voter_candidate(self) -> bool:
@@ -343,6 +345,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
     _node(
         "anti_entropy_interval", parse_duration, "time between anti-entropy rounds", "DURATION"
     ),
+    _node("hint_max_bytes", parse_size, "bytes of hints held for unreachable owners", "SIZE"),
+    _node("hint_max_age", parse_duration, "age at which a hint is dropped", "DURATION"),
     _node("raft_peers", _parse_join, "every voter's Raft address, comma-separated", "ADDRS"),
     _node("raft_password_file", _parse_optional_path, "file holding the Raft password", "FILE"),
     _limit("max_frame_bytes", parse_size, "largest request frame"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import random
 import signal
 import time
 from collections import Counter
@@ -27,6 +28,7 @@ from meshcache.errors import CommandError, ErrorCode
 from meshcache.gossip import EventKind, Member, MemberState
 from meshcache.hlc import HLC
 from meshcache.node.admin import AdminHandler
+from meshcache.node.antientropy import AE_OPS, AntiEntropy
 from meshcache.node.cluster_config import ConfigService
 from meshcache.node.dataplane import DataPlane
 from meshcache.node.dataport import DataPort, open_listener
@@ -35,7 +37,7 @@ from meshcache.node.membership import Membership
 from meshcache.node.metrics import NodeCollector, NodeCounters, make_registry
 from meshcache.node.peerpool import PeerPool
 from meshcache.node.rebalance import Rebalancer
-from meshcache.node.replication import HintQueue, VersionClamp
+from meshcache.node.replication import ByteBudget, HintQueue, VersionClamp
 from meshcache.node.replicator import Replicator
 from meshcache.ring import TOKEN_SPACE, Ring
 from meshcache.settings import NodeSettings
@@ -45,9 +47,12 @@ from meshcache.wire.ops import Limits
 log = structlog.get_logger("meshcache.node")
 
 READY_FILE = "node.json"
-HINT_MAX_BYTES = 64 * 1024 * 1024
-HINT_MAX_BYTES_PER_TARGET = 16 * 1024 * 1024
-HINT_MAX_AGE_S = 3600.0
+# One unreachable owner may hold at most this share of the hint bytes.
+HINT_SHARE_PER_TARGET = 4
+# Anti-entropy runs beside client traffic: a small share of the hand-off rate, and bursts small
+# enough that one batch never holds the loop long.
+AE_RATE_SHARE = 16
+AE_BURST = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +86,13 @@ class Node:
         self.config_service: ConfigService | None = None
         self.dataplane: DataPlane | None = None
         self.rebalancer: Rebalancer | None = None
+        self.antientropy: AntiEntropy | None = None
+        self._nursery: trio.Nursery | None = None
         self.pool = PeerPool(max_frame=settings.limits.max_frame_bytes)
         self.hints = HintQueue(
-            max_bytes=HINT_MAX_BYTES,
-            max_bytes_per_target=HINT_MAX_BYTES_PER_TARGET,
-            max_age_s=HINT_MAX_AGE_S,
+            max_bytes=max(1, settings.hint_max_bytes),
+            max_bytes_per_target=max(1, settings.hint_max_bytes // HINT_SHARE_PER_TARGET),
+            max_age_s=settings.hint_max_age,
         )
         self.registry = make_registry(
             NodeCollector(
@@ -162,6 +169,19 @@ class Node:
             rate=s.handoff_rate,
             auto_remove_after=s.auto_remove_after,
         )
+        self.antientropy = AntiEntropy(
+            self.store,
+            self.node_id,
+            ring=lambda: dataplane.ring,
+            alive=self._is_alive,
+            call=self._peer_call,
+            clamp=dataplane.clamp,
+            budget=ByteBudget(
+                max(1 << 20, s.handoff_rate // AE_RATE_SHARE), AE_BURST, trio.current_time()
+            ),
+            interval=s.anti_entropy_interval,
+            rng=random.Random(self.node_id),
+        )
         self.info = NodeInfo(self.node_id, data_address, admin_address, os.getpid())
         ready_file: Path | None = None
         try:
@@ -174,6 +194,8 @@ class Node:
                 await nursery.start(self.config_service.run)
                 await nursery.start(trio.serve_listeners, admin.handle_stream, admin_listeners)
                 nursery.start_soon(self._expire_loop)
+                nursery.start_soon(self.antientropy.run)
+                self._nursery = nursery
                 log.info(
                     "node_ready",
                     node_id=self.node_id,
@@ -242,6 +264,10 @@ class Node:
             return self.membership.handle_push_pull(args[0]) if self.membership else None
         if op in ("FWD", "REPL", "HANDOFF", "LEAVE"):
             return self._mesh_op(namespace, op, args)
+        if op in AE_OPS:
+            if self.antientropy is None:
+                raise CommandError(ErrorCode.UNAVAILABLE, "the node is not running yet")
+            return self.antientropy.handle(op, namespace, args)
         return self._config_op(op, args)
 
     def _mesh_op(self, namespace: str, op: str, args: list[Any]) -> Any:
@@ -309,6 +335,23 @@ class Node:
             self.config_service.on_member_event(kind, member)
         if kind in (EventKind.ALIVE, EventKind.JOINED) and self.dataplane is not None:
             self.dataplane.replicator.target_alive(member.name)
+            if member.name in self.hints.needs_repair and self._nursery is not None:
+                self._nursery.start_soon(self._repair, member.name)
+
+    async def _repair(self, peer: str) -> None:
+        """Hints owed to ``peer`` were lost (overflow, age): one anti-entropy pass with it."""
+        if self.antientropy is None:
+            return
+        results = [await self.antientropy.sync(peer, ns) for ns in self.store.namespace_names()]
+        if all(r.outcome in ("ok", "not_shared") for r in results):
+            self.hints.repaired(peer)
+        log.info("hinted_peer_repaired", peer=peer, outcomes=[r.outcome for r in results])
+
+    async def _peer_call(self, peer: str, op: str, namespace: str, args: list[Any]) -> Any:
+        address = self._address_of(peer)
+        if address is None:
+            raise CommandError(ErrorCode.NOT_OWNER, f"{peer} is not on this node's ring")
+        return await self.pool.call(address, op, namespace, args, timeout=10.0)
 
     def _mesh_figures(self) -> dict[str, Any]:
         dataplane, rebalancer = self.dataplane, self.rebalancer
@@ -323,6 +366,7 @@ class Node:
                 "rebalance": dict(rebalancer.stats),
                 "peers": dict(self.pool.stats),
                 "clamp": {"clamped": dataplane.clamp.clamped},
+                "antientropy": dict(self.antientropy.stats) if self.antientropy else {},
             },
             "gauges": {
                 "hints": len(self.hints),
