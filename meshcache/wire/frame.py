@@ -62,6 +62,10 @@ class FrameReader:
     ``feed`` appends bytes; ``next_body`` returns the next complete body (a ``bytes``) or None.
     A length over ``max_frame`` raises :class:`FrameTooLarge` — framing is lost then, and the
     caller must close the connection after sending its error frame.
+
+    ``borrow`` is ``feed`` without the copy, for a caller that reads into one buffer it reuses:
+    bodies are sliced straight out of the caller's buffer, and ``release`` — which the caller
+    must call before that buffer is written again — copies only the unread rest.
     """
 
     __slots__ = ("_buf", "_pos", "max_frame")
@@ -70,7 +74,7 @@ class FrameReader:
         # The common case is a read that holds whole frames: keep those bytes as they are and
         # slice bodies out of them (one copy). Only a partial frame moves into a bytearray,
         # which then grows in amortised O(n) however many reads a large frame takes.
-        self._buf: bytes | bytearray = b""
+        self._buf: bytes | bytearray | memoryview = b""
         self._pos = 0
         self.max_frame = max_frame
 
@@ -87,6 +91,22 @@ class FrameReader:
             buf = self._buf = bytearray(memoryview(buf)[pos:])
         self._pos = 0
         buf += data
+
+    def borrow(self, data: memoryview) -> None:
+        """Like :meth:`feed`, but keep a reference to ``data`` instead of copying it when
+        nothing is buffered; :meth:`release` must follow before ``data`` changes."""
+        if self._pos < len(self._buf):
+            self.feed(data)
+        else:
+            self._buf = data
+            self._pos = 0
+
+    def release(self) -> None:
+        """Stop referring to a borrowed buffer: copy its unread bytes (usually none)."""
+        buf = self._buf
+        if type(buf) is memoryview:
+            self._buf = bytes(buf[self._pos :])
+            self._pos = 0
 
     @property
     def buffered(self) -> int:

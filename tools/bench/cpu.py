@@ -37,6 +37,7 @@ class CpuSample:
 
     requests: int
     server_cpu_s: float
+    server_user_s: float
     switches: int
     generator_cpu_s: float
     wall_s: float
@@ -46,6 +47,11 @@ class CpuSample:
     @property
     def server_us(self) -> float:
         return self.server_cpu_s / self.requests * 1e6
+
+    @property
+    def server_user_us(self) -> float:
+        """The part spent in the server's own code (Python), not in the kernel."""
+        return self.server_user_s / self.requests * 1e6
 
     @property
     def generator_us(self) -> float:
@@ -58,6 +64,13 @@ class CpuSample:
     @property
     def ops_per_s(self) -> float:
         return self.requests / self.wall_s
+
+
+def user_seconds(pid: int) -> float:
+    """User-mode CPU seconds process ``pid`` (all its threads) has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / os.sysconf("SC_CLK_TCK")
 
 
 def context_switches(pid: int) -> int:
@@ -114,18 +127,18 @@ def drive(
         run(max(opts.conns, int(requests * WARMUP_FRACTION) // depth))
         batches = max(opts.conns, requests // depth)
         srv.check_alive()
-        cpu0, sw0 = cpu_seconds(pid), context_switches(pid)
+        cpu0, user0, sw0 = cpu_seconds(pid), user_seconds(pid), context_switches(pid)
         gen0, wall0 = time.process_time(), time.perf_counter()
         done, errors, misses = run(batches)
         wall = time.perf_counter() - wall0
         gen = time.process_time() - gen0
-        cpu1, sw1 = cpu_seconds(pid), context_switches(pid)
+        cpu1, user1, sw1 = cpu_seconds(pid), user_seconds(pid), context_switches(pid)
     finally:
         for sock in socks:
             sock.close()
     if done != batches * depth:
         raise RuntimeError(f"{done} of {batches * depth} requests answered before the deadline")
-    return CpuSample(done, cpu1 - cpu0, sw1 - sw0, gen, wall, errors, misses)
+    return CpuSample(done, cpu1 - cpu0, user1 - user0, sw1 - sw0, gen, wall, errors, misses)
 
 
 def cpu(opts: Options) -> str:
@@ -146,7 +159,8 @@ def cpu(opts: Options) -> str:
                         samples.setdefault((target, depth), []).append(s)
                         log(
                             f"cpu round {round_ + 1}/{opts.repeat}: {target} depth={depth} "
-                            f"{s.server_us:.2f} us/req server, {s.generator_us:.2f} generator, "
+                            f"{s.server_us:.2f} us/req server ({s.server_user_us:.2f} user), "
+                            f"{s.generator_us:.2f} generator, "
                             f"{s.switches_per_request:.3f} switches/req, {s.ops_per_s:,.0f} ops/s"
                         )
             except (*TargetError, RuntimeError) as exc:
@@ -168,6 +182,7 @@ def cpu(opts: Options) -> str:
                     runs[0].requests,
                     min(us),
                     statistics.median(us),
+                    statistics.median(s.server_user_us for s in runs),
                     statistics.median(s.switches_per_request for s in runs),
                     statistics.median(s.generator_us for s in runs),
                     statistics.median(s.ops_per_s for s in runs),
@@ -179,5 +194,6 @@ def cpu(opts: Options) -> str:
         f"{wl.value_size}-byte values, {wl.mix} GET/SET; best and median of {opts.repeat})\n\n"
     )
     headers = ["target", "conns", "depth", "requests", "server µs/req best", "median"]
+    headers += ["of which user µs/req"]
     headers += ["switches/req", "generator µs/req", "ops/s", "replies"]
     return head + table(headers, rows) + _notes(notes)
