@@ -474,7 +474,11 @@ def _connect(host: str, port: int, *, connect_timeout: float, timeout: float) ->
     from meshcache.client.routing import Address
     from meshcache.client.sync import Client
 
-    return Client(Address(host, port), connect_timeout=connect_timeout, timeout=timeout)
+    # One-shot commands talk to the node they name: it forwards a key to its owner itself,
+    # which costs less than learning the ring first.
+    return Client(
+        Address(host, port), connect_timeout=connect_timeout, timeout=timeout, smart=False
+    )
 
 
 def _run_client(args: argparse.Namespace) -> int:
