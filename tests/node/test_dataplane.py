@@ -1,0 +1,180 @@
+"""The data plane's decisions without a network: replica writes, forwarded requests, routing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meshcache.control import ClusterConfig
+from meshcache.errors import CommandError, ErrorCode
+from meshcache.hlc import HLC, make_version, physical_ms
+from meshcache.node.dataplane import DataPlane
+from meshcache.node.peerpool import PeerPool
+from meshcache.node.replication import HintQueue, VersionClamp
+from meshcache.node.replicator import APPLIED, REFUSED_NOT_OWNER, REFUSED_STORE, STALE, Replicator
+from meshcache.ring import Ring, RingMember
+from meshcache.store.policy import NamespacePolicy
+from meshcache.store.store import Store
+from meshcache.wire.ops import OPS, Limits
+
+NOW_S = 1_700_000_000.0
+ME, OTHER, THIRD = "10.0.0.1:7400", "10.0.0.2:7400", "10.0.0.3:7400"
+
+
+def make_plane(members: list[str], *, replicas: int = 2) -> DataPlane:
+    hlc = HLC(lambda: int(NOW_S * 1000))
+    store = Store(
+        clock=lambda: NOW_S,
+        hlc=hlc,
+        policies={"default": NamespacePolicy(replicas=replicas, max_bytes=1 << 20)},
+        tombstone_grace_s=3600.0,
+    )
+    pool = PeerPool()
+    replicator = Replicator(
+        pool,
+        address_of=lambda _: None,
+        alive=lambda _: False,  # nothing is sent: every replica write becomes a hint
+        hints=HintQueue(max_bytes=1 << 20, max_bytes_per_target=1 << 18, max_age_s=60),
+        clock=lambda: 0.0,
+    )
+    plane = DataPlane(
+        store,
+        ME,
+        pool=pool,
+        replicator=replicator,
+        clamp=VersionClamp(hlc),
+        alive=lambda node: node == ME,
+        limits=Limits(max_key_bytes=64, max_value_bytes=1024),
+    )
+    config = ClusterConfig(
+        version=3, members=tuple(RingMember(node_id=m, address=m) for m in members)
+    )
+    plane.install(config)
+    return plane
+
+
+def owned_and_foreign(plane: DataPlane, replicas: int) -> tuple[bytes, bytes]:
+    ring: Ring = plane.ring
+    keys = [b"key-%d" % i for i in range(200)]
+    mine = next(k for k in keys if ME in {m.node_id for m in ring.owners(k, replicas)})
+    other = next(k for k in keys if ME not in {m.node_id for m in ring.owners(k, replicas)})
+    return mine, other
+
+
+def entry(value: bytes, version: int) -> list[Any]:
+    return ["bytes", value, None, version]
+
+
+def test_replica_writes_apply_by_last_writer_wins_and_refuse_foreign_keys() -> None:
+    plane = make_plane([ME, OTHER, THIRD], replicas=1)
+    mine, foreign = owned_and_foreign(plane, 1)
+    v1 = make_version(int(NOW_S * 1000) - 10)
+    v2 = make_version(int(NOW_S * 1000) - 5)
+    assert plane.apply_replicated("default", [[mine, entry(b"new", v2)]]) == [APPLIED]
+    assert plane.apply_replicated("default", [[mine, entry(b"old", v1)]]) == [STALE]
+    assert plane.store.execute("default", "GET", [mine]) == b"new"
+    assert plane.apply_replicated("default", [[foreign, entry(b"x", v2)]]) == [REFUSED_NOT_OWNER]
+    assert plane.store.execute("default", "GET", [foreign]) is None
+    assert plane.stats["repl_refused_not_owner"] == 1
+    # A delete newer than the value wins; the tombstone answers GET with nil.
+    assert plane.apply_replicated("default", [[mine, ["tombstone", None, None, v2 + 1]]]) == [
+        APPLIED
+    ]
+    assert plane.store.execute("default", "GET", [mine]) is None
+
+
+def test_a_far_future_version_is_clamped_and_counted() -> None:
+    plane = make_plane([ME])
+    key = b"k"
+    far = make_version(int(NOW_S * 1000) + 10 * 24 * 3600 * 1000)  # ten days ahead
+    assert plane.apply_replicated("default", [[key, entry(b"v", far)]], peer=OTHER) == [APPLIED]
+    stored = plane.store.get_entry("default", key)
+    assert stored is not None
+    assert physical_ms(stored.version) <= int(NOW_S * 1000) + 60_000
+    assert plane.clamp.clamped == 1 and plane.clamp.by_peer[OTHER] == 1
+    # The next local write beats the clamped version: a bad clock cannot pin the key.
+    plane.store.execute("default", "SET", [key, b"local", {}])
+    assert plane.store.execute("default", "GET", [key]) == b"local"
+
+
+def test_a_record_the_store_refuses_is_answered_not_raised() -> None:
+    plane = make_plane([ME])
+    version = make_version(int(NOW_S * 1000))
+    big = b"x" * (2 << 20)  # over the namespace's max_bytes
+    assert plane.apply_replicated("default", [[b"k", entry(big, version)]]) == [REFUSED_STORE]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        [b"not-a-pair"],
+        [[b"k"]],
+        [["str-key", entry(b"v", 1)]],
+        [[b"k", ["nonsense", 1, 2, 3]]],
+        [[b"k", ["bytes", 5, None, 1]]],
+        [[b"k", ["tombstone", b"v", None, 1]]],
+        [[b"k", ["bytes", b"v", None, -1]]],
+    ],
+)
+def test_malformed_replica_writes_are_bad_requests(payload: list[Any]) -> None:
+    plane = make_plane([ME])
+    with pytest.raises(CommandError) as info:
+        plane.apply_replicated("default", payload)
+    assert info.value.code == ErrorCode.BAD_REQUEST
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.integers(),
+            st.binary(max_size=8),
+            st.lists(st.one_of(st.binary(max_size=8), st.integers(), st.none()), max_size=5),
+        ),
+        max_size=4,
+    )
+)
+def test_garbage_replica_writes_never_escape_as_anything_but_command_errors(
+    payload: list[Any],
+) -> None:
+    plane = make_plane([ME])
+    try:
+        answers = plane.apply_replicated("default", payload)
+    except CommandError:
+        return
+    assert len(answers) == len(payload)
+
+
+def test_forwarded_requests_execute_here_and_refuse_node_ops() -> None:
+    plane = make_plane([ME, OTHER], replicas=1)
+    _, foreign = owned_and_foreign(plane, 1)
+    # A forwarded write is coordinated here even if this ring says another node owns it
+    # (the sender's ring may be newer): never a second hop.
+    assert plane.execute_forwarded("default", ["SET", [foreign, b"v"]]) is True
+    assert plane.store.execute("default", "GET", [foreign]) == b"v"
+    for bad in (["PING", []], ["LEAVE", [{}]], ["NOPE", []], ["GET"], [1, []]):
+        with pytest.raises(CommandError) as info:
+            plane.execute_forwarded("default", bad)
+        assert info.value.code == ErrorCode.BAD_REQUEST
+    with pytest.raises(CommandError) as info:
+        plane.execute_forwarded("default", ["SET", [b"k" * 100, b"v"]])
+    assert info.value.code == ErrorCode.TOO_LARGE
+
+
+def test_a_write_for_unreachable_owners_becomes_hints() -> None:
+    plane = make_plane([ME, OTHER, THIRD], replicas=3)
+    plane.coordinate("default", "SET", OPS["SET"], [b"k", b"v", {}])
+    hints = plane.replicator.hints
+    assert {h.target for t in (OTHER, THIRD) for h in hints.hints(t)} == {OTHER, THIRD}
+    assert plane.replicator.stats["hinted_dead"] == 2
+
+
+def test_a_lone_node_executes_locally() -> None:
+    plane = make_plane([ME])
+    assert plane.solo
+    assert plane.execute("default", "SET", [b"k", b"v", {}]) is True
+    assert plane.execute("default", "GET", [b"k"]) == b"v"
