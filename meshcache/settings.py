@@ -101,6 +101,7 @@ class NodeSettings:
     anti_entropy_interval: float = 60.0  # seconds between anti-entropy rounds
     hint_max_bytes: int = 64 * 1024 * 1024  # writes held for unreachable owners, all targets
     hint_max_age: float = 3600.0  # a hint older than this is dropped (anti-entropy repairs)
+    read_repair_chance: float = 0.05  # fraction of reads checked against the other owners
 
     @property
     def is_voter_candidate(self) -> bool:
@@ -206,6 +207,16 @@ def parse_duration(value: object, where: str) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise _fail(where, f"{value!r} must be a positive, finite number of seconds")
     return seconds
+
+
+def _parse_fraction(value: object, where: str) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise _fail(where, f"expected a number from 0 to 1, got {value!r}") from None
+    if isinstance(value, bool) or not 0.0 <= number <= 1.0:
+        raise _fail(where, f"expected a number from 0 to 1, got {value!r}")
+    return number
 
 
 def _parse_count(value: object, where: str) -> int:
@@ -342,11 +353,15 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     _node("tombstone_grace", parse_duration, "how long deletes are remembered", "DURATION"),
     _node("handoff_rate", parse_size, "bytes per second streamed on ring changes", "SIZE"),
-    _node(
-        "anti_entropy_interval", parse_duration, "time between anti-entropy rounds", "DURATION"
-    ),
+    _node("anti_entropy_interval", parse_duration, "time between anti-entropy rounds", "DURATION"),
     _node("hint_max_bytes", parse_size, "bytes of hints held for unreachable owners", "SIZE"),
     _node("hint_max_age", parse_duration, "age at which a hint is dropped", "DURATION"),
+    _node(
+        "read_repair_chance",
+        _parse_fraction,
+        "fraction of reads checked against the key's other owners (0 = off)",
+        "FRACTION",
+    ),
     _node("raft_peers", _parse_join, "every voter's Raft address, comma-separated", "ADDRS"),
     _node("raft_password_file", _parse_optional_path, "file holding the Raft password", "FILE"),
     _limit("max_frame_bytes", parse_size, "largest request frame"),

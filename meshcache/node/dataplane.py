@@ -24,6 +24,7 @@ one attribute check: the single-node fast path stays what it was.
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -40,7 +41,13 @@ from meshcache.errors import (
     WriteFailedError,
 )
 from meshcache.node.peerpool import Address, PeerPool
-from meshcache.node.replication import Consistency, VersionClamp, WriteState, WriteTracker
+from meshcache.node.replication import (
+    Consistency,
+    VersionClamp,
+    WriteState,
+    WriteTracker,
+    read_repair,
+)
 from meshcache.node.replication.tombstones import (
     Tombstone,
     apply_record,
@@ -62,6 +69,9 @@ log = structlog.get_logger("meshcache.dataplane")
 
 FORWARD_TIMEOUT = 5.0
 WRITE_TIMEOUT = 2.0
+READ_REPAIR_TIMEOUT = 1.0
+# Read repairs in flight at once; beyond it a sampled read is simply not checked.
+MAX_READ_REPAIRS = 16
 # Ops that take several keys; every other keyed op acts on its first argument alone.
 MULTI_KEY = frozenset({"MGET", "MSET", "DELETE", "EXISTS"})
 _WRITE = OpKind.WRITE
@@ -83,6 +93,9 @@ class DataPlane:
         clamp: admits versions received from peers (a far-future clock is clamped).
         alive: whether gossip holds a node alive.
         limits: argument limits, to re-check forwarded requests.
+        read_repair_chance: the fraction of single-key reads after which the coordinator
+            asks the key's other owners for their record, in the background, and sends the
+            newest to whoever is behind (0 turns read repair off).
     """
 
     def __init__(
@@ -95,6 +108,8 @@ class DataPlane:
         clamp: VersionClamp,
         alive: Callable[[str], bool],
         limits: Limits,
+        read_repair_chance: float = 0.0,
+        rng: random.Random | None = None,
         clock: Callable[[], float] = trio.current_time,
     ) -> None:
         self.store = store
@@ -112,6 +127,17 @@ class DataPlane:
         self.solo = True
         self._addresses: dict[str, Address] = {}
         self.stats: Counter[str] = Counter()
+        self.read_repair_chance = read_repair_chance
+        self._rng = rng or random.Random(node_id)
+        self._repairs = 0
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the background read repairs until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
 
     # --- ring ----------------------------------------------------------------------------
 
@@ -177,7 +203,11 @@ class DataPlane:
     def coordinate(self, namespace: str, op: str, spec: OpSpec, args: list[Any]) -> Any:
         """Execute here; for a write, replicate to the other owners per the consistency."""
         result = self._store_execute(namespace, op, args)
-        if spec.kind is not _WRITE or self.solo:
+        if self.solo:
+            return result
+        if spec.kind is not _WRITE:
+            if self.read_repair_chance and self._rng.random() < self.read_repair_chance:
+                self._start_read_repair(namespace, args[0])
             return result
         level = self.store.policy(namespace).consistency
         if op == "SET":
@@ -324,6 +354,73 @@ class DataPlane:
             await self.pool.call(address, "FWD", namespace, ["FLUSH", []], timeout=5.0)
         except MeshcacheError as exc:
             log.warning("flush_not_delivered", peer=f"{address[0]}:{address[1]}", error=str(exc))
+
+    # --- read repair --------------------------------------------------------------------------
+
+    def _start_read_repair(self, namespace: str, key: bytes) -> None:
+        if self._nursery is None or self._repairs >= MAX_READ_REPAIRS:
+            return
+        others = [
+            m
+            for m in self.ring.owners(key, self._replicas(namespace))
+            if m.node_id != self.node_id and self._alive(m.node_id)
+        ]
+        if others:
+            self._repairs += 1
+            self._nursery.start_soon(self._read_repair, namespace, key, others)
+
+    async def _read_repair(self, namespace: str, key: bytes, others: list[RingMember]) -> None:
+        """Compare this key's record on every live owner; bring the stale ones up to date."""
+        try:
+            mine = read_record(self.store, namespace, key)
+            records: dict[str, Any] = {self.node_id: mine}
+            for member in others:
+                address = self._addresses.get(member.node_id)
+                if address is None:
+                    continue
+                try:
+                    answer = await self.pool.call(
+                        address, "RECORDS", namespace, [[key]], timeout=READ_REPAIR_TIMEOUT
+                    )
+                    raw = answer[0]
+                    records[member.node_id] = None if raw is None else record_from_wire(raw)
+                except (MeshcacheError, TypeError, IndexError):
+                    continue  # not answering: anti-entropy covers it
+            plan = read_repair(
+                {
+                    n: None if r is None else (r.version, type(r) is Tombstone)
+                    for n, r in records.items()
+                }
+            )
+            if plan is None or not plan.stale:
+                return
+            self.stats["read_repairs"] += 1
+            winner = records[plan.winner]
+            if self.node_id in plan.stale:
+                winner, _ = self.clamp.admit_record(winner, plan.winner)
+                apply_record(self.store, namespace, key, winner)
+            wire = winner.to_wire()
+            for node in plan.stale:
+                if node != self.node_id:
+                    self.stats["read_repair_records_sent"] += 1
+                    self.replicator.send(
+                        node, namespace, key, wire, winner.version, type(winner) is Tombstone
+                    )
+        except CommandError as exc:  # e.g. the namespace was dropped meanwhile
+            self.stats["read_repair_errors"] += 1
+            log.debug("read_repair_failed", error=str(exc))
+        finally:
+            self._repairs -= 1
+
+    def records(self, namespace: str, keys: list[Any]) -> list[Any]:
+        """RECORDS: this node's record of each key (nil where it holds nothing)."""
+        if not all(type(k) is bytes for k in keys):
+            raise CommandError(ErrorCode.BAD_REQUEST, "RECORDS takes an array of keys (bin)")
+        out: list[Any] = []
+        for key in keys:
+            record = read_record(self.store, namespace, key)
+            out.append(None if record is None else record.to_wire())
+        return out
 
     # --- replica side ------------------------------------------------------------------------
 

@@ -137,6 +137,7 @@ class Node:
             clamp=VersionClamp(self.hlc),
             alive=self._is_alive,
             limits=op_limits,
+            read_repair_chance=s.read_repair_chance,
         )
         dispatcher = Dispatcher(
             execute=dataplane.execute,
@@ -188,6 +189,7 @@ class Node:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.pool.run)
                 await nursery.start(replicator.run)
+                await nursery.start(dataplane.run)
                 await nursery.start(self.rebalancer.run)
                 await nursery.start(self._dataport.serve)
                 gossip_address = await nursery.start(self.membership.run)
@@ -262,7 +264,7 @@ class Node:
             return self.membership.members() if self.membership else []
         if op == "GOSSIP":
             return self.membership.handle_push_pull(args[0]) if self.membership else None
-        if op in ("FWD", "REPL", "HANDOFF", "LEAVE"):
+        if op in ("FWD", "REPL", "RECORDS", "HANDOFF", "LEAVE"):
             return self._mesh_op(namespace, op, args)
         if op in AE_OPS:
             if self.antientropy is None:
@@ -278,6 +280,8 @@ class Node:
             return dataplane.execute_forwarded(namespace, [args[0], args[1]])
         if op == "REPL":
             return dataplane.apply_replicated(namespace, args[0])
+        if op == "RECORDS":
+            return dataplane.records(namespace, args[0])
         if op == "HANDOFF":
             return rebalancer.handle_handoff(namespace, args[0])
         timeout = args[0].get("timeout") or 600.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from meshcache.errors import MeshcacheError
+from meshcache.hlc import make_version
 from meshcache.ring import Ring, RingMember
 from meshcache.testing.nodes import NodeProcess
 from tests.mesh.helpers import Direct, free_port_pairs, wait_for
@@ -299,3 +301,20 @@ def test_anti_entropy_repairs_a_replica_that_missed_writes(
             raise
     counters = mesh.call(c, "INFO", [])["mesh"]["counters"]["antientropy"]
     assert counters, counters
+
+
+def test_read_repair_brings_a_stale_owner_up_to_date(stack: ExitStack, tmp_path: Path) -> None:
+    mesh = Mesh(stack, tmp_path, 3, "--read-repair-chance", "1")
+    key = b"rr-key"
+    primary_id, secondary_id = mesh.owners(key, 2)
+    primary, secondary = mesh.by_id(primary_id), mesh.by_id(secondary_id)
+    mesh.call(primary, "SET", [key, b"v1"])
+    # Only the secondary learns a newer value (as if the primary had missed a write).
+    newer = make_version(int(time.time() * 1000) + 1000)
+    assert mesh.call(secondary, "REPL", [[[key, ["bytes", b"v2", None, newer]]]]) == [0]
+    with Direct(primary.data_address) as d:
+        assert d.local_get(key) == b"v1"
+        # The read answers what the coordinator holds, and repairs it in the background.
+        assert d.call("GET", [key]) == b"v1"
+        wait_for(lambda: d.local_get(key) == b"v2", 10, "the primary repaired by a read")
+    assert mesh.call(primary, "INFO", [])["mesh"]["counters"]["dataplane"]["read_repairs"] >= 1
