@@ -2,8 +2,9 @@
 
 Used for the rare node-to-node calls of the membership and config planes (push/pull, config
 pull, forwarding a config change). Each call opens a connection, sends one request, reads one
-response and closes: simple and good enough for traffic measured in calls per second. (The data
-plane's replication will want pooled, pipelined connections of its own.)
+response and closes: simple and good enough for traffic measured in calls per second. The data
+plane's steady traffic uses pooled, pipelined connections instead (``peerpool.py``); a
+long-running ``HANDOFF`` uses a one-shot call here so it does not hold up a pooled connection.
 """
 
 from __future__ import annotations
