@@ -1,0 +1,126 @@
+"""``python -m tools.mesh_figures {consistency,loss,join,convergence,throughput,all} [--quick]``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tools.mesh_figures import consistency, convergence, join, loss, throughput
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    writes: int
+    loss_before: float
+    loss_after: float
+    join_keys: int
+    join_procs: int
+    join_baseline: float
+    join_tail: float
+    convergence_keys: int
+    handoff_rates: tuple[str | None, ...]
+    bench_keys: int
+    warmup: float
+    duration: float
+    depths: tuple[int, ...]
+
+
+FULL = Sizes(
+    writes=2000,
+    loss_before=3.0,
+    loss_after=2.0,
+    join_keys=200_000,
+    join_procs=3,
+    join_baseline=3.0,
+    join_tail=3.0,
+    convergence_keys=1_000_000,
+    handoff_rates=(None, "512MiB"),
+    bench_keys=100_000,
+    warmup=2.0,
+    duration=8.0,
+    depths=(1, 16),
+)
+QUICK = Sizes(
+    writes=200,
+    loss_before=0.5,
+    loss_after=0.5,
+    join_keys=2000,
+    join_procs=2,
+    join_baseline=0.5,
+    join_tail=0.5,
+    convergence_keys=5000,
+    handoff_rates=(None,),
+    bench_keys=2000,
+    warmup=0.2,
+    duration=0.5,
+    depths=(1,),
+)
+
+
+def _consistency(tmp: Path, s: Sizes) -> str:
+    result = consistency.measure(tmp, s.writes)
+    return "### Consistency window (3 nodes, replicas 2, consistency one)\n\n" + result.render()
+
+
+def _loss(tmp: Path, s: Sizes) -> str:
+    results = loss.measure(tmp, s.loss_before, s.loss_after)
+    return "### Acknowledged writes lost to a kill -9 of a coordinator\n\n" + loss.render(results)
+
+
+def _join(tmp: Path, s: Sizes) -> str:
+    result = join.measure(tmp, s.join_keys, s.join_procs, s.join_baseline, s.join_tail)
+    return "### Hit rate during a join (95% GET through smart clients)\n\n" + result.render()
+
+
+def _convergence(tmp: Path, s: Sizes) -> str:
+    results = [
+        convergence.measure(tmp / f"rate{i}", s.convergence_keys, rate)
+        for i, rate in enumerate(s.handoff_rates)
+    ]
+    return "### Ring convergence with data (3 nodes + 1)\n\n" + convergence.render(results)
+
+
+def _throughput(tmp: Path, s: Sizes) -> str:
+    runs = throughput.measure(tmp, s.bench_keys, 50, s.warmup, s.duration, s.depths)
+    return (
+        "### Throughput and the forwarding hop (90% GET, 100 B; hop rows 100% GET)\n\n"
+        + throughput.render(runs)
+    )
+
+
+FIGURES: dict[str, Callable[[Path, Sizes], str]] = {
+    "consistency": _consistency,
+    "loss": _loss,
+    "join": _join,
+    "convergence": _convergence,
+    "throughput": _throughput,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.mesh_figures",
+        description="Measure the mesh figures of issue 5 on real node processes (loopback).",
+    )
+    parser.add_argument("figure", choices=[*FIGURES, "all"])
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    names = list(FIGURES) if args.figure == "all" else [args.figure]
+    command = "python -m tools.mesh_figures " + shlex.join(sys.argv[1:] if argv is None else argv)
+    print(f"Command: `{command}`")
+    print("Load average before: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    print(f"CPUs: {os.cpu_count()} (every node and generator process shares them)\n")
+    with tempfile.TemporaryDirectory(prefix="mesh-figures-") as tmp:
+        for name in names:
+            started = time.monotonic()
+            print(FIGURES[name](Path(tmp) / name, sizes))
+            print(f"\n({name}: {time.monotonic() - started:.1f} s)\n", flush=True)
+    return 0

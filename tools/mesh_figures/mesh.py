@@ -1,0 +1,189 @@
+"""A mesh of real node processes on loopback, and blocking one-node connections to inspect it.
+
+The shape follows tests/mesh/test_data_plane.py (tools do not import tests): the first node
+bootstraps the config group on a port whose successor (its Raft port) is free, the others join
+it with ``--profile local``, and the mesh is ready once every node's RING lists every member
+as active.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from meshcache.errors import MeshcacheError
+from meshcache.ring import Ring, RingMember
+from meshcache.testing.nodes import NodeProcess
+from meshcache.wire.frame import FrameReader, decode_response, encode_request
+
+
+class FigureError(Exception):
+    """A measurement could not be taken (a condition was not reached in time, a node died)."""
+
+
+def wait_for(
+    condition: Callable[[], bool], timeout: float, what: str, every: float = 0.02
+) -> float:
+    """Poll ``condition`` until true; the seconds it took. Raises FigureError after ``timeout``."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise FigureError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)  # the poll interval; the deadline bounds the wait
+    return time.monotonic() - start
+
+
+def free_port_pairs(n: int) -> list[int]:
+    """``n`` ports p with p and p + 1 free now (data port, Raft port)."""
+    found: list[int] = []
+    while len(found) < n:
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            with socket.socket() as b:
+                try:
+                    b.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+        if port not in found and port + 1 not in found and port - 1 not in found:
+            found.append(port)
+    return found
+
+
+class Direct:
+    """A blocking connection to exactly one node: no routing, no retries.
+
+    ``local_get`` reads that node's own store (a ``FWD`` of ``GET`` runs where it lands).
+    """
+
+    def __init__(self, address: tuple[str, int], timeout: float = 10.0) -> None:
+        self.sock = socket.create_connection(address, timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = FrameReader()
+        self.rid = 0
+
+    def call(self, op: str, args: list[Any], namespace: str = "default") -> Any:
+        self.rid += 1
+        self.sock.sendall(encode_request(self.rid, op, namespace, args))
+        while (body := self.reader.next_body()) is None:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("node closed the connection")
+            self.reader.feed(data)
+        return decode_response(body).result()
+
+    def local_get(self, key: bytes, namespace: str = "default") -> bytes | None:
+        value: bytes | None = self.call("FWD", ["GET", [key]], namespace)
+        return value
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Direct:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def ring_of(ring: dict[str, Any]) -> Ring:
+    """A :class:`Ring` from a RING result."""
+    members = [
+        RingMember.from_mapping({k: v for k, v in m.items() if k != "share"})
+        for m in ring["members"]
+    ]
+    return Ring(members, ring["version"])
+
+
+class Mesh:
+    """``n`` nodes in their own processes; all of them are killed when ``stack`` closes."""
+
+    def __init__(self, stack: ExitStack, tmp: Path, n: int, *extra: str) -> None:
+        self.stack = stack
+        self.tmp = tmp
+        self.extra = extra
+        self.nodes: list[NodeProcess] = []
+        self.start_node("--bootstrap", port=free_port_pairs(1)[0])
+        for _ in range(n - 1):
+            self.start_node("--join", self.nodes[0].data)
+        self.wait_ring(n)
+
+    def start_node(self, *args: str, port: int = 0) -> NodeProcess:
+        name = f"n{len(self.nodes)}"
+        node = NodeProcess(self.tmp / name, "--profile", "local", *self.extra, *args, port=port)
+        self.stack.enter_context(node)
+        self.nodes.append(node)
+        return node
+
+    @property
+    def live(self) -> list[NodeProcess]:
+        return [x for x in self.nodes if x.proc is not None and x.proc.poll() is None]
+
+    @property
+    def addresses(self) -> str:
+        """``h:p,h:p,...`` of the live nodes, for a smart client."""
+        return ",".join(x.data for x in self.live)
+
+    def call(self, node: NodeProcess, op: str, args: list[Any], namespace: str = "default") -> Any:
+        with Direct(node.data_address) as d:
+            return d.call(op, args, namespace)
+
+    def ring(self, node: NodeProcess) -> dict[str, Any]:
+        ring: dict[str, Any] = self.call(node, "RING", [])
+        return ring
+
+    def ring_agreed(self, n: int, among: list[NodeProcess] | None = None) -> bool:
+        """Every node (of ``among``) holds the same ring of ``n`` active members."""
+        try:
+            rings = [self.ring(x) for x in (among or self.live)]
+        except (OSError, MeshcacheError):
+            return False
+        return len({r["version"] for r in rings}) == 1 and all(
+            len(r["members"]) == n and all(m["state"] == "active" for m in r["members"])
+            for r in rings
+        )
+
+    def wait_ring(
+        self, n: int, among: list[NodeProcess] | None = None, timeout: float = 60
+    ) -> None:
+        wait_for(lambda: self.ring_agreed(n, among), timeout, f"{n} active members everywhere")
+
+    def wait_namespace(self, name: str, policy: dict[str, Any]) -> None:
+        """Commit namespace ``name`` and wait until every live node has it."""
+        self.call(self.nodes[0], "NS_SET", [name, policy])
+        wait_for(
+            lambda: all(name in self.call(x, "NS_LIST", []) for x in self.live),
+            20,
+            f"namespace {name} on every node",
+        )
+
+    def current_ring(self) -> Ring:
+        return ring_of(self.ring(self.live[0]))
+
+    def by_id(self, node_id: str) -> NodeProcess:
+        return next(x for x in self.nodes if x.node_id == node_id)
+
+    def mesh_info(self, node: NodeProcess) -> dict[str, Any]:
+        """INFO's ``mesh`` map of one node (data-plane counters and gauges)."""
+        info: dict[str, Any] = self.call(node, "INFO", [])
+        mesh: dict[str, Any] = info.get("mesh", {})
+        return mesh
+
+    def log_events(self, node: NodeProcess, event: str) -> list[dict[str, Any]]:
+        """The node's JSON log lines whose event is ``event``, in order."""
+        found = []
+        for line in node.log_file.read_text(errors="replace").splitlines():
+            if f'"{event}"' not in line:
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("event") == event:
+                found.append(entry)
+        return found
