@@ -58,8 +58,8 @@ QUICK = Sizes(
     convergence_keys=5000,
     handoff_rates=(None,),
     bench_keys=2000,
-    warmup=0.2,
-    duration=0.5,
+    warmup=0.1,
+    duration=0.3,
     depths=(1,),
 )
 

@@ -12,11 +12,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.bench.preload import preload
-from tools.bench.protocols import MeshcacheProtocol
 from tools.bench.workload import Workload, key
 from tools.mesh_figures.load import ReadLoad
 from tools.mesh_figures.mesh import Mesh, wait_for
+from tools.mesh_figures.preload import preload_by_owner
 from tools.mesh_figures.report import table
 
 VALUE_SIZE = 100
@@ -65,9 +64,8 @@ class JoinResult:
 
 
 def preload_mesh(mesh: Mesh, keys: int) -> None:
-    """SET ``key(0..keys-1)`` to the 100-byte value through the first node (it forwards)."""
-    host, port = mesh.nodes[0].data_address
-    preload(host, port, MeshcacheProtocol(), Workload(keys=keys, value_size=VALUE_SIZE))
+    """SET ``key(0..keys-1)`` to the 100-byte value, each key on its owner."""
+    preload_by_owner(mesh, keys, VALUE_SIZE)
 
 
 def measure(tmp: Path, keys: int, procs: int, baseline: float, tail: float) -> JoinResult:

@@ -29,6 +29,7 @@ from tools.bench.preload import preload
 from tools.bench.protocols import MeshcacheProtocol
 from tools.bench.workload import OpPool, ReplyTemplates, Workload, key
 from tools.mesh_figures.mesh import FigureError, Mesh
+from tools.mesh_figures.preload import preload_by_owner
 from tools.mesh_figures.report import table
 
 POOL_SIZE = 1 << 16
@@ -228,8 +229,9 @@ def measure(
             )
     with ExitStack() as stack:
         mesh = Mesh(stack, tmp / "three", 3)
+        preload_by_owner(mesh, keys)
         host, port = mesh.nodes[0].data_address
-        templates = preload(host, port, MeshcacheProtocol(), Workload(keys=keys))
+        templates = preload(host, port, MeshcacheProtocol(), Workload(keys=1))
         ring = mesh.current_ring()
         primary: dict[str, list[int]] = {x.node_id: [] for x in mesh.nodes}
         for i in every:
