@@ -94,6 +94,7 @@ class DataPort:
     ) -> None:
         self._listener = listener
         self._dispatch = dispatcher
+        self._handle = dispatcher.handle
         self._limits = limits
         self._clock = clock
         self._conns: dict[int, _Conn] = {}
@@ -229,7 +230,7 @@ class DataPort:
         ):
             # Exactly one whole frame, nothing before it: the unpipelined request. Answer it
             # without the reader's bookkeeping.
-            answer = self._dispatch.handle(view[4:n].tobytes())
+            answer = self._handle(view[4:n].tobytes())
             if isinstance(answer, bytes):
                 self._send(conn, answer)
             else:
@@ -274,9 +275,10 @@ class DataPort:
 
     def _send(self, conn: _Conn, data: bytes) -> bool:
         """Write ``data``; keep what the kernel refuses and pause reading. True if all went."""
-        if conn.unsent:
-            data = conn.unsent + data
-        if not data:
+        unsent = conn.unsent
+        if unsent:
+            data = unsent + data
+        elif not data:
             return True
         try:
             sent = conn.sock.send(data)
@@ -287,11 +289,13 @@ class DataPort:
             return False
         self._counters.bytes_sent += sent
         conn.last_active = self._now
-        conn.unsent = data[sent:] if sent < len(data) else b""
-        if conn.unsent:
-            self._set_mask(conn, _WRITE)
-            return False
-        return True
+        if sent == len(data):
+            if unsent:
+                conn.unsent = b""
+            return True
+        conn.unsent = data[sent:]
+        self._set_mask(conn, _WRITE)
+        return False
 
     def _write_unsent(self, conn: _Conn) -> None:
         """Called by the reactor (``_now`` is this round's time)."""

@@ -31,6 +31,10 @@ NODE_OPS = frozenset(
 
 Executor = Callable[[str, str, list[Any]], Any]
 
+# Bound once: the hot path pays for no module attribute lookups.
+_unpackb = msgpack.unpackb
+_pack_header = HEADER.pack
+
 
 class Dispatcher:
     """Decodes, checks and executes requests; never raises for anything a client sends.
@@ -72,8 +76,7 @@ class Dispatcher:
         stay in request order.
         """
         try:
-            obj = msgpack.unpackb(body, raw=False, strict_map_key=False)
-            rid, op, ns, args = obj
+            rid, op, ns, args = _unpackb(body, raw=False, strict_map_key=False)
             if type(rid) is not int or type(op) is not str or type(ns) is not str:
                 raise ValueError
         except Exception:
@@ -86,12 +89,13 @@ class Dispatcher:
             result = self._meta(ns, op, args) if op in NODE_OPS else self._execute(ns, op, args)
             if type(result) is CoroutineType:
                 return self._finish(rid, op, result)
+            out: bytes = self._pack([rid, STATUS_OK, result, self.ring_version])
         except CommandError as exc:
             return self._error(rid, op if spec else "unknown", exc)
-        except Exception as exc:  # a bug in the node: answer, count, keep the connection
+        except Exception as exc:  # a bug in the node (or a result msgpack cannot encode)
             return self._error(rid, op, CommandError(ErrorCode.INTERNAL, type(exc).__name__))
         self.counters.requests[op] += 1
-        return self._ok(rid, result)
+        return _pack_header(len(out)) + out
 
     async def _finish(self, rid: int, op: str, pending: Coroutine[Any, Any, Any]) -> bytes:
         try:
