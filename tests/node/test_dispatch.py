@@ -130,3 +130,17 @@ def test_arbitrary_request_shapes_never_escape(obj: list[Any]) -> None:
     d = Dispatcher(execute=FakeStore().execute, meta=meta, limits=Limits(), counters=NodeCounters())
     out = d.handle(msgpack.packb(obj))
     decode_response(out[4:])
+
+
+def test_a_result_that_cannot_be_encoded_is_an_internal_error() -> None:
+    counters = NodeCounters()
+    d = Dispatcher(
+        execute=lambda ns, op, args: object(),  # a bug in an executor, not in the request
+        meta=meta,
+        limits=Limits(),
+        counters=counters,
+    )
+    r = answer(d, encode_request(9, "GET", "default", [b"k"]))
+    assert (r.id, r.ok, r.value[0]) == (9, False, ErrorCode.INTERNAL.value)
+    assert counters.errors[ErrorCode.INTERNAL.value] == 1
+    assert counters.requests["GET"] == 1  # counted once, as the error it became
