@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from meshcache.client.async_base import AsyncPipeline
 from meshcache.client.asyncio_client import AsyncClient
+from meshcache.client.ring_router import RingRouter
 from meshcache.client.routing import Address, Router, SeedRouter, parse_addresses
 from meshcache.client.sync import Client, Pipeline
 from meshcache.client.trio_client import TrioClient
@@ -18,6 +19,7 @@ __all__ = [
     "AsyncPipeline",
     "Client",
     "Pipeline",
+    "RingRouter",
     "Router",
     "SeedRouter",
     "TrioClient",

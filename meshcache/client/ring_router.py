@@ -233,16 +233,19 @@ class RingRouter:
         """Install the snapshot ``RING`` and ``NS_LIST`` answered (None: the fetch failed).
 
         Called once by the caller ``observe_ring_version`` chose, whatever happened; it releases
-        that claim. After a failure, or an answer that does not parse, the router routes by
-        seed until a newer ring version is seen.
+        that claim. An answer without a usable ring (none, or one that does not parse) makes the
+        router route by seed; a failed fetch (connection, timeout, cancellation, an error
+        answer) keeps what it had. Either way it fetches again only for a newer version.
         """
         try:
-            snapshot, version = self._parse(replies)
-            self.snapshot = snapshot
+            if replies is None:
+                version = -1
+            else:
+                self.snapshot, version = self._parse(replies)
             # A node may answer with a ring older than the version that asked for the fetch
             # (another node installed it first); wait for a newer one rather than ask again
             # on every response.
-            self._known = max(self._wanted, version)
+            self._known = max(self._known, self._wanted, version)
         finally:
             self._refreshing.release()
 
@@ -254,7 +257,7 @@ class RingRouter:
         return () if snapshot is None else snapshot.owners(key, namespace)
 
     def _parse(self, replies: Sequence[Any] | None) -> tuple[RingSnapshot | None, int]:
-        """The snapshot in the replies and their ring version; (None, -1) when unusable."""
+        """The snapshot in the replies and their ring version; (None, -1) when malformed."""
         if replies is None or len(replies) != 2:
             return None, -1
         ring_reply, namespaces_reply = replies

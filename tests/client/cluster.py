@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,13 @@ FLAVORS = ["sync", "trio", "asyncio"]
 def mesh(tmp: Path, size: int = 3) -> Iterator[list[NodeProcess]]:
     """``size`` nodes (the first bootstraps, the others join it), every one active on the ring."""
     with contextlib.ExitStack() as stack:
-        first = stack.enter_context(NodeProcess(tmp / "n0", "--profile", "local", "--bootstrap"))
+        # The Raft port defaults to the data port + 1, which with a kernel-chosen data port is
+        # sometimes taken already; a port the kernel just handed out is far less likely to be.
+        first = stack.enter_context(
+            NodeProcess(
+                tmp / "n0", "--profile", "local", "--bootstrap", "--raft-port", str(free_port())
+            )
+        )
         nodes = [first]
         for i in range(1, size):
             nodes.append(
@@ -37,6 +44,13 @@ def mesh(tmp: Path, size: int = 3) -> Iterator[list[NodeProcess]]:
 
         wait_for(all_active, 30, f"{size} active ring members")
         yield nodes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def ring_reply(node: NodeProcess) -> dict[str, Any]:

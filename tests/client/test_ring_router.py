@@ -112,7 +112,6 @@ def test_before_a_ring_and_with_an_empty_one_it_routes_by_seed() -> None:
 @pytest.mark.parametrize(
     "replies",
     [
-        None,
         [{"version": "x", "members": []}, {}],
         [{"version": 2, "members": [{"node_id": "a"}]}, {}],
         [{"version": 2, "members": ["a"]}, {}],
@@ -129,6 +128,17 @@ def test_a_failed_or_malformed_fetch_falls_back_to_seeds(replies: Any) -> None:
     assert list(router.candidates(b"k")) == SEEDS
     assert router.observe_ring_version(2) is False  # not again for the same version
     assert router.observe_ring_version(3) is True  # but for a newer one
+
+
+def test_a_failed_fetch_keeps_the_ring() -> None:
+    router = loaded(version=1)
+    before = router.snapshot
+    assert router.observe_ring_version(2) is True
+    router.ring_fetched(None)
+    assert router.snapshot is before
+    assert router.observe_ring_version(2) is False
+    assert router.observe_ring_version(3) is True
+    router.ring_fetched(None)
 
 
 def test_a_newer_version_is_claimed_once() -> None:
