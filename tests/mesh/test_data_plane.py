@@ -261,7 +261,11 @@ def test_a_restarted_node_pulls_what_it_owns(stack: ExitStack, tmp_path: Path) -
     assert c2.node_id == c.node_id
     mine = [k for k in ks if c.node_id in mesh.owners(k, 2)]
     with Direct(c2.data_address) as d:
-        wait_for(lambda: all(d.local_get(k) == k for k in mine), 20, "the restarted node warm")
+        try:
+            wait_for(lambda: all(d.local_get(k) == k for k in mine), 30, "the restarted node warm")
+        except BaseException:
+            print(c2.log_tail(60))
+            raise
 
 
 def test_anti_entropy_repairs_a_replica_that_missed_writes(
