@@ -34,6 +34,7 @@ from meshcache.client.core import Command
 from meshcache.client.routing import Address, Router, SeedRouter, parse_address, parse_addresses
 from meshcache.errors import ConfigError, RemoteProtocolError
 from meshcache.ring import READ_STATES, Ring, RingMember, key_token
+from meshcache.ring.ring import DEFAULT_VNODES_PER_WEIGHT
 
 DEFAULT_NAMESPACE = "default"
 DEFAULT_RETRY_AFTER = 1.0
@@ -131,7 +132,10 @@ class RingSnapshot:
                 parsed.append(
                     RingMember.from_mapping({k: v for k, v in member.items() if k != "share"})
                 )
-            ring = Ring(parsed, version)
+            vnodes = ring_reply.get("vnodes_per_weight", DEFAULT_VNODES_PER_WEIGHT)
+            if type(vnodes) is not int or not 1 <= vnodes <= 1 << 16:
+                raise RemoteProtocolError(f"bad vnodes_per_weight {vnodes!r}")
+            ring = Ring(parsed, version, vnodes_per_weight=vnodes)
             replicas = {str(name): _replicas(policy) for name, policy in namespaces_reply.items()}
             return cls.build(ring, replicas, seeds)
         except ConfigError as exc:

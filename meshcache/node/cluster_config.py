@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,17 @@ PULL_POLL = 0.25
 
 
 def _raft_address(settings: NodeSettings, data_address: tuple[str, int]) -> str:
-    port = settings.raft_port if settings.raft_port is not None else data_address[1] + 1
+    if settings.raft_port is not None:
+        port = settings.raft_port
+    elif settings.port == 0 and settings.bootstrap:
+        # A data port picked by the kernel says nothing about the next port being free (tests,
+        # tools): a bootstrap voter, whom nobody had to be told about in advance, takes a
+        # kernel-picked Raft port too.
+        with socket.socket() as probe:
+            probe.bind((data_address[0], 0))
+            port = probe.getsockname()[1]
+    else:
+        port = data_address[1] + 1
     return f"{data_address[0]}:{port}"
 
 

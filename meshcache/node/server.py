@@ -40,6 +40,7 @@ from meshcache.node.rebalance import Rebalancer
 from meshcache.node.replication import ByteBudget, HintQueue, VersionClamp
 from meshcache.node.replicator import Replicator
 from meshcache.ring import TOKEN_SPACE, Ring
+from meshcache.ring.ring import DEFAULT_VNODES_PER_WEIGHT
 from meshcache.settings import NodeSettings
 from meshcache.store.store import Store
 from meshcache.wire.ops import Limits
@@ -429,6 +430,7 @@ def describe_ring(config: ClusterConfig) -> dict[str, Any]:
             shares[m.node_id] = owned / TOKEN_SPACE
     return {
         "version": config.version,
+        "vnodes_per_weight": DEFAULT_VNODES_PER_WEIGHT,
         "members": [
             {**m.to_mapping(), "share": round(shares.get(m.node_id, 0.0), 4)} for m in members
         ],
