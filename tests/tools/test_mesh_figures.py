@@ -15,7 +15,7 @@ from tools.mesh_figures import cli
     ("figure", "heading"),
     [
         ("consistency", "| writes | keys | p50 ms |"),
-        ("loss", "| q3 (replicas 3, quorum) |"),
+        ("join", "| keys | load procs | baseline hit rate |"),
     ],
 )
 def test_figure_runs_and_prints_its_table(
