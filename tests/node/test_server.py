@@ -122,6 +122,34 @@ async def test_pipelined_requests_are_answered_in_order(node: tuple[Node, NodeIn
 
 
 @pytest.mark.trio
+async def test_many_connections_get_their_own_answers(node: tuple[Node, NodeInfo]) -> None:
+    # Requests sent on every connection before any answer is read, so one reactor round reads
+    # many of them and writes the answers together; every third client hangs up right after
+    # sending, so some connections close with an answer still to be written.
+    _, info = node
+    conns = [await RawConn.open(info.data_address) for _ in range(45)]
+    for rounds in range(3):
+        for i, conn in enumerate(conns):
+            await conn.send("SET", f"key{i}", f"value{i}-{rounds}")
+        for conn in conns:
+            assert (await conn.recv()) is not None
+        quitters = conns[::3]
+        for i, conn in enumerate(conns):
+            await conn.send("GET", f"key{i}")
+        for conn in quitters:
+            _OPEN.remove(conn.stream)
+            await conn.stream.aclose()
+        for i, conn in enumerate(conns):
+            if conn not in quitters:
+                resp = await conn.recv()
+                assert resp is not None and resp.result() == f"value{i}-{rounds}".encode()
+        conns = [c for c in conns if c not in quitters]
+        # New connections may reuse the descriptors of the ones that just closed.
+        conns += [await RawConn.open(info.data_address) for _ in range(len(quitters))]
+    assert await conns[-1].call("PING") == "PONG"
+
+
+@pytest.mark.trio
 async def test_bad_input_harms_no_one(node: tuple[Node, NodeInfo]) -> None:
     n, info = node
     good = await RawConn.open(info.data_address)
