@@ -244,12 +244,16 @@ class DataPort:
             return
         reader.borrow(view[:n])
         try:
-            self._answer(conn)
+            self._answer(conn, at_round_end=True)
         finally:
             reader.release()
 
-    def _answer(self, conn: _Conn) -> None:
-        """Answer the complete frames buffered for ``conn`` until it must wait or pause."""
+    def _answer(self, conn: _Conn, *, at_round_end: bool = False) -> None:
+        """Answer the complete frames buffered for ``conn`` until it must wait or pause.
+
+        With ``at_round_end`` (only inside a reactor round) the last answers are written with
+        the round's others.
+        """
         handle = self._dispatch.handle
         reader = conn.reader
         out: list[bytes] = []
@@ -277,7 +281,11 @@ class DataPort:
                 out.clear()
                 pending = 0
         if out:
-            self._send(conn, out[0] if len(out) == 1 else b"".join(out))
+            data = out[0] if len(out) == 1 else b"".join(out)
+            if at_round_end:
+                self._round_out.append((conn, data))
+            else:
+                self._send(conn, data)
 
     def _send(self, conn: _Conn, data: bytes) -> bool:
         """Write ``data``; keep what the kernel refuses and pause reading. True if all went."""
