@@ -115,7 +115,7 @@ def test_cpu_drives_exactly_the_requests_asked_for(capsys: pytest.CaptureFixture
         sample = drive(srv, opts, templates, depth=4, requests=3000)
     assert sample.requests == 3000  # 750 whole batches of 4, not one more
     assert (sample.errors, sample.misses) == (0, 0)
-    assert sample.server_cpu_s >= 0 and sample.switches >= 0
+    assert sample.server_cpu_s >= 0 and sample.switches >= 0 and sample.preempted >= 0
 
     argv = ["cpu", "--targets", "redis", "--conns", "2", "--depth", "1,4", "--keys", "300"]
     argv += ["--requests", "2000", "--repeat", "2", "--pool", "1024"]

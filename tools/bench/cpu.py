@@ -5,10 +5,11 @@ process burns per request moves much less. For each target this starts a fresh s
 the key space, drives a warm-up, then drives exactly ``--requests`` requests (closed loop,
 ``--conns`` connections, each pipeline depth) and reads the server's utime + stime from
 ``/proc/<pid>/stat`` before and after: µs of server CPU per request. It also reports the
-server's context switches per request (how often it went to sleep waiting for work: fewer means
-more requests per wake-up, which is cheaper), the generator's own CPU per request and the
-wall-clock rate (noisy; for orientation only). ``--repeat`` runs alternate the targets round by
-round and the table shows the best and the median.
+server's context switches per request: voluntary ones (it went to sleep waiting for work; fewer
+means more requests per wake-up, which is cheaper) and involuntary ones (another process took
+its core: a shared machine, and that run's figure is suspect), the generator's own CPU per
+request and the wall-clock rate (noisy; for orientation only). ``--repeat`` runs alternate the
+targets round by round and the table shows the best and the median.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class CpuSample:
     server_cpu_s: float
     server_user_s: float
     switches: int
+    preempted: int
     generator_cpu_s: float
     wall_s: float
     errors: int
@@ -62,6 +64,10 @@ class CpuSample:
         return self.switches / self.requests
 
     @property
+    def preempted_per_request(self) -> float:
+        return self.preempted / self.requests
+
+    @property
     def ops_per_s(self) -> float:
         return self.requests / self.wall_s
 
@@ -73,18 +79,20 @@ def user_seconds(pid: int) -> float:
     return int(fields[11]) / os.sysconf("SC_CLK_TCK")
 
 
-def context_switches(pid: int) -> int:
-    """Voluntary + involuntary context switches of every thread of process ``pid``."""
-    total = 0
+def context_switches(pid: int) -> tuple[int, int]:
+    """Voluntary and involuntary context switches of every thread of process ``pid``."""
+    voluntary = involuntary = 0
     for status in Path(f"/proc/{pid}/task").glob("*/status"):
         try:
             text = status.read_text()
         except OSError:
             continue  # a thread that ended between the listing and the read
         for line in text.splitlines():
-            if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
-                total += int(line.split()[1])
-    return total
+            if line.startswith("voluntary_ctxt_switches:"):
+                voluntary += int(line.split()[1])
+            elif line.startswith("nonvoluntary_ctxt_switches:"):
+                involuntary += int(line.split()[1])
+    return voluntary, involuntary
 
 
 def drive(
@@ -138,7 +146,17 @@ def drive(
             sock.close()
     if done != batches * depth:
         raise RuntimeError(f"{done} of {batches * depth} requests answered before the deadline")
-    return CpuSample(done, cpu1 - cpu0, user1 - user0, sw1 - sw0, gen, wall, errors, misses)
+    return CpuSample(
+        done,
+        cpu1 - cpu0,
+        user1 - user0,
+        sw1[0] - sw0[0],
+        sw1[1] - sw0[1],
+        gen,
+        wall,
+        errors,
+        misses,
+    )
 
 
 def cpu(opts: Options) -> str:
@@ -161,7 +179,8 @@ def cpu(opts: Options) -> str:
                             f"cpu round {round_ + 1}/{opts.repeat}: {target} depth={depth} "
                             f"{s.server_us:.2f} us/req server ({s.server_user_us:.2f} user), "
                             f"{s.generator_us:.2f} generator, "
-                            f"{s.switches_per_request:.3f} switches/req, {s.ops_per_s:,.0f} ops/s"
+                            f"{s.switches_per_request:.3f} sleeps/req, "
+                            f"{s.preempted_per_request:.3f} preempted/req, {s.ops_per_s:,.0f} ops/s"
                         )
             except (*TargetError, RuntimeError) as exc:
                 failed.add(target)
@@ -184,6 +203,7 @@ def cpu(opts: Options) -> str:
                     statistics.median(us),
                     statistics.median(s.server_user_us for s in runs),
                     statistics.median(s.switches_per_request for s in runs),
+                    statistics.median(s.preempted_per_request for s in runs),
                     statistics.median(s.generator_us for s in runs),
                     statistics.median(s.ops_per_s for s in runs),
                     "ok" if bad == (0, 0) else f"{bad[0]} errors, {bad[1]} misses",
@@ -195,5 +215,5 @@ def cpu(opts: Options) -> str:
     )
     headers = ["target", "conns", "depth", "requests", "server µs/req best", "median"]
     headers += ["of which user µs/req"]
-    headers += ["switches/req", "generator µs/req", "ops/s", "replies"]
+    headers += ["sleeps/req", "preempted/req", "generator µs/req", "ops/s", "replies"]
     return head + table(headers, rows) + _notes(notes)
