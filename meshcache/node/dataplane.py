@@ -40,7 +40,7 @@ from meshcache.errors import (
     UnavailableError,
     WriteFailedError,
 )
-from meshcache.node.peerpool import Address, PeerPool
+from meshcache.node.peerpool import Address, PeerPool, PeerUnreachable
 from meshcache.node.replication import (
     Consistency,
     VersionClamp,
@@ -279,8 +279,14 @@ class DataPlane:
     async def _forward(
         self, owners: list[RingMember], namespace: str, op: str, args: list[Any]
     ) -> Any:
-        """Send the request to the first owner that answers; fail over down the list."""
+        """Send the request to the first owner that answers; fail over down the list.
+
+        When no owner can even be connected to (all down, gossip not caught up yet), this node
+        stands in and coordinates the request itself (sloppy quorum): a write lands here and
+        becomes hints for the owners, a read answers what this node holds.
+        """
         last: MeshcacheError | None = None
+        down = False
         for member in owners:
             if member.node_id == self.node_id:
                 result = self.coordinate(namespace, op, OPS[op], args)
@@ -288,22 +294,33 @@ class DataPlane:
             address = self._addresses.get(member.node_id)
             if address is None:
                 continue
+            if not self._alive(member.node_id):
+                down = True  # dead by gossip: not worth a connection attempt
+                continue
             self.stats["forwarded_out"] += 1
             try:
                 response = await self.pool.request(
                     address, "FWD", namespace, [op, args], timeout=FORWARD_TIMEOUT
                 )
-            except MeshcacheError as exc:
+            except PeerUnreachable as exc:
                 self.stats["forward_failures"] += 1
                 last = exc
+                continue
+            except MeshcacheError as exc:
+                self.stats["forward_failures"] += 1
                 if not OPS[op].idempotent:
-                    # The coordinator may have applied it before the connection broke.
-                    break
+                    # Sent, then lost: the owner may have applied it, so it is not repeated.
+                    raise UnavailableError(
+                        message=f"the owner did not answer; the write may have applied ({exc})"
+                    ) from None
+                last = exc
                 continue
             return response.result()
-        raise UnavailableError(
-            message=f"no owner of the key answered ({last})" if last else "no owner is known"
-        )
+        if last is None and not down:
+            raise UnavailableError(message="no owner of the key is known")
+        self.stats["stand_in"] += 1
+        result = self.coordinate(namespace, op, OPS[op], args)
+        return await result if isinstance(result, Coroutine) else result
 
     async def _scatter(self, namespace: str, op: str, spec: OpSpec, args: list[Any]) -> Any:
         """Split a many-key op by coordinator, run the parts at once, merge in order."""

@@ -36,6 +36,10 @@ Address = tuple[str, int]
 RECEIVE_SIZE = 256 * 1024
 
 
+class PeerUnreachable(MeshcacheConnectionError):
+    """No connection could be made: the request was certainly not delivered."""
+
+
 class _Waiter:
     __slots__ = ("event", "response")
 
@@ -107,9 +111,7 @@ class PeerPool:
         connect_timeout: seconds to open a connection.
     """
 
-    def __init__(
-        self, *, max_frame: int = DEFAULT_MAX_FRAME, connect_timeout: float = 1.0
-    ) -> None:
+    def __init__(self, *, max_frame: int = DEFAULT_MAX_FRAME, connect_timeout: float = 1.0) -> None:
         self.max_frame = max_frame
         self.connect_timeout = connect_timeout
         self.stats: Counter[str] = Counter()
@@ -147,12 +149,12 @@ class PeerPool:
                     stream = await trio.open_tcp_stream(*address)
             except trio.TooSlowError:
                 self.stats["connect_timeouts"] += 1
-                raise MeshcacheConnectionError(
+                raise PeerUnreachable(
                     f"connecting to {address[0]}:{address[1]} timed out"
                 ) from None
             except OSError as exc:
                 self.stats["connect_errors"] += 1
-                raise MeshcacheConnectionError(
+                raise PeerUnreachable(
                     f"connecting to {address[0]}:{address[1]}: {exc.strerror or exc}"
                 ) from None
             conn = _PeerConnection(address, stream, self.max_frame)
@@ -220,4 +222,4 @@ class PeerPool:
             conn.scope.cancel()
 
 
-__all__ = ["Address", "PeerPool"]
+__all__ = ["Address", "PeerPool", "PeerUnreachable"]
