@@ -109,8 +109,9 @@ class DataPort:
         # only what a read leaves unparsed): no 64 KiB allocation per recv.
         self._recv_buf = bytearray(RECV_SIZE)
         self._recv_view = memoryview(self._recv_buf)
-        # Answers of single-frame reads, written once every ready connection was read: the
-        # clients' wake-ups then come in a burst, and fewer of our sends must wake a sleeper.
+        # The last answers of each read of a round, written once every ready connection was
+        # read: the clients' wake-ups then come in a burst, and fewer of our sends must wake a
+        # sleeping reader. At most one entry per connection, each under ``_flush_at`` bytes.
         self._round_out: list[tuple[_Conn, bytes]] = []
         # The time of the current reactor round: one clock read per round, not two per request.
         self._now = clock()
