@@ -17,7 +17,7 @@ from meshcache.errors import MeshcacheError
 from meshcache.hlc import make_version
 from meshcache.ring import Ring, RingMember
 from meshcache.testing.nodes import NodeProcess
-from tests.mesh.helpers import Direct, free_port_pairs, wait_for
+from tests.mesh.helpers import Direct, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -30,8 +30,9 @@ class Mesh:
         self.tmp = tmp
         self.extra = extra
         self.nodes: list[NodeProcess] = []
-        # The bootstrap voter's Raft port is its data port + 1: both must be free.
-        self.start_node("--bootstrap", port=free_port_pairs(1)[0])
+        # On a kernel-picked data port a bootstrap voter takes a kernel-picked Raft port too
+        # (a probed "data + 1" can be taken by another process before the node binds it).
+        self.start_node("--bootstrap")
         for _ in range(n - 1):
             self.start_node("--join", self.nodes[0].data)
         self.wait_ring(n)
