@@ -194,8 +194,6 @@ class DataPlane:
             raise CommandError(ErrorCode.BAD_REQUEST, f"FWD cannot carry {op[:64]!r}")
         args = normalize_args(spec, raw, self._limits)
         self.stats["forwarded_in"] += 1
-        if op == "FLUSH":
-            return self._store_execute(namespace, op, args)
         return self.coordinate(namespace, op, spec, args)
 
     # --- coordinating ------------------------------------------------------------------------

@@ -99,16 +99,13 @@ class Dispatcher:
 
     async def _finish(self, rid: int, op: str, pending: Coroutine[Any, Any, Any]) -> bytes:
         try:
-            result = await pending
+            out = self._ok(rid, await pending)
         except CommandError as exc:
             return self._error(rid, op, exc)
-        except Exception as exc:  # a bug in the node: answer, count, keep the connection
+        except Exception as exc:  # a bug in the node (or a result msgpack cannot encode)
             return self._error(rid, op, CommandError(ErrorCode.INTERNAL, type(exc).__name__))
         self.counters.requests[op] += 1
-        try:
-            return self._ok(rid, result)
-        except Exception as exc:  # a result that cannot be encoded: a bug, not a crash
-            return self._error(rid, op, CommandError(ErrorCode.INTERNAL, type(exc).__name__))
+        return out
 
     def _ok(self, rid: int, result: Any) -> bytes:
         body: bytes = self._pack([rid, STATUS_OK, result, self.ring_version])

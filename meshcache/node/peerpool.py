@@ -193,7 +193,6 @@ class PeerPool:
                         raise error from None
                 await waiter.event.wait()
         except trio.TooSlowError:
-            conn.waiters.pop(rid, None)
             self.stats["timeouts"] += 1
             raise MeshcacheTimeout(
                 f"{op} to {address[0]}:{address[1]}: no answer in {timeout}s"

@@ -169,7 +169,6 @@ class Rebalancer:
         self.stats: Counter[str] = Counter()
         self._wakeup = trio.Event()
         self._dead_since: dict[str, float] = {}
-        self.leaving = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -191,7 +190,7 @@ class Rebalancer:
             config = self._config()
             me = config.member(self.node_id)
             if me is None or not config.members:
-                if self.held is not None and not self.leaving and config.version > 0:
+                if self.held is not None and config.version > 0:
                     await self._drop_unowned(config)  # removed from the ring: hold nothing
                 continue
             if self.held is None or self.held.version < config.version:
@@ -363,7 +362,6 @@ class Rebalancer:
             raise CommandError(
                 ErrorCode.INVALID_TRANSITION, "the last active member of the ring cannot leave"
             )
-        self.leaving = True
         if me.state != "leaving":
             config = await self._propose_retrying(
                 lambda c: SetMemberState(c.version, self.node_id, "leaving")

@@ -9,75 +9,15 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from meshcache.errors import MeshcacheError
 from meshcache.hlc import make_version
-from meshcache.ring import Ring, RingMember
-from meshcache.testing.nodes import NodeProcess
-from tests.mesh.helpers import Direct, wait_for
+from meshcache.testing.mesh import Direct, Mesh
+from tests.mesh.helpers import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-class Mesh:
-    """Nodes on loopback: the first bootstraps the config group, the others join it."""
-
-    def __init__(self, stack: ExitStack, tmp: Path, n: int, *extra: str) -> None:
-        self.stack = stack
-        self.tmp = tmp
-        self.extra = extra
-        self.nodes: list[NodeProcess] = []
-        # On a kernel-picked data port a bootstrap voter takes a kernel-picked Raft port too
-        # (a probed "data + 1" can be taken by another process before the node binds it).
-        self.start_node("--bootstrap")
-        for _ in range(n - 1):
-            self.start_node("--join", self.nodes[0].data)
-        self.wait_ring(n)
-
-    def start_node(self, *args: str, port: int = 0, name: str | None = None) -> NodeProcess:
-        name = name or f"n{len(self.nodes)}"
-        node = NodeProcess(self.tmp / name, "--profile", "local", *self.extra, *args, port=port)
-        self.stack.enter_context(node)
-        self.nodes.append(node)
-        return node
-
-    def call(self, node: NodeProcess, op: str, args: list[Any], namespace: str = "default") -> Any:
-        with Direct(node.data_address) as d:
-            return d.call(op, args, namespace)
-
-    def ring(self, node: NodeProcess) -> dict[str, Any]:
-        ring: dict[str, Any] = self.call(node, "RING", [])
-        return ring
-
-    def wait_ring(self, n: int, among: list[NodeProcess] | None = None) -> None:
-        """Every node (of ``among``) holds the same ring of ``n`` active members."""
-        nodes = among or [x for x in self.nodes if x.proc and x.proc.poll() is None]
-
-        def agreed() -> bool:
-            try:
-                rings = [self.ring(x) for x in nodes]
-            except (OSError, MeshcacheError):
-                return False
-            return len({r["version"] for r in rings}) == 1 and all(
-                len(r["members"]) == n and all(m["state"] == "active" for m in r["members"])
-                for r in rings
-            )
-
-        wait_for(agreed, 30, f"{n} active members on every node's ring")
-
-    def owners(self, key: bytes, replicas: int) -> list[str]:
-        ring = self.ring(self.nodes[0])
-        members = [
-            RingMember.from_mapping({k: v for k, v in m.items() if k != "share"})
-            for m in ring["members"]
-        ]
-        return [m.node_id for m in Ring(members, ring["version"]).owners(key, replicas)]
-
-    def by_id(self, node_id: str) -> NodeProcess:
-        return next(n for n in self.nodes if n.node_id == node_id)
 
 
 @pytest.fixture
@@ -125,8 +65,7 @@ def test_every_node_agrees_and_serves_every_key(stack: ExitStack, tmp_path: Path
 def test_quorum_writes_survive_kill_of_an_owner(stack: ExitStack, tmp_path: Path) -> None:
     mesh = Mesh(stack, tmp_path, 3)
     a, b, c = mesh.nodes
-    mesh.call(a, "NS_SET", ["q", {"replicas": 3, "consistency": "quorum"}])
-    wait_for(lambda: "q" in mesh.call(c, "NS_LIST", []), 10, "namespace q everywhere")
+    mesh.wait_namespace("q", {"replicas": 3, "consistency": "quorum"})
     acked: dict[bytes, bytes] = {}
     failed = 0
     with Direct(a.data_address) as d:
@@ -150,16 +89,14 @@ def test_quorum_writes_survive_kill_of_an_owner(stack: ExitStack, tmp_path: Path
 def test_a_paused_replica_converges_by_hints(stack: ExitStack, tmp_path: Path) -> None:
     mesh = Mesh(stack, tmp_path, 3)
     a, b, c = mesh.nodes
-    mesh.call(a, "NS_SET", ["all3", {"replicas": 3}])
-    wait_for(lambda: "all3" in mesh.call(c, "NS_LIST", []), 10, "namespace everywhere")
+    mesh.wait_namespace("all3", {"replicas": 3})
     ks = keys(100)
     with Direct(a.data_address) as d:
         for k in ks:
             d.call("SET", [k, b"old"], "all3")
     c.signal(signal.SIGSTOP)  # c is cut off: it neither answers nor gossips
     try:
-        members = lambda: {m["name"]: m["state"] for m in mesh.call(a, "MEMBERS", [])}  # noqa: E731
-        wait_for(lambda: members()[c.node_id] == "dead", 15, "c declared dead")
+        wait_for(lambda: mesh.gossip_state(a, c.node_id) == "dead", 15, "c declared dead")
         with Direct(b.data_address) as d:
             for k in ks:  # the last writer, while c is away
                 d.call("SET", [k, b"new"], "all3")
@@ -276,13 +213,11 @@ def test_anti_entropy_repairs_a_replica_that_missed_writes(
     # counted); only anti-entropy can bring the replica back.
     mesh = Mesh(stack, tmp_path, 3, "--hint-max-bytes", "1", "--anti-entropy-interval", "1s")
     a, b, c = mesh.nodes
-    mesh.call(a, "NS_SET", ["all3", {"replicas": 3}])
-    wait_for(lambda: "all3" in mesh.call(c, "NS_LIST", []), 10, "namespace everywhere")
+    mesh.wait_namespace("all3", {"replicas": 3})
     ks = keys(300)
     c.signal(signal.SIGSTOP)
     try:
-        members = lambda: {m["name"]: m["state"] for m in mesh.call(a, "MEMBERS", [])}  # noqa: E731
-        wait_for(lambda: members()[c.node_id] == "dead", 15, "c declared dead")
+        wait_for(lambda: mesh.gossip_state(a, c.node_id) == "dead", 15, "c declared dead")
         with Direct(b.data_address) as d:
             for k in ks:
                 d.call("SET", [k, b"while-away"], "all3")

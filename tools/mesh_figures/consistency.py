@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import meshcache
-from tools.mesh_figures.mesh import Direct, FigureError, Mesh
+from meshcache.testing.mesh import Direct, Mesh, MeshError
 from tools.mesh_figures.report import percentile, table
 
 POLL_LIMIT = 5.0  # seconds one write may take to reach every owner before the run fails
@@ -64,7 +64,7 @@ def measure(tmp: Path, writes: int, keys: int = 100) -> ConsistencyResult:
             while pending:
                 pending = [d for d in pending if d.local_get(key) != value]
                 if pending and time.perf_counter() - acked > POLL_LIMIT:
-                    raise FigureError(f"write {i} not on every owner after {POLL_LIMIT}s")
+                    raise MeshError(f"write {i} not on every owner after {POLL_LIMIT}s")
                 if first and not pending:
                     zero += 1
                 first = False

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meshcache.errors import MeshcacheError
+from meshcache.testing.mesh import Direct, Mesh, MeshError, wait_for
 from tools.mesh_figures.join import preload_mesh
-from tools.mesh_figures.mesh import Direct, FigureError, Mesh, wait_for
 from tools.mesh_figures.report import table
 
 POLL = 0.005
@@ -94,7 +94,7 @@ def measure(tmp: Path, keys: int, handoff_rate: str | None) -> ConvergenceResult
             stop.set()
             watcher.join()
         if not seen:
-            raise FigureError("never saw the fourth member as joining")
+            raise MeshError("never saw the fourth member as joining")
         pulls = [e for e in mesh.log_events(joiner, "handoff_pulled") if e.get("records")]
         pulled = sum(int(e["records"]) for e in pulls)
         pull_s = sum(float(e["seconds"]) for e in pulls)

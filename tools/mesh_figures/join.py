@@ -12,9 +12,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from meshcache.testing.mesh import Mesh, wait_for
 from tools.bench.workload import Workload, key
 from tools.mesh_figures.load import ReadLoad
-from tools.mesh_figures.mesh import Mesh, wait_for
 from tools.mesh_figures.preload import preload_by_owner
 from tools.mesh_figures.report import table
 

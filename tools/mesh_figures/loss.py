@@ -18,7 +18,7 @@ from pathlib import Path
 
 import meshcache
 from meshcache.errors import MeshcacheError
-from tools.mesh_figures.mesh import Direct, Mesh, wait_for
+from meshcache.testing.mesh import Direct, Mesh, wait_for
 from tools.mesh_figures.report import table
 
 WRITERS = 4

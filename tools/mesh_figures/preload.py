@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import socket
 
+from meshcache.testing.mesh import Mesh, MeshError
 from tools.bench.protocols import MeshcacheProtocol
 from tools.bench.workload import Workload, key
-from tools.mesh_figures.mesh import FigureError, Mesh
 
 BATCH = 1000
 
@@ -40,10 +40,10 @@ def _expect_ok(sock: socket.socket, protocol: MeshcacheProtocol, n: int) -> None
         if end < 0:
             data = sock.recv(1 << 20)
             if not data:
-                raise FigureError("a node closed the preload connection")
+                raise MeshError("a node closed the preload connection")
             buf += data
             continue
         if protocol.classify(bytes(buf[pos:end])) != 0:
-            raise FigureError(f"a preload SET was refused: {bytes(buf[pos:end])[:200]!r}")
+            raise MeshError(f"a preload SET was refused: {bytes(buf[pos:end])[:200]!r}")
         pos = end
         n -= 1

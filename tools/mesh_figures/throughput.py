@@ -23,12 +23,12 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from meshcache.testing.mesh import Mesh, MeshError
 from tools.bench.histogram import LatencyHistogram
 from tools.bench.loops import closed_loop, connect
 from tools.bench.preload import preload
 from tools.bench.protocols import MeshcacheProtocol
 from tools.bench.workload import OpPool, ReplyTemplates, Workload, key
-from tools.mesh_figures.mesh import FigureError, Mesh
 from tools.mesh_figures.preload import preload_by_owner
 from tools.mesh_figures.report import table
 
@@ -144,10 +144,10 @@ def _worker(
 
 def _expect(pipe: Connection, what: str, timeout: float) -> Any:
     if not pipe.poll(timeout):
-        raise FigureError(f"a generator process did not report {what!r} in {timeout:.0f} s")
+        raise MeshError(f"a generator process did not report {what!r} in {timeout:.0f} s")
     kind, payload = pipe.recv()
     if kind != what:
-        raise FigureError(f"a generator process failed:\n{payload}")
+        raise MeshError(f"a generator process failed:\n{payload}")
     return payload
 
 

@@ -1,9 +1,9 @@
 """A mesh of real node processes on loopback, and blocking one-node connections to inspect it.
 
-The shape follows tests/mesh/test_data_plane.py (tools do not import tests): the first node
-bootstraps the config group on a port whose successor (its Raft port) is free, the others join
-it with ``--profile local``, and the mesh is ready once every node's RING lists every member
-as active.
+Used by the multi-process tests and by ``tools/mesh_figures``. The first node bootstraps the
+config group (on kernel-picked data and Raft ports), the others join it with ``--profile
+local``, and the mesh is ready once every node's RING lists every member as active. Nothing
+here sleeps for a fixed time: it polls for a condition until a deadline.
 """
 
 from __future__ import annotations
@@ -22,18 +22,18 @@ from meshcache.testing.nodes import NodeProcess
 from meshcache.wire.frame import FrameReader, decode_response, encode_request
 
 
-class FigureError(Exception):
-    """A measurement could not be taken (a condition was not reached in time, a node died)."""
+class MeshError(MeshcacheError):
+    """The mesh did not do what was waited for in time, or a node died under a harness."""
 
 
 def wait_for(
     condition: Callable[[], bool], timeout: float, what: str, every: float = 0.02
 ) -> float:
-    """Poll ``condition`` until true; the seconds it took. Raises FigureError after ``timeout``."""
+    """Poll ``condition`` until true; the seconds it took. Raises MeshError after ``timeout``."""
     start = time.monotonic()
     while not condition():
         if time.monotonic() - start > timeout:
-            raise FigureError(f"timed out after {timeout}s waiting for {what}")
+            raise MeshError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(every)  # the poll interval; the deadline bounds the wait
     return time.monotonic() - start
 
@@ -97,8 +97,9 @@ class Mesh:
             self.start_node("--join", self.nodes[0].data)
         self.wait_ring(n)
 
-    def start_node(self, *args: str, port: int = 0) -> NodeProcess:
-        name = f"n{len(self.nodes)}"
+    def start_node(self, *args: str, port: int = 0, name: str | None = None) -> NodeProcess:
+        """Start one more node (``name``: its data dir under ``tmp``; reuse one to restart)."""
+        name = name or f"n{len(self.nodes)}"
         node = NodeProcess(self.tmp / name, "--profile", "local", *self.extra, *args, port=port)
         self.stack.enter_context(node)
         self.nodes.append(node)
@@ -146,8 +147,17 @@ class Mesh:
             f"namespace {name} on every node",
         )
 
+    def gossip_state(self, observer: NodeProcess, node_id: str) -> str | None:
+        """The state ``observer``'s gossip holds for ``node_id`` (alive, suspect, dead, left)."""
+        states = {m["name"]: m["state"] for m in self.call(observer, "MEMBERS", [])}
+        return states.get(node_id)
+
     def current_ring(self) -> Ring:
         return ring_of(self.ring(self.live[0]))
+
+    def owners(self, key: bytes, replicas: int) -> list[str]:
+        """The node ids owning ``key`` by the current ring, in preference order."""
+        return [m.node_id for m in self.current_ring().owners(key, replicas)]
 
     def by_id(self, node_id: str) -> NodeProcess:
         return next(x for x in self.nodes if x.node_id == node_id)
