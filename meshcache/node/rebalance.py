@@ -19,6 +19,14 @@ answering requests as a router (forwarding to the owners).
 Once a ring is stable (no joining or leaving member) and nothing is left to pull, each node
 drops the keys it no longer owns (no tombstone: the data lives on at its owners).
 
+Every member installs a committed ring at its own moment, and until it has, it routes (and
+replicates) by the ring before. So each step that depends on *everyone* routing by a ring first
+waits until every live member gossips that it runs it (``config_version``, at most
+``SETTLE_TIMEOUT``): a pull starts only once every coordinator sends new writes to the pending
+owner too (a write coordinated by the old ring after the source's scan would be missed), a leaving
+node drains only once every write also reaches its replacements, and nothing is dropped while a
+lagging member may still route a read to it.
+
 Voters also run **auto-removal**: a ring member that gossip reports dead (or left) for longer
 than ``auto_remove_after`` is removed from the ring, compare-and-set through Raft, so its ranges
 are re-replicated from the survivors.
@@ -54,6 +62,9 @@ SCAN_CHUNK = 2000
 RETRY_DELAY = 1.0
 AUTO_REMOVE_POLL = 1.0
 PROPOSE_RETRIES = 10
+# How long a step waits for every live member to run a ring (then goes ahead, logged).
+SETTLE_TIMEOUT = 10.0
+SETTLE_POLL = 0.05
 
 Propose = Callable[[Command], Awaitable[ClusterConfig]]
 
@@ -149,6 +160,7 @@ class Rebalancer:
         propose: Propose,
         alive: Callable[[str], bool],
         dead: Callable[[str], bool],
+        config_version_of: Callable[[str], int],
         is_voter: bool,
         rate: int,
         auto_remove_after: float,
@@ -161,6 +173,7 @@ class Rebalancer:
         self._propose = propose
         self._alive = alive
         self._dead = dead
+        self._config_version_of = config_version_of
         self._is_voter = is_voter
         self._clock = clock
         self.budget = ByteBudget(rate, max(BATCH_BYTES, rate // 4), clock())
@@ -169,6 +182,7 @@ class Rebalancer:
         self.stats: Counter[str] = Counter()
         self._wakeup = trio.Event()
         self._dead_since: dict[str, float] = {}
+        self._settled_version = 0  # every live member ran this ring (or we gave up waiting)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -191,9 +205,11 @@ class Rebalancer:
             me = config.member(self.node_id)
             if me is None or not config.members:
                 if self.held is not None and config.version > 0:
+                    await self._settled(config)  # nobody routes to us any more
                     await self._drop_unowned(config)  # removed from the ring: hold nothing
                 continue
             if self.held is None or self.held.version < config.version:
+                await self._settled(config)
                 try:
                     await self._pull_gained(config)
                 except MeshcacheError as exc:
@@ -208,7 +224,33 @@ class Rebalancer:
                 continue
             latest = self._config()
             if latest.version == config.version and Ring(latest.members, 0).stable:
-                await self._drop_unowned(latest)
+                await self._settled(latest)
+                if self._config().version == latest.version:
+                    await self._drop_unowned(latest)
+
+    async def _settled(self, config: ClusterConfig) -> bool:
+        """Wait until every live member of ``config`` gossips that it runs ``config.version``
+        (or a newer one); False when ``SETTLE_TIMEOUT`` ran out first. Waits once per version."""
+        if config.version <= self._settled_version:
+            return True
+        deadline = self._clock() + SETTLE_TIMEOUT
+        while True:
+            behind = [
+                m.node_id
+                for m in config.members
+                if m.node_id != self.node_id
+                and not self._dead(m.node_id)
+                and self._config_version_of(m.node_id) < config.version
+            ]
+            if not behind:
+                self._settled_version = config.version
+                return True
+            if self._clock() >= deadline:
+                self._settled_version = config.version
+                self.stats["settle_timeouts"] += 1
+                log.warning("ring_not_settled", ring_version=config.version, behind=behind[:8])
+                return False
+            await trio.sleep(SETTLE_POLL)
 
     async def _pull_gained(self, config: ClusterConfig) -> None:
         current = Ring(config.members, config.version)
@@ -366,6 +408,7 @@ class Rebalancer:
             config = await self._propose_retrying(
                 lambda c: SetMemberState(c.version, self.node_id, "leaving")
             )
+        await self._settled(config)  # from here every write also reaches our replacements
         ring = Ring(config.members, config.version)
         moved = 0
         for namespace, policy in config.namespaces.items():

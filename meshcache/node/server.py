@@ -167,6 +167,7 @@ class Node:
             propose=lambda command: self._config_service().propose(command),
             alive=self._is_alive,
             dead=self._is_dead,
+            config_version_of=self._config_version_of,
             is_voter=self.config_service.is_voter,
             rate=s.handoff_rate,
             auto_remove_after=s.auto_remove_after,
@@ -255,6 +256,14 @@ class Node:
 
     def _is_dead(self, node_id: str) -> bool:
         return self._gossip_state(node_id) in (MemberState.DEAD, MemberState.LEFT)
+
+    def _config_version_of(self, node_id: str) -> int:
+        """The config version ``node_id`` gossips that it runs (0: not known yet)."""
+        membership = self.membership
+        if membership is None or not membership.running:
+            return 0
+        member = membership.swim.member(node_id)
+        return 0 if member is None else member.meta.config_version
 
     def _meta(self, namespace: str, op: str, args: list[Any]) -> Any:
         if op == "PING":

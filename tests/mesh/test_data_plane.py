@@ -119,6 +119,8 @@ def test_join_and_leave_under_load(stack: ExitStack, tmp_path: Path) -> None:
     written: dict[bytes, bytes] = {}
     errors: list[str] = []
     misses = [0, 0]  # misses, reads
+    missed: list[tuple[str, bytes, bytes, object]] = []  # phase, key, expected, got
+    phase = ["before"]
     stop = threading.Event()
 
     def load() -> None:
@@ -135,8 +137,10 @@ def test_join_and_leave_under_load(stack: ExitStack, tmp_path: Path) -> None:
                         written[key] = value
                     else:
                         misses[1] += 1
-                        if d.call("GET", [key]) != written[key]:
+                        got = d.call("GET", [key])
+                        if got != written[key]:
                             misses[0] += 1
+                            missed.append((phase[0], key, written[key], got))
                 except MeshcacheError as exc:
                     errors.append(str(exc))
 
@@ -144,21 +148,31 @@ def test_join_and_leave_under_load(stack: ExitStack, tmp_path: Path) -> None:
     worker.start()
     try:
         wait_for(lambda: len(written) > 500, 20, "some load")
+        phase[0] = "join"
         mesh.start_node("--join", a.data)  # a fourth node joins under load
         mesh.wait_ring(4)
+        phase[0] = "joined"
         wait_for(lambda: misses[1] > 2000, 30, "reads after the join")
         leaver = mesh.nodes[1]
+        phase[0] = "leave"
         result = mesh.call(leaver, "LEAVE", [{"timeout": 30}])
         assert result["node_id"] == leaver.node_id
         rest = [n for n in mesh.nodes if n is not leaver]
         mesh.wait_ring(3, among=rest)
+        phase[0] = "left"
         reads_at_leave = misses[1]
         wait_for(lambda: misses[1] > reads_at_leave + 2000, 30, "reads after the leave")
     finally:
         stop.set()
         worker.join()
     assert not errors, errors[:5]
-    assert misses[0] == 0, f"{misses[0]} of {misses[1]} reads missed or were stale"
+    if missed:
+        for node in mesh.nodes:
+            print(node.node_id, node.log_tail(80))
+    assert misses[0] == 0, (
+        f"{misses[0]} of {misses[1]} reads missed or were stale; first: {missed[:5]}, "
+        f"by phase: { {p: sum(1 for m in missed if m[0] == p) for p, *_ in missed} }"
+    )
     for node in rest:  # every key is readable through every remaining node
         with Direct(node.data_address) as d:
             sample = list(written)[:300]

@@ -1,0 +1,89 @@
+"""The rebalancer's ordering rules, in process on trio's autojump clock (no network)."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from meshcache.control import ClusterConfig, Command
+from meshcache.node.rebalance import SETTLE_TIMEOUT, Rebalancer
+from meshcache.ring import RingMember
+from meshcache.store.policy import NamespacePolicy
+from tests.node.test_dataplane import ME, OTHER, THIRD, make_plane
+
+
+async def _refuse(command: Command) -> ClusterConfig:
+    raise AssertionError(f"nothing should be proposed: {command}")
+
+
+def _setup(
+    versions: dict[str, int],
+) -> tuple[Rebalancer, ClusterConfig, list[bytes]]:
+    plane = make_plane([ME, OTHER, THIRD], replicas=1)
+    config = ClusterConfig(
+        version=3,
+        members=tuple(RingMember(node_id=m, address=m) for m in (ME, OTHER, THIRD)),
+        namespaces={"default": NamespacePolicy(replicas=1, max_bytes=1 << 20)},
+    )
+    foreign = [
+        k
+        for k in (b"key-%d" % i for i in range(300))
+        if all(m.node_id != ME for m in plane.ring.owners(k, 1))
+    ]
+    for key in foreign:  # held from an older ring
+        plane.store.execute("default", "SET", [key, b"v", {}])
+    rebalancer = Rebalancer(
+        plane.store,
+        ME,
+        plane,
+        config=lambda: config,
+        propose=_refuse,
+        alive=lambda node: node == ME,  # no live source: nothing is pulled over the network
+        dead=lambda node: False,
+        config_version_of=lambda node: versions.get(node, 0),
+        is_voter=False,
+        rate=1 << 30,
+        auto_remove_after=300.0,
+    )
+    return rebalancer, config, foreign
+
+
+def _held(rebalancer: Rebalancer, keys: list[bytes]) -> int:
+    return sum(rebalancer.store.execute("default", "GET", [k]) is not None for k in keys)
+
+
+@pytest.mark.trio
+async def test_unowned_keys_stay_until_every_member_runs_the_ring(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    versions = {OTHER: 3, THIRD: 2}  # THIRD still routes by the ring before
+    rebalancer, config, foreign = _setup(versions)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rebalancer.run)
+        rebalancer.on_install(config)
+        await trio.sleep(SETTLE_TIMEOUT / 4)
+        assert _held(rebalancer, foreign) == len(foreign)  # a lagging member may read here
+        versions[THIRD] = 3
+        with trio.fail_after(1):
+            while _held(rebalancer, foreign):
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert rebalancer.stats["records_dropped"] == len(foreign)
+
+
+@pytest.mark.trio
+async def test_a_member_that_never_catches_up_delays_the_drop_by_the_settle_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    rebalancer, config, foreign = _setup({OTHER: 3, THIRD: 1})
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rebalancer.run)
+        start = trio.current_time()
+        rebalancer.on_install(config)
+        with trio.fail_after(SETTLE_TIMEOUT * 2):
+            while _held(rebalancer, foreign):
+                await trio.sleep(0.01)
+        assert trio.current_time() - start >= SETTLE_TIMEOUT
+        nursery.cancel_scope.cancel()
+    assert rebalancer.stats["settle_timeouts"] >= 1
