@@ -1,0 +1,984 @@
+"""A deterministic, in-process simulation of the mesh data plane on trio.
+
+:class:`SimMesh` runs N nodes in one trio run: each node is the real :class:`DataPlane`,
+:class:`Replicator`, :class:`AntiEntropy`, :class:`HintQueue` and request :class:`Dispatcher`
+wired as ``meshcache/node/server.py`` wires them, over :class:`SimDataNet` instead of sockets.
+Run it under ``trio.testing.MockClock(autojump_threshold=0)`` (pytest-trio's
+``autojump_clock``): the mesh's timeouts, delays and anti-entropy intervals then cost no wall
+time, and seconds of mesh time take milliseconds.
+
+What the network models (:class:`SimDataNet`), per directed link (:class:`LinkFaults`):
+
+* **Connections** like the real :class:`PeerPool`'s: one per (caller, peer), opened on first
+  use, requests pipelined and matched by id, served by the peer *in order* (a request whose
+  answer must wait — a forwarded ``quorum`` write — holds back the ones behind it, as on the
+  data port). Frames on one connection arrive in order: jitter delays, never reorders them.
+* **Delay**: ``delay + uniform(0, jitter)`` one way, drawn from the seeded network rng.
+* **Loss** breaks a connection: with probability ``loss`` per request, the connection breaks
+  either before the request arrives or after the peer applied it (the answer is lost), even
+  odds. Every request in flight on it fails with :class:`MeshcacheConnectionError`; the next
+  call connects again.
+* **Duplication**: with probability ``duplicate`` a ``REPL`` frame is applied twice by the peer
+  (replication ships state, so it must be idempotent).
+* **Partitions** (both ways or one way): a frame that meets a blocked direction is lost and its
+  caller times out; connecting needs both directions (a TCP handshake) and fails with
+  :class:`PeerUnreachable` after ``connect_timeout``. TCP retransmission is not modelled: a
+  frame lost to a partition is gone even if the partition heals before the caller's timeout.
+* **Crash / restart** of a node: its tasks are cancelled, its store, hints and queues are lost
+  (a cache's memory is), connections to it fail at once (the kernel resets them), connecting
+  to it is refused. A restart builds every part afresh and installs the same ring.
+
+Gossip is an oracle (:meth:`SimMesh.alive`) derived from the network: a peer a node cannot
+reach both ways (partitioned or down) is reported dead after ``detect_dead`` seconds; one it
+can reach again (or that restarted) is reported alive after ``detect_alive`` seconds, and that
+transition fires what the server does on gossip's ALIVE event (hint replay; a full
+anti-entropy pass if hints to it were dropped).
+
+Reproducibility: all network randomness comes from ``random.Random(seed)``, every node's rng
+and clock skew are derived from the seed, and :meth:`SimMesh.run` seeds trio's scheduler
+(``trio._core._run._r``, the run-queue shuffle), so one seed replays the same run in one
+Python process; across processes also set the same ``PYTHONHASHSEED`` (sets of node ids are
+iterated in hash order). :attr:`SimDataNet.trace_digest` fingerprints a run to check that.
+
+Invariant checkers are apart from scenarios: :meth:`SimMesh.owners_agree`,
+:meth:`SimMesh.replicas_converged` (every up owner of every written key holds the *last
+writer's* record: the greatest ``(version, deleted)`` any coordinator produced, tracked by a
+ledger of every local write) and :meth:`SimMesh.lost_acked_writes`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import random
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from meshcache.control import ClusterConfig
+from meshcache.errors import (
+    CommandError,
+    ErrorCode,
+    MeshcacheConnectionError,
+    MeshcacheTimeout,
+)
+from meshcache.hlc import HLC
+from meshcache.node.antientropy import AE_OPS, AntiEntropy
+from meshcache.node.dataplane import DataPlane
+from meshcache.node.dispatch import Dispatcher
+from meshcache.node.metrics import NodeCounters
+from meshcache.node.peerpool import Address, PeerPool, PeerUnreachable
+from meshcache.node.replication import ByteBudget, HintQueue, VersionClamp
+from meshcache.node.replication.tombstones import Record, lww_order, read_record
+from meshcache.node.replicator import Replicator
+from meshcache.ring import Ring, RingMember
+from meshcache.store.policy import NamespacePolicy
+from meshcache.store.store import Store
+from meshcache.wire.frame import HEADER_SIZE, Response, decode_response, encode_request
+from meshcache.wire.ops import OPS, Limits, OpKind
+
+__all__ = [
+    "AckedWrite",
+    "Divergence",
+    "LinkFaults",
+    "SimDataNet",
+    "SimError",
+    "SimMesh",
+    "SimNode",
+    "SimPeerPool",
+]
+
+#: Wall-clock time of mock time 0, so versions look like real HLC values.
+EPOCH = 1_800_000_000.0
+#: The timeout server.py gives anti-entropy's peer calls.
+AE_CALL_TIMEOUT = 10.0
+AE_RATE = 1 << 20
+AE_BURST = 256 * 1024
+HINT_SHARE_PER_TARGET = 4
+DATA_PORT = 7000
+
+Handler = Callable[[bytes], Any]
+"""A node's request handler: ``Dispatcher.handle`` (an answer frame, or one still pending)."""
+
+
+def _pending(result: Any) -> tuple[bytes | Awaitable[bytes], bool]:
+    """Split a handler's result into the answer (ready or awaitable) and whether awaiting it
+    holds the connection. A coroutine always does; a dispatcher ``Pending`` (``answer``,
+    ``fans_out``) only when it fans out, the data port's rule for keeping answers in order."""
+    if isinstance(result, bytes):
+        return result, False
+    answer = getattr(result, "answer", None)
+    if answer is not None:
+        return answer, bool(result.fans_out)
+    return result, True
+
+
+class SimError(Exception):
+    """A scenario broke a rule of the simulator, or a condition was not met in time."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkFaults:
+    """Behaviour of one directed link. Probabilities in [0, 1], times in seconds."""
+
+    delay: float = 0.0005
+    jitter: float = 0.002
+    loss: float = 0.0
+    duplicate: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.loss <= 1.0 and 0.0 <= self.duplicate <= 1.0):
+            raise ValueError(f"loss and duplicate must be in [0, 1]: {self}")
+        if self.delay < 0.0 or self.jitter < 0.0:
+            raise ValueError(f"delay and jitter must be >= 0: {self}")
+
+
+# --------------------------------------------------------------------------- the network
+
+
+class _Waiter:
+    __slots__ = ("event", "response")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.response: Response | BaseException | None = None
+
+
+@dataclass(slots=True)
+class _Frame:
+    rid: int
+    op: str
+    body: bytes
+    arrive_at: float
+    fate: str  # "ok", "break_before" (never arrives), "break_after" (applied, answer lost)
+    copies: int
+
+
+class _Conn:
+    """One simulated pipelined connection from ``src``'s pool to ``dst``'s data port."""
+
+    def __init__(self, src: str, dst: str, dst_epoch: int) -> None:
+        self.src = src
+        self.dst = dst
+        self.dst_epoch = dst_epoch
+        self.waiters: dict[int, _Waiter] = {}
+        self.ids = itertools.count(1)
+        self.broken: BaseException | None = None
+        self.arrive_at = 0.0
+        self.answer_at = 0.0
+        self.send, self.recv = trio.open_memory_channel[_Frame](math.inf)
+
+    def is_broken(self) -> bool:
+        return self.broken is not None
+
+    def fail(self, exc: BaseException) -> None:
+        if self.broken is None:
+            self.broken = exc
+            self.send.close()
+        waiters, self.waiters = self.waiters, {}
+        for waiter in waiters.values():
+            waiter.response = exc
+            waiter.event.set()
+
+
+@dataclass(slots=True)
+class _Endpoint:
+    handler: Handler
+    nursery: trio.Nursery
+
+
+class SimDataNet:
+    """The simulated network between nodes' peer pools and data ports (see module docstring).
+
+    Args:
+        seed: seeds every random choice of the network.
+        default_link: faults of every link not given its own with :meth:`set_link`.
+        connect_timeout: seconds a connection attempt to an unreachable peer takes to fail
+            (the real pool's default).
+    """
+
+    def __init__(
+        self,
+        seed: int,
+        *,
+        default_link: LinkFaults | None = None,
+        connect_timeout: float = 1.0,
+    ) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.default_link = default_link or LinkFaults()
+        self.connect_timeout = connect_timeout
+        self.stats: Counter[str] = Counter()
+        self._links: dict[tuple[str, str], LinkFaults] = {}
+        self._blocked: set[tuple[str, str]] = set()
+        self._endpoints: dict[str, _Endpoint] = {}
+        self._epochs: Counter[str] = Counter()
+        self._conns: dict[tuple[str, str], _Conn] = {}
+        self._connecting: dict[tuple[str, str], trio.Lock] = {}
+        self._trace = hashlib.sha256()
+
+    # --- topology -------------------------------------------------------------------------
+
+    def set_link(self, src: str, dst: str, faults: LinkFaults) -> None:
+        """Give the directed link ``src → dst`` its own faults."""
+        self._links[(src, dst)] = faults
+
+    def set_default_link(self, faults: LinkFaults) -> None:
+        """Change the faults of every link, forgetting per-link settings."""
+        self.default_link = faults
+        self._links.clear()
+
+    def link(self, src: str, dst: str) -> LinkFaults:
+        return self._links.get((src, dst), self.default_link)
+
+    def partition(
+        self, side_a: Iterable[str], side_b: Iterable[str], *, one_way: bool = False
+    ) -> None:
+        """Block traffic between the two sides (only ``a → b`` with ``one_way``)."""
+        b = list(side_b)
+        for x in side_a:
+            for y in b:
+                self._blocked.add((x, y))
+                if not one_way:
+                    self._blocked.add((y, x))
+        self._record("partition", "", "", repr(sorted(self._blocked)))
+
+    def heal(self) -> None:
+        """Remove every partition (link faults stay)."""
+        self._blocked.clear()
+        self._record("heal", "", "", "")
+
+    def blocked(self, src: str, dst: str) -> bool:
+        return (src, dst) in self._blocked
+
+    def reachable(self, a: str, b: str) -> bool:
+        """Whether ``a`` and ``b`` are both up and can talk both ways."""
+        return (
+            a in self._endpoints
+            and b in self._endpoints
+            and (a, b) not in self._blocked
+            and (b, a) not in self._blocked
+        )
+
+    # --- nodes ----------------------------------------------------------------------------
+
+    def attach(self, node_id: str, handler: Handler, nursery: trio.Nursery) -> None:
+        """``node_id`` is up: frames to it are handled by ``handler`` in tasks of ``nursery``."""
+        self._epochs[node_id] += 1
+        self._endpoints[node_id] = _Endpoint(handler, nursery)
+        self._record("up", node_id, "", "")
+
+    def detach(self, node_id: str) -> None:
+        """``node_id`` crashed: its connections fail at once, connecting to it is refused."""
+        self._endpoints.pop(node_id, None)
+        self._epochs[node_id] += 1
+        for key in [k for k in self._conns if node_id in k]:
+            self._conns.pop(key).fail(MeshcacheConnectionError(f"{key[1]} reset the connection"))
+        self._record("down", node_id, "", "")
+
+    def is_up(self, node_id: str) -> bool:
+        return node_id in self._endpoints
+
+    def pool(self, node_id: str) -> SimPeerPool:
+        """A peer pool for ``node_id`` that sends over this network."""
+        return SimPeerPool(self, node_id)
+
+    # --- requests -------------------------------------------------------------------------
+
+    async def request(
+        self, src: str, address: Address, op: str, namespace: str, args: list[Any], timeout: float
+    ) -> Response:
+        """What :meth:`PeerPool.request` does, over the simulated network."""
+        dst = address[0]
+        self.stats["requests"] += 1
+        try:
+            with trio.fail_after(timeout):
+                conn = await self._connection(src, dst)
+                rid = next(conn.ids)
+                waiter = _Waiter()
+                conn.waiters[rid] = waiter
+                try:
+                    self._send(conn, rid, op, encode_request(rid, op, namespace, args))
+                    await waiter.event.wait()
+                finally:
+                    conn.waiters.pop(rid, None)
+        except trio.TooSlowError:
+            self.stats["timeouts"] += 1
+            self._record("timeout", src, dst, op)
+            raise MeshcacheTimeout(f"{op} to {dst}: no answer in {timeout}s") from None
+        response = waiter.response
+        if isinstance(response, BaseException):
+            self.stats["broken"] += 1
+            raise response
+        assert response is not None
+        return response
+
+    def _latency(self, link: LinkFaults) -> float:
+        return link.delay + self.rng.uniform(0.0, link.jitter)
+
+    async def _connection(self, src: str, dst: str) -> _Conn:
+        conn = self._conns.get((src, dst))
+        if conn is not None and conn.broken is None:
+            return conn
+        async with self._connecting.setdefault((src, dst), trio.Lock()):
+            conn = self._conns.get((src, dst))
+            if conn is not None and conn.broken is None:
+                return conn
+            there, back = self.link(src, dst), self.link(dst, src)
+            if dst not in self._endpoints:
+                await trio.sleep(self._latency(there) + self._latency(back))
+                self.stats["connect_refused"] += 1
+                self._record("refused", src, dst, "")
+                raise PeerUnreachable(f"connecting to {dst}: connection refused")
+            if not self.reachable(src, dst):
+                await trio.sleep(self.connect_timeout)
+                self.stats["connect_timeouts"] += 1
+                self._record("connect_timeout", src, dst, "")
+                raise PeerUnreachable(f"connecting to {dst} timed out")
+            await trio.sleep(self._latency(there) + self._latency(back))
+            endpoint = self._endpoints.get(dst)
+            if endpoint is None or not self.reachable(src, dst):
+                self.stats["connect_errors"] += 1
+                raise PeerUnreachable(f"connecting to {dst}: the handshake was lost")
+            conn = _Conn(src, dst, self._epochs[dst])
+            self._conns[(src, dst)] = conn
+            self.stats["connects"] += 1
+            self._record("connect", src, dst, "")
+            endpoint.nursery.start_soon(self._serve, conn, endpoint)
+            return conn
+
+    def _send(self, conn: _Conn, rid: int, op: str, frame: bytes) -> None:
+        if conn.broken is not None:
+            raise MeshcacheConnectionError(str(conn.broken))
+        link = self.link(conn.src, conn.dst)
+        fate = "ok"
+        if link.loss and self.rng.random() < link.loss:
+            fate = self.rng.choice(("break_before", "break_after"))
+        copies = 2 if op == "REPL" and link.duplicate and self.rng.random() < link.duplicate else 1
+        # One TCP stream: a frame never overtakes the one sent before it.
+        conn.arrive_at = max(conn.arrive_at, trio.current_time() + self._latency(link))
+        conn.send.send_nowait(_Frame(rid, op, frame[HEADER_SIZE:], conn.arrive_at, fate, copies))
+        self._record("send", conn.src, conn.dst, op)
+
+    async def _serve(self, conn: _Conn, endpoint: _Endpoint) -> None:
+        """The peer's side of one connection: handle frames in arrival order, answer in order.
+
+        A request whose answer must wait holds the connection (nothing behind it is read)
+        unless the dispatcher says it may not (see :func:`_pending`); answers leave in request
+        order either way, as on the data port.
+        """
+        previous = trio.Event()
+        previous.set()
+        async for frame in conn.recv:
+            await trio.sleep_until(frame.arrive_at)
+            if conn.is_broken():
+                return
+            if self.blocked(conn.src, conn.dst):
+                self.stats["lost_partition"] += 1
+                self._record("lost", conn.src, conn.dst, frame.op)
+                continue
+            if frame.fate == "break_before":
+                self._break(conn, frame.op)
+                return
+            for _ in range(frame.copies - 1):
+                self.stats["duplicated"] += 1
+                self._record("duplicate", conn.src, conn.dst, frame.op)
+                answer, holds = _pending(endpoint.handler(frame.body))
+                if not isinstance(answer, bytes):
+                    await answer
+            answer, holds = _pending(endpoint.handler(frame.body))
+            if holds and not isinstance(answer, bytes):
+                answer = await answer
+            done = trio.Event()
+            endpoint.nursery.start_soon(self._reply, conn, frame, answer, previous, done)
+            previous = done
+
+    async def _reply(
+        self,
+        conn: _Conn,
+        frame: _Frame,
+        answer: bytes | Awaitable[bytes],
+        previous: trio.Event,
+        done: trio.Event,
+    ) -> None:
+        try:
+            body = answer if isinstance(answer, bytes) else await answer
+            await previous.wait()
+            if conn.is_broken():
+                return
+            if frame.fate == "break_after":
+                self._break(conn, frame.op)
+                return
+            back = self.link(conn.dst, conn.src)
+            at = conn.answer_at = max(conn.answer_at, trio.current_time() + self._latency(back))
+        finally:
+            done.set()
+        await trio.sleep_until(at)
+        if conn.is_broken():
+            return
+        if self.blocked(conn.dst, conn.src):
+            self.stats["lost_partition"] += 1
+            self._record("answer_lost", conn.dst, conn.src, frame.op)
+            return
+        waiter = conn.waiters.pop(frame.rid, None)
+        if waiter is not None:  # None: its caller timed out and left
+            waiter.response = decode_response(body[HEADER_SIZE:])
+            waiter.event.set()
+
+    def _break(self, conn: _Conn, op: str) -> None:
+        self.stats["loss"] += 1
+        self._record("break", conn.src, conn.dst, op)
+        if self._conns.get((conn.src, conn.dst)) is conn:
+            del self._conns[(conn.src, conn.dst)]
+        conn.fail(MeshcacheConnectionError(f"connection {conn.src} -> {conn.dst} broke"))
+
+    # --- tracing --------------------------------------------------------------------------
+
+    def _record(self, event: str, src: str, dst: str, detail: str) -> None:
+        self._trace.update(f"{trio.current_time():.9f} {event} {src} {dst} {detail}\n".encode())
+
+    @property
+    def trace_digest(self) -> str:
+        """A fingerprint of every network event so far, with its mock time."""
+        return self._trace.hexdigest()
+
+
+class SimPeerPool(PeerPool):
+    """A :class:`PeerPool` whose requests travel over a :class:`SimDataNet`.
+
+    Same surface and errors as the real pool: :class:`PeerUnreachable` when no connection can
+    be made, :class:`MeshcacheConnectionError` when it broke with the request in flight,
+    :class:`MeshcacheTimeout` after ``timeout``; an error answer is returned (``request``) or
+    raised as :class:`CommandError` (``call``).
+    """
+
+    def __init__(self, net: SimDataNet, node_id: str) -> None:
+        super().__init__(connect_timeout=net.connect_timeout)
+        self.net = net
+        self.node_id = node_id
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await trio.sleep_forever()
+
+    async def request(
+        self, address: Address, op: str, namespace: str, args: list[Any], *, timeout: float
+    ) -> Response:
+        self.stats["requests"] += 1
+        return await self.net.request(self.node_id, address, op, namespace, args, timeout)
+
+    def close(self, address: Address) -> None:
+        """Nothing to close: the network holds the simulated connections."""
+
+
+# --------------------------------------------------------------------------- the nodes
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """One record a coordinator's store produced (the ledger's unit)."""
+
+    node: str
+    at: float
+    order: tuple[int, bool]
+    wire: tuple[Any, ...]
+
+
+class _LedgerStore(Store):
+    """A :class:`Store` that reports the record every local write leaves behind."""
+
+    def __init__(self, ledger: Callable[[str, bytes, Record], None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._ledger = ledger
+
+    def execute(self, namespace: str, op: str, args: list[Any]) -> Any:
+        result = super().execute(namespace, op, args)
+        spec = OPS.get(op)
+        if spec is not None and spec.kind is OpKind.WRITE and spec.keyed:
+            keys = args[::2] if op == "MSET" else (args if op == "DELETE" else args[:1])
+            for key in keys:
+                record = read_record(self, namespace, key)
+                if record is not None:
+                    self._ledger(namespace, key, record)
+        return result
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    return value
+
+
+class SimNode:
+    """One simulated node: the server's data-plane wiring without sockets, gossip or Raft.
+
+    Every (re)start builds a fresh store, hint queue, replicator, data plane and anti-entropy
+    (memory is lost on a crash) and installs the mesh's ring. ``incarnation`` counts starts.
+    """
+
+    def __init__(self, mesh: SimMesh, node_id: str, skew: float) -> None:
+        self.mesh = mesh
+        self.node_id = node_id
+        self.skew = skew
+        self.incarnation = 0
+        self.up = False
+        self.nursery: trio.Nursery | None = None
+        self._scope: trio.CancelScope | None = None
+        self._build()
+
+    def wall(self) -> float:
+        """This node's wall clock: mock time, offset by the epoch and its own skew."""
+        return EPOCH + trio.current_time() + self.skew
+
+    def _build(self) -> None:
+        mesh = self.mesh
+        self.hlc = HLC(lambda: int(self.wall() * 1000))
+        self.store = _LedgerStore(
+            lambda ns, key, record: mesh.note_write(self.node_id, ns, key, record),
+            clock=self.wall,
+            hlc=self.hlc,
+            policies=mesh.policies,
+            tombstone_grace_s=mesh.tombstone_grace,
+            rng=random.Random(f"{mesh.seed}:store:{self.node_id}:{self.incarnation}"),
+        )
+        self.hints = HintQueue(
+            max_bytes=max(1, mesh.hint_max_bytes),
+            max_bytes_per_target=max(1, mesh.hint_max_bytes // HINT_SHARE_PER_TARGET),
+            max_age_s=mesh.hint_max_age,
+        )
+        self.pool = mesh.net.pool(self.node_id)
+        self.replicator = Replicator(
+            self.pool, address_of=self._address_of, alive=self.alive, hints=self.hints
+        )
+        self.dataplane = DataPlane(
+            self.store,
+            self.node_id,
+            pool=self.pool,
+            replicator=self.replicator,
+            clamp=VersionClamp(self.hlc),
+            alive=self.alive,
+            limits=Limits(),
+            read_repair_chance=mesh.read_repair_chance,
+            rng=random.Random(f"{mesh.seed}:dataplane:{self.node_id}:{self.incarnation}"),
+        )
+        self.dataplane.install(mesh.config)
+        dataplane = self.dataplane
+        self.antientropy = AntiEntropy(
+            self.store,
+            self.node_id,
+            ring=lambda: dataplane.ring,
+            alive=self.alive,
+            call=self._peer_call,
+            clamp=dataplane.clamp,
+            budget=ByteBudget(AE_RATE, AE_BURST, trio.current_time()),
+            interval=mesh.anti_entropy_interval or 3600.0,
+            rng=random.Random(f"{mesh.seed}:antientropy:{self.node_id}:{self.incarnation}"),
+        )
+        self.dispatcher = Dispatcher(
+            execute=self.dataplane.execute,
+            meta=self._meta,
+            limits=Limits(),
+            counters=NodeCounters(),
+            ring_version=mesh.config.version,
+        )
+
+    # --- life -----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run this incarnation until :meth:`crash` (or the mesh stops)."""
+        with trio.CancelScope() as scope:
+            self._scope = scope
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.replicator.run)
+                await nursery.start(self.dataplane.run)
+                if self.mesh.anti_entropy_interval:
+                    nursery.start_soon(self.antientropy.run)
+                nursery.start_soon(self._expire_loop)
+                self.nursery = nursery
+                self.up = True
+                self.mesh.net.attach(self.node_id, self.dispatcher.handle, nursery)
+                task_status.started()
+                await trio.sleep_forever()
+
+    def crash(self) -> None:
+        """Stop at once: tasks cancelled, connections reset; the memory is gone."""
+        if not self.up:
+            return
+        self.up = False
+        self.nursery = None
+        self.mesh.net.detach(self.node_id)
+        assert self._scope is not None
+        self._scope.cancel()
+
+    def restart(self) -> None:
+        """Build a fresh incarnation (an empty store); :meth:`SimMesh.restart` runs it."""
+        if self.up:
+            raise SimError(f"{self.node_id} is running")
+        self.incarnation += 1
+        self._build()
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await trio.sleep(0.1)
+            while self.store.expire_cycle(budget=1000) >= 1000:
+                await trio.lowlevel.checkpoint()
+
+    # --- what server.py does around the data plane ---------------------------------------
+
+    def alive(self, node_id: str) -> bool:
+        return node_id == self.node_id or self.mesh.alive(self.node_id, node_id)
+
+    def _address_of(self, node_id: str) -> Address | None:
+        return self.dataplane.address_of(node_id)
+
+    async def _peer_call(self, peer: str, op: str, namespace: str, args: list[Any]) -> Any:
+        address = self._address_of(peer)
+        if address is None:
+            raise CommandError(ErrorCode.NOT_OWNER, f"{peer} is not on this node's ring")
+        return await self.pool.call(address, op, namespace, args, timeout=AE_CALL_TIMEOUT)
+
+    def _meta(self, namespace: str, op: str, args: list[Any]) -> Any:
+        if op == "PING":
+            return "PONG"
+        if op == "FWD":
+            return self.dataplane.execute_forwarded(namespace, [args[0], args[1]])
+        if op == "REPL":
+            return self.dataplane.apply_replicated(namespace, args[0])
+        if op == "RECORDS":
+            return self.dataplane.records(namespace, args[0])
+        if op in AE_OPS:
+            return self.antientropy.handle(op, namespace, args)
+        raise CommandError(ErrorCode.UNKNOWN_OP, f"{op} is not simulated")
+
+    def member_alive(self, peer: str) -> None:
+        """Gossip's ALIVE event for ``peer``: replay hints, repair if hints were dropped."""
+        self.replicator.target_alive(peer)
+        if peer in self.hints.needs_repair and self.nursery is not None:
+            self.nursery.start_soon(self._repair, peer)
+
+    async def _repair(self, peer: str) -> None:
+        results = [await self.antientropy.sync(peer, ns) for ns in self.store.namespace_names()]
+        if all(r.outcome in ("ok", "not_shared") for r in results):
+            self.hints.repaired(peer)
+        self.mesh.repairs.append((self.node_id, peer, [r.outcome for r in results]))
+
+    async def client(self, namespace: str, op: str, args: list[Any]) -> Any:
+        """One client request through this node's dispatcher, as its data port would run it.
+
+        Raises:
+            CommandError: the node's error answer.
+            MeshcacheConnectionError: the node is down, or crashed before answering.
+        """
+        nursery = self.nursery
+        if not self.up or nursery is None:
+            raise MeshcacheConnectionError(f"{self.node_id} is down")
+        body = encode_request(0, op, namespace, args)[HEADER_SIZE:]
+        done = trio.Event()
+        box: list[bytes] = []
+
+        async def serve() -> None:
+            try:
+                answer, _ = _pending(self.dispatcher.handle(body))
+                box.append(answer if isinstance(answer, bytes) else await answer)
+            finally:
+                done.set()
+
+        nursery.start_soon(serve)
+        await done.wait()
+        if not box:
+            raise MeshcacheConnectionError(f"{self.node_id} crashed before answering")
+        return decode_response(box[0][HEADER_SIZE:]).result()
+
+
+# --------------------------------------------------------------------------- the mesh
+
+
+@dataclass(frozen=True, slots=True)
+class AckedWrite:
+    """A SET a client saw acknowledged; ``value`` must be unique among the scenario's writes."""
+
+    namespace: str
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Divergence:
+    """An up owner whose record of ``key`` is not the last writer's.
+
+    ``tie``: two different records share the greatest version (the documented "equal versions
+    from two nodes" limit); which one an owner keeps then depends on arrival order.
+    """
+
+    namespace: str
+    key: bytes
+    node: str
+    expected: tuple[Any, ...]
+    held: tuple[Any, ...] | None
+    tie: bool
+
+
+@dataclass(slots=True)
+class _View:
+    alive: bool
+    incarnation: int
+    since: float
+    truth: bool
+
+
+class SimMesh:
+    """N simulated nodes on one fixed ring, a gossip oracle, clients and invariant checkers.
+
+    Args:
+        seed: the one seed of the run (network, node rngs, clock skews, trio's scheduler).
+        nodes: how many nodes (ids ``n0``, ``n1``, …), all active ring members.
+        policies: namespace policies every store starts with (``default`` is added).
+        link: the default link faults.
+        detect_dead / detect_alive: gossip's delay to report a peer dead / alive again.
+        gossip_interval: how often the oracle looks at the network.
+        anti_entropy_interval: periodic rounds (``None``: none; a dropped-hint repair
+            still runs an exchange).
+        hint_max_bytes / hint_max_age: the hint queue's bounds (per target: a quarter).
+        tombstone_grace: seconds deletes are remembered.
+        read_repair_chance: as the node setting (0 by default: repairs come from hints and
+            anti-entropy only).
+        max_skew: each node's wall clock is ahead by ``uniform(0, max_skew)`` seconds.
+    """
+
+    def __init__(
+        self,
+        seed: int,
+        nodes: int,
+        *,
+        policies: dict[str, NamespacePolicy] | None = None,
+        link: LinkFaults | None = None,
+        detect_dead: float = 2.0,
+        detect_alive: float = 0.5,
+        gossip_interval: float = 0.1,
+        anti_entropy_interval: float | None = 5.0,
+        hint_max_bytes: int = 64 * 1024 * 1024,
+        hint_max_age: float = 3600.0,
+        tombstone_grace: float = 3 * 3600.0,
+        read_repair_chance: float = 0.0,
+        max_skew: float = 0.005,
+    ) -> None:
+        self.seed = seed
+        self.net = SimDataNet(seed, default_link=link)
+        self.policies = {"default": NamespacePolicy(), **(policies or {})}
+        self.detect_dead = detect_dead
+        self.detect_alive = detect_alive
+        self.gossip_interval = gossip_interval
+        self.anti_entropy_interval = anti_entropy_interval
+        self.hint_max_bytes = hint_max_bytes
+        self.hint_max_age = hint_max_age
+        self.tombstone_grace = tombstone_grace
+        self.read_repair_chance = read_repair_chance
+        ids = [f"n{i}" for i in range(nodes)]
+        self.config = ClusterConfig(
+            version=1,
+            members=tuple(RingMember(i, f"{i}:{DATA_PORT}") for i in ids),
+            namespaces=self.policies,
+        )
+        self.ring = Ring(self.config.members, self.config.version)
+        skew_rng = random.Random(f"{seed}:skew")
+        self.nodes: dict[str, SimNode] = {
+            i: SimNode(self, i, skew_rng.uniform(0.0, max_skew)) for i in ids
+        }
+        self.ledger: dict[str, dict[bytes, list[_Write]]] = {}
+        self.repairs: list[tuple[str, str, list[str]]] = []
+        self._views: dict[tuple[str, str], _View] = {}
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self.nodes)
+
+    # --- running --------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start the network, every node and the gossip oracle; run until cancelled.
+
+        Seeds trio's scheduler first, so the whole run replays from the seed.
+        """
+        trio._core._run._r.seed(self.seed)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for node in self.nodes.values():
+                await nursery.start(node.run)
+            self._reset_views(list(self.nodes))
+            nursery.start_soon(self._gossip)
+            task_status.started()
+            await trio.sleep_forever()
+
+    def crash(self, node_id: str) -> None:
+        """Crash ``node_id`` now (see :meth:`SimNode.crash`)."""
+        self.nodes[node_id].crash()
+
+    async def restart(self, node_id: str) -> None:
+        """Start a fresh incarnation of a crashed ``node_id`` (empty store, same ring)."""
+        node = self.nodes[node_id]
+        node.restart()
+        assert self._nursery is not None
+        await self._nursery.start(node.run)
+        self._reset_views([node_id])
+
+    async def client(self, via: str, namespace: str, op: str, *args: Any) -> Any:
+        """One client request sent to node ``via`` (see :meth:`SimNode.client`)."""
+        return await self.nodes[via].client(namespace, op, list(args))
+
+    async def wait_until(
+        self, condition: Callable[[], bool], *, timeout: float, what: str, poll: float = 0.1
+    ) -> float:
+        """Poll ``condition`` in mesh time; return the mesh seconds it took.
+
+        Raises:
+            SimError: not true within ``timeout`` mesh seconds (the message names the seed).
+        """
+        start = trio.current_time()
+        while not condition():
+            if trio.current_time() - start > timeout:
+                raise SimError(f"seed {self.seed}: {what} not reached in {timeout}s of mesh time")
+            await trio.sleep(poll)
+        return trio.current_time() - start
+
+    def quiet(self) -> bool:
+        """No replica write queued and no hint held on any up node."""
+        return all(
+            n.replicator.queued() == 0 and len(n.hints) == 0 for n in self.nodes.values() if n.up
+        )
+
+    # --- gossip oracle --------------------------------------------------------------------
+
+    def alive(self, viewer: str, target: str) -> bool:
+        """Whether gossip on ``viewer`` holds ``target`` alive (or suspect)."""
+        view = self._views.get((viewer, target))
+        return True if view is None else view.alive
+
+    def _reset_views(self, viewers: Sequence[str]) -> None:
+        now = trio.current_time()
+        for v in viewers:
+            for t in self.nodes:
+                if t != v:
+                    truth = self.net.reachable(v, t)
+                    incarnation = self.nodes[t].incarnation
+                    self._views[(v, t)] = _View(True, incarnation, now, truth)
+            # The others learn of a restarted node's new incarnation by gossip.
+            for o in self.nodes:
+                view = self._views.get((o, v))
+                if o != v and view is not None:
+                    view.since = now
+
+    async def _gossip(self) -> None:
+        while True:
+            await trio.sleep(self.gossip_interval)
+            now = trio.current_time()
+            for (v, t), view in self._views.items():
+                viewer = self.nodes[v]
+                if not viewer.up:
+                    continue
+                truth = self.net.reachable(v, t)
+                incarnation = self.nodes[t].incarnation
+                if truth != view.truth:
+                    view.truth, view.since = truth, now
+                if not truth:
+                    if view.alive and now - view.since >= self.detect_dead:
+                        view.alive = False
+                elif (not view.alive or view.incarnation != incarnation) and (
+                    now - view.since >= self.detect_alive
+                ):
+                    view.alive, view.incarnation = True, incarnation
+                    viewer.member_alive(t)
+
+    # --- the ledger and the invariants ----------------------------------------------------
+
+    def note_write(self, node: str, namespace: str, key: bytes, record: Record) -> None:
+        """Called by every node's store after a local (coordinator) write of ``key``."""
+        write = _Write(node, trio.current_time(), lww_order(record), _freeze(record.to_wire()))
+        self.ledger.setdefault(namespace, {}).setdefault(key, []).append(write)
+
+    def owners(self, namespace: str, key: bytes) -> list[str]:
+        replicas = self.policies.get(namespace, self.policies["default"]).replicas
+        return [m.node_id for m in self.ring.owners(key, replicas)]
+
+    def held(self, node_id: str, namespace: str, key: bytes) -> tuple[Any, ...] | None:
+        """``node_id``'s record of ``key`` in wire form (None: nothing held)."""
+        record = read_record(self.nodes[node_id].store, namespace, key)
+        return None if record is None else _freeze(record.to_wire())
+
+    def owners_agree(self) -> list[str]:
+        """Problems with ring agreement: every up node must route by the same ring."""
+        problems = []
+        for node in self.nodes.values():
+            if node.up and (
+                node.dataplane.ring_version != self.config.version
+                or node.dataplane.ring != self.ring
+            ):
+                problems.append(f"{node.node_id} routes by ring v{node.dataplane.ring_version}")
+        return problems
+
+    def last_writes(self, namespace: str) -> dict[bytes, tuple[_Write, bool]]:
+        """Per written key: the winning ledger record and whether another record ties it."""
+        out = {}
+        for key, writes in self.ledger.get(namespace, {}).items():
+            best = max(writes, key=lambda w: w.order)
+            tie = any(w.order == best.order and w.wire != best.wire for w in writes)
+            out[key] = (best, tie)
+        return out
+
+    def replicas_converged(self, namespace: str) -> list[Divergence]:
+        """Every up owner of every written key that does not hold the last writer's record."""
+        out = []
+        for key, (best, tie) in self.last_writes(namespace).items():
+            for owner in self.owners(namespace, key):
+                if not self.nodes[owner].up:
+                    continue
+                held = self.held(owner, namespace, key)
+                if held != best.wire:
+                    out.append(Divergence(namespace, key, owner, best.wire, held, tie))
+        return out
+
+    def lost_acked_writes(self, acked: Iterable[AckedWrite]) -> list[AckedWrite]:
+        """Acknowledged SETs of which no up owner holds that record or a newer one."""
+        lost = []
+        for write in acked:
+            mine = [
+                w
+                for w in self.ledger.get(write.namespace, {}).get(write.key, [])
+                if w.wire[1] == write.value and not w.order[1]
+            ]
+            if not mine:
+                lost.append(write)  # acknowledged, yet no store ever applied it
+                continue
+            order = min(w.order for w in mine)
+            holders = [
+                o
+                for o in self.owners(write.namespace, write.key)
+                if self.nodes[o].up and self._order_held(o, write.namespace, write.key) >= order
+            ]
+            if not holders:
+                lost.append(write)
+        return lost
+
+    def _order_held(self, node_id: str, namespace: str, key: bytes) -> tuple[int, bool]:
+        record = read_record(self.nodes[node_id].store, namespace, key)
+        return (-1, False) if record is None else lww_order(record)
+
+    def counters(self) -> dict[str, Counter[str]]:
+        """Every node's data-plane counters summed by part (for a scenario's report)."""
+        parts: dict[str, Counter[str]] = {
+            "dataplane": Counter(),
+            "replicator": Counter(),
+            "antientropy": Counter(),
+            "net": Counter(self.net.stats),
+        }
+        for node in self.nodes.values():
+            parts["dataplane"].update(node.dataplane.stats)
+            parts["replicator"].update(node.replicator.stats)
+            parts["antientropy"].update(node.antientropy.stats)
+        return parts
