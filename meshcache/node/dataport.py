@@ -16,9 +16,22 @@ client does not read stops being read until its answers drain (backpressure, no 
 buffer); a connection over ``max_connections`` is told ``TOO_MANY_CONNECTIONS`` and closed; one
 idle longer than ``idle_timeout`` is closed by a reaper task.
 
-A node op that must wait (a config change through Raft) runs in its own task; its connection
-pauses — nothing more is read from it — until the answer is written, so answers keep the order
-of requests.
+Answers are always written in request order. A request whose op must wait (a forward to the
+key's owner, a quorum write waiting for acks, a config change through Raft) runs in its own
+task, and the connection enters *ordered* mode: its frames are still read and answered — the
+forwarded requests of one connection run concurrently — but every answer, including one
+computed at once, is queued behind the answers before it and written when they are. So a
+pipelining client that talks to a non-owner gets its depth back. What ordered mode may hold
+is bounded too: at most ``MAX_PENDING`` waiting answers and ``max_buffered_bytes`` (capped as
+for writes) of ready ones queued behind them; beyond either the connection stops being read
+until its head answer is written.
+
+Waiting requests of one connection *start* in request order: each task starts its op only
+after the one before it reached its first wait, when a single-key op has done its local part
+and handed its request to the peer connection (which sends in order), so a pipelined SET then
+GET of one key through a non-owner reads the write. An op that fans out later (a many-key
+split, FLUSH, a config change: :attr:`Pending.fans_out`) pauses the connection until it is
+done, as before. A connection that closes cancels its waiting ops; their answers are dropped.
 """
 
 from __future__ import annotations
@@ -27,13 +40,13 @@ import contextlib
 import errno
 import select
 import socket
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections import deque
+from collections.abc import Callable
 
 import structlog
 import trio
 
-from meshcache.node.dispatch import Dispatcher
+from meshcache.node.dispatch import Dispatcher, Pending
 from meshcache.settings import LimitSettings
 from meshcache.wire.frame import HEADER, FrameReader, FrameTooLarge, encode_error
 
@@ -44,6 +57,9 @@ log = structlog.get_logger("meshcache.dataport")
 RECV_SIZE = 64 * 1024
 MAX_EVENTS = 512
 BUSY_ROUNDS = 16
+# Waiting answers one connection may have at once (one task each); beyond it the connection
+# stops being read until the oldest is written.
+MAX_PENDING = 128
 # Accept errors that mean "this one connection failed" rather than "the listener is broken".
 _TRANSIENT_ACCEPT = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENOBUFS, errno.ENOMEM}
 _OUT_OF_FDS = {errno.EMFILE, errno.ENFILE}
@@ -68,10 +84,37 @@ def open_listener(host: str, port: int, backlog: int = 1024) -> socket.socket:
     return sock
 
 
-class _Conn:
-    """One client connection's state; only the reactor and the reaper touch it."""
+class _Waiting:
+    """One answer of an ordered connection that waits on a node op."""
 
-    __slots__ = ("busy", "fd", "last_active", "mask", "peer", "reader", "sock", "unsent")
+    __slots__ = ("data", "scope", "started")
+
+    def __init__(self) -> None:
+        self.data: bytes | None = None
+        self.scope = trio.CancelScope()  # cancelled when the connection closes
+        self.started = trio.Event()  # its op ran to its first wait: the next one may start
+
+
+class _Conn:
+    """One client connection's state; only the reactor, its answer tasks and the reaper touch
+    it."""
+
+    __slots__ = (
+        "busy",
+        "doomed",
+        "fanning_out",
+        "fd",
+        "held",
+        "last_active",
+        "last_waiting",
+        "mask",
+        "peer",
+        "queue",
+        "reader",
+        "sock",
+        "unsent",
+        "waiting",
+    )
 
     def __init__(self, sock: socket.socket, peer: str, now: float, max_frame: int) -> None:
         self.sock = sock
@@ -80,8 +123,16 @@ class _Conn:
         self.last_active = now
         self.reader = FrameReader(max_frame)
         self.unsent = b""  # answers the kernel did not take yet
-        self.busy = False  # a node op of this connection is running in its own task
         self.mask = _READ
+        # Ordered mode: answers not written yet, oldest first — runs of ready answers
+        # (bytearray) and answers that wait on a node op. ``busy`` is True iff it is not empty.
+        self.queue: deque[bytearray | _Waiting] = deque()
+        self.busy = False
+        self.waiting = 0  # entries of ``queue`` still waiting on their op
+        self.held = 0  # bytes of ready answers in ``queue``
+        self.last_waiting: _Waiting | None = None  # the newest waiting entry
+        self.fanning_out = False  # a fan-out op is running: read nothing until it is done
+        self.doomed: str | None = None  # close with this reason once ``queue`` is written
 
 
 class DataPort:
@@ -170,9 +221,13 @@ class DataPort:
                     if conn is None:
                         continue
                     if conn.busy:
-                        # Paused (mask 0) while its node op runs; epoll still reports hang-ups.
+                        # Ordered mode; epoll reports hang-ups even while it is paused (mask 0).
                         if mask & broken:
                             self._close(conn, "reset")
+                        elif mask & write_flag:
+                            self._write_unsent(conn)
+                        else:
+                            self._read_ordered(conn)
                     elif mask & write_flag:
                         self._write_unsent(conn)
                     else:
@@ -244,7 +299,8 @@ class DataPort:
             if isinstance(answer, bytes):
                 self._round_out.append((conn, answer))
             else:
-                self._wait_for(conn, answer)
+                self._start(conn, answer)
+                self._pause_if_full(conn)
             return
         reader.borrow(view[:n])
         try:
@@ -258,6 +314,9 @@ class DataPort:
         With ``at_round_end`` (only inside a reactor round) the last answers are written with
         the round's others.
         """
+        if conn.busy:
+            self._answer_ordered(conn)
+            return
         handle = self._dispatch.handle
         reader = conn.reader
         out: list[bytes] = []
@@ -274,8 +333,10 @@ class DataPort:
                 break
             answer = handle(body)
             if not isinstance(answer, bytes):
-                self._send(conn, b"".join(out))
-                self._wait_for(conn, answer)
+                if out:
+                    self._send(conn, b"".join(out))
+                self._start(conn, answer)
+                self._answer_ordered(conn)
                 return
             out.append(answer)
             pending += len(answer)
@@ -325,25 +386,143 @@ class DataPort:
 
     def _write_unsent(self, conn: _Conn) -> None:
         """Called by the reactor (``_now`` is this round's time)."""
-        if self._send(conn, b"") and not conn.busy:
-            self._set_mask(conn, _READ)
-            self._answer(conn)  # frames that arrived while it was paused
+        if self._send(conn, b""):
+            self._resume(conn)
 
-    def _wait_for(self, conn: _Conn, answer: Coroutine[Any, Any, bytes]) -> None:
+    def _resume(self, conn: _Conn) -> None:
+        """Its answers are all written: read it again and answer the frames it has buffered,
+        unless ordered mode holds as much as it may."""
+        if conn.doomed is not None:
+            if conn.busy:
+                self._set_mask(conn, 0)
+            else:
+                self._close(conn, conn.doomed)
+            return
+        if self._pause_if_full(conn):
+            return
+        self._set_mask(conn, _READ)
+        self._answer(conn)  # frames that arrived while it was paused
+
+    # --- ordered mode --------------------------------------------------------------------------
+
+    def _full(self, conn: _Conn) -> bool:
+        return conn.fanning_out or conn.waiting >= MAX_PENDING or conn.held >= self._flush_at
+
+    def _pause_if_full(self, conn: _Conn) -> bool:
+        if conn.busy and self._full(conn):
+            self._set_mask(conn, 0)
+            return True
+        return False
+
+    def _read_ordered(self, conn: _Conn) -> None:
+        try:
+            n = conn.sock.recv_into(self._recv_buf)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._close(conn, _reason(exc))
+            return
+        if not n:
+            self._close(conn, "client_closed")
+            return
+        self._counters.bytes_received += n
+        conn.last_active = self._now
+        conn.reader.borrow(self._recv_view[:n])
+        try:
+            self._answer_ordered(conn)
+        finally:
+            conn.reader.release()
+
+    def _answer_ordered(self, conn: _Conn) -> None:
+        """Answer ``conn``'s buffered frames into its queue until none is left or it is full."""
+        handle = self._handle
+        reader = conn.reader
+        queue = conn.queue
+        while not conn.unsent and not self._full(conn):
+            try:
+                body = reader.next_body()
+            except FrameTooLarge as exc:
+                # Framing is lost: the error goes after the answers before it, then it closes.
+                error = self._dispatch.frame_too_large(str(exc))
+                queue.append(bytearray(error))
+                conn.held += len(error)
+                conn.doomed = "frame_too_large"
+                self._set_mask(conn, 0)
+                return
+            if body is None:
+                return
+            answer = handle(body)
+            if isinstance(answer, bytes):
+                tail = queue[-1]
+                if type(tail) is bytearray:
+                    tail += answer
+                else:
+                    queue.append(bytearray(answer))
+                conn.held += len(answer)
+            else:
+                self._start(conn, answer)
+        if not conn.unsent:
+            self._set_mask(conn, 0)  # full: read on once its head answer is written
+
+    def _start(self, conn: _Conn, pending: Pending) -> None:
+        """Queue a waiting answer (entering ordered mode) and start its task."""
+        entry = _Waiting()
+        before = conn.last_waiting
+        after = before.started if before is not None and not before.started.is_set() else None
+        conn.queue.append(entry)
         conn.busy = True
-        self._set_mask(conn, 0)
+        conn.waiting += 1
+        conn.last_waiting = entry
+        if pending.fans_out:
+            conn.fanning_out = True
         assert self._nursery is not None
-        self._nursery.start_soon(self._finish, conn, answer)
+        self._nursery.start_soon(self._run, conn, entry, after, pending)
 
-    async def _finish(self, conn: _Conn, answer: Coroutine[Any, Any, bytes]) -> None:
-        data = await answer
-        if self._conns.get(conn.fd) is not conn:
+    async def _run(
+        self, conn: _Conn, entry: _Waiting, after: trio.Event | None, pending: Pending
+    ) -> None:
+        with entry.scope:
+            if after is not None:
+                # Prompt even when cancelled: the op before it only has to reach its first wait.
+                with trio.CancelScope(shield=True):
+                    await after.wait()
+            entry.started.set()
+            # Awaited even when the connection closed meanwhile (it is cancelled at its first
+            # wait then): an op is never dropped unawaited.
+            data = await pending.answer
+        if self._conns.get(conn.fd) is not conn or entry.scope.cancelled_caught:
             return  # closed while it waited
-        conn.busy = False
-        self._now = self._clock()  # the reactor's round time may be old: it may have slept
-        if self._send(conn, data):
-            self._set_mask(conn, _READ)
-            self._answer(conn)
+        entry.data = data
+        conn.waiting -= 1
+        conn.held += len(data)
+        if pending.fans_out:
+            conn.fanning_out = False
+        if conn.queue[0] is entry:
+            self._now = self._clock()  # the reactor's round time may be old: it may have slept
+            self._drain(conn)
+
+    def _drain(self, conn: _Conn) -> None:
+        """Write the ready answers at the head of ``conn``'s queue; leave ordered mode when it
+        empties; read on if it was paused and its answers went."""
+        queue = conn.queue
+        out: list[bytes | bytearray] = []
+        while queue:
+            head = queue[0]
+            if type(head) is bytearray:
+                out.append(head)
+            else:
+                assert type(head) is _Waiting
+                if head.data is None:
+                    break
+                out.append(head.data)
+            queue.popleft()
+        data = b"".join(out)
+        conn.held -= len(data)
+        if not queue:
+            conn.busy = False
+            conn.last_waiting = None
+        if self._send(conn, data) and conn.mask != _READ:
+            self._resume(conn)
 
     def _set_mask(self, conn: _Conn, mask: int) -> None:
         if conn.mask != mask and self._epoll is not None and self._conns.get(conn.fd) is conn:
@@ -354,6 +533,9 @@ class DataPort:
         if self._conns.get(conn.fd) is not conn:
             return
         del self._conns[conn.fd]
+        for entry in conn.queue:
+            if type(entry) is _Waiting:
+                entry.scope.cancel()
         if self._epoll is not None:
             with contextlib.suppress(OSError, ValueError):
                 self._epoll.unregister(conn.fd)

@@ -16,7 +16,7 @@ import msgpack
 from meshcache.errors import CommandError, ErrorCode
 from meshcache.node.metrics import NodeCounters
 from meshcache.wire.frame import HEADER, STATUS_ERROR, STATUS_OK, decode_request
-from meshcache.wire.ops import OPS, Limits, OpKind, normalize_args
+from meshcache.wire.ops import OPS, Limits, OpKind, OpSpec, normalize_args
 
 STORE_META = frozenset({"DBSIZE", "FLUSH"})
 
@@ -30,6 +30,35 @@ NODE_OPS = frozenset(
 )
 
 Executor = Callable[[str, str, list[Any]], Any]
+
+
+class Pending:
+    """A request whose answer waits on a node op (a forward, a quorum's acks, a Raft commit).
+
+    ``answer`` produces the complete response frame and never raises for a failed op (a
+    :class:`CommandError` or a node bug becomes an error frame); it must be awaited exactly once.
+
+    ``fans_out`` is False when, by the time ``answer`` first suspends, the op has done its
+    local part and handed its one peer request (if any) to the peer connection: a single-key op
+    or a forwarded one (``FWD`` goes one hop at most). Requests started after that point reach
+    the same peer after it. True for ops that start work elsewhere later (a many-key split,
+    ``FLUSH`` on every node, a config change): the caller must run nothing after them on the
+    same connection until ``answer`` is done, or later requests could overtake them.
+    """
+
+    __slots__ = ("answer", "fans_out")
+
+    def __init__(self, answer: Coroutine[Any, Any, bytes], fans_out: bool) -> None:
+        self.answer = answer
+        self.fans_out = fans_out
+
+
+def _fans_out(spec: OpSpec, args: list[Any]) -> bool:
+    if not spec.keyed:
+        return spec.name != "FWD"
+    # Many-key ops (MGET, MSET, DELETE, EXISTS) repeat a key group and are split by owner.
+    return not spec.fixed and len(args) > len(spec.repeat)
+
 
 # Bound once: the hot path pays for no module attribute lookups.
 _unpackb = msgpack.unpackb
@@ -68,12 +97,12 @@ class Dispatcher:
         self.ring_version = ring_version
         self._pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
-    def handle(self, body: bytes) -> bytes | Coroutine[Any, Any, bytes]:
+    def handle(self, body: bytes) -> bytes | Pending:
         """Answer one frame body with one complete response frame (header included).
 
-        Node ops that must wait (a config change going through Raft) return a coroutine that
-        produces the frame; the caller awaits it before answering the next request, so answers
-        stay in request order.
+        A request whose op must wait (a forward to the key's owner, a quorum write, a config
+        change through Raft) is answered with a :class:`Pending` instead; the caller writes its
+        frame once it is done, in request order.
         """
         try:
             rid, op, ns, args = _unpackb(body, raw=False, strict_map_key=False)
@@ -88,7 +117,7 @@ class Dispatcher:
             args = normalize_args(spec, args, self._limits)
             result = self._meta(ns, op, args) if op in NODE_OPS else self._execute(ns, op, args)
             if type(result) is CoroutineType:
-                return self._finish(rid, op, result)
+                return Pending(self._finish(rid, op, result), _fans_out(spec, args))
             out: bytes = self._pack([rid, STATUS_OK, result, self.ring_version])
         except CommandError as exc:
             return self._error(rid, op if spec else "unknown", exc)
