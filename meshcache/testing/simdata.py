@@ -213,6 +213,8 @@ class SimDataNet:
         self.default_link = default_link or LinkFaults()
         self.connect_timeout = connect_timeout
         self.stats: Counter[str] = Counter()
+        #: Requests sent and not yet answered, failed or timed out.
+        self.in_flight = 0
         self._links: dict[tuple[str, str], LinkFaults] = {}
         self._blocked: set[tuple[str, str]] = set()
         self._endpoints: dict[str, _Endpoint] = {}
@@ -295,6 +297,7 @@ class SimDataNet:
         """What :meth:`PeerPool.request` does, over the simulated network."""
         dst = address[0]
         self.stats["requests"] += 1
+        self.in_flight += 1
         try:
             with trio.fail_after(timeout):
                 conn = await self._connection(src, dst)
@@ -310,6 +313,8 @@ class SimDataNet:
             self.stats["timeouts"] += 1
             self._record("timeout", src, dst, op)
             raise MeshcacheTimeout(f"{op} to {dst}: no answer in {timeout}s") from None
+        finally:
+            self.in_flight -= 1
         response = waiter.response
         if isinstance(response, BaseException):
             self.stats["broken"] += 1
@@ -848,8 +853,8 @@ class SimMesh:
         return trio.current_time() - start
 
     def quiet(self) -> bool:
-        """No replica write queued and no hint held on any up node."""
-        return all(
+        """No request in flight, and no replica write queued or hint held on any up node."""
+        return self.net.in_flight == 0 and all(
             n.replicator.queued() == 0 and len(n.hints) == 0 for n in self.nodes.values() if n.up
         )
 
@@ -931,17 +936,38 @@ class SimMesh:
             out[key] = (best, tie)
         return out
 
-    def replicas_converged(self, namespace: str) -> list[Divergence]:
-        """Every up owner of every written key that does not hold the last writer's record."""
+    def replicas_converged(self, namespace: str, *, survivors: bool = False) -> list[Divergence]:
+        """Every up owner of every written key that does not hold the last writer's record.
+
+        The last writer is the greatest record of the ledger (any coordinator's write, acked
+        or not). With ``survivors`` it is the greatest record an up node still holds: for runs
+        with crashes, where a write that only the crashed node held is legitimately gone.
+        """
         out = []
         for key, (best, tie) in self.last_writes(namespace).items():
+            expected = best.wire
+            if survivors:
+                held_by = [self._record_of(n, namespace, key) for n in self.nodes]
+                records = [r for r in held_by if r is not None]
+                if not records:
+                    continue
+                top = max(records, key=lww_order)
+                expected = _freeze(top.to_wire())
+                tie = any(
+                    lww_order(r) == lww_order(top) and _freeze(r.to_wire()) != expected
+                    for r in records
+                )
             for owner in self.owners(namespace, key):
                 if not self.nodes[owner].up:
                     continue
                 held = self.held(owner, namespace, key)
-                if held != best.wire:
-                    out.append(Divergence(namespace, key, owner, best.wire, held, tie))
+                if held != expected:
+                    out.append(Divergence(namespace, key, owner, expected, held, tie))
         return out
+
+    def _record_of(self, node_id: str, namespace: str, key: bytes) -> Record | None:
+        node = self.nodes[node_id]
+        return read_record(node.store, namespace, key) if node.up else None
 
     def lost_acked_writes(self, acked: Iterable[AckedWrite]) -> list[AckedWrite]:
         """Acknowledged SETs of which no up owner holds that record or a newer one."""
