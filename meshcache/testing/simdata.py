@@ -10,9 +10,10 @@ time, and seconds of mesh time take milliseconds.
 What the network models (:class:`SimDataNet`), per directed link (:class:`LinkFaults`):
 
 * **Connections** like the real :class:`PeerPool`'s: one per (caller, peer), opened on first
-  use, requests pipelined and matched by id, served by the peer *in order* (a request whose
-  answer must wait — a forwarded ``quorum`` write — holds back the ones behind it, as on the
-  data port). Frames on one connection arrive in order: jitter delays, never reorders them.
+  use, requests pipelined and matched by id, started by the peer in arrival order and answered
+  in request order; as on the data port, a request whose answer waits lets the next ones run
+  unless it fans out (:class:`~meshcache.node.dispatch.Pending`). Frames on one connection
+  arrive in order: jitter delays, never reorders them.
 * **Delay**: ``delay + uniform(0, jitter)`` one way, drawn from the seeded network rng.
 * **Loss** breaks a connection: with probability ``loss`` per request, the connection breaks
   either before the request arrives or after the peer applied it (the answer is lost), even
@@ -69,7 +70,7 @@ from meshcache.errors import (
 from meshcache.hlc import HLC
 from meshcache.node.antientropy import AE_OPS, AntiEntropy
 from meshcache.node.dataplane import DataPlane
-from meshcache.node.dispatch import Dispatcher
+from meshcache.node.dispatch import Dispatcher, Pending
 from meshcache.node.metrics import NodeCounters
 from meshcache.node.peerpool import Address, PeerPool, PeerUnreachable
 from meshcache.node.replication import ByteBudget, HintQueue, VersionClamp
@@ -101,20 +102,16 @@ AE_BURST = 256 * 1024
 HINT_SHARE_PER_TARGET = 4
 DATA_PORT = 7000
 
-Handler = Callable[[bytes], Any]
-"""A node's request handler: ``Dispatcher.handle`` (an answer frame, or one still pending)."""
+Handler = Callable[[bytes], "bytes | Pending"]
+"""A node's request handler: :meth:`Dispatcher.handle`."""
 
 
-def _pending(result: Any) -> tuple[bytes | Awaitable[bytes], bool]:
+def _pending(result: bytes | Pending) -> tuple[bytes | Awaitable[bytes], bool]:
     """Split a handler's result into the answer (ready or awaitable) and whether awaiting it
-    holds the connection. A coroutine always does; a dispatcher ``Pending`` (``answer``,
-    ``fans_out``) only when it fans out, the data port's rule for keeping answers in order."""
+    holds the connection: a ``Pending`` does when it fans out (the data port's rule)."""
     if isinstance(result, bytes):
         return result, False
-    answer = getattr(result, "answer", None)
-    if answer is not None:
-        return answer, bool(result.fans_out)
-    return result, True
+    return result.answer, result.fans_out
 
 
 class SimError(Exception):
