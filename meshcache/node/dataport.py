@@ -26,12 +26,15 @@ is bounded too: at most ``MAX_PENDING`` waiting answers and ``max_buffered_bytes
 for writes) of ready ones queued behind them; beyond either the connection stops being read
 until its head answer is written.
 
-Waiting requests of one connection *start* in request order: each task starts its op only
-after the one before it reached its first wait, when a single-key op has done its local part
-and handed its request to the peer connection (which sends in order), so a pipelined SET then
-GET of one key through a non-owner reads the write. An op that fans out later (a many-key
-split, FLUSH, a config change: :attr:`Pending.fans_out`) pauses the connection until it is
-done, as before. A connection that closes cancels its waiting ops; their answers are dropped.
+Waiting requests of one connection on the same key *start* in request order: such a task
+starts its op only after the one before it reached its first wait, when a single-key op has
+done its local part and handed its request to the peer connection (which sends in order), so a
+pipelined SET then GET of one key through a non-owner reads the write; ops on other keys start
+at once. An op that fans out later (a many-key split, FLUSH, a config change:
+:attr:`Pending.fans_out`) pauses the connection until it is done, as before. The head answer,
+once done, yields to the scheduler once before it is written, so answers that complete
+together leave in one ``send``. A connection that closes cancels its waiting ops; their
+answers are dropped.
 """
 
 from __future__ import annotations
@@ -106,13 +109,13 @@ class _Conn:
         "fd",
         "held",
         "last_active",
-        "last_waiting",
         "mask",
         "peer",
         "queue",
         "reader",
         "sock",
         "unsent",
+        "unstarted",
         "waiting",
     )
 
@@ -130,7 +133,8 @@ class _Conn:
         self.busy = False
         self.waiting = 0  # entries of ``queue`` still waiting on their op
         self.held = 0  # bytes of ready answers in ``queue``
-        self.last_waiting: _Waiting | None = None  # the newest waiting entry
+        # The newest waiting entry of each key whose op has not reached its first wait yet.
+        self.unstarted: dict[tuple[str, bytes], _Waiting] = {}
         self.fanning_out = False  # a fan-out op is running: read nothing until it is done
         self.doomed: str | None = None  # close with this reason once ``queue`` is written
 
@@ -467,12 +471,16 @@ class DataPort:
     def _start(self, conn: _Conn, pending: Pending) -> None:
         """Queue a waiting answer (entering ordered mode) and start its task."""
         entry = _Waiting()
-        before = conn.last_waiting
-        after = before.started if before is not None and not before.started.is_set() else None
+        after = None
+        key = pending.key
+        if key is not None:
+            before = conn.unstarted.get(key)
+            if before is not None:
+                after = before.started
+            conn.unstarted[key] = entry
         conn.queue.append(entry)
         conn.busy = True
         conn.waiting += 1
-        conn.last_waiting = entry
         if pending.fans_out:
             conn.fanning_out = True
         assert self._nursery is not None
@@ -487,6 +495,9 @@ class DataPort:
                 with trio.CancelScope(shield=True):
                     await after.wait()
             entry.started.set()
+            key = pending.key
+            if key is not None and conn.unstarted.get(key) is entry:
+                del conn.unstarted[key]
             # Awaited even when the connection closed meanwhile (it is cancelled at its first
             # wait then): an op is never dropped unawaited.
             data = await pending.answer
@@ -497,7 +508,12 @@ class DataPort:
         conn.held += len(data)
         if pending.fans_out:
             conn.fanning_out = False
-        if conn.queue[0] is entry:
+        if conn.queue[0] is not entry:
+            return  # written with the answers before it
+        # Answers of one peer read complete in the same scheduler batch: let them, and write
+        # them all with one send (each send wakes the client and costs a syscall).
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        if self._conns.get(conn.fd) is conn:
             self._now = self._clock()  # the reactor's round time may be old: it may have slept
             self._drain(conn)
 
@@ -520,7 +536,6 @@ class DataPort:
         conn.held -= len(data)
         if not queue:
             conn.busy = False
-            conn.last_waiting = None
         if self._send(conn, data) and conn.mask != _READ:
             self._resume(conn)
 

@@ -38,26 +38,39 @@ class Pending:
     ``answer`` produces the complete response frame and never raises for a failed op (a
     :class:`CommandError` or a node bug becomes an error frame); it must be awaited exactly once.
 
-    ``fans_out`` is False when, by the time ``answer`` first suspends, the op has done its
-    local part and handed its one peer request (if any) to the peer connection: a single-key op
-    or a forwarded one (``FWD`` goes one hop at most). Requests started after that point reach
-    the same peer after it. True for ops that start work elsewhere later (a many-key split,
-    ``FLUSH`` on every node, a config change): the caller must run nothing after them on the
-    same connection until ``answer`` is done, or later requests could overtake them.
+    ``fans_out`` is True for ops that start work on other nodes after they first wait (a
+    many-key split, ``FLUSH`` on every node, a config change): the caller must run nothing
+    after them on the same connection until ``answer`` is done, or later requests could
+    overtake them. Otherwise, by the time ``answer`` first suspends, the op has done its local
+    part and handed its one peer request (if any) to the peer connection, which sends in order.
+
+    ``key`` is ``(namespace, key)`` for a single-key op: a later op of the same key must not
+    start before this one's first suspension (so a forwarded SET reaches the owner before the
+    GET behind it). None when nothing has to wait for it: a fan-out op (which holds everything
+    anyway) or ``FWD``, which this node coordinates itself and never forwards again, so its
+    effect is applied before ``answer`` is even returned.
     """
 
-    __slots__ = ("answer", "fans_out")
+    __slots__ = ("answer", "fans_out", "key")
 
-    def __init__(self, answer: Coroutine[Any, Any, bytes], fans_out: bool) -> None:
+    def __init__(
+        self,
+        answer: Coroutine[Any, Any, bytes],
+        fans_out: bool = False,
+        key: tuple[str, bytes] | None = None,
+    ) -> None:
         self.answer = answer
         self.fans_out = fans_out
+        self.key = key
 
 
-def _fans_out(spec: OpSpec, args: list[Any]) -> bool:
+def _pending(answer: Coroutine[Any, Any, bytes], spec: OpSpec, ns: str, args: list[Any]) -> Pending:
     if not spec.keyed:
-        return spec.name != "FWD"
+        return Pending(answer, fans_out=spec.name != "FWD")
     # Many-key ops (MGET, MSET, DELETE, EXISTS) repeat a key group and are split by owner.
-    return not spec.fixed and len(args) > len(spec.repeat)
+    if not spec.fixed and len(args) > len(spec.repeat):
+        return Pending(answer, fans_out=True)
+    return Pending(answer, key=(ns, args[0]))
 
 
 # Bound once: the hot path pays for no module attribute lookups.
@@ -117,7 +130,7 @@ class Dispatcher:
             args = normalize_args(spec, args, self._limits)
             result = self._meta(ns, op, args) if op in NODE_OPS else self._execute(ns, op, args)
             if type(result) is CoroutineType:
-                return Pending(self._finish(rid, op, result), _fans_out(spec, args))
+                return _pending(self._finish(rid, op, result), spec, ns, args)
             out: bytes = self._pack([rid, STATUS_OK, result, self.ring_version])
         except CommandError as exc:
             return self._error(rid, op if spec else "unknown", exc)

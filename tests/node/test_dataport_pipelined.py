@@ -43,7 +43,8 @@ class SlowPlane:
         self.data: dict[bytes, bytes] = {b"big": BIG}
         self.gates: dict[bytes, trio.Event] = {}
         self.open_all = False
-        self.started: list[bytes] = []  # slow ops, in the order they began running
+        self.started: list[bytes] = []  # keys of slow ops, in the order the ops began running
+        self.log: list[tuple[str, bytes]] = []  # (op, key) of slow ops, the same order
         self.cancelled: list[bytes] = []
         self.ran: Counter[str] = Counter()  # ops executed
 
@@ -65,6 +66,7 @@ class SlowPlane:
     async def _slow(self, op: str, args: list[Any]) -> Any:
         key = args[0]
         self.started.append(key)  # before its first checkpoint: when its task first ran
+        self.log.append((op, key))
         result = self._now(op, args)
         try:
             if not self.open_all:
@@ -193,8 +195,9 @@ async def test_later_requests_run_while_an_earlier_one_waits_and_answers_keep_or
         )
         await settle()
         # Every request ran or started although the first one still waits ...
-        assert plane.started == [b"slow1", b"slow2", b"slow1"]
+        assert sorted(plane.started) == [b"slow1", b"slow1", b"slow2"]
         assert plane.ran == {"SET": 3, "GET": 2}
+        assert plane.log.index(("SET", b"slow1")) < plane.log.index(("GET", b"slow1"))
         # ... and nothing was written: the head answer is not there yet.
         assert pipe.readable() == 0
         plane.release(b"slow2")  # a later op finishes first: still nothing is written
@@ -208,20 +211,31 @@ async def test_later_requests_run_while_an_earlier_one_waits_and_answers_keep_or
 
 @pytest.mark.trio
 @pytest.mark.parametrize("run", range(4))
-async def test_waiting_requests_start_in_request_order(pipes: list[Pipe], run: int) -> None:
-    # trio runs the tasks of one batch in either order, so without the port's chaining
-    # these would start reversed about every other time.
+async def test_waiting_requests_on_one_key_start_in_request_order(
+    pipes: list[Pipe], run: int
+) -> None:
+    # trio runs the tasks of one batch in either order, so without the port's chaining a GET
+    # would often start before the SET of its key ahead of it.
     plane = SlowPlane()
-    keys = [b"slow%d" % i for i in range(30)]
+    keys = [b"slowa", b"slowb", b"slowc"]
+    requests: list[tuple[str, list[Any]]] = []
+    for i in range(10):
+        for key in keys:
+            requests += [("SET", [key, b"%s%d" % (key, i)]), ("GET", [key])]
     async with serving(plane) as port:
         pipe = Pipe(port.address)
         pipes.append(pipe)
-        ids = pipe.send([("SET", [k, b"v"]) for k in keys])
+        ids = pipe.send(requests)
         await settle()
-        assert plane.started == keys
+        for key in keys:
+            assert [op for op, k in plane.log if k == key] == ["SET", "GET"] * 10
         plane.release_all()
-        answers = await pipe.recv(len(keys))
+        answers = await pipe.recv(len(requests))
     assert [a.id for a in answers] == ids
+    assert [a.result() for a in answers] == [
+        True if op == "SET" else b"%s%d" % (args[0], i // (2 * len(keys)))
+        for i, (op, args) in enumerate(requests)
+    ]
 
 
 @pytest.mark.trio
