@@ -77,6 +77,10 @@ class HLC:
         self._last = version
         return version
 
+    def drift_limit(self) -> int:
+        """The greatest version :meth:`observe` admits unclamped right now (it only grows)."""
+        return ((self._wall_ms() + self._max_drift_ms) << LOGICAL_BITS) | LOGICAL_MASK
+
     def observe(self, remote: int) -> int:
         """Merge a version received from a peer; return it, clamped if it was too far ahead.
 
@@ -84,7 +88,7 @@ class HLC:
         greatest version at that limit and counted in :attr:`clamped`. Afterwards every
         :meth:`now` is greater than the returned value.
         """
-        limit = ((self._wall_ms() + self._max_drift_ms) << LOGICAL_BITS) | LOGICAL_MASK
+        limit = self.drift_limit()
         if remote > limit:
             remote = limit
             self.clamped += 1

@@ -338,13 +338,20 @@ class ConfigService:
     # --- changing ----------------------------------------------------------------------------
 
     def _voter_data_addresses(self) -> list[tuple[str, int]]:
+        """Voters to ask, alive ones first. A suspect voter is still asked, last: a busy
+        process is often suspected for a moment, and giving up on it would fail a proposal
+        that it would have answered."""
         if not self.membership.running:
             return []
-        return [
-            (m.address[0], m.meta.data_port)
+        voters = [
+            m
             for m in self.membership.swim.members()
-            if m.meta.raft_port and m.state is MemberState.ALIVE and m.name != self.node_id
+            if m.meta.raft_port
+            and m.state in (MemberState.ALIVE, MemberState.SUSPECT)
+            and m.name != self.node_id
         ]
+        voters.sort(key=lambda m: m.state is not MemberState.ALIVE)
+        return [(m.address[0], m.meta.data_port) for m in voters]
 
     async def propose(self, command: Command) -> ClusterConfig:
         """Commit ``command`` (here if a voter, else through a voter) and install the result.

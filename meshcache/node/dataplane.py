@@ -61,7 +61,7 @@ from meshcache.node.replicator import (
     STALE,
     Replicator,
 )
-from meshcache.ring import Ring, RingMember
+from meshcache.ring import Ring, RingMember, key_token
 from meshcache.store.store import Store
 from meshcache.wire.ops import OPS, Limits, OpKind, OpSpec, normalize_args
 
@@ -441,34 +441,41 @@ class DataPlane:
 
     def apply_replicated(self, namespace: str, payload: list[Any], peer: str = "") -> list[int]:
         """REPL: apply records sent by another owner; one answer per record."""
-        replicas = self._replicas(namespace)
-        answers: list[int] = []
         ring = self.ring
-        me = self.node_id
+        owned = ring.write_ranges(self.node_id, self._replicas(namespace)) if ring.members else None
+        answers: list[int] = []
+        append = answers.append
+        store = self.store
+        admit = self.clamp.admit_record
+        limit = self.clamp.limit()  # the store's HLC observes every version it applies anyway
         for item in payload:
             if type(item) is not list or len(item) != 2 or type(item[0]) is not bytes:
                 raise CommandError(ErrorCode.BAD_REQUEST, "REPL takes [[key, record], ...]")
             key, raw = item
-            if ring.members and all(m.node_id != me for m in ring.write_owners(key, replicas)):
+            if owned is not None and key_token(key) not in owned:
                 self.stats["repl_refused_not_owner"] += 1
-                answers.append(REFUSED_NOT_OWNER)
+                append(REFUSED_NOT_OWNER)
                 continue
             try:
                 record = record_from_wire(raw)
             except MeshcacheError as exc:
                 raise CommandError(ErrorCode.BAD_REQUEST, f"REPL: {exc}") from None
-            record, admitted = self.clamp.admit_record(record, peer or None)
-            if admitted.clamped:
-                log.warning(
-                    "replica_version_clamped", key=key[:64], ahead_ms=admitted.ahead_ms, peer=peer
-                )
+            if record.version > limit:
+                record, admitted = admit(record, peer or None)
+                if admitted.clamped:
+                    log.warning(
+                        "replica_version_clamped",
+                        key=key[:64],
+                        ahead_ms=admitted.ahead_ms,
+                        peer=peer,
+                    )
             try:
-                changed = apply_record(self.store, namespace, key, record)
+                changed = apply_record(store, namespace, key, record)
             except CommandError as exc:
                 self.stats[f"repl_refused_{str(exc.code).lower()}"] += 1
-                answers.append(REFUSED_STORE)
+                append(REFUSED_STORE)
                 continue
-            answers.append(APPLIED if changed else STALE)
+            append(APPLIED if changed else STALE)
         self.stats["repl_applied"] += answers.count(APPLIED)
         return answers
 

@@ -95,6 +95,10 @@ class Replicator:
         address_of: a node id's data address by the current ring (None: not on the ring).
         alive: whether gossip holds a node alive (a suspect node is still tried).
         hints: where undeliverable records wait.
+        ring_version: the version of the ring this node routes by. A target that refuses a
+            record as not its own while running this ring or a newer one is right: the record
+            is dropped for it, not hinted (its owners have it). A target on an older ring is
+            behind: the refusal is hinted and replayed later.
     """
 
     def __init__(
@@ -104,9 +108,11 @@ class Replicator:
         address_of: Callable[[str], Address | None],
         alive: Callable[[str], bool],
         hints: HintQueue,
+        ring_version: Callable[[], int] = lambda: 0,
         clock: Callable[[], float] = trio.current_time,
     ) -> None:
         self._pool = pool
+        self._ring_version = ring_version
         self._address_of = address_of
         self._alive = alive
         self.hints = hints
@@ -179,9 +185,10 @@ class Replicator:
         for namespace, items in by_ns.items():
             payload = [[item.key, item.record] for item in items]
             try:
-                answers = await self._pool.call(
+                response = await self._pool.request(
                     address, "REPL", namespace, [payload], timeout=REPL_TIMEOUT
                 )
+                answers = response.result()
                 if type(answers) is not list or len(answers) != len(items):
                     raise MeshcacheError(f"REPL answer of the wrong shape from {target}")
             except MeshcacheError as exc:
@@ -191,18 +198,24 @@ class Replicator:
                 all_ok = False
                 continue
             failed: list[_Item] = []
+            target_current = response.ring_version >= self._ring_version()
             for item, answer in zip(items, answers, strict=True):
                 if answer in (APPLIED, STALE):
                     self.stats["applied" if answer == APPLIED else "stale"] += 1
                     if item.ack is not None:
                         item.ack.settle(True)
+                elif answer == REFUSED_NOT_OWNER and target_current:
+                    # Not the target's key on a ring at least as new as ours: nothing to retry.
+                    self.stats["dropped_not_owner"] += 1
+                    if item.ack is not None:
+                        item.ack.settle(False)
                 else:
                     self.stats["refused"] += 1
                     failed.append(item)
             if failed:
                 all_ok = False
-                # A refusal (the target's ring differs, or its store is full) is kept as a
-                # hint too: replayed later, when the target's view may have changed.
+                # A refusal by a target behind our ring, or whose store is full, is kept as a
+                # hint: replayed later, when the target's view may have changed.
                 self._hint(target, failed, "refused")
         return all_ok
 

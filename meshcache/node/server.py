@@ -86,6 +86,7 @@ class Node:
         self.membership: Membership | None = None
         self.config_service: ConfigService | None = None
         self.dataplane: DataPlane | None = None
+        self._ring_answer: tuple[int, dict[str, Any]] | None = None  # RING, per version
         self.rebalancer: Rebalancer | None = None
         self.antientropy: AntiEntropy | None = None
         self._nursery: trio.Nursery | None = None
@@ -128,7 +129,11 @@ class Node:
             max_key_bytes=limits.max_key_bytes, max_value_bytes=limits.max_value_bytes
         )
         replicator = Replicator(
-            self.pool, address_of=self._address_of, alive=self._is_alive, hints=self.hints
+            self.pool,
+            address_of=self._address_of,
+            alive=self._is_alive,
+            hints=self.hints,
+            ring_version=lambda: self.dataplane.ring_version if self.dataplane else 0,
         )
         self.dataplane = dataplane = DataPlane(
             self.store,
@@ -315,7 +320,11 @@ class Node:
         if op == "NS_LIST":
             return {name: p.to_mapping() for name, p in cs.config.namespaces.items()}
         if op == "RING":
-            return describe_ring(cs.config)
+            # Smart clients and tools poll it; building a ring's shares costs milliseconds.
+            config = cs.config
+            if self._ring_answer is None or self._ring_answer[0] != config.version:
+                self._ring_answer = (config.version, describe_ring(config))
+            return self._ring_answer[1]
         if op == "CONFIG_PROPOSE":
             return cs.handle_propose(args[0])
         if op == "NS_SET":

@@ -36,7 +36,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 
 from meshcache.errors import ConfigError, MeshcacheError
 from meshcache.ring.member import MEMBER_STATES, MemberState, RingMember
-from meshcache.ring.tokens import TokenRange, key_token, label_runs, vnode_token
+from meshcache.ring.tokens import RangeSet, TokenRange, key_token, label_runs, vnode_token
 
 READ_STATES: tuple[MemberState, ...] = ("active", "leaving")
 """Members that own keys for reads now."""
@@ -140,6 +140,7 @@ class Ring:
         "_stable",
         "_views",
         "_vnodes",
+        "_write_ranges",
         "preference_depth",
         "version",
         "vnodes_per_weight",
@@ -173,6 +174,7 @@ class Ring:
         self._by_id = by_id
         self._vnodes: list[tuple[int, str, int]] | None = self._all_vnodes()
         self._views: dict[frozenset[str], _View] = {}
+        self._write_ranges: dict[tuple[str, int], RangeSet] = {}
         self._stable = all(m.state == "active" for m in ordered)
         self._read = self._view(READ_STATES)
         self._pending = self._read if self._stable else self._view(PENDING_STATES)
@@ -294,6 +296,17 @@ class Ring:
             return current
         pending = self._lookup(self._pending, token, replicas)
         return current + tuple(m for m in pending if m not in current)
+
+    def write_ranges(self, node_id: str, replicas: int = 1) -> RangeSet:
+        """The tokens whose :meth:`write_owners` include ``node_id``, for O(log n) membership
+        tests of many keys (built once per ring, node and ``replicas``)."""
+        cached = self._write_ranges.get((node_id, replicas))
+        if cached is None:
+            ranges = self.owned_ranges(node_id, replicas)
+            if not self._stable:
+                ranges += self.owned_ranges(node_id, replicas, include=PENDING_STATES)
+            cached = self._write_ranges[(node_id, replicas)] = RangeSet(ranges)
+        return cached
 
     # -- ranges --------------------------------------------------------------------------------
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import zlib
+from bisect import bisect_left
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -97,3 +99,40 @@ def label_runs(bounds: list[int], labels: list[T]) -> list[tuple[TokenRange, T]]
             runs.append((TokenRange(run_start, bounds[i]), labels[i]))
             run_start = bounds[i]
     return runs
+
+
+class RangeSet:
+    """A union of token ranges (overlapping or not) with an O(log n) membership test."""
+
+    __slots__ = ("_ends", "_starts", "whole")
+
+    def __init__(self, ranges: Iterable[TokenRange]) -> None:
+        intervals: list[tuple[int, int]] = []  # (start, end]: start < end, no wrap
+        self.whole = False
+        for r in ranges:
+            if r.start == r.end:
+                self.whole = True
+            elif r.start < r.end:
+                intervals.append((r.start, r.end))
+            else:
+                intervals.append((r.start, TOKEN_SPACE - 1))
+                intervals.append((-1, r.end))
+        intervals.sort()
+        merged: list[tuple[int, int]] = []
+        for start, end in intervals:  # overlapping or touching ranges become one
+            if merged and start <= merged[-1][1]:
+                if end > merged[-1][1]:
+                    merged[-1] = (merged[-1][0], end)
+            else:
+                merged.append((start, end))
+        self._starts = [s for s, _ in merged]
+        self._ends = [e for _, e in merged]
+
+    def __contains__(self, token: int) -> bool:
+        if self.whole:
+            return True
+        i = bisect_left(self._ends, token)
+        return i < len(self._ends) and self._starts[i] < token
+
+    def __bool__(self) -> bool:
+        return self.whole or bool(self._ends)

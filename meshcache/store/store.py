@@ -295,8 +295,10 @@ class Store:
     def keys(self, namespace: str) -> Iterator[bytes]:
         """The live keys of ``namespace`` (a snapshot list's iterator; expired keys skipped)."""
         ks = self._space(namespace)
-        now = self._clock()
         expires = ks.expires
+        if not expires:
+            return iter(list(ks.data))
+        now = self._clock()
         return iter([k for k in ks.data if expires.get(k, now + 1) > now])
 
     # --------------------------------------------------------------------------- internals

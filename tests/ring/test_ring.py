@@ -158,6 +158,21 @@ def test_joining_leaving_views_and_write_owners() -> None:
     assert len(all_view) == 8
 
 
+@pytest.mark.parametrize("stable", [True, False])
+def test_write_ranges_hold_exactly_the_tokens_a_node_write_owns(stable: bool) -> None:
+    members = six_nodes()
+    if not stable:
+        members += [member("joiner", zone="a", state="joining")]
+        members[0] = member(members[0].node_id, zone=members[0].zone, state="leaving")
+    ring = Ring(members, 3, vnodes_per_weight=32)
+    for m in members:
+        ranges = ring.write_ranges(m.node_id, 2)
+        assert ring.write_ranges(m.node_id, 2) is ranges  # built once per ring
+        for key in KEYS:
+            expected = m.node_id in ids(ring.write_owners(key, 2))
+            assert (key_token(key) in ranges) == expected
+
+
 def test_stable_ring_write_owners_are_owners() -> None:
     ring = Ring(six_nodes(), 1)
     assert ring.stable

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meshcache.ring import TOKEN_SPACE, TokenRange, key_token, vnode_token
-from meshcache.ring.tokens import label_runs
+from meshcache.ring.tokens import RangeSet, label_runs
 
 
 def test_key_token_golden_values() -> None:
@@ -57,3 +57,20 @@ def test_label_runs_cover_each_elementary_range_once(labels: list[int]) -> None:
         assert found == [labels[i]]
     if len(set(labels)) > 1:
         assert all(a[1] != b[1] for a, b in zip(runs, runs[1:] + runs[:1], strict=True))
+
+
+tokens = st.integers(0, TOKEN_SPACE - 1)
+
+
+@given(
+    st.lists(st.builds(TokenRange, tokens, tokens), max_size=8),
+    st.lists(tokens, min_size=1, max_size=50),
+)
+def test_range_set_membership_is_the_union_of_its_ranges(
+    ranges: list[TokenRange], probes: list[int]
+) -> None:
+    rs = RangeSet(ranges)
+    edges = [t for r in ranges for t in (r.start, r.end, (r.end + 1) % TOKEN_SPACE)]
+    for token in probes + edges:
+        assert (token in rs) == any(token in r for r in ranges)
+    assert bool(rs) == bool(ranges)

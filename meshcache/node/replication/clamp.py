@@ -55,6 +55,11 @@ class VersionClamp:
         self.by_peer: Counter[str] = Counter()
         self.max_ahead_ms = 0
 
+    def limit(self) -> int:
+        """A version at or below this one is admitted unchanged (now and later): a batch can
+        take it once and send only the versions above it through :meth:`admit`."""
+        return self._hlc.drift_limit()
+
     def admit(self, version: int, peer: str | None = None) -> Admitted:
         """Observe a remote ``version`` and return what to store (see the module docstring)."""
         stored = self._hlc.observe(version)
