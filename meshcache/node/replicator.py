@@ -7,9 +7,11 @@ pooled peer connection, so a burst of writes costs one round trip per batch, not
 
 Whatever does not reach a target — it is dead by gossip, the connection failed, it timed out,
 or it refused with an error — becomes a *hint* (``HintQueue``: bounded, newest record per key)
-that is replayed when gossip reports the target alive again; a target whose hints were dropped
-(overflow, age) is flagged ``needs_repair`` for anti-entropy. A caller that waits for the
-target's answer (``quorum``/``all`` writes) gets a :class:`trio.Event`-backed :class:`Ack`.
+that is replayed when gossip reports the target alive again, or — when gossip never held the
+target dead (a short partition, a timeout, a refusal) — after a back-off (1 s doubling to 30 s);
+a target whose hints were dropped (overflow, age) is flagged ``needs_repair`` for anti-entropy.
+A caller that waits for the target's answer (``quorum``/``all`` writes) gets a
+:class:`trio.Event`-backed :class:`Ack`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ BATCH_RECORDS = 512
 BATCH_BYTES = 1 << 20
 REPL_TIMEOUT = 2.0
 HINT_BATCH_BYTES = 256 * 1024
+# Hints for a target gossip still holds alive (it timed out, refused, or the connection broke)
+# are retried after a back-off that doubles up to the cap, resetting once a replay lands.
+HINT_RETRY_FIRST = 1.0
+HINT_RETRY_MAX = 30.0
 
 
 class Ack:
@@ -121,6 +127,7 @@ class Replicator:
         self._nursery: trio.Nursery | None = None
         self.stats: Counter[str] = Counter()
         self._replaying: set[str] = set()
+        self._retry_after: dict[str, float] = {}  # target -> its next back-off, while retrying
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -234,6 +241,30 @@ class Replicator:
                 now=now,
             )
         self.stats[f"hinted_{why}"] += len(items)
+        if why != "dead" and target not in self._retry_after and self._nursery is not None:
+            # Gossip may never call this target dead (nor alive again): retry on our own.
+            self._retry_after[target] = HINT_RETRY_FIRST
+            self._nursery.start_soon(self._retry_hints, target)
+
+    async def _retry_hints(self, target: str) -> None:
+        """Replay ``target``'s hints after a back-off until none are left or it is dead (then
+        the ALIVE event replays them)."""
+        try:
+            while self.hints.pending(target) and self._address_of(target) is not None:
+                delay = self._retry_after[target]
+                await trio.sleep(delay)
+                if not self._alive(target):
+                    return
+                if target in self._replaying:
+                    continue
+                self.stats["hint_retries"] += 1
+                self._replaying.add(target)
+                if await self._replay(target):
+                    self._retry_after[target] = HINT_RETRY_FIRST
+                else:
+                    self._retry_after[target] = min(delay * 2, HINT_RETRY_MAX)
+        finally:
+            self._retry_after.pop(target, None)
 
     # --- hints --------------------------------------------------------------------------
 
@@ -252,17 +283,19 @@ class Replicator:
         if state is not None:
             state.queue.clear()
 
-    async def _replay(self, target: str) -> None:
+    async def _replay(self, target: str) -> bool:
+        """Send ``target``'s hints (the caller put it in ``_replaying``); True if all landed."""
         try:
             for hints in self.hints.drain(target, HINT_BATCH_BYTES):
                 items = [
                     _Item(h.namespace, h.key, h.record, h.version, h.deleted, None) for h in hints
                 ]
                 # _deliver hints again whatever fails, so nothing is lost if the target
-                # went away again; stop then and wait for the next alive event.
+                # went away again; stop then and wait for the next alive event or retry.
                 if not await self._deliver(target, items):
-                    break
+                    return False
                 self.stats["hints_replayed"] += len(items)
+            return True
         finally:
             self._replaying.discard(target)
 

@@ -352,12 +352,6 @@ def test_one_seed_replays_the_same_run(sim_seed: int) -> None:
     assert _run_digest(sim_seed) == _run_digest(sim_seed)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found by this simulator: Replicator replays hints only on gossip's ALIVE event, so "
-    "a stand-in's hints for owners that never looked dead to it are never sent, and anti-entropy "
-    "covers owned keys only (docs/replication.md, Simulation)",
-)
 @pytest.mark.trio
 @pytest.mark.parametrize("sim_seed", SEEDS[:2])
 async def test_a_stand_in_write_reaches_the_owners_after_a_short_partition(
