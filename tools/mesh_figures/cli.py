@@ -1,4 +1,5 @@
-"""``python -m tools.mesh_figures {consistency,loss,join,convergence,throughput,all} [--quick]``."""
+"""``python -m tools.mesh_figures {consistency,loss,join,convergence,throughput,forward,all}
+[--quick]``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.mesh_figures import consistency, convergence, join, loss, throughput
+from tools.mesh_figures import consistency, convergence, forward, join, loss, throughput
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,12 +96,21 @@ def _throughput(tmp: Path, s: Sizes) -> str:
     )
 
 
+def _forward(tmp: Path, s: Sizes) -> str:
+    runs = forward.measure(tmp, s.bench_keys, s.warmup, s.duration)
+    return (
+        "### Pipelining through a non-owner (one connection, 90% GET, 100 B)\n\n"
+        + throughput.render(runs)
+    )
+
+
 FIGURES: dict[str, Callable[[Path, Sizes], str]] = {
     "consistency": _consistency,
     "loss": _loss,
     "join": _join,
     "convergence": _convergence,
     "throughput": _throughput,
+    "forward": _forward,
 }
 
 
