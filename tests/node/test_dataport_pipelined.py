@@ -459,3 +459,30 @@ def test_a_write_waiting_for_a_stopped_replica_does_not_hold_up_the_next(mesh: M
     assert answers[1].result() is True and answers[2].result() == b"early"
     # The stuck write: acked once c woke, or refused if c's ack came after the 2 s timeout.
     assert answers[0].ok or answers[0].value[0] == "WRITE_FAILED"
+
+
+@pytest.mark.slow
+def test_a_node_stops_on_sigterm_with_forwards_waiting(tmp_path: Path) -> None:
+    with ExitStack() as stack:
+        two = Mesh(stack, tmp_path, 2)
+        a, b = two.nodes
+        ring = two.current_ring()
+        keys = [
+            k for k in (b"t%d" % i for i in range(400)) if ring.owners(k, 2)[0].node_id == b.node_id
+        ]
+        burst = b"".join(
+            encode_request(rid, "GET", "default", [k]) for rid, k in enumerate(keys[:20], 1)
+        )
+
+        def forwarded() -> int:
+            counters = two.mesh_info(a).get("counters", {})
+            return int(counters.get("dataplane", {}).get("forwarded_out", 0))
+
+        b.signal(signal.SIGSTOP)  # b takes the forwards and never answers them
+        try:
+            with socket.create_connection(a.data_address, timeout=20) as sock:
+                sock.sendall(burst)
+                wait_for(lambda: forwarded() >= 20, 10, "a to forward every GET")
+                assert a.stop(timeout=5.0) == 0  # the waiting forwards are cancelled
+        finally:
+            b.signal(signal.SIGCONT)
