@@ -8,7 +8,7 @@ records with ``REPL``, throttled by ``handoff_rate``):
   pending owner), reads do not. It pulls every range it will own, then proposes itself
   ``active`` (v+2) and starts serving reads;
 * a node that gains ranges because a dead member was removed pulls them from the surviving
-  owners;
+  owners (ranges it gains from a *leaving* member are pushed to it by that member instead);
 * a node that starts with an empty store while already on the ring (a restart) pulls everything
   it owns.
 
@@ -242,10 +242,13 @@ class Rebalancer:
         held = None if self.held is None else self._ring(self.held)
         started = self._clock()
         jobs: list[tuple[tuple[RingMember, ...], str, list[TokenRange]]] = []
+        leaving = {m.node_id for m in config.members if m.state == "leaving"}
         for namespace, policy in config.namespaces.items():
             by_source: dict[str, list[TokenRange]] = {}
             holders: dict[str, tuple[RingMember, ...]] = {}
             for trange, sources in gained_ranges(held, current, self.node_id, policy.replicas):
+                if any(m.node_id in leaving for m in sources):
+                    continue  # the leaving member pushes what it held (leave(), _push_all)
                 live = [m for m in sources if self._alive(m.node_id)]
                 if not live:
                     continue  # nobody holds it any more: a cache may lose data no one has
@@ -447,21 +450,27 @@ class Rebalancer:
             if i % SCAN_CHUNK == SCAN_CHUNK - 1:
                 await trio.lowlevel.checkpoint()
         tombs = list(self.store.tombstones(namespace))
-        moved = 0
-        for target, target_keys in per_target.items():
+        counts: list[int] = []
+        failed: list[MeshcacheError] = []
+
+        async def push(target: str, target_keys: list[bytes]) -> None:
             mine = set(target_keys)
-            moved += await self._stream(
-                target,
-                namespace,
-                target_keys,
-                [
-                    (k, v)
-                    for k, v in tombs
-                    if k in mine
-                    or any(m.node_id == target for m in ring.pending_owners(k, replicas))
-                ],
-            )
-        return moved
+            target_tombs = [
+                (k, v)
+                for k, v in tombs
+                if k in mine or any(m.node_id == target for m in ring.pending_owners(k, replicas))
+            ]
+            try:
+                counts.append(await self._stream(target, namespace, target_keys, target_tombs))
+            except MeshcacheError as exc:
+                failed.append(exc)
+
+        async with trio.open_nursery() as nursery:  # every replacement at once
+            for target, target_keys in per_target.items():
+                nursery.start_soon(push, target, target_keys)
+        if failed:
+            raise failed[0]
+        return sum(counts)
 
     async def _propose_retrying(self, make: Callable[[ClusterConfig], Command]) -> ClusterConfig:
         last: MeshcacheError | None = None
