@@ -135,7 +135,11 @@ class PeerPool:
 
     async def _connection(self, address: Address) -> _PeerConnection:
         conn = self._conns.get(address)
-        if conn is not None and conn.broken is None:
+        waiting = self._connecting.get(address)
+        # Requests queued while the connection was opened go first (trio's Lock hands over
+        # to the next waiter, so it stays locked until that queue is empty): a pipelined SET
+        # then GET must not be sent GET first.
+        if conn is not None and conn.broken is None and (waiting is None or not waiting.locked()):
             return conn
         lock = self._connecting.setdefault(address, trio.Lock())
         async with lock:
@@ -191,6 +195,12 @@ class PeerPool:
                         )
                         conn.fail(error)
                         raise error from None
+                    except BaseException:
+                        # Cancelled (a timeout, the caller went away) in the middle of a send:
+                        # part of a frame may be out, so the connection has lost its framing.
+                        conn.fail(MeshcacheConnectionError("a send to the peer was interrupted"))
+                        conn.scope.cancel()
+                        raise
                 await waiter.event.wait()
         except trio.TooSlowError:
             self.stats["timeouts"] += 1

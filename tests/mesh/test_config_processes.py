@@ -85,11 +85,18 @@ class Cluster:
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     with ExitStack() as stack:
         c = Cluster(stack, tmp_path)
-        wait_for(
-            lambda: all(len((safe_call(n, "ring") or {}).get("members", [])) == 5 for n in c.all),
-            40,
-            "all five nodes on the ring, everywhere",
-        )
+
+        def settled() -> bool:
+            rings = [safe_call(n, "ring") or {} for n in c.all]
+            return len({r.get("version") for r in rings}) == 1 and all(
+                len(r.get("members", [])) == 5
+                and all(m.get("state") == "active" for m in r["members"])
+                for r in rings
+            )
+
+        # Every member active and every node on the same version: no registration or
+        # promotion still under way to change the config under a test.
+        wait_for(settled, 40, "all five nodes active on one ring version, everywhere")
         yield c
 
 
