@@ -77,6 +77,12 @@ class HLC:
         self._last = version
         return version
 
+    def witness(self, remote: int) -> None:
+        """:meth:`observe` for a version the caller already found at or below
+        :meth:`drift_limit` (a batch checks the limit once, not per version)."""
+        if remote > self._last:
+            self._last = remote
+
     def drift_limit(self) -> int:
         """The greatest version :meth:`observe` admits unclamped right now (it only grows)."""
         return ((self._wall_ms() + self._max_drift_ms) << LOGICAL_BITS) | LOGICAL_MASK

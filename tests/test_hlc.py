@@ -62,6 +62,19 @@ def test_observe_clamps_a_remote_clock_far_ahead() -> None:
     assert physical_ms(hlc.now()) <= 1_101
 
 
+def test_drift_limit_is_what_observe_admits_and_witness_merges_like_observe() -> None:
+    wall = Wall(1_000)
+    hlc = HLC(wall, max_drift_ms=100)
+    limit = hlc.drift_limit()
+    assert hlc.observe(limit) == limit and hlc.clamped == 0
+    assert hlc.observe(limit + 1) == limit and hlc.clamped == 1
+    other = HLC(Wall(1_000), max_drift_ms=100)
+    other.witness(make_version(1_050, 3))
+    other.witness(make_version(900))  # older: changes nothing
+    assert other.last == make_version(1_050, 3)
+    assert other.now() > make_version(1_050, 3)
+
+
 def test_observe_of_an_old_version_changes_nothing() -> None:
     wall = Wall(1_000)
     hlc = HLC(wall)

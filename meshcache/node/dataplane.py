@@ -63,6 +63,7 @@ from meshcache.node.replicator import (
 )
 from meshcache.ring import Ring, RingMember, key_token
 from meshcache.store.store import Store
+from meshcache.store.values import PLAIN
 from meshcache.wire.ops import OPS, Limits, OpKind, OpSpec, normalize_args
 
 log = structlog.get_logger("meshcache.dataplane")
@@ -447,6 +448,7 @@ class DataPlane:
         append = answers.append
         store = self.store
         admit = self.clamp.admit_record
+        apply_plain = store.apply_plain
         limit = self.clamp.limit()  # the store's HLC observes every version it applies anyway
         for item in payload:
             if type(item) is not list or len(item) != 2 or type(item[0]) is not bytes:
@@ -455,6 +457,23 @@ class DataPlane:
             if owned is not None and key_token(key) not in owned:
                 self.stats["repl_refused_not_owner"] += 1
                 append(REFUSED_NOT_OWNER)
+                continue
+            if (
+                type(raw) is list
+                and len(raw) == 4
+                and raw[0] == PLAIN
+                and raw[2] is None
+                and type(raw[1]) is bytes
+                and type(raw[3]) is int
+                and 0 <= raw[3] <= limit
+            ):  # a plain value without expiry, within the clock limit: most of a hand-off
+                try:
+                    changed = apply_plain(namespace, key, raw[1], raw[3])
+                except CommandError as exc:
+                    self.stats[f"repl_refused_{str(exc.code).lower()}"] += 1
+                    append(REFUSED_STORE)
+                    continue
+                append(APPLIED if changed else STALE)
                 continue
             try:
                 record = record_from_wire(raw)

@@ -391,10 +391,13 @@ class Rebalancer:
             batch, size = [], 0
 
         async with trio.open_nursery() as nursery:
+            entry_wire = self.store.entry_wire
             for i, key in enumerate(keys):
-                record = read_record(self.store, namespace, key)
-                if record is not None:
-                    wire = record.to_wire()
+                wire = entry_wire(namespace, key)
+                if wire is None:  # deleted or expired since the scan: its record, if any
+                    record = read_record(self.store, namespace, key)
+                    wire = None if record is None else record.to_wire()
+                if wire is not None:
                     batch.append([key, wire])
                     value = wire[1]
                     size += len(key) + (len(value) if type(value) is bytes else 64) + 16

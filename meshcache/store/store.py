@@ -216,6 +216,19 @@ class Store:
         assert isinstance(entry, TypedValue)
         return EntryView(entry.kind, entry.contents(), expires_at, entry.version)
 
+    def entry_wire(self, namespace: str, key: bytes) -> list[Any] | None:
+        """``get_entry(namespace, key).to_wire()`` without the :class:`EntryView` in between
+        (a hand-off sends every key it holds this way), or ``None``."""
+        ks = self._space(namespace)
+        entry = ks.live(key)
+        if entry is None:
+            return None
+        if type(entry) is bytes:
+            expires_at = ks.expires.get(key) if ks.expires else None
+            return [PLAIN, entry[sizes.VERSION_HEADER :], expires_at, blob_version(entry)]
+        view = self.get_entry(namespace, key)
+        return None if view is None else view.to_wire()
+
     def apply_entry(self, namespace: str, key: bytes, entry: EntryView) -> bool:
         """Last-writer-wins: replace ``key`` with ``entry`` if its version is newer than the
         live entry and than the key's tombstone (a tombstone of an equal version wins).
@@ -227,18 +240,9 @@ class Store:
         ``RemoteProtocolError`` from :meth:`EntryView.from_wire` earlier.
         """
         ks = self._space(namespace)
-        current = ks.live(key)
-        if current is not None:
-            held = current.version if isinstance(current, TypedValue) else blob_version(current)
-            if held >= entry.version:
-                return False
-        if ks.tombstones:
-            buried = ks.tombstones.get(key)
-            if buried is not None:
-                # A delete wins a tie: both sides of a tie then agree whatever the order.
-                if buried >= entry.version and current is None:
-                    return False
-                ks.unbury(key)
+        admitted, current = _lww_admits(ks, key, entry.version)
+        if not admitted:
+            return False
         version = self._hlc.observe(entry.version)
         expires_at = entry.expires_at
         if expires_at is not None and expires_at <= self._clock():
@@ -254,6 +258,18 @@ class Store:
                 ks.remove(key)
             return True
         ks.put(key, obj, expires_at, False)
+        return True
+
+    def apply_plain(self, namespace: str, key: bytes, value: bytes, version: int) -> bool:
+        """:meth:`apply_entry` for a plain value without expiry, the bulk of a hand-off,
+        without building an :class:`EntryView` (same order, same errors). ``version`` must be
+        at or below the HLC's :meth:`~meshcache.hlc.HLC.drift_limit` (the caller checks it
+        once per batch): it is not clamped."""
+        ks = self._space(namespace)
+        if not _lww_admits(ks, key, version)[0]:
+            return False
+        self._hlc.witness(version)
+        ks.put(key, pack_version(version) + value, None, False)
         return True
 
     def apply_tombstone(self, namespace: str, key: bytes, version: int) -> bool:
@@ -312,6 +328,25 @@ class Store:
     def keyspace(self, name: str) -> Keyspace:
         """The namespace's :class:`Keyspace` (tests and benchmarks; not for the node)."""
         return self._space(name)
+
+
+def _lww_admits(ks: Keyspace, key: bytes, version: int) -> tuple[bool, bytes | TypedValue | None]:
+    """Whether a replicated write at ``version`` beats what ``ks`` holds for ``key`` (its live
+    entry, then its tombstone: a delete wins a tie), and the live entry. A beaten tombstone is
+    removed."""
+    current = ks.live(key)
+    if current is not None:
+        held = current.version if isinstance(current, TypedValue) else blob_version(current)
+        if held >= version:
+            return False, current
+    if ks.tombstones:
+        buried = ks.tombstones.get(key)
+        if buried is not None:
+            # A delete wins a tie: both sides of a tie then agree whatever the order.
+            if buried >= version and current is None:
+                return False, current
+            ks.unbury(key)
+    return True, current
 
 
 __all__ = ["DEFAULT_NAMESPACE", "HANDLERS", "NamespaceStats", "Store"]

@@ -162,13 +162,15 @@ def test_far_future_tombstone_is_clamped(clock: FakeClock) -> None:
     assert h.run("GET", b"k") == b"v"
 
 
-Op = tuple[str, int]  # ("set" | "del", version offset in ms)
+Op = tuple[str, int]  # ("set" | "plain" | "del", version offset in ms)
 
 
 @settings(max_examples=150, deadline=None)
 @given(
     ops=st.lists(
-        st.tuples(st.sampled_from(["set", "del"]), st.integers(0, 40)), min_size=1, max_size=12
+        st.tuples(st.sampled_from(["set", "plain", "del"]), st.integers(0, 40)),
+        min_size=1,
+        max_size=12,
     ),
     seed=st.integers(0, 2**32 - 1),
 )
@@ -183,6 +185,8 @@ def test_lww_is_order_independent(ops: list[Op], seed: int) -> None:
             version = make_version(base + offset)
             if kind == "del":
                 h.store.apply_tombstone("default", b"k", version)
+            elif kind == "plain":  # the hand-off's fast path must order exactly like apply_entry
+                h.store.apply_plain("default", b"k", b"%d" % offset, version)
             else:
                 view = EntryView("bytes", b"%d" % offset, None, version)
                 h.store.apply_entry("default", b"k", view)
@@ -194,8 +198,24 @@ def test_lww_is_order_independent(ops: list[Op], seed: int) -> None:
     assert replay(ops) == replay(shuffled)
     # And the winner is the greatest (version, is-delete) pair.
     kind, offset = max(ops, key=lambda op: (op[1], op[0] == "del"))
+    # (a "set" and a "plain" at one version write the same value: either may win the tie)
     entry, tomb = replay(ops)
     if kind == "del":
         assert entry is None and tomb == make_version(base + offset)
     else:
         assert entry is not None and entry.value == b"%d" % offset and tomb is None
+
+
+def test_entry_wire_is_the_entry_views_wire_form(clock: FakeClock) -> None:
+    h = tomb_harness(clock)
+    h.run("SET", b"plain", b"v")
+    h.run("SET", b"ttl", b"w", {"ttl": 30})
+    h.run("HSET", b"hash", b"f", b"1")
+    h.run("ZADD", b"zset", 1.5, b"m")
+    for key in (b"plain", b"ttl", b"hash", b"zset"):
+        view = h.store.get_entry("default", key)
+        assert view is not None
+        assert h.store.entry_wire("default", key) == view.to_wire()
+    h.run("DELETE", b"plain")
+    assert h.store.entry_wire("default", b"plain") is None
+    assert h.store.entry_wire("default", b"never") is None
