@@ -121,6 +121,11 @@ class SyncResult:
     bytes: int = 0
     error: str | None = None
 
+    @property
+    def complete(self) -> bool:
+        """The exchange covered everything the two sides share (or they share nothing)."""
+        return self.outcome in ("ok", "not_shared")
+
 
 @dataclass(slots=True)
 class _Side:
@@ -173,6 +178,7 @@ class AntiEntropy:
         depth: digest depth (``2**depth`` buckets; every node must use the same).
         batch_keys / batch_bytes: repair batch bounds (:func:`plan_repair`).
         snapshot_ttl: how long a scan answers peers' requests (default ``interval / 2``).
+        repair_interval: the least time between two starts of :meth:`repair` with one peer.
     """
 
     def __init__(
@@ -192,6 +198,7 @@ class AntiEntropy:
         batch_keys: int = 500,
         batch_bytes: int = 256 * 1024,
         snapshot_ttl: float | None = None,
+        repair_interval: float = 30.0,
     ) -> None:
         if not interval > 0:
             raise ConfigError("the anti-entropy interval must be > 0")
@@ -218,6 +225,9 @@ class AntiEntropy:
         self._scan_locks: dict[str, trio.Lock] = {}
         self._peers_ring: Ring | None = None
         self._peers: dict[int, frozenset[str]] = {}
+        self.repair_interval = repair_interval
+        self._repairing: set[str] = set()
+        self._repairs_started: dict[str, float] = {}
 
     # ------------------------------------------------------------------------ the loop
 
@@ -256,6 +266,26 @@ class AntiEntropy:
             self.stats["errors"] += 1
             return SyncResult(peer, namespace, "error", error=str(exc))
         return await self._sync(peer, namespace, snap)
+
+    async def repair(self, peer: str) -> list[SyncResult] | None:
+        """:meth:`sync` with ``peer`` for every namespace: the repair of a peer owed hints that
+        were dropped. ``None`` (skipped) while one runs with ``peer`` or within
+        ``repair_interval`` of the last start: a peer flapping between suspect and alive under
+        load would otherwise start a whole-store scan at every ALIVE (the periodic round covers
+        what a skipped repair would have done)."""
+        now = self._clock()
+        last = self._repairs_started.get(peer)
+        if peer in self._repairing or (last is not None and now - last < self.repair_interval):
+            self.stats["repairs_skipped"] += 1
+            return None
+        self._repairs_started[peer] = now
+        self._repairing.add(peer)
+        try:
+            results = [await self.sync(peer, ns) for ns in self._store.namespace_names()]
+        finally:
+            self._repairing.discard(peer)
+        log.info("hinted_peer_repaired", peer=peer, outcomes=[r.outcome for r in results])
+        return results
 
     # ------------------------------------------------------------------------ initiator
 

@@ -53,7 +53,6 @@ HINT_SHARE_PER_TARGET = 4
 # Anti-entropy runs beside client traffic: a small share of the hand-off rate, and bursts small
 # enough that one batch never holds the loop long.
 AE_RATE_SHARE = 16
-REPAIR_MIN_INTERVAL = 30.0
 AE_BURST = 256 * 1024
 
 
@@ -88,8 +87,6 @@ class Node:
         self.config_service: ConfigService | None = None
         self.dataplane: DataPlane | None = None
         self._ring_answer: tuple[int, dict[str, Any]] | None = None  # RING, per version
-        self._repairing: set[str] = set()  # peers a dropped-hints repair runs with now
-        self._repairs_started: dict[str, float] = {}
         self.rebalancer: Rebalancer | None = None
         self.antientropy: AntiEntropy | None = None
         self._nursery: trio.Nursery | None = None
@@ -362,33 +359,13 @@ class Node:
         if kind in (EventKind.ALIVE, EventKind.JOINED) and self.dataplane is not None:
             self.dataplane.replicator.target_alive(member.name)
             if member.name in self.hints.needs_repair and self._nursery is not None:
-                self._start_repair(member.name)
-
-    def _start_repair(self, peer: str) -> None:
-        """At most one repair per peer at a time, and none sooner than ``REPAIR_MIN_INTERVAL``
-        after the last began: a peer flapping between suspect and alive under load would
-        otherwise start a whole-store scan at every ALIVE (the periodic anti-entropy round
-        covers what a skipped repair would have)."""
-        now = trio.current_time()
-        last = self._repairs_started.get(peer)
-        if peer in self._repairing or (last is not None and now - last < REPAIR_MIN_INTERVAL):
-            return
-        assert self._nursery is not None
-        self._repairs_started[peer] = now
-        self._repairing.add(peer)
-        self._nursery.start_soon(self._repair, peer)
+                self._nursery.start_soon(self._repair, member.name)
 
     async def _repair(self, peer: str) -> None:
         """Hints owed to ``peer`` were lost (overflow, age): one anti-entropy pass with it."""
-        try:
-            if self.antientropy is None:
-                return
-            results = [await self.antientropy.sync(peer, ns) for ns in self.store.namespace_names()]
-            if all(r.outcome in ("ok", "not_shared") for r in results):
-                self.hints.repaired(peer)
-            log.info("hinted_peer_repaired", peer=peer, outcomes=[r.outcome for r in results])
-        finally:
-            self._repairing.discard(peer)
+        results = await self.antientropy.repair(peer) if self.antientropy else None
+        if results is not None and all(r.complete for r in results):
+            self.hints.repaired(peer)
 
     async def _peer_call(self, peer: str, op: str, namespace: str, args: list[Any]) -> Any:
         address = self._address_of(peer)

@@ -665,8 +665,10 @@ class SimNode:
             self.nursery.start_soon(self._repair, peer)
 
     async def _repair(self, peer: str) -> None:
-        results = [await self.antientropy.sync(peer, ns) for ns in self.store.namespace_names()]
-        if all(r.outcome in ("ok", "not_shared") for r in results):
+        results = await self.antientropy.repair(peer)  # as the node's ALIVE handling does
+        if results is None:
+            return
+        if all(r.complete for r in results):
             self.hints.repaired(peer)
         self.mesh.repairs.append((self.node_id, peer, [r.outcome for r in results]))
 

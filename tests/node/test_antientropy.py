@@ -274,6 +274,25 @@ async def test_an_unreachable_peer_is_an_error_result_not_an_exception() -> None
 
 
 @pytest.mark.trio
+async def test_a_repair_runs_once_at_a_time_and_not_again_too_soon(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    mesh = Mesh(["a", "b"], replicas=2)
+    a = mesh.nodes["a"]
+    key = b"missed"
+    apply_record(mesh.stores["a"], NS, key, value(mesh.version(1)))
+    results = await a.repair("b")
+    assert results is not None and all(r.complete for r in results)
+    assert read_record(mesh.stores["b"], NS, key) == read_record(mesh.stores["a"], NS, key)
+    # A flapping peer's next ALIVE within the interval starts no whole-store scan.
+    assert await a.repair("b") is None and a.stats["repairs_skipped"] == 1
+    await trio.sleep(a.repair_interval)
+    mesh.down.add("b")
+    failed = await a.repair("b")
+    assert failed is not None and not all(r.complete for r in failed)
+
+
+@pytest.mark.trio
 async def test_a_peer_that_is_not_a_co_owner_is_refused_and_counted() -> None:
     mesh = Mesh(["a", "b", "c"], replicas=1)
     a, b = mesh.nodes["a"], mesh.nodes["b"]
