@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -258,20 +259,39 @@ class Demo:
             await trio.sleep(_POLL)
 
     async def wait_ring(self) -> int:
-        """Poll RING on node 0 until it lists every node; the ring version."""
+        """Poll RING on every node until each holds the same ring version listing every node
+        as ``active``; that version.
+
+        Listing every node on one node is not enough: joiners are still ``joining`` and other
+        nodes may route by an older ring, so a write through one node could be read through
+        another before it has reached the owner that node reads from.
+        """
         from meshcache.client.trio_client import TrioClient
 
         wanted = {node.node_id for node in self.nodes}
-        async with TrioClient(self.nodes[0].data, timeout=2.0, connect_timeout=2.0) as client:
+        async with AsyncExitStack() as stack:
+            clients = [
+                await stack.enter_async_context(
+                    TrioClient(node.data, timeout=2.0, connect_timeout=2.0, smart=False)
+                )
+                for node in self.nodes
+            ]
             while True:
                 self.check_running()
-                try:
-                    ring: dict[str, Any] = await client.ring()
-                except MeshcacheError:
-                    ring = {}
-                members = {str(m.get("node_id")) for m in ring.get("members", [])}
-                if members >= wanted:
-                    return int(ring.get("version", 0))
+                versions: set[int] = set()
+                for client in clients:
+                    try:
+                        ring: dict[str, Any] = await client.ring()
+                    except MeshcacheError:
+                        ring = {}
+                    members = ring.get("members", [])
+                    active = {str(m.get("node_id")) for m in members if m.get("state") == "active"}
+                    if active != wanted or len(members) != len(wanted):
+                        break
+                    versions.add(int(ring.get("version", 0)))
+                else:
+                    if len(versions) == 1:
+                        return versions.pop()
                 await trio.sleep(_POLL)
 
     async def start(self) -> int:
