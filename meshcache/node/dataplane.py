@@ -27,6 +27,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable, Coroutine
+from itertools import compress
 from typing import Any
 
 import structlog
@@ -62,6 +63,8 @@ from meshcache.node.replicator import (
     Replicator,
 )
 from meshcache.ring import Ring, RingMember, key_token
+from meshcache.store.keyspace import blob_version
+from meshcache.store.sizes import VERSION_HEADER
 from meshcache.store.store import Store
 from meshcache.store.values import PLAIN
 from meshcache.wire.ops import OPS, Limits, OpKind, OpSpec, normalize_args
@@ -447,7 +450,6 @@ class DataPlane:
         answers: list[int] = []
         append = answers.append
         store = self.store
-        admit = self.clamp.admit_record
         apply_plain = store.apply_plain
         limit = self.clamp.limit()  # the store's HLC observes every version it applies anyway
         for item in payload:
@@ -475,28 +477,65 @@ class DataPlane:
                     continue
                 append(APPLIED if changed else STALE)
                 continue
-            try:
-                record = record_from_wire(raw)
-            except MeshcacheError as exc:
-                raise CommandError(ErrorCode.BAD_REQUEST, f"REPL: {exc}") from None
-            if record.version > limit:
-                record, admitted = admit(record, peer or None)
-                if admitted.clamped:
-                    log.warning(
-                        "replica_version_clamped",
-                        key=key[:64],
-                        ahead_ms=admitted.ahead_ms,
-                        peer=peer,
-                    )
-            try:
-                changed = apply_record(store, namespace, key, record)
-            except CommandError as exc:
-                self.stats[f"repl_refused_{str(exc.code).lower()}"] += 1
-                append(REFUSED_STORE)
-                continue
-            append(APPLIED if changed else STALE)
+            append(self._apply_record(namespace, key, raw, limit, peer))
         self.stats["repl_applied"] += answers.count(APPLIED)
         return answers
+
+    def _apply_record(self, namespace: str, key: bytes, raw: Any, limit: int, peer: str) -> int:
+        """One replicated record the slow way: decoded, clamped if its version is beyond
+        ``limit``, applied by last-writer-wins; its REPL answer."""
+        try:
+            record = record_from_wire(raw)
+        except MeshcacheError as exc:
+            raise CommandError(ErrorCode.BAD_REQUEST, f"REPL: {exc}") from None
+        if record.version > limit:
+            record, admitted = self.clamp.admit_record(record, peer or None)
+            if admitted.clamped:
+                log.warning(
+                    "replica_version_clamped", key=key[:64], ahead_ms=admitted.ahead_ms, peer=peer
+                )
+        try:
+            changed = apply_record(self.store, namespace, key, record)
+        except CommandError as exc:
+            self.stats[f"repl_refused_{str(exc.code).lower()}"] += 1
+            return REFUSED_STORE
+        return APPLIED if changed else STALE
+
+    def apply_bulk(self, namespace: str, payload: list[Any], peer: str = "") -> list[int]:
+        """BULK: apply a hand-off batch of plain values, ``[key, blob, key, blob, ...]`` with
+        each blob as the store keeps it (version, then value); the same last-writer-wins and
+        ownership check as REPL, answered with counts: ``[applied, stale, refused because not
+        owned, refused by the store]``."""
+        if len(payload) % 2:
+            raise CommandError(ErrorCode.BAD_REQUEST, "BULK takes [key, blob, key, blob, ...]")
+        keys, blobs = payload[0::2], payload[1::2]
+        not_owned = 0
+        ring = self.ring
+        if ring.members:
+            try:
+                inside = ring.write_ranges(self.node_id, self._replicas(namespace)).mask(keys)
+            except TypeError:
+                raise CommandError(ErrorCode.BAD_REQUEST, "BULK: a key is not bytes") from None
+            not_owned = len(keys) - sum(inside)
+            if not_owned:
+                keys, blobs = list(compress(keys, inside)), list(compress(blobs, inside))
+                self.stats["repl_refused_not_owner"] += not_owned
+        limit = self.clamp.limit()
+        done = self.store.apply_blobs(namespace, keys, blobs, limit)
+        refused = sum(done.refused.values())
+        for code, count in done.refused.items():
+            self.stats[f"repl_refused_{code.lower()}"] += count
+        applied, stale = done.applied, done.stale
+        for i in done.ahead:  # versions beyond the clock limit: clamped one by one
+            blob = blobs[i]
+            raw = [PLAIN, blob[VERSION_HEADER:], None, blob_version(blob)]
+            answer = self._apply_record(namespace, keys[i], raw, limit, peer)
+            applied += answer == APPLIED
+            stale += answer == STALE
+            refused += answer == REFUSED_STORE
+        self.stats["repl_applied"] += applied
+        self.stats["bulk_records"] += len(payload) // 2
+        return [applied, stale, not_owned, refused]
 
 
 __all__ = ["MULTI_KEY", "DataPlane"]

@@ -56,7 +56,9 @@ from meshcache.store.store import Store
 log = structlog.get_logger("meshcache.rebalance")
 
 HANDOFF_TIMEOUT = 600.0
-BATCH_RECORDS = 2000
+BATCH_RECORDS = 2000  # records per REPL batch
+BULK_RECORDS = 8000  # plain values per BULK batch (both also stop at BATCH_BYTES)
+RECORD_OVERHEAD = 16  # bytes counted per record besides its key and value (framing)
 HANDOFF_WINDOW = 4
 REPL_BATCH_TIMEOUT = 30.0
 SCAN_CHUNK = 2000
@@ -116,6 +118,20 @@ def gained_ranges(
         sources += [m for m in now_owners if m not in sources]
         labels.append((True, tuple(m for m in sources if m.node_id != node_id)))
     return [(r, label[1]) for r, label in label_runs(bounds, labels) if label[0]]
+
+
+def replacements(ring: Ring, replicas: int) -> dict[str, RangeSet]:
+    """For a ring with a leaving member: each member that gains ranges once it is gone (an
+    owner in the pending view that is not one now), with the tokens it gains."""
+    bounds = sorted(set(ring.boundaries(READ_STATES)) | set(ring.boundaries(PENDING_STATES)))
+    labels: list[tuple[str, ...]] = []
+    for b in bounds:
+        now = {m.node_id for m in ring.owners_for_token(b, replicas, include=READ_STATES)}
+        pending = ring.owners_for_token(b, replicas, include=PENDING_STATES)
+        labels.append(tuple(m.node_id for m in pending if m.node_id not in now))
+    runs = label_runs(bounds, labels)
+    targets = {t for label in labels for t in label}
+    return {t: RangeSet(r for r, label in runs if t in label) for t in sorted(targets)}
 
 
 class Rebalancer:
@@ -338,10 +354,7 @@ class Rebalancer:
         keys = list(self.store.keys(namespace))
         tombs = list(self.store.tombstones(namespace))
         sent = await self._stream(
-            target,
-            namespace,
-            (k for k in keys if key_token(k) in wanted),
-            [(k, v) for k, v in tombs if key_token(k) in wanted],
+            target, namespace, keys, [(k, v) for k, v in tombs if key_token(k) in wanted], wanted
         )
         self.stats["records_handed_off"] += sent
         return sent
@@ -350,67 +363,87 @@ class Rebalancer:
         self,
         target: str,
         namespace: str,
-        keys: Iterable[bytes],
+        keys: list[bytes],
         tombstones: list[tuple[bytes, int]],
+        wanted: RangeSet | None = None,
     ) -> int:
+        """Send ``target`` the records of ``keys`` (those in ``wanted``, if given) and the
+        ``tombstones``; the number sent. Plain values without an expiry — most of a cache —
+        travel as store blobs with ``BULK``, everything else as records with ``REPL``."""
         address = self.dataplane.address_of(target)
         if address is None:
             raise CommandError(ErrorCode.NOT_OWNER, f"{target[:64]!r} is not on this ring")
         sent = 0
-        batch: list[list[Any]] = []
-        size = 0
         # Up to HANDOFF_WINDOW batches in flight: the target applies one while we scan and
         # pack the next (on two cores the pull takes about half as long as one at a time).
         window = trio.Semaphore(HANDOFF_WINDOW)
         failed: list[MeshcacheError] = []
 
-        async def deliver(records: list[list[Any]]) -> None:
+        async def deliver(op: str, payload: list[Any], count: int) -> None:
             nonlocal sent
             try:
-                answers = await self.dataplane.pool.call(
-                    address, "REPL", namespace, [records], timeout=REPL_BATCH_TIMEOUT
+                answer = await self.dataplane.pool.call(
+                    address, op, namespace, [payload], timeout=REPL_BATCH_TIMEOUT
                 )
-                sent += len(records)
-                self.stats["handoff_refused"] += sum(1 for a in answers if a >= 2)
+                sent += count
+                if op == "BULK":
+                    self.stats["handoff_refused"] += int(answer[2]) + int(answer[3])
+                else:
+                    self.stats["handoff_refused"] += sum(1 for a in answer if a >= 2)
             except MeshcacheError as exc:
                 failed.append(exc)
                 nursery.cancel_scope.cancel()
             finally:
                 window.release()
 
-        async def flush() -> None:
-            nonlocal batch, size
-            if not batch:
-                return
+        async def send(op: str, payload: list[Any], count: int, size: int) -> None:
             delay = self.budget.delay(size, self._clock())
             if delay:
                 await trio.sleep(delay)
             self.budget.take(size, self._clock())
             await window.acquire()
-            nursery.start_soon(deliver, batch)
-            batch, size = [], 0
+            nursery.start_soon(deliver, op, payload, count)
 
+        store = self.store
+        blobs: list[bytes] = []  # [key, blob, key, blob, ...] for BULK
+        blob_bytes = 0
+        records: list[list[Any]] = []  # [key, record] for REPL
+        record_bytes = 0
         async with trio.open_nursery() as nursery:
-            entry_wire = self.store.entry_wire
-            for i, key in enumerate(keys):
-                wire = entry_wire(namespace, key)
-                if wire is None:  # deleted or expired since the scan: its record, if any
-                    record = read_record(self.store, namespace, key)
-                    wire = None if record is None else record.to_wire()
-                if wire is not None:
-                    batch.append([key, wire])
-                    value = wire[1]
-                    size += len(key) + (len(value) if type(value) is bytes else 64) + 16
-                    if size >= BATCH_BYTES or len(batch) >= BATCH_RECORDS:
-                        await flush()
-                if i % SCAN_CHUNK == SCAN_CHUNK - 1:
-                    await trio.lowlevel.checkpoint()
+            for start in range(0, len(keys), SCAN_CHUNK):
+                chunk = keys[start : start + SCAN_CHUNK]
+                if wanted is not None:
+                    chunk = wanted.select(chunk)
+                plain, rest = store.plain_blobs(namespace, chunk)
+                blobs += plain
+                blob_bytes += sum(map(len, plain)) + RECORD_OVERHEAD * (len(plain) // 2)
+                if blob_bytes >= BATCH_BYTES or len(blobs) >= 2 * BULK_RECORDS:
+                    await send("BULK", blobs, len(blobs) // 2, blob_bytes)
+                    blobs, blob_bytes = [], 0
+                for key in rest:
+                    wire = store.entry_wire(namespace, key)
+                    if wire is None:  # deleted or expired since the scan: its record, if any
+                        record = read_record(store, namespace, key)
+                        wire = None if record is None else record.to_wire()
+                    if wire is not None:
+                        records.append([key, wire])
+                        value = wire[1]
+                        record_bytes += len(key) + RECORD_OVERHEAD
+                        record_bytes += len(value) if type(value) is bytes else 64
+                if record_bytes >= BATCH_BYTES or len(records) >= BATCH_RECORDS:
+                    await send("REPL", records, len(records), record_bytes)
+                    records, record_bytes = [], 0
+                await trio.lowlevel.checkpoint()
             for key, version in tombstones:
-                batch.append([key, Tombstone(version).to_wire()])
-                size += len(key) + 16
-                if len(batch) >= BATCH_RECORDS:
-                    await flush()
-            await flush()
+                records.append([key, Tombstone(version).to_wire()])
+                record_bytes += len(key) + RECORD_OVERHEAD
+                if len(records) >= BATCH_RECORDS:
+                    await send("REPL", records, len(records), record_bytes)
+                    records, record_bytes = [], 0
+            if blobs:
+                await send("BULK", blobs, len(blobs) // 2, blob_bytes)
+            if records:
+                await send("REPL", records, len(records), record_bytes)
         if failed:
             raise failed[0]
         return sent
@@ -443,34 +476,21 @@ class Rebalancer:
         return {"node_id": self.node_id, "moved": moved, "ring_version": config.version}
 
     async def _push_all(self, ring: Ring, namespace: str, replicas: int) -> int:
-        per_target: dict[str, list[bytes]] = {}
         keys = list(self.store.keys(namespace))
-        for i, key in enumerate(keys):
-            holders = {m.node_id for m in ring.owners(key, replicas)}
-            for m in ring.pending_owners(key, replicas):
-                if m.node_id not in holders:
-                    per_target.setdefault(m.node_id, []).append(key)
-            if i % SCAN_CHUNK == SCAN_CHUNK - 1:
-                await trio.lowlevel.checkpoint()
         tombs = list(self.store.tombstones(namespace))
         counts: list[int] = []
         failed: list[MeshcacheError] = []
 
-        async def push(target: str, target_keys: list[bytes]) -> None:
-            mine = set(target_keys)
-            target_tombs = [
-                (k, v)
-                for k, v in tombs
-                if k in mine or any(m.node_id == target for m in ring.pending_owners(k, replicas))
-            ]
+        async def push(target: str, ranges: RangeSet) -> None:
+            target_tombs = [(k, v) for k, v in tombs if key_token(k) in ranges]
             try:
-                counts.append(await self._stream(target, namespace, target_keys, target_tombs))
+                counts.append(await self._stream(target, namespace, keys, target_tombs, ranges))
             except MeshcacheError as exc:
                 failed.append(exc)
 
         async with trio.open_nursery() as nursery:  # every replacement at once
-            for target, target_keys in per_target.items():
-                nursery.start_soon(push, target, target_keys)
+            for target, ranges in replacements(ring, replicas).items():
+                nursery.start_soon(push, target, ranges)
         if failed:
             raise failed[0]
         return sum(counts)
@@ -500,13 +520,14 @@ class Rebalancer:
                 continue
             mine = ring.write_ranges(me, policy.replicas)
             keys = list(self.store.keys(namespace))
-            for i, key in enumerate(keys):
-                if key_token(key) not in mine and space.remove(key) is not None:
-                    dropped += 1
-                if i % SCAN_CHUNK == SCAN_CHUNK - 1:
-                    await trio.lowlevel.checkpoint()
-                    if self._config().version != config.version:
-                        return  # the ring moved again: the next pass decides
+            for start in range(0, len(keys), SCAN_CHUNK):
+                chunk = keys[start : start + SCAN_CHUNK]
+                for key, owned in zip(chunk, mine.mask(chunk), strict=True):
+                    if not owned and space.remove(key) is not None:
+                        dropped += 1
+                await trio.lowlevel.checkpoint()
+                if self._config().version != config.version:
+                    return  # the ring moved again: the next pass decides
         if dropped:
             self.stats["records_dropped"] += dropped
             log.info("unowned_dropped", records=dropped, ring_version=config.version)
@@ -538,4 +559,4 @@ class Rebalancer:
                 break  # the config changed: re-read it next round
 
 
-__all__ = ["Rebalancer", "gained_ranges", "ranges_from_wire", "ranges_to_wire"]
+__all__ = ["Rebalancer", "gained_ranges", "ranges_from_wire", "ranges_to_wire", "replacements"]

@@ -279,7 +279,7 @@ class Node:
             return self.membership.members() if self.membership else []
         if op == "GOSSIP":
             return self.membership.handle_push_pull(args[0]) if self.membership else None
-        if op in ("FWD", "REPL", "RECORDS", "HANDOFF", "LEAVE"):
+        if op in ("FWD", "REPL", "BULK", "RECORDS", "HANDOFF", "LEAVE"):
             return self._mesh_op(namespace, op, args)
         if op in AE_OPS:
             if self.antientropy is None:
@@ -295,6 +295,8 @@ class Node:
             return dataplane.execute_forwarded(namespace, [args[0], args[1]])
         if op == "REPL":
             return dataplane.apply_replicated(namespace, args[0])
+        if op == "BULK":
+            return dataplane.apply_bulk(namespace, args[0])
         if op == "RECORDS":
             return dataplane.records(namespace, args[0])
         if op == "HANDOFF":

@@ -20,8 +20,9 @@ from __future__ import annotations
 import hashlib
 import zlib
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import compress
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -136,3 +137,23 @@ class RangeSet:
 
     def __bool__(self) -> bool:
         return self.whole or bool(self._ends)
+
+    def mask(self, keys: Sequence[bytes]) -> list[bool]:
+        """For each key, whether its token is in the set: ``key_token(k) in self`` for many
+        keys at once, with no Python call per key (hand-off scans a whole store this way).
+
+        Raises ``TypeError`` for an item that is not bytes-like.
+        """
+        if self.whole:
+            for key in keys:  # the same TypeError as the ranged path for a key of a wrong type
+                key_token(key)
+            return [True] * len(keys)
+        ends, starts, n = self._ends, self._starts, len(self._ends)
+        return [
+            (i := bisect_left(ends, token)) < n and starts[i] < token
+            for token in map(key_token, keys)
+        ]
+
+    def select(self, keys: Sequence[bytes]) -> list[bytes]:
+        """The keys whose tokens are in the set, in their order."""
+        return list(compress(keys, self.mask(keys)))

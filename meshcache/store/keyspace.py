@@ -189,7 +189,7 @@ class Keyspace:
             and policy.default_ttl is None
         )
         if policy.eviction == "lfu" and self.lfu is None:
-            fresh = self._lfu_fresh()
+            fresh = self.lfu_fresh()
             self.lfu = dict.fromkeys(self.data, fresh)
             self.key_extra = sizes.LFU_COST
             self.used += sizes.LFU_COST * len(self.data)
@@ -434,7 +434,7 @@ class Keyspace:
 
     # ----------------------------------------------------------------------------- LFU
 
-    def _lfu_fresh(self) -> int:
+    def lfu_fresh(self) -> int:
         return (int(self.clock() // self.lfu_decay_s) << 8) | LFU_INIT
 
     def lfu_hit(self, key: bytes) -> None:
@@ -569,7 +569,7 @@ class Keyspace:
         self.used += delta
         if old is None:
             if self.lfu is not None:
-                self.lfu[key] = self._lfu_fresh()
+                self.lfu[key] = self.lfu_fresh()
         else:
             data.move_to_end(key)
             if self.lfu is not None:
@@ -662,7 +662,7 @@ class Keyspace:
         if write.created:
             self.data[key] = obj
             if self.lfu is not None:
-                self.lfu[key] = self._lfu_fresh()
+                self.lfu[key] = self.lfu_fresh()
             expires_at = self.expiry_for_write(None)
             self.set_expiry_raw(key, expires_at)
         else:

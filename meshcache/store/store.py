@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from meshcache.errors import ConfigError, NoSuchNamespaceError, UnknownOpError
+from meshcache.errors import (
+    CommandError,
+    ConfigError,
+    ErrorCode,
+    NoSuchNamespaceError,
+    UnknownOpError,
+)
 from meshcache.hlc import HLC
 from meshcache.store import ops_plain, ops_typed, sizes
 from meshcache.store.entry import EntryView
-from meshcache.store.keyspace import Keyspace, blob_version, pack_version
+from meshcache.store.keyspace import Keyspace, blob_version, pack_version, unpack_version
 from meshcache.store.policy import DEFAULT_POLICY, NamespacePolicy
 from meshcache.store.values import PLAIN, TYPES, TypedValue
 
@@ -54,6 +60,19 @@ class NamespaceStats:
     @property
     def evictions_total(self) -> int:
         return sum(self.evictions.values())
+
+
+@dataclass(slots=True)
+class BlobsApplied:
+    """What :meth:`Store.apply_blobs` did with a batch: how many blobs it applied, how many
+    lost last-writer-wins (``stale``), refusals by error code, and the positions of blobs it
+    left alone because their versions are beyond the clock limit it was given (``ahead``: the
+    caller clamps those one by one)."""
+
+    applied: int = 0
+    stale: int = 0
+    refused: dict[str, int] = field(default_factory=dict)
+    ahead: list[int] = field(default_factory=list)
 
 
 class Store:
@@ -272,6 +291,95 @@ class Store:
         ks.put(key, pack_version(version) + value, None, False)
         return True
 
+    def plain_blobs(self, namespace: str, keys: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+        """Split ``keys`` for a hand-off: ``[key, blob, key, blob, ...]`` for the live plain
+        values without an expiry (the blob as stored: 8-byte big-endian version, then the
+        value — what :meth:`apply_blobs` takes), and the other keys (typed values, values
+        with an expiry, keys gone since they were listed), which travel as records."""
+        ks = self._space(namespace)
+        get = ks.data.get
+        expires = ks.expires
+        flat: list[bytes] = []
+        add = flat.append
+        rest: list[bytes] = []
+        for key in keys:
+            entry = get(key)
+            if type(entry) is bytes and not (expires and key in expires):
+                add(key)
+                add(entry)
+            else:
+                rest.append(key)
+        return flat, rest
+
+    def apply_blobs(
+        self, namespace: str, keys: list[bytes], blobs: list[bytes], limit: int
+    ) -> BlobsApplied:
+        """:meth:`apply_plain` for a batch of blobs as :meth:`plain_blobs` gives them: the
+        same last-writer-wins per key, without an expiry, in one pass.
+
+        A key the namespace does not hold (and has no tombstone for) is inserted directly and
+        the bounds are enforced once at the end of the batch (so a namespace may be over
+        ``max_bytes`` by at most one batch while it runs; ``none`` namespaces take the per-key
+        path and refuse with ``OUT_OF_MEMORY`` as a write would). Blobs whose version is above
+        ``limit`` (the HLC's drift limit) are not applied but listed in ``ahead``. Raises
+        ``BAD_REQUEST`` at the first item that is not bytes or is shorter than a version;
+        the items before it stay applied (every one is a last-writer-wins write on its own).
+        """
+        ks = self._space(namespace)
+        done = BlobsApplied()
+        data = ks.data
+        tombstones = ks.tombstones
+        lfu = ks.lfu
+        fresh = ks.lfu_fresh() if lfu is not None else 0
+        direct = ks.eviction != "none" or (ks.max_bytes is None and ks.max_items is None)
+        max_bytes = ks.max_bytes
+        extra = ks.key_extra + sizes.plain_cost(0, 0)
+        header = sizes.VERSION_HEADER
+        unpack = unpack_version
+        applied = top = 0
+        try:
+            for i, (key, blob) in enumerate(zip(keys, blobs, strict=True)):
+                if type(key) is not bytes or type(blob) is not bytes or len(blob) < header:
+                    raise CommandError(
+                        ErrorCode.BAD_REQUEST,
+                        f"item {i}: a key and a blob of at least {header} bytes",
+                    )
+                version: int = unpack(blob)[0]
+                if version > limit:
+                    done.ahead.append(i)
+                    continue
+                if direct and key not in data and not (tombstones and key in tombstones):
+                    cost = len(key) + len(blob) + extra
+                    if max_bytes is not None and cost > max_bytes:
+                        done.refused["TOO_LARGE"] = done.refused.get("TOO_LARGE", 0) + 1
+                        continue
+                    data[key] = blob
+                    ks.used += cost
+                    if lfu is not None:
+                        lfu[key] = fresh
+                    applied += 1
+                    if version > top:
+                        top = version
+                    continue
+                if not _lww_admits(ks, key, version)[0]:
+                    done.stale += 1
+                    continue
+                try:
+                    ks.put(key, blob, None, False)
+                except CommandError as exc:
+                    code = str(exc.code)
+                    done.refused[code] = done.refused.get(code, 0) + 1
+                    continue
+                applied += 1
+                if version > top:
+                    top = version
+        finally:
+            done.applied = applied
+            self._hlc.witness(top)
+            if direct and ks.over_limits():
+                ks.evict_to_fit(None)
+        return done
+
     def apply_tombstone(self, namespace: str, key: bytes, version: int) -> bool:
         """Last-writer-wins for a replicated delete of ``key`` at ``version``.
 
@@ -349,4 +457,4 @@ def _lww_admits(ks: Keyspace, key: bytes, version: int) -> tuple[bool, bytes | T
     return True, current
 
 
-__all__ = ["DEFAULT_NAMESPACE", "HANDLERS", "NamespaceStats", "Store"]
+__all__ = ["DEFAULT_NAMESPACE", "HANDLERS", "BlobsApplied", "NamespaceStats", "Store"]

@@ -150,6 +150,7 @@ _SPECS = [
     # does not own its key, replica writes, range hand-off, anti-entropy, draining a node
     _op("FWD", "sl", M, idempotent=False),
     _op("REPL", "l", M, idempotent=True),
+    _op("BULK", "l", M, idempotent=True),
     _op("RECORDS", "l", M),
     _op("HANDOFF", "a", M, idempotent=True),
     _op("AE_DIGEST", "a", M),

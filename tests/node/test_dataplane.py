@@ -16,6 +16,7 @@ from meshcache.node.peerpool import PeerPool
 from meshcache.node.replication import HintQueue, VersionClamp
 from meshcache.node.replicator import APPLIED, REFUSED_NOT_OWNER, REFUSED_STORE, STALE, Replicator
 from meshcache.ring import Ring, RingMember
+from meshcache.store.keyspace import pack_version
 from meshcache.store.policy import NamespacePolicy
 from meshcache.store.store import Store
 from meshcache.wire.ops import OPS, Limits
@@ -178,3 +179,76 @@ def test_a_lone_node_executes_locally() -> None:
     assert plane.solo
     assert plane.execute("default", "SET", [b"k", b"v", {}]) is True
     assert plane.execute("default", "GET", [b"k"]) == b"v"
+
+
+def blob(value: bytes, version: int) -> bytes:
+    return pack_version(version) + value
+
+
+def test_bulk_hand_off_applies_by_last_writer_wins_and_refuses_foreign_keys() -> None:
+    plane = make_plane([ME, OTHER, THIRD], replicas=1)
+    mine, foreign = owned_and_foreign(plane, 1)
+    v1 = make_version(int(NOW_S * 1000) - 10)
+    v2 = make_version(int(NOW_S * 1000) - 5)
+    plane.apply_replicated("default", [[mine, entry(b"held", v2)]])
+    answer = plane.apply_bulk(
+        "default", [mine, blob(b"older", v1), foreign, blob(b"x", v2), b"new", blob(b"n", v2)]
+    )
+    owns_new = ME in {m.node_id for m in plane.ring.owners(b"new", 1)}
+    assert answer == [int(owns_new), 1, 1 + int(not owns_new), 0]
+    assert plane.store.execute("default", "GET", [mine]) == b"held"
+    assert plane.store.execute("default", "GET", [foreign]) is None
+    assert plane.stats["repl_refused_not_owner"] == 1 + int(not owns_new)
+
+
+def test_bulk_clamps_a_far_future_version_like_repl() -> None:
+    plane = make_plane([ME])
+    far = make_version(int(NOW_S * 1000) + 10 * 24 * 3600 * 1000)
+    now = make_version(int(NOW_S * 1000))
+    assert plane.apply_bulk("default", [b"far", blob(b"v", far), b"k", blob(b"w", now)]) == [
+        2,
+        0,
+        0,
+        0,
+    ]
+    stored = plane.store.get_entry("default", b"far")
+    assert stored is not None and physical_ms(stored.version) <= int(NOW_S * 1000) + 60_000
+    assert plane.clamp.clamped == 1
+
+
+def test_bulk_counts_what_the_store_refuses() -> None:
+    plane = make_plane([ME])
+    version = make_version(int(NOW_S * 1000))
+    assert plane.apply_bulk("default", [b"big", blob(b"x" * (2 << 20), version)]) == [0, 0, 0, 1]
+    assert plane.stats["repl_refused_too_large"] == 1
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        [b"odd"],
+        [b"k", b"short"],
+        [b"k", 5],
+        ["text", blob(b"v", 1)],
+        [None, blob(b"v", 1)],
+    ],
+)
+@pytest.mark.parametrize("members", [[ME], [ME, OTHER, THIRD]])
+def test_malformed_bulk_batches_are_bad_requests(payload: list[Any], members: list[str]) -> None:
+    plane = make_plane(members, replicas=3)
+    with pytest.raises(CommandError) as info:
+        plane.apply_bulk("default", payload)
+    assert info.value.code == ErrorCode.BAD_REQUEST
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.integers(), st.binary(max_size=12), st.text(max_size=3))))
+def test_garbage_bulk_batches_never_escape_as_anything_but_command_errors(
+    payload: list[Any],
+) -> None:
+    plane = make_plane([ME, OTHER])
+    try:
+        answer = plane.apply_bulk("default", payload)
+    except CommandError:
+        return
+    assert sum(answer) == len(payload) // 2

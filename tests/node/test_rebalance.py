@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meshcache.control import ClusterConfig, Command
-from meshcache.node.rebalance import SETTLE_TIMEOUT, Rebalancer
-from meshcache.ring import RingMember
+from meshcache.node.rebalance import SETTLE_TIMEOUT, Rebalancer, replacements
+from meshcache.ring import Ring, RingMember, key_token
 from meshcache.store.policy import NamespacePolicy
 from tests.node.test_dataplane import ME, OTHER, THIRD, make_plane
 
@@ -87,3 +91,28 @@ async def test_a_member_that_never_catches_up_delays_the_drop_by_the_settle_time
         assert trio.current_time() - start >= SETTLE_TIMEOUT
         nursery.cancel_scope.cancel()
     assert rebalancer.stats["settle_timeouts"] >= 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    nodes=st.integers(2, 6),
+    leaving=st.integers(0, 5),
+    replicas=st.integers(1, 3),
+    weights=st.lists(st.integers(1, 3), min_size=6, max_size=6),
+)
+def test_replacements_are_the_pending_owners_that_do_not_own_a_key_yet(
+    nodes: int, leaving: int, replicas: int, weights: list[int]
+) -> None:
+    """The leaving node's push targets by token ranges == the per-key rule they replace."""
+    ids = [f"10.0.0.{i}:7400" for i in range(nodes)]
+    members = [
+        RingMember(node_id=n, address=n, weight=weights[i], state="active")
+        for i, n in enumerate(ids)
+    ]
+    members[leaving % nodes] = dataclasses.replace(members[leaving % nodes], state="leaving")
+    ring = Ring(members, 9)
+    gains = replacements(ring, replicas)
+    for key in (b"k%d" % i for i in range(400)):
+        now = {m.node_id for m in ring.owners(key, replicas)}
+        expected = {m.node_id for m in ring.pending_owners(key, replicas)} - now
+        assert {t for t, ranges in gains.items() if key_token(key) in ranges} == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -74,3 +75,22 @@ def test_range_set_membership_is_the_union_of_its_ranges(
     for token in probes + edges:
         assert (token in rs) == any(token in r for r in ranges)
     assert bool(rs) == bool(ranges)
+
+
+@given(
+    st.lists(st.builds(TokenRange, tokens, tokens), max_size=8),
+    st.lists(st.binary(max_size=12), max_size=60),
+)
+def test_range_set_mask_and_select_agree_with_membership(
+    ranges: list[TokenRange], keys: list[bytes]
+) -> None:
+    rs = RangeSet(ranges)
+    expected = [key_token(k) in rs for k in keys]
+    assert rs.mask(keys) == expected
+    assert rs.select(keys) == [k for k, inside in zip(keys, expected, strict=True) if inside]
+
+
+def test_range_set_mask_refuses_keys_that_are_not_bytes() -> None:
+    for rs in (RangeSet([TokenRange(1, 1)]), RangeSet([TokenRange(1, 5)])):
+        with pytest.raises(TypeError):
+            rs.mask([b"ok", "text"])  # type: ignore[list-item]
