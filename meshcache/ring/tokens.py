@@ -31,6 +31,10 @@ TOKEN_BITS = 32
 TOKEN_SPACE = 1 << TOKEN_BITS
 """Number of distinct tokens; every token is in ``range(TOKEN_SPACE)``."""
 
+# RangeSet.mask's bucket table: a bucket is the tokens sharing their top 16 bits.
+BUCKET_SHIFT = 16
+OUTSIDE, INSIDE, SPLIT = 0, 1, 2
+
 key_token = zlib.crc32
 """``key_token(key: bytes) -> int``: the token of a key (CRC-32, see the module docstring).
 
@@ -103,9 +107,15 @@ def label_runs(bounds: list[int], labels: list[T]) -> list[tuple[TokenRange, T]]
 
 
 class RangeSet:
-    """A union of token ranges (overlapping or not) with an O(log n) membership test."""
+    """A union of token ranges (overlapping or not) with an O(log n) membership test.
 
-    __slots__ = ("_ends", "_starts", "whole")
+    :meth:`mask` tests many keys at once through a table of the 65,536 token buckets (a
+    token's top 16 bits) that says whether a bucket is wholly outside, wholly inside or split
+    by a range end; only tokens in split buckets — a few hundred buckets of a ring's 65,536 —
+    need the binary search.
+    """
+
+    __slots__ = ("_buckets", "_ends", "_starts", "whole")
 
     def __init__(self, ranges: Iterable[TokenRange]) -> None:
         intervals: list[tuple[int, int]] = []  # (start, end]: start < end, no wrap
@@ -116,7 +126,8 @@ class RangeSet:
             elif r.start < r.end:
                 intervals.append((r.start, r.end))
             else:
-                intervals.append((r.start, TOKEN_SPACE - 1))
+                if r.start < TOKEN_SPACE - 1:  # (TOKEN_SPACE - 1, TOKEN_SPACE - 1] is empty
+                    intervals.append((r.start, TOKEN_SPACE - 1))
                 intervals.append((-1, r.end))
         intervals.sort()
         merged: list[tuple[int, int]] = []
@@ -128,6 +139,23 @@ class RangeSet:
                 merged.append((start, end))
         self._starts = [s for s, _ in merged]
         self._ends = [e for _, e in merged]
+        self._buckets: bytes | None = None  # built by the first mask()
+
+    def _bucket_table(self) -> bytes:
+        """Per bucket of ``2**BUCKET_SHIFT`` tokens: OUTSIDE, INSIDE or SPLIT."""
+        table = bytearray(TOKEN_SPACE >> BUCKET_SHIFT)  # all OUTSIDE
+        size = 1 << BUCKET_SHIFT
+        for start, end in zip(self._starts, self._ends, strict=True):
+            first, last = start + 1, end  # the tokens in (start, end]
+            fb, lb = first >> BUCKET_SHIFT, last >> BUCKET_SHIFT
+            if fb == lb:
+                whole_bucket = first == fb * size and last == fb * size + size - 1
+                table[fb] = INSIDE if whole_bucket else SPLIT
+                continue
+            table[fb] = INSIDE if first == fb * size else SPLIT
+            table[lb] = INSIDE if last == lb * size + size - 1 else SPLIT
+            table[fb + 1 : lb] = bytes([INSIDE]) * (lb - fb - 1)
+        return bytes(table)
 
     def __contains__(self, token: int) -> bool:
         if self.whole:
@@ -140,18 +168,23 @@ class RangeSet:
 
     def mask(self, keys: Sequence[bytes]) -> list[bool]:
         """For each key, whether its token is in the set: ``key_token(k) in self`` for many
-        keys at once, with no Python call per key (hand-off scans a whole store this way).
+        keys at once (hand-off scans a whole store this way).
 
         Raises ``TypeError`` for an item that is not bytes-like.
         """
+        return self.mask_tokens(map(key_token, keys))
+
+    def mask_tokens(self, tokens: Iterable[int]) -> list[bool]:
+        """For each token, whether it is in the set."""
         if self.whole:
-            for key in keys:  # the same TypeError as the ranged path for a key of a wrong type
-                key_token(key)
-            return [True] * len(keys)
-        ends, starts, n = self._ends, self._starts, len(self._ends)
+            return [True for _ in tokens]
+        if self._buckets is None:
+            self._buckets = self._bucket_table()
+        buckets, ends, starts, n = self._buckets, self._ends, self._starts, len(self._ends)
         return [
-            (i := bisect_left(ends, token)) < n and starts[i] < token
-            for token in map(key_token, keys)
+            (b := buckets[token >> BUCKET_SHIFT]) == INSIDE
+            or (b == SPLIT and (i := bisect_left(ends, token)) < n and starts[i] < token)
+            for token in tokens
         ]
 
     def select(self, keys: Sequence[bytes]) -> list[bytes]:

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meshcache.ring import TOKEN_SPACE, TokenRange, key_token, vnode_token
-from meshcache.ring.tokens import RangeSet, label_runs
+from meshcache.ring.tokens import BUCKET_SHIFT, RangeSet, label_runs
 
 
 def test_key_token_golden_values() -> None:
@@ -94,3 +94,25 @@ def test_range_set_mask_refuses_keys_that_are_not_bytes() -> None:
     for rs in (RangeSet([TokenRange(1, 1)]), RangeSet([TokenRange(1, 5)])):
         with pytest.raises(TypeError):
             rs.mask([b"ok", "text"])  # type: ignore[list-item]
+
+
+bucket_edges = st.builds(
+    lambda bucket, offset: (bucket * (1 << BUCKET_SHIFT) + offset) % TOKEN_SPACE,
+    st.integers(0, (TOKEN_SPACE >> BUCKET_SHIFT) - 1),
+    st.sampled_from([-2, -1, 0, 1, 2]),
+)
+edge_or_any = st.one_of(bucket_edges, tokens)
+
+
+@given(
+    st.lists(st.builds(TokenRange, edge_or_any, edge_or_any), max_size=8),
+    st.lists(edge_or_any, max_size=40),
+)
+def test_range_set_mask_tokens_is_membership_at_bucket_edges(
+    ranges: list[TokenRange], probes: list[int]
+) -> None:
+    """The bucket table must not misjudge ranges that start or end on a bucket's edge."""
+    rs = RangeSet(ranges)
+    near = [(t + d) % TOKEN_SPACE for r in ranges for t in (r.start, r.end) for d in (-1, 0, 1)]
+    for token, inside in zip(probes + near, rs.mask_tokens(probes + near), strict=True):
+        assert inside == any(token in r for r in ranges), hex(token)
