@@ -58,7 +58,8 @@ log = structlog.get_logger("meshcache.rebalance")
 HANDOFF_TIMEOUT = 600.0
 BATCH_RECORDS = 2000  # records per REPL batch
 BULK_RECORDS = 8000  # plain values per BULK batch (both also stop at BATCH_BYTES)
-RECORD_OVERHEAD = 16  # bytes counted per record besides its key and value (framing)
+RECORD_OVERHEAD = 16  # bytes a REPL record adds to its key and value on the wire (arrays, ints)
+BIN_HEADER = 3  # a msgpack bin's header for up to 64 KiB; a BULK item has nothing else
 HANDOFF_WINDOW = 4
 REPL_BATCH_TIMEOUT = 30.0
 SCAN_CHUNK = 2000
@@ -416,7 +417,7 @@ class Rebalancer:
                     chunk = wanted.select(chunk)
                 plain, rest = store.plain_blobs(namespace, chunk)
                 blobs += plain
-                blob_bytes += sum(map(len, plain)) + RECORD_OVERHEAD * (len(plain) // 2)
+                blob_bytes += sum(map(len, plain)) + BIN_HEADER * len(plain)
                 if blob_bytes >= BATCH_BYTES or len(blobs) >= 2 * BULK_RECORDS:
                     await send("BULK", blobs, len(blobs) // 2, blob_bytes)
                     blobs, blob_bytes = [], 0

@@ -2,9 +2,10 @@
 
 Join: from the moment the new node's ring entry is committed as ``joining`` (the first RING of
 the bootstrap node that lists it, polled every few ms) until every node's RING shows four active
-members; the joiner's log gives ``handoff_pulled`` (records, seconds). Leave: from sending
-``LEAVE`` to one node until it answers (``moved`` records) and until every remaining node's RING
-shows three active members.
+members; the joiner's log gives ``handoff_pulled`` (records, seconds). Leave: once the join is
+over — the three old nodes have dropped the keys they no longer own (``unowned_dropped``) — from
+sending ``LEAVE`` to one node until it answers (``moved`` records) and until every remaining
+node's RING shows three active members. Each figure is one topology change from a quiet mesh.
 """
 
 from __future__ import annotations
@@ -98,6 +99,17 @@ def measure(tmp: Path, keys: int, handoff_rate: str | None) -> ConvergenceResult
         pulls = [e for e in mesh.log_events(joiner, "handoff_pulled") if e.get("records")]
         pulled = sum(int(e["records"]) for e in pulls)
         pull_s = sum(float(e["seconds"]) for e in pulls)
+        version = int(mesh.ring(joiner)["version"])
+        for old in mesh.nodes[:3]:
+            wait_for(
+                lambda old=old: any(  # type: ignore[misc]
+                    int(e.get("ring_version", 0)) >= version
+                    for e in mesh.log_events(old, "unowned_dropped")
+                ),
+                120,
+                f"{old.node_id} to drop what it no longer owns",
+                0.05,
+            )
         leaver = mesh.nodes[1]
         rest = [x for x in mesh.nodes if x is not leaver]
         sent = time.monotonic()
