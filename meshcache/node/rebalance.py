@@ -48,7 +48,7 @@ from meshcache.node.dataplane import DataPlane
 from meshcache.node.replication import ByteBudget
 from meshcache.node.replication.tombstones import Tombstone, read_record
 from meshcache.node.replicator import BATCH_BYTES
-from meshcache.ring import Ring, RingMember
+from meshcache.ring import Ring, RingMember, handoff
 from meshcache.ring.ring import PENDING_STATES, READ_STATES
 from meshcache.ring.tokens import TOKEN_SPACE, RangeSet, TokenRange, key_token, label_runs
 from meshcache.store.store import Store
@@ -124,15 +124,10 @@ def gained_ranges(
 def replacements(ring: Ring, replicas: int) -> dict[str, RangeSet]:
     """For a ring with a leaving member: each member that gains ranges once it is gone (an
     owner in the pending view that is not one now), with the tokens it gains."""
-    bounds = sorted(set(ring.boundaries(READ_STATES)) | set(ring.boundaries(PENDING_STATES)))
-    labels: list[tuple[str, ...]] = []
-    for b in bounds:
-        now = {m.node_id for m in ring.owners_for_token(b, replicas, include=READ_STATES)}
-        pending = ring.owners_for_token(b, replicas, include=PENDING_STATES)
-        labels.append(tuple(m.node_id for m in pending if m.node_id not in now))
-    runs = label_runs(bounds, labels)
-    targets = {t for label in labels for t in label}
-    return {t: RangeSet(r for r, label in runs if t in label) for t in sorted(targets)}
+    gains: dict[str, list[TokenRange]] = {}
+    for transfer in handoff(ring, replicas):
+        gains.setdefault(transfer.target.node_id, []).append(transfer.range)
+    return {target: RangeSet(ranges) for target, ranges in sorted(gains.items())}
 
 
 class Rebalancer:
