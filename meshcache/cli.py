@@ -543,7 +543,7 @@ def _start(args: argparse.Namespace) -> int:
         log.warning("unknown_env_var", name=name, note="not a meshcache setting; ignored")
     # Imported here: the node pulls in trio, the store and prometheus, which the client
     # commands never need.
-    from meshcache.node.server import run
+    from meshcache.node.node import run
 
     return run(settings)
 

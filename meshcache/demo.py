@@ -34,7 +34,7 @@ import trio
 
 from meshcache.errors import ConfigError, MeshcacheError
 
-#: The file a node writes into its data dir once it serves (see ``meshcache/node/server.py``).
+#: The file a node writes into its data dir once it serves (see ``meshcache/node/node.py``).
 READY_FILE = "node.json"
 #: Admin port of node ``i`` is ``base + ADMIN_OFFSET + i`` (9400 for the default base 7400).
 ADMIN_OFFSET = 2000

@@ -12,8 +12,8 @@ import time
 import timeit
 
 from meshcache.hlc import HLC
-from meshcache.node.dispatch import Dispatcher
-from meshcache.node.metrics import NodeCounters
+from meshcache.node.admin.metrics import NodeCounters
+from meshcache.node.net.dispatch import Dispatcher
 from meshcache.store.store import Store
 from meshcache.wire import Limits, encode_request
 

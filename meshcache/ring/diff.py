@@ -1,6 +1,6 @@
 """Ring diffs: which token ranges change owners between two ring views, and the transfers.
 
-The rebalancer uses two comparisons:
+The handoff uses two comparisons:
 
 * During a hand-off, inside one ring: ``handoff(ring, replicas)`` compares the read view
   (active + leaving) with the pending view (active + joining) — the ranges the joining nodes

@@ -1,8 +1,8 @@
 """A deterministic, in-process simulation of the mesh data plane on trio.
 
-:class:`SimMesh` runs N nodes in one trio run: each node is the real :class:`DataPlane`,
+:class:`SimMesh` runs N nodes in one trio run: each node is the real :class:`Coordinator`,
 :class:`Replicator`, :class:`AntiEntropy`, :class:`HintQueue` and request :class:`Dispatcher`
-wired as ``meshcache/node/server.py`` wires them, over :class:`SimDataNet` instead of sockets.
+wired as ``meshcache/node/node.py`` wires them, over :class:`SimDataNet` instead of sockets.
 Run it under ``trio.testing.MockClock(autojump_threshold=0)`` (pytest-trio's
 ``autojump_clock``): the mesh's timeouts, delays and anti-entropy intervals then cost no wall
 time, and seconds of mesh time take milliseconds.
@@ -12,7 +12,7 @@ What the network models (:class:`SimDataNet`), per directed link (:class:`LinkFa
 * **Connections** like the real :class:`PeerPool`'s: one per (caller, peer), opened on first
   use, requests pipelined and matched by id, started by the peer in arrival order and answered
   in request order; as on the data port, a request whose answer waits lets the next ones run
-  unless it fans out (:class:`~meshcache.node.dispatch.Pending`). Frames on one connection
+  unless it fans out (:class:`~meshcache.node.net.dispatch.Pending`). Frames on one connection
   arrive in order: jitter delays, never reorders them.
 * **Delay**: ``delay + uniform(0, jitter)`` one way, drawn from the seeded network rng.
 * **Loss** breaks a connection: with probability ``loss`` per request, the connection breaks
@@ -68,14 +68,14 @@ from meshcache.errors import (
     MeshcacheTimeout,
 )
 from meshcache.hlc import HLC
-from meshcache.node.antientropy import AE_OPS, AntiEntropy
-from meshcache.node.dataplane import DataPlane
-from meshcache.node.dispatch import Dispatcher, Pending
-from meshcache.node.metrics import NodeCounters
-from meshcache.node.peerpool import Address, PeerPool, PeerUnreachable
-from meshcache.node.replication import ByteBudget, HintQueue, VersionClamp
-from meshcache.node.replication.tombstones import Record, lww_order, read_record
-from meshcache.node.replicator import Replicator
+from meshcache.node.admin.metrics import NodeCounters
+from meshcache.node.data.antientropy import AE_OPS, AntiEntropy
+from meshcache.node.data.coordinator import Coordinator
+from meshcache.node.data.replication import ByteBudget, HintQueue, VersionClamp
+from meshcache.node.data.replication.tombstones import Record, lww_order, read_record
+from meshcache.node.data.replicator import Replicator
+from meshcache.node.net.dispatch import Dispatcher, Pending
+from meshcache.node.net.peer_pool import Address, PeerPool, PeerUnreachable
 from meshcache.ring import Ring, RingMember
 from meshcache.store.policy import NamespacePolicy
 from meshcache.store.store import Store
@@ -558,7 +558,7 @@ class SimNode:
         self.replicator = Replicator(
             self.pool, address_of=self._address_of, alive=self.alive, hints=self.hints
         )
-        self.dataplane = DataPlane(
+        self.dataplane = Coordinator(
             self.store,
             self.node_id,
             pool=self.pool,

@@ -1,4 +1,4 @@
-"""The three clients against a real node (meshcache.node.server.serve) on real sockets.
+"""The three clients against a real node (meshcache.node.node.serve) on real sockets.
 
 The node runs on its own trio loop in a background thread, so the blocking client, a trio
 program and an asyncio program can all talk to it from the test's thread. One scenario, written
@@ -20,7 +20,7 @@ import pytest
 import trio
 
 import meshcache
-from meshcache.node.server import NodeInfo, serve
+from meshcache.node.node import NodeInfo, serve
 from meshcache.settings import LimitSettings, NodeSettings
 
 

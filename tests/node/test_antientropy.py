@@ -19,7 +19,7 @@ from meshcache.errors import (
     MeshcacheConnectionError,
 )
 from meshcache.hlc import HLC, make_version, physical_ms
-from meshcache.node.antientropy import (
+from meshcache.node.data.antientropy import (
     AE_DIGEST,
     AE_KEYS,
     AE_PULL,
@@ -28,9 +28,9 @@ from meshcache.node.antientropy import (
     AntiEntropy,
     shared_peers,
 )
-from meshcache.node.replication.budget import ByteBudget
-from meshcache.node.replication.clamp import VersionClamp
-from meshcache.node.replication.tombstones import (
+from meshcache.node.data.replication.budget import ByteBudget
+from meshcache.node.data.replication.clamp import VersionClamp
+from meshcache.node.data.replication.tombstones import (
     Record,
     Tombstone,
     apply_record,

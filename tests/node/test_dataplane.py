@@ -11,10 +11,16 @@ from hypothesis import strategies as st
 from meshcache.control import ClusterConfig
 from meshcache.errors import CommandError, ErrorCode
 from meshcache.hlc import HLC, make_version, physical_ms
-from meshcache.node.dataplane import DataPlane
-from meshcache.node.peerpool import PeerPool
-from meshcache.node.replication import HintQueue, VersionClamp
-from meshcache.node.replicator import APPLIED, REFUSED_NOT_OWNER, REFUSED_STORE, STALE, Replicator
+from meshcache.node.data.coordinator import Coordinator
+from meshcache.node.data.replication import HintQueue, VersionClamp
+from meshcache.node.data.replicator import (
+    APPLIED,
+    REFUSED_NOT_OWNER,
+    REFUSED_STORE,
+    STALE,
+    Replicator,
+)
+from meshcache.node.net.peer_pool import PeerPool
 from meshcache.ring import Ring, RingMember
 from meshcache.store.keyspace import pack_version
 from meshcache.store.policy import NamespacePolicy
@@ -25,7 +31,7 @@ NOW_S = 1_700_000_000.0
 ME, OTHER, THIRD = "10.0.0.1:7400", "10.0.0.2:7400", "10.0.0.3:7400"
 
 
-def make_plane(members: list[str], *, replicas: int = 2) -> DataPlane:
+def make_plane(members: list[str], *, replicas: int = 2) -> Coordinator:
     hlc = HLC(lambda: int(NOW_S * 1000))
     store = Store(
         clock=lambda: NOW_S,
@@ -41,7 +47,7 @@ def make_plane(members: list[str], *, replicas: int = 2) -> DataPlane:
         hints=HintQueue(max_bytes=1 << 20, max_bytes_per_target=1 << 18, max_age_s=60),
         clock=lambda: 0.0,
     )
-    plane = DataPlane(
+    plane = Coordinator(
         store,
         ME,
         pool=pool,
@@ -57,7 +63,7 @@ def make_plane(members: list[str], *, replicas: int = 2) -> DataPlane:
     return plane
 
 
-def owned_and_foreign(plane: DataPlane, replicas: int) -> tuple[bytes, bytes]:
+def owned_and_foreign(plane: Coordinator, replicas: int) -> tuple[bytes, bytes]:
     ring: Ring = plane.ring
     keys = [b"key-%d" % i for i in range(200)]
     mine = next(k for k in keys if ME in {m.node_id for m in ring.owners(k, replicas)})

@@ -21,9 +21,9 @@ import trio
 import trio.testing
 
 from meshcache.errors import UnavailableError
-from meshcache.node.dataport import MAX_PENDING, DataPort, open_listener
-from meshcache.node.dispatch import Dispatcher
-from meshcache.node.metrics import NodeCounters
+from meshcache.node.admin.metrics import NodeCounters
+from meshcache.node.net.dataport import MAX_PENDING, DataPort, open_listener
+from meshcache.node.net.dispatch import Dispatcher
 from meshcache.settings import LimitSettings
 from meshcache.testing.mesh import Direct, Mesh, wait_for
 from meshcache.wire.frame import HEADER, FrameReader, Response, decode_response, encode_request

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshcache.errors import CommandError, ErrorCode, WrongTypeError
-from meshcache.node.dispatch import Dispatcher
-from meshcache.node.metrics import NodeCounters
+from meshcache.node.admin.metrics import NodeCounters
+from meshcache.node.net.dispatch import Dispatcher
 from meshcache.wire import FrameReader, Limits, decode_response, encode_request
 
 

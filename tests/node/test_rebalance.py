@@ -1,4 +1,4 @@
-"""The rebalancer's ordering rules, in process on trio's autojump clock (no network)."""
+"""The handoff's ordering rules, in process on trio's autojump clock (no network)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshcache.control import ClusterConfig, Command
-from meshcache.node.rebalance import SETTLE_TIMEOUT, Rebalancer, replacements
+from meshcache.node.data.handoff import SETTLE_TIMEOUT, HandOff, replacements
 from meshcache.ring import Ring, RingMember, key_token
 from meshcache.store.policy import NamespacePolicy
 from tests.node.test_dataplane import ME, OTHER, THIRD, make_plane
@@ -23,7 +23,7 @@ async def _refuse(command: Command) -> ClusterConfig:
 
 def _setup(
     versions: dict[str, int],
-) -> tuple[Rebalancer, ClusterConfig, list[bytes]]:
+) -> tuple[HandOff, ClusterConfig, list[bytes]]:
     plane = make_plane([ME, OTHER, THIRD], replicas=1)
     config = ClusterConfig(
         version=3,
@@ -37,7 +37,7 @@ def _setup(
     ]
     for key in foreign:  # held from an older ring
         plane.store.execute("default", "SET", [key, b"v", {}])
-    rebalancer = Rebalancer(
+    handoff = HandOff(
         plane.store,
         ME,
         plane,
@@ -50,11 +50,11 @@ def _setup(
         rate=1 << 30,
         auto_remove_after=300.0,
     )
-    return rebalancer, config, foreign
+    return handoff, config, foreign
 
 
-def _held(rebalancer: Rebalancer, keys: list[bytes]) -> int:
-    return sum(rebalancer.store.execute("default", "GET", [k]) is not None for k in keys)
+def _held(handoff: HandOff, keys: list[bytes]) -> int:
+    return sum(handoff.store.execute("default", "GET", [k]) is not None for k in keys)
 
 
 @pytest.mark.trio
@@ -62,35 +62,35 @@ async def test_unowned_keys_stay_until_every_member_runs_the_ring(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     versions = {OTHER: 3, THIRD: 2}  # THIRD still routes by the ring before
-    rebalancer, config, foreign = _setup(versions)
+    handoff, config, foreign = _setup(versions)
     async with trio.open_nursery() as nursery:
-        await nursery.start(rebalancer.run)
-        rebalancer.on_install(config)
+        await nursery.start(handoff.run)
+        handoff.on_install(config)
         await trio.sleep(SETTLE_TIMEOUT / 4)
-        assert _held(rebalancer, foreign) == len(foreign)  # a lagging member may read here
+        assert _held(handoff, foreign) == len(foreign)  # a lagging member may read here
         versions[THIRD] = 3
         with trio.fail_after(1):
-            while _held(rebalancer, foreign):
+            while _held(handoff, foreign):
                 await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
-    assert rebalancer.stats["records_dropped"] == len(foreign)
+    assert handoff.stats["records_dropped"] == len(foreign)
 
 
 @pytest.mark.trio
 async def test_a_member_that_never_catches_up_delays_the_drop_by_the_settle_timeout(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    rebalancer, config, foreign = _setup({OTHER: 3, THIRD: 1})
+    handoff, config, foreign = _setup({OTHER: 3, THIRD: 1})
     async with trio.open_nursery() as nursery:
-        await nursery.start(rebalancer.run)
+        await nursery.start(handoff.run)
         start = trio.current_time()
-        rebalancer.on_install(config)
+        handoff.on_install(config)
         with trio.fail_after(SETTLE_TIMEOUT * 2):
-            while _held(rebalancer, foreign):
+            while _held(handoff, foreign):
                 await trio.sleep(0.01)
         assert trio.current_time() - start >= SETTLE_TIMEOUT
         nursery.cancel_scope.cancel()
-    assert rebalancer.stats["settle_timeouts"] >= 1
+    assert handoff.stats["settle_timeouts"] >= 1
 
 
 @settings(max_examples=25, deadline=None)

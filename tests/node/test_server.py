@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import trio
 
-from meshcache.node.server import Node, NodeInfo
+from meshcache.node.node import Node, NodeInfo
 from meshcache.settings import LimitSettings, NodeSettings
 from meshcache.wire import FrameReader, Response, decode_response, encode_request
 

@@ -1,4 +1,4 @@
-"""Seeded simulations of the mesh data plane (issue 5): real DataPlane, Replicator, AntiEntropy
+"""Seeded simulations of the mesh data plane (issue 5): real Coordinator, Replicator, AntiEntropy
 and hint queues of N nodes over ``meshcache.testing.simdata``'s simulated network, in mock time.
 
 Each scenario runs for every seed of :func:`_seeds` (16 by default: the file stays under 30 s).
@@ -19,7 +19,7 @@ import trio
 import trio.testing
 
 from meshcache.errors import MeshcacheError
-from meshcache.node.replication.tombstones import TOMBSTONE
+from meshcache.node.data.replication.tombstones import TOMBSTONE
 from meshcache.store.policy import NamespacePolicy
 from meshcache.testing.simdata import AckedWrite, LinkFaults, SimMesh
 

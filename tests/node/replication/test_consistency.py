@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshcache.errors import ConfigError
-from meshcache.node.replication.consistency import (
+from meshcache.node.data.replication.consistency import (
     Consistency,
     WriteState,
     WriteTracker,

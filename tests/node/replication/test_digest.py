@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from meshcache.errors import LocalProtocolError, RemoteProtocolError
 from meshcache.hlc import HLC, make_version
-from meshcache.node.replication.digest import (
+from meshcache.node.data.replication.digest import (
     KeyVersion,
     RangeDigest,
     bucket_of,
@@ -21,7 +21,7 @@ from meshcache.node.replication.digest import (
     plan_repair,
     store_items,
 )
-from meshcache.node.replication.tombstones import Tombstone, apply_record, read_record
+from meshcache.node.data.replication.tombstones import Tombstone, apply_record, read_record
 from meshcache.ring.tokens import TOKEN_SPACE, TokenRange, key_token
 from meshcache.store import EntryView, Store
 

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshcache.errors import ConfigError
-from meshcache.node.replication.hints import HINT_OVERHEAD, HintQueue, hint_size
+from meshcache.node.data.replication.hints import HINT_OVERHEAD, HintQueue, hint_size
 
 
 def queue(total: int = 10_000, per_target: int = 5_000, age: float = 60.0) -> HintQueue:

@@ -8,9 +8,9 @@ import pytest
 
 from meshcache.errors import ConfigError, RemoteProtocolError
 from meshcache.hlc import HLC, make_version, physical_ms
-from meshcache.node.replication import ByteBudget, VersionClamp
-from meshcache.node.replication.ownership import foreign_keys, owns_range, range_within
-from meshcache.node.replication.tombstones import (
+from meshcache.node.data.replication import ByteBudget, VersionClamp
+from meshcache.node.data.replication.ownership import foreign_keys, owns_range, range_within
+from meshcache.node.data.replication.tombstones import (
     Tombstone,
     apply_record,
     lww_order,

@@ -24,8 +24,8 @@ import structlog
 import trio
 
 from meshcache.errors import MeshcacheError
-from meshcache.node.peerpool import Address, PeerPool
-from meshcache.node.replication import HintQueue
+from meshcache.node.data.replication import HintQueue
+from meshcache.node.net.peer_pool import Address, PeerPool
 
 log = structlog.get_logger("meshcache.replication")
 

@@ -27,18 +27,18 @@ from meshcache.control import ClusterConfig
 from meshcache.errors import CommandError, ErrorCode
 from meshcache.gossip import EventKind, Member, MemberState
 from meshcache.hlc import HLC
-from meshcache.node.admin import AdminHandler
-from meshcache.node.antientropy import AE_OPS, AntiEntropy
-from meshcache.node.cluster_config import ConfigService
-from meshcache.node.dataplane import DataPlane
-from meshcache.node.dataport import DataPort, open_listener
-from meshcache.node.dispatch import Dispatcher
-from meshcache.node.membership import Membership
-from meshcache.node.metrics import NodeCollector, NodeCounters, make_registry
-from meshcache.node.peerpool import PeerPool
-from meshcache.node.rebalance import Rebalancer
-from meshcache.node.replication import ByteBudget, HintQueue, VersionClamp
-from meshcache.node.replicator import Replicator
+from meshcache.node.admin.http import AdminHandler
+from meshcache.node.admin.metrics import NodeCollector, NodeCounters, make_registry
+from meshcache.node.cluster.config import ConfigService
+from meshcache.node.cluster.membership import Membership
+from meshcache.node.data.antientropy import AE_OPS, AntiEntropy
+from meshcache.node.data.coordinator import Coordinator
+from meshcache.node.data.handoff import HandOff
+from meshcache.node.data.replication import ByteBudget, HintQueue, VersionClamp
+from meshcache.node.data.replicator import Replicator
+from meshcache.node.net.dataport import DataPort, open_listener
+from meshcache.node.net.dispatch import Dispatcher
+from meshcache.node.net.peer_pool import PeerPool
 from meshcache.ring import TOKEN_SPACE, Ring
 from meshcache.ring.ring import DEFAULT_VNODES_PER_WEIGHT
 from meshcache.settings import NodeSettings
@@ -85,9 +85,9 @@ class Node:
         self._dataport: DataPort | None = None
         self.membership: Membership | None = None
         self.config_service: ConfigService | None = None
-        self.dataplane: DataPlane | None = None
+        self.dataplane: Coordinator | None = None
         self._ring_answer: tuple[int, dict[str, Any]] | None = None  # RING, per version
-        self.rebalancer: Rebalancer | None = None
+        self.handoff: HandOff | None = None
         self.antientropy: AntiEntropy | None = None
         self._nursery: trio.Nursery | None = None
         self.pool = PeerPool(max_frame=settings.limits.max_frame_bytes)
@@ -135,7 +135,7 @@ class Node:
             hints=self.hints,
             ring_version=lambda: self.dataplane.ring_version if self.dataplane else 0,
         )
-        self.dataplane = dataplane = DataPlane(
+        self.dataplane = dataplane = Coordinator(
             self.store,
             self.node_id,
             pool=self.pool,
@@ -164,7 +164,7 @@ class Node:
             data_address,
             on_install=lambda config: self._installed(config, dispatcher),
         )
-        self.rebalancer = Rebalancer(
+        self.handoff = HandOff(
             self.store,
             self.node_id,
             dataplane,
@@ -197,7 +197,7 @@ class Node:
                 await nursery.start(self.pool.run)
                 await nursery.start(replicator.run)
                 await nursery.start(dataplane.run)
-                await nursery.start(self.rebalancer.run)
+                await nursery.start(self.handoff.run)
                 await nursery.start(self._dataport.serve)
                 gossip_address = await nursery.start(self.membership.run)
                 await nursery.start(self.config_service.run)
@@ -234,14 +234,14 @@ class Node:
         return self.config_service
 
     def _installed(self, config: ClusterConfig, dispatcher: Dispatcher) -> None:
-        """A newer config is held: route by its ring, then let the rebalancer act on it."""
-        assert self.dataplane is not None and self.rebalancer is not None
+        """A newer config is held: route by its ring, then let the handoff act on it."""
+        assert self.dataplane is not None and self.handoff is not None
         before = set(self.dataplane.ring.members)
         self.dataplane.install(config)
         dispatcher.ring_version = config.version
         for gone in {m.node_id for m in before} - {m.node_id for m in config.members}:
             self.dataplane.replicator.target_removed(gone)
-        self.rebalancer.on_install(config)
+        self.handoff.on_install(config)
 
     def _address_of(self, node_id: str) -> tuple[str, int] | None:
         return self.dataplane.address_of(node_id) if self.dataplane else None
@@ -288,8 +288,8 @@ class Node:
         return self._config_op(op, args)
 
     def _mesh_op(self, namespace: str, op: str, args: list[Any]) -> Any:
-        dataplane, rebalancer = self.dataplane, self.rebalancer
-        if dataplane is None or rebalancer is None:
+        dataplane, handoff = self.dataplane, self.handoff
+        if dataplane is None or handoff is None:
             raise CommandError(ErrorCode.UNAVAILABLE, "the node is not running yet")
         if op == "FWD":
             return dataplane.execute_forwarded(namespace, [args[0], args[1]])
@@ -300,14 +300,14 @@ class Node:
         if op == "RECORDS":
             return dataplane.records(namespace, args[0])
         if op == "HANDOFF":
-            return rebalancer.handle_handoff(namespace, args[0])
+            return handoff.handle_handoff(namespace, args[0])
         timeout = args[0].get("timeout") or 600.0
-        return self._leave(rebalancer, float(timeout))
+        return self._leave(handoff, float(timeout))
 
-    async def _leave(self, rebalancer: Rebalancer, timeout: float) -> dict[str, Any]:
+    async def _leave(self, handoff: HandOff, timeout: float) -> dict[str, Any]:
         try:
             with trio.fail_after(timeout):
-                return await rebalancer.leave()
+                return await handoff.leave()
         except trio.TooSlowError:
             raise CommandError(
                 ErrorCode.UNAVAILABLE, f"the drain did not finish in {timeout}s; run LEAVE again"
@@ -376,8 +376,8 @@ class Node:
         return await self.pool.call(address, op, namespace, args, timeout=10.0)
 
     def _mesh_figures(self) -> dict[str, Any]:
-        dataplane, rebalancer = self.dataplane, self.rebalancer
-        if dataplane is None or rebalancer is None:
+        dataplane, handoff = self.dataplane, self.handoff
+        if dataplane is None or handoff is None:
             return {}
         hint_stats = dataclasses.asdict(self.hints.stats)
         return {
@@ -385,7 +385,7 @@ class Node:
                 "dataplane": dict(dataplane.stats),
                 "replicator": dict(dataplane.replicator.stats),
                 "hints": hint_stats,
-                "rebalance": dict(rebalancer.stats),
+                "rebalance": dict(handoff.stats),
                 "peers": dict(self.pool.stats),
                 "clamp": {"clamped": dataplane.clamp.clamped},
                 "antientropy": dict(self.antientropy.stats) if self.antientropy else {},

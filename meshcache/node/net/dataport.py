@@ -49,7 +49,7 @@ from collections.abc import Callable
 import structlog
 import trio
 
-from meshcache.node.dispatch import Dispatcher, Pending
+from meshcache.node.net.dispatch import Dispatcher, Pending
 from meshcache.settings import LimitSettings
 from meshcache.wire.frame import HEADER, FrameReader, FrameTooLarge, encode_error
 

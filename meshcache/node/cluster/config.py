@@ -54,8 +54,8 @@ from meshcache.errors import (
     NoSuchNamespaceError,
 )
 from meshcache.gossip import EventKind, Member, MemberState
-from meshcache.node import peers
-from meshcache.node.membership import Membership
+from meshcache.node.cluster.membership import Membership
+from meshcache.node.net.oneshot import call_once
 from meshcache.ring import RingMember
 from meshcache.settings import NodeSettings
 from meshcache.store.store import Store
@@ -224,7 +224,7 @@ class ConfigService:
         """Put this node on the ring (once it can reach a voter), retrying with backoff.
 
         The first member of a ring starts ``active``; any later one starts ``joining`` and
-        the rebalancer makes it ``active`` once it holds its ranges. A node already on the
+        the handoff makes it ``active`` once it holds its ranges. A node already on the
         ring (a restart) keeps its state.
         """
         address = f"{self.data_address[0]}:{self.data_address[1]}"
@@ -265,7 +265,7 @@ class ConfigService:
             return
         for address in self._voter_data_addresses():
             try:
-                fetched = ClusterConfig.from_mapping(await peers.call(address, "CONFIG_GET", []))
+                fetched = ClusterConfig.from_mapping(await call_once(address, "CONFIG_GET", []))
             except MeshcacheError:
                 continue
             self.install(fetched)
@@ -326,7 +326,7 @@ class ConfigService:
             return self._pull.failed(request.peer, now)
         address = (member.address[0], member.meta.data_port)
         try:
-            fetched = ClusterConfig.from_mapping(await peers.call(address, "CONFIG_GET", []))
+            fetched = ClusterConfig.from_mapping(await call_once(address, "CONFIG_GET", []))
         except MeshcacheError as exc:
             log.debug("config_pull_failed", peer=request.peer, error=str(exc))
             return self._pull.failed(request.peer, trio.current_time())
@@ -373,7 +373,7 @@ class ConfigService:
         last: MeshcacheError | None = None
         for address in voters:
             try:
-                mapping = await peers.call(
+                mapping = await call_once(
                     address,
                     "CONFIG_PROPOSE",
                     [command_to_mapping(command)],
@@ -459,7 +459,7 @@ class ConfigService:
                 if not voters:
                     raise CommandError(ErrorCode.NO_VOTERS, "no config voter is known")
                 args = [] if address is None else [address]
-                return await peers.call(voters[0], f"RAFT_{action.upper()}", args, timeout=10)
+                return await call_once(voters[0], f"RAFT_{action.upper()}", args, timeout=10)
             if action == "status":
                 return self.plane.status().to_mapping()
             assert address is not None

@@ -1,22 +1,22 @@
 """Replication and repair, sans-I/O: the pieces the node wires (see docs/replication.md).
 
-* :mod:`~meshcache.node.replication.tombstones` — a key's record (entry or tombstone) and the
+* :mod:`.tombstones` — a key's record (entry or tombstone) and the
   last-writer-wins order; the tombstones themselves live in the store.
-* :mod:`~meshcache.node.replication.clamp` — far-future versions on replica writes: clamp, count.
-* :mod:`~meshcache.node.replication.hints` — hinted hand-off queue, bounded and coalescing.
-* :mod:`~meshcache.node.replication.digest` — Merkle-style range digests and repair plans.
-* :mod:`~meshcache.node.replication.consistency` — write consistency tracker and read repair.
-* :mod:`~meshcache.node.replication.budget` — a byte token bucket for repair bandwidth.
-* :mod:`~meshcache.node.replication.ownership` — is a peer entitled to the range or keys it sends.
+* :mod:`.clamp` — far-future versions on replica writes: clamp, count.
+* :mod:`.hints` — hinted hand-off queue, bounded and coalescing.
+* :mod:`.digest` — Merkle-style range digests and repair plans.
+* :mod:`.consistency` — write consistency tracker and read repair.
+* :mod:`.budget` — a byte token bucket for repair bandwidth.
+* :mod:`.ownership` — is a peer entitled to the range or keys it sends.
 
 Nothing here does I/O, reads a clock or draws randomness: time is passed in as ``now``.
 """
 
 from __future__ import annotations
 
-from meshcache.node.replication.budget import ByteBudget
-from meshcache.node.replication.clamp import Admitted, VersionClamp
-from meshcache.node.replication.consistency import (
+from meshcache.node.data.replication.budget import ByteBudget
+from meshcache.node.data.replication.clamp import Admitted, VersionClamp
+from meshcache.node.data.replication.consistency import (
     Consistency,
     ReadRepair,
     WriteState,
@@ -24,7 +24,7 @@ from meshcache.node.replication.consistency import (
     read_repair,
     required_acks,
 )
-from meshcache.node.replication.digest import (
+from meshcache.node.data.replication.digest import (
     KeyVersion,
     RangeDigest,
     RepairPlan,
@@ -34,9 +34,9 @@ from meshcache.node.replication.digest import (
     plan_repair,
     store_items,
 )
-from meshcache.node.replication.hints import Hint, HintQueue, HintStats
-from meshcache.node.replication.ownership import foreign_keys, owns_range, range_within
-from meshcache.node.replication.tombstones import (
+from meshcache.node.data.replication.hints import Hint, HintQueue, HintStats
+from meshcache.node.data.replication.ownership import foreign_keys, owns_range, range_within
+from meshcache.node.data.replication.tombstones import (
     Record,
     Tombstone,
     apply_record,

@@ -27,7 +27,7 @@ Expired entries: the store hides them, but purges them lazily, so an incremental
 digest may still hold an expired item for a moment; the key lists are then taken from the
 store, which skips expired entries, and no repair follows. Tombstones past their grace period
 likewise disappear from both sides at the same moment, since their deadline comes from their
-version (see :mod:`meshcache.node.replication.tombstones`).
+version (see :mod:`meshcache.node.data.replication.tombstones`).
 """
 
 from __future__ import annotations

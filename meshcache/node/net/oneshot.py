@@ -3,7 +3,7 @@
 Used for the rare node-to-node calls of the membership and config planes (push/pull, config
 pull, forwarding a config change). Each call opens a connection, sends one request, reads one
 response and closes: simple and good enough for traffic measured in calls per second. The data
-plane's steady traffic uses pooled, pipelined connections instead (``peerpool.py``); a
+plane's steady traffic uses pooled, pipelined connections instead (``peer_pool.py``); a
 long-running ``HANDOFF`` uses a one-shot call here so it does not hold up a pooled connection.
 """
 
@@ -19,7 +19,7 @@ from meshcache.wire.frame import DEFAULT_MAX_FRAME, FrameReader, decode_response
 Address = tuple[str, int]
 
 
-async def call(
+async def call_once(
     address: Address,
     op: str,
     args: list[Any],

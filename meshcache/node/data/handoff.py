@@ -43,11 +43,11 @@ import trio
 
 from meshcache.control import ClusterConfig, Command, RemoveMember, SetMemberState
 from meshcache.errors import CommandError, ErrorCode, MeshcacheError
-from meshcache.node import peers
-from meshcache.node.dataplane import DataPlane
-from meshcache.node.replication import ByteBudget
-from meshcache.node.replication.tombstones import Tombstone, read_record
-from meshcache.node.replicator import BATCH_BYTES
+from meshcache.node.data.coordinator import Coordinator
+from meshcache.node.data.replication import ByteBudget
+from meshcache.node.data.replication.tombstones import Tombstone, read_record
+from meshcache.node.data.replicator import BATCH_BYTES
+from meshcache.node.net.oneshot import call_once
 from meshcache.ring import Ring, RingMember, handoff
 from meshcache.ring.ring import PENDING_STATES, READ_STATES
 from meshcache.ring.tokens import TOKEN_SPACE, RangeSet, TokenRange, key_token, label_runs
@@ -130,14 +130,14 @@ def replacements(ring: Ring, replicas: int) -> dict[str, RangeSet]:
     return {target: RangeSet(ranges) for target, ranges in sorted(gains.items())}
 
 
-class Rebalancer:
+class HandOff:
     """Moves ranges on ring changes, drains on LEAVE, removes long-dead members (voters)."""
 
     def __init__(
         self,
         store: Store,
         node_id: str,
-        dataplane: DataPlane,
+        dataplane: Coordinator,
         *,
         config: Callable[[], ClusterConfig],
         propose: Propose,
@@ -301,7 +301,7 @@ class Rebalancer:
         for member in holders:
             host, _, port = member.address.rpartition(":")
             try:
-                count = await peers.call(
+                count = await call_once(
                     (host, int(port)),
                     "HANDOFF",
                     [{"ranges": ranges_to_wire(ranges), "to": self.node_id}],
@@ -555,4 +555,4 @@ class Rebalancer:
                 break  # the config changed: re-read it next round
 
 
-__all__ = ["Rebalancer", "gained_ranges", "ranges_from_wire", "ranges_to_wire", "replacements"]
+__all__ = ["HandOff", "gained_ranges", "ranges_from_wire", "ranges_to_wire", "replacements"]

@@ -14,7 +14,7 @@ from typing import Any
 import msgpack
 
 from meshcache.errors import CommandError, ErrorCode
-from meshcache.node.metrics import NodeCounters
+from meshcache.node.admin.metrics import NodeCounters
 from meshcache.wire.frame import HEADER, STATUS_ERROR, STATUS_OK, decode_request
 from meshcache.wire.ops import OPS, Limits, OpKind, OpSpec, normalize_args
 

@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from meshcache.hlc import HLC, physical_ms
-from meshcache.node.replication.tombstones import Record
+from meshcache.node.data.replication.tombstones import Record
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ from meshcache.gossip import (
     SwimNode,
 )
 from meshcache.gossip.transport import run_endpoint
-from meshcache.node import peers
+from meshcache.node.net.oneshot import call_once
 from meshcache.settings import NodeSettings
 
 log = structlog.get_logger("meshcache.membership")
@@ -225,7 +225,7 @@ class Membership:
         """One push/pull over the peer's data port; None on any failure."""
         peer = self._data_address_of(dst)
         try:
-            reply = await peers.call(
+            reply = await call_once(
                 peer,
                 "GOSSIP",
                 [payload],

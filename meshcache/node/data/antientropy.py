@@ -57,9 +57,9 @@ from meshcache.errors import (
     MeshcacheError,
     RemoteProtocolError,
 )
-from meshcache.node.replication.budget import ByteBudget
-from meshcache.node.replication.clamp import VersionClamp
-from meshcache.node.replication.digest import (
+from meshcache.node.data.replication.budget import ByteBudget
+from meshcache.node.data.replication.clamp import VersionClamp
+from meshcache.node.data.replication.digest import (
     DEFAULT_DEPTH,
     KEY_LIST_OVERHEAD,
     MAX_DEPTH,
@@ -72,7 +72,7 @@ from meshcache.node.replication.digest import (
     key_version,
     plan_repair,
 )
-from meshcache.node.replication.tombstones import (
+from meshcache.node.data.replication.tombstones import (
     Record,
     apply_record,
     read_record,

@@ -41,27 +41,27 @@ from meshcache.errors import (
     UnavailableError,
     WriteFailedError,
 )
-from meshcache.node.peerpool import Address, PeerPool, PeerUnreachable
-from meshcache.node.replication import (
+from meshcache.node.data.replication import (
     Consistency,
     VersionClamp,
     WriteState,
     WriteTracker,
     read_repair,
 )
-from meshcache.node.replication.tombstones import (
+from meshcache.node.data.replication.tombstones import (
     Tombstone,
     apply_record,
     read_record,
     record_from_wire,
 )
-from meshcache.node.replicator import (
+from meshcache.node.data.replicator import (
     APPLIED,
     REFUSED_NOT_OWNER,
     REFUSED_STORE,
     STALE,
     Replicator,
 )
+from meshcache.node.net.peer_pool import Address, PeerPool, PeerUnreachable
 from meshcache.ring import Ring, RingMember, key_token
 from meshcache.store.keyspace import blob_version
 from meshcache.store.sizes import VERSION_HEADER
@@ -86,7 +86,7 @@ def _parse_address(text: str) -> Address:
     return host.strip("[]"), int(port)
 
 
-class DataPlane:
+class Coordinator:
     """Executes client requests on the right nodes; answers the node-to-node data ops.
 
     Args:
@@ -538,4 +538,4 @@ class DataPlane:
         return [applied, stale, not_owned, refused]
 
 
-__all__ = ["MULTI_KEY", "DataPlane"]
+__all__ = ["MULTI_KEY", "Coordinator"]

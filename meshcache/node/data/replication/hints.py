@@ -9,8 +9,8 @@ What callers may rely on:
   ``max_bytes_per_target`` and the bytes held in total at most ``max_bytes`` (a hint's size
   is :func:`hint_size`: its msgpack form plus a fixed object overhead).
 * **Coalescing.** At most one hint per (target, namespace, key): the newest by
-  :func:`~meshcache.node.replication.tombstones.lww_order` (a delete wins a tie). An older or equal
-  hint for a key already hinted is not queued and is counted in ``coalesced``.
+  :func:`.tombstones.lww_order` (a delete wins a tie). An older or equal hint for a
+  key already hinted is not queued and is counted in ``coalesced``.
 * **Overflow drops the oldest.** When a bound is exceeded the oldest hints go first (of that
   target for the per-target bound, of any target for the total bound); they are counted in
   ``dropped_overflow`` and their target is put in :attr:`HintQueue.needs_repair`. A hint that
