@@ -42,6 +42,19 @@ class OpKind(Enum):
     META = "meta"  # about the node or the namespace, not one key
 
 
+class Permission(Enum):
+    """What a caller must be allowed to do to send an op."""
+
+    READ = "read"  # read keys, or look at the node and the cluster
+    WRITE = "write"  # change keys
+    ADMIN = "admin"  # change the cluster: namespaces, the ring, Raft voters, draining, flushing
+    PEER = "peer"  # node-to-node traffic: only other nodes of the cluster send these
+
+
+#: ``OpSpec.handler`` of the ops the data plane coordinates and the store executes.
+DATA_HANDLER = "data"
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Size limits applied while checking arguments (bytes)."""
@@ -67,6 +80,14 @@ class OpSpec:
     # that applies to each, so the common well-formed request is checked without the generic
     # walk. None when the op has other argument kinds or a repeated group.
     bytes_only: tuple[bool, ...] | None = None
+    #: Who answers it on a node: :data:`DATA_HANDLER` (routed to the key's owners and run by
+    #: the store), or the name of a method of the node's op routes
+    #: (:class:`meshcache.node.routes.Routes`), called as ``method(namespace, args)``.
+    handler: str = DATA_HANDLER
+    permission: Permission = Permission.READ
+    #: The op takes many keys (``MGET``, ``MSET``, ``DELETE``, ``EXISTS``): nodes and smart
+    #: clients split it by owner.
+    multi_key: bool = False
 
     @property
     def min_args(self) -> int:
@@ -106,8 +127,12 @@ def _op(
     *,
     idempotent: bool | None = None,
     options: tuple[str, ...] = (),
+    handler: str = DATA_HANDLER,
+    permission: Permission | None = None,
 ) -> OpSpec:
     fixed, repeat, has_options = _parse_signature(signature)
+    if permission is None:
+        permission = Permission.WRITE if kind is OpKind.WRITE else Permission.READ
     return OpSpec(
         name=name,
         signature=signature,
@@ -122,42 +147,46 @@ def _op(
             if fixed and not repeat and set(fixed) <= {"k", "v", "m"}
             else None
         ),
+        handler=handler,
+        permission=permission,
+        multi_key=not fixed and repeat[:1] == ("k",),
     )
 
 
 R, W, M = OpKind.READ, OpKind.WRITE, OpKind.META
+ADMIN, PEER = Permission.ADMIN, Permission.PEER
 
 _SPECS = [
     # node and namespace
-    _op("PING", "", M),
-    _op("INFO", "", M),
+    _op("PING", "", M, handler="ping"),
+    _op("INFO", "", M, handler="info"),
     _op("DBSIZE", "", M),
-    _op("FLUSH", "", W, idempotent=True),
-    _op("MEMBERS", "", M),
+    _op("FLUSH", "", W, idempotent=True, permission=ADMIN),
+    _op("MEMBERS", "", M, handler="members"),
     # node to node: one SWIM push/pull exchange (HMAC-signed payload in, reply payload out)
-    _op("GOSSIP", "v", M),
+    _op("GOSSIP", "v", M, handler="gossip", permission=PEER),
     # the cluster config (meshcache/control): answered by any node
-    _op("CONFIG_GET", "", M),
-    _op("CONFIG_PROPOSE", "d", M, idempotent=False),
-    _op("NS_LIST", "", M),
-    _op("NS_SET", "sd", M, idempotent=True),
-    _op("NS_DROP", "s", M, idempotent=True),
-    _op("RING", "", M),
-    _op("RAFT_STATUS", "", M),
-    _op("RAFT_ADD", "s", M, idempotent=False),
-    _op("RAFT_REMOVE", "s", M, idempotent=False),
+    _op("CONFIG_GET", "", M, handler="config_get"),
+    _op("CONFIG_PROPOSE", "d", M, idempotent=False, handler="config_propose", permission=ADMIN),
+    _op("NS_LIST", "", M, handler="ns_list"),
+    _op("NS_SET", "sd", M, idempotent=True, handler="ns_set", permission=ADMIN),
+    _op("NS_DROP", "s", M, idempotent=True, handler="ns_drop", permission=ADMIN),
+    _op("RING", "", M, handler="ring"),
+    _op("RAFT_STATUS", "", M, handler="raft_status"),
+    _op("RAFT_ADD", "s", M, idempotent=False, handler="raft_add", permission=ADMIN),
+    _op("RAFT_REMOVE", "s", M, idempotent=False, handler="raft_remove", permission=ADMIN),
     # the data plane between nodes (docs/replication.md): a request forwarded by a node that
     # does not own its key, replica writes, range hand-off, anti-entropy, draining a node
-    _op("FWD", "sl", M, idempotent=False),
-    _op("REPL", "l", M, idempotent=True),
-    _op("BULK", "l", M, idempotent=True),
-    _op("RECORDS", "l", M),
-    _op("HANDOFF", "a", M, idempotent=True),
-    _op("AE_DIGEST", "a", M),
-    _op("AE_KEYS", "a", M),
-    _op("AE_PULL", "a", M),
-    _op("AE_PUSH", "a", M, idempotent=True),
-    _op("LEAVE", "o?", M, idempotent=True, options=("timeout",)),
+    _op("FWD", "sl", M, idempotent=False, handler="forwarded", permission=PEER),
+    _op("REPL", "l", M, idempotent=True, handler="replicated", permission=PEER),
+    _op("BULK", "l", M, idempotent=True, handler="bulk", permission=PEER),
+    _op("RECORDS", "l", M, handler="records", permission=PEER),
+    _op("HANDOFF", "a", M, idempotent=True, handler="handoff", permission=PEER),
+    _op("AE_DIGEST", "a", M, handler="ae_digest", permission=PEER),
+    _op("AE_KEYS", "a", M, handler="ae_keys", permission=PEER),
+    _op("AE_PULL", "a", M, handler="ae_pull", permission=PEER),
+    _op("AE_PUSH", "a", M, idempotent=True, handler="ae_push", permission=PEER),
+    _op("LEAVE", "o?", M, idempotent=True, options=("timeout",), handler="leave", permission=ADMIN),
     # plain values
     _op("GET", "k", R),
     _op("GETS", "k", R),
@@ -369,4 +398,13 @@ def _arity_text(spec: OpSpec) -> str:
     return str(spec.min_args)
 
 
-__all__ = ["OPS", "ErrorCode", "Limits", "OpKind", "OpSpec", "normalize_args"]
+__all__ = [
+    "DATA_HANDLER",
+    "OPS",
+    "ErrorCode",
+    "Limits",
+    "OpKind",
+    "OpSpec",
+    "Permission",
+    "normalize_args",
+]
