@@ -29,6 +29,7 @@ from meshcache.gossip import EventKind, Member, MemberState
 from meshcache.hlc import HLC
 from meshcache.node.admin.http import AdminHandler
 from meshcache.node.admin.metrics import NodeCollector, NodeCounters, make_registry
+from meshcache.node.cluster.autoremove import AutoRemover
 from meshcache.node.cluster.config import ConfigService
 from meshcache.node.cluster.membership import Membership
 from meshcache.node.data.antientropy import AE_OPS, AntiEntropy
@@ -173,9 +174,15 @@ class Node:
             alive=self._is_alive,
             dead=self._is_dead,
             config_version_of=self._config_version_of,
-            is_voter=self.config_service.is_voter,
             rate=s.handoff_rate,
-            auto_remove_after=s.auto_remove_after,
+        )
+        auto_remover = AutoRemover(
+            self.node_id,
+            config=lambda: self._config_service().config,
+            propose=lambda command: self._config_service().propose(command),
+            dead=self._is_dead,
+            after=s.auto_remove_after,
+            stats=self.handoff.stats,
         )
         self.antientropy = AntiEntropy(
             self.store,
@@ -204,6 +211,8 @@ class Node:
                 await nursery.start(trio.serve_listeners, admin.handle_stream, admin_listeners)
                 nursery.start_soon(self._expire_loop)
                 nursery.start_soon(self.antientropy.run)
+                if self.config_service.is_voter:
+                    nursery.start_soon(auto_remover.run)
                 self._nursery = nursery
                 log.info(
                     "node_ready",

@@ -7,7 +7,16 @@ it. See :mod:`meshcache.ring.ring` for placement and the joining/leaving semanti
 
 from __future__ import annotations
 
-from meshcache.ring.diff import RangeChange, Transfer, diff, handoff, range_changes, transfers
+from meshcache.ring.diff import (
+    RangeChange,
+    Transfer,
+    diff,
+    gained_ranges,
+    handoff,
+    range_changes,
+    replacements,
+    transfers,
+)
 from meshcache.ring.member import MEMBER_STATES, MemberState, RingMember
 from meshcache.ring.ring import (
     ALL_STATES,
@@ -34,9 +43,11 @@ __all__ = [
     "TokenRange",
     "Transfer",
     "diff",
+    "gained_ranges",
     "handoff",
     "key_token",
     "range_changes",
+    "replacements",
     "transfers",
     "vnode_token",
 ]

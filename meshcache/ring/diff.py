@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from meshcache.ring.member import RingMember
 from meshcache.ring.ring import PENDING_STATES, READ_STATES, Ring
-from meshcache.ring.tokens import TokenRange, label_runs
+from meshcache.ring.tokens import RangeSet, TokenRange, label_runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,3 +123,41 @@ def diff(
 def handoff(ring: Ring, replicas: int) -> list[Transfer]:
     """The transfers of a hand-off in progress: from the read owners to the pending owners."""
     return diff(ring, ring, replicas, old_include=READ_STATES, new_include=PENDING_STATES)
+
+
+def gained_ranges(
+    held: Ring | None, current: Ring, node_id: str, replicas: int
+) -> list[tuple[TokenRange, tuple[RingMember, ...]]]:
+    """The ranges ``node_id`` must receive: it owns them in ``current`` (read or pending) but
+    did not in ``held`` (None: it holds nothing). Each comes with the members that hold its
+    data (the old owners, else the current read owners), ``node_id`` left out."""
+    rings = [current] if held is None else [current, held]
+    bounds = sorted(
+        {b for ring in rings for inc in (READ_STATES, PENDING_STATES) for b in ring.boundaries(inc)}
+    )
+    labels: list[tuple[bool, tuple[RingMember, ...]]] = []
+    for b in bounds:
+        now_owners = current.owners_for_token(b, replicas, include=READ_STATES)
+        pending = current.owners_for_token(b, replicas, include=PENDING_STATES)
+        mine_now = any(m.node_id == node_id for m in (*now_owners, *pending))
+        mine_before = held is not None and any(
+            m.node_id == node_id
+            for inc in (READ_STATES, PENDING_STATES)
+            for m in held.owners_for_token(b, replicas, include=inc)
+        )
+        if not mine_now or mine_before:
+            labels.append((False, ()))
+            continue
+        sources = list(held.owners_for_token(b, replicas, include=READ_STATES)) if held else []
+        sources += [m for m in now_owners if m not in sources]
+        labels.append((True, tuple(m for m in sources if m.node_id != node_id)))
+    return [(r, label[1]) for r, label in label_runs(bounds, labels) if label[0]]
+
+
+def replacements(ring: Ring, replicas: int) -> dict[str, RangeSet]:
+    """For a ring with a leaving member: each member that gains ranges once it is gone (an
+    owner in the pending view that is not one now), with the tokens it gains."""
+    gains: dict[str, list[TokenRange]] = {}
+    for transfer in handoff(ring, replicas):
+        gains.setdefault(transfer.target.node_id, []).append(transfer.range)
+    return {target: RangeSet(ranges) for target, ranges in sorted(gains.items())}

@@ -23,7 +23,9 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import compress
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from meshcache.errors import CommandError, ErrorCode
 
 T = TypeVar("T")
 
@@ -190,3 +192,28 @@ class RangeSet:
     def select(self, keys: Sequence[bytes]) -> list[bytes]:
         """The keys whose tokens are in the set, in their order."""
         return list(compress(keys, self.mask(keys)))
+
+
+def ranges_to_wire(ranges: Iterable[TokenRange]) -> list[list[int]]:
+    """Token ranges as the wire carries them: ``[[start, end], ...]``."""
+    return [[r.start, r.end] for r in ranges]
+
+
+def ranges_from_wire(data: Any) -> list[TokenRange]:
+    """Read ``[[start, end], ...]`` sent by a peer.
+
+    Raises:
+        CommandError: ``BAD_REQUEST`` when it is not a list of two in-range tokens each.
+    """
+    if type(data) is not list:
+        raise CommandError(ErrorCode.BAD_REQUEST, "ranges must be an array of [start, end]")
+    out = []
+    for item in data:
+        if (
+            type(item) is not list
+            or len(item) != 2
+            or not all(type(t) is int and 0 <= t < TOKEN_SPACE for t in item)
+        ):
+            raise CommandError(ErrorCode.BAD_REQUEST, f"bad token range {item!r}"[:200])
+        out.append(TokenRange(item[0], item[1]))
+    return out

@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshcache.control import ClusterConfig, Command
-from meshcache.node.data.handoff import SETTLE_TIMEOUT, HandOff, replacements
+from meshcache.node.data.handoff import SETTLE_TIMEOUT, HandOff
 from meshcache.ring import Ring, RingMember, key_token
+from meshcache.ring.diff import replacements
 from meshcache.store.policy import NamespacePolicy
 from tests.node.test_dataplane import ME, OTHER, THIRD, make_plane
 
@@ -46,9 +47,7 @@ def _setup(
         alive=lambda node: node == ME,  # no live source: nothing is pulled over the network
         dead=lambda node: False,
         config_version_of=lambda node: versions.get(node, 0),
-        is_voter=False,
         rate=1 << 30,
-        auto_remove_after=300.0,
     )
     return handoff, config, foreign
 

@@ -67,6 +67,7 @@ from meshcache.store.keyspace import blob_version
 from meshcache.store.sizes import VERSION_HEADER
 from meshcache.store.store import Store
 from meshcache.store.values import PLAIN
+from meshcache.wire.address import parse_address
 from meshcache.wire.ops import OPS, Limits, OpKind, OpSpec, normalize_args
 
 log = structlog.get_logger("meshcache.dataplane")
@@ -76,14 +77,7 @@ WRITE_TIMEOUT = 2.0
 READ_REPAIR_TIMEOUT = 1.0
 # Read repairs in flight at once; beyond it a sampled read is simply not checked.
 MAX_READ_REPAIRS = 16
-# Ops that take several keys; every other keyed op acts on its first argument alone.
-MULTI_KEY = frozenset({"MGET", "MSET", "DELETE", "EXISTS"})
 _WRITE = OpKind.WRITE
-
-
-def _parse_address(text: str) -> Address:
-    host, _, port = text.rpartition(":")
-    return host.strip("[]"), int(port)
 
 
 class Coordinator:
@@ -149,7 +143,9 @@ class Coordinator:
         """Route by ``config``'s ring from now on."""
         self.ring = Ring(config.members, config.version)
         self.ring_version = config.version
-        self._addresses = {m.node_id: _parse_address(m.address) for m in config.members}
+        self._addresses = {
+            m.node_id: parse_address(m.address, default_port=None) for m in config.members
+        }
         others = [m for m in config.members if m.node_id != self.node_id]
         self.solo = not others
 
@@ -181,7 +177,7 @@ class Coordinator:
             if op == "FLUSH":
                 return self._flush_everywhere(namespace)
             return self._store_execute(namespace, op, args)
-        if op in MULTI_KEY and len(args) > (2 if op == "MSET" else 1):
+        if spec.multi_key and len(args) > (2 if op == "MSET" else 1):
             return self._scatter(namespace, op, spec, args)
         owners = self._coordinators(namespace, args[0])
         if not owners or owners[0].node_id == self.node_id:
@@ -538,4 +534,4 @@ class Coordinator:
         return [applied, stale, not_owned, refused]
 
 
-__all__ = ["MULTI_KEY", "Coordinator"]
+__all__ = ["Coordinator"]

@@ -27,15 +27,14 @@ owner too (a write coordinated by the old ring after the source's scan would be 
 node drains only once every write also reaches its replacements, and nothing is dropped while a
 lagging member may still route a read to it.
 
-Voters also run **auto-removal**: a ring member that gossip reports dead (or left) for longer
-than ``auto_remove_after`` is removed from the ring, compare-and-set through Raft, so its ranges
-are re-replicated from the survivors.
+The pure range arithmetic (which ranges a node gains, who replaces a leaving node) lives in
+:mod:`meshcache.ring.diff`; removing long-dead members is :mod:`meshcache.node.cluster.autoremove`.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -48,10 +47,11 @@ from meshcache.node.data.replication import ByteBudget
 from meshcache.node.data.replication.tombstones import Tombstone, read_record
 from meshcache.node.data.replicator import BATCH_BYTES
 from meshcache.node.net.oneshot import call_once
-from meshcache.ring import Ring, RingMember, handoff
-from meshcache.ring.ring import PENDING_STATES, READ_STATES
-from meshcache.ring.tokens import TOKEN_SPACE, RangeSet, TokenRange, key_token, label_runs
+from meshcache.ring import Ring, RingMember
+from meshcache.ring.diff import gained_ranges, replacements
+from meshcache.ring.tokens import RangeSet, TokenRange, key_token, ranges_from_wire, ranges_to_wire
 from meshcache.store.store import Store
+from meshcache.wire.address import parse_address
 
 log = structlog.get_logger("meshcache.rebalance")
 
@@ -64,7 +64,6 @@ HANDOFF_WINDOW = 4
 REPL_BATCH_TIMEOUT = 30.0
 SCAN_CHUNK = 2000
 RETRY_DELAY = 1.0
-AUTO_REMOVE_POLL = 1.0
 PROPOSE_RETRIES = 10
 # How long a step waits for every live member to run a ring (then goes ahead, logged).
 SETTLE_TIMEOUT = 10.0
@@ -73,65 +72,8 @@ SETTLE_POLL = 0.05
 Propose = Callable[[Command], Awaitable[ClusterConfig]]
 
 
-def ranges_to_wire(ranges: Iterable[TokenRange]) -> list[list[int]]:
-    return [[r.start, r.end] for r in ranges]
-
-
-def ranges_from_wire(data: Any) -> list[TokenRange]:
-    if type(data) is not list:
-        raise CommandError(ErrorCode.BAD_REQUEST, "ranges must be an array of [start, end]")
-    out = []
-    for item in data:
-        if (
-            type(item) is not list
-            or len(item) != 2
-            or not all(type(t) is int and 0 <= t < TOKEN_SPACE for t in item)
-        ):
-            raise CommandError(ErrorCode.BAD_REQUEST, f"bad token range {item!r}"[:200])
-        out.append(TokenRange(item[0], item[1]))
-    return out
-
-
-def gained_ranges(
-    held: Ring | None, current: Ring, node_id: str, replicas: int
-) -> list[tuple[TokenRange, tuple[RingMember, ...]]]:
-    """The ranges ``node_id`` must receive: it owns them in ``current`` (read or pending) but
-    did not in ``held`` (None: it holds nothing). Each comes with the members that hold its
-    data (the old owners, else the current read owners), ``node_id`` left out."""
-    rings = [current] if held is None else [current, held]
-    bounds = sorted(
-        {b for ring in rings for inc in (READ_STATES, PENDING_STATES) for b in ring.boundaries(inc)}
-    )
-    labels: list[tuple[bool, tuple[RingMember, ...]]] = []
-    for b in bounds:
-        now_owners = current.owners_for_token(b, replicas, include=READ_STATES)
-        pending = current.owners_for_token(b, replicas, include=PENDING_STATES)
-        mine_now = any(m.node_id == node_id for m in (*now_owners, *pending))
-        mine_before = held is not None and any(
-            m.node_id == node_id
-            for inc in (READ_STATES, PENDING_STATES)
-            for m in held.owners_for_token(b, replicas, include=inc)
-        )
-        if not mine_now or mine_before:
-            labels.append((False, ()))
-            continue
-        sources = list(held.owners_for_token(b, replicas, include=READ_STATES)) if held else []
-        sources += [m for m in now_owners if m not in sources]
-        labels.append((True, tuple(m for m in sources if m.node_id != node_id)))
-    return [(r, label[1]) for r, label in label_runs(bounds, labels) if label[0]]
-
-
-def replacements(ring: Ring, replicas: int) -> dict[str, RangeSet]:
-    """For a ring with a leaving member: each member that gains ranges once it is gone (an
-    owner in the pending view that is not one now), with the tokens it gains."""
-    gains: dict[str, list[TokenRange]] = {}
-    for transfer in handoff(ring, replicas):
-        gains.setdefault(transfer.target.node_id, []).append(transfer.range)
-    return {target: RangeSet(ranges) for target, ranges in sorted(gains.items())}
-
-
 class HandOff:
-    """Moves ranges on ring changes, drains on LEAVE, removes long-dead members (voters)."""
+    """Moves ranges on ring changes and drains this node on LEAVE."""
 
     def __init__(
         self,
@@ -144,9 +86,7 @@ class HandOff:
         alive: Callable[[str], bool],
         dead: Callable[[str], bool],
         config_version_of: Callable[[str], int],
-        is_voter: bool,
         rate: int,
-        auto_remove_after: float,
         clock: Callable[[], float] = trio.current_time,
     ) -> None:
         self.store = store
@@ -157,21 +97,16 @@ class HandOff:
         self._alive = alive
         self._dead = dead
         self._config_version_of = config_version_of
-        self._is_voter = is_voter
         self._clock = clock
         self.budget = ByteBudget(rate, max(BATCH_BYTES, rate // 4), clock())
-        self.auto_remove_after = auto_remove_after
         self.held: ClusterConfig | None = None  # the ring our store reflects
         self.stats: Counter[str] = Counter()
         self._wakeup = trio.Event()
-        self._dead_since: dict[str, float] = {}
         self._settled_version = 0  # every live member ran this ring (or we gave up waiting)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._worker)
-            if self._is_voter:
-                nursery.start_soon(self._auto_remove)
             task_status.started()
 
     def on_install(self, config: ClusterConfig) -> None:
@@ -299,10 +234,9 @@ class HandOff:
     ) -> int:
         last: MeshcacheError | None = None
         for member in holders:
-            host, _, port = member.address.rpartition(":")
             try:
                 count = await call_once(
-                    (host, int(port)),
+                    parse_address(member.address, default_port=None),
                     "HANDOFF",
                     [{"ranges": ranges_to_wire(ranges), "to": self.node_id}],
                     namespace=namespace,
@@ -528,31 +462,5 @@ class HandOff:
             self.stats["records_dropped"] += dropped
             log.info("unowned_dropped", records=dropped, ring_version=config.version)
 
-    # --- auto-removal ------------------------------------------------------------------------
 
-    async def _auto_remove(self) -> None:
-        while True:
-            await trio.sleep(AUTO_REMOVE_POLL)
-            now = self._clock()
-            config = self._config()
-            for member in config.members:
-                if member.node_id == self.node_id or not self._dead(member.node_id):
-                    self._dead_since.pop(member.node_id, None)
-                    continue
-                since = self._dead_since.setdefault(member.node_id, now)
-                if now - since < self.auto_remove_after:
-                    continue
-                try:
-                    await self._propose(RemoveMember(config.version, member.node_id))
-                except MeshcacheError as exc:
-                    log.info("auto_remove_retry", node_id=member.node_id, error=str(exc))
-                    break
-                log.warning(
-                    "ring_member_auto_removed", node_id=member.node_id, dead_s=round(now - since)
-                )
-                self.stats["auto_removed"] += 1
-                self._dead_since.pop(member.node_id, None)
-                break  # the config changed: re-read it next round
-
-
-__all__ = ["HandOff", "gained_ranges", "ranges_from_wire", "ranges_to_wire", "replacements"]
+__all__ = ["HandOff"]
