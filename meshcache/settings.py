@@ -30,10 +30,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from meshcache.errors import ConfigError
-from meshcache.store.policy import NamespacePolicy
+from meshcache.wire.address import parse_address as wire_parse_address
+
+if TYPE_CHECKING:
+    from meshcache.store.policy import NamespacePolicy
 
 ENV_PREFIX = "MESHCACHE_"
 #: The environment variable naming a TOML file when no ``config_file`` is passed.
@@ -61,6 +64,10 @@ class LimitSettings:
 
 
 def _default_namespaces() -> Mapping[str, NamespacePolicy]:
+    # Imported here, as everywhere in this module: the store package costs every one-shot
+    # `meshcache get` tens of milliseconds, and only a node needs policies.
+    from meshcache.store.policy import NamespacePolicy
+
     return MappingProxyType({"default": NamespacePolicy()})
 
 
@@ -135,7 +142,6 @@ _SIZE_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION_PART_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)")
 _NUMBER_RE = re.compile(r"\d+(?:\.\d*)?|\.\d+")
-_HOSTPORT_RE = re.compile(r"(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]\s]+)):(\d+)")
 
 
 def _fail(where: str, problem: str) -> ConfigError:
@@ -261,12 +267,21 @@ def _parse_optional_path(value: object, where: str) -> Path | None:
 
 
 def parse_address(value: object, where: str) -> str:
-    """A ``host:port`` address (``[v6]:port`` for IPv6) with a port from 1 to 65535."""
-    text = value.strip() if isinstance(value, str) else None
-    match = _HOSTPORT_RE.fullmatch(text) if text else None
-    if text is None or match is None or not 1 <= int(match.group(3)) <= 65535:
-        raise _fail(where, f"{value!r} is not a host:port address")
-    return text
+    """A ``host:port`` setting (``[v6]:port`` for IPv6), checked by the one address parser.
+
+    Returns the address in its canonical text form (``str`` of
+    :class:`~meshcache.wire.address.Address`); settings keep addresses as text.
+
+    Raises:
+        ConfigError: naming ``where``, when ``value`` is not text, has no port, or its port is
+            not 1 to 65535.
+    """
+    if isinstance(value, str):
+        try:
+            return str(wire_parse_address(value, default_port=None))
+        except ConfigError:
+            pass
+    raise _fail(where, f"{value!r} is not a host:port address")
 
 
 def _parse_bool(value: object, where: str) -> bool:
@@ -432,6 +447,8 @@ _POLICY_UNITS: dict[str, Parser] = {
 
 
 def _policy(table: object, where: str) -> NamespacePolicy:
+    from meshcache.store.policy import NamespacePolicy
+
     if isinstance(table, NamespacePolicy):
         policy = table
     elif isinstance(table, Mapping):
@@ -455,11 +472,25 @@ def _policy(table: object, where: str) -> NamespacePolicy:
     return policy
 
 
+def _outside_tables(key: str) -> str:
+    """The problem with a ``key = value`` line above every table header."""
+    for table in ("node", "limits"):
+        if key in _BY_TABLE[table]:
+            return f"setting {key!r} belongs in [{table}]: put it below a [{table}] line"
+    known = {k: table for table in ("node", "limits") for k in _BY_TABLE[table]}
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f" (did you mean {close[0]!r}, in [{known[close[0]]}]?)" if close else ""
+    return f"{key!r} is outside every table: settings go in [node] or [limits]{hint}"
+
+
 def _apply_toml(layers: _Layers, path: Path) -> None:
     data = _read_toml(path)
-    for table in data:
-        if table not in _TABLES:
+    for table, content in data.items():
+        if table in _TABLES:
+            continue
+        if isinstance(content, dict):
             raise _fail(str(path), _unknown("table", f"[{table}]", [f"[{t}]" for t in _TABLES]))
+        raise _fail(str(path), _outside_tables(table))
     for table in ("node", "limits"):
         content = data.get(table, {})
         if not isinstance(content, dict):
@@ -516,9 +547,17 @@ def unknown_env_vars(environ: Mapping[str, str]) -> list[str]:
     return sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in known)
 
 
-def _check_namespace_name(name: object, where: str) -> None:
-    if not isinstance(name, str) or not name or len(name.encode("utf-8", "replace")) > 255:
-        raise _fail(where, f"namespace name {name!r} must be 1 to 255 bytes of text")
+#: A namespace name: what can be typed in a shell, a TOML table header and a metric label as
+#: it is. The CLI and the TOML file refuse any other name.
+NAMESPACE_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+NAMESPACE_NAME_RULE = "1 to 64 characters among letters, digits and _ . : -"
+
+
+def check_namespace_name(name: object, where: str) -> str:
+    """``name`` when it follows :data:`NAMESPACE_NAME_RE`; else a one-line ConfigError."""
+    if not isinstance(name, str) or NAMESPACE_NAME_RE.fullmatch(name) is None:
+        raise _fail(where, f"namespace name {name!r} is not {NAMESPACE_NAME_RULE}")
+    return name
 
 
 def _cross_check(layers: _Layers, settings: NodeSettings) -> None:
@@ -544,11 +583,80 @@ def _cross_check(layers: _Layers, settings: NodeSettings) -> None:
             f"{described('raft_peers', ','.join(settings.raft_peers))} needs "
             "raft_password_file: every voter of a group shares one password"
         )
-    if settings.port and settings.port == settings.admin_port:
-        raise ConfigError(
-            f"{described('port', settings.port)} and "
-            f"{described('admin_port', settings.admin_port)} must differ"
-        )
+    _check_own_ports(layers, settings)
+
+
+_WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "*"})
+
+
+def _check_own_ports(layers: _Layers, settings: NodeSettings) -> None:
+    """The node's TCP ports (data, admin, Raft) must not be one port: it binds each once.
+
+    Gossip is UDP, so sharing the data port's number is its default, not a clash.
+    """
+
+    def described(use: NodePort) -> str:
+        origin = layers.origin(use.setting)
+        if use.setting == "raft_port" and settings.raft_port is None:
+            origin = "default: port + 1"
+        return f"{use.setting} ({use.port}, from {origin})"
+
+    tcp = [use for use in node_ports(settings) if use.transport == "tcp" and use.port]
+    for i, first in enumerate(tcp):
+        for second in tcp[i + 1 :]:
+            same_host = (
+                first.host == second.host
+                or first.host in _WILDCARD_HOSTS
+                or second.host in _WILDCARD_HOSTS
+            )
+            if first.port == second.port and same_host:
+                raise ConfigError(
+                    f"{described(first)} and {described(second)} must differ: the node binds"
+                    f" its {first.role} and {second.role} ports separately"
+                )
+
+
+class NodePort(NamedTuple):
+    """One socket a node binds, and the setting its number comes from."""
+
+    setting: str  # "port", "admin_port", "gossip_port", "raft_port"
+    role: str  # what it carries: "data", "admin", "gossip", "Raft"
+    transport: Literal["tcp", "udp"]
+    host: str
+    port: int  # 0: the kernel picks one
+
+    def describe(self) -> str:
+        """``data port 127.0.0.1:7400 (TCP, setting port)``."""
+        where = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return f"{self.role} port {where} ({self.transport.upper()}, setting {self.setting})"
+
+
+def node_ports(settings: NodeSettings) -> tuple[NodePort, ...]:
+    """Every socket a node with ``settings`` binds: data, admin, gossip, and Raft for a voter.
+
+    A node is a voter with ``bootstrap``, or when its own Raft address (``host:raft_port``) is
+    in ``raft_peers``. The Raft port defaults to the data port + 1 (kernel-picked for a
+    bootstrap node whose data port is 0).
+    """
+    ports = [
+        NodePort("port", "data", "tcp", settings.host, settings.port),
+        NodePort("admin_port", "admin", "tcp", settings.admin_host, settings.admin_port),
+        NodePort(
+            "gossip_port",
+            "gossip",
+            "udp",
+            settings.host,
+            settings.port if settings.gossip_port is None else settings.gossip_port,
+        ),
+    ]
+    raft = settings.raft_port
+    if raft is None:
+        raft = settings.port + 1 if settings.port else 0
+    host = settings.host
+    own = f"[{host}]:{raft}" if ":" in host else f"{host}:{raft}"
+    if settings.bootstrap or (raft and own in settings.raft_peers):
+        ports.append(NodePort("raft_port", "Raft", "tcp", host, raft))
+    return tuple(ports)
 
 
 def load_settings(
@@ -589,9 +697,9 @@ def load_settings(
             for f in fields(LimitSettings)
         }
     )
-    namespaces: dict[str, NamespacePolicy] = {"default": NamespacePolicy()}
+    namespaces = dict(_default_namespaces())
     for name, (policy, where) in layers.namespaces.items():
-        _check_namespace_name(name, where)
+        check_namespace_name(name, where)
         namespaces[name] = policy
     node_defaults = NodeSettings()
     node_values = {
@@ -655,12 +763,17 @@ def _toml_value(value: object) -> str:
 __all__ = [
     "CONFIG_ENV",
     "ENV_PREFIX",
+    "NAMESPACE_NAME_RE",
+    "NAMESPACE_NAME_RULE",
     "SETTINGS",
     "SETTINGS_BY_NAME",
     "LimitSettings",
+    "NodePort",
     "NodeSettings",
     "SettingSpec",
+    "check_namespace_name",
     "load_settings",
+    "node_ports",
     "parse_address",
     "parse_duration",
     "parse_port",

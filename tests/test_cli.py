@@ -24,6 +24,7 @@ import meshcache
 from meshcache import __version__
 from meshcache.cli import main
 from meshcache.logs import configure_logging
+from meshcache.wire.address import parse_address
 
 REPO = Path(meshcache.__file__).resolve().parent.parent
 START_DEADLINE = 20.0
@@ -276,8 +277,8 @@ def start_node(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> Nod
         proc,
         data_dir,
         stderr,
-        int(info["data"].rpartition(":")[2]),
-        int(info["admin"].rpartition(":")[2]),
+        parse_address(info["data"], default_port=None).port,
+        parse_address(info["admin"], default_port=None).port,
     )
 
 

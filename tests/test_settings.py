@@ -16,6 +16,7 @@ from meshcache.settings import (
     LimitSettings,
     NodeSettings,
     load_settings,
+    parse_address,
     parse_duration,
     parse_size,
     settings_as_toml,
@@ -271,6 +272,20 @@ def test_overrides_may_be_typed() -> None:
 def test_join_from_the_environment_is_comma_separated() -> None:
     s = load(environ={"MESHCACHE_JOIN": "a:1, b:2,,[fe80::1]:3"})
     assert s.join == ("a:1", "b:2", "[fe80::1]:3")
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [(" 10.0.0.1:7400 ", "10.0.0.1:7400"), ("[::1]:9", "[::1]:9"), ("cache-1:1", "cache-1:1")],
+)
+def test_an_address_setting_is_stored_as_canonical_text(value: str, stored: str) -> None:
+    assert parse_address(value, "--join") == stored
+
+
+@pytest.mark.parametrize("value", ["::1:9", "host", "host:0", "[::1]", "host:", 7400, None])
+def test_a_bad_address_setting_names_the_setting(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"^--join: .* is not a host:port address$"):
+        parse_address(value, "--join")
 
 
 def test_every_setting_has_a_variable_and_a_flag() -> None:

@@ -42,7 +42,7 @@ from meshcache.gossip.member import EventKind, MemberEvent, MemberState, NodeMet
 from meshcache.gossip.swim import SwimNode
 from meshcache.testing.simnet import LinkConfig, SimNetwork
 
-BOOTSTRAP_SEED: Address = ("192.0.2.1", 7946)  # TEST-NET-1: never a node
+BOOTSTRAP_SEED = Address("192.0.2.1", 7946)  # TEST-NET-1: never a node
 KEY = b"meshcache-sim-key-0123456789abcd"
 
 # Serf's convergence-simulator estimates as quoted in the issue (gossip interval 200 ms,
@@ -70,7 +70,7 @@ depends on the other jobs).
 
 
 def address_of(i: int) -> Address:
-    return (f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", 7946)
+    return Address(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", 7946)
 
 
 @dataclass

@@ -227,7 +227,7 @@ def _name(value: object) -> str:
 def _address(host: object, port: object) -> Address:
     if type(host) is not str or not host or len(host) > MAX_HOST_CHARS:
         raise DecodeError("bad_field", "bad host")
-    return host, _int(port, 0, 65535)
+    return Address(host, _int(port, 0, 65535))
 
 
 def _meta(value: object) -> NodeMeta:

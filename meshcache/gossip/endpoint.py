@@ -6,6 +6,7 @@ simulator) feeds it received bytes and the current time, calls :meth:`Endpoint.t
 than :meth:`Endpoint.next_deadline`, and sends whatever :meth:`Endpoint.take_outgoing` returns.
 
 Every ``now`` passed to one endpoint must come from one monotonic clock (seconds, float).
+Addresses are the project's one :class:`~meshcache.wire.address.Address` ``(host, port)``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
-Address: TypeAlias = tuple[str, int]
+from meshcache.wire.address import Address
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,3 +68,6 @@ class Endpoint(Protocol):
     def take_outgoing(self) -> list[Outgoing]:
         """Drain and return everything the endpoint wants sent, in order."""
         ...
+
+
+__all__ = ["Address", "Datagram", "Endpoint", "Outgoing", "StreamRequest"]

@@ -17,17 +17,13 @@ from pathlib import Path
 from types import TracebackType
 
 from meshcache.errors import MeshcacheError
+from meshcache.wire.address import Address, parse_address
 
 READY_FILE = "node.json"
 
 
 class NodeStartError(MeshcacheError):
     """A node process did not become ready in time or exited early."""
-
-
-def _split(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host, int(port)
 
 
 class NodeProcess:
@@ -62,13 +58,13 @@ class NodeProcess:
         self.log_file = log_file or self.data_dir / "node.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.node_id = ""
-        self.data_address: tuple[str, int] = ("", 0)
-        self.admin_address: tuple[str, int] = ("", 0)
+        self.data_address = Address("", 0)
+        self.admin_address = Address("", 0)
 
     @property
     def data(self) -> str:
-        """``host:port`` of the data port."""
-        return f"{self.data_address[0]}:{self.data_address[1]}"
+        """``host:port`` of the data port (``[v6]:port`` for IPv6)."""
+        return str(self.data_address)
 
     @property
     def pid(self) -> int:
@@ -93,8 +89,8 @@ class NodeProcess:
             info = _read_ready(ready, self.proc.pid)
             if info is not None:
                 self.node_id = info["node_id"]
-                self.data_address = _split(info["data"])
-                self.admin_address = _split(info["admin"])
+                self.data_address = parse_address(info["data"], default_port=None)
+                self.admin_address = parse_address(info["admin"], default_port=None)
                 return self
             time.sleep(0.02)  # polling a file the child writes; the deadline bounds it
         self.kill()

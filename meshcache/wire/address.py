@@ -36,8 +36,11 @@ def parse_address(text: str, *, default_port: int | None = DEFAULT_PORT) -> Addr
     """Read ``"host:port"``, ``"[v6addr]:port"``, ``"host"`` or ``"[v6addr]"``.
 
     A text without a port gets ``default_port``; with ``default_port=None`` a port is required.
-    An IPv6 address must be in brackets when a port follows it; a bare IPv6 address (more than
-    one colon, no brackets) is taken as a host without a port.
+    A colon must be followed by a port of ASCII digits (``"host:"`` is an error). An IPv6
+    address must be in brackets when a port follows it; a bare IPv6 address (more than one
+    colon, no brackets) is taken as a host without a port. Surrounding whitespace is ignored.
+    For every host without whitespace or brackets, ``parse_address(str(Address(host, port)))``
+    gives the same address back.
 
     Raises:
         ConfigError: the text is not an address, or its port is not in 1..65535.
@@ -51,18 +54,19 @@ def parse_address(text: str, *, default_port: int | None = DEFAULT_PORT) -> Addr
         host, sep, rest = text[1:].partition("]")
         if not sep or (rest and not rest.startswith(":")):
             raise ConfigError(f"bad node address {text!r}")
-        port_text = rest[1:] if rest else ""
+        has_port, port_text = bool(rest), rest[1:]
     elif text.count(":") == 1:
         host, _, port_text = text.partition(":")
+        has_port = True
     else:
-        host, port_text = text, ""
+        host, port_text, has_port = text, "", False
     if not host or any(c.isspace() for c in host):
         raise ConfigError(f"bad node address {text!r}: no host")
-    if not port_text:
+    if not has_port:
         if default_port is None:
             raise ConfigError(f"bad node address {text!r}: no port (expected host:port)")
         return Address(host, default_port)
-    if not port_text.isdigit():
+    if not (port_text.isascii() and port_text.isdigit()):
         raise ConfigError(f"bad node address {text!r}: port is not a number")
     port = int(port_text)
     if not 0 < port < 65536:

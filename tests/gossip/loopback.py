@@ -22,7 +22,7 @@ from meshcache.gossip import (
 
 
 def addr(i: int) -> Address:
-    return ("127.0.0.1", 7000 + i)
+    return Address("127.0.0.1", 7000 + i)
 
 
 class Loopback:

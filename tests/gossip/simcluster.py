@@ -22,7 +22,7 @@ A, S, D, L = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD, MemberSta
 
 
 def addr(i: int) -> Address:
-    return (f"10.0.0.{i // 200 + 1}", 7000 + i % 200)
+    return Address(f"10.0.0.{i // 200 + 1}", 7000 + i % 200)
 
 
 class SimCluster:

@@ -18,6 +18,7 @@ from typing import IO
 import pytest
 
 from meshcache import Client, MeshcacheError
+from meshcache.wire.address import parse_address
 from tests.mesh.helpers import wait_for
 
 READY_DEADLINE = 60.0
@@ -206,8 +207,9 @@ def test_two_nodes_share_keys_then_one_leaves_the_ring(demos: list[DemoRun]) -> 
 
         wait_for(visible, 5, "the key through node 1")
 
+    node_1 = parse_address(nodes[1][0], default_port=None)
     result = subprocess.run(
-        [sys.executable, "-m", "meshcache", "leave", "--port", nodes[1][0].rpartition(":")[2]],
+        [sys.executable, "-m", "meshcache", "leave", "--port", str(node_1.port)],
         capture_output=True,
         text=True,
         env=clean_env(),

@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from meshcache.gossip.endpoint import Address, Datagram, Outgoing, StreamRequest
 from meshcache.testing.simnet import LinkConfig, SimNetwork, SimulationError
 
-A: Address = ("10.0.0.1", 7946)
-B: Address = ("10.0.0.2", 7946)
-C: Address = ("10.0.0.3", 7946)
+A = Address("10.0.0.1", 7946)
+B = Address("10.0.0.2", 7946)
+C = Address("10.0.0.3", 7946)
 
 
 @dataclass

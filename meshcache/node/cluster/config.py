@@ -59,6 +59,7 @@ from meshcache.node.net.oneshot import call_once
 from meshcache.ring import RingMember
 from meshcache.settings import NodeSettings
 from meshcache.store.store import Store
+from meshcache.wire.address import Address
 
 log = structlog.get_logger("meshcache.config")
 
@@ -69,7 +70,7 @@ CONFLICT_RETRIES = 5
 PULL_POLL = 0.25
 
 
-def _raft_address(settings: NodeSettings, data_address: tuple[str, int]) -> str:
+def _raft_address(settings: NodeSettings, data_address: Address) -> Address:
     if settings.raft_port is not None:
         port = settings.raft_port
     elif settings.port == 0 and settings.bootstrap:
@@ -77,11 +78,11 @@ def _raft_address(settings: NodeSettings, data_address: tuple[str, int]) -> str:
         # tools): a bootstrap voter, whom nobody had to be told about in advance, takes a
         # kernel-picked Raft port too.
         with socket.socket() as probe:
-            probe.bind((data_address[0], 0))
+            probe.bind((data_address.host, 0))
             port = probe.getsockname()[1]
     else:
-        port = data_address[1] + 1
-    return f"{data_address[0]}:{port}"
+        port = data_address.port + 1
+    return Address(data_address.host, port)
 
 
 def _password(settings: NodeSettings) -> str:
@@ -141,8 +142,10 @@ class ConfigService:
         self.store = store
         self.membership = membership
         self.node_id = node_id
-        self.data_address = data_address
-        self.raft_address = _raft_address(settings, data_address)
+        self.data_address = Address(*data_address)
+        raft_address = _raft_address(settings, self.data_address)
+        self.raft_address = str(raft_address)
+        self.raft_port = raft_address.port
         self.is_voter = settings.bootstrap or self.raft_address in settings.raft_peers
         self.config = ClusterConfig(version=0, namespaces=settings.namespaces)
         self.plane: ConfigPlane | None = None
@@ -167,7 +170,7 @@ class ConfigService:
                     )
                 )
                 await nursery.start(self.plane.run)
-                self.membership.update_meta(raft_port=int(self.raft_address.rpartition(":")[2]))
+                self.membership.update_meta(raft_port=self.raft_port)
                 nursery.start_soon(self._follow_plane)
                 log.info("raft_voter_started", raft=self.raft_address, peers=",".join(peers_))
             else:
@@ -227,7 +230,7 @@ class ConfigService:
         the handoff makes it ``active`` once it holds its ranges. A node already on the
         ring (a restart) keeps its state.
         """
-        address = f"{self.data_address[0]}:{self.data_address[1]}"
+        address = str(self.data_address)
         delay = 0.2
         while True:
             config = self.config
@@ -324,7 +327,7 @@ class ConfigService:
         now = trio.current_time()
         if member is None or member.state is not MemberState.ALIVE:
             return self._pull.failed(request.peer, now)
-        address = (member.address[0], member.meta.data_port)
+        address = Address(member.address[0], member.meta.data_port)
         try:
             fetched = ClusterConfig.from_mapping(await call_once(address, "CONFIG_GET", []))
         except MeshcacheError as exc:
@@ -337,7 +340,7 @@ class ConfigService:
 
     # --- changing ----------------------------------------------------------------------------
 
-    def _voter_data_addresses(self) -> list[tuple[str, int]]:
+    def _voter_data_addresses(self) -> list[Address]:
         """Voters to ask, alive ones first. A suspect voter is still asked, last: a busy
         process is often suspected for a moment, and giving up on it would fail a proposal
         that it would have answered."""
@@ -351,7 +354,7 @@ class ConfigService:
             and m.name != self.node_id
         ]
         voters.sort(key=lambda m: m.state is not MemberState.ALIVE)
-        return [(m.address[0], m.meta.data_port) for m in voters]
+        return [Address(m.address[0], m.meta.data_port) for m in voters]
 
     async def propose(self, command: Command) -> ClusterConfig:
         """Commit ``command`` (here if a voter, else through a voter) and install the result.

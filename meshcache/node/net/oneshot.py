@@ -14,9 +14,8 @@ from typing import Any
 import trio
 
 from meshcache.errors import MeshcacheConnectionError, MeshcacheTimeout
+from meshcache.wire.address import Address
 from meshcache.wire.frame import DEFAULT_MAX_FRAME, FrameReader, decode_response, encode_request
-
-Address = tuple[str, int]
 
 
 async def call_once(

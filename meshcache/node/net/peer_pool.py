@@ -22,6 +22,7 @@ import structlog
 import trio
 
 from meshcache.errors import MeshcacheConnectionError, MeshcacheTimeout, RemoteProtocolError
+from meshcache.wire.address import Address
 from meshcache.wire.frame import (
     DEFAULT_MAX_FRAME,
     FrameReader,
@@ -32,7 +33,6 @@ from meshcache.wire.frame import (
 
 log = structlog.get_logger("meshcache.peers")
 
-Address = tuple[str, int]
 RECEIVE_SIZE = 256 * 1024
 
 
