@@ -12,10 +12,14 @@ from hypothesis import strategies as st
 
 from meshcache.errors import ConfigError
 from meshcache.settings import (
+    NAMESPACE_NAME_RE,
     SETTINGS,
     LimitSettings,
+    NodePort,
     NodeSettings,
+    check_namespace_name,
     load_settings,
+    node_ports,
     parse_address,
     parse_duration,
     parse_size,
@@ -337,7 +341,9 @@ def test_errors_name_the_file_table_and_key(tmp_path: Path) -> None:
         ("[node]\nprot = 1\n", "[node]: unknown setting 'prot' (did you mean 'port'?)"),
         ("[limits]\nmax_frame = 1\n", "[limits]: unknown setting 'max_frame' (did you mean"),
         ("[nod]\nport = 1\n", "unknown table '[nod]' (did you mean '[node]'?)"),
-        ("port = 1\n", "unknown table '[port]'"),
+        ("port = 1\n", ": setting 'port' belongs in [node]: put it below a [node] line"),
+        ("idle_timeout = 1\n", "setting 'idle_timeout' belongs in [limits]: put it below"),
+        ("prot = 1\n", "'prot' is outside every table: settings go in [node] or [limits] (did"),
         ("node = 1\n", "'node' must be a table"),
         ("[namespaces]\nx = 1\n", "[namespaces.x]: 1 must be a table"),
         ("[namespaces.s]\nevict = 'lru'\n", "[namespaces.s]: unknown namespace policy field"),
@@ -386,9 +392,63 @@ def test_limits_must_fit_in_a_frame() -> None:
 def test_ports_must_differ() -> None:
     message = error_of(environ={"MESHCACHE_PORT": "9400"})
     assert message == (
-        "port (9400, from MESHCACHE_PORT) and admin_port (9400, from default) must differ"
+        "port (9400, from MESHCACHE_PORT) and admin_port (9400, from default) must differ:"
+        " the node binds its data and admin ports separately"
     )
     load(overrides={"port": 0, "admin_port": 0})  # two "any free port" are fine
+
+
+def test_a_voters_default_raft_port_must_not_be_another_port() -> None:
+    # The Raft port defaults to the data port + 1: here it is the admin port.
+    message = error_of(overrides={"port": "38000", "admin_port": "38001", "bootstrap": True})
+    assert message == (
+        "admin_port (38001, from --admin-port) and raft_port (38001, from default: port + 1)"
+        " must differ: the node binds its admin and Raft ports separately"
+    )
+    # Not a voter: nothing binds the Raft port.
+    assert load(overrides={"port": "38000", "admin_port": "38001"}).admin_port == 38001
+    message = error_of(overrides={"port": "38000", "raft_port": "38000", "bootstrap": "1"})
+    assert message.startswith("port (38000, from --port) and raft_port (38000, from --raft-port)")
+    # Different interfaces may use one port number; a wildcard bind covers every interface.
+    load(overrides={"port": "9400", "host": "10.0.0.1", "admin_host": "10.0.0.2"})
+    assert "must differ" in error_of(overrides={"port": "9400", "admin_host": "0.0.0.0"})
+
+
+def test_node_ports_name_each_socket_and_its_setting(tmp_path: Path) -> None:
+    s = load(overrides={"port": "7500", "admin_port": "9500", "bootstrap": True})
+    assert node_ports(s) == (
+        NodePort("port", "data", "tcp", "127.0.0.1", 7500),
+        NodePort("admin_port", "admin", "tcp", "127.0.0.1", 9500),
+        NodePort("gossip_port", "gossip", "udp", "127.0.0.1", 7500),
+        NodePort("raft_port", "Raft", "tcp", "127.0.0.1", 7501),
+    )
+    assert node_ports(s)[3].describe() == "Raft port 127.0.0.1:7501 (TCP, setting raft_port)"
+    plain = load(overrides={"port": "7500", "gossip_port": "7600"})
+    assert [p.setting for p in node_ports(plain)] == ["port", "admin_port", "gossip_port"]
+    assert node_ports(plain)[2].port == 7600
+    password = write(tmp_path, "secret\n", "password")
+    listed = load(
+        overrides={
+            "port": "7500",
+            "raft_peers": "127.0.0.1:7501,127.0.0.1:7511",
+            "raft_password_file": str(password),
+        }
+    )
+    assert node_ports(listed)[-1] == NodePort("raft_port", "Raft", "tcp", "127.0.0.1", 7501)
+
+
+@pytest.mark.parametrize("name", ["sessions", "a", "user.v2", "tenant:42", "x-y_z", "n" * 64])
+def test_namespace_names_that_can_be_typed(name: str) -> None:
+    assert check_namespace_name(name, "NAME") == name
+
+
+@pytest.mark.parametrize("name", ["", "bad name!", "n" * 65, "caf\u00e9", "a/b", "x\n", 5])
+def test_namespace_names_that_cannot_be_typed_are_refused(tmp_path: Path, name: object) -> None:
+    with pytest.raises(ConfigError, match=r"^NAME: namespace name .* is not 1 to 64 characters"):
+        check_namespace_name(name, "NAME")
+    if isinstance(name, str) and name and "\n" not in name:
+        path = write(tmp_path, f'[namespaces."{name}"]\neviction = "lru"\n')
+        assert "is not 1 to 64 characters among letters" in error_of(config_file=path)
 
 
 # --- round trip --------------------------------------------------------------------------------
@@ -435,7 +495,9 @@ def node_settings(draw: st.DrawFn) -> NodeSettings:
                     max_bytes=draw(st.none() | st.integers(0, 2**40)),
                     default_ttl=draw(st.none() | durations),
                 )
-                for name in draw(st.lists(words, max_size=3))
+                for name in draw(
+                    st.lists(st.from_regex(NAMESPACE_NAME_RE, fullmatch=True), max_size=3)
+                )
             },
         },
     )
