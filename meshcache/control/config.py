@@ -31,10 +31,10 @@ from meshcache.control.errors import (
     VersionConflictError,
 )
 from meshcache.control.member import (
-    MEMBER_STATES,
+    RING_STATES,
     TRANSITIONS,
-    MemberState,
     RingMember,
+    RingState,
     check_text,
     checked_member,
 )
@@ -170,20 +170,25 @@ class PutMember:
 
 @dataclass(frozen=True, slots=True)
 class SetMemberState:
-    """Move member ``node_id`` to ``state`` along :data:`~meshcache.control.member.TRANSITIONS`."""
+    """Move member ``node_id`` to ``state`` along :data:`~meshcache.control.member.TRANSITIONS`.
+
+    ``state`` may be given as its string; it is stored as a :class:`RingState`.
+    """
 
     op: ClassVar[str] = "set_member_state"
     expected_version: int
     node_id: str
-    state: MemberState
+    state: RingState
 
     def __post_init__(self) -> None:
         _check_version(self.expected_version)
         check_text("node_id", self.node_id)
-        if self.state not in MEMBER_STATES:
+        try:
+            object.__setattr__(self, "state", RingState(self.state))
+        except ValueError:
             raise InvalidCommandError(
-                f"unknown member state {self.state!r} (one of: {', '.join(sorted(MEMBER_STATES))})"
-            )
+                f"unknown member state {self.state!r} (one of: {', '.join(sorted(RING_STATES))})"
+            ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +287,8 @@ def command_to_mapping(command: Command) -> dict[str, Any]:
         value = getattr(command, f.name)
         if isinstance(value, RingMember | NamespacePolicy):
             value = value.to_mapping()
+        elif isinstance(value, RingState):
+            value = value.value
         elif isinstance(value, Mapping):
             value = dict(value)
         out[f.name] = value

@@ -12,16 +12,16 @@ from typing import Any
 
 from meshcache.control.errors import InvalidCommandError
 from meshcache.errors import ConfigError
-from meshcache.ring.member import MEMBER_STATES, MemberState, RingMember
+from meshcache.ring.member import RING_STATES, RingMember, RingState
 from meshcache.settings import parse_address
 
 #: Every allowed state change of a ring member, and nothing else. ``joining → leaving`` aborts a
 #: join; ``leaving → active`` cancels a drain. Removal is allowed from any state (an operator
 #: must be able to remove a dead node whatever it was doing), so it is not in this table.
-TRANSITIONS: Mapping[str, frozenset[str]] = {
-    "joining": frozenset({"active", "leaving"}),
-    "active": frozenset({"leaving"}),
-    "leaving": frozenset({"active"}),
+TRANSITIONS: Mapping[RingState, frozenset[RingState]] = {
+    RingState.JOINING: frozenset({RingState.ACTIVE, RingState.LEAVING}),
+    RingState.ACTIVE: frozenset({RingState.LEAVING}),
+    RingState.LEAVING: frozenset({RingState.ACTIVE}),
 }
 
 MAX_TEXT_BYTES = 255
@@ -62,10 +62,10 @@ def checked_member(member: RingMember | Mapping[str, Any]) -> RingMember:
 
 
 __all__ = [
-    "MEMBER_STATES",
+    "RING_STATES",
     "TRANSITIONS",
-    "MemberState",
     "RingMember",
+    "RingState",
     "check_text",
     "checked_member",
 ]

@@ -17,7 +17,7 @@ from meshcache.ring.diff import (
     replacements,
     transfers,
 )
-from meshcache.ring.member import MEMBER_STATES, MemberState, RingMember
+from meshcache.ring.member import RING_STATES, RingMember, RingState
 from meshcache.ring.ring import (
     ALL_STATES,
     DEFAULT_VNODES_PER_WEIGHT,
@@ -31,15 +31,15 @@ from meshcache.ring.tokens import TOKEN_SPACE, TokenRange, key_token, vnode_toke
 __all__ = [
     "ALL_STATES",
     "DEFAULT_VNODES_PER_WEIGHT",
-    "MEMBER_STATES",
     "PENDING_STATES",
     "READ_STATES",
+    "RING_STATES",
     "TOKEN_SPACE",
-    "MemberState",
     "NoOwnerError",
     "RangeChange",
     "Ring",
     "RingMember",
+    "RingState",
     "TokenRange",
     "Transfer",
     "diff",

@@ -4,21 +4,31 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, cast
+from enum import StrEnum
+from typing import cast
 
 from meshcache.errors import ConfigError
 
-MemberState = Literal["joining", "active", "leaving"]
-"""A member's ownership state (not its liveness — that is gossip's business).
 
-* ``joining``: on the ring but not yet a read owner; it receives writes and hand-off streams
-  for the ranges it is about to own.
-* ``active``: a full owner.
-* ``leaving``: still a read owner (it holds the data) while its ranges stream to their next
-  owners; gone from the ring once the hand-off completes.
-"""
+class RingState(StrEnum):
+    """A member's ownership state on the ring (its liveness is gossip's ``MemberState``).
 
-MEMBER_STATES: tuple[MemberState, ...] = ("joining", "active", "leaving")
+    The values are the strings the config carries on the wire, in Raft and in TOML; a
+    ``RingState`` compares equal to its string.
+
+    * ``JOINING``: on the ring but not yet a read owner; it receives writes and hand-off
+      streams for the ranges it is about to own.
+    * ``ACTIVE``: a full owner.
+    * ``LEAVING``: still a read owner (it holds the data) while its ranges stream to their next
+      owners; gone from the ring once the hand-off completes.
+    """
+
+    JOINING = "joining"
+    ACTIVE = "active"
+    LEAVING = "leaving"
+
+
+RING_STATES: tuple[RingState, ...] = tuple(RingState)
 MAX_WEIGHT = 1000
 MAX_ID_CHARS = 255
 
@@ -28,7 +38,8 @@ class RingMember:
     """One node on the ring.
 
     ``address`` is the node's data address (``"host:port"``); ``weight`` scales its number of
-    virtual nodes (weight 0 keeps it on the ring owning nothing).
+    virtual nodes (weight 0 keeps it on the ring owning nothing). ``state`` may be given as
+    its string; it is stored as a :class:`RingState`.
 
     Raises:
         ConfigError: a field is empty, out of range or of the wrong type.
@@ -38,7 +49,7 @@ class RingMember:
     address: str
     zone: str = ""
     weight: int = 1
-    state: MemberState = "active"
+    state: RingState = RingState.ACTIVE
 
     def __post_init__(self) -> None:
         if not isinstance(self.node_id, str) or not 0 < len(self.node_id) <= MAX_ID_CHARS:
@@ -53,8 +64,12 @@ class RingMember:
             or not 0 <= self.weight <= MAX_WEIGHT
         ):
             raise ConfigError(f"ring member {self.node_id!r}: weight must be 0..{MAX_WEIGHT}")
-        if self.state not in MEMBER_STATES:
-            raise ConfigError(f"ring member {self.node_id!r}: unknown state {self.state!r}")
+        try:
+            object.__setattr__(self, "state", RingState(self.state))
+        except ValueError:
+            raise ConfigError(
+                f"ring member {self.node_id!r}: unknown state {self.state!r}"
+            ) from None
 
     def to_mapping(self) -> dict[str, object]:
         """A plain dict (msgpack- and JSON-able); :meth:`from_mapping` reads it back."""
@@ -63,7 +78,7 @@ class RingMember:
             "address": self.address,
             "zone": self.zone,
             "weight": self.weight,
-            "state": self.state,
+            "state": self.state.value,
         }
 
     @classmethod
@@ -84,7 +99,7 @@ class RingMember:
                 address=cast(str, data["address"]),
                 zone=cast(str, data.get("zone", "")),
                 weight=cast(int, data.get("weight", 1)),
-                state=cast(MemberState, data.get("state", "active")),
+                state=cast(RingState, data.get("state", RingState.ACTIVE)),
             )
         except KeyError as exc:
             raise ConfigError(f"ring member lacks field {exc.args[0]!r}") from None

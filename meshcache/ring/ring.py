@@ -35,14 +35,14 @@ from bisect import bisect_left
 from collections.abc import Collection, Iterable, Iterator, Mapping
 
 from meshcache.errors import ConfigError, MeshcacheError
-from meshcache.ring.member import MEMBER_STATES, MemberState, RingMember
+from meshcache.ring.member import RING_STATES, RingMember, RingState
 from meshcache.ring.tokens import RangeSet, TokenRange, key_token, label_runs, vnode_token
 
-READ_STATES: tuple[MemberState, ...] = ("active", "leaving")
+READ_STATES: tuple[RingState, ...] = (RingState.ACTIVE, RingState.LEAVING)
 """Members that own keys for reads now."""
-PENDING_STATES: tuple[MemberState, ...] = ("active", "joining")
+PENDING_STATES: tuple[RingState, ...] = (RingState.ACTIVE, RingState.JOINING)
 """Members that will own keys once the current hand-off completes."""
-ALL_STATES: tuple[MemberState, ...] = MEMBER_STATES
+ALL_STATES: tuple[RingState, ...] = RING_STATES
 
 DEFAULT_VNODES_PER_WEIGHT = 512
 """Chosen by measurement (``tools/ring_figures.py``, ``docs/benchmarks.md``, Ring)."""
@@ -116,7 +116,7 @@ class _View:
 
 def _normalize(include: Collection[str]) -> frozenset[str]:
     states = frozenset(include)
-    unknown = states - set(MEMBER_STATES)
+    unknown = states - set(RING_STATES)
     if unknown:
         raise ValueError(f"unknown member states {sorted(unknown)}")
     return states
@@ -175,7 +175,7 @@ class Ring:
         self._vnodes: list[tuple[int, str, int]] | None = self._all_vnodes()
         self._views: dict[frozenset[str], _View] = {}
         self._write_ranges: dict[tuple[str, int], RangeSet] = {}
-        self._stable = all(m.state == "active" for m in ordered)
+        self._stable = all(m.state is RingState.ACTIVE for m in ordered)
         self._read = self._view(READ_STATES)
         self._pending = self._read if self._stable else self._view(PENDING_STATES)
         # Only views for unusual state sets need the full list again; they rebuild it rather

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from meshcache.errors import MeshcacheError
-from meshcache.ring import Ring, RingMember
+from meshcache.ring import Ring, RingMember, RingState
 from meshcache.testing.nodes import NodeProcess
 from meshcache.wire.frame import FrameReader, decode_response, encode_request
 
@@ -129,7 +129,7 @@ class Mesh:
         except (OSError, MeshcacheError):
             return False
         return len({r["version"] for r in rings}) == 1 and all(
-            len(r["members"]) == n and all(m["state"] == "active" for m in r["members"])
+            len(r["members"]) == n and all(m["state"] == RingState.ACTIVE for m in r["members"])
             for r in rings
         )
 

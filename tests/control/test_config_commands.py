@@ -30,12 +30,14 @@ from meshcache.control.errors import (
     VersionConflictError,
 )
 from meshcache.errors import ConfigError, MeshcacheError, NoSuchNamespaceError
-from meshcache.ring.member import RingMember
+from meshcache.ring.member import RingMember, RingState
 from meshcache.store.policy import NamespacePolicy
 
 
-def member(node_id: str = "a", port: int = 7400, state: str = "joining") -> RingMember:
-    return RingMember(node_id=node_id, address=f"127.0.0.1:{port}", zone="z1", state=state)  # type: ignore[arg-type]
+def member(
+    node_id: str = "a", port: int = 7400, state: RingState = RingState.JOINING
+) -> RingMember:
+    return RingMember(node_id=node_id, address=f"127.0.0.1:{port}", zone="z1", state=state)
 
 
 def roundtrip(command: Command) -> Command:
@@ -56,10 +58,10 @@ def test_every_command_applies_and_bumps_the_version_by_one() -> None:
     steps: list[Command] = [
         PutMember(0, member("a", 7400)),
         PutMember(1, member("b", 7401)),
-        SetMemberState(2, "a", "active"),
+        SetMemberState(2, "a", RingState.ACTIVE),
         CreateNamespace(3, "users", NamespacePolicy(eviction="lfu", max_bytes=1 << 20)),
         UpdateNamespace(4, "users", {"default_ttl": 30.0, "max_bytes": None}),
-        SetMemberState(5, "a", "leaving"),
+        SetMemberState(5, "a", RingState.LEAVING),
         RemoveMember(6, "a"),
         DropNamespace(7, "users"),
         PutMember(8, member("b", 7402)),

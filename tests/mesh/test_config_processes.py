@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from meshcache import Client, CommandError
+from meshcache.ring import RingState
 from meshcache.testing.nodes import NodeProcess
 from tests.mesh.helpers import free_port_pairs, wait_for
 
@@ -90,7 +91,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             rings = [safe_call(n, "ring") or {} for n in c.all]
             return len({r.get("version") for r in rings}) == 1 and all(
                 len(r.get("members", [])) == 5
-                and all(m.get("state") == "active" for m in r["members"])
+                and all(m.get("state") == RingState.ACTIVE for m in r["members"])
                 for r in rings
             )
 

@@ -14,6 +14,7 @@ from meshcache.ring import (
     READ_STATES,
     Ring,
     RingMember,
+    RingState,
     diff,
     handoff,
     key_token,
@@ -24,8 +25,10 @@ _rng = random.Random(11)
 TOKENS = [key_token(_rng.randbytes(16)) for _ in range(20_000)]
 
 
-def member(node_id: str, zone: str, weight: int = 1, state: str = "active") -> RingMember:
-    return RingMember(node_id, f"{node_id}:7400", zone=zone, weight=weight, state=state)  # type: ignore[arg-type]
+def member(
+    node_id: str, zone: str, weight: int = 1, state: RingState = RingState.ACTIVE
+) -> RingMember:
+    return RingMember(node_id, f"{node_id}:7400", zone=zone, weight=weight, state=state)
 
 
 BASE = Ring([member(f"n{i}", "abc"[i % 3]) for i in range(6)], 1, vnodes_per_weight=32)
@@ -36,7 +39,7 @@ CHANGES: dict[str, Callable[[Ring], Ring]] = {
     "remove": lambda r: r.without_member("n2"),
     "reweight": lambda r: r.with_member(member("n4", "b", weight=3)),
     "rezone": lambda r: r.with_member(member("n0", "c")),
-    "leaving": lambda r: r.with_member(member("n1", "b", state="leaving")),
+    "leaving": lambda r: r.with_member(member("n1", "b", state=RingState.LEAVING)),
 }
 
 
@@ -88,8 +91,8 @@ def test_join_transfers_go_only_to_the_new_node() -> None:
 
 
 def test_handoff_streams_to_joining_and_from_leaving() -> None:
-    ring = BASE.with_member(member("joiner", "a", state="joining")).with_member(
-        member("n5", "c", state="leaving")
+    ring = BASE.with_member(member("joiner", "a", state=RingState.JOINING)).with_member(
+        member("n5", "c", state=RingState.LEAVING)
     )
     check_exact_cover(ring, ring, 2, READ_STATES, PENDING_STATES)
     transfers = handoff(ring, 2)

@@ -20,14 +20,17 @@ from meshcache.ring import (
     NoOwnerError,
     Ring,
     RingMember,
+    RingState,
     key_token,
 )
 
 SMALL_VNODES = 16  # properties hold for any vnode count; small rings keep hypothesis fast
 
 
-def member(node_id: str, zone: str = "", weight: int = 1, state: str = "active") -> RingMember:
-    return RingMember(node_id, f"{node_id}:7400", zone=zone, weight=weight, state=state)  # type: ignore[arg-type]
+def member(
+    node_id: str, zone: str = "", weight: int = 1, state: RingState = RingState.ACTIVE
+) -> RingMember:
+    return RingMember(node_id, f"{node_id}:7400", zone=zone, weight=weight, state=state)
 
 
 def six_nodes() -> list[RingMember]:
@@ -137,8 +140,8 @@ def test_weights_are_roughly_proportional() -> None:
 def test_joining_leaving_views_and_write_owners() -> None:
     members = [
         *six_nodes(),
-        member("joiner", zone="a", state="joining"),
-        member("node-9", zone="b", state="leaving"),
+        member("joiner", zone="a", state=RingState.JOINING),
+        member("node-9", zone="b", state=RingState.LEAVING),
     ]
     ring = Ring(members, 3, vnodes_per_weight=64)
     assert not ring.stable
@@ -162,8 +165,8 @@ def test_joining_leaving_views_and_write_owners() -> None:
 def test_write_ranges_hold_exactly_the_tokens_a_node_write_owns(stable: bool) -> None:
     members = six_nodes()
     if not stable:
-        members += [member("joiner", zone="a", state="joining")]
-        members[0] = member(members[0].node_id, zone=members[0].zone, state="leaving")
+        members += [member("joiner", zone="a", state=RingState.JOINING)]
+        members[0] = member(members[0].node_id, zone=members[0].zone, state=RingState.LEAVING)
     ring = Ring(members, 3, vnodes_per_weight=32)
     for m in members:
         ranges = ring.write_ranges(m.node_id, 2)
@@ -211,7 +214,7 @@ def test_empty_ring_and_all_joining() -> None:
         empty.primary(b"k")
     with pytest.raises(NoOwnerError):
         empty.range_of(b"k")
-    joining = Ring([member("j", state="joining")], 1, vnodes_per_weight=8)
+    joining = Ring([member("j", state=RingState.JOINING)], 1, vnodes_per_weight=8)
     assert joining.owners(b"k") == ()
     assert ids(joining.write_owners(b"k")) == ("j",)
 
@@ -223,7 +226,7 @@ def test_single_vnode_owns_the_whole_ring() -> None:
 
 
 def test_mapping_round_trip_through_msgpack() -> None:
-    ring = Ring([*six_nodes(), member("j", zone="b", weight=2, state="joining")], 7)
+    ring = Ring([*six_nodes(), member("j", zone="b", weight=2, state=RingState.JOINING)], 7)
     data = msgpack.unpackb(msgpack.packb(ring.to_mapping()))
     again = Ring.from_mapping(data)
     assert again == ring and hash(again) == hash(ring)
@@ -290,6 +293,16 @@ def test_member_validation(kwargs: dict[str, object]) -> None:
     fields: dict[str, object] = {"node_id": "a", "address": "a:1", **kwargs}
     with pytest.raises(ConfigError):
         RingMember(**fields)  # type: ignore[arg-type]
+
+
+def test_ring_state_values_are_the_wire_strings() -> None:
+    assert [s.value for s in RingState] == ["joining", "active", "leaving"]
+    from_text = RingMember("a", "a:1", state="leaving")  # type: ignore[arg-type]
+    assert from_text.state is RingState.LEAVING and from_text.state == "leaving"
+    data = from_text.to_mapping()
+    assert type(data["state"]) is str and data["state"] == "leaving"
+    assert RingMember.from_mapping(data) == from_text
+    assert RingMember.from_mapping({"node_id": "a", "address": "a:1"}).state is RingState.ACTIVE
 
 
 def test_without_member_and_unknown_states() -> None:

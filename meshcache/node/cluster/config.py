@@ -56,7 +56,7 @@ from meshcache.errors import (
 from meshcache.gossip import EventKind, Member, MemberState
 from meshcache.node.cluster.membership import Membership
 from meshcache.node.net.oneshot import call_once
-from meshcache.ring import RingMember
+from meshcache.ring import RingMember, RingState
 from meshcache.settings import NodeSettings
 from meshcache.store.store import Store
 from meshcache.wire.address import Address
@@ -241,13 +241,13 @@ class ConfigService:
             ):
                 return
             others_active = any(
-                m.state == "active" and m.node_id != self.node_id for m in config.members
+                m.state is RingState.ACTIVE and m.node_id != self.node_id for m in config.members
             )
             me = RingMember(
                 node_id=self.node_id,
                 address=address,
                 zone=self.settings.zone,
-                state="joining" if others_active else "active",
+                state=RingState.JOINING if others_active else RingState.ACTIVE,
             )
             try:
                 await self.propose(PutMember(config.version, me))
