@@ -21,7 +21,7 @@ from meshcache.wire import Limits, encode_request
 def main() -> int:
     store = Store(clock=time.time, hlc=HLC(lambda: time.time_ns() // 1_000_000))
     dispatcher = Dispatcher(
-        execute=store.execute, meta=lambda *a: None, limits=Limits(), counters=NodeCounters()
+        execute=store.execute, routes={}, limits=Limits(), counters=NodeCounters()
     )
     for i in range(1000):
         store.execute("default", "SET", [b"key:%d" % i, b"x" * 100, {}])

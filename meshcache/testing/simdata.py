@@ -49,6 +49,7 @@ ledger of every local write) and :meth:`SimMesh.lost_acked_writes`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import math
@@ -60,27 +61,36 @@ from typing import Any
 
 import trio
 
-from meshcache.control import ClusterConfig
+from meshcache.control import (
+    ClusterConfig,
+    Command,
+    CreateNamespace,
+    DropNamespace,
+    UpdateNamespace,
+    apply,
+    command_from_mapping,
+)
 from meshcache.errors import (
     CommandError,
     ErrorCode,
     MeshcacheConnectionError,
     MeshcacheTimeout,
 )
-from meshcache.hlc import HLC
-from meshcache.node.admin.metrics import NodeCounters
-from meshcache.node.data.antientropy import AE_OPS, AntiEntropy
+from meshcache.node.assembly import Assembly
+from meshcache.node.data.antientropy import AntiEntropy
 from meshcache.node.data.coordinator import Coordinator
-from meshcache.node.data.replication import ByteBudget, HintQueue, VersionClamp
+from meshcache.node.data.replication import HintQueue
 from meshcache.node.data.replication.tombstones import Record, lww_order, read_record
 from meshcache.node.data.replicator import Replicator
 from meshcache.node.net.dispatch import Dispatcher, Pending
-from meshcache.node.net.peer_pool import Address, PeerPool, PeerUnreachable
+from meshcache.node.net.peer_pool import PeerPool, PeerUnreachable
 from meshcache.ring import Ring, RingMember
+from meshcache.settings import NodeSettings
 from meshcache.store.policy import NamespacePolicy
 from meshcache.store.store import Store
+from meshcache.wire.address import Address
 from meshcache.wire.frame import HEADER_SIZE, Response, decode_response, encode_request
-from meshcache.wire.ops import OPS, Limits, OpKind
+from meshcache.wire.ops import OPS, OpKind
 
 __all__ = [
     "AckedWrite",
@@ -95,12 +105,10 @@ __all__ = [
 
 #: Wall-clock time of mock time 0, so versions look like real HLC values.
 EPOCH = 1_800_000_000.0
-#: The timeout server.py gives anti-entropy's peer calls.
-AE_CALL_TIMEOUT = 10.0
-AE_RATE = 1 << 20
-AE_BURST = 256 * 1024
-HINT_SHARE_PER_TARGET = 4
 DATA_PORT = 7000
+#: The anti-entropy interval of a mesh without periodic rounds: longer than any run.
+NO_ROUNDS = 3600.0
+EXPIRE_INTERVAL = 0.1
 
 Handler = Callable[[bytes], "bytes | Pending"]
 """A node's request handler: :meth:`Dispatcher.handle`."""
@@ -473,6 +481,12 @@ class SimPeerPool(PeerPool):
         self.stats["requests"] += 1
         return await self.net.request(self.node_id, address, op, namespace, args, timeout)
 
+    async def call_alone(
+        self, address: Address, op: str, namespace: str, args: list[Any], *, timeout: float
+    ) -> Any:
+        """:meth:`call` (the simulated network does not model a connection's own queue)."""
+        return await self.call(address, op, namespace, args, timeout=timeout)
+
     def close(self, address: Address) -> None:
         """Nothing to close: the network holds the simulated connections."""
 
@@ -517,11 +531,85 @@ def _freeze(value: Any) -> Any:
     return value
 
 
-class SimNode:
-    """One simulated node: the server's data-plane wiring without sockets, gossip or Raft.
+class _SimConfig:
+    """A node's config plane in the simulation: the mesh's committed config, no Raft.
 
-    Every (re)start builds a fresh store, hint queue, replicator, data plane and anti-entropy
-    (memory is lost on a crash) and installs the mesh's ring. ``incarnation`` counts starts.
+    A proposal commits at once (the pure compare-and-set :func:`~meshcache.control.apply`)
+    and every up node installs the result, as if Raft and the config pull took no time.
+    """
+
+    def __init__(self, mesh: SimMesh, node: SimNode) -> None:
+        self._mesh = mesh
+        self._node = node
+
+    @property
+    def config(self) -> ClusterConfig:
+        return self._mesh.config
+
+    async def propose(self, command: Command) -> ClusterConfig:
+        return self._mesh.commit(command)
+
+    async def handle_propose(self, mapping: Any) -> dict[str, Any]:
+        return (await self.propose(command_from_mapping(mapping))).to_mapping()
+
+    async def set_namespace(self, name: str, fields: dict[str, Any]) -> dict[str, Any]:
+        config = self.config
+        command: Command
+        if name in config.namespaces:
+            command = UpdateNamespace(config.version, name, fields)
+        else:
+            policy = {**config.namespaces["default"].to_mapping(), **fields}
+            command = CreateNamespace(config.version, name, policy)  # type: ignore[arg-type]
+        return (await self.propose(command)).namespaces[name].to_mapping()
+
+    async def drop_namespace(self, name: str) -> bool:
+        await self.propose(DropNamespace(self.config.version, name))
+        return True
+
+    async def raft(self, action: str, address: str | None = None) -> Any:
+        raise CommandError(ErrorCode.UNAVAILABLE, "the simulation has no Raft group")
+
+
+class _SimMembership:
+    """A node's membership ops in the simulation, answered from the gossip oracle."""
+
+    def __init__(self, mesh: SimMesh, node_id: str) -> None:
+        self._mesh = mesh
+        self._node_id = node_id
+
+    def members(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": other,
+                "address": f"{other}:{DATA_PORT}",
+                "state": "alive" if self.alive(other) else "dead",
+                "incarnation": self._mesh.nodes[other].incarnation,
+            }
+            for other in self._mesh.nodes
+        ]
+
+    def handle_push_pull(self, payload: bytes) -> Any:
+        raise CommandError(ErrorCode.UNAVAILABLE, "gossip is an oracle in the simulation")
+
+    # The assembly's Liveness:
+
+    def alive(self, node_id: str) -> bool:
+        return node_id == self._node_id or self._mesh.alive(self._node_id, node_id)
+
+    def dead(self, node_id: str) -> bool:
+        return not self.alive(node_id)
+
+    def config_version_of(self, node_id: str) -> int:
+        return self._mesh.config.version
+
+
+class SimNode:
+    """One simulated node: the node's own :class:`~meshcache.node.assembly.Assembly` (every
+    data part, op route and constant the real node has) over the simulated network, with the
+    gossip oracle as liveness and the mesh's committed config instead of Raft.
+
+    Every (re)start assembles the parts afresh (memory is lost on a crash) and installs the
+    mesh's config. ``incarnation`` counts starts.
     """
 
     def __init__(self, mesh: SimMesh, node_id: str, skew: float) -> None:
@@ -540,55 +628,47 @@ class SimNode:
 
     def _build(self) -> None:
         mesh = self.mesh
-        self.hlc = HLC(lambda: int(self.wall() * 1000))
-        self.store = _LedgerStore(
-            lambda ns, key, record: mesh.note_write(self.node_id, ns, key, record),
-            clock=self.wall,
-            hlc=self.hlc,
-            policies=mesh.policies,
-            tombstone_grace_s=mesh.tombstone_grace,
-            rng=random.Random(f"{mesh.seed}:store:{self.node_id}:{self.incarnation}"),
-        )
-        self.hints = HintQueue(
-            max_bytes=max(1, mesh.hint_max_bytes),
-            max_bytes_per_target=max(1, mesh.hint_max_bytes // HINT_SHARE_PER_TARGET),
-            max_age_s=mesh.hint_max_age,
-        )
-        self.pool = mesh.net.pool(self.node_id)
-        self.replicator = Replicator(
-            self.pool, address_of=self._address_of, alive=self.alive, hints=self.hints
-        )
-        self.dataplane = Coordinator(
-            self.store,
+        membership = _SimMembership(mesh, self.node_id)
+        self.parts = Assembly(
+            mesh.settings(self.node_id),
             self.node_id,
-            pool=self.pool,
-            replicator=self.replicator,
-            clamp=VersionClamp(self.hlc),
-            alive=self.alive,
-            limits=Limits(),
-            read_repair_chance=mesh.read_repair_chance,
-            rng=random.Random(f"{mesh.seed}:dataplane:{self.node_id}:{self.incarnation}"),
+            pool=mesh.net.pool(self.node_id),
+            liveness=membership,
+            config=_SimConfig(mesh, self),
+            membership=membership,
+            wall_clock=self.wall,
+            seed=f"{mesh.seed}:{self.node_id}:{self.incarnation}",
+            store_factory=functools.partial(
+                _LedgerStore, lambda ns, key, rec: mesh.note_write(self.node_id, ns, key, rec)
+            ),
         )
-        self.dataplane.install(mesh.config)
-        dataplane = self.dataplane
-        self.antientropy = AntiEntropy(
-            self.store,
-            self.node_id,
-            ring=lambda: dataplane.ring,
-            alive=self.alive,
-            call=self._peer_call,
-            clamp=dataplane.clamp,
-            budget=ByteBudget(AE_RATE, AE_BURST, trio.current_time()),
-            interval=mesh.anti_entropy_interval or 3600.0,
-            rng=random.Random(f"{mesh.seed}:antientropy:{self.node_id}:{self.incarnation}"),
-        )
-        self.dispatcher = Dispatcher(
-            execute=self.dataplane.execute,
-            meta=self._meta,
-            limits=Limits(),
-            counters=NodeCounters(),
-            ring_version=mesh.config.version,
-        )
+        self.parts.install(mesh.config)
+
+    # The parts, by the names scenarios and checkers use:
+
+    @property
+    def store(self) -> Store:
+        return self.parts.store
+
+    @property
+    def hints(self) -> HintQueue:
+        return self.parts.hints
+
+    @property
+    def replicator(self) -> Replicator:
+        return self.parts.replicator
+
+    @property
+    def coordinator(self) -> Coordinator:
+        return self.parts.coordinator
+
+    @property
+    def antientropy(self) -> AntiEntropy:
+        return self.parts.antientropy
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        return self.parts.dispatcher
 
     # --- life -----------------------------------------------------------------------------
 
@@ -597,11 +677,7 @@ class SimNode:
         with trio.CancelScope() as scope:
             self._scope = scope
             async with trio.open_nursery() as nursery:
-                await nursery.start(self.replicator.run)
-                await nursery.start(self.dataplane.run)
-                if self.mesh.anti_entropy_interval:
-                    nursery.start_soon(self.antientropy.run)
-                nursery.start_soon(self._expire_loop)
+                await nursery.start(self.parts.run)
                 self.nursery = nursery
                 self.up = True
                 self.mesh.net.attach(self.node_id, self.dispatcher.handle, nursery)
@@ -625,52 +701,9 @@ class SimNode:
         self.incarnation += 1
         self._build()
 
-    async def _expire_loop(self) -> None:
-        while True:
-            await trio.sleep(0.1)
-            while self.store.expire_cycle(budget=1000) >= 1000:
-                await trio.lowlevel.checkpoint()
-
-    # --- what server.py does around the data plane ---------------------------------------
-
-    def alive(self, node_id: str) -> bool:
-        return node_id == self.node_id or self.mesh.alive(self.node_id, node_id)
-
-    def _address_of(self, node_id: str) -> Address | None:
-        return self.dataplane.address_of(node_id)
-
-    async def _peer_call(self, peer: str, op: str, namespace: str, args: list[Any]) -> Any:
-        address = self._address_of(peer)
-        if address is None:
-            raise CommandError(ErrorCode.NOT_OWNER, f"{peer} is not on this node's ring")
-        return await self.pool.call(address, op, namespace, args, timeout=AE_CALL_TIMEOUT)
-
-    def _meta(self, namespace: str, op: str, args: list[Any]) -> Any:
-        if op == "PING":
-            return "PONG"
-        if op == "FWD":
-            return self.dataplane.execute_forwarded(namespace, [args[0], args[1]])
-        if op == "REPL":
-            return self.dataplane.apply_replicated(namespace, args[0])
-        if op == "RECORDS":
-            return self.dataplane.records(namespace, args[0])
-        if op in AE_OPS:
-            return self.antientropy.handle(op, namespace, args)
-        raise CommandError(ErrorCode.UNKNOWN_OP, f"{op} is not simulated")
-
     def member_alive(self, peer: str) -> None:
-        """Gossip's ALIVE event for ``peer``: replay hints, repair if hints were dropped."""
-        self.replicator.target_alive(peer)
-        if peer in self.hints.needs_repair and self.nursery is not None:
-            self.nursery.start_soon(self._repair, peer)
-
-    async def _repair(self, peer: str) -> None:
-        results = await self.antientropy.repair(peer)  # as the node's ALIVE handling does
-        if results is None:
-            return
-        if all(r.complete for r in results):
-            self.hints.repaired(peer)
-        self.mesh.repairs.append((self.node_id, peer, [r.outcome for r in results]))
+        """Gossip's ALIVE event for ``peer``: what the node does on it (hint replay, repair)."""
+        self.parts.member_alive(peer)
 
     async def client(self, namespace: str, op: str, args: list[Any]) -> Any:
         """One client request through this node's dispatcher, as its data port would run it.
@@ -682,7 +715,7 @@ class SimNode:
         nursery = self.nursery
         if not self.up or nursery is None:
             raise MeshcacheConnectionError(f"{self.node_id} is down")
-        body = encode_request(0, op, namespace, args)[HEADER_SIZE:]
+        body = encode_request(1, op, namespace, args)[HEADER_SIZE:]
         done = trio.Event()
         box: list[bytes] = []
 
@@ -795,13 +828,40 @@ class SimMesh:
             i: SimNode(self, i, skew_rng.uniform(0.0, max_skew)) for i in ids
         }
         self.ledger: dict[str, dict[bytes, list[_Write]]] = {}
-        self.repairs: list[tuple[str, str, list[str]]] = []
         self._views: dict[tuple[str, str], _View] = {}
         self._nursery: trio.Nursery | None = None
 
     @property
     def ids(self) -> list[str]:
         return list(self.nodes)
+
+    def settings(self, node_id: str) -> NodeSettings:
+        """The settings every simulated node runs with (the node's defaults otherwise)."""
+        return NodeSettings(
+            node_id=node_id,
+            namespaces=self.policies,
+            tombstone_grace=self.tombstone_grace,
+            hint_max_bytes=self.hint_max_bytes,
+            hint_max_age=self.hint_max_age,
+            read_repair_chance=self.read_repair_chance,
+            # No periodic rounds within a run (a dropped-hint repair still runs an exchange).
+            anti_entropy_interval=self.anti_entropy_interval or NO_ROUNDS,
+            expire_interval=EXPIRE_INTERVAL,
+        )
+
+    def commit(self, command: Command) -> ClusterConfig:
+        """Commit a config change at once and install it on every up node (Raft's stand-in).
+
+        Raises:
+            MeshcacheError: the command does not apply (e.g. a version conflict).
+        """
+        self.config = apply(self.config, command)
+        self.policies = dict(self.config.namespaces)
+        self.ring = Ring(self.config.members, self.config.version)
+        for node in self.nodes.values():
+            if node.up:
+                node.parts.install(self.config)
+        return self.config
 
     # --- running --------------------------------------------------------------------------
 
@@ -920,10 +980,10 @@ class SimMesh:
         problems = []
         for node in self.nodes.values():
             if node.up and (
-                node.dataplane.ring_version != self.config.version
-                or node.dataplane.ring != self.ring
+                node.coordinator.ring_version != self.config.version
+                or node.coordinator.ring != self.ring
             ):
-                problems.append(f"{node.node_id} routes by ring v{node.dataplane.ring_version}")
+                problems.append(f"{node.node_id} routes by ring v{node.coordinator.ring_version}")
         return problems
 
     def last_writes(self, namespace: str) -> dict[bytes, tuple[_Write, bool]]:
@@ -1003,7 +1063,7 @@ class SimMesh:
             "net": Counter(self.net.stats),
         }
         for node in self.nodes.values():
-            parts["dataplane"].update(node.dataplane.stats)
+            parts["dataplane"].update(node.coordinator.stats)
             parts["replicator"].update(node.replicator.stats)
             parts["antientropy"].update(node.antientropy.stats)
         return parts

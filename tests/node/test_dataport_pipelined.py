@@ -87,14 +87,13 @@ class SlowPlane:
             gate.set()
 
 
-def _meta(namespace: str, op: str, args: list[Any]) -> Any:
-    return "PONG"
+ROUTES = {"PING": lambda namespace, args: "PONG"}
 
 
 @asynccontextmanager
 async def serving(plane: SlowPlane, **limits: Any) -> AsyncIterator[DataPort]:
     dispatcher = Dispatcher(
-        execute=plane.execute, meta=_meta, limits=Limits(), counters=NodeCounters()
+        execute=plane.execute, routes=ROUTES, limits=Limits(), counters=NodeCounters()
     )
     port = DataPort(open_listener("127.0.0.1", 0), dispatcher, replace(LimitSettings(), **limits))
     async with trio.open_nursery() as nursery:

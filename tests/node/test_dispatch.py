@@ -35,8 +35,10 @@ class FakeStore:
         raise CommandError(ErrorCode.UNKNOWN_OP, op)
 
 
-def meta(ns: str, op: str, args: list[Any]) -> Any:
-    return "PONG" if op == "PING" else {"node_id": "n1"}
+ROUTES = {
+    "PING": lambda ns, args: "PONG",
+    "INFO": lambda ns, args: {"node_id": "n1"},
+}
 
 
 @pytest.fixture
@@ -45,7 +47,7 @@ def setup() -> tuple[Dispatcher, FakeStore, NodeCounters]:
     counters = NodeCounters()
     d = Dispatcher(
         execute=store.execute,
-        meta=meta,
+        routes=ROUTES,
         limits=Limits(max_key_bytes=16, max_value_bytes=64),
         counters=counters,
         ring_version=3,
@@ -108,7 +110,9 @@ def test_data_errors_are_errors_but_not_bad_input(setup: Any) -> None:
 @settings(max_examples=300)
 @given(body=st.binary(max_size=100))
 def test_garbage_bodies_always_get_exactly_one_answer(body: bytes) -> None:
-    d = Dispatcher(execute=FakeStore().execute, meta=meta, limits=Limits(), counters=NodeCounters())
+    d = Dispatcher(
+        execute=FakeStore().execute, routes=ROUTES, limits=Limits(), counters=NodeCounters()
+    )
     out = d.handle(body)
     resp = decode_response(out[4:])
     assert resp.ok or resp.value[0] in {c.value for c in ErrorCode}
@@ -127,7 +131,9 @@ def test_garbage_bodies_always_get_exactly_one_answer(body: bytes) -> None:
     )
 )
 def test_arbitrary_request_shapes_never_escape(obj: list[Any]) -> None:
-    d = Dispatcher(execute=FakeStore().execute, meta=meta, limits=Limits(), counters=NodeCounters())
+    d = Dispatcher(
+        execute=FakeStore().execute, routes=ROUTES, limits=Limits(), counters=NodeCounters()
+    )
     out = d.handle(msgpack.packb(obj))
     decode_response(out[4:])
 
@@ -136,7 +142,7 @@ def test_a_result_that_cannot_be_encoded_is_an_internal_error() -> None:
     counters = NodeCounters()
     d = Dispatcher(
         execute=lambda ns, op, args: object(),  # a bug in an executor, not in the request
-        meta=meta,
+        routes=ROUTES,
         limits=Limits(),
         counters=counters,
     )

@@ -90,6 +90,11 @@ async def test_writes_through_random_nodes_under_loss_converge_after_heal(
         async with trio.open_nursery() as clients:
             for c in range(4):
                 clients.start_soon(client, c)
+        # Whatever the clients' last ops were, one key ends deleted, still under loss.
+        for _ in range(20):
+            with contextlib.suppress(MeshcacheError):
+                await mesh.client(rng.choice(mesh.ids), NS, "DELETE", b"k0")
+                break
         mesh.net.set_default_link(LAN)
         took = await mesh.wait_until(
             lambda: not mesh.replicas_converged(NS), timeout=60.0, what="convergence"
@@ -307,13 +312,18 @@ async def test_anti_entropy_alone_repairs_a_replica_whose_hints_were_dropped(
         await mesh.wait_until(
             lambda: not mesh.replicas_converged(NS), timeout=30.0, what="repair of the replica"
         )
+        # A complete pass clears the need for repair that the dropped hints left behind.
+        await mesh.wait_until(
+            lambda: all(victim not in mesh.nodes[n].hints.needs_repair for n in others),
+            timeout=30.0,
+            what="a complete repair pass",
+        )
 
     await _in_mesh(mesh, scenario)
     assert missed, f"seed {sim_seed}: the victim missed nothing; the scenario proves nothing"
     repaired = mesh.nodes[victim].antientropy.stats["records_applied"]
     assert repaired >= len(missed), _report(mesh)
     assert mesh.counters()["replicator"]["hints_replayed"] == 0, _report(mesh)
-    assert any(peer == victim and set(out) == {"ok"} for _, peer, out in mesh.repairs)
 
 
 def _run_digest(seed: int) -> str:
@@ -376,7 +386,7 @@ async def test_a_stand_in_write_reaches_the_owners_after_a_short_partition(
         await mesh.wait_until(mesh.quiet, timeout=5.0, what="first write replicated")
         mesh.net.partition([stand_in], owners)
         await mesh.client(stand_in, NS, "SET", key, b"new", {})
-        assert mesh.nodes[stand_in].dataplane.stats["stand_in"] == 1
+        assert mesh.nodes[stand_in].coordinator.stats["stand_in"] == 1
         await trio.sleep(1.0)
         mesh.net.heal()  # 3 s after the cut: before gossip called anyone dead
         await mesh.wait_until(

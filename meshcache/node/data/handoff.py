@@ -46,7 +46,6 @@ from meshcache.node.data.coordinator import Coordinator
 from meshcache.node.data.replication import ByteBudget
 from meshcache.node.data.replication.tombstones import Tombstone, read_record
 from meshcache.node.data.replicator import BATCH_BYTES
-from meshcache.node.net.oneshot import call_once
 from meshcache.ring import Ring, RingMember
 from meshcache.ring.diff import gained_ranges, replacements
 from meshcache.ring.tokens import RangeSet, TokenRange, key_token, ranges_from_wire, ranges_to_wire
@@ -235,11 +234,11 @@ class HandOff:
         last: MeshcacheError | None = None
         for member in holders:
             try:
-                count = await call_once(
+                count = await self.dataplane.pool.call_alone(
                     parse_address(member.address, default_port=None),
                     "HANDOFF",
+                    namespace,
                     [{"ranges": ranges_to_wire(ranges), "to": self.node_id}],
-                    namespace=namespace,
                     timeout=HANDOFF_TIMEOUT,
                 )
             except MeshcacheError as exc:

@@ -16,20 +16,13 @@ import msgpack
 from meshcache.errors import CommandError, ErrorCode
 from meshcache.node.admin.metrics import NodeCounters
 from meshcache.wire.frame import HEADER, STATUS_ERROR, STATUS_OK, decode_request
-from meshcache.wire.ops import OPS, Limits, OpKind, OpSpec, normalize_args
-
-STORE_META = frozenset({"DBSIZE", "FLUSH"})
+from meshcache.wire.ops import DATA_HANDLER, OPS, Limits, OpSpec, normalize_args
 
 # Bad input is counted under the snake_case of its error code, plus a few framing-level kinds.
 _BAD_KIND = {code: code.value.lower() for code in ErrorCode}
 
-# Answered by the node itself rather than by the store (every op of kind META but the
-# store's DBSIZE and FLUSH).
-NODE_OPS = frozenset(
-    name for name, spec in OPS.items() if spec.kind is OpKind.META and name not in STORE_META
-)
-
 Executor = Callable[[str, str, list[Any]], Any]
+Route = Callable[[str, list[Any]], Any]
 
 
 class Pending:
@@ -84,7 +77,9 @@ class Dispatcher:
     Args:
         execute: runs a data op: ``execute(namespace, op, normalized_args) -> result``; raises
             :class:`CommandError` to refuse.
-        meta: answers node-level ops (``PING``, ``INFO``) the same way.
+        routes: the handler of every other op, ``route(namespace, normalized_args) -> result``
+            (:meth:`meshcache.node.routes.Routes.table`); an op of the table with no route
+            is refused as ``UNKNOWN_OP``.
         limits: key, value and argument-count limits checked before ``execute`` runs.
         counters: where requests, errors and bad input are counted.
 
@@ -92,19 +87,19 @@ class Dispatcher:
     ring changes (a plain attribute, so the hot path does not pay for a call).
     """
 
-    __slots__ = ("_execute", "_limits", "_meta", "_pack", "counters", "ring_version")
+    __slots__ = ("_execute", "_limits", "_pack", "_routes", "counters", "ring_version")
 
     def __init__(
         self,
         *,
         execute: Executor,
-        meta: Executor,
+        routes: dict[str, Route],
         limits: Limits,
         counters: NodeCounters,
         ring_version: int = 0,
     ) -> None:
         self._execute = execute
-        self._meta = meta
+        self._routes = routes
         self._limits = limits
         self.counters = counters
         self.ring_version = ring_version
@@ -128,7 +123,13 @@ class Dispatcher:
             if spec is None:
                 raise CommandError(ErrorCode.UNKNOWN_OP, f"unknown op {op[:64]!r}")
             args = normalize_args(spec, args, self._limits)
-            result = self._meta(ns, op, args) if op in NODE_OPS else self._execute(ns, op, args)
+            route = self._routes.get(op)
+            if route is not None:
+                result = route(ns, args)
+            elif spec.handler == DATA_HANDLER:
+                result = self._execute(ns, op, args)
+            else:
+                raise CommandError(ErrorCode.UNKNOWN_OP, f"{op} is not served by this node")
             if type(result) is CoroutineType:
                 return _pending(self._finish(rid, op, result), spec, ns, args)
             out: bytes = self._pack([rid, STATUS_OK, result, self.ring_version])

@@ -22,6 +22,7 @@ import structlog
 import trio
 
 from meshcache.errors import MeshcacheConnectionError, MeshcacheTimeout, RemoteProtocolError
+from meshcache.node.net.oneshot import call_once
 from meshcache.wire.address import Address
 from meshcache.wire.frame import (
     DEFAULT_MAX_FRAME,
@@ -222,6 +223,16 @@ class PeerPool:
         """:meth:`request`, returning the result or raising the peer's error as CommandError."""
         response = await self.request(address, op, namespace, args, timeout=timeout)
         return response.result()
+
+    async def call_alone(
+        self, address: Address, op: str, namespace: str, args: list[Any], *, timeout: float
+    ) -> Any:
+        """:meth:`call` on a connection of its own, closed after the answer: for a request
+        whose answer takes long (a ``HANDOFF`` stream) and must not hold up the answers behind
+        it on the pooled connection."""
+        return await call_once(
+            address, op, args, namespace=namespace, timeout=timeout, max_frame=self.max_frame
+        )
 
     def close(self, address: Address) -> None:
         """Drop the connection to ``address`` (e.g. the peer left); calls in flight fail."""

@@ -1,0 +1,80 @@
+"""What a node says about itself and the ring: the answers of INFO and RING.
+
+Pure functions over the node's parts' figures; the node and the simulation call them alike.
+The field names are part of the protocol (docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from meshcache._version import __version__
+from meshcache.control import ClusterConfig
+from meshcache.ring import TOKEN_SPACE, Ring
+from meshcache.ring.ring import DEFAULT_VNODES_PER_WEIGHT
+from meshcache.store.store import Store
+
+
+def describe(
+    *,
+    node_id: str,
+    uptime: float,
+    connections: int,
+    store: Store,
+    gossip: dict[str, Any],
+    mesh: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """INFO: identity, uptime, connections, every namespace's figures, gossip and mesh.
+
+    ``extra`` adds sections (e.g. the event loop's figures) after the fixed ones.
+    """
+    namespaces = {}
+    for name, st in store.stats().items():
+        figures = dataclasses.asdict(st) if dataclasses.is_dataclass(st) else dict(st)
+        namespaces[name] = plain(figures)
+    return {
+        "version": __version__,
+        "node_id": node_id,
+        "uptime_s": round(uptime, 3),
+        "connections": connections,
+        "namespaces": namespaces,
+        "gossip": gossip,
+        "mesh": mesh,
+        **(extra or {}),
+    }
+
+
+def describe_ring(config: ClusterConfig) -> dict[str, Any]:
+    """RING: the committed ring with each member's share of the key space (as primary)."""
+    members = list(config.members)
+    shares: dict[str, float] = {}
+    if members:
+        ring = Ring(members, config.version)
+        for m in members:
+            owned = sum(r.size for r in ring.owned_ranges(m.node_id, 1))
+            shares[m.node_id] = owned / TOKEN_SPACE
+    return {
+        "version": config.version,
+        "vnodes_per_weight": DEFAULT_VNODES_PER_WEIGHT,
+        "members": [
+            {**m.to_mapping(), "share": round(shares.get(m.node_id, 0.0), 4)} for m in members
+        ],
+    }
+
+
+def plain(value: Any) -> Any:
+    """Turn statistics into msgpack/JSON-able values (enums and dataclasses to text)."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return plain(dataclasses.asdict(value))
+    if value is None or isinstance(value, bool | int | float | str | bytes):
+        return value
+    return str(value)
+
+
+__all__ = ["describe", "describe_ring", "plain"]

@@ -1,0 +1,327 @@
+"""One assembly of a node's parts, shared by the real node and the simulation.
+
+:class:`Assembly` builds everything a node does with data — the store, hints, replicator,
+coordinator, anti-entropy, hand-off, auto-removal and the request dispatcher with its op
+routes — from :class:`~meshcache.settings.NodeSettings` and what the caller injects:
+
+* a **peer pool** (real sockets, or the simulated network's),
+* a **wall clock** (versions and expiry) — trio's clock drives every timer,
+* **liveness** (:class:`Liveness`: gossip on a real node, an oracle in the simulation),
+* a **config source** (:class:`ConfigSource`: the Raft-backed config service, or the
+  simulation's committed config) and a **membership view** (:class:`MembershipView`),
+* a **seed**: when given, every part draws its randomness from ``Random(f"{seed}:{part}")``.
+
+:class:`~meshcache.node.node.Node` adds what only a process has (listening sockets, gossip on
+UDP, Raft, the admin port, signals); :mod:`meshcache.testing.simdata` adds the simulated network
+and the gossip oracle. Neither builds a data part itself, so a green simulation tests the
+node's own wiring.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import trio
+
+from meshcache.control import ClusterConfig, Command
+from meshcache.errors import CommandError, ErrorCode
+from meshcache.hlc import HLC
+from meshcache.node.admin.metrics import NodeCounters
+from meshcache.node.cluster.autoremove import AutoRemover
+from meshcache.node.data.antientropy import AntiEntropy
+from meshcache.node.data.coordinator import Coordinator
+from meshcache.node.data.handoff import HandOff
+from meshcache.node.data.replication import ByteBudget, HintQueue, VersionClamp
+from meshcache.node.data.replicator import Replicator
+from meshcache.node.net.dispatch import Dispatcher
+from meshcache.node.net.peer_pool import PeerPool
+from meshcache.node.routes import Routes
+from meshcache.settings import NodeSettings
+from meshcache.store.store import Store
+from meshcache.wire.address import Address
+from meshcache.wire.ops import Limits
+
+#: One unreachable owner may hold at most this share of the hint bytes.
+HINT_SHARE_PER_TARGET = 4
+#: Anti-entropy runs beside client traffic: this share of the hand-off rate (at least 1 MiB/s),
+#: in bursts small enough that one batch never holds the loop long.
+AE_RATE_SHARE = 16
+AE_MIN_RATE = 1 << 20
+AE_BURST = 256 * 1024
+#: The timeout of anti-entropy's calls to a peer.
+AE_CALL_TIMEOUT = 10.0
+#: Keys an active-expiry cycle looks at before it yields.
+EXPIRE_BUDGET = 1000
+
+
+class Liveness(Protocol):
+    """What the node knows of other nodes' health (gossip, or the simulation's oracle)."""
+
+    def alive(self, node_id: str) -> bool:
+        """Worth sending to: alive or suspect, or not known yet (this node always is)."""
+
+    def dead(self, node_id: str) -> bool:
+        """Declared dead or gone (left)."""
+
+    def config_version_of(self, node_id: str) -> int:
+        """The config version ``node_id`` says it runs (0: not known)."""
+
+
+class ConfigSource(Protocol):
+    """The committed cluster config and the config-plane ops (Raft, or the simulation's)."""
+
+    @property
+    def config(self) -> ClusterConfig: ...
+
+    async def propose(self, command: Command) -> ClusterConfig: ...
+
+    async def handle_propose(self, mapping: Any) -> dict[str, Any]: ...
+
+    async def set_namespace(self, name: str, fields: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def drop_namespace(self, name: str) -> bool: ...
+
+    async def raft(self, action: str, address: str | None = None) -> Any: ...
+
+
+class MembershipView(Protocol):
+    """The membership ops a node answers (SWIM, or the simulation's oracle)."""
+
+    def members(self) -> list[dict[str, Any]]: ...
+
+    def handle_push_pull(self, payload: bytes) -> Any: ...
+
+
+StoreFactory = Callable[..., Store]
+
+
+class Assembly:
+    """A node's data parts, wired once. Build it, ``install`` a config, then ``run`` it.
+
+    Args:
+        settings: the node's settings (limits, namespaces, rates, intervals, hint bounds).
+        node_id: this node's id on the ring.
+        pool: connections to other nodes' data ports.
+        liveness: other nodes' health.
+        config: the committed config and config-plane ops; None until :meth:`bind_config`
+            (the real config service needs the store built here).
+        membership: the membership ops.
+        wall_clock: seconds since the epoch (versions, expiry); timers use trio's clock.
+        seed: makes every part's randomness reproducible (None: the parts' defaults).
+        store_factory: builds the store (the simulation records every local write).
+        is_voter: runs auto-removal of long-dead ring members.
+        info: answers INFO (the node's description; None: only the data parts' figures).
+    """
+
+    def __init__(
+        self,
+        settings: NodeSettings,
+        node_id: str,
+        *,
+        pool: PeerPool,
+        liveness: Liveness,
+        config: ConfigSource | None,
+        membership: MembershipView,
+        wall_clock: Callable[[], float],
+        seed: str | None = None,
+        store_factory: StoreFactory = Store,
+        is_voter: bool = False,
+        info: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        s = settings
+        self.settings = settings
+        self.node_id = node_id
+        self.pool = pool
+        self.liveness = liveness
+        self._config_source = config
+        self.membership = membership
+        self.is_voter = is_voter
+        self.counters = NodeCounters()
+        self.hlc = HLC(lambda: int(wall_clock() * 1000))
+        self.store = store_factory(
+            clock=wall_clock,
+            hlc=self.hlc,
+            policies=s.namespaces,
+            tombstone_grace_s=s.tombstone_grace,
+            rng=self._rng(seed, "store"),
+        )
+        self.hints = HintQueue(
+            max_bytes=max(1, s.hint_max_bytes),
+            max_bytes_per_target=max(1, s.hint_max_bytes // HINT_SHARE_PER_TARGET),
+            max_age_s=s.hint_max_age,
+        )
+        self.limits = Limits(
+            max_key_bytes=s.limits.max_key_bytes, max_value_bytes=s.limits.max_value_bytes
+        )
+        self.replicator = Replicator(
+            pool,
+            address_of=self.address_of,
+            alive=liveness.alive,
+            hints=self.hints,
+            ring_version=lambda: self.coordinator.ring_version,
+        )
+        self.coordinator = Coordinator(
+            self.store,
+            node_id,
+            pool=pool,
+            replicator=self.replicator,
+            clamp=VersionClamp(self.hlc),
+            alive=liveness.alive,
+            limits=self.limits,
+            read_repair_chance=s.read_repair_chance,
+            rng=self._rng(seed, "coordinator"),
+        )
+        self.handoff = HandOff(
+            self.store,
+            node_id,
+            self.coordinator,
+            config=lambda: self.config_source.config,
+            propose=lambda command: self.config_source.propose(command),
+            alive=liveness.alive,
+            dead=liveness.dead,
+            config_version_of=liveness.config_version_of,
+            rate=s.handoff_rate,
+        )
+        self.auto_remover = AutoRemover(
+            node_id,
+            config=lambda: self.config_source.config,
+            propose=lambda command: self.config_source.propose(command),
+            dead=liveness.dead,
+            after=s.auto_remove_after,
+            stats=self.handoff.stats,
+        )
+        self.antientropy = AntiEntropy(
+            self.store,
+            node_id,
+            ring=lambda: self.coordinator.ring,
+            alive=liveness.alive,
+            call=self.peer_call,
+            clamp=self.coordinator.clamp,
+            budget=ByteBudget(
+                max(AE_MIN_RATE, s.handoff_rate // AE_RATE_SHARE), AE_BURST, trio.current_time()
+            ),
+            interval=s.anti_entropy_interval,
+            rng=self._rng(seed, "antientropy") or random.Random(node_id),
+        )
+        self.routes = Routes(self, info=info)
+        self.dispatcher = Dispatcher(
+            execute=self.coordinator.execute,
+            routes=self.routes.table(),
+            limits=self.limits,
+            counters=self.counters,
+        )
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def config_source(self) -> ConfigSource:
+        """The config plane.
+
+        Raises:
+            CommandError: ``UNAVAILABLE`` before one is bound.
+        """
+        if self._config_source is None:
+            raise CommandError(ErrorCode.UNAVAILABLE, "the node is not running yet")
+        return self._config_source
+
+    def bind_config(self, config: ConfigSource, *, is_voter: bool) -> None:
+        """Give the parts their config plane (once; before :meth:`run`)."""
+        self._config_source = config
+        self.is_voter = is_voter
+
+    @staticmethod
+    def _rng(seed: str | None, part: str) -> random.Random | None:
+        return None if seed is None else random.Random(f"{seed}:{part}")
+
+    # --- life ------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run every part's background work until cancelled."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.pool.run)
+            await nursery.start(self.replicator.run)
+            await nursery.start(self.coordinator.run)
+            await nursery.start(self.handoff.run)
+            nursery.start_soon(self._expire_loop)
+            nursery.start_soon(self.antientropy.run)
+            if self.is_voter:
+                nursery.start_soon(self.auto_remover.run)
+            self._nursery = nursery
+            task_status.started()
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await trio.sleep(self.settings.expire_interval)
+            # Keep going while a cycle used its whole budget: there is a backlog to clear.
+            while self.store.expire_cycle(budget=EXPIRE_BUDGET) >= EXPIRE_BUDGET:
+                await trio.lowlevel.checkpoint()
+
+    # --- what the node learns from the config and membership planes -----------------------
+
+    def install(self, config: ClusterConfig) -> None:
+        """A newer config is held: route by its ring, then let the hand-off act on it."""
+        before = {m.node_id for m in self.coordinator.ring.members}
+        self.coordinator.install(config)
+        self.dispatcher.ring_version = config.version
+        for gone in before - {m.node_id for m in config.members}:
+            self.replicator.target_removed(gone)
+        self.handoff.on_install(config)
+
+    def member_alive(self, peer: str) -> None:
+        """Gossip holds ``peer`` alive (again): replay its hints; repair what hints lost."""
+        self.replicator.target_alive(peer)
+        if peer in self.hints.needs_repair and self._nursery is not None:
+            self._nursery.start_soon(self._repair, peer)
+
+    async def _repair(self, peer: str) -> None:
+        """Hints owed to ``peer`` were lost (overflow, age): one anti-entropy pass with it."""
+        results = await self.antientropy.repair(peer)
+        if results is not None and all(r.complete for r in results):
+            self.hints.repaired(peer)
+
+    # --- calls to peers --------------------------------------------------------------------
+
+    def address_of(self, node_id: str) -> Address | None:
+        return self.coordinator.address_of(node_id)
+
+    async def peer_call(self, peer: str, op: str, namespace: str, args: list[Any]) -> Any:
+        address = self.address_of(peer)
+        if address is None:
+            raise CommandError(ErrorCode.NOT_OWNER, f"{peer} is not on this node's ring")
+        return await self.pool.call(address, op, namespace, args, timeout=AE_CALL_TIMEOUT)
+
+    # --- figures ----------------------------------------------------------------------------
+
+    def mesh_figures(self) -> dict[str, Any]:
+        """The data plane's counters and gauges (INFO's ``mesh``, /metrics)."""
+        coordinator = self.coordinator
+        return {
+            "counters": {
+                "dataplane": dict(coordinator.stats),
+                "replicator": dict(self.replicator.stats),
+                "hints": dataclasses.asdict(self.hints.stats),
+                "rebalance": dict(self.handoff.stats),
+                "peers": dict(self.pool.stats),
+                "clamp": {"clamped": coordinator.clamp.clamped},
+                "antientropy": dict(self.antientropy.stats),
+            },
+            "gauges": {
+                "hints": len(self.hints),
+                "hint_bytes": self.hints.total_bytes,
+                "replica_writes_queued": self.replicator.queued(),
+                "ring_version": coordinator.ring_version,
+                "ring_members": len(coordinator.ring.members),
+            },
+        }
+
+
+__all__ = [
+    "AE_RATE_SHARE",
+    "HINT_SHARE_PER_TARGET",
+    "Assembly",
+    "ConfigSource",
+    "Liveness",
+    "MembershipView",
+]

@@ -1,0 +1,159 @@
+"""Op routes: the handler of every op that is not a data op, named by the op table.
+
+Each row of :data:`meshcache.wire.ops.OPS` names its handler: :data:`~meshcache.wire.ops.
+DATA_HANDLER` for data ops (the coordinator routes them to the key's owners and the store runs
+them), or the name of a method of :class:`Routes`. :meth:`Routes.table` resolves every row
+once, when the node is assembled, so a row naming a missing method fails at start-up (and in
+``tests/node/test_routes.py``), never on a request. Every handler is called as
+``handler(namespace, args)`` with arguments already checked against the op's signature, and
+returns the result, a coroutine (the dispatcher awaits it) or raises
+:class:`~meshcache.errors.CommandError`.
+
+Adding an op: a row in ``wire/ops.py``; for a node op, a method here with the name the row
+gives; for a data op, its implementation in the store (``store/ops_plain.py`` or
+``store/ops_typed.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from meshcache.errors import CommandError, ErrorCode
+from meshcache.node.admin.info import describe_ring
+from meshcache.node.data.antientropy import AE_DIGEST, AE_KEYS, AE_PULL, AE_PUSH
+from meshcache.wire.ops import DATA_HANDLER, OPS
+
+if TYPE_CHECKING:
+    from meshcache.node.assembly import Assembly
+
+Handler = Callable[[str, list[Any]], Any]
+
+#: How long a LEAVE waits for the drain unless the request says.
+LEAVE_TIMEOUT = 600.0
+
+
+class Routes:
+    """The node ops of one assembled node.
+
+    Args:
+        parts: the node's assembled parts.
+        info: answers INFO (the node's whole description); None: the data parts' figures.
+    """
+
+    def __init__(self, parts: Assembly, *, info: Callable[[], dict[str, Any]] | None) -> None:
+        self._parts = parts
+        self._info = info
+        self._ring_answer: tuple[int, dict[str, Any]] | None = None
+
+    def table(self) -> dict[str, Handler]:
+        """``op -> handler`` for every op of the table that is not a data op.
+
+        Raises:
+            LookupError: a row names a handler this class does not have.
+        """
+        table: dict[str, Handler] = {}
+        for name, spec in OPS.items():
+            if spec.handler == DATA_HANDLER:
+                continue
+            handler = getattr(self, spec.handler, None)
+            if handler is None or spec.handler.startswith("_") or spec.handler == "table":
+                raise LookupError(f"op {name}: no route {spec.handler!r}")
+            table[name] = handler
+        return table
+
+    # --- this node -----------------------------------------------------------------------------
+
+    def ping(self, namespace: str, args: list[Any]) -> str:
+        return "PONG"
+
+    def info(self, namespace: str, args: list[Any]) -> dict[str, Any]:
+        if self._info is not None:
+            return self._info()
+        return {"node_id": self._parts.node_id, "mesh": self._parts.mesh_figures()}
+
+    def members(self, namespace: str, args: list[Any]) -> list[dict[str, Any]]:
+        return self._parts.membership.members()
+
+    def gossip(self, namespace: str, args: list[Any]) -> Any:
+        return self._parts.membership.handle_push_pull(args[0])
+
+    # --- the cluster config ----------------------------------------------------------------------
+
+    def config_get(self, namespace: str, args: list[Any]) -> dict[str, Any]:
+        return self._parts.config_source.config.to_mapping()
+
+    def ns_list(self, namespace: str, args: list[Any]) -> dict[str, Any]:
+        config = self._parts.config_source.config
+        return {name: p.to_mapping() for name, p in config.namespaces.items()}
+
+    def ring(self, namespace: str, args: list[Any]) -> dict[str, Any]:
+        # Smart clients and tools poll it; building a ring's shares costs milliseconds.
+        config = self._parts.config_source.config
+        if self._ring_answer is None or self._ring_answer[0] != config.version:
+            self._ring_answer = (config.version, describe_ring(config))
+        return self._ring_answer[1]
+
+    def config_propose(self, namespace: str, args: list[Any]) -> Any:
+        return self._parts.config_source.handle_propose(args[0])
+
+    def ns_set(self, namespace: str, args: list[Any]) -> Any:
+        return self._parts.config_source.set_namespace(args[0], args[1])
+
+    def ns_drop(self, namespace: str, args: list[Any]) -> Any:
+        return self._parts.config_source.drop_namespace(args[0])
+
+    def raft_status(self, namespace: str, args: list[Any]) -> Any:
+        return self._parts.config_source.raft("status")
+
+    def raft_add(self, namespace: str, args: list[Any]) -> Any:
+        return self._parts.config_source.raft("add", args[0])
+
+    def raft_remove(self, namespace: str, args: list[Any]) -> Any:
+        return self._parts.config_source.raft("remove", args[0])
+
+    # --- the data plane between nodes ------------------------------------------------------------
+
+    def forwarded(self, namespace: str, args: list[Any]) -> Any:
+        return self._parts.coordinator.execute_forwarded(namespace, [args[0], args[1]])
+
+    def replicated(self, namespace: str, args: list[Any]) -> Any:
+        return self._parts.coordinator.apply_replicated(namespace, args[0])
+
+    def bulk(self, namespace: str, args: list[Any]) -> Any:
+        return self._parts.coordinator.apply_bulk(namespace, args[0])
+
+    def records(self, namespace: str, args: list[Any]) -> Any:
+        return self._parts.coordinator.records(namespace, args[0])
+
+    def handoff(self, namespace: str, args: list[Any]) -> Any:
+        return self._parts.handoff.handle_handoff(namespace, args[0])
+
+    def ae_digest(self, namespace: str, args: list[Any]) -> Any:
+        return self._parts.antientropy.handle(AE_DIGEST, namespace, args)
+
+    def ae_keys(self, namespace: str, args: list[Any]) -> Any:
+        return self._parts.antientropy.handle(AE_KEYS, namespace, args)
+
+    def ae_pull(self, namespace: str, args: list[Any]) -> Any:
+        return self._parts.antientropy.handle(AE_PULL, namespace, args)
+
+    def ae_push(self, namespace: str, args: list[Any]) -> Any:
+        return self._parts.antientropy.handle(AE_PUSH, namespace, args)
+
+    def leave(self, namespace: str, args: list[Any]) -> Any:
+        return self._leave(float(args[0].get("timeout") or LEAVE_TIMEOUT))
+
+    async def _leave(self, timeout: float) -> dict[str, Any]:
+        try:
+            with trio.fail_after(timeout):
+                return await self._parts.handoff.leave()
+        except trio.TooSlowError:
+            raise CommandError(
+                ErrorCode.UNAVAILABLE, f"the drain did not finish in {timeout}s; run LEAVE again"
+            ) from None
+
+
+__all__ = ["LEAVE_TIMEOUT", "Handler", "Routes"]
