@@ -117,7 +117,7 @@ FIGURES: dict[str, Callable[[Path, Sizes], str]] = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools.mesh_figures",
-        description="Measure the mesh figures of issue 5 on real node processes (loopback).",
+        description="Measure the mesh figures on real node processes (loopback).",
     )
     parser.add_argument("figure", choices=[*FIGURES, "all"])
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
