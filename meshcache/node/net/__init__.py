@@ -1,0 +1,24 @@
+"""The node's network edge: the data port reactor, frame dispatch, and calls to other nodes.
+
+* :mod:`.dataport` — accepts client and peer connections, reads pipelined frames.
+* :mod:`.dispatch` — one frame body in, one response frame out (sans-I/O), routed by the op table.
+* :mod:`.peer_pool` — pooled, pipelined connections to other nodes' data ports.
+* :mod:`.oneshot` — one request on a connection of its own (membership and config calls).
+"""
+
+from __future__ import annotations
+
+from meshcache.node.net.dataport import DataPort, open_listener
+from meshcache.node.net.dispatch import Dispatcher, Pending
+from meshcache.node.net.oneshot import call_once
+from meshcache.node.net.peer_pool import PeerPool, PeerUnreachable
+
+__all__ = [
+    "DataPort",
+    "Dispatcher",
+    "PeerPool",
+    "PeerUnreachable",
+    "Pending",
+    "call_once",
+    "open_listener",
+]
