@@ -22,15 +22,16 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import trio
 
-from meshcache.control import ClusterConfig, Command
+from meshcache.control import ClusterConfig
 from meshcache.errors import CommandError, ErrorCode
 from meshcache.hlc import HLC
 from meshcache.node.admin.metrics import NodeCounters
 from meshcache.node.cluster.autoremove import AutoRemover
+from meshcache.node.contracts import ConfigSource, Liveness, MembershipView
 from meshcache.node.data.antientropy import AntiEntropy
 from meshcache.node.data.coordinator import Coordinator
 from meshcache.node.data.handoff import HandOff
@@ -55,44 +56,6 @@ AE_BURST = 256 * 1024
 AE_CALL_TIMEOUT = 10.0
 #: Keys an active-expiry cycle looks at before it yields.
 EXPIRE_BUDGET = 1000
-
-
-class Liveness(Protocol):
-    """What the node knows of other nodes' health (gossip, or the simulation's oracle)."""
-
-    def alive(self, node_id: str) -> bool:
-        """Worth sending to: alive or suspect, or not known yet (this node always is)."""
-
-    def dead(self, node_id: str) -> bool:
-        """Declared dead or gone (left)."""
-
-    def config_version_of(self, node_id: str) -> int:
-        """The config version ``node_id`` says it runs (0: not known)."""
-
-
-class ConfigSource(Protocol):
-    """The committed cluster config and the config-plane ops (Raft, or the simulation's)."""
-
-    @property
-    def config(self) -> ClusterConfig: ...
-
-    async def propose(self, command: Command) -> ClusterConfig: ...
-
-    async def handle_propose(self, mapping: Any) -> dict[str, Any]: ...
-
-    async def set_namespace(self, name: str, fields: dict[str, Any]) -> dict[str, Any]: ...
-
-    async def drop_namespace(self, name: str) -> bool: ...
-
-    async def raft(self, action: str, address: str | None = None) -> Any: ...
-
-
-class MembershipView(Protocol):
-    """The membership ops a node answers (SWIM, or the simulation's oracle)."""
-
-    def members(self) -> list[dict[str, Any]]: ...
-
-    def handle_push_pull(self, payload: bytes) -> Any: ...
 
 
 StoreFactory = Callable[..., Store]
@@ -317,11 +280,4 @@ class Assembly:
         }
 
 
-__all__ = [
-    "AE_RATE_SHARE",
-    "HINT_SHARE_PER_TARGET",
-    "Assembly",
-    "ConfigSource",
-    "Liveness",
-    "MembershipView",
-]
+__all__ = ["AE_RATE_SHARE", "HINT_SHARE_PER_TARGET", "Assembly"]

@@ -17,22 +17,37 @@ gives; for a data op, its implementation in the store (``store/ops_plain.py`` or
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 
 from meshcache.errors import CommandError, ErrorCode
 from meshcache.node.admin.info import describe_ring
-from meshcache.node.data.antientropy import AE_DIGEST, AE_KEYS, AE_PULL, AE_PUSH
+from meshcache.node.contracts import ConfigSource, MembershipView
+from meshcache.node.data.antientropy import AE_DIGEST, AE_KEYS, AE_PULL, AE_PUSH, AntiEntropy
+from meshcache.node.data.coordinator import Coordinator
+from meshcache.node.data.handoff import HandOff
 from meshcache.wire.ops import DATA_HANDLER, OPS
-
-if TYPE_CHECKING:
-    from meshcache.node.assembly import Assembly
 
 Handler = Callable[[str, list[Any]], Any]
 
 #: How long a LEAVE waits for the drain unless the request says.
 LEAVE_TIMEOUT = 600.0
+
+
+class RoutedParts(Protocol):
+    """The parts the routes call (an :class:`~meshcache.node.assembly.Assembly`)."""
+
+    node_id: str
+    coordinator: Coordinator
+    handoff: HandOff
+    antientropy: AntiEntropy
+    membership: MembershipView
+
+    @property
+    def config_source(self) -> ConfigSource: ...
+
+    def mesh_figures(self) -> dict[str, Any]: ...
 
 
 class Routes:
@@ -43,7 +58,7 @@ class Routes:
         info: answers INFO (the node's whole description); None: the data parts' figures.
     """
 
-    def __init__(self, parts: Assembly, *, info: Callable[[], dict[str, Any]] | None) -> None:
+    def __init__(self, parts: RoutedParts, *, info: Callable[[], dict[str, Any]] | None) -> None:
         self._parts = parts
         self._info = info
         self._ring_answer: tuple[int, dict[str, Any]] | None = None
@@ -156,4 +171,4 @@ class Routes:
             ) from None
 
 
-__all__ = ["LEAVE_TIMEOUT", "Handler", "Routes"]
+__all__ = ["LEAVE_TIMEOUT", "Handler", "RoutedParts", "Routes"]
