@@ -16,6 +16,14 @@ and the exit code says what kind of failure it was:
 
 Output is for humans by default; ``--json`` prints one JSON document instead. Values that are
 valid UTF-8 print as text; in JSON, other values print as ``{"base64": "..."}``.
+
+One rule for reads that find nothing (:data:`EMPTY_RULE`): a missing key, field or member, or an
+empty range, exits 1 and prints nothing (``null`` with ``--json``); a count of 0 prints ``0``
+and exits 1; ``mget`` prints ``(nil)`` for each missing key and exits 1 when every key is
+missing. An empty hash, list, set or sorted set does not exist, so it reads as missing.
+
+Start-up time matters (one process per command): modules a command does not need — trio, the
+node, structlog, the client's front ends — are imported inside the functions that use them.
 """
 
 from __future__ import annotations
@@ -42,20 +50,21 @@ from meshcache.errors import (
     RemoteProtocolError,
 )
 from meshcache.settings import (
+    NAMESPACE_NAME_RULE,
     SETTINGS,
     SETTINGS_BY_NAME,
-    load_settings,
+    check_namespace_name,
     parse_address,
     parse_duration,
     parse_port,
     parse_size,
-    settings_as_toml,
-    unknown_env_vars,
 )
+from meshcache.wire.address import format_address
 
 if TYPE_CHECKING:
     from meshcache.client.commands import Binary
     from meshcache.client.sync import Client
+    from meshcache.settings import NodeSettings
 
 EXIT_OK = 0
 EXIT_FALSE = 1
@@ -68,6 +77,16 @@ PROG = "meshcache"
 #: ``meshcache leave`` waits this much longer for the answer than the node may take to drain.
 LEAVE_ANSWER_SLACK = 5.0
 LEAVE_CONNECT_TIMEOUT = 5.0
+
+#: What a read prints when it finds nothing; in every client command's help.
+EMPTY_RULE = (
+    "Reads that find nothing: a missing key, field or member, or an empty range, exits 1 and "
+    "prints nothing (--json: null); a count of 0 prints 0 and exits 1; mget prints (nil) for "
+    "each missing key and exits 1 when every key is missing. An empty hash, list, set or "
+    "sorted set does not exist: it reads as missing."
+)
+#: Ring states in which a member owns keys.
+RING_STATES = ("joining", "active", "leaving")
 
 
 class _UsageError(Exception):
@@ -104,6 +123,10 @@ class Output:
     data: Any
     text: str | bytes | None
     status: int = EXIT_OK
+
+
+#: A read that found nothing: no text, ``null`` in JSON, exit 1 (see :data:`EMPTY_RULE`).
+ABSENT = Output(None, None, EXIT_FALSE)
 
 
 def _text(value: bytes) -> str:
@@ -154,12 +177,105 @@ def _number(value: float) -> str:
     return repr(value)  # 2.5, inf, -inf
 
 
+def _plain_text(value: Any) -> str:
+    """A value from a node's answer for a human: no Python reprs, lists as ``a, b``."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, bytes):
+        return _text(value)
+    if isinstance(value, float):
+        return _number(value) if math.isfinite(value) else str(value)
+    if isinstance(value, Mapping):
+        if not value:
+            return "none"
+        return ", ".join(f"{_plain_text(k)} {_plain_text(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return ", ".join(_plain_text(v) for v in value) if value else "none"
+    return str(value)
+
+
+_BYTES_REPR = re.compile(r"""(?<![\w'"])b('(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")""")
+
+
+def _human(message: str) -> str:
+    """``message`` with Python bytes literals (``b'user:1'``) shown as text (``'user:1'``).
+
+    Node and client messages name keys with ``repr``; a person reading stderr should see the
+    key as typed.
+    """
+
+    def shown(match: re.Match[str]) -> str:
+        import ast
+
+        try:
+            raw = ast.literal_eval("b" + match.group(1))
+        except (ValueError, SyntaxError):
+            return match.group(0)
+        return "'" + _text(raw).replace("'", "\\'") + "'"
+
+    return _BYTES_REPR.sub(shown, message)
+
+
+def _table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Aligned columns under upper-case headers, without trailing blanks."""
+    widths = [max([len(col), *(len(r[i]) for r in rows)]) for i, col in enumerate(columns)]
+    lines = ["  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    return [line.rstrip() for line in lines]
+
+
+def _aligned(items: Sequence[tuple[str, str]], indent: str = "") -> list[str]:
+    """``key  value`` lines with the values aligned."""
+    width = max((len(key) for key, _ in items), default=0)
+    return [f"{indent}{key.ljust(width)}  {value}".rstrip() for key, value in items]
+
+
+def _section(title: str, items: Sequence[tuple[str, str]]) -> list[str]:
+    """``title``, then its ``key  value`` lines indented, the values aligned."""
+    return [title, *_aligned(items, "  ")]
+
+
+def _flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested maps as dotted keys (``counters.hints.queued``); an empty map reads ``none``."""
+    if isinstance(value, Mapping) and value:
+        items: list[tuple[str, str]] = []
+        for key, inner in value.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            items += _flatten(inner, name)
+        return items
+    return [(prefix, _plain_text(value))]
+
+
 # --- argument converters -----------------------------------------------------------------------
 
 
 def _arg(text: str) -> bytes:
     # argv arrives decoded with surrogateescape; fsencode gives back the exact bytes typed.
     return os.fsencode(text)
+
+
+def _value(a: argparse.Namespace) -> bytes:
+    """The VALUE argument: as typed, ``-`` for all of stdin, or ``--file PATH``'s bytes.
+
+    Values travel through stdin or a file because an argument is limited by the OS (128 KiB
+    for one argument on Linux, "Argument list too long").
+    """
+    if a.file is not None:
+        if a.value is not None:
+            raise _UsageError(f"{PROG} {a.command}: error: give VALUE or --file, not both")
+        try:
+            return Path(a.file).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"--file: cannot read {a.file}: {exc.strerror or exc}") from None
+    if a.value is None:
+        raise _UsageError(
+            f"{PROG} {a.command}: error: VALUE is required (or - to read stdin, or --file PATH)"
+        )
+    if a.value == "-":
+        return sys.stdin.buffer.read()
+    return _arg(a.value)
 
 
 def _seconds(text: str, where: str) -> float:
@@ -175,14 +291,24 @@ def _pairs(items: Sequence[str], what: str) -> list[tuple[str, str]]:
     return [(items[i], items[i + 1]) for i in range(0, len(items), 2)]
 
 
-def _score(text: str) -> float:
+def _score(text: str, what: str = "score") -> float:
     try:
         score = float(text)
     except ValueError:
-        raise _UsageError(f"{PROG}: error: score {text!r} is not a number") from None
+        raise _UsageError(f"{PROG}: error: {what} {text!r} is not a number") from None
     if math.isnan(score):
-        raise _UsageError(f"{PROG}: error: score {text!r} is not a number")
+        raise _UsageError(f"{PROG}: error: {what} {text!r} is not a number")
     return score
+
+
+def _whole(text: str, where: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{where}: {text!r} is not a whole number") from None
+    if value < 0:
+        raise ConfigError(f"{where}: must not be negative")
+    return value
 
 
 # --- client commands ---------------------------------------------------------------------------
@@ -194,30 +320,69 @@ def _ok(flag: bool) -> Output:
     return Output(flag, "OK" if flag else "(no)", EXIT_OK if flag else EXIT_FALSE)
 
 
+def _yes(flag: bool) -> Output:
+    return Output(flag, "yes" if flag else "no", EXIT_OK if flag else EXIT_FALSE)
+
+
 def _count(n: int) -> Output:
     return Output(n, str(n), EXIT_OK if n else EXIT_FALSE)
 
 
+def _new_number(value: float) -> Output:
+    return Output(value, _number(value))
+
+
 def _optional(value: bytes | None) -> Output:
-    if value is None:
-        return Output(None, None, EXIT_FALSE)
-    return Output(value, value)
+    return ABSENT if value is None else Output(value, value)
+
+
+def _optional_number(value: float | None) -> Output:
+    return ABSENT if value is None else Output(value, _number(value))
+
+
+def _items(items: Sequence[bytes]) -> Output:
+    return Output(list(items), _lines(items)) if items else ABSENT
+
+
+def _scored(items: Sequence[Any], withscores: bool) -> Output:
+    if not items:
+        return ABSENT
+    if withscores:
+        text = "\n".join(f"{_text(m)}\t{_number(s)}" for m, s in items)
+        return Output([[m, s] for m, s in items], text)
+    return Output(list(items), _lines(items))
 
 
 def _ping(c: Client, a: argparse.Namespace) -> Output:
-    return Output(c.ping(), "PONG")
+    c.ping()
+    return Output({"reply": "PONG", "address": a.where}, "PONG")
 
 
 def _get(c: Client, a: argparse.Namespace) -> Output:
     return _optional(c.get(_arg(a.key), namespace=a.namespace))
 
 
+def _gets(c: Client, a: argparse.Namespace) -> Output:
+    found = c.gets(_arg(a.key), namespace=a.namespace)
+    if found is None:
+        return ABSENT
+    value, version = found
+    return Output({"version": version, "value": value}, b"%d\t" % version + value)
+
+
 def _set(c: Client, a: argparse.Namespace) -> Output:
     ttl = None if a.ttl is None else parse_duration(a.ttl, "--ttl")
+    value = _value(a)
     stored = c.set(
-        _arg(a.key), _arg(a.value), ttl, namespace=a.namespace, nx=a.nx, xx=a.xx, keepttl=a.keepttl
+        _arg(a.key), value, ttl, namespace=a.namespace, nx=a.nx, xx=a.xx, keepttl=a.keepttl
     )
     return _ok(bool(stored))
+
+
+def _cas(c: Client, a: argparse.Namespace) -> Output:
+    ttl = None if a.ttl is None else parse_duration(a.ttl, "--ttl")
+    value = _value(a)
+    return _ok(c.cas(_arg(a.key), value, a.version, ttl, namespace=a.namespace))
 
 
 def _del(c: Client, a: argparse.Namespace) -> Output:
@@ -229,19 +394,17 @@ def _exists(c: Client, a: argparse.Namespace) -> Output:
 
 
 def _incr(c: Client, a: argparse.Namespace) -> Output:
-    value = c.incr(_arg(a.key), a.by, namespace=a.namespace)
-    return Output(value, str(value))
+    return _new_number(c.incr(_arg(a.key), a.by, namespace=a.namespace))
 
 
 def _decr(c: Client, a: argparse.Namespace) -> Output:
-    value = c.decr(_arg(a.key), a.by, namespace=a.namespace)
-    return Output(value, str(value))
+    return _new_number(c.decr(_arg(a.key), a.by, namespace=a.namespace))
 
 
 def _ttl(c: Client, a: argparse.Namespace) -> Output:
     left = c.ttl(_arg(a.key), namespace=a.namespace)
     if left == -2:
-        return Output(left, None, EXIT_FALSE)
+        return ABSENT
     return Output(left, "no expiry" if left == -1 else _number(left))
 
 
@@ -255,7 +418,8 @@ def _persist(c: Client, a: argparse.Namespace) -> Output:
 
 def _mget(c: Client, a: argparse.Namespace) -> Output:
     values = c.mget([_arg(k) for k in a.keys], namespace=a.namespace)
-    return Output(values, _lines(values))
+    found = any(v is not None for v in values)
+    return Output(values, _lines(values), EXIT_OK if found else EXIT_FALSE)
 
 
 def _mset(c: Client, a: argparse.Namespace) -> Output:
@@ -268,14 +432,43 @@ def _info(c: Client, a: argparse.Namespace) -> Output:
     return Output(info, _format_info(info))
 
 
+def _ring_states(c: Client) -> dict[str, str] | None:
+    """Ring member → ring state, or None when the node has no ring (not part of a mesh)."""
+    try:
+        ring = c.ring()
+    except CommandError:
+        return None
+    if not ring.get("version"):
+        return None
+    return {str(m.get("node_id")): str(m.get("state")) for m in ring.get("members", [])}
+
+
 def _members(c: Client, a: argparse.Namespace) -> Output:
     members = sorted(c.members(), key=lambda m: str(m.get("name")))
-    columns = ("name", "address", "state", "incarnation", "zone", "config_version")
-    rows = [[str(m.get(col, "")) for col in columns] for m in members]
-    widths = [max([len(col), *(len(r[i]) for r in rows)]) for i, col in enumerate(columns)]
-    lines = ["  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
-    return Output(members, "\n".join(line.rstrip() for line in lines))
+    ring = _ring_states(c)
+    for member in members:
+        member["ring_state"] = None if ring is None else ring.get(str(member.get("name")))
+    columns = ("name", "address", "gossip", "ring", "incarnation", "zone", "config_version")
+
+    def ring_text(member: Mapping[str, Any]) -> str:
+        if ring is None:
+            return "-"  # no ring at all: a node outside any mesh
+        state = member["ring_state"]
+        return "not in ring" if state is None else str(state)
+
+    rows = [
+        [
+            _plain_text(m.get("name")),
+            _plain_text(m.get("address")),
+            _plain_text(m.get("state")),
+            ring_text(m),
+            _plain_text(m.get("incarnation")),
+            _plain_text(m.get("zone")),
+            _plain_text(m.get("config_version")),
+        ]
+        for m in members
+    ]
+    return Output(members, "\n".join(_table(columns, rows)))
 
 
 def _policy_fields(a: argparse.Namespace) -> dict[str, Any]:
@@ -283,11 +476,11 @@ def _policy_fields(a: argparse.Namespace) -> dict[str, Any]:
     if a.eviction is not None:
         fields["eviction"] = a.eviction
     if a.max_bytes is not None:
-        fields["max_bytes"] = parse_size(a.max_bytes, "--max-bytes") or None
+        fields["max_bytes"] = parse_size(a.max_bytes, "--max-bytes") if a.max_bytes != "0" else None
     if a.max_items is not None:
         fields["max_items"] = _whole(a.max_items, "--max-items") or None
     if a.ttl is not None:
-        fields["default_ttl"] = parse_duration(a.ttl, "--ttl") or None
+        fields["default_ttl"] = parse_duration(a.ttl, "--ttl") if a.ttl != "0" else None
     if a.replicas is not None:
         replicas = _whole(a.replicas, "--replicas")
         if replicas < 1:
@@ -298,22 +491,17 @@ def _policy_fields(a: argparse.Namespace) -> dict[str, Any]:
     return fields
 
 
-def _whole(text: str, where: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"{where}: {text!r} is not a whole number") from None
-    if value < 0:
-        raise ConfigError(f"{where}: must not be negative")
-    return value
-
-
 def _format_policies(policies: Mapping[str, Any]) -> str:
     lines = []
     for name, policy in sorted(policies.items()):
         described = " ".join(f"{k}={_plain_text(v)}" for k, v in sorted(policy.items()))
         lines.append(f"{name:<16}{described}")
     return "\n".join(lines)
+
+
+def _warn(message: str) -> None:
+    sys.stderr.write(f"{PROG}: warning: {message}\n")
+    sys.stderr.flush()
 
 
 def _ns(c: Client, a: argparse.Namespace) -> Output:
@@ -325,24 +513,44 @@ def _ns(c: Client, a: argparse.Namespace) -> Output:
     if a.action == "show":
         policies = c.ns_list()
         if a.name not in policies:
-            return Output(None, "", EXIT_FALSE)
+            return ABSENT
         return Output(policies[a.name], _format_policies({a.name: policies[a.name]}))
     if a.action == "set":
+        check_namespace_name(a.name, "NAME")
         fields = _policy_fields(a)
         policy = c.ns_set(a.name, fields)
+        _warn_replicas(c, a.name, policy)
         return Output(policy, _format_policies({a.name: policy}))
     return _ok(c.ns_drop(a.name))
 
 
+def _warn_replicas(c: Client, name: str, policy: Mapping[str, Any]) -> None:
+    """Say what happens when a namespace asks for more copies than the ring has members."""
+    replicas = policy.get("replicas")
+    states = _ring_states(c)
+    if not isinstance(replicas, int) or not states:
+        return
+    members = sum(state in RING_STATES for state in states.values())
+    if 0 < members < replicas:
+        _warn(
+            f"namespace {name!r} asks for {replicas} replicas but the ring has {members}"
+            f" {'member' if members == 1 else 'members'}: each key is kept once on every member"
+            f" until more nodes join (quorum and all count the owners that exist)"
+        )
+
+
 def _ring(c: Client, a: argparse.Namespace) -> Output:
     ring = c.ring()
-    lines = [f"ring version {ring.get('version')}"]
     columns = ("node_id", "address", "state", "zone", "weight", "share")
-    rows = [[_plain_text(m.get(col, "")) for col in columns] for m in ring.get("members", [])]
-    widths = [max([len(col), *(len(r[i]) for r in rows)]) for i, col in enumerate(columns)]
-    lines.append("  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True)))
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
-    return Output(ring, "\n".join(line.rstrip() for line in lines))
+    rows = []
+    for m in ring.get("members", []):
+        share = m.get("share")
+        rows.append(
+            [_plain_text(m.get(col)) for col in columns[:-1]]
+            + [f"{share * 100:.1f}%" if isinstance(share, int | float) else _plain_text(share)]
+        )
+    lines = [f"ring version {_plain_text(ring.get('version'))}", *_table(columns, rows)]
+    return Output(ring, "\n".join(lines))
 
 
 def _raft(c: Client, a: argparse.Namespace) -> Output:
@@ -353,8 +561,7 @@ def _raft(c: Client, a: argparse.Namespace) -> Output:
             raise ConfigError(f"raft {a.action}: ADDR is required")
         address = parse_address(a.address, "ADDR")
         status = c.raft_add(address) if a.action == "add" else c.raft_remove(address)
-    text = "\n".join(f"{k:<16}{_plain_text(v)}" for k, v in status.items())
-    return Output(status, text)
+    return Output(status, "\n".join(_aligned(_flatten(status))))
 
 
 def _leave(c: Client, a: argparse.Namespace) -> Output:
@@ -376,6 +583,15 @@ def _leave(c: Client, a: argparse.Namespace) -> Output:
 
 
 def _dbsize(c: Client, a: argparse.Namespace) -> Output:
+    if not a.node:
+        states = _ring_states(c)
+        owners = [n for n, s in (states or {}).items() if s in RING_STATES]
+        if len(owners) > 1:
+            raise _UsageError(
+                f"{PROG} dbsize: error: the node is one of {len(owners)} ring members and holds"
+                " copies of other members' keys, so its count is not the namespace's; add"
+                " --node for the count of the keys this node holds (replicas included)"
+            )
     n = c.dbsize(namespace=a.namespace)
     return Output(n, str(n))
 
@@ -399,10 +615,24 @@ def _hset(c: Client, a: argparse.Namespace) -> Output:
     return Output(n, str(n))
 
 
+def _hdel(c: Client, a: argparse.Namespace) -> Output:
+    return _count(c.hdel(_arg(a.key), *map(_arg, a.fields), namespace=a.namespace))
+
+
 def _hgetall(c: Client, a: argparse.Namespace) -> Output:
     fields = c.hgetall(_arg(a.key), namespace=a.namespace)
+    if not fields:
+        return ABSENT
     text = "\n".join(f"{_text(f)}\t{_text(v)}" for f, v in sorted(fields.items()))
-    return Output(fields, text, EXIT_OK if fields else EXIT_FALSE)
+    return Output(fields, text)
+
+
+def _hincrby(c: Client, a: argparse.Namespace) -> Output:
+    return _new_number(c.hincrby(_arg(a.key), _arg(a.field), a.by, namespace=a.namespace))
+
+
+def _hlen(c: Client, a: argparse.Namespace) -> Output:
+    return _count(c.hlen(_arg(a.key), namespace=a.namespace))
 
 
 def _push(left: bool) -> Handler:
@@ -414,9 +644,20 @@ def _push(left: bool) -> Handler:
     return run
 
 
+def _pop(left: bool) -> Handler:
+    def run(c: Client, a: argparse.Namespace) -> Output:
+        pop = c.lpop if left else c.rpop
+        return _optional(pop(_arg(a.key), namespace=a.namespace))
+
+    return run
+
+
 def _lrange(c: Client, a: argparse.Namespace) -> Output:
-    items = c.lrange(_arg(a.key), a.start, a.stop, namespace=a.namespace)
-    return Output(items, _lines(items))
+    return _items(c.lrange(_arg(a.key), a.start, a.stop, namespace=a.namespace))
+
+
+def _llen(c: Client, a: argparse.Namespace) -> Output:
+    return _count(c.llen(_arg(a.key), namespace=a.namespace))
 
 
 def _sadd(c: Client, a: argparse.Namespace) -> Output:
@@ -424,9 +665,20 @@ def _sadd(c: Client, a: argparse.Namespace) -> Output:
     return Output(n, str(n))
 
 
+def _srem(c: Client, a: argparse.Namespace) -> Output:
+    return _count(c.srem(_arg(a.key), *map(_arg, a.members), namespace=a.namespace))
+
+
+def _sismember(c: Client, a: argparse.Namespace) -> Output:
+    return _yes(c.sismember(_arg(a.key), _arg(a.member), namespace=a.namespace))
+
+
 def _smembers(c: Client, a: argparse.Namespace) -> Output:
-    members = sorted(c.smembers(_arg(a.key), namespace=a.namespace))
-    return Output(members, _lines(members), EXIT_OK if members else EXIT_FALSE)
+    return _items(sorted(c.smembers(_arg(a.key), namespace=a.namespace)))
+
+
+def _scard(c: Client, a: argparse.Namespace) -> Output:
+    return _count(c.scard(_arg(a.key), namespace=a.namespace))
 
 
 def _zadd(c: Client, a: argparse.Namespace) -> Output:
@@ -436,49 +688,72 @@ def _zadd(c: Client, a: argparse.Namespace) -> Output:
     return Output(n, str(n))
 
 
+def _zrem(c: Client, a: argparse.Namespace) -> Output:
+    return _count(c.zrem(_arg(a.key), *map(_arg, a.members), namespace=a.namespace))
+
+
+def _zscore(c: Client, a: argparse.Namespace) -> Output:
+    return _optional_number(c.zscore(_arg(a.key), _arg(a.member), namespace=a.namespace))
+
+
+def _zincrby(c: Client, a: argparse.Namespace) -> Output:
+    by = _score(a.by, "--by")
+    return _new_number(c.zincrby(_arg(a.key), by, _arg(a.member), namespace=a.namespace))
+
+
+def _zrank(c: Client, a: argparse.Namespace) -> Output:
+    return _optional_number(c.zrank(_arg(a.key), _arg(a.member), namespace=a.namespace))
+
+
+def _zcard(c: Client, a: argparse.Namespace) -> Output:
+    return _count(c.zcard(_arg(a.key), namespace=a.namespace))
+
+
 def _zrange(c: Client, a: argparse.Namespace) -> Output:
     items = c.zrange(
         _arg(a.key), a.start, a.stop, namespace=a.namespace, withscores=a.withscores, rev=a.rev
     )
-    if a.withscores:
-        text = "\n".join(f"{_text(m)}\t{_number(s)}" for m, s in items)
-        return Output([[m, s] for m, s in items], text)
-    return Output(items, _lines(items))
+    return _scored(items, a.withscores)
+
+
+def _zrangebyscore(c: Client, a: argparse.Namespace) -> Output:
+    if (a.offset is None) != (a.count is None):
+        raise _UsageError(f"{PROG} zrangebyscore: error: --offset and --count go together")
+    items = c.zrangebyscore(
+        _arg(a.key),
+        _score(a.min, "MIN"),
+        _score(a.max, "MAX"),
+        namespace=a.namespace,
+        withscores=a.withscores,
+        offset=a.offset,
+        count=a.count,
+    )
+    return _scored(items, a.withscores)
 
 
 def _format_info(info: Mapping[str, Any]) -> str:
-    """INFO for humans: the node's fields, then one block per namespace (unknown fields too)."""
+    """INFO for humans: one section per part (the node, each namespace, gossip, mesh, and any
+    part a newer node adds), each a list of ``key  value`` lines with the values aligned."""
     first = [key for key in ("node_id", "version", "uptime_s") if key in info]
-    rest = [key for key in info if key not in first and key != "namespaces"]
-    lines = [f"{key:<14}{_plain_text(info[key])}" for key in first + rest]
-    namespaces = info.get("namespaces")
-    if isinstance(namespaces, Mapping):
-        for name, figures in sorted(namespaces.items()):
-            lines += ["", f"namespace {name}"]
-            if isinstance(figures, Mapping):
-                lines += [f"  {key:<14}{_plain_text(value)}" for key, value in figures.items()]
-    return "\n".join(lines)
+    scalars = [key for key in info if key not in first and not isinstance(info[key], Mapping)]
+    sections = [_section("node", [(key, _plain_text(info[key])) for key in first + scalars])]
+    for part, value in info.items():
+        if not isinstance(value, Mapping):
+            continue
+        if part == "namespaces":
+            for name, figures in sorted(value.items()):
+                sections.append(_section(f"namespace {name}", _flatten(figures)))
+        else:
+            sections.append(_section(part, _flatten(value) if value else [("", "none")]))
+    return "\n\n".join("\n".join(lines) for lines in sections)
 
 
-def _plain_text(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bytes):
-        return _text(value)
-    if isinstance(value, Mapping):
-        return " ".join(f"{k}={_plain_text(v)}" for k, v in value.items())
-    return str(value)
-
-
-def _connect(host: str, port: int, *, connect_timeout: float, timeout: float) -> Client:
-    from meshcache.client.routing import Address
+def _connect(where: str, *, connect_timeout: float, timeout: float) -> Client:
     from meshcache.client.sync import Client
 
     # One-shot commands talk to the node they name: it forwards a key to its owner itself,
     # which costs less than learning the ring first.
-    return Client(
-        Address(host, port), connect_timeout=connect_timeout, timeout=timeout, smart=False
-    )
+    return Client(where, connect_timeout=connect_timeout, timeout=timeout, smart=False)
 
 
 def _run_client(args: argparse.Namespace) -> int:
@@ -489,7 +764,7 @@ def _run_client(args: argparse.Namespace) -> int:
     if not host:
         raise ConfigError("--host: must not be empty")
     timeout = parse_duration(args.timeout, "--timeout")
-    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    where = args.where = format_address(host, port)
     handler: Handler = args.handler
     connect_timeout = timeout
     if handler is _leave:
@@ -497,7 +772,7 @@ def _run_client(args: argparse.Namespace) -> int:
         connect_timeout = LEAVE_CONNECT_TIMEOUT
         timeout += LEAVE_ANSWER_SLACK
     try:
-        with _connect(host, port, connect_timeout=connect_timeout, timeout=timeout) as client:
+        with _connect(where, connect_timeout=connect_timeout, timeout=timeout) as client:
             out = handler(client, args)
     except MeshcacheTimeout:
         return _fail(f"no answer from {where} within {_number(timeout)} s", EXIT_UNREACHABLE)
@@ -516,14 +791,48 @@ def _run_client(args: argparse.Namespace) -> int:
 
 
 def _fail(message: str, status: int) -> int:
-    sys.stderr.write(f"{PROG}: {message}\n")
+    sys.stderr.write(f"{PROG}: {_human(message)}\n")
     return status
 
 
 # --- start -------------------------------------------------------------------------------------
 
 
+def _unbindable(settings: NodeSettings) -> str | None:
+    """Bind each port the node will bind, and release it; the first failure, named, or None.
+
+    The node binds its ports one after another and would report a clash as a bare OS error;
+    this says which port and which setting. (Another process may still take a port between
+    this check and the node's own bind; the node then fails as it always did.)
+    """
+    import socket
+
+    from meshcache.settings import node_ports
+
+    for use in node_ports(settings):
+        if not use.port:
+            continue  # the kernel picks a free one
+        kind = socket.SOCK_STREAM if use.transport == "tcp" else socket.SOCK_DGRAM
+        flag = SETTINGS_BY_NAME[use.setting].flag
+        try:
+            family, type_, proto, _, address = socket.getaddrinfo(
+                use.host, use.port, type=kind, flags=socket.AI_PASSIVE
+            )[0]
+        except socket.gaierror as exc:
+            return f"cannot bind the {use.describe()}: unknown host {use.host!r} ({exc.strerror})"
+        with socket.socket(family, type_, proto) as probe:
+            if kind == socket.SOCK_STREAM:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the node does
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                return f"cannot bind the {use.describe()}: {exc.strerror or exc} (see {flag})"
+    return None
+
+
 def _start(args: argparse.Namespace) -> int:
+    from meshcache.settings import load_settings, settings_as_toml, unknown_env_vars
+
     overrides = {name: value for name, value in vars(args).items() if name in SETTINGS_BY_NAME}
     for listed in ("join", "raft_peers"):
         if listed in overrides:
@@ -541,6 +850,10 @@ def _start(args: argparse.Namespace) -> int:
     log = structlog.get_logger("meshcache.cli")
     for name in unknown_env_vars(os.environ):
         log.warning("unknown_env_var", name=name, note="not a meshcache setting; ignored")
+    problem = _unbindable(settings)
+    if problem is not None:
+        log.error("node_failed", error=problem)
+        return EXIT_FALSE
     # Imported here: the node pulls in trio, the store and prometheus, which the client
     # commands never need.
     from meshcache.node.node import run
@@ -549,38 +862,6 @@ def _start(args: argparse.Namespace) -> int:
 
 
 # --- the parser --------------------------------------------------------------------------------
-
-_HANDLERS: dict[str, Handler] = {
-    "ping": _ping,
-    "get": _get,
-    "set": _set,
-    "del": _del,
-    "exists": _exists,
-    "incr": _incr,
-    "decr": _decr,
-    "ttl": _ttl,
-    "expire": _expire,
-    "persist": _persist,
-    "mget": _mget,
-    "mset": _mset,
-    "info": _info,
-    "members": _members,
-    "ns": _ns,
-    "ring": _ring,
-    "raft": _raft,
-    "dbsize": _dbsize,
-    "flush": _flush,
-    "hget": _hget,
-    "hset": _hset,
-    "hgetall": _hgetall,
-    "lpush": _push(left=True),
-    "rpush": _push(left=False),
-    "lrange": _lrange,
-    "sadd": _sadd,
-    "smembers": _smembers,
-    "zadd": _zadd,
-    "zrange": _zrange,
-}
 
 
 def _key(p: argparse.ArgumentParser) -> None:
@@ -595,14 +876,27 @@ def _nothing(p: argparse.ArgumentParser) -> None:
     pass
 
 
+def _add_value(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "value", metavar="VALUE", nargs="?", help="the value; - reads it from stdin (any size)"
+    )
+    p.add_argument("--file", metavar="PATH", help="read the value from this file (any size)")
+    p.add_argument("--ttl", metavar="DURATION", help="expire after this long (300, 1.5s, 5m)")
+
+
 def _add_set(p: argparse.ArgumentParser) -> None:
     _key(p)
-    p.add_argument("value", metavar="VALUE")
-    p.add_argument("--ttl", metavar="DURATION", help="expire after this long (300, 1.5s, 5m)")
+    _add_value(p)
     cond = p.add_mutually_exclusive_group()
     cond.add_argument("--nx", action="store_true", help="only if the key is absent")
     cond.add_argument("--xx", action="store_true", help="only if the key exists")
     p.add_argument("--keepttl", action="store_true", help="keep the key's current expiry")
+
+
+def _add_cas(p: argparse.ArgumentParser) -> None:
+    _key(p)
+    p.add_argument("version", type=int, metavar="VERSION", help="the version gets printed")
+    _add_value(p)
 
 
 def _add_by(p: argparse.ArgumentParser) -> None:
@@ -630,13 +924,31 @@ def _add_key_pairs(words: str) -> Callable[[argparse.ArgumentParser], None]:
     return add
 
 
+def _add_dbsize(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--node",
+        action="store_true",
+        help="count the keys the node asked holds, copies of other members' keys included",
+    )
+
+
 def _add_flush(p: argparse.ArgumentParser) -> None:
     p.add_argument("--yes", action="store_true", help="confirm deleting every key")
 
 
-def _add_hget(p: argparse.ArgumentParser) -> None:
+def _add_field(p: argparse.ArgumentParser) -> None:
     _key(p)
     p.add_argument("field", metavar="FIELD")
+
+
+def _add_fields(p: argparse.ArgumentParser) -> None:
+    _key(p)
+    p.add_argument("fields", metavar="FIELD", nargs="+")
+
+
+def _add_hincrby(p: argparse.ArgumentParser) -> None:
+    _add_field(p)
+    p.add_argument("--by", type=int, default=1, metavar="N", help="amount (default 1)")
 
 
 def _add_values(p: argparse.ArgumentParser) -> None:
@@ -644,9 +956,19 @@ def _add_values(p: argparse.ArgumentParser) -> None:
     p.add_argument("values", metavar="VALUE", nargs="+")
 
 
+def _add_member(p: argparse.ArgumentParser) -> None:
+    _key(p)
+    p.add_argument("member", metavar="MEMBER")
+
+
 def _add_members(p: argparse.ArgumentParser) -> None:
     _key(p)
     p.add_argument("members", metavar="MEMBER", nargs="+")
+
+
+def _add_zincrby(p: argparse.ArgumentParser) -> None:
+    _add_member(p)
+    p.add_argument("--by", default="1", metavar="N", help="amount, may be fractional (default 1)")
 
 
 def _add_range(p: argparse.ArgumentParser) -> None:
@@ -655,20 +977,37 @@ def _add_range(p: argparse.ArgumentParser) -> None:
     p.add_argument("stop", type=int, metavar="STOP", help="inclusive; -1 is the last")
 
 
+def _add_withscores(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--withscores", action="store_true", help="print each member's score")
+
+
 def _add_zrange(p: argparse.ArgumentParser) -> None:
     _add_range(p)
-    p.add_argument("--withscores", action="store_true", help="print each member's score")
+    _add_withscores(p)
     p.add_argument("--rev", action="store_true", help="rank from the highest score")
+
+
+def _add_zrangebyscore(p: argparse.ArgumentParser) -> None:
+    _key(p)
+    p.add_argument("min", metavar="MIN", help="lowest score (inf and -inf work; -inf after --)")
+    p.add_argument("max", metavar="MAX", help="highest score, inclusive")
+    _add_withscores(p)
+    p.add_argument("--offset", type=int, metavar="N", help="skip the first N (with --count)")
+    p.add_argument("--count", type=int, metavar="N", help="print at most N (with --offset)")
 
 
 def _add_ns(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=("list", "show", "set", "drop"))
-    p.add_argument("name", nargs="?", metavar="NAME")
+    p.add_argument("name", nargs="?", metavar="NAME", help=f"a namespace: {NAMESPACE_NAME_RULE}")
     p.add_argument("--eviction", choices=("lru", "lfu", "ttl", "none"))
     p.add_argument("--max-bytes", metavar="SIZE", help="e.g. 256MiB; 0 = unbounded")
     p.add_argument("--max-items", metavar="N", help="0 = unbounded")
     p.add_argument("--ttl", metavar="DURATION", help="default TTL, e.g. 300 or 5m; 0 = none")
-    p.add_argument("--replicas", metavar="N")
+    p.add_argument(
+        "--replicas",
+        metavar="N",
+        help="copies of each key; a ring with fewer members keeps one on each member",
+    )
     p.add_argument(
         "--consistency",
         choices=("one", "quorum", "all"),
@@ -681,44 +1020,79 @@ def _add_raft(p: argparse.ArgumentParser) -> None:
     p.add_argument("address", nargs="?", metavar="ADDR", help="a voter's Raft address host:port")
 
 
-_CLIENT_SPECS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = [
-    ("ping", "check that the node answers", _nothing),
-    ("get", "print a key's value (exit 1 when absent)", _key),
-    ("set", "store a value", _add_set),
-    ("del", "delete keys; print how many existed (exit 1 when none)", _keys),
-    ("exists", "print how many of the keys exist (exit 1 when none)", _keys),
-    ("incr", "add to an integer value; print the new value", _add_by),
-    ("decr", "subtract from an integer value; print the new value", _add_by),
-    ("ttl", "print seconds left (exit 1 when absent)", _key),
-    ("expire", "set a key's expiry (exit 1 when absent)", _add_expire),
-    ("persist", "remove a key's expiry (exit 1 when it had none)", _key),
-    ("mget", "print the values of several keys, (nil) for absent ones", _keys),
-    ("mset", "set several keys: KEY VALUE [KEY VALUE ...]", _add_pairs("KEY_VALUE")),
-    ("info", "print the node's identity and namespace figures", _nothing),
-    ("members", "print the node's gossip view of the cluster members", _nothing),
-    ("dbsize", "print how many keys the namespace holds", _nothing),
-    ("flush", "delete every key of the namespace (needs --yes)", _add_flush),
-    ("hget", "print a hash field (exit 1 when absent)", _add_hget),
-    ("hset", "set hash fields: KEY FIELD VALUE [FIELD VALUE ...]", _add_key_pairs("FIELD_VALUE")),
-    ("hgetall", "print every field and value of a hash", _key),
-    ("lpush", "push values to the head of a list", _add_values),
-    ("rpush", "append values to the tail of a list", _add_values),
-    ("lrange", "print list elements START..STOP (inclusive)", _add_range),
-    ("sadd", "add members to a set", _add_members),
-    ("smembers", "print a set's members", _key),
+#: name, handler, one-line help, arguments. The order is the order of ``meshcache --help``.
+_CLIENT_SPECS: list[tuple[str, Handler, str, Callable[[argparse.ArgumentParser], None]]] = [
+    ("ping", _ping, "check that the node answers", _nothing),
+    ("get", _get, "print a key's value", _key),
+    ("gets", _gets, "print a key's version and value (VERSION<TAB>VALUE), for cas", _key),
+    ("set", _set, "store a value (VALUE, - for stdin, or --file PATH)", _add_set),
+    ("cas", _cas, "replace a value only if its version is still VERSION", _add_cas),
+    ("del", _del, "delete keys; print how many existed", _keys),
+    ("exists", _exists, "print how many of the keys exist", _keys),
+    ("incr", _incr, "add to an integer value; print the new value", _add_by),
+    ("decr", _decr, "subtract from an integer value; print the new value", _add_by),
+    ("ttl", _ttl, "print the seconds a key has left, or 'no expiry'", _key),
+    ("expire", _expire, "set a key's expiry (exit 1 when absent)", _add_expire),
+    ("persist", _persist, "remove a key's expiry (exit 1 when it had none)", _key),
+    ("mget", _mget, "print the values of several keys, (nil) for missing ones", _keys),
+    ("mset", _mset, "set several keys: KEY VALUE [KEY VALUE ...]", _add_pairs("KEY_VALUE")),
+    ("info", _info, "print the node's identity and figures, by section", _nothing),
+    ("members", _members, "print the gossip view of the members and their ring state", _nothing),
+    (
+        "dbsize",
+        _dbsize,
+        "print how many keys a node holds (--node); in a mesh, needs --node",
+        _add_dbsize,
+    ),
+    ("flush", _flush, "delete every key of the namespace (needs --yes)", _add_flush),
+    ("hget", _hget, "print a hash field", _add_field),
+    (
+        "hset",
+        _hset,
+        "set hash fields: KEY FIELD VALUE [FIELD VALUE ...]",
+        _add_key_pairs("FIELD_VALUE"),
+    ),
+    ("hdel", _hdel, "remove hash fields; print how many existed", _add_fields),
+    ("hgetall", _hgetall, "print every field and value of a hash", _key),
+    ("hincrby", _hincrby, "add to an integer hash field; print the new value", _add_hincrby),
+    ("hlen", _hlen, "print how many fields a hash has", _key),
+    ("lpush", _push(left=True), "push values to the head of a list", _add_values),
+    ("rpush", _push(left=False), "append values to the tail of a list", _add_values),
+    ("lpop", _pop(left=True), "remove and print the head of a list", _key),
+    ("rpop", _pop(left=False), "remove and print the tail of a list", _key),
+    ("lrange", _lrange, "print list elements START..STOP (inclusive)", _add_range),
+    ("llen", _llen, "print a list's length", _key),
+    ("sadd", _sadd, "add members to a set", _add_members),
+    ("srem", _srem, "remove members from a set; print how many were there", _add_members),
+    ("sismember", _sismember, "print yes if MEMBER is in the set (exit 1: no)", _add_member),
+    ("smembers", _smembers, "print a set's members", _key),
+    ("scard", _scard, "print how many members a set has", _key),
     (
         "zadd",
+        _zadd,
         "add scored members: KEY SCORE MEMBER [SCORE MEMBER ...]",
         _add_key_pairs("SCORE_MEMBER"),
     ),
-    ("zrange", "print sorted-set members by rank START..STOP", _add_zrange),
+    ("zrem", _zrem, "remove sorted-set members; print how many were there", _add_members),
+    ("zscore", _zscore, "print a member's score", _add_member),
+    ("zincrby", _zincrby, "add to a member's score; print the new score", _add_zincrby),
+    ("zrank", _zrank, "print a member's rank (0 = lowest score)", _add_member),
+    ("zcard", _zcard, "print how many members a sorted set has", _key),
+    ("zrange", _zrange, "print sorted-set members by rank START..STOP", _add_zrange),
+    (
+        "zrangebyscore",
+        _zrangebyscore,
+        "print sorted-set members with MIN <= score <= MAX",
+        _add_zrangebyscore,
+    ),
     (
         "ns",
+        _ns,
         "namespaces: ns list | ns show NAME | ns set NAME [--eviction ...] | ns drop NAME",
         _add_ns,
     ),
-    ("ring", "print the committed ring: version, members, state, zone, share", _nothing),
-    ("raft", "config voters: raft status | raft add ADDR | raft remove ADDR", _add_raft),
+    ("ring", _ring, "print the committed ring: version, members, state, zone, share", _nothing),
+    ("raft", _raft, "config voters: raft status | raft add ADDR | raft remove ADDR", _add_raft),
 ]
 
 
@@ -740,9 +1114,11 @@ def _client_options() -> _Parser:
 def _start_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser(
         "start",
-        help="run a node until SIGTERM or SIGINT",
+        help=_SHORT_HELP["start"],
         description="Run a node. Precedence: defaults < TOML file < MESHCACHE_* environment "
-        "< these flags. Sizes take units (512k, 256MiB, 1GB); durations too (300, 1.5s, 5m).",
+        "< these flags. Sizes take units (512k, 256MiB, 1GB); durations too (300, 1.5s, 5m). "
+        "Before starting, each port is bound once to check it is free; a port in use is named "
+        "with its setting (exit 1).",
     )
     p.add_argument("--config", type=Path, metavar="FILE", help="TOML file (or $MESHCACHE_CONFIG)")
     p.add_argument(
@@ -772,7 +1148,7 @@ def _start_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _leave_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
-    help = "drain a node: hand its keys to the other owners, then take it out of the ring"
+    help = _SHORT_HELP["leave"]
     p = sub.add_parser(
         "leave",
         help=help,
@@ -808,11 +1184,13 @@ def _demo(args: argparse.Namespace) -> int:
 def _demo_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser(
         "demo",
-        help="run a local mesh of N node processes until Ctrl-C",
+        help=_SHORT_HELP["demo"],
         description="Start N nodes on this host, each in its own process, wait until the ring "
-        "lists them all, print their addresses, and stop them all on Ctrl-C or SIGTERM. Node i "
-        "gets data port BASE+2i (gossip UDP on the same number, Raft on the next), admin port "
-        "BASE+2000+i; the first three nodes are the Raft voters.",
+        "lists them all, print their addresses, and stop them all on Ctrl-C or SIGTERM (on "
+        "Linux the nodes also stop when the demo is killed). Node i gets data port BASE+2i "
+        "(gossip UDP on the same number, Raft on the next), admin port BASE+2000+i; the first "
+        "three nodes are the Raft voters. Members suspected or declared dead are reported as "
+        "they happen, and counted when the demo stops.",
     )
     p.add_argument("--nodes", default="3", metavar="N", help="how many nodes (default 3)")
     p.add_argument(
@@ -825,7 +1203,8 @@ def _demo_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
         "--data-dir",
         type=Path,
         metavar="DIR",
-        help="keep the nodes' files in DIR/node<i> (default: a temporary directory, removed)",
+        help="keep the nodes' files in DIR/node<i> (default: a temporary directory, removed "
+        "unless a node failed to start)",
     )
     p.add_argument(
         "--timeout",
@@ -836,32 +1215,62 @@ def _demo_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.set_defaults(run=_demo)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``meshcache`` argument parser (raises instead of exiting; use :func:`main`)."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``meshcache`` argument parser (raises instead of exiting; use :func:`main`).
+
+    With ``command``, only that subcommand is added: one command line needs one subparser,
+    and building all fifty is a measurable part of a one-shot command's start-up.
+    """
     parser = _Parser(
         prog=PROG,
         description="meshcache: run a node, or send one command to a node.",
         epilog="Exit codes: 0 ok, 1 absent/false, 2 usage or config error, "
-        "3 cannot reach the node, 4 the node refused the command.",
+        f"3 cannot reach the node, 4 the node refused the command. {EMPTY_RULE}",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _start_parser(sub)
-    _demo_parser(sub)
-    _leave_parser(sub)
+    for name, add in (("start", _start_parser), ("demo", _demo_parser), ("leave", _leave_parser)):
+        if command is None or command == name:
+            add(sub)
+    if command is not None and command not in _CLIENT_NAMES:
+        return parser
     common = _client_options()
-    for name, help, add_args in _CLIENT_SPECS:
-        p = sub.add_parser(name, help=help, description=help, parents=[common])
+    for name, handler, help, add_args in _CLIENT_SPECS:
+        if command is not None and command != name:
+            continue
+        p = sub.add_parser(
+            name, help=help, description=f"{help[0].upper()}{help[1:]}.", parents=[common]
+        )
+        p.epilog = EMPTY_RULE
         add_args(p)
-        p.set_defaults(run=_run_client, handler=_HANDLERS[name])
+        p.set_defaults(run=_run_client, handler=handler)
     return parser
+
+
+_CLIENT_NAMES = frozenset(name for name, *_ in _CLIENT_SPECS)
+_SHORT_HELP = {
+    "start": "run a node until SIGTERM or SIGINT",
+    "demo": "run a local mesh of N node processes until Ctrl-C",
+    "leave": "drain a node: hand its keys to the other owners, then take it out of the ring",
+}
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (its first word not starting with ``-``), if known."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in _CLIENT_NAMES or word in _SHORT_HELP else None
+        if word in ("-h", "--help", "--version"):
+            return None
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``meshcache`` command line; return the process exit code (see the module doc)."""
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(_command_of(words))
     try:
-        args, extra = parser.parse_known_args(argv)
+        args, extra = parser.parse_known_args(words)
         if extra:
             # argparse reports these from the top parser; point at the subcommand's help.
             prog = f"{PROG} {args.command}"
@@ -891,6 +1300,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = [
+    "EMPTY_RULE",
     "EXIT_FALSE",
     "EXIT_OK",
     "EXIT_REFUSED",

@@ -3,10 +3,12 @@ command against a real node started with ``python -m meshcache start`` in a subp
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -22,7 +24,8 @@ import structlog
 
 import meshcache
 from meshcache import __version__
-from meshcache.cli import main
+from meshcache.cli import EMPTY_RULE, build_parser, main
+from meshcache.client.commands import Commands
 from meshcache.logs import configure_logging
 from meshcache.wire.address import parse_address
 
@@ -310,6 +313,8 @@ def cli(node: NodeProcess, capsys: pytest.CaptureFixture[str]) -> Cli:
 
 def test_ping_and_plain_values(cli: Cli) -> None:
     assert cli("ping") == (0, "PONG\n", "")
+    code, out, _ = cli("ping", "--json")
+    assert code == 0 and json.loads(out)["reply"] == "PONG"
     assert cli("set", "pv:k", "hello") == (0, "OK\n", "")
     assert cli("get", "pv:k") == (0, "hello\n", "")
     assert cli("get", "pv:k", "--json") == (0, '"hello"\n', "")
@@ -348,7 +353,7 @@ def test_expiry(cli: Cli) -> None:
     assert cli("ttl", "ex:k") == (0, "no expiry\n", "")
     assert cli("ttl", "ex:k", "--json") == (0, "-1.0\n", "")
     assert cli("ttl", "ex:absent") == (1, "", "")
-    assert cli("ttl", "ex:absent", "--json") == (1, "-2.0\n", "")
+    assert cli("ttl", "ex:absent", "--json") == (1, "null\n", "")
     assert cli("expire", "ex:k", "1h") == (0, "OK\n", "")
     code, out, _ = cli("ttl", "ex:k", "--json")
     assert code == 0 and 3590 < json.loads(out) <= 3600
@@ -377,7 +382,7 @@ def test_typed_values(cli: Cli) -> None:
     assert cli("hgetall", "ty:h") == (0, "f1\tv1\nf2\tv2\n", "")
     assert cli("hgetall", "ty:h", "--json") == (0, '{"f1": "v1", "f2": "v2"}\n', "")
     assert cli("hgetall", "ty:absent") == (1, "", "")
-    assert cli("lrange", "ty:absent", "0", "-1") == (0, "", "")
+    assert cli("lrange", "ty:absent", "0", "-1") == (1, "", "")
     assert cli("lpush", "ty:l", "a", "b") == (0, "2\n", "")
     assert cli("rpush", "ty:l", "z") == (0, "3\n", "")
     assert cli("lrange", "ty:l", "0", "-1") == (0, "b\na\nz\n", "")
@@ -404,6 +409,165 @@ def test_typed_values(cli: Cli) -> None:
     code, out, err = cli("lpush", "ty:h", "x")
     assert (code, out) == (4, "")
     assert one_line(err).startswith("meshcache: refused: WRONGTYPE: ")
+
+
+#: Client methods that are not CLI commands: raw config access (ring and ns show the config).
+NOT_COMMANDS = {"config", "config_propose"}
+#: Client method -> CLI command, where the names differ.
+COMMAND_OF = {
+    "delete": "del",
+    "ns_list": "ns",
+    "ns_set": "ns",
+    "ns_drop": "ns",
+    "raft_status": "raft",
+    "raft_add": "raft",
+    "raft_remove": "raft",
+}
+
+
+def test_every_client_method_is_a_command() -> None:
+    methods = {name for name in vars(Commands) if not name.startswith("_")} - NOT_COMMANDS
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = {m for m in methods if COMMAND_OF.get(m, m) not in sub.choices}
+    assert missing == set()
+
+
+def test_more_commands(cli: Cli) -> None:
+    assert cli("hset", "mc:h", "a", "1", "b", "x") == (0, "2\n", "")
+    assert cli("hincrby", "mc:h", "a", "--by", "41") == (0, "42\n", "")
+    assert cli("hincrby", "mc:h", "a") == (0, "43\n", "")
+    assert cli("hlen", "mc:h") == (0, "2\n", "")
+    assert cli("hdel", "mc:h", "b", "zz") == (0, "1\n", "")
+    assert cli("hdel", "mc:h", "zz") == (1, "0\n", "")
+    assert cli("rpush", "mc:l", "a", "b", "c") == (0, "3\n", "")
+    assert cli("lpop", "mc:l") == (0, "a\n", "")
+    assert cli("rpop", "mc:l", "--json") == (0, '"c"\n', "")
+    assert cli("llen", "mc:l") == (0, "1\n", "")
+    assert cli("sadd", "mc:s", "x", "y") == (0, "2\n", "")
+    assert cli("sismember", "mc:s", "x") == (0, "yes\n", "")
+    assert cli("sismember", "mc:s", "q") == (1, "no\n", "")
+    assert cli("sismember", "mc:s", "q", "--json") == (1, "false\n", "")
+    assert cli("srem", "mc:s", "x", "q") == (0, "1\n", "")
+    assert cli("scard", "mc:s") == (0, "1\n", "")
+    assert cli("zadd", "mc:z", "1", "a", "2", "b", "3", "c") == (0, "3\n", "")
+    assert cli("zscore", "mc:z", "b") == (0, "2\n", "")
+    assert cli("zincrby", "mc:z", "b", "--by", "0.5") == (0, "2.5\n", "")
+    assert cli("zincrby", "mc:z", "a") == (0, "2\n", "")
+    assert cli("zrank", "mc:z", "c") == (0, "2\n", "")
+    assert cli("zcard", "mc:z") == (0, "3\n", "")
+    assert cli("zrangebyscore", "mc:z", "2", "inf") == (0, "a\nb\nc\n", "")
+    assert cli("zrangebyscore", "mc:z", "--withscores", "--", "-inf", "2.5") == (
+        0,
+        "a\t2\nb\t2.5\n",
+        "",
+    )
+    assert cli("zrangebyscore", "mc:z", "0", "9", "--offset", "1", "--count", "1") == (
+        0,
+        "b\n",
+        "",
+    )
+    assert cli("zrem", "mc:z", "a", "q") == (0, "1\n", "")
+    code, out, err = cli("zrangebyscore", "mc:z", "0", "9", "--count", "1")
+    assert (code, out) == (2, "") and "--offset and --count go together" in one_line(err)
+    # gets then cas: the version is what cas compares
+    assert cli("set", "mc:v", "one") == (0, "OK\n", "")
+    code, out, _ = cli("gets", "mc:v")
+    version, _, value = out.rstrip("\n").partition("\t")
+    assert code == 0 and value == "one" and int(version) > 0
+    code, out, _ = cli("gets", "mc:v", "--json")
+    assert json.loads(out) == {"version": int(version), "value": "one"}
+    assert cli("cas", "mc:v", version, "two") == (0, "OK\n", "")
+    assert cli("cas", "mc:v", version, "three") == (1, "(no)\n", "")  # written since
+    assert cli("get", "mc:v") == (0, "two\n", "")
+
+
+# Every read of a missing key: exit 1, nothing printed; null with --json.
+MISSING_READS = [
+    ["get", "mr:k"],
+    ["gets", "mr:k"],
+    ["ttl", "mr:k"],
+    ["hget", "mr:k", "f"],
+    ["hgetall", "mr:k"],
+    ["lrange", "mr:k", "0", "-1"],
+    ["lpop", "mr:k"],
+    ["rpop", "mr:k"],
+    ["smembers", "mr:k"],
+    ["zrange", "mr:k", "0", "-1"],
+    ["zrangebyscore", "mr:k", "0", "1"],
+    ["zscore", "mr:k", "m"],
+    ["zrank", "mr:k", "m"],
+]
+
+
+@pytest.mark.parametrize("argv", MISSING_READS, ids=lambda argv: argv[0])
+def test_a_read_of_a_missing_key_exits_1_and_prints_nothing(cli: Cli, argv: list[str]) -> None:
+    assert cli(*argv) == (1, "", "")
+    assert cli(*argv, "--json") == (1, "null\n", "")
+
+
+def test_counts_and_mget_of_missing_keys(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("hlen", "llen", "scard", "zcard", "exists"):
+        assert cli(command, "mr:k") == (1, "0\n", ""), command
+    assert cli("mget", "mr:a", "mr:b") == (1, "(nil)\n(nil)\n", "")
+    assert cli("mget", "mr:a", "mr:b", "--json") == (1, "[null, null]\n", "")
+    code, out, _ = run(["get", "--help"], capsys)
+    assert code == 0 and "Reads that find nothing" in out
+    assert EMPTY_RULE.split(":")[0] in run(["--help"], capsys)[1]
+
+
+def test_a_value_from_stdin_or_a_file(node: NodeProcess, tmp_path: Path, cli: Cli) -> None:
+    port = str(node.port)
+    big = os.urandom(512 * 1024)  # over Linux's 128 KiB limit for one argument
+    stdin = subprocess.run(
+        [sys.executable, "-m", "meshcache", "set", "in:big", "-", "--port", port],
+        input=big,
+        capture_output=True,
+        env=clean_env(),
+        timeout=30,
+        check=False,
+    )
+    assert (stdin.returncode, stdin.stdout, stdin.stderr) == (0, b"OK\n", b"")
+    got = subprocess.run(
+        [sys.executable, "-m", "meshcache", "get", "in:big", "--port", port],
+        capture_output=True,
+        env=clean_env(),
+        timeout=30,
+        check=False,
+    )
+    assert got.returncode == 0 and got.stdout == big + b"\n"
+    path = tmp_path / "value"
+    path.write_bytes(b"from a file\n")
+    assert cli("set", "in:file", "--file", str(path), "--ttl", "1m") == (0, "OK\n", "")
+    assert cli("get", "in:file") == (0, "from a file\n\n", "")
+    # 9 MB reaches the node, which refuses it as over its value limit: no E2BIG.
+    path.write_bytes(b"x" * 9_000_000)
+    code, out, err = cli("set", "in:huge", "--file", str(path))
+    assert (code, out) == (4, "") and one_line(err).startswith("meshcache: refused: TOO_LARGE")
+    code, out, err = cli("set", "in:x", "v", "--file", str(path))
+    assert (code, out) == (2, "") and "give VALUE or --file, not both" in one_line(err)
+    code, out, err = cli("set", "in:x")
+    assert (code, out) == (2, "") and "VALUE is required" in one_line(err)
+    code, out, err = cli("set", "in:x", "--file", str(tmp_path / "nope"))
+    assert (code, out) == (2, "") and one_line(err).startswith("meshcache: error: --file: cannot")
+
+
+def test_text_output_has_no_python_reprs(cli: Cli) -> None:
+    cli("hset", "py:h", "f", "v")
+    code, out, err = cli("lpush", "py:h", "x")
+    assert code == 4
+    assert "key 'py:h' holds a hash" in one_line(err) and "b'" not in err
+    code, out, _ = cli("info")
+    assert code == 0 and "{" not in out and "True" not in out and "None" not in out
+    sections = out.split("\n\n")
+    assert sections[0].startswith("node\n  node_id ")
+    for section in sections:
+        title, *lines = section.splitlines()
+        assert not title.startswith(" ") and lines
+        # every value starts in the same column, at least two spaces after the longest key
+        columns = {len(line) - len(line[2:].split("  ", 1)[1].lstrip()) for line in lines}
+        assert len(columns) == 1, section
+        assert all(line.startswith("  ") and not line.startswith("   ") for line in lines)
+    assert "namespace scratch" in out
 
 
 def test_namespaces_and_node_commands(cli: Cli) -> None:
@@ -526,12 +690,51 @@ def test_start_stops_cleanly_on_signals(tmp_path: Path, signum: int) -> None:
     assert not (node.data_dir / "node.json").exists()
 
 
-def test_port_in_use_is_one_line_not_a_traceback(node: NodeProcess, tmp_path: Path) -> None:
-    result = meshcache_cmd(
-        "start", "--port", str(node.port), "--admin-port", "0", "--data-dir", str(tmp_path)
-    )
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (
+            ["--port", "{data}", "--admin-port", "0"],
+            "data port 127.0.0.1:{data} (TCP, setting port)",
+        ),
+        (["--port", "0", "--admin-port", "{admin}"], "admin port 127.0.0.1:{admin} (TCP, setting"),
+        (["--port", "0", "--admin-port", "0", "--gossip-port", "{data}"], "gossip port 127.0"),
+    ],
+)
+def test_a_port_in_use_is_named_with_its_setting(
+    node: NodeProcess, tmp_path: Path, flags: list[str], named: str
+) -> None:
+    ports = {"data": node.port, "admin": node.admin_port}
+    argv = [flag.format(**ports) for flag in flags]
+    result = meshcache_cmd("start", *argv, "--data-dir", str(tmp_path))
     assert result.returncode == 1
-    assert "node_failed" in result.stderr and "Traceback" not in result.stderr
+    line = one_line(result.stderr)
+    assert "node_failed" in line and named.format(**ports) in line
+    assert "Address already in use" in line
+
+
+def test_a_nodes_own_ports_that_collide_are_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The Raft port of a voter defaults to the data port + 1: here, the admin port.
+    code, out, err = run(
+        ["start", "--port", "38000", "--admin-port", "38001", "--bootstrap"], capsys
+    )
+    assert (code, out) == (2, "")
+    assert one_line(err) == (
+        "meshcache: error: admin_port (38001, from --admin-port) and raft_port (38001, from"
+        " default: port + 1) must differ: the node binds its admin and Raft ports separately"
+    )
+
+
+def test_a_setting_above_every_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text("port = 7450\n")
+    code, _, err = run(["start", "--config", str(path), "--print-config"], capsys)
+    assert code == 2
+    assert one_line(err) == (
+        f"meshcache: error: {path}: setting 'port' belongs in [node]: put it below a [node] line"
+    )
 
 
 # --- ns --consistency, leave, demo -------------------------------------------------------------
@@ -554,6 +757,69 @@ def test_ns_consistency(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         code, out, err = run(["ns", "set", "cs", "--consistency", "most", "--port", port], capsys)
         assert (code, out) == (2, "")
         assert "argument --consistency: invalid choice: 'most'" in one_line(err)
+    finally:
+        node.stop()
+
+
+def test_a_bootstrap_node_in_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The cluster commands on a one-node ring: members beside the ring, raft status without
+    Python reprs, dbsize, namespace names and replicas beyond the ring."""
+    node = start_node(tmp_path, "--bootstrap")
+    try:
+        port = ["--port", str(node.port)]
+
+        def ring_listed() -> bool:
+            code, out, _ = run(["members", *port], capsys)
+            return code == 0 and "active" in out
+
+        deadline = time.monotonic() + START_DEADLINE
+        while not ring_listed():
+            assert time.monotonic() < deadline, "the node never listed itself active"
+            time.sleep(0.05)
+        code, out, _ = run(["members", *port], capsys)
+        header, row = out.splitlines()
+        assert header.split() == [
+            "NAME",
+            "ADDRESS",
+            "GOSSIP",
+            "RING",
+            "INCARNATION",
+            "ZONE",
+            "CONFIG_VERSION",
+        ]
+        assert row.split()[2:4] == ["alive", "active"]
+        code, out, _ = run(["members", "--json", *port], capsys)
+        assert [m["ring_state"] for m in json.loads(out)] == ["active"]
+
+        code, out, _ = run(["raft", "status", *port], capsys)
+        assert code == 0 and "[" not in out and "True" not in out and "'" not in out
+        assert re.search(r"^is_ready +yes$", out, re.M) and re.search(
+            r"^voters +\S+:\d+$", out, re.M
+        )
+
+        # One member: the node's count is the namespace's count.
+        run(["set", "db:k", "v", *port], capsys)
+        assert run(["dbsize", *port], capsys) == (0, "1\n", "")
+        assert run(["dbsize", "--node", *port], capsys) == (0, "1\n", "")
+
+        code, out, err = run(["ns", "set", "bad name!", *port], capsys)
+        assert (code, out) == (2, "")
+        assert one_line(err) == (
+            "meshcache: error: NAME: namespace name 'bad name!' is not 1 to 64 characters"
+            " among letters, digits and _ . : -"
+        )
+        code, out, err = run(["ns", "set", "five", "--replicas", "5", *port], capsys)
+        assert code == 0 and "replicas=5" in out
+        assert one_line(err) == (
+            "meshcache: warning: namespace 'five' asks for 5 replicas but the ring has 1 member:"
+            " each key is kept once on every member until more nodes join (quorum and all count"
+            " the owners that exist)"
+        )
+        code, out, err = run(
+            ["ns", "set", "two", "--replicas", "1", "--max-bytes", "0", *port], capsys
+        )
+        assert (code, err) == (0, "") and "replicas=1" in out
+        assert run(["ns", "show", "absent", *port], capsys) == (1, "", "")
     finally:
         node.stop()
 
