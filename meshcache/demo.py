@@ -8,12 +8,23 @@ password file the demo writes (mode 600); every other node joins through node 0.
 the ``local`` gossip profile (fast failure detection on one host).
 
 :func:`run` returns once the demo is over: 0 after SIGINT or SIGTERM stopped every node, 1 when
-the mesh did not form (a node exited early, or the ring did not list every node in time). A
-node that dies while the demo runs is reported and the others keep running.
+the mesh did not form (a node exited early, or the ring did not list every node in time; the
+nodes' files are then kept, even in a temporary directory, and the message says where). A node
+that dies while the demo runs is reported and the others keep running. Each node's log is
+followed: a member suspected or declared dead is reported as it happens, and when the process
+of that member is running (a *flap*: the failure detector was wrong) it is counted; the count
+is printed when the demo stops.
+
+On Linux every node gets ``PR_SET_PDEATHSIG`` (SIGTERM) before it execs, so the nodes stop when
+the demo dies, even by SIGKILL. The kernel sends that signal when the *thread* that forked the
+node ends, so nodes are forked on the thread that runs the demo (trio's main thread), never on
+a worker thread (``trio.lowlevel.open_process`` forks on one, which idles out after seconds).
 """
 
 from __future__ import annotations
 
+import bisect
+import ctypes
 import json
 import math
 import os
@@ -33,6 +44,7 @@ from typing import Any, TextIO
 import trio
 
 from meshcache.errors import ConfigError, MeshcacheError
+from meshcache.wire.address import parse_address
 
 #: The file a node writes into its data dir once it serves (see ``meshcache/node/node.py``).
 READY_FILE = "node.json"
@@ -45,6 +57,12 @@ VOTERS = 3
 HOST = "127.0.0.1"
 
 _POLL = 0.05  # seconds between looks at a ready file or at the ring; a deadline bounds both
+_LOG_POLL = 0.2  # seconds between looks at a node's log for membership events
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+#: Membership events of the node logs (``member_<kind>``) the demo reports.
+REPORTED_EVENTS = {"member_suspect": "suspected", "member_dead": "declared dead"}
+#: Events that end a member's episode of suspicion or death.
+BACK_EVENTS = frozenset({"member_alive", "member_joined"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,13 +189,122 @@ class MeshFailed(MeshcacheError):
     """The mesh did not form: a node exited early or the ring did not fill in time."""
 
 
+def _die_with_demo() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the node get SIGTERM when the demo dies (Linux), or None.
+
+    It runs in the child between fork and exec. If the demo died before the prctl took effect,
+    the child is already an orphan and exits at once.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    parent = os.getpid()
+
+    def in_child() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return in_child
+
+
+class NodeProcess:
+    """A node's process, forked on the calling thread, awaited through a pidfd on Linux."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        try:
+            self._pidfd: int | None = os.pidfd_open(popen.pid)
+        except (AttributeError, OSError):
+            self._pidfd = None  # not Linux 5.3+: wait() polls
+        self._watcher: trio.Event | None = None
+
+    @classmethod
+    def start(cls, args: Sequence[str], log: Any) -> NodeProcess:
+        """Fork and exec ``args`` with output to ``log``, in a process group of its own (so
+        Ctrl-C in the terminal reaches only the demo, which stops the nodes itself and can tell
+        a node that died from one it stopped)."""
+        popen = subprocess.Popen(
+            list(args),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            process_group=0,
+            preexec_fn=_die_with_demo(),
+        )
+        return cls(popen)
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code (negative: the signal that killed it), or None while it runs."""
+        return self.popen.poll()
+
+    async def wait(self) -> int:
+        """Wait until the process exits; its return code. Any number of tasks may wait."""
+        while (code := self.popen.poll()) is None:
+            if self._watcher is not None:
+                await self._watcher.wait()  # another task watches; look again when it stops
+                continue
+            self._watcher = trio.Event()
+            try:
+                if self._pidfd is None:
+                    await trio.sleep(_POLL)
+                else:
+                    await trio.lowlevel.wait_readable(self._pidfd)
+            finally:
+                watcher, self._watcher = self._watcher, None
+                watcher.set()
+        return code
+
+    def send_signal(self, signum: int) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def close(self) -> None:
+        """Release the pidfd (once nothing waits on it)."""
+        if self._pidfd is not None:
+            trio.lowlevel.notify_closing(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+
+
+def _failure_of(log: Path, start: int) -> str | None:
+    """What a node that exited early said last about its failure in ``log`` (from ``start``)."""
+    try:
+        with log.open("rb") as f:
+            f.seek(start)
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            if line.strip():
+                return line.strip()[:300]  # not a log event: a traceback's last line
+            continue
+        if isinstance(event, dict) and event.get("level") in ("error", "critical"):
+            return str(event.get("error") or event.get("event"))[:300]
+    return None
+
+
 @dataclass(slots=True)
 class DemoNode:
     """A started node process and, once it is ready, its addresses."""
 
     plan: NodePlan
     data_dir: Path
-    process: trio.Process
+    process: NodeProcess
+    log_start: int = 0  # where this run's lines start in the (appended) log
     node_id: str = ""
     data: str = ""
     admin: str = ""
@@ -215,12 +342,20 @@ def _exit_status(returncode: int | None) -> str:
 class Demo:
     """The running demo: its nodes, where their files are, and where it reports."""
 
-    def __init__(self, options: DemoOptions, root: Path, out: TextIO) -> None:
+    def __init__(
+        self, options: DemoOptions, root: Path, out: TextIO, *, temporary: bool = False
+    ) -> None:
         self.options = options
         self.root = root
         self.out = out
+        self.temporary = temporary  # root is the demo's own: removed unless keep_files
+        self.keep_files = False
         self.nodes: list[DemoNode] = []
         self.stopping = False
+        self.nursery: trio.Nursery | None = None  # where each node's log follower runs
+        self.flaps: dict[str, int] = {kind: 0 for kind in REPORTED_EVENTS.values()}
+        self._reported: set[tuple[str, str, str]] = set()  # member, kind, episode start
+        self._alive_at: dict[str, list[str]] = {}  # member → timestamps it was seen alive
 
     def say(self, line: str) -> None:
         self.out.write(line + "\n")
@@ -232,26 +367,91 @@ class Demo:
         (data_dir / READY_FILE).unlink(missing_ok=True)
         args = node_args(node, data_dir, plans, self.root / "raft.password", seed)
         with open(data_dir / "node.log", "ab") as log:
-            # Its own process group: Ctrl-C in the terminal reaches only the demo, which then
-            # stops the nodes itself (and can tell a node that died from one it stopped).
-            process = await trio.lowlevel.open_process(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                process_group=0,
-            )
-        started = DemoNode(node, data_dir, process)
+            start = log.tell()
+            # Forked here, on the demo's own thread: see the module doc (PR_SET_PDEATHSIG).
+            process = NodeProcess.start(args, log)
+        started = DemoNode(node, data_dir, process, start)
         self.nodes.append(started)
+        if self.nursery is not None:
+            self.nursery.start_soon(self.follow_log, started)
         return started
 
     def check_running(self) -> None:
         for node in self.nodes:
-            if node.process.returncode is not None:
+            code = node.process.returncode
+            if code is not None:
+                self.keep_files = True
+                why = _failure_of(node.log, node.log_start)
                 raise MeshFailed(
-                    f"{node.describe()} {_exit_status(node.process.returncode)} before the mesh"
-                    f" was ready; its log: {node.log}"
+                    f"{node.describe()} {_exit_status(code)} before the mesh was ready"
+                    f"{f': {why}' if why else ''}; its log: {node.log}"
                 )
+
+    def node_named(self, node_id: str) -> DemoNode | None:
+        return next((n for n in self.nodes if n.node_id and n.node_id == node_id), None)
+
+    async def follow_log(self, node: DemoNode) -> None:
+        """Report the membership events of ``node``'s log (see :meth:`membership_event`)."""
+        offset, partial = node.log_start, b""
+        while True:
+            try:
+                with node.log.open("rb") as f:
+                    f.seek(offset)
+                    chunk = f.read()
+            except OSError:
+                chunk = b""
+            offset += len(chunk)
+            *lines, partial = (partial + chunk).split(b"\n")
+            for line in lines:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(event, dict):
+                    self.membership_event(node, event)
+            if node.process.returncode is not None:
+                return
+            await trio.sleep(_LOG_POLL)
+
+    def membership_event(self, observer: DemoNode, event: dict[str, Any]) -> None:
+        """Say that a member was suspected or declared dead; count it as a flap when that
+        member's process runs.
+
+        Every node logs the news, so each kind is said once per *episode* of a member: the
+        time from one ``alive``/``joined`` event about it (by any node, by log timestamp) to
+        the next.
+        """
+        name, when = str(event.get("member")), str(event.get("timestamp", ""))
+        if event.get("event") in BACK_EVENTS:
+            bisect.insort(self._alive_at.setdefault(name, []), when)
+            return
+        kind = REPORTED_EVENTS.get(str(event.get("event")))
+        if kind is None or self.stopping:
+            return
+        alive_at = self._alive_at.get(name, [])
+        back = bisect.bisect_left(alive_at, when)
+        episode = alive_at[back - 1] if back else ""
+        if (name, kind, episode) in self._reported:
+            return
+        self._reported.add((name, kind, episode))
+        target = self.node_named(name)
+        who = target.describe() if target is not None else name
+        line = f"membership: {who} {kind} by node {observer.plan.index}"
+        if target is not None and target.process.returncode is None:
+            self.flaps[kind] += 1
+            line += " while its process runs (a flap)"
+        self.say(line)
+
+    def flap_summary(self) -> str:
+        total = sum(self.flaps.values())
+        if not total:
+            return "membership: no flaps (no running node was suspected or declared dead)"
+        counts = ", ".join(
+            f"{kind} {n} {'time' if n == 1 else 'times'}" for kind, n in self.flaps.items()
+        )
+        return (
+            f"membership: {total} {'flap' if total == 1 else 'flaps'} of running nodes ({counts})"
+        )
 
     async def wait_ready(self, node: DemoNode) -> None:
         while not node.read_ready():
@@ -315,7 +515,8 @@ class Demo:
             )
         self.say(f"ready: {len(self.nodes)} nodes, ring version {version}, files in {self.root}")
         first, last = self.nodes[0], self.nodes[-1]
-        port0, port_n = first.data.rpartition(":")[2], last.data.rpartition(":")[2]
+        port0 = parse_address(first.data, default_port=None).port
+        port_n = parse_address(last.data, default_port=None).port
         self.say("try, from another terminal:")
         for example in (
             f"meshcache set hello world --port {port0}",
@@ -353,13 +554,16 @@ class Demo:
                     self.say(f"{node.describe()} did not stop in time; killing it")
                     node.process.kill()
                     await node.process.wait()
+                node.process.close()
 
 
 async def _run(demo: Demo) -> int:
     status = 0
+    ready = False
     try:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
+                demo.nursery = nursery
 
                 async def until_signal() -> None:
                     async for _ in signals:
@@ -372,20 +576,25 @@ async def _run(demo: Demo) -> int:
                     with trio.fail_after(demo.options.start_timeout):
                         version = await demo.start()
                 except trio.TooSlowError:
+                    demo.keep_files = True
                     timeout = demo.options.start_timeout
                     raise MeshFailed(
-                        f"the ring on node 0 did not list all {demo.options.nodes} nodes within"
+                        f"the ring did not list all {demo.options.nodes} nodes as active within"
                         f" {timeout:g} s; logs in {demo.root}/node*/node.log"
                     ) from None
                 demo.print_ready(version)
+                ready = True
                 for node in demo.nodes:
                     nursery.start_soon(demo.watch, node)
     except* MeshFailed as group:
+        kept = f" (the demo's files stay in {demo.root})" if demo.temporary else ""
         for exc in group.exceptions:
-            sys.stderr.write(f"meshcache demo: {exc}\n")
+            sys.stderr.write(f"meshcache demo: {exc}{kept}\n")
         status = 1
     finally:
         await demo.stop()
+    if ready:
+        demo.say(demo.flap_summary())
     return status
 
 
@@ -405,10 +614,12 @@ def run(options: DemoOptions, out: TextIO | None = None) -> int:
             ) from None
         return trio.run(_run, Demo(options, options.data_dir.resolve(), out or sys.stdout))
     root = Path(tempfile.mkdtemp(prefix="meshcache-demo-"))
+    demo = Demo(options, root, out or sys.stdout, temporary=True)
     try:
-        return trio.run(_run, Demo(options, root, out or sys.stdout))
+        return trio.run(_run, demo)
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if not demo.keep_files:  # a failed start keeps the logs its message points to
+            shutil.rmtree(root, ignore_errors=True)
 
 
 __all__ = [
@@ -416,6 +627,7 @@ __all__ = [
     "DemoOptions",
     "MeshFailed",
     "NodePlan",
+    "NodeProcess",
     "check",
     "node_args",
     "plan",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -102,6 +103,16 @@ class DemoRun:
 
 
 def alive(pid: int) -> bool:
+    """True while ``pid`` runs; an exited process nobody has reaped yet (a zombie, e.g. an
+    orphan waiting for init) counts as gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        stat = ""
+    if stat:
+        return stat.rpartition(")")[2].split()[0] != "Z"
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -160,9 +171,18 @@ def test_demo_serves_survives_a_killed_node_and_stops_on_sigterm(
         with Client(nodes[i][0], timeout=5, smart=False) as c:
             assert c.ping()
 
+    def suspected() -> bool:
+        return any(
+            re.fullmatch(r"membership: node 1 \(\S+\) (suspected|declared dead) by node [02]", x)
+            for x in demo.out
+        )
+
+    wait_for(suspected, 20, "the demo to report node 1 suspected (not a flap: it was killed)")
+
     assert demo.finish(signal.SIGTERM) == 0
     assert [pid for _, pid in nodes.values() if alive(pid)] == []
     assert demo.err == []
+    assert demo.out[-1].startswith("membership: ")  # the flap count, last
     # Nodes 0 and 2 stopped cleanly (that removes the ready file); the files stay in --data-dir.
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "node0",
@@ -186,12 +206,51 @@ def test_a_node_that_cannot_start_fails_the_demo_with_one_line(tmp_path: Path) -
             timeout=60,
             check=False,
         )
+    line = result.stderr
     assert result.returncode == 1
-    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("meshcache demo: node 0 ")
-    assert "exited with code 1 before the mesh was ready" in result.stderr
-    log = Path(result.stderr.rstrip("\n").rpartition("its log: ")[2])
-    assert log.name == "node.log" and not log.parents[1].exists()  # temporary dir removed
+    assert line.count("\n") == 1 and "Traceback" not in line
+    assert line.startswith("meshcache demo: node 0 ")
+    # What failed, which port and which setting, and where the log is: the log is kept.
+    assert "exited with code 1 before the mesh was ready: cannot bind the data port" in line
+    assert f"127.0.0.1:{port} (TCP, setting port): Address already in use" in line
+    found = re.search(r"its log: (\S+) \(the demo's files stay in (\S+)\)$", line.rstrip())
+    assert found is not None, line
+    log, root = Path(found.group(1)), Path(found.group(2))
+    try:
+        assert log.parents[1] == root and "node_failed" in log.read_text()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_flap_is_reported_and_killing_the_demo_stops_its_nodes(demos: list[DemoRun]) -> None:
+    demo = start_demo(demos, "--nodes", "2")
+    nodes = demo.nodes
+    root = Path(next(x for x in demo.out if x.startswith("ready: ")).rpartition(" files in ")[2])
+    try:
+        # A stopped process is alive but silent: the others suspect it, which is a flap.
+        os.kill(nodes[1][1], signal.SIGSTOP)
+        try:
+
+            def flap() -> bool:
+                return any(
+                    x.startswith("membership: node 1 (") and x.endswith("(a flap)")
+                    for x in demo.out
+                )
+
+            wait_for(flap, 30, "the demo to report node 1's flap")
+        finally:
+            os.kill(nodes[1][1], signal.SIGCONT)
+        assert "suspected by node 0 while its process runs (a flap)" in "\n".join(demo.out)
+
+        os.kill(demo.proc.pid, signal.SIGKILL)
+        demo.proc.wait(timeout=10)
+
+        def all_gone() -> bool:
+            return [pid for _, pid in nodes.values() if alive(pid)] == []
+
+        wait_for(all_gone, 20, "every node of the killed demo to stop")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)  # a killed demo cannot remove its files
 
 
 def test_two_nodes_share_keys_then_one_leaves_the_ring(demos: list[DemoRun]) -> None:
