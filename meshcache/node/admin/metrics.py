@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 
@@ -128,6 +128,35 @@ def _mesh_families(figures: dict[str, Any]) -> Iterator[Any]:
     for what, n in sorted(figures.get("gauges", {}).items()):
         gauges.add_metric([what], n)
     yield gauges
+
+
+def loop_families(figures: dict[str, Any]) -> Iterator[Any]:
+    """The event loop's health, from ``LoopMonitor.metrics()`` (``meshcache.node.admin.looplag``):
+    how late a periodic wake-up ran (every timer of the node, gossip's included, is that late),
+    and the task steps that held the loop past the stall threshold while steps were recorded."""
+    yield HistogramMetricFamily(
+        "meshcache_loop_lag_seconds",
+        "How late the event loop ran a periodic wake-up (a timer due now waits this long).",
+        buckets=figures["lag_buckets"],
+        sum_value=figures["lag_sum"],
+    )
+    yield HistogramMetricFamily(
+        "meshcache_loop_long_step_seconds",
+        "Task steps that held the event loop at least the stall threshold (recorded only "
+        "while meshcache_loop_step_recording is 1: sampled by default).",
+        buckets=figures["long_step_buckets"],
+        sum_value=figures["long_step_sum"],
+    )
+    yield GaugeMetricFamily(
+        "meshcache_loop_longest_step_seconds",
+        "The longest task step recorded in the current or the previous window.",
+        value=figures["longest_step"],
+    )
+    yield GaugeMetricFamily(
+        "meshcache_loop_step_recording",
+        "1 while task steps are being timed, 0 otherwise.",
+        value=1 if figures["recording"] else 0,
+    )
 
 
 def _gossip_families(figures: dict[str, Any]) -> Iterator[Any]:

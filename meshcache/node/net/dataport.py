@@ -7,8 +7,16 @@ watches; each time it is readable the reactor drains the ready sockets, in round
 the kernel has for every ready connection into one reused buffer, answers every complete frame
 in place, and when all of them are read writes each connection's answers with one ``send``
 (the clients then wake once per burst rather than once per answer, which measured as a third of
-the CPU per unpipelined request). After a bounded number of rounds, or when none is ready, the
-reactor returns to trio, so gossip, config and expiry tasks run in between.
+the CPU per unpipelined request). After a bounded number of rounds, once the wake-up has held
+the loop for ``ROUND_BUDGET`` seconds, or when none is ready, the reactor returns to trio, so
+gossip, config and expiry tasks run in between: a busy node must never look dead.
+
+A connection answers at most ``TURN_FRAMES`` frames per turn. A pipelining client whose read
+holds more (a bulk load sends thousands of requests at once) keeps the rest in its reader and is
+*deferred*: it is not read again until a later turn has answered what it holds, in order, after
+the other connections had theirs (and after trio ran other tasks, if the wake-up's budget is
+spent). So one wake-up holds the loop for about ``ROUND_BUDGET`` plus one turn, whatever the
+clients send.
 
 What a connection may cost is bounded: a frame over ``max_frame_bytes`` closes it (framing is
 lost); answers are written once ``max_buffered_bytes`` of them pile up, and a connection whose
@@ -41,8 +49,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import select
 import socket
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -60,6 +70,14 @@ log = structlog.get_logger("meshcache.dataport")
 RECV_SIZE = 64 * 1024
 MAX_EVENTS = 512
 BUSY_ROUNDS = 16
+# Seconds of work after which a reactor wake-up returns to trio (checked between connections):
+# with a turn's worth on top, one wake-up stays within a few milliseconds.
+ROUND_BUDGET = 0.002
+# Frames one connection has answered per turn before the others get theirs (~1 ms of SETs on a
+# mesh node; an unpipelined or depth-16 client never reaches it). A turn also ends early, after
+# TURN_CHECK frames at least, once the wake-up's budget is spent (heavy frames: MSET, BULK).
+TURN_FRAMES = 64
+TURN_CHECK = 16
 # Waiting answers one connection may have at once (one task each); beyond it the connection
 # stops being read until the oldest is written.
 MAX_PENDING = 128
@@ -104,6 +122,7 @@ class _Conn:
 
     __slots__ = (
         "busy",
+        "deferred",
         "doomed",
         "fanning_out",
         "fd",
@@ -137,6 +156,9 @@ class _Conn:
         self.unstarted: dict[tuple[str, bytes], _Waiting] = {}
         self.fanning_out = False  # a fan-out op is running: read nothing until it is done
         self.doomed: str | None = None  # close with this reason once ``queue`` is written
+        # Complete frames wait in ``reader`` for a later turn (the reactor's backlog): not read
+        # from the socket until they are answered.
+        self.deferred = False
 
 
 class DataPort:
@@ -170,6 +192,14 @@ class DataPort:
         self._round_out: list[tuple[_Conn, bytes]] = []
         # The time of the current reactor round: one clock read per round, not two per request.
         self._now = clock()
+        # Connections with frames left over from their last turn, oldest first.
+        self._backlog: deque[_Conn] = deque()
+        # Written to wake the reactor when a connection is deferred while it waits for epoll.
+        self._poke_fd = -1
+        self._idle = False
+        # When the current wake-up's budget ends (time.perf_counter); outside the reactor it is
+        # in the past, so a connection resumed by an answer task takes short turns.
+        self._until = 0.0
 
     @property
     def address(self) -> tuple[str, int]:
@@ -185,6 +215,8 @@ class DataPort:
         epoll = select.epoll()
         self._epoll = epoll
         epoll.register(self._listener.fileno(), select.EPOLLIN)
+        self._poke_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        epoll.register(self._poke_fd, select.EPOLLIN)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -196,25 +228,46 @@ class DataPort:
                 self._close(conn, "node_stopping")
             self._listener.close()
             epoll.close()
+            os.close(self._poke_fd)
+            self._poke_fd = -1
 
     # --- the reactor ---------------------------------------------------------------------------
 
     async def _reactor(self, epoll: select.epoll) -> None:
         listener_fd = self._listener.fileno()
+        poke_fd = self._poke_fd
         conns = self._conns
         poll = epoll.poll
         epoll_fd = epoll.fileno()
         clock = self._clock
         read = self._read
+        backlog = self._backlog
+        perf = time.perf_counter
         write_flag, broken = _WRITE, _BROKEN
         while True:
-            await trio.lowlevel.wait_readable(epoll_fd)
+            if backlog:
+                await trio.lowlevel.checkpoint()  # others run; then on with the leftovers
+            else:
+                self._idle = True
+                try:
+                    await trio.lowlevel.wait_readable(epoll_fd)
+                finally:
+                    self._idle = False
             # While requests keep arriving, poll again at once rather than going round trio's
-            # run loop for every batch; a bounded number of rounds, then other tasks run.
+            # run loop for every batch; a bounded number of rounds and of time, then other
+            # tasks run.
+            self._until = until = perf() + ROUND_BUDGET
             for _ in range(BUSY_ROUNDS):
+                if backlog:
+                    self._now = clock()
+                    self._serve_backlog(until)
                 events = poll(0, MAX_EVENTS)
                 if not events:
-                    break
+                    if self._round_out:
+                        self._flush_round()
+                    if not backlog or perf() >= until:
+                        break
+                    continue
                 self._now = clock()
                 for fd, mask in events:
                     if fd == listener_fd:
@@ -223,7 +276,12 @@ class DataPort:
                         continue
                     conn = conns.get(fd)
                     if conn is None:
+                        if fd == poke_fd:
+                            with contextlib.suppress(BlockingIOError):
+                                os.eventfd_read(poke_fd)
                         continue
+                    if conn.deferred and not mask & (broken | write_flag):
+                        continue  # its buffered frames come first, on its backlog turn
                     if conn.busy:
                         # Ordered mode; epoll reports hang-ups even while it is paused (mask 0).
                         if mask & broken:
@@ -236,8 +294,38 @@ class DataPort:
                         self._write_unsent(conn)
                     else:
                         read(conn)
+                    if perf() >= until:
+                        break  # level-triggered: the rest are reported again next time
                 if self._round_out:
                     self._flush_round()
+                if perf() >= until:
+                    break
+
+    def _defer(self, conn: _Conn) -> None:
+        """``conn`` used its turn with frames left: answer them on a later turn."""
+        if conn.deferred:
+            return
+        conn.deferred = True
+        self._backlog.append(conn)
+        if self._idle and self._poke_fd >= 0:
+            # Deferred from another task (an answer task resuming the connection) while the
+            # reactor waits for epoll: wake it.
+            os.eventfd_write(self._poke_fd, 1)
+
+    def _serve_backlog(self, until: float) -> None:
+        """Give each deferred connection, oldest first, one more turn until ``until``
+        (``time.perf_counter``); one deferred again goes to the back."""
+        backlog = self._backlog
+        conns = self._conns
+        perf = time.perf_counter
+        for _ in range(len(backlog)):
+            conn = backlog.popleft()
+            conn.deferred = False
+            if conns.get(conn.fd) is not conn or conn.unsent or conn.doomed is not None:
+                continue  # closed, or paused: its resume answers what it holds
+            self._answer(conn, at_round_end=True)
+            if perf() >= until:
+                break
 
     async def _accept_all(self) -> None:
         listener = self._listener
@@ -325,7 +413,15 @@ class DataPort:
         reader = conn.reader
         out: list[bytes] = []
         pending = 0
+        left, checks = TURN_CHECK, TURN_FRAMES // TURN_CHECK
         while True:
+            if not left:
+                checks -= 1
+                if not checks or time.perf_counter() >= self._until:
+                    self._defer(conn)  # its turn is over: the rest waits in its reader
+                    break
+                left = TURN_CHECK
+            left -= 1
             try:
                 body = reader.next_body()
             except FrameTooLarge as exc:
@@ -442,7 +538,15 @@ class DataPort:
         handle = self._handle
         reader = conn.reader
         queue = conn.queue
+        left, checks = TURN_CHECK, TURN_FRAMES // TURN_CHECK
         while not conn.unsent and not self._full(conn):
+            if not left:
+                checks -= 1
+                if not checks or time.perf_counter() >= self._until:
+                    self._defer(conn)
+                    return
+                left = TURN_CHECK
+            left -= 1
             try:
                 body = reader.next_body()
             except FrameTooLarge as exc:

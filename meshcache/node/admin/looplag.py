@@ -1,0 +1,325 @@
+"""How long the node's trio loop is held: lag of a periodic wake-up, and the longest task steps.
+
+trio is cooperative. While one task runs a synchronous stretch every other task waits, gossip's
+acks among them, so a node busy for longer than the probe timeout looks dead to its peers. This
+module measures it, two ways:
+
+* **Lag** (always on): a task sleeps ``interval`` seconds again and again and records how late
+  each wake-up is. That is what any timer of the node suffers at that moment (a gossip probe
+  deadline included). Kept over a sliding ``window`` for INFO (p50/p99/max) and as a cumulative
+  histogram for ``/metrics``.
+* **Steps** (a trio :class:`~trio.abc.Instrument`): every task step is timed, the longest one is
+  kept with its task's name, and every step of at least ``stall_threshold`` is counted and
+  logged as ``loop_stall`` with the task and the place it stopped at (where the stretch ended).
+  Timing every step costs a few microseconds per step, so by default the recorder is *sampled*:
+  on for ``sample_for`` seconds out of every ``sample_every``; ``steps="on"`` keeps it on (tests,
+  a node being investigated), ``steps="off"`` never installs it.
+
+A lag over ``stall_threshold`` seen while the recorder is off is logged as ``loop_lag`` (no task
+to blame; the next sample may find it).
+
+The monitor owns no resources but its task: ``await nursery.start(monitor.run)``; cancel to stop
+(the instrument is removed on the way out).
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any, Final, Literal
+
+import structlog
+import trio
+from prometheus_client.registry import Collector
+from trio.lowlevel import Task
+
+from meshcache.node.admin.metrics import loop_families
+
+log = structlog.get_logger("meshcache.loop")
+
+StepMode = Literal["sampled", "on", "off"]
+
+#: Upper bounds (seconds) of the lag and long-step histogram buckets; +Inf is added.
+BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Histogram:
+    """Cumulative counts by :data:`BUCKETS` (Prometheus' histogram), a sum and a count."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)  # per bucket, not cumulative; last = +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(BUCKETS, value)] += 1
+        self.sum += value
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """``[(le, count of values <= le), ..., ("+Inf", count)]``."""
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, n in zip((*map(str, BUCKETS), "+Inf"), self.counts, strict=True):
+            running += n
+            out.append((bound, float(running)))
+        return out
+
+
+class StepRecorder(trio.abc.Instrument):
+    """Times task steps: the longest per period, and each one over ``threshold`` (a stall).
+
+    Args:
+        threshold: a step at least this long (seconds) is a stall: counted, observed in
+            :attr:`stalls`, logged.
+        clock: the step clock (``time.perf_counter``: real time even under a ``MockClock``).
+        on_stall: called with ``(seconds, task_name, where)`` for every stall (default: log).
+    """
+
+    def __init__(
+        self,
+        threshold: float,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+        on_stall: Callable[[float, str, str], None] | None = None,
+    ) -> None:
+        self.threshold = threshold
+        self._clock = clock
+        self._on_stall = on_stall or _log_stall
+        self._started = 0.0
+        self._stepping = False
+        self.longest = 0.0
+        """The longest step since the last :meth:`roll` (seconds)."""
+        self.longest_task: str | None = None
+        self.stalls = Histogram()
+
+    def roll(self) -> tuple[float, str | None]:
+        """Start a new period; return the ``(longest, task)`` of the one that ended."""
+        ended = (self.longest, self.longest_task)
+        self.longest, self.longest_task = 0.0, None
+        return ended
+
+    def before_task_step(self, task: Task) -> None:
+        self._stepping = True
+        self._started = self._clock()
+
+    def after_task_step(self, task: Task) -> None:
+        took = self._clock() - self._started
+        if not self._stepping:  # installed in the middle of this step
+            return
+        self._stepping = False
+        if took > self.longest:
+            self.longest = took
+            self.longest_task = task.name
+        if took >= self.threshold:
+            self.stalls.observe(took)
+            self._on_stall(took, task.name, where(task))
+
+
+def where(task: Task) -> str:
+    """``file:line function`` where ``task`` is suspended, innermost first among meshcache's
+    own frames (after a long step: where the long stretch ended); ``?`` if none."""
+    coro: Any = task.coro
+    found = "?"
+    seen = 0
+    while coro is not None and seen < 64:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None and "meshcache" in frame.f_code.co_filename:
+            path = frame.f_code.co_filename
+            short = path[path.rfind("meshcache") :]
+            found = f"{short}:{frame.f_lineno} {frame.f_code.co_name}"
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        seen += 1
+    return found
+
+
+def _log_stall(seconds: float, task: str, at: str) -> None:
+    log.warning("loop_stall", step_ms=round(seconds * 1000, 1), task=task, at=at)
+
+
+class LoopMonitor:
+    """Measures the event loop's lag and (sampled) longest steps; see the module docstring.
+
+    Args:
+        interval: seconds between two lag wake-ups.
+        window: seconds of lag samples kept for :meth:`figures`; also the period over which
+            the longest step is reported.
+        stall_threshold: a lag or a step at least this long is a stall (counted and logged).
+        steps: ``"sampled"`` (default), ``"on"`` or ``"off"``: when the step recorder runs.
+        sample_every / sample_for: with ``"sampled"``, the recorder runs ``sample_for``
+            seconds at the start of every ``sample_every``.
+        clock: the loop's clock (``trio.current_time``).
+        step_clock: the clock steps are timed with.
+    """
+
+    def __init__(
+        self,
+        *,
+        interval: float = 0.05,
+        window: float = 60.0,
+        stall_threshold: float = 0.05,
+        steps: StepMode = "sampled",
+        sample_every: float = 10.0,
+        sample_for: float = 1.0,
+        clock: Callable[[], float] = trio.current_time,
+        step_clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        if not (interval > 0 and window >= interval and stall_threshold > 0):
+            raise ValueError("interval > 0, window >= interval and stall_threshold > 0")
+        if steps == "sampled" and not 0 < sample_for <= sample_every:
+            raise ValueError("0 < sample_for <= sample_every")
+        self.interval = interval
+        self.window = window
+        self.stall_threshold = stall_threshold
+        self.steps: StepMode = steps
+        self.sample_every = sample_every
+        self.sample_for = sample_for
+        self._clock = clock
+        self.recorder = StepRecorder(stall_threshold, clock=step_clock)
+        self._recording = False
+        self._samples: deque[tuple[float, float]] = deque()  # (taken at, lag)
+        self.lag = Histogram()
+        self.lag_max = 0.0
+        """The largest lag since start (seconds)."""
+        self.stalls = 0
+        """Lag samples at or over ``stall_threshold`` since start."""
+        # The longest step of the period before the current one, and when the current began.
+        self._last_longest: tuple[float, str | None] = (0.0, None)
+        self._period_start = 0.0
+
+    @property
+    def recording(self) -> bool:
+        """Whether the step recorder is installed right now."""
+        return self._recording
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Measure until cancelled (then the instrument, if installed, is removed)."""
+        clock = self._clock
+        now = clock()
+        self._period_start = now
+        next_sample = now
+        recording_since = now
+        task_status.started()
+        try:
+            while True:
+                if self.steps == "on" or (self.steps == "sampled" and now >= next_sample):
+                    if not self._recording:
+                        self._record(True)
+                        recording_since = now
+                    if self.steps == "sampled":
+                        next_sample = now + self.sample_every
+                elif (
+                    self._recording
+                    and self.steps == "sampled"
+                    and now - recording_since >= self.sample_for
+                ):
+                    self._record(False)
+                deadline = now + self.interval
+                await trio.sleep_until(deadline)
+                now = clock()
+                self._observe(now, max(0.0, now - deadline))
+        finally:
+            if self._recording:
+                self._record(False)
+
+    def _record(self, on: bool) -> None:
+        if on:
+            trio.lowlevel.add_instrument(self.recorder)
+        else:
+            # The instrument may already be gone: trio removes one that raised.
+            with contextlib.suppress(KeyError):
+                trio.lowlevel.remove_instrument(self.recorder)
+        self._recording = on
+
+    def _observe(self, now: float, lag: float) -> None:
+        self.lag.observe(lag)
+        if lag > self.lag_max:
+            self.lag_max = lag
+        if lag >= self.stall_threshold:
+            self.stalls += 1
+            if not self._recording:
+                log.warning("loop_lag", lag_ms=round(lag * 1000, 1))
+        samples = self._samples
+        samples.append((now, lag))
+        horizon = now - self.window
+        while samples and samples[0][0] < horizon:
+            samples.popleft()
+        if now - self._period_start >= self.window:
+            self._last_longest = self.recorder.roll()
+            self._period_start = now
+
+    def longest_step(self) -> tuple[float, str | None]:
+        """The longest step recorded in the current period or the one before (seconds, task)."""
+        current = (self.recorder.longest, self.recorder.longest_task)
+        return max(current, self._last_longest, key=lambda x: x[0])
+
+    def figures(self) -> dict[str, Any]:
+        """What INFO shows under ``loop`` (msgpack- and JSON-able; times in milliseconds).
+
+        ``lag_*`` are over the last ``window_s`` seconds; ``longest_step_*`` over the current
+        and previous window (while the recorder ran); ``stalls`` counts lag samples over the
+        threshold since start, ``long_steps`` recorded steps over it.
+        """
+        lags = sorted(lag for _, lag in self._samples)
+        longest, task = self.longest_step()
+        return {
+            "interval_ms": self.interval * 1000,
+            "window_s": self.window,
+            "samples": len(lags),
+            "lag_p50_ms": _ms(_quantile(lags, 0.5)),
+            "lag_p99_ms": _ms(_quantile(lags, 0.99)),
+            "lag_max_ms": _ms(lags[-1] if lags else 0.0),
+            "lag_max_ever_ms": _ms(self.lag_max),
+            "stall_threshold_ms": self.stall_threshold * 1000,
+            "stalls": self.stalls,
+            "steps": self.steps,
+            "recording": self._recording,
+            "longest_step_ms": _ms(longest),
+            "longest_step_task": task,
+            "long_steps": self.recorder.stalls.count,
+        }
+
+    def metrics(self) -> dict[str, Any]:
+        """The figures :func:`meshcache.node.admin.metrics.loop_families` turns into metric
+        families: cumulative histograms of lags and of long steps, and the longest step."""
+        return {
+            "lag_buckets": self.lag.cumulative(),
+            "lag_sum": self.lag.sum,
+            "long_step_buckets": self.recorder.stalls.cumulative(),
+            "long_step_sum": self.recorder.stalls.sum,
+            "longest_step": self.longest_step()[0],
+            "recording": self._recording,
+        }
+
+    def collector(self) -> Collector:
+        """A Prometheus collector of this monitor, for the node's own registry."""
+        return _LoopCollector(self)
+
+
+class _LoopCollector(Collector):
+    def __init__(self, monitor: LoopMonitor) -> None:
+        self._monitor = monitor
+
+    def collect(self) -> Iterator[Any]:
+        yield from loop_families(self._monitor.metrics())
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+__all__ = ["BUCKETS", "Histogram", "LoopMonitor", "StepMode", "StepRecorder", "where"]

@@ -1,0 +1,169 @@
+"""meshcache.node.admin.looplag: the node's loop-lag task and its sampled step recorder."""
+
+from __future__ import annotations
+
+import pytest
+import structlog.testing
+import trio
+import trio.testing
+from prometheus_client import CollectorRegistry, generate_latest
+
+from meshcache.node.admin.looplag import BUCKETS, Histogram, LoopMonitor, StepRecorder
+
+
+class StepClock:
+    """The step clock, advanced by hand by a task that 'works' (no real CPU time needed)."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_histogram_is_cumulative() -> None:
+    h = Histogram()
+    for value in (0.0005, 0.003, 0.003, 0.2, 10.0):
+        h.observe(value)
+    cumulative = dict(h.cumulative())
+    assert cumulative["0.001"] == 1
+    assert cumulative["0.005"] == 3
+    assert cumulative["0.25"] == 4
+    assert cumulative[str(BUCKETS[-1])] == 4
+    assert cumulative["+Inf"] == 5 == h.count
+    assert h.sum == pytest.approx(10.2065)
+
+
+@pytest.mark.trio
+async def test_lag_is_how_late_the_wakeup_ran(autojump_clock: trio.testing.MockClock) -> None:
+    monitor = LoopMonitor(interval=0.05, window=10.0, stall_threshold=0.05, steps="off")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(monitor.run)
+        await trio.sleep(1.0)
+        assert monitor.figures()["lag_max_ms"] == 0.0
+        with structlog.testing.capture_logs() as logs:
+            # A synchronous stretch: the clock moves on while nothing else may run.
+            autojump_clock.jump(0.3)
+            await trio.sleep(0.2)
+        nursery.cancel_scope.cancel()
+    figures = monitor.figures()
+    assert 250.0 <= figures["lag_max_ms"] <= 300.0
+    assert figures["stalls"] == 1
+    assert figures["lag_p50_ms"] == 0.0
+    assert figures["samples"] >= 20
+    assert [e["event"] for e in logs] == ["loop_lag"]
+    assert monitor.lag.count == figures["samples"]
+
+
+@pytest.mark.trio
+async def test_window_forgets_old_lags(autojump_clock: trio.testing.MockClock) -> None:
+    monitor = LoopMonitor(interval=0.05, window=2.0, steps="off")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(monitor.run)
+        await trio.sleep(0.5)
+        autojump_clock.jump(0.2)
+        await trio.sleep(0.5)
+        assert monitor.figures()["lag_max_ms"] > 100
+        await trio.sleep(3.0)
+        nursery.cancel_scope.cancel()
+    figures = monitor.figures()
+    assert figures["lag_max_ms"] == 0.0
+    assert figures["lag_max_ever_ms"] > 100
+    assert figures["stalls"] == 1
+
+
+async def _hold(clock: StepClock, seconds: float) -> None:
+    clock.t += seconds  # the step 'took' this long
+    await trio.lowlevel.checkpoint()
+
+
+@pytest.mark.trio
+async def test_steps_on_records_longest_step_and_logs_stalls(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    steps = StepClock()
+    monitor = LoopMonitor(stall_threshold=0.05, steps="on", step_clock=steps)
+    with structlog.testing.capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(monitor.run)
+            await trio.sleep(0.2)
+            assert monitor.recording
+            nursery.start_soon(_hold, steps, 0.01, name="small")
+            nursery.start_soon(_hold, steps, 0.12, name="digest-everything")
+            await trio.sleep(0.2)
+            nursery.cancel_scope.cancel()
+    assert not monitor.recording  # removed on the way out
+    figures = monitor.figures()
+    assert figures["longest_step_ms"] == pytest.approx(120.0)
+    assert figures["longest_step_task"] == "digest-everything"
+    assert figures["long_steps"] == 1
+    stalls = [e for e in logs if e["event"] == "loop_stall"]
+    assert len(stalls) == 1
+    assert stalls[0]["task"] == "digest-everything"
+    assert stalls[0]["step_ms"] == pytest.approx(120.0)
+    assert "test_looplag.py" not in stalls[0]["at"]  # only meshcache's own frames are named
+
+
+@pytest.mark.trio
+async def test_sampled_recorder_runs_part_time(autojump_clock: trio.testing.MockClock) -> None:
+    monitor = LoopMonitor(steps="sampled", sample_every=10.0, sample_for=1.0)
+    seen: list[bool] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(monitor.run)
+        for _ in range(200):  # 20 s
+            await trio.sleep(0.1)
+            seen.append(monitor.recording)
+        nursery.cancel_scope.cancel()
+    share = sum(seen) / len(seen)
+    assert 0.05 <= share <= 0.2, share
+    assert seen[0] and not seen[50] and seen[101]
+
+
+@pytest.mark.trio
+async def test_off_never_installs_the_instrument(autojump_clock: trio.testing.MockClock) -> None:
+    monitor = LoopMonitor(steps="off")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(monitor.run)
+        await trio.sleep(30)
+        assert not monitor.recording
+        nursery.cancel_scope.cancel()
+    assert monitor.figures()["longest_step_ms"] == 0.0
+
+
+def test_recorder_ignores_the_step_it_was_installed_in() -> None:
+    clock = StepClock()
+    recorder = StepRecorder(0.05, clock=clock, on_stall=lambda *a: None)
+
+    async def main() -> None:
+        trio.lowlevel.add_instrument(recorder)
+        clock.t += 1.0  # the rest of the installing step: not a whole step, not timed
+        await trio.lowlevel.checkpoint()
+        trio.lowlevel.remove_instrument(recorder)
+
+    trio.run(main)
+    assert recorder.longest < 1.0
+    assert recorder.stalls.count == 0
+
+
+@pytest.mark.trio
+async def test_metrics_families(autojump_clock: trio.testing.MockClock) -> None:
+    monitor = LoopMonitor(steps="off")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(monitor.run)
+        await trio.sleep(1.0)
+        nursery.cancel_scope.cancel()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(monitor.collector())
+    text = generate_latest(registry).decode()
+    assert 'meshcache_loop_lag_seconds_bucket{le="0.001"}' in text
+    assert f"meshcache_loop_lag_seconds_count {float(monitor.lag.count)}" in text
+    assert "meshcache_loop_long_step_seconds_count 0.0" in text
+    assert "meshcache_loop_longest_step_seconds 0.0" in text
+    assert "meshcache_loop_step_recording 0.0" in text
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError):
+        LoopMonitor(interval=0)
+    with pytest.raises(ValueError):
+        LoopMonitor(steps="sampled", sample_every=1.0, sample_for=2.0)

@@ -1,0 +1,118 @@
+"""The data port never holds the loop for a whole pipelined burst: it answers a bounded turn
+of frames per connection and returns to trio once a wake-up has used its time budget."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import trio
+
+from meshcache.node.admin.metrics import NodeCounters
+from meshcache.node.net.dataport import TURN_FRAMES, DataPort, open_listener
+from meshcache.settings import LimitSettings
+from meshcache.testing.instrument import longest_step
+from meshcache.wire.frame import HEADER
+
+WORK_S = 0.00002  # each request holds the loop this long (real CPU time: a mesh SET)
+BURST = 30_000  # requests sent in one write: 0.6 s of work
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class EchoDispatcher:
+    """Answers every frame with its own body after ``WORK_S`` of busy work."""
+
+    def __init__(self) -> None:
+        self.counters = NodeCounters()
+        self.handled = 0
+
+    def handle(self, body: bytes) -> bytes:
+        end = time.perf_counter() + WORK_S
+        while time.perf_counter() < end:  # CPU work, as a store op does
+            pass
+        self.handled += 1
+        return HEADER.pack(len(body)) + body
+
+    def frame_too_large(self, message: str) -> bytes:
+        raise AssertionError(message)
+
+
+# A bulk-loading client in its own process (a thread would compete with the loop for the GIL
+# and blur what is measured): every frame in one write, then every answer read back in order.
+CLIENT = """
+import socket, sys
+from meshcache.wire.frame import HEADER, FrameReader
+host, port, prefix, n = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode(), int(sys.argv[4])
+bodies = [prefix + b"-%06d" % i for i in range(n)]
+with socket.create_connection((host, port), timeout=30) as sock:
+    sock.sendall(b"".join(HEADER.pack(len(b)) + b for b in bodies))
+    reader, got = FrameReader(), []
+    while len(got) < n:
+        body = reader.next_body()
+        if body is not None:
+            got.append(body)
+            continue
+        data = sock.recv(1 << 16)
+        if not data:
+            sys.exit("closed")
+        reader.feed(data)
+sys.exit(0 if got == bodies else "answers out of order")
+"""
+
+
+async def bulk_client(address: tuple[str, int], prefix: str, n: int) -> None:
+    await trio.run_process(
+        [sys.executable, "-c", CLIENT, address[0], str(address[1]), prefix, str(n)],
+        cwd=ROOT,
+    )
+
+
+@pytest.mark.trio
+async def test_a_pipelined_burst_is_answered_in_slices() -> None:
+    dispatcher = EchoDispatcher()
+    port = DataPort(
+        open_listener("127.0.0.1", 0),
+        dispatcher,  # type: ignore[arg-type]
+        replace(LimitSettings(), max_buffered_bytes=1 << 20),
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(port.serve)
+        with longest_step() as probe:
+            await bulk_client(port.address, "request", BURST)  # answered in order
+        nursery.cancel_scope.cancel()
+    assert dispatcher.handled == BURST
+    reactor = probe.of("DataPort.serve")
+    # Before slicing the whole burst was answered in a handful of steps of 100+ ms each.
+    assert reactor.total >= BURST * WORK_S * 0.9, probe.describe()
+    assert reactor.steps >= BURST // TURN_FRAMES // 2, probe.describe()
+    assert reactor.longest <= 0.05, probe.describe()
+
+
+@pytest.mark.trio
+async def test_two_bulk_clients_take_turns_and_others_still_run() -> None:
+    dispatcher = EchoDispatcher()
+    port = DataPort(open_listener("127.0.0.1", 0), dispatcher, LimitSettings())  # type: ignore[arg-type]
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        # A gossip-like timer: how late does it wake while the port is busy?
+        while True:
+            due = trio.current_time() + 0.005
+            await trio.sleep_until(due)
+            ticks.append(trio.current_time() - due)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(port.serve)
+        nursery.start_soon(ticker)
+        with longest_step() as probe:
+            async with trio.open_nursery() as clients:
+                clients.start_soon(bulk_client, port.address, "a", BURST // 2)
+                clients.start_soon(bulk_client, port.address, "b", BURST // 2)
+        nursery.cancel_scope.cancel()
+    assert dispatcher.handled == BURST
+    assert len(ticks) >= 20
+    late = max(ticks)
+    assert late <= 0.05, f"the timer woke {late * 1000:.1f} ms late; {probe.describe()}"
