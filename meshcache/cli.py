@@ -592,8 +592,7 @@ def _dbsize(c: Client, a: argparse.Namespace) -> Output:
                 " copies of other members' keys, so its count is not the namespace's; add"
                 " --node for the count of the keys this node holds (replicas included)"
             )
-    n = c.dbsize(namespace=a.namespace)
-    return Output(n, str(n))
+    return _count(c.dbsize(namespace=a.namespace))
 
 
 def _flush(c: Client, a: argparse.Namespace) -> Output:

@@ -576,7 +576,7 @@ def test_namespaces_and_node_commands(cli: Cli) -> None:
     assert cli("get", "k1") == (1, "", "")  # other namespace
     assert cli("dbsize", "-n", "scratch") == (0, "2\n", "")
     assert cli("flush", "-n", "scratch", "--yes") == (0, "OK\n", "")
-    assert cli("dbsize", "-n", "scratch", "--json") == (0, "0\n", "")
+    assert cli("dbsize", "-n", "scratch", "--json") == (1, "0\n", "")  # a count of 0
     code, out, err = cli("get", "k", "-n", "nope")
     assert (code, out) == (4, "")
     assert one_line(err).startswith("meshcache: refused: NO_SUCH_NAMESPACE: ")
@@ -711,6 +711,23 @@ def test_a_port_in_use_is_named_with_its_setting(
     line = one_line(result.stderr)
     assert "node_failed" in line and named.format(**ports) in line
     assert "Address already in use" in line
+
+
+def test_a_voters_raft_port_in_use_is_named(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        raft = taken.getsockname()[1]
+        result = meshcache_cmd(
+            "start",
+            "--bootstrap",
+            *("--port", str(free_port()), "--raft-port", str(raft), "--admin-port", "0"),
+            *("--data-dir", str(tmp_path)),
+        )
+    assert result.returncode == 1
+    line = one_line(result.stderr)
+    assert f"cannot bind the Raft port 127.0.0.1:{raft} (TCP, setting raft_port)" in line
+    assert line.endswith("Address already in use (see --raft-port)'")
 
 
 def test_a_nodes_own_ports_that_collide_are_one_line_exit_2(
