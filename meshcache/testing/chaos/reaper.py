@@ -1,0 +1,29 @@
+"""``python -m meshcache.testing.chaos.reaper RID``: remove run ``RID`` once its owner is gone.
+
+Started by :class:`~meshcache.testing.chaos.ChaosCluster` in a session of its own with a pipe
+on stdin. It blocks reading stdin; the read ends when the owner closes the pipe (a normal exit,
+after its own cleanup) or dies (SIGKILL included: the kernel closes the pipe). Then it runs
+:func:`~meshcache.testing.chaos.netns.cleanup_run` for the run and exits.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+from meshcache.testing.chaos.netns import cleanup_run
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        sys.stderr.write("usage: python -m meshcache.testing.chaos.reaper RID\n")
+        return 2
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    sys.stdin.buffer.read()
+    cleanup_run(argv[0])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
