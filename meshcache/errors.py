@@ -9,6 +9,20 @@ Errors say whose fault they were, the way h11 does:
 * :class:`RemoteProtocolError` — the peer sent bytes that break the protocol.
 * :class:`MeshcacheConnectionError` / :class:`MeshcacheTimeout` — the transport failed.
 * :class:`ConfigError` — bad settings; the CLI prints it as one line and exits 2.
+
+Refusals of the config plane (ring, namespace and voter changes) are :class:`CommandError`
+subclasses too, rooted at :class:`ControlError`. Two families, which callers must tell apart:
+
+* the change was **refused** and will never apply: :class:`InvalidCommandError`,
+  :class:`VersionConflictError`, :class:`NoSuchMemberError`, :class:`NamespaceExistsError`,
+  :class:`InvalidTransitionError`, and :class:`NoSuchNamespaceError`;
+* the outcome is **unknown**: :class:`ProposalTimeoutError` and its subclass
+  :class:`NoQuorumError`. The change may still commit later; because every command is
+  compare-and-set on the version it was based on, it can then only apply on that version.
+  Re-read the config before retrying.
+
+They are answers from a node, not transport failures: a ``ProposalTimeoutError`` is not a
+:class:`MeshcacheTimeout` and an ``InvalidCommandError`` is not a :class:`ConfigError`.
 """
 
 from __future__ import annotations
@@ -33,6 +47,7 @@ class ErrorCode(StrEnum):
     TOO_MANY_CONNECTIONS = "TOO_MANY_CONNECTIONS"
     INTERNAL = "INTERNAL"
     # The config plane (meshcache/control): a change that could not be made.
+    CONTROL = "CONTROL"
     INVALID_COMMAND = "INVALID_COMMAND"
     VERSION_CONFLICT = "VERSION_CONFLICT"
     NO_SUCH_MEMBER = "NO_SUCH_MEMBER"
@@ -77,7 +92,12 @@ class CommandError(MeshcacheError):
     """A request was refused; ``code`` says why in a way programs can rely on.
 
     ``CommandError(code, message)`` builds the subclass registered for ``code`` when one exists,
-    so callers may catch either the base class or the specific one.
+    so callers may catch either the base class or the specific one (the client decodes every
+    error frame this way).
+
+    A subclass is built with keywords (``NoSuchMemberError(message="...")``); giving it a code
+    other than its own raises ``TypeError``. An instance pickles with its extra attributes;
+    only ``code`` and ``message`` cross the wire.
     """
 
     code: ErrorCode = ErrorCode.INTERNAL
@@ -85,15 +105,21 @@ class CommandError(MeshcacheError):
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
-        CommandError._by_code[cls.code] = cls
+        if "code" in cls.__dict__:  # a class that only groups others keeps no code of its own
+            CommandError._by_code[cls.code] = cls
 
-    def __new__(cls, code: str | ErrorCode | None = None, message: str = "") -> CommandError:
+    def __new__(
+        cls, code: str | ErrorCode | None = None, message: str = "", **_: object
+    ) -> CommandError:
         target = cls
         if cls is CommandError and code is not None:
             target = CommandError._by_code.get(str(code), CommandError)
         return super().__new__(target)
 
     def __init__(self, code: str | ErrorCode | None = None, message: str = "") -> None:
+        own = type(self).code
+        if type(self) is not CommandError and code is not None and str(code) != own:
+            raise TypeError(f"{type(self).__name__} carries {own}; give its text as message=")
         if code is not None:
             try:
                 self.code = ErrorCode(code)
@@ -104,7 +130,8 @@ class CommandError(MeshcacheError):
         super().__init__(f"{self.code}: {message}" if message else str(self.code))
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (CommandError, (str(self.code), self.message))
+        extra = {k: v for k, v in self.__dict__.items() if k not in ("code", "message")}
+        return (CommandError, (str(self.code), self.message), extra or None)
 
 
 class BadRequestError(CommandError):
@@ -171,3 +198,100 @@ class NotOwnerError(CommandError):
     """A node-to-node request about keys the receiver does not own (by its ring)."""
 
     code = ErrorCode.NOT_OWNER
+
+
+# --- the config plane ---------------------------------------------------------------------------
+
+
+class ControlError(CommandError):
+    """Root of the config plane's refusals; raised as itself for one that has no finer code
+    (pysyncobj denied a voter change because another one is not committed yet)."""
+
+    code = ErrorCode.CONTROL
+
+
+class InvalidCommandError(ControlError):
+    """The command is malformed or names an invalid value (policy, member, state, name)."""
+
+    code = ErrorCode.INVALID_COMMAND
+
+
+class VersionConflictError(ControlError):
+    """The command was based on a config version that is no longer current.
+
+    Attributes:
+        expected: the version the command was based on (``None`` when it came over the wire;
+            the message names it).
+        actual: the version it met when it was applied (likewise).
+    """
+
+    code = ErrorCode.VERSION_CONFLICT
+
+    def __init__(
+        self,
+        code: str | ErrorCode | None = None,
+        message: str = "",
+        *,
+        expected: int | None = None,
+        actual: int | None = None,
+    ) -> None:
+        self.expected = expected
+        self.actual = actual
+        if not message and expected is not None and actual is not None:
+            message = (
+                f"config changed: the command was based on version {expected}, the config is at "
+                f"version {actual}; re-read the config and retry"
+            )
+        super().__init__(code, message)
+
+
+class NoSuchMemberError(ControlError):
+    """The command names a ring member that does not exist."""
+
+    code = ErrorCode.NO_SUCH_MEMBER
+
+
+class NamespaceExistsError(ControlError):
+    """``create_namespace`` named a namespace that already exists."""
+
+    code = ErrorCode.NAMESPACE_EXISTS
+
+
+class InvalidTransitionError(ControlError):
+    """A member state change that the ring's state table does not allow."""
+
+    code = ErrorCode.INVALID_TRANSITION
+
+
+class NotAVoterError(ControlError):
+    """This node is not a Raft voter; forward the change to a node that is."""
+
+    code = ErrorCode.NOT_A_VOTER
+
+
+class NoVotersError(ControlError):
+    """The node knows no config voter to send the change to."""
+
+    code = ErrorCode.NO_VOTERS
+
+
+class ProposalTimeoutError(ControlError):
+    """The change was not confirmed in time; it may still commit later (on its base version)."""
+
+    code = ErrorCode.PROPOSAL_TIMEOUT
+
+
+class NoQuorumError(ProposalTimeoutError):
+    """No majority of voters is reachable, so no change can commit now.
+
+    Data reads and writes keep working; only configuration changes wait for a quorum.
+    """
+
+    code = ErrorCode.NO_QUORUM
+
+
+class StaleConfigError(ControlError):
+    """A config or ring version that is not the one expected: a pulled config that is not
+    newer than the one held, or a peer on another ring version."""
+
+    code = ErrorCode.STALE_CONFIG

@@ -24,7 +24,10 @@ from meshcache.control.config import (
     command_from_mapping,
     command_to_mapping,
 )
-from meshcache.control.errors import (
+from meshcache.control.member import TRANSITIONS
+from meshcache.control.pull import ConfigPull, PullRequest, check_newer
+from meshcache.control.raft import RaftSettings, RaftStartError
+from meshcache.errors import (
     ControlError,
     InvalidCommandError,
     InvalidTransitionError,
@@ -32,14 +35,11 @@ from meshcache.control.errors import (
     NoQuorumError,
     NoSuchMemberError,
     NotAVoterError,
+    NoVotersError,
     ProposalTimeoutError,
-    RaftStartError,
     StaleConfigError,
     VersionConflictError,
 )
-from meshcache.control.member import TRANSITIONS
-from meshcache.control.pull import ConfigPull, PullRequest, check_newer
-from meshcache.control.raft import RaftSettings
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -57,6 +57,7 @@ __all__ = [
     "NamespaceExistsError",
     "NoQuorumError",
     "NoSuchMemberError",
+    "NoVotersError",
     "NotAVoterError",
     "ProposalTimeoutError",
     "PullRequest",

@@ -36,16 +36,18 @@ import trio
 import meshcache
 from meshcache.control.bridge import ConfigPlane
 from meshcache.control.config import command_from_mapping
-from meshcache.control.errors import ControlError
 from meshcache.control.raft import RaftSettings
-from meshcache.errors import MeshcacheError
+from meshcache.errors import CommandError, InvalidCommandError, MeshcacheError
 
 # --- the voter process ---------------------------------------------------------------------
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
-    code = getattr(exc, "code", "")
-    return {"ok": False, "error": type(exc).__name__, "code": str(code), "message": str(exc)}
+    if isinstance(exc, CommandError):
+        code, message = str(exc.code), exc.message
+    else:
+        code, message = "", str(exc)
+    return {"ok": False, "error": type(exc).__name__, "code": code, "message": message}
 
 
 async def _handle(plane: ConfigPlane, request: dict[str, Any]) -> dict[str, Any]:
@@ -71,7 +73,7 @@ async def _handle(plane: ConfigPlane, request: dict[str, Any]) -> dict[str, Any]
     if op == "remove_voter":
         await plane.remove_voter(str(request["address"]), timeout=timeout)
         return {"ok": True}
-    raise ControlError(f"unknown op {op!r}")
+    raise InvalidCommandError(message=f"unknown op {op!r}")
 
 
 def _write(out: TextIO, message: dict[str, Any]) -> None:

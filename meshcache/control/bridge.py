@@ -21,16 +21,22 @@ import trio
 from pysyncobj import FAIL_REASON
 
 from meshcache.control.config import ClusterConfig, Command, command_to_mapping
-from meshcache.control.errors import (
+from meshcache.control.raft import (
+    ConfigRaft,
+    ConfigStateMachine,
+    RaftSettings,
+    RaftStartError,
+    encode_proposal,
+)
+from meshcache.errors import (
+    ConfigError,
     ControlError,
     InvalidCommandError,
+    MeshcacheError,
     NoQuorumError,
     NotAVoterError,
     ProposalTimeoutError,
-    RaftStartError,
 )
-from meshcache.control.raft import ConfigRaft, ConfigStateMachine, RaftSettings, encode_proposal
-from meshcache.errors import ConfigError, MeshcacheError
 from meshcache.settings import parse_address
 
 #: Default bound on a proposal, in seconds: long enough for one leader election (≤ 1 s with the
@@ -156,7 +162,7 @@ class ConfigPlane:
         """
         status = self._status
         if self._raft is None or status is None:
-            raise NotAVoterError("the Raft voter is not running")
+            raise NotAVoterError(message="the Raft voter is not running")
         return status
 
     async def wait_for_version(self, version: int) -> ClusterConfig:
@@ -233,17 +239,17 @@ class ConfigPlane:
         try:
             parse_address(address, f"raft {action}")
         except ConfigError as exc:
-            raise InvalidCommandError(str(exc)) from None
+            raise InvalidCommandError(message=str(exc)) from None
         deadline = trio.current_time() + timeout
         adding = action == "add"
         voters = self.status().voters
         if adding and address in voters:
-            raise InvalidCommandError(f"{address} is already a Raft voter")
+            raise InvalidCommandError(message=f"{address} is already a Raft voter")
         if not adding:
             if address not in voters:
-                raise InvalidCommandError(f"{address} is not a Raft voter")
+                raise InvalidCommandError(message=f"{address} is not a Raft voter")
             if address == self.settings.self_address:
-                raise InvalidCommandError("a voter cannot remove itself; ask another voter")
+                raise InvalidCommandError(message="a voter cannot remove itself; ask another voter")
         while True:
             raft = self._running()
             pending = _Pending()
@@ -260,7 +266,7 @@ class ConfigPlane:
                 if (address in self.status().voters) == adding:
                     return
                 raise ControlError(
-                    f"raft {action} {address} refused: another membership change is not"
+                    message=f"raft {action} {address} refused: another membership change is not"
                     " committed yet, or the leader has not committed an entry in its term"
                 )
             await trio.sleep(max(0.0, min(_RETRY_PAUSE, deadline - trio.current_time())))
@@ -269,7 +275,7 @@ class ConfigPlane:
 
     def _running(self) -> ConfigRaft:
         if self._raft is None:
-            raise NotAVoterError("the Raft voter is not running")
+            raise NotAVoterError(message="the Raft voter is not running")
         return self._raft
 
     def _callback(self, pending: _Pending) -> Callable[[Any, int], None]:
@@ -296,9 +302,12 @@ class ConfigPlane:
                     f"{', unreachable: ' + ', '.join(missing) if missing else ''}"
                     f", leader: {status.leader or 'none'}"
                 )
-            return NoQuorumError(f"{what}: no Raft quorum after {timeout:g} s ({seen}); {unknown}")
+            return NoQuorumError(
+                message=f"{what}: no Raft quorum after {timeout:g} s ({seen}); {unknown}"
+            )
         return ProposalTimeoutError(
-            f"{what}: not confirmed within {timeout:g} s (leader {status.leader}); {unknown}"
+            message=f"{what}: not confirmed within {timeout:g} s (leader {status.leader}); "
+            f"{unknown}"
         )
 
     def _snapshot_status(self) -> None:  # on pysyncobj's tick thread, every tick

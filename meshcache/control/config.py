@@ -7,7 +7,7 @@ holds equal snapshots.
 
 Every command carries ``expected_version``, the version it was based on. :func:`apply` refuses a
 command whose ``expected_version`` is not the current version with
-:class:`~meshcache.control.errors.VersionConflictError`: a command that timed out and commits
+:class:`~meshcache.errors.VersionConflictError`: a command that timed out and commits
 late cannot overwrite a newer change, and of two commands based on the same version exactly one
 applies.
 
@@ -23,13 +23,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeAlias
 
-from meshcache.control.errors import (
-    InvalidCommandError,
-    InvalidTransitionError,
-    NamespaceExistsError,
-    NoSuchMemberError,
-    VersionConflictError,
-)
 from meshcache.control.member import (
     RING_STATES,
     TRANSITIONS,
@@ -38,7 +31,15 @@ from meshcache.control.member import (
     check_text,
     checked_member,
 )
-from meshcache.errors import ConfigError, NoSuchNamespaceError
+from meshcache.errors import (
+    ConfigError,
+    InvalidCommandError,
+    InvalidTransitionError,
+    NamespaceExistsError,
+    NoSuchMemberError,
+    NoSuchNamespaceError,
+    VersionConflictError,
+)
 from meshcache.store.policy import DEFAULT_POLICY, NamespacePolicy
 
 DEFAULT_NAMESPACE = "default"
@@ -134,7 +135,9 @@ class ClusterConfig:
 
 def _check_version(value: object) -> None:
     if type(value) is not int or value < 0:
-        raise InvalidCommandError(f"expected_version must be an integer >= 0, got {value!r}")
+        raise InvalidCommandError(
+            message=f"expected_version must be an integer >= 0, got {value!r}"
+        )
 
 
 def _policy_from_mapping(name: str, mapping: object) -> NamespacePolicy:
@@ -144,15 +147,15 @@ def _policy_from_mapping(name: str, mapping: object) -> NamespacePolicy:
         try:
             policy = NamespacePolicy.from_mapping(mapping)
         except ConfigError as exc:
-            raise InvalidCommandError(f"namespace {name!r}: {exc}") from None
+            raise InvalidCommandError(message=f"namespace {name!r}: {exc}") from None
         except (TypeError, ValueError) as exc:
-            raise InvalidCommandError(f"namespace {name!r}: {exc}") from None
+            raise InvalidCommandError(message=f"namespace {name!r}: {exc}") from None
     else:
-        raise InvalidCommandError(f"namespace {name!r}: a policy must be a map")
+        raise InvalidCommandError(message=f"namespace {name!r}: a policy must be a map")
     try:
         return policy.validate()
     except ConfigError as exc:
-        raise InvalidCommandError(f"namespace {name!r}: {exc}") from None
+        raise InvalidCommandError(message=f"namespace {name!r}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +190,8 @@ class SetMemberState:
             object.__setattr__(self, "state", RingState(self.state))
         except ValueError:
             raise InvalidCommandError(
-                f"unknown member state {self.state!r} (one of: {', '.join(sorted(RING_STATES))})"
+                message=f"unknown member state {self.state!r} "
+                f"(one of: {', '.join(sorted(RING_STATES))})"
             ) from None
 
 
@@ -235,11 +239,11 @@ class UpdateNamespace:
         _check_version(self.expected_version)
         check_text("namespace name", self.name)
         if not isinstance(self.changes, Mapping) or not self.changes:
-            raise InvalidCommandError("update_namespace needs a non-empty map of changes")
+            raise InvalidCommandError(message="update_namespace needs a non-empty map of changes")
         unknown = sorted(map(str, set(self.changes) - _POLICY_FIELDS))
         if unknown:
             raise InvalidCommandError(
-                f"unknown namespace policy field(s): {', '.join(unknown)}"
+                message=f"unknown namespace policy field(s): {', '.join(unknown)}"
                 f" (known: {', '.join(sorted(_POLICY_FIELDS))})"
             )
         # Check the values on their own now, so a bad update fails before it reaches Raft.
@@ -259,7 +263,9 @@ class DropNamespace:
         _check_version(self.expected_version)
         check_text("namespace name", self.name)
         if self.name == DEFAULT_NAMESPACE:
-            raise InvalidCommandError(f"the {DEFAULT_NAMESPACE!r} namespace cannot be dropped")
+            raise InvalidCommandError(
+                message=f"the {DEFAULT_NAMESPACE!r} namespace cannot be dropped"
+            )
 
 
 Command: TypeAlias = (
@@ -298,18 +304,18 @@ def command_to_mapping(command: Command) -> dict[str, Any]:
 def command_from_mapping(mapping: Mapping[str, Any]) -> Command:
     """Build and validate a command from a map; raise InvalidCommandError when it is bad."""
     if not isinstance(mapping, Mapping):
-        raise InvalidCommandError(f"a command must be a map, not {type(mapping).__name__}")
+        raise InvalidCommandError(message=f"a command must be a map, not {type(mapping).__name__}")
     op = mapping.get("op")
     cls = COMMANDS.get(op) if isinstance(op, str) else None
     if cls is None:
         raise InvalidCommandError(
-            f"unknown config command {op!r} (one of: {', '.join(sorted(COMMANDS))})"
+            message=f"unknown config command {op!r} (one of: {', '.join(sorted(COMMANDS))})"
         )
     names = {f.name for f in dataclasses.fields(cls)}
     args = {k: v for k, v in mapping.items() if k != "op"}
     unknown = sorted(map(str, set(args) - names))
     if unknown:
-        raise InvalidCommandError(f"{op}: unknown field(s) {', '.join(unknown)}")
+        raise InvalidCommandError(message=f"{op}: unknown field(s) {', '.join(unknown)}")
     missing = sorted(
         f.name
         for f in dataclasses.fields(cls)
@@ -318,11 +324,11 @@ def command_from_mapping(mapping: Mapping[str, Any]) -> Command:
         and f.default_factory is dataclasses.MISSING
     )
     if missing:
-        raise InvalidCommandError(f"{op}: missing field(s) {', '.join(missing)}")
+        raise InvalidCommandError(message=f"{op}: missing field(s) {', '.join(missing)}")
     try:
         return cls(**args)
     except TypeError as exc:
-        raise InvalidCommandError(f"{op}: {exc}") from None
+        raise InvalidCommandError(message=f"{op}: {exc}") from None
 
 
 # --- applying ----------------------------------------------------------------------------------
@@ -339,7 +345,7 @@ def apply(config: ClusterConfig, command: Command) -> ClusterConfig:
         InvalidCommandError: the change would break an invariant (duplicate address, bad policy).
     """
     if command.expected_version != config.version:
-        raise VersionConflictError(command.expected_version, config.version)
+        raise VersionConflictError(expected=command.expected_version, actual=config.version)
     members = {m.node_id: m for m in config.members}
     namespaces = dict(config.namespaces)
     if isinstance(command, PutMember):
@@ -347,7 +353,8 @@ def apply(config: ClusterConfig, command: Command) -> ClusterConfig:
         for other in config.members:
             if other.address == new.address and other.node_id != new.node_id:
                 raise InvalidCommandError(
-                    f"address {new.address} is already used by ring member {other.node_id!r}"
+                    message=f"address {new.address} is already used by ring member "
+                    f"{other.node_id!r}"
                 )
         members[new.node_id] = new
     elif isinstance(command, SetMemberState):
@@ -355,7 +362,7 @@ def apply(config: ClusterConfig, command: Command) -> ClusterConfig:
         if command.state not in TRANSITIONS[old.state]:
             allowed = ", ".join(sorted(TRANSITIONS[old.state]))
             raise InvalidTransitionError(
-                f"ring member {old.node_id!r} cannot go from {old.state} to {command.state}"
+                message=f"ring member {old.node_id!r} cannot go from {old.state} to {command.state}"
                 f" (from {old.state} it may go to: {allowed})"
             )
         members[old.node_id] = dataclasses.replace(old, state=command.state)
@@ -363,7 +370,7 @@ def apply(config: ClusterConfig, command: Command) -> ClusterConfig:
         del members[_member(members, command.node_id).node_id]
     elif isinstance(command, CreateNamespace):
         if command.name in namespaces:
-            raise NamespaceExistsError(f"namespace {command.name!r} already exists")
+            raise NamespaceExistsError(message=f"namespace {command.name!r} already exists")
         namespaces[command.name] = command.policy
     elif isinstance(command, UpdateNamespace):
         policy = _namespace(namespaces, command.name)
@@ -374,7 +381,7 @@ def apply(config: ClusterConfig, command: Command) -> ClusterConfig:
         _namespace(namespaces, command.name)
         del namespaces[command.name]
     else:  # pragma: no cover - the Command union is closed
-        raise InvalidCommandError(f"unknown config command {command!r}")
+        raise InvalidCommandError(message=f"unknown config command {command!r}")
     return ClusterConfig(
         version=config.version + 1, members=tuple(members.values()), namespaces=namespaces
     )
@@ -383,7 +390,7 @@ def apply(config: ClusterConfig, command: Command) -> ClusterConfig:
 def _member(members: Mapping[str, RingMember], node_id: str) -> RingMember:
     member = members.get(node_id)
     if member is None:
-        raise NoSuchMemberError(f"no ring member {node_id!r}")
+        raise NoSuchMemberError(message=f"no ring member {node_id!r}")
     return member
 
 

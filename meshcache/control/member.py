@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from meshcache.control.errors import InvalidCommandError
-from meshcache.errors import ConfigError
+from meshcache.errors import ConfigError, InvalidCommandError
 from meshcache.ring.member import RING_STATES, RingMember, RingState
 from meshcache.settings import parse_address
 
@@ -34,7 +33,9 @@ def check_text(name: str, value: object) -> str:
         or not value
         or len(value.encode("utf-8", "replace")) > MAX_TEXT_BYTES
     ):
-        raise InvalidCommandError(f"{name} {value!r} must be 1 to {MAX_TEXT_BYTES} bytes of text")
+        raise InvalidCommandError(
+            message=f"{name} {value!r} must be 1 to {MAX_TEXT_BYTES} bytes of text"
+        )
     return value
 
 
@@ -52,12 +53,10 @@ def checked_member(member: RingMember | Mapping[str, Any]) -> RingMember:
             member = RingMember.from_mapping(member)
         check_text("ring member id", member.node_id)
         parse_address(member.address, f"ring member {member.node_id!r} address")
-    except InvalidCommandError:
-        raise
     except ConfigError as exc:
-        raise InvalidCommandError(str(exc)) from None
+        raise InvalidCommandError(message=str(exc)) from None
     except (TypeError, ValueError) as exc:
-        raise InvalidCommandError(f"bad ring member: {exc}") from None
+        raise InvalidCommandError(message=f"bad ring member: {exc}") from None
     return member
 
 

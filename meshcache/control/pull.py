@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from meshcache.control.config import ClusterConfig
-from meshcache.control.errors import StaleConfigError
+from meshcache.errors import StaleConfigError
 
 #: Seconds a pull may take before another peer is tried.
 DEFAULT_PULL_TIMEOUT = 2.0
@@ -34,7 +34,7 @@ def check_newer(current: ClusterConfig | None, fetched: ClusterConfig) -> Cluste
     """
     if current is not None and fetched.version <= current.version:
         raise StaleConfigError(
-            f"pulled config version {fetched.version} is not newer than the held version"
+            message=f"pulled config version {fetched.version} is not newer than the held version"
             f" {current.version}"
         )
     return fetched

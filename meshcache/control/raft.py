@@ -27,8 +27,7 @@ from pysyncobj import SyncObj, SyncObjConf, SyncObjConsumer, replicated
 from pysyncobj.syncobj import SyncObjException
 
 from meshcache.control.config import ClusterConfig, apply, command_from_mapping
-from meshcache.control.errors import InvalidCommandError, RaftStartError
-from meshcache.errors import ConfigError, MeshcacheError
+from meshcache.errors import ConfigError, InvalidCommandError, MeshcacheError
 from meshcache.settings import parse_address
 
 JOURNAL_FILE = "raft.journal"
@@ -36,6 +35,14 @@ DUMP_FILE = "raft.dump"
 #: How many applied request ids the state machine remembers, so a proposal retried after an
 #: ambiguous failure (leader changed before answering) is applied at most once.
 RECENT_REQUESTS = 1024
+
+
+class RaftStartError(ConfigError):
+    """The Raft voter could not start (port in use, bad peer list, unreadable journal).
+
+    A local startup failure, not a refusal of a request: the CLI prints it as one line and
+    exits 2.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +134,7 @@ class ConfigStateMachine(SyncObjConsumer):  # type: ignore[misc]
         except MeshcacheError as exc:
             return exc
         except Exception as exc:
-            return InvalidCommandError(f"undecodable config command: {exc!r}")
+            return InvalidCommandError(message=f"undecodable config command: {exc!r}")
         self._recent[request_id] = config.version
         while len(self._recent) > RECENT_REQUESTS:
             self._recent.popitem(last=False)
@@ -219,5 +226,6 @@ __all__ = [
     "ConfigRaft",
     "ConfigStateMachine",
     "RaftSettings",
+    "RaftStartError",
     "encode_proposal",
 ]

@@ -22,14 +22,17 @@ from meshcache.control.config import (
     command_from_mapping,
     command_to_mapping,
 )
-from meshcache.control.errors import (
+from meshcache.errors import (
+    CommandError,
+    ErrorCode,
     InvalidCommandError,
     InvalidTransitionError,
+    MeshcacheError,
     NamespaceExistsError,
     NoSuchMemberError,
+    NoSuchNamespaceError,
     VersionConflictError,
 )
-from meshcache.errors import ConfigError, MeshcacheError, NoSuchNamespaceError
 from meshcache.ring.member import RingMember, RingState
 from meshcache.store.policy import NamespacePolicy
 
@@ -251,9 +254,11 @@ def test_bad_command_gets_a_clear_error_and_changes_nothing(
     assert config.to_mapping() == before
 
 
-def test_invalid_command_is_a_config_error_for_the_cli() -> None:
-    with pytest.raises(ConfigError):
+def test_an_invalid_command_is_refused_with_its_code() -> None:
+    with pytest.raises(InvalidCommandError) as info:
         CreateNamespace(0, "x", NamespacePolicy(eviction="fifo"))  # type: ignore[arg-type]
+    assert isinstance(info.value, CommandError) and info.value.code is ErrorCode.INVALID_COMMAND
+    assert "fifo" in info.value.message
 
 
 # --- compare-and-set -------------------------------------------------------------------------

@@ -17,15 +17,19 @@ from meshcache.control.config import (
     UpdateNamespace,
     command_to_mapping,
 )
-from meshcache.control.errors import (
+from meshcache.control.raft import (
+    ConfigStateMachine,
+    RaftSettings,
+    RaftStartError,
+    encode_proposal,
+)
+from meshcache.errors import (
     InvalidCommandError,
     NoQuorumError,
+    NoSuchNamespaceError,
     NotAVoterError,
-    RaftStartError,
     VersionConflictError,
 )
-from meshcache.control.raft import ConfigStateMachine, RaftSettings, encode_proposal
-from meshcache.errors import NoSuchNamespaceError
 from meshcache.ring.member import RingMember
 from meshcache.store.policy import NamespacePolicy
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from meshcache.control.config import ClusterConfig
-from meshcache.control.errors import StaleConfigError
 from meshcache.control.pull import ConfigPull, PullRequest, check_newer
+from meshcache.errors import StaleConfigError
 
 
 def test_check_newer_accepts_only_higher_versions() -> None:

@@ -34,24 +34,24 @@ from meshcache.control import (
     Command,
     ConfigPlane,
     ConfigPull,
-    ControlError,
     CreateNamespace,
     DropNamespace,
-    ProposalTimeoutError,
     PullRequest,
     PutMember,
     RaftSettings,
     UpdateNamespace,
-    VersionConflictError,
     command_from_mapping,
     command_to_mapping,
 )
 from meshcache.errors import (
     CommandError,
     ConfigError,
-    ErrorCode,
+    InternalError,
     MeshcacheError,
     NoSuchNamespaceError,
+    NoVotersError,
+    ProposalTimeoutError,
+    VersionConflictError,
 )
 from meshcache.gossip import EventKind, Member, MemberState
 from meshcache.node.cluster.membership import Membership
@@ -110,19 +110,10 @@ def _password(settings: NodeSettings) -> str:
     return password
 
 
-def _to_wire_error(exc: MeshcacheError) -> CommandError:
-    """Control-plane errors travel as error frames with their stable codes."""
-    if isinstance(exc, CommandError):
-        return exc
-    code = getattr(exc, "code", ErrorCode.INTERNAL)
-    return CommandError(str(code), str(exc))
-
-
-def _is_conflict(exc: MeshcacheError) -> bool:
-    """A lost compare-and-set, raised here or forwarded from a voter as an error frame."""
-    return isinstance(exc, VersionConflictError) or (
-        isinstance(exc, CommandError) and exc.code == ErrorCode.VERSION_CONFLICT
-    )
+def _refusal(exc: MeshcacheError) -> CommandError:
+    """The error frame a config request is answered with: its refusal as it is, or INTERNAL
+    with the reason for a failure on the way (no voter could be reached)."""
+    return exc if isinstance(exc, CommandError) else InternalError(message=str(exc))
 
 
 class ConfigService:
@@ -253,10 +244,10 @@ class ConfigService:
                 await self.propose(PutMember(config.version, me))
                 log.info("ring_member_registered", node_id=self.node_id, state=me.state)
                 return
+            except VersionConflictError:
+                await self._refresh()
+                continue
             except MeshcacheError as exc:
-                if _is_conflict(exc):
-                    await self._refresh()
-                    continue
                 log.debug("ring_registration_waiting", error=str(exc))
             await trio.sleep(delay)
             delay = min(delay * 2, 1.0)  # a voter may appear in gossip at any moment
@@ -360,7 +351,9 @@ class ConfigService:
         """Commit ``command`` (here if a voter, else through a voter) and install the result.
 
         Raises:
-            ControlError subclasses, or CommandError(NO_VOTERS) when no voter is known.
+            ControlError: a subclass, the same whether this node is a voter or forwarded the
+                change (NoVotersError when no voter is known).
+            MeshcacheConnectionError, MeshcacheTimeout: no known voter could be reached.
         """
         if self.plane is not None:
             config = await self.plane.propose(command, timeout=PROPOSE_TIMEOUT)
@@ -368,9 +361,8 @@ class ConfigService:
             return config
         voters = self._voter_data_addresses()
         if not voters:
-            raise CommandError(
-                ErrorCode.NO_VOTERS,
-                "no config voter is known to this node: start one with --bootstrap or "
+            raise NoVotersError(
+                message="no config voter is known to this node: start one with --bootstrap or "
                 "--raft-peers, and --join it",
             )
         last: MeshcacheError | None = None
@@ -399,7 +391,7 @@ class ConfigService:
             command = command_from_mapping(mapping)
             return (await self.propose(command)).to_mapping()
         except MeshcacheError as exc:
-            raise _to_wire_error(exc) from None
+            raise _refusal(exc) from None
 
     async def set_namespace(self, name: str, fields: dict[str, Any]) -> dict[str, Any]:
         """NS_SET: create ``name`` or change the given policy fields, whatever the version."""
@@ -414,17 +406,13 @@ class ConfigService:
                         policy = {**config.namespaces["default"].to_mapping(), **fields}
                         command = CreateNamespace(config.version, name, policy)  # type: ignore[arg-type]
                     result = await self.propose(command)
-                except MeshcacheError as exc:
-                    if not _is_conflict(exc):
-                        raise
+                except VersionConflictError:
                     await self._refresh()
                     continue
                 return result.namespaces[name].to_mapping()
-            raise CommandError(
-                ErrorCode.VERSION_CONFLICT, f"namespace {name!r}: the config kept changing"
-            )
+            raise VersionConflictError(message=f"namespace {name!r}: the config kept changing")
         except MeshcacheError as exc:
-            raise _to_wire_error(exc) from None
+            raise _refusal(exc) from None
 
     async def drop_namespace(self, name: str) -> bool:
         """NS_DROP: delete namespace ``name`` cluster-wide."""
@@ -436,17 +424,13 @@ class ConfigService:
                     raise NoSuchNamespaceError(message=f"no namespace {name!r}")
                 try:
                     await self.propose(DropNamespace(config.version, name))
-                except MeshcacheError as exc:
-                    if not _is_conflict(exc):
-                        raise
+                except VersionConflictError:
                     await self._refresh()
                     continue
                 return True
-            raise CommandError(
-                ErrorCode.VERSION_CONFLICT, f"namespace {name!r}: the config kept changing"
-            )
+            raise VersionConflictError(message=f"namespace {name!r}: the config kept changing")
         except MeshcacheError as exc:
-            raise _to_wire_error(exc) from None
+            raise _refusal(exc) from None
 
     async def _refresh_if_voterless(self) -> None:
         if self.plane is None and self.config.version == 0:
@@ -460,7 +444,7 @@ class ConfigService:
             if self.plane is None:
                 voters = self._voter_data_addresses()
                 if not voters:
-                    raise CommandError(ErrorCode.NO_VOTERS, "no config voter is known")
+                    raise NoVotersError(message="no config voter is known")
                 args = [] if address is None else [address]
                 return await call_once(voters[0], f"RAFT_{action.upper()}", args, timeout=10)
             if action == "status":
@@ -471,5 +455,5 @@ class ConfigService:
             else:
                 await self.plane.remove_voter(address)
             return self.plane.status().to_mapping()
-        except (ControlError, MeshcacheError) as exc:
-            raise _to_wire_error(exc) from None
+        except MeshcacheError as exc:
+            raise _refusal(exc) from None
