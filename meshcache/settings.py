@@ -21,11 +21,9 @@ Value syntax shared by every layer:
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -395,6 +393,8 @@ _TABLES = ("node", "limits", "namespaces")
 
 
 def _unknown(what: str, name: str, known: Any) -> str:
+    import difflib  # only on the error path: every one-shot CLI command imports this module
+
     close = difflib.get_close_matches(name, list(known), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown {what} {name!r}{hint}"
@@ -421,6 +421,8 @@ class _Layers:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib  # only nodes read a file; the CLI's client commands never do
+
     try:
         with path.open("rb") as f:
             return tomllib.load(f)
@@ -478,6 +480,8 @@ def _outside_tables(key: str) -> str:
         if key in _BY_TABLE[table]:
             return f"setting {key!r} belongs in [{table}]: put it below a [{table}] line"
     known = {k: table for table in ("node", "limits") for k in _BY_TABLE[table]}
+    import difflib
+
     close = difflib.get_close_matches(key, list(known), n=1)
     hint = f" (did you mean {close[0]!r}, in [{known[close[0]]}]?)" if close else ""
     return f"{key!r} is outside every table: settings go in [node] or [limits]{hint}"
