@@ -40,7 +40,8 @@ from meshcache.gossip.endpoint import Address, Endpoint, Outgoing, StreamRequest
 from meshcache.gossip.keyring import Keyring
 from meshcache.gossip.member import EventKind, MemberEvent, MemberState, NodeMeta
 from meshcache.gossip.swim import SwimNode
-from meshcache.testing.simnet import LinkConfig, SimNetwork
+from meshcache.testing.faults import LinkFaults
+from meshcache.testing.simnet import SimNetwork
 
 BOOTSTRAP_SEED = Address("192.0.2.1", 7946)  # TEST-NET-1: never a node
 KEY = b"meshcache-sim-key-0123456789abcd"
@@ -158,7 +159,7 @@ def build_cluster(
     n: int,
     config: GossipConfig,
     seed: int,
-    link: LinkConfig,
+    link: LinkFaults,
     *,
     bootstrap: str = "snapshot",
     timeout: float = 600.0,
@@ -174,7 +175,7 @@ def build_cluster(
     broadcast queue, full of those n "alive" rumours nobody needs any more, is emptied.
     Returns 0.0 for the time.
     """
-    net = SimNetwork(seed, default_link=LinkConfig(delay=link.delay, jitter=link.jitter))
+    net = SimNetwork(seed, default_link=LinkFaults(delay=link.delay, jitter=link.jitter))
     observer = Observer()
     keyring = Keyring([KEY])
     names = [f"node-{i}" for i in range(n)]
@@ -289,7 +290,7 @@ def dissemination(
     config = GossipConfig.lan()
     if not probing:
         config = dataclasses.replace(config, probe_interval=1e9, probe_timeout=1e8)
-    cluster, _ = build_cluster(n, config, seed, LinkConfig(loss=loss, delay=0.001))
+    cluster, _ = build_cluster(n, config, seed, LinkFaults(loss=loss, delay=0.001, jitter=0.0))
     net = cluster.net
     scenario = random.Random(seed ^ 0xD155)
     results: list[dict[float, float | None]] = []
@@ -432,7 +433,7 @@ def false_positives(
     runs with different configs see the same pauses).
     """
     start = time.process_time()
-    cluster, _ = build_cluster(n, config, seed, LinkConfig(loss=loss, delay=0.001, jitter=0.001))
+    cluster, _ = build_cluster(n, config, seed, LinkFaults(loss=loss, delay=0.001, jitter=0.001))
     net = cluster.net
     observer = cluster.observer
     observer.dead_events.clear()
@@ -549,7 +550,7 @@ def load(n: int, seed: int, *, window: float = 30.0, updates_per_second: float =
     """
     start = time.process_time()
     config = GossipConfig.lan()
-    cluster, _ = build_cluster(n, config, seed, LinkConfig(delay=0.001))
+    cluster, _ = build_cluster(n, config, seed, LinkFaults(delay=0.001, jitter=0.0))
     net = cluster.net
     net.run_for(5.0)
     quiet = _measure(cluster, window, config.probe_interval)

@@ -11,8 +11,9 @@ What a caller may rely on:
   consumed in event order; each node gets its own ``random.Random`` derived from the seed, its
   address and how often it was (re)started. Events at the same instant run in the order they
   were scheduled. Same seed + same scenario + deterministic endpoints ⇒ the same trace.
-* **Datagrams** (UDP) on a directed link may be lost, duplicated and delayed by
-  ``delay + uniform(0, jitter)``; a jitter larger than the gap between two sends reorders them.
+* **Datagrams** (UDP) on a directed link (:class:`~meshcache.testing.faults.LinkFaults`) may
+  be lost, duplicated and delayed by ``delay + uniform(0, jitter)``; a jitter larger than the
+  gap between two sends reorders them. A link given no faults is :data:`STEADY_LINK`.
 * **Stream requests** (TCP exchanges) are never lost or duplicated: the request arrives after
   the link delay, the reply comes back after the reverse link delay. If the peer is unreachable
   (partitioned, crashed, unknown) or does not answer in time (paused), the requester's
@@ -28,7 +29,7 @@ What a caller may rely on:
 
 Example::
 
-    net = SimNetwork(seed, default_link=LinkConfig(loss=0.1, delay=0.002, jitter=0.003))
+    net = SimNetwork(seed, default_link=LinkFaults(loss=0.1, delay=0.002, jitter=0.003))
     for addr in addresses:
         net.add_node(addr, lambda now, rng, addr=addr: make_node(addr, rng, now))
     net.apply(addresses[1], lambda node, now: node.join([addresses[0]], now))
@@ -53,14 +54,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias, TypeVar
 
 from meshcache.gossip.endpoint import Address, Datagram, Endpoint, Outgoing, StreamRequest
+from meshcache.testing.faults import LinkFaults, SimulationError
 
 __all__ = [
+    "STEADY_LINK",
     "EndpointFactory",
-    "LinkConfig",
     "NetStats",
     "NodeStats",
     "SimNetwork",
-    "SimulationError",
     "TraceEvent",
 ]
 
@@ -73,24 +74,8 @@ TraceEvent: TypeAlias = tuple[float, str, Address, Address, bytes]
 T = TypeVar("T")
 
 
-class SimulationError(Exception):
-    """The scenario or an endpoint broke a rule of the simulator (e.g. a tick loop)."""
-
-
-@dataclass(frozen=True, slots=True)
-class LinkConfig:
-    """Behaviour of one directed link. Probabilities in [0, 1], times in seconds."""
-
-    loss: float = 0.0
-    duplicate: float = 0.0
-    delay: float = 0.001
-    jitter: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not (0.0 <= self.loss <= 1.0 and 0.0 <= self.duplicate <= 1.0):
-            raise ValueError(f"loss and duplicate must be in [0, 1]: {self}")
-        if self.delay < 0.0 or self.jitter < 0.0:
-            raise ValueError(f"delay and jitter must be >= 0: {self}")
+STEADY_LINK = LinkFaults(delay=0.001, jitter=0.0)
+"""The link of a :class:`SimNetwork` given no ``default_link``: a fixed 1 ms, nothing lost."""
 
 
 @dataclass(slots=True)
@@ -211,7 +196,8 @@ class SimNetwork:
 
     Args:
         seed: the only source of randomness for the network and (derived) for every node.
-        default_link: behaviour of every directed link without an override.
+        default_link: behaviour of every directed link without an override
+            (:data:`STEADY_LINK` when not given).
         stream_timeout: how long a requester waits for a stream reply before failing it.
         recv_buffer: datagrams a paused node can queue before further ones are dropped.
         trace: record every delivery and drop in :attr:`trace` and :meth:`trace_digest`.
@@ -221,14 +207,14 @@ class SimNetwork:
         self,
         seed: int,
         *,
-        default_link: LinkConfig | None = None,
+        default_link: LinkFaults | None = None,
         stream_timeout: float = 1.0,
         recv_buffer: int = 256,
         trace: bool = False,
     ) -> None:
         self.seed = seed
         self.now = 0.0
-        self.default_link = default_link if default_link is not None else LinkConfig()
+        self.default_link = default_link if default_link is not None else STEADY_LINK
         self.stream_timeout = stream_timeout
         self.recv_buffer = recv_buffer
         self.stats = NetStats()
@@ -238,7 +224,7 @@ class SimNetwork:
         self._heap: list[tuple[float, int, int, Any, int, Any, Any]] = []
         self._seq = itertools.count()
         self._nodes: dict[Address, _Node] = {}
-        self._links: dict[tuple[Address, Address], LinkConfig] = {}
+        self._links: dict[tuple[Address, Address], LinkFaults] = {}
         self._partitions: list[_Partition] = []
 
     # ------------------------------------------------------------------ nodes
@@ -331,7 +317,7 @@ class SimNetwork:
 
     # ------------------------------------------------------------------ links
 
-    def set_link(self, src: Address, dst: Address, cfg: LinkConfig | None) -> None:
+    def set_link(self, src: Address, dst: Address, cfg: LinkFaults | None) -> None:
         """Override the directed link ``src -> dst`` (``None`` restores the default)."""
         if cfg is None:
             self._links.pop((src, dst), None)

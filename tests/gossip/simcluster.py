@@ -16,7 +16,8 @@ from meshcache.gossip import (
     NodeMeta,
     SwimNode,
 )
-from meshcache.testing.simnet import LinkConfig, SimNetwork
+from meshcache.testing.faults import LinkFaults
+from meshcache.testing.simnet import SimNetwork
 
 A, S, D, L = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD, MemberState.LEFT
 
@@ -34,7 +35,7 @@ class SimCluster:
         n: int,
         *,
         config: GossipConfig | None = None,
-        link: LinkConfig | None = None,
+        link: LinkFaults | None = None,
         keys: list[bytes] | None = None,
         stagger: float = 0.0,
         trace: bool = False,
@@ -43,7 +44,7 @@ class SimCluster:
         self.config = config or GossipConfig.local()
         self.net = SimNetwork(
             seed,
-            default_link=link or LinkConfig(delay=0.0005, jitter=0.001),
+            default_link=link or LinkFaults(delay=0.0005, jitter=0.001),
             stream_timeout=1.0,
             trace=trace,
         )

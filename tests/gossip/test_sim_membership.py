@@ -8,10 +8,10 @@ import random
 import pytest
 
 from meshcache.gossip import EventKind, Keyring
-from meshcache.testing.simnet import LinkConfig
+from meshcache.testing.faults import LinkFaults
 from tests.gossip.simcluster import A, D, L, S, SimCluster, median
 
-LOSSY = LinkConfig(loss=0.02, delay=0.0005, jitter=0.002)
+LOSSY = LinkFaults(loss=0.02, delay=0.0005, jitter=0.002)
 
 
 @pytest.mark.parametrize("seed", [11])

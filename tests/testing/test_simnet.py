@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshcache.gossip.endpoint import Address, Datagram, Outgoing, StreamRequest
-from meshcache.testing.simnet import LinkConfig, SimNetwork, SimulationError
+from meshcache.testing.faults import LinkFaults, SimulationError
+from meshcache.testing.simnet import SimNetwork
 
 A = Address("10.0.0.1", 7946)
 B = Address("10.0.0.2", 7946)
@@ -100,7 +101,7 @@ def payloads(fake: Fake) -> list[bytes]:
 @given(loss=st.floats(0.0, 1.0), seed=st.integers(0, 2**32))
 def test_loss_rate_matches_configuration(loss: float, seed: int) -> None:
     n = 2000
-    net, f = make_net(seed, default_link=LinkConfig(loss=loss))
+    net, f = make_net(seed, default_link=LinkFaults(loss=loss, delay=0.001, jitter=0.0))
     burst(f[A], B, n)
     net.apply(A, lambda ep, now: None)  # pick up the new timers
     net.run_for(5)
@@ -114,7 +115,7 @@ def test_loss_rate_matches_configuration(loss: float, seed: int) -> None:
 
 def test_duplication_delivers_extra_copies(sim_seed: int) -> None:
     n = 5000
-    net, f = make_net(sim_seed, default_link=LinkConfig(duplicate=0.2))
+    net, f = make_net(sim_seed, default_link=LinkFaults(duplicate=0.2, delay=0.001, jitter=0.0))
     burst(f[A], B, n)
     net.apply(A, lambda ep, now: None)
     net.run_for(10)
@@ -125,7 +126,7 @@ def test_duplication_delivers_extra_copies(sim_seed: int) -> None:
 
 
 def test_delay_without_jitter_keeps_order_and_timing() -> None:
-    net, f = make_net(default_link=LinkConfig(delay=0.05))
+    net, f = make_net(default_link=LinkFaults(delay=0.05, jitter=0.0))
     burst(f[A], B, 100, start=1.0, every=0.01)
     net.apply(A, lambda ep, now: None)
     net.run_for(5)
@@ -136,8 +137,8 @@ def test_delay_without_jitter_keeps_order_and_timing() -> None:
 
 
 def test_per_link_delay_overrides_are_directional() -> None:
-    net, f = make_net(default_link=LinkConfig(delay=0.01))
-    net.set_link(A, C, LinkConfig(delay=0.5))
+    net, f = make_net(default_link=LinkFaults(delay=0.01, jitter=0.0))
+    net.set_link(A, C, LinkFaults(delay=0.5, jitter=0.0))
     f[A].send_at(0.0, Datagram(C, b"slow"))
     f[B].send_at(0.1, Datagram(C, b"fast"))
     f[C].send_at(0.0, Datagram(A, b"back"))
@@ -150,7 +151,7 @@ def test_per_link_delay_overrides_are_directional() -> None:
 
 
 def test_jitter_reorders_within_bounds(sim_seed: int) -> None:
-    net, f = make_net(sim_seed, default_link=LinkConfig(delay=0.02, jitter=0.01))
+    net, f = make_net(sim_seed, default_link=LinkFaults(delay=0.02, jitter=0.01))
     burst(f[A], B, 500, every=0.001)
     net.apply(A, lambda ep, now: None)
     net.run_for(2)
@@ -198,7 +199,7 @@ def test_one_way_partition_blocks_one_direction_only() -> None:
 
 
 def test_partition_does_not_touch_packets_in_flight() -> None:
-    net, f = make_net(default_link=LinkConfig(delay=0.5))
+    net, f = make_net(default_link=LinkFaults(delay=0.5, jitter=0.0))
     f[A].send_at(0.0, Datagram(B, b"already-sent"))
     net.apply(A, lambda ep, now: None)
     net.run_until(0.1)
@@ -211,7 +212,7 @@ def test_partition_does_not_touch_packets_in_flight() -> None:
 
 
 def test_pause_queues_packets_and_fires_timers_late() -> None:
-    net, f = make_net(default_link=LinkConfig(delay=0.01))
+    net, f = make_net(default_link=LinkFaults(delay=0.01, jitter=0.0))
     f[B].send_at(0.5, Datagram(A, b"timer-of-b"))
     net.apply(B, lambda ep, now: None)
     net.call_at(0.2, lambda: net.pause(B, 2.0))
@@ -242,7 +243,7 @@ def test_paused_receive_buffer_is_bounded() -> None:
 
 
 def test_crash_drops_in_flight_and_stops_ticks_restart_rebuilds() -> None:
-    net, f = make_net(default_link=LinkConfig(delay=0.3))
+    net, f = make_net(default_link=LinkFaults(delay=0.3, jitter=0.0))
     old_b = f[B]
     old_b.send_at(1.0, Datagram(A, b"never"))
     f[A].send_at(0.0, Datagram(B, b"in-flight"))
@@ -284,8 +285,8 @@ def test_crash_during_pause_forgets_the_queue() -> None:
 
 
 def test_stream_request_and_reply() -> None:
-    net, f = make_net(default_link=LinkConfig(delay=0.02))
-    net.set_link(B, A, LinkConfig(delay=0.03))
+    net, f = make_net(default_link=LinkFaults(delay=0.02, jitter=0.0))
+    net.set_link(B, A, LinkFaults(delay=0.03, jitter=0.0))
     f[A].send_at(1.0, StreamRequest(B, b"pull", 7))
     net.apply(A, lambda ep, now: None)
     net.run_until(3)
@@ -295,7 +296,7 @@ def test_stream_request_and_reply() -> None:
 
 
 def test_stream_reliable_despite_loss() -> None:
-    net, f = make_net(default_link=LinkConfig(loss=1.0))
+    net, f = make_net(default_link=LinkFaults(loss=1.0, delay=0.001, jitter=0.0))
     f[A].send_at(0.0, StreamRequest(B, b"x", 1))
     net.apply(A, lambda ep, now: None)
     net.run_until(2)
@@ -355,7 +356,7 @@ def test_stream_no_answer_and_paused_requester() -> None:
 
 
 def test_run_until_condition() -> None:
-    net, f = make_net(default_link=LinkConfig(delay=0.1))
+    net, f = make_net(default_link=LinkFaults(delay=0.1, jitter=0.0))
     f[A].send_at(1.0, Datagram(B, b"x"))
     net.apply(A, lambda ep, now: None)
     assert net.run_until_condition(lambda: bool(f[B].received), timeout=5)
@@ -417,7 +418,7 @@ class Gossiper:
 def run_gossip(seed: int, n: int = 30, seconds: float = 5.0) -> SimNetwork:
     net = SimNetwork(
         seed,
-        default_link=LinkConfig(loss=0.1, duplicate=0.05, delay=0.01, jitter=0.02),
+        default_link=LinkFaults(loss=0.1, duplicate=0.05, delay=0.01, jitter=0.02),
         trace=True,
     )
     addrs = [(f"10.0.{i // 250}.{i % 250}", 7946) for i in range(n)]
@@ -492,7 +493,7 @@ def test_every_datagram_is_accounted_for(ops: list[tuple[str, Address, float]], 
     net, f = make_net(
         seed,
         echo=True,
-        default_link=LinkConfig(loss=0.2, duplicate=0.2, delay=0.01, jitter=0.05),
+        default_link=LinkFaults(loss=0.2, duplicate=0.2, delay=0.01, jitter=0.05),
         recv_buffer=4,
     )
     for addr in (A, B, C):
