@@ -224,7 +224,10 @@ class SimDataNet:
         self._blocked: set[tuple[str, str]] = set()
         self._endpoints: dict[str, _Endpoint] = {}
         self._epochs: Counter[str] = Counter()
-        self._conns: dict[tuple[str, str], _Conn] = {}
+        self._conns: dict[tuple[str, str], _Conn] = {}  # the pooled one per (src, dst)
+        # Every open connection, pooled or alone, in opening order (a dict: a set of objects would
+        # iterate in address order, which differs from run to run).
+        self._open: dict[_Conn, None] = {}
         self._connecting: dict[tuple[str, str], trio.Lock] = {}
         self._trace = hashlib.sha256()
 
@@ -284,7 +287,10 @@ class SimDataNet:
         self._endpoints.pop(node_id, None)
         self._epochs[node_id] += 1
         for key in [k for k in self._conns if node_id in k]:
-            self._conns.pop(key).fail(MeshcacheConnectionError(f"{key[1]} reset the connection"))
+            del self._conns[key]
+        for conn in [c for c in self._open if node_id in (c.src, c.dst)]:
+            self._open.pop(conn, None)
+            conn.fail(MeshcacheConnectionError(f"{conn.dst} reset the connection"))
         self._record("down", node_id, "", "")
 
     def is_up(self, node_id: str) -> bool:
@@ -297,15 +303,25 @@ class SimDataNet:
     # --- requests -------------------------------------------------------------------------
 
     async def request(
-        self, src: str, address: Address, op: str, namespace: str, args: list[Any], timeout: float
+        self,
+        src: str,
+        address: Address,
+        op: str,
+        namespace: str,
+        args: list[Any],
+        timeout: float,
+        *,
+        alone: bool = False,
     ) -> Response:
-        """What :meth:`PeerPool.request` does, over the simulated network."""
+        """What :meth:`PeerPool.request` does, over the simulated network; with ``alone``, on
+        a connection of its own that is closed after the answer (:meth:`PeerPool.call_alone`)."""
         dst = address[0]
         self.stats["requests"] += 1
         self.in_flight += 1
+        conn: _Conn | None = None
         try:
             with trio.fail_after(timeout):
-                conn = await self._connection(src, dst)
+                conn = await (self._connect(src, dst) if alone else self._connection(src, dst))
                 rid = next(conn.ids)
                 waiter = _Waiter()
                 conn.waiters[rid] = waiter
@@ -320,6 +336,8 @@ class SimDataNet:
             raise MeshcacheTimeout(f"{op} to {dst}: no answer in {timeout}s") from None
         finally:
             self.in_flight -= 1
+            if alone and conn is not None:
+                self._close(conn)
         response = waiter.response
         if isinstance(response, BaseException):
             self.stats["broken"] += 1
@@ -338,28 +356,34 @@ class SimDataNet:
             conn = self._conns.get((src, dst))
             if conn is not None and conn.broken is None:
                 return conn
-            there, back = self.link(src, dst), self.link(dst, src)
-            if dst not in self._endpoints:
-                await trio.sleep(self._latency(there) + self._latency(back))
-                self.stats["connect_refused"] += 1
-                self._record("refused", src, dst, "")
-                raise PeerUnreachable(f"connecting to {dst}: connection refused")
-            if not self.reachable(src, dst):
-                await trio.sleep(self.connect_timeout)
-                self.stats["connect_timeouts"] += 1
-                self._record("connect_timeout", src, dst, "")
-                raise PeerUnreachable(f"connecting to {dst} timed out")
-            await trio.sleep(self._latency(there) + self._latency(back))
-            endpoint = self._endpoints.get(dst)
-            if endpoint is None or not self.reachable(src, dst):
-                self.stats["connect_errors"] += 1
-                raise PeerUnreachable(f"connecting to {dst}: the handshake was lost")
-            conn = _Conn(src, dst, self._epochs[dst])
+            conn = await self._connect(src, dst)
             self._conns[(src, dst)] = conn
-            self.stats["connects"] += 1
-            self._record("connect", src, dst, "")
-            endpoint.nursery.start_soon(self._serve, conn, endpoint)
             return conn
+
+    async def _connect(self, src: str, dst: str) -> _Conn:
+        """Open a new connection ``src → dst`` (a TCP handshake over the links)."""
+        there, back = self.link(src, dst), self.link(dst, src)
+        if dst not in self._endpoints:
+            await trio.sleep(self._latency(there) + self._latency(back))
+            self.stats["connect_refused"] += 1
+            self._record("refused", src, dst, "")
+            raise PeerUnreachable(f"connecting to {dst}: connection refused")
+        if not self.reachable(src, dst):
+            await trio.sleep(self.connect_timeout)
+            self.stats["connect_timeouts"] += 1
+            self._record("connect_timeout", src, dst, "")
+            raise PeerUnreachable(f"connecting to {dst} timed out")
+        await trio.sleep(self._latency(there) + self._latency(back))
+        endpoint = self._endpoints.get(dst)
+        if endpoint is None or not self.reachable(src, dst):
+            self.stats["connect_errors"] += 1
+            raise PeerUnreachable(f"connecting to {dst}: the handshake was lost")
+        conn = _Conn(src, dst, self._epochs[dst])
+        self._open[conn] = None
+        self.stats["connects"] += 1
+        self._record("connect", src, dst, "")
+        endpoint.nursery.start_soon(self._serve, conn, endpoint)
+        return conn
 
     def _send(self, conn: _Conn, rid: int, op: str, frame: bytes) -> None:
         if conn.broken is not None:
@@ -439,11 +463,16 @@ class SimDataNet:
             waiter.response = decode_response(body[HEADER_SIZE:])
             waiter.event.set()
 
+    def _close(self, conn: _Conn) -> None:
+        self._open.pop(conn, None)
+        conn.fail(MeshcacheConnectionError(f"connection {conn.src} -> {conn.dst} closed"))
+
     def _break(self, conn: _Conn, op: str) -> None:
         self.stats["loss"] += 1
         self._record("break", conn.src, conn.dst, op)
         if self._conns.get((conn.src, conn.dst)) is conn:
             del self._conns[(conn.src, conn.dst)]
+        self._open.pop(conn, None)
         conn.fail(MeshcacheConnectionError(f"connection {conn.src} -> {conn.dst} broke"))
 
     # --- tracing --------------------------------------------------------------------------
@@ -484,8 +513,12 @@ class SimPeerPool(PeerPool):
     async def call_alone(
         self, address: Address, op: str, namespace: str, args: list[Any], *, timeout: float
     ) -> Any:
-        """:meth:`call` (the simulated network does not model a connection's own queue)."""
-        return await self.call(address, op, namespace, args, timeout=timeout)
+        """:meth:`call` on a simulated connection of its own, closed after the answer."""
+        self.stats["requests"] += 1
+        response = await self.net.request(
+            self.node_id, address, op, namespace, args, timeout, alone=True
+        )
+        return response.result()
 
     def close(self, address: Address) -> None:
         """Nothing to close: the network holds the simulated connections."""
