@@ -1214,6 +1214,39 @@ def _demo_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.set_defaults(run=_demo)
 
 
+def _top(args: argparse.Namespace) -> int:
+    from meshcache.tui.main import run
+
+    return run(host=args.host, port=args.port, refresh=args.refresh, read_only=args.read_only)
+
+
+def _top_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    help = _SHORT_HELP["top"]
+    p = sub.add_parser(
+        "top",
+        help=help,
+        description=f"{help.capitalize()}. Connects to any node, finds every member and polls "
+        "each one directly. Keys: 1-5 views, s/r sort, / filter, d drain, x remove a dead "
+        "node, e edit a namespace policy, ? help, q quit.",
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="any node of the cluster (default 127.0.0.1)"
+    )
+    p.add_argument("--port", default="7400", help="its data port (default 7400)")
+    p.add_argument(
+        "--refresh",
+        default="1s",
+        metavar="DURATION",
+        help="poll every node this often (default 1s)",
+    )
+    p.add_argument(
+        "--read-only",
+        action="store_true",
+        help="watch only: drain, remove and policy edits are refused",
+    )
+    p.set_defaults(run=_top)
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``meshcache`` argument parser (raises instead of exiting; use :func:`main`).
 
@@ -1228,7 +1261,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, add in (("start", _start_parser), ("demo", _demo_parser), ("leave", _leave_parser)):
+    for name, add in (
+        ("start", _start_parser),
+        ("demo", _demo_parser),
+        ("leave", _leave_parser),
+        ("top", _top_parser),
+    ):
         if command is None or command == name:
             add(sub)
     if command is not None and command not in _CLIENT_NAMES:
@@ -1251,6 +1289,7 @@ _SHORT_HELP = {
     "start": "run a node until SIGTERM or SIGINT",
     "demo": "run a local mesh of N node processes until Ctrl-C",
     "leave": "drain a node: hand its keys to the other owners, then take it out of the ring",
+    "top": "the admin console: watch every member live, drain, remove, edit policies",
 }
 
 
