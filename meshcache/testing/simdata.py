@@ -88,6 +88,7 @@ from meshcache.ring import Ring, RingMember
 from meshcache.settings import NodeSettings
 from meshcache.store.policy import NamespacePolicy
 from meshcache.store.store import Store
+from meshcache.testing.faults import LinkFaults, SimulationError
 from meshcache.wire.address import Address
 from meshcache.wire.frame import HEADER_SIZE, Response, decode_response, encode_request
 from meshcache.wire.ops import OPS, OpKind
@@ -97,10 +98,10 @@ __all__ = [
     "Divergence",
     "LinkFaults",
     "SimDataNet",
-    "SimError",
     "SimMesh",
     "SimNode",
     "SimPeerPool",
+    "SimulationError",
 ]
 
 #: Wall-clock time of mock time 0, so versions look like real HLC values.
@@ -120,26 +121,6 @@ def _pending(result: bytes | Pending) -> tuple[bytes | Awaitable[bytes], bool]:
     if isinstance(result, bytes):
         return result, False
     return result.answer, result.fans_out
-
-
-class SimError(Exception):
-    """A scenario broke a rule of the simulator, or a condition was not met in time."""
-
-
-@dataclass(frozen=True, slots=True)
-class LinkFaults:
-    """Behaviour of one directed link. Probabilities in [0, 1], times in seconds."""
-
-    delay: float = 0.0005
-    jitter: float = 0.002
-    loss: float = 0.0
-    duplicate: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not (0.0 <= self.loss <= 1.0 and 0.0 <= self.duplicate <= 1.0):
-            raise ValueError(f"loss and duplicate must be in [0, 1]: {self}")
-        if self.delay < 0.0 or self.jitter < 0.0:
-            raise ValueError(f"delay and jitter must be >= 0: {self}")
 
 
 # --------------------------------------------------------------------------- the network
@@ -730,7 +711,7 @@ class SimNode:
     def restart(self) -> None:
         """Build a fresh incarnation (an empty store); :meth:`SimMesh.restart` runs it."""
         if self.up:
-            raise SimError(f"{self.node_id} is running")
+            raise SimulationError(f"{self.node_id} is running")
         self.incarnation += 1
         self._build()
 
@@ -935,12 +916,14 @@ class SimMesh:
         """Poll ``condition`` in mesh time; return the mesh seconds it took.
 
         Raises:
-            SimError: not true within ``timeout`` mesh seconds (the message names the seed).
+            SimulationError: not true within ``timeout`` mesh seconds (the message names the seed).
         """
         start = trio.current_time()
         while not condition():
             if trio.current_time() - start > timeout:
-                raise SimError(f"seed {self.seed}: {what} not reached in {timeout}s of mesh time")
+                raise SimulationError(
+                    f"seed {self.seed}: {what} not reached in {timeout}s of mesh time"
+                )
             await trio.sleep(poll)
         return trio.current_time() - start
 
