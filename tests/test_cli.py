@@ -27,6 +27,9 @@ from meshcache import __version__
 from meshcache.cli import EMPTY_RULE, build_parser, main
 from meshcache.client.commands import Commands
 from meshcache.logs import configure_logging
+from meshcache.node.node import READY_FILE
+from meshcache.testing.nodes import NodeStartError, wait_for_ready_file
+from meshcache.testing.ports import free_port
 from meshcache.wire.address import parse_address
 
 REPO = Path(meshcache.__file__).resolve().parent.parent
@@ -265,17 +268,12 @@ def start_node(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> Nod
             env={**clean_env(), **(env or {})},
             cwd=tmp,
         )
-    ready = data_dir / "node.json"
-    deadline = time.monotonic() + START_DEADLINE
-    while not ready.exists():
-        if proc.poll() is not None:
-            raise AssertionError(f"node exited with {proc.returncode}: {stderr.read_text()}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()
-            raise AssertionError(f"node not ready in {START_DEADLINE} s: {stderr.read_text()}")
-        time.sleep(0.02)
-    info = json.loads(ready.read_text())
+    try:
+        info = wait_for_ready_file(data_dir, proc, START_DEADLINE, log=stderr.read_text)
+    except NodeStartError:
+        proc.kill()
+        proc.wait()
+        raise
     return NodeProcess(
         proc,
         data_dir,
@@ -629,14 +627,6 @@ def test_subprocess_exit_codes(node: NodeProcess) -> None:
     assert (version.returncode, version.stdout) == (0, f"meshcache {__version__}\n")
 
 
-def free_port() -> int:
-    """A port nothing listens on (bound and released; nothing else here takes it meanwhile)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
 def test_unreachable_node_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(["get", "k", "--port", str(free_port()), "--timeout", "2"], capsys)
     assert (code, out) == (3, "")
@@ -687,7 +677,7 @@ def test_start_stops_cleanly_on_signals(tmp_path: Path, signum: int) -> None:
     assert "unknown_env_var" in text and "MESHCACHE_PROT" in text
     assert "node_ready" in text and "node_stopping" in text and "node_stopped" in text
     assert "Traceback" not in text
-    assert not (node.data_dir / "node.json").exists()
+    assert not (node.data_dir / READY_FILE).exists()
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from meshcache.control._voter_main import VoterProcess, free_port
+from meshcache.control._voter_main import VoterProcess
+from meshcache.testing.ports import free_port
 
 
 def percentile(values: list[float], q: float) -> float:

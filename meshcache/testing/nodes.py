@@ -1,8 +1,9 @@
 """Start real meshcache nodes for tests and tools: in a separate OS process, with a deadline.
 
 ``NodeProcess`` runs ``python -m meshcache start`` with ports chosen by the kernel (port 0) and
-learns the bound ports from the ``node.json`` file the node writes into its data directory once
-it is ready. Nothing here sleeps for a fixed time: it polls for the condition until a deadline.
+learns the bound ports from the ready file (:data:`~meshcache.node.node.READY_FILE`) the node
+writes into its data directory once it is ready; :func:`wait_for_ready_file` does that for any
+node process. Nothing here sleeps for a fixed time: it polls for the condition until a deadline.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from meshcache.errors import MeshcacheError
+from meshcache.node.node import READY_FILE
 from meshcache.wire.address import Address, parse_address
-
-READY_FILE = "node.json"
 
 
 class NodeStartError(MeshcacheError):
@@ -72,29 +74,26 @@ class NodeProcess:
         return self.proc.pid
 
     def start(self, timeout: float = 20.0) -> NodeProcess:
-        """Spawn the node and wait until it has written its ready file."""
+        """Spawn the node and wait until it has written its ready file.
+
+        Raises:
+            NodeStartError: it exited first or was not ready in ``timeout`` s (it is killed).
+        """
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        ready = self.data_dir / READY_FILE
-        ready.unlink(missing_ok=True)
+        (self.data_dir / READY_FILE).unlink(missing_ok=True)
         with open(self.log_file, "ab") as log:
             self.proc = subprocess.Popen(
                 self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise NodeStartError(
-                    f"node exited with {self.proc.returncode}; log:\n{self.log_tail()}"
-                )
-            info = _read_ready(ready, self.proc.pid)
-            if info is not None:
-                self.node_id = info["node_id"]
-                self.data_address = parse_address(info["data"], default_port=None)
-                self.admin_address = parse_address(info["admin"], default_port=None)
-                return self
-            time.sleep(0.02)  # polling a file the child writes; the deadline bounds it
-        self.kill()
-        raise NodeStartError(f"node not ready after {timeout}s; log:\n{self.log_tail()}")
+        try:
+            info = wait_for_ready_file(self.data_dir, self.proc, timeout, log=self.log_tail)
+        except NodeStartError:
+            self.kill()
+            raise
+        self.node_id = info["node_id"]
+        self.data_address = parse_address(info["data"], default_port=None)
+        self.admin_address = parse_address(info["admin"], default_port=None)
+        return self
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -134,9 +133,41 @@ class NodeProcess:
         self.kill()
 
 
-def _read_ready(path: Path, pid: int) -> dict[str, str] | None:
+def read_ready_file(data_dir: Path, pid: int) -> dict[str, Any] | None:
+    """What the node with process id ``pid`` wrote into its ready file in ``data_dir``.
+
+    ``None`` while there is none, or only one left by an earlier process in the same directory
+    (it names another pid). The node writes the file atomically once every port is bound; it
+    holds ``node_id``, ``pid`` and the ``data`` and ``admin`` addresses as ``host:port``.
+    """
     try:
-        info = json.loads(path.read_text())
+        info = json.loads((data_dir / READY_FILE).read_text())
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) and info.get("pid") == pid else None
+
+
+def wait_for_ready_file(
+    data_dir: Path,
+    process: subprocess.Popen[bytes],
+    timeout: float,
+    *,
+    log: Callable[[], str] = lambda: "(no log)",
+) -> dict[str, Any]:
+    """Poll until ``process`` has written its ready file in ``data_dir``; return its contents.
+
+    The process is left running whatever happens; ``log`` gives the text that a failure shows.
+
+    Raises:
+        NodeStartError: the process exited first, or no ready file within ``timeout`` s.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise NodeStartError(f"node exited with {process.returncode}; log:\n{log()}")
+        info = read_ready_file(data_dir, process.pid)
+        if info is not None:
+            return info
+        if time.monotonic() >= deadline:
+            raise NodeStartError(f"node not ready after {timeout}s; log:\n{log()}")
+        time.sleep(0.02)  # polling a file the child writes; the deadline bounds it

@@ -32,12 +32,7 @@ from meshcache.errors import (
 )
 from meshcache.ring.member import RingMember
 from meshcache.store.policy import NamespacePolicy
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from meshcache.testing.ports import free_port
 
 
 def settings(tmp_path: Path, name: str = "v", peers: tuple[str, ...] = ()) -> RaftSettings:

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from meshcache.control._voter_main import VoterProcess, free_port
+from meshcache.control._voter_main import VoterProcess
+from meshcache.testing.ports import free_port
 
 pytestmark = pytest.mark.slow
 

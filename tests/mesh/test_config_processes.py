@@ -14,7 +14,8 @@ import pytest
 from meshcache import Client, CommandError
 from meshcache.ring import RingState
 from meshcache.testing.nodes import NodeProcess
-from tests.mesh.helpers import free_port_pairs, wait_for
+from meshcache.testing.ports import free_port_pairs
+from tests.mesh.helpers import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -19,6 +19,7 @@ from typing import IO
 import pytest
 
 from meshcache import Client, MeshcacheError
+from meshcache.node.node import READY_FILE
 from meshcache.wire.address import parse_address
 from tests.mesh.helpers import wait_for
 
@@ -190,7 +191,7 @@ def test_demo_serves_survives_a_killed_node_and_stops_on_sigterm(
         "node2",
         "raft.password",
     ]
-    assert list(tmp_path.glob("node*/node.json")) == [tmp_path / "node1" / "node.json"]
+    assert list(tmp_path.glob(f"node*/{READY_FILE}")) == [tmp_path / "node1" / READY_FILE]
 
 
 def test_a_node_that_cannot_start_fails_the_demo_with_one_line(tmp_path: Path) -> None:

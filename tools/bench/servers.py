@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from meshcache.testing.ports import free_port
 from tools.bench.preload import request, wait_until_ready
 from tools.bench.protocols import MeshcacheProtocol, Protocol, RedisProtocol
 
@@ -27,14 +27,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 class ServerStartError(Exception):
     """The server could not be started or did not become ready; the message has its log tail."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(slots=True)
@@ -118,7 +110,7 @@ def redis_server(
     if path is None:
         raise ServerStartError(f"{executable} is not installed (apt-get install redis-server)")
     with tempfile.TemporaryDirectory(prefix="bench-redis-") as tmp:
-        port = free_port()
+        port = free_port(HOST)
         argv = [
             path,
             "--bind", HOST,
@@ -141,8 +133,8 @@ def meshcache_node(
 ) -> Iterator[ServerProcess]:
     """A single meshcache node (``python -m meshcache start``) on free loopback ports."""
     with tempfile.TemporaryDirectory(prefix="bench-meshcache-") as tmp:
-        port = free_port()
-        admin = free_port()
+        port = free_port(HOST)
+        admin = free_port(HOST)
         data = Path(tmp) / "data"
         data.mkdir()
         argv = [
