@@ -40,6 +40,9 @@ class ConfigSource(Protocol):
 
     async def raft(self, action: str, address: str | None = None) -> Any: ...
 
+    async def register_self(self) -> None:
+        """Put this node on the ring (``joining``, or ``active`` when no other member is)."""
+
 
 class MembershipView(Protocol):
     """The membership ops a node answers (SWIM, or the simulation's oracle)."""

@@ -22,6 +22,7 @@ import trio
 from prometheus_client import CollectorRegistry
 
 from meshcache._version import __version__
+from meshcache.control.raft import RaftStartError
 from meshcache.gossip import EventKind, Member, MemberState
 from meshcache.node.admin.http import AdminHandler
 from meshcache.node.admin.info import describe
@@ -31,7 +32,7 @@ from meshcache.node.cluster.config import ConfigService
 from meshcache.node.cluster.membership import Membership
 from meshcache.node.net.dataport import DataPort, open_listener
 from meshcache.node.net.peer_pool import PeerPool
-from meshcache.settings import NodeSettings
+from meshcache.settings import NodeSettings, node_ports
 from meshcache.wire.address import format_address
 
 log = structlog.get_logger("meshcache.node")
@@ -80,9 +81,15 @@ class Node:
     ) -> None:
         """Bind both ports, report where they are, serve until cancelled, then release all."""
         s = self.settings
-        listener = open_listener(s.host, s.port)
+        try:
+            listener = open_listener(s.host, s.port)
+        except OSError as exc:
+            raise bind_error(s, "port", exc) from None
         try:
             admin_listeners = await trio.open_tcp_listeners(s.admin_port, host=s.admin_host)
+        except OSError as exc:
+            listener.close()
+            raise bind_error(s, "admin_port", exc) from None
         except BaseException:
             listener.close()
             raise
@@ -226,6 +233,16 @@ class Node:
         }
 
 
+def bind_error(settings: NodeSettings, setting: str, exc: OSError) -> OSError:
+    """``exc`` (a failed bind) restated with the port, what it carries and its setting."""
+    use = next((p for p in node_ports(settings) if p.setting == setting), None)
+    where = use.describe() if use is not None else setting
+    return OSError(
+        exc.errno,
+        f"cannot bind the {where}: {exc.strerror or exc} (see --{setting.replace('_', '-')})",
+    )
+
+
 def _write_ready_file(data_dir: Path, info: NodeInfo) -> Path:
     """Write ``data_dir/node.json`` atomically so tools and tests can find the bound ports."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -274,7 +291,7 @@ def run(settings: NodeSettings) -> int:
     failed: list[str] = []
     try:
         trio.run(_main, settings)
-    except* OSError as group:  # e.g. a port already in use: one line, not a traceback
+    except* (OSError, RaftStartError) as group:  # e.g. a port in use: one line, no traceback
         failed.extend(str(exc) for exc in group.exceptions)
     if failed:
         log.error("node_failed", error="; ".join(failed))

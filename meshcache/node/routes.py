@@ -27,12 +27,15 @@ from meshcache.node.contracts import ConfigSource, MembershipView
 from meshcache.node.data.antientropy import AE_DIGEST, AE_KEYS, AE_PULL, AE_PUSH, AntiEntropy
 from meshcache.node.data.coordinator import Coordinator
 from meshcache.node.data.handoff import HandOff
+from meshcache.ring import RingState
 from meshcache.wire.ops import DATA_HANDLER, OPS
 
 Handler = Callable[[str, list[Any]], Any]
 
-#: How long a LEAVE waits for the drain unless the request says.
+#: How long a LEAVE or JOIN waits for the hand-off unless the request says.
 LEAVE_TIMEOUT = 600.0
+#: How often a JOIN looks whether the node became active.
+JOIN_POLL = 0.05
 
 
 class RoutedParts(Protocol):
@@ -160,6 +163,40 @@ class Routes:
 
     def leave(self, namespace: str, args: list[Any]) -> Any:
         return self._leave(float(args[0].get("timeout") or LEAVE_TIMEOUT))
+
+    def join(self, namespace: str, args: list[Any]) -> Any:
+        return self._join(float(args[0].get("timeout") or LEAVE_TIMEOUT))
+
+    async def _join(self, timeout: float) -> dict[str, Any]:
+        """Put a node that left the ring (drained) back on it: it pulls every range it will own
+        afresh, as a restarted node does, and answers once it is ``active``."""
+        parts = self._parts
+        source = parts.config_source
+        if source.config.member(parts.node_id) is not None:
+            raise CommandError(
+                ErrorCode.INVALID_TRANSITION,
+                f"{parts.node_id} is on the ring already; JOIN puts back a node that left it",
+            )
+        parts.handoff.held = None  # what it held before it left is gone: pull everything
+        pulled = parts.handoff.stats["records_pulled"]
+        try:
+            with trio.fail_after(timeout):
+                await source.register_self()
+                while True:
+                    me = source.config.member(parts.node_id)
+                    if me is not None and me.state is RingState.ACTIVE:
+                        break
+                    await trio.sleep(JOIN_POLL)
+        except trio.TooSlowError:
+            raise CommandError(
+                ErrorCode.UNAVAILABLE, f"the join did not finish in {timeout}s; run JOIN again"
+            ) from None
+        return {
+            "node_id": parts.node_id,
+            "state": str(me.state),
+            "pulled": parts.handoff.stats["records_pulled"] - pulled,
+            "ring_version": source.config.version,
+        }
 
     async def _leave(self, timeout: float) -> dict[str, Any]:
         try:

@@ -66,6 +66,7 @@ from meshcache.control import (
     Command,
     CreateNamespace,
     DropNamespace,
+    PutMember,
     UpdateNamespace,
     apply,
     command_from_mapping,
@@ -84,7 +85,7 @@ from meshcache.node.data.replication.tombstones import Record, lww_order, read_r
 from meshcache.node.data.replicator import Replicator
 from meshcache.node.net.dispatch import Dispatcher, Pending
 from meshcache.node.net.peer_pool import PeerPool, PeerUnreachable
-from meshcache.ring import Ring, RingMember
+from meshcache.ring import Ring, RingMember, RingState
 from meshcache.settings import NodeSettings
 from meshcache.store.policy import NamespacePolicy
 from meshcache.store.store import Store
@@ -582,6 +583,15 @@ class _SimConfig:
 
     async def raft(self, action: str, address: str | None = None) -> Any:
         raise CommandError(ErrorCode.UNAVAILABLE, "the simulation has no Raft group")
+
+    async def register_self(self) -> None:
+        config = self.config
+        if config.member(self._node.node_id) is not None:
+            return
+        active = any(m.state is RingState.ACTIVE for m in config.members)
+        state = RingState.JOINING if active else RingState.ACTIVE
+        me = RingMember(self._node.node_id, f"{self._node.node_id}:{DATA_PORT}", state=state)
+        await self.propose(PutMember(config.version, me))
 
 
 class _SimMembership:

@@ -187,6 +187,7 @@ _SPECS = [
     _op("AE_PULL", "a", M, handler="ae_pull", permission=PEER),
     _op("AE_PUSH", "a", M, idempotent=True, handler="ae_push", permission=PEER),
     _op("LEAVE", "o?", M, idempotent=True, options=("timeout",), handler="leave", permission=ADMIN),
+    _op("JOIN", "o?", M, idempotent=True, options=("timeout",), handler="join", permission=ADMIN),
     # plain values
     _op("GET", "k", R),
     _op("GETS", "k", R),

@@ -272,3 +272,25 @@ def test_read_repair_brings_a_stale_owner_up_to_date(stack: ExitStack, tmp_path:
         assert d.local_get(key) == b"v1"
         wait_for(lambda: d.local_get(key) == b"v2", 10, "the primary repaired by a read")
     assert mesh.call(primary, "INFO", [])["mesh"]["counters"]["dataplane"]["read_repairs"] >= 1
+
+
+def test_a_drained_node_joins_again_without_a_restart(stack: ExitStack, tmp_path: Path) -> None:
+    """LEAVE takes a node off the ring; JOIN puts it back: it pulls what it owns, serves it."""
+    mesh = Mesh(stack, tmp_path, 3)
+    a, _, c = mesh.nodes
+    ks = keys(300)
+    with Direct(a.data_address) as d:
+        for k in ks:
+            d.call("SET", [k, k])
+    mesh.call(c, "LEAVE", [{"timeout": 30}])
+    mesh.wait_ring(2, among=[a])
+    with pytest.raises(MeshcacheError, match="INVALID_TRANSITION"):
+        mesh.call(a, "JOIN", [{}])  # a is on the ring: nothing to join
+    result = mesh.call(c, "JOIN", [{"timeout": 30}])
+    assert result["node_id"] == c.node_id and result["state"] == "active"
+    mesh.wait_ring(3)
+    mine = [k for k in ks if c.node_id in mesh.owners(k, 2)]
+    assert mine
+    with Direct(c.data_address) as d:
+        wait_for(lambda: all(d.local_get(k) == k for k in mine), 30, "the node's ranges back")
+        assert all(d.call("GET", [k]) == k for k in ks)

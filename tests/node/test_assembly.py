@@ -49,6 +49,7 @@ def test_the_table_says_who_may_send_each_op() -> None:
         "RAFT_ADD",
         "RAFT_REMOVE",
         "LEAVE",
+        "JOIN",
     }
     assert {n for n, s in OPS.items() if s.permission is Permission.PEER} == {
         "GOSSIP",

@@ -165,7 +165,7 @@ class ConfigService:
                 nursery.start_soon(self._follow_plane)
                 log.info("raft_voter_started", raft=self.raft_address, peers=",".join(peers_))
             else:
-                nursery.start_soon(self._register_self)
+                nursery.start_soon(self.register_self)
             nursery.start_soon(self._pull_loop)
             task_status.started()
 
@@ -178,7 +178,7 @@ class ConfigService:
         else:
             self.install(plane.config)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._register_self)
+            nursery.start_soon(self.register_self)
             while True:
                 config = await plane.wait_for_version(self.config.version + 1)
                 self.install(config)
@@ -214,7 +214,7 @@ class ConfigService:
                     log.warning("namespace_seed_failed", namespace=name, error=str(exc))
                     break
 
-    async def _register_self(self) -> None:
+    async def register_self(self) -> None:
         """Put this node on the ring (once it can reach a voter), retrying with backoff.
 
         The first member of a ring starts ``active``; any later one starts ``joining`` and
