@@ -31,7 +31,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,10 +43,12 @@ from typing import Any, TextIO
 import trio
 
 from meshcache.errors import ConfigError, MeshcacheError
+from meshcache.node.node import READY_FILE
+from meshcache.ring import RingState
+from meshcache.testing import ports
 from meshcache.wire.address import parse_address
 
 #: The file a node writes into its data dir once it serves (see ``meshcache/node/node.py``).
-READY_FILE = "node.json"
 #: Admin port of node ``i`` is ``base + ADMIN_OFFSET + i`` (9400 for the default base 7400).
 ADMIN_OFFSET = 2000
 #: At most this many nodes: their data ports must stay below the admin ports.
@@ -121,20 +122,13 @@ def plan(options: DemoOptions, free_port: Callable[[], int] | None = None) -> li
             )
             for i in range(n)
         ]
-    pick = free_port or _free_port
+    pick = free_port or (lambda: ports.free_port(HOST))
     raft_ports: list[int] = []
     while len(raft_ports) < voters:
         port = pick()
         if port not in raft_ports:
             raft_ports.append(port)
     return [NodePlan(i, 0, 0, raft_ports[i] if i < voters else None) for i in range(n)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 def node_args(
@@ -485,7 +479,9 @@ class Demo:
                     except MeshcacheError:
                         ring = {}
                     members = ring.get("members", [])
-                    active = {str(m.get("node_id")) for m in members if m.get("state") == "active"}
+                    active = {
+                        str(m.get("node_id")) for m in members if m.get("state") == RingState.ACTIVE
+                    }
                     if active != wanted or len(members) != len(wanted):
                         break
                     versions.add(int(ring.get("version", 0)))

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import trio
 
-from meshcache.node.node import Node, NodeInfo
+from meshcache.node.node import READY_FILE, Node, NodeInfo
 from meshcache.settings import LimitSettings, NodeSettings
 from meshcache.wire import FrameReader, Response, decode_response, encode_request
 
@@ -98,7 +98,7 @@ async def test_set_get_and_ready_file(node: tuple[Node, NodeInfo], tmp_path: Pat
     assert await conn.call("SET", "k", b"v") is True
     assert await conn.call("GET", "k") == b"v"
     assert await conn.call("INCRBY", "n", 5) == 5
-    ready = json.loads((tmp_path / "node.json").read_text())
+    ready = json.loads((tmp_path / READY_FILE).read_text())
     assert ready["data"] == f"{info.data_address[0]}:{info.data_address[1]}"
 
 
