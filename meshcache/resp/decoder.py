@@ -76,6 +76,13 @@ class ValueReader:
         self._pos = end
         return True, value
 
+    def next_raw(self) -> bytes | None:
+        """The bytes of the next complete value as they arrived, or None when more is needed
+        (for byte-exact comparisons of replies)."""
+        start = self._pos
+        done, _ = self.next_value()
+        return bytes(self._buf[start : self._pos]) if done else None
+
     def _line(self, pos: int) -> tuple[bytes, int]:
         nl = self._buf.find(b"\r\n", pos)
         if nl < 0:

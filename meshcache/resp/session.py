@@ -1,0 +1,443 @@
+"""One RESP connection's state and how its commands run: the RESP analogue of the dispatcher.
+
+:class:`Server` holds what every connection of a RESP port shares: the node's ``execute`` (the
+coordinator: any key, forwarded to its owner when this node is not it), its op routes, the
+argument limits, the counters, a wall clock and a ``random.Random``. It knows nothing about
+sockets or trio. :class:`Session` is one connection: protocol version, namespace, client
+name, id. ``Session.handle(argv)`` answers one command with the complete reply bytes, or with a
+:class:`PendingReply` when an op must wait on another node; the port writes replies in command
+order.
+
+How a command runs (the handlers live in :mod:`meshcache.resp.commands`):
+
+* a **direct** command maps onto one op: ``Session.call(op, args, reply)`` checks the
+  arguments against the op's signature, runs it, and encodes the result with ``reply``; a
+  result that must wait becomes a :class:`PendingReply` that encodes it once it is there.
+* a **composed** command (APPEND, INCRBYFLOAT, SPOP, TYPE, ...) is an ``async def`` that awaits
+  ``Session.op(...)`` for each op and returns the reply. It is driven here, not by trio: while
+  its ops answer at once it runs to the end inside ``handle`` — in one step of the event loop,
+  so no other command of any connection runs between its ops (on the node that coordinates the
+  key, a composed command is atomic). Its first op that must wait (a forward to the owner)
+  turns the rest into a :class:`PendingReply` with ``fans_out`` set, so nothing after it on
+  the connection starts before it is done. A handler awaits nothing but ``Session.op`` and
+  ``Session.local_op``.
+* ``Session.local_op`` is for sequences Redis runs atomically and that optimistic retries
+  cannot make safe (GETDEL, ZPOPMIN, LPOP with a count): it refuses with
+  :class:`NotCoordinator` when the op would be forwarded, so such a command runs only where
+  it is atomic.
+
+Errors: a refused op (:class:`~meshcache.errors.CommandError`) is answered with Redis's text
+for its code (``WRONGTYPE Operation against a key holding the wrong kind of value``,
+``ERR value is not an integer or out of range`` ...); a handler refuses with
+:class:`RedisError`, which carries Redis's exact message. Nothing a client sends makes
+``handle`` raise.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Coroutine, Generator, Mapping
+from types import CoroutineType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from meshcache.errors import CommandError, ErrorCode
+from meshcache.resp.encoder import ENCODERS, RESP2, Encoder, error
+from meshcache.wire.ops import OPS, Limits, OpSpec, normalize_args
+
+if TYPE_CHECKING:
+    from meshcache.resp.commands import Command
+
+Executor = Callable[[str, str, list[Any]], Any]
+Route = Callable[[str, list[Any]], Any]
+Reply = Callable[[Any], bytes]
+
+
+class Counters(Protocol):
+    """Where requests, op errors and bad input are counted (the node's ``NodeCounters``)."""
+
+    requests: Counter[str]
+    errors: Counter[str]
+    bad_input: Counter[str]
+
+
+class RedisError(Exception):
+    """A refusal with Redis's exact error text (``ERR syntax error``).
+
+    ``kind`` names the bad input for counters (``syntax_error``, ``not_integer``, ...); None when
+    the request was fine and the data or the cluster refused it.
+    """
+
+    def __init__(self, message: str, kind: str | None = "syntax_error") -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+
+
+class NotCoordinator(RedisError):
+    """A command that is atomic only where its key is coordinated reached another node."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__(
+            f"ERR '{command}' runs only on the node that coordinates its key: it is a sequence "
+            "of operations that Redis runs atomically, and this node would forward them one "
+            "by one (connect to the key's owner, see docs/resp.md)",
+            None,
+        )
+
+
+class PendingReply:
+    """A reply that waits on a node op. ``answer`` must be awaited exactly once and returns the
+    complete reply bytes (it never raises for a refused op).
+
+    ``fans_out``: nothing after it on the connection may start before it is done (a many-key
+    op split by owner, FLUSH, a composed command). ``key`` (``(namespace, key)``): a later
+    command on the same key starts only once this one reached its first wait, as on the data
+    port, so a pipelined SET then GET through a non-owner reads the write.
+    """
+
+    __slots__ = ("answer", "fans_out", "key")
+
+    def __init__(
+        self,
+        answer: Coroutine[Any, Any, bytes],
+        *,
+        fans_out: bool = False,
+        key: tuple[str, bytes] | None = None,
+    ) -> None:
+        self.answer = answer
+        self.fans_out = fans_out
+        self.key = key
+
+
+# Redis's text for refusals whose op-table code has a Redis counterpart.
+_REDIS_TEXT = {
+    ErrorCode.WRONGTYPE: "WRONGTYPE Operation against a key holding the wrong kind of value",
+    ErrorCode.NOT_INTEGER: "ERR value is not an integer or out of range",
+    ErrorCode.OVERFLOW: "ERR increment or decrement would overflow",
+    ErrorCode.NOT_FLOAT: "ERR resulting score is not a number (NaN)",
+    ErrorCode.OUT_OF_MEMORY: "OOM command not allowed when used memory > 'maxmemory'.",
+}
+# Codes that Redis would report as a plain ERR; every other code is its own prefix
+# (``UNAVAILABLE ...``, ``WRITE_FAILED ...``), as Redis prefixes errors with a code word.
+_ERR_CODES = {
+    ErrorCode.BAD_REQUEST,
+    ErrorCode.UNKNOWN_OP,
+    ErrorCode.WRONG_ARITY,
+    ErrorCode.TOO_LARGE,
+    ErrorCode.NO_SUCH_NAMESPACE,
+    ErrorCode.INTERNAL,
+}
+# Refusals caused by the data met rather than by the request (not counted as bad input).
+_DATA_CODES = {ErrorCode.WRONGTYPE, ErrorCode.OUT_OF_MEMORY, ErrorCode.NOT_INTEGER}
+
+
+class Server:
+    """What every connection of one RESP port shares.
+
+    Args:
+        execute: the node's data-op executor, ``execute(namespace, op, args)`` (the
+            coordinator's: it forwards to the key's owner); returns the result or a coroutine.
+        routes: the node's op routes (``Routes.table()``): ``INFO``, ``NS_LIST`` are read.
+        limits: key, value and argument-count limits, checked before an op runs.
+        counters: the node's counters; bad input is counted under ``resp_<kind>``.
+        wall_clock: seconds since the epoch (EXPIREAT, TIME).
+        rng: randomness for SPOP and SRANDMEMBER.
+        node_id: this node, for INFO and HELLO.
+        port: the RESP port's number, for INFO.
+        connections: how many RESP connections are open now, for INFO.
+    """
+
+    def __init__(
+        self,
+        *,
+        execute: Executor,
+        routes: Mapping[str, Route],
+        limits: Limits,
+        counters: Counters,
+        wall_clock: Callable[[], float],
+        rng: random.Random | None = None,
+        node_id: str = "",
+        port: int = 0,
+        connections: Callable[[], int] = lambda: 0,
+    ) -> None:
+        from meshcache.resp.commands import COMMANDS
+
+        self.execute = execute
+        self.routes = routes
+        self.limits = limits
+        self.counters = counters
+        self.wall_clock = wall_clock
+        self.rng = rng or random.Random()
+        self.node_id = node_id
+        self.port = port
+        self.connections = connections
+        self.commands: Mapping[bytes, Command] = COMMANDS
+        self._next_id = 0
+
+    def session(self) -> Session:
+        """The state of a new connection (RESP2, namespace ``default``, a new client id)."""
+        self._next_id += 1
+        return Session(self, self._next_id)
+
+
+class Session:
+    """One connection: its protocol version, namespace, name and id, and its commands."""
+
+    __slots__ = (
+        "closing",
+        "db",
+        "enc",
+        "id",
+        "lib_name",
+        "lib_ver",
+        "name",
+        "namespace",
+        "server",
+    )
+
+    def __init__(self, server: Server, client_id: int) -> None:
+        self.server = server
+        self.id = client_id
+        self.enc: Encoder = RESP2
+        self.namespace = "default"
+        self.db: int | None = 0  # the database index SELECT chose; None for a namespace name
+        self.name: bytes | None = None
+        self.lib_name: bytes | None = None
+        self.lib_ver: bytes | None = None
+        #: Set by QUIT: the connection closes once this command's reply is written.
+        self.closing = False
+
+    @property
+    def protocol(self) -> int:
+        return self.enc.protocol
+
+    def set_protocol(self, protocol: int) -> None:
+        self.enc = ENCODERS[protocol]
+
+    def reset(self) -> None:
+        """RESET: back to a new connection's state, keeping the id."""
+        self.enc = RESP2
+        self.namespace = "default"
+        self.db = 0
+        self.name = None
+
+    # --- one command ------------------------------------------------------------------------
+
+    def handle(self, argv: list[bytes]) -> bytes | PendingReply:
+        """Answer one command (``argv[0]`` is its name) with its reply or a pending reply."""
+        cmd = self.server.commands.get(argv[0].lower())
+        if cmd is None:
+            return self.refuse(unknown_command(argv))
+        n = len(argv)
+        arity = cmd.arity
+        if (n != arity) if arity >= 0 else (n < -arity):
+            return self.refuse(wrong_arity(cmd.name))
+        try:
+            if cmd.composed:
+                return self.drive(cmd.run(self, argv))
+            result: bytes | PendingReply = cmd.run(self, argv)
+            return result
+        except RedisError as exc:
+            return self.refuse(exc)
+        except CommandError as exc:
+            return self.command_error(exc)
+        except Exception as exc:  # a bug here: the client gets an error, the node goes on
+            return self.internal(exc)
+
+    def refuse(self, exc: RedisError) -> bytes:
+        if exc.kind is not None:
+            self.server.counters.bad_input[f"resp_{exc.kind}"] += 1
+        return error(exc.message)
+
+    def command_error(self, exc: CommandError) -> bytes:
+        code = exc.code
+        counters = self.server.counters
+        counters.errors[str(code)] += 1
+        if code not in _DATA_CODES:
+            counters.bad_input[f"resp_{str(code).lower()}"] += 1
+        text = _REDIS_TEXT.get(code)
+        if text is None:
+            prefix = "ERR" if code in _ERR_CODES else str(code)
+            text = f"{prefix} {exc.message}" if exc.message else prefix
+        return error(text)
+
+    def internal(self, exc: Exception) -> bytes:
+        self.server.counters.errors[ErrorCode.INTERNAL.value] += 1
+        return error(f"ERR internal error: {type(exc).__name__}")
+
+    # --- direct commands: one op ------------------------------------------------------------
+
+    def call(self, op: str, args: list[Any], reply: Reply) -> bytes | PendingReply:
+        """Run ``op`` on this connection's namespace; encode its result with ``reply``.
+
+        Raises:
+            CommandError: the arguments break the op's signature or limits, or the op refused.
+        """
+        spec = OPS[op]
+        args = normalize_args(spec, args, self.server.limits)
+        result = self.server.execute(self.namespace, op, args)
+        if type(result) is CoroutineType:
+            return self._pending(spec, args, self._finish(op, result, reply))
+        self.server.counters.requests[op] += 1
+        return reply(result)
+
+    def route(self, op: str, args: list[Any]) -> Any:
+        """A node op's route (INFO, NS_LIST): its result; raises what the route raises."""
+        route = self.server.routes.get(op)
+        if route is None:
+            raise RedisError(f"ERR {op} is not served by this node", None)
+        return route(self.namespace, normalize_args(OPS[op], args, self.server.limits))
+
+    def _pending(
+        self, spec: OpSpec, args: list[Any], answer: Coroutine[Any, Any, bytes]
+    ) -> PendingReply:
+        if not spec.keyed or (not spec.fixed and len(args) > len(spec.repeat)):
+            return PendingReply(answer, fans_out=True)
+        return PendingReply(answer, key=(self.namespace, args[0]))
+
+    async def _finish(self, op: str, pending: Coroutine[Any, Any, Any], reply: Reply) -> bytes:
+        try:
+            result = await pending
+        except CommandError as exc:
+            return self.command_error(exc)
+        except RedisError as exc:
+            return self.refuse(exc)
+        except Exception as exc:
+            return self.internal(exc)
+        self.server.counters.requests[op] += 1
+        try:
+            return reply(result)
+        except RedisError as exc:
+            return self.refuse(exc)
+        except Exception as exc:
+            return self.internal(exc)
+
+    # --- composed commands: a sequence of ops -----------------------------------------------
+
+    def op(self, op: str, args: list[Any], *, namespace: str | None = None) -> _OpCall:
+        """Await it in a composed handler: the op's result (raises its CommandError)."""
+        return _OpCall(self, op, args, None, namespace)
+
+    def local_op(self, op: str, args: list[Any], command: str) -> _OpCall:
+        """Like :meth:`op`, but refuses with :class:`NotCoordinator` instead of waiting on
+        another node: what follows it in the same handler then runs in the same step."""
+        return _OpCall(self, op, args, command, None)
+
+    def run_now(self, op: str, args: list[Any]) -> Any:
+        """Start ``op`` now and return what ``execute`` returned: its result, or a coroutine
+        (a write waiting for replica acks, a forward) to hand to :meth:`settle`. After a
+        :meth:`local_op`, several writes started this way apply in the same step even when
+        each then waits for its acks."""
+        self.server.counters.requests[op] += 1
+        return self._run_op(op, args, None)
+
+    def settle(self, started: Any) -> _Settle:
+        """Await it: the result of an op started with :meth:`run_now`."""
+        return _Settle(started)
+
+    def _run_op(self, op: str, args: list[Any], namespace: str | None) -> Any:
+        args = normalize_args(OPS[op], args, self.server.limits)
+        return self.server.execute(namespace or self.namespace, op, args)
+
+    def drive(self, coro: Coroutine[Any, Any, bytes]) -> bytes | PendingReply:
+        """Run a composed handler while its ops answer at once; hand the rest to a task."""
+        try:
+            waiting = coro.send(None)
+        except StopIteration as stop:
+            done: bytes = stop.value
+            return done
+        return PendingReply(self._resume(coro, waiting), fans_out=True)
+
+    async def _resume(self, coro: Coroutine[Any, Any, bytes], waiting: Any) -> bytes:
+        try:
+            while True:
+                try:
+                    value = await waiting
+                except BaseException as exc:  # the op's refusal, or a cancellation
+                    waiting = coro.throw(exc)
+                else:
+                    waiting = coro.send(value)
+        except StopIteration as stop:
+            done: bytes = stop.value
+            return done
+        except RedisError as exc:
+            return self.refuse(exc)
+        except CommandError as exc:
+            return self.command_error(exc)
+        except Exception as exc:
+            return self.internal(exc)
+        finally:
+            coro.close()
+
+
+class _OpCall:
+    """One op of a composed handler (see the module docstring)."""
+
+    __slots__ = ("args", "local", "namespace", "op", "session")
+
+    def __init__(
+        self, session: Session, op: str, args: list[Any], local: str | None, namespace: str | None
+    ) -> None:
+        self.session = session
+        self.op = op
+        self.args = args
+        self.local = local
+        self.namespace = namespace
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        session = self.session
+        result = session._run_op(self.op, self.args, self.namespace)
+        if type(result) is CoroutineType:
+            if self.local is not None:
+                result.close()  # not started: nothing was sent
+                raise NotCoordinator(self.local)
+            result = yield result
+        session.server.counters.requests[self.op] += 1
+        return result
+
+
+class _Settle:
+    __slots__ = ("started",)
+
+    def __init__(self, started: Any) -> None:
+        self.started = started
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        result = self.started
+        if type(result) is CoroutineType:
+            result = yield result
+        return result
+
+
+def unknown_command(argv: list[bytes]) -> RedisError:
+    """Redis's refusal of a command it does not have, word for word."""
+    args = ""
+    for arg in argv[1:]:
+        if len(args) >= 128:
+            break
+        args += f"'{_text(arg)[: 128 - len(args)]}' "
+    return RedisError(
+        f"ERR unknown command '{_text(argv[0])[:128]}', with args beginning with: {args}",
+        "unknown_command",
+    )
+
+
+def wrong_arity(name: str) -> RedisError:
+    return RedisError(f"ERR wrong number of arguments for '{name}' command", "wrong_arity")
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+__all__ = [
+    "Counters",
+    "NotCoordinator",
+    "PendingReply",
+    "RedisError",
+    "Server",
+    "Session",
+    "unknown_command",
+    "wrong_arity",
+]
