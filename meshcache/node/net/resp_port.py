@@ -1,0 +1,660 @@
+"""The RESP port: Redis clients (redis-cli, redis-benchmark, redis-py, ...) on a node.
+
+It is built like the data port (:mod:`meshcache.node.net.dataport`), because the same costs
+apply: one reactor task owns a level-triggered ``select.epoll`` whose descriptor trio watches;
+each time it is readable the reactor reads what the kernel has for every ready connection into
+one reused buffer, answers every complete command in place (pipelining), and once all of them
+are read writes each connection's replies with one ``send``. After a bounded number of rounds,
+once a wake-up has held the loop for ``ROUND_BUDGET`` seconds, or when none is ready, it
+returns to trio so gossip, config and expiry tasks run in between. A connection answers at most
+``TURN_COMMANDS`` commands per turn; one that holds more is *deferred* and answered on a later
+turn after the others, so a bulk load cannot hold the loop.
+
+Commands run through the node's routing: :class:`meshcache.resp.session.Server` is given the
+coordinator's ``execute`` and the op routes the dispatcher gets, so any node serves any key
+(a request for a key owned elsewhere is forwarded inside ``execute``). Replies are always
+written in command order. A command whose op must wait (a forward, a quorum write) runs in its
+own task and the connection enters *ordered* mode, exactly as on the data port: later commands
+are still read and answered, but every reply is queued behind the ones before it; commands on
+the same key start in order; a command that fans out (a many-key split, FLUSH, a composed
+command that had to wait) pauses the connection until it is done. Ordered mode holds at most
+``MAX_PENDING`` waiting replies and ``max_buffered_bytes`` (capped) of ready ones.
+
+What a connection may cost is bounded: a command that breaks the grammar or a reader limit
+(:class:`meshcache.resp.reader.ReaderLimits`: bulks and whole commands up to
+``max_frame_bytes``, 1 Mi arguments, 64 KiB inline lines) is answered with Redis's
+``-ERR Protocol error: ...`` and the connection closed (framing is lost); replies are written
+once ``max_buffered_bytes`` of them pile up and a client that does not read stops being read
+(backpressure); a connection over ``max_connections`` is told
+``-ERR max number of clients reached`` and closed; one idle longer than ``idle_timeout`` is
+closed. Bad input is counted in the node's ``bad_input`` counters under ``resp_<kind>``;
+connections, bytes and closes by reason in :attr:`RespPort.stats`.
+
+QUIT is answered ``+OK`` and closes the connection once the replies before it are written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import random
+import select
+import socket
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import structlog
+import trio
+
+from meshcache.node.net.dataport import open_listener
+from meshcache.resp.reader import CommandReader, ReaderLimits, RespProtocolError
+from meshcache.resp.session import Counters, Executor, PendingReply, Route, Server, Session
+from meshcache.settings import LimitSettings
+from meshcache.wire.ops import Limits
+
+if TYPE_CHECKING:
+    from meshcache.node.assembly import Assembly
+
+log = structlog.get_logger("meshcache.resp")
+
+RECV_SIZE = 64 * 1024  # under glibc's mmap threshold, as on the data port
+MAX_EVENTS = 512
+BUSY_ROUNDS = 16
+#: Seconds of work after which a reactor wake-up returns to trio (checked between connections).
+ROUND_BUDGET = 0.002
+#: Commands one connection has answered per turn before the others get theirs.
+TURN_COMMANDS = 64
+#: Waiting replies one connection may have at once; beyond it it is not read until the oldest
+#: is written.
+MAX_PENDING = 128
+TOO_MANY_CLIENTS = b"-ERR max number of clients reached\r\n"
+_TRANSIENT_ACCEPT = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENOBUFS, errno.ENOMEM}
+_OUT_OF_FDS = {errno.EMFILE, errno.ENFILE}
+_READ = select.EPOLLIN | select.EPOLLRDHUP
+_WRITE = select.EPOLLOUT
+_BROKEN = select.EPOLLHUP | select.EPOLLERR
+
+
+def reader_limits(limits: LimitSettings) -> ReaderLimits:
+    """The reader limits of a node's settings: bulks and commands up to ``max_frame_bytes``
+    (the data port's frame limit), Redis's defaults for the rest."""
+    return ReaderLimits(
+        max_bulk_bytes=limits.max_frame_bytes, max_command_bytes=limits.max_frame_bytes
+    )
+
+
+class _Waiting:
+    """One reply of an ordered connection that waits on a node op."""
+
+    __slots__ = ("data", "scope", "started")
+
+    def __init__(self) -> None:
+        self.data: bytes | None = None
+        self.scope = trio.CancelScope()  # cancelled when the connection closes
+        self.started = trio.Event()  # its op reached its first wait: the next one may start
+
+
+class _Conn:
+    """One client connection; only the reactor, its reply tasks and the reaper touch it."""
+
+    __slots__ = (
+        "busy",
+        "deferred",
+        "doomed",
+        "fanning_out",
+        "fd",
+        "held",
+        "last_active",
+        "mask",
+        "queue",
+        "reader",
+        "session",
+        "sock",
+        "unsent",
+        "unstarted",
+        "waiting",
+    )
+
+    def __init__(
+        self, sock: socket.socket, session: Session, now: float, limits: ReaderLimits
+    ) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.session = session
+        self.last_active = now
+        self.reader = CommandReader(limits)
+        self.unsent = b""
+        self.mask = _READ
+        self.queue: deque[bytearray | _Waiting] = deque()
+        self.busy = False  # ordered mode: ``queue`` is not empty
+        self.waiting = 0
+        self.held = 0
+        self.unstarted: dict[tuple[str, bytes], _Waiting] = {}
+        self.fanning_out = False
+        self.doomed: str | None = None  # close with this reason once ``queue`` is written
+        self.deferred = False
+
+
+class RespPort:
+    """Serves RESP on a listening socket until cancelled.
+
+    Args:
+        listener: a bound, listening, non-blocking socket (:func:`open_listener`).
+        execute: the coordinator's ``execute`` (any key; forwards to the owner).
+        routes: the node's op routes (``Routes.table()``).
+        limits: the node's limit settings (connections, buffers, idle time, frame size).
+        op_limits: key, value and argument limits checked before an op runs.
+        counters: the node's counters (requests by op, op errors, bad input).
+        node_id: this node, for INFO.
+        wall_clock: seconds since the epoch (EXPIREAT, TIME).
+        rng: randomness for SPOP and SRANDMEMBER.
+        clock: trio's clock (idle timeouts).
+    """
+
+    def __init__(
+        self,
+        listener: socket.socket,
+        *,
+        execute: Executor,
+        routes: Mapping[str, Route],
+        limits: LimitSettings,
+        op_limits: Limits,
+        counters: Counters,
+        node_id: str = "",
+        wall_clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = trio.current_time,
+    ) -> None:
+        self._listener = listener
+        self._limits = limits
+        self._reader_limits = reader_limits(limits)
+        self._clock = clock
+        self._conns: dict[int, _Conn] = {}
+        self._counters = counters
+        #: Connections opened, closed by reason (``closed_<reason>``), bytes in and out.
+        self.stats: Counter[str] = Counter()
+        self.server = Server(
+            execute=execute,
+            routes=routes,
+            limits=op_limits,
+            counters=counters,
+            wall_clock=wall_clock,
+            rng=rng,
+            node_id=node_id,
+            port=self.address[1],
+            connections=lambda: len(self._conns),
+        )
+        self._epoll: select.epoll | None = None
+        self._nursery: trio.Nursery | None = None
+        self._flush_at = max(64 * 1024, min(limits.max_buffered_bytes, 4 * 1024 * 1024))
+        self._recv_buf = bytearray(RECV_SIZE)
+        self._recv_view = memoryview(self._recv_buf)
+        self._round_out: list[tuple[_Conn, bytes]] = []
+        self._now = clock()
+        self._backlog: deque[_Conn] = deque()
+        self._poke_fd = -1
+        self._idle = False
+
+    @classmethod
+    def for_parts(
+        cls,
+        listener: socket.socket,
+        parts: Assembly,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> RespPort:
+        """The RESP port of an assembled node: its coordinator, routes, limits and counters."""
+        return cls(
+            listener,
+            execute=parts.coordinator.execute,
+            routes=parts.routes.table(),
+            limits=parts.settings.limits,
+            op_limits=parts.limits,
+            counters=parts.counters,
+            node_id=parts.node_id,
+            wall_clock=wall_clock,
+            rng=rng,
+        )
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._listener.getsockname()[:2]
+        return host, port
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._conns)
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Accept and serve connections until cancelled; closes every socket on the way out."""
+        epoll = select.epoll()
+        self._epoll = epoll
+        epoll.register(self._listener.fileno(), select.EPOLLIN)
+        self._poke_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        epoll.register(self._poke_fd, select.EPOLLIN)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._reap_idle)
+                task_status.started()
+                await self._reactor(epoll)
+        finally:
+            for conn in list(self._conns.values()):
+                self._close(conn, "node_stopping")
+            self._listener.close()
+            epoll.close()
+            os.close(self._poke_fd)
+            self._poke_fd = -1
+
+    # --- the reactor ---------------------------------------------------------------------------
+
+    async def _reactor(self, epoll: select.epoll) -> None:
+        listener_fd = self._listener.fileno()
+        poke_fd = self._poke_fd
+        conns = self._conns
+        poll = epoll.poll
+        epoll_fd = epoll.fileno()
+        clock = self._clock
+        backlog = self._backlog
+        perf = time.perf_counter
+        while True:
+            if backlog:
+                await trio.lowlevel.checkpoint()
+            else:
+                self._idle = True
+                try:
+                    await trio.lowlevel.wait_readable(epoll_fd)
+                finally:
+                    self._idle = False
+            until = perf() + ROUND_BUDGET
+            for _ in range(BUSY_ROUNDS):
+                if backlog:
+                    self._now = clock()
+                    self._serve_backlog(until)
+                events = poll(0, MAX_EVENTS)
+                if not events:
+                    if self._round_out:
+                        self._flush_round()
+                    if not backlog or perf() >= until:
+                        break
+                    continue
+                self._now = clock()
+                for fd, mask in events:
+                    if fd == listener_fd:
+                        self._flush_round()
+                        await self._accept_all()
+                        continue
+                    conn = conns.get(fd)
+                    if conn is None:
+                        if fd == poke_fd:
+                            with contextlib.suppress(BlockingIOError):
+                                os.eventfd_read(poke_fd)
+                        continue
+                    if conn.deferred and not mask & (_BROKEN | _WRITE):
+                        continue
+                    if mask & _BROKEN and conn.busy:
+                        self._close(conn, "reset")
+                    elif mask & _WRITE:
+                        self._write_unsent(conn)
+                    else:
+                        self._read(conn)
+                    if perf() >= until:
+                        break
+                if self._round_out:
+                    self._flush_round()
+                if perf() >= until:
+                    break
+
+    def _defer(self, conn: _Conn) -> None:
+        if conn.deferred:
+            return
+        conn.deferred = True
+        self._backlog.append(conn)
+        if self._idle and self._poke_fd >= 0:
+            os.eventfd_write(self._poke_fd, 1)
+
+    def _serve_backlog(self, until: float) -> None:
+        backlog = self._backlog
+        conns = self._conns
+        perf = time.perf_counter
+        for _ in range(len(backlog)):
+            conn = backlog.popleft()
+            conn.deferred = False
+            if conns.get(conn.fd) is not conn or conn.unsent or conn.doomed is not None:
+                continue
+            self._answer(conn, at_round_end=True)
+            if perf() >= until:
+                break
+
+    async def _accept_all(self) -> None:
+        listener = self._listener
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in _TRANSIENT_ACCEPT:
+                    continue
+                if exc.errno in _OUT_OF_FDS:
+                    log.warning("resp_accept_failed", error=str(exc))
+                    self._counters.bad_input["resp_accept_out_of_fds"] += 1
+                    await trio.sleep(0.05)  # back off until a descriptor is freed
+                    return
+                raise
+            sock.setblocking(False)
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if len(self._conns) >= self._limits.max_connections:
+                self._refuse(sock)
+                continue
+            conn = _Conn(sock, self.server.session(), self._clock(), self._reader_limits)
+            self._conns[conn.fd] = conn
+            assert self._epoll is not None
+            self._epoll.register(conn.fd, _READ)
+            self.stats["connections_opened"] += 1
+
+    def _refuse(self, sock: socket.socket) -> None:
+        self._counters.bad_input["resp_too_many_connections"] += 1
+        self.stats["closed_too_many_connections"] += 1
+        with contextlib.suppress(OSError):
+            sock.send(TOO_MANY_CLIENTS)
+        sock.close()
+
+    def _read(self, conn: _Conn) -> None:
+        try:
+            n = conn.sock.recv_into(self._recv_buf)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._close(conn, _reason(exc))
+            return
+        if not n:
+            self._close(conn, "client_closed")
+            return
+        self.stats["bytes_received"] += n
+        conn.last_active = self._now
+        conn.reader.feed(self._recv_view[:n])
+        if conn.busy:
+            self._answer_ordered(conn)
+        else:
+            self._answer(conn, at_round_end=True)
+
+    def _protocol_error(self, conn: _Conn, exc: RespProtocolError) -> bytes:
+        self._counters.bad_input[f"resp_protocol_{exc.kind}"] += 1
+        conn.doomed = "protocol_error"
+        return exc.reply
+
+    def _answer(self, conn: _Conn, *, at_round_end: bool = False) -> None:
+        """Answer the complete commands buffered for ``conn`` until it must wait or pause.
+
+        With ``at_round_end`` (only inside a reactor round) the last replies are written with
+        the round's others.
+        """
+        if conn.busy:
+            self._answer_ordered(conn)
+            return
+        handle = conn.session.handle
+        reader = conn.reader
+        out: list[bytes] = []
+        pending = 0
+        turn = TURN_COMMANDS
+        while True:
+            if not turn:
+                self._defer(conn)
+                break
+            turn -= 1
+            try:
+                argv = reader.next_command()
+            except RespProtocolError as exc:
+                out.append(self._protocol_error(conn, exc))
+                break
+            if argv is None:
+                break
+            answer = handle(argv)
+            if type(answer) is not bytes:
+                assert isinstance(answer, PendingReply)
+                if out:
+                    self._send(conn, b"".join(out))
+                self._start(conn, answer)
+                self._answer_ordered(conn)
+                return
+            out.append(answer)
+            if conn.session.closing:
+                conn.doomed = "quit"
+                break
+            pending += len(answer)
+            if pending >= self._flush_at:
+                if not self._send(conn, b"".join(out)):
+                    return  # the client is not reading: resume when its replies drain
+                out.clear()
+                pending = 0
+        if conn.doomed is not None:
+            if self._send(conn, b"".join(out)):
+                self._close(conn, conn.doomed)
+            else:
+                self._set_mask(conn, _WRITE)  # closed once the rest is written
+            return
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            if at_round_end:
+                self._round_out.append((conn, data))
+            else:
+                self._send(conn, data)
+
+    def _send(self, conn: _Conn, data: bytes) -> bool:
+        """Write ``data``; keep what the kernel refuses and wait for EPOLLOUT. True if all went."""
+        unsent = conn.unsent
+        if unsent:
+            data = unsent + data
+        elif not data:
+            return True
+        try:
+            sent = conn.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._close(conn, _reason(exc))
+            return False
+        self.stats["bytes_sent"] += sent
+        conn.last_active = self._now
+        if sent == len(data):
+            if unsent:
+                conn.unsent = b""
+            return True
+        conn.unsent = data[sent:]
+        self._set_mask(conn, _WRITE)
+        return False
+
+    def _flush_round(self) -> None:
+        out = self._round_out
+        conns = self._conns
+        for conn, data in out:
+            if conns.get(conn.fd) is conn:
+                self._send(conn, data)
+        out.clear()
+
+    def _write_unsent(self, conn: _Conn) -> None:
+        if self._send(conn, b""):
+            self._resume(conn)
+
+    def _resume(self, conn: _Conn) -> None:
+        """Its replies are all written: read it again and answer what it has buffered, unless
+        ordered mode holds as much as it may, or it is to be closed."""
+        if conn.doomed is not None:
+            if conn.busy:
+                self._set_mask(conn, 0)
+            else:
+                self._close(conn, conn.doomed)
+            return
+        if self._pause_if_full(conn):
+            return
+        self._set_mask(conn, _READ)
+        self._answer(conn)
+
+    # --- ordered mode --------------------------------------------------------------------------
+
+    def _full(self, conn: _Conn) -> bool:
+        return conn.fanning_out or conn.waiting >= MAX_PENDING or conn.held >= self._flush_at
+
+    def _pause_if_full(self, conn: _Conn) -> bool:
+        if conn.busy and self._full(conn):
+            self._set_mask(conn, 0)
+            return True
+        return False
+
+    def _answer_ordered(self, conn: _Conn) -> None:
+        """Answer ``conn``'s buffered commands into its queue until none is left or it is full."""
+        handle = conn.session.handle
+        reader = conn.reader
+        queue = conn.queue
+        turn = TURN_COMMANDS
+        while not conn.unsent and not self._full(conn) and conn.doomed is None:
+            if not turn:
+                self._defer(conn)
+                return
+            turn -= 1
+            try:
+                argv = reader.next_command()
+            except RespProtocolError as exc:
+                answer: bytes | PendingReply = self._protocol_error(conn, exc)
+            else:
+                if argv is None:
+                    return
+                answer = handle(argv)
+                if conn.session.closing:
+                    conn.doomed = "quit"
+            if type(answer) is bytes:
+                tail = queue[-1]
+                if type(tail) is bytearray:
+                    tail += answer
+                else:
+                    queue.append(bytearray(answer))
+                conn.held += len(answer)
+            else:
+                assert isinstance(answer, PendingReply)
+                self._start(conn, answer)
+        if conn.doomed is not None or not conn.unsent:
+            self._set_mask(conn, 0)  # full or closing: read on once its head reply is written
+
+    def _start(self, conn: _Conn, pending: PendingReply) -> None:
+        """Queue a waiting reply (entering ordered mode) and start its task."""
+        entry = _Waiting()
+        after = None
+        key = pending.key
+        if key is not None:
+            before = conn.unstarted.get(key)
+            if before is not None:
+                after = before.started
+            conn.unstarted[key] = entry
+        conn.queue.append(entry)
+        conn.busy = True
+        conn.waiting += 1
+        if pending.fans_out:
+            conn.fanning_out = True
+        assert self._nursery is not None
+        self._nursery.start_soon(self._run, conn, entry, after, pending)
+
+    async def _run(
+        self, conn: _Conn, entry: _Waiting, after: trio.Event | None, pending: PendingReply
+    ) -> None:
+        with entry.scope:
+            if after is not None:
+                with trio.CancelScope(shield=True):
+                    await after.wait()
+            entry.started.set()
+            key = pending.key
+            if key is not None and conn.unstarted.get(key) is entry:
+                del conn.unstarted[key]
+            data = await pending.answer
+        if self._conns.get(conn.fd) is not conn or entry.scope.cancelled_caught:
+            return
+        entry.data = data
+        conn.waiting -= 1
+        conn.held += len(data)
+        if pending.fans_out:
+            conn.fanning_out = False
+        if conn.queue[0] is not entry:
+            return  # written with the replies before it
+        # Replies of one peer read complete in the same scheduler batch: let them, and write
+        # them all with one send.
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        if self._conns.get(conn.fd) is conn:
+            self._now = self._clock()
+            self._drain(conn)
+
+    def _drain(self, conn: _Conn) -> None:
+        """Write the ready replies at the head of ``conn``'s queue; leave ordered mode when it
+        empties; read on if it was paused and its replies went."""
+        queue = conn.queue
+        out: list[bytes | bytearray] = []
+        while queue:
+            head = queue[0]
+            if type(head) is bytearray:
+                out.append(head)
+            else:
+                assert type(head) is _Waiting
+                if head.data is None:
+                    break
+                out.append(head.data)
+            queue.popleft()
+        data = b"".join(out)
+        conn.held -= len(data)
+        if not queue:
+            conn.busy = False
+        if self._send(conn, data) and conn.mask != _READ:
+            self._resume(conn)
+
+    def _set_mask(self, conn: _Conn, mask: int) -> None:
+        if conn.mask != mask and self._epoll is not None and self._conns.get(conn.fd) is conn:
+            self._epoll.modify(conn.fd, mask)
+            conn.mask = mask
+
+    def _close(self, conn: _Conn, reason: str) -> None:
+        if self._conns.get(conn.fd) is not conn:
+            return
+        del self._conns[conn.fd]
+        for entry in conn.queue:
+            if type(entry) is _Waiting:
+                entry.scope.cancel()
+        if self._epoll is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._epoll.unregister(conn.fd)
+        conn.sock.close()
+        self.stats[f"closed_{reason}"] += 1
+
+    async def _reap_idle(self) -> None:
+        """Close connections that neither sent nor accepted bytes for ``idle_timeout``."""
+        timeout = self._limits.idle_timeout
+        period = max(0.05, min(timeout / 4, 5.0))
+        while True:
+            await trio.sleep(period)
+            deadline = self._clock() - timeout
+            for conn in [c for c in self._conns.values() if c.last_active < deadline]:
+                if not conn.busy:
+                    self._close(conn, "idle_timeout")
+
+
+def _reason(exc: OSError) -> str:
+    return "reset" if exc.errno in (errno.ECONNRESET, errno.EPIPE) else "socket_error"
+
+
+def figures(port: RespPort) -> dict[str, Any]:
+    """The port's figures for INFO or metrics: open connections and its counters."""
+    return {"connections": port.connection_count, **port.stats}
+
+
+__all__ = [
+    "MAX_PENDING",
+    "ROUND_BUDGET",
+    "TOO_MANY_CLIENTS",
+    "TURN_COMMANDS",
+    "RespPort",
+    "figures",
+    "open_listener",
+    "reader_limits",
+]

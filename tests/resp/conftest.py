@@ -1,0 +1,73 @@
+"""Fixtures of the RESP tests: a meshcache node serving RESP in this process, and a
+redis-server to compare with."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from meshcache.node.net.resp_port import RespPort, open_listener
+from meshcache.node.node import Node
+from meshcache.settings import LimitSettings, NodeSettings
+from meshcache.store.policy import NamespacePolicy
+from tests.resp.helpers import redis_server
+
+
+@dataclass
+class RespNode:
+    """A node serving in this process and the RESP port beside it."""
+
+    node: Node
+    port: RespPort
+
+    @property
+    def resp_port(self) -> int:
+        return self.port.address[1]
+
+    @property
+    def counters(self) -> Any:
+        return self.node.counters
+
+
+def node_settings(tmp_path: Path, **limits: Any) -> NodeSettings:
+    return NodeSettings(
+        port=0,
+        admin_port=0,
+        data_dir=tmp_path,
+        limits=replace(LimitSettings(), **limits),
+        namespaces={
+            "default": NamespacePolicy(),
+            "db1": NamespacePolicy(),
+            "sessions": NamespacePolicy(),
+        },
+    )
+
+
+async def start_resp_node(nursery: trio.Nursery, settings: NodeSettings) -> RespNode:
+    node = Node(settings)
+    await nursery.start(node.serve)
+    assert node.parts is not None
+    port = RespPort.for_parts(open_listener("127.0.0.1", 0), node.parts)
+    await nursery.start(port.serve)
+    return RespNode(node, port)
+
+
+@pytest.fixture
+async def resp_node(tmp_path: Path) -> AsyncIterator[RespNode]:
+    async with trio.open_nursery() as nursery:
+        yield await start_resp_node(nursery, node_settings(tmp_path))
+        nursery.cancel_scope.cancel()
+
+
+@pytest.fixture(scope="module")
+def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    with redis_server(tmp_path_factory.mktemp("redis")) as port:
+        yield port

@@ -1,0 +1,283 @@
+"""The same commands to a real redis-server and to the RESP port: the replies must be the same
+bytes, in RESP2 and RESP3. redis-server is the independent expectation here; where meshcache
+differs on purpose (docs/resp.md), the command is not in these scripts."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+import trio
+
+from tests.resp.conftest import RespNode
+from tests.resp.helpers import RawConn, command
+
+pytestmark = pytest.mark.trio
+
+SCRIPTS = {
+    "strings": [
+        "SET k v",
+        "GET k",
+        "GET missing",
+        "SET k v2 NX",
+        "SET k v3 XX",
+        "SET k v4 GET",
+        "SET k v EX 0",
+        "SET k v PX -5",
+        "SET k v EX abc",
+        "SET k v NX XX",
+        "SET k v EX 10 PX 5",
+        "SET k v KEEPTTL EX 5",
+        "SET k v BOGUS",
+        "GETSET k w",
+        "SETNX k x",
+        "SETNX k2 x",
+        "SETEX k3 100 v",
+        "SETEX k3 0 v",
+        "PSETEX k4 100000 v",
+        "MSET a 1 b 2",
+        "MGET a b nope",
+        "MSET a",
+        "INCR a",
+        "INCRBY a 10",
+        "DECR a",
+        "DECRBY a 3",
+        "INCR k",
+        "INCRBY a 9223372036854775807",
+        "DECRBY a -9223372036854775808",
+        "INCRBY a 1.5",
+        "INCRBY a 007",
+        "APPEND k tail",
+        "APPEND newkey abc",
+        "STRLEN k",
+        "STRLEN nope",
+        "GETRANGE k 0 2",
+        "GETRANGE k -3 -1",
+        "GETRANGE k 5 1",
+        "GETRANGE nope 0 -1",
+        "INCRBYFLOAT f 0.1",
+        "INCRBYFLOAT f 0.2",
+        "INCRBYFLOAT f 10",
+        "INCRBYFLOAT f abc",
+        "INCRBYFLOAT k 1",
+        "GETDEL k",
+        "GETDEL k",
+        "SET n 10",
+        "INCRBYFLOAT n 1.5",
+    ],
+    "keys": [
+        "SET k v",
+        "EXISTS k nope k",
+        "DEL k nope",
+        "UNLINK nope",
+        "SET k v",
+        "TTL k",
+        "PTTL k",
+        "TTL nope",
+        "PTTL nope",
+        "EXPIRE k 100",
+        "TTL k",
+        "PERSIST k",
+        "PERSIST k",
+        "TTL k",
+        "EXPIRE k abc",
+        "EXPIRE nope 10",
+        "PEXPIRE k 100000",
+        "TTL k",
+        "EXPIREAT k 1",
+        "EXISTS k",
+        "SET k v",
+        "EXPIRE k -1",
+        "GET k",
+        "SET s v",
+        "TYPE s",
+        "HSET h f v",
+        "TYPE h",
+        "RPUSH l a",
+        "TYPE l",
+        "SADD st m",
+        "TYPE st",
+        "ZADD z 1 m",
+        "TYPE z",
+        "TYPE nope",
+        "EXPIRE k 10 BOGUS",
+    ],
+    "hashes": [
+        "HSET h a 1 b 2",
+        "HSET h a 3",
+        "HSET h a",
+        "HGET h a",
+        "HGET h nope",
+        "HMGET h a nope b",
+        "HMSET h c 4",
+        "HLEN h",
+        "HEXISTS h a",
+        "HEXISTS h nope",
+        "HINCRBY h a 5",
+        "HINCRBY h a x",
+        "HDEL h a nope",
+        "HGETALL h",
+        "HGETALL nope",
+        "HKEYS h",
+        "HVALS h",
+        "SET s v",
+        "HGET s a",
+        "HSET s a 1",
+        "HGETALL s",
+    ],
+    "lists": [
+        "RPUSH l a b c",
+        "LPUSH l z y",
+        "LRANGE l 0 -1",
+        "LRANGE l -2 -1",
+        "LRANGE l 5 10",
+        "LLEN l",
+        "LINDEX l 0",
+        "LINDEX l -1",
+        "LINDEX l 99",
+        "LPOP l",
+        "RPOP l",
+        "LPOP l 2",
+        "RPOP l 5",
+        "LPOP l",
+        "LPOP nope 2",
+        "LPOP l -1",
+        "RPOP nope",
+        "LRANGE l a b",
+        "SET s v",
+        "LPUSH s a",
+        "LLEN nope",
+    ],
+    "sets": [
+        "SADD s a b c",
+        "SADD s a",
+        "SCARD s",
+        "SISMEMBER s a",
+        "SISMEMBER s z",
+        "SMISMEMBER s a z",
+        "SREM s a z",
+        "SCARD s",
+        "SPOP nope",
+        "SPOP nope 2",
+        "SPOP s 0",
+        "SPOP s -1",
+        "SRANDMEMBER nope",
+        "SRANDMEMBER nope 3",
+        "SMEMBERS nope",
+        "SADD one x",
+        "SMEMBERS one",
+        "SPOP one",
+        "SPOP one",
+    ],
+    "zsets": [
+        "ZADD z 1 a 2 b 3.5 c",
+        "ZADD z 4 a",
+        "ZADD z x a",
+        "ZADD z 1",
+        "ZADD z INCR 2 b",
+        "ZSCORE z a",
+        "ZSCORE z nope",
+        "ZINCRBY z 1.5 c",
+        "ZRANGE z 0 -1",
+        "ZRANGE z 0 -1 WITHSCORES",
+        "ZRANGE z 0 0 REV WITHSCORES",
+        "ZREVRANGE z 0 1",
+        "ZREVRANGE z 0 -1 WITHSCORES",
+        "ZRANGEBYSCORE z 2 4",
+        "ZRANGEBYSCORE z (2 +inf WITHSCORES",
+        "ZRANGEBYSCORE z -inf (4 LIMIT 1 1",
+        "ZRANGE z 1 4 BYSCORE",
+        "ZRANGE z 0 1 LIMIT 0 1",
+        "ZRANGEBYSCORE z a b",
+        "ZRANK z a",
+        "ZRANK z nope",
+        "ZCARD z",
+        "ZCOUNT z 2 (5",
+        "ZCOUNT z -inf +inf",
+        "ZREM z a nope",
+        "ZPOPMIN z",
+        "ZPOPMAX z",
+        "ZADD z 1 p 2 q 3 r",
+        "ZPOPMIN z 2",
+        "ZPOPMAX z 5",
+        "ZPOPMIN z",
+        "ZPOPMIN nope 2",
+        "ZPOPMIN z -1",
+        "ZADD inf inf a -inf b",
+        "ZRANGE inf 0 -1 WITHSCORES",
+        "ZINCRBY inf -inf a",
+    ],
+    "connection": [
+        "PING",
+        "PING hello",
+        "PING a b",
+        "ECHO hi",
+        "ECHO",
+        "CLIENT SETNAME conn-1",
+        "CLIENT GETNAME",
+        "CLIENT SETNAME 'a b'",
+        "CLIENT NOSUCH",
+        "CLIENT SETNAME",
+        "CONFIG GET save",
+        "CONFIG GET appendonly",
+        "CONFIG GET nosuchparam",
+        "SELECT 99",
+        "SELECT -1",
+        "HELLO 4",
+        "HELLO abc",
+        "AUTH pw",
+        "AUTH someone pw",
+        "NOSUCHCOMMAND a b",
+        "NOSUCHCOMMAND",
+        "get",
+        "GET a b",
+        "RESET",
+        "CLIENT GETNAME",
+    ],
+}
+
+
+def replies(port: int, protocol: int, lines: list[str]) -> list[bytes]:
+    conn = RawConn(port)
+    try:
+        if protocol == 3:
+            conn.call("HELLO", "3")
+        conn.call("FLUSHALL")
+        return [conn.call(*shlex.split(line)) for line in lines]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+async def test_same_replies_as_redis(
+    resp_node: RespNode, redis_port: int, script: str, protocol: int
+) -> None:
+    lines = SCRIPTS[script]
+    expected = await trio.to_thread.run_sync(replies, redis_port, protocol, lines)
+    got = await trio.to_thread.run_sync(replies, resp_node.resp_port, protocol, lines)
+    diff = [
+        f"{line!r}: redis {want!r} meshcache {have!r}"
+        for line, want, have in zip(lines, expected, got, strict=True)
+        if want != have
+    ]
+    assert not diff, "\n".join(diff)
+
+
+async def test_inline_and_pipelined_bytes_match_redis(resp_node: RespNode, redis_port: int) -> None:
+    stream = (
+        b"PING\r\nECHO \"a\\x41\" b\r\n\r\n" + command("SET", "k", "v") + b"GET k\n"
+        + b"*0\r\n" + command("DEL", "k") + b"  ECHO   'it\\'s'  \r\n"
+    )  # fmt: skip
+
+    def run(port: int) -> list[bytes]:
+        conn = RawConn(port)
+        try:
+            conn.send(stream)
+            return [conn.reply() for _ in range(6)]
+        finally:
+            conn.close()
+
+    assert await trio.to_thread.run_sync(run, resp_node.resp_port) == await trio.to_thread.run_sync(
+        run, redis_port
+    )

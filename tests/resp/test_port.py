@@ -1,0 +1,273 @@
+"""The RESP port on real sockets: pipelining, order, bad input, limits, QUIT, counters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.resp.conftest import RespNode, node_settings, start_resp_node
+from tests.resp.helpers import RawConn, command
+
+pytestmark = pytest.mark.trio
+
+
+async def in_thread(fn, *args):  # type: ignore[no-untyped-def]
+    """Blocking client code runs in a thread while the node runs on trio."""
+    return await trio.to_thread.run_sync(fn, *args)
+
+
+async def test_a_pipeline_is_answered_in_order(resp_node: RespNode) -> None:
+    def client() -> list[bytes]:
+        conn = RawConn(resp_node.resp_port)
+        try:
+            stream = b"".join(
+                command("SET", f"k{i}", f"v{i}") + command("GET", f"k{i}") + b"PING\r\n"
+                for i in range(500)
+            )
+            conn.send(stream + command("INCR", "n") + command("GET", "missing"))
+            return [conn.reply() for _ in range(1502)]
+        finally:
+            conn.close()
+
+    replies = await in_thread(client)
+    for i in range(500):
+        assert replies[3 * i : 3 * i + 3] == [b"+OK\r\n", b"$%d\r\nv%d\r\n" % (len(f"v{i}"), i),
+                                              b"+PONG\r\n"]  # fmt: skip
+    assert replies[-2:] == [b":1\r\n", b"$-1\r\n"]
+    assert resp_node.counters.requests["SET"] == 500
+    assert resp_node.counters.requests["GET"] == 501
+
+
+@pytest.mark.parametrize(
+    ("data", "reply", "kind"),
+    [
+        (b"*1\r\n*1\r\n", b"-ERR Protocol error: expected '$', got '*'\r\n", "expected_bulk"),
+        (b"*x\r\n", b"-ERR Protocol error: invalid multibulk length\r\n",
+         "invalid_multibulk_length"),
+        (b"*1\r\n$99999999999\r\n", b"-ERR Protocol error: invalid bulk length\r\n",
+         "invalid_bulk_length"),
+        (b'ECHO "abc\r\n', b"-ERR Protocol error: unbalanced quotes in request\r\n",
+         "unbalanced_quotes"),
+    ],
+)  # fmt: skip
+async def test_lost_framing_is_answered_counted_and_closed(
+    resp_node: RespNode, data: bytes, reply: bytes, kind: str
+) -> None:
+    def client() -> tuple[list[bytes], bool]:
+        conn = RawConn(resp_node.resp_port)
+        try:
+            conn.send(command("SET", "a", "1") + data + command("GET", "a"))
+            replies = [conn.reply(), conn.reply()]
+            return replies, conn.closed_by_server()
+        finally:
+            conn.close()
+
+    replies, closed = await in_thread(client)
+    assert replies == [b"+OK\r\n", reply]
+    assert closed
+    assert resp_node.counters.bad_input[f"resp_protocol_{kind}"] == 1
+    assert resp_node.port.stats["closed_protocol_error"] == 1
+
+
+async def test_refusals_keep_the_connection_and_are_counted(resp_node: RespNode) -> None:
+    def client() -> list[bytes]:
+        conn = RawConn(resp_node.resp_port)
+        try:
+            out = [
+                conn.call("NOSUCH", "x"),
+                conn.call("GET"),
+                conn.call("INCRBY", "n", "abc"),
+                conn.call("SET", "h", "v"),
+                conn.call("HSET", "h", "f", "v"),
+                conn.call("GET", "k" * 20_000),
+                conn.call("PING"),
+            ]
+            return out
+        finally:
+            conn.close()
+
+    replies = await in_thread(client)
+    assert replies[0] == b"-ERR unknown command 'NOSUCH', with args beginning with: 'x' \r\n"
+    assert replies[1] == b"-ERR wrong number of arguments for 'get' command\r\n"
+    assert replies[2] == b"-ERR value is not an integer or out of range\r\n"
+    assert replies[4] == b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+    assert replies[5].startswith(b"-ERR GET: key is 20000 bytes, the limit is 16384")
+    assert replies[6] == b"+PONG\r\n"
+    bad = resp_node.counters.bad_input
+    assert bad["resp_unknown_command"] == 1
+    assert bad["resp_wrong_arity"] == 1
+    assert bad["resp_not_integer"] == 1
+    assert bad["resp_too_large"] == 1
+    assert resp_node.counters.errors["WRONGTYPE"] == 1
+
+
+async def test_quit_answers_then_closes(resp_node: RespNode) -> None:
+    def client() -> tuple[list[bytes], bool]:
+        conn = RawConn(resp_node.resp_port)
+        try:
+            conn.send(command("SET", "q", "1") + command("QUIT") + command("GET", "q"))
+            return [conn.reply(), conn.reply()], conn.closed_by_server()
+        finally:
+            conn.close()
+
+    replies, closed = await in_thread(client)
+    assert replies == [b"+OK\r\n", b"+OK\r\n"]
+    assert closed
+
+
+async def test_values_over_the_limits(tmp_path: Path) -> None:
+    settings = node_settings(tmp_path, max_value_bytes=1000, max_frame_bytes=100_000)
+    async with trio.open_nursery() as nursery:
+        node = await start_resp_node(nursery, settings)
+
+        def client() -> tuple[bytes, bytes, bytes, bool]:
+            conn = RawConn(node.resp_port)
+            try:
+                too_big = conn.call("SET", "k", b"v" * 1001)
+                still_open = conn.call("PING")
+                conn.send(command("SET", "k", b"v" * 100_001))
+                lost = conn.reply()
+                return too_big, still_open, lost, conn.closed_by_server()
+            finally:
+                conn.close()
+
+        too_big, still_open, lost, closed = await in_thread(client)
+        assert too_big.startswith(b"-ERR SET: value is 1001 bytes, the limit is 1000")
+        assert still_open == b"+PONG\r\n"
+        assert lost == b"-ERR Protocol error: invalid bulk length\r\n"
+        assert closed
+        nursery.cancel_scope.cancel()
+
+
+async def test_connections_over_the_limit_are_refused(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        node = await start_resp_node(nursery, node_settings(tmp_path, max_connections=2))
+
+        def client() -> tuple[bytes, bool, bytes]:
+            first, second = RawConn(node.resp_port), RawConn(node.resp_port)
+            third = RawConn(node.resp_port)
+            try:
+                first.call("PING"), second.call("PING")
+                refused = third.reply()
+                closed = third.closed_by_server()
+                return refused, closed, first.call("PING")
+            finally:
+                for conn in (first, second, third):
+                    conn.close()
+
+        refused, closed, ping = await in_thread(client)
+        assert refused == b"-ERR max number of clients reached\r\n"
+        assert closed and ping == b"+PONG\r\n"
+        assert node.counters.bad_input["resp_too_many_connections"] == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_idle_connections_are_closed(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        node = await start_resp_node(nursery, node_settings(tmp_path, idle_timeout=0.2))
+
+        def client() -> bool:
+            conn = RawConn(node.resp_port)
+            try:
+                conn.call("PING")
+                return conn.closed_by_server()
+            finally:
+                conn.close()
+
+        assert await in_thread(client)
+        assert node.port.stats["closed_idle_timeout"] == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_client_that_does_not_read_is_paused_not_buffered(resp_node: RespNode) -> None:
+    """Replies pile up in the kernel, then the port stops reading that client; another client
+    is served meanwhile, and the first gets every reply once it reads."""
+    value = b"x" * 100_000
+    n = 400  # 40 MB of replies: far more than the socket buffers hold
+
+    def client() -> tuple[bytes, int]:
+        slow = RawConn(resp_node.resp_port, timeout=30)
+        other = RawConn(resp_node.resp_port)
+        try:
+            slow.call("SET", "big", value)
+            slow.send(command("GET", "big") * n)
+            ping = other.call("PING")
+            got = sum(1 for _ in range(n) if slow.reply().endswith(value + b"\r\n"))
+            return ping, got
+        finally:
+            slow.close()
+            other.close()
+
+    ping, got = await in_thread(client)
+    assert ping == b"+PONG\r\n" and got == n
+
+
+async def test_resp3_after_hello(resp_node: RespNode) -> None:
+    def client() -> list[bytes]:
+        conn = RawConn(resp_node.resp_port)
+        try:
+            conn.call("HSET", "h", "f", "v")
+            conn.call("ZADD", "z", "1.5", "m")
+            hello = conn.call("HELLO", "3")
+            return [hello, conn.call("HGETALL", "h"), conn.call("ZSCORE", "z", "m"),
+                    conn.call("GET", "nope"), conn.call("HELLO", "2"), conn.call("GET", "nope"),
+                    conn.call("HELLO", "4")]  # fmt: skip
+        finally:
+            conn.close()
+
+    hello, hgetall, zscore, null3, _, null2, noproto = await in_thread(client)
+    assert hello.startswith(b"%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n")
+    assert b"$5\r\nproto\r\n:3\r\n" in hello
+    assert hgetall == b"%1\r\n$1\r\nf\r\n$1\r\nv\r\n"
+    assert zscore == b",1.5\r\n"
+    assert null3 == b"_\r\n" and null2 == b"$-1\r\n"
+    assert noproto == b"-NOPROTO unsupported protocol version\r\n"
+
+
+async def test_select_maps_databases_and_names_to_namespaces(resp_node: RespNode) -> None:
+    def client() -> list[bytes]:
+        conn = RawConn(resp_node.resp_port)
+        try:
+            return [
+                conn.call("SET", "k", "in-default"),
+                conn.call("SELECT", "1"),
+                conn.call("GET", "k"),
+                conn.call("SET", "k", "in-db1"),
+                conn.call("SELECT", "sessions"),
+                conn.call("NAMESPACE"),
+                conn.call("SELECT", "0"),
+                conn.call("GET", "k"),
+                conn.call("SELECT", "2"),
+                conn.call("SELECT", "nosuch"),
+                conn.call("NAMESPACE", "db1"),
+                conn.call("GET", "k"),
+            ]
+        finally:
+            conn.close()
+
+    replies = await in_thread(client)
+    assert replies == [
+        b"+OK\r\n", b"+OK\r\n", b"$-1\r\n", b"+OK\r\n", b"+OK\r\n", b"$8\r\nsessions\r\n",
+        b"+OK\r\n", b"$10\r\nin-default\r\n", b"-ERR DB index is out of range\r\n",
+        b"-ERR no such namespace 'nosuch'\r\n", b"+OK\r\n", b"$6\r\nin-db1\r\n",
+    ]  # fmt: skip
+    assert resp_node.node.parts is not None
+    store = resp_node.node.parts.store
+    assert store.execute("db1", "GET", [b"k"]) == b"in-db1"
+
+
+async def test_info_reports_what_clients_read(resp_node: RespNode) -> None:
+    def client() -> bytes:
+        conn = RawConn(resp_node.resp_port)
+        try:
+            conn.call("SET", "a", "1")
+            return conn.call("INFO")
+        finally:
+            conn.close()
+
+    info = await in_thread(client)
+    assert b"redis_version:7.2.0\r\n" in info
+    assert b"cluster_enabled:0\r\n" in info
+    assert b"db0:keys=1,expires=0,avg_ttl=0\r\n" in info
