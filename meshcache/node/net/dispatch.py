@@ -66,6 +66,10 @@ def _pending(answer: Coroutine[Any, Any, bytes], spec: OpSpec, ns: str, args: li
     return Pending(answer, key=(ns, args[0]))
 
 
+def _unrouted(namespace: str, args: list[Any]) -> Any:
+    raise CommandError(ErrorCode.UNKNOWN_OP, "this node does not serve that op")
+
+
 # Bound once: the hot path pays for no module attribute lookups.
 _unpackb = msgpack.unpackb
 _pack_header = HEADER.pack
@@ -99,7 +103,13 @@ class Dispatcher:
         ring_version: int = 0,
     ) -> None:
         self._execute = execute
-        self._routes = routes
+        # Every op that is not a data op gets a route, refusing when none was given, so the hot
+        # path needs one lookup: no route means a data op.
+        self._routes = {
+            name: routes.get(name, _unrouted)
+            for name, spec in OPS.items()
+            if spec.handler != DATA_HANDLER or name in routes
+        }
         self._limits = limits
         self.counters = counters
         self.ring_version = ring_version
@@ -124,12 +134,7 @@ class Dispatcher:
                 raise CommandError(ErrorCode.UNKNOWN_OP, f"unknown op {op[:64]!r}")
             args = normalize_args(spec, args, self._limits)
             route = self._routes.get(op)
-            if route is not None:
-                result = route(ns, args)
-            elif spec.handler == DATA_HANDLER:
-                result = self._execute(ns, op, args)
-            else:
-                raise CommandError(ErrorCode.UNKNOWN_OP, f"{op} is not served by this node")
+            result = self._execute(ns, op, args) if route is None else route(ns, args)
             if type(result) is CoroutineType:
                 return _pending(self._finish(rid, op, result), spec, ns, args)
             out: bytes = self._pack([rid, STATUS_OK, result, self.ring_version])
