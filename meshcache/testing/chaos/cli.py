@@ -1,10 +1,27 @@
-"""The command line of the chaos suite: ``soak``, ``replay``, ``sweep`` and ``worker``."""
+"""The command line of the chaos suite (``python -m meshcache.testing.chaos``).
+
+* ``soak --cycles N --seed S [--nodes 3] [--kinds k1,k2] [--only 4,7] [--out DIR]``: N cycles
+  of randomized faults on one cluster (kinds round-robin, everything else drawn from
+  ``S:<cycle>``); writes ``history.jsonl``, ``reports.jsonl`` and ``summary.json`` into DIR and
+  prints one line per cycle and a table per fault kind. ``--only`` replays those cycles of the
+  same seed. Exit 0 when every check of every cycle passed, 1 otherwise.
+* ``replay REPORTS --cycle K``: run cycle K's recorded schedule (from a ``reports.jsonl``)
+  again on a fresh cluster.
+* ``sweep``: remove what crashed runs left behind (namespaces, links, files, locks).
+* ``worker SPEC``: the workload process the harness starts (internal).
+
+Exit 2 when the machine cannot run the harness (not root, no ``ip`` or ``nft``), with the
+reason on stderr.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -13,33 +30,138 @@ def _worker(args: argparse.Namespace) -> int:
     return run_worker(WorkerSpec.from_json(Path(args.spec).read_text()))
 
 
-def _sweep(args: argparse.Namespace) -> int:
-    from meshcache.testing.chaos.netns import missing_privileges, sweep_stale
+def _privileged() -> str | None:
+    from meshcache.testing.chaos.netns import missing_privileges
 
-    problem = missing_privileges()
-    if problem is not None:
-        sys.stderr.write(f"chaos: {problem}\n")
-        return 2
+    return missing_privileges(faketime=True)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from meshcache.testing.chaos.netns import sweep_stale
+
     for line in sweep_stale():
         print(f"removed {line}")
     return 0
 
 
+def _out_dir(given: Path | None, what: str) -> Path:
+    if given is not None:
+        return given
+    return Path(f"chaos-{what}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def table(summary: dict[str, Any]) -> str:
+    """The per-kind totals of a soak summary as a Markdown table."""
+    rows = [
+        "| fault | cycles | ops | acked one/quorum/all | lost one/quorum/all | resurrected "
+        "| late overwrites | converge max (s) | hints drained max (s) | failed checks |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for kind, k in summary["kinds"].items():
+        acked = "/".join(str(k["acked"][lv]) for lv in ("one", "quorum", "all"))
+        lost = "/".join(str(k["lost"][lv]) for lv in ("one", "quorum", "all"))
+        failed = ", ".join(f"{n} {c}" for n, c in k["failed_checks"].items()) or "none"
+        conv = f"{k['converge_max_s']:.1f}"
+        if k["not_converged"]:
+            conv += f" ({k['not_converged']} never)"
+        rows.append(
+            f"| {kind} | {k['cycles']} | {k['ops']} | {acked} | {lost} | {k['resurrected']} "
+            f"| {k['late_overwrites']} | {conv} | {k['drain_max_s']:.1f} | {failed} |"
+        )
+    return "\n".join(rows)
+
+
+def _soak(args: argparse.Namespace) -> int:
+    from meshcache.testing.chaos.scenarios import FAULT_KINDS, Workload, soak, summarize
+
+    kinds = tuple(args.kinds.split(",")) if args.kinds else FAULT_KINDS
+    unknown = [k for k in kinds if k not in FAULT_KINDS]
+    if unknown:
+        sys.stderr.write(f"chaos: unknown fault kinds {unknown}; known: {', '.join(FAULT_KINDS)}\n")
+        return 2
+    only = [int(x) for x in args.only.split(",")] if args.only else None
+    out = _out_dir(args.out, "soak")
+    workload = Workload(rate=args.rate)
+    reports = soak(
+        args.cycles,
+        args.seed,
+        nodes=args.nodes,
+        out_dir=out,
+        kinds=kinds,
+        only=only,
+        workload=workload,
+    )
+    print(table(summarize(reports)))
+    failed = [r.cycle for r in reports if not r.ok]
+    if failed:
+        print(f"failed cycles: {failed}; replay one with --seed {args.seed} --only N")
+    return 1 if failed else 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from meshcache.testing.chaos.cluster import ChaosCluster
+    from meshcache.testing.chaos.scenarios import Schedule, run_cycle
+
+    found = None
+    with open(args.reports, encoding="utf-8") as f:
+        for line in f:
+            report = json.loads(line)
+            if report.get("cycle") == args.cycle:
+                found = report
+    if found is None:
+        sys.stderr.write(f"chaos: no cycle {args.cycle} in {args.reports}\n")
+        return 2
+    schedule = Schedule.from_mapping(found["schedule"])
+    out = _out_dir(args.out, "replay")
+    with ChaosCluster(args.nodes or schedule.nodes, len(schedule.sides), out_dir=out) as cluster:
+        result = run_cycle(cluster, schedule, cycle=args.cycle)
+        print(result.summary())
+        for c in result.checks:
+            for line in c.findings:
+                print(f"    {c.name}: {line}")
+        if not result.ok:
+            cluster.keep_logs = True
+    return 0 if result.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m meshcache.testing.chaos",
-        description="meshcache's chaos suite: real nodes in network namespaces, real faults.",
+        description="meshcache's chaos suite: real nodes in network namespaces, real faults, "
+        "a recorded history and checkers (docs/chaos.md).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("soak", help="run randomized fault cycles and check every one")
+    p.add_argument("--cycles", type=int, default=50, help="how many cycles (default 50)")
+    p.add_argument("--seed", type=int, default=1, help="the seed of every schedule (default 1)")
+    p.add_argument("--nodes", type=int, default=3, help="cluster size (default 3)")
+    p.add_argument("--kinds", help="comma-separated fault kinds (default: all)")
+    p.add_argument("--only", help="run only these cycle numbers, e.g. 4,7 (a replay)")
+    p.add_argument("--rate", type=float, default=25.0, help="ops/s per client (default 25)")
+    p.add_argument("--out", type=Path, help="output directory (default chaos-soak-<time>)")
+    p.set_defaults(run=_soak, privileged=True)
+    p = sub.add_parser("replay", help="run one recorded cycle's schedule again")
+    p.add_argument("reports", type=Path, help="a reports.jsonl written by soak")
+    p.add_argument("--cycle", type=int, required=True, help="the cycle to replay")
+    p.add_argument("--nodes", type=int, help="cluster size (default: the schedule's)")
+    p.add_argument("--out", type=Path, help="output directory (default chaos-replay-<time>)")
+    p.set_defaults(run=_replay, privileged=True)
     p = sub.add_parser("sweep", help="remove what crashed chaos runs left behind")
-    p.set_defaults(run=_sweep)
+    p.set_defaults(run=_sweep, privileged=True)
     p = sub.add_parser("worker", help="(internal) run a workload spec; the harness starts it")
     p.add_argument("spec", help="the worker's JSON spec")
-    p.set_defaults(run=_worker)
+    p.set_defaults(run=_worker, privileged=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the chaos command line; the exit code (see the module doc)."""
     args = build_parser().parse_args(argv)
+    if args.privileged and (problem := _privileged()) is not None:
+        sys.stderr.write(f"chaos: {problem}\n")
+        return 2
     status: int = args.run(args)
     return status
+
+
+__all__ = ["build_parser", "main", "table"]

@@ -380,13 +380,19 @@ class ChaosCluster:
         return [c.name for c in self.clients]
 
     def _command(self, node: ChaosNode) -> list[str]:
-        args = [
-            sys.executable, "-m", "meshcache", "start",
-            "--host", node.address, "--port", str(DATA_PORT),
-            "--admin-host", node.address, "--admin-port", str(ADMIN_PORT),
-            "--data-dir", str(node.data_dir), "--log-format", "json", "--profile", "local",
-            "--anti-entropy-interval", f"{self.anti_entropy_interval:g}",
-        ]  # fmt: skip
+        flags = {
+            "--host": node.address,
+            "--port": str(DATA_PORT),
+            "--admin-host": node.address,
+            "--admin-port": str(ADMIN_PORT),
+            "--data-dir": str(node.data_dir),
+            "--log-format": "json",
+            "--profile": "local",
+            "--anti-entropy-interval": f"{self.anti_entropy_interval:g}",
+        }
+        args = [sys.executable, "-m", "meshcache", "start"]
+        for flag, value in flags.items():
+            args += [flag, value]
         if node.voter:
             peers = ",".join(n.raft for n in self.nodes if n.voter)
             args += ["--raft-port", str(RAFT_PORT), "--raft-peers", peers]
@@ -550,9 +556,13 @@ class ChaosCluster:
             raise
 
     def try_call(
-        self, node: ChaosNode | str, op: str, args: list[Any], namespace: str = "default",
+        self,
+        node: ChaosNode | str,
+        op: str,
+        args: list[Any],
+        namespace: str = "default",
         timeout: float = 2.0,
-    ) -> Any:  # fmt: skip
+    ) -> Any:
         """:meth:`call`, with None for any failure (for polls)."""
         try:
             return self.call(node, op, args, namespace, timeout)

@@ -104,8 +104,13 @@ class Op:
 
     @property
     def end(self) -> float:
-        """When the op had certainly taken effect or not: its completion, or never."""
-        return float("inf") if self.complete is None else self.complete
+        """By when the op had certainly taken effect (or not): an acknowledged or refused op's
+        completion; never for an unknown one, which may apply long after its client gave up
+        (a request held in TCP's retransmission queue across a partition arrives at the heal).
+        """
+        if self.complete is None or self.type == UNKNOWN:
+            return float("inf")
+        return self.complete
 
     @property
     def is_write(self) -> bool:
@@ -136,9 +141,11 @@ class History:
         return History([op for op in self.ops if op.key.startswith(prefix)], self.events, self.meta)
 
 
-def read_records(path: Path) -> Iterator[dict[str, Any]]:
-    """The records of a history file; a torn last line (a writer killed mid-write) is skipped."""
-    with open(path, encoding="utf-8") as f:
+def read_records(path: Path, offset: int = 0) -> Iterator[dict[str, Any]]:
+    """The records of a history file from byte ``offset`` on; a torn line (a writer killed
+    mid-write) is skipped."""
+    with open(path, "rb") as f:
+        f.seek(offset)
         for line in f:
             try:
                 record = json.loads(line)
@@ -146,6 +153,31 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
                 continue
             if isinstance(record, dict):
                 yield record
+
+
+class HistoryTail:
+    """Reads the records appended to a history file since the last :meth:`read`."""
+
+    def __init__(self, path: Path, offset: int = 0) -> None:
+        self.path = Path(path)
+        self.offset = offset
+        self._partial = b""
+
+    def read(self) -> list[dict[str, Any]]:
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            chunk = f.read()
+        self.offset += len(chunk)
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        records = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
 
 
 def build(records: Iterable[dict[str, Any]]) -> History:
@@ -195,6 +227,7 @@ __all__ = [
     "OK",
     "UNKNOWN",
     "History",
+    "HistoryTail",
     "HistoryWriter",
     "Op",
     "build",

@@ -133,8 +133,13 @@ def run_client(spec: ClientSpec, history: HistoryWriter, stop: threading.Event) 
             f = rng.choices(("set", "get", "delete"), (spec.writes, spec.reads, spec.deletes))[0]
             value = f"{spec.name}:{n}" if f == "set" else None
             record: dict[str, Any] = {
-                "type": "invoke", "p": spec.name, "n": n, "f": f, "ns": ns, "key": key,
-            }  # fmt: skip
+                "type": "invoke",
+                "p": spec.name,
+                "n": n,
+                "f": f,
+                "ns": ns,
+                "key": key,
+            }
             if value is not None:
                 record["value"] = value
             if node is not None:

@@ -1,0 +1,768 @@
+"""Fault schedules, one cycle of a schedule against a cluster, and the soak.
+
+A :class:`Schedule` is data: a fault kind, timed :class:`Step` values (network faults as JSON
+specs, process faults by node name), which side each client endpoint is on, and the seed that
+drew it. :func:`make_schedule` draws one from ``random.Random(f"{seed}:{cycle}")``, so a soak
+(``--seed S``) and any one of its cycles (``--only K``) replay the same faults and the same
+client op sequences; the timing of real processes is not replayed.
+
+:func:`run_cycle` runs one schedule against a :class:`~.cluster.ChaosCluster`:
+
+1. start the workload (per client endpoint a smart and a plain client, plus a smart client in
+   the hub), with keys of the cycle's own prefix, and wait until every client has had an op
+   acknowledged;
+2. play the steps (config changes are tried through a node on each side halfway through a
+   network fault); sample hints and file descriptors about once a second;
+3. heal everything (network, paused and killed nodes, clock skew), let the clients run on for
+   ``after_heal`` seconds, stop them;
+4. poll until every owner of every key holds the same record and every node agrees on ring
+   and membership (at most ``converge_bound`` seconds), then read the final state; poll until
+   every node's hints are drained (at most ``hint_bound`` seconds after the heal: a hint to
+   a peer gossip never held dead is retried with a back-off growing to 30 s);
+5. run the checkers (:mod:`.checkers`) and return a :class:`CycleReport`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from meshcache.errors import CommandError, MeshcacheError
+from meshcache.testing.chaos import checkers, faults
+from meshcache.testing.chaos.cluster import DATA_PORT, ChaosCluster, Control, wait_until
+from meshcache.testing.chaos.faults import NetFaults
+from meshcache.testing.chaos.history import (
+    FAIL,
+    OK,
+    UNKNOWN,
+    History,
+    HistoryTail,
+    build,
+    load,
+    now,
+    read_records,
+)
+from meshcache.testing.chaos.workload import LEVEL_OF, NAMESPACES, ClientSpec
+
+#: Every fault kind :func:`make_schedule` knows, in the soak's round-robin order.
+FAULT_KINDS = (
+    "partition",
+    "one-way",
+    "bridge",
+    "isolate",
+    "flapping",
+    "loss",
+    "kill",
+    "pause",
+    "skew",
+)
+# Config refusals after which the change may still commit (docs/protocol.md).
+_UNDECIDED = frozenset({"PROPOSAL_TIMEOUT", "NO_QUORUM"})
+#: The hints a node may hold (its ``hint_max_bytes`` default).
+HINT_MAX_BYTES = 64 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """At ``at`` seconds into the fault phase, do ``action`` (a :class:`ChaosCluster` fault:
+    ``faults`` with a spec, ``heal``, ``kill``, ``restart``, ``pause``, ``resume``, ``skew``,
+    ``throttle``, or ``config``: try a config change through a node on each side)."""
+
+    at: float
+    action: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_mapping(self) -> dict[str, Any]:
+        return {"at": round(self.at, 3), "action": self.action, "args": dict(self.args)}
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """One cycle's faults. ``sides``: client endpoint → the label of its side (``hub`` is
+    never cut off); ``plain``: client endpoint → the node its plain client talks to;
+    ``duration``: seconds of the fault phase, after which everything is healed."""
+
+    kind: str
+    seed: str
+    duration: float
+    steps: tuple[Step, ...]
+    sides: Mapping[str, str]
+    plain: Mapping[str, str]
+    nodes: int = 3
+
+    def to_mapping(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "seed": self.seed,
+            "duration": round(self.duration, 3),
+            "steps": [s.to_mapping() for s in self.steps],
+            "sides": dict(self.sides),
+            "plain": dict(self.plain),
+            "nodes": self.nodes,
+        }
+
+    @classmethod
+    def from_mapping(cls, m: Mapping[str, Any]) -> Schedule:
+        steps = tuple(Step(float(s["at"]), str(s["action"]), s.get("args", {})) for s in m["steps"])
+        return cls(
+            str(m["kind"]),
+            str(m["seed"]),
+            float(m["duration"]),
+            steps,
+            m["sides"],
+            m["plain"],
+            int(m.get("nodes", 3)),
+        )
+
+
+def faults_from_spec(spec: Mapping[str, Any]) -> NetFaults:
+    """A :class:`NetFaults` from its JSON form: ``{"shape": "partition", "sides": [[...], ...]}``,
+    ``one_way`` (``src``, ``dst``), ``bridge`` (``left``, ``middle``, ``right``), ``isolate``
+    (``node``, ``others``), ``loss`` (``endpoints``, ``p``)."""
+    shape = spec["shape"]
+    if shape == "partition":
+        return faults.partition(*spec["sides"], label=spec.get("label", "partition"))
+    if shape == "one_way":
+        return faults.one_way(spec["src"], spec["dst"])
+    if shape == "bridge":
+        return faults.bridge(spec["left"], spec["middle"], spec["right"])
+    if shape == "isolate":
+        return faults.isolate(spec["node"], spec["others"])
+    if shape == "loss":
+        return faults.lossy(spec["endpoints"], float(spec["p"]))
+    raise ValueError(f"unknown fault shape {shape!r}")
+
+
+def _split(rng: random.Random, nodes: Sequence[str]) -> tuple[list[str], list[str]]:
+    """A random minority (1 to (n-1)//2 nodes) and the majority."""
+    shuffled = list(nodes)
+    rng.shuffle(shuffled)
+    k = rng.randint(1, max(1, (len(nodes) - 1) // 2))
+    return sorted(shuffled[:k]), sorted(shuffled[k:])
+
+
+def make_schedule(
+    kind: str,
+    seed: str,
+    nodes: Sequence[str],
+    clients: Sequence[str],
+    *,
+    duration: float | None = None,
+) -> Schedule:
+    """Draw a schedule of ``kind`` from ``random.Random(seed)`` for these nodes and client
+    endpoints (``c0`` joins the minority or cut-off side, the others the majority)."""
+    rng = random.Random(seed)
+    length = duration if duration is not None else round(rng.uniform(5.0, 10.0), 1)
+    steps: list[Step] = []
+    sides: dict[str, str] = {c: "all" for c in clients}
+    plain: dict[str, str] = {c: nodes[i % len(nodes)] for i, c in enumerate(clients)}
+    minority, majority = _split(rng, nodes)
+
+    def place(small: Sequence[str], big: Sequence[str], small_label: str, big_label: str) -> None:
+        for i, c in enumerate(clients):
+            on_small = i == 0
+            sides[c] = small_label if on_small else big_label
+            group = small if on_small else big
+            plain[c] = group[i % len(group)]
+
+    def cut(small: Sequence[str], big: Sequence[str]) -> dict[str, Any]:
+        a = [*small, *(c for c in clients[:1])]
+        b = [*big, *clients[1:]]
+        return {"shape": "partition", "sides": [a, b]}
+
+    if kind == "partition":
+        place(minority, majority, "minority", "majority")
+        steps += [Step(0.0, "faults", cut(minority, majority)), Step(length / 4, "config")]
+    elif kind == "one-way":
+        place(minority, majority, "sender", "receiver")
+        src = [*minority, *clients[:1]]
+        dst = [*majority, *clients[1:]]
+        steps += [Step(0.0, "faults", {"shape": "one_way", "src": src, "dst": dst})]
+        steps += [Step(length / 4, "config")]
+    elif kind == "bridge":
+        shuffled = list(nodes)
+        rng.shuffle(shuffled)
+        half = (len(nodes) - 1) // 2
+        left, middle, right = shuffled[:half], shuffled[half : len(nodes) - half], shuffled[-half:]
+        if not left or not right:
+            raise ValueError("a bridge needs at least 3 nodes")
+        place(left, right, "left", "right")
+        spec = {
+            "shape": "bridge",
+            "left": [*left, *clients[:1]],
+            "middle": middle,
+            "right": [*right, *clients[1:]],
+        }
+        steps += [Step(0.0, "faults", spec), Step(length / 4, "config")]
+    elif kind == "isolate":
+        victim = rng.choice(list(nodes))
+        rest = [n for n in nodes if n != victim]
+        for i, c in enumerate(clients):
+            sides[c] = "majority"
+            plain[c] = rest[i % len(rest)]
+        others = [*rest, *clients]
+        steps += [Step(0.0, "faults", {"shape": "isolate", "node": victim, "others": others})]
+        steps += [Step(length / 4, "config")]
+    elif kind == "flapping":
+        place(minority, majority, "minority", "majority")
+        t = 0.0
+        on = True
+        while t < length:
+            steps.append(Step(t, "faults", cut(minority, majority)) if on else Step(t, "heal"))
+            t += round(rng.uniform(0.5, 2.0), 2)
+            on = not on
+    elif kind == "loss":
+        p = rng.choice([0.05, 0.1, 0.2, 0.3])
+        loss: dict[str, Any] = {"shape": "loss", "endpoints": [*nodes, *clients], "p": p}
+        steps.append(Step(0.0, "faults", loss))
+    elif kind == "kill":
+        victim = rng.choice(list(nodes))
+        back = round(length * rng.uniform(0.4, 0.8), 2)
+        steps += [Step(0.0, "kill", {"node": victim}), Step(back, "restart", {"node": victim})]
+        steps += [Step(back / 2, "config")]
+    elif kind == "pause":
+        victim = rng.choice(list(nodes))
+        held = round(rng.uniform(3.0, min(5.0, length)), 2)
+        steps += [Step(0.0, "pause", {"node": victim}), Step(held, "resume", {"node": victim})]
+    elif kind == "skew":
+        victim = rng.choice(list(nodes))
+        offset = rng.choice([-5.0, -2.0, 2.0, 5.0])
+        steps.append(Step(0.0, "skew", {"node": victim, "seconds": offset}))
+    else:
+        raise ValueError(f"unknown fault kind {kind!r} (known: {', '.join(FAULT_KINDS)})")
+    return Schedule(kind, seed, length, tuple(steps), sides, plain, len(nodes))
+
+
+@dataclass(slots=True)
+class CycleReport:
+    """What one cycle did and found. ``checks``: every checker's verdict; ``ok``: all passed."""
+
+    cycle: int
+    schedule: Schedule
+    prefix: str
+    started: float
+    healed: float
+    converged_after: float | None
+    availability: dict[str, dict[str, Any]]
+    checks: list[checkers.Check]
+    history: str
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def check(self, name: str) -> checkers.Check:
+        return next(c for c in self.checks if c.name == name)
+
+    def figures(self) -> dict[str, Any]:
+        """The headline figures: ops, acknowledged and lost writes per level, resurrected,
+        time to converge."""
+        w = self.check("writes").counts
+        return {
+            "kind": self.schedule.kind,
+            "ops": sum(v for k, v in w.items() if k.endswith(("_ok", "_fail", "_unknown"))),
+            "acked": {lv: w.get(f"{lv}_acked", 0) for lv in NAMESPACES},
+            "lost": {lv: w.get(f"{lv}_lost", 0) for lv in NAMESPACES},
+            "resurrected": w.get("resurrected", 0),
+            "late_overwrites": w.get("overwritten_by_late_write", 0),
+            "hints_drained_s": self.check("resources").counts.get("hints_drained_s"),
+            "converge_s": None if self.converged_after is None else round(self.converged_after, 2),
+        }
+
+    def to_mapping(self) -> dict[str, Any]:
+        return {
+            "cycle": self.cycle,
+            "ok": self.ok,
+            "prefix": self.prefix,
+            "figures": self.figures(),
+            "schedule": self.schedule.to_mapping(),
+            "availability": self.availability,
+            "checks": [c.to_mapping() for c in self.checks],
+            "history": self.history,
+        }
+
+    def summary(self) -> str:
+        f = self.figures()
+        failed = [c.name for c in self.checks if not c.ok]
+        return (
+            f"cycle {self.cycle} {f['kind']:<9} seed={self.schedule.seed} "
+            f"acked one/quorum/all {f['acked']['one']}/{f['acked']['quorum']}/{f['acked']['all']}"
+            f" lost {f['lost']['one']}/{f['lost']['quorum']}/{f['lost']['all']}"
+            f" resurrected {f['resurrected']} late-overwrites {f['late_overwrites']}"
+            f" converged {f['converge_s']}s hints drained {f['hints_drained_s']}s"
+            f" {'ok' if not failed else 'FAILED: ' + ', '.join(failed)}"
+        )
+
+
+@dataclass(slots=True)
+class Workload:
+    """How hard the clients of a cycle work. ``levels``: the consistency levels written."""
+
+    rate: float = 25.0
+    keys: int = 40
+    timeout: float = 5.0
+    levels: tuple[str, ...] = ("one", "quorum", "all")
+    hub_client: bool = True
+    plain_clients: bool = True
+    writes: float = 0.7
+    reads: float = 0.2
+    deletes: float = 0.1
+
+
+def client_specs(
+    cluster: ChaosCluster, schedule: Schedule, prefix: str, workload: Workload
+) -> dict[str, list[ClientSpec]]:
+    """Endpoint → the clients its worker runs, for one cycle."""
+    namespaces = tuple(NAMESPACES[lv] for lv in workload.levels)
+    base = random.Random(f"{schedule.seed}:clients")
+
+    def spec(name: str, seeds: Sequence[str], smart: bool) -> ClientSpec:
+        return ClientSpec(
+            name=f"{prefix}{name}",
+            seeds=tuple(seeds),
+            smart=smart,
+            namespaces=namespaces,
+            keys=workload.keys,
+            key_prefix=prefix,
+            writes=workload.writes,
+            reads=workload.reads,
+            deletes=workload.deletes,
+            rate=workload.rate,
+            timeout=workload.timeout,
+            seed=base.randrange(1 << 30),
+        )
+
+    result: dict[str, list[ClientSpec]] = {}
+    for c in cluster.client_names:
+        specs = [spec(f"{c}-smart", cluster.seeds, True)]
+        if workload.plain_clients:
+            target = cluster.node(schedule.plain[c])
+            specs.append(spec(f"{c}-plain", [target.data], False))
+        result[c] = specs
+    if workload.hub_client:
+        result["hub"] = [spec("hub-smart", cluster.seeds, True)]
+    return result
+
+
+class _Runner:
+    """Plays one schedule against a cluster and collects what the checkers need."""
+
+    def __init__(self, cluster: ChaosCluster, schedule: Schedule, prefix: str) -> None:
+        self.cluster = cluster
+        self.schedule = schedule
+        self.prefix = prefix
+        self.samples: list[dict[str, Any]] = []
+        self.fd_base: dict[tuple[str, int], int] = {}
+        self.attempts: list[checkers.ConfigAttempt] = []
+        self.threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._last_sample = 0.0
+
+    def sample(self, phase: str) -> None:
+        """Hints and fds of every running node, for :func:`checkers.check_resources`."""
+        self._last_sample = time.monotonic()
+        for node in self.cluster.running_nodes():
+            info = self.cluster.try_call(node, "INFO", [], timeout=1.0)
+            gauges = info.get("mesh", {}).get("gauges", {}) if isinstance(info, dict) else {}
+            fds = self.cluster.fd_count(node)
+            base = None
+            if fds is not None and node.pid is not None:
+                base = self.fd_base.setdefault((node.name, node.pid), fds)
+            self.samples.append(
+                {
+                    "t": now(),
+                    "node": node.name,
+                    "phase": phase,
+                    "hints": gauges.get("hints"),
+                    "hint_bytes": gauges.get("hint_bytes"),
+                    "fds": fds,
+                    "fds_at_start": base,
+                }
+            )
+
+    def until(self, deadline: float) -> None:
+        """Idle until ``deadline`` (monotonic), sampling resources about once a second."""
+        while (left := deadline - time.monotonic()) > 0:
+            if time.monotonic() - self._last_sample >= 1.0:
+                self.sample("run")
+                continue
+            time.sleep(min(left, 0.1))  # the schedule's clock: steps happen at set times
+
+    def do(self, step: Step) -> None:
+        c = self.cluster
+        args = step.args
+        if step.action == "faults":
+            c.set_faults(faults_from_spec(args))
+        elif step.action == "heal":
+            c.heal()
+        elif step.action == "kill":
+            c.kill(args["node"])
+        elif step.action == "restart":
+            c.restart(args["node"])
+        elif step.action == "pause":
+            c.pause(args["node"])
+        elif step.action == "resume":
+            c.resume(args["node"])
+        elif step.action == "skew":
+            c.restart(args["node"], skew=float(args["seconds"]))
+        elif step.action == "throttle":
+            c.throttle(args["node"], args.get("rate"))
+        elif step.action == "config":
+            self.try_config()
+        else:
+            raise ValueError(f"unknown step action {step.action!r}")
+
+    def try_config(self) -> None:
+        """Through one running node of each reachability group, try to create a namespace
+        (each in its own thread: a minority side's attempt waits for its timeout)."""
+        c = self.cluster
+        net = c.faults
+        tried: list[frozenset[str]] = []
+        for node in c.running_nodes():
+            group = frozenset(n.name for n in c.running_nodes() if net.connected(node.name, n.name))
+            if group in tried:
+                continue
+            tried.append(group)
+            live_voters = [v for v in c.voter_names if c.node(v).running and not c.node(v).paused]
+            majority: bool | None = net.majority(node.name, live_voters)
+            if len(live_voters) * 2 <= len(c.voter_names):
+                majority = False
+            if net.one_way:
+                majority = None  # a one-way cut has no clean sides: only agreement is checked
+            name = f"cfg-{self.prefix.rstrip(':')}-{node.name}"
+            t = threading.Thread(
+                target=self._attempt, args=(node.name, name, majority), daemon=True
+            )
+            t.start()
+            self.threads.append(t)
+
+    def _attempt(self, node: str, name: str, majority: bool | None) -> None:
+        c = self.cluster
+        policy = {"eviction": "none", "max_bytes": 1 << 20}
+        outcome, error = UNKNOWN, None
+        started = now()
+        try:
+            control = Control(c.network.hub, (c.node(node).address, DATA_PORT), 12.0)
+            try:
+                control.call("NS_SET", [name, policy], "default", 12.0)
+                outcome = OK
+            finally:
+                control.close()
+        except CommandError as exc:
+            outcome = UNKNOWN if str(exc.code) in _UNDECIDED else FAIL
+            error = f"{exc.code}: {exc.message}"[:200]
+        except (OSError, MeshcacheError) as exc:
+            error = f"{type(exc).__name__}: {exc}"[:200]
+        with self._lock:
+            self.attempts.append(
+                checkers.ConfigAttempt(
+                    name, node, majority, outcome, started, now(), float("inf"), error
+                )
+            )
+        if c.history is not None:
+            c.history.write(
+                {
+                    "type": "info",
+                    "p": "config",
+                    "f": "ns_set",
+                    "value": name,
+                    "node": node,
+                    "majority": majority,
+                    "outcome": outcome,
+                    "error": error,
+                    "started": started,
+                }
+            )
+
+
+def _read_state(
+    cluster: ChaosCluster, keys: Mapping[str, list[str]]
+) -> tuple[checkers.FinalState, bool]:
+    """Every owner's record of every key; and whether every owner answered."""
+    state = checkers.FinalState()
+    complete = True
+    try:
+        ring = cluster.current_ring()
+    except (OSError, MeshcacheError):
+        return state, False
+    for ns, ks in keys.items():
+        owners = {k: cluster.owners(ring, k) for k in ks}
+        for k in ks:
+            state.owners[(ns, k)] = owners[k]
+            state.records[(ns, k)] = {}
+        for node in cluster.nodes:
+            mine = [k for k in ks if node.name in owners[k]]
+            if not mine:
+                continue
+            try:
+                got = cluster.records(node, ns, mine, timeout=5.0)
+            except (OSError, MeshcacheError):
+                complete = False
+                continue
+            for k, raw in zip(mine, got, strict=True):
+                state.records[(ns, k)][node.name] = raw
+    return state, complete
+
+
+def _wait_hints_drained(cluster: ChaosCluster, healed: float, bound: float) -> float | None:
+    """Poll every node's hint count until all are 0 (at most ``bound`` seconds after the heal);
+    the seconds since the heal when they were, None if they never were."""
+    deadline = healed + bound
+    while True:
+        counts = []
+        for node in cluster.nodes:
+            info = cluster.try_call(node, "INFO", [], timeout=2.0)
+            gauges = info.get("mesh", {}).get("gauges", {}) if isinstance(info, dict) else {}
+            counts.append(gauges.get("hints"))
+        if all(c == 0 for c in counts):
+            return now() - healed
+        if now() > deadline:
+            return None
+        time.sleep(0.5)  # the poll interval; the deadline bounds the wait
+
+
+def run_cycle(
+    cluster: ChaosCluster,
+    schedule: Schedule,
+    *,
+    cycle: int = 0,
+    prefix: str | None = None,
+    workload: Workload | None = None,
+    after_heal: float = 2.0,
+    converge_bound: float = 30.0,
+    hint_bound: float = 45.0,
+    warmup_timeout: float = 60.0,
+) -> CycleReport:
+    """Run ``schedule`` once against ``cluster`` and check the result (see the module doc).
+
+    The cluster is healthy again when this returns (network healed, every node running
+    without skew), unless a node cannot be restarted (ChaosError).
+    """
+    workload = workload or Workload()
+    prefix = prefix if prefix is not None else f"c{cycle}:"
+    assert cluster.history is not None
+    cluster.history.write(
+        {
+            "type": "meta",
+            "p": "harness",
+            "f": "cycle",
+            "cycle": cycle,
+            "prefix": prefix,
+            "schedule": schedule.to_mapping(),
+        }
+    )
+    runner = _Runner(cluster, schedule, prefix)
+    offset = cluster.history_path.stat().st_size
+    specs = client_specs(cluster, schedule, prefix, workload)
+    workers = [cluster.start_worker(where, clients) for where, clients in specs.items()]
+    names = {c.name for clients in specs.values() for c in clients}
+
+    seen: set[str] = set()
+    tail = HistoryTail(cluster.history_path, offset)
+
+    def warmed_up() -> bool:
+        seen.update(str(r["p"]) for r in tail.read() if r.get("type") == OK)
+        return names <= seen
+
+    wait_until(warmed_up, warmup_timeout, "every client's first acknowledged op", every=0.25)
+    runner.sample("run")
+    started = now()
+    begin = time.monotonic()
+    for step in sorted(schedule.steps, key=lambda s: s.at):
+        runner.until(begin + step.at)
+        runner.do(step)
+    runner.until(begin + schedule.duration)
+    for node in cluster.nodes:
+        if node.skew:
+            cluster.restart(node.name, skew=0.0)
+    cluster.heal_all()
+    healed = now()
+    runner.until(time.monotonic() + after_heal)
+    for worker in workers:
+        worker.stop()
+    for t in runner.threads:
+        t.join(30.0)
+
+    history = build(read_records(cluster.history_path, offset)).select(prefix=prefix)
+    changes = sorted(e["t"] for e in history.events if e.get("p") == "nemesis")
+    attempts = [
+        dataclasses.replace(a, fault_end=min((t for t in changes if t > a.started), default=healed))
+        for a in runner.attempts
+    ]
+    keys: dict[str, list[str]] = {}
+    for ns, key in sorted(history.keys()):
+        keys.setdefault(ns, []).append(key)
+
+    converged_after: float | None = None
+    deadline = time.monotonic() + converge_bound
+    state = checkers.FinalState()
+    while True:
+        state, complete = _read_state(cluster, keys)
+        if (
+            complete
+            and not state.divergent()
+            and cluster.ring_agreed()
+            and cluster.membership_agreed()
+        ):
+            converged_after = now() - healed
+            break
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.25)  # the poll interval; the deadline bounds the wait
+
+    drained_after = _wait_hints_drained(cluster, healed, hint_bound)
+    runner.sample("final")
+    rings = {n.name: cluster.try_call(n, "RING", []) for n in cluster.nodes}
+    members = {n.name: cluster.try_call(n, "MEMBERS", []) for n in cluster.nodes}
+    ns_lists = {n.name: cluster.try_call(n, "NS_LIST", []) for n in cluster.nodes}
+    final_ns = {
+        name: None if v is None else [k for k in v if k.startswith("cfg-")]
+        for name, v in ns_lists.items()
+    }
+    proc_sides = {
+        c.name: schedule.sides.get(where, "hub") for where, cs in specs.items() for c in cs
+    }
+    checks = [
+        checkers.check_writes(history, state, LEVEL_OF, origin=started),
+        checkers.check_reads(history),
+        checkers.check_convergence(state, converged_after, converge_bound),
+        checkers.check_membership(rings, members, [n.node_id for n in cluster.nodes]),
+        checkers.check_config(attempts, final_ns),
+        checkers.check_resources(
+            runner.samples, hint_max_bytes=HINT_MAX_BYTES, drained_after=drained_after
+        ),
+    ]
+    fault_end = started + schedule.duration
+    report = CycleReport(
+        cycle=cycle,
+        schedule=schedule,
+        prefix=prefix,
+        started=started,
+        healed=healed,
+        converged_after=converged_after,
+        availability={
+            "before": checkers.availability(history, proc_sides, started - 3.0, started),
+            "during": checkers.availability(history, proc_sides, started, fault_end),
+            "after": checkers.availability(history, proc_sides, healed, healed + after_heal),
+        },
+        checks=checks,
+        history=str(cluster.history_path),
+    )
+    cluster.history.write(
+        {"type": "meta", "p": "harness", "f": "cycle_report", **report.to_mapping()}
+    )
+    return report
+
+
+def history_of(report: CycleReport) -> History:
+    """The operations of ``report``'s cycle, loaded from its history file."""
+    return load(Path(report.history)).select(prefix=report.prefix)
+
+
+def soak(
+    cycles: int,
+    seed: int,
+    *,
+    nodes: int = 3,
+    out_dir: Path,
+    kinds: Sequence[str] = FAULT_KINDS,
+    only: Sequence[int] | None = None,
+    workload: Workload | None = None,
+    log: Any = print,
+) -> list[CycleReport]:
+    """Run ``cycles`` randomized cycles on one cluster (kind: round-robin over ``kinds``;
+    everything else drawn from ``f"{seed}:{cycle}"``); write ``history.jsonl``,
+    ``reports.jsonl`` (one line per cycle) and ``summary.json`` into ``out_dir``.
+
+    ``only``: run just these cycle numbers (a replay of those cycles of the same seed).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    reports: list[CycleReport] = []
+    wanted = list(range(cycles)) if only is None else sorted(set(only))
+    with (
+        ChaosCluster(nodes, 2, out_dir=out_dir) as cluster,
+        open(out_dir / "reports.jsonl", "a", encoding="utf-8") as out,
+    ):
+        log(f"soak: {nodes} nodes, seed {seed}, run {cluster.rid}, files in {out_dir}")
+        for cycle in wanted:
+            kind = kinds[cycle % len(kinds)]
+            schedule = make_schedule(
+                kind, f"{seed}:{cycle}", cluster.node_names, cluster.client_names
+            )
+            report = run_cycle(cluster, schedule, cycle=cycle, workload=workload)
+            reports.append(report)
+            out.write(json.dumps(report.to_mapping(), default=str) + "\n")
+            out.flush()
+            log(report.summary())
+            for c in report.checks:
+                for line in c.findings[:10] if not c.ok else []:
+                    log(f"    {c.name}: {line}")
+        if any(not r.ok for r in reports):
+            cluster.keep_logs = True
+    summary = summarize(reports)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return reports
+
+
+def summarize(reports: Sequence[CycleReport]) -> dict[str, Any]:
+    """Totals per fault kind: cycles, ops, acknowledged and lost writes per level,
+    resurrected keys, writes overwritten by late ones, convergence and hint-drain time
+    (max), failed checks."""
+    kinds: dict[str, dict[str, Any]] = {}
+    for r in reports:
+        f = r.figures()
+        k = kinds.setdefault(
+            f["kind"],
+            {
+                "cycles": 0,
+                "ops": 0,
+                "acked": dict.fromkeys(NAMESPACES, 0),
+                "lost": dict.fromkeys(NAMESPACES, 0),
+                "resurrected": 0,
+                "late_overwrites": 0,
+                "converge_max_s": 0.0,
+                "drain_max_s": 0.0,
+                "not_converged": 0,
+                "failed_checks": {},
+            },
+        )
+        k["cycles"] += 1
+        k["ops"] += f["ops"]
+        for lv in NAMESPACES:
+            k["acked"][lv] += f["acked"][lv]
+            k["lost"][lv] += f["lost"][lv]
+        k["resurrected"] += f["resurrected"]
+        k["late_overwrites"] += f["late_overwrites"]
+        if f["hints_drained_s"] is not None:
+            k["drain_max_s"] = max(k["drain_max_s"], f["hints_drained_s"])
+        if f["converge_s"] is None:
+            k["not_converged"] += 1
+        else:
+            k["converge_max_s"] = max(k["converge_max_s"], f["converge_s"])
+        for c in r.checks:
+            if not c.ok:
+                k["failed_checks"][c.name] = k["failed_checks"].get(c.name, 0) + 1
+    return {"cycles": len(reports), "kinds": kinds}
+
+
+__all__ = [
+    "FAULT_KINDS",
+    "CycleReport",
+    "Schedule",
+    "Step",
+    "Workload",
+    "client_specs",
+    "faults_from_spec",
+    "history_of",
+    "make_schedule",
+    "run_cycle",
+    "soak",
+    "summarize",
+]
