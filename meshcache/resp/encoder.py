@@ -76,7 +76,7 @@ def integer(n: int) -> bytes:
 
 def simple(text: str) -> bytes:
     """A status reply; CR and LF in ``text`` become spaces, as Redis does."""
-    return b"+%s\r\n" % text.replace("\r", " ").replace("\n", " ").encode()
+    return b"+%s\r\n" % text.replace("\r", " ").replace("\n", " ").encode("utf-8", "replace")
 
 
 def error(message: str) -> bytes:
