@@ -158,7 +158,8 @@ def check_writes(
         if op.is_write:
             level = levels.get(op.ns, "?")
             counts[f"{level}_{op.f}_{op.type}"] += 1
-    for (ns, key), ops in sorted(by_key.items()):
+    for ns, key in sorted(history.keys()):
+        ops = by_key.get((ns, key), [])
         level = levels.get(ns, "?")
         state = final.final(ns, key)
         producers = _producers(state, ops)

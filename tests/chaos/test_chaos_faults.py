@@ -1,0 +1,84 @@
+"""The chaos fault model and schedules as data (no root): reachability answers, the nftables
+script they render to, and schedules that replay from their seed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from meshcache.testing.chaos import faults
+from meshcache.testing.chaos.netns import NFT_TABLE, missing_privileges
+from meshcache.testing.chaos.scenarios import (
+    FAULT_KINDS,
+    Schedule,
+    faults_from_spec,
+    make_schedule,
+)
+
+NODES = ["n0", "n1", "n2", "n3", "n4"]
+ADDRESSES = {n: f"10.77.0.{11 + i}" for i, n in enumerate(NODES)} | {"c0": "10.77.0.101"}
+
+
+def test_a_partition_cuts_every_pair_across_sides_and_nothing_within() -> None:
+    f = faults.partition(["n0", "c0"], ["n1", "n2"])
+    assert f.blocked("n0", "n1") and f.blocked("n2", "c0")
+    assert f.connected("n0", "c0") and f.connected("n1", "n2")
+    assert not f.one_way
+    assert f.majority("n1", ["n0", "n1", "n2"]) and not f.majority("n0", ["n0", "n1", "n2"])
+
+
+def test_a_one_way_cut_blocks_one_direction() -> None:
+    f = faults.one_way(["n0"], ["n1", "n2"])
+    assert f.blocked("n0", "n1") and not f.blocked("n1", "n0")
+    assert not f.connected("n0", "n1") and f.one_way
+
+
+def test_a_bridge_makes_overlapping_majorities() -> None:
+    f = faults.bridge(["n0", "n1"], ["n2"], ["n3", "n4"])
+    voters = NODES
+    assert f.blocked("n0", "n3") and f.connected("n2", "n0") and f.connected("n2", "n4")
+    assert f.majority("n0", voters) and f.majority("n4", voters) and f.majority("n2", voters)
+
+
+def test_isolation_and_loss() -> None:
+    f = faults.isolate("n1", NODES)
+    assert all(f.blocked("n1", n) for n in NODES if n != "n1")
+    assert not f.majority("n1", NODES)
+    loss = faults.lossy(NODES, 0.2)
+    assert loss.loss("n0", "n1") == pytest.approx(0.2) and loss.connected("n0", "n1")
+    both = faults.combine(loss, faults.lossy(NODES, 0.5))
+    assert both.loss("n0", "n1") == pytest.approx(0.6)
+    with pytest.raises(ValueError):
+        faults.lossy(NODES, 0.0)
+
+
+def test_the_nft_script_replaces_the_table_in_one_transaction() -> None:
+    script = faults.nft_script(faults.partition(["n0", "c0"], ["n1"]), ADDRESSES)
+    lines = script.splitlines()
+    assert lines[:2] == [f"table bridge {NFT_TABLE}", f"delete table bridge {NFT_TABLE}"]
+    assert "type filter hook forward priority 0; policy accept;" in script
+    assert "ip saddr { 10.77.0.101, 10.77.0.11 } ip daddr { 10.77.0.12 } drop" in script
+    assert "ip saddr { 10.77.0.12 } ip daddr { 10.77.0.101, 10.77.0.11 } drop" in script
+    lossy = faults.nft_script(faults.lossy(["n0", "n1"], 0.2), ADDRESSES)
+    assert "numgen random mod 10000 < 2000 drop" in lossy
+    healthy = faults.nft_script(faults.healthy(), ADDRESSES)
+    assert "drop" not in healthy
+
+
+@pytest.mark.parametrize("kind", FAULT_KINDS)
+def test_a_schedule_is_drawn_from_its_seed_and_survives_json(kind: str) -> None:
+    a = make_schedule(kind, "7:3", NODES[:3], ["c0", "c1"])
+    b = make_schedule(kind, "7:3", NODES[:3], ["c0", "c1"])
+    assert a == b
+    again = Schedule.from_mapping(json.loads(json.dumps(a.to_mapping())))
+    assert again.to_mapping() == a.to_mapping()
+    for step in a.steps:
+        if step.action == "faults":
+            faults_from_spec(step.args)  # every spec renders
+    assert all(0 <= s.at <= a.duration for s in a.steps)
+
+
+def test_without_root_the_harness_says_why() -> None:
+    problem = missing_privileges()
+    assert problem is None or "root" in problem or "needs" in problem
