@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from meshcache.client.sync import Client
     from meshcache.client.trio_client import TrioClient
 
-# The clients pull in trio and asyncio; load each on first use so `meshcache --version` and
-# the CLI's one-shot commands start fast.
+# Each client is loaded on first use, so `meshcache --version` and the CLI's one-shot commands
+# start fast, and neither Client nor AsyncClient imports trio (only TrioClient does).
 _LAZY = {
     "Client": "meshcache.client.sync",
     "TrioClient": "meshcache.client.trio_client",
@@ -47,6 +47,10 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 
 __all__ = [

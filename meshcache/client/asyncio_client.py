@@ -6,9 +6,9 @@
         await client.set("user:1", b"ada", ttl=60)
         await client.get("user:1")      # b"ada"
 
-Methods are the same as :class:`meshcache.Client`'s, awaited. Connections are pooled (one task
-per connection at a time); a timeout or a cancellation closes the connection it interrupted
-rather than leave it half-read.
+Methods are the same as :class:`meshcache.Client`'s, awaited. This module is the engine's
+asyncio adapter: deadlines are on the running loop's clock, and a timeout or a cancellation
+closes the connection it interrupted rather than leave it half-read. It does not import trio.
 """
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Awaitable, Callable, Sequence
-from types import TracebackType
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
-from meshcache.client.async_base import RECV_SIZE, AsyncClientBase, AsyncPipeline, Event
+from meshcache.client.async_base import AsyncClientBase, AsyncPipeline
 from meshcache.client.core import ClientProtocol, Command, Exchange
-from meshcache.client.routing import Address
-from meshcache.errors import MeshcacheConnectionError, MeshcacheError, MeshcacheTimeout
+from meshcache.client.engine import Waiter
+from meshcache.client.sockets import RECV_SIZE
+from meshcache.errors import MeshcacheConnectionError, MeshcacheError
+from meshcache.wire import Address
 
 T = TypeVar("T")
 
@@ -106,24 +107,36 @@ class AsyncioConnection:
         self._reader = reader
 
     @classmethod
-    async def open(cls, address: Address, max_frame: int) -> AsyncioConnection:
-        """Connect; raise OSError when the node does not accept."""
+    async def open(
+        cls, address: Address, deadline: float | None, max_frame: int
+    ) -> AsyncioConnection:
+        """Connect by ``deadline`` (on the loop's clock).
+
+        Raises:
+            TimeoutError: the node did not accept by ``deadline``.
+            OSError: the node refused, or the name did not resolve.
+        """
         loop = asyncio.get_running_loop()
-        transport, reader = await loop.create_connection(
-            lambda: _ReplyProtocol(address, max_frame), address.host, address.port
-        )
+        async with asyncio.timeout_at(deadline):
+            transport, reader = await loop.create_connection(
+                lambda: _ReplyProtocol(address, max_frame), address.host, address.port
+            )
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return cls(transport, reader)
 
-    async def exchange(self, commands: Sequence[Command[Any]]) -> Exchange:
+    async def exchange(self, commands: Sequence[Command[Any]], deadline: float | None) -> Exchange:
         reader = self._reader
         if reader.broken is not None:
             raise reader.broken
         exchange = Exchange(self.protocol, commands)
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
         reader.exchange, reader.waiter = exchange, waiter
+        # The deadline fails the one future waited on: cheaper than asyncio.timeout, which
+        # cancels and uncancels the task.
+        expiry = None if deadline is None else loop.call_at(deadline, _expire, waiter)
         try:
             # No drain: the replies cannot all arrive before every byte was sent, and waiting
             # for them bounds what the transport buffers.
@@ -131,6 +144,8 @@ class AsyncioConnection:
             await waiter
         finally:
             reader.exchange = reader.waiter = None
+            if expiry is not None:
+                expiry.cancel()
         return exchange
 
     @property
@@ -151,52 +166,34 @@ class AsyncioConnection:
         await self._reader.closed
 
 
-class _Deadline:
-    """``asyncio.timeout`` raising :class:`MeshcacheTimeout`, as a class: no generator per use."""
-
-    __slots__ = ("_seconds", "_timeout")
-
-    def __init__(self, seconds: float | None) -> None:
-        self._seconds = seconds
-        self._timeout: asyncio.Timeout | None = None
-
-    async def __aenter__(self) -> None:
-        if self._seconds is not None:
-            self._timeout = asyncio.timeout(self._seconds)
-            await self._timeout.__aenter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._timeout is None:
-            return
-        try:
-            await self._timeout.__aexit__(exc_type, exc, tb)
-        except TimeoutError:
-            raise MeshcacheTimeout(f"no answer within {self._seconds} s") from None
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 class AsyncClient(AsyncClientBase[AsyncioConnection]):
-    __doc__ = AsyncClientBase.__doc__
+    """The client for asyncio programs: :class:`meshcache.Client`'s methods, awaited.
 
-    async def _open(self, address: Address) -> AsyncioConnection:
-        return await AsyncioConnection.open(address, self.max_frame)
+    One client serves the tasks of one event loop; see :class:`AsyncClientBase`.
+    """
 
-    def _deadline(self, seconds: float | None) -> _Deadline:
-        return _Deadline(seconds)
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
 
-    def _make_event(self) -> Event:
+    async def _open(self, address: Address, deadline: float | None) -> AsyncioConnection:
+        return await AsyncioConnection.open(address, deadline, self.max_frame)
+
+    def _new_waiter(self) -> Waiter:
         return asyncio.Event()
 
-    async def _gather(self, jobs: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
-        async def run(job: Callable[[], Awaitable[T]]) -> T:
-            return await job()
+    async def _wait(self, waiter: Waiter, deadline: float | None) -> None:
+        assert isinstance(waiter, asyncio.Event)
+        async with asyncio.timeout_at(deadline):
+            await waiter.wait()
 
+    async def _gather(self, jobs: Sequence[Callable[[], Coroutine[Any, Any, T]]]) -> list[T]:
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(run(job)) for job in jobs]
+            tasks = [group.create_task(job()) for job in jobs]
         return [task.result() for task in tasks]
 
 

@@ -30,13 +30,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshcache.client import results
+from meshcache.client.commands import DEFAULT_NAMESPACE
 from meshcache.client.core import Command
-from meshcache.client.routing import Address, Router, SeedRouter, parse_address, parse_addresses
+from meshcache.client.routing import Router, SeedRouter
 from meshcache.errors import ConfigError, RemoteProtocolError
 from meshcache.ring import READ_STATES, Ring, RingMember, key_token
 from meshcache.ring.ring import DEFAULT_VNODES_PER_WEIGHT
+from meshcache.wire.address import Address, parse_address, parse_addresses
 
-DEFAULT_NAMESPACE = "default"
 DEFAULT_RETRY_AFTER = 1.0
 """Seconds a node that refused a connection stays at the end of the candidate lists."""
 

@@ -4,79 +4,17 @@ A front end asks its :class:`Router` for ``candidates(key)`` — the addresses t
 connects to the first that answers and reports back with ``connected`` / ``failed``. Two routers
 implement it: :class:`SeedRouter` (the first seed that answers, failing over down the list) and
 :class:`~meshcache.client.ring_router.RingRouter`, which places each key on its owners by the
-cluster ring and tells the front end when to fetch a newer ring.
+cluster ring and tells the front end when to fetch a newer ring. Addresses are
+:class:`meshcache.wire.Address` values, read by :func:`meshcache.wire.parse_addresses`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from meshcache.errors import ConfigError
-
-DEFAULT_PORT = 7400
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Address:
-    """A node's data port."""
-
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
-def parse_address(text: str) -> Address:
-    """``"host:port"``, ``"host"`` (port 7400) or ``"[v6addr]:port"``.
-
-    Raises:
-        ConfigError: the text is not an address.
-    """
-    text = text.strip()
-    if not text:
-        raise ConfigError("empty node address")
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise ConfigError(f"bad node address {text!r}")
-        port_text = rest[1:] if rest else ""
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-    else:
-        host, port_text = text, ""
-    if not host:
-        raise ConfigError(f"bad node address {text!r}: no host")
-    if not port_text:
-        return Address(host, DEFAULT_PORT)
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ConfigError(f"bad node address {text!r}: port is not a number") from None
-    if not 0 < port < 65536:
-        raise ConfigError(f"bad node address {text!r}: port out of range")
-    return Address(host, port)
-
-
-def parse_addresses(spec: str | Address | Sequence[str | Address]) -> list[Address]:
-    """A comma-separated ``"h:p,h:p"`` string, one :class:`Address`, or a sequence of either.
-
-    Raises:
-        ConfigError: no address, or one that does not parse.
-    """
-    if isinstance(spec, Address):
-        items: list[str | Address] = [spec]
-    elif isinstance(spec, str):
-        items = [part for part in spec.split(",") if part.strip()]
-    else:
-        items = list(spec)
-    addresses = [item if isinstance(item, Address) else parse_address(item) for item in items]
-    if not addresses:
-        raise ConfigError("no node address given")
-    return addresses
+from meshcache.wire.address import Address
 
 
 class Router(Protocol):
@@ -165,4 +103,4 @@ class SeedRouter:
         """Never asked for: a seed router does not fetch the ring."""
 
 
-__all__ = ["DEFAULT_PORT", "Address", "Router", "SeedRouter", "parse_address", "parse_addresses"]
+__all__ = ["Router", "SeedRouter"]

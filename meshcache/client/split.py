@@ -1,7 +1,8 @@
 """Splitting a batch by node and merging the answers back: sans-I/O, shared by every front end.
 
 A smart client sends each command to its key's first owner. A pipeline whose keys live on
-several nodes, and an ``MGET`` / ``MSET`` / ``DELETE`` / ``EXISTS`` whose keys do, become one
+several nodes, and a command of a many-key op (``OpSpec.multi_key`` in the op table: ``MGET``,
+``MSET``, ``DELETE``, ``EXISTS``) whose keys do, become one
 :class:`Group` of commands per node (a multi-key command is cut into one part per node);
 the front end sends the groups in parallel and :meth:`Plan.merge` puts the results back in the
 caller's order: an ``MGET`` list in key order, ``DELETE`` and ``EXISTS`` counts summed, ``MSET``
@@ -15,11 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshcache.client.core import Command
-from meshcache.client.routing import Address
 from meshcache.errors import MeshcacheError, RemoteProtocolError
-
-SPLIT_OPS = frozenset({"MGET", "MSET", "DELETE", "EXISTS"})
-"""Ops with many keys that are cut into one part per node."""
+from meshcache.wire import Address
 
 
 @dataclass(slots=True)
@@ -84,39 +82,63 @@ class Plan:
         return out
 
 
+def _merge_values(parts: list[tuple[Any, list[int]]], count: int) -> Any:
+    """``MGET``: each part's values put back at its keys' positions."""
+    values: list[Any] = [None] * count
+    for result, where in parts:
+        if len(result) != len(where):
+            return RemoteProtocolError(f"MGET of {len(where)} keys answered {len(result)} values")
+        for i, value in zip(where, result, strict=True):
+            values[i] = value
+    return values
+
+
+def _merge_all(parts: list[tuple[Any, list[int]]], count: int) -> Any:
+    """``MSET``: True when every part was."""
+    return all(result for result, _ in parts)
+
+
+def _merge_sum(parts: list[tuple[Any, list[int]]], count: int) -> Any:
+    """``DELETE``, ``EXISTS``: the parts' counts added up."""
+    return sum(result for result, _ in parts)
+
+
+MERGE: dict[str, Callable[[list[tuple[Any, list[int]]], int], Any]] = {
+    "MGET": _merge_values,
+    "MSET": _merge_all,
+    "DELETE": _merge_sum,
+    "EXISTS": _merge_sum,
+}
+"""How the parts of each many-key op (``OpSpec.multi_key``) are put back together."""
+
+
 def _merge(command: Command[Any], parts: list[tuple[Any, list[int] | None]]) -> Any:
-    op = command.spec.name
-    if op == "MGET":
-        values: list[Any] = [None] * _key_count(command)
-        for result, where in parts:
-            assert where is not None
-            if len(result) != len(where):
-                return RemoteProtocolError(
-                    f"MGET of {len(where)} keys answered {len(result)} values"
-                )
-            for i, value in zip(where, result, strict=True):
-                values[i] = value
-        return values
-    if op == "MSET":
-        return all(result for result, _ in parts)
-    return sum(result for result, _ in parts)  # DELETE, EXISTS: counts
+    cut = [(result, where) for result, where in parts if where is not None]
+    return MERGE[command.spec.name](cut, _key_count(command))
+
+
+def _width(command: Command[Any]) -> int:
+    """Arguments per key: a many-key op's signature repeats a group that starts with its key."""
+    return len(command.spec.repeat)
 
 
 def _key_count(command: Command[Any]) -> int:
-    return len(command.args) // 2 if command.spec.name == "MSET" else len(command.args)
+    return len(command.args) // _width(command)
 
 
 def _keys(command: Command[Any]) -> list[bytes]:
     args = command.args
-    return args[::2] if command.spec.name == "MSET" else args
+    width = _width(command)
+    return args if width == 1 else args[::width]
 
 
 def _part(command: Command[Any], where: list[int]) -> Command[Any]:
     args = command.args
-    if command.spec.name == "MSET":
-        part = [item for i in where for item in (args[2 * i], args[2 * i + 1])]
-    else:
+    width = _width(command)
+    if width == 1:
         part = [args[i] for i in where]
+    else:
+        part = [item for i in where for item in args[width * i : width * (i + 1)]]
     # Arguments were checked and normalized when the caller's command was built.
     return Command(command.spec, command.namespace, part, command.decode)
 
@@ -142,7 +164,7 @@ def plan(
 
     for command in commands:
         key = command.key
-        if key is not None and command.spec.name in SPLIT_OPS and _key_count(command) > 1:
+        if key is not None and command.spec.multi_key and _key_count(command) > 1:
             by_place: dict[Address | None, list[int]] = {}
             keys = _keys(command)
             for i, k in enumerate(keys):
@@ -165,4 +187,4 @@ def plan(
     return Plan(groups, commands, pieces)
 
 
-__all__ = ["SPLIT_OPS", "Group", "Plan", "plan"]
+__all__ = ["MERGE", "Group", "Plan", "plan"]

@@ -6,26 +6,27 @@
         await client.set("user:1", b"ada", ttl=60)
         await client.get("user:1")      # b"ada"
 
-Methods are the same as :class:`meshcache.Client`'s, awaited. Connections are pooled (one task
-per connection at a time); deadlines are trio cancel scopes, so a timeout or a cancellation
-closes the connection it interrupted rather than leave it half-read.
+Methods are the same as :class:`meshcache.Client`'s, awaited. This module is the engine's trio
+adapter: deadlines are trio cancel scopes on ``trio.current_time()``, so a timeout or a
+cancellation closes the connection it interrupted rather than leave it half-read.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
-from collections.abc import Awaitable, Callable, Sequence
-from types import TracebackType
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 import trio
 
-from meshcache.client.async_base import RECV_SIZE, AsyncClientBase, AsyncPipeline, Event
+from meshcache.client.async_base import AsyncClientBase, AsyncPipeline
 from meshcache.client.core import ClientProtocol, Command, Exchange
-from meshcache.client.routing import Address
-from meshcache.client.sockets import readable_check
-from meshcache.errors import MeshcacheConnectionError, MeshcacheTimeout
+from meshcache.client.engine import Waiter
+from meshcache.client.sockets import RECV_SIZE, readable_check
+from meshcache.errors import MeshcacheConnectionError
+from meshcache.wire import Address
 
 T = TypeVar("T")
 
@@ -49,15 +50,30 @@ class TrioConnection:
         self._idle_check = readable_check(sock)
 
     @classmethod
-    async def open(cls, address: Address, max_frame: int) -> TrioConnection:
-        """Connect (trio resolves the name and races the addresses); OSError on failure."""
-        stream = await trio.open_tcp_stream(address.host, address.port)
-        # open_tcp_stream set TCP_NODELAY; keep the connected socket, not the stream.
-        sock = socket.socket(fileno=stream.socket.detach())
-        return cls(address, sock, max_frame)
+    async def open(cls, address: Address, deadline: float | None, max_frame: int) -> TrioConnection:
+        """Connect by ``deadline`` (trio resolves the name and races the addresses).
 
-    async def exchange(self, commands: Sequence[Command[Any]]) -> Exchange:
+        Raises:
+            TimeoutError: the node did not accept by ``deadline``.
+            OSError: the node refused, or the name did not resolve.
+        """
+        with trio.move_on_at(math.inf if deadline is None else deadline):
+            stream = await trio.open_tcp_stream(address.host, address.port)
+            # open_tcp_stream set TCP_NODELAY; keep the connected socket, not the stream.
+            return cls(address, socket.socket(fileno=stream.socket.detach()), max_frame)
+        raise TimeoutError
+
+    async def exchange(self, commands: Sequence[Command[Any]], deadline: float | None) -> Exchange:
         exchange = Exchange(self.protocol, commands)
+        if deadline is None:
+            await self._exchange(exchange)
+            return exchange
+        with trio.CancelScope(deadline=deadline):
+            await self._exchange(exchange)
+            return exchange
+        raise TimeoutError
+
+    async def _exchange(self, exchange: Exchange) -> None:
         sock = self.sock
         try:
             await self._send_all(exchange.outgoing)
@@ -70,7 +86,7 @@ class TrioConnection:
                 if not data:
                     raise MeshcacheConnectionError(f"{self.address} closed the connection")
                 if exchange.receive_data(data):
-                    return exchange
+                    return
         except (trio.ClosedResourceError, OSError) as exc:
             raise MeshcacheConnectionError(f"connection to {self.address} broke: {exc}") from exc
 
@@ -109,51 +125,31 @@ class TrioConnection:
         await trio.lowlevel.checkpoint()
 
 
-class _Deadline:
-    """``trio.fail_after`` raising :class:`MeshcacheTimeout`, as a class: no generator per use."""
-
-    __slots__ = ("_scope", "_seconds")
-
-    def __init__(self, seconds: float | None) -> None:
-        self._seconds = seconds
-        self._scope: trio.CancelScope | None = None
-
-    async def __aenter__(self) -> None:
-        if self._seconds is not None:
-            self._scope = trio.CancelScope(deadline=trio.current_time() + self._seconds)
-            self._scope.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
-        scope = self._scope
-        if scope is None:
-            return False
-        handled = scope.__exit__(exc_type, exc, tb)
-        if scope.cancelled_caught:
-            raise MeshcacheTimeout(f"no answer within {self._seconds} s") from None
-        return handled
-
-
 class TrioClient(AsyncClientBase[TrioConnection]):
-    __doc__ = AsyncClientBase.__doc__
+    """The client for trio programs: :class:`meshcache.Client`'s methods, awaited.
 
-    async def _open(self, address: Address) -> TrioConnection:
-        return await TrioConnection.open(address, self.max_frame)
+    One client serves the tasks of one trio run; see :class:`AsyncClientBase`.
+    """
 
-    def _deadline(self, seconds: float | None) -> _Deadline:
-        return _Deadline(seconds)
+    _now = staticmethod(trio.current_time)
 
-    def _make_event(self) -> Event:
+    async def _open(self, address: Address, deadline: float | None) -> TrioConnection:
+        return await TrioConnection.open(address, deadline, self.max_frame)
+
+    def _new_waiter(self) -> Waiter:
         return trio.Event()
 
-    async def _gather(self, jobs: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
+    async def _wait(self, waiter: Waiter, deadline: float | None) -> None:
+        assert isinstance(waiter, trio.Event)
+        with trio.move_on_at(math.inf if deadline is None else deadline):
+            await waiter.wait()
+            return
+        raise TimeoutError
+
+    async def _gather(self, jobs: Sequence[Callable[[], Coroutine[Any, Any, T]]]) -> list[T]:
         done: dict[int, T] = {}
 
-        async def run(i: int, job: Callable[[], Awaitable[T]]) -> None:
+        async def run(i: int, job: Callable[[], Coroutine[Any, Any, T]]) -> None:
             done[i] = await job()
 
         async with trio.open_nursery() as nursery:

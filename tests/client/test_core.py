@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 import meshcache
 from meshcache.client.commands import CommandQueue, Commands
 from meshcache.client.core import ClientProtocol, Command, Exchange
-from meshcache.client.routing import Address, SeedRouter, parse_address, parse_addresses
+from meshcache.client.routing import SeedRouter
 from meshcache.errors import CommandError, LocalProtocolError, MeshcacheError, RemoteProtocolError
-from meshcache.wire import FrameReader, decode_request, encode_error, encode_ok, pack_frame
+from meshcache.wire import Address, FrameReader, decode_request, encode_error, encode_ok, pack_frame
 
 
 class Recorder(Commands, CommandQueue):
@@ -313,17 +313,6 @@ def test_well_formed_replies_in_any_order(replies: list[tuple[bool, Any]], rnd: 
 
 
 # -- routing ----------------------------------------------------------------------------------
-
-
-def test_parse_addresses() -> None:
-    assert parse_addresses("a:1, b:2") == [Address("a", 1), Address("b", 2)]
-    assert parse_address("host") == Address("host", 7400)
-    assert parse_address("[::1]:9") == Address("::1", 9)
-    assert str(Address("::1", 9)) == "[::1]:9"
-    assert parse_addresses(["x:1", Address("y", 2)]) == [Address("x", 1), Address("y", 2)]
-    for bad in ["", "a:b", "a:0", "a:70000", ":5", "[::1"]:
-        with pytest.raises(meshcache.ConfigError):
-            parse_addresses(bad)
 
 
 def test_seed_router_fails_over_and_sticks() -> None:

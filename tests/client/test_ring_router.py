@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from meshcache.client.ring_router import RingRouter, RingSnapshot
-from meshcache.client.routing import Address, parse_address
 from meshcache.ring import Ring, RingMember
+from meshcache.wire import Address, parse_address
 
 SEEDS = [Address("seed", 1), Address("seed", 2)]
 ADDRS = ["10.0.0.1:7400", "10.0.0.2:7400", "10.0.0.3:7400"]

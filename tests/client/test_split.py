@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from meshcache.client import results
 from meshcache.client.core import Command
-from meshcache.client.routing import Address
-from meshcache.client.split import plan
+from meshcache.client.split import MERGE, plan
 from meshcache.errors import CommandError, MeshcacheError, RemoteProtocolError
+from meshcache.wire import OPS, Address
 
 NODES = [Address("n", i) for i in range(3)]
 
@@ -174,3 +174,17 @@ def test_meta_commands_form_their_own_group() -> None:
     p = plan([cmd("PING"), cmd("GET", b"a")], lambda k: NODES[1])
     assert p is not None
     assert [g.key for g in p.groups] == [None, b"a"]
+
+
+def test_the_ops_cut_by_node_are_the_op_tables_many_key_ops() -> None:
+    many = {name for name, spec in OPS.items() if spec.multi_key}
+    assert many == {"MGET", "MSET", "DELETE", "EXISTS"}  # what the node splits too
+    assert set(MERGE) == many
+    place = {b"a": NODES[0], b"b": NODES[1]}
+    for name in sorted(many):
+        args: list[Any] = [b"a", b"1", b"b", b"2"] if name == "MSET" else [b"a", b"b"]
+        p = plan([cmd(name, *args)], place.__getitem__)
+        assert p is not None and len(p.groups) == 2, name
+    # Ops with several arguments that are not many keys are never cut.
+    p = plan([cmd("SET", b"a", b"b")], place.__getitem__)
+    assert p is None

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
 import meshcache
 from meshcache.client import Client
+from meshcache.client.engine import run_blocking
+from meshcache.client.sync import BlockingConnection
 from meshcache.wire import encode_ok
 from tests.client.fakeserver import FakeServer
 
@@ -252,8 +255,6 @@ def test_closed_client_refuses(server: FakeServer) -> None:
 
 def wait_until(condition: object, timeout: float = 5.0) -> None:
     """Poll ``condition`` (a callable) until it is true or the deadline passes."""
-    import time
-
     assert callable(condition)
     deadline = time.monotonic() + timeout
     while not condition():
@@ -295,23 +296,28 @@ def test_timeout_is_for_the_whole_reply_not_each_read(server: FakeServer) -> Non
         assert client.get("k") == b"v" * 1000
 
 
+def hold_a_connection(client: Client) -> BlockingConnection:
+    """Borrow a connection from the client's pool, as a call in progress would."""
+    return run_blocking(client._acquire(None))
+
+
 def test_exhausted_pool_times_out_then_recovers(server: FakeServer) -> None:
     with Client(server.address, timeout=0.2, max_connections=1) as client:
-        held = client._pool.acquire(None)
+        held = hold_a_connection(client)
         with pytest.raises(meshcache.MeshcacheTimeout, match="no free connection"):
             client.ping()
-        client._pool.release(held)
+        client._release(held)
         assert client.ping()
 
 
 def test_waiting_thread_gets_the_connection_given_back(server: FakeServer) -> None:
     with Client(server.address, timeout=5.0, max_connections=1) as client:
-        held = client._pool.acquire(None)
+        held = hold_a_connection(client)
         outcome: list[object] = []
         waiter = threading.Thread(target=lambda: outcome.append(client.ping()))
         waiter.start()
-        wait_until(lambda: client._pool._waiting == 1)
-        client._pool.release(held)
+        wait_until(lambda: len(client._waiters) == 1)
+        client._release(held)
         waiter.join(5)
         assert outcome == [True]
         assert server.stats.connections == 1
@@ -320,7 +326,7 @@ def test_waiting_thread_gets_the_connection_given_back(server: FakeServer) -> No
 def test_unasked_bytes_on_an_idle_connection_retire_it(server: FakeServer, client: Client) -> None:
     assert client.ping()
     server.push_all(encode_ok(999, "PONG"))
-    idle = [conn for conns in client._pool._idle.values() for conn in conns]
+    idle = [conn for conns in client._idle.values() for conn in conns]
     wait_until(lambda: not any(conn.reusable for conn in idle))
     # INCR is not retried: this passes only if the polluted connection is never lent.
     assert client.incr("n") == 1

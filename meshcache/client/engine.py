@@ -1,0 +1,490 @@
+"""The one client engine: pool, routing, retries, ring refresh, split batches, pipelines.
+
+Every front end — the blocking :class:`~meshcache.Client`, :class:`~meshcache.TrioClient` and
+:class:`~meshcache.AsyncClient` — is a :class:`ClientEngine` plus a small I/O adapter. The
+engine's logic is written once, as coroutines; the adapter supplies what differs:
+
+* ``_now()``: the clock deadlines are measured on;
+* ``_open(address, deadline)``: a connection (:class:`Connection`) to a node;
+* ``_new_waiter()`` and ``_wait(waiter, deadline)``: waiting for a pooled connection;
+* ``_gather(jobs)``: running the groups of a split batch at once.
+
+Adapter coroutines signal a passed deadline with the builtin :class:`TimeoutError`; the engine
+turns it into a :class:`~meshcache.errors.MeshcacheTimeout` that says what was waited for. The
+blocking front end's adapter blocks inside its coroutines and never suspends, so it runs the
+engine's coroutines to completion with one ``send`` (:func:`run_blocking`).
+
+**Deadlines.** ``timeout`` bounds a whole call — waiting for a pooled connection, connecting,
+the ring fetch before a first request, the retry — not each step: ``Client(timeout=2).get(k)``
+raises :class:`~meshcache.errors.MeshcacheTimeout` within 2 s, whatever happens.
+
+**Retries.** A batch made only of idempotent ops (``OpSpec.idempotent``: reads, SET, DELETE,
+...) is sent once more when its connection breaks before every answer arrived; other batches
+raise :class:`~meshcache.errors.MeshcacheConnectionError`, since they may have been applied.
+Timeouts are never retried. A connection whose exchange did not complete is closed, never
+reused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Generic, Protocol, Self, TypeVar
+
+from meshcache.client.commands import CommandQueue, Commands
+from meshcache.client.core import ClientProtocol, Command, Exchange, batch_route
+from meshcache.client.ring_router import FETCH_RING, default_router
+from meshcache.client.routing import Router
+from meshcache.client.split import Group, Plan, plan
+from meshcache.errors import (
+    ConfigError,
+    MeshcacheConnectionError,
+    MeshcacheError,
+    MeshcacheTimeout,
+)
+from meshcache.wire import DEFAULT_MAX_FRAME, Address
+
+T = TypeVar("T")
+C = TypeVar("C", bound="Connection")
+
+# The defaults of every front end (one __init__ below is the only place they are used).
+DEFAULT_ADDRESS = "127.0.0.1:7400"
+DEFAULT_TIMEOUT = 5.0
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_MAX_CONNECTIONS = 64
+
+
+class Connection(Protocol):
+    """One pooled connection of a front end; lent to one caller at a time."""
+
+    address: Address
+    protocol: ClientProtocol
+
+    async def exchange(self, commands: Sequence[Command[Any]], deadline: float | None) -> Exchange:
+        """Send the commands in one write and read until each has its reply.
+
+        Raises:
+            TimeoutError: ``deadline`` (on the front end's clock) passed first.
+            MeshcacheConnectionError: the connection broke or the node closed it.
+            RemoteProtocolError: the node (or whatever answered) broke the protocol.
+        """
+        ...
+
+    @property
+    def reusable(self) -> bool:
+        """False when the node has closed the idle connection (or sent something unasked)."""
+        ...
+
+    def close_now(self) -> None:
+        """Close without waiting (safe in cancelled or failing code paths)."""
+        ...
+
+
+class Waiter(Protocol):
+    """A one-shot event handed to a caller waiting for a pooled connection."""
+
+    def set(self) -> None: ...
+
+
+class ClientEngine(ABC, Commands, Generic[C]):
+    """What every front end shares: see the module docstring for the rules it applies.
+
+    The ring is fetched (``RING``, ``NS_LIST``) before the first request, and again, by the one
+    caller whose response first carries a newer ring version, before that call returns; other
+    callers keep routing by the ring they have. A node outside a mesh has no ring, and then the
+    client routes by seed as with ``smart=False``.
+    """
+
+    def __init__(
+        self,
+        addresses: str | Address | Sequence[str | Address] = DEFAULT_ADDRESS,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        smart: bool = True,
+        router: Router | None = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        """A client of the nodes at ``addresses``; it connects on first use.
+
+        Args:
+            addresses: ``"host:port"``, several as ``"h:p,h:p"`` (any that answers is used, the
+                next ones on failure), or a list of them.
+            timeout: seconds a whole call may take, retries included (None: no limit); also
+                bounds the wait for a free pooled connection.
+            connect_timeout: seconds to wait for a node to accept a connection (within
+                ``timeout``).
+            max_connections: how many connections may be lent out at once, over all nodes.
+            smart: route by the cluster ring (a :class:`~meshcache.client.RingRouter` over
+                ``addresses``): each key's requests go to its first owner, batches of many keys
+                are split by node and sent at once. False: every request goes to the first seed
+                that answers (a :class:`~meshcache.client.SeedRouter`), e.g. to talk to exactly
+                one node.
+            router: picks the node per key; overrides ``smart``.
+            max_frame: the largest reply frame accepted, in bytes.
+
+        Raises:
+            ConfigError: an address does not parse, or a setting is out of range.
+        """
+        if type(max_connections) is not int or max_connections < 1:
+            raise ConfigError(f"max_connections must be an integer >= 1, not {max_connections!r}")
+        for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
+            if value is not None and not value > 0:
+                raise ConfigError(f"{name} must be a positive number of seconds or None")
+        self.router: Router = router or default_router(addresses, smart=smart)
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.max_connections = max_connections
+        self.max_frame = max_frame
+        # True until a first request has asked the router whether it wants the ring.
+        self._ring_unasked = True
+        # The pool: idle connections per node, how many are lent, callers waiting for one. One
+        # lock guards all three (threads share a blocking client; on an event loop it is never
+        # contended). A freed connection's slot is handed straight to the first waiter.
+        self._lock = threading.Lock()
+        self._idle: dict[Address, list[C]] = {}
+        self._lent = 0
+        self._waiters: deque[Waiter] = deque()
+        self._closed = False
+
+    # -- what a front end supplies --------------------------------------------------------------
+
+    @abstractmethod
+    def _now(self) -> float:
+        """Seconds on the clock that deadlines passed to the adapter are measured on."""
+
+    @abstractmethod
+    async def _open(self, address: Address, deadline: float | None) -> C:
+        """Connect to ``address``; TimeoutError at ``deadline``, OSError when it refuses."""
+
+    @abstractmethod
+    def _new_waiter(self) -> Waiter:
+        """A new one-shot event for :meth:`_wait`."""
+
+    @abstractmethod
+    async def _wait(self, waiter: Waiter, deadline: float | None) -> None:
+        """Wait until ``waiter`` is set; TimeoutError at ``deadline``."""
+
+    @abstractmethod
+    async def _gather(self, jobs: Sequence[Callable[[], Coroutine[Any, Any, T]]]) -> list[T]:
+        """Run the jobs at once; their results in order. The jobs never raise MeshcacheError."""
+
+    # -- a call ---------------------------------------------------------------------------------
+
+    async def _run(self, commands: Sequence[Command[Any]], *, raise_on_error: bool) -> list[Any]:
+        """Send a call's commands where they belong; their results in order.
+
+        With ``raise_on_error`` the first error is raised (after every reply arrived); without
+        it, errors stand in the list in place of their results.
+        """
+        timeout = self.timeout
+        deadline = None if timeout is None else self._now() + timeout
+        if self._ring_unasked:
+            self._ring_unasked = False
+            if self.router.observe_ring_version(0):
+                await self._fetch_ring(None, deadline)
+        if len(commands) > 1 or commands[0].spec.multi_key:
+            batches = plan(commands, self.router.primary)
+            if batches is not None:
+                return await self._run_plan(batches, raise_on_error, deadline)
+        key, retryable = batch_route(commands)
+        return await self._send(commands, key, retryable, raise_on_error, deadline)
+
+    async def _send(
+        self,
+        commands: Sequence[Command[Any]],
+        key: bytes | None,
+        retryable: bool,
+        raise_on_error: bool,
+        deadline: float | None,
+        prefer: Address | None = None,
+    ) -> list[Any]:
+        """Send the batch to the router's node for ``key`` (``prefer`` first when given)."""
+        retries = 1 if retryable else 0
+        while True:
+            conn = None if prefer is not None else self._lend_idle(key)
+            if conn is None:
+                conn = await self._acquire(key, prefer, deadline)
+            try:
+                exchange = await conn.exchange(commands, deadline)
+            except MeshcacheConnectionError:
+                self._discard(conn)
+                if retries:
+                    retries -= 1
+                    continue
+                raise
+            except TimeoutError:
+                self._discard(conn)
+                raise MeshcacheTimeout(
+                    f"no answer from {conn.address} within {self.timeout:g} s"
+                ) from None
+            except BaseException:
+                self._discard(conn)
+                raise
+            self._release(conn)
+            if self.router.observe_ring_version(conn.protocol.ring_version):
+                await self._fetch_ring(conn.address, deadline)
+            return exchange.results(raise_on_error=raise_on_error)
+
+    async def _fetch_ring(self, prefer: Address | None, deadline: float | None) -> None:
+        """Fetch the ring (from ``prefer`` first: it answered with the newer version).
+
+        A failed fetch leaves the router as it was, and the call goes on.
+        """
+        replies = None
+        try:
+            with contextlib.suppress(MeshcacheError):
+                replies = await self._send(FETCH_RING, None, True, True, deadline, prefer)
+        finally:
+            self.router.ring_fetched(replies)
+
+    async def _run_plan(
+        self, batches: Plan, raise_on_error: bool, deadline: float | None
+    ) -> list[Any]:
+        """Send every group at once, then merge the results in the caller's order."""
+        jobs = [functools.partial(self._send_group, group, deadline) for group in batches.groups]
+        outcomes = await self._gather(jobs)
+        done: list[list[Any]] = []
+        for outcome in outcomes:
+            if isinstance(outcome, MeshcacheError):
+                raise outcome
+            done.append(outcome)
+        return batches.results(done, raise_on_error=raise_on_error)
+
+    async def _send_group(self, group: Group, deadline: float | None) -> list[Any] | MeshcacheError:
+        # The error is returned, not raised: one group failing must not cancel the others
+        # (whose connections would be closed half-read), and the caller raises it once every
+        # group is done.
+        try:
+            return await self._send(group.commands, group.key, group.retryable, False, deadline)
+        except MeshcacheError as exc:
+            return exc
+
+    # -- the pool -------------------------------------------------------------------------------
+
+    def _lend_idle(self, key: bytes | None) -> C | None:
+        """The usual case, without a coroutine: a free slot and an idle usable connection to
+        the router's first candidate for ``key``, lent out; None (nothing taken) otherwise."""
+        if self._closed:
+            return None
+        candidates = self.router.candidates(key)
+        if not candidates:
+            return None
+        with self._lock:
+            if self._lent >= self.max_connections:
+                return None
+            idle = self._idle.get(candidates[0])
+            if not idle:
+                return None
+            conn = idle.pop()
+            self._lent += 1
+        if conn.reusable:
+            return conn
+        conn.close_now()
+        self._free_slot()
+        return None
+
+    async def _acquire(
+        self, key: bytes | None, prefer: Address | None = None, deadline: float | None = None
+    ) -> C:
+        """A connection to the router's node for ``key``, failing over down its list.
+
+        Raises:
+            MeshcacheTimeout: no connection was free, or none could be made, by ``deadline``.
+            MeshcacheConnectionError: the client is closed, or no candidate accepted.
+        """
+        if self._closed:
+            raise MeshcacheConnectionError("the client is closed")
+        with self._lock:
+            if self._lent < self.max_connections:
+                self._lent += 1
+                waiter = None
+            else:
+                waiter = self._new_waiter()
+                self._waiters.append(waiter)
+        if waiter is not None:
+            await self._wait_for_slot(waiter, deadline)
+        try:
+            candidates = self.router.candidates(key)
+            if prefer is not None:
+                candidates = [prefer, *(a for a in candidates if a != prefer)]
+            return await self._connect(candidates, deadline)
+        except BaseException:
+            self._free_slot()
+            raise
+
+    async def _wait_for_slot(self, waiter: Waiter, deadline: float | None) -> None:
+        """Wait until a slot is handed to ``waiter``; MeshcacheTimeout at ``deadline``.
+
+        On any error the caller holds no slot.
+        """
+        try:
+            await self._wait(waiter, deadline)
+        except BaseException as exc:
+            with self._lock:
+                try:
+                    self._waiters.remove(waiter)
+                    handed = False
+                except ValueError:
+                    handed = True
+            if handed:  # a slot came with the wake-up: pass it on
+                self._free_slot()
+            if isinstance(exc, TimeoutError):
+                raise MeshcacheTimeout(
+                    f"no free connection within {self.timeout:g} s"
+                    f" (all {self.max_connections} are in use)"
+                ) from None
+            raise
+
+    def _free_slot(self) -> None:
+        with self._lock:
+            if not self._waiters:
+                self._lent -= 1
+                return
+            waiter = self._waiters.popleft()
+        waiter.set()
+
+    def _take_idle(self, address: Address) -> C | None:
+        """An idle connection to ``address`` that is still usable, or None."""
+        while True:
+            with self._lock:
+                idle = self._idle.get(address)
+                if not idle:
+                    return None
+                conn = idle.pop()
+            if conn.reusable:
+                return conn
+            conn.close_now()
+
+    async def _connect(self, candidates: Sequence[Address], deadline: float | None) -> C:
+        """An idle or new connection to the first candidate that has or accepts one."""
+        failures: list[str] = []
+        for address in candidates:
+            conn = self._take_idle(address)
+            if conn is not None:
+                return conn
+            until = deadline
+            call_bound = deadline is not None  # the call's deadline limits this attempt
+            if self.connect_timeout is not None:
+                by_connect = self._now() + self.connect_timeout
+                if deadline is None or by_connect < deadline:
+                    until, call_bound = by_connect, False
+            try:
+                conn = await self._open(address, until)
+            except TimeoutError:
+                self.router.failed(address)
+                failures.append(f"{address}: timed out")
+                if call_bound:
+                    raise MeshcacheTimeout(
+                        f"could not connect within {self.timeout:g} s (" + "; ".join(failures) + ")"
+                    ) from None
+                continue
+            except OSError as exc:
+                self.router.failed(address)
+                failures.append(f"{address}: {exc or type(exc).__name__}")
+                continue
+            self.router.connected(address)
+            return conn
+        raise MeshcacheConnectionError(
+            "could not connect to any node (" + "; ".join(failures) + ")"
+        )
+
+    def _release(self, conn: C) -> None:
+        """Give back a connection whose exchange completed."""
+        with self._lock:
+            keep = not self._closed and conn.protocol.error is None
+            if keep:
+                idle = self._idle.get(conn.address)
+                if idle is None:
+                    self._idle[conn.address] = [conn]
+                else:
+                    idle.append(conn)
+            if self._waiters:
+                waiter = self._waiters.popleft()
+            else:
+                self._lent -= 1
+                waiter = None
+        if not keep:
+            conn.close_now()
+        if waiter is not None:
+            waiter.set()
+
+    def _discard(self, conn: C) -> None:
+        """Close a connection whose state is unknown (timeout, breakage, interruption)."""
+        try:
+            conn.close_now()
+        finally:
+            self._free_slot()
+
+    def _close_pool(self) -> list[C]:
+        """Refuse further calls; the idle connections, for the front end to close."""
+        self._closed = True
+        with self._lock:
+            idle = [conn for conns in self._idle.values() for conn in conns]
+            self._idle.clear()
+        return idle
+
+
+class PipelineBase(Commands, CommandQueue):
+    """Commands queued to be sent in one write by the front end's ``execute``.
+
+    Every method queues its command and returns the pipeline, so calls chain. ``execute``
+    returns the results in order. With ``raise_on_error`` (the default) it raises the first
+    error after every reply has arrived, as redis-py does; without it, the exception objects
+    stand in the list where their results would be. A pipeline made only of idempotent ops is
+    retried once on a broken connection; any other is not.
+    """
+
+    def __init__(self, client: ClientEngine[Any], *, raise_on_error: bool = True) -> None:
+        self._client = client
+        self.raise_on_error = raise_on_error
+        self._commands: list[Command[Any]] = []
+
+    def _execute(self, command: Command[Any]) -> Self:
+        self._commands.append(command)
+        return self
+
+    def __len__(self) -> int:
+        return len(self._commands)
+
+    def _take(self, raise_on_error: bool | None) -> Coroutine[Any, Any, list[Any]] | None:
+        """The call that sends what is queued (None when nothing is), emptying the queue."""
+        commands, self._commands = self._commands, []
+        if not commands:
+            return None
+        if raise_on_error is None:
+            raise_on_error = self.raise_on_error
+        return self._client._run(commands, raise_on_error=raise_on_error)
+
+    def reset(self) -> None:
+        """Forget the queued commands."""
+        self._commands = []
+
+
+def run_blocking(call: Coroutine[Any, Any, T]) -> T:
+    """Run an engine coroutine whose adapter blocks instead of suspending; its result."""
+    try:
+        call.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    call.close()
+    raise RuntimeError("a blocking client's coroutine suspended")
+
+
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_TIMEOUT",
+    "ClientEngine",
+    "Connection",
+    "PipelineBase",
+    "Waiter",
+    "run_blocking",
+]
