@@ -1,0 +1,115 @@
+"""A forwarded write that timed out and was failed over is applied a second time when the cut
+heals, overwriting a newer acknowledged write: a strict xfail until the node stops it.
+
+Found by the soak (an ``isolate`` cycle lost an acknowledged write). The sequence, made
+deterministic here, in namespace ``chaos-quorum`` (3 owners, quorum 2):
+
+1. key K's first owner X is cut off from the other nodes (the harness still reaches all);
+2. at once, before gossip calls X dead, ``SET K v1`` goes to node V, which forwards it to X on
+   its pooled connection; the frame is stuck in TCP's retransmission queue; after the forward
+   timeout (5 s) V fails over to the next owner and the write is acknowledged (quorum);
+3. ``SET K v2`` through V is acknowledged (quorum) — the newer write;
+4. the cut heals; TCP retransmits the old forward to X, which coordinates it as a new write
+   with a fresh version, newer than v2's, and replicates it: every owner ends with v1.
+
+SET is retried on the next owner because it is idempotent, but under last-writer-wins a SET
+applied again later is a new write. What would fix it belongs to the node: a forward that
+carries the version (or a deadline) fixed when it was first coordinated, or aborting the
+connection (RST, dropping the queued frame) when a forward times out.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from meshcache.testing.chaos import faults
+from meshcache.testing.chaos.cluster import DATA_PORT, ChaosCluster, Control
+from meshcache.testing.chaos.history import now
+
+pytestmark = pytest.mark.chaos
+
+NS = "chaos-quorum"
+
+
+class LateForwardApplied(AssertionError):
+    """The first forward of a failed-over write overwrote a newer acknowledged write."""
+
+
+def _owners_value(cluster: ChaosCluster, key: str, owners: list[str]) -> set[bytes | None]:
+    values: set[bytes | None] = set()
+    for name in owners:
+        raw = cluster.records(name, NS, [key])[0]
+        values.add(None if raw is None else raw[1])
+    return values
+
+
+def _send_v1(cluster: ChaosCluster, via: str, key: str) -> dict[str, object]:
+    """SET key v1 through ``via`` from the hub, waiting up to 30 s; result, error, seconds."""
+    first: dict[str, object] = {}
+    started = now()
+    try:
+        control = Control(cluster.network.hub, (cluster.node(via).address, DATA_PORT), 30.0)
+        try:
+            first["result"] = control.call("SET", [key.encode(), b"v1"], NS, 30.0)
+        finally:
+            control.close()
+    except Exception as exc:  # recorded, asserted by the caller
+        first["error"] = exc
+    first["took"] = now() - started
+    return first
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=LateForwardApplied,
+    reason="a node applies a forwarded SET that reaches the owner after the forwarder timed "
+    "out and failed it over, with a fresh version: it overwrites newer acknowledged writes",
+)
+def test_a_failed_over_forward_does_not_apply_again_after_the_heal(
+    chaos_cluster: ChaosCluster,
+) -> None:
+    cluster = chaos_cluster
+    ring = cluster.current_ring()
+    key, owners = next(
+        (k, o)
+        for k, o in ((f"late-fwd:k{i}", cluster.owners(ring, f"late-fwd:k{i}")) for i in range(999))
+        if o[0] == "n2"
+    )
+    x, via = owners[0], owners[1]
+    # V's pooled connection to X exists before the cut (a write V forwards to X).
+    assert cluster.call(via, "SET", [key.encode(), b"v0"], NS) is True
+
+    cluster.set_faults(faults.isolate(x, cluster.node_names))
+    try:
+        first = _send_v1(cluster, via, key)
+        took = float(first["took"])  # type: ignore[arg-type]
+        print(f"v1 through {via} (first owner {x} cut off): {first} after {took:.2f}s")
+        assert first.get("result") is True, first
+        assert took >= 4.0, f"the forward did not wait on {x}: the sequence did not happen"
+        assert cluster.call(via, "SET", [key.encode(), b"v2"], NS) is True
+        acked_v2 = now()
+    finally:
+        cluster.heal()
+    healed = now()
+
+    # Watch the owners for 20 s after the heal (TCP's retransmission back-off after a cut of
+    # ~5 s delivers the stuck frame within a few seconds).
+    seen: list[tuple[float, set[bytes | None]]] = []
+    deadline = time.monotonic() + 20.0
+    while time.monotonic() < deadline:
+        values = _owners_value(cluster, key, owners)
+        if not seen or seen[-1][1] != values:
+            seen.append((now() - healed, values))
+        if values == {b"v1"}:
+            break
+        time.sleep(0.25)  # the poll interval; the deadline bounds the watch
+    print(f"owners of {key} after the heal: {seen}")
+    final = seen[-1][1]
+    if b"v1" in final:
+        raise LateForwardApplied(
+            f"{key}: v2 acknowledged {healed - acked_v2:.2f}s before the heal; "
+            f"{seen[-1][0]:.2f}s after it the owners hold {sorted(map(repr, final))}"
+        )
+    assert final == {b"v2"}, seen
