@@ -21,8 +21,10 @@ raises :class:`~meshcache.errors.MeshcacheTimeout` within 2 s, whatever happens.
 **Retries.** A batch made only of idempotent ops (``OpSpec.idempotent``: reads, SET, DELETE,
 ...) is sent once more when its connection breaks before every answer arrived; other batches
 raise :class:`~meshcache.errors.MeshcacheConnectionError`, since they may have been applied.
-Timeouts are never retried. A connection whose exchange did not complete is closed, never
-reused.
+The retry takes no connection to the node that failed: its idle ones are closed, and the router
+puts it last (a node being killed may still accept a connection), so the retry goes to the next
+candidate when there is one. Timeouts are never retried. A connection whose exchange did not
+complete is closed, never reused.
 """
 
 from __future__ import annotations
@@ -214,6 +216,11 @@ class ClientEngine(ABC, Commands, Generic[C]):
                 exchange = await conn.exchange(commands, deadline)
             except MeshcacheConnectionError:
                 self._discard(conn)
+                # The node may be going away: its other connections are as likely broken, and a
+                # new one may still be accepted by a listener about to close. The retry takes
+                # none of them, and goes to the next candidate if the router has one.
+                self._drop_idle(conn.address)
+                self.router.failed(conn.address)
                 if retries:
                     retries -= 1
                     continue
@@ -420,6 +427,13 @@ class ClientEngine(ABC, Commands, Generic[C]):
             conn.close_now()
         finally:
             self._free_slot()
+
+    def _drop_idle(self, address: Address) -> None:
+        """Close every idle connection to ``address``."""
+        with self._lock:
+            idle = self._idle.pop(address, ())
+        for conn in idle:
+            conn.close_now()
 
     def _close_pool(self) -> list[C]:
         """Refuse further calls; the idle connections, for the front end to close."""

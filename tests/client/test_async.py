@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -309,3 +310,27 @@ async def test_unasked_bytes_on_an_idle_connection_retire_it(
     # INCR is not retried: this passes only if the polluted connection is never lent.
     assert await client.incr("n") == 1
     assert server.stats.connections == 2
+
+
+@scenario_test()
+async def test_a_retry_never_takes_a_pooled_connection_to_the_node_that_failed(
+    client: AsyncClientBase[Any], server: FakeServer
+) -> None:
+    await client.set("k", "v")
+    held = [await client._acquire(None) for _ in range(3)]
+    for conn in held:
+        client._release(conn)
+    await wait_for(lambda: server.stats.connections == 3)  # the server has accepted them all
+    server.inject("drop_before", "GET")
+    assert await client.get("k") == b"v"
+    # The retry opened a connection of its own; the pooled ones to that node were closed.
+    assert server.stats.connections == 4
+    await wait_for(lambda: server.stats.open_connections == 1)
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Check ``condition`` every tick until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await sleep_a_tick()

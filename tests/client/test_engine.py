@@ -37,6 +37,7 @@ ENGINE_LOGIC = [
     "_connect",
     "_release",
     "_discard",
+    "_drop_idle",
 ]
 
 

@@ -331,3 +331,23 @@ def test_unasked_bytes_on_an_idle_connection_retire_it(server: FakeServer, clien
     # INCR is not retried: this passes only if the polluted connection is never lent.
     assert client.incr("n") == 1
     assert server.stats.connections == 2
+
+
+def pool_of(client: Client, size: int) -> None:
+    """Leave ``size`` idle connections in the client's pool."""
+    held = [hold_a_connection(client) for _ in range(size)]
+    for conn in held:
+        client._release(conn)
+
+
+def test_a_retry_never_takes_a_pooled_connection_to_the_node_that_failed(
+    server: FakeServer, client: Client
+) -> None:
+    client.set("k", "v")
+    pool_of(client, 3)
+    wait_until(lambda: server.stats.connections == 3)  # the server has accepted them all
+    server.inject("drop_before", "GET")
+    assert client.get("k") == b"v"
+    # The retry opened a connection of its own; the pooled ones to that node were closed.
+    assert server.stats.connections == 4
+    wait_until(lambda: server.stats.open_connections == 1)
