@@ -67,7 +67,9 @@ def test_a_smart_client_on_the_minority_side_keeps_writing(chaos_cluster: ChaosC
         sides={"c0": "minority", "c1": "majority"},
         plain={"c0": "n0", "c1": "n1"},
     )  # fmt: skip
-    report = run_cycle(chaos_cluster, schedule, cycle=10, workload=WORKLOAD, after_heal=3.0)
+    report = run_cycle(
+        chaos_cluster, schedule, cycle=10, workload=WORKLOAD, after_heal=3.0, baseline=3.0
+    )
     print(report.summary())
     print(json.dumps(report.availability, indent=1))
     failed = {c.name: c.findings[:5] for c in report.checks if not c.ok}

@@ -9,9 +9,9 @@ client op sequences; the timing of real processes is not replayed.
 :func:`run_cycle` runs one schedule against a :class:`~.cluster.ChaosCluster`:
 
 1. start the workload (per client endpoint a smart and a plain client, plus a smart client in
-   the hub), with keys of the cycle's own prefix, and wait until every client has had an op
-   acknowledged;
-2. play the steps (config changes are tried through a node on each side halfway through a
+   the hub), with keys of the cycle's own prefix; wait until every client has had an op
+   acknowledged, then let them run ``baseline`` seconds unhurt (the "before" figures);
+2. play the steps (config changes are tried through a node on each side a quarter into a
    network fault); sample hints and file descriptors about once a second;
 3. heal everything (network, paused and killed nodes, clock skew), let the clients run on for
    ``after_heal`` seconds, stop them;
@@ -539,6 +539,7 @@ def run_cycle(
     converge_bound: float = 30.0,
     hint_bound: float = 45.0,
     warmup_timeout: float = 60.0,
+    baseline: float = 2.0,
 ) -> CycleReport:
     """Run ``schedule`` once against ``cluster`` and check the result (see the module doc).
 
@@ -573,6 +574,7 @@ def run_cycle(
 
     wait_until(warmed_up, warmup_timeout, "every client's first acknowledged op", every=0.25)
     runner.sample("run")
+    runner.until(time.monotonic() + baseline)
     started = now()
     begin = time.monotonic()
     for step in sorted(schedule.steps, key=lambda s: s.at):
@@ -648,7 +650,7 @@ def run_cycle(
         healed=healed,
         converged_after=converged_after,
         availability={
-            "before": checkers.availability(history, proc_sides, started - 3.0, started),
+            "before": checkers.availability(history, proc_sides, started - baseline, started),
             "during": checkers.availability(history, proc_sides, started, fault_end),
             "after": checkers.availability(history, proc_sides, healed, healed + after_heal),
         },
