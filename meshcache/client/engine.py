@@ -29,7 +29,6 @@ complete is closed, never reused.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import threading
 from abc import ABC, abstractmethod
@@ -189,7 +188,7 @@ class ClientEngine(ABC, Commands, Generic[C]):
         if self._ring_unasked:
             self._ring_unasked = False
             if self.router.observe_ring_version(0):
-                await self._fetch_ring(None, deadline)
+                await self._fetch_ring(None, deadline, before_request=True)
         if len(commands) > 1 or commands[0].spec.multi_key:
             batches = plan(commands, self.router.primary)
             if batches is not None:
@@ -238,15 +237,22 @@ class ClientEngine(ABC, Commands, Generic[C]):
                 await self._fetch_ring(conn.address, deadline)
             return exchange.results(raise_on_error=raise_on_error)
 
-    async def _fetch_ring(self, prefer: Address | None, deadline: float | None) -> None:
+    async def _fetch_ring(
+        self, prefer: Address | None, deadline: float | None, *, before_request: bool = False
+    ) -> None:
         """Fetch the ring (from ``prefer`` first: it answered with the newer version).
 
-        A failed fetch leaves the router as it was, and the call goes on.
+        A failed fetch leaves the router as it was and the call goes on, except a timeout
+        before the call's request: the call has no time left, and its error says why.
         """
         replies = None
         try:
-            with contextlib.suppress(MeshcacheError):
-                replies = await self._send(FETCH_RING, None, True, True, deadline, prefer)
+            replies = await self._send(FETCH_RING, None, True, True, deadline, prefer)
+        except MeshcacheTimeout:
+            if before_request:
+                raise
+        except MeshcacheError:
+            pass
         finally:
             self.router.ring_fetched(replies)
 

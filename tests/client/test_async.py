@@ -334,3 +334,17 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await sleep_a_tick()
+
+
+@scenario_test(timeout=0.5)
+async def test_the_timeout_bounds_the_whole_call_retry_included(
+    client: AsyncClientBase[Any], server: FakeServer
+) -> None:
+    await client.set("k", "v")
+    server.inject("drop_before", "GET")  # the first attempt breaks at once...
+    server.inject("hold", "GET")  # ...and the retry gets no answer
+    start = time.monotonic()
+    with pytest.raises(meshcache.MeshcacheTimeout, match=r"within 0\.5 s"):
+        await client.get("k")
+    assert time.monotonic() - start < 0.5 + 0.2
+    server.release.set()

@@ -351,3 +351,15 @@ def test_a_retry_never_takes_a_pooled_connection_to_the_node_that_failed(
     # The retry opened a connection of its own; the pooled ones to that node were closed.
     assert server.stats.connections == 4
     wait_until(lambda: server.stats.open_connections == 1)
+
+
+def test_the_timeout_bounds_the_whole_call_retry_included(server: FakeServer) -> None:
+    with Client(server.address, timeout=0.5) as client:
+        client.set("k", "v")
+        server.inject("drop_before", "GET")  # the first attempt breaks at once...
+        server.inject("hold", "GET")  # ...and the retry gets no answer
+        start = time.monotonic()
+        with pytest.raises(meshcache.MeshcacheTimeout, match=r"within 0\.5 s"):
+            client.get("k")
+        assert time.monotonic() - start < 0.5 + 0.2
+        server.release.set()
