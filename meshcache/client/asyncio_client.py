@@ -40,7 +40,7 @@ class _ReplyProtocol(asyncio.BufferedProtocol):
 
     def __init__(self, address: Address, max_frame: int) -> None:
         self.address = address
-        self.protocol = ClientProtocol(max_frame)
+        self.protocol = ClientProtocol(max_frame, str(address))
         self.transport: asyncio.Transport | None = None
         self.exchange: Exchange | None = None
         self.waiter: asyncio.Future[None] | None = None

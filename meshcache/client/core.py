@@ -32,6 +32,7 @@ from meshcache.wire import (
     DEFAULT_MAX_FRAME,
     OPS,
     FrameReader,
+    FrameTooLarge,
     Limits,
     OpSpec,
     Response,
@@ -49,6 +50,15 @@ _CLIENT_LIMITS = Limits(max_key_bytes=2**63, max_value_bytes=2**63, max_args=2**
 # Request ids are u64 on the wire; 0 is what the node uses for errors that belong to no request
 # (TOO_MANY_CONNECTIONS, an undecodable frame), so the client never hands it out.
 _MAX_REQUEST_ID = 2**64 - 1
+
+# The first request id of a connection. msgpack writes it as ce 0d 0a 0d 0a, so the first request
+# carries CR LF CR LF, which ends an HTTP request head: a client pointed at an HTTP port (a node's
+# admin port) gets an HTTP answer at once, and says so, instead of waiting out its timeout. The
+# ids that follow take the same five bytes each; the node treats ids as opaque.
+FIRST_REQUEST_ID = 0x0D0A0D0A
+
+# How many of the first bytes a peer sends are kept to say what it is, should they not be a reply.
+_HEAD_BYTES = 16
 
 
 def _identity(value: Any) -> Any:
@@ -144,19 +154,37 @@ class ClientProtocol:
     sends a connection-level error (request id 0, e.g. ``TOO_MANY_CONNECTIONS``) or breaks the
     protocol, the object is *dead*: ``error`` holds why, and every request still awaiting an
     answer gets that error as its reply. A dead protocol refuses ``send``.
+
+    Until the first reply, it keeps the first bytes the peer sent, so that a peer which is not a
+    node's data port is named for what it is (:meth:`receive_data`, :meth:`no_answer`). ``peer``
+    is how messages name the other end (``host:port``).
     """
 
-    __slots__ = ("_next_id", "_outbox", "_pending", "_reader", "error", "ring_version")
+    __slots__ = (
+        "_head",
+        "_next_id",
+        "_outbox",
+        "_pending",
+        "_reader",
+        "answered",
+        "error",
+        "peer",
+        "ring_version",
+    )
 
-    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME, peer: str = "the node") -> None:
         self._reader = FrameReader(max_frame)
-        self._next_id = 1
+        self._next_id = FIRST_REQUEST_ID
         self._outbox = bytearray()
         # dict as an insertion-ordered set of ids awaiting a response.
         self._pending: dict[int, None] = {}
         self.error: MeshcacheError | None = None
         #: The highest ring version any response carried (0 on a node outside a mesh).
         self.ring_version = 0
+        self.peer = peer
+        #: True once the peer has sent one well-formed reply: it speaks the data protocol.
+        self.answered = False
+        self._head = b""
 
     @property
     def pending(self) -> int:
@@ -191,7 +219,9 @@ class ClientProtocol:
         Raises:
             RemoteProtocolError: the node sent bytes that break framing or the response format,
                 or answered a request id that is not awaiting an answer. The protocol is dead
-                afterwards; the caller must close the connection.
+                afterwards; the caller must close the connection. When the peer never sent a
+                reply, the message says what answered instead (HTTP, the Redis protocol, other
+                bytes) and that a node's data port is needed.
         """
         return [Reply(rid, response) for rid, response in self._receive(data)]
 
@@ -203,13 +233,21 @@ class ClientProtocol:
             # After a connection-level error frame the node closes the connection; nothing
             # that still arrives can answer anything.
             return []
+        if not self.answered and len(self._head) < _HEAD_BYTES:
+            self._head += data[: _HEAD_BYTES - len(self._head)]
         reader = self._reader
         reader.feed(data)
         pending = self._pending
         replies: list[tuple[int, Response]] = []
         try:
             while (body := reader.next_body()) is not None:
-                response = decode_response(body)
+                try:
+                    response = decode_response(body)
+                except RemoteProtocolError:
+                    if not self.answered:
+                        raise self._not_a_reply() from None
+                    raise
+                self.answered = True
                 rid = response.id
                 if rid in pending:
                     del pending[rid]
@@ -223,10 +261,44 @@ class ClientProtocol:
                     raise RemoteProtocolError(
                         f"the node answered request id {rid}, which was not asked"
                     )
+        except FrameTooLarge as exc:
+            self.error = exc if self.answered else self._not_a_reply()
+            raise self.error from None
         except RemoteProtocolError as exc:
             self.error = exc
             raise
         return replies
+
+    def _not_a_reply(self) -> RemoteProtocolError:
+        """The error for a peer whose very first bytes are not a meshcache reply."""
+        head = self._head
+        if head.startswith(b"HTTP"):
+            what = "HTTP: that is a node's admin port (or another web server)"
+        elif head[:1] in (b"-", b"+") or head.startswith((b"$", b"*", b"%")):
+            what = "in the Redis protocol (RESP): that is a node's RESP port"
+        else:
+            what = f"with bytes that are not a meshcache reply ({head!r}): not a node's data port"
+        return RemoteProtocolError(f"{self.peer} answered {what}; use its data port")
+
+    def no_answer(self, seconds: float | None) -> str:
+        """Why nothing usable came back within ``seconds``: what the peer sent, if anything.
+
+        For the message of a timeout. A peer that accepted the connection and never sent a
+        byte is named as possibly not a data port (a node's Raft port, for one, stays silent).
+        """
+        within = "" if seconds is None else f" within {seconds:g} s"
+        if self.answered:
+            return f"no answer from {self.peer}{within}"
+        if not self._head:
+            return (
+                f"no answer from {self.peer}{within}: it accepted the connection but sent"
+                " nothing back (if it is not a node's data port, e.g. its Raft port, use the"
+                " data port)"
+            )
+        return (
+            f"no answer from {self.peer}{within}: it sent bytes that are not a meshcache reply"
+            f" ({self._head!r}): if it is not a node's data port, use the data port"
+        )
 
     def _fail_all(self, response: Response) -> list[tuple[int, Response]]:
         code, message = response.value
@@ -314,4 +386,4 @@ def _outcome(command: Command[Any], response: Response) -> Any:
         return exc
 
 
-__all__ = ["ClientProtocol", "Command", "Exchange", "Reply", "batch_route"]
+__all__ = ["FIRST_REQUEST_ID", "ClientProtocol", "Command", "Exchange", "Reply", "batch_route"]

@@ -226,9 +226,7 @@ class ClientEngine(ABC, Commands, Generic[C]):
                 raise
             except TimeoutError:
                 self._discard(conn)
-                raise MeshcacheTimeout(
-                    f"no answer from {conn.address} within {self.timeout:g} s"
-                ) from None
+                raise MeshcacheTimeout(conn.protocol.no_answer(self.timeout)) from None
             except BaseException:
                 self._discard(conn)
                 raise

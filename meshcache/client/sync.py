@@ -58,7 +58,7 @@ class BlockingConnection:
     ) -> None:
         self.address = address
         self.sock = sock
-        self.protocol = ClientProtocol(max_frame)
+        self.protocol = ClientProtocol(max_frame, str(address))
         sock.settimeout(timeout)
         self._armed = timeout
         self._idle_check = readable_check(sock)

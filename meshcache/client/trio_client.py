@@ -46,7 +46,7 @@ class TrioConnection:
         sock.setblocking(False)
         self.address = address
         self.sock = sock
-        self.protocol = ClientProtocol(max_frame)
+        self.protocol = ClientProtocol(max_frame, str(address))
         self._idle_check = readable_check(sock)
 
     @classmethod

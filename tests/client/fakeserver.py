@@ -16,6 +16,7 @@ import contextlib
 import socket
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,8 @@ class Fault:
 
     action: str  # "drop_before" | "drop_after" | "hold" | "raw" | "partial" | "dribble"
     op: str | None = None
-    raw: bytes = b""
+    #: What "raw" answers: bytes, or a function of the request id giving them.
+    raw: bytes | Callable[[int], bytes] = b""
 
 
 @dataclass
@@ -80,7 +82,9 @@ class FakeServer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def inject(self, action: str, op: str | None = None, raw: bytes = b"") -> None:
+    def inject(
+        self, action: str, op: str | None = None, raw: bytes | Callable[[int], bytes] = b""
+    ) -> None:
         with self._lock:
             self.faults.append(Fault(action, op, raw))
 
@@ -174,7 +178,7 @@ class FakeServer:
             if fault.action == "drop_before":
                 return None
             if fault.action == "raw":
-                return fault.raw
+                return fault.raw(request.id) if callable(fault.raw) else fault.raw
             if fault.action == "hold":
                 self.holding.set()
                 self.release.wait(10)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import meshcache
 from meshcache.client.commands import CommandQueue, Commands
-from meshcache.client.core import ClientProtocol, Command, Exchange
+from meshcache.client.core import FIRST_REQUEST_ID, ClientProtocol, Command, Exchange
 from meshcache.client.routing import SeedRouter
 from meshcache.errors import CommandError, LocalProtocolError, MeshcacheError, RemoteProtocolError
 from meshcache.wire import Address, FrameReader, decode_request, encode_error, encode_ok, pack_frame
@@ -149,7 +149,7 @@ def test_error_reply_raises_the_subclass_or_stands_in_place() -> None:
 def test_unknown_code_is_kept_as_text() -> None:
     proto = ClientProtocol()
     ex = Exchange(proto, commands(("PING", [])))
-    ex.receive_data(encode_error(1, "FROM_THE_FUTURE", "new"))
+    ex.receive_data(encode_error(FIRST_REQUEST_ID, "FROM_THE_FUTURE", "new"))
     (err,) = ex.results(raise_on_error=False)
     assert type(err) is CommandError and err.code == "FROM_THE_FUTURE"
 
@@ -180,7 +180,7 @@ def test_oversized_frame_is_a_protocol_error() -> None:
     proto = ClientProtocol(max_frame=10)
     Exchange(proto, commands(("PING", [])))
     with pytest.raises(RemoteProtocolError):
-        proto.receive_data(encode_ok(1, b"x" * 100))
+        proto.receive_data(encode_ok(FIRST_REQUEST_ID, b"x" * 100))
 
 
 def test_results_before_done_is_a_local_error() -> None:
@@ -239,7 +239,7 @@ def test_any_result_value_decodes_or_is_a_protocol_error(index: int, value: Any)
     command = ALL_COMMANDS[index]
     proto = ClientProtocol()
     ex = Exchange(proto, [command])
-    assert ex.receive_data(encode_ok(1, value))
+    assert ex.receive_data(encode_ok(FIRST_REQUEST_ID, value))
     (result,) = ex.results(raise_on_error=False)
     assert not isinstance(result, MeshcacheError) or isinstance(result, RemoteProtocolError)
 
@@ -248,7 +248,9 @@ def test_any_result_value_decodes_or_is_a_protocol_error(index: int, value: Any)
 # the fuzzing reaches matching and decoding, not only the shape check.
 response_like = st.builds(
     lambda rid, status, payload, ring: [rid, status, payload, ring],
-    st.integers(min_value=0, max_value=6) | st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.integers(min_value=FIRST_REQUEST_ID, max_value=FIRST_REQUEST_ID + 6)
+    | st.just(0)
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1),
     st.sampled_from([0, 1, 2]),
     msgpack_values | st.tuples(st.text(max_size=12), st.text(max_size=5)).map(list),
     st.integers(min_value=0, max_value=5) | msgpack_values,
@@ -328,3 +330,67 @@ def test_seed_router_fails_over_and_sticks() -> None:
     router.observe_ring_version(3)
     router.observe_ring_version(2)
     assert router.ring_version == 3
+
+
+# -- what answered, when it is not a node's data port --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "says"),
+    [
+        (b"HTTP/1.1 400 Bad Request\r\n\r\n", "answered HTTP: that is a node's admin port"),
+        (b"-ERR unknown command\r\n", "answered in the Redis protocol (RESP)"),
+        (b"+OK\r\n", "answered in the Redis protocol (RESP)"),
+        (b"SSH-2.0-OpenSSH_9.2\r\n", "bytes that are not a meshcache reply (b'SSH-2."),
+    ],
+)
+def test_a_peer_that_is_not_a_data_port_is_named(answer: bytes, says: str) -> None:
+    proto = ClientProtocol(peer="h:9")
+    ex = Exchange(proto, commands(("PING", [])))
+    with pytest.raises(RemoteProtocolError, match=r"^h:9 ") as info:
+        for i in range(0, len(answer), 3):  # however the bytes are cut
+            ex.receive_data(answer[i : i + 3])
+    assert says in str(info.value) and str(info.value).endswith("use its data port")
+    assert proto.error is info.value
+
+
+def test_a_msgpack_frame_that_is_not_a_reply_is_named_too() -> None:
+    proto = ClientProtocol(peer="h:9")
+    Exchange(proto, commands(("PING", [])))
+    with pytest.raises(RemoteProtocolError, match="not a meshcache reply"):
+        proto.receive_data(pack_frame({"hello": "world"}))
+
+
+def test_after_one_reply_broken_bytes_are_a_plain_protocol_error() -> None:
+    proto = ClientProtocol(peer="h:9")
+    ex = Exchange(proto, commands(("PING", [])))
+    assert ex.receive_data(encode_ok(FIRST_REQUEST_ID, "PONG"))
+    Exchange(proto, commands(("PING", [])))
+    with pytest.raises(RemoteProtocolError) as info:
+        proto.receive_data(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    assert "admin port" not in str(info.value)
+
+
+def test_what_a_timeout_says_depends_on_what_came_back() -> None:
+    silent = ClientProtocol(peer="h:9")
+    Exchange(silent, commands(("PING", [])))
+    assert silent.no_answer(2.0) == (
+        "no answer from h:9 within 2 s: it accepted the connection but sent nothing back (if it"
+        " is not a node's data port, e.g. its Raft port, use the data port)"
+    )
+    partial = ClientProtocol(peer="h:9")
+    Exchange(partial, commands(("PING", [])))
+    partial.receive_data(b"\x00\x00\x00\x10ab")
+    assert "sent bytes that are not a meshcache reply (b'\\x00\\x00\\x00\\x10ab')" in (
+        partial.no_answer(2.0)
+    )
+    answered = ClientProtocol(peer="h:9")
+    ex = Exchange(answered, commands(("PING", [])))
+    ex.receive_data(encode_ok(FIRST_REQUEST_ID, "PONG"))
+    assert answered.no_answer(0.5) == "no answer from h:9 within 0.5 s"
+    assert answered.no_answer(None) == "no answer from h:9"
+
+
+def test_the_first_request_ends_an_http_request_head() -> None:
+    # So that an HTTP server (a node's admin port) answers at once instead of waiting for more.
+    assert b"\r\n\r\n" in Exchange(ClientProtocol(), commands(("PING", []))).outgoing

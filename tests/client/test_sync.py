@@ -212,7 +212,7 @@ def test_unexpected_response_id_is_a_protocol_error(server: FakeServer, client: 
 
 
 def test_wrong_result_shape_is_a_protocol_error(server: FakeServer, client: Client) -> None:
-    server.inject("raw", "GET", raw=encode_ok(1, 12))
+    server.inject("raw", "GET", raw=lambda rid: encode_ok(rid, 12))
     with pytest.raises(meshcache.RemoteProtocolError):
         client.get("k")
 
