@@ -21,6 +21,8 @@ from meshcache.errors import (
     OutOfMemoryError,
     RemoteProtocolError,
     TooLargeError,
+    UnavailableError,
+    WriteFailedError,
     WrongTypeError,
 )
 
@@ -53,6 +55,21 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
 
 
+def from_url(url: str, **options: Any) -> Client:
+    """A blocking :class:`Client` for ``meshcache://host:port[,host:port...][/namespace][?...]``.
+
+    The query holds the client's keyword arguments (``timeout``, ``decode_responses``, ...);
+    ``options`` override them. ``TrioClient.from_url`` and ``AsyncClient.from_url`` do the same
+    for the async clients. See :mod:`meshcache.client.url`.
+
+    Raises:
+        ConfigError: the URL is not a meshcache URL, or an option is unknown or malformed.
+    """
+    from meshcache.client.sync import Client
+
+    return Client.from_url(url, **options)
+
+
 __all__ = [
     "AsyncClient",
     "BadRequestError",
@@ -69,6 +86,9 @@ __all__ = [
     "RemoteProtocolError",
     "TooLargeError",
     "TrioClient",
+    "UnavailableError",
+    "WriteFailedError",
     "WrongTypeError",
     "__version__",
+    "from_url",
 ]

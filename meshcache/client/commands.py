@@ -12,8 +12,9 @@ front end, and the descriptor's overloads tell type checkers what the method ret
 * :class:`CommandQueue` (pipelines): ``_execute`` queues the command and returns the pipeline,
   so calls chain: ``pipe.set(k, v).get(k)``.
 
-Keys, values, fields and members may be ``str`` (sent as UTF-8) or bytes-like; results are
-always ``bytes`` and are never decoded for you.
+Keys, values, fields and members may be ``str`` (sent as UTF-8) or bytes-like. Stored data comes
+back as ``bytes``, or as ``str`` from a client made with ``decode_responses=True`` (the
+annotations show ``bytes``; read them as ``str`` for such a client).
 """
 
 from __future__ import annotations
@@ -127,10 +128,17 @@ def _options(**options: Any) -> dict[str, Any]:
 class Commands:
     """The data-port ops as methods. See docs/protocol.md for their exact semantics.
 
-    Every method takes ``namespace`` (default ``"default"``). Errors the node reports are raised
-    as the :class:`~meshcache.errors.CommandError` subclass for their code; arguments of the wrong
-    type raise :class:`~meshcache.errors.BadRequestError` before anything is sent.
+    Every method about keys takes ``namespace`` as a keyword argument; when it is not given, the
+    client's namespace is used (``Client(..., namespace="sessions")``; ``"default"`` unless
+    given). Errors the node reports are raised as the :class:`~meshcache.errors.CommandError`
+    subclass for their code; arguments of the wrong type raise
+    :class:`~meshcache.errors.BadRequestError` before anything is sent.
     """
+
+    #: The namespace of calls that name none.
+    _namespace: str = DEFAULT_NAMESPACE
+    #: The decoders of stored data: :data:`results.BINARY` (bytes) or :data:`results.TEXT` (str).
+    _decoders: results.Decoders = results.BINARY
 
     # -- node and namespace ---------------------------------------------------------------------
 
@@ -199,21 +207,24 @@ class Commands:
         return Command.build("RAFT_REMOVE", [address], DEFAULT_NAMESPACE, results.str_map)
 
     @command
-    def dbsize(self, namespace: str = DEFAULT_NAMESPACE) -> Command[int]:
+    def dbsize(self, *, namespace: str | None = None) -> Command[int]:
         """How many live keys the namespace holds on the node."""
-        return Command.build("DBSIZE", [], namespace, results.integer)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("DBSIZE", [], ns, results.integer)
 
     @command
-    def flush(self, namespace: str = DEFAULT_NAMESPACE) -> Command[bool]:
+    def flush(self, *, namespace: str | None = None) -> Command[bool]:
         """Delete every key of the namespace; True."""
-        return Command.build("FLUSH", [], namespace, results.boolean)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("FLUSH", [], ns, results.boolean)
 
     # -- plain values ---------------------------------------------------------------------------
 
     @command
-    def get(self, key: Binary, namespace: str = DEFAULT_NAMESPACE) -> Command[bytes | None]:
+    def get(self, key: Binary, *, namespace: str | None = None) -> Command[bytes | None]:
         """The value, or None when the key is missing or expired."""
-        return Command.build("GET", [key], namespace, results.optional_binary)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("GET", [key], ns, self._decoders.optional_value)
 
     @command
     def set(
@@ -221,12 +232,12 @@ class Commands:
         key: Binary,
         value: Binary,
         ttl: float | None = None,
-        namespace: str = DEFAULT_NAMESPACE,
         *,
         nx: bool = False,
         xx: bool = False,
         get: bool = False,
         keepttl: bool = False,
+        namespace: str | None = None,
     ) -> Command[Any]:
         """Store ``value`` under ``key``, expiring after ``ttl`` seconds when given.
 
@@ -234,84 +245,90 @@ class Commands:
         expiry. Returns True when stored and False when an ``nx``/``xx`` condition failed; with
         ``get=True`` returns the old value (bytes or None) instead.
         """
+        ns = self._namespace if namespace is None else namespace
+        decode = self._decoders.set_result
         if ttl is None and nx is False and xx is False and get is False and keepttl is False:
             # No options: normalize_args appends the empty map itself, on its fast path.
-            return Command.build("SET", [key, value], namespace, results.set_result)
+            return Command.build("SET", [key, value], ns, decode)
         options = _options(ttl=ttl, nx=nx, xx=xx, get=get, keepttl=keepttl)
-        return Command.build("SET", [key, value, options], namespace, results.set_result)
+        return Command.build("SET", [key, value, options], ns, decode)
 
     @command
-    def delete(self, *keys: Binary, namespace: str = DEFAULT_NAMESPACE) -> Command[int]:
+    def delete(self, *keys: Binary, namespace: str | None = None) -> Command[int]:
         """Delete the keys; return how many existed."""
-        return Command.build("DELETE", list(keys), namespace, results.integer)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("DELETE", list(keys), ns, results.integer)
 
     @command
-    def exists(self, *keys: Binary, namespace: str = DEFAULT_NAMESPACE) -> Command[int]:
+    def exists(self, *keys: Binary, namespace: str | None = None) -> Command[int]:
         """How many of the keys exist (a key named twice counts twice)."""
-        return Command.build("EXISTS", list(keys), namespace, results.integer)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("EXISTS", list(keys), ns, results.integer)
 
     @command
-    def expire(
-        self, key: Binary, seconds: float, namespace: str = DEFAULT_NAMESPACE
-    ) -> Command[bool]:
+    def expire(self, key: Binary, seconds: float, *, namespace: str | None = None) -> Command[bool]:
         """Make the key expire in ``seconds`` (<= 0 deletes it); False when it is missing."""
-        return Command.build("EXPIRE", [key, seconds], namespace, results.boolean)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("EXPIRE", [key, seconds], ns, results.boolean)
 
     @command
-    def persist(self, key: Binary, namespace: str = DEFAULT_NAMESPACE) -> Command[bool]:
+    def persist(self, key: Binary, *, namespace: str | None = None) -> Command[bool]:
         """Remove the key's expiry; True if it had one."""
-        return Command.build("PERSIST", [key], namespace, results.boolean)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("PERSIST", [key], ns, results.boolean)
 
     @command
-    def ttl(self, key: Binary, namespace: str = DEFAULT_NAMESPACE) -> Command[float]:
+    def ttl(self, key: Binary, *, namespace: str | None = None) -> Command[float]:
         """Seconds left; -1.0 when the key has no expiry, -2.0 when it is missing."""
-        return Command.build("TTL", [key], namespace, results.number)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("TTL", [key], ns, results.number)
 
     @command
-    def incr(
-        self, key: Binary, amount: int = 1, namespace: str = DEFAULT_NAMESPACE
-    ) -> Command[int]:
+    def incr(self, key: Binary, amount: int = 1, *, namespace: str | None = None) -> Command[int]:
         """Add ``amount`` to the integer stored at ``key`` (missing counts as 0); the new value."""
+        ns = self._namespace if namespace is None else namespace
         if amount == 1 and type(amount) is int:
-            return Command.build("INCR", [key], namespace, results.integer)
-        return Command.build("INCRBY", [key, amount], namespace, results.integer)
+            return Command.build("INCR", [key], ns, results.integer)
+        return Command.build("INCRBY", [key, amount], ns, results.integer)
 
     @command
-    def decr(
-        self, key: Binary, amount: int = 1, namespace: str = DEFAULT_NAMESPACE
-    ) -> Command[int]:
+    def decr(self, key: Binary, amount: int = 1, *, namespace: str | None = None) -> Command[int]:
         """Subtract ``amount`` from the integer stored at ``key``; the new value."""
+        ns = self._namespace if namespace is None else namespace
         if amount == 1 and type(amount) is int:
-            return Command.build("DECR", [key], namespace, results.integer)
-        return Command.build("DECRBY", [key, amount], namespace, results.integer)
+            return Command.build("DECR", [key], ns, results.integer)
+        return Command.build("DECRBY", [key, amount], ns, results.integer)
 
     @command
     def mget(
         self,
         keys: Binary | Iterable[Binary],
         *more: Binary,
-        namespace: str = DEFAULT_NAMESPACE,
+        namespace: str | None = None,
     ) -> Command[list[bytes | None]]:
         """The values of the keys in order, None for missing ones (or typed values).
 
         Keys as an iterable, ``mget(["a", "b"])``, or as arguments, ``mget("a", "b")``.
         """
-        return Command.build("MGET", _keys(keys, more), namespace, results.optional_binary_list)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("MGET", _keys(keys, more), ns, self._decoders.optional_value_list)
 
     @command
     def mset(
-        self, mapping: Mapping[Binary, Binary], namespace: str = DEFAULT_NAMESPACE
+        self, mapping: Mapping[Binary, Binary], *, namespace: str | None = None
     ) -> Command[bool]:
         """Set every key of ``mapping`` to its value; True."""
+        ns = self._namespace if namespace is None else namespace
         args = [item for pair in mapping.items() for item in pair]
-        return Command.build("MSET", args, namespace, results.boolean)
+        return Command.build("MSET", args, ns, results.boolean)
 
     @command
     def gets(
-        self, key: Binary, namespace: str = DEFAULT_NAMESPACE
+        self, key: Binary, *, namespace: str | None = None
     ) -> Command[tuple[bytes, int] | None]:
         """``(value, version)`` for :meth:`cas`, or None when the key is missing."""
-        return Command.build("GETS", [key], namespace, results.versioned)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("GETS", [key], ns, self._decoders.versioned)
 
     @command
     def cas(
@@ -320,14 +337,16 @@ class Commands:
         value: Binary,
         version: int,
         ttl: float | None = None,
-        namespace: str = DEFAULT_NAMESPACE,
+        *,
+        namespace: str | None = None,
     ) -> Command[bool]:
         """Replace the value only if the key's version is still ``version`` (from :meth:`gets`).
 
         Returns True when replaced, False when the key is gone or was written since.
         """
+        ns = self._namespace if namespace is None else namespace
         options = _options(ttl=ttl)
-        return Command.build("CAS", [key, version, value, options], namespace, results.boolean)
+        return Command.build("CAS", [key, version, value, options], ns, results.boolean)
 
     # -- hashes ---------------------------------------------------------------------------------
 
@@ -335,155 +354,168 @@ class Commands:
     def hset(
         self,
         key: Binary,
-        field: Binary | Mapping[Binary, Binary],
+        field: Binary | Mapping[Binary, Binary] | None = None,
         value: Binary | None = None,
-        namespace: str = DEFAULT_NAMESPACE,
+        *,
+        mapping: Mapping[Binary, Binary] | None = None,
+        namespace: str | None = None,
     ) -> Command[int]:
-        """Set one field (``hset(k, f, v)``) or many (``hset(k, {f: v, ...})``); new fields."""
+        """Set one field (``hset(k, f, v)``), many (``hset(k, mapping={f: v, ...})``, or
+        ``hset(k, {f: v, ...})``), or both at once; how many fields were new."""
+        ns = self._namespace if namespace is None else namespace
+        args: list[Any] = [key]
         if isinstance(field, Mapping):
-            args: list[Any] = [key, *(item for pair in field.items() for item in pair)]
-        else:
-            args = [key, field, value]
-        return Command.build("HSET", args, namespace, results.integer)
+            args += (item for pair in field.items() for item in pair)
+        elif field is not None or value is not None:
+            args += (field, value)
+        if mapping is not None:
+            args += (item for pair in mapping.items() for item in pair)
+        return Command.build("HSET", args, ns, results.integer)
 
     @command
     def hget(
-        self, key: Binary, field: Binary, namespace: str = DEFAULT_NAMESPACE
+        self, key: Binary, field: Binary, *, namespace: str | None = None
     ) -> Command[bytes | None]:
         """The field's value, or None."""
-        return Command.build("HGET", [key, field], namespace, results.optional_binary)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("HGET", [key, field], ns, self._decoders.optional_value)
 
     @command
-    def hdel(
-        self, key: Binary, *fields: Binary, namespace: str = DEFAULT_NAMESPACE
-    ) -> Command[int]:
+    def hdel(self, key: Binary, *fields: Binary, namespace: str | None = None) -> Command[int]:
         """Remove the fields; how many existed."""
-        return Command.build("HDEL", [key, *fields], namespace, results.integer)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("HDEL", [key, *fields], ns, results.integer)
 
     @command
-    def hgetall(
-        self, key: Binary, namespace: str = DEFAULT_NAMESPACE
-    ) -> Command[dict[bytes, bytes]]:
+    def hgetall(self, key: Binary, *, namespace: str | None = None) -> Command[dict[bytes, bytes]]:
         """Every field and value (empty when the key is missing)."""
-        return Command.build("HGETALL", [key], namespace, results.binary_map)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("HGETALL", [key], ns, self._decoders.value_map)
 
     @command
     def hincrby(
-        self, key: Binary, field: Binary, amount: int = 1, namespace: str = DEFAULT_NAMESPACE
+        self, key: Binary, field: Binary, amount: int = 1, *, namespace: str | None = None
     ) -> Command[int]:
         """Add ``amount`` to the integer in the field; the new value."""
-        return Command.build("HINCRBY", [key, field, amount], namespace, results.integer)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("HINCRBY", [key, field, amount], ns, results.integer)
 
     @command
-    def hlen(self, key: Binary, namespace: str = DEFAULT_NAMESPACE) -> Command[int]:
+    def hlen(self, key: Binary, *, namespace: str | None = None) -> Command[int]:
         """How many fields the hash has."""
-        return Command.build("HLEN", [key], namespace, results.integer)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("HLEN", [key], ns, results.integer)
 
     # -- lists ----------------------------------------------------------------------------------
 
     @command
-    def lpush(
-        self, key: Binary, *values: Binary, namespace: str = DEFAULT_NAMESPACE
-    ) -> Command[int]:
+    def lpush(self, key: Binary, *values: Binary, namespace: str | None = None) -> Command[int]:
         """Push each value in turn to the head; the new length."""
-        return Command.build("LPUSH", [key, *values], namespace, results.integer)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("LPUSH", [key, *values], ns, results.integer)
 
     @command
-    def rpush(
-        self, key: Binary, *values: Binary, namespace: str = DEFAULT_NAMESPACE
-    ) -> Command[int]:
+    def rpush(self, key: Binary, *values: Binary, namespace: str | None = None) -> Command[int]:
         """Append the values to the tail; the new length."""
-        return Command.build("RPUSH", [key, *values], namespace, results.integer)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("RPUSH", [key, *values], ns, results.integer)
 
     @command
-    def lpop(self, key: Binary, namespace: str = DEFAULT_NAMESPACE) -> Command[bytes | None]:
+    def lpop(self, key: Binary, *, namespace: str | None = None) -> Command[bytes | None]:
         """Remove and return the head, or None when the list is empty."""
-        return Command.build("LPOP", [key], namespace, results.optional_binary)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("LPOP", [key], ns, self._decoders.optional_value)
 
     @command
-    def rpop(self, key: Binary, namespace: str = DEFAULT_NAMESPACE) -> Command[bytes | None]:
+    def rpop(self, key: Binary, *, namespace: str | None = None) -> Command[bytes | None]:
         """Remove and return the tail, or None when the list is empty."""
-        return Command.build("RPOP", [key], namespace, results.optional_binary)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("RPOP", [key], ns, self._decoders.optional_value)
 
     @command
     def lrange(
-        self, key: Binary, start: int, stop: int, namespace: str = DEFAULT_NAMESPACE
+        self, key: Binary, start: int, stop: int, *, namespace: str | None = None
     ) -> Command[list[bytes]]:
         """Elements ``start..stop`` inclusive; negative indexes count from the end."""
-        return Command.build("LRANGE", [key, start, stop], namespace, results.binary_list)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("LRANGE", [key, start, stop], ns, self._decoders.value_list)
 
     @command
-    def llen(self, key: Binary, namespace: str = DEFAULT_NAMESPACE) -> Command[int]:
+    def llen(self, key: Binary, *, namespace: str | None = None) -> Command[int]:
         """The list's length."""
-        return Command.build("LLEN", [key], namespace, results.integer)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("LLEN", [key], ns, results.integer)
 
     # -- sets -----------------------------------------------------------------------------------
 
     @command
-    def sadd(
-        self, key: Binary, *members: Binary, namespace: str = DEFAULT_NAMESPACE
-    ) -> Command[int]:
+    def sadd(self, key: Binary, *members: Binary, namespace: str | None = None) -> Command[int]:
         """Add the members; how many were new."""
-        return Command.build("SADD", [key, *members], namespace, results.integer)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("SADD", [key, *members], ns, results.integer)
 
     @command
-    def srem(
-        self, key: Binary, *members: Binary, namespace: str = DEFAULT_NAMESPACE
-    ) -> Command[int]:
+    def srem(self, key: Binary, *members: Binary, namespace: str | None = None) -> Command[int]:
         """Remove the members; how many were there."""
-        return Command.build("SREM", [key, *members], namespace, results.integer)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("SREM", [key, *members], ns, results.integer)
 
     @command
     def sismember(
-        self, key: Binary, member: Binary, namespace: str = DEFAULT_NAMESPACE
+        self, key: Binary, member: Binary, *, namespace: str | None = None
     ) -> Command[bool]:
         """Whether ``member`` is in the set."""
-        return Command.build("SISMEMBER", [key, member], namespace, results.boolean)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("SISMEMBER", [key, member], ns, results.boolean)
 
     @command
     def smembers(
-        self, key: Binary, namespace: str = DEFAULT_NAMESPACE
+        self, key: Binary, *, namespace: str | None = None
     ) -> Command[builtins.set[bytes]]:
         """Every member (an empty set when the key is missing)."""
-        return Command.build("SMEMBERS", [key], namespace, results.binary_set)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("SMEMBERS", [key], ns, self._decoders.value_set)
 
     @command
-    def scard(self, key: Binary, namespace: str = DEFAULT_NAMESPACE) -> Command[int]:
+    def scard(self, key: Binary, *, namespace: str | None = None) -> Command[int]:
         """How many members the set has."""
-        return Command.build("SCARD", [key], namespace, results.integer)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("SCARD", [key], ns, results.integer)
 
     # -- sorted sets ----------------------------------------------------------------------------
 
     @command
     def zadd(
-        self, key: Binary, mapping: Mapping[Binary, float], namespace: str = DEFAULT_NAMESPACE
+        self, key: Binary, mapping: Mapping[Binary, float], *, namespace: str | None = None
     ) -> Command[int]:
         """Give each member of ``mapping`` its score; how many members were new."""
+        ns = self._namespace if namespace is None else namespace
         args: list[Any] = [key]
         for member, score in mapping.items():
             args += (score, member)
-        return Command.build("ZADD", args, namespace, results.integer)
+        return Command.build("ZADD", args, ns, results.integer)
 
     @command
-    def zrem(
-        self, key: Binary, *members: Binary, namespace: str = DEFAULT_NAMESPACE
-    ) -> Command[int]:
+    def zrem(self, key: Binary, *members: Binary, namespace: str | None = None) -> Command[int]:
         """Remove the members; how many were there."""
-        return Command.build("ZREM", [key, *members], namespace, results.integer)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("ZREM", [key, *members], ns, results.integer)
 
     @command
     def zscore(
-        self, key: Binary, member: Binary, namespace: str = DEFAULT_NAMESPACE
+        self, key: Binary, member: Binary, *, namespace: str | None = None
     ) -> Command[float | None]:
         """The member's score, or None."""
-        return Command.build("ZSCORE", [key, member], namespace, results.optional_number)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("ZSCORE", [key, member], ns, results.optional_number)
 
     @command
     def zincrby(
-        self, key: Binary, amount: float, member: Binary, namespace: str = DEFAULT_NAMESPACE
+        self, key: Binary, amount: float, member: Binary, *, namespace: str | None = None
     ) -> Command[float]:
         """Add ``amount`` to the member's score (a new member starts at 0); the new score."""
-        return Command.build("ZINCRBY", [key, amount, member], namespace, results.number)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("ZINCRBY", [key, amount, member], ns, results.number)
 
     @command
     def zrange(
@@ -491,18 +523,23 @@ class Commands:
         key: Binary,
         start: int,
         stop: int,
-        namespace: str = DEFAULT_NAMESPACE,
-        *,
+        desc: bool = False,
         withscores: bool = False,
-        rev: bool = False,
+        *,
+        namespace: str | None = None,
+        rev: bool | None = None,
     ) -> Command[list[Any]]:
-        """Members by rank ``start..stop`` inclusive (``rev``: from the highest score).
+        """Members by rank ``start..stop`` inclusive (``desc``: from the highest score).
 
-        A list of bytes; with ``withscores``, a list of ``(member, score)`` tuples.
+        A list of bytes; with ``withscores``, a list of ``(member, score)`` tuples. ``rev`` is
+        the deprecated name of ``desc`` (the wire option is still called ``rev``).
         """
-        options = _options(withscores=withscores, rev=rev)
-        decode = results.scored_pairs if withscores else results.binary_list
-        return Command.build("ZRANGE", [key, start, stop, options], namespace, decode)
+        ns = self._namespace if namespace is None else namespace
+        if rev is not None:
+            desc = desc or rev
+        options = _options(withscores=withscores, rev=desc)
+        decode = self._decoders.scored_pairs if withscores else self._decoders.value_list
+        return Command.build("ZRANGE", [key, start, stop, options], ns, decode)
 
     @command
     def zrangebyscore(
@@ -510,31 +547,34 @@ class Commands:
         key: Binary,
         min: float,  # min/max shadow builtins: they are the Redis names
         max: float,
-        namespace: str = DEFAULT_NAMESPACE,
-        *,
-        withscores: bool = False,
         offset: int | None = None,
         count: int | None = None,
+        withscores: bool = False,
+        *,
+        namespace: str | None = None,
     ) -> Command[list[Any]]:
         """Members with ``min <= score <= max`` ascending, optionally paged by offset/count.
 
         A list of bytes; with ``withscores``, a list of ``(member, score)`` tuples.
         """
+        ns = self._namespace if namespace is None else namespace
         options = _options(withscores=withscores, offset=offset, count=count)
-        decode = results.scored_pairs if withscores else results.binary_list
-        return Command.build("ZRANGEBYSCORE", [key, min, max, options], namespace, decode)
+        decode = self._decoders.scored_pairs if withscores else self._decoders.value_list
+        return Command.build("ZRANGEBYSCORE", [key, min, max, options], ns, decode)
 
     @command
     def zrank(
-        self, key: Binary, member: Binary, namespace: str = DEFAULT_NAMESPACE
+        self, key: Binary, member: Binary, *, namespace: str | None = None
     ) -> Command[int | None]:
         """The member's 0-based rank by ascending score, or None."""
-        return Command.build("ZRANK", [key, member], namespace, results.optional_integer)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("ZRANK", [key, member], ns, results.optional_integer)
 
     @command
-    def zcard(self, key: Binary, namespace: str = DEFAULT_NAMESPACE) -> Command[int]:
+    def zcard(self, key: Binary, *, namespace: str | None = None) -> Command[int]:
         """How many members the sorted set has."""
-        return Command.build("ZCARD", [key], namespace, results.integer)
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("ZCARD", [key], ns, results.integer)
 
 
 __all__ = [

@@ -36,11 +36,13 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Generic, Protocol, Self, TypeVar
 
-from meshcache.client.commands import CommandQueue, Commands
+from meshcache.client import results
+from meshcache.client.commands import DEFAULT_NAMESPACE, CommandQueue, Commands
 from meshcache.client.core import ClientProtocol, Command, Exchange, batch_route
 from meshcache.client.ring_router import FETCH_RING, default_router
 from meshcache.client.routing import Router
 from meshcache.client.split import Group, Plan, plan
+from meshcache.client.url import parse_url
 from meshcache.errors import (
     ConfigError,
     MeshcacheConnectionError,
@@ -104,9 +106,11 @@ class ClientEngine(ABC, Commands, Generic[C]):
         self,
         addresses: str | Address | Sequence[str | Address] = DEFAULT_ADDRESS,
         *,
+        namespace: str = DEFAULT_NAMESPACE,
         timeout: float | None = DEFAULT_TIMEOUT,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        decode_responses: bool = False,
         smart: bool = True,
         router: Router | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
@@ -116,11 +120,14 @@ class ClientEngine(ABC, Commands, Generic[C]):
         Args:
             addresses: ``"host:port"``, several as ``"h:p,h:p"`` (any that answers is used, the
                 next ones on failure), or a list of them.
+            namespace: the namespace of calls that name none.
             timeout: seconds a whole call may take, retries included (None: no limit); also
                 bounds the wait for a free pooled connection.
             connect_timeout: seconds to wait for a node to accept a connection (within
                 ``timeout``).
             max_connections: how many connections may be lent out at once, over all nodes.
+            decode_responses: return stored data (values, fields, members) as ``str`` decoded
+                from UTF-8 instead of ``bytes``.
             smart: route by the cluster ring (a :class:`~meshcache.client.RingRouter` over
                 ``addresses``): each key's requests go to its first owner, batches of many keys
                 are split by node and sent at once. False: every request goes to the first seed
@@ -137,7 +144,11 @@ class ClientEngine(ABC, Commands, Generic[C]):
         for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
             if value is not None and not value > 0:
                 raise ConfigError(f"{name} must be a positive number of seconds or None")
+        if type(namespace) is not str or not namespace:
+            raise ConfigError(f"namespace must be a non-empty str, not {namespace!r}")
         self.router: Router = router or default_router(addresses, smart=smart)
+        self._namespace = namespace
+        self._decoders = results.TEXT if decode_responses else results.BINARY
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.max_connections = max_connections
@@ -152,6 +163,29 @@ class ClientEngine(ABC, Commands, Generic[C]):
         self._lent = 0
         self._waiters: deque[Waiter] = deque()
         self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """A client for ``meshcache://host:port[,host:port...][/namespace][?option=value&...]``.
+
+        Options in the query are the keyword arguments of the constructor (``timeout``,
+        ``connect_timeout``, ``max_connections``, ``decode_responses``, ``smart``, ``namespace``,
+        ``max_frame``); keyword arguments given here override what the URL says.
+
+        Raises:
+            ConfigError: the URL is not a meshcache URL, or an option is unknown or malformed.
+        """
+        return cls(**{**parse_url(url), **options})
+
+    @property
+    def namespace(self) -> str:
+        """The namespace of calls that name none."""
+        return self._namespace
+
+    @property
+    def decode_responses(self) -> bool:
+        """True when stored data comes back as ``str``."""
+        return self._decoders is results.TEXT
 
     # -- what a front end supplies --------------------------------------------------------------
 
@@ -455,11 +489,14 @@ class PipelineBase(Commands, CommandQueue):
     returns the results in order. With ``raise_on_error`` (the default) it raises the first
     error after every reply has arrived, as redis-py does; without it, the exception objects
     stand in the list where their results would be. A pipeline made only of idempotent ops is
-    retried once on a broken connection; any other is not.
+    retried once on a broken connection; any other is not. Its commands use the client's
+    namespace and ``decode_responses``.
     """
 
     def __init__(self, client: ClientEngine[Any], *, raise_on_error: bool = True) -> None:
         self._client = client
+        self._namespace = client._namespace
+        self._decoders = client._decoders
         self.raise_on_error = raise_on_error
         self._commands: list[Command[Any]] = []
 

@@ -95,8 +95,10 @@ class Blocking:
         self.client = client
         self.router = client.router
 
-    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+    def __getattr__(self, name: str) -> Any:
         method = getattr(self.client, name)
+        if not callable(method):  # a setting (namespace, timeout, ...): as it is
+            return method
 
         async def call(*args: Any, **kwargs: Any) -> Any:
             return method(*args, **kwargs)

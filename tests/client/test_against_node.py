@@ -195,7 +195,7 @@ async def scenario(c: Any, ns: str) -> None:
     assert await c.zscore("z", "q", namespace=ns) is None
     assert await c.zincrby("z", 2, "a", namespace=ns) == 3.0
     assert await c.zrange("z", 0, -1, namespace=ns) == [b"c", b"b", b"a"]
-    assert await c.zrange("z", 0, 0, namespace=ns, rev=True) == [b"a"]
+    assert await c.zrange("z", 0, 0, namespace=ns, desc=True) == [b"a"]
     assert await c.zrange("z", 0, 1, namespace=ns, withscores=True) == [(b"c", -1.0), (b"b", 2.5)]
     assert await c.zrangebyscore("z", 0, math.inf, namespace=ns) == [b"b", b"a"]
     assert await c.zrangebyscore(

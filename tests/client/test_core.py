@@ -70,7 +70,7 @@ def test_builders_normalize_and_encode() -> None:
     ping = build(lambda r: r.ping())
     assert ping.key is None and ping.namespace == "default"
     assert not build(lambda r: r.lpush("l", "x")).idempotent
-    assert build(lambda r: r.dbsize("sessions")).namespace == "sessions"
+    assert build(lambda r: r.dbsize(namespace="sessions")).namespace == "sessions"
 
 
 @pytest.mark.parametrize(

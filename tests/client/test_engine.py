@@ -27,6 +27,7 @@ FRONT_ENDS = [Client, TrioClient, AsyncClient]
 # The logic a front end must not have a copy of: it lives in the engine once.
 ENGINE_LOGIC = [
     "__init__",
+    "from_url",
     "_run",
     "_send",
     "_fetch_ring",
@@ -87,6 +88,7 @@ def test_pipelines_share_one_base() -> None:
         {"max_connections": 0},
         {"timeout": 0},
         {"connect_timeout": -1},
+        {"namespace": ""},
         {"addresses": "host:port"},
         {"addresses": []},
     ],
@@ -107,7 +109,7 @@ def loaded_after(code: str) -> set[str]:
 
 
 def test_the_blocking_client_does_not_import_trio_or_asyncio() -> None:
-    loaded = loaded_after("import meshcache\nmeshcache.Client")
+    loaded = loaded_after("import meshcache\nmeshcache.Client\nmeshcache.from_url")
     assert "trio" not in loaded
     assert "asyncio" not in loaded
 
@@ -124,7 +126,7 @@ def test_the_trio_client_imports_trio() -> None:
 
 def test_the_lazy_names_are_listed() -> None:
     names = dir(meshcache)
-    for name in ("Client", "TrioClient", "AsyncClient", "MeshcacheError"):
+    for name in ("Client", "TrioClient", "AsyncClient", "from_url", "MeshcacheError"):
         assert name in names
     assert set(meshcache.__all__) <= set(names)
     assert {"Client", "TrioClient", "AsyncClient", "Address"} <= set(dir(meshcache_client))

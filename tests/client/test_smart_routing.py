@@ -71,7 +71,7 @@ def test_keys_land_on_their_primary(nodes: list[NodeProcess], flavor: str) -> No
     counts = Counter(primaries)
     for node in nodes:
         with node_client(node) as direct:
-            assert direct.dbsize(ns) == counts[node.data]
+            assert direct.dbsize(namespace=ns) == counts[node.data]
 
 
 @pytest.mark.parametrize("flavor", FLAVORS)

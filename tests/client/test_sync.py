@@ -55,7 +55,7 @@ def test_typed_ops_and_shapes(client: Client) -> None:
     assert client.zadd("z", {"x": 2, "y": 1.5}) == 2
     assert client.zrange("z", 0, -1) == [b"y", b"x"]
     assert client.zrange("z", 0, -1, withscores=True) == [(b"y", 1.5), (b"x", 2.0)]
-    assert client.zrange("z", 0, 0, rev=True) == [b"x"]
+    assert client.zrange("z", 0, 0, desc=True) == [b"x"]
     assert client.rpush("l", "a", "b") == 2
     assert client.lrange("l", 0, -1) == [b"a", b"b"]
 

@@ -1,0 +1,106 @@
+"""Client URLs: ``meshcache://host:port[,host:port...][/namespace][?option=value&...]``.
+
+The shape redis-py users know from ``redis.from_url``. The hosts are the seeds (IPv6 in
+brackets, port 7400 when left out, none at all meaning ``127.0.0.1:7400``); the path, when
+given, is the client's namespace (percent-encoded); the query sets the client's options by their
+keyword names:
+
+* ``timeout``, ``connect_timeout``: seconds, or ``none``;
+* ``max_connections``, ``max_frame``: integers;
+* ``decode_responses``, ``smart``: ``true``/``false`` (also ``1``/``0``, ``yes``/``no``,
+  ``on``/``off``);
+* ``namespace``: the namespace, when the path names none.
+
+Nothing else is accepted: an unknown option is an error, not ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from meshcache.errors import ConfigError
+from meshcache.wire import parse_addresses
+
+SCHEME = "meshcache"
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _seconds(text: str) -> float | None:
+    if text.lower() == "none":
+        return None
+    value = float(text)
+    if not value > 0:
+        raise ValueError("not a positive number")
+    return value
+
+
+def _flag(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError("not true or false")
+
+
+def _count(text: str) -> int:
+    return int(text)
+
+
+def _text(text: str) -> str:
+    return text
+
+
+_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "timeout": _seconds,
+    "connect_timeout": _seconds,
+    "max_connections": _count,
+    "decode_responses": _flag,
+    "smart": _flag,
+    "namespace": _text,
+    "max_frame": _count,
+}
+
+
+def parse_url(url: str) -> dict[str, Any]:
+    """The client's keyword arguments (``addresses`` among them) that ``url`` gives.
+
+    Raises:
+        ConfigError: not a ``meshcache://`` URL, credentials in it, an unknown option, or a
+            value that does not parse.
+    """
+    if not isinstance(url, str):
+        raise ConfigError(f"a meshcache URL is text, not {type(url).__name__}")
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() != SCHEME:
+        raise ConfigError(f"{url!r}: a client URL starts with {SCHEME}://")
+    netloc = parts.netloc
+    if "@" in netloc:
+        raise ConfigError(f"{url!r}: credentials in the URL are not supported")
+    options: dict[str, Any] = {}
+    if netloc:
+        options["addresses"] = parse_addresses(unquote(netloc))
+    path = parts.path.strip("/")
+    if "/" in path:
+        raise ConfigError(f"{url!r}: the path is one namespace, not {unquote(path)!r}")
+    if path:
+        options["namespace"] = unquote(path)
+    for name, text in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
+        convert = _OPTIONS.get(name)
+        if convert is None:
+            known = ", ".join(sorted(_OPTIONS))
+            raise ConfigError(f"{url!r}: unknown option {name!r} (known: {known})")
+        if name in options:
+            raise ConfigError(f"{url!r}: {name} is given twice")
+        try:
+            options[name] = convert(text)
+        except ValueError as exc:
+            raise ConfigError(f"{url!r}: option {name}={text!r}: {exc}") from None
+    return options
+
+
+__all__ = ["SCHEME", "parse_url"]
