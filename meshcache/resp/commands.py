@@ -420,7 +420,7 @@ def _info_sections(s: Session) -> dict[str, list[tuple[str, Any]]]:
         "memory": [("used_memory", used), ("maxmemory_policy", "per-namespace")],
         "stats": [
             ("total_commands_processed", sum(counters.requests.values())),
-            ("rejected_calls", sum(counters.bad_input.values())),
+            ("total_error_replies", s.server.error_replies),
         ],
         "persistence": [("loading", 0), ("rdb_changes_since_last_save", 0), ("aof_enabled", 0)],
         "replication": [("role", "master"), ("connected_slaves", 0)],

@@ -39,6 +39,8 @@ from meshcache.errors import RemoteProtocolError
 MAX_HEADER_BYTES = 64 * 1024
 
 _STAR = 0x2A  # '*'
+# The header of every short bulk, so the fast path compares instead of formatting.
+_BULK_HEADERS = tuple(b"$%d" % n for n in range(4096))
 _DOLLAR = 0x24  # '$'
 _CR = 0x0D
 _LF = 0x0A
@@ -88,7 +90,20 @@ class CommandReader:
     more bytes are needed. After a :class:`RespProtocolError` the reader must not be used again.
     """
 
-    __slots__ = ("_args", "_buf", "_bulk", "_left", "_need", "_pos", "_size", "limits")
+    __slots__ = (
+        "_args",
+        "_buf",
+        "_bulk",
+        "_left",
+        "_need",
+        "_pos",
+        "_size",
+        "_slow",
+        "_token_index",
+        "_token_pos",
+        "_tokens",
+        "limits",
+    )
 
     def __init__(self, limits: ReaderLimits | None = None) -> None:
         self.limits = limits or ReaderLimits()
@@ -104,6 +119,12 @@ class CommandReader:
         self._left = 0
         self._bulk = -1
         self._size = 0
+        # The fast path's pieces of the current buffer (split at CRLF), the index and buffer
+        # position of the next command in them, and a buffer it gave up on.
+        self._tokens: list[bytes] | None = None
+        self._token_index = 0
+        self._token_pos = -1
+        self._slow: bytes | None = None
 
     @property
     def buffered(self) -> int:
@@ -117,6 +138,7 @@ class CommandReader:
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         buf, pos = self._buf, self._pos
+        self._tokens = None
         if pos >= len(buf):
             self._buf = data if type(data) is bytes else bytes(data)
             self._pos = 0
@@ -142,6 +164,13 @@ class CommandReader:
             return None
         self._need = 0
         args = self._args
+        if args is None and type(buf) is bytes and pos < end and buf[pos] == _STAR:
+            # The common case, a whole multibulk in one read, parsed with locals only; anything
+            # else (a partial command, a bad one) is left to the careful path below, from the
+            # same position.
+            whole = self._whole(buf, pos, end)
+            if whole is not None:
+                return whole
         if args is None:
             while True:
                 if pos >= end:
@@ -207,6 +236,47 @@ class CommandReader:
             return None
         self._args = None
         return args
+
+    def _whole(self, buf: bytes, pos: int, end: int) -> list[bytes] | None:
+        """The multibulk at ``pos`` if it is complete and well-formed within the limits (then
+        consumed); None otherwise, with nothing consumed.
+
+        The buffer is split at every CRLF once (in C) and commands are taken from the pieces:
+        a bulk is accepted when its header is exactly ``$<its length>``. A value holding a CRLF
+        breaks that, and the rest of this buffer goes to the careful path.
+        """
+        tokens = self._tokens
+        if tokens is None or self._token_pos != pos:
+            if self._slow is buf:
+                return None
+            tokens = self._tokens = buf[pos:].split(b"\r\n")
+            self._token_index = 0
+        i = self._token_index
+        head = tokens[i]
+        limits = self.limits
+        count = int(head[1:]) if head[1:].isdigit() and len(head) < 12 else 0
+        j = i + 1 + 2 * count
+        if not 0 < count <= limits.max_array_len or j >= len(tokens):
+            return self._not_whole(buf)
+        values = tokens[i + 2 : j : 2]
+        size = len(head) + 2
+        max_bulk = limits.max_bulk_bytes
+        headers = _BULK_HEADERS
+        for header, value in zip(tokens[i + 1 : j : 2], values, strict=True):
+            n = len(value)
+            if n > max_bulk or header != (headers[n] if n < 4096 else b"$%d" % n):
+                return self._not_whole(buf)
+            size += len(header) + n + 4
+        if size > limits.max_command_bytes:
+            return self._not_whole(buf)
+        self._token_index = j
+        self._pos = self._token_pos = pos + size
+        return values
+
+    def _not_whole(self, buf: bytes) -> None:
+        self._tokens = None
+        self._slow = buf
+        return None
 
     def _inline(self) -> list[bytes] | None:
         """One inline line at ``_pos``, split into words (quotes and escapes as redis-cli

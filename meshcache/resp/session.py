@@ -173,6 +173,14 @@ class Server:
         self.port = port
         self.connections = connections
         self.commands: Mapping[bytes, Command] = COMMANDS
+        # Looked up by the name as sent first: clients send upper case (redis-py,
+        # redis-benchmark) or lower case (redis-cli as typed); other spellings are lowered.
+        self.lookup: dict[bytes, Command] = {
+            **COMMANDS,
+            **{name.upper(): c for name, c in COMMANDS.items()},
+        }
+        #: Error replies sent on every connection (INFO's ``total_error_replies``).
+        self.error_replies = 0
         self._next_id = 0
 
     def session(self) -> Session:
@@ -226,9 +234,12 @@ class Session:
 
     def handle(self, argv: list[bytes]) -> bytes | PendingReply:
         """Answer one command (``argv[0]`` is its name) with its reply or a pending reply."""
-        cmd = self.server.commands.get(argv[0].lower())
+        lookup = self.server.lookup
+        cmd = lookup.get(argv[0])
         if cmd is None:
-            return self.refuse(unknown_command(argv))
+            cmd = lookup.get(argv[0].lower())
+            if cmd is None:
+                return self.refuse(unknown_command(argv))
         n = len(argv)
         arity = cmd.arity
         if (n != arity) if arity >= 0 else (n < -arity):
@@ -246,12 +257,14 @@ class Session:
             return self.internal(exc)
 
     def refuse(self, exc: RedisError) -> bytes:
+        self.server.error_replies += 1
         if exc.kind is not None:
             self.server.counters.bad_input[f"resp_{exc.kind}"] += 1
         return error(exc.message)
 
     def command_error(self, exc: CommandError) -> bytes:
         code = exc.code
+        self.server.error_replies += 1
         counters = self.server.counters
         counters.errors[str(code)] += 1
         if code not in _DATA_CODES:
@@ -263,6 +276,7 @@ class Session:
         return error(text)
 
     def internal(self, exc: Exception) -> bytes:
+        self.server.error_replies += 1
         self.server.counters.errors[ErrorCode.INTERNAL.value] += 1
         return error(f"ERR internal error: {type(exc).__name__}")
 
@@ -276,7 +290,12 @@ class Session:
         """
         spec = OPS[op]
         args = normalize_args(spec, args, self.server.limits)
-        result = self.server.execute(self.namespace, op, args)
+        server = self.server
+        route = server.routes.get(op)
+        if route is not None:  # a node op (the op table names its handler), as the dispatcher
+            result = route(self.namespace, args)
+        else:
+            result = server.execute(self.namespace, op, args)
         if type(result) is CoroutineType:
             return self._pending(spec, args, self._finish(op, result, reply))
         self.server.counters.requests[op] += 1
@@ -338,6 +357,9 @@ class Session:
 
     def _run_op(self, op: str, args: list[Any], namespace: str | None) -> Any:
         args = normalize_args(OPS[op], args, self.server.limits)
+        route = self.server.routes.get(op)
+        if route is not None:
+            return route(namespace or self.namespace, args)
         return self.server.execute(namespace or self.namespace, op, args)
 
     def drive(self, coro: Coroutine[Any, Any, bytes]) -> bytes | PendingReply:

@@ -386,6 +386,7 @@ class RespPort:
 
     def _protocol_error(self, conn: _Conn, exc: RespProtocolError) -> bytes:
         self._counters.bad_input[f"resp_protocol_{exc.kind}"] += 1
+        self.server.error_replies += 1
         conn.doomed = "protocol_error"
         return exc.reply
 

@@ -1,0 +1,263 @@
+"""redis-benchmark, unmodified, against redis-server and a meshcache node's RESP port.
+
+    python -m tools.resp_bench                # 3 runs of GET/SET at -P 1 and -P 16, a table
+    python -m tools.resp_bench --runs 5 --requests 200000 --pipelines 1 16
+    python -m tools.resp_bench serve --resp-port 6380 --port 7400 ...   # a node with RESP
+
+Each run starts nothing new: one redis-server and one meshcache node (its own process, RESP
+port beside the data port, as ``serve`` runs it) are started once, and every run measures both,
+one after the other, with the same command line:
+
+    redis-benchmark -h 127.0.0.1 -p PORT -t get,set -c 50 -d 100 -n 200000 -P DEPTH --csv
+
+The machine's load (``/proc/loadavg``, what ``uptime`` prints) is recorded before each run:
+on a shared machine the figures move with it, so the report gives the median and the worst
+ratio of the runs, never one run. A run whose redis-benchmark printed an error, or whose
+server answered an error, is counted in the ``errors`` column (0 is the only good value).
+
+``serve`` runs one node with a RESP port in this process: every ``meshcache start`` setting as
+the same flag, plus ``--resp-port``; it writes ``resp.json`` (``{"resp": port, "data": ...}``)
+into the data directory once both ports answer, and stops on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HOST = "127.0.0.1"
+READY_FILE = "resp.json"
+TESTS = ("SET", "GET")
+
+
+# --- serve: a node with a RESP port ------------------------------------------------------------
+
+
+def serve(argv: list[str]) -> int:
+    """Run a node and its RESP port until SIGTERM or SIGINT."""
+    from meshcache.settings import SETTINGS, load_settings, parse_port
+
+    parser = argparse.ArgumentParser(prog="python -m tools.resp_bench serve")
+    parser.add_argument("--resp-port", required=True, help="RESP port (0 = any free port)")
+    for spec in SETTINGS:
+        if spec.key in ("join", "raft_peers"):
+            parser.add_argument(spec.flag, dest=spec.name, action="append")
+        else:
+            parser.add_argument(spec.flag, dest=spec.name)
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if v is not None and k != "resp_port"}
+    for listed in ("join", "raft_peers"):
+        if listed in overrides:
+            overrides[listed] = ",".join(overrides[listed])
+    settings = load_settings(environ={}, overrides=overrides)
+    resp_port = parse_port(args.resp_port, "--resp-port")
+
+    from meshcache.logs import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level)
+    import trio
+
+    trio.run(_serve, settings, resp_port)
+    return 0
+
+
+async def _serve(settings: Any, resp_port: int) -> None:
+    import trio
+
+    from meshcache.node.net.resp_port import RespPort, open_listener
+    from meshcache.node.node import Node
+
+    node = Node(settings)
+    ready = settings.data_dir / READY_FILE
+    async with trio.open_nursery() as nursery:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            info = await nursery.start(node.serve)
+            assert node.parts is not None
+            port = RespPort.for_parts(open_listener(settings.host, resp_port), node.parts)
+            await nursery.start(port.serve)
+            tmp = ready.with_suffix(".tmp")
+            data = f"{info.data_address[0]}:{info.data_address[1]}"
+            tmp.write_text(json.dumps({"resp": port.address[1], "data": data, "pid": os.getpid()}))
+            tmp.replace(ready)
+            async for _ in signals:
+                break
+            ready.unlink(missing_ok=True)
+            nursery.cancel_scope.cancel()
+
+
+@contextmanager
+def resp_node(log_level: str = "warning", timeout: float = 30.0) -> Iterator[int]:
+    """A meshcache node with a RESP port in its own process; yields the RESP port."""
+    with tempfile.TemporaryDirectory(prefix="resp-bench-") as tmp:
+        argv = [
+            sys.executable, "-m", "tools.resp_bench", "serve", "--resp-port", "0",
+            "--port", "0", "--admin-port", "0", "--data-dir", tmp, "--log-level", log_level,
+        ]  # fmt: skip
+        log = open(Path(tmp) / "node.log", "wb")  # noqa: SIM115 - closed below
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=_repo_root())
+        try:
+            ready = Path(tmp) / READY_FILE
+            deadline = time.monotonic() + timeout
+            while not ready.exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"the node did not start: {(Path(tmp) / 'node.log').read_text()[-2000:]}"
+                    )
+                time.sleep(0.05)  # polling for the ready file, with a deadline
+            yield int(json.loads(ready.read_text())["resp"])
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+# --- the benchmark -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One redis-benchmark invocation: requests per second by test, and errors seen."""
+
+    server: str
+    depth: int
+    rps: dict[str, float]
+    errors: int
+    load: float
+
+
+def benchmark_argv(port: int, *, depth: int, requests: int, clients: int, size: int) -> list[str]:
+    """The unmodified redis-benchmark command line of one measurement."""
+    return [
+        "redis-benchmark", "-h", HOST, "-p", str(port), "-t", "get,set",
+        "-c", str(clients), "-d", str(size), "-n", str(requests), "-P", str(depth), "--csv",
+    ]  # fmt: skip
+
+
+def load_average() -> float:
+    """The 1-minute load average (what ``uptime`` prints first)."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def error_replies(port: int) -> int:
+    """The server's ``total_error_replies`` (INFO stats): redis-benchmark does not report the
+    error replies it gets, so each run reads the count before and after."""
+    with socket.create_connection((HOST, port), timeout=10) as sock:
+        sock.sendall(b"*2\r\n$4\r\nINFO\r\n$5\r\nstats\r\n")
+        data = b""
+        while b"\r\n" not in data or len(data) < int(data[1 : data.index(b"\r\n")]) + 5:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    for line in data.decode("utf-8", "replace").splitlines():
+        if line.startswith("total_error_replies:"):
+            return int(line.split(":", 1)[1])
+    raise RuntimeError(f"no total_error_replies in INFO stats of port {port}")
+
+
+def run_benchmark(server: str, port: int, argv: list[str], depth: int) -> Result:
+    load = load_average()
+    before = error_replies(port)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
+    rps: dict[str, float] = {}
+    for row in csv.DictReader(io.StringIO(done.stdout)):
+        rps[row["test"]] = float(row["rps"])
+    errors = error_replies(port) - before + (done.returncode != 0)
+    if set(rps) != set(TESTS):
+        errors += 1
+    return Result(server, depth, rps, errors, load)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:
+        return serve(argv[1:])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.resp_bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=200_000)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--size", type=int, default=100)
+    parser.add_argument("--pipelines", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--json", type=Path, help="also write every result here")
+    args = parser.parse_args(argv)
+
+    from tools.bench.servers import redis_server
+
+    results: list[Result] = []
+    with redis_server() as redis, resp_node() as mesh_port:
+        ports = {"redis-server": redis.port, "meshcache": mesh_port}
+        for run in range(args.runs):
+            for depth in args.pipelines:
+                for name, port in ports.items():
+                    bench = benchmark_argv(port, depth=depth, requests=args.requests,
+                                           clients=args.clients, size=args.size)  # fmt: skip
+                    result = run_benchmark(name, port, bench, depth)
+                    results.append(result)
+                    print(f"run {run + 1} -P {depth:<2} {name:<12} load {result.load:5.2f} "
+                          + " ".join(f"{t} {result.rps.get(t, 0):9.0f}/s" for t in TESTS)
+                          + f" errors {result.errors}", file=sys.stderr, flush=True)  # fmt: skip
+    print(report(results, args))
+    if args.json is not None:
+        args.json.write_text(json.dumps([r.__dict__ for r in results], indent=1))
+    return 1 if any(r.errors for r in results) else 0
+
+
+def report(results: list[Result], args: argparse.Namespace) -> str:
+    """A markdown table: per depth and test, each server's median rps and the ratio's median
+    and worst over the runs (each run's ratio compares the two measurements of that run)."""
+    lines = [
+        f"redis-benchmark -t get,set -c {args.clients} -d {args.size} -n {args.requests}, "
+        f"{args.runs} runs; 1-minute load before the runs: "
+        + ", ".join(f"{r.load:.2f}" for r in results),
+        "",
+        "| -P | test | redis-server rps (median) | meshcache rps (median) | ratio median | "
+        "ratio worst | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for depth in args.pipelines:
+        redis = [r for r in results if r.depth == depth and r.server == "redis-server"]
+        mesh = [r for r in results if r.depth == depth and r.server == "meshcache"]
+        for test in TESTS:
+            ratios = [
+                m.rps.get(test, 0.0) / r.rps[test]
+                for r, m in zip(redis, mesh, strict=True)
+                if r.rps.get(test)
+            ]
+            errors = sum(r.errors for r in redis + mesh)
+            lines.append(
+                f"| {depth} | {test} | {statistics.median(r.rps.get(test, 0) for r in redis):.0f} "
+                f"| {statistics.median(m.rps.get(test, 0) for m in mesh):.0f} "
+                f"| {statistics.median(ratios):.2f} | {min(ratios):.2f} | {errors} |"
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
