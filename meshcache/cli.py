@@ -11,6 +11,7 @@ and the exit code says what kind of failure it was:
       --nx``), or the node stopped with an error (``start``)
 2     usage or configuration error (bad flag, bad config value, unknown TOML key)
 3     the node could not be reached, or did not answer in time, or did not speak the protocol
+      (``dbsize``: a ring member could not be asked, or the ring kept changing while counting)
 4     the node refused the command; the line carries its error code (e.g. ``WRONGTYPE``)
 ====  ========================================================================================
 
@@ -46,11 +47,11 @@ from meshcache.errors import (
     ConfigError,
     LocalProtocolError,
     MeshcacheConnectionError,
+    MeshcacheError,
     MeshcacheTimeout,
     RemoteProtocolError,
 )
 from meshcache.settings import (
-    NAMESPACE_NAME_RULE,
     SETTINGS,
     SETTINGS_BY_NAME,
     check_namespace_name,
@@ -60,6 +61,7 @@ from meshcache.settings import (
     parse_size,
 )
 from meshcache.wire.address import format_address
+from meshcache.wire.names import NAMESPACE_NAME_RULE
 
 if TYPE_CHECKING:
     from meshcache.client.commands import Binary
@@ -74,9 +76,12 @@ EXIT_REFUSED = 4
 
 PROG = "meshcache"
 
-#: ``meshcache leave`` waits this much longer for the answer than the node may take to drain.
+#: ``meshcache leave`` and ``join`` wait this much longer for the answer than the node may take
+#: to hand its keys over or pull them.
 LEAVE_ANSWER_SLACK = 5.0
 LEAVE_CONNECT_TIMEOUT = 5.0
+#: How many times ``meshcache dbsize`` counts again when the members answered by different rings.
+DBSIZE_ROUNDS = 3
 
 #: What a read prints when it finds nothing; in every client command's help.
 EMPTY_RULE = (
@@ -87,10 +92,16 @@ EMPTY_RULE = (
 )
 #: Ring states in which a member owns keys.
 RING_STATES = ("joining", "active", "leaving")
+#: Ring states whose members serve reads: each key is counted at its first read owner.
+READ_STATES = ("active", "leaving")
 
 
 class _UsageError(Exception):
     """A bad command line, raised instead of argparse's print-usage-and-exit."""
+
+
+class _Unstable(MeshcacheError):
+    """The members of a ring did not all count by the same ring version."""
 
 
 class _Exit(Exception):
@@ -564,15 +575,19 @@ def _raft(c: Client, a: argparse.Namespace) -> Output:
     return Output(status, "\n".join(_aligned(_flatten(status))))
 
 
-def _leave(c: Client, a: argparse.Namespace) -> Output:
+def _node_op(c: Client, op: str, args: list[Any], namespace: str = "default") -> dict[str, Any]:
+    """Send an op the client has no method for (LEAVE, JOIN, DBSIZE with options) the way a
+    client method would; its answer must be a map."""
     from meshcache.client import results
     from meshcache.client.core import Command
 
-    # meshcache.client has no leave() method: the command is built and sent here as a client
-    # method would do it.
+    answer: dict[str, Any] = c._execute(Command.build(op, args, namespace, results.str_map))
+    return answer
+
+
+def _leave(c: Client, a: argparse.Namespace) -> Output:
     drain = parse_duration(a.timeout, "--timeout")
-    command = Command.build("LEAVE", [{"timeout": drain}], "default", results.str_map)
-    left = c._execute(command)
+    left = _node_op(c, "LEAVE", [{"timeout": drain}])
     moved = left.get("moved")
     text = (
         f"{_plain_text(left.get('node_id'))} left the ring: {_plain_text(moved)}"
@@ -582,17 +597,74 @@ def _leave(c: Client, a: argparse.Namespace) -> Output:
     return Output(left, text)
 
 
+def _join(c: Client, a: argparse.Namespace) -> Output:
+    pull = parse_duration(a.timeout, "--timeout")
+    joined = _node_op(c, "JOIN", [{"timeout": pull}])
+    pulled = joined.get("pulled")
+    text = (
+        f"{_plain_text(joined.get('node_id'))} is back on the ring"
+        f" ({_plain_text(joined.get('state'))}): {_plain_text(pulled)}"
+        f" {'key' if pulled == 1 else 'keys'} pulled, ring version"
+        f" {_plain_text(joined.get('ring_version'))}"
+    )
+    return Output(joined, text)
+
+
 def _dbsize(c: Client, a: argparse.Namespace) -> Output:
-    if not a.node:
-        states = _ring_states(c)
-        owners = [n for n, s in (states or {}).items() if s in RING_STATES]
-        if len(owners) > 1:
-            raise _UsageError(
-                f"{PROG} dbsize: error: the node is one of {len(owners)} ring members and holds"
-                " copies of other members' keys, so its count is not the namespace's; add"
-                " --node for the count of the keys this node holds (replicas included)"
+    """The namespace's keys: on a ring, the sum of every read member's owned count (each key
+    counted once, at its first read owner); ``--node`` or no ring: the asked node's count."""
+    if a.node:
+        return _count(c.dbsize(namespace=a.namespace))
+    for _ in range(DBSIZE_ROUNDS):
+        ring = c.ring()
+        readers = [m for m in ring.get("members", []) if m.get("state") in READ_STATES]
+        if not ring.get("version") or not readers:
+            # A node outside a mesh holds the whole namespace.
+            return _count(c.dbsize(namespace=a.namespace))
+        counted = _owned_counts(c, a, readers)
+        versions = {version for _, version in counted.values()}
+        if versions <= {ring["version"]}:
+            break
+    else:
+        raise _Unstable(
+            f"the ring changed while counting (members answered by versions"
+            f" {', '.join(map(str, sorted(versions | {ring['version']})))}); run dbsize again"
+        )
+    total = sum(count for count, _ in counted.values())
+    missing = [m for m in readers if m.get("node_id") not in counted]
+    if not missing:
+        return _count(total)
+    return Output(total, str(total), EXIT_UNREACHABLE)
+
+
+def _owned_counts(
+    c: Client, a: argparse.Namespace, readers: Sequence[Mapping[str, Any]]
+) -> dict[str, tuple[int, int]]:
+    """Each reachable read member's ``(owned count, ring version)`` by node id; a warning on
+    stderr for each member that could not be asked (a refusal still raises)."""
+    counted: dict[str, tuple[int, int]] = {}
+    for member in readers:
+        node_id, address = str(member.get("node_id")), str(member.get("address"))
+        args = [{"owned": True}]
+        try:
+            if address == a.where:
+                answer = _node_op(c, "DBSIZE", args, a.namespace)
+            else:
+                with _connect(
+                    address, connect_timeout=a.call_timeout, timeout=a.call_timeout
+                ) as other:
+                    answer = _node_op(other, "DBSIZE", args, a.namespace)
+            count, version = answer.get("count"), answer.get("ring_version")
+            if type(count) is not int or type(version) is not int:
+                raise RemoteProtocolError(f"DBSIZE answered {answer!r}"[:200])
+        except (MeshcacheConnectionError, MeshcacheTimeout, RemoteProtocolError, OSError) as exc:
+            _warn(
+                f"ring member {node_id} ({address}) could not be asked"
+                f" ({_human(str(exc)) or type(exc).__name__}): its keys are not counted"
             )
-    return _count(c.dbsize(namespace=a.namespace))
+            continue
+        counted[node_id] = (count, version)
+    return counted
 
 
 def _flush(c: Client, a: argparse.Namespace) -> Output:
@@ -764,10 +836,11 @@ def _run_client(args: argparse.Namespace) -> int:
         raise ConfigError("--host: must not be empty")
     timeout = parse_duration(args.timeout, "--timeout")
     where = args.where = format_address(host, port)
+    args.call_timeout = timeout
     handler: Handler = args.handler
     connect_timeout = timeout
-    if handler is _leave:
-        # leave's --timeout is how long the node may take to drain; its answer comes after.
+    if handler is _leave or handler is _join:
+        # Their --timeout is how long the node may take to move its keys; the answer comes after.
         connect_timeout = LEAVE_CONNECT_TIMEOUT
         timeout += LEAVE_ANSWER_SLACK
     try:
@@ -781,6 +854,8 @@ def _run_client(args: argparse.Namespace) -> int:
         return _fail(f"{where} does not speak the meshcache protocol: {exc}", EXIT_UNREACHABLE)
     except OSError as exc:
         return _fail(f"cannot reach {where}: {exc.strerror or exc}", EXIT_UNREACHABLE)
+    except _Unstable as exc:
+        return _fail(str(exc), EXIT_UNREACHABLE)
     if args.json:
         _write(json.dumps(_jsonable(out.data), ensure_ascii=False))
     elif isinstance(out.text, bytes) or out.text:
@@ -927,7 +1002,8 @@ def _add_dbsize(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--node",
         action="store_true",
-        help="count the keys the node asked holds, copies of other members' keys included",
+        help="count the keys the node asked holds, copies of other members' keys included, "
+        "instead of the namespace's keys",
     )
 
 
@@ -1040,7 +1116,8 @@ _CLIENT_SPECS: list[tuple[str, Handler, str, Callable[[argparse.ArgumentParser],
     (
         "dbsize",
         _dbsize,
-        "print how many keys a node holds (--node); in a mesh, needs --node",
+        "print how many keys the namespace holds: each ring member counts the keys it owns "
+        "first (exit 3 when a member cannot be asked); --node: one node's keys",
         _add_dbsize,
     ),
     ("flush", _flush, "delete every key of the namespace (needs --yes)", _add_flush),
@@ -1146,14 +1223,12 @@ def _start_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.set_defaults(run=_start)
 
 
-def _leave_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
-    help = _SHORT_HELP["leave"]
-    p = sub.add_parser(
-        "leave",
-        help=help,
-        description=f"{help.capitalize()}. The node keeps running until you stop it; the ring "
-        "no longer lists it.",
-    )
+def _ring_change_parser(
+    sub: argparse._SubParsersAction[_Parser], name: str, handler: Handler, outcome: str, moves: str
+) -> None:
+    """``leave`` and ``join``: one node op sent to the node named by --host/--port."""
+    help = _SHORT_HELP[name]
+    p = sub.add_parser(name, help=help, description=f"{help.capitalize()}. {outcome}")
     group = p.add_argument_group("connection and output")
     group.add_argument("--host", default="127.0.0.1", help="node address (default 127.0.0.1)")
     group.add_argument("--port", default="7400", help="node data port (default 7400)")
@@ -1161,11 +1236,33 @@ def _leave_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
         "--timeout",
         default="30",
         metavar="DURATION",
-        help="how long the node may take to hand its keys over (default 30s); the answer is "
+        help=f"how long the node may take to {moves} (default 30s); the answer is "
         f"awaited {LEAVE_ANSWER_SLACK:g} s longer",
     )
     group.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.set_defaults(run=_run_client, handler=_leave)
+    p.set_defaults(run=_run_client, handler=handler)
+
+
+def _leave_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    _ring_change_parser(
+        sub,
+        "leave",
+        _leave,
+        "The node keeps running until you stop it; the ring no longer lists it.",
+        "hand its keys over",
+    )
+
+
+def _join_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    _ring_change_parser(
+        sub,
+        "join",
+        _join,
+        "For a running node that left the ring with 'leave': it registers as joining, pulls "
+        "every range it will own, and answers once it is active. A node on the ring already "
+        "is refused (exit 4, INVALID_TRANSITION).",
+        "pull the keys it will own",
+    )
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -1265,6 +1362,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         ("start", _start_parser),
         ("demo", _demo_parser),
         ("leave", _leave_parser),
+        ("join", _join_parser),
         ("top", _top_parser),
     ):
         if command is None or command == name:
@@ -1289,6 +1387,7 @@ _SHORT_HELP = {
     "start": "run a node until SIGTERM or SIGINT",
     "demo": "run a local mesh of N node processes until Ctrl-C",
     "leave": "drain a node: hand its keys to the other owners, then take it out of the ring",
+    "join": "put a node that left the ring back on it: it pulls its keys, then serves them",
     "top": "the admin console: watch every member live, drain, remove, edit policies",
 }
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from meshcache.errors import ConfigError
 from meshcache.wire.address import parse_address as wire_parse_address
+from meshcache.wire.names import NAMESPACE_NAME_RE, NAMESPACE_NAME_RULE, is_namespace_name
 
 if TYPE_CHECKING:
     from meshcache.store.policy import NamespacePolicy
@@ -551,15 +552,10 @@ def unknown_env_vars(environ: Mapping[str, str]) -> list[str]:
     return sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in known)
 
 
-#: A namespace name: what can be typed in a shell, a TOML table header and a metric label as
-#: it is. The CLI and the TOML file refuse any other name.
-NAMESPACE_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-NAMESPACE_NAME_RULE = "1 to 64 characters among letters, digits and _ . : -"
-
-
 def check_namespace_name(name: object, where: str) -> str:
-    """``name`` when it follows :data:`NAMESPACE_NAME_RE`; else a one-line ConfigError."""
-    if not isinstance(name, str) or NAMESPACE_NAME_RE.fullmatch(name) is None:
+    """``name`` when it follows :data:`~meshcache.wire.names.NAMESPACE_NAME_RE`; else a
+    one-line ConfigError."""
+    if not is_namespace_name(name):
         raise _fail(where, f"namespace name {name!r} is not {NAMESPACE_NAME_RULE}")
     return name
 

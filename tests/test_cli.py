@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,11 +24,15 @@ import pytest
 import structlog
 
 import meshcache
-from meshcache import __version__
+import meshcache.cli as cli_module
+from meshcache import Client, __version__
 from meshcache.cli import EMPTY_RULE, build_parser, main
 from meshcache.client.commands import Commands
+from meshcache.errors import MeshcacheConnectionError
 from meshcache.logs import configure_logging
 from meshcache.node.node import READY_FILE
+from meshcache.testing.mesh import Mesh
+from meshcache.testing.nodes import NodeProcess as MeshNode
 from meshcache.testing.nodes import NodeStartError, wait_for_ready_file
 from meshcache.testing.ports import free_port
 from meshcache.wire.address import parse_address
@@ -876,3 +881,125 @@ def test_demo_data_dir_that_cannot_be_made(
     code, out, err = run(["demo", "--data-dir", str(tmp_path / "file" / "sub")], capsys)
     assert (code, out) == (2, "")
     assert one_line(err).startswith("meshcache: error: --data-dir: cannot create ")
+
+
+def test_join_refused_or_unreachable_is_one_line(
+    cli: Cli, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The module's node belongs to no mesh: it has no voter to register with.
+    code, out, err = cli("join", "--timeout", "2")
+    assert (code, out) == (4, "")
+    assert one_line(err).startswith("meshcache: refused: ")
+    code, out, err = run(["join", "--port", str(free_port()), "--timeout", "1"], capsys)
+    assert (code, out) == (3, "")
+    code, out, _ = run(["join", "--help"], capsys)
+    assert code == 0 and "--timeout DURATION" in out and "--namespace" not in out
+    assert "pull the keys it will own" in out
+
+
+# --- a mesh of three node processes ------------------------------------------------------------
+
+MESH_KEYS = 300
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    """Three nodes, replicas 2 (the default), with MESH_KEYS keys in ``default``."""
+    with ExitStack() as stack:
+        mesh = Mesh(stack, tmp_path_factory.mktemp("mesh"), 3)
+        with Client(mesh.addresses, timeout=10) as client:
+            client.mset({b"mesh:%d" % i: b"v" for i in range(MESH_KEYS)})
+        yield mesh
+
+
+def port_of(node: MeshNode) -> str:
+    return str(node.data_address.port)
+
+
+@pytest.mark.slow
+def test_dbsize_on_a_mesh_counts_each_key_once(
+    mesh: Mesh, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for node in mesh.nodes:
+        assert run(["dbsize", "--port", port_of(node)], capsys) == (0, f"{MESH_KEYS}\n", "")
+    code, out, _ = run(["dbsize", "--json", "--port", port_of(mesh.nodes[1])], capsys)
+    assert (code, json.loads(out)) == (0, MESH_KEYS)
+    # What it adds up: each member's owned count, all by the same ring version.
+    owned = [mesh.call(node, "DBSIZE", [{"owned": True}]) for node in mesh.nodes]
+    assert sum(o["count"] for o in owned) == MESH_KEYS
+    assert len({o["ring_version"] for o in owned}) == 1
+    # --node: what one node holds, copies of other members' keys included.
+    held = [run(["dbsize", "--node", "--port", port_of(n)], capsys) for n in mesh.nodes]
+    assert all(code == 0 for code, _, _ in held)
+    assert sum(int(out) for _, out, _ in held) > MESH_KEYS
+    # A namespace the nodes do not have is a refusal, as for every command.
+    code, out, err = run(["dbsize", "-n", "nope", "--port", port_of(mesh.nodes[0])], capsys)
+    assert (code, out) == (4, "") and "NO_SUCH_NAMESPACE" in one_line(err)
+
+
+@pytest.mark.slow
+def test_dbsize_says_whose_keys_it_could_not_count(
+    mesh: Mesh, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked, unreachable = mesh.nodes[0], mesh.nodes[2]
+    real_connect = cli_module._connect
+
+    def connect(where: str, **kwargs: float) -> Client:
+        if where == unreachable.data:
+            raise MeshcacheConnectionError(f"cannot connect to {where}: connection refused")
+        return real_connect(where, **kwargs)
+
+    monkeypatch.setattr(cli_module, "_connect", connect)
+    missing = mesh.call(unreachable, "DBSIZE", [{"owned": True}])["count"]
+    code, out, err = run(["dbsize", "--port", port_of(asked)], capsys)
+    assert (code, out) == (3, f"{MESH_KEYS - missing}\n")
+    assert one_line(err) == (
+        f"meshcache: warning: ring member {unreachable.node_id} ({unreachable.data}) could not be"
+        f" asked (cannot connect to {unreachable.data}: connection refused): its keys are not"
+        " counted"
+    )
+
+
+@pytest.mark.slow
+def test_leave_then_join_puts_the_node_back_on_the_ring(
+    mesh: Mesh, capsys: pytest.CaptureFixture[str]
+) -> None:
+    node, other = mesh.nodes[2], mesh.nodes[0]
+    port = ["--port", port_of(node), "--timeout", "60"]
+    code, out, _ = run(["leave", *port], capsys)
+    assert code == 0 and out.startswith(f"{node.node_id} left the ring: ")
+    mesh.wait_ring(2, among=[other, mesh.nodes[1]])
+    assert run(["dbsize", "--port", port_of(other)], capsys) == (0, f"{MESH_KEYS}\n", "")
+
+    code, out, err = run(["join", *port], capsys)
+    assert (code, err) == (0, "")
+    assert re.fullmatch(
+        rf"{re.escape(node.node_id)} is back on the ring \(active\): \d+ keys? pulled, ring"
+        r" version \d+\n",
+        out,
+    )
+    mesh.wait_ring(3)
+    assert run(["dbsize", "--port", port_of(other)], capsys) == (0, f"{MESH_KEYS}\n", "")
+    owned = mesh.call(node, "DBSIZE", [{"owned": True}])["count"]
+    assert owned > 0  # it serves its ranges again
+
+    code, out, err = run(["join", "--json", *port], capsys)
+    assert (code, out) == (4, "")
+    assert one_line(err).startswith("meshcache: refused: INVALID_TRANSITION: ")
+
+
+@pytest.mark.slow
+def test_dbsize_refuses_to_add_counts_of_different_rings(
+    mesh: Mesh, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rounds = []
+
+    def counts(*args: object) -> dict[str, tuple[int, int]]:
+        rounds.append(args)
+        return {"a": (1, 10**6), "b": (2, 10**6 + 1)}  # the ring moved between two answers
+
+    monkeypatch.setattr(cli_module, "_owned_counts", counts)
+    code, out, err = run(["dbsize", "--port", port_of(mesh.nodes[0])], capsys)
+    assert (code, out, len(rounds)) == (3, "", cli_module.DBSIZE_ROUNDS)
+    assert one_line(err).startswith("meshcache: the ring changed while counting (members")
+    assert one_line(err).endswith("run dbsize again")

@@ -41,6 +41,7 @@ from meshcache.errors import (
     VersionConflictError,
 )
 from meshcache.store.policy import DEFAULT_POLICY, NamespacePolicy
+from meshcache.wire.names import NAMESPACE_NAME_RULE, is_namespace_name
 
 DEFAULT_NAMESPACE = "default"
 _POLICY_FIELDS = frozenset(f.name for f in dataclasses.fields(NamespacePolicy))
@@ -210,7 +211,12 @@ class RemoveMember:
 
 @dataclass(frozen=True, slots=True)
 class CreateNamespace:
-    """Create namespace ``name`` with ``policy``; refused if it exists."""
+    """Create namespace ``name`` with ``policy``; refused if it exists.
+
+    ``name`` must follow :data:`~meshcache.wire.names.NAMESPACE_NAME_RE` (else
+    :class:`InvalidCommandError`). Only creation checks it: the other commands take any name
+    a config holds, so a namespace named before the rule can still be changed or dropped.
+    """
 
     op: ClassVar[str] = "create_namespace"
     expected_version: int
@@ -219,7 +225,10 @@ class CreateNamespace:
 
     def __post_init__(self) -> None:
         _check_version(self.expected_version)
-        check_text("namespace name", self.name)
+        if not is_namespace_name(self.name):
+            raise InvalidCommandError(
+                message=f"namespace name {self.name!r} is not {NAMESPACE_NAME_RULE}"
+            )
         object.__setattr__(self, "policy", _policy_from_mapping(self.name, self.policy))
 
 

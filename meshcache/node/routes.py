@@ -27,7 +27,8 @@ from meshcache.node.contracts import ConfigSource, MembershipView
 from meshcache.node.data.antientropy import AE_DIGEST, AE_KEYS, AE_PULL, AE_PUSH, AntiEntropy
 from meshcache.node.data.coordinator import Coordinator
 from meshcache.node.data.handoff import HandOff
-from meshcache.ring import RingState
+from meshcache.ring import READ_STATES, RingState
+from meshcache.ring.tokens import RangeSet
 from meshcache.wire.ops import DATA_HANDLER, OPS
 
 Handler = Callable[[str, list[Any]], Any]
@@ -36,6 +37,8 @@ Handler = Callable[[str, list[Any]], Any]
 LEAVE_TIMEOUT = 600.0
 #: How often a JOIN looks whether the node became active.
 JOIN_POLL = 0.05
+#: Keys an owned DBSIZE tests between two checkpoints, so a large store does not stall the node.
+DBSIZE_CHUNK = 65536
 
 
 class RoutedParts(Protocol):
@@ -91,6 +94,41 @@ class Routes:
         if self._info is not None:
             return self._info()
         return {"node_id": self._parts.node_id, "mesh": self._parts.mesh_figures()}
+
+    def dbsize(self, namespace: str, args: list[Any]) -> Any:
+        """DBSIZE: the namespace's live keys on this node, copies of other members' keys
+        included (an int).
+
+        With option ``owned``: ``{"count": n, "ring_version": v}``, ``n`` the keys whose first
+        read owner by the ring this node routes by (config version ``v``) is this node; every
+        key when that ring has no read owner (a node outside a mesh coordinates them all). The
+        owned counts of a ring's read members at one version add up to the namespace's keys.
+
+        Raises:
+            CommandError: ``NO_SUCH_NAMESPACE``.
+        """
+        coordinator = self._parts.coordinator
+        store = coordinator.store
+        count: int = store.execute(namespace, "DBSIZE", [])  # drops expired keys first
+        if not args[0].get("owned"):
+            return count
+        ring = coordinator.ring
+        if not any(m.state in READ_STATES for m in ring.members):
+            return {"count": count, "ring_version": ring.version}
+        mine = RangeSet(ring.owned_ranges(self._parts.node_id))
+        keys = store.key_snapshot(namespace)
+        if len(keys) <= DBSIZE_CHUNK:
+            return {"count": sum(mine.mask(keys)), "ring_version": ring.version}
+        return self._owned_count(mine, keys, ring.version)
+
+    async def _owned_count(
+        self, mine: RangeSet, keys: list[bytes], ring_version: int
+    ) -> dict[str, int]:
+        owned = 0
+        for start in range(0, len(keys), DBSIZE_CHUNK):
+            owned += sum(mine.mask(keys[start : start + DBSIZE_CHUNK]))
+            await trio.lowlevel.checkpoint()
+        return {"count": owned, "ring_version": ring_version}
 
     def members(self, namespace: str, args: list[Any]) -> list[dict[str, Any]]:
         return self._parts.membership.members()

@@ -25,6 +25,14 @@ DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 STATUS_OK = 0
 STATUS_ERROR = 1
 
+MIN_REQUEST_ID = 1
+"""The smallest id a request may carry."""
+MAX_REQUEST_ID = 2**64 - 1
+"""The largest id a request may carry (msgpack's largest unsigned integer)."""
+CONNECTION_ID = 0
+"""The id of an answer about the connection rather than one request: a body that is not
+msgpack, an oversized frame, too many connections."""
+
 
 class FrameTooLarge(RemoteProtocolError):
     """A frame announced a length over the limit; the stream cannot be trusted any more."""
@@ -158,17 +166,31 @@ def encode_request(request_id: int, op: str, namespace: str, args: list[Any]) ->
 def decode_request(body: bytes) -> Request:
     """Decode a request body.
 
+    A well-formed request is ``[id, op, namespace, args]`` with an int id from
+    :data:`MIN_REQUEST_ID` to :data:`MAX_REQUEST_ID`, str op and namespace, and an array of
+    args; id 0 is kept for answers about the connection rather than a request.
+
     Raises:
         RemoteProtocolError: the body is not msgpack (framing is intact; answer and go on).
-        BadRequestError: the body is msgpack but not a well-formed request; ``id`` is attached
-            as ``request_id`` on the exception when it could be read, else 0.
+        BadRequestError: the body is msgpack but not a well-formed request. Its ``request_id``
+            attribute is the id to answer with: the request's id whenever the body is an array
+            whose first item is an int (even one out of range, so the sender can match the
+            answer), else 0.
     """
     obj = unpack_body(body)
+    readable = type(obj) is list and len(obj) > 0 and type(obj[0]) is int
+    rid: int = obj[0] if readable else CONNECTION_ID
     if type(obj) is not list or len(obj) != 4:
-        raise _bad(0, "a request is an array [id, op, namespace, args]")
-    rid, op, ns, args = obj
-    if type(rid) is not int or rid < 0:
-        raise _bad(0, "the request id must be a non-negative integer")
+        raise _bad(rid, "a request is an array [id, op, namespace, args]")
+    if not readable:
+        raise _bad(rid, "the request id must be an integer")
+    if rid < MIN_REQUEST_ID:  # msgpack holds no integer above MAX_REQUEST_ID
+        raise _bad(
+            rid,
+            f"request ids start at {MIN_REQUEST_ID} (0 marks answers about the "
+            f"connection), got {rid}",
+        )
+    _, op, ns, args = obj
     if type(op) is not str:
         raise _bad(rid, "op must be a string")
     if type(ns) is not str:

@@ -9,6 +9,7 @@ m     a member or field of a typed value: bin (or str, taken as UTF-8)
 s     text: str (or bin, taken as UTF-8)
 d     a map with str keys
 i     an integer (signed 64-bit); booleans are refused
+u     an integer (unsigned 64-bit: 0 to 2**64-1, e.g. a version); booleans are refused
 f     a number (integer or float, finite or ±inf); booleans are refused
 l     an array (its items are checked by the op's handler)
 a     any value (checked by the op's handler; node-to-node ops only)
@@ -32,6 +33,7 @@ from meshcache.errors import BadRequestError, ErrorCode, TooLargeError, WrongAri
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+UINT64_MAX = 2**64 - 1
 
 
 class OpKind(Enum):
@@ -160,7 +162,7 @@ _SPECS = [
     # node and namespace
     _op("PING", "", M, handler="ping"),
     _op("INFO", "", M, handler="info"),
-    _op("DBSIZE", "", M),
+    _op("DBSIZE", "o?", M, options=("owned",), handler="dbsize"),
     _op("FLUSH", "", W, idempotent=True, permission=ADMIN),
     _op("MEMBERS", "", M, handler="members"),
     # node to node: one SWIM push/pull exchange (HMAC-signed payload in, reply payload out)
@@ -209,7 +211,7 @@ _SPECS = [
     _op("DECRBY", "ki", W),
     _op("MGET", "k+", R),
     _op("MSET", "(kv)+", W, idempotent=True),
-    _op("CAS", "kivo?", W, options=("ttl",)),
+    _op("CAS", "kuvo?", W, options=("ttl",)),
     # hashes
     _op("HSET", "k(mv)+", W, idempotent=True),
     _op("HGET", "km", R),
@@ -255,6 +257,12 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "count": (int,),
     "timeout": (int, float),
     "consistency": (str,),
+    "owned": (bool,),
+}
+
+#: Options that take one of a few values; any other is refused before the op runs.
+_OPTION_VALUES: dict[str, frozenset[str]] = {
+    "consistency": frozenset({"one", "quorum", "all"}),
 }
 
 
@@ -308,6 +316,14 @@ def _check(letter: str, value: Any, op: str, limits: Limits) -> Any:
         if not INT64_MIN <= value <= INT64_MAX:
             raise BadRequestError(message=f"{op}: integer {value} does not fit in 64 bits")
         return value
+    if letter == "u":
+        if type(value) is not int:
+            raise BadRequestError(message=f"{op}: expected an integer, got {_typename(value)}")
+        if not 0 <= value <= UINT64_MAX:
+            raise BadRequestError(
+                message=f"{op}: integer {value} is not an unsigned 64-bit integer"
+            )
+        return value
     if letter == "f":
         if type(value) is int:
             return float(value)
@@ -333,6 +349,12 @@ def _check_options(spec: OpSpec, options: Any) -> dict[str, Any]:
         types = _OPTION_TYPES[name]
         if type(value) not in types and value is not None:
             raise BadRequestError(message=f"{spec.name}: option {name!r} has the wrong type")
+        values = _OPTION_VALUES.get(name)
+        if values is not None and value is not None and value not in values:
+            raise BadRequestError(
+                message=f"{spec.name}: option {name!r} is one of {', '.join(sorted(values))},"
+                f" not {value!r}"
+            )
     return options
 
 

@@ -44,7 +44,7 @@ def _bodies(data: bytes, reader: FrameReader) -> list[bytes]:
 
 
 @given(
-    rid=st.integers(min_value=0, max_value=2**64 - 1),
+    rid=st.integers(min_value=1, max_value=2**64 - 1),
     op=st.text(max_size=16),
     ns=st.text(max_size=16),
     args=st.lists(msgpack_values, max_size=6),
@@ -149,3 +149,39 @@ def test_garbage_bodies_raise_only_protocol_errors(body: bytes) -> None:
 def test_malformed_requests_are_bad_requests(obj: object) -> None:
     with pytest.raises(BadRequestError):
         decode_request(msgpack.packb(obj))
+
+
+@pytest.mark.parametrize("rid", [0, -1, -(2**63)])
+def test_request_ids_start_at_1_and_a_refusal_keeps_the_id(rid: int) -> None:
+    with pytest.raises(BadRequestError, match="request ids start at 1") as caught:
+        decode_request(msgpack.packb([rid, "GET", "default", [b"k"]]))
+    assert caught.value.request_id == rid  # type: ignore[attr-defined]
+
+
+def test_the_largest_request_id_is_accepted() -> None:
+    assert decode_request(msgpack.packb([2**64 - 1, "PING", "default", []])).id == 2**64 - 1
+
+
+@pytest.mark.parametrize(
+    ("obj", "rid"),
+    [
+        ([7, "GET", "default"], 7),
+        ([7, "GET", "default", [], "extra"], 7),
+        ([7], 7),
+        ([7, 2, "default", []], 7),
+        ([7, "GET", None, []], 7),
+        ([7, "GET", "default", {}], 7),
+        (["7", "GET", "default", []], 0),
+        ([True, "GET", "default", []], 0),
+        ([7.0, "GET", "default", []], 0),
+        ([], 0),
+        ({"id": 7}, 0),
+        (7, 0),
+    ],
+)
+def test_a_malformed_request_is_refused_with_its_id_when_it_can_be_read(
+    obj: object, rid: int
+) -> None:
+    with pytest.raises(BadRequestError) as caught:
+        decode_request(msgpack.packb(obj))
+    assert caught.value.request_id == rid  # type: ignore[attr-defined]

@@ -170,9 +170,14 @@ class Dispatcher:
         return HEADER.pack(len(body)) + body
 
     def _bad_frame(self, body: bytes) -> bytes:
-        """The slow path for a body that is not a well-formed request: say exactly why."""
+        """The slow path for a body that is not a well-formed request: say exactly why.
+
+        The answer carries the request's id whenever one can be read (an array whose first
+        item is an int, an id out of range included), so a pipelining client can match it;
+        id 0 only when there is none (the body is not msgpack, or has no int id).
+        """
         try:
-            decode_request(body)
+            request = decode_request(body)
         except CommandError as exc:
             rid = getattr(exc, "request_id", 0)
             return self._error(rid, "invalid", exc)
@@ -184,8 +189,11 @@ class Dispatcher:
                 [0, STATUS_ERROR, [ErrorCode.BAD_REQUEST.value, message], self.ring_version]
             )
             return HEADER.pack(len(out)) + out
-        # decode_request accepted what the fast path refused (e.g. a 4-element tuple-ish edge).
-        return self._error(0, "invalid", CommandError(ErrorCode.BAD_REQUEST, "malformed request"))
+        # decode_request accepted what the fast path refused: still a bad request, but its id
+        # is known.
+        return self._error(
+            request.id, "invalid", CommandError(ErrorCode.BAD_REQUEST, "malformed request")
+        )
 
     def frame_too_large(self, message: str) -> bytes:
         """The answer sent before closing a connection whose framing is lost."""
