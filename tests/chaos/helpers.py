@@ -6,7 +6,13 @@ import os
 
 import pytest
 
+from meshcache.testing.chaos.cluster import ChaosCluster
 from meshcache.testing.chaos.netns import missing_privileges
+from meshcache.testing.chaos.scenarios import CycleReport, Schedule, Workload, run_cycle
+
+#: The scenarios' clients: 20 ops/s each over 30 keys per namespace, and a 4 s timeout, below
+#: the node's 5 s forward timeout (see test_chaos_scenarios.py).
+WORKLOAD = Workload(rate=20.0, keys=30, timeout=4.0)
 
 
 def require_chaos(*, faketime: bool = False) -> None:
@@ -17,3 +23,20 @@ def require_chaos(*, faketime: bool = False) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"chaos tests never skip under CI=true: {problem}", pytrace=False)
     pytest.skip(f"chaos: {problem}")
+
+
+def run(cluster: ChaosCluster, schedule: Schedule, cycle: int, **options: object) -> CycleReport:
+    """Run one cycle with :data:`WORKLOAD`; print its summary and availability figures."""
+    report = run_cycle(cluster, schedule, cycle=cycle, workload=WORKLOAD, **options)  # type: ignore[arg-type]
+    print(report.summary())
+    for name, sides in report.availability.items():
+        print(f"  {name}: {sides}")
+    return report
+
+
+def assert_checks(report: CycleReport) -> None:
+    """Every checker passed, and writes at ``one`` and ``quorum`` were acknowledged."""
+    failed = {c.name: c.findings[:10] for c in report.checks if not c.ok}
+    assert not failed, f"{report.summary()}\n{failed}"
+    writes = report.check("writes").counts
+    assert writes["quorum_acked"] > 0 and writes["one_acked"] > 0, writes

@@ -1,4 +1,6 @@
-"""Short fault scenarios against three real nodes in network namespaces, with every checker.
+"""Short fault scenarios against three real nodes in network namespaces, with every checker:
+a majority/minority partition, kill -9 and restart, a one-way partition, 20 % loss, SIGSTOP
+longer than the suspicion timeout (clock skew: ``test_chaos_clock.py``).
 
 Each test plays one fixed schedule (its seed is in the test) with clients on both sides and in
 the harness's hub: per client endpoint a smart and a plain client, writing, reading and
@@ -20,41 +22,18 @@ from __future__ import annotations
 import pytest
 
 from meshcache.testing.chaos.cluster import ChaosCluster
-from meshcache.testing.chaos.scenarios import (
-    CycleReport,
-    Schedule,
-    Step,
-    Workload,
-    make_schedule,
-    run_cycle,
-)
+from meshcache.testing.chaos.scenarios import Schedule, Step, make_schedule
+from tests.chaos.helpers import assert_checks, run
 
 pytestmark = pytest.mark.chaos
-
-WORKLOAD = Workload(rate=20.0, keys=30, timeout=4.0)
-
-
-def _run(cluster: ChaosCluster, schedule: Schedule, cycle: int) -> CycleReport:
-    report = run_cycle(cluster, schedule, cycle=cycle, workload=WORKLOAD)
-    print(report.summary())
-    for name, sides in report.availability.items():
-        print(f"  {name}: {sides}")
-    return report
-
-
-def _assert_checks(report: CycleReport) -> None:
-    failed = {c.name: c.findings[:10] for c in report.checks if not c.ok}
-    assert not failed, f"{report.summary()}\n{failed}"
-    writes = report.check("writes").counts
-    assert writes["quorum_acked"] > 0 and writes["one_acked"] > 0, writes
 
 
 def test_majority_minority_partition_and_heal(chaos_cluster: ChaosCluster) -> None:
     schedule = make_schedule(
         "partition", "test:partition", chaos_cluster.node_names, ["c0", "c1"], duration=8.0
     )
-    report = _run(chaos_cluster, schedule, 1)
-    _assert_checks(report)
+    report = run(chaos_cluster, schedule, 1)
+    assert_checks(report)
     during = report.availability["during"]
     assert during["majority"]["writes_ok"] > 0, during
     assert during["hub"]["writes_ok"] > 0, during
@@ -66,8 +45,8 @@ def test_kill_9_and_restart(chaos_cluster: ChaosCluster) -> None:
     schedule = make_schedule(
         "kill", "test:kill", chaos_cluster.node_names, ["c0", "c1"], duration=8.0
     )
-    report = _run(chaos_cluster, schedule, 2)
-    _assert_checks(report)
+    report = run(chaos_cluster, schedule, 2)
+    assert_checks(report)
     assert report.availability["during"]["hub"]["writes_ok"] > 0
 
 
@@ -75,8 +54,8 @@ def test_one_way_partition(chaos_cluster: ChaosCluster) -> None:
     schedule = make_schedule(
         "one-way", "test:one-way", chaos_cluster.node_names, ["c0", "c1"], duration=8.0
     )
-    report = _run(chaos_cluster, schedule, 3)
-    _assert_checks(report)
+    report = run(chaos_cluster, schedule, 3)
+    assert_checks(report)
 
 
 def test_twenty_percent_loss(chaos_cluster: ChaosCluster) -> None:
@@ -90,6 +69,19 @@ def test_twenty_percent_loss(chaos_cluster: ChaosCluster) -> None:
         sides={"c0": "all", "c1": "all"},
         plain={"c0": "n0", "c1": "n1"},
     )
-    report = _run(chaos_cluster, schedule, 4)
-    _assert_checks(report)
+    report = run(chaos_cluster, schedule, 4)
+    assert_checks(report)
     assert report.availability["during"]["all"]["writes_ok"] > 0
+
+
+def test_sigstop_longer_than_the_suspicion_timeout(chaos_cluster: ChaosCluster) -> None:
+    schedule = Schedule(
+        kind="pause",
+        seed="test:pause",
+        duration=6.0,
+        steps=(Step(0.0, "pause", {"node": "n1"}), Step(4.0, "resume", {"node": "n1"})),
+        sides={"c0": "all", "c1": "all"},
+        plain={"c0": "n0", "c1": "n2"},
+    )
+    report = run(chaos_cluster, schedule, 5)
+    assert_checks(report)

@@ -540,11 +540,13 @@ def run_cycle(
     hint_bound: float = 45.0,
     warmup_timeout: float = 60.0,
     baseline: float = 2.0,
+    unskew: bool = True,
 ) -> CycleReport:
     """Run ``schedule`` once against ``cluster`` and check the result (see the module doc).
 
-    The cluster is healthy again when this returns (network healed, every node running
-    without skew), unless a node cannot be restarted (ChaosError).
+    The cluster is healthy again when this returns (network healed, every node running,
+    skewed clocks set right unless ``unskew`` is False), unless a node cannot be restarted
+    (ChaosError).
     """
     workload = workload or Workload()
     prefix = prefix if prefix is not None else f"c{cycle}:"
@@ -582,7 +584,7 @@ def run_cycle(
         runner.do(step)
     runner.until(begin + schedule.duration)
     for node in cluster.nodes:
-        if node.skew:
+        if node.skew and unskew:
             cluster.restart(node.name, skew=0.0)
     cluster.heal_all()
     healed = now()
