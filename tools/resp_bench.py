@@ -23,6 +23,7 @@ into the data directory once both ports answer, and stops on SIGTERM or SIGINT.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -35,7 +36,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,8 @@ def serve(argv: list[str]) -> int:
     for spec in SETTINGS:
         if spec.key in ("join", "raft_peers"):
             parser.add_argument(spec.flag, dest=spec.name, action="append")
+        elif spec.key == "bootstrap":
+            parser.add_argument(spec.flag, dest=spec.name, action="store_const", const="true")
         else:
             parser.add_argument(spec.flag, dest=spec.name)
     args = parser.parse_args(argv)
@@ -100,26 +102,45 @@ async def _serve(settings: Any, resp_port: int) -> None:
             nursery.cancel_scope.cancel()
 
 
-@contextmanager
-def resp_node(log_level: str = "warning", timeout: float = 30.0) -> Iterator[int]:
-    """A meshcache node with a RESP port in its own process; yields the RESP port."""
-    with tempfile.TemporaryDirectory(prefix="resp-bench-") as tmp:
+@dataclass(frozen=True, slots=True)
+class RespNode:
+    """A node process serving RESP: its RESP port and its data address (``host:port``)."""
+
+    resp_port: int
+    data: str
+    data_dir: Path
+
+
+@contextlib.contextmanager
+def resp_node(
+    *extra: str,
+    data_dir: Path | None = None,
+    log_level: str = "warning",
+    timeout: float = 30.0,
+) -> Iterator[RespNode]:
+    """A meshcache node with a RESP port in its own process (``serve``), stopped on the way
+    out. ``extra``: more ``meshcache start`` flags (``--bootstrap``, ``--join h:p`` ...)."""
+    with contextlib.ExitStack() as stack:
+        if data_dir is None:
+            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="resp-")))
+        data_dir.mkdir(parents=True, exist_ok=True)
         argv = [
             sys.executable, "-m", "tools.resp_bench", "serve", "--resp-port", "0",
-            "--port", "0", "--admin-port", "0", "--data-dir", tmp, "--log-level", log_level,
+            "--port", "0", "--admin-port", "0", "--data-dir", str(data_dir),
+            "--log-level", log_level, *extra,
         ]  # fmt: skip
-        log = open(Path(tmp) / "node.log", "wb")  # noqa: SIM115 - closed below
+        log_path = data_dir / "node.log"
+        log = stack.enter_context(open(log_path, "wb"))
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=_repo_root())
         try:
-            ready = Path(tmp) / READY_FILE
+            ready = data_dir / READY_FILE
             deadline = time.monotonic() + timeout
             while not ready.exists():
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"the node did not start: {(Path(tmp) / 'node.log').read_text()[-2000:]}"
-                    )
+                    raise RuntimeError(f"the node did not start: {log_path.read_text()[-2000:]}")
                 time.sleep(0.05)  # polling for the ready file, with a deadline
-            yield int(json.loads(ready.read_text())["resp"])
+            info = json.loads(ready.read_text())
+            yield RespNode(int(info["resp"]), info["data"], data_dir)
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -127,7 +148,6 @@ def resp_node(log_level: str = "warning", timeout: float = 30.0) -> Iterator[int
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            log.close()
 
 
 def _repo_root() -> Path:
@@ -211,8 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     from tools.bench.servers import redis_server
 
     results: list[Result] = []
-    with redis_server() as redis, resp_node() as mesh_port:
-        ports = {"redis-server": redis.port, "meshcache": mesh_port}
+    with redis_server() as redis, resp_node() as mesh:
+        ports = {"redis-server": redis.port, "meshcache": mesh.resp_port}
         for run in range(args.runs):
             for depth in args.pipelines:
                 for name, port in ports.items():

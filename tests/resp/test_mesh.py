@@ -1,0 +1,123 @@
+"""Any node serves any key: RESP ports of a two-node mesh (real node processes), with keys
+owned by each node, read and written through the other."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from meshcache.testing.mesh import Direct, ring_of
+from meshcache.wire.address import parse_address
+from tests.mesh.helpers import wait_for
+from tools.resp_bench import RespNode, resp_node
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RespNode]]:
+    tmp = tmp_path_factory.mktemp("resp-mesh")
+    with contextlib.ExitStack() as stack:
+        first = stack.enter_context(
+            resp_node("--bootstrap", "--profile", "local", data_dir=tmp / "n0", log_level="info")
+        )
+        second = stack.enter_context(
+            resp_node("--join", first.data, "--profile", "local", data_dir=tmp / "n1",
+                      log_level="info")
+        )  # fmt: skip
+        nodes = [first, second]
+
+        def both_active() -> bool:
+            rings = [ring(n) for n in nodes]
+            return len({r["version"] for r in rings}) == 1 and all(
+                len([m for m in r["members"] if m["state"] == "active"]) == 2 for r in rings
+            )
+
+        wait_for(both_active, 60, "a ring of two active members on both nodes")
+        yield nodes
+
+
+def ring(node: RespNode) -> dict:  # type: ignore[type-arg]
+    with Direct(parse_address(node.data)) as direct:
+        answer: dict = direct.call("RING", [], "default")  # type: ignore[type-arg]
+        return answer
+
+
+def keys_owned_by(nodes: list[RespNode], owner: int, n: int) -> list[bytes]:
+    current = ring_of(ring(nodes[0]))
+    out: list[bytes] = []
+    i = 0
+    while len(out) < n:
+        key = b"key-%d" % i
+        if current.owners(key, 1)[0].node_id == nodes[owner].data:
+            out.append(key)
+        i += 1
+    return out
+
+
+def test_writes_through_one_node_are_read_through_the_other(mesh: list[RespNode]) -> None:
+    a = redis.Redis(port=mesh[0].resp_port, protocol=3)
+    b = redis.Redis(port=mesh[1].resp_port)
+    try:
+        for owner in (0, 1):
+            keys = keys_owned_by(mesh, owner, 20)
+            for key in keys:
+                assert a.set(key, b"v-" + key)
+            assert b.mget(keys) == [b"v-" + k for k in keys]
+            assert a.incr(keys[0] + b":n") == 1
+            assert b.incr(keys[0] + b":n") == 2
+            # Composed commands that are safe anywhere run through a non-owner too.
+            assert b.append(keys[1], b"!") == len(b"v-" + keys[1]) + 1
+            assert a.get(keys[1]).endswith(b"!")
+            assert b.delete(*keys) == 20
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_pipeline_through_a_non_owner_reads_its_own_writes(mesh: list[RespNode]) -> None:
+    foreign = keys_owned_by(mesh, 1, 50)
+    r = redis.Redis(port=mesh[0].resp_port)
+    try:
+        pipe = r.pipeline(transaction=False)
+        for key in foreign:
+            pipe.set(key, key)
+            pipe.get(key)
+            pipe.delete(key)
+            pipe.get(key)
+        results = pipe.execute()
+        assert results == [x for key in foreign for x in (True, key, 1, None)]
+    finally:
+        r.close()
+
+
+def test_owner_atomic_commands_refuse_away_from_the_owner(mesh: list[RespNode]) -> None:
+    mine, foreign = keys_owned_by(mesh, 0, 1)[0], keys_owned_by(mesh, 1, 1)[0]
+    r = redis.Redis(port=mesh[0].resp_port)
+    try:
+        r.set(mine, "a")
+        r.set(foreign, "b")
+        assert r.getdel(mine) == b"a"
+        with pytest.raises(redis.ResponseError, match="runs only on the node that coordinates"):
+            r.getdel(foreign)
+        assert r.get(foreign) == b"b"  # refused before anything ran
+    finally:
+        r.close()
+
+
+def test_dbsize_and_info_on_each_node(mesh: list[RespNode], tmp_path: Path) -> None:
+    r0, r1 = redis.Redis(port=mesh[0].resp_port), redis.Redis(port=mesh[1].resp_port)
+    try:
+        r0.flushdb()
+        keys = keys_owned_by(mesh, 0, 5) + keys_owned_by(mesh, 1, 5)
+        r0.mset({k: b"x" for k in keys})
+        # Each node counts the keys it holds; with one replica per key the two add up.
+        wait_for(lambda: r0.dbsize() + r1.dbsize() >= 10, 10, "both nodes holding their keys")
+        assert r0.info("cluster")["cluster_enabled"] == 0
+    finally:
+        r0.close()
+        r1.close()
