@@ -36,6 +36,16 @@ if TYPE_CHECKING:
         missing_privileges,
         sweep_stale,
     )
+    from meshcache.testing.chaos.scenarios import (
+        FAULT_KINDS,
+        CycleReport,
+        Schedule,
+        Step,
+        Workload,
+        make_schedule,
+        run_cycle,
+        soak,
+    )
     from meshcache.testing.chaos.workload import NAMESPACES, ClientSpec
 
 _LAZY = {
@@ -56,6 +66,14 @@ _LAZY = {
     "ChaosUnavailable": "netns",
     "missing_privileges": "netns",
     "sweep_stale": "netns",
+    "FAULT_KINDS": "scenarios",
+    "CycleReport": "scenarios",
+    "Schedule": "scenarios",
+    "Step": "scenarios",
+    "Workload": "scenarios",
+    "make_schedule": "scenarios",
+    "run_cycle": "scenarios",
+    "soak": "scenarios",
     "NAMESPACES": "workload",
     "ClientSpec": "workload",
 }
@@ -71,23 +89,31 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "FAULT_KINDS",
     "NAMESPACES",
     "ChaosCluster",
     "ChaosError",
     "ChaosNode",
     "ChaosUnavailable",
     "ClientSpec",
+    "CycleReport",
     "History",
     "HistoryWriter",
     "NetFaults",
+    "Schedule",
+    "Step",
+    "Workload",
     "bridge",
     "healthy",
     "isolate",
     "load",
     "lossy",
+    "make_schedule",
     "missing_privileges",
     "one_way",
     "partition",
+    "run_cycle",
+    "soak",
     "sweep_stale",
     "wait_until",
 ]

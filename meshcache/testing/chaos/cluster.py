@@ -189,6 +189,12 @@ class Worker:
     def names(self) -> list[str]:
         return [c.name for c in self.spec.clients]
 
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no output)"
+
     def stop(self, timeout: float = 30.0) -> int:
         """Close its stdin (each client finishes its op), wait; SIGKILL after ``timeout``."""
         if self.proc.stdin is not None and not self.proc.stdin.closed:

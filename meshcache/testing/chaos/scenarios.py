@@ -49,6 +49,7 @@ from meshcache.testing.chaos.history import (
     now,
     read_records,
 )
+from meshcache.testing.chaos.netns import ChaosError
 from meshcache.testing.chaos.workload import LEVEL_OF, NAMESPACES, ClientSpec
 
 #: Every fault kind :func:`make_schedule` knows, in the soak's round-robin order.
@@ -571,6 +572,12 @@ def run_cycle(
     tail = HistoryTail(cluster.history_path, offset)
 
     def warmed_up() -> bool:
+        for worker in workers:
+            if worker.proc.poll() is not None:
+                raise ChaosError(
+                    f"workload process {worker.names} exited with {worker.proc.returncode}: "
+                    f"{worker.log_tail()}"
+                )
         seen.update(str(r["p"]) for r in tail.read() if r.get("type") == OK)
         return names <= seen
 
