@@ -93,6 +93,9 @@ def _soak(args: argparse.Namespace) -> int:
     )
     print(table(summarize(reports)))
     failed = [r.cycle for r in reports if not r.ok]
+    if len(reports) < len(only or range(args.cycles)):
+        print(f"the soak stopped after {len(reports)} cycles (see {out}/reports.jsonl)")
+        return 1
     if failed:
         print(f"failed cycles: {failed}; replay one with --seed {args.seed} --only N")
     return 1 if failed else 0

@@ -693,6 +693,8 @@ def soak(
     ``reports.jsonl`` (one line per cycle) and ``summary.json`` into ``out_dir``.
 
     ``only``: run just these cycle numbers (a replay of those cycles of the same seed).
+    A cycle that raises (a node that does not come back) ends the soak: its error is written
+    to ``reports.jsonl`` and the cycles before it are summarized.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     reports: list[CycleReport] = []
@@ -707,7 +709,15 @@ def soak(
             schedule = make_schedule(
                 kind, f"{seed}:{cycle}", cluster.node_names, cluster.client_names
             )
-            report = run_cycle(cluster, schedule, cycle=cycle, workload=workload)
+            try:
+                report = run_cycle(cluster, schedule, cycle=cycle, workload=workload)
+            except (ChaosError, MeshcacheError, OSError) as exc:
+                # The cluster may be unusable now: stop, keeping what the cycles found.
+                cluster.keep_logs = True
+                line = {"cycle": cycle, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+                out.write(json.dumps({**line, "schedule": schedule.to_mapping()}) + "\n")
+                log(f"cycle {cycle} {kind}: stopped the soak: {line['error']}")
+                break
             reports.append(report)
             out.write(json.dumps(report.to_mapping(), default=str) + "\n")
             out.flush()
