@@ -714,17 +714,18 @@ def soak(
             except (ChaosError, MeshcacheError, OSError) as exc:
                 # The cluster may be unusable now: stop, keeping what the cycles found.
                 cluster.keep_logs = True
-                line = {"cycle": cycle, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
-                out.write(json.dumps({**line, "schedule": schedule.to_mapping()}) + "\n")
-                log(f"cycle {cycle} {kind}: stopped the soak: {line['error']}")
+                error = f"{type(exc).__name__}: {exc}"
+                entry = {"cycle": cycle, "ok": False, "error": error}
+                out.write(json.dumps({**entry, "schedule": schedule.to_mapping()}) + "\n")
+                log(f"cycle {cycle} {kind}: stopped the soak: {error}")
                 break
             reports.append(report)
             out.write(json.dumps(report.to_mapping(), default=str) + "\n")
             out.flush()
             log(report.summary())
             for c in report.checks:
-                for line in c.findings[:10] if not c.ok else []:
-                    log(f"    {c.name}: {line}")
+                for finding in c.findings[:10] if not c.ok else []:
+                    log(f"    {c.name}: {finding}")
         if any(not r.ok for r in reports):
             cluster.keep_logs = True
     summary = summarize(reports)
