@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -245,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                           + f" errors {result.errors}", file=sys.stderr, flush=True)  # fmt: skip
     print(report(results, args))
     if args.json is not None:
-        args.json.write_text(json.dumps([r.__dict__ for r in results], indent=1))
+        args.json.write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=1))
     return 1 if any(r.errors for r in results) else 0
 
 

@@ -39,6 +39,9 @@ from meshcache.errors import RemoteProtocolError
 MAX_HEADER_BYTES = 64 * 1024
 
 _STAR = 0x2A  # '*'
+# Unread bytes below this are joined to the next read as a new bytes object; above it (a large
+# value arriving over many reads) they grow a bytearray, which costs O(n) in all.
+_JOIN_BELOW = 64 * 1024
 # The header of every short bulk, so the fast path compares instead of formatting.
 _BULK_HEADERS = tuple(b"$%d" % n for n in range(4096))
 _DOLLAR = 0x24  # '$'
@@ -141,6 +144,12 @@ class CommandReader:
         self._tokens = None
         if pos >= len(buf):
             self._buf = data if type(data) is bytes else bytes(data)
+            self._pos = 0
+            return
+        if len(buf) - pos < _JOIN_BELOW and type(buf) is bytes:
+            # A command cut by the end of a read: join it to the next read as bytes, so the
+            # fast path takes the commands that follow it too.
+            self._buf = buf[pos:] + data
             self._pos = 0
             return
         if type(buf) is bytearray:
