@@ -21,6 +21,7 @@ from meshcache.control.config import (
     SetMemberState,
     UpdateNamespace,
     apply,
+    check_proposal,
     command_from_mapping,
     command_to_mapping,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "VersionConflictError",
     "apply",
     "check_newer",
+    "check_proposal",
     "command_from_mapping",
     "command_to_mapping",
 ]

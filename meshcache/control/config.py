@@ -225,10 +225,7 @@ class CreateNamespace:
 
     def __post_init__(self) -> None:
         _check_version(self.expected_version)
-        if not is_namespace_name(self.name):
-            raise InvalidCommandError(
-                message=f"namespace name {self.name!r} is not {NAMESPACE_NAME_RULE}"
-            )
+        check_text("namespace name", self.name)
         object.__setattr__(self, "policy", _policy_from_mapping(self.name, self.policy))
 
 
@@ -293,6 +290,21 @@ COMMANDS: Mapping[str, type[Command]] = MappingProxyType(
         )
     }
 )
+
+
+def check_proposal(command: Command) -> None:
+    """Rules a *new* proposal must meet beyond its command's own checks.
+
+    Committed commands are not held to them: a Raft log written before a rule existed must
+    replay on every voter to the same config.
+
+    Raises:
+        InvalidCommandError: a namespace is created with a name outside the naming rule.
+    """
+    if isinstance(command, CreateNamespace) and not is_namespace_name(command.name):
+        raise InvalidCommandError(
+            message=f"namespace name {command.name!r} is not {NAMESPACE_NAME_RULE}"
+        )
 
 
 def command_to_mapping(command: Command) -> dict[str, Any]:

@@ -69,6 +69,7 @@ from meshcache.control import (
     PutMember,
     UpdateNamespace,
     apply,
+    check_proposal,
     command_from_mapping,
 )
 from meshcache.errors import (
@@ -562,6 +563,7 @@ class _SimConfig:
         return self._mesh.config
 
     async def propose(self, command: Command) -> ClusterConfig:
+        check_proposal(command)
         return self._mesh.commit(command)
 
     async def handle_propose(self, mapping: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from meshcache.control.config import (
     DropNamespace,
     UpdateNamespace,
     apply,
+    check_proposal,
     command_from_mapping,
 )
 from meshcache.errors import InvalidCommandError
@@ -44,12 +45,21 @@ def test_names_that_follow_the_rule(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", [*BAD, 5, None])
-def test_creating_a_namespace_with_another_name_is_an_invalid_command(name: object) -> None:
+def test_proposing_a_namespace_with_another_name_is_an_invalid_command(name: object) -> None:
     assert not is_namespace_name(name)
-    with pytest.raises(InvalidCommandError, match=NAMESPACE_NAME_RULE):
-        CreateNamespace(0, name)  # type: ignore[arg-type]
     with pytest.raises(InvalidCommandError):
-        command_from_mapping({"op": "create_namespace", "expected_version": 0, "name": name})
+        check_proposal(
+            command_from_mapping({"op": "create_namespace", "expected_version": 0, "name": name})
+        )
+
+
+@pytest.mark.parametrize("name", [n for n in BAD if n])
+def test_a_committed_create_with_another_name_still_replays(name: str) -> None:
+    """The rule holds for new proposals; a Raft log written before it must replay alike."""
+    with pytest.raises(InvalidCommandError, match=NAMESPACE_NAME_RULE):
+        check_proposal(CreateNamespace(0, name))
+    config = apply(ClusterConfig(), CreateNamespace(0, name))
+    assert name in config.namespaces
 
 
 def test_a_namespace_named_otherwise_can_still_be_changed_and_dropped() -> None:

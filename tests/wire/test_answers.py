@@ -68,11 +68,6 @@ def test_a_request_without_a_readable_id_is_answered_with_id_0(body: bytes) -> N
     assert (answer.id, answer.ok, answer.value[0]) == (0, False, "BAD_REQUEST")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Dispatcher.handle's fast path accepts ids below 1; it must send them to "
-    "_bad_frame, which refuses them with their id",
-)
 @pytest.mark.parametrize("rid", [0, -5])
 def test_ids_below_1_are_refused_with_the_id_they_carried(rid: int) -> None:
     answer = Node().send(msgpack.packb([rid, "PING", "default", []]))

@@ -120,7 +120,7 @@ class MeshcacheProtocol(Protocol):
         return pack_frame([SET_ID, "SET", self.namespace, [key, value]])
 
     def ping(self) -> bytes:
-        return pack_frame([0, "PING", "default", []])
+        return pack_frame([1, "PING", "default", []])
 
     def reply_end(self, buf: bytes | bytearray, pos: int) -> int:
         if len(buf) - pos < 4:

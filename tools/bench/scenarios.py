@@ -253,7 +253,7 @@ def latency(opts: Options) -> str:
 
 def _dbsize(srv: ServerProcess) -> int:
     if isinstance(srv.protocol, MeshcacheProtocol):
-        frame = pack_frame([0, "DBSIZE", "default", []])
+        frame = pack_frame([1, "DBSIZE", "default", []])
         reply = request(srv.host, srv.port, srv.protocol, frame)
         obj = msgpack.unpackb(reply[4:], raw=False)
         return int(obj[2]) if obj[1] == 0 else -1

@@ -40,6 +40,7 @@ from meshcache.control import (
     PutMember,
     RaftSettings,
     UpdateNamespace,
+    check_proposal,
     command_from_mapping,
     command_to_mapping,
 )
@@ -355,6 +356,7 @@ class ConfigService:
                 change (NoVotersError when no voter is known).
             MeshcacheConnectionError, MeshcacheTimeout: no known voter could be reached.
         """
+        check_proposal(command)
         if self.plane is not None:
             config = await self.plane.propose(command, timeout=PROPOSE_TIMEOUT)
             self.install(config)

@@ -124,7 +124,7 @@ class Dispatcher:
         """
         try:
             rid, op, ns, args = _unpackb(body, raw=False, strict_map_key=False)
-            if type(rid) is not int or type(op) is not str or type(ns) is not str:
+            if type(rid) is not int or rid < 1 or type(op) is not str or type(ns) is not str:
                 raise ValueError
         except Exception:
             return self._bad_frame(body)
