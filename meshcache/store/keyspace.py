@@ -20,6 +20,11 @@ The op handlers (``meshcache/store/ops_*.py``) work through this class. What the
 * :attr:`Keyspace.used` is exactly the sum of :meth:`Keyspace.full_cost` over the keys after
   every public method returns, and a write that raises ``TOO_LARGE`` or ``OUT_OF_MEMORY``
   changes nothing.
+* No call removes more than :data:`EVICT_SLICE` keys (expired or evicted) at once, so none holds
+  the node's loop for long. A namespace within its bounds stays within them after a write
+  (a write evicts what it adds); one shrunk far below what it holds is evicted down by
+  :meth:`Keyspace.evict_to_fit` in slices — :meth:`Store.expire_cycle` does the rest — and
+  meanwhile may stay over its new bounds.
 """
 
 from __future__ import annotations
@@ -52,6 +57,9 @@ LFU_LOG_FACTOR: Final = 10
 HEAP_SLACK: Final = 64
 
 EVICTION_REASONS: Final = ("max_bytes", "max_items")
+#: Keys one call may evict or expire at most (about a millisecond of work): the rest of a big
+#: shrink is left to the next calls and to :meth:`Store.expire_cycle`.
+EVICT_SLICE: Final = 1000
 
 
 def blob_version(blob: bytes) -> int:
@@ -198,8 +206,9 @@ class Keyspace:
             self.key_extra = 0
             self.used -= sizes.LFU_COST * len(self.data)
         if self.over_limits():
-            self.purge_expired()
-            if self.eviction != "none":
+            if self.eviction == "none":
+                self.purge_expired(budget=EVICT_SLICE)
+            else:
                 self.evict_to_fit(None)
 
     # ----------------------------------------------------------------------------- lookup
@@ -471,28 +480,32 @@ class Keyspace:
 
     # ----------------------------------------------------------------------------- eviction
 
-    def evict_to_fit(self, protect: bytes | None) -> None:
-        """Evict per policy until within bounds; never ``protect`` (the key just written).
-        Under ``none`` nothing is evicted (the namespace may stay over a bound it was shrunk
-        below until deletes or expiry bring it under)."""
+    def evict_to_fit(self, protect: bytes | None, budget: int = EVICT_SLICE) -> int:
+        """Expire, then evict per policy, until within bounds or ``budget`` keys are gone;
+        never ``protect`` (the key just written). Returns how many keys it removed (equal to
+        ``budget`` when it may have stopped short). Under ``none`` nothing is evicted (the
+        namespace may stay over a bound it was shrunk below until deletes or expiry bring it
+        under)."""
         if self.eviction == "none" or not self.over_limits():
-            return
-        self.purge_expired()
+            return 0
+        removed = self.purge_expired(budget=budget)
         mb = self.max_bytes
         mi = self.max_items
         data = self.data
-        while True:
+        while removed < budget:
             if mb is not None and self.used > mb:
                 reason = "max_bytes"
             elif mi is not None and len(data) > mi:
                 reason = "max_items"
             else:
-                return
+                break
             victim = self._victim(protect)
             if victim is None:
-                return
+                break
             self.remove(victim)
             self.evictions[reason] += 1
+            removed += 1
+        return removed
 
     def _victim(self, protect: bytes | None) -> bytes | None:
         eviction = self.eviction
@@ -720,6 +733,7 @@ def wrong_type(key: bytes, entry: bytes | TypedValue, wanted: str) -> WrongTypeE
 
 __all__ = [
     "EVICTION_REASONS",
+    "EVICT_SLICE",
     "Keyspace",
     "TypedWrite",
     "blob_version",

@@ -22,7 +22,13 @@ from meshcache.errors import (
 from meshcache.hlc import HLC
 from meshcache.store import ops_plain, ops_typed, sizes
 from meshcache.store.entry import EntryView
-from meshcache.store.keyspace import Keyspace, blob_version, pack_version, unpack_version
+from meshcache.store.keyspace import (
+    EVICT_SLICE,
+    Keyspace,
+    blob_version,
+    pack_version,
+    unpack_version,
+)
 from meshcache.store.policy import DEFAULT_POLICY, NamespacePolicy
 from meshcache.store.values import PLAIN, TYPES, TypedValue
 
@@ -201,8 +207,10 @@ class Store:
         """Remove up to ``budget`` expired keys, soonest-expired first in each namespace.
 
         Costs O(removed · log n): expired keys are found on per-namespace heaps, never by a
-        scan. What is left of the budget then purges tombstones whose grace period is over.
-        Returns how many keys and tombstones were removed; the node calls it every 100 ms.
+        scan. What is left of the budget then purges tombstones whose grace period is over,
+        then evicts namespaces still over their bounds (a shrunk policy is applied in slices).
+        Returns how many keys and tombstones were removed; the node calls it every 100 ms, and
+        again at once while it returns ``budget``.
         """
         if now is None:
             now = self._clock()
@@ -219,6 +227,10 @@ class Store:
             if removed >= budget:
                 break
             removed += ks.purge_tombstones(now, budget - removed)
+        for ks in spaces[start:] + spaces[:start]:
+            if removed >= budget:
+                break
+            removed += ks.evict_to_fit(None, budget - removed)
         return removed
 
     # --------------------------------------------------------------------------- replication
@@ -377,7 +389,7 @@ class Store:
             done.applied = applied
             self._hlc.witness(top)
             if direct and ks.over_limits():
-                ks.evict_to_fit(None)
+                ks.evict_to_fit(None, max(EVICT_SLICE, applied))
         return done
 
     def apply_tombstone(self, namespace: str, key: bytes, version: int) -> bool:
@@ -418,12 +430,25 @@ class Store:
 
     def keys(self, namespace: str) -> Iterator[bytes]:
         """The live keys of ``namespace`` (a snapshot list's iterator; expired keys skipped)."""
-        ks = self._space(namespace)
-        expires = ks.expires
+        keys = self.key_snapshot(namespace)
+        expires = self._space(namespace).expires
         if not expires:
-            return iter(list(ks.data))
+            return iter(keys)
         now = self._clock()
-        return iter([k for k in ks.data if expires.get(k, now + 1) > now])
+        return iter([k for k in keys if expires.get(k, now + 1) > now])
+
+    def key_snapshot(self, namespace: str) -> list[bytes]:
+        """Every key ``namespace`` holds now, in no particular order, expired ones included:
+        for a caller that reads each key anyway (an expired one reads as missing) and works
+        through the list in slices. One copy at C speed — about 10 ns a key, where walking
+        the keys in LRU order costs 270 ns (a stall of 0.27 s at 1M keys)."""
+        # The dict's own table, not the OrderedDict's links: the order does not matter here.
+        return list(dict.keys(self._space(namespace).data))
+
+    def tombstone_keys(self, namespace: str) -> list[bytes]:
+        """The keys of every tombstone held now, superseded ones included (see
+        :meth:`get_tombstone`): one C-level copy, for a caller working in slices."""
+        return list(self._space(namespace).tombstones)
 
     # --------------------------------------------------------------------------- internals
 

@@ -13,8 +13,12 @@ test can assert that a big piece of work was sliced::
 
 It can also be given to ``trio.run(..., instruments=[probe])``, or to a pytest-trio test as a
 fixture value (pytest-trio passes every :class:`trio.abc.Instrument` among a test's arguments
-to ``trio.run``). The instrument costs about a microsecond per step: fine for tests, not meant
+to ``trio.run``). The instrument costs a few microseconds per step: fine for tests, not meant
 for production (see ``meshcache.node.admin.looplag`` for the node's own sampled recorder).
+
+On a loaded machine a step's wall time includes the time the process was not scheduled;
+``longest_step(clock=time.thread_time)`` times the CPU the step used instead, which is what a
+test of slicing means to bound.
 """
 
 from __future__ import annotations

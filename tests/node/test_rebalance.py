@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import time
+from typing import Any
 
 import pytest
 import trio
@@ -11,10 +13,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshcache.control import ClusterConfig, Command
-from meshcache.node.data.handoff import SETTLE_TIMEOUT, HandOff
+from meshcache.node.data.handoff import (
+    BATCH_RECORDS,
+    BULK_BYTES,
+    BULK_RECORDS,
+    SCAN_CHUNK,
+    SETTLE_TIMEOUT,
+    HandOff,
+)
 from meshcache.ring import Ring, RingMember, key_token
 from meshcache.ring.diff import replacements
+from meshcache.ring.tokens import RangeSet, ranges_to_wire
 from meshcache.store.policy import NamespacePolicy
+from meshcache.testing.instrument import longest_step
 from tests.node.test_dataplane import ME, OTHER, THIRD, make_plane
 
 
@@ -115,3 +126,82 @@ def test_replacements_are_the_pending_owners_that_do_not_own_a_key_yet(
         now = {m.node_id for m in ring.owners(key, replicas)}
         expected = {m.node_id for m in ring.pending_owners(key, replicas)} - now
         assert {t for t, ranges in gains.items() if key_token(key) in ranges} == expected
+
+
+class RecordingPool:
+    """Stands in for the peer pool: answers BULK and REPL batches as an empty target would."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[str, int, int]] = []  # (op, records, payload bytes)
+
+    async def call(
+        self, address: object, op: str, namespace: str, args: list[Any], *, timeout: float
+    ) -> Any:
+        await trio.lowlevel.checkpoint()  # as a call over the network does
+        payload = args[0]
+        if op == "BULK":
+            self.batches.append((op, len(payload) // 2, sum(map(len, payload))))
+            return [len(payload) // 2, 0, 0, 0]
+        self.batches.append((op, len(payload), 0))
+        return [0] * len(payload)
+
+
+BIG = 200_000
+
+
+def _big_setup() -> tuple[HandOff, ClusterConfig, list[bytes]]:
+    """``BIG`` keys held, most of them another member's by the ring, and a few tombstones."""
+    handoff, config, _ = _setup({OTHER: 3, THIRD: 3})
+    store = handoff.store
+    store.set_policy("default", NamespacePolicy(replicas=1))  # room for every key
+    keys = [b"key:%09d" % i for i in range(BIG)]
+    blob = (1 << 40).to_bytes(8, "big") + b"v" * 100
+    for i in range(0, BIG, 10_000):
+        store.apply_blobs("default", keys[i : i + 10_000], [blob] * 10_000, 2**63)
+    return handoff, config, keys
+
+
+@pytest.mark.trio
+async def test_dropping_unowned_keys_is_sliced() -> None:
+    handoff, config, _ = _big_setup()
+    ring = Ring(list(config.members), config.version)
+    held = handoff.store.key_snapshot("default")
+    foreign = [k for k in held if all(m.node_id != ME for m in ring.owners(k, 1))]
+    with longest_step(clock=time.thread_time) as probe:  # CPU time: a busy CI preempts
+        await handoff._drop_unowned(config)
+    assert handoff.stats["records_dropped"] == len(foreign) > BIG // 2
+    assert probe.steps >= BIG // SCAN_CHUNK, probe.describe()
+    # One copy of the key list was 54 ms at once before (walking the LRU order), then 2,000
+    # removals per step.
+    assert probe.longest <= 0.05, probe.describe()
+
+
+@pytest.mark.trio
+async def test_serving_a_hand_off_is_sliced_and_batches_stay_small() -> None:
+    handoff, config, keys = _big_setup()
+    store = handoff.store
+    for key in keys[:500]:  # typed values and tombstones travel as REPL records
+        store.execute("default", "DELETE", [key])
+    for key in keys[500:1000]:
+        store.execute("default", "SET", [key, b"v", {"ttl": 3600}])
+    pool = RecordingPool()
+    handoff.dataplane.pool = pool  # type: ignore[assignment]
+    handoff.dataplane.install(config)
+    ranges = Ring(list(config.members), config.version).owned_ranges(OTHER, 1)
+    wanted = RangeSet(ranges)
+    with longest_step(clock=time.thread_time) as probe:
+        sent = await handoff.handle_handoff(
+            "default", {"ranges": ranges_to_wire(ranges), "to": OTHER}
+        )
+    expected = sum(1 for k in store.key_snapshot("default") if key_token(k) in wanted)
+    tombstones = sum(1 for k in keys[:500] if key_token(k) in wanted)
+    assert sent == sum(n for _, n, _ in pool.batches) == expected + tombstones
+    assert any(op == "REPL" for op, _, _ in pool.batches)
+    assert sum(n for op, n, _ in pool.batches if op == "REPL") >= tombstones
+    for op, n, size in pool.batches:
+        if op == "BULK":
+            assert n <= BULK_RECORDS and size <= BULK_BYTES + 200, (n, size)
+        else:
+            assert n <= BATCH_RECORDS
+    assert probe.steps >= BIG // SCAN_CHUNK, probe.describe()
+    assert probe.longest <= 0.05, probe.describe()

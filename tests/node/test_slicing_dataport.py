@@ -30,8 +30,8 @@ class EchoDispatcher:
         self.handled = 0
 
     def handle(self, body: bytes) -> bytes:
-        end = time.perf_counter() + WORK_S
-        while time.perf_counter() < end:  # CPU work, as a store op does
+        end = time.thread_time() + WORK_S
+        while time.thread_time() < end:  # CPU work, as a store op does
             pass
         self.handled += 1
         return HEADER.pack(len(body)) + body
@@ -80,7 +80,8 @@ async def test_a_pipelined_burst_is_answered_in_slices() -> None:
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(port.serve)
-        with longest_step() as probe:
+        # CPU time of each step: on a loaded machine wall time also counts preemption.
+        with longest_step(clock=time.thread_time) as probe:
             await bulk_client(port.address, "request", BURST)  # answered in order
         nursery.cancel_scope.cancel()
     assert dispatcher.handled == BURST
@@ -95,24 +96,22 @@ async def test_a_pipelined_burst_is_answered_in_slices() -> None:
 async def test_two_bulk_clients_take_turns_and_others_still_run() -> None:
     dispatcher = EchoDispatcher()
     port = DataPort(open_listener("127.0.0.1", 0), dispatcher, LimitSettings())  # type: ignore[arg-type]
-    ticks: list[float] = []
+    ticks: list[int] = []  # requests handled when a gossip-like 5 ms timer ran
 
     async def ticker() -> None:
-        # A gossip-like timer: how late does it wake while the port is busy?
         while True:
-            due = trio.current_time() + 0.005
-            await trio.sleep_until(due)
-            ticks.append(trio.current_time() - due)
+            await trio.sleep(0.005)
+            ticks.append(dispatcher.handled)
 
     async with trio.open_nursery() as nursery:
         await nursery.start(port.serve)
         nursery.start_soon(ticker)
-        with longest_step() as probe:
+        with longest_step(clock=time.thread_time) as probe:
             async with trio.open_nursery() as clients:
                 clients.start_soon(bulk_client, port.address, "a", BURST // 2)
                 clients.start_soon(bulk_client, port.address, "b", BURST // 2)
         nursery.cancel_scope.cancel()
     assert dispatcher.handled == BURST
-    assert len(ticks) >= 20
-    late = max(ticks)
-    assert late <= 0.05, f"the timer woke {late * 1000:.1f} ms late; {probe.describe()}"
+    during = {n for n in ticks if 0 < n < BURST}
+    assert len(during) >= 20, f"the timer ran {len(during)} times during the burst"
+    assert probe.of("DataPort.serve").longest <= 0.05, probe.describe()

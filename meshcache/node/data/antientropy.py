@@ -21,13 +21,15 @@ What callers may rely on:
 
 * One exchange converges the keys the two sides shared when their scans were taken (tests in
   ``tests/node/test_antientropy.py``); writes made meanwhile are caught by a later round.
-* Scanning never holds the trio loop for long: the key list is snapshotted, then read in
-  chunks of :data:`SCAN_CHUNK` keys with a checkpoint between chunks. One scan of a namespace
+* Scanning never holds the trio loop for long: the key list is snapshotted (one C-level copy,
+  :meth:`Store.key_snapshot`), then read in chunks of :data:`SCAN_CHUNK` keys (about 2 ms) with
+  a checkpoint between chunks. One scan of a namespace
   serves every peer (each key's owners are looked up once), so a round costs O(keys *
   replicas), not O(keys * peers) or O(keys * ranges).
 * A scan (a *snapshot*) is reused, for ``snapshot_ttl`` seconds, to answer peers' digest and
   key-list requests; records this object applies are folded into it at once, other local
-  writes are seen by the next scan. Memory: one :class:`KeyVersion` per shared key while a
+  writes are seen by the next scan. Memory: one item (a plain tuple of a :class:`KeyVersion`'s
+  fields) per shared key while a
   snapshot is held; :meth:`run` drops expired snapshots after each round.
 * :attr:`AntiEntropy.stats` counters (for metrics): ``cycles``; ``rounds`` and
   ``rounds:<outcome>`` per exchange this node started (outcomes ``ok``, ``stale``,
@@ -94,13 +96,17 @@ AE_PUSH: Final = "AE_PUSH"
 AE_OPS: Final = (AE_DIGEST, AE_KEYS, AE_PULL, AE_PUSH)
 
 WHOLE_RING: Final = TokenRange(0, 0)
-#: Keys read between two checkpoints of a scan (a chunk costs a few milliseconds).
-SCAN_CHUNK: Final = 2000
+#: Keys read between two checkpoints of a scan: about 2 ms of work (4 us a key: its owners, its
+#: entry, its hash), so a scan never holds the loop long enough to delay a gossip ack.
+SCAN_CHUNK: Final = 500
 #: At most this many keys in one AE_PULL or AE_PUSH request.
 MAX_REQUEST_KEYS: Final = 10_000
 #: About this many keys (by the asking side's count) in one AE_KEYS answer: checking and
-#: planning one answer holds the loop for about as long as one scan chunk.
-KEYS_PER_LIST: Final = SCAN_CHUNK
+#: planning one answer holds the loop for a few milliseconds.
+KEYS_PER_LIST: Final = 1000
+#: Received records applied between two checkpoints: each is a last-writer-wins write and a
+#: snapshot update, about 20 us.
+APPLY_SLICE: Final = 100
 NOT_OWNER: Final = "not_owner"
 
 
@@ -127,12 +133,19 @@ class SyncResult:
         return self.outcome in ("ok", "not_shared")
 
 
+Item = tuple[bytes, int, bool, int]
+"""A :class:`KeyVersion`'s fields as a plain tuple: what a snapshot holds per key. The garbage
+collector stops tracking a tuple of atomic values (not a ``NamedTuple``) once it survived a
+collection, so a snapshot of a million keys adds no million objects to every full collection
+(each would hold the loop 100+ ms: measured with KeyVersion items)."""
+
+
 @dataclass(slots=True)
 class _Side:
     """Our half of the shared keys with one peer: digest leaves and items by bucket."""
 
     leaves: list[int]
-    buckets: dict[int, dict[bytes, KeyVersion]] = field(default_factory=dict)
+    buckets: dict[int, dict[bytes, Item]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -146,7 +159,7 @@ class _Snapshot:
     peers: frozenset[str]
     sides: dict[str, _Side]
     #: Every shared key's item as the snapshot holds it (to fold later applies in).
-    index: dict[bytes, KeyVersion] = field(default_factory=dict)
+    index: dict[bytes, Item] = field(default_factory=dict)
     complete: bool = False
 
 
@@ -332,7 +345,7 @@ class AntiEntropy:
         result.buckets_differing = len(buckets)
         self.stats["buckets_differing"] += len(buckets)
         for group in _bucket_groups(side, buckets):
-            ours = [kv for b in group for kv in side.buckets.get(b, {}).values()]
+            ours = [KeyVersion(*kv) for b in group for kv in side.buckets.get(b, {}).values()]
             # The answer's size is not known yet; ours is alike when the replicas mostly agree.
             await self._pace(_batch_bytes((kv.key for kv in ours), {}), result)
             reply = await self._call(peer, AE_KEYS, namespace, [{**head, "buckets": group}])
@@ -389,8 +402,7 @@ class AntiEntropy:
             for key, wire in zip(batch, reply, strict=True)
             if wire is not None
         ]
-        for key, record in records:
-            self._apply(peer, namespace, key, record)
+        await self._apply_all(peer, namespace, records)
         result.keys_pulled += len(records)
         self.stats["keys_pulled"] += len(records)
 
@@ -411,9 +423,10 @@ class AntiEntropy:
     def handle(self, op: str, namespace: str, args: Any) -> Any:
         """Answer a peer's ``AE_*`` request (``args``: the op's argument list, one map).
 
-        ``AE_DIGEST`` and ``AE_KEYS`` may scan, so they return a coroutine for the dispatcher
-        to await; ``AE_PULL`` answers a list of record wire forms (``None`` for a key not held),
-        ``AE_PUSH`` the number of records applied. Raises ``CommandError``: ``STALE_CONFIG``
+        ``AE_DIGEST`` and ``AE_KEYS`` may scan, and ``AE_PUSH`` applies its records in slices
+        of :data:`APPLY_SLICE`, so they return a coroutine for the dispatcher to await (the
+        number of records applied, for ``AE_PUSH``); ``AE_PULL`` answers a list of record wire
+        forms (``None`` for a key not held). Raises ``CommandError``: ``STALE_CONFIG``
         (ring versions differ), ``BAD_REQUEST`` (malformed, or ``not_owner: …``),
         ``NO_SUCH_NAMESPACE``. Every refusal is counted in ``refused:<reason>``.
         """
@@ -463,7 +476,7 @@ class AntiEntropy:
         except RemoteProtocolError as exc:
             raise self._malformed(str(exc)) from None
         self._check_keys(ring, replicas, sender, namespace, [key for key, _ in records])
-        return sum(self._apply(sender, namespace, key, record) for key, record in records)
+        return self._apply_all(sender, namespace, records)
 
     def _request(self, op: str, args: Any) -> dict[str, Any]:
         if op not in AE_OPS:
@@ -517,7 +530,8 @@ class AntiEntropy:
     ) -> list[Any]:
         snap = await self._snapshot(namespace, self.snapshot_ttl)
         side = self._side_for(snap, sender, version)
-        return [kv.to_wire() for b in set(buckets) for kv in side.buckets.get(b, {}).values()]
+        # An item is a KeyVersion's fields in wire order.
+        return [list(kv) for b in set(buckets) for kv in side.buckets.get(b, {}).values()]
 
     def _side_for(self, snap: _Snapshot, sender: str, version: int) -> _Side:
         if snap.ring.version != version:  # the ring changed while we scanned
@@ -529,6 +543,18 @@ class AntiEntropy:
         return side
 
     # ------------------------------------------------------------------------ applying
+
+    async def _apply_all(
+        self, peer: str, namespace: str, records: list[tuple[bytes, Record]]
+    ) -> int:
+        """:meth:`_apply` each record, with a checkpoint every :data:`APPLY_SLICE`; how many
+        changed something."""
+        applied = 0
+        for i, (key, record) in enumerate(records):
+            if i and not i % APPLY_SLICE:
+                await trio.lowlevel.checkpoint()
+            applied += self._apply(peer, namespace, key, record)
+        return applied
 
     def _apply(self, peer: str, namespace: str, key: bytes, record: Record) -> bool:
         record, admitted = self._clamp.admit_record(record, peer)
@@ -596,8 +622,9 @@ class AntiEntropy:
         # Registered before it is complete, so records applied during the scan are folded in
         # (and then skipped by the scan, which sees them in the index).
         self._snapshots[namespace] = snap
-        keys = list(store.keys(namespace))
-        keys.extend(key for key, _ in store.tombstones(namespace))
+        # Expired keys and superseded tombstones are in the lists too: key_version skips them.
+        keys = store.key_snapshot(namespace)
+        keys.extend(store.tombstone_keys(namespace))
         me = self.node_id
         owners_of = ring.owners
         index = snap.index
@@ -613,12 +640,13 @@ class AntiEntropy:
                     owners = owners_of(key, replicas)
                     if all(m.node_id != me for m in owners):
                         continue
-                    item = key_version(store, namespace, key)
-                    if item is None:
+                    found = key_version(store, namespace, key)
+                    if found is None:
                         continue
                     # _place without the old item: the scan's hot loop.
+                    item = (key, found.version, found.deleted, found.size)
                     index[key] = item
-                    h = item_hash(key, item.version, item.deleted)
+                    h = item_hash(key, found.version, found.deleted)
                     b = bucket_of(key_token(key), WHOLE_RING, depth)
                     for m in owners:
                         side = sides.get(m.node_id)
@@ -654,18 +682,19 @@ class AntiEntropy:
 
 
 def _place(
-    snap: _Snapshot, key: bytes, owners: Iterable[RingMember], item: KeyVersion | None
+    snap: _Snapshot, key: bytes, owners: Iterable[RingMember], found: KeyVersion | None
 ) -> None:
     """Set ``key``'s item in ``snap`` (``None``: absent), for every peer among ``owners``."""
     old = snap.index.get(key)
+    item = None if found is None else (key, found.version, found.deleted, found.size)
     if old == item:
         return
     bucket = bucket_of(key_token(key), WHOLE_RING, snap.depth)
     toggle = 0
     if old is not None:
-        toggle ^= item_hash(key, old.version, old.deleted)
+        toggle ^= item_hash(key, old[1], old[2])
     if item is not None:
-        toggle ^= item_hash(key, item.version, item.deleted)
+        toggle ^= item_hash(key, item[1], item[2])
         snap.index[key] = item
     else:
         snap.index.pop(key, None)

@@ -77,6 +77,13 @@ WRITE_TIMEOUT = 2.0
 READ_REPAIR_TIMEOUT = 1.0
 # Read repairs in flight at once; beyond it a sampled read is simply not checked.
 MAX_READ_REPAIRS = 16
+# Work done between two checkpoints, so that no batch holds the loop beyond a few milliseconds:
+# keys of a many-key op routed or executed here (a write also ships each key to its other
+# owners, or hints it: ~25 us a key), records of a REPL batch, blobs of a BULK one.
+SCATTER_SLICE = 1000
+SCATTER_WRITE_SLICE = 200
+REPL_SLICE = 1000
+BULK_SLICE = 2000
 _WRITE = OpKind.WRITE
 
 
@@ -321,26 +328,43 @@ class Coordinator:
         return await result if isinstance(result, Coroutine) else result
 
     async def _scatter(self, namespace: str, op: str, spec: OpSpec, args: list[Any]) -> Any:
-        """Split a many-key op by coordinator, run the parts at once, merge in order."""
+        """Split a many-key op by coordinator, run the parts at once, merge in order.
+
+        Routing and each part go :data:`SCATTER_SLICE` keys (of a write,
+        :data:`SCATTER_WRITE_SLICE`) at a time: a local part as that many ops in a row with a
+        checkpoint between them, a remote one as that many forwards in a row."""
         width = 2 if op == "MSET" else 1
         groups: dict[str, list[int]] = {}
         chosen: dict[str, list[RingMember]] = {}
         for i in range(0, len(args), width):
+            if i and not (i // width) % SCATTER_SLICE:
+                await trio.lowlevel.checkpoint()
             owners = self._coordinators(namespace, args[i])
             node = owners[0].node_id if owners else self.node_id
             groups.setdefault(node, []).append(i)
             chosen.setdefault(node, owners)
         results: dict[str, Any] = {}
+        step = width * (SCATTER_SLICE if spec.kind is not _WRITE else SCATTER_WRITE_SLICE)
 
         async def part(node: str, positions: list[int]) -> None:
             part_args = [a for i in positions for a in args[i : i + width]]
-            if node == self.node_id:
-                value = self.coordinate(namespace, op, spec, part_args)
-                if isinstance(value, Coroutine):
-                    value = await value
+            values: list[Any] = []
+            for at in range(0, len(part_args), step):
+                chunk = part_args[at : at + step]
+                if at:  # (a forward to an owner gossip holds dead runs here without a wait)
+                    await trio.lowlevel.checkpoint()
+                if node == self.node_id:
+                    value = self.coordinate(namespace, op, spec, chunk)
+                    values.append(await value if isinstance(value, Coroutine) else value)
+                else:
+                    # One forward per slice: the owner runs each without holding its loop long.
+                    values.append(await self._forward(chosen[node], namespace, op, chunk))
+            if op == "MGET":
+                results[node] = [v for answer in values for v in answer]
+            elif op == "MSET":
+                results[node] = values[0]
             else:
-                value = await self._forward(chosen[node], namespace, op, part_args)
-            results[node] = value
+                results[node] = sum(values)
 
         async with trio.open_nursery() as nursery:
             for node, positions in groups.items():
@@ -439,8 +463,27 @@ class Coordinator:
 
     # --- replica side ------------------------------------------------------------------------
 
-    def apply_replicated(self, namespace: str, payload: list[Any], peer: str = "") -> list[int]:
-        """REPL: apply records sent by another owner; one answer per record."""
+    def apply_replicated(
+        self, namespace: str, payload: list[Any], peer: str = ""
+    ) -> list[int] | Coroutine[Any, Any, list[int]]:
+        """REPL: apply records sent by another owner; one answer per record.
+
+        A batch of more than :data:`REPL_SLICE` records is applied that many at a time with a
+        checkpoint between slices: the answer is then a coroutine (the dispatcher awaits it).
+        """
+        if len(payload) > REPL_SLICE:
+
+            async def sliced() -> list[int]:
+                answers: list[int] = []
+                for at in range(0, len(payload), REPL_SLICE):
+                    if at:
+                        await trio.lowlevel.checkpoint()
+                    part = self.apply_replicated(namespace, payload[at : at + REPL_SLICE], peer)
+                    assert isinstance(part, list)
+                    answers += part
+                return answers
+
+            return sliced()
         ring = self.ring
         owned = ring.write_ranges(self.node_id, self._replicas(namespace)) if ring.members else None
         answers: list[int] = []
@@ -497,13 +540,32 @@ class Coordinator:
             return REFUSED_STORE
         return APPLIED if changed else STALE
 
-    def apply_bulk(self, namespace: str, payload: list[Any], peer: str = "") -> list[int]:
+    def apply_bulk(
+        self, namespace: str, payload: list[Any], peer: str = ""
+    ) -> list[int] | Coroutine[Any, Any, list[int]]:
         """BULK: apply a hand-off batch of plain values, ``[key, blob, key, blob, ...]`` with
         each blob as the store keeps it (version, then value); the same last-writer-wins and
         ownership check as REPL, answered with counts: ``[applied, stale, refused because not
-        owned, refused by the store]``."""
+        owned, refused by the store]``.
+
+        A batch of more than :data:`BULK_SLICE` blobs is applied that many at a time with a
+        checkpoint between slices: the answer is then a coroutine (the dispatcher awaits it).
+        """
         if len(payload) % 2:
             raise CommandError(ErrorCode.BAD_REQUEST, "BULK takes [key, blob, key, blob, ...]")
+        if len(payload) > 2 * BULK_SLICE:
+
+            async def sliced() -> list[int]:
+                counts = [0, 0, 0, 0]
+                for at in range(0, len(payload), 2 * BULK_SLICE):
+                    if at:
+                        await trio.lowlevel.checkpoint()
+                    part = self.apply_bulk(namespace, payload[at : at + 2 * BULK_SLICE], peer)
+                    assert isinstance(part, list)
+                    counts = [a + b for a, b in zip(counts, part, strict=True)]
+                return counts
+
+            return sliced()
         keys, blobs = payload[0::2], payload[1::2]
         not_owned = 0
         ring = self.ring

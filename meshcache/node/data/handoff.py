@@ -48,20 +48,22 @@ from meshcache.node.data.replication.tombstones import Tombstone, read_record
 from meshcache.node.data.replicator import BATCH_BYTES
 from meshcache.ring import Ring, RingMember
 from meshcache.ring.diff import gained_ranges, replacements
-from meshcache.ring.tokens import RangeSet, TokenRange, key_token, ranges_from_wire, ranges_to_wire
+from meshcache.ring.tokens import RangeSet, TokenRange, ranges_from_wire, ranges_to_wire
 from meshcache.store.store import Store
 from meshcache.wire.address import parse_address
 
 log = structlog.get_logger("meshcache.rebalance")
 
 HANDOFF_TIMEOUT = 600.0
-BATCH_RECORDS = 2000  # records per REPL batch
-BULK_RECORDS = 8000  # plain values per BULK batch (both also stop at BATCH_BYTES)
+# A batch is applied by the target in one stretch of its loop: these keep one under a few ms.
+BATCH_RECORDS = 500  # records per REPL batch (also stops at BATCH_BYTES)
+BULK_RECORDS = 2000  # plain values per BULK batch
+BULK_BYTES = 256 * 1024  # ... and their bytes
 RECORD_OVERHEAD = 16  # bytes a REPL record adds to its key and value on the wire (arrays, ints)
 BIN_HEADER = 3  # a msgpack bin's header for up to 64 KiB; a BULK item has nothing else
 HANDOFF_WINDOW = 4
 REPL_BATCH_TIMEOUT = 30.0
-SCAN_CHUNK = 2000
+SCAN_CHUNK = 2000  # keys looked at between two checkpoints (about a millisecond)
 RETRY_DELAY = 1.0
 PROPOSE_RETRIES = 10
 # How long a step waits for every live member to run a ring (then goes ahead, logged).
@@ -189,10 +191,18 @@ class HandOff:
         started = self._clock()
         jobs: list[tuple[tuple[RingMember, ...], str, list[TokenRange]]] = []
         leaving = {m.node_id for m in config.members if m.state == "leaving"}
+        # Comparing two rings costs tens of milliseconds: once per replica count, not per
+        # namespace, with a checkpoint after each.
+        gained: dict[int, list[tuple[TokenRange, tuple[RingMember, ...]]]] = {}
         for namespace, policy in config.namespaces.items():
             by_source: dict[str, list[TokenRange]] = {}
             holders: dict[str, tuple[RingMember, ...]] = {}
-            for trange, sources in gained_ranges(held, current, self.node_id, policy.replicas):
+            if policy.replicas not in gained:
+                gained[policy.replicas] = gained_ranges(
+                    held, current, self.node_id, policy.replicas
+                )
+                await trio.lowlevel.checkpoint()
+            for trange, sources in gained[policy.replicas]:
                 if any(m.node_id in leaving for m in sources):
                     continue  # the leaving member pushes what it held (leave(), _push_all)
                 live = [m for m in sources if self._alive(m.node_id)]
@@ -280,11 +290,9 @@ class HandOff:
             self.stats["handoff_refused_not_member"] += 1
             raise CommandError(ErrorCode.NOT_OWNER, f"{target[:64]!r} is not on this ring")
         self.store.policy(namespace)  # NO_SUCH_NAMESPACE before any work
-        keys = list(self.store.keys(namespace))
-        tombs = list(self.store.tombstones(namespace))
-        sent = await self._stream(
-            target, namespace, keys, [(k, v) for k, v in tombs if key_token(k) in wanted], wanted
-        )
+        keys = self.store.key_snapshot(namespace)
+        tombs = self.store.tombstone_keys(namespace)
+        sent = await self._stream(target, namespace, keys, tombs, wanted)
         self.stats["records_handed_off"] += sent
         return sent
 
@@ -293,12 +301,14 @@ class HandOff:
         target: str,
         namespace: str,
         keys: list[bytes],
-        tombstones: list[tuple[bytes, int]],
+        tombstones: list[bytes],
         wanted: RangeSet | None = None,
     ) -> int:
-        """Send ``target`` the records of ``keys`` (those in ``wanted``, if given) and the
-        ``tombstones``; the number sent. Plain values without an expiry — most of a cache —
-        travel as store blobs with ``BULK``, everything else as records with ``REPL``."""
+        """Send ``target`` the records of ``keys`` and the tombstones of ``tombstones`` (keys
+        gone or superseded meanwhile are skipped), those in ``wanted`` if given; the number
+        sent. Plain values without an expiry — most of a cache — travel as store blobs with
+        ``BULK``, everything else as records with ``REPL``. Works in chunks of
+        :data:`SCAN_CHUNK` keys with a checkpoint after each."""
         address = self.dataplane.address_of(target)
         if address is None:
             raise CommandError(ErrorCode.NOT_OWNER, f"{target[:64]!r} is not on this ring")
@@ -344,11 +354,18 @@ class HandOff:
                 if wanted is not None:
                     chunk = wanted.select(chunk)
                 plain, rest = store.plain_blobs(namespace, chunk)
-                blobs += plain
-                blob_bytes += sum(map(len, plain)) + BIN_HEADER * len(plain)
-                if blob_bytes >= BATCH_BYTES or len(blobs) >= 2 * BULK_RECORDS:
-                    await send("BULK", blobs, len(blobs) // 2, blob_bytes)
-                    blobs, blob_bytes = [], 0
+                size = sum(map(len, plain)) + BIN_HEADER * len(plain)
+                if blob_bytes + size < BULK_BYTES and len(blobs) + len(plain) < 2 * BULK_RECORDS:
+                    blobs += plain
+                    blob_bytes += size
+                else:  # this chunk fills a batch: cut it exactly
+                    for at in range(0, len(plain), 2):
+                        key, blob = plain[at], plain[at + 1]
+                        blobs += (key, blob)
+                        blob_bytes += len(key) + len(blob) + 2 * BIN_HEADER
+                        if blob_bytes >= BULK_BYTES or len(blobs) >= 2 * BULK_RECORDS:
+                            await send("BULK", blobs, len(blobs) // 2, blob_bytes)
+                            blobs, blob_bytes = [], 0
                 for key in rest:
                     wire = store.entry_wire(namespace, key)
                     if wire is None:  # deleted or expired since the scan: its record, if any
@@ -359,16 +376,24 @@ class HandOff:
                         value = wire[1]
                         record_bytes += len(key) + RECORD_OVERHEAD
                         record_bytes += len(value) if type(value) is bytes else 64
-                if record_bytes >= BATCH_BYTES or len(records) >= BATCH_RECORDS:
-                    await send("REPL", records, len(records), record_bytes)
-                    records, record_bytes = [], 0
+                        if record_bytes >= BATCH_BYTES or len(records) >= BATCH_RECORDS:
+                            await send("REPL", records, len(records), record_bytes)
+                            records, record_bytes = [], 0
                 await trio.lowlevel.checkpoint()
-            for key, version in tombstones:
-                records.append([key, Tombstone(version).to_wire()])
-                record_bytes += len(key) + RECORD_OVERHEAD
-                if len(records) >= BATCH_RECORDS:
-                    await send("REPL", records, len(records), record_bytes)
-                    records, record_bytes = [], 0
+            for start in range(0, len(tombstones), SCAN_CHUNK):
+                chunk = tombstones[start : start + SCAN_CHUNK]
+                if wanted is not None:
+                    chunk = wanted.select(chunk)
+                for key in chunk:
+                    version = store.get_tombstone(namespace, key)
+                    if version is None:  # purged, or written again since the snapshot
+                        continue
+                    records.append([key, Tombstone(version).to_wire()])
+                    record_bytes += len(key) + RECORD_OVERHEAD
+                    if len(records) >= BATCH_RECORDS:
+                        await send("REPL", records, len(records), record_bytes)
+                        records, record_bytes = [], 0
+                await trio.lowlevel.checkpoint()
             if blobs:
                 await send("BULK", blobs, len(blobs) // 2, blob_bytes)
             if records:
@@ -405,15 +430,14 @@ class HandOff:
         return {"node_id": self.node_id, "moved": moved, "ring_version": config.version}
 
     async def _push_all(self, ring: Ring, namespace: str, replicas: int) -> int:
-        keys = list(self.store.keys(namespace))
-        tombs = list(self.store.tombstones(namespace))
+        keys = self.store.key_snapshot(namespace)
+        tombs = self.store.tombstone_keys(namespace)
         counts: list[int] = []
         failed: list[MeshcacheError] = []
 
         async def push(target: str, ranges: RangeSet) -> None:
-            target_tombs = [(k, v) for k, v in tombs if key_token(k) in ranges]
             try:
-                counts.append(await self._stream(target, namespace, keys, target_tombs, ranges))
+                counts.append(await self._stream(target, namespace, keys, tombs, ranges))
             except MeshcacheError as exc:
                 failed.append(exc)
 
@@ -448,7 +472,7 @@ class HandOff:
             except CommandError:
                 continue
             mine = ring.write_ranges(me, policy.replicas)
-            keys = list(self.store.keys(namespace))
+            keys = self.store.key_snapshot(namespace)
             for start in range(0, len(keys), SCAN_CHUNK):
                 chunk = keys[start : start + SCAN_CHUNK]
                 for key, owned in zip(chunk, mine.mask(chunk), strict=True):

@@ -178,6 +178,9 @@ class Replicator:
                     batch.append(item)
                     size += item.size
                 await self._deliver(target, batch)
+                # A dead target's batch is hinted without a wait: a long queue (a bulk load
+                # when the target died) must not be hinted in one stretch of the loop.
+                await trio.lowlevel.checkpoint()
 
     async def _deliver(self, target: str, batch: list[_Item]) -> bool:
         """Send one batch (grouped by namespace); hint whatever did not land. True if all did."""
@@ -295,6 +298,7 @@ class Replicator:
                 if not await self._deliver(target, items):
                     return False
                 self.stats["hints_replayed"] += len(items)
+                await trio.lowlevel.checkpoint()  # between batches, even when none waited
             return True
         finally:
             self._replaying.discard(target)
