@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 import structlog.testing
 import trio
@@ -167,3 +169,24 @@ def test_bad_settings_are_refused() -> None:
         LoopMonitor(interval=0)
     with pytest.raises(ValueError):
         LoopMonitor(steps="sampled", sample_every=1.0, sample_for=2.0)
+
+
+@pytest.mark.trio
+async def test_full_collections_are_timed_while_recording(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    monitor = LoopMonitor(steps="on", stall_threshold=1e-9)  # every collection is a "pause"
+    with structlog.testing.capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(monitor.run)
+            await trio.sleep(0.1)
+            assert monitor.gc.callback in gc.callbacks
+            gc.collect()
+            nursery.cancel_scope.cancel()
+    assert monitor.gc.callback not in gc.callbacks
+    figures = monitor.figures()
+    assert figures["gc_full"] >= 1 and figures["gc_pauses"] >= 1
+    assert any(e["event"] == "gc_pause" and e["generation"] == 2 for e in logs)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(monitor.collector())
+    assert "meshcache_loop_gc_full_seconds_count" in generate_latest(registry).decode()

@@ -18,6 +18,12 @@ module measures it, two ways:
 A lag over ``stall_threshold`` seen while the recorder is off is logged as ``loop_lag`` (no task
 to blame; the next sample may find it).
 
+While steps are recorded, garbage collections are timed too (a ``gc`` callback): a full
+collection traverses every container the process holds — the store's key index among them —
+and holds the loop for tens of milliseconds per million keys, inside whatever step triggered
+it. Full collections go to a histogram; any collection of at least ``stall_threshold`` is
+logged as ``gc_pause``, so a ``loop_stall`` it caused can be told apart.
+
 The monitor owns no resources but its task: ``await nursery.start(monitor.run)``; cancel to stop
 (the instrument is removed on the way out).
 """
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import gc
 import math
 import time
 from collections import deque
@@ -124,6 +131,38 @@ class StepRecorder(trio.abc.Instrument):
             self._on_stall(took, task.name, where(task))
 
 
+class GcRecorder:
+    """Times garbage collections (install :meth:`callback` in ``gc.callbacks``): full ones
+    into :attr:`full`, any of at least ``threshold`` seconds counted and logged."""
+
+    def __init__(self, threshold: float, *, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.threshold = threshold
+        self._clock = clock
+        self._started = 0.0
+        self.full = Histogram()
+        self.pauses = 0
+        self.longest = 0.0
+
+    def callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = self._clock()
+            return
+        took = self._clock() - self._started
+        generation = info.get("generation", 0)
+        if generation == 2:
+            self.full.observe(took)
+        if took > self.longest:
+            self.longest = took
+        if took >= self.threshold:
+            self.pauses += 1
+            log.warning(
+                "gc_pause",
+                ms=round(took * 1000, 1),
+                generation=generation,
+                collected=info.get("collected", 0),
+            )
+
+
 def where(task: Task) -> str:
     """``file:line function`` where ``task`` is suspended, innermost first among meshcache's
     own frames (after a long step: where the long stretch ended); ``?`` if none."""
@@ -184,6 +223,7 @@ class LoopMonitor:
         self.sample_for = sample_for
         self._clock = clock
         self.recorder = StepRecorder(stall_threshold, clock=step_clock)
+        self.gc = GcRecorder(stall_threshold, clock=step_clock)
         self._recording = False
         self._samples: deque[tuple[float, float]] = deque()  # (taken at, lag)
         self.lag = Histogram()
@@ -233,10 +273,13 @@ class LoopMonitor:
     def _record(self, on: bool) -> None:
         if on:
             trio.lowlevel.add_instrument(self.recorder)
+            gc.callbacks.append(self.gc.callback)
         else:
             # The instrument may already be gone: trio removes one that raised.
             with contextlib.suppress(KeyError):
                 trio.lowlevel.remove_instrument(self.recorder)
+            with contextlib.suppress(ValueError):
+                gc.callbacks.remove(self.gc.callback)
         self._recording = on
 
     def _observe(self, now: float, lag: float) -> None:
@@ -266,7 +309,9 @@ class LoopMonitor:
 
         ``lag_*`` are over the last ``window_s`` seconds; ``longest_step_*`` over the current
         and previous window (while the recorder ran); ``stalls`` counts lag samples over the
-        threshold since start, ``long_steps`` recorded steps over it.
+        threshold since start, ``long_steps`` recorded steps over it; ``gc_*``: full
+        collections, the longest collection and those over the threshold, since start (while
+        the recorder ran).
         """
         lags = sorted(lag for _, lag in self._samples)
         longest, task = self.longest_step()
@@ -285,6 +330,9 @@ class LoopMonitor:
             "longest_step_ms": _ms(longest),
             "longest_step_task": task,
             "long_steps": self.recorder.stalls.count,
+            "gc_full": self.gc.full.count,
+            "gc_longest_ms": _ms(self.gc.longest),
+            "gc_pauses": self.gc.pauses,
         }
 
     def metrics(self) -> dict[str, Any]:
@@ -295,6 +343,8 @@ class LoopMonitor:
             "lag_sum": self.lag.sum,
             "long_step_buckets": self.recorder.stalls.cumulative(),
             "long_step_sum": self.recorder.stalls.sum,
+            "gc_full_buckets": self.gc.full.cumulative(),
+            "gc_full_sum": self.gc.full.sum,
             "longest_step": self.longest_step()[0],
             "recording": self._recording,
         }
@@ -322,4 +372,12 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
 
-__all__ = ["BUCKETS", "Histogram", "LoopMonitor", "StepMode", "StepRecorder", "where"]
+__all__ = [
+    "BUCKETS",
+    "GcRecorder",
+    "Histogram",
+    "LoopMonitor",
+    "StepMode",
+    "StepRecorder",
+    "where",
+]

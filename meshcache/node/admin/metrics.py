@@ -147,6 +147,13 @@ def loop_families(figures: dict[str, Any]) -> Iterator[Any]:
         buckets=figures["long_step_buckets"],
         sum_value=figures["long_step_sum"],
     )
+    yield HistogramMetricFamily(
+        "meshcache_loop_gc_full_seconds",
+        "Full garbage collections (they hold the loop in proportion to what the process holds; "
+        "timed while steps are recorded).",
+        buckets=figures["gc_full_buckets"],
+        sum_value=figures["gc_full_sum"],
+    )
     yield GaugeMetricFamily(
         "meshcache_loop_longest_step_seconds",
         "The longest task step recorded in the current or the previous window.",
