@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import random
+import socket
 from pathlib import Path
 
 import pytest
@@ -271,3 +274,39 @@ async def test_info_reports_what_clients_read(resp_node: RespNode) -> None:
     assert b"redis_version:7.2.0\r\n" in info
     assert b"cluster_enabled:0\r\n" in info
     assert b"db0:keys=1,expires=0,avg_ttl=0\r\n" in info
+
+
+async def test_garbage_on_one_connection_never_harms_another(resp_node: RespNode) -> None:
+    """Random bytes, cut at random places, on many connections: each is answered or closed,
+    the node keeps serving a well-behaved client, and its data is intact."""
+    rng = random.Random(1234)
+    alphabet = [b"*", b"$", b"\r\n", b"1", b"3", b"-", b"9999999999", b"GET", b"SET", b"k", b" ",
+                b'"', b"\x00", b"PING\r\n", b"*1\r\n$4\r\nPING\r\n", b"HELLO 3\r\n"]  # fmt: skip
+
+    def client() -> tuple[int, bytes]:
+        good = RawConn(resp_node.resp_port)
+        try:
+            good.call("SET", "keep", "safe")
+            served = 0
+            for _ in range(200):
+                junk = b"".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 40)))
+                bad = RawConn(resp_node.resp_port, timeout=0.2)
+                try:
+                    # Sent in three pieces; the node may close it before the last (lost framing).
+                    first, second = sorted(rng.sample(range(len(junk) + 1), 2))
+                    with contextlib.suppress(OSError):
+                        for piece in (junk[:first], junk[first:second], junk[second:]):
+                            bad.send(piece)
+                        bad.sock.shutdown(socket.SHUT_WR)
+                    bad.closed_by_server()  # reads whatever was answered, until the close
+                finally:
+                    bad.close()
+                if good.call("PING") == b"+PONG\r\n":
+                    served += 1
+            return served, good.call("GET", "keep")
+        finally:
+            good.close()
+
+    served, kept = await in_thread(client)
+    assert served == 200
+    assert kept == b"$4\r\nsafe\r\n"
