@@ -110,6 +110,7 @@ class RespNode:
     resp_port: int
     data: str
     data_dir: Path
+    pid: int
 
 
 @contextlib.contextmanager
@@ -141,7 +142,7 @@ def resp_node(
                     raise RuntimeError(f"the node did not start: {log_path.read_text()[-2000:]}")
                 time.sleep(0.05)  # polling for the ready file, with a deadline
             info = json.loads(ready.read_text())
-            yield RespNode(int(info["resp"]), info["data"], data_dir)
+            yield RespNode(int(info["resp"]), info["data"], data_dir, proc.pid)
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -167,6 +168,9 @@ class Result:
     rps: dict[str, float]
     errors: int
     load: float
+    #: The server process's CPU time (user + system) per request, in microseconds: what a
+    #: request costs, whatever else the machine runs (rps falls with the load, this does not).
+    cpu_us: float
 
 
 def benchmark_argv(port: int, *, depth: int, requests: int, clients: int, size: int) -> list[str]:
@@ -199,17 +203,26 @@ def error_replies(port: int) -> int:
     raise RuntimeError(f"no total_error_replies in INFO stats of port {port}")
 
 
-def run_benchmark(server: str, port: int, argv: list[str], depth: int) -> Result:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_benchmark(server: str, port: int, pid: int, argv: list[str], depth: int) -> Result:
     load = load_average()
     before = error_replies(port)
+    cpu_before = cpu_seconds(pid)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
+    cpu = cpu_seconds(pid) - cpu_before
     rps: dict[str, float] = {}
     for row in csv.DictReader(io.StringIO(done.stdout)):
         rps[row["test"]] = float(row["rps"])
     errors = error_replies(port) - before + (done.returncode != 0)
     if set(rps) != set(TESTS):
         errors += 1
-    return Result(server, depth, rps, errors, load)
+    requests = int(argv[argv.index("-n") + 1]) * len(TESTS)
+    return Result(server, depth, rps, errors, load, 1e6 * cpu / requests)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,17 +246,21 @@ def main(argv: list[str] | None = None) -> int:
 
     results: list[Result] = []
     with redis_server() as redis, resp_node() as mesh:
-        ports = {"redis-server": redis.port, "meshcache": mesh.resp_port}
+        servers = {
+            "redis-server": (redis.port, redis.proc.pid),
+            "meshcache": (mesh.resp_port, mesh.pid),
+        }
         for run in range(args.runs):
             for depth in args.pipelines:
-                for name, port in ports.items():
+                for name, (port, pid) in servers.items():
                     bench = benchmark_argv(port, depth=depth, requests=args.requests,
                                            clients=args.clients, size=args.size)  # fmt: skip
-                    result = run_benchmark(name, port, bench, depth)
+                    result = run_benchmark(name, port, pid, bench, depth)
                     results.append(result)
                     print(f"run {run + 1} -P {depth:<2} {name:<12} load {result.load:5.2f} "
                           + " ".join(f"{t} {result.rps.get(t, 0):9.0f}/s" for t in TESTS)
-                          + f" errors {result.errors}", file=sys.stderr, flush=True)  # fmt: skip
+                          + f" cpu {result.cpu_us:5.2f} us/request errors {result.errors}",
+                          file=sys.stderr, flush=True)  # fmt: skip
     print(report(results, args))
     if args.json is not None:
         args.json.write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=1))
@@ -259,8 +276,8 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
         + ", ".join(f"{r.load:.2f}" for r in results),
         "",
         "| -P | test | redis-server rps (median) | meshcache rps (median) | ratio median | "
-        "ratio worst | errors |",
-        "|---|---|---|---|---|---|---|",
+        "ratio worst | server CPU µs per request of the run (redis / meshcache) | errors |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for depth in args.pipelines:
         redis = [r for r in results if r.depth == depth and r.server == "redis-server"]
@@ -275,7 +292,9 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
             lines.append(
                 f"| {depth} | {test} | {statistics.median(r.rps.get(test, 0) for r in redis):.0f} "
                 f"| {statistics.median(m.rps.get(test, 0) for m in mesh):.0f} "
-                f"| {statistics.median(ratios):.2f} | {min(ratios):.2f} | {errors} |"
+                f"| {statistics.median(ratios):.2f} | {min(ratios):.2f} "
+                f"| {statistics.median(r.cpu_us for r in redis):.1f} / "
+                f"{statistics.median(m.cpu_us for m in mesh):.1f} | {errors} |"
             )
     return "\n".join(lines)
 
