@@ -36,6 +36,10 @@ class GossipConfig:
     """Maximum suspicion timeout = this * minimum timeout."""
     awareness_max: int = 8
     """Local health score runs 0..awareness_max; timeouts scale by (score + 1)."""
+    local_stall_after: float = 0.25
+    """A tick this much later than the gossip timer means this node itself did not run (its
+    loop was held, its process starved): the local health score rises by one, and the time
+    lost does not count against a probe in flight or a suspicion it holds."""
 
     # Dissemination.
     gossip_interval: float = 0.2
@@ -82,6 +86,7 @@ class GossipConfig:
             "join_retry_max_interval",
             "dead_reap_after",
             "left_reap_after",
+            "local_stall_after",
         )
         for name in positive:
             if not getattr(self, name) > 0:
@@ -126,6 +131,7 @@ class GossipConfig:
             suspicion_mult=3,
             suspicion_max_timeout_mult=6,
             awareness_max=8,
+            local_stall_after=0.05,
             gossip_interval=0.05,
             gossip_nodes=3,
             retransmit_mult=4,

@@ -149,6 +149,7 @@ class SwimNode:
         self._next_push_pull = now + config.push_pull_interval * rng.uniform(0.5, 1.0)
         self._next_reconnect = now + config.reconnect_interval * rng.uniform(0.5, 1.0)
         self._next_reap_check = now + _REAP_CHECK_EVERY
+        self._last_tick = now
         self._join_seeds: list[Address] = []
         self._join_pending: set[int] = set()
         self._join_backoff = config.join_retry_interval
@@ -274,6 +275,13 @@ class SwimNode:
                 )
 
     def tick(self, now: float) -> None:
+        # The gossip timer is re-armed at every tick and never moved by input: a tick far past
+        # it means this node did not run meanwhile (a held loop, a starved process), since
+        # about its last tick.
+        lost = now - self._last_tick
+        self._last_tick = now
+        if now - self._next_gossip >= self.config.local_stall_after:
+            self._stalled(lost)
         if self._me.state is not LEFT:
             self._probe_tick(now)
         self._relay_tick(now)
@@ -310,6 +318,25 @@ class SwimNode:
     def take_outgoing(self) -> list[Outgoing]:
         out, self._outgoing = self._outgoing, []
         return out
+
+    def _stalled(self, lost: float) -> None:
+        """This node did not run for about ``lost`` seconds. Lifeguard: that is evidence
+        that we are the slow one, so the health score rises; and what we did not see while
+        stalled is not held against others — a probe in flight and every suspicion we hold
+        get the time back (the acks and refutations that came meanwhile were handed to us
+        first by the driver, or are still on their way)."""
+        self.stats["local_stalls"] += 1
+        self._awareness.apply_delta(1)
+        probe = self._probe
+        if probe is not None:
+            probe.indirect_at += lost
+            probe.deadline += lost
+            # The next probe starts once this one is over, as when it was started.
+            self._next_probe = max(self._next_probe, probe.deadline)
+        for name in self._suspects:
+            suspicion = self._members[name].suspicion
+            if suspicion is not None:
+                suspicion.start += lost
 
     # --- input ------------------------------------------------------------------------
 

@@ -12,6 +12,13 @@ This is the only gossip module that imports trio. It owns no protocol logic:
 
 ``now`` is always ``trio.current_time()``, so the endpoint sees one monotonic clock (and tests
 may use trio's ``MockClock``).
+
+Gossip must not wait behind other work of the process. Datagrams are read without a wait for
+as long as the socket has some (up to :data:`RECV_BATCH` per wake-up), and before every tick:
+when the loop was held long enough for a probe deadline to pass, the ack waiting in the socket
+is seen before the deadline is judged. What the endpoint queues is sent at once from the task
+that produced it (a full socket buffer falls back to a queue), so an ack does not wait for a
+sender task's turn either.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import math
+import os
+import socket
 import struct
 from collections.abc import Awaitable, Callable
 
@@ -32,6 +41,8 @@ _LEN = struct.Struct(">I")
 
 MAX_DATAGRAM = 65535
 _SEND_QUEUE = 4096
+# Datagrams handled per wake-up before the receiver yields (and the endpoint's output is sent).
+RECV_BATCH = 256
 
 
 async def _receive_exactly(stream: trio.abc.ReceiveStream, n: int) -> bytes | None:
@@ -62,7 +73,7 @@ async def send_frame(stream: trio.abc.SendStream, data: bytes) -> None:
 def _addr(raw: object) -> Address:
     # IPv6 recvfrom gives (host, port, flowinfo, scope); the endpoint only knows (host, port).
     assert isinstance(raw, tuple)
-    return str(raw[0]), int(raw[1])
+    return Address(str(raw[0]), int(raw[1]))
 
 
 async def bind_gossip(host: str, port: int) -> tuple[trio.socket.SocketType, trio.SocketListener]:
@@ -123,105 +134,136 @@ async def run_endpoint(
     send_q, recv_q = trio.open_memory_channel[Datagram](_SEND_QUEUE)
     wakeup = trio.Event()
     drops = {"send_queue_full": 0}
+    # A second handle on the same socket, for reads and writes that must not wait: trio's own
+    # methods always yield to the scheduler, which is what a held loop cannot afford.
+    raw = socket.socket(fileno=os.dup(udp_sock.fileno()))
+    raw.setblocking(False)
 
-    async with trio.open_nursery() as nursery:
+    with raw:
+        async with trio.open_nursery() as nursery:
 
-        def flush() -> None:
-            nonlocal wakeup
-            for out in endpoint.take_outgoing():
-                if isinstance(out, Datagram):
-                    try:
-                        send_q.send_nowait(out)
-                    except trio.WouldBlock:
-                        drops["send_queue_full"] += 1  # UDP is lossy anyway
-                else:
-                    nursery.start_soon(do_exchange, out)
-            # The endpoint's next deadline may have moved earlier: wake the timer task.
-            wakeup.set()
-            wakeup = trio.Event()
-            if on_progress is not None:
-                on_progress()
-
-        async def tcp_exchange(dst: Address, data: bytes) -> bytes | None:
-            stream = await trio.open_tcp_stream(dst[0], dst[1])
-            async with stream:
-                await send_frame(stream, data)
-                reply = await receive_frame(stream, max_stream_payload)
-            return reply or None  # an empty frame means "no reply"
-
-        async def do_exchange(req: StreamRequest) -> None:
-            reply: bytes | None = None
-            with trio.move_on_after(stream_timeout):
+            def send_now(dgram: Datagram) -> bool:
+                """Send at once; False when the socket buffer is full (queue it then)."""
                 try:
-                    reply = await (exchange or tcp_exchange)(req.dst, req.data)
-                except (
-                    OSError,
-                    trio.BrokenResourceError,
-                    trio.ClosedResourceError,
-                    MeshcacheError,
-                ):
-                    # A failed exchange is an ordinary event for the protocol (retry, reconnect).
-                    reply = None
-            endpoint.handle_stream_reply(req.tag, reply, trio.current_time())
-            flush()
+                    raw.sendto(dgram.data, dgram.dst)
+                except BlockingIOError:
+                    return False
+                except OSError:
+                    pass  # an unreachable peer is just loss, which SWIM tolerates
+                return True
 
-        async def serve_one(stream: trio.SocketStream) -> None:
-            async with stream:
+            def flush() -> None:
+                nonlocal wakeup
+                for out in endpoint.take_outgoing():
+                    if isinstance(out, Datagram):
+                        if send_now(out):
+                            continue
+                        try:
+                            send_q.send_nowait(out)
+                        except trio.WouldBlock:
+                            drops["send_queue_full"] += 1  # UDP is lossy anyway
+                    else:
+                        nursery.start_soon(do_exchange, out)
+                # The endpoint's next deadline may have moved earlier: wake the timer task.
+                wakeup.set()
+                wakeup = trio.Event()
+                if on_progress is not None:
+                    on_progress()
+
+            async def tcp_exchange(dst: Address, data: bytes) -> bytes | None:
+                stream = await trio.open_tcp_stream(dst[0], dst[1])
+                async with stream:
+                    await send_frame(stream, data)
+                    reply = await receive_frame(stream, max_stream_payload)
+                return reply or None  # an empty frame means "no reply"
+
+            async def do_exchange(req: StreamRequest) -> None:
+                reply: bytes | None = None
                 with trio.move_on_after(stream_timeout):
                     try:
-                        request = await receive_frame(stream, max_stream_payload)
-                        if request is None:
-                            return
-                        src = _addr(stream.socket.getpeername())
-                        reply = endpoint.handle_stream_request(src, request, trio.current_time())
-                        flush()
-                        await send_frame(stream, reply or b"")
-                    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-                        return
-
-        async def accept_loop(listener: trio.SocketListener) -> None:
-            while True:
-                try:
-                    stream = await listener.accept()
-                except OSError:
-                    # EMFILE and friends: back off briefly instead of spinning.
-                    await trio.sleep(0.1)
-                    continue
-                nursery.start_soon(serve_one, stream)
-
-        async def receive_loop() -> None:
-            while True:
-                try:
-                    data, raw_src = await udp_sock.recvfrom(MAX_DATAGRAM)
-                except OSError:
-                    # e.g. ECONNREFUSED from an earlier send's ICMP error: not fatal.
-                    continue
-                endpoint.handle_datagram(_addr(raw_src), data, trio.current_time())
+                        reply = await (exchange or tcp_exchange)(req.dst, req.data)
+                    except (
+                        OSError,
+                        trio.BrokenResourceError,
+                        trio.ClosedResourceError,
+                        MeshcacheError,
+                    ):
+                        # A failed exchange is an ordinary event for the protocol (retry,
+                        # reconnect).
+                        reply = None
+                endpoint.handle_stream_reply(req.tag, reply, trio.current_time())
                 flush()
 
-        async def send_loop() -> None:
-            async for dgram in recv_q:
-                # An unreachable peer or a full buffer is just loss, which SWIM tolerates.
-                with contextlib.suppress(OSError):
-                    await udp_sock.sendto(dgram.data, dgram.dst)
+            async def serve_one(stream: trio.SocketStream) -> None:
+                async with stream:
+                    with trio.move_on_after(stream_timeout):
+                        try:
+                            request = await receive_frame(stream, max_stream_payload)
+                            if request is None:
+                                return
+                            src = _addr(stream.socket.getpeername())
+                            reply = endpoint.handle_stream_request(
+                                src, request, trio.current_time()
+                            )
+                            flush()
+                            await send_frame(stream, reply or b"")
+                        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                            return
 
-        async def timer_loop() -> None:
-            while True:
-                deadline = endpoint.next_deadline()
-                now = trio.current_time()
-                if deadline <= now:
-                    endpoint.tick(now)
-                    flush()
-                    await trio.lowlevel.checkpoint()
-                    continue
-                current = wakeup
-                with trio.move_on_at(deadline if math.isfinite(deadline) else math.inf):
-                    await current.wait()
+            async def accept_loop(listener: trio.SocketListener) -> None:
+                while True:
+                    try:
+                        stream = await listener.accept()
+                    except OSError:
+                        # EMFILE and friends: back off briefly instead of spinning.
+                        await trio.sleep(0.1)
+                        continue
+                    nursery.start_soon(serve_one, stream)
 
-        nursery.start_soon(receive_loop)
-        nursery.start_soon(send_loop)
-        if tcp_listener is not None:
-            nursery.start_soon(accept_loop, tcp_listener)
-        nursery.start_soon(timer_loop)
-        flush()
-        task_status.started(flush)
+            def drain() -> None:
+                """Hand the endpoint what the socket holds (up to RECV_BATCH datagrams)."""
+                for _ in range(RECV_BATCH):
+                    try:
+                        data, raw_src = raw.recvfrom(MAX_DATAGRAM)
+                    except BlockingIOError:
+                        break
+                    except OSError:
+                        # e.g. ECONNREFUSED from an earlier send's ICMP error: not fatal.
+                        continue
+                    endpoint.handle_datagram(_addr(raw_src), data, trio.current_time())
+                flush()
+
+            async def receive_loop() -> None:
+                while True:
+                    await trio.lowlevel.wait_readable(raw)
+                    drain()
+
+            async def send_loop() -> None:
+                async for dgram in recv_q:
+                    # An unreachable peer or a full buffer is just loss, which SWIM tolerates.
+                    with contextlib.suppress(OSError):
+                        await udp_sock.sendto(dgram.data, dgram.dst)
+
+            async def timer_loop() -> None:
+                while True:
+                    deadline = endpoint.next_deadline()
+                    now = trio.current_time()
+                    if deadline <= now:
+                        # What arrived while the loop was held first: an ack in the socket
+                        # must not lose to a probe deadline that passed meanwhile.
+                        drain()
+                        endpoint.tick(trio.current_time())
+                        flush()
+                        await trio.lowlevel.checkpoint()
+                        continue
+                    current = wakeup
+                    with trio.move_on_at(deadline if math.isfinite(deadline) else math.inf):
+                        await current.wait()
+
+            nursery.start_soon(receive_loop)
+            nursery.start_soon(send_loop)
+            if tcp_listener is not None:
+                nursery.start_soon(accept_loop, tcp_listener)
+            nursery.start_soon(timer_loop)
+            flush()
+            task_status.started(flush)

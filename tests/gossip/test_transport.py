@@ -1,13 +1,17 @@
 from __future__ import annotations
 
 import functools
+import math
 import random
+import socket
+import time
 from collections.abc import Callable
 
 import pytest
 import trio
 
 from meshcache.gossip import GossipConfig, Keyring, MemberState, NodeMeta, SwimNode
+from meshcache.gossip.endpoint import Address, Outgoing
 from meshcache.gossip.transport import bind_gossip, receive_frame, run_endpoint, send_frame
 
 
@@ -120,3 +124,54 @@ async def test_exchange_hook_without_listener() -> None:
         udp.close()
     assert {m.name for m in node.members()} == {"solo", "seed"}
     assert ("127.0.0.1", 2) in calls and node.stats["push_pull_failed"] == 1
+
+
+class OrderEndpoint:
+    """Records what the driver calls, in order; one timer due ``delay`` after it starts."""
+
+    def __init__(self, due: float) -> None:
+        self.due = due
+        self.calls: list[str] = []
+        self.both = trio.Event()
+
+    def handle_datagram(self, src: Address, data: bytes, now: float) -> None:
+        self.calls.append("datagram")
+        if len(self.calls) == 2:
+            self.both.set()
+
+    def handle_stream_request(self, src: Address, data: bytes, now: float) -> bytes | None:
+        return None
+
+    def handle_stream_reply(self, tag: int, data: bytes | None, now: float) -> None:
+        pass
+
+    def tick(self, now: float) -> None:
+        self.calls.append("tick")
+        self.due = math.inf
+        if len(self.calls) == 2:
+            self.both.set()
+
+    def next_deadline(self) -> float:
+        return self.due
+
+    def take_outgoing(self) -> list[Outgoing]:
+        return []
+
+
+@pytest.mark.trio
+async def test_datagrams_that_came_while_the_loop_was_held_go_before_the_timers() -> None:
+    """An ack waiting in the socket must be seen before a probe deadline that passed while
+    the loop was held is judged (which of two ready tasks trio runs first is not fixed)."""
+    for _ in range(20):
+        udp, listener = await bind_gossip("127.0.0.1", 0)
+        endpoint = OrderEndpoint(trio.current_time() + 0.02)
+        with udp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(functools.partial(run_endpoint, endpoint, udp, None))
+                peer.sendto(b"ack", udp.getsockname())
+                time.sleep(0.05)  # hold the loop (on purpose) past the timer's deadline
+                with trio.fail_after(5):
+                    await endpoint.both.wait()
+                nursery.cancel_scope.cancel()
+        await listener.aclose()
+        assert endpoint.calls == ["datagram", "tick"]

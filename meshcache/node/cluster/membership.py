@@ -37,6 +37,7 @@ from meshcache.gossip import (
 from meshcache.gossip.transport import run_endpoint
 from meshcache.node.net.oneshot import call_once
 from meshcache.settings import NodeSettings
+from meshcache.wire.address import parse_address
 
 log = structlog.get_logger("meshcache.membership")
 
@@ -173,7 +174,7 @@ class Membership:
                         on_progress=self._drain_events,
                     )
                 )
-                seeds = [_split(s) for s in self.settings.join]
+                seeds = [parse_address(s, default_port=None) for s in self.settings.join]
                 seeds = [s for s in seeds if s != self.data_address]
                 self._swim.join(seeds, trio.current_time())
                 self._poke()
@@ -183,7 +184,7 @@ class Membership:
         """Answer a ``GOSSIP`` request that arrived on the data port."""
         if self._swim is None:
             return None
-        reply = self._swim.handle_stream_request(("", 0), payload, trio.current_time())
+        reply = self._swim.handle_stream_request(Address("", 0), payload, trio.current_time())
         self._poke()
         return reply
 
@@ -218,7 +219,7 @@ class Membership:
         """Push/pull goes to the data port: map a member's gossip address to it."""
         for member in self.swim.members():
             if member.address == dst and member.meta.data_port:
-                return dst[0], member.meta.data_port
+                return Address(dst[0], member.meta.data_port)
         return dst  # a seed: --join names data addresses
 
     async def _exchange(self, dst: Address, payload: bytes) -> bytes | None:
@@ -251,8 +252,3 @@ class Membership:
             )
             if self._on_event is not None:
                 self._on_event(event.kind, m)
-
-
-def _split(address: str) -> Address:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
