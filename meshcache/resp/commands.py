@@ -682,7 +682,8 @@ def cmd_persist(s: Session, argv: list[bytes]) -> bytes | PendingReply:
     return s.call("PERSIST", [argv[1]], _int_reply)
 
 
-def _ttl_ms(result: Any) -> int:
+def _ttl_ms(result: float) -> int:
+    """The TTL op's answer (seconds, or -1 / -2) in milliseconds."""
     if result < 0:
         return int(result)
     return round(result * 1000)

@@ -266,7 +266,8 @@ class CommandReader:
         count = int(head[1:]) if head[1:].isdigit() and len(head) < 12 else 0
         j = i + 1 + 2 * count
         if not 0 < count <= limits.max_array_len or j >= len(tokens):
-            return self._not_whole(buf)
+            self._give_up(buf)
+            return None
         values = tokens[i + 2 : j : 2]
         size = len(head) + 2
         max_bulk = limits.max_bulk_bytes
@@ -274,15 +275,18 @@ class CommandReader:
         for header, value in zip(tokens[i + 1 : j : 2], values, strict=True):
             n = len(value)
             if n > max_bulk or header != (headers[n] if n < 4096 else b"$%d" % n):
-                return self._not_whole(buf)
+                self._give_up(buf)
+                return None
             size += len(header) + n + 4
         if size > limits.max_command_bytes:
-            return self._not_whole(buf)
+            self._give_up(buf)
+            return None
         self._token_index = j
         self._pos = self._token_pos = pos + size
         return values
 
-    def _not_whole(self, buf: bytes) -> None:
+    def _give_up(self, buf: bytes) -> None:
+        """The fast path does not take ``buf`` (what is left of it goes the careful way)."""
         self._tokens = None
         self._slow = buf
         return None
