@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation, localcontext
@@ -411,6 +412,7 @@ def _info_sections(s: Session) -> dict[str, list[tuple[str, Any]]]:
         "server": [
             ("redis_version", REDIS_VERSION),
             ("redis_mode", "standalone"),
+            ("arch_bits", 64 if sys.maxsize > 2**32 else 32),
             ("meshcache_version", __version__),
             ("node_id", info.get("node_id", s.server.node_id)),
             ("tcp_port", s.server.port),
