@@ -85,7 +85,8 @@ def test_a_smart_client_on_the_minority_side_keeps_writing(chaos_cluster: ChaosC
             f"minority client: {before['writes_per_s']}/s before the cut (p99 "
             f"{before['write_p99_any_ms']} ms), {during['writes_ok']} writes in the {CUT:g} s "
             f"cut ({during['writes_per_s']}/s, p50 {during['write_p50_ms']} ms, p99 "
-            f"{during['write_p99_any_ms']} ms), {after['writes_per_s']}/s after the heal; "
+            f"{during['write_p99_any_ms']} ms), {after['writes_per_s']}/s after the heal (p99 "
+            f"{after['write_p99_any_ms']} ms); "
             f"majority client in the cut: {majority['writes_ok']} writes "
             f"({majority['writes_per_s']}/s, p99 {majority['write_p99_any_ms']} ms)"
         )
