@@ -19,6 +19,7 @@ from textual.binding import Binding
 from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Input, Static, Tab, Tabs
+from textual.worker import Worker, WorkerState
 
 from meshcache.errors import CommandError, ErrorCode, MeshcacheError
 from meshcache.tui import text
@@ -63,7 +64,6 @@ SortableTable { height: 1fr; }
 #status { height: 1; padding: 0 1; color: $text-muted; }
 #status.warning { color: $text-warning; }
 #filter { height: 1; display: none; }
-#filter.shown { display: block; }
 #too-small { display: none; width: 1fr; height: 1fr; content-align: center middle;
              text-style: bold; }
 MainScreen.too-small > * { display: none; }
@@ -85,7 +85,13 @@ MainScreen.too-small > #too-small { display: block; }
 
 
 class MainScreen(Screen[None]):
-    """The console's one screen: title line, banner, tabs, the views, status and footer."""
+    """The console's one screen: title line, banner, tabs, the views, status and footer.
+
+    The table of the view on screen has the focus (the tab bar never takes it), so the arrow
+    keys always move through rows.
+    """
+
+    AUTO_FOCUS = "#table-cluster"
 
     BINDINGS = [
         *(
@@ -133,17 +139,21 @@ class MainScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static("", id="topline", markup=False)
         yield Static("", id="banner", markup=False)
-        yield Tabs(
+        tabs = Tabs(
             *(
                 Tab(f"{i} {v.title}", id=f"tab-{v.name_}")
                 for i, v in enumerate(self.views, start=1)
             ),
             id="tabs",
         )
+        tabs.can_focus = False
+        yield tabs
         with ContentSwitcher(initial=f"view-{self.views[0].name_}", id="views"):
             yield from self.views
         yield Static("", id="status", markup=False)
-        yield Input(placeholder="filter rows: type, Enter keeps it, Esc clears", id="filter")
+        yield Input(
+            placeholder="filter rows: type, Enter keeps it, Esc clears", id="filter", compact=True
+        )
         yield Footer()
         yield Static(
             f"meshcache top needs a terminal of at least {MIN_WIDTH}x{MIN_HEIGHT}.\n"
@@ -175,8 +185,9 @@ class MainScreen(Screen[None]):
         return next(v for v in self.views if v.id == switcher.current)
 
     def focus_table(self) -> None:
+        """Focus the table on screen, unless the filter field is being typed in."""
         table = self.active.table
-        if table is not None:
+        if table is not None and not self.query_one("#filter", Input).has_focus:
             table.focus()
 
     @on(Tabs.TabActivated)
@@ -211,8 +222,10 @@ class MainScreen(Screen[None]):
         field = self.query_one("#filter", Input)
         table = self.active.table
         field.value = table.filter_text if table is not None else ""
-        field.add_class("shown")
+        # Shown and focused at once (inline display, not a class), so nothing typed right
+        # after "/" is lost.
         self.query_one("#status", Static).display = False
+        field.display = True
         field.focus()
 
     def action_clear_filter(self) -> None:
@@ -234,7 +247,7 @@ class MainScreen(Screen[None]):
         self.top.say(f"filter: {event.value}" if event.value.strip() else "filter cleared")
 
     def _close_filter(self) -> None:
-        self.query_one("#filter", Input).remove_class("shown")
+        self.query_one("#filter", Input).display = False
         self.query_one("#status", Static).display = True
         self.focus_table()
 
@@ -323,7 +336,15 @@ class TopApp(App[int]):
         while True:
             started = loop.time()
             poll = await self.source.poll(self.model.targets())
-            self.show(self.model.update(poll))
+            try:
+                snapshot = self.model.update(poll)
+            except Exception as exc:
+                # An answer the model cannot read must not take the console down: say so and
+                # keep polling (the next answers may be fine).
+                self.model.note(f"could not read a poll: {type(exc).__name__}: {exc}", "error")
+                self.say(f"could not read the nodes' answers: {exc}", warning=True)
+            else:
+                self.show(snapshot)
             await self.source.pause(max(0.0, self.refresh_interval - (loop.time() - started)))
 
     def show(self, snapshot: Snapshot) -> None:
@@ -390,7 +411,7 @@ class TopApp(App[int]):
 
         self.push_screen(ConfirmScreen(f"Drain {member.node_id}?", lines, yes="Drain"), answered)
 
-    @work(group="actions")
+    @work(group="actions", exit_on_error=False)
     async def _drain(self, member: MemberRow) -> None:
         self.say(f"draining {member.node_id}…")
         self.model.note("drain requested", node=member.node_id)
@@ -404,11 +425,17 @@ class TopApp(App[int]):
             return
         moved = answer.get("moved")
         message = (
-            f"{member.node_id} drained: {moved} records handed over, ring version "
+            f"drained {member.node_id}: {moved} records handed over, ring version "
             f"{answer.get('ring_version')}"
         )
         self.model.note(f"drained: {moved} records handed over", node=member.node_id)
         self.say(message)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """An action that failed in an unforeseen way is told, not lost (nor fatal)."""
+        worker = event.worker
+        if worker.group == "actions" and event.state is WorkerState.ERROR:
+            self._failed(f"{worker.name or 'action'} failed: {worker.error}")
 
     def _failed(self, message: str, member: MemberRow | None = None) -> None:
         self.model.note(message, "error", "" if member is None else member.node_id)
@@ -442,7 +469,7 @@ class TopApp(App[int]):
             ConfirmScreen(f"Remove {member.node_id} from the ring?", lines, yes="Remove"), answered
         )
 
-    @work(group="actions")
+    @work(group="actions", exit_on_error=False)
     async def _remove(self, member: MemberRow, version: int) -> None:
         command = remove_member_command(member.node_id, version)
         try:
@@ -460,7 +487,7 @@ class TopApp(App[int]):
         except (MeshcacheError, OSError) as exc:
             self._failed(f"removal failed: {exc}", member)
             return
-        message = f"{member.node_id} removed from the ring (config version {answer.get('version')})"
+        message = f"removed {member.node_id} from the ring (config version {answer.get('version')})"
         self.model.note(
             f"removed from the ring (config version {answer.get('version')})", node=member.node_id
         )
@@ -481,7 +508,7 @@ class TopApp(App[int]):
             return
         self._open_form(name)
 
-    @work(group="actions", exclusive=True)
+    @work(group="actions", exclusive=True, exit_on_error=False)
     async def _open_form(self, name: str) -> None:
         try:
             opened = await self._read(name)

@@ -225,7 +225,11 @@ class PolicyScreen(ModalScreen[str | None]):
     @work(exclusive=True, group="policy-commit")
     async def _commit(self, changes: dict[str, object]) -> None:
         self.say("committing…")
-        outcome = await self.commit(self.opened, changes)
+        try:
+            outcome = await self.commit(self.opened, changes)
+        except Exception as exc:  # shown in the form; the console keeps running
+            self.say(f"not committed: {type(exc).__name__}: {exc}", error=True)
+            return
         if outcome.ok:
             self.dismiss(outcome.message)
             return

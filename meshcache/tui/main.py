@@ -9,13 +9,14 @@ shown on screen and polled until it is back.
 
 from __future__ import annotations
 
+import socket
 import sys
 from typing import TextIO
 
 from meshcache.errors import ConfigError, MeshcacheError
 from meshcache.settings import parse_duration, parse_port
 from meshcache.tui.source import describe_failure
-from meshcache.wire.address import format_address
+from meshcache.wire.address import format_address, parse_address
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -29,6 +30,12 @@ def preflight(entry: str, timeout: float) -> str | None:
     """None when ``entry`` answers INFO like a meshcache node; otherwise why not, one line."""
     from meshcache.client.sync import Client
 
+    address = parse_address(entry)
+    try:
+        # A plain connect first: its error names the OS's reason (refused, no route, ...).
+        socket.create_connection(address, timeout=timeout).close()
+    except OSError as exc:
+        return describe_failure(entry, exc, timeout)
     try:
         with Client(entry, smart=False, timeout=timeout, connect_timeout=timeout) as client:
             info = client.info()

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import re
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -172,6 +173,8 @@ def describe_failure(address: str, exc: BaseException, timeout: float) -> str:
         return f"{address} does not speak the meshcache protocol ({exc})"
     if isinstance(exc, MeshcacheConnectionError):
         return str(exc) or f"cannot reach {address}"
+    if isinstance(exc, socket.timeout):
+        return f"no answer from {address} within {timeout:g} s"
     if isinstance(exc, OSError):
         return f"cannot reach {address}: {exc.strerror or exc}"
     return f"{address}: {exc}"
@@ -229,6 +232,20 @@ def _own_member(
         if member.get("name") == node_id:
             return member
     return None
+
+
+def _maps(value: Any) -> list[Mapping[str, Any]] | None:
+    """The maps of a list answer (others dropped), or None when it is not a list."""
+    if not isinstance(value, list):
+        return None
+    return [item for item in value if isinstance(item, Mapping)]
+
+
+def _with_maps(value: Any, key: str) -> Mapping[str, Any] | None:
+    """A map answer whose ``key`` holds a list of maps (other items dropped), or None."""
+    if not isinstance(value, Mapping):
+        return None
+    return {**value, key: _maps(value.get(key)) or []}
 
 
 class LiveSource:
@@ -344,10 +361,17 @@ class LiveSource:
         info, members, ring, raft, config = (
             None if isinstance(a, BaseException) else a for a in answers
         )
-        if not isinstance(info, Mapping):
+        if not isinstance(info, Mapping) or "node_id" not in info:
             return NodeReply(
-                address, self._clock(), self._wall(), problem=f"{address} refused INFO"
+                address,
+                self._clock(),
+                self._wall(),
+                problem=f"{address} answered INFO without a node id: not a meshcache node",
             )
+        members = _maps(members)
+        ring = _with_maps(ring, "members")
+        config = _with_maps(config, "members")
+        raft = raft if isinstance(raft, Mapping) else None
         requests: dict[str, float] | None = None
         errors: dict[str, float] | None = None
         own = _own_member(members, info.get("node_id"))

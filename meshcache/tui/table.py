@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
@@ -167,9 +168,9 @@ class SortableTable(DataTable[Cell]):
         self._shown = shown
         for row in shown:
             self.add_row(*(self._cell(i, c) for i, c in enumerate(row.cells)), key=row.key)
-        if selected is not None:
-            self.select_key(selected)
         self.scroll_to(*scroll, animate=False, immediate=True)
+        if selected is not None:
+            self.select_key(selected)  # scrolls further if the row is out of view
 
     def _refresh_rows(self) -> None:
         if not self._built:
@@ -181,13 +182,18 @@ class SortableTable(DataTable[Cell]):
             self.clear()
             self._fill(selected, scroll)
             return
+        columns = list(self.columns.values())
         for index, (old, new) in enumerate(zip(self._shown, shown, strict=True)):
             if old.cells == new.cells:
                 continue
             for column, (a, b) in enumerate(zip(old.cells, new.cells, strict=True)):
                 if a != b:
+                    # Measuring every cell again is most of a refresh's cost: only when wider.
+                    wider = cell_len(b.plain if isinstance(b, Text) else b) > (
+                        columns[column].content_width
+                    )
                     self.update_cell_at(
-                        Coordinate(index, column), self._cell(column, b), update_width=True
+                        Coordinate(index, column), self._cell(column, b), update_width=wider
                     )
         self._shown = shown
 

@@ -346,8 +346,7 @@ class EventsView(View):
         follow = table.cursor_row >= table.row_count - 1
         super().show(snapshot, utc)
         if follow and table.row_count and table.sort_column == 0 and not table.reverse:
-            # After the table has laid the new rows out, so the scroll reaches them.
-            table.call_after_refresh(table.action_scroll_bottom)
+            table.move_cursor(row=table.row_count - 1, animate=False)
 
     def rows(self, snapshot: Snapshot, utc: bool) -> list[Row]:
         palette = self.palette
