@@ -374,10 +374,6 @@ class ClusterModel:
             addresses.append(self.entry)
         return sorted(dict.fromkeys(addresses))
 
-    def address_of(self, node_id: str) -> str | None:
-        node = self._nodes.get(node_id)
-        return None if node is None else node.address
-
     @property
     def last(self) -> Snapshot | None:
         """The latest snapshot (None before the first poll)."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import socket
 import time
@@ -176,7 +177,9 @@ def describe_failure(address: str, exc: BaseException, timeout: float) -> str:
     if isinstance(exc, socket.timeout):
         return f"no answer from {address} within {timeout:g} s"
     if isinstance(exc, OSError):
-        return f"cannot reach {address}: {exc.strerror or exc}"
+        # asyncio's text ("Connect call failed (...)") says less than the errno's name.
+        reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
+        return f"cannot reach {address}: {reason}"
     return f"{address}: {exc}"
 
 
@@ -343,11 +346,14 @@ class LiveSource:
                 # A broken or confused connection: start the next poll from a fresh client.
                 with contextlib.suppress(Exception):
                     await self._clients.pop(address).aclose()
+            problem = describe_failure(address, exc, self.timeout)
+            if isinstance(exc, MeshcacheConnectionError):
+                problem = await self._why_unreachable(address) or problem
             return NodeReply(
                 address,
                 self._clock(),
                 self._wall(),
-                problem=describe_failure(address, exc, self.timeout),
+                problem=problem,
                 elapsed=self._clock() - start,
             )
         for answer in answers:
@@ -395,6 +401,20 @@ class LiveSource:
             errors=errors,
             elapsed=self._clock() - start,
         )
+
+    async def _why_unreachable(self, address: str) -> str | None:
+        """The OS's reason a node cannot be reached (refused, no route, ...), from one plain
+        connect; None when that connect works (the failure was after it)."""
+        host, port = parse_address(address)
+        try:
+            async with asyncio.timeout(min(self.timeout, 2.0)):
+                _, writer = await asyncio.open_connection(host, port)
+        except (OSError, TimeoutError) as exc:
+            return describe_failure(address, exc, min(self.timeout, 2.0))
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return None
 
     async def _first(self, targets: Sequence[str], call: Callable[[Any], Any]) -> Any:
         """``call(client)`` on the first of ``targets`` that can be reached."""

@@ -245,13 +245,13 @@ def test_a_concurrent_edit_shows_the_conflict_and_the_fresh_values(mesh: Mesh) -
     )
 
 
-def test_a_node_killed_with_kill_9_turns_dead() -> None:
+def test_a_node_killed_with_kill_9_turns_dead_and_can_be_removed() -> None:
     with live_mesh(3) as mesh:
         victim = mesh.nodes[2]
 
         async def body() -> None:
             app = top(mesh)
-            async with app.run_test(size=SIZE):
+            async with app.run_test(size=SIZE) as pilot:
                 await all_alive(app, mesh)
                 victim.kill()  # SIGKILL, reaped
                 screen = await wait_screen(
@@ -272,8 +272,29 @@ def test_a_node_killed_with_kill_9_turns_dead() -> None:
                     e.node == victim.node_id and e.text.startswith("is dead")
                     for e in app.snapshot.events
                 )
+                # The operator takes it off the ring (compare-and-set on the version shown).
+                version = app.snapshot.config_version
+                table = app.main.active.table
+                assert table is not None
+                await select(pilot, table, victim.node_id)
+                await pilot.press("x")
+                await wait_true(lambda: isinstance(app.screen, ConfirmScreen), 10, "confirm")
+                assert f"compare-and-set on config version {version}" in screen_text(app)
+                await pilot.press("y")
+                await wait_screen(
+                    app, lambda s: f"removed {victim.node_id} from the ring" in s, 30, "removal"
+                )
+                await pilot.press("2")
+                await wait_screen(
+                    app,
+                    lambda s: row(s, victim.node_id) is None and "2 active" in s,
+                    30,
+                    "the ring without the dead node",
+                )
 
         run(body())
+        ring = mesh.ring(mesh.nodes[0])
+        assert victim.node_id not in [m["node_id"] for m in ring["members"]]
 
 
 def test_drain_from_the_console_moves_the_node_to_leaving_then_out_of_the_ring() -> None:
