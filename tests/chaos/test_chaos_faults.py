@@ -10,6 +10,7 @@ import pytest
 from meshcache.testing.chaos import faults
 from meshcache.testing.chaos.netns import NFT_TABLE, missing_privileges
 from meshcache.testing.chaos.scenarios import (
+    EXTRA_KINDS,
     FAULT_KINDS,
     Schedule,
     faults_from_spec,
@@ -66,7 +67,7 @@ def test_the_nft_script_replaces_the_table_in_one_transaction() -> None:
     assert "drop" not in healthy
 
 
-@pytest.mark.parametrize("kind", FAULT_KINDS)
+@pytest.mark.parametrize("kind", (*FAULT_KINDS, *EXTRA_KINDS))
 def test_a_schedule_is_drawn_from_its_seed_and_survives_json(kind: str) -> None:
     a = make_schedule(kind, "7:3", NODES[:3], ["c0", "c1"])
     b = make_schedule(kind, "7:3", NODES[:3], ["c0", "c1"])

@@ -72,12 +72,19 @@ def table(summary: dict[str, Any]) -> str:
 
 
 def _soak(args: argparse.Namespace) -> int:
-    from meshcache.testing.chaos.scenarios import FAULT_KINDS, Workload, soak, summarize
+    from meshcache.testing.chaos.scenarios import (
+        EXTRA_KINDS,
+        FAULT_KINDS,
+        Workload,
+        soak,
+        summarize,
+    )
 
     kinds = tuple(args.kinds.split(",")) if args.kinds else FAULT_KINDS
-    unknown = [k for k in kinds if k not in FAULT_KINDS]
+    known = (*FAULT_KINDS, *EXTRA_KINDS)
+    unknown = [k for k in kinds if k not in known]
     if unknown:
-        sys.stderr.write(f"chaos: unknown fault kinds {unknown}; known: {', '.join(FAULT_KINDS)}\n")
+        sys.stderr.write(f"chaos: unknown fault kinds {unknown}; known: {', '.join(known)}\n")
         return 2
     only = [int(x) for x in args.only.split(",")] if args.only else None
     out = _out_dir(args.out, "soak")
@@ -138,7 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cycles", type=int, default=50, help="how many cycles (default 50)")
     p.add_argument("--seed", type=int, default=1, help="the seed of every schedule (default 1)")
     p.add_argument("--nodes", type=int, default=3, help="cluster size (default 3)")
-    p.add_argument("--kinds", help="comma-separated fault kinds (default: all)")
+    p.add_argument(
+        "--kinds",
+        help="comma-separated fault kinds, run in turn (default: partition, one-way, bridge, "
+        "isolate, flapping, loss, kill, pause, skew; 'slow' on request)",
+    )
     p.add_argument("--only", help="run only these cycle numbers, e.g. 4,7 (a replay)")
     p.add_argument("--rate", type=float, default=25.0, help="ops/s per client (default 25)")
     p.add_argument("--out", type=Path, help="output directory (default chaos-soak-<time>)")

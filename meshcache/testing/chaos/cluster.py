@@ -256,6 +256,7 @@ class ChaosCluster:
         self.clients: list[Endpoint] = []
         self.workers: list[Worker] = []
         self.faults: NetFaults = healthy()
+        self.throttled: set[str] = set()
         self.keep_logs = False
         self.history: HistoryWriter | None = None
         self._lock: netns.RunLock | None = None
@@ -496,8 +497,13 @@ class ChaosCluster:
         self._event("resume", name)
 
     def throttle(self, name: str, rate: str | None) -> None:
-        """Limit endpoint ``name``'s link to ``rate`` both ways (tc tbf), None lifts it."""
+        """Limit endpoint ``name``'s link to ``rate`` both ways (tc tbf, e.g. ``"1mbit"``);
+        None lifts it. It slows all of that link's traffic, the harness's own included."""
         self.network.set_rate(name, rate)
+        if rate is None:
+            self.throttled.discard(name)
+        else:
+            self.throttled.add(name)
         self._event("throttle", name, rate=rate)
 
     # --- network faults ------------------------------------------------------------------------
@@ -515,9 +521,12 @@ class ChaosCluster:
         self.set_faults(healthy())
 
     def heal_all(self) -> None:
-        """Lift network faults, resume paused nodes and restart stopped ones (same skew)."""
+        """Lift network faults and throttles, resume paused nodes and restart stopped ones
+        (same skew)."""
         if not self.faults.healthy:
             self.heal()
+        for name in sorted(self.throttled):
+            self.throttle(name, None)
         for node in self.nodes:
             if node.paused:
                 self.resume(node.name)

@@ -66,6 +66,8 @@ FAULT_KINDS = (
 )
 # Config refusals after which the change may still commit (docs/protocol.md).
 _UNDECIDED = frozenset({"PROPOSAL_TIMEOUT", "NO_QUORUM"})
+#: Kinds :func:`make_schedule` also knows, run by the soak only when named (``--kinds``).
+EXTRA_KINDS = ("slow",)
 #: The hints a node may hold (its ``hint_max_bytes`` default).
 HINT_MAX_BYTES = 64 << 20
 
@@ -232,12 +234,17 @@ def make_schedule(
         victim = rng.choice(list(nodes))
         held = round(rng.uniform(3.0, min(5.0, length)), 2)
         steps += [Step(0.0, "pause", {"node": victim}), Step(held, "resume", {"node": victim})]
+    elif kind == "slow":
+        victim = rng.choice(list(nodes))
+        rate = rng.choice(["256kbit", "1mbit"])
+        steps.append(Step(0.0, "throttle", {"node": victim, "rate": rate}))
     elif kind == "skew":
         victim = rng.choice(list(nodes))
         offset = rng.choice([-5.0, -2.0, 2.0, 5.0])
         steps.append(Step(0.0, "skew", {"node": victim, "seconds": offset}))
     else:
-        raise ValueError(f"unknown fault kind {kind!r} (known: {', '.join(FAULT_KINDS)})")
+        known = ", ".join((*FAULT_KINDS, *EXTRA_KINDS))
+        raise ValueError(f"unknown fault kind {kind!r} (known: {known})")
     return Schedule(kind, seed, length, tuple(steps), sides, plain, len(nodes))
 
 
@@ -775,6 +782,7 @@ def summarize(reports: Sequence[CycleReport]) -> dict[str, Any]:
 
 
 __all__ = [
+    "EXTRA_KINDS",
     "FAULT_KINDS",
     "CycleReport",
     "Schedule",
