@@ -46,7 +46,7 @@ from meshcache.node.data.coordinator import Coordinator
 from meshcache.node.data.replication import ByteBudget
 from meshcache.node.data.replication.tombstones import Tombstone, read_record
 from meshcache.node.data.replicator import BATCH_BYTES
-from meshcache.ring import Ring, RingMember
+from meshcache.ring import Ring, RingMember, RingState
 from meshcache.ring.diff import gained_ranges, replacements
 from meshcache.ring.tokens import RangeSet, TokenRange, ranges_from_wire, ranges_to_wire
 from meshcache.store.store import Store
@@ -270,7 +270,7 @@ class HandOff:
                 self._wakeup.set()  # a newer ring arrived meanwhile: pull for it first
                 return
             try:
-                await self._propose(SetMemberState(config.version, self.node_id, "active"))
+                await self._propose(SetMemberState(config.version, self.node_id, RingState.ACTIVE))
                 log.info("ring_member_active", node_id=self.node_id)
                 self.stats["promotions"] += 1
                 return
@@ -417,7 +417,7 @@ class HandOff:
             )
         if me.state != "leaving":
             config = await self._propose_retrying(
-                lambda c: SetMemberState(c.version, self.node_id, "leaving")
+                lambda c: SetMemberState(c.version, self.node_id, RingState.LEAVING)
             )
         await self._settled(config)  # from here every write also reaches our replacements
         ring = self._ring(config)
