@@ -336,8 +336,10 @@ def client_id(s: Session, argv: list[bytes]) -> bytes:
 
 def _client_line(s: Session) -> bytes:
     db = s.db if s.db is not None else -1
-    return b"id=%d name=%s db=%d ns=%s resp=%d lib-name=%s lib-ver=%s\n" % (
+    return b"id=%d addr=%s laddr=%s name=%s db=%d ns=%s resp=%d lib-name=%s lib-ver=%s\n" % (
         s.id,
+        s.addr.encode(),
+        s.laddr.encode(),
         s.name or b"",
         db,
         s.namespace.encode(),
@@ -1191,12 +1193,7 @@ def cmd_zrange(s: Session, argv: list[bytes]) -> bytes | PendingReply:
             "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"
         )
     if byscore:
-        if rev:
-            raise RedisError(
-                "ERR Unsupported option REV with BYSCORE (meshcache: see docs/resp.md)",
-                "unsupported",
-            )
-        return _zrangebyscore(s, argv[1], argv[2], argv[3], withscores, limit)
+        return _zrangebyscore(s, argv[1], argv[2], argv[3], withscores, limit, rev=rev)
     start, stop = arg_int(argv[2]), arg_int(argv[3])
     options = {"withscores": withscores, "rev": rev}
     return s.call("ZRANGE", [argv[1], start, stop, options], _members_reply(s, withscores))
@@ -1222,15 +1219,34 @@ def _zrangebyscore(
     high: bytes,
     withscores: bool,
     limit: tuple[int, int] | None,
+    rev: bool = False,
 ) -> bytes | PendingReply:
+    """Members by score. Reversed (``rev``: ``low`` and ``high`` are then Redis's max and min),
+    the whole range is read once and LIMIT applied from the highest score, as Redis does."""
+    if rev:
+        low, high = high, low
     lo, hi = _bounds(low, high)
     options: dict[str, Any] = {"withscores": withscores}
-    if limit is not None:
-        options["offset"], options["count"] = limit
-    return s.call("ZRANGEBYSCORE", [key, lo, hi, options], _members_reply(s, withscores))
+    reply = _members_reply(s, withscores)
+    if not rev:
+        if limit is not None:
+            options["offset"], options["count"] = limit
+        return s.call("ZRANGEBYSCORE", [key, lo, hi, options], reply)
+
+    def reversed_reply(members: list[Any]) -> bytes:
+        members.reverse()
+        if limit is not None:
+            offset, count = limit
+            if offset < 0:
+                members = []
+            else:
+                members = members[offset:] if count < 0 else members[offset : offset + count]
+        return reply(members)
+
+    return s.call("ZRANGEBYSCORE", [key, lo, hi, options], reversed_reply)
 
 
-def cmd_zrangebyscore(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def _score_range_options(argv: list[bytes]) -> tuple[bool, tuple[int, int] | None]:
     withscores = False
     limit: tuple[int, int] | None = None
     i = 4
@@ -1244,6 +1260,16 @@ def cmd_zrangebyscore(s: Session, argv: list[bytes]) -> bytes | PendingReply:
         else:
             raise RedisError(SYNTAX)
         i += 1
+    return withscores, limit
+
+
+def cmd_zrevrangebyscore(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+    withscores, limit = _score_range_options(argv)
+    return _zrangebyscore(s, argv[1], argv[2], argv[3], withscores, limit, rev=True)
+
+
+def cmd_zrangebyscore(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+    withscores, limit = _score_range_options(argv)
     return _zrangebyscore(s, argv[1], argv[2], argv[3], withscores, limit)
 
 
@@ -1571,6 +1597,9 @@ _ROWS = [
     _c("zrangebyscore", -4, "readonly", KEY1, "sortedset",
        "Returns members in a sorted set within a range of scores.", cmd_zrangebyscore,
        "ZRANGEBYSCORE", since="1.0.5"),
+    _c("zrevrangebyscore", -4, "readonly", KEY1, "sortedset",
+       "Returns members in a sorted set within a range of scores, highest first.",
+       cmd_zrevrangebyscore, "ZRANGEBYSCORE", since="2.2.0"),
     _c("zrank", -3, "readonly fast", KEY1, "sortedset",
        "Returns the index of a member in a sorted set ordered by ascending scores.",
        cmd_zrank, "ZRANK", since="2.0.0"),

@@ -183,20 +183,23 @@ class Server:
         self.error_replies = 0
         self._next_id = 0
 
-    def session(self) -> Session:
-        """The state of a new connection (RESP2, namespace ``default``, a new client id)."""
+    def session(self, addr: str = "", laddr: str = "") -> Session:
+        """The state of a new connection (RESP2, namespace ``default``, a new client id);
+        ``addr`` and ``laddr`` are the client's and the port's addresses."""
         self._next_id += 1
-        return Session(self, self._next_id)
+        return Session(self, self._next_id, addr, laddr)
 
 
 class Session:
     """One connection: its protocol version, namespace, name and id, and its commands."""
 
     __slots__ = (
+        "addr",
         "closing",
         "db",
         "enc",
         "id",
+        "laddr",
         "lib_name",
         "lib_ver",
         "name",
@@ -204,9 +207,12 @@ class Session:
         "server",
     )
 
-    def __init__(self, server: Server, client_id: int) -> None:
+    def __init__(self, server: Server, client_id: int, addr: str = "", laddr: str = "") -> None:
         self.server = server
         self.id = client_id
+        #: The client's address and the port's (``host:port``), for CLIENT INFO.
+        self.addr = addr
+        self.laddr = laddr
         self.enc: Encoder = RESP2
         self.namespace = "default"
         self.db: int | None = 0  # the database index SELECT chose; None for a namespace name

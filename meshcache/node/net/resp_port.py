@@ -187,6 +187,7 @@ class RespPort:
             port=self.address[1],
             connections=lambda: len(self._conns),
         )
+        self._laddr = _address(listener.getsockname())
         self._epoll: select.epoll | None = None
         self._nursery: trio.Nursery | None = None
         self._flush_at = max(64 * 1024, min(limits.max_buffered_bytes, 4 * 1024 * 1024))
@@ -334,7 +335,7 @@ class RespPort:
         listener = self._listener
         while True:
             try:
-                sock, _ = listener.accept()
+                sock, peer = listener.accept()
             except BlockingIOError:
                 return
             except OSError as exc:
@@ -352,7 +353,8 @@ class RespPort:
             if len(self._conns) >= self._limits.max_connections:
                 self._refuse(sock)
                 continue
-            conn = _Conn(sock, self.server.session(), self._clock(), self._reader_limits)
+            session = self.server.session(_address(peer), self._laddr)
+            conn = _Conn(sock, session, self._clock(), self._reader_limits)
             self._conns[conn.fd] = conn
             assert self._epoll is not None
             self._epoll.register(conn.fd, _READ)
@@ -638,6 +640,14 @@ class RespPort:
             for conn in [c for c in self._conns.values() if c.last_active < deadline]:
                 if not conn.busy:
                     self._close(conn, "idle_timeout")
+
+
+def _address(addr: Any) -> str:
+    """``host:port`` of a socket address (``[host]:port`` for IPv6)."""
+    if not isinstance(addr, tuple) or len(addr) < 2:
+        return str(addr)
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _reason(exc: OSError) -> str:
