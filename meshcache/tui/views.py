@@ -325,10 +325,12 @@ class NamespacesView(View):
 
 
 class EventsView(View):
-    """What changed between polls, oldest first; follows the newest while at the bottom."""
+    """What changed between polls, newest first; the selection stays on the newest event
+    while it is on the first row (``r`` turns the log oldest-first)."""
 
     name_ = "events"
     title = "Events"
+    reverse = True
     columns = (
         Column("time", "time", help="when the console noticed it"),
         Column("level", "level", help="info / warn / error"),
@@ -338,15 +340,15 @@ class EventsView(View):
 
     def describe(self, snapshot: Snapshot) -> str:
         warnings = sum(1 for e in snapshot.events if e.level != "info")
-        return f"{len(snapshot.events)} events · {warnings} warnings or errors"
+        return f"{len(snapshot.events)} events, newest first · {warnings} warnings or errors"
 
     def show(self, snapshot: Snapshot, utc: bool = False) -> None:
         table = self.table
         assert table is not None
-        follow = table.cursor_row >= table.row_count - 1
+        follow = table.cursor_row == 0
         super().show(snapshot, utc)
-        if follow and table.row_count and table.sort_column == 0 and not table.reverse:
-            table.move_cursor(row=table.row_count - 1, animate=False)
+        if follow and table.row_count:
+            table.move_cursor(row=0, animate=False)
 
     def rows(self, snapshot: Snapshot, utc: bool) -> list[Row]:
         palette = self.palette
