@@ -310,3 +310,39 @@ async def test_garbage_on_one_connection_never_harms_another(resp_node: RespNode
     served, kept = await in_thread(client)
     assert served == 200
     assert kept == b"$4\r\nsafe\r\n"
+
+
+async def test_a_bulk_load_takes_turns_with_other_clients(resp_node: RespNode) -> None:
+    """20,000 pipelined SETs on one connection are answered in order, a few turns at a time,
+    while another client's unpipelined commands keep being answered."""
+    n = 20_000
+
+    def loader() -> bool:
+        conn = RawConn(resp_node.resp_port, timeout=60)
+        try:
+            conn.send(b"".join(command("SET", f"bulk:{i}", "x" * 50) for i in range(n)))
+            conn.send(command("GET", f"bulk:{n - 1}"))
+            replies = [conn.reply() for _ in range(n + 1)]
+            return (
+                replies[:-1] == [b"+OK\r\n"] * n and replies[-1] == b"$50\r\n" + b"x" * 50 + b"\r\n"
+            )
+        finally:
+            conn.close()
+
+    def pinger() -> int:
+        conn = RawConn(resp_node.resp_port)
+        try:
+            return sum(conn.call("PING") == b"+PONG\r\n" for _ in range(200))
+        finally:
+            conn.close()
+
+    results: dict[str, object] = {}
+
+    async def run(name: str, fn) -> None:  # type: ignore[no-untyped-def]
+        results[name] = await in_thread(fn)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run, "loader", loader)
+        nursery.start_soon(run, "pinger", pinger)
+    assert results == {"loader": True, "pinger": 200}
+    assert resp_node.counters.requests["SET"] == n

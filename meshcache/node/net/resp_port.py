@@ -6,9 +6,11 @@ each time it is readable the reactor reads what the kernel has for every ready c
 one reused buffer, answers every complete command in place (pipelining), and once all of them
 are read writes each connection's replies with one ``send``. After a bounded number of rounds,
 once a wake-up has held the loop for ``ROUND_BUDGET`` seconds, or when none is ready, it
-returns to trio so gossip, config and expiry tasks run in between. A connection answers at most
-``TURN_COMMANDS`` commands per turn; one that holds more is *deferred* and answered on a later
-turn after the others, so a bulk load cannot hold the loop.
+returns to trio so gossip, config and expiry tasks run in between. Every connection epoll
+reported in a round is served (one left out would be left out again); a connection answers at
+most ``TURN_COMMANDS`` commands per turn, and only ``TURN_CHECK`` once the budget is spent; one
+that holds more is *deferred* and answered on a later turn after the others, so a bulk load
+cannot hold the loop.
 
 Commands run through the node's routing: :class:`meshcache.resp.session.Server` is given the
 coordinator's ``execute`` and the op routes the dispatcher gets, so any node serves any key
@@ -61,12 +63,17 @@ if TYPE_CHECKING:
 log = structlog.get_logger("meshcache.resp")
 
 RECV_SIZE = 64 * 1024  # under glibc's mmap threshold, as on the data port
-MAX_EVENTS = 512
+#: Connections served per round: with the shortest turn each takes once the budget is spent
+#: (``TURN_CHECK`` commands), a round stays within a few milliseconds.
+MAX_EVENTS = 128
 BUSY_ROUNDS = 16
-#: Seconds of work after which a reactor wake-up returns to trio (checked between connections).
+#: Seconds of work after which a reactor wake-up returns to trio (checked between rounds, and by
+#: each connection's turn).
 ROUND_BUDGET = 0.002
-#: Commands one connection has answered per turn before the others get theirs.
+#: Commands one connection has answered per turn before the others get theirs; a turn also ends
+#: early, after ``TURN_CHECK`` commands at least, once the wake-up's budget is spent.
 TURN_COMMANDS = 64
+TURN_CHECK = 16
 #: Waiting replies one connection may have at once; beyond it it is not read until the oldest
 #: is written.
 MAX_PENDING = 128
@@ -195,6 +202,7 @@ class RespPort:
         self._recv_view = memoryview(self._recv_buf)
         self._round_out: list[tuple[_Conn, bytes]] = []
         self._now = clock()
+        self._until = 0.0  # time.perf_counter() at which this wake-up's budget is spent
         self._backlog: deque[_Conn] = deque()
         self._poke_fd = -1
         self._idle = False
@@ -271,7 +279,7 @@ class RespPort:
                     await trio.lowlevel.wait_readable(epoll_fd)
                 finally:
                     self._idle = False
-            until = perf() + ROUND_BUDGET
+            self._until = until = perf() + ROUND_BUDGET
             for _ in range(BUSY_ROUNDS):
                 if backlog:
                     self._now = clock()
@@ -303,8 +311,9 @@ class RespPort:
                         self._write_unsent(conn)
                     else:
                         self._read(conn)
-                    if perf() >= until:
-                        break
+                    # No break once the budget is spent: a connection left out would be left
+                    # out again (epoll reports the same ones first). Past the budget each one
+                    # takes a short turn instead, as on the data port.
                 if self._round_out:
                     self._flush_round()
                 if perf() >= until:
@@ -405,12 +414,17 @@ class RespPort:
         reader = conn.reader
         out: list[bytes] = []
         pending = 0
-        turn = TURN_COMMANDS
+        left, checks = TURN_CHECK, TURN_COMMANDS // TURN_CHECK
         while True:
-            if not turn:
-                self._defer(conn)
-                break
-            turn -= 1
+            if not left:
+                if not reader.buffered:
+                    break  # all answered (a depth-16 read ends exactly here)
+                checks -= 1
+                if not checks or time.perf_counter() >= self._until:
+                    self._defer(conn)  # its turn is over: the rest waits in its reader
+                    break
+                left = TURN_CHECK
+            left -= 1
             try:
                 argv = reader.next_command()
             except RespProtocolError as exc:
@@ -515,12 +529,17 @@ class RespPort:
         handle = conn.session.handle
         reader = conn.reader
         queue = conn.queue
-        turn = TURN_COMMANDS
+        left, checks = TURN_CHECK, TURN_COMMANDS // TURN_CHECK
         while not conn.unsent and not self._full(conn) and conn.doomed is None:
-            if not turn:
-                self._defer(conn)
-                return
-            turn -= 1
+            if not left:
+                if not reader.buffered:
+                    return  # all answered
+                checks -= 1
+                if not checks or time.perf_counter() >= self._until:
+                    self._defer(conn)
+                    return
+                left = TURN_CHECK
+            left -= 1
             try:
                 argv = reader.next_command()
             except RespProtocolError as exc:
@@ -663,6 +682,7 @@ __all__ = [
     "MAX_PENDING",
     "ROUND_BUDGET",
     "TOO_MANY_CLIENTS",
+    "TURN_CHECK",
     "TURN_COMMANDS",
     "RespPort",
     "figures",
