@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -25,9 +26,9 @@ def require_chaos(*, faketime: bool = False) -> None:
     pytest.skip(f"chaos: {problem}")
 
 
-def run(cluster: ChaosCluster, schedule: Schedule, cycle: int, **options: object) -> CycleReport:
+def run(cluster: ChaosCluster, schedule: Schedule, cycle: int, **options: Any) -> CycleReport:
     """Run one cycle with :data:`WORKLOAD`; print its summary and availability figures."""
-    report = run_cycle(cluster, schedule, cycle=cycle, workload=WORKLOAD, **options)  # type: ignore[arg-type]
+    report = run_cycle(cluster, schedule, cycle=cycle, workload=WORKLOAD, **options)
     print(report.summary())
     for name, sides in report.availability.items():
         print(f"  {name}: {sides}")

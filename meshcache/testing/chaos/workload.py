@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from meshcache.errors import CommandError, ErrorCode, MeshcacheError
+from meshcache.errors import CommandError, ErrorCode
 from meshcache.testing.chaos.history import FAIL, OK, UNKNOWN, HistoryWriter, now
 
 #: Consistency level → the chaos namespace whose policy acknowledges writes at that level.
@@ -147,17 +147,15 @@ def run_client(spec: ClientSpec, history: HistoryWriter, stop: threading.Event) 
             history.write(record)
             done: dict[str, Any] = {"p": spec.name, "n": n, "f": f}
             try:
-                if f == "set":
-                    client.set(key, value.encode(), namespace=ns)  # type: ignore[union-attr]
+                if value is not None:
+                    client.set(key, value.encode(), namespace=ns)
                 elif f == "delete":
                     client.delete(key, namespace=ns)
                 else:
                     got = client.get(key, namespace=ns)
                     done["value"] = None if got is None else got.decode("utf-8", "replace")
                 done["type"] = OK
-            except MeshcacheError as exc:
-                done["type"], done["error"] = _outcome(f, exc)
-            except OSError as exc:
+            except Exception as exc:  # every outcome is recorded, a client bug's too
                 done["type"], done["error"] = _outcome(f, exc)
             done["t"] = now()
             history.write(done)
