@@ -391,9 +391,15 @@ class ClusterModel:
     # -- one poll ----------------------------------------------------------------------------
 
     def update(self, poll: Poll) -> Snapshot:
-        """Take one poll; the snapshot of the cluster after it."""
+        """Take one poll; the snapshot of the cluster after it.
+
+        While every reply is still pending (first answers not in yet), the snapshot is empty
+        and nothing is logged: not having answered yet is not a failure.
+        """
         self._polls += 1
         self._wall = poll.wall
+        if poll.replies and all(r.pending for r in poll.replies.values()):
+            return self._last or Snapshot(polls=self._polls, at=poll.at, wall=poll.wall)
         first = self._last is None
         before = self._last
         ok = [r for r in poll.replies.values() if r.ok and r.info is not None]
@@ -405,15 +411,16 @@ class ClusterModel:
         self._drop_forgotten(ok)
         members = tuple(self._member_row(n, poll) for n in self._sorted_nodes())
         ring_rows, balance, agreed = self._ring_rows()
-        lost = bool(poll.replies) and not ok
+        lost = not ok and any(not r.pending for r in poll.replies.values())
         if lost and self._lost_since is None:
             self._lost_since = poll.wall
         elif not lost:
             self._lost_since = None
         problem = None
         if lost:
+            failed = [r for r in poll.replies.values() if not r.pending]
             entry = poll.replies.get(self.entry)
-            problem = (entry or next(iter(poll.replies.values()))).problem
+            problem = (entry if entry is not None and not entry.pending else failed[0]).problem
         snapshot = Snapshot(
             polls=self._polls,
             at=poll.at,
@@ -437,6 +444,8 @@ class ClusterModel:
 
     def _learn_nodes(self, poll: Poll, ok: Sequence[NodeReply]) -> None:
         for reply in poll.replies.values():
+            if reply.pending:
+                continue
             node_id = self._by_address.get(reply.address)
             if reply.ok and reply.info is not None:
                 node_id = str(reply.info.get("node_id") or reply.address)

@@ -69,6 +69,7 @@ class NodeReply:
             None when the admin port did not answer.
         errors: error frames sent by code (``meshcache_errors_total``); None likewise.
         elapsed: seconds the batch took.
+        pending: the node's first poll is still under way (nothing known yet, no failure).
     """
 
     address: str
@@ -83,6 +84,7 @@ class NodeReply:
     requests: Mapping[str, float] | None = None
     errors: Mapping[str, float] | None = None
     elapsed: float = 0.0
+    pending: bool = False
 
     @property
     def ok(self) -> bool:
@@ -319,7 +321,8 @@ class LiveSource:
         await self._forget(set(self._latest) - set(wanted))
         now, wall = self._clock(), self._wall()
         replies = {
-            a: self._latest.get(a) or NodeReply(a, now, wall, problem=f"waiting for {a}")
+            a: self._latest.get(a)
+            or NodeReply(a, now, wall, problem=f"no answer from {a} yet", pending=True)
             for a in wanted
         }
         return Poll(now, wall, replies)

@@ -135,6 +135,8 @@ class ClusterView(View):
 
     def describe(self, snapshot: Snapshot) -> str:
         members = snapshot.members
+        if not members:
+            return "waiting for the first answers…"
         leader = next((m.node_id for m in members if m.raft == "leader"), None)
         ops = [m.ops for m in members if m.ops is not None]
         parts = [

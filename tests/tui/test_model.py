@@ -184,6 +184,17 @@ def test_a_lost_cluster_and_its_return() -> None:
     assert "cluster answers again: 5 nodes reachable" in texts
 
 
+def test_first_answers_still_on_their_way_are_not_failures() -> None:
+    model = ClusterModel(NODES[0])
+    pending = NodeReply(NODES[0], 0.0, 0.0, problem="no answer yet", pending=True)
+    snapshot = model.update(Poll(0.0, 0.0, {NODES[0]: pending}))
+    assert not snapshot.lost and snapshot.members == () and snapshot.events == ()
+    snapshot = model.update(recorded_polls()[0])
+    assert [e.text for e in snapshot.events] == [
+        "connected: 5 members, ring version 12, config version 12"
+    ]
+
+
 def test_an_entry_that_never_answered() -> None:
     model = ClusterModel("127.0.0.1:1")
     snapshot = model.update(
@@ -363,7 +374,8 @@ def test_live_source_returns_within_its_budget_when_a_node_hangs() -> None:
             started = loop.time()
             poll = await source.poll([source.entry])
             assert loop.time() - started < 0.6
-            assert poll.replies[source.entry].problem == f"waiting for {source.entry}"
+            waiting = poll.replies[source.entry]
+            assert waiting.pending and waiting.problem == f"no answer from {source.entry} yet"
             # The node's own deadline ends its poll with a clear message.
             await asyncio.sleep(1.2)
             poll = await source.poll([source.entry])
