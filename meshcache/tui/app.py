@@ -335,9 +335,8 @@ class TopApp(App[int]):
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
-            poll = await self.source.poll(self.model.targets())
             try:
-                snapshot = self.model.update(poll)
+                snapshot = self.model.update(await self.source.poll(self.model.targets()))
             except Exception as exc:
                 # An answer the model cannot read must not take the console down: say so and
                 # keep polling (the next answers may be fine).

@@ -317,7 +317,19 @@ class LiveSource:
         for address, task in list(self._tasks.items()):
             if task.done():
                 del self._tasks[address]
-                self._latest[address] = task.result()
+                if task.cancelled():
+                    continue
+                failure = task.exception()
+                if failure is None:
+                    self._latest[address] = task.result()
+                else:
+                    # Not a failure foreseen by _poll_node: still one node's problem only.
+                    self._latest[address] = NodeReply(
+                        address,
+                        self._clock(),
+                        self._wall(),
+                        problem=f"{address}: {type(failure).__name__}: {failure}",
+                    )
         await self._forget(set(self._latest) - set(wanted))
         now, wall = self._clock(), self._wall()
         replies = {
