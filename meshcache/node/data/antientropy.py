@@ -28,8 +28,8 @@ What callers may rely on:
   replicas), not O(keys * peers) or O(keys * ranges).
 * A scan (a *snapshot*) is reused, for ``snapshot_ttl`` seconds, to answer peers' digest and
   key-list requests; records this object applies are folded into it at once, other local
-  writes are seen by the next scan. Memory: one item (a plain tuple of a :class:`KeyVersion`'s
-  fields) per shared key while a
+  writes are seen by the next scan. Memory: one item (a :class:`KeyVersion` packed into an
+  int) per shared key while a
   snapshot is held; :meth:`run` drops expired snapshots after each round.
 * :attr:`AntiEntropy.stats` counters (for metrics): ``cycles``; ``rounds`` and
   ``rounds:<outcome>`` per exchange this node started (outcomes ``ok``, ``stale``,
@@ -133,11 +133,22 @@ class SyncResult:
         return self.outcome in ("ok", "not_shared")
 
 
-Item = tuple[bytes, int, bool, int]
-"""A :class:`KeyVersion`'s fields as a plain tuple: what a snapshot holds per key. The garbage
-collector stops tracking a tuple of atomic values (not a ``NamedTuple``) once it survived a
-collection, so a snapshot of a million keys adds no million objects to every full collection
-(each would hold the loop 100+ ms: measured with KeyVersion items)."""
+Item = int
+"""What a snapshot holds per key (the key is the dict's): a :class:`KeyVersion`'s version,
+size and deleted flag packed into one int (:func:`_item`, :func:`_key_version`). An int is no
+object the garbage collector tracks, and a dict of bytes to ints is not tracked at all, so a
+snapshot of a million keys neither triggers full collections as it is built nor lengthens
+them (with one KeyVersion per key, each full collection held the loop 100+ ms)."""
+_SIZE_BITS = 31
+_SIZE_MASK = (1 << _SIZE_BITS) - 1
+
+
+def _item(found: KeyVersion) -> Item:
+    return (found.version << (_SIZE_BITS + 1)) | (min(found.size, _SIZE_MASK) << 1) | found.deleted
+
+
+def _key_version(key: bytes, item: Item) -> KeyVersion:
+    return KeyVersion(key, item >> (_SIZE_BITS + 1), bool(item & 1), (item >> 1) & _SIZE_MASK)
 
 
 @dataclass(slots=True)
@@ -345,7 +356,11 @@ class AntiEntropy:
         result.buckets_differing = len(buckets)
         self.stats["buckets_differing"] += len(buckets)
         for group in _bucket_groups(side, buckets):
-            ours = [KeyVersion(*kv) for b in group for kv in side.buckets.get(b, {}).values()]
+            ours = [
+                _key_version(key, item)
+                for b in group
+                for key, item in side.buckets.get(b, {}).items()
+            ]
             # The answer's size is not known yet; ours is alike when the replicas mostly agree.
             await self._pace(_batch_bytes((kv.key for kv in ours), {}), result)
             reply = await self._call(peer, AE_KEYS, namespace, [{**head, "buckets": group}])
@@ -530,8 +545,11 @@ class AntiEntropy:
     ) -> list[Any]:
         snap = await self._snapshot(namespace, self.snapshot_ttl)
         side = self._side_for(snap, sender, version)
-        # An item is a KeyVersion's fields in wire order.
-        return [list(kv) for b in set(buckets) for kv in side.buckets.get(b, {}).values()]
+        return [
+            _key_version(key, item).to_wire()
+            for b in set(buckets)
+            for key, item in side.buckets.get(b, {}).items()
+        ]
 
     def _side_for(self, snap: _Snapshot, sender: str, version: int) -> _Side:
         if snap.ring.version != version:  # the ring changed while we scanned
@@ -644,7 +662,7 @@ class AntiEntropy:
                     if found is None:
                         continue
                     # _place without the old item: the scan's hot loop.
-                    item = (key, found.version, found.deleted, found.size)
+                    item = _item(found)
                     index[key] = item
                     h = item_hash(key, found.version, found.deleted)
                     b = bucket_of(key_token(key), WHOLE_RING, depth)
@@ -686,15 +704,16 @@ def _place(
 ) -> None:
     """Set ``key``'s item in ``snap`` (``None``: absent), for every peer among ``owners``."""
     old = snap.index.get(key)
-    item = None if found is None else (key, found.version, found.deleted, found.size)
+    item = None if found is None else _item(found)
     if old == item:
         return
     bucket = bucket_of(key_token(key), WHOLE_RING, snap.depth)
     toggle = 0
     if old is not None:
-        toggle ^= item_hash(key, old[1], old[2])
-    if item is not None:
-        toggle ^= item_hash(key, item[1], item[2])
+        was = _key_version(key, old)
+        toggle ^= item_hash(key, was.version, was.deleted)
+    if found is not None and item is not None:
+        toggle ^= item_hash(key, found.version, found.deleted)
         snap.index[key] = item
     else:
         snap.index.pop(key, None)
