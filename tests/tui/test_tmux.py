@@ -86,15 +86,19 @@ def terminal(command: list[str], width: int = 120, height: int = 32) -> Iterator
     run = shlex.join(["env", "-u", "COLUMNS", "-u", "LINES", *command])
     shell = f"cd {shlex.quote(str(ROOT))} && {run}; echo exit=$?; sleep 600"
     term = Terminal(socket_name, name)
+    socket_path = ""
     try:
         term.tmux(
             "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height), "sh", "-c", shell
         )
+        socket_path = term.tmux("display", "-p", "#{socket_path}").strip()
         yield term
     finally:
         subprocess.run(
             [TMUX or "tmux", "-L", socket_name, "kill-server"], capture_output=True, timeout=30
         )
+        if socket_path:
+            Path(socket_path).unlink(missing_ok=True)  # tmux leaves its socket file behind
 
 
 def top(*args: str) -> list[str]:
