@@ -190,3 +190,22 @@ async def test_full_collections_are_timed_while_recording(
     registry = CollectorRegistry(auto_describe=False)
     registry.register(monitor.collector())
     assert "meshcache_loop_gc_full_seconds_count" in generate_latest(registry).decode()
+
+
+@pytest.mark.trio
+async def test_sampling_on_and_off_never_reports_the_time_in_between(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The recorder is removed in the middle of a step (that step never ends for it): when it
+    is installed again, the gap must not show up as one huge step."""
+    # Steps take no time on the mock clock; the gaps between them do.
+    monitor = LoopMonitor(
+        steps="sampled", sample_every=10.0, sample_for=1.0, step_clock=trio.current_time
+    )
+    with structlog.testing.capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(monitor.run)
+            await trio.sleep(35)
+            nursery.cancel_scope.cancel()
+    assert [e for e in logs if e["event"] == "loop_stall"] == [], logs
+    assert monitor.figures()["longest_step_ms"] == 0.0

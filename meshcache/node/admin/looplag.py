@@ -108,6 +108,11 @@ class StepRecorder(trio.abc.Instrument):
         self.longest_task: str | None = None
         self.stalls = Histogram()
 
+    def forget_step(self) -> None:
+        """Forget a step in progress: call before (re)installing the recorder, since one removed
+        in the middle of a step never saw that step end."""
+        self._stepping = False
+
     def roll(self) -> tuple[float, str | None]:
         """Start a new period; return the ``(longest, task)`` of the one that ended."""
         ended = (self.longest, self.longest_task)
@@ -272,6 +277,7 @@ class LoopMonitor:
 
     def _record(self, on: bool) -> None:
         if on:
+            self.recorder.forget_step()
             trio.lowlevel.add_instrument(self.recorder)
             gc.callbacks.append(self.gc.callback)
         else:
