@@ -26,6 +26,7 @@ from meshcache.control.raft import RaftStartError
 from meshcache.gossip import EventKind, Member, MemberState
 from meshcache.node.admin.http import AdminHandler
 from meshcache.node.admin.info import describe
+from meshcache.node.admin.looplag import LoopMonitor
 from meshcache.node.admin.metrics import NodeCollector, NodeCounters, make_registry
 from meshcache.node.assembly import Assembly
 from meshcache.node.cluster.config import ConfigService
@@ -67,6 +68,7 @@ class Node:
         self._wall_clock = wall_clock
         self._started = 0.0
         self._dataport: DataPort | None = None
+        self.loop = LoopMonitor()
 
     @property
     def counters(self) -> NodeCounters:
@@ -124,11 +126,13 @@ class Node:
                 mesh=parts.mesh_figures,
             )
         )
+        self.registry.register(self.loop.collector())
         admin = AdminHandler(self.registry, self._health)
         self.info = NodeInfo(self.node_id, data_address, admin_address, os.getpid())
         ready_file: Path | None = None
         try:
             async with trio.open_nursery() as nursery:
+                await nursery.start(self.loop.run)
                 await nursery.start(parts.run)
                 await nursery.start(self._dataport.serve)
                 gossip_address = await nursery.start(membership.run)
@@ -188,6 +192,7 @@ class Node:
             store=parts.store,
             gossip=self._gossip_figures(),
             mesh=parts.mesh_figures(),
+            extra={"loop": self.loop.figures()},
         )
 
     def _member_event(self, kind: EventKind, member: Member) -> None:
