@@ -42,7 +42,8 @@ from typing import Any
 from meshcache._version import __version__
 from meshcache.errors import CommandError, ErrorCode
 from meshcache.resp.encoder import EMPTY_ARRAY, OK, PONG, bulk, integer, simple
-from meshcache.resp.session import PendingReply, RedisError, Session, wrong_arity
+from meshcache.resp.session import RedisError, Session, wrong_arity
+from meshcache.wire.pending import Pending
 
 #: The Redis version meshcache reports (HELLO, INFO): the release whose commands and replies
 #: the table follows. Some clients gate features on it.
@@ -513,7 +514,7 @@ def config_help(s: Session, argv: list[bytes]) -> bytes:
     return _help(s, "CONFIG", CONFIG_SUBCOMMANDS)
 
 
-def cmd_dbsize(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_dbsize(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("DBSIZE", [], _int_reply)
 
 
@@ -522,7 +523,7 @@ def _flush_mode(argv: list[bytes]) -> None:
         raise RedisError(SYNTAX)
 
 
-def cmd_flushdb(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_flushdb(s: Session, argv: list[bytes]) -> bytes | Pending:
     _flush_mode(argv)
     return s.call("FLUSH", [], _ok)
 
@@ -634,11 +635,11 @@ def command_help(s: Session, argv: list[bytes]) -> bytes:
 # --- keys ---------------------------------------------------------------------------------------
 
 
-def cmd_del(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_del(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("DELETE", argv[1:], _int_reply)
 
 
-def cmd_exists(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_exists(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("EXISTS", argv[1:], _int_reply)
 
 
@@ -651,7 +652,7 @@ def _expire_options(argv: list[bytes], start: int) -> None:
         raise RedisError(f"ERR Unsupported option {word}")
 
 
-def _expire(s: Session, argv: list[bytes], seconds: float) -> bytes | PendingReply:
+def _expire(s: Session, argv: list[bytes], seconds: float) -> bytes | Pending:
     _expire_options(argv, 3)
     return s.call("EXPIRE", [argv[1], seconds], _int_reply)
 
@@ -664,25 +665,25 @@ def _expire_time(argv: list[bytes], scale: int, command: str) -> int:
     return n
 
 
-def cmd_expire(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_expire(s: Session, argv: list[bytes]) -> bytes | Pending:
     return _expire(s, argv, float(_expire_time(argv, 1, "expire")))
 
 
-def cmd_pexpire(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_pexpire(s: Session, argv: list[bytes]) -> bytes | Pending:
     return _expire(s, argv, _expire_time(argv, 1000, "pexpire") / 1000)
 
 
-def cmd_expireat(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_expireat(s: Session, argv: list[bytes]) -> bytes | Pending:
     at = _expire_time(argv, 1, "expireat")
     return _expire(s, argv, at - s.server.wall_clock())
 
 
-def cmd_pexpireat(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_pexpireat(s: Session, argv: list[bytes]) -> bytes | Pending:
     at = _expire_time(argv, 1000, "pexpireat")
     return _expire(s, argv, at / 1000 - s.server.wall_clock())
 
 
-def cmd_persist(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_persist(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("PERSIST", [argv[1]], _int_reply)
 
 
@@ -693,7 +694,7 @@ def _ttl_ms(result: float) -> int:
     return round(result * 1000)
 
 
-def cmd_ttl(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_ttl(s: Session, argv: list[bytes]) -> bytes | Pending:
     def reply(result: Any) -> bytes:
         ms = _ttl_ms(result)
         return integer(ms if ms < 0 else (ms + 500) // 1000)
@@ -701,7 +702,7 @@ def cmd_ttl(s: Session, argv: list[bytes]) -> bytes | PendingReply:
     return s.call("TTL", [argv[1]], reply)
 
 
-def cmd_pttl(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_pttl(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("TTL", [argv[1]], lambda result: integer(_ttl_ms(result)))
 
 
@@ -736,11 +737,11 @@ async def cmd_type(s: Session, argv: list[bytes]) -> bytes:
 # --- strings ------------------------------------------------------------------------------------
 
 
-def cmd_get(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_get(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("GET", [argv[1]], s.enc.bulk_or_null)
 
 
-def cmd_set(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_set(s: Session, argv: list[bytes]) -> bytes | Pending:
     if len(argv) == 3:
         return s.call("SET", [argv[1], argv[2]], _ok)
     options: dict[str, Any] = {}
@@ -788,21 +789,21 @@ def _set_reply(s: Session, get: bool) -> Callable[[Any], bytes]:
     return lambda result: OK if result else null
 
 
-def cmd_setnx(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_setnx(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("SET", [argv[1], argv[2], {"nx": True}], _int_reply)
 
 
-def cmd_setex(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_setex(s: Session, argv: list[bytes]) -> bytes | Pending:
     ttl = _set_ttl(s, b"EX", arg_int(argv[2]), "setex")
     return s.call("SET", [argv[1], argv[3], {"ttl": ttl}], _ok)
 
 
-def cmd_psetex(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_psetex(s: Session, argv: list[bytes]) -> bytes | Pending:
     ttl = _set_ttl(s, b"PX", arg_int(argv[2]), "psetex")
     return s.call("SET", [argv[1], argv[3], {"ttl": ttl}], _ok)
 
 
-def cmd_getset(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_getset(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("SET", [argv[1], argv[2], {"get": True}], s.enc.bulk_or_null)
 
 
@@ -813,29 +814,29 @@ async def cmd_getdel(s: Session, argv: list[bytes]) -> bytes:
     return s.enc.bulk_or_null(value)
 
 
-def cmd_mget(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_mget(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("MGET", argv[1:], s.enc.bulks)
 
 
-def cmd_mset(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_mset(s: Session, argv: list[bytes]) -> bytes | Pending:
     if len(argv) % 2 == 0:
         raise wrong_arity("mset")
     return s.call("MSET", argv[1:], _ok)
 
 
-def cmd_incr(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_incr(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("INCR", [argv[1]], _int_reply)
 
 
-def cmd_decr(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_decr(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("DECR", [argv[1]], _int_reply)
 
 
-def cmd_incrby(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_incrby(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("INCRBY", [argv[1], arg_int(argv[2])], _int_reply)
 
 
-def cmd_decrby(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_decrby(s: Session, argv: list[bytes]) -> bytes | Pending:
     by = arg_int(argv[2])
     if by == INT64_MIN:
         raise RedisError("ERR decrement would overflow", None)
@@ -925,19 +926,19 @@ async def cmd_getrange(s: Session, argv: list[bytes]) -> bytes:
 # --- hashes -------------------------------------------------------------------------------------
 
 
-def cmd_hset(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_hset(s: Session, argv: list[bytes]) -> bytes | Pending:
     if len(argv) % 2:
         raise wrong_arity("hset")
     return s.call("HSET", argv[1:], _int_reply)
 
 
-def cmd_hmset(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_hmset(s: Session, argv: list[bytes]) -> bytes | Pending:
     if len(argv) % 2:
         raise wrong_arity("hmset")
     return s.call("HSET", argv[1:], _ok)
 
 
-def cmd_hget(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_hget(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("HGET", [argv[1], argv[2]], s.enc.bulk_or_null)
 
 
@@ -946,11 +947,11 @@ async def cmd_hmget(s: Session, argv: list[bytes]) -> bytes:
     return s.enc.bulks(fields.get(f) for f in argv[2:])
 
 
-def cmd_hdel(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_hdel(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("HDEL", argv[1:], _int_reply)
 
 
-def cmd_hgetall(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_hgetall(s: Session, argv: list[bytes]) -> bytes | Pending:
     enc = s.enc
     return s.call(
         "HGETALL",
@@ -959,34 +960,34 @@ def cmd_hgetall(s: Session, argv: list[bytes]) -> bytes | PendingReply:
     )
 
 
-def cmd_hincrby(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_hincrby(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("HINCRBY", [argv[1], argv[2], arg_int(argv[3])], _int_reply)
 
 
-def cmd_hlen(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_hlen(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("HLEN", [argv[1]], _int_reply)
 
 
-def cmd_hexists(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_hexists(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("HGET", [argv[1], argv[2]], lambda v: b":0\r\n" if v is None else b":1\r\n")
 
 
-def cmd_hkeys(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_hkeys(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("HGETALL", [argv[1]], lambda fields: s.enc.bulks(fields.keys()))
 
 
-def cmd_hvals(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_hvals(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("HGETALL", [argv[1]], lambda fields: s.enc.bulks(fields.values()))
 
 
 # --- lists --------------------------------------------------------------------------------------
 
 
-def cmd_lpush(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_lpush(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("LPUSH", argv[1:], _int_reply)
 
 
-def cmd_rpush(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_rpush(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("RPUSH", argv[1:], _int_reply)
 
 
@@ -1013,15 +1014,15 @@ def _pop(op: str) -> Handler:
     return handler
 
 
-def cmd_lrange(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_lrange(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("LRANGE", [argv[1], arg_int(argv[2]), arg_int(argv[3])], s.enc.bulks)
 
 
-def cmd_llen(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_llen(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("LLEN", [argv[1]], _int_reply)
 
 
-def cmd_lindex(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_lindex(s: Session, argv: list[bytes]) -> bytes | Pending:
     index = arg_int(argv[2])
     enc = s.enc
     return s.call(
@@ -1034,19 +1035,19 @@ def cmd_lindex(s: Session, argv: list[bytes]) -> bytes | PendingReply:
 # --- sets ---------------------------------------------------------------------------------------
 
 
-def cmd_sadd(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_sadd(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("SADD", argv[1:], _int_reply)
 
 
-def cmd_srem(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_srem(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("SREM", argv[1:], _int_reply)
 
 
-def cmd_sismember(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_sismember(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("SISMEMBER", [argv[1], argv[2]], _int_reply)
 
 
-def cmd_smismember(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_smismember(s: Session, argv: list[bytes]) -> bytes | Pending:
     wanted = argv[2:]
 
     def reply(members: list[bytes]) -> bytes:
@@ -1056,12 +1057,12 @@ def cmd_smismember(s: Session, argv: list[bytes]) -> bytes | PendingReply:
     return s.call("SMEMBERS", [argv[1]], reply)
 
 
-def cmd_smembers(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_smembers(s: Session, argv: list[bytes]) -> bytes | Pending:
     enc = s.enc
     return s.call("SMEMBERS", [argv[1]], lambda members: enc.set([bulk(m) for m in members]))
 
 
-def cmd_scard(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_scard(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("SCARD", [argv[1]], _int_reply)
 
 
@@ -1094,7 +1095,7 @@ async def cmd_spop(s: Session, argv: list[bytes]) -> bytes:
     return enc.set([bulk(m) for m in popped])
 
 
-def cmd_srandmember(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_srandmember(s: Session, argv: list[bytes]) -> bytes | Pending:
     if len(argv) > 3:
         raise RedisError(SYNTAX)
     enc = s.enc
@@ -1118,7 +1119,7 @@ def cmd_srandmember(s: Session, argv: list[bytes]) -> bytes | PendingReply:
 # --- sorted sets --------------------------------------------------------------------------------
 
 
-def cmd_zadd(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_zadd(s: Session, argv: list[bytes]) -> bytes | Pending:
     i = 2
     incr = False
     while i < len(argv):
@@ -1148,16 +1149,16 @@ def cmd_zadd(s: Session, argv: list[bytes]) -> bytes | PendingReply:
     return s.call("ZADD", args, _int_reply)
 
 
-def cmd_zrem(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_zrem(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("ZREM", argv[1:], _int_reply)
 
 
-def cmd_zscore(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_zscore(s: Session, argv: list[bytes]) -> bytes | Pending:
     enc = s.enc
     return s.call("ZSCORE", [argv[1], argv[2]], lambda x: enc.null if x is None else enc.double(x))
 
 
-def cmd_zincrby(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_zincrby(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("ZINCRBY", [argv[1], arg_float(argv[2]), argv[3]], s.enc.double)
 
 
@@ -1167,7 +1168,7 @@ def _members_reply(s: Session, withscores: bool) -> Callable[[list[Any]], bytes]
     return s.enc.bulks
 
 
-def cmd_zrange(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_zrange(s: Session, argv: list[bytes]) -> bytes | Pending:
     withscores = rev = byscore = False
     limit: tuple[int, int] | None = None
     i = 4
@@ -1199,7 +1200,7 @@ def cmd_zrange(s: Session, argv: list[bytes]) -> bytes | PendingReply:
     return s.call("ZRANGE", [argv[1], start, stop, options], _members_reply(s, withscores))
 
 
-def cmd_zrevrange(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_zrevrange(s: Session, argv: list[bytes]) -> bytes | Pending:
     withscores = False
     if len(argv) == 5:
         if argv[4].upper() != b"WITHSCORES":
@@ -1220,7 +1221,7 @@ def _zrangebyscore(
     withscores: bool,
     limit: tuple[int, int] | None,
     rev: bool = False,
-) -> bytes | PendingReply:
+) -> bytes | Pending:
     """Members by score. Reversed (``rev``: ``low`` and ``high`` are then Redis's max and min),
     the whole range is read once and LIMIT applied from the highest score, as Redis does."""
     if rev:
@@ -1263,28 +1264,28 @@ def _score_range_options(argv: list[bytes]) -> tuple[bool, tuple[int, int] | Non
     return withscores, limit
 
 
-def cmd_zrevrangebyscore(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_zrevrangebyscore(s: Session, argv: list[bytes]) -> bytes | Pending:
     withscores, limit = _score_range_options(argv)
     return _zrangebyscore(s, argv[1], argv[2], argv[3], withscores, limit, rev=True)
 
 
-def cmd_zrangebyscore(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_zrangebyscore(s: Session, argv: list[bytes]) -> bytes | Pending:
     withscores, limit = _score_range_options(argv)
     return _zrangebyscore(s, argv[1], argv[2], argv[3], withscores, limit)
 
 
-def cmd_zrank(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_zrank(s: Session, argv: list[bytes]) -> bytes | Pending:
     if len(argv) > 3:
         raise RedisError(SYNTAX)
     enc = s.enc
     return s.call("ZRANK", [argv[1], argv[2]], lambda r: enc.null if r is None else integer(r))
 
 
-def cmd_zcard(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_zcard(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("ZCARD", [argv[1]], _int_reply)
 
 
-def cmd_zcount(s: Session, argv: list[bytes]) -> bytes | PendingReply:
+def cmd_zcount(s: Session, argv: list[bytes]) -> bytes | Pending:
     lo, hi = _bounds(argv[2], argv[3])
     return s.call("ZRANGEBYSCORE", [argv[1], lo, hi, {}], lambda members: integer(len(members)))
 

@@ -5,20 +5,20 @@ coordinator: any key, forwarded to its owner when this node is not it), its op r
 argument limits, the counters, a wall clock and a ``random.Random``. It knows nothing about
 sockets or trio. :class:`Session` is one connection: protocol version, namespace, client
 name, id. ``Session.handle(argv)`` answers one command with the complete reply bytes, or with a
-:class:`PendingReply` when an op must wait on another node; the port writes replies in command
+:class:`Pending` when an op must wait on another node; the port writes replies in command
 order.
 
 How a command runs (the handlers live in :mod:`meshcache.resp.commands`):
 
 * a **direct** command maps onto one op: ``Session.call(op, args, reply)`` checks the
   arguments against the op's signature, runs it, and encodes the result with ``reply``; a
-  result that must wait becomes a :class:`PendingReply` that encodes it once it is there.
+  result that must wait becomes a :class:`Pending` that encodes it once it is there.
 * a **composed** command (APPEND, INCRBYFLOAT, SPOP, TYPE, ...) is an ``async def`` that awaits
   ``Session.op(...)`` for each op and returns the reply. It is driven here, not by trio: while
   its ops answer at once it runs to the end inside ``handle`` — in one step of the event loop,
   so no other command of any connection runs between its ops (on the node that coordinates the
   key, a composed command is atomic). Its first op that must wait (a forward to the owner)
-  turns the rest into a :class:`PendingReply` with ``fans_out`` set, so nothing after it on
+  turns the rest into a :class:`Pending` with ``fans_out`` set, so nothing after it on
   the connection starts before it is done. A handler awaits nothing but ``Session.op`` and
   ``Session.local_op``.
 * ``Session.local_op`` is for sequences Redis runs atomically and that optimistic retries
@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from meshcache.errors import CommandError, ErrorCode
 from meshcache.resp.encoder import ENCODERS, RESP2, Encoder, error
 from meshcache.wire.ops import OPS, Limits, OpSpec, normalize_args
+from meshcache.wire.pending import Pending
 
 if TYPE_CHECKING:
     from meshcache.resp.commands import Command
@@ -84,30 +85,6 @@ class NotCoordinator(RedisError):
             "by one (connect to the key's owner, see docs/resp.md)",
             None,
         )
-
-
-class PendingReply:
-    """A reply that waits on a node op. ``answer`` must be awaited exactly once and returns the
-    complete reply bytes (it never raises for a refused op).
-
-    ``fans_out``: nothing after it on the connection may start before it is done (a many-key
-    op split by owner, FLUSH, a composed command). ``key`` (``(namespace, key)``): a later
-    command on the same key starts only once this one reached its first wait, as on the data
-    port, so a pipelined SET then GET through a non-owner reads the write.
-    """
-
-    __slots__ = ("answer", "fans_out", "key")
-
-    def __init__(
-        self,
-        answer: Coroutine[Any, Any, bytes],
-        *,
-        fans_out: bool = False,
-        key: tuple[str, bytes] | None = None,
-    ) -> None:
-        self.answer = answer
-        self.fans_out = fans_out
-        self.key = key
 
 
 # Redis's text for refusals whose op-table code has a Redis counterpart.
@@ -238,7 +215,7 @@ class Session:
 
     # --- one command ------------------------------------------------------------------------
 
-    def handle(self, argv: list[bytes]) -> bytes | PendingReply:
+    def handle(self, argv: list[bytes]) -> bytes | Pending:
         """Answer one command (``argv[0]`` is its name) with its reply or a pending reply."""
         lookup = self.server.lookup
         cmd = lookup.get(argv[0])
@@ -253,7 +230,7 @@ class Session:
         try:
             if cmd.composed:
                 return self.drive(cmd.run(self, argv))
-            result: bytes | PendingReply = cmd.run(self, argv)
+            result: bytes | Pending = cmd.run(self, argv)
             return result
         except RedisError as exc:
             return self.refuse(exc)
@@ -288,7 +265,7 @@ class Session:
 
     # --- direct commands: one op ------------------------------------------------------------
 
-    def call(self, op: str, args: list[Any], reply: Reply) -> bytes | PendingReply:
+    def call(self, op: str, args: list[Any], reply: Reply) -> bytes | Pending:
         """Run ``op`` on this connection's namespace; encode its result with ``reply``.
 
         Raises:
@@ -316,10 +293,10 @@ class Session:
 
     def _pending(
         self, spec: OpSpec, args: list[Any], answer: Coroutine[Any, Any, bytes]
-    ) -> PendingReply:
+    ) -> Pending:
         if not spec.keyed or (not spec.fixed and len(args) > len(spec.repeat)):
-            return PendingReply(answer, fans_out=True)
-        return PendingReply(answer, key=(self.namespace, args[0]))
+            return Pending(answer, fans_out=True)
+        return Pending(answer, key=(self.namespace, args[0]))
 
     async def _finish(self, op: str, pending: Coroutine[Any, Any, Any], reply: Reply) -> bytes:
         try:
@@ -368,14 +345,14 @@ class Session:
             return route(namespace or self.namespace, args)
         return self.server.execute(namespace or self.namespace, op, args)
 
-    def drive(self, coro: Coroutine[Any, Any, bytes]) -> bytes | PendingReply:
+    def drive(self, coro: Coroutine[Any, Any, bytes]) -> bytes | Pending:
         """Run a composed handler while its ops answer at once; hand the rest to a task."""
         try:
             waiting = coro.send(None)
         except StopIteration as stop:
             done: bytes = stop.value
             return done
-        return PendingReply(self._resume(coro, waiting), fans_out=True)
+        return Pending(self._resume(coro, waiting), fans_out=True)
 
     async def _resume(self, coro: Coroutine[Any, Any, bytes], waiting: Any) -> bytes:
         try:
@@ -462,7 +439,6 @@ def _text(data: bytes) -> str:
 __all__ = [
     "Counters",
     "NotCoordinator",
-    "PendingReply",
     "RedisError",
     "Server",
     "Session",

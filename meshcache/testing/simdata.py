@@ -12,7 +12,7 @@ What the network models (:class:`SimDataNet`), per directed link (:class:`LinkFa
 * **Connections** like the real :class:`PeerPool`'s: one per (caller, peer), opened on first
   use, requests pipelined and matched by id, started by the peer in arrival order and answered
   in request order; as on the data port, a request whose answer waits lets the next ones run
-  unless it fans out (:class:`~meshcache.node.net.dispatch.Pending`). Frames on one connection
+  unless it fans out (:class:`~meshcache.wire.pending.Pending`). Frames on one connection
   arrive in order: jitter delays, never reorders them.
 * **Delay**: ``delay + uniform(0, jitter)`` one way, drawn from the seeded network rng.
 * **Loss** breaks a connection: with probability ``loss`` per request, the connection breaks
@@ -84,7 +84,7 @@ from meshcache.node.data.coordinator import Coordinator
 from meshcache.node.data.replication import HintQueue
 from meshcache.node.data.replication.tombstones import Record, lww_order, read_record
 from meshcache.node.data.replicator import Replicator
-from meshcache.node.net.dispatch import Dispatcher, Pending
+from meshcache.node.net.dispatch import Dispatcher
 from meshcache.node.net.peer_pool import PeerPool, PeerUnreachable
 from meshcache.ring import Ring, RingMember, RingState
 from meshcache.settings import NodeSettings
@@ -94,6 +94,7 @@ from meshcache.testing.faults import LinkFaults, SimulationError
 from meshcache.wire.address import Address
 from meshcache.wire.frame import HEADER_SIZE, Response, decode_response, encode_request
 from meshcache.wire.ops import OPS, OpKind
+from meshcache.wire.pending import Pending
 
 __all__ = [
     "AckedWrite",

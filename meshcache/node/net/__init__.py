@@ -9,9 +9,10 @@
 from __future__ import annotations
 
 from meshcache.node.net.dataport import DataPort, open_listener
-from meshcache.node.net.dispatch import Dispatcher, Pending
+from meshcache.node.net.dispatch import Dispatcher
 from meshcache.node.net.oneshot import call_once
 from meshcache.node.net.peer_pool import PeerPool, PeerUnreachable
+from meshcache.wire.pending import Pending
 
 __all__ = [
     "DataPort",

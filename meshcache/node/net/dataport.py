@@ -59,9 +59,10 @@ from collections.abc import Callable
 import structlog
 import trio
 
-from meshcache.node.net.dispatch import Dispatcher, Pending
+from meshcache.node.net.dispatch import Dispatcher
 from meshcache.settings import LimitSettings
 from meshcache.wire.frame import HEADER, FrameReader, FrameTooLarge, encode_error
+from meshcache.wire.pending import Pending
 
 log = structlog.get_logger("meshcache.dataport")
 

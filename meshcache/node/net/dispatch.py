@@ -17,44 +17,13 @@ from meshcache.errors import CommandError, ErrorCode
 from meshcache.node.admin.metrics import NodeCounters
 from meshcache.wire.frame import HEADER, STATUS_ERROR, STATUS_OK, decode_request
 from meshcache.wire.ops import DATA_HANDLER, OPS, Limits, OpSpec, normalize_args
+from meshcache.wire.pending import Pending
 
 # Bad input is counted under the snake_case of its error code, plus a few framing-level kinds.
 _BAD_KIND = {code: code.value.lower() for code in ErrorCode}
 
 Executor = Callable[[str, str, list[Any]], Any]
 Route = Callable[[str, list[Any]], Any]
-
-
-class Pending:
-    """A request whose answer waits on a node op (a forward, a quorum's acks, a Raft commit).
-
-    ``answer`` produces the complete response frame and never raises for a failed op (a
-    :class:`CommandError` or a node bug becomes an error frame); it must be awaited exactly once.
-
-    ``fans_out`` is True for ops that start work on other nodes after they first wait (a
-    many-key split, ``FLUSH`` on every node, a config change): the caller must run nothing
-    after them on the same connection until ``answer`` is done, or later requests could
-    overtake them. Otherwise, by the time ``answer`` first suspends, the op has done its local
-    part and handed its one peer request (if any) to the peer connection, which sends in order.
-
-    ``key`` is ``(namespace, key)`` for a single-key op: a later op of the same key must not
-    start before this one's first suspension (so a forwarded SET reaches the owner before the
-    GET behind it). None when nothing has to wait for it: a fan-out op (which holds everything
-    anyway) or ``FWD``, which this node coordinates itself and never forwards again, so its
-    effect is applied before ``answer`` is even returned.
-    """
-
-    __slots__ = ("answer", "fans_out", "key")
-
-    def __init__(
-        self,
-        answer: Coroutine[Any, Any, bytes],
-        fans_out: bool = False,
-        key: tuple[str, bytes] | None = None,
-    ) -> None:
-        self.answer = answer
-        self.fans_out = fans_out
-        self.key = key
 
 
 def _pending(answer: Coroutine[Any, Any, bytes], spec: OpSpec, ns: str, args: list[Any]) -> Pending:

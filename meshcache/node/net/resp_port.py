@@ -53,9 +53,10 @@ import trio
 
 from meshcache.node.net.dataport import open_listener
 from meshcache.resp.reader import CommandReader, ReaderLimits, RespProtocolError
-from meshcache.resp.session import Counters, Executor, PendingReply, Route, Server, Session
+from meshcache.resp.session import Counters, Executor, Route, Server, Session
 from meshcache.settings import LimitSettings
 from meshcache.wire.ops import Limits
+from meshcache.wire.pending import Pending
 
 if TYPE_CHECKING:
     from meshcache.node.assembly import Assembly
@@ -434,7 +435,7 @@ class RespPort:
                 break
             answer = handle(argv)
             if type(answer) is not bytes:
-                assert isinstance(answer, PendingReply)
+                assert isinstance(answer, Pending)
                 if out:
                     self._send(conn, b"".join(out))
                 self._start(conn, answer)
@@ -543,7 +544,7 @@ class RespPort:
             try:
                 argv = reader.next_command()
             except RespProtocolError as exc:
-                answer: bytes | PendingReply = self._protocol_error(conn, exc)
+                answer: bytes | Pending = self._protocol_error(conn, exc)
             else:
                 if argv is None:
                     return
@@ -558,12 +559,12 @@ class RespPort:
                     queue.append(bytearray(answer))
                 conn.held += len(answer)
             else:
-                assert isinstance(answer, PendingReply)
+                assert isinstance(answer, Pending)
                 self._start(conn, answer)
         if conn.doomed is not None or not conn.unsent:
             self._set_mask(conn, 0)  # full or closing: read on once its head reply is written
 
-    def _start(self, conn: _Conn, pending: PendingReply) -> None:
+    def _start(self, conn: _Conn, pending: Pending) -> None:
         """Queue a waiting reply (entering ordered mode) and start its task."""
         entry = _Waiting()
         after = None
@@ -582,7 +583,7 @@ class RespPort:
         self._nursery.start_soon(self._run, conn, entry, after, pending)
 
     async def _run(
-        self, conn: _Conn, entry: _Waiting, after: trio.Event | None, pending: PendingReply
+        self, conn: _Conn, entry: _Waiting, after: trio.Event | None, pending: Pending
     ) -> None:
         with entry.scope:
             if after is not None:
