@@ -12,10 +12,11 @@ import pytest
 
 from meshcache.hlc import HLC
 from meshcache.node.admin.metrics import NodeCounters
-from meshcache.node.net.dispatch import Dispatcher, Pending
+from meshcache.node.net.dispatch import Dispatcher
 from meshcache.store import Store
 from meshcache.wire import Limits, Response, decode_response, encode_request
 from meshcache.wire.ops import OPS, normalize_args
+from meshcache.wire.pending import Pending
 
 NOW = 1_700_000_000.0
 
