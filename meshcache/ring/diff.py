@@ -14,8 +14,10 @@ Owners are compared as sets of node ids: a range whose owners only change order 
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Collection
 from dataclasses import dataclass
+from functools import partial
 
 from meshcache.ring.member import RingMember
 from meshcache.ring.ring import PENDING_STATES, READ_STATES, Ring
@@ -130,28 +132,72 @@ def gained_ranges(
 ) -> list[tuple[TokenRange, tuple[RingMember, ...]]]:
     """The ranges ``node_id`` must receive: it owns them in ``current`` (read or pending) but
     did not in ``held`` (None: it holds nothing). Each comes with the members that hold its
-    data (the old owners, else the current read owners), ``node_id`` left out."""
-    rings = [current] if held is None else [current, held]
-    bounds = sorted(
-        {b for ring in rings for inc in (READ_STATES, PENDING_STATES) for b in ring.boundaries(inc)}
-    )
-    labels: list[tuple[bool, tuple[RingMember, ...]]] = []
-    for b in bounds:
-        now_owners = current.owners_for_token(b, replicas, include=READ_STATES)
-        pending = current.owners_for_token(b, replicas, include=PENDING_STATES)
-        mine_now = any(m.node_id == node_id for m in (*now_owners, *pending))
-        mine_before = held is not None and any(
-            m.node_id == node_id
-            for inc in (READ_STATES, PENDING_STATES)
-            for m in held.owners_for_token(b, replicas, include=inc)
-        )
-        if not mine_now or mine_before:
-            labels.append((False, ()))
-            continue
-        sources = list(held.owners_for_token(b, replicas, include=READ_STATES)) if held else []
-        sources += [m for m in now_owners if m not in sources]
-        labels.append((True, tuple(m for m in sources if m.node_id != node_id)))
+    data (the old owners, else the current read owners), ``node_id`` left out.
+
+    Runs once per ring change on the node's event loop, so it does no Python work per vnode
+    beyond merging the runs: owners come from the views' precomputed preference lists (shared
+    between positions, so a list's identity stands for its contents) and each distinct
+    combination of owner lists is labelled once.
+    """
+    views = _views(current) + (_views(held) if held is not None else [])
+    bounds = sorted(set().union(*(ring._view(include).tokens for ring, include in views)))
+    computed: dict[tuple[int, tuple[str, ...]], list[tuple[RingMember, ...]]] = {}
+    columns = []
+    for ring, include in views:
+        column = computed.get((id(ring), include))
+        if column is None:
+            column = computed[id(ring), include] = _owner_lists(ring, include, bounds, replicas)
+        columns.append(column)
+    keys = list(zip(*(map(id, column) for column in columns), strict=True))
+    # Any position with a key has exactly those owner lists (identities of live objects).
+    at = dict(zip(keys, range(len(keys)), strict=True))
+    interned: dict[tuple[bool, tuple[RingMember, ...]], tuple[bool, tuple[RingMember, ...]]] = {}
+    label_of = {}
+    for key, i in at.items():
+        label = _gained_label([column[i][:replicas] for column in columns], node_id)
+        label_of[key] = interned.setdefault(label, label)
+    # Equal labels are one object, so merging the runs compares identities.
+    labels = list(map(label_of.__getitem__, keys))
     return [(r, label[1]) for r, label in label_runs(bounds, labels) if label[0]]
+
+
+_NOT_GAINED: tuple[bool, tuple[RingMember, ...]] = (False, ())
+
+
+def _views(ring: Ring) -> list[tuple[Ring, tuple[str, ...]]]:
+    """The read and pending views of ``ring`` (one view when it is stable: they are equal)."""
+    if ring.stable:
+        return [(ring, READ_STATES), (ring, READ_STATES)]
+    return [(ring, READ_STATES), (ring, PENDING_STATES)]
+
+
+def _owner_lists(
+    ring: Ring, include: tuple[str, ...], bounds: list[int], replicas: int
+) -> list[tuple[RingMember, ...]]:
+    """``ring.owners_for_token(b, replicas, include=include)`` for every bound, possibly longer
+    than ``replicas`` (callers slice). Equal lists at different positions are mostly the same
+    object; the lists stay alive with the result, so their ids tell them apart."""
+    view = ring._view(include)  # the ring package's own precomputed preference lists
+    if not view.tokens:
+        return [()] * len(bounds)
+    if not 0 < replicas <= view.depth:
+        return [ring.owners_for_token(b, replicas, include=include) for b in bounds]
+    return list(map(view.prefs.__getitem__, map(partial(bisect_left, view.tokens), bounds)))
+
+
+def _gained_label(
+    owners: list[tuple[RingMember, ...]], node_id: str
+) -> tuple[bool, tuple[RingMember, ...]]:
+    """Whether ``node_id`` gains a range with these owners (current read, current pending, then
+    held read and held pending if there is a held ring), and who holds its data."""
+    now_owners, pending, *before = owners
+    if not any(m.node_id == node_id for m in (*now_owners, *pending)):
+        return _NOT_GAINED
+    if any(m.node_id == node_id for held in before for m in held):
+        return _NOT_GAINED
+    sources = list(before[0]) if before else []
+    sources += [m for m in now_owners if m not in sources]
+    return (True, tuple(m for m in sources if m.node_id != node_id))
 
 
 def replacements(ring: Ring, replicas: int) -> dict[str, RangeSet]:
