@@ -1,11 +1,12 @@
 """``meshcache demo``: a local mesh of separate node processes, in the foreground.
 
 Node ``i`` (from 0) runs ``python -m meshcache start`` with data port ``base + 2*i`` (its gossip
-UDP port has the same number, its Raft port is the next one) and admin port
-``base + 2000 + i``; with ``base`` 0 the kernel picks every port and the demo reads each node's
-``node.json``. The first ``min(3, n)`` nodes are the Raft voters of the config group and share a
-password file the demo writes (mode 600); every other node joins through node 0. The nodes use
-the ``local`` gossip profile (fast failure detection on one host).
+UDP port has the same number, its Raft port is the next one), RESP (Redis protocol) port
+``base + 1000 + i`` and admin port ``base + 2000 + i``; with ``base`` 0 the kernel picks every
+port and the demo reads each node's ``node.json``. The first ``min(3, n)`` nodes are the Raft
+voters of the config group and share a password file the demo writes (mode 600); every other
+node joins through node 0. The nodes use the ``local`` gossip profile (fast failure detection on
+one host).
 
 :func:`run` returns once the demo is over: 0 after SIGINT or SIGTERM stopped every node, 1 when
 the mesh did not form (a node exited early, or the ring did not list every node in time; the
@@ -51,6 +52,8 @@ from meshcache.wire.address import parse_address
 #: The file a node writes into its data dir once it serves (see ``meshcache/node/node.py``).
 #: Admin port of node ``i`` is ``base + ADMIN_OFFSET + i`` (9400 for the default base 7400).
 ADMIN_OFFSET = 2000
+#: RESP port of node ``i`` is ``base + RESP_OFFSET + i`` (8400 for the default base 7400).
+RESP_OFFSET = 1000
 #: At most this many nodes: their data ports must stay below the admin ports.
 MAX_NODES = 100
 #: The size of the Raft group when there are enough nodes.
@@ -85,6 +88,7 @@ class NodePlan:
     data_port: int
     admin_port: int
     raft_port: int | None  # set for voters only
+    resp_port: int = 0
 
     @property
     def voter(self) -> bool:
@@ -118,7 +122,11 @@ def plan(options: DemoOptions, free_port: Callable[[], int] | None = None) -> li
     if base:
         return [
             NodePlan(
-                i, base + 2 * i, base + ADMIN_OFFSET + i, base + 2 * i + 1 if i < voters else None
+                i,
+                base + 2 * i,
+                base + ADMIN_OFFSET + i,
+                base + 2 * i + 1 if i < voters else None,
+                base + RESP_OFFSET + i,
             )
             for i in range(n)
         ]
@@ -146,6 +154,8 @@ def node_args(
         str(node.data_port),
         "--admin-port",
         str(node.admin_port),
+        "--resp-port",
+        str(node.resp_port),
         "--data-dir",
         str(data_dir),
         "--profile",
@@ -302,6 +312,7 @@ class DemoNode:
     node_id: str = ""
     data: str = ""
     admin: str = ""
+    resp: str = ""
     stopping: bool = field(default=False)
 
     @property
@@ -321,6 +332,7 @@ class DemoNode:
         if not isinstance(info, dict) or info.get("pid") != self.process.pid:
             return False  # a file left by an earlier run in the same --data-dir
         self.node_id, self.data, self.admin = str(info["node_id"]), info["data"], info["admin"]
+        self.resp = str(info.get("resp", ""))
         return True
 
 
@@ -507,12 +519,13 @@ class Demo:
             role = "voter" if node.plan.voter else "member"
             self.say(
                 f"node {node.plan.index}  data {node.data}  admin http://{node.admin}  {role}"
-                f"  pid {node.process.pid}  log {node.log}"
+                f"  pid {node.process.pid}  resp {node.resp}  log {node.log}"
             )
         self.say(f"ready: {len(self.nodes)} nodes, ring version {version}, files in {self.root}")
         first, last = self.nodes[0], self.nodes[-1]
         port0 = parse_address(first.data, default_port=None).port
         port_n = parse_address(last.data, default_port=None).port
+        resp_n = parse_address(last.resp, default_port=None).port
         self.say("try, from another terminal:")
         for example in (
             f"meshcache set hello world --port {port0}",
@@ -520,6 +533,7 @@ class Demo:
             f"meshcache members --port {port0}",
             f"meshcache ring --port {port0}",
             f"meshcache leave --port {port_n}",
+            f"redis-cli -p {resp_n} get hello    # any Redis client, on a node's RESP port",
             f"curl -s http://{first.admin}/metrics | grep meshcache_requests",
         ):
             self.say(f"  {example}")
@@ -620,6 +634,7 @@ def run(options: DemoOptions, out: TextIO | None = None) -> int:
 
 __all__ = [
     "ADMIN_OFFSET",
+    "RESP_OFFSET",
     "DemoOptions",
     "MeshFailed",
     "NodePlan",

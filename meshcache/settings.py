@@ -82,6 +82,7 @@ class NodeSettings:
     port: int = 7400  # 0 = any free port (tests)
     admin_host: str = "127.0.0.1"
     admin_port: int = 9400  # 0 = any free port
+    resp_port: int | None = None  # None = no RESP port; 0 = any free port
     data_dir: Path = Path("meshcache-data")
     node_id: str = ""  # "" = derived: f"{host}:{port}" once bound
     log_format: LogFormat = "console"
@@ -347,6 +348,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
     _node("port", parse_port, "data port (0 = any free port)", "PORT"),
     _node("admin_host", _parse_text, "address the admin port binds", "HOST"),
     _node("admin_port", parse_port, "admin HTTP port (0 = any free port)", "PORT"),
+    _node(
+        "resp_port",
+        _parse_optional_port,
+        "Redis protocol (RESP) port on the data port's host (unset = off, 0 = any free port)",
+        "PORT",
+    ),
     _node("data_dir", _parse_path, "directory for the node's files", "DIR"),
     _node("node_id", _parse_node_id, "node id (default: host:port once bound)", "ID"),
     _node("log_format", _choice(LOG_FORMATS), "console or json", "FORMAT"),
@@ -590,7 +597,7 @@ _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "*"})
 
 
 def _check_own_ports(layers: _Layers, settings: NodeSettings) -> None:
-    """The node's TCP ports (data, admin, Raft) must not be one port: it binds each once.
+    """The node's TCP ports (data, admin, RESP, Raft) must not be one port: it binds each once.
 
     Gossip is UDP, so sharing the data port's number is its default, not a clash.
     """
@@ -619,8 +626,8 @@ def _check_own_ports(layers: _Layers, settings: NodeSettings) -> None:
 class NodePort(NamedTuple):
     """One socket a node binds, and the setting its number comes from."""
 
-    setting: str  # "port", "admin_port", "gossip_port", "raft_port"
-    role: str  # what it carries: "data", "admin", "gossip", "Raft"
+    setting: str  # "port", "admin_port", "gossip_port", "resp_port", "raft_port"
+    role: str  # what it carries: "data", "admin", "gossip", "RESP", "Raft"
     transport: Literal["tcp", "udp"]
     host: str
     port: int  # 0: the kernel picks one
@@ -632,7 +639,8 @@ class NodePort(NamedTuple):
 
 
 def node_ports(settings: NodeSettings) -> tuple[NodePort, ...]:
-    """Every socket a node with ``settings`` binds: data, admin, gossip, and Raft for a voter.
+    """Every socket a node with ``settings`` binds: data, admin, gossip, RESP when it is set,
+    and Raft for a voter.
 
     A node is a voter with ``bootstrap``, or when its own Raft address (``host:raft_port``) is
     in ``raft_peers``. The Raft port defaults to the data port + 1 (kernel-picked for a
@@ -649,6 +657,8 @@ def node_ports(settings: NodeSettings) -> tuple[NodePort, ...]:
             settings.port if settings.gossip_port is None else settings.gossip_port,
         ),
     ]
+    if settings.resp_port is not None:
+        ports.append(NodePort("resp_port", "RESP", "tcp", settings.host, settings.resp_port))
     raft = settings.raft_port
     if raft is None:
         raft = settings.port + 1 if settings.port else 0

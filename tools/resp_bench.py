@@ -2,11 +2,10 @@
 
     python -m tools.resp_bench                # 3 runs of GET/SET at -P 1 and -P 16, a table
     python -m tools.resp_bench --runs 5 --requests 200000 --pipelines 1 16
-    python -m tools.resp_bench serve --resp-port 6380 --port 7400 ...   # a node with RESP
 
-Each run starts nothing new: one redis-server and one meshcache node (its own process, RESP
-port beside the data port, as ``serve`` runs it) are started once, and every run measures both,
-one after the other, with the same command line:
+Each run starts nothing new: one redis-server and one meshcache node (``meshcache start
+--resp-port 0``, its own process) are started once, and every run measures both, one after
+the other, with the same command line:
 
     redis-benchmark -h 127.0.0.1 -p PORT -t get,set -c 50 -d 100 -n 200000 -P DEPTH --csv
 
@@ -14,10 +13,6 @@ The machine's load (``/proc/loadavg``, what ``uptime`` prints) is recorded befor
 on a shared machine the figures move with it, so the report gives the median and the worst
 ratio of the runs, never one run. A run whose redis-benchmark printed an error, or whose
 server answered an error, is counted in the ``errors`` column (0 is the only good value).
-
-``serve`` runs one node with a RESP port in this process: every ``meshcache start`` setting as
-the same flag, plus ``--resp-port``; it writes ``resp.json`` (``{"resp": port, "data": ...}``)
-into the data directory once both ports answer, and stops on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -39,68 +34,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 HOST = "127.0.0.1"
-READY_FILE = "resp.json"
 TESTS = ("SET", "GET")
 
 
-# --- serve: a node with a RESP port ------------------------------------------------------------
-
-
-def serve(argv: list[str]) -> int:
-    """Run a node and its RESP port until SIGTERM or SIGINT."""
-    from meshcache.settings import SETTINGS, load_settings, parse_port
-
-    parser = argparse.ArgumentParser(prog="python -m tools.resp_bench serve")
-    parser.add_argument("--resp-port", required=True, help="RESP port (0 = any free port)")
-    for spec in SETTINGS:
-        if spec.key in ("join", "raft_peers"):
-            parser.add_argument(spec.flag, dest=spec.name, action="append")
-        elif spec.key == "bootstrap":
-            parser.add_argument(spec.flag, dest=spec.name, action="store_const", const="true")
-        else:
-            parser.add_argument(spec.flag, dest=spec.name)
-    args = parser.parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if v is not None and k != "resp_port"}
-    for listed in ("join", "raft_peers"):
-        if listed in overrides:
-            overrides[listed] = ",".join(overrides[listed])
-    settings = load_settings(environ={}, overrides=overrides)
-    resp_port = parse_port(args.resp_port, "--resp-port")
-
-    from meshcache.logs import configure_logging
-
-    configure_logging(settings.log_format, settings.log_level)
-    import trio
-
-    trio.run(_serve, settings, resp_port)
-    return 0
-
-
-async def _serve(settings: Any, resp_port: int) -> None:
-    import trio
-
-    from meshcache.node.net.resp_port import RespPort, open_listener
-    from meshcache.node.node import Node
-
-    node = Node(settings)
-    ready = settings.data_dir / READY_FILE
-    async with trio.open_nursery() as nursery:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            info = await nursery.start(node.serve)
-            assert node.parts is not None
-            port = RespPort.for_parts(open_listener(settings.host, resp_port), node.parts)
-            await nursery.start(port.serve)
-            tmp = ready.with_suffix(".tmp")
-            data = f"{info.data_address[0]}:{info.data_address[1]}"
-            tmp.write_text(json.dumps({"resp": port.address[1], "data": data, "pid": os.getpid()}))
-            tmp.replace(ready)
-            async for _ in signals:
-                break
-            ready.unlink(missing_ok=True)
-            nursery.cancel_scope.cancel()
+# --- a node with its RESP port -----------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,29 +59,30 @@ def resp_node(
     log_level: str = "warning",
     timeout: float = 30.0,
 ) -> Iterator[RespNode]:
-    """A meshcache node with a RESP port in its own process (``serve``), stopped on the way
-    out. ``extra``: more ``meshcache start`` flags (``--bootstrap``, ``--join h:p`` ...)."""
+    """A meshcache node with a RESP port in its own process (``meshcache start --resp-port 0``),
+    stopped on the way out. ``extra``: more ``meshcache start`` flags (``--bootstrap``,
+    ``--join h:p`` ...)."""
+    from meshcache.node.node import READY_FILE
+
     with contextlib.ExitStack() as stack:
         if data_dir is None:
             data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="resp-")))
         data_dir.mkdir(parents=True, exist_ok=True)
         argv = [
-            sys.executable, "-m", "tools.resp_bench", "serve", "--resp-port", "0",
-            "--port", "0", "--admin-port", "0", "--data-dir", str(data_dir),
-            "--log-level", log_level, *extra,
+            sys.executable, "-m", "meshcache", "start", "--resp-port", "0", "--port", "0",
+            "--admin-port", "0", "--data-dir", str(data_dir), "--log-level", log_level, *extra,
         ]  # fmt: skip
         log_path = data_dir / "node.log"
         log = stack.enter_context(open(log_path, "wb"))
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=_repo_root())
         try:
-            ready = data_dir / READY_FILE
             deadline = time.monotonic() + timeout
-            while not ready.exists():
+            while (info := _ready(data_dir / READY_FILE, proc.pid)) is None:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"the node did not start: {log_path.read_text()[-2000:]}")
                 time.sleep(0.05)  # polling for the ready file, with a deadline
-            info = json.loads(ready.read_text())
-            yield RespNode(int(info["resp"]), info["data"], data_dir, proc.pid)
+            resp_port = int(info["resp"].rsplit(":", 1)[1])
+            yield RespNode(resp_port, info["data"], data_dir, proc.pid)
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -150,6 +90,15 @@ def resp_node(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def _ready(path: Path, pid: int) -> dict[str, str] | None:
+    """The node's ready file once this process wrote it (an older run's is ignored)."""
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and info.get("pid") == pid else None
 
 
 def _repo_root() -> Path:
@@ -227,8 +176,6 @@ def run_benchmark(server: str, port: int, pid: int, argv: list[str], depth: int)
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["serve"]:
-        return serve(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m tools.resp_bench",
         description=__doc__,

@@ -33,6 +33,8 @@ from meshcache.node.cluster.config import ConfigService
 from meshcache.node.cluster.membership import Membership
 from meshcache.node.net.dataport import DataPort, open_listener
 from meshcache.node.net.peer_pool import PeerPool
+from meshcache.node.net.resp_port import RespPort
+from meshcache.node.net.resp_port import figures as resp_figures
 from meshcache.settings import NodeSettings, node_ports
 from meshcache.wire.address import format_address
 
@@ -49,6 +51,7 @@ class NodeInfo:
     data_address: tuple[str, int]
     admin_address: tuple[str, int]
     pid: int
+    resp_address: tuple[str, int] | None = None  # None: the RESP port is off
 
 
 class Node:
@@ -68,6 +71,7 @@ class Node:
         self._wall_clock = wall_clock
         self._started = 0.0
         self._dataport: DataPort | None = None
+        self.resp: RespPort | None = None
         self.loop = LoopMonitor()
 
     @property
@@ -81,19 +85,28 @@ class Node:
     async def serve(
         self, *, task_status: trio.TaskStatus[NodeInfo] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Bind both ports, report where they are, serve until cancelled, then release all."""
+        """Bind the data, admin and (when set) RESP ports, report where they are, serve until
+        cancelled, then release all."""
         s = self.settings
         try:
             listener = open_listener(s.host, s.port)
         except OSError as exc:
             raise bind_error(s, "port", exc) from None
+        resp_listener = None
         try:
-            admin_listeners = await trio.open_tcp_listeners(s.admin_port, host=s.admin_host)
-        except OSError as exc:
-            listener.close()
-            raise bind_error(s, "admin_port", exc) from None
+            if s.resp_port is not None:
+                try:
+                    resp_listener = open_listener(s.host, s.resp_port)
+                except OSError as exc:
+                    raise bind_error(s, "resp_port", exc) from None
+            try:
+                admin_listeners = await trio.open_tcp_listeners(s.admin_port, host=s.admin_host)
+            except OSError as exc:
+                raise bind_error(s, "admin_port", exc) from None
         except BaseException:
             listener.close()
+            if resp_listener is not None:
+                resp_listener.close()
             raise
         data_address = listener.getsockname()[:2]
         admin_address = admin_listeners[0].socket.getsockname()[:2]
@@ -117,6 +130,8 @@ class Node:
         )
         parts.bind_config(self.config_service, is_voter=self.config_service.is_voter)
         self._dataport = DataPort(listener, parts.dispatcher, s.limits)
+        if resp_listener is not None:
+            self.resp = RespPort.for_parts(resp_listener, parts, wall_clock=self._wall_clock)
         self.registry = make_registry(
             NodeCollector(
                 parts.counters,
@@ -128,13 +143,16 @@ class Node:
         )
         self.registry.register(self.loop.collector())
         admin = AdminHandler(self.registry, self._health)
-        self.info = NodeInfo(self.node_id, data_address, admin_address, os.getpid())
+        resp_address = self.resp.address if self.resp is not None else None
+        self.info = NodeInfo(self.node_id, data_address, admin_address, os.getpid(), resp_address)
         ready_file: Path | None = None
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.loop.run)
                 await nursery.start(parts.run)
                 await nursery.start(self._dataport.serve)
+                if self.resp is not None:
+                    await nursery.start(self.resp.serve)
                 gossip_address = await nursery.start(membership.run)
                 await nursery.start(self.config_service.run)
                 await nursery.start(trio.serve_listeners, admin.handle_stream, admin_listeners)
@@ -143,6 +161,7 @@ class Node:
                     node_id=self.node_id,
                     data=format_address(*data_address),
                     admin=format_address(*admin_address),
+                    resp=format_address(*resp_address) if resp_address else None,
                     gossip=format_address(*gossip_address[:2]),
                     join=",".join(s.join) or None,
                     version=__version__,
@@ -152,6 +171,8 @@ class Node:
         finally:
             if ready_file is not None:
                 ready_file.unlink(missing_ok=True)
+            if resp_listener is not None:
+                resp_listener.close()  # already closed when its port served
             for al in admin_listeners:
                 await trio.aclose_forcefully(al)
 
@@ -192,8 +213,14 @@ class Node:
             store=parts.store,
             gossip=self._gossip_figures(),
             mesh=parts.mesh_figures(),
-            extra={"loop": self.loop.figures()},
+            extra={"loop": self.loop.figures(), **self._resp_section()},
         )
+
+    def _resp_section(self) -> dict[str, Any]:
+        """INFO's ``resp`` section: the RESP port's address, connections and counters."""
+        if self.resp is None:
+            return {}
+        return {"resp": {"address": format_address(*self.resp.address), **resp_figures(self.resp)}}
 
     def _member_event(self, kind: EventKind, member: Member) -> None:
         if self.config_service is not None:
@@ -260,6 +287,7 @@ def _write_ready_file(data_dir: Path, info: NodeInfo) -> Path:
                 "pid": info.pid,
                 "data": format_address(*info.data_address),
                 "admin": format_address(*info.admin_address),
+                **({"resp": format_address(*info.resp_address)} if info.resp_address else {}),
             }
         )
     )

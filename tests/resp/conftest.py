@@ -1,5 +1,5 @@
-"""Fixtures of the RESP tests: a meshcache node serving RESP in this process, and a
-redis-server to compare with."""
+"""Fixtures of the RESP tests: a meshcache node serving RESP in this process (its own
+``resp_port`` setting), and a redis-server to compare with."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import trio
 
-from meshcache.node.net.resp_port import RespPort, open_listener
+from meshcache.node.net.resp_port import RespPort
 from meshcache.node.node import Node
 from meshcache.settings import LimitSettings, NodeSettings
 from meshcache.store.policy import NamespacePolicy
@@ -21,10 +21,14 @@ from tests.resp.helpers import redis_server
 
 @dataclass
 class RespNode:
-    """A node serving in this process and the RESP port beside it."""
+    """A node serving in this process, with its RESP port on."""
 
     node: Node
-    port: RespPort
+
+    @property
+    def port(self) -> RespPort:
+        assert self.node.resp is not None
+        return self.node.resp
 
     @property
     def resp_port(self) -> int:
@@ -39,6 +43,7 @@ def node_settings(tmp_path: Path, **limits: Any) -> NodeSettings:
     return NodeSettings(
         port=0,
         admin_port=0,
+        resp_port=0,
         data_dir=tmp_path,
         limits=replace(LimitSettings(), **limits),
         namespaces={
@@ -52,10 +57,7 @@ def node_settings(tmp_path: Path, **limits: Any) -> NodeSettings:
 async def start_resp_node(nursery: trio.Nursery, settings: NodeSettings) -> RespNode:
     node = Node(settings)
     await nursery.start(node.serve)
-    assert node.parts is not None
-    port = RespPort.for_parts(open_listener("127.0.0.1", 0), node.parts)
-    await nursery.start(port.serve)
-    return RespNode(node, port)
+    return RespNode(node)
 
 
 @pytest.fixture
