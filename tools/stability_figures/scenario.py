@@ -1,0 +1,218 @@
+"""One run of the heaviest load we generate on a real mesh, and what each node saw meanwhile.
+
+A run: 3 node processes (``--profile`` local or lan) are filled by pipelining writers at full
+speed (:mod:`tools.stability_figures.writers`); then either the writers go on (overwriting, or
+a mix of reads and writes) or the mesh is left quiet; optionally a fourth node joins and pulls
+its ranges while the three old nodes then drop what they no longer own, and one node leaves; a
+tail follows. Then every node's INFO gives its membership events (suspicions and deaths,
+counted at every observer), the claims about itself it refuted, its Lifeguard local-stall
+count and its loop figures.
+
+A join is timed from the first RING of the bootstrap node that lists the fourth member (its
+``joining`` entry committed) until every node's RING shows it active; a leave from sending
+``LEAVE`` until every remaining node's RING shows the ring without it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from meshcache.errors import MeshcacheError
+from meshcache.testing.mesh import Direct, Mesh, MeshError, wait_for
+from meshcache.testing.nodes import NodeProcess
+from tools.stability_figures.writers import AFTER, BASELINE, JOIN, PhaseCounts, Writers
+
+RING_POLL = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFigures:
+    """One node's INFO after (or, for a node that left, just before) its part of a run."""
+
+    node_id: str
+    suspicions: int  # member_suspect events this node raised or heard of
+    deaths: int  # member_dead events, likewise
+    refutations: int  # claims about itself this node refuted
+    local_stalls: int  # late gossip ticks Lifeguard counted against itself
+    lag_p99_ms: float  # over INFO's window (the last 60 s)
+    lag_max_ms: float  # since the node started
+    longest_step_ms: float
+    longest_step_task: str | None
+    gc_longest_ms: float
+
+    @classmethod
+    def of(cls, node_id: str, info: dict[str, Any]) -> NodeFigures:
+        gossip = info.get("gossip", {})
+        events, stats, loop = gossip.get("events", {}), gossip.get("stats", {}), info["loop"]
+        return cls(
+            node_id,
+            int(events.get("suspect", 0)),
+            int(events.get("dead", 0)),
+            int(stats.get("refutations", 0)),
+            int(stats.get("local_stalls", 0)),
+            float(loop["lag_p99_ms"]),
+            float(loop["lag_max_ever_ms"]),
+            float(loop["longest_step_ms"]),
+            loop.get("longest_step_task"),
+            float(loop["gc_longest_ms"]),
+        )
+
+
+@dataclass(slots=True)
+class RunResult:
+    profile: str
+    keys: int
+    preload_s: float
+    join_s: float = math.nan
+    leave_s: float = math.nan
+    pulled: int = 0
+    phases: list[PhaseCounts] = field(default_factory=list)
+    nodes: list[NodeFigures] = field(default_factory=list)
+    minutes: float = 0.0  # wall time the mesh ran, in minutes
+
+    @property
+    def deaths(self) -> int:
+        return sum(n.deaths for n in self.nodes)
+
+    @property
+    def suspicions(self) -> int:
+        return sum(n.suspicions for n in self.nodes)
+
+    @property
+    def refutations(self) -> int:
+        return sum(n.refutations for n in self.nodes)
+
+    def describe(self) -> str:
+        """Every node's figures, one line each (for a failure message or a log)."""
+        return "\n".join(
+            f"{n.node_id}: suspect {n.suspicions} dead {n.deaths} refuted {n.refutations} "
+            f"local stalls {n.local_stalls} lag p99 {n.lag_p99_ms} ms max {n.lag_max_ms} ms "
+            f"longest step {n.longest_step_ms} ms ({n.longest_step_task}) "
+            f"gc {n.gc_longest_ms} ms"
+            for n in self.nodes
+        )
+
+
+def _first_joining(mesh: Mesh, stop: threading.Event, seen: list[float]) -> None:
+    """Poll the bootstrap node's RING until it lists a fourth member; note when."""
+    with Direct(mesh.nodes[0].data_address) as d:
+        while not stop.is_set():
+            try:
+                ring = d.call("RING", [])
+            except (OSError, MeshcacheError):
+                continue
+            if len(ring["members"]) >= 4:
+                seen.append(time.monotonic())
+                return
+            stop.wait(RING_POLL)  # the poll interval; the caller's deadline bounds it
+
+
+def _figures(mesh: Mesh, node: NodeProcess) -> NodeFigures:
+    return NodeFigures.of(node.node_id, mesh.call(node, "INFO", []))
+
+
+def run(
+    tmp: Path,
+    *,
+    keys: int,
+    procs: int,
+    profile: str = "local",
+    depth: int = 100,
+    get_ratio: float = 0.0,
+    keep_writing: bool = True,
+    load_s: float = 2.0,
+    join: bool = True,
+    leave: bool = False,
+    tail: float = 3.0,
+    timeout: float = 300.0,
+) -> RunResult:
+    """One run (see the module docstring): preload; then, if ``keep_writing``, ``load_s``
+    seconds of writes (a ``get_ratio`` share of reads) that go on through the join and the
+    leave, else a quiet mesh; a join if ``join``, then a leave if ``leave``; ``tail`` seconds
+    at the end. ``load_s`` and ``tail`` are parts of the schedule (nothing is awaited in them);
+    ``timeout`` bounds every wait.
+
+    Raises:
+        MeshError: a step did not happen within ``timeout``.
+    """
+    with ExitStack() as stack:
+        began = time.monotonic()
+        mesh = Mesh(stack, tmp, 3, "--profile", profile)
+        writers = Writers(mesh, keys, procs=procs, depth=depth, get_ratio=get_ratio)
+        phases: list[PhaseCounts] | None = None
+        try:
+            preload_s = wait_for(writers.preloaded, timeout, "the writers' preload", 0.05)
+            if keep_writing:
+                writers.set_phase(BASELINE)
+                time.sleep(load_s)  # the schedule: load running, nothing awaited
+            else:
+                phases = writers.stop()
+            result = RunResult(profile, keys, preload_s)
+            if join:
+                _join(mesh, writers if keep_writing else None, result, timeout)
+            if leave:
+                _leave(mesh, result, timeout)
+            time.sleep(tail)  # the schedule's tail: the issue saw false deaths in the idle after
+        finally:
+            if phases is None:
+                phases = writers.stop()
+        result.phases = phases
+        counted = {n.node_id for n in result.nodes}
+        result.nodes += [_figures(mesh, x) for x in mesh.live if x.node_id not in counted]
+        result.minutes = (time.monotonic() - began) / 60
+        return result
+
+
+def _join(mesh: Mesh, writers: Writers | None, result: RunResult, timeout: float) -> None:
+    """A fourth node joins; timed into ``result``; returns once the old nodes have dropped
+    what they no longer own."""
+    if writers is not None:
+        writers.set_phase(JOIN)
+    seen: list[float] = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=_first_joining, args=(mesh, stop, seen))
+    watcher.start()
+    try:
+        joiner = mesh.start_node("--join", mesh.nodes[0].data)
+        wait_for(lambda: mesh.ring_agreed(4), timeout, "the fourth node active", RING_POLL)
+        active_at = time.monotonic()
+    finally:
+        stop.set()
+        watcher.join()
+    if not seen:
+        raise MeshError("never saw the fourth member as joining")
+    result.join_s = active_at - seen[0]
+    if writers is not None:
+        writers.set_phase(AFTER)
+    version = int(mesh.ring(joiner)["version"])
+    for old in mesh.nodes[:3]:
+        wait_for(
+            lambda old=old: any(  # type: ignore[misc]
+                int(e.get("ring_version", 0)) >= version
+                for e in mesh.log_events(old, "unowned_dropped")
+            ),
+            timeout,
+            f"{old.node_id} to drop what it no longer owns",
+            0.05,
+        )
+    result.pulled = sum(int(e.get("records", 0)) for e in mesh.log_events(joiner, "handoff_pulled"))
+
+
+def _leave(mesh: Mesh, result: RunResult, timeout: float) -> None:
+    """The second node leaves (its figures are taken just before); timed into ``result``."""
+    leaver = mesh.nodes[1]
+    rest = [x for x in mesh.live if x is not leaver]
+    result.nodes.append(_figures(mesh, leaver))
+    sent = time.monotonic()
+    with Direct(leaver.data_address, timeout=timeout) as d:
+        d.call("LEAVE", [{"timeout": timeout}])
+    wait_for(
+        lambda: mesh.ring_agreed(len(rest), among=rest), timeout, "the ring without it", RING_POLL
+    )
+    result.leave_s = time.monotonic() - sent
