@@ -209,3 +209,36 @@ async def test_sampling_on_and_off_never_reports_the_time_in_between(
             nursery.cancel_scope.cancel()
     assert [e for e in logs if e["event"] == "loop_stall"] == [], logs
     assert monitor.figures()["longest_step_ms"] == 0.0
+
+
+def test_a_stall_says_how_much_of_it_was_cpu() -> None:
+    """A step that held the loop while the process did not run (the step clock moved, the CPU
+    clock did not) is told apart from one that worked all along."""
+    wall, cpu = StepClock(), StepClock()
+    seen: list[tuple[str, float, float]] = []
+    recorder = StepRecorder(
+        0.05,
+        clock=wall,
+        cpu_clock=cpu,
+        on_stall=lambda took, task, at, used: seen.append((task, took, used)),
+    )
+
+    async def starved() -> None:
+        wall.t += 0.2  # descheduled: time passes, no CPU is used
+
+    async def working() -> None:
+        wall.t += 0.2
+        cpu.t += 0.2
+
+    async def main() -> None:
+        trio.lowlevel.add_instrument(recorder)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(starved, name="starved")
+            nursery.start_soon(working, name="working")
+        trio.lowlevel.remove_instrument(recorder)
+
+    trio.run(main)
+    assert sorted(seen) == [
+        ("starved", pytest.approx(0.2), 0.0),
+        ("working", pytest.approx(0.2), pytest.approx(0.2)),
+    ]

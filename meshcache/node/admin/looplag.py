@@ -10,7 +10,9 @@ module measures it, two ways:
   histogram for ``/metrics``.
 * **Steps** (a trio :class:`~trio.abc.Instrument`): every task step is timed, the longest one is
   kept with its task's name, and every step of at least ``stall_threshold`` is counted and
-  logged as ``loop_stall`` with the task and the place it stopped at (where the stretch ended).
+  logged as ``loop_stall`` with the task, the place it stopped at (where the stretch ended) and
+  the CPU the thread used meanwhile (``cpu_ms`` well below ``step_ms``: the process was not
+  running, a starved machine rather than a long stretch of work).
   Timing every step costs a few microseconds per step, so by default the recorder is *sampled*:
   on for ``sample_for`` seconds out of every ``sample_every``; ``steps="on"`` keeps it on (tests,
   a node being investigated), ``steps="off"`` never installs it.
@@ -88,7 +90,11 @@ class StepRecorder(trio.abc.Instrument):
         threshold: a step at least this long (seconds) is a stall: counted, observed in
             :attr:`stalls`, logged.
         clock: the step clock (``time.perf_counter``: real time even under a ``MockClock``).
-        on_stall: called with ``(seconds, task_name, where)`` for every stall (default: log).
+        on_stall: called with ``(seconds, task_name, where, cpu_seconds)`` for every stall
+            (default: log). ``cpu_seconds`` is the CPU the thread used in the step: far less
+            than ``seconds`` means the process was not running (starved by the machine), not
+            that the step did that much work.
+        cpu_clock: the thread's CPU clock (``time.thread_time``).
     """
 
     def __init__(
@@ -96,10 +102,13 @@ class StepRecorder(trio.abc.Instrument):
         threshold: float,
         *,
         clock: Callable[[], float] = time.perf_counter,
-        on_stall: Callable[[float, str, str], None] | None = None,
+        on_stall: Callable[[float, str, str, float], None] | None = None,
+        cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
         self.threshold = threshold
         self._clock = clock
+        self._cpu_clock = cpu_clock
+        self._cpu_started = 0.0
         self._on_stall = on_stall or _log_stall
         self._started = 0.0
         self._stepping = False
@@ -122,6 +131,7 @@ class StepRecorder(trio.abc.Instrument):
     def before_task_step(self, task: Task) -> None:
         self._stepping = True
         self._started = self._clock()
+        self._cpu_started = self._cpu_clock()
 
     def after_task_step(self, task: Task) -> None:
         took = self._clock() - self._started
@@ -133,7 +143,8 @@ class StepRecorder(trio.abc.Instrument):
             self.longest_task = task.name
         if took >= self.threshold:
             self.stalls.observe(took)
-            self._on_stall(took, task.name, where(task))
+            cpu = self._cpu_clock() - self._cpu_started
+            self._on_stall(took, task.name, where(task), cpu)
 
 
 class GcRecorder:
@@ -185,8 +196,14 @@ def where(task: Task) -> str:
     return found
 
 
-def _log_stall(seconds: float, task: str, at: str) -> None:
-    log.warning("loop_stall", step_ms=round(seconds * 1000, 1), task=task, at=at)
+def _log_stall(seconds: float, task: str, at: str, cpu: float) -> None:
+    log.warning(
+        "loop_stall",
+        step_ms=round(seconds * 1000, 1),
+        cpu_ms=round(cpu * 1000, 1),
+        task=task,
+        at=at,
+    )
 
 
 class LoopMonitor:
