@@ -28,6 +28,7 @@ from meshcache.node.admin.http import AdminHandler
 from meshcache.node.admin.info import describe
 from meshcache.node.admin.looplag import LoopMonitor
 from meshcache.node.admin.metrics import NodeCollector, NodeCounters, make_registry
+from meshcache.node.admin.resp_metrics import RespCollector
 from meshcache.node.assembly import Assembly
 from meshcache.node.cluster.config import ConfigService
 from meshcache.node.cluster.membership import Membership
@@ -142,6 +143,9 @@ class Node:
             )
         )
         self.registry.register(self.loop.collector())
+        self.registry.register(guard.collector())
+        if self.resp is not None:
+            self.registry.register(RespCollector(self.resp))
         admin = AdminHandler(self.registry, self._health)
         resp_address = self.resp.address if self.resp is not None else None
         self.info = NodeInfo(self.node_id, data_address, admin_address, os.getpid(), resp_address)

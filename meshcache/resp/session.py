@@ -55,11 +55,10 @@ Reply = Callable[[Any], bytes]
 
 
 class Counters(Protocol):
-    """Where requests, op errors and bad input are counted (the node's ``NodeCounters``)."""
+    """Where requests by op and op errors by code are counted (the node's ``NodeCounters``)."""
 
     requests: Counter[str]
     errors: Counter[str]
-    bad_input: Counter[str]
 
 
 class RedisError(Exception):
@@ -117,7 +116,8 @@ class Server:
             coordinator's: it forwards to the key's owner); returns the result or a coroutine.
         routes: the node's op routes (``Routes.table()``): ``INFO``, ``NS_LIST`` are read.
         limits: key, value and argument-count limits, checked before an op runs.
-        counters: the node's counters; bad input is counted under ``resp_<kind>``.
+        counters: the node's counters of ops run and op errors (shared with the data port);
+            the port's own figures are :attr:`commands` and :attr:`refused`.
         wall_clock: seconds since the epoch (EXPIREAT, TIME).
         rng: randomness for SPOP and SRANDMEMBER.
         node_id: this node, for INFO and HELLO.
@@ -158,6 +158,12 @@ class Server:
         }
         #: Error replies sent on every connection (INFO's ``total_error_replies``).
         self.error_replies = 0
+        #: Commands run, by Redis name (``get``, ``client``, ``config``); unknown commands and
+        #: commands with the wrong number of arguments are not run: they are in ``refused``.
+        self.calls: Counter[str] = Counter()
+        #: Bad input, by kind: ``unknown_command``, ``wrong_arity``, ``syntax_error``,
+        #: ``not_integer``, ``protocol_<kind>`` (framing lost), ``too_many_connections`` ...
+        self.refused: Counter[str] = Counter()
         self._next_id = 0
 
     def session(self, addr: str = "", laddr: str = "") -> Session:
@@ -227,6 +233,7 @@ class Session:
         arity = cmd.arity
         if (n != arity) if arity >= 0 else (n < -arity):
             return self.refuse(wrong_arity(cmd.name))
+        self.server.calls[cmd.name] += 1
         try:
             if cmd.composed:
                 return self.drive(cmd.run(self, argv))
@@ -242,7 +249,7 @@ class Session:
     def refuse(self, exc: RedisError) -> bytes:
         self.server.error_replies += 1
         if exc.kind is not None:
-            self.server.counters.bad_input[f"resp_{exc.kind}"] += 1
+            self.server.refused[exc.kind] += 1
         return error(exc.message)
 
     def command_error(self, exc: CommandError) -> bytes:
@@ -251,7 +258,7 @@ class Session:
         counters = self.server.counters
         counters.errors[str(code)] += 1
         if code not in _DATA_CODES:
-            counters.bad_input[f"resp_{str(code).lower()}"] += 1
+            self.server.refused[str(code).lower()] += 1
         text = _REDIS_TEXT.get(code)
         if text is None:
             prefix = "ERR" if code in _ERR_CODES else str(code)

@@ -38,6 +38,12 @@ class RespNode:
     def counters(self) -> Any:
         return self.node.counters
 
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample of the node's ``/metrics`` (its registry), 0 when it is absent."""
+        assert self.node.registry is not None
+        value = self.node.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
 
 def node_settings(tmp_path: Path, **limits: Any) -> NodeSettings:
     return NodeSettings(

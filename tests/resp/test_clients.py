@@ -268,7 +268,7 @@ async def test_redis_cli_interactive(resp_node: RespNode) -> None:
     expect = ["OK", '"42"', "(integer) 43", "(integer) 1", '2) "v"', "hash"]
     await trio.to_thread.run_sync(interactive_cli, port, lines, expect)
     # Its start-up asks the server for command docs (hints); it must have been answered.
-    assert resp_node.counters.bad_input["resp_unknown_command"] == 0
+    assert resp_node.port.server.refused["unknown_command"] == 0
 
 
 @pytest.mark.skipif(shutil.which("redis-benchmark") is None, reason="no redis-benchmark")
@@ -289,4 +289,4 @@ async def test_redis_benchmark_default_suite_has_no_errors(resp_node: RespNode) 
     assert len(rows) == 17  # PING twice (inline, multibulk), LPUSH twice (for LRANGE)
     assert {"PING_INLINE", "SET", "GET", "SPOP", "ZPOPMIN", "LRANGE_100 (first 100 elements)",
             "MSET (10 keys)"} <= set(rows)  # fmt: skip
-    assert sum(resp_node.counters.bad_input.values()) == 0
+    assert sum(resp_node.port.server.refused.values()) == 0

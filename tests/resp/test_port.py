@@ -53,6 +53,12 @@ async def test_a_pipeline_is_answered_in_order(resp_node: RespNode) -> None:
          "invalid_bulk_length"),
         (b'ECHO "abc\r\n', b"-ERR Protocol error: unbalanced quotes in request\r\n",
          "unbalanced_quotes"),
+        (b"\x00\xff garbage " * 7000 + b"\r\n", b"-ERR Protocol error: too big inline request\r\n",
+         "inline_too_long"),
+        (b"*1\r\n$2147483648\r\n", b"-ERR Protocol error: invalid bulk length\r\n",
+         "invalid_bulk_length"),
+        (b"*2\r\n$3\r\nGET\r\n" + b"*1\r\n" * 100,
+         b"-ERR Protocol error: expected '$', got '*'\r\n", "expected_bulk"),
     ],
 )  # fmt: skip
 async def test_lost_framing_is_answered_counted_and_closed(
@@ -70,8 +76,10 @@ async def test_lost_framing_is_answered_counted_and_closed(
     replies, closed = await in_thread(client)
     assert replies == [b"+OK\r\n", reply]
     assert closed
-    assert resp_node.counters.bad_input[f"resp_protocol_{kind}"] == 1
-    assert resp_node.port.stats["closed_protocol_error"] == 1
+    assert resp_node.metric("meshcache_resp_errors_total", kind=f"protocol_{kind}") == 1
+    assert resp_node.metric("meshcache_resp_connections_closed_total", reason="protocol_error") == 1
+    assert resp_node.metric("meshcache_resp_commands_total", command="set") == 1
+    assert resp_node.metric("meshcache_resp_commands_total", command="get") == 0
 
 
 async def test_refusals_keep_the_connection_and_are_counted(resp_node: RespNode) -> None:
@@ -98,12 +106,21 @@ async def test_refusals_keep_the_connection_and_are_counted(resp_node: RespNode)
     assert replies[4] == b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
     assert replies[5].startswith(b"-ERR GET: key is 20000 bytes, the limit is 16384")
     assert replies[6] == b"+PONG\r\n"
-    bad = resp_node.counters.bad_input
-    assert bad["resp_unknown_command"] == 1
-    assert bad["resp_wrong_arity"] == 1
-    assert bad["resp_not_integer"] == 1
-    assert bad["resp_too_large"] == 1
-    assert resp_node.counters.errors["WRONGTYPE"] == 1
+
+    def errors(kind: str) -> float:
+        return resp_node.metric("meshcache_resp_errors_total", kind=kind)
+
+    assert errors("unknown_command") == 1
+    assert errors("wrong_arity") == 1
+    assert errors("not_integer") == 1
+    assert errors("too_large") == 1
+    assert errors("wrongtype") == 0  # the data refused it, not bad input: an op error
+    assert resp_node.metric("meshcache_errors_total", code="WRONGTYPE") == 1
+    # Commands that ran, by name: the unknown one and the wrong arity did not run.
+    assert resp_node.metric("meshcache_resp_commands_total", command="get") == 1
+    assert resp_node.metric("meshcache_resp_commands_total", command="ping") == 1
+    assert resp_node.metric("meshcache_resp_commands_total", command="nosuch") == 0
+    assert resp_node.metric("meshcache_resp_connections_opened_total") == 1
 
 
 async def test_quit_answers_then_closes(resp_node: RespNode) -> None:
@@ -163,7 +180,7 @@ async def test_connections_over_the_limit_are_refused(tmp_path: Path) -> None:
         refused, closed, ping = await in_thread(client)
         assert refused == b"-ERR max number of clients reached\r\n"
         assert closed and ping == b"+PONG\r\n"
-        assert node.counters.bad_input["resp_too_many_connections"] == 1
+        assert node.metric("meshcache_resp_errors_total", kind="too_many_connections") == 1
         nursery.cancel_scope.cancel()
 
 

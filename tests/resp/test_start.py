@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,11 @@ def test_a_started_node_answers_redis_cli_and_redis_py() -> None:
             info = mc.info()
         assert info["resp"]["address"] == ready["resp"]
         assert info["resp"]["connections_opened"] >= 3
+        with urllib.request.urlopen(f"http://{ready['admin']}/metrics", timeout=10) as page:
+            metrics = page.read().decode()
+        assert 'meshcache_resp_commands_total{command="set"} 1.0' in metrics
+        assert 'meshcache_resp_commands_total{command="incrby"} 1.0' in metrics  # redis-py's incr
+        assert "meshcache_resp_connections " in metrics
 
 
 def test_a_taken_resp_port_is_named_in_one_line(tmp_path: Path) -> None:

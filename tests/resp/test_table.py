@@ -68,7 +68,7 @@ def make_server() -> Server:
         policies={"default": NamespacePolicy(max_bytes=1 << 20)},
         tombstone_grace_s=60,
     )
-    counters = SimpleNamespace(requests=Counter(), errors=Counter(), bad_input=Counter())
+    counters = SimpleNamespace(requests=Counter(), errors=Counter())
     return Server(
         execute=store.execute,
         routes={},

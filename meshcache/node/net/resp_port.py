@@ -29,8 +29,9 @@ What a connection may cost is bounded: a command that breaks the grammar or a re
 once ``max_buffered_bytes`` of them pile up and a client that does not read stops being read
 (backpressure); a connection over ``max_connections`` is told
 ``-ERR max number of clients reached`` and closed; one idle longer than ``idle_timeout`` is
-closed. Bad input is counted in the node's ``bad_input`` counters under ``resp_<kind>``;
-connections, bytes and closes by reason in :attr:`RespPort.stats`.
+closed. Commands are counted by name and bad input by kind in the session server
+(``server.calls``, ``server.refused``); connections, bytes and closes by reason in
+:attr:`RespPort.stats`. :mod:`meshcache.node.admin.resp_metrics` exports them.
 
 QUIT is answered ``+OK`` and closes the connection once the replies before it are written.
 """
@@ -155,7 +156,7 @@ class RespPort:
         routes: the node's op routes (``Routes.table()``).
         limits: the node's limit settings (connections, buffers, idle time, frame size).
         op_limits: key, value and argument limits checked before an op runs.
-        counters: the node's counters (requests by op, op errors, bad input).
+        counters: the node's counters (ops run, op errors by code).
         node_id: this node, for INFO.
         wall_clock: seconds since the epoch (EXPIREAT, TIME).
         rng: randomness for SPOP and SRANDMEMBER.
@@ -181,7 +182,6 @@ class RespPort:
         self._reader_limits = reader_limits(limits)
         self._clock = clock
         self._conns: dict[int, _Conn] = {}
-        self._counters = counters
         #: Connections opened, closed by reason (``closed_<reason>``), bytes in and out.
         self.stats: Counter[str] = Counter()
         self.server = Server(
@@ -353,7 +353,7 @@ class RespPort:
                     continue
                 if exc.errno in _OUT_OF_FDS:
                     log.warning("resp_accept_failed", error=str(exc))
-                    self._counters.bad_input["resp_accept_out_of_fds"] += 1
+                    self.server.refused["accept_out_of_fds"] += 1
                     await trio.sleep(0.05)  # back off until a descriptor is freed
                     return
                 raise
@@ -371,7 +371,7 @@ class RespPort:
             self.stats["connections_opened"] += 1
 
     def _refuse(self, sock: socket.socket) -> None:
-        self._counters.bad_input["resp_too_many_connections"] += 1
+        self.server.refused["too_many_connections"] += 1
         self.stats["closed_too_many_connections"] += 1
         with contextlib.suppress(OSError):
             sock.send(TOO_MANY_CLIENTS)
@@ -397,7 +397,7 @@ class RespPort:
             self._answer(conn, at_round_end=True)
 
     def _protocol_error(self, conn: _Conn, exc: RespProtocolError) -> bytes:
-        self._counters.bad_input[f"resp_protocol_{exc.kind}"] += 1
+        self.server.refused[f"protocol_{exc.kind}"] += 1
         self.server.error_replies += 1
         conn.doomed = "protocol_error"
         return exc.reply
