@@ -217,6 +217,7 @@ class Node:
             store=parts.store,
             gossip=self._gossip_figures(),
             mesh=parts.mesh_figures(),
+            counters=parts.counters,
             extra={"loop": self.loop.figures(), **self._resp_section()},
         )
 

@@ -11,9 +11,15 @@ from typing import Any
 
 from meshcache._version import __version__
 from meshcache.control import ClusterConfig
+from meshcache.node.admin.metrics import NodeCounters
 from meshcache.ring import TOKEN_SPACE, Ring
 from meshcache.ring.ring import DEFAULT_VNODES_PER_WEIGHT
 from meshcache.store.store import Store
+from meshcache.wire.ops import OPS, OpKind
+
+#: The ops INFO's ``latency.data`` summarises: every op of kind read or write (client data
+#: requests; node ops, admin ops and node-to-node traffic are left out).
+DATA_OPS = frozenset(name for name, spec in OPS.items() if spec.kind is not OpKind.META)
 
 
 def describe(
@@ -24,9 +30,11 @@ def describe(
     store: Store,
     gossip: dict[str, Any],
     mesh: dict[str, Any],
+    counters: NodeCounters | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """INFO: identity, uptime, connections, every namespace's figures, gossip and mesh.
+    """INFO: identity, uptime, connections, every namespace's figures, gossip and mesh; with
+    ``counters``, the requests answered by op since start and the recent latency by op.
 
     ``extra`` adds sections (e.g. the event loop's figures) after the fixed ones.
     """
@@ -42,7 +50,16 @@ def describe(
         "namespaces": namespaces,
         "gossip": gossip,
         "mesh": mesh,
+        **(request_sections(counters) if counters is not None else {}),
         **(extra or {}),
+    }
+
+
+def request_sections(counters: NodeCounters) -> dict[str, Any]:
+    """INFO's ``requests`` (op -> answered since start) and ``latency`` sections."""
+    return {
+        "requests": dict(sorted(counters.requests.items())),
+        "latency": counters.latency.figures(DATA_OPS),
     }
 
 
@@ -77,4 +94,4 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
-__all__ = ["describe", "describe_ring", "plain"]
+__all__ = ["DATA_OPS", "describe", "describe_ring", "plain", "request_sections"]

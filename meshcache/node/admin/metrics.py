@@ -17,6 +17,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from meshcache.node.admin.latency import SUM, RequestLatency, cumulative
+
 
 @dataclass
 class NodeCounters:
@@ -30,6 +32,7 @@ class NodeCounters:
     connections_current: int = 0
     bytes_received: int = 0
     bytes_sent: int = 0
+    latency: RequestLatency = field(default_factory=RequestLatency)  # by op, timed per request
 
 
 class NodeCollector(Collector):
@@ -101,11 +104,25 @@ class NodeCollector(Collector):
         yield GaugeMetricFamily(
             "meshcache_uptime_seconds", "Seconds since start.", value=self._uptime()
         )
+        yield from latency_families(c.latency)
         yield from _store_families(self._store_stats())
         if self._gossip is not None:
             yield from _gossip_families(self._gossip())
         if self._mesh is not None:
             yield from _mesh_families(self._mesh())
+
+
+def latency_families(latency: RequestLatency) -> Iterator[Any]:
+    """How long the node took to answer each op on the data port, since start."""
+    family = HistogramMetricFamily(
+        "meshcache_request_duration_seconds",
+        "Time the node took to answer a data-port request, by op: from decoding it until its "
+        "answer is ready (a forward's or a quorum's wait included). Bounds: powers of 2 ns.",
+        labels=["op"],
+    )
+    for op, counts in sorted(latency.since_start().items()):
+        family.add_metric([op], cumulative(counts), sum_value=counts[SUM] / 1e9)
+    yield family
 
 
 def _mesh_families(figures: dict[str, Any]) -> Iterator[Any]:

@@ -3,10 +3,15 @@
 :class:`Dispatcher` knows nothing about sockets. The data port feeds it frame bodies and writes
 back the bytes it returns, so everything about decoding, checking, executing and answering a
 request — including every kind of bad input — can be tested without a network.
+
+Every request of a known op is timed into the node's latency histograms
+(:mod:`meshcache.node.admin.latency`): from the start of its decoding until its answer's bytes
+exist, the wait of a pending answer included.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Coroutine
 from types import CoroutineType
 from typing import Any
@@ -14,6 +19,7 @@ from typing import Any
 import msgpack
 
 from meshcache.errors import CommandError, ErrorCode
+from meshcache.node.admin.latency import SUM
 from meshcache.node.admin.metrics import NodeCounters
 from meshcache.wire.frame import HEADER, STATUS_ERROR, STATUS_OK, decode_request
 from meshcache.wire.ops import DATA_HANDLER, OPS, Limits, OpSpec, normalize_args
@@ -42,6 +48,7 @@ def _unrouted(namespace: str, args: list[Any]) -> Any:
 # Bound once: the hot path pays for no module attribute lookups.
 _unpackb = msgpack.unpackb
 _pack_header = HEADER.pack
+_clock_ns = time.perf_counter_ns
 
 
 class Dispatcher:
@@ -54,13 +61,13 @@ class Dispatcher:
             (:meth:`meshcache.node.routes.Routes.table`); an op of the table with no route
             is refused as ``UNKNOWN_OP``.
         limits: key, value and argument-count limits checked before ``execute`` runs.
-        counters: where requests, errors and bad input are counted.
+        counters: where requests, errors, bad input and request latency are counted.
 
     ``ring_version`` is the ring version every response carries; the node assigns it when the
     ring changes (a plain attribute, so the hot path does not pay for a call).
     """
 
-    __slots__ = ("_execute", "_limits", "_pack", "_routes", "counters", "ring_version")
+    __slots__ = ("_execute", "_latency", "_limits", "_ops", "_pack", "counters", "ring_version")
 
     def __init__(
         self,
@@ -72,12 +79,19 @@ class Dispatcher:
         ring_version: int = 0,
     ) -> None:
         self._execute = execute
-        # Every op that is not a data op gets a route, refusing when none was given, so the hot
-        # path needs one lookup: no route means a data op.
-        self._routes = {
-            name: routes.get(name, _unrouted)
+        self._latency = latency = counters.latency
+        # One lookup per request gives the op's spec, its route and its latency histogram.
+        # Every op that is not a data op gets a route, refusing when none was given: no route
+        # means a data op.
+        self._ops: dict[str, tuple[OpSpec, Route | None, list[int]]] = {
+            name: (
+                spec,
+                routes.get(name, _unrouted)
+                if spec.handler != DATA_HANDLER or name in routes
+                else None,
+                latency.counts(name),
+            )
             for name, spec in OPS.items()
-            if spec.handler != DATA_HANDLER or name in routes
         }
         self._limits = limits
         self.counters = counters
@@ -91,38 +105,67 @@ class Dispatcher:
         change through Raft) is answered with a :class:`Pending` instead; the caller writes its
         frame once it is done, in request order.
         """
+        started = _clock_ns()
         try:
             rid, op, ns, args = _unpackb(body, raw=False, strict_map_key=False)
             if type(rid) is not int or rid < 1 or type(op) is not str or type(ns) is not str:
                 raise ValueError
         except Exception:
             return self._bad_frame(body)
-        spec = OPS.get(op)
+        entry = self._ops.get(op)
+        if entry is None:
+            unknown = CommandError(ErrorCode.UNKNOWN_OP, f"unknown op {op[:64]!r}")
+            return self._error(rid, "unknown", unknown)
+        spec, route, histogram = entry
         try:
-            if spec is None:
-                raise CommandError(ErrorCode.UNKNOWN_OP, f"unknown op {op[:64]!r}")
             args = normalize_args(spec, args, self._limits)
-            route = self._routes.get(op)
             result = self._execute(ns, op, args) if route is None else route(ns, args)
             if type(result) is CoroutineType:
-                return _pending(self._finish(rid, op, result), spec, ns, args)
+                answer = self._finish(rid, op, result, started, histogram)
+                return _pending(answer, spec, ns, args)
             out: bytes = self._pack([rid, STATUS_OK, result, self.ring_version])
         except CommandError as exc:
-            return self._error(rid, op if spec else "unknown", exc)
+            return self._timed(histogram, started, self._error(rid, op, exc))
         except Exception as exc:  # a bug in the node (or a result msgpack cannot encode)
-            return self._error(rid, op, CommandError(ErrorCode.INTERNAL, type(exc).__name__))
+            bug = CommandError(ErrorCode.INTERNAL, type(exc).__name__)
+            return self._timed(histogram, started, self._error(rid, op, bug))
         self.counters.requests[op] += 1
+        # The latency histogram, inline (see RequestLatency): one clock read and one slot.
+        now = _clock_ns()
+        if now >= self._latency.rotate_at:
+            self._latency.rotate(now)
+        took = now - started
+        histogram[(took * took).bit_length()] += 1
+        histogram[SUM] += took
         return _pack_header(len(out)) + out
 
-    async def _finish(self, rid: int, op: str, pending: Coroutine[Any, Any, Any]) -> bytes:
+    async def _finish(
+        self,
+        rid: int,
+        op: str,
+        pending: Coroutine[Any, Any, Any],
+        started: int,
+        histogram: list[int],
+    ) -> bytes:
         try:
             out = self._ok(rid, await pending)
         except CommandError as exc:
-            return self._error(rid, op, exc)
+            out = self._error(rid, op, exc)
         except Exception as exc:  # a bug in the node (or a result msgpack cannot encode)
-            return self._error(rid, op, CommandError(ErrorCode.INTERNAL, type(exc).__name__))
-        self.counters.requests[op] += 1
-        return out
+            out = self._error(rid, op, CommandError(ErrorCode.INTERNAL, type(exc).__name__))
+        else:
+            self.counters.requests[op] += 1
+        return self._timed(histogram, started, out)
+
+    def _timed(self, histogram: list[int], started: int, answer: bytes) -> bytes:
+        """``answer``, once the request that started at ``started`` is counted as done."""
+        now = _clock_ns()
+        if now >= self._latency.rotate_at:
+            self._latency.rotate(now)
+        took = now - started
+        histogram[(took * took).bit_length()] += 1
+        histogram[SUM] += took
+        return answer
 
     def _ok(self, rid: int, result: Any) -> bytes:
         body: bytes = self._pack([rid, STATUS_OK, result, self.ring_version])
