@@ -62,6 +62,8 @@ class ErrorCode(StrEnum):
     UNAVAILABLE = "UNAVAILABLE"
     WRITE_FAILED = "WRITE_FAILED"
     NOT_OWNER = "NOT_OWNER"
+    # the loader plane (read-through from a database)
+    LOADER_UNAVAILABLE = "LOADER_UNAVAILABLE"
 
 
 class MeshcacheError(Exception):
@@ -198,6 +200,13 @@ class NotOwnerError(CommandError):
     """A node-to-node request about keys the receiver does not own (by its ring)."""
 
     code = ErrorCode.NOT_OWNER
+
+
+class LoaderUnavailableError(CommandError):
+    """A miss in a read-through namespace could not be loaded from its source: the source is
+    down or refused the query, the load timed out, or its circuit breaker is open."""
+
+    code = ErrorCode.LOADER_UNAVAILABLE
 
 
 # --- the config plane ---------------------------------------------------------------------------

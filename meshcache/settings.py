@@ -25,7 +25,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
@@ -60,6 +60,45 @@ class LimitSettings:
     max_connections: int = 10_000
     max_buffered_bytes: int = 64 * 1024 * 1024  # unsent answers per connection before it is closed
     idle_timeout: float = 300.0
+
+
+#: A source name: lower-case, so ``MESHCACHE_SOURCE_<NAME>_DSN`` names exactly one source.
+SOURCE_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
+_SOURCE_ENV_RE = re.compile(r"MESHCACHE_SOURCE_([A-Z][A-Z0-9_]{0,62})_DSN")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSettings:
+    """One database a node's read-through namespaces may load from (``[sources.NAME]``).
+
+    Sources are node-local: the DSN (and the password in it) never leaves the node's settings.
+    ``dsn`` (or ``MESHCACHE_SOURCE_<NAME>_DSN``) wins over ``dsn_file``, which is read when the
+    node starts. Times in seconds.
+    """
+
+    dsn: str | None = field(default=None, repr=False)
+    dsn_file: Path | None = None
+    pool_size: int = 4
+    statement_timeout: float = 5.0
+    connect_timeout: float = 5.0
+
+    def resolve_dsn(self, name: str) -> str:
+        """The DSN: ``dsn``, else the first line of ``dsn_file``.
+
+        Raises:
+            ConfigError: neither is set, or the file cannot be read or is empty.
+        """
+        if self.dsn:
+            return self.dsn
+        if self.dsn_file is None:
+            raise ConfigError(f"source {name!r}: set dsn, dsn_file or MESHCACHE_SOURCE_..._DSN")
+        try:
+            text = self.dsn_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"source {name!r}: dsn_file {str(self.dsn_file)!r}: {exc}") from None
+        if not text:
+            raise ConfigError(f"source {name!r}: dsn_file {str(self.dsn_file)!r} is empty")
+        return text.splitlines()[0].strip()
 
 
 def _default_namespaces() -> Mapping[str, NamespacePolicy]:
@@ -109,6 +148,10 @@ class NodeSettings:
     hint_max_bytes: int = 64 * 1024 * 1024  # writes held for unreachable owners, all targets
     hint_max_age: float = 3600.0  # a hint older than this is dropped (anti-entropy repairs)
     read_repair_chance: float = 0.05  # fraction of reads checked against the other owners
+    # Databases read-through namespaces load from; node-local (credentials never leave).
+    sources: Mapping[str, SourceSettings] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False
+    )
 
     @property
     def is_voter_candidate(self) -> bool:
@@ -397,7 +440,7 @@ _BY_TABLE: dict[str, dict[str, SettingSpec]] = {
     table: {s.key: s for s in SETTINGS if s.table == table} for table in ("node", "limits")
 }
 _PATH_KEYS = frozenset({"data_dir", "cluster_key_file", "raft_password_file"})
-_TABLES = ("node", "limits", "namespaces")
+_TABLES = ("node", "limits", "namespaces", "sources")
 
 
 def _unknown(what: str, name: str, known: Any) -> str:
@@ -417,6 +460,7 @@ class _Layers:
     def __init__(self) -> None:
         self.values: dict[str, tuple[Any, str]] = {}
         self.namespaces: dict[str, tuple[NamespacePolicy, str]] = {}
+        self.sources: dict[str, SourceSettings] = {}
 
     def put(self, spec: SettingSpec, raw: object, where: str) -> None:
         self.values[spec.name] = (spec.parse(raw, where), where)
@@ -524,6 +568,43 @@ def _apply_toml(layers: _Layers, path: Path) -> None:
     for name, table in namespaces.items():
         where = f"{path} [namespaces.{name}]"
         layers.namespaces[name] = (_policy(table, where), where)
+    if "users" in data:
+        from meshcache.security.users import parse_users
+
+        layers.users.update(parse_users(data["users"], str(path)))
+    sources = data.get("sources", {})
+    if not isinstance(sources, dict):
+        raise _fail(str(path), "'sources' must hold tables: write [sources.NAME]")
+    for name, table in sources.items():
+        layers.sources[name] = _source(name, table, f"{path} [sources.{name}]", path.parent)
+
+
+_SOURCE_FIELDS: dict[str, Parser] = {
+    "dsn": _parse_text,
+    "dsn_file": _parse_path,
+    "pool_size": _parse_count,
+    "statement_timeout": parse_duration,
+    "connect_timeout": parse_duration,
+}
+
+
+def _source(name: str, table: object, where: str, base: Path | None) -> SourceSettings:
+    if not SOURCE_NAME_RE.fullmatch(name):
+        raise _fail(where, f"source name {name!r} must be a lower-case identifier")
+    if isinstance(table, SourceSettings):
+        return table
+    if not isinstance(table, Mapping):
+        raise _fail(where, f"{table!r} must be a table of source settings")
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        parse = _SOURCE_FIELDS.get(key)
+        if parse is None:
+            raise _fail(where, _unknown("source setting", key, _SOURCE_FIELDS))
+        values[key] = parse(raw, f"{where} {key}")
+    dsn_file = values.get("dsn_file")
+    if base is not None and dsn_file is not None and not dsn_file.is_absolute():
+        values["dsn_file"] = base / dsn_file
+    return SourceSettings(**values)
 
 
 def _apply_env(layers: _Layers, environ: Mapping[str, str]) -> None:
@@ -532,6 +613,12 @@ def _apply_env(layers: _Layers, environ: Mapping[str, str]) -> None:
         # An empty variable counts as unset: `MESHCACHE_PORT= meshcache start` is common.
         if raw is not None and raw.strip():
             layers.put(spec, raw, spec.env)
+    for variable, raw in environ.items():
+        match = _SOURCE_ENV_RE.fullmatch(variable)
+        if match and raw.strip():
+            name = match.group(1).lower()
+            known = layers.sources.get(name, SourceSettings())
+            layers.sources[name] = replace(known, dsn=raw.strip())
 
 
 def _apply_overrides(layers: _Layers, overrides: Mapping[str, Any]) -> None:
@@ -542,6 +629,12 @@ def _apply_overrides(layers: _Layers, overrides: Mapping[str, Any]) -> None:
             for ns, policy in raw.items():
                 where = f"namespace {ns!r}"
                 layers.namespaces[ns] = (_policy(policy, where), where)
+            continue
+        if name == "sources":
+            if not isinstance(raw, Mapping):
+                raise _fail("sources", f"{raw!r} must map names to source settings")
+            for source, table in raw.items():
+                layers.sources[source] = _source(source, table, f"source {source!r}", None)
             continue
         spec = SETTINGS_BY_NAME.get(name)
         if spec is None:
@@ -556,7 +649,11 @@ def unknown_env_vars(environ: Mapping[str, str]) -> list[str]:
     (``MESHCACHE_SIM_SEED`` in the tests); ``meshcache start`` logs a warning for each.
     """
     known = {spec.env for spec in SETTINGS} | {CONFIG_ENV}
-    return sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in known)
+    return sorted(
+        k
+        for k in environ
+        if k.startswith(ENV_PREFIX) and k not in known and not _SOURCE_ENV_RE.fullmatch(k)
+    )
 
 
 def check_namespace_name(name: object, where: str) -> str:
@@ -717,7 +814,17 @@ def load_settings(
         for spec in SETTINGS
         if spec.table == "node"
     }
-    settings = NodeSettings(**node_values, limits=limits, namespaces=MappingProxyType(namespaces))
+    for name, source in layers.sources.items():
+        if not source.dsn and source.dsn_file is None:
+            raise ConfigError(
+                f"source {name!r}: set dsn, dsn_file or MESHCACHE_SOURCE_{name.upper()}_DSN"
+            )
+    settings = NodeSettings(
+        **node_values,
+        limits=limits,
+        namespaces=MappingProxyType(namespaces),
+        sources=MappingProxyType(dict(layers.sources)),
+    )
     _cross_check(layers, settings)
     return settings
 
@@ -740,6 +847,12 @@ def settings_as_toml(settings: NodeSettings) -> str:
         lines += ["", f"[namespaces.{_toml_key(name)}]"]
         for key, value in policy.to_mapping().items():
             lines.append(f"{key} = {_toml_value(value)}")
+    for name, source in settings.sources.items():
+        lines += ["", f"[sources.{name}]"]
+        for item in fields(source):
+            value = getattr(source, item.name)
+            if value is not None:
+                lines.append(f"{item.name} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
 
 
@@ -767,6 +880,9 @@ def _toml_value(value: object) -> str:
         return _toml_string(str(value))
     if isinstance(value, tuple | list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):  # a nested policy value (an inline table)
+        inner = ", ".join(f"{_toml_key(str(k))} = {_toml_value(v)}" for k, v in value.items())
+        return "{" + inner + "}"
     return _toml_string(str(value))
 
 
@@ -781,6 +897,7 @@ __all__ = [
     "NodePort",
     "NodeSettings",
     "SettingSpec",
+    "SourceSettings",
     "check_namespace_name",
     "load_settings",
     "node_ports",

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import trio
@@ -37,6 +37,8 @@ from meshcache.node.data.coordinator import Coordinator
 from meshcache.node.data.handoff import HandOff
 from meshcache.node.data.replication import ByteBudget, HintQueue, VersionClamp
 from meshcache.node.data.replicator import Replicator
+from meshcache.node.loader.loader import Loader
+from meshcache.node.loader.source import Source
 from meshcache.node.net.dispatch import Dispatcher
 from meshcache.node.net.peer_pool import PeerPool
 from meshcache.node.routes import Routes
@@ -77,6 +79,8 @@ class Assembly:
         store_factory: builds the store (the simulation records every local write).
         is_voter: runs auto-removal of long-dead ring members.
         info: answers INFO (the node's description; None: only the data parts' figures).
+        sources: the databases read-through namespaces load from (node-local; the real node
+            builds them from its ``[sources.NAME]`` settings, the simulation simulates one).
     """
 
     def __init__(
@@ -93,6 +97,7 @@ class Assembly:
         store_factory: StoreFactory = Store,
         is_voter: bool = False,
         info: Callable[[], dict[str, Any]] | None = None,
+        sources: Mapping[str, Source] | None = None,
     ) -> None:
         s = settings
         self.settings = settings
@@ -137,6 +142,16 @@ class Assembly:
             read_repair_chance=s.read_repair_chance,
             rng=self._rng(seed, "coordinator"),
         )
+        self.loader = Loader(
+            self.store,
+            node_id,
+            sources=sources or {},
+            replicate=self.coordinator.replicate_key,
+            max_key_bytes=s.limits.max_key_bytes,
+            wall_clock=wall_clock,
+        )
+        self.loader.install(s.namespaces)
+        self.coordinator.loader = self.loader
         self.handoff = HandOff(
             self.store,
             node_id,
@@ -206,6 +221,7 @@ class Assembly:
             await nursery.start(self.pool.run)
             await nursery.start(self.replicator.run)
             await nursery.start(self.coordinator.run)
+            await nursery.start(self.loader.run)
             await nursery.start(self.handoff.run)
             nursery.start_soon(self._expire_loop)
             nursery.start_soon(self.antientropy.run)
@@ -227,6 +243,7 @@ class Assembly:
         """A newer config is held: route by its ring, then let the hand-off act on it."""
         before = {m.node_id for m in self.coordinator.ring.members}
         self.coordinator.install(config)
+        self.loader.install(config.namespaces)
         self.dispatcher.ring_version = config.version
         for gone in before - {m.node_id for m in config.members}:
             self.replicator.target_removed(gone)
@@ -260,6 +277,7 @@ class Assembly:
     def mesh_figures(self) -> dict[str, Any]:
         """The data plane's counters and gauges (INFO's ``mesh``, /metrics)."""
         coordinator = self.coordinator
+        loader_figures = self.loader.figures()
         return {
             "counters": {
                 "dataplane": dict(coordinator.stats),
@@ -269,6 +287,7 @@ class Assembly:
                 "peers": dict(self.pool.stats),
                 "clamp": {"clamped": coordinator.clamp.clamped},
                 "antientropy": dict(self.antientropy.stats),
+                "loader": loader_figures["counters"],
             },
             "gauges": {
                 "hints": len(self.hints),
@@ -276,6 +295,7 @@ class Assembly:
                 "replica_writes_queued": self.replicator.queued(),
                 "ring_version": coordinator.ring_version,
                 "ring_members": len(coordinator.ring.members),
+                **{f"loader_{k}": v for k, v in loader_figures["gauges"].items()},
             },
         }
 

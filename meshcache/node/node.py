@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from meshcache._version import __version__
 from meshcache.control.raft import RaftStartError
+from meshcache.errors import ConfigError
 from meshcache.gossip import EventKind, Member, MemberState
 from meshcache.node.admin.http import AdminHandler
 from meshcache.node.admin.info import describe
@@ -32,6 +33,8 @@ from meshcache.node.admin.resp_metrics import RespCollector
 from meshcache.node.assembly import Assembly
 from meshcache.node.cluster.config import ConfigService
 from meshcache.node.cluster.membership import Membership
+from meshcache.node.loader.bridge import AsyncioBridge
+from meshcache.node.loader.source import PgSource, Source
 from meshcache.node.net.dataport import DataPort, open_listener
 from meshcache.node.net.peer_pool import PeerPool
 from meshcache.node.net.resp_port import RespPort
@@ -74,6 +77,8 @@ class Node:
         self._dataport: DataPort | None = None
         self.resp: RespPort | None = None
         self.loop = LoopMonitor()
+        #: The asyncio loop the database driver runs on (started when the node has sources).
+        self.bridge = AsyncioBridge()
 
     @property
     def counters(self) -> NodeCounters:
@@ -89,6 +94,7 @@ class Node:
         """Bind the data, admin and (when set) RESP ports, report where they are, serve until
         cancelled, then release all."""
         s = self.settings
+        sources = self._sources()  # before any socket: a DSN file that cannot be read stops here
         try:
             listener = open_listener(s.host, s.port)
         except OSError as exc:
@@ -125,6 +131,7 @@ class Node:
             membership=membership,
             wall_clock=self._wall_clock,
             info=self.describe,
+            sources=sources,
         )
         self.config_service = ConfigService(
             s, parts.store, membership, self.node_id, data_address, on_install=parts.install
@@ -151,6 +158,8 @@ class Node:
         self.info = NodeInfo(self.node_id, data_address, admin_address, os.getpid(), resp_address)
         ready_file: Path | None = None
         try:
+            if sources:
+                self.bridge.start()
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.loop.run)
                 await nursery.start(parts.run)
@@ -173,12 +182,21 @@ class Node:
                 ready_file = _write_ready_file(s.data_dir, self.info)
                 task_status.started(self.info)
         finally:
+            await self.bridge.aclose()
             if ready_file is not None:
                 ready_file.unlink(missing_ok=True)
             if resp_listener is not None:
                 resp_listener.close()  # already closed when its port served
             for al in admin_listeners:
                 await trio.aclose_forcefully(al)
+
+    def _sources(self) -> dict[str, Source]:
+        """The node's read-through sources, built from its settings (DSNs resolved now)."""
+        s = self.settings
+        return {
+            name: PgSource(name, source, self.bridge, max_value_bytes=s.limits.max_value_bytes)
+            for name, source in s.sources.items()
+        }
 
     # --- liveness, from gossip (the assembly's Liveness) --------------------------------------
 
@@ -329,7 +347,8 @@ def run(settings: NodeSettings) -> int:
     failed: list[str] = []
     try:
         trio.run(_main, settings)
-    except* (OSError, RaftStartError) as group:  # e.g. a port in use: one line, no traceback
+    # e.g. a port in use, a DSN file that cannot be read: one line, no traceback
+    except* (OSError, RaftStartError, ConfigError) as group:
         failed.extend(str(exc) for exc in group.exceptions)
     if failed:
         log.error("node_failed", error="; ".join(failed))

@@ -156,7 +156,18 @@ class Routes:
         return self._parts.config_source.handle_propose(args[0])
 
     def ns_set(self, namespace: str, args: list[Any]) -> Any:
-        return self._parts.config_source.set_namespace(args[0], args[1])
+        loader = self._parts.coordinator.loader
+        if loader is None or not isinstance(args[1], dict) or args[1].get("loader") is None:
+            return self._parts.config_source.set_namespace(args[0], args[1])
+        return self._ns_set_checked(args[0], args[1])
+
+    async def _ns_set_checked(self, name: str, fields: dict[str, Any]) -> Any:
+        """NS_SET of a read-through loader: refused unless its query prepares on this node's
+        source (the node that receives the change checks it)."""
+        loader = self._parts.coordinator.loader
+        assert loader is not None
+        await loader.check_fields(fields)
+        return await self._parts.config_source.set_namespace(name, fields)
 
     def ns_drop(self, namespace: str, args: list[Any]) -> Any:
         return self._parts.config_source.drop_namespace(args[0])

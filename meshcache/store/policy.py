@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from meshcache.errors import ConfigError
+from meshcache.store.loader_policy import LoaderPolicy
 
 Eviction = Literal["lru", "lfu", "ttl", "none"]
 EVICTIONS: frozenset[str] = frozenset(get_args(Eviction))
@@ -40,6 +41,8 @@ class NamespacePolicy:
         consistency: when a write is acknowledged: ``one`` after the coordinating owner
             applied it (the other owners get it asynchronously), ``quorum`` after a majority
             of the owners applied it, ``all`` after every owner did. A SET may override it.
+        loader: where missing keys are read through from (:class:`LoaderPolicy`); ``None``: a
+            miss is a miss.
     """
 
     eviction: Eviction = "lru"
@@ -48,6 +51,7 @@ class NamespacePolicy:
     default_ttl: float | None = None
     replicas: int = 2
     consistency: Consistency = "one"
+    loader: LoaderPolicy | None = None
 
     def validate(self) -> NamespacePolicy:
         """Return ``self`` if every field is in range; raise :class:`ConfigError` otherwise."""
@@ -77,6 +81,11 @@ class NamespacePolicy:
                 f"unknown write consistency {self.consistency!r}"
                 f" (one of: {', '.join(sorted(CONSISTENCIES))})"
             )
+        if self.loader is not None:
+            if not isinstance(self.loader, LoaderPolicy):
+                kind = type(self.loader).__name__
+                raise ConfigError(f"loader must be a loader policy, not {kind}")
+            self.loader.validate()
         return self
 
     @classmethod
@@ -97,6 +106,8 @@ class NamespacePolicy:
         ttl = values.get("default_ttl")
         if type(ttl) is int:
             values["default_ttl"] = float(ttl)
+        if values.get("loader") is not None:
+            values["loader"] = LoaderPolicy.from_mapping(values["loader"])
         return cls(**values).validate()
 
     def to_mapping(self) -> dict[str, Any]:
@@ -104,7 +115,9 @@ class NamespacePolicy:
         out: dict[str, Any] = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if value is not None:
+            if isinstance(value, LoaderPolicy):
+                out[field.name] = value.to_mapping()
+            elif value is not None:
                 out[field.name] = value
         return out
 

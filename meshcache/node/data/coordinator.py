@@ -61,6 +61,7 @@ from meshcache.node.data.replicator import (
     STALE,
     Replicator,
 )
+from meshcache.node.loader.loader import Loader
 from meshcache.node.net.peer_pool import Address, PeerPool, PeerUnreachable
 from meshcache.ring import Ring, RingMember, key_token
 from meshcache.store.keyspace import blob_version
@@ -136,6 +137,9 @@ class Coordinator:
         self._rng = rng or random.Random(node_id)
         self._repairs = 0
         self._nursery: trio.Nursery | None = None
+        #: The read-through loader (the assembly wires it): loads the misses of namespaces
+        #: with a loader when this node coordinates them.
+        self.loader: Loader | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the background read repairs until cancelled."""
@@ -178,7 +182,11 @@ class Coordinator:
     def execute(self, namespace: str, op: str, args: list[Any]) -> Any:
         """Run a data op for a client: here, or forwarded to the key's coordinator."""
         if self.solo:
-            return self._store_execute(namespace, op, args)
+            result = self._store_execute(namespace, op, args)
+            loader = self.loader
+            if loader is not None and namespace in loader.policies:
+                return self._read_through(loader, namespace, op, OPS[op], args, result)
+            return result
         spec = OPS[op]
         if not spec.keyed:
             if op == "FLUSH":
@@ -208,6 +216,9 @@ class Coordinator:
     def coordinate(self, namespace: str, op: str, spec: OpSpec, args: list[Any]) -> Any:
         """Execute here; for a write, replicate to the other owners per the consistency."""
         result = self._store_execute(namespace, op, args)
+        loader = self.loader
+        if loader is not None and namespace in loader.policies:
+            result = self._read_through(loader, namespace, op, spec, args, result)
         if self.solo:
             return result
         if spec.kind is not _WRITE:
@@ -227,6 +238,65 @@ class Coordinator:
         if level not in ("quorum", "all"):
             raise CommandError(ErrorCode.BAD_REQUEST, f"unknown consistency {level!r}")
         return self._await_acks(namespace, keys, Consistency(level), result)
+
+    # --- read-through ------------------------------------------------------------------------
+
+    @staticmethod
+    def _read_through(
+        loader: Loader, namespace: str, op: str, spec: OpSpec, args: list[Any], result: Any
+    ) -> Any:
+        """A read's answer with its misses loaded from the source (a coroutine), or
+        ``result``; a write is told to the loader, so that a load in flight does not
+        overwrite it."""
+        if spec.kind is _WRITE:
+            loader.on_write(namespace, op, args)
+            return result
+        loading = loader.on_read(namespace, op, args, result)
+        return result if loading is None else loading
+
+    def replicate_key(self, namespace: str, key: bytes) -> None:
+        """Ship ``key``'s record to its other owners, as after a write (a loaded value)."""
+        if not self.solo:
+            self._replicate(namespace, key)
+
+    def _execute_stamped(self, namespace: str, op: str, args: list[Any], stamp: int) -> Any:
+        """A plain write at the version ``stamp`` fixed by the node that first routed it.
+
+        A forward may arrive late — after its forwarder timed out, failed it over to the next
+        owner and acknowledged newer writes of its keys (TCP delivers a frame stuck in a cut
+        when the cut heals). Applied with a fresh version it would overwrite them; at its own
+        version it is older than they are, so last-writer-wins keeps them: keys that already
+        hold a record at least as new are left alone (counted in ``forwards_superseded``).
+        The answer is the op's as if it was applied and then overwritten: True for SET and
+        MSET, the keys removed here for DELETE.
+        """
+        stamp = self.clamp.admit(stamp).version
+        store = self.store
+        keys = args[::2] if op == "MSET" else (args if op == "DELETE" else args[:1])
+        newer = set()
+        for key in keys:
+            record = read_record(store, namespace, key)
+            if record is not None and record.version >= stamp:
+                newer.add(key)
+        if newer:
+            self.stats["forwards_superseded"] += len(newer)
+            if op == "SET":
+                return True
+            if op == "MSET":
+                args = [a for i in range(0, len(args), 2) if args[i] not in newer
+                        for a in args[i : i + 2]]  # fmt: skip
+                if not args:
+                    return True
+            else:
+                args = [key for key in args if key not in newer]
+                if not args:
+                    return 0
+        hlc = self.clamp.hlc
+        hlc.pin(stamp)
+        try:
+            return self._store_execute(namespace, op, args)
+        finally:
+            hlc.unpin()
 
     def _replicate(self, namespace: str, key: bytes) -> None:
         record = read_record(self.store, namespace, key)
@@ -305,7 +375,7 @@ class Coordinator:
             self.stats["forwarded_out"] += 1
             try:
                 response = await self.pool.request(
-                    address, "FWD", namespace, [op, args], timeout=FORWARD_TIMEOUT
+                    address, "FWD", namespace, [op, args], timeout=self._forward_timeout(namespace)
                 )
             except PeerUnreachable as exc:
                 self.stats["forward_failures"] += 1
@@ -326,6 +396,13 @@ class Coordinator:
         self.stats["stand_in"] += 1
         result = self.coordinate(namespace, op, OPS[op], args)
         return await result if isinstance(result, Coroutine) else result
+
+    def _forward_timeout(self, namespace: str) -> float:
+        # A forwarded miss may wait for a load at the owner: fail over after the load timeout.
+        loader = self.loader
+        if loader is None or namespace not in loader.policies:
+            return FORWARD_TIMEOUT
+        return loader.forward_timeout(namespace, FORWARD_TIMEOUT)
 
     async def _scatter(self, namespace: str, op: str, spec: OpSpec, args: list[Any]) -> Any:
         """Split a many-key op by coordinator, run the parts at once, merge in order.

@@ -1,0 +1,564 @@
+"""Read-through: a miss in a namespace with a loader is loaded from its source, once.
+
+The coordinator calls :meth:`Loader.on_read` after a read it coordinates in such a namespace,
+and :meth:`Loader.on_write` after a write. A read is coordinated by the key's first live
+owner (a non-owner forwards it there, and a forwarded request is never forwarded again), so
+loads happen at the owner, and there:
+
+* **one load per key at a time** (singleflight): every concurrent miss of the key — its own
+  clients', forwarded ones, MGET parts — waits on the one :class:`Flight`; the load runs in the
+  loader's own nursery, so a waiter that goes away (or times out) cancels nothing, and a
+  failed or cancelled load ends its flight, so the next miss loads again;
+* **the value is stored with the loader's TTL and replicated like a write**;
+* **no stale sets**: a flight remembers the key's record version when it started; if a write,
+  a replica's record or an invalidation lands meanwhile, the loaded value is not stored (the
+  waiters get what the write left, or the loaded value after an invalidation);
+* **negative caching**: a key the source has no row for is answered nil for ``negative_ttl``;
+* **refresh-ahead**: a read of a loaded key past ``refresh_ahead`` of its TTL starts one
+  background load (a flight nobody waits for) while the current value is served;
+* **a circuit breaker per source** (:mod:`~meshcache.node.loader.breaker`): while it is open,
+  misses fail at once with ``LOADER_UNAVAILABLE``; hits never touch it;
+* **invalidation**: for each (source, channel) the namespaces name, a listener task LISTENs;
+  a payload is a key, dropped from this node's store (owned keys and copies alike). After a
+  lost listener connection comes back, what was announced meanwhile is unknown: the
+  namespaces on that channel drop every key this node holds (counted as ``resyncs``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+from collections import Counter
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import structlog
+import trio
+
+from meshcache.errors import (
+    CommandError,
+    ConfigError,
+    InvalidCommandError,
+    LoaderUnavailableError,
+)
+from meshcache.node.loader.breaker import Breaker
+from meshcache.node.loader.source import (
+    BadResult,
+    KeyNotLoadable,
+    QueryRefused,
+    Source,
+    SourceFailure,
+)
+from meshcache.store.loader_policy import LoaderPolicy
+from meshcache.store.policy import NamespacePolicy
+from meshcache.store.store import Store
+
+log = structlog.get_logger("meshcache.loader")
+
+#: Load latency histogram bucket bounds, in milliseconds (the counters are cumulative).
+LATENCY_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+#: Keys remembered as missing (negative caching); beyond it the oldest are forgotten.
+MAX_NEGATIVE = 100_000
+#: A lost listener is tried again after this long, doubling up to LISTEN_RETRY_MAX.
+LISTEN_RETRY = 0.5
+LISTEN_RETRY_MAX = 10.0
+#: How often a listening connection is checked (a silent dead connection loses NOTIFYs).
+LISTEN_PING = 2.0
+#: A node forwarding a miss waits this much longer than the load timeout before failing over.
+FORWARD_MARGIN = 1.0
+
+_WRITE_KEYS: dict[str, Callable[[list[Any]], list[Any]]] = {
+    "DELETE": lambda args: args,
+    "MSET": lambda args: args[::2],
+}
+
+
+@dataclass(eq=False, slots=True)
+class Flight:
+    """One load of one key in progress; its waiters wait on ``done``."""
+
+    before: int | None  # the key's record version when the load started (None: no record)
+    done: trio.Event = field(default_factory=trio.Event)
+    value: bytes | None = None
+    error: CommandError | None = field(
+        default_factory=lambda: LoaderUnavailableError(message="the load was cancelled")
+    )
+    dirty: bool = False  # a write or an invalidation landed while it was in flight
+
+
+class Loader:
+    """A node's read-through part (see the module docstring).
+
+    Args:
+        store: this node's store.
+        node_id: this node's id (in messages).
+        sources: this node's sources by name.
+        replicate: ships a key's record to its other owners (as after a write).
+        max_key_bytes: a NOTIFY payload longer than this is not a key.
+        wall_clock: seconds since the epoch (the store's expiry clock).
+        clock: trio's clock (timeouts, breaker, negative entries).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        node_id: str,
+        *,
+        sources: Mapping[str, Source],
+        replicate: Callable[[str, bytes], None],
+        max_key_bytes: int,
+        wall_clock: Callable[[], float],
+        clock: Callable[[], float] = trio.current_time,
+    ) -> None:
+        self.store = store
+        self.node_id = node_id
+        self.sources = dict(sources)
+        self.breakers = {name: Breaker() for name in self.sources}
+        self._replicate = replicate
+        self._max_key = max_key_bytes
+        self._wall = wall_clock
+        self._clock = clock
+        #: namespace -> its loader; the coordinator calls the hooks only for these.
+        self.policies: dict[str, LoaderPolicy] = {}
+        self.flights: dict[tuple[str, bytes], Flight] = {}
+        self._negative: dict[tuple[str, bytes], float] = {}
+        self.stats: Counter[str] = Counter()
+        self._nursery: trio.Nursery | None = None
+        self._listeners: dict[tuple[str, str], trio.CancelScope] = {}
+        self.listening: set[tuple[str, str]] = set()
+
+    # --- policies ----------------------------------------------------------------------------
+
+    def install(self, namespaces: Mapping[str, NamespacePolicy]) -> None:
+        """Load by these namespaces' loaders from now on; listen on the channels they name."""
+        self.policies = {n: p.loader for n, p in namespaces.items() if p.loader is not None}
+        if self._nursery is not None:
+            self._sync_listeners()
+
+    async def check(self, policy: LoaderPolicy) -> None:
+        """Refuse a loader this node cannot run: unknown source, or a query that does not
+        prepare on it with the right shape (PostgreSQL's message).
+
+        Raises:
+            InvalidCommandError: why.
+        """
+        source = self.sources.get(policy.source)
+        if source is None:
+            known = ", ".join(sorted(self.sources)) or "none"
+            raise InvalidCommandError(
+                message=f"node {self.node_id} has no source {policy.source!r} (its sources: "
+                f"{known}); sources are set in each node's [sources.NAME] settings"
+            )
+        queries = [(policy.query, False)]
+        if policy.batch_query is not None:
+            queries.append((policy.batch_query, True))
+        for query, batch in queries:
+            what = "batch query" if batch else "query"
+            try:
+                with trio.fail_after(max(policy.load_timeout, 5.0)):
+                    await source.check(query, batch=batch)
+            except QueryRefused as exc:
+                raise InvalidCommandError(
+                    message=f"the loader {what} is refused by source {policy.source!r}: {exc}"
+                ) from None
+            except (SourceFailure, trio.TooSlowError) as exc:
+                reason = str(exc) or "it did not answer in time"
+                raise InvalidCommandError(
+                    message=f"cannot check the loader {what} on source {policy.source!r}: {reason}"
+                ) from None
+
+    async def check_fields(self, fields: Mapping[str, Any]) -> None:
+        """:meth:`check` the ``loader`` of an NS_SET's fields, when it names one."""
+        raw = fields.get("loader")
+        if raw is None:
+            return
+        try:
+            policy = LoaderPolicy.from_mapping(raw)
+        except ConfigError as exc:
+            raise InvalidCommandError(message=str(exc)) from None
+        await self.check(policy)
+
+    def forward_timeout(self, namespace: str, default: float) -> float:
+        """How long a node waits for a forwarded read of ``namespace`` before failing over."""
+        policy = self.policies.get(namespace)
+        return default if policy is None else policy.load_timeout + FORWARD_MARGIN
+
+    # --- the coordinator's hooks ----------------------------------------------------------------
+
+    def on_read(
+        self, namespace: str, op: str, args: list[Any], result: Any
+    ) -> Coroutine[Any, Any, Any] | None:
+        """After a read coordinated here: None when ``result`` stands, else a coroutine whose
+        result is the answer (misses loaded)."""
+        policy = self.policies.get(namespace)
+        if policy is None:
+            return None
+        if op == "GET":
+            if result is None:
+                return self._get(namespace, policy, args[0])
+            if policy.refresh_ahead is not None:
+                self._refresh_ahead(namespace, policy, args[0])
+            return None
+        if op == "MGET" and None in result:
+            return self._mget(namespace, policy, args, result)
+        return None
+
+    def on_write(self, namespace: str, op: str, args: list[Any]) -> None:
+        """After a write coordinated here: a load of those keys in flight must not store."""
+        if not self.flights:
+            return
+        pick = _WRITE_KEYS.get(op)
+        for key in pick(args) if pick is not None else args[:1]:
+            flight = self.flights.get((namespace, key))
+            if flight is not None:
+                flight.dirty = True
+
+    # --- loading --------------------------------------------------------------------------------
+
+    async def _get(self, namespace: str, policy: LoaderPolicy, key: bytes) -> bytes | None:
+        if self._negative_hit(namespace, key):
+            return None
+        flight = self.flights.get((namespace, key))
+        if flight is None:
+            flight = self._launch(namespace, policy, [key])[0]
+        else:
+            self.stats["coalesced"] += 1
+        await flight.done.wait()
+        if flight.error is not None:
+            raise flight.error
+        return flight.value
+
+    async def _mget(
+        self, namespace: str, policy: LoaderPolicy, keys: list[bytes], found: list[Any]
+    ) -> list[Any]:
+        answer = list(found)
+        waits: list[tuple[int, Flight]] = []
+        fresh: list[int] = []
+        asked: set[bytes] = set()
+        for i, value in enumerate(found):
+            if value is not None or self._negative_hit(namespace, keys[i]):
+                continue
+            flight = self.flights.get((namespace, keys[i]))
+            if flight is not None:
+                self.stats["coalesced"] += 1
+                waits.append((i, flight))
+            elif keys[i] not in asked:
+                asked.add(keys[i])
+                fresh.append(i)
+        if fresh:
+            if policy.batch_query is not None and len(fresh) > 1:
+                flights = self._launch(namespace, policy, [keys[i] for i in fresh])
+            else:
+                flights = [self._launch(namespace, policy, [keys[i]])[0] for i in fresh]
+            waits += zip(fresh, flights, strict=True)
+        for _, flight in waits:
+            await flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+        by_key = {keys[i]: flight.value for i, flight in waits}
+        for i, value in enumerate(answer):
+            if value is None and keys[i] in by_key:
+                answer[i] = by_key[keys[i]]
+        return answer
+
+    def _launch(self, namespace: str, policy: LoaderPolicy, keys: list[bytes]) -> list[Flight]:
+        """Start one load of ``keys`` (one query, or the batch query); their flights."""
+        if self._nursery is None:
+            raise LoaderUnavailableError(message="the loader is not running")
+        flights = []
+        for key in keys:
+            record = self.store.get_entry(namespace, key)
+            before = record.version if record is not None else None
+            if before is None:
+                before = self.store.get_tombstone(namespace, key)
+            flight = Flight(before)
+            self.flights[(namespace, key)] = flight
+            flights.append(flight)
+        self._nursery.start_soon(self._load, namespace, policy, keys, flights)
+        return flights
+
+    async def _load(
+        self, namespace: str, policy: LoaderPolicy, keys: list[bytes], flights: list[Flight]
+    ) -> None:
+        started = self._clock()
+        try:
+            found = await self._query(policy, keys)
+            for key, flight in zip(keys, flights, strict=True):
+                self._settle(namespace, policy, key, flight, found.get(key))
+        except CommandError as exc:
+            for flight in flights:
+                flight.error = exc
+        except Exception as exc:  # a bug: its waiters get an answer, the node keeps serving
+            log.exception("loader_failed", namespace=namespace)
+            self.stats["internal_errors"] += 1
+            for flight in flights:
+                flight.error = LoaderUnavailableError(message=f"the load failed: {exc!r}")
+        finally:
+            self._observe(self._clock() - started)
+            for key, flight in zip(keys, flights, strict=True):
+                if self.flights.get((namespace, key)) is flight:
+                    del self.flights[(namespace, key)]
+                flight.done.set()
+
+    async def _query(self, policy: LoaderPolicy, keys: list[bytes]) -> dict[bytes, bytes | None]:
+        """Ask the source, through its breaker.
+
+        Raises:
+            LoaderUnavailableError: no such source here, breaker open, failure or timeout.
+        """
+        name = policy.source
+        source = self.sources.get(name)
+        if source is None:
+            self.stats["unknown_source"] += 1
+            raise LoaderUnavailableError(
+                message=f"node {self.node_id} has no source {name!r} (set [sources.{name}])"
+            )
+        breaker = self.breakers[name]
+        now = self._clock()
+        if not breaker.allow(now):
+            self.stats["fast_failures"] += 1
+            raise LoaderUnavailableError(
+                message=f"source {name!r} is unavailable: its circuit breaker is open after "
+                f"{breaker.failures} failures (next probe in {breaker.retry_in(now):.1f}s)"
+            )
+        self.stats["queries"] += 1
+        self.stats["keys_queried"] += len(keys)
+        try:
+            with trio.fail_after(policy.load_timeout):
+                if len(keys) == 1:
+                    found = {keys[0]: await source.fetch_one(policy.query, keys[0])}
+                else:
+                    assert policy.batch_query is not None
+                    many = await source.fetch_many(policy.batch_query, keys)
+                    found = {key: many.get(key) for key in keys}
+        except trio.TooSlowError:
+            self._failed(name, "load_timeouts")
+            raise LoaderUnavailableError(
+                message=f"source {name!r} did not answer within {policy.load_timeout}s"
+            ) from None
+        except SourceFailure as exc:
+            self._failed(name, "load_failures")
+            raise LoaderUnavailableError(message=f"source {name!r}: {exc}") from None
+        except BadResult as exc:
+            breaker.success()
+            self.stats["bad_results"] += 1
+            raise LoaderUnavailableError(message=f"source {name!r}: {exc}") from None
+        except KeyNotLoadable:
+            breaker.success()
+            self.stats["keys_not_loadable"] += 1
+            return {keys[0]: None}
+        breaker.success()
+        return found
+
+    def _failed(self, source: str, what: str) -> None:
+        self.stats[what] += 1
+        breaker = self.breakers[source]
+        opened = breaker.opened
+        breaker.failure(self._clock())
+        if breaker.opened != opened:
+            self.stats["breaker_opened"] += 1
+            log.warning("loader_breaker_open", source=source, failures=breaker.failures)
+
+    def _settle(
+        self,
+        namespace: str,
+        policy: LoaderPolicy,
+        key: bytes,
+        flight: Flight,
+        value: bytes | None,
+    ) -> None:
+        """Store what a load found, unless a write or invalidation landed meanwhile."""
+        flight.error = None
+        flight.value = value
+        entry = self.store.get_entry(namespace, key)
+        now = entry.version if entry is not None else self.store.get_tombstone(namespace, key)
+        if flight.dirty or now != flight.before:
+            self.stats["stale_sets_prevented"] += 1
+            if now != flight.before:  # a write won: answer what it left
+                # (A typed value now: the loaded value answers this read.)
+                with contextlib.suppress(CommandError):
+                    flight.value = self.store.execute(namespace, "GET", [key])
+            return
+        if value is None:
+            self.stats["loaded_missing"] += 1
+            if policy.negative_ttl is not None:
+                self._remember_missing(namespace, key, policy.negative_ttl)
+            return
+        options = {} if policy.ttl is None else {"ttl": policy.ttl}
+        try:
+            self.store.execute(namespace, "SET", [key, value, options])
+        except CommandError as exc:  # over the namespace's bounds with eviction "none"
+            self.stats["store_refused"] += 1
+            flight.error = exc
+            return
+        self.stats["loaded"] += 1
+        self._replicate(namespace, key)
+
+    def _refresh_ahead(self, namespace: str, policy: LoaderPolicy, key: bytes) -> None:
+        if (namespace, key) in self.flights or self._nursery is None:
+            return
+        entry = self.store.get_entry(namespace, key)
+        if entry is None or entry.expires_at is None:
+            return
+        ttl = policy.ttl or self.store.policy(namespace).default_ttl
+        assert policy.refresh_ahead is not None
+        if ttl is None or entry.expires_at - self._wall() > ttl * (1 - policy.refresh_ahead):
+            return
+        self.stats["refreshes"] += 1
+        self._launch(namespace, policy, [key])
+
+    # --- negative caching -----------------------------------------------------------------------
+
+    def _negative_hit(self, namespace: str, key: bytes) -> bool:
+        until = self._negative.get((namespace, key))
+        if until is None:
+            return False
+        if until > self._clock():
+            self.stats["negative_hits"] += 1
+            return True
+        del self._negative[(namespace, key)]
+        return False
+
+    def _remember_missing(self, namespace: str, key: bytes, ttl: float) -> None:
+        negative = self._negative
+        negative.pop((namespace, key), None)
+        while len(negative) >= MAX_NEGATIVE:
+            del negative[next(iter(negative))]
+        negative[(namespace, key)] = self._clock() + ttl
+
+    # --- invalidation ---------------------------------------------------------------------------
+
+    def invalidate(self, namespace: str, key: bytes) -> bool:
+        """The source says ``key`` changed: drop it here; a load in flight must not store.
+
+        Returns whether this node held the key."""
+        self.stats["invalidations"] += 1
+        flight = self.flights.get((namespace, key))
+        if flight is not None:
+            flight.dirty = True
+        self._negative.pop((namespace, key), None)
+        held = bool(self.store.execute(namespace, "DELETE", [key]))
+        self.stats["invalidations_dropped"] += held
+        return held
+
+    def _on_payload(self, source: str, channel: str, payload: str) -> None:
+        key = payload.encode("utf-8", "surrogateescape")
+        if not key or len(key) > self._max_key:
+            self.stats["notify_bad_payload"] += 1
+            log.warning("loader_bad_notify", channel=channel, payload=payload[:64])
+            return
+        for namespace, policy in self.policies.items():
+            if policy.source == source and policy.channel == channel:
+                try:
+                    self.invalidate(namespace, key)
+                except CommandError as exc:  # the namespace was dropped meanwhile
+                    log.debug("loader_invalidate_failed", error=str(exc))
+
+    def _resync(self, source: str, channel: str) -> None:
+        """NOTIFYs may have been missed: drop every key of the namespaces on ``channel``."""
+        for namespace, policy in self.policies.items():
+            if policy.source == source and policy.channel == channel:
+                self.stats["resyncs"] += 1
+                self._negative = {k: v for k, v in self._negative.items() if k[0] != namespace}
+                for flight_key, flight in self.flights.items():
+                    if flight_key[0] == namespace:
+                        flight.dirty = True
+                try:
+                    self.store.execute(namespace, "FLUSH", [])
+                except CommandError as exc:
+                    log.debug("loader_resync_failed", error=str(exc))
+
+    def _sync_listeners(self) -> None:
+        assert self._nursery is not None
+        wanted = {
+            (p.source, p.channel)
+            for p in self.policies.values()
+            if p.channel is not None and p.source in self.sources
+        }
+        for gone in set(self._listeners) - wanted:
+            self._listeners.pop(gone).cancel()
+        for source, channel in wanted - set(self._listeners):
+            scope = trio.CancelScope()
+            self._listeners[(source, channel)] = scope
+            self._nursery.start_soon(self._listen, source, channel, scope)
+
+    async def _listen(self, source_name: str, channel: str, scope: trio.CancelScope) -> None:
+        source = self.sources[source_name]
+        pair = (source_name, channel)
+        first = True
+        retry = LISTEN_RETRY
+        with scope:
+            while True:
+                lost = trio.Event()
+                try:
+                    handle = await source.listen(
+                        channel, partial(self._on_payload, source_name, channel), lost.set
+                    )
+                except SourceFailure as exc:
+                    self.stats["listen_failures"] += 1
+                    log.warning("loader_listen_failed", source=source_name, error=str(exc))
+                    await trio.sleep(retry)
+                    retry = min(retry * 2, LISTEN_RETRY_MAX)
+                    continue
+                retry = LISTEN_RETRY
+                if not first:
+                    self._resync(source_name, channel)
+                first = False
+                self.listening.add(pair)
+                try:
+                    await self._watch(handle, lost)
+                finally:
+                    self.listening.discard(pair)
+                    with trio.CancelScope(shield=True):
+                        try:
+                            await handle.aclose()
+                        except Exception as exc:  # the connection is gone anyway
+                            log.debug("loader_listen_close", error=str(exc))
+                self.stats["listener_lost"] += 1
+                log.warning("loader_listener_lost", source=source_name, channel=channel)
+
+    async def _watch(self, handle: Any, lost: trio.Event) -> None:
+        """Return once the listening connection is lost (or stops answering pings)."""
+        while True:
+            with trio.move_on_after(LISTEN_PING):
+                await lost.wait()
+                return
+            try:
+                with trio.fail_after(LISTEN_PING):
+                    await handle.ping()
+            except (SourceFailure, trio.TooSlowError):
+                return
+
+    # --- life and figures -----------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the loads and listeners until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self._sync_listeners()
+            task_status.started()
+            await trio.sleep_forever()
+
+    def _observe(self, seconds: float) -> None:
+        ms = seconds * 1000
+        self.stats["load_seconds_total_us"] += int(seconds * 1e6)
+        at = bisect.bisect_left(LATENCY_BUCKETS_MS, ms)
+        for bound in LATENCY_BUCKETS_MS[at:]:
+            self.stats[f"load_ms_le_{bound}"] += 1
+        self.stats["load_count"] += 1
+
+    def figures(self) -> dict[str, Any]:
+        """Counters (loads, latency buckets, coalesced waiters, ...) and gauges."""
+        gauges: dict[str, int] = {
+            "loads_in_flight": len(self.flights),
+            "negative_entries": len(self._negative),
+            "listening": len(self.listening),
+        }
+        for name, breaker in self.breakers.items():
+            gauges[f"breaker_state:{name}"] = int(breaker.state)
+        return {"counters": dict(self.stats), "gauges": gauges}
+
+
+__all__ = ["FORWARD_MARGIN", "LATENCY_BUCKETS_MS", "Flight", "Loader"]

@@ -1,0 +1,400 @@
+"""Sources: the databases a node loads missing keys from.
+
+A :class:`Source` is what the loader needs of a database: check that a query prepares and has
+the right shape, load one key, load many, and listen on a channel. :class:`PgSource` is
+PostgreSQL through asyncpg on the :class:`~meshcache.node.loader.bridge.AsyncioBridge`; the
+simulation has its own. Sources are node-local: built from the node's ``[sources.NAME]``
+settings, their DSNs never leave the node.
+
+Keys are passed to SQL as the query's ``$1`` parameter type says: text types get the key as
+UTF-8 text, integer types its base-10 text as a number, ``uuid`` its text, ``bytea`` the
+bytes. Values come back from one column of type text, varchar, char, json, jsonb or bytea.
+asyncpg's errors are translated here into the three this module defines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import trio
+
+from meshcache.node.loader.bridge import AsyncioBridge
+from meshcache.settings import SourceSettings
+
+TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "name"})
+INT_TYPES = frozenset({"int2", "int4", "int8"})
+KEY_TYPES = TEXT_TYPES | INT_TYPES | {"bytea", "uuid"}
+VALUE_TYPES = TEXT_TYPES | {"json", "jsonb", "bytea"}
+
+
+class SourceFailure(Exception):
+    """The source did not answer: unreachable, wrong password, timed out, or it refused the
+    query. Counts against the source's circuit breaker."""
+
+
+class BadResult(Exception):
+    """The source answered, but not with one value: several rows, a value too large, or a
+    value of a type that cannot be cached. Does not count against the breaker."""
+
+
+class QueryRefused(Exception):
+    """A query does not prepare on the source (PostgreSQL's message), or has the wrong shape."""
+
+
+class KeyNotLoadable(Exception):
+    """The key cannot be a parameter of the query (not UTF-8 text, not an integer...): a miss."""
+
+
+class Listening(Protocol):
+    """A live LISTEN; closing it stops it."""
+
+    async def aclose(self) -> None: ...
+
+
+class Source(Protocol):
+    """A database the loader reads from (see the module docstring)."""
+
+    name: str
+
+    async def check(self, query: str, *, batch: bool) -> None:
+        """Raise QueryRefused (or SourceFailure) unless ``query`` prepares with the right
+        shape: one key parameter and one value column, or (``batch``) an array parameter and
+        (key, value) columns."""
+        ...
+
+    async def fetch_one(self, query: str, key: bytes) -> bytes | None:
+        """The value of ``key`` (None: no row, or a NULL value)."""
+        ...
+
+    async def fetch_many(self, query: str, keys: list[bytes]) -> dict[bytes, bytes]:
+        """The values of those ``keys`` that have a row."""
+        ...
+
+    async def listen(
+        self, channel: str, on_payload: Callable[[str], None], on_lost: Callable[[], None]
+    ) -> Listening:
+        """LISTEN on ``channel``: ``on_payload`` and ``on_lost`` are called on trio's thread."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """A prepared query's parameter type (of the keys) and key/value column types."""
+
+    key_type: str
+    value_type: str
+    key_column: str | None  # the batch query's key column type; None for a single-key query
+
+
+def key_argument(key_type: str, key: bytes) -> Any:
+    """``key`` as the query parameter of ``key_type``.
+
+    Raises:
+        KeyNotLoadable: the key is not valid for that type.
+    """
+    if key_type == "bytea":
+        return key
+    try:
+        text = key.decode("utf-8")
+        if key_type in INT_TYPES:
+            if not text.lstrip("-").isdigit():
+                raise ValueError(text)
+            return int(text)
+        if key_type == "uuid":
+            return uuid.UUID(text)
+        if "\x00" in text:
+            raise ValueError("NUL in text")
+        return text
+    except ValueError:
+        raise KeyNotLoadable(f"the key is not a valid {key_type}") from None
+
+
+def key_bytes(value: Any) -> bytes:
+    """A key column's value as the cache key (the inverse of :func:`key_argument`)."""
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode("utf-8")
+
+
+def value_bytes(value: Any, max_bytes: int) -> bytes | None:
+    """A value column's value as the bytes cached (None for NULL).
+
+    Raises:
+        BadResult: larger than ``max_bytes``, or of a type that is not cached.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        out = value.encode("utf-8")
+    elif isinstance(value, bytes | bytearray | memoryview):
+        out = bytes(value)
+    else:
+        raise BadResult(f"a value of type {type(value).__name__} cannot be cached")
+    if len(out) > max_bytes:
+        raise BadResult(f"the value is {len(out)} bytes, over the limit of {max_bytes}")
+    return out
+
+
+class PgSource:
+    """PostgreSQL through an asyncpg pool that lives on the bridge's loop.
+
+    The pool is created on first use, so a node starts while its database is down. Each
+    connection runs with ``statement_timeout`` and the ``application_name`` ``meshcache``.
+
+    Args:
+        name: the source's name (``[sources.NAME]``).
+        settings: its settings (DSN, pool size, timeouts).
+        bridge: the node's asyncio bridge.
+        max_value_bytes: values larger than this are refused (BadResult).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        settings: SourceSettings,
+        bridge: AsyncioBridge,
+        *,
+        max_value_bytes: int,
+    ) -> None:
+        self.name = name
+        self._dsn = settings.resolve_dsn(name)
+        self._settings = settings
+        self._bridge = bridge
+        self._max_value = max_value_bytes
+        self._pool: Any = None
+        self._pool_lock: asyncio.Lock | None = None
+        self._shapes: dict[tuple[str, bool], Shape] = {}
+        bridge.on_close(self._close)
+
+    # --- trio side ------------------------------------------------------------------------
+
+    async def check(self, query: str, *, batch: bool) -> None:
+        await self._bridge.run(self._shape, query, batch, True)
+
+    async def fetch_one(self, query: str, key: bytes) -> bytes | None:
+        value: bytes | None = await self._bridge.run(self._fetch_one, query, key)
+        return value
+
+    async def fetch_many(self, query: str, keys: list[bytes]) -> dict[bytes, bytes]:
+        values: dict[bytes, bytes] = await self._bridge.run(self._fetch_many, query, keys)
+        return values
+
+    async def listen(
+        self, channel: str, on_payload: Callable[[str], None], on_lost: Callable[[], None]
+    ) -> Listening:
+        token = trio.lowlevel.current_trio_token()
+
+        def payload(_conn: Any, _pid: int, _channel: str, text: str) -> None:
+            token.run_sync_soon(on_payload, text)
+
+        def lost(_conn: Any) -> None:
+            try:
+                token.run_sync_soon(on_lost)
+            except trio.RunFinishedError:
+                return
+
+        conn = await self._bridge.run(self._listen, channel, payload, lost)
+        return _PgListening(self._bridge, conn)
+
+    # --- asyncio side -----------------------------------------------------------------------
+
+    async def _get_pool(self) -> Any:
+        import asyncpg
+
+        if self._pool is not None:
+            return self._pool
+        if self._pool_lock is None:
+            self._pool_lock = asyncio.Lock()
+        async with self._pool_lock:
+            if self._pool is None:
+                s = self._settings
+                self._pool = await _guard(
+                    asyncpg.create_pool(
+                        self._dsn,
+                        min_size=0,
+                        max_size=s.pool_size,
+                        timeout=s.connect_timeout,
+                        server_settings={
+                            "statement_timeout": str(int(s.statement_timeout * 1000)),
+                            "application_name": "meshcache",
+                        },
+                    )
+                )
+        return self._pool
+
+    async def _shape(self, query: str, batch: bool, fresh: bool = False) -> Shape:
+        import asyncpg
+
+        known = self._shapes.get((query, batch))
+        if known is not None and not fresh:
+            return known
+        pool = await self._get_pool()
+        try:
+            async with pool.acquire(timeout=self._settings.connect_timeout) as conn:
+                statement = await conn.prepare(query)
+                params, attributes = statement.get_parameters(), statement.get_attributes()
+        except asyncpg.PostgresError as exc:
+            if isinstance(exc, _connection_errors()):
+                raise SourceFailure(f"source {self.name!r}: {_describe(exc)}") from None
+            raise QueryRefused(_describe(exc)) from None
+        except Exception as exc:
+            raise SourceFailure(f"source {self.name!r}: {_describe(exc)}") from None
+        shape = _check_shape(params, attributes, batch)
+        self._shapes[(query, batch)] = shape
+        return shape
+
+    async def _fetch_one(self, query: str, key: bytes) -> bytes | None:
+        shape = await self._shape_for_load(query, False)
+        argument = key_argument(shape.key_type, key)
+        pool = await self._get_pool()
+        rows = await _guard(pool.fetch(query, argument, timeout=self._settings.statement_timeout))
+        if not rows:
+            return None
+        if len(rows) > 1:
+            raise BadResult(f"the loader query returned {len(rows)} rows for one key")
+        return value_bytes(rows[0][0], self._max_value)
+
+    async def _fetch_many(self, query: str, keys: list[bytes]) -> dict[bytes, bytes]:
+        shape = await self._shape_for_load(query, True)
+        arguments = []
+        for key in keys:
+            try:
+                arguments.append(key_argument(shape.key_type, key))
+            except KeyNotLoadable:
+                continue  # such a key is a miss
+        if not arguments:
+            return {}
+        pool = await self._get_pool()
+        rows = await _guard(pool.fetch(query, arguments, timeout=self._settings.statement_timeout))
+        out: dict[bytes, bytes] = {}
+        for row in rows:
+            value = value_bytes(row[1], self._max_value)
+            if value is not None:
+                out[key_bytes(row[0])] = value
+        return out
+
+    async def _shape_for_load(self, query: str, batch: bool) -> Shape:
+        try:
+            return await self._shape(query, batch)
+        except QueryRefused as exc:  # e.g. the table was dropped after the policy was set
+            raise SourceFailure(f"the query is refused: {exc}") from None
+
+    async def _listen(
+        self, channel: str, payload: Callable[..., None], lost: Callable[[Any], None]
+    ) -> Any:
+        import asyncpg
+
+        conn = await _guard(asyncpg.connect(self._dsn, timeout=self._settings.connect_timeout))
+        try:
+            conn.add_termination_listener(lost)
+            await _guard(conn.add_listener(channel, payload))
+        except BaseException:
+            conn.terminate()
+            raise
+        return conn
+
+    async def _close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+
+class _PgListening:
+    def __init__(self, bridge: AsyncioBridge, conn: Any) -> None:
+        self._bridge = bridge
+        self._conn = conn
+
+    async def ping(self) -> None:
+        """Raises SourceFailure when the listening connection is gone."""
+        await self._bridge.run(_guard, self._conn.execute("SELECT 1", timeout=5))
+
+    async def aclose(self) -> None:
+        conn = self._conn
+
+        async def close() -> None:
+            conn.terminate()
+
+        if self._bridge.running:
+            await self._bridge.run(close)
+
+
+@functools.cache
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    import asyncpg  # only a node with a source pays for importing it
+
+    return (
+        asyncpg.exceptions.CannotConnectNowError,
+        asyncpg.exceptions.InvalidAuthorizationSpecificationError,
+        asyncpg.exceptions.InvalidPasswordError,
+        asyncpg.exceptions.TooManyConnectionsError,
+        asyncpg.exceptions.AdminShutdownError,
+        asyncpg.exceptions.QueryCanceledError,
+        asyncpg.exceptions.ConnectionFailureError,
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    detail = getattr(exc, "detail", None)
+    return f"{text} ({detail})" if detail else text
+
+
+async def _guard(awaitable: Any) -> Any:
+    """Await ``awaitable``; every failure that is not ours becomes :class:`SourceFailure`."""
+    try:
+        return await awaitable
+    except (BadResult, KeyNotLoadable, SourceFailure, QueryRefused):
+        raise
+    except TimeoutError:
+        raise SourceFailure("the source did not answer in time") from None
+    except Exception as exc:
+        raise SourceFailure(_describe(exc)) from None
+
+
+def _check_shape(params: Any, attributes: Any, batch: bool) -> Shape:
+    if len(params) != 1:
+        raise QueryRefused(f"the query takes {len(params)} parameters; it must take one ($1)")
+    param = params[0]
+    if batch:
+        if param.kind != "array":
+            raise QueryRefused(f"$1 of the batch query is {param.name}; it must be an array")
+        key_type = param.name.removeprefix("_").removesuffix("[]")
+        if len(attributes) != 2:
+            raise QueryRefused(
+                f"the batch query returns {len(attributes)} columns; it must return (key, value)"
+            )
+        key_column, value = attributes[0].type.name, attributes[1].type.name
+        if key_column not in KEY_TYPES:
+            raise QueryRefused(f"the batch query's key column has type {key_column}")
+    else:
+        key_type, key_column = param.name, None
+        if len(attributes) != 1:
+            raise QueryRefused(f"the query returns {len(attributes)} columns; it must return one")
+        value = attributes[0].type.name
+    if key_type not in KEY_TYPES:
+        raise QueryRefused(
+            f"$1 has type {key_type}; a key is passed as text, an integer, a uuid or bytea"
+        )
+    if value not in VALUE_TYPES:
+        raise QueryRefused(
+            f"the value column has type {value}; it must be text, varchar, json, jsonb or bytea"
+        )
+    return Shape(key_type, value, key_column)
+
+
+__all__ = [
+    "BadResult",
+    "KeyNotLoadable",
+    "Listening",
+    "PgSource",
+    "QueryRefused",
+    "Shape",
+    "Source",
+    "SourceFailure",
+    "key_argument",
+    "value_bytes",
+]

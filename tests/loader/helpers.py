@@ -1,0 +1,65 @@
+"""Tables, counting load functions and node settings for the loader tests."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+from typing import Any
+
+from meshcache.testing.postgres import PostgresServer
+
+_TABLES = itertools.count(1)
+
+
+class Database:
+    """The DSN of the test server, and psql against it."""
+
+    def __init__(self, dsn: str, server: PostgresServer | None) -> None:
+        self.dsn = dsn
+        self.server = server
+
+    def sql(self, text: str) -> str:
+        if self.server is not None:
+            return self.server.psql(text)
+        done = subprocess.run(
+            ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", self.dsn, "-c", text],
+            capture_output=True,
+            check=True,
+            timeout=30,
+        )
+        return done.stdout.decode().strip()
+
+
+class Table:
+    """A fresh ``items`` table (id text, v text) with a load function that counts its calls.
+
+    ``query`` loads one key through ``load_<name>($1)``, which bumps a counter row per call,
+    so PostgreSQL itself counts the loads (``calls()``).
+    """
+
+    def __init__(self, db: Database, *, delay: float = 0.0) -> None:
+        self.db = db
+        self.name = f"items{next(_TABLES)}"
+        n = self.name
+        db.sql(
+            f"CREATE TABLE {n} (id text PRIMARY KEY, v text);"
+            f"CREATE TABLE {n}_calls (n bigint NOT NULL);"
+            f"INSERT INTO {n}_calls VALUES (0);"
+            f"CREATE FUNCTION load_{n}(k text) RETURNS SETOF text LANGUAGE plpgsql AS $$"
+            f" BEGIN UPDATE {n}_calls SET n = n + 1; PERFORM pg_sleep({delay});"
+            f" RETURN QUERY SELECT v FROM {n} WHERE id = k; END $$;"
+        )
+        self.query = f"SELECT * FROM load_{n}($1)"
+        self.batch_query = f"SELECT id, v FROM {n} WHERE id = ANY($1)"
+
+    def put(self, key: str, value: str) -> None:
+        self.db.sql(
+            f"INSERT INTO {self.name} VALUES ('{key}', '{value}') "
+            f"ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v"
+        )
+
+    def calls(self) -> int:
+        return int(self.db.sql(f"SELECT n FROM {self.name}_calls"))
+
+    def loader(self, **extra: Any) -> dict[str, Any]:
+        return {"source": "pg", "query": self.query, **extra}
