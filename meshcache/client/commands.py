@@ -237,20 +237,31 @@ class Commands:
         xx: bool = False,
         get: bool = False,
         keepttl: bool = False,
+        consistency: str | None = None,
         namespace: str | None = None,
     ) -> Command[Any]:
         """Store ``value`` under ``key``, expiring after ``ttl`` seconds when given.
 
         ``nx``: only if the key is absent; ``xx``: only if present; ``keepttl``: keep the current
-        expiry. Returns True when stored and False when an ``nx``/``xx`` condition failed; with
-        ``get=True`` returns the old value (bytes or None) instead.
+        expiry. ``consistency`` (``"one"``, ``"quorum"`` or ``"all"``): how many of the key's
+        owners must apply the write before it is acknowledged, instead of the namespace's level
+        (a write that misses it raises :class:`~meshcache.errors.WriteFailedError`). Returns True
+        when stored and False when an ``nx``/``xx`` condition failed; with ``get=True`` returns
+        the old value (bytes or None) instead.
         """
         ns = self._namespace if namespace is None else namespace
         decode = self._decoders.set_result
-        if ttl is None and nx is False and xx is False and get is False and keepttl is False:
+        if (
+            ttl is None
+            and nx is False
+            and xx is False
+            and get is False
+            and keepttl is False
+            and consistency is None
+        ):
             # No options: normalize_args appends the empty map itself, on its fast path.
             return Command.build("SET", [key, value], ns, decode)
-        options = _options(ttl=ttl, nx=nx, xx=xx, get=get, keepttl=keepttl)
+        options = _options(ttl=ttl, nx=nx, xx=xx, get=get, keepttl=keepttl, consistency=consistency)
         return Command.build("SET", [key, value, options], ns, decode)
 
     @command

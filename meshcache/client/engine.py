@@ -25,6 +25,16 @@ The retry takes no connection to the node that failed: its idle ones are closed,
 puts it last (a node being killed may still accept a connection), so the retry goes to the next
 candidate when there is one. Timeouts are never retried. A connection whose exchange did not
 complete is closed, never reused.
+
+**Unreachable nodes.** A circuit breaker per node (:class:`~meshcache.client.breaker.Breakers`)
+opens when a connection to it fails or times out, or a request on it times out or breaks: the
+node goes to the end of every candidate list for a back-off (1 s doubling to 30 s), so requests
+for its keys go at once to the next owner or to any node that answers (which forwards them, or
+stands in for owners it cannot reach). After a failure, the next call first asks a node it can
+reach which members that node's gossip holds dead (``MEMBERS``, within the probe timeout) and
+opens their breakers too, so a partition costs one timed-out call, not one per unreachable node.
+When a back-off ends one caller probes the node (its connection attempt bounded by
+``probe_timeout``); a completed request closes the breaker.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Generic, Protocol, Self, TypeVar
 
 from meshcache.client import results
+from meshcache.client.breaker import Breakers
 from meshcache.client.commands import DEFAULT_NAMESPACE, CommandQueue, Commands
 from meshcache.client.core import ClientProtocol, Command, Exchange, batch_route
 from meshcache.client.ring_router import FETCH_RING, default_router
@@ -59,6 +70,12 @@ DEFAULT_ADDRESS = "127.0.0.1:7400"
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_MAX_CONNECTIONS = 64
+
+FETCH_MEMBERS: tuple[Command[Any], ...] = (
+    Command.build("MEMBERS", [], DEFAULT_NAMESPACE, results.map_list),
+)
+# Nodes asked for their gossip view after a breaker opened, before the call goes on.
+_MEMBERS_TRIES = 3
 
 
 class Connection(Protocol):
@@ -163,6 +180,9 @@ class ClientEngine(ABC, Commands, Generic[C]):
         self._lent = 0
         self._waiters: deque[Waiter] = deque()
         self._closed = False
+        #: The circuit breaker of every node this client failed to reach.
+        self.breakers = Breakers(self._now)
+        self._learning = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -223,6 +243,8 @@ class ClientEngine(ABC, Commands, Generic[C]):
             self._ring_unasked = False
             if self.router.observe_ring_version(0):
                 await self._fetch_ring(None, deadline, before_request=True)
+        if self.breakers.wants_members:
+            await self._learn_members(deadline)
         if len(commands) > 1 or commands[0].spec.multi_key:
             batches = plan(commands, self.router.primary)
             if batches is not None:
@@ -254,17 +276,23 @@ class ClientEngine(ABC, Commands, Generic[C]):
                 # none of them, and goes to the next candidate if the router has one.
                 self._drop_idle(conn.address)
                 self.router.failed(conn.address)
+                self.breakers.failure(conn.address)
                 if retries:
                     retries -= 1
                     continue
                 raise
             except TimeoutError:
                 self._discard(conn)
+                # Its other connections would hang the same way (a partition, a paused node).
+                self._drop_idle(conn.address)
+                self.breakers.failure(conn.address)
                 raise MeshcacheTimeout(conn.protocol.no_answer(self.timeout)) from None
             except BaseException:
                 self._discard(conn)
                 raise
             self._release(conn)
+            if self.breakers.open:
+                self.breakers.success(conn.address)
             if self.router.observe_ring_version(conn.protocol.ring_version):
                 await self._fetch_ring(conn.address, deadline)
             return exchange.results(raise_on_error=raise_on_error)
@@ -287,6 +315,35 @@ class ClientEngine(ABC, Commands, Generic[C]):
             pass
         finally:
             self.router.ring_fetched(replies)
+
+    async def _learn_members(self, deadline: float | None) -> None:
+        """Ask a node this client reaches which members its gossip holds dead; open their
+        breakers. Each node asked gets ``probe_timeout`` (within ``deadline``); failures only
+        open the breakers of the nodes that did not answer. One caller at a time."""
+        if not self._learning.acquire(blocking=False):
+            return
+        try:
+            breakers = self.breakers
+            breakers.wants_members = False
+            asked = 0
+            for address in self.router.candidates(None):
+                if asked == _MEMBERS_TRIES:
+                    break
+                if breakers.state(address) != "closed":
+                    continue
+                asked += 1
+                until = self._now() + breakers.probe_timeout
+                if deadline is not None and deadline < until:
+                    until = deadline
+                try:
+                    replies = await self._send(FETCH_MEMBERS, None, True, True, until, address)
+                except MeshcacheError:
+                    continue
+                for down in breakers.learn(replies[0]):
+                    self._drop_idle(down)
+                return
+        finally:
+            self._learning.release()
 
     async def _run_plan(
         self, batches: Plan, raise_on_error: bool, deadline: float | None
@@ -315,7 +372,7 @@ class ClientEngine(ABC, Commands, Generic[C]):
     def _lend_idle(self, key: bytes | None) -> C | None:
         """The usual case, without a coroutine: a free slot and an idle usable connection to
         the router's first candidate for ``key``, lent out; None (nothing taken) otherwise."""
-        if self._closed:
+        if self._closed or self.breakers.open:
             return None
         candidates = self.router.candidates(key)
         if not candidates:
@@ -358,7 +415,7 @@ class ClientEngine(ABC, Commands, Generic[C]):
             candidates = self.router.candidates(key)
             if prefer is not None:
                 candidates = [prefer, *(a for a in candidates if a != prefer)]
-            return await self._connect(candidates, deadline)
+            return await self._connect(self.breakers.order(candidates), deadline)
         except BaseException:
             self._free_slot()
             raise
@@ -415,14 +472,21 @@ class ClientEngine(ABC, Commands, Generic[C]):
                 return conn
             until = deadline
             call_bound = deadline is not None  # the call's deadline limits this attempt
-            if self.connect_timeout is not None:
-                by_connect = self._now() + self.connect_timeout
+            connect_timeout = self.connect_timeout
+            if self.breakers.probing(address):
+                # A half-open node's probe: a short attempt, then the next candidate.
+                probe = self.breakers.probe_timeout
+                if connect_timeout is None or probe < connect_timeout:
+                    connect_timeout = probe
+            if connect_timeout is not None:
+                by_connect = self._now() + connect_timeout
                 if deadline is None or by_connect < deadline:
                     until, call_bound = by_connect, False
             try:
                 conn = await self._open(address, until)
             except TimeoutError:
                 self.router.failed(address)
+                self.breakers.failure(address)
                 failures.append(f"{address}: timed out")
                 if call_bound:
                     raise MeshcacheTimeout(
@@ -431,6 +495,7 @@ class ClientEngine(ABC, Commands, Generic[C]):
                 continue
             except OSError as exc:
                 self.router.failed(address)
+                self.breakers.failure(address)
                 failures.append(f"{address}: {exc or type(exc).__name__}")
                 continue
             self.router.connected(address)
@@ -537,6 +602,7 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_TIMEOUT",
+    "FETCH_MEMBERS",
     "ClientEngine",
     "Connection",
     "PipelineBase",

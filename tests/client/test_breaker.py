@@ -1,0 +1,162 @@
+"""The client's circuit breakers: their states on trio's autojump clock, and the engine routing
+around a node that stopped answering (a real socket server that holds requests)."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+import meshcache
+from meshcache.client.breaker import Breakers
+from meshcache.client.routing import SeedRouter
+from meshcache.errors import MeshcacheTimeout
+from meshcache.wire.address import Address
+from tests.client.fakeserver import FakeServer
+
+A, B, C = Address("10.0.0.1", 7400), Address("10.0.0.2", 7400), Address("10.0.0.3", 7400)
+
+
+def _member(name: str, host: str, state: str, data_port: object = 7400) -> dict[str, object]:
+    return {"name": name, "address": f"{host}:7400", "state": state, "data_port": data_port}
+
+
+@pytest.mark.trio
+async def test_open_half_open_closed(autojump_clock: trio.testing.MockClock) -> None:
+    breakers = Breakers(trio.current_time, first_backoff=1.0, max_backoff=4.0)
+    candidates = (A, B, C)
+    assert breakers.order(candidates) is candidates  # all closed: the router's own sequence
+    assert breakers.state(A) == "closed"
+
+    breakers.failure(A)
+    assert breakers.state(A) == "open"
+    assert breakers.wants_members
+    assert list(breakers.order(candidates)) == [B, C, A]  # never dropped, only last
+
+    await trio.sleep(1.0)
+    assert breakers.state(A) == "half-open"
+    assert list(breakers.order(candidates)) == [A, B, C]  # this caller is the probe
+    assert breakers.probing(A)
+    assert list(breakers.order(candidates)) == [B, C, A]  # nobody else probes meanwhile
+
+    breakers.failure(A)  # the probe failed: open again, for twice as long
+    assert not breakers.probing(A)
+    await trio.sleep(1.5)
+    assert breakers.state(A) == "open"
+    await trio.sleep(0.5)
+    assert breakers.state(A) == "half-open"
+    assert breakers.order(candidates)[0] == A
+    breakers.failure(A)
+    breakers.order(candidates)
+    breakers.failure(A)  # 8 s would be next: capped at 4
+    await trio.sleep(3.9)
+    assert breakers.state(A) == "open"
+    await trio.sleep(0.1)
+    assert breakers.order(candidates)[0] == A
+
+    breakers.success(A)  # the probe completed a request
+    assert breakers.state(A) == "closed"
+    assert not breakers.open
+    breakers.failure(A)  # a new failure starts from the first back-off again
+    await trio.sleep(1.0)
+    assert breakers.state(A) == "half-open"
+
+
+@pytest.mark.trio
+async def test_an_abandoned_probe_is_re_armed(autojump_clock: trio.testing.MockClock) -> None:
+    breakers = Breakers(trio.current_time, first_backoff=2.0)
+    breakers.failure(B)
+    await trio.sleep(2.0)
+    assert list(breakers.order([B, A])) == [B, A]  # claimed; its caller never reports
+    assert breakers.state(B) == "half-open"
+    assert list(breakers.order([B, A])) == [A, B]
+    await trio.sleep(2.0)  # the lease (one back-off) ran out: a new caller may probe
+    assert list(breakers.order([B, A])) == [B, A]
+
+
+@pytest.mark.trio
+async def test_learning_dead_members(autojump_clock: trio.testing.MockClock) -> None:
+    breakers = Breakers(trio.current_time, first_backoff=1.0)
+    members = [
+        _member("n0", "10.0.0.1", "alive"),
+        _member("n1", "10.0.0.2", "dead"),
+        _member("n2", "10.0.0.3", "left"),
+        _member("n3", "10.0.0.4", "suspect"),
+        _member("n4", "not an address:", "dead"),
+        _member("n5", "10.0.0.6", "dead", data_port="7400"),
+        _member("n6", "10.0.0.7", "dead", data_port=0),
+        "not a map",
+    ]
+    assert breakers.learn(members) == [B, C]
+    assert breakers.state(B) == breakers.state(C) == "open"
+    assert breakers.state(A) == "closed"
+    assert not breakers.wants_members  # learning is not a failure of anyone
+    assert breakers.learn("not a list") == []
+    assert breakers.learn(members) == []  # still open: the back-off is not extended
+
+    # Still dead by the node we reach when the back-off ends: re-armed without a probe.
+    await trio.sleep(1.0)
+    assert breakers.learn(members) == [B, C]
+    assert breakers.state(B) == "open"
+    # A node being probed is left to its probe.
+    await trio.sleep(1.0)
+    breakers.order([B])
+    assert breakers.learn(members) == [C]
+    assert breakers.probing(B)
+
+
+def test_bad_settings() -> None:
+    for kwargs in (
+        {"first_backoff": 0},
+        {"first_backoff": 5, "max_backoff": 1},
+        {"probe_timeout": 0},
+    ):
+        with pytest.raises(ValueError):
+            Breakers(lambda: 0.0, **kwargs)  # type: ignore[arg-type]
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FixedRouter(SeedRouter):
+    """Always the seeds in the order given (a seed router moves to the one that answered)."""
+
+    def connected(self, address: Address) -> None:
+        pass
+
+    def failed(self, address: Address) -> None:
+        pass
+
+
+def test_the_client_routes_around_a_node_that_stopped_answering() -> None:
+    with FakeServer() as first, FakeServer() as second:
+        a, b = (Address("127.0.0.1", s.port) for s in (first, second))
+        with meshcache.Client(router=FixedRouter([a, b]), timeout=0.5) as client:
+            clock = ManualClock()
+            client.breakers = Breakers(clock, first_backoff=1.0)
+            assert client.set("k", b"v") is True
+            assert first.stats.requests[-1][0] == "SET"
+
+            first.inject("hold")
+            with pytest.raises(MeshcacheTimeout):
+                client.set("k", b"w")
+            assert client.breakers.state(a) == "open"
+
+            # Open: the next calls go to the other node at once (its MEMBERS is asked first;
+            # this server does not know the op, which changes nothing).
+            seen = len(first.stats.requests)
+            assert client.set("k2", b"x") is True
+            assert client.get("k2") == b"x"
+            assert len(first.stats.requests) == seen
+            assert [r[0] for r in second.stats.requests] == ["MEMBERS", "SET", "GET"]
+
+            # The back-off ends: one call probes the first node; its answer closes the breaker.
+            first.release.set()
+            clock.now += 1.0
+            assert client.set("k3", b"y") is True
+            assert first.stats.requests[-1][2][:2] == [b"k3", b"y"]
+            assert client.breakers.state(a) == "closed"
