@@ -502,6 +502,78 @@ def _policy_fields(a: argparse.Namespace) -> dict[str, Any]:
     return fields
 
 
+def _hot_fields(c: Client, a: argparse.Namespace) -> dict[str, Any]:
+    """``{"hot": table}`` when a ``--hot-*`` flag was given: the namespace's hot-key table
+    with the flags applied (fields not given keep their values), else ``{}``."""
+    changes: dict[str, Any] = {}
+    if a.hot_keys is not None:
+        changes["enabled"] = a.hot_keys == "on"
+    for flag, name in (("hot_share", "share"), ("hot_rate", "rate"), ("hot_area", "area")):
+        value = getattr(a, flag)
+        if value is not None:
+            try:
+                changes[name] = float(value)
+            except ValueError:
+                raise ConfigError(f"--{flag.replace('_', '-')}: not a number: {value!r}") from None
+    if a.hot_lease is not None:
+        changes["lease"] = parse_duration(a.hot_lease, "--hot-lease")
+    if a.hot_copies is not None:
+        changes["copies"] = None if a.hot_copies == "all" else _whole(a.hot_copies, "--hot-copies")
+    if not changes:
+        return {}
+    current = c.ns_list().get(a.name, {}).get("hot") or {}
+    table = {**current, **changes}
+    return {"hot": {k: v for k, v in table.items() if v is not None}}
+
+
+def _hotkeys(c: Client, a: argparse.Namespace) -> Output:
+    """Every ring member's HOTKEYS, merged: the hot keys with their owner, and each node's
+    copies (exit 3 when a member cannot be asked)."""
+    answers: dict[str, dict[str, Any]] = {}
+    missing: list[str] = []
+    for member in c.ring().get("members", []):
+        node_id, address = str(member.get("node_id")), str(member.get("address"))
+        try:
+            if address == a.where:
+                answers[node_id] = _node_op(c, "HOTKEYS", [])
+            else:
+                with _connect(
+                    address, connect_timeout=a.call_timeout, timeout=a.call_timeout
+                ) as other:
+                    answers[node_id] = _node_op(other, "HOTKEYS", [])
+        except (MeshcacheConnectionError, MeshcacheTimeout, RemoteProtocolError, OSError) as exc:
+            _warn(f"ring member {node_id} ({address}) could not be asked ({type(exc).__name__})")
+            missing.append(node_id)
+    hot = [
+        {**row, "owner": node_id}
+        for node_id, answer in answers.items()
+        for row in answer.get("hot", [])
+    ]
+    hot.sort(key=lambda row: -float(row.get("rate") or 0))
+    nodes = {
+        node_id: {"copies": len(answer.get("copies", [])), "area_bytes": answer.get("area_bytes")}
+        for node_id, answer in answers.items()
+    }
+    columns = ("namespace", "key", "owner", "rate", "share", "holders")
+    rows = [
+        [
+            _plain_text(row.get("namespace")),
+            _plain_text(row.get("key")),
+            _plain_text(row.get("owner")),
+            _plain_text(row.get("rate")),
+            _plain_text(row.get("share")),
+            ", ".join(map(str, row.get("holders", []))) or "-",
+        ]
+        for row in hot
+    ]
+    lines = _table(columns, rows) if rows else ["no hot keys"]
+    lines += ["", *_table(("node", "copies", "area_bytes"), [
+        [node_id, str(n["copies"]), _plain_text(n["area_bytes"])] for node_id, n in nodes.items()
+    ])]  # fmt: skip
+    data = {"hot": hot, "nodes": nodes, "unreachable": missing}
+    return Output(data, "\n".join(lines), EXIT_UNREACHABLE if missing else EXIT_OK)
+
+
 def _format_policies(policies: Mapping[str, Any]) -> str:
     lines = []
     for name, policy in sorted(policies.items()):
@@ -529,68 +601,11 @@ def _ns(c: Client, a: argparse.Namespace) -> Output:
     if a.action == "set":
         check_namespace_name(a.name, "NAME")
         fields = _policy_fields(a)
-        fields.update(_loader_fields(c, a))
+        fields.update(_hot_fields(c, a))
         policy = c.ns_set(a.name, fields)
         _warn_replicas(c, a.name, policy)
         return Output(policy, _format_policies({a.name: policy}))
     return _ok(c.ns_drop(a.name))
-
-
-#: ``ns set`` flag -> loader field; durations are parsed, the rest taken as text.
-_LOADER_FLAGS = {
-    "loader_source": "source",
-    "loader_query": "query",
-    "loader_batch_query": "batch_query",
-    "loader_ttl": "ttl",
-    "loader_negative_ttl": "negative_ttl",
-    "loader_timeout": "load_timeout",
-    "loader_refresh_ahead": "refresh_ahead",
-    "loader_channel": "channel",
-}
-_LOADER_DURATIONS = frozenset({"ttl", "negative_ttl", "load_timeout"})
-
-
-def _loader_fields(c: Client, a: argparse.Namespace) -> dict[str, Any]:
-    """The ``loader`` change of ``ns set``: the namespace's loader with the given flags
-    applied (a flag set to ``""`` clears that field), or None with ``--no-loader``."""
-    if a.no_loader:
-        return {"loader": None}
-    given = {
-        f: getattr(a, flag) for flag, f in _LOADER_FLAGS.items() if getattr(a, flag) is not None
-    }
-    if not given:
-        return {}
-    current = c.ns_list().get(a.name, {}).get("loader") or {}
-    loader = dict(current)
-    for name, text in given.items():
-        if text == "":
-            loader.pop(name, None)
-        elif name in _LOADER_DURATIONS:
-            loader[name] = parse_duration(text, f"--loader-{name.replace('_', '-')}")
-        elif name == "refresh_ahead":
-            try:
-                loader[name] = float(text)
-            except ValueError:
-                raise ConfigError(f"--loader-refresh-ahead: {text!r} is not a number") from None
-        else:
-            loader[name] = text
-    return {"loader": loader}
-
-
-def _loader(c: Client, a: argparse.Namespace) -> Output:
-    from meshcache.node.loader.sql import trigger_sql
-
-    policy = c.ns_list().get(a.name)
-    if policy is None:
-        raise ConfigError(f"loader sql: no namespace {a.name!r}")
-    channel = (policy.get("loader") or {}).get("channel")
-    if channel is None:
-        raise ConfigError(
-            f"loader sql: namespace {a.name!r} names no channel "
-            f"(meshcache ns set {a.name} --loader-channel NAME)"
-        )
-    sql = trigger_sql(channel, a.table, a.key_column)
-    return Output({"channel": channel, "sql": sql}, sql.rstrip("\n"))
 
 
 def _warn_replicas(c: Client, name: str, policy: Mapping[str, Any]) -> None:
@@ -1146,33 +1161,21 @@ def _add_ns(p: argparse.ArgumentParser) -> None:
         choices=("one", "quorum", "all"),
         help="when a write is acknowledged: by one owner, a majority of owners, or all",
     )
-    loader = p.add_argument_group(
-        "read-through loader (docs/loader.md); a flag given as '' clears its field"
+    hot = p.add_argument_group("hot keys (docs/hotkeys.md)")
+    hot.add_argument(
+        "--hot-keys", choices=("on", "off"), help="copy keys that take a large share of reads"
     )
-    loader.add_argument("--loader-source", metavar="NAME", help="a [sources.NAME] of the nodes")
-    loader.add_argument("--loader-query", metavar="SQL", help="loads one key ($1); one value")
-    loader.add_argument(
-        "--loader-batch-query", metavar="SQL", help="loads many keys ($1 an array): key, value"
+    hot.add_argument("--hot-share", metavar="F", help="share of an owner's reads (default 0.01)")
+    hot.add_argument("--hot-rate", metavar="N", help="reads per second (default 100)")
+    hot.add_argument(
+        "--hot-copies", metavar="N", help="nodes holding a copy beyond the owner (default all)"
     )
-    loader.add_argument("--loader-ttl", metavar="DURATION", help="TTL of loaded values")
-    loader.add_argument(
-        "--loader-negative-ttl", metavar="DURATION", help="remember keys without a row this long"
+    hot.add_argument(
+        "--hot-lease", metavar="DURATION", help="a copy's life without renewal (default 2s)"
     )
-    loader.add_argument("--loader-timeout", metavar="DURATION", help="a load's time limit")
-    loader.add_argument(
-        "--loader-refresh-ahead",
-        metavar="FRACTION",
-        help="reload a key read after this fraction of its TTL (e.g. 0.8)",
+    hot.add_argument(
+        "--hot-area", metavar="F", help="hot area, a fraction of max_bytes (default 0.125)"
     )
-    loader.add_argument("--loader-channel", metavar="NAME", help="LISTEN channel (invalidation)")
-    loader.add_argument("--no-loader", action="store_true", help="remove the namespace's loader")
-
-
-def _add_loader(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=("sql",))
-    p.add_argument("name", metavar="NAME", help="a namespace with a loader that names a channel")
-    p.add_argument("--table", required=True, help="the table the loader query reads")
-    p.add_argument("--key-column", required=True, metavar="COLUMN", help="the table's key column")
 
 
 def _add_raft(p: argparse.ArgumentParser) -> None:
@@ -1252,13 +1255,14 @@ _CLIENT_SPECS: list[tuple[str, Handler, str, Callable[[argparse.ArgumentParser],
         "namespaces: ns list | ns show NAME | ns set NAME [--eviction ...] | ns drop NAME",
         _add_ns,
     ),
-    (
-        "loader",
-        _loader,
-        "loader sql NAME --table T --key-column C: print the trigger that NOTIFYs changed keys",
-        _add_loader,
-    ),
     ("ring", _ring, "print the committed ring: version, members, state, zone, share", _nothing),
+    (
+        "hotkeys",
+        _hotkeys,
+        "print the hot keys of every namespace cluster-wide: owner, rate, share, holders, and "
+        "each node's copies (exit 3 when a member cannot be asked)",
+        _nothing,
+    ),
     ("raft", _raft, "config voters: raft status | raft add ADDR | raft remove ADDR", _add_raft),
 ]
 

@@ -35,6 +35,7 @@ from meshcache.node.contracts import ConfigSource, Liveness, MembershipView
 from meshcache.node.data.antientropy import AntiEntropy
 from meshcache.node.data.coordinator import Coordinator
 from meshcache.node.data.handoff import HandOff
+from meshcache.node.data.hot import HotKeys
 from meshcache.node.data.replication import ByteBudget, HintQueue, VersionClamp
 from meshcache.node.data.replicator import Replicator
 from meshcache.node.loader.loader import Loader
@@ -142,6 +143,16 @@ class Assembly:
             read_repair_chance=s.read_repair_chance,
             rng=self._rng(seed, "coordinator"),
         )
+        self.hot = HotKeys(
+            self.store,
+            node_id,
+            ring=lambda: (self.coordinator.ring, self.coordinator.ring_version),
+            alive=liveness.alive,
+            call=self.peer_call,
+            wall_clock=wall_clock,
+            rng=self._rng(seed, "hot"),
+        )
+        self.coordinator.hot = self.hot
         self.loader = Loader(
             self.store,
             node_id,
@@ -221,6 +232,7 @@ class Assembly:
             await nursery.start(self.pool.run)
             await nursery.start(self.replicator.run)
             await nursery.start(self.coordinator.run)
+            await nursery.start(self.hot.run)
             await nursery.start(self.loader.run)
             await nursery.start(self.handoff.run)
             nursery.start_soon(self._expire_loop)
@@ -266,17 +278,20 @@ class Assembly:
     def address_of(self, node_id: str) -> Address | None:
         return self.coordinator.address_of(node_id)
 
-    async def peer_call(self, peer: str, op: str, namespace: str, args: list[Any]) -> Any:
+    async def peer_call(
+        self, peer: str, op: str, namespace: str, args: list[Any], timeout: float = AE_CALL_TIMEOUT
+    ) -> Any:
         address = self.address_of(peer)
         if address is None:
             raise CommandError(ErrorCode.NOT_OWNER, f"{peer} is not on this node's ring")
-        return await self.pool.call(address, op, namespace, args, timeout=AE_CALL_TIMEOUT)
+        return await self.pool.call(address, op, namespace, args, timeout=timeout)
 
     # --- figures ----------------------------------------------------------------------------
 
     def mesh_figures(self) -> dict[str, Any]:
         """The data plane's counters and gauges (INFO's ``mesh``, /metrics)."""
         coordinator = self.coordinator
+        hot_counters, hot_gauges = self.hot.figures()
         loader_figures = self.loader.figures()
         return {
             "counters": {
@@ -287,6 +302,7 @@ class Assembly:
                 "peers": dict(self.pool.stats),
                 "clamp": {"clamped": coordinator.clamp.clamped},
                 "antientropy": dict(self.antientropy.stats),
+                "hot": hot_counters,
                 "loader": loader_figures["counters"],
             },
             "gauges": {
@@ -295,6 +311,7 @@ class Assembly:
                 "replica_writes_queued": self.replicator.queued(),
                 "ring_version": coordinator.ring_version,
                 "ring_members": len(coordinator.ring.members),
+                **hot_gauges,
                 **{f"loader_{k}": v for k, v in loader_figures["gauges"].items()},
             },
         }

@@ -27,6 +27,7 @@ from meshcache.node.contracts import ConfigSource, MembershipView
 from meshcache.node.data.antientropy import AE_DIGEST, AE_KEYS, AE_PULL, AE_PUSH, AntiEntropy
 from meshcache.node.data.coordinator import Coordinator
 from meshcache.node.data.handoff import HandOff
+from meshcache.node.data.hot import HotKeys
 from meshcache.ring import READ_STATES, RingState
 from meshcache.ring.tokens import RangeSet
 from meshcache.wire.ops import DATA_HANDLER, OPS
@@ -48,6 +49,7 @@ class RoutedParts(Protocol):
     coordinator: Coordinator
     handoff: HandOff
     antientropy: AntiEntropy
+    hot: HotKeys
     membership: MembershipView
 
     @property
@@ -184,7 +186,7 @@ class Routes:
     # --- the data plane between nodes ------------------------------------------------------------
 
     def forwarded(self, namespace: str, args: list[Any]) -> Any:
-        return self._parts.coordinator.execute_forwarded(namespace, args)
+        return self._parts.coordinator.execute_forwarded(namespace, [args[0], args[1]])
 
     def replicated(self, namespace: str, args: list[Any]) -> Any:
         return self._parts.coordinator.apply_replicated(namespace, args[0])
@@ -209,6 +211,15 @@ class Routes:
 
     def ae_push(self, namespace: str, args: list[Any]) -> Any:
         return self._parts.antientropy.handle(AE_PUSH, namespace, args)
+
+    def hot_push(self, namespace: str, args: list[Any]) -> Any:
+        return self._parts.hot.handle_push(namespace, args)
+
+    def hot_drop(self, namespace: str, args: list[Any]) -> Any:
+        return self._parts.hot.handle_drop(namespace, args)
+
+    def hotkeys(self, namespace: str, args: list[Any]) -> Any:
+        return self._parts.hot.describe()
 
     def leave(self, namespace: str, args: list[Any]) -> Any:
         return self._leave(float(args[0].get("timeout") or LEAVE_TIMEOUT))

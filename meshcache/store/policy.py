@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from meshcache.errors import ConfigError
+from meshcache.store.hotpolicy import HotKeyPolicy
 from meshcache.store.loader_policy import LoaderPolicy
 
 Eviction = Literal["lru", "lfu", "ttl", "none"]
@@ -41,6 +42,7 @@ class NamespacePolicy:
         consistency: when a write is acknowledged: ``one`` after the coordinating owner
             applied it (the other owners get it asynchronously), ``quorum`` after a majority
             of the owners applied it, ``all`` after every owner did. A SET may override it.
+        hot: how hot keys are found and copied (:class:`HotKeyPolicy`); ``None``: hot keys off.
         loader: where missing keys are read through from (:class:`LoaderPolicy`); ``None``: a
             miss is a miss.
     """
@@ -51,6 +53,7 @@ class NamespacePolicy:
     default_ttl: float | None = None
     replicas: int = 2
     consistency: Consistency = "one"
+    hot: HotKeyPolicy | None = None
     loader: LoaderPolicy | None = None
 
     def validate(self) -> NamespacePolicy:
@@ -81,6 +84,10 @@ class NamespacePolicy:
                 f"unknown write consistency {self.consistency!r}"
                 f" (one of: {', '.join(sorted(CONSISTENCIES))})"
             )
+        if self.hot is not None:
+            if not isinstance(self.hot, HotKeyPolicy):
+                raise ConfigError(f"hot must be a hot-key policy, not {type(self.hot).__name__}")
+            self.hot.validate()
         if self.loader is not None:
             if not isinstance(self.loader, LoaderPolicy):
                 kind = type(self.loader).__name__
@@ -106,6 +113,8 @@ class NamespacePolicy:
         ttl = values.get("default_ttl")
         if type(ttl) is int:
             values["default_ttl"] = float(ttl)
+        if values.get("hot") is not None:
+            values["hot"] = HotKeyPolicy.from_mapping(values["hot"])
         if values.get("loader") is not None:
             values["loader"] = LoaderPolicy.from_mapping(values["loader"])
         return cls(**values).validate()
@@ -115,7 +124,7 @@ class NamespacePolicy:
         out: dict[str, Any] = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, LoaderPolicy):
+            if isinstance(value, HotKeyPolicy | LoaderPolicy):
                 out[field.name] = value.to_mapping()
             elif value is not None:
                 out[field.name] = value

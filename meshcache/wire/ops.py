@@ -179,15 +179,7 @@ _SPECS = [
     _op("RAFT_REMOVE", "s", M, idempotent=False, handler="raft_remove", permission=ADMIN),
     # the data plane between nodes (docs/replication.md): a request forwarded by a node that
     # does not own its key, replica writes, range hand-off, anti-entropy, draining a node
-    _op(
-        "FWD",
-        "slo?",
-        M,
-        idempotent=False,
-        options=("version",),
-        handler="forwarded",
-        permission=PEER,
-    ),
+    _op("FWD", "sl", M, idempotent=False, handler="forwarded", permission=PEER),
     _op("REPL", "l", M, idempotent=True, handler="replicated", permission=PEER),
     _op("BULK", "l", M, idempotent=True, handler="bulk", permission=PEER),
     _op("RECORDS", "l", M, handler="records", permission=PEER),
@@ -196,6 +188,10 @@ _SPECS = [
     _op("AE_KEYS", "a", M, handler="ae_keys", permission=PEER),
     _op("AE_PULL", "a", M, handler="ae_pull", permission=PEER),
     _op("AE_PUSH", "a", M, idempotent=True, handler="ae_push", permission=PEER),
+    # hot keys (docs/hotkeys.md): the owner's copies of a hot key on other nodes, and a look
+    _op("HOT_PUSH", "sufl", M, idempotent=True, handler="hot_push", permission=PEER),
+    _op("HOT_DROP", "sul", M, idempotent=True, handler="hot_drop", permission=PEER),
+    _op("HOTKEYS", "", M, handler="hotkeys"),
     _op("LEAVE", "o?", M, idempotent=True, options=("timeout",), handler="leave", permission=ADMIN),
     _op("JOIN", "o?", M, idempotent=True, options=("timeout",), handler="join", permission=ADMIN),
     # plain values
@@ -266,7 +262,6 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "timeout": (int, float),
     "consistency": (str,),
     "owned": (bool,),
-    "version": (int,),
 }
 
 #: Options that take one of a few values; any other is refused before the op runs.

@@ -62,6 +62,8 @@ def test_the_table_says_who_may_send_each_op() -> None:
         "AE_KEYS",
         "AE_PULL",
         "AE_PUSH",
+        "HOT_PUSH",
+        "HOT_DROP",
     }
     assert {n for n, s in OPS.items() if s.multi_key} == {"MGET", "MSET", "DELETE", "EXISTS"}
 

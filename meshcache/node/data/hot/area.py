@@ -1,0 +1,160 @@
+"""The hot area of a node: copies of other owners' hot keys, apart from the owned data.
+
+Sans-I/O: every call takes ``now`` (trio's clock, for leases) and, for reads, ``wall`` (the
+Unix time entries expire by). A copy is a plain value with the owner's version, the entry's
+expiry and a lease end; it is served only while its lease runs and its entry has not
+expired. The area is bounded in accounted bytes per namespace and evicts least recently used
+copies first; nothing in it is replicated, handed off, scanned by anti-entropy or counted in
+the namespace's keys.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+
+#: The hot area of a namespace without ``max_bytes``.
+UNBOUNDED_AREA_BYTES = 32 * 1024 * 1024
+#: Accounted bytes of one copy beyond its key and value (the record, the dict slot).
+COPY_OVERHEAD = 120
+
+
+@dataclass(slots=True)
+class Copy:
+    """One copy: a plain value as its owner had it, valid until ``lease_end``."""
+
+    value: bytes
+    version: int
+    expires_at: float | None
+    lease_end: float
+    size: int
+
+
+Slot = tuple[str, bytes]
+
+
+class HotArea:
+    """Bounded LRU copies of hot keys, by ``(namespace, key)``.
+
+    ``stats`` counts ``copies_stored``, ``copies_renewed``, ``copies_stale`` (a push older
+    than the copy held), ``copies_expired`` (lease or entry expiry), ``copies_evicted`` (room)
+    and ``copies_dropped`` (invalidated).
+    """
+
+    def __init__(self) -> None:
+        self._copies: OrderedDict[Slot, Copy] = OrderedDict()
+        self._bytes: Counter[str] = Counter()
+        self._limits: dict[str, int] = {}
+        self.stats: Counter[str] = Counter()
+
+    def __len__(self) -> int:
+        return len(self._copies)
+
+    def __contains__(self, slot: object) -> bool:
+        return slot in self._copies
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self._bytes.values())
+
+    def bytes_of(self, namespace: str) -> int:
+        return self._bytes[namespace]
+
+    def set_limit(self, namespace: str, max_bytes: int) -> None:
+        """Bound the namespace's copies to ``max_bytes`` (evicting now if it is over)."""
+        self._limits[namespace] = max_bytes
+        self._make_room(namespace, 0)
+
+    def put(
+        self,
+        namespace: str,
+        key: bytes,
+        value: bytes,
+        version: int,
+        expires_at: float | None,
+        lease_end: float,
+    ) -> bool:
+        """Store or renew a copy; False when a newer copy is held or it cannot fit."""
+        slot = (namespace, key)
+        held = self._copies.get(slot)
+        if held is not None:
+            if held.version > version:
+                self.stats["copies_stale"] += 1
+                return False
+            if held.version == version:
+                held.lease_end = max(held.lease_end, lease_end)
+                held.expires_at = expires_at
+                self._copies.move_to_end(slot)
+                self.stats["copies_renewed"] += 1
+                return True
+            self._remove(slot)
+        size = len(key) + len(value) + COPY_OVERHEAD
+        limit = self._limits.get(namespace, UNBOUNDED_AREA_BYTES)
+        if size > limit:
+            self.stats["copies_too_large"] += 1
+            return False
+        self._make_room(namespace, size)
+        self._copies[slot] = Copy(value, version, expires_at, lease_end, size)
+        self._bytes[namespace] += size
+        self.stats["copies_stored"] += 1
+        return True
+
+    def get(self, namespace: str, key: bytes, now: float, wall: float) -> Copy | None:
+        """The copy if it may be served now (lease running, entry not expired), else None."""
+        slot = (namespace, key)
+        held = self._copies.get(slot)
+        if held is None:
+            return None
+        if held.lease_end <= now or (held.expires_at is not None and held.expires_at <= wall):
+            self._remove(slot)
+            self.stats["copies_expired"] += 1
+            return None
+        self._copies.move_to_end(slot)
+        return held
+
+    def drop(self, namespace: str, key: bytes, version: int | None = None) -> bool:
+        """Remove the copy (only if it is older than ``version`` when one is given)."""
+        slot = (namespace, key)
+        held = self._copies.get(slot)
+        if held is None or (version is not None and held.version >= version):
+            return False
+        self._remove(slot)
+        self.stats["copies_dropped"] += 1
+        return True
+
+    def drop_namespace(self, namespace: str) -> None:
+        for slot in [s for s in self._copies if s[0] == namespace]:
+            self._remove(slot)
+        self._limits.pop(namespace, None)
+
+    def expire(self, now: float, wall: float) -> int:
+        """Remove every copy whose lease ended or whose entry expired; how many went."""
+        gone = [
+            slot
+            for slot, c in self._copies.items()
+            if c.lease_end <= now or (c.expires_at is not None and c.expires_at <= wall)
+        ]
+        for slot in gone:
+            self._remove(slot)
+        self.stats["copies_expired"] += len(gone)
+        return len(gone)
+
+    def slots(self) -> list[tuple[Slot, Copy]]:
+        return list(self._copies.items())
+
+    def _remove(self, slot: Slot) -> None:
+        held = self._copies.pop(slot)
+        self._bytes[slot[0]] -= held.size
+
+    def _make_room(self, namespace: str, size: int) -> None:
+        limit = self._limits.get(namespace, UNBOUNDED_AREA_BYTES)
+        if self._bytes[namespace] + size <= limit:
+            return
+        for slot in [s for s in self._copies if s[0] == namespace]:
+            self._remove(slot)
+            self.stats["copies_evicted"] += 1
+            if self._bytes[namespace] + size <= limit:
+                return
+
+
+__all__ = ["COPY_OVERHEAD", "UNBOUNDED_AREA_BYTES", "Copy", "HotArea"]

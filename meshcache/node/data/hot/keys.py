@@ -1,0 +1,475 @@
+"""Hot keys: the owner finds them and keeps copies on other nodes; holders serve the copies.
+
+One :class:`HotKeys` per node plays both sides (``docs/hotkeys.md`` has the design):
+
+* **As a key's primary owner** it samples the ``GET``\\ s it coordinates into a per-namespace
+  :class:`~.sketch.HotSketch`. Every :data:`TICK` seconds it asks the sketch which keys pass
+  the namespace's :class:`~meshcache.store.hotpolicy.HotKeyPolicy` thresholds, pushes a copy of
+  each new hot key (value, version, expiry, lease) to the next nodes of the key's ring
+  preference list (``HOT_PUSH``), renews the copies of keys that stay hot before their lease
+  runs out, and stops renewing a key that cooled, whose copies then lapse. A write to a hot
+  key updates (or, for a delete or a typed value, drops: ``HOT_DROP``) every copy before the
+  write is acknowledged, waiting at most :data:`WRITE_WAIT`; a copy it cannot reach is
+  covered by its lease.
+* **As a holder** it keeps copies in a bounded :class:`~.area.HotArea` and answers a ``GET``
+  of a key it does not own from a copy whose lease runs, instead of forwarding it. A push or
+  drop is refused and counted unless it comes from the key's primary owner under the ring
+  version this node routes by. A write forwarded through this node drops its copy of the key
+  and *fences* the key for one lease: its reads go to the owner meanwhile, so whoever wrote
+  through this node reads its own write even if the owner's update of the copies was lost.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+import trio
+
+from meshcache.errors import CommandError, ErrorCode, MeshcacheError
+from meshcache.node.data.hot.area import UNBOUNDED_AREA_BYTES, Copy, HotArea
+from meshcache.node.data.hot.sketch import HotSketch
+from meshcache.node.data.replication.tombstones import read_record
+from meshcache.ring import Ring
+from meshcache.store.entry import EntryView
+from meshcache.store.hotpolicy import HotKeyPolicy
+from meshcache.store.store import Store
+from meshcache.store.values import PLAIN
+
+log = structlog.get_logger("meshcache.hotkeys")
+
+#: Seconds between two looks at the sketches (new hot keys, renewals, cooled keys).
+TICK = 0.25
+#: The sketches decay every this many seconds.
+WINDOW = 1.0
+#: Counters of a sketch (K), and one read in this many is sampled.
+SKETCH_CAPACITY = 128
+SAMPLE_EVERY = 16
+#: The most hot keys an owner keeps copies of, per namespace.
+MAX_HOT = 64
+#: How long an acknowledgement of a write to a hot key waits for the copies' updates.
+WRITE_WAIT = 0.5
+#: Timeout of a renewal push.
+PUSH_TIMEOUT = 2.0
+#: Fenced keys remembered at most (the oldest go first).
+MAX_FENCES = 65536
+
+Call = Callable[[str, str, str, list[Any], float], Awaitable[Any]]
+#: The version a drop carries when the owner holds no record of the key at all: older than
+#: it is every copy.
+DROP_ALL = 2**63
+
+
+@dataclass(slots=True)
+class HotKey:
+    """A key this node owns and copies: what the sketch said and where the copies are."""
+
+    since: float
+    share: float
+    rate: float
+    holders: tuple[str, ...] = ()
+    renew_at: float = 0.0
+
+
+class HotKeys:
+    """The hot-key layer of one node.
+
+    Args:
+        store: this node's store (owned data, and the namespace policies).
+        node_id: this node's id on the ring.
+        ring: the ring this node routes by, and its version.
+        alive: whether gossip holds a node alive.
+        call: ``call(peer, op, namespace, args, timeout)``, a request to a peer that raises
+            :class:`MeshcacheError` when it fails or is refused.
+        wall_clock: Unix seconds (entry expiry).
+        clock: trio's clock (leases, ticks).
+        rng: sampling gaps.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        node_id: str,
+        *,
+        ring: Callable[[], tuple[Ring, int]],
+        alive: Callable[[str], bool],
+        call: Call,
+        wall_clock: Callable[[], float],
+        clock: Callable[[], float] = trio.current_time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.node_id = node_id
+        self._ring = ring
+        self._alive = alive
+        self._call = call
+        self._wall = wall_clock
+        self._clock = clock
+        self._rng = rng or random.Random(node_id)
+        self.area = HotArea()
+        #: Namespaces with hot keys on, and their sketches (the read path looks here first).
+        self.sketches: dict[str, HotSketch[bytes]] = {}
+        self.policies: dict[str, HotKeyPolicy] = {}
+        self.hot: dict[str, dict[bytes, HotKey]] = {}
+        self._fences: dict[tuple[str, bytes], float] = {}
+        # Reads each copy served since its last push: the owner adds them to its sketch.
+        self._served: Counter[tuple[str, bytes]] = Counter()
+        self.stats: Counter[str] = Counter()
+        self._nursery: trio.Nursery | None = None
+
+    # --- life --------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Look at the sketches every :data:`TICK` seconds until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            while True:
+                self.tick()
+                await trio.sleep(TICK)
+
+    def tick(self) -> None:
+        """Follow the policies; turn keys hot or cool; renew leases; expire copies."""
+        now = self._clock()
+        self._follow_policies(now)
+        self.area.expire(now, self._wall())
+        if self._served:
+            area = self.area
+            self._served = Counter({s: n for s, n in self._served.items() if s in area})
+        if self._fences:
+            self._fences = {slot: t for slot, t in self._fences.items() if t > now}
+        ring, version = self._ring()
+        for namespace, sketch in self.sketches.items():
+            policy = self.policies[namespace]
+            sketch.roll(now)
+            heavy = sketch.heavy(now, share=policy.share, rate=policy.rate)[:MAX_HOT]
+            self._update_hot(namespace, policy, ring, version, heavy, now)
+
+    def _follow_policies(self, now: float) -> None:
+        store = self.store
+        policies: dict[str, HotKeyPolicy] = {}
+        for name in store.namespace_names():
+            ns_policy = store.policy(name)
+            hot = ns_policy.hot
+            if hot is not None and hot.enabled:
+                policies[name] = hot
+                limit = ns_policy.max_bytes
+                self.area.set_limit(
+                    name, UNBOUNDED_AREA_BYTES if limit is None else int(limit * hot.area)
+                )
+        for name in list(self.sketches):
+            if name not in policies:
+                del self.sketches[name]
+                for key in self.hot.pop(name, {}):
+                    log.info("hot_key", namespace=name, key=key[:64], state="cooled")
+                self.area.drop_namespace(name)
+        for name in policies:
+            if name not in self.sketches:
+                self.sketches[name] = HotSketch(
+                    capacity=SKETCH_CAPACITY,
+                    sample_every=SAMPLE_EVERY,
+                    window=WINDOW,
+                    rng=self._rng,
+                    now=now,
+                )
+                self.hot[name] = {}
+        self.policies = policies
+
+    def _holders(
+        self, ring: Ring, namespace: str, key: bytes, policy: HotKeyPolicy
+    ) -> tuple[str, ...]:
+        everyone = ring.owners(key, len(ring.members))
+        if not everyone or everyone[0].node_id != self.node_id:
+            return ()
+        out = [m.node_id for m in everyone[1:] if self._alive(m.node_id)]
+        return tuple(out if policy.copies is None else out[: policy.copies])
+
+    def _update_hot(
+        self,
+        namespace: str,
+        policy: HotKeyPolicy,
+        ring: Ring,
+        version: int,
+        heavy: list[Any],
+        now: float,
+    ) -> None:
+        current = self.hot[namespace]
+        seen: set[bytes] = set()
+        due: dict[str, list[bytes]] = {}
+        for h in heavy:
+            key = h.item
+            holders = self._holders(ring, namespace, key, policy)
+            if not holders:
+                continue  # not the primary owner (a stand-in read), or a ring of one
+            seen.add(key)
+            entry = current.get(key)
+            if entry is None:
+                entry = current[key] = HotKey(since=now, share=h.share, rate=h.rate)
+                self.stats["keys_turned_hot"] += 1
+                log.info(
+                    "hot_key",
+                    namespace=namespace,
+                    key=key[:64],
+                    state="hot",
+                    share=round(h.share, 4),
+                    rate=round(h.rate, 1),
+                )
+            entry.share, entry.rate = h.share, h.rate
+            if entry.holders != holders or now >= entry.renew_at:
+                entry.holders = holders
+                entry.renew_at = now + policy.lease / 2
+                for holder in holders:
+                    due.setdefault(holder, []).append(key)
+        for key in [k for k in current if k not in seen]:
+            del current[key]
+            self.stats["keys_cooled"] += 1
+            log.info("hot_key", namespace=namespace, key=key[:64], state="cooled")
+        if due and self._nursery is not None:
+            for holder, keys in due.items():
+                self._nursery.start_soon(self._push, holder, namespace, keys, version, policy)
+
+    # --- owner side ----------------------------------------------------------------------------
+
+    def observe(self, namespace: str, key: bytes) -> None:
+        """A GET this node coordinates (the read path calls it)."""
+        sketch = self.sketches.get(namespace)
+        if sketch is not None:
+            sketch.skip -= 1
+            if sketch.skip <= 0:
+                sketch.sample(key)
+
+    def _copy_items(self, namespace: str, keys: list[bytes]) -> tuple[list[Any], list[Any]]:
+        """``(push items, drop items)`` for ``keys`` as this node holds them now."""
+        pushes: list[Any] = []
+        drops: list[Any] = []
+        for key in keys:
+            record = read_record(self.store, namespace, key)
+            if record is None:
+                drops.append([key, DROP_ALL])
+            elif type(record) is EntryView and record.type == PLAIN:
+                pushes.append([key, record.value, record.version, record.expires_at])
+            else:
+                drops.append([key, record.version])
+        return pushes, drops
+
+    async def _push(
+        self, holder: str, namespace: str, keys: list[bytes], version: int, policy: HotKeyPolicy
+    ) -> bool:
+        pushes, drops = self._copy_items(namespace, keys)
+        try:
+            if pushes:
+                args = [self.node_id, version, float(policy.lease), pushes]
+                served = await self._call(holder, "HOT_PUSH", namespace, args, PUSH_TIMEOUT)
+                self.stats["copies_pushed"] += len(pushes)
+                self._credit(namespace, pushes, served)
+            if drops:
+                args = [self.node_id, version, drops]
+                await self._call(holder, "HOT_DROP", namespace, args, PUSH_TIMEOUT)
+                self.stats["invalidations_sent"] += len(drops)
+        except (MeshcacheError, OSError) as exc:
+            self.stats["pushes_failed"] += 1
+            log.debug("hot_push_failed", peer=holder, error=str(exc))
+            return False
+        return True
+
+    def _credit(self, namespace: str, pushes: list[Any], served: Any) -> None:
+        """Add the reads a holder's copies served (its HOT_PUSH answer) to the sketch."""
+        sketch = self.sketches.get(namespace)
+        if sketch is None or type(served) is not list or len(served) != len(pushes):
+            return
+        for item, reads in zip(pushes, served, strict=True):
+            if type(reads) is int and reads > 0:
+                sketch.credit(item[0], reads)
+
+    def written(self, namespace: str, keys: list[bytes]) -> Coroutine[Any, Any, None] | None:
+        """A write to ``keys`` was applied here: the update of their copies to wait for, or
+        None when none of them is hot."""
+        current = self.hot.get(namespace)
+        if not current:
+            return None
+        hot = [key for key in keys if key in current]
+        if not hot:
+            return None
+        return self._update_copies(namespace, hot)
+
+    async def _update_copies(self, namespace: str, keys: list[bytes]) -> None:
+        policy = self.policies.get(namespace)
+        _, version = self._ring()
+        if policy is None:
+            return
+        pushes, drops = self._copy_items(namespace, keys)
+        holders: set[str] = set()
+        for key in keys:
+            entry = self.hot[namespace].get(key)
+            if entry is not None:
+                holders.update(entry.holders)
+        if not holders:
+            return
+        lease = float(policy.lease)
+        pending = set(holders)
+
+        async def one(holder: str) -> None:
+            # Each call times out by itself: cancelling a send would break the pooled
+            # connection for every request behind it.
+            try:
+                if pushes:
+                    args = [self.node_id, version, lease, pushes]
+                    served = await self._call(holder, "HOT_PUSH", namespace, args, WRITE_WAIT)
+                    self._credit(namespace, pushes, served)
+                if drops:
+                    args = [self.node_id, version, drops]
+                    await self._call(holder, "HOT_DROP", namespace, args, WRITE_WAIT)
+            except (MeshcacheError, OSError):
+                return
+            pending.discard(holder)
+
+        async with trio.open_nursery() as nursery:
+            for holder in holders:
+                nursery.start_soon(one, holder)
+        sent = (len(pushes) + len(drops)) * len(holders)
+        lost = (len(pushes) + len(drops)) * len(pending)
+        self.stats["invalidations_sent"] += sent
+        self.stats["invalidations_lost"] += lost
+
+    # --- holder side ---------------------------------------------------------------------------
+
+    def serve(self, namespace: str, key: bytes) -> Copy | None:
+        """A copy to answer a GET of a key this node does not own with, or None."""
+        fences = self._fences
+        if fences and fences.get((namespace, key), 0.0) > self._clock():
+            return None
+        copy = self.area.get(namespace, key, self._clock(), self._wall())
+        if copy is not None:
+            self.stats["reads_from_copies"] += 1
+            self._served[(namespace, key)] += 1
+        return copy
+
+    def fence(self, namespace: str, key: bytes) -> None:
+        """A write to ``key`` passes through this node on its way to the owner."""
+        policy = self.policies.get(namespace)
+        if policy is None:
+            return
+        self.area.drop(namespace, key)
+        if len(self._fences) >= MAX_FENCES:
+            self._fences.pop(next(iter(self._fences)))
+        self._fences[(namespace, key)] = self._clock() + policy.lease
+
+    def _check_sender(self, namespace: str, args: list[Any], op: str) -> tuple[str, Ring]:
+        sender, version = args[0], args[1]
+        ring, mine = self._ring()
+        if version != mine:
+            self.stats["refused_stale_ring"] += 1
+            raise CommandError(
+                ErrorCode.STALE_CONFIG,
+                f"{op}: sent under ring version {version}, this node routes by {mine}",
+            )
+        if namespace not in self.policies:
+            self.stats["refused_off"] += 1
+            raise CommandError(ErrorCode.BAD_REQUEST, f"{op}: hot keys are off in {namespace!r}")
+        return sender, ring
+
+    def _owned_by(self, ring: Ring, key: Any, sender: str) -> bool:
+        if type(key) is not bytes:
+            raise CommandError(ErrorCode.BAD_REQUEST, "a hot-key item's key must be bin")
+        owners = ring.owners(key, 1)
+        if owners and owners[0].node_id == sender:
+            return True
+        self.stats["refused_not_owner"] += 1
+        return False
+
+    def handle_push(self, namespace: str, args: list[Any]) -> list[int]:
+        """HOT_PUSH ``[sender, ring version, lease, [[key, value, version, expires_at], ...]]``:
+        store or renew copies. The answer has one int per item: the reads the copy served
+        since the previous push (so its owner still sees the key's whole popularity), or -1
+        when the item was not stored."""
+        sender, ring = self._check_sender(namespace, args, "HOT_PUSH")
+        lease, items = args[2], args[3]
+        policy = self.policies[namespace]
+        lease_end = self._clock() + min(lease, policy.lease)
+        answer: list[int] = []
+        for item in items:
+            if (
+                type(item) is not list
+                or len(item) != 4
+                or type(item[1]) is not bytes
+                or type(item[2]) is not int
+                or not (item[3] is None or type(item[3]) in (int, float))
+            ):
+                raise CommandError(
+                    ErrorCode.BAD_REQUEST, "HOT_PUSH takes [[key, value, version, expires_at], ...]"
+                )
+            key, value, version, expires_at = item
+            if self._owned_by(ring, key, sender) and self.area.put(
+                namespace, key, value, version, expires_at, lease_end
+            ):
+                answer.append(self._served.pop((namespace, key), 0))
+            else:
+                answer.append(-1)
+        return answer
+
+    def handle_drop(self, namespace: str, args: list[Any]) -> int:
+        """HOT_DROP ``[sender, ring version, [[key, version], ...]]``: drop copies older than
+        the version; the number dropped."""
+        sender, ring = self._check_sender(namespace, args, "HOT_DROP")
+        dropped = 0
+        for item in args[2]:
+            if type(item) is not list or len(item) != 2 or type(item[1]) is not int:
+                raise CommandError(ErrorCode.BAD_REQUEST, "HOT_DROP takes [[key, version], ...]")
+            key, version = item
+            if self._owned_by(ring, key, sender):
+                dropped += self.area.drop(namespace, key, version + 1)
+        return dropped
+
+    # --- seeing it ---------------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """HOTKEYS: the keys this node owns that are hot, and the copies it holds."""
+        now = self._clock()
+        _, version = self._ring()
+        owned = [
+            {
+                "namespace": ns,
+                "key": key,
+                "share": round(entry.share, 5),
+                "rate": round(entry.rate, 1),
+                "holders": list(entry.holders),
+                "hot_for": round(now - entry.since, 3),
+            }
+            for ns, keys in self.hot.items()
+            for key, entry in keys.items()
+        ]
+        owned.sort(key=lambda row: -row["rate"])
+        copies = [
+            {
+                "namespace": ns,
+                "key": key,
+                "version": c.version,
+                "lease_left": round(max(0.0, c.lease_end - now), 3),
+            }
+            for (ns, key), c in self.area.slots()
+        ]
+        return {
+            "node_id": self.node_id,
+            "ring_version": version,
+            "hot": owned,
+            "copies": copies,
+            "area_bytes": self.area.total_bytes,
+        }
+
+    def figures(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Counters and gauges for INFO and /metrics."""
+        counters = dict(self.stats)
+        counters.update(self.area.stats)
+        gauges = {
+            "hot_keys": sum(len(keys) for keys in self.hot.values()),
+            "hot_copies": len(self.area),
+            "hot_area_bytes": self.area.total_bytes,
+        }
+        return counters, gauges
+
+
+__all__ = ["MAX_HOT", "SAMPLE_EVERY", "TICK", "WRITE_WAIT", "HotKeys"]

@@ -1,0 +1,115 @@
+"""The hot area (bounded LRU copies under leases) and a holder's refusals of bad pushes."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meshcache.errors import CommandError, ErrorCode
+from meshcache.node.data.hot.area import COPY_OVERHEAD, HotArea
+from meshcache.store.hotpolicy import HotKeyPolicy
+from meshcache.store.policy import NamespacePolicy
+from meshcache.testing.simdata import SimMesh
+
+
+def test_copies_are_served_while_their_lease_runs_and_their_entry_lives() -> None:
+    area = HotArea()
+    assert area.put("ns", b"a", b"1", 10, None, lease_end=5.0)
+    assert area.put("ns", b"b", b"2", 10, expires_at=1000.5, lease_end=50.0)
+    assert area.get("ns", b"a", now=4.9, wall=1000.0) is not None
+    assert area.get("ns", b"b", now=4.9, wall=1000.0) is not None
+    assert area.get("ns", b"a", now=5.0, wall=1000.0) is None  # lease over
+    assert area.get("ns", b"b", now=5.0, wall=1000.5) is None  # the entry expired
+    assert len(area) == 0 and area.total_bytes == 0
+    assert area.stats["copies_expired"] == 2
+
+
+def test_versions_only_move_forward_and_drops_respect_them() -> None:
+    area = HotArea()
+    area.put("ns", b"k", b"new", 20, None, 10.0)
+    assert not area.put("ns", b"k", b"old", 19, None, 10.0)
+    assert area.put("ns", b"k", b"new", 20, None, 12.0)  # a renewal
+    copy = area.get("ns", b"k", 11.0, 0.0)
+    assert copy is not None and copy.value == b"new" and copy.lease_end == 12.0
+    assert not area.drop("ns", b"k", version=20)  # the copy is not older than that
+    assert area.drop("ns", b"k", version=21)
+    assert area.stats["copies_stale"] == 1 and area.stats["copies_renewed"] == 1
+
+
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=400), min_size=1, max_size=200),
+    limit=st.integers(min_value=COPY_OVERHEAD + 1, max_value=5000),
+)
+@settings(max_examples=200, deadline=None)
+def test_the_area_never_holds_more_than_its_bound(sizes: list[int], limit: int) -> None:
+    area = HotArea()
+    area.set_limit("ns", limit)
+    for i, size in enumerate(sizes):
+        key = b"k%d" % (i % 37)
+        area.put("ns", key, b"x" * size, i, None, 100.0)
+        assert area.bytes_of("ns") <= limit
+        assert area.bytes_of("ns") == sum(c.size for _, c in area.slots())
+    # the most recently stored copy is kept when it fits at all
+    last = len(sizes) - 1
+    if len(b"k%d" % (last % 37)) + sizes[-1] + COPY_OVERHEAD <= limit:
+        assert ("ns", b"k%d" % (last % 37)) in area
+
+
+def test_least_recently_used_copies_go_first() -> None:
+    area = HotArea()
+    one = len(b"a") + 10 + COPY_OVERHEAD
+    area.set_limit("ns", 3 * one)
+    for key in (b"a", b"b", b"c"):
+        area.put("ns", key, b"x" * 10, 1, None, 100.0)
+    area.get("ns", b"a", 0.0, 0.0)  # a is used: b is now the oldest
+    area.put("ns", b"d", b"x" * 10, 1, None, 100.0)
+    assert [slot[1] for slot, _ in area.slots()] == [b"c", b"a", b"d"]
+    assert area.stats["copies_evicted"] == 1
+
+
+NS = "hot"
+POLICY = NamespacePolicy(hot=HotKeyPolicy(share=0.05, rate=1.0, lease=1.0))
+
+
+@pytest.mark.trio
+async def test_a_holder_refuses_pushes_it_cannot_trust(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    mesh = SimMesh(3, 3, policies={NS: POLICY, "cold": NamespacePolicy()})
+    async with trio.open_nursery() as nursery:
+        await nursery.start(mesh.run)
+        key = b"some-key"
+        owner, *others = [m.node_id for m in mesh.ring.owners(key, 3)]
+        holder, stranger = others
+        version = mesh.config.version
+        hot = mesh.nodes[holder].parts.hot
+        item = [key, b"v", 5, None]
+        # from a node that is not the key's primary owner: skipped and counted
+        assert await mesh.client(holder, NS, "HOT_PUSH", stranger, version, 1.0, [item]) == [-1]
+        assert hot.stats["refused_not_owner"] == 1 and (NS, key) not in hot.area
+        # under another ring version
+        with pytest.raises(CommandError) as stale:
+            await mesh.client(holder, NS, "HOT_PUSH", owner, version + 1, 1.0, [item])
+        assert stale.value.code is ErrorCode.STALE_CONFIG
+        with pytest.raises(CommandError) as dropped:
+            await mesh.client(holder, NS, "HOT_DROP", owner, version - 1, [[key, 9]])
+        assert dropped.value.code is ErrorCode.STALE_CONFIG
+        assert hot.stats["refused_stale_ring"] == 2
+        # in a namespace with hot keys off
+        with pytest.raises(CommandError, match="hot keys are off"):
+            await mesh.client(holder, "cold", "HOT_PUSH", owner, version, 1.0, [item])
+        # malformed items
+        for bad in ([key, "v", 5, None], [key, b"v", -1.5, None], [key, b"v"], "x"):
+            with pytest.raises(CommandError) as malformed:
+                await mesh.client(holder, NS, "HOT_PUSH", owner, version, 1.0, [bad])
+            assert malformed.value.code is ErrorCode.BAD_REQUEST
+        # the real owner is trusted; its lease is capped by the namespace's
+        assert await mesh.client(holder, NS, "HOT_PUSH", owner, version, 60.0, [item]) == [0]
+        copy = hot.area.get(NS, key, trio.current_time(), mesh.nodes[holder].wall())
+        assert copy is not None and copy.lease_end <= trio.current_time() + 1.0
+        assert await mesh.client(holder, NS, "HOT_DROP", owner, version, [[key, 5]]) == 1
+        assert (NS, key) not in hot.area
+        nursery.cancel_scope.cancel()
