@@ -86,8 +86,9 @@ class MeshcacheConnectionError(MeshcacheError):
     """The connection to a node could not be made or was lost."""
 
 
-class MeshcacheTimeout(MeshcacheError):
-    """A request got no answer in time."""
+class MeshcacheTimeout(MeshcacheError, TimeoutError):
+    """A request got no answer in time; also a builtin :class:`TimeoutError`, so
+    ``except TimeoutError`` catches it as it catches other libraries' timeouts."""
 
 
 class CommandError(MeshcacheError):

@@ -13,6 +13,9 @@ What callers may rely on:
   to real time and ``physical_ms(version)`` is a usable timestamp.
 * :meth:`HLC.observe` never moves the clock more than ``max_drift_ms`` ahead of the local wall
   clock: a peer with a broken clock cannot drag every node into the future.
+* The one exception to the first rule: between :meth:`HLC.pin` and :meth:`HLC.unpin`,
+  :meth:`HLC.now` returns the pinned version (a write whose version was fixed elsewhere, e.g. by
+  the node that forwarded it); afterwards the clock has witnessed it.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ class HLC:
     Not thread-safe: one node's trio thread owns it.
     """
 
-    __slots__ = ("_last", "_max_drift_ms", "_wall_ms", "clamped")
+    __slots__ = ("_last", "_max_drift_ms", "_pinned", "_wall_ms", "clamped")
 
     def __init__(self, wall_ms: Callable[[], int], *, max_drift_ms: int = 60_000) -> None:
         if max_drift_ms < 0:
@@ -61,6 +64,7 @@ class HLC:
         self._wall_ms = wall_ms
         self._max_drift_ms = max_drift_ms
         self._last = 0
+        self._pinned = 0
         #: How many remote versions :meth:`observe` had to clamp (a peer's clock is off).
         self.clamped = 0
 
@@ -70,12 +74,29 @@ class HLC:
         return self._last
 
     def now(self) -> int:
-        """A new version, strictly greater than any issued or observed before."""
+        """A new version, strictly greater than any issued or observed before (while pinned:
+        the pinned version)."""
+        if self._pinned:
+            return self._pinned
         wall = self._wall_ms() << LOGICAL_BITS
         last = self._last
         version = wall if wall > last else last + 1
         self._last = version
         return version
+
+    def pin(self, version: int) -> None:
+        """Make :meth:`now` return ``version`` until :meth:`unpin`: the caller runs one write
+        whose version was fixed before (it checked that the keys it writes hold older
+        records) and unpins in a ``finally``, with no checkpoint in between."""
+        if not 0 < version <= MAX_VERSION:
+            raise ValueError(f"version {version} out of range")
+        self._pinned = version
+
+    def unpin(self) -> None:
+        """End :meth:`pin`; the clock has witnessed the pinned version."""
+        pinned, self._pinned = self._pinned, 0
+        if pinned > self._last:
+            self._last = pinned
 
     def witness(self, remote: int) -> None:
         """:meth:`observe` for a version the caller already found at or below

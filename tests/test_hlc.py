@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -110,3 +111,21 @@ def test_monotonic_under_any_wall_readings(steps: list[tuple[str, int]]) -> None
             last = max(last, got)
             assert hlc.now() > got
             last = hlc.last
+
+
+def test_a_pinned_clock_issues_the_pinned_version_then_moves_past_it() -> None:
+    wall = Wall(1_000)
+    hlc = HLC(wall)
+    issued = hlc.now()
+    older, ahead = make_version(900, 3), make_version(1_500, 7)
+    for pinned in (older, ahead):
+        hlc.pin(pinned)
+        try:
+            assert hlc.now() == hlc.now() == pinned
+        finally:
+            hlc.unpin()
+    after = hlc.now()
+    assert after > ahead > issued  # witnessed the pinned versions, never went back
+    for bad in (0, -1, 1 << 64):
+        with pytest.raises(ValueError):
+            hlc.pin(bad)

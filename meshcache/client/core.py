@@ -27,6 +27,7 @@ from meshcache.errors import (
     LocalProtocolError,
     MeshcacheError,
     RemoteProtocolError,
+    TooLargeError,
 )
 from meshcache.wire import (
     DEFAULT_MAX_FRAME,
@@ -40,6 +41,7 @@ from meshcache.wire import (
     encode_request,
     normalize_args,
 )
+from meshcache.wire.frame import HEADER_SIZE
 
 T = TypeVar("T")
 
@@ -149,7 +151,9 @@ class Reply:
 class ClientProtocol:
     """State of one client connection: ids handed out, requests awaiting an answer, the decoder.
 
-    ``send`` queues a request and returns its id; ``data_to_send`` drains the bytes to write;
+    ``send`` queues a request and returns its id, refusing one whose frame is over ``max_frame``
+    (the node's limit by default) with :class:`~meshcache.errors.TooLargeError` before anything
+    is queued; ``data_to_send`` drains the bytes to write;
     ``receive_data`` takes bytes read and returns the replies completed by them. After the node
     sends a connection-level error (request id 0, e.g. ``TOO_MANY_CONNECTIONS``) or breaks the
     protocol, the object is *dead*: ``error`` holds why, and every request still awaiting an
@@ -198,12 +202,21 @@ class ClientProtocol:
         return rid
 
     def _encode(self, command: Command[Any]) -> tuple[int, bytes]:
-        """Hand out the next id to ``command``; its request frame, not queued anywhere."""
+        """Hand out the next id to ``command``; its request frame, not queued anywhere.
+
+        Raises:
+            TooLargeError: the frame is over ``max_frame``; no id awaits an answer for it.
+        """
         if self.error is not None:
             raise LocalProtocolError(f"the connection is unusable: {self.error}")
         rid = self._next_id
         self._next_id = rid + 1 if rid < _MAX_REQUEST_ID else 1
         frame = encode_request(rid, command.spec.name, command.namespace, command.args)
+        if len(frame) - HEADER_SIZE > self._reader.max_frame:
+            raise TooLargeError(
+                message=f"the {command.spec.name} request is {len(frame) - HEADER_SIZE} bytes,"
+                f" over the {self._reader.max_frame}-byte frame limit; it was not sent"
+            )
         self._pending[rid] = None
         return rid, frame
 
@@ -313,7 +326,9 @@ class Exchange:
 
     Built with the protocol the batch goes on; ``outgoing`` holds the bytes to write.
     ``receive_data`` returns True once every command has its reply; ``results`` then gives the
-    decoded results in command order.
+    decoded results in command order. Building one raises
+    :class:`~meshcache.errors.TooLargeError` when a command's frame is over the protocol's
+    ``max_frame``; the protocol is then as it was (no id of the batch awaits an answer).
     """
 
     __slots__ = ("_commands", "_ids", "_protocol", "_replies", "outgoing")
@@ -328,10 +343,15 @@ class Exchange:
         else:
             self._ids = []
             frames = []
-            for command in commands:
-                rid, frame = encode(command)
-                self._ids.append(rid)
-                frames.append(frame)
+            try:
+                for command in commands:
+                    rid, frame = encode(command)
+                    self._ids.append(rid)
+                    frames.append(frame)
+            except TooLargeError:
+                for rid in self._ids:
+                    del protocol._pending[rid]
+                raise
             self.outgoing = b"".join(frames)
         self._replies: dict[int, Response] = {}
 

@@ -26,6 +26,10 @@ puts it last (a node being killed may still accept a connection), so the retry g
 candidate when there is one. Timeouts are never retried. A connection whose exchange did not
 complete is closed, never reused.
 
+**Size.** A request whose frame is over ``max_frame`` is refused with
+:class:`~meshcache.errors.TooLargeError` before a byte of its batch is sent (the connection
+stays usable); in a batch split by node, the other nodes' groups are sent.
+
 **Unreachable nodes.** A circuit breaker per node (:class:`~meshcache.client.breaker.Breakers`)
 opens when a connection to it fails or times out, or a request on it times out or breaks: the
 node goes to the end of every candidate list for a back-off (1 s doubling to 30 s), so requests
@@ -59,6 +63,7 @@ from meshcache.errors import (
     MeshcacheConnectionError,
     MeshcacheError,
     MeshcacheTimeout,
+    TooLargeError,
 )
 from meshcache.wire import DEFAULT_MAX_FRAME, Address
 
@@ -151,7 +156,9 @@ class ClientEngine(ABC, Commands, Generic[C]):
                 that answers (a :class:`~meshcache.client.SeedRouter`), e.g. to talk to exactly
                 one node.
             router: picks the node per key; overrides ``smart``.
-            max_frame: the largest reply frame accepted, in bytes.
+            max_frame: the largest frame, in bytes, sent or accepted: a request over it
+                raises :class:`~meshcache.errors.TooLargeError` without being sent (the node
+                refuses frames over its ``max_frame_bytes``, 16 MiB by default, as well).
 
         Raises:
             ConfigError: an address does not parse, or a setting is out of range.
@@ -287,6 +294,9 @@ class ClientEngine(ABC, Commands, Generic[C]):
                 self._drop_idle(conn.address)
                 self.breakers.failure(conn.address)
                 raise MeshcacheTimeout(conn.protocol.no_answer(self.timeout)) from None
+            except TooLargeError:
+                self._release(conn)  # refused before anything was sent: the connection is sound
+                raise
             except BaseException:
                 self._discard(conn)
                 raise

@@ -31,11 +31,31 @@ MAX_REQUEST_ID = 2**64 - 1
 """The largest id a request may carry (msgpack's largest unsigned integer)."""
 CONNECTION_ID = 0
 """The id of an answer about the connection rather than one request: a body that is not
-msgpack, an oversized frame, too many connections."""
+msgpack, an oversized frame whose id cannot be read, too many connections."""
+
+
+# Body bytes enough to read a request's id: the longest array header (5) and uint64 (9).
+ID_HEAD_BYTES = 16
 
 
 class FrameTooLarge(RemoteProtocolError):
-    """A frame announced a length over the limit; the stream cannot be trusted any more."""
+    """A frame announced a length over the limit.
+
+    The reader has dropped every byte it held; ``rest`` more bytes of that body are still to
+    come, and what follows them cannot be read before they are discarded.
+
+    Attributes:
+        length: the body length the header announced.
+        request_id: the id read from the start of the body when it is a request (the first item
+            of an array, an int), else :data:`CONNECTION_ID`.
+        rest: bytes of the body not received yet.
+    """
+
+    def __init__(self, message: str, *, length: int, request_id: int, rest: int) -> None:
+        super().__init__(message)
+        self.length = length
+        self.request_id = request_id
+        self.rest = rest
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,23 +88,27 @@ class FrameReader:
     """Splits a byte stream into frame bodies.
 
     ``feed`` appends bytes; ``next_body`` returns the next complete body (a ``bytes``) or None.
-    A length over ``max_frame`` raises :class:`FrameTooLarge` — framing is lost then, and the
-    caller must close the connection after sending its error frame.
+    A length over ``max_frame`` raises :class:`FrameTooLarge`, and the reader drops every byte
+    it holds; the caller discards the ``rest`` of the body as it arrives (or closes the
+    connection). A reader of ``requests`` raises it only once the first :data:`ID_HEAD_BYTES`
+    of that body (all of it, if shorter) are buffered, so that it names the request's id;
+    another raises it as soon as the header is in.
 
     ``borrow`` is ``feed`` without the copy, for a caller that reads into one buffer it reuses:
     bodies are sliced straight out of the caller's buffer, and ``release`` — which the caller
     must call before that buffer is written again — copies only the unread rest.
     """
 
-    __slots__ = ("_buf", "_pos", "max_frame")
+    __slots__ = ("_buf", "_head", "_pos", "max_frame")
 
-    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME, *, requests: bool = False) -> None:
         # The common case is a read that holds whole frames: keep those bytes as they are and
         # slice bodies out of them (one copy). Only a partial frame moves into a bytearray,
         # which then grows in amortised O(n) however many reads a large frame takes.
         self._buf: bytes | bytearray | memoryview = b""
         self._pos = 0
         self.max_frame = max_frame
+        self._head = ID_HEAD_BYTES if requests else 0  # body bytes an oversize frame waits for
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         buf, pos = self._buf, self._pos
@@ -127,13 +151,45 @@ class FrameReader:
             return None
         (length,) = HEADER.unpack_from(buf, pos)
         if length > self.max_frame:
-            raise FrameTooLarge(f"frame of {length} bytes is over the {self.max_frame}-byte limit")
+            return self._too_large(length)
         end = pos + HEADER_SIZE + length
         if len(buf) < end:
             return None
         body = buf[pos + HEADER_SIZE : end]
         self._pos = end
         return body if type(body) is bytes else bytes(body)
+
+    def _too_large(self, length: int) -> None:
+        """Raise :class:`FrameTooLarge` for the frame at the read position once its head is
+        buffered (None until then), dropping every byte buffered."""
+        start = self._pos + HEADER_SIZE
+        held = len(self._buf) - start
+        if held < min(length, self._head):
+            return None
+        rid = request_id_of(bytes(self._buf[start : start + self._head]))
+        self._buf = b""
+        self._pos = 0
+        raise FrameTooLarge(
+            f"frame of {length} bytes is over the {self.max_frame}-byte limit",
+            length=length,
+            request_id=rid,
+            rest=max(0, length - held),
+        )
+
+
+def request_id_of(head: bytes) -> int:
+    """The request id at the start of a request body (of its first bytes): the first item of
+    the array when it is an int — the id :func:`decode_request` answers a malformed request
+    with — else :data:`CONNECTION_ID`."""
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(head)
+    try:
+        if unpacker.read_array_header() < 1:
+            return CONNECTION_ID
+        rid = unpacker.unpack()
+    except Exception:  # not an array, or its first item does not fit in ``head``
+        return CONNECTION_ID
+    return rid if type(rid) is int else CONNECTION_ID
 
 
 def _packer() -> msgpack.Packer:

@@ -177,10 +177,31 @@ def test_unasked_id_is_a_protocol_error_and_kills_the_protocol() -> None:
 
 
 def test_oversized_frame_is_a_protocol_error() -> None:
-    proto = ClientProtocol(max_frame=10)
+    proto = ClientProtocol(max_frame=40)
     Exchange(proto, commands(("PING", [])))
     with pytest.raises(RemoteProtocolError):
         proto.receive_data(encode_ok(FIRST_REQUEST_ID, b"x" * 100))
+
+
+def test_a_request_over_max_frame_is_refused_before_it_is_queued() -> None:
+    proto = ClientProtocol(max_frame=100)
+    with pytest.raises(meshcache.TooLargeError, match="over the 100-byte frame limit") as info:
+        proto.send(commands(("SET", ["k", b"x" * 100]))[0])
+    assert info.value.code == "TOO_LARGE"
+    with pytest.raises(meshcache.TooLargeError):
+        Exchange(proto, commands(("SET", ["a", "1"]), ("SET", ["k", b"x" * 100])))
+    # Nothing of either is queued or awaited: the protocol goes on as if they never were.
+    assert proto.pending == 0 and proto.data_to_send() == b""
+    exchange = Exchange(proto, commands(("PING", [])))
+    rid = decode_request(exchange.outgoing[4:]).id
+    assert exchange.receive_data(encode_ok(rid, "PONG"))
+    assert exchange.results() == ["PONG"]
+    # A frame of exactly max_frame bytes is sent; one byte more is not.
+    overhead = len(Exchange(ClientProtocol(), commands(("SET", ["k", b""]))).outgoing) - 4
+    exact = Exchange(proto, commands(("SET", ["k", b"x" * (100 - overhead)])))
+    assert len(exact.outgoing) == 4 + 100
+    with pytest.raises(meshcache.TooLargeError):
+        Exchange(proto, commands(("SET", ["k", b"x" * (101 - overhead)])))
 
 
 def test_results_before_done_is_a_local_error() -> None:

@@ -66,7 +66,7 @@ def test_a_silent_port_times_out_once_within_the_timeout(
 ) -> None:
     timeout = 1.0
     error, took = outcome(flavor, ports.raft, timeout=timeout, smart=smart)
-    assert isinstance(error, meshcache.MeshcacheTimeout)
+    assert isinstance(error, meshcache.MeshcacheTimeout) and isinstance(error, TimeoutError)
     assert f"no answer from {ports.raft} within 1 s" in str(error)
     assert "sent nothing back" in str(error) and "data port" in str(error)
     # The smart client asks for the ring before the request: both share the one deadline.

@@ -217,3 +217,70 @@ async def test_an_unreachable_source_opens_the_breaker_and_hits_still_answer(
         stats = loader_stats(node)
         assert stats["breaker_opened"] == 1 and stats["fast_failures"] == 1
         assert stats["load_failures"] == 5
+
+
+async def wait_until(condition: Any, what: str, timeout: float = 10.0) -> None:
+    with trio.fail_after(timeout):
+        while not condition():
+            await trio.sleep(0.01)  # the poll interval; the deadline bounds the wait
+
+
+@pytest.mark.trio
+async def test_refresh_ahead_reloads_a_key_being_read_before_it_expires(
+    tmp_path: Path, database: Database
+) -> None:
+    table = Table(database)
+    table.put("r", "old")
+    policy = {"loader": table.loader(ttl=1.0, refresh_ahead=0.5)}
+    async with one_node(tmp_path, database.dsn, {"items": policy}) as (node, client):
+        assert node.parts is not None
+        store = node.parts.store
+        assert await client.get("r", namespace="items") == b"old"
+        table.put("r", "new")
+        # Before half the TTL has gone, a hit is only a hit.
+        assert await client.get("r", namespace="items") == b"old"
+        assert table.calls() == 1
+        await wait_until(
+            lambda: store.execute("items", "TTL", [b"r"]) < 0.5, "half the TTL gone", 5
+        )
+        assert await client.get("r", namespace="items") == b"old"  # served while it refreshes
+        await wait_until(lambda: store.execute("items", "GET", [b"r"]) == b"new", "refreshed")
+        assert table.calls() == 2
+        assert loader_stats(node)["refreshes"] == 1
+        assert store.execute("items", "TTL", [b"r"]) > 0.5  # a fresh TTL
+
+
+@pytest.mark.trio
+async def test_notify_drops_the_key_and_a_lost_listener_resyncs(tmp_path: Path) -> None:
+    from meshcache.node.loader.sql import trigger_sql
+    from meshcache.testing.postgres import PostgresServer
+
+    with PostgresServer() as server:  # its own server: this test stops and starts it
+        db = Database(server.dsn, server)
+        table = Table(db)
+        table.put("a", "1")
+        table.put("b", "2")
+        channel = f"{table.name}_changes"
+        db.sql(trigger_sql(channel, table.name, "id"))
+        policy = {"loader": table.loader(channel=channel, negative_ttl=60)}
+        async with one_node(tmp_path, server.dsn, {"items": policy}) as (node, client):
+            assert node.parts is not None
+            loader = node.parts.loader
+            await wait_until(lambda: loader.listening, "listening")
+            assert await client.get("a", namespace="items") == b"1"
+            assert await client.get("c", namespace="items") is None  # remembered as missing
+            table.put("a", "10")
+            table.put("c", "3")  # an INSERT forgets the negative entry
+            await wait_until(lambda: loader.stats["invalidations"] >= 2, "two NOTIFYs")
+            assert await client.get("a", namespace="items") == b"10"
+            assert await client.get("c", namespace="items") == b"3"
+            # The database goes away and comes back: what was announced meanwhile is unknown,
+            # so the namespace's keys are dropped once the listener is back.
+            assert await client.get("b", namespace="items") == b"2"
+            await trio.to_thread.run_sync(server.pause)
+            await wait_until(lambda: not loader.listening, "the listener lost", 15)
+            await trio.to_thread.run_sync(server.resume)
+            await wait_until(lambda: loader.stats["resyncs"] >= 1, "resync", 30)
+            assert node.parts.store.get_entry("items", b"b") is None
+            assert await client.get("b", namespace="items") == b"2"
+            assert loader.stats["listener_lost"] >= 1

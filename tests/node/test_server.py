@@ -167,11 +167,16 @@ async def test_bad_input_harms_no_one(node: tuple[Node, NodeInfo]) -> None:
     await bad.send("LPUSH", "keep", "x")
     resp = await bad.recv()
     assert resp is not None and resp.value[0] == "WRONGTYPE"
-    # A frame over the limit: TOO_LARGE, then the node closes the connection.
+    # A frame over the limit: TOO_LARGE (id 0: the body holds none), then the end of the
+    # stream; the node reads and drops the rest of the body, then closes the connection.
     await bad.stream.send_all(struct.pack(">I", 10**7) + b"x" * 100)
     resp = await bad.recv()
-    assert resp is not None and resp.value[0] == "TOO_LARGE"
+    assert resp is not None and resp.value[0] == "TOO_LARGE" and resp.id == 0
     assert await bad.recv() is None
+    await bad.stream.send_all(b"x" * (10**7 - 100))
+    with trio.fail_after(10):
+        while not n.counters.connections_closed["frame_too_large"]:
+            await trio.sleep(0.01)  # poll interval; the deadline bounds the wait
     # The other client and the stored value are untouched.
     assert await good.call("GET", "keep") == b"safe"
     status, body = await http_get(info.admin_address, "/metrics")

@@ -121,11 +121,59 @@ def test_borrowed_reads_from_one_reused_buffer_yield_the_same_bodies(
     assert reader.buffered == 0
 
 
-def test_oversized_frame_is_refused_before_its_body_arrives() -> None:
-    reader = FrameReader(max_frame=1024)
-    reader.feed(struct.pack(">I", 1025))
-    with pytest.raises(FrameTooLarge):
+def test_oversized_frame_is_refused_once_its_id_can_be_read() -> None:
+    frame = encode_request(2**40, "SET", "default", [b"k", b"v" * 2000])
+    reader = FrameReader(max_frame=1024, requests=True)
+    # The header and the body's first 15 bytes: not enough to be sure of the id yet.
+    reader.feed(frame[:19])
+    assert reader.next_body() is None
+    reader.feed(frame[19:20])
+    with pytest.raises(FrameTooLarge) as info:
         reader.next_body()
+    length = len(frame) - 4
+    assert (info.value.request_id, info.value.length) == (2**40, length)
+    assert info.value.rest == length - 16  # the reader dropped the 16 bytes it held
+    assert reader.buffered == 0
+    assert str(info.value) == f"frame of {length} bytes is over the 1024-byte limit"
+
+
+def test_a_reader_of_answers_refuses_an_oversized_frame_on_its_header() -> None:
+    reader = FrameReader(max_frame=1024)
+    reader.feed(struct.pack(">I", 1025) + b"+OK")
+    with pytest.raises(FrameTooLarge) as info:
+        reader.next_body()
+    assert (info.value.request_id, info.value.length, info.value.rest) == (0, 1025, 1022)
+
+
+@pytest.mark.parametrize(
+    ("body", "rid"),
+    [
+        (msgpack.packb([7, "SET"]), 7),  # a short head is enough when it is the whole body
+        (msgpack.packb([-3, "SET", "default", [b"x" * 100]]), -3),  # answered with its own id
+        (msgpack.packb(["7", "SET", "default", [b"x" * 100]]), 0),
+        (msgpack.packb({"id": 7, "x": b"x" * 100}), 0),
+        (msgpack.packb([b"k" * 100, 7]), 0),  # the first item does not fit in the head
+        (b"\xc1" * 200, 0),
+    ],
+)
+def test_an_oversized_frame_names_its_id_when_it_can(body: bytes, rid: int) -> None:
+    reader = FrameReader(max_frame=1, requests=True)
+    reader.feed(struct.pack(">I", len(body)) + body + b"next frame")
+    with pytest.raises(FrameTooLarge) as info:
+        reader.next_body()
+    assert (info.value.request_id, info.value.length, info.value.rest) == (rid, len(body), 0)
+
+
+@given(head=st.binary(max_size=40))
+def test_any_oversized_head_gives_an_id_or_zero(head: bytes) -> None:
+    reader = FrameReader(max_frame=8, requests=True)
+    reader.feed(struct.pack(">I", 1000) + head)
+    if len(head) < 16:
+        assert reader.next_body() is None
+        return
+    with pytest.raises(FrameTooLarge) as info:
+        reader.next_body()
+    assert type(info.value.request_id) is int and info.value.rest == 1000 - len(head)
 
 
 @given(body=st.binary(max_size=200))

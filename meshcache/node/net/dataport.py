@@ -18,10 +18,14 @@ the other connections had theirs (and after trio ran other tasks, if the wake-up
 spent). So one wake-up holds the loop for about ``ROUND_BUDGET`` plus one turn, whatever the
 clients send.
 
-What a connection may cost is bounded: a frame over ``max_frame_bytes`` closes it (framing is
-lost); answers are written once ``max_buffered_bytes`` of them pile up, and a connection whose
-client does not read stops being read until its answers drain (backpressure, no unbounded
-buffer); a connection over ``max_connections`` is told ``TOO_MANY_CONNECTIONS`` and closed; one
+What a connection may cost is bounded: a frame over ``max_frame_bytes`` ends it — once the
+start of its body is read, it is answered ``TOO_LARGE`` with the request's id (after the answers
+before it), the write side is shut (the client reads its answers, then the end of the stream),
+and the rest of the body is read and dropped before the socket is closed, so the client's send
+completes and no reset destroys the answer it has not read yet; answers are written once
+``max_buffered_bytes`` of them pile up, and a connection whose client does not read stops being
+read until its answers drain (backpressure, no unbounded buffer); a connection over
+``max_connections`` is told ``TOO_MANY_CONNECTIONS`` and closed; one
 idle longer than ``idle_timeout`` is closed by a reaper task.
 
 Answers are always written in request order. A request whose op must wait (a forward to the
@@ -126,6 +130,7 @@ class _Conn:
     __slots__ = (
         "busy",
         "deferred",
+        "discard",
         "doomed",
         "fanning_out",
         "fd",
@@ -135,6 +140,7 @@ class _Conn:
         "peer",
         "queue",
         "reader",
+        "shut",
         "sock",
         "unsent",
         "unstarted",
@@ -146,7 +152,7 @@ class _Conn:
         self.fd = sock.fileno()
         self.peer = peer
         self.last_active = now
-        self.reader = FrameReader(max_frame)
+        self.reader = FrameReader(max_frame, requests=True)
         self.unsent = b""  # answers the kernel did not take yet
         self.mask = _READ
         # Ordered mode: answers not written yet, oldest first — runs of ready answers
@@ -158,7 +164,11 @@ class _Conn:
         # The newest waiting entry of each key whose op has not reached its first wait yet.
         self.unstarted: dict[tuple[str, bytes], _Waiting] = {}
         self.fanning_out = False  # a fan-out op is running: read nothing until it is done
-        self.doomed: str | None = None  # close with this reason once ``queue`` is written
+        # A frame over the limit came: the reason it closes with, once ``queue`` is written and
+        # the ``discard`` bytes left of that frame's body are read and dropped.
+        self.doomed: str | None = None
+        self.discard = 0
+        self.shut = False  # its write side is shut: everything it will say was written
         # Complete frames wait in ``reader`` for a later turn (the reactor's backlog): not read
         # from the socket until they are answered.
         self.deferred = False
@@ -369,6 +379,9 @@ class DataPort:
         sock.close()
 
     def _read(self, conn: _Conn) -> None:
+        if conn.doomed is not None:
+            self._skip(conn)
+            return
         try:
             n = conn.sock.recv_into(self._recv_buf)
         except BlockingIOError:
@@ -431,9 +444,10 @@ class DataPort:
             try:
                 body = reader.next_body()
             except FrameTooLarge as exc:
-                out.append(self._dispatch.frame_too_large(str(exc)))
+                out.append(self._dispatch.frame_too_large(str(exc), exc.request_id))
+                self._flush_round()  # answers of this round to this connection go first
                 self._send(conn, b"".join(out))
-                self._close(conn, "frame_too_large")
+                self._doom(conn, exc.rest)
                 return
             if body is None:
                 break
@@ -479,7 +493,9 @@ class DataPort:
                 conn.unsent = b""
             return True
         conn.unsent = data[sent:]
-        self._set_mask(conn, _WRITE)
+        # A doomed connection goes on dropping the oversize body: its client may be blocked
+        # sending it and read nothing until it is through.
+        self._set_mask(conn, _WRITE | _READ if conn.discard else _WRITE)
         return False
 
     def _flush_round(self) -> None:
@@ -499,10 +515,7 @@ class DataPort:
         """Its answers are all written: read it again and answer the frames it has buffered,
         unless ordered mode holds as much as it may."""
         if conn.doomed is not None:
-            if conn.busy:
-                self._set_mask(conn, 0)
-            else:
-                self._close(conn, conn.doomed)
+            self._wind_down(conn)
             return
         if self._pause_if_full(conn):
             return
@@ -521,6 +534,9 @@ class DataPort:
         return False
 
     def _read_ordered(self, conn: _Conn) -> None:
+        if conn.doomed is not None:
+            self._skip(conn)
+            return
         try:
             n = conn.sock.recv_into(self._recv_buf)
         except BlockingIOError:
@@ -558,12 +574,11 @@ class DataPort:
             try:
                 body = reader.next_body()
             except FrameTooLarge as exc:
-                # Framing is lost: the error goes after the answers before it, then it closes.
-                error = self._dispatch.frame_too_large(str(exc))
+                # The error goes after the answers before it, then the connection winds down.
+                error = self._dispatch.frame_too_large(str(exc), exc.request_id)
                 queue.append(bytearray(error))
                 conn.held += len(error)
-                conn.doomed = "frame_too_large"
-                self._set_mask(conn, 0)
+                self._doom(conn, exc.rest)
                 return
             if body is None:
                 return
@@ -648,8 +663,60 @@ class DataPort:
         conn.held -= len(data)
         if not queue:
             conn.busy = False
-        if self._send(conn, data) and conn.mask != _READ:
+        if self._send(conn, data) and (conn.mask != _READ or conn.doomed is not None):
             self._resume(conn)
+
+    # --- a frame over the limit ----------------------------------------------------------------
+
+    def _doom(self, conn: _Conn, rest: int) -> None:
+        """``conn`` sent a frame over the limit, ``rest`` bytes of whose body are still to come,
+        and its answer is written or queued: read nothing more from it but that body."""
+        conn.doomed = "frame_too_large"
+        conn.discard = rest
+        self._wind_down(conn)
+
+    def _wind_down(self, conn: _Conn) -> None:
+        """Take a doomed connection one step towards its close.
+
+        While answers are still to be written it keeps dropping the oversize body; once all are
+        written its write side is shut, so the client reads them and then the end of the stream;
+        once the body is dropped too it is closed (with nothing unread, which would send a reset
+        that destroys answers the client has not read).
+        """
+        if self._conns.get(conn.fd) is not conn:
+            return
+        if conn.busy or conn.unsent:
+            self._set_mask(conn, (_READ if conn.discard else 0) | (_WRITE if conn.unsent else 0))
+            return
+        if not conn.shut:
+            conn.shut = True
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_WR)
+        if conn.discard:
+            self._set_mask(conn, _READ)
+        else:
+            assert conn.doomed is not None
+            self._close(conn, conn.doomed)
+
+    def _skip(self, conn: _Conn) -> None:
+        """Read and drop what is left of a doomed connection's oversize body."""
+        if not conn.discard:
+            return  # its mask is no longer _READ: a stale event
+        try:
+            n = conn.sock.recv_into(self._recv_buf, min(conn.discard, RECV_SIZE))
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._close(conn, _reason(exc))
+            return
+        if not n:
+            self._close(conn, "client_closed")
+            return
+        self._counters.bytes_received += n
+        conn.last_active = self._now
+        conn.discard -= n
+        if not conn.discard:
+            self._wind_down(conn)
 
     def _set_mask(self, conn: _Conn, mask: int) -> None:
         if conn.mask != mask and self._epoll is not None and self._conns.get(conn.fd) is conn:
@@ -667,7 +734,9 @@ class DataPort:
             with contextlib.suppress(OSError, ValueError):
                 self._epoll.unregister(conn.fd)
         conn.sock.close()
-        self._counters.connections_closed[reason] += 1
+        # A connection that sent a frame over the limit is counted as closed for it, whoever
+        # ends it while it winds down.
+        self._counters.connections_closed[conn.doomed or reason] += 1
         self._counters.connections_current = len(self._conns)
 
     async def _reap_idle(self) -> None:

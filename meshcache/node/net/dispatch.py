@@ -207,11 +207,12 @@ class Dispatcher:
             request.id, "invalid", CommandError(ErrorCode.BAD_REQUEST, "malformed request")
         )
 
-    def frame_too_large(self, message: str) -> bytes:
-        """The answer sent before closing a connection whose framing is lost."""
+    def frame_too_large(self, message: str, request_id: int = 0) -> bytes:
+        """The answer to a frame over the size limit (``request_id``: the id read from its
+        head, 0 when none could be); the connection ends after it."""
         self.counters.bad_input["frame_too_large"] += 1
         self.counters.errors[ErrorCode.TOO_LARGE.value] += 1
         body: bytes = self._pack(
-            [0, STATUS_ERROR, [ErrorCode.TOO_LARGE.value, message], self.ring_version]
+            [request_id, STATUS_ERROR, [ErrorCode.TOO_LARGE.value, message], self.ring_version]
         )
         return HEADER.pack(len(body)) + body

@@ -55,6 +55,11 @@ class VersionClamp:
         self.by_peer: Counter[str] = Counter()
         self.max_ahead_ms = 0
 
+    @property
+    def hlc(self) -> HLC:
+        """The clock versions are admitted through (a forwarded write is stamped with it)."""
+        return self._hlc
+
     def limit(self) -> int:
         """A version at or below this one is admitted unchanged (now and later): a batch can
         take it once and send only the versions above it through :meth:`admit`."""

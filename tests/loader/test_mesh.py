@@ -1,0 +1,170 @@
+"""Read-through across three real node processes and a real PostgreSQL: one query per key
+cluster-wide (counted by PostgreSQL), replication of loaded values, fail-over of a waiting
+load, NOTIFY invalidation, and loaders refused by the node that receives them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from meshcache.errors import CommandError, ErrorCode
+from meshcache.node.loader.sql import trigger_sql
+from meshcache.testing.mesh import Direct, Mesh
+from meshcache.wire.frame import FrameReader, decode_response, encode_request
+from tests.loader.helpers import Database, Table
+from tests.mesh.helpers import wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def mesh(database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Mesh]:
+    monkeypatch.setenv("MESHCACHE_SOURCE_PG_DSN", database.dsn)
+    with ExitStack() as stack:
+        yield Mesh(stack, tmp_path, 3)
+
+
+def record(mesh: Mesh, node: Any, key: bytes, namespace: str) -> Any:
+    """The node's own record of ``key`` (RECORDS never loads)."""
+    return mesh.call(node, "RECORDS", [[key]], namespace)[0]
+
+
+async def _burst(addresses: list[tuple[str, int]], key: bytes, per_conn: int, conns: int) -> list:
+    answers: list[Any] = []
+
+    async def one(address: tuple[str, int]) -> None:
+        stream = await trio.open_tcp_stream(*address)
+        async with stream:
+            await stream.send_all(
+                b"".join(encode_request(i + 1, "GET", "items", [key]) for i in range(per_conn))
+            )
+            reader = FrameReader()
+            got = 0
+            while got < per_conn:
+                while (body := reader.next_body()) is not None:
+                    answers.append(decode_response(body).result())
+                    got += 1
+                if got < per_conn:
+                    data = await stream.receive_some(65536)
+                    assert data, "the node closed the connection"
+                    reader.feed(data)
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            for i in range(conns):
+                nursery.start_soon(one, addresses[i % len(addresses)])
+    return answers
+
+
+def test_a_thousand_concurrent_misses_over_three_nodes_make_one_query(
+    mesh: Mesh, database: Database
+) -> None:
+    table = Table(database, delay=0.5)
+    table.put("popular", "loaded-once")
+    mesh.wait_namespace("items", {"loader": table.loader(ttl=60)})
+    addresses = [n.data_address for n in mesh.nodes]
+    answers = trio.run(_burst, addresses, b"popular", 17, 60)  # 1020 GETs on 60 connections
+    assert answers == [b"loaded-once"] * 1020
+    assert table.calls() == 1  # counted by PostgreSQL itself
+    # The loaded value is replicated like a write: both owners hold it.
+    owners = mesh.owners(b"popular", 2)
+    wait_for(
+        lambda: all(
+            (record(mesh, mesh.by_id(o), b"popular", "items") or [None, None])[1] == b"loaded-once"
+            for o in owners
+        ),
+        10,
+        "the loaded value on both owners",
+    )
+    counters = [mesh.mesh_info(n)["counters"].get("loader", {}) for n in mesh.nodes]
+    assert sum(c.get("queries", 0) for c in counters) == 1
+    assert sum(c.get("coalesced", 0) for c in counters) >= 1
+
+
+def test_a_waiting_load_fails_over_when_its_owner_hangs(mesh: Mesh, database: Database) -> None:
+    table = Table(database, delay=0.1)
+    table.put("k", "v")
+    mesh.wait_namespace("items", {"loader": table.loader(load_timeout=1.0)})
+    first, second = mesh.owners(b"k", 2)
+    asker = next(n for n in mesh.nodes if n.node_id not in (first, second))
+    owner = mesh.by_id(first)
+    os.kill(owner.pid, signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        with Direct(asker.data_address, timeout=30) as d:
+            assert d.call("GET", [b"k"], "items") == b"v"
+        waited = time.monotonic() - start
+        # The forward waited about the load timeout (plus its margin), then the next owner
+        # loaded: one query (the hung owner may load once more when it runs again).
+        assert 1.0 < waited < 10
+        assert table.calls() == 1
+    finally:
+        os.kill(owner.pid, signal.SIGCONT)
+
+
+def test_an_update_in_postgres_is_dropped_on_every_node_via_notify(
+    mesh: Mesh, database: Database
+) -> None:
+    table = Table(database)
+    table.put("n", "v1")
+    mesh.wait_namespace("items", {"loader": table.loader(channel=f"{table.name}_changes")})
+    database.sql(trigger_sql(f"{table.name}_changes", table.name, "id"))
+    wait_for(
+        lambda: all(mesh.mesh_info(n)["gauges"].get("loader_listening") == 1 for n in mesh.nodes),
+        20,
+        "every node listening",
+    )
+    assert mesh.call(mesh.nodes[0], "GET", [b"n"], "items") == b"v1"
+    owners = [mesh.by_id(o) for o in mesh.owners(b"n", 2)]
+    wait_for(
+        lambda: all((record(mesh, o, b"n", "items") or [None, None])[1] == b"v1" for o in owners),
+        10,
+        "v1 on both owners",
+    )
+    table.put("n", "v2")
+    wait_for(
+        lambda: all(
+            (record(mesh, o, b"n", "items") or ["tombstone"])[0] == "tombstone" for o in owners
+        ),
+        10,
+        "the key dropped on both owners",
+    )
+    for node in mesh.nodes:
+        assert mesh.call(node, "GET", [b"n"], "items") == b"v2"
+    # A payload that is not a key is counted and harms nothing.
+    database.sql(f"SELECT pg_notify('{table.name}_changes', '')")
+    wait_for(
+        lambda: all(
+            mesh.mesh_info(n)["counters"].get("loader", {}).get("notify_bad_payload") == 1
+            for n in mesh.nodes
+        ),
+        10,
+        "the empty payload counted on every node",
+    )
+    assert mesh.call(mesh.nodes[1], "GET", [b"n"], "items") == b"v2"
+
+
+def test_a_loader_whose_query_does_not_prepare_is_refused_with_postgres_message(
+    mesh: Mesh,
+) -> None:
+    node = mesh.nodes[1]  # not the voter: the node that receives the change checks it
+    bad = {"loader": {"source": "pg", "query": "SELECT v FROM no_such_table WHERE id = $1"}}
+    with pytest.raises(CommandError) as refused:
+        mesh.call(node, "NS_SET", ["bad", bad])
+    assert refused.value.code == ErrorCode.INVALID_COMMAND
+    assert 'relation "no_such_table" does not exist' in str(refused.value)
+    shape = {"loader": {"source": "pg", "query": "SELECT 1, 2 WHERE $1::text IS NOT NULL"}}
+    with pytest.raises(CommandError, match="returns 2 columns"):
+        mesh.call(node, "NS_SET", ["bad", shape])
+    unknown = {"loader": {"source": "elsewhere", "query": "SELECT $1::text"}}
+    with pytest.raises(CommandError, match="no source 'elsewhere'"):
+        mesh.call(node, "NS_SET", ["bad", unknown])
+    assert "bad" not in mesh.call(node, "NS_LIST", [])
