@@ -766,6 +766,16 @@ def node_ports(settings: NodeSettings) -> tuple[NodePort, ...]:
     return tuple(ports)
 
 
+def bind_error(settings: NodeSettings, setting: str, exc: OSError) -> OSError:
+    """``exc`` (a failed bind) restated with the port, what it carries and its setting."""
+    use = next((p for p in node_ports(settings) if p.setting == setting), None)
+    where = use.describe() if use is not None else setting
+    return OSError(
+        exc.errno,
+        f"cannot bind the {where}: {exc.strerror or exc} (see --{setting.replace('_', '-')})",
+    )
+
+
 def load_settings(
     *,
     config_file: Path | None = None,

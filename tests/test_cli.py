@@ -396,6 +396,7 @@ def test_typed_values(cli: Cli) -> None:
     assert cli("zadd", "ty:z", "2.5", "b", "1", "a", "-3", "c") == (0, "3\n", "")
     assert cli("zrange", "ty:z", "0", "-1") == (0, "c\na\nb\n", "")
     assert cli("zrange", "ty:z", "0", "0", "--rev", "--withscores") == (0, "b\t2.5\n", "")
+    assert cli("zrange", "ty:z", "0", "1", "--desc") == (0, "b\na\n", "")
     assert cli("zrange", "ty:z", "0", "1", "--withscores", "--json") == (
         0,
         '[["c", -3.0], ["a", 1.0]]\n',
@@ -706,6 +707,32 @@ def test_a_port_in_use_is_named_with_its_setting(
     line = one_line(result.stderr)
     assert "node_failed" in line and named.format(**ports) in line
     assert "Address already in use" in line
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize("gossip_flag", [True, False])
+def test_the_node_names_its_taken_gossip_port(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    gossip_flag: bool,
+) -> None:
+    # The node's own bind fails, as when another process takes the port after start's check.
+    monkeypatch.setattr(cli_module, "_unbindable", lambda settings: None)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = str(taken.getsockname()[1])
+        # Without --gossip-port, gossip takes the data port's number (over UDP).
+        ports = ["--port", "0", "--gossip-port", port] if gossip_flag else ["--port", port]
+        code, out, err = run(
+            ["start", *ports, "--admin-port", "0", "--data-dir", str(tmp_path)], capsys
+        )
+    assert (code, out) == (1, "")
+    line = one_line(err)
+    assert "node_failed" in line
+    assert f"cannot bind the gossip port 127.0.0.1:{port} (UDP, setting gossip_port)" in line
+    assert line.endswith("Address already in use (see --gossip-port)'")
+    assert not (tmp_path / READY_FILE).exists()
 
 
 def test_a_voters_raft_port_in_use_is_named(tmp_path: Path) -> None:

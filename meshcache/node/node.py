@@ -39,7 +39,7 @@ from meshcache.node.net.dataport import DataPort, open_listener
 from meshcache.node.net.peer_pool import PeerPool
 from meshcache.node.net.resp_port import RespPort
 from meshcache.node.net.resp_port import figures as resp_figures
-from meshcache.settings import NodeSettings, node_ports
+from meshcache.settings import NodeSettings, bind_error
 from meshcache.wire.address import format_address
 
 log = structlog.get_logger("meshcache.node")
@@ -288,16 +288,6 @@ class Node:
         }
 
 
-def bind_error(settings: NodeSettings, setting: str, exc: OSError) -> OSError:
-    """``exc`` (a failed bind) restated with the port, what it carries and its setting."""
-    use = next((p for p in node_ports(settings) if p.setting == setting), None)
-    where = use.describe() if use is not None else setting
-    return OSError(
-        exc.errno,
-        f"cannot bind the {where}: {exc.strerror or exc} (see --{setting.replace('_', '-')})",
-    )
-
-
 def _write_ready_file(data_dir: Path, info: NodeInfo) -> Path:
     """Write ``data_dir/node.json`` atomically so tools and tests can find the bound ports."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -342,6 +332,15 @@ async def _main(settings: NodeSettings) -> None:
                 break
 
 
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions in ``group`` and in the groups nested in it (a failure inside a part's
+    nursery arrives wrapped once more)."""
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
 def run(settings: NodeSettings) -> int:
     """Serve until SIGTERM or SIGINT; return the process exit code."""
     failed: list[str] = []
@@ -349,7 +348,7 @@ def run(settings: NodeSettings) -> int:
         trio.run(_main, settings)
     # e.g. a port in use, a DSN file that cannot be read: one line, no traceback
     except* (OSError, RaftStartError, ConfigError) as group:
-        failed.extend(str(exc) for exc in group.exceptions)
+        failed.extend(str(exc) for exc in _leaves(group))
     if failed:
         log.error("node_failed", error="; ".join(failed))
         return 1

@@ -36,7 +36,7 @@ from meshcache.gossip import (
 )
 from meshcache.gossip.transport import run_endpoint
 from meshcache.node.net.oneshot import call_once
-from meshcache.settings import NodeSettings
+from meshcache.settings import NodeSettings, bind_error
 from meshcache.wire.address import parse_address
 
 log = structlog.get_logger("meshcache.membership")
@@ -147,12 +147,23 @@ class Membership:
     async def run(
         self, *, task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Bind UDP, join the seeds (retrying until one answers), gossip until cancelled."""
+        """Bind UDP, join the seeds (retrying until one answers), gossip until cancelled.
+
+        Raises:
+            OSError: the gossip port cannot be bound; the message names it and its setting.
+        """
         host = self.data_address[0]
         port = self.settings.gossip_port
         udp = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
         with udp:
-            await udp.bind((host, self.data_address[1] if port is None else port))
+            if port is None:
+                port = self.data_address[1]
+            try:
+                await udp.bind((host, port))
+            except OSError as exc:
+                # Named with the number tried (the data port's when the data port was 0).
+                tried = replace(self.settings, gossip_port=port)
+                raise bind_error(tried, "gossip_port", exc) from None
             address: Address = udp.getsockname()[:2]
             self._swim = SwimNode(
                 self.config,
