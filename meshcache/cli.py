@@ -602,10 +602,68 @@ def _ns(c: Client, a: argparse.Namespace) -> Output:
         check_namespace_name(a.name, "NAME")
         fields = _policy_fields(a)
         fields.update(_hot_fields(c, a))
+        fields.update(_loader_fields(c, a))
         policy = c.ns_set(a.name, fields)
         _warn_replicas(c, a.name, policy)
         return Output(policy, _format_policies({a.name: policy}))
     return _ok(c.ns_drop(a.name))
+
+
+#: ``ns set`` flag -> loader field; durations are parsed, the rest taken as text.
+_LOADER_FLAGS = {
+    "loader_source": "source",
+    "loader_query": "query",
+    "loader_batch_query": "batch_query",
+    "loader_ttl": "ttl",
+    "loader_negative_ttl": "negative_ttl",
+    "loader_timeout": "load_timeout",
+    "loader_refresh_ahead": "refresh_ahead",
+    "loader_channel": "channel",
+}
+_LOADER_DURATIONS = frozenset({"ttl", "negative_ttl", "load_timeout"})
+
+
+def _loader_fields(c: Client, a: argparse.Namespace) -> dict[str, Any]:
+    """The ``loader`` change of ``ns set``: the namespace's loader with the given flags
+    applied (a flag set to ``""`` clears that field), or None with ``--no-loader``."""
+    if a.no_loader:
+        return {"loader": None}
+    given = {
+        f: getattr(a, flag) for flag, f in _LOADER_FLAGS.items() if getattr(a, flag) is not None
+    }
+    if not given:
+        return {}
+    current = c.ns_list().get(a.name, {}).get("loader") or {}
+    loader = dict(current)
+    for name, text in given.items():
+        if text == "":
+            loader.pop(name, None)
+        elif name in _LOADER_DURATIONS:
+            loader[name] = parse_duration(text, f"--loader-{name.replace('_', '-')}")
+        elif name == "refresh_ahead":
+            try:
+                loader[name] = float(text)
+            except ValueError:
+                raise ConfigError(f"--loader-refresh-ahead: {text!r} is not a number") from None
+        else:
+            loader[name] = text
+    return {"loader": loader}
+
+
+def _loader(c: Client, a: argparse.Namespace) -> Output:
+    from meshcache.node.loader.sql import trigger_sql
+
+    policy = c.ns_list().get(a.name)
+    if policy is None:
+        raise ConfigError(f"loader sql: no namespace {a.name!r}")
+    channel = (policy.get("loader") or {}).get("channel")
+    if channel is None:
+        raise ConfigError(
+            f"loader sql: namespace {a.name!r} names no channel "
+            f"(meshcache ns set {a.name} --loader-channel NAME)"
+        )
+    sql = trigger_sql(channel, a.table, a.key_column)
+    return Output({"channel": channel, "sql": sql}, sql.rstrip("\n"))
 
 
 def _warn_replicas(c: Client, name: str, policy: Mapping[str, Any]) -> None:
@@ -1178,6 +1236,33 @@ def _add_ns(p: argparse.ArgumentParser) -> None:
     hot.add_argument(
         "--hot-area", metavar="F", help="hot area, a fraction of max_bytes (default 0.125)"
     )
+    loader = p.add_argument_group(
+        "read-through loader (docs/loader.md); a flag given as '' clears its field"
+    )
+    loader.add_argument("--loader-source", metavar="NAME", help="a [sources.NAME] of the nodes")
+    loader.add_argument("--loader-query", metavar="SQL", help="loads one key ($1); one value")
+    loader.add_argument(
+        "--loader-batch-query", metavar="SQL", help="loads many keys ($1 an array): key, value"
+    )
+    loader.add_argument("--loader-ttl", metavar="DURATION", help="TTL of loaded values")
+    loader.add_argument(
+        "--loader-negative-ttl", metavar="DURATION", help="remember keys without a row this long"
+    )
+    loader.add_argument("--loader-timeout", metavar="DURATION", help="a load's time limit")
+    loader.add_argument(
+        "--loader-refresh-ahead",
+        metavar="FRACTION",
+        help="reload a key read after this fraction of its TTL (e.g. 0.8)",
+    )
+    loader.add_argument("--loader-channel", metavar="NAME", help="LISTEN channel (invalidation)")
+    loader.add_argument("--no-loader", action="store_true", help="remove the namespace's loader")
+
+
+def _add_loader(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=("sql",))
+    p.add_argument("name", metavar="NAME", help="a namespace with a loader that names a channel")
+    p.add_argument("--table", required=True, help="the table the loader query reads")
+    p.add_argument("--key-column", required=True, metavar="COLUMN", help="the table's key column")
 
 
 def _add_raft(p: argparse.ArgumentParser) -> None:
@@ -1256,6 +1341,12 @@ _CLIENT_SPECS: list[tuple[str, Handler, str, Callable[[argparse.ArgumentParser],
         _ns,
         "namespaces: ns list | ns show NAME | ns set NAME [--eviction ...] | ns drop NAME",
         _add_ns,
+    ),
+    (
+        "loader",
+        _loader,
+        "loader sql NAME --table T --key-column C: print the trigger that NOTIFYs changed keys",
+        _add_loader,
     ),
     ("ring", _ring, "print the committed ring: version, members, state, zone, share", _nothing),
     (

@@ -186,7 +186,7 @@ class Routes:
     # --- the data plane between nodes ------------------------------------------------------------
 
     def forwarded(self, namespace: str, args: list[Any]) -> Any:
-        return self._parts.coordinator.execute_forwarded(namespace, [args[0], args[1]])
+        return self._parts.coordinator.execute_forwarded(namespace, args)
 
     def replicated(self, namespace: str, args: list[Any]) -> Any:
         return self._parts.coordinator.apply_replicated(namespace, args[0])

@@ -179,7 +179,15 @@ _SPECS = [
     _op("RAFT_REMOVE", "s", M, idempotent=False, handler="raft_remove", permission=ADMIN),
     # the data plane between nodes (docs/replication.md): a request forwarded by a node that
     # does not own its key, replica writes, range hand-off, anti-entropy, draining a node
-    _op("FWD", "sl", M, idempotent=False, handler="forwarded", permission=PEER),
+    _op(
+        "FWD",
+        "slo?",
+        M,
+        idempotent=False,
+        options=("version",),
+        handler="forwarded",
+        permission=PEER,
+    ),
     _op("REPL", "l", M, idempotent=True, handler="replicated", permission=PEER),
     _op("BULK", "l", M, idempotent=True, handler="bulk", permission=PEER),
     _op("RECORDS", "l", M, handler="records", permission=PEER),
@@ -262,6 +270,7 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "timeout": (int, float),
     "consistency": (str,),
     "owned": (bool,),
+    "version": (int,),
 }
 
 #: Options that take one of a few values; any other is refused before the op runs.

@@ -41,6 +41,7 @@ from meshcache.errors import (
     UnavailableError,
     WriteFailedError,
 )
+from meshcache.hlc import MAX_VERSION
 from meshcache.node.data.hot import HotKeys
 from meshcache.node.data.replication import (
     Consistency,
@@ -52,6 +53,7 @@ from meshcache.node.data.replication import (
 from meshcache.node.data.replication.tombstones import (
     Tombstone,
     apply_record,
+    lww_order,
     read_record,
     record_from_wire,
 )
@@ -220,22 +222,49 @@ class Coordinator:
         return None
 
     def execute_forwarded(self, namespace: str, payload: list[Any]) -> Any:
-        """FWD: another node sent us a request to coordinate; never forward it again."""
-        if len(payload) != 2 or type(payload[0]) is not str or type(payload[1]) is not list:
-            raise CommandError(ErrorCode.BAD_REQUEST, "FWD takes [op, args]")
-        op, raw = payload
+        """FWD: another node sent us a request to coordinate; never forward it again.
+
+        ``payload`` is ``[op, args]`` or ``[op, args, {"version": v}]``: a plain write (see
+        :func:`stampable`) carries the version its forwarder fixed, and is applied at that
+        version, only to keys holding older records (:meth:`_execute_stamped`)."""
+        if (
+            not 2 <= len(payload) <= 3
+            or type(payload[0]) is not str
+            or type(payload[1]) is not list
+            or (len(payload) == 3 and type(payload[2]) is not dict)
+        ):
+            raise CommandError(
+                ErrorCode.BAD_REQUEST, "FWD takes [op, args] or [op, args, {version}]"
+            )
+        op, raw = payload[0], payload[1]
         spec = OPS.get(op)
         if spec is None or spec.kind is OpKind.META:
             raise CommandError(ErrorCode.BAD_REQUEST, f"FWD cannot carry {op[:64]!r}")
         args = normalize_args(spec, raw, self._limits)
+        stamp = payload[2].get("version") if len(payload) == 3 else None
+        if stamp is not None:
+            if type(stamp) is not int or not 0 < stamp <= MAX_VERSION:
+                raise CommandError(ErrorCode.BAD_REQUEST, "FWD: version is a uint64 above 0")
+            if not stampable(op, args):
+                raise CommandError(
+                    ErrorCode.BAD_REQUEST, f"FWD: {op} with these options carries no version"
+                )
         self.stats["forwarded_in"] += 1
-        return self.coordinate(namespace, op, spec, args)
+        return self.coordinate(namespace, op, spec, args, stamp)
 
     # --- coordinating ------------------------------------------------------------------------
 
-    def coordinate(self, namespace: str, op: str, spec: OpSpec, args: list[Any]) -> Any:
-        """Execute here; for a write, replicate to the other owners per the consistency."""
-        result = self._store_execute(namespace, op, args)
+    def coordinate(
+        self, namespace: str, op: str, spec: OpSpec, args: list[Any], stamp: int | None = None
+    ) -> Any:
+        """Execute here; for a write, replicate to the other owners per the consistency.
+
+        ``stamp``: the version a forwarded plain write was given by its forwarder (None: a new
+        version from this node's clock)."""
+        if stamp is None:
+            result = self._store_execute(namespace, op, args)
+        else:
+            result = self._execute_stamped(namespace, op, args, stamp)
         loader = self.loader
         if loader is not None and namespace in loader.policies:
             result = self._read_through(loader, namespace, op, spec, args, result)
@@ -308,19 +337,20 @@ class Coordinator:
         """
         stamp = self.clamp.admit(stamp).version
         store = self.store
+        mine = (stamp, op == "DELETE")  # its place in the last-writer-wins order
         keys = args[::2] if op == "MSET" else (args if op == "DELETE" else args[:1])
         newer = set()
         for key in keys:
             record = read_record(store, namespace, key)
-            if record is not None and record.version >= stamp:
+            if record is not None and lww_order(record) >= mine:
                 newer.add(key)
         if newer:
             self.stats["forwards_superseded"] += len(newer)
             if op == "SET":
                 return True
             if op == "MSET":
-                args = [a for i in range(0, len(args), 2) if args[i] not in newer
-                        for a in args[i : i + 2]]  # fmt: skip
+                pairs = [(k, v) for k, v in zip(args[::2], args[1::2], strict=True)]
+                args = [item for k, v in pairs if k not in newer for item in (k, v)]
                 if not args:
                     return True
             else:
@@ -398,9 +428,14 @@ class Coordinator:
         """
         last: MeshcacheError | None = None
         down = False
+        # A plain write gets its version now: wherever it is applied — the owner, the next one
+        # after a failover, this node standing in, or the first owner late, when a cut heals —
+        # it is the same write, older than any write acknowledged after it.
+        stamp = self.clamp.hlc.now() if stampable(op, args) else None
+        payload = [op, args] if stamp is None else [op, args, {"version": stamp}]
         for member in owners:
             if member.node_id == self.node_id:
-                result = self.coordinate(namespace, op, OPS[op], args)
+                result = self.coordinate(namespace, op, OPS[op], args, stamp)
                 return await result if isinstance(result, Coroutine) else result
             address = self._addresses.get(member.node_id)
             if address is None:
@@ -411,7 +446,7 @@ class Coordinator:
             self.stats["forwarded_out"] += 1
             try:
                 response = await self.pool.request(
-                    address, "FWD", namespace, [op, args], timeout=self._forward_timeout(namespace)
+                    address, "FWD", namespace, payload, timeout=self._forward_timeout(namespace)
                 )
             except PeerUnreachable as exc:
                 self.stats["forward_failures"] += 1
@@ -430,7 +465,7 @@ class Coordinator:
         if last is None and not down:
             raise UnavailableError(message="no owner of the key is known")
         self.stats["stand_in"] += 1
-        result = self.coordinate(namespace, op, OPS[op], args)
+        result = self.coordinate(namespace, op, OPS[op], args, stamp)
         return await result if isinstance(result, Coroutine) else result
 
     def _forward_timeout(self, namespace: str) -> float:
@@ -709,4 +744,16 @@ class Coordinator:
         return [applied, stale, not_owned, refused]
 
 
-__all__ = ["Coordinator"]
+def stampable(op: str, args: list[Any]) -> bool:
+    """Whether a forward of ``op`` carries its version: a write whose effect does not depend on
+    what the key held (SET without nx/xx/get/keepttl, MSET, DELETE). Any other write reads the
+    key's state, so it is applied at a new version by its coordinator."""
+    if op == "SET":
+        options = args[-1]
+        return not (
+            options.get("nx") or options.get("xx") or options.get("get") or options.get("keepttl")
+        )
+    return op == "MSET" or op == "DELETE"
+
+
+__all__ = ["Coordinator", "stampable"]
