@@ -55,7 +55,7 @@ import itertools
 import math
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +84,7 @@ from meshcache.node.data.coordinator import Coordinator
 from meshcache.node.data.replication import HintQueue
 from meshcache.node.data.replication.tombstones import Record, lww_order, read_record
 from meshcache.node.data.replicator import Replicator
+from meshcache.node.loader.source import Source
 from meshcache.node.net.dispatch import Dispatcher
 from meshcache.node.net.peer_pool import PeerPool, PeerUnreachable
 from meshcache.ring import Ring, RingMember, RingState
@@ -668,6 +669,7 @@ class SimNode:
             store_factory=functools.partial(
                 _LedgerStore, lambda ns, key, rec: mesh.note_write(self.node_id, ns, key, rec)
             ),
+            sources=mesh.sources(self.node_id) if mesh.sources is not None else None,
         )
         self.parts.install(mesh.config)
 
@@ -813,6 +815,8 @@ class SimMesh:
         read_repair_chance: as the node setting (0 by default: repairs come from hints and
             anti-entropy only).
         max_skew: each node's wall clock is ahead by ``uniform(0, max_skew)`` seconds.
+        sources: each node's loader sources, by node id (e.g. over one
+            :class:`~meshcache.testing.simsource.SimDatabase`); None: none.
     """
 
     def __init__(
@@ -831,8 +835,10 @@ class SimMesh:
         tombstone_grace: float = 3 * 3600.0,
         read_repair_chance: float = 0.0,
         max_skew: float = 0.005,
+        sources: Callable[[str], Mapping[str, Source]] | None = None,
     ) -> None:
         self.seed = seed
+        self.sources = sources
         self.net = SimDataNet(seed, default_link=link)
         self.policies = {"default": NamespacePolicy(), **(policies or {})}
         self.detect_dead = detect_dead
