@@ -75,6 +75,9 @@ EXIT_UNREACHABLE = 3
 EXIT_REFUSED = 4
 
 PROG = "meshcache"
+#: Where the client commands find their user and password (``--user`` overrides the first).
+USER_ENV = "MESHCACHE_USER"
+PASSWORD_ENV = "MESHCACHE_PASSWORD"
 
 #: ``meshcache leave`` and ``join`` wait this much longer for the answer than the node may take
 #: to hand its keys over or pull them.
@@ -950,12 +953,67 @@ def _format_info(info: Mapping[str, Any]) -> str:
     return "\n\n".join("\n".join(lines) for lines in sections)
 
 
-def _connect(where: str, *, connect_timeout: float, timeout: float) -> Client:
+def _connect(
+    where: str, *, connect_timeout: float, timeout: float, user: str | None = None
+) -> Client:
     from meshcache.client.sync import Client
 
+    password = None if user is None else _read_password(f"password for {user}: ")
     # One-shot commands talk to the node they name: it forwards a key to its owner itself,
     # which costs less than learning the ring first.
-    return Client(where, connect_timeout=connect_timeout, timeout=timeout, smart=False)
+    return Client(
+        where,
+        connect_timeout=connect_timeout,
+        timeout=timeout,
+        smart=False,
+        username=user,
+        password=password,
+    )
+
+
+def _read_password(prompt: str, *, confirm: bool = False) -> str:
+    """``$MESHCACHE_PASSWORD``, else one typed at the terminal (never from the command line),
+    else the first line of stdin when it is not a terminal."""
+    from_env = os.environ.get(PASSWORD_ENV)
+    if from_env:
+        return from_env
+    if sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass(prompt)
+        if confirm and getpass.getpass("again: ") != password:
+            raise ConfigError("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise ConfigError(f"no password given (type one, pipe it in, or set ${PASSWORD_ENV})")
+    return password
+
+
+def _passwd(args: argparse.Namespace) -> int:
+    from meshcache.security.hashing import hash_password
+
+    n = _whole(args.cost, "--cost")
+    _write(hash_password(_read_password("password: ", confirm=True), n=n))
+    return EXIT_OK
+
+
+def _passwd_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser(
+        "passwd",
+        help=_SHORT_HELP["passwd"],
+        description="Print the scrypt hash of a password, for the password key of a "
+        "[users.NAME] table in a node's config (docs/security.md). The password is typed at "
+        f"the terminal (twice), read from ${PASSWORD_ENV}, or read from stdin's first line; "
+        "never from the command line, where other users of the machine could see it.",
+    )
+    p.add_argument(
+        "--cost",
+        default="16384",
+        metavar="N",
+        help="scrypt's N, a power of two (default 16384: about 16 MiB and tens of ms per check)",
+    )
+    p.set_defaults(run=_passwd)
 
 
 def _run_client(args: argparse.Namespace) -> int:
@@ -975,7 +1033,9 @@ def _run_client(args: argparse.Namespace) -> int:
         connect_timeout = LEAVE_CONNECT_TIMEOUT
         timeout += LEAVE_ANSWER_SLACK
     try:
-        with _connect(where, connect_timeout=connect_timeout, timeout=timeout) as client:
+        with _connect(
+            where, connect_timeout=connect_timeout, timeout=timeout, user=args.user
+        ) as client:
             out = handler(client, args)
     except MeshcacheTimeout:
         return _fail(f"no answer from {where} within {_number(timeout)} s", EXIT_UNREACHABLE)
@@ -1372,7 +1432,18 @@ def _client_options() -> _Parser:
         "--timeout", default="5", metavar="DURATION", help="connect and answer timeout (default 5s)"
     )
     group.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _user_option(group)
     return common
+
+
+def _user_option(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--user",
+        default=os.environ.get(USER_ENV) or None,
+        metavar="NAME",
+        help=f"authenticate as this user (${USER_ENV}); the password comes from "
+        f"${PASSWORD_ENV} or is asked for",
+    )
 
 
 def _start_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -1397,7 +1468,7 @@ def _start_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
         kwargs: dict[str, Any] = {}
         if spec.key in ("join", "raft_peers"):
             kwargs["action"] = "append"
-        elif spec.key == "bootstrap":
+        elif spec.key in ("bootstrap", "insecure"):
             kwargs.update(action="store_const", const=True)
             kwargs.pop("metavar", None)
         group.add_argument(
@@ -1428,6 +1499,7 @@ def _ring_change_parser(
         f"awaited {LEAVE_ANSWER_SLACK:g} s longer",
     )
     group.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _user_option(group)
     p.set_defaults(run=_run_client, handler=handler)
 
 
@@ -1552,6 +1624,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         ("leave", _leave_parser),
         ("join", _join_parser),
         ("top", _top_parser),
+        ("passwd", _passwd_parser),
     ):
         if command is None or command == name:
             add(sub)
@@ -1577,6 +1650,7 @@ _SHORT_HELP = {
     "leave": "drain a node: hand its keys to the other owners, then take it out of the ring",
     "join": "put a node that left the ring back on it: it pulls its keys, then serves them",
     "top": "the admin console: watch every member live, drain, remove, edit policies",
+    "passwd": "print the hash of a password for a [users.NAME] table",
 }
 
 

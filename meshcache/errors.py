@@ -62,6 +62,10 @@ class ErrorCode(StrEnum):
     UNAVAILABLE = "UNAVAILABLE"
     WRITE_FAILED = "WRITE_FAILED"
     NOT_OWNER = "NOT_OWNER"
+    # who may do what (docs/security.md)
+    NOAUTH = "NOAUTH"
+    NOPERM = "NOPERM"
+    WRONGPASS = "WRONGPASS"
     # the loader plane (read-through from a database)
     LOADER_UNAVAILABLE = "LOADER_UNAVAILABLE"
 
@@ -208,6 +212,24 @@ class LoaderUnavailableError(CommandError):
     down or refused the query, the load timed out, or its circuit breaker is open."""
 
     code = ErrorCode.LOADER_UNAVAILABLE
+
+
+class NoAuthError(CommandError):
+    """The node has users and this connection has not authenticated (send ``AUTH`` first)."""
+
+    code = ErrorCode.NOAUTH
+
+
+class NoPermError(CommandError):
+    """The connection's user lacks the permission the op needs (the message names it)."""
+
+    code = ErrorCode.NOPERM
+
+
+class WrongPassError(CommandError):
+    """``AUTH`` named an unknown user or a wrong password (the node does not say which)."""
+
+    code = ErrorCode.WRONGPASS
 
 
 # --- the config plane ---------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from meshcache.wire.address import parse_address as wire_parse_address
 from meshcache.wire.names import NAMESPACE_NAME_RE, NAMESPACE_NAME_RULE, is_namespace_name
 
 if TYPE_CHECKING:
+    from meshcache.security.users import User
     from meshcache.store.policy import NamespacePolicy
 
 ENV_PREFIX = "MESHCACHE_"
@@ -148,6 +149,9 @@ class NodeSettings:
     hint_max_bytes: int = 64 * 1024 * 1024  # writes held for unreachable owners, all targets
     hint_max_age: float = 3600.0  # a hint older than this is dropped (anti-entropy repairs)
     read_repair_chance: float = 0.05  # fraction of reads checked against the other owners
+    # Who may connect ([users.NAME], docs/security.md); none: protected mode applies.
+    users: Mapping[str, User] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    insecure: bool = False  # serve a non-loopback host with no users (no authentication)
     # Databases read-through namespaces load from; node-local (credentials never leave).
     sources: Mapping[str, SourceSettings] = field(
         default_factory=lambda: MappingProxyType({}), hash=False
@@ -428,6 +432,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     _node("raft_peers", _parse_join, "every voter's Raft address, comma-separated", "ADDRS"),
     _node("raft_password_file", _parse_optional_path, "file holding the Raft password", "FILE"),
+    _node(
+        "insecure",
+        _parse_bool,
+        "serve a non-loopback host although no users are configured (no authentication)",
+        "BOOL",
+    ),
     _limit("max_frame_bytes", parse_size, "largest request frame"),
     _limit("max_key_bytes", parse_size, "largest key"),
     _limit("max_value_bytes", parse_size, "largest value"),
@@ -440,7 +450,7 @@ _BY_TABLE: dict[str, dict[str, SettingSpec]] = {
     table: {s.key: s for s in SETTINGS if s.table == table} for table in ("node", "limits")
 }
 _PATH_KEYS = frozenset({"data_dir", "cluster_key_file", "raft_password_file"})
-_TABLES = ("node", "limits", "namespaces", "sources")
+_TABLES = ("node", "limits", "namespaces", "sources", "users")
 
 
 def _unknown(what: str, name: str, known: Any) -> str:
@@ -461,6 +471,7 @@ class _Layers:
         self.values: dict[str, tuple[Any, str]] = {}
         self.namespaces: dict[str, tuple[NamespacePolicy, str]] = {}
         self.sources: dict[str, SourceSettings] = {}
+        self.users: dict[str, User] = {}
 
     def put(self, spec: SettingSpec, raw: object, where: str) -> None:
         self.values[spec.name] = (spec.parse(raw, where), where)
@@ -630,6 +641,11 @@ def _apply_overrides(layers: _Layers, overrides: Mapping[str, Any]) -> None:
                 where = f"namespace {ns!r}"
                 layers.namespaces[ns] = (_policy(policy, where), where)
             continue
+        if name == "users":
+            from meshcache.security.users import parse_users
+
+            layers.users.update(parse_users(raw, "users"))
+            continue
         if name == "sources":
             if not isinstance(raw, Mapping):
                 raise _fail("sources", f"{raw!r} must map names to source settings")
@@ -648,7 +664,8 @@ def unknown_env_vars(environ: Mapping[str, str]) -> list[str]:
     They are ignored by :func:`load_settings` because other tools share the prefix
     (``MESHCACHE_SIM_SEED`` in the tests); ``meshcache start`` logs a warning for each.
     """
-    known = {spec.env for spec in SETTINGS} | {CONFIG_ENV}
+    # The client commands' credentials (meshcache/cli.py) share the prefix.
+    known = {spec.env for spec in SETTINGS} | {CONFIG_ENV, "MESHCACHE_USER", "MESHCACHE_PASSWORD"}
     return sorted(
         k
         for k in environ
@@ -682,6 +699,26 @@ def _cross_check(layers: _Layers, settings: NodeSettings) -> None:
             f"{described('bootstrap', True)} and {described('raft_peers', 'a list')} exclude "
             "each other: --bootstrap starts a group of one, --raft-peers joins a group"
         )
+    if settings.users and settings.cluster_key_file is None:
+        raise ConfigError(
+            f"{len(settings.users)} user(s) are configured but no cluster_key_file: nodes "
+            "authenticate to each other with the cluster key, and without one node-to-node "
+            "ops would be open to anyone"
+        )
+    if settings.users and settings.resp_port is not None:
+        raise ConfigError(
+            f"{described('resp_port', settings.resp_port)} and [users] exclude each other: "
+            "the RESP port does not authenticate clients, so it would serve every namespace "
+            "to anyone; leave resp_port unset on a node with users"
+        )
+    from meshcache.security.protected import check_protected_mode
+
+    check_protected_mode(
+        settings.host,
+        has_users=bool(settings.users),
+        insecure=settings.insecure,
+        where=f"host {settings.host!r} (from {layers.origin('host')})",
+    )
     if settings.raft_peers and settings.raft_password_file is None:
         raise ConfigError(
             f"{described('raft_peers', ','.join(settings.raft_peers))} needs "
@@ -834,6 +871,7 @@ def load_settings(
         limits=limits,
         namespaces=MappingProxyType(namespaces),
         sources=MappingProxyType(dict(layers.sources)),
+        users=MappingProxyType(dict(layers.users)),
     )
     _cross_check(layers, settings)
     return settings
@@ -857,6 +895,12 @@ def settings_as_toml(settings: NodeSettings) -> str:
         lines += ["", f"[namespaces.{_toml_key(name)}]"]
         for key, value in policy.to_mapping().items():
             lines.append(f"{key} = {_toml_value(value)}")
+    for name, user in settings.users.items():
+        lines += ["", f"[users.{_toml_key(name)}]"]
+        lines.append(f"password = {_toml_string(user.password.encode())}")
+        lines.append(f"permissions = {_toml_value(sorted(p.value for p in user.permissions))}")
+        if user.namespaces:
+            lines.append(f"namespaces = {_toml_value(list(user.namespaces))}")
     for name, source in settings.sources.items():
         lines += ["", f"[sources.{name}]"]
         for item in fields(source):

@@ -146,6 +146,7 @@ def test_full_toml_file(tmp_path: Path) -> None:
         zone = "eu-1a"
         profile = "local"
         cluster_key_file = "/etc/meshcache/key"
+        insecure = true
 
         [limits]
         max_frame_bytes = "32MiB"
@@ -181,6 +182,7 @@ def test_full_toml_file(tmp_path: Path) -> None:
         zone="eu-1a",
         profile="local",
         cluster_key_file=Path("/etc/meshcache/key"),
+        insecure=True,
         limits=LimitSettings(
             max_frame_bytes=32 * 1024**2,
             max_key_bytes=1024,
@@ -297,7 +299,8 @@ def test_every_setting_has_a_variable_and_a_flag() -> None:
     assert {"MESHCACHE_PORT", "MESHCACHE_ADMIN_PORT", "MESHCACHE_DATA_DIR"} <= envs
     assert {"MESHCACHE_LOG_FORMAT", "MESHCACHE_LIMITS_MAX_VALUE_BYTES"} <= envs
     assert len(envs) == len(SETTINGS) == len({spec.flag for spec in SETTINGS})
-    node_fields = set(NodeSettings.__dataclass_fields__) - {"limits", "namespaces"}
+    tables = {"limits", "namespaces", "sources", "users"}
+    node_fields = set(NodeSettings.__dataclass_fields__) - tables
     assert {s.key for s in SETTINGS if s.table == "node"} == node_fields
     assert {s.key for s in SETTINGS if s.table == "limits"} == set(
         LimitSettings.__dataclass_fields__
@@ -410,7 +413,9 @@ def test_a_voters_default_raft_port_must_not_be_another_port() -> None:
     message = error_of(overrides={"port": "38000", "raft_port": "38000", "bootstrap": "1"})
     assert message.startswith("port (38000, from --port) and raft_port (38000, from --raft-port)")
     # Different interfaces may use one port number; a wildcard bind covers every interface.
-    load(overrides={"port": "9400", "host": "10.0.0.1", "admin_host": "10.0.0.2"})
+    load(
+        overrides={"port": "9400", "host": "10.0.0.1", "admin_host": "10.0.0.2", "insecure": "1"}
+    )
     assert "must differ" in error_of(overrides={"port": "9400", "admin_host": "0.0.0.0"})
 
 
@@ -468,6 +473,7 @@ def node_settings(draw: st.DrawFn) -> NodeSettings:
     port = draw(ports)
     return NodeSettings(
         host=draw(words),
+        insecure=True,  # hosts drawn here are rarely loopback addresses
         port=port,
         admin_port=draw(ports.filter(lambda p: p == 0 or p != port)),
         data_dir=Path("/") / draw(words.filter(lambda w: "/" not in w and w not in (".", ".."))),

@@ -136,6 +136,8 @@ class ClientEngine(ABC, Commands, Generic[C]):
         smart: bool = True,
         router: Router | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         """A client of the nodes at ``addresses``; it connects on first use.
 
@@ -159,9 +161,13 @@ class ClientEngine(ABC, Commands, Generic[C]):
             max_frame: the largest frame, in bytes, sent or accepted: a request over it
                 raises :class:`~meshcache.errors.TooLargeError` without being sent (the node
                 refuses frames over its ``max_frame_bytes``, 16 MiB by default, as well).
+            username, password: the user every new connection authenticates as (``AUTH``)
+                before its first request, for nodes that have users (docs/security.md). A
+                refused ``AUTH`` raises :class:`~meshcache.errors.WrongPassError`.
 
         Raises:
-            ConfigError: an address does not parse, or a setting is out of range.
+            ConfigError: an address does not parse, a setting is out of range, or only one of
+                ``username`` and ``password`` is given.
         """
         if type(max_connections) is not int or max_connections < 1:
             raise ConfigError(f"max_connections must be an integer >= 1, not {max_connections!r}")
@@ -170,6 +176,16 @@ class ClientEngine(ABC, Commands, Generic[C]):
                 raise ConfigError(f"{name} must be a positive number of seconds or None")
         if type(namespace) is not str or not namespace:
             raise ConfigError(f"namespace must be a non-empty str, not {namespace!r}")
+        if (username is None) != (password is None):
+            raise ConfigError("username and password go together: give both or neither")
+        #: The ``AUTH`` each new connection sends first (None: no authentication).
+        self._auth: Command[Any] | None = None
+        if username is not None and password is not None:
+            if type(username) is not str or type(password) is not str or not username:
+                raise ConfigError("username and password must be non-empty str")
+            self._auth = Command.build(
+                "AUTH", [username, password], DEFAULT_NAMESPACE, results.any_value
+            )
         self.router: Router = router or default_router(addresses, smart=smart)
         self._namespace = namespace
         self._decoders = results.TEXT if decode_responses else results.BINARY
@@ -508,11 +524,23 @@ class ClientEngine(ABC, Commands, Generic[C]):
                 self.breakers.failure(address)
                 failures.append(f"{address}: {exc or type(exc).__name__}")
                 continue
+            if self._auth is not None:
+                await self._authenticate(conn, deadline)
             self.router.connected(address)
             return conn
         raise MeshcacheConnectionError(
             "could not connect to any node (" + "; ".join(failures) + ")"
         )
+
+    async def _authenticate(self, conn: C, deadline: float | None) -> None:
+        """Send ``AUTH`` on a new connection; close it and raise when the node refuses."""
+        assert self._auth is not None
+        try:
+            exchange = await conn.exchange([self._auth], deadline)
+            exchange.results()
+        except BaseException:
+            conn.close_now()  # the caller frees its slot
+            raise
 
     def _release(self, conn: C) -> None:
         """Give back a connection whose exchange completed."""

@@ -1,4 +1,4 @@
-"""Client URLs: ``meshcache://host:port[,host:port...][/namespace][?option=value&...]``.
+"""Client URLs: ``meshcache://[user:password@]host:port[,host:port...][/namespace][?option=...]``.
 
 The shape redis-py users know from ``redis.from_url``. The hosts are the seeds (IPv6 in
 brackets, port 7400 when left out, none at all meaning ``127.0.0.1:7400``); the path, when
@@ -10,6 +10,9 @@ keyword names:
 * ``decode_responses``, ``smart``: ``true``/``false`` (also ``1``/``0``, ``yes``/``no``,
   ``on``/``off``);
 * ``namespace``: the namespace, when the path names none.
+
+``user:password@`` (both percent-encoded, both required) gives ``username`` and ``password``:
+every connection authenticates as that user (docs/security.md).
 
 Nothing else is accepted: an unknown option is an error, not ignored.
 """
@@ -70,8 +73,8 @@ def parse_url(url: str) -> dict[str, Any]:
     """The client's keyword arguments (``addresses`` among them) that ``url`` gives.
 
     Raises:
-        ConfigError: not a ``meshcache://`` URL, credentials in it, an unknown option, or a
-            value that does not parse.
+        ConfigError: not a ``meshcache://`` URL, a user without a password, an unknown option,
+            or a value that does not parse.
     """
     if not isinstance(url, str):
         raise ConfigError(f"a meshcache URL is text, not {type(url).__name__}")
@@ -80,8 +83,17 @@ def parse_url(url: str) -> dict[str, Any]:
         raise ConfigError(f"{url!r}: a client URL starts with {SCHEME}://")
     netloc = parts.netloc
     if "@" in netloc:
-        raise ConfigError(f"{url!r}: credentials in the URL are not supported")
+        # Error messages show the URL without its password.
+        credentials, _, netloc = netloc.rpartition("@")
+        url = parts._replace(netloc=f"{credentials.partition(':')[0]}:***@{netloc}").geturl()
+    if parts.scheme.lower() != SCHEME:
+        raise ConfigError(f"{url!r}: a client URL starts with {SCHEME}://")
     options: dict[str, Any] = {}
+    if "@" in parts.netloc:
+        user, colon, password = credentials.partition(":")
+        if not user or not colon or not password:
+            raise ConfigError(f"{url!r}: credentials are user:password@ (both given)")
+        options["username"], options["password"] = unquote(user), unquote(password)
     if netloc:
         options["addresses"] = parse_addresses(unquote(netloc))
     path = parts.path.strip("/")

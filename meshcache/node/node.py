@@ -39,6 +39,7 @@ from meshcache.node.net.dataport import DataPort, open_listener
 from meshcache.node.net.peer_pool import PeerPool
 from meshcache.node.net.resp_port import RespPort
 from meshcache.node.net.resp_port import figures as resp_figures
+from meshcache.security.guard import Guard
 from meshcache.settings import NodeSettings, bind_error
 from meshcache.wire.address import format_address
 
@@ -125,7 +126,7 @@ class Node:
         self.parts = parts = Assembly(
             s,
             self.node_id,
-            pool=PeerPool(max_frame=s.limits.max_frame_bytes),
+            pool=PeerPool(max_frame=s.limits.max_frame_bytes, keyring=membership.keyring),
             liveness=self,
             config=None,
             membership=membership,
@@ -137,6 +138,8 @@ class Node:
             s, parts.store, membership, self.node_id, data_address, on_install=parts.install
         )
         parts.bind_config(self.config_service, is_voter=self.config_service.is_voter)
+        # Who may send what: the node's users, and the cluster key its peers authenticate with.
+        guard = parts.dispatcher.guard = Guard(s.users, keyring=membership.keyring)
         self._dataport = DataPort(listener, parts.dispatcher, s.limits)
         if resp_listener is not None:
             self.resp = RespPort.for_parts(resp_listener, parts, wall_clock=self._wall_clock)

@@ -2,7 +2,9 @@
 
 Each row of :data:`meshcache.wire.ops.OPS` names its handler: :data:`~meshcache.wire.ops.
 DATA_HANDLER` for data ops (the coordinator routes them to the key's owners and the store runs
-them), or the name of a method of :class:`Routes`. :meth:`Routes.table` resolves every row
+them), :data:`~meshcache.wire.ops.SESSION_HANDLER` for ``AUTH`` (the connection's session
+answers it in the dispatcher), or the name of a method of :class:`Routes`.
+:meth:`Routes.table` resolves every row
 once, when the node is assembled, so a row naming a missing method fails at start-up (and in
 ``tests/node/test_routes.py``), never on a request. Every handler is called as
 ``handler(namespace, args)`` with arguments already checked against the op's signature, and
@@ -30,7 +32,7 @@ from meshcache.node.data.handoff import HandOff
 from meshcache.node.data.hot import HotKeys
 from meshcache.ring import READ_STATES, RingState
 from meshcache.ring.tokens import RangeSet
-from meshcache.wire.ops import DATA_HANDLER, OPS
+from meshcache.wire.ops import DATA_HANDLER, OPS, SESSION_HANDLER
 
 Handler = Callable[[str, list[Any]], Any]
 
@@ -79,7 +81,7 @@ class Routes:
         """
         table: dict[str, Handler] = {}
         for name, spec in OPS.items():
-            if spec.handler == DATA_HANDLER:
+            if spec.handler in (DATA_HANDLER, SESSION_HANDLER):
                 continue
             handler = getattr(self, spec.handler, None)
             if handler is None or spec.handler.startswith("_") or spec.handler == "table":

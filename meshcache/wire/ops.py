@@ -51,10 +51,14 @@ class Permission(Enum):
     WRITE = "write"  # change keys
     ADMIN = "admin"  # change the cluster: namespaces, the ring, Raft voters, draining, flushing
     PEER = "peer"  # node-to-node traffic: only other nodes of the cluster send these
+    NONE = "none"  # anyone, before authenticating too: PING and AUTH itself
 
 
 #: ``OpSpec.handler`` of the ops the data plane coordinates and the store executes.
 DATA_HANDLER = "data"
+#: ``OpSpec.handler`` of the ops that change the connection itself (``AUTH``): answered by the
+#: connection's session in the dispatcher, never routed.
+SESSION_HANDLER = "session"
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +164,9 @@ ADMIN, PEER = Permission.ADMIN, Permission.PEER
 
 _SPECS = [
     # node and namespace
-    _op("PING", "", M, handler="ping"),
+    _op("PING", "", M, handler="ping", permission=Permission.NONE),
+    # who the connection is: a user (user, password) or a node of the cluster
+    _op("AUTH", "ss", M, handler=SESSION_HANDLER, permission=Permission.NONE),
     _op("INFO", "", M, handler="info"),
     _op("DBSIZE", "o?", M, options=("owned",), handler="dbsize"),
     _op("FLUSH", "", W, idempotent=True, permission=ADMIN),
@@ -437,6 +443,7 @@ def _arity_text(spec: OpSpec) -> str:
 __all__ = [
     "DATA_HANDLER",
     "OPS",
+    "SESSION_HANDLER",
     "ErrorCode",
     "Limits",
     "OpKind",

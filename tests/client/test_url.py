@@ -44,7 +44,9 @@ def test_what_may_be_left_out() -> None:
     [
         ("redis://h:1", "starts with meshcache://"),
         ("h:1", "starts with meshcache://"),
-        ("meshcache://user:pw@h:1", "credentials"),
+        ("meshcache://user@h:1", "credentials are user:password@"),
+        ("meshcache://:pw@h:1", "credentials are user:password@"),
+        ("meshcache://u:secret@h:1?color=red", "u:[*]{3}@h:1"),
         ("meshcache://h:1?color=red", "unknown option 'color'"),
         ("meshcache://h:1?timeout=soon", "timeout='soon'"),
         ("meshcache://h:1?timeout=0", "timeout='0'"),

@@ -260,7 +260,9 @@ class ConfigService:
             return
         for address in self._voter_data_addresses():
             try:
-                fetched = ClusterConfig.from_mapping(await call_once(address, "CONFIG_GET", []))
+                fetched = ClusterConfig.from_mapping(
+                    await call_once(address, "CONFIG_GET", [], keyring=self.membership.keyring)
+                )
             except MeshcacheError:
                 continue
             self.install(fetched)
@@ -321,7 +323,9 @@ class ConfigService:
             return self._pull.failed(request.peer, now)
         address = Address(member.address[0], member.meta.data_port)
         try:
-            fetched = ClusterConfig.from_mapping(await call_once(address, "CONFIG_GET", []))
+            fetched = ClusterConfig.from_mapping(
+                await call_once(address, "CONFIG_GET", [], keyring=self.membership.keyring)
+            )
         except MeshcacheError as exc:
             log.debug("config_pull_failed", peer=request.peer, error=str(exc))
             return self._pull.failed(request.peer, trio.current_time())
@@ -375,6 +379,7 @@ class ConfigService:
                     "CONFIG_PROPOSE",
                     [command_to_mapping(command)],
                     timeout=PROPOSE_TIMEOUT + 1,
+                    keyring=self.membership.keyring,
                 )
             except CommandError:
                 raise
@@ -448,7 +453,13 @@ class ConfigService:
                 if not voters:
                     raise NoVotersError(message="no config voter is known")
                 args = [] if address is None else [address]
-                return await call_once(voters[0], f"RAFT_{action.upper()}", args, timeout=10)
+                return await call_once(
+                    voters[0],
+                    f"RAFT_{action.upper()}",
+                    args,
+                    timeout=10,
+                    keyring=self.membership.keyring,
+                )
             if action == "status":
                 return self.plane.status().to_mapping()
             assert address is not None

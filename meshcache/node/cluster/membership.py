@@ -243,6 +243,7 @@ class Membership:
                 [payload],
                 timeout=EXCHANGE_TIMEOUT,
                 max_frame=self.config.max_stream_payload + 1024,
+                keyring=self.keyring,
             )
         except MeshcacheError as exc:  # a peer that fails or answers garbage must not stop gossip
             log.debug("push_pull_failed", peer=f"{peer[0]}:{peer[1]}", error=str(exc))

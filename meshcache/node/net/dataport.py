@@ -64,6 +64,7 @@ import structlog
 import trio
 
 from meshcache.node.net.dispatch import Dispatcher
+from meshcache.security.guard import Session
 from meshcache.settings import LimitSettings
 from meshcache.wire.frame import HEADER, FrameReader, FrameTooLarge, encode_error
 from meshcache.wire.pending import Pending
@@ -140,6 +141,7 @@ class _Conn:
         "peer",
         "queue",
         "reader",
+        "session",
         "shut",
         "sock",
         "unsent",
@@ -147,8 +149,11 @@ class _Conn:
         "waiting",
     )
 
-    def __init__(self, sock: socket.socket, peer: str, now: float, max_frame: int) -> None:
+    def __init__(
+        self, sock: socket.socket, peer: str, now: float, max_frame: int, session: Session
+    ) -> None:
         self.sock = sock
+        self.session = session  # who the client is (AUTH) and what it may send
         self.fd = sock.fileno()
         self.peer = peer
         self.last_active = now
@@ -364,7 +369,8 @@ class DataPort:
                 self._refuse(sock)
                 continue
             peer = f"{addr[0]}:{addr[1]}" if addr else "?"
-            conn = _Conn(sock, peer, self._clock(), self._limits.max_frame_bytes)
+            session = self._dispatch.guard.session(addr[0] if addr else "?")
+            conn = _Conn(sock, peer, self._clock(), self._limits.max_frame_bytes, session)
             self._conns[conn.fd] = conn
             assert self._epoll is not None
             self._epoll.register(conn.fd, _READ)
@@ -404,7 +410,7 @@ class DataPort:
         ):
             # Exactly one whole frame, nothing before it: the unpipelined request. Answer it
             # without the reader's bookkeeping.
-            answer = self._handle(view[4:n].tobytes())
+            answer = self._handle(view[4:n].tobytes(), conn.session)
             if isinstance(answer, bytes):
                 self._round_out.append((conn, answer))
             else:
@@ -427,6 +433,7 @@ class DataPort:
             self._answer_ordered(conn)
             return
         handle = self._dispatch.handle
+        session = conn.session
         reader = conn.reader
         out: list[bytes] = []
         pending = 0
@@ -451,7 +458,7 @@ class DataPort:
                 return
             if body is None:
                 break
-            answer = handle(body)
+            answer = handle(body, session)
             if not isinstance(answer, bytes):
                 if out:
                     self._send(conn, b"".join(out))
@@ -558,6 +565,7 @@ class DataPort:
     def _answer_ordered(self, conn: _Conn) -> None:
         """Answer ``conn``'s buffered frames into its queue until none is left or it is full."""
         handle = self._handle
+        session = conn.session
         reader = conn.reader
         queue = conn.queue
         left, checks = TURN_CHECK, TURN_FRAMES // TURN_CHECK
@@ -582,7 +590,7 @@ class DataPort:
                 return
             if body is None:
                 return
-            answer = handle(body)
+            answer = handle(body, session)
             if isinstance(answer, bytes):
                 tail = queue[-1]
                 if type(tail) is bytearray:

@@ -21,6 +21,7 @@ import msgpack
 from meshcache.errors import CommandError, ErrorCode
 from meshcache.node.admin.latency import SUM
 from meshcache.node.admin.metrics import NodeCounters
+from meshcache.security.guard import Guard, Session
 from meshcache.wire.frame import HEADER, STATUS_ERROR, STATUS_OK, decode_request
 from meshcache.wire.ops import DATA_HANDLER, OPS, Limits, OpSpec, normalize_args
 from meshcache.wire.pending import Pending
@@ -49,6 +50,8 @@ def _unrouted(namespace: str, args: list[Any]) -> Any:
 _unpackb = msgpack.unpackb
 _pack_header = HEADER.pack
 _clock_ns = time.perf_counter_ns
+# The identity of a caller inside the process: no users, no cluster key, every op allowed.
+_TRUSTED = Guard().session("")
 
 
 class Dispatcher:
@@ -62,12 +65,23 @@ class Dispatcher:
             is refused as ``UNKNOWN_OP``.
         limits: key, value and argument-count limits checked before ``execute`` runs.
         counters: where requests, errors, bad input and request latency are counted.
+        guard: the node's users and cluster key; the data port asks it for each connection's
+            :class:`~meshcache.security.guard.Session`. Default: no users, no cluster key.
 
     ``ring_version`` is the ring version every response carries; the node assigns it when the
     ring changes (a plain attribute, so the hot path does not pay for a call).
     """
 
-    __slots__ = ("_execute", "_latency", "_limits", "_ops", "_pack", "counters", "ring_version")
+    __slots__ = (
+        "_execute",
+        "_latency",
+        "_limits",
+        "_ops",
+        "_pack",
+        "counters",
+        "guard",
+        "ring_version",
+    )
 
     def __init__(
         self,
@@ -77,8 +91,10 @@ class Dispatcher:
         limits: Limits,
         counters: NodeCounters,
         ring_version: int = 0,
+        guard: Guard | None = None,
     ) -> None:
         self._execute = execute
+        self.guard = Guard() if guard is None else guard
         self._latency = latency = counters.latency
         # One lookup per request gives the op's spec, its route and its latency histogram.
         # Every op that is not a data op gets a route, refusing when none was given: no route
@@ -98,8 +114,14 @@ class Dispatcher:
         self.ring_version = ring_version
         self._pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
-    def handle(self, body: bytes) -> bytes | Pending:
+    def handle(self, body: bytes, session: Session = _TRUSTED) -> bytes | Pending:
         """Answer one frame body with one complete response frame (header included).
+
+        ``session`` is the connection's identity: an op outside ``session.allowed`` goes
+        through :meth:`Session.gate` (``AUTH``, ``NOAUTH``, ``NOPERM``). This is the one place
+        permissions are enforced. The data port passes each connection's session; callers
+        inside the process (the simulation, tests) may leave the default, which may send
+        anything.
 
         A request whose op must wait (a forward to the key's owner, a quorum write, a config
         change through Raft) is answered with a :class:`Pending` instead; the caller writes its
@@ -118,6 +140,10 @@ class Dispatcher:
             return self._error(rid, "unknown", unknown)
         spec, route, histogram = entry
         try:
+            if op not in session.allowed:
+                auth = session.gate(spec, ns, args)
+                if auth is not None:
+                    return _pending(self._finish(rid, op, auth, started, histogram), spec, ns, [])
             args = normalize_args(spec, args, self._limits)
             result = self._execute(ns, op, args) if route is None else route(ns, args)
             if type(result) is CoroutineType:

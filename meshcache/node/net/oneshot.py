@@ -14,6 +14,8 @@ from typing import Any
 import trio
 
 from meshcache.errors import MeshcacheConnectionError, MeshcacheTimeout
+from meshcache.gossip.keyring import Keyring
+from meshcache.security.peer import auth_args
 from meshcache.wire.address import Address
 from meshcache.wire.frame import DEFAULT_MAX_FRAME, FrameReader, decode_response, encode_request
 
@@ -26,11 +28,15 @@ async def call_once(
     namespace: str = "default",
     timeout: float = 5.0,
     max_frame: int = DEFAULT_MAX_FRAME,
+    keyring: Keyring | None = None,
 ) -> Any:
     """Send one request to ``address`` and return its result.
 
+    With a cluster ``keyring`` (one key at least) the request follows an ``AUTH`` as the cluster
+    in the same write (:mod:`meshcache.security.peer`).
+
     Raises:
-        CommandError: the peer refused the request (its error code is kept).
+        CommandError: the peer refused the request or the ``AUTH`` (its error code is kept).
         MeshcacheConnectionError: the peer could not be reached or closed the connection.
         MeshcacheTimeout: no answer within ``timeout``.
         RemoteProtocolError: the peer answered something that is not a response.
@@ -40,9 +46,18 @@ async def call_once(
         with trio.fail_after(timeout):
             stream = await trio.open_tcp_stream(host, port)
             async with stream:
-                await stream.send_all(encode_request(1, op, namespace, args))
+                auth = auth_args(keyring)
+                frame = encode_request(2, op, namespace, args)
+                if auth is not None:
+                    frame = encode_request(1, "AUTH", namespace, auth) + frame
+                await stream.send_all(frame)
                 reader = FrameReader(max_frame)
-                while (body := reader.next_body()) is None:
+                bodies: list[bytes] = []
+                while len(bodies) < (1 if auth is None else 2):
+                    body = reader.next_body()
+                    if body is not None:
+                        bodies.append(body)
+                        continue
                     data = await stream.receive_some(65536)
                     if not data:
                         raise MeshcacheConnectionError(f"{host}:{port} closed the connection")
@@ -51,4 +66,6 @@ async def call_once(
         raise MeshcacheTimeout(f"{op} to {host}:{port}: no answer in {timeout}s") from None
     except (OSError, trio.BrokenResourceError) as exc:
         raise MeshcacheConnectionError(f"{op} to {host}:{port}: {exc}") from None
-    return decode_response(body).result()
+    if auth is not None:
+        decode_response(bodies[0]).result()  # a refused AUTH says why, not the NOAUTH after it
+    return decode_response(bodies[-1]).result()

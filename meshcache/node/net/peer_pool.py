@@ -22,7 +22,9 @@ import structlog
 import trio
 
 from meshcache.errors import MeshcacheConnectionError, MeshcacheTimeout, RemoteProtocolError
+from meshcache.gossip.keyring import Keyring
 from meshcache.node.net.oneshot import call_once
+from meshcache.security.peer import auth_args
 from meshcache.wire.address import Address
 from meshcache.wire.frame import (
     DEFAULT_MAX_FRAME,
@@ -110,11 +112,20 @@ class PeerPool:
     Args:
         max_frame: the largest response frame accepted.
         connect_timeout: seconds to open a connection.
+        keyring: the cluster keyring; with a key, every new connection starts with an ``AUTH``
+            as the cluster, pipelined before its first request (the peer answers it first).
     """
 
-    def __init__(self, *, max_frame: int = DEFAULT_MAX_FRAME, connect_timeout: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        connect_timeout: float = 1.0,
+        keyring: Keyring | None = None,
+    ) -> None:
         self.max_frame = max_frame
         self.connect_timeout = connect_timeout
+        self.keyring = keyring
         self.stats: Counter[str] = Counter()
         self._conns: dict[Address, _PeerConnection] = {}
         self._connecting: dict[Address, trio.Lock] = {}
@@ -163,10 +174,35 @@ class PeerPool:
                     f"connecting to {address[0]}:{address[1]}: {exc.strerror or exc}"
                 ) from None
             conn = _PeerConnection(address, stream, self.max_frame)
+            auth = auth_args(self.keyring)
+            waiter = None
+            if auth is not None:
+                # AUTH goes first, before the connection is handed to anyone; the peer answers
+                # it before reading what follows.
+                waiter = conn.waiters[next(conn.ids)] = _Waiter()
+                try:
+                    with trio.fail_after(self.connect_timeout):
+                        await stream.send_all(encode_request(1, "AUTH", "default", auth))
+                except (trio.TooSlowError, OSError, trio.BrokenResourceError) as exc:
+                    self.stats["connect_errors"] += 1
+                    await trio.aclose_forcefully(stream)
+                    raise PeerUnreachable(
+                        f"sending AUTH to {address[0]}:{address[1]}: {exc or 'timed out'}"
+                    ) from None
             self._conns[address] = conn
             self.stats["connects"] += 1
             self._nursery.start_soon(conn.read_loop)
+            if waiter is not None:
+                self._nursery.start_soon(self._check_auth, conn, waiter)
             return conn
+
+    async def _check_auth(self, conn: _PeerConnection, waiter: _Waiter) -> None:
+        """A refused ``AUTH`` is logged and counted (the requests behind it get ``NOAUTH``)."""
+        await waiter.event.wait()
+        response = waiter.response
+        if isinstance(response, Response) and not response.ok:
+            self.stats["auth_refused"] += 1
+            log.error("peer_auth_refused", peer=conn._name(), error=str(response.value))
 
     async def request(
         self, address: Address, op: str, namespace: str, args: list[Any], *, timeout: float
@@ -231,7 +267,13 @@ class PeerPool:
         whose answer takes long (a ``HANDOFF`` stream) and must not hold up the answers behind
         it on the pooled connection."""
         return await call_once(
-            address, op, args, namespace=namespace, timeout=timeout, max_frame=self.max_frame
+            address,
+            op,
+            args,
+            namespace=namespace,
+            timeout=timeout,
+            max_frame=self.max_frame,
+            keyring=self.keyring,
         )
 
     def close(self, address: Address) -> None:
