@@ -400,6 +400,9 @@ class ChaosCluster:
         args = [sys.executable, "-m", "meshcache", "start"]
         for flag, value in flags.items():
             args += [flag, value]
+        # The nodes bind addresses of their network namespaces, with no users: protected mode
+        # would refuse them.
+        args.append("--insecure")
         if node.voter:
             peers = ",".join(n.raft for n in self.nodes if n.voter)
             args += ["--raft-port", str(RAFT_PORT), "--raft-peers", peers]
