@@ -522,6 +522,12 @@ def _policy(table: object, where: str) -> NamespacePolicy:
         for key, parse in _POLICY_UNITS.items():
             if isinstance(values.get(key), str):
                 values[key] = parse(values[key], f"{where} {key}")
+        loader = values.get("loader")
+        if isinstance(loader, Mapping):
+            values["loader"] = loader = dict(loader)
+            for key in ("ttl", "negative_ttl", "load_timeout"):
+                if isinstance(loader.get(key), str):
+                    loader[key] = parse_duration(loader[key], f"{where} loader.{key}")
         try:
             policy = NamespacePolicy.from_mapping(values)
         except ConfigError as exc:
