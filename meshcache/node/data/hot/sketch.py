@@ -15,22 +15,31 @@ The cost of a read that is not sampled is one decrement and one comparison.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Hashable
 from dataclasses import dataclass
+from heapq import heapify, heappop, heappush
 from typing import Generic, TypeVar
 
 T = TypeVar("T", bound=Hashable)
+
+#: The heap is rebuilt from the counters when it holds this many entries per counter.
+HEAP_SLACK = 8
 
 
 class SpaceSaving(Generic[T]):
     """Space-Saving top-K counters.
 
+    The smallest counter is found with a heap of ``(count, tiebreak, item)`` entries that is
+    pushed on every increment and cleaned lazily (an entry whose count is no longer its item's
+    is skipped), so a sampled read costs O(log K) rather than a scan of the K counters.
+
     Args:
         capacity: how many items are monitored at once (K).
     """
 
-    __slots__ = ("_counts", "_errors", "capacity", "total")
+    __slots__ = ("_counts", "_errors", "_heap", "_tick", "capacity", "total")
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
@@ -38,24 +47,40 @@ class SpaceSaving(Generic[T]):
         self.capacity = capacity
         self._counts: dict[T, float] = {}
         self._errors: dict[T, float] = {}
+        self._heap: list[tuple[float, int, T]] = []
+        self._tick = itertools.count()
         self.total = 0.0
 
     def add(self, item: T, weight: float = 1.0) -> None:
-        """Count ``weight`` occurrences of ``item``."""
+        """Count ``weight`` (> 0) occurrences of ``item``."""
         self.total += weight
         counts = self._counts
-        if item in counts:
-            counts[item] += weight
+        heap = self._heap
+        count = counts.get(item)
+        if count is not None:
+            count += weight
+            counts[item] = count
+            heappush(heap, (count, next(self._tick), item))
+            if len(heap) > HEAP_SLACK * self.capacity:
+                self._rebuild()
             return
-        if len(counts) < self.capacity:
-            counts[item] = weight
-            self._errors[item] = 0.0
-            return
-        victim = min(counts, key=counts.__getitem__)
-        floor = counts.pop(victim)
-        del self._errors[victim]
+        if len(counts) >= self.capacity:
+            while True:
+                floor, _, victim = heappop(heap)
+                if counts.get(victim) == floor:
+                    break
+            del counts[victim]
+            del self._errors[victim]
+        else:
+            floor = 0.0
         counts[item] = floor + weight
         self._errors[item] = floor
+        heappush(heap, (floor + weight, next(self._tick), item))
+
+    def _rebuild(self) -> None:
+        tick = self._tick
+        self._heap = [(c, next(tick), item) for item, c in self._counts.items()]
+        heapify(self._heap)
 
     def count(self, item: T) -> float:
         """The overestimate of ``item``'s count (0 when not monitored)."""
@@ -79,6 +104,7 @@ class SpaceSaving(Generic[T]):
         for item in self._counts:
             self._counts[item] *= factor
             self._errors[item] *= factor
+        self._rebuild()
 
     def __contains__(self, item: object) -> bool:
         return item in self._counts
@@ -132,8 +158,8 @@ class HotSketch(Generic[T]):
         self.samples = 0
 
     def _gap(self) -> int:
-        n = self.sample_every
-        return 1 if n == 1 else self._rng.randint(1, 2 * n - 1)
+        # uniform in [1, 2n - 1]: mean n (random() rather than randint(): a third of the cost)
+        return 1 + int(self._rng.random() * (2 * self.sample_every - 1))
 
     def observe(self, item: T) -> None:
         """One read of ``item``: counted when it is the sampled one."""
