@@ -118,6 +118,11 @@ def _keys(keys: Binary | Iterable[Binary], more: tuple[Binary, ...]) -> list[Any
     return [*keys, *more]
 
 
+def _float_text(value: Any) -> float:
+    """INCRBYFLOAT's answer: the decimal text the node stored, as a float."""
+    return float(results.binary(value))
+
+
 def _options(**options: Any) -> dict[str, Any]:
     # Only options that differ from the node's defaults go on the wire.
     return {
@@ -277,10 +282,23 @@ class Commands:
         return Command.build("EXISTS", list(keys), ns, results.integer)
 
     @command
-    def expire(self, key: Binary, seconds: float, *, namespace: str | None = None) -> Command[bool]:
-        """Make the key expire in ``seconds`` (<= 0 deletes it); False when it is missing."""
+    def expire(
+        self,
+        key: Binary,
+        seconds: float,
+        *,
+        nx: bool = False,
+        xx: bool = False,
+        gt: bool = False,
+        lt: bool = False,
+        namespace: str | None = None,
+    ) -> Command[bool]:
+        """Make the key expire in ``seconds`` (<= 0 deletes it); False when it is missing or a
+        condition fails: ``nx`` only if it has no expiry, ``xx`` only if it has one, ``gt``
+        only if the new expiry is later, ``lt`` only if it is sooner (no expiry is never)."""
         ns = self._namespace if namespace is None else namespace
-        return Command.build("EXPIRE", [key, seconds], ns, results.boolean)
+        options = _options(nx=nx, xx=xx, gt=gt, lt=lt)
+        return Command.build("EXPIRE", [key, seconds, options], ns, results.boolean)
 
     @command
     def persist(self, key: Binary, *, namespace: str | None = None) -> Command[bool]:
@@ -359,6 +377,39 @@ class Commands:
         options = _options(ttl=ttl)
         return Command.build("CAS", [key, version, value, options], ns, results.boolean)
 
+    @command
+    def getdel(self, key: Binary, *, namespace: str | None = None) -> Command[bytes | None]:
+        """Delete the key and return the value it held, or None when it was missing."""
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("GETDEL", [key], ns, self._decoders.optional_value)
+
+    @command
+    def append(self, key: Binary, value: Binary, *, namespace: str | None = None) -> Command[int]:
+        """Append ``value`` to the key's value (a missing key starts empty); the new length."""
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("APPEND", [key, value], ns, results.integer)
+
+    @command
+    def strlen(self, key: Binary, *, namespace: str | None = None) -> Command[int]:
+        """The length of the key's value in bytes (0 when missing)."""
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("STRLEN", [key], ns, results.integer)
+
+    @command
+    def incrbyfloat(
+        self, key: Binary, amount: float, *, namespace: str | None = None
+    ) -> Command[float]:
+        """Add ``amount`` to the decimal number stored at ``key`` (missing counts as 0); the new
+        value. The node stores it as decimal text, printed as Redis prints it."""
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("INCRBYFLOAT", [key, amount], ns, _float_text)
+
+    @command
+    def type(self, key: Binary, *, namespace: str | None = None) -> Command[str]:
+        """``none``, ``string``, ``hash``, ``list``, ``set`` or ``zset``."""
+        ns = self._namespace if namespace is None else namespace
+        return Command.build("TYPE", [key], ns, results.name)
+
     # -- hashes ---------------------------------------------------------------------------------
 
     @command
@@ -432,16 +483,29 @@ class Commands:
         return Command.build("RPUSH", [key, *values], ns, results.integer)
 
     @command
-    def lpop(self, key: Binary, *, namespace: str | None = None) -> Command[bytes | None]:
-        """Remove and return the head, or None when the list is empty."""
-        ns = self._namespace if namespace is None else namespace
-        return Command.build("LPOP", [key], ns, self._decoders.optional_value)
+    def lpop(
+        self, key: Binary, count: int | None = None, *, namespace: str | None = None
+    ) -> Command[Any]:
+        """Remove and return the head, or None when the list is empty; with ``count``, a list
+        of up to that many elements (None when the list is missing)."""
+        return self._pop("LPOP", key, count, namespace)
 
     @command
-    def rpop(self, key: Binary, *, namespace: str | None = None) -> Command[bytes | None]:
-        """Remove and return the tail, or None when the list is empty."""
+    def rpop(
+        self, key: Binary, count: int | None = None, *, namespace: str | None = None
+    ) -> Command[Any]:
+        """Remove and return the tail, or None when the list is empty; with ``count``, a list
+        of up to that many elements from the tail (None when the list is missing)."""
+        return self._pop("RPOP", key, count, namespace)
+
+    def _pop(self, op: str, key: Binary, count: int | None, namespace: str | None) -> Command[Any]:
         ns = self._namespace if namespace is None else namespace
-        return Command.build("RPOP", [key], ns, self._decoders.optional_value)
+        if count is None:
+            return Command.build(op, [key], ns, self._decoders.optional_value)
+        value_list = self._decoders.value_list
+        return Command.build(
+            op, [key, {"count": count}], ns, lambda v: None if v is None else value_list(v)
+        )
 
     @command
     def lrange(
@@ -486,6 +550,17 @@ class Commands:
         """Every member (an empty set when the key is missing)."""
         ns = self._namespace if namespace is None else namespace
         return Command.build("SMEMBERS", [key], ns, self._decoders.value_set)
+
+    @command
+    def spop(
+        self, key: Binary, count: int | None = None, *, namespace: str | None = None
+    ) -> Command[Any]:
+        """Remove and return a random member (None when the set is missing); with ``count``, a
+        list of up to that many."""
+        ns = self._namespace if namespace is None else namespace
+        if count is None:
+            return Command.build("SPOP", [key], ns, self._decoders.optional_value)
+        return Command.build("SPOP", [key, {"count": count}], ns, self._decoders.value_list)
 
     @command
     def scard(self, key: Binary, *, namespace: str | None = None) -> Command[int]:
@@ -586,6 +661,29 @@ class Commands:
         """How many members the sorted set has."""
         ns = self._namespace if namespace is None else namespace
         return Command.build("ZCARD", [key], ns, results.integer)
+
+    @command
+    def zpopmin(
+        self, key: Binary, count: int | None = None, *, namespace: str | None = None
+    ) -> Command[list[Any]]:
+        """Remove the ``count`` (default 1) lowest-scoring members; ``(member, score)`` tuples,
+        lowest first."""
+        return self._zpop("ZPOPMIN", key, count, namespace)
+
+    @command
+    def zpopmax(
+        self, key: Binary, count: int | None = None, *, namespace: str | None = None
+    ) -> Command[list[Any]]:
+        """Remove the ``count`` (default 1) highest-scoring members; ``(member, score)`` tuples,
+        highest first."""
+        return self._zpop("ZPOPMAX", key, count, namespace)
+
+    def _zpop(
+        self, op: str, key: Binary, count: int | None, namespace: str | None
+    ) -> Command[list[Any]]:
+        ns = self._namespace if namespace is None else namespace
+        options = _options(count=count)
+        return Command.build(op, [key, options], ns, self._decoders.scored_pairs)
 
 
 __all__ = [

@@ -64,6 +64,13 @@ def optional_binary(value: Any) -> bytes | None:
     return None if value is None else binary(value)
 
 
+def name(value: Any) -> str:
+    """A name the node answers as text (TYPE's ``string``, ``hash`` ...)."""
+    if type(value) is not str:
+        raise _wrong("str", value)
+    return value
+
+
 def pong(value: Any) -> bool:
     if value != "PONG":
         raise RemoteProtocolError(f"expected PONG, got {value!r}")

@@ -116,6 +116,7 @@ class Assembly:
             policies=s.namespaces,
             tombstone_grace_s=s.tombstone_grace,
             rng=self._rng(seed, "store"),
+            max_value_bytes=s.limits.max_value_bytes,
         )
         self.hints = HintQueue(
             max_bytes=max(1, s.hint_max_bytes),

@@ -10,17 +10,12 @@ Redis would, in RESP2 or RESP3.
 Three kinds of rows:
 
 * **direct** — one op (GET → ``GET``, DEL → ``DELETE``, HSET → ``HSET`` ...);
-* **composed** (``composed=True``) — an ``async`` handler that runs several ops (see
-  :mod:`meshcache.resp.session`). Two families:
-
-  - correct wherever they run, because a retry makes them safe or one read answers them:
-    APPEND and INCRBYFLOAT (``GETS`` then ``CAS``, retried when another write came between),
-    SETNX-free creation with ``SET nx``, SPOP (``SMEMBERS`` then ``SREM`` of one member,
-    retried if another client removed it first), TYPE (one read per type until one answers),
-    STRLEN, GETRANGE, HMGET, HEXISTS, HKEYS, HVALS, SMISMEMBER, SRANDMEMBER, LINDEX, ZCOUNT;
-  - atomic only on the node that coordinates the key (GETDEL, ZPOPMIN, ZPOPMAX, LPOP/RPOP with
-    a count): their ops run in one step of the event loop there; elsewhere they refuse with
-    :class:`~meshcache.resp.session.NotCoordinator` rather than run as a non-atomic sequence.
+* **composed** (``composed=True``) — an ``async`` handler that awaits ops (see
+  :mod:`meshcache.resp.session`): FLUSHALL (one ``FLUSH`` per namespace) and INCRBYFLOAT (one
+  op, whose refusals get Redis's INCRBYFLOAT texts). A command whose Redis semantics need
+  several steps on one key has an op of its own (GETDEL, APPEND, SPOP, ZPOPMIN, LPOP with a
+  count ...), so it is atomic on the key's coordinator wherever the client connects; one read
+  answers GETRANGE, HMGET, HEXISTS, HKEYS, HVALS, SMISMEMBER, SRANDMEMBER, LINDEX, ZCOUNT.
 
 * **connection and server** commands (PING, HELLO, SELECT, CLIENT, INFO, CONFIG, COMMAND ...)
   answered from the session and the node's routes.
@@ -36,7 +31,6 @@ import math
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
 from meshcache._version import __version__
@@ -48,8 +42,9 @@ from meshcache.wire.pending import Pending
 #: The Redis version meshcache reports (HELLO, INFO): the release whose commands and replies
 #: the table follows. Some clients gate features on it.
 REDIS_VERSION = "7.2.0"
-#: How many times APPEND, INCRBYFLOAT and SPOP retry when other writes keep winning the race.
-MAX_RETRIES = 100
+#: Redis's INCRBYFLOAT refusal of a sum that is not finite; the INCRBYFLOAT op's NOT_FLOAT
+#: message says the same words (docs/protocol.md), the other NOT_FLOAT is a stored non-number.
+NAN_OR_INFINITY = "increment would produce NaN or Infinity"
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -643,18 +638,23 @@ def cmd_exists(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("EXISTS", argv[1:], _int_reply)
 
 
-def _expire_options(argv: list[bytes], start: int) -> None:
+def _expire_options(argv: list[bytes], start: int) -> dict[str, bool]:
+    options: dict[str, bool] = {}
     for option in argv[start:]:
         word = option.decode("utf-8", "replace")
-        if word.upper() in ("NX", "XX", "GT", "LT"):
-            raise RedisError(f"ERR Unsupported option {word} (meshcache: see docs/resp.md)",
-                             "unsupported")  # fmt: skip
-        raise RedisError(f"ERR Unsupported option {word}")
+        if word.upper() not in ("NX", "XX", "GT", "LT"):
+            raise RedisError(f"ERR Unsupported option {word}")
+        options[word.lower()] = True
+    if options.get("nx") and len(options) > 1:
+        raise RedisError("ERR NX and XX, GT or LT options at the same time are not compatible")
+    if options.get("gt") and options.get("lt"):
+        raise RedisError("ERR GT and LT options at the same time are not compatible")
+    return options
 
 
 def _expire(s: Session, argv: list[bytes], seconds: float) -> bytes | Pending:
-    _expire_options(argv, 3)
-    return s.call("EXPIRE", [argv[1], seconds], _int_reply)
+    options = _expire_options(argv, 3)
+    return s.call("EXPIRE", [argv[1], seconds, options], _int_reply)
 
 
 def _expire_time(argv: list[bytes], scale: int, command: str) -> int:
@@ -706,32 +706,8 @@ def cmd_pttl(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("TTL", [argv[1]], lambda result: integer(_ttl_ms(result)))
 
 
-# One read per type, in this order; the first that does not answer WRONGTYPE names the type.
-_TYPE_PROBES = (
-    ("GET", "string"),
-    ("HLEN", "hash"),
-    ("LLEN", "list"),
-    ("SCARD", "set"),
-    ("ZCARD", "zset"),
-)
-
-
-async def cmd_type(s: Session, argv: list[bytes]) -> bytes:
-    key = argv[1]
-    for _ in range(MAX_RETRIES):
-        for op, name in _TYPE_PROBES:
-            try:
-                result = await s.op(op, [key])
-            except CommandError as exc:
-                if exc.code is ErrorCode.WRONGTYPE:
-                    continue
-                raise
-            # A read that answered saw the key as this type, or saw it missing (nil, 0):
-            # either is the key's state at that moment.
-            present = result is not None and result != 0
-            return simple(name if present else "none")
-        # Every read met another type: the key changed type between them; read again.
-    raise RedisError("ERR TYPE: the key kept changing type; try again", None)
+def cmd_type(s: Session, argv: list[bytes]) -> bytes | Pending:
+    return s.call("TYPE", [argv[1]], simple)
 
 
 # --- strings ------------------------------------------------------------------------------------
@@ -807,11 +783,8 @@ def cmd_getset(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("SET", [argv[1], argv[2], {"get": True}], s.enc.bulk_or_null)
 
 
-async def cmd_getdel(s: Session, argv: list[bytes]) -> bytes:
-    value = await s.local_op("GET", [argv[1]], "getdel")
-    if value is not None:
-        await s.op("DELETE", [argv[1]])
-    return s.enc.bulk_or_null(value)
+def cmd_getdel(s: Session, argv: list[bytes]) -> bytes | Pending:
+    return s.call("GETDEL", [argv[1]], s.enc.bulk_or_null)
 
 
 def cmd_mget(s: Session, argv: list[bytes]) -> bytes | Pending:
@@ -843,68 +816,27 @@ def cmd_decrby(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("DECRBY", [argv[1], by], _int_reply)
 
 
-async def _rewrite(s: Session, key: bytes, change: Callable[[bytes | None], bytes]) -> bytes:
-    """Replace ``key``'s plain value with ``change(old)`` without losing a concurrent write:
-    read the value and its version, then compare-and-set (a missing key: SET nx); when another
-    write came between, read again. Returns the value written."""
-    for _ in range(MAX_RETRIES):
-        current = await s.op("GETS", [key])
-        if current is None:
-            new = change(None)
-            if await s.op("SET", [key, new, {"nx": True}]):
-                return new
-            continue
-        old, version = current
-        new = change(old)
-        if await s.op("CAS", [key, version, new, {}]):
-            return new
-    raise RedisError("ERR too many concurrent writes to the key; try again", None)
-
-
-async def cmd_append(s: Session, argv: list[bytes]) -> bytes:
-    suffix = argv[2]
-    new = await _rewrite(s, argv[1], lambda old: (old or b"") + suffix)
-    return integer(len(new))
-
-
-def _incr_float(old: bytes | None, by: Decimal) -> bytes:
-    current = Decimal(0) if old is None else _decimal(old, "ERR value is not a valid float")
-    with localcontext() as context:
-        context.prec = 80  # exact for every sum of two doubles' decimal texts in range
-        total = current + by
-    if not total.is_finite() or not math.isfinite(float(total)):
-        raise RedisError("ERR increment would produce NaN or Infinity", None)
-    # Redis prints the sum with 17 decimals and drops trailing zeros ("10.5", "3", "0.3").
-    text = f"{total:.17f}".rstrip("0").rstrip(".")
-    return (text if text not in ("-0", "") else "0").encode()
-
-
-def _decimal(data: bytes, message: str) -> Decimal:
-    if not data or data[:1].isspace() or data[-1:].isspace() or b"_" in data:
-        raise RedisError(message, None)
-    try:
-        d = Decimal(data.decode("ascii"))
-    except (InvalidOperation, UnicodeDecodeError):
-        raise RedisError(message, None) from None
-    if d.is_nan():
-        raise RedisError(message, None)
-    return d
+def cmd_append(s: Session, argv: list[bytes]) -> bytes | Pending:
+    return s.call("APPEND", [argv[1], argv[2]], _int_reply)
 
 
 async def cmd_incrbyfloat(s: Session, argv: list[bytes]) -> bytes:
+    by = arg_float(argv[2])
+    if not math.isfinite(by):
+        raise RedisError(f"ERR {NAN_OR_INFINITY}", "not_float")
     try:
-        by = _decimal(argv[2], NOT_FLOAT)
-    except RedisError:
-        raise RedisError(NOT_FLOAT, "not_float") from None
-    if not by.is_finite():
-        raise RedisError("ERR increment would produce NaN or Infinity", "not_float")
-    new = await _rewrite(s, argv[1], lambda old: _incr_float(old, by))
+        new = await s.op("INCRBYFLOAT", [argv[1], by])
+    except CommandError as exc:
+        if exc.code is not ErrorCode.NOT_FLOAT:
+            raise
+        # The stored value is not a number, or the sum is not finite: Redis's texts.
+        text = NAN_OR_INFINITY if NAN_OR_INFINITY in exc.message else "value is not a valid float"
+        raise RedisError(f"ERR {text}", None) from None
     return bulk(new)
 
 
-async def cmd_strlen(s: Session, argv: list[bytes]) -> bytes:
-    value = await s.op("GET", [argv[1]])
-    return integer(0 if value is None else len(value))
+def cmd_strlen(s: Session, argv: list[bytes]) -> bytes | Pending:
+    return s.call("STRLEN", [argv[1]], _int_reply)
 
 
 async def cmd_getrange(s: Session, argv: list[bytes]) -> bytes:
@@ -994,22 +926,19 @@ def cmd_rpush(s: Session, argv: list[bytes]) -> bytes | Pending:
 def _pop(op: str) -> Handler:
     name = op.lower()
 
-    async def pop_many(s: Session, key: bytes, count: int) -> bytes:
-        enc = s.enc
-        first = await s.local_op("LLEN", [key], name)
-        if not first:
-            return enc.null_array
-        # Every pop starts in this step (each may then wait for its replica acks).
-        started = [s.run_now(op, [key]) for _ in range(min(count, first))]
-        return enc.bulks([await s.settle(item) for item in started])
-
-    def handler(s: Session, argv: list[bytes]) -> Any:
+    def handler(s: Session, argv: list[bytes]) -> bytes | Pending:
         if len(argv) > 3:
             raise wrong_arity(name)
+        enc = s.enc
         if len(argv) == 2:
-            return s.call(op, [argv[1]], s.enc.bulk_or_null)
+            return s.call(op, [argv[1]], enc.bulk_or_null)
         count = _count(argv[2])
-        return s.drive(pop_many(s, argv[1], count))
+        null_array = enc.null_array
+        return s.call(
+            op,
+            [argv[1], {"count": count}],
+            lambda got: null_array if got is None else enc.bulks(got),
+        )
 
     return handler
 
@@ -1066,33 +995,14 @@ def cmd_scard(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("SCARD", [argv[1]], _int_reply)
 
 
-async def _spop(s: Session, key: bytes, count: int) -> list[bytes]:
-    """Remove and return up to ``count`` random members. Each is removed with its own SREM:
-    one that answers 0 was taken by another client first, and another is drawn."""
-    rng = s.server.rng
-    popped: list[bytes] = []
-    for _ in range(MAX_RETRIES):
-        members: list[bytes] = await s.op("SMEMBERS", [key])
-        if not members:
-            return popped
-        for member in rng.sample(members, min(count - len(popped), len(members))):
-            if await s.op("SREM", [key, member]):
-                popped.append(member)
-        if len(popped) >= count:
-            return popped
-    return popped
-
-
-async def cmd_spop(s: Session, argv: list[bytes]) -> bytes:
+def cmd_spop(s: Session, argv: list[bytes]) -> bytes | Pending:
     if len(argv) > 3:
         raise RedisError(SYNTAX)
     enc = s.enc
     if len(argv) == 2:
-        popped = await _spop(s, argv[1], 1)
-        return enc.bulk_or_null(popped[0] if popped else None)
+        return s.call("SPOP", [argv[1]], enc.bulk_or_null)
     count = _count(argv[2])
-    popped = await _spop(s, argv[1], count) if count else []
-    return enc.set([bulk(m) for m in popped])
+    return s.call("SPOP", [argv[1], {"count": count}], lambda got: enc.set([bulk(m) for m in got]))
 
 
 def cmd_srandmember(s: Session, argv: list[bytes]) -> bytes | Pending:
@@ -1293,17 +1203,16 @@ def cmd_zcount(s: Session, argv: list[bytes]) -> bytes | Pending:
 def _zpop(rev: bool) -> Handler:
     name = "zpopmax" if rev else "zpopmin"
 
-    async def handler(s: Session, argv: list[bytes]) -> bytes:
+    op = name.upper()
+
+    def handler(s: Session, argv: list[bytes]) -> bytes | Pending:
         if len(argv) > 3:
             raise RedisError(SYNTAX)
         count = 1 if len(argv) == 2 else _count(argv[2])
         if count == 0:
             return EMPTY_ARRAY
-        options = {"withscores": True, "rev": rev}
-        pairs = await s.local_op("ZRANGE", [argv[1], 0, count - 1, options], name)
-        if pairs:
-            await s.op("ZREM", [argv[1], *(m for m, _ in pairs)])
-        return _score_pairs(s, pairs, nested=len(argv) == 3)
+        nested = len(argv) == 3
+        return s.call(op, [argv[1], {"count": count}], lambda got: _score_pairs(s, got, nested))
 
     return handler
 
@@ -1472,8 +1381,7 @@ _ROWS = [
        "Returns the expiration time in milliseconds of a key.", cmd_pttl, "TTL",
        since="2.6.0"),
     _c("type", 2, "readonly fast", KEY1, "generic",
-       "Determines the type of value stored at a key.", cmd_type,
-       "GET HLEN LLEN SCARD ZCARD", composed=True),
+       "Determines the type of value stored at a key.", cmd_type, "TYPE"),
     # strings
     _c("get", 2, "readonly fast", KEY1, "string", "Returns the string value of a key.",
        cmd_get, "GET"),
@@ -1491,8 +1399,8 @@ _ROWS = [
        "Returns the previous string value of a key after setting it to a new value.",
        cmd_getset, "SET"),
     _c("getdel", 2, "write fast", KEY1, "string",
-       "Returns the string value of a key after deleting the key (on the key's owner).",
-       cmd_getdel, "GET DELETE", composed=True, since="6.2.0"),
+       "Returns the string value of a key after deleting the key.", cmd_getdel, "GETDEL",
+       since="6.2.0"),
     _c("mget", -2, "readonly fast", ALLKEYS, "string",
        "Atomically returns the string values of one or more keys.", cmd_mget, "MGET"),
     _c("mset", -3, "write denyoom", PAIRS, "string",
@@ -1508,12 +1416,11 @@ _ROWS = [
        "Decrements a number from the integer value of a key.", cmd_decrby, "DECRBY"),
     _c("incrbyfloat", 3, "write denyoom fast", KEY1, "string",
        "Increment the floating point value of a key by a number.", cmd_incrbyfloat,
-       "GETS CAS SET", composed=True, since="2.6.0"),
+       "INCRBYFLOAT", composed=True, since="2.6.0"),
     _c("append", 3, "write denyoom fast", KEY1, "string",
-       "Appends a string to the value of a key.", cmd_append, "GETS CAS SET", composed=True,
-       since="2.0.0"),
+       "Appends a string to the value of a key.", cmd_append, "APPEND", since="2.0.0"),
     _c("strlen", 2, "readonly fast", KEY1, "string", "Returns the length of a string value.",
-       cmd_strlen, "GET", composed=True, since="2.2.0"),
+       cmd_strlen, "STRLEN", since="2.2.0"),
     _c("getrange", 4, "readonly", KEY1, "string",
        "Returns a substring of the string stored at a key.", cmd_getrange, "GET",
        composed=True, since="2.4.0"),
@@ -1548,11 +1455,9 @@ _ROWS = [
     _c("rpush", -3, "write denyoom fast", KEY1, "list",
        "Appends one or more elements to a list.", cmd_rpush, "RPUSH"),
     _c("lpop", -2, "write fast", KEY1, "list",
-       "Returns the first elements of a list after removing them (with a count: on the key's "
-       "owner).", _pop("LPOP"), "LPOP LLEN"),
+       "Returns the first elements of a list after removing them.", _pop("LPOP"), "LPOP"),
     _c("rpop", -2, "write fast", KEY1, "list",
-       "Returns the last elements of a list after removing them (with a count: on the key's "
-       "owner).", _pop("RPOP"), "RPOP LLEN"),
+       "Returns the last elements of a list after removing them.", _pop("RPOP"), "RPOP"),
     _c("lrange", 4, "readonly", KEY1, "list", "Returns a range of elements from a list.",
        cmd_lrange, "LRANGE"),
     _c("llen", 2, "readonly fast", KEY1, "list", "Returns the length of a list.", cmd_llen,
@@ -1575,7 +1480,7 @@ _ROWS = [
        cmd_scard, "SCARD"),
     _c("spop", -2, "write fast", KEY1, "set",
        "Returns one or more random members from a set after removing them.", cmd_spop,
-       "SMEMBERS SREM", composed=True),
+       "SPOP"),
     _c("srandmember", -2, "readonly", KEY1, "set",
        "Get one or multiple random members from a set.", cmd_srandmember, "SMEMBERS"),
     # sorted sets
@@ -1610,11 +1515,11 @@ _ROWS = [
        "Returns the count of members in a sorted set that have scores within a range.",
        cmd_zcount, "ZRANGEBYSCORE", since="2.0.0"),
     _c("zpopmin", -2, "write fast", KEY1, "sortedset",
-       "Returns the lowest-scoring members after removing them (on the key's owner).",
-       _zpop(False), "ZRANGE ZREM", composed=True, since="5.0.0"),
+       "Returns the lowest-scoring members after removing them.", _zpop(False), "ZPOPMIN",
+       since="5.0.0"),
     _c("zpopmax", -2, "write fast", KEY1, "sortedset",
-       "Returns the highest-scoring members after removing them (on the key's owner).",
-       _zpop(True), "ZRANGE ZREM", composed=True, since="5.0.0"),
+       "Returns the highest-scoring members after removing them.", _zpop(True), "ZPOPMAX",
+       since="5.0.0"),
 ]  # fmt: skip
 
 #: Every command meshcache answers, by lower-case name.
@@ -1623,7 +1528,6 @@ COMMANDS: dict[bytes, Command] = {c.name.encode(): c for c in _ROWS}
 __all__ = [
     "COMMANDS",
     "CONFIG_VALUES",
-    "MAX_RETRIES",
     "REDIS_VERSION",
     "Command",
     "arg_float",

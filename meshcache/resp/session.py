@@ -13,18 +13,13 @@ How a command runs (the handlers live in :mod:`meshcache.resp.commands`):
 * a **direct** command maps onto one op: ``Session.call(op, args, reply)`` checks the
   arguments against the op's signature, runs it, and encodes the result with ``reply``; a
   result that must wait becomes a :class:`Pending` that encodes it once it is there.
-* a **composed** command (APPEND, INCRBYFLOAT, SPOP, TYPE, ...) is an ``async def`` that awaits
+* a **composed** command (FLUSHALL, INCRBYFLOAT) is an ``async def`` that awaits
   ``Session.op(...)`` for each op and returns the reply. It is driven here, not by trio: while
-  its ops answer at once it runs to the end inside ``handle`` — in one step of the event loop,
-  so no other command of any connection runs between its ops (on the node that coordinates the
-  key, a composed command is atomic). Its first op that must wait (a forward to the owner)
-  turns the rest into a :class:`Pending` with ``fans_out`` set, so nothing after it on
-  the connection starts before it is done. A handler awaits nothing but ``Session.op`` and
-  ``Session.local_op``.
-* ``Session.local_op`` is for sequences Redis runs atomically and that optimistic retries
-  cannot make safe (GETDEL, ZPOPMIN, LPOP with a count): it refuses with
-  :class:`NotCoordinator` when the op would be forwarded, so such a command runs only where
-  it is atomic.
+  its ops answer at once it runs to the end inside ``handle``. Its first op that must wait (a
+  forward to the owner) turns the rest into a :class:`Pending` with ``fans_out`` set, so
+  nothing after it on the connection starts before it is done. A handler awaits nothing but
+  ``Session.op``. What Redis runs atomically on one key is one op (GETDEL, SPOP, ZPOPMIN, LPOP
+  with a count, ...), never a sequence of them.
 
 Errors: a refused op (:class:`~meshcache.errors.CommandError`) is answered with Redis's text
 for its code (``WRONGTYPE Operation against a key holding the wrong kind of value``,
@@ -74,18 +69,6 @@ class RedisError(Exception):
         self.kind = kind
 
 
-class NotCoordinator(RedisError):
-    """A command that is atomic only where its key is coordinated reached another node."""
-
-    def __init__(self, command: str) -> None:
-        super().__init__(
-            f"ERR '{command}' runs only on the node that coordinates its key: it is a sequence "
-            "of operations that Redis runs atomically, and this node would forward them one "
-            "by one (connect to the key's owner, see docs/resp.md)",
-            None,
-        )
-
-
 # Redis's text for refusals whose op-table code has a Redis counterpart.
 _REDIS_TEXT = {
     ErrorCode.WRONGTYPE: "WRONGTYPE Operation against a key holding the wrong kind of value",
@@ -117,7 +100,7 @@ class Server:
         routes: the node's op routes (``Routes.table()``): ``INFO``, ``NS_LIST`` are read.
         limits: key, value and argument-count limits, checked before an op runs.
         counters: the node's counters of ops run and op errors (shared with the data port);
-            the port's own figures are :attr:`commands` and :attr:`refused`.
+            the port's own figures are :attr:`calls` and :attr:`refused`.
         wall_clock: seconds since the epoch (EXPIREAT, TIME).
         rng: randomness for SPOP and SRANDMEMBER.
         node_id: this node, for INFO and HELLO.
@@ -326,24 +309,7 @@ class Session:
 
     def op(self, op: str, args: list[Any], *, namespace: str | None = None) -> _OpCall:
         """Await it in a composed handler: the op's result (raises its CommandError)."""
-        return _OpCall(self, op, args, None, namespace)
-
-    def local_op(self, op: str, args: list[Any], command: str) -> _OpCall:
-        """Like :meth:`op`, but refuses with :class:`NotCoordinator` instead of waiting on
-        another node: what follows it in the same handler then runs in the same step."""
-        return _OpCall(self, op, args, command, None)
-
-    def run_now(self, op: str, args: list[Any]) -> Any:
-        """Start ``op`` now and return what ``execute`` returned: its result, or a coroutine
-        (a write waiting for replica acks, a forward) to hand to :meth:`settle`. After a
-        :meth:`local_op`, several writes started this way apply in the same step even when
-        each then waits for its acks."""
-        self.server.counters.requests[op] += 1
-        return self._run_op(op, args, None)
-
-    def settle(self, started: Any) -> _Settle:
-        """Await it: the result of an op started with :meth:`run_now`."""
-        return _Settle(started)
+        return _OpCall(self, op, args, namespace)
 
     def _run_op(self, op: str, args: list[Any], namespace: str | None) -> Any:
         args = normalize_args(OPS[op], args, self.server.limits)
@@ -386,39 +352,20 @@ class Session:
 class _OpCall:
     """One op of a composed handler (see the module docstring)."""
 
-    __slots__ = ("args", "local", "namespace", "op", "session")
+    __slots__ = ("args", "namespace", "op", "session")
 
-    def __init__(
-        self, session: Session, op: str, args: list[Any], local: str | None, namespace: str | None
-    ) -> None:
+    def __init__(self, session: Session, op: str, args: list[Any], namespace: str | None) -> None:
         self.session = session
         self.op = op
         self.args = args
-        self.local = local
         self.namespace = namespace
 
     def __await__(self) -> Generator[Any, Any, Any]:
         session = self.session
         result = session._run_op(self.op, self.args, self.namespace)
         if type(result) is CoroutineType:
-            if self.local is not None:
-                result.close()  # not started: nothing was sent
-                raise NotCoordinator(self.local)
             result = yield result
         session.server.counters.requests[self.op] += 1
-        return result
-
-
-class _Settle:
-    __slots__ = ("started",)
-
-    def __init__(self, started: Any) -> None:
-        self.started = started
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        result = self.started
-        if type(result) is CoroutineType:
-            result = yield result
         return result
 
 
@@ -445,7 +392,6 @@ def _text(data: bytes) -> str:
 
 __all__ = [
     "Counters",
-    "NotCoordinator",
     "RedisError",
     "Server",
     "Session",

@@ -116,6 +116,7 @@ class Keyspace:
         "lfu_sample",
         "max_bytes",
         "max_items",
+        "max_value_bytes",
         "misses",
         "name",
         "new_version",
@@ -143,8 +144,12 @@ class Keyspace:
         lfu_sample: int = 16,
         tombstone_grace_s: float | None = None,
         max_tombstones: int = 1_000_000,
+        max_value_bytes: int | None = None,
     ) -> None:
         self.name = name
+        #: The largest value an op that grows a value in place (APPEND) may leave; None: only
+        #: the namespace's bounds apply. Requests are checked against it before they arrive.
+        self.max_value_bytes = max_value_bytes
         self.clock = clock
         self.hlc = hlc
         self.new_version = hlc.now

@@ -8,12 +8,15 @@ the options dict last when the op has options) and returns the msgpack-able resu
 from __future__ import annotations
 
 import math
+from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
 from meshcache.errors import (
     BadRequestError,
+    NotFloatError,
     NotIntegerError,
     OverflowCommandError,
+    TooLargeError,
 )
 from meshcache.store import sizes
 from meshcache.store.keyspace import Keyspace, blob_version, pack_version, wrong_type
@@ -117,6 +120,28 @@ def op_mget(ks: Keyspace, args: list[Any]) -> list[bytes | None]:
 def op_exists(ks: Keyspace, args: list[Any]) -> int:
     live = ks.live
     return sum(1 for key in args if live(key) is not None)
+
+
+def op_strlen(ks: Keyspace, args: list[Any]) -> int:
+    key = args[0]
+    entry = ks.read(key)
+    if type(entry) is bytes:
+        return len(entry) - _HEADER
+    if entry is None:
+        return 0
+    raise wrong_type(key, entry, "plain value")
+
+
+def op_type(ks: Keyspace, args: list[Any]) -> str:
+    """``none``, ``string`` (a plain value) or the typed value's kind (``hash``, ``list``,
+    ``set``, ``zset``); an access neither counts as a hit nor refreshes the key."""
+    entry = ks.live(args[0])
+    if entry is None:
+        return "none"
+    if type(entry) is bytes:
+        return "string"
+    assert isinstance(entry, TypedValue)
+    return entry.kind
 
 
 def op_ttl(ks: Keyspace, args: list[Any]) -> float | int:
@@ -235,10 +260,88 @@ def op_delete(ks: Keyspace, args: list[Any]) -> int:
     return removed
 
 
+def op_getdel(ks: Keyspace, args: list[Any]) -> bytes | None:
+    key = args[0]
+    entry = ks.read(key)
+    if entry is None:
+        return None
+    if type(entry) is not bytes:
+        raise wrong_type(key, entry, "plain value")
+    ks.delete(key)
+    return entry[_HEADER:]
+
+
+def op_append(ks: Keyspace, args: list[Any]) -> int:
+    key, suffix = args
+    old = ks.live(key)
+    if old is None:
+        ks.put(key, pack_version(ks.new_version()) + suffix, ks.expiry_for_write(None), False)
+        return len(suffix)
+    if type(old) is not bytes:
+        raise wrong_type(key, old, "plain value")
+    length = len(old) - _HEADER + len(suffix)
+    limit = ks.max_value_bytes
+    if limit is not None and length > limit:
+        raise TooLargeError(
+            message=f"APPEND: the value would be {length} bytes, the limit is {limit}"
+        )
+    ks.put(key, pack_version(ks.new_version()) + old[_HEADER:] + suffix, None, True)
+    return length
+
+
+#: Significant digits of INCRBYFLOAT's sums (Redis sums in ``long double``, ~19 digits).
+_FLOAT_PRECISION = 80
+NAN_OR_INFINITY = "increment would produce NaN or Infinity"
+
+
+def op_incrbyfloat(ks: Keyspace, args: list[Any]) -> bytes:
+    """Add a float to the decimal text stored at ``key``; the new text, as Redis prints it
+    (17 decimals, trailing zeros dropped). The sum is computed in decimal from the texts
+    (the increment as the shortest text that reads back as the same double)."""
+    key, by = args
+    if not math.isfinite(by):
+        raise NotFloatError(message=f"INCRBYFLOAT: {NAN_OR_INFINITY}")
+    old = ks.live(key)
+    if old is None:
+        current = Decimal(0)
+    elif type(old) is bytes:
+        current = _decimal(old[_HEADER:])
+    else:
+        raise wrong_type(key, old, "plain value")
+    with localcontext() as context:
+        context.prec = _FLOAT_PRECISION
+        total = current + Decimal(repr(by))
+    if not total.is_finite() or not math.isfinite(float(total)):
+        raise NotFloatError(message=f"INCRBYFLOAT: {NAN_OR_INFINITY}")
+    text = f"{total:.17f}".rstrip("0").rstrip(".")
+    value = (text if text not in ("-0", "") else "0").encode()
+    blob = pack_version(ks.new_version()) + value
+    if old is None:
+        ks.put(key, blob, ks.expiry_for_write(None), False)
+    else:
+        ks.put(key, blob, None, True)
+    return value
+
+
+def _decimal(data: bytes) -> Decimal:
+    """A stored value as a decimal number, as Redis's ``strtold`` reads it (no spaces)."""
+    if data and not data[:1].isspace() and not data[-1:].isspace() and b"_" not in data:
+        try:
+            number = Decimal(data.decode("ascii"))
+        except (InvalidOperation, UnicodeDecodeError):
+            pass
+        else:
+            if number.is_finite():
+                return number
+    raise NotFloatError(message="INCRBYFLOAT: the value is not a valid float")
+
+
 def op_expire(ks: Keyspace, args: list[Any]) -> bool:
-    key, seconds = args
+    key, seconds, options = args
     entry = ks.live(key)
     if entry is None:
+        return False
+    if options and not _expire_allowed(ks, key, seconds, options):
         return False
     if seconds <= 0:
         ks.delete(key)
@@ -252,6 +355,28 @@ def op_expire(ks: Keyspace, args: list[Any]) -> bool:
     ks.touch(key)
     if ks.over_limits():
         ks.evict_to_fit(key)
+    return True
+
+
+def _expire_allowed(ks: Keyspace, key: bytes, seconds: float, options: dict[str, Any]) -> bool:
+    """EXPIRE's conditions, as Redis's: ``nx`` only without an expiry, ``xx`` only with one,
+    ``gt`` only when the new expiry is later (no expiry counts as never), ``lt`` only when it
+    is sooner."""
+    nx, xx, gt, lt = (bool(options.get(name)) for name in ("nx", "xx", "gt", "lt"))
+    if nx and (xx or gt or lt):
+        raise BadRequestError(message="EXPIRE: nx excludes xx, gt and lt")
+    if gt and lt:
+        raise BadRequestError(message="EXPIRE: gt and lt exclude each other")
+    current = ks.expires.get(key)
+    if nx:
+        return current is None
+    if xx and current is None:
+        return False
+    new = math.inf if seconds == math.inf else ks.clock() + seconds
+    if gt:
+        return current is not None and new > current
+    if lt:
+        return current is None or new < current
     return True
 
 
@@ -336,4 +461,9 @@ HANDLERS = {
     "MGET": op_mget,
     "MSET": op_mset,
     "CAS": op_cas,
+    "GETDEL": op_getdel,
+    "APPEND": op_append,
+    "STRLEN": op_strlen,
+    "INCRBYFLOAT": op_incrbyfloat,
+    "TYPE": op_type,
 }

@@ -13,7 +13,7 @@ import math
 from itertools import islice
 from typing import Any
 
-from meshcache.errors import NotFloatError
+from meshcache.errors import BadRequestError, NotFloatError
 from meshcache.store import sizes
 from meshcache.store.keyspace import Keyspace
 from meshcache.store.ops_plain import check_int64, parse_int
@@ -151,12 +151,36 @@ def _pop(ks: Keyspace, key: bytes, left: bool) -> bytes | None:
     return value
 
 
-def op_lpop(ks: Keyspace, args: list[Any]) -> bytes | None:
-    return _pop(ks, args[0], True)
+def _pop_many(ks: Keyspace, key: bytes, count: int, left: bool) -> list[bytes] | None:
+    """Up to ``count`` elements from one end, in the order they are popped; None when the
+    list is missing (an empty array when ``count`` is 0)."""
+    obj = ks.live_typed(key, ListValue)
+    if obj is None:
+        return None
+    data = obj.data
+    out = [data.popleft() if left else data.pop() for _ in range(min(count, len(data)))]
+    if out:
+        old_size = obj.size
+        obj.size -= sum(len(value) for value in out) + len(out) * _LIST_PER
+        ks.shrunk(key, obj, old_size)
+    return out
 
 
-def op_rpop(ks: Keyspace, args: list[Any]) -> bytes | None:
-    return _pop(ks, args[0], False)
+def _count(op: str, options: dict[str, Any]) -> int | None:
+    count = options.get("count")
+    if count is not None and count < 0:
+        raise BadRequestError(message=f"{op}: count must be >= 0, got {count}")
+    return count
+
+
+def op_lpop(ks: Keyspace, args: list[Any]) -> bytes | list[bytes] | None:
+    count = _count("LPOP", args[1])
+    return _pop(ks, args[0], True) if count is None else _pop_many(ks, args[0], count, True)
+
+
+def op_rpop(ks: Keyspace, args: list[Any]) -> bytes | list[bytes] | None:
+    count = _count("RPOP", args[1])
+    return _pop(ks, args[0], False) if count is None else _pop_many(ks, args[0], count, False)
 
 
 def op_lrange(ks: Keyspace, args: list[Any]) -> list[bytes]:
@@ -231,6 +255,29 @@ def op_smembers(ks: Keyspace, args: list[Any]) -> list[bytes]:
 def op_scard(ks: Keyspace, args: list[Any]) -> int:
     obj = ks.read_typed(args[0], SetValue)
     return 0 if obj is None else len(obj.data)
+
+
+def op_spop(ks: Keyspace, args: list[Any]) -> bytes | list[bytes] | None:
+    """Remove random members (drawn with the keyspace's seeded ``rng`` from the members in
+    bytewise order, so a seed replays the same draws): without ``count`` one member or nil,
+    with it up to ``count`` members (an empty array for a missing key). O(members)."""
+    key, options = args
+    count = _count("SPOP", options)
+    obj = ks.live_typed(key, SetValue)
+    if obj is None:
+        return None if count is None else []
+    wanted = 1 if count is None else min(count, len(obj.data))
+    if not wanted:
+        return []
+    members = sorted(obj.data)
+    # A count that takes every member needs no draw: they come in bytewise order.
+    popped = members if wanted == len(members) else ks.rng.sample(members, wanted)
+    old_size = obj.size
+    for member in popped:
+        obj.data.remove(member)
+    obj.size -= sum(len(member) for member in popped) + wanted * _SET_PER
+    ks.shrunk(key, obj, old_size)
+    return popped[0] if count is None else popped
 
 
 # ------------------------------------------------------------------------------- sorted sets
@@ -360,6 +407,40 @@ def op_zrank(ks: Keyspace, args: list[Any]) -> int | None:
     return rank
 
 
+def _zpop(ks: Keyspace, args: list[Any], highest: bool) -> list[list[Any]]:
+    """Remove the ``count`` (default 1) lowest or highest members; ``[member, score]`` pairs
+    in the order they were popped."""
+    key, options = args
+    count = _count("ZPOPMAX" if highest else "ZPOPMIN", options)
+    obj = ks.live_typed(key, ZSetValue)
+    if obj is None:
+        return []
+    order = obj.order
+    n = min(1 if count is None else count, len(order))
+    if not n:
+        return []
+    lo, hi = (len(order) - n, len(order)) if highest else (0, n)
+    pairs = order[lo:hi]
+    del order[lo:hi]
+    if highest:
+        pairs.reverse()
+    old_size = obj.size
+    scores = obj.scores
+    for _, member in pairs:
+        del scores[member]
+    obj.size -= sum(len(member) for _, member in pairs) + n * _ZSET_PER
+    ks.shrunk(key, obj, old_size)
+    return [[member, score] for score, member in pairs]
+
+
+def op_zpopmin(ks: Keyspace, args: list[Any]) -> list[list[Any]]:
+    return _zpop(ks, args, False)
+
+
+def op_zpopmax(ks: Keyspace, args: list[Any]) -> list[list[Any]]:
+    return _zpop(ks, args, True)
+
+
 def op_zcard(ks: Keyspace, args: list[Any]) -> int:
     obj = ks.read_typed(args[0], ZSetValue)
     return 0 if obj is None else len(obj.scores)
@@ -391,4 +472,7 @@ HANDLERS = {
     "ZRANGEBYSCORE": op_zrangebyscore,
     "ZRANK": op_zrank,
     "ZCARD": op_zcard,
+    "ZPOPMIN": op_zpopmin,
+    "ZPOPMAX": op_zpopmax,
+    "SPOP": op_spop,
 }

@@ -97,6 +97,8 @@ class Store:
             sees them; ``None`` (the default, a single node) keeps no tombstones.
         max_tombstones: per namespace; beyond it the oldest tombstones are dropped early and
             counted in ``NamespaceStats.tombstones_dropped``.
+        max_value_bytes: the largest value APPEND may leave (``TOO_LARGE`` beyond it); None:
+            only the namespaces' bounds apply.
     """
 
     def __init__(
@@ -110,6 +112,7 @@ class Store:
         lfu_sample: int = 16,
         tombstone_grace_s: float | None = None,
         max_tombstones: int = 1_000_000,
+        max_value_bytes: int | None = None,
     ) -> None:
         if lfu_decay_s <= 0 or lfu_sample < 1:
             raise ConfigError("lfu_decay_s must be > 0 and lfu_sample >= 1")
@@ -117,6 +120,7 @@ class Store:
             raise ConfigError("tombstone_grace_s must be > 0 and max_tombstones >= 1")
         self._tombstone_grace_s = tombstone_grace_s
         self._max_tombstones = max_tombstones
+        self._max_value_bytes = max_value_bytes
         self._clock = clock
         self._hlc = hlc
         self._rng = rng if rng is not None else random.Random(0)
@@ -166,6 +170,7 @@ class Store:
                 lfu_sample=self._lfu_sample,
                 tombstone_grace_s=self._tombstone_grace_s,
                 max_tombstones=self._max_tombstones,
+                max_value_bytes=self._max_value_bytes,
             )
         else:
             ks.apply_policy(policy)

@@ -220,7 +220,7 @@ _SPECS = [
     ),
     _op("DELETE", "k+", W, idempotent=True),
     _op("EXISTS", "k+", R),
-    _op("EXPIRE", "kf", W, idempotent=True),
+    _op("EXPIRE", "kfo?", W, idempotent=True, options=("nx", "xx", "gt", "lt")),
     _op("PERSIST", "k", W, idempotent=True),
     _op("TTL", "k", R),
     _op("INCR", "k", W),
@@ -230,6 +230,11 @@ _SPECS = [
     _op("MGET", "k+", R),
     _op("MSET", "(kv)+", W, idempotent=True),
     _op("CAS", "kuvo?", W, options=("ttl",)),
+    _op("GETDEL", "k", W),
+    _op("APPEND", "kv", W),
+    _op("STRLEN", "k", R),
+    _op("INCRBYFLOAT", "kf", W),
+    _op("TYPE", "k", R),
     # hashes
     _op("HSET", "k(mv)+", W, idempotent=True),
     _op("HGET", "km", R),
@@ -240,8 +245,8 @@ _SPECS = [
     # lists
     _op("LPUSH", "kv+", W),
     _op("RPUSH", "kv+", W),
-    _op("LPOP", "k", W),
-    _op("RPOP", "k", W),
+    _op("LPOP", "ko?", W, options=("count",)),
+    _op("RPOP", "ko?", W, options=("count",)),
     _op("LRANGE", "kii", R),
     _op("LLEN", "k", R),
     # sets
@@ -250,6 +255,7 @@ _SPECS = [
     _op("SISMEMBER", "km", R),
     _op("SMEMBERS", "k", R),
     _op("SCARD", "k", R),
+    _op("SPOP", "ko?", W, options=("count",)),
     # sorted sets
     _op("ZADD", "k(fm)+", W, idempotent=True),
     _op("ZREM", "km+", W, idempotent=True),
@@ -259,6 +265,8 @@ _SPECS = [
     _op("ZRANGEBYSCORE", "kffo?", R, options=("withscores", "offset", "count")),
     _op("ZRANK", "km", R),
     _op("ZCARD", "k", R),
+    _op("ZPOPMIN", "ko?", W, options=("count",)),
+    _op("ZPOPMAX", "ko?", W, options=("count",)),
 ]
 
 OPS: dict[str, OpSpec] = {spec.name: spec for spec in _SPECS}
@@ -269,6 +277,8 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "xx": (bool,),
     "get": (bool,),
     "keepttl": (bool,),
+    "gt": (bool,),
+    "lt": (bool,),
     "withscores": (bool,),
     "rev": (bool,),
     "offset": (int,),

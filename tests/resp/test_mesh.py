@@ -95,16 +95,24 @@ def test_a_pipeline_through_a_non_owner_reads_its_own_writes(mesh: list[RespNode
         r.close()
 
 
-def test_owner_atomic_commands_refuse_away_from_the_owner(mesh: list[RespNode]) -> None:
-    mine, foreign = keys_owned_by(mesh, 0, 1)[0], keys_owned_by(mesh, 1, 1)[0]
-    r = redis.Redis(port=mesh[0].resp_port)
+def test_one_step_commands_run_through_any_node(mesh: list[RespNode]) -> None:
+    r = redis.Redis(port=mesh[0].resp_port, protocol=3)
     try:
-        r.set(mine, "a")
-        r.set(foreign, "b")
-        assert r.getdel(mine) == b"a"
-        with pytest.raises(redis.ResponseError, match="runs only on the node that coordinates"):
-            r.getdel(foreign)
-        assert r.get(foreign) == b"b"  # refused before anything ran
+        for owner in (0, 1):
+            key = keys_owned_by(mesh, owner, 1)[0]
+            r.set(key, "a")
+            assert r.append(key, "b") == 2
+            assert r.strlen(key) == 2 and r.type(key) == b"string"
+            assert r.getdel(key) == b"ab" and r.exists(key) == 0
+            assert r.incrbyfloat(key, 0.5) == 0.5
+            assert r.expire(key, 100, nx=True) and not r.expire(key, 50, gt=True)
+            r.delete(key)
+            r.rpush(key, "x", "y", "z")
+            assert r.lpop(key, 2) == [b"x", b"y"] and r.rpop(key, 5) == [b"z"]
+            r.zadd(key, {"m": 1, "n": 2})
+            assert r.zpopmax(key) == [[b"n", 2.0]] and r.zpopmin(key, 3) == [[b"m", 1.0]]
+            r.sadd(key, "only")
+            assert r.spop(key) == b"only" and r.type(key) == b"none"
     finally:
         r.close()
 
