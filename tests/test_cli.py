@@ -620,6 +620,52 @@ def meshcache_cmd(*argv: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+# Modules a one-shot command against a node never needs: the event loops, the node's parts,
+# logging and metrics libraries, the console.
+HEAVY_MODULES = (
+    "trio",
+    "asyncio",
+    "structlog",
+    "prometheus_client",
+    "textual",
+    "sortedcontainers",
+    "pysyncobj",
+    "asyncpg",
+    "concurrent",
+    "logging",
+    "meshcache.node",
+    "meshcache.store",
+    "meshcache.ring",
+    "meshcache.gossip",
+    "meshcache.control",
+    "meshcache.tui",
+)
+HEAVY_PREFIXES = tuple(f"{name}." for name in HEAVY_MODULES)
+
+
+def test_a_plain_get_imports_no_heavy_module(node: NodeProcess) -> None:
+    port = str(node.port)
+    assert meshcache_cmd("set", "startup:k", "v", "--port", port).returncode == 0
+    probe = (
+        "import sys\n"
+        "from meshcache.cli import main\n"
+        f"code = main(['get', 'startup:k', '--port', '{port}'])\n"
+        "print(code, *sorted(sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=30,
+        check=True,
+    ).stdout.splitlines()
+    assert out[0] == "v"  # the command really ran, against the node
+    code, *loaded = out[1].split()
+    assert code == "0" and "meshcache.client.sync" in loaded
+    assert [m for m in loaded if m in HEAVY_MODULES or m.startswith(HEAVY_PREFIXES)] == []
+
+
 def test_subprocess_exit_codes(node: NodeProcess) -> None:
     port = str(node.port)
     assert meshcache_cmd("set", "sp:k", "v", "--port", port).returncode == 0

@@ -54,8 +54,7 @@ from meshcache.client import results
 from meshcache.client.breaker import Breakers
 from meshcache.client.commands import DEFAULT_NAMESPACE, CommandQueue, Commands
 from meshcache.client.core import ClientProtocol, Command, Exchange, batch_route
-from meshcache.client.ring_router import FETCH_RING, default_router
-from meshcache.client.routing import Router
+from meshcache.client.routing import Router, SeedRouter
 from meshcache.client.split import Group, Plan, plan
 from meshcache.client.url import parse_url
 from meshcache.errors import (
@@ -65,7 +64,7 @@ from meshcache.errors import (
     MeshcacheTimeout,
     TooLargeError,
 )
-from meshcache.wire import DEFAULT_MAX_FRAME, Address
+from meshcache.wire import DEFAULT_MAX_FRAME, Address, parse_addresses
 
 T = TypeVar("T")
 C = TypeVar("C", bound="Connection")
@@ -81,6 +80,23 @@ FETCH_MEMBERS: tuple[Command[Any], ...] = (
 )
 # Nodes asked for their gossip view after a breaker opened, before the call goes on.
 _MEMBERS_TRIES = 3
+
+
+def _default_router(addresses: str | Address | Sequence[str | Address], *, smart: bool) -> Router:
+    """The router a client builds for ``addresses``: by ring when ``smart``, else by seed.
+
+    The ring's code is imported only by a client that routes by it (a one-shot CLI command
+    does not).
+
+    Raises:
+        ConfigError: no address, or one that does not parse.
+    """
+    seeds = parse_addresses(addresses)
+    if not smart:
+        return SeedRouter(seeds)
+    from meshcache.client.ring_router import RingRouter
+
+    return RingRouter(seeds)
 
 
 class Connection(Protocol):
@@ -186,7 +202,7 @@ class ClientEngine(ABC, Commands, Generic[C]):
             self._auth = Command.build(
                 "AUTH", [username, password], DEFAULT_NAMESPACE, results.any_value
             )
-        self.router: Router = router or default_router(addresses, smart=smart)
+        self.router: Router = router or _default_router(addresses, smart=smart)
         self._namespace = namespace
         self._decoders = results.TEXT if decode_responses else results.BINARY
         self.timeout = timeout
@@ -331,6 +347,8 @@ class ClientEngine(ABC, Commands, Generic[C]):
         A failed fetch leaves the router as it was and the call goes on, except a timeout
         before the call's request: the call has no time left, and its error says why.
         """
+        from meshcache.client.ring_router import FETCH_RING  # loaded with the RingRouter
+
         replies = None
         try:
             replies = await self._send(FETCH_RING, None, True, True, deadline, prefer)

@@ -32,11 +32,11 @@ from typing import Any
 from meshcache.client import results
 from meshcache.client.commands import DEFAULT_NAMESPACE
 from meshcache.client.core import Command
-from meshcache.client.routing import Router, SeedRouter
+from meshcache.client.routing import SeedRouter
 from meshcache.errors import ConfigError, RemoteProtocolError
 from meshcache.ring import READ_STATES, Ring, RingMember, key_token
 from meshcache.ring.ring import DEFAULT_VNODES_PER_WEIGHT
-from meshcache.wire.address import Address, parse_address, parse_addresses
+from meshcache.wire.address import Address, parse_address
 
 DEFAULT_RETRY_AFTER = 1.0
 """Seconds a node that refused a connection stays at the end of the candidate lists."""
@@ -46,16 +46,6 @@ FETCH_RING: tuple[Command[Any], ...] = (
     Command.build("NS_LIST", [], DEFAULT_NAMESPACE, results.str_map),
 )
 """What a front end sends, as one batch, when ``observe_ring_version`` asks for the ring."""
-
-
-def default_router(addresses: str | Address | Sequence[str | Address], *, smart: bool) -> Router:
-    """The router a client builds for ``addresses``: by ring when ``smart``, else by seed.
-
-    Raises:
-        ConfigError: no address, or one that does not parse.
-    """
-    seeds = parse_addresses(addresses)
-    return RingRouter(seeds) if smart else SeedRouter(seeds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,4 +282,4 @@ class RingRouter:
         return [*(a for a in found if a not in down), *(a for a in found if a in down)]
 
 
-__all__ = ["DEFAULT_RETRY_AFTER", "FETCH_RING", "RingRouter", "RingSnapshot", "default_router"]
+__all__ = ["DEFAULT_RETRY_AFTER", "FETCH_RING", "RingRouter", "RingSnapshot"]

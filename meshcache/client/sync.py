@@ -22,9 +22,8 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from meshcache.client.commands import SyncExecutor
 from meshcache.client.core import ClientProtocol, Command, Exchange
@@ -32,6 +31,9 @@ from meshcache.client.engine import ClientEngine, PipelineBase, Waiter, run_bloc
 from meshcache.client.sockets import RECV_SIZE, readable_check
 from meshcache.errors import MeshcacheConnectionError
 from meshcache.wire import Address
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 T = TypeVar("T")
 
@@ -194,6 +196,10 @@ class Client(ClientEngine[BlockingConnection], SyncExecutor):
             with self._lock:
                 executor = self._split_executor
                 if executor is None:
+                    # Imported on first use: a client that never splits a batch (a one-shot
+                    # CLI command) does not load it, nor the logging module it imports.
+                    from concurrent.futures import ThreadPoolExecutor
+
                     workers = min(self.max_connections, _MAX_SPLIT_THREADS)
                     executor = ThreadPoolExecutor(workers, thread_name_prefix="meshcache-split")
                     self._split_executor = executor
