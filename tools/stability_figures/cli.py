@@ -114,14 +114,24 @@ def summary(rows: list[list[object]]) -> list[list[object]]:
     return out
 
 
-def measure(name: str, tmp: Path, *, runs: int, profile: str, quick: bool, duration: float) -> str:
+def measure(
+    name: str,
+    tmp: Path,
+    *,
+    runs: int,
+    profile: str,
+    quick: bool,
+    duration: float,
+    keys: int | None = None,
+) -> str:
     s = SCENARIOS[name]
+    keys = keys or (QUICK_KEYS if quick else s.keys)
     rows: list[list[object]] = []
     details: list[str] = []
     for i in range(runs):
         r = run(
             tmp / f"{name}-{profile}-{i}",
-            keys=QUICK_KEYS if quick else s.keys,
+            keys=keys,
             procs=3,
             profile=profile,
             get_ratio=s.get_ratio,
@@ -135,7 +145,6 @@ def measure(name: str, tmp: Path, *, runs: int, profile: str, quick: bool, durat
         load = " ".join(f"{x:.2f}" for x in os.getloadavg())
         details.append(f"run {i + 1} (load after: {load}):\n{r.describe()}")
         print(f"  {name}/{profile} run {i + 1}/{runs} done, load {load}", file=sys.stderr)
-    keys = QUICK_KEYS if quick else s.keys
     title = f"### {name}, profile {profile}, {keys:,} keys, {runs} runs"
     return "\n\n".join(
         [title, table(HEADER, rows + summary(rows)), "Per node:\n\n" + "\n\n".join(details)]
@@ -153,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--duration", type=float, default=60.0, help="seconds of load in 'mixed' (default 60)"
     )
+    parser.add_argument("--keys", type=int, help="keys to preload (default: the scenario's)")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_KEYS:,} keys, short tails")
     args = parser.parse_args(argv)
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
@@ -175,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                         profile=profile,
                         quick=args.quick,
                         duration=args.duration,
+                        keys=args.keys,
                     )
                 )
                 print(f"\n({name}/{profile}: {time.monotonic() - started:.1f} s)\n", flush=True)

@@ -1,13 +1,13 @@
 """Pipelining writers at full speed: fill a mesh, then keep overwriting, with latencies by phase.
 
 Each writer is a process with one raw connection to one node. It sends pipelined batches of
-``depth`` SETs of 100-byte values, keys it takes from the ring the mesh had when it started
-(each key goes to its primary owner, as a smart client sends it; after a ring change the node
-forwards what it no longer owns). First it writes each of its keys once (the preload), then
-random keys of its share until stopped (a ``get_ratio`` share of them read with GET, the
-rest overwritten with SET). Every reply's latency (batch sent → that reply read)
-goes to a histogram of the *phase* the parent has set (preload, baseline, join, after), so
-client latency during a join is read off the join phase alone.
+SETs of 100-byte values (``PRELOAD_DEPTH`` per batch while filling, ``depth`` after), keys it
+takes from the ring the mesh had when it started (each key goes to its primary owner, as a
+smart client sends it; after a ring change the node forwards what it no longer owns). First it
+writes each of its keys once (the preload), then random keys of its share until stopped (a
+``get_ratio`` share of them read with GET, the rest overwritten with SET). Every reply's latency
+(batch sent → that reply read) goes to a histogram of the *phase* the parent has set (preload,
+baseline, join, after), so client latency during a join is read off the join phase alone.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from tools.bench.workload import Workload, key
 PHASES = ("preload", "baseline", "join", "after")
 PRELOAD, BASELINE, JOIN, AFTER = range(len(PHASES))
 VALUE_SIZE = 100
+PRELOAD_DEPTH = 1000  # as tools/mesh_figures' preload: the fill is as fast as a node takes it
 CONNECT_TIMEOUT = 30.0
 
 
@@ -105,10 +106,10 @@ def _writer(
             stop.wait(0.1)  # back off before reconnecting; returns at once when stopped
 
     try:
-        for start in range(0, len(indexes), depth):
+        for start in range(0, len(indexes), PRELOAD_DEPTH):
             if stop.is_set():
                 break
-            batch([protocol.set(key(i), value) for i in indexes[start : start + depth]])
+            batch([protocol.set(key(i), value) for i in indexes[start : start + PRELOAD_DEPTH]])
         with preloaded.get_lock():
             preloaded.value += 1
         while not stop.is_set() and indexes:
