@@ -151,7 +151,8 @@ class FrameReader:
             return None
         (length,) = HEADER.unpack_from(buf, pos)
         if length > self.max_frame:
-            return self._too_large(length)
+            self._too_large(length)  # raises once the body's head is in
+            return None
         end = pos + HEADER_SIZE + length
         if len(buf) < end:
             return None
