@@ -44,8 +44,9 @@ log = structlog.get_logger("meshcache.hotkeys")
 
 #: Seconds between two looks at the sketches (new hot keys, renewals, cooled keys).
 TICK = 0.25
-#: The sketches decay every this many seconds.
-WINDOW = 1.0
+#: The sketches halve their counts every this many seconds: a key that stops being read loses
+#: three quarters of its weight a second, so it cools within seconds.
+WINDOW = 0.5
 #: Counters of a sketch (K), and one read in this many is sampled.
 SKETCH_CAPACITY = 128
 SAMPLE_EVERY = 16
