@@ -446,7 +446,11 @@ class Coordinator:
             self.stats["forwarded_out"] += 1
             try:
                 response = await self.pool.request(
-                    address, "FWD", namespace, payload, timeout=self._forward_timeout(namespace)
+                    address,
+                    "FWD",
+                    namespace,
+                    payload,
+                    timeout=self._forward_timeout(namespace, op),
                 )
             except PeerUnreachable as exc:
                 self.stats["forward_failures"] += 1
@@ -468,10 +472,10 @@ class Coordinator:
         result = self.coordinate(namespace, op, OPS[op], args, stamp)
         return await result if isinstance(result, Coroutine) else result
 
-    def _forward_timeout(self, namespace: str) -> float:
+    def _forward_timeout(self, namespace: str, op: str) -> float:
         # A forwarded miss may wait for a load at the owner: fail over after the load timeout.
         loader = self.loader
-        if loader is None or namespace not in loader.policies:
+        if loader is None or op not in ("GET", "MGET") or namespace not in loader.policies:
             return FORWARD_TIMEOUT
         return loader.forward_timeout(namespace, FORWARD_TIMEOUT)
 

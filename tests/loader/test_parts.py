@@ -1,0 +1,131 @@
+"""The loader's parts on their own: breaker, bridge, key and value conversion, trigger SQL,
+the policy's mapping round trip."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+import trio
+from hypothesis import given
+from hypothesis import strategies as st
+
+from meshcache.errors import ConfigError
+from meshcache.node.loader.breaker import Breaker, BreakerState
+from meshcache.node.loader.bridge import AsyncioBridge, BridgeClosedError
+from meshcache.node.loader.source import BadResult, KeyNotLoadable, key_argument, value_bytes
+from meshcache.node.loader.sql import trigger_sql
+from meshcache.store.loader_policy import LoaderPolicy
+
+
+def test_the_breaker_opens_probes_one_at_a_time_and_backs_off() -> None:
+    b = Breaker(threshold=3, cooldown=1.0, max_cooldown=4.0)
+    for _ in range(2):
+        assert b.allow(0.0)
+        b.failure(0.0)
+    assert b.state is BreakerState.CLOSED
+    b.success()  # failures must be consecutive
+    for _ in range(3):
+        assert b.allow(0.0)
+        b.failure(0.0)
+    assert b.state is BreakerState.OPEN and not b.allow(0.5) and b.retry_in(0.5) == 0.5
+    assert b.allow(1.0) and b.state is BreakerState.HALF_OPEN
+    assert not b.allow(1.0)  # one probe at a time
+    b.failure(1.0)  # the probe failed: open twice as long
+    assert not b.allow(2.9) and b.allow(3.0)
+    b.failure(3.0)
+    assert not b.allow(6.9) and b.allow(7.0)  # capped at max_cooldown
+    b.success()
+    assert b.state is BreakerState.CLOSED and b.allow(7.0) and b.opened == 3
+
+
+@pytest.mark.trio
+async def test_the_bridge_runs_coroutines_on_its_loop_and_cancels_them() -> None:
+    bridge = AsyncioBridge()
+    with pytest.raises(BridgeClosedError):
+        await bridge.run(asyncio.sleep, 0)
+    bridge.start()
+    try:
+        loop = bridge.loop
+
+        async def where() -> bool:
+            return asyncio.get_running_loop() is loop
+
+        assert await bridge.run(where)
+
+        async def fails() -> None:
+            raise ValueError("from asyncio")
+
+        with pytest.raises(ValueError, match="from asyncio"):
+            await bridge.run(fails)
+        cancelled = trio.Event()
+        token = trio.lowlevel.current_trio_token()
+
+        async def forever() -> None:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                token.run_sync_soon(cancelled.set)
+                raise
+
+        with trio.move_on_after(0.05):
+            await bridge.run(forever)
+        with trio.fail_after(5):
+            await cancelled.wait()
+    finally:
+        await bridge.aclose()
+    assert not bridge.running
+
+
+def test_keys_become_parameters_of_the_query_type() -> None:
+    assert key_argument("text", "é".encode()) == "é"
+    assert key_argument("int8", b"-42") == -42
+    assert key_argument("bytea", b"\xff") == b"\xff"
+    u = uuid.uuid4()
+    assert key_argument("uuid", str(u).encode()) == u
+    for kind, key in (("int4", b"4x"), ("text", b"\xff"), ("uuid", b"nope"), ("text", b"a\0")):
+        with pytest.raises(KeyNotLoadable):
+            key_argument(kind, key)
+
+
+def test_values_are_bytes_within_the_limit() -> None:
+    assert value_bytes("é", 10) == "é".encode()
+    assert value_bytes(b"raw", 10) == b"raw"
+    assert value_bytes(None, 10) is None
+    with pytest.raises(BadResult, match="over the limit"):
+        value_bytes("x" * 11, 10)
+    with pytest.raises(BadResult, match="int"):
+        value_bytes(5, 10)
+
+
+def test_the_trigger_sql_quotes_names_and_refuses_others() -> None:
+    sql = trigger_sql("items_changes", "shop.items", "id")
+    assert 'ON "shop"."items"' in sql
+    assert "meshcache_notify('items_changes', 'id')" in sql
+    for table, column in (("items; DROP TABLE x", "id"), ("items", "id'--"), ("a.b.c", "id")):
+        with pytest.raises(ConfigError):
+            trigger_sql("c", table, column)
+
+
+durations = st.none() | st.floats(0.001, 1e6)
+
+
+@given(
+    ttl=durations,
+    negative=durations,
+    timeout=st.floats(0.001, 1e6),
+    ahead=st.none() | st.floats(0.01, 0.99),
+    channel=st.none() | st.from_regex(r"[a-z_][a-z0-9_]{0,20}", fullmatch=True),
+)
+def test_a_loader_policy_round_trips_through_its_mapping(
+    ttl: float | None,
+    negative: float | None,
+    timeout: float,
+    ahead: float | None,
+    channel: str | None,
+) -> None:
+    policy = LoaderPolicy(
+        "pg", "SELECT $1::text", None, ttl, negative, timeout, ahead, channel
+    ).validate()
+    assert LoaderPolicy.from_mapping(policy.to_mapping()) == policy
