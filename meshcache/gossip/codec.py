@@ -1,12 +1,15 @@
-"""Compact msgpack encoding of gossip messages and the signed envelope around them.
+"""Compact msgpack encoding of gossip messages and the sealed envelope around them.
 
 Envelope (one UDP packet or one push/pull payload)::
 
-    version:u8 | flags:u8 | body | mac[32] (present iff flags & SIGNED)
+    version:u8 | flags:u8 | body                                 (no cluster key)
+    version:u8 | flags:u8 | nonce[12] | AES-GCM(body) | tag[16]  (flags & SIGNED: sealed)
     body = msgpack array [sender:str, boot:int, counter:int, msg, msg, ...]
 
-The MAC is HMAC-SHA256 over ``version | flags | body``. Flag ``STREAM`` separates push/pull
-payloads from UDP packets so neither can be replayed as the other. Each message is a msgpack
+With a cluster key the body is sealed (:meth:`Keyring.seal`): encrypted, so addresses and
+metadata cannot be read on the wire, and authenticated together with ``version | flags`` by
+the GCM tag. Flag ``STREAM`` separates push/pull payloads from UDP packets so neither can be
+replayed as the other. Each message is a msgpack
 array whose first element is its :class:`MsgType`; unknown types and wrong field types make the
 whole envelope invalid. Every decode failure is a :class:`DecodeError` whose ``reason`` is the
 stats key under which the packet is counted.
@@ -23,11 +26,11 @@ import msgpack
 
 from meshcache.errors import RemoteProtocolError
 from meshcache.gossip.endpoint import Address
-from meshcache.gossip.keyring import MAC_SIZE, Keyring
+from meshcache.gossip.keyring import SEAL_OVERHEAD, Keyring
 from meshcache.gossip.member import MAX_U63, MAX_ZONE_CHARS, MemberState, NodeMeta
 
-VERSION = 1
-FLAG_SIGNED = 0x01
+VERSION = 2
+FLAG_SIGNED = 0x01  # sealed: encrypted and authenticated under the cluster keyring
 FLAG_STREAM = 0x02
 _KNOWN_FLAGS = FLAG_SIGNED | FLAG_STREAM
 MAX_NAME_BYTES = 128
@@ -180,8 +183,8 @@ def encode_message(msg: Message) -> bytes:
 
 def envelope_overhead(sender: str, *, signed: bool) -> int:
     """Upper bound of the bytes an envelope adds around its messages."""
-    # 2 prefix bytes, array header (5), name (<= 2 + len), two uint64 (9 each), MAC.
-    return 2 + 5 + 2 + len(sender.encode()) + 18 + (MAC_SIZE if signed else 0)
+    # 2 prefix bytes, array header (5), name (<= 2 + len), two uint64 (9 each), nonce and tag.
+    return 2 + 5 + 2 + len(sender.encode()) + 18 + (SEAL_OVERHEAD if signed else 0)
 
 
 def encode_envelope(
@@ -193,7 +196,7 @@ def encode_envelope(
     *,
     stream: bool = False,
 ) -> bytes:
-    """Wrap pre-encoded ``messages`` in a (signed, when the keyring has keys) envelope."""
+    """Wrap pre-encoded ``messages`` in an envelope, sealed when the keyring has keys."""
     flags = (FLAG_SIGNED if keyring.enabled else 0) | (FLAG_STREAM if stream else 0)
     packer = msgpack.Packer(use_bin_type=True)
     body = b"".join(
@@ -205,8 +208,10 @@ def encode_envelope(
             *messages,
         ]
     )
-    signed = bytes([VERSION, flags]) + body
-    return signed + keyring.sign(signed)
+    header = bytes([VERSION, flags])
+    if keyring.enabled:
+        return header + keyring.seal(header, body)
+    return header + body
 
 
 # --- decoding ---------------------------------------------------------------------------
@@ -311,7 +316,7 @@ def decode_message(raw: object) -> Message:
 
 
 def decode_envelope(keyring: Keyring, data: bytes, *, stream: bool, max_size: int) -> Envelope:
-    """Check size, version, channel and MAC, then decode every message.
+    """Check size, version and channel, open the seal, then decode every message.
 
     Raises:
         DecodeError: with ``reason`` one of truncated, oversized, bad_version, bad_flags,
@@ -332,12 +337,12 @@ def decode_envelope(keyring: Keyring, data: bytes, *, stream: bool, max_size: in
     if flags & FLAG_SIGNED:
         if not keyring.enabled:
             raise DecodeError("unexpected_signature")
-        if len(data) < 3 + MAC_SIZE:
+        if len(data) < 3 + SEAL_OVERHEAD:
             raise DecodeError("truncated")
-        signed, mac = data[:-MAC_SIZE], data[-MAC_SIZE:]
-        if not keyring.verify(signed, mac):
+        opened = keyring.open(data[:2], data[2:])
+        if opened is None:  # another key, a removed one, or altered bytes
             raise DecodeError("bad_mac")
-        body = signed[2:]
+        body = opened
     else:
         if keyring.enabled:
             raise DecodeError("unsigned")
