@@ -156,3 +156,34 @@ async def test_lost_invalidations_leave_copies_at_most_one_lease_stale(
     assert history.ryw_violations() == [], f"seed {seed}"
     assert history.max_staleness() <= LEASE + SLACK, f"seed {seed}: {history.max_staleness()}"
     assert history.deleted_served(LEASE + SLACK) == [], f"seed {seed}"
+
+
+@pytest.mark.trio
+async def test_a_flush_reaches_the_copies_within_half_a_lease(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    mesh = SimMesh(5, 4, policies={NS: POLICY}, link=LAN)
+    rng = random.Random(5)
+    key = b"hot:f"
+    history = HotHistory()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(mesh.run)
+        await mesh.client("n1", NS, "SET", key, value_of(key, 0))
+        readers = trio.CancelScope()
+
+        async def read() -> None:
+            with readers:
+                await _readers(mesh, history, [key], rng, 3)
+
+        nursery.start_soon(read)
+        owner = mesh.owners(NS, key)[0]
+        others = [n for n in mesh.ids if n != owner]
+        await mesh.wait_until(
+            lambda: _copies(mesh, key) == others, timeout=5.0, what="copies on every other node"
+        )
+        assert await mesh.client("n2", NS, "FLUSH") is True
+        await trio.sleep(LEASE / 2 + 0.25 + SLACK)
+        for node in mesh.ids:
+            assert await mesh.client(node, NS, "GET", key) is None, node
+        readers.cancel()
+        nursery.cancel_scope.cancel()

@@ -199,6 +199,9 @@ class Coordinator:
                 return self._flush_everywhere(namespace)
             return self._store_execute(namespace, op, args)
         if spec.multi_key and len(args) > (2 if op == "MSET" else 1):
+            hot = self.hot
+            if hot is not None and spec.kind is _WRITE and namespace in hot.policies:
+                self._hot_copy(hot, namespace, op, spec, args)
             return self._scatter(namespace, op, spec, args)
         owners = self._coordinators(namespace, args[0])
         if not owners or owners[0].node_id == self.node_id:
