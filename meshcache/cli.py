@@ -622,8 +622,9 @@ _LOADER_FLAGS = {
     "loader_timeout": "load_timeout",
     "loader_refresh_ahead": "refresh_ahead",
     "loader_channel": "channel",
+    "loader_stale_if_error": "stale_if_error",
 }
-_LOADER_DURATIONS = frozenset({"ttl", "negative_ttl", "load_timeout"})
+_LOADER_DURATIONS = frozenset({"ttl", "negative_ttl", "load_timeout", "stale_if_error"})
 
 
 def _loader_fields(c: Client, a: argparse.Namespace) -> dict[str, Any]:
@@ -1315,6 +1316,11 @@ def _add_ns(p: argparse.ArgumentParser) -> None:
         help="reload a key read after this fraction of its TTL (e.g. 0.8)",
     )
     loader.add_argument("--loader-channel", metavar="NAME", help="LISTEN channel (invalidation)")
+    loader.add_argument(
+        "--loader-stale-if-error",
+        metavar="DURATION",
+        help="keep loaded values this long past their TTL, served when a reload fails",
+    )
     loader.add_argument("--no-loader", action="store_true", help="remove the namespace's loader")
 
 

@@ -525,7 +525,7 @@ def _policy(table: object, where: str) -> NamespacePolicy:
         loader = values.get("loader")
         if isinstance(loader, Mapping):
             values["loader"] = loader = dict(loader)
-            for key in ("ttl", "negative_ttl", "load_timeout"):
+            for key in ("ttl", "negative_ttl", "load_timeout", "stale_if_error"):
                 if isinstance(loader.get(key), str):
                     loader[key] = parse_duration(loader[key], f"{where} loader.{key}")
         try:

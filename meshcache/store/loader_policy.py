@@ -21,7 +21,7 @@ from meshcache.errors import ConfigError
 
 #: A LISTEN channel: a plain PostgreSQL identifier (no quoting needed).
 CHANNEL_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-_DURATIONS = ("ttl", "negative_ttl", "load_timeout")
+_DURATIONS = ("ttl", "negative_ttl", "load_timeout", "stale_if_error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,9 @@ class LoaderPolicy:
             load it again in the background while the current value is served; None: off.
         channel: a PostgreSQL ``LISTEN`` channel on which changed keys are announced
             (``meshcache loader sql`` prints the trigger); None: no invalidation.
+        stale_if_error: seconds a loaded value is kept past its ``ttl``; a read of it in that
+            time loads it again, and is answered with the kept value if the load fails; None:
+            a value expires at its ``ttl``.
     """
 
     source: str
@@ -52,6 +55,7 @@ class LoaderPolicy:
     load_timeout: float = 2.0
     refresh_ahead: float | None = None
     channel: str | None = None
+    stale_if_error: float | None = None
 
     def validate(self) -> LoaderPolicy:
         """Return ``self`` if every field is well formed; raise :class:`ConfigError` otherwise.

@@ -43,10 +43,11 @@ class Table:
         n = self.name
         db.sql(
             f"CREATE TABLE {n} (id text PRIMARY KEY, v text);"
-            f"CREATE TABLE {n}_calls (n bigint NOT NULL);"
+            f"CREATE TABLE {n}_calls (n bigint NOT NULL, fail bool NOT NULL DEFAULT false);"
             f"INSERT INTO {n}_calls VALUES (0);"
             f"CREATE FUNCTION load_{n}(k text) RETURNS SETOF text LANGUAGE plpgsql AS $$"
             f" BEGIN UPDATE {n}_calls SET n = n + 1; PERFORM pg_sleep({delay});"
+            f" IF (SELECT fail FROM {n}_calls) THEN RAISE EXCEPTION 'told to fail'; END IF;"
             f" RETURN QUERY SELECT v FROM {n} WHERE id = k; END $$;"
         )
         self.query = f"SELECT * FROM load_{n}($1)"
@@ -57,6 +58,10 @@ class Table:
             f"INSERT INTO {self.name} VALUES ('{key}', '{value}') "
             f"ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v"
         )
+
+    def fail(self, failing: bool) -> None:
+        """Make the load function raise (the source refuses every load) or stop raising."""
+        self.db.sql(f"UPDATE {self.name}_calls SET fail = {str(failing).lower()}")
 
     def calls(self) -> int:
         return int(self.db.sql(f"SELECT n FROM {self.name}_calls"))

@@ -284,3 +284,31 @@ async def test_notify_drops_the_key_and_a_lost_listener_resyncs(tmp_path: Path) 
             assert node.parts.store.get_entry("items", b"b") is None
             assert await client.get("b", namespace="items") == b"2"
             assert loader.stats["listener_lost"] >= 1
+
+
+@pytest.mark.trio
+async def test_stale_if_error_serves_the_kept_value_while_the_source_fails(
+    tmp_path: Path, database: Database
+) -> None:
+    table = Table(database)
+    table.put("s", "kept")
+    policy = {"loader": table.loader(ttl=0.3, stale_if_error=30)}
+    async with one_node(tmp_path, database.dsn, {"items": policy}) as (node, client):
+        assert node.parts is not None
+        store = node.parts.store
+        assert await client.get("s", namespace="items") == b"kept"
+        assert 30 < store.execute("items", "TTL", [b"s"]) <= 30.3  # kept past its ttl
+        table.fail(True)
+        await wait_until(lambda: store.execute("items", "TTL", [b"s"]) < 30, "stale", 5)
+        assert await client.get("s", namespace="items") == b"kept"  # the load failed
+        assert loader_stats(node)["stale_served"] == 1
+        with pytest.raises(CommandError) as fresh_miss:  # a key never loaded has no stale value
+            await client.get("other", namespace="items")
+        assert fresh_miss.value.code == ErrorCode.LOADER_UNAVAILABLE
+        table.fail(False)
+        table.put("s", "new")
+        assert await client.get("s", namespace="items") == b"new"  # reloaded once it works
+        database.sql(f"DELETE FROM {table.name} WHERE id = 's'")
+        await wait_until(lambda: store.execute("items", "TTL", [b"s"]) < 30, "stale again", 5)
+        assert await client.get("s", namespace="items") is None  # the row is gone: so is the key
+        assert store.get_entry("items", b"s") is None

@@ -16,6 +16,9 @@ loads happen at the owner, and there:
 * **negative caching**: a key the source has no row for is answered nil for ``negative_ttl``;
 * **refresh-ahead**: a read of a loaded key past ``refresh_ahead`` of its TTL starts one
   background load (a flight nobody waits for) while the current value is served;
+* **stale-if-error**: a loaded value is stored for ``ttl + stale_if_error``; once less than
+  ``stale_if_error`` of that is left it is stale, and a GET of it waits for a load (joining
+  any in flight), answered with the stale value if the load fails;
 * **a circuit breaker per source** (:mod:`~meshcache.node.loader.breaker`): while it is open,
   misses fail at once with ``LOADER_UNAVAILABLE``; hits never touch it;
 * **invalidation**: for each (source, channel) the namespaces name, a listener task LISTENs;
@@ -198,6 +201,8 @@ class Loader:
         if op == "GET":
             if result is None:
                 return self._get(namespace, policy, args[0])
+            if policy.stale_if_error is not None and self._stale(namespace, policy, args[0]):
+                return self._revalidate(namespace, policy, args[0], result)
             if policy.refresh_ahead is not None:
                 self._refresh_ahead(namespace, policy, args[0])
             return None
@@ -229,6 +234,23 @@ class Loader:
         if flight.error is not None:
             raise flight.error
         return flight.value
+
+    def _stale(self, namespace: str, policy: LoaderPolicy, key: bytes) -> bool:
+        entry = self.store.get_entry(namespace, key)
+        if entry is None or entry.expires_at is None:
+            return False
+        assert policy.stale_if_error is not None
+        return entry.expires_at - self._wall() < policy.stale_if_error
+
+    async def _revalidate(
+        self, namespace: str, policy: LoaderPolicy, key: bytes, stale: bytes
+    ) -> bytes | None:
+        """A stale value's GET: a fresh load's answer, or ``stale`` when the load fails."""
+        try:
+            return await self._get(namespace, policy, key)
+        except LoaderUnavailableError:
+            self.stats["stale_served"] += 1
+            return stale
 
     async def _mget(
         self, namespace: str, policy: LoaderPolicy, keys: list[bytes], found: list[Any]
@@ -383,10 +405,16 @@ class Loader:
             return
         if value is None:
             self.stats["loaded_missing"] += 1
+            if entry is not None:  # a refresh or revalidation: the row is gone, so is the key
+                self.store.execute(namespace, "DELETE", [key])
+                self._replicate(namespace, key)
             if policy.negative_ttl is not None:
                 self._remember_missing(namespace, key, policy.negative_ttl)
             return
-        options = {} if policy.ttl is None else {"ttl": policy.ttl}
+        ttl = policy.ttl or self.store.policy(namespace).default_ttl
+        if ttl is not None and policy.stale_if_error is not None:
+            ttl += policy.stale_if_error
+        options = {} if ttl is None else {"ttl": ttl}
         try:
             self.store.execute(namespace, "SET", [key, value, options])
         except CommandError as exc:  # over the namespace's bounds with eviction "none"
@@ -404,7 +432,8 @@ class Loader:
             return
         ttl = policy.ttl or self.store.policy(namespace).default_ttl
         assert policy.refresh_ahead is not None
-        if ttl is None or entry.expires_at - self._wall() > ttl * (1 - policy.refresh_ahead):
+        fresh_left = entry.expires_at - self._wall() - (policy.stale_if_error or 0.0)
+        if ttl is None or fresh_left > ttl * (1 - policy.refresh_ahead):
             return
         self.stats["refreshes"] += 1
         self._launch(namespace, policy, [key])
