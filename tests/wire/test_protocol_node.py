@@ -66,6 +66,7 @@ def test_every_field_info_answers_is_documented(node: NodeProcess) -> None:
         "peers",
         "clamp",
         "antientropy",
+        "loader",
     }
 
 
