@@ -1580,7 +1580,15 @@ def _demo_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
 def _top(args: argparse.Namespace) -> int:
     from meshcache.tui.main import run
 
-    return run(host=args.host, port=args.port, refresh=args.refresh, read_only=args.read_only)
+    password = None if args.user is None else _read_password(f"password for {args.user}: ")
+    return run(
+        host=args.host,
+        port=args.port,
+        refresh=args.refresh,
+        read_only=args.read_only,
+        username=args.user,
+        password=password,
+    )
 
 
 def _top_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -1607,6 +1615,7 @@ def _top_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
         action="store_true",
         help="watch only: drain, remove and policy edits are refused",
     )
+    _user_option(p.add_argument_group("authentication"))
     p.set_defaults(run=_top)
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import socket
 import sys
-from typing import TextIO
+from collections.abc import Mapping
+from typing import Any, TextIO
 
 from meshcache.errors import ConfigError, MeshcacheError
 from meshcache.settings import parse_duration, parse_port
@@ -26,8 +27,12 @@ EXIT_UNREACHABLE = 3
 MIN_REFRESH = 0.1
 
 
-def preflight(entry: str, timeout: float) -> str | None:
-    """None when ``entry`` answers INFO like a meshcache node; otherwise why not, one line."""
+def preflight(
+    entry: str, timeout: float, credentials: Mapping[str, Any] | None = None
+) -> str | None:
+    """None when ``entry`` answers INFO like a meshcache node; otherwise why not, one line.
+    ``credentials``: the client's ``username`` and ``password``, if any."""
+    credentials = credentials or {}
     from meshcache.client.sync import Client
 
     address = parse_address(entry)
@@ -37,7 +42,9 @@ def preflight(entry: str, timeout: float) -> str | None:
     except OSError as exc:
         return describe_failure(entry, exc, timeout)
     try:
-        with Client(entry, smart=False, timeout=timeout, connect_timeout=timeout) as client:
+        with Client(
+            entry, smart=False, timeout=timeout, connect_timeout=timeout, **credentials
+        ) as client:
             info = client.info()
     except (MeshcacheError, OSError) as exc:
         return describe_failure(entry, exc, timeout)
@@ -54,8 +61,11 @@ def run(
     read_only: bool = False,
     timeout: str = "3",
     stderr: TextIO | None = None,
+    username: str | None = None,
+    password: str | None = None,
 ) -> int:
-    """Run ``meshcache top``; the process exit code.
+    """Run ``meshcache top``; the process exit code. With ``username`` and ``password`` every
+    connection to every node authenticates as that user (docs/security.md).
 
     Raises:
         ConfigError: a flag does not parse (the CLI prints it and exits 2).
@@ -75,7 +85,8 @@ def run(
         err.write("meshcache top: needs a terminal (stdin and stdout must be a TTY)\n")
         return EXIT_USAGE
     entry = format_address(host, number)
-    problem = preflight(entry, wait)
+    credentials = {} if username is None else {"username": username, "password": password}
+    problem = preflight(entry, wait, credentials)
     if problem is not None:
         err.write(f"meshcache top: {problem}\n")
         return EXIT_UNREACHABLE
@@ -84,7 +95,7 @@ def run(
     from meshcache.tui.source import LiveSource
 
     app = TopApp(
-        LiveSource(entry, timeout=wait, budget=min(0.5, interval / 2)),
+        LiveSource(entry, timeout=wait, budget=min(0.5, interval / 2), credentials=credentials),
         refresh=interval,
         read_only=read_only,
     )

@@ -270,10 +270,12 @@ class LiveSource:
         leave_slack: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        credentials: Mapping[str, Any] | None = None,
     ) -> None:
         """
         Args:
             entry: ``host:port`` of the node the operator named.
+            credentials: the clients' ``username`` and ``password`` (every node checks them).
             timeout: seconds one node's poll may take before it counts as not answering.
             budget: the longest :meth:`poll` waits for answers before it returns.
             leave_slack: seconds a LEAVE's answer is awaited beyond its drain timeout.
@@ -285,6 +287,7 @@ class LiveSource:
         self.leave_slack = leave_slack
         self._clock = clock
         self._wall = wall
+        self._credentials = dict(credentials or {})
         self._clients: dict[str, Any] = {}
         self._tasks: dict[str, asyncio.Task[NodeReply]] = {}
         self._latest: dict[str, NodeReply] = {}
@@ -300,6 +303,7 @@ class LiveSource:
                 timeout=self.timeout,
                 connect_timeout=min(self.timeout, 2.0),
                 max_connections=4,
+                **self._credentials,
             )
             self._clients[address] = client
         return client
@@ -466,7 +470,11 @@ class LiveSource:
         # A drain takes as long as it takes to hand the keys over: its own client, with a
         # deadline of the drain's timeout (the poller's client keeps its short one).
         async with AsyncClient(
-            address, smart=False, timeout=timeout + self.leave_slack, connect_timeout=5.0
+            address,
+            smart=False,
+            timeout=timeout + self.leave_slack,
+            connect_timeout=5.0,
+            **self._credentials,
         ) as client:
             command = Command.build("LEAVE", [{"timeout": timeout}], "default", results.str_map)
             answer: dict[str, Any] = await client._execute(command)
