@@ -84,6 +84,10 @@ class HLC:
         self._last = version
         return version
 
+    def wall_ms(self) -> int:
+        """The wall clock it reads, in milliseconds since the epoch (no version issued)."""
+        return self._wall_ms()
+
     def pin(self, version: int) -> None:
         """Make :meth:`now` return ``version`` until :meth:`unpin`: the caller runs one write
         whose version was fixed before (it checked that the keys it writes hold older

@@ -23,8 +23,11 @@ What the network models (:class:`SimDataNet`), per directed link (:class:`LinkFa
   (replication ships state, so it must be idempotent).
 * **Partitions** (both ways or one way): a frame that meets a blocked direction is lost and its
   caller times out; connecting needs both directions (a TCP handshake) and fails with
-  :class:`PeerUnreachable` after ``connect_timeout``. TCP retransmission is not modelled: a
-  frame lost to a partition is gone even if the partition heals before the caller's timeout.
+  :class:`PeerUnreachable` after ``connect_timeout``. A frame lost to a partition is gone even
+  if the partition heals before the caller's timeout — unless
+  :attr:`SimDataNet.retransmit` is set: then TCP's retransmission is modelled, and a frame
+  that meets a blocked direction waits (and everything behind it on its connection) until the
+  direction is open again, then arrives — also after its caller gave up.
 * **Crash / restart** of a node: its tasks are cancelled, its store, hints and queues are lost
   (a cache's memory is), connections to it fail at once (the kernel resets them), connecting
   to it is refused. A restart builds every part afresh and installs the same ring.
@@ -215,6 +218,9 @@ class SimDataNet:
         self._open: dict[_Conn, None] = {}
         self._connecting: dict[tuple[str, str], trio.Lock] = {}
         self._trace = hashlib.sha256()
+        #: Model TCP retransmission: a frame meeting a partition is delivered when it heals.
+        self.retransmit = False
+        self._healed = trio.Event()  # set (and replaced) whenever partitions are removed
 
     # --- topology -------------------------------------------------------------------------
 
@@ -245,6 +251,8 @@ class SimDataNet:
     def heal(self) -> None:
         """Remove every partition (link faults stay)."""
         self._blocked.clear()
+        self._healed.set()
+        self._healed = trio.Event()
         self._record("heal", "", "", "")
 
     def blocked(self, src: str, dst: str) -> bool:
@@ -396,6 +404,12 @@ class SimDataNet:
             await trio.sleep_until(frame.arrive_at)
             if conn.is_broken():
                 return
+            while self.retransmit and self.blocked(conn.src, conn.dst):
+                self.stats["held_partition"] += 1
+                self._record("held", conn.src, conn.dst, frame.op)
+                await self._healed.wait()
+                if conn.is_broken():
+                    return
             if self.blocked(conn.src, conn.dst):
                 self.stats["lost_partition"] += 1
                 self._record("lost", conn.src, conn.dst, frame.op)

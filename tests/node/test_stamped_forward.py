@@ -1,5 +1,6 @@
-"""A forwarded plain write carries the version its forwarder fixed: applied at that version, only
-to keys holding older records, so a forward delivered late cannot overwrite newer writes."""
+"""A forwarded plain write carries the version its forwarder fixed. Delivered late (its forwarder
+may have failed it over) it is applied at that version, only to keys holding older records, so
+it cannot overwrite newer writes; delivered on time it is coordinated with a fresh version."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from hypothesis import strategies as st
 
 from meshcache.errors import CommandError, ErrorCode
 from meshcache.hlc import MAX_VERSION, make_version
-from meshcache.node.data.coordinator import Coordinator, stampable
+from meshcache.node.data.coordinator import LATE_FORWARD_MS, Coordinator, stampable
 from meshcache.node.data.replication import read_record
 from meshcache.wire.ops import OPS
 from tests.node.test_dataplane import ME, NOW_S, OTHER, make_plane
 
-BASE = make_version(int(NOW_S * 1000))
+NOW_MS = int(NOW_S * 1000)
+LATE = make_version(NOW_MS - LATE_FORWARD_MS)  # stamped that long ago: late
 
 
 def fwd(plane: Coordinator, op: str, args: list[Any], stamp: int | None) -> Any:
@@ -29,11 +31,22 @@ def version_of(plane: Coordinator, key: bytes) -> int | None:
     return None if record is None else record.version
 
 
-def test_a_stamped_set_lands_at_its_version() -> None:
+def test_an_on_time_forward_gets_a_fresh_version() -> None:
     plane = make_plane([ME, OTHER], replicas=2)
-    stamp = BASE - 1000  # fixed a moment ago by the forwarder
+    stamp = make_version(NOW_MS - LATE_FORWARD_MS + 1, 5)  # just under the limit
+    assert fwd(plane, "SET", [b"k", b"new", {}], stamp) is True
+    assert fwd(plane, "SET", [b"k", b"newer", {}], stamp - 1) is True  # in arrival order
+    assert plane.store.execute("default", "GET", [b"k"]) == b"newer"
+    assert version_of(plane, b"k") > stamp
+    assert plane.stats["forwards_late"] == 0
+
+
+def test_a_late_stamped_set_lands_at_its_version() -> None:
+    plane = make_plane([ME, OTHER], replicas=2)
+    stamp = LATE - 7
     assert fwd(plane, "SET", [b"k", b"v1"], stamp) is True
     assert version_of(plane, b"k") == stamp
+    assert plane.stats["forwards_late"] == 1
     assert plane.store.execute("default", "GET", [b"k"]) == b"v1"
     # This node's clock has witnessed it: its next write of the key is newer.
     assert plane.coordinate("default", "SET", OPS["SET"], [b"k", b"v2", {}]) is True
@@ -42,7 +55,7 @@ def test_a_stamped_set_lands_at_its_version() -> None:
 
 def test_a_late_forward_does_not_overwrite_a_newer_write() -> None:
     plane = make_plane([ME, OTHER], replicas=2)
-    stamp = plane.clamp.hlc.now()  # v1's version, fixed when it was first forwarded
+    stamp = LATE  # v1's version, fixed when it was first forwarded, seconds ago
     # v2, acknowledged after v1 was failed over elsewhere, reaches this owner first.
     plane.coordinate("default", "SET", OPS["SET"], [b"k", b"v2", {}])
     v2 = version_of(plane, b"k")
@@ -56,30 +69,31 @@ def test_a_late_forward_does_not_overwrite_a_newer_write() -> None:
     assert fwd(plane, "DELETE", [b"k"], stamp) == 0
     assert plane.store.execute("default", "GET", [b"k"]) == b"v2"
     # The same forward delivered twice is applied once.
-    again = plane.clamp.hlc.now()
-    assert fwd(plane, "SET", [b"k", b"v3", {}], again) is True
-    assert fwd(plane, "SET", [b"k", b"v3", {}], again) is True
+    again = LATE + 1
+    assert fwd(plane, "SET", [b"d", b"v3", {}], again) is True
+    assert fwd(plane, "SET", [b"d", b"v3", {}], again) is True
+    assert version_of(plane, b"d") == again
     assert plane.stats["forwards_superseded"] == 3
 
 
 def test_many_keys_are_applied_where_older() -> None:
     plane = make_plane([ME, OTHER], replicas=2)
-    stamp = plane.clamp.hlc.now()
+    stamp = LATE - 2
     plane.coordinate("default", "MSET", OPS["MSET"], [b"a", b"new", b"c", b"new"])
     assert fwd(plane, "MSET", [b"a", b"old", b"b", b"old", b"c", b"old"], stamp) is True
     assert plane.store.execute("default", "MGET", [b"a", b"b", b"c"]) == [b"new", b"old", b"new"]
     assert version_of(plane, b"b") == stamp
     # DELETE: keys written after the stamp stay; older ones go.
-    later = plane.clamp.hlc.now()
+    later = LATE - 1
     plane.coordinate("default", "SET", OPS["SET"], [b"a", b"newer", {}])
-    assert fwd(plane, "DELETE", [b"a", b"b", b"c"], later) == 2
-    assert plane.store.execute("default", "MGET", [b"a", b"b", b"c"]) == [b"newer", None, None]
+    assert fwd(plane, "DELETE", [b"a", b"b", b"c"], later) == 1
+    assert plane.store.execute("default", "MGET", [b"a", b"b", b"c"]) == [b"newer", None, b"new"]
     assert version_of(plane, b"b") == later  # its tombstone carries the stamp
 
 
 def test_only_plain_writes_carry_a_version() -> None:
     plane = make_plane([ME, OTHER], replicas=2)
-    stamp = plane.clamp.hlc.now()
+    stamp = LATE
     for op, args in (
         ("SET", [b"k", b"v", {"nx": True}]),
         ("SET", [b"k", b"v", {"get": True}]),
@@ -111,12 +125,12 @@ def test_only_plain_writes_carry_a_version() -> None:
 def test_any_delivery_order_ends_with_the_newest_stamp(
     writes: list[tuple[bytes, int, bool]],
 ) -> None:
-    """Stamped SETs and DELETEs delivered in any order leave each key as the greatest stamp
-    says (a delete wins a tie), as replicas applying the same records would."""
+    """Late stamped SETs and DELETEs delivered in any order leave each key as the greatest
+    stamp says (a delete wins a tie), as replicas applying the same records would."""
     plane = make_plane([ME, OTHER], replicas=2)
     newest: dict[bytes, tuple[int, bool]] = {}
     for key, offset, delete in writes:
-        stamp = BASE + offset
+        stamp = LATE - 100 + offset
         if delete:
             fwd(plane, "DELETE", [key], stamp)
         else:
@@ -128,4 +142,4 @@ def test_any_delivery_order_ends_with_the_newest_stamp(
         if delete:
             assert value is None
         else:
-            assert value == b"%d" % (stamp - BASE)
+            assert value == b"%d" % (stamp - LATE + 100)

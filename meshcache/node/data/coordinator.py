@@ -41,7 +41,7 @@ from meshcache.errors import (
     UnavailableError,
     WriteFailedError,
 )
-from meshcache.hlc import MAX_VERSION
+from meshcache.hlc import MAX_VERSION, physical_ms
 from meshcache.node.data.hot import HotKeys
 from meshcache.node.data.replication import (
     Consistency,
@@ -51,6 +51,7 @@ from meshcache.node.data.replication import (
     read_repair,
 )
 from meshcache.node.data.replication.tombstones import (
+    Record,
     Tombstone,
     apply_record,
     lww_order,
@@ -79,6 +80,14 @@ log = structlog.get_logger("meshcache.dataplane")
 FORWARD_TIMEOUT = 5.0
 WRITE_TIMEOUT = 2.0
 READ_REPAIR_TIMEOUT = 1.0
+# Times a quorum/all write is run again above a newer record an owner holds (_await_acks).
+REWRITES = 2
+# A forwarded plain write that reaches its coordinator later than this after its forwarder
+# stamped it (by the receiver's wall clock) is applied at its stamp: its forwarder may have
+# timed out and failed it over (FORWARD_TIMEOUT). One arriving sooner is coordinated as any
+# write, with a version from the receiver's clock in arrival order, so clock skew between
+# nodes does not reorder ordinary concurrent writes.
+LATE_FORWARD_MS = 1000
 # Read repairs in flight at once; beyond it a sampled read is simply not checked.
 MAX_READ_REPAIRS = 16
 # Work done between two checkpoints, so that no batch holds the loop beyond a few milliseconds:
@@ -228,8 +237,9 @@ class Coordinator:
         """FWD: another node sent us a request to coordinate; never forward it again.
 
         ``payload`` is ``[op, args]`` or ``[op, args, {"version": v}]``: a plain write (see
-        :func:`stampable`) carries the version its forwarder fixed, and is applied at that
-        version, only to keys holding older records (:meth:`_execute_stamped`)."""
+        :func:`stampable`) carries the version its forwarder fixed; delivered late (see
+        :data:`LATE_FORWARD_MS`) it is applied at that version, only to keys holding older
+        records (:meth:`_execute_stamped`)."""
         if (
             not 2 <= len(payload) <= 3
             or type(payload[0]) is not str
@@ -262,11 +272,15 @@ class Coordinator:
     ) -> Any:
         """Execute here; for a write, replicate to the other owners per the consistency.
 
-        ``stamp``: the version a forwarded plain write was given by its forwarder (None: a new
-        version from this node's clock)."""
+        ``stamp``: the version a forwarded plain write was given by its forwarder (None: none);
+        it is applied at that version when it is :data:`LATE_FORWARD_MS` old, else with a new
+        version from this node's clock."""
+        if stamp is not None and self.clamp.hlc.wall_ms() - physical_ms(stamp) < LATE_FORWARD_MS:
+            stamp = None  # on time: its forwarder is still waiting for this answer
         if stamp is None:
             result = self._store_execute(namespace, op, args)
         else:
+            self.stats["forwards_late"] += 1
             result = self._execute_stamped(namespace, op, args, stamp)
         loader = self.loader
         if loader is not None and namespace in loader.policies:
@@ -292,7 +306,9 @@ class Coordinator:
         if level not in ("quorum", "all"):
             raise CommandError(ErrorCode.BAD_REQUEST, f"unknown consistency {level!r}")
         return self._hot_written(
-            namespace, keys, self._await_acks(namespace, keys, Consistency(level), result)
+            namespace,
+            keys,
+            self._await_acks(namespace, keys, Consistency(level), result, op, args, stamp),
         )
 
     def _hot_written(self, namespace: str, keys: list[bytes], result: Any) -> Any:
@@ -379,9 +395,46 @@ class Coordinator:
                 self.replicator.send(member.node_id, namespace, key, wire, record.version, deleted)
 
     async def _await_acks(
-        self, namespace: str, keys: list[bytes], level: Consistency, result: Any
+        self,
+        namespace: str,
+        keys: list[bytes],
+        level: Consistency,
+        result: Any,
+        op: str,
+        args: list[Any],
+        stamp: int | None,
     ) -> Any:
+        """Wait until ``level`` of each key's write owners applied its record; ``result``.
+
+        A replica answering that it already holds a newer record does not acknowledge a write
+        made here: some owner holds a version above the one this node's clock gave it (this
+        node restarted with its clock set right behind versions a fast clock left, or a
+        concurrent write), and that version would win everywhere. This node then takes that
+        record — its clock witnesses the version — and runs the op again above it, at most
+        :data:`REWRITES` times within the write timeout (counted in ``writes_rewritten``). A
+        forwarded write applied at the version its forwarder fixed (``stamp``) is not run
+        again: a newer record there is a newer write.
+        """
         deadline = self._clock() + WRITE_TIMEOUT
+        for rewrite in range(REWRITES + 1):
+            if not await self._acks_or_newer(namespace, keys, level, deadline, stamp is None):
+                return result
+            if rewrite == REWRITES:
+                break
+            self.stats["writes_rewritten"] += 1
+            result = self._store_execute(namespace, op, args)
+        self.stats["writes_failed"] += 1
+        raise WriteFailedError(
+            message=f"{level} write of {len(keys)} key(s): an owner still holds a newer record "
+            f"after {REWRITES} rewrites (a clock far ahead?)"
+        )
+
+    async def _acks_or_newer(
+        self, namespace: str, keys: list[bytes], level: Consistency, deadline: float, fresh: bool
+    ) -> bool:
+        """Ship each key's record and wait for ``level``; True when a ``fresh`` write (a version
+        from this node's clock) met a newer record on an owner, now applied here instead.
+        ``WriteFailedError`` when the level is not reached by ``deadline``."""
         replicas = self._replicas(namespace)
         for key in keys:
             owners = [m.node_id for m in self.ring.write_owners(key, replicas)]
@@ -403,20 +456,55 @@ class Coordinator:
                 for owner in owners
                 if owner != self.node_id
             ]
+            stale: list[str] = []
             with trio.move_on_at(deadline):
                 for ack in acks:
                     assert ack is not None
                     await ack.event.wait()
+                    if ack.ok and ack.stale and fresh:
+                        stale.append(ack.target)  # no ack of this write (yet): see below
+                        continue
                     state = tracker.ack(ack.target) if ack.ok else tracker.fail(ack.target)
                     if state is not WriteState.PENDING:
                         break
+            if stale:
+                if await self._take_newer(namespace, key, record, stale, deadline):
+                    return True
+                for target in stale:  # they hold this very record (a duplicate delivery)
+                    tracker.ack(target)
             if tracker.tick(self._clock()) is not WriteState.ACKED:
                 self.stats["writes_failed"] += 1
                 raise WriteFailedError(
                     message=f"{level} write of {len(keys)} key(s): {len(tracker.acked)} of "
                     f"{len(tracker.owners)} owners applied it in time (needed {tracker.needed})"
                 )
-        return result
+        return False
+
+    async def _take_newer(
+        self, namespace: str, key: bytes, mine: Record, targets: list[str], deadline: float
+    ) -> bool:
+        """Read ``key``'s record from ``targets`` (``RECORDS``) until one is newer than
+        ``mine``; apply it here (its version clamped and witnessed by this node's clock) and
+        return True. False when none is newer or none answers by ``deadline``."""
+        for target in targets:
+            address = self._addresses.get(target)
+            remaining = deadline - self._clock()
+            if address is None or remaining <= 0:
+                continue
+            try:
+                answer = await self.pool.call(
+                    address, "RECORDS", namespace, [[key]], timeout=remaining
+                )
+                raw = answer[0]
+                theirs = None if raw is None else record_from_wire(raw)
+            except (MeshcacheError, TypeError, IndexError, KeyError):
+                continue
+            if theirs is None or lww_order(theirs) <= lww_order(mine):
+                continue
+            theirs, _ = self.clamp.admit_record(theirs, target)
+            apply_record(self.store, namespace, key, theirs)
+            return True
+        return False
 
     # --- forwarding --------------------------------------------------------------------------
 
@@ -431,9 +519,10 @@ class Coordinator:
         """
         last: MeshcacheError | None = None
         down = False
-        # A plain write gets its version now: wherever it is applied — the owner, the next one
-        # after a failover, this node standing in, or the first owner late, when a cut heals —
-        # it is the same write, older than any write acknowledged after it.
+        # A plain write gets its version now. Wherever it is applied late — the next owner or
+        # this node after a timed-out forward, or the first owner when a cut heals and TCP
+        # delivers the forward at last — it is applied at this version: older than any write
+        # acknowledged after it, so last-writer-wins cannot let it overwrite those.
         stamp = self.clamp.hlc.now() if stampable(op, args) else None
         payload = [op, args] if stamp is None else [op, args, {"version": stamp}]
         for member in owners:

@@ -42,18 +42,21 @@ HINT_RETRY_MAX = 30.0
 
 
 class Ack:
-    """The answer of one target for one record: ``ok`` once ``event`` is set."""
+    """The answer of one target for one record: ``ok`` once ``event`` is set; ``stale`` when
+    the target answered ``STALE`` (it already held a record at least as new)."""
 
-    __slots__ = ("event", "ok", "target")
+    __slots__ = ("event", "ok", "stale", "target")
 
     def __init__(self, target: str) -> None:
         self.target = target
         self.event = trio.Event()
         self.ok = False
+        self.stale = False
 
-    def settle(self, ok: bool) -> None:
+    def settle(self, ok: bool, stale: bool = False) -> None:
         if not self.event.is_set():
             self.ok = ok
+            self.stale = stale
             self.event.set()
 
 
@@ -213,7 +216,7 @@ class Replicator:
                 if answer in (APPLIED, STALE):
                     self.stats["applied" if answer == APPLIED else "stale"] += 1
                     if item.ack is not None:
-                        item.ack.settle(True)
+                        item.ack.settle(True, answer == STALE)
                 elif answer == REFUSED_NOT_OWNER and target_current:
                     # Not the target's key on a ring at least as new as ours: nothing to retry.
                     self.stats["dropped_not_owner"] += 1

@@ -92,7 +92,9 @@ class WriteTracker:
         return tuple(o for o in self.owners if o not in self._acked and o not in self._failed)
 
     def ack(self, node: str) -> WriteState:
-        """``node`` applied the write (or already held a newer version: also an ack)."""
+        """``node`` applied the write, or already held this very record. (An answer that it
+        holds a *newer* record is no ack of a write just made: its coordinator takes that record
+        and writes again above it, see ``Coordinator._await_acks``.)"""
         if node not in self.owners:
             self.strays += 1
         elif node not in self._failed:
