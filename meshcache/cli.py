@@ -1539,6 +1539,7 @@ def _demo(args: argparse.Namespace) -> int:
         base_port=parse_port(args.base_port, "--base-port"),
         data_dir=args.data_dir,
         start_timeout=parse_duration(args.timeout, "--timeout"),
+        with_postgres=args.with_postgres,
     )
     return run(options)
 
@@ -1573,6 +1574,12 @@ def _demo_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
         default="60",
         metavar="DURATION",
         help="how long the mesh may take to form (default 60s)",
+    )
+    p.add_argument(
+        "--with-postgres",
+        action="store_true",
+        help="also start a throwaway PostgreSQL (initdb/postgres must be installed) with a "
+        "sample table 'items' read through by namespace 'items', invalidated by NOTIFY",
     )
     p.set_defaults(run=_demo)
 

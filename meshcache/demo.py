@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import trio
 
@@ -48,6 +48,9 @@ from meshcache.node.node import READY_FILE
 from meshcache.ring import RingState
 from meshcache.testing import ports
 from meshcache.wire.address import parse_address
+
+if TYPE_CHECKING:
+    from meshcache.testing.postgres import PostgresServer
 
 #: The file a node writes into its data dir once it serves (see ``meshcache/node/node.py``).
 #: Admin port of node ``i`` is ``base + ADMIN_OFFSET + i`` (9400 for the default base 7400).
@@ -65,6 +68,21 @@ _LOG_POLL = 0.2  # seconds between looks at a node's log for membership events
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 #: Membership events of the node logs (``member_<kind>``) the demo reports.
 REPORTED_EVENTS = {"member_suspect": "suspected", "member_dead": "declared dead"}
+#: ``--with-postgres``: the sample table, the read-through namespace over it and its channel.
+DEMO_NAMESPACE = "items"
+DEMO_CHANNEL = "items_changes"
+DEMO_TABLE_SQL = (
+    "CREATE TABLE items (id text PRIMARY KEY, v text NOT NULL);"
+    " INSERT INTO items SELECT i::text, 'item ' || i FROM generate_series(1, 1000) AS i;"
+)
+DEMO_LOADER = {
+    "source": "pg",
+    "query": "SELECT v FROM items WHERE id = $1",
+    "batch_query": "SELECT id, v FROM items WHERE id = ANY($1)",
+    "ttl": 300.0,
+    "negative_ttl": 30.0,
+    "channel": DEMO_CHANNEL,
+}
 #: Events that end a member's episode of suspicion or death.
 BACK_EVENTS = frozenset({"member_alive", "member_joined"})
 
@@ -78,6 +96,7 @@ class DemoOptions:
     data_dir: Path | None = None
     start_timeout: float = 60.0
     stop_timeout: float = 10.0
+    with_postgres: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,6 +381,7 @@ class Demo:
         self.flaps: dict[str, int] = {kind: 0 for kind in REPORTED_EVENTS.values()}
         self._reported: set[tuple[str, str, str]] = set()  # member, kind, episode start
         self._alive_at: dict[str, list[str]] = {}  # member → timestamps it was seen alive
+        self.database: PostgresServer | None = None  # --with-postgres
 
     def say(self, line: str) -> None:
         self.out.write(line + "\n")
@@ -506,13 +526,42 @@ class Demo:
         """Start every node and wait until the ring lists them all; the ring version."""
         plans = plan(self.options)
         write_password(self.root / "raft.password")
+        if self.options.with_postgres:
+            self.start_database()
         first = await self.spawn(plans[0], plans, None)
         await self.wait_ready(first)
         for node in plans[1:]:
             await self.spawn(node, plans, first.data)
         for started in self.nodes[1:]:
             await self.wait_ready(started)
-        return await self.wait_ring()
+        version = await self.wait_ring()
+        if self.database is not None:
+            await self.set_up_loader()
+        return version
+
+    def start_database(self) -> None:
+        """A throwaway PostgreSQL whose DSN every node gets as its source ``pg``.
+
+        Started on this thread, as the nodes are: it dies with the thread that started it."""
+        from meshcache.testing.postgres import PostgresError, PostgresServer
+
+        try:
+            self.database = PostgresServer().start()
+        except PostgresError as exc:
+            raise MeshFailed(f"--with-postgres: {exc}") from None
+        os.environ["MESHCACHE_SOURCE_PG_DSN"] = self.database.dsn
+
+    async def set_up_loader(self) -> None:
+        """The sample table with its NOTIFY trigger, and the namespace that reads it."""
+        from meshcache.node.loader.sql import trigger_sql
+        from meshcache.node.net.oneshot import call_once
+
+        db = self.database
+        assert db is not None
+        sql = DEMO_TABLE_SQL + trigger_sql(DEMO_CHANNEL, "items", "id")
+        await trio.to_thread.run_sync(db.psql, sql)
+        address = parse_address(self.nodes[0].data, default_port=None)
+        await call_once(address, "NS_SET", [DEMO_NAMESPACE, {"loader": DEMO_LOADER}], timeout=30)
 
     def print_ready(self, version: int) -> None:
         for node in self.nodes:
@@ -537,6 +586,18 @@ class Demo:
             f"curl -s http://{first.admin}/metrics | grep meshcache_requests",
         ):
             self.say(f"  {example}")
+        if self.database is not None:
+            dsn = self.database.dsn
+            node_1 = self.nodes[min(1, len(self.nodes) - 1)]
+            port_1 = parse_address(node_1.data, default_port=None).port
+            self.say(f"PostgreSQL: {dsn} (table items, namespace {DEMO_NAMESPACE} reads it):")
+            for example in (
+                f"meshcache get 7 -n {DEMO_NAMESPACE} --port {port0}    # loaded from PostgreSQL",
+                f"psql '{dsn}' -c \"UPDATE items SET v = 'changed' WHERE id = '7'\"",
+                f"meshcache get 7 -n {DEMO_NAMESPACE} --port {port_1}    # every node: changed",
+                f"meshcache info --port {port0} | grep loader",
+            ):
+                self.say(f"  {example}")
         self.say("Ctrl-C stops every node.")
 
     async def watch(self, node: DemoNode) -> None:
@@ -565,6 +626,8 @@ class Demo:
                     node.process.kill()
                     await node.process.wait()
                 node.process.close()
+            if self.database is not None:
+                self.database.stop()
 
 
 async def _run(demo: Demo) -> int:
