@@ -88,11 +88,11 @@ class NamespacePolicy:
             if not isinstance(self.hot, HotKeyPolicy):
                 raise ConfigError(f"hot must be a hot-key policy, not {type(self.hot).__name__}")
             self.hot.validate()
-        if self.loader is not None:
-            if not isinstance(self.loader, LoaderPolicy):
-                kind = type(self.loader).__name__
-                raise ConfigError(f"loader must be a loader policy, not {kind}")
-            self.loader.validate()
+        loader: object = self.loader  # any value may come through a mapping
+        if loader is not None:
+            if not isinstance(loader, LoaderPolicy):
+                raise ConfigError(f"loader must be a loader policy, not {type(loader).__name__}")
+            loader.validate()
         return self
 
     @classmethod
