@@ -19,21 +19,20 @@ import itertools
 import random
 from collections.abc import Hashable
 from dataclasses import dataclass
-from heapq import heapify, heappop, heappush
+from heapq import heapify, heappop, heappush, heapreplace
 from typing import Generic, TypeVar
 
 T = TypeVar("T", bound=Hashable)
-
-#: The heap is rebuilt from the counters when it holds this many entries per counter.
-HEAP_SLACK = 8
 
 
 class SpaceSaving(Generic[T]):
     """Space-Saving top-K counters.
 
-    The smallest counter is found with a heap of ``(count, tiebreak, item)`` entries that is
-    pushed on every increment and cleaned lazily (an entry whose count is no longer its item's
-    is skipped), so a sampled read costs O(log K) rather than a scan of the K counters.
+    The smallest counter is found with a heap holding one ``(count, tiebreak, item)`` entry per
+    monitored item. An increment only updates the item's counter, so an entry's count may be
+    behind (never ahead: counts only grow between decays); when the entry on top is behind, it is
+    pushed back down with the item's count, until the top entry is current: that item has the
+    smallest counter. An increment is a dict update; a new item costs O(log K) amortized.
 
     Args:
         capacity: how many items are monitored at once (K).
@@ -55,24 +54,23 @@ class SpaceSaving(Generic[T]):
         """Count ``weight`` (> 0) occurrences of ``item``."""
         self.total += weight
         counts = self._counts
-        heap = self._heap
         count = counts.get(item)
         if count is not None:
-            count += weight
-            counts[item] = count
-            heappush(heap, (count, next(self._tick), item))
-            if len(heap) > HEAP_SLACK * self.capacity:
-                self._rebuild()
+            counts[item] = count + weight
             return
+        heap = self._heap
+        floor = 0.0
         if len(counts) >= self.capacity:
             while True:
-                floor, _, victim = heappop(heap)
-                if counts.get(victim) == floor:
+                behind, _, victim = heap[0]
+                current = counts[victim]
+                if current == behind:
+                    heappop(heap)
                     break
+                heapreplace(heap, (current, next(self._tick), victim))
+            floor = current
             del counts[victim]
             del self._errors[victim]
-        else:
-            floor = 0.0
         counts[item] = floor + weight
         self._errors[item] = floor
         heappush(heap, (floor + weight, next(self._tick), item))
