@@ -48,6 +48,7 @@ class _Open:
     until: float  # when the back-off ends (or the probe's lease, while probing)
     backoff: float  # the back-off that opened it
     probing: bool = False
+    checked: bool = False  # back-off over and not held dead by the node asked: probe it
 
 
 class Breakers:
@@ -119,6 +120,13 @@ class Breakers:
             return candidates if len(ready) == len(candidates) else ready
         return [*ready, *held]
 
+    def due(self) -> bool:
+        """Whether a back-off has ended with no probe out: the engine first asks a reachable
+        node's gossip (:meth:`learn` re-arms the nodes it still holds dead, sparing them a
+        probe that would only time out)."""
+        now = self._clock()
+        return any(not (e.probing or e.checked) and e.until <= now for e in self.open.values())
+
     def probing(self, address: Address) -> bool:
         """Whether a probe of ``address`` is out (connect to it within ``probe_timeout``)."""
         entry = self.open.get(address)
@@ -144,13 +152,15 @@ class Breakers:
 
     def learn(self, members: Any) -> list[Address]:
         """Open the breakers of the nodes a ``MEMBERS`` answer holds dead or left; the
-        addresses opened. A node already open keeps its back-off (no probe is spent on it
-        while the node the client reached still holds it dead). Malformed entries are skipped.
+        addresses opened. A node whose back-off is over is opened for another one while the
+        node the client reached still holds it dead (no probe is spent on it), and is left to
+        a probe otherwise. Malformed entries are skipped.
         """
         now = self._clock()
         opened: list[Address] = []
+        down = set(_down_addresses(members))
         with self._lock:
-            for address in _down_addresses(members):
+            for address in down:
                 entry = self.open.get(address)
                 if entry is None:
                     self.open[address] = _Open(now + self.first_backoff, self.first_backoff)
@@ -159,7 +169,10 @@ class Breakers:
                 else:
                     continue
                 opened.append(address)
-        return opened
+            for address, entry in list(self.open.items()):
+                if address not in down and entry.until <= now and not entry.probing:
+                    self.open[address] = _Open(entry.until, entry.backoff, False, True)
+        return sorted(opened)
 
 
 def _down_addresses(members: Any) -> Iterable[Address]:

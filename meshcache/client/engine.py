@@ -37,8 +37,9 @@ for its keys go at once to the next owner or to any node that answers (which for
 stands in for owners it cannot reach). After a failure, the next call first asks a node it can
 reach which members that node's gossip holds dead (``MEMBERS``, within the probe timeout) and
 opens their breakers too, so a partition costs one timed-out call, not one per unreachable node.
-When a back-off ends one caller probes the node (its connection attempt bounded by
-``probe_timeout``); a completed request closes the breaker.
+When a back-off ends the client asks again: a node still held dead stays open for another
+back-off; otherwise one caller probes it (its connection attempt bounded by
+``probe_timeout``), and a completed request closes the breaker.
 """
 
 from __future__ import annotations
@@ -282,7 +283,8 @@ class ClientEngine(ABC, Commands, Generic[C]):
             self._ring_unasked = False
             if self.router.observe_ring_version(0):
                 await self._fetch_ring(None, deadline, before_request=True)
-        if self.breakers.wants_members:
+        breakers = self.breakers
+        if breakers.open and (breakers.wants_members or breakers.due()):
             await self._learn_members(deadline)
         if len(commands) > 1 or commands[0].spec.multi_key:
             batches = plan(commands, self.router.primary)

@@ -3,16 +3,14 @@ of its own: skewed versions spread to every node through the HLC and outlive the
 
 * A node whose wall clock runs 5 s ahead serves for a while: nothing acknowledged is lost.
   (The skew is kept through the heal here; setting it right is the next test.)
-* Setting a skewed clock right loses acknowledged writes — a strict xfail until the node
-  prevents it. Node n2 runs 30 s ahead (within the 60 s clamp) and coordinates ``SET K v1``
-  at ``quorum``: v1's version is 30 s in the future, and the replicas' HLCs witness it. n2 is
-  restarted with a correct clock: a fresh HLC, 30 s behind the versions the cluster holds. At
-  once ``SET K v2`` through n2 (K's first owner): n2 applies v2 with a version below v1's, the
-  replicas answer "I hold a newer version" — which counts as an acknowledgement — and the
-  client is told OK. The owners converge on v1; v2, acknowledged later, is gone. What would
-  fix it belongs to the node: a replica's "newer" answer to a *new* write is not an
-  acknowledgement of it (fail the write, or witness the newer version and write again above
-  it), and a restarted node does not coordinate writes before its HLC has seen its peers'.
+* Setting a skewed clock right must not lose acknowledged writes. Node n2 runs 30 s ahead
+  (within the 60 s clamp) and coordinates ``SET K v1`` at ``quorum``: v1's version is 30 s in
+  the future, and the replicas' HLCs witness it. n2 is restarted with a correct clock: a fresh
+  HLC, 30 s behind the versions the cluster holds. At once ``SET K v2`` through n2 (K's first
+  owner): n2 applies v2 with a version below v1's and the replicas answer "I hold a newer
+  version". That answer used to count as an acknowledgement, and the owners converged on v1.
+  It no longer does: n2 takes the newer record (its clock witnesses the version) and writes v2
+  again above it before it answers (``Coordinator._await_acks``), so v2 wins everywhere.
 """
 
 from __future__ import annotations
@@ -47,13 +45,6 @@ def test_a_node_with_its_clock_five_seconds_ahead(chaos_cluster: ChaosCluster) -
     assert_checks(report)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AcknowledgedButLost,
-    reason="after a node's clock is set right its fresh HLC is behind the versions the cluster "
-    "holds; the replicas' 'I hold a newer version' answers count as acknowledgements, so a "
-    "quorum write that lost last-writer-wins everywhere is acknowledged",
-)
 def test_a_write_after_a_clock_is_set_right_is_not_lost(chaos_cluster: ChaosCluster) -> None:
     cluster = chaos_cluster
     cluster.restart("n2", skew=30.0)

@@ -1,5 +1,5 @@
-"""A forwarded write that timed out and was failed over is applied a second time when the cut
-heals, overwriting a newer acknowledged write: a strict xfail until the node stops it.
+"""A forwarded write that timed out and was failed over reaches its first owner again when the cut
+heals: it must not overwrite the newer write acknowledged meanwhile.
 
 Found by the soak (an ``isolate`` cycle lost an acknowledged write). The sequence, made
 deterministic here, in namespace ``chaos-quorum`` (3 owners, quorum 2):
@@ -9,13 +9,12 @@ deterministic here, in namespace ``chaos-quorum`` (3 owners, quorum 2):
    its pooled connection; the frame is stuck in TCP's retransmission queue; after the forward
    timeout (5 s) V fails over to the next owner and the write is acknowledged (quorum);
 3. ``SET K v2`` through V is acknowledged (quorum) — the newer write;
-4. the cut heals; TCP retransmits the old forward to X, which coordinates it as a new write
-   with a fresh version, newer than v2's, and replicates it: every owner ends with v1.
+4. the cut heals; TCP retransmits the old forward to X.
 
-SET is retried on the next owner because it is idempotent, but under last-writer-wins a SET
-applied again later is a new write. What would fix it belongs to the node: a forward that
-carries the version (or a deadline) fixed when it was first coordinated, or aborting the
-connection (RST, dropping the queued frame) when a forward times out.
+X used to coordinate it as a new write with a fresh version, newer than v2's, and every owner
+ended with v1. A forwarded plain write now carries the version V gave it when it first routed
+it; arriving a second or more after that, X applies it at that version (older than v2's), so
+last-writer-wins keeps v2 (``Coordinator._execute_stamped``).
 """
 
 from __future__ import annotations
@@ -61,12 +60,6 @@ def _send_v1(cluster: ChaosCluster, via: str, key: str) -> tuple[object, float]:
     return outcome, now() - started
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=LateForwardApplied,
-    reason="a node applies a forwarded SET that reaches the owner after the forwarder timed "
-    "out and failed it over, with a fresh version: it overwrites newer acknowledged writes",
-)
 def test_a_failed_over_forward_does_not_apply_again_after_the_heal(
     chaos_cluster: ChaosCluster,
 ) -> None:

@@ -94,14 +94,31 @@ async def test_learning_dead_members(autojump_clock: trio.testing.MockClock) -> 
     assert breakers.learn(members) == []  # still open: the back-off is not extended
 
     # Still dead by the node we reach when the back-off ends: re-armed without a probe.
+    assert not breakers.due()
     await trio.sleep(1.0)
+    assert breakers.due()  # the engine asks a reachable node before anything probes
     assert breakers.learn(members) == [B, C]
     assert breakers.state(B) == "open"
+    assert not breakers.due()
     # A node being probed is left to its probe.
     await trio.sleep(1.0)
     breakers.order([B])
     assert breakers.learn(members) == [C]
     assert breakers.probing(B)
+
+
+@pytest.mark.trio
+async def test_a_node_alive_again_is_left_to_a_probe(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    breakers = Breakers(trio.current_time, first_backoff=1.0)
+    breakers.failure(A)
+    await trio.sleep(1.0)
+    assert breakers.due()
+    assert breakers.learn([_member("n0", "10.0.0.1", "alive")]) == []
+    assert not breakers.due()  # asked once: no MEMBERS per call while it waits for a probe
+    assert breakers.state(A) == "half-open"
+    assert breakers.order([A, B])[0] == A and breakers.probing(A)
 
 
 def test_bad_settings() -> None:
