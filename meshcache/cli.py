@@ -1038,8 +1038,10 @@ def _run_client(args: argparse.Namespace) -> int:
             where, connect_timeout=connect_timeout, timeout=timeout, user=args.user
         ) as client:
             out = handler(client, args)
-    except MeshcacheTimeout:
-        return _fail(f"no answer from {where} within {_number(timeout)} s", EXIT_UNREACHABLE)
+    except MeshcacheTimeout as exc:
+        # It names the address and the time, and what answered if anything did (a silent
+        # peer may be a node's Raft port: the message says to use the data port).
+        return _fail(str(exc), EXIT_UNREACHABLE)
     except MeshcacheConnectionError as exc:
         return _fail(str(exc), EXIT_UNREACHABLE)  # it names the address and the OS's reason
     except RemoteProtocolError as exc:

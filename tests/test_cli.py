@@ -694,7 +694,11 @@ def test_silent_node_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
         port = listener.getsockname()[1]
         code, out, err = run(["ping", "--port", str(port), "--timeout", "0.2"], capsys)
     assert (code, out) == (3, "")
-    assert one_line(err) == f"meshcache: no answer from 127.0.0.1:{port} within 0.2 s"
+    assert one_line(err) == (
+        f"meshcache: no answer from 127.0.0.1:{port} within 0.2 s: it accepted the connection"
+        " but sent nothing back (if it is not a node's data port, e.g. its Raft port, use the"
+        " data port)"
+    )
 
 
 def test_not_a_meshcache_node_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
