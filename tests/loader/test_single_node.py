@@ -312,3 +312,50 @@ async def test_stale_if_error_serves_the_kept_value_while_the_source_fails(
         await wait_until(lambda: store.execute("items", "TTL", [b"s"]) < 30, "stale again", 5)
         assert await client.get("s", namespace="items") is None  # the row is gone: so is the key
         assert store.get_entry("items", b"s") is None
+
+
+@pytest.mark.trio
+async def test_pipelined_misses_answered_after_the_load_do_not_load_again(
+    tmp_path: Path, database: Database
+) -> None:
+    table = Table(database)
+    for key in ("warm", "k1", "k2", "k3"):
+        table.put(key, key.upper())
+    async with one_node(tmp_path, database.dsn, {"items": {"loader": table.loader()}}) as (
+        node,
+        _,
+    ):
+        assert node.parts is not None
+        address = node.info.data_address if node.info else ("", 0)
+        await _pipelined(address, b"warm", 1, 1)  # the pool is open: loads are fast now
+        for key in (b"k1", b"k2", b"k3"):
+            answers = await _pipelined(address, key, 17, 60)
+            assert answers == [key.upper()] * 17 * 60
+        assert table.calls() == 4  # one load per key, however late a request was answered
+
+
+async def _pipelined(address: Any, key: bytes, per_conn: int, conns: int) -> list[Any]:
+    from meshcache.wire.frame import FrameReader, decode_response, encode_request
+
+    answers: list[Any] = []
+
+    async def one() -> None:
+        async with await trio.open_tcp_stream(*address) as stream:
+            requests = [encode_request(i + 1, "GET", "items", [key]) for i in range(per_conn)]
+            await stream.send_all(b"".join(requests))
+            reader = FrameReader()
+            got = 0
+            while got < per_conn:
+                while (body := reader.next_body()) is not None:
+                    answers.append(decode_response(body).result())
+                    got += 1
+                if got < per_conn:
+                    data = await stream.receive_some(65536)
+                    assert data, "the node closed the connection"
+                    reader.feed(data)
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            for _ in range(conns):
+                nursery.start_soon(one)
+    return answers

@@ -194,20 +194,28 @@ class Loader:
         self, namespace: str, op: str, args: list[Any], result: Any
     ) -> Coroutine[Any, Any, Any] | None:
         """After a read coordinated here: None when ``result`` stands, else a coroutine whose
-        result is the answer (misses loaded)."""
+        result is the answer (misses loaded).
+
+        The misses join their flights (or start them) now, not when the coroutine first runs:
+        a request answered later (pipelined, queued) must not start a second load of a key
+        whose first load finished meanwhile."""
         policy = self.policies.get(namespace)
         if policy is None:
             return None
         if op == "GET":
+            key = args[0]
             if result is None:
-                return self._get(namespace, policy, args[0])
-            if policy.stale_if_error is not None and self._stale(namespace, policy, args[0]):
-                return self._revalidate(namespace, policy, args[0], result)
+                flight = self._join(namespace, policy, key)
+                return None if flight is None else self._answer(flight)
+            if policy.stale_if_error is not None and self._stale(namespace, policy, key):
+                flight = self._join(namespace, policy, key)
+                return None if flight is None else self._revalidate(flight, result)
             if policy.refresh_ahead is not None:
-                self._refresh_ahead(namespace, policy, args[0])
+                self._refresh_ahead(namespace, policy, key)
             return None
         if op == "MGET" and None in result:
-            return self._mget(namespace, policy, args, result)
+            waits = self._join_many(namespace, policy, args, result)
+            return self._answer_many(args, result, waits) if waits else None
         return None
 
     def on_write(self, namespace: str, op: str, args: list[Any]) -> None:
@@ -222,14 +230,19 @@ class Loader:
 
     # --- loading --------------------------------------------------------------------------------
 
-    async def _get(self, namespace: str, policy: LoaderPolicy, key: bytes) -> bytes | None:
+    def _join(self, namespace: str, policy: LoaderPolicy, key: bytes) -> Flight | None:
+        """The flight a miss of ``key`` waits on: the one in progress, or one started now;
+        None when the key is remembered as missing."""
         if self._negative_hit(namespace, key):
             return None
         flight = self.flights.get((namespace, key))
         if flight is None:
-            flight = self._launch(namespace, policy, [key])[0]
-        else:
-            self.stats["coalesced"] += 1
+            return self._launch(namespace, policy, [key])[0]
+        self.stats["coalesced"] += 1
+        return flight
+
+    @staticmethod
+    async def _answer(flight: Flight) -> bytes | None:
         await flight.done.wait()
         if flight.error is not None:
             raise flight.error
@@ -242,32 +255,31 @@ class Loader:
         assert policy.stale_if_error is not None
         return entry.expires_at - self._wall() < policy.stale_if_error
 
-    async def _revalidate(
-        self, namespace: str, policy: LoaderPolicy, key: bytes, stale: bytes
-    ) -> bytes | None:
-        """A stale value's GET: a fresh load's answer, or ``stale`` when the load fails."""
+    async def _revalidate(self, flight: Flight, stale: bytes) -> bytes | None:
+        """A stale value's GET: the fresh load's answer, or ``stale`` when the load fails."""
         try:
-            return await self._get(namespace, policy, key)
+            return await self._answer(flight)
         except LoaderUnavailableError:
             self.stats["stale_served"] += 1
             return stale
 
-    async def _mget(
+    def _join_many(
         self, namespace: str, policy: LoaderPolicy, keys: list[bytes], found: list[Any]
-    ) -> list[Any]:
-        answer = list(found)
+    ) -> list[tuple[int, Flight]]:
+        """An MGET's misses joined to their flights; the keys without one are loaded together
+        (one batch query, or one query each without a batch query)."""
         waits: list[tuple[int, Flight]] = []
         fresh: list[int] = []
         asked: set[bytes] = set()
         for i, value in enumerate(found):
-            if value is not None or self._negative_hit(namespace, keys[i]):
+            if value is not None or keys[i] in asked or self._negative_hit(namespace, keys[i]):
                 continue
+            asked.add(keys[i])
             flight = self.flights.get((namespace, keys[i]))
             if flight is not None:
                 self.stats["coalesced"] += 1
                 waits.append((i, flight))
-            elif keys[i] not in asked:
-                asked.add(keys[i])
+            else:
                 fresh.append(i)
         if fresh:
             if policy.batch_query is not None and len(fresh) > 1:
@@ -275,15 +287,18 @@ class Loader:
             else:
                 flights = [self._launch(namespace, policy, [keys[i]])[0] for i in fresh]
             waits += zip(fresh, flights, strict=True)
+        return waits
+
+    @staticmethod
+    async def _answer_many(
+        keys: list[bytes], found: list[Any], waits: list[tuple[int, Flight]]
+    ) -> list[Any]:
         for _, flight in waits:
             await flight.done.wait()
             if flight.error is not None:
                 raise flight.error
         by_key = {keys[i]: flight.value for i, flight in waits}
-        for i, value in enumerate(answer):
-            if value is None and keys[i] in by_key:
-                answer[i] = by_key[keys[i]]
-        return answer
+        return [by_key.get(keys[i]) if value is None else value for i, value in enumerate(found)]
 
     def _launch(self, namespace: str, policy: LoaderPolicy, keys: list[bytes]) -> list[Flight]:
         """Start one load of ``keys`` (one query, or the batch query); their flights."""

@@ -1,0 +1,313 @@
+"""Read-through figures against a real PostgreSQL (started here, or ``--dsn``).
+
+Run: ``.venv/bin/python -m tools.loader_figures [bridge|coalesce|stampede|misses|all]
+[--runs 5]``; each prints a markdown table and the machine's load average before and after.
+
+* **bridge**: the cost of one call through the loader's asyncio bridge
+  (``meshcache/node/loader/bridge.py``) from trio, against the same coroutine awaited on the
+  asyncio loop itself (the anchor), for an empty coroutine and for asyncpg's ``SELECT 1`` on
+  a pooled connection. Microseconds per call; median and worst of ``--runs`` runs.
+* **coalesce**: 1,000 concurrent GETs of one missing key spread over 3 node processes on 60
+  connections; the loads PostgreSQL counted (a counting function in the loader query).
+* **stampede**: one node, ``--rate`` GETs/s of one key with a 1 s TTL and refresh-ahead 0.9
+  for ``--seconds``: the loads PostgreSQL counted and the GETs answered nil or with an error.
+* **misses**: GET latency of distinct missing keys (each loaded from a 0.1 ms query) against
+  GETs of keys already cached (the anchor), through a node that owns none of them, with 1 and
+  3 nodes; p50 and p99 in milliseconds per run, median and worst of ``--runs`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from meshcache.testing.mesh import Direct, Mesh
+from meshcache.testing.postgres import PostgresServer
+from meshcache.wire.frame import FrameReader, decode_response, encode_request
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _summary(values: list[float]) -> str:
+    return f"{statistics.median(values):.1f} / {max(values):.1f}"
+
+
+class Database:
+    def __init__(self, dsn: str, server: PostgresServer | None) -> None:
+        self.dsn = dsn
+        self.server = server
+
+    def sql(self, text: str) -> str:
+        if self.server is not None:
+            return self.server.psql(text)
+        import subprocess
+
+        done = subprocess.run(
+            ["psql", "-X", "-q", "-A", "-t", self.dsn, "-c", text], capture_output=True, check=True
+        )
+        return done.stdout.decode().strip()
+
+
+@contextmanager
+def database(dsn: str | None) -> Iterator[Database]:
+    if dsn:
+        yield Database(dsn, None)
+        return
+    with PostgresServer() as server:
+        yield Database(server.dsn, server)
+
+
+def counted_table(db: Database, name: str, rows: int = 0) -> str:
+    """A table ``name`` (id text, v text) with ``rows`` rows and a counting loader query."""
+    db.sql(
+        f"DROP TABLE IF EXISTS {name}, {name}_calls CASCADE;"
+        f"CREATE TABLE {name} (id text PRIMARY KEY, v text);"
+        f"INSERT INTO {name} SELECT i::text, 'value ' || i FROM generate_series(0, {rows}) i;"
+        f"CREATE TABLE {name}_calls (n bigint NOT NULL); INSERT INTO {name}_calls VALUES (0);"
+        f"CREATE OR REPLACE FUNCTION load_{name}(k text) RETURNS SETOF text LANGUAGE plpgsql AS"
+        f" $$ BEGIN UPDATE {name}_calls SET n = n + 1;"
+        f" RETURN QUERY SELECT v FROM {name} WHERE id = k; END $$;"
+    )
+    return f"SELECT * FROM load_{name}($1)"
+
+
+def calls(db: Database, name: str) -> int:
+    return int(db.sql(f"SELECT n FROM {name}_calls"))
+
+
+# --- bridge ---------------------------------------------------------------------------------
+
+
+def bridge(db: Database, runs: int, n: int = 2000) -> None:
+    import asyncpg
+
+    from meshcache.node.loader.bridge import AsyncioBridge
+
+    async def nothing() -> None:
+        return None
+
+    rows: dict[str, list[list[float]]] = {"empty coroutine": [], "asyncpg SELECT 1": []}
+    for _ in range(runs):
+        b = AsyncioBridge()
+        b.start()
+
+        async def open_pool() -> Any:
+            return await asyncpg.create_pool(db.dsn, min_size=1, max_size=1)
+
+        pool = asyncio.run_coroutine_threadsafe(open_pool(), b.loop).result()
+
+        async def select(pool: Any = pool) -> Any:
+            return await pool.fetchval("SELECT 1")
+
+        async def direct(fn: Callable[[], Any]) -> float:
+            start = time.perf_counter()
+            for _ in range(n):
+                await fn()
+            return (time.perf_counter() - start) / n * 1e6
+
+        async def through(fn: Callable[[], Any], b: AsyncioBridge = b) -> float:
+            start = time.perf_counter()
+            for _ in range(n):
+                await b.run(fn)
+            return (time.perf_counter() - start) / n * 1e6
+
+        for label, fn in (("empty coroutine", nothing), ("asyncpg SELECT 1", select)):
+            anchor = asyncio.run_coroutine_threadsafe(direct(fn), b.loop).result()
+            crossed = trio.run(through, fn)
+            rows[label].append([anchor, crossed])
+        asyncio.run_coroutine_threadsafe(pool.close(), b.loop).result()
+        trio.run(b.aclose)
+    print(f"bridge, {n} sequential calls per run, {runs} runs (median / worst), load {_load()}")
+    print("| call | on the asyncio loop (µs) | through the bridge from trio (µs) | ratio |")
+    print("|---|---|---|---|")
+    for label, pairs in rows.items():
+        anchor = [a for a, _ in pairs]
+        crossed = [c for _, c in pairs]
+        ratios = [c / a for a, c in pairs]
+        print(
+            f"| {label} | {_summary(anchor)} | {_summary(crossed)} | "
+            f"{statistics.median(ratios):.1f} / {max(ratios):.1f} |"
+        )
+
+
+# --- mesh helpers ---------------------------------------------------------------------------
+
+
+@contextmanager
+def mesh_of(n: int, db: Database, tmp: Path) -> Iterator[Mesh]:
+    os.environ["MESHCACHE_SOURCE_PG_DSN"] = db.dsn
+    with ExitStack() as stack:
+        yield Mesh(stack, tmp, n)
+
+
+async def _burst(addresses: list[Any], key: bytes, per_conn: int, conns: int) -> int:
+    answered = 0
+
+    async def one(address: Any) -> None:
+        nonlocal answered
+        stream = await trio.open_tcp_stream(*address)
+        async with stream:
+            await stream.send_all(
+                b"".join(encode_request(i + 1, "GET", "items", [key]) for i in range(per_conn))
+            )
+            reader = FrameReader()
+            got = 0
+            while got < per_conn:
+                while (body := reader.next_body()) is not None:
+                    decode_response(body).result()
+                    got += 1
+                if got < per_conn:
+                    reader.feed(await stream.receive_some(65536))
+            answered += got
+
+    async with trio.open_nursery() as nursery:
+        for i in range(conns):
+            nursery.start_soon(one, addresses[i % len(addresses)])
+    return answered
+
+
+def _loader_counter(mesh: Mesh, node: Any, name: str) -> int:
+    counters = mesh.mesh_info(node)["counters"].get("loader", {})
+    return int(counters.get(name, 0))
+
+
+def coalesce(db: Database, runs: int, tmp: Path) -> None:
+    print(
+        "coalescing: 1,000 concurrent GETs of one missing key, 3 nodes, 60 connections;"
+        f" load {_load()}"
+    )
+    print("| run | GETs answered | queries PostgreSQL counted | loads per node |")
+    print("|---|---|---|---|")
+    query = counted_table(db, "coalesce", 10)
+    with mesh_of(3, db, tmp / "coalesce") as mesh:
+        mesh.wait_namespace("items", {"loader": {"source": "pg", "query": query}})
+        addresses = [node.data_address for node in mesh.nodes]
+        for run in range(runs):
+            before = calls(db, "coalesce")
+            key = str(run % 10).encode()
+            mesh.call(mesh.nodes[0], "DELETE", [key], "items")
+            queried = [_loader_counter(mesh, node, "queries") for node in mesh.nodes]
+            answered = trio.run(_burst, addresses, key, 17, 60)
+            by_node = [
+                _loader_counter(mesh, node, "queries") - q
+                for node, q in zip(mesh.nodes, queried, strict=True)
+            ]
+            print(
+                f"| {run + 1} | {answered} | {calls(db, 'coalesce') - before}"
+                f" | {' '.join(map(str, by_node))} |"
+            )
+    print(f"load after: {_load()}")
+
+
+def stampede(db: Database, tmp: Path, rate: int, seconds: float) -> None:
+    query = counted_table(db, "stampede", 1)
+    loader = {"source": "pg", "query": query, "ttl": 1.0, "refresh_ahead": 0.9}
+    with mesh_of(1, db, tmp / "stampede") as mesh:
+        mesh.wait_namespace("items", {"loader": loader})
+        nils = errors = reads = 0
+        with Direct(mesh.nodes[0].data_address) as d:
+            start = time.monotonic()
+            while (elapsed := time.monotonic() - start) < seconds:
+                try:
+                    value = d.call("GET", [b"1"], "items")
+                    nils += value is None
+                except Exception:  # counted: the figure says how many
+                    errors += 1
+                reads += 1
+                ahead = reads / rate - elapsed
+                if ahead > 0:
+                    time.sleep(ahead)  # paces the reads at the rate
+    print(
+        f"stampede: {reads} GETs of one key in {seconds:g} s ({reads / seconds:.0f}/s), TTL 1 s,"
+        f" refresh-ahead 0.9: {calls(db, 'stampede')} queries, {nils} nil, {errors} errors;"
+        f" load {_load()}"
+    )
+
+
+def misses(db: Database, runs: int, tmp: Path, per_run: int = 300) -> None:
+    query = counted_table(db, "misses", 200_000)
+    print(f"GET latency through a non-owner, {per_run} GETs per run, {runs} runs; load {_load()}")
+    print(
+        "| nodes | cached GET p50 / p99 (ms) | miss loaded p50 / p99 (ms) | miss p50 / cached p50 |"
+    )
+    print("|---|---|---|---|")
+    next_key = 0
+    for n in (1, 3):
+        hit50: list[float] = []
+        hit99: list[float] = []
+        miss50: list[float] = []
+        miss99: list[float] = []
+        with mesh_of(n, db, tmp / f"misses{n}") as mesh:
+            mesh.wait_namespace("items", {"loader": {"source": "pg", "query": query}})
+            via = mesh.nodes[-1]
+            with Direct(via.data_address) as d:
+                for _ in range(runs):
+                    keys = []
+                    while len(keys) < per_run:
+                        key = str(next_key).encode()
+                        next_key += 1
+                        if n == 1 or via.node_id not in mesh.owners(key, 2)[:1]:
+                            keys.append(key)
+                    loaded = []
+                    for key in keys:
+                        start = time.perf_counter()
+                        d.call("GET", [key], "items")
+                        loaded.append((time.perf_counter() - start) * 1000)
+                    cached = []
+                    for key in keys:
+                        start = time.perf_counter()
+                        d.call("GET", [key], "items")
+                        cached.append((time.perf_counter() - start) * 1000)
+                    for source, p50, p99 in ((loaded, miss50, miss99), (cached, hit50, hit99)):
+                        q = statistics.quantiles(source, n=100)
+                        p50.append(q[49])
+                        p99.append(q[98])
+        ratio = [m / h for m, h in zip(miss50, hit50, strict=True)]
+        print(
+            f"| {n} | {statistics.median(hit50):.2f} / {statistics.median(hit99):.2f}"
+            f" (worst {max(hit50):.2f} / {max(hit99):.2f})"
+            f" | {statistics.median(miss50):.2f} / {statistics.median(miss99):.2f}"
+            f" (worst {max(miss50):.2f} / {max(miss99):.2f})"
+            f" | {statistics.median(ratio):.1f} |"
+        )
+    print(f"load after: {_load()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tools.loader_figures", description=__doc__)
+    parser.add_argument("what", choices=("bridge", "coalesce", "stampede", "misses", "all"))
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--dsn", help="an existing PostgreSQL (default: start one)")
+    parser.add_argument("--rate", type=int, default=5000, help="stampede: GETs per second")
+    parser.add_argument("--seconds", type=float, default=60.0, help="stampede: duration")
+    args = parser.parse_args(argv)
+    import tempfile
+
+    socket.setdefaulttimeout(30)
+    with database(args.dsn) as db, tempfile.TemporaryDirectory(prefix="loader-fig-") as tmp:
+        if args.what in ("bridge", "all"):
+            bridge(db, args.runs)
+        if args.what in ("coalesce", "all"):
+            coalesce(db, args.runs, Path(tmp))
+        if args.what in ("stampede", "all"):
+            stampede(db, Path(tmp), args.rate, args.seconds)
+        if args.what in ("misses", "all"):
+            misses(db, args.runs, Path(tmp))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
