@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from meshcache.errors import ConfigError
+from meshcache.settings import load_settings
 from meshcache.store.hotpolicy import HotKeyPolicy
 from meshcache.store.policy import NamespacePolicy
 
@@ -51,3 +54,16 @@ def test_hot_must_be_a_table() -> None:
         NamespacePolicy.from_mapping({"hot": 3})
     with pytest.raises(ConfigError, match="hot must be a hot-key policy"):
         NamespacePolicy(hot={"share": 0.1}).validate()  # type: ignore[arg-type]
+
+
+def test_a_node_config_file_takes_a_hot_table(tmp_path: Path) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text(
+        '[namespaces.sessions]\nmax_bytes = "64MiB"\n'
+        "[namespaces.sessions.hot]\ncopies = 2\nlease = 1.5\nshare = 0.02\n"
+    )
+    settings = load_settings(config_file=config, environ={})
+    assert settings.namespaces["sessions"].hot == HotKeyPolicy(copies=2, lease=1.5, share=0.02)
+    config.write_text("[namespaces.sessions.hot]\nlease = 0\n")
+    with pytest.raises(ConfigError, match=r"hot\.lease must be seconds between 0\.05 and 3600"):
+        load_settings(config_file=config, environ={})
