@@ -1679,11 +1679,14 @@ _SHORT_HELP = {
 
 
 def _command_of(argv: Sequence[str]) -> str | None:
-    """The subcommand named in ``argv`` (its first word not starting with ``-``), if known."""
+    """The subcommand named in ``argv`` (its first word not starting with ``-``), if known;
+    ``""`` (build no subcommand) for ``--version`` before any."""
     for word in argv:
         if not word.startswith("-"):
             return word if word in _CLIENT_NAMES or word in _SHORT_HELP else None
-        if word in ("-h", "--help", "--version"):
+        if word == "--version":
+            return ""
+        if word in ("-h", "--help"):
             return None
     return None
 
