@@ -161,6 +161,7 @@ class Assembly:
             replicate=self.coordinator.replicate_key,
             max_key_bytes=s.limits.max_key_bytes,
             wall_clock=wall_clock,
+            drop_copy=self.hot.fence,
         )
         self.loader.install(s.namespaces)
         self.coordinator.loader = self.loader

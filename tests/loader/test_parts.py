@@ -129,3 +129,34 @@ def test_a_loader_policy_round_trips_through_its_mapping(
         "pg", "SELECT $1::text", None, ttl, negative, timeout, ahead, channel
     ).validate()
     assert LoaderPolicy.from_mapping(policy.to_mapping()) == policy
+
+
+def test_an_invalidation_drops_the_stored_key_and_the_hot_copy() -> None:
+    from meshcache.hlc import HLC
+    from meshcache.node.loader.loader import Loader
+    from meshcache.store.policy import NamespacePolicy
+    from meshcache.store.store import Store
+
+    store = Store(
+        clock=lambda: 1000.0,
+        hlc=HLC(lambda: 1_000_000),
+        policies={"items": NamespacePolicy(loader=LoaderPolicy("pg", "SELECT $1::text"))},
+        tombstone_grace_s=60.0,
+    )
+    dropped: list[tuple[str, bytes]] = []
+    loader = Loader(
+        store,
+        "n0",
+        sources={},
+        replicate=lambda ns, key: None,
+        max_key_bytes=64,
+        wall_clock=lambda: 1000.0,
+        clock=lambda: 0.0,
+        drop_copy=lambda ns, key: dropped.append((ns, key)),
+    )
+    store.execute("items", "SET", [b"k", b"v", {}])
+    assert loader.invalidate("items", b"k") is True
+    assert store.execute("items", "GET", [b"k"]) is None
+    assert dropped == [("items", b"k")]
+    assert loader.invalidate("items", b"absent") is False
+    assert loader.stats["invalidations"] == 2 and loader.stats["invalidations_dropped"] == 1

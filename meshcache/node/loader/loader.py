@@ -102,6 +102,8 @@ class Loader:
         max_key_bytes: a NOTIFY payload longer than this is not a key.
         wall_clock: seconds since the epoch (the store's expiry clock).
         clock: trio's clock (timeouts, breaker, negative entries).
+        drop_copy: drops this node's hot-key copy of a key (an invalidation reaches copies
+            too); None: no copies.
     """
 
     def __init__(
@@ -114,8 +116,10 @@ class Loader:
         max_key_bytes: int,
         wall_clock: Callable[[], float],
         clock: Callable[[], float] = trio.current_time,
+        drop_copy: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.store = store
+        self._drop_copy = drop_copy
         self.node_id = node_id
         self.sources = dict(sources)
         self.breakers = {name: Breaker() for name in self.sources}
@@ -475,7 +479,8 @@ class Loader:
     # --- invalidation ---------------------------------------------------------------------------
 
     def invalidate(self, namespace: str, key: bytes) -> bool:
-        """The source says ``key`` changed: drop it here; a load in flight must not store.
+        """The source says ``key`` changed: drop it here (and this node's hot-key copy of it);
+        a load in flight must not store.
 
         Returns whether this node held the key."""
         self.stats["invalidations"] += 1
@@ -483,6 +488,8 @@ class Loader:
         if flight is not None:
             flight.dirty = True
         self._negative.pop((namespace, key), None)
+        if self._drop_copy is not None:
+            self._drop_copy(namespace, key)
         held = bool(self.store.execute(namespace, "DELETE", [key]))
         self.stats["invalidations_dropped"] += held
         return held
