@@ -11,6 +11,12 @@ Run: ``.venv/bin/python -m tools.loader_figures [bridge|coalesce|stampede|misses
   connections; the loads PostgreSQL counted (a counting function in the loader query).
 * **stampede**: one node, ``--rate`` GETs/s of one key with a 1 s TTL and refresh-ahead 0.9
   for ``--seconds``: the loads PostgreSQL counted and the GETs answered nil or with an error.
+* **window**: the consistency window: from a committed UPDATE of a cached key until every one
+  of 3 nodes answers the new value (NOTIFY invalidation, then a reload at the owner), one
+  reader polling every node; p50, p99 and max per run.
+* **outage**: PostgreSQL stopped for 10 s under reads of cached keys and of new keys on one
+  node: errors on hits, the misses' latency while it is down, and how long after it is back
+  the first miss loads again.
 * **misses**: GET latency of distinct missing keys (each loaded from a 0.1 ms query) against
   GETs of keys already cached (the anchor), through a node that owns none of them, with 1 and
   3 nodes; p50 and p99 in milliseconds per run, median and worst of ``--runs`` runs.
@@ -286,9 +292,127 @@ def misses(db: Database, runs: int, tmp: Path, per_run: int = 300) -> None:
     print(f"load after: {_load()}")
 
 
+def window(db: Database, runs: int, tmp: Path, updates: int = 100) -> None:
+    """From a committed UPDATE until every node answers the new value, via NOTIFY."""
+    import asyncpg
+
+    from meshcache.node.loader.sql import trigger_sql
+
+    counted_table(db, "win", 50)
+    db.sql(trigger_sql("win_changes", "win", "id"))
+    loader = {"source": "pg", "query": "SELECT v FROM win WHERE id = $1", "channel": "win_changes"}
+    print(
+        f"consistency window, 3 nodes, {updates} UPDATEs per run, {runs} runs, one reader"
+        f" polling every node; load {_load()}"
+    )
+    print("| run | p50 (ms) | p99 (ms) | max (ms) |")
+    print("|---|---|---|---|")
+    with mesh_of(3, db, tmp / "window") as mesh:
+        mesh.wait_namespace("items", {"loader": loader})
+        directs = [Direct(node.data_address) for node in mesh.nodes]
+
+        def listening() -> bool:
+            gauges = [mesh.mesh_info(node)["gauges"] for node in mesh.nodes]
+            return all(g.get("loader_listening") == 1 for g in gauges)
+
+        deadline = time.monotonic() + 30
+        while not listening():
+            if time.monotonic() > deadline:
+                raise SystemExit("the nodes did not listen within 30 s")
+            time.sleep(0.05)
+
+        async def measure(run: int) -> list[float]:
+            conn = await asyncpg.connect(db.dsn)
+            windows = []
+            try:
+                for i in range(updates):
+                    key = str(i % 50)
+                    for d in directs:
+                        d.call("GET", [key.encode()], "items")  # cached everywhere it is read
+                    new = f"run{run}-{i}".encode()
+                    await conn.execute("UPDATE win SET v = $1 WHERE id = $2", new.decode(), key)
+                    start = time.perf_counter()
+                    pending = list(directs)
+                    while pending:
+                        pending = [
+                            d for d in pending if d.call("GET", [key.encode()], "items") != new
+                        ]
+                    windows.append((time.perf_counter() - start) * 1000)
+            finally:
+                await conn.close()
+            return windows
+
+        for run in range(runs):
+            windows = asyncio.run(measure(run))
+            q = statistics.quantiles(windows, n=100)
+            print(f"| {run + 1} | {q[49]:.2f} | {q[98]:.2f} | {max(windows):.2f} |")
+        for d in directs:
+            d.close()
+    print(f"load after: {_load()}")
+
+
+def outage(db: Database, tmp: Path, down: float = 10.0) -> None:
+    """PostgreSQL stopped for ``down`` seconds under a read load of hits and misses."""
+    from meshcache.errors import CommandError
+
+    server = db.server
+    if server is None:
+        raise SystemExit("outage stops the server: run it without --dsn")
+    counted_table(db, "outage", 100_000)
+    loader = {"source": "pg", "query": "SELECT v FROM outage WHERE id = $1", "load_timeout": 1.0}
+    with mesh_of(1, db, tmp / "outage") as mesh, Direct(mesh.nodes[0].data_address) as d:
+        mesh.wait_namespace("items", {"loader": loader})
+        cached = [str(i).encode() for i in range(100)]
+        for key in cached:
+            d.call("GET", [key], "items")
+        fresh = iter(str(i).encode() for i in range(1000, 100_000))
+        hit_errors = hits = 0
+        miss_ms: list[float] = []
+        miss_errors = 0
+
+        def read_for(seconds: float, record: bool) -> float | None:
+            """Hits and misses for ``seconds``; the time of the first miss that loaded."""
+            nonlocal hit_errors, hits, miss_errors
+            first_load = None
+            start = time.monotonic()
+            while time.monotonic() - start < seconds:
+                for key in cached[:10]:
+                    try:
+                        hits += d.call("GET", [key], "items") is not None
+                    except CommandError:
+                        hit_errors += 1
+                began = time.perf_counter()
+                try:
+                    d.call("GET", [next(fresh)], "items")
+                    if first_load is None:
+                        first_load = time.monotonic() - start
+                except CommandError:
+                    miss_errors += record
+                if record:
+                    miss_ms.append((time.perf_counter() - began) * 1000)
+            return first_load
+
+        read_for(2.0, False)
+        server.pause()
+        read_for(down, True)
+        server.resume()
+        resumed = read_for(5.0, False)
+    q = statistics.quantiles(miss_ms, n=100)
+    print(
+        f"outage: PostgreSQL stopped {down:g} s under reads (1 node, load_timeout 1 s):"
+        f" {hit_errors} errors in {hits} hits; {miss_errors} of {len(miss_ms)} misses failed,"
+        f" their latency p50 {q[49]:.2f} ms, p99 {q[98]:.2f} ms, max {max(miss_ms):.1f} ms;"
+        f" first load {resumed if resumed is None else round(resumed, 2)} s after it came back;"
+        f" load {_load()}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tools.loader_figures", description=__doc__)
-    parser.add_argument("what", choices=("bridge", "coalesce", "stampede", "misses", "all"))
+    parser.add_argument(
+        "what",
+        choices=("bridge", "coalesce", "stampede", "misses", "window", "outage", "all"),
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--dsn", help="an existing PostgreSQL (default: start one)")
     parser.add_argument("--rate", type=int, default=5000, help="stampede: GETs per second")
@@ -306,6 +430,10 @@ def main(argv: list[str] | None = None) -> int:
             stampede(db, Path(tmp), args.rate, args.seconds)
         if args.what in ("misses", "all"):
             misses(db, args.runs, Path(tmp))
+        if args.what in ("window", "all"):
+            window(db, args.runs, Path(tmp))
+        if args.what in ("outage", "all"):
+            outage(db, Path(tmp))
     return 0
 
 
