@@ -94,3 +94,35 @@ async def test_a_down_source_fails_misses_fast_and_hits_still_answer(
         await trio.sleep(2.0)
         assert await gets(mesh, b"later", 3) == [b"ok"] * 3
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_a_flood_of_distinct_misses_is_bounded_and_harms_no_hit(
+    sim_seed: int, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from meshcache.node.loader import loader as loader_module
+
+    monkeypatch.setattr(loader_module, "MAX_FLIGHTS", 20)
+    db = SimDatabase(delay=1.0)
+    db.rows[b"a"] = b"1"
+    mesh = make_mesh(sim_seed, db, nodes=1)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(mesh.run)
+        assert await gets(mesh, b"a", 1) == [b"1"]
+        answers: list[object] = []
+
+        async def miss(i: int) -> None:
+            try:
+                answers.append(await mesh.client("n0", NS, "GET", f"m{i}".encode()))
+            except CommandError as exc:
+                answers.append(exc.code)
+
+        async with trio.open_nursery() as flood:
+            for i in range(50):
+                flood.start_soon(miss, i)
+            await trio.sleep(0.1)
+            assert await gets(mesh, b"a", 1) == [b"1"]  # a hit while 20 loads are in flight
+        assert answers.count(None) == 20  # loaded (no row)
+        assert answers.count(ErrorCode.LOADER_UNAVAILABLE) == 30
+        assert mesh.nodes["n0"].parts.loader.stats["overloaded"] == 30
+        nursery.cancel_scope.cancel()

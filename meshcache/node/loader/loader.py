@@ -62,6 +62,9 @@ log = structlog.get_logger("meshcache.loader")
 
 #: Load latency histogram bucket bounds, in milliseconds (the counters are cumulative).
 LATENCY_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+#: Keys being loaded at once on one node; a miss beyond it fails at once (``overloaded``), so a
+#: flood of distinct missing keys cannot queue without bound in front of the source.
+MAX_FLIGHTS = 10_000
 #: Keys remembered as missing (negative caching); beyond it the oldest are forgotten.
 MAX_NEGATIVE = 100_000
 #: A lost listener is tried again after this long, doubling up to LISTEN_RETRY_MAX.
@@ -308,6 +311,11 @@ class Loader:
         """Start one load of ``keys`` (one query, or the batch query); their flights."""
         if self._nursery is None:
             raise LoaderUnavailableError(message="the loader is not running")
+        if len(self.flights) + len(keys) > MAX_FLIGHTS:
+            self.stats["overloaded"] += 1
+            raise LoaderUnavailableError(
+                message=f"{len(self.flights)} loads are in flight on this node: try again"
+            )
         flights = []
         for key in keys:
             record = self.store.get_entry(namespace, key)
@@ -612,4 +620,4 @@ class Loader:
         return {"counters": dict(self.stats), "gauges": gauges}
 
 
-__all__ = ["FORWARD_MARGIN", "LATENCY_BUCKETS_MS", "Flight", "Loader"]
+__all__ = ["FORWARD_MARGIN", "LATENCY_BUCKETS_MS", "MAX_FLIGHTS", "Flight", "Loader"]
