@@ -34,8 +34,9 @@ from meshcache.gossip.codec import Alive, decode_envelope, encode_envelope, enco
 from meshcache.hlc import HLC
 from meshcache.node.admin.metrics import NodeCounters
 from meshcache.node.net.dispatch import Dispatcher
+from meshcache.security.acl import grant
 from meshcache.security.guard import Guard
-from meshcache.security.hashing import hash_password
+from meshcache.security.hashing import PasswordHash, hash_password
 from meshcache.security.users import parse_users
 from meshcache.store.store import Store
 from meshcache.wire import Limits, encode_request
@@ -43,22 +44,34 @@ from meshcache.wire import Limits, encode_request
 PACKET = 1400
 
 
-def _cpu(fn: Callable[[], object], number: int, runs: int) -> list[float]:
-    """Microseconds of CPU per call, one figure per run."""
-    return [
-        t / number * 1e6
-        for t in timeit.repeat(fn, number=number, repeat=runs, timer=time.process_time)
-    ]
+def _cpu(fn: Callable[[], object], number: int) -> float:
+    """Microseconds of CPU per call of ``fn``, over ``number`` calls."""
+    return timeit.timeit(fn, number=number, timer=time.process_time) / number * 1e6
 
 
-def _line(name: str, figures: list[float], anchor: list[float] | None = None) -> str:
-    median, worst = statistics.median(figures), max(figures)
-    text = f"| {name} | {median:.2f} | {worst:.2f} |"
-    if anchor is not None:
-        text += f" {median / statistics.median(anchor):.3f} |"
-    else:
-        text += " 1 |"
-    return text
+def _interleaved(
+    fns: dict[str, Callable[[], object]], number: int, runs: int
+) -> dict[str, list[float]]:
+    """:func:`_cpu` of every function, taking turns run by run (the first one is the anchor),
+    so a change in the machine's load hits them alike."""
+    out: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            out[name].append(_cpu(fn, number))
+    return out
+
+
+def _lines(figures: dict[str, list[float]]) -> list[str]:
+    """One row per function: median and worst CPU, and the median of its per-run ratios to the
+    first (the anchor)."""
+    anchor = next(iter(figures.values()))
+    rows = []
+    for name, values in figures.items():
+        ratio = statistics.median(v / a for v, a in zip(values, anchor, strict=True))
+        rows.append(
+            f"| {name} | {statistics.median(values):.2f} | {max(values):.2f} | {ratio:.3f} |"
+        )
+    return rows
 
 
 def request_path(runs: int) -> list[str]:
@@ -82,33 +95,32 @@ def request_path(runs: int) -> list[str]:
         store.execute("default", "SET", [b"key:%d" % i, b"x" * 100, {}])
     anonymous = Guard().session("127.0.0.1")  # a node without users: the same one lookup
     user = guard.session("127.0.0.1")
-    user.become(guard._grants["app"])
+    user.become(grant("app", users["app"].permissions))
     scoped = guard.session("127.0.0.1")
-    scoped.become(guard._grants["scoped"])
+    scoped.become(grant("scoped", users["scoped"].permissions, users["scoped"].namespaces))
     bodies = {
         "GET": encode_request(1, "GET", "default", [b"key:5"])[4:],
         "SET": encode_request(1, "SET", "default", [b"key:5", b"y" * 100])[4:],
     }
     lines = []
-    n = 100_000
     for op, body in bodies.items():
-        base = _cpu(lambda b=body, s=anonymous: dispatcher.handle(b, s), n, runs)
-        lines.append(_line(f"{op}, node without users (anchor)", base))
-        for name, session in (
-            ("authenticated user", user),
-            ("user with namespace patterns", scoped),
-        ):
-            figures = _cpu(lambda b=body, s=session: dispatcher.handle(b, s), n, runs)
-            lines.append(_line(f"{op}, {name}", figures, base))
+        fns: dict[str, Callable[[], object]] = {
+            f"{op}, node without users (anchor)": lambda b=body: dispatcher.handle(b, anonymous),
+            f"{op}, authenticated user": lambda b=body: dispatcher.handle(b, user),
+            f"{op}, user with namespace patterns": lambda b=body: dispatcher.handle(b, scoped),
+        }
+        lines += _lines(_interleaved(fns, 100_000, runs))
     return lines
 
 
 def password_check(runs: int) -> list[str]:
-    from meshcache.security.hashing import PasswordHash
-
     hashed = PasswordHash.parse(hash_password("correct horse battery staple"))
-    figures = _cpu(lambda: hashed.verify("correct horse battery staple"), 1, runs)
-    return [_line(f"scrypt verify, n={hashed.n} r={hashed.r} p={hashed.p}", figures)]
+    fns: dict[str, Callable[[], object]] = {
+        f"scrypt verify, n={hashed.n} r={hashed.r} p={hashed.p}": lambda: hashed.verify(
+            "correct horse battery staple"
+        )
+    }
+    return _lines(_interleaved(fns, 1, runs))
 
 
 def gossip(runs: int) -> list[str]:
@@ -116,41 +128,41 @@ def gossip(runs: int) -> list[str]:
     message = encode_message(Alive("node-1", 7, ("10.0.0.1", 7400), NodeMeta(zone="a")))
     count = PACKET // len(message) - 1
 
-    def packet(ring: Keyring) -> bytes:
-        return encode_envelope(ring, "node-0", 1, 5, [message] * count)
+    def round_trip(ring: Keyring) -> object:
+        data = encode_envelope(ring, "node-0", 1, 5, [message] * count)
+        return decode_envelope(ring, data, stream=False, max_size=PACKET + 64)
 
-    clear, sealed = packet(open_ring), packet(keyed)
-    n = 20_000
-    base = _cpu(
-        lambda: decode_envelope(open_ring, packet(open_ring), stream=False, max_size=PACKET + 64),
-        n,
-        runs,
+    clear = encode_envelope(open_ring, "node-0", 1, 5, [message] * count)
+    sealed = encode_envelope(keyed, "node-0", 1, 5, [message] * count)
+    lines = _lines(
+        _interleaved(
+            {
+                f"envelope of {len(clear)} bytes, encode + decode, no key (anchor)": lambda: (
+                    round_trip(open_ring)
+                ),
+                f"the same sealed ({len(sealed)} bytes): encode + seal + open + decode": lambda: (
+                    round_trip(keyed)
+                ),
+            },
+            5_000,
+            runs,
+        )
     )
-    lines = [
-        _line(f"envelope of {len(clear)} bytes, encode + decode, no key (anchor)", base),
-        _line(
-            f"the same, sealed ({len(sealed)} bytes): encode + seal + open + decode",
-            _cpu(
-                lambda: decode_envelope(keyed, packet(keyed), stream=False, max_size=PACKET + 64),
-                n,
-                runs,
-            ),
-            base,
-        ),
-    ]
-    key = os.urandom(32)
-    body = clear[2:]
-    hmac_figures = _cpu(
-        lambda: hmac.compare_digest(
-            hmac.digest(key, body, hashlib.sha256), hmac.digest(key, body, hashlib.sha256)
-        ),
-        n,
-        runs,
+    key, header, body = os.urandom(32), clear[:2], clear[2:]
+    lines += _lines(
+        _interleaved(
+            {
+                "HMAC-SHA256 sign + verify of the body (anchor)": lambda: hmac.compare_digest(
+                    hmac.digest(key, body, hashlib.sha256), hmac.digest(key, body, hashlib.sha256)
+                ),
+                "AES-256-GCM seal + open of the body": lambda: keyed.open(
+                    header, keyed.seal(header, body)
+                ),
+            },
+            20_000,
+            runs,
+        )
     )
-    header = clear[:2]
-    seal_figures = _cpu(lambda: keyed.open(header, keyed.seal(header, body)), n, runs)
-    lines.append(_line("HMAC-SHA256 sign + verify of the body (anchor)", hmac_figures))
-    lines.append(_line("AES-256-GCM seal + open of the body", seal_figures, hmac_figures))
     return lines
 
 
