@@ -9,6 +9,8 @@ Run: ``.venv/bin/python -m tools.loader_figures [bridge|coalesce|stampede|misses
   a pooled connection. Microseconds per call; median and worst of ``--runs`` runs.
 * **coalesce**: 1,000 concurrent GETs of one missing key spread over 3 node processes on 60
   connections; the loads PostgreSQL counted (a counting function in the loader query).
+* **join**: bursts like ``coalesce`` (a new key each) while a fourth node joins the mesh,
+  until it is active and 5 more; the loads PostgreSQL counted per key.
 * **stampede**: one node, ``--rate`` GETs/s of one key with a 1 s TTL and refresh-ahead 0.9
   for ``--seconds``: the loads PostgreSQL counted and the GETs answered nil or with an error.
 * **window**: the consistency window: from a committed UPDATE of a cached key until every one
@@ -218,6 +220,39 @@ def coalesce(db: Database, runs: int, tmp: Path) -> None:
     print(f"load after: {_load()}")
 
 
+def coalesce_join(db: Database, tmp: Path) -> None:
+    """Bursts of one new key each while a fourth node joins a 3-node mesh."""
+    import threading
+
+    query = counted_table(db, "cjoin", 1000)
+    with mesh_of(3, db, tmp / "cjoin") as mesh:
+        mesh.wait_namespace("items", {"loader": {"source": "pg", "query": query}})
+        joined = threading.Event()
+
+        def join() -> None:
+            mesh.start_node("--join", mesh.nodes[0].data)
+            mesh.wait_ring(4)
+            joined.set()
+
+        joiner = threading.Thread(target=join, daemon=True)
+        rows = []
+        key = 0
+        joiner.start()
+        while not joined.is_set() or key < 5:
+            addresses = [node.data_address for node in mesh.nodes if node.data_address.port]
+            before = calls(db, "cjoin")
+            trio.run(_burst, addresses, str(key).encode(), 17, 60)
+            rows.append((key, len(addresses), joined.is_set(), calls(db, "cjoin") - before))
+            key += 1
+        joiner.join()
+    during = [r[3] for r in rows if not r[2]]
+    after = [r[3] for r in rows if r[2]]
+    print(
+        f"coalescing while a node joins: bursts of 1,020 GETs (one new key each); loads per key"
+        f" while the 4th node joined: {during}, once it was active: {after}; load {_load()}"
+    )
+
+
 def stampede(db: Database, tmp: Path, rate: int, seconds: float) -> None:
     query = counted_table(db, "stampede", 1)
     loader = {"source": "pg", "query": query, "ttl": 1.0, "refresh_ahead": 0.9}
@@ -411,7 +446,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tools.loader_figures", description=__doc__)
     parser.add_argument(
         "what",
-        choices=("bridge", "coalesce", "stampede", "misses", "window", "outage", "all"),
+        choices=(
+            "bridge",
+            "coalesce",
+            "join",
+            "stampede",
+            "misses",
+            "window",
+            "outage",
+            "all",
+        ),
     )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--dsn", help="an existing PostgreSQL (default: start one)")
@@ -426,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
             bridge(db, args.runs)
         if args.what in ("coalesce", "all"):
             coalesce(db, args.runs, Path(tmp))
+        if args.what in ("join", "all"):
+            coalesce_join(db, Path(tmp))
         if args.what in ("stampede", "all"):
             stampede(db, Path(tmp), args.rate, args.seconds)
         if args.what in ("misses", "all"):
