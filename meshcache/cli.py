@@ -415,6 +415,28 @@ def _decr(c: Client, a: argparse.Namespace) -> Output:
     return _new_number(c.decr(_arg(a.key), a.by, namespace=a.namespace))
 
 
+def _getdel(c: Client, a: argparse.Namespace) -> Output:
+    return _optional(c.getdel(_arg(a.key), namespace=a.namespace))
+
+
+def _append(c: Client, a: argparse.Namespace) -> Output:
+    return _new_number(c.append(_arg(a.key), _value(a), namespace=a.namespace))
+
+
+def _strlen(c: Client, a: argparse.Namespace) -> Output:
+    return _count(c.strlen(_arg(a.key), namespace=a.namespace))
+
+
+def _incrbyfloat(c: Client, a: argparse.Namespace) -> Output:
+    amount = _score(a.amount, "AMOUNT")
+    return _new_number(c.incrbyfloat(_arg(a.key), amount, namespace=a.namespace))
+
+
+def _type(c: Client, a: argparse.Namespace) -> Output:
+    kind = c.type(_arg(a.key), namespace=a.namespace)
+    return ABSENT if kind == "none" else Output(kind, kind)
+
+
 def _ttl(c: Client, a: argparse.Namespace) -> Output:
     left = c.ttl(_arg(a.key), namespace=a.namespace)
     if left == -2:
@@ -887,6 +909,12 @@ def _scard(c: Client, a: argparse.Namespace) -> Output:
     return _count(c.scard(_arg(a.key), namespace=a.namespace))
 
 
+def _spop(c: Client, a: argparse.Namespace) -> Output:
+    if a.count is None:
+        return _optional(c.spop(_arg(a.key), namespace=a.namespace))
+    return _items(sorted(c.spop(_arg(a.key), a.count, namespace=a.namespace)))
+
+
 def _zadd(c: Client, a: argparse.Namespace) -> Output:
     pairs = _pairs(a.pairs, "scores and members")
     mapping: dict[Binary, float] = {_arg(member): _score(score) for score, member in pairs}
@@ -913,6 +941,14 @@ def _zrank(c: Client, a: argparse.Namespace) -> Output:
 
 def _zcard(c: Client, a: argparse.Namespace) -> Output:
     return _count(c.zcard(_arg(a.key), namespace=a.namespace))
+
+
+def _zpop(highest: bool) -> Handler:
+    def run(c: Client, a: argparse.Namespace) -> Output:
+        pop = c.zpopmax if highest else c.zpopmin
+        return _scored(pop(_arg(a.key), a.count, namespace=a.namespace), withscores=True)
+
+    return run
 
 
 def _zrange(c: Client, a: argparse.Namespace) -> Output:
@@ -1167,6 +1203,27 @@ def _add_cas(p: argparse.ArgumentParser) -> None:
     _add_value(p)
 
 
+def _add_append(p: argparse.ArgumentParser) -> None:
+    _key(p)
+    p.add_argument(
+        "value", metavar="VALUE", nargs="?", help="what to append; - reads it from stdin"
+    )
+    p.add_argument("--file", metavar="PATH", help="read what to append from this file")
+
+
+def _add_incrbyfloat(p: argparse.ArgumentParser) -> None:
+    _key(p)
+    p.add_argument("amount", metavar="AMOUNT", help="a number, may be fractional or negative")
+
+
+def _add_count(what: str) -> Callable[[argparse.ArgumentParser], None]:
+    def add(p: argparse.ArgumentParser) -> None:
+        _key(p)
+        p.add_argument("--count", type=int, metavar="N", help=f"{what} (default 1)")
+
+    return add
+
+
 def _add_by(p: argparse.ArgumentParser) -> None:
     _key(p)
     p.add_argument("--by", type=int, default=1, metavar="N", help="amount (default 1)")
@@ -1349,6 +1406,16 @@ _CLIENT_SPECS: list[tuple[str, Handler, str, Callable[[argparse.ArgumentParser],
     ("exists", _exists, "print how many of the keys exist", _keys),
     ("incr", _incr, "add to an integer value; print the new value", _add_by),
     ("decr", _decr, "subtract from an integer value; print the new value", _add_by),
+    ("getdel", _getdel, "print a key's value and delete the key", _key),
+    ("append", _append, "append to a value; print its new length", _add_append),
+    ("strlen", _strlen, "print the length of a value in bytes", _key),
+    (
+        "incrbyfloat",
+        _incrbyfloat,
+        "add AMOUNT to a decimal number value; print the new value",
+        _add_incrbyfloat,
+    ),
+    ("type", _type, "print a key's type: string, hash, list, set or zset", _key),
     ("ttl", _ttl, "print the seconds a key has left, or 'no expiry'", _key),
     ("expire", _expire, "set a key's expiry (exit 1 when absent)", _add_expire),
     ("persist", _persist, "remove a key's expiry (exit 1 when it had none)", _key),
@@ -1387,6 +1454,12 @@ _CLIENT_SPECS: list[tuple[str, Handler, str, Callable[[argparse.ArgumentParser],
     ("smembers", _smembers, "print a set's members", _key),
     ("scard", _scard, "print how many members a set has", _key),
     (
+        "spop",
+        _spop,
+        "remove and print a random member of a set (--count N: up to N of them)",
+        _add_count("how many members, printed one a line"),
+    ),
+    (
         "zadd",
         _zadd,
         "add scored members: KEY SCORE MEMBER [SCORE MEMBER ...]",
@@ -1397,6 +1470,18 @@ _CLIENT_SPECS: list[tuple[str, Handler, str, Callable[[argparse.ArgumentParser],
     ("zincrby", _zincrby, "add to a member's score; print the new score", _add_zincrby),
     ("zrank", _zrank, "print a member's rank (0 = lowest score)", _add_member),
     ("zcard", _zcard, "print how many members a sorted set has", _key),
+    (
+        "zpopmin",
+        _zpop(highest=False),
+        "remove and print the lowest-scoring members (MEMBER<TAB>SCORE)",
+        _add_count("how many members"),
+    ),
+    (
+        "zpopmax",
+        _zpop(highest=True),
+        "remove and print the highest-scoring members (MEMBER<TAB>SCORE)",
+        _add_count("how many members"),
+    ),
     ("zrange", _zrange, "print sorted-set members by rank START..STOP", _add_zrange),
     (
         "zrangebyscore",

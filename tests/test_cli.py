@@ -485,6 +485,33 @@ def test_more_commands(cli: Cli) -> None:
     assert cli("get", "mc:v") == (0, "two\n", "")
 
 
+def test_string_type_and_pop_commands(cli: Cli) -> None:
+    assert cli("append", "sp:s", "ab") == (0, "2\n", "")
+    assert cli("append", "sp:s", "cd") == (0, "4\n", "")
+    assert cli("strlen", "sp:s") == (0, "4\n", "")
+    assert cli("strlen", "sp:absent") == (1, "0\n", "")
+    assert cli("type", "sp:s") == (0, "string\n", "")
+    assert cli("getdel", "sp:s") == (0, "abcd\n", "")
+    assert cli("get", "sp:s") == (1, "", "")
+    assert cli("incrbyfloat", "sp:f", "1.5") == (0, "1.5\n", "")
+    assert cli("incrbyfloat", "sp:f", "-0.25", "--json") == (0, "1.25\n", "")
+    code, _, err = cli("incrbyfloat", "sp:f", "x")
+    assert code == 2 and "AMOUNT 'x' is not a number" in err
+    assert cli("sadd", "sp:set", "a", "b", "c") == (0, "3\n", "")
+    assert cli("type", "sp:set") == (0, "set\n", "")
+    code, out, _ = cli("spop", "sp:set")
+    assert code == 0 and out in ("a\n", "b\n", "c\n")
+    code, out, _ = cli("spop", "sp:set", "--count", "5")
+    assert code == 0 and len(out.split()) == 2
+    assert cli("zadd", "sp:z", "1", "a", "2", "b", "3", "c") == (0, "3\n", "")
+    assert cli("zpopmin", "sp:z") == (0, "a\t1\n", "")
+    assert cli("zpopmax", "sp:z", "--count", "2", "--json") == (
+        0,
+        '[["c", 3.0], ["b", 2.0]]\n',
+        "",
+    )
+
+
 # Every read of a missing key: exit 1, nothing printed; null with --json.
 MISSING_READS = [
     ["get", "mr:k"],
@@ -500,6 +527,12 @@ MISSING_READS = [
     ["zrangebyscore", "mr:k", "0", "1"],
     ["zscore", "mr:k", "m"],
     ["zrank", "mr:k", "m"],
+    ["getdel", "mr:k"],
+    ["type", "mr:k"],
+    ["spop", "mr:k"],
+    ["spop", "mr:k", "--count", "2"],
+    ["zpopmin", "mr:k"],
+    ["zpopmax", "mr:k", "--count", "2"],
 ]
 
 
