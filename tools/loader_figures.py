@@ -19,6 +19,9 @@ Run: ``.venv/bin/python -m tools.loader_figures [bridge|coalesce|stampede|misses
 * **outage**: PostgreSQL stopped for 10 s under reads of cached keys and of new keys on one
   node: errors on hits, the misses' latency while it is down, and how long after it is back
   the first miss loads again.
+* **steps**: the miss path by step at 3 and 6 nodes (client, forward, query, bridge, coalesce +
+  store + replicate; Raft is not on it), as a table and a stacked bar chart
+  (``docs/loader_miss_path.png``); see :func:`breakdown` for how each step is derived.
 * **misses**: GET latency of distinct missing keys (each loaded from a 0.1 ms query) against
   GETs of keys already cached (the anchor), through a node that owns none of them, with 1 and
   3 nodes; p50 and p99 in milliseconds per run, median and worst of ``--runs`` runs.
@@ -442,6 +445,141 @@ def outage(db: Database, tmp: Path, down: float = 10.0) -> None:
     )
 
 
+def breakdown(db: Database, runs: int, tmp: Path, per_run: int = 300) -> None:
+    """The miss path's steps at 3 and 6 nodes, from distributions measured in one run.
+
+    Measured: a cached GET sent to the key's owner (client and node), the same through a
+    non-owner (adds the forward), a miss sent to the owner (adds the load), the query alone on
+    the asyncio loop, and one bridge crossing. The steps are differences of medians: client =
+    owner hit; forward = non-owner hit - owner hit; query = the query alone; bridge = one
+    crossing; coalesce + store + replicate = owner miss - owner hit - query - bridge.
+    """
+    import asyncpg
+
+    from meshcache.node.loader.bridge import AsyncioBridge
+
+    counted_table(db, "steps", 300_000)
+    plain = "SELECT v FROM steps WHERE id = $1"
+    results: dict[int, dict[str, float]] = {}
+    for n in (3, 6):
+        med: dict[str, list[float]] = {
+            k: [] for k in ("owner_hit", "other_hit", "owner_miss", "query", "bridge")
+        }
+        with mesh_of(n, db, tmp / f"steps{n}") as mesh:
+            mesh.wait_namespace("items", {"loader": {"source": "pg", "query": plain}})
+            by_id = {node.node_id: Direct(node.data_address) for node in mesh.nodes}
+            next_key = n * 100_000
+            for _ in range(runs):
+                keys = [str(next_key + i).encode() for i in range(per_run)]
+                next_key += per_run
+                owners = {k: mesh.owners(k, 2)[0] for k in keys}
+                timing: dict[str, list[float]] = {"owner_miss": [], "owner_hit": []}
+                for key in keys:
+                    for what in ("owner_miss", "owner_hit"):
+                        start = time.perf_counter()
+                        by_id[owners[key]].call("GET", [key], "items")
+                        timing[what].append((time.perf_counter() - start) * 1000)
+                other = []
+                for key in keys:
+                    via = next(d for nid, d in by_id.items() if nid not in mesh.owners(key, 2))
+                    start = time.perf_counter()
+                    via.call("GET", [key], "items")
+                    other.append((time.perf_counter() - start) * 1000)
+                med["owner_miss"].append(statistics.median(timing["owner_miss"]))
+                med["owner_hit"].append(statistics.median(timing["owner_hit"]))
+                med["other_hit"].append(statistics.median(other))
+            for d in by_id.values():
+                d.close()
+        bridge = AsyncioBridge()
+        bridge.start()
+
+        async def direct_query() -> list[float]:
+            conn = await asyncpg.connect(db.dsn)
+            out = []
+            for i in range(per_run):
+                start = time.perf_counter()
+                await conn.fetchval(plain, str(i))
+                out.append((time.perf_counter() - start) * 1000)
+            await conn.close()
+            return out
+
+        async def nothing() -> None:
+            return None
+
+        async def crossings(bridge: AsyncioBridge = bridge) -> list[float]:
+            out = []
+            for _ in range(per_run):
+                start = time.perf_counter()
+                await bridge.run(nothing)
+                out.append((time.perf_counter() - start) * 1000)
+            return out
+
+        for _ in range(runs):
+            med["query"].append(
+                statistics.median(
+                    asyncio.run_coroutine_threadsafe(direct_query(), bridge.loop).result()
+                )
+            )
+            med["bridge"].append(statistics.median(trio.run(crossings)))
+        trio.run(bridge.aclose)
+        m = {k: statistics.median(v) for k, v in med.items()}
+        results[n] = {
+            "client": m["owner_hit"],
+            "forward": max(0.0, m["other_hit"] - m["owner_hit"]),
+            "query": m["query"],
+            "bridge": m["bridge"],
+            "coalesce+store+replicate": max(
+                0.0, m["owner_miss"] - m["owner_hit"] - m["query"] - m["bridge"]
+            ),
+        }
+    steps = list(next(iter(results.values())))
+    print(f"miss path by step, medians of {runs} runs of {per_run} keys (ms); load {_load()}")
+    print("| nodes | " + " | ".join(steps) + " | total | Raft |")
+    print("|---|" + "---|" * (len(steps) + 2))
+    for n, row in results.items():
+        cells = " | ".join(f"{row[s]:.3f}" for s in steps)
+        print(f"| {n} | {cells} | {sum(row.values()):.3f} | 0 |")
+    chart = Path("docs/loader_miss_path.png")
+    write_bar_chart(chart, results, steps)
+    print(f"chart: {chart}")
+
+
+#: Colours of the chart's steps, in order (the table's columns).
+_COLOURS = [(66, 133, 244), (219, 68, 55), (244, 180, 0), (15, 157, 88), (171, 71, 188)]
+
+
+def write_bar_chart(path: Path, results: dict[int, dict[str, float]], steps: list[str]) -> None:
+    """A stacked horizontal bar per node count (steps left to right in ``_COLOURS``' order),
+    as a PNG written with zlib alone; the longest bar fills the width, the table gives values."""
+    import struct
+    import zlib
+
+    width, bar, gap = 800, 40, 20
+    height = gap + len(results) * (bar + gap)
+    scale = (width - 2 * gap) / max(sum(r.values()) for r in results.values())
+    pixels = [[(255, 255, 255)] * width for _ in range(height)]
+    for row, step_values in enumerate(results.values()):
+        top = gap + row * (bar + gap)
+        x = float(gap)
+        for colour, step in zip(_COLOURS, steps, strict=False):
+            end = x + step_values[step] * scale
+            for y in range(top, top + bar):
+                for px in range(int(x), min(int(end), width)):
+                    pixels[y][px] = colour
+            x = end
+    raw = b"".join(b"\x00" + bytes(c for p in line for c in p) for line in pixels)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(
+        b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    )
+    png += chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+    path.write_bytes(png)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tools.loader_figures", description=__doc__)
     parser.add_argument(
@@ -454,6 +592,7 @@ def main(argv: list[str] | None = None) -> int:
             "misses",
             "window",
             "outage",
+            "steps",
             "all",
         ),
     )
@@ -480,6 +619,8 @@ def main(argv: list[str] | None = None) -> int:
             window(db, args.runs, Path(tmp))
         if args.what in ("outage", "all"):
             outage(db, Path(tmp))
+        if args.what in ("steps", "all"):
+            breakdown(db, args.runs, Path(tmp))
     return 0
 
 
