@@ -288,8 +288,9 @@ class Coordinator:
         if self.solo:
             return result
         if spec.kind is not _WRITE:
-            if op == "GET" and self.hot is not None:
-                self.hot.observe(namespace, args[0])
+            hot = self.hot
+            if hot is not None and hot.sketches and op == "GET":
+                hot.observe(namespace, args[0])
             if self.read_repair_chance and self._rng.random() < self.read_repair_chance:
                 self._start_read_repair(namespace, args[0])
             return result
