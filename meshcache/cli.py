@@ -1182,9 +1182,15 @@ def _nothing(p: argparse.ArgumentParser) -> None:
 
 def _add_value(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "value", metavar="VALUE", nargs="?", help="the value; - reads it from stdin (any size)"
+        "value",
+        metavar="VALUE",
+        nargs="?",
+        help="the value; - reads it from stdin (up to the node's max_value_bytes, 8 MiB by"
+        " default; an argument is limited to 128 KiB by the OS)",
     )
-    p.add_argument("--file", metavar="PATH", help="read the value from this file (any size)")
+    p.add_argument(
+        "--file", metavar="PATH", help="read the value from this file (up to max_value_bytes)"
+    )
     p.add_argument("--ttl", metavar="DURATION", help="expire after this long (300, 1.5s, 5m)")
 
 
