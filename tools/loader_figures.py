@@ -330,6 +330,48 @@ def misses(db: Database, runs: int, tmp: Path, per_run: int = 300) -> None:
     print(f"load after: {_load()}")
 
 
+@contextmanager
+def _background_reads(mesh: Mesh, load: str, keys: int = 50) -> Iterator[list[float]]:
+    """GETs of the window's keys through every node, from one thread, while the block runs:
+    ``uniform``, ``zipf`` (s = 0.99) or ``trending`` (a hot set of 5 keys that moves every
+    second); ``none`` reads nothing. Yields a list whose one item becomes the GETs/s."""
+    import random
+    import threading
+
+    rate = [0.0]
+    if load == "none":
+        yield rate
+        return
+    stop = threading.Event()
+    rng = random.Random(1)
+    weights = [1.0 / (i + 1) ** 0.99 for i in range(keys)]
+
+    def pick() -> int:
+        if load == "uniform":
+            return rng.randrange(keys)
+        if load == "zipf":
+            return rng.choices(range(keys), weights)[0]
+        return (int(time.monotonic()) * 5 + rng.randrange(5)) % keys
+
+    def run() -> None:
+        directs = [Direct(node.data_address) for node in mesh.nodes]
+        start, count = time.monotonic(), 0
+        while not stop.is_set():
+            rng.choice(directs).call("GET", [str(pick()).encode()], "items")
+            count += 1
+        rate[0] = count / (time.monotonic() - start)
+        for d in directs:
+            d.close()
+
+    reader = threading.Thread(target=run, daemon=True)
+    reader.start()
+    try:
+        yield rate
+    finally:
+        stop.set()
+        reader.join()
+
+
 def window(db: Database, runs: int, tmp: Path, updates: int = 100) -> None:
     """From a committed UPDATE until every node answers the new value, via NOTIFY."""
     import asyncpg
@@ -341,10 +383,10 @@ def window(db: Database, runs: int, tmp: Path, updates: int = 100) -> None:
     loader = {"source": "pg", "query": "SELECT v FROM win WHERE id = $1", "channel": "win_changes"}
     print(
         f"consistency window, 3 nodes, {updates} UPDATEs per run, {runs} runs, one reader"
-        f" polling every node; load {_load()}"
+        f" polling every node, beside a background read load; load {_load()}"
     )
-    print("| run | p50 (ms) | p99 (ms) | max (ms) |")
-    print("|---|---|---|---|")
+    print("| background reads | run | p50 (ms) | p99 (ms) | max (ms) | background GETs/s |")
+    print("|---|---|---|---|---|---|")
     with mesh_of(3, db, tmp / "window") as mesh:
         mesh.wait_namespace("items", {"loader": loader})
         directs = [Direct(node.data_address) for node in mesh.nodes]
@@ -380,10 +422,15 @@ def window(db: Database, runs: int, tmp: Path, updates: int = 100) -> None:
                 await conn.close()
             return windows
 
-        for run in range(runs):
-            windows = asyncio.run(measure(run))
-            q = statistics.quantiles(windows, n=100)
-            print(f"| {run + 1} | {q[49]:.2f} | {q[98]:.2f} | {max(windows):.2f} |")
+        for load in ("none", "uniform", "zipf", "trending"):
+            for run in range(runs):
+                with _background_reads(mesh, load) as rate:
+                    windows = asyncio.run(measure(run))
+                q = statistics.quantiles(windows, n=100)
+                print(
+                    f"| {load} | {run + 1} | {q[49]:.2f} | {q[98]:.2f} | {max(windows):.2f}"
+                    f" | {rate[0]:.0f} |"
+                )
         for d in directs:
             d.close()
     print(f"load after: {_load()}")
