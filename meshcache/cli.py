@@ -1162,7 +1162,10 @@ def _start(args: argparse.Namespace) -> int:
     # commands never need.
     from meshcache.node.node import run
 
-    return run(settings)
+    def reload() -> NodeSettings:
+        return load_settings(config_file=args.config, environ=os.environ, overrides=overrides)
+
+    return run(settings, reload=reload)
 
 
 # --- the parser --------------------------------------------------------------------------------

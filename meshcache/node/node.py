@@ -319,7 +319,7 @@ async def serve(
     await Node(settings).serve(task_status=task_status)
 
 
-async def _main(settings: NodeSettings) -> None:
+async def _main(settings: NodeSettings, reload: Callable[[], NodeSettings] | None) -> None:
     node = Node(settings)
     async with trio.open_nursery() as nursery:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
@@ -332,6 +332,8 @@ async def _main(settings: NodeSettings) -> None:
                 if signum == signal.SIGHUP:
                     if node.membership is not None:
                         node.membership.reload_keys()
+                    if reload is not None:
+                        _reload_users(node, reload)
                     continue
                 log.info("node_stopping", signal=signal.Signals(signum).name)
                 with trio.CancelScope(shield=True):
@@ -349,11 +351,24 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return out
 
 
-def run(settings: NodeSettings) -> int:
-    """Serve until SIGTERM or SIGINT; return the process exit code."""
+def _reload_users(node: Node, reload: Callable[[], NodeSettings]) -> None:
+    """SIGHUP: read the settings again and take their users; a bad file changes nothing."""
+    try:
+        users = reload().users
+    except ConfigError as exc:
+        log.error("users_not_reloaded", error=str(exc))
+        return
+    if node.parts is not None:
+        node.parts.dispatcher.guard.set_users(users)
+        log.info("users_reloaded", users=len(users))
+
+
+def run(settings: NodeSettings, *, reload: Callable[[], NodeSettings] | None = None) -> int:
+    """Serve until SIGTERM or SIGINT; return the process exit code. ``reload`` reads the
+    settings again on SIGHUP (the node takes their users; the cluster keys are re-read too)."""
     failed: list[str] = []
     try:
-        trio.run(_main, settings)
+        trio.run(_main, settings, reload)
     # e.g. a port in use, a DSN file that cannot be read: one line, no traceback
     except* (OSError, RaftStartError, ConfigError) as group:
         failed.extend(str(exc) for exc in _leaves(group))

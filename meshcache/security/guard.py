@@ -29,6 +29,7 @@ the connection as it was. Everything is counted in :attr:`Guard.stats` (``meshca
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Any
@@ -69,7 +70,7 @@ class Session:
     ``allowed`` is read on every request: a plain slot, replaced (never mutated) on ``AUTH``.
     """
 
-    __slots__ = ("_namespaces", "allowed", "grant", "guard", "host")
+    __slots__ = ("__weakref__", "_namespaces", "allowed", "grant", "guard", "host")
 
     def __init__(self, guard: Guard, host: str, granted: Grant) -> None:
         self.guard = guard
@@ -134,21 +135,20 @@ class Guard:
         throttle: AuthThrottle | None = None,
         clock: Callable[[], float] = trio.current_time,
     ) -> None:
-        self.users = dict(users or {})
         self.keyring = keyring
         self.throttle = throttle or AuthThrottle()
         self._clock = clock
         self.stats: Counter[str] = Counter()
-        self._grants = {
-            name: grant(name, user.permissions, user.namespaces)
-            for name, user in self.users.items()
-        }
+        self.users: dict[str, User] = {}
+        self._grants: dict[str, Grant] = {}
+        self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
         self._cluster = grant(CLUSTER_USER, EVERYTHING)
         self._anonymous = {
             perms: grant(None, perms) for perms in (ANONYMOUS, USER_PERMISSIONS, EVERYTHING)
         }
         self._limiter = trio.CapacityLimiter(VERIFY_THREADS)
         self._turns: dict[str, trio.Lock] = {}
+        self.set_users(users or {})
 
     @property
     def has_cluster_key(self) -> bool:
@@ -162,7 +162,24 @@ class Guard:
 
     def session(self, host: str) -> Session:
         """A new connection from ``host`` (its IP address: failures are counted per address)."""
-        return Session(self, host, self.anonymous())
+        session = Session(self, host, self.anonymous())
+        self._sessions.add(session)
+        return session
+
+    def set_users(self, users: Mapping[str, User]) -> None:
+        """Replace the users (a SIGHUP reload). Open connections follow at once: one whose user
+        is gone is unauthenticated again, one whose user changed holds the new permissions, and
+        an unauthenticated one gets what the new configuration gives it."""
+        self.users = dict(users)
+        self._grants = {
+            name: grant(name, user.permissions, user.namespaces) for name, user in users.items()
+        }
+        for session in list(self._sessions):
+            who = session.grant.who
+            if who == CLUSTER_USER:
+                continue
+            granted = self._grants.get(who) if who is not None else None
+            session.become(granted if granted is not None else self.anonymous())
 
     def refusal(self, granted: Grant, spec: OpSpec, namespace: str) -> NoAuthError | NoPermError:
         needed = spec.permission.value
