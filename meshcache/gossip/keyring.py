@@ -5,7 +5,7 @@ fixed label), with a random 96-bit nonce per packet: the packet is unreadable an
 without the key. Rotation without downtime, done by the operator on every node in turn:
 ``install(new)`` everywhere → ``use(new)`` everywhere → ``remove(old)`` everywhere. Packets are
 sealed with the primary key and opened under any installed key, so nodes at different steps
-keep talking; a packet sealed under a removed key no longer opens. An empty keyring disables
+keep talking; a packet sealed under a removed key does not open. An empty keyring disables
 both (packets travel in the clear, unauthenticated).
 
 Random nonces stay safe for about 2**32 packets per key (NIST SP 800-38D); at gossip's rates
