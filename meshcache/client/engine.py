@@ -286,6 +286,9 @@ class ClientEngine(ABC, Commands, Generic[C]):
         breakers = self.breakers
         if breakers.open and (breakers.wants_members or breakers.due()):
             await self._learn_members(deadline)
+        hot_source = self.router.hot_due()
+        if hot_source is not None:
+            await self._fetch_hot(hot_source, deadline)
         if len(commands) > 1 or commands[0].spec.multi_key:
             batches = plan(commands, self.router.primary)
             if batches is not None:
@@ -361,6 +364,18 @@ class ClientEngine(ABC, Commands, Generic[C]):
             pass
         finally:
             self.router.ring_fetched(replies)
+
+    async def _fetch_hot(self, address: Address, deadline: float | None) -> None:
+        """Ask ``address`` for its hot keys; a failure only leaves the router without them."""
+        from meshcache.client.ring_router import FETCH_HOT  # loaded with the RingRouter
+
+        replies = None
+        try:
+            replies = await self._send(FETCH_HOT, None, True, False, deadline, address)
+        except MeshcacheError:
+            pass
+        finally:
+            self.router.hot_fetched(address, replies)
 
     async def _learn_members(self, deadline: float | None) -> None:
         """Ask a node this client reaches which members its gossip holds dead; open their

@@ -15,6 +15,12 @@ newer than the snapshot, ``observe_ring_version`` returns True to exactly one ca
 non-blocking lock claims the refresh; everybody else keeps routing with the old snapshot), which
 fetches ``RING`` and ``NS_LIST`` and hands them to :meth:`RingRouter.ring_fetched`.
 
+**Hot keys.** Once a ring is known, the router asks one node a second, in turn, for its hot keys
+(``HOTKEYS``, docs/hotkeys.md): the keys it owns that are hot, with the nodes holding a copy, and
+the copies it holds. A request for a key known to be hot goes first to one of the nodes that
+serve it (its owner and its holders), in turn, so a hot key's reads spread over its copies; what
+each node said is kept for one round over the nodes and a second.
+
 **Failed nodes.** A node that refused a connection is moved to the end of every candidate list
 for ``retry_after`` seconds, so requests for its keys go to the next owner at once rather than
 try it first each time; after that it is tried first again.
@@ -22,6 +28,7 @@ try it first each time; after that it is tried first again.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from bisect import bisect_left
@@ -46,6 +53,14 @@ FETCH_RING: tuple[Command[Any], ...] = (
     Command.build("NS_LIST", [], DEFAULT_NAMESPACE, results.str_map),
 )
 """What a front end sends, as one batch, when ``observe_ring_version`` asks for the ring."""
+
+FETCH_HOT: tuple[Command[Any], ...] = (
+    Command.build("HOTKEYS", [], DEFAULT_NAMESPACE, results.str_map),
+)
+"""What a front end sends to the node ``hot_due`` names."""
+
+HOT_EVERY = 1.0
+"""Seconds between two ``HOTKEYS`` asked of the nodes in turn."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +195,12 @@ class RingRouter:
         self._wanted = -1
         self._refreshing = threading.Lock()
         self._down: dict[Address, float] = {}
+        # Hot keys: key -> the addresses serving it; what each node said, until when; turns.
+        self._hot: dict[bytes, tuple[Address, ...]] = {}
+        self._hot_parts: dict[Address, tuple[float, dict[bytes, set[Address]]]] = {}
+        self._hot_next = 0.0
+        self._hot_asked = 0
+        self._spread = itertools.count()
 
     @property
     def ring_version(self) -> int:
@@ -190,6 +211,15 @@ class RingRouter:
     # -- the Router protocol ---------------------------------------------------------------------
 
     def candidates(self, key: bytes | None) -> Sequence[Address]:
+        found = self._owners_first(key)
+        hot = self._hot
+        if hot and key in hot:
+            serving = hot[key]
+            first = serving[next(self._spread) % len(serving)]
+            return [first, *(a for a in found if a != first)]
+        return found
+
+    def _owners_first(self, key: bytes | None) -> Sequence[Address]:
         snapshot = self.snapshot
         if snapshot is None:
             found: Sequence[Address] = self.seeds.candidates(key)
@@ -206,7 +236,7 @@ class RingRouter:
         snapshot = self.snapshot
         if snapshot is None:
             return None
-        return self.candidates(key)[0]
+        return self._owners_first(key)[0]
 
     def connected(self, address: Address) -> None:
         self.seeds.connected(address)
@@ -243,6 +273,38 @@ class RingRouter:
             self._known = max(self._known, self._wanted, version)
         finally:
             self._refreshing.release()
+
+    def hot_due(self) -> Address | None:
+        """The node to ask for its hot keys now (``FETCH_HOT``), or None when it is not time:
+        at most one caller a :data:`HOT_EVERY` seconds is told a node, which must hand the
+        answer to :meth:`hot_fetched`."""
+        snapshot = self.snapshot
+        if snapshot is None or self._clock() < self._hot_next:
+            return None
+        self._hot_next = self._clock() + HOT_EVERY
+        nodes = sorted(set(snapshot.addresses.values()))
+        if not nodes:
+            return None
+        self._hot_asked += 1
+        return nodes[self._hot_asked % len(nodes)]
+
+    def hot_fetched(self, address: Address, replies: Sequence[Any] | None) -> None:
+        """What ``address`` answered to ``FETCH_HOT`` (None: nothing usable)."""
+        snapshot = self.snapshot
+        if snapshot is None:
+            return
+        now = self._clock()
+        parts = {a: part for a, part in self._hot_parts.items() if part[0] > now}
+        said = _hot_keys(snapshot, replies)
+        if said is not None:
+            keep = HOT_EVERY * (len(set(snapshot.addresses.values())) + 1)
+            parts[address] = (now + keep, said)
+        merged: dict[bytes, set[Address]] = {}
+        for _, part in parts.values():
+            for key, serving in part.items():
+                merged.setdefault(key, set()).update(serving)
+        self._hot_parts = parts
+        self._hot = {key: tuple(sorted(serving)) for key, serving in merged.items()}
 
     # -- details ---------------------------------------------------------------------------------
 
@@ -282,4 +344,35 @@ class RingRouter:
         return [*(a for a in found if a not in down), *(a for a in found if a in down)]
 
 
-__all__ = ["DEFAULT_RETRY_AFTER", "FETCH_RING", "RingRouter", "RingSnapshot"]
+def _hot_keys(
+    snapshot: RingSnapshot, replies: Sequence[Any] | None
+) -> dict[bytes, set[Address]] | None:
+    """``key -> addresses serving it`` from one node's ``HOTKEYS`` answer (None: unusable)."""
+    if not replies or not isinstance(replies[0], Mapping):
+        return None
+    answer = replies[0]
+    addresses = snapshot.addresses
+    me = addresses.get(answer.get("node_id"))  # type: ignore[arg-type]
+    if me is None:
+        return None
+    out: dict[bytes, set[Address]] = {}
+    for row in answer.get("hot", ()):
+        key = row.get("key") if isinstance(row, Mapping) else None
+        if type(key) is bytes:
+            holders = row.get("holders", ())
+            out[key] = {me, *(addresses[h] for h in holders if h in addresses)}
+    for row in answer.get("copies", ()):
+        key = row.get("key") if isinstance(row, Mapping) else None
+        if type(key) is bytes:
+            out.setdefault(key, set()).update((me, snapshot.primary(key)))
+    return out
+
+
+__all__ = [
+    "DEFAULT_RETRY_AFTER",
+    "FETCH_HOT",
+    "FETCH_RING",
+    "HOT_EVERY",
+    "RingRouter",
+    "RingSnapshot",
+]

@@ -55,6 +55,15 @@ class Router(Protocol):
         (None: the fetch failed). Called exactly once per True from ``observe_ring_version``."""
         ...
 
+    def hot_due(self) -> Address | None:
+        """The node to ask for its hot keys (``HOTKEYS``) now, or None; a node named here
+        gets its answer handed to :meth:`hot_fetched`."""
+        ...
+
+    def hot_fetched(self, address: Address, replies: Sequence[Any] | None) -> None:
+        """What ``address`` answered to ``HOTKEYS`` (None: the fetch failed)."""
+        ...
+
 
 class SeedRouter:
     """Every request goes to one seed: the first that answered; on failure, the next one.
@@ -101,6 +110,13 @@ class SeedRouter:
 
     def ring_fetched(self, replies: Sequence[Any] | None) -> None:
         """Never asked for: a seed router does not fetch the ring."""
+
+    def hot_due(self) -> Address | None:
+        """Never: a seed router does not place keys, hot or not."""
+        return None
+
+    def hot_fetched(self, address: Address, replies: Sequence[Any] | None) -> None:
+        """Never asked for."""
 
 
 __all__ = ["Router", "SeedRouter"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from meshcache.cli import main
+from meshcache.client.sync import Client
 from meshcache.errors import MeshcacheError
 from meshcache.testing.mesh import Direct, Mesh
 from tests.mesh.helpers import wait_for
@@ -123,3 +125,39 @@ def test_a_key_turns_hot_is_copied_everywhere_read_back_by_its_writer_and_cools(
     states = [e.get("state") for e in mesh.log_events(owner_node, "hot_key")]
     assert states[:1] == ["hot"] and "cooled" in states
     assert mesh.mesh_info(owner_node)["gauges"]["hot_keys"] == 0
+
+
+def test_a_smart_client_spreads_its_reads_of_a_hot_key_over_the_copies(
+    stack: ExitStack, tmp_path: Path
+) -> None:
+    mesh = Mesh(stack, tmp_path, 3)
+    policy = {"replicas": 2, "hot": {"share": 0.05, "rate": 50.0, "lease": LEASE}}
+    mesh.call(mesh.nodes[0], "NS_SET", [NS, policy])
+    wait_for(
+        lambda: all("hot" in mesh.call(x, "NS_LIST", [])[NS] for x in mesh.nodes),
+        20,
+        "the hot-key policy on every node",
+    )
+    key = b"popular"
+    owner = mesh.owners(key, 1)[0]
+    others = {x.node_id for x in mesh.nodes} - {owner}
+
+    def from_copies() -> dict[str, int]:
+        return {
+            x.node_id: mesh.mesh_info(x)["counters"]["hot"].get("reads_from_copies", 0)
+            for x in mesh.nodes
+        }
+
+    with Client(mesh.addresses, timeout=10) as client:
+        assert client.set(key, b"v0", namespace=NS) is True
+        # Only this client reads, and it routes by the ring: every read starts at the owner,
+        # until the key is hot and the client learns where its copies are.
+        deadline = time.monotonic() + 20
+        while not all(n > 100 for node, n in from_copies().items() if node in others):
+            assert time.monotonic() < deadline, f"reads not spread: {from_copies()}"
+            for _ in range(200):
+                assert client.get(key, namespace=NS) == b"v0"
+        # its own write is read back, wherever the read goes
+        for i in range(1, 21):
+            client.set(key, b"v%d" % i, namespace=NS)
+            assert client.get(key, namespace=NS) == b"v%d" % i
