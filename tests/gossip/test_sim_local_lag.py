@@ -58,7 +58,7 @@ def test_a_node_paused_longer_than_the_probe_timeout_is_never_declared_dead(
         cfg.suspicion_mult, cfg.suspicion_max_timeout_mult, n, cfg.probe_interval
     )
     pauses = stall_repeatedly(c, 1, 60.0, 1.5 * cfg.probe_timeout, 0.9 * shortest_suspicion)
-    assert pauses >= 100, f"seed={sim_seed}"
+    assert pauses >= 50, f"seed={sim_seed}"
     assert deaths(c) == [], f"seed={sim_seed}"
     suspected = [e for _, e in c.events if e.kind is EventKind.SUSPECT and e.member.name == "n1"]
     assert suspected, f"seed={sim_seed}: the pauses were never noticed: a useless test"
