@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from meshcache.errors import MeshcacheError
 from tools.mesh_figures.report import table
 from tools.stability_figures.scenario import RunResult, run
 from tools.stability_figures.writers import JOIN
@@ -128,27 +129,33 @@ def measure(
     keys = keys or (QUICK_KEYS if quick else s.keys)
     rows: list[list[object]] = []
     details: list[str] = []
+    failed: list[str] = []
     for i in range(runs):
-        r = run(
-            tmp / f"{name}-{profile}-{i}",
-            keys=keys,
-            procs=3,
-            profile=profile,
-            get_ratio=s.get_ratio,
-            keep_writing=s.keep_writing,
-            load_s=(duration if s.timed_load else 2.0),
-            join=s.join,
-            leave=s.leave,
-            tail=min(s.tail, 2.0) if quick else s.tail,
-        )
+        try:
+            r = run(
+                tmp / f"{name}-{profile}-{i}",
+                keys=keys,
+                procs=3,
+                profile=profile,
+                get_ratio=s.get_ratio,
+                keep_writing=s.keep_writing,
+                load_s=(duration if s.timed_load else 2.0),
+                join=s.join,
+                leave=s.leave,
+                tail=min(s.tail, 2.0) if quick else s.tail,
+            )
+        except (MeshcacheError, OSError) as exc:  # one failed run must not lose the others
+            failed.append(f"run {i + 1} failed: {exc}")
+            print(f"  {name}/{profile} {failed[-1]}", file=sys.stderr)
+            continue
         rows.append(row(str(i + 1), r))
         load = " ".join(f"{x:.2f}" for x in os.getloadavg())
         details.append(f"run {i + 1} (load after: {load}):\n{r.describe()}")
-        print(f"  {name}/{profile} run {i + 1}/{runs} done, load {load}", file=sys.stderr)
+        print(f"  {name}/{profile} run {i + 1}/{runs}, load {load}: {rows[-1]}", file=sys.stderr)
     title = f"### {name}, profile {profile}, {keys:,} keys, {runs} runs"
-    return "\n\n".join(
-        [title, table(HEADER, rows + summary(rows)), "Per node:\n\n" + "\n\n".join(details)]
-    )
+    parts = [title, table(HEADER, rows + summary(rows)) if rows else "(no run completed)"]
+    parts += failed
+    return "\n\n".join([*parts, "Per node:\n\n" + "\n\n".join(details)])
 
 
 def main(argv: list[str] | None = None) -> int:
