@@ -199,6 +199,9 @@ class Routes:
     def records(self, namespace: str, args: list[Any]) -> Any:
         return self._parts.coordinator.records(namespace, args[0])
 
+    def clock(self, namespace: str, args: list[Any]) -> int:
+        return self._parts.coordinator.clock_reading()
+
     def handoff(self, namespace: str, args: list[Any]) -> Any:
         return self._parts.handoff.handle_handoff(namespace, args[0])
 

@@ -197,6 +197,7 @@ _SPECS = [
     _op("REPL", "l", M, idempotent=True, handler="replicated", permission=PEER),
     _op("BULK", "l", M, idempotent=True, handler="bulk", permission=PEER),
     _op("RECORDS", "l", M, handler="records", permission=PEER),
+    _op("CLOCK", "", M, handler="clock", permission=PEER),
     _op("HANDOFF", "a", M, idempotent=True, handler="handoff", permission=PEER),
     _op("AE_DIGEST", "a", M, handler="ae_digest", permission=PEER),
     _op("AE_KEYS", "a", M, handler="ae_keys", permission=PEER),

@@ -13,7 +13,7 @@ deterministic here, in namespace ``chaos-quorum`` (3 owners, quorum 2):
 
 X used to coordinate it as a new write with a fresh version, newer than v2's, and every owner
 ended with v1. A forwarded plain write now carries the version V gave it when it first routed
-it; arriving a second or more after that, X applies it at that version (older than v2's), so
+it; arriving 4 s or more after that, X applies it at that version (older than v2's), so
 last-writer-wins keeps v2 (``Coordinator._execute_stamped``).
 """
 

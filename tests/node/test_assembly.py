@@ -65,6 +65,7 @@ def test_the_table_says_who_may_send_each_op() -> None:
         "AE_PUSH",
         "HOT_PUSH",
         "HOT_DROP",
+        "CLOCK",
     }
     assert {n for n, s in OPS.items() if s.multi_key} == {"MGET", "MSET", "DELETE", "EXISTS"}
 

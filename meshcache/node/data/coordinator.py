@@ -80,14 +80,16 @@ log = structlog.get_logger("meshcache.dataplane")
 FORWARD_TIMEOUT = 5.0
 WRITE_TIMEOUT = 2.0
 READ_REPAIR_TIMEOUT = 1.0
+# How long a starting node waits for each peer's CLOCK before it coordinates writes anyway.
+CLOCK_TIMEOUT = 1.0
 # Times a quorum/all write is run again above a newer record an owner holds (_await_acks).
 REWRITES = 2
-# A forwarded plain write that reaches its coordinator later than this after its forwarder
+# A forwarded plain write that reaches its coordinator this long or longer after its forwarder
 # stamped it (by the receiver's wall clock) is applied at its stamp: its forwarder may have
-# timed out and failed it over (FORWARD_TIMEOUT). One arriving sooner is coordinated as any
-# write, with a version from the receiver's clock in arrival order, so clock skew between
-# nodes does not reorder ordinary concurrent writes.
-LATE_FORWARD_MS = 1000
+# timed out and failed it over (after FORWARD_TIMEOUT; one second less tolerates that much
+# clock skew between the two). One arriving sooner is coordinated as any write, with a version
+# from the receiver's clock in arrival order, so skew does not reorder concurrent writes.
+LATE_FORWARD_MS = int(FORWARD_TIMEOUT * 1000) - 1000
 # Read repairs in flight at once; beyond it a sampled read is simply not checked.
 MAX_READ_REPAIRS = 16
 # Work done between two checkpoints, so that no batch holds the loop beyond a few milliseconds:
@@ -157,11 +159,58 @@ class Coordinator:
         self.loader: Loader | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Own the background read repairs until cancelled."""
+        """Own the background read repairs (and the start-up clock catch-up) until
+        cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            self._start_catch_up()
             task_status.started()
             await trio.sleep_forever()
+
+    def _start_catch_up(self) -> None:
+        """Once, when this node first runs with peers: ask their clocks before coordinating
+        writes (:meth:`_catch_up`)."""
+        if self._catching_up or self.solo or self._nursery is None:
+            return
+        self._catching_up = True
+        self._clock_ready = False
+        self._nursery.start_soon(self._catch_up)
+
+    async def _catch_up(self) -> None:
+        """Take the greatest of the peers' clocks (``CLOCK``, clamped like any remote version)
+        as this node's floor, so its writes are stamped above every version the peers hold —
+        a node restarted with its clock set right is behind the versions its fast clock left.
+        Writes this node coordinates wait for it (at most :data:`CLOCK_TIMEOUT`)."""
+
+        async def ask(node_id: str, address: Address) -> None:
+            try:
+                reading = await self.pool.call(
+                    address, "CLOCK", "default", [], timeout=CLOCK_TIMEOUT
+                )
+            except MeshcacheError:
+                return  # unreachable or older: its versions reach us by replication
+            if type(reading) is int and 0 < reading <= MAX_VERSION:
+                self.clamp.admit(reading, node_id)
+
+        try:
+            async with trio.open_nursery() as nursery:
+                for node_id, address in self._addresses.items():
+                    if node_id != self.node_id:
+                        nursery.start_soon(ask, node_id, address)
+        finally:
+            self._clock_ready = True
+            self._clock_asked.set()
+
+    def clock_reading(self) -> int:
+        """CLOCK: a version from this node's clock, above all it issued or applied."""
+        return self.clamp.hlc.now()
+
+    async def _after_catch_up(
+        self, namespace: str, op: str, spec: OpSpec, args: list[Any], stamp: int | None
+    ) -> Any:
+        await self._clock_asked.wait()
+        result = self.coordinate(namespace, op, spec, args, stamp)
+        return await result if isinstance(result, Coroutine) else result
 
     # --- ring ----------------------------------------------------------------------------
 
@@ -174,6 +223,7 @@ class Coordinator:
         }
         others = [m for m in config.members if m.node_id != self.node_id]
         self.solo = not others
+        self._start_catch_up()
 
     def address_of(self, node_id: str) -> Address | None:
         return self._addresses.get(node_id)
@@ -263,7 +313,16 @@ class Coordinator:
                     ErrorCode.BAD_REQUEST, f"FWD: {op} with these options carries no version"
                 )
         self.stats["forwarded_in"] += 1
-        return self.coordinate(namespace, op, spec, args, stamp)
+        return self.coordinate(namespace, op, spec, args, self._late(stamp))
+
+    def _late(self, stamp: int | None) -> int | None:
+        """``stamp`` when a write stamped with it arrives :data:`LATE_FORWARD_MS` or more after
+        it (by this node's clock): it is then applied at that version. None for one on time —
+        its forwarder is still waiting for the answer — which gets a version from this
+        node's clock, in arrival order like any write."""
+        if stamp is None or self.clamp.hlc.wall_ms() - physical_ms(stamp) < LATE_FORWARD_MS:
+            return None
+        return stamp
 
     # --- coordinating ------------------------------------------------------------------------
 
@@ -272,11 +331,10 @@ class Coordinator:
     ) -> Any:
         """Execute here; for a write, replicate to the other owners per the consistency.
 
-        ``stamp``: the version a forwarded plain write was given by its forwarder (None: none);
-        it is applied at that version when it is :data:`LATE_FORWARD_MS` old, else with a new
-        version from this node's clock."""
-        if stamp is not None and self.clamp.hlc.wall_ms() - physical_ms(stamp) < LATE_FORWARD_MS:
-            stamp = None  # on time: its forwarder is still waiting for this answer
+        ``stamp``: apply this plain write at that version (:meth:`_execute_stamped`; see
+        :meth:`_late`), not at a new one from this node's clock."""
+        if not self._clock_ready and spec.kind is _WRITE:
+            return self._after_catch_up(namespace, op, spec, args, stamp)
         if stamp is None:
             result = self._store_execute(namespace, op, args)
         else:
@@ -528,7 +586,7 @@ class Coordinator:
         payload = [op, args] if stamp is None else [op, args, {"version": stamp}]
         for member in owners:
             if member.node_id == self.node_id:
-                result = self.coordinate(namespace, op, OPS[op], args, stamp)
+                result = self.coordinate(namespace, op, OPS[op], args, self._late(stamp))
                 return await result if isinstance(result, Coroutine) else result
             address = self._addresses.get(member.node_id)
             if address is None:
@@ -562,7 +620,7 @@ class Coordinator:
         if last is None and not down:
             raise UnavailableError(message="no owner of the key is known")
         self.stats["stand_in"] += 1
-        result = self.coordinate(namespace, op, OPS[op], args, stamp)
+        result = self.coordinate(namespace, op, OPS[op], args, self._late(stamp))
         return await result if isinstance(result, Coroutine) else result
 
     def _forward_timeout(self, namespace: str, op: str) -> float:
