@@ -151,6 +151,10 @@ class Coordinator:
         self._rng = rng or random.Random(node_id)
         self._repairs = 0
         self._nursery: trio.Nursery | None = None
+        # False from the start of run() until the peers' clocks were asked (_catch_up).
+        self._clock_ready = True
+        self._clock_asked = trio.Event()
+        self._catching_up = False
         #: The hot-key layer (the assembly wires it): samples the GETs coordinated here,
         #: updates copies on writes, answers GETs of keys this node holds a copy of.
         self.hot: HotKeys | None = None
