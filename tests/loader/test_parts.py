@@ -160,3 +160,37 @@ def test_an_invalidation_drops_the_stored_key_and_the_hot_copy() -> None:
     assert dropped == [("items", b"k")]
     assert loader.invalidate("items", b"absent") is False
     assert loader.stats["invalidations"] == 2 and loader.stats["invalidations_dropped"] == 1
+
+
+@given(payload=st.text(max_size=200))
+def test_any_notify_payload_is_a_key_or_counted(payload: str) -> None:
+    from meshcache.hlc import HLC
+    from meshcache.node.loader.loader import Loader
+    from meshcache.store.policy import NamespacePolicy
+    from meshcache.store.store import Store
+
+    policy = NamespacePolicy(loader=LoaderPolicy("pg", "SELECT $1::text", channel="ch"))
+    store = Store(
+        clock=lambda: 1000.0,
+        hlc=HLC(lambda: 1_000_000),
+        policies={"items": policy},
+        tombstone_grace_s=60.0,
+    )
+    loader = Loader(
+        store,
+        "n0",
+        sources={},
+        replicate=lambda ns, key: None,
+        max_key_bytes=64,
+        wall_clock=lambda: 1000.0,
+        clock=lambda: 0.0,
+    )
+    loader.install({"items": policy})
+    store.execute("items", "SET", [b"other", b"kept", {}])
+    loader._on_payload("pg", "ch", payload)
+    key = payload.encode("utf-8", "surrogateescape")
+    if 0 < len(key) <= 64:
+        assert loader.stats["invalidations"] == 1
+    else:
+        assert loader.stats["notify_bad_payload"] == 1 and not loader.stats["invalidations"]
+    assert key == b"other" or store.execute("items", "GET", [b"other"]) == b"kept"
