@@ -13,6 +13,7 @@ import trio
 
 from meshcache.node.admin.metrics import NodeCounters
 from meshcache.node.net.dataport import TURN_FRAMES, DataPort, open_listener
+from meshcache.security.guard import Guard, Session
 from meshcache.settings import LimitSettings
 from meshcache.testing.instrument import longest_step
 from meshcache.wire.frame import HEADER
@@ -27,9 +28,10 @@ class EchoDispatcher:
 
     def __init__(self) -> None:
         self.counters = NodeCounters()
+        self.guard = Guard()  # the data port asks it for each connection's session
         self.handled = 0
 
-    def handle(self, body: bytes) -> bytes:
+    def handle(self, body: bytes, session: Session | None = None) -> bytes:
         end = time.thread_time() + WORK_S
         while time.thread_time() < end:  # CPU work, as a store op does
             pass
