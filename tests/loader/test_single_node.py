@@ -15,6 +15,7 @@ import meshcache
 from meshcache.errors import CommandError, ErrorCode
 from meshcache.node.node import Node
 from meshcache.settings import load_settings
+from meshcache.store.loader_policy import LoaderPolicy
 from meshcache.testing.ports import free_port
 from tests.loader.helpers import Database, Table
 
@@ -359,3 +360,36 @@ async def _pipelined(address: Any, key: bytes, per_conn: int, conns: int) -> lis
             for _ in range(conns):
                 nursery.start_soon(one)
     return answers
+
+
+@pytest.mark.trio
+async def test_a_wrong_password_is_a_clear_error_and_hits_still_answer(
+    tmp_path: Path, database: Database
+) -> None:
+    server = database.server
+    if server is not None and server.root is not None:
+        hba = server.root / "data" / "pg_hba.conf"
+        if "locked" not in hba.read_text():
+            database.sql("CREATE ROLE locked LOGIN PASSWORD 'right'")
+            hba.write_text("host all locked 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+            database.sql("SELECT pg_reload_conf()")
+        dsn = f"postgresql://locked:wrong@127.0.0.1:{server.port}/{server.database}"
+        expected = 'password authentication failed for user "locked"'
+    else:  # a server the tests do not own: a role it does not have
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(database.dsn)
+        where = parts.netloc.rpartition("@")[2]
+        dsn = parts._replace(netloc=f"meshcache_no_such_role:wrong@{where}").geturl()
+        expected = "meshcache_no_such_role"
+    policy = {"loader": {"source": "pg", "query": "SELECT $1::text"}}
+    async with one_node(tmp_path, dsn, {"items": policy}) as (node, client):
+        await client.set("cached", "yes", namespace="items")
+        with pytest.raises(CommandError) as refused:
+            await client.get("missing", namespace="items")
+        assert refused.value.code == ErrorCode.LOADER_UNAVAILABLE
+        assert expected in str(refused.value)
+        assert await client.get("cached", namespace="items") == b"yes"
+        assert node.parts is not None
+        with pytest.raises(CommandError, match=expected):
+            await node.parts.loader.check(LoaderPolicy.from_mapping(policy["loader"]))
