@@ -16,6 +16,8 @@ from meshcache.errors import (
     MeshcacheConnectionError,
     MeshcacheError,
     MeshcacheTimeout,
+    NoAuthError,
+    NoPermError,
     NoSuchNamespaceError,
     NotIntegerError,
     OutOfMemoryError,
@@ -23,6 +25,7 @@ from meshcache.errors import (
     TooLargeError,
     UnavailableError,
     WriteFailedError,
+    WrongPassError,
     WrongTypeError,
 )
 
@@ -80,6 +83,8 @@ __all__ = [
     "MeshcacheConnectionError",
     "MeshcacheError",
     "MeshcacheTimeout",
+    "NoAuthError",
+    "NoPermError",
     "NoSuchNamespaceError",
     "NotIntegerError",
     "OutOfMemoryError",
@@ -88,6 +93,7 @@ __all__ = [
     "TrioClient",
     "UnavailableError",
     "WriteFailedError",
+    "WrongPassError",
     "WrongTypeError",
     "__version__",
     "from_url",
