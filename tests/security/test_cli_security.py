@@ -86,3 +86,31 @@ def test_client_commands_authenticate_with_user_and_password(tmp_path: Path) -> 
         assert wrong.returncode == 4 and "WRONGPASS" in wrong.stderr
         forbidden = cli("ns", "drop", "default", "--user", "app")
         assert forbidden.returncode == 4 and "NOPERM" in forbidden.stderr
+
+
+def test_the_asyncio_client_authenticates_every_connection(tmp_path: Path) -> None:
+    import asyncio
+
+    from meshcache import AsyncClient, WrongPassError
+    from meshcache.security.hashing import hash_password
+
+    key = tmp_path / "cluster.key"
+    key.write_text(base64.b64encode(b"a" * 32).decode() + "\n")
+    config = tmp_path / "node.toml"
+    config.write_text(
+        f'[node]\ncluster_key_file = "{key}"\n\n[users.app]\n'
+        f'password = "{hash_password("pw", n=1024)}"\npermissions = ["read", "write"]\n'
+    )
+    with NodeProcess(tmp_path / "n", "--config", str(config)) as node:
+        address = f"127.0.0.1:{node.data_address[1]}"
+
+        async def scenario() -> None:
+            async with AsyncClient(address, username="app", password="pw", max_connections=4) as c:
+                # Concurrent calls open several connections, each authenticated.
+                await asyncio.gather(*(c.set(f"k{i}", b"v") for i in range(20)))
+                assert await c.mget([f"k{i}" for i in range(20)]) == [b"v"] * 20
+            async with AsyncClient(address, username="app", password="nope") as wrong:
+                with pytest.raises(WrongPassError):
+                    await wrong.get("k0")
+
+        asyncio.run(scenario())
