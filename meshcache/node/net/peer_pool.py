@@ -189,6 +189,9 @@ class PeerPool:
                     raise PeerUnreachable(
                         f"sending AUTH to {address[0]}:{address[1]}: {exc or 'timed out'}"
                     ) from None
+                except BaseException:  # cancelled: the connection was never handed out
+                    await trio.aclose_forcefully(stream)
+                    raise
             self._conns[address] = conn
             self.stats["connects"] += 1
             self._nursery.start_soon(conn.read_loop)
