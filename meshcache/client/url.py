@@ -79,8 +79,6 @@ def parse_url(url: str) -> dict[str, Any]:
     if not isinstance(url, str):
         raise ConfigError(f"a meshcache URL is text, not {type(url).__name__}")
     parts = urlsplit(url.strip())
-    if parts.scheme.lower() != SCHEME:
-        raise ConfigError(f"{url!r}: a client URL starts with {SCHEME}://")
     netloc = parts.netloc
     if "@" in netloc:
         # Error messages show the URL without its password.
