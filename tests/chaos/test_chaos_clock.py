@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from meshcache.testing.chaos.cluster import ChaosCluster
+from meshcache.testing.chaos.cluster import ChaosCluster, wait_until
 from meshcache.testing.chaos.scenarios import Schedule, Step
 from tests.chaos.helpers import assert_checks, run
 
@@ -47,13 +47,19 @@ def test_a_node_with_its_clock_five_seconds_ahead(chaos_cluster: ChaosCluster) -
 
 def test_a_write_after_a_clock_is_set_right_is_not_lost(chaos_cluster: ChaosCluster) -> None:
     cluster = chaos_cluster
+
+    def has_namespace() -> bool:  # a restarted node serves before it has pulled the config
+        return NS in (cluster.try_call("n2", "NS_LIST", []) or {})
+
     cluster.restart("n2", skew=30.0)
     cluster.heal_all()
+    wait_until(has_namespace, 30, "n2 holding the namespace")
     ring = cluster.current_ring()
     key = next(f"clock:k{i}" for i in range(999) if cluster.owners(ring, f"clock:k{i}")[0] == "n2")
     assert cluster.call("n2", "SET", [key.encode(), b"v1"], NS) is True
     v1 = cluster.records("n2", NS, [key])[0][3]
     cluster.restart("n2", skew=0.0)
+    wait_until(has_namespace, 30, "n2 holding the namespace")
     assert cluster.call("n2", "SET", [key.encode(), b"v2"], NS) is True
     acked = time.time()
     print(f"{key}: v1 at version {v1} ({(v1 >> 16) / 1000 - acked:+.1f} s from now)")
