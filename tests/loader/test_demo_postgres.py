@@ -17,7 +17,7 @@ from meshcache.testing.postgres import server_binaries
 from tests.mesh.helpers import wait_for
 from tests.mesh.test_demo import DemoRun, clean_env
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
 def meshcache(command: str) -> str:

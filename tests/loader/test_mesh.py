@@ -22,7 +22,7 @@ from meshcache.wire.frame import FrameReader, decode_response, encode_request
 from tests.loader.helpers import Database, Table
 from tests.mesh.helpers import wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ from meshcache.store.loader_policy import LoaderPolicy
 from meshcache.testing.ports import free_port
 from tests.loader.helpers import Database, Table
 
+pytestmark = pytest.mark.postgres
+
 
 @asynccontextmanager
 async def one_node(
