@@ -87,6 +87,20 @@ def test_a_thousand_concurrent_misses_over_three_nodes_make_one_query(
     counters = [mesh.mesh_info(n)["counters"].get("loader", {}) for n in mesh.nodes]
     assert sum(c.get("queries", 0) for c in counters) == 1
     assert sum(c.get("coalesced", 0) for c in counters) >= 1
+    # An MGET's misses are loaded by each key's owner, with one batch query per owner.
+    keys = [f"b{i}" for i in range(12)]
+    for key in keys:
+        table.put(key, key.upper())
+    mesh.wait_namespace("batch", {"loader": table.loader(batch_query=table.batch_query)})
+    asked = [*keys, "none"]
+    got = mesh.call(mesh.nodes[0], "MGET", [k.encode() for k in asked], "batch")
+    assert got == [k.upper().encode() for k in keys] + [None]
+    owners = {mesh.owners(k.encode(), 2)[0] for k in asked}
+    after = [mesh.mesh_info(n)["counters"].get("loader", {}) for n in mesh.nodes]
+    pairs = zip(after, counters, strict=True)
+    batches = sum(a.get("queries", 0) - c.get("queries", 0) for a, c in pairs)
+    assert batches == len(owners), f"{batches} batch queries for {len(owners)} owners"
+    assert sum(a.get("keys_queried", 0) for a in after) == 1 + 13
 
 
 def test_a_waiting_load_fails_over_when_its_owner_hangs(mesh: Mesh, database: Database) -> None:
