@@ -61,7 +61,7 @@ def test_a_key_turns_hot_is_copied_everywhere_read_back_by_its_writer_and_cools(
         "area": 0.125,
     }  # the second change kept the first one's fields
     wait_for(
-        lambda: all("hot" in mesh.call(x, "NS_LIST", [])[NS] for x in mesh.nodes),
+        lambda: all("hot" in mesh.call(x, "NS_LIST", []).get(NS, {}) for x in mesh.nodes),
         20,
         "the hot-key policy on every node",
     )
@@ -134,7 +134,7 @@ def test_a_smart_client_spreads_its_reads_of_a_hot_key_over_the_copies(
     policy = {"replicas": 2, "hot": {"share": 0.05, "rate": 50.0, "lease": LEASE}}
     mesh.call(mesh.nodes[0], "NS_SET", [NS, policy])
     wait_for(
-        lambda: all("hot" in mesh.call(x, "NS_LIST", [])[NS] for x in mesh.nodes),
+        lambda: all("hot" in mesh.call(x, "NS_LIST", []).get(NS, {}) for x in mesh.nodes),
         20,
         "the hot-key policy on every node",
     )

@@ -99,6 +99,19 @@ class HotArea:
         self.stats["copies_stored"] += 1
         return True
 
+    def renew(
+        self, namespace: str, key: bytes, version: int, expires_at: float | None, lease_end: float
+    ) -> bool:
+        """Extend the lease of the copy held at ``version``; False when no such copy is held
+        (then its owner sends the value)."""
+        held = self._copies.get((namespace, key))
+        if held is None or held.version != version:
+            return False
+        held.lease_end = max(held.lease_end, lease_end)
+        held.expires_at = expires_at
+        self.stats["copies_renewed"] += 1
+        return True
+
     def get(self, namespace: str, key: bytes, now: float, wall: float) -> Copy | None:
         """The copy if it may be served now (lease running, entry not expired), else None."""
         slot = (namespace, key)

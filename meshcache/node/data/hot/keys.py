@@ -24,7 +24,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -50,6 +50,8 @@ WINDOW = 0.5
 #: Counters of a sketch (K), and one read in this many is sampled.
 SKETCH_CAPACITY = 128
 SAMPLE_EVERY = 16
+#: A key turns hot only on at least this many sampled reads (net of the sketch's error).
+MIN_SAMPLES = 4.0
 #: The most hot keys an owner keeps copies of, per namespace.
 MAX_HOT = 64
 #: How long an acknowledgement of a write to a hot key waits for the copies' updates.
@@ -73,7 +75,9 @@ class HotKey:
     share: float
     rate: float
     holders: tuple[str, ...] = ()
-    renew_at: float = 0.0
+    #: The version each holder is known to hold (its last push was answered): renewals to it
+    #: carry no value.
+    held: dict[str, int] = field(default_factory=dict)
 
 
 class HotKeys:
@@ -147,7 +151,17 @@ class HotKeys:
         for namespace, sketch in self.sketches.items():
             policy = self.policies[namespace]
             sketch.roll(now)
-            heavy = sketch.heavy(now, share=policy.share, rate=policy.rate)[:MAX_HOT]
+            # A hot key stays hot down to half the thresholds (it does not flap around them).
+            current = self.hot[namespace]
+            low = sketch.heavy(
+                now, share=policy.share / 2, rate=policy.rate / 2, min_samples=MIN_SAMPLES / 2
+            )
+            heavy = [
+                h
+                for h in low
+                if h.item in current
+                or (h.share >= policy.share and h.rate >= policy.rate and h.samples >= MIN_SAMPLES)
+            ][:MAX_HOT]
             self._update_hot(namespace, policy, ring, version, heavy, now)
 
     def _follow_policies(self, now: float) -> None:
@@ -220,11 +234,11 @@ class HotKeys:
                     rate=round(h.rate, 1),
                 )
             entry.share, entry.rate = h.share, h.rate
-            if entry.holders != holders or now >= entry.renew_at:
-                entry.holders = holders
-                entry.renew_at = now + policy.lease / 2
-                for holder in holders:
-                    due.setdefault(holder, []).append(key)
+            entry.holders = holders
+            # Renewed every tick: a lease never runs short, and the holders' answers bring
+            # the reads their copies served back to the sketch smoothly.
+            for holder in holders:
+                due.setdefault(holder, []).append(key)
         for key in [k for k in current if k not in seen]:
             del current[key]
             self.stats["keys_cooled"] += 1
@@ -243,30 +257,54 @@ class HotKeys:
             if sketch.skip <= 0:
                 sketch.sample(key)
 
-    def _copy_items(self, namespace: str, keys: list[bytes]) -> tuple[list[Any], list[Any]]:
-        """``(push items, drop items)`` for ``keys`` as this node holds them now."""
+    def _copy_items(
+        self, namespace: str, keys: list[bytes], holder: str | None = None
+    ) -> tuple[list[Any], list[Any]]:
+        """``(push items, drop items)`` for ``keys`` as this node holds them now; a push item
+        for a ``holder`` known to hold that version already carries no value (a renewal)."""
         pushes: list[Any] = []
         drops: list[Any] = []
+        current = self.hot.get(namespace, {})
         for key in keys:
             record = read_record(self.store, namespace, key)
             if record is None:
                 drops.append([key, DROP_ALL])
             elif type(record) is EntryView and record.type == PLAIN:
-                pushes.append([key, record.value, record.version, record.expires_at])
+                entry = current.get(key)
+                held = None if entry is None or holder is None else entry.held.get(holder)
+                value = None if held == record.version else record.value
+                pushes.append([key, value, record.version, record.expires_at])
             else:
                 drops.append([key, record.version])
         return pushes, drops
 
+    def _answered(self, namespace: str, holder: str, pushes: list[Any], answer: Any) -> None:
+        """Note what ``holder`` holds now after answering ``pushes``, and credit its reads."""
+        if type(answer) is not list or len(answer) != len(pushes):
+            return
+        current = self.hot.get(namespace, {})
+        sketch = self.sketches.get(namespace)
+        for item, reads in zip(pushes, answer, strict=True):
+            entry = current.get(item[0])
+            if entry is not None:
+                if type(reads) is int and reads >= 0:
+                    entry.held[holder] = item[2]
+                else:
+                    entry.held.pop(holder, None)
+            if sketch is not None and type(reads) is int and reads > 0:
+                sketch.credit(item[0], reads)
+
     async def _push(
         self, holder: str, namespace: str, keys: list[bytes], version: int, policy: HotKeyPolicy
     ) -> bool:
-        pushes, drops = self._copy_items(namespace, keys)
+        pushes, drops = self._copy_items(namespace, keys, holder)
         try:
             if pushes:
                 args = [self.node_id, version, float(policy.lease), pushes]
                 served = await self._call(holder, "HOT_PUSH", namespace, args, PUSH_TIMEOUT)
-                self.stats["copies_pushed"] += len(pushes)
-                self._credit(namespace, pushes, served)
+                self.stats["copies_pushed"] += sum(item[1] is not None for item in pushes)
+                self.stats["copies_renewed_sent"] += sum(item[1] is None for item in pushes)
+                self._answered(namespace, holder, pushes, served)
             if drops:
                 args = [self.node_id, version, drops]
                 await self._call(holder, "HOT_DROP", namespace, args, PUSH_TIMEOUT)
@@ -276,15 +314,6 @@ class HotKeys:
             log.debug("hot_push_failed", peer=holder, error=str(exc))
             return False
         return True
-
-    def _credit(self, namespace: str, pushes: list[Any], served: Any) -> None:
-        """Add the reads a holder's copies served (its HOT_PUSH answer) to the sketch."""
-        sketch = self.sketches.get(namespace)
-        if sketch is None or type(served) is not list or len(served) != len(pushes):
-            return
-        for item, reads in zip(pushes, served, strict=True):
-            if type(reads) is int and reads > 0:
-                sketch.credit(item[0], reads)
 
     def written(self, namespace: str, keys: list[bytes]) -> Coroutine[Any, Any, None] | None:
         """A write to ``keys`` was applied here: the update of their copies to wait for, or
@@ -320,7 +349,7 @@ class HotKeys:
                 if pushes:
                     args = [self.node_id, version, lease, pushes]
                     served = await self._call(holder, "HOT_PUSH", namespace, args, WRITE_WAIT)
-                    self._credit(namespace, pushes, served)
+                    self._answered(namespace, holder, pushes, served)
                 if drops:
                     args = [self.node_id, version, drops]
                     await self._call(holder, "HOT_DROP", namespace, args, WRITE_WAIT)
@@ -396,7 +425,7 @@ class HotKeys:
             if (
                 type(item) is not list
                 or len(item) != 4
-                or type(item[1]) is not bytes
+                or (item[1] is not None and type(item[1]) is not bytes)
                 or type(item[2]) is not int
                 or not (item[3] is None or type(item[3]) in (int, float))
             ):
@@ -404,8 +433,12 @@ class HotKeys:
                     ErrorCode.BAD_REQUEST, "HOT_PUSH takes [[key, value, version, expires_at], ...]"
                 )
             key, value, version, expires_at = item
-            if self._owned_by(ring, key, sender) and self.area.put(
-                namespace, key, value, version, expires_at, lease_end
+            if not self._owned_by(ring, key, sender):
+                answer.append(-1)
+            elif (
+                self.area.renew(namespace, key, version, expires_at, lease_end)
+                if value is None
+                else self.area.put(namespace, key, value, version, expires_at, lease_end)
             ):
                 answer.append(self._served.pop((namespace, key), 0))
             else:

@@ -113,11 +113,13 @@ class SpaceSaving(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class Heavy(Generic[T]):
-    """One heavy item of a window: its estimated share of the reads and reads per second."""
+    """One heavy item of a window: its estimated share of the reads, reads per second, and
+    its guaranteed count of samples (what the estimates rest on)."""
 
     item: T
     share: float
     rate: float
+    samples: float
 
 
 class HotSketch(Generic[T]):
@@ -208,7 +210,7 @@ class HotSketch(Generic[T]):
             item_share = sure / total
             item_rate = sure * per_second
             if item_share >= share and item_rate >= rate:
-                out.append(Heavy(item, item_share, item_rate))
+                out.append(Heavy(item, item_share, item_rate, sure))
         return out
 
 
