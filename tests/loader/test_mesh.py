@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -101,6 +102,25 @@ def test_a_thousand_concurrent_misses_over_three_nodes_make_one_query(
     batches = sum(a.get("queries", 0) - c.get("queries", 0) for a, c in pairs)
     assert batches == len(owners), f"{batches} batch queries for {len(owners)} owners"
     assert sum(a.get("keys_queried", 0) for a in after) == 1 + 13
+    # A SET through another node while the owner loads the key wins over the loaded value.
+    table.put("raced", "from-db")
+    owner = mesh.by_id(mesh.owners(b"raced", 2)[0])
+    other = next(n for n in mesh.nodes if n is not owner)
+    answer: list[Any] = []
+    reader = threading.Thread(
+        target=lambda: answer.append(mesh.call(owner, "GET", [b"raced"], "items"))
+    )
+    reader.start()
+    wait_for(
+        lambda: mesh.mesh_info(owner)["gauges"].get("loader_loads_in_flight") == 1,
+        10,
+        "the load in flight",
+    )
+    mesh.call(other, "SET", [b"raced", b"from-client", {}], "items")
+    reader.join(timeout=30)
+    assert answer == [b"from-client"]
+    for node in mesh.nodes:
+        assert mesh.call(node, "GET", [b"raced"], "items") == b"from-client"
 
 
 def test_a_waiting_load_fails_over_when_its_owner_hangs(mesh: Mesh, database: Database) -> None:
