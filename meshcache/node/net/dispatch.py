@@ -19,7 +19,6 @@ from typing import Any
 import msgpack
 
 from meshcache.errors import CommandError, ErrorCode
-from meshcache.node.admin.latency import SUM
 from meshcache.node.admin.metrics import NodeCounters
 from meshcache.security.guard import Guard, Session
 from meshcache.wire.frame import HEADER, STATUS_ERROR, STATUS_OK, decode_request
@@ -162,7 +161,6 @@ class Dispatcher:
             self._latency.rotate(now)
         took = now - started
         histogram[(took * took).bit_length()] += 1
-        histogram[SUM] += took
         return _pack_header(len(out)) + out
 
     async def _finish(
@@ -190,7 +188,6 @@ class Dispatcher:
             self._latency.rotate(now)
         took = now - started
         histogram[(took * took).bit_length()] += 1
-        histogram[SUM] += took
         return answer
 
     def _ok(self, rid: int, result: Any) -> bytes:
