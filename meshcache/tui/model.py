@@ -16,8 +16,9 @@ How the figures are read:
   ``raft_port``) is the leader or among the voters of RAFT_STATUS, else ``member``.
 * **Ops/s** counts client requests (ops of kind read or write in the op table) from
   ``/metrics``; the console's own admin ops and node-to-node traffic are left out.
-* **Latency** (p50/p99) is read from an INFO section ``latency`` with ``p50`` and ``p99`` in
-  seconds over a recent window, when a node exports one; otherwise it is unknown.
+* **Latency** (p50/p99) is INFO's ``latency.data``: the node's median and 99th percentile over
+  every client data op (kind read or write) answered in its recent window (10 to 20 s). A node
+  that answered none in the window, or does not report latency, shows it as unknown.
 """
 
 from __future__ import annotations
@@ -185,6 +186,14 @@ def _num(value: Any) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     return None
+
+
+def _seconds(ms: Any) -> float | None:
+    """A duration a node reports in milliseconds, in seconds; None unless a finite one >= 0."""
+    value = _num(ms)
+    if value is None or not math.isfinite(value) or value < 0:
+        return None
+    return value / 1000
 
 
 def _dig(mapping: Any, *path: str) -> Any:
@@ -574,7 +583,7 @@ class ClusterModel:
             raft = self._raft_roles.get(raft_address or "", "member")
         rates = node.rates if info is not None else None
         counters = node.counters if info is not None else None
-        latency = _dig(info, "latency")
+        latency = _dig(info, "latency", "data")
         own_ring = node.reply.ring if node.reply is not None and node.reachable else None
         return MemberRow(
             node_id=node.node_id,
@@ -595,8 +604,8 @@ class ClusterModel:
             hints=_int(_dig(info, "mesh", "gauges", "hints")),
             handoff_out=None if counters is None else counters.handoff_out,
             handoff_in=None if counters is None else counters.handoff_in,
-            p50=_num(_dig(latency, "p50")),
-            p99=_num(_dig(latency, "p99")),
+            p50=_seconds(_dig(latency, "p50_ms")),
+            p99=_seconds(_dig(latency, "p99_ms")),
             reachable=node.reachable,
             last_seen=None if node.last_ok is None else max(0.0, poll.at - node.last_ok),
             problem=node.problem,

@@ -123,13 +123,13 @@ class ClusterView(View):
         Column("ops", "ops/s", "right", "client requests per second (from /metrics)"),
         Column("trend", "ops/s trend", help="ops/s over the last minutes, newest on the right"),
         Column("hit", "hit%", "right", "reads that found the key, over the last interval"),
+        Column("p50", "p50", "right", "median latency of client ops, last 10-20 s"),
+        Column("p99", "p99", "right", "99th percentile latency of client ops, last 10-20 s"),
         Column("hints", "hints", "right", "writes held for unreachable owners"),
         Column("handoff", "handoff out/in", "right", "records sent / received by hand-off"),
         Column("conns", "conns", "right", "client connections open"),
         Column("inc", "inc", "right", "gossip incarnation"),
         Column("zone", "zone", help="zone of the member"),
-        Column("p50", "p50", "right", "median latency over a recent window (node must export)"),
-        Column("p99", "p99", "right", "99th percentile latency (node must export)"),
         Column("cfg", "ring v", "right", "ring version the node runs"),
     )
 
@@ -181,13 +181,13 @@ class ClusterView(View):
             text.rate(m.ops),
             text.sparkline(m.trend, TREND_WIDTH) if m.trend else " " * TREND_WIDTH,
             text.percent(m.hit_ratio),
+            text.latency(m.p50),
+            text.latency(m.p99),
             _styled(text.count(m.hints), palette.warning if m.hints else ""),
             handoff,
             text.count(m.connections),
             text.optional(m.incarnation),
             m.zone or text.UNKNOWN,
-            text.latency(m.p50),
-            text.latency(m.p99),
             text.optional(m.config_version),
         )
         sort = (
@@ -202,13 +202,13 @@ class ClusterView(View):
             m.ops,
             sum(m.trend[-10:]) if m.trend else None,
             m.hit_ratio,
+            m.p50,
+            m.p99,
             m.hints,
             m.handoff_out,
             m.connections,
             m.incarnation,
             m.zone,
-            m.p50,
-            m.p99,
             m.config_version,
         )
         return Row(m.node_id, cells, sort)

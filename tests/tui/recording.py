@@ -3,7 +3,8 @@
 Thirty polls, one a second, shaped like real nodes' answers (INFO, MEMBERS, RING, RAFT_STATUS,
 CONFIG_GET and the /metrics counters). What happens in them:
 
-* t=0..29: steady traffic on every live node (about 1,200 client ops/s each, a slow wave);
+* t=0..29: steady traffic on every live node (about 1,200 client ops/s each, a slow wave),
+  answered in about 0.1 ms (p50) and 1 ms (p99), slower when the wave is high;
 * t=12: node 5 stops answering (connection refused); its peers see it suspect at t=13 and
   dead at t=17, and keep hints for it;
 * t=20: node 4 is drained: config version 12 -> 13 puts it ``leaving``, and it hands records
@@ -149,6 +150,8 @@ class _NodeCounters:
         self.handoff_out = 0
         self.handoff_in = 0
         self.connect_errors = 0
+        self.window: dict[str, int] = {"GET": 0, "SET": 0}  # requests in the latency window
+        self.wave = 1.0
 
     def advance(self, t: int) -> None:
         wave = 1 + 0.35 * math.sin((t + 3 * self.i) / 4)
@@ -156,6 +159,11 @@ class _NodeCounters:
         sets = int(200 * wave) + self.rng.randint(0, 20)
         self.requests["GET"] += gets
         self.requests["SET"] += sets
+        self.wave = wave
+        if t % 10 == 0:  # the node's latency window turns over
+            self.window = {"GET": 0, "SET": 0}
+        self.window["GET"] += gets
+        self.window["SET"] += sets
         self.requests["INFO"] += 1  # the console's own poll: not a client op
         for name, share, ratio in (("default", 0.6, 0.93), ("sessions", 0.3, 0.97)):
             reads = int(gets * share)
@@ -219,6 +227,21 @@ class _NodeCounters:
                     "ring_members": 5,
                 },
             },
+            "requests": {op: int(n) for op, n in self.requests.items()},
+            "latency": self._latency(t),
+        }
+
+    def _latency(self, t: int) -> dict[str, Any]:
+        p50 = round(0.085 + 0.01 * self.i + 0.03 * self.wave, 4)
+        p99 = round(0.6 + 0.15 * self.i + 0.5 * self.wave + (0.8 if t >= DEAD_FROM else 0), 4)
+        ops = {
+            "GET": {"count": self.window["GET"], "p50_ms": p50, "p99_ms": p99},
+            "SET": {"count": self.window["SET"], "p50_ms": p50 * 1.2, "p99_ms": p99 * 1.1},
+        }
+        return {
+            "window_s": float(10 + t % 10),
+            "ops": ops,
+            "data": {"count": sum(self.window.values()), "p50_ms": p50, "p99_ms": p99},
         }
 
 

@@ -6,6 +6,7 @@ through direct connections to every node.
 
 from __future__ import annotations
 
+import re
 import signal
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from textual.widgets import Input
 
 from meshcache import Client
-from meshcache.testing.mesh import Mesh, wait_for
+from meshcache.testing.mesh import Direct, Mesh, wait_for
 from meshcache.tui.app import MainScreen, TopApp
 from meshcache.tui.dialogs import ConfirmScreen, PolicyScreen
 from meshcache.tui.source import LiveSource
@@ -95,6 +96,46 @@ def test_every_view_shows_the_three_members(mesh: Mesh) -> None:
             await wait_screen(app, lambda s: "Hot keys: no node exports" in s, 20, "hot keys")
             await pilot.press("1", "s")
             await wait_screen(app, lambda s: "sorted by gossip" in s, 10, "the sort message")
+            await pilot.press("q")
+
+    run(body())
+
+
+LATENCY = re.compile(r"^\d+(\.\d+)?(ms|s)$")
+
+
+def cell(screen: str, key: str, column: str) -> str | None:
+    """The text of right-aligned ``column`` in the row of ``key`` (read under its header)."""
+    header = line_with(screen, "node", column)
+    line = row(screen, key)
+    found = re.search(rf"(?<!\S){re.escape(column)}(?!\S)", header or "")
+    if line is None or found is None:
+        return None
+    words = line[: found.end()].split()
+    return words[-1] if words else None
+
+
+def test_cluster_view_shows_each_nodes_recent_p50_and_p99(mesh: Mesh) -> None:
+    # Client ops through every node (each coordinates its own: forwards included).
+    for node in mesh.nodes:
+        with Direct(node.data_address) as direct:
+            for i in range(30):
+                direct.call("SET", [b"lat:%d" % i, b"v" * 50])
+                direct.call("GET", [b"lat:%d" % i])
+
+    def shown(screen: str) -> bool:
+        cells = [cell(screen, i, c) for i in ids(mesh) for c in ("p50", "p99")]
+        return all(c is not None and LATENCY.match(c) for c in cells)
+
+    async def body() -> None:
+        app = top(mesh)
+        async with app.run_test(size=SIZE) as pilot:
+            await all_alive(app, mesh)
+            await wait_screen(app, shown, 30, "p50 and p99 of every member")
+            assert app.snapshot is not None
+            for m in app.snapshot.members:
+                assert m.p50 is not None and m.p99 is not None
+                assert 0 < m.p50 <= m.p99 < 1.0, m  # loopback requests: well under a second
             await pilot.press("q")
 
     run(body())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,38 @@ def test_ops_per_second_counts_client_ops_only() -> None:
     expected = client_ops / (last.at - before.at)
     assert member(snapshot, 0).ops == pytest.approx(expected)
     assert len(member(snapshot, 0).trend) == POLLS - 1
+
+
+def test_latency_is_the_nodes_recent_data_op_figures_in_seconds() -> None:
+    polls = recorded_polls()
+    _, snapshot = replay(polls)
+    info = polls[-1].replies[NODES[1]].info
+    assert info is not None
+    data = info["latency"]["data"]
+    assert member(snapshot, 1).p50 == pytest.approx(data["p50_ms"] / 1000)
+    assert member(snapshot, 1).p99 == pytest.approx(data["p99_ms"] / 1000)
+    assert member(snapshot, 4).p50 is None  # unreachable: unknown, not stale
+
+
+@pytest.mark.parametrize(
+    "latency",
+    [
+        {"data": {"count": 0, "p50_ms": None, "p99_ms": None}},  # no client op in the window
+        {"data": {"p50_ms": float("nan"), "p99_ms": -1.0}},
+        {"data": {"p50_ms": "fast", "p99_ms": True}},
+        {"data": [1, 2]},
+        "garbage",
+    ],
+)
+def test_latency_a_node_cannot_report_is_unknown(latency: Any) -> None:
+    polls = recorded_polls()
+    last = polls[-1].replies[NODES[0]]
+    assert last.info is not None
+    replies = {**polls[-1].replies, NODES[0]: replace(last, info={**last.info, "latency": latency})}
+    polls[-1] = replace(polls[-1], replies=replies)
+    _, snapshot = replay(polls)
+    assert member(snapshot, 0).p50 is None and member(snapshot, 0).p99 is None
+    assert text.latency(member(snapshot, 0).p50) == text.UNKNOWN
 
 
 def test_hit_ratio_and_namespace_rates_are_deltas() -> None:
