@@ -120,7 +120,8 @@ class HotKeys:
         self.sketches: dict[str, HotSketch[bytes]] = {}
         self.policies: dict[str, HotKeyPolicy] = {}
         self.hot: dict[str, dict[bytes, HotKey]] = {}
-        self._fences: dict[tuple[str, bytes], float] = {}
+        # (namespace, key) -> (until, the version of the copy dropped; -1: none was held).
+        self._fences: dict[tuple[str, bytes], tuple[float, int]] = {}
         # Reads each copy served since its last push: the owner adds them to its sketch.
         self._served: Counter[tuple[str, bytes]] = Counter()
         self.stats: Counter[str] = Counter()
@@ -146,7 +147,7 @@ class HotKeys:
             area = self.area
             self._served = Counter({s: n for s, n in self._served.items() if s in area})
         if self._fences:
-            self._fences = {slot: t for slot, t in self._fences.items() if t > now}
+            self._fences = {slot: f for slot, f in self._fences.items() if f[0] > now}
         ring, version = self._ring()
         for namespace, sketch in self.sketches.items():
             policy = self.policies[namespace]
@@ -370,8 +371,10 @@ class HotKeys:
     def serve(self, namespace: str, key: bytes) -> Copy | None:
         """A copy to answer a GET of a key this node does not own with, or None."""
         fences = self._fences
-        if fences and fences.get((namespace, key), 0.0) > self._clock():
-            return None
+        if fences:
+            fenced = fences.get((namespace, key))
+            if fenced is not None and fenced[0] > self._clock():
+                return None
         copy = self.area.get(namespace, key, self._clock(), self._wall())
         if copy is not None:
             self.stats["reads_from_copies"] += 1
@@ -379,14 +382,19 @@ class HotKeys:
         return copy
 
     def fence(self, namespace: str, key: bytes) -> None:
-        """A write to ``key`` passes through this node on its way to the owner."""
+        """A write to ``key`` passes through this node on its way to the owner: drop the copy
+        and serve none of the key until the owner pushes a newer version than the one dropped
+        (its update of the copies, which it sends before it acknowledges the write) or, if
+        that update is lost or no copy was held, for one lease."""
         policy = self.policies.get(namespace)
         if policy is None:
             return
+        held = self.area.get(namespace, key, self._clock(), self._wall())
         self.area.drop(namespace, key)
         if len(self._fences) >= MAX_FENCES:
             self._fences.pop(next(iter(self._fences)))
-        self._fences[(namespace, key)] = self._clock() + policy.lease
+        dropped = -1 if held is None else held.version
+        self._fences[(namespace, key)] = (self._clock() + policy.lease, dropped)
 
     def _check_sender(self, namespace: str, args: list[Any], op: str) -> tuple[str, Ring]:
         sender, version = args[0], args[1]
@@ -440,6 +448,9 @@ class HotKeys:
                 if value is None
                 else self.area.put(namespace, key, value, version, expires_at, lease_end)
             ):
+                fenced = self._fences.get((namespace, key)) if self._fences else None
+                if fenced is not None and 0 <= fenced[1] < version:
+                    del self._fences[(namespace, key)]  # the update of a write that passed
                 answer.append(self._served.pop((namespace, key), 0))
             else:
                 answer.append(-1)
