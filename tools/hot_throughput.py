@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--only", help="run only the runs whose label contains this")
     args = parser.parse_args(argv)
     rng = random.Random(1)
     uniform = list(range(args.keys))
@@ -94,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                 (f"zipf {args.zipf}, on", skewed, True),
                 ("uniform, on", uniform, True),
             ):
+                if args.only and args.only not in label:
+                    continue
                 _set_hot(mesh, on)
                 targets = [Target(x.data_address, per, indexes) for x in mesh.nodes]
                 before = _served(mesh)
@@ -115,8 +118,16 @@ def main(argv: list[str] | None = None) -> int:
                     + (f"  ({run.errors} errors, {run.misses} misses)" if bad else "")
                 )
                 rows.append((repeat, label, run.ops_per_s, balance))
+                hot = [mesh.mesh_info(x)["counters"].get("hot", {}) for x in mesh.nodes]
+                totals: dict[str, int] = {}
+                for counters in hot:
+                    for what, n in counters.items():
+                        totals[what] = totals.get(what, 0) + n
+                print(f"      hot counters so far (all nodes): {dict(sorted(totals.items()))}")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     anchors = {r: ops for r, label, ops, _ in rows if label == "uniform, off"}
+    if not anchors:
+        return 0
     for label in dict.fromkeys(label for _, label, _, _ in rows):
         ratios = [ops / anchors[r] for r, lab, ops, _ in rows if lab == label]
         balances = [b for _, lab, _, b in rows if lab == label]

@@ -281,11 +281,21 @@ class Assembly:
         return self.coordinator.address_of(node_id)
 
     async def peer_call(
-        self, peer: str, op: str, namespace: str, args: list[Any], timeout: float = AE_CALL_TIMEOUT
+        self,
+        peer: str,
+        op: str,
+        namespace: str,
+        args: list[Any],
+        timeout: float = AE_CALL_TIMEOUT,
+        alone: bool = False,
     ) -> Any:
+        """A request to ``peer``; ``alone``: on a connection of its own, so that its answer is
+        not held behind the pooled connection's slower answers."""
         address = self.address_of(peer)
         if address is None:
             raise CommandError(ErrorCode.NOT_OWNER, f"{peer} is not on this node's ring")
+        if alone:
+            return await self.pool.call_alone(address, op, namespace, args, timeout=timeout)
         return await self.pool.call(address, op, namespace, args, timeout=timeout)
 
     # --- figures ----------------------------------------------------------------------------

@@ -61,7 +61,7 @@ PUSH_TIMEOUT = 2.0
 #: Fenced keys remembered at most (the oldest go first).
 MAX_FENCES = 65536
 
-Call = Callable[[str, str, str, list[Any], float], Awaitable[Any]]
+Call = Callable[[str, str, str, list[Any], float, bool], Awaitable[Any]]
 #: The version a drop carries when the owner holds no record of the key at all: older than
 #: it is every copy.
 DROP_ALL = 2**63
@@ -88,8 +88,9 @@ class HotKeys:
         node_id: this node's id on the ring.
         ring: the ring this node routes by, and its version.
         alive: whether gossip holds a node alive.
-        call: ``call(peer, op, namespace, args, timeout)``, a request to a peer that raises
-            :class:`MeshcacheError` when it fails or is refused.
+        call: ``call(peer, op, namespace, args, timeout, alone)``, a request to a peer that
+            raises :class:`MeshcacheError` when it fails or is refused; ``alone``: on a
+            connection of its own.
         wall_clock: Unix seconds (entry expiry).
         clock: trio's clock (leases, ticks).
         rng: sampling gaps.
@@ -302,13 +303,13 @@ class HotKeys:
         try:
             if pushes:
                 args = [self.node_id, version, float(policy.lease), pushes]
-                served = await self._call(holder, "HOT_PUSH", namespace, args, PUSH_TIMEOUT)
+                served = await self._call(holder, "HOT_PUSH", namespace, args, PUSH_TIMEOUT, False)
                 self.stats["copies_pushed"] += sum(item[1] is not None for item in pushes)
                 self.stats["copies_renewed_sent"] += sum(item[1] is None for item in pushes)
                 self._answered(namespace, holder, pushes, served)
             if drops:
                 args = [self.node_id, version, drops]
-                await self._call(holder, "HOT_DROP", namespace, args, PUSH_TIMEOUT)
+                await self._call(holder, "HOT_DROP", namespace, args, PUSH_TIMEOUT, False)
                 self.stats["invalidations_sent"] += len(drops)
         except (MeshcacheError, OSError) as exc:
             self.stats["pushes_failed"] += 1
@@ -344,16 +345,18 @@ class HotKeys:
         pending = set(holders)
 
         async def one(holder: str) -> None:
-            # Each call times out by itself: cancelling a send would break the pooled
-            # connection for every request behind it.
+            # On a connection of its own: on the pooled one its answer would wait behind the
+            # answers to forwarded writes that may themselves wait on this node's answers to
+            # their own copy updates (two owners of hot keys written through each other would
+            # hold each other up until WRITE_WAIT). Each call times out by itself.
             try:
                 if pushes:
                     args = [self.node_id, version, lease, pushes]
-                    served = await self._call(holder, "HOT_PUSH", namespace, args, WRITE_WAIT)
+                    served = await self._call(holder, "HOT_PUSH", namespace, args, WRITE_WAIT, True)
                     self._answered(namespace, holder, pushes, served)
                 if drops:
                     args = [self.node_id, version, drops]
-                    await self._call(holder, "HOT_DROP", namespace, args, WRITE_WAIT)
+                    await self._call(holder, "HOT_DROP", namespace, args, WRITE_WAIT, True)
             except (MeshcacheError, OSError):
                 return
             pending.discard(holder)
