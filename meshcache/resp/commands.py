@@ -397,6 +397,7 @@ def _info_sections(s: Session) -> dict[str, list[tuple[str, Any]]]:
         info = {}
     if not isinstance(info, dict):
         info = {}
+    base_commands, base_errors = s.server.stats_base
     namespaces: dict[str, Any] = info.get("namespaces") or {}
     used = sum(int(ns.get("bytes", 0)) for ns in namespaces.values() if isinstance(ns, dict))
     counters = s.server.counters
@@ -419,8 +420,8 @@ def _info_sections(s: Session) -> dict[str, list[tuple[str, Any]]]:
         "clients": [("connected_clients", s.server.connections())],
         "memory": [("used_memory", used), ("maxmemory_policy", "per-namespace")],
         "stats": [
-            ("total_commands_processed", sum(counters.requests.values())),
-            ("total_error_replies", s.server.error_replies),
+            ("total_commands_processed", sum(counters.requests.values()) - base_commands),
+            ("total_error_replies", s.server.error_replies - base_errors),
         ],
         "persistence": [("loading", 0), ("rdb_changes_since_last_save", 0), ("aof_enabled", 0)],
         "replication": [("role", "master"), ("connected_slaves", 0)],
@@ -502,6 +503,9 @@ def config_set(s: Session, argv: list[bytes]) -> bytes:
 
 
 def config_resetstat(s: Session, argv: list[bytes]) -> bytes:
+    """INFO's ``stats`` count from now on; the node's metrics never go back."""
+    server = s.server
+    server.stats_base = (sum(server.counters.requests.values()), server.error_replies)
     return OK
 
 

@@ -147,6 +147,8 @@ class Server:
         #: Bad input, by kind: ``unknown_command``, ``wrong_arity``, ``syntax_error``,
         #: ``not_integer``, ``protocol_<kind>`` (framing lost), ``too_many_connections`` ...
         self.refused: Counter[str] = Counter()
+        #: The ops run and error replies INFO's ``stats`` counts from (CONFIG RESETSTAT).
+        self.stats_base = (0, 0)
         self._next_id = 0
 
     def session(self, addr: str = "", laddr: str = "") -> Session:

@@ -123,6 +123,31 @@ async def test_refusals_keep_the_connection_and_are_counted(resp_node: RespNode)
     assert resp_node.metric("meshcache_resp_connections_opened_total") == 1
 
 
+async def test_config_resetstat_restarts_info_stats_not_metrics(resp_node: RespNode) -> None:
+    def stats(conn: RawConn) -> dict[str, int]:
+        text = conn.call("INFO", "stats").split(b"\r\n", 1)[1].decode()
+        pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
+        return {k: int(v) for k, v in pairs}
+
+    def client() -> tuple[dict[str, int], dict[str, int]]:
+        conn = RawConn(resp_node.resp_port)
+        try:
+            for _ in range(5):
+                conn.call("SET", "k", "v")
+            conn.call("NOSUCH")
+            before = stats(conn)
+            assert conn.call("CONFIG", "RESETSTAT") == b"+OK\r\n"
+            conn.call("GET", "k")
+            return before, stats(conn)
+        finally:
+            conn.close()
+
+    before, after = await in_thread(client)
+    assert before["total_commands_processed"] >= 5 and before["total_error_replies"] == 1
+    assert after == {"total_commands_processed": 1, "total_error_replies": 0}
+    assert resp_node.metric("meshcache_requests_total", op="SET") == 5  # metrics go on
+
+
 async def test_quit_answers_then_closes(resp_node: RespNode) -> None:
     def client() -> tuple[list[bytes], bool]:
         conn = RawConn(resp_node.resp_port)
