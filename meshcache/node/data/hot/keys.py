@@ -6,8 +6,8 @@ One :class:`HotKeys` per node plays both sides (``docs/hotkeys.md`` has the desi
   :class:`~.sketch.HotSketch`. Every :data:`TICK` seconds it asks the sketch which keys pass
   the namespace's :class:`~meshcache.store.hotpolicy.HotKeyPolicy` thresholds, pushes a copy of
   each new hot key (value, version, expiry, lease) to the next nodes of the key's ring
-  preference list (``HOT_PUSH``), renews the copies of keys that stay hot before their lease
-  runs out, and stops renewing a key that cooled, whose copies then lapse. A write to a hot
+  preference list (``HOT_PUSH``), renews the copies of keys that stay hot at every look, and
+  drops the copies of a key that cooled (``HOT_DROP``; one it cannot reach lapses). A write to a hot
   key updates (or, for a delete or a typed value, drops: ``HOT_DROP``) every copy before the
   write is acknowledged, waiting at most :data:`WRITE_WAIT`; a copy it cannot reach is
   covered by its lease.
@@ -241,13 +241,18 @@ class HotKeys:
             # the reads their copies served back to the sketch smoothly.
             for holder in holders:
                 due.setdefault(holder, []).append(key)
+        cooled: dict[str, list[Any]] = {}
         for key in [k for k in current if k not in seen]:
-            del current[key]
+            entry = current.pop(key)
             self.stats["keys_cooled"] += 1
             log.info("hot_key", namespace=namespace, key=key[:64], state="cooled")
-        if due and self._nursery is not None:
+            for holder, held in entry.held.items():
+                cooled.setdefault(holder, []).append([key, held])
+        if self._nursery is not None:
             for holder, keys in due.items():
                 self._nursery.start_soon(self._push, holder, namespace, keys, version, policy)
+            for holder, drops in cooled.items():
+                self._nursery.start_soon(self._drop_cooled, holder, namespace, drops, version)
 
     # --- owner side ----------------------------------------------------------------------------
 
@@ -316,6 +321,19 @@ class HotKeys:
             log.debug("hot_push_failed", peer=holder, error=str(exc))
             return False
         return True
+
+    async def _drop_cooled(
+        self, holder: str, namespace: str, drops: list[Any], version: int
+    ) -> None:
+        """Drop the copies of keys that cooled (each at the version the holder was known to
+        hold); one that is not reached lapses with its lease."""
+        try:
+            args = [self.node_id, version, drops]
+            await self._call(holder, "HOT_DROP", namespace, args, PUSH_TIMEOUT, False)
+            self.stats["cooled_drops_sent"] += len(drops)
+        except (MeshcacheError, OSError) as exc:
+            self.stats["pushes_failed"] += 1
+            log.debug("hot_drop_failed", peer=holder, error=str(exc))
 
     def written(self, namespace: str, keys: list[bytes]) -> Coroutine[Any, Any, None] | None:
         """A write to ``keys`` was applied here: the update of their copies to wait for, or
