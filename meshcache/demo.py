@@ -20,6 +20,8 @@ On Linux every node gets ``PR_SET_PDEATHSIG`` (SIGTERM) before it execs, so the 
 the demo dies, even by SIGKILL. The kernel sends that signal when the *thread* that forked the
 node ends, so nodes are forked on the thread that runs the demo (trio's main thread), never on
 a worker thread (``trio.lowlevel.open_process`` forks on one, which idles out after seconds).
+A temporary directory is removed by a reaper process (``meshcache/reaper.py``) waiting on a pipe
+from the demo, so it goes too when the demo is killed.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ import trio
 
 from meshcache.errors import ConfigError, MeshcacheError
 from meshcache.node.node import READY_FILE
+from meshcache.reaper import KEEP
+from meshcache.reaper import start as start_reaper
 from meshcache.ring import RingState
 from meshcache.testing import ports
 from meshcache.wire.address import parse_address
@@ -688,11 +692,17 @@ def run(options: DemoOptions, out: TextIO | None = None) -> int:
         return trio.run(_run, Demo(options, options.data_dir.resolve(), out or sys.stdout))
     root = Path(tempfile.mkdtemp(prefix="meshcache-demo-"))
     demo = Demo(options, root, out or sys.stdout, temporary=True)
+    reaper = start_reaper(root)  # removes the files even when the demo is killed
+    assert reaper.stdin is not None
     try:
         return trio.run(_run, demo)
     finally:
-        if not demo.keep_files:  # a failed start keeps the logs its message points to
-            shutil.rmtree(root, ignore_errors=True)
+        with reaper.stdin:
+            if demo.keep_files:  # a failed start keeps the logs its message points to
+                reaper.stdin.write(KEEP)
+            else:
+                shutil.rmtree(root, ignore_errors=True)
+        reaper.wait()
 
 
 __all__ = [

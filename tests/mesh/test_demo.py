@@ -250,8 +250,9 @@ def test_a_flap_is_reported_and_killing_the_demo_stops_its_nodes(demos: list[Dem
             return [pid for _, pid in nodes.values() if alive(pid)] == []
 
         wait_for(all_gone, 20, "every node of the killed demo to stop")
+        wait_for(lambda: not root.exists(), 20, "the killed demo's files to be removed")
     finally:
-        shutil.rmtree(root, ignore_errors=True)  # a killed demo cannot remove its files
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_two_nodes_share_keys_then_one_leaves_the_ring(demos: list[DemoRun]) -> None:
