@@ -46,13 +46,18 @@ def reap(directory: Path) -> None:
     shutil.rmtree(directory, ignore_errors=True)
 
 
+def wait_for_owner() -> bytes:
+    """Block until the owner closes stdin or dies; return what it wrote. Ignores group signals."""
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    return sys.stdin.buffer.read()
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         sys.stderr.write("usage: python -m meshcache.reaper DIR\n")
         return 2
-    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
-    if sys.stdin.buffer.read() != KEEP:
+    if wait_for_owner() != KEEP:
         reap(Path(argv[0]))
     return 0
 

@@ -4,7 +4,8 @@
 ``PATH`` or in ``/usr/local/bin`` and Debian's ``/usr/lib/postgresql/*/bin``) on a free
 loopback port with trust authentication, in a directory it removes when it stops. Run as root,
 both run as the ``postgres`` user (initdb refuses root). The server is started with a parent-death
-signal, so it goes away with the process that started it even when that process is killed.
+signal and its directory has a reaper process (``meshcache/reaper.py``), so both go away with the
+process that started it even when that process is killed.
 
 :func:`server_binaries` says whether the binaries exist; :func:`test_dsn` is the DSN tests use:
 ``MESHCACHE_TEST_PG_DSN`` when set, else None (start a server).
@@ -18,7 +19,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,6 +26,8 @@ from pathlib import Path
 from types import TracebackType
 
 from meshcache.errors import MeshcacheError
+from meshcache.reaper import start as start_reaper
+from meshcache.testing.ports import free_port
 
 #: The environment variable naming an existing server for the tests.
 TEST_DSN_ENV = "MESHCACHE_TEST_PG_DSN"
@@ -52,13 +54,6 @@ def test_dsn() -> str | None:
     return os.environ.get(TEST_DSN_ENV, "").strip() or None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _demote(uid: int | None, gid: int | None) -> None:
     """In the child: become the server's user, then die with the parent."""
     if gid is not None and uid is not None:
@@ -81,10 +76,11 @@ class PostgresServer:
     database = "meshcache"
 
     def __init__(self, *, port: int | None = None) -> None:
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.root: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self._ids: tuple[int | None, int | None] = (None, None)
+        self._reaper: subprocess.Popen[bytes] | None = None
 
     @property
     def dsn(self) -> str:
@@ -101,6 +97,7 @@ class PostgresServer:
             raise PostgresError("the PostgreSQL server binaries (initdb, postgres) are not found")
         initdb = binaries[0]
         self.root = Path(tempfile.mkdtemp(prefix="meshcache-pg-"))
+        self._reaper = start_reaper(self.root)  # removes it even when this process is killed
         if os.geteuid() == 0:
             account = pwd.getpwnam("postgres")
             self._ids = (account.pw_uid, account.pw_gid)
@@ -176,6 +173,11 @@ class PostgresServer:
         root, self.root = self.root, None
         if root is not None:
             shutil.rmtree(root, ignore_errors=True)
+        reaper, self._reaper = self._reaper, None
+        if reaper is not None:
+            assert reaper.stdin is not None
+            reaper.stdin.close()
+            reaper.wait()
 
     def pause(self) -> None:
         """Stop the server but keep its data, so :meth:`resume` brings it back."""

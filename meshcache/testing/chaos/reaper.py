@@ -8,9 +8,9 @@ after its own cleanup) or dies (SIGKILL included: the kernel closes the pipe). T
 
 from __future__ import annotations
 
-import signal
 import sys
 
+from meshcache.reaper import wait_for_owner
 from meshcache.testing.chaos.netns import cleanup_run
 
 
@@ -18,9 +18,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         sys.stderr.write("usage: python -m meshcache.testing.chaos.reaper RID\n")
         return 2
-    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
-    sys.stdin.buffer.read()
+    wait_for_owner()
     cleanup_run(argv[0])
     return 0
 
