@@ -65,6 +65,8 @@ def test_the_ops_that_ignore_the_namespace_are_the_node_ops_about_no_keyspace() 
         "AE_KEYS",
         "AE_PULL",
         "AE_PUSH",
+        "HOT_PUSH",
+        "HOT_DROP",
     }
     node_ops = {name for name, spec in OPS.items() if spec.handler != DATA_HANDLER}
     assert documented == node_ops - keyspace_ops

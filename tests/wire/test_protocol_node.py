@@ -67,6 +67,7 @@ def test_every_field_info_answers_is_documented(node: NodeProcess) -> None:
         "clamp",
         "antientropy",
         "loader",
+        "hot",
     }
 
 
