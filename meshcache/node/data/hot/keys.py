@@ -496,7 +496,7 @@ class HotKeys:
         """HOTKEYS: the keys this node owns that are hot, and the copies it holds."""
         now = self._clock()
         _, version = self._ring()
-        owned = [
+        owned: list[dict[str, Any]] = [
             {
                 "namespace": ns,
                 "key": key,
@@ -508,7 +508,7 @@ class HotKeys:
             for ns, keys in self.hot.items()
             for key, entry in keys.items()
         ]
-        owned.sort(key=lambda row: -row["rate"])
+        owned.sort(key=lambda row: row["rate"], reverse=True)
         copies = [
             {
                 "namespace": ns,
