@@ -29,6 +29,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from meshcache.tui import hotkeys
+from meshcache.tui.hotkeys import HotKeys
 from meshcache.tui.source import NodeReply, Poll
 from meshcache.wire.address import format_address, parse_address
 
@@ -147,6 +149,7 @@ class NamespaceRow:
     expirations: float | None
     applied: int
     nodes: int
+    hot: str = "off"  # the hot-key policy in short (hotkeys.describe_policy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,11 +166,17 @@ class Snapshot:
     ring_agreed: bool = True
     namespaces: tuple[NamespaceRow, ...] = ()
     config: Mapping[str, Any] | None = None
+    hot: HotKeys = field(default_factory=HotKeys)
     events: tuple[Event, ...] = ()
     reachable: int = 0
     lost: bool = False
     lost_since: float | None = None
     problem: str | None = None
+
+    @property
+    def hot_namespaces(self) -> tuple[str, ...]:
+        """The namespaces whose committed policy has hot keys on."""
+        return hotkeys.enabled_in((self.config or {}).get("namespaces"))
 
     @property
     def config_version(self) -> int | None:
@@ -441,6 +450,7 @@ class ClusterModel:
             ring_agreed=agreed,
             namespaces=self._namespace_rows(ok),
             config=self._config,
+            hot=self._hot_keys(),
             reachable=len(ok),
             lost=lost,
             lost_since=self._lost_since,
@@ -639,6 +649,16 @@ class ClusterModel:
         balance = max(shares) / (sum(shares) / len(shares)) if shares and sum(shares) else None
         return tuple(rows), balance, len(versions) <= 1
 
+    def _hot_keys(self) -> HotKeys:
+        """The HOTKEYS answers of the reachable nodes, merged under each node's id."""
+        return hotkeys.merge(
+            {
+                n.node_id: n.reply.hotkeys
+                for n in self._nodes.values()
+                if n.reachable and n.reply is not None
+            }
+        )
+
     def _namespace_rows(self, ok: Sequence[NodeReply]) -> tuple[NamespaceRow, ...]:
         policies: Mapping[str, Any] = (self._config or {}).get("namespaces") or {}
         names = set(policies)
@@ -696,6 +716,7 @@ class ClusterModel:
                     expirations=expirations if rated else None,
                     applied=applied,
                     nodes=nodes,
+                    hot=hotkeys.describe_policy(shown),
                 )
             )
         return tuple(rows)

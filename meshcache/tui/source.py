@@ -14,11 +14,11 @@ the model builds from :class:`Poll` objects, and a :class:`DataSource` produces 
 Actions (drain, remove a member, a policy change) go through the source as well, so a recorded
 source can refuse them and a test can count them.
 
-A node is asked, in one pipelined batch, for INFO, MEMBERS, RING, RAFT_STATUS and CONFIG_GET,
-and its admin port for ``/metrics`` (request and error counters by op and code, which INFO does
-not carry). An op the node refuses (a lone node has no ring, no Raft group) leaves that field
-None; a node that cannot be reached, answers out of time or breaks the protocol is a reply
-with ``problem`` set.
+A node is asked, in one pipelined batch, for INFO, MEMBERS, RING, RAFT_STATUS, CONFIG_GET and
+HOTKEYS, and its admin port for ``/metrics`` (request and error counters by op and code,
+which INFO does not carry). An op the node refuses (a lone node has no ring, no Raft group)
+leaves that field None; a node that cannot be reached, answers out of time or breaks the
+protocol is a reply with ``problem`` set.
 """
 
 from __future__ import annotations
@@ -65,6 +65,8 @@ class NodeReply:
             None.
         info, members, ring, raft, config: the answers to INFO, MEMBERS, RING, RAFT_STATUS
             and CONFIG_GET; None for an op the node refused.
+        hotkeys: the answer to HOTKEYS as it came (the model reads it warily); None when
+            refused.
         requests: client requests counted by op (``meshcache_requests_total`` of /metrics);
             None when the admin port did not answer.
         errors: error frames sent by code (``meshcache_errors_total``); None likewise.
@@ -83,6 +85,7 @@ class NodeReply:
     config: Mapping[str, Any] | None = None
     requests: Mapping[str, float] | None = None
     errors: Mapping[str, float] | None = None
+    hotkeys: Any = None
     elapsed: float = 0.0
     pending: bool = False
 
@@ -354,11 +357,16 @@ class LiveSource:
                     await client.aclose()
 
     async def _poll_node(self, address: str) -> NodeReply:
+        from meshcache.client import results
+        from meshcache.client.commands import DEFAULT_NAMESPACE
+        from meshcache.client.core import Command
+
         start = self._clock()
         try:
             client = self._client(address)
             pipe = client.pipeline(raise_on_error=False)
             pipe.info().members().ring().raft_status().config()
+            pipe._execute(Command.build("HOTKEYS", [], DEFAULT_NAMESPACE, results.str_map))
             answers = await pipe.execute()
         except (MeshcacheError, OSError) as exc:
             if address in self._clients and not isinstance(exc, CommandError):
@@ -383,7 +391,7 @@ class LiveSource:
                     self._wall(),
                     problem=describe_failure(address, answer, self.timeout),
                 )
-        info, members, ring, raft, config = (
+        info, members, ring, raft, config, hot = (
             None if isinstance(a, BaseException) else a for a in answers
         )
         if not isinstance(info, Mapping) or "node_id" not in info:
@@ -418,6 +426,7 @@ class LiveSource:
             config=config,
             requests=requests,
             errors=errors,
+            hotkeys=hot,
             elapsed=self._clock() - start,
         )
 

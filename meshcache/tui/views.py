@@ -18,7 +18,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from meshcache.tui import text
+from meshcache.tui import hotkeys, text
 from meshcache.tui.model import MemberRow, Snapshot
 from meshcache.tui.table import Cell, Column, Row, SortableTable
 
@@ -98,6 +98,10 @@ class View(Vertical):
 
     def rows(self, snapshot: Snapshot, utc: bool) -> list[Row]:
         return []
+
+
+def _plural(n: int, word: str) -> str:
+    return word if n == 1 else f"{word}s"
 
 
 def _styled(value: str, style: str) -> Cell:
@@ -279,6 +283,11 @@ class NamespacesView(View):
         Column("evictions", "evict/s", "right", "keys evicted per second, all nodes"),
         Column("expirations", "expire/s", "right", "keys expired per second, all nodes"),
         Column("applied", "applied", "right", "nodes running the committed policy / answering"),
+        Column(
+            "hot",
+            "hot keys",
+            help="hot-key policy: off, or on with share and rate thresholds, copies, lease",
+        ),
     )
 
     def describe(self, snapshot: Snapshot) -> str:
@@ -306,6 +315,7 @@ class NamespacesView(View):
                 text.rate(n.evictions),
                 text.rate(n.expirations),
                 _styled(f"{n.applied}/{n.nodes}", palette.warning if behind else ""),
+                n.hot,
             )
             sort = (
                 n.name,
@@ -321,6 +331,7 @@ class NamespacesView(View):
                 n.evictions,
                 n.expirations,
                 n.applied,
+                n.hot,
             )
             rows.append(Row(n.name, cells, sort))
         return rows
@@ -367,16 +378,73 @@ class EventsView(View):
 
 
 class HotKeysView(View):
-    """Place of the hot-key view: nodes do not export hot-key figures yet."""
+    """The hot keys of the cluster, each under its primary owner, hottest first."""
 
     name_ = "hotkeys"
     title = "Hot keys"
+    sort_column = 3
+    reverse = True
+    columns = (
+        Column("namespace", "namespace", help="namespace of the key"),
+        Column("key", "key", help="the hot key"),
+        Column("owner", "owner", help="its primary owner, which detects it and pushes copies"),
+        Column("rate", "reads/s", "right", "reads per second at the owner, copies' included"),
+        Column("share", "share", "right", "its share of the reads the owner serves"),
+        Column("copies", "copies", "right", "nodes holding a copy"),
+        Column("hot_for", "hot for", "right", "time since it turned hot"),
+        Column("holders", "holders", help="the nodes holding a copy"),
+    )
 
     def describe(self, snapshot: Snapshot) -> str:
-        return (
-            "Hot keys: no node exports hot-key figures yet. This view will list the keys "
-            "owners copy to extra holders: key, namespace, owner, reads/s, holders, lease."
-        )
+        hot = snapshot.hot
+        on = snapshot.hot_namespaces
+        if hot.rows:
+            namespaces = len({r.namespace for r in hot.rows})
+            head = (
+                f"{len(hot.rows)} hot {_plural(len(hot.rows), 'key')} in {namespaces} "
+                f"{_plural(namespaces, 'namespace')}"
+            )
+        elif not hot.answered and not hot.unreadable:
+            head = "no node reports hot keys"
+        elif snapshot.config is not None and not on:
+            head = "hot keys are off in every namespace"
+        else:
+            head = "no hot keys"
+        parts = [head]
+        if on:
+            parts.append("on in " + ", ".join(on))
+        if hot.answered:
+            parts.append(f"{text.count(hot.copies)} copies held ({text.size(hot.area_bytes)})")
+        if hot.unreadable:
+            parts.append("unreadable answer from " + ", ".join(hot.unreadable))
+        return " · ".join(parts)
+
+    def rows(self, snapshot: Snapshot, utc: bool) -> list[Row]:
+        rows = []
+        for i, r in enumerate(snapshot.hot.rows):
+            copies = None if r.holders is None else len(r.holders)
+            cells: tuple[Cell, ...] = (
+                Text(hotkeys.printable(r.namespace)),
+                Text(hotkeys.printable(r.key)),
+                r.owner,
+                text.rate(r.rate),
+                text.percent(r.share),
+                text.optional(copies),
+                text.UNKNOWN if r.hot_for is None else text.duration(round(r.hot_for)),
+                hotkeys.holders_text(r.holders),
+            )
+            sort = (
+                r.namespace,
+                r.key,
+                r.owner,
+                r.rate,
+                r.share,
+                copies,
+                r.hot_for,
+                None if r.holders is None else ", ".join(r.holders),
+            )
+            rows.append(Row(f"{i}\x00{r.owner}\x00{r.namespace}\x00{r.key}", cells, sort))
+        return rows
 
 
 #: The views in the order of their number keys (1, 2, ...).

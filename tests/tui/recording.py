@@ -8,7 +8,10 @@ CONFIG_GET and the /metrics counters). What happens in them:
 * t=12: node 5 stops answering (connection refused); its peers see it suspect at t=13 and
   dead at t=17, and keep hints for it;
 * t=20: node 4 is drained: config version 12 -> 13 puts it ``leaving``, and it hands records
-  off from then on.
+  off from then on;
+* hot keys are on in ``sessions``: from t=5 node 1 copies ``user:42:profile`` to every other
+  node, from t=8 node 2 copies ``cart:7`` to two; node 5 held copies (HOTKEYS) until it died;
+  the other namespaces have hot keys off.
 
 Nothing here is random (one seeded ``random.Random``), so every run yields the same polls.
 """
@@ -40,6 +43,7 @@ POLICIES: dict[str, dict[str, Any]] = {
         "default_ttl": 1800,
         "replicas": 3,
         "consistency": "quorum",
+        "hot": {"enabled": True, "share": 0.02, "rate": 200.0, "copies": None, "lease": 2.0},
     },
     "pages": {
         "eviction": "ttl",
@@ -52,7 +56,50 @@ POLICIES: dict[str, dict[str, Any]] = {
 
 
 def _policy_full(policy: dict[str, Any]) -> dict[str, Any]:
-    return {"max_bytes": None, "max_items": None, "default_ttl": None, **policy}
+    return {"max_bytes": None, "max_items": None, "default_ttl": None, "hot": None, **policy}
+
+
+HOT_AT = {"user:42:profile": 5, "cart:7": 8}
+
+
+def _hotkeys(i: int, t: int) -> dict[str, Any]:
+    """Node ``i``'s HOTKEYS answer at ``t``."""
+    alive = [NODES[j] for j in range(5) if not (j == 4 and t >= DEAD_AT)]
+    hot = []
+    if i == 0 and t >= HOT_AT["user:42:profile"]:
+        hot.append(
+            {
+                "namespace": "sessions",
+                "key": "user:42:profile",
+                "share": round(0.21 + 0.001 * (t % 7), 5),
+                "rate": round(2410.0 + 37.5 * (t % 5), 1),
+                "holders": [n for n in alive if n != NODES[0]],
+                "hot_for": float(t - HOT_AT["user:42:profile"]),
+            }
+        )
+    if i == 1 and t >= HOT_AT["cart:7"]:
+        hot.append(
+            {
+                "namespace": "sessions",
+                "key": "cart:7",
+                "share": 0.046,
+                "rate": 512.5,
+                "holders": [NODES[2], NODES[3]],
+                "hot_for": float(t - HOT_AT["cart:7"]),
+            }
+        )
+    copies = []
+    if i != 0 and t >= HOT_AT["user:42:profile"]:
+        copies.append({"namespace": "sessions", "key": "user:42:profile", "version": 7})
+    if i in (2, 3) and t >= HOT_AT["cart:7"]:
+        copies.append({"namespace": "sessions", "key": "cart:7", "version": 3})
+    return {
+        "node_id": NODES[i],
+        "ring_version": 13 if t >= LEAVE_AT else 12,
+        "hot": hot,
+        "copies": copies,
+        "area_bytes": 2_600 * len(copies),
+    }
 
 
 def _config(version: int, t: int) -> dict[str, Any]:
@@ -271,6 +318,7 @@ def recorded_polls() -> list[Poll]:
                 config=_config(13 if t >= LEAVE_AT else 12, t),
                 requests=dict(counters[i].requests),
                 errors={"WRITE_FAILED": float(2 * max(0, t - DEAD_FROM))} if i == 0 else {},
+                hotkeys=_hotkeys(i, t),
                 elapsed=0.002,
             )
             replies[node] = reply
