@@ -19,6 +19,7 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from meshcache.tui import hotkeys, text
+from meshcache.tui.hotkeys import HotKeyRow
 from meshcache.tui.model import MemberRow, Snapshot
 from meshcache.tui.table import Cell, Column, Row, SortableTable
 
@@ -411,40 +412,46 @@ class HotKeysView(View):
         else:
             head = "no hot keys"
         parts = [head]
+        if hot.unreadable:
+            parts.append("unreadable answer from " + ", ".join(hot.unreadable))
         if on:
             parts.append("on in " + ", ".join(on))
         if hot.answered:
             parts.append(f"{text.count(hot.copies)} copies held ({text.size(hot.area_bytes)})")
-        if hot.unreadable:
-            parts.append("unreadable answer from " + ", ".join(hot.unreadable))
         return " · ".join(parts)
 
     def rows(self, snapshot: Snapshot, utc: bool) -> list[Row]:
-        rows = []
-        for i, r in enumerate(snapshot.hot.rows):
-            copies = None if r.holders is None else len(r.holders)
-            cells: tuple[Cell, ...] = (
-                Text(hotkeys.printable(r.namespace)),
-                Text(hotkeys.printable(r.key)),
-                r.owner,
-                text.rate(r.rate),
-                text.percent(r.share),
-                text.optional(copies),
-                text.UNKNOWN if r.hot_for is None else text.duration(round(r.hot_for)),
-                hotkeys.holders_text(r.holders),
-            )
-            sort = (
-                r.namespace,
-                r.key,
-                r.owner,
-                r.rate,
-                r.share,
-                copies,
-                r.hot_for,
-                None if r.holders is None else ", ".join(r.holders),
-            )
-            rows.append(Row(f"{i}\x00{r.owner}\x00{r.namespace}\x00{r.key}", cells, sort))
-        return rows
+        return [
+            Row(f"{i}\x00{r.owner}\x00{r.namespace}\x00{r.key}", self.cells(r), self.sort(r))
+            for i, r in enumerate(snapshot.hot.rows)
+        ]
+
+    @staticmethod
+    def cells(r: HotKeyRow) -> tuple[Cell, ...]:
+        """What the table shows of one hot key: a dash for whatever is unknown."""
+        return (
+            Text(hotkeys.printable(r.namespace)),
+            Text(hotkeys.printable(r.key)),
+            r.owner,
+            text.rate(r.rate),
+            text.percent(r.share),
+            text.optional(None if r.holders is None else len(r.holders)),
+            text.UNKNOWN if r.hot_for is None else text.duration(round(r.hot_for)),
+            hotkeys.holders_text(r.holders),
+        )
+
+    @staticmethod
+    def sort(r: HotKeyRow) -> tuple[object, ...]:
+        return (
+            r.namespace,
+            r.key,
+            r.owner,
+            r.rate,
+            r.share,
+            None if r.holders is None else len(r.holders),
+            r.hot_for,
+            None if r.holders is None else ", ".join(r.holders),
+        )
 
 
 #: The views in the order of their number keys (1, 2, ...).
