@@ -93,7 +93,9 @@ def test_every_view_shows_the_three_members(mesh: Mesh) -> None:
             await pilot.press("4")
             await wait_screen(app, lambda s: "connected: 3 members" in s, 20, "the event log")
             await pilot.press("5")
-            await wait_screen(app, lambda s: "Hot keys: no node exports" in s, 20, "hot keys")
+            await wait_screen(
+                app, lambda s: "hot keys are off in every namespace" in s, 20, "hot keys"
+            )
             await pilot.press("1", "s")
             await wait_screen(app, lambda s: "sorted by gossip" in s, 10, "the sort message")
             await pilot.press("q")
