@@ -19,6 +19,9 @@ How the figures are read:
 * **Latency** (p50/p99) is INFO's ``latency.data``: the node's median and 99th percentile over
   every client data op (kind read or write) answered in its recent window (10 to 20 s). A node
   that answered none in the window, or does not report latency, shows it as unknown.
+* **Hot keys** are the ``HOTKEYS`` answers of the reachable nodes merged by
+  :func:`~meshcache.tui.hotkeys.merge`, each key under the node that owns it; a node whose
+  answer cannot be read is named, never trusted.
 """
 
 from __future__ import annotations
