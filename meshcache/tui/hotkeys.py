@@ -72,10 +72,10 @@ def _name(value: Any) -> str | None:
 
 
 def _row(owner: str, item: Mapping[str, Any]) -> HotKeyRow:
-    holders = item.get("holders")
-    readable = isinstance(holders, list | tuple) and all(
-        isinstance(h, str | bytes) for h in holders
-    )
+    holders: tuple[str, ...] | None = None
+    listed = item.get("holders")
+    if isinstance(listed, list | tuple) and all(isinstance(h, str | bytes) for h in listed):
+        holders = tuple(_name(h) or "" for h in listed)
     rate, share, hot_for = (_number(item.get(k)) for k in ("rate", "share", "hot_for"))
     return HotKeyRow(
         namespace=_name(item.get("namespace")),
@@ -83,7 +83,7 @@ def _row(owner: str, item: Mapping[str, Any]) -> HotKeyRow:
         owner=owner,
         rate=rate if rate is not None and rate >= 0 else None,
         share=share if share is not None and 0 <= share <= 1 else None,
-        holders=tuple(_name(h) or "" for h in holders) if readable else None,
+        holders=holders,
         hot_for=hot_for if hot_for is not None and hot_for >= 0 else None,
     )
 
