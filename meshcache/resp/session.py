@@ -33,6 +33,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable, Coroutine, Generator, Mapping
+from time import perf_counter_ns
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -49,11 +50,21 @@ Route = Callable[[str, list[Any]], Any]
 Reply = Callable[[Any], bytes]
 
 
+class Latency(Protocol):
+    """Where an answered request's time is counted by op (the node's ``RequestLatency``)."""
+
+    def observe(self, op: str, took_ns: int, now_ns: int) -> None: ...
+
+
 class Counters(Protocol):
-    """Where requests by op and op errors by code are counted (the node's ``NodeCounters``)."""
+    """Where requests by op, op errors by code and request latency by op are counted (the
+    node's ``NodeCounters``, shared with the data port)."""
 
     requests: Counter[str]
     errors: Counter[str]
+
+    @property
+    def latency(self) -> Latency: ...
 
 
 class RedisError(Exception):
@@ -263,6 +274,7 @@ class Session:
         Raises:
             CommandError: the arguments break the op's signature or limits, or the op refused.
         """
+        started = perf_counter_ns()
         spec = OPS[op]
         args = normalize_args(spec, args, self.server.limits)
         server = self.server
@@ -272,9 +284,16 @@ class Session:
         else:
             result = server.execute(self.namespace, op, args)
         if type(result) is CoroutineType:
-            return self._pending(spec, args, self._finish(op, result, reply))
-        self.server.counters.requests[op] += 1
+            return self._pending(spec, args, self._finish(op, result, reply, started))
+        self._count(op, started)
         return reply(result)
+
+    def _count(self, op: str, started: int) -> None:
+        """One answered request of ``op`` that started at ``started`` (perf_counter_ns)."""
+        counters = self.server.counters
+        counters.requests[op] += 1
+        now = perf_counter_ns()
+        counters.latency.observe(op, now - started, now)
 
     def route(self, op: str, args: list[Any]) -> Any:
         """A node op's route (INFO, NS_LIST): its result; raises what the route raises."""
@@ -290,7 +309,9 @@ class Session:
             return Pending(answer, fans_out=True)
         return Pending(answer, key=(self.namespace, args[0]))
 
-    async def _finish(self, op: str, pending: Coroutine[Any, Any, Any], reply: Reply) -> bytes:
+    async def _finish(
+        self, op: str, pending: Coroutine[Any, Any, Any], reply: Reply, started: int
+    ) -> bytes:
         try:
             result = await pending
         except CommandError as exc:
@@ -299,7 +320,7 @@ class Session:
             return self.refuse(exc)
         except Exception as exc:
             return self.internal(exc)
-        self.server.counters.requests[op] += 1
+        self._count(op, started)
         try:
             return reply(result)
         except RedisError as exc:

@@ -73,7 +73,7 @@ SCRIPTS = {
         "APPEND h x",
         "STRLEN h",
         "INCRBYFLOAT h 1",
-        "SET sp \" 1\"",
+        'SET sp " 1"',
         "INCRBYFLOAT sp 1",
     ],
     "keys": [

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshcache.hlc import HLC
+from meshcache.node.admin.latency import RequestLatency
 from meshcache.resp.commands import COMMANDS
 from meshcache.resp.decoder import Push, decode_all
 from meshcache.resp.session import Server
@@ -68,7 +69,7 @@ def make_server() -> Server:
         policies={"default": NamespacePolicy(max_bytes=1 << 20)},
         tombstone_grace_s=60,
     )
-    counters = SimpleNamespace(requests=Counter(), errors=Counter())
+    counters = SimpleNamespace(requests=Counter(), errors=Counter(), latency=RequestLatency())
     return Server(
         execute=store.execute,
         routes={},
@@ -101,3 +102,14 @@ def test_any_arguments_get_one_well_formed_reply(name: str, args: list[bytes], p
         values = decode_all(reply)
         assert len(values) == 1 and not isinstance(values[0], Push)
     session.handle([b"FLUSHDB"])
+
+
+def test_answered_commands_are_counted_and_timed_by_op() -> None:
+    server = make_server()
+    session = server.session()
+    session.handle([b"SET", b"timed", b"1"])
+    session.handle([b"GET", b"timed"])
+    session.handle([b"GET", b"timed"])
+    assert server.counters.requests["GET"] == 2
+    assert sum(server.counters.latency.counts("GET")) == 2
+    assert sum(server.counters.latency.counts("SET")) == 1
