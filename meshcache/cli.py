@@ -171,7 +171,8 @@ def _write(data: str | bytes) -> None:
     if isinstance(data, bytes):
         stream = getattr(sys.stdout, "buffer", None)
         if stream is not None:
-            # Raw bytes, so `meshcache get k > file` returns exactly what was stored.
+            # Raw bytes (undecodable ones as they are), then the newline every output line
+            # ends with; `get --file` writes a value without it.
             sys.stdout.flush()
             stream.write(data + b"\n")
             stream.flush()
@@ -373,7 +374,19 @@ def _ping(c: Client, a: argparse.Namespace) -> Output:
 
 
 def _get(c: Client, a: argparse.Namespace) -> Output:
-    return _optional(c.get(_arg(a.key), namespace=a.namespace))
+    value = c.get(_arg(a.key), namespace=a.namespace)
+    if value is None or a.file is None:
+        return _optional(value)
+    if a.file == "-":
+        stream = sys.stdout.buffer
+        stream.write(value)
+        stream.flush()
+    else:
+        try:
+            Path(a.file).write_bytes(value)
+        except OSError as exc:
+            raise ConfigError(f"--file: cannot write {a.file}: {exc.strerror or exc}") from None
+    return Output(len(value), None)
 
 
 def _gets(c: Client, a: argparse.Namespace) -> Output:
@@ -1175,6 +1188,16 @@ def _key(p: argparse.ArgumentParser) -> None:
     p.add_argument("key", metavar="KEY")
 
 
+def _add_get(p: argparse.ArgumentParser) -> None:
+    _key(p)
+    p.add_argument(
+        "--file",
+        metavar="PATH",
+        help="write the value to this file exactly as stored, with no newline added "
+        "(- for stdout); nothing is written when the key is missing",
+    )
+
+
 def _keys(p: argparse.ArgumentParser) -> None:
     p.add_argument("keys", metavar="KEY", nargs="+")
 
@@ -1407,7 +1430,7 @@ def _add_raft(p: argparse.ArgumentParser) -> None:
 #: name, handler, one-line help, arguments. The order is the order of ``meshcache --help``.
 _CLIENT_SPECS: list[tuple[str, Handler, str, Callable[[argparse.ArgumentParser], None]]] = [
     ("ping", _ping, "check that the node answers", _nothing),
-    ("get", _get, "print a key's value", _key),
+    ("get", _get, "print a key's value (or write it to a file: --file)", _add_get),
     ("gets", _gets, "print a key's version and value (VERSION<TAB>VALUE), for cas", _key),
     ("set", _set, "store a value (VALUE, - for stdin, or --file PATH)", _add_set),
     ("cas", _cas, "replace a value only if its version is still VERSION", _add_cas),

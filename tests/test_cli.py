@@ -572,6 +572,21 @@ def test_a_value_from_stdin_or_a_file(node: NodeProcess, tmp_path: Path, cli: Cl
         check=False,
     )
     assert got.returncode == 0 and got.stdout == big + b"\n"
+    exact = subprocess.run(
+        [sys.executable, "-m", "meshcache", "get", "in:big", "--file", "-", "--port", port],
+        capture_output=True,
+        env=clean_env(),
+        timeout=30,
+        check=False,
+    )
+    assert (exact.returncode, exact.stdout, exact.stderr) == (0, big, b"")
+    copy = tmp_path / "copy"
+    assert cli("get", "in:big", "--file", str(copy)) == (0, "", "")
+    assert copy.read_bytes() == big
+    assert cli("get", "in:none", "--file", str(tmp_path / "absent")) == (1, "", "")
+    assert not (tmp_path / "absent").exists()
+    code, out, err = cli("get", "in:big", "--file", str(tmp_path / "no" / "dir"))
+    assert (code, out) == (2, "") and one_line(err).startswith("meshcache: error: --file: cannot")
     path = tmp_path / "value"
     path.write_bytes(b"from a file\n")
     assert cli("set", "in:file", "--file", str(path), "--ttl", "1m") == (0, "OK\n", "")
