@@ -1066,6 +1066,63 @@ def _passwd_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.set_defaults(run=_passwd)
 
 
+def _certs(args: argparse.Namespace) -> int:
+    from meshcache import tls
+
+    directory = Path(args.dir).expanduser()
+    days = _whole(args.days, "--days") if args.days is not None else None
+    if args.what == "init":
+        days = tls.CA_DAYS if days is None else days
+        issued = tls.make_ca(directory, days=days, force=args.force)
+    elif args.what == "node":
+        days = tls.DEFAULT_DAYS if days is None else days
+        issued = tls.make_node_cert(
+            directory, args.name, hosts=args.host, days=days, force=args.force
+        )
+    else:
+        days = tls.DEFAULT_DAYS if days is None else days
+        issued = tls.make_client_cert(directory, args.name, days=days, force=args.force)
+    _write(f"wrote {issued.cert} and {issued.key} (mode 0600)")
+    return EXIT_OK
+
+
+def _certs_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser(
+        "certs",
+        help=_SHORT_HELP["certs"],
+        description="Make a development CA and certificates for TLS (docs/security.md): "
+        "'init' writes ca.pem and ca.key into --dir; 'node NAME' writes NAME.pem and NAME.key, "
+        "a certificate for a node (server and peer use) naming --host addresses plus "
+        "127.0.0.1, ::1 and localhost; 'client NAME' writes a client certificate. Keys are "
+        "written with mode 0600; existing files are kept unless --force.",
+    )
+    p.add_argument("what", choices=("init", "node", "client"), help="what to make")
+    p.add_argument("name", nargs="?", default=None, help="the certificate's name (node, client)")
+    p.add_argument(
+        "--dir", default="certs", metavar="DIR", help="where the CA lives (default: certs)"
+    )
+    p.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="an address or DNS name of the node (repeatable)",
+    )
+    p.add_argument("--days", default=None, metavar="N", help="validity in days")
+    p.add_argument("--force", action="store_true", help="replace existing files")
+
+    def run(args: argparse.Namespace) -> int:
+        if args.what == "init" and args.name is not None:
+            raise _UsageError(f"{PROG} certs init takes no name (the CA is {args.dir}/ca.pem)")
+        if args.what != "init" and not args.name:
+            raise _UsageError(f"{PROG} certs {args.what}: give the certificate's NAME")
+        if args.what != "node" and args.host:
+            raise _UsageError(f"{PROG} certs {args.what}: --host is for node certificates")
+        return _certs(args)
+
+    p.set_defaults(run=run)
+
+
 def _run_client(args: argparse.Namespace) -> int:
     port = parse_port(args.port, "--port")
     if port == 0:
@@ -1766,6 +1823,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         ("join", _join_parser),
         ("top", _top_parser),
         ("passwd", _passwd_parser),
+        ("certs", _certs_parser),
     ):
         if command is None or command == name:
             add(sub)
@@ -1792,6 +1850,7 @@ _SHORT_HELP = {
     "join": "put a node that left the ring back on it: it pulls its keys, then serves them",
     "top": "the admin console: watch every member live, drain, remove, edit policies",
     "passwd": "print the hash of a password for a [users.NAME] table",
+    "certs": "make a development CA and node or client certificates for TLS",
 }
 
 
