@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from meshcache.tui import hotkeys
+from meshcache.tui import hotkeys, text
 from meshcache.tui.hotkeys import HotKeys
 from meshcache.tui.source import NodeReply, Poll
 from meshcache.wire.address import format_address, parse_address
@@ -153,6 +153,7 @@ class NamespaceRow:
     applied: int
     nodes: int
     hot: str = "off"  # the hot-key policy in short (hotkeys.describe_policy)
+    loader: str = "off"  # the read-through loader in short (text.loader)
 
 
 @dataclass(frozen=True, slots=True)
@@ -720,6 +721,7 @@ class ClusterModel:
                     applied=applied,
                     nodes=nodes,
                     hot=hotkeys.describe_policy(shown),
+                    loader=text.loader(shown),
                 )
             )
         return tuple(rows)

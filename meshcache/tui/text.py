@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 #: What a cell shows for a figure that is not known.
 UNKNOWN = "\u2013"  # an en dash: lighter than "-", which could read as a minus
@@ -91,6 +92,32 @@ def duration(seconds: float | None) -> str:
     if seconds < 7200:
         return f"{seconds / 60:g}m"
     return f"{seconds / 3600:g}h"
+
+
+def loader(policy: Any) -> str:
+    """A namespace's read-through loader in a few words: ``off``; or its source, the TTL of a
+    loaded value, and what is on (``notify``, ``refresh 90%``, ``stale 30s``), e.g.
+    ``pg ttl 60s notify``; a dash when the ``loader`` table cannot be read."""
+    if not isinstance(policy, Mapping):
+        return UNKNOWN
+    table = policy.get("loader")
+    if table is None:
+        return "off"
+    if not isinstance(table, Mapping) or not isinstance(table.get("source"), str):
+        return UNKNOWN
+    words = [table["source"]]
+    ttl = table.get("ttl")
+    if isinstance(ttl, int | float) and not isinstance(ttl, bool):
+        words.append(f"ttl {duration(ttl)}")
+    if table.get("channel"):
+        words.append("notify")
+    ahead = table.get("refresh_ahead")
+    if isinstance(ahead, int | float) and not isinstance(ahead, bool):
+        words.append(f"refresh {percent(ahead)}")
+    stale = table.get("stale_if_error")
+    if isinstance(stale, int | float) and not isinstance(stale, bool):
+        words.append(f"stale {duration(stale)}")
+    return " ".join(words)
 
 
 def latency(seconds: float | None) -> str:

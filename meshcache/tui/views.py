@@ -289,6 +289,12 @@ class NamespacesView(View):
             "hot keys",
             help="hot-key policy: off, or on with share and rate thresholds, copies, lease",
         ),
+        Column(
+            "loader",
+            "loader",
+            help="read-through: off, or the source, loaded values' TTL, notify, refresh-ahead, "
+            "stale-if-error",
+        ),
     )
 
     def describe(self, snapshot: Snapshot) -> str:
@@ -317,6 +323,7 @@ class NamespacesView(View):
                 text.rate(n.expirations),
                 _styled(f"{n.applied}/{n.nodes}", palette.warning if behind else ""),
                 n.hot,
+                n.loader,
             )
             sort = (
                 n.name,
@@ -333,6 +340,7 @@ class NamespacesView(View):
                 n.expirations,
                 n.applied,
                 n.hot,
+                n.loader,
             )
             rows.append(Row(n.name, cells, sort))
         return rows

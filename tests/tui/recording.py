@@ -51,6 +51,13 @@ POLICIES: dict[str, dict[str, Any]] = {
         "default_ttl": 300,
         "replicas": 2,
         "consistency": "one",
+        "loader": {
+            "source": "pg",
+            "query": "SELECT body FROM pages WHERE path = $1",
+            "ttl": 600,
+            "channel": "pages_changed",
+            "refresh_ahead": 0.9,
+        },
     },
 }
 

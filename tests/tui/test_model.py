@@ -435,3 +435,31 @@ def test_text_cells() -> None:
     assert text.sparkline([0, 1, 2, 3], 4) == "▁▃▆█"
     assert text.sparkline([], 3) == "   "
     assert text.clock(1_700_000_000.0, utc=True) == "22:13:20"
+
+
+@pytest.mark.parametrize(
+    ("policy", "shown"),
+    [
+        ({"eviction": "lru"}, "off"),
+        ({"loader": None}, "off"),
+        ({"loader": {"source": "pg", "query": "q"}}, "pg"),
+        (
+            {"loader": {"source": "pg", "query": "q", "ttl": 60, "channel": "c",
+                        "refresh_ahead": 0.9, "stale_if_error": 300}},
+            "pg ttl 60s notify refresh 90% stale 5m",
+        ),
+        ({"loader": {"source": "pg", "ttl": "soon", "refresh_ahead": True}}, "pg"),
+        ({"loader": "yes"}, text.UNKNOWN),
+        ({"loader": {"query": "q"}}, text.UNKNOWN),
+        ("garbage", text.UNKNOWN),
+    ],
+)  # fmt: skip
+def test_loader_in_short(policy: Any, shown: str) -> None:
+    assert text.loader(policy) == shown
+
+
+def test_the_namespaces_view_shows_each_loader() -> None:
+    _, snapshot = replay()
+    loaders = {n.name: n.loader for n in snapshot.namespaces}
+    pages = "pg ttl 10m notify refresh 90%"
+    assert loaders == {"default": "off", "sessions": "off", "pages": pages}
