@@ -931,7 +931,9 @@ def _spop(c: Client, a: argparse.Namespace) -> Output:
 def _zadd(c: Client, a: argparse.Namespace) -> Output:
     pairs = _pairs(a.pairs, "scores and members")
     mapping: dict[Binary, float] = {_arg(member): _score(score) for score, member in pairs}
-    n = c.zadd(_arg(a.key), mapping, namespace=a.namespace)
+    n = c.zadd(
+        _arg(a.key), mapping, nx=a.nx, xx=a.xx, gt=a.gt, lt=a.lt, ch=a.ch, namespace=a.namespace
+    )
     return Output(n, str(n))
 
 
@@ -1338,6 +1340,17 @@ def _add_key_pairs(words: str) -> Callable[[argparse.ArgumentParser], None]:
     return add
 
 
+def _add_zadd(p: argparse.ArgumentParser) -> None:
+    _add_key_pairs("SCORE_MEMBER")(p)
+    cond = p.add_mutually_exclusive_group()
+    cond.add_argument("--nx", action="store_true", help="only add new members")
+    cond.add_argument("--xx", action="store_true", help="only update existing members")
+    order = p.add_mutually_exclusive_group()
+    order.add_argument("--gt", action="store_true", help="update a member only to a higher score")
+    order.add_argument("--lt", action="store_true", help="update a member only to a lower score")
+    p.add_argument("--ch", action="store_true", help="print how many were added or changed")
+
+
 def _add_dbsize(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--node",
@@ -1551,8 +1564,8 @@ _CLIENT_SPECS: list[tuple[str, Handler, str, Callable[[argparse.ArgumentParser],
     (
         "zadd",
         _zadd,
-        "add scored members: KEY SCORE MEMBER [SCORE MEMBER ...]",
-        _add_key_pairs("SCORE_MEMBER"),
+        "add scored members: KEY SCORE MEMBER [SCORE MEMBER ...]; print how many were new",
+        _add_zadd,
     ),
     ("zrem", _zrem, "remove sorted-set members; print how many were there", _add_members),
     ("zscore", _zscore, "print a member's score", _add_member),

@@ -395,6 +395,12 @@ def test_typed_values(cli: Cli) -> None:
     assert cli("smembers", "ty:s", "--json") == (0, '["x", "y"]\n', "")
     assert cli("zadd", "ty:z", "2.5", "b", "1", "a", "-3", "c") == (0, "3\n", "")
     assert cli("zrange", "ty:z", "0", "-1") == (0, "c\na\nb\n", "")
+    assert cli("zadd", "ty:zo", "1", "a", "2", "b") == (0, "2\n", "")
+    assert cli("zadd", "ty:zo", "--nx", "9", "b", "0", "d") == (0, "1\n", "")
+    assert cli("zadd", "ty:zo", "--xx", "--ch", "5", "d", "5", "e") == (0, "1\n", "")
+    assert cli("zadd", "ty:zo", "--gt", "--ch", "1", "b", "3", "a") == (0, "1\n", "")
+    assert cli("zrange", "ty:zo", "0", "-1", "--withscores") == (0, "b\t2\na\t3\nd\t5\n", "")
+    assert cli("zadd", "ty:zo", "--nx", "--gt", "1", "a")[0] != 0
     assert cli("zrange", "ty:z", "0", "0", "--rev", "--withscores") == (0, "b\t2.5\n", "")
     assert cli("zrange", "ty:z", "0", "1", "--desc") == (0, "b\na\n", "")
     assert cli("zrange", "ty:z", "0", "1", "--withscores", "--json") == (

@@ -572,14 +572,54 @@ class Commands:
 
     @command
     def zadd(
-        self, key: Binary, mapping: Mapping[Binary, float], *, namespace: str | None = None
+        self,
+        key: Binary,
+        mapping: Mapping[Binary, float],
+        *,
+        nx: bool = False,
+        xx: bool = False,
+        gt: bool = False,
+        lt: bool = False,
+        ch: bool = False,
+        namespace: str | None = None,
     ) -> Command[int]:
-        """Give each member of ``mapping`` its score; how many members were new."""
+        """Give each member of ``mapping`` its score; how many members were new (with ``ch``:
+        new or given another score).
+
+        ``nx``: only add new members; ``xx``: only update members that exist (a missing key
+        stays missing); ``gt``/``lt``: update a member only to a greater / lower score (new
+        members are still added). ``nx`` excludes ``xx``, ``gt`` and ``lt``; ``gt`` excludes
+        ``lt`` (``BadRequestError``).
+        """
         ns = self._namespace if namespace is None else namespace
         args: list[Any] = [key]
         for member, score in mapping.items():
             args += (score, member)
+        options = _options(nx=nx, xx=xx, gt=gt, lt=lt, ch=ch)
+        if options:
+            args.append(options)
         return Command.build("ZADD", args, ns, results.integer)
+
+    @command
+    def zadd_incr(
+        self,
+        key: Binary,
+        amount: float,
+        member: Binary,
+        *,
+        nx: bool = False,
+        xx: bool = False,
+        gt: bool = False,
+        lt: bool = False,
+        namespace: str | None = None,
+    ) -> Command[float | None]:
+        """Add ``amount`` to the member's score under ZADD's conditions (Redis's ``ZADD ...
+        INCR``); the new score, or None when a condition stopped it (``nx`` and the member
+        exists, ``xx`` and it does not, ``gt``/``lt`` and the new score is not greater / lower).
+        """
+        ns = self._namespace if namespace is None else namespace
+        options = _options(nx=nx, xx=xx, gt=gt, lt=lt, incr=True)
+        return Command.build("ZADD", [key, amount, member, options], ns, results.optional_number)
 
     @command
     def zrem(self, key: Binary, *members: Binary, namespace: str | None = None) -> Command[int]:

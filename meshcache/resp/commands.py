@@ -1033,33 +1033,37 @@ def cmd_srandmember(s: Session, argv: list[bytes]) -> bytes | Pending:
 # --- sorted sets --------------------------------------------------------------------------------
 
 
+_ZADD_OPTIONS = {b"NX": "nx", b"XX": "xx", b"GT": "gt", b"LT": "lt", b"CH": "ch", b"INCR": "incr"}
+
+
 def cmd_zadd(s: Session, argv: list[bytes]) -> bytes | Pending:
+    """ZADD with Redis's options, checked in Redis's order; one ``ZADD`` op."""
     i = 2
-    incr = False
+    options: dict[str, bool] = {}
     while i < len(argv):
-        word = argv[i].upper()
-        if word == b"INCR":
-            incr = True
-        elif word in (b"NX", b"XX", b"GT", b"LT", b"CH"):
-            raise RedisError(
-                f"ERR Unsupported option {argv[i].decode()} (meshcache: see docs/resp.md)",
-                "unsupported",
-            )
-        else:
+        name = _ZADD_OPTIONS.get(argv[i].upper())
+        if name is None:
             break
+        options[name] = True
         i += 1
     pairs = argv[i:]
     if not pairs or len(pairs) % 2:
         raise RedisError(SYNTAX)
-    if incr:
-        if len(pairs) != 2:
-            raise RedisError("ERR INCR option supports a single increment-element pair")
-        by = arg_float(pairs[0])
-        return s.call("ZINCRBY", [argv[1], by, pairs[1]], s.enc.double)
+    if "nx" in options and "xx" in options:
+        raise RedisError("ERR XX and NX options at the same time are not compatible")
+    if len(options.keys() & {"gt", "lt", "nx"}) > 1:
+        raise RedisError("ERR GT, LT, and/or NX options at the same time are not compatible")
+    incr = "incr" in options
+    if incr and len(pairs) != 2:
+        raise RedisError("ERR INCR option supports a single increment-element pair")
     args: list[Any] = [argv[1]]
     for j in range(0, len(pairs), 2):
         args.append(arg_float(pairs[j]))
         args.append(pairs[j + 1])
+    args.append(options)
+    if incr:
+        enc = s.enc
+        return s.call("ZADD", args, lambda score: enc.null if score is None else enc.double(score))
     return s.call("ZADD", args, _int_reply)
 
 
@@ -1489,8 +1493,8 @@ _ROWS = [
        "Get one or multiple random members from a set.", cmd_srandmember, "SMEMBERS"),
     # sorted sets
     _c("zadd", -4, "write denyoom fast", KEY1, "sortedset",
-       "Adds one or more members to a sorted set (options: INCR).", cmd_zadd,
-       "ZADD ZINCRBY", since="1.2.0"),
+       "Adds one or more members to a sorted set, or updates their scores.", cmd_zadd,
+       "ZADD", since="1.2.0"),
     _c("zrem", -3, "write fast", KEY1, "sortedset",
        "Removes one or more members from a sorted set.", cmd_zrem, "ZREM", since="1.2.0"),
     _c("zscore", 3, "readonly fast", KEY1, "sortedset",

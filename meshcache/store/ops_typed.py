@@ -299,20 +299,80 @@ def _zset_score(obj: ZSetValue, member: bytes, score: float) -> bool:
     return False
 
 
-def op_zadd(ks: Keyspace, args: list[Any]) -> int:
-    write = ks.begin_write(args[0], ZSetValue, args[1:])
+def zadd_flags(options: dict[str, Any]) -> tuple[bool, bool, bool, bool, bool, bool]:
+    """ZADD's options as ``(nx, xx, gt, lt, ch, incr)``, checked as Redis checks them.
+
+    Raises:
+        BadRequestError: ``nx`` with ``xx``, or two of ``gt``, ``lt`` and ``nx``.
+    """
+    nx, xx, gt, lt, ch, incr = (
+        bool(options.get(name)) for name in ("nx", "xx", "gt", "lt", "ch", "incr")
+    )
+    if nx and xx:
+        raise BadRequestError(message="ZADD: nx and xx exclude each other")
+    if (gt and nx) or (lt and nx) or (gt and lt):
+        raise BadRequestError(message="ZADD: gt, lt and nx exclude each other")
+    return nx, xx, gt, lt, ch, incr
+
+
+def op_zadd(ks: Keyspace, args: list[Any]) -> int | float | None:
+    """Give each member its score, pair by pair, under the options (Redis's ZADD).
+
+    ``nx``: only add new members; ``xx``: only update existing ones (a missing key stays
+    missing); ``gt``/``lt``: update an existing member only when its new score is greater /
+    less (new members are still added); ``ch``: count the members whose score changed as well
+    as those added; ``incr``: add the score to the member's (one pair only) and answer the new
+    score, or None when a condition stopped it.
+
+    Returns:
+        How many members were added (and, with ``ch``, changed); with ``incr`` the new score
+        or None.
+    """
+    key, pairs, options = args[0], args[1:-1], args[-1]
+    nx, xx, gt, lt, ch, incr = zadd_flags(options) if options else _NO_FLAGS
+    if incr and len(pairs) != 2:
+        raise BadRequestError(message="ZADD: incr takes a single score and member")
+    write = ks.begin_write(key, ZSetValue, pairs)
     obj = write.obj
     assert isinstance(obj, ZSetValue)
-    new = 0
-    changed = False
-    for i in range(1, len(args), 2):
-        score = args[i]
-        member = args[i + 1]
-        if obj.scores.get(member) != score:
-            changed = True
-            new += _zset_score(obj, member, score)
-    ks.end_write(write, changed)
-    return new
+    if xx and write.created:
+        ks.end_write(write, False)  # nothing to update: the key is not created
+        return None if incr else 0
+    scores = obj.scores
+    added = updated = 0
+    done = False  # with incr: whether the member was added or updated
+    score = 0.0
+    for i in range(0, len(pairs), 2):
+        score = pairs[i]
+        member = pairs[i + 1]
+        old = scores.get(member)
+        if old is None:
+            if xx:
+                continue
+            _zset_score(obj, member, score)
+            added += 1
+            done = True
+            continue
+        if nx:
+            continue
+        if incr:
+            score += old
+            if math.isnan(score):
+                ks.end_write(write, bool(added or updated))
+                raise NotFloatError(message="ZADD: the resulting score is not a number")
+        if (lt and score >= old) or (gt and score <= old):
+            continue
+        done = True
+        if score != old:
+            _zset_score(obj, member, score)
+            updated += 1
+    ks.end_write(write, bool(added or updated))
+    if incr:
+        return score if done else None
+    return added + updated if ch else added
+
+
+_NO_FLAGS = (False, False, False, False, False, False)
 
 
 def op_zrem(ks: Keyspace, args: list[Any]) -> int:

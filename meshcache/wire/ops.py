@@ -258,7 +258,8 @@ _SPECS = [
     _op("SCARD", "k", R),
     _op("SPOP", "ko?", W, options=("count",)),
     # sorted sets
-    _op("ZADD", "k(fm)+", W, idempotent=True),
+    # not idempotent: with ``incr`` a repeat adds twice
+    _op("ZADD", "k(fm)+o?", W, options=("nx", "xx", "gt", "lt", "ch", "incr")),
     _op("ZREM", "km+", W, idempotent=True),
     _op("ZSCORE", "km", R),
     _op("ZINCRBY", "kfm", W),
@@ -280,6 +281,8 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "keepttl": (bool,),
     "gt": (bool,),
     "lt": (bool,),
+    "ch": (bool,),
+    "incr": (bool,),
     "withscores": (bool,),
     "rev": (bool,),
     "offset": (int,),
@@ -419,7 +422,11 @@ def normalize_args(spec: OpSpec, args: Any, limits: Limits) -> list[Any]:
     if n > limits.max_args:
         raise TooLargeError(message=f"{spec.name}: {n} arguments, the limit is {limits.max_args}")
     options: Any = None
-    if spec.has_options and n == spec.min_args + 1 and (type(args[-1]) is dict or args[-1] is None):
+    if (
+        spec.has_options
+        and (n == spec.min_args + 1 or (spec.repeat and n > spec.min_args))
+        and (type(args[-1]) is dict or args[-1] is None)
+    ):
         options = args[-1]
         n -= 1
     nfixed = len(spec.fixed)

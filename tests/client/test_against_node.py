@@ -20,6 +20,7 @@ import pytest
 import trio
 
 import meshcache
+from meshcache.errors import BadRequestError
 from meshcache.node.node import NodeInfo, serve
 from meshcache.settings import LimitSettings, NodeSettings
 
@@ -203,8 +204,20 @@ async def scenario(c: Any, ns: str) -> None:
     ) == [(b"b", 2.5)]
     assert await c.zrank("z", "a", namespace=ns) == 2
     assert await c.zrank("z", "q", namespace=ns) is None
+    assert await c.zadd("z", {"a": 0, "n": 1}, nx=True, namespace=ns) == 1
+    assert await c.zadd("z", {"a": 9, "m": 1}, xx=True, ch=True, namespace=ns) == 1
+    assert await c.zadd("z", {"a": 1, "b": 5}, gt=True, ch=True, namespace=ns) == 1
+    assert await c.zadd("nope", {"a": 1}, xx=True, namespace=ns) == 0
+    assert await c.zadd_incr("z", 1, "a", namespace=ns) == 10.0
+    assert await c.zadd_incr("z", -1, "a", gt=True, namespace=ns) is None
+    assert await c.zadd_incr("z", 1, "a", nx=True, namespace=ns) is None
+    with pytest.raises(BadRequestError):
+        await c.zadd("z", {"a": 1}, nx=True, gt=True, namespace=ns)
+    assert await c.zrange("z", 0, -1, namespace=ns, withscores=True) == [
+        (b"c", -1.0), (b"n", 1.0), (b"b", 5.0), (b"a", 10.0)
+    ]  # fmt: skip
     assert await c.zrem("z", "c", namespace=ns) == 1
-    assert await c.zcard("z", namespace=ns) == 2
+    assert await c.zcard("z", namespace=ns) == 3
     # pipelines
     results = await run_pipeline(
         c, lambda p: p.set("p", "1", namespace=ns).incr("pn", namespace=ns).get("p", namespace=ns)

@@ -55,7 +55,20 @@ def test_builders_normalize_and_encode() -> None:
     assert build(lambda r: r.incr("n")).op == "INCR"
     assert build(lambda r: r.incr("n", 2)).args == [b"n", 2]
     assert build(lambda r: r.decr("n", 2)).op == "DECRBY"
-    assert build(lambda r: r.zadd("z", {"a": 1, b"b": 2.5})).args == [b"z", 1.0, b"a", 2.5, b"b"]
+    assert build(lambda r: r.zadd("z", {"a": 1, b"b": 2.5})).args == [
+        b"z",
+        1.0,
+        b"a",
+        2.5,
+        b"b",
+        {},
+    ]
+    assert build(lambda r: r.zadd("z", {"a": 1}, xx=True, ch=True)).args == [
+        b"z", 1.0, b"a", {"xx": True, "ch": True}
+    ]  # fmt: skip
+    incr = build(lambda r: r.zadd_incr("z", 2, "a", gt=True))
+    assert incr.args == [b"z", 2.0, b"a", {"gt": True, "incr": True}]
+    assert not incr.idempotent  # a repeat would add twice
     assert build(lambda r: r.hset("h", "f", "v")).args == [b"h", b"f", b"v"]
     assert build(lambda r: r.hset("h", {"f": "v", "g": "w"})).args == [b"h", b"f", b"v", b"g", b"w"]
     assert build(lambda r: r.mget(["a", b"b"])).args == [b"a", b"b"]

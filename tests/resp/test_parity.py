@@ -8,6 +8,8 @@ import shlex
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.resp.conftest import RespNode
 from tests.resp.helpers import RawConn, command
@@ -267,6 +269,41 @@ SCRIPTS = {
         "ZRANGE inf 0 -1 WITHSCORES",
         "ZINCRBY inf -inf a",
     ],
+    "zadd_options": [
+        "ZADD z XX 1 a",
+        "EXISTS z",
+        "ZADD z XX INCR 1 a",
+        "ZADD z NX 1 a 2 b",
+        "ZADD z NX 5 a 3 c",
+        "ZADD z XX CH 9 a 9 new",
+        "ZADD z GT 0 a 4 b 7 d",
+        "ZADD z LT CH 10 a 1 b",
+        "ZADD z GT CH 1 a 1 b",
+        "ZADD z INCR 2 c",
+        "ZADD z GT INCR -1 c",
+        "ZADD z INCR 0 c",
+        "ZADD z NX INCR 1 c",
+        "ZADD z NX INCR 2 e",
+        "ZADD z ch xx gt 100 a",
+        "ZRANGE z 0 -1 WITHSCORES",
+        "ZADD z NX XX 1 a",
+        "ZADD z NX GT 1 a",
+        "ZADD z LT GT 1 a",
+        "ZADD z NX LT 1 a",
+        "ZADD z INCR 1 a 2 b",
+        "ZADD z NX XX 1",
+        "ZADD z NX",
+        "ZADD z NX XX INCR 1 a 2 b",
+        "ZADD z GT LT INCR 1 a 2 b",
+        "ZADD z XX x a",
+        "ZADD z XX 1 a x b",
+        "ZADD z INCR inf a",
+        "ZADD z INCR -inf a",
+        "SET str v",
+        "ZADD str XX 1 a",
+        "ZADD str NX INCR 1 a",
+        "ZRANGE z 0 -1 WITHSCORES",
+    ],
     "connection": [
         "PING",
         "PING hello",
@@ -341,3 +378,39 @@ async def test_inline_and_pipelined_bytes_match_redis(resp_node: RespNode, redis
     assert await trio.to_thread.run_sync(run, resp_node.resp_port) == await trio.to_thread.run_sync(
         run, redis_port
     )
+
+
+_ZADD_WORDS = st.lists(st.sampled_from(["NX", "XX", "GT", "LT", "CH", "INCR"]), max_size=3)
+_ZADD_PAIRS = st.lists(
+    st.tuples(st.sampled_from(["-inf", "-1", "0", "0.5", "1", "2", "+inf", "x"]),
+              st.sampled_from(["a", "b", "c"])),
+    max_size=3,
+)  # fmt: skip
+
+
+async def test_fuzzed_zadd_options_answer_as_redis(resp_node: RespNode, redis_port: int) -> None:
+    """Random option words (repeated, in any order, incompatible) and pairs (odd counts, bad
+    scores), a few commands at a time: the same bytes as redis-server, and the same set after."""
+    ports = (redis_port, resp_node.resp_port)
+    conns = [RawConn(port) for port in ports]
+    ran: list[int] = []
+
+    @settings(max_examples=150, deadline=None, database=None)
+    @given(st.lists(st.tuples(_ZADD_WORDS, _ZADD_PAIRS), min_size=1, max_size=5))
+    def check(commands: list[tuple[list[str], list[tuple[str, str]]]]) -> None:
+        ran.append(len(commands))
+        for conn in conns:
+            conn.call("DEL", "z")
+        for words, pairs in commands:
+            argv = ["ZADD", "z", *words, *(item for pair in pairs for item in pair)]
+            want, have = (conn.call(*argv) for conn in conns)
+            assert have == want, argv
+        want, have = (conn.call("ZRANGE", "z", 0, -1, "WITHSCORES") for conn in conns)
+        assert have == want
+
+    try:
+        await trio.to_thread.run_sync(check)
+    finally:
+        for conn in conns:
+            conn.close()
+    assert len(ran) >= 100  # the examples really ran

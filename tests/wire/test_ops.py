@@ -33,7 +33,15 @@ def test_str_becomes_utf8_bytes_and_options_are_always_last() -> None:
 
 def test_repeated_groups() -> None:
     assert norm("MSET", "a", "1", "b", "2") == [b"a", b"1", b"b", b"2"]
-    assert norm("ZADD", "z", 1, "m", 2.5, "n") == [b"z", 1.0, b"m", 2.5, b"n"]
+    assert norm("ZADD", "z", 1, "m", 2.5, "n") == [b"z", 1.0, b"m", 2.5, b"n", {}]
+    assert norm("ZADD", "z", 1, "m", 2.5, "n", {"nx": True}) == [
+        b"z",
+        1.0,
+        b"m",
+        2.5,
+        b"n",
+        {"nx": True},
+    ]
     with pytest.raises(WrongArityError):
         norm("MSET", "a", "1", "b")
     with pytest.raises(WrongArityError):
