@@ -152,6 +152,13 @@ class NodeSettings:
     # Who may connect ([users.NAME], docs/security.md); none: protected mode applies.
     users: Mapping[str, User] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     insecure: bool = False  # serve a non-loopback host with no users (no authentication)
+    # TLS (docs/security.md): with a certificate and key the data and RESP ports speak only
+    # TLS; with a CA peers use mutual TLS and client certificates are checked.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
+    tls_client_auth: bool = False  # clients must present a certificate the CA signed
+    tls_admin: bool = False  # the admin HTTP port speaks TLS too
     # Databases read-through namespaces load from; node-local (credentials never leave).
     sources: Mapping[str, SourceSettings] = field(
         default_factory=lambda: MappingProxyType({}), hash=False
@@ -438,6 +445,26 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "serve a non-loopback host although no users are configured (no authentication)",
         "BOOL",
     ),
+    _node(
+        "tls_cert_file",
+        _parse_optional_path,
+        "PEM certificate of this node: the data and RESP ports then speak TLS",
+        "FILE",
+    ),
+    _node("tls_key_file", _parse_optional_path, "PEM private key of tls_cert_file", "FILE"),
+    _node(
+        "tls_ca_file",
+        _parse_optional_path,
+        "PEM CA of the cluster: peers use mutual TLS, client certificates are checked",
+        "FILE",
+    ),
+    _node(
+        "tls_client_auth",
+        _parse_bool,
+        "clients must present a certificate signed by tls_ca_file",
+        "BOOL",
+    ),
+    _node("tls_admin", _parse_bool, "the admin HTTP port speaks TLS too", "BOOL"),
     _limit("max_frame_bytes", parse_size, "largest request frame"),
     _limit("max_key_bytes", parse_size, "largest key"),
     _limit("max_value_bytes", parse_size, "largest value"),
@@ -449,7 +476,16 @@ SETTINGS_BY_NAME: Mapping[str, SettingSpec] = MappingProxyType({s.name: s for s 
 _BY_TABLE: dict[str, dict[str, SettingSpec]] = {
     table: {s.key: s for s in SETTINGS if s.table == table} for table in ("node", "limits")
 }
-_PATH_KEYS = frozenset({"data_dir", "cluster_key_file", "raft_password_file"})
+_PATH_KEYS = frozenset(
+    {
+        "data_dir",
+        "cluster_key_file",
+        "raft_password_file",
+        "tls_cert_file",
+        "tls_key_file",
+        "tls_ca_file",
+    }
+)
 _TABLES = ("node", "limits", "namespaces", "sources", "users")
 
 
@@ -730,7 +766,24 @@ def _cross_check(layers: _Layers, settings: NodeSettings) -> None:
             f"{described('raft_peers', ','.join(settings.raft_peers))} needs "
             "raft_password_file: every voter of a group shares one password"
         )
+    _check_tls(settings)
     _check_own_ports(layers, settings)
+
+
+def _check_tls(settings: NodeSettings) -> None:
+    """TLS rows that only make sense together; the files themselves are read at start."""
+    if (settings.tls_cert_file is None) != (settings.tls_key_file is None):
+        raise ConfigError(
+            "tls_cert_file and tls_key_file go together: set both to serve TLS, or neither"
+        )
+    if settings.tls_cert_file is None:
+        for name in ("tls_ca_file", "tls_client_auth", "tls_admin"):
+            if getattr(settings, name):
+                raise ConfigError(f"{name} needs tls_cert_file and tls_key_file")
+    if settings.tls_client_auth and settings.tls_ca_file is None:
+        raise ConfigError(
+            "tls_client_auth needs tls_ca_file: the CA client certificates are checked against"
+        )
 
 
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "*"})

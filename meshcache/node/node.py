@@ -13,7 +13,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from meshcache.node.net.resp_port import RespPort
 from meshcache.node.net.resp_port import figures as resp_figures
 from meshcache.security.guard import Guard
 from meshcache.settings import NodeSettings, bind_error
+from meshcache.tls import NodeTls
 from meshcache.wire.address import format_address
 
 log = structlog.get_logger("meshcache.node")
@@ -78,6 +79,7 @@ class Node:
         self._started = 0.0
         self._dataport: DataPort | None = None
         self.resp: RespPort | None = None
+        self.tls: NodeTls | None = None  # the node's TLS contexts, when it serves TLS
         self.loop = LoopMonitor()
         #: The asyncio loop the database driver runs on (started when the node has sources).
         self.bridge = AsyncioBridge()
@@ -97,6 +99,7 @@ class Node:
         cancelled, then release all."""
         s = self.settings
         sources = self._sources()  # before any socket: a DSN file that cannot be read stops here
+        self.tls = tls = node_tls(s)  # so are certificate files that cannot be read
         try:
             listener = open_listener(s.host, s.port)
         except OSError as exc:
@@ -141,7 +144,7 @@ class Node:
         parts.bind_config(self.config_service, is_voter=self.config_service.is_voter)
         # Who may send what: the node's users, and the cluster key its peers authenticate with.
         guard = parts.dispatcher.guard = Guard(s.users, keyring=membership.keyring)
-        self._dataport = DataPort(listener, parts.dispatcher, s.limits)
+        self._dataport = DataPort(listener, parts.dispatcher, s.limits, tls=tls)
         if resp_listener is not None:
             self.resp = RespPort.for_parts(resp_listener, parts, wall_clock=self._wall_clock)
         self.registry = make_registry(
@@ -172,7 +175,9 @@ class Node:
                     await nursery.start(self.resp.serve)
                 gossip_address = await nursery.start(membership.run)
                 await nursery.start(self.config_service.run)
-                await nursery.start(trio.serve_listeners, admin.handle_stream, admin_listeners)
+                await nursery.start(
+                    trio.serve_listeners, self._admin_handler(admin, tls), admin_listeners
+                )
                 log.info(
                     "node_ready",
                     node_id=self.node_id,
@@ -193,6 +198,29 @@ class Node:
                 resp_listener.close()  # already closed when its port served
             for al in admin_listeners:
                 await trio.aclose_forcefully(al)
+
+    def _admin_handler(
+        self, admin: AdminHandler, tls: NodeTls | None
+    ) -> Callable[[trio.SocketStream], Awaitable[None]]:
+        """The admin port's connection handler: HTTPS with ``tls_admin`` (the server context
+        read per connection, so a reload applies), else plain HTTP."""
+        if tls is None or not tls.admin:
+            return admin.handle_stream
+
+        async def handle(stream: trio.SocketStream) -> None:
+            wrapped = trio.SSLStream(stream, tls.server, server_side=True, https_compatible=True)
+            try:
+                with trio.move_on_after(10) as slow:
+                    await wrapped.do_handshake()
+            except trio.BrokenResourceError:
+                self.counters.bad_input["admin_tls_handshake_failed"] += 1
+                slow = None
+            if slow is None or slow.cancelled_caught:
+                await trio.aclose_forcefully(stream)
+                return
+            await admin.handle_stream(wrapped)
+
+        return handle
 
     def _sources(self) -> dict[str, Source]:
         """The node's read-through sources, built from its settings (DSNs resolved now)."""
@@ -334,6 +362,7 @@ async def _main(settings: NodeSettings, reload: Callable[[], NodeSettings] | Non
                         node.membership.reload_keys()
                     if reload is not None:
                         _reload_users(node, reload)
+                    reload_tls(node)
                     continue
                 log.info("node_stopping", signal=signal.Signals(signum).name)
                 with trio.CancelScope(shield=True):
@@ -361,6 +390,36 @@ def _reload_users(node: Node, reload: Callable[[], NodeSettings]) -> None:
     if node.parts is not None:
         node.parts.dispatcher.guard.set_users(users)
         log.info("users_reloaded", users=len(users))
+
+
+def node_tls(settings: NodeSettings) -> NodeTls | None:
+    """The node's TLS contexts from its settings' files (None: it serves plaintext)."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    return NodeTls(
+        settings.tls_cert_file,
+        settings.tls_key_file,
+        settings.tls_ca_file,
+        require_client_cert=settings.tls_client_auth,
+        admin=settings.tls_admin,
+    )
+
+
+def reload_tls(node: Node) -> bool:
+    """SIGHUP: read the certificate, key and CA files again; connections accepted after it use
+    them. A file that does not load changes nothing: logged and counted
+    (``meshcache_bad_input_total{kind="tls_reload_failed"}``)."""
+    if node.tls is None:
+        return False
+    try:
+        node.tls.reload()
+    except ConfigError as exc:
+        log.error("tls_not_reloaded", error=str(exc))
+        if node.parts is not None:
+            node.parts.counters.bad_input["tls_reload_failed"] += 1
+        return False
+    log.info("tls_reloaded", cert=str(node.tls.cert_file))
+    return True
 
 
 def run(settings: NodeSettings, *, reload: Callable[[], NodeSettings] | None = None) -> int:

@@ -46,7 +46,7 @@ class AdminHandler:
             return 200, "application/json", body
         return 404, "text/plain", b"not found: try /metrics or /health\n"
 
-    async def handle_stream(self, stream: trio.SocketStream) -> None:
+    async def handle_stream(self, stream: trio.abc.Stream) -> None:
         async with stream:
             with trio.move_on_after(REQUEST_DEADLINE):
                 head = b""
@@ -63,7 +63,7 @@ class AdminHandler:
 
 
 async def _write(
-    stream: trio.SocketStream, status: int, ctype: str, body: bytes, with_body: bool
+    stream: trio.abc.Stream, status: int, ctype: str, body: bytes, with_body: bool
 ) -> None:
     head = (
         f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"

@@ -64,8 +64,10 @@ import structlog
 import trio
 
 from meshcache.node.net.dispatch import Dispatcher
+from meshcache.node.net.tls import PLAINTEXT_PORT_ALERT, TlsRefused, TlsSocket
 from meshcache.security.guard import Session
 from meshcache.settings import LimitSettings
+from meshcache.tls import NodeTls
 from meshcache.wire.frame import HEADER, FrameReader, FrameTooLarge, encode_error
 from meshcache.wire.pending import Pending
 
@@ -150,7 +152,12 @@ class _Conn:
     )
 
     def __init__(
-        self, sock: socket.socket, peer: str, now: float, max_frame: int, session: Session
+        self,
+        sock: socket.socket | TlsSocket,
+        peer: str,
+        now: float,
+        max_frame: int,
+        session: Session,
     ) -> None:
         self.sock = sock
         self.session = session  # who the client is (AUTH) and what it may send
@@ -189,8 +196,12 @@ class DataPort:
         limits: LimitSettings,
         *,
         clock: Callable[[], float] = trio.current_time,
+        tls: NodeTls | None = None,
     ) -> None:
         self._listener = listener
+        # With TLS every accepted socket is wrapped (the context read at accept, so a SIGHUP
+        # reload applies to the connections after it); without, sockets are served as they are.
+        self._tls = tls
         self._dispatch = dispatcher
         self._handle = dispatcher.handle
         self._limits = limits
@@ -370,7 +381,15 @@ class DataPort:
                 continue
             peer = f"{addr[0]}:{addr[1]}" if addr else "?"
             session = self._dispatch.guard.session(addr[0] if addr else "?")
-            conn = _Conn(sock, peer, self._clock(), self._limits.max_frame_bytes, session)
+            served: socket.socket | TlsSocket = sock
+            if self._tls is not None:
+                served = TlsSocket(
+                    sock,
+                    self._tls.server,
+                    refusal=_TLS_REQUIRED,
+                    bad_input=self._counters.bad_input,
+                )
+            conn = _Conn(served, peer, self._clock(), self._limits.max_frame_bytes, session)
             self._conns[conn.fd] = conn
             assert self._epoll is not None
             self._epoll.register(conn.fd, _READ)
@@ -451,6 +470,9 @@ class DataPort:
             try:
                 body = reader.next_body()
             except FrameTooLarge as exc:
+                if exc.length >> 16 == _TLS_HELLO_LENGTH and self._tls is None:
+                    self._tls_on_plaintext_port(conn)
+                    return
                 out.append(self._dispatch.frame_too_large(str(exc), exc.request_id))
                 self._flush_round()  # answers of this round to this connection go first
                 self._send(conn, b"".join(out))
@@ -478,6 +500,14 @@ class DataPort:
                 self._round_out.append((conn, data))
             else:
                 self._send(conn, data)
+
+    def _tls_on_plaintext_port(self, conn: _Conn) -> None:
+        """A TLS handshake reached this plaintext port (its first bytes read as a frame length
+        of 0x1603....): a fatal TLS alert tells the client's library, and the connection ends."""
+        self._counters.bad_input["tls_on_plaintext_port"] += 1
+        with contextlib.suppress(OSError):
+            conn.sock.send(PLAINTEXT_PORT_ALERT)
+        self._close(conn, "tls_on_plaintext_port")
 
     def _send(self, conn: _Conn, data: bytes) -> bool:
         """Write ``data``; keep what the kernel refuses and pause reading. True if all went."""
@@ -759,5 +789,15 @@ class DataPort:
                     self._close(conn, "idle_timeout")
 
 
+# What a plaintext client on a TLS port is told, in this port's protocol, before the close.
+_TLS_REQUIRED = encode_error(
+    0, "TLS_REQUIRED", "this port speaks TLS: connect with tls=True (meshcaches://)"
+)
+# A TLS record header read as a frame length: 0x16 (handshake), 0x03 (major version).
+_TLS_HELLO_LENGTH = 0x1603
+
+
 def _reason(exc: OSError) -> str:
+    if type(exc) is TlsRefused:
+        return exc.reason
     return "reset" if exc.errno in (errno.ECONNRESET, errno.EPIPE) else "socket_error"
