@@ -588,6 +588,10 @@ class Coordinator:
         # acknowledged after it, so last-writer-wins cannot let it overwrite those.
         stamp = self.clamp.hlc.now() if stampable(op, args) else None
         payload = [op, args] if stamp is None else [op, args, {"version": stamp}]
+        # Failing a write over after a sent forward timed out is safe only when it carries its
+        # version: a stuck copy of any other write (SET NX/XX/GET/KEEPTTL, HSET, EXPIRE, ...)
+        # is coordinated afresh when TCP delivers it at last, after newer acknowledged writes.
+        failover = OPS[op].idempotent and (stamp is not None or OPS[op].kind is not _WRITE)
         for member in owners:
             if member.node_id == self.node_id:
                 result = self.coordinate(namespace, op, OPS[op], args, self._late(stamp))
@@ -613,7 +617,7 @@ class Coordinator:
                 continue
             except MeshcacheError as exc:
                 self.stats["forward_failures"] += 1
-                if not OPS[op].idempotent:
+                if not failover:
                     # Sent, then lost: the owner may have applied it, so it is not repeated.
                     raise UnavailableError(
                         message=f"the owner did not answer; the write may have applied ({exc})"
