@@ -658,6 +658,7 @@ _LOADER_FLAGS = {
     "loader_refresh_ahead": "refresh_ahead",
     "loader_channel": "channel",
     "loader_stale_if_error": "stale_if_error",
+    "loader_on_notify": "on_notify",
 }
 _LOADER_DURATIONS = frozenset({"ttl", "negative_ttl", "load_timeout", "stale_if_error"})
 
@@ -1481,6 +1482,11 @@ def _add_ns(p: argparse.ArgumentParser) -> None:
         "--loader-stale-if-error",
         metavar="DURATION",
         help="keep loaded values this long past their TTL, served when a reload fails",
+    )
+    loader.add_argument(
+        "--loader-on-notify",
+        choices=["drop", "reload", ""],
+        help="a key announced on the channel: drop it (default), or reload it at its owner",
     )
     loader.add_argument("--no-loader", action="store_true", help="remove the namespace's loader")
 

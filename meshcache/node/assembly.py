@@ -162,6 +162,7 @@ class Assembly:
             max_key_bytes=s.limits.max_key_bytes,
             wall_clock=wall_clock,
             drop_copy=self.hot.fence,
+            coordinates=self.coordinator.coordinates,
         )
         self.loader.install(s.namespaces)
         self.coordinator.loader = self.loader
@@ -326,6 +327,7 @@ class Assembly:
                 **hot_gauges,
                 **{f"loader_{k}": v for k, v in loader_figures["gauges"].items()},
             },
+            "loader_timings": loader_figures["timings"],
         }
 
 

@@ -21,6 +21,8 @@ from meshcache.errors import ConfigError
 
 #: A LISTEN channel: a plain PostgreSQL identifier (no quoting needed).
 CHANNEL_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+#: What a node may do with a key announced as changed (``on_notify``).
+ON_NOTIFY = ("drop", "reload")
 _DURATIONS = ("ttl", "negative_ttl", "load_timeout", "stale_if_error")
 
 
@@ -45,6 +47,9 @@ class LoaderPolicy:
         stale_if_error: seconds a loaded value is kept past its ``ttl``; a read of it in that
             time loads it again, and is answered with the kept value if the load fails; None:
             a value expires at its ``ttl``.
+        on_notify: what a node does with a key announced on ``channel``: ``"drop"`` (None)
+            drops it; ``"reload"`` drops it too, and the key's owner then loads it again at
+            once if it held it (one query, which concurrent misses join).
     """
 
     source: str
@@ -56,6 +61,7 @@ class LoaderPolicy:
     refresh_ahead: float | None = None
     channel: str | None = None
     stale_if_error: float | None = None
+    on_notify: str | None = None
 
     def validate(self) -> LoaderPolicy:
         """Return ``self`` if every field is well formed; raise :class:`ConfigError` otherwise.
@@ -90,7 +96,16 @@ class LoaderPolicy:
                 f"loader channel {self.channel!r} must be a lower-case identifier "
                 "(letters, digits, _; at most 63)"
             )
+        if self.on_notify not in (None, *ON_NOTIFY):
+            raise ConfigError(
+                f"loader on_notify must be one of {', '.join(ON_NOTIFY)}, got {self.on_notify!r}"
+            )
         return self
+
+    @property
+    def reloads(self) -> bool:
+        """Whether an announced key is loaded again at once (not only dropped)."""
+        return self.on_notify == "reload"
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> LoaderPolicy:
@@ -121,4 +136,4 @@ class LoaderPolicy:
         }
 
 
-__all__ = ["CHANNEL_RE", "LoaderPolicy"]
+__all__ = ["CHANNEL_RE", "ON_NOTIFY", "LoaderPolicy"]

@@ -68,3 +68,39 @@ class Table:
 
     def loader(self, **extra: Any) -> dict[str, Any]:
         return {"source": "pg", "query": self.query, **extra}
+
+
+def scrape(address: tuple[str, int]) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """A node's ``/metrics``: sample (name, labels) -> value."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = f"http://{address[0]}:{address[1]}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        text = reply.read().decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def histogram(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> tuple[float, float, list[tuple[float, float]]]:
+    """One histogram's (count, sum, cumulative buckets as (le, count)) out of :func:`scrape`."""
+    want = set(labels.items())
+    count = total = 0.0
+    buckets: list[tuple[float, float]] = []
+    for (sample, sample_labels), value in samples.items():
+        rest = set(sample_labels)
+        if not want <= rest:
+            continue
+        if sample == f"{name}_count" and rest == want:
+            count = value
+        elif sample == f"{name}_sum" and rest == want:
+            total = value
+        elif sample == f"{name}_bucket" and rest - want <= {("le", dict(sample_labels)["le"])}:
+            buckets.append((float(dict(sample_labels)["le"]), value))
+    return count, total, sorted(buckets)

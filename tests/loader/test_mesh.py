@@ -20,7 +20,7 @@ from meshcache.errors import CommandError, ErrorCode
 from meshcache.node.loader.sql import trigger_sql
 from meshcache.testing.mesh import Direct, Mesh
 from meshcache.wire.frame import FrameReader, decode_response, encode_request
-from tests.loader.helpers import Database, Table
+from tests.loader.helpers import Database, Table, histogram, scrape
 from tests.mesh.helpers import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -202,3 +202,53 @@ def test_a_loader_whose_query_does_not_prepare_is_refused_with_postgres_message(
     with pytest.raises(CommandError, match="no source 'elsewhere'"):
         mesh.call(node, "NS_SET", ["bad", unknown])
     assert "bad" not in mesh.call(node, "NS_LIST", [])
+
+
+def test_with_reload_an_update_is_loaded_once_by_the_owner_and_replicated(
+    mesh: Mesh, database: Database
+) -> None:
+    table = Table(database)
+    table.put("n", "v1")
+    channel = f"{table.name}_changes"
+    mesh.wait_namespace("items", {"loader": table.loader(channel=channel, on_notify="reload")})
+    database.sql(trigger_sql(channel, table.name, "id"))
+    wait_for(
+        lambda: all(mesh.mesh_info(n)["gauges"].get("loader_listening") == 1 for n in mesh.nodes),
+        20,
+        "every node listening",
+    )
+    owners = [mesh.by_id(o) for o in mesh.owners(b"n", 2)]
+    [other] = [n for n in mesh.nodes if n not in owners]
+    assert mesh.call(other, "GET", [b"n"], "items") == b"v1"  # forwarded to the owner
+    wait_for(
+        lambda: all((record(mesh, o, b"n", "items") or [None, None])[1] == b"v1" for o in owners),
+        10,
+        "v1 on both owners",
+    )
+    assert table.calls() == 1
+    table.put("n", "v2")
+    # Nobody reads: the owner reloads the key once and replicates it to the other owner.
+    wait_for(
+        lambda: all((record(mesh, o, b"n", "items") or [None, None])[1] == b"v2" for o in owners),
+        10,
+        "v2 on both owners without a read",
+    )
+    assert table.calls() == 2
+    reloaded = [mesh.mesh_info(n)["counters"]["loader"].get("reloaded", 0) for n in mesh.nodes]
+    assert sorted(reloaded) == [0, 0, 1]
+    for node in mesh.nodes:
+        assert mesh.call(node, "GET", [b"n"], "items") == b"v2"
+    assert table.calls() == 2
+    # Each node's /metrics carries its own steps: the non-owner timed its two forwards, the
+    # owner its two loads, every node the NOTIFY's hop and drop.
+    samples = {n.node_id: scrape(n.admin_address) for n in mesh.nodes}
+    step = "meshcache_loader_step_duration_seconds"
+    assert histogram(samples[other.node_id], step, step="forward")[0] == 2
+    coordinator = owners[0]
+    assert histogram(samples[coordinator.node_id], step, step="query")[0] == 2
+    assert histogram(samples[coordinator.node_id], step, step="notify_reload")[0] == 1
+    for node in mesh.nodes:
+        assert histogram(samples[node.node_id], step, step="notify_hop")[0] == 1
+        assert histogram(samples[node.node_id], step, step="notify_drop")[0] == 1
+    load = "meshcache_loader_load_duration_seconds"
+    assert histogram(samples[coordinator.node_id], load, namespace="items", source="pg")[0] == 2

@@ -117,6 +117,7 @@ durations = st.none() | st.floats(0.001, 1e6)
     timeout=st.floats(0.001, 1e6),
     ahead=st.none() | st.floats(0.01, 0.99),
     channel=st.none() | st.from_regex(r"[a-z_][a-z0-9_]{0,20}", fullmatch=True),
+    on_notify=st.sampled_from([None, "drop", "reload"]),
 )
 def test_a_loader_policy_round_trips_through_its_mapping(
     ttl: float | None,
@@ -124,11 +125,21 @@ def test_a_loader_policy_round_trips_through_its_mapping(
     timeout: float,
     ahead: float | None,
     channel: str | None,
+    on_notify: str | None,
 ) -> None:
     policy = LoaderPolicy(
-        "pg", "SELECT $1::text", None, ttl, negative, timeout, ahead, channel
+        "pg", "SELECT $1::text", None, ttl, negative, timeout, ahead, channel, on_notify=on_notify
     ).validate()
     assert LoaderPolicy.from_mapping(policy.to_mapping()) == policy
+    assert policy.reloads == (on_notify == "reload")
+
+
+@given(on_notify=st.text(max_size=20).filter(lambda t: t not in ("drop", "reload")))
+def test_an_unknown_on_notify_is_refused(on_notify: str) -> None:
+    with pytest.raises(ConfigError, match="on_notify must be one of drop, reload"):
+        LoaderPolicy.from_mapping(
+            {"source": "pg", "query": "SELECT $1::text", "on_notify": on_notify}
+        )
 
 
 def test_an_invalidation_drops_the_stored_key_and_the_hot_copy() -> None:

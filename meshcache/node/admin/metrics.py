@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from meshcache.node.admin.latency import RequestLatency, cumulative, estimated_sum
+from meshcache.node.loader.timing import cumulative as loader_cumulative
 
 
 @dataclass
@@ -146,6 +147,36 @@ def _mesh_families(figures: dict[str, Any]) -> Iterator[Any]:
     for what, n in sorted(figures.get("gauges", {}).items()):
         gauges.add_metric([what], n)
     yield gauges
+    timings = figures.get("loader_timings")
+    if timings is not None:
+        yield from loader_families(timings)
+
+
+def loader_families(timings: dict[str, Any]) -> Iterator[Any]:
+    """The read-through loader's own timing (``meshcache.node.loader.timing``)."""
+    loads = HistogramMetricFamily(
+        "meshcache_loader_load_duration_seconds",
+        "Loads from a source, by namespace and source: from the start of the load until its "
+        "value is stored (or it failed), the query through the asyncio bridge included.",
+        labels=["namespace", "source"],
+    )
+    for load in timings["loads"]:
+        loads.add_metric(
+            [load["namespace"], load["source"]],
+            loader_cumulative(load["counts"]),
+            sum_value=load["sum"],
+        )
+    yield loads
+    steps = HistogramMetricFamily(
+        "meshcache_loader_step_duration_seconds",
+        "Each step of a read-through miss and of an invalidation, timed per request where it "
+        "happens: forward, coalesce_wait, query, query_on_source, store, replicate, "
+        "notify_hop, notify_drop, notify_reload (docs/loader.md).",
+        labels=["step"],
+    )
+    for step, histogram in timings["steps"].items():
+        steps.add_metric([step], loader_cumulative(histogram["counts"]), sum_value=histogram["sum"])
+    yield steps
 
 
 def loop_families(figures: dict[str, Any]) -> Iterator[Any]:

@@ -238,6 +238,13 @@ class Coordinator:
         except CommandError:
             return 1
 
+    def coordinates(self, namespace: str, key: bytes) -> bool:
+        """Whether this node coordinates ``key`` now (its first live owner)."""
+        if self.solo:
+            return True
+        owners = self._coordinators(namespace, key)
+        return not owners or owners[0].node_id == self.node_id
+
     def _coordinators(self, namespace: str, key: bytes) -> list[RingMember]:
         """The key's owners, live ones first (gossip): the first is the coordinator."""
         owners = self.ring.owners(key, self._replicas(namespace))
@@ -274,6 +281,10 @@ class Coordinator:
             copy = self._hot_copy(hot, namespace, op, spec, args)
             if copy is not None:
                 return copy.value
+        loader = self.loader
+        if loader is not None and op == "GET" and namespace in loader.policies:
+            # the miss path's forward step
+            return loader.timed_forward(self._forward(owners, namespace, op, args))
         return self._forward(owners, namespace, op, args)
 
     @staticmethod

@@ -22,15 +22,19 @@ loads happen at the owner, and there:
 * **a circuit breaker per source** (:mod:`~meshcache.node.loader.breaker`): while it is open,
   misses fail at once with ``LOADER_UNAVAILABLE``; hits never touch it;
 * **invalidation**: for each (source, channel) the namespaces name, a listener task LISTENs;
-  a payload is a key, dropped from this node's store (owned keys and copies alike). After a
-  lost listener connection comes back, what was announced meanwhile is unknown: the
-  namespaces on that channel drop every key this node holds (counted as ``resyncs``).
+  a payload is a key, dropped from this node's store (owned keys and copies alike); with
+  ``on_notify = "reload"`` the key's coordinator, if it held the key or was loading it, loads
+  it again at once (one flight, which misses join). After a lost listener connection comes
+  back, what was announced meanwhile is unknown: the namespaces on that channel drop every
+  key this node holds (counted as ``resyncs``);
+* **timing**: load latency per namespace and source, and every step of a miss and of an
+  invalidation, as histograms (:mod:`~meshcache.node.loader.timing`).
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
+import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -54,14 +58,13 @@ from meshcache.node.loader.source import (
     Source,
     SourceFailure,
 )
+from meshcache.node.loader.timing import Timings
 from meshcache.store.loader_policy import LoaderPolicy
 from meshcache.store.policy import NamespacePolicy
 from meshcache.store.store import Store
 
 log = structlog.get_logger("meshcache.loader")
 
-#: Load latency histogram bucket bounds, in milliseconds (the counters are cumulative).
-LATENCY_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 #: Keys being loaded at once on one node; a miss beyond it fails at once (``overloaded``), so a
 #: flood of distinct missing keys cannot queue without bound in front of the source.
 MAX_FLIGHTS = 10_000
@@ -92,6 +95,7 @@ class Flight:
         default_factory=lambda: LoaderUnavailableError(message="the load was cancelled")
     )
     dirty: bool = False  # a write or an invalidation landed while it was in flight
+    reload_since: float | None = None  # a reload after a NOTIFY: when it was handled
 
 
 class Loader:
@@ -107,6 +111,8 @@ class Loader:
         clock: trio's clock (timeouts, breaker, negative entries).
         drop_copy: drops this node's hot-key copy of a key (an invalidation reaches copies
             too); None: no copies.
+        coordinates: whether this node coordinates a key now (its first live owner): only
+            the coordinator reloads an announced key; None: always (a single node).
     """
 
     def __init__(
@@ -120,9 +126,15 @@ class Loader:
         wall_clock: Callable[[], float],
         clock: Callable[[], float] = trio.current_time,
         drop_copy: Callable[[str, bytes], None] | None = None,
+        coordinates: Callable[[str, bytes], bool] | None = None,
     ) -> None:
         self.store = store
         self._drop_copy = drop_copy
+        self._coordinates = coordinates
+        self.timings = Timings()
+        for source in sources.values():
+            if hasattr(source, "timings"):
+                source.timings = self.timings
         self.node_id = node_id
         self.sources = dict(sources)
         self.breakers = {name: Breaker() for name in self.sources}
@@ -197,6 +209,34 @@ class Loader:
 
     # --- the coordinator's hooks ----------------------------------------------------------------
 
+    def timed_forward(self, answer: Any) -> Any:
+        """A non-owner's forward of a read in a loader namespace, timed until its answer is
+        back (``forward``): ``answer`` is a coroutine, or a result delivered by callback (a
+        :class:`~meshcache.wire.pending.Later`), answered as the same kind."""
+        started = time.perf_counter()
+        if isinstance(answer, Coroutine):
+            return self._timed_forwarding(answer, started)
+        then = getattr(answer, "then", None)
+        if then is None:
+            return answer
+        timed = type(answer)()
+
+        def arrived(value: Any, error: BaseException | None) -> None:
+            self.timings.step("forward", time.perf_counter() - started)
+            if error is None:
+                timed.resolve(value)
+            else:
+                timed.fail(error)
+
+        then(arrived)
+        return timed
+
+    async def _timed_forwarding(self, forwarding: Coroutine[Any, Any, Any], started: float) -> Any:
+        try:
+            return await forwarding
+        finally:
+            self.timings.step("forward", time.perf_counter() - started)
+
     def on_read(
         self, namespace: str, op: str, args: list[Any], result: Any
     ) -> Coroutine[Any, Any, Any] | None:
@@ -212,8 +252,13 @@ class Loader:
         if op == "GET":
             key = args[0]
             if result is None:
+                joined = self.flights.get((namespace, key))
                 flight = self._join(namespace, policy, key)
-                return None if flight is None else self._answer(flight)
+                if flight is None:
+                    return None
+                if flight is joined:
+                    return self._answer_joined(flight)
+                return self._answer(flight)
             if policy.stale_if_error is not None and self._stale(namespace, policy, key):
                 flight = self._join(namespace, policy, key)
                 return None if flight is None else self._revalidate(flight, result)
@@ -254,6 +299,15 @@ class Loader:
         if flight.error is not None:
             raise flight.error
         return flight.value
+
+    async def _answer_joined(self, flight: Flight) -> bytes | None:
+        """A miss that joined a load in flight: its wait is timed (``coalesce_wait``)."""
+        started = time.perf_counter()
+        try:
+            await flight.done.wait()
+        finally:
+            self.timings.step("coalesce_wait", time.perf_counter() - started)
+        return await self._answer(flight)
 
     def _stale(self, namespace: str, policy: LoaderPolicy, key: bytes) -> bool:
         entry = self.store.get_entry(namespace, key)
@@ -307,8 +361,15 @@ class Loader:
         by_key = {keys[i]: flight.value for i, flight in waits}
         return [by_key.get(keys[i]) if value is None else value for i, value in enumerate(found)]
 
-    def _launch(self, namespace: str, policy: LoaderPolicy, keys: list[bytes]) -> list[Flight]:
-        """Start one load of ``keys`` (one query, or the batch query); their flights."""
+    def _launch(
+        self,
+        namespace: str,
+        policy: LoaderPolicy,
+        keys: list[bytes],
+        reload_since: float | None = None,
+    ) -> list[Flight]:
+        """Start one load of ``keys`` (one query, or the batch query); their flights.
+        ``reload_since``: a reload after a NOTIFY handled at that time (``perf_counter``)."""
         if self._nursery is None:
             raise LoaderUnavailableError(message="the loader is not running")
         if len(self.flights) + len(keys) > MAX_FLIGHTS:
@@ -322,7 +383,7 @@ class Loader:
             before = record.version if record is not None else None
             if before is None:
                 before = self.store.get_tombstone(namespace, key)
-            flight = Flight(before)
+            flight = Flight(before, reload_since=reload_since)
             self.flights[(namespace, key)] = flight
             flights.append(flight)
         self._nursery.start_soon(self._load, namespace, policy, keys, flights)
@@ -345,10 +406,14 @@ class Loader:
             for flight in flights:
                 flight.error = LoaderUnavailableError(message=f"the load failed: {exc!r}")
         finally:
-            self._observe(self._clock() - started)
+            self.timings.load(namespace, policy.source, self._clock() - started)
             for key, flight in zip(keys, flights, strict=True):
                 if self.flights.get((namespace, key)) is flight:
                     del self.flights[(namespace, key)]
+                if flight.reload_since is not None and flight.error is not None:
+                    # A failed reload: the other owners drop the key as this node did.
+                    with contextlib.suppress(CommandError):
+                        self._replicate(namespace, key)
                 flight.done.set()
 
     async def _query(self, policy: LoaderPolicy, keys: list[bytes]) -> dict[bytes, bytes | None]:
@@ -374,6 +439,7 @@ class Loader:
             )
         self.stats["queries"] += 1
         self.stats["keys_queried"] += len(keys)
+        asked = time.perf_counter()
         try:
             with trio.fail_after(policy.load_timeout):
                 if len(keys) == 1:
@@ -398,6 +464,7 @@ class Loader:
             breaker.success()
             self.stats["keys_not_loadable"] += 1
             return {keys[0]: None}
+        self.timings.step("query", time.perf_counter() - asked)
         breaker.success()
         return found
 
@@ -442,14 +509,22 @@ class Loader:
         if ttl is not None and policy.stale_if_error is not None:
             ttl += policy.stale_if_error
         options = {} if ttl is None else {"ttl": ttl}
+        started = time.perf_counter()
         try:
             self.store.execute(namespace, "SET", [key, value, options])
         except CommandError as exc:  # over the namespace's bounds with eviction "none"
             self.stats["store_refused"] += 1
             flight.error = exc
             return
+        stored = time.perf_counter()
         self.stats["loaded"] += 1
         self._replicate(namespace, key)
+        timings = self.timings
+        timings.step("store", stored - started)
+        timings.step("replicate", time.perf_counter() - stored)
+        if flight.reload_since is not None:
+            self.stats["reloaded"] += 1
+            timings.step("notify_reload", stored - flight.reload_since)
 
     def _refresh_ahead(self, namespace: str, policy: LoaderPolicy, key: bytes) -> None:
         if (namespace, key) in self.flights or self._nursery is None:
@@ -490,7 +565,15 @@ class Loader:
         """The source says ``key`` changed: drop it here (and this node's hot-key copy of it);
         a load in flight must not store.
 
+        With a loader that reloads on change, the key's coordinator decides for its owners:
+        it drops the key and, when it held it (or was loading it), loads it again at once —
+        misses from then on join that load — and replicates the new value; otherwise (or when
+        the reload fails) it replicates the drop. The other owners leave their record to
+        that replication: a drop of their own, at a version of their clock, could land after
+        the reloaded value (NOTIFYs reach nodes at different times) and win over it.
+
         Returns whether this node held the key."""
+        started = time.perf_counter()
         self.stats["invalidations"] += 1
         flight = self.flights.get((namespace, key))
         if flight is not None:
@@ -498,15 +581,38 @@ class Loader:
         self._negative.pop((namespace, key), None)
         if self._drop_copy is not None:
             self._drop_copy(namespace, key)
+        policy = self.policies.get(namespace)
+        reloads = policy is not None and policy.reloads
+        if reloads and self._coordinates is not None and not self._coordinates(namespace, key):
+            self.stats["invalidations_left_to_owner"] += 1
+            self.timings.step("notify_drop", time.perf_counter() - started)
+            return False
         held = bool(self.store.execute(namespace, "DELETE", [key]))
         self.stats["invalidations_dropped"] += held
+        self.timings.step("notify_drop", time.perf_counter() - started)
+        if not reloads:
+            return held
+        assert policy is not None
+        if (held or flight is not None) and self._nursery is not None:
+            try:
+                self._launch(namespace, policy, [key], reload_since=started)
+                return held
+            except LoaderUnavailableError as exc:  # overloaded: the next miss loads it
+                log.debug("loader_reload_refused", error=exc.message)
+        self._replicate(namespace, key)
         return held
 
     def _on_payload(self, source: str, channel: str, payload: str) -> None:
         key = payload.encode("utf-8", "surrogateescape")
         if not key or len(key) > self._max_key:
             self.stats["notify_bad_payload"] += 1
-            log.warning("loader_bad_notify", channel=channel, payload=payload[:64])
+            log.warning(
+                "loader_bad_notify",
+                source=source,
+                channel=channel,
+                payload=payload[:64],
+                reason="empty" if not key else f"{len(key)} bytes, over max_key_bytes",
+            )
             return
         for namespace, policy in self.policies.items():
             if policy.source == source and policy.channel == channel:
@@ -600,16 +706,8 @@ class Loader:
             task_status.started()
             await trio.sleep_forever()
 
-    def _observe(self, seconds: float) -> None:
-        ms = seconds * 1000
-        self.stats["load_seconds_total_us"] += int(seconds * 1e6)
-        at = bisect.bisect_left(LATENCY_BUCKETS_MS, ms)
-        for bound in LATENCY_BUCKETS_MS[at:]:
-            self.stats[f"load_ms_le_{bound}"] += 1
-        self.stats["load_count"] += 1
-
     def figures(self) -> dict[str, Any]:
-        """Counters (loads, latency buckets, coalesced waiters, ...) and gauges."""
+        """Counters (loads, coalesced waiters, ...), gauges, and the timing histograms."""
         gauges: dict[str, int] = {
             "loads_in_flight": len(self.flights),
             "negative_entries": len(self._negative),
@@ -617,7 +715,7 @@ class Loader:
         }
         for name, breaker in self.breakers.items():
             gauges[f"breaker_state:{name}"] = int(breaker.state)
-        return {"counters": dict(self.stats), "gauges": gauges}
+        return {"counters": dict(self.stats), "gauges": gauges, "timings": self.timings.to_wire()}
 
 
-__all__ = ["FORWARD_MARGIN", "LATENCY_BUCKETS_MS", "MAX_FLIGHTS", "Flight", "Loader"]
+__all__ = ["FORWARD_MARGIN", "MAX_FLIGHTS", "Flight", "Loader"]

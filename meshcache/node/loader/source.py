@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 import trio
 
 from meshcache.node.loader.bridge import AsyncioBridge
+from meshcache.node.loader.timing import Timings
 from meshcache.settings import SourceSettings
 
 TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "name"})
@@ -169,6 +171,9 @@ class PgSource:
         self._pool: Any = None
         self._pool_lock: asyncio.Lock | None = None
         self._shapes: dict[tuple[str, bool], Shape] = {}
+        #: Where the query's own time (on the asyncio loop) and each NOTIFY's hop to trio are
+        #: recorded; the node's loader sets it.
+        self.timings: Timings | None = None
         bridge.on_close(self._close)
 
     # --- trio side ------------------------------------------------------------------------
@@ -189,8 +194,13 @@ class PgSource:
     ) -> Listening:
         token = trio.lowlevel.current_trio_token()
 
+        def deliver(text: str, sent: float) -> None:
+            if self.timings is not None:
+                self.timings.step("notify_hop", time.perf_counter() - sent)
+            on_payload(text)
+
         def payload(_conn: Any, _pid: int, _channel: str, text: str) -> None:
-            token.run_sync_soon(on_payload, text)
+            token.run_sync_soon(deliver, text, time.perf_counter())
 
         def lost(_conn: Any) -> None:
             try:
@@ -252,7 +262,7 @@ class PgSource:
         shape = await self._shape_for_load(query, False)
         argument = key_argument(shape.key_type, key)
         pool = await self._get_pool()
-        rows = await _guard(pool.fetch(query, argument, timeout=self._settings.statement_timeout))
+        rows = await self._timed_fetch(pool, query, argument)
         if not rows:
             return None
         if len(rows) > 1:
@@ -270,13 +280,20 @@ class PgSource:
         if not arguments:
             return {}
         pool = await self._get_pool()
-        rows = await _guard(pool.fetch(query, arguments, timeout=self._settings.statement_timeout))
+        rows = await self._timed_fetch(pool, query, arguments)
         out: dict[bytes, bytes] = {}
         for row in rows:
             value = value_bytes(row[1], self._max_value)
             if value is not None:
                 out[key_bytes(row[0])] = value
         return out
+
+    async def _timed_fetch(self, pool: Any, query: str, argument: Any) -> Any:
+        started = time.perf_counter()
+        rows = await _guard(pool.fetch(query, argument, timeout=self._settings.statement_timeout))
+        if self.timings is not None:
+            self.timings.step("query_on_source", time.perf_counter() - started)
+        return rows
 
     async def _shape_for_load(self, query: str, batch: bool) -> Shape:
         try:
