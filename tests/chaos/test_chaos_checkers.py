@@ -160,6 +160,13 @@ def test_membership_needs_one_ring_version_and_everyone_alive() -> None:
     assert not check_membership({"n0": ring, "n1": old}, {"n0": view}, ["a", "b"]).ok
     suspect = [{"name": "a", "state": "alive"}, {"name": "b", "state": "suspect"}]
     assert not check_membership({"n0": ring}, {"n0": suspect}, ["a", "b"]).ok
+    # With a bound: agreed in time, too late, never.
+    agreed = ({"n0": ring}, {"n0": view}, ["a", "b"])
+    assert check_membership(*agreed, 3.5, 10.0).counts["seconds"] == 3.5
+    assert check_membership(*agreed, 3.5, 10.0).ok
+    late = check_membership(*agreed, 12.0, 10.0)
+    assert not late.ok and "within 10s" in late.findings[0]
+    assert not check_membership(*agreed, None, 10.0).ok
 
 
 def test_config_changes_commit_only_on_a_majority_side() -> None:

@@ -8,13 +8,17 @@ import json
 import pytest
 
 from meshcache.testing.chaos import faults
+from meshcache.testing.chaos.checkers import Check
+from meshcache.testing.chaos.cli import build_parser, table
 from meshcache.testing.chaos.netns import NFT_TABLE, missing_privileges
 from meshcache.testing.chaos.scenarios import (
     EXTRA_KINDS,
     FAULT_KINDS,
+    CycleReport,
     Schedule,
     faults_from_spec,
     make_schedule,
+    summarize,
 )
 
 NODES = ["n0", "n1", "n2", "n3", "n4"]
@@ -80,6 +84,59 @@ def test_a_schedule_is_drawn_from_its_seed_and_survives_json(kind: str) -> None:
     assert all(0 <= s.at <= a.duration for s in a.steps)
 
 
+def test_loss_and_skew_can_be_fixed_leaving_the_rest_of_the_draw() -> None:
+    seen_signs = set()
+    for cycle in range(40):
+        seed = f"3:{cycle}"
+        drawn = make_schedule("loss", seed, NODES[:3], ["c0", "c1"])
+        fixed = make_schedule("loss", seed, NODES[:3], ["c0", "c1"], loss=0.2)
+        assert [s.args["p"] for s in fixed.steps] == [0.2]
+        assert fixed.duration == drawn.duration
+        drawn = make_schedule("skew", seed, NODES[:3], ["c0", "c1"])
+        fixed = make_schedule("skew", seed, NODES[:3], ["c0", "c1"], skew=2.0)
+        (d,), (f,) = drawn.steps, fixed.steps
+        assert f.args["node"] == d.args["node"]
+        assert abs(f.args["seconds"]) == 2.0
+        assert (f.args["seconds"] > 0) == (d.args["seconds"] > 0)
+        seen_signs.add(f.args["seconds"])
+        # Other kinds ignore them.
+        other = make_schedule("partition", seed, NODES[:3], ["c0", "c1"], loss=0.2, skew=2.0)
+        assert other == make_schedule("partition", seed, NODES[:3], ["c0", "c1"])
+    assert seen_signs == {-2.0, 2.0}
+
+
+def test_the_soak_command_refuses_a_bad_loss_or_skew() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["soak", "--loss", "0.2", "--skew", "2"])
+    assert (args.loss, args.skew) == (0.2, 2.0)
+    for bad in (["--loss", "20"], ["--loss", "0"], ["--skew", "-2"], ["--skew", "x"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["soak", *bad])
+
+
 def test_without_root_the_harness_says_why() -> None:
     problem = missing_privileges()
     assert problem is None or "root" in problem or "needs" in problem
+
+
+def _report(cycle: int, converged: float | None, agreed: float | None, load: float) -> CycleReport:
+    writes = Check("writes", counts={"quorum_acked": 10, "quorum_ok": 10, "one_lost": cycle})
+    membership = Check("membership", counts={"seconds": agreed, "bound": 10.0})
+    if agreed is None:
+        membership.fail("ring and membership not agreed within 10s of the heal")
+    schedule = make_schedule("partition", f"1:{cycle}", NODES[:3], ["c0", "c1"])
+    checks = [writes, Check("resources", counts={"hints_drained_s": 1.0}), membership]
+    return CycleReport(cycle, schedule, "p", 0.0, 1.0, converged, {}, checks, "h", load)
+
+
+def test_the_soak_summary_gives_median_and_max_times_and_the_load() -> None:
+    reports = [_report(0, 2.0, 1.0, 3.5), _report(1, 6.0, 2.0, 7.25), _report(2, None, None, 5.0)]
+    k = summarize(reports)["kinds"]["partition"]
+    assert (k["cycles"], k["lost"]["one"], k["ops"]) == (3, 3, 30)
+    assert (k["converge_median_s"], k["converge_max_s"], k["not_converged"]) == (4.0, 6.0, 1)
+    assert (k["agree_median_s"], k["agree_max_s"], k["not_agreed"]) == (1.5, 2.0, 1)
+    assert (k["load_min"], k["load_max"]) == (3.5, 7.25)
+    assert k["failed_checks"] == {"membership": 1}
+    row = table(summarize(reports)).splitlines()[-1]
+    assert "| 4.0 / 6.0 (1 never) | 1.5 / 2.0 (1 never) |" in row
+    assert "| 3.5-7.2 | membership 1 |" in row

@@ -275,11 +275,16 @@ def check_membership(
     rings: Mapping[str, Mapping[str, Any] | None],
     members: Mapping[str, Sequence[Mapping[str, Any]] | None],
     node_ids: Iterable[str],
+    agreed_after: float | None = None,
+    bound: float | None = None,
 ) -> Check:
     """Every node answers one ring version listing every node active, and its gossip view
     holds every node alive. ``rings`` / ``members``: each node's ``RING`` / ``MEMBERS``
-    answer (None: it did not answer)."""
+    answer (None: it did not answer). With a ``bound``: they agreed within ``bound`` seconds
+    of the final heal (``agreed_after``: when they did, None if they never did while watched)."""
     check = Check("membership")
+    if bound is not None and (agreed_after is None or agreed_after > bound):
+        check.fail(f"ring and membership not agreed within {bound:g}s of the heal")
     wanted = set(node_ids)
     versions = set()
     for node, ring in sorted(rings.items()):
@@ -300,7 +305,11 @@ def check_membership(
         if alive != wanted:
             states = {m["name"]: m.get("state") for m in view}
             check.fail(f"{node}: gossip view {states}")
-    check.counts = {"ring_versions": sorted(v for v in versions if v is not None)}
+    check.counts = {
+        "ring_versions": sorted(v for v in versions if v is not None),
+        "seconds": None if agreed_after is None else round(agreed_after, 2),
+        "bound": bound,
+    }
     return check
 
 

@@ -1,10 +1,12 @@
 """The command line of the chaos suite (``python -m meshcache.testing.chaos``).
 
-* ``soak --cycles N --seed S [--nodes 3] [--kinds k1,k2] [--only 4,7] [--out DIR]``: N cycles
-  of randomized faults on one cluster (kinds round-robin, everything else drawn from
-  ``S:<cycle>``); writes ``history.jsonl``, ``reports.jsonl`` and ``summary.json`` into DIR and
-  prints one line per cycle and a table per fault kind. ``--only`` replays those cycles of the
-  same seed. Exit 0 when every check of every cycle passed, 1 otherwise.
+* ``soak --cycles N --seed S [--nodes 3] [--kinds k1,k2] [--only 4,7] [--loss P] [--skew S]
+  [--out DIR]``: N cycles of randomized faults on one cluster (kinds round-robin, everything
+  else drawn from ``S:<cycle>``); writes ``history.jsonl``, ``reports.jsonl`` and
+  ``summary.json`` into DIR and prints one line per cycle and a table per fault kind.
+  ``--only`` replays those cycles of the same seed (with the same ``--loss`` / ``--skew``,
+  which fix the loss probability and the clock offset's size). Exit 0 when every check of
+  every cycle passed, 1 otherwise.
 * ``replay REPORTS --cycle K``: run cycle K's recorded schedule (from a ``reports.jsonl``)
   again on a fresh cluster.
 * ``sweep``: remove what crashed runs left behind (namespaces, links, files, locks).
@@ -54,21 +56,31 @@ def table(summary: dict[str, Any]) -> str:
     """The per-kind totals of a soak summary as a Markdown table."""
     rows = [
         "| fault | cycles | ops | acked one/quorum/all | lost one/quorum/all | resurrected "
-        "| late overwrites | converge max (s) | hints drained max (s) | failed checks |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| late overwrites | converge median/max (s) | ring+membership agreed median/max (s) "
+        "| hints drained max (s) | load | failed checks |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for kind, k in summary["kinds"].items():
         acked = "/".join(str(k["acked"][lv]) for lv in ("one", "quorum", "all"))
         lost = "/".join(str(k["lost"][lv]) for lv in ("one", "quorum", "all"))
         failed = ", ".join(f"{n} {c}" for n, c in k["failed_checks"].items()) or "none"
-        conv = f"{k['converge_max_s']:.1f}"
+        conv = f"{_s(k.get('converge_median_s'))} / {k['converge_max_s']:.1f}"
         if k["not_converged"]:
             conv += f" ({k['not_converged']} never)"
+        agree = f"{_s(k.get('agree_median_s'))} / {_s(k.get('agree_max_s'))}"
+        if k.get("not_agreed"):
+            agree += f" ({k['not_agreed']} never)"
+        load = f"{_s(k.get('load_min'))}-{_s(k.get('load_max'))}"
         rows.append(
             f"| {kind} | {k['cycles']} | {k['ops']} | {acked} | {lost} | {k['resurrected']} "
-            f"| {k['late_overwrites']} | {conv} | {k['drain_max_s']:.1f} | {failed} |"
+            f"| {k['late_overwrites']} | {conv} | {agree} | {k['drain_max_s']:.1f} | {load} "
+            f"| {failed} |"
         )
     return "\n".join(rows)
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _soak(args: argparse.Namespace) -> int:
@@ -97,6 +109,8 @@ def _soak(args: argparse.Namespace) -> int:
         kinds=kinds,
         only=only,
         workload=workload,
+        loss=args.loss,
+        skew=args.skew,
     )
     print(table(summarize(reports)))
     failed = [r.cycle for r in reports if not r.ok]
@@ -104,7 +118,12 @@ def _soak(args: argparse.Namespace) -> int:
         print(f"the soak stopped after {len(reports)} cycles (see {out}/reports.jsonl)")
         return 1
     if failed:
-        print(f"failed cycles: {failed}; replay one with --seed {args.seed} --only N")
+        pinned = "".join(
+            f" --{name} {value:g}"
+            for name, value in (("loss", args.loss), ("skew", args.skew))
+            if value is not None
+        )
+        print(f"failed cycles: {failed}; replay one with --seed {args.seed}{pinned} --only N")
     return 1 if failed else 0
 
 
@@ -134,6 +153,20 @@ def _replay(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability between 0 and 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 60.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an offset of (0, 60] seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m meshcache.testing.chaos",
@@ -152,6 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--only", help="run only these cycle numbers, e.g. 4,7 (a replay)")
     p.add_argument("--rate", type=float, default=25.0, help="ops/s per client (default 25)")
+    p.add_argument(
+        "--loss",
+        type=_fraction,
+        help="drop probability of every 'loss' cycle, e.g. 0.2 (default: drawn, 5-30%%)",
+    )
+    p.add_argument(
+        "--skew",
+        type=_seconds,
+        help="size of every 'skew' cycle's clock offset in seconds, its sign drawn, "
+        "e.g. 2 (default: drawn, 2 or 5)",
+    )
     p.add_argument("--out", type=Path, help="output directory (default chaos-soak-<time>)")
     p.set_defaults(run=_soak, privileged=True)
     p = sub.add_parser("replay", help="run one recorded cycle's schedule again")

@@ -26,7 +26,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 import random
+import statistics
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -158,9 +161,15 @@ def make_schedule(
     clients: Sequence[str],
     *,
     duration: float | None = None,
+    loss: float | None = None,
+    skew: float | None = None,
 ) -> Schedule:
     """Draw a schedule of ``kind`` from ``random.Random(seed)`` for these nodes and client
-    endpoints (``c0`` joins the minority or cut-off side, the others the majority)."""
+    endpoints (``c0`` joins the minority or cut-off side, the others the majority).
+
+    ``loss``: the drop probability of every ``loss`` schedule (else drawn from 5, 10, 20 or
+    30 %); ``skew``: the size in seconds of every ``skew`` schedule's clock offset, its sign
+    still drawn (else drawn from ±2 or ±5 s). Either leaves the rest of the draw unchanged."""
     rng = random.Random(seed)
     length = duration if duration is not None else round(rng.uniform(5.0, 10.0), 1)
     steps: list[Step] = []
@@ -223,8 +232,10 @@ def make_schedule(
             on = not on
     elif kind == "loss":
         p = rng.choice([0.05, 0.1, 0.2, 0.3])
-        loss: dict[str, Any] = {"shape": "loss", "endpoints": [*nodes, *clients], "p": p}
-        steps.append(Step(0.0, "faults", loss))
+        if loss is not None:
+            p = loss
+        lossy: dict[str, Any] = {"shape": "loss", "endpoints": [*nodes, *clients], "p": p}
+        steps.append(Step(0.0, "faults", lossy))
     elif kind == "kill":
         victim = rng.choice(list(nodes))
         back = round(length * rng.uniform(0.4, 0.8), 2)
@@ -241,6 +252,8 @@ def make_schedule(
     elif kind == "skew":
         victim = rng.choice(list(nodes))
         offset = rng.choice([-5.0, -2.0, 2.0, 5.0])
+        if skew is not None:
+            offset = math.copysign(skew, offset)
         steps.append(Step(0.0, "skew", {"node": victim, "seconds": offset}))
     else:
         known = ", ".join((*FAULT_KINDS, *EXTRA_KINDS))
@@ -261,6 +274,7 @@ class CycleReport:
     availability: dict[str, dict[str, Any]]
     checks: list[checkers.Check]
     history: str
+    load1: float | None = None  # the machine's 1-minute load average at the cycle's end
 
     @property
     def ok(self) -> bool:
@@ -282,6 +296,8 @@ class CycleReport:
             "late_overwrites": w.get("overwritten_by_late_write", 0),
             "hints_drained_s": self.check("resources").counts.get("hints_drained_s"),
             "converge_s": None if self.converged_after is None else round(self.converged_after, 2),
+            "agree_s": self.check("membership").counts.get("seconds"),
+            "load1": self.load1,
         }
 
     def to_mapping(self) -> dict[str, Any]:
@@ -304,7 +320,8 @@ class CycleReport:
             f"acked one/quorum/all {f['acked']['one']}/{f['acked']['quorum']}/{f['acked']['all']}"
             f" lost {f['lost']['one']}/{f['lost']['quorum']}/{f['lost']['all']}"
             f" resurrected {f['resurrected']} late-overwrites {f['late_overwrites']}"
-            f" converged {f['converge_s']}s hints drained {f['hints_drained_s']}s"
+            f" agreed {f['agree_s']}s converged {f['converge_s']}s"
+            f" hints drained {f['hints_drained_s']}s load {f['load1']}"
             f" {'ok' if not failed else 'FAILED: ' + ', '.join(failed)}"
         )
 
@@ -545,6 +562,7 @@ def run_cycle(
     workload: Workload | None = None,
     after_heal: float = 2.0,
     converge_bound: float = 30.0,
+    agree_bound: float = 10.0,
     hint_bound: float = 45.0,
     warmup_timeout: float = 60.0,
     baseline: float = 2.0,
@@ -619,9 +637,12 @@ def run_cycle(
         keys.setdefault(ns, []).append(key)
 
     converged_after: float | None = None
+    agreed_after: float | None = None
     deadline = time.monotonic() + converge_bound
     state = checkers.FinalState()
     while True:
+        if agreed_after is None and cluster.ring_agreed() and cluster.membership_agreed():
+            agreed_after = now() - healed
         state, complete = _read_state(cluster, keys)
         if (
             complete
@@ -630,6 +651,8 @@ def run_cycle(
             and cluster.membership_agreed()
         ):
             converged_after = now() - healed
+            if agreed_after is None:
+                agreed_after = converged_after
             break
         if time.monotonic() > deadline:
             break
@@ -651,7 +674,9 @@ def run_cycle(
         checkers.check_writes(history, state, LEVEL_OF, origin=started),
         checkers.check_reads(history),
         checkers.check_convergence(state, converged_after, converge_bound),
-        checkers.check_membership(rings, members, [n.node_id for n in cluster.nodes]),
+        checkers.check_membership(
+            rings, members, [n.node_id for n in cluster.nodes], agreed_after, agree_bound
+        ),
         checkers.check_config(attempts, final_ns),
         checkers.check_resources(
             runner.samples, hint_max_bytes=HINT_MAX_BYTES, drained_after=drained_after
@@ -672,6 +697,7 @@ def run_cycle(
         },
         checks=checks,
         history=str(cluster.history_path),
+        load1=round(os.getloadavg()[0], 2),
     )
     cluster.history.write(
         {"type": "meta", "p": "harness", "f": "cycle_report", **report.to_mapping()}
@@ -694,12 +720,16 @@ def soak(
     only: Sequence[int] | None = None,
     workload: Workload | None = None,
     log: Any = print,
+    loss: float | None = None,
+    skew: float | None = None,
 ) -> list[CycleReport]:
     """Run ``cycles`` randomized cycles on one cluster (kind: round-robin over ``kinds``;
     everything else drawn from ``f"{seed}:{cycle}"``); write ``history.jsonl``,
     ``reports.jsonl`` (one line per cycle) and ``summary.json`` into ``out_dir``.
 
     ``only``: run just these cycle numbers (a replay of those cycles of the same seed).
+    ``loss`` / ``skew``: fix the loss probability / the clock offset's size (see
+    :func:`make_schedule`); a replay needs the same values.
     A cycle that raises (a node that does not come back) ends the soak: its error is written
     to ``reports.jsonl`` and the cycles before it are summarized.
     """
@@ -714,7 +744,12 @@ def soak(
         for cycle in wanted:
             kind = kinds[cycle % len(kinds)]
             schedule = make_schedule(
-                kind, f"{seed}:{cycle}", cluster.node_names, cluster.client_names
+                kind,
+                f"{seed}:{cycle}",
+                cluster.node_names,
+                cluster.client_names,
+                loss=loss,
+                skew=skew,
             )
             try:
                 report = run_cycle(cluster, schedule, cycle=cycle, workload=workload)
@@ -742,9 +777,11 @@ def soak(
 
 def summarize(reports: Sequence[CycleReport]) -> dict[str, Any]:
     """Totals per fault kind: cycles, ops, acknowledged and lost writes per level,
-    resurrected keys, writes overwritten by late ones, convergence and hint-drain time
-    (max), failed checks."""
+    resurrected keys, writes overwritten by late ones, convergence and ring/membership
+    agreement time (median and max), hint-drain time (max), failed checks, the machine's
+    load average (min and max of the cycles' ends)."""
     kinds: dict[str, dict[str, Any]] = {}
+    times: dict[str, dict[str, list[float]]] = {}
     for r in reports:
         f = r.figures()
         k = kinds.setdefault(
@@ -764,6 +801,14 @@ def summarize(reports: Sequence[CycleReport]) -> dict[str, Any]:
         )
         k["cycles"] += 1
         k["ops"] += f["ops"]
+        t = times.setdefault(f["kind"], {"converge": [], "agree": [], "load": []})
+        for name, value in (
+            ("converge", f["converge_s"]),
+            ("agree", f["agree_s"]),
+            ("load", f["load1"]),
+        ):
+            if value is not None:
+                t[name].append(value)
         for lv in NAMESPACES:
             k["acked"][lv] += f["acked"][lv]
             k["lost"][lv] += f["lost"][lv]
@@ -778,7 +823,19 @@ def summarize(reports: Sequence[CycleReport]) -> dict[str, Any]:
         for c in r.checks:
             if not c.ok:
                 k["failed_checks"][c.name] = k["failed_checks"].get(c.name, 0) + 1
+    for kind, t in times.items():
+        k = kinds[kind]
+        k["converge_median_s"] = _median(t["converge"])
+        k["agree_median_s"] = _median(t["agree"])
+        k["agree_max_s"] = max(t["agree"], default=None)
+        k["not_agreed"] = k["cycles"] - len(t["agree"])
+        k["load_min"] = min(t["load"], default=None)
+        k["load_max"] = max(t["load"], default=None)
     return {"cycles": len(reports), "kinds": kinds}
+
+
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 2) if values else None
 
 
 __all__ = [
