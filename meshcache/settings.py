@@ -747,12 +747,6 @@ def _cross_check(layers: _Layers, settings: NodeSettings) -> None:
             "authenticate to each other with the cluster key, and without one node-to-node "
             "ops would be open to anyone"
         )
-    if settings.users and settings.resp_port is not None:
-        raise ConfigError(
-            f"{described('resp_port', settings.resp_port)} and [users] exclude each other: "
-            "the RESP port does not authenticate clients, so it would serve every namespace "
-            "to anyone; leave resp_port unset on a node with users"
-        )
     from meshcache.security.protected import check_protected_mode
 
     check_protected_mode(

@@ -36,7 +36,7 @@ from typing import Any
 from meshcache._version import __version__
 from meshcache.errors import CommandError, ErrorCode
 from meshcache.resp.encoder import EMPTY_ARRAY, OK, PONG, bulk, integer, simple
-from meshcache.resp.session import RedisError, Session, wrong_arity
+from meshcache.resp.session import WRONGPASS, RedisError, Session, wrong_arity
 from meshcache.wire.pending import Pending
 
 #: The Redis version meshcache reports (HELLO, INFO): the release whose commands and replies
@@ -179,27 +179,42 @@ def cmd_reset(s: Session, argv: list[bytes]) -> bytes:
     return simple("RESET")
 
 
-def cmd_auth(s: Session, argv: list[bytes]) -> bytes:
+def cmd_auth(s: Session, argv: list[bytes]) -> bytes | Pending:
     if len(argv) > 3:
         raise RedisError(SYNTAX)
-    if len(argv) == 2:
-        raise RedisError(
-            "ERR AUTH <password> called without any password configured for the default user. "
-            "Are you sure your configuration is correct?",
-            "auth",
-        )
-    _check_user(argv[1])
-    return OK
+    if not _has_users(s):
+        if len(argv) == 2:
+            raise RedisError(
+                "ERR AUTH <password> called without any password configured for the default "
+                "user. Are you sure your configuration is correct?",
+                "auth",
+            )
+        _check_user(argv[1])
+        return OK
+    # ``AUTH password`` is Redis's ``AUTH default password``: the user named ``default``.
+    user, password = (b"default", argv[1]) if len(argv) == 2 else (argv[1], argv[2])
+    return s.authenticate(user, password, lambda: OK)
+
+
+def _has_users(s: Session) -> bool:
+    return s.ident is not None and bool(s.ident.guard.users)
 
 
 def _check_user(user: bytes) -> None:
-    # The RESP port has no users yet: like a Redis whose only user is ``default`` with
-    # ``nopass``, any password of ``default`` is accepted and every other user refused.
+    # A node with no users is a Redis whose only user is ``default`` with ``nopass``: any
+    # password of ``default`` is accepted and every other user refused.
     if user != b"default":
-        raise RedisError("WRONGPASS invalid username-password pair or user is disabled.", "auth")
+        raise RedisError(WRONGPASS, "auth")
 
 
-def cmd_hello(s: Session, argv: list[bytes]) -> bytes:
+HELLO_NOAUTH = (
+    "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO "
+    "AUTH <user> <pass> option can be used to authenticate the client and select the RESP "
+    "protocol version at the same time"
+)
+
+
+def cmd_hello(s: Session, argv: list[bytes]) -> bytes | Pending:
     protocol = s.protocol
     i = 1
     if len(argv) > 1:
@@ -213,10 +228,11 @@ def cmd_hello(s: Session, argv: list[bytes]) -> bytes:
             raise RedisError("NOPROTO unsupported protocol version", "noproto")
         i = 2
     name: bytes | None = None
+    auth: tuple[bytes, bytes] | None = None
     while i < len(argv):
         option = argv[i].upper()
         if option == b"AUTH" and i + 2 < len(argv):
-            _check_user(argv[i + 1])
+            auth = (argv[i + 1], argv[i + 2])
             i += 3
         elif option == b"SETNAME" and i + 1 < len(argv):
             name = _client_name(argv[i + 1])
@@ -225,21 +241,34 @@ def cmd_hello(s: Session, argv: list[bytes]) -> bytes:
             raise RedisError(
                 f"ERR Syntax error in HELLO option '{argv[i].decode('utf-8', 'replace')}'"
             )
-    s.set_protocol(protocol)
-    if name is not None:
-        s.name = name or None
-    enc = s.enc
-    return enc.map(
-        [
-            (bulk(b"server"), bulk(b"redis")),
-            (bulk(b"version"), bulk(REDIS_VERSION.encode())),
-            (bulk(b"proto"), integer(protocol)),
-            (bulk(b"id"), integer(s.id)),
-            (bulk(b"mode"), bulk(b"standalone")),
-            (bulk(b"role"), bulk(b"master")),
-            (bulk(b"modules"), EMPTY_ARRAY),
-        ]
-    )
+
+    def hello() -> bytes:
+        s.set_protocol(protocol)
+        if name is not None:
+            s.name = name or None
+        enc = s.enc
+        return enc.map(
+            [
+                (bulk(b"server"), bulk(b"redis")),
+                (bulk(b"version"), bulk(REDIS_VERSION.encode())),
+                (bulk(b"proto"), integer(protocol)),
+                (bulk(b"id"), integer(s.id)),
+                (bulk(b"mode"), bulk(b"standalone")),
+                (bulk(b"role"), bulk(b"master")),
+                (bulk(b"modules"), EMPTY_ARRAY),
+            ]
+        )
+
+    if not _has_users(s):
+        if auth is not None:
+            _check_user(auth[0])
+        return hello()
+    if auth is not None:
+        return s.authenticate(auth[0], auth[1], hello)
+    assert s.ident is not None
+    if s.ident.grant.who is None:
+        raise s.noauth(HELLO_NOAUTH)
+    return hello()
 
 
 def _db_namespace(index: int) -> str:
@@ -1332,9 +1361,11 @@ _ROWS = [
        cmd_ping, "PING"),
     _c("echo", 2, "fast", NOKEYS, "connection", "Returns the given string.", cmd_echo),
     _c("hello", -1, "noscript loading stale fast no_auth", NOKEYS, "connection",
-       "Handshakes with the server: RESP2 or RESP3.", cmd_hello, since="6.0.0"),
+       "Handshakes with the server: RESP2 or RESP3, and authenticates with AUTH.", cmd_hello,
+       since="6.0.0"),
     _c("auth", -2, "noscript loading stale fast no_auth", NOKEYS, "connection",
-       "Authenticates the connection (no users yet: user default, any password).", cmd_auth),
+       "Authenticates the connection as one of the node's users (one word: user default).",
+       cmd_auth),
     _c("select", 2, "loading stale fast", NOKEYS, "connection",
        "Changes the selected database: 0 is namespace default, N is namespace dbN; a name "
        "selects that namespace.", cmd_select, "NS_LIST"),

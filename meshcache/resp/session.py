@@ -37,13 +37,15 @@ from time import perf_counter_ns
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from meshcache.errors import CommandError, ErrorCode
+from meshcache.errors import CommandError, ErrorCode, NoAuthError, NoPermError, WrongPassError
 from meshcache.resp.encoder import ENCODERS, RESP2, Encoder, error
 from meshcache.wire.ops import OPS, Limits, OpSpec, normalize_args
 from meshcache.wire.pending import Pending
 
 if TYPE_CHECKING:
     from meshcache.resp.commands import Command
+    from meshcache.security.guard import Guard
+    from meshcache.security.guard import Session as Identity
 
 Executor = Callable[[str, str, list[Any]], Any]
 Route = Callable[[str, list[Any]], Any]
@@ -62,6 +64,7 @@ class Counters(Protocol):
 
     requests: Counter[str]
     errors: Counter[str]
+    bad_input: Counter[str]
 
     @property
     def latency(self) -> Latency: ...
@@ -101,6 +104,12 @@ _ERR_CODES = {
 # Refusals caused by the data met rather than by the request (not counted as bad input).
 _DATA_CODES = {ErrorCode.WRONGTYPE, ErrorCode.OUT_OF_MEMORY, ErrorCode.NOT_INTEGER}
 
+NOAUTH = "NOAUTH Authentication required."
+WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled."
+#: What a connection may send before it authenticates on a node with users (Redis's
+#: ``no-auth`` commands); everything else is answered ``NOAUTH``.
+NO_AUTH_COMMANDS = frozenset({"auth", "hello", "quit", "reset"})
+
 
 class Server:
     """What every connection of one RESP port shares.
@@ -117,6 +126,11 @@ class Server:
         node_id: this node, for INFO and HELLO.
         port: the RESP port's number, for INFO.
         connections: how many RESP connections are open now, for INFO.
+        guard: the node's users and permissions (the data port's
+            :class:`~meshcache.security.guard.Guard`): each connection gets an identity from
+            it, ``AUTH`` checks passwords with it, and every op a command runs is checked
+            against the op table's permission as on the data port. None: everything allowed
+            (a port with no node behind it, in tests).
     """
 
     def __init__(
@@ -131,10 +145,12 @@ class Server:
         node_id: str = "",
         port: int = 0,
         connections: Callable[[], int] = lambda: 0,
+        guard: Guard | None = None,
     ) -> None:
         from meshcache.resp.commands import COMMANDS
 
         self.execute = execute
+        self.guard = guard
         self.routes = routes
         self.limits = limits
         self.counters = counters
@@ -162,11 +178,12 @@ class Server:
         self.stats_base = (0, 0)
         self._next_id = 0
 
-    def session(self, addr: str = "", laddr: str = "") -> Session:
-        """The state of a new connection (RESP2, namespace ``default``, a new client id);
-        ``addr`` and ``laddr`` are the client's and the port's addresses."""
+    def session(self, addr: str = "", laddr: str = "", host: str = "") -> Session:
+        """The state of a new connection (RESP2, namespace ``default``, a new client id, not
+        authenticated); ``addr`` and ``laddr`` are the client's and the port's addresses,
+        ``host`` the client's IP address (failed ``AUTH``\\ s are counted per address)."""
         self._next_id += 1
-        return Session(self, self._next_id, addr, laddr)
+        return Session(self, self._next_id, addr, laddr, host)
 
 
 class Session:
@@ -175,9 +192,11 @@ class Session:
     __slots__ = (
         "addr",
         "closing",
+        "command",
         "db",
         "enc",
         "id",
+        "ident",
         "laddr",
         "lib_name",
         "lib_ver",
@@ -186,8 +205,15 @@ class Session:
         "server",
     )
 
-    def __init__(self, server: Server, client_id: int, addr: str = "", laddr: str = "") -> None:
+    def __init__(
+        self, server: Server, client_id: int, addr: str = "", laddr: str = "", host: str = ""
+    ) -> None:
         self.server = server
+        #: Who the connection is (the data port's session of the node's guard), or None when
+        #: the port has no guard.
+        self.ident: Identity | None = None if server.guard is None else server.guard.session(host)
+        #: The command being run, by its Redis name (for NOPERM's text).
+        self.command = ""
         self.id = client_id
         #: The client's address and the port's (``host:port``), for CLIENT INFO.
         self.addr = addr
@@ -209,11 +235,14 @@ class Session:
         self.enc = ENCODERS[protocol]
 
     def reset(self) -> None:
-        """RESET: back to a new connection's state, keeping the id."""
+        """RESET: back to a new connection's state, keeping the id (and, as Redis does, no
+        longer authenticated)."""
         self.enc = RESP2
         self.namespace = "default"
         self.db = 0
         self.name = None
+        if self.ident is not None:
+            self.ident.become(self.ident.guard.anonymous())
 
     # --- one command ------------------------------------------------------------------------
 
@@ -229,6 +258,15 @@ class Session:
         arity = cmd.arity
         if (n != arity) if arity >= 0 else (n < -arity):
             return self.refuse(wrong_arity(cmd.name))
+        ident = self.ident
+        if (
+            ident is not None
+            and ident.grant.who is None
+            and cmd.name not in NO_AUTH_COMMANDS
+            and ident.guard.users
+        ):
+            return self.refuse(self.noauth())
+        self.command = cmd.name
         self.server.calls[cmd.name] += 1
         try:
             if cmd.composed:
@@ -253,6 +291,8 @@ class Session:
         self.server.error_replies += 1
         counters = self.server.counters
         counters.errors[str(code)] += 1
+        if code is ErrorCode.WRONGPASS:  # counted as bad input, as the data port counts it
+            counters.bad_input["wrongpass"] += 1
         if code not in _DATA_CODES:
             self.server.refused[str(code).lower()] += 1
         text = _REDIS_TEXT.get(code)
@@ -260,6 +300,81 @@ class Session:
             prefix = "ERR" if code in _ERR_CODES else str(code)
             text = f"{prefix} {exc.message}" if exc.message else prefix
         return error(text)
+
+    # --- who may run what ----------------------------------------------------------------------
+
+    def noauth(self, text: str = NOAUTH) -> RedisError:
+        """The refusal of a command sent before ``AUTH`` on a node with users, counted as the
+        data port counts it (``meshcache_auth{outcome="noauth"}``, ``NOAUTH`` errors and bad
+        input)."""
+        if self.ident is not None:
+            self.ident.guard.stats["noauth"] += 1
+        self._count_refusal(ErrorCode.NOAUTH)
+        return RedisError(text, "noauth")
+
+    def _count_refusal(self, code: ErrorCode) -> None:
+        counters = self.server.counters
+        counters.errors[code.value] += 1
+        counters.bad_input[code.value.lower()] += 1
+
+    def gate(self, spec: OpSpec, namespace: str) -> None:
+        """Let an op that is not in the identity's ``allowed`` set run, or refuse it with
+        Redis's ``NOAUTH`` / ``NOPERM`` text; the guard decides and counts, as on the data
+        port (a namespace-limited user's data op in one of its namespaces runs)."""
+        ident = self.ident
+        assert ident is not None
+        try:
+            ident.gate(spec, namespace, None)
+        except NoAuthError:
+            self._count_refusal(ErrorCode.NOAUTH)
+            raise RedisError(NOAUTH, "noauth") from None
+        except NoPermError:
+            self._count_refusal(ErrorCode.NOPERM)
+            grant = ident.grant
+            who = "default" if grant.who is None else grant.who
+            if spec.permission in grant.permissions:
+                raise RedisError(
+                    f"NOPERM User {who} has no permissions to run the '{self.command}' command "
+                    f"in namespace '{namespace[:64]}'",
+                    "noperm",
+                ) from None
+            raise RedisError(
+                f"NOPERM User {who} has no permissions to run the '{self.command}' command: "
+                f"it needs the '{spec.permission.value}' permission",
+                "noperm",
+            ) from None
+
+    def authenticate(self, user: bytes, password: bytes, then: Callable[[], bytes]) -> Pending:
+        """``AUTH user password`` through the node's guard (scrypt off the event loop, the
+        per-address slow-down after failures, every outcome counted), then ``then()``'s reply;
+        ``WRONGPASS`` when it fails, leaving the connection as it was. The commands after it
+        wait until it is answered.
+
+        Raises:
+            CommandError: a user name or password that is not UTF-8 text.
+        """
+        ident = self.ident
+        assert ident is not None
+        check = ident.gate(OPS["AUTH"], self.namespace, [user, password])
+        assert check is not None
+        return Pending(self._authenticated(check, then), fans_out=True)
+
+    async def _authenticated(
+        self, check: Coroutine[Any, Any, str], then: Callable[[], bytes]
+    ) -> bytes:
+        try:
+            await check
+        except WrongPassError:
+            self._count_refusal(ErrorCode.WRONGPASS)
+            return self.refuse(RedisError(WRONGPASS, "wrongpass"))
+        except CommandError as exc:
+            return self.command_error(exc)
+        except Exception as exc:
+            return self.internal(exc)
+        try:
+            return then()
+        except RedisError as exc:
+            return self.refuse(exc)
 
     def internal(self, exc: Exception) -> bytes:
         self.server.error_replies += 1
@@ -276,6 +391,9 @@ class Session:
         """
         started = perf_counter_ns()
         spec = OPS[op]
+        ident = self.ident
+        if ident is not None and op not in ident.allowed:
+            self.gate(spec, self.namespace)
         args = normalize_args(spec, args, self.server.limits)
         server = self.server
         route = server.routes.get(op)
@@ -300,6 +418,9 @@ class Session:
         route = self.server.routes.get(op)
         if route is None:
             raise RedisError(f"ERR {op} is not served by this node", None)
+        ident = self.ident
+        if ident is not None and op not in ident.allowed:
+            self.gate(OPS[op], self.namespace)
         return route(self.namespace, normalize_args(OPS[op], args, self.server.limits))
 
     def _pending(
@@ -335,6 +456,9 @@ class Session:
         return _OpCall(self, op, args, namespace)
 
     def _run_op(self, op: str, args: list[Any], namespace: str | None) -> Any:
+        ident = self.ident
+        if ident is not None and op not in ident.allowed:
+            self.gate(OPS[op], namespace or self.namespace)
         args = normalize_args(OPS[op], args, self.server.limits)
         route = self.server.routes.get(op)
         if route is not None:
@@ -414,6 +538,9 @@ def _text(data: bytes) -> str:
 
 
 __all__ = [
+    "NOAUTH",
+    "NO_AUTH_COMMANDS",
+    "WRONGPASS",
     "Counters",
     "RedisError",
     "Server",

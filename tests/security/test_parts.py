@@ -188,17 +188,17 @@ def test_protected_mode_names_both_ways_out() -> None:
     check_protected_mode("10.0.0.5", has_users=True, insecure=False, where="host")
 
 
-def test_users_need_a_cluster_key_and_no_resp_port(tmp_path: Any) -> None:
+def test_users_need_a_cluster_key_and_may_have_a_resp_port(tmp_path: Any) -> None:
     users = {"app": {"password": cheap_hash("p"), "permissions": ["read"]}}
     with pytest.raises(ConfigError, match="cluster_key_file"):
         load_settings(overrides={"users": users}, environ={})
     key_file = tmp_path / "key"
     key_file.write_text(base64.b64encode(KEY).decode() + "\n")
-    with pytest.raises(ConfigError, match="RESP port does not authenticate"):
-        load_settings(
-            overrides={"users": users, "cluster_key_file": str(key_file), "resp_port": "0"},
-            environ={},
-        )
+    with_resp = load_settings(
+        overrides={"users": users, "cluster_key_file": str(key_file), "resp_port": "0"},
+        environ={},
+    )
+    assert with_resp.resp_port == 0 and set(with_resp.users) == {"app"}
     s = load_settings(
         overrides={"users": users, "cluster_key_file": str(key_file), "host": "10.0.0.5"},
         environ={},

@@ -61,6 +61,7 @@ from meshcache.wire.pending import Pending
 
 if TYPE_CHECKING:
     from meshcache.node.assembly import Assembly
+    from meshcache.security.guard import Guard
 
 log = structlog.get_logger("meshcache.resp")
 
@@ -161,6 +162,8 @@ class RespPort:
         wall_clock: seconds since the epoch (EXPIREAT, TIME).
         rng: randomness for SPOP and SRANDMEMBER.
         clock: trio's clock (idle timeouts).
+        guard: the node's users and permissions, shared with the data port (``AUTH``,
+            ``NOAUTH``, ``NOPERM``); None: every command allowed.
     """
 
     def __init__(
@@ -176,6 +179,7 @@ class RespPort:
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         clock: Callable[[], float] = trio.current_time,
+        guard: Guard | None = None,
     ) -> None:
         self._listener = listener
         self._limits = limits
@@ -194,6 +198,7 @@ class RespPort:
             node_id=node_id,
             port=self.address[1],
             connections=lambda: len(self._conns),
+            guard=guard,
         )
         self._laddr = _address(listener.getsockname())
         self._epoll: select.epoll | None = None
@@ -217,7 +222,8 @@ class RespPort:
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> RespPort:
-        """The RESP port of an assembled node: its coordinator, routes, limits and counters."""
+        """The RESP port of an assembled node: its coordinator, routes, limits, counters and
+        the data port's guard (users, permissions, the slow-down of failed ``AUTH``\\ s)."""
         return cls(
             listener,
             execute=parts.coordinator.execute,
@@ -228,6 +234,7 @@ class RespPort:
             node_id=parts.node_id,
             wall_clock=wall_clock,
             rng=rng,
+            guard=parts.dispatcher.guard,
         )
 
     @property
@@ -363,7 +370,8 @@ class RespPort:
             if len(self._conns) >= self._limits.max_connections:
                 self._refuse(sock)
                 continue
-            session = self.server.session(_address(peer), self._laddr)
+            host = peer[0] if isinstance(peer, tuple) else ""
+            session = self.server.session(_address(peer), self._laddr, host)
             conn = _Conn(sock, session, self._clock(), self._reader_limits)
             self._conns[conn.fd] = conn
             assert self._epoll is not None
