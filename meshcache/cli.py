@@ -576,7 +576,10 @@ def _hotkeys(c: Client, a: argparse.Namespace) -> Output:
                 answers[node_id] = _node_op(c, "HOTKEYS", [])
             else:
                 with _connect(
-                    address, connect_timeout=a.call_timeout, timeout=a.call_timeout
+                    address,
+                    connect_timeout=a.call_timeout,
+                    timeout=a.call_timeout,
+                    tls=_tls_of(a),
                 ) as other:
                     answers[node_id] = _node_op(other, "HOTKEYS", [])
         except (MeshcacheConnectionError, MeshcacheTimeout, RemoteProtocolError, OSError) as exc:
@@ -822,7 +825,10 @@ def _owned_counts(
                 answer = _node_op(c, "DBSIZE", args, a.namespace)
             else:
                 with _connect(
-                    address, connect_timeout=a.call_timeout, timeout=a.call_timeout
+                    address,
+                    connect_timeout=a.call_timeout,
+                    timeout=a.call_timeout,
+                    tls=_tls_of(a),
                 ) as other:
                     answer = _node_op(other, "DBSIZE", args, a.namespace)
             count, version = answer.get("count"), answer.get("ring_version")
@@ -1007,7 +1013,12 @@ def _format_info(info: Mapping[str, Any]) -> str:
 
 
 def _connect(
-    where: str, *, connect_timeout: float, timeout: float, user: str | None = None
+    where: str,
+    *,
+    connect_timeout: float,
+    timeout: float,
+    user: str | None = None,
+    tls: Mapping[str, Any] | None = None,
 ) -> Client:
     from meshcache.client.sync import Client
 
@@ -1021,7 +1032,38 @@ def _connect(
         smart=False,
         username=user,
         password=password,
+        **(tls or {}),
     )
+
+
+def _tls_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The client's TLS keyword arguments from ``--tls``, ``--cacert``, ``--cert``, ``--key``."""
+    if not getattr(args, "tls", False) and not getattr(args, "tls_ca", None):
+        if getattr(args, "tls_cert", None) or getattr(args, "tls_key", None):
+            raise ConfigError("--cert and --key need --tls")
+        return {}
+    return {
+        "tls": True,
+        "ca_file": args.tls_ca,
+        "cert_file": args.tls_cert,
+        "key_file": args.tls_key,
+    }
+
+
+def _tls_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--tls", action="store_true", help="speak TLS to the node (its tls_cert_file is set)"
+    )
+    group.add_argument(
+        "--cacert",
+        dest="tls_ca",
+        metavar="FILE",
+        help="PEM CA the node's certificate is checked against (implies --tls)",
+    )
+    group.add_argument(
+        "--cert", dest="tls_cert", metavar="FILE", help="PEM client certificate (with --tls)"
+    )
+    group.add_argument("--key", dest="tls_key", metavar="FILE", help="PEM key of --cert")
 
 
 def _read_password(prompt: str, *, confirm: bool = False) -> str:
@@ -1144,7 +1186,11 @@ def _run_client(args: argparse.Namespace) -> int:
         timeout += LEAVE_ANSWER_SLACK
     try:
         with _connect(
-            where, connect_timeout=connect_timeout, timeout=timeout, user=args.user
+            where,
+            connect_timeout=connect_timeout,
+            timeout=timeout,
+            user=args.user,
+            tls=_tls_of(args),
         ) as client:
             out = handler(client, args)
     except MeshcacheTimeout as exc:
@@ -1634,6 +1680,7 @@ def _client_options() -> _Parser:
     )
     group.add_argument("--json", action="store_true", help="print JSON instead of text")
     _user_option(group)
+    _tls_options(group)
     return common
 
 
@@ -1701,6 +1748,7 @@ def _ring_change_parser(
     )
     group.add_argument("--json", action="store_true", help="print JSON instead of text")
     _user_option(group)
+    _tls_options(group)
     p.set_defaults(run=_run_client, handler=handler)
 
 

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID as EKU
 from cryptography.x509.oid import NameOID
 
+from meshcache.client.tlsconf import client_context
 from meshcache.errors import ConfigError
 
 CA_CERT = "ca.pem"
@@ -281,6 +282,9 @@ def server_context(
     required."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    # No TLS 1.3 session tickets: they arrive after the handshake, unasked, and a client's
+    # pooled idle connection that has something to read is taken for one the node closed.
+    ctx.num_tickets = 0
     _load("tls_cert_file/tls_key_file", lambda: ctx.load_cert_chain(cert_file, key_file))
     if ca_file is not None:
         _load("tls_ca_file", lambda: ctx.load_verify_locations(cafile=str(ca_file)))
@@ -302,25 +306,6 @@ def peer_context(cert_file: Path, key_file: Path, ca_file: Path) -> ssl.SSLConte
     ctx.verify_mode = ssl.CERT_REQUIRED
     _load("tls_cert_file/tls_key_file", lambda: ctx.load_cert_chain(cert_file, key_file))
     _load("tls_ca_file", lambda: ctx.load_verify_locations(cafile=str(ca_file)))
-    return ctx
-
-
-def client_context(
-    ca_file: str | os.PathLike[str] | None = None,
-    cert_file: str | os.PathLike[str] | None = None,
-    key_file: str | os.PathLike[str] | None = None,
-    *,
-    check_hostname: bool = True,
-) -> ssl.SSLContext:
-    """A client's context: the system's CAs, or only ``ca_file``; a client certificate when
-    ``cert_file`` is given (``key_file`` defaults to the key inside it)."""
-    ctx = ssl.create_default_context(cafile=None if ca_file is None else os.fspath(ca_file))
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.check_hostname = check_hostname
-    if cert_file is not None:
-        ctx.load_cert_chain(os.fspath(cert_file), None if key_file is None else os.fspath(key_file))
-    elif key_file is not None:
-        raise ValueError("key_file without cert_file")
     return ctx
 
 

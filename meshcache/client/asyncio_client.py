@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ from meshcache.client.async_base import AsyncClientBase, AsyncPipeline
 from meshcache.client.core import ClientProtocol, Command, Exchange
 from meshcache.client.engine import Waiter
 from meshcache.client.sockets import RECV_SIZE
+from meshcache.client.tlsconf import handshake_error
 from meshcache.errors import MeshcacheConnectionError, MeshcacheError
 from meshcache.wire import Address
 
@@ -108,7 +110,11 @@ class AsyncioConnection:
 
     @classmethod
     async def open(
-        cls, address: Address, deadline: float | None, max_frame: int
+        cls,
+        address: Address,
+        deadline: float | None,
+        max_frame: int,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> AsyncioConnection:
         """Connect by ``deadline`` (on the loop's clock).
 
@@ -118,9 +124,16 @@ class AsyncioConnection:
         """
         loop = asyncio.get_running_loop()
         async with asyncio.timeout_at(deadline):
-            transport, reader = await loop.create_connection(
-                lambda: _ReplyProtocol(address, max_frame), address.host, address.port
-            )
+            try:
+                transport, reader = await loop.create_connection(
+                    lambda: _ReplyProtocol(address, max_frame),
+                    address.host,
+                    address.port,
+                    ssl=ssl_context,
+                    server_hostname=address.host if ssl_context is not None else None,
+                )
+            except ssl.SSLError as exc:
+                raise handshake_error(address, exc) from None
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -181,7 +194,7 @@ class AsyncClient(AsyncClientBase[AsyncioConnection]):
         return asyncio.get_running_loop().time()
 
     async def _open(self, address: Address, deadline: float | None) -> AsyncioConnection:
-        return await AsyncioConnection.open(address, deadline, self.max_frame)
+        return await AsyncioConnection.open(address, deadline, self.max_frame, self.ssl_context)
 
     def _new_waiter(self) -> Waiter:
         return asyncio.Event()

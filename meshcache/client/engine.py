@@ -45,6 +45,8 @@ back-off; otherwise one caller probes it (its connection attempt bounded by
 from __future__ import annotations
 
 import functools
+import os
+import ssl
 import threading
 from abc import ABC, abstractmethod
 from collections import deque
@@ -57,6 +59,7 @@ from meshcache.client.commands import DEFAULT_NAMESPACE, CommandQueue, Commands
 from meshcache.client.core import ClientProtocol, Command, Exchange, batch_route
 from meshcache.client.routing import Router, SeedRouter
 from meshcache.client.split import Group, Plan, plan
+from meshcache.client.tlsconf import client_context
 from meshcache.client.url import parse_url
 from meshcache.errors import (
     ConfigError,
@@ -155,6 +158,11 @@ class ClientEngine(ABC, Commands, Generic[C]):
         max_frame: int = DEFAULT_MAX_FRAME,
         username: str | None = None,
         password: str | None = None,
+        tls: bool = False,
+        ca_file: str | os.PathLike[str] | None = None,
+        cert_file: str | os.PathLike[str] | None = None,
+        key_file: str | os.PathLike[str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         """A client of the nodes at ``addresses``; it connects on first use.
 
@@ -181,6 +189,13 @@ class ClientEngine(ABC, Commands, Generic[C]):
             username, password: the user every new connection authenticates as (``AUTH``)
                 before its first request, for nodes that have users (docs/security.md). A
                 refused ``AUTH`` raises :class:`~meshcache.errors.WrongPassError`.
+            tls: speak TLS to the nodes (their ``tls_cert_file`` is set); the node's
+                certificate is verified against ``ca_file`` (else the system's CAs) and must
+                name the address connected to.
+            ca_file, cert_file, key_file: PEM files: the CA that signed the nodes'
+                certificates, and a client certificate and its key for nodes that require one
+                (``tls_client_auth``). Giving any of them implies ``tls``.
+            ssl_context: a context of your own, used as it is (implies ``tls``).
 
         Raises:
             ConfigError: an address does not parse, a setting is out of range, or only one of
@@ -203,6 +218,10 @@ class ClientEngine(ABC, Commands, Generic[C]):
             self._auth = Command.build(
                 "AUTH", [username, password], DEFAULT_NAMESPACE, results.any_value
             )
+        #: What every connection is wrapped with (None: plaintext).
+        self.ssl_context: ssl.SSLContext | None = ssl_context
+        if ssl_context is None and (tls or ca_file or cert_file or key_file):
+            self.ssl_context = client_context(ca_file, cert_file, key_file)
         self.router: Router = router or _default_router(addresses, smart=smart)
         self._namespace = namespace
         self._decoders = results.TEXT if decode_responses else results.BINARY

@@ -19,6 +19,7 @@ from worker threads at once.
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -29,6 +30,7 @@ from meshcache.client.commands import SyncExecutor
 from meshcache.client.core import ClientProtocol, Command, Exchange
 from meshcache.client.engine import ClientEngine, PipelineBase, Waiter, run_blocking
 from meshcache.client.sockets import RECV_SIZE, readable_check
+from meshcache.client.tlsconf import handshake_error
 from meshcache.errors import MeshcacheConnectionError
 from meshcache.wire import Address
 
@@ -67,13 +69,20 @@ class BlockingConnection:
 
     @classmethod
     def open(
-        cls, address: Address, deadline: float | None, max_frame: int, timeout: float | None
+        cls,
+        address: Address,
+        deadline: float | None,
+        max_frame: int,
+        timeout: float | None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> BlockingConnection:
-        """Connect by ``deadline`` (on ``time.monotonic``).
+        """Connect by ``deadline`` (on ``time.monotonic``), through a TLS handshake with
+        ``ssl_context``.
 
         Raises:
             TimeoutError: the node did not accept by ``deadline``.
-            OSError: the node refused, or the name did not resolve.
+            OSError: the node refused, the name did not resolve, or the TLS handshake failed
+                (:class:`~meshcache.client.tlsconf.TlsHandshakeError`).
         """
         wait = None if deadline is None else deadline - time.monotonic()
         if wait is not None and wait <= 0:
@@ -81,6 +90,11 @@ class BlockingConnection:
         sock = socket.create_connection((address.host, address.port), timeout=wait)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if ssl_context is not None:
+                try:
+                    sock = ssl_context.wrap_socket(sock, server_hostname=address.host)
+                except ssl.SSLError as exc:
+                    raise handshake_error(address, exc) from None
             return cls(address, sock, max_frame, timeout)
         except BaseException:
             sock.close()
@@ -140,6 +154,8 @@ class BlockingConnection:
                     self._arm(armed := remaining)
         except TimeoutError:
             raise
+        except ssl.SSLError as exc:  # TLS 1.3 refuses a client certificate at the first read
+            raise MeshcacheConnectionError(str(handshake_error(self.address, exc))) from exc
         except OSError as exc:
             raise MeshcacheConnectionError(f"connection to {self.address} broke: {exc}") from exc
 
@@ -173,7 +189,9 @@ class Client(ClientEngine[BlockingConnection], SyncExecutor):
     _now = staticmethod(time.monotonic)
 
     async def _open(self, address: Address, deadline: float | None) -> BlockingConnection:
-        return BlockingConnection.open(address, deadline, self.max_frame, self.timeout)
+        return BlockingConnection.open(
+            address, deadline, self.max_frame, self.timeout, self.ssl_context
+        )
 
     def _new_waiter(self) -> Waiter:
         return threading.Event()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import socket
+import ssl
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -25,6 +26,7 @@ from meshcache.client.async_base import AsyncClientBase, AsyncPipeline
 from meshcache.client.core import ClientProtocol, Command, Exchange
 from meshcache.client.engine import Waiter
 from meshcache.client.sockets import RECV_SIZE, readable_check
+from meshcache.client.tlsconf import TlsHandshakeError, handshake_error
 from meshcache.errors import MeshcacheConnectionError
 from meshcache.wire import Address
 
@@ -125,7 +127,85 @@ class TrioConnection:
         await trio.lowlevel.checkpoint()
 
 
-class TrioClient(AsyncClientBase[TrioConnection]):
+class TrioTlsConnection:
+    """A TLS connection on a :class:`trio.SSLStream`, and its protocol state."""
+
+    __slots__ = ("_idle_check", "address", "protocol", "stream")
+
+    def __init__(self, address: Address, stream: trio.SSLStream[trio.SocketStream], max_frame: int):
+        self.address = address
+        self.stream = stream
+        self.protocol = ClientProtocol(max_frame, str(address))
+        self._idle_check = readable_check(stream.transport_stream.socket.fileno())
+
+    @classmethod
+    async def open(
+        cls, address: Address, deadline: float | None, max_frame: int, context: ssl.SSLContext
+    ) -> TrioTlsConnection:
+        """Connect and finish the TLS handshake by ``deadline``.
+
+        Raises:
+            TimeoutError: not done by ``deadline``.
+            OSError: the node refused, the name did not resolve, or the handshake failed
+                (:class:`~meshcache.client.tlsconf.TlsHandshakeError`).
+        """
+        with trio.move_on_at(math.inf if deadline is None else deadline):
+            tcp = await trio.open_tcp_stream(address.host, address.port)
+            stream = trio.SSLStream(tcp, context, server_hostname=address.host)
+            try:
+                await stream.do_handshake()
+            except trio.BrokenResourceError as exc:
+                await trio.aclose_forcefully(tcp)
+                cause = exc.__cause__
+                if isinstance(cause, ssl.SSLError):
+                    raise handshake_error(address, cause) from None
+                raise TlsHandshakeError(f"TLS handshake with {address} failed: {exc}") from exc
+            except BaseException:
+                await trio.aclose_forcefully(tcp)
+                raise
+            return cls(address, stream, max_frame)
+        raise TimeoutError
+
+    async def exchange(self, commands: Sequence[Command[Any]], deadline: float | None) -> Exchange:
+        exchange = Exchange(self.protocol, commands)
+        with trio.CancelScope(deadline=math.inf if deadline is None else deadline):
+            try:
+                await self.stream.send_all(exchange.outgoing)
+                while True:
+                    data = await self.stream.receive_some(RECV_SIZE)
+                    if not data:
+                        raise MeshcacheConnectionError(f"{self.address} closed the connection")
+                    if exchange.receive_data(bytes(data)):
+                        return exchange
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                cause = exc.__cause__
+                if isinstance(cause, ssl.SSLError):
+                    message = str(handshake_error(self.address, cause))
+                else:
+                    message = f"connection to {self.address} broke: {cause or exc}"
+                raise MeshcacheConnectionError(message) from exc
+        raise TimeoutError
+
+    @property
+    def reusable(self) -> bool:
+        if self.protocol.error is not None or self.protocol.pending:
+            return False
+        try:
+            return not self._idle_check()
+        except (OSError, ValueError):
+            return False
+
+    def close_now(self) -> None:
+        sock = self.stream.transport_stream.socket
+        if sock.fileno() != -1:
+            trio.lowlevel.notify_closing(sock)
+        sock.close()
+
+    async def aclose(self) -> None:
+        await trio.aclose_forcefully(self.stream)
+
+
+class TrioClient(AsyncClientBase["TrioConnection | TrioTlsConnection"]):
     """The client for trio programs: :class:`meshcache.Client`'s methods, awaited.
 
     One client serves the tasks of one trio run; see :class:`AsyncClientBase`.
@@ -133,7 +213,11 @@ class TrioClient(AsyncClientBase[TrioConnection]):
 
     _now = staticmethod(trio.current_time)
 
-    async def _open(self, address: Address, deadline: float | None) -> TrioConnection:
+    async def _open(
+        self, address: Address, deadline: float | None
+    ) -> TrioConnection | TrioTlsConnection:
+        if self.ssl_context is not None:
+            return await TrioTlsConnection.open(address, deadline, self.max_frame, self.ssl_context)
         return await TrioConnection.open(address, deadline, self.max_frame)
 
     def _new_waiter(self) -> Waiter:
@@ -160,4 +244,4 @@ class TrioClient(AsyncClientBase[TrioConnection]):
 
 TrioPipeline = AsyncPipeline
 
-__all__ = ["TrioClient", "TrioConnection", "TrioPipeline"]
+__all__ = ["TrioClient", "TrioConnection", "TrioPipeline", "TrioTlsConnection"]

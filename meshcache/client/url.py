@@ -1,4 +1,5 @@
-"""Client URLs: ``meshcache://[user:password@]host:port[,host:port...][/namespace][?option=...]``.
+"""Client URLs: ``meshcache://[user:password@]host:port[,host:port...][/namespace][?option=...]``,
+and ``meshcaches://...`` for TLS.
 
 The shape redis-py users know from ``redis.from_url``. The hosts are the seeds (IPv6 in
 brackets, port 7400 when left out, none at all meaning ``127.0.0.1:7400``); the path, when
@@ -9,7 +10,9 @@ keyword names:
 * ``max_connections``, ``max_frame``: integers;
 * ``decode_responses``, ``smart``: ``true``/``false`` (also ``1``/``0``, ``yes``/``no``,
   ``on``/``off``);
-* ``namespace``: the namespace, when the path names none.
+* ``namespace``: the namespace, when the path names none;
+* ``tls``: ``true``/``false`` (``meshcaches://`` means ``tls=true``); ``ca_file``,
+  ``cert_file``, ``key_file``: PEM files (percent-encoded paths) for TLS, which they imply.
 
 ``user:password@`` (both percent-encoded, both required) gives ``username`` and ``password``:
 every connection authenticates as that user (docs/security.md).
@@ -27,6 +30,7 @@ from meshcache.errors import ConfigError
 from meshcache.wire import parse_addresses
 
 SCHEME = "meshcache"
+TLS_SCHEME = "meshcaches"
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -66,6 +70,10 @@ _OPTIONS: dict[str, Callable[[str], Any]] = {
     "smart": _flag,
     "namespace": _text,
     "max_frame": _count,
+    "tls": _flag,
+    "ca_file": _text,
+    "cert_file": _text,
+    "key_file": _text,
 }
 
 
@@ -84,9 +92,14 @@ def parse_url(url: str) -> dict[str, Any]:
         # Error messages show the URL without its password.
         credentials, _, netloc = netloc.rpartition("@")
         url = parts._replace(netloc=f"{credentials.partition(':')[0]}:***@{netloc}").geturl()
-    if parts.scheme.lower() != SCHEME:
-        raise ConfigError(f"{url!r}: a client URL starts with {SCHEME}://")
+    scheme = parts.scheme.lower()
+    if scheme not in (SCHEME, TLS_SCHEME):
+        raise ConfigError(
+            f"{url!r}: a client URL starts with {SCHEME}:// (or {TLS_SCHEME}:// for TLS)"
+        )
     options: dict[str, Any] = {}
+    if scheme == TLS_SCHEME:
+        options["tls"] = True
     if "@" in parts.netloc:
         user, colon, password = credentials.partition(":")
         if not user or not colon or not password:
@@ -105,6 +118,8 @@ def parse_url(url: str) -> dict[str, Any]:
             known = ", ".join(sorted(_OPTIONS))
             raise ConfigError(f"{url!r}: unknown option {name!r} (known: {known})")
         if name in options:
+            if name == "tls" and scheme == TLS_SCHEME:
+                raise ConfigError(f"{url!r}: {TLS_SCHEME}:// already means tls=true")
             raise ConfigError(f"{url!r}: {name} is given twice")
         try:
             options[name] = convert(text)
@@ -113,4 +128,4 @@ def parse_url(url: str) -> dict[str, Any]:
     return options
 
 
-__all__ = ["SCHEME", "parse_url"]
+__all__ = ["SCHEME", "TLS_SCHEME", "parse_url"]

@@ -263,3 +263,16 @@ def test_admin_port_over_tls(tmp_path: Path, pki: Pki) -> None:
             assert 'meshcache_bad_input_total{kind="admin_tls_handshake_failed"} 1.0' in (
                 r.read().decode()
             )
+
+
+def test_close_notify_ends_a_connection_cleanly(tls_node: NodeProcess, pki: Pki) -> None:
+    before = metric(tls_node, "meshcache_connections_closed_total", "client_closed")
+    c = Conn(tls_node, context(pki))
+    assert c.call("PING").ok
+    c.sock = c.sock.unwrap()  # close_notify, answered by the node's
+    assert c.sock.recv(10) == b""
+    c.close()
+    assert metric(tls_node, "meshcache_connections_closed_total", "client_closed") == before + 1
+    other = Conn(tls_node, context(pki))
+    assert other.call("PING").ok
+    other.close()

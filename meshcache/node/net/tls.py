@@ -153,8 +153,13 @@ class TlsSocket:
         got = 0
         try:
             while got < want:
-                # With a buffer, read() answers how many bytes it put there.
-                got += cast(int, obj.read(want - got, view[got:want]))
+                # With a buffer, read() answers how many bytes it put there; none: the peer's
+                # close_notify came.
+                n = cast(int, obj.read(want - got, view[got:want]))
+                if not n:
+                    self._eof = True
+                    break
+                got += n
             # ``want`` was under one record (a short read): keep the rest for the next call.
             self._spill = self._rest()
         except ssl.SSLWantReadError:
