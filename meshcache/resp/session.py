@@ -261,9 +261,9 @@ class Session:
         ident = self.ident
         if (
             ident is not None
+            and ident.guard.users
             and ident.grant.who is None
             and cmd.name not in NO_AUTH_COMMANDS
-            and ident.guard.users
         ):
             return self.refuse(self.noauth())
         self.command = cmd.name
