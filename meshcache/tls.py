@@ -296,16 +296,21 @@ def server_context(
     return ctx
 
 
-def peer_context(cert_file: Path, key_file: Path, ca_file: Path) -> ssl.SSLContext:
-    """The context a node connects to its peers with: it presents its own certificate and
-    accepts only a peer whose certificate the cluster's CA signed. Peers are dialled by address
-    and the CA is the cluster's own, so host names are not checked."""
+def peer_context(cert_file: Path, key_file: Path, ca_file: Path | None) -> ssl.SSLContext:
+    """The context a node connects to its peers with: it presents its own certificate and,
+    with the cluster's CA, accepts only a peer whose certificate that CA signed (peers are
+    dialled by address and the CA is the cluster's own, so names are not checked). Without a
+    CA the system's CAs verify the peer, whose certificate must then name the address dialled."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_REQUIRED
     _load("tls_cert_file/tls_key_file", lambda: ctx.load_cert_chain(cert_file, key_file))
-    _load("tls_ca_file", lambda: ctx.load_verify_locations(cafile=str(ca_file)))
+    if ca_file is None:
+        ctx.check_hostname = True
+        ctx.load_default_certs()
+    else:
+        ctx.check_hostname = False
+        _load("tls_ca_file", lambda: ctx.load_verify_locations(cafile=str(ca_file)))
     return ctx
 
 
@@ -313,9 +318,9 @@ class NodeTls:
     """A node's TLS contexts, read from its settings' files and rebuilt by :meth:`reload`.
 
     ``server`` serves the data and RESP ports (and the admin port with ``tls_admin``); ``peer``
-    is presented on connections to other nodes (None without a CA: peers then speak plaintext
-    to each other). Ports read the attributes at every accept, so a reload applies to the
-    connections that come after it; open connections keep the session they have."""
+    is what connections to other nodes present and verify peers with. Ports read the
+    attributes at every accept, so a reload applies to the connections after it; open
+    connections keep the session they have."""
 
     def __init__(
         self,
@@ -333,19 +338,14 @@ class NodeTls:
         self.admin = admin
         self.server, self.peer = self._build()
 
-    def _build(self) -> tuple[ssl.SSLContext, ssl.SSLContext | None]:
+    def _build(self) -> tuple[ssl.SSLContext, ssl.SSLContext]:
         server = server_context(
             self.cert_file,
             self.key_file,
             self.ca_file,
             require_client_cert=self.require_client_cert,
         )
-        peer = (
-            peer_context(self.cert_file, self.key_file, self.ca_file)
-            if self.ca_file is not None
-            else None
-        )
-        return server, peer
+        return server, peer_context(self.cert_file, self.key_file, self.ca_file)
 
     def reload(self) -> None:
         """Read the files again; on any error raise :class:`ConfigError` and keep the old

@@ -127,10 +127,11 @@ class Node:
         self.membership = membership = Membership(
             s, self.node_id, data_address, admin_address[1], on_event=self._member_event
         )
+        membership.tls = tls
         self.parts = parts = Assembly(
             s,
             self.node_id,
-            pool=PeerPool(max_frame=s.limits.max_frame_bytes, keyring=membership.keyring),
+            pool=PeerPool(max_frame=s.limits.max_frame_bytes, keyring=membership.keyring, tls=tls),
             liveness=self,
             config=None,
             membership=membership,

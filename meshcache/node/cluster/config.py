@@ -261,7 +261,13 @@ class ConfigService:
         for address in self._voter_data_addresses():
             try:
                 fetched = ClusterConfig.from_mapping(
-                    await call_once(address, "CONFIG_GET", [], keyring=self.membership.keyring)
+                    await call_once(
+                        address,
+                        "CONFIG_GET",
+                        [],
+                        keyring=self.membership.keyring,
+                        tls=self.membership.tls,
+                    )
                 )
             except MeshcacheError:
                 continue
@@ -324,7 +330,13 @@ class ConfigService:
         address = Address(member.address[0], member.meta.data_port)
         try:
             fetched = ClusterConfig.from_mapping(
-                await call_once(address, "CONFIG_GET", [], keyring=self.membership.keyring)
+                await call_once(
+                    address,
+                    "CONFIG_GET",
+                    [],
+                    keyring=self.membership.keyring,
+                    tls=self.membership.tls,
+                )
             )
         except MeshcacheError as exc:
             log.debug("config_pull_failed", peer=request.peer, error=str(exc))
@@ -380,6 +392,7 @@ class ConfigService:
                     [command_to_mapping(command)],
                     timeout=PROPOSE_TIMEOUT + 1,
                     keyring=self.membership.keyring,
+                    tls=self.membership.tls,
                 )
             except CommandError:
                 raise
@@ -459,6 +472,7 @@ class ConfigService:
                     args,
                     timeout=10,
                     keyring=self.membership.keyring,
+                    tls=self.membership.tls,
                 )
             if action == "status":
                 return self.plane.status().to_mapping()

@@ -37,6 +37,7 @@ from meshcache.gossip import (
 from meshcache.gossip.transport import run_endpoint
 from meshcache.node.net.oneshot import call_once
 from meshcache.settings import NodeSettings, bind_error
+from meshcache.tls import NodeTls
 from meshcache.wire.address import parse_address
 
 log = structlog.get_logger("meshcache.membership")
@@ -119,6 +120,8 @@ class Membership:
         self.node_id = node_id
         self.data_address = data_address
         self.config = GossipConfig.local() if settings.profile == "local" else GossipConfig.lan()
+        #: The node's TLS: push/pull and the config plane's calls use its peer context.
+        self.tls: NodeTls | None = None
         self.keyring = Keyring(
             read_key_file(settings.cluster_key_file) if settings.cluster_key_file else ()
         )
@@ -244,6 +247,7 @@ class Membership:
                 timeout=EXCHANGE_TIMEOUT,
                 max_frame=self.config.max_stream_payload + 1024,
                 keyring=self.keyring,
+                tls=self.tls,
             )
         except MeshcacheError as exc:  # a peer that fails or answers garbage must not stop gossip
             log.debug("push_pull_failed", peer=f"{peer[0]}:{peer[1]}", error=str(exc))

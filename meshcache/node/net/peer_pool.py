@@ -23,8 +23,9 @@ import trio
 
 from meshcache.errors import MeshcacheConnectionError, MeshcacheTimeout, RemoteProtocolError
 from meshcache.gossip.keyring import Keyring
-from meshcache.node.net.oneshot import call_once
+from meshcache.node.net.oneshot import call_once, tls_handshake
 from meshcache.security.peer import auth_args
+from meshcache.tls import NodeTls
 from meshcache.wire.address import Address
 from meshcache.wire.frame import (
     DEFAULT_MAX_FRAME,
@@ -54,7 +55,7 @@ class _Waiter:
 class _PeerConnection:
     """One pipelined connection; its reader task runs in the pool's nursery."""
 
-    def __init__(self, address: Address, stream: trio.SocketStream, max_frame: int) -> None:
+    def __init__(self, address: Address, stream: trio.abc.Stream, max_frame: int) -> None:
         self.address = address
         self.stream = stream
         self.reader = FrameReader(max_frame)
@@ -114,6 +115,8 @@ class PeerPool:
         connect_timeout: seconds to open a connection.
         keyring: the cluster keyring; with a key, every new connection starts with an ``AUTH``
             as the cluster, pipelined before its first request (the peer answers it first).
+        tls: the node's TLS; with a CA, connections are mutual TLS: they present the node's
+            certificate and accept only a peer whose certificate the cluster's CA signed.
     """
 
     def __init__(
@@ -122,10 +125,12 @@ class PeerPool:
         max_frame: int = DEFAULT_MAX_FRAME,
         connect_timeout: float = 1.0,
         keyring: Keyring | None = None,
+        tls: NodeTls | None = None,
     ) -> None:
         self.max_frame = max_frame
         self.connect_timeout = connect_timeout
         self.keyring = keyring
+        self.tls = tls
         self.stats: Counter[str] = Counter()
         self._conns: dict[Address, _PeerConnection] = {}
         self._connecting: dict[Address, trio.Lock] = {}
@@ -162,7 +167,14 @@ class PeerPool:
                 raise MeshcacheConnectionError("the peer pool is not running")
             try:
                 with trio.fail_after(self.connect_timeout):
-                    stream = await trio.open_tcp_stream(*address)
+                    stream: trio.abc.Stream = await trio.open_tcp_stream(*address)
+                    context = self.tls.peer if self.tls is not None else None
+                    if context is not None:
+                        try:
+                            stream = await tls_handshake(stream, context, address[0])
+                        except OSError:
+                            self.stats["tls_errors"] += 1
+                            raise
             except trio.TooSlowError:
                 self.stats["connect_timeouts"] += 1
                 raise PeerUnreachable(
@@ -277,6 +289,7 @@ class PeerPool:
             timeout=timeout,
             max_frame=self.max_frame,
             keyring=self.keyring,
+            tls=self.tls,
         )
 
     def close(self, address: Address) -> None:

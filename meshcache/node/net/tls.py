@@ -13,8 +13,9 @@ Refusals raise :class:`TlsRefused`, whose ``reason`` is what the connection is c
 counted as (``meshcache_bad_input_total{kind}`` and ``meshcache_connections_closed_total``):
 ``plaintext_on_tls_port`` (the first byte is not a TLS handshake record: the client is told so
 in its own protocol before the close), ``tls_no_client_cert``, ``tls_bad_certificate`` (not
-signed by the CA, expired, not yet valid), ``tls_handshake_failed`` (anything else: garbage,
-an unsupported version, no shared cipher).
+signed by the CA, expired, not yet valid), ``tls_handshake_aborted`` (the client went away
+during the handshake, e.g. it did not trust the node's certificate), ``tls_handshake_failed``
+(anything else: garbage, an unsupported version, no shared cipher).
 
 Level-triggered epoll wakes a reactor only for bytes still in the kernel, so a read never
 leaves decrypted bytes behind: it takes from the kernel at most what, decrypted together with
@@ -189,6 +190,9 @@ class TlsSocket:
         of the stream; BlockingIOError while it goes on; TlsRefused when it failed."""
         data = self.sock.recv(RECORD_MAX)
         if not data:
+            if self._started:  # it began a handshake and went away: it refused ours
+                self._bad["tls_handshake_aborted"] += 1
+                raise TlsRefused("tls_handshake_aborted", "the client ended the handshake")
             return False
         first, self._started = not self._started, True
         if first and data[0] != TLS_HANDSHAKE:
