@@ -27,7 +27,6 @@ from the demo, so it goes too when the demo is killed.
 from __future__ import annotations
 
 import bisect
-import ctypes
 import json
 import math
 import os
@@ -47,7 +46,7 @@ import trio
 
 from meshcache.errors import ConfigError, MeshcacheError
 from meshcache.node.node import READY_FILE
-from meshcache.reaper import KEEP
+from meshcache.reaper import KEEP, die_with_parent
 from meshcache.reaper import start as start_reaper
 from meshcache.ring import RingState
 from meshcache.testing import ports
@@ -69,7 +68,6 @@ HOST = "127.0.0.1"
 
 _POLL = 0.05  # seconds between looks at a ready file or at the ring; a deadline bounds both
 _LOG_POLL = 0.2  # seconds between looks at a node's log for membership events
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 #: Membership events of the node logs (``member_<kind>``) the demo reports.
 REPORTED_EVENTS = {"member_suspect": "suspected", "member_dead": "declared dead"}
 #: ``--with-postgres``: the sample table, the read-through namespace over it and its channel.
@@ -216,30 +214,6 @@ class MeshFailed(MeshcacheError):
     """The mesh did not form: a node exited early or the ring did not fill in time."""
 
 
-def _die_with_demo() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that makes the node get SIGTERM when the demo dies (Linux), or None.
-
-    It runs in the child between fork and exec. If the demo died before the prctl took effect,
-    the child is already an orphan and exits at once.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-    parent = os.getpid()
-
-    def in_child() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return in_child
-
-
 class NodeProcess:
     """A node's process, forked on the calling thread, awaited through a pidfd on Linux."""
 
@@ -263,7 +237,7 @@ class NodeProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             process_group=0,
-            preexec_fn=_die_with_demo(),
+            preexec_fn=die_with_parent(),
         )
         return cls(popen)
 

@@ -12,10 +12,12 @@ import multiprocessing
 import os
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from meshcache.reaper import die_with_parent
 from tools.bench.histogram import LatencyHistogram
 from tools.bench.loops import LoopResult, closed_loop, connect, open_loop
 from tools.bench.protocols import protocol_named
@@ -74,7 +76,15 @@ def _split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
-def _worker(spec: LoadSpec, index: int, conns: int, pipe: Connection) -> None:
+def _worker(
+    spec: LoadSpec,
+    index: int,
+    conns: int,
+    pipe: Connection,
+    die_with_parent: Callable[[], None] | None,
+) -> None:
+    if die_with_parent is not None:
+        die_with_parent()  # a killed bench takes its load workers with it
     try:
         protocol = protocol_named(spec.protocol)
         pool = build_pool(
@@ -151,7 +161,9 @@ def run_load(spec: LoadSpec, *, server_pid: int | None = None) -> RunResult:
     try:
         for index, conns in enumerate(_split(spec.conns, spec.procs)):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(spec, index, conns, child), daemon=True)
+            proc = ctx.Process(
+                target=_worker, args=(spec, index, conns, child, die_with_parent()), daemon=True
+            )
             proc.start()
             child.close()
             procs.append(proc)

@@ -2,7 +2,9 @@
 
 :func:`redis_server` and :func:`meshcache_node` are context managers: the process is started,
 polled until it answers PING (with a deadline), yielded as a :class:`ServerProcess`, and stopped
-(SIGTERM, then SIGKILL) on the way out — also on errors and Ctrl-C.
+(SIGTERM, then SIGKILL) on the way out — also on errors and Ctrl-C. When the bench itself is
+killed (SIGKILL included) the server gets SIGTERM from the kernel (``PR_SET_PDEATHSIG``) and a
+reaper removes its temporary directory (``meshcache/reaper.py``).
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from meshcache.reaper import die_with_parent, temporary_directory
 from meshcache.testing.ports import free_port
 from tools.bench.preload import request, wait_until_ready
 from tools.bench.protocols import MeshcacheProtocol, Protocol, RedisProtocol
@@ -86,7 +88,12 @@ def _managed(
     with log_path.open("wb") as log:
         try:
             proc = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env=env
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=workdir,
+                env=env,
+                preexec_fn=die_with_parent(),  # stops when the bench is killed
             )
         except OSError as exc:
             raise ServerStartError(f"cannot run {argv[0]}: {exc}") from None
@@ -109,7 +116,7 @@ def redis_server(
     path = shutil.which(executable)
     if path is None:
         raise ServerStartError(f"{executable} is not installed (apt-get install redis-server)")
-    with tempfile.TemporaryDirectory(prefix="bench-redis-") as tmp:
+    with temporary_directory("bench-redis-") as tmp:
         port = free_port(HOST)
         argv = [
             path,
@@ -118,7 +125,7 @@ def redis_server(
             "--save", "",
             "--appendonly", "no",
             "--daemonize", "no",
-            "--dir", tmp,
+            "--dir", str(tmp),
         ]  # fmt: skip
         with _managed("redis-server", argv, RedisProtocol(), port, Path(tmp), timeout) as srv:
             yield srv
@@ -132,7 +139,7 @@ def meshcache_node(
     timeout: float = 30.0,
 ) -> Iterator[ServerProcess]:
     """A single meshcache node (``python -m meshcache start``) on free loopback ports."""
-    with tempfile.TemporaryDirectory(prefix="bench-meshcache-") as tmp:
+    with temporary_directory("bench-meshcache-") as tmp:
         port = free_port(HOST)
         admin = free_port(HOST)
         data = Path(tmp) / "data"
