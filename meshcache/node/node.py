@@ -147,7 +147,9 @@ class Node:
         guard = parts.dispatcher.guard = Guard(s.users, keyring=membership.keyring)
         self._dataport = DataPort(listener, parts.dispatcher, s.limits, tls=tls)
         if resp_listener is not None:
-            self.resp = RespPort.for_parts(resp_listener, parts, wall_clock=self._wall_clock)
+            self.resp = RespPort.for_parts(
+                resp_listener, parts, wall_clock=self._wall_clock, tls=tls
+            )
         self.registry = make_registry(
             NodeCollector(
                 parts.counters,

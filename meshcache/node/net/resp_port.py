@@ -53,9 +53,11 @@ import structlog
 import trio
 
 from meshcache.node.net.dataport import open_listener
+from meshcache.node.net.tls import PLAINTEXT_PORT_ALERT, TlsRefused, TlsSocket
 from meshcache.resp.reader import CommandReader, ReaderLimits, RespProtocolError
 from meshcache.resp.session import Counters, Executor, Route, Server, Session
 from meshcache.settings import LimitSettings
+from meshcache.tls import TLS_HANDSHAKE, NodeTls
 from meshcache.wire.ops import Limits
 from meshcache.wire.pending import Pending
 
@@ -129,7 +131,11 @@ class _Conn:
     )
 
     def __init__(
-        self, sock: socket.socket, session: Session, now: float, limits: ReaderLimits
+        self,
+        sock: socket.socket | TlsSocket,
+        session: Session,
+        now: float,
+        limits: ReaderLimits,
     ) -> None:
         self.sock = sock
         self.fd = sock.fileno()
@@ -164,6 +170,7 @@ class RespPort:
         clock: trio's clock (idle timeouts).
         guard: the node's users and permissions, shared with the data port (``AUTH``,
             ``NOAUTH``, ``NOPERM``); None: every command allowed.
+        tls: the node's TLS: every connection is TLS (``rediss://``); None: plaintext.
     """
 
     def __init__(
@@ -180,8 +187,10 @@ class RespPort:
         rng: random.Random | None = None,
         clock: Callable[[], float] = trio.current_time,
         guard: Guard | None = None,
+        tls: NodeTls | None = None,
     ) -> None:
         self._listener = listener
+        self._tls = tls
         self._limits = limits
         self._reader_limits = reader_limits(limits)
         self._clock = clock
@@ -221,6 +230,7 @@ class RespPort:
         *,
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        tls: NodeTls | None = None,
     ) -> RespPort:
         """The RESP port of an assembled node: its coordinator, routes, limits, counters and
         the data port's guard (users, permissions, the slow-down of failed ``AUTH``\\ s)."""
@@ -235,6 +245,7 @@ class RespPort:
             wall_clock=wall_clock,
             rng=rng,
             guard=parts.dispatcher.guard,
+            tls=tls,
         )
 
     @property
@@ -372,7 +383,12 @@ class RespPort:
                 continue
             host = peer[0] if isinstance(peer, tuple) else ""
             session = self.server.session(_address(peer), self._laddr, host)
-            conn = _Conn(sock, session, self._clock(), self._reader_limits)
+            served: socket.socket | TlsSocket = sock
+            if self._tls is not None:
+                served = TlsSocket(
+                    sock, self._tls.server, refusal=_TLS_REQUIRED, bad_input=self.server.refused
+                )
+            conn = _Conn(served, session, self._clock(), self._reader_limits)
             self._conns[conn.fd] = conn
             assert self._epoll is not None
             self._epoll.register(conn.fd, _READ)
@@ -396,6 +412,9 @@ class RespPort:
         if not n:
             self._close(conn, "client_closed")
             return
+        if self._recv_buf[0] == TLS_HANDSHAKE and self._tls is None and not conn.reader.buffered:
+            self._tls_on_plaintext_port(conn)  # no RESP command starts with that byte
+            return
         self.stats["bytes_received"] += n
         conn.last_active = self._now
         conn.reader.feed(self._recv_view[:n])
@@ -403,6 +422,14 @@ class RespPort:
             self._answer_ordered(conn)
         else:
             self._answer(conn, at_round_end=True)
+
+    def _tls_on_plaintext_port(self, conn: _Conn) -> None:
+        """A TLS handshake reached this plaintext port: a fatal TLS alert tells the client's
+        library, and the connection ends."""
+        self.server.refused["tls_on_plaintext_port"] += 1
+        with contextlib.suppress(OSError):
+            conn.sock.send(PLAINTEXT_PORT_ALERT)
+        self._close(conn, "tls_on_plaintext_port")
 
     def _protocol_error(self, conn: _Conn, exc: RespProtocolError) -> bytes:
         self.server.refused[f"protocol_{exc.kind}"] += 1
@@ -678,7 +705,13 @@ def _address(addr: Any) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+# What a plaintext client on a TLS port is told, in RESP, before the close.
+_TLS_REQUIRED = b"-ERR this port speaks TLS: connect with TLS (rediss://, redis-cli --tls)\r\n"
+
+
 def _reason(exc: OSError) -> str:
+    if type(exc) is TlsRefused:
+        return exc.reason
     return "reset" if exc.errno in (errno.ECONNRESET, errno.EPIPE) else "socket_error"
 
 
