@@ -281,7 +281,7 @@ class FakeServer:
         if op == "ZADD":
             z = d.setdefault(args[0], {})
             new = 0
-            for i in range(1, len(args), 2):
+            for i in range(1, len(args) - 1, 2):  # the last is the options map
                 new += args[i + 1] not in z
                 z[args[i + 1]] = args[i]
             return new
