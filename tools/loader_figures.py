@@ -1,7 +1,8 @@
 """Read-through figures against a real PostgreSQL (started here, or ``--dsn``).
 
-Run: ``.venv/bin/python -m tools.loader_figures [bridge|coalesce|stampede|misses|all]
-[--runs 5]``; each prints a markdown table and the machine's load average before and after.
+Run: ``.venv/bin/python -m tools.loader_figures
+[bridge|coalesce|join|stampede|misses|window|outage|steps|all] [--runs 5]``; each prints a
+markdown table and the machine's load average before and after.
 
 * **bridge**: the cost of one call through the loader's asyncio bridge
   (``meshcache/node/loader/bridge.py``) from trio, against the same coroutine awaited on the
@@ -14,14 +15,16 @@ Run: ``.venv/bin/python -m tools.loader_figures [bridge|coalesce|stampede|misses
 * **stampede**: one node, ``--rate`` GETs/s of one key with a 1 s TTL and refresh-ahead 0.9
   for ``--seconds``: the loads PostgreSQL counted and the GETs answered nil or with an error.
 * **window**: the consistency window: from a committed UPDATE of a cached key until every one
-  of 3 nodes answers the new value (NOTIFY invalidation, then a reload at the owner), one
-  reader polling every node; p50, p99 and max per run.
+  of 3 nodes answers the new value (NOTIFY, then the owner's reload), every node polled at
+  once, beside a background read load (none, uniform, Zipf, trending) from another process;
+  ``on_notify`` drop and reload alternately; p50, p99 and max per run, with PostgreSQL's own
+  NOTIFY delivery to a plain client and the nodes' own step histograms of the same run.
 * **outage**: PostgreSQL stopped for 10 s under reads of cached keys and of new keys on one
   node: errors on hits, the misses' latency while it is down, and how long after it is back
   the first miss loads again.
-* **steps**: the miss path by step at 3 and 6 nodes (client, forward, query, bridge, coalesce +
-  store + replicate; Raft is not on it), as a table and a stacked bar chart
-  (``docs/loader_miss_path.png``); see :func:`breakdown` for how each step is derived.
+* **steps**: the miss path by step at 3 and 6 nodes from the nodes' own per-request timing
+  (client, forward hop, bridge, query on source, store, replicate, flight; Raft is not on it),
+  as tables and a stacked bar chart (``docs/loader_miss_path.png``); see :func:`breakdown`.
 * **misses**: GET latency of distinct missing keys (each loaded from a 0.1 ms query) against
   GETs of keys already cached (the anchor), through a node that owns none of them, with 1 and
   3 nodes; p50 and p99 in milliseconds per run, median and worst of ``--runs`` runs.
@@ -35,6 +38,7 @@ import os
 import socket
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -330,19 +334,12 @@ def misses(db: Database, runs: int, tmp: Path, per_run: int = 300) -> None:
     print(f"load after: {_load()}")
 
 
-@contextmanager
-def _background_reads(mesh: Mesh, load: str, keys: int = 50) -> Iterator[list[float]]:
-    """GETs of the window's keys through every node, from one thread, while the block runs:
-    ``uniform``, ``zipf`` (s = 0.99) or ``trending`` (a hot set of 5 keys that moves every
-    second); ``none`` reads nothing. Yields a list whose one item becomes the GETs/s."""
+def _reader_process(
+    addresses: list[tuple[str, int]], load: str, keys: int, stop: Any, out: Any, ready: Any
+) -> None:
+    """The background read load, in a process of its own (see :func:`_background_reads`)."""
     import random
-    import threading
 
-    rate = [0.0]
-    if load == "none":
-        yield rate
-        return
-    stop = threading.Event()
     rng = random.Random(1)
     weights = [1.0 / (i + 1) ** 0.99 for i in range(keys)]
 
@@ -353,27 +350,89 @@ def _background_reads(mesh: Mesh, load: str, keys: int = 50) -> Iterator[list[fl
             return rng.choices(range(keys), weights)[0]
         return (int(time.monotonic()) * 5 + rng.randrange(5)) % keys
 
-    def run() -> None:
-        directs = [Direct(node.data_address) for node in mesh.nodes]
-        start, count = time.monotonic(), 0
-        while not stop.is_set():
-            rng.choice(directs).call("GET", [str(pick()).encode()], "items")
-            count += 1
-        rate[0] = count / (time.monotonic() - start)
-        for d in directs:
-            d.close()
+    directs = [Direct(address) for address in addresses]
+    start, count = time.monotonic(), 0
+    ready.set()
+    while not stop.is_set():
+        rng.choice(directs).call("GET", [str(pick()).encode()], "items")
+        count += 1
+    out.put(count / (time.monotonic() - start))
+    for d in directs:
+        d.close()
 
-    reader = threading.Thread(target=run, daemon=True)
+
+@contextmanager
+def _background_reads(mesh: Mesh, load: str, keys: int = 50) -> Iterator[list[float]]:
+    """GETs of the window's keys through every node, from a process of its own (so that it
+    does not share the measuring process' interpreter lock), while the block runs:
+    ``uniform``, ``zipf`` (s = 0.99) or ``trending`` (a hot set of 5 keys that moves every
+    second); ``none`` reads nothing. Yields a list whose one item becomes the GETs/s."""
+    import multiprocessing
+
+    rate = [0.0]
+    if load == "none":
+        yield rate
+        return
+    ctx = multiprocessing.get_context("spawn")
+    stop, out, ready = ctx.Event(), ctx.Queue(), ctx.Event()
+    addresses = [tuple(node.data_address) for node in mesh.nodes]
+    reader = ctx.Process(target=_reader_process, args=(addresses, load, keys, stop, out, ready))
     reader.start()
+    if not ready.wait(60):
+        reader.kill()
+        raise SystemExit("the background reader did not start")
     try:
         yield rate
     finally:
         stop.set()
-        reader.join()
+        rate[0] = out.get(timeout=60)
+        reader.join(timeout=60)
+
+
+def _poll(direct: Direct, key: bytes, new: bytes) -> float:
+    """GET ``key`` through ``direct`` until it answers ``new``; when it did."""
+    while direct.call("GET", [key], "items") != new:
+        pass
+    return time.perf_counter()
+
+
+#: The node's own timing of an invalidation, read from INFO's ``mesh.loader_timings``.
+WINDOW_STEPS = ("notify_hop", "notify_drop", "notify_reload", "query", "query_on_source")
+
+
+def _step_counts(mesh: Mesh) -> dict[str, list[int]]:
+    """Every node's step histograms summed (counts per bucket)."""
+    total: dict[str, list[int]] = {}
+    for node in mesh.nodes:
+        steps = mesh.mesh_info(node)["loader_timings"]["steps"]
+        for step in WINDOW_STEPS:
+            counts = steps[step]["counts"]
+            have = total.setdefault(step, [0] * len(counts))
+            for i, n in enumerate(counts):
+                have[i] += n
+    return total
+
+
+def histogram_quantile(counts: list[int], q: float) -> float:
+    """The ``q`` quantile of per-bucket ``counts`` over the loader's buckets, in ms
+    (linear within a bucket, as Prometheus' ``histogram_quantile``); nan when empty."""
+    from meshcache.node.loader.timing import BUCKETS
+
+    total = sum(counts)
+    if not total:
+        return float("nan")
+    rank, seen, lower = q * total, 0, 0.0
+    for bound, n in zip((*BUCKETS, BUCKETS[-1]), counts, strict=True):
+        if n and seen + n >= rank:
+            return (lower + (bound - lower) * (rank - seen) / n) * 1000
+        seen += n
+        lower = bound
+    return BUCKETS[-1] * 1000
 
 
 def window(db: Database, runs: int, tmp: Path, updates: int = 100) -> None:
-    """From a committed UPDATE until every node answers the new value, via NOTIFY."""
+    """From a committed UPDATE until every node answers the new value, via NOTIFY; with the
+    loader dropping announced keys and reloading them, run alternately."""
     import asyncpg
 
     from meshcache.node.loader.sql import trigger_sql
@@ -382,57 +441,124 @@ def window(db: Database, runs: int, tmp: Path, updates: int = 100) -> None:
     db.sql(trigger_sql("win_changes", "win", "id"))
     loader = {"source": "pg", "query": "SELECT v FROM win WHERE id = $1", "channel": "win_changes"}
     print(
-        f"consistency window, 3 nodes, {updates} UPDATEs per run, {runs} runs, one reader"
-        f" polling every node, beside a background read load; load {_load()}"
+        f"consistency window, 3 nodes, {updates} UPDATEs per run, {runs} runs per mode and"
+        f" read load, drop and reload alternately, every node polled at once (a thread each),"
+        f" a background read load from another process; load {_load()}"
     )
-    print("| background reads | run | p50 (ms) | p99 (ms) | max (ms) | background GETs/s |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| background reads | on_notify | run | p50 (ms) | p99 (ms) | max (ms) | PG→client NOTIFY"
+        " p50/p99 | node: notify_hop p50/p99 | notify_reload p50/p99 | query p50/p99 |"
+        " on source p50/p99 | background GETs/s | load |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    results: dict[tuple[str, str], list[tuple[float, float]]] = {}
     with mesh_of(3, db, tmp / "window") as mesh:
-        mesh.wait_namespace("items", {"loader": loader})
         directs = [Direct(node.data_address) for node in mesh.nodes]
 
         def listening() -> bool:
             gauges = [mesh.mesh_info(node)["gauges"] for node in mesh.nodes]
             return all(g.get("loader_listening") == 1 for g in gauges)
 
-        deadline = time.monotonic() + 30
-        while not listening():
-            if time.monotonic() > deadline:
-                raise SystemExit("the nodes did not listen within 30 s")
-            time.sleep(0.05)
+        def installed(on_notify: str) -> bool:
+            for node in mesh.nodes:
+                policy = mesh.call(node, "NS_LIST", []).get("items") or {}
+                if (policy.get("loader") or {}).get("on_notify") != on_notify:
+                    return False
+            return True
 
-        async def measure(run: int) -> list[float]:
+        def use(on_notify: str) -> None:
+            mesh.wait_namespace("items", {"loader": {**loader, "on_notify": on_notify}})
+            deadline = time.monotonic() + 30
+            while not (installed(on_notify) and listening()):
+                if time.monotonic() > deadline:
+                    raise SystemExit("the nodes did not listen within 30 s")
+                time.sleep(0.05)
+
+        async def measure(tag: str) -> tuple[list[float], list[float]]:
+            from concurrent.futures import ThreadPoolExecutor
+
+            # Every node polled at once, one thread each: a node's window ends when its own
+            # GET returns the new value, not after the other nodes' GETs of that round.
+            pool = ThreadPoolExecutor(len(directs))
             conn = await asyncpg.connect(db.dsn)
-            windows = []
+            heard: dict[str, float] = {}
+            # A plain client's LISTEN, on a loop of its own in another thread (the polling
+            # below blocks this one): PostgreSQL's own NOTIFY delivery on this machine.
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, daemon=True)
+            thread.start()
+
+            async def listen() -> Any:
+                listener = await asyncpg.connect(db.dsn)
+                await listener.add_listener(
+                    "win_changes", lambda *a: heard.setdefault(a[3], time.perf_counter())
+                )
+                return listener
+
+            listener = asyncio.run_coroutine_threadsafe(listen(), loop).result(30)
+            windows, delivery = [], []
             try:
                 for i in range(updates):
                     key = str(i % 50)
                     for d in directs:
                         d.call("GET", [key.encode()], "items")  # cached everywhere it is read
-                    new = f"run{run}-{i}".encode()
+                    new = f"{tag}-{i}".encode()
+                    heard.clear()
                     await conn.execute("UPDATE win SET v = $1 WHERE id = $2", new.decode(), key)
                     start = time.perf_counter()
-                    pending = list(directs)
-                    while pending:
-                        pending = [
-                            d for d in pending if d.call("GET", [key.encode()], "items") != new
-                        ]
-                    windows.append((time.perf_counter() - start) * 1000)
+                    seen = [pool.submit(_poll, d, key.encode(), new) for d in directs]
+                    windows.append((max(f.result() for f in seen) - start) * 1000)
+                    for _ in range(1000):  # the plain client's NOTIFY, heard on its thread
+                        if key in heard:
+                            break
+                        await asyncio.sleep(0.001)
+                    if key in heard:
+                        delivery.append(max(0.0, heard[key] - start) * 1000)
             finally:
+                asyncio.run_coroutine_threadsafe(listener.close(), loop).result(30)
+                loop.call_soon_threadsafe(loop.stop)
+                thread.join(30)
+                loop.close()
                 await conn.close()
-            return windows
+                pool.shutdown()
+            return windows, delivery
+
+        def fmt(counts: list[int]) -> str:
+            return f"{histogram_quantile(counts, 0.5):.2f} / {histogram_quantile(counts, 0.99):.2f}"
 
         for load in ("none", "uniform", "zipf", "trending"):
             for run in range(runs):
-                with _background_reads(mesh, load) as rate:
-                    windows = asyncio.run(measure(run))
-                q = statistics.quantiles(windows, n=100)
-                print(
-                    f"| {load} | {run + 1} | {q[49]:.2f} | {q[98]:.2f} | {max(windows):.2f}"
-                    f" | {rate[0]:.0f} |"
-                )
+                for on_notify in ("drop", "reload") if run % 2 == 0 else ("reload", "drop"):
+                    use(on_notify)
+                    before = _step_counts(mesh)
+                    with _background_reads(mesh, load) as rate:
+                        windows, delivery = asyncio.run(measure(f"{load}{run}{on_notify}"))
+                    after = _step_counts(mesh)
+                    steps = {
+                        k: [a - b for a, b in zip(after[k], before[k], strict=True)] for k in after
+                    }
+                    q = statistics.quantiles(windows, n=100)
+                    dq = statistics.quantiles(delivery, n=100) if len(delivery) > 1 else [0.0] * 99
+                    results.setdefault((load, on_notify), []).append((q[49], q[98]))
+                    print(
+                        f"| {load} | {on_notify} | {run + 1} | {q[49]:.2f} | {q[98]:.2f}"
+                        f" | {max(windows):.2f} | {dq[49]:.2f} / {dq[98]:.2f}"
+                        f" | {fmt(steps['notify_hop'])} | {fmt(steps['notify_reload'])}"
+                        f" | {fmt(steps['query'])} | {fmt(steps['query_on_source'])}"
+                        f" | {rate[0]:.0f} | {os.getloadavg()[0]:.1f} |",
+                        flush=True,
+                    )
         for d in directs:
             d.close()
+    print()
+    print("| background reads | on_notify | p50 median (worst) | p99 median (worst) |")
+    print("|---|---|---|---|")
+    for (load, on_notify), values in results.items():
+        p50s, p99s = [v[0] for v in values], [v[1] for v in values]
+        print(
+            f"| {load} | {on_notify} | {statistics.median(p50s):.2f} ({max(p50s):.2f})"
+            f" | {statistics.median(p99s):.2f} ({max(p99s):.2f}) |"
+        )
     print(f"load after: {_load()}")
 
 
@@ -492,107 +618,132 @@ def outage(db: Database, tmp: Path, down: float = 10.0) -> None:
     )
 
 
+def _timing_counts(mesh: Mesh, namespace: str) -> dict[str, list[float]]:
+    """Every node's loader step histograms, and its loads of ``namespace`` as ``load``, summed:
+    counts per bucket, then the sum of the observations (seconds) as the last item."""
+    total: dict[str, list[float]] = {}
+
+    def add(name: str, histogram: dict[str, Any]) -> None:
+        values = [*histogram["counts"], histogram["sum"]]
+        have = total.setdefault(name, [0.0] * len(values))
+        for i, n in enumerate(values):
+            have[i] += n
+
+    for node in mesh.nodes:
+        timings = mesh.mesh_info(node)["loader_timings"]
+        for step, histogram in timings["steps"].items():
+            add(step, histogram)
+        for load in timings["loads"]:
+            if load["namespace"] == namespace:
+                add("load", load)
+    return total
+
+
+#: The miss path's parts, as the chart stacks them (left to right).
+MISS_STEPS = (
+    "client",
+    "forward hop",
+    "bridge",
+    "query on source",
+    "store",
+    "replicate",
+    "flight",
+)
+
+
 def breakdown(db: Database, runs: int, tmp: Path, per_run: int = 300) -> None:
-    """The miss path's steps at 3 and 6 nodes, from distributions measured in one run.
+    """The miss path's steps at 3 and 6 nodes, from the nodes' own per-request timing.
 
-    Measured: a cached GET sent to the key's owner (client and node), the same through a
-    non-owner (adds the forward), a miss sent to the owner (adds the load), the query alone on
-    the asyncio loop, and one bridge crossing. The steps are differences of medians: client =
-    owner hit; forward = non-owner hit - owner hit; query = the query alone; bridge = one
-    crossing; coalesce + store + replicate = owner miss - owner hit - query - bridge.
+    Each run sends ``per_run`` GETs of distinct missing keys (each has a row), one at a time,
+    to a node that owns none of them, and reads every node's loader histograms (INFO's
+    ``mesh.loader_timings``) before and after: forward (the non-owner's wait for the owner),
+    load (the owner's load, start to stored), query (as the node waits for it), query on
+    source (the driver's call alone), store, replicate; p50 and p99 from the buckets. The
+    parts are differences of exact means (the histograms' sums over their counts), which add
+    up: client = the GET's round trip seen by the client minus forward; forward hop =
+    forward minus load; bridge = query minus query on source; flight = load minus query,
+    store and replicate (scheduling the load, the flight's bookkeeping).
     """
-    import asyncpg
-
-    from meshcache.node.loader.bridge import AsyncioBridge
-
     counted_table(db, "steps", 300_000)
     plain = "SELECT v FROM steps WHERE id = $1"
     results: dict[int, dict[str, float]] = {}
+    raw: dict[int, dict[str, list[tuple[float, float, float]]]] = {}
     for n in (3, 6):
-        med: dict[str, list[float]] = {
-            k: [] for k in ("owner_hit", "other_hit", "owner_miss", "query", "bridge")
-        }
+        per: dict[str, list[tuple[float, float, float]]] = {}
         with mesh_of(n, db, tmp / f"steps{n}") as mesh:
             mesh.wait_namespace("items", {"loader": {"source": "pg", "query": plain}})
             by_id = {node.node_id: Direct(node.data_address) for node in mesh.nodes}
-            next_key = n * 100_000
+            next_key = (n // 3 - 1) * 150_000  # keys with a row, new to this mesh
             for _ in range(runs):
                 keys = [str(next_key + i).encode() for i in range(per_run)]
                 next_key += per_run
-                owners = {k: mesh.owners(k, 2)[0] for k in keys}
-                timing: dict[str, list[float]] = {"owner_miss": [], "owner_hit": []}
+                before = _timing_counts(mesh, "items")
+                client = []
                 for key in keys:
-                    for what in ("owner_miss", "owner_hit"):
-                        start = time.perf_counter()
-                        by_id[owners[key]].call("GET", [key], "items")
-                        timing[what].append((time.perf_counter() - start) * 1000)
-                other = []
-                for key in keys:
-                    via = next(d for nid, d in by_id.items() if nid not in mesh.owners(key, 2))
-                    start = time.perf_counter()
+                    owners = mesh.owners(key, 2)
+                    via = next(d for nid, d in by_id.items() if nid not in owners)
+                    started = time.perf_counter()
                     via.call("GET", [key], "items")
-                    other.append((time.perf_counter() - start) * 1000)
-                med["owner_miss"].append(statistics.median(timing["owner_miss"]))
-                med["owner_hit"].append(statistics.median(timing["owner_hit"]))
-                med["other_hit"].append(statistics.median(other))
+                    client.append((time.perf_counter() - started) * 1000)
+                after = _timing_counts(mesh, "items")
+                q = statistics.quantiles(client, n=100)
+                per.setdefault("total", []).append((q[49], q[98], statistics.fmean(client)))
+                for step in ("forward", "load", "query", "query_on_source", "store", "replicate"):
+                    was = before.get(step, [0.0] * len(after[step]))  # no load before the first
+                    delta = [a - b for a, b in zip(after[step], was, strict=True)]
+                    counts, total = [int(c) for c in delta[:-1]], delta[-1]
+                    mean = total * 1000 / sum(counts) if sum(counts) else float("nan")
+                    per.setdefault(step, []).append(
+                        (histogram_quantile(counts, 0.5), histogram_quantile(counts, 0.99), mean)
+                    )
             for d in by_id.values():
                 d.close()
-        bridge = AsyncioBridge()
-        bridge.start()
-
-        async def direct_query() -> list[float]:
-            conn = await asyncpg.connect(db.dsn)
-            out = []
-            for i in range(per_run):
-                start = time.perf_counter()
-                await conn.fetchval(plain, str(i))
-                out.append((time.perf_counter() - start) * 1000)
-            await conn.close()
-            return out
-
-        async def nothing() -> None:
-            return None
-
-        async def crossings(bridge: AsyncioBridge = bridge) -> list[float]:
-            out = []
-            for _ in range(per_run):
-                start = time.perf_counter()
-                await bridge.run(nothing)
-                out.append((time.perf_counter() - start) * 1000)
-            return out
-
-        for _ in range(runs):
-            med["query"].append(
-                statistics.median(
-                    asyncio.run_coroutine_threadsafe(direct_query(), bridge.loop).result()
-                )
-            )
-            med["bridge"].append(statistics.median(trio.run(crossings)))
-        trio.run(bridge.aclose)
-        m = {k: statistics.median(v) for k, v in med.items()}
+        raw[n] = per
+        m = {k: statistics.median(v[2] for v in values) for k, values in per.items()}
         results[n] = {
-            "client": m["owner_hit"],
-            "forward": max(0.0, m["other_hit"] - m["owner_hit"]),
-            "query": m["query"],
-            "bridge": m["bridge"],
-            "coalesce+store+replicate": max(
-                0.0, m["owner_miss"] - m["owner_hit"] - m["query"] - m["bridge"]
-            ),
+            "client": max(0.0, m["total"] - m["forward"]),
+            "forward hop": max(0.0, m["forward"] - m["load"]),
+            "bridge": max(0.0, m["query"] - m["query_on_source"]),
+            "query on source": m["query_on_source"],
+            "store": m["store"],
+            "replicate": m["replicate"],
+            "flight": max(0.0, m["load"] - m["query"] - m["store"] - m["replicate"]),
         }
-    steps = list(next(iter(results.values())))
-    print(f"miss path by step, medians of {runs} runs of {per_run} keys (ms); load {_load()}")
-    print("| nodes | " + " | ".join(steps) + " | total | Raft |")
-    print("|---|" + "---|" * (len(steps) + 2))
+    print(
+        f"miss path, {runs} runs of {per_run} distinct missing keys through a non-owner; the"
+        f" nodes' own step histograms; p50 / p99 / mean (ms), median of the runs; load {_load()}"
+    )
+    names = ("total", "forward", "load", "query", "query_on_source", "store", "replicate")
+    print("| nodes | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for n, per in raw.items():
+        cells = []
+        for name in names:
+            p50, p99, mean = (statistics.median(v[i] for v in per[name]) for i in range(3))
+            cells.append(f"{p50:.2f} / {p99:.1f} / {mean:.2f}")
+        print(f"| {n} | " + " | ".join(cells) + " |")
+    print()
+    print("parts of the mean (ms):")
+    print("| nodes | " + " | ".join(MISS_STEPS) + " | total | Raft |")
+    print("|---|" + "---|" * (len(MISS_STEPS) + 2))
     for n, row in results.items():
-        cells = " | ".join(f"{row[s]:.3f}" for s in steps)
-        print(f"| {n} | {cells} | {sum(row.values()):.3f} | 0 |")
+        parts = " | ".join(f"{row[part]:.3f}" for part in MISS_STEPS)
+        print(f"| {n} | {parts} | {sum(row.values()):.3f} | 0 |")
     chart = Path("docs/loader_miss_path.png")
-    write_bar_chart(chart, results, steps)
+    write_bar_chart(chart, results, list(MISS_STEPS))
     print(f"chart: {chart}")
 
 
 #: Colours of the chart's steps, in order (the table's columns).
-_COLOURS = [(66, 133, 244), (219, 68, 55), (244, 180, 0), (15, 157, 88), (171, 71, 188)]
+_COLOURS = [
+    (66, 133, 244),
+    (219, 68, 55),
+    (15, 157, 88),
+    (244, 180, 0),
+    (171, 71, 188),
+    (0, 172, 193),
+    (120, 120, 120),
+]
 
 
 def write_bar_chart(path: Path, results: dict[int, dict[str, float]], steps: list[str]) -> None:
