@@ -1783,6 +1783,7 @@ def _demo(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         start_timeout=parse_duration(args.timeout, "--timeout"),
         with_postgres=args.with_postgres,
+        tls=args.tls,
     )
     return run(options)
 
@@ -1823,6 +1824,12 @@ def _demo_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
         action="store_true",
         help="also start a throwaway PostgreSQL (initdb/postgres must be installed) with a "
         "sample table 'items' read through by namespace 'items', invalidated by NOTIFY",
+    )
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="make a development CA and certificates in the demo's directory and serve TLS on "
+        "every data, RESP and peer connection (mutual TLS between the nodes)",
     )
     p.set_defaults(run=_demo)
 

@@ -50,6 +50,7 @@ from meshcache.reaper import KEEP, die_with_parent
 from meshcache.reaper import start as start_reaper
 from meshcache.ring import RingState
 from meshcache.testing import ports
+from meshcache.tls import CA_CERT
 from meshcache.wire.address import parse_address
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ class DemoOptions:
     start_timeout: float = 60.0
     stop_timeout: float = 10.0
     with_postgres: bool = False
+    tls: bool = False  # a CA and certificates in the demo's directory; every port speaks TLS
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +163,15 @@ def plan(options: DemoOptions, free_port: Callable[[], int] | None = None) -> li
 
 
 def node_args(
-    node: NodePlan, data_dir: Path, peers: Sequence[NodePlan], password: Path, seed: str | None
+    node: NodePlan,
+    data_dir: Path,
+    peers: Sequence[NodePlan],
+    password: Path,
+    seed: str | None,
+    tls: Path | None = None,
 ) -> list[str]:
-    """The ``python -m meshcache start`` command line of ``node``."""
+    """The ``python -m meshcache start`` command line of ``node`` (with TLS under the CA and
+    node certificate in ``tls``, when given)."""
     args = [
         sys.executable,
         "-m",
@@ -190,7 +198,30 @@ def node_args(
         args += ["--raft-password-file", str(password)]
     if seed is not None:
         args += ["--join", seed]
+    if tls is not None:
+        args += ["--tls-cert-file", str(tls / f"{TLS_NODE}.pem")]
+        args += ["--tls-key-file", str(tls / f"{TLS_NODE}.key")]
+        args += ["--tls-ca-file", str(tls / CA_CERT)]
     return args
+
+
+TLS_DIR = "tls"
+TLS_NODE = "node"
+TLS_CLIENT = "client"
+
+
+def make_certificates(directory: Path) -> Path:
+    """A development CA, one node certificate for 127.0.0.1 (every demo node presents it) and
+    a client certificate in ``directory``; existing ones (a reused ``--data-dir``) are kept."""
+    from meshcache.tls import make_ca, make_client_cert, make_node_cert
+
+    if not (directory / CA_CERT).exists():
+        make_ca(directory, name="meshcache demo CA")
+    if not (directory / f"{TLS_NODE}.pem").exists():
+        make_node_cert(directory, TLS_NODE, hosts=[HOST], force=True)
+    if not (directory / f"{TLS_CLIENT}.pem").exists():
+        make_client_cert(directory, TLS_CLIENT, force=True)
+    return directory
 
 
 def write_password(path: Path) -> Path:
@@ -360,6 +391,7 @@ class Demo:
         self._reported: set[tuple[str, str, str]] = set()  # member, kind, episode start
         self._alive_at: dict[str, list[str]] = {}  # member → timestamps it was seen alive
         self.database: PostgresServer | None = None  # --with-postgres
+        self.tls: Path | None = None  # --tls: the CA and certificates
 
     def say(self, line: str) -> None:
         self.out.write(line + "\n")
@@ -369,7 +401,7 @@ class Demo:
         data_dir = self.root / f"node{node.index}"
         data_dir.mkdir(parents=True, exist_ok=True)
         (data_dir / READY_FILE).unlink(missing_ok=True)
-        args = node_args(node, data_dir, plans, self.root / "raft.password", seed)
+        args = node_args(node, data_dir, plans, self.root / "raft.password", seed, self.tls)
         with open(data_dir / "node.log", "ab") as log:
             start = log.tell()
             # Forked here, on the demo's own thread: see the module doc (PR_SET_PDEATHSIG).
@@ -476,7 +508,13 @@ class Demo:
         async with AsyncExitStack() as stack:
             clients = [
                 await stack.enter_async_context(
-                    TrioClient(node.data, timeout=2.0, connect_timeout=2.0, smart=False)
+                    TrioClient(
+                        node.data,
+                        timeout=2.0,
+                        connect_timeout=2.0,
+                        smart=False,
+                        ca_file=None if self.tls is None else self.tls / CA_CERT,
+                    )
                 )
                 for node in self.nodes
             ]
@@ -504,6 +542,8 @@ class Demo:
         """Start every node and wait until the ring lists them all; the ring version."""
         plans = plan(self.options)
         write_password(self.root / "raft.password")
+        if self.options.tls:
+            self.tls = make_certificates(self.root / TLS_DIR)
         if self.options.with_postgres:
             self.start_database()
         first = await self.spawn(plans[0], plans, None)
@@ -539,7 +579,18 @@ class Demo:
         sql = DEMO_TABLE_SQL + trigger_sql(DEMO_CHANNEL, "items", "id")
         await trio.to_thread.run_sync(db.psql, sql)
         address = parse_address(self.nodes[0].data, default_port=None)
-        await call_once(address, "NS_SET", [DEMO_NAMESPACE, {"loader": DEMO_LOADER}], timeout=30)
+        context = None
+        if self.tls is not None:
+            from meshcache.client.tlsconf import client_context
+
+            context = client_context(self.tls / CA_CERT)
+        await call_once(
+            address,
+            "NS_SET",
+            [DEMO_NAMESPACE, {"loader": DEMO_LOADER}],
+            timeout=30,
+            tls=context,
+        )
 
     def print_ready(self, version: int) -> None:
         for node in self.nodes:
@@ -554,26 +605,40 @@ class Demo:
         port_n = parse_address(last.data, default_port=None).port
         resp_n = parse_address(last.resp, default_port=None).port
         self.say("try, from another terminal:")
+        tls = redis_tls = ""
+        if self.tls is not None:
+            ca = self.tls / CA_CERT
+            tls = f" --tls --cacert {ca}"
+            redis_tls = f" --tls --cacert {ca}"
+            self.say(
+                f"TLS: every data, RESP and peer connection; CA {ca}, client certificate "
+                f"{self.tls / TLS_CLIENT}.pem and key {self.tls / TLS_CLIENT}.key"
+            )
         for example in (
-            f"meshcache set hello world --port {port0}",
-            f"meshcache get hello --port {port_n}",
-            f"meshcache members --port {port0}",
-            f"meshcache ring --port {port0}",
-            f"meshcache leave --port {port_n}",
-            f"redis-cli -p {resp_n} get hello    # any Redis client, on a node's RESP port",
+            f"meshcache set hello world --port {port0}{tls}",
+            f"meshcache get hello --port {port_n}{tls}",
+            f"meshcache members --port {port0}{tls}",
+            f"meshcache ring --port {port0}{tls}",
+            f"meshcache leave --port {port_n}{tls}",
+            f"redis-cli -p {resp_n}{redis_tls} get hello    # any Redis client, on a RESP port",
             f"curl -s http://{first.admin}/metrics | grep meshcache_requests",
         ):
             self.say(f"  {example}")
+        if self.tls is not None:
+            ca = self.tls / CA_CERT
+            self.say(f"  python: meshcache.Client('{HOST}:{port0}', ca_file='{ca}')")
+            self.say(f"  redis-py: redis.from_url('rediss://{HOST}:{resp_n}', ssl_ca_certs='{ca}')")
         if self.database is not None:
             dsn = self.database.dsn
             node_1 = self.nodes[min(1, len(self.nodes) - 1)]
             port_1 = parse_address(node_1.data, default_port=None).port
             self.say(f"PostgreSQL: {dsn} (table items, namespace {DEMO_NAMESPACE} reads it):")
+            get_7 = f"meshcache get 7 -n {DEMO_NAMESPACE}"
             for example in (
-                f"meshcache get 7 -n {DEMO_NAMESPACE} --port {port0}    # loaded from PostgreSQL",
+                f"{get_7} --port {port0}{tls}    # loaded from PostgreSQL",
                 f"psql '{dsn}' -c \"UPDATE items SET v = 'changed' WHERE id = '7'\"",
-                f"meshcache get 7 -n {DEMO_NAMESPACE} --port {port_1}    # every node: changed",
-                f"meshcache info --port {port0} | grep loader",
+                f"{get_7} --port {port_1}{tls}    # every node: changed",
+                f"meshcache info --port {port0}{tls} | grep loader",
             ):
                 self.say(f"  {example}")
         self.say("Ctrl-C stops every node.")
