@@ -173,6 +173,65 @@ def test_an_invalidation_drops_the_stored_key_and_the_hot_copy() -> None:
     assert loader.stats["invalidations"] == 2 and loader.stats["invalidations_dropped"] == 1
 
 
+@pytest.mark.trio
+async def test_a_reload_on_notify_is_decided_by_the_key_coordinator(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from meshcache.hlc import HLC
+    from meshcache.node.loader.loader import Loader
+    from meshcache.store.policy import NamespacePolicy
+    from meshcache.store.store import Store
+    from meshcache.testing.simsource import SimDatabase
+
+    policy = LoaderPolicy("sim", "SELECT $1::text", on_notify="reload")
+    store = Store(
+        clock=lambda: 1000.0,
+        hlc=HLC(lambda: 1_000_000),
+        policies={"items": NamespacePolicy(loader=policy)},
+        tombstone_grace_s=60.0,
+    )
+    db = SimDatabase(delay=0.05)
+    db.rows[b"k"] = b"new"
+    replicated: list[bytes] = []
+    coordinator = {"k": False}
+    loader = Loader(
+        store,
+        "n0",
+        sources={"sim": db.source()},
+        replicate=lambda ns, key: replicated.append(key),
+        max_key_bytes=64,
+        wall_clock=lambda: 1000.0,
+        coordinates=lambda ns, key: coordinator["k"],
+    )
+    loader.install({"items": NamespacePolicy(loader=policy)})
+    async with trio.open_nursery() as nursery:
+        await nursery.start(loader.run)
+        store.execute("items", "SET", [b"k", b"old", {}])
+        # Another owner leaves its record to the coordinator's replication.
+        assert loader.invalidate("items", b"k") is False
+        assert store.execute("items", "GET", [b"k"]) == b"old"
+        assert loader.stats["invalidations_left_to_owner"] == 1 and not loader.flights
+        # The coordinator drops it and loads it again at once, then replicates it.
+        coordinator["k"] = True
+        assert loader.invalidate("items", b"k") is True
+        assert ("items", b"k") in loader.flights
+        await loader.flights[("items", b"k")].done.wait()
+        assert store.execute("items", "GET", [b"k"]) == b"new"
+        assert replicated == [b"k"] and loader.stats["reloaded"] == 1
+        assert db.queries[b"k"] == 1
+        # A key the coordinator did not hold is not loaded; its drop is replicated.
+        assert loader.invalidate("items", b"other") is False
+        assert not loader.flights and replicated == [b"k", b"other"]
+        # A reload that fails replicates the drop, so the other owners do not keep the old value.
+        db.down = True
+        store.execute("items", "SET", [b"k", b"newer", {}])
+        assert loader.invalidate("items", b"k") is True
+        await loader.flights[("items", b"k")].done.wait()
+        assert store.execute("items", "GET", [b"k"]) is None
+        assert replicated == [b"k", b"other", b"k"] and loader.stats["reloaded"] == 1
+        nursery.cancel_scope.cancel()
+
+
 @given(payload=st.text(max_size=200))
 def test_any_notify_payload_is_a_key_or_counted(payload: str) -> None:
     from meshcache.hlc import HLC
