@@ -954,6 +954,13 @@ def _zscore(c: Client, a: argparse.Namespace) -> Output:
 
 def _zincrby(c: Client, a: argparse.Namespace) -> Output:
     by = _score(a.by, "--by")
+    if a.nx or a.xx or a.gt or a.lt:  # ZADD ... INCR: nothing printed when a condition stops it
+        return _optional_number(
+            c.zadd_incr(
+                _arg(a.key), by, _arg(a.member), nx=a.nx, xx=a.xx, gt=a.gt, lt=a.lt,
+                namespace=a.namespace,
+            )
+        )  # fmt: skip
     return _new_number(c.zincrby(_arg(a.key), by, _arg(a.member), namespace=a.namespace))
 
 
@@ -1444,6 +1451,12 @@ def _add_members(p: argparse.ArgumentParser) -> None:
 def _add_zincrby(p: argparse.ArgumentParser) -> None:
     _add_member(p)
     p.add_argument("--by", default="1", metavar="N", help="amount, may be fractional (default 1)")
+    cond = p.add_mutually_exclusive_group()
+    cond.add_argument("--nx", action="store_true", help="only if the member is new")
+    cond.add_argument("--xx", action="store_true", help="only if the member exists")
+    order = p.add_mutually_exclusive_group()
+    order.add_argument("--gt", action="store_true", help="only if the new score is higher")
+    order.add_argument("--lt", action="store_true", help="only if the new score is lower")
 
 
 def _add_range(p: argparse.ArgumentParser) -> None:

@@ -401,6 +401,10 @@ def test_typed_values(cli: Cli) -> None:
     assert cli("zadd", "ty:zo", "--gt", "--ch", "1", "b", "3", "a") == (0, "1\n", "")
     assert cli("zrange", "ty:zo", "0", "-1", "--withscores") == (0, "b\t2\na\t3\nd\t5\n", "")
     assert cli("zadd", "ty:zo", "--nx", "--gt", "1", "a")[0] != 0
+    assert cli("zincrby", "ty:zo", "a", "--by", "2", "--gt") == (0, "5\n", "")
+    assert cli("zincrby", "ty:zo", "a", "--by", "-1", "--gt")[:2] == (1, "")
+    assert cli("zincrby", "ty:zo", "new", "--xx")[:2] == (1, "")
+    assert cli("zincrby", "ty:zo", "new", "--nx", "--by", "0.5") == (0, "0.5\n", "")
     assert cli("zrange", "ty:z", "0", "0", "--rev", "--withscores") == (0, "b\t2.5\n", "")
     assert cli("zrange", "ty:z", "0", "1", "--desc") == (0, "b\na\n", "")
     assert cli("zrange", "ty:z", "0", "1", "--withscores", "--json") == (
@@ -432,6 +436,7 @@ COMMAND_OF = {
     "raft_status": "raft",
     "raft_add": "raft",
     "raft_remove": "raft",
+    "zadd_incr": "zincrby",
 }
 
 
