@@ -57,7 +57,7 @@ from meshcache.node.net.tls import PLAINTEXT_PORT_ALERT, TlsRefused, TlsSocket
 from meshcache.resp.reader import CommandReader, ReaderLimits, RespProtocolError
 from meshcache.resp.session import Counters, Executor, Route, Server, Session
 from meshcache.settings import LimitSettings
-from meshcache.tls import TLS_HANDSHAKE, NodeTls
+from meshcache.tls import NodeTls
 from meshcache.wire.ops import Limits
 from meshcache.wire.pending import Pending
 
@@ -412,8 +412,10 @@ class RespPort:
         if not n:
             self._close(conn, "client_closed")
             return
-        if self._recv_buf[0] == TLS_HANDSHAKE and self._tls is None and not conn.reader.buffered:
-            self._tls_on_plaintext_port(conn)  # no RESP command starts with that byte
+        # A TLS handshake record (0x16, TLS_HANDSHAKE as a literal: no global lookup per read)
+        # at the start of a command: no RESP command starts with that byte.
+        if self._recv_buf[0] == 0x16 and self._tls is None and not conn.reader.buffered:
+            self._tls_on_plaintext_port(conn)
             return
         self.stats["bytes_received"] += n
         conn.last_active = self._now
