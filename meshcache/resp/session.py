@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from meshcache.errors import CommandError, ErrorCode, NoAuthError, NoPermError, WrongPassError
 from meshcache.resp.encoder import ENCODERS, RESP2, Encoder, error
 from meshcache.wire.ops import OPS, Limits, OpSpec, normalize_args
-from meshcache.wire.pending import Pending
+from meshcache.wire.pending import Later, Pending
 
 if TYPE_CHECKING:
     from meshcache.resp.commands import Command
@@ -403,8 +403,37 @@ class Session:
             result = server.execute(self.namespace, op, args)
         if type(result) is CoroutineType:
             return self._pending(spec, args, self._finish(op, result, reply, started))
+        if type(result) is Later:  # a forward submitted without a task: one key
+            later = self._later(op, result, reply, started)
+            return Pending(None, key=(self.namespace, args[0]), later=later)
         self._count(op, started)
         return reply(result)
+
+    def _later(self, op: str, result: Later, reply: Reply, started: int) -> Later:
+        """The reply bytes of a result that arrives later, as :meth:`_finish` makes them."""
+        answer = Later()
+
+        def settled(value: Any, error: BaseException | None) -> None:
+            if error is None:
+                self._count(op, started)
+                try:
+                    out = reply(value)
+                except RedisError as exc:
+                    out = self.refuse(exc)
+                except Exception as exc:
+                    out = self.internal(exc)
+            elif isinstance(error, CommandError):
+                out = self.command_error(error)
+            elif isinstance(error, RedisError):
+                out = self.refuse(error)
+            elif isinstance(error, Exception):
+                out = self.internal(error)
+            else:
+                out = self.internal(RuntimeError(type(error).__name__))
+            answer.resolve(out)
+
+        result.then(settled)
+        return answer
 
     def _count(self, op: str, started: int) -> None:
         """One answered request of ``op`` that started at ``started`` (perf_counter_ns)."""
@@ -510,6 +539,8 @@ class _OpCall:
     def __await__(self) -> Generator[Any, Any, Any]:
         session = self.session
         result = session._run_op(self.op, self.args, self.namespace)
+        if type(result) is Later:
+            result = result.wait()
         if type(result) is CoroutineType:
             result = yield result
         session.server.counters.requests[self.op] += 1

@@ -127,7 +127,7 @@ def _pending(result: bytes | Pending) -> tuple[bytes | Awaitable[bytes], bool]:
     holds the connection: a ``Pending`` does when it fans out (the data port's rule)."""
     if isinstance(result, bytes):
         return result, False
-    return result.answer, result.fans_out
+    return (result.answer if result.answer is not None else result.reply()), result.fans_out
 
 
 # --------------------------------------------------------------------------- the network
@@ -504,9 +504,23 @@ class SimPeerPool(PeerPool):
         await trio.sleep_forever()
 
     async def request(
-        self, address: Address, op: str, namespace: str, args: list[Any], *, timeout: float
+        self,
+        address: Address,
+        op: str,
+        namespace: str,
+        args: list[Any],
+        *,
+        timeout: float,
+        abort_on_timeout: bool = False,
+        sent: Callable[[], None] | None = None,
     ) -> Response:
+        """Over the simulated network. ``submit`` (the pool's way without a task) is never
+        taken here (this pool holds no connection of its own), so the order of what a node
+        forwards is the order of its tasks' requests; ``sent`` is told at once. A timed-out
+        connection is not reset: the simulated network models delivery itself."""
         self.stats["requests"] += 1
+        if sent is not None:
+            sent()
         return await self.net.request(self.node_id, address, op, namespace, args, timeout)
 
     async def call_alone(

@@ -6,8 +6,67 @@ Shared by the msgpack data port (:mod:`meshcache.node.net.dispatch`) and the RES
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
+
+
+class Later:
+    """A result that arrives later, delivered by a callback rather than awaited: a forwarded
+    request waits on its peer's answer this way, with no task of its own.
+
+    It is settled once, with :meth:`resolve` or :meth:`fail`; :meth:`then` registers the one
+    callback, ``callback(value, error)`` with ``error`` None on success, called at settlement
+    (at once if it is already settled). A callback must not raise.
+    """
+
+    __slots__ = ("_callback", "_error", "_value", "done")
+
+    def __init__(self) -> None:
+        self._callback: Callable[[Any, BaseException | None], None] | None = None
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self.done = False
+
+    def then(self, callback: Callable[[Any, BaseException | None], None]) -> None:
+        if self.done:
+            callback(self._value, self._error)
+        else:
+            self._callback = callback
+
+    def resolve(self, value: Any) -> None:
+        self._settle(value, None)
+
+    def fail(self, error: BaseException) -> None:
+        self._settle(None, error)
+
+    def _settle(self, value: Any, error: BaseException | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        callback = self._callback
+        if callback is None:
+            self._value, self._error = value, error
+        else:
+            self._callback = None
+            callback(value, error)
+
+    async def wait(self) -> Any:
+        """Await it from a task (for callers that have one): its value, or raise its error."""
+        import trio
+
+        event = trio.Event()
+        box: list[Any] = []
+
+        def settled(value: Any, error: BaseException | None) -> None:
+            box.append((value, error))
+            event.set()
+
+        self.then(settled)
+        await event.wait()
+        value, error = box[0]
+        if error is not None:
+            raise error
+        return value
 
 
 class Pending:
@@ -23,6 +82,11 @@ class Pending:
     overtake them. Otherwise, by the time ``answer`` first suspends, the op has done its local
     part and handed its one peer request (if any) to the peer connection, which sends in order.
 
+    ``later``, when not None, replaces ``answer``: the reply bytes arrive by callback
+    (:class:`Later`), with no task to run. Its request was already handed to the peer
+    connection, which sends in order, when the ``Pending`` was made. :meth:`reply` awaits
+    either kind.
+
     ``key`` is ``(namespace, key)`` for a single-key op: a later op of the same key must not
     start before this one's first suspension (so a forwarded SET reaches the owner before the
     GET behind it). None when nothing has to wait for it: a fan-out op (which holds everything
@@ -30,18 +94,28 @@ class Pending:
     effect is applied before ``answer`` is even returned.
     """
 
-    __slots__ = ("answer", "fans_out", "key")
+    __slots__ = ("answer", "fans_out", "key", "later")
 
     def __init__(
         self,
-        answer: Coroutine[Any, Any, bytes],
+        answer: Coroutine[Any, Any, bytes] | None,
         *,
         fans_out: bool = False,
         key: tuple[str, bytes] | None = None,
+        later: Later | None = None,
     ) -> None:
         self.answer = answer
         self.fans_out = fans_out
         self.key = key
+        self.later = later
+
+    async def reply(self) -> bytes:
+        """The reply bytes, from a task: ``answer`` awaited, or ``later`` waited for."""
+        if self.answer is not None:
+            return await self.answer
+        assert self.later is not None
+        data: bytes = await self.later.wait()
+        return data
 
 
-__all__ = ["Pending"]
+__all__ = ["Later", "Pending"]

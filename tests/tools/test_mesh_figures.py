@@ -16,7 +16,7 @@ from tools.mesh_figures import cli
     [
         ("consistency", "| writes | keys | p50 ms |"),
         ("join", "| keys | load procs | baseline hit rate |"),
-        ("forward", "| non-smart: 1 conn to a non-owner | 1 | 16 |"),
+        ("forward", "| resp | non-smart: 1 conn to a non-owner | 1 | 16 |"),
     ],
 )
 def test_figure_runs_and_prints_its_table(

@@ -99,8 +99,8 @@ def _throughput(tmp: Path, s: Sizes) -> str:
 def _forward(tmp: Path, s: Sizes) -> str:
     runs = forward.measure(tmp, s.bench_keys, s.warmup, s.duration)
     return (
-        "### Pipelining through a non-owner (one connection, 90% GET, 100 B)\n\n"
-        + throughput.render(runs)
+        "### Pipelining through a non-owner, msgpack and RESP ports (one connection, 90% GET,"
+        " 100 B)\n\n" + forward.render(runs)
     )
 
 

@@ -1,61 +1,155 @@
 """Pipelining through a non-owner: one connection of a non-smart client, against smart routing.
 
-A non-smart client (or any client talking to the wrong node) sends every request to one node,
-which forwards each key it does not own to the key's owner. This drives one connection to
-node 0 with only keys node 0 does not own, at each pipeline depth, with tools/bench's closed
-loop (pre-built frames, replies checked by bytes). The comparison is what a smart client does
-with the same depth: one connection per node, each carrying only the keys that node owns.
+A non-smart client (any Redis client, or any client talking to the wrong node) sends every
+request to one node, which forwards each key it does not own to the key's owner. This drives
+one connection to node 0 with only keys node 0 does not own, at each pipeline depth, with
+tools/bench's closed loop (pre-built requests, replies checked by bytes), on the msgpack data
+port and on the RESP port. The comparison is what a smart client does with the same depth: one
+connection per node, each carrying only the keys that node owns, on the same protocol.
+
+Beside each non-smart run: node 0's CPU seconds per request (its process's user + system time
+over the measured run, warm-up included, divided by the requests answered then), the cost of a
+forward on the non-owner.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
+from meshcache.node.node import READY_FILE
 from meshcache.testing.mesh import Mesh
+from meshcache.testing.nodes import NodeProcess
+from meshcache.wire.address import parse_address
 from tools.bench.preload import preload
-from tools.bench.protocols import MeshcacheProtocol
+from tools.bench.protocols import MeshcacheProtocol, Protocol, RedisProtocol
 from tools.bench.workload import Workload, key
 from tools.mesh_figures.preload import preload_by_owner
+from tools.mesh_figures.report import table
 from tools.mesh_figures.throughput import Run, Target, drive
 
 DEPTHS = (1, 16)
+PROTOCOLS = ("msgpack", "resp")
 
 
-def measure(tmp: Path, keys: int, warmup: float, duration: float) -> list[Run]:
-    """Closed-loop runs on a fresh 3-node mesh: non-smart then smart, per depth."""
-    runs: list[Run] = []
+@dataclass(frozen=True, slots=True)
+class ForwardRun:
+    """One closed-loop run, with the non-owner's CPU per request (None for smart runs)."""
+
+    protocol: str
+    run: Run
+    cpu_us: float | None
+
+    def row(self) -> list[object]:
+        r = self.run
+        return [
+            self.protocol,
+            r.label,
+            r.conns,
+            r.depth,
+            round(r.ops_per_s),
+            r.p50_ms,
+            r.p99_ms,
+            "-" if self.cpu_us is None else round(self.cpu_us, 1),
+            "ok" if not (r.errors or r.misses) else f"{r.errors} err {r.misses} miss",
+        ]
+
+
+HEADER = [
+    "port",
+    "target",
+    "conns",
+    "depth",
+    "ops/s",
+    "p50 ms",
+    "p99 ms",
+    "node 0 us/req",
+    "replies",
+]
+
+
+def render(runs: list[ForwardRun]) -> str:
+    rows = [r.row() for r in runs]
+    lines = [table(HEADER, rows), ""]
+    for protocol in PROTOCOLS:
+        for depth in DEPTHS:
+            plain = [r for r in runs if r.protocol == protocol and r.run.depth == depth]
+            non = [r.run.ops_per_s for r in plain if r.cpu_us is not None]
+            smart = [r.run.ops_per_s for r in plain if r.cpu_us is None]
+            if non and smart and smart[0]:
+                lines.append(
+                    f"* {protocol}, depth {depth}: non-smart / smart = {non[0] / smart[0]:.2f}"
+                )
+    return "\n".join(lines)
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _resp_address(node: NodeProcess) -> tuple[str, int]:
+    info = json.loads((node.data_dir / READY_FILE).read_text())
+    return parse_address(info["resp"], default_port=None)
+
+
+def measure(
+    tmp: Path,
+    keys: int,
+    warmup: float,
+    duration: float,
+    protocols: tuple[str, ...] = PROTOCOLS,
+) -> list[ForwardRun]:
+    """Closed-loop runs on a fresh 3-node mesh: per protocol and depth, non-smart then smart."""
+    runs: list[ForwardRun] = []
     with ExitStack() as stack:
-        mesh = Mesh(stack, tmp, 3)
+        mesh = Mesh(stack, tmp, 3, "--resp-port", "0")
         preload_by_owner(mesh, keys)
-        host, port = mesh.nodes[0].data_address
-        templates = preload(host, port, MeshcacheProtocol(), Workload(keys=1))
         ring = mesh.current_ring()
         primary: dict[str, list[int]] = {x.node_id: [] for x in mesh.nodes}
         for i in range(keys):
             primary[ring.owners(key(i), 1)[0].node_id].append(i)
         node = mesh.nodes[0]
+        assert node.proc is not None
         mine = set(primary[node.node_id])
         others = [i for i in range(keys) if i not in mine]
-        for depth in DEPTHS:
-            runs.append(
-                drive(
+        for name in protocols:
+            protocol: Protocol
+            if name == "resp":
+                protocol = RedisProtocol()
+                address = {x.node_id: _resp_address(x) for x in mesh.nodes}
+            else:
+                protocol = MeshcacheProtocol()
+                address = {x.node_id: x.data_address for x in mesh.nodes}
+            templates = preload(*address[node.node_id], protocol, Workload(keys=1))
+            for depth in DEPTHS:
+                before = _cpu_seconds(node.proc.pid)
+                run = drive(
                     "non-smart: 1 conn to a non-owner",
-                    [Target(node.data_address, 1, others)],
+                    [Target(address[node.node_id], 1, others)],
                     templates,
                     depth=depth,
                     warmup=warmup,
                     duration=duration,
+                    protocol=protocol,
                 )
-            )
-            runs.append(
-                drive(
+                spent = _cpu_seconds(node.proc.pid) - before
+                # The CPU covers warm-up and measurement; the ops were counted over the
+                # measurement: scale by the run's rate over both.
+                done = run.ops_per_s * (warmup + duration)
+                runs.append(ForwardRun(name, run, 1e6 * spent / done if done else None))
+                smart = drive(
                     "smart: 1 conn per node, by owner",
-                    [Target(x.data_address, 1, primary[x.node_id]) for x in mesh.nodes],
+                    [Target(address[x.node_id], 1, primary[x.node_id]) for x in mesh.nodes],
                     templates,
                     depth=depth,
                     warmup=warmup,
                     duration=duration,
+                    protocol=protocol,
                 )
-            )
+                runs.append(ForwardRun(name, smart, None))
     return runs

@@ -27,7 +27,7 @@ from meshcache.testing.mesh import Mesh, MeshError
 from tools.bench.histogram import LatencyHistogram
 from tools.bench.loops import closed_loop, connect
 from tools.bench.preload import preload
-from tools.bench.protocols import MeshcacheProtocol
+from tools.bench.protocols import MeshcacheProtocol, Protocol
 from tools.bench.workload import OpPool, ReplyTemplates, Workload, key
 from tools.mesh_figures.preload import preload_by_owner
 from tools.mesh_figures.report import table
@@ -75,11 +75,15 @@ def render(runs: list[Run]) -> str:
 
 
 def _pool(
-    indexes: list[int], templates: ReplyTemplates, depth: int, get_ratio: float, seed: int
+    indexes: list[int],
+    templates: ReplyTemplates,
+    depth: int,
+    get_ratio: float,
+    seed: int,
+    protocol: Protocol,
 ) -> OpPool:
     """Like tools.bench.workload.build_pool, over a given subset of the key space."""
     rng = random.Random(seed)
-    protocol = MeshcacheProtocol()
     value = Workload().value()
     requests: list[bytes] = []
     replies: list[bytes] = []
@@ -110,9 +114,10 @@ def _worker(
     warmup: float,
     duration: float,
     pipe: Connection,
+    protocol: Protocol,
 ) -> None:
     try:
-        pool = _pool(target.indexes, templates, depth, get_ratio, seed)
+        pool = _pool(target.indexes, templates, depth, get_ratio, seed, protocol)
         socks = connect(*target.address, target.conns)
         try:
             pipe.send(("ready", None))
@@ -124,7 +129,7 @@ def _worker(
             nbatch = len(pool.batch_requests)
             result = closed_loop(
                 socks,
-                MeshcacheProtocol(),
+                protocol,
                 pool,
                 start_offsets=[
                     seed * 7919 + i * (nbatch // target.conns) for i in range(target.conns)
@@ -160,8 +165,11 @@ def drive(
     warmup: float,
     duration: float,
     get_ratio: float = 0.9,
+    protocol: Protocol | None = None,
 ) -> Run:
-    """One closed-loop measurement over ``targets`` (one process each), merged."""
+    """One closed-loop measurement over ``targets`` (one process each), merged; requests in
+    ``protocol`` (default: meshcache's msgpack frames; ``RedisProtocol`` for RESP ports)."""
+    protocol = MeshcacheProtocol() if protocol is None else protocol
     ctx = multiprocessing.get_context("fork")
     procs, pipes = [], []
     try:
@@ -169,7 +177,17 @@ def drive(
             parent, child = ctx.Pipe()
             proc = ctx.Process(
                 target=_worker,
-                args=(target, templates, depth, get_ratio, i + 1, warmup, duration, child),
+                args=(
+                    target,
+                    templates,
+                    depth,
+                    get_ratio,
+                    i + 1,
+                    warmup,
+                    duration,
+                    child,
+                    protocol,
+                ),
                 daemon=True,
             )
             proc.start()

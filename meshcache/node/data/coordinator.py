@@ -7,6 +7,10 @@ and, for a write, ships the key's resulting *record* to the key's other write ow
 owners plus any joining owner during a hand-off) through the :class:`Replicator`. Otherwise it
 forwards the request (``FWD``) over a pooled connection to the coordinator, which executes it
 without forwarding again: one hop at most, even when two nodes' rings disagree for a moment.
+A forward to an open connection is *submitted* with a callback (:meth:`PeerPool.submit`) and
+answered as a :class:`Later`, with no task per request: the forwards of one reactor turn leave
+for each peer in one write. Only a failure (fail over to the next owner, stand in) or a forward
+that must connect first runs in a task.
 
 Writes are acknowledged by the namespace's consistency (a SET may say its own):
 
@@ -73,7 +77,9 @@ from meshcache.store.sizes import VERSION_HEADER
 from meshcache.store.store import Store
 from meshcache.store.values import PLAIN
 from meshcache.wire.address import parse_address
+from meshcache.wire.frame import Response
 from meshcache.wire.ops import OPS, Limits, OpKind, OpSpec, normalize_args
+from meshcache.wire.pending import Later
 
 log = structlog.get_logger("meshcache.dataplane")
 
@@ -100,6 +106,7 @@ SCATTER_WRITE_SLICE = 200
 REPL_SLICE = 1000
 BULK_SLICE = 2000
 _WRITE = OpKind.WRITE
+_NEW_STAMP: Any = object()  # _forwarding: stamp the request now
 
 
 class Coordinator:
@@ -155,6 +162,11 @@ class Coordinator:
         self._clock_ready = True
         self._clock_asked = trio.Event()
         self._catching_up = False
+        # Forwards that run in a task and have not handed their request to the pool yet: while
+        # there are any, a forward is not submitted directly, or it could overtake one of them.
+        self._unsent = 0
+        # Whether the first of the owners the last _coordinators call returned is live.
+        self._first_live = True
         #: The hot-key layer (the assembly wires it): samples the GETs coordinated here,
         #: updates copies on writes, answers GETs of keys this node holds a copy of.
         self.hot: HotKeys | None = None
@@ -250,7 +262,15 @@ class Coordinator:
         owners = self.ring.owners(key, self._replicas(namespace))
         alive = self._alive
         me = self.node_id
+        if owners:
+            first = owners[0].node_id
+            if first == me or alive(first):
+                # The coordinator is the first owner; forwarding checks the others' liveness
+                # again as it fails over (a dead one is skipped wherever it is in the list).
+                self._first_live = True
+                return list(owners)
         live = [m for m in owners if m.node_id == me or alive(m.node_id)]
+        self._first_live = bool(live)
         return live + [m for m in owners if m not in live]
 
     # --- the client-facing executor --------------------------------------------------------
@@ -281,11 +301,12 @@ class Coordinator:
             copy = self._hot_copy(hot, namespace, op, spec, args)
             if copy is not None:
                 return copy.value
+        later = self._forward_now(owners, namespace, op, args)
+        answer = later if later is not None else self._forward(owners, namespace, op, args)
         loader = self.loader
         if loader is not None and op == "GET" and namespace in loader.policies:
-            # the miss path's forward step
-            return loader.timed_forward(self._forward(owners, namespace, op, args))
-        return self._forward(owners, namespace, op, args)
+            return loader.timed_forward(answer)  # the miss path's forward step
+        return answer
 
     @staticmethod
     def _hot_copy(hot: HotKeys, namespace: str, op: str, spec: OpSpec, args: list[Any]) -> Any:
@@ -582,8 +603,97 @@ class Coordinator:
 
     # --- forwarding --------------------------------------------------------------------------
 
-    async def _forward(
+    def _forward_now(
         self, owners: list[RingMember], namespace: str, op: str, args: list[Any]
+    ) -> Later | None:
+        """Submit the forward to the first owner on its open connection, without a task: the
+        answer arrives as a :class:`Later`. None when it cannot be submitted so (no open
+        connection, the owner is down, a forward in a task has not been sent yet): the caller
+        then forwards in a task (:meth:`_forward`)."""
+        if self._unsent:
+            return None
+        member = owners[0]
+        address = self._addresses.get(member.node_id)
+        if address is None or not self._first_live:
+            return None
+        stamp = self.clamp.hlc.now() if stampable(op, args) else None
+        payload = [op, args] if stamp is None else [op, args, {"version": stamp}]
+        later = Later()
+
+        def answered(response: Response | BaseException) -> None:
+            if isinstance(response, Response):
+                if response.ok:
+                    later.resolve(response.value)
+                else:
+                    code, message = response.value
+                    later.fail(CommandError(code, message))
+                return
+            self.stats["forward_failures"] += 1
+            spec = OPS[op]
+            if not spec.idempotent or (stamp is None and spec.kind is _WRITE):
+                # Sent, then lost: the owner may have applied it, so it is not repeated.
+                later.fail(
+                    UnavailableError(
+                        message=f"the owner did not answer; the write may have applied ({response})"
+                    )
+                )
+            elif self._nursery is None or not isinstance(response, MeshcacheError):
+                later.fail(response)
+            else:
+                self._nursery.start_soon(
+                    self._fail_over, later, owners[1:], namespace, op, args, stamp, response
+                )
+
+        if not self.pool.submit(
+            address,
+            "FWD",
+            namespace,
+            payload,
+            timeout=self._forward_timeout(namespace, op),
+            answered=answered,
+            abort_on_timeout=True,
+        ):
+            return None
+        self.stats["forwarded_out"] += 1
+        return later
+
+    async def _fail_over(
+        self,
+        later: Later,
+        owners: list[RingMember],
+        namespace: str,
+        op: str,
+        args: list[Any],
+        stamp: int | None,
+        error: MeshcacheError,
+    ) -> None:
+        """A submitted forward failed: on down the owners (or stand in), in a task."""
+        try:
+            later.resolve(await self._forward(owners, namespace, op, args, stamp, error))
+        except Exception as exc:  # a refusal, or a bug: the dispatcher answers either
+            later.fail(exc)
+
+    def _forward(
+        self,
+        owners: list[RingMember],
+        namespace: str,
+        op: str,
+        args: list[Any],
+        stamp: int | None = _NEW_STAMP,
+        last: MeshcacheError | None = None,
+    ) -> Coroutine[Any, Any, Any]:
+        """:meth:`_forwarding`, counted as unsent until it hands its request to the pool."""
+        self._unsent += 1
+        return self._forwarding(owners, namespace, op, args, stamp, last)
+
+    async def _forwarding(
+        self,
+        owners: list[RingMember],
+        namespace: str,
+        op: str,
+        args: list[Any],
+        stamp: int | None,
+        first_error: MeshcacheError | None,
     ) -> Any:
         """Send the request to the first owner that answers; fail over down the list.
 
@@ -591,13 +701,36 @@ class Coordinator:
         stands in and coordinates the request itself (sloppy quorum): a write lands here and
         becomes hints for the owners, a read answers what this node holds.
         """
-        last: MeshcacheError | None = None
+        unsent = True
+
+        def sent() -> None:
+            nonlocal unsent
+            if unsent:
+                unsent = False
+                self._unsent -= 1
+
+        try:
+            return await self._forward_to(owners, namespace, op, args, stamp, first_error, sent)
+        finally:
+            sent()
+
+    async def _forward_to(
+        self,
+        owners: list[RingMember],
+        namespace: str,
+        op: str,
+        args: list[Any],
+        stamp: int | None,
+        last: MeshcacheError | None,
+        sent: Callable[[], None],
+    ) -> Any:
         down = False
         # A plain write gets its version now. Wherever it is applied late — the next owner or
         # this node after a timed-out forward, or the first owner when a cut heals and TCP
         # delivers the forward at last — it is applied at this version: older than any write
         # acknowledged after it, so last-writer-wins cannot let it overwrite those.
-        stamp = self.clamp.hlc.now() if stampable(op, args) else None
+        if stamp is _NEW_STAMP:
+            stamp = self.clamp.hlc.now() if stampable(op, args) else None
         payload = [op, args] if stamp is None else [op, args, {"version": stamp}]
         # Failing a write over after a sent forward timed out is safe only when it carries its
         # version: a stuck copy of any other write (SET NX/XX/GET/KEEPTTL, HSET, EXPIRE, ...)
@@ -621,6 +754,8 @@ class Coordinator:
                     namespace,
                     payload,
                     timeout=self._forward_timeout(namespace, op),
+                    abort_on_timeout=True,
+                    sent=sent,
                 )
             except PeerUnreachable as exc:
                 self.stats["forward_failures"] += 1

@@ -42,11 +42,15 @@ Waiting requests of one connection on the same key *start* in request order: suc
 starts its op only after the one before it reached its first wait, when a single-key op has
 done its local part and handed its request to the peer connection (which sends in order), so a
 pipelined SET then GET of one key through a non-owner reads the write; ops on other keys start
-at once. An op that fans out later (a many-key split, FLUSH, a config change:
-:attr:`Pending.fans_out`) pauses the connection until it is done, as before. The head answer,
-once done, yields to the scheduler once before it is written, so answers that complete
-together leave in one ``send``. A connection that closes cancels its waiting ops; their
-answers are dropped.
+at once. A forward submitted to its peer connection without a task (:attr:`Pending.later`) was
+queued there in order as it was read, so it waits for nothing and starts nothing: its answer
+arrives by callback, is stored in its place in the queue, and the connections whose head
+answers arrived are written by one drainer task once the peer's answers of one read are all
+in — one ``send`` per client connection per batch, no task per request. An op that fans out
+later (a many-key split, FLUSH, a config change: :attr:`Pending.fans_out`) pauses the
+connection until it is done, as before. The head answer, once done, yields to the scheduler
+once before it is written, so answers that complete together leave in one ``send``. A
+connection that closes cancels its waiting ops; their answers are dropped.
 """
 
 from __future__ import annotations
@@ -116,14 +120,17 @@ def open_listener(host: str, port: int, backlog: int = 1024) -> socket.socket:
 
 
 class _Waiting:
-    """One answer of an ordered connection that waits on a node op."""
+    """One answer of an ordered connection that waits on a node op: run by a task, or (with
+    ``task`` False) delivered by a callback, which needs neither a scope nor an event."""
 
     __slots__ = ("data", "scope", "started")
 
-    def __init__(self) -> None:
+    def __init__(self, task: bool = True) -> None:
         self.data: bytes | None = None
-        self.scope = trio.CancelScope()  # cancelled when the connection closes
-        self.started = trio.Event()  # its op ran to its first wait: the next one may start
+        # Cancelled when the connection closes.
+        self.scope = trio.CancelScope() if task else None
+        # Its op ran to its first wait: the next one may start.
+        self.started = trio.Event() if task else None
 
 
 class _Conn:
@@ -229,6 +236,10 @@ class DataPort:
         # When the current wake-up's budget ends (time.perf_counter); outside the reactor it is
         # in the past, so a connection resumed by an answer task takes short turns.
         self._until = 0.0
+        # Connections whose head answer arrived by callback, written by the drainer task, which
+        # ``_landed`` is set to wake.
+        self._landed_conns: dict[_Conn, None] = {}
+        self._landed = trio.Event()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -250,6 +261,7 @@ class DataPort:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._reap_idle)
+                nursery.start_soon(self._write_landed)
                 task_status.started()
                 await self._reactor(epoll)
         finally:
@@ -634,7 +646,16 @@ class DataPort:
             self._set_mask(conn, 0)  # full: read on once its head answer is written
 
     def _start(self, conn: _Conn, pending: Pending) -> None:
-        """Queue a waiting answer (entering ordered mode) and start its task."""
+        """Queue a waiting answer (entering ordered mode) and start its task, or have its
+        answer delivered by callback."""
+        later = pending.later
+        if later is not None:
+            entry = _Waiting(task=False)
+            conn.queue.append(entry)
+            conn.busy = True
+            conn.waiting += 1
+            later.then(lambda data, _error: self._arrived(conn, entry, data))
+            return
         entry = _Waiting()
         after = None
         key = pending.key
@@ -643,6 +664,7 @@ class DataPort:
             if before is not None:
                 after = before.started
             conn.unstarted[key] = entry
+        assert entry.scope is not None and entry.started is not None
         conn.queue.append(entry)
         conn.busy = True
         conn.waiting += 1
@@ -651,9 +673,35 @@ class DataPort:
         assert self._nursery is not None
         self._nursery.start_soon(self._run, conn, entry, after, pending)
 
+    def _arrived(self, conn: _Conn, entry: _Waiting, data: bytes) -> None:
+        """A callback-delivered answer is in: store it; its connection is written by the
+        drainer if it is the head answer (never from here: this runs inside a peer
+        connection's reader, or inside ``_start`` itself)."""
+        if self._conns.get(conn.fd) is not conn:
+            return  # closed while it waited
+        entry.data = data
+        conn.waiting -= 1
+        conn.held += len(data)
+        if conn.queue[0] is entry:
+            self._landed_conns[conn] = None
+            if not self._landed.is_set():
+                self._landed.set()
+
+    async def _write_landed(self) -> None:
+        """Write the connections whose head answers arrived by callback, a batch at a time."""
+        while True:
+            await self._landed.wait()
+            self._landed = trio.Event()
+            landed, self._landed_conns = self._landed_conns, {}
+            self._now = self._clock()
+            for conn in landed:
+                if self._conns.get(conn.fd) is conn and conn.queue:
+                    self._drain(conn)
+
     async def _run(
         self, conn: _Conn, entry: _Waiting, after: trio.Event | None, pending: Pending
     ) -> None:
+        assert entry.scope is not None and entry.started is not None
         with entry.scope:
             if after is not None:
                 # Prompt even when cancelled: the op before it only has to reach its first wait.
@@ -665,6 +713,7 @@ class DataPort:
                 del conn.unstarted[key]
             # Awaited even when the connection closed meanwhile (it is cancelled at its first
             # wait then): an op is never dropped unawaited.
+            assert pending.answer is not None
             data = await pending.answer
         if self._conns.get(conn.fd) is not conn or entry.scope.cancelled_caught:
             return  # closed while it waited
@@ -766,7 +815,7 @@ class DataPort:
             return
         del self._conns[conn.fd]
         for entry in conn.queue:
-            if type(entry) is _Waiting:
+            if type(entry) is _Waiting and entry.scope is not None:
                 entry.scope.cancel()
         if self._epoll is not None:
             with contextlib.suppress(OSError, ValueError):

@@ -23,7 +23,7 @@ from meshcache.node.admin.metrics import NodeCounters
 from meshcache.security.guard import Guard, Session
 from meshcache.wire.frame import HEADER, STATUS_ERROR, STATUS_OK, decode_request
 from meshcache.wire.ops import DATA_HANDLER, OPS, Limits, OpSpec, normalize_args
-from meshcache.wire.pending import Pending
+from meshcache.wire.pending import Later, Pending
 
 # Bad input is counted under the snake_case of its error code, plus a few framing-level kinds.
 _BAD_KIND = {code: code.value.lower() for code in ErrorCode}
@@ -148,6 +148,10 @@ class Dispatcher:
             if type(result) is CoroutineType:
                 answer = self._finish(rid, op, result, started, histogram)
                 return _pending(answer, spec, ns, args)
+            if type(result) is Later:  # a forward submitted without a task: one key
+                return Pending(
+                    None, key=(ns, args[0]), later=self._later(rid, op, result, started, histogram)
+                )
             out: bytes = self._pack([rid, STATUS_OK, result, self.ring_version])
         except CommandError as exc:
             return self._timed(histogram, started, self._error(rid, op, exc))
@@ -180,6 +184,27 @@ class Dispatcher:
         else:
             self.counters.requests[op] += 1
         return self._timed(histogram, started, out)
+
+    def _later(self, rid: int, op: str, result: Later, started: int, histogram: list[int]) -> Later:
+        """The answer frame of a result that arrives later, as :meth:`_finish` makes it."""
+        answer = Later()
+
+        def settled(value: Any, error: BaseException | None) -> None:
+            if error is None:
+                try:
+                    out = self._ok(rid, value)
+                except Exception as exc:  # a result msgpack cannot encode
+                    error = exc
+                else:
+                    self.counters.requests[op] += 1
+            if error is not None:
+                if not isinstance(error, CommandError):
+                    error = CommandError(ErrorCode.INTERNAL, type(error).__name__)
+                out = self._error(rid, op, error)
+            answer.resolve(self._timed(histogram, started, out))
+
+        result.then(settled)
+        return answer
 
     def _timed(self, histogram: list[int], started: int, answer: bytes) -> bytes:
         """``answer``, once the request that started at ``started`` is counted as done."""

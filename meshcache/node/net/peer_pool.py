@@ -2,20 +2,37 @@
 
 The data plane talks to peers all the time (forwarded requests, replica writes, hand-off,
 anti-entropy), so it keeps one long-lived connection per peer and pipelines on it: any number of
-tasks may have requests in flight on the same connection, each waiting for the response with its
-own request id. A reader task per connection hands responses to their waiters.
+requests may be in flight on the same connection, each matched to its response by its request
+id. A request is either awaited (:meth:`PeerPool.request`, from a task) or *submitted* with a
+callback (:meth:`PeerPool.submit`, from anywhere, no task: how a non-owner forwards a client's
+request).
+
+Requests are not written one by one: each is encoded into the connection's outbox, and the
+connection's writer task sends everything the outbox holds with one ``send_all`` when it next
+runs — the requests for one peer that arrive in one reactor turn leave in one write, in the
+order they were submitted. A reader task per connection matches the responses to their
+waiters; a timer task fails each request that has no answer by its deadline.
 
 A connection that breaks fails every request in flight on it with
 :class:`MeshcacheConnectionError` (the caller decides whether to retry: a replica write becomes a
 hint) and is replaced by a new one on the next call. Connecting is bounded by
-``connect_timeout``; each call by its own ``timeout``. A call that times out leaves the
-connection usable (its late answer is dropped when it arrives).
+``connect_timeout``; each request by its own ``timeout``. A request that times out leaves the
+connection usable (its late answer is dropped when it arrives) — unless it was submitted with
+``abort_on_timeout`` (a forwarded client request): then the connection is reset (``SO_LINGER``
+0, so what the kernel has not sent yet is dropped rather than delivered) and every other request
+on it fails, so that the peer never applies later a write its client was told failed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import itertools
+import math
+import socket
+import struct
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -38,6 +55,13 @@ from meshcache.wire.frame import (
 log = structlog.get_logger("meshcache.peers")
 
 RECEIVE_SIZE = 256 * 1024
+# Bytes of requests one connection's outbox may hold while its writer waits on the kernel;
+# beyond it a submit is refused as if the peer could not be reached (nothing was sent).
+MAX_OUTBOX = 16 * 1024 * 1024
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
+
+Answered = Callable[["Response | BaseException"], None]
+"""What :meth:`PeerPool.submit` calls with a request's response or the error that ended it."""
 
 
 class PeerUnreachable(MeshcacheConnectionError):
@@ -45,34 +69,157 @@ class PeerUnreachable(MeshcacheConnectionError):
 
 
 class _Waiter:
+    """A request that awaits its answer in a task (:meth:`PeerPool.request`, ``AUTH``)."""
+
     __slots__ = ("event", "response")
 
     def __init__(self) -> None:
         self.event = trio.Event()
         self.response: Response | BaseException | None = None
 
+    def __call__(self, response: Response | BaseException) -> None:
+        self.response = response
+        self.event.set()
+
+
+class _Request:
+    __slots__ = ("abort", "answered", "deadline")
+
+    def __init__(self, answered: Answered, deadline: float, abort: bool) -> None:
+        self.answered = answered
+        self.deadline = deadline
+        self.abort = abort
+
+
+def _deliver(answered: Answered, response: Response | BaseException) -> None:
+    try:
+        answered(response)
+    except Exception:  # a waiter's bug must not take the connection down with it
+        log.exception("peer_answer_callback_failed")
+
 
 class _PeerConnection:
-    """One pipelined connection; its reader task runs in the pool's nursery."""
+    """One pipelined connection; its reader, writer and timer run in the pool's nursery."""
 
     def __init__(self, address: Address, stream: trio.abc.Stream, max_frame: int) -> None:
         self.address = address
         self.stream = stream
         self.reader = FrameReader(max_frame)
-        self.waiters: dict[int, _Waiter] = {}
+        self.waiters: dict[int, _Request] = {}
         self.ids = itertools.count(1)
-        self.send_lock = trio.Lock()
         self.broken: BaseException | None = None
         self.scope = trio.CancelScope()
+        self.outbox: list[bytes] = []
+        self.outbox_bytes = 0
+        self.wake = trio.Event()  # set when the outbox has something to send
+        # (deadline, request id), earliest first; entries of answered requests linger until
+        # they come up or the heap is rebuilt.
+        self.deadlines: list[tuple[float, int]] = []
+        self.next_deadline = math.inf
+        self.timer: trio.CancelScope | None = None
+        self.stats: Counter[str] | None = None
 
-    async def read_loop(self) -> None:
+    def send(
+        self,
+        op: str,
+        namespace: str,
+        args: list[Any],
+        timeout: float,
+        answered: Answered,
+        abort: bool,
+        rid: int | None = None,
+    ) -> int:
+        """Queue one request for the writer; its answer (or error) goes to ``answered``."""
+        if rid is None:
+            rid = next(self.ids)
+        frame = encode_request(rid, op, namespace, args)
+        deadline = trio.current_time() + timeout
+        self.waiters[rid] = _Request(answered, deadline, abort)
+        deadlines = self.deadlines
+        heapq.heappush(deadlines, (deadline, rid))
+        if len(deadlines) > 2 * len(self.waiters) + 64:
+            self.deadlines = deadlines = [(r.deadline, i) for i, r in self.waiters.items()]
+            heapq.heapify(deadlines)
+        if deadline < self.next_deadline:
+            self.next_deadline = deadline
+            if self.timer is not None:
+                self.timer.deadline = deadline
+        self.outbox.append(frame)
+        self.outbox_bytes += len(frame)
+        if not self.wake.is_set():
+            self.wake.set()
+        return rid
+
+    async def run(self) -> None:
         try:
             with self.scope:
-                await self._read()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._write)
+                    nursery.start_soon(self._time)
+                    await self._read()
+                    nursery.cancel_scope.cancel()
             self.fail(MeshcacheConnectionError(f"connection to {self._name()} closed"))
         finally:
+            self.fail(MeshcacheConnectionError(f"connection to {self._name()} closed"))
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(self.stream)
+
+    async def _write(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake = trio.Event()
+            if not self.outbox:
+                continue
+            data = b"".join(self.outbox) if len(self.outbox) > 1 else self.outbox[0]
+            self.outbox.clear()
+            self.outbox_bytes = 0
+            if self.stats is not None:
+                self.stats["writes"] += 1
+            try:
+                await self.stream.send_all(data)
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self.fail(MeshcacheConnectionError(f"sending to {self._name()}: {exc}"))
+                self.scope.cancel()
+                return
+
+    async def _time(self) -> None:
+        while True:
+            with trio.CancelScope(deadline=self.next_deadline) as scope:
+                self.timer = scope
+                await trio.sleep_forever()
+            self.timer = None
+            self._expire(trio.current_time())
+
+    def _expire(self, now: float) -> None:
+        """Fail the requests whose deadline passed; reset the connection if one asks for it."""
+        deadlines = self.deadlines
+        waiters = self.waiters
+        reset = False
+        while deadlines and deadlines[0][0] <= now:
+            _, rid = heapq.heappop(deadlines)
+            request = waiters.pop(rid, None)
+            if request is None:
+                continue  # answered already
+            if self.stats is not None:
+                self.stats["timeouts"] += 1
+            reset = reset or request.abort
+            _deliver(request.answered, MeshcacheTimeout(f"{self._name()}: no answer in time"))
+        self.next_deadline = deadlines[0][0] if deadlines else math.inf
+        if reset:
+            self.reset()
+
+    def reset(self) -> None:
+        """Close with a reset: requests the kernel still holds are never delivered."""
+        if self.stats is not None:
+            self.stats["reset_after_timeout"] += 1
+        sock = _socket_of(self.stream)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+        self.fail(
+            MeshcacheConnectionError(f"connection to {self._name()} reset: a request timed out")
+        )
+        self.scope.cancel()
 
     async def _read(self) -> None:
         try:
@@ -81,30 +228,40 @@ class _PeerConnection:
                 if not data:
                     raise MeshcacheConnectionError(f"{self._name()} closed the connection")
                 self.reader.feed(data)
+                waiters = self.waiters
                 while (body := self.reader.next_body()) is not None:
                     response = decode_response(body)
-                    waiter = self.waiters.pop(response.id, None)
-                    if waiter is not None:  # None: its caller timed out and left
-                        waiter.response = response
-                        waiter.event.set()
-        except trio.Cancelled:
-            self.fail(MeshcacheConnectionError(f"connection to {self._name()} closed"))
-            raise
+                    request = waiters.pop(response.id, None)
+                    if request is not None:  # None: it timed out and its caller left
+                        _deliver(request.answered, response)
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self.fail(MeshcacheConnectionError(f"connection to {self._name()} broke: {exc}"))
         except (MeshcacheConnectionError, RemoteProtocolError) as exc:
             self.fail(exc)
 
     def fail(self, exc: BaseException) -> None:
+        """Mark the connection broken and fail exactly the requests in flight on it."""
         if self.broken is None:
             self.broken = exc
+        self.outbox.clear()
+        self.outbox_bytes = 0
         waiters, self.waiters = self.waiters, {}
-        for waiter in waiters.values():
-            waiter.response = exc
-            waiter.event.set()
+        self.deadlines = []
+        for request in waiters.values():
+            _deliver(request.answered, exc)
 
     def _name(self) -> str:
         return f"{self.address[0]}:{self.address[1]}"
+
+
+def _socket_of(stream: Any) -> Any:
+    """The socket under ``stream`` (a ``SocketStream``, or a TLS stream over one)."""
+    while stream is not None:
+        sock = getattr(stream, "socket", None)
+        if sock is not None:
+            return sock
+        stream = getattr(stream, "transport_stream", None)
+    return None
 
 
 class PeerPool:
@@ -191,7 +348,8 @@ class PeerPool:
             if auth is not None:
                 # AUTH goes first, before the connection is handed to anyone; the peer answers
                 # it before reading what follows.
-                waiter = conn.waiters[next(conn.ids)] = _Waiter()
+                waiter = _Waiter()
+                conn.waiters[next(conn.ids)] = _Request(waiter, math.inf, False)
                 try:
                     with trio.fail_after(self.connect_timeout):
                         await stream.send_all(encode_request(1, "AUTH", "default", auth))
@@ -206,7 +364,8 @@ class PeerPool:
                     raise
             self._conns[address] = conn
             self.stats["connects"] += 1
-            self._nursery.start_soon(conn.read_loop)
+            conn.stats = self.stats
+            self._nursery.start_soon(conn.run)
             if waiter is not None:
                 self._nursery.start_soon(self._check_auth, conn, waiter)
             return conn
@@ -220,53 +379,81 @@ class PeerPool:
             log.error("peer_auth_refused", peer=conn._name(), error=str(response.value))
 
     async def request(
-        self, address: Address, op: str, namespace: str, args: list[Any], *, timeout: float
+        self,
+        address: Address,
+        op: str,
+        namespace: str,
+        args: list[Any],
+        *,
+        timeout: float,
+        abort_on_timeout: bool = False,
+        sent: Callable[[], None] | None = None,
     ) -> Response:
         """Send one request and return its response (an error response is returned, not raised).
+
+        With ``abort_on_timeout``, a time-out resets the connection (see the module docstring).
+        ``sent`` is called once the request is queued on the connection (in order behind every
+        request queued before it).
 
         Raises:
             MeshcacheConnectionError: the peer cannot be reached or the connection broke.
             MeshcacheTimeout: no answer within ``timeout`` seconds.
         """
         conn = await self._connection(address)
-        rid = next(conn.ids)
+        if conn.broken is not None:
+            raise MeshcacheConnectionError(str(conn.broken))
+        if conn.outbox_bytes > MAX_OUTBOX:
+            self.stats["outbox_full"] += 1
+            raise PeerUnreachable(f"{conn._name()}: too many requests waiting to be sent")
         waiter = _Waiter()
-        conn.waiters[rid] = waiter
-        frame = encode_request(rid, op, namespace, args)
         self.stats["requests"] += 1
+        rid = conn.send(op, namespace, args, timeout, waiter, abort_on_timeout)
+        if sent is not None:
+            sent()
         try:
-            with trio.fail_after(timeout):
-                async with conn.send_lock:
-                    if conn.broken is not None:
-                        raise MeshcacheConnectionError(str(conn.broken))
-                    try:
-                        await conn.stream.send_all(frame)
-                    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                        error = MeshcacheConnectionError(
-                            f"sending to {address[0]}:{address[1]}: {exc}"
-                        )
-                        conn.fail(error)
-                        raise error from None
-                    except BaseException:
-                        # Cancelled (a timeout, the caller went away) in the middle of a send:
-                        # part of a frame may be out, so the connection has lost its framing.
-                        conn.fail(MeshcacheConnectionError("a send to the peer was interrupted"))
-                        conn.scope.cancel()
-                        raise
-                await waiter.event.wait()
-        except trio.TooSlowError:
-            self.stats["timeouts"] += 1
+            await waiter.event.wait()
+        finally:
+            conn.waiters.pop(rid, None)  # cancelled: its late answer is dropped
+        response = waiter.response
+        if isinstance(response, MeshcacheTimeout):
             raise MeshcacheTimeout(
                 f"{op} to {address[0]}:{address[1]}: no answer in {timeout}s"
             ) from None
-        finally:
-            conn.waiters.pop(rid, None)
-        response = waiter.response
         if isinstance(response, BaseException):
             self.stats["broken"] += 1
             raise response
         assert response is not None
         return response
+
+    def submit(
+        self,
+        address: Address,
+        op: str,
+        namespace: str,
+        args: list[Any],
+        *,
+        timeout: float,
+        answered: Answered,
+        abort_on_timeout: bool = False,
+    ) -> bool:
+        """Queue one request on the open connection to ``address``, without a task: its
+        response (an error response included), or the :class:`MeshcacheConnectionError` /
+        :class:`MeshcacheTimeout` that ended it, goes to ``answered`` — called from the
+        connection's reader or timer, never from inside this call.
+
+        False, and nothing sent, when there is no open connection that may take it now (none
+        yet, broken, requests queued behind a connect go first, or its outbox is full): the
+        caller then uses :meth:`request`, which connects.
+        """
+        conn = self._conns.get(address)
+        if conn is None or conn.broken is not None or conn.outbox_bytes > MAX_OUTBOX:
+            return False
+        waiting = self._connecting.get(address)
+        if waiting is not None and waiting.locked():
+            return False
+        self.stats["requests"] += 1
+        conn.send(op, namespace, args, timeout, answered, abort_on_timeout)
+        return True
 
     async def call(
         self, address: Address, op: str, namespace: str, args: list[Any], *, timeout: float

@@ -99,14 +99,17 @@ def reader_limits(limits: LimitSettings) -> ReaderLimits:
 
 
 class _Waiting:
-    """One reply of an ordered connection that waits on a node op."""
+    """One reply of an ordered connection that waits on a node op: run by a task, or (with
+    ``task`` False) delivered by a callback, which needs neither a scope nor an event."""
 
     __slots__ = ("data", "scope", "started")
 
-    def __init__(self) -> None:
+    def __init__(self, task: bool = True) -> None:
         self.data: bytes | None = None
-        self.scope = trio.CancelScope()  # cancelled when the connection closes
-        self.started = trio.Event()  # its op reached its first wait: the next one may start
+        # Cancelled when the connection closes.
+        self.scope = trio.CancelScope() if task else None
+        # Its op reached its first wait: the next one may start.
+        self.started = trio.Event() if task else None
 
 
 class _Conn:
@@ -212,6 +215,10 @@ class RespPort:
         self._laddr = _address(listener.getsockname())
         self._epoll: select.epoll | None = None
         self._nursery: trio.Nursery | None = None
+        # Connections whose head reply arrived by callback (a forward submitted without a
+        # task), written by the drainer task, which ``_landed`` is set to wake.
+        self._landed_conns: dict[_Conn, None] = {}
+        self._landed = trio.Event()
         self._flush_at = max(64 * 1024, min(limits.max_buffered_bytes, 4 * 1024 * 1024))
         self._recv_buf = bytearray(RECV_SIZE)
         self._recv_view = memoryview(self._recv_buf)
@@ -268,6 +275,7 @@ class RespPort:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._reap_idle)
+                nursery.start_soon(self._write_landed)
                 task_status.started()
                 await self._reactor(epoll)
         finally:
@@ -602,7 +610,16 @@ class RespPort:
             self._set_mask(conn, 0)  # full or closing: read on once its head reply is written
 
     def _start(self, conn: _Conn, pending: Pending) -> None:
-        """Queue a waiting reply (entering ordered mode) and start its task."""
+        """Queue a waiting reply (entering ordered mode) and start its task, or have it
+        delivered by callback (a forward already queued on its peer connection, in order)."""
+        later = pending.later
+        if later is not None:
+            entry = _Waiting(task=False)
+            conn.queue.append(entry)
+            conn.busy = True
+            conn.waiting += 1
+            later.then(lambda data, _error: self._arrived(conn, entry, data))
+            return
         entry = _Waiting()
         after = None
         key = pending.key
@@ -611,6 +628,7 @@ class RespPort:
             if before is not None:
                 after = before.started
             conn.unstarted[key] = entry
+        assert entry.scope is not None and entry.started is not None
         conn.queue.append(entry)
         conn.busy = True
         conn.waiting += 1
@@ -619,9 +637,35 @@ class RespPort:
         assert self._nursery is not None
         self._nursery.start_soon(self._run, conn, entry, after, pending)
 
+    def _arrived(self, conn: _Conn, entry: _Waiting, data: bytes) -> None:
+        """A callback-delivered reply is in: store it; its connection is written by the
+        drainer if it is the head reply (never from here: this runs inside a peer
+        connection's reader, or inside ``_start`` itself)."""
+        if self._conns.get(conn.fd) is not conn:
+            return  # closed while it waited
+        entry.data = data
+        conn.waiting -= 1
+        conn.held += len(data)
+        if conn.queue[0] is entry:
+            self._landed_conns[conn] = None
+            if not self._landed.is_set():
+                self._landed.set()
+
+    async def _write_landed(self) -> None:
+        """Write the connections whose head replies arrived by callback, a batch at a time."""
+        while True:
+            await self._landed.wait()
+            self._landed = trio.Event()
+            landed, self._landed_conns = self._landed_conns, {}
+            self._now = self._clock()
+            for conn in landed:
+                if self._conns.get(conn.fd) is conn and conn.queue:
+                    self._drain(conn)
+
     async def _run(
         self, conn: _Conn, entry: _Waiting, after: trio.Event | None, pending: Pending
     ) -> None:
+        assert entry.scope is not None and entry.started is not None
         with entry.scope:
             if after is not None:
                 with trio.CancelScope(shield=True):
@@ -630,6 +674,7 @@ class RespPort:
             key = pending.key
             if key is not None and conn.unstarted.get(key) is entry:
                 del conn.unstarted[key]
+            assert pending.answer is not None
             data = await pending.answer
         if self._conns.get(conn.fd) is not conn or entry.scope.cancelled_caught:
             return
@@ -679,7 +724,7 @@ class RespPort:
             return
         del self._conns[conn.fd]
         for entry in conn.queue:
-            if type(entry) is _Waiting:
+            if type(entry) is _Waiting and entry.scope is not None:
                 entry.scope.cancel()
         if self._epoll is not None:
             with contextlib.suppress(OSError, ValueError):

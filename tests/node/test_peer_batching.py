@@ -1,0 +1,228 @@
+"""The peer pool's batched requests, against a real peer socket the test controls.
+
+Requests submitted in one scheduler turn leave in one write, answers are matched by request id
+whatever their order, a connection that breaks fails exactly the requests in flight on it, and
+a forward that times out resets its connection, so the peer never receives what was still
+queued on it.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+
+from meshcache.errors import MeshcacheConnectionError, MeshcacheTimeout
+from meshcache.node.net.peer_pool import PeerPool
+from meshcache.wire.frame import FrameReader, Response, decode_request, encode_ok
+
+
+class Peer:
+    """A listening socket standing in for a peer's data port; the test decides what it reads
+    and answers."""
+
+    def __init__(self) -> None:
+        self.listener = trio.socket.socket()
+        self.conns: list[trio.socket.SocketType] = []
+        self.reader = FrameReader(1 << 20, requests=True)
+
+    async def bind(self) -> tuple[str, int]:
+        await self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen()
+        host, port = self.listener.getsockname()[:2]
+        return host, port
+
+    async def accept(self) -> trio.socket.SocketType:
+        sock, _ = await self.listener.accept()
+        self.conns.append(sock)
+        return sock
+
+    async def requests(self, sock: trio.socket.SocketType, n: int) -> list[Any]:
+        """Read until ``n`` request frames are in; their decoded requests."""
+        out: list[Any] = []
+        while len(out) < n:
+            data = await sock.recv(1 << 16)
+            assert data, "the pool closed the connection"
+            self.reader.feed(data)
+            while (body := self.reader.next_body()) is not None:
+                out.append(decode_request(body))
+        return out
+
+    def close(self) -> None:
+        for sock in self.conns:
+            sock.close()
+        self.listener.close()
+
+
+@asynccontextmanager
+async def running(pool: PeerPool) -> AsyncIterator[PeerPool]:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pool.run)
+        yield pool
+        nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def peer() -> AsyncIterator[tuple[Peer, tuple[str, int]]]:
+    p = Peer()
+    try:
+        yield p, await p.bind()
+    finally:
+        p.close()
+
+
+def collect(into: dict[int, Response | BaseException], i: int) -> Any:
+    def answered(response: Response | BaseException) -> None:
+        assert i not in into
+        into[i] = response
+
+    return answered
+
+
+async def wait_until(condition: Any, timeout: float = 10.0) -> None:
+    with trio.fail_after(timeout):
+        while not condition():
+            await trio.sleep(0.001)  # polling for a condition, with a deadline
+
+
+async def connected(pool: PeerPool, peer: Peer, address: tuple[str, int]) -> Any:
+    """Open the pool's connection with one awaited request; the peer's side of it."""
+    async with trio.open_nursery() as nursery:
+        result: list[Response] = []
+
+        async def ask() -> None:
+            result.append(await pool.request(address, "PING", "default", [], timeout=10))
+
+        nursery.start_soon(ask)
+        sock = await peer.accept()
+        (request,) = await peer.requests(sock, 1)
+        await sock.send(encode_ok(request.id, "PONG"))
+    assert result[0].value == "PONG"
+    return sock
+
+
+@pytest.mark.trio
+async def test_requests_of_one_turn_leave_in_one_write_and_are_matched_by_id() -> None:
+    async with peer() as (p, address), running(PeerPool()) as pool:
+        sock = await connected(pool, p, address)
+        writes = pool.stats["writes"]
+        answers: dict[int, Response | BaseException] = {}
+        for i in range(200):  # one turn: no checkpoint between the submits
+            assert pool.submit(
+                address, "GET", "default", [b"k%d" % i], timeout=10, answered=collect(answers, i)
+            )
+        requests = await p.requests(sock, 200)
+        assert pool.stats["writes"] == writes + 1
+        assert [r.args for r in requests] == [[b"k%d" % i] for i in range(200)]  # in order
+        # Answered in reverse order: each answer still reaches its own request.
+        await sock.send(b"".join(encode_ok(r.id, r.args[0]) for r in reversed(requests)))
+        await wait_until(lambda: len(answers) == 200)
+        for i in range(200):
+            response = answers[i]
+            assert isinstance(response, Response) and response.value == b"k%d" % i
+
+
+@pytest.mark.trio
+async def test_submit_without_an_open_connection_is_refused_so_the_caller_connects() -> None:
+    async with peer() as (_, address), running(PeerPool()) as pool:
+        assert not pool.submit(address, "GET", "default", [b"k"], timeout=1, answered=print)
+        assert pool.stats["requests"] == 0
+
+
+@pytest.mark.trio
+async def test_a_peer_that_dies_fails_exactly_its_pending_requests() -> None:
+    async with peer() as (a, at_a), peer() as (b, at_b), running(PeerPool()) as pool:
+        sock_a = await connected(pool, a, at_a)
+        sock_b = await connected(pool, b, at_b)
+        answers: dict[int, Response | BaseException] = {}
+        for i in range(40):  # one batch, mixed owners
+            target = at_a if i % 2 else at_b
+            assert pool.submit(
+                target, "GET", "default", [b"k%d" % i], timeout=10, answered=collect(answers, i)
+            )
+        from_a = await a.requests(sock_a, 20)
+        from_b = await b.requests(sock_b, 20)
+        # A answers half of its requests, then dies; B answers all of its own.
+        await sock_a.send(b"".join(encode_ok(r.id, r.args[0]) for r in from_a[:10]))
+        await wait_until(lambda: len(answers) == 10)
+        sock_a.close()
+        await wait_until(lambda: len(answers) == 20)
+        await sock_b.send(b"".join(encode_ok(r.id, r.args[0]) for r in from_b))
+        await wait_until(lambda: len(answers) == 40)
+        answered_by_a = {r.args[0] for r in from_a[:10]}
+        for i in range(40):
+            response = answers[i]
+            if i % 2 == 0 or b"k%d" % i in answered_by_a:
+                assert isinstance(response, Response) and response.value == b"k%d" % i
+            else:
+                assert isinstance(response, MeshcacheConnectionError)
+
+
+@pytest.mark.trio
+async def test_a_plain_time_out_leaves_the_connection_usable() -> None:
+    async with peer() as (p, address), running(PeerPool()) as pool:
+        sock = await connected(pool, p, address)
+        answers: dict[int, Response | BaseException] = {}
+        pool.submit(
+            address, "GET", "default", [b"slow"], timeout=0.05, answered=collect(answers, 0)
+        )
+        pool.submit(address, "GET", "default", [b"fast"], timeout=10, answered=collect(answers, 1))
+        slow, fast = await p.requests(sock, 2)
+        await wait_until(lambda: 0 in answers)
+        assert isinstance(answers[0], MeshcacheTimeout)
+        await sock.send(encode_ok(slow.id, b"late") + encode_ok(fast.id, b"fast"))
+        await wait_until(lambda: 1 in answers)
+        response = answers[1]
+        assert isinstance(response, Response) and response.value == b"fast"
+        assert len(answers) == 2  # the late answer was dropped
+        assert pool.stats["connects"] == 1
+
+
+@pytest.mark.trio
+async def test_a_forward_that_times_out_resets_its_connection_so_nothing_queued_arrives() -> None:
+    async with peer() as (p, address), running(PeerPool()) as pool:
+        sock = await connected(pool, p, address)
+        # The peer stops reading: the forwards pile up in the kernel's buffers, undelivered.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        answers: dict[int, Response | BaseException] = {}
+        big = b"x" * 200_000
+        pool.submit(
+            address,
+            "FWD",
+            "default",
+            ["SET", [b"k", big, {}]],
+            timeout=0.2,
+            answered=collect(answers, 0),
+            abort_on_timeout=True,
+        )
+        pool.submit(address, "GET", "default", [b"other"], timeout=10, answered=collect(answers, 1))
+        await wait_until(lambda: len(answers) == 2)
+        assert isinstance(answers[0], MeshcacheTimeout)
+        # Every other request on that connection fails with it: the peer may never get them.
+        assert isinstance(answers[1], MeshcacheConnectionError)
+        assert pool.stats["reset_after_timeout"] == 1
+        # The peer, reading now, meets a reset, not the rest of the write it was sent.
+        received = 0
+        with pytest.raises(ConnectionResetError):
+            while True:
+                data = await sock.recv(1 << 16)
+                received += len(data)
+                assert data, "a clean end of stream: the queued bytes were delivered"
+        assert received < len(big)
+        # The next request opens a new connection.
+        async with trio.open_nursery() as nursery:
+            result: list[Response] = []
+
+            async def ask() -> None:
+                result.append(await pool.request(address, "PING", "default", [], timeout=10))
+
+            nursery.start_soon(ask)
+            again = await p.accept()
+            (request,) = await p.requests(again, 1)
+            await again.send(encode_ok(request.id, "PONG"))
+        assert result[0].value == "PONG"
+        assert pool.stats["connects"] == 2
