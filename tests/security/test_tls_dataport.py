@@ -276,3 +276,20 @@ def test_close_notify_ends_a_connection_cleanly(tls_node: NodeProcess, pki: Pki)
     other = Conn(tls_node, context(pki))
     assert other.call("PING").ok
     other.close()
+
+
+def test_a_frame_over_the_limit_over_tls(tmp_path: Path, pki: Pki) -> None:
+    limits = ["--max-frame-bytes", "65536", "--max-value-bytes", "4096"]
+    with NodeProcess(tmp_path, *node_args(pki), *limits) as node:
+        c = Conn(node, context(pki))
+        assert c.call("PING").ok
+        big = encode_request(7, "SET", "default", [b"k", b"x" * 200_000, {}])
+        c.sock.sendall(big)
+        answer = c.answers(1)[0]
+        assert not answer.ok and answer.value[0] == "TOO_LARGE"
+        assert c.sock.recv(10) == b""  # the node's close_notify after its answer
+        c.close()
+        assert metric(node, "meshcache_connections_closed_total", "frame_too_large") == 1
+        other = Conn(node, context(pki))
+        assert other.call("PING").ok
+        other.close()
