@@ -389,6 +389,18 @@ def _background_reads(mesh: Mesh, load: str, keys: int = 50) -> Iterator[list[fl
         reader.join(timeout=60)
 
 
+def _poll_record(direct: Direct, key: bytes, new: bytes, within: float = 2.0) -> float | None:
+    """RECORDS of ``key`` through ``direct`` (the node's own record: it never loads or
+    forwards) until it holds ``new``; when it did, or None when it did not within ``within``
+    seconds (its own drop, versioned later, won over the replicated value)."""
+    deadline = time.perf_counter() + within
+    while time.perf_counter() < deadline:
+        record = direct.call("RECORDS", [[key]], "items")[0]
+        if record is not None and record[1] == new:
+            return time.perf_counter()
+    return None
+
+
 def _poll(direct: Direct, key: bytes, new: bytes) -> float:
     """GET ``key`` through ``direct`` until it answers ``new``; when it did."""
     while direct.call("GET", [key], "items") != new:
@@ -446,12 +458,12 @@ def window(db: Database, runs: int, tmp: Path, updates: int = 100) -> None:
         f" a background read load from another process; load {_load()}"
     )
     print(
-        "| background reads | on_notify | run | p50 (ms) | p99 (ms) | max (ms) | PG→client NOTIFY"
-        " p50/p99 | node: notify_hop p50/p99 | notify_reload p50/p99 | query p50/p99 |"
-        " on source p50/p99 | background GETs/s | load |"
+        "| background reads | on_notify | run | p50 (ms) | p99 (ms) | max (ms) | other owner"
+        " holds it p50/p99 | PG→client NOTIFY p50/p99 | node: notify_hop p50/p99 |"
+        " notify_reload p50/p99 | query p50/p99 | on source p50/p99 | background GETs/s | load |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    results: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {}
     with mesh_of(3, db, tmp / "window") as mesh:
         directs = [Direct(node.data_address) for node in mesh.nodes]
 
@@ -474,12 +486,14 @@ def window(db: Database, runs: int, tmp: Path, updates: int = 100) -> None:
                     raise SystemExit("the nodes did not listen within 30 s")
                 time.sleep(0.05)
 
-        async def measure(tag: str) -> tuple[list[float], list[float]]:
+        async def measure(tag: str) -> tuple[list[float], list[float], list[float]]:
             from concurrent.futures import ThreadPoolExecutor
 
             # Every node polled at once, one thread each: a node's window ends when its own
             # GET returns the new value, not after the other nodes' GETs of that round.
-            pool = ThreadPoolExecutor(len(directs))
+            pool = ThreadPoolExecutor(len(directs) + 1)
+            by_id = {node.node_id: Direct(node.data_address) for node in mesh.nodes}
+            replicas = {str(i): by_id[mesh.owners(str(i).encode(), 2)[1]] for i in range(50)}
             conn = await asyncpg.connect(db.dsn)
             heard: dict[str, float] = {}
             # A plain client's LISTEN, on a loop of its own in another thread (the polling
@@ -496,7 +510,7 @@ def window(db: Database, runs: int, tmp: Path, updates: int = 100) -> None:
                 return listener
 
             listener = asyncio.run_coroutine_threadsafe(listen(), loop).result(30)
-            windows, delivery = [], []
+            windows, delivery, fanout = [], [], []
             try:
                 for i in range(updates):
                     key = str(i % 50)
@@ -507,7 +521,11 @@ def window(db: Database, runs: int, tmp: Path, updates: int = 100) -> None:
                     await conn.execute("UPDATE win SET v = $1 WHERE id = $2", new.decode(), key)
                     start = time.perf_counter()
                     seen = [pool.submit(_poll, d, key.encode(), new) for d in directs]
+                    # The key's other owner holding the new value: the coordinator's replication.
+                    held = pool.submit(_poll_record, replicas[key], key.encode(), new)
                     windows.append((max(f.result() for f in seen) - start) * 1000)
+                    reached = held.result()
+                    fanout.append(float("inf") if reached is None else (reached - start) * 1000)
                     for _ in range(1000):  # the plain client's NOTIFY, heard on its thread
                         if key in heard:
                             break
@@ -521,7 +539,9 @@ def window(db: Database, runs: int, tmp: Path, updates: int = 100) -> None:
                 loop.close()
                 await conn.close()
                 pool.shutdown()
-            return windows, delivery
+                for direct in by_id.values():
+                    direct.close()
+            return windows, delivery, fanout
 
         def fmt(counts: list[int]) -> str:
             return f"{histogram_quantile(counts, 0.5):.2f} / {histogram_quantile(counts, 0.99):.2f}"
@@ -532,17 +552,20 @@ def window(db: Database, runs: int, tmp: Path, updates: int = 100) -> None:
                     use(on_notify)
                     before = _step_counts(mesh)
                     with _background_reads(mesh, load) as rate:
-                        windows, delivery = asyncio.run(measure(f"{load}{run}{on_notify}"))
+                        windows, delivery, fanout = asyncio.run(measure(f"{load}{run}{on_notify}"))
                     after = _step_counts(mesh)
                     steps = {
                         k: [a - b for a, b in zip(after[k], before[k], strict=True)] for k in after
                     }
                     q = statistics.quantiles(windows, n=100)
                     dq = statistics.quantiles(delivery, n=100) if len(delivery) > 1 else [0.0] * 99
-                    results.setdefault((load, on_notify), []).append((q[49], q[98]))
+                    lost = sum(f == float("inf") for f in fanout)
+                    fq = statistics.quantiles([f for f in fanout if f != float("inf")], n=100)
+                    results.setdefault((load, on_notify), []).append((q[49], q[98], fq[49], fq[98]))
                     print(
                         f"| {load} | {on_notify} | {run + 1} | {q[49]:.2f} | {q[98]:.2f}"
-                        f" | {max(windows):.2f} | {dq[49]:.2f} / {dq[98]:.2f}"
+                        f" | {max(windows):.2f} | {fq[49]:.2f} / {fq[98]:.2f} ({lost} never)"
+                        f" | {dq[49]:.2f} / {dq[98]:.2f}"
                         f" | {fmt(steps['notify_hop'])} | {fmt(steps['notify_reload'])}"
                         f" | {fmt(steps['query'])} | {fmt(steps['query_on_source'])}"
                         f" | {rate[0]:.0f} | {os.getloadavg()[0]:.1f} |",
@@ -551,14 +574,17 @@ def window(db: Database, runs: int, tmp: Path, updates: int = 100) -> None:
         for d in directs:
             d.close()
     print()
-    print("| background reads | on_notify | p50 median (worst) | p99 median (worst) |")
-    print("|---|---|---|---|")
+    print(
+        "| background reads | on_notify | p50 median (worst) | p99 median (worst) |"
+        " other owner p50 median (worst) | other owner p99 median (worst) |"
+    )
+    print("|---|---|---|---|---|---|")
     for (load, on_notify), values in results.items():
-        p50s, p99s = [v[0] for v in values], [v[1] for v in values]
-        print(
-            f"| {load} | {on_notify} | {statistics.median(p50s):.2f} ({max(p50s):.2f})"
-            f" | {statistics.median(p99s):.2f} ({max(p99s):.2f}) |"
-        )
+        cells = []
+        for i in range(4):
+            column = [v[i] for v in values]
+            cells.append(f"{statistics.median(column):.2f} ({max(column):.2f})")
+        print(f"| {load} | {on_notify} | " + " | ".join(cells) + " |")
     print(f"load after: {_load()}")
 
 
