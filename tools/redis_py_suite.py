@@ -2,6 +2,7 @@
 
     python -m tools.redis_py_suite                      # RESP2 and RESP3, a table per protocol
     python -m tools.redis_py_suite --protocols 3 --failures 40 --json out.json
+    python -m tools.redis_py_suite --supported-only   # only the tests the pass rate counts
 
 redis-py's source distribution ships its tests. This script fetches the sdist of the redis-py
 version installed here from the package index with pip (``pip download redis==VERSION
@@ -125,15 +126,31 @@ def family_of(test_name: str) -> str:
     return UNSUPPORTED
 
 
-def run_suite(root: Path, port: int, protocol: int, timeout: float) -> Outcome:
-    """Run the suite files once with ``--protocol``; the outcome by family."""
+def supported_tests(root: Path, common: list[str]) -> list[str]:
+    """The node ids of the collected tests whose family meshcache supports."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", *SUITE_FILES, "-q", "--collect-only", *common],
+        cwd=root, capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    ids = [line for line in done.stdout.splitlines() if "::" in line]
+    return [i for i in ids if family_of(i.rsplit("::", 1)[1]) != UNSUPPORTED]
+
+
+def run_suite(
+    root: Path, port: int, protocol: int, timeout: float, *, supported_only: bool = False
+) -> Outcome:
+    """Run the suite files once with ``--protocol``; the outcome by family. With
+    ``supported_only``, only the tests of the families meshcache supports run."""
+    common = [
+        "-p", "no:cacheprovider", f"--redis-url=redis://127.0.0.1:{port}/0",
+        f"--protocol={protocol}", "-m", "not onlycluster",
+    ]  # fmt: skip
+    tests = supported_tests(root, common) if supported_only else list(SUITE_FILES)
     with tempfile.TemporaryDirectory(prefix="redis-py-") as tmp:
         report = Path(tmp) / "junit.xml"
         done = subprocess.run(
-            [sys.executable, "-m", "pytest", *SUITE_FILES, "-q", "-p", "no:cacheprovider",
-             f"--redis-url=redis://127.0.0.1:{port}/0", f"--protocol={protocol}",
-             "-m", "not onlycluster",
-             f"--timeout={timeout:g}", f"--junitxml={report}", "-o", "junit_family=xunit1"],
+            [sys.executable, "-m", "pytest", *tests, "-q", *common, f"--timeout={timeout:g}",
+             f"--junitxml={report}", "-o", "junit_family=xunit1"],
             cwd=root, capture_output=True, text=True, timeout=3600, check=False,
         )  # fmt: skip
         tree = ET.parse(report)
@@ -200,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--failures", type=int, default=200, help="failures of supported "
                         "families to list (0: none)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write every outcome here")
+    parser.add_argument("--supported-only", action="store_true",
+                        help="run only the tests of the families meshcache supports")  # fmt: skip
     args = parser.parse_args(argv)
 
     version = importlib.metadata.version("redis")
@@ -211,7 +230,12 @@ def main(argv: list[str] | None = None) -> int:
         config.write_text("".join(f"[namespaces.db{i}]\n" for i in range(1, DATABASES)))
         with resp_node("--config", str(config)) as node:
             for protocol in args.protocols:
-                outcomes.append(run_suite(root, node.resp_port, protocol, args.timeout))
+                outcomes.append(
+                    run_suite(
+                        root, node.resp_port, protocol, args.timeout,
+                        supported_only=args.supported_only,
+                    )
+                )  # fmt: skip
     print(f"redis-py {version}: {', '.join(SUITE_FILES)} against one meshcache node")
     for outcome in outcomes:
         print()
