@@ -7,6 +7,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,13 +42,15 @@ def pair(
     )
     t.start()
     buf = bytearray(64)
-    while t.is_alive():
+    deadline = time.monotonic() + 10
+    # The client is done once its Finished is sent; the node, once it has read it.
+    while not server.handshaken and time.monotonic() < deadline:
         select.select([a], [], [], 0.5)
         try:
             server.recv_into(buf)
         except BlockingIOError:
             continue
-    t.join()
+    t.join(10)
     assert server.handshaken
     client = done[0]
     client.settimeout(10)

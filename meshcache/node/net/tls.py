@@ -151,6 +151,7 @@ class TlsSocket:
     def _plain(self, view: memoryview, want: int, *, at_eof: bool = False) -> int:
         """Decrypt into ``view[:want]`` all that the records received so far hold."""
         obj = self._obj
+        incoming = self._in
         got = 0
         try:
             while got < want:
@@ -161,8 +162,14 @@ class TlsSocket:
                     self._eof = True
                     break
                 got += n
-            # ``want`` was under one record (a short read): keep the rest for the next call.
-            self._spill = self._rest()
+                if not incoming.pending and not obj.pending():
+                    # OpenSSL reads a record at a time (no read-ahead): with nothing left in
+                    # the BIO nor decrypted, another read could only raise SSLWantReadError,
+                    # which costs more than these two checks.
+                    break
+            else:
+                # ``want`` was under one record (a short read): keep the rest for the next call.
+                self._spill = self._rest()
         except ssl.SSLWantReadError:
             pass
         except ssl.SSLZeroReturnError:
