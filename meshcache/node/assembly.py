@@ -324,6 +324,7 @@ class Assembly:
                 "replica_writes_queued": self.replicator.queued(),
                 "ring_version": coordinator.ring_version,
                 "ring_members": len(coordinator.ring.members),
+                "handoff_ranges_moving": self.handoff.ranges_moving,
                 **hot_gauges,
                 **{f"loader_{k}": v for k, v in loader_figures["gauges"].items()},
             },

@@ -168,6 +168,10 @@ class RangeSet:
     def __bool__(self) -> bool:
         return self.whole or bool(self._ends)
 
+    def __len__(self) -> int:
+        """How many disjoint ranges it holds (the whole ring is one)."""
+        return 1 if self.whole else len(self._ends)
+
     def mask(self, keys: Sequence[bytes]) -> list[bool]:
         """For each key, whether its token is in the set: ``key_token(k) in self`` for many
         keys at once (hand-off scans a whole store this way).

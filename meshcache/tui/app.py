@@ -10,12 +10,14 @@ are refused in read-only mode; their outcome goes to the status line and the eve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Input, Static, Tab, Tabs
@@ -343,7 +345,10 @@ class TopApp(App[int]):
                 self.model.note(f"could not read a poll: {type(exc).__name__}: {exc}", "error")
                 self.say(f"could not read the nodes' answers: {exc}", warning=True)
             else:
-                self.show(snapshot)
+                # While the console quits, the screen's widgets go before this loop is
+                # cancelled: a poll that ends then has nothing to draw on.
+                with contextlib.suppress(NoMatches):
+                    self.show(snapshot)
             await self.source.pause(max(0.0, self.refresh_interval - (loop.time() - started)))
 
     def show(self, snapshot: Snapshot) -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -132,6 +132,7 @@ class RingRow:
     share: float
     runs: int | None  # the ring version the node answered with (None: not reachable)
     gossip: str
+    moving: int | None = None  # ranges it is pulling in or pushing out now (None: unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +169,7 @@ class Snapshot:
     ring: tuple[RingRow, ...] = ()
     balance: float | None = None
     ring_agreed: bool = True
+    ranges_moving: int | None = None  # summed over the members that report it
     namespaces: tuple[NamespaceRow, ...] = ()
     config: Mapping[str, Any] | None = None
     hot: HotKeys = field(default_factory=HotKeys)
@@ -207,6 +209,12 @@ def _seconds(ms: Any) -> float | None:
     if value is None or not math.isfinite(value) or value < 0:
         return None
     return value / 1000
+
+
+def _sum_known(values: Iterable[int | None]) -> int | None:
+    """The sum of the values that are known; None when none is."""
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
 
 
 def _dig(mapping: Any, *path: str) -> Any:
@@ -451,6 +459,7 @@ class ClusterModel:
             ring_version=_int((self._ring or {}).get("version")),
             ring=ring_rows,
             balance=balance,
+            ranges_moving=_sum_known(r.moving for r in ring_rows),
             ring_agreed=agreed,
             namespaces=self._namespace_rows(ok),
             config=self._config,
@@ -633,10 +642,11 @@ class ClusterModel:
         for m in ring.get("members", []) or []:
             node_id = str(m.get("node_id"))
             node = self._nodes.get(node_id)
-            runs = None
+            runs = moving = None
             if node is not None and node.reachable and node.reply is not None:
                 runs = _int((node.reply.ring or {}).get("version"))
                 versions.add(runs)
+                moving = _int(_dig(node.reply.info, "mesh", "gauges", "handoff_ranges_moving"))
             rows.append(
                 RingRow(
                     node_id=node_id,
@@ -647,6 +657,7 @@ class ClusterModel:
                     share=_num(m.get("share")) or 0.0,
                     runs=runs,
                     gossip=str(self._gossip.get(node_id, {}).get("state", "?")),
+                    moving=moving,
                 )
             )
         shares = [r.share for r in rows]

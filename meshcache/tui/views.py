@@ -232,6 +232,7 @@ class RingView(View):
         Column("zone", "zone", help="zone: replicas go to distinct zones first"),
         Column("gossip", "gossip", help="its liveness by gossip"),
         Column("runs", "runs v", "right", "the ring version the node itself answered"),
+        Column("moving", "moving", "right", "ranges it is pulling in or handing over now"),
         Column("address", "address", help="data address"),
     )
 
@@ -243,7 +244,9 @@ class RingView(View):
         balance = text.UNKNOWN if snapshot.balance is None else f"{snapshot.balance:.2f}"
         version = text.optional(snapshot.ring_version)
         agreed = "all nodes run it" if snapshot.ring_agreed else "NOT all nodes run it yet"
-        return f"ring v{version} · {counted} · balance {balance} max/mean · {agreed}"
+        moving = snapshot.ranges_moving
+        moves = "" if moving is None else f" · {text.count(moving)} ranges moving"
+        return f"ring v{version} · {counted} · balance {balance} max/mean · {agreed}{moves}"
 
     def rows(self, snapshot: Snapshot, utc: bool) -> list[Row]:
         palette = self.palette
@@ -258,9 +261,13 @@ class RingView(View):
                 r.zone or text.UNKNOWN,
                 _styled(r.gossip, palette.state(r.gossip)),
                 _styled(text.optional(r.runs), palette.warning if stale else ""),
+                text.count(r.moving),
                 r.address,
             )
-            sort = (r.node_id, r.state, r.share, r.weight, r.zone, r.gossip, r.runs, r.address)
+            sort = (
+                r.node_id, r.state, r.share, r.weight, r.zone, r.gossip, r.runs, r.moving,
+                r.address,
+            )  # fmt: skip
             rows.append(Row(r.node_id, cells, sort))
         return rows
 

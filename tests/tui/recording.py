@@ -279,11 +279,16 @@ class _NodeCounters:
                     "replica_writes_queued": 0,
                     "ring_version": 13 if t >= LEAVE_AT else 12,
                     "ring_members": 5,
+                    "handoff_ranges_moving": self.moving(t),
                 },
             },
             "requests": {op: int(n) for op, n in self.requests.items()},
             "latency": self._latency(t),
         }
+
+    def moving(self, t: int) -> int:
+        """Ranges this node moves now: the leaving node pushes its ranges for a few seconds."""
+        return 6 if self.i == 3 and LEAVE_AT <= t < LEAVE_AT + 5 else 0
 
     def _latency(self, t: int) -> dict[str, Any]:
         p50 = round(0.085 + 0.01 * self.i + 0.03 * self.wave, 4)

@@ -463,3 +463,12 @@ def test_the_namespaces_view_shows_each_loader() -> None:
     loaders = {n.name: n.loader for n in snapshot.namespaces}
     pages = "pg ttl 10m notify refresh 90%"
     assert loaders == {"default": "off", "sessions": "off", "pages": pages}
+
+
+def test_ranges_moving_are_summed_over_the_members_that_report_them() -> None:
+    polls = recorded_polls()
+    _, during = replay(polls[:22])
+    assert during.ranges_moving == 6
+    assert {r.node_id: r.moving for r in during.ring}[NODES[3]] == 6
+    _, after = replay(polls)
+    assert after.ranges_moving == 0

@@ -102,6 +102,9 @@ class HandOff:
         self.budget = ByteBudget(rate, max(BATCH_BYTES, rate // 4), clock())
         self.held: ClusterConfig | None = None  # the ring our store reflects
         self.stats: Counter[str] = Counter()
+        # Ranges this node is moving now: pulling them in, or pushing them out as it leaves
+        # (the node serving a pull does not count it, so a sum over the nodes counts each once).
+        self.ranges_moving = 0
         self._wakeup = trio.Event()
         self._settled_version = 0  # every live member ran this ring (or we gave up waiting)
 
@@ -239,6 +242,15 @@ class HandOff:
             )
 
     async def _pull_from(
+        self, holders: tuple[RingMember, ...], namespace: str, ranges: list[TokenRange]
+    ) -> int:
+        self.ranges_moving += len(ranges)
+        try:
+            return await self._pull_from_one_of(holders, namespace, ranges)
+        finally:
+            self.ranges_moving -= len(ranges)
+
+    async def _pull_from_one_of(
         self, holders: tuple[RingMember, ...], namespace: str, ranges: list[TokenRange]
     ) -> int:
         last: MeshcacheError | None = None
@@ -436,10 +448,13 @@ class HandOff:
         failed: list[MeshcacheError] = []
 
         async def push(target: str, ranges: RangeSet) -> None:
+            self.ranges_moving += len(ranges)
             try:
                 counts.append(await self._stream(target, namespace, keys, tombs, ranges))
             except MeshcacheError as exc:
                 failed.append(exc)
+            finally:
+                self.ranges_moving -= len(ranges)
 
         async with trio.open_nursery() as nursery:  # every replacement at once
             for target, ranges in replacements(ring, replicas).items():
