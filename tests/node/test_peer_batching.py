@@ -3,7 +3,8 @@
 Requests submitted in one scheduler turn leave in one write, answers are matched by request id
 whatever their order, a connection that breaks fails exactly the requests in flight on it, and
 a forward that times out resets its connection, so the peer never receives what was still
-queued on it.
+queued on it. Then the coordinator's side: what it submits, and how each answer or failure of
+a submitted forward becomes its client's answer.
 """
 
 from __future__ import annotations
@@ -16,9 +17,24 @@ from typing import Any
 import pytest
 import trio
 
-from meshcache.errors import MeshcacheConnectionError, MeshcacheTimeout
-from meshcache.node.net.peer_pool import PeerPool
+from meshcache.control import ClusterConfig
+from meshcache.errors import (
+    CommandError,
+    MeshcacheConnectionError,
+    MeshcacheTimeout,
+    UnavailableError,
+)
+from meshcache.hlc import HLC
+from meshcache.node.data.coordinator import Coordinator
+from meshcache.node.data.replication import HintQueue, VersionClamp
+from meshcache.node.data.replicator import Replicator
+from meshcache.node.net.peer_pool import Address, PeerPool, PeerUnreachable
+from meshcache.ring import RingMember
+from meshcache.store.policy import NamespacePolicy
+from meshcache.store.store import Store
 from meshcache.wire.frame import FrameReader, Response, decode_request, encode_ok
+from meshcache.wire.ops import Limits
+from meshcache.wire.pending import Later
 
 
 class Peer:
@@ -226,3 +242,121 @@ async def test_a_forward_that_times_out_resets_its_connection_so_nothing_queued_
             await again.send(encode_ok(request.id, "PONG"))
         assert result[0].value == "PONG"
         assert pool.stats["connects"] == 2
+
+
+# --- the coordinator's submitted forwards -----------------------------------------------------
+
+
+class RecordingPool(PeerPool):
+    """Takes every submit (as an open connection would) and keeps its callback; a forward in a
+    task finds no peer to connect to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.submitted: list[tuple[Address, list[Any], dict[str, Any]]] = []
+
+    def submit(
+        self, address: Address, op: str, namespace: str, args: list[Any], **kwargs: Any
+    ) -> bool:
+        self.submitted.append((address, args, kwargs))
+        return True
+
+    async def request(self, address: Address, *args: Any, **kwargs: Any) -> Response:
+        raise PeerUnreachable("no peer in this test")
+
+
+ME, OTHER = "10.0.0.1:7400", "10.0.0.2:7400"
+
+
+def coordinator(pool: PeerPool) -> Coordinator:
+    hlc = HLC(lambda: 1_700_000_000_000)
+    store = Store(
+        clock=lambda: 1_700_000_000.0,
+        hlc=hlc,
+        policies={"default": NamespacePolicy(replicas=2, max_bytes=1 << 20)},
+    )
+    replicator = Replicator(
+        pool,
+        address_of=lambda _: None,
+        alive=lambda _: False,
+        hints=HintQueue(max_bytes=1 << 20, max_bytes_per_target=1 << 18, max_age_s=60),
+        clock=lambda: 0.0,
+    )
+    plane = Coordinator(
+        store,
+        ME,
+        pool=pool,
+        replicator=replicator,
+        clamp=VersionClamp(hlc),
+        alive=lambda node: True,
+        limits=Limits(max_key_bytes=64, max_value_bytes=1024),
+    )
+    members = tuple(RingMember(node_id=m, address=m) for m in (ME, OTHER))
+    plane.install(ClusterConfig(version=3, members=members))
+    return plane
+
+
+def foreign_key(plane: Coordinator) -> bytes:
+    return next(
+        k
+        for k in (b"key-%d" % i for i in range(500))
+        if plane.ring.owners(k, 2)[0].node_id == OTHER
+    )
+
+
+def settled(later: Later) -> list[tuple[Any, BaseException | None]]:
+    out: list[tuple[Any, BaseException | None]] = []
+    later.then(lambda value, error: out.append((value, error)))
+    return out
+
+
+@pytest.mark.trio
+async def test_a_forward_is_submitted_with_reset_on_time_out_and_answered_later() -> None:
+    pool = RecordingPool()
+    plane = coordinator(pool)
+    key = foreign_key(plane)
+    later = plane.execute("default", "GET", [key])
+    assert isinstance(later, Later)
+    ((address, payload, kwargs),) = pool.submitted
+    assert address == ("10.0.0.2", 7400) and payload == ["GET", [key]]
+    assert kwargs["abort_on_timeout"] is True
+    got = settled(later)
+    kwargs["answered"](Response(1, True, b"value", 3))
+    assert got == [(b"value", None)]
+
+
+@pytest.mark.trio
+async def test_a_refusal_from_the_owner_is_the_answer() -> None:
+    pool = RecordingPool()
+    plane = coordinator(pool)
+    later = plane.execute("default", "INCR", [foreign_key(plane)])
+    got = settled(later)
+    pool.submitted[0][2]["answered"](Response(1, False, ["WRONGTYPE", "not a counter"], 3))
+    ((_, error),) = got
+    assert isinstance(error, CommandError) and error.code == "WRONGTYPE"
+
+
+@pytest.mark.trio
+async def test_a_lost_read_fails_over_and_a_lost_write_that_carries_no_version_does_not() -> None:
+    pool = RecordingPool()
+    plane = coordinator(pool)
+    key = foreign_key(plane)
+    plane.store.execute("default", "SET", [key, b"here", {}])
+    async with trio.open_nursery() as nursery:
+        await nursery.start(plane.run)
+        read = plane.execute("default", "GET", [key])
+        write = plane.execute("default", "INCR", [key + b"n"])
+        got_read, got_write = settled(read), settled(write)
+        lost = MeshcacheConnectionError("connection reset: a request timed out")
+        for _, _, kwargs in pool.submitted:
+            kwargs["answered"](lost)
+        # The write: sent, then lost; it may have applied, so it is not repeated.
+        ((_, error),) = got_write
+        assert isinstance(error, UnavailableError)
+        # The read: on to the next owner — this node, which stands in with what it holds.
+        with trio.fail_after(5):
+            while not got_read:
+                await trio.sleep(0.001)  # the failover runs in a task; waiting for it
+        assert got_read == [(b"here", None)]
+        assert plane.stats["forward_failures"] == 2
+        nursery.cancel_scope.cancel()
