@@ -378,9 +378,29 @@ def client_info(s: Session, argv: list[bytes]) -> bytes:
     return s.enc.verbatim(_client_line(s))
 
 
+_CLIENT_TYPES = (b"normal", b"master", b"replica", b"slave", b"pubsub")
+
+
 def client_list(s: Session, argv: list[bytes]) -> bytes:
-    # Only this connection: sessions do not see each other (docs/resp.md).
-    return s.enc.verbatim(_client_line(s))
+    """``CLIENT LIST [TYPE type | ID id ...]``: this port's open connections, by id."""
+    sessions = [c for _, c in sorted(s.server.sessions.items())]
+    if len(argv) == 4 and argv[2].upper() == b"TYPE":
+        kind = argv[3].lower()
+        if kind not in _CLIENT_TYPES:
+            raise RedisError(f"ERR Unknown client type '{argv[3].decode('utf-8', 'replace')}'")
+        if kind != b"normal":  # no replicas or subscribers here
+            sessions = []
+    elif len(argv) > 3 and argv[2].upper() == b"ID":
+        ids = set()
+        for arg in argv[3:]:
+            try:
+                ids.add(arg_int(arg))
+            except RedisError:
+                raise RedisError("ERR Invalid client ID") from None
+        sessions = [c for c in sessions if c.id in ids]
+    elif len(argv) != 2:
+        raise RedisError(SYNTAX)
+    return s.enc.verbatim(b"".join(_client_line(c) for c in sessions))
 
 
 def client_on_off(s: Session, argv: list[bytes]) -> bytes:
@@ -1308,7 +1328,7 @@ CLIENT_SUBCOMMANDS: dict[str, Command] = {
         _c("client|info", 2, "noscript loading stale", NOKEYS, "connection",
            "Returns information about the connection.", client_info, since="6.2.0"),
         _c("client|list", -2, "admin noscript loading stale", NOKEYS, "connection",
-           "Lists open connections (meshcache: only this one).", client_list, since="2.4.0"),
+           "Lists the open connections of this node's RESP port.", client_list, since="2.4.0"),
         _c("client|no-evict", 3, "admin noscript loading stale", NOKEYS, "connection",
            "Accepted and ignored.", client_on_off, since="7.0.0"),
         _c("client|no-touch", 3, "noscript loading stale", NOKEYS, "connection",

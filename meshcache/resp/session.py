@@ -31,6 +31,7 @@ for its code (``WRONGTYPE Operation against a key holding the wrong kind of valu
 from __future__ import annotations
 
 import random
+import weakref
 from collections import Counter
 from collections.abc import Callable, Coroutine, Generator, Mapping
 from time import perf_counter_ns
@@ -177,19 +178,24 @@ class Server:
         #: The ops run and error replies INFO's ``stats`` counts from (CONFIG RESETSTAT).
         self.stats_base = (0, 0)
         self._next_id = 0
+        #: The open connections by id (CLIENT LIST); a session leaves with its connection.
+        self.sessions: weakref.WeakValueDictionary[int, Session] = weakref.WeakValueDictionary()
 
     def session(self, addr: str = "", laddr: str = "", host: str = "") -> Session:
         """The state of a new connection (RESP2, namespace ``default``, a new client id, not
         authenticated); ``addr`` and ``laddr`` are the client's and the port's addresses,
         ``host`` the client's IP address (failed ``AUTH``\\ s are counted per address)."""
         self._next_id += 1
-        return Session(self, self._next_id, addr, laddr, host)
+        session = Session(self, self._next_id, addr, laddr, host)
+        self.sessions[session.id] = session
+        return session
 
 
 class Session:
     """One connection: its protocol version, namespace, name and id, and its commands."""
 
     __slots__ = (
+        "__weakref__",
         "addr",
         "closing",
         "command",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import random
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -388,3 +389,24 @@ async def test_a_bulk_load_takes_turns_with_other_clients(resp_node: RespNode) -
         nursery.start_soon(run, "pinger", pinger)
     assert results == {"loader": True, "pinger": 200}
     assert resp_node.counters.requests["SET"] == n
+
+
+async def test_client_list_shows_every_open_connection(resp_node: RespNode) -> None:
+    def run() -> None:
+        conns = [RawConn(resp_node.resp_port) for _ in range(3)]
+        try:
+            ids = [int(c.call("CLIENT", "ID")[1:-2]) for c in conns]
+            listed = conns[0].call("CLIENT", "LIST")
+            assert [f"id={i} ".encode() in listed for i in ids] == [True] * 3
+            some = conns[0].call("CLIENT", "LIST", "ID", ids[1], ids[2], 999999)
+            assert some.count(b"id=") == 2 and f"id={ids[0]} ".encode() not in some
+            conns[2].close()
+            deadline = time.monotonic() + 5
+            while f"id={ids[2]} ".encode() in conns[0].call("CLIENT", "LIST"):
+                assert time.monotonic() < deadline, "a closed connection is still listed"
+                time.sleep(0.01)  # poll interval while the node sees the close
+        finally:
+            for c in conns:
+                c.close()
+
+    await in_thread(run)
