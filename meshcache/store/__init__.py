@@ -1,12 +1,12 @@
 """The local storage engine: namespaces, TTL, LRU/LFU/TTL eviction, byte accounting, types.
 
 Public names: :class:`Store` (what the node calls), :class:`NamespacePolicy`,
-:class:`NamespaceStats`, :class:`EntryView`.
+:class:`NamespaceStats`, :class:`EntryView`, :func:`tie_break`.
 """
 
 from __future__ import annotations
 
-from meshcache.store.entry import EntryView
+from meshcache.store.entry import EntryView, tie_break
 from meshcache.store.policy import DEFAULT_POLICY, NamespacePolicy
 from meshcache.store.store import DEFAULT_NAMESPACE, HANDLERS, NamespaceStats, Store
 
@@ -18,4 +18,5 @@ __all__ = [
     "NamespacePolicy",
     "NamespaceStats",
     "Store",
+    "tie_break",
 ]

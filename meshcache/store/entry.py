@@ -1,12 +1,57 @@
-"""Entry views: one key's whole state, for replication, hand-off and anti-entropy."""
+"""Entry views: one key's whole state, for replication, hand-off and anti-entropy.
+
+Last-writer-wins compares versions; two writes of one key can carry the same version (two
+nodes in the same millisecond with the same logical counter, one on each side of a partition).
+:func:`tie_break` orders them the same way on every replica: a 64-bit BLAKE2b hash of the
+record's type, expiry and contents in a canonical form (hash fields sorted, sets sorted, sorted
+sets by score then member, scores as IEEE doubles). The greater hash wins; a tombstone beats
+any value of its version (``meshcache/node/data/replication/tombstones.py``). Anti-entropy
+digests carry the same hash, so replicas holding different values of one version see the
+difference and repair it.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import struct
 from dataclasses import dataclass
 from typing import Any
 
 from meshcache.errors import RemoteProtocolError
 from meshcache.store.values import PLAIN, TYPES
+
+_DOUBLE = struct.Struct(">d")
+
+
+def _framed(h: Any, item: bytes) -> None:
+    h.update(len(item).to_bytes(4, "big"))
+    h.update(item)
+
+
+def tie_break(kind: str, contents: Any, expires_at: float | None) -> int:
+    """The tie-break of last-writer-wins between records of one version (see the module
+    docstring): a 64-bit int, the greater wins.
+
+    ``contents`` is in the store's canonical form: what :meth:`Store.get_entry` gives (for a
+    value received from a peer use :meth:`EntryView.tie`, which builds that form first). A
+    plain value may be a ``memoryview`` (the store hashes its blobs without copying them).
+    """
+    h = hashlib.blake2b(kind.encode(), digest_size=8)
+    h.update(b"\x00" if expires_at is None else b"\x01" + _DOUBLE.pack(expires_at))
+    if kind == PLAIN:
+        h.update(contents)
+    elif kind == "hash":
+        for field_, value in sorted(contents.items()):
+            _framed(h, field_)
+            _framed(h, value)
+    elif kind == "zset":
+        for member, score in contents:
+            _framed(h, member)
+            h.update(_DOUBLE.pack(score))
+    else:  # list (in order), set (sorted)
+        for item in contents:
+            _framed(h, item)
+    return int.from_bytes(h.digest(), "big")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +76,14 @@ class EntryView:
         """A msgpack-able form: ``[type, value, expires_at, version]``."""
         return [self.type, self.value, self.expires_at, self.version]
 
+    def tie(self) -> int:
+        """:func:`tie_break` of this record as a store that applied it holds it (a typed
+        value is rebuilt first: a set's duplicates dropped, a sorted set's scores as floats)."""
+        if self.type == PLAIN:
+            return tie_break(PLAIN, self.value, self.expires_at)
+        contents = TYPES[self.type].from_contents(self.value, self.version).contents()
+        return tie_break(self.type, contents, self.expires_at)
+
     @classmethod
     def from_wire(cls, data: Any) -> EntryView:
         """Inverse of :meth:`to_wire`; ``RemoteProtocolError`` if ``data`` is malformed."""
@@ -51,4 +104,4 @@ class EntryView:
         return cls(kind, value, None if expires_at is None else float(expires_at), version)
 
 
-__all__ = ["EntryView"]
+__all__ = ["EntryView", "tie_break"]

@@ -21,7 +21,7 @@ from meshcache.errors import (
 )
 from meshcache.hlc import HLC
 from meshcache.store import ops_plain, ops_typed, sizes
-from meshcache.store.entry import EntryView
+from meshcache.store.entry import EntryView, tie_break
 from meshcache.store.keyspace import (
     EVICT_SLICE,
     Keyspace,
@@ -267,7 +267,9 @@ class Store:
 
     def apply_entry(self, namespace: str, key: bytes, entry: EntryView) -> bool:
         """Last-writer-wins: replace ``key`` with ``entry`` if its version is newer than the
-        live entry and than the key's tombstone (a tombstone of an equal version wins).
+        live entry and than the key's tombstone (a tombstone of an equal version wins; a live
+        entry of an equal version wins when its :func:`~meshcache.store.entry.tie_break` is
+        not smaller, so every replica keeps the same one of two writes of one version).
 
         The version goes through :meth:`HLC.observe` (clamped if a peer's clock is far ahead)
         so later local writes get greater versions. An entry already expired removes an older
@@ -276,7 +278,7 @@ class Store:
         ``RemoteProtocolError`` from :meth:`EntryView.from_wire` earlier.
         """
         ks = self._space(namespace)
-        admitted, current = _lww_admits(ks, key, entry.version)
+        admitted, current = _lww_admits(ks, key, entry.version, entry)
         if not admitted:
             return False
         version = self._hlc.observe(entry.version)
@@ -302,10 +304,11 @@ class Store:
         at or below the HLC's :meth:`~meshcache.hlc.HLC.drift_limit` (the caller checks it
         once per batch): it is not clamped."""
         ks = self._space(namespace)
-        if not _lww_admits(ks, key, version)[0]:
+        blob = pack_version(version) + value
+        if not _lww_admits(ks, key, version, blob)[0]:
             return False
         self._hlc.witness(version)
-        ks.put(key, pack_version(version) + value, None, False)
+        ks.put(key, blob, None, False)
         return True
 
     def plain_blobs(self, namespace: str, keys: list[bytes]) -> tuple[list[bytes], list[bytes]]:
@@ -378,7 +381,7 @@ class Store:
                     if version > top:
                         top = version
                     continue
-                if not _lww_admits(ks, key, version)[0]:
+                if not _lww_admits(ks, key, version, blob)[0]:
                     done.stale += 1
                     continue
                 try:
@@ -468,14 +471,20 @@ class Store:
         return self._space(name)
 
 
-def _lww_admits(ks: Keyspace, key: bytes, version: int) -> tuple[bool, bytes | TypedValue | None]:
+def _lww_admits(
+    ks: Keyspace, key: bytes, version: int, candidate: bytes | EntryView
+) -> tuple[bool, bytes | TypedValue | None]:
     """Whether a replicated write at ``version`` beats what ``ks`` holds for ``key`` (its live
     entry, then its tombstone: a delete wins a tie), and the live entry. A beaten tombstone is
-    removed."""
+    removed. ``candidate`` is the write: a plain value's blob as stored (version header, value,
+    no expiry) or an :class:`EntryView`; it is looked at only when the live entry has the same
+    version, to break the tie by :func:`~meshcache.store.entry.tie_break`."""
     current = ks.live(key)
     if current is not None:
         held = current.version if isinstance(current, TypedValue) else blob_version(current)
-        if held >= version:
+        if held >= version and (
+            held > version or _held_tie(ks, key, current) >= _candidate_tie(candidate)
+        ):
             return False, current
     if ks.tombstones:
         buried = ks.tombstones.get(key)
@@ -485,6 +494,21 @@ def _lww_admits(ks: Keyspace, key: bytes, version: int) -> tuple[bool, bytes | T
                 return False, current
             ks.unbury(key)
     return True, current
+
+
+def _held_tie(ks: Keyspace, key: bytes, entry: bytes | TypedValue) -> int:
+    expires_at = ks.expires.get(key) if ks.expires else None
+    if type(entry) is bytes:
+        return tie_break(PLAIN, memoryview(entry)[sizes.VERSION_HEADER :], expires_at)
+    assert isinstance(entry, TypedValue)
+    return tie_break(entry.kind, entry.contents(), expires_at)
+
+
+def _candidate_tie(candidate: bytes | EntryView) -> int:
+    if type(candidate) is bytes:
+        return tie_break(PLAIN, memoryview(candidate)[sizes.VERSION_HEADER :], None)
+    assert isinstance(candidate, EntryView)
+    return candidate.tie()
 
 
 __all__ = ["DEFAULT_NAMESPACE", "HANDLERS", "BlobsApplied", "NamespaceStats", "Store"]

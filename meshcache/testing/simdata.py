@@ -546,7 +546,7 @@ class _Write:
 
     node: str
     at: float
-    order: tuple[int, bool]
+    order: tuple[int, bool, int]
     wire: tuple[Any, ...]
 
 
@@ -806,8 +806,8 @@ class AckedWrite:
 class Divergence:
     """An up owner whose record of ``key`` is not the last writer's.
 
-    ``tie``: two different records share the greatest version (the documented "equal versions
-    from two nodes" limit); which one an owner keeps then depends on arrival order.
+    ``tie``: two different records share the greatest last-writer-wins order (version, delete
+    flag and tie-break hash: only a 64-bit hash collision).
     """
 
     namespace: str
@@ -1107,15 +1107,17 @@ class SimMesh:
             holders = [
                 o
                 for o in self.owners(write.namespace, write.key)
-                if self.nodes[o].up and self._order_held(o, write.namespace, write.key) >= order
+                # A write beaten only by the tie-break (an equal version) is overwritten, not lost.
+                if self.nodes[o].up
+                and self._order_held(o, write.namespace, write.key)[:2] >= order[:2]
             ]
             if not holders:
                 lost.append(write)
         return lost
 
-    def _order_held(self, node_id: str, namespace: str, key: bytes) -> tuple[int, bool]:
+    def _order_held(self, node_id: str, namespace: str, key: bytes) -> tuple[int, bool, int]:
         record = read_record(self.nodes[node_id].store, namespace, key)
-        return (-1, False) if record is None else lww_order(record)
+        return (-1, False, 0) if record is None else lww_order(record)
 
     def counters(self) -> dict[str, Counter[str]]:
         """Every node's data-plane counters summed by part (for a scenario's report)."""

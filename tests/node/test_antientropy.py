@@ -36,6 +36,7 @@ from meshcache.node.data.replication.tombstones import (
     Record,
     Tombstone,
     apply_record,
+    lww_order,
     read_record,
 )
 from meshcache.ring import Ring, RingMember
@@ -211,6 +212,36 @@ async def test_last_writer_wins_both_ways_and_tombstones() -> None:
         }
     )
     assert sb.get_entry(NS, b"deleted") is None
+
+
+@pytest.mark.trio
+async def test_equal_versions_with_different_values_are_found_and_repaired() -> None:
+    """Two replicas holding different values (plain, typed, expiry) of one version: the
+    digests differ, one exchange sends the tie-break's winner each way, a second finds nothing."""
+    mesh = Mesh(["a", "b"], replicas=2)
+    sa, sb = mesh.stores["a"], mesh.stores["b"]
+    v = mesh.version(3)
+    later = mesh.wall() + 600.0
+    pairs = {
+        b"plain": (value(v, b"side a"), value(v, b"side b")),
+        b"expiry": (value(v, b"same"), EntryView("bytes", b"same", later, v)),
+        b"hash": (
+            EntryView("hash", {b"f": b"a"}, None, v),
+            EntryView("hash", {b"f": b"b"}, None, v),
+        ),
+        b"typed-vs-plain": (EntryView("set", [b"x"], None, v), value(v, b"x")),
+    }
+    for key, (ra, rb) in pairs.items():
+        apply_record(sa, NS, key, ra)
+        apply_record(sb, NS, key, rb)
+    expected = {key: max(pair, key=lww_order) for key, pair in pairs.items()}
+    pushed = sum(expected[k] is ra for k, (ra, _) in pairs.items())
+    result = await mesh.nodes["a"].sync("b", NS)
+    assert result.outcome == "ok" and result.buckets_differing > 0
+    assert (result.keys_pushed, result.keys_pulled) == (pushed, len(pairs) - pushed)
+    assert mesh.records("a", list(pairs)) == mesh.records("b", list(pairs)) == expected
+    again = await mesh.nodes["b"].sync("a", NS)
+    assert (again.buckets_differing, again.keys_pushed, again.keys_pulled) == (0, 0, 0)
 
 
 @pytest.mark.trio

@@ -135,20 +135,34 @@ class SyncResult:
 
 Item = int
 """What a snapshot holds per key (the key is the dict's): a :class:`KeyVersion`'s version,
-size and deleted flag packed into one int (:func:`_item`, :func:`_key_version`). An int is no
-object the garbage collector tracks, and a dict of bytes to ints is not tracked at all, so a
-snapshot of a million keys neither triggers full collections as it is built nor lengthens
-them (with one KeyVersion per key, each full collection held the loop 100+ ms)."""
+tie-break, size and deleted flag packed into one int (:func:`_item`, :func:`_key_version`).
+An int is no object the garbage collector tracks, and a dict of bytes to ints is not tracked at
+all, so a snapshot of a million keys neither triggers full collections as it is built nor
+lengthens them (with one KeyVersion per key, each full collection held the loop 100+ ms)."""
 _SIZE_BITS = 31
 _SIZE_MASK = (1 << _SIZE_BITS) - 1
+_TIE_SHIFT = _SIZE_BITS + 1
+_TIE_MASK = (1 << 64) - 1
+_VERSION_SHIFT = _TIE_SHIFT + 64
 
 
 def _item(found: KeyVersion) -> Item:
-    return (found.version << (_SIZE_BITS + 1)) | (min(found.size, _SIZE_MASK) << 1) | found.deleted
+    return (
+        (found.version << _VERSION_SHIFT)
+        | (found.tie << _TIE_SHIFT)
+        | (min(found.size, _SIZE_MASK) << 1)
+        | found.deleted
+    )
 
 
 def _key_version(key: bytes, item: Item) -> KeyVersion:
-    return KeyVersion(key, item >> (_SIZE_BITS + 1), bool(item & 1), (item >> 1) & _SIZE_MASK)
+    return KeyVersion(
+        key,
+        item >> _VERSION_SHIFT,
+        bool(item & 1),
+        (item >> 1) & _SIZE_MASK,
+        (item >> _TIE_SHIFT) & _TIE_MASK,
+    )
 
 
 @dataclass(slots=True)
@@ -664,7 +678,7 @@ class AntiEntropy:
                     # _place without the old item: the scan's hot loop.
                     item = _item(found)
                     index[key] = item
-                    h = item_hash(key, found.version, found.deleted)
+                    h = item_hash(key, found.version, found.deleted, found.tie)
                     b = bucket_of(key_token(key), WHOLE_RING, depth)
                     for m in owners:
                         side = sides.get(m.node_id)
@@ -711,9 +725,9 @@ def _place(
     toggle = 0
     if old is not None:
         was = _key_version(key, old)
-        toggle ^= item_hash(key, was.version, was.deleted)
+        toggle ^= item_hash(key, was.version, was.deleted, was.tie)
     if found is not None and item is not None:
-        toggle ^= item_hash(key, found.version, found.deleted)
+        toggle ^= item_hash(key, found.version, found.deleted, found.tie)
         snap.index[key] = item
     else:
         snap.index.pop(key, None)

@@ -181,8 +181,13 @@ def test_check_key_list_refuses_keys_not_asked_for() -> None:
     with pytest.raises(RemoteProtocolError, match="twice"):
         check_key_list([KeyVersion(b"k", 1), KeyVersion(b"k", 2)], WHOLE, 3, range(8))
     with pytest.raises(RemoteProtocolError):
-        KeyVersion.from_wire([b"k", -1, False, 0])
-    assert KeyVersion.from_wire(KeyVersion(b"k", 1, True, 3).to_wire()) == (b"k", 1, True, 3)
+        KeyVersion.from_wire([b"k", -1, False, 0, 0])
+    with pytest.raises(RemoteProtocolError, match="tie-break"):
+        KeyVersion.from_wire([b"k", 1, False, 0, 2**64])
+    with pytest.raises(RemoteProtocolError, match="tie"):
+        KeyVersion.from_wire([b"k", 1, False, 0])
+    wire = KeyVersion(b"k", 1, False, 3, 2**64 - 1).to_wire()
+    assert KeyVersion.from_wire(wire) == (b"k", 1, False, 3, 2**64 - 1)
 
 
 class Clock:

@@ -9,11 +9,13 @@ What callers may rely on:
 
 * A digest of range ``r`` at depth ``d`` has ``2**d`` buckets; a key's bucket depends only on
   its token's offset in ``r`` (:func:`bucket_of`). A bucket's hash is the XOR of
-  :func:`item_hash` over its items ``(key, version, deleted)`` (the record's size plays no
-  part), so :meth:`RangeDigest.add` and :meth:`RangeDigest.discard` keep it current on every
-  write, delete, expiry or eviction in O(1), and the result equals :meth:`RangeDigest.build`
-  from scratch. Each key must be in a digest at most once (the caller removes the old item
-  before adding the new one: :meth:`RangeDigest.replace`).
+  :func:`item_hash` over its items ``(key, version, deleted, tie)`` (the record's size plays no
+  part; ``tie`` is the record's :func:`~meshcache.store.tie_break`, so two replicas holding
+  different values of one version differ), so :meth:`RangeDigest.add` and
+  :meth:`RangeDigest.discard` keep it current on every write, delete, expiry or eviction in
+  O(1), and the result equals :meth:`RangeDigest.build` from scratch. Each key must be in a
+  digest at most once (the caller removes the old item before adding the new one:
+  :meth:`RangeDigest.replace`).
 * Two digests of the same range and depth are equal exactly when their item sets are, except
   for 64-bit hash collisions (a chance of about ``2**-64`` per differing bucket).
 * Items whose token is outside the range are ignored by :meth:`RangeDigest.build` and refused
@@ -21,7 +23,8 @@ What callers may rely on:
   match the range asked for is a ``RemoteProtocolError``.
 * :func:`plan_repair` on the two sides' key lists of the differing buckets gives, applied with
   last-writer-wins, the same items on both sides (the property tests check one round
-  converges).
+  converges). It orders records as :func:`.tombstones.lww_order` and the store do:
+  ``(version, deleted, tie)``.
 
 Expired entries: the store hides them, but purges them lazily, so an incrementally maintained
 digest may still hold an expired item for a moment; the key lists are then taken from the
@@ -39,37 +42,40 @@ from typing import Any, Final, NamedTuple
 
 from meshcache.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from meshcache.ring.tokens import TOKEN_SPACE, TokenRange, key_token
-from meshcache.store import Store
+from meshcache.store import Store, tie_break
 
 #: Deepest digest accepted (65 536 buckets, 512 KiB of hashes); the default is 10 (8 KiB).
 MAX_DEPTH: Final = 16
 DEFAULT_DEPTH: Final = 10
 #: Bytes a key costs in a key list or a repair batch beyond its key bytes (msgpack framing of
-#: ``[key, version, deleted, size]``).
-KEY_LIST_OVERHEAD: Final = 16
+#: ``[key, version, deleted, size, tie]``).
+KEY_LIST_OVERHEAD: Final = 25
 
 
 class KeyVersion(NamedTuple):
     """One key's record as anti-entropy sees it.
 
     ``size`` is what sending the record costs in bytes (0 when unknown); it is not hashed.
+    ``tie`` is the record's :func:`~meshcache.store.tie_break` (0 for a tombstone): the order
+    between two records of one version.
     """
 
     key: bytes
     version: int
     deleted: bool = False
     size: int = 0
+    tie: int = 0
 
     def to_wire(self) -> list[Any]:
-        return [self.key, self.version, self.deleted, self.size]
+        return [self.key, self.version, self.deleted, self.size, self.tie]
 
     @classmethod
     def from_wire(cls, data: Any) -> KeyVersion:
         try:
-            key, version, deleted, size = data
+            key, version, deleted, size, tie = data
         except (TypeError, ValueError):
             raise RemoteProtocolError(
-                "a key version must be [key, version, deleted, size]"
+                "a key version must be [key, version, deleted, size, tie]"
             ) from None
         if type(key) is not bytes or type(deleted) is not bool:
             raise RemoteProtocolError("bad key or deleted flag in a key version")
@@ -77,13 +83,22 @@ class KeyVersion(NamedTuple):
             raise RemoteProtocolError(f"bad version {version!r}")
         if type(size) is not int or size < 0:
             raise RemoteProtocolError(f"bad size {size!r}")
-        return cls(key, version, deleted, size)
+        if type(tie) is not int or not 0 <= tie < 2**64:
+            raise RemoteProtocolError(f"bad tie-break {tie!r}")
+        return cls(key, version, deleted, size, tie)
+
+    @property
+    def order(self) -> tuple[int, bool, int]:
+        """Its place in last-writer-wins: ``(version, deleted, tie)``, the greater wins."""
+        return (self.version, self.deleted, self.tie)
 
 
-def item_hash(key: bytes, version: int, deleted: bool) -> int:
+def item_hash(key: bytes, version: int, deleted: bool, tie: int = 0) -> int:
     """The 64-bit hash of one item (BLAKE2b; part of the digest wire contract)."""
     h = hashlib.blake2b(key, digest_size=8)
-    h.update(version.to_bytes(8, "big") + (b"\x01" if deleted else b"\x00"))
+    h.update(
+        version.to_bytes(8, "big") + (b"\x01" if deleted else b"\x00") + tie.to_bytes(8, "big")
+    )
     return int.from_bytes(h.digest(), "big")
 
 
@@ -118,31 +133,37 @@ class RangeDigest:
             token = key_token(item.key)
             if token in trange:
                 leaves[bucket_of(token, trange, depth)] ^= item_hash(
-                    item.key, item.version, item.deleted
+                    item.key, item.version, item.deleted, item.tie
                 )
                 digest.count += 1
         return digest
 
-    def _toggle(self, key: bytes, version: int, deleted: bool) -> None:
+    def _toggle(self, key: bytes, version: int, deleted: bool, tie: int) -> None:
         token = key_token(key)
         if token not in self.range:
             raise LocalProtocolError(f"key {key[:64]!r} is outside {self.range}")
-        self.leaves[bucket_of(token, self.range, self.depth)] ^= item_hash(key, version, deleted)
+        self.leaves[bucket_of(token, self.range, self.depth)] ^= item_hash(
+            key, version, deleted, tie
+        )
 
-    def add(self, key: bytes, version: int, deleted: bool = False) -> None:
+    def add(self, key: bytes, version: int, deleted: bool = False, tie: int = 0) -> None:
         """Account a new item (the key must not be in the digest already)."""
-        self._toggle(key, version, deleted)
+        self._toggle(key, version, deleted, tie)
         self.count += 1
 
-    def discard(self, key: bytes, version: int, deleted: bool = False) -> None:
+    def discard(self, key: bytes, version: int, deleted: bool = False, tie: int = 0) -> None:
         """Remove an item that was added (XOR is its own inverse)."""
-        self._toggle(key, version, deleted)
+        self._toggle(key, version, deleted, tie)
         self.count -= 1
 
     def replace(
-        self, key: bytes, old: tuple[int, bool] | None, new: tuple[int, bool] | None
+        self,
+        key: bytes,
+        old: tuple[int, bool] | tuple[int, bool, int] | None,
+        new: tuple[int, bool] | tuple[int, bool, int] | None,
     ) -> None:
-        """Key ``key`` went from ``old`` ``(version, deleted)`` to ``new`` (``None``: absent)."""
+        """Key ``key`` went from ``old`` ``(version, deleted[, tie])`` to ``new`` (``None``:
+        absent)."""
         if old is not None:
             self.discard(key, *old)
         if new is not None:
@@ -288,8 +309,8 @@ def plan_repair(
 ) -> RepairPlan:
     """Compare two key lists of the same buckets and split the differences into batches.
 
-    A key goes to ``push`` when ours wins by ``(version, deleted)`` or the peer lacks it, to
-    ``pull`` when theirs wins or we lack it. A batch's bytes are the items' ``size`` (the
+    A key goes to ``push`` when ours wins by ``(version, deleted, tie)`` or the peer lacks it,
+    to ``pull`` when theirs wins or we lack it. A batch's bytes are the items' ``size`` (the
     winning side's) plus :data:`KEY_LIST_OVERHEAD` and the key length.
     """
     if max_keys < 1 or max_bytes < 1:
@@ -301,10 +322,10 @@ def plan_repair(
     for key in sorted(ours.keys() | theirs.keys()):
         a = ours.get(key)
         b = theirs.get(key)
-        if b is None or (a is not None and (a.version, a.deleted) > (b.version, b.deleted)):
+        if b is None or (a is not None and a.order > b.order):
             assert a is not None
             push.append(a)
-        elif a is None or (b.version, b.deleted) > (a.version, a.deleted):
+        elif a is None or b.order > a.order:
             pull.append(b)
     return RepairPlan(_batches(push, max_keys, max_bytes), _batches(pull, max_keys, max_bytes))
 
@@ -335,9 +356,9 @@ def store_items(store: Store, namespace: str, trange: TokenRange) -> Iterator[Ke
     for key in store.keys(namespace):
         if key_token(key) not in trange:
             continue
-        entry = store.get_entry(namespace, key)
-        if entry is not None:
-            yield KeyVersion(key, entry.version, False, _entry_size(entry.value) + len(key) + 32)
+        found = key_version(store, namespace, key)
+        if found is not None and not found.deleted:
+            yield found
     for key, version in store.tombstones(namespace):
         if key_token(key) in trange:
             yield KeyVersion(key, version, True, len(key) + 32)
@@ -345,10 +366,17 @@ def store_items(store: Store, namespace: str, trange: TokenRange) -> Iterator[Ke
 
 def key_version(store: Store, namespace: str, key: bytes) -> KeyVersion | None:
     """One key's item as :func:`store_items` would list it: its live entry, else its
-    tombstone, else ``None`` (missing, expired, or purged). Copies the entry to size it."""
+    tombstone, else ``None`` (missing, expired, or purged). Copies the entry to size it and
+    hash it (its tie-break)."""
     entry = store.get_entry(namespace, key)
     if entry is not None:
-        return KeyVersion(key, entry.version, False, _entry_size(entry.value) + len(key) + 32)
+        return KeyVersion(
+            key,
+            entry.version,
+            False,
+            _entry_size(entry.value) + len(key) + 32,
+            tie_break(entry.type, entry.value, entry.expires_at),
+        )
     version = store.get_tombstone(namespace, key)
     if version is None:
         return None

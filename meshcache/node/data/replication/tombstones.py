@@ -8,10 +8,12 @@ a key's *record* is either its live :class:`~meshcache.store.EntryView` or a
 
 What callers may rely on:
 
-* The order between two records of one key is :func:`lww_order`: the greater version wins and,
-  on equal versions, a delete beats a write. :meth:`Store.apply_entry` and
-  :meth:`Store.apply_tombstone` follow the same order, so applying any permutation of the same
-  records to any replica ends in the same state (``tests/store/test_tombstones.py``).
+* The order between two records of one key is :func:`lww_order`: the greater version wins; on
+  equal versions a delete beats a write, and of two writes the one with the greater
+  :func:`~meshcache.store.tie_break` (a hash of type, expiry and contents) wins.
+  :meth:`Store.apply_entry` and :meth:`Store.apply_tombstone` follow the same order, so applying
+  any permutation of the same records to any replica ends in the same state
+  (``tests/store/test_tombstones.py``, ``tests/store/test_tie_break.py``).
 * A tombstone's wire form is ``["tombstone", nil, nil, version]``: the shape of an entry's
   wire form with a type no entry has, so :meth:`EntryView.from_wire` can never mistake it for a
   value, and :func:`record_from_wire` reads both.
@@ -51,14 +53,22 @@ def is_deleted(record: Record) -> bool:
     return type(record) is Tombstone
 
 
-def lww_order(record: Record) -> tuple[int, bool]:
-    """The sort key of last-writer-wins: ``(version, is_delete)``; the greater one wins."""
-    return (record.version, type(record) is Tombstone)
+def lww_order(record: Record) -> tuple[int, bool, int]:
+    """The sort key of last-writer-wins: ``(version, is_delete, tie_break)``; the greater one
+    wins (a tombstone's tie-break is 0: no two tombstones of one version differ)."""
+    if type(record) is Tombstone:
+        return (record.version, True, 0)
+    assert isinstance(record, EntryView)
+    return (record.version, False, record.tie())
 
 
 def wins(a: Record, b: Record | None) -> bool:
-    """Whether ``a`` beats ``b`` (anything beats ``None``; equal records do not beat)."""
-    return b is None or lww_order(a) > lww_order(b)
+    """Whether ``a`` beats ``b`` (anything beats ``None``; equal records do not beat).
+
+    The tie-break is computed only when the versions are equal."""
+    if b is None or a.version != b.version:
+        return b is None or a.version > b.version
+    return lww_order(a) > lww_order(b)
 
 
 def record_from_wire(data: Any) -> Record:
