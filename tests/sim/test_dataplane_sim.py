@@ -1,4 +1,4 @@
-"""Seeded simulations of the mesh data plane (issue 5): real Coordinator, Replicator, AntiEntropy
+"""Seeded simulations of the mesh data plane: real Coordinator, Replicator, AntiEntropy
 and hint queues of N nodes over ``meshcache.testing.simdata``'s simulated network, in mock time.
 
 Each scenario runs for every seed of :func:`_seeds` (16 by default: the file stays under 30 s).
