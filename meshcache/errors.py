@@ -45,6 +45,7 @@ class ErrorCode(StrEnum):
     OUT_OF_MEMORY = "OUT_OF_MEMORY"
     NO_SUCH_NAMESPACE = "NO_SUCH_NAMESPACE"
     TOO_MANY_CONNECTIONS = "TOO_MANY_CONNECTIONS"
+    TLS_REQUIRED = "TLS_REQUIRED"
     INTERNAL = "INTERNAL"
     # The config plane (meshcache/control): a change that could not be made.
     CONTROL = "CONTROL"

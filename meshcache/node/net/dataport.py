@@ -67,6 +67,7 @@ from collections.abc import Callable
 import structlog
 import trio
 
+from meshcache.errors import ErrorCode
 from meshcache.node.net.dispatch import Dispatcher
 from meshcache.node.net.tls import PLAINTEXT_PORT_ALERT, TlsRefused, TlsSocket
 from meshcache.security.guard import Session
@@ -840,7 +841,7 @@ class DataPort:
 
 # What a plaintext client on a TLS port is told, in this port's protocol, before the close.
 _TLS_REQUIRED = encode_error(
-    0, "TLS_REQUIRED", "this port speaks TLS: connect with tls=True (meshcaches://)"
+    0, ErrorCode.TLS_REQUIRED, "this port speaks TLS: connect with tls=True (meshcaches://)"
 )
 # A TLS record header read as a frame length: 0x16 (handshake), 0x03 (major version).
 _TLS_HELLO_LENGTH = 0x1603
