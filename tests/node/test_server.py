@@ -19,8 +19,10 @@ from meshcache.wire import FrameReader, Response, decode_response, encode_reques
 _OPEN: list[trio.SocketStream] = []
 
 
-@pytest.fixture(autouse=True)
-async def _close_connections() -> AsyncIterator[None]:
+@pytest.fixture
+async def connections() -> AsyncIterator[None]:
+    """Closes every RawConn a test opened. Requested by name: pytest-trio runs an async
+    fixture only for the tests that name it (an autouse one is never set up)."""
     yield
     while _OPEN:
         await _OPEN.pop().aclose()
@@ -70,7 +72,7 @@ def settings_for(tmp_path: Path, **limits: Any) -> NodeSettings:
 
 
 @pytest.fixture
-async def node(tmp_path: Path) -> AsyncIterator[tuple[Node, NodeInfo]]:
+async def node(tmp_path: Path, connections: None) -> AsyncIterator[tuple[Node, NodeInfo]]:
     async with trio.open_nursery() as nursery:
         n = Node(settings_for(tmp_path, max_connections=50, max_frame_bytes=64 * 1024))
         info = await nursery.start(n.serve)
@@ -189,7 +191,7 @@ async def test_bad_input_harms_no_one(node: tuple[Node, NodeInfo]) -> None:
 
 
 @pytest.mark.trio
-async def test_connection_limit(tmp_path: Path) -> None:
+async def test_connection_limit(tmp_path: Path, connections: None) -> None:
     async with trio.open_nursery() as nursery:
         info = await nursery.start(Node(settings_for(tmp_path, max_connections=2)).serve)
         first = await RawConn.open(info.data_address)
@@ -212,7 +214,7 @@ async def test_connection_limit(tmp_path: Path) -> None:
 
 
 @pytest.mark.trio
-async def test_idle_connections_are_closed(tmp_path: Path) -> None:
+async def test_idle_connections_are_closed(tmp_path: Path, connections: None) -> None:
     async with trio.open_nursery() as nursery:
         node = Node(settings_for(tmp_path, idle_timeout=0.2))
         info = await nursery.start(node.serve)
