@@ -1119,7 +1119,7 @@ def _passwd_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _certs(args: argparse.Namespace) -> int:
-    from meshcache import tls
+    from meshcache.security import tls
 
     directory = Path(args.dir).expanduser()
     days = _whole(args.days, "--days") if args.days is not None else None

@@ -49,8 +49,8 @@ from meshcache.node.node import READY_FILE
 from meshcache.reaper import KEEP, die_with_parent
 from meshcache.reaper import start as start_reaper
 from meshcache.ring import RingState
+from meshcache.security.tls import CA_CERT
 from meshcache.testing import ports
-from meshcache.tls import CA_CERT
 from meshcache.wire.address import parse_address
 
 if TYPE_CHECKING:
@@ -213,7 +213,7 @@ TLS_CLIENT = "client"
 def make_certificates(directory: Path) -> Path:
     """A development CA, one node certificate for 127.0.0.1 (every demo node presents it) and
     a client certificate in ``directory``; existing ones (a reused ``--data-dir``) are kept."""
-    from meshcache.tls import make_ca, make_client_cert, make_node_cert
+    from meshcache.security.tls import make_ca, make_client_cert, make_node_cert
 
     if not (directory / CA_CERT).exists():
         make_ca(directory, name="meshcache demo CA")

@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from meshcache import tls
+from meshcache.security import tls
 from meshcache.wire.frame import FrameReader, encode_request
 from tools.resp_bench import (
     RespNode,

@@ -41,8 +41,8 @@ from meshcache.node.net.peer_pool import PeerPool
 from meshcache.node.net.resp_port import RespPort
 from meshcache.node.net.resp_port import figures as resp_figures
 from meshcache.security.guard import Guard
+from meshcache.security.tls import NodeTls
 from meshcache.settings import NodeSettings, bind_error
-from meshcache.tls import NodeTls
 from meshcache.wire.address import format_address
 
 log = structlog.get_logger("meshcache.node")

@@ -9,6 +9,8 @@ protected mode (docs/security.md).
 * :mod:`.throttle` — the delay that repeated failed ``AUTH``\\ s from one address earn;
 * :mod:`.peer` — the token nodes authenticate to each other with (from the cluster key);
 * :mod:`.protected` — the refusal to serve a non-loopback address with no users.
+* :mod:`.tls` — certificates (``meshcache certs``) and the node's TLS contexts, reloaded on
+  SIGHUP.
 """
 
 from __future__ import annotations

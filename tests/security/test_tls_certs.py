@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from meshcache import tls
 from meshcache.cli import main
+from meshcache.security import tls
 
 
 def _mode(path: Path) -> int:

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meshcache import tls
+from meshcache.security import tls
 from meshcache.testing.nodes import NodeProcess
 from meshcache.wire.frame import FrameReader, Response, decode_response, encode_request
 from tests.security.tlspki import Pki, make_pki, node_args

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 import meshcache
-from meshcache import tls
 from meshcache.errors import MeshcacheError
+from meshcache.security import tls
 from meshcache.testing.mesh import Direct, Mesh, wait_for
 from meshcache.testing.nodes import NodeProcess
 from meshcache.wire.frame import FrameReader

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from meshcache import tls
+from meshcache.security import tls
 from meshcache.testing.nodes import NodeProcess
 from tests.security.tlspki import Pki, make_pki, node_args
 

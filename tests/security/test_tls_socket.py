@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from meshcache import tls
 from meshcache.node.net.tls import TlsRefused, TlsSocket
+from meshcache.security import tls
 
 
 @pytest.fixture(scope="module")

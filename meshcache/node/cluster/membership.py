@@ -36,8 +36,8 @@ from meshcache.gossip import (
 )
 from meshcache.gossip.transport import run_endpoint
 from meshcache.node.net.oneshot import call_once
+from meshcache.security.tls import NodeTls
 from meshcache.settings import NodeSettings, bind_error
-from meshcache.tls import NodeTls
 from meshcache.wire.address import parse_address
 
 log = structlog.get_logger("meshcache.membership")

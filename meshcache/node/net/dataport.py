@@ -71,8 +71,8 @@ from meshcache.errors import ErrorCode
 from meshcache.node.net.dispatch import Dispatcher
 from meshcache.node.net.tls import PLAINTEXT_PORT_ALERT, TlsRefused, TlsSocket
 from meshcache.security.guard import Session
+from meshcache.security.tls import NodeTls
 from meshcache.settings import LimitSettings
-from meshcache.tls import NodeTls
 from meshcache.wire.frame import HEADER, FrameReader, FrameTooLarge, encode_error
 from meshcache.wire.pending import Pending
 

@@ -17,7 +17,7 @@ import trio
 from meshcache.errors import MeshcacheConnectionError, MeshcacheTimeout
 from meshcache.gossip.keyring import Keyring
 from meshcache.security.peer import auth_args
-from meshcache.tls import NodeTls
+from meshcache.security.tls import NodeTls
 from meshcache.wire.address import Address
 from meshcache.wire.frame import DEFAULT_MAX_FRAME, FrameReader, decode_response, encode_request
 

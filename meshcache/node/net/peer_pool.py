@@ -42,7 +42,7 @@ from meshcache.errors import MeshcacheConnectionError, MeshcacheTimeout, RemoteP
 from meshcache.gossip.keyring import Keyring
 from meshcache.node.net.oneshot import call_once, tls_handshake
 from meshcache.security.peer import auth_args
-from meshcache.tls import NodeTls
+from meshcache.security.tls import NodeTls
 from meshcache.wire.address import Address
 from meshcache.wire.frame import (
     DEFAULT_MAX_FRAME,

@@ -56,8 +56,8 @@ from meshcache.node.net.dataport import open_listener
 from meshcache.node.net.tls import PLAINTEXT_PORT_ALERT, TlsRefused, TlsSocket
 from meshcache.resp.reader import CommandReader, ReaderLimits, RespProtocolError
 from meshcache.resp.session import Counters, Executor, Route, Server, Session
+from meshcache.security.tls import NodeTls
 from meshcache.settings import LimitSettings
-from meshcache.tls import NodeTls
 from meshcache.wire.ops import Limits
 from meshcache.wire.pending import Pending
 

@@ -36,7 +36,7 @@ import ssl
 from collections import Counter
 from typing import cast
 
-from meshcache.tls import TLS_HANDSHAKE
+from meshcache.security.tls import TLS_HANDSHAKE
 
 # Largest TLS record on the wire (16 KiB of data plus header, MAC, padding): what OpenSSL may
 # hold undecrypted between reads.
