@@ -413,9 +413,7 @@ def test_a_voters_default_raft_port_must_not_be_another_port() -> None:
     message = error_of(overrides={"port": "38000", "raft_port": "38000", "bootstrap": "1"})
     assert message.startswith("port (38000, from --port) and raft_port (38000, from --raft-port)")
     # Different interfaces may use one port number; a wildcard bind covers every interface.
-    load(
-        overrides={"port": "9400", "host": "10.0.0.1", "admin_host": "10.0.0.2", "insecure": "1"}
-    )
+    load(overrides={"port": "9400", "host": "10.0.0.1", "admin_host": "10.0.0.2", "insecure": "1"})
     assert "must differ" in error_of(overrides={"port": "9400", "admin_host": "0.0.0.0"})
 
 

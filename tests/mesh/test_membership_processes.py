@@ -136,6 +136,7 @@ def test_cluster_keys_keep_strangers_and_garbage_out(tmp_path: Path, stack: Exit
         return sum(stats.get(k, 0) for k in kinds)
 
     wait_for(lambda: counted(*refused) >= 4, 10, "the garbage to be counted as refused")
+
     # The stranger's join attempts carry the wrong key: its push/pull is refused at AUTH (its
     # token is made from another key), any packet it seals does not open; both are counted.
     def auth_failed() -> float:
