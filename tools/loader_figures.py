@@ -4,12 +4,17 @@ Run: ``.venv/bin/python -m tools.loader_figures
 [bridge|coalesce|join|stampede|misses|window|outage|steps|all] [--runs 5]``; each prints a
 markdown table and the machine's load average before and after.
 
+Every figure loads with a plain ``SELECT v FROM <table> WHERE id = $1`` (a primary-key lookup,
+about 0.1 ms on the server), and PostgreSQL counts the loads itself: the server started here
+preloads ``pg_stat_statements``, whose ``calls`` for that query are read before and after
+(a server named with ``--dsn`` must preload it too).
+
 * **bridge**: the cost of one call through the loader's asyncio bridge
   (``meshcache/node/loader/bridge.py``) from trio, against the same coroutine awaited on the
   asyncio loop itself (the anchor), for an empty coroutine and for asyncpg's ``SELECT 1`` on
   a pooled connection. Microseconds per call; median and worst of ``--runs`` runs.
 * **coalesce**: 1,000 concurrent GETs of one missing key spread over 3 node processes on 60
-  connections; the loads PostgreSQL counted (a counting function in the loader query).
+  connections; the loads PostgreSQL counted (``pg_stat_statements``).
 * **join**: bursts like ``coalesce`` (a new key each) while a fourth node joins the mesh,
   until it is active and 5 more; the loads PostgreSQL counted per key.
 * **stampede**: one node, ``--rate`` GETs/s of one key with a 1 s TTL and refresh-ahead 0.9
@@ -18,14 +23,16 @@ markdown table and the machine's load average before and after.
   of 3 nodes answers the new value (NOTIFY, then the owner's reload), every node polled at
   once, beside a background read load (none, uniform, Zipf, trending) from another process;
   ``on_notify`` drop and reload alternately; p50, p99 and max per run, with PostgreSQL's own
-  NOTIFY delivery to a plain client and the nodes' own step histograms of the same run.
+  NOTIFY delivery to a plain client, the nodes' own step histograms of the same run, and the
+  loads PostgreSQL counted.
 * **outage**: PostgreSQL stopped for 10 s under reads of cached keys and of new keys on one
   node: errors on hits, the misses' latency while it is down, and how long after it is back
   the first miss loads again.
 * **steps**: the miss path by step at 3 and 6 nodes from the nodes' own per-request timing
   (client, forward hop, bridge, query on source, store, replicate, flight; Raft is not on it),
-  as tables and a stacked bar chart (``docs/loader_miss_path.png``); see :func:`breakdown`.
-* **misses**: GET latency of distinct missing keys (each loaded from a 0.1 ms query) against
+  as tables and a stacked bar chart (``docs/loader_miss_path.png``), with the forward of a
+  cached GET as the anchor; see :func:`breakdown`.
+* **misses**: GET latency of distinct missing keys (each loaded by the plain query) against
   GETs of keys already cached (the anchor), through a node that owns none of them, with 1 and
   3 nodes; p50 and p99 in milliseconds per run, median and worst of ``--runs`` runs.
 """
@@ -79,28 +86,58 @@ class Database:
 @contextmanager
 def database(dsn: str | None) -> Iterator[Database]:
     if dsn:
-        yield Database(dsn, None)
+        db = Database(dsn, None)
+        _count_statements(db)
+        yield db
         return
     with PostgresServer() as server:
-        yield Database(server.dsn, server)
+        # pg_stat_statements needs a place in shared memory: preloaded, then a restart.
+        server.psql(
+            "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'", database="postgres"
+        )
+        server.pause()
+        server.resume()
+        db = Database(server.dsn, server)
+        _count_statements(db)
+        yield db
+
+
+def _count_statements(db: Database) -> None:
+    try:
+        db.sql(
+            "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()"
+        )
+    except Exception as exc:  # a --dsn server without it: the figures cannot count
+        raise SystemExit(
+            f"the figures count loads with pg_stat_statements, which the server refused ({exc});"
+            " add it to shared_preload_libraries"
+        ) from None
 
 
 def counted_table(db: Database, name: str, rows: int = 0) -> str:
-    """A table ``name`` (id text, v text) with ``rows`` rows and a counting loader query."""
+    """A table ``name`` (id text, v text) with ``rows`` rows; its loader query, a plain
+    primary-key ``SELECT`` whose executions PostgreSQL counts (:func:`calls`)."""
     db.sql(
-        f"DROP TABLE IF EXISTS {name}, {name}_calls CASCADE;"
+        f"DROP TABLE IF EXISTS {name} CASCADE;"
         f"CREATE TABLE {name} (id text PRIMARY KEY, v text);"
         f"INSERT INTO {name} SELECT i::text, 'value ' || i FROM generate_series(0, {rows}) i;"
-        f"CREATE TABLE {name}_calls (n bigint NOT NULL); INSERT INTO {name}_calls VALUES (0);"
-        f"CREATE OR REPLACE FUNCTION load_{name}(k text) RETURNS SETOF text LANGUAGE plpgsql AS"
-        f" $$ BEGIN UPDATE {name}_calls SET n = n + 1;"
-        f" RETURN QUERY SELECT v FROM {name} WHERE id = k; END $$;"
+        f"ANALYZE {name};"
     )
-    return f"SELECT * FROM load_{name}($1)"
+    return counted_table_query(name)
 
 
 def calls(db: Database, name: str) -> int:
-    return int(db.sql(f"SELECT n FROM {name}_calls"))
+    """How many times PostgreSQL executed the loader query of table ``name``
+    (``pg_stat_statements``: every execution of the prepared statement, counted by the
+    server as it ends)."""
+    query = counted_table_query(name)
+    return int(
+        db.sql(f"SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query = '{query}'")
+    )
+
+
+def counted_table_query(name: str) -> str:
+    return f"SELECT v FROM {name} WHERE id = $1"
 
 
 # --- bridge ---------------------------------------------------------------------------------
@@ -449,9 +486,9 @@ def window(db: Database, runs: int, tmp: Path, updates: int = 100) -> None:
 
     from meshcache.node.loader.sql import trigger_sql
 
-    counted_table(db, "win", 50)
+    query = counted_table(db, "win", 50)
     db.sql(trigger_sql("win_changes", "win", "id"))
-    loader = {"source": "pg", "query": "SELECT v FROM win WHERE id = $1", "channel": "win_changes"}
+    loader = {"source": "pg", "query": query, "channel": "win_changes"}
     print(
         f"consistency window, 3 nodes, {updates} UPDATEs per run, {runs} runs per mode and"
         f" read load, drop and reload alternately, every node polled at once (a thread each),"
@@ -460,10 +497,11 @@ def window(db: Database, runs: int, tmp: Path, updates: int = 100) -> None:
     print(
         "| background reads | on_notify | run | p50 (ms) | p99 (ms) | max (ms) | other owner"
         " holds it p50/p99 | PG→client NOTIFY p50/p99 | node: notify_hop p50/p99 |"
-        " notify_reload p50/p99 | query p50/p99 | on source p50/p99 | background GETs/s | load |"
+        " notify_reload p50/p99 | query p50/p99 | on source p50/p99 | loads PostgreSQL counted"
+        " | background GETs/s | load |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    results: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {}
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    results: dict[tuple[str, str], list[tuple[float, float, float, float, float]]] = {}
     with mesh_of(3, db, tmp / "window") as mesh:
         directs = [Direct(node.data_address) for node in mesh.nodes]
 
@@ -551,8 +589,10 @@ def window(db: Database, runs: int, tmp: Path, updates: int = 100) -> None:
                 for on_notify in ("drop", "reload") if run % 2 == 0 else ("reload", "drop"):
                     use(on_notify)
                     before = _step_counts(mesh)
+                    loads = calls(db, "win")
                     with _background_reads(mesh, load) as rate:
                         windows, delivery, fanout = asyncio.run(measure(f"{load}{run}{on_notify}"))
+                    loads = calls(db, "win") - loads
                     after = _step_counts(mesh)
                     steps = {
                         k: [a - b for a, b in zip(after[k], before[k], strict=True)] for k in after
@@ -561,14 +601,16 @@ def window(db: Database, runs: int, tmp: Path, updates: int = 100) -> None:
                     dq = statistics.quantiles(delivery, n=100) if len(delivery) > 1 else [0.0] * 99
                     lost = sum(f == float("inf") for f in fanout)
                     fq = statistics.quantiles([f for f in fanout if f != float("inf")], n=100)
-                    results.setdefault((load, on_notify), []).append((q[49], q[98], fq[49], fq[98]))
+                    results.setdefault((load, on_notify), []).append(
+                        (q[49], q[98], fq[49], fq[98], lost)
+                    )
                     print(
                         f"| {load} | {on_notify} | {run + 1} | {q[49]:.2f} | {q[98]:.2f}"
                         f" | {max(windows):.2f} | {fq[49]:.2f} / {fq[98]:.2f} ({lost} never)"
                         f" | {dq[49]:.2f} / {dq[98]:.2f}"
                         f" | {fmt(steps['notify_hop'])} | {fmt(steps['notify_reload'])}"
                         f" | {fmt(steps['query'])} | {fmt(steps['query_on_source'])}"
-                        f" | {rate[0]:.0f} | {os.getloadavg()[0]:.1f} |",
+                        f" | {loads} | {rate[0]:.0f} | {os.getloadavg()[0]:.1f} |",
                         flush=True,
                     )
         for d in directs:
@@ -576,15 +618,19 @@ def window(db: Database, runs: int, tmp: Path, updates: int = 100) -> None:
     print()
     print(
         "| background reads | on_notify | p50 median (worst) | p99 median (worst) |"
-        " other owner p50 median (worst) | other owner p99 median (worst) |"
+        " other owner p50 median (worst) | other owner p99 median (worst) | other owner never |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for (load, on_notify), values in results.items():
         cells = []
         for i in range(4):
             column = [v[i] for v in values]
             cells.append(f"{statistics.median(column):.2f} ({max(column):.2f})")
-        print(f"| {load} | {on_notify} | " + " | ".join(cells) + " |")
+        never = sum(int(v[4]) for v in values)
+        print(
+            f"| {load} | {on_notify} | " + " | ".join(cells) + f" | {never} of"
+            f" {updates * len(values)} |"
+        )
     print(f"load after: {_load()}")
 
 
@@ -595,8 +641,8 @@ def outage(db: Database, tmp: Path, down: float = 10.0) -> None:
     server = db.server
     if server is None:
         raise SystemExit("outage stops the server: run it without --dsn")
-    counted_table(db, "outage", 100_000)
-    loader = {"source": "pg", "query": "SELECT v FROM outage WHERE id = $1", "load_timeout": 1.0}
+    query = counted_table(db, "outage", 100_000)
+    loader = {"source": "pg", "query": query, "load_timeout": 1.0}
     with mesh_of(1, db, tmp / "outage") as mesh, Direct(mesh.nodes[0].data_address) as d:
         mesh.wait_namespace("items", {"loader": loader})
         cached = [str(i).encode() for i in range(100)]
@@ -688,10 +734,11 @@ def breakdown(db: Database, runs: int, tmp: Path, per_run: int = 300) -> None:
     parts are differences of exact means (the histograms' sums over their counts), which add
     up: client = the GET's round trip seen by the client minus forward; forward hop =
     forward minus load; bridge = query minus query on source; flight = load minus query,
-    store and replicate (scheduling the load, the flight's bookkeeping).
+    store and replicate (scheduling the load, the flight's bookkeeping). The same keys are
+    then read again, cached at their owner, the same way: that GET's forward (``hit
+    forward``) is the anchor for the miss's forward hop. PostgreSQL counts the loads.
     """
-    counted_table(db, "steps", 300_000)
-    plain = "SELECT v FROM steps WHERE id = $1"
+    plain = counted_table(db, "steps", 300_000)
     results: dict[int, dict[str, float]] = {}
     raw: dict[int, dict[str, list[tuple[float, float, float]]]] = {}
     for n in (3, 6):
@@ -703,29 +750,48 @@ def breakdown(db: Database, runs: int, tmp: Path, per_run: int = 300) -> None:
             for _ in range(runs):
                 keys = [str(next_key + i).encode() for i in range(per_run)]
                 next_key += per_run
-                before = _timing_counts(mesh, "items")
-                client = []
-                for key in keys:
-                    owners = mesh.owners(key, 2)
-                    via = next(d for nid, d in by_id.items() if nid not in owners)
-                    started = time.perf_counter()
-                    via.call("GET", [key], "items")
-                    client.append((time.perf_counter() - started) * 1000)
-                after = _timing_counts(mesh, "items")
-                q = statistics.quantiles(client, n=100)
-                per.setdefault("total", []).append((q[49], q[98], statistics.fmean(client)))
-                for step in ("forward", "load", "query", "query_on_source", "store", "replicate"):
-                    was = before.get(step, [0.0] * len(after[step]))  # no load before the first
-                    delta = [a - b for a, b in zip(after[step], was, strict=True)]
-                    counts, total = [int(c) for c in delta[:-1]], delta[-1]
-                    mean = total * 1000 / sum(counts) if sum(counts) else float("nan")
-                    per.setdefault(step, []).append(
-                        (histogram_quantile(counts, 0.5), histogram_quantile(counts, 0.99), mean)
+                vias = [
+                    next(d for nid, d in by_id.items() if nid not in mesh.owners(key, 2))
+                    for key in keys
+                ]
+                loads = calls(db, "steps")
+                for tag in ("", "hit "):  # the misses, then the same keys cached
+                    before = _timing_counts(mesh, "items")
+                    client = []
+                    for key, via in zip(keys, vias, strict=True):
+                        started = time.perf_counter()
+                        via.call("GET", [key], "items")
+                        client.append((time.perf_counter() - started) * 1000)
+                    after = _timing_counts(mesh, "items")
+                    q = statistics.quantiles(client, n=100)
+                    per.setdefault(f"{tag}total", []).append(
+                        (q[49], q[98], statistics.fmean(client))
                     )
+                    steps: tuple[str, ...] = ("forward",)
+                    if not tag:
+                        steps += ("load", "query", "query_on_source", "store", "replicate")
+                    for step in steps:
+                        was = before.get(step, [0.0] * len(after[step]))  # no load before
+                        delta = [a - b for a, b in zip(after[step], was, strict=True)]
+                        counts, total = [int(c) for c in delta[:-1]], delta[-1]
+                        mean = total * 1000 / sum(counts) if sum(counts) else float("nan")
+                        per.setdefault(f"{tag}{step}", []).append(
+                            (
+                                histogram_quantile(counts, 0.5),
+                                histogram_quantile(counts, 0.99),
+                                mean,
+                            )
+                        )
+                per.setdefault("loads counted", []).append((0.0, 0.0, calls(db, "steps") - loads))
             for d in by_id.values():
                 d.close()
         raw[n] = per
         m = {k: statistics.median(v[2] for v in values) for k, values in per.items()}
+        print(
+            f"{n} nodes: a miss's forward hop {m['forward'] - m['load']:.3f} ms (mean) against a"
+            f" cached GET's whole forward {m['hit forward']:.3f} ms",
+            flush=True,
+        )
         results[n] = {
             "client": max(0.0, m["total"] - m["forward"]),
             "forward hop": max(0.0, m["forward"] - m["load"]),
@@ -739,15 +805,17 @@ def breakdown(db: Database, runs: int, tmp: Path, per_run: int = 300) -> None:
         f"miss path, {runs} runs of {per_run} distinct missing keys through a non-owner; the"
         f" nodes' own step histograms; p50 / p99 / mean (ms), median of the runs; load {_load()}"
     )
-    names = ("total", "forward", "load", "query", "query_on_source", "store", "replicate")
-    print("| nodes | " + " | ".join(names) + " |")
-    print("|---|" + "---|" * len(names))
+    names: tuple[str, ...] = ("total", "forward", "load", "query", "query_on_source")
+    names += ("store", "replicate", "hit total", "hit forward")
+    print("| nodes | " + " | ".join(names) + " | loads PostgreSQL counted per run |")
+    print("|---|" + "---|" * (len(names) + 1))
     for n, per in raw.items():
         cells = []
         for name in names:
             p50, p99, mean = (statistics.median(v[i] for v in per[name]) for i in range(3))
             cells.append(f"{p50:.2f} / {p99:.1f} / {mean:.2f}")
-        print(f"| {n} | " + " | ".join(cells) + " |")
+        counted = " ".join(str(int(v[2])) for v in per["loads counted"])
+        print(f"| {n} | " + " | ".join(cells) + f" | {counted} |")
     print()
     print("parts of the mean (ms):")
     print("| nodes | " + " | ".join(MISS_STEPS) + " | total | Raft |")

@@ -1,11 +1,23 @@
-"""Tables, counting load functions and node settings for the loader tests."""
+"""Tables, counting load functions, one real node and its listening set-up for the loader
+tests."""
 
 from __future__ import annotations
 
 import itertools
 import subprocess
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import trio
+
+import meshcache
+from meshcache.node.loader.loader import Loader
+from meshcache.node.loader.sql import trigger_sql
+from meshcache.node.node import Node
+from meshcache.settings import load_settings
 from meshcache.testing.postgres import PostgresServer
 
 _TABLES = itertools.count(1)
@@ -104,3 +116,76 @@ def histogram(
         elif sample == f"{name}_bucket" and rest - want <= {("le", dict(sample_labels)["le"])}:
             buckets.append((float(dict(sample_labels)["le"]), value))
     return count, total, sorted(buckets)
+
+
+@asynccontextmanager
+async def one_node(
+    tmp_path: Path, dsn: str, namespaces: dict[str, Any], **source: Any
+) -> AsyncIterator[tuple[Node, meshcache.TrioClient]]:
+    """A real node in this test's trio run, with source ``pg`` at ``dsn``, and a client."""
+    settings = load_settings(
+        environ={},
+        overrides={
+            "port": 0,
+            "admin_port": 0,
+            "data_dir": str(tmp_path),
+            "namespaces": namespaces,
+            "sources": {"pg": {"dsn": dsn, **source}},
+        },
+    )
+    node = Node(settings)
+    async with trio.open_nursery() as nursery:
+        info = await nursery.start(node.serve)
+        address = f"{info.data_address[0]}:{info.data_address[1]}"
+        async with meshcache.TrioClient(address) as client:
+            yield node, client
+        nursery.cancel_scope.cancel()
+
+
+def loader_stats(node: Node) -> dict[str, int]:
+    assert node.parts is not None
+    stats: dict[str, int] = node.parts.loader.figures()["counters"]
+    return stats
+
+
+async def wait_until(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    try:
+        with trio.fail_after(timeout):
+            while not condition():
+                await trio.sleep(0.01)  # the poll interval; the deadline bounds the wait
+    except trio.TooSlowError:
+        raise AssertionError(f"{what}: not within {timeout} s") from None
+
+
+@dataclass
+class Listening:
+    """A node listening for its table's NOTIFYs (see :func:`listening_node`)."""
+
+    table: Table
+    node: Node
+    client: meshcache.TrioClient
+    loader: Loader
+    channel: str
+
+
+@asynccontextmanager
+async def listening_node(
+    tmp_path: Path, db: Database, *, rows: dict[str, str], delay: float = 0.0, **loader: Any
+) -> AsyncIterator[Listening]:
+    """A fresh table holding ``rows`` with the NOTIFY trigger, and one node whose namespace
+    ``items`` loads from it and listens on its channel (``loader``: more loader fields),
+    once it listens; the rows are read through once, so the node holds them."""
+    table = Table(db, delay=delay)
+    for key, value in rows.items():
+        table.put(key, value)
+    channel = f"{table.name}_changes"
+    db.sql(trigger_sql(channel, table.name, "id"))
+    namespaces = {"items": {"loader": table.loader(channel=channel, **loader)}}
+    async with one_node(tmp_path, db.dsn, namespaces) as (node, client):
+        assert node.parts is not None
+        parts = node.parts
+        await wait_until(lambda: parts.loader.listening, "listening")
+        for key, value in rows.items():
+            assert await client.get(key, namespace="items") == value.encode()
+        yield Listening(table, node, client, parts.loader, channel)

@@ -234,8 +234,11 @@ def test_with_reload_an_update_is_loaded_once_by_the_owner_and_replicated(
         "v2 on both owners without a read",
     )
     assert table.calls() == 2
-    reloaded = [mesh.mesh_info(n)["counters"]["loader"].get("reloaded", 0) for n in mesh.nodes]
-    assert sorted(reloaded) == [0, 0, 1]
+    counters = [mesh.mesh_info(n)["counters"]["loader"] for n in mesh.nodes]
+    assert sorted(c.get("reloaded", 0) for c in counters) == [0, 0, 1]
+    # Its query started as the NOTIFY arrived, at the coordinator only.
+    assert sorted(c.get("early_reloads", 0) for c in counters) == [0, 0, 1]
+    assert not any(c.get("early_reloads_unused") for c in counters)
     for node in mesh.nodes:
         assert mesh.call(node, "GET", [b"n"], "items") == b"v2"
     assert table.calls() == 2
@@ -252,3 +255,57 @@ def test_with_reload_an_update_is_loaded_once_by_the_owner_and_replicated(
         assert histogram(samples[node.node_id], step, step="notify_drop")[0] == 1
     load = "meshcache_loader_load_duration_seconds"
     assert histogram(samples[coordinator.node_id], load, namespace="items", source="pg")[0] == 2
+
+
+def test_with_drop_a_value_loaded_after_the_change_is_not_dropped_by_a_late_notify(
+    mesh: Mesh, database: Database
+) -> None:
+    table = Table(database)
+    table.put("n", "v1")
+    channel = f"{table.name}_changes"
+    mesh.wait_namespace("items", {"loader": table.loader(channel=channel)})  # on_notify: drop
+    database.sql(trigger_sql(channel, table.name, "id"))
+    wait_for(
+        lambda: all(mesh.mesh_info(n)["gauges"].get("loader_listening") == 1 for n in mesh.nodes),
+        20,
+        "every node listening",
+    )
+    coordinator, second = (mesh.by_id(o) for o in mesh.owners(b"n", 2))
+    [other] = [n for n in mesh.nodes if n not in (coordinator, second)]
+    assert mesh.call(other, "GET", [b"n"], "items") == b"v1"
+    wait_for(
+        lambda: all(
+            (record(mesh, o, b"n", "items") or [None, None])[1] == b"v1"
+            for o in (coordinator, second)
+        ),
+        10,
+        "v1 on both owners",
+    )
+
+    def invalidations(node: Any) -> int:
+        return int(mesh.mesh_info(node)["counters"].get("loader", {}).get("invalidations", 0))
+
+    # The second owner hears the NOTIFY only after the coordinator has dropped the key and a
+    # read has loaded the new value: a drop of its own then, versioned by its clock, would win
+    # over that value.
+    os.kill(second.pid, signal.SIGSTOP)
+    try:
+        table.put("n", "v2")
+        wait_for(
+            lambda: (record(mesh, coordinator, b"n", "items") or ["tombstone"])[0] == "tombstone",
+            10,
+            "the coordinator's drop",
+        )
+        assert mesh.call(other, "GET", [b"n"], "items") == b"v2"
+    finally:
+        os.kill(second.pid, signal.SIGCONT)
+    wait_for(lambda: invalidations(second) == 1, 10, "the second owner's NOTIFY")
+    wait_for(
+        lambda: (record(mesh, second, b"n", "items") or [None, None])[1] == b"v2",
+        10,
+        "v2 on the second owner",
+    )
+    second_counters = mesh.mesh_info(second)["counters"]["loader"]
+    assert second_counters.get("invalidations_left_to_owner") == 1
+    assert not second_counters.get("invalidations_dropped")
+    assert table.calls() == 2

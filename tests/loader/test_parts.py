@@ -1,10 +1,11 @@
 """The loader's parts on their own: breaker, bridge, key and value conversion, trigger SQL,
-the policy's mapping round trip."""
+the policy's mapping round trip, invalidation decided by the key's coordinator."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
 import trio
@@ -230,6 +231,84 @@ async def test_a_reload_on_notify_is_decided_by_the_key_coordinator(
         assert store.execute("items", "GET", [b"k"]) is None
         assert replicated == [b"k", b"other", b"k"] and loader.stats["reloaded"] == 1
         nursery.cancel_scope.cancel()
+
+
+def _loader_of(
+    policy: LoaderPolicy, coordinator: dict[str, bool], replicated: list[bytes]
+) -> tuple[Any, Any]:
+    from meshcache.hlc import HLC
+    from meshcache.node.loader.loader import Loader
+    from meshcache.store.policy import NamespacePolicy
+    from meshcache.store.store import Store
+
+    store = Store(
+        clock=lambda: 1000.0,
+        hlc=HLC(lambda: 1_000_000),
+        policies={"items": NamespacePolicy(loader=policy)},
+        tombstone_grace_s=60.0,
+    )
+    loader = Loader(
+        store,
+        "n0",
+        sources={},
+        replicate=lambda ns, key: replicated.append(key),
+        max_key_bytes=64,
+        wall_clock=lambda: 1000.0,
+        clock=lambda: 0.0,
+        coordinates=lambda ns, key: coordinator["k"],
+    )
+    loader.install({"items": NamespacePolicy(loader=policy)})
+    return store, loader
+
+
+def test_with_drop_only_the_coordinator_drops_and_replicates_the_drop() -> None:
+    replicated: list[bytes] = []
+    coordinator = {"k": False}
+    policy = LoaderPolicy("pg", "SELECT $1::text", channel="ch")
+    store, loader = _loader_of(policy, coordinator, replicated)
+    store.execute("items", "SET", [b"k", b"old", {}])
+    # Another owner keeps its record: the coordinator's replicated drop (or a value it loads
+    # after the change) decides, whatever order they arrive in.
+    assert loader.invalidate("items", b"k") is False
+    assert store.execute("items", "GET", [b"k"]) == b"old"
+    assert store.get_tombstone("items", b"k") is None and not replicated
+    assert loader.stats["invalidations_left_to_owner"] == 1
+    coordinator["k"] = True
+    assert loader.invalidate("items", b"k") is True
+    assert store.execute("items", "GET", [b"k"]) is None and replicated == [b"k"]
+    # A key it does not hold: its drop is replicated too (another owner may hold it).
+    assert loader.invalidate("items", b"absent") is False and replicated == [b"k", b"absent"]
+
+
+def test_a_reload_query_starts_as_the_notify_arrives_only_where_it_will_reload() -> None:
+    from meshcache.node.loader.loader import Flight
+
+    replicated: list[bytes] = []
+    coordinator = {"k": True}
+    policy = LoaderPolicy("pg", "SELECT v FROM t WHERE id = $1", channel="ch", on_notify="reload")
+    store, loader = _loader_of(policy, coordinator, replicated)
+    loader.breakers["pg"] = breaker = Breaker()  # a source "pg" (the test has none)
+    store.execute("items", "SET", [b"held", b"v", {}])
+    early = loader._early_query
+    assert early("pg", "ch", "held") == policy.query  # held by the coordinator: reloaded
+    assert early("pg", "ch", "absent") is None  # not held: only dropped
+    loader.flights[("items", b"absent")] = Flight(None)
+    assert early("pg", "ch", "absent") == policy.query  # being loaded: reloaded
+    assert early("pg", "other", "held") is None and early("db", "ch", "held") is None
+    assert early("pg", "ch", "") is None and early("pg", "ch", "x" * 65) is None
+    for _ in range(breaker.threshold):
+        breaker.failure(0.0)
+    assert breaker.state is BreakerState.OPEN
+    assert early("pg", "ch", "held") is None  # the breaker is open: the node's loop decides
+    coordinator["k"] = False
+    breaker.success()
+    assert early("pg", "ch", "held") is None  # another owner: the coordinator reloads
+    coordinator["k"] = True
+    drop = LoaderPolicy("pg", "SELECT v FROM t WHERE id = $1", channel="ch")
+    store2, loader2 = _loader_of(drop, coordinator, replicated)
+    loader2.breakers["pg"] = breaker
+    store2.execute("items", "SET", [b"held", b"v", {}])
+    assert loader2._early_query("pg", "ch", "held") is None  # drop: nothing to load
 
 
 @given(payload=st.text(max_size=200))

@@ -3,52 +3,18 @@ caching, stale-set protection, MGET with the batch query, bad results, the break
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
-import meshcache
 from meshcache.errors import CommandError, ErrorCode
-from meshcache.node.node import Node
-from meshcache.settings import load_settings
 from meshcache.store.loader_policy import LoaderPolicy
 from meshcache.testing.ports import free_port
-from tests.loader.helpers import Database, Table
+from tests.loader.helpers import Database, Table, loader_stats, one_node, wait_until
 
 pytestmark = pytest.mark.postgres
-
-
-@asynccontextmanager
-async def one_node(
-    tmp_path: Path, dsn: str, namespaces: dict[str, Any], **source: Any
-) -> AsyncIterator[tuple[Node, meshcache.TrioClient]]:
-    settings = load_settings(
-        environ={},
-        overrides={
-            "port": 0,
-            "admin_port": 0,
-            "data_dir": str(tmp_path),
-            "namespaces": namespaces,
-            "sources": {"pg": {"dsn": dsn, **source}},
-        },
-    )
-    node = Node(settings)
-    async with trio.open_nursery() as nursery:
-        info = await nursery.start(node.serve)
-        address = f"{info.data_address[0]}:{info.data_address[1]}"
-        async with meshcache.TrioClient(address) as client:
-            yield node, client
-        nursery.cancel_scope.cancel()
-
-
-def loader_stats(node: Node) -> dict[str, int]:
-    assert node.parts is not None
-    stats: dict[str, int] = node.parts.loader.figures()["counters"]
-    return stats
 
 
 @pytest.mark.trio
@@ -220,12 +186,6 @@ async def test_an_unreachable_source_opens_the_breaker_and_hits_still_answer(
         stats = loader_stats(node)
         assert stats["breaker_opened"] == 1 and stats["fast_failures"] == 1
         assert stats["load_failures"] == 5
-
-
-async def wait_until(condition: Any, what: str, timeout: float = 10.0) -> None:
-    with trio.fail_after(timeout):
-        while not condition():
-            await trio.sleep(0.01)  # the poll interval; the deadline bounds the wait
 
 
 @pytest.mark.trio

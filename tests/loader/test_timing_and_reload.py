@@ -1,6 +1,7 @@
 """One real node against a real PostgreSQL: the loader's own timing read from ``/metrics``
 (load latency per namespace and source, the steps of a miss and of an invalidation), and
-invalidation that reloads a key instead of only dropping it."""
+invalidation that reloads a key instead of only dropping it, its query started as the NOTIFY
+arrives."""
 
 from __future__ import annotations
 
@@ -10,11 +11,18 @@ import pytest
 import structlog
 import trio
 
-from meshcache.node.loader.sql import trigger_sql
 from meshcache.node.loader.timing import BUCKETS
 from meshcache.node.node import Node
-from tests.loader.helpers import Database, Table, histogram, scrape
-from tests.loader.test_single_node import loader_stats, one_node, wait_until
+from tests.loader.helpers import (
+    Database,
+    Table,
+    histogram,
+    listening_node,
+    loader_stats,
+    one_node,
+    scrape,
+    wait_until,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -75,33 +83,23 @@ async def test_metrics_carry_the_load_latency_and_each_step_of_a_miss(
     assert 0 < steps["coalesce_wait"][1] < 9 * 10
 
 
-async def _listening_node_setup(db: Database, **loader: object) -> tuple[Table, dict]:
-    table = Table(db, **({"delay": loader.pop("delay")} if "delay" in loader else {}))
-    channel = f"{table.name}_changes"
-    db.sql(trigger_sql(channel, table.name, "id"))
-    return table, {"items": {"loader": table.loader(channel=channel, **loader)}}
-
-
 @pytest.mark.trio
 async def test_notify_reloads_a_held_key_at_once_and_drops_nothing_else(
     tmp_path: Path, database: Database
 ) -> None:
-    table, namespaces = await _listening_node_setup(database, on_notify="reload")
-    table.put("a", "1")
-    table.put("b", "2")
-    async with one_node(tmp_path, database.dsn, namespaces) as (node, client):
-        assert node.parts is not None
-        loader, store = node.parts.loader, node.parts.store
-        await wait_until(lambda: loader.listening, "listening")
-        assert await client.get("a", namespace="items") == b"1"
-        assert table.calls() == 1
+    async with listening_node(tmp_path, database, rows={"a": "1"}, on_notify="reload") as on:
+        table, loader, client = on.table, on.loader, on.client
+        store = on.node.parts.store if on.node.parts is not None else None
+        assert store is not None and table.calls() == 1
         table.put("a", "10")
-        # Reloaded without a read: the store holds the new value.
+        # Reloaded without a read: the store holds the new value. Its query was started on
+        # the driver's loop as the NOTIFY arrived.
         await wait_until(lambda: loader.stats["reloaded"] == 1, "the reload")
         entry = store.get_entry("items", b"a")
         assert entry is not None and entry.value == b"10"
         assert table.calls() == 2
-        # A key this node did not hold is only dropped (nobody was reading it).
+        assert loader.stats["early_reloads"] == 1
+        # A key this node did not hold is only dropped (nobody was reading it): no query.
         table.put("b", "20")
         await wait_until(lambda: loader.stats["invalidations"] == 2, "the second NOTIFY")
         assert store.get_entry("items", b"b") is None
@@ -109,7 +107,8 @@ async def test_notify_reloads_a_held_key_at_once_and_drops_nothing_else(
         assert await client.get("a", namespace="items") == b"10"  # a hit
         assert await client.get("b", namespace="items") == b"20"  # a miss, loaded now
         assert table.calls() == 3
-        samples = await metrics(node)
+        assert loader.stats["early_reloads"] == 1 and not loader.stats["early_reloads_unused"]
+        samples = await metrics(on.node)
     assert histogram(samples, STEP, step="notify_reload")[0] == 1
     assert histogram(samples, STEP, step="notify_drop")[0] == 2
     assert histogram(samples, STEP, step="notify_hop")[0] == 2
@@ -119,13 +118,10 @@ async def test_notify_reloads_a_held_key_at_once_and_drops_nothing_else(
 async def test_misses_during_a_reload_join_it_and_get_the_new_value(
     tmp_path: Path, database: Database
 ) -> None:
-    table, namespaces = await _listening_node_setup(database, on_notify="reload", delay=0.3)
-    table.put("a", "1")
-    async with one_node(tmp_path, database.dsn, namespaces) as (node, client):
-        assert node.parts is not None
-        loader = node.parts.loader
-        await wait_until(lambda: loader.listening, "listening")
-        assert await client.get("a", namespace="items") == b"1"
+    async with listening_node(
+        tmp_path, database, rows={"a": "1"}, on_notify="reload", delay=0.3
+    ) as on:
+        table, loader, client = on.table, on.loader, on.client
         table.put("a", "2")
         await wait_until(lambda: loader.flights, "the reload in flight")
         answers: list[bytes | None] = []
@@ -138,22 +134,38 @@ async def test_misses_during_a_reload_join_it_and_get_the_new_value(
                 nursery.start_soon(get)
         assert answers == [b"2"] * 20
         assert table.calls() == 2  # the first load and the one reload
-        assert loader_stats(node)["reloaded"] == 1
+        assert loader_stats(on.node)["reloaded"] == 1
+        assert loader_stats(on.node)["early_reloads"] == 1
+
+
+@pytest.mark.trio
+async def test_a_set_landing_during_an_early_reload_wins(
+    tmp_path: Path, database: Database
+) -> None:
+    async with listening_node(
+        tmp_path, database, rows={"a": "1"}, on_notify="reload", delay=0.5
+    ) as on:
+        table, loader, client = on.table, on.loader, on.client
+        table.put("a", "from-db")
+        await wait_until(lambda: loader.flights, "the reload in flight")
+        await client.set("a", "from-client", namespace="items")
+        await wait_until(lambda: not loader.flights, "the reload over", 15)
+        assert loader.stats["early_reloads"] == 1 and loader.stats["stale_sets_prevented"] == 1
+        assert not loader.stats["reloaded"]
+        assert await client.get("a", namespace="items") == b"from-client"
+        assert table.calls() == 2
 
 
 @pytest.mark.trio
 async def test_without_reload_a_notify_only_drops(tmp_path: Path, database: Database) -> None:
-    table, namespaces = await _listening_node_setup(database)
-    table.put("a", "1")
-    async with one_node(tmp_path, database.dsn, namespaces) as (node, client):
-        assert node.parts is not None
-        loader = node.parts.loader
-        await wait_until(lambda: loader.listening, "listening")
-        assert await client.get("a", namespace="items") == b"1"
+    async with listening_node(tmp_path, database, rows={"a": "1"}) as on:
+        table, loader, client = on.table, on.loader, on.client
         table.put("a", "2")
         await wait_until(lambda: loader.stats["invalidations"] == 1, "the NOTIFY")
-        assert node.parts.store.get_entry("items", b"a") is None
+        assert on.node.parts is not None
+        assert on.node.parts.store.get_entry("items", b"a") is None
         assert not loader.flights and table.calls() == 1
+        assert not loader.stats["early_reloads"] and not loader.stats["early_reloads_unused"]
         assert await client.get("a", namespace="items") == b"2"
         assert table.calls() == 2 and not loader.stats["reloaded"]
 
@@ -162,23 +174,17 @@ async def test_without_reload_a_notify_only_drops(tmp_path: Path, database: Data
 async def test_a_notify_payload_that_is_not_a_key_is_counted_and_logged(
     tmp_path: Path, database: Database
 ) -> None:
-    table, namespaces = await _listening_node_setup(database, on_notify="reload")
-    table.put("a", "1")
-    channel = f"{table.name}_changes"
-    async with one_node(tmp_path, database.dsn, namespaces) as (node, client):
-        assert node.parts is not None
-        loader = node.parts.loader
-        await wait_until(lambda: loader.listening, "listening")
-        assert await client.get("a", namespace="items") == b"1"
+    async with listening_node(tmp_path, database, rows={"a": "1"}, on_notify="reload") as on:
+        table, loader, client = on.table, on.loader, on.client
         with structlog.testing.capture_logs() as logs:
-            database.sql(f"SELECT pg_notify('{channel}', '')")
-            database.sql(f"SELECT pg_notify('{channel}', '')")
+            database.sql(f"SELECT pg_notify('{on.channel}', '')")
+            database.sql(f"SELECT pg_notify('{on.channel}', '')")
             await wait_until(lambda: loader.stats["notify_bad_payload"] == 2, "two bad payloads")
         bad_logs = [e for e in logs if e["event"] == "loader_bad_notify"]
         assert len(bad_logs) == 2 and bad_logs[0]["reason"] == "empty"
-        assert bad_logs[0]["channel"] == channel
+        assert bad_logs[0]["channel"] == on.channel
         assert not loader.stats["invalidations"] and table.calls() == 1
         assert await client.get("a", namespace="items") == b"1"  # still served
-        samples = await metrics(node)
+        samples = await metrics(on.node)
     bad = ("meshcache_mesh_total", frozenset({("part", "loader"), ("what", "notify_bad_payload")}))
     assert samples[bad] == 2

@@ -251,11 +251,20 @@ class Coordinator:
             return 1
 
     def coordinates(self, namespace: str, key: bytes) -> bool:
-        """Whether this node coordinates ``key`` now (its first live owner)."""
+        """Whether this node coordinates ``key`` now (its first live owner).
+
+        It only reads (the ring snapshot, gossip's view): the loader asks it from its
+        database thread too, as a NOTIFY arrives."""
         if self.solo:
             return True
-        owners = self._coordinators(namespace, key)
-        return not owners or owners[0].node_id == self.node_id
+        me, alive = self.node_id, self._alive
+        owners = self.ring.owners(key, self._replicas(namespace))
+        for member in owners:
+            if member.node_id == me:
+                return True
+            if alive(member.node_id):
+                return False
+        return not owners
 
     def _coordinators(self, namespace: str, key: bytes) -> list[RingMember]:
         """The key's owners, live ones first (gossip): the first is the coordinator."""

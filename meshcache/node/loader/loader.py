@@ -22,11 +22,13 @@ loads happen at the owner, and there:
 * **a circuit breaker per source** (:mod:`~meshcache.node.loader.breaker`): while it is open,
   misses fail at once with ``LOADER_UNAVAILABLE``; hits never touch it;
 * **invalidation**: for each (source, channel) the namespaces name, a listener task LISTENs;
-  a payload is a key, dropped from this node's store (owned keys and copies alike); with
-  ``on_notify = "reload"`` the key's coordinator, if it held the key or was loading it, loads
-  it again at once (one flight, which misses join). After a lost listener connection comes
-  back, what was announced meanwhile is unknown: the namespaces on that channel drop every
-  key this node holds (counted as ``resyncs``);
+  a payload is a key. The key's coordinator decides for all its owners: it drops the key and
+  replicates the drop, or, with ``on_notify = "reload"`` and the key held or being loaded
+  there, loads it again at once (one flight, which misses join) and replicates the new value;
+  that reload's query is started on the driver's loop as the NOTIFY arrives. The other nodes
+  drop only their hot-key copy and keep their loads in flight from storing. After a lost
+  listener connection comes back, what was announced meanwhile is unknown: the namespaces on
+  that channel drop every key this node holds (counted as ``resyncs``);
 * **timing**: load latency per namespace and source, and every step of a miss and of an
   invalidation, as histograms (:mod:`~meshcache.node.loader.timing`).
 """
@@ -50,10 +52,12 @@ from meshcache.errors import (
     InvalidCommandError,
     LoaderUnavailableError,
 )
-from meshcache.node.loader.breaker import Breaker
+from meshcache.node.loader.breaker import Breaker, BreakerState
 from meshcache.node.loader.source import (
     BadResult,
+    EarlyLoad,
     KeyNotLoadable,
+    Notice,
     QueryRefused,
     Source,
     SourceFailure,
@@ -95,7 +99,8 @@ class Flight:
         default_factory=lambda: LoaderUnavailableError(message="the load was cancelled")
     )
     dirty: bool = False  # a write or an invalidation landed while it was in flight
-    reload_since: float | None = None  # a reload after a NOTIFY: when it was handled
+    reload_since: float | None = None  # a reload after a NOTIFY: when the driver received it
+    early: EarlyLoad | None = None  # its query, sent when the flight started (one key)
 
 
 class Loader:
@@ -112,7 +117,9 @@ class Loader:
         drop_copy: drops this node's hot-key copy of a key (an invalidation reaches copies
             too); None: no copies.
         coordinates: whether this node coordinates a key now (its first live owner): only
-            the coordinator reloads an announced key; None: always (a single node).
+            the coordinator drops and reloads an announced key for its owners; None: always
+            (a single node). Also called from the source's database thread, so it must only
+            read.
     """
 
     def __init__(
@@ -132,9 +139,11 @@ class Loader:
         self._drop_copy = drop_copy
         self._coordinates = coordinates
         self.timings = Timings()
-        for source in sources.values():
+        for name, source in sources.items():
             if hasattr(source, "timings"):
                 source.timings = self.timings
+            if hasattr(source, "early_query"):
+                source.early_query = partial(self._early_query, name)
         self.node_id = node_id
         self.sources = dict(sources)
         self.breakers = {name: Breaker() for name in self.sources}
@@ -367,9 +376,15 @@ class Loader:
         policy: LoaderPolicy,
         keys: list[bytes],
         reload_since: float | None = None,
+        early: EarlyLoad | None = None,
     ) -> list[Flight]:
         """Start one load of ``keys`` (one query, or the batch query); their flights.
-        ``reload_since``: a reload after a NOTIFY handled at that time (``perf_counter``)."""
+        ``reload_since``: a reload after a NOTIFY the driver received at that time
+        (``perf_counter``); ``early``: its query, sent then (one key).
+
+        A one-key load's query is sent now, from the caller's turn, when the source can
+        (:meth:`PgSource.start_one`) and the breaker is closed: it is on its way to the
+        database before the load's task first runs."""
         if self._nursery is None:
             raise LoaderUnavailableError(message="the loader is not running")
         if len(self.flights) + len(keys) > MAX_FLIGHTS:
@@ -383,18 +398,32 @@ class Loader:
             before = record.version if record is not None else None
             if before is None:
                 before = self.store.get_tombstone(namespace, key)
-            flight = Flight(before, reload_since=reload_since)
+            flight = Flight(before, reload_since=reload_since, early=early)
             self.flights[(namespace, key)] = flight
             flights.append(flight)
+        if early is None and len(keys) == 1:
+            flights[0].early = self._start_one(policy, keys[0])
         self._nursery.start_soon(self._load, namespace, policy, keys, flights)
         return flights
+
+    def _start_one(self, policy: LoaderPolicy, key: bytes) -> EarlyLoad | None:
+        start = getattr(self.sources.get(policy.source), "start_one", None)
+        breaker = self.breakers.get(policy.source)
+        if start is None or breaker is None or breaker.state is not BreakerState.CLOSED:
+            return None  # the load's task asks (a half-open breaker lets one probe through)
+        try:
+            early: EarlyLoad = start(policy.query, key)
+        except Exception as exc:  # no bridge: the load's own call says why
+            log.debug("loader_start_failed", error=str(exc))
+            return None
+        return early
 
     async def _load(
         self, namespace: str, policy: LoaderPolicy, keys: list[bytes], flights: list[Flight]
     ) -> None:
         started = self._clock()
         try:
-            found = await self._query(policy, keys)
+            found = await self._query(policy, keys, flights[0].early)
             for key, flight in zip(keys, flights, strict=True):
                 self._settle(namespace, policy, key, flight, found.get(key))
         except CommandError as exc:
@@ -416,8 +445,10 @@ class Loader:
                         self._replicate(namespace, key)
                 flight.done.set()
 
-    async def _query(self, policy: LoaderPolicy, keys: list[bytes]) -> dict[bytes, bytes | None]:
-        """Ask the source, through its breaker.
+    async def _query(
+        self, policy: LoaderPolicy, keys: list[bytes], early: EarlyLoad | None = None
+    ) -> dict[bytes, bytes | None]:
+        """Ask the source, through its breaker; ``early``: the query already on its way.
 
         Raises:
             LoaderUnavailableError: no such source here, breaker open, failure or timeout.
@@ -432,6 +463,8 @@ class Loader:
         breaker = self.breakers[name]
         now = self._clock()
         if not breaker.allow(now):
+            if early is not None:
+                early.cancel()
             self.stats["fast_failures"] += 1
             raise LoaderUnavailableError(
                 message=f"source {name!r} is unavailable: its circuit breaker is open after "
@@ -439,10 +472,12 @@ class Loader:
             )
         self.stats["queries"] += 1
         self.stats["keys_queried"] += len(keys)
-        asked = time.perf_counter()
+        asked = time.perf_counter() if early is None else early.started
         try:
             with trio.fail_after(policy.load_timeout):
-                if len(keys) == 1:
+                if early is not None:
+                    found = {keys[0]: await early.result()}
+                elif len(keys) == 1:
                     found = {keys[0]: await source.fetch_one(policy.query, keys[0])}
                 else:
                     assert policy.batch_query is not None
@@ -561,18 +596,22 @@ class Loader:
 
     # --- invalidation ---------------------------------------------------------------------------
 
-    def invalidate(self, namespace: str, key: bytes) -> bool:
-        """The source says ``key`` changed: drop it here (and this node's hot-key copy of it);
-        a load in flight must not store.
+    def invalidate(self, namespace: str, key: bytes, notice: Notice | None = None) -> bool:
+        """The source says ``key`` changed: this node's hot-key copy of it goes, a load in
+        flight here must not store, a negative entry is forgotten.
 
-        With a loader that reloads on change, the key's coordinator decides for its owners:
-        it drops the key and, when it held it (or was loading it), loads it again at once —
-        misses from then on join that load — and replicates the new value; otherwise (or when
-        the reload fails) it replicates the drop. The other owners leave their record to
-        that replication: a drop of their own, at a version of their clock, could land after
-        the reloaded value (NOTIFYs reach nodes at different times) and win over it.
+        The key's coordinator decides for its owners: it drops the key and replicates the
+        drop; with a loader that reloads on change, when it held the key (or was loading it),
+        it loads it again at once instead — misses from then on join that load — and
+        replicates the new value (or, when the reload fails, the drop). The other owners
+        leave their record to that replication: a drop of their own, at a version of their
+        clock, could land after the coordinator's new value (NOTIFYs reach nodes at
+        different times) and win over it.
 
-        Returns whether this node held the key."""
+        ``notice``: the NOTIFY as the source delivers it (when the driver received it, and
+        the reload's query if one was started then).
+
+        Returns whether this node dropped the key."""
         started = time.perf_counter()
         self.stats["invalidations"] += 1
         flight = self.flights.get((namespace, key))
@@ -581,26 +620,60 @@ class Loader:
         self._negative.pop((namespace, key), None)
         if self._drop_copy is not None:
             self._drop_copy(namespace, key)
-        policy = self.policies.get(namespace)
-        reloads = policy is not None and policy.reloads
-        if reloads and self._coordinates is not None and not self._coordinates(namespace, key):
+        if self._coordinates is not None and not self._coordinates(namespace, key):
             self.stats["invalidations_left_to_owner"] += 1
             self.timings.step("notify_drop", time.perf_counter() - started)
             return False
         held = bool(self.store.execute(namespace, "DELETE", [key]))
         self.stats["invalidations_dropped"] += held
         self.timings.step("notify_drop", time.perf_counter() - started)
-        if not reloads:
-            return held
-        assert policy is not None
-        if (held or flight is not None) and self._nursery is not None:
+        policy = self.policies.get(namespace)
+        if (
+            policy is not None
+            and policy.reloads
+            and (held or flight is not None)
+            and self._nursery is not None
+        ):
+            early = None if notice is None else notice.take(policy.query, key)
+            self.stats["early_reloads"] += early is not None
+            since = started if notice is None else notice.arrived
             try:
-                self._launch(namespace, policy, [key], reload_since=started)
+                self._launch(namespace, policy, [key], reload_since=since, early=early)
                 return held
             except LoaderUnavailableError as exc:  # overloaded: the next miss loads it
                 log.debug("loader_reload_refused", error=exc.message)
         self._replicate(namespace, key)
         return held
+
+    def _early_query(self, source: str, channel: str, payload: str) -> str | None:
+        """On the source's database thread, as a NOTIFY arrives: the query to start at once
+        for a reload this node will make (see :meth:`invalidate`), or None.
+
+        It only reads: the policies (replaced whole by :meth:`install`), the breaker's
+        state, the flights and the store's keys (one dictionary lookup each) and
+        ``coordinates``. A wrong guess costs a query (``early_reloads_unused``) or the
+        hop it would have saved, never a wrong value: :meth:`invalidate` decides again."""
+        key = payload.encode("utf-8", "surrogateescape")
+        if not key or len(key) > self._max_key:
+            return None
+        breaker = self.breakers.get(source)
+        if breaker is None or breaker.state is not BreakerState.CLOSED:
+            return None
+        for namespace, policy in self.policies.items():
+            if policy.source != source or policy.channel != channel or not policy.reloads:
+                continue
+            if self._coordinates is not None and not self._coordinates(namespace, key):
+                continue
+            if (namespace, key) in self.flights or self._holds(namespace, key):
+                return policy.query
+        return None
+
+    def _holds(self, namespace: str, key: bytes) -> bool:
+        """Whether the store has ``key`` (expired or not), with no side effect."""
+        try:
+            return key in self.store.keyspace(namespace).data
+        except CommandError:
+            return False
 
     def _on_payload(self, source: str, channel: str, payload: str) -> None:
         key = payload.encode("utf-8", "surrogateescape")
@@ -614,12 +687,15 @@ class Loader:
                 reason="empty" if not key else f"{len(key)} bytes, over max_key_bytes",
             )
             return
+        notice = getattr(self.sources.get(source), "delivering", None)
         for namespace, policy in self.policies.items():
             if policy.source == source and policy.channel == channel:
                 try:
-                    self.invalidate(namespace, key)
+                    self.invalidate(namespace, key, notice)
                 except CommandError as exc:  # the namespace was dropped meanwhile
                     log.debug("loader_invalidate_failed", error=str(exc))
+        if notice is not None and notice.early is not None and not notice.early.taken:
+            self.stats["early_reloads_unused"] += 1
 
     def _resync(self, source: str, channel: str) -> None:
         """NOTIFYs may have been missed: drop every key of the namespaces on ``channel``."""

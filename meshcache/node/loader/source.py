@@ -10,11 +10,17 @@ Keys are passed to SQL as the query's ``$1`` parameter type says: text types get
 UTF-8 text, integer types its base-10 text as a number, ``uuid`` its text, ``bytea`` the
 bytes. Values come back from one column of type text, varchar, char, json, jsonb or bytea.
 asyncpg's errors are translated here into the three this module defines.
+
+A reload after a NOTIFY can start on the driver's own loop as the NOTIFY arrives
+(:attr:`PgSource.early_query`, :class:`EarlyLoad`): the query is then on its way to the
+database before the node's event loop has even heard of the NOTIFY, rather than after a hop
+to the node's loop and another back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 import uuid
@@ -50,6 +56,78 @@ class QueryRefused(Exception):
 
 class KeyNotLoadable(Exception):
     """The key cannot be a parameter of the query (not UTF-8 text, not an integer...): a miss."""
+
+
+class EarlyLoad:
+    """One key's query sent on its way before a task waits for it: as a NOTIFY arrived (see
+    :attr:`PgSource.early_query`) or as a load started (:meth:`PgSource.start_one`); settled
+    on trio's thread, awaited with :meth:`result`."""
+
+    __slots__ = (
+        "cancelled",
+        "done",
+        "error",
+        "key",
+        "query",
+        "started",
+        "taken",
+        "task",
+        "value",
+    )
+
+    def __init__(self, query: str, key: bytes, started: float) -> None:
+        self.query = query
+        self.key = key
+        self.started = started  # time.perf_counter() when it was sent on its way
+        self.done = trio.Event()
+        self.value: bytes | None = None
+        self.error: BaseException | None = None
+        self.taken = False  # a load of the node's took it over
+        self.cancelled = False
+        self.task: asyncio.Task[bytes | None] | None = None
+
+    def settle(self, value: bytes | None, error: BaseException | None) -> None:
+        """On trio's thread: the query's answer is in."""
+        self.value, self.error = value, error
+        self.done.set()
+
+    async def result(self) -> bytes | None:
+        """The value, as :meth:`PgSource.fetch_one` answers it (or raises); the query is
+        cancelled with the caller."""
+        try:
+            await self.done.wait()
+        except BaseException:
+            self.cancel()
+            raise
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+    def cancel(self) -> None:
+        """Cancel the query (from trio's thread); nothing if it is over already."""
+        self.cancelled = True
+        task = self.task
+        if task is not None and not task.done():
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing runs
+                task.get_loop().call_soon_threadsafe(task.cancel)
+
+
+@dataclass(slots=True)
+class Notice:
+    """The NOTIFY being delivered to the node's loop (see :attr:`PgSource.delivering`): when
+    the driver received it (``time.perf_counter``), and the load started for it, if any."""
+
+    arrived: float
+    early: EarlyLoad | None
+
+    def take(self, query: str, key: bytes) -> EarlyLoad | None:
+        """The load started for this NOTIFY, if it asks ``query`` for ``key``: the caller's
+        from now on."""
+        early = self.early
+        if early is None or early.taken or early.query != query or early.key != key:
+            return None
+        early.taken = True
+        return early
 
 
 class Listening(Protocol):
@@ -174,6 +252,12 @@ class PgSource:
         #: Where the query's own time (on the asyncio loop) and each NOTIFY's hop to trio are
         #: recorded; the node's loader sets it.
         self.timings: Timings | None = None
+        #: Called on the driver's thread as a NOTIFY arrives, with (channel, payload): the
+        #: query to start for the payload's key at once (a reload), or None. It must only
+        #: read what the node's loop owns. The node's loader sets it.
+        self.early_query: Callable[[str, str], str | None] | None = None
+        #: While a NOTIFY's ``on_payload`` runs on trio's thread: that NOTIFY's :class:`Notice`.
+        self.delivering: Notice | None = None
         bridge.on_close(self._close)
 
     # --- trio side ------------------------------------------------------------------------
@@ -189,18 +273,44 @@ class PgSource:
         values: dict[bytes, bytes] = await self._bridge.run(self._fetch_many, query, keys)
         return values
 
+    def start_one(self, query: str, key: bytes) -> EarlyLoad:
+        """:meth:`fetch_one`, sent on its way now from trio's thread, without waiting for a
+        task to run; its answer is awaited with :meth:`EarlyLoad.result`.
+
+        Raises:
+            BridgeClosedError: the bridge is not running.
+        """
+        token = trio.lowlevel.current_trio_token()
+        early = EarlyLoad(query, key, time.perf_counter())
+        self._bridge.loop.call_soon_threadsafe(self._begin, early, token)
+        return early
+
     async def listen(
         self, channel: str, on_payload: Callable[[str], None], on_lost: Callable[[], None]
     ) -> Listening:
+        """LISTEN on ``channel``. Each NOTIFY may first start a load on the driver's loop
+        (:attr:`early_query`); ``on_payload`` then runs with :attr:`delivering` set."""
         token = trio.lowlevel.current_trio_token()
 
-        def deliver(text: str, sent: float) -> None:
+        def deliver(text: str, arrived: float, early: EarlyLoad | None) -> None:
             if self.timings is not None:
-                self.timings.step("notify_hop", time.perf_counter() - sent)
-            on_payload(text)
+                self.timings.step("notify_hop", time.perf_counter() - arrived)
+            self.delivering = Notice(arrived, early)
+            try:
+                on_payload(text)
+            finally:
+                self.delivering = None
+            # A load nobody took (the node decided otherwise meanwhile) runs to its end and
+            # is dropped: cancelling a query costs the database more than answering it.
 
         def payload(_conn: Any, _pid: int, _channel: str, text: str) -> None:
-            token.run_sync_soon(deliver, text, time.perf_counter())
+            arrived = time.perf_counter()
+            early = self._start_early(channel, text, token)
+            try:
+                token.run_sync_soon(deliver, text, arrived, early)
+            except trio.RunFinishedError:
+                if early is not None and early.task is not None:
+                    early.task.cancel()
 
         def lost(_conn: Any) -> None:
             try:
@@ -212,6 +322,45 @@ class PgSource:
         return _PgListening(self._bridge, conn)
 
     # --- asyncio side -----------------------------------------------------------------------
+
+    def _start_early(
+        self, channel: str, text: str, token: trio.lowlevel.TrioToken
+    ) -> EarlyLoad | None:
+        """On the driver's thread, as a NOTIFY arrives: start the load :attr:`early_query`
+        asks for, if any."""
+        decide = self.early_query
+        if decide is None:
+            return None
+        try:
+            query = decide(channel, text)
+        except Exception:  # a hint only: the node's loop decides again and loads without it
+            return None
+        if query is None:
+            return None
+        early = EarlyLoad(query, text.encode("utf-8", "surrogateescape"), time.perf_counter())
+        self._begin(early, token)
+        return early
+
+    def _begin(self, early: EarlyLoad, token: trio.lowlevel.TrioToken) -> None:
+        """On the driver's thread: run ``early``'s query; its answer is settled on trio's."""
+        if early.cancelled:
+            return
+        task = self._bridge.loop.create_task(self._fetch_one(early.query, early.key))
+
+        def finished(task: asyncio.Task[bytes | None]) -> None:
+            value: bytes | None = None
+            error: BaseException | None = None
+            if task.cancelled():
+                error = SourceFailure("the load was cancelled")
+            else:
+                error = task.exception()
+                if error is None:
+                    value = task.result()
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(early.settle, value, error)
+
+        task.add_done_callback(finished)
+        early.task = task
 
     async def _get_pool(self) -> Any:
         import asyncpg
@@ -229,6 +378,11 @@ class PgSource:
                         min_size=0,
                         max_size=s.pool_size,
                         timeout=s.connect_timeout,
+                        # The loads change no session state (no SET, LISTEN, locks or open
+                        # transactions: those asyncpg still rolls back), so a connection
+                        # goes back to the pool without the reset query's extra round trip
+                        # to the server after every load.
+                        reset=_keep_session,
                         server_settings={
                             "statement_timeout": str(int(s.statement_timeout * 1000)),
                             "application_name": "meshcache",
@@ -354,6 +508,10 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+async def _keep_session(_conn: Any) -> None:
+    """A pool's ``reset``: nothing to undo (see :meth:`PgSource._get_pool`)."""
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     detail = getattr(exc, "detail", None)
@@ -405,8 +563,10 @@ def _check_shape(params: Any, attributes: Any, batch: bool) -> Shape:
 
 __all__ = [
     "BadResult",
+    "EarlyLoad",
     "KeyNotLoadable",
     "Listening",
+    "Notice",
     "PgSource",
     "QueryRefused",
     "Shape",

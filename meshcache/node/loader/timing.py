@@ -11,7 +11,8 @@ Steps (seconds, one observation per request or event, at the node where it happe
   answer is back (hits and misses alike: the forwarding node cannot tell them apart);
 * ``coalesce_wait`` — a miss that joined a load already in flight, until that load ended;
 * ``query`` — the load's query as the node's event loop waits for it (the bridge's two
-  crossings included);
+  crossings included; a reload whose query was sent as its NOTIFY arrived: from then on, one
+  crossing);
 * ``query_on_source`` — the same query timed on the asyncio loop, around the driver's call
   alone (so ``query`` minus this is the bridge);
 * ``store`` — storing the loaded value;
@@ -20,8 +21,8 @@ Steps (seconds, one observation per request or event, at the node where it happe
 * ``notify_hop`` — a NOTIFY from the driver's callback (asyncio thread) until the node's event
   loop handles it;
 * ``notify_drop`` — dropping the announced key (store, copies, flights);
-* ``notify_reload`` — from the NOTIFY's handling until the reloaded value is stored (owners
-  of a namespace whose loader reloads on change).
+* ``notify_reload`` — from the NOTIFY's arrival at the driver (its asyncio thread) until the
+  reloaded value is stored (the coordinator of a key whose loader reloads on change).
 """
 
 from __future__ import annotations
