@@ -217,7 +217,9 @@ class Session:
         self.server = server
         #: Who the connection is (the data port's session of the node's guard), or None when
         #: the port has no guard.
-        self.ident: Identity | None = None if server.guard is None else server.guard.session(host)
+        self.ident: Identity | None = (
+            None if server.guard is None else server.guard.session(host, port="resp")
+        )
         #: The command being run, by its Redis name (for NOPERM's text).
         self.command = ""
         self.id = client_id

@@ -70,11 +70,12 @@ class Session:
     ``allowed`` is read on every request: a plain slot, replaced (never mutated) on ``AUTH``.
     """
 
-    __slots__ = ("__weakref__", "_namespaces", "allowed", "grant", "guard", "host")
+    __slots__ = ("__weakref__", "_namespaces", "allowed", "grant", "guard", "host", "port")
 
-    def __init__(self, guard: Guard, host: str, granted: Grant) -> None:
+    def __init__(self, guard: Guard, host: str, granted: Grant, port: str = "data") -> None:
         self.guard = guard
         self.host = host
+        self.port = port  # which port it came through: "data" or "resp" (a metric label)
         self.grant = granted
         self.allowed = granted.allowed
         self._namespaces: dict[str, bool] = {}
@@ -160,9 +161,10 @@ class Guard:
             return self._anonymous[ANONYMOUS]
         return self._anonymous[USER_PERMISSIONS if self.has_cluster_key else EVERYTHING]
 
-    def session(self, host: str) -> Session:
-        """A new connection from ``host`` (its IP address: failures are counted per address)."""
-        session = Session(self, host, self.anonymous())
+    def session(self, host: str, port: str = "data") -> Session:
+        """A new connection from ``host`` (its IP address: failures are counted per address,
+        one record for both ports) through ``port`` (``data`` or ``resp``)."""
+        session = Session(self, host, self.anonymous(), port)
         self._sessions.add(session)
         return session
 
@@ -218,7 +220,7 @@ class Guard:
                     await trio.sleep(delay)
                 granted = await self._check(user, password)
                 if granted is None:
-                    self.throttle.failed(host, self._clock())
+                    self.throttle.failed(host, self._clock(), session.port)
         finally:
             if not turn.locked() and self._turns.get(host) is turn:
                 del self._turns[host]
@@ -246,8 +248,8 @@ class Guard:
         return self._grants[user]
 
     def collector(self) -> Collector:
-        """``meshcache_auth`` (outcomes) and ``meshcache_auth_throttled_addresses`` for the
-        node's registry."""
+        """``meshcache_auth`` (outcomes) and ``meshcache_auth_failing_addresses`` (by port)
+        for the node's registry."""
         return _AuthCollector(self)
 
 
@@ -266,11 +268,21 @@ class _AuthCollector(Collector):
         for outcome in ("ok", "peer_ok", "failed", "throttled", "noauth", "noperm"):
             family.add_metric([outcome], self._guard.stats[outcome])
         yield family
-        yield GaugeMetricFamily(
+        failing = GaugeMetricFamily(
             "meshcache_auth_failing_addresses",
-            "Client addresses with recent failed AUTHs on record.",
-            value=len(self._guard.throttle),
+            "Client addresses with recent failed AUTHs on record, by the port the failures "
+            "came through (data or resp; one record per address serves both ports, and an "
+            "address that failed through both counts under both).",
+            labels=["port"],
         )
+        guard = self._guard
+        try:
+            now: float | None = guard._clock()
+        except RuntimeError:  # read outside trio: old records stay a little longer
+            now = None
+        for port, count in guard.throttle.failing(now).items():
+            failing.add_metric([port], count)
+        yield failing
 
 
 __all__ = ["VERIFY_THREADS", "Guard", "Session"]

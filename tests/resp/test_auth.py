@@ -4,7 +4,6 @@ data port counts them, by the same guard."""
 
 from __future__ import annotations
 
-import base64
 import shlex
 import shutil
 import socket
@@ -30,47 +29,24 @@ from meshcache.resp.session import NO_AUTH_COMMANDS
 from meshcache.security.hashing import hash_password
 from meshcache.security.throttle import AuthThrottle
 from meshcache.security.users import parse_users
-from meshcache.settings import load_settings
 from tests.resp.conftest import RespNode
 from tests.resp.helpers import HOST, RawConn, command, free_port
+from tests.security import secured as secured_users
+from tests.security.secured import CHEAP
 
 pytestmark = pytest.mark.trio
 
-CHEAP = 1024  # scrypt's N for test users: fast checks
 NOAUTH = b"-NOAUTH Authentication required.\r\n"
 WRONGPASS = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+# Redis's ``AUTH password`` (redis-py's ``password=`` alone) authenticates as ``default``.
 USERS = {
-    "app": {"password": hash_password("app-pw", n=CHEAP), "permissions": ["read", "write"]},
-    "viewer": {"password": hash_password("view-pw", n=CHEAP), "permissions": ["read"]},
-    "ops": {
-        "password": hash_password("ops-pw", n=CHEAP),
-        "permissions": ["read", "write", "admin"],
-    },
-    "tenant": {
-        "password": hash_password("tenant-pw", n=CHEAP),
-        "permissions": ["read", "write"],
-        "namespaces": ["tenant-*"],
-    },
-    # Redis's ``AUTH password`` (redis-py's ``password=`` alone) authenticates as ``default``.
+    **secured_users.USERS,
     "default": {"password": hash_password("def-pw", n=CHEAP), "permissions": ["read", "write"]},
 }
 
 
 def secured(tmp_path: Path, users: dict[str, Any] = USERS) -> Any:
-    key = tmp_path / "cluster.key"
-    key.write_text(base64.b64encode(b"k" * 32).decode() + "\n")
-    return load_settings(
-        overrides={
-            "port": 0,
-            "admin_port": 0,
-            "resp_port": 0,
-            "data_dir": str(tmp_path / "data"),
-            "cluster_key_file": str(key),
-            "users": users,
-            "namespaces": {"tenant-a": {}},
-        },
-        environ={},
-    )
+    return secured_users.secured(tmp_path, users, resp_port=0)
 
 
 @pytest.fixture
@@ -241,18 +217,23 @@ async def test_a_replayed_auth(node: RespNode) -> None:
 
 async def test_one_record_of_failures_for_both_ports(node: RespNode) -> None:
     """A wrong password on the RESP port and on the data port count in the same figures, and
-    the slow-down after repeated failures from one address covers both."""
+    the slow-down after repeated failures from one address covers both: one record for the
+    address, shown under each port its failures came through."""
     info = node.node.info
     async with TrioClient(
         f"127.0.0.1:{info.data_address[1]}", smart=False, username="app", password="bad"
     ) as wrong:
         with pytest.raises(WrongPassError):
             await wrong.get("k")
+    assert node.metric("meshcache_auth_failing_addresses", port="data") == 1
+    assert node.metric("meshcache_auth_failing_addresses", port="resp") == 0
     got = await run(calls, node.resp_port, ["AUTH app bad", "AUTH app bad", "AUTH app bad"])
     assert got == [WRONGPASS] * 3
     assert auth_outcome(node, "failed") == 4
     assert node.metric("meshcache_bad_input_total", kind="wrongpass") == 4
-    assert node.metric("meshcache_auth_failing_addresses") == 1
+    assert node.metric("meshcache_auth_failing_addresses", port="data") == 1
+    assert node.metric("meshcache_auth_failing_addresses", port="resp") == 1
+    assert len(node.node.parts.dispatcher.guard.throttle) == 1  # one record for both ports
     assert auth_outcome(node, "throttled") == 0
     # Past 4 failures from this address, its next AUTH waits for its slow-down first.
     assert await run(calls, node.resp_port, ["AUTH app bad", "AUTH app app-pw"]) == [

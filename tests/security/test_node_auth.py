@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
@@ -14,44 +12,10 @@ from meshcache.client.trio_client import TrioClient
 from meshcache.errors import NoAuthError, NoPermError, WrongPassError
 from meshcache.node import Node, NodeInfo
 from meshcache.security.hashing import hash_password
-from meshcache.settings import load_settings
-from meshcache.wire.frame import FrameReader, decode_response, encode_request
-
-CHEAP = 1024
-
-
-def key_file(tmp_path: Path) -> Path:
-    path = tmp_path / "cluster.key"
-    path.write_text(base64.b64encode(b"s" * 32).decode() + "\n")
-    return path
-
-
-def secured(tmp_path: Path, **extra: Any) -> Any:
-    users = {
-        "app": {"password": hash_password("app-pw", n=CHEAP), "permissions": ["read", "write"]},
-        "viewer": {"password": hash_password("view-pw", n=CHEAP), "permissions": ["read"]},
-        "ops": {
-            "password": hash_password("ops-pw", n=CHEAP),
-            "permissions": ["read", "write", "admin"],
-        },
-        "tenant": {
-            "password": hash_password("tenant-pw", n=CHEAP),
-            "permissions": ["read", "write"],
-            "namespaces": ["tenant-*"],
-        },
-    }
-    return load_settings(
-        overrides={
-            "port": 0,
-            "admin_port": 0,
-            "data_dir": str(tmp_path / "data"),
-            "cluster_key_file": str(key_file(tmp_path)),
-            "users": users,
-            "namespaces": {"tenant-a": {}},
-            **extra,
-        },
-        environ={},
-    )
+from meshcache.security.users import parse_users
+from meshcache.wire.frame import FrameReader, Response, decode_response, encode_request
+from meshcache.wire.ops import OPS, Permission
+from tests.security.secured import CHEAP, USERS, secured
 
 
 @pytest.fixture
@@ -170,7 +134,9 @@ async def test_wrong_passwords_are_counted_and_refused(node: tuple[Node, NodeInf
     text = await metrics(info)
     assert sample(text, 'meshcache_auth_total{outcome="failed"}') == 3
     assert sample(text, 'meshcache_bad_input_total{kind="wrongpass"}') == 3
-    assert sample(text, "meshcache_auth_failing_addresses") == 1
+    assert sample(text, 'meshcache_auth_failing_addresses{port="data"}') == 1
+    assert sample(text, 'meshcache_auth_failing_addresses{port="resp"}') == 0
+    assert 'meshcache_auth_failing_addresses{port="resp"} 0.0' in text  # both ports shown
     async with client(info, "app", "app-pw") as right:  # the record slows, it does not lock out
         assert await right.set("k", b"v")
 
@@ -181,3 +147,85 @@ async def test_the_url_carries_the_credentials(node: tuple[Node, NodeInfo]) -> N
     url = f"meshcache://app:app-pw@127.0.0.1:{info.data_address[1]}/default?smart=false"
     async with TrioClient.from_url(url) as c:
         assert await c.set("u", b"1") and await c.get("u") == b"1"
+
+
+async def exchange(info: NodeInfo, frames: list[bytes], n: int) -> list[Response]:
+    """Send ``frames`` in one write on a fresh connection; the first ``n`` answers."""
+    stream = await trio.open_tcp_stream(*info.data_address)
+    async with stream:
+        await stream.send_all(b"".join(frames))
+        reader = FrameReader()
+        answers: list[Response] = []
+        with trio.fail_after(10):
+            while len(answers) < n:
+                while (body := reader.next_body()) is not None:
+                    answers.append(decode_response(body))
+                if len(answers) < n:
+                    reader.feed(await stream.receive_some(65536))
+    return answers
+
+
+# Every op that changes the cluster (what `meshcache top`'s drain, remove and policy edits
+# send, the CLI's ns/raft/leave/join/flush), written out here rather than read from the op
+# table, so a row that loses its `admin` permission fails this test.
+ADMIN_OPS = {
+    "FLUSH": [],
+    "NS_SET": ["new-ns", {"max_bytes": 1000}],
+    "NS_DROP": ["tenant-a"],
+    "CONFIG_PROPOSE": [{"op": "remove_member", "name": "n9", "version": 1}],
+    "RAFT_ADD": ["127.0.0.1:9"],
+    "RAFT_REMOVE": ["127.0.0.1:9"],
+    "LEAVE": [{}],
+    "JOIN": [{}],
+}
+
+
+def test_the_admin_ops_are_those_of_the_op_table() -> None:
+    assert {name for name, spec in OPS.items() if spec.permission is Permission.ADMIN} == set(
+        ADMIN_OPS
+    )
+
+
+@pytest.mark.trio
+async def test_admin_ops_need_admin(node: tuple[Node, NodeInfo]) -> None:
+    """A user with read and write gets NOPERM naming 'admin' for every cluster change, and
+    nothing changes; each refusal is counted."""
+    _, info = node
+    ops = list(ADMIN_OPS.items())
+    frames = [
+        encode_request(1, "AUTH", "default", ["app", "app-pw"]),
+        encode_request(2, "SET", "default", [b"kept", b"v", {}]),
+        *(encode_request(i, op, "default", args) for i, (op, args) in enumerate(ops, 3)),
+        encode_request(99, "GET", "default", [b"kept"]),
+    ]
+    answers = await exchange(info, frames, len(frames))
+    assert answers[0].ok and answers[1].ok
+    for (op, _), answer in zip(ops, answers[2:-1], strict=True):
+        assert not answer.ok and answer.value[0] == "NOPERM", (op, answer)
+        assert "'admin' permission, which user 'app' lacks" in answer.value[1], op
+    assert answers[-1].value == b"v"  # FLUSH was refused
+    text = await metrics(info)
+    assert sample(text, 'meshcache_auth_total{outcome="noperm"}') == len(ops)
+    assert sample(text, 'meshcache_errors_total{code="NOPERM"}') == len(ops)
+    async with client(info, "ops", "ops-pw") as admin:
+        namespaces = await admin.ns_list()
+    assert "tenant-a" in namespaces and "new-ns" not in namespaces
+
+
+@pytest.mark.trio
+async def test_a_replayed_auth_frame(node: tuple[Node, NodeInfo]) -> None:
+    """An AUTH frame captured on the wire: replayed on its own connection it changes nothing;
+    once the user's password changed it is refused and counted, and what follows it gets
+    NOAUTH."""
+    n, info = node
+    auth = encode_request(1, "AUTH", "default", ["app", "app-pw"])
+    then = encode_request(9, "SET", "default", [b"r", b"1", {}])
+    answers = await exchange(info, [auth, auth, auth, then], 4)
+    assert [a.value for a in answers] == ["OK", "OK", "OK", True]
+    users = dict(USERS, app={**USERS["app"], "password": hash_password("new-pw", n=CHEAP)})
+    n.parts.dispatcher.guard.set_users(parse_users(users, "test"))
+    answers = await exchange(info, [auth, then], 2)
+    assert answers[0].value[0] == "WRONGPASS" and answers[1].value[0] == "NOAUTH"
+    text = await metrics(info)
+    assert sample(text, 'meshcache_auth_total{outcome="failed"}') == 1
+    assert sample(text, 'meshcache_auth_total{outcome="noauth"}') == 1

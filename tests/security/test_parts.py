@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from meshcache.errors import ConfigError, ErrorCode
 from meshcache.gossip.keyring import Keyring
 from meshcache.node.admin.metrics import NodeCounters
+from meshcache.node.cluster.config import _password as raft_password
 from meshcache.node.net.dispatch import Dispatcher
 from meshcache.security import peer
 from meshcache.security.acl import CLUSTER_USER, grant
@@ -157,6 +158,27 @@ def test_the_throttle_remembers_a_bounded_number_of_addresses() -> None:
     assert len(t) == 3 and t.failures("10.0.0.9", 0.0) == 1.0
 
 
+def test_one_record_per_address_shown_under_each_port_it_failed_through() -> None:
+    t = AuthThrottle()
+    assert t.failing(0.0) == {"data": 0, "resp": 0}
+    t.failed("10.0.0.1", 0.0, "data")
+    t.failed("10.0.0.1", 1.0, "resp")  # the same record: its count goes on, both ports shown
+    t.failed("10.0.0.2", 2.0, "resp")
+    assert len(t) == 2 and t.failures("10.0.0.1", 1.0) == pytest.approx(2.0, rel=0.02)
+    assert t.failing(2.0) == {"data": 1, "resp": 2}
+    # Four half-lives after its last failure a lone failure is forgotten; two are not yet.
+    assert t.failing(2.0 + 4 * 60.0 + 1) == {"data": 1, "resp": 1}
+    assert len(t) == 1 and t.failures("10.0.0.2", 300.0) == 0.0
+    assert t.failing(1000.0) == {"data": 0, "resp": 0} and len(t) == 0
+
+
+def test_evicted_records_leave_the_port_counts() -> None:
+    t = AuthThrottle(max_addresses=2)
+    for i in range(5):
+        t.failed(f"10.0.0.{i}", 0.0, "data" if i % 2 else "resp")
+    assert len(t) == 2 and t.failing(0.0) == {"data": 1, "resp": 1}
+
+
 # --- protected mode --------------------------------------------------------------------------
 
 
@@ -186,6 +208,32 @@ def test_protected_mode_names_both_ways_out() -> None:
     assert "\n" not in message
     assert load_settings(overrides={"host": "10.0.0.5", "insecure": "true"}, environ={}).insecure
     check_protected_mode("10.0.0.5", has_users=True, insecure=False, where="host")
+
+
+# --- the Raft password ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("peers", ["10.0.0.5:7401,10.0.0.6:7401", "127.0.0.1:7401,127.0.0.1:7411"])
+def test_raft_voters_need_a_password_file(tmp_path: Any, peers: str) -> None:
+    """Voters off loopback, and on it too: pysyncobj speaks pickle, so never without one."""
+    overrides = {"raft_peers": peers, "insecure": "true", "data_dir": str(tmp_path)}
+    with pytest.raises(ConfigError, match="needs raft_password_file"):
+        load_settings(overrides=overrides, environ={})
+    password = tmp_path / "raft.password"
+    password.write_text("shared secret\n")
+    s = load_settings(overrides={**overrides, "raft_password_file": str(password)}, environ={})
+    assert raft_password(s) == "shared secret"
+    password.write_text("\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        raft_password(s)
+
+
+def test_a_bootstrap_voter_generates_its_password_once(tmp_path: Any) -> None:
+    s = load_settings(overrides={"bootstrap": "true", "data_dir": str(tmp_path)}, environ={})
+    first = raft_password(s)
+    path = tmp_path / "raft" / "password"
+    assert len(first) >= 24 and path.stat().st_mode & 0o777 == 0o600
+    assert raft_password(s) == first  # kept: voters added later share it
 
 
 def test_users_need_a_cluster_key_and_may_have_a_resp_port(tmp_path: Any) -> None:
