@@ -1850,14 +1850,22 @@ def _demo_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
 def _top(args: argparse.Namespace) -> int:
     from meshcache.tui.main import run
 
+    if args.url is None:
+        tls = _tls_of(args)
+    else:  # the URL may say TLS (meshcaches://): the flags add to it
+        flags = {"tls": args.tls, "ca_file": args.tls_ca}
+        flags.update(cert_file=args.tls_cert, key_file=args.tls_key)
+        tls = {name: value for name, value in flags.items() if value}
     password = None if args.user is None else _read_password(f"password for {args.user}: ")
     return run(
         host=args.host,
         port=args.port,
+        url=args.url,
         refresh=args.refresh,
         read_only=args.read_only,
         username=args.user,
         password=password,
+        tls=tls,
     )
 
 
@@ -1871,9 +1879,14 @@ def _top_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
         "node, e edit a namespace policy, ? help, q quit.",
     )
     p.add_argument(
-        "--host", default="127.0.0.1", help="any node of the cluster (default 127.0.0.1)"
+        "url",
+        nargs="?",
+        metavar="URL",
+        help="the node as meshcache://host:port, or meshcaches://host:port?ca_file=FILE for "
+        "TLS (instead of --host and --port)",
     )
-    p.add_argument("--port", default="7400", help="its data port (default 7400)")
+    p.add_argument("--host", help="any node of the cluster (default 127.0.0.1)")
+    p.add_argument("--port", help="its data port (default 7400)")
     p.add_argument(
         "--refresh",
         default="1s",
@@ -1886,6 +1899,7 @@ def _top_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
         help="watch only: drain, remove and policy edits are refused",
     )
     _user_option(p.add_argument_group("authentication"))
+    _tls_options(p.add_argument_group("TLS"))
     p.set_defaults(run=_top)
 
 

@@ -16,7 +16,9 @@ source can refuse them and a test can count them.
 
 A node is asked, in one pipelined batch, for INFO, MEMBERS, RING, RAFT_STATUS, CONFIG_GET and
 HOTKEYS, and its admin port for ``/metrics`` (request and error counters by op and code,
-which INFO does not carry). An op the node refuses (a lone node has no ring, no Raft group)
+which INFO does not carry). With TLS (an ``ssl_context``) the data ports are asked over TLS,
+and ``/metrics`` over HTTPS first (a node with ``tls_admin``), else plain HTTP; what worked is
+remembered per admin port. An op the node refuses (a lone node has no ring, no Raft group)
 leaves that field None; a node that cannot be reached, answers out of time or breaks the
 protocol is a reply with ``problem`` set.
 """
@@ -29,6 +31,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -207,15 +210,26 @@ def parse_counters(text: str) -> tuple[dict[str, float], dict[str, float]]:
     return requests, errors
 
 
-async def fetch_metrics(host: str, port: int, timeout: float = METRICS_TIMEOUT) -> str:
-    """The body of ``GET /metrics`` from a node's admin port.
+async def fetch_metrics(
+    host: str,
+    port: int,
+    timeout: float = METRICS_TIMEOUT,
+    ssl_context: ssl.SSLContext | None = None,
+) -> str:
+    """The body of ``GET /metrics`` from a node's admin port (HTTPS with ``ssl_context``).
 
     Raises:
-        OSError, TimeoutError: the port could not be reached or did not answer in time.
+        OSError, TimeoutError: the port could not be reached, did not answer in time, or the
+            TLS handshake failed (:class:`ssl.SSLError` is an OSError).
         RemoteProtocolError: the answer is not an HTTP 200.
     """
     async with asyncio.timeout(timeout):
-        reader, writer = await asyncio.open_connection(host, port)
+        if ssl_context is None:
+            reader, writer = await asyncio.open_connection(host, port)
+        else:
+            reader, writer = await asyncio.open_connection(
+                host, port, ssl=ssl_context, server_hostname=host
+            )
         try:
             request = f"GET /metrics HTTP/1.1\r\nHost: {format_address(host, port)}\r\n"
             writer.write(f"{request}Connection: close\r\n\r\n".encode())
@@ -274,11 +288,15 @@ class LiveSource:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         credentials: Mapping[str, Any] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         """
         Args:
             entry: ``host:port`` of the node the operator named.
             credentials: the clients' ``username`` and ``password`` (every node checks them).
+            ssl_context: speak TLS to the nodes with this context (the clients' ``tls``,
+                ``ca_file``, ``cert_file``, ``key_file`` made into one), and ask their admin
+                ports over HTTPS first; None: plaintext.
             timeout: seconds one node's poll may take before it counts as not answering.
             budget: the longest :meth:`poll` waits for answers before it returns.
             leave_slack: seconds a LEAVE's answer is awaited beyond its drain timeout.
@@ -290,7 +308,12 @@ class LiveSource:
         self.leave_slack = leave_slack
         self._clock = clock
         self._wall = wall
-        self._credentials = dict(credentials or {})
+        self._options: dict[str, Any] = dict(credentials or {})
+        if ssl_context is not None:
+            self._options["ssl_context"] = ssl_context
+        self._ssl_context = ssl_context
+        # (host, admin port) -> whether /metrics answered over HTTPS there.
+        self._admin_https: dict[tuple[str, int], bool] = {}
         self._clients: dict[str, Any] = {}
         self._tasks: dict[str, asyncio.Task[NodeReply]] = {}
         self._latest: dict[str, NodeReply] = {}
@@ -306,7 +329,7 @@ class LiveSource:
                 timeout=self.timeout,
                 connect_timeout=min(self.timeout, 2.0),
                 max_connections=4,
-                **self._credentials,
+                **self._options,
             )
             self._clients[address] = client
         return client
@@ -412,9 +435,7 @@ class LiveSource:
         if isinstance(admin_port, int) and admin_port > 0:
             host = parse_address(address).host
             with contextlib.suppress(OSError, TimeoutError, MeshcacheError):
-                requests, errors = parse_counters(
-                    await fetch_metrics(host, admin_port, min(self.timeout, METRICS_TIMEOUT))
-                )
+                requests, errors = parse_counters(await self._metrics(host, admin_port))
         return NodeReply(
             address,
             self._clock(),
@@ -429,6 +450,28 @@ class LiveSource:
             hotkeys=hot,
             elapsed=self._clock() - start,
         )
+
+    async def _metrics(self, host: str, port: int) -> str:
+        """``/metrics`` of one admin port: plain HTTP without TLS; with TLS the scheme that
+        worked there last, or HTTPS then HTTP (a failure forgets what worked)."""
+        timeout = min(self.timeout, METRICS_TIMEOUT)
+        context = self._ssl_context
+        if context is None:
+            return await fetch_metrics(host, port, timeout)
+        where = (host, port)
+        known = self._admin_https.get(where)
+        if known is not None:
+            try:
+                return await fetch_metrics(host, port, timeout, context if known else None)
+            except (OSError, TimeoutError, MeshcacheError):
+                del self._admin_https[where]
+                raise
+        try:
+            text, https = await fetch_metrics(host, port, timeout, context), True
+        except (OSError, TimeoutError, MeshcacheError):
+            text, https = await fetch_metrics(host, port, timeout), False
+        self._admin_https[where] = https
+        return text
 
     async def _why_unreachable(self, address: str) -> str | None:
         """The OS's reason a node cannot be reached (refused, no route, ...), from one plain
@@ -483,7 +526,7 @@ class LiveSource:
             smart=False,
             timeout=timeout + self.leave_slack,
             connect_timeout=5.0,
-            **self._credentials,
+            **self._options,
         ) as client:
             command = Command.build("LEAVE", [{"timeout": timeout}], "default", results.str_map)
             answer: dict[str, Any] = await client._execute(command)
