@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 from meshcache.client.commands import SyncExecutor
 from meshcache.client.core import ClientProtocol, Command, Exchange
 from meshcache.client.engine import ClientEngine, PipelineBase, Waiter, run_blocking
-from meshcache.client.sockets import RECV_SIZE, readable_check
+from meshcache.client.sockets import RECV_SIZE, IdleChecked, readable_check
 from meshcache.client.tlsconf import handshake_error
 from meshcache.errors import MeshcacheConnectionError
 from meshcache.wire import Address
@@ -47,7 +47,7 @@ _DEADLINE_SLACK = 0.001
 _MAX_SPLIT_THREADS = 32
 
 
-class BlockingConnection:
+class BlockingConnection(IdleChecked):
     """One blocking socket and its protocol state; used by one thread at a time.
 
     The socket keeps a standing timeout (the client's), set at connect; it is set again only when
@@ -158,16 +158,6 @@ class BlockingConnection:
             raise MeshcacheConnectionError(str(handshake_error(self.address, exc))) from exc
         except OSError as exc:
             raise MeshcacheConnectionError(f"connection to {self.address} broke: {exc}") from exc
-
-    @property
-    def reusable(self) -> bool:
-        """False when the node closed the idle connection (or sent something unasked)."""
-        if self.protocol.error is not None or self.protocol.pending:
-            return False
-        try:
-            return not self._idle_check()
-        except (OSError, ValueError):
-            return False
 
     def close_now(self) -> None:
         self.sock.close()

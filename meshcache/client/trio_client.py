@@ -25,7 +25,7 @@ import trio
 from meshcache.client.async_base import AsyncClientBase, AsyncPipeline
 from meshcache.client.core import ClientProtocol, Command, Exchange
 from meshcache.client.engine import Waiter
-from meshcache.client.sockets import RECV_SIZE, readable_check
+from meshcache.client.sockets import RECV_SIZE, IdleChecked, readable_check
 from meshcache.client.tlsconf import TlsHandshakeError, handshake_error
 from meshcache.errors import MeshcacheConnectionError
 from meshcache.wire import Address
@@ -33,7 +33,7 @@ from meshcache.wire import Address
 T = TypeVar("T")
 
 
-class TrioConnection:
+class TrioConnection(IdleChecked):
     """A non-blocking socket driven with trio's low-level I/O waits, and its protocol state.
 
     Like the node's data port, it sends and receives on the plain socket and parks only in
@@ -106,15 +106,6 @@ class TrioConnection:
             with contextlib.suppress(BlockingIOError):
                 sent += sock.send(view[sent:])
 
-    @property
-    def reusable(self) -> bool:
-        if self.protocol.error is not None or self.protocol.pending:
-            return False
-        try:
-            return not self._idle_check()
-        except (OSError, ValueError):
-            return False
-
     def close_now(self) -> None:
         # Tell trio first, so a task parked on this socket wakes with ClosedResourceError
         # instead of waiting on a closed (and maybe reused) file descriptor.
@@ -127,7 +118,7 @@ class TrioConnection:
         await trio.lowlevel.checkpoint()
 
 
-class TrioTlsConnection:
+class TrioTlsConnection(IdleChecked):
     """A TLS connection on a :class:`trio.SSLStream`, and its protocol state."""
 
     __slots__ = ("_idle_check", "address", "protocol", "stream")
@@ -185,15 +176,6 @@ class TrioTlsConnection:
                     message = f"connection to {self.address} broke: {cause or exc}"
                 raise MeshcacheConnectionError(message) from exc
         raise TimeoutError
-
-    @property
-    def reusable(self) -> bool:
-        if self.protocol.error is not None or self.protocol.pending:
-            return False
-        try:
-            return not self._idle_check()
-        except (OSError, ValueError):
-            return False
 
     def close_now(self) -> None:
         sock = self.stream.transport_stream.socket
