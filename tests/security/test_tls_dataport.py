@@ -17,7 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from meshcache import Client
+from meshcache.errors import TooManyConnectionsError
+from meshcache.node.net.tls import MAX_REFUSALS
 from meshcache.security import tls
+from meshcache.testing.mesh import wait_for
 from meshcache.testing.nodes import NodeProcess
 from meshcache.wire.frame import FrameReader, Response, decode_response, encode_request
 from tests.security.tlspki import Pki, make_pki, node_args
@@ -293,3 +297,64 @@ def test_a_frame_over_the_limit_over_tls(tmp_path: Path, pki: Pki) -> None:
         other = Conn(node, context(pki))
         assert other.call("PING").ok
         other.close()
+
+
+def test_a_tls_client_over_the_connection_limit_is_told_in_tls(tmp_path: Path, pki: Pki) -> None:
+    """Refused at max_connections, a TLS client reads TOO_MANY_CONNECTIONS through its TLS
+    session (not a wrong-version error), then the close; the connection held no slot."""
+    with NodeProcess(tmp_path, *node_args(pki), "--max-connections", "1") as node:
+        first = Conn(node, context(pki))
+        assert first.call("PING").ok
+        second = Conn(node, context(pki))  # the handshake completes
+        (answer,) = second.answers(1)
+        assert not answer.ok and answer.value[0] == "TOO_MANY_CONNECTIONS"
+        assert "max_connections" in answer.value[1]
+        assert second.sock.recv(10) == b""  # the node's close_notify
+        second.close()
+        with (
+            Client(node.data, ca_file=pki.ca, smart=False, timeout=10) as client,
+            pytest.raises(TooManyConnectionsError, match="max_connections"),
+        ):
+            client.ping()
+        assert bad(node, "too_many_connections") == 2
+        assert metric(node, "meshcache_connections_closed_total", "too_many_connections") == 2
+        assert first.call("PING").ok
+        first.close()
+        wait_for(lambda: _pings(node, context(pki)), 20, "the slot to be free again")
+
+
+def _pings(node: NodeProcess, ctx: ssl.SSLContext) -> bool:
+    c = Conn(node, ctx)
+    try:
+        return c.call("PING").ok
+    except (OSError, ConnectionError):
+        return False
+    finally:
+        c.close()
+
+
+def test_a_flood_over_the_limit_ends_every_refused_connection(tmp_path: Path, pki: Pki) -> None:
+    """Connections over the limit that never handshake, more than the refusals the port runs
+    at once: each is closed (those past the bound at once, the others when their short
+    handshake time is up), the connection inside the limit goes on, and every one is counted."""
+    with NodeProcess(tmp_path, *node_args(pki), "--max-connections", "1") as node:
+        inside = Conn(node, context(pki))
+        assert inside.call("PING").ok
+        flood = [
+            socket.create_connection(tuple(node.data_address), timeout=20)
+            for _ in range(MAX_REFUSALS + 16)
+        ]
+        try:
+            for sock in flood:
+                assert sock.recv(100) == b""  # closed by the node, nothing said
+        finally:
+            for sock in flood:
+                sock.close()
+        assert inside.call("PING").ok
+        assert bad(node, "too_many_connections") == len(flood)
+        # A TLS client over the limit is still told why once the flood is over.
+        late = Conn(node, context(pki))
+        (answer,) = late.answers(1)
+        assert answer.value[0] == "TOO_MANY_CONNECTIONS"
+        late.close()
+        inside.close()

@@ -119,3 +119,41 @@ def test_client_certificates_on_resp(tmp_path: Path, pki: Pki) -> None:
         ):
             anonymous.ping()
         assert refused(strict, "tls_no_client_cert") == 1
+        for wrong in (pki.stranger_client, pki.expired_client):  # another CA's; expired
+            with (
+                redis.Redis.from_url(
+                    url,
+                    ssl_ca_certs=str(pki.ca),
+                    ssl_certfile=str(wrong.cert),
+                    ssl_keyfile=str(wrong.key),
+                ) as bad_cert,
+                pytest.raises(redis.exceptions.ConnectionError),
+            ):
+                bad_cert.ping()
+        assert refused(strict, "tls_bad_certificate") == 2
+
+
+def test_a_tls_client_over_the_connection_limit_is_told_in_tls(tmp_path: Path, pki: Pki) -> None:
+    """Refused at max_connections, a TLS client reads Redis's refusal through its TLS session:
+    redis-py raises it as a ConnectionError with Redis's words, not an SSL error."""
+    args = [*node_args(pki), "--resp-port", "0", "--max-connections", "1"]
+    with NodeProcess(tmp_path, *args) as node:
+        port = resp_port(node)
+        url = f"rediss://localhost:{port}"
+        with redis.Redis.from_url(url, ssl_ca_certs=str(pki.ca)) as first:
+            assert first.ping()
+            ctx = tls.client_context(pki.ca)
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+                ctx.wrap_socket(raw, server_hostname="localhost") as conn,
+            ):
+                told = b""
+                while chunk := conn.recv(1024):  # until the node's close_notify
+                    told += chunk
+            assert told == b"-ERR max number of clients reached\r\n"
+            second = redis.Redis.from_url(url, ssl_ca_certs=str(pki.ca), retry=None)
+            with second, pytest.raises(redis.exceptions.ConnectionError) as raised:
+                second.ping()
+            assert "max number of clients reached" in str(raised.value)
+            assert first.ping()
+        assert refused(node, "too_many_connections") == 2

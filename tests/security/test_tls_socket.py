@@ -1,5 +1,6 @@
 """The reactors' TLS socket on its own, over a socket pair: short reads keep what they could not
-hand back, partial writes neither lose nor repeat a byte, and close_notify ends the stream."""
+hand back, partial writes neither lose nor repeat a byte, and close_notify ends the stream; and
+the refusal at the connection limit, told in TLS and bounded in number and time."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
 
-from meshcache.node.net.tls import TlsRefused, TlsSocket
+from meshcache.node.net.tls import TlsRefused, TlsRefuser, TlsSocket
 from meshcache.security import tls
 
 
@@ -143,3 +146,78 @@ def test_a_plaintext_client_is_told_and_refused(
         assert refused.value.reason == "plaintext_on_tls_port"
         assert b.recv(100) == b"-ERR speaks TLS\r\n"
         assert bad == Counter({"plaintext_on_tls_port": 1})
+
+
+# --- the refusal at the connection limit ------------------------------------------------------
+
+
+def test_a_refused_tls_client_reads_why_and_the_close(
+    contexts: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    server_ctx, client_ctx = contexts
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.settimeout(10)
+    told: list[bytes] = []
+
+    def client() -> None:
+        with client_ctx.wrap_socket(b, server_hostname="localhost") as conn:
+            conn.sendall(b"a request the node will not read")
+            data = b""
+            while chunk := conn.recv(100):  # until close_notify
+                data += chunk
+            told.append(data)
+
+    async def main() -> None:
+        refuser = TlsRefuser(timeout=10)
+        async with trio.open_nursery() as nursery:
+            assert refuser.refuse(nursery, a, server_ctx, b"-ERR full\r\n")
+            assert refuser.under_way == 1
+            await trio.to_thread.run_sync(client)
+        assert refuser.under_way == 0
+
+    trio.run(main)
+    assert told == [b"-ERR full\r\n"] and a.fileno() == -1
+
+
+def test_a_plaintext_client_is_refused_in_plaintext(
+    contexts: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.settimeout(10)
+
+    async def main() -> bytes:
+        async with trio.open_nursery() as nursery:
+            TlsRefuser(timeout=10).refuse(nursery, a, contexts[0], b"-ERR full\r\n")
+            b.sendall(b"PING\r\n")
+            data = await trio.to_thread.run_sync(b.recv, 100)
+            assert await trio.to_thread.run_sync(b.recv, 100) == b""
+            return data
+
+    assert trio.run(main) == b"-ERR full\r\n"
+    b.close()
+
+
+@pytest.mark.trio
+async def test_refusals_are_bounded_in_number_and_time(
+    contexts: tuple[ssl.SSLContext, ssl.SSLContext],
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    pairs = [socket.socketpair() for _ in range(3)]
+    for a, _ in pairs:
+        a.setblocking(False)
+    refuser = TlsRefuser(timeout=1.0, max_at_once=2)
+    started = trio.current_time()
+    try:
+        async with trio.open_nursery() as nursery:
+            results = [refuser.refuse(nursery, a, contexts[0], b"x") for a, _ in pairs]
+            assert results == [True, True, False]  # the third is closed at once
+            assert pairs[2][0].fileno() == -1 and refuser.under_way == 2
+        # The two silent clients were given up on after the timeout.
+        assert trio.current_time() - started == pytest.approx(1.0)
+        assert refuser.under_way == 0 and all(a.fileno() == -1 for a, _ in pairs)
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()

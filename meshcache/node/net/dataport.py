@@ -25,7 +25,7 @@ and the rest of the body is read and dropped before the socket is closed, so the
 completes and no reset destroys the answer it has not read yet; answers are written once
 ``max_buffered_bytes`` of them pile up, and a connection whose client does not read stops being
 read until its answers drain (backpressure, no unbounded buffer); a connection over
-``max_connections`` is told ``TOO_MANY_CONNECTIONS`` and closed; one
+``max_connections`` is told ``TOO_MANY_CONNECTIONS`` (over TLS on a TLS port) and closed; one
 idle longer than ``idle_timeout`` is closed by a reaper task.
 
 Answers are always written in request order. A request whose op must wait (a forward to the
@@ -69,7 +69,7 @@ import trio
 
 from meshcache.errors import ErrorCode
 from meshcache.node.net.dispatch import Dispatcher
-from meshcache.node.net.tls import PLAINTEXT_PORT_ALERT, TlsRefused, TlsSocket
+from meshcache.node.net.tls import PLAINTEXT_PORT_ALERT, TlsRefused, TlsRefuser, TlsSocket
 from meshcache.security.guard import Session
 from meshcache.security.tls import NodeTls
 from meshcache.settings import LimitSettings
@@ -210,6 +210,7 @@ class DataPort:
         # With TLS every accepted socket is wrapped (the context read at accept, so a SIGHUP
         # reload applies to the connections after it); without, sockets are served as they are.
         self._tls = tls
+        self._refuser = TlsRefuser()
         self._dispatch = dispatcher
         self._handle = dispatcher.handle
         self._limits = limits
@@ -412,8 +413,12 @@ class DataPort:
     def _refuse(self, sock: socket.socket) -> None:
         self._counters.bad_input["too_many_connections"] += 1
         self._counters.connections_closed["too_many_connections"] += 1
+        if self._tls is not None and self._nursery is not None:
+            # Told in TLS, by a short task of its own: it holds no slot of the port.
+            self._refuser.refuse(self._nursery, sock, self._tls.server, _TOO_MANY)
+            return
         with contextlib.suppress(OSError):
-            sock.send(encode_error(0, "TOO_MANY_CONNECTIONS", "the node is at max_connections"))
+            sock.send(_TOO_MANY)
         sock.close()
 
     def _read(self, conn: _Conn) -> None:
@@ -839,6 +844,8 @@ class DataPort:
                     self._close(conn, "idle_timeout")
 
 
+# What a client over max_connections is told (over TLS on a TLS port) before the close.
+_TOO_MANY = encode_error(0, ErrorCode.TOO_MANY_CONNECTIONS, "the node is at max_connections")
 # What a plaintext client on a TLS port is told, in this port's protocol, before the close.
 _TLS_REQUIRED = encode_error(
     0, ErrorCode.TLS_REQUIRED, "this port speaks TLS: connect with tls=True (meshcaches://)"

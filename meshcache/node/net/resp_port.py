@@ -28,9 +28,9 @@ What a connection may cost is bounded: a command that breaks the grammar or a re
 ``-ERR Protocol error: ...`` and the connection closed (framing is lost); replies are written
 once ``max_buffered_bytes`` of them pile up and a client that does not read stops being read
 (backpressure); a connection over ``max_connections`` is told
-``-ERR max number of clients reached`` and closed; one idle longer than ``idle_timeout`` is
-closed. Commands are counted by name and bad input by kind in the session server
-(``server.calls``, ``server.refused``); connections, bytes and closes by reason in
+``-ERR max number of clients reached`` (over TLS on a TLS port) and closed; one idle longer
+than ``idle_timeout`` is closed. Commands are counted by name and bad input by kind in the
+session server (``server.calls``, ``server.refused``); connections, bytes and closes by reason in
 :attr:`RespPort.stats`. :mod:`meshcache.node.admin.resp_metrics` exports them.
 
 QUIT is answered ``+OK`` and closes the connection once the replies before it are written.
@@ -53,7 +53,7 @@ import structlog
 import trio
 
 from meshcache.node.net.dataport import open_listener
-from meshcache.node.net.tls import PLAINTEXT_PORT_ALERT, TlsRefused, TlsSocket
+from meshcache.node.net.tls import PLAINTEXT_PORT_ALERT, TlsRefused, TlsRefuser, TlsSocket
 from meshcache.resp.reader import CommandReader, ReaderLimits, RespProtocolError
 from meshcache.resp.session import Counters, Executor, Route, Server, Session
 from meshcache.security.tls import NodeTls
@@ -194,6 +194,7 @@ class RespPort:
     ) -> None:
         self._listener = listener
         self._tls = tls
+        self._refuser = TlsRefuser()
         self._limits = limits
         self._reader_limits = reader_limits(limits)
         self._clock = clock
@@ -405,6 +406,10 @@ class RespPort:
     def _refuse(self, sock: socket.socket) -> None:
         self.server.refused["too_many_connections"] += 1
         self.stats["closed_too_many_connections"] += 1
+        if self._tls is not None and self._nursery is not None:
+            # Told in TLS, by a short task of its own: it holds no slot of the port.
+            self._refuser.refuse(self._nursery, sock, self._tls.server, TOO_MANY_CLIENTS)
+            return
         with contextlib.suppress(OSError):
             sock.send(TOO_MANY_CLIENTS)
         sock.close()

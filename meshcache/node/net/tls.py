@@ -21,6 +21,13 @@ Level-triggered epoll wakes a reactor only for bytes still in the kernel, so a r
 leaves decrypted bytes behind: it takes from the kernel at most what, decrypted together with
 one partial record already held, fits the caller's buffer.
 
+A client refused at ``max_connections`` is told why in its own protocol: a TLS client's
+library could not read a plaintext error, so :class:`TlsRefuser` finishes the handshake in a
+task of its own, sends the port's refusal encrypted, then close_notify, and closes. The refused
+connection holds no slot of the port; each refusal ends within ``timeout`` seconds, and past
+``max_at_once`` refusals under way the next refused connection is closed without a word, so a
+flood of connections costs a bounded number of tasks and handshakes at a time.
+
 Writes: ``send`` encrypts all it is given. When the kernel does not take all of the records,
 the rest waits here and ``send`` reports one plaintext byte fewer than it was given; the
 reactor keeps that byte as unsent and asks epoll for writability, and the next ``send``
@@ -36,12 +43,18 @@ import ssl
 from collections import Counter
 from typing import cast
 
+import trio
+
 from meshcache.security.tls import TLS_HANDSHAKE
 
 # Largest TLS record on the wire (16 KiB of data plus header, MAC, padding): what OpenSSL may
 # hold undecrypted between reads.
 RECORD_MAX = 16 * 1024 + 2048
 RAW_MIN = 4096
+# A TLS client refused at the connection limit: how long it may take to finish its handshake
+# and read why (a few round trips), and how many such refusals may be under way at once.
+REFUSAL_TIMEOUT = 1.0
+MAX_REFUSALS = 32
 
 
 class TlsRefused(OSError):
@@ -280,4 +293,107 @@ class TlsSocket:
         self.sock.close()
 
 
-__all__ = ["PLAINTEXT_PORT_ALERT", "TlsRefused", "TlsSocket", "handshake_refusal", "is_tls_hello"]
+class TlsRefuser:
+    """Tells clients refused at a TLS port's connection limit why, in TLS.
+
+    One per port. :meth:`refuse` takes the accepted socket over: a task finishes the TLS
+    handshake, sends the refusal encrypted and closes (a plaintext client gets the refusal as
+    it is), all within ``timeout`` seconds; with ``max_at_once`` refusals under way the socket
+    is closed at once instead.
+    """
+
+    __slots__ = ("max_at_once", "timeout", "under_way")
+
+    def __init__(self, *, timeout: float = REFUSAL_TIMEOUT, max_at_once: int = MAX_REFUSALS):
+        self.timeout = timeout
+        self.max_at_once = max_at_once
+        self.under_way = 0
+
+    def refuse(
+        self, nursery: trio.Nursery, sock: socket.socket, context: ssl.SSLContext, refusal: bytes
+    ) -> bool:
+        """Close ``sock`` after telling its client ``refusal``. False when too many refusals
+        are under way: ``sock`` is then closed at once."""
+        if self.under_way >= self.max_at_once:
+            sock.close()
+            return False
+        self.under_way += 1
+        nursery.start_soon(self._refuse, sock, context, refusal)
+        return True
+
+    async def _refuse(self, sock: socket.socket, context: ssl.SSLContext, refusal: bytes) -> None:
+        try:
+            with trio.move_on_after(self.timeout):
+                await tell_and_close(sock, context, refusal)
+        finally:
+            self.under_way -= 1
+            sock.close()
+
+
+async def tell_and_close(sock: socket.socket, context: ssl.SSLContext, refusal: bytes) -> None:
+    """Serve ``sock`` (non-blocking) a server-side TLS handshake, send ``refusal`` encrypted
+    and close_notify, then read and drop what the client still sends until it closes (so no
+    reset destroys the refusal before it is read). A plaintext client gets ``refusal`` in the
+    clear. Any failure ends it quietly; the caller bounds the time and closes the socket."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    session = context.wrap_bio(incoming, outgoing, server_side=True)
+    try:
+        data = await _receive(sock)
+        if not data:
+            return
+        if data[0] != TLS_HANDSHAKE:
+            await _send_all(sock, refusal)
+        else:
+            incoming.write(data)
+            while True:
+                try:
+                    session.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    await _send_all(sock, outgoing.read())
+                data = await _receive(sock)
+                if not data:
+                    return
+                incoming.write(data)
+            session.write(refusal)
+            with contextlib.suppress(ssl.SSLError):
+                session.unwrap()  # close_notify (the client's is not awaited)
+            await _send_all(sock, outgoing.read())
+        sock.shutdown(socket.SHUT_WR)
+        while await _receive(sock):
+            pass
+    except ssl.SSLError:
+        with contextlib.suppress(OSError):
+            sock.send(outgoing.read())  # the alert tells the client why the handshake failed
+    except OSError:
+        pass
+
+
+async def _receive(sock: socket.socket) -> bytes:
+    while True:
+        try:
+            return sock.recv(RECORD_MAX)
+        except BlockingIOError:
+            await trio.lowlevel.wait_readable(sock)
+
+
+async def _send_all(sock: socket.socket, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[sock.send(view) :]
+        except BlockingIOError:
+            await trio.lowlevel.wait_writable(sock)
+
+
+__all__ = [
+    "MAX_REFUSALS",
+    "PLAINTEXT_PORT_ALERT",
+    "REFUSAL_TIMEOUT",
+    "TlsRefused",
+    "TlsRefuser",
+    "TlsSocket",
+    "handshake_refusal",
+    "is_tls_hello",
+    "tell_and_close",
+]
