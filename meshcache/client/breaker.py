@@ -6,7 +6,7 @@ address, one of three states, sans-I/O over an injected clock:
 
 * **closed** — the node answers; requests go to it as the router says.
 * **open** — a connection to it failed or timed out, a request on it timed out or broke, or
-  the node the client talks to holds it dead (``MEMBERS``): it goes to the end of every
+  a node the client reaches holds it dead (``MEMBERS``): it goes to the end of every
   candidate list, so requests go to the next owner (or any node, which forwards or stands in)
   at once. It stays open for a back-off, :data:`FIRST_BACKOFF` doubling per failure up to
   :data:`MAX_BACKOFF`.
@@ -132,9 +132,11 @@ class Breakers:
         entry = self.open.get(address)
         return entry is not None and entry.probing
 
-    def failure(self, address: Address) -> None:
+    def failure(self, address: Address, *, learn: bool = True) -> None:
         """Connecting to ``address`` failed, or a request on it timed out or broke: open it
-        (again, with the next back-off when it was already open or probed)."""
+        (again, with the next back-off when it was already open or probed). ``learn``: the
+        engine is to check the other nodes (:attr:`wants_members`) before its next request;
+        False when the failure was found by that check itself."""
         now = self._clock()
         with self._lock:
             entry = self.open.get(address)
@@ -142,7 +144,8 @@ class Breakers:
                 self.first_backoff if entry is None else min(entry.backoff * 2, self.max_backoff)
             )
             self.open[address] = _Open(now + backoff, backoff)
-            self.wants_members = True
+            if learn:
+                self.wants_members = True
 
     def success(self, address: Address) -> None:
         """A request to ``address`` completed: close its breaker."""

@@ -35,6 +35,7 @@ from meshcache.wire import (
     FrameReader,
     FrameTooLarge,
     Limits,
+    OpKind,
     OpSpec,
     Response,
     decode_response,
@@ -172,6 +173,7 @@ class ClientProtocol:
         "_reader",
         "answered",
         "error",
+        "hot_version",
         "peer",
         "ring_version",
     )
@@ -185,6 +187,8 @@ class ClientProtocol:
         self.error: MeshcacheError | None = None
         #: The highest ring version any response carried (0 on a node outside a mesh).
         self.ring_version = 0
+        #: The hot-set version the last response that had one carried (0: none did yet).
+        self.hot_version = 0
         self.peer = peer
         #: True once the peer has sent one well-formed reply: it speaks the data protocol.
         self.answered = False
@@ -266,6 +270,11 @@ class ClientProtocol:
                     del pending[rid]
                     if response.ring_version > self.ring_version:
                         self.ring_version = response.ring_version
+                    hints = response.hints
+                    if hints is not None:
+                        hot = hints.get("hot")
+                        if type(hot) is int:
+                            self.hot_version = hot
                     replies.append((rid, response))
                 elif rid == 0 and not response.ok:
                     replies.extend(self._fail_all(response))
@@ -331,7 +340,7 @@ class Exchange:
     ``max_frame``; the protocol is then as it was (no id of the batch awaits an answer).
     """
 
-    __slots__ = ("_commands", "_ids", "_protocol", "_replies", "outgoing")
+    __slots__ = ("_commands", "_ids", "_protocol", "_replies", "hinted", "outgoing")
 
     def __init__(self, protocol: ClientProtocol, commands: Sequence[Command[Any]]) -> None:
         self._protocol = protocol
@@ -354,6 +363,8 @@ class Exchange:
                 raise
             self.outgoing = b"".join(frames)
         self._replies: dict[int, Response] = {}
+        #: True once a reply carried the version a write left (:meth:`write_versions`).
+        self.hinted = False
 
     @property
     def done(self) -> bool:
@@ -368,7 +379,21 @@ class Exchange:
         replies = self._replies
         for rid, response in self._protocol._receive(data):
             replies[rid] = response
+            if response.hints is not None and "version" in response.hints:
+                self.hinted = True
         return len(replies) == len(self._ids)
+
+    def write_versions(self) -> list[tuple[Command[Any], int | None]]:
+        """Every write of the batch with the version its answer carried (a write to a hot
+        key, answered by the key's owner), or None when it carried none."""
+        out: list[tuple[Command[Any], int | None]] = []
+        for command, rid in zip(self._commands, self._ids, strict=True):
+            if command.spec.kind is OpKind.WRITE:
+                response = self._replies.get(rid)
+                hints = None if response is None or not response.ok else response.hints
+                version = None if hints is None else hints.get("version")
+                out.append((command, version if type(version) is int else None))
+        return out
 
     def results(self, *, raise_on_error: bool = True) -> list[Any]:
         """The decoded result of every command, in the order given.

@@ -34,11 +34,13 @@ stays usable); in a batch split by node, the other nodes' groups are sent.
 opens when a connection to it fails or times out, or a request on it times out or breaks: the
 node goes to the end of every candidate list for a back-off (1 s doubling to 30 s), so requests
 for its keys go at once to the next owner or to any node that answers (which forwards them, or
-stands in for owners it cannot reach). After a failure, the next call first asks a node it can
-reach which members that node's gossip holds dead (``MEMBERS``, within the probe timeout) and
-opens their breakers too, so a partition costs one timed-out call, not one per unreachable node.
-When a back-off ends the client asks again: a node still held dead stays open for another
-back-off; otherwise one caller probes it (its connection attempt bounded by
+stands in for owners it cannot reach). After a failure, the next call first checks every node at
+once: a fresh connection within the probe timeout (a node whose kernel does not accept one is
+unreachable: opened, without waiting for gossip to suspect it or for a busy node to answer) and
+``MEMBERS`` on it (the members a node holds dead are opened too; a node that answered serves,
+and its breaker closes). So a partition costs one timed-out call, not one per unreachable node.
+When a back-off ends the client checks again: a node still unreachable or held dead stays open
+for another back-off; otherwise one caller probes it (its connection attempt bounded by
 ``probe_timeout``), and a completed request closes the breaker.
 """
 
@@ -82,8 +84,6 @@ DEFAULT_MAX_CONNECTIONS = 64
 FETCH_MEMBERS: tuple[Command[Any], ...] = (
     Command.build("MEMBERS", [], DEFAULT_NAMESPACE, results.map_list),
 )
-# Nodes asked for their gossip view after a breaker opened, before the call goes on.
-_MEMBERS_TRIES = 3
 
 
 def _default_router(addresses: str | Address | Sequence[str | Address], *, smart: bool) -> Router:
@@ -242,6 +242,8 @@ class ClientEngine(ABC, Commands, Generic[C]):
         #: The circuit breaker of every node this client failed to reach.
         self.breakers = Breakers(self._now)
         self._learning = threading.Lock()
+        #: Nodes whose last check (:meth:`_learn_members`) could not connect to them.
+        self._unreachable: set[Address] = set()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -397,33 +399,97 @@ class ClientEngine(ABC, Commands, Generic[C]):
             self.router.hot_fetched(address, replies)
 
     async def _learn_members(self, deadline: float | None) -> None:
-        """Ask a node this client reaches which members its gossip holds dead; open their
-        breakers. Each node asked gets ``probe_timeout`` (within ``deadline``); failures only
-        open the breakers of the nodes that did not answer. One caller at a time."""
+        """Find out which nodes this client can reach, and which of them serve; one caller at
+        a time. Run after a breaker opened on a failure, and when a back-off ended.
+
+        Every node not found unreachable by the last check is checked at once
+        (:meth:`_check_node`): a fresh connection within ``probe_timeout``, then ``MEMBERS``
+        on it. A node whose kernel does not accept the connection (a cut, a host down) is
+        opened: that needs no gossip suspicion and no answer from a busy process, so after one
+        failure every unreachable node is routed around, not one per timed-out call. The
+        members a node that answered holds dead are opened too (a node that accepts
+        connections but does not answer, e.g. a paused one). A node that answered is serving:
+        its breaker closes (a request to it may have timed out while it waited on a node it
+        could not reach itself). A node that accepted but did not answer in time is left as it
+        was: under load that is slowness, not unreachability. Then the nodes found unreachable
+        before whose back-off is over and that no answer holds dead are checked the same way
+        (when an answer holds them dead they stay open without a connection attempt). The
+        whole check takes at most half the call's remaining time.
+        """
         if not self._learning.acquire(blocking=False):
             return
         try:
             breakers = self.breakers
             breakers.wants_members = False
-            asked = 0
-            for address in self.router.candidates(None):
-                if asked == _MEMBERS_TRIES:
-                    break
-                if breakers.state(address) != "closed":
-                    continue
-                asked += 1
-                until = self._now() + breakers.probe_timeout
-                if deadline is not None and deadline < until:
-                    until = deadline
-                try:
-                    replies = await self._send(FETCH_MEMBERS, None, True, True, until, address)
-                except MeshcacheError:
-                    continue
-                for down in breakers.learn(replies[0]):
-                    self._drop_idle(down)
-                return
+            now = self._now()
+            until = now + 2 * breakers.probe_timeout
+            if deadline is not None and deadline - now < 2 * (until - now):
+                until = now + (deadline - now) / 2
+            known = list(dict.fromkeys(self.router.candidates(None)))
+            unreachable = self._unreachable
+            await self._check_nodes([a for a in known if a not in unreachable], until)
+            due = [
+                a
+                for a in known
+                if a in unreachable and breakers.state(a) == "half-open" and not breakers.probing(a)
+            ]
+            if due:
+                await self._check_nodes(due, until)
         finally:
             self._learning.release()
+
+    async def _check_nodes(self, addresses: Sequence[Address], until: float) -> None:
+        """Check ``addresses`` at once (:meth:`_learn_members`) and act on what was found."""
+        if not addresses:
+            return
+        breakers = self.breakers
+        jobs = [functools.partial(self._check_node, a, until) for a in addresses]
+        outcomes = await self._gather(jobs)
+        for address, accepted, _answered, _members in outcomes:
+            if accepted:
+                self._unreachable.discard(address)
+                continue
+            self._unreachable.add(address)
+            if breakers.state(address) != "open":
+                breakers.failure(address, learn=False)
+                self._drop_idle(address)
+        for _address, _accepted, answered, members in outcomes:
+            if answered and members is not None:
+                for down in breakers.learn(members):
+                    self._drop_idle(down)
+        for address, _accepted, answered, _members in outcomes:
+            if answered:
+                breakers.success(address)
+
+    async def _check_node(self, address: Address, until: float) -> tuple[Address, bool, bool, Any]:
+        """Connect to ``address`` (within ``probe_timeout``, by ``until``) and ask ``MEMBERS``
+        on that connection (by ``until``): ``(address, accepted, answered, members)`` —
+        ``answered`` when any reply came (an error reply too: the node serves), ``members``
+        the answer when it was one. A connection that answered joins the idle pool; any other
+        is closed. Never raises a MeshcacheError."""
+        connect_by = min(until, self._now() + self.breakers.probe_timeout)
+        try:
+            conn = await self._open(address, connect_by)
+        except (TimeoutError, OSError, MeshcacheError):
+            return address, False, False, None
+        try:
+            if self._auth is not None:
+                (await conn.exchange([self._auth], until)).results()
+            exchange = await conn.exchange(FETCH_MEMBERS, until)
+        except (TimeoutError, OSError, MeshcacheError):
+            conn.close_now()
+            return address, True, False, None
+        except BaseException:
+            conn.close_now()
+            raise
+        with self._lock:
+            keep = not self._closed and conn.protocol.error is None
+            if keep:
+                self._idle.setdefault(address, []).append(conn)
+        if not keep:
+            conn.close_now()
+        members = exchange.results(raise_on_error=False)[0]
+        return address, True, True, None if isinstance(members, MeshcacheError) else members
 
     async def _run_plan(
         self, batches: Plan, raise_on_error: bool, deadline: float | None

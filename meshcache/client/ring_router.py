@@ -17,9 +17,14 @@ fetches ``RING`` and ``NS_LIST`` and hands them to :meth:`RingRouter.ring_fetche
 
 **Hot keys.** Once a ring is known, the router asks one node a second, in turn, for its hot keys
 (``HOTKEYS``, docs/hotkeys.md): the keys it owns that are hot, with the nodes holding a copy, and
-the copies it holds. A request for a key known to be hot goes first to one of the nodes that
-serve it (its owner and its holders), in turn, so a hot key's reads spread over its copies; what
-each node said is kept for one round over the nodes and a second.
+the copies it holds; and it asks a node at once when a response from it carries a hot-set version
+other than the one it last saw from that node (:meth:`RingRouter.hot_hint`). A read of a key known
+to be hot goes first to one of the nodes that serve it (its owner and its holders), in turn, so a
+hot key's reads spread over its copies; what each node said is kept for one round over the nodes
+and a second. A write of a hot key goes to its owner, whose answer carries the version the write
+left: the router remembers it (:meth:`RingRouter.wrote`, a bounded table) and the front end sends
+this client's reads of the key as ``HOT_GET`` with that version for a while, so no copy older than
+its own write answers them (read-your-writes).
 
 **Failed nodes.** A node that refused a connection is moved to the end of every candidate list
 for ``retry_after`` seconds, so requests for its keys go to the next owner at once rather than
@@ -61,6 +66,17 @@ FETCH_HOT: tuple[Command[Any], ...] = (
 
 HOT_EVERY = 1.0
 """Seconds between two ``HOTKEYS`` asked of the nodes in turn."""
+
+WRITTEN_MAX = 4096
+"""The most hot keys whose written versions a router remembers (the oldest go first)."""
+
+WRITTEN_FOR = 10.0
+"""Seconds a written version is remembered at least (and twice the longest lease a node named):
+the lease of any copy older than the write has ended by then."""
+
+ANY_COPY_OLDER = (1 << 64) - 1
+"""The version a router demands after a write of a hot key whose answer carried none (it went
+through a node that is not the key's owner): no copy serves the key's reads, its owner does."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +217,12 @@ class RingRouter:
         self._hot_next = 0.0
         self._hot_asked = 0
         self._spread = itertools.count()
+        # The hot-set version each node's responses carried last; nodes whose changed.
+        self._hot_seen: dict[Address, int] = {}
+        self._hot_changed: dict[Address, None] = {}
+        # key -> (the version this client's write left on it, until when it is demanded).
+        self._written: dict[bytes, tuple[int, float]] = {}
+        self._remember = WRITTEN_FOR
 
     @property
     def ring_version(self) -> int:
@@ -274,12 +296,74 @@ class RingRouter:
         finally:
             self._refreshing.release()
 
+    @property
+    def hot(self) -> dict[bytes, tuple[Address, ...]]:
+        """The keys known to be hot, each with the addresses serving it."""
+        return self._hot
+
+    @property
+    def written(self) -> dict[bytes, tuple[int, float]]:
+        """The hot keys this client wrote lately: ``key -> (version, until)``."""
+        return self._written
+
+    def hot_hint(self, address: Address, version: int) -> None:
+        """A response from ``address`` carried this hot-set version: when it is not the one
+        that node's responses carried before, its ``HOTKEYS`` is asked next."""
+        if self._hot_seen.get(address) != version:
+            self._hot_seen[address] = version
+            self._hot_changed[address] = None
+
+    def wrote(self, keys: Sequence[bytes], version: int | None) -> None:
+        """This client's write of ``keys`` was answered with ``version`` (None: no version;
+        then only the keys known to be hot are remembered, each demanding its owner)."""
+        hot = self._hot
+        if version is None:
+            keys = [k for k in keys if k in hot]
+            if not keys:
+                return
+            version = ANY_COPY_OLDER
+        elif len(keys) > 1:
+            keys = [k for k in keys if k in hot] or keys[:1]
+        until = self._clock() + self._remember
+        written = self._written
+        for key in keys:
+            held = written.pop(key, None)
+            if held is not None and held[0] > version:
+                version = held[0]
+            written[key] = (version, until)
+        while len(written) > WRITTEN_MAX:
+            try:
+                written.pop(next(iter(written)), None)
+            except (RuntimeError, StopIteration):  # another thread changed it meanwhile
+                break
+
+    def min_version(self, key: bytes) -> int | None:
+        """The version a read of ``key`` demands (this client wrote it lately), or None."""
+        held = self._written.get(key)
+        if held is None:
+            return None
+        if held[1] <= self._clock():
+            self._written.pop(key, None)
+            return None
+        return held[0]
+
     def hot_due(self) -> Address | None:
         """The node to ask for its hot keys now (``FETCH_HOT``), or None when it is not time:
-        at most one caller a :data:`HOT_EVERY` seconds is told a node, which must hand the
-        answer to :meth:`hot_fetched`."""
+        a node whose hot-set version changed, else at most one caller a :data:`HOT_EVERY`
+        seconds is told a node in turn; the caller must hand the answer to
+        :meth:`hot_fetched`."""
         snapshot = self.snapshot
-        if snapshot is None or self._clock() < self._hot_next:
+        if snapshot is None:
+            return None
+        if self._hot_changed:
+            try:
+                address, _ = self._hot_changed.popitem()
+            except KeyError:  # another caller took it
+                pass
+            else:
+                if address in snapshot.addresses.values():
+                    return address
+        if self._clock() < self._hot_next:
             return None
         self._hot_next = self._clock() + HOT_EVERY
         nodes = sorted(set(snapshot.addresses.values()))
@@ -296,6 +380,9 @@ class RingRouter:
         now = self._clock()
         parts = {a: part for a, part in self._hot_parts.items() if part[0] > now}
         said = _hot_keys(snapshot, replies)
+        lease = _longest_lease(replies)
+        if lease * 2 > self._remember:
+            self._remember = lease * 2
         if said is not None:
             keep = HOT_EVERY * (len(set(snapshot.addresses.values())) + 1)
             parts[address] = (now + keep, said)
@@ -344,6 +431,16 @@ class RingRouter:
         return [*(a for a in found if a not in down), *(a for a in found if a in down)]
 
 
+def _longest_lease(replies: Sequence[Any] | None) -> float:
+    """The longest ``lease`` of the hot keys in a ``HOTKEYS`` answer (0 when none says)."""
+    if not replies or not isinstance(replies[0], Mapping):
+        return 0.0
+    leases = [
+        row.get("lease", 0.0) for row in replies[0].get("hot", ()) if isinstance(row, Mapping)
+    ]
+    return max((x for x in leases if type(x) in (int, float) and x < 1e6), default=0.0)
+
+
 def _hot_keys(
     snapshot: RingSnapshot, replies: Sequence[Any] | None
 ) -> dict[bytes, set[Address]] | None:
@@ -369,6 +466,7 @@ def _hot_keys(
 
 
 __all__ = [
+    "ANY_COPY_OLDER",
     "DEFAULT_RETRY_AFTER",
     "FETCH_HOT",
     "FETCH_RING",

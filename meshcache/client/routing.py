@@ -10,7 +10,8 @@ cluster ring and tells the front end when to fetch a newer ring. Addresses are
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from meshcache.errors import ConfigError
@@ -62,6 +63,28 @@ class Router(Protocol):
 
     def hot_fetched(self, address: Address, replies: Sequence[Any] | None) -> None:
         """What ``address`` answered to ``HOTKEYS`` (None: the fetch failed)."""
+        ...
+
+    @property
+    def hot(self) -> Mapping[bytes, Sequence[Address]]:
+        """The keys known to be hot (their writes go to :meth:`primary`)."""
+        ...
+
+    @property
+    def written(self) -> Mapping[bytes, Any]:
+        """The keys whose reads demand a version (empty: no read does)."""
+        ...
+
+    def hot_hint(self, address: Address, version: int) -> None:
+        """A response from ``address`` carried this hot-set version."""
+        ...
+
+    def wrote(self, keys: Sequence[bytes], version: int | None) -> None:
+        """A write of ``keys`` was answered, with the version it left (None: none said)."""
+        ...
+
+    def min_version(self, key: bytes) -> int | None:
+        """The version a read of ``key`` demands (``HOT_GET``), or None."""
         ...
 
 
@@ -117,6 +140,19 @@ class SeedRouter:
 
     def hot_fetched(self, address: Address, replies: Sequence[Any] | None) -> None:
         """Never asked for."""
+
+    #: A seed router knows no hot key and demands no version.
+    hot: Mapping[bytes, Sequence[Address]] = MappingProxyType({})
+    written: Mapping[bytes, Any] = MappingProxyType({})
+
+    def hot_hint(self, address: Address, version: int) -> None:
+        """Ignored: a seed router does not place keys."""
+
+    def wrote(self, keys: Sequence[bytes], version: int | None) -> None:
+        """Ignored: a seed router's reads go where its writes went."""
+
+    def min_version(self, key: bytes) -> int | None:
+        return None
 
 
 __all__ = ["Router", "SeedRouter"]

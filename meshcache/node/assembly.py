@@ -201,10 +201,12 @@ class Assembly:
         self.routes = Routes(self, info=info)
         self.dispatcher = Dispatcher(
             execute=self.coordinator.execute,
-            routes=self.routes.table(),
+            # HOT_GET is a data op (permissions, counts) the coordinator answers itself.
+            routes={**self.routes.table(), "HOT_GET": self.coordinator.read_at_least},
             limits=self.limits,
             counters=self.counters,
         )
+        self.dispatcher.hot = self.hot
         self._nursery: trio.Nursery | None = None
 
     @property

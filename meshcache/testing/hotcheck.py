@@ -6,7 +6,8 @@ every read (who read, through which node, when it started and what it returned).
 then say, for any run:
 
 * :meth:`HotHistory.ryw_violations` — a writer read an older value of its key than one it had
-  been acknowledged (read-your-writes);
+  been acknowledged (read-your-writes), whatever node it wrote and read through; of
+  :meth:`HotHistory.writer_reads` reads judged;
 * :meth:`HotHistory.max_staleness` — the longest any read lagged behind the newest write
   acknowledged before the read started (the hot-key layer bounds it by one lease);
 * :meth:`HotHistory.deleted_served` — reads that returned a value although a delete of the key
@@ -85,6 +86,15 @@ class HotHistory:
             if r.seq is None or r.seq < seq:
                 out.append(r)
         return out
+
+    def writer_reads(self) -> int:
+        """How many reads :meth:`ryw_violations` judges: a writer's reads of its own key after
+        one of its writes was acknowledged."""
+        return sum(
+            1
+            for r in self.reads
+            if self.writers.get(r.key) == r.reader and self._newest_before(r.key, r.started)
+        )
 
     def max_staleness(self) -> float:
         """Seconds: the largest ``read start - ack of the first write newer than what it

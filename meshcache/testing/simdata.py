@@ -769,6 +769,14 @@ class SimNode:
             CommandError: the node's error answer.
             MeshcacheConnectionError: the node is down, or crashed before answering.
         """
+        return (await self.request(namespace, op, args)).result()
+
+    async def request(self, namespace: str, op: str, args: list[Any]) -> Response:
+        """:meth:`client`'s whole response (its hints included), an error answer too.
+
+        Raises:
+            MeshcacheConnectionError: the node is down, or crashed before answering.
+        """
         nursery = self.nursery
         if not self.up or nursery is None:
             raise MeshcacheConnectionError(f"{self.node_id} is down")
@@ -787,7 +795,7 @@ class SimNode:
         await done.wait()
         if not box:
             raise MeshcacheConnectionError(f"{self.node_id} crashed before answering")
-        return decode_response(box[0][HEADER_SIZE:]).result()
+        return decode_response(box[0][HEADER_SIZE:])
 
 
 # --------------------------------------------------------------------------- the mesh
@@ -956,6 +964,10 @@ class SimMesh:
     async def client(self, via: str, namespace: str, op: str, *args: Any) -> Any:
         """One client request sent to node ``via`` (see :meth:`SimNode.client`)."""
         return await self.nodes[via].client(namespace, op, list(args))
+
+    async def request(self, via: str, namespace: str, op: str, *args: Any) -> Response:
+        """:meth:`client`'s whole response, its hints included (see :meth:`SimNode.request`)."""
+        return await self.nodes[via].request(namespace, op, list(args))
 
     async def wait_until(
         self, condition: Callable[[], bool], *, timeout: float, what: str, poll: float = 0.1

@@ -75,6 +75,9 @@ class Response:
     ok: bool
     value: Any
     ring_version: int
+    #: The optional 5th element: hints about hot keys (``hot``: the node's hot-set version;
+    #: ``version``: the version a write to a hot key left), None when the node sent none.
+    hints: dict[str, Any] | None = None
 
     def result(self) -> Any:
         """The value, or the :class:`CommandError` subclass for the error code, raised."""
@@ -274,11 +277,16 @@ def encode_error(request_id: int, code: str, message: str, ring_version: int = 0
 def decode_response(body: bytes) -> Response:
     """Decode a response body; raise :class:`RemoteProtocolError` on anything malformed."""
     obj = unpack_body(body)
-    if type(obj) is not list or len(obj) != 4:
-        raise RemoteProtocolError("a response is an array [id, status, payload, ring_version]")
-    rid, status, payload, ring_version = obj
+    if type(obj) is not list or not 4 <= len(obj) <= 5:
+        raise RemoteProtocolError(
+            "a response is an array [id, status, payload, ring_version, hints?]"
+        )
+    rid, status, payload, ring_version = obj[:4]
     if type(rid) is not int or type(ring_version) is not int or status not in (0, 1):
         raise RemoteProtocolError("malformed response header")
+    hints = obj[4] if len(obj) == 5 else None
+    if hints is not None and type(hints) is not dict:
+        raise RemoteProtocolError("a response's hints are a map")
     if status == STATUS_ERROR and not (
         type(payload) is list
         and len(payload) == 2
@@ -286,4 +294,4 @@ def decode_response(body: bytes) -> Response:
         and type(payload[1]) is str
     ):
         raise RemoteProtocolError("an error payload is [code, message]")
-    return Response(rid, status == STATUS_OK, payload, ring_version)
+    return Response(rid, status == STATUS_OK, payload, ring_version, hints)

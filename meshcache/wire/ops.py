@@ -212,6 +212,8 @@ _SPECS = [
     # plain values
     _op("GET", "k", R),
     _op("GETS", "k", R),
+    # a GET of a hot key by a client that wrote it: not from a copy older than the version
+    _op("HOT_GET", "ku", R),
     _op(
         "SET",
         "kvo?",

@@ -3,6 +3,8 @@ around a node that stopped answering (a real socket server that holds requests).
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import trio
 
@@ -158,22 +160,53 @@ def test_the_client_routes_around_a_node_that_stopped_answering() -> None:
             assert client.set("k", b"v") is True
             assert first.stats.requests[-1][0] == "SET"
 
+            first.inject("hold")  # the write, and the check that follows it
             first.inject("hold")
             with pytest.raises(MeshcacheTimeout):
                 client.set("k", b"w")
             assert client.breakers.state(a) == "open"
 
-            # Open: the next calls go to the other node at once (its MEMBERS is asked first;
-            # this server does not know the op, which changes nothing).
+            # Open: the next call first checks every node (a connection, then MEMBERS: this
+            # server does not know the op, and any answer shows a node serves); the first
+            # node accepts but does not answer, so it stays open and the calls go to the other
+            # node at once.
             seen = len(first.stats.requests)
             assert client.set("k2", b"x") is True
             assert client.get("k2") == b"x"
-            assert len(first.stats.requests) == seen
+            assert [r[0] for r in first.stats.requests[seen:]] == ["MEMBERS"]
             assert [r[0] for r in second.stats.requests] == ["MEMBERS", "SET", "GET"]
+            assert client.breakers.state(a) == "open"
 
-            # The back-off ends: one call probes the first node; its answer closes the breaker.
+            # The back-off ends: the check finds the first node answering again and closes its
+            # breaker; the call goes to it.
             first.release.set()
             clock.now += 1.0
             assert client.set("k3", b"y") is True
             assert first.stats.requests[-1][2][:2] == [b"k3", b"y"]
             assert client.breakers.state(a) == "closed"
+
+
+def test_after_one_failure_every_unreachable_node_is_routed_around() -> None:
+    """A node that accepts no connection is opened by the check after the first failure, not
+    by a timed-out call of its own; a node that answers closes again."""
+    with FakeServer() as first, FakeServer() as third:
+        a, c = (Address("127.0.0.1", s.port) for s in (first, third))
+        gone = socket.socket()  # a bound port nobody accepts on: connecting fails at once
+        gone.bind(("127.0.0.1", 0))
+        b = Address("127.0.0.1", gone.getsockname()[1])
+        try:
+            with meshcache.Client(router=FixedRouter([a, b, c]), timeout=0.5) as client:
+                clock = ManualClock()
+                client.breakers = Breakers(clock, first_backoff=1.0)
+                first.inject("hold")
+                with pytest.raises(MeshcacheTimeout):
+                    client.set("k", b"v")
+                assert client.set("k2", b"x") is True
+                # The check opened b (refused) without a call of its own to it; a answered
+                # MEMBERS, so it serves and its breaker closed; the write went to a.
+                assert client.breakers.state(b) == "open"
+                assert client.breakers.state(a) == "closed"
+                assert first.stats.requests[-1][0] == "SET"
+                assert [r[0] for r in third.stats.requests] == ["MEMBERS"]
+        finally:
+            gone.close()

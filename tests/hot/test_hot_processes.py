@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from meshcache.cli import main
+from meshcache.client.ring_router import RingRouter
 from meshcache.client.sync import Client
 from meshcache.errors import MeshcacheError
 from meshcache.testing.mesh import Direct, Mesh
@@ -161,3 +162,13 @@ def test_a_smart_client_spreads_its_reads_of_a_hot_key_over_the_copies(
         for i in range(1, 21):
             client.set(key, b"v%d" % i, namespace=NS)
             assert client.get(key, namespace=NS) == b"v%d" % i
+        # the writes went to the owner, whose answers said the version they left: the client
+        # demands it of the copies (HOT_GET)
+        router = client.router
+        assert isinstance(router, RingRouter)
+        _, version = mesh.call(mesh.by_id(owner), "GETS", [key], NS)
+        assert router.written[key][0] == version
+        hot_gets = sum(mesh.call(x, "INFO", [])["requests"].get("HOT_GET", 0) for x in mesh.nodes)
+        assert hot_gets >= 20
+        # the owner's answers carried its hot-set version
+        assert router._hot_seen and all(v > 0 for v in router._hot_seen.values())

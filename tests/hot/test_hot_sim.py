@@ -2,22 +2,30 @@
 
 Scenarios drive readers and one writer per hot key; the checkers of
 ``meshcache.testing.hotcheck`` judge the recorded history apart from the scenario. Each test
-runs for a few seeds (``MESHCACHE_SIM_SEED=N`` replays one; a failure prints it).
+runs for a few seeds (``MESHCACHE_SIM_SEEDS=100`` runs seeds 0..99, ``MESHCACHE_SIM_SEED=N``
+replays one; a failure prints it).
 """
 
 from __future__ import annotations
 
+import os
 import random
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
+from hypothesis import given
+from hypothesis import strategies as st
 
-from meshcache.errors import MeshcacheError
+from meshcache.client.ring_router import ANY_COPY_OLDER
+from meshcache.errors import BadRequestError, MeshcacheError
+from meshcache.node.data.replication.tombstones import read_record
 from meshcache.store.hotpolicy import HotKeyPolicy
 from meshcache.store.policy import NamespacePolicy
 from meshcache.testing.hotcheck import HotHistory, value_of
 from meshcache.testing.simdata import LinkFaults, SimMesh
+from meshcache.wire.ops import OPS, Limits, normalize_args
 
 NS = "hot"
 LEASE = 1.0
@@ -27,7 +35,23 @@ POLICY = NamespacePolicy(
 LAN = LinkFaults(delay=0.0005, jitter=0.002)
 #: A one-way delay of the simulated LAN at most, and a margin for the reads in flight.
 SLACK = 0.05
-SEEDS = [0, 1, 2]
+
+
+def _seeds(default: int = 3) -> list[int]:
+    """Seeds 0..default-1; ``MESHCACHE_SIM_SEEDS`` runs more (a count, or a list ``5,17``),
+    ``MESHCACHE_SIM_SEED`` one."""
+    one = os.environ.get("MESHCACHE_SIM_SEED")
+    if one:
+        return [int(one, 0)]
+    many = os.environ.get("MESHCACHE_SIM_SEEDS", "").strip()
+    if not many:
+        return list(range(default))
+    if "," in many:
+        return [int(x, 0) for x in many.split(",") if x.strip()]
+    return list(range(int(many, 0)))
+
+
+SEEDS = _seeds()
 
 
 def _copies(mesh: SimMesh, key: bytes) -> list[str]:
@@ -187,3 +211,247 @@ async def test_a_flush_reaches_the_copies_within_half_a_lease(
             assert await mesh.client(node, NS, "GET", key) is None, node
         readers.cancel()
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("seed", SEEDS)
+async def test_a_writer_reads_its_writes_through_every_node_when_the_updates_are_lost(
+    seed: int, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A client writes a hot key through its owner (a smart client's writes of a hot key go
+    there; sometimes through another node, as when its owner is not known) and reads it back
+    through every other node, demanding the version the write's answer carried (``HOT_GET``;
+    2^64 - 1 when the answer carried none). The owner's updates of the copies are lost a third
+    of the time. The same reads as plain ``GET``s are recorded apart: they may see the older
+    copy, ``HOT_GET``s never do."""
+    mesh = SimMesh(seed, 4, policies={NS: POLICY}, link=LAN)
+    rng = random.Random(seed)
+    key = b"hot:w"
+    history, plain = HotHistory(), HotHistory()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(mesh.run)
+        await mesh.client("n0", NS, "SET", key, value_of(key, 0))
+        for h in (history, plain):
+            h.acked("w", key, 0, trio.current_time())
+        readers = trio.CancelScope()
+
+        async def read() -> None:
+            with readers:
+                await _readers(mesh, HotHistory(), [key], rng, 4)
+
+        nursery.start_soon(read)
+        owner = mesh.owners(NS, key)[0]
+        others = [n for n in mesh.ids if n != owner]
+        await mesh.wait_until(
+            lambda: _copies(mesh, key) == others, timeout=5.0, what="copies on every other node"
+        )
+        lossy = LinkFaults(delay=0.0005, jitter=0.002, loss=0.3)
+        for holder in others:
+            mesh.net.set_link(owner, holder, lossy)
+        demanded = 0
+        for seq in range(1, 41):
+            via = owner if rng.random() < 0.8 else rng.choice(others)
+            answer = await mesh.request(via, NS, "SET", key, value_of(key, seq))
+            assert answer.result() is True
+            for h in (history, plain):
+                h.acked("w", key, seq, trio.current_time())
+            version = (answer.hints or {}).get("version")
+            if via == owner:
+                record = mesh.nodes[owner].store.get_entry(NS, key)
+                assert record is not None and version == record.version, f"seed {seed}"
+            else:
+                assert version is None, f"seed {seed}: a forwarded write's answer has no version"
+                version = ANY_COPY_OLDER
+            demanded += version != ANY_COPY_OLDER
+            for node in others:
+                started = trio.current_time()
+                value = await mesh.client(node, NS, "HOT_GET", key, version)
+                history.read("w", node, key, started, value)
+                started = trio.current_time()
+                plain.read("w", node, key, started, await mesh.client(node, NS, "GET", key))
+            await trio.sleep(rng.uniform(0.0, 0.2))
+        readers.cancel()
+        nursery.cancel_scope.cancel()
+    lost = mesh.nodes[owner].parts.hot.stats["invalidations_lost"]
+    older = sum(mesh.nodes[n].parts.hot.stats["copies_older_than_asked"] for n in others)
+    served = sum(mesh.nodes[n].parts.hot.stats["reads_from_copies"] for n in others)
+    print(
+        f"seed {seed}: updates lost {lost}, HOT_GETs of a version {demanded * len(others)},"
+        f" copies too old for one {older}, plain GETs that missed the write"
+        f" {len(plain.ryw_violations())}"
+    )
+    assert lost > 0, f"seed {seed}: the scenario lost no update"
+    assert served > 0, f"seed {seed}: no read was served from a copy"
+    assert history.writer_reads() == 40 * len(others), f"seed {seed}"
+    # the same reads as plain GETs do miss the writes: the scenario is one HOT_GET guards
+    assert plain.ryw_violations(), f"seed {seed}: no plain GET missed a write"
+    assert history.ryw_violations() == [], f"seed {seed}"
+
+
+@pytest.mark.trio
+async def test_a_copy_whose_update_was_lost_answers_get_but_not_hot_get_of_the_write(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The owner's update of one holder's copy is lost: after a write through the owner, that
+    holder's copy is older. A plain GET there reads it (what read-your-writes by version
+    guards against); a HOT_GET with the write's version goes to the owner; a HOT_GET with an
+    older version is answered from the copy."""
+    mesh = SimMesh(7, 4, policies={NS: POLICY}, link=LAN)
+    rng = random.Random(7)
+    key = b"hot:l"
+    async with trio.open_nursery() as nursery:
+        await nursery.start(mesh.run)
+        await mesh.client("n0", NS, "SET", key, value_of(key, 0))
+        readers = trio.CancelScope()
+
+        async def read() -> None:
+            with readers:
+                await _readers(mesh, HotHistory(), [key], rng, 4)
+
+        nursery.start_soon(read)
+        owner = mesh.owners(NS, key)[0]
+        others = [n for n in mesh.ids if n != owner]
+        await mesh.wait_until(
+            lambda: _copies(mesh, key) == others, timeout=5.0, what="copies on every other node"
+        )
+        holder = others[0]
+        hot = mesh.nodes[holder].parts.hot
+        before = hot.area.get(NS, key, trio.current_time(), mesh.nodes[holder].wall())
+        assert before is not None
+        mesh.net.set_link(owner, holder, LinkFaults(delay=0.0005, loss=1.0))
+        answer = await mesh.request(owner, NS, "SET", key, value_of(key, 1))
+        assert answer.hints is not None and answer.hints["version"] > before.version
+        # Every update breaks its connection, before or after the holder applied it: when it
+        # was applied, put back the copy a lost update leaves.
+        hot.area.drop(NS, key)
+        hot.area.put(NS, key, before.value, before.version, before.expires_at, before.lease_end)
+        # the owner's hot-set version, on its answers to data ops only
+        assert answer.hints["hot"] == mesh.nodes[owner].parts.hot.version > 0
+        cold_answer = await mesh.request(owner, NS, "GET", b"cold:x")
+        assert cold_answer.hints == {"hot": answer.hints["hot"]}
+        assert (await mesh.request(owner, NS, "HOTKEYS")).hints is None
+        assert await mesh.client(holder, NS, "GET", key) == value_of(key, 0)
+        version = answer.hints["version"]
+        assert await mesh.client(holder, NS, "HOT_GET", key, version) == value_of(key, 1)
+        assert hot.stats["copies_older_than_asked"] == 1
+        assert await mesh.client(holder, NS, "HOT_GET", key, before.version) == value_of(key, 0)
+        # The many-key read answers from the copies it holds too, older ones included.
+        cold = b"cold:mget"
+        await mesh.client(owner, NS, "SET", cold, b"c")
+        served = hot.stats["reads_from_copies"]
+        assert await mesh.client(holder, NS, "MGET", cold, key, cold) == [
+            b"c",
+            value_of(key, 0),
+            b"c",
+        ]
+        assert hot.stats["reads_from_copies"] == served + 1
+        # A write through the holder fences its copy: its MGET then asks the owner.
+        await mesh.client(holder, NS, "SET", key, value_of(key, 2))
+        assert await mesh.client(holder, NS, "MGET", key, cold) == [value_of(key, 2), b"c"]
+        readers.cancel()
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("seed", SEEDS)
+async def test_a_flood_of_writes_never_leaves_a_copy_newer_than_its_owner(
+    seed: int, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Eight writers flood a hot key through every node (a third of the owner's updates lost)
+    while readers keep it hot; every 10 ms no holder's copy is newer than the owner's record.
+    The flood ends with a delete: no node serves the key once a lease has passed."""
+    mesh = SimMesh(seed, 4, policies={NS: POLICY}, link=LAN)
+    rng = random.Random(seed)
+    key = b"hot:flood"
+    async with trio.open_nursery() as nursery:
+        await nursery.start(mesh.run)
+        await mesh.client("n0", NS, "SET", key, value_of(key, 0))
+        readers = trio.CancelScope()
+
+        async def read() -> None:
+            with readers:
+                await _readers(mesh, HotHistory(), [key], rng, 4)
+
+        nursery.start_soon(read)
+        owner = mesh.owners(NS, key)[0]
+        others = [n for n in mesh.ids if n != owner]
+        await mesh.wait_until(
+            lambda: _copies(mesh, key) == others, timeout=5.0, what="copies on every other node"
+        )
+        for holder in others:
+            mesh.net.set_link(owner, holder, LinkFaults(delay=0.0005, jitter=0.002, loss=0.3))
+        newer: list[tuple[str, int, int]] = []
+        checked = 0
+
+        async def watch() -> None:
+            nonlocal checked
+            while True:
+                record = read_record(mesh.nodes[owner].store, NS, key)
+                at_owner = -1 if record is None else record.version
+                for holder in others:
+                    copy = mesh.nodes[holder].parts.hot.area.get(
+                        NS, key, trio.current_time(), mesh.nodes[holder].wall()
+                    )
+                    if copy is not None:
+                        checked += 1
+                        if copy.version > at_owner:
+                            newer.append((holder, copy.version, at_owner))
+                await trio.sleep(0.01)
+
+        async def writer(w: int) -> None:
+            for i in range(25):
+                await mesh.client(rng.choice(mesh.ids), NS, "SET", key, value_of(key, w * 1000 + i))
+                await trio.sleep(rng.uniform(0.0, 0.02))
+
+        watcher = trio.CancelScope()
+
+        async def watching() -> None:
+            with watcher:
+                await watch()
+
+        nursery.start_soon(watching)
+        async with trio.open_nursery() as writers:
+            for w in range(8):
+                writers.start_soon(writer, w)
+        await mesh.client(rng.choice(mesh.ids), NS, "DELETE", key)
+        deleted_at = trio.current_time()
+        await trio.sleep(LEASE + SLACK)
+        watcher.cancel()
+        served = [n for n in mesh.ids if await mesh.client(n, NS, "GET", key) is not None]
+        print(f"seed {seed}: copies checked against the owner {checked}, served after: {served}")
+        assert trio.current_time() - deleted_at >= LEASE
+        readers.cancel()
+        nursery.cancel_scope.cancel()
+    assert checked > 100, f"seed {seed}: the watcher saw few copies"
+    assert newer == [], f"seed {seed}: {newer[:5]}"
+    assert served == [], f"seed {seed}: the deleted key was served a lease later"
+
+
+BAD_VERSIONS = [-1, -(2**63), "7", 1.5, 1e20, None, True, b"\x01"]
+
+
+@pytest.mark.trio
+async def test_a_hot_get_without_a_uint64_version_is_refused_and_counted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    mesh = SimMesh(3, 2, policies={NS: POLICY}, link=LAN)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(mesh.run)
+        counters = mesh.nodes["n1"].dispatcher.counters
+        for version in BAD_VERSIONS:
+            before = counters.bad_input["bad_request"]
+            answer = await mesh.request("n1", NS, "HOT_GET", b"k", version)
+            assert not answer.ok and answer.value[0] == "BAD_REQUEST", version
+            assert counters.bad_input["bad_request"] == before + 1, version
+        answer = await mesh.request("n1", NS, "HOT_GET", b"k")
+        assert not answer.ok and answer.value[0] == "WRONG_ARITY"
+        # a well-formed one of a missing key: nil, as GET
+        assert await mesh.client("n1", NS, "HOT_GET", b"k", 5) is None
+        nursery.cancel_scope.cancel()
+
+
+@given(version=st.one_of(st.integers(max_value=-1), st.integers(min_value=1 << 64), st.text()))
+def test_hot_get_takes_only_a_uint64_version(version: Any) -> None:
+    with pytest.raises(BadRequestError):
+        normalize_args(OPS["HOT_GET"], [b"k", version], Limits())
+    assert normalize_args(OPS["HOT_GET"], [b"k", (1 << 64) - 1], Limits())[1] == (1 << 64) - 1

@@ -299,8 +299,11 @@ class Coordinator:
             return self._store_execute(namespace, op, args)
         if spec.multi_key and len(args) > (2 if op == "MSET" else 1):
             hot = self.hot
-            if hot is not None and spec.kind is _WRITE and namespace in hot.policies:
-                self._hot_copy(hot, namespace, op, spec, args)
+            if hot is not None and namespace in hot.policies:
+                if spec.kind is _WRITE:
+                    self._hot_copy(hot, namespace, op, spec, args)
+                elif op == "MGET" and len(hot.area):
+                    return self._mget_copies(hot, namespace, spec, args)
             return self._scatter(namespace, op, spec, args)
         owners = self._coordinators(namespace, args[0])
         if not owners or owners[0].node_id == self.node_id:
@@ -309,7 +312,7 @@ class Coordinator:
         if hot is not None and hot.policies and namespace in hot.policies:
             copy = self._hot_copy(hot, namespace, op, spec, args)
             if copy is not None:
-                return copy.value
+                return copy.value if op == "GET" else [copy.value]
         later = self._forward_now(owners, namespace, op, args)
         answer = later if later is not None else self._forward(owners, namespace, op, args)
         loader = self.loader
@@ -321,12 +324,57 @@ class Coordinator:
     def _hot_copy(hot: HotKeys, namespace: str, op: str, spec: OpSpec, args: list[Any]) -> Any:
         """A copy to answer a GET of a key owned elsewhere with; a write passing through
         here on its way to the owner drops (and fences) this node's copy instead."""
-        if op == "GET":
+        if op == "GET" or op == "MGET":
             return hot.serve(namespace, args[0])
         if spec.kind is _WRITE:
             for key in args[::2] if op == "MSET" else (args if op == "DELETE" else args[:1]):
                 hot.fence(namespace, key)
         return None
+
+    def _mget_copies(self, hot: HotKeys, namespace: str, spec: OpSpec, args: list[Any]) -> Any:
+        """An MGET on a node that holds copies: the keys it may answer from a copy (owned
+        elsewhere, not fenced, lease running) are, the rest go to their owners as always."""
+        me = self.node_id
+        area = hot.area
+        served: dict[int, bytes] = {}
+        for i, key in enumerate(args):
+            if (namespace, key) in area:
+                owners = self._coordinators(namespace, key)
+                if owners and owners[0].node_id != me:
+                    copy = hot.serve(namespace, key)
+                    if copy is not None:
+                        served[i] = copy.value
+        if not served:
+            return self._scatter(namespace, "MGET", spec, args)
+        if len(served) == len(args):
+            return [served[i] for i in range(len(args))]
+        rest = [i for i in range(len(args)) if i not in served]
+
+        async def merged() -> list[Any]:
+            answers = await self._scatter(namespace, "MGET", spec, [args[i] for i in rest])
+            out: list[Any] = [served.get(i) for i in range(len(args))]
+            for i, value in zip(rest, answers, strict=True):
+                out[i] = value
+            return out
+
+        return merged()
+
+    def read_at_least(self, namespace: str, args: list[Any]) -> Any:
+        """HOT_GET ``[key, version]``: a GET that no copy older than ``version`` answers (a
+        smart client's read of a hot key it wrote, with the version the write's answer
+        carried); such a read goes to the key's owner instead."""
+        key, version = args[0], args[1]
+        hot = self.hot
+        if self.solo or hot is None or namespace not in hot.policies:
+            return self.execute(namespace, "GET", [key])
+        owners = self._coordinators(namespace, key)
+        if not owners or owners[0].node_id == self.node_id:
+            return self.coordinate(namespace, "GET", OPS["GET"], [key])
+        copy = hot.serve(namespace, key, version)
+        if copy is not None:
+            return copy.value
+        later = self._forward_now(owners, namespace, "GET", [key])
+        return later if later is not None else self._forward(owners, namespace, "GET", [key])
 
     def execute_forwarded(self, namespace: str, payload: list[Any]) -> Any:
         """FWD: another node sent us a request to coordinate; never forward it again.

@@ -22,7 +22,7 @@ from meshcache.errors import CommandError, ErrorCode
 from meshcache.node.admin.metrics import NodeCounters
 from meshcache.security.guard import Guard, Session
 from meshcache.wire.frame import HEADER, STATUS_ERROR, STATUS_OK, decode_request
-from meshcache.wire.ops import DATA_HANDLER, OPS, Limits, OpSpec, normalize_args
+from meshcache.wire.ops import DATA_HANDLER, OPS, Limits, OpKind, OpSpec, normalize_args
 from meshcache.wire.pending import Later, Pending
 
 # Bad input is counted under the snake_case of its error code, plus a few framing-level kinds.
@@ -79,6 +79,7 @@ class Dispatcher:
         "_pack",
         "counters",
         "guard",
+        "hot",
         "ring_version",
     )
 
@@ -111,6 +112,9 @@ class Dispatcher:
         self._limits = limits
         self.counters = counters
         self.ring_version = ring_version
+        #: The node's hot-key layer (:class:`~meshcache.node.data.hot.HotKeys`; the assembly
+        #: wires it): responses to data ops carry its hints as their 5th element.
+        self.hot: Any = None
         self._pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
     def handle(self, body: bytes, session: Session = _TRUSTED) -> bytes | Pending:
@@ -146,13 +150,17 @@ class Dispatcher:
             args = normalize_args(spec, args, self._limits)
             result = self._execute(ns, op, args) if route is None else route(ns, args)
             if type(result) is CoroutineType:
-                answer = self._finish(rid, op, result, started, histogram)
+                answer = self._finish(rid, op, result, started, histogram, spec, ns, args)
                 return _pending(answer, spec, ns, args)
             if type(result) is Later:  # a forward submitted without a task: one key
                 return Pending(
                     None, key=(ns, args[0]), later=self._later(rid, op, result, started, histogram)
                 )
-            out: bytes = self._pack([rid, STATUS_OK, result, self.ring_version])
+            hot = self.hot
+            if hot is None or hot.hint is None or spec.handler != DATA_HANDLER:
+                out: bytes = self._pack([rid, STATUS_OK, result, self.ring_version])
+            else:
+                out = self._pack([rid, STATUS_OK, result, self.ring_version, hot.hint])
         except CommandError as exc:
             return self._timed(histogram, started, self._error(rid, op, exc))
         except Exception as exc:  # a bug in the node (or a result msgpack cannot encode)
@@ -174,9 +182,20 @@ class Dispatcher:
         pending: Coroutine[Any, Any, Any],
         started: int,
         histogram: list[int],
+        spec: OpSpec | None = None,
+        ns: str = "",
+        args: list[Any] | None = None,
     ) -> bytes:
         try:
-            out = self._ok(rid, await pending)
+            value = await pending
+            hot = self.hot
+            if hot is None or spec is None or spec.handler != DATA_HANDLER:
+                out = self._ok(rid, value)
+            elif spec.kind is OpKind.WRITE and args is not None:
+                # A write this node coordinated: to a hot key, its answer says the version.
+                out = self._ok(rid, value, hot.ack_hint(ns, op, args))
+            else:
+                out = self._ok(rid, value, hot.hint)
         except CommandError as exc:
             out = self._error(rid, op, exc)
         except Exception as exc:  # a bug in the node (or a result msgpack cannot encode)
@@ -192,7 +211,7 @@ class Dispatcher:
         def settled(value: Any, error: BaseException | None) -> None:
             if error is None:
                 try:
-                    out = self._ok(rid, value)
+                    out = self._ok(rid, value, None if self.hot is None else self.hot.hint)
                 except Exception as exc:  # a result msgpack cannot encode
                     error = exc
                 else:
@@ -215,8 +234,11 @@ class Dispatcher:
         histogram[(took * took).bit_length()] += 1
         return answer
 
-    def _ok(self, rid: int, result: Any) -> bytes:
-        body: bytes = self._pack([rid, STATUS_OK, result, self.ring_version])
+    def _ok(self, rid: int, result: Any, hints: dict[str, int] | None = None) -> bytes:
+        if hints is None:
+            body: bytes = self._pack([rid, STATUS_OK, result, self.ring_version])
+        else:
+            body = self._pack([rid, STATUS_OK, result, self.ring_version, hints])
         return HEADER.pack(len(body)) + body
 
     def _error(self, rid: int, op: str, exc: CommandError) -> bytes:

@@ -127,6 +127,14 @@ class HotKeys:
         self._served: Counter[tuple[str, bytes]] = Counter()
         self.stats: Counter[str] = Counter()
         self._nursery: trio.Nursery | None = None
+        #: The hot-set version: changes whenever a key this node owns turns hot or cools, or
+        #: its holders change (0 until the first change; it starts at a random number, so a
+        #: restarted node does not repeat the versions it sent before).
+        self.version = 0
+        #: What every response to a data op carries while ``version`` is not 0 (``{"hot":
+        #: version}``), as the ring version: a smart client that sees it change asks this
+        #: node's ``HOTKEYS``.
+        self.hint: dict[str, int] | None = None
 
     # --- life --------------------------------------------------------------------------------
 
@@ -183,6 +191,7 @@ class HotKeys:
                 del self.sketches[name]
                 for key in self.hot.pop(name, {}):
                     log.info("hot_key", namespace=name, key=key[:64], state="cooled")
+                    self._changed()
                 self.area.drop_namespace(name)
         for name in policies:
             if name not in self.sketches:
@@ -227,6 +236,7 @@ class HotKeys:
             if entry is None:
                 entry = current[key] = HotKey(since=now, share=h.share, rate=h.rate)
                 self.stats["keys_turned_hot"] += 1
+                self._changed()
                 log.info(
                     "hot_key",
                     namespace=namespace,
@@ -236,7 +246,9 @@ class HotKeys:
                     rate=round(h.rate, 1),
                 )
             entry.share, entry.rate = h.share, h.rate
-            entry.holders = holders
+            if entry.holders != holders:
+                entry.holders = holders
+                self._changed()
             # Renewed every tick: a lease never runs short, and the holders' answers bring
             # the reads their copies served back to the sketch smoothly.
             for holder in holders:
@@ -245,6 +257,7 @@ class HotKeys:
         for key in [k for k in current if k not in seen]:
             entry = current.pop(key)
             self.stats["keys_cooled"] += 1
+            self._changed()
             log.info("hot_key", namespace=namespace, key=key[:64], state="cooled")
             for holder, held in entry.held.items():
                 cooled.setdefault(holder, []).append([key, held])
@@ -253,6 +266,11 @@ class HotKeys:
                 self._nursery.start_soon(self._push, holder, namespace, keys, version, policy)
             for holder, drops in cooled.items():
                 self._nursery.start_soon(self._drop_cooled, holder, namespace, drops, version)
+
+    def _changed(self) -> None:
+        """The hot set this node owns changed: a new hot-set version for the responses."""
+        self.version = self._rng.randrange(1, 1 << 31) if self.version == 0 else self.version + 1
+        self.hint = {"hot": self.version}
 
     # --- owner side ----------------------------------------------------------------------------
 
@@ -346,6 +364,23 @@ class HotKeys:
             return None
         return self._update_copies(namespace, hot)
 
+    def ack_hint(self, namespace: str, op: str, args: list[Any]) -> dict[str, int] | None:
+        """The hints of the answer to a write this node coordinated: with ``version``, the
+        newest version the write left on a key of it that is hot here (what a client that
+        wrote it may demand of a copy: ``HOT_GET``), when there is one."""
+        current = self.hot.get(namespace)
+        if current:
+            keys = args[::2] if op == "MSET" else (args if op == "DELETE" else args[:1])
+            newest = -1
+            for key in keys:
+                if type(key) is bytes and key in current:
+                    record = read_record(self.store, namespace, key)
+                    version = DROP_ALL if record is None else record.version
+                    newest = max(newest, version)
+            if newest >= 0:
+                return {"hot": self.version, "version": newest}
+        return self.hint
+
     async def _update_copies(self, namespace: str, keys: list[bytes]) -> None:
         policy = self.policies.get(namespace)
         _, version = self._ring()
@@ -389,8 +424,9 @@ class HotKeys:
 
     # --- holder side ---------------------------------------------------------------------------
 
-    def serve(self, namespace: str, key: bytes) -> Copy | None:
-        """A copy to answer a GET of a key this node does not own with, or None."""
+    def serve(self, namespace: str, key: bytes, at_least: int = 0) -> Copy | None:
+        """A copy to answer a GET of a key this node does not own with, or None; with
+        ``at_least`` (``HOT_GET``), only a copy of that version or a newer one."""
         fences = self._fences
         if fences:
             fenced = fences.get((namespace, key))
@@ -398,6 +434,9 @@ class HotKeys:
                 return None
         copy = self.area.get(namespace, key, self._clock(), self._wall())
         if copy is not None:
+            if copy.version < at_least:
+                self.stats["copies_older_than_asked"] += 1
+                return None
             self.stats["reads_from_copies"] += 1
             self._served[(namespace, key)] += 1
         return copy
@@ -504,6 +543,7 @@ class HotKeys:
                 "rate": round(entry.rate, 1),
                 "holders": list(entry.holders),
                 "hot_for": round(now - entry.since, 3),
+                "lease": float(self.policies[ns].lease) if ns in self.policies else 0.0,
             }
             for ns, keys in self.hot.items()
             for key, entry in keys.items()
