@@ -70,10 +70,12 @@ from meshcache.errors import (
     MeshcacheTimeout,
     TooLargeError,
 )
-from meshcache.wire import DEFAULT_MAX_FRAME, Address, parse_addresses
+from meshcache.wire import DEFAULT_MAX_FRAME, OPS, Address, OpKind, parse_addresses
 
 T = TypeVar("T")
 C = TypeVar("C", bound="Connection")
+
+_GET, _HOT_GET = OPS["GET"], OPS["HOT_GET"]
 
 # The defaults of every front end (one __init__ below is the only place they are used).
 DEFAULT_ADDRESS = "127.0.0.1:7400"
@@ -307,14 +309,27 @@ class ClientEngine(ABC, Commands, Generic[C]):
         breakers = self.breakers
         if breakers.open and (breakers.wants_members or breakers.due()):
             await self._learn_members(deadline)
-        hot_source = self.router.hot_due()
+        router = self.router
+        hot_source = router.hot_due()
         if hot_source is not None:
             await self._fetch_hot(hot_source, deadline)
+        if router.written:
+            commands = _demand_versions(router, commands)
         if len(commands) > 1 or commands[0].spec.multi_key:
-            batches = plan(commands, self.router.primary)
+            batches = plan(commands, router.primary)
             if batches is not None:
                 return await self._run_plan(batches, raise_on_error, deadline)
         key, retryable = batch_route(commands)
+        hot = router.hot
+        if (
+            hot
+            and key is not None
+            and key in hot
+            and any(command.spec.kind is OpKind.WRITE for command in commands)
+        ):
+            # To the owner, whose answer says the version the write left (read-your-writes).
+            owner = router.primary(key)
+            return await self._send(commands, key, retryable, raise_on_error, deadline, owner)
         return await self._send(commands, key, retryable, raise_on_error, deadline)
 
     async def _send(
@@ -361,8 +376,14 @@ class ClientEngine(ABC, Commands, Generic[C]):
             self._release(conn)
             if self.breakers.open:
                 self.breakers.success(conn.address)
-            if self.router.observe_ring_version(conn.protocol.ring_version):
+            router = self.router
+            if router.observe_ring_version(conn.protocol.ring_version):
                 await self._fetch_ring(conn.address, deadline)
+            if conn.protocol.hot_version:
+                router.hot_hint(conn.address, conn.protocol.hot_version)
+            if exchange.hinted or router.hot:
+                for command, version in exchange.write_versions():
+                    router.wrote(_written_keys(command), version)
             return exchange.results(raise_on_error=raise_on_error)
 
     async def _fetch_ring(
@@ -742,6 +763,31 @@ class PipelineBase(Commands, CommandQueue):
     def reset(self) -> None:
         """Forget the queued commands."""
         self._commands = []
+
+
+def _demand_versions(router: Router, commands: Sequence[Command[Any]]) -> Sequence[Command[Any]]:
+    """``commands`` with each ``GET`` of a key this client wrote lately (a hot key) sent as
+    ``HOT_GET`` with the version its write left: no copy older than it answers."""
+    out: list[Command[Any]] | None = None
+    for i, command in enumerate(commands):
+        if command.spec is _GET:
+            version = router.min_version(command.args[0])
+            if version is not None:
+                if out is None:
+                    out = list(commands)
+                key = command.args[0]
+                out[i] = Command(_HOT_GET, command.namespace, [key, version], command.decode)
+    return commands if out is None else out
+
+
+def _written_keys(command: Command[Any]) -> list[bytes]:
+    """The keys a write command writes."""
+    args = command.args
+    if command.spec.name == "MSET":
+        return args[::2]
+    if command.spec.multi_key:
+        return args
+    return args[:1] if command.spec.keyed else []
 
 
 def run_blocking(call: Coroutine[Any, Any, T]) -> T:
