@@ -439,10 +439,21 @@ def _poll_record(direct: Direct, key: bytes, new: bytes, within: float = 2.0) ->
 
 
 def _poll(direct: Direct, key: bytes, new: bytes) -> float:
-    """GET ``key`` through ``direct`` until it answers ``new``; when it did."""
-    while direct.call("GET", [key], "items") != new:
-        pass
-    return time.perf_counter()
+    """GET ``key`` through ``direct`` until it answers ``new``; when it did. A GET answered
+    with an error (a load that failed, e.g. the database's statement timeout on a starved
+    machine) is asked again and counted in :data:`POLL_ERRORS`."""
+    from meshcache.errors import CommandError
+
+    while True:
+        try:
+            if direct.call("GET", [key], "items") == new:
+                return time.perf_counter()
+        except CommandError as exc:
+            POLL_ERRORS.append(str(exc))
+
+
+#: The errors the window's polls were answered with (see :func:`_poll`).
+POLL_ERRORS: list[str] = []
 
 
 #: The node's own timing of an invalidation, read from INFO's ``mesh.loader_timings``.
@@ -613,6 +624,9 @@ def window(db: Database, runs: int, tmp: Path, updates: int = 100) -> None:
                         f" | {loads} | {rate[0]:.0f} | {os.getloadavg()[0]:.1f} |",
                         flush=True,
                     )
+                    if POLL_ERRORS:
+                        print(f"  ({len(POLL_ERRORS)} GETs answered an error: {POLL_ERRORS[0]})")
+                        POLL_ERRORS.clear()
         for d in directs:
             d.close()
     print()

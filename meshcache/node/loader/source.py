@@ -378,11 +378,6 @@ class PgSource:
                         min_size=0,
                         max_size=s.pool_size,
                         timeout=s.connect_timeout,
-                        # The loads change no session state (no SET, LISTEN, locks or open
-                        # transactions: those asyncpg still rolls back), so a connection
-                        # goes back to the pool without the reset query's extra round trip
-                        # to the server after every load.
-                        reset=_keep_session,
                         server_settings={
                             "statement_timeout": str(int(s.statement_timeout * 1000)),
                             "application_name": "meshcache",
@@ -506,10 +501,6 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
         asyncpg.exceptions.QueryCanceledError,
         asyncpg.exceptions.ConnectionFailureError,
     )
-
-
-async def _keep_session(_conn: Any) -> None:
-    """A pool's ``reset``: nothing to undo (see :meth:`PgSource._get_pool`)."""
 
 
 def _describe(exc: BaseException) -> str:
