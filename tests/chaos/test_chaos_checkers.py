@@ -9,8 +9,10 @@ from meshcache.testing.chaos.checkers import (
     ConfigAttempt,
     FinalState,
     availability,
+    check_conditional,
     check_config,
     check_convergence,
+    check_hot,
     check_membership,
     check_reads,
     check_resources,
@@ -251,3 +253,185 @@ def test_history_pairs_invocations_with_completions_and_keeps_unfinished_ones() 
         ]
     )
     assert unfinished.ops[0].type == UNKNOWN and unfinished.ops[0].end == float("inf")
+
+
+# --- conditional writes ------------------------------------------------------------------------
+
+
+def cop(
+    p: str,
+    n: int,
+    f: str,
+    t0: float,
+    t1: float | None,
+    kind: str = OK,
+    *,
+    key: str = "k",
+    value: str | None = None,
+    stored: bool | None = None,
+    result: int | None = None,
+    seen: str | None = None,
+    seen_at: float | None = None,
+    cas_at: float | None = None,
+) -> Op:
+    o = Op(p, n, f, "q", key, t0, kind, t1, value)
+    o.stored, o.result, o.seen, o.seen_at, o.cas_at = stored, result, seen, seen_at, cas_at
+    return o
+
+
+def conditional(
+    ops: list[Op], healthy_until: float = 100.0, final: FinalState | None = None
+) -> Any:
+    return check_conditional(
+        History(ops), final or FinalState(), LEVELS, healthy_until=healthy_until
+    )
+
+
+def test_increments_are_bounded_by_the_incrs_invoked_and_rise_while_healthy() -> None:
+    good = [
+        cop("a", 1, "incr", 0, 1, key="i", result=1),
+        cop("b", 1, "incr", 0.5, None, UNKNOWN, key="i"),  # may have applied
+        cop("a", 2, "incr", 2, 3, key="i", result=3),
+    ]
+    c = conditional(good, final=state("q", "i", n0=rec("3", 9)))
+    assert c.ok, c.findings
+    # 3 with only two INCRs invoked: one was applied twice.
+    twice = [good[0], cop("a", 2, "incr", 2, 3, key="i", result=3)]
+    c = conditional(twice)
+    assert not c.ok and "2 incr(s) invoked" in c.findings[0]
+    # A regression while healthy fails; during a fault it is counted.
+    back = [cop("a", 1, "incr", 0, 1, key="i", result=2), cop("b", 1, "incr", 0, 0.5, key="i"),
+            cop("a", 2, "incr", 2, 3, key="i", result=1)]  # fmt: skip
+    back[1].result = 1
+    assert not conditional(back).ok
+    c = conditional(back, healthy_until=2.5)
+    assert c.ok and c.counts["incr_regressions"] == 2  # below both earlier results
+    # A counter cannot end above the INCRs invoked.
+    c = conditional(good[:1], final=state("q", "i", n0=rec("5", 9)))
+    assert not c.ok and "ends at 5" in c.findings[0]
+
+
+def test_set_nx_and_xx_answers_are_explained_by_the_history() -> None:
+    first = cop("a", 1, "set", 0, 1, value="v1")
+    # NX stored over an acknowledged value: fails while healthy, counted during a fault.
+    nx = cop("b", 1, "setnx", 2, 3, value="v2", stored=True)
+    assert not conditional([first, nx]).ok
+    c = conditional([first, nx], healthy_until=2.5)
+    assert c.ok and c.counts["nx_over_value"] == 1
+    # ... unless a delete may have come between.
+    gone = cop("c", 1, "delete", 1.5, None, UNKNOWN)
+    assert conditional([first, gone, nx]).ok
+    # XX refused on an acknowledged value while healthy; XX stored on a key never written.
+    assert not conditional([first, cop("b", 1, "setxx", 2, 3, value="v2", stored=False)]).ok
+    assert not conditional([cop("b", 1, "setxx", 2, 3, value="v2", stored=True)], 0.0).ok
+    assert not conditional([cop("b", 1, "setnx", 2, 3, value="v2", stored=False)], 0.0).ok
+    # NX first on a fresh key, XX after it: what a healthy cache answers.
+    fine = [cop("a", 1, "setnx", 0, 1, value="v1", stored=True),
+            cop("b", 1, "setxx", 2, 3, value="v2", stored=True),
+            cop("c", 1, "setnx", 4, 5, value="v3", stored=False)]  # fmt: skip
+    assert conditional(fine).ok
+
+
+def test_cas_swaps_exactly_when_nothing_wrote_since_its_gets() -> None:
+    first = cop("a", 1, "set", 0, 1, value="v1")
+    swapped = cop("b", 1, "cas", 2, 5, "ok", value="v2", stored=True, seen="v1", seen_at=2.5,
+                  cas_at=3.0)  # fmt: skip
+    assert conditional([first, swapped]).ok
+    between = cop("c", 1, "set", 2.6, 2.8, value="v3")
+    assert not conditional([first, between, swapped]).ok
+    assert conditional([first, between, swapped], healthy_until=4).counts["cas_over_write"] == 1
+    refused = cop("b", 1, "cas", 2, 5, value="v2", stored=False, seen="v1", seen_at=2.5,
+                  cas_at=3.0)  # fmt: skip
+    assert not conditional([first, refused]).ok  # nothing wrote the key: the swap had to hold
+    assert conditional([first, between, refused]).ok
+    # Its GETS is a read: a value nobody wrote is caught by the reads checker.
+    ghost = cop("b", 1, "cas", 2, 5, value="v2", stored=False, seen="nobody", seen_at=2.5)
+    assert not check_reads(History([first, ghost])).ok
+
+
+def test_writes_ignore_conditional_writes_that_did_not_store_and_counters() -> None:
+    h = History(
+        [
+            cop("a", 1, "set", 0, 1, value="v1"),
+            cop("b", 1, "setnx", 2, 3, value="v2", stored=False),
+            cop("b", 2, "setxx", 4, 5, value="v3", stored=True),
+            cop("c", 1, "incr", 0, 1, key="i", result=1),
+        ]
+    )
+    final = state("q", "k", n0=rec("v3", 9))
+    final.records[("q", "i")] = {"n0": rec("1", 3)}
+    c = check_writes(h, final, LEVELS)
+    assert c.ok, c.findings
+    assert c.counts["quorum_acked"] == 2  # the SET and the XX that stored
+    # The XX's value lost to the earlier SET: a loss like any acknowledged write's.
+    final = state("q", "k", n0=rec("v1", 9))
+    assert not check_writes(h, final, LEVELS).ok
+
+
+def test_the_history_records_conditional_answers() -> None:
+    h = build(
+        [
+            {"type": "invoke", "p": "a", "n": 1, "f": "setnx", "ns": "q", "key": "k",
+             "value": "a:1", "t": 1.0},
+            {"type": "ok", "p": "a", "n": 1, "f": "setnx", "stored": False, "t": 2.0},
+            {"type": "invoke", "p": "a", "n": 2, "f": "cas", "ns": "q", "key": "k",
+             "value": "a:2", "t": 3.0},
+            {"type": "ok", "p": "a", "n": 2, "f": "cas", "stored": True, "seen": "x:1",
+             "seen_at": 3.5, "t": 4.0},
+            {"type": "invoke", "p": "a", "n": 3, "f": "incr", "ns": "q", "key": "i", "t": 5.0},
+            {"type": "ok", "p": "a", "n": 3, "f": "incr", "result": 7, "t": 6.0},
+        ]
+    )  # fmt: skip
+    nx, cas, incr = h.ops
+    assert nx.value == "a:1" and nx.stored is False and not nx.may_write_value
+    assert cas.stored and cas.seen == "x:1" and cas.seen_at == 3.5 and cas.may_write_value
+    assert incr.result == 7 and incr.is_write and not incr.may_write_value
+
+
+# --- hot keys ----------------------------------------------------------------------------------
+
+
+def hop(p: str, n: int, f: str, t0: float, t1: float | None, kind: str = OK, *,
+        value: str | None = None, node: str | None = None) -> Op:  # fmt: skip
+    return Op(p, n, f, "hot", "h0", t0, kind, t1, value, None, node)
+
+
+def test_hot_reads_through_the_node_written_through_see_the_writes() -> None:
+    w = [hop("w", 1, "set", 0, 0.1, value="w:1", node="n0"),
+         hop("w", 2, "get", 0.2, 0.3, value="w:1", node="n0"),
+         hop("w", 3, "set", 1, 1.1, value="w:3", node="n0"),
+         hop("w", 4, "get", 1.2, 1.3, value="w:3", node="n0"),
+         hop("w", 5, "get", 1.3, 1.4, value="w:1", node="n1")]  # fmt: skip
+    c = check_hot(History(w), "hot", lease=1.0, delta=0.5)
+    assert c.ok, c.findings
+    assert c.counts["ryw_elsewhere_within_lease"] == 1  # n1's copy missed its update
+    back = [*w[:3], hop("w", 4, "get", 1.2, 1.3, value="w:1", node="n0")]
+    c = check_hot(History(back), "hot", lease=1.0, delta=0.5)
+    assert not c.ok and c.counts["ryw_violations"] == 1
+    assert "through the node written through" in c.findings[0]
+    assert check_hot(History(back), "hot", lease=1.0, delta=0.5, strict=False).ok
+
+
+def test_hot_copies_are_stale_at_most_a_lease_and_deletes_hold() -> None:
+    w = [
+        hop("w", 1, "set", 0, 0.1, value="w:1", node="n0"),
+        hop("w", 2, "set", 1, 1.1, value="w:2", node="n0"),
+        hop("r", 1, "get", 2.0, 2.1, value="w:1"),  # 0.9 s stale: within 1 + 0.5
+        hop("r", 2, "get", 2.5, 2.6, value="w:1"),
+    ]  # 1.4 s
+    assert check_hot(History(w), "hot", lease=1.0, delta=0.5).ok
+    late = [*w, hop("r", 3, "get", 2.7, 2.8, value="w:1")]  # 1.6 s: beyond
+    c = check_hot(History(late), "hot", lease=1.0, delta=0.5)
+    assert not c.ok and c.counts["stale"] == 1 and c.counts["max_staleness_ms"] == 1600
+    deleted = [
+        *w[:2],
+        hop("w", 3, "delete", 3, 3.1, node="n0"),
+        hop("r", 3, "get", 3.2, 3.3),  # a miss: right
+        hop("r", 4, "get", 5.0, 5.1, value="w:2"),
+    ]  # served 1.9 s after the delete
+    c = check_hot(History(deleted), "hot", lease=1.0, delta=0.5)
+    assert not c.ok and c.counts["deleted_served"] == 1
+    # A miss explained by a delete whose outcome is unknown.
+    maybe = [*w[:2], hop("w", 3, "delete", 3, 8, UNKNOWN, node="n0"),
+             hop("r", 3, "get", 6.0, 6.1)]  # fmt: skip
+    assert check_hot(History(maybe), "hot", lease=1.0, delta=0.5).ok

@@ -117,6 +117,41 @@ def test_the_sweeper_removes_what_dead_runs_left_and_spares_live_ones() -> None:
 
 
 @pytest.mark.chaos
+def test_runs_started_together_never_share_an_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    require_chaos()
+    taken, left, free = (netns.new_run_id() for _ in range(3))
+    lock = netns.RunLock(taken)  # a live run
+    netns.temp_root(left).mkdir()  # what a dead run left, not swept yet
+    try:
+        draws = iter([taken, left, free])
+        monkeypatch.setattr(netns, "new_run_id", lambda: next(draws))
+        rid, mine = netns.claim_run()
+        assert rid == free
+        mine.release()
+        # A sweeper holds a dead run's lock while it removes its leftovers: no run can claim
+        # that id meanwhile, and a live run's lock is never taken.
+        assert netns.reap(taken) is None
+        with pytest.raises(netns.ChaosError, match="already locked"):
+            netns.RunLock(taken)
+        # A lock file removed (by a sweeper) between its creation and the flock is no lock.
+        real_flock = netns.fcntl.flock
+
+        def unlinked_first(fd: int, op: int) -> None:
+            (netns.LOCK_DIR / f"{free}.lock").unlink()
+            real_flock(fd, op)
+
+        monkeypatch.setattr(netns.fcntl, "flock", unlinked_first)
+        with pytest.raises(netns.ChaosError, match="already locked"):
+            netns.RunLock(free)
+    finally:
+        monkeypatch.undo()
+        lock.release()
+        for rid in (taken, left, free):
+            netns.reap(rid)
+    assert not _leftovers(taken) and not _leftovers(left) and not _leftovers(free)
+
+
+@pytest.mark.chaos
 def test_the_harness_cleans_up_when_its_body_raises() -> None:
     require_chaos()
     with pytest.raises(RuntimeError, match="boom"), ChaosCluster(1, 1) as cluster:

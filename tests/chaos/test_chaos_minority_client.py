@@ -2,17 +2,27 @@
 it cannot reach.
 
 Three nodes in separate network namespaces; ``n0`` and client endpoint ``c0`` are cut off from
-``n1``, ``n2`` and ``c1`` for 8 s. A smart client (``meshcache.Client``, default 5 s timeout)
-on each side writes fresh keys at ``one``, at most 100/s. For two keys in three the minority
-client's first owner by the ring is a node it cannot reach. Without a way around, it waited its
-whole timeout there and failed, again and again (about 1 write/s), although ``n0``, which it
-reaches, takes the write (it stands in for unreachable owners). The client's circuit breakers
-(``meshcache/client/breaker.py``) open on the first timed-out request, learn from ``n0``'s
-gossip that the other nodes are dead, and send every later write to ``n0`` at once. The test
-passes when, during the cut, the minority client writes at least a quarter as fast as it did
-before the cut (the first write after the cut still waits its 5 s timeout), with a median
-write under 250 ms. The figures before, during and after the cut, and the majority client's,
-are printed (``pytest -s``) and docs/chaos.md records them.
+``n1``, ``n2`` and ``c1``. A smart client (``meshcache.Client``, default 5 s timeout) on each
+side writes fresh keys at ``one``, at most 100/s. For two keys in three the minority client's
+first owner by the ring is a node it cannot reach. Without a way around, it waited its whole
+timeout there and failed, again and again (about 1 write/s), although ``n0``, which it reaches,
+takes the write (it stands in for owners its gossip holds dead). The client's circuit breakers
+(``meshcache/client/breaker.py``) open on the first timed-out request; the client then checks
+every node at once (a connection within 0.5 s, and ``MEMBERS``), opens every node it cannot
+reach, and sends every later write to ``n0``.
+
+``n0`` itself forwards a write to the key's first owner until its gossip holds that owner dead,
+and a forward into the cut waits out the node's 5 s forward timeout: that part of the minority
+side's availability is the failure detector's, and under load (15-20 on two cores) it took
+``n0`` up to 8 s to declare the others dead. So the cut lasts until ``n0`` holds ``n1`` and
+``n2`` dead (polled from the hub, at most 30 s), then :data:`HOLD` seconds more, and the
+client's promise is measured from there: once the node it talks to knows, and the call it had
+in flight then has returned, its writes go at its pace before the cut (rate at least
+:data:`RATE_RATIO` of it) with a p99 under 50 ms (or, on a machine so loaded that the p99
+before the cut was already above 25 ms, twice that p99). A write sent to an unreachable node,
+or to a node that forwards into the cut, waits 5 s: one is enough to fail the test. The
+figures from the cut to the heal, and the majority client's, are printed (``pytest -s``);
+docs/chaos.md records them.
 """
 
 from __future__ import annotations
@@ -21,12 +31,18 @@ import json
 
 import pytest
 
+from meshcache.testing.chaos.checkers import side_figures
 from meshcache.testing.chaos.cluster import ChaosCluster
-from meshcache.testing.chaos.scenarios import Schedule, Step, Workload, run_cycle
+from meshcache.testing.chaos.history import OK
+from meshcache.testing.chaos.scenarios import Schedule, Step, Workload, history_of, run_cycle
 
 pytestmark = pytest.mark.chaos
 
-CUT = 8.0
+#: Seconds the cut lasts once n0 holds the other nodes dead: a call in flight then may still
+#: wait out its 5 s timeout; 3 s or more are left to measure.
+HOLD = 8.0
+RATE_RATIO = 0.8
+P99_MS = 50.0
 WORKLOAD = Workload(
     rate=100.0,
     keys=1_000_000,  # every write a fresh key, as in the report
@@ -37,22 +53,28 @@ WORKLOAD = Workload(
     writes=1.0,
     reads=0.0,
     deletes=0.0,
+    setnx=0.0,
+    setxx=0.0,
+    cas=0.0,
+    incr=0.0,
 )
 
 
 class MinorityStarved(AssertionError):
-    """During the cut the minority side's client wrote at under a quarter of its own rate
-    before the cut, or its median write took over 250 ms."""
+    """Once the node it talks to held the unreachable nodes dead, the minority side's client
+    wrote at under :data:`RATE_RATIO` of its rate before the cut, or slowly."""
 
 
 def test_a_smart_client_on_the_minority_side_keeps_writing(chaos_cluster: ChaosCluster) -> None:
     schedule = Schedule(
         kind="minority-client",
         seed="test:minority-client",
-        duration=CUT,
+        duration=1.0,  # the cut ends when the await_dead step has held it long enough
         steps=(
             Step(0.0, "faults", {"shape": "partition", "sides": [["n0", "c0"],
                                                                   ["n1", "n2", "c1"]]}),
+            Step(0.0, "await_dead", {"node": "n0", "dead": ["n1", "n2"], "timeout": 30.0,
+                                     "hold": HOLD}),
         ),
         sides={"c0": "minority", "c1": "majority"},
         plain={"c0": "n0", "c1": "n1"},
@@ -63,20 +85,37 @@ def test_a_smart_client_on_the_minority_side_keeps_writing(chaos_cluster: ChaosC
     print(report.summary())
     print(json.dumps(report.availability, indent=1))
     failed = {c.name: c.findings[:5] for c in report.checks if not c.ok}
-    assert not failed, failed  # the invariants hold either way: a plain failure, not the xfail
+    assert not failed, failed
+
+    history = history_of(report)
+    seen = next(e for e in history.events if e.get("f") == "dead_seen")
+    assert seen["seen"], f"n0's gossip never held n1 and n2 dead during the cut: {seen}"
+    minority = [op for op in history.ops if op.process.endswith("c0-smart")]
+    cut = [op for op in minority if report.started <= op.invoke < report.healed]
+    failures = [op for op in cut if op.type != OK]
+    in_flight = [op for op in cut if op.invoke < seen["t"]]
+    start = max([seen["t"], *(op.complete or seen["t"] for op in in_flight)])
+    window = [op for op in cut if op.invoke >= start]
+    figures = side_figures(window, report.healed - start)
     before = report.availability["before"]["minority"]
-    during = report.availability["during"]["minority"]
-    after = report.availability["after"]["minority"]
-    majority = report.availability["during"]["majority"]
-    assert before["writes_per_s"], report.availability
-    ratio = (during["writes_per_s"] or 0.0) / before["writes_per_s"]
-    if ratio < 0.25 or (during["write_p50_ms"] or 1e9) > 250.0:
+    print(
+        f"cut at {report.started:.2f}; n0 held n1, n2 dead {seen['after']} s into it; "
+        f"minority client's failures in the cut: {len(failures)} (first at "
+        f"{(failures[0].invoke - report.started) if failures else 0:+.2f} s); measured "
+        f"{report.healed - start:.2f} s from {start - report.started:+.2f} s: {figures}"
+    )
+    assert report.healed - start >= 2.0, "too little of the cut left to measure: raise HOLD"
+    assert before["writes_per_s"] and before["write_p99_any_ms"] is not None, before
+    p99_bound = max(P99_MS, 2 * before["write_p99_any_ms"])
+    rate = figures["writes_per_s"] or 0.0
+    p99 = figures["write_p99_any_ms"]
+    if rate < RATE_RATIO * before["writes_per_s"] or p99 is None or p99 > p99_bound:
+        majority = report.availability["during"]["majority"]
         raise MinorityStarved(
             f"minority client: {before['writes_per_s']}/s before the cut (p99 "
-            f"{before['write_p99_any_ms']} ms), {during['writes_ok']} writes in the {CUT:g} s "
-            f"cut ({during['writes_per_s']}/s, p50 {during['write_p50_ms']} ms, p99 "
-            f"{during['write_p99_any_ms']} ms), {after['writes_per_s']}/s after the heal (p99 "
-            f"{after['write_p99_any_ms']} ms); "
-            f"majority client in the cut: {majority['writes_ok']} writes "
-            f"({majority['writes_per_s']}/s, p99 {majority['write_p99_any_ms']} ms)"
+            f"{before['write_p99_any_ms']} ms); once n0 knew and its call in flight returned: "
+            f"{figures['writes_ok']} writes in {report.healed - start:.2f} s ({rate}/s, p99 "
+            f"{p99} ms, bound {p99_bound:g} ms); majority client in the cut: "
+            f"{majority['writes_ok']} writes ({majority['writes_per_s']}/s, p99 "
+            f"{majority['write_p99_any_ms']} ms)"
         )

@@ -4,10 +4,14 @@ longer than the suspicion timeout (clock skew: ``test_chaos_clock.py``).
 
 Each test plays one fixed schedule (its seed is in the test) with clients on both sides and in
 the harness's hub: per client endpoint a smart and a plain client, writing, reading and
-deleting in one namespace per consistency level. After the heal every checker must pass: no
+deleting in one namespace per consistency level, with conditional writes (``SET NX``/``XX``,
+``GETS`` + ``CAS``, ``INCR``) among them. After the heal every checker must pass: no
 acknowledged ``quorum``/``all`` write lost (``one`` losses are counted), nothing resurrected,
-every owner converged within 30 s, one ring and one membership view, config changes only on
-a Raft majority, hints drained and fds back.
+every conditional answer explained by the history, every owner converged within 30 s, one
+ring and one membership view, config changes only on a Raft majority, hints drained and fds
+back. The partition and the loss scenarios add hot keys (``chaos-hot``): read-your-writes
+through the node written through, no copy staler than its lease, no deleted key served past
+it.
 
 The clients' timeout (4 s) is below the node's forward timeout (5 s): a client gives up on a
 forwarded write before the node fails it over to another owner, so the write is *unknown*
@@ -23,7 +27,7 @@ import pytest
 
 from meshcache.testing.chaos.cluster import ChaosCluster
 from meshcache.testing.chaos.scenarios import Schedule, Step, make_schedule
-from tests.chaos.helpers import assert_checks, run
+from tests.chaos.helpers import HOT_WORKLOAD, assert_checks, assert_hot, run
 
 pytestmark = pytest.mark.chaos
 
@@ -32,8 +36,9 @@ def test_majority_minority_partition_and_heal(chaos_cluster: ChaosCluster) -> No
     schedule = make_schedule(
         "partition", "test:partition", chaos_cluster.node_names, ["c0", "c1"], duration=8.0
     )
-    report = run(chaos_cluster, schedule, 1)
+    report = run(chaos_cluster, schedule, 1, HOT_WORKLOAD)
     assert_checks(report)
+    assert_hot(report)
     during = report.availability["during"]
     assert during["majority"]["writes_ok"] > 0, during
     assert during["hub"]["writes_ok"] > 0, during
@@ -69,8 +74,9 @@ def test_twenty_percent_loss(chaos_cluster: ChaosCluster) -> None:
         sides={"c0": "all", "c1": "all"},
         plain={"c0": "n0", "c1": "n1"},
     )
-    report = run(chaos_cluster, schedule, 4)
+    report = run(chaos_cluster, schedule, 4, HOT_WORKLOAD)
     assert_checks(report)
+    assert_hot(report)  # loss: some updates of the copies are lost, the lease bounds them
     assert report.availability["during"]["all"]["writes_ok"] > 0
 
 

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshcache.testing.chaos.history import OK, UNKNOWN, History, Op
+from meshcache.testing.chaos.history import OK, UNKNOWN, VALUE_WRITES, History, Op
 
 TOMBSTONE = "tombstone"
 #: Levels whose acknowledged writes must survive any fault this suite injects.
@@ -118,7 +118,7 @@ def _producers(final: Held, ops: Sequence[Op]) -> list[Op] | None:
     """The operations that could have produced ``final``: the write of its value, or the
     deletes (a tombstone or nothing). None when a value matches no write (a phantom)."""
     if final.value is not None:
-        found = [op for op in ops if op.f == "set" and op.value == final.value]
+        found = [op for op in ops if op.may_write_value and op.value == final.value]
         return found or None
     return [op for op in ops if op.f == "delete"]
 
@@ -148,8 +148,9 @@ def check_writes(
     """
     check = Check("writes")
     by_key: dict[tuple[str, str], list[Op]] = defaultdict(list)
+    counters = _counter_keys(history)
     for op in history.ops:
-        if op.is_write and op.type in (OK, UNKNOWN):
+        if (op.f == "delete" and op.type in (OK, UNKNOWN)) or op.may_write_value:
             by_key[(op.ns, op.key)].append(op)
     counts: Counter[str] = Counter()
     windows: dict[str, str] = {}
@@ -159,6 +160,8 @@ def check_writes(
             level = levels.get(op.ns, "?")
             counts[f"{level}_{op.f}_{op.type}"] += 1
     for ns, key in sorted(history.keys()):
+        if (ns, key) in counters:  # counters: check_conditional
+            continue
         ops = by_key.get((ns, key), [])
         level = levels.get(ns, "?")
         state = final.final(ns, key)
@@ -171,7 +174,7 @@ def check_writes(
         for op in ops:
             if op.type != OK:
                 continue
-            if op.f == "set" and not (made_by_value and op.value == state.value):
+            if op.may_write_value and not (made_by_value and op.value == state.value):
                 later = [p for p in producers if not _precedes(p, op.invoke)]
                 if later:
                     # Superseded by a later or concurrent op. When every such op is one whose
@@ -212,8 +215,11 @@ def check_writes(
                         f"overwritten by {state.value!r}, whose client gave up at "
                         f"{(later[0].complete or 0) - origin:+.2f}s"
                     )
+    for op in history.ops:
+        if op.f in VALUE_WRITES and op.f != "set" and op.type == OK and op.stored:
+            counts[f"{levels.get(op.ns, '?')}_conditional_stored"] += 1
     for level in ("one", "quorum", "all"):
-        acked = counts[f"{level}_set_ok"]
+        acked = counts[f"{level}_set_ok"] + counts[f"{level}_conditional_stored"]
         counts[f"{level}_acked"] = acked
         counts[f"{level}_lost"] = len(lost[level])
         if lost[level]:
@@ -231,19 +237,25 @@ def check_reads(history: History) -> Check:
     check = Check("reads")
     written: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
     for op in history.ops:
-        if op.f == "set" and op.value is not None:
+        if op.may_write_value and op.value is not None:
             written[(op.ns, op.key)][op.value] = op.invoke
     reads = bad = 0
     for op in history.ops:
-        if op.f != "get" or op.type != OK:
+        if op.type != OK:
+            continue
+        if op.f == "get":
+            value, until = op.value, op.complete
+        elif op.f == "cas":  # its GETS is a read too
+            value, until = op.seen, op.seen_at
+        else:
             continue
         reads += 1
-        if op.value is None:
+        if value is None:
             continue
-        started = written[(op.ns, op.key)].get(op.value)
-        if started is None or op.complete is None or started > op.complete:
+        started = written[(op.ns, op.key)].get(value)
+        if started is None or until is None or started > until:
             bad += 1
-            check.fail(f"{op.ns}/{op.key}: read {op.value!r}, which no write had produced")
+            check.fail(f"{op.ns}/{op.key}: read {value!r}, which no write had produced")
     check.counts = {"reads_ok": reads, "impossible": bad}
     return check
 
@@ -371,6 +383,290 @@ def check_config(
     return check
 
 
+def _counter_keys(history: History) -> set[tuple[str, str]]:
+    """The keys ``incr`` ops work on (the workload keeps them apart from value keys)."""
+    return {(op.ns, op.key) for op in history.ops if op.f == "incr"}
+
+
+def check_conditional(
+    history: History,
+    final: FinalState,
+    levels: Mapping[str, str],
+    *,
+    healthy_until: float,
+    origin: float = 0.0,
+) -> Check:
+    """Every acknowledged conditional write is explained by the history.
+
+    Always (whatever the faults; an ``unknown`` op may have applied at any time after its
+    invocation, so it only ever widens what is allowed):
+
+    * ``INCR``: an acknowledged result ``r`` is at least 1 and at most the number of ``INCR`` ops
+      of that key invoked before it completed (no increment applied twice, no count from
+      nowhere); a counter's final value is at most the number of ``INCR`` ops invoked.
+    * ``SET XX`` stored, or ``SET NX`` refused: some value write of the key had been invoked
+      before it completed (the key existed somewhere).
+    * ``CAS`` stored: its ``GETS`` read a value (checked as a read by :func:`check_reads`).
+
+    Only while the cluster is healthy (ops invoked and completed before ``healthy_until``, the
+    start of the fault: every key has one coordinator, its first owner, which applies a
+    key's writes in order):
+
+    * acknowledged ``INCR`` ops of a key, one completed before the other was invoked, return
+      increasing results;
+    * ``SET NX`` is refused, and ``SET XX`` stores, when a value write of the key was
+      acknowledged before it was invoked and no delete may have come between;
+    * ``CAS`` is refused when a write of the key was acknowledged between its ``GETS``
+      answer and its sending, and stores when no write of the key may have come between.
+
+    During and after a fault these are not promised: an AP cache coordinates a key on each
+    side of a cut from each side's own state, and last-writer-wins keeps one of two
+    concurrent writes. There they are counted (``incr_regressions``, ``nx_over_value``,
+    ``xx_refused_on_value``, ``cas_over_write``), not failed.
+    """
+    check = Check("conditional")
+    counts: Counter[str] = Counter()
+    by_key: dict[tuple[str, str], list[Op]] = defaultdict(list)
+    for op in history.ops:
+        by_key[(op.ns, op.key)].append(op)
+    for op in history.ops:
+        if op.f in ("setnx", "setxx", "cas", "incr"):
+            level = levels.get(op.ns, "?")
+            outcome = op.type if op.type != OK or op.f == "incr" else f"stored_{op.stored}"
+            counts[f"{level}_{op.f}_{outcome}"] += 1
+
+    def healthy(op: Op) -> bool:
+        return op.complete is not None and op.complete < healthy_until
+
+    def at(t: float | None) -> str:
+        return "-" if t is None else f"{t - origin:+.2f}s"
+
+    for (ns, key), ops in sorted(by_key.items()):
+        incrs = [op for op in ops if op.f == "incr"]
+        if incrs:
+            _check_counter(check, counts, ns, key, incrs, final, healthy, at)
+            continue
+        values = [op for op in ops if op.may_write_value]
+        deletes = [op for op in ops if op.f == "delete" and op.type != "fail"]
+        for op in ops:
+            if op.type != OK or op.f not in ("setnx", "setxx", "cas") or op.complete is None:
+                continue
+            where = (
+                f"{ns}/{key}: {op.f} {op.value!r} (invoked {at(op.invoke)}, ack {at(op.complete)})"
+            )
+            existed_somewhere = any(w is not op and w.invoke < op.complete for w in values)
+            # A value write acknowledged before op was invoked, with no delete (that may have
+            # applied) invoked before op completed and not certainly done before that write.
+            present = any(
+                w is not op
+                and w.type == OK
+                and w.complete is not None
+                and w.complete < op.invoke
+                and not any(d.invoke < op.complete and d.end > w.invoke for d in deletes)
+                for w in values
+            )
+            if op.f == "setxx" and op.stored and not existed_somewhere:
+                check.fail(f"{where}: stored though no value of the key was ever written")
+            elif op.f == "setnx" and op.stored is False and not existed_somewhere:
+                check.fail(f"{where}: refused though no value of the key was ever written")
+            elif op.f == "setnx" and op.stored and present:
+                if healthy(op):
+                    check.fail(f"{where}: stored over an acknowledged value, cluster healthy")
+                else:
+                    counts["nx_over_value"] += 1
+            elif op.f == "setxx" and op.stored is False and present:
+                if healthy(op):
+                    check.fail(f"{where}: refused on an acknowledged value, cluster healthy")
+                else:
+                    counts["xx_refused_on_value"] += 1
+            elif op.f == "cas" and op.seen_at is not None:
+                # Its GETS ran in [invoke, seen_at], its CAS in [cas_at, complete].
+                between = [
+                    w
+                    for w in (*values, *deletes)
+                    if w is not op and w.invoke < op.complete and w.end > op.invoke
+                ]
+                sent = op.cas_at if op.cas_at is not None else op.complete
+                certain = [
+                    w
+                    for w in between
+                    if w.type == OK
+                    and w.invoke > op.seen_at
+                    and w.complete is not None
+                    and w.complete < sent
+                ]
+                if op.stored and certain:
+                    if healthy(op):
+                        check.fail(
+                            f"{where}: swapped though {certain[0].f} {certain[0].value!r} "
+                            "was acknowledged between its GETS and it, cluster healthy"
+                        )
+                    else:
+                        counts["cas_over_write"] += 1
+                elif op.stored is False and op.seen is not None and not between and healthy(op):
+                    check.fail(f"{where}: refused though nothing wrote the key since its GETS")
+    check.counts = dict(sorted(counts.items()))
+    return check
+
+
+def _check_counter(
+    check: Check,
+    counts: Counter[str],
+    ns: str,
+    key: str,
+    incrs: list[Op],
+    final: FinalState,
+    healthy: Any,
+    at: Any,
+) -> None:
+    acked = [op for op in incrs if op.type == OK and op.result is not None]
+    for op in acked:
+        assert op.result is not None and op.complete is not None
+        invoked = sum(1 for o in incrs if o.invoke < op.complete)
+        if not 1 <= op.result <= invoked:
+            check.fail(
+                f"{ns}/{key}: incr acknowledged {op.result} at {at(op.complete)}, with "
+                f"{invoked} incr(s) invoked by then"
+            )
+    for a in acked:
+        for b in acked:
+            assert a.result is not None and b.result is not None
+            if a.complete is not None and a.complete < b.invoke and b.result <= a.result:
+                if healthy(b):
+                    check.fail(
+                        f"{ns}/{key}: incr acknowledged {b.result} at {at(b.complete)} after "
+                        f"one acknowledged {a.result} at {at(a.complete)}, cluster healthy"
+                    )
+                else:
+                    counts["incr_regressions"] += 1
+    state = final.final(ns, key)
+    if state.value is not None:
+        try:
+            value = int(state.value)
+        except ValueError:
+            check.fail(f"{ns}/{key}: counter holds {state.value!r}")
+            return
+        if not 0 <= value <= len(incrs):
+            check.fail(f"{ns}/{key}: counter ends at {value}, {len(incrs)} incr(s) invoked")
+        counts["increments_lost"] += len(acked) and max(
+            0, max((op.result or 0) for op in acked) - value
+        )
+
+
+def _seq(value: str | None) -> int | None:
+    """The op number a hot writer's value ``<name>:<n>`` carries (None: a miss)."""
+    if value is None:
+        return None
+    try:
+        return int(value.rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def check_hot(
+    history: History,
+    namespace: str,
+    *,
+    lease: float,
+    delta: float,
+    strict: bool = True,
+    counters: Mapping[str, int] | None = None,
+    origin: float = 0.0,
+) -> Check:
+    """The promises of docs/hotkeys.md, over the reads and writes of the hot keys of
+    ``namespace`` (each written by one writer, values ``<writer>:<n>`` with ``n`` rising;
+    writes acknowledged at ``all``, so every node's own store holds every acknowledged write
+    and only a copy can serve an older value):
+
+    * **read-your-writes through the node written through**: a writer's read through the node
+      its writes go through never returns older than its newest acknowledged write (that node
+      dropped and fenced its copy when the write passed);
+    * **staleness**: no read, through any node, returns a value older than a write
+      acknowledged more than ``lease + delta`` before the read began (a copy whose update was
+      lost is served until its lease ends, plus one network delay: ``delta``);
+    * **deleted keys**: no read returns a value a delete acknowledged more than
+      ``lease + delta`` before the read began had removed.
+
+    A miss is explained by a delete (acknowledged or unknown) of a later number than the
+    newest acknowledged write; an unknown write may have applied whenever after its
+    invocation, so it only ever makes a read fresher. Not promised, so counted:
+    ``ryw_elsewhere_within_lease`` (a writer reading an older value through another node,
+    within the lease: the update of that node's copy was lost). With ``strict`` False
+    (faults that restart a node, whose store starts empty), violations are counted, not
+    failed. ``counters``: the nodes' summed hot-key counters, shown with the figures.
+    """
+    check = Check("hot")
+    counts: Counter[str] = Counter()
+    bound = lease + delta
+    keys: dict[str, list[Op]] = defaultdict(list)
+    for op in history.ops:
+        if op.ns == namespace:
+            keys[op.key].append(op)
+    worst = 0.0
+
+    def flag(line: str) -> None:
+        if strict:
+            check.fail(line)
+        else:
+            check.note(line)
+
+    for key, ops in sorted(keys.items()):
+        writes = [op for op in ops if op.is_write]
+        writers = {op.process for op in writes}
+        if len(writers) > 1:
+            check.fail(f"{key}: written by {sorted(writers)}, the checker needs one writer")
+            continue
+        writer = next(iter(writers), None)
+        acked = sorted((op for op in writes if op.type == OK), key=lambda o: o.n)
+        deletes = [op for op in writes if op.f == "delete" and op.type != "fail"]
+        write_node = next((op.node for op in writes if op.node is not None), None)
+        for r in ops:
+            if r.f != "get" or r.type != OK:
+                continue
+            counts["reads"] += 1
+            before = [w for w in acked if w.complete is not None and w.complete <= r.invoke]
+            if not before:
+                continue
+            newest = before[-1]
+            seq = _seq(r.value)
+            if seq is not None and seq >= newest.n:
+                continue
+            if seq is None:
+                if newest.f == "delete" or any(
+                    d.n > newest.n and d.invoke < (r.complete or r.invoke) for d in deletes
+                ):
+                    continue
+                # The miss shows the state of the newest delete older than newest, if any.
+                seq = max((d.n for d in deletes if d.n < newest.n), default=-1)
+            stale_since = min(
+                (w.complete for w in acked if w.n > seq and w.complete is not None),
+                default=r.invoke,
+            )
+            lag = r.invoke - stale_since
+            worst = max(worst, lag)
+            shown = "a miss" if r.value is None else repr(r.value)
+            where = (
+                f"{key}: {r.process} read {shown} through {r.node or 'a smart client'} at "
+                f"{r.invoke - origin:+.2f}s, {lag:.2f}s after {newest.f} {newest.n} was "
+                "acknowledged"
+            )
+            if r.process == writer and r.node is not None and r.node == write_node:
+                counts["ryw_violations"] += 1
+                flag(f"{where}: read-your-writes through the node written through")
+            elif lag > bound:
+                deleted = any(d.type == OK and d.n > seq for d in acked if d.f == "delete")
+                counts["deleted_served" if deleted and r.value is not None else "stale"] += 1
+                flag(f"{where}: staler than the lease ({lease:g}s) + {delta:g}s")
+            elif r.process == writer:
+                counts["ryw_elsewhere_within_lease"] += 1
+    counts["max_staleness_ms"] = round(worst * 1000)
+    counts.setdefault("ryw_violations", 0)
+    counts.setdefault("stale", 0)
+    counts.setdefault("deleted_served", 0)
+    check.counts = {**dict(sorted(counts.items())), **(counters or {})}
+    return check
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     """The ``q`` quantile (0..1, nearest rank) of ``values``; None when empty."""
     if not values:
@@ -462,8 +758,10 @@ __all__ = [
     "FinalState",
     "Held",
     "availability",
+    "check_conditional",
     "check_config",
     "check_convergence",
+    "check_hot",
     "check_membership",
     "check_reads",
     "check_resources",

@@ -100,7 +100,11 @@ def _soak(args: argparse.Namespace) -> int:
         return 2
     only = [int(x) for x in args.only.split(",")] if args.only else None
     out = _out_dir(args.out, "soak")
-    workload = Workload(rate=args.rate)
+    workload = Workload(rate=args.rate, hot_keys=args.hot_keys)
+    if args.plain_only:
+        workload = Workload(
+            rate=args.rate, hot_keys=args.hot_keys, setnx=0.0, setxx=0.0, cas=0.0, incr=0.0
+        )
     reports = soak(
         args.cycles,
         args.seed,
@@ -185,6 +189,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--only", help="run only these cycle numbers, e.g. 4,7 (a replay)")
     p.add_argument("--rate", type=float, default=25.0, help="ops/s per client (default 25)")
+    p.add_argument(
+        "--hot-keys",
+        type=int,
+        default=2,
+        help="hot keys in chaos-hot, each with its own writer, read by a smart reader per "
+        "client endpoint (default 2; 0: none)",
+    )
+    p.add_argument(
+        "--plain-only",
+        action="store_true",
+        help="plain SET/GET/DELETE only, no conditional writes (the op sequences of soaks "
+        "run before they joined the mix)",
+    )
     p.add_argument(
         "--loss",
         type=_fraction,

@@ -6,7 +6,8 @@ one namespace per node at ``10.77.0.11+``, one per client endpoint at ``10.77.0.
 ``python -m meshcache start`` in every node namespace (the first ``voters`` nodes are the Raft
 voters, every node joins through ``n0``, gossip profile ``local``), waits until every node holds
 the same ring with every node active, and creates the chaos namespaces (one per consistency
-level: eviction ``none``, a large ``max_bytes``, no default TTL). On exit — normal, exception or
+level: eviction ``none``, a large ``max_bytes``, no default TTL; and ``chaos-hot``, the same at
+``all`` with hot keys on). On exit — normal, exception or
 KeyboardInterrupt — it stops workers and nodes and removes every namespace, veth, bridge,
 nftables table, temporary file and lock; if the process is killed, its reaper does the same.
 
@@ -44,7 +45,13 @@ from meshcache.testing.chaos import netns
 from meshcache.testing.chaos.faults import NetFaults, healthy, nft_script
 from meshcache.testing.chaos.history import HistoryWriter
 from meshcache.testing.chaos.netns import ChaosError, Endpoint, Network
-from meshcache.testing.chaos.workload import NAMESPACES, ClientSpec, WorkerSpec
+from meshcache.testing.chaos.workload import (
+    HOT_NAMESPACE,
+    HOT_POLICY,
+    NAMESPACES,
+    ClientSpec,
+    WorkerSpec,
+)
 from meshcache.wire.frame import FrameReader, decode_response, encode_request
 
 DATA_PORT = 7400
@@ -247,11 +254,8 @@ class ChaosCluster:
         self.node_args = tuple(node_args)
         self.anti_entropy_interval = anti_entropy_interval
         self.start_timeout = start_timeout
-        self.rid = netns.new_run_id()
-        self.root = netns.temp_root(self.rid)
-        self.out_dir = Path(out_dir) if out_dir is not None else self.root
-        self.history_path = self.out_dir / "history.jsonl"
-        self.network = Network(self.rid)
+        self._out_dir_given = None if out_dir is None else Path(out_dir)
+        self._name_run(netns.new_run_id())  # a placeholder: start() claims a free id
         self.nodes: list[ChaosNode] = []
         self.clients: list[Endpoint] = []
         self.workers: list[Worker] = []
@@ -263,6 +267,14 @@ class ChaosCluster:
         self._reaper: subprocess.Popen[bytes] | None = None
         self._controls: dict[str, Control] = {}
         self.swept: list[str] = []
+
+    def _name_run(self, rid: str) -> None:
+        """Name everything of the run after ``rid``."""
+        self.rid = rid
+        self.root = netns.temp_root(rid)
+        self.out_dir = self._out_dir_given if self._out_dir_given is not None else self.root
+        self.history_path = self.out_dir / "history.jsonl"
+        self.network = Network(rid)
 
     # --- life cycle ----------------------------------------------------------------------------
 
@@ -289,7 +301,8 @@ class ChaosCluster:
         chaos namespaces. Call :meth:`close` afterwards, also when this raises."""
         netns.require_privileges()
         self.swept = netns.sweep_stale()
-        self._lock = netns.RunLock(self.rid)
+        rid, self._lock = netns.claim_run()
+        self._name_run(rid)
         self._reaper = netns.spawn_reaper(self.rid)
         self.root.mkdir(parents=True, exist_ok=True)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -316,11 +329,12 @@ class ChaosCluster:
         for level, name in NAMESPACES.items():
             policy = {**CHAOS_POLICY, "replicas": self.replicas, "consistency": level}
             self.ns_set(self.nodes[0], name, policy)
+        self.ns_set(
+            self.nodes[0], HOT_NAMESPACE, {**CHAOS_POLICY, "replicas": self.replicas, **HOT_POLICY}
+        )
+        wanted = {*NAMESPACES.values(), HOT_NAMESPACE}
         wait_until(
-            lambda: all(
-                set(NAMESPACES.values()) <= set(self.try_call(x, "NS_LIST", []) or {})
-                for x in self.nodes
-            ),
+            lambda: all(wanted <= set(self.try_call(x, "NS_LIST", []) or {}) for x in self.nodes),
             self.start_timeout,
             "the chaos namespaces on every node",
         )
@@ -344,12 +358,13 @@ class ChaosCluster:
             self.copy_logs(self.out_dir / "logs")
         if self.history is not None:
             self.history.close()
+        if self._lock is None:  # the run never claimed its id: nothing of it exists
+            return
         try:
             netns.cleanup_run(self.rid)
         finally:
-            if self._lock is not None:
-                self._lock.release()
-            netns.cleanup_run(self.rid)  # the lock file and anything the first pass raced
+            self._lock.release()
+            netns.reap(self.rid)  # anything the first pass raced, under the lock again
             if self._reaper is not None:
                 if self._reaper.stdin is not None:
                     self._reaper.stdin.close()

@@ -7,12 +7,18 @@ One file per run; any number of threads and processes append to it (each record 
 Records (``p``: the process that wrote it: a client's name, ``nemesis`` or ``harness``):
 
 * ``{"type": "invoke", "p", "n", "f", "ns", "key", "value", "t"}`` — client ``p`` starts its
-  ``n``-th operation: ``f`` is ``set`` (``value``: the unique value written), ``get`` or
-  ``delete``, on ``key`` of namespace ``ns``;
+  ``n``-th operation on ``key`` of namespace ``ns``: ``f`` is ``set`` (``value``: the unique
+  value written), ``get``, ``delete``, or a conditional write: ``setnx`` / ``setxx`` (``SET``
+  with ``nx`` / ``xx``, ``value`` as for ``set``), ``cas`` (``GETS``, then ``CAS`` of ``value``
+  with the version read, when there was one) or ``incr`` (``INCR`` of a counter key);
 * ``{"type": "ok" | "fail" | "unknown", "p", "n", "t", ...}`` — how it ended: ``ok`` was
-  acknowledged (a ``get`` carries the ``value`` it read, null for a miss); ``fail`` certainly
-  did not take effect; ``unknown`` may have (a timeout, a broken connection, ``WRITE_FAILED``);
-  ``error`` says why. An invoke with no completion (the client was killed) counts as unknown;
+  acknowledged (a ``get`` carries the ``value`` it read, null for a miss; a conditional
+  write ``stored``: whether its condition held and it wrote; ``incr`` its ``result``; ``cas``
+  the value its ``GETS`` ``seen``, when that answered, ``seen_at``, and when the ``CAS`` was
+  sent, ``cas_at``); ``fail`` certainly did
+  not take effect; ``unknown`` may have (a timeout, a broken connection, ``WRITE_FAILED``,
+  ``UNAVAILABLE``); ``error`` says why. An invoke with no completion (the client was killed)
+  counts as unknown;
 * ``{"type": "info", "p": "nemesis", "f", "value", "t"}`` — a fault started or ended (``f``:
   ``faults``, ``heal``, ``kill``, ``restart``, ``pause``, ``resume``, ``ns_set``, ...);
 * ``{"type": "meta", ...}`` — anything else the harness notes (a cycle's seed and schedule).
@@ -35,6 +41,10 @@ OK = "ok"
 FAIL = "fail"
 UNKNOWN = "unknown"
 COMPLETIONS = frozenset({OK, FAIL, UNKNOWN})
+#: Operations that write: plain ones and conditional ones.
+WRITES = frozenset({"set", "delete", "setnx", "setxx", "cas", "incr"})
+#: Writes whose effect is a unique value (``value``), when they take effect.
+VALUE_WRITES = frozenset({"set", "setnx", "setxx", "cas"})
 
 
 def now() -> float:
@@ -83,7 +93,10 @@ class Op:
     """One client operation, invocation and completion together.
 
     ``complete`` is None when the operation never completed; ``type`` is then ``unknown``.
-    ``value`` is the value written (``set``) or read (``get``).
+    ``value`` is the value written (``set``, ``setnx``, ``setxx``, ``cas``) or read (``get``).
+    ``stored``: an acknowledged conditional write's answer (its condition held); ``result``:
+    an acknowledged ``incr``'s new value; ``seen`` / ``seen_at``: what a ``cas``'s ``GETS``
+    read and when it answered; ``cas_at``: when its ``CAS`` was sent.
     """
 
     process: str
@@ -97,6 +110,11 @@ class Op:
     value: str | None = None
     error: str | None = None
     node: str | None = None
+    stored: bool | None = None
+    result: int | None = None
+    seen: str | None = None
+    seen_at: float | None = None
+    cas_at: float | None = None
 
     @property
     def latency(self) -> float | None:
@@ -114,7 +132,15 @@ class Op:
 
     @property
     def is_write(self) -> bool:
-        return self.f in ("set", "delete")
+        return self.f in WRITES
+
+    @property
+    def may_write_value(self) -> bool:
+        """Whether this op may have stored its ``value``: a value write acknowledged (and, if
+        conditional, its condition held) or whose outcome is unknown."""
+        if self.f not in VALUE_WRITES:
+            return False
+        return self.type == UNKNOWN or (self.type == OK and self.stored is not False)
 
 
 @dataclass(slots=True)
@@ -194,7 +220,7 @@ def build(records: Iterable[dict[str, Any]]) -> History:
                 ns=str(r.get("ns", "")),
                 key=str(r.get("key", "")),
                 invoke=float(r["t"]),
-                value=r.get("value") if r["f"] == "set" else None,
+                value=r.get("value") if r["f"] in VALUE_WRITES else None,
                 node=r.get("node"),
             )
             open_ops[(op.process, op.n)] = op
@@ -209,6 +235,15 @@ def build(records: Iterable[dict[str, Any]]) -> History:
             op.error = r.get("error")
             if op.f == "get" and kind == OK:
                 op.value = r.get("value")
+            elif kind == OK and op.f != "get":
+                stored, result = r.get("stored"), r.get("result")
+                op.stored = stored if isinstance(stored, bool) else None
+                op.result = result if type(result) is int else None
+            if op.f == "cas":
+                op.seen = r.get("seen")
+                seen_at, cas_at = r.get("seen_at"), r.get("cas_at")
+                op.seen_at = float(seen_at) if isinstance(seen_at, int | float) else None
+                op.cas_at = float(cas_at) if isinstance(cas_at, int | float) else None
         elif kind == "info":
             history.events.append(r)
         elif kind == "meta":
@@ -226,6 +261,8 @@ __all__ = [
     "FAIL",
     "OK",
     "UNKNOWN",
+    "VALUE_WRITES",
+    "WRITES",
     "History",
     "HistoryTail",
     "HistoryWriter",

@@ -12,13 +12,20 @@ ever appears in the host's own namespace, and a pair vanishes with either of its
 Faults are nftables rules in the hub (``bridge`` family, ``forward`` hook): they see traffic
 between endpoints, never the hub's own, so the harness always reaches every node.
 
+Names: every name of a run carries its ``rid``, and :func:`claim_run` draws one that nothing on
+the machine uses and takes its lock before anything is created, so runs started at the same
+time (a soak and tests, two engineers' tests) never share a namespace, link, directory or
+nftables table (the table lives in the run's own hub namespace). Addresses repeat from run to
+run, but only inside each run's own namespaces.
+
 Cleanup: :func:`cleanup_run` kills every process inside a run's namespaces, deletes its
 namespaces (and with them its veths, bridge and nftables table), any stray link named for it,
 its temporary directory and its lock file; it is idempotent. A live run holds an exclusive
 ``flock`` on ``/run/meshcache-chaos/<rid>.lock``; :func:`sweep_stale` cleans up every run whose
-lock nobody holds (its owner died), so a crashed run is removed by the next one. A reaper
+lock nobody holds (its owner died), so a crashed run is removed by the next one; it holds the
+dead run's lock while it does (:func:`reap`), so the id cannot be claimed meanwhile. A reaper
 process (:func:`spawn_reaper`, in its own session) waits for its parent to close a pipe, or to
-die, and then runs :func:`cleanup_run`: a run killed with SIGKILL leaves nothing behind either.
+die, and then reaps the run: a run killed with SIGKILL leaves nothing behind either.
 
 Only the standard library (and ``meshcache.errors``) is imported here: the reaper imports this
 module and nothing else.
@@ -178,18 +185,20 @@ def temp_root(rid: str) -> Path:
 
 
 class RunLock:
-    """The exclusive ``flock`` that marks run ``rid`` as alive (released when the process dies)."""
+    """The exclusive ``flock`` that marks run ``rid`` as alive (released when the process dies).
+
+    Raises:
+        ChaosError: another process holds it (a live run, or a sweeper cleaning that id up), or
+            a sweeper removed the file between its creation and the lock.
+    """
 
     def __init__(self, rid: str) -> None:
         self.rid = rid
         self.path = LOCK_DIR / f"{rid}.lock"
         LOCK_DIR.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise ChaosError(f"run {rid} is already locked") from None
+        fd = _lock_file(self.path)
+        if fd is None:
+            raise ChaosError(f"run {rid} is already locked")
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd: int | None = fd
 
@@ -199,6 +208,66 @@ class RunLock:
             self.path.unlink(missing_ok=True)
             os.close(self._fd)
             self._fd = None
+
+
+def _lock_file(path: Path) -> int | None:
+    """Create (or open) ``path`` and take its exclusive ``flock``; the descriptor, or None when
+    another process holds it. A lock taken on a file that another process unlinked meanwhile
+    (a sweeper removes a dead run's lock file while it holds it) is not a lock on ``path``:
+    then None too."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held, named = os.fstat(fd), os.stat(path)
+    except OSError:  # held elsewhere, or the file is gone
+        os.close(fd)
+        return None
+    if (held.st_dev, held.st_ino) != (named.st_dev, named.st_ino):
+        os.close(fd)
+        return None
+    return fd
+
+
+def claim_run(tries: int = 32) -> tuple[str, RunLock]:
+    """A fresh run id that nothing on this machine uses (no namespace, link, directory or lock
+    file of that id, live or left over), with its lock held: two runs started at once, or a
+    run and a sweeper, never share one.
+
+    Raises:
+        ChaosError: no free id was found in ``tries`` draws.
+    """
+    LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    for _ in range(tries):
+        rid = new_run_id()
+        if rid in leftover_runs():
+            continue
+        try:
+            return rid, RunLock(rid)
+        except ChaosError:
+            continue
+    raise ChaosError(f"no free run id in {tries} draws")
+
+
+def reap(rid: str) -> list[str] | None:
+    """Clean up run ``rid`` (:func:`cleanup_run`) unless it is alive, holding its lock all the
+    while, so that no run can claim the id while its leftovers are removed; what was removed,
+    or None when a live process holds the run's lock."""
+    if not _RID.match(rid):
+        raise ValueError(f"not a run id: {rid!r}")
+    LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    path = LOCK_DIR / f"{rid}.lock"
+    existed = path.exists()
+    fd = _lock_file(path)
+    if fd is None:
+        return None
+    try:
+        removed = cleanup_run(rid, locked=True)
+        path.unlink(missing_ok=True)
+        if existed:
+            removed.append(f"lock {path}")
+        return removed
+    finally:
+        os.close(fd)
 
 
 def run_is_alive(rid: str) -> bool:
@@ -252,9 +321,11 @@ def kill_inside(netns: str, timeout: float = 10.0) -> None:
         time.sleep(0.02)  # the killed processes leave the namespace as they exit
 
 
-def cleanup_run(rid: str) -> list[str]:
+def cleanup_run(rid: str, *, locked: bool = False) -> list[str]:
     """Remove everything of run ``rid``: processes, namespaces, links, nftables table, temp dir,
-    lock file. Idempotent; what it removed, described."""
+    and its lock file when nobody holds it. Idempotent; what it removed, described. The run's
+    owner calls it; anyone else calls :func:`reap`, which holds the lock while it runs this
+    (``locked``: the caller holds the lock, leave the file to it)."""
     if not _RID.match(rid):
         raise ValueError(f"not a run id: {rid!r}")
     removed: list[str] = []
@@ -278,7 +349,7 @@ def cleanup_run(rid: str) -> list[str]:
         shutil.rmtree(root, ignore_errors=True)
         removed.append(f"dir {root}")
     lock = LOCK_DIR / f"{rid}.lock"
-    if lock.exists() and not run_is_alive(rid):
+    if not locked and lock.exists() and not run_is_alive(rid):
         lock.unlink(missing_ok=True)
         removed.append(f"lock {lock}")
     return removed
@@ -304,11 +375,11 @@ def leftover_runs() -> set[str]:
 
 
 def sweep_stale() -> list[str]:
-    """Clean up every run whose owner is gone (nobody holds its lock); what was removed."""
+    """Clean up every run whose owner is gone (nobody holds its lock), each under its lock
+    (:func:`reap`); what was removed."""
     removed: list[str] = []
     for rid in sorted(leftover_runs()):
-        if not run_is_alive(rid):
-            removed += cleanup_run(rid)
+        removed += reap(rid) or []
     return removed
 
 
@@ -411,6 +482,7 @@ __all__ = [
     "Endpoint",
     "Network",
     "RunLock",
+    "claim_run",
     "cleanup_run",
     "entered",
     "kill_inside",
@@ -419,6 +491,7 @@ __all__ = [
     "missing_privileges",
     "netns_name",
     "new_run_id",
+    "reap",
     "require_privileges",
     "run",
     "run_is_alive",

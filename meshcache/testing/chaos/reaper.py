@@ -3,7 +3,8 @@
 Started by :class:`~meshcache.testing.chaos.ChaosCluster` in a session of its own with a pipe
 on stdin. It blocks reading stdin; the read ends when the owner closes the pipe (a normal exit,
 after its own cleanup) or dies (SIGKILL included: the kernel closes the pipe). Then it runs
-:func:`~meshcache.testing.chaos.netns.cleanup_run` for the run and exits.
+:func:`~meshcache.testing.chaos.netns.reap` for the run (nothing when a live run holds the
+id's lock) and exits.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import sys
 
 from meshcache.reaper import wait_for_owner
-from meshcache.testing.chaos.netns import cleanup_run
+from meshcache.testing.chaos.netns import reap
 
 
 def main(argv: list[str]) -> int:
@@ -19,7 +20,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("usage: python -m meshcache.testing.chaos.reaper RID\n")
         return 2
     wait_for_owner()
-    cleanup_run(argv[0])
+    reap(argv[0])
     return 0
 
 

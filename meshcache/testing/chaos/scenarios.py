@@ -53,7 +53,13 @@ from meshcache.testing.chaos.history import (
     read_records,
 )
 from meshcache.testing.chaos.netns import ChaosError
-from meshcache.testing.chaos.workload import LEVEL_OF, NAMESPACES, ClientSpec
+from meshcache.testing.chaos.workload import (
+    HOT_LEASE,
+    HOT_NAMESPACE,
+    LEVEL_OF,
+    NAMESPACES,
+    ClientSpec,
+)
 
 #: Every fault kind :func:`make_schedule` knows, in the soak's round-robin order.
 FAULT_KINDS = (
@@ -79,7 +85,9 @@ HINT_MAX_BYTES = 64 << 20
 class Step:
     """At ``at`` seconds into the fault phase, do ``action`` (a :class:`ChaosCluster` fault:
     ``faults`` with a spec, ``heal``, ``kill``, ``restart``, ``pause``, ``resume``, ``skew``,
-    ``throttle``, or ``config``: try a config change through a node on each side)."""
+    ``throttle``, or ``config``: try a config change through a node on each side; or
+    ``await_dead``: wait until ``node``'s gossip holds the nodes of ``dead`` dead, at most
+    ``timeout`` s, then ``hold`` s more — the steps after it and the heal wait for it)."""
 
     at: float
     action: str
@@ -328,7 +336,8 @@ class CycleReport:
 
 @dataclass(slots=True)
 class Workload:
-    """How hard the clients of a cycle work. ``levels``: the consistency levels written."""
+    """How hard the clients of a cycle work. ``levels``: the consistency levels written; the
+    op mix as relative weights (see :class:`~.workload.ClientSpec`)."""
 
     rate: float = 25.0
     keys: int = 40
@@ -339,6 +348,17 @@ class Workload:
     writes: float = 0.7
     reads: float = 0.2
     deletes: float = 0.1
+    setnx: float = 0.04
+    setxx: float = 0.04
+    cas: float = 0.04
+    incr: float = 0.04
+    #: Hot keys (:data:`~.workload.HOT_NAMESPACE`): per client endpoint a smart reader of the
+    #: ``hot_keys`` keys at ``hot_rate`` reads/s, and per hot key one writer at
+    #: ``hot_writer_rate`` writes/s, on an endpoint's side, that reads each write back through
+    #: every node. 0 hot keys: none.
+    hot_keys: int = 0
+    hot_rate: float = 150.0
+    hot_writer_rate: float = 4.0
 
 
 def client_specs(
@@ -359,6 +379,10 @@ def client_specs(
             writes=workload.writes,
             reads=workload.reads,
             deletes=workload.deletes,
+            setnx=workload.setnx,
+            setxx=workload.setxx,
+            cas=workload.cas,
+            incr=workload.incr,
             rate=workload.rate,
             timeout=workload.timeout,
             seed=base.randrange(1 << 30),
@@ -371,6 +395,23 @@ def client_specs(
             target = cluster.node(schedule.plain[c])
             specs.append(spec(f"{c}-plain", [target.data], False))
         result[c] = specs
+    if workload.hot_keys and cluster.client_names:
+        for c in cluster.client_names:
+            reader = spec(f"{c}-hot-reader", cluster.seeds, True)
+            result[c].append(
+                dataclasses.replace(reader, role="hot-reader", keys=workload.hot_keys,
+                                    rate=workload.hot_rate)
+            )  # fmt: skip
+        for j in range(workload.hot_keys):
+            c = cluster.client_names[j % len(cluster.client_names)]
+            # It writes through the node its endpoint's plain client uses: on its own side.
+            home = cluster.node(schedule.plain[c]).data
+            seeds = [home, *(s for s in cluster.seeds if s != home)]
+            writer = spec(f"{c}-hot-writer{j}", seeds, False)
+            result[c].append(
+                dataclasses.replace(writer, role="hot-writer", hot_key=f"{prefix}h{j}",
+                                    rate=workload.hot_writer_rate)
+            )  # fmt: skip
     if workload.hub_client:
         result["hub"] = [spec("hub-smart", cluster.seeds, True)]
     return result
@@ -441,8 +482,36 @@ class _Runner:
             c.throttle(args["node"], args.get("rate"))
         elif step.action == "config":
             self.try_config()
+        elif step.action == "await_dead":
+            self.await_dead(args["node"], args["dead"], float(args.get("timeout", 30.0)))
+            self.until(time.monotonic() + float(args.get("hold", 0.0)))
         else:
             raise ValueError(f"unknown step action {step.action!r}")
+
+    def await_dead(self, node: str, dead: Sequence[str], timeout: float) -> None:
+        """Poll ``node``'s gossip view (``MEMBERS``, from the hub) until it holds every node of
+        ``dead`` dead or left, at most ``timeout`` seconds; the moment it did (or that it did
+        not) goes into the history as an ``observer`` record ``dead_seen``."""
+        c = self.cluster
+        wanted = {c.node(name).node_id for name in dead}
+        started = time.monotonic()
+        seen = False
+        while time.monotonic() - started < timeout:
+            view = c.try_call(c.node(node), "MEMBERS", [], timeout=1.0)
+            if isinstance(view, list):
+                down = {
+                    m.get("name") for m in view if isinstance(m, dict)
+                    and m.get("state") in ("dead", "left")
+                }  # fmt: skip
+                if wanted <= down:
+                    seen = True
+                    break
+            time.sleep(0.1)  # the poll interval; the timeout bounds the wait
+        if c.history is not None:
+            c.history.write(
+                {"type": "info", "p": "observer", "f": "dead_seen", "node": node,
+                 "value": sorted(dead), "seen": seen, "after": round(time.monotonic() - started, 2)}
+            )  # fmt: skip
 
     def try_config(self) -> None:
         """Through one running node of each reachability group, try to create a namespace
@@ -536,6 +605,27 @@ def _read_state(
     return state, complete
 
 
+#: The network delay (and scheduling on a loaded machine) allowed beyond a hot copy's lease.
+HOT_DELTA = 1.0
+_HOT_COUNTERS = ("keys_turned_hot", "reads_from_copies", "invalidations_lost", "copies_expired")
+
+
+def _hot_counters(cluster: ChaosCluster) -> dict[str, int]:
+    """Every running node's hot-key counters (INFO ``mesh.counters.hot``), summed: whether
+    copies served reads at all, and how many updates of them were lost (a cycle reports the
+    difference over it; a node restarted in it starts from 0, so that is a lower bound)."""
+    total: dict[str, int] = dict.fromkeys(_HOT_COUNTERS, 0)
+    for node in cluster.running_nodes():
+        info = cluster.try_call(node, "INFO", [], timeout=2.0)
+        mesh = info.get("mesh", {}) if isinstance(info, dict) else {}
+        hot = mesh.get("counters", {}).get("hot", {}) if isinstance(mesh, dict) else {}
+        for name in _HOT_COUNTERS:
+            value = hot.get(name) if isinstance(hot, dict) else None
+            if type(value) is int:
+                total[name] += value
+    return total
+
+
 def _wait_hints_drained(cluster: ChaosCluster, healed: float, bound: float) -> float | None:
     """Poll every node's hint count until all are 0 (at most ``bound`` seconds after the heal);
     the seconds since the heal when they were, None if they never were."""
@@ -588,6 +678,7 @@ def run_cycle(
         }
     )
     runner = _Runner(cluster, schedule, prefix)
+    hot_before = _hot_counters(cluster) if workload.hot_keys else {}
     offset = cluster.history_path.stat().st_size
     specs = client_specs(cluster, schedule, prefix, workload)
     workers = [cluster.start_worker(where, clients) for where, clients in specs.items()]
@@ -670,9 +761,29 @@ def run_cycle(
     proc_sides = {
         c.name: schedule.sides.get(where, "hub") for where, cs in specs.items() for c in cs
     }
+    restarted = any(s.action in ("kill", "restart", "skew") for s in schedule.steps)
+    hot = (
+        [
+            checkers.check_hot(
+                history,
+                HOT_NAMESPACE,
+                lease=HOT_LEASE,
+                delta=HOT_DELTA,
+                strict=not restarted,
+                counters={
+                    name: max(0, value - hot_before.get(name, 0))
+                    for name, value in _hot_counters(cluster).items()
+                },
+                origin=started,
+            )
+        ]
+        if workload.hot_keys
+        else []
+    )
     checks = [
         checkers.check_writes(history, state, LEVEL_OF, origin=started),
         checkers.check_reads(history),
+        checkers.check_conditional(history, state, LEVEL_OF, healthy_until=started, origin=started),
         checkers.check_convergence(state, converged_after, converge_bound),
         checkers.check_membership(
             rings, members, [n.node_id for n in cluster.nodes], agreed_after, agree_bound
@@ -681,6 +792,7 @@ def run_cycle(
         checkers.check_resources(
             runner.samples, hint_max_bytes=HINT_MAX_BYTES, drained_after=drained_after
         ),
+        *hot,
     ]
     fault_end = started + schedule.duration
     report = CycleReport(

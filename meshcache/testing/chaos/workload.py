@@ -6,6 +6,8 @@ Each thread owns a :class:`meshcache.Client` — smart (ring-routed over every n
 (``smart=False``, one node) — and loops: pick an op from its seeded rng, record ``invoke``,
 run it, record ``ok`` / ``fail`` / ``unknown``, wait for its next slot (``rate`` ops/s; 0 runs
 back to back). Values are unique (``<client>:<n>``), so a read names the write it saw.
+Conditional writes (``SET NX`` / ``XX``, ``GETS`` + ``CAS``, ``INCR``) join the mix when their
+weights are set; the history records what each answered (see :mod:`.history`).
 
 The consistency of a write is its namespace's policy (``chaos-one``, ``chaos-quorum``,
 ``chaos-all``; see :data:`NAMESPACES`): the public client's ``set`` has no per-call
@@ -23,15 +25,34 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from meshcache.errors import CommandError, ErrorCode
-from meshcache.testing.chaos.history import FAIL, OK, UNKNOWN, HistoryWriter, now
+from meshcache.testing.chaos.history import (
+    FAIL,
+    OK,
+    UNKNOWN,
+    VALUE_WRITES,
+    HistoryWriter,
+    now,
+)
 
 #: Consistency level → the chaos namespace whose policy acknowledges writes at that level.
 NAMESPACES = {"one": "chaos-one", "quorum": "chaos-quorum", "all": "chaos-all"}
-LEVEL_OF = {ns: level for level, ns in NAMESPACES.items()}
+#: The namespace with hot keys on (docs/hotkeys.md): short lease, low thresholds, and writes
+#: acknowledged at ``all``, so that every node's own store holds every acknowledged write and
+#: a read anywhere can lag only through a copy (bounded by the lease), whatever the fault.
+HOT_NAMESPACE = "chaos-hot"
+HOT_LEASE = 1.0
+HOT_POLICY: dict[str, Any] = {
+    "consistency": "all",
+    "hot": {"enabled": True, "share": 0.02, "rate": 10.0, "lease": HOT_LEASE},
+}
+LEVEL_OF = {**{ns: level for level, ns in NAMESPACES.items()}, HOT_NAMESPACE: "all"}
+#: The longest pause between a ``cas`` op's ``GETS`` and its ``CAS`` (seconds).
+CAS_PAUSE = 0.05
 
 # A write refused with one of these certainly did not apply; any other error may have.
 _NOT_APPLIED = frozenset(
@@ -61,9 +82,19 @@ class ClientSpec:
             the same prefix, so clients on both sides of a partition write the same keys.
         key_prefix: keeps one cycle's keys apart from another's.
         writes, reads, deletes: the op mix (relative weights).
+        setnx, setxx, cas, incr: conditional writes in the mix (relative weights, 0: none):
+            ``SET NX``, ``SET XX`` and ``GETS`` + ``CAS`` on the same keys as the plain ops,
+            ``INCR`` on counter keys of their own (``<key_prefix>i<j>``, ``counters`` of them
+            per namespace), so a counter never holds a written value.
         rate: ops per second (0: back to back).
         timeout: the client's timeout for a whole call (meshcache.Client ``timeout``).
         seed: the rng seed of its op sequence.
+        role: ``mixed`` (the op mix above), ``hot-reader`` (reads of the hot keys
+            ``<key_prefix>h<i>``, ``keys`` of them, in :data:`HOT_NAMESPACE`) or ``hot-writer``
+            (the one writer of hot key ``hot_key``: writes it — values ``<name>:<n>``, ``n``
+            rising, a tenth of them deletes — through ``seeds[0]`` and reads it back through
+            every seed in turn, each with a plain client; the reads carry ``node``).
+        hot_key: the key a ``hot-writer`` owns.
     """
 
     name: str
@@ -75,9 +106,16 @@ class ClientSpec:
     writes: float = 0.7
     reads: float = 0.2
     deletes: float = 0.1
+    setnx: float = 0.0
+    setxx: float = 0.0
+    cas: float = 0.0
+    incr: float = 0.0
+    counters: int = 8
     rate: float = 40.0
     timeout: float = 5.0
     seed: int = 0
+    role: str = "mixed"
+    hot_key: str = ""
 
     @classmethod
     def from_mapping(cls, m: dict[str, Any]) -> ClientSpec:
@@ -112,9 +150,127 @@ def _outcome(f: str, exc: BaseException) -> tuple[str, str]:
     return UNKNOWN, text
 
 
+class _GetsFailed(Exception):
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _conditional(
+    client: Any, f: str, ns: str, key: str, value: str | None, done: dict[str, Any], pause: float
+) -> None:
+    """Run conditional write ``f``; what the history needs of its answer goes into ``done``."""
+    if f == "incr":
+        done["result"] = client.incr(key, namespace=ns)
+        return
+    assert value is not None
+    if f in ("setnx", "setxx"):
+        stored = client.set(key, value.encode(), nx=f == "setnx", xx=f == "setxx", namespace=ns)
+        done["stored"] = bool(stored)
+        return
+    try:
+        seen = client.gets(key, namespace=ns)
+    except Exception as exc:
+        raise _GetsFailed(exc) from exc
+    done["seen_at"] = now()
+    done["seen"] = None if seen is None else seen[0].decode("utf-8", "replace")
+    if seen is None:
+        done["stored"] = False  # nothing to compare and swap: no write was sent
+        return
+    # A pause between the read and the swap gives other clients' writes room to land
+    # between them, where the checker can tell them apart (pacing, not a wait for anything).
+    time.sleep(pause)
+    done["cas_at"] = now()
+    done["stored"] = bool(client.cas(key, value.encode(), seen[1], namespace=ns))
+
+
+def _recorded(
+    history: HistoryWriter,
+    spec: ClientSpec,
+    n: int,
+    f: str,
+    ns: str,
+    key: str,
+    value: str | None,
+    node: str | None,
+    call: Any,
+) -> None:
+    """Record the invocation of op ``n``, run ``call()`` (a read returns what it read), record
+    how it ended."""
+    record: dict[str, Any] = {"type": "invoke", "p": spec.name, "n": n, "f": f, "ns": ns}
+    record["key"] = key
+    if value is not None:
+        record["value"] = value
+    if node is not None:
+        record["node"] = node
+    history.write(record)
+    done: dict[str, Any] = {"p": spec.name, "n": n, "f": f}
+    try:
+        got = call()
+        if f == "get":
+            done["value"] = None if got is None else got.decode("utf-8", "replace")
+        done["type"] = OK
+    except Exception as exc:  # every outcome is recorded, a client bug's too
+        done["type"], done["error"] = _outcome(f, exc)
+    done["t"] = now()
+    history.write(done)
+
+
+def run_hot_client(spec: ClientSpec, history: HistoryWriter, stop: threading.Event) -> None:
+    """A ``hot-reader`` or ``hot-writer`` (see :class:`ClientSpec`) until ``stop`` is set."""
+    import meshcache
+
+    rng = random.Random(spec.seed)
+    ns = HOT_NAMESPACE
+    period = 1.0 / spec.rate if spec.rate > 0 else 0.0
+    next_at = time.monotonic()
+    n = 0
+    clients = []
+    try:
+        if spec.role == "hot-reader":
+            clients.append(meshcache.Client(list(spec.seeds), timeout=spec.timeout))
+        else:
+            for seed in spec.seeds:
+                clients.append(
+                    meshcache.Client(
+                        [seed], timeout=spec.timeout, connect_timeout=spec.timeout, smart=False
+                    )
+                )
+        while not stop.is_set():
+            if spec.role == "hot-reader":
+                n += 1
+                key = f"{spec.key_prefix}h{rng.randrange(spec.keys)}"
+                read = partial(clients[0].get, key, namespace=ns)
+                _recorded(history, spec, n, "get", ns, key, None, None, read)
+            else:
+                n += 1
+                key, writer = spec.hot_key, clients[0]
+                if rng.random() < 0.1:
+                    delete = partial(writer.delete, key, namespace=ns)
+                    _recorded(history, spec, n, "delete", ns, key, None, spec.seeds[0], delete)
+                else:
+                    value = f"{spec.name}:{n}"
+                    write = partial(writer.set, key, value.encode(), namespace=ns)
+                    _recorded(history, spec, n, "set", ns, key, value, spec.seeds[0], write)
+                for seed, reader in zip(spec.seeds, clients, strict=True):
+                    n += 1
+                    read = partial(reader.get, key, namespace=ns)
+                    _recorded(history, spec, n, "get", ns, key, None, seed, read)
+            if period:
+                next_at = max(next_at + period, time.monotonic() - period)
+                stop.wait(max(0.0, next_at - time.monotonic()))  # pacing, not a condition
+    finally:
+        for client in clients:
+            client.close()
+
+
 def run_client(spec: ClientSpec, history: HistoryWriter, stop: threading.Event) -> None:
     """Run one client until ``stop`` is set, recording every op in ``history``."""
     import meshcache
+
+    if spec.role != "mixed":
+        run_hot_client(spec, history, stop)
+        return
 
     rng = random.Random(spec.seed)
     seeds = list(spec.seeds) if spec.smart else list(spec.seeds[:1])
@@ -125,13 +281,21 @@ def run_client(spec: ClientSpec, history: HistoryWriter, stop: threading.Event) 
     period = 1.0 / spec.rate if spec.rate > 0 else 0.0
     next_at = time.monotonic()
     n = 0
+    kinds: tuple[str, ...] = ("set", "get", "delete")
+    weights: tuple[float, ...] = (spec.writes, spec.reads, spec.deletes)
+    conditional = (spec.setnx, spec.setxx, spec.cas, spec.incr)
+    if any(conditional):  # else the op sequence of a seed is what it always was
+        kinds += ("setnx", "setxx", "cas", "incr")
+        weights += conditional
     try:
         while not stop.is_set():
             n += 1
             ns = rng.choice(spec.namespaces)
             key = f"{spec.key_prefix}k{rng.randrange(spec.keys)}"
-            f = rng.choices(("set", "get", "delete"), (spec.writes, spec.reads, spec.deletes))[0]
-            value = f"{spec.name}:{n}" if f == "set" else None
+            f = rng.choices(kinds, weights)[0]
+            if f == "incr":
+                key = f"{spec.key_prefix}i{rng.randrange(spec.counters)}"
+            value = f"{spec.name}:{n}" if f in VALUE_WRITES else None
             record: dict[str, Any] = {
                 "type": "invoke",
                 "p": spec.name,
@@ -147,14 +311,19 @@ def run_client(spec: ClientSpec, history: HistoryWriter, stop: threading.Event) 
             history.write(record)
             done: dict[str, Any] = {"p": spec.name, "n": n, "f": f}
             try:
-                if value is not None:
+                if f == "set":
+                    assert value is not None
                     client.set(key, value.encode(), namespace=ns)
                 elif f == "delete":
                     client.delete(key, namespace=ns)
-                else:
+                elif f == "get":
                     got = client.get(key, namespace=ns)
                     done["value"] = None if got is None else got.decode("utf-8", "replace")
+                else:
+                    _conditional(client, f, ns, key, value, done, rng.uniform(0.0, CAS_PAUSE))
                 done["type"] = OK
+            except _GetsFailed as failed:  # a cas whose GETS failed wrote nothing
+                done["type"], done["error"] = FAIL, _outcome("get", failed.error)[1]
             except Exception as exc:  # every outcome is recorded, a client bug's too
                 done["type"], done["error"] = _outcome(f, exc)
             done["t"] = now()
@@ -192,4 +361,15 @@ def run_worker(spec: WorkerSpec) -> int:
     return 0
 
 
-__all__ = ["LEVEL_OF", "NAMESPACES", "ClientSpec", "WorkerSpec", "run_client", "run_worker"]
+__all__ = [
+    "HOT_LEASE",
+    "HOT_NAMESPACE",
+    "HOT_POLICY",
+    "LEVEL_OF",
+    "NAMESPACES",
+    "ClientSpec",
+    "WorkerSpec",
+    "run_client",
+    "run_hot_client",
+    "run_worker",
+]
