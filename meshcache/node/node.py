@@ -145,7 +145,7 @@ class Node:
         parts.bind_config(self.config_service, is_voter=self.config_service.is_voter)
         # Who may send what: the node's users, and the cluster key its peers authenticate with.
         guard = parts.dispatcher.guard = Guard(s.users, keyring=membership.keyring)
-        self._dataport = DataPort(listener, parts.dispatcher, s.limits, tls=tls)
+        self._dataport = DataPort(listener, parts.dispatcher, s.limits, tls=tls, peers=parts.pool)
         if resp_listener is not None:
             self.resp = RespPort.for_parts(
                 resp_listener, parts, wall_clock=self._wall_clock, tls=tls

@@ -25,14 +25,25 @@ from meshcache.errors import (
     UnavailableError,
 )
 from meshcache.hlc import HLC
+from meshcache.node.admin.metrics import NodeCounters
 from meshcache.node.data.coordinator import Coordinator
 from meshcache.node.data.replication import HintQueue, VersionClamp
 from meshcache.node.data.replicator import Replicator
+from meshcache.node.net.dataport import DataPort, open_listener
+from meshcache.node.net.dispatch import Dispatcher
 from meshcache.node.net.peer_pool import Address, PeerPool, PeerUnreachable
 from meshcache.ring import RingMember
+from meshcache.settings import LimitSettings
 from meshcache.store.policy import NamespacePolicy
 from meshcache.store.store import Store
-from meshcache.wire.frame import FrameReader, Response, decode_request, encode_ok
+from meshcache.wire.frame import (
+    FrameReader,
+    Response,
+    decode_request,
+    decode_response,
+    encode_ok,
+    encode_request,
+)
 from meshcache.wire.ops import Limits
 from meshcache.wire.pending import Later
 
@@ -242,6 +253,69 @@ async def test_a_forward_that_times_out_resets_its_connection_so_nothing_queued_
             await again.send(encode_ok(request.id, "PONG"))
         assert result[0].value == "PONG"
         assert pool.stats["connects"] == 2
+
+
+@pytest.mark.trio
+async def test_a_port_writes_its_rounds_forwards_and_reads_the_answers_itself() -> None:
+    """A client's pipeline through a port whose ops submit forwards: the round's forwards leave
+    in one write, the port's reactor then reads the pool's connections, and the answers reach
+    the client in request order whatever order the owner answers in. Once the port stops, the
+    pool reads its connections itself again."""
+    async with peer() as (p, address), running(PeerPool()) as pool:
+        owner = await connected(pool, p, address)
+        assert not pool.driven
+
+        def forward(namespace: str, op: str, args: list[Any]) -> Later:
+            later = Later()
+
+            def answered(response: Response | BaseException) -> None:
+                if isinstance(response, Response):
+                    later.resolve(response.value)
+                else:
+                    later.fail(response)
+
+            assert pool.submit(address, "FWD", namespace, [op, args], timeout=10, answered=answered)
+            return later
+
+        dispatcher = Dispatcher(
+            execute=forward, routes={}, limits=Limits(), counters=NodeCounters()
+        )
+        port = DataPort(open_listener("127.0.0.1", 0), dispatcher, LimitSettings(), peers=pool)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(port.serve)
+            client = trio.socket.socket()
+            await client.connect(port.address)
+            writes = pool.stats["writes"]
+            await client.send(
+                b"".join(encode_request(i, "GET", "default", [b"k%d" % i]) for i in range(1, 17))
+            )
+            requests = await p.requests(owner, 16)
+            assert pool.stats["writes"] == writes + 1  # the 16 forwards in one write
+            assert pool.driven
+            await owner.send(b"".join(encode_ok(r.id, r.args[1][0]) for r in reversed(requests)))
+            reader = FrameReader(1 << 20)
+            answers: list[Response] = []
+            with trio.fail_after(10):
+                while len(answers) < 16:
+                    data = await client.recv(1 << 16)
+                    assert data
+                    reader.feed(data)
+                    while (body := reader.next_body()) is not None:
+                        answers.append(decode_response(body))
+            assert [(a.id, a.value) for a in answers] == [(i, b"k%d" % i) for i in range(1, 17)]
+            client.close()
+            nursery.cancel_scope.cancel()
+        assert not pool.driven
+        async with trio.open_nursery() as nursery:
+            result: list[Response] = []
+
+            async def ask() -> None:
+                result.append(await pool.request(address, "PING", "default", [], timeout=10))
+
+            nursery.start_soon(ask)
+            (request,) = await p.requests(owner, 1)
+            await owner.send(encode_ok(request.id, "PONG"))
+        assert result[0].value == "PONG"
 
 
 # --- the coordinator's submitted forwards -----------------------------------------------------

@@ -87,7 +87,7 @@ async def test_a_pipelined_burst_is_answered_in_slices() -> None:
             await bulk_client(port.address, "request", BURST)  # answered in order
         nursery.cancel_scope.cancel()
     assert dispatcher.handled == BURST
-    reactor = probe.of("DataPort.serve")
+    reactor = probe.of("Reactor.serve")
     # Before slicing the whole burst was answered in a handful of steps of 100+ ms each.
     assert reactor.total >= BURST * WORK_S * 0.9, probe.describe()
     assert reactor.steps >= BURST // TURN_FRAMES // 2, probe.describe()
@@ -116,4 +116,4 @@ async def test_two_bulk_clients_take_turns_and_others_still_run() -> None:
     assert dispatcher.handled == BURST
     during = {n for n in ticks if 0 < n < BURST}
     assert len(during) >= 20, f"the timer ran {len(during)} times during the burst"
-    assert probe.of("DataPort.serve").longest <= 0.05, probe.describe()
+    assert probe.of("Reactor.serve").longest <= 0.05, probe.describe()

@@ -1,6 +1,9 @@
 """The node's network edge: the data port reactor, frame dispatch, and calls to other nodes.
 
-* :mod:`.dataport` — accepts client and peer connections, reads pipelined frames.
+* :mod:`.reactor` — the one reactor of the client ports (epoll rounds, ordered answers, the
+  peer pool's forwards written and answers read in its rounds).
+* :mod:`.dataport` — the msgpack codec on it: accepts client and peer connections, reads
+  pipelined frames. :mod:`.resp_port` is the RESP codec on the same reactor.
 * :mod:`.dispatch` — one frame body in, one response frame out (sans-I/O), routed by the op table.
 * :mod:`.peer_pool` — pooled, pipelined connections to other nodes' data ports.
 * :mod:`.oneshot` — one request on a connection of its own (membership and config calls).

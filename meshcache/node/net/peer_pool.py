@@ -7,11 +7,18 @@ id. A request is either awaited (:meth:`PeerPool.request`, from a task) or *subm
 callback (:meth:`PeerPool.submit`, from anywhere, no task: how a non-owner forwards a client's
 request).
 
-Requests are not written one by one: each is encoded into the connection's outbox, and the
-connection's writer task sends everything the outbox holds with one ``send_all`` when it next
-runs — the requests for one peer that arrive in one reactor turn leave in one write, in the
-order they were submitted. A reader task per connection matches the responses to their
-waiters; a timer task fails each request that has no answer by its deadline.
+Requests are not written one by one: each is encoded into the connection's outbox, and every
+outbox is written with one non-blocking ``send`` when the pool is next flushed. A client port's
+reactor holds the pool while its round runs (:meth:`PeerPool.hold`) and flushes it at the end
+of the round, so the forwards for one peer that its requests submitted leave in one write, in
+the order they were submitted, with no task woken; requests from tasks are written by the
+pool's flusher task, once per scheduler batch. The connections' sockets sit on the pool's own
+level-triggered epoll. The reactor that flushed forwards registers that epoll in its own
+(:meth:`PeerPool.drive`) and reads the peers' answers in its rounds (:meth:`PeerPool.pump`),
+each matched by request id to its waiter; when no reactor drives, the pool's pump task does.
+A timer task per connection fails each request that has no answer by its deadline. With TLS
+the connection is mutual TLS over an ``SSLObject`` and memory BIOs, so the same non-blocking
+reads and writes serve it.
 
 A connection that breaks fails every request in flight on it with
 :class:`MeshcacheConnectionError` (the caller decides whether to retry: a replica write becomes a
@@ -29,7 +36,9 @@ import contextlib
 import heapq
 import itertools
 import math
+import select
 import socket
+import ssl
 import struct
 from collections import Counter
 from collections.abc import Callable
@@ -40,7 +49,7 @@ import trio
 
 from meshcache.errors import MeshcacheConnectionError, MeshcacheTimeout, RemoteProtocolError
 from meshcache.gossip.keyring import Keyring
-from meshcache.node.net.oneshot import call_once, tls_handshake
+from meshcache.node.net.oneshot import call_once
 from meshcache.security.peer import auth_args
 from meshcache.security.tls import NodeTls
 from meshcache.wire.address import Address
@@ -54,11 +63,14 @@ from meshcache.wire.frame import (
 
 log = structlog.get_logger("meshcache.peers")
 
-RECEIVE_SIZE = 256 * 1024
+# Under glibc malloc's mmap threshold, as the ports' read buffers.
+RECEIVE_SIZE = 64 * 1024
 # Bytes of requests one connection's outbox may hold while its writer waits on the kernel;
 # beyond it a submit is refused as if the peer could not be reached (nothing was sent).
 MAX_OUTBOX = 16 * 1024 * 1024
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
+_READ = select.EPOLLIN | select.EPOLLRDHUP
+_WRITE = select.EPOLLOUT
 
 Answered = Callable[["Response | BaseException"], None]
 """What :meth:`PeerPool.submit` calls with a request's response or the error that ended it."""
@@ -99,25 +111,38 @@ def _deliver(answered: Answered, response: Response | BaseException) -> None:
 
 
 class _PeerConnection:
-    """One pipelined connection; its reader, writer and timer run in the pool's nursery."""
+    """One pipelined connection: a non-blocking socket on the pool's epoll (reads and writes
+    are done by whoever drives the pool), and a timer task in the pool's nursery."""
 
-    def __init__(self, address: Address, stream: trio.abc.Stream, max_frame: int) -> None:
+    def __init__(
+        self,
+        pool: PeerPool,
+        address: Address,
+        sock: socket.socket,
+        tls: _TlsFilter | None,
+        max_frame: int,
+    ) -> None:
+        self.pool = pool
         self.address = address
-        self.stream = stream
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.tls = tls
         self.reader = FrameReader(max_frame)
         self.waiters: dict[int, _Request] = {}
         self.ids = itertools.count(1)
         self.broken: BaseException | None = None
         self.scope = trio.CancelScope()
         self.outbox: list[bytes] = []
+        # Bytes of requests not taken by the kernel yet: queued in ``outbox`` or in ``unsent``.
         self.outbox_bytes = 0
-        self.wake = trio.Event()  # set when the outbox has something to send
+        self.unsent = b""  # what the kernel did not take of the last write (encrypted, if TLS)
+        self.mask = _READ
         # (deadline, request id), earliest first; entries of answered requests linger until
         # they come up or the heap is rebuilt.
         self.deadlines: list[tuple[float, int]] = []
         self.next_deadline = math.inf
         self.timer: trio.CancelScope | None = None
-        self.stats: Counter[str] | None = None
+        self.stats: Counter[str] = pool.stats
 
     def send(
         self,
@@ -129,7 +154,8 @@ class _PeerConnection:
         abort: bool,
         rid: int | None = None,
     ) -> int:
-        """Queue one request for the writer; its answer (or error) goes to ``answered``."""
+        """Queue one request; its answer (or error) goes to ``answered``. It is written with
+        the rest of the outbox when the pool next flushes."""
         if rid is None:
             rid = next(self.ids)
         frame = encode_request(rid, op, namespace, args)
@@ -144,51 +170,100 @@ class _PeerConnection:
             self.next_deadline = deadline
             if self.timer is not None:
                 self.timer.deadline = deadline
+        if not self.outbox:
+            self.pool._dirty(self)
         self.outbox.append(frame)
         self.outbox_bytes += len(frame)
-        if not self.wake.is_set():
-            self.wake.set()
         return rid
 
     async def run(self) -> None:
+        """The connection's timer, until the connection ends."""
         try:
             with self.scope:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._write)
-                    nursery.start_soon(self._time)
-                    await self._read()
-                    nursery.cancel_scope.cancel()
-            self.fail(MeshcacheConnectionError(f"connection to {self._name()} closed"))
+                while True:
+                    with trio.CancelScope(deadline=self.next_deadline) as scope:
+                        self.timer = scope
+                        await trio.sleep_forever()
+                    self.timer = None
+                    self._expire(trio.current_time())
         finally:
             self.fail(MeshcacheConnectionError(f"connection to {self._name()} closed"))
-            with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(self.stream)
 
-    async def _write(self) -> None:
-        while True:
-            await self.wake.wait()
-            self.wake = trio.Event()
-            if not self.outbox:
-                continue
-            data = b"".join(self.outbox) if len(self.outbox) > 1 else self.outbox[0]
-            self.outbox.clear()
-            self.outbox_bytes = 0
-            if self.stats is not None:
-                self.stats["writes"] += 1
-            try:
-                await self.stream.send_all(data)
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                self.fail(MeshcacheConnectionError(f"sending to {self._name()}: {exc}"))
-                self.scope.cancel()
+    def write(self) -> None:
+        """Write the outbox (behind what the kernel refused before) without blocking; what
+        the kernel does not take waits for writability."""
+        outbox = self.outbox
+        if outbox:
+            data = b"".join(outbox) if len(outbox) > 1 else outbox[0]
+            outbox.clear()
+            if self.tls is not None:
+                try:
+                    data = self.tls.encrypt(data)
+                except OSError as exc:
+                    self.fail(MeshcacheConnectionError(f"sending to {self._name()}: {exc}"))
+                    return
+            self.stats["writes"] += 1
+            if self.unsent:
+                data = self.unsent + data
+        else:
+            data = self.unsent
+            if not data:
                 return
+        try:
+            sent = self.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self.fail(MeshcacheConnectionError(f"sending to {self._name()}: {exc}"))
+            return
+        if sent == len(data):
+            self.unsent = b""
+            self.outbox_bytes = 0
+            if self.mask != _READ:
+                self._set_mask(_READ)
+        else:
+            self.unsent = data[sent:]
+            self.outbox_bytes = len(self.unsent)
+            if self.mask != _READ | _WRITE:
+                self._set_mask(_READ | _WRITE)
 
-    async def _time(self) -> None:
-        while True:
-            with trio.CancelScope(deadline=self.next_deadline) as scope:
-                self.timer = scope
-                await trio.sleep_forever()
-            self.timer = None
-            self._expire(trio.current_time())
+    def read(self, buf: bytearray, view: memoryview) -> None:
+        """Read what the kernel has and hand each answer to its waiter."""
+        try:
+            n = self.sock.recv_into(buf)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self.fail(MeshcacheConnectionError(f"connection to {self._name()} broke: {exc}"))
+            return
+        if not n:
+            self.fail(MeshcacheConnectionError(f"{self._name()} closed the connection"))
+            return
+        reader = self.reader
+        tls = self.tls
+        try:
+            if tls is None:
+                reader.borrow(view[:n])
+            else:
+                plain = tls.decrypt(view[:n])
+                if tls.out_pending():  # e.g. a KeyUpdate answer
+                    self.unsent += tls.take_out()
+                    self.write()
+                reader.feed(plain)
+            waiters = self.waiters
+            while self.broken is None and (body := reader.next_body()) is not None:
+                response = decode_response(body)
+                request = waiters.pop(response.id, None)
+                if request is not None:  # None: it timed out and its caller left
+                    _deliver(request.answered, response)
+        except (MeshcacheConnectionError, RemoteProtocolError) as exc:
+            self.fail(exc)
+        except OSError as exc:
+            self.fail(MeshcacheConnectionError(f"connection to {self._name()} broke: {exc}"))
+        finally:
+            reader.release()
+        if tls is not None and tls.eof and self.broken is None:
+            self.fail(MeshcacheConnectionError(f"{self._name()} closed the connection"))
 
     def _expire(self, now: float) -> None:
         """Fail the requests whose deadline passed; reset the connection if one asks for it."""
@@ -200,8 +275,7 @@ class _PeerConnection:
             request = waiters.pop(rid, None)
             if request is None:
                 continue  # answered already
-            if self.stats is not None:
-                self.stats["timeouts"] += 1
+            self.stats["timeouts"] += 1
             reset = reset or request.abort
             _deliver(request.answered, MeshcacheTimeout(f"{self._name()}: no answer in time"))
         self.next_deadline = deadlines[0][0] if deadlines else math.inf
@@ -210,58 +284,118 @@ class _PeerConnection:
 
     def reset(self) -> None:
         """Close with a reset: requests the kernel still holds are never delivered."""
-        if self.stats is not None:
-            self.stats["reset_after_timeout"] += 1
-        sock = _socket_of(self.stream)
-        if sock is not None:
+        self.stats["reset_after_timeout"] += 1
+        if self.broken is None:
             with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
         self.fail(
             MeshcacheConnectionError(f"connection to {self._name()} reset: a request timed out")
         )
-        self.scope.cancel()
-
-    async def _read(self) -> None:
-        try:
-            while True:
-                data = await self.stream.receive_some(RECEIVE_SIZE)
-                if not data:
-                    raise MeshcacheConnectionError(f"{self._name()} closed the connection")
-                self.reader.feed(data)
-                waiters = self.waiters
-                while (body := self.reader.next_body()) is not None:
-                    response = decode_response(body)
-                    request = waiters.pop(response.id, None)
-                    if request is not None:  # None: it timed out and its caller left
-                        _deliver(request.answered, response)
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            self.fail(MeshcacheConnectionError(f"connection to {self._name()} broke: {exc}"))
-        except (MeshcacheConnectionError, RemoteProtocolError) as exc:
-            self.fail(exc)
 
     def fail(self, exc: BaseException) -> None:
-        """Mark the connection broken and fail exactly the requests in flight on it."""
+        """Mark the connection broken, close it, and fail exactly the requests in flight on
+        it."""
         if self.broken is None:
             self.broken = exc
+            self.pool._forget(self)
+            self.sock.close()
+            self.scope.cancel()
         self.outbox.clear()
         self.outbox_bytes = 0
+        self.unsent = b""
         waiters, self.waiters = self.waiters, {}
         self.deadlines = []
         for request in waiters.values():
             _deliver(request.answered, exc)
 
+    def _set_mask(self, mask: int) -> None:
+        epoll = self.pool._epoll
+        if epoll is not None and self.broken is None:
+            with contextlib.suppress(OSError):
+                epoll.modify(self.fd, mask)
+        self.mask = mask
+
     def _name(self) -> str:
         return f"{self.address[0]}:{self.address[1]}"
 
 
-def _socket_of(stream: Any) -> Any:
-    """The socket under ``stream`` (a ``SocketStream``, or a TLS stream over one)."""
-    while stream is not None:
-        sock = getattr(stream, "socket", None)
-        if sock is not None:
-            return sock
-        stream = getattr(stream, "transport_stream", None)
-    return None
+class _TlsFilter:
+    """The client side of a peer connection's TLS session (an ``SSLObject`` between two
+    ``MemoryBIO``\\ s): the connection does its own non-blocking socket I/O and passes the
+    bytes through here."""
+
+    __slots__ = ("_in", "_obj", "_out", "eof")
+
+    def __init__(self, obj: ssl.SSLObject, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO):
+        self._obj = obj
+        self._in = incoming
+        self._out = outgoing
+        self.eof = False  # the peer's close_notify came
+
+    def encrypt(self, data: bytes) -> bytes:
+        try:
+            self._obj.write(data)
+        except ssl.SSLError as exc:
+            raise OSError(f"TLS: {exc.reason or exc}") from None
+        return self._out.read()
+
+    def decrypt(self, raw: memoryview) -> bytes:
+        self._in.write(raw)
+        chunks: list[bytes] = []
+        obj = self._obj
+        try:
+            while True:
+                chunk = obj.read(RECEIVE_SIZE)
+                if not chunk:
+                    self.eof = True
+                    break
+                chunks.append(chunk)
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLZeroReturnError:
+            self.eof = True
+        except ssl.SSLError as exc:
+            raise OSError(f"bad TLS record: {exc.reason or exc}") from None
+        return b"".join(chunks)
+
+    def out_pending(self) -> int:
+        return self._out.pending
+
+    def take_out(self) -> bytes:
+        return self._out.read()
+
+
+async def _tls_connect(sock: socket.socket, context: ssl.SSLContext, host: str) -> _TlsFilter:
+    """Finish a client TLS handshake on the non-blocking ``sock``; a refusal raises
+    ``OSError`` naming why (the peer's certificate is not of the cluster's CA, or the peer
+    refused ours)."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = context.wrap_bio(incoming, outgoing, server_side=False, server_hostname=host)
+    while True:
+        try:
+            obj.do_handshake()
+            done = True
+        except ssl.SSLWantReadError:
+            done = False
+        except ssl.SSLError as exc:
+            detail = getattr(exc, "verify_message", None) or exc.reason or exc
+            raise OSError(f"TLS handshake failed: {detail}") from None
+        data = outgoing.read()
+        while data:
+            try:
+                data = data[sock.send(data) :]
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(sock)
+        if done:
+            return _TlsFilter(obj, incoming, outgoing)
+        await trio.lowlevel.wait_readable(sock)
+        try:
+            chunk = sock.recv(RECEIVE_SIZE)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            raise OSError("TLS handshake failed: the peer closed the connection")
+        incoming.write(chunk)
 
 
 class PeerPool:
@@ -292,20 +426,159 @@ class PeerPool:
         self._conns: dict[Address, _PeerConnection] = {}
         self._connecting: dict[Address, trio.Lock] = {}
         self._nursery: trio.Nursery | None = None
+        # The connections' sockets, level-triggered; None until :meth:`run`.
+        self._epoll: select.epoll | None = None
+        self._by_fd: dict[int, _PeerConnection] = {}
+        # Connections with requests to write, written by :meth:`flush`: at the end of the
+        # holding reactor's round, else by the flusher task, which ``_wake`` is set to wake.
+        self._dirty_conns: dict[_PeerConnection, None] = {}
+        self._held = 0
+        self._wake = trio.Event()
+        # The reactor epoll the pool's epoll is registered in, if one drives it; the pump task
+        # waits on the pool's epoll only while none does.
+        self._driver: select.epoll | None = None
+        self._driven = trio.Event()
+        self._pump_scope: trio.CancelScope | None = None
+        self._recv_buf = bytearray(RECEIVE_SIZE)
+        self._recv_view = memoryview(self._recv_buf)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Own the readers until cancelled; every connection is closed on the way out."""
+        """Own the connections until cancelled; every connection is closed on the way out."""
+        self._epoll = select.epoll()
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                nursery.start_soon(self._flusher)
+                nursery.start_soon(self._pumper)
                 task_status.started()
                 await trio.sleep_forever()
         finally:
             self._nursery = None
             for conn in list(self._conns.values()):
                 conn.fail(MeshcacheConnectionError("the node is stopping"))
-                conn.scope.cancel()
             self._conns.clear()
+            self.undrive(self._driver)
+            self._epoll.close()
+            self._epoll = None
+
+    # --- driving: who writes the outboxes and reads the answers ----------------------------
+
+    def fileno(self) -> int:
+        """The pool's epoll (readable when a peer connection has something to read or room
+        to write what waits), -1 when the pool is not running."""
+        return self._epoll.fileno() if self._epoll is not None else -1
+
+    @property
+    def driven(self) -> bool:
+        """Whether a reactor reads the connections (else the pump task does)."""
+        return self._driver is not None
+
+    def hold(self) -> None:
+        """A reactor round starts: requests queued until :meth:`release` are written then,
+        all of a peer's in one write, rather than by the flusher task."""
+        self._held += 1
+
+    def release(self) -> None:
+        """The round ends: write what it queued."""
+        self._held -= 1
+        if self._dirty_conns:
+            self.flush()
+
+    def drive(self, epoll: select.epoll) -> None:
+        """Register the pool's epoll in a reactor's ``epoll``: that reactor calls :meth:`pump`
+        when it reports the pool's descriptor, and the pump task stops waiting (one wake-up
+        per batch of answers, in the reactor that forwards). One reactor drives at a time."""
+        fd = self.fileno()
+        if fd < 0 or self._driver is epoll:
+            return
+        self.undrive(self._driver)
+        try:
+            epoll.register(fd, select.EPOLLIN)
+        except (OSError, ValueError):
+            return
+        self._driver = epoll
+        if self._pump_scope is not None:
+            self._pump_scope.cancel()
+
+    def undrive(self, epoll: select.epoll | None) -> None:
+        """``epoll``'s reactor stops: the pump task waits on the pool's epoll again."""
+        if epoll is None or self._driver is not epoll:
+            return
+        self._driver = None
+        with contextlib.suppress(OSError, ValueError):
+            epoll.unregister(self.fileno())
+        self._driven.set()
+
+    def pump(self) -> None:
+        """Read every connection that has answers and write what waited for room: called by
+        the driving reactor, or by the pump task."""
+        epoll = self._epoll
+        if epoll is None:
+            return
+        by_fd = self._by_fd
+        buf, view = self._recv_buf, self._recv_view
+        for fd, mask in epoll.poll(0):
+            conn = by_fd.get(fd)
+            if conn is None:
+                continue
+            if mask & _WRITE:
+                conn.write()
+            if mask & ~_WRITE and conn.broken is None:
+                conn.read(buf, view)
+
+    def flush(self, driver: select.epoll | None = None) -> None:
+        """Write every connection's queued requests, each connection's in one write. A
+        reactor that queued them passes its epoll (``driver``): the answers are then read by
+        that reactor (:meth:`drive`)."""
+        if not self._dirty_conns:
+            return
+        if driver is not None and driver is not self._driver:
+            self.drive(driver)
+        dirty, self._dirty_conns = self._dirty_conns, {}
+        for conn in dirty:
+            # One the kernel is full for is written when epoll reports room for it.
+            if conn.broken is None and not conn.unsent:
+                conn.write()
+
+    def _dirty(self, conn: _PeerConnection) -> None:
+        self._dirty_conns[conn] = None
+        if not self._held and not self._wake.is_set():
+            self._wake.set()
+
+    async def _flusher(self) -> None:
+        """Writes what tasks queued outside a reactor round, once per scheduler batch."""
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            if not self._held:
+                self.flush()
+
+    async def _pumper(self) -> None:
+        """Reads the connections while no reactor drives the pool."""
+        assert self._epoll is not None
+        fd = self._epoll.fileno()
+        while True:
+            if self._driver is not None:
+                self._driven = trio.Event()
+                await self._driven.wait()
+                continue
+            with trio.CancelScope() as scope:
+                self._pump_scope = scope
+                await trio.lowlevel.wait_readable(fd)
+            self._pump_scope = None
+            if not scope.cancelled_caught:
+                self.pump()
+
+    def _forget(self, conn: _PeerConnection) -> None:
+        """``conn`` ends: off the epoll and out of the pool."""
+        if self._by_fd.get(conn.fd) is conn:
+            del self._by_fd[conn.fd]
+            if self._epoll is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self._epoll.unregister(conn.fd)
+        if self._conns.get(conn.address) is conn:
+            del self._conns[conn.address]
+        self._dirty_conns.pop(conn, None)
 
     async def _connection(self, address: Address) -> _PeerConnection:
         conn = self._conns.get(address)
@@ -322,51 +595,61 @@ class PeerPool:
                 return conn
             if self._nursery is None:
                 raise MeshcacheConnectionError("the peer pool is not running")
+            tls: _TlsFilter | None = None
+            sock: socket.socket | None = None
             try:
                 with trio.fail_after(self.connect_timeout):
-                    stream: trio.abc.Stream = await trio.open_tcp_stream(*address)
+                    stream = await trio.open_tcp_stream(*address)
+                    # The socket leaves trio: the pool's epoll watches it from here on.
+                    sock = socket.socket(fileno=stream.socket.detach())
+                    sock.setblocking(False)
                     context = self.tls.peer if self.tls is not None else None
                     if context is not None:
                         try:
-                            stream = await tls_handshake(stream, context, address[0])
+                            tls = await _tls_connect(sock, context, address[0])
                         except OSError:
                             self.stats["tls_errors"] += 1
                             raise
             except trio.TooSlowError:
                 self.stats["connect_timeouts"] += 1
+                if sock is not None:
+                    sock.close()
                 raise PeerUnreachable(
                     f"connecting to {address[0]}:{address[1]} timed out"
                 ) from None
             except OSError as exc:
                 self.stats["connect_errors"] += 1
+                if sock is not None:
+                    sock.close()
                 raise PeerUnreachable(
                     f"connecting to {address[0]}:{address[1]}: {exc.strerror or exc}"
                 ) from None
-            conn = _PeerConnection(address, stream, self.max_frame)
+            except BaseException:  # cancelled: the connection was never handed out
+                if sock is not None:
+                    sock.close()
+                raise
+            if self._nursery is None or self._epoll is None:
+                sock.close()
+                raise MeshcacheConnectionError("the peer pool is not running")
+            conn = _PeerConnection(self, address, sock, tls, self.max_frame)
+            self._by_fd[conn.fd] = conn
+            self._epoll.register(conn.fd, _READ)
+            self._conns[address] = conn
+            self.stats["connects"] += 1
+            self._nursery.start_soon(conn.run)
             auth = auth_args(self.keyring)
-            waiter = None
             if auth is not None:
                 # AUTH goes first, before the connection is handed to anyone; the peer answers
                 # it before reading what follows.
                 waiter = _Waiter()
-                conn.waiters[next(conn.ids)] = _Request(waiter, math.inf, False)
-                try:
-                    with trio.fail_after(self.connect_timeout):
-                        await stream.send_all(encode_request(1, "AUTH", "default", auth))
-                except (trio.TooSlowError, OSError, trio.BrokenResourceError) as exc:
+                conn.send("AUTH", "default", auth, math.inf, waiter, False)
+                self._dirty_conns.pop(conn, None)
+                conn.write()
+                if conn.broken is not None:
                     self.stats["connect_errors"] += 1
-                    await trio.aclose_forcefully(stream)
                     raise PeerUnreachable(
-                        f"sending AUTH to {address[0]}:{address[1]}: {exc or 'timed out'}"
+                        f"sending AUTH to {address[0]}:{address[1]}: {conn.broken}"
                     ) from None
-                except BaseException:  # cancelled: the connection was never handed out
-                    await trio.aclose_forcefully(stream)
-                    raise
-            self._conns[address] = conn
-            self.stats["connects"] += 1
-            conn.stats = self.stats
-            self._nursery.start_soon(conn.run)
-            if waiter is not None:
                 self._nursery.start_soon(self._check_auth, conn, waiter)
             return conn
 

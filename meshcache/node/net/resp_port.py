@@ -40,12 +40,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import random
-import select
 import socket
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +51,9 @@ import structlog
 import trio
 
 from meshcache.node.net.dataport import open_listener
+from meshcache.node.net.reactor import MAX_PENDING as MAX_PENDING
+from meshcache.node.net.reactor import READ, WRITE, Conn, Reactor
+from meshcache.node.net.reactor import ROUND_BUDGET as ROUND_BUDGET
 from meshcache.node.net.tls import PLAINTEXT_PORT_ALERT, TlsRefused, TlsRefuser, TlsSocket
 from meshcache.resp.reader import CommandReader, ReaderLimits, RespProtocolError
 from meshcache.resp.session import Counters, Executor, Route, Server, Session
@@ -63,31 +64,20 @@ from meshcache.wire.pending import Pending
 
 if TYPE_CHECKING:
     from meshcache.node.assembly import Assembly
+    from meshcache.node.net.peer_pool import PeerPool
     from meshcache.security.guard import Guard
 
 log = structlog.get_logger("meshcache.resp")
 
 RECV_SIZE = 64 * 1024  # under glibc's mmap threshold, as on the data port
-#: Connections served per round: with the shortest turn each takes once the budget is spent
-#: (``TURN_CHECK`` commands), a round stays within a few milliseconds.
-MAX_EVENTS = 128
-BUSY_ROUNDS = 16
-#: Seconds of work after which a reactor wake-up returns to trio (checked between rounds, and by
-#: each connection's turn).
-ROUND_BUDGET = 0.002
 #: Commands one connection has answered per turn before the others get theirs; a turn also ends
 #: early, after ``TURN_CHECK`` commands at least, once the wake-up's budget is spent.
 TURN_COMMANDS = 64
 TURN_CHECK = 16
-#: Waiting replies one connection may have at once; beyond it it is not read until the oldest
-#: is written.
-MAX_PENDING = 128
 TOO_MANY_CLIENTS = b"-ERR max number of clients reached\r\n"
 _TRANSIENT_ACCEPT = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENOBUFS, errno.ENOMEM}
 _OUT_OF_FDS = {errno.EMFILE, errno.ENFILE}
-_READ = select.EPOLLIN | select.EPOLLRDHUP
-_WRITE = select.EPOLLOUT
-_BROKEN = select.EPOLLHUP | select.EPOLLERR
+_READ, _WRITE = READ, WRITE
 
 
 def reader_limits(limits: LimitSettings) -> ReaderLimits:
@@ -98,40 +88,10 @@ def reader_limits(limits: LimitSettings) -> ReaderLimits:
     )
 
 
-class _Waiting:
-    """One reply of an ordered connection that waits on a node op: run by a task, or (with
-    ``task`` False) delivered by a callback, which needs neither a scope nor an event."""
-
-    __slots__ = ("data", "scope", "started")
-
-    def __init__(self, task: bool = True) -> None:
-        self.data: bytes | None = None
-        # Cancelled when the connection closes.
-        self.scope = trio.CancelScope() if task else None
-        # Its op reached its first wait: the next one may start.
-        self.started = trio.Event() if task else None
-
-
-class _Conn:
+class _Conn(Conn):
     """One client connection; only the reactor, its reply tasks and the reaper touch it."""
 
-    __slots__ = (
-        "busy",
-        "deferred",
-        "doomed",
-        "fanning_out",
-        "fd",
-        "held",
-        "last_active",
-        "mask",
-        "queue",
-        "reader",
-        "session",
-        "sock",
-        "unsent",
-        "unstarted",
-        "waiting",
-    )
+    __slots__ = ("reader", "session")
 
     def __init__(
         self,
@@ -140,24 +100,12 @@ class _Conn:
         now: float,
         limits: ReaderLimits,
     ) -> None:
-        self.sock = sock
-        self.fd = sock.fileno()
+        super().__init__(sock, now)
         self.session = session
-        self.last_active = now
         self.reader = CommandReader(limits)
-        self.unsent = b""
-        self.mask = _READ
-        self.queue: deque[bytearray | _Waiting] = deque()
-        self.busy = False  # ordered mode: ``queue`` is not empty
-        self.waiting = 0
-        self.held = 0
-        self.unstarted: dict[tuple[str, bytes], _Waiting] = {}
-        self.fanning_out = False
-        self.doomed: str | None = None  # close with this reason once ``queue`` is written
-        self.deferred = False
 
 
-class RespPort:
+class RespPort(Reactor[_Conn]):
     """Serves RESP on a listening socket until cancelled.
 
     Args:
@@ -174,6 +122,8 @@ class RespPort:
         guard: the node's users and permissions, shared with the data port (``AUTH``,
             ``NOAUTH``, ``NOPERM``); None: every command allowed.
         tls: the node's TLS: every connection is TLS (``rediss://``); None: plaintext.
+        peers: the node's peer pool, whose forwards the reactor writes and whose answers it
+            reads in its own rounds (:mod:`meshcache.node.net.reactor`); None: it runs alone.
     """
 
     def __init__(
@@ -191,14 +141,19 @@ class RespPort:
         clock: Callable[[], float] = trio.current_time,
         guard: Guard | None = None,
         tls: NodeTls | None = None,
+        peers: PeerPool | None = None,
     ) -> None:
-        self._listener = listener
+        super().__init__(
+            listener,
+            max_buffered_bytes=limits.max_buffered_bytes,
+            idle_timeout=limits.idle_timeout,
+            clock=clock,
+            peers=peers,
+        )
         self._tls = tls
         self._refuser = TlsRefuser()
         self._limits = limits
         self._reader_limits = reader_limits(limits)
-        self._clock = clock
-        self._conns: dict[int, _Conn] = {}
         #: Connections opened, closed by reason (``closed_<reason>``), bytes in and out.
         self.stats: Counter[str] = Counter()
         self.server = Server(
@@ -214,21 +169,11 @@ class RespPort:
             guard=guard,
         )
         self._laddr = _address(listener.getsockname())
-        self._epoll: select.epoll | None = None
-        self._nursery: trio.Nursery | None = None
-        # Connections whose head reply arrived by callback (a forward submitted without a
-        # task), written by the drainer task, which ``_landed`` is set to wake.
-        self._landed_conns: dict[_Conn, None] = {}
-        self._landed = trio.Event()
-        self._flush_at = max(64 * 1024, min(limits.max_buffered_bytes, 4 * 1024 * 1024))
         self._recv_buf = bytearray(RECV_SIZE)
         self._recv_view = memoryview(self._recv_buf)
-        self._round_out: list[tuple[_Conn, bytes]] = []
-        self._now = clock()
-        self._until = 0.0  # time.perf_counter() at which this wake-up's budget is spent
-        self._backlog: deque[_Conn] = deque()
-        self._poke_fd = -1
-        self._idle = False
+
+    def _count_close(self, conn: _Conn, reason: str) -> None:
+        self.stats[f"closed_{reason}"] += 1
 
     @classmethod
     def for_parts(
@@ -254,119 +199,10 @@ class RespPort:
             rng=rng,
             guard=parts.dispatcher.guard,
             tls=tls,
+            peers=parts.pool,
         )
 
-    @property
-    def address(self) -> tuple[str, int]:
-        host, port = self._listener.getsockname()[:2]
-        return host, port
-
-    @property
-    def connection_count(self) -> int:
-        return len(self._conns)
-
-    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Accept and serve connections until cancelled; closes every socket on the way out."""
-        epoll = select.epoll()
-        self._epoll = epoll
-        epoll.register(self._listener.fileno(), select.EPOLLIN)
-        self._poke_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        epoll.register(self._poke_fd, select.EPOLLIN)
-        try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                nursery.start_soon(self._reap_idle)
-                nursery.start_soon(self._write_landed)
-                task_status.started()
-                await self._reactor(epoll)
-        finally:
-            for conn in list(self._conns.values()):
-                self._close(conn, "node_stopping")
-            self._listener.close()
-            epoll.close()
-            os.close(self._poke_fd)
-            self._poke_fd = -1
-
     # --- the reactor ---------------------------------------------------------------------------
-
-    async def _reactor(self, epoll: select.epoll) -> None:
-        listener_fd = self._listener.fileno()
-        poke_fd = self._poke_fd
-        conns = self._conns
-        poll = epoll.poll
-        epoll_fd = epoll.fileno()
-        clock = self._clock
-        backlog = self._backlog
-        perf = time.perf_counter
-        while True:
-            if backlog:
-                await trio.lowlevel.checkpoint()
-            else:
-                self._idle = True
-                try:
-                    await trio.lowlevel.wait_readable(epoll_fd)
-                finally:
-                    self._idle = False
-            self._until = until = perf() + ROUND_BUDGET
-            for _ in range(BUSY_ROUNDS):
-                if backlog:
-                    self._now = clock()
-                    self._serve_backlog(until)
-                events = poll(0, MAX_EVENTS)
-                if not events:
-                    if self._round_out:
-                        self._flush_round()
-                    if not backlog or perf() >= until:
-                        break
-                    continue
-                self._now = clock()
-                for fd, mask in events:
-                    if fd == listener_fd:
-                        self._flush_round()
-                        await self._accept_all()
-                        continue
-                    conn = conns.get(fd)
-                    if conn is None:
-                        if fd == poke_fd:
-                            with contextlib.suppress(BlockingIOError):
-                                os.eventfd_read(poke_fd)
-                        continue
-                    if conn.deferred and not mask & (_BROKEN | _WRITE):
-                        continue
-                    if mask & _BROKEN and conn.busy:
-                        self._close(conn, "reset")
-                    elif mask & _WRITE:
-                        self._write_unsent(conn)
-                    else:
-                        self._read(conn)
-                    # No break once the budget is spent: a connection left out would be left
-                    # out again (epoll reports the same ones first). Past the budget each one
-                    # takes a short turn instead, as on the data port.
-                if self._round_out:
-                    self._flush_round()
-                if perf() >= until:
-                    break
-
-    def _defer(self, conn: _Conn) -> None:
-        if conn.deferred:
-            return
-        conn.deferred = True
-        self._backlog.append(conn)
-        if self._idle and self._poke_fd >= 0:
-            os.eventfd_write(self._poke_fd, 1)
-
-    def _serve_backlog(self, until: float) -> None:
-        backlog = self._backlog
-        conns = self._conns
-        perf = time.perf_counter
-        for _ in range(len(backlog)):
-            conn = backlog.popleft()
-            conn.deferred = False
-            if conns.get(conn.fd) is not conn or conn.unsent or conn.doomed is not None:
-                continue
-            self._answer(conn, at_round_end=True)
-            if perf() >= until:
-                break
 
     async def _accept_all(self) -> None:
         listener = self._listener
@@ -538,18 +374,6 @@ class RespPort:
         self._set_mask(conn, _WRITE)
         return False
 
-    def _flush_round(self) -> None:
-        out = self._round_out
-        conns = self._conns
-        for conn, data in out:
-            if conns.get(conn.fd) is conn:
-                self._send(conn, data)
-        out.clear()
-
-    def _write_unsent(self, conn: _Conn) -> None:
-        if self._send(conn, b""):
-            self._resume(conn)
-
     def _resume(self, conn: _Conn) -> None:
         """Its replies are all written: read it again and answer what it has buffered, unless
         ordered mode holds as much as it may, or it is to be closed."""
@@ -565,15 +389,6 @@ class RespPort:
         self._answer(conn)
 
     # --- ordered mode --------------------------------------------------------------------------
-
-    def _full(self, conn: _Conn) -> bool:
-        return conn.fanning_out or conn.waiting >= MAX_PENDING or conn.held >= self._flush_at
-
-    def _pause_if_full(self, conn: _Conn) -> bool:
-        if conn.busy and self._full(conn):
-            self._set_mask(conn, 0)
-            return True
-        return False
 
     def _answer_ordered(self, conn: _Conn) -> None:
         """Answer ``conn``'s buffered commands into its queue until none is left or it is full."""
@@ -613,140 +428,6 @@ class RespPort:
                 self._start(conn, answer)
         if conn.doomed is not None or not conn.unsent:
             self._set_mask(conn, 0)  # full or closing: read on once its head reply is written
-
-    def _start(self, conn: _Conn, pending: Pending) -> None:
-        """Queue a waiting reply (entering ordered mode) and start its task, or have it
-        delivered by callback (a forward already queued on its peer connection, in order)."""
-        later = pending.later
-        if later is not None:
-            entry = _Waiting(task=False)
-            conn.queue.append(entry)
-            conn.busy = True
-            conn.waiting += 1
-            later.then(lambda data, _error: self._arrived(conn, entry, data))
-            return
-        entry = _Waiting()
-        after = None
-        key = pending.key
-        if key is not None:
-            before = conn.unstarted.get(key)
-            if before is not None:
-                after = before.started
-            conn.unstarted[key] = entry
-        assert entry.scope is not None and entry.started is not None
-        conn.queue.append(entry)
-        conn.busy = True
-        conn.waiting += 1
-        if pending.fans_out:
-            conn.fanning_out = True
-        assert self._nursery is not None
-        self._nursery.start_soon(self._run, conn, entry, after, pending)
-
-    def _arrived(self, conn: _Conn, entry: _Waiting, data: bytes) -> None:
-        """A callback-delivered reply is in: store it; its connection is written by the
-        drainer if it is the head reply (never from here: this runs inside a peer
-        connection's reader, or inside ``_start`` itself)."""
-        if self._conns.get(conn.fd) is not conn:
-            return  # closed while it waited
-        entry.data = data
-        conn.waiting -= 1
-        conn.held += len(data)
-        if conn.queue[0] is entry:
-            self._landed_conns[conn] = None
-            if not self._landed.is_set():
-                self._landed.set()
-
-    async def _write_landed(self) -> None:
-        """Write the connections whose head replies arrived by callback, a batch at a time."""
-        while True:
-            await self._landed.wait()
-            self._landed = trio.Event()
-            landed, self._landed_conns = self._landed_conns, {}
-            self._now = self._clock()
-            for conn in landed:
-                if self._conns.get(conn.fd) is conn and conn.queue:
-                    self._drain(conn)
-
-    async def _run(
-        self, conn: _Conn, entry: _Waiting, after: trio.Event | None, pending: Pending
-    ) -> None:
-        assert entry.scope is not None and entry.started is not None
-        with entry.scope:
-            if after is not None:
-                with trio.CancelScope(shield=True):
-                    await after.wait()
-            entry.started.set()
-            key = pending.key
-            if key is not None and conn.unstarted.get(key) is entry:
-                del conn.unstarted[key]
-            assert pending.answer is not None
-            data = await pending.answer
-        if self._conns.get(conn.fd) is not conn or entry.scope.cancelled_caught:
-            return
-        entry.data = data
-        conn.waiting -= 1
-        conn.held += len(data)
-        if pending.fans_out:
-            conn.fanning_out = False
-        if conn.queue[0] is not entry:
-            return  # written with the replies before it
-        # Replies of one peer read complete in the same scheduler batch: let them, and write
-        # them all with one send.
-        await trio.lowlevel.cancel_shielded_checkpoint()
-        if self._conns.get(conn.fd) is conn:
-            self._now = self._clock()
-            self._drain(conn)
-
-    def _drain(self, conn: _Conn) -> None:
-        """Write the ready replies at the head of ``conn``'s queue; leave ordered mode when it
-        empties; read on if it was paused and its replies went."""
-        queue = conn.queue
-        out: list[bytes | bytearray] = []
-        while queue:
-            head = queue[0]
-            if type(head) is bytearray:
-                out.append(head)
-            else:
-                assert type(head) is _Waiting
-                if head.data is None:
-                    break
-                out.append(head.data)
-            queue.popleft()
-        data = b"".join(out)
-        conn.held -= len(data)
-        if not queue:
-            conn.busy = False
-        if self._send(conn, data) and conn.mask != _READ:
-            self._resume(conn)
-
-    def _set_mask(self, conn: _Conn, mask: int) -> None:
-        if conn.mask != mask and self._epoll is not None and self._conns.get(conn.fd) is conn:
-            self._epoll.modify(conn.fd, mask)
-            conn.mask = mask
-
-    def _close(self, conn: _Conn, reason: str) -> None:
-        if self._conns.get(conn.fd) is not conn:
-            return
-        del self._conns[conn.fd]
-        for entry in conn.queue:
-            if type(entry) is _Waiting and entry.scope is not None:
-                entry.scope.cancel()
-        if self._epoll is not None:
-            with contextlib.suppress(OSError, ValueError):
-                self._epoll.unregister(conn.fd)
-        conn.sock.close()
-        self.stats[f"closed_{reason}"] += 1
-
-    async def _reap_idle(self) -> None:
-        """Close connections that neither sent nor accepted bytes for ``idle_timeout``."""
-        timeout = self._limits.idle_timeout
-        period = max(0.05, min(timeout / 4, 5.0))
-        while True:
-            await trio.sleep(period)
-            deadline = self._clock() - timeout
-            for conn in [c for c in self._conns.values() if c.last_active < deadline]:
-                if not conn.busy:
-                    self._close(conn, "idle_timeout")
 
 
 def _address(addr: Any) -> str:
