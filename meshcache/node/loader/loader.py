@@ -387,6 +387,7 @@ class Loader:
         database before the load's task first runs."""
         if self._nursery is None:
             raise LoaderUnavailableError(message="the loader is not running")
+        started = self._clock()
         if len(self.flights) + len(keys) > MAX_FLIGHTS:
             self.stats["overloaded"] += 1
             raise LoaderUnavailableError(
@@ -403,7 +404,7 @@ class Loader:
             flights.append(flight)
         if early is None and len(keys) == 1:
             flights[0].early = self._start_one(policy, keys[0])
-        self._nursery.start_soon(self._load, namespace, policy, keys, flights)
+        self._nursery.start_soon(self._load, namespace, policy, keys, flights, started)
         return flights
 
     def _start_one(self, policy: LoaderPolicy, key: bytes) -> EarlyLoad | None:
@@ -419,9 +420,15 @@ class Loader:
         return early
 
     async def _load(
-        self, namespace: str, policy: LoaderPolicy, keys: list[bytes], flights: list[Flight]
+        self,
+        namespace: str,
+        policy: LoaderPolicy,
+        keys: list[bytes],
+        flights: list[Flight],
+        started: float,
     ) -> None:
-        started = self._clock()
+        """Load ``keys`` for ``flights``, which started at ``started`` (the loader's clock):
+        the load's time (``timings.load``) counts from then, its query being on its way."""
         try:
             found = await self._query(policy, keys, flights[0].early)
             for key, flight in zip(keys, flights, strict=True):
