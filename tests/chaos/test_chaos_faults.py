@@ -140,3 +140,20 @@ def test_the_soak_summary_gives_median_and_max_times_and_the_load() -> None:
     row = table(summarize(reports)).splitlines()[-1]
     assert "| 4.0 / 6.0 (1 never) | 1.5 / 2.0 (1 never) |" in row
     assert "| 3.5-7.2 | membership 1 |" in row
+
+
+def test_the_soak_summary_totals_the_conditional_and_hot_figures() -> None:
+    reports = [_report(0, 2.0, 1.0, 3.5), _report(1, 3.0, 1.0, 4.0)]
+    reports[0].checks.append(Check("conditional", counts={"incr_regressions": 2}))
+    reports[1].checks.append(Check("conditional", counts={"nx_over_value": 1}))
+    reports[0].checks.append(
+        Check("hot", counts={"reads": 10, "stale": 0, "max_staleness_ms": 900})
+    )
+    reports[1].checks.append(
+        Check("hot", counts={"reads": 5, "stale": 1, "max_staleness_ms": 2500})
+    )
+    k = summarize(reports)["kinds"]["partition"]
+    assert k["conditional"]["incr_regressions"] == 2 and k["conditional"]["nx_over_value"] == 1
+    assert k["hot"] == {"reads": 15, "stale": 1, "max_staleness_ms": 2500}
+    # A cycle without those checkers (an older history, no hot keys) adds nothing.
+    assert summarize([_report(2, 2.0, 1.0, 3.0)])["kinds"]["partition"]["hot"] == {}

@@ -306,7 +306,21 @@ class CycleReport:
             "converge_s": None if self.converged_after is None else round(self.converged_after, 2),
             "agree_s": self.check("membership").counts.get("seconds"),
             "load1": self.load1,
+            "conditional": {
+                name: counts.get(name, 0)
+                for counts in [self._counts("conditional")]
+                for name in _CONDITIONAL_COUNTED
+            },
+            "hot": {
+                name: counts[name]
+                for counts in [self._counts("hot")]
+                for name in _HOT_FIGURES
+                if name in counts
+            },
         }
+
+    def _counts(self, name: str) -> dict[str, Any]:
+        return next((c.counts for c in self.checks if c.name == name), {})
 
     def to_mapping(self) -> dict[str, Any]:
         return {
@@ -605,6 +619,23 @@ def _read_state(
     return state, complete
 
 
+#: What :meth:`CycleReport.figures` shows of the conditional and hot checkers' counts.
+_CONDITIONAL_COUNTED = (
+    "incr_regressions",
+    "nx_over_value",
+    "xx_refused_on_value",
+    "cas_over_write",
+    "increments_lost",
+)
+_HOT_FIGURES = (
+    "reads",
+    "ryw_violations",
+    "stale",
+    "deleted_served",
+    "max_staleness_ms",
+    "reads_from_copies",
+    "invalidations_lost",
+)
 #: The network delay (and scheduling on a loaded machine) allowed beyond a hot copy's lease.
 HOT_DELTA = 1.0
 _HOT_COUNTERS = ("keys_turned_hot", "reads_from_copies", "invalidations_lost", "copies_expired")
@@ -891,7 +922,8 @@ def summarize(reports: Sequence[CycleReport]) -> dict[str, Any]:
     """Totals per fault kind: cycles, ops, acknowledged and lost writes per level,
     resurrected keys, writes overwritten by late ones, convergence and ring/membership
     agreement time (median and max), hint-drain time (max), failed checks, the machine's
-    load average (min and max of the cycles' ends)."""
+    load average (min and max of the cycles' ends), the conditional checker's counted AP
+    cases and the hot checker's reads, violations and worst staleness."""
     kinds: dict[str, dict[str, Any]] = {}
     times: dict[str, dict[str, list[float]]] = {}
     for r in reports:
@@ -935,6 +967,13 @@ def summarize(reports: Sequence[CycleReport]) -> dict[str, Any]:
         for c in r.checks:
             if not c.ok:
                 k["failed_checks"][c.name] = k["failed_checks"].get(c.name, 0) + 1
+        for group in ("conditional", "hot"):
+            into = k.setdefault(group, {})
+            for name, value in f[group].items():
+                if name == "max_staleness_ms":
+                    into[name] = max(into.get(name, 0), value)
+                else:
+                    into[name] = into.get(name, 0) + value
     for kind, t in times.items():
         k = kinds[kind]
         k["converge_median_s"] = _median(t["converge"])
