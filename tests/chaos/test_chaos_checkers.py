@@ -408,7 +408,7 @@ def test_hot_reads_through_the_node_written_through_see_the_writes() -> None:
     back = [*w[:3], hop("w", 4, "get", 1.2, 1.3, value="w:1", node="n0")]
     c = check_hot(History(back), "hot", lease=1.0, delta=0.5)
     assert not c.ok and c.counts["ryw_violations"] == 1
-    assert "through the node written through" in c.findings[0]
+    assert "read-your-writes" in c.findings[0]
     assert check_hot(History(back), "hot", lease=1.0, delta=0.5, strict=False).ok
 
 
@@ -435,3 +435,16 @@ def test_hot_copies_are_stale_at_most_a_lease_and_deletes_hold() -> None:
     maybe = [*w[:2], hop("w", 3, "delete", 3, 8, UNKNOWN, node="n0"),
              hop("r", 3, "get", 6.0, 6.1)]  # fmt: skip
     assert check_hot(History(maybe), "hot", lease=1.0, delta=0.5).ok
+
+
+def test_a_smart_writer_reads_its_hot_writes_wherever_its_client_routes() -> None:
+    w = [
+        hop("s", 1, "set", 0, 0.1, value="s:1"),
+        hop("s", 2, "get", 0.2, 0.3, value="s:1"),
+        hop("s", 3, "set", 1, 1.1, value="s:3"),
+        hop("s", 4, "get", 1.2, 1.3, value="s:3"),
+    ]
+    assert check_hot(History(w), "hot", lease=1.0, delta=0.5).ok
+    w[3] = hop("s", 4, "get", 1.2, 1.3, value="s:1")  # a copy older than its write
+    c = check_hot(History(w), "hot", lease=1.0, delta=0.5)
+    assert not c.ok and c.counts["ryw_violations"] == 1

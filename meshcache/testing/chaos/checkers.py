@@ -578,9 +578,10 @@ def check_hot(
     writes acknowledged at ``all``, so every node's own store holds every acknowledged write
     and only a copy can serve an older value):
 
-    * **read-your-writes through the node written through**: a writer's read through the node
-      its writes go through never returns older than its newest acknowledged write (that node
-      dropped and fenced its copy when the write passed);
+    * **read-your-writes**: a plain writer's read through the node its writes go through (that
+      node dropped and fenced its copy when the write passed), and any read of a smart writer
+      (ops without ``node``: its client sends writes of a hot key to the owner and reads it by
+      the version the write left), never returns older than its newest acknowledged write;
     * **staleness**: no read, through any node, returns a value older than a write
       acknowledged more than ``lease + delta`` before the read began (a copy whose update was
       lost is served until its lease ends, plus one network delay: ``delta``);
@@ -650,9 +651,11 @@ def check_hot(
                 f"{r.invoke - origin:+.2f}s, {lag:.2f}s after {newest.f} {newest.n} was "
                 "acknowledged"
             )
-            if r.process == writer and r.node is not None and r.node == write_node:
+            if r.process == writer and r.node == write_node:
+                # A plain writer reading through the node it writes through, or a smart writer
+                # (no node: its client routes, and reads a hot key it wrote by version).
                 counts["ryw_violations"] += 1
-                flag(f"{where}: read-your-writes through the node written through")
+                flag(f"{where}: read-your-writes")
             elif lag > bound:
                 deleted = any(d.type == OK and d.n > seq for d in acked if d.f == "delete")
                 counts["deleted_served" if deleted and r.value is not None else "stale"] += 1

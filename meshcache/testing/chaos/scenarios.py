@@ -368,8 +368,9 @@ class Workload:
     incr: float = 0.04
     #: Hot keys (:data:`~.workload.HOT_NAMESPACE`): per client endpoint a smart reader of the
     #: ``hot_keys`` keys at ``hot_rate`` reads/s, and per hot key one writer at
-    #: ``hot_writer_rate`` writes/s, on an endpoint's side, that reads each write back through
-    #: every node. 0 hot keys: none.
+    #: ``hot_writer_rate`` writes/s, on an endpoint's side, that reads each write back: a
+    #: plain writer through every node, a smart one (every other key) where its client
+    #: routes. 0 hot keys: none.
     hot_keys: int = 0
     hot_rate: float = 150.0
     hot_writer_rate: float = 4.0
@@ -418,10 +419,11 @@ def client_specs(
             )  # fmt: skip
         for j in range(workload.hot_keys):
             c = cluster.client_names[j % len(cluster.client_names)]
-            # It writes through the node its endpoint's plain client uses: on its own side.
+            # Even keys: a plain writer through the node its endpoint's plain client uses (on
+            # its own side); odd keys: a smart writer (reads by version, docs/hotkeys.md).
             home = cluster.node(schedule.plain[c]).data
             seeds = [home, *(s for s in cluster.seeds if s != home)]
-            writer = spec(f"{c}-hot-writer{j}", seeds, False)
+            writer = spec(f"{c}-hot-writer{j}", seeds, j % 2 == 1)
             result[c].append(
                 dataclasses.replace(writer, role="hot-writer", hot_key=f"{prefix}h{j}",
                                     rate=workload.hot_writer_rate)

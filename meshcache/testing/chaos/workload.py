@@ -92,8 +92,10 @@ class ClientSpec:
         role: ``mixed`` (the op mix above), ``hot-reader`` (reads of the hot keys
             ``<key_prefix>h<i>``, ``keys`` of them, in :data:`HOT_NAMESPACE`) or ``hot-writer``
             (the one writer of hot key ``hot_key``: writes it — values ``<name>:<n>``, ``n``
-            rising, a tenth of them deletes — through ``seeds[0]`` and reads it back through
-            every seed in turn, each with a plain client; the reads carry ``node``).
+            rising, a tenth of them deletes — and reads it back after each write: ``smart``
+            False, through ``seeds[0]`` and then through every seed in turn, each with a plain
+            client, the ops carrying ``node``; ``smart``, with one smart client over every
+            seed, three reads wherever it routes them, no ``node``).
         hot_key: the key a ``hot-writer`` owns.
     """
 
@@ -227,7 +229,7 @@ def run_hot_client(spec: ClientSpec, history: HistoryWriter, stop: threading.Eve
     n = 0
     clients = []
     try:
-        if spec.role == "hot-reader":
+        if spec.role == "hot-reader" or spec.smart:
             clients.append(meshcache.Client(list(spec.seeds), timeout=spec.timeout))
         else:
             for seed in spec.seeds:
@@ -245,17 +247,21 @@ def run_hot_client(spec: ClientSpec, history: HistoryWriter, stop: threading.Eve
             else:
                 n += 1
                 key, writer = spec.hot_key, clients[0]
+                through = None if spec.smart else spec.seeds[0]
                 if rng.random() < 0.1:
                     delete = partial(writer.delete, key, namespace=ns)
-                    _recorded(history, spec, n, "delete", ns, key, None, spec.seeds[0], delete)
+                    _recorded(history, spec, n, "delete", ns, key, None, through, delete)
                 else:
                     value = f"{spec.name}:{n}"
                     write = partial(writer.set, key, value.encode(), namespace=ns)
-                    _recorded(history, spec, n, "set", ns, key, value, spec.seeds[0], write)
-                for seed, reader in zip(spec.seeds, clients, strict=True):
+                    _recorded(history, spec, n, "set", ns, key, value, through, write)
+                readers: list[tuple[str | None, Any]] = [(None, writer)] * 3
+                if not spec.smart:
+                    readers = list(zip(spec.seeds, clients, strict=True))
+                for via, reader in readers:
                     n += 1
                     read = partial(reader.get, key, namespace=ns)
-                    _recorded(history, spec, n, "get", ns, key, None, seed, read)
+                    _recorded(history, spec, n, "get", ns, key, None, via, read)
             if period:
                 next_at = max(next_at + period, time.monotonic() - period)
                 stop.wait(max(0.0, next_at - time.monotonic()))  # pacing, not a condition
