@@ -341,6 +341,9 @@ class ConfigService:
         except MeshcacheError as exc:
             log.debug("config_pull_failed", peer=request.peer, error=str(exc))
             return self._pull.failed(request.peer, trio.current_time())
+        # Parsing the config and installing it (which builds the data plane's ring) are each
+        # milliseconds of CPU: two steps, not one.
+        await trio.lowlevel.checkpoint()
         accepted = self._pull.pulled(request.peer, fetched, trio.current_time())
         if accepted is not None and not self.install(accepted):
             log.debug("config_pull_stale", version=accepted.version, held=self.config.version)
