@@ -7,12 +7,18 @@ Scenarios (3 nodes, 100-byte values, pipelining writers at depth 100, one per no
 * ``mixed``: fill 200k keys, then ``--duration`` seconds of 50% GET / 50% SET at full speed.
 * ``convergence``: fill 1M keys, then from a quiet mesh a fourth node joins, then one leaves.
 * ``join``: fill 200k keys, then a fourth node joins and one leaves while the writers go on;
-  client p99 is read from the writes answered during the join.
+  the writers' p99 is read from the writes answered during the join.
+
+In every scenario a probe client (:mod:`tools.stability_figures.probe`: unpipelined GETs and
+SETs at ``--probe-rate`` a second, smart routing) runs throughout; its latencies during the
+join and during the leave are what one ordinary client sees. ``--keep DIR`` keeps every node's
+data directory and log there.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import statistics
@@ -24,8 +30,9 @@ from pathlib import Path
 
 from meshcache.errors import MeshcacheError
 from tools.mesh_figures.report import table
+from tools.stability_figures.probe import RATE as PROBE_RATE
 from tools.stability_figures.scenario import RunResult, run
-from tools.stability_figures.writers import JOIN
+from tools.stability_figures.writers import JOIN, LEAVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +67,12 @@ HEADER = [
     "preload s",
     "join s",
     "leave s",
-    "client p99 / max ms in join",
+    "writers' p99 / max ms in join",
+    "probe p99 ms in join",
+    "probe max ms in join",
+    "probe p99 ms in leave",
+    "probe max ms in leave",
+    "probe errors",
     "answered",
     "errors",
     "suspect events",
@@ -86,6 +98,9 @@ def row(label: str, r: RunResult) -> list[object]:
         round(r.join_s, 2),
         round(r.leave_s, 2),
         f"{during.p99_ms():.1f} / {during.max_ms():.0f}" if during.answered else "-",
+        *_probe_columns(r, JOIN),
+        *_probe_columns(r, LEAVE),
+        sum(p.errors for p in r.probe),
         sum(p.answered for p in r.phases),
         sum(p.errors for p in r.phases),
         r.suspicions,
@@ -98,6 +113,14 @@ def row(label: str, r: RunResult) -> list[object]:
         f"{longest.longest_step_ms:.0f} ({longest.longest_step_task})",
         max(n.gc_longest_ms for n in nodes),
     ]
+
+
+def _probe_columns(r: RunResult, phase: int) -> list[object]:
+    """The probe's service p99 and max in ``phase`` (``-`` when it answered nothing there)."""
+    if len(r.probe) <= phase or not r.probe[phase].answered:
+        return ["-", "-"]
+    counts = r.probe[phase]
+    return [round(counts.p99_ms(), 1), round(counts.max_ms(), 1)]
 
 
 def summary(rows: list[list[object]]) -> list[list[object]]:
@@ -124,6 +147,7 @@ def measure(
     quick: bool,
     duration: float,
     keys: int | None = None,
+    probe_rate: float = PROBE_RATE,
 ) -> str:
     s = SCENARIOS[name]
     keys = keys or (QUICK_KEYS if quick else s.keys)
@@ -143,6 +167,7 @@ def measure(
                 join=s.join,
                 leave=s.leave,
                 tail=min(s.tail, 2.0) if quick else s.tail,
+                probe_rate=probe_rate,
             )
         except (MeshcacheError, OSError) as exc:  # one failed run must not lose the others
             failed.append(f"run {i + 1} failed: {exc}")
@@ -171,6 +196,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keys", type=int, help="keys to preload (default: the scenario's)")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_KEYS:,} keys, short tails")
+    parser.add_argument(
+        "--probe-rate",
+        type=float,
+        default=PROBE_RATE,
+        help=f"requests a second of the unpipelined probe client (default {PROBE_RATE:g}; 0: none)",
+    )
+    parser.add_argument(
+        "--keep", type=Path, help="keep every run's node data directories and logs under DIR"
+    )
     args = parser.parse_args(argv)
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     profiles = ["local", "lan"] if args.profile == "both" else [args.profile]
@@ -180,7 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Command: `{command}`")
     print("Load average before: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(f"CPUs: {os.cpu_count()} (every node and writer process shares them)\n", flush=True)
-    with tempfile.TemporaryDirectory(prefix="stability-figures-") as tmp:
+    with contextlib.ExitStack() as stack:
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            tmp = str(args.keep)
+        else:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="stability-figures-"))
         for name in names:
             for profile in profiles:
                 started = time.monotonic()
@@ -193,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                         quick=args.quick,
                         duration=args.duration,
                         keys=args.keys,
+                        probe_rate=args.probe_rate,
                     )
                 )
                 print(f"\n({name}/{profile}: {time.monotonic() - started:.1f} s)\n", flush=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,16 @@ from typing import Any
 from meshcache.errors import MeshcacheError
 from meshcache.testing.mesh import Direct, Mesh, MeshError, wait_for
 from meshcache.testing.nodes import NodeProcess
-from tools.stability_figures.writers import AFTER, BASELINE, JOIN, PhaseCounts, Writers
+from tools.stability_figures.probe import Probe, ProbeCounts
+from tools.stability_figures.writers import (
+    AFTER,
+    BASELINE,
+    JOIN,
+    LEAVE,
+    PHASES,
+    PhaseCounts,
+    Writers,
+)
 
 RING_POLL = 0.01
 
@@ -73,6 +83,7 @@ class RunResult:
     leave_s: float = math.nan
     pulled: int = 0
     phases: list[PhaseCounts] = field(default_factory=list)
+    probe: list[ProbeCounts] = field(default_factory=list)  # the probe client's, by phase
     nodes: list[NodeFigures] = field(default_factory=list)
     minutes: float = 0.0  # wall time the mesh ran, in minutes
 
@@ -89,14 +100,24 @@ class RunResult:
         return sum(n.refutations for n in self.nodes)
 
     def describe(self) -> str:
-        """Every node's figures, one line each (for a failure message or a log)."""
-        return "\n".join(
+        """Every node's figures, one line each, then the probe's by phase (for a failure
+        message or a log)."""
+        lines = [
             f"{n.node_id}: suspect {n.suspicions} dead {n.deaths} refuted {n.refutations} "
             f"local stalls {n.local_stalls} lag p99 {n.lag_p99_ms} ms max {n.lag_max_ms} ms "
             f"longest step {n.longest_step_ms} ms ({n.longest_step_task}) "
             f"gc {n.gc_longest_ms} ms"
             for n in self.nodes
-        )
+        ]
+        lines += [
+            f"probe in {name}: {c.answered} answered, {c.errors} errors, {c.skipped} skipped "
+            f"(behind schedule), service p99 "
+            f"{c.p99_ms():.1f} ms max {c.max_ms():.1f} ms, from schedule p99 "
+            f"{c.scheduled_p99_ms():.1f} ms"
+            for name, c in zip(PHASES, self.probe, strict=False)
+            if c.answered or c.errors
+        ]
+        return "\n".join(lines)
 
 
 def _first_joining(mesh: Mesh, stop: threading.Event, seen: list[float]) -> None:
@@ -131,12 +152,15 @@ def run(
     leave: bool = False,
     tail: float = 3.0,
     timeout: float = 300.0,
+    probe_rate: float = 0.0,
 ) -> RunResult:
     """One run (see the module docstring): preload; then, if ``keep_writing``, ``load_s``
     seconds of writes (a ``get_ratio`` share of reads) that go on through the join and the
     leave, else a quiet mesh; a join if ``join``, then a leave if ``leave``; ``tail`` seconds
     at the end. ``load_s`` and ``tail`` are parts of the schedule (nothing is awaited in them);
-    ``timeout`` bounds every wait.
+    ``timeout`` bounds every wait. With ``probe_rate`` > 0 a probe client
+    (:mod:`tools.stability_figures.probe`) sends that many unpipelined requests a second
+    throughout, its latencies kept by phase in ``RunResult.probe``.
 
     Raises:
         MeshError: a step did not happen within ``timeout``.
@@ -145,35 +169,48 @@ def run(
         began = time.monotonic()
         mesh = Mesh(stack, tmp, 3, "--profile", profile)
         writers = Writers(mesh, keys, procs=procs, depth=depth, get_ratio=get_ratio)
+        probe = Probe(mesh.addresses, keys, rate=probe_rate) if probe_rate > 0 else None
         phases: list[PhaseCounts] | None = None
+        probed: list[ProbeCounts] = []
+
+        def set_phase(phase: int) -> None:
+            if phases is None:
+                writers.set_phase(phase)
+            if probe is not None:
+                probe.set_phase(phase)
+
         try:
             preload_s = wait_for(writers.preloaded, timeout, "the writers' preload", 0.05)
+            set_phase(BASELINE)
             if keep_writing:
-                writers.set_phase(BASELINE)
                 time.sleep(load_s)  # the schedule: load running, nothing awaited
             else:
                 phases = writers.stop()
             result = RunResult(profile, keys, preload_s)
             if join:
-                _join(mesh, writers if keep_writing else None, result, timeout)
+                _join(mesh, set_phase, result, timeout)
             if leave:
+                set_phase(LEAVE)
                 _leave(mesh, result, timeout)
+                set_phase(AFTER)
             time.sleep(tail)  # the schedule's tail: the issue saw false deaths in the idle after
         finally:
             if phases is None:
                 phases = writers.stop()
+            if probe is not None:
+                probed = probe.stop()
         result.phases = phases
+        result.probe = probed
         counted = {n.node_id for n in result.nodes}
         result.nodes += [_figures(mesh, x) for x in mesh.live if x.node_id not in counted]
         result.minutes = (time.monotonic() - began) / 60
         return result
 
 
-def _join(mesh: Mesh, writers: Writers | None, result: RunResult, timeout: float) -> None:
+def _join(mesh: Mesh, set_phase: Callable[[int], None], result: RunResult, timeout: float) -> None:
     """A fourth node joins; timed into ``result``; returns once the old nodes have dropped
     what they no longer own."""
-    if writers is not None:
-        writers.set_phase(JOIN)
+    set_phase(JOIN)
     seen: list[float] = []
     stop = threading.Event()
     watcher = threading.Thread(target=_first_joining, args=(mesh, stop, seen))
@@ -188,8 +225,7 @@ def _join(mesh: Mesh, writers: Writers | None, result: RunResult, timeout: float
     if not seen:
         raise MeshError("never saw the fourth member as joining")
     result.join_s = active_at - seen[0]
-    if writers is not None:
-        writers.set_phase(AFTER)
+    set_phase(AFTER)
     version = int(mesh.ring(joiner)["version"])
     for old in mesh.nodes[:3]:
         wait_for(

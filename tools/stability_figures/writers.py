@@ -7,7 +7,9 @@ smart client sends it; after a ring change the node forwards what it no longer o
 writes each of its keys once (the preload), then random keys of its share until stopped (a
 ``get_ratio`` share of them read with GET, the rest overwritten with SET). Every reply's latency
 (batch sent → that reply read) goes to a histogram of the *phase* the parent has set (preload,
-baseline, join, after), so client latency during a join is read off the join phase alone.
+baseline, join, after — the drops that follow a join, and the tail —, leave), so the writers'
+latency during a join is read off the join phase alone. (What a client sending one request at
+a time sees: :mod:`tools.stability_figures.probe`.)
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from tools.bench.histogram import LatencyHistogram, bucket_of, new_counts
 from tools.bench.protocols import MeshcacheProtocol, ReplyKind
 from tools.bench.workload import Workload, key
 
-PHASES = ("preload", "baseline", "join", "after")
-PRELOAD, BASELINE, JOIN, AFTER = range(len(PHASES))
+PHASES = ("preload", "baseline", "join", "after", "leave")
+PRELOAD, BASELINE, JOIN, AFTER, LEAVE = range(len(PHASES))
 VALUE_SIZE = 100
 PRELOAD_DEPTH = 1000  # as tools/mesh_figures' preload: the fill is as fast as a node takes it
 CONNECT_TIMEOUT = 30.0
