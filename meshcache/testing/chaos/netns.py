@@ -210,12 +210,15 @@ class RunLock:
             self._fd = None
 
 
-def _lock_file(path: Path) -> int | None:
+def _lock_file(path: Path, *, create: bool = True) -> int | None:
     """Create (or open) ``path`` and take its exclusive ``flock``; the descriptor, or None when
-    another process holds it. A lock taken on a file that another process unlinked meanwhile
-    (a sweeper removes a dead run's lock file while it holds it) is not a lock on ``path``:
-    then None too."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    another process holds it (or, without ``create``, when there is no such file). A lock
+    taken on a file that another process unlinked meanwhile (a sweeper removes a dead run's
+    lock file while it holds it) is not a lock on ``path``: then None too."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0), 0o600)
+    except FileNotFoundError:
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         held, named = os.fstat(fd), os.stat(path)
@@ -249,22 +252,23 @@ def claim_run(tries: int = 32) -> tuple[str, RunLock]:
 
 
 def reap(rid: str) -> list[str] | None:
-    """Clean up run ``rid`` (:func:`cleanup_run`) unless it is alive, holding its lock all the
-    while, so that no run can claim the id while its leftovers are removed; what was removed,
-    or None when a live process holds the run's lock."""
+    """Clean up run ``rid`` (:func:`cleanup_run`) unless it is alive; what was removed, or None
+    when a live process holds the run's lock. When the run left a lock file, it is held all
+    the while (so that nobody claims the id while its leftovers are removed) and removed last;
+    none is created for a run that has none (:func:`claim_run` never draws an id that has
+    leftovers)."""
     if not _RID.match(rid):
         raise ValueError(f"not a run id: {rid!r}")
-    LOCK_DIR.mkdir(parents=True, exist_ok=True)
     path = LOCK_DIR / f"{rid}.lock"
-    existed = path.exists()
-    fd = _lock_file(path)
+    fd = _lock_file(path, create=False)
     if fd is None:
-        return None
+        if path.exists():
+            return None  # a live run holds it (or a sweeper is at it)
+        return cleanup_run(rid, locked=True)
     try:
         removed = cleanup_run(rid, locked=True)
         path.unlink(missing_ok=True)
-        if existed:
-            removed.append(f"lock {path}")
+        removed.append(f"lock {path}")
         return removed
     finally:
         os.close(fd)
