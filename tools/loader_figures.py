@@ -346,16 +346,8 @@ def misses(db: Database, runs: int, tmp: Path, per_run: int = 300) -> None:
                         next_key += 1
                         if n == 1 or via.node_id not in mesh.owners(key, 2)[:1]:
                             keys.append(key)
-                    loaded = []
-                    for key in keys:
-                        start = time.perf_counter()
-                        d.call("GET", [key], "items")
-                        loaded.append((time.perf_counter() - start) * 1000)
-                    cached = []
-                    for key in keys:
-                        start = time.perf_counter()
-                        d.call("GET", [key], "items")
-                        cached.append((time.perf_counter() - start) * 1000)
+                    loaded = [ms for key in keys if (ms := _timed_get(d, key)) is not None]
+                    cached = [ms for key in keys if (ms := _timed_get(d, key)) is not None]
                     for source, p50, p99 in ((loaded, miss50, miss99), (cached, hit50, hit99)):
                         q = statistics.quantiles(source, n=100)
                         p50.append(q[49])
@@ -368,7 +360,21 @@ def misses(db: Database, runs: int, tmp: Path, per_run: int = 300) -> None:
             f" (worst {max(miss50):.2f} / {max(miss99):.2f})"
             f" | {statistics.median(ratio):.1f} |"
         )
-    print(f"load after: {_load()}")
+    print(f"load after: {_load()}; GETs answered an error: {len(POLL_ERRORS)}")
+
+
+def _timed_get(direct: Direct, key: bytes) -> float | None:
+    """One GET's round trip in ms, or None when it was answered with an error (a failed load,
+    e.g. PostgreSQL's statement timeout on a starved machine), counted in :data:`POLL_ERRORS`."""
+    from meshcache.errors import CommandError
+
+    start = time.perf_counter()
+    try:
+        direct.call("GET", [key], "items")
+    except CommandError as exc:
+        POLL_ERRORS.append(str(exc))
+        return None
+    return (time.perf_counter() - start) * 1000
 
 
 def _reader_process(
@@ -387,11 +393,16 @@ def _reader_process(
             return rng.choices(range(keys), weights)[0]
         return (int(time.monotonic()) * 5 + rng.randrange(5)) % keys
 
+    import contextlib
+
+    from meshcache.errors import CommandError
+
     directs = [Direct(address) for address in addresses]
     start, count = time.monotonic(), 0
     ready.set()
     while not stop.is_set():
-        rng.choice(directs).call("GET", [str(pick()).encode()], "items")
+        with contextlib.suppress(CommandError):  # an error answer is a read like any other
+            rng.choice(directs).call("GET", [str(pick()).encode()], "items")
         count += 1
     out.put(count / (time.monotonic() - start))
     for d in directs:
@@ -773,9 +784,9 @@ def breakdown(db: Database, runs: int, tmp: Path, per_run: int = 300) -> None:
                     before = _timing_counts(mesh, "items")
                     client = []
                     for key, via in zip(keys, vias, strict=True):
-                        started = time.perf_counter()
-                        via.call("GET", [key], "items")
-                        client.append((time.perf_counter() - started) * 1000)
+                        ms = _timed_get(via, key)
+                        if ms is not None:
+                            client.append(ms)
                     after = _timing_counts(mesh, "items")
                     q = statistics.quantiles(client, n=100)
                     per.setdefault(f"{tag}total", []).append(
@@ -837,6 +848,7 @@ def breakdown(db: Database, runs: int, tmp: Path, per_run: int = 300) -> None:
     for n, row in results.items():
         parts = " | ".join(f"{row[part]:.3f}" for part in MISS_STEPS)
         print(f"| {n} | {parts} | {sum(row.values()):.3f} | 0 |")
+    print(f"GETs answered an error: {len(POLL_ERRORS)}")
     chart = Path("docs/loader_miss_path.png")
     write_bar_chart(chart, results, list(MISS_STEPS))
     print(f"chart: {chart}")
