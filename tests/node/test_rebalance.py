@@ -13,10 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshcache.control import ClusterConfig, Command
+from meshcache.control.config import apply as apply_command
+from meshcache.errors import MeshcacheTimeout, UnavailableError
 from meshcache.node.data.handoff import (
     BATCH_RECORDS,
     BULK_BYTES,
     BULK_RECORDS,
+    PROPOSE_PATIENCE,
     SCAN_CHUNK,
     SETTLE_TIMEOUT,
     HandOff,
@@ -204,4 +207,203 @@ async def test_serving_a_hand_off_is_sliced_and_batches_stay_small() -> None:
         else:
             assert n <= BATCH_RECORDS
     assert probe.steps >= BIG // SCAN_CHUNK, probe.describe()
+    assert probe.longest <= 0.05, probe.describe()
+
+
+class FlakyPool(RecordingPool):
+    """A busy target: the first send of every ``nth`` batch gets no answer (the batch is
+    applied nonetheless, as a late answer's would be); ``down``: nothing answers at all."""
+
+    def __init__(self, nth: int = 3, down: bool = False) -> None:
+        super().__init__()
+        self.nth = nth
+        self.down = down
+        self.sends = 0
+        self.timeouts = 0
+        self.delivered: set[tuple[object, bytes]] = set()  # (address, key) applied
+
+    async def call(
+        self, address: object, op: str, namespace: str, args: list[Any], *, timeout: float
+    ) -> Any:
+        self.sends += 1
+        if self.down:
+            await trio.sleep(timeout)
+            raise MeshcacheTimeout(f"{op} to {address}: no answer in {timeout}s")
+        payload = args[0]
+        keys = payload[0::2] if op == "BULK" else [key for key, _ in payload]
+        self.delivered.update((address, key) for key in keys)
+        if self.sends % self.nth == 0:
+            self.timeouts += 1
+            await trio.sleep(timeout)
+            raise MeshcacheTimeout(f"{op} to {address}: no answer in {timeout}s")
+        return await super().call(address, op, namespace, args, timeout=timeout)
+
+
+class SlowVoter:
+    """Commits every proposal, but the first ``unanswered`` of them are never answered: the
+    caller sees a transport time-out while the change is in (it arrives by the config pull)."""
+
+    def __init__(self, config: ClusterConfig, unanswered: int) -> None:
+        self.config = config
+        self.unanswered = unanswered
+        self.proposals = 0
+
+    async def propose(self, command: Command) -> ClusterConfig:
+        self.proposals += 1
+        new = apply_command(self.config, command)  # VERSION_CONFLICT as a voter would
+        self.config = new
+        if self.unanswered:
+            self.unanswered -= 1
+            await trio.sleep(6.0)
+            raise MeshcacheTimeout("CONFIG_PROPOSE to the voter: no answer in 6.0s")
+        return new
+
+
+def _leaving_setup(pool: RecordingPool, voter_unanswered: int) -> tuple[HandOff, SlowVoter, int]:
+    """ME holds 3,000 keys (replicas 2 of 3 members), about to LEAVE through ``pool``."""
+    plane = make_plane([ME, OTHER, THIRD], replicas=2)
+    config = ClusterConfig(
+        version=3,
+        members=tuple(RingMember(node_id=m, address=m) for m in (ME, OTHER, THIRD)),
+        namespaces={"default": NamespacePolicy(replicas=2)},
+    )
+    plane.store.set_policy("default", NamespacePolicy(replicas=2))
+    blob = (1 << 40).to_bytes(8, "big") + b"v" * 100
+    keys = [b"key:%06d" % i for i in range(3000)]
+    plane.store.apply_blobs("default", keys, [blob] * len(keys), 2**63)
+    plane.pool = pool  # type: ignore[assignment]
+    voter = SlowVoter(config, voter_unanswered)
+    handoff = HandOff(
+        plane.store,
+        ME,
+        plane,
+        config=lambda: voter.config,
+        propose=voter.propose,
+        alive=lambda node: True,
+        dead=lambda node: pool.down and node != ME if isinstance(pool, FlakyPool) else False,
+        config_version_of=lambda node: voter.config.version,
+        rate=1 << 30,
+    )
+    return handoff, voter, len(keys)
+
+
+@pytest.mark.trio
+async def test_a_leave_through_a_busy_mesh_resends_and_rechecks_until_it_is_done(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    pool = FlakyPool(nth=2)
+    handoff, voter, held = _leaving_setup(pool, voter_unanswered=2)
+    answer = await handoff.leave()
+    # Both ring changes timed out on the way and were found committed: proposed once each.
+    assert voter.proposals == 2
+    assert voter.config.member(ME) is None
+    assert answer["ring_version"] == voter.config.version == 5
+    # Batches that went unanswered were sent again, and every record reached every member
+    # that replaces this node for it.
+    assert pool.timeouts > 0
+    assert handoff.stats["handoff_batch_retries"] > 0
+    plane = handoff.dataplane
+    leaving = Ring(
+        [
+            RingMember(node_id=m, address=m, state="leaving" if m == ME else "active")
+            for m in (ME, OTHER, THIRD)
+        ],
+        4,
+    )
+    owed = {
+        (plane.address_of(target), key)
+        for target, ranges in replacements(leaving, 2).items()
+        for key in plane.store.key_snapshot("default")
+        if key_token(key) in ranges
+    }
+    assert len(owed) >= held // 2
+    assert owed <= pool.delivered
+    assert answer["moved"] >= len(owed)
+    assert handoff.leave_moved == answer["moved"]
+
+
+@pytest.mark.trio
+async def test_a_leave_whose_replacements_are_gone_is_a_typed_refusal_with_its_progress(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    pool = FlakyPool(down=True)
+    handoff, voter, _ = _leaving_setup(pool, voter_unanswered=0)
+    with pytest.raises(UnavailableError, match=r"moving 0 records.*send LEAVE again"):
+        await handoff.leave()
+    # It got as far as leaving; sent again, LEAVE goes on from there.
+    assert str(voter.config.member(ME).state) == "leaving"  # type: ignore[union-attr]
+    pool.down = False
+    pool.nth = 10**9
+    answer = await handoff.leave()
+    assert voter.config.member(ME) is None
+    assert answer["moved"] > 0
+
+
+@pytest.mark.trio
+async def test_a_ring_change_no_voter_answers_ends_in_a_typed_refusal(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    handoff, voter, _ = _leaving_setup(RecordingPool(), voter_unanswered=0)
+
+    async def unreachable(command: Command) -> ClusterConfig:
+        await trio.sleep(6.0)
+        raise MeshcacheTimeout("CONFIG_PROPOSE to the voter: no answer in 6.0s")
+
+    handoff._propose = unreachable
+    started = trio.current_time()
+    with pytest.raises(UnavailableError, match="no answer"):
+        await handoff.leave()
+    assert trio.current_time() - started >= PROPOSE_PATIENCE
+    assert voter.config.member(ME) is not None
+
+
+FOURTH = "10.0.0.4:7400"
+
+
+@pytest.mark.trio
+async def test_a_joiner_compares_its_rings_without_rebuilding_the_one_it_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # ME joined (held: ring 4, ME joining) and is now active (ring 5): the gained ranges
+    # compare the two, from the ring kept when ring 4 was pulled for, not a rebuilt one.
+    def members(me_state: str) -> tuple[RingMember, ...]:
+        return tuple(
+            RingMember(node_id=m, address=m, state=me_state if m == ME else "active")
+            for m in (ME, OTHER, THIRD, FOURTH)
+        )
+
+    policy = {"default": NamespacePolicy(replicas=2)}
+    joining = ClusterConfig(version=4, members=members("joining"), namespaces=policy)
+    active = ClusterConfig(version=5, members=members("active"), namespaces=policy)
+    plane = make_plane([ME, OTHER, THIRD], replicas=2)
+    current = [joining]
+    handoff = HandOff(
+        plane.store,
+        ME,
+        plane,
+        config=lambda: current[0],
+        propose=_refuse,
+        alive=lambda node: node == ME,  # no live source: nothing is pulled over the network
+        dead=lambda node: False,
+        config_version_of=lambda node: 5,
+        rate=1 << 30,
+    )
+    plane.install(joining)
+    await handoff._pull_gained(joining)
+    handoff.held = joining
+    handoff._held_ring = plane.ring
+    current[0] = active
+    plane.install(active)
+    built: list[int] = []
+
+    class CountedRing(Ring):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            built.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr("meshcache.node.data.handoff.Ring", CountedRing)
+    with longest_step(clock=time.thread_time) as probe:  # CPU time: a busy CI preempts
+        await handoff._pull_gained(active)
+    assert built == []
+    assert probe.steps >= 2, probe.describe()
     assert probe.longest <= 0.05, probe.describe()

@@ -22,8 +22,9 @@ What callers may rely on:
 * One exchange converges the keys the two sides shared when their scans were taken (tests in
   ``tests/node/test_antientropy.py``); writes made meanwhile are caught by a later round.
 * Scanning never holds the trio loop for long: the key list is snapshotted (one C-level copy,
-  :meth:`Store.key_snapshot`), then read in chunks of :data:`SCAN_CHUNK` keys (about 2 ms) with
-  a checkpoint between chunks. One scan of a namespace
+  kept packed: :class:`~meshcache.node.data.keychunks.KeyChunks`, which the garbage collector
+  never walks), then read in chunks of :data:`SCAN_CHUNK` keys (about 2 ms) with a checkpoint
+  between chunks. One scan of a namespace
   serves every peer (each key's owners are looked up once), so a round costs O(keys *
   replicas), not O(keys * peers) or O(keys * ranges).
 * A scan (a *snapshot*) is reused, for ``snapshot_ttl`` seconds, to answer peers' digest and
@@ -59,6 +60,7 @@ from meshcache.errors import (
     MeshcacheError,
     RemoteProtocolError,
 )
+from meshcache.node.data.keychunks import KeyChunks
 from meshcache.node.data.replication.budget import ByteBudget
 from meshcache.node.data.replication.clamp import VersionClamp
 from meshcache.node.data.replication.digest import (
@@ -654,19 +656,18 @@ class AntiEntropy:
         # Registered before it is complete, so records applied during the scan are folded in
         # (and then skipped by the scan, which sees them in the index).
         self._snapshots[namespace] = snap
-        # Expired keys and superseded tombstones are in the lists too: key_version skips them.
-        keys = store.key_snapshot(namespace)
-        keys.extend(store.tombstone_keys(namespace))
         me = self.node_id
         owners_of = ring.owners
         index = snap.index
         sides = snap.sides
         depth = self.depth
         try:
-            for start in range(0, len(keys), SCAN_CHUNK):
-                if start:
+            # Expired keys and superseded tombstones are in it too: key_version skips them.
+            keys = await KeyChunks.take(store, namespace, tombstones=True)
+            for n, chunk in enumerate(keys.slices(SCAN_CHUNK)):
+                if n:
                     await trio.lowlevel.checkpoint()
-                for key in keys[start : start + SCAN_CHUNK]:
+                for key in chunk:
                     if key in index:  # folded in by an apply during the scan
                         continue
                     owners = owners_of(key, replicas)

@@ -14,7 +14,13 @@ records with ``REPL``, throttled by ``handoff_rate``):
 
 A **leaving** node (``LEAVE``) does the mirror image: it marks itself ``leaving``, pushes every
 record it holds to the owners that replace it, then removes itself from the ring; it keeps
-answering requests as a router (forwarding to the owners).
+answering requests as a router (forwarding to the owners). A busy mesh makes every step of it
+slow, not wrong: a batch that got no answer is sent again (last-writer-wins makes a duplicate
+harmless), a replacement whose push broke off is pushed to again, and a ring change whose
+outcome is unknown (a voter that did not answer in time) is checked against the config before
+it is proposed again — until the caller's deadline. What cannot be done is a typed refusal
+(``UNAVAILABLE``, saying how many records had moved), never a transport error; progress is
+logged as ``leave_progress``.
 
 Once a ring is stable (no joining or leaving member) and nothing is left to pull, each node
 drops the keys it no longer owns (no tombstone: the data lives on at its owners).
@@ -41,8 +47,15 @@ import structlog
 import trio
 
 from meshcache.control import ClusterConfig, Command, RemoveMember, SetMemberState
-from meshcache.errors import CommandError, ErrorCode, MeshcacheError
+from meshcache.errors import (
+    CommandError,
+    ErrorCode,
+    MeshcacheError,
+    ProposalTimeoutError,
+    UnavailableError,
+)
 from meshcache.node.data.coordinator import Coordinator
+from meshcache.node.data.keychunks import KeyChunks
 from meshcache.node.data.replication import ByteBudget
 from meshcache.node.data.replication.tombstones import Tombstone, read_record
 from meshcache.node.data.replicator import BATCH_BYTES
@@ -66,6 +79,16 @@ REPL_BATCH_TIMEOUT = 30.0
 SCAN_CHUNK = 2000  # keys looked at between two checkpoints (about a millisecond)
 RETRY_DELAY = 1.0
 PROPOSE_RETRIES = 10
+# A REPL/BULK batch that got no answer, or whose connection broke, is sent this many times in
+# all before the stream gives up (a busy target answers late, not never).
+BATCH_ATTEMPTS = 3
+# A leaving node retries what a busy mesh made fail (a push, an unknown proposal outcome) after
+# a back-off doubling from the first to the last, for as long as the LEAVE's deadline allows;
+# a ring change is given up after PROPOSE_PATIENCE seconds of unknown outcomes.
+LEAVE_RETRY_FIRST = 0.5
+LEAVE_RETRY_MAX = 5.0
+PROPOSE_PATIENCE = 120.0
+LEAVE_PROGRESS_EVERY = 5.0  # seconds between two leave_progress log lines (at most)
 # How long a step waits for every live member to run a ring (then goes ahead, logged).
 SETTLE_TIMEOUT = 10.0
 SETTLE_POLL = 0.05
@@ -101,12 +124,18 @@ class HandOff:
         self._clock = clock
         self.budget = ByteBudget(rate, max(BATCH_BYTES, rate // 4), clock())
         self.held: ClusterConfig | None = None  # the ring our store reflects
+        # ``held``'s ring, kept: building a ring (every member's vnodes, two views) costs
+        # milliseconds of CPU, and the next ring change compares it with the new one.
+        self._held_ring: Ring | None = None
         self.stats: Counter[str] = Counter()
         # Ranges this node is moving now: pulling them in, or pushing them out as it leaves
         # (the node serving a pull does not count it, so a sum over the nodes counts each once).
         self.ranges_moving = 0
         self._wakeup = trio.Event()
         self._settled_version = 0  # every live member ran this ring (or we gave up waiting)
+        self.leave_moved = 0  # records the current (or last) LEAVE pushed so far
+        self._leaving = False
+        self._leave_started = self._progress_at = 0.0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -133,7 +162,7 @@ class HandOff:
             if self.held is None or self.held.version < config.version:
                 await self._settled(config)
                 try:
-                    await self._pull_gained(config)
+                    ring = await self._pull_gained(config)
                 except MeshcacheError as exc:
                     log.warning("handoff_incomplete", error=str(exc), retry_s=RETRY_DELAY)
                     self.stats["handoff_retries"] += 1
@@ -141,6 +170,7 @@ class HandOff:
                     self._wakeup.set()
                     continue
                 self.held = config
+                self._held_ring = ring
             if me.state == "joining":
                 await self._promote()
                 continue
@@ -188,10 +218,17 @@ class HandOff:
                 return False
             await trio.sleep(SETTLE_POLL)
 
-    async def _pull_gained(self, config: ClusterConfig) -> None:
-        current = self._ring(config)
-        held = None if self.held is None else self._ring(self.held)
+    async def _pull_gained(self, config: ClusterConfig) -> Ring:
+        """Pull every range this node gains from ``held`` to ``config``; ``config``'s ring."""
         started = self._clock()
+        current = self._ring(config)
+        held: Ring | None = None
+        if self.held is not None:
+            held = self._held_ring
+            if held is None or held.version != self.held.version:
+                await trio.lowlevel.checkpoint()
+                held = self._ring(self.held)
+            await trio.lowlevel.checkpoint()
         jobs: list[tuple[tuple[RingMember, ...], str, list[TokenRange]]] = []
         leaving = {m.node_id for m in config.members if m.state == "leaving"}
         # Comparing two rings costs tens of milliseconds: once per replica count, not per
@@ -240,6 +277,7 @@ class HandOff:
                 ring_version=config.version,
                 seconds=round(self._clock() - started, 3),
             )
+        return current
 
     async def _pull_from(
         self, holders: tuple[RingMember, ...], namespace: str, ranges: list[TokenRange]
@@ -302,7 +340,7 @@ class HandOff:
             self.stats["handoff_refused_not_member"] += 1
             raise CommandError(ErrorCode.NOT_OWNER, f"{target[:64]!r} is not on this ring")
         self.store.policy(namespace)  # NO_SUCH_NAMESPACE before any work
-        keys = self.store.key_snapshot(namespace)
+        keys = await KeyChunks.take(self.store, namespace)
         tombs = self.store.tombstone_keys(namespace)
         sent = await self._stream(target, namespace, keys, tombs, wanted)
         self.stats["records_handed_off"] += sent
@@ -312,7 +350,7 @@ class HandOff:
         self,
         target: str,
         namespace: str,
-        keys: list[bytes],
+        keys: KeyChunks,
         tombstones: list[bytes],
         wanted: RangeSet | None = None,
     ) -> int:
@@ -333,10 +371,10 @@ class HandOff:
         async def deliver(op: str, payload: list[Any], count: int) -> None:
             nonlocal sent
             try:
-                answer = await self.dataplane.pool.call(
-                    address, op, namespace, [payload], timeout=REPL_BATCH_TIMEOUT
-                )
+                answer = await self._call_retrying(address, op, namespace, payload, target)
                 sent += count
+                if self._leaving:
+                    self._moved(count)
                 if op == "BULK":
                     self.stats["handoff_refused"] += int(answer[2]) + int(answer[3])
                 else:
@@ -361,8 +399,7 @@ class HandOff:
         records: list[list[Any]] = []  # [key, record] for REPL
         record_bytes = 0
         async with trio.open_nursery() as nursery:
-            for start in range(0, len(keys), SCAN_CHUNK):
-                chunk = keys[start : start + SCAN_CHUNK]
+            for chunk in keys.slices(SCAN_CHUNK):
                 if wanted is not None:
                     chunk = wanted.select(chunk)
                 plain, rest = store.plain_blobs(namespace, chunk)
@@ -414,10 +451,40 @@ class HandOff:
             raise failed[0]
         return sent
 
+    async def _call_retrying(
+        self, address: Any, op: str, namespace: str, payload: list[Any], target: str
+    ) -> Any:
+        """One batch to ``target``, sent again (up to :data:`BATCH_ATTEMPTS` in all) when it got
+        no answer or its connection broke; a refusal (``CommandError``) is not retried."""
+        for attempt in range(1, BATCH_ATTEMPTS + 1):
+            try:
+                return await self.dataplane.pool.call(
+                    address, op, namespace, [payload], timeout=REPL_BATCH_TIMEOUT
+                )
+            except CommandError:
+                raise
+            except MeshcacheError as exc:
+                if attempt == BATCH_ATTEMPTS or self._dead(target):
+                    raise
+                self.stats["handoff_batch_retries"] += 1
+                log.info("handoff_batch_retry", target=target, op=op, error=str(exc))
+                await trio.sleep(RETRY_DELAY)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
     # --- leaving -------------------------------------------------------------------------
 
     async def leave(self) -> dict[str, Any]:
-        """LEAVE: mark this node leaving, push its records to their new owners, get removed."""
+        """LEAVE: mark this node leaving, push its records to their new owners, get removed.
+
+        Retries what a busy mesh makes fail (see the module docstring) until cancelled (the
+        caller's deadline).
+
+        Raises:
+            CommandError: ``NO_SUCH_MEMBER`` / ``INVALID_TRANSITION`` (nothing was done), a
+                refusal of the config plane or of a replacement, or ``UNAVAILABLE`` (a
+                replacement is dead, or no voter took the ring change in time), with the
+                records moved so far in its message; LEAVE may be sent again.
+        """
         config = self._config()
         me = config.member(self.node_id)
         if me is None:
@@ -427,32 +494,87 @@ class HandOff:
             raise CommandError(
                 ErrorCode.INVALID_TRANSITION, "the last active member of the ring cannot leave"
             )
-        if me.state != "leaving":
+        self.leave_moved = 0
+        self._leaving = True
+        self._leave_started = self._progress_at = self._clock()
+        try:
+            answer = await self._leave(me.state)
+        except CommandError:
+            raise
+        except MeshcacheError as exc:  # a transport failure no retry got past
+            raise self._stopped(str(exc)) from None
+        finally:
+            self._leaving = False
+        return answer
+
+    async def _leave(self, state: str) -> dict[str, Any]:
+        if state != "leaving":
             config = await self._propose_retrying(
-                lambda c: SetMemberState(c.version, self.node_id, RingState.LEAVING)
+                lambda c: SetMemberState(c.version, self.node_id, RingState.LEAVING),
+                done=lambda c: _state_of(c, self.node_id) == "leaving",
             )
+        else:
+            config = self._config()
         await self._settled(config)  # from here every write also reaches our replacements
         ring = self._ring(config)
         moved = 0
         for namespace, policy in config.namespaces.items():
             moved += await self._push_all(ring, namespace, policy.replicas)
-        config = await self._propose_retrying(lambda c: RemoveMember(c.version, self.node_id))
+        config = await self._propose_retrying(
+            lambda c: RemoveMember(c.version, self.node_id),
+            done=lambda c: c.member(self.node_id) is None,
+        )
         log.info("ring_member_left", node_id=self.node_id, moved=moved)
         self.stats["records_drained"] += moved
         return {"node_id": self.node_id, "moved": moved, "ring_version": config.version}
 
+    def _stopped(self, reason: str) -> UnavailableError:
+        return UnavailableError(
+            message=f"the leave stopped after moving {self.leave_moved} records ({reason}); "
+            "send LEAVE again to go on"
+        )
+
+    def _moved(self, count: int) -> None:
+        """A LEAVE's batch of ``count`` records landed: count it, log progress now and then."""
+        self.leave_moved += count
+        now = self._clock()
+        if now - self._progress_at >= LEAVE_PROGRESS_EVERY:
+            self._progress_at = now
+            log.info(
+                "leave_progress",
+                moved=self.leave_moved,
+                ranges_moving=self.ranges_moving,
+                seconds=round(now - self._leave_started, 1),
+            )
+
     async def _push_all(self, ring: Ring, namespace: str, replicas: int) -> int:
-        keys = self.store.key_snapshot(namespace)
+        keys = await KeyChunks.take(self.store, namespace)
         tombs = self.store.tombstone_keys(namespace)
         counts: list[int] = []
         failed: list[MeshcacheError] = []
 
         async def push(target: str, ranges: RangeSet) -> None:
             self.ranges_moving += len(ranges)
+            delay = LEAVE_RETRY_FIRST
             try:
-                counts.append(await self._stream(target, namespace, keys, tombs, ranges))
-            except MeshcacheError as exc:
-                failed.append(exc)
+                while True:
+                    try:
+                        counts.append(await self._stream(target, namespace, keys, tombs, ranges))
+                        return
+                    except CommandError as exc:
+                        failed.append(exc)
+                        return
+                    except MeshcacheError as exc:
+                        if self._dead(target):
+                            failed.append(self._stopped(f"{target}, a replacement, is dead"))
+                            return
+                        # Every record again: those that landed are refused as stale, cheaply.
+                        self.stats["leave_push_retries"] += 1
+                        log.warning(
+                            "leave_push_retry", target=target, error=str(exc), retry_s=delay
+                        )
+                        await trio.sleep(delay)
+                        delay = min(delay * 2, LEAVE_RETRY_MAX)
             finally:
                 self.ranges_moving -= len(ranges)
 
@@ -463,17 +585,44 @@ class HandOff:
             raise failed[0]
         return sum(counts)
 
-    async def _propose_retrying(self, make: Callable[[ClusterConfig], Command]) -> ClusterConfig:
+    async def _propose_retrying(
+        self,
+        make: Callable[[ClusterConfig], Command],
+        done: Callable[[ClusterConfig], bool] | None = None,
+    ) -> ClusterConfig:
+        """Commit ``make(config)`` on the held config. A version conflict re-reads the config
+        (it may take a moment to arrive), as does an unknown outcome — a proposal that timed
+        out, or no voter answered — which may have committed: ``done(config)`` says when the
+        change is in and nothing is proposed again. Refusals are raised as they are; after
+        :data:`PROPOSE_RETRIES` conflicts or :data:`PROPOSE_PATIENCE` seconds of unknown
+        outcomes the last error is raised."""
         last: MeshcacheError | None = None
-        for _ in range(PROPOSE_RETRIES):
+        conflicts = 0
+        delay = SETTLE_POLL
+        give_up = self._clock() + PROPOSE_PATIENCE
+        while True:
+            config = self._config()
+            if done is not None and done(config):
+                return config
             try:
-                return await self._propose(make(self._config()))
-            except MeshcacheError as exc:
+                return await self._propose(make(config))
+            except ProposalTimeoutError as exc:  # unknown outcome, told by the voter
                 last = exc
-                if getattr(exc, "code", None) != ErrorCode.VERSION_CONFLICT:
+            except CommandError as exc:
+                if exc.code != ErrorCode.VERSION_CONFLICT:
                     raise
-        assert last is not None
-        raise last
+                last = exc
+                conflicts += 1
+                if conflicts >= PROPOSE_RETRIES:
+                    raise
+            except MeshcacheError as exc:  # no voter answered: unknown outcome
+                last = exc
+            if self._clock() >= give_up:
+                raise last
+            self.stats["propose_retries"] += 1
+            log.info("ring_change_retry", error=str(last), retry_s=round(delay, 2))
+            await trio.sleep(delay)
+            delay = min(delay * 2, LEAVE_RETRY_MAX)
 
     # --- dropping ------------------------------------------------------------------------------
 
@@ -487,9 +636,8 @@ class HandOff:
             except CommandError:
                 continue
             mine = ring.write_ranges(me, policy.replicas)
-            keys = self.store.key_snapshot(namespace)
-            for start in range(0, len(keys), SCAN_CHUNK):
-                chunk = keys[start : start + SCAN_CHUNK]
+            keys = await KeyChunks.take(self.store, namespace)
+            for chunk in keys.slices(SCAN_CHUNK):
                 for key, owned in zip(chunk, mine.mask(chunk), strict=True):
                     if not owned and space.remove(key) is not None:
                         dropped += 1
@@ -499,6 +647,11 @@ class HandOff:
         if dropped:
             self.stats["records_dropped"] += dropped
             log.info("unowned_dropped", records=dropped, ring_version=config.version)
+
+
+def _state_of(config: ClusterConfig, node_id: str) -> str | None:
+    member = config.member(node_id)
+    return None if member is None else str(member.state)
 
 
 __all__ = ["HandOff"]
