@@ -453,6 +453,12 @@ class SimDataNet:
         await trio.sleep_until(at)
         if conn.is_broken():
             return
+        while self.retransmit and self.blocked(conn.dst, conn.src):
+            self.stats["held_partition"] += 1
+            self._record("answer_held", conn.dst, conn.src, frame.op)
+            await self._healed.wait()
+            if conn.is_broken():
+                return
         if self.blocked(conn.dst, conn.src):
             self.stats["lost_partition"] += 1
             self._record("answer_lost", conn.dst, conn.src, frame.op)
