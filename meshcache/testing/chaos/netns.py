@@ -251,16 +251,24 @@ def claim_run(tries: int = 32) -> tuple[str, RunLock]:
     raise ChaosError(f"no free run id in {tries} draws")
 
 
-def reap(rid: str) -> list[str] | None:
+def reap(rid: str, *, wait: float = 0.0) -> list[str] | None:
     """Clean up run ``rid`` (:func:`cleanup_run`) unless it is alive; what was removed, or None
     when a live process holds the run's lock. When the run left a lock file, it is held all
     the while (so that nobody claims the id while its leftovers are removed) and removed last;
     none is created for a run that has none (:func:`claim_run` never draws an id that has
-    leftovers)."""
+    leftovers).
+
+    ``wait``: seconds to go on trying for a lock that is held. The reaper, woken by its owner's
+    death, passes some: a dying process closes its descriptors one by one, so the pipe that
+    wakes the reaper may close before the lock is released."""
     if not _RID.match(rid):
         raise ValueError(f"not a run id: {rid!r}")
     path = LOCK_DIR / f"{rid}.lock"
+    deadline = time.monotonic() + wait
     fd = _lock_file(path, create=False)
+    while fd is None and path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the poll interval; the deadline bounds the wait
+        fd = _lock_file(path, create=False)
     if fd is None:
         if path.exists():
             return None  # a live run holds it (or a sweeper is at it)
