@@ -8,7 +8,6 @@ replays one; a failure prints it).
 
 from __future__ import annotations
 
-import os
 import random
 from typing import Any
 
@@ -26,6 +25,7 @@ from meshcache.store.policy import NamespacePolicy
 from meshcache.testing.hotcheck import HotHistory, value_of
 from meshcache.testing.simdata import LinkFaults, SimMesh
 from meshcache.wire.ops import OPS, Limits, normalize_args
+from tests.sim.seeds import sim_seeds
 
 NS = "hot"
 LEASE = 1.0
@@ -37,21 +37,7 @@ LAN = LinkFaults(delay=0.0005, jitter=0.002)
 SLACK = 0.05
 
 
-def _seeds(default: int = 3) -> list[int]:
-    """Seeds 0..default-1; ``MESHCACHE_SIM_SEEDS`` runs more (a count, or a list ``5,17``),
-    ``MESHCACHE_SIM_SEED`` one."""
-    one = os.environ.get("MESHCACHE_SIM_SEED")
-    if one:
-        return [int(one, 0)]
-    many = os.environ.get("MESHCACHE_SIM_SEEDS", "").strip()
-    if not many:
-        return list(range(default))
-    if "," in many:
-        return [int(x, 0) for x in many.split(",") if x.strip()]
-    return list(range(int(many, 0)))
-
-
-SEEDS = _seeds()
+SEEDS = sim_seeds(3)
 
 
 def _copies(mesh: SimMesh, key: bytes) -> list[str]:

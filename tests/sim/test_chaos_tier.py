@@ -13,9 +13,9 @@ import trio
 import trio.testing
 
 from meshcache.testing.chaos.simtier import SIM_KINDS, kind_of, sim_cycle
-from tests.sim.test_dataplane_sim import _seeds
+from tests.sim.seeds import sim_seeds
 
-SEEDS = _seeds(default=200)
+SEEDS = sim_seeds(200)
 
 
 @pytest.mark.trio

@@ -1,7 +1,8 @@
 """Seeded simulations of the mesh data plane: real Coordinator, Replicator, AntiEntropy
 and hint queues of N nodes over ``meshcache.testing.simdata``'s simulated network, in mock time.
 
-Each scenario runs for every seed of :func:`_seeds` (16 by default: the file stays under 30 s).
+Each scenario runs for every seed of :func:`tests.sim.seeds.sim_seeds` (16 by default: the file
+stays under 30 s).
 ``MESHCACHE_SIM_SEEDS`` runs more: a count (``200``: seeds 0..199) or a list (``5,17``).
 ``MESHCACHE_SIM_SEED=17`` replays one seed; a failure prints the replay command
 (tests/conftest.py).
@@ -10,7 +11,6 @@ Each scenario runs for every seed of :func:`_seeds` (16 by default: the file sta
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 from collections.abc import Awaitable, Callable
 
@@ -22,24 +22,13 @@ from meshcache.errors import MeshcacheError
 from meshcache.node.data.replication.tombstones import TOMBSTONE
 from meshcache.store.policy import NamespacePolicy
 from meshcache.testing.simdata import AckedWrite, LinkFaults, SimMesh
+from tests.sim.seeds import sim_seeds
 
 NS = "sim"
 LAN = LinkFaults(delay=0.0005, jitter=0.002)
 
 
-def _seeds(default: int = 16) -> list[int]:
-    one = os.environ.get("MESHCACHE_SIM_SEED")
-    if one:
-        return [int(one, 0)]
-    many = os.environ.get("MESHCACHE_SIM_SEEDS", "").strip()
-    if not many:
-        return list(range(default))
-    if "," in many:
-        return [int(s, 0) for s in many.split(",") if s.strip()]
-    return list(range(int(many, 0)))
-
-
-SEEDS = _seeds()
+SEEDS = sim_seeds(16)
 
 
 async def _in_mesh(mesh: SimMesh, scenario: Callable[[], Awaitable[None]]) -> None:
