@@ -187,9 +187,13 @@ class MainScreen(Screen[None]):
         return next(v for v in self.views if v.id == switcher.current)
 
     def focus_table(self) -> None:
-        """Focus the table on screen, unless the filter field is being typed in."""
+        """Focus the table on screen, unless the filter field is open.
+
+        The field's display, not its focus, decides: focus moves later, so a view switch
+        handled just after "/" would otherwise take the keys meant for the field.
+        """
         table = self.active.table
-        if table is not None and not self.query_one("#filter", Input).has_focus:
+        if table is not None and not self.query_one("#filter", Input).display:
             table.focus()
 
     @on(Tabs.TabActivated)

@@ -108,6 +108,27 @@ def test_filter_keeps_matching_rows_and_escape_clears_it() -> None:
     run(body())
 
 
+def test_keys_typed_right_after_a_view_switch_and_slash_reach_the_filter() -> None:
+    """The switch's own message is handled after "/" opened the field (a terminal sends the
+    keys faster than the app handles them): the field keeps the focus, "4" is typed into it
+    and does not switch to view 4."""
+
+    async def body() -> None:
+        app, _ = make()
+        async with app.run_test(size=SIZE) as pilot:
+            await replayed(app)
+            await pilot.press("2")
+            screen = app.screen
+            assert isinstance(screen, MainScreen)
+            screen.action_show_view(0)
+            screen.action_filter()
+            await pilot.press("4", "enter")
+            await wait_screen(app, lambda s: "filter: 4" in s, 10, "the filter")
+            assert screen.active is screen.views[0]
+
+    run(body())
+
+
 def test_help_lists_every_key() -> None:
     async def body() -> None:
         app, _ = make()
