@@ -172,7 +172,9 @@ class AsyncioConnection:
         )
 
     def close_now(self) -> None:
-        self.transport.close()
+        # abort, not close: a discarded connection may hold unsent bytes the node will never
+        # read, and close() would wait for them, leaving the socket open past the loop's end.
+        self.transport.abort()
 
     async def aclose(self) -> None:
         self.transport.close()

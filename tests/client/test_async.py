@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -233,6 +235,31 @@ def test_asyncio_cancellation_discards_the_connection(server: FakeServer) -> Non
             assert server.stats.connections == 2
 
     asyncio.run(main())
+
+
+def test_asyncio_a_discarded_connection_is_closed_before_the_loop_ends() -> None:
+    """A call that times out with its request still in the transport's buffer (the node reads
+    nothing) closes the socket at once: it is not left closing, waiting for a write that never
+    completes, to be found by the garbage collector after the loop is gone."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    transports: list[asyncio.BaseTransport] = []
+
+    async def main() -> None:
+        port = listener.getsockname()[1]
+        async with AsyncClient(f"127.0.0.1:{port}", timeout=0.3, smart=False) as client:
+            with pytest.raises(meshcache.MeshcacheTimeout):
+                await client.set("big", b"x" * (8 << 20))
+            transports.extend(
+                obj for obj in gc.get_objects() if isinstance(obj, asyncio.Transport)
+            )
+
+    try:
+        asyncio.run(main())
+        peer, _ = listener.accept()
+        peer.close()
+    finally:
+        listener.close()
+    assert transports and all(t.get_extra_info("socket").fileno() == -1 for t in transports)
 
 
 # -- paths the fast pool and socket handling must keep ---------------------------------------
