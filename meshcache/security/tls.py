@@ -76,6 +76,22 @@ def _write_public(path: Path, data: bytes, *, force: bool) -> None:
     tmp.replace(path)
 
 
+def _write_issued(
+    issued: Issued, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate
+) -> None:
+    """Write a key (owner-only) and its certificate over whatever is there."""
+    _write_private(
+        issued.key,
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+        force=True,
+    )
+    _write_public(issued.cert, cert.public_bytes(serialization.Encoding.PEM), force=True)
+
+
 def make_ca(
     directory: Path,
     *,
@@ -119,16 +135,7 @@ def make_ca(
     for path in (issued.cert, issued.key):
         if path.exists() and not force:
             raise ConfigError(f"{path} exists; pass --force to replace the CA")
-    _write_private(
-        issued.key,
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-        force=True,
-    )
-    _write_public(issued.cert, cert.public_bytes(serialization.Encoding.PEM), force=True)
+    _write_issued(issued, key, cert)
     return issued
 
 
@@ -213,16 +220,7 @@ def _issue(
             x509.SubjectAlternativeName(_san_entries(sans)), critical=False
         )
     cert = builder.sign(ca_key, hashes.SHA256())
-    _write_private(
-        issued.key,
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-        force=True,
-    )
-    _write_public(issued.cert, cert.public_bytes(serialization.Encoding.PEM), force=True)
+    _write_issued(issued, key, cert)
     return issued
 
 
