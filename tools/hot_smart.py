@@ -44,8 +44,9 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from meshcache.testing.mesh import Mesh, MeshError
+from meshcache.testing.mesh import Mesh
 from tools.bench.workload import key
+from tools.hot_mesh import served, set_hot
 from tools.mesh_figures.preload import preload_by_owner
 
 HOT: dict[str, float] = {"share": 0.01, "rate": 20.0, "lease": 2.0}
@@ -172,8 +173,8 @@ def _staleness(results: list[dict[str, Any]]) -> tuple[float, int]:
     for r in results:
         for rank, stamp, at in r["acks"]:
             acks.setdefault(rank, []).append((stamp, at))
-    for writes in acks.values():
-        writes.sort()
+    for acked in acks.values():
+        acked.sort()
     worst, judged = 0.0, 0
     for r in results:
         for rank, got, started in r["reads"]:
@@ -186,32 +187,6 @@ def _staleness(results: list[dict[str, Any]]) -> tuple[float, int]:
             if at < len(writes) and writes[at][1] <= started:
                 worst = max(worst, started - writes[at][1])
     return worst, judged
-
-
-def _served(mesh: Mesh) -> dict[str, int]:
-    out = {}
-    for node in mesh.nodes:
-        info: dict[str, Any] = mesh.call(node, "INFO", [])
-        data = info["mesh"]["counters"]["dataplane"]
-        requests = info.get("requests", {})
-        out[node.node_id] = (
-            requests.get("GET", 0)
-            + requests.get("HOT_GET", 0)
-            - data.get("forwarded_out", 0)
-            + data.get("forwarded_in", 0)
-        )
-    return out
-
-
-def _set_hot(mesh: Mesh, on: bool) -> None:
-    """Switch the default namespace's hot keys; return once every node applied it."""
-    mesh.call(mesh.nodes[0], "NS_SET", ["default", {"hot": {**HOT, "enabled": on}}])
-    deadline = time.monotonic() + 20
-    for node in mesh.nodes:
-        while mesh.call(node, "NS_LIST", [])["default"].get("hot", {}).get("enabled") != on:
-            if time.monotonic() > deadline:
-                raise MeshError(f"{node.node_id} did not apply hot keys {on} in 20 s")
-            time.sleep(0.05)
 
 
 def _run(
@@ -357,10 +332,10 @@ def main(argv: list[str] | None = None) -> int:
         pool = stack.enter_context(ctx.Pool(args.procs))
         pool.map(_warm, range(args.procs), chunksize=1)
         if args.reaction:
-            _set_hot(mesh, True)
+            set_hot(mesh, HOT, True)
             _reaction(pool, mesh, args.keys, preloaded, args.procs, args.reaction)
         if args.consistency:
-            _set_hot(mesh, True)
+            set_hot(mesh, HOT, True)
             skewed = draws.get("zipf:1.2") or _draws(args.keys, "zipf:1.2", rng)
             results = _run(pool, mesh, skewed, args.procs, 3.0, args.consistency, 99, 0.5)
             stale, judged = _staleness(results)
@@ -378,12 +353,12 @@ def main(argv: list[str] | None = None) -> int:
         for rnd in range(args.rounds):
             for workload in workloads:
                 for on in (False, True) if rnd % 2 == 0 else (True, False):
-                    _set_hot(mesh, on)
-                    before = _served(mesh)
+                    set_hot(mesh, HOT, on)
+                    before = served(mesh)
                     results = _run(
                         pool, mesh, draws[workload], args.procs, args.warmup, args.duration, rnd
                     )
-                    after = _served(mesh)
+                    after = served(mesh)
                     counts = [after[n] - before[n] for n in after]
                     mean = statistics.mean(counts)
                     balance = max(counts) / mean if mean > 0 else float("nan")

@@ -21,16 +21,15 @@ import itertools
 import os
 import random
 import statistics
-import time
 from contextlib import ExitStack
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import Any
 
-from meshcache.testing.mesh import Mesh, MeshError
+from meshcache.testing.mesh import Mesh
 from tools.bench.preload import preload
 from tools.bench.protocols import MeshcacheProtocol
 from tools.bench.workload import Workload
+from tools.hot_mesh import served, set_hot
 from tools.mesh_figures.preload import preload_by_owner
 from tools.mesh_figures.throughput import Target, drive
 
@@ -41,30 +40,6 @@ def _zipf_indexes(keys: int, s: float, count: int, rng: random.Random) -> list[i
     cumulative = list(itertools.accumulate(1.0 / (i + 1) ** s for i in range(keys)))
     total = cumulative[-1]
     return [bisect.bisect_left(cumulative, rng.random() * total) for _ in range(count)]
-
-
-def _served(mesh: Mesh) -> dict[str, int]:
-    out = {}
-    for node in mesh.nodes:
-        info: dict[str, Any] = mesh.call(node, "INFO", [])
-        data = info["mesh"]["counters"]["dataplane"]
-        out[node.node_id] = (
-            info.get("requests", {}).get("GET", 0)
-            - data.get("forwarded_out", 0)
-            + data.get("forwarded_in", 0)
-        )
-    return out
-
-
-def _set_hot(mesh: Mesh, on: bool) -> None:
-    """Switch the default namespace's hot keys; return once every node applied it."""
-    mesh.call(mesh.nodes[0], "NS_SET", ["default", {"hot": {**HOT, "enabled": on}}])
-    deadline = time.monotonic() + 20
-    for node in mesh.nodes:
-        while mesh.call(node, "NS_LIST", [])["default"].get("hot", {}).get("enabled") != on:
-            if time.monotonic() > deadline:
-                raise MeshError(f"{node.node_id} did not apply hot keys {on} in 20 s")
-            time.sleep(0.05)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
             ):
                 if args.only and args.only not in label:
                     continue
-                _set_hot(mesh, on)
+                set_hot(mesh, HOT, on)
                 targets = [Target(x.data_address, per, indexes) for x in mesh.nodes]
-                before = _served(mesh)
+                before = served(mesh)
                 run = drive(
                     label,
                     targets,
@@ -108,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                     warmup=args.warmup,
                     duration=args.duration,
                 )
-                after = _served(mesh)
+                after = served(mesh)
                 counts = [after[n] - before[n] for n in after]
                 balance = max(counts) / statistics.mean(counts)
                 bad = run.errors + run.misses
