@@ -70,8 +70,8 @@ import trio
 
 from meshcache.errors import ErrorCode
 from meshcache.node.net.dispatch import Dispatcher
+from meshcache.node.net.reactor import HEAVY_FRAME, READ, WRITE, Conn, Reactor
 from meshcache.node.net.reactor import MAX_PENDING as MAX_PENDING
-from meshcache.node.net.reactor import READ, WRITE, Conn, Reactor
 from meshcache.node.net.tls import PLAINTEXT_PORT_ALERT, TlsRefused, TlsRefuser, TlsSocket
 from meshcache.security.guard import Session
 from meshcache.security.tls import NodeTls
@@ -88,7 +88,8 @@ log = structlog.get_logger("meshcache.dataport")
 RECV_SIZE = 64 * 1024
 # Frames one connection has answered per turn before the others get theirs (~1 ms of SETs on a
 # mesh node; an unpipelined or depth-16 client never reaches it). A turn also ends early, after
-# TURN_CHECK frames at least, once the wake-up's budget is spent (heavy frames: MSET, BULK).
+# TURN_CHECK frames at least, once the wake-up's budget is spent, or right after a heavy frame
+# (HEAVY_FRAME bytes or more: MSET, BULK, REPL) that spent it.
 TURN_FRAMES = 64
 TURN_CHECK = 16
 # Accept errors that mean "this one connection failed" rather than "the listener is broken".
@@ -313,6 +314,8 @@ class DataPort(Reactor[_Conn]):
             if body is None:
                 break
             answer = handle(body, session)
+            if len(body) >= HEAVY_FRAME and time.perf_counter() >= self._until:
+                left, checks = 0, 1  # a heavy frame spent the budget: the turn ends here
             if not isinstance(answer, bytes):
                 if out:
                     self._send(conn, b"".join(out))
@@ -431,6 +434,8 @@ class DataPort(Reactor[_Conn]):
             if body is None:
                 return
             answer = handle(body, session)
+            if len(body) >= HEAVY_FRAME and time.perf_counter() >= self._until:
+                left, checks = 0, 1  # a heavy frame spent the budget: the turn ends here
             if isinstance(answer, bytes):
                 tail = queue[-1]
                 if type(tail) is bytearray:

@@ -1,0 +1,165 @@
+"""The reactor's turn budget with heavy frames: a wake-up answers about its budget's worth of
+them, plus one per other connection that was ready, never a fixed count of frames that may each
+cost milliseconds (a BULK apply, a REPL batch, a large MSET)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import trio
+
+from meshcache.node.admin.metrics import NodeCounters
+from meshcache.node.net.dataport import TURN_CHECK, DataPort, open_listener
+from meshcache.node.net.reactor import HEAVY_FRAME, ROUND_BUDGET
+from meshcache.security.guard import Guard, Session
+from meshcache.settings import LimitSettings
+from meshcache.testing.instrument import longest_step
+from meshcache.wire.frame import HEADER
+from meshcache.wire.pending import Later, Pending
+
+WORK_S = 0.001  # CPU a heavy frame costs (a BULK of ~700 values)
+# Heavy frames one wake-up may answer on its own: each takes at least WORK_S of the clock, and
+# the turn ends after the one that spends the budget.
+WITHIN_BUDGET = int(ROUND_BUDGET / WORK_S) + 1
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class HeavyDispatcher:
+    """Answers each frame with the first 16 bytes of its body; a frame of ``HEAVY_FRAME``
+    bytes or more costs ``WORK_S`` of CPU first. A body starting with ``wait`` is answered by
+    callback once ``release_after`` heavy frames were answered behind it (ordered mode)."""
+
+    def __init__(self, release_after: int = 0) -> None:
+        self.counters = NodeCounters()
+        self.guard = Guard()
+        self.heavy = 0
+        self.release_after = release_after
+        self.later: Later | None = None
+        self.later_answer = b""
+
+    def handle(self, body: bytes, session: Session | None = None) -> bytes | Pending:
+        head = body[:16]
+        answer = HEADER.pack(len(head)) + head
+        if body.startswith(b"wait"):
+            self.later, self.later_answer = Later(), answer
+            return Pending(None, later=self.later)
+        if len(body) >= HEAVY_FRAME:
+            end = time.thread_time() + WORK_S
+            while time.thread_time() < end:  # CPU work, as an apply does
+                pass
+            self.heavy += 1
+            if self.later is not None and self.heavy == self.release_after:
+                self.later.resolve(self.later_answer)
+        return answer
+
+    def frame_too_large(self, message: str, request_id: int | None = None) -> bytes:
+        raise AssertionError(message)
+
+
+# A client in its own process: every frame in one write (the peer's 4 BULK batches in flight,
+# or more), then every answer read back and checked, in order.
+CLIENT = """
+import socket, sys
+from meshcache.wire.frame import HEADER, FrameReader
+host, port, prefix, n = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode(), int(sys.argv[4])
+heads = [prefix + b"-%06d" % i for i in range(n)]
+heads = [h.ljust(16, b".")[:16] for h in heads]
+bodies = [h + b"x" * 2048 for h in heads]
+with socket.create_connection((host, port), timeout=30) as sock:
+    sock.sendall(b"".join(HEADER.pack(len(b)) + b for b in bodies))
+    reader, got = FrameReader(), []
+    while len(got) < n:
+        body = reader.next_body()
+        if body is not None:
+            got.append(body)
+            continue
+        data = sock.recv(1 << 16)
+        if not data:
+            sys.exit("closed")
+        reader.feed(data)
+sys.exit(0 if got == heads else "answers out of order")
+"""
+
+
+async def client(address: tuple[str, int], prefix: str, n: int) -> None:
+    await trio.run_process(
+        [sys.executable, "-c", CLIENT, address[0], str(address[1]), prefix, str(n)],
+        cwd=ROOT,
+    )
+
+
+async def heaviest_wake_up(dispatcher: HeavyDispatcher, *clients: tuple[str, int]) -> float:
+    """Serve ``clients`` (prefix, frames) at once; the most heavy frames one step of the
+    reactor answered."""
+    port = DataPort(open_listener("127.0.0.1", 0), dispatcher, LimitSettings())  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(port.serve)
+        # The probe's "clock" counts heavy frames: a step's length is the frames it answered.
+        with longest_step(clock=lambda: float(dispatcher.heavy)) as probe:
+            async with trio.open_nursery() as running:
+                for prefix, n in clients:
+                    running.start_soon(client, port.address, prefix, n)
+        nursery.cancel_scope.cancel()
+    assert dispatcher.heavy == sum(n for _, n in clients)
+    reactor = probe.of("Reactor.serve")
+    assert reactor.total == dispatcher.heavy  # every heavy frame was answered by the reactor
+    return reactor.longest
+
+
+@pytest.mark.trio
+async def test_a_burst_of_heavy_frames_is_answered_a_budget_at_a_time() -> None:
+    most = await heaviest_wake_up(HeavyDispatcher(), ("bulk", 48))
+    # Checked every TURN_CHECK frames only, a turn answered TURN_CHECK of them (48 ms here).
+    assert WITHIN_BUDGET < TURN_CHECK
+    assert most <= WITHIN_BUDGET, f"{most:.0f} heavy frames in one reactor step"
+
+
+@pytest.mark.trio
+async def test_past_the_budget_each_ready_connection_answers_one_heavy_frame() -> None:
+    clients = [("a", 24), ("b", 24), ("c", 24)]
+    most = await heaviest_wake_up(HeavyDispatcher(), *clients)
+    assert most <= WITHIN_BUDGET + len(clients) - 1, f"{most:.0f} heavy frames in one step"
+
+
+@pytest.mark.trio
+async def test_ordered_mode_ends_a_turn_after_a_heavy_frame_too() -> None:
+    # The first frame waits until every heavy frame behind it is answered: they are all
+    # answered in ordered mode, queued behind it.
+    n = 40
+    dispatcher = HeavyDispatcher(release_after=n)
+    port = DataPort(open_listener("127.0.0.1", 0), dispatcher, LimitSettings())  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(port.serve)
+        with longest_step(clock=lambda: float(dispatcher.heavy)) as probe:
+            await trio.run_process(
+                [sys.executable, "-c", WAIT_CLIENT, *map(str, port.address), str(n)], cwd=ROOT
+            )
+        nursery.cancel_scope.cancel()
+    assert dispatcher.heavy == n
+    most = probe.of("Reactor.serve").longest
+    assert most <= WITHIN_BUDGET, f"{most:.0f} heavy frames in one reactor step"
+
+
+WAIT_CLIENT = """
+import socket, sys
+from meshcache.wire.frame import HEADER, FrameReader
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+heads = [b"wait".ljust(16, b".")] + [(b"h-%06d" % i).ljust(16, b".") for i in range(n)]
+bodies = [heads[0]] + [h + b"x" * 2048 for h in heads[1:]]
+with socket.create_connection((host, port), timeout=30) as sock:
+    sock.sendall(b"".join(HEADER.pack(len(b)) + b for b in bodies))
+    reader, got = FrameReader(), []
+    while len(got) < len(heads):
+        body = reader.next_body()
+        if body is not None:
+            got.append(body)
+            continue
+        data = sock.recv(1 << 16)
+        if not data:
+            sys.exit("closed")
+        reader.feed(data)
+sys.exit(0 if got == heads else "answers out of order")
+"""
