@@ -31,11 +31,12 @@ from meshcache.node.data.replication import HintQueue, VersionClamp
 from meshcache.node.data.replicator import Replicator
 from meshcache.node.net.dataport import DataPort, open_listener
 from meshcache.node.net.dispatch import Dispatcher
-from meshcache.node.net.peer_pool import Address, PeerPool, PeerUnreachable
+from meshcache.node.net.peer_pool import WRITE_PIECE, Address, PeerPool, PeerUnreachable
 from meshcache.ring import RingMember
 from meshcache.settings import LimitSettings
 from meshcache.store.policy import NamespacePolicy
 from meshcache.store.store import Store
+from meshcache.testing.instrument import longest_step
 from meshcache.wire.frame import (
     FrameReader,
     Response,
@@ -151,6 +152,37 @@ async def test_requests_of_one_turn_leave_in_one_write_and_are_matched_by_id() -
         for i in range(200):
             response = answers[i]
             assert isinstance(response, Response) and response.value == b"k%d" % i
+
+
+@pytest.mark.trio
+async def test_a_large_outbox_is_written_a_piece_at_a_time() -> None:
+    """Hand-off batches queued at once (and one request larger than a piece) leave in bounded
+    writes, one per step of the loop, in order: no step joins and sends all of them."""
+    async with peer() as (p, address), running(PeerPool()) as pool:
+        sock = await connected(pool, p, address)
+        writes = pool.stats["writes"]
+        sizes = [60_000] * 20 + [700_000] + [60_000] * 10  # 2.5 MB, ~10 pieces
+        answers: dict[int, Response | BaseException] = {}
+        with longest_step(clock=lambda: float(pool.stats["writes"])) as probe:
+            for i, size in enumerate(sizes):  # one turn
+                assert pool.submit(
+                    address,
+                    "SET",
+                    "default",
+                    [b"k%d" % i, b"v" * size, {}],
+                    timeout=10,
+                    answered=collect(answers, i),
+                )
+            requests = await p.requests(sock, len(sizes))
+        assert [r.args[0] for r in requests] == [b"k%d" % i for i in range(len(sizes))]
+        assert [len(r.args[1]) for r in requests] == sizes
+        pieces = pool.stats["writes"] - writes
+        assert pieces >= sum(sizes) // WRITE_PIECE, pieces
+        assert probe.longest <= 1, f"{probe.longest:.0f} writes in one step of {probe.task}"
+        await sock.send(b"".join(encode_ok(r.id, r.args[0]) for r in requests))
+        await wait_until(lambda: len(answers) == len(sizes))
+        assert all(isinstance(a, Response) for a in answers.values())
+        assert pool.stats["connects"] == 1
 
 
 @pytest.mark.trio

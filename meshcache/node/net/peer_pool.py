@@ -68,6 +68,10 @@ RECEIVE_SIZE = 64 * 1024
 # Bytes of requests one connection's outbox may hold while its writer waits on the kernel;
 # beyond it a submit is refused as if the peer could not be reached (nothing was sent).
 MAX_OUTBOX = 16 * 1024 * 1024
+# Bytes of requests one write takes from an outbox: joining, encrypting and sending a piece is
+# a fraction of a millisecond, where a whole outbox of hand-off batches held the loop for tens.
+# The rest is written when epoll next reports room, in the driver's next round.
+WRITE_PIECE = 256 * 1024
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 _READ = select.EPOLLIN | select.EPOLLRDHUP
 _WRITE = select.EPOLLOUT
@@ -132,7 +136,9 @@ class _PeerConnection:
         self.ids = itertools.count(1)
         self.broken: BaseException | None = None
         self.scope = trio.CancelScope()
-        self.outbox: list[bytes] = []
+        # Encoded requests not written yet, oldest first; the head may be the rest of a request
+        # larger than a write piece.
+        self.outbox: list[bytes | memoryview] = []
         # Bytes of requests not taken by the kernel yet: queued in ``outbox`` or in ``unsent``.
         self.outbox_bytes = 0
         self.unsent = b""  # what the kernel did not take of the last write (encrypted, if TLS)
@@ -190,12 +196,20 @@ class _PeerConnection:
             self.fail(MeshcacheConnectionError(f"connection to {self._name()} closed"))
 
     def write(self) -> None:
-        """Write the outbox (behind what the kernel refused before) without blocking; what
-        the kernel does not take waits for writability."""
+        """Write, without blocking, what the kernel refused before, then the oldest requests of
+        the outbox, at most ``WRITE_PIECE`` bytes of them. While requests are left the
+        connection asks epoll for room, so the next piece goes in the driver's next round
+        (other tasks run in between); what the kernel does not take waits for room too."""
+        if self.unsent and not self._send(self.unsent, len(self.unsent)):
+            return  # the kernel is full (or the connection failed)
         outbox = self.outbox
         if outbox:
-            data = b"".join(outbox) if len(outbox) > 1 else outbox[0]
-            outbox.clear()
+            if self.outbox_bytes <= WRITE_PIECE:  # all of it: the usual case
+                data = b"".join(outbox) if len(outbox) > 1 else bytes(outbox[0])
+                outbox.clear()
+            else:
+                data = self._piece()
+            self.outbox_bytes -= len(data)
             if self.tls is not None:
                 try:
                     data = self.tls.encrypt(data)
@@ -203,29 +217,49 @@ class _PeerConnection:
                     self.fail(MeshcacheConnectionError(f"sending to {self._name()}: {exc}"))
                     return
             self.stats["writes"] += 1
-            if self.unsent:
-                data = self.unsent + data
-        else:
-            data = self.unsent
-            if not data:
+            if not self._send(data, 0):
                 return
+        mask = _READ | _WRITE if outbox else _READ
+        if self.mask != mask:
+            self._set_mask(mask)
+
+    def _piece(self) -> bytes:
+        """Take ``WRITE_PIECE`` bytes of requests off the head of the outbox: whole requests,
+        or a slice of a larger one (its rest stays at the head)."""
+        outbox = self.outbox
+        taken = count = 0
+        for frame in outbox:
+            if taken + len(frame) > WRITE_PIECE:
+                break
+            taken += len(frame)
+            count += 1
+        if not count:
+            head = memoryview(outbox[0])
+            outbox[0] = head[WRITE_PIECE:]
+            return bytes(head[:WRITE_PIECE])
+        data = b"".join(outbox[:count])
+        del outbox[:count]
+        return data
+
+    def _send(self, data: bytes, counted: int) -> bool:
+        """One ``send`` of ``data`` (``counted`` of its bytes are in ``outbox_bytes``); what
+        the kernel refuses becomes ``unsent``, and epoll is asked for room. True if all went."""
         try:
             sent = self.sock.send(data)
         except BlockingIOError:
             sent = 0
         except OSError as exc:
             self.fail(MeshcacheConnectionError(f"sending to {self._name()}: {exc}"))
-            return
-        if sent == len(data):
+            return False
+        rest = len(data) - sent
+        self.outbox_bytes += rest - counted
+        if not rest:
             self.unsent = b""
-            self.outbox_bytes = 0
-            if self.mask != _READ:
-                self._set_mask(_READ)
-        else:
-            self.unsent = data[sent:]
-            self.outbox_bytes = len(self.unsent)
-            if self.mask != _READ | _WRITE:
-                self._set_mask(_READ | _WRITE)
+            return True
+        self.unsent = data[sent:]
+        if self.mask != _READ | _WRITE:
+            self._set_mask(_READ | _WRITE)
+        return False
 
     def read(self, buf: bytearray, view: memoryview) -> None:
         """Read what the kernel has and hand each answer to its waiter."""
@@ -247,7 +281,9 @@ class _PeerConnection:
             else:
                 plain = tls.decrypt(view[:n])
                 if tls.out_pending():  # e.g. a KeyUpdate answer
-                    self.unsent += tls.take_out()
+                    extra = tls.take_out()
+                    self.unsent += extra
+                    self.outbox_bytes += len(extra)
                     self.write()
                 reader.feed(plain)
             waiters = self.waiters
