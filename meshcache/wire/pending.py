@@ -83,9 +83,9 @@ class Pending:
     part and handed its one peer request (if any) to the peer connection, which sends in order.
 
     ``later``, when not None, replaces ``answer``: the reply bytes arrive by callback
-    (:class:`Later`), with no task to run. Its request was already handed to the peer
-    connection, which sends in order, when the ``Pending`` was made. :meth:`reply` awaits
-    either kind.
+    (:class:`Later`), with no task to run. Its op did its part when the ``Pending`` was made
+    (a forward handed to the peer connection, which sends in order; a read-through miss
+    joined to its load). :meth:`reply` awaits either kind.
 
     ``key`` is ``(namespace, key)`` for a single-key op: a later op of the same key must not
     start before this one's first suspension (so a forwarded SET reaches the owner before the

@@ -226,7 +226,7 @@ class Coordinator:
     ) -> Any:
         await self._clock_asked.wait()
         result = self.coordinate(namespace, op, spec, args, stamp)
-        return await result if isinstance(result, Coroutine) else result
+        return await _settled(result)
 
     # --- ring ----------------------------------------------------------------------------
 
@@ -425,7 +425,11 @@ class Coordinator:
         """Execute here; for a write, replicate to the other owners per the consistency.
 
         ``stamp``: apply this plain write at that version (:meth:`_execute_stamped`; see
-        :meth:`_late`), not at a new one from this node's clock."""
+        :meth:`_late`), not at a new one from this node's clock.
+
+        Returns the result, or a coroutine whose result it is, or a :class:`Later` settled
+        with it (a read-through GET's miss, answered when its load ends with no task: a
+        caller inside the node awaits either with :func:`_settled`)."""
         if not self._clock_ready and spec.kind is _WRITE:
             return self._after_catch_up(namespace, op, spec, args, stamp)
         if stamp is None:
@@ -471,7 +475,7 @@ class Coordinator:
 
         async def then() -> Any:
             await update
-            return await result if isinstance(result, Coroutine) else result
+            return await _settled(result)
 
         return then()
 
@@ -481,9 +485,9 @@ class Coordinator:
     def _read_through(
         loader: Loader, namespace: str, op: str, spec: OpSpec, args: list[Any], result: Any
     ) -> Any:
-        """A read's answer with its misses loaded from the source (a coroutine), or
-        ``result``; a write is told to the loader, so that a load in flight does not
-        overwrite it."""
+        """A read's answer with its misses loaded from the source (a :class:`Later` for a
+        GET's miss, a coroutine otherwise), or ``result``; a write is told to the loader, so that
+        a load in flight does not overwrite it."""
         if spec.kind is _WRITE:
             loader.on_write(namespace, op, args)
             return result
@@ -796,7 +800,7 @@ class Coordinator:
         for member in owners:
             if member.node_id == self.node_id:
                 result = self.coordinate(namespace, op, OPS[op], args, self._late(stamp))
-                return await result if isinstance(result, Coroutine) else result
+                return await _settled(result)
             address = self._addresses.get(member.node_id)
             if address is None:
                 continue
@@ -832,7 +836,7 @@ class Coordinator:
             raise UnavailableError(message="no owner of the key is known")
         self.stats["stand_in"] += 1
         result = self.coordinate(namespace, op, OPS[op], args, self._late(stamp))
-        return await result if isinstance(result, Coroutine) else result
+        return await _settled(result)
 
     def _forward_timeout(self, namespace: str, op: str) -> float:
         # A forwarded miss may wait for a load at the owner: fail over after the load timeout.
@@ -869,7 +873,7 @@ class Coordinator:
                     await trio.lowlevel.checkpoint()
                 if node == self.node_id:
                     value = self.coordinate(namespace, op, spec, chunk)
-                    values.append(await value if isinstance(value, Coroutine) else value)
+                    values.append(await _settled(value))
                 else:
                     # One forward per slice: the owner runs each without holding its loop long.
                     values.append(await self._forward(chosen[node], namespace, op, chunk))
@@ -1108,6 +1112,16 @@ class Coordinator:
         self.stats["repl_applied"] += applied
         self.stats["bulk_records"] += len(payload) // 2
         return [applied, stale, not_owned, refused]
+
+
+async def _settled(result: Any) -> Any:
+    """What :meth:`Coordinator.coordinate` answered, as a value: a coroutine awaited, a
+    :class:`Later` (a read-through miss waiting on its load) waited for."""
+    if isinstance(result, Coroutine):
+        return await result
+    if type(result) is Later:
+        return await result.wait()
+    return result
 
 
 def stampable(op: str, args: list[Any]) -> bool:

@@ -66,6 +66,7 @@ from meshcache.node.loader.timing import Timings
 from meshcache.store.loader_policy import LoaderPolicy
 from meshcache.store.policy import NamespacePolicy
 from meshcache.store.store import Store
+from meshcache.wire.pending import Later
 
 log = structlog.get_logger("meshcache.loader")
 
@@ -90,7 +91,8 @@ _WRITE_KEYS: dict[str, Callable[[list[Any]], list[Any]]] = {
 
 @dataclass(eq=False, slots=True)
 class Flight:
-    """One load of one key in progress; its waiters wait on ``done``."""
+    """One load of one key in progress; its waiters wait on ``done`` (a task) or are called
+    back when it ends (:meth:`then`: a miss answered with no task of its own)."""
 
     before: int | None  # the key's record version when the load started (None: no record)
     done: trio.Event = field(default_factory=trio.Event)
@@ -101,6 +103,24 @@ class Flight:
     dirty: bool = False  # a write or an invalidation landed while it was in flight
     reload_since: float | None = None  # a reload after a NOTIFY: when the driver received it
     early: EarlyLoad | None = None  # its query, sent when the flight started (one key)
+    ended: list[Callable[[], None]] = field(default_factory=list)
+
+    def then(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when the flight ends (at once if it has); it must not raise."""
+        if self.done.is_set():
+            callback()
+        else:
+            self.ended.append(callback)
+
+    def end(self) -> None:
+        """The load is over (``value`` or ``error`` says how): wake and call its waiters."""
+        self.done.set()
+        callbacks, self.ended = self.ended, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # a waiter's bug must not keep the others from their answer
+                log.exception("loader_waiter_failed")
 
 
 class Loader:
@@ -248,9 +268,10 @@ class Loader:
 
     def on_read(
         self, namespace: str, op: str, args: list[Any], result: Any
-    ) -> Coroutine[Any, Any, Any] | None:
-        """After a read coordinated here: None when ``result`` stands, else a coroutine whose
-        result is the answer (misses loaded).
+    ) -> Coroutine[Any, Any, Any] | Later | None:
+        """After a read coordinated here: None when ``result`` stands, else the answer once
+        the misses are loaded: a :class:`~meshcache.wire.pending.Later` for a GET's miss
+        (settled when its flight ends, with no task), a coroutine otherwise.
 
         The misses join their flights (or start them) now, not when the coroutine first runs:
         a request answered later (pipelined, queued) must not start a second load of a key
@@ -265,9 +286,7 @@ class Loader:
                 flight = self._join(namespace, policy, key)
                 if flight is None:
                     return None
-                if flight is joined:
-                    return self._answer_joined(flight)
-                return self._answer(flight)
+                return self._answer_later(flight, flight is joined)
             if policy.stale_if_error is not None and self._stale(namespace, policy, key):
                 flight = self._join(namespace, policy, key)
                 return None if flight is None else self._revalidate(flight, result)
@@ -309,14 +328,24 @@ class Loader:
             raise flight.error
         return flight.value
 
-    async def _answer_joined(self, flight: Flight) -> bytes | None:
-        """A miss that joined a load in flight: its wait is timed (``coalesce_wait``)."""
+    def _answer_later(self, flight: Flight, joined: bool) -> Later:
+        """A GET's miss answered when its flight ends, by callback: no task waits for it (a
+        port stores the answer in its place when it comes). A miss that joined a load in
+        flight has its wait timed (``coalesce_wait``)."""
+        later = Later()
         started = time.perf_counter()
-        try:
-            await flight.done.wait()
-        finally:
-            self.timings.step("coalesce_wait", time.perf_counter() - started)
-        return await self._answer(flight)
+        timings = self.timings
+
+        def ended() -> None:
+            if joined:
+                timings.step("coalesce_wait", time.perf_counter() - started)
+            if flight.error is not None:
+                later.fail(flight.error)
+            else:
+                later.resolve(flight.value)
+
+        flight.then(ended)
+        return later
 
     def _stale(self, namespace: str, policy: LoaderPolicy, key: bytes) -> bool:
         entry = self.store.get_entry(namespace, key)
@@ -450,7 +479,7 @@ class Loader:
                     # A failed reload: the other owners drop the key as this node did.
                     with contextlib.suppress(CommandError):
                         self._replicate(namespace, key)
-                flight.done.set()
+                flight.end()
 
     async def _query(
         self, policy: LoaderPolicy, keys: list[bytes], early: EarlyLoad | None = None

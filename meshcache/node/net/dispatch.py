@@ -152,10 +152,9 @@ class Dispatcher:
             if type(result) is CoroutineType:
                 answer = self._finish(rid, op, result, started, histogram, spec, ns, args)
                 return _pending(answer, spec, ns, args)
-            if type(result) is Later:  # a forward submitted without a task: one key
-                return Pending(
-                    None, key=(ns, args[0]), later=self._later(rid, op, result, started, histogram)
-                )
+            if type(result) is Later:  # a forward submitted, or a miss loading: no task
+                later = self._later(rid, op, result, started, histogram, spec)
+                return Pending(None, key=(ns, args[0]) if spec.keyed else None, later=later)
             hot = self.hot
             if hot is None or hot.hint is None or spec.handler != DATA_HANDLER:
                 out: bytes = self._pack([rid, STATUS_OK, result, self.ring_version])
@@ -204,14 +203,19 @@ class Dispatcher:
             self.counters.requests[op] += 1
         return self._timed(histogram, started, out)
 
-    def _later(self, rid: int, op: str, result: Later, started: int, histogram: list[int]) -> Later:
-        """The answer frame of a result that arrives later, as :meth:`_finish` makes it."""
+    def _later(
+        self, rid: int, op: str, result: Later, started: int, histogram: list[int], spec: OpSpec
+    ) -> Later:
+        """The answer frame of a result that arrives later, as :meth:`_finish` makes it (a
+        data op's answer carries the hot-key hints; ``FWD``'s, a forwarded miss's, does not)."""
         answer = Later()
+        hinted = spec.handler == DATA_HANDLER
 
         def settled(value: Any, error: BaseException | None) -> None:
             if error is None:
+                hot = self.hot
                 try:
-                    out = self._ok(rid, value, None if self.hot is None else self.hot.hint)
+                    out = self._ok(rid, value, hot.hint if hinted and hot is not None else None)
                 except Exception as exc:  # a result msgpack cannot encode
                     error = exc
                 else:
