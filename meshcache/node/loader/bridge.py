@@ -2,10 +2,12 @@
 
 asyncpg runs only on asyncio; the node runs on trio. :class:`AsyncioBridge` runs one asyncio
 loop in a daemon thread for the node's whole life; :meth:`AsyncioBridge.run` hands it a
-coroutine (``asyncio.run_coroutine_threadsafe``) and wakes the trio task from the future's
-done-callback (``TrioToken.run_sync_soon``), so no trio thread ever blocks on the database.
-Cancelling the trio task cancels the asyncio task. Its cost per call is measured by
-``tools/loader_figures.py`` (docs/benchmarks.md).
+coroutine (``loop.call_soon_threadsafe``, which starts it as a task) and the coroutine's last
+step wakes the trio task (``TrioToken.run_sync_soon``), so no trio thread ever blocks on the
+database. The wake-up is sent from the task itself, not from a done-callback (asyncio runs
+those one loop iteration later) nor through a ``concurrent.futures.Future``: a crossing each
+way and nothing else. Cancelling the trio task cancels the asyncio task. Its cost per call is
+measured by ``tools/loader_figures.py`` (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import trio
 
@@ -81,23 +83,17 @@ class AsyncioBridge:
             BridgeClosedError: the bridge is not running.
         """
         loop = self.loop
-        token = trio.lowlevel.current_trio_token()
-        done = trio.Event()
-
-        def wake(_: object) -> None:
-            # When the trio run is over, nobody waits any more.
-            with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(done.set)
-
-        future = asyncio.run_coroutine_threadsafe(_call(fn, args), loop)
-        future.add_done_callback(wake)
+        call: _Call[T] = _Call(fn, args, trio.lowlevel.current_trio_token())
+        loop.call_soon_threadsafe(call.begin, loop)
         self.calls += 1
         try:
-            await done.wait()
+            await call.done.wait()
         except BaseException:
-            future.cancel()
+            call.cancel(loop)
             raise
-        return future.result()
+        if call.error is not None:
+            raise call.error
+        return call.value  # type: ignore[return-value]
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the loop's thread, not waiting for it."""
@@ -125,8 +121,49 @@ class AsyncioBridge:
             self._thread = None
 
 
-async def _call(fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T:
-    return await fn(*args)
+class _Call(Generic[T]):
+    """One :meth:`AsyncioBridge.run`: started on the loop's thread, settled on trio's."""
+
+    __slots__ = ("args", "cancelled", "done", "error", "fn", "task", "token", "value")
+
+    def __init__(
+        self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], token: trio.lowlevel.TrioToken
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.token = token
+        self.done = trio.Event()
+        self.value: T | None = None
+        self.error: BaseException | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.cancelled = False
+
+    def begin(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the loop's thread: start the call, unless the trio side gave up already."""
+        if not self.cancelled:
+            self.task = loop.create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            self.value = await self.fn(*self.args)
+        except asyncio.CancelledError:
+            self.error = BridgeClosedError("the call was cancelled on the loader's loop")
+        except BaseException as exc:
+            self.error = exc
+        # Settled by the task's own last step: trio hears of it one loop iteration sooner than
+        # from a done-callback. When the trio run is over, nobody waits any more.
+        with contextlib.suppress(trio.RunFinishedError):
+            self.token.run_sync_soon(self.done.set)
+
+    def cancel(self, loop: asyncio.AbstractEventLoop) -> None:
+        """From trio's thread: the caller went away; cancel the asyncio task."""
+        self.cancelled = True
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing runs
+            loop.call_soon_threadsafe(self._cancel_task)
+
+    def _cancel_task(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
 
 
 __all__ = ["AsyncioBridge", "BridgeClosedError"]

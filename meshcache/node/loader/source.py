@@ -84,7 +84,7 @@ class EarlyLoad:
         self.error: BaseException | None = None
         self.taken = False  # a load of the node's took it over
         self.cancelled = False
-        self.task: asyncio.Task[bytes | None] | None = None
+        self.task: asyncio.Task[None] | None = None
 
     def settle(self, value: bytes | None, error: BaseException | None) -> None:
         """On trio's thread: the query's answer is in."""
@@ -249,6 +249,7 @@ class PgSource:
         self._pool: Any = None
         self._pool_lock: asyncio.Lock | None = None
         self._shapes: dict[tuple[str, bool], Shape] = {}
+        self._releasing: set[asyncio.Task[None]] = set()  # connections going back to the pool
         #: Where the query's own time (on the asyncio loop) and each NOTIFY's hop to trio are
         #: recorded; the node's loader sets it.
         self.timings: Timings | None = None
@@ -345,22 +346,21 @@ class PgSource:
         """On the driver's thread: run ``early``'s query; its answer is settled on trio's."""
         if early.cancelled:
             return
-        task = self._bridge.loop.create_task(self._fetch_one(early.query, early.key))
+        early.task = self._bridge.loop.create_task(self._run_early(early, token))
 
-        def finished(task: asyncio.Task[bytes | None]) -> None:
-            value: bytes | None = None
-            error: BaseException | None = None
-            if task.cancelled():
-                error = SourceFailure("the load was cancelled")
-            else:
-                error = task.exception()
-                if error is None:
-                    value = task.result()
-            with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(early.settle, value, error)
-
-        task.add_done_callback(finished)
-        early.task = task
+    async def _run_early(self, early: EarlyLoad, token: trio.lowlevel.TrioToken) -> None:
+        """``early``'s query, settled on trio's thread by this task's last step (a
+        done-callback would run one loop iteration later)."""
+        value: bytes | None = None
+        error: BaseException | None = None
+        try:
+            value = await self._fetch_one(early.query, early.key)
+        except asyncio.CancelledError:
+            error = SourceFailure("the load was cancelled")
+        except BaseException as exc:  # its caller on trio's side decides what it means
+            error = exc
+        with contextlib.suppress(trio.RunFinishedError):
+            token.run_sync_soon(early.settle, value, error)
 
     async def _get_pool(self) -> Any:
         import asyncpg
@@ -438,11 +438,33 @@ class PgSource:
         return out
 
     async def _timed_fetch(self, pool: Any, query: str, argument: Any) -> Any:
+        """The query's rows. Its connection goes back to the pool in a task of its own,
+        started here and run after this task's step: the pool's reset query (``RESET ALL``,
+        ``UNLISTEN *``, ...; a round trip to the server) then follows the answer's wake-up of
+        trio, not precedes it."""
         started = time.perf_counter()
-        rows = await _guard(pool.fetch(query, argument, timeout=self._settings.statement_timeout))
+        conn = await _guard(pool.acquire())
+        try:
+            rows = await _guard(
+                conn.fetch(query, argument, timeout=self._settings.statement_timeout)
+            )
+        finally:
+            self._release_soon(pool, conn)
         if self.timings is not None:
             self.timings.step("query_on_source", time.perf_counter() - started)
         return rows
+
+    def _release_soon(self, pool: Any, conn: Any) -> None:
+        """Give ``conn`` back to ``pool`` (reset and all) in a task; closing the pool waits for
+        it."""
+        task = asyncio.get_running_loop().create_task(pool.release(conn))
+        self._releasing.add(task)
+        task.add_done_callback(self._released)
+
+    def _released(self, task: asyncio.Task[None]) -> None:
+        self._releasing.discard(task)
+        if not task.cancelled():
+            task.exception()  # a reset that failed terminated its connection: nothing to do
 
     async def _shape_for_load(self, query: str, batch: bool) -> Shape:
         try:
