@@ -5,7 +5,10 @@
 loopback port with trust authentication, in a directory it removes when it stops. Run as root,
 both run as the ``postgres`` user (initdb refuses root). The server is started with a parent-death
 signal and its directory has a reaper process (``meshcache/reaper.py``), so both go away with the
-process that started it even when that process is killed.
+process that started it even when that process is killed. A caller that owns a directory and its
+cleanup (the chaos harness: a server in a network namespace of its own) passes ``root``, the
+address to listen on (``host``) and ``enter``, run in each server process before it gives up
+root (e.g. joining that namespace); psql then talks to it over its Unix socket.
 
 :func:`server_binaries` says whether the binaries exist; :func:`test_dsn` is the DSN tests use:
 ``MESHCACHE_TEST_PG_DSN`` when set, else None (start a server).
@@ -22,6 +25,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -54,8 +58,10 @@ def test_dsn() -> str | None:
     return os.environ.get(TEST_DSN_ENV, "").strip() or None
 
 
-def _demote(uid: int | None, gid: int | None) -> None:
-    """In the child: become the server's user, then die with the parent."""
+def _demote(uid: int | None, gid: int | None, enter: Callable[[], None] | None = None) -> None:
+    """In the child: run ``enter``, become the server's user, then die with the parent."""
+    if enter is not None:
+        enter()
     if gid is not None and uid is not None:
         os.setgroups([])
         os.setgid(gid)
@@ -67,24 +73,41 @@ def _demote(uid: int | None, gid: int | None) -> None:
 class PostgresServer:
     """One PostgreSQL server in a temp dir. Use as a context manager (or start/stop).
 
+    Args:
+        port: the TCP port (default: a free one).
+        host: the address it listens on.
+        root: a directory for its files, which :meth:`stop` removes; the caller removes it
+            if this process dies first. Default: a temp dir with a reaper behind it.
+        enter: called in each server process before it gives up root (``initdb``, ``postgres``).
+
     Attributes:
-        dsn: ``postgresql://meshcache@127.0.0.1:PORT/meshcache`` once started.
+        dsn: ``postgresql://meshcache@HOST:PORT/meshcache`` once started.
         port: the TCP port it listens on.
     """
 
     user = "meshcache"
     database = "meshcache"
 
-    def __init__(self, *, port: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        root: Path | None = None,
+        enter: Callable[[], None] | None = None,
+    ) -> None:
         self.port = port or free_port()
+        self.host = host
         self.root: Path | None = None
+        self._given_root = root
+        self._enter = enter
         self.proc: subprocess.Popen[bytes] | None = None
         self._ids: tuple[int | None, int | None] = (None, None)
         self._reaper: subprocess.Popen[bytes] | None = None
 
     @property
     def dsn(self) -> str:
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.database}"
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
 
     def start(self, timeout: float = 30.0) -> PostgresServer:
         """initdb, start the server, create the database; wait until it accepts connections.
@@ -96,23 +119,31 @@ class PostgresServer:
         if binaries is None:
             raise PostgresError("the PostgreSQL server binaries (initdb, postgres) are not found")
         initdb = binaries[0]
-        self.root = Path(tempfile.mkdtemp(prefix="meshcache-pg-"))
-        self._reaper = start_reaper(self.root)  # removes it even when this process is killed
+        if self._given_root is not None:
+            self.root = self._given_root
+            self.root.mkdir(parents=True, exist_ok=True)
+        else:
+            self.root = Path(tempfile.mkdtemp(prefix="meshcache-pg-"))
+            self._reaper = start_reaper(self.root)  # removes it even when this process is killed
         if os.geteuid() == 0:
             account = pwd.getpwnam("postgres")
             self._ids = (account.pw_uid, account.pw_gid)
             os.chown(self.root, account.pw_uid, account.pw_gid)
         uid, gid = self._ids
+        enter = self._enter
         data = self.root / "data"
         done = subprocess.run(
             [initdb, "-D", str(data), "-A", "trust", "-U", self.user, "-E", "UTF8", "--no-sync"],
-            preexec_fn=lambda: _demote(uid, gid),
+            preexec_fn=lambda: _demote(uid, gid, enter),
             capture_output=True,
             timeout=timeout,
         )
         if done.returncode:
             self.stop()
             raise PostgresError(f"initdb failed: {done.stderr.decode(errors='replace')[-500:]}")
+        if self.host != "127.0.0.1":  # initdb trusts loopback only; add the server's subnet
+            with open(data / "pg_hba.conf", "a") as hba:
+                hba.write("host all all samenet trust\n")
         self._launch(timeout)
         self.psql(f"CREATE DATABASE {self.database}", database="postgres")
         return self
@@ -133,6 +164,8 @@ class PostgresServer:
         psql = shutil.which("psql") or shutil.which("psql", path=":".join(_SEARCH))
         if psql is None:
             raise PostgresError("psql is not installed")
+        # A server on another address (another network namespace) is reached by its socket.
+        host = "127.0.0.1" if self.host == "127.0.0.1" else str(self.root)
         done = subprocess.run(
             [
                 psql,
@@ -143,7 +176,7 @@ class PostgresServer:
                 "-v",
                 "ON_ERROR_STOP=1",
                 "-h",
-                "127.0.0.1",
+                host,
                 "-p",
                 str(self.port),
                 "-U",
@@ -194,6 +227,7 @@ class PostgresServer:
         binaries = server_binaries()
         assert binaries is not None and self.root is not None
         uid, gid = self._ids
+        enter = self._enter
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - the server's whole life
         self.proc = subprocess.Popen(
             [
@@ -205,7 +239,7 @@ class PostgresServer:
                 "-k",
                 str(self.root),
                 "-c",
-                "listen_addresses=127.0.0.1",
+                f"listen_addresses={self.host}",
                 "-c",
                 "fsync=off",
                 "-c",
@@ -213,7 +247,7 @@ class PostgresServer:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=lambda: _demote(uid, gid),
+            preexec_fn=lambda: _demote(uid, gid, enter),
         )
         log.close()
         deadline = time.monotonic() + timeout

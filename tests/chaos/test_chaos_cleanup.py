@@ -1,7 +1,7 @@
 """The chaos harness leaves nothing behind: not when its body raises, not when its process is
-killed with SIGKILL (the reaper cleans up), and whatever a crashed run left is swept by the
-next one (only runs whose owner is gone). Without the privileges it needs it refuses, saying
-why."""
+killed with SIGKILL (the reaper cleans up, the run's PostgreSQL included), and whatever a
+crashed run left is swept by the next one (only runs whose owner is gone). Without the
+privileges it needs it refuses, saying why."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import pytest
 from meshcache.testing.chaos import netns
 from meshcache.testing.chaos.cluster import ChaosCluster, wait_until
 from meshcache.testing.chaos.faults import nft_script, partition
+from meshcache.testing.postgres import server_binaries
 from tests.chaos.helpers import require_chaos
 
 HARNESS = textwrap.dedent(
@@ -27,12 +28,14 @@ HARNESS = textwrap.dedent(
     from meshcache.testing.chaos.faults import nft_script, partition
     from meshcache.testing.chaos.workload import ClientSpec
 
-    cluster = ChaosCluster(1, 1).__enter__()
+    cluster = ChaosCluster(1, 1, loader=LOADER).__enter__()
     worker = cluster.start_worker("c0", [ClientSpec("w", cluster.seeds, rate=5)])
     cluster.set_faults(partition(["n0"], ["c0"]))
     cluster.pause("n0")
-    print(json.dumps({"rid": cluster.rid, "pids": [cluster.nodes[0].pid, worker.proc.pid,
-                      cluster._reaper.pid]}), flush=True)
+    pids = [cluster.nodes[0].pid, worker.proc.pid, cluster._reaper.pid]
+    if cluster.database is not None:
+        pids.append(cluster.database.server.proc.pid)
+    print(json.dumps({"rid": cluster.rid, "pids": pids}), flush=True)
     time.sleep(600)
     """
 )
@@ -58,10 +61,13 @@ def _leftovers(rid: str) -> list[str]:
 
 
 @pytest.mark.chaos
-def test_a_killed_harness_leaves_nothing_behind() -> None:
+@pytest.mark.parametrize("loader", [False, True], ids=["nodes", "with-postgres"])
+def test_a_killed_harness_leaves_nothing_behind(loader: bool) -> None:
     require_chaos()
+    if loader and server_binaries() is None and os.environ.get("CI") != "true":
+        pytest.skip("chaos: the PostgreSQL server binaries (initdb, postgres) are not installed")
     with subprocess.Popen(
-        [sys.executable, "-c", HARNESS],
+        [sys.executable, "-c", HARNESS.replace("LOADER", str(loader))],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

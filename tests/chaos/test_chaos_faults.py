@@ -105,6 +105,23 @@ def test_loss_and_skew_can_be_fixed_leaving_the_rest_of_the_draw() -> None:
     assert seen_signs == {-2.0, 2.0}
 
 
+@pytest.mark.parametrize("kind", ["partition", "one-way", "bridge", "isolate", "loss", "kill"])
+def test_the_database_joins_the_majority_side_and_the_draw_stays(kind: str) -> None:
+    plain = make_schedule(kind, "5:1", NODES[:3], ["c0", "c1"])
+    with_db = make_schedule(kind, "5:1", NODES[:3], ["c0", "c1"], db=True)
+    assert (plain.sides, plain.plain, plain.duration) == (
+        with_db.sides, with_db.plain, with_db.duration
+    )  # fmt: skip
+    assert not plain.has_db and with_db.has_db == (kind != "kill")
+    for step in with_db.steps:
+        if step.action != "faults":
+            continue
+        net = faults_from_spec(step.args)
+        # Cut off from the database exactly the endpoints cut off from client c1's side.
+        for endpoint in [*NODES[:3], "c0"]:
+            assert net.connected(endpoint, "db") == net.connected(endpoint, "c1"), (kind, endpoint)
+
+
 def test_the_soak_command_refuses_a_bad_loss_or_skew() -> None:
     parser = build_parser()
     args = parser.parse_args(["soak", "--loss", "0.2", "--skew", "2"])

@@ -1,12 +1,13 @@
 """The command line of the chaos suite (``python -m meshcache.testing.chaos``).
 
 * ``soak --cycles N --seed S [--nodes 3] [--kinds k1,k2] [--only 4,7] [--loss P] [--skew S]
-  [--out DIR]``: N cycles of randomized faults on one cluster (kinds round-robin, everything
-  else drawn from ``S:<cycle>``); writes ``history.jsonl``, ``reports.jsonl`` and
-  ``summary.json`` into DIR and prints one line per cycle and a table per fault kind.
-  ``--only`` replays those cycles of the same seed (with the same ``--loss`` / ``--skew``,
-  which fix the loss probability and the clock offset's size). Exit 0 when every check of
-  every cycle passed, 1 otherwise.
+  [--loader-keys N] [--out DIR]``: N cycles of randomized faults on one cluster (kinds
+  round-robin, everything else drawn from ``S:<cycle>``); writes ``history.jsonl``,
+  ``reports.jsonl`` and ``summary.json`` into DIR and prints one line per cycle and a table
+  per fault kind. ``--only`` replays those cycles of the same seed (with the same
+  ``--loss`` / ``--skew``, which fix the loss probability and the clock offset's size).
+  ``--loader-keys`` adds the read-through namespace and its database. Exit 0 when every check
+  of every cycle passed, 1 otherwise.
 * ``replay REPORTS --cycle K``: run cycle K's recorded schedule (from a ``reports.jsonl``)
   again on a fresh cluster.
 * ``sweep``: remove what crashed runs left behind (namespaces, links, files, locks).
@@ -100,11 +101,12 @@ def _soak(args: argparse.Namespace) -> int:
         return 2
     only = [int(x) for x in args.only.split(",")] if args.only else None
     out = _out_dir(args.out, "soak")
-    workload = Workload(rate=args.rate, hot_keys=args.hot_keys)
+    workload = Workload(rate=args.rate, hot_keys=args.hot_keys, loader_keys=args.loader_keys)
     if args.plain_only:
         workload = Workload(
-            rate=args.rate, hot_keys=args.hot_keys, setnx=0.0, setxx=0.0, cas=0.0, incr=0.0
-        )
+            rate=args.rate, hot_keys=args.hot_keys, loader_keys=args.loader_keys,
+            setnx=0.0, setxx=0.0, cas=0.0, incr=0.0,
+        )  # fmt: skip
     reports = soak(
         args.cycles,
         args.seed,
@@ -115,6 +117,7 @@ def _soak(args: argparse.Namespace) -> int:
         workload=workload,
         loss=args.loss,
         skew=args.skew,
+        loader=args.loader_keys > 0,
     )
     print(table(summarize(reports)))
     failed = [r.cycle for r in reports if not r.ok]
@@ -133,7 +136,7 @@ def _soak(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     from meshcache.testing.chaos.cluster import ChaosCluster
-    from meshcache.testing.chaos.scenarios import Schedule, run_cycle
+    from meshcache.testing.chaos.scenarios import Schedule, Workload, run_cycle
 
     found = None
     with open(args.reports, encoding="utf-8") as f:
@@ -146,8 +149,11 @@ def _replay(args: argparse.Namespace) -> int:
         return 2
     schedule = Schedule.from_mapping(found["schedule"])
     out = _out_dir(args.out, "replay")
-    with ChaosCluster(args.nodes or schedule.nodes, len(schedule.sides), out_dir=out) as cluster:
-        result = run_cycle(cluster, schedule, cycle=args.cycle)
+    loader = schedule.has_db
+    workload = Workload(loader_keys=LOADER_KEYS) if loader else None
+    nodes = args.nodes or schedule.nodes
+    with ChaosCluster(nodes, len(schedule.sides), out_dir=out, loader=loader) as cluster:
+        result = run_cycle(cluster, schedule, cycle=args.cycle, workload=workload)
         print(result.summary())
         for c in result.checks:
             for line in c.findings:
@@ -155,6 +161,10 @@ def _replay(args: argparse.Namespace) -> int:
         if not result.ok:
             cluster.keep_logs = True
     return 0 if result.ok else 1
+
+
+#: Read-through keys per cycle of a soak run with ``--loader`` and of a replay of one.
+LOADER_KEYS = 8
 
 
 def _fraction(text: str) -> float:
@@ -195,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=2,
         help="hot keys in chaos-hot, each with its own writer, read by a smart reader per "
         "client endpoint (default 2; 0: none)",
+    )
+    p.add_argument(
+        "--loader-keys",
+        type=int,
+        default=0,
+        help="read-through keys per cycle in chaos-load, loaded from a PostgreSQL the run "
+        "starts in a namespace of its own, with a database writer and readers on every side "
+        f"(default 0: none; {LOADER_KEYS} is the replay's)",
     )
     p.add_argument(
         "--plain-only",

@@ -7,9 +7,11 @@ one namespace per node at ``10.77.0.11+``, one per client endpoint at ``10.77.0.
 voters, every node joins through ``n0``, gossip profile ``local``), waits until every node holds
 the same ring with every node active, and creates the chaos namespaces (one per consistency
 level: eviction ``none``, a large ``max_bytes``, no default TTL; and ``chaos-hot``, the same at
-``all`` with hot keys on). On exit — normal, exception or
-KeyboardInterrupt — it stops workers and nodes and removes every namespace, veth, bridge,
-nftables table, temporary file and lock; if the process is killed, its reaper does the same.
+``all`` with hot keys on). With ``loader=True`` it first starts the run's PostgreSQL in a
+namespace of its own on the bridge (:mod:`.pgsource`), gives every node a ``[sources.pg]``
+pointing at it, and creates the read-through namespace ``chaos-load``. On exit — normal,
+exception or KeyboardInterrupt — it stops workers and nodes and removes every namespace, veth,
+bridge, nftables table, temporary file and lock; if the process is killed, its reaper does the same.
 
 Faults, each recorded in the history (``p = "nemesis"``): :meth:`set_faults` (partitions, loss:
 :mod:`.faults`), :meth:`kill` (SIGKILL), :meth:`restart` (optionally under a skewed clock:
@@ -45,6 +47,15 @@ from meshcache.testing.chaos import netns
 from meshcache.testing.chaos.faults import NetFaults, healthy, nft_script
 from meshcache.testing.chaos.history import HistoryWriter
 from meshcache.testing.chaos.netns import ChaosError, Endpoint, Network
+from meshcache.testing.chaos.pgsource import (
+    DB_ENDPOINT,
+    DB_HOST,
+    DB_PORT_INDEX,
+    LOADER_NAMESPACE,
+    SOURCE,
+    ChaosDatabase,
+    loader_policy,
+)
 from meshcache.testing.chaos.workload import (
     HOT_NAMESPACE,
     HOT_POLICY,
@@ -228,6 +239,8 @@ class ChaosCluster:
         node_args: extra ``meshcache start`` flags for every node.
         anti_entropy_interval: seconds between anti-entropy rounds (short: repair is checked).
         start_timeout: seconds the mesh may take to form.
+        loader: run a PostgreSQL (endpoint ``db``, :attr:`database`) and the read-through
+            namespace ``chaos-load`` loading from it.
 
     Raises:
         ChaosUnavailable: (on enter) the machine lacks root, ``ip`` or ``nft``.
@@ -244,6 +257,7 @@ class ChaosCluster:
         node_args: Sequence[str] = (),
         anti_entropy_interval: float = 2.0,
         start_timeout: float = 120.0,
+        loader: bool = False,
     ) -> None:
         if not 1 <= nodes <= 40 or not 0 <= clients <= 40:
             raise ValueError("1-40 nodes and 0-40 client endpoints")
@@ -254,6 +268,8 @@ class ChaosCluster:
         self.node_args = tuple(node_args)
         self.anti_entropy_interval = anti_entropy_interval
         self.start_timeout = start_timeout
+        self.loader = loader
+        self.database: ChaosDatabase | None = None
         self._out_dir_given = None if out_dir is None else Path(out_dir)
         self._name_run(netns.new_run_id())  # a placeholder: start() claims a free id
         self.nodes: list[ChaosNode] = []
@@ -315,6 +331,12 @@ class ChaosCluster:
             self.nodes.append(node)
         for i in range(self.n_clients):
             self.clients.append(self.network.add_endpoint(f"c{i}", CLIENT_HOST_BASE + i, 50 + i))
+        if self.loader:
+            ep = self.network.add_endpoint(DB_ENDPOINT, DB_HOST, DB_PORT_INDEX)
+            self.database = ChaosDatabase(ep, self.root / "pg")
+            self.database.start()
+            source = f'[sources.{SOURCE}]\ndsn = "{self.database.dsn}"\n'
+            (self.root / "node.toml").write_text(source)
         self.set_faults(healthy(), record=False)
         password = self.root / "raft.password"
         password.write_text(secrets.token_urlsafe(24) + "\n")
@@ -333,6 +355,10 @@ class ChaosCluster:
             self.nodes[0], HOT_NAMESPACE, {**CHAOS_POLICY, "replicas": self.replicas, **HOT_POLICY}
         )
         wanted = {*NAMESPACES.values(), HOT_NAMESPACE}
+        if self.loader:
+            policy = {**CHAOS_POLICY, "replicas": self.replicas, "consistency": "quorum"}
+            self.ns_set(self.nodes[0], LOADER_NAMESPACE, {**policy, "loader": loader_policy()})
+            wanted.add(LOADER_NAMESPACE)
         wait_until(
             lambda: all(wanted <= set(self.try_call(x, "NS_LIST", []) or {}) for x in self.nodes),
             self.start_timeout,
@@ -356,6 +382,8 @@ class ChaosCluster:
                 node.proc.wait()
         if self.keep_logs and self.out_dir != self.root:
             self.copy_logs(self.out_dir / "logs")
+        if self.database is not None:
+            self.database.stop()
         if self.history is not None:
             self.history.close()
         if self._lock is None:  # the run never claimed its id: nothing of it exists
@@ -383,6 +411,9 @@ class ChaosCluster:
         for worker in self.workers:
             if worker.log.exists():
                 (into / worker.log.name).write_bytes(worker.log.read_bytes())
+        db_log = self.root / "pg" / "server.log"
+        if db_log.exists():
+            (into / "postgres.log").write_bytes(db_log.read_bytes())
 
     # --- nodes ---------------------------------------------------------------------------------
 
@@ -424,6 +455,8 @@ class ChaosCluster:
             args += ["--raft-password-file", str(self.root / "raft.password")]
         if node.index != 0:
             args += ["--join", self.nodes[0].data]
+        if self.loader:
+            args += ["--config", str(self.root / "node.toml")]
         return ["ip", "netns", "exec", node.endpoint.netns, *args, *self.node_args]
 
     def _spawn(self, node: ChaosNode) -> None:

@@ -170,6 +170,16 @@ def entered(netns: str) -> Iterator[None]:
         os.close(own)
 
 
+def join(netns: str) -> None:
+    """Move the calling process into network namespace ``netns`` for good: for a child between
+    fork and exec (a ``preexec_fn``), so that what it runs lives in that namespace."""
+    target = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+    try:
+        _setns(target)
+    finally:
+        os.close(target)
+
+
 def new_run_id() -> str:
     """A fresh run id: six hex digits (links are named ``mc<rid>h<i>``, within 15 bytes)."""
     return secrets.token_hex(3)
@@ -497,6 +507,7 @@ __all__ = [
     "claim_run",
     "cleanup_run",
     "entered",
+    "join",
     "kill_inside",
     "leftover_runs",
     "list_netns",

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from meshcache.errors import CommandError, MeshcacheError
-from meshcache.testing.chaos import checkers, faults
+from meshcache.testing.chaos import checkers, faults, loadercheck
 from meshcache.testing.chaos.cluster import DATA_PORT, ChaosCluster, Control, wait_until
 from meshcache.testing.chaos.faults import NetFaults
 from meshcache.testing.chaos.history import (
@@ -53,6 +53,14 @@ from meshcache.testing.chaos.history import (
     read_records,
 )
 from meshcache.testing.chaos.netns import ChaosError
+from meshcache.testing.chaos.pgsource import (
+    DB_ENDPOINT,
+    LOAD_TIMEOUT,
+    LOADER_NAMESPACE,
+    LOADER_TTL,
+    ChaosDatabase,
+    version_of,
+)
 from meshcache.testing.chaos.workload import (
     HOT_LEASE,
     HOT_NAMESPACE,
@@ -110,6 +118,11 @@ class Schedule:
     sides: Mapping[str, str]
     plain: Mapping[str, str]
     nodes: int = 3
+
+    @property
+    def has_db(self) -> bool:
+        """Whether a fault names the database endpoint (a run with ``loader=True``)."""
+        return f'"{DB_ENDPOINT}"' in json.dumps([dict(s.args) for s in self.steps])
 
     def to_mapping(self) -> dict[str, Any]:
         return {
@@ -171,9 +184,13 @@ def make_schedule(
     duration: float | None = None,
     loss: float | None = None,
     skew: float | None = None,
+    db: bool = False,
 ) -> Schedule:
     """Draw a schedule of ``kind`` from ``random.Random(seed)`` for these nodes and client
     endpoints (``c0`` joins the minority or cut-off side, the others the majority).
+    ``db``: the run has a database (endpoint ``db``), which joins the majority side (the
+    receiving side of a one-way cut, the right of a bridge; an isolated node is cut off from
+    it too); the draw is the same.
 
     ``loss``: the drop probability of every ``loss`` schedule (else drawn from 5, 10, 20 or
     30 %); ``skew``: the size in seconds of every ``skew`` schedule's clock offset, its sign
@@ -184,6 +201,7 @@ def make_schedule(
     sides: dict[str, str] = {c: "all" for c in clients}
     plain: dict[str, str] = {c: nodes[i % len(nodes)] for i, c in enumerate(clients)}
     minority, majority = _split(rng, nodes)
+    others = [DB_ENDPOINT] if db else []
 
     def place(small: Sequence[str], big: Sequence[str], small_label: str, big_label: str) -> None:
         for i, c in enumerate(clients):
@@ -194,7 +212,7 @@ def make_schedule(
 
     def cut(small: Sequence[str], big: Sequence[str]) -> dict[str, Any]:
         a = [*small, *(c for c in clients[:1])]
-        b = [*big, *clients[1:]]
+        b = [*big, *clients[1:], *others]
         return {"shape": "partition", "sides": [a, b]}
 
     if kind == "partition":
@@ -203,7 +221,7 @@ def make_schedule(
     elif kind == "one-way":
         place(minority, majority, "sender", "receiver")
         src = [*minority, *clients[:1]]
-        dst = [*majority, *clients[1:]]
+        dst = [*majority, *clients[1:], *others]
         steps += [Step(0.0, "faults", {"shape": "one_way", "src": src, "dst": dst})]
         steps += [Step(length / 4, "config")]
     elif kind == "bridge":
@@ -218,7 +236,7 @@ def make_schedule(
             "shape": "bridge",
             "left": [*left, *clients[:1]],
             "middle": middle,
-            "right": [*right, *clients[1:]],
+            "right": [*right, *clients[1:], *others],
         }
         steps += [Step(0.0, "faults", spec), Step(length / 4, "config")]
     elif kind == "isolate":
@@ -227,8 +245,8 @@ def make_schedule(
         for i, c in enumerate(clients):
             sides[c] = "majority"
             plain[c] = rest[i % len(rest)]
-        others = [*rest, *clients]
-        steps += [Step(0.0, "faults", {"shape": "isolate", "node": victim, "others": others})]
+        cut_from = [*rest, *clients, *others]
+        steps += [Step(0.0, "faults", {"shape": "isolate", "node": victim, "others": cut_from})]
         steps += [Step(length / 4, "config")]
     elif kind == "flapping":
         place(minority, majority, "minority", "majority")
@@ -242,7 +260,7 @@ def make_schedule(
         p = rng.choice([0.05, 0.1, 0.2, 0.3])
         if loss is not None:
             p = loss
-        lossy: dict[str, Any] = {"shape": "loss", "endpoints": [*nodes, *clients], "p": p}
+        lossy: dict[str, Any] = {"shape": "loss", "endpoints": [*nodes, *clients, *others], "p": p}
         steps.append(Step(0.0, "faults", lossy))
     elif kind == "kill":
         victim = rng.choice(list(nodes))
@@ -317,6 +335,12 @@ class CycleReport:
                 for name in _HOT_FIGURES
                 if name in counts
             },
+            "loader": {
+                name: counts[name]
+                for counts in [self._counts("loader")]
+                for name in _LOADER_FIGURES
+                if name in counts
+            },
         }
 
     def _counts(self, name: str) -> dict[str, Any]:
@@ -374,6 +398,14 @@ class Workload:
     hot_keys: int = 0
     hot_rate: float = 150.0
     hot_writer_rate: float = 4.0
+    #: Read-through keys (a cluster started with ``loader=True``; :mod:`.loaderclients`):
+    #: ``loader_keys`` rows, UPDATEd ``db_rate`` times a second by a writer in the hub, read
+    #: at ``loader_rate`` reads/s by a smart and a plain reader per endpoint and a smart one in
+    #: the hub, which SET a key instead for a ``loader_sets`` share of their ops. 0: none.
+    loader_keys: int = 0
+    loader_rate: float = 20.0
+    loader_sets: float = 0.05
+    db_rate: float = 4.0
 
 
 def client_specs(
@@ -430,6 +462,24 @@ def client_specs(
             )  # fmt: skip
     if workload.hub_client:
         result["hub"] = [spec("hub-smart", cluster.seeds, True)]
+    if workload.loader_keys and cluster.database is not None:
+
+        def loader_reader(name: str, seeds: Sequence[str], smart: bool) -> ClientSpec:
+            return dataclasses.replace(
+                spec(name, seeds, smart), role="loader-reader", keys=workload.loader_keys,
+                rate=workload.loader_rate, writes=workload.loader_sets,
+            )  # fmt: skip
+
+        for c in cluster.client_names:
+            result[c].append(loader_reader(f"{c}-loader-smart", cluster.seeds, True))
+            target = cluster.node(schedule.plain[c])
+            result[c].append(loader_reader(f"{c}-loader-plain", [target.data], False))
+        writer = dataclasses.replace(
+            spec("db-writer", cluster.seeds, True), role="db-writer", keys=workload.loader_keys,
+            rate=workload.db_rate, dsn=cluster.database.local_dsn,
+        )  # fmt: skip
+        hub_reader = loader_reader("hub-loader", cluster.seeds, True)
+        result.setdefault("hub", []).extend([writer, hub_reader])
     return result
 
 
@@ -659,6 +709,135 @@ def _hot_counters(cluster: ChaosCluster) -> dict[str, int]:
     return total
 
 
+#: The loader checker's bounds: the loader's TTL; a second for a load and a loaded machine;
+#: 2 s from an UPDATE until its NOTIFY reloaded the key; 10 s for every key to read its last
+#: version once the writer stopped.
+LOADER_BOUNDS = loadercheck.LoaderBounds(ttl=LOADER_TTL, delta=1.0, notify=2.0, settle=10.0)
+#: Seconds after every node listens again (after the heal) until the cycle is healthy again
+#: for the loader checker: gossip and the ring agreeing, a coordinator per key.
+LOADER_SETTLE = 3.0
+#: Seconds the harness waits after the heal for every node to listen again.
+LISTEN_BOUND = 30.0
+#: The process name of the harness's reads of every loader key through every node.
+LOADER_FINAL = "loader-final"
+_LOADER_COUNTERS = (
+    "queries",
+    "loaded",
+    "coalesced",
+    "stale_sets_prevented",
+    "reloaded",
+    "early_reloads",
+    "load_failures",
+    "load_timeouts",
+    "fast_failures",
+    "resyncs",
+    "listener_lost",
+)
+_LOADER_FIGURES = (
+    "loads",
+    "waves",
+    "extra_loads",
+    "extra_loads_under_fault",
+    "stale_beyond_ttl",
+    "stale_beyond_notify",
+    "set_overwritten",
+    "set_overwritten_under_fault",
+    "wedged",
+    "max_staleness_fault_ms",
+    "settled_max_ms",
+)
+
+
+def _loader_counters(cluster: ChaosCluster) -> dict[str, int]:
+    """Every running node's loader counters (INFO ``mesh.counters.loader``), summed."""
+    total: dict[str, int] = dict.fromkeys(_LOADER_COUNTERS, 0)
+    for node in cluster.running_nodes():
+        info = cluster.try_call(node, "INFO", [], timeout=2.0)
+        mesh = info.get("mesh", {}) if isinstance(info, dict) else {}
+        counters = mesh.get("counters", {}).get("loader", {}) if isinstance(mesh, dict) else {}
+        for name in _LOADER_COUNTERS:
+            value = counters.get(name) if isinstance(counters, dict) else None
+            if type(value) is int:
+                total[name] += value
+    return total
+
+
+def _insert_rows(cluster: ChaosCluster, database: ChaosDatabase, keys: list[str]) -> None:
+    """Insert the cycle's rows at version 0, recorded as a ``dbwrite`` of each key (the INSERT
+    is announced on the channel like an UPDATE)."""
+    history = cluster.history
+    assert history is not None
+    for n, key in enumerate(keys, 1):
+        history.write(
+            {"type": "invoke", "p": "db-setup", "n": n, "f": "dbwrite", "ns": LOADER_NAMESPACE,
+             "key": key}
+        )  # fmt: skip
+    database.add_keys(keys)
+    for n in range(1, len(keys) + 1):
+        history.write({"type": OK, "p": "db-setup", "n": n, "f": "dbwrite", "result": 0})
+
+
+def _wait_listening(
+    cluster: ChaosCluster, healed: float, bound: float
+) -> tuple[float | None, float | None]:
+    """After the heal: poll every node's ``loader_listening`` gauge until each listens on its
+    channel again, and ring and membership agreement (at most ``bound`` seconds): when every
+    node listened, and the seconds after the heal when they agreed (None: not in time).
+    Agreement is timed here because the loader's cycle runs on long after the heal."""
+    deadline = time.monotonic() + bound
+    listening_at: float | None = None
+    agreed_after: float | None = None
+    while listening_at is None or agreed_after is None:
+        if agreed_after is None and cluster.ring_agreed() and cluster.membership_agreed():
+            agreed_after = now() - healed
+        if listening_at is None:
+            listening = []
+            for node in cluster.nodes:
+                info = cluster.try_call(node, "INFO", [], timeout=2.0)
+                mesh = info.get("mesh", {}) if isinstance(info, dict) else {}
+                listening.append(mesh.get("gauges", {}).get("loader_listening", 0))
+            if all(n >= 1 for n in listening):
+                listening_at = now()
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)  # the poll interval; the deadline bounds the wait
+    return listening_at, agreed_after
+
+
+def _final_loader_reads(cluster: ChaosCluster, versions: Mapping[str, int], bound: float) -> None:
+    """Read every loader key through every node, from the hub, in rounds until one round shows
+    every key's last version everywhere (at most ``bound`` seconds); each read goes into the
+    history as a ``get`` of process :data:`LOADER_FINAL` with its ``node``."""
+    history = cluster.history
+    assert history is not None
+    deadline = time.monotonic() + bound
+    n = 0
+    while True:
+        everywhere = True
+        for key, version in sorted(versions.items()):
+            for node in cluster.nodes:
+                n += 1
+                history.write(
+                    {"type": "invoke", "p": LOADER_FINAL, "n": n, "f": "get",
+                     "ns": LOADER_NAMESPACE, "key": key, "node": node.name}
+                )  # fmt: skip
+                done: dict[str, Any] = {"p": LOADER_FINAL, "n": n, "f": "get"}
+                try:
+                    got = cluster.call(
+                        node, "GET", [key.encode()], LOADER_NAMESPACE, timeout=LOAD_TIMEOUT + 2
+                    )
+                    value = None if got is None else bytes(got).decode("utf-8", "replace")
+                    done.update(type=OK, value=value)
+                    everywhere &= version_of(key, value) == version
+                except (OSError, MeshcacheError) as exc:
+                    done.update(type=FAIL, error=f"{type(exc).__name__}: {exc}"[:300])
+                    everywhere = False
+                history.write(done)
+        if everywhere or time.monotonic() > deadline:
+            return
+        time.sleep(0.25)  # the poll interval; the deadline bounds the wait
+
+
 def _wait_hints_drained(cluster: ChaosCluster, healed: float, bound: float) -> float | None:
     """Poll every node's hint count until all are 0 (at most ``bound`` seconds after the heal);
     the seconds since the heal when they were, None if they never were."""
@@ -713,6 +892,11 @@ def run_cycle(
     runner = _Runner(cluster, schedule, prefix)
     hot_before = _hot_counters(cluster) if workload.hot_keys else {}
     offset = cluster.history_path.stat().st_size
+    database = cluster.database if workload.loader_keys else None
+    loader_before: dict[str, int] = {}
+    if database is not None:
+        loader_before = _loader_counters(cluster)
+        _insert_rows(cluster, database, [f"{prefix}l{i}" for i in range(workload.loader_keys)])
     specs = client_specs(cluster, schedule, prefix, workload)
     workers = [cluster.start_worker(where, clients) for where, clients in specs.items()]
     names = {c.name for clients in specs.values() for c in clients}
@@ -744,13 +928,28 @@ def run_cycle(
             cluster.restart(node.name, skew=0.0)
     cluster.heal_all()
     healed = now()
+    listening_at: float | None = healed
+    agreed_after: float | None = None
+    if database is not None:
+        listening_at, agreed_after = _wait_listening(cluster, healed, LISTEN_BOUND)
     runner.until(time.monotonic() + after_heal)
     for worker in workers:
         worker.stop()
     for t in runner.threads:
         t.join(30.0)
+    final_from = now()
+    versions: dict[str, int] = {}
+    if database is not None:
+        versions = database.versions(prefix)
+        _final_loader_reads(cluster, versions, LOADER_BOUNDS.settle + 2.0)
 
-    history = build(read_records(cluster.history_path, offset)).select(prefix=prefix)
+    everything = build(read_records(cluster.history_path, offset)).select(prefix=prefix)
+    # The loader keys' reads show database versions, which no client wrote: they have a
+    # checker of their own, and the other checkers see the other namespaces.
+    history = History(
+        [op for op in everything.ops if op.ns != LOADER_NAMESPACE], everything.events,
+        everything.meta,
+    )  # fmt: skip
     changes = sorted(e["t"] for e in history.events if e.get("p") == "nemesis")
     attempts = [
         dataclasses.replace(a, fault_end=min((t for t in changes if t > a.started), default=healed))
@@ -761,7 +960,6 @@ def run_cycle(
         keys.setdefault(ns, []).append(key)
 
     converged_after: float | None = None
-    agreed_after: float | None = None
     deadline = time.monotonic() + converge_bound
     state = checkers.FinalState()
     while True:
@@ -813,6 +1011,27 @@ def run_cycle(
         if workload.hot_keys
         else []
     )
+    loader = []
+    if database is not None:
+        check = loadercheck.check_loader(
+            History([op for op in everything.ops if op.ns == LOADER_NAMESPACE]),
+            database.loads(prefix),
+            versions,
+            namespace=LOADER_NAMESPACE,
+            bounds=LOADER_BOUNDS,
+            faulty=[(started, (listening_at or math.inf) + LOADER_SETTLE)],
+            final_from=final_from,
+            final_process=LOADER_FINAL,
+            origin=started,
+        )
+        after = _loader_counters(cluster)
+        check.counts.update(
+            {f"node_{k}": max(0, v - loader_before.get(k, 0)) for k, v in after.items()}
+        )
+        check.counts["listening_after_heal_s"] = (
+            None if listening_at is None else round(listening_at - healed, 2)
+        )
+        loader.append(check)
     checks = [
         checkers.check_writes(history, state, LEVEL_OF, origin=started),
         checkers.check_reads(history),
@@ -826,6 +1045,7 @@ def run_cycle(
             runner.samples, hint_max_bytes=HINT_MAX_BYTES, drained_after=drained_after
         ),
         *hot,
+        *loader,
     ]
     fault_end = started + schedule.duration
     report = CycleReport(
@@ -867,6 +1087,7 @@ def soak(
     log: Any = print,
     loss: float | None = None,
     skew: float | None = None,
+    loader: bool = False,
 ) -> list[CycleReport]:
     """Run ``cycles`` randomized cycles on one cluster (kind: round-robin over ``kinds``;
     everything else drawn from ``f"{seed}:{cycle}"``); write ``history.jsonl``,
@@ -874,7 +1095,9 @@ def soak(
 
     ``only``: run just these cycle numbers (a replay of those cycles of the same seed).
     ``loss`` / ``skew``: fix the loss probability / the clock offset's size (see
-    :func:`make_schedule`); a replay needs the same values.
+    :func:`make_schedule`); a replay needs the same values. ``loader``: the cluster runs a
+    PostgreSQL (see :class:`~.cluster.ChaosCluster`), which joins the majority side of every
+    fault; the workload's ``loader_keys`` then read through it.
     A cycle that raises (a node that does not come back) ends the soak: its error is written
     to ``reports.jsonl`` and the cycles before it are summarized.
     """
@@ -882,7 +1105,7 @@ def soak(
     reports: list[CycleReport] = []
     wanted = list(range(cycles)) if only is None else sorted(set(only))
     with (
-        ChaosCluster(nodes, 2, out_dir=out_dir) as cluster,
+        ChaosCluster(nodes, 2, out_dir=out_dir, loader=loader) as cluster,
         open(out_dir / "reports.jsonl", "a", encoding="utf-8") as out,
     ):
         log(f"soak: {nodes} nodes, seed {seed}, run {cluster.rid}, files in {out_dir}")
@@ -895,6 +1118,7 @@ def soak(
                 cluster.client_names,
                 loss=loss,
                 skew=skew,
+                db=loader,
             )
             try:
                 report = run_cycle(cluster, schedule, cycle=cycle, workload=workload)
@@ -969,10 +1193,10 @@ def summarize(reports: Sequence[CycleReport]) -> dict[str, Any]:
         for c in r.checks:
             if not c.ok:
                 k["failed_checks"][c.name] = k["failed_checks"].get(c.name, 0) + 1
-        for group in ("conditional", "hot"):
+        for group in ("conditional", "hot", "loader"):
             into = k.setdefault(group, {})
             for name, value in f[group].items():
-                if name == "max_staleness_ms":
+                if "max" in name:
                     into[name] = max(into.get(name, 0), value)
                 else:
                     into[name] = into.get(name, 0) + value

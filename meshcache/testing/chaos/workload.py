@@ -95,8 +95,11 @@ class ClientSpec:
             rising, a tenth of them deletes — and reads it back after each write: ``smart``
             False, through ``seeds[0]`` and then through every seed in turn, each with a plain
             client, the ops carrying ``node``; ``smart``, with one smart client over every
-            seed, three reads wherever it routes them, no ``node``).
+            seed, three reads wherever it routes them, no ``node``); or, for the read-through
+            namespace (:mod:`.loaderclients`), ``loader-reader`` (GETs of ``<key_prefix>l<i>``,
+            a ``writes`` share of SETs) or ``db-writer`` (UPDATEs of their rows through ``dsn``).
         hot_key: the key a ``hot-writer`` owns.
+        dsn: the database a ``db-writer`` updates.
     """
 
     name: str
@@ -118,6 +121,7 @@ class ClientSpec:
     seed: int = 0
     role: str = "mixed"
     hot_key: str = ""
+    dsn: str = ""
 
     @classmethod
     def from_mapping(cls, m: dict[str, Any]) -> ClientSpec:
@@ -274,6 +278,14 @@ def run_client(spec: ClientSpec, history: HistoryWriter, stop: threading.Event) 
     """Run one client until ``stop`` is set, recording every op in ``history``."""
     import meshcache
 
+    if spec.role in ("loader-reader", "db-writer"):
+        from meshcache.testing.chaos import loaderclients
+
+        if spec.role == "db-writer":
+            loaderclients.run_db_writer(spec, history, stop)
+        else:
+            loaderclients.run_loader_reader(spec, history, stop)
+        return
     if spec.role != "mixed":
         run_hot_client(spec, history, stop)
         return
