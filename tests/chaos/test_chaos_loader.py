@@ -4,10 +4,10 @@ in a network namespace of its own on the bridge, the loader checker after the he
 The database (endpoint ``db``) is on the majority side: the minority's nodes are cut off from
 it and from its NOTIFYs. A writer in the hub UPDATEs the rows of 8 keys 4 times a second;
 readers on both sides and in the hub GET them through smart and plain clients, 10 a second
-each (and now and then SET one). ``check_loader`` (docs/chaos.md): no read older than the database at its start
-minus the TTL + 1 s (minus 2 s while healthy: the NOTIFY path), one load per key per miss wave
-while healthy (counted under the cut), a client's SET never replaced by a load, and after the
-heal every key reads its last version through every node within 10 s.
+each (and now and then SET one). ``check_loader`` (docs/chaos.md): no read older than the
+database at its start minus the TTL + 1 s (minus 2 s while healthy: the NOTIFY path), one load
+per key per miss wave while healthy (counted under the cut), a client's SET never replaced by a
+load, and after the heal every key reads its last version through every node within 10 s.
 """
 
 from __future__ import annotations

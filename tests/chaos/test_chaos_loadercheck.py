@@ -102,6 +102,10 @@ def test_a_nil_while_a_change_was_announced_is_counted_apart() -> None:
     ops.update(2.2, 1)  # its NOTIFY lands while the miss loads: the known nil
     result = check(ops, [])
     assert result.ok and result.counts["nil_during_notify"] == 1, result.findings
+    ops = Ops()
+    ops.read(2.0, None)  # no change announced: counted under a fault, a failure while healthy
+    assert check(ops, [], faulty=[(1.0, 3.0)]).counts["nil_under_fault"] == 1
+    assert check(ops, []).counts["impossible"] == 1
 
 
 def test_two_loads_in_one_wave_fail_while_healthy_and_are_counted_under_a_fault() -> None:

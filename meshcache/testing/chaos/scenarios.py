@@ -368,7 +368,19 @@ class CycleReport:
             f" resurrected {f['resurrected']} late-overwrites {f['late_overwrites']}"
             f" agreed {f['agree_s']}s converged {f['converge_s']}s"
             f" hints drained {f['hints_drained_s']}s load {f['load1']}"
+            f"{self._loader_summary(f['loader'])}"
             f" {'ok' if not failed else 'FAILED: ' + ', '.join(failed)}"
+        )
+
+    @staticmethod
+    def _loader_summary(f: dict[str, Any]) -> str:
+        if not f:
+            return ""
+        return (
+            f" loader: loads {f.get('loads')} extra {f.get('extra_loads')}"
+            f"/{f.get('extra_loads_under_fault', 0)} under fault, stale past ttl"
+            f" {f.get('stale_beyond_ttl')} past notify {f.get('stale_beyond_notify')},"
+            f" wedged {f.get('wedged')}, settled {f.get('settled_max_ms')} ms"
         )
 
 
