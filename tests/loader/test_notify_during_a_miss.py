@@ -1,6 +1,7 @@
 """A NOTIFY that reaches the key's coordinator while a miss of that key is being loaded must not
-answer the miss nil: the key has a row (found by the chaos suite's loader checker,
-docs/chaos.md, "The read-through loader under faults")."""
+answer the miss nil: the key has a row. The miss is answered the row as its load read it, or
+the changed row (found by the chaos suite's loader checker, docs/chaos.md, "The read-through
+loader under faults")."""
 
 from __future__ import annotations
 
@@ -14,11 +15,6 @@ from tests.loader.helpers import Database, listening_node, wait_until
 pytestmark = pytest.mark.postgres
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: the waiters of a load that an invalidation made dirty are answered "
-    "what the store holds after the drop (nil), not the reloaded value",
-)
 @pytest.mark.trio
 @pytest.mark.parametrize("on_notify", ["reload", "drop"])
 async def test_a_miss_whose_load_meets_a_notify_is_not_answered_nil(

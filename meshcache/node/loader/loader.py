@@ -101,6 +101,7 @@ class Flight:
         default_factory=lambda: LoaderUnavailableError(message="the load was cancelled")
     )
     dirty: bool = False  # a write or an invalidation landed while it was in flight
+    invalidated: bool = False  # the source said the row changed while it was in flight
     reload_since: float | None = None  # a reload after a NOTIFY: when the driver received it
     early: EarlyLoad | None = None  # its query, sent when the flight started (one key)
     ended: list[Callable[[], None]] = field(default_factory=list)
@@ -566,7 +567,11 @@ class Loader:
             if now != flight.before:  # a write won: answer what it left
                 # (A typed value now: the loaded value answers this read.)
                 with contextlib.suppress(CommandError):
-                    flight.value = self.store.execute(namespace, "GET", [key])
+                    held = self.store.execute(namespace, "GET", [key])
+                    # Nothing held after an invalidation's own drop: the read, concurrent
+                    # with the row's change, is answered the row as loaded (not stored).
+                    if held is not None or not flight.invalidated:
+                        flight.value = held
             return
         if value is None:
             self.stats["loaded_missing"] += 1
@@ -652,7 +657,7 @@ class Loader:
         self.stats["invalidations"] += 1
         flight = self.flights.get((namespace, key))
         if flight is not None:
-            flight.dirty = True
+            flight.dirty = flight.invalidated = True
         self._negative.pop((namespace, key), None)
         if self._drop_copy is not None:
             self._drop_copy(namespace, key)
