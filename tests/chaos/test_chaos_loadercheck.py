@@ -96,12 +96,12 @@ def test_impossible_reads_fail() -> None:
     assert result.counts["impossible"] == 3 and not result.ok
 
 
-def test_a_nil_while_a_change_was_announced_is_counted_apart() -> None:
+def test_a_nil_fails_while_healthy_and_is_counted_under_a_fault() -> None:
     ops = Ops()
     ops.op("r", "get", 2.0, 2.9, value=None)
-    ops.update(2.2, 1)  # its NOTIFY lands while the miss loads: the known nil
+    ops.update(2.2, 1)  # its NOTIFY lands while the miss loads: the row is still there
     result = check(ops, [])
-    assert result.ok and result.counts["nil_during_notify"] == 1, result.findings
+    assert not result.ok and result.counts["impossible"] == 1, result.findings
     ops = Ops()
     ops.read(2.0, None)  # no change announced: counted under a fault, a failure while healthy
     assert check(ops, [], faulty=[(1.0, 3.0)]).counts["nil_under_fault"] == 1

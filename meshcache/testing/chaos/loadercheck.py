@@ -18,10 +18,9 @@ was acknowledged by ``t`` (0: the row as inserted). A read ``R`` invoked at ``R.
     ``stale_if_error`` configured, can serve an older one. When the read and the ``notify``
     seconds before it are healthy, ``v >= db(R.invoke - notify)``: the NOTIFY reaches the key's
     coordinator, which reloads it (``on_notify = "reload"``). ``v`` above every UPDATE invoked
-    by the read's end, a value no client SET, or nil (every key has a row) is impossible —
-    except a nil while a change of the key may have been announced: a known loader bug
-    (``tests/loader/test_notify_during_a_miss.py``), counted as ``nil_during_notify``; and a
-    nil under a fault is counted (``nil_under_fault``), not failed;
+    by the read's end, a value no client SET, or nil (every key has a row) is impossible — a
+    nil under a fault is counted (``nil_under_fault``), not failed: a reload that fails for a
+    cut from the database replicates a drop, which answers a load waiting elsewhere;
 (b) **one load per miss wave** — two consecutive loads of a key, ``l1`` then ``l2``, belong to
     different waves when ``l2 - l1 >= ttl - delta`` (the value loaded at ``l1`` expired) or an
     UPDATE of the key may have been announced after ``l1`` (acknowledged no earlier than
@@ -153,14 +152,9 @@ def check_loader(
             through = f" through {r.node}" if r.node else ""
             where = f"{key}: {r.process} read {r.value!r}{through} at {at(r.invoke)}"
             if r.value is None:
-                if rows.announced_between(r.invoke - notify, end):
-                    # A known loader bug (tests/loader/test_notify_during_a_miss.py): a NOTIFY
-                    # landing while the miss loads answers it what the drop left, nil.
-                    check.note(f"{where}: nil while a change of the key was announced")
-                    counts["nil_during_notify"] += 1
-                elif not healthy(r.invoke, end):
-                    # Seen after a heal with no change announced: a load whose waiters were
-                    # answered a drop's tombstone replicated meanwhile (likely the same bug).
+                if not healthy(r.invoke, end):
+                    # A load's waiters answered a drop replicated meanwhile: a reload that
+                    # failed for a cut from the database replicates the drop.
                     check.note(f"{where}: nil under a fault")
                     counts["nil_under_fault"] += 1
                 else:
