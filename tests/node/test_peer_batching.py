@@ -10,6 +10,7 @@ a submitted forward becomes its client's answer.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,8 +32,15 @@ from meshcache.node.data.replication import HintQueue, VersionClamp
 from meshcache.node.data.replicator import Replicator
 from meshcache.node.net.dataport import DataPort, open_listener
 from meshcache.node.net.dispatch import Dispatcher
-from meshcache.node.net.peer_pool import WRITE_PIECE, Address, PeerPool, PeerUnreachable
+from meshcache.node.net.peer_pool import (
+    ANSWERS_CHECK,
+    WRITE_PIECE,
+    Address,
+    PeerPool,
+    PeerUnreachable,
+)
 from meshcache.ring import RingMember
+from meshcache.security.guard import Guard
 from meshcache.settings import LimitSettings
 from meshcache.store.policy import NamespacePolicy
 from meshcache.store.store import Store
@@ -183,6 +191,67 @@ async def test_a_large_outbox_is_written_a_piece_at_a_time() -> None:
         await wait_until(lambda: len(answers) == len(sizes))
         assert all(isinstance(a, Response) for a in answers.values())
         assert pool.stats["connects"] == 1
+
+
+def slow_answers(into: dict[int, Response | BaseException], i: int) -> Any:
+    """A waiter whose callback costs ``SLOW_ANSWER_S`` of CPU (a forward's client answer)."""
+
+    def answered(response: Response | BaseException) -> None:
+        end = time.thread_time() + SLOW_ANSWER_S
+        while time.thread_time() < end:
+            pass
+        into[i] = response
+
+    return answered
+
+
+SLOW_ANSWER_S = 0.00005
+
+
+class NoClients:
+    """The dispatcher of a port that no client talks to: the port is there to drive the pool."""
+
+    def __init__(self) -> None:
+        self.counters = NodeCounters()
+        self.guard = Guard()
+
+    def handle(self, body: bytes, session: Any = None) -> bytes:
+        raise AssertionError("no client connects")
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("driven", [False, True], ids=["pump task", "reactor"])
+async def test_a_read_full_of_answers_is_handed_out_a_budget_at_a_time(driven: bool) -> None:
+    """64 KiB of small answers arrive in one read: the pump hands out ANSWERS_CHECK of them per
+    step once the budget (2 ms) is spent, not thousands."""
+    n = 3000
+    async with peer() as (p, address), running(PeerPool()) as pool:
+        sock = await connected(pool, p, address)
+        async with trio.open_nursery() as nursery:
+            if driven:
+                port = DataPort(
+                    open_listener("127.0.0.1", 0),
+                    NoClients(),  # type: ignore[arg-type]
+                    LimitSettings(),
+                    peers=pool,
+                )
+                await nursery.start(port.serve)
+                assert port._epoll is not None
+                pool.drive(port._epoll)
+            answers: dict[int, Response | BaseException] = {}
+            for i in range(n):
+                pool.submit(
+                    address, "GET", "default", [b"k"], timeout=30, answered=slow_answers(answers, i)
+                )
+            requests = await p.requests(sock, n)
+            with longest_step(clock=lambda: float(len(answers))) as probe:
+                await sock.send(b"".join(encode_ok(r.id, None) for r in requests))
+                await wait_until(lambda: len(answers) == n)
+            nursery.cancel_scope.cancel()
+        task = "Reactor.serve" if driven else "PeerPool._pumper"
+        figures = probe.of(task)
+        assert figures.total == n, probe.by_task
+        assert figures.longest <= ANSWERS_CHECK, f"{figures.longest:.0f} answers in one step"
 
 
 @pytest.mark.trio

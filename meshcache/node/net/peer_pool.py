@@ -40,6 +40,7 @@ import select
 import socket
 import ssl
 import struct
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -72,6 +73,12 @@ MAX_OUTBOX = 16 * 1024 * 1024
 # a fraction of a millisecond, where a whole outbox of hand-off batches held the loop for tens.
 # The rest is written when epoll next reports room, in the driver's next round.
 WRITE_PIECE = 256 * 1024
+# Answers a connection hands to their waiters between looks at the clock: once the pump's
+# budget is spent (a reactor's wake-up), the rest wait in the connection's reader for the next
+# pump. A read of 64 KiB holds thousands of small answers, ~4 us each with their callbacks.
+ANSWERS_CHECK = 64
+# Seconds of answers the pump task hands out per wake-up when no reactor drives the pool.
+PUMP_BUDGET = 0.002
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 _READ = select.EPOLLIN | select.EPOLLRDHUP
 _WRITE = select.EPOLLOUT
@@ -261,8 +268,9 @@ class _PeerConnection:
             self._set_mask(_READ | _WRITE)
         return False
 
-    def read(self, buf: bytearray, view: memoryview) -> None:
-        """Read what the kernel has and hand each answer to its waiter."""
+    def read(self, buf: bytearray, view: memoryview, until: float = math.inf) -> None:
+        """Read what the kernel has and hand its answers to their waiters until ``until``
+        (``time.perf_counter``); the rest wait in the reader (:meth:`catch_up`)."""
         try:
             n = self.sock.recv_into(buf)
         except BlockingIOError:
@@ -286,20 +294,42 @@ class _PeerConnection:
                     self.outbox_bytes += len(extra)
                     self.write()
                 reader.feed(plain)
-            waiters = self.waiters
-            while self.broken is None and (body := reader.next_body()) is not None:
-                response = decode_response(body)
-                request = waiters.pop(response.id, None)
-                if request is not None:  # None: it timed out and its caller left
-                    _deliver(request.answered, response)
+            self._hand_out(until)
         except (MeshcacheConnectionError, RemoteProtocolError) as exc:
             self.fail(exc)
         except OSError as exc:
             self.fail(MeshcacheConnectionError(f"connection to {self._name()} broke: {exc}"))
         finally:
             reader.release()
-        if tls is not None and tls.eof and self.broken is None:
+        if tls is not None and tls.eof and self.broken is None and self not in self.pool._behind:
             self.fail(MeshcacheConnectionError(f"{self._name()} closed the connection"))
+
+    def catch_up(self, until: float) -> None:
+        """Hand out the answers a read left in the reader, until ``until``."""
+        try:
+            self._hand_out(until)
+        except RemoteProtocolError as exc:
+            self.fail(exc)
+        tls = self.tls
+        if tls is not None and tls.eof and self.broken is None and self not in self.pool._behind:
+            self.fail(MeshcacheConnectionError(f"{self._name()} closed the connection"))
+
+    def _hand_out(self, until: float) -> None:
+        reader = self.reader
+        waiters = self.waiters
+        left = ANSWERS_CHECK
+        while self.broken is None and (body := reader.next_body()) is not None:
+            response = decode_response(body)
+            request = waiters.pop(response.id, None)
+            if request is not None:  # None: it timed out and its caller left
+                _deliver(request.answered, response)
+            left -= 1
+            if not left:
+                if time.perf_counter() >= until:
+                    if reader.buffered and self.broken is None:
+                        self.pool._behind[self] = None
+                    return
+                left = ANSWERS_CHECK
 
     def _expire(self, now: float) -> None:
         """Fail the requests whose deadline passed; reset the connection if one asks for it."""
@@ -468,6 +498,8 @@ class PeerPool:
         # Connections with requests to write, written by :meth:`flush`: at the end of the
         # holding reactor's round, else by the flusher task, which ``_wake`` is set to wake.
         self._dirty_conns: dict[_PeerConnection, None] = {}
+        # Connections whose reader holds answers a pump left for later (its budget was spent).
+        self._behind: dict[_PeerConnection, None] = {}
         self._held = 0
         self._wake = trio.Event()
         # The reactor epoll the pool's epoll is registered in, if one drives it; the pump task
@@ -545,12 +577,25 @@ class PeerPool:
             epoll.unregister(self.fileno())
         self._driven.set()
 
-    def pump(self) -> None:
-        """Read every connection that has answers and write what waited for room: called by
-        the driving reactor, or by the pump task."""
+    @property
+    def behind(self) -> bool:
+        """A pump left answers in a connection's reader: pump again soon, whatever epoll says."""
+        return bool(self._behind)
+
+    def pump(self, until: float = math.inf) -> None:
+        """Hand out the answers earlier pumps left, read every connection that has answers
+        and write what waited for room: called by the driving reactor (or another), or by the
+        pump task. Once ``until`` (``time.perf_counter``) is past, each connection hands out
+        a few answers and keeps the rest for the next pump (:attr:`behind`)."""
         epoll = self._epoll
         if epoll is None:
             return
+        behind = self._behind
+        if behind:
+            self._behind = {}
+            for late in behind:
+                if late.broken is None:
+                    late.catch_up(until)
         by_fd = self._by_fd
         buf, view = self._recv_buf, self._recv_view
         for fd, mask in epoll.poll(0):
@@ -559,8 +604,10 @@ class PeerPool:
                 continue
             if mask & _WRITE:
                 conn.write()
-            if mask & ~_WRITE and conn.broken is None:
-                conn.read(buf, view)
+            # One still behind reads nothing more until it caught up (its bytes wait in the
+            # kernel, and epoll reports them again).
+            if mask & ~_WRITE and conn.broken is None and conn not in self._behind:
+                conn.read(buf, view, until)
 
     def flush(self, driver: select.epoll | None = None) -> None:
         """Write every connection's queued requests, each connection's in one write. A
@@ -598,12 +645,16 @@ class PeerPool:
                 self._driven = trio.Event()
                 await self._driven.wait()
                 continue
+            if self._behind:
+                await trio.lowlevel.checkpoint()  # others run; then on with the answers left
+                self.pump(time.perf_counter() + PUMP_BUDGET)
+                continue
             with trio.CancelScope() as scope:
                 self._pump_scope = scope
                 await trio.lowlevel.wait_readable(fd)
             self._pump_scope = None
             if not scope.cancelled_caught:
-                self.pump()
+                self.pump(time.perf_counter() + PUMP_BUDGET)
 
     def _forget(self, conn: _PeerConnection) -> None:
         """``conn`` ends: off the epoll and out of the pool."""
@@ -615,6 +666,7 @@ class PeerPool:
         if self._conns.get(conn.address) is conn:
             del self._conns[conn.address]
         self._dirty_conns.pop(conn, None)
+        self._behind.pop(conn, None)
 
     async def _connection(self, address: Address) -> _PeerConnection:
         conn = self._conns.get(address)

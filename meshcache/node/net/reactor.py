@@ -242,7 +242,7 @@ class Reactor(Generic[C]):
         perf = time.perf_counter
         write_flag, broken = WRITE, BROKEN
         while True:
-            if backlog:
+            if backlog or (peers is not None and peers.behind):
                 await trio.lowlevel.checkpoint()  # others run; then on with the leftovers
             else:
                 self._idle = True
@@ -262,10 +262,14 @@ class Reactor(Generic[C]):
                     if backlog:
                         self._now = clock()
                         self._serve_backlog(until)
+                    if peers is not None and peers.behind:
+                        peers.pump(until)  # answers a pump left in the peers' readers
                     events = poll(0, MAX_EVENTS)
                     if not events:
                         self._round_end()
-                        if not backlog or perf() >= until:
+                        if not (backlog or (peers is not None and peers.behind)):
+                            break
+                        if perf() >= until:
                             break
                         continue
                     self._now = clock()
@@ -280,7 +284,7 @@ class Reactor(Generic[C]):
                                 with contextlib.suppress(BlockingIOError):
                                     os.eventfd_read(poke_fd)
                             elif peers is not None and fd == peers.fileno():
-                                peers.pump()  # the owners' answers land in their queues
+                                peers.pump(until)  # the owners' answers land in their queues
                             continue
                         if conn.deferred and not mask & (broken | write_flag):
                             continue  # its buffered requests come first, on its backlog turn
