@@ -180,7 +180,7 @@ def _owner_lists(
     view = ring._view(include)  # the ring package's own precomputed preference lists
     if not view.tokens:
         return [()] * len(bounds)
-    if not 0 < replicas <= view.depth:
+    if not (0 < replicas <= view.depth or (replicas > 0 and view.complete)):
         return [ring.owners_for_token(b, replicas, include=include) for b in bounds]
     return list(map(view.prefs.__getitem__, map(partial(bisect_left, view.tokens), bounds)))
 
@@ -202,8 +202,27 @@ def _gained_label(
 
 def replacements(ring: Ring, replicas: int) -> dict[str, RangeSet]:
     """For a ring with a leaving member: each member that gains ranges once it is gone (an
-    owner in the pending view that is not one now), with the tokens it gains."""
+    owner in the pending view that is not one now), with the tokens it gains.
+
+    The ranges of :func:`handoff`'s transfers, found as :func:`gained_ranges` finds its own
+    (a leaving node runs it on its event loop): owners from the views' shared preference
+    lists, each distinct pair of lists labelled once.
+    """
+    bounds = sorted(set(ring._view(READ_STATES).tokens) | set(ring._view(PENDING_STATES).tokens))
+    now = _owner_lists(ring, READ_STATES, bounds, replicas)
+    pending = _owner_lists(ring, PENDING_STATES, bounds, replicas)
+    keys = list(zip(map(id, now), map(id, pending), strict=True))
+    at = dict(zip(keys, range(len(keys)), strict=True))
+    interned: dict[tuple[str, ...], tuple[str, ...]] = {}
+    label_of = {}
+    for key, i in at.items():
+        before = {m.node_id for m in now[i][:replicas]}
+        # No owner now: nothing to send (a ring that was empty).
+        label = tuple(m.node_id for m in pending[i][:replicas] if m.node_id not in before)
+        label = label if before else ()
+        label_of[key] = interned.setdefault(label, label)
     gains: dict[str, list[TokenRange]] = {}
-    for transfer in handoff(ring, replicas):
-        gains.setdefault(transfer.target.node_id, []).append(transfer.range)
+    for trange, targets in label_runs(bounds, list(map(label_of.__getitem__, keys))):
+        for target in targets:
+            gains.setdefault(target, []).append(trange)
     return {target: RangeSet(ranges) for target, ranges in sorted(gains.items())}

@@ -26,7 +26,8 @@ copies) *to* that node, never between the nodes already there.
 **Cost.** At build time each view precomputes, for every vnode position, the preference list
 up to ``preference_depth`` owners (identical lists are shared, so this costs a pointer per
 position). A lookup is then one CRC-32, one ``bisect`` and one list index; asking for more
-than ``preference_depth`` owners walks the ring instead.
+than ``preference_depth`` owners walks the ring instead, unless the view has no more members
+than that (its lists then hold every one).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class NoOwnerError(MeshcacheError):
 class _View:
     """The ring restricted to members in some states, with precomputed preference lists."""
 
-    __slots__ = ("depth", "members", "owner", "prefs", "tokens", "zone_of", "zones")
+    __slots__ = ("complete", "depth", "members", "owner", "prefs", "tokens", "zone_of", "zones")
 
     def __init__(
         self, vnodes: list[tuple[int, str, int]], members: tuple[RingMember, ...], depth: int
@@ -75,6 +76,9 @@ class _View:
         present = set(self.owner)
         self.zones = len({self.zone_of[i] for i in present})
         self.depth = min(depth, len(present))
+        # Every list holds every member of the view: a lookup for more owners than that
+        # returns the list itself (walking the ring would find no one else).
+        self.complete = self.depth == len(present)
         interned: dict[tuple[int, ...], tuple[RingMember, ...]] = {}
         prefs: list[tuple[RingMember, ...]] = []
         for pos in range(len(self.tokens)):
@@ -267,6 +271,8 @@ class Ring:
             return view.prefs[pos][:replicas]
         if replicas < 1:
             return ()
+        if view.complete:
+            return view.prefs[pos]
         order = view.walk(pos % len(view.tokens), replicas)
         return tuple(view.members[i] for i in order)
 

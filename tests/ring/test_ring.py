@@ -6,6 +6,7 @@ import os
 import random
 import subprocess
 import sys
+from bisect import bisect_left
 from collections import Counter
 
 import msgpack
@@ -192,6 +193,24 @@ def test_more_replicas_than_the_precomputed_depth() -> None:
         assert len({m.zone for m in owners[:4]}) == 4
         assert len(set(ids(owners))) == 7
     assert ring.owners(b"k", 0) == () and ring.owners(b"k", -1) == ()
+
+
+@settings(max_examples=60, deadline=None)
+@given(members=ring_members, replicas=st.integers(1, 10), depth=st.integers(1, 6))
+def test_asking_for_more_owners_than_a_view_has_is_every_member_in_walk_order(
+    members: list[RingMember], replicas: int, depth: int
+) -> None:
+    # A view whose lists already hold every member answers from them; the answer is what
+    # walking the whole ring from the key's vnode gives.
+    ring = Ring(members, 1, vnodes_per_weight=SMALL_VNODES, preference_depth=depth)
+    view = ring._view(("active", "leaving"))
+    if not view.tokens:
+        return
+    for key in KEYS[:100]:
+        pos = bisect_left(view.tokens, key_token(key)) % len(view.tokens)
+        walked = tuple(view.members[i] for i in view.walk(pos, replicas))
+        assert ring.owners(key, replicas) == walked
+        assert ring.owners_for_token(key_token(key), replicas) == walked
 
 
 def test_range_of_and_owned_ranges_agree_with_owners() -> None:

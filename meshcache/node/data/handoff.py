@@ -222,17 +222,17 @@ class HandOff:
         """Pull every range this node gains from ``held`` to ``config``; ``config``'s ring."""
         started = self._clock()
         current = self._ring(config)
+        await trio.lowlevel.checkpoint()  # a ring built here is milliseconds of work
         held: Ring | None = None
         if self.held is not None:
             held = self._held_ring
             if held is None or held.version != self.held.version:
-                await trio.lowlevel.checkpoint()
                 held = self._ring(self.held)
-            await trio.lowlevel.checkpoint()
+                await trio.lowlevel.checkpoint()
         jobs: list[tuple[tuple[RingMember, ...], str, list[TokenRange]]] = []
         leaving = {m.node_id for m in config.members if m.state == "leaving"}
-        # Comparing two rings costs tens of milliseconds: once per replica count, not per
-        # namespace, with a checkpoint after each.
+        # Comparing two rings costs milliseconds: once per replica count, not per namespace,
+        # with a checkpoint after each.
         gained: dict[int, list[tuple[TokenRange, tuple[RingMember, ...]]]] = {}
         for namespace, policy in config.namespaces.items():
             by_source: dict[str, list[TokenRange]] = {}
@@ -550,6 +550,10 @@ class HandOff:
     async def _push_all(self, ring: Ring, namespace: str, replicas: int) -> int:
         keys = await KeyChunks.take(self.store, namespace)
         tombs = self.store.tombstone_keys(namespace)
+        await trio.lowlevel.checkpoint()
+        # Comparing the ring's two views is milliseconds of work: a step of its own.
+        targets = replacements(ring, replicas)
+        await trio.lowlevel.checkpoint()
         counts: list[int] = []
         failed: list[MeshcacheError] = []
 
@@ -579,7 +583,7 @@ class HandOff:
                 self.ranges_moving -= len(ranges)
 
         async with trio.open_nursery() as nursery:  # every replacement at once
-            for target, ranges in replacements(ring, replicas).items():
+            for target, ranges in targets.items():
                 nursery.start_soon(push, target, ranges)
         if failed:
             raise failed[0]
@@ -635,7 +639,8 @@ class HandOff:
                 space = self.store.keyspace(namespace)
             except CommandError:
                 continue
-            mine = ring.write_ranges(me, policy.replicas)
+            mine = ring.write_ranges(me, policy.replicas)  # milliseconds once per ring
+            await trio.lowlevel.checkpoint()
             keys = await KeyChunks.take(self.store, namespace)
             for chunk in keys.slices(SCAN_CHUNK):
                 for key, owned in zip(chunk, mine.mask(chunk), strict=True):
