@@ -24,8 +24,11 @@ while a round runs, so the forwards its requests submit are written at the end o
 each peer's in one write, by the reactor itself; the pool's epoll is then registered in the
 reactor's (:meth:`PeerPool.drive`), so the owners' answers are read by the same reactor in a
 later round, land in their connections' queues, and those connections are written at the end of
-that round. An answer that lands from anywhere else (another port's reactor, a fail-over task,
-a time-out) is written by the drainer task.
+that round. A pump hands out answers within the wake-up's budget too; those it leaves in a
+peer connection's reader (:attr:`PeerPool.behind`) are handed out at the start of the next
+round, after the backlog, and the reactor does not wait for epoll while there are any. An
+answer that lands from anywhere else (another port's reactor, a fail-over task, a time-out) is
+written by the drainer task.
 
 A protocol subclasses :class:`Reactor` with its codec: accepting (``_accept_all``), reading and
 answering a connection's requests (``_read``, ``_answer``, ``_answer_ordered``), writing
