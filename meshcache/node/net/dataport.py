@@ -45,7 +45,9 @@ done its local part and handed its request to the peer connection (which sends i
 pipelined SET then GET of one key through a non-owner reads the write; ops on other keys start
 at once. A forward submitted to its peer connection without a task (:attr:`Pending.later`) was
 queued there in order as it was read, so it waits for nothing and starts nothing: its answer
-arrives by callback and is stored in its place in the queue. The reactor writes that forward
+arrives by callback and is stored in its place in the queue. A GET that misses in a namespace
+with a loader is answered the same way (a forwarded one too): its load was started or joined
+as it was read, and the load's end settles it. The reactor writes that forward
 itself, with the others of its round for the same peer, and reads the owner's answers in a later
 round; the connections whose head answers landed are written at the end of that round — one
 ``send`` per client connection per batch, no task per request (see
