@@ -19,6 +19,7 @@ from meshcache.settings import LimitSettings
 from meshcache.testing.instrument import longest_step
 from meshcache.wire.frame import HEADER
 from meshcache.wire.pending import Later, Pending
+from tests.node.burst_client import burst_client
 
 WORK_S = 0.001  # CPU a heavy frame costs (a BULK of ~700 values)
 # Heavy frames one wake-up may answer on its own: each takes at least WORK_S of the clock, and
@@ -59,38 +60,6 @@ class HeavyDispatcher:
         raise AssertionError(message)
 
 
-# A client in its own process: every frame in one write (the peer's 4 BULK batches in flight,
-# or more), then every answer read back and checked, in order.
-CLIENT = """
-import socket, sys
-from meshcache.wire.frame import HEADER, FrameReader
-host, port, prefix, n = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode(), int(sys.argv[4])
-heads = [prefix + b"-%06d" % i for i in range(n)]
-heads = [h.ljust(16, b".")[:16] for h in heads]
-bodies = [h + b"x" * 2048 for h in heads]
-with socket.create_connection((host, port), timeout=30) as sock:
-    sock.sendall(b"".join(HEADER.pack(len(b)) + b for b in bodies))
-    reader, got = FrameReader(), []
-    while len(got) < n:
-        body = reader.next_body()
-        if body is not None:
-            got.append(body)
-            continue
-        data = sock.recv(1 << 16)
-        if not data:
-            sys.exit("closed")
-        reader.feed(data)
-sys.exit(0 if got == heads else "answers out of order")
-"""
-
-
-async def client(address: tuple[str, int], prefix: str, n: int) -> None:
-    await trio.run_process(
-        [sys.executable, "-c", CLIENT, address[0], str(address[1]), prefix, str(n)],
-        cwd=ROOT,
-    )
-
-
 async def heaviest_wake_up(dispatcher: HeavyDispatcher, *clients: tuple[str, int]) -> float:
     """Serve ``clients`` (prefix, frames) at once; the most heavy frames one step of the
     reactor answered."""
@@ -101,7 +70,7 @@ async def heaviest_wake_up(dispatcher: HeavyDispatcher, *clients: tuple[str, int
         with longest_step(clock=lambda: float(dispatcher.heavy)) as probe:
             async with trio.open_nursery() as running:
                 for prefix, n in clients:
-                    running.start_soon(client, port.address, prefix, n)
+                    running.start_soon(burst_client, port.address, prefix, n, 2 * HEAVY_FRAME)
         nursery.cancel_scope.cancel()
     assert dispatcher.heavy == sum(n for _, n in clients)
     reactor = probe.of("Reactor.serve")

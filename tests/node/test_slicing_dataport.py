@@ -3,10 +3,8 @@ of frames per connection and returns to trio once a wake-up has used its time bu
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import trio
@@ -17,10 +15,10 @@ from meshcache.security.guard import Guard, Session
 from meshcache.settings import LimitSettings
 from meshcache.testing.instrument import longest_step
 from meshcache.wire.frame import HEADER
+from tests.node.burst_client import burst_client
 
 WORK_S = 0.00002  # each request holds the loop this long (real CPU time: a mesh SET)
 BURST = 30_000  # requests sent in one write: 0.6 s of work
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class EchoDispatcher:
@@ -42,36 +40,6 @@ class EchoDispatcher:
         raise AssertionError(message)
 
 
-# A bulk-loading client in its own process (a thread would compete with the loop for the GIL
-# and blur what is measured): every frame in one write, then every answer read back in order.
-CLIENT = """
-import socket, sys
-from meshcache.wire.frame import HEADER, FrameReader
-host, port, prefix, n = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode(), int(sys.argv[4])
-bodies = [prefix + b"-%06d" % i for i in range(n)]
-with socket.create_connection((host, port), timeout=30) as sock:
-    sock.sendall(b"".join(HEADER.pack(len(b)) + b for b in bodies))
-    reader, got = FrameReader(), []
-    while len(got) < n:
-        body = reader.next_body()
-        if body is not None:
-            got.append(body)
-            continue
-        data = sock.recv(1 << 16)
-        if not data:
-            sys.exit("closed")
-        reader.feed(data)
-sys.exit(0 if got == bodies else "answers out of order")
-"""
-
-
-async def bulk_client(address: tuple[str, int], prefix: str, n: int) -> None:
-    await trio.run_process(
-        [sys.executable, "-c", CLIENT, address[0], str(address[1]), prefix, str(n)],
-        cwd=ROOT,
-    )
-
-
 @pytest.mark.trio
 async def test_a_pipelined_burst_is_answered_in_slices() -> None:
     dispatcher = EchoDispatcher()
@@ -84,7 +52,7 @@ async def test_a_pipelined_burst_is_answered_in_slices() -> None:
         await nursery.start(port.serve)
         # CPU time of each step: on a loaded machine wall time also counts preemption.
         with longest_step(clock=time.thread_time) as probe:
-            await bulk_client(port.address, "request", BURST)  # answered in order
+            await burst_client(port.address, "request", BURST)  # answered in order
         nursery.cancel_scope.cancel()
     assert dispatcher.handled == BURST
     reactor = probe.of("Reactor.serve")
@@ -110,8 +78,8 @@ async def test_two_bulk_clients_take_turns_and_others_still_run() -> None:
         nursery.start_soon(ticker)
         with longest_step(clock=time.thread_time) as probe:
             async with trio.open_nursery() as clients:
-                clients.start_soon(bulk_client, port.address, "a", BURST // 2)
-                clients.start_soon(bulk_client, port.address, "b", BURST // 2)
+                clients.start_soon(burst_client, port.address, "a", BURST // 2)
+                clients.start_soon(burst_client, port.address, "b", BURST // 2)
         nursery.cancel_scope.cancel()
     assert dispatcher.handled == BURST
     during = {n for n in ticks if 0 < n < BURST}
