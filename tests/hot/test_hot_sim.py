@@ -275,6 +275,40 @@ async def test_a_writer_reads_its_writes_through_every_node_when_the_updates_are
 
 
 @pytest.mark.trio
+async def test_a_hot_get_at_an_owner_older_than_its_version_takes_the_newest_record_first(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A write the client saw acknowledged landed on another member (a stand-in during a cut,
+    before hints or anti-entropy reached the owner): the owner's plain GET answers its older
+    record, a HOT_GET with the write's version — at the owner, or forwarded by a node without
+    a copy — answers the newer one, and the owner holds it afterwards."""
+    mesh = SimMesh(11, 4, policies={NS: POLICY}, link=LAN)
+    key = b"cut:k"
+    async with trio.open_nursery() as nursery:
+        await nursery.start(mesh.run)
+        await mesh.client("n0", NS, "SET", key, value_of(key, 0))
+        owner, replica = mesh.owners(NS, key)[:2]
+        await mesh.wait_until(
+            lambda: read_record(mesh.nodes[replica].store, NS, key) is not None,
+            timeout=5.0,
+            what="the write on the second owner",
+        )
+        # the write of the cut: on the second owner only
+        mesh.nodes[replica].store.execute(NS, "SET", [key, value_of(key, 1), {}])
+        newer = read_record(mesh.nodes[replica].store, NS, key)
+        older = read_record(mesh.nodes[owner].store, NS, key)
+        assert newer is not None and older is not None and newer.version > older.version
+        assert await mesh.client(owner, NS, "GET", key) == value_of(key, 0)
+        other = next(n for n in mesh.ids if n not in (owner, replica))
+        assert await mesh.client(other, NS, "HOT_GET", key, newer.version) == value_of(key, 1)
+        held = read_record(mesh.nodes[owner].store, NS, key)
+        assert held is not None and held.version == newer.version
+        assert await mesh.client(owner, NS, "HOT_GET", key, newer.version) == value_of(key, 1)
+        assert mesh.nodes[owner].coordinator.stats["reads_caught_up"] == 1
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
 async def test_a_copy_whose_update_was_lost_answers_get_but_not_hot_get_of_the_write(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -106,6 +106,7 @@ SCATTER_WRITE_SLICE = 200
 REPL_SLICE = 1000
 BULK_SLICE = 2000
 _WRITE = OpKind.WRITE
+_HOT_GET = OPS["HOT_GET"]
 _NEW_STAMP: Any = object()  # _forwarding: stamp the request now
 
 
@@ -369,12 +370,52 @@ class Coordinator:
             return self.execute(namespace, "GET", [key])
         owners = self._coordinators(namespace, key)
         if not owners or owners[0].node_id == self.node_id:
-            return self.coordinate(namespace, "GET", OPS["GET"], [key])
+            return self._read_owned_at_least(namespace, key, version)
         copy = hot.serve(namespace, key, version)
         if copy is not None:
             return copy.value
-        later = self._forward_now(owners, namespace, "GET", [key])
-        return later if later is not None else self._forward(owners, namespace, "GET", [key])
+        later = self._forward_now(owners, namespace, "HOT_GET", args)
+        return later if later is not None else self._forward(owners, namespace, "HOT_GET", args)
+
+    def _read_owned_at_least(self, namespace: str, key: bytes, version: int) -> Any:
+        """HOT_GET where this node coordinates the key: a GET, unless the record here is
+        older than ``version``. The write the client saw acknowledged then landed elsewhere (on
+        a stand-in during a cut, say, before hints or anti-entropy brought it here), and the
+        newest record the other members hold is taken first."""
+        mine = read_record(self.store, namespace, key)
+        if mine is not None and mine.version >= version:
+            return self.coordinate(namespace, "GET", OPS["GET"], [key])
+        return self._catch_up_key(namespace, key, version)
+
+    async def _catch_up_key(self, namespace: str, key: bytes, version: int) -> Any:
+        self.stats["reads_caught_up"] += 1
+        best: tuple[str, Any] | None = None
+        for member in self.ring.owners(key, len(self.ring.members)):
+            if best is not None and best[1].version >= version:
+                break
+            if member.node_id == self.node_id or not self._alive(member.node_id):
+                continue
+            address = self._addresses.get(member.node_id)
+            if address is None:
+                continue
+            try:
+                answer = await self.pool.call(
+                    address, "RECORDS", namespace, [[key]], timeout=READ_REPAIR_TIMEOUT
+                )
+                raw = answer[0]
+                record = None if raw is None else record_from_wire(raw)
+            except (MeshcacheError, TypeError, IndexError):
+                continue  # not answering: the newest of the others answers
+            if record is not None and (best is None or record.version > best[1].version):
+                best = (member.node_id, record)
+        mine = read_record(self.store, namespace, key)
+        if best is not None and (mine is None or best[1].version > mine.version):
+            winner, _ = self.clamp.admit_record(best[1], best[0])
+            try:
+                apply_record(self.store, namespace, key, winner)
+            except CommandError:  # over this node's bounds: the GET answers what it holds
+                self.stats["reads_caught_up_refused"] += 1
+        return await _settled(self.coordinate(namespace, "GET", OPS["GET"], [key]))
 
     def execute_forwarded(self, namespace: str, payload: list[Any]) -> Any:
         """FWD: another node sent us a request to coordinate; never forward it again.
@@ -432,6 +473,8 @@ class Coordinator:
         caller inside the node awaits either with :func:`_settled`)."""
         if not self._clock_ready and spec.kind is _WRITE:
             return self._after_catch_up(namespace, op, spec, args, stamp)
+        if spec is _HOT_GET:  # forwarded here, or a stand-in's: a read at least that version
+            return self._read_owned_at_least(namespace, args[0], args[1])
         if stamp is None:
             result = self._store_execute(namespace, op, args)
         else:
