@@ -437,6 +437,31 @@ def test_hot_copies_are_stale_at_most_a_lease_and_deletes_hold() -> None:
     assert check_hot(History(maybe), "hot", lease=1.0, delta=0.5).ok
 
 
+def test_an_owner_older_than_a_write_taken_in_a_cut_is_not_held_to_the_lease() -> None:
+    # w:2 is acknowledged during a cut (stand-ins took it for the owner); until the hints
+    # arrive, the owner's own record is older, and a reader there sees w:1.
+    w = [
+        hop("w", 1, "set", 0, 0.1, value="w:1", node="n0"),
+        hop("w", 2, "set", 1, 1.1, value="w:2", node="n0"),
+        hop("r", 1, "get", 4.0, 4.1, value="w:1"),  # 2.9 s after w:2, before the hints
+    ]
+    c = check_hot(History(w), "hot", lease=1.0, delta=0.5)
+    assert not c.ok and c.counts["stale"] == 1
+    c = check_hot(History(w), "hot", lease=1.0, delta=0.5, cut=(0.5, 3.0), settled=5.0)
+    assert c.ok, c.findings
+    assert c.counts["stale_after_cut"] == 1 and c.counts["max_staleness_after_cut_ms"] == 2900
+    # Once the hints are drained the bound holds again.
+    c = check_hot(History(w), "hot", lease=1.0, delta=0.5, cut=(0.5, 3.0), settled=3.5)
+    assert not c.ok and c.counts["stale"] == 1
+    # A write acknowledged before the cut is on every owner: the bound holds in the cut too.
+    c = check_hot(History(w), "hot", lease=1.0, delta=0.5, cut=(2.0, 3.0), settled=5.0)
+    assert not c.ok and c.counts["stale"] == 1
+    # Read-your-writes holds throughout.
+    mine = [*w[:2], hop("w", 3, "get", 4.0, 4.1, value="w:1", node="n0")]
+    c = check_hot(History(mine), "hot", lease=1.0, delta=0.5, cut=(0.5, 3.0), settled=5.0)
+    assert not c.ok and c.counts["ryw_violations"] == 1
+
+
 def test_a_smart_writer_reads_its_hot_writes_wherever_its_client_routes() -> None:
     w = [
         hop("s", 1, "set", 0, 0.1, value="s:1"),

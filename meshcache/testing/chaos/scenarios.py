@@ -896,6 +896,8 @@ def run_cycle(
                     for name, value in _hot_counters(cluster).items()
                 },
                 origin=started,
+                cut=(changes[0], healed) if changes else None,
+                settled=None if drained_after is None else healed + drained_after,
             )
         ]
         if workload.hot_keys
