@@ -397,17 +397,9 @@ class Coordinator:
                 break
             if member.node_id == self.node_id or not self._alive(member.node_id):
                 continue
-            address = self._addresses.get(member.node_id)
-            if address is None:
-                continue
-            try:
-                answer = await self.pool.call(
-                    address, "RECORDS", namespace, [[key]], timeout=READ_REPAIR_TIMEOUT
-                )
-                raw = answer[0]
-                record = None if raw is None else record_from_wire(raw)
-            except (MeshcacheError, TypeError, IndexError):
-                continue  # not answering: the newest of the others answers
+            answered, record = await self._peer_record(member, namespace, key)
+            if not answered:
+                continue  # the newest of the others answers
             if record is not None and (best is None or record.version > best[1].version):
                 best = (member.node_id, record)
         mine = read_record(self.store, namespace, key)
@@ -977,17 +969,9 @@ class Coordinator:
             mine = read_record(self.store, namespace, key)
             records: dict[str, Any] = {self.node_id: mine}
             for member in others:
-                address = self._addresses.get(member.node_id)
-                if address is None:
-                    continue
-                try:
-                    answer = await self.pool.call(
-                        address, "RECORDS", namespace, [[key]], timeout=READ_REPAIR_TIMEOUT
-                    )
-                    raw = answer[0]
-                    records[member.node_id] = None if raw is None else record_from_wire(raw)
-                except (MeshcacheError, TypeError, IndexError):
-                    continue  # not answering: anti-entropy covers it
+                answered, record = await self._peer_record(member, namespace, key)
+                if answered:  # one not answering is left to anti-entropy
+                    records[member.node_id] = record
             plan = read_repair(
                 {
                     n: None if r is None else (r.version, type(r) is Tombstone)
@@ -1013,6 +997,24 @@ class Coordinator:
             log.debug("read_repair_failed", error=str(exc))
         finally:
             self._repairs -= 1
+
+    async def _peer_record(
+        self, member: RingMember, namespace: str, key: bytes
+    ) -> tuple[bool, Record | None]:
+        """``member``'s record of ``key`` (``RECORDS``, within :data:`READ_REPAIR_TIMEOUT`):
+        ``(True, record)``, the record None where it holds nothing, or ``(False, None)`` when
+        its address is unknown or it did not answer with a record."""
+        address = self._addresses.get(member.node_id)
+        if address is None:
+            return False, None
+        try:
+            answer = await self.pool.call(
+                address, "RECORDS", namespace, [[key]], timeout=READ_REPAIR_TIMEOUT
+            )
+            raw = answer[0]
+            return True, None if raw is None else record_from_wire(raw)
+        except (MeshcacheError, TypeError, IndexError):
+            return False, None
 
     def records(self, namespace: str, keys: list[Any]) -> list[Any]:
         """RECORDS: this node's record of each key (nil where it holds nothing)."""
