@@ -58,6 +58,40 @@ async def test_lag_is_how_late_the_wakeup_ran(autojump_clock: trio.testing.MockC
 
 
 @pytest.mark.trio
+async def test_a_lag_s_own_part_is_the_cpu_the_loop_used(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    cpu = StepClock()  # the loop thread's CPU clock, advanced by hand
+    monitor = LoopMonitor(
+        interval=0.05, window=10.0, stall_threshold=0.05, steps="off", cpu_clock=cpu
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(monitor.run)
+        await trio.sleep(1.0)
+        # Waiting for a core: 0.3 s late, the thread used no CPU meanwhile.
+        autojump_clock.jump(0.3)
+        await trio.sleep(0.2)
+        figures = monitor.figures()
+        assert figures["lag_max_ms"] >= 250.0
+        assert figures["lag_own_max_ms"] == 0.0
+        # Its own work: 0.2 s late after 0.2 s of CPU.
+        cpu.t += 0.2
+        autojump_clock.jump(0.2)
+        await trio.sleep(0.2)
+        # A little CPU in a long wait: the own part is at most the CPU.
+        cpu.t += 0.004
+        autojump_clock.jump(0.4)
+        await trio.sleep(0.2)
+        nursery.cancel_scope.cancel()
+    figures = monitor.figures()
+    assert figures["lag_max_ever_ms"] >= 350.0
+    assert 150.0 <= figures["lag_own_max_ever_ms"] <= 200.0
+    assert figures["lag_own_p99_ms"] <= 200.0
+    assert monitor.own.count == monitor.lag.count
+    assert dict(monitor.own.cumulative())["0.005"] == monitor.own.count - 1
+
+
+@pytest.mark.trio
 async def test_window_forgets_old_lags(autojump_clock: trio.testing.MockClock) -> None:
     monitor = LoopMonitor(interval=0.05, window=2.0, steps="off")
     async with trio.open_nursery() as nursery:

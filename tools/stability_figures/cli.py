@@ -82,6 +82,8 @@ HEADER = [
     "local stalls",
     "lag p99 ms (worst node)",
     "lag max ms (worst node)",
+    "own lag p99 ms (worst node)",
+    "own lag max ms (worst node)",
     "longest step ms",
     "longest gc ms",
 ]
@@ -110,6 +112,8 @@ def row(label: str, r: RunResult) -> list[object]:
         sum(n.local_stalls for n in nodes),
         max(n.lag_p99_ms for n in nodes),
         max(n.lag_max_ms for n in nodes),
+        max(n.own_p99_ms for n in nodes),
+        max(n.own_max_ms for n in nodes),
         f"{longest.longest_step_ms:.0f} ({longest.longest_step_task})",
         max(n.gc_longest_ms for n in nodes),
     ]

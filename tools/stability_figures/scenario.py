@@ -52,6 +52,8 @@ class NodeFigures:
     local_stalls: int  # late gossip ticks Lifeguard counted against itself
     lag_p99_ms: float  # over INFO's window (the last 60 s)
     lag_max_ms: float  # since the node started
+    own_p99_ms: float  # the lags' own parts (CPU the loop used), over INFO's window
+    own_max_ms: float  # since the node started
     longest_step_ms: float
     longest_step_task: str | None
     gc_longest_ms: float
@@ -68,6 +70,8 @@ class NodeFigures:
             int(stats.get("local_stalls", 0)),
             float(loop["lag_p99_ms"]),
             float(loop["lag_max_ever_ms"]),
+            float(loop["lag_own_p99_ms"]),
+            float(loop["lag_own_max_ever_ms"]),
             float(loop["longest_step_ms"]),
             loop.get("longest_step_task"),
             float(loop["gc_longest_ms"]),
@@ -105,6 +109,7 @@ class RunResult:
         lines = [
             f"{n.node_id}: suspect {n.suspicions} dead {n.deaths} refuted {n.refutations} "
             f"local stalls {n.local_stalls} lag p99 {n.lag_p99_ms} ms max {n.lag_max_ms} ms "
+            f"(own p99 {n.own_p99_ms} ms max {n.own_max_ms} ms) "
             f"longest step {n.longest_step_ms} ms ({n.longest_step_task}) "
             f"gc {n.gc_longest_ms} ms"
             for n in self.nodes

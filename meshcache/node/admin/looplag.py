@@ -7,7 +7,11 @@ module measures it, two ways:
 * **Lag** (always on): a task sleeps ``interval`` seconds again and again and records how late
   each wake-up is. That is what any timer of the node suffers at that moment (a gossip probe
   deadline included). Kept over a sliding ``window`` for INFO (p50/p99/max) and as a cumulative
-  histogram for ``/metrics``.
+  histogram for ``/metrics``. Beside each lag goes its **own** part: at most the CPU the loop's
+  thread used since the previous wake-up (``time.thread_time``). A loop with a core to itself
+  would have woken no later than that, so ``lag - own`` is time the process waited for a core
+  (or for the GIL) while the machine ran something else: on a crowded machine the lag says how
+  late timers ran, the own part how long the node's own work held them.
 * **Steps** (a trio :class:`~trio.abc.Instrument`): every task step is timed, the longest one is
   kept with its task's name, and every step of at least ``stall_threshold`` is counted and
   logged as ``loop_stall`` with the task, the place it stopped at (where the stretch ended) and
@@ -219,6 +223,7 @@ class LoopMonitor:
             seconds at the start of every ``sample_every``.
         clock: the loop's clock (``trio.current_time``).
         step_clock: the clock steps are timed with.
+        cpu_clock: the loop thread's CPU clock (``time.thread_time``), for the lag's own part.
     """
 
     def __init__(
@@ -232,6 +237,7 @@ class LoopMonitor:
         sample_for: float = 1.0,
         clock: Callable[[], float] = trio.current_time,
         step_clock: Callable[[], float] = time.perf_counter,
+        cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
         if not (interval > 0 and window >= interval and stall_threshold > 0):
             raise ValueError("interval > 0, window >= interval and stall_threshold > 0")
@@ -244,13 +250,17 @@ class LoopMonitor:
         self.sample_every = sample_every
         self.sample_for = sample_for
         self._clock = clock
+        self._cpu_clock = cpu_clock
         self.recorder = StepRecorder(stall_threshold, clock=step_clock)
         self.gc = GcRecorder(stall_threshold, clock=step_clock)
         self._recording = False
-        self._samples: deque[tuple[float, float]] = deque()  # (taken at, lag)
+        self._samples: deque[tuple[float, float, float]] = deque()  # (taken at, lag, own)
         self.lag = Histogram()
         self.lag_max = 0.0
         """The largest lag since start (seconds)."""
+        self.own = Histogram()
+        """The lags' own parts (the module docstring)."""
+        self.own_max = 0.0
         self.stalls = 0
         """Lag samples at or over ``stall_threshold`` since start."""
         # The longest step of the period before the current one, and when the current began.
@@ -264,8 +274,9 @@ class LoopMonitor:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Measure until cancelled (then the instrument, if installed, is removed)."""
-        clock = self._clock
+        clock, cpu_clock = self._clock, self._cpu_clock
         now = clock()
+        cpu = cpu_clock()
         self._period_start = now
         next_sample = now
         recording_since = now
@@ -287,7 +298,9 @@ class LoopMonitor:
                 deadline = now + self.interval
                 await trio.sleep_until(deadline)
                 now = clock()
-                self._observe(now, max(0.0, now - deadline))
+                cpu_before, cpu = cpu, cpu_clock()
+                lag = max(0.0, now - deadline)
+                self._observe(now, lag, min(lag, max(0.0, cpu - cpu_before)))
         finally:
             if self._recording:
                 self._record(False)
@@ -305,16 +318,19 @@ class LoopMonitor:
                 gc.callbacks.remove(self.gc.callback)
         self._recording = on
 
-    def _observe(self, now: float, lag: float) -> None:
+    def _observe(self, now: float, lag: float, own: float) -> None:
         self.lag.observe(lag)
         if lag > self.lag_max:
             self.lag_max = lag
+        self.own.observe(own)
+        if own > self.own_max:
+            self.own_max = own
         if lag >= self.stall_threshold:
             self.stalls += 1
             if not self._recording:
                 log.warning("loop_lag", lag_ms=round(lag * 1000, 1))
         samples = self._samples
-        samples.append((now, lag))
+        samples.append((now, lag, own))
         horizon = now - self.window
         while samples and samples[0][0] < horizon:
             samples.popleft()
@@ -330,13 +346,15 @@ class LoopMonitor:
     def figures(self) -> dict[str, Any]:
         """What INFO shows under ``loop`` (msgpack- and JSON-able; times in milliseconds).
 
-        ``lag_*`` are over the last ``window_s`` seconds; ``longest_step_*`` over the current
+        ``lag_*`` are over the last ``window_s`` seconds, ``lag_own_*`` their own parts (the
+        module docstring); ``longest_step_*`` over the current
         and previous window (while the recorder ran); ``stalls`` counts lag samples over the
         threshold since start, ``long_steps`` recorded steps over it; ``gc_*``: full
         collections, the longest collection and those over the threshold, since start (while
         the recorder ran).
         """
-        lags = sorted(lag for _, lag in self._samples)
+        lags = sorted(lag for _, lag, _ in self._samples)
+        owns = sorted(own for _, _, own in self._samples)
         longest, task = self.longest_step()
         return {
             "interval_ms": self.interval * 1000,
@@ -346,6 +364,9 @@ class LoopMonitor:
             "lag_p99_ms": _ms(_quantile(lags, 0.99)),
             "lag_max_ms": _ms(lags[-1] if lags else 0.0),
             "lag_max_ever_ms": _ms(self.lag_max),
+            "lag_own_p99_ms": _ms(_quantile(owns, 0.99)),
+            "lag_own_max_ms": _ms(owns[-1] if owns else 0.0),
+            "lag_own_max_ever_ms": _ms(self.own_max),
             "stall_threshold_ms": self.stall_threshold * 1000,
             "stalls": self.stalls,
             "steps": self.steps,
@@ -364,6 +385,8 @@ class LoopMonitor:
         return {
             "lag_buckets": self.lag.cumulative(),
             "lag_sum": self.lag.sum,
+            "lag_own_buckets": self.own.cumulative(),
+            "lag_own_sum": self.own.sum,
             "long_step_buckets": self.recorder.stalls.cumulative(),
             "long_step_sum": self.recorder.stalls.sum,
             "gc_full_buckets": self.gc.full.cumulative(),

@@ -190,6 +190,13 @@ def loop_families(figures: dict[str, Any]) -> Iterator[Any]:
         sum_value=figures["lag_sum"],
     )
     yield HistogramMetricFamily(
+        "meshcache_loop_lag_own_seconds",
+        "The part of each lag the loop's own work can account for: at most the CPU its thread "
+        "used since the previous wake-up (the rest was waiting for a core).",
+        buckets=figures["lag_own_buckets"],
+        sum_value=figures["lag_own_sum"],
+    )
+    yield HistogramMetricFamily(
         "meshcache_loop_long_step_seconds",
         "Task steps that held the event loop at least the stall threshold (recorded only "
         "while meshcache_loop_step_recording is 1: sampled by default).",
