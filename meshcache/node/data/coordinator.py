@@ -382,10 +382,11 @@ class Coordinator:
         older than ``version``. The write the client saw acknowledged then landed elsewhere (on
         a stand-in during a cut, say, before hints or anti-entropy brought it here), and the
         newest record the other members hold is taken first. The largest version, which no
-        record carries, asks for the coordinator's own answer (a client that wrote the key
-        through another node and was given no version)."""
+        record carries, comes from a client whose write went through another node and was
+        given no version (a stand-in took it while this owner was out of its reach, say): the
+        newest record of every live member answers it."""
         mine = read_record(self.store, namespace, key)
-        if version == MAX_VERSION or (mine is not None and mine.version >= version):
+        if mine is not None and mine.version >= version:
             return self.coordinate(namespace, "GET", OPS["GET"], [key])
         return self._catch_up_key(namespace, key, version)
 
