@@ -250,6 +250,11 @@ class PgSource:
         self._pool_lock: asyncio.Lock | None = None
         self._shapes: dict[tuple[str, bool], Shape] = {}
         self._releasing: set[asyncio.Task[None]] = set()  # connections going back to the pool
+        # One connection kept out of the pool between loads (with a pool of two or more): a
+        # load takes it when it is free, and it is not reset after the load.
+        self._keep = settings.pool_size > 1
+        self._idle: Any = None
+        self._waiting = 0  # loads waiting for a pooled connection
         #: Where the query's own time (on the asyncio loop) and each NOTIFY's hop to trio are
         #: recorded; the node's loader sets it.
         self.timings: Timings | None = None
@@ -438,21 +443,53 @@ class PgSource:
         return out
 
     async def _timed_fetch(self, pool: Any, query: str, argument: Any) -> Any:
-        """The query's rows. Its connection goes back to the pool in a task of its own,
-        started here and run after this task's step: the pool's reset query (``RESET ALL``,
-        ``UNLISTEN *``, ...; a round trip to the server) then follows the answer's wake-up of
-        trio, not precedes it."""
+        """The query's rows, on the kept connection when it is free, else on a pooled one.
+
+        A load that ends normally leaves its connection as the kept one when there is none
+        and no load waits for the pool: the next load uses it as it is, with no acquire and
+        no reset (``RESET ALL``, ``UNLISTEN *``, ...: a second round trip to the server per
+        load, and a second wake-up of the driver's thread). A loader query is one statement
+        run outside a transaction (asyncpg prepares it once per connection and keeps it),
+        which leaves nothing a reset would undo. Any other connection, and one whose load
+        failed or was cancelled, goes back to the pool in a task of its own, started here
+        and run after this task's step: the reset follows the answer's wake-up of trio."""
         started = time.perf_counter()
-        conn = await _guard(pool.acquire())
+        conn, self._idle = self._idle, None
+        if conn is not None and not _usable(conn):
+            self._release_soon(pool, conn)  # the server closed it: the pool replaces it
+            conn = None
+        if conn is None:
+            self._waiting += 1
+            try:
+                conn = await _guard(pool.acquire())
+            finally:
+                self._waiting -= 1
+        ok = False
         try:
             rows = await _guard(
                 conn.fetch(query, argument, timeout=self._settings.statement_timeout)
             )
+            ok = True
         finally:
-            self._release_soon(pool, conn)
+            self._put_back(pool, conn, ok)
         if self.timings is not None:
             self.timings.step("query_on_source", time.perf_counter() - started)
         return rows
+
+    def _put_back(self, pool: Any, conn: Any, ok: bool) -> None:
+        """Keep ``conn`` for the next load (see :meth:`_timed_fetch`), or release it."""
+        if (
+            ok
+            and self._keep
+            and self._idle is None
+            and not self._waiting
+            and self._pool is pool
+            and _usable(conn)
+            and not conn.is_in_transaction()
+        ):
+            self._idle = conn
+        else:
+            self._release_soon(pool, conn)
 
     def _release_soon(self, pool: Any, conn: Any) -> None:
         """Give ``conn`` back to ``pool`` (reset and all) in a task; closing the pool waits for
@@ -487,8 +524,13 @@ class PgSource:
         return conn
 
     async def _close(self) -> None:
+        conn, self._idle, self._keep = self._idle, None, False
         if self._pool is not None:
-            await self._pool.close()
+            try:
+                if conn is not None:
+                    await self._pool.release(conn)
+            finally:
+                await self._pool.close()
 
 
 class _PgListening:
@@ -523,6 +565,15 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
         asyncpg.exceptions.QueryCanceledError,
         asyncpg.exceptions.ConnectionFailureError,
     )
+
+
+def _usable(conn: Any) -> bool:
+    """Whether a pooled connection is still open and ours (the pool takes back a connection
+    that closed, and its proxy then refuses every call)."""
+    try:
+        return not conn.is_closed()
+    except Exception:
+        return False
 
 
 def _describe(exc: BaseException) -> str:
