@@ -447,18 +447,23 @@ def test_an_owner_older_than_a_write_taken_in_a_cut_is_not_held_to_the_lease() -
     ]
     c = check_hot(History(w), "hot", lease=1.0, delta=0.5)
     assert not c.ok and c.counts["stale"] == 1
-    c = check_hot(History(w), "hot", lease=1.0, delta=0.5, cut=(0.5, 3.0), settled=5.0)
+    c = check_hot(History(w), "hot", lease=1.0, delta=0.5, unsettled=(0.5, 5.0))
     assert c.ok, c.findings
     assert c.counts["stale_after_cut"] == 1 and c.counts["max_staleness_after_cut_ms"] == 2900
     # Once the hints are drained the bound holds again.
-    c = check_hot(History(w), "hot", lease=1.0, delta=0.5, cut=(0.5, 3.0), settled=3.5)
+    c = check_hot(History(w), "hot", lease=1.0, delta=0.5, unsettled=(0.5, 3.5))
     assert not c.ok and c.counts["stale"] == 1
-    # A write acknowledged before the cut is on every owner: the bound holds in the cut too.
-    c = check_hot(History(w), "hot", lease=1.0, delta=0.5, cut=(2.0, 3.0), settled=5.0)
+    # A write acknowledged before the fault is on every owner: the bound holds in it too.
+    c = check_hot(History(w), "hot", lease=1.0, delta=0.5, unsettled=(2.0, 5.0))
     assert not c.ok and c.counts["stale"] == 1
-    # Read-your-writes holds throughout.
+    # A plain writer reading through its node, which stood in for the owner: counted.
     mine = [*w[:2], hop("w", 3, "get", 4.0, 4.1, value="w:1", node="n0")]
-    c = check_hot(History(mine), "hot", lease=1.0, delta=0.5, cut=(0.5, 3.0), settled=5.0)
+    c = check_hot(History(mine), "hot", lease=1.0, delta=0.5, unsettled=(0.5, 5.0))
+    assert c.ok and c.counts["ryw_after_cut"] == 1 and c.counts["ryw_violations"] == 0
+    # A smart writer is held to read-your-writes throughout.
+    smart = [hop("s", 1, "set", 0, 0.1, value="s:1"), hop("s", 2, "set", 1, 1.1, value="s:2"),
+             hop("s", 3, "get", 4.0, 4.1, value="s:1")]  # fmt: skip
+    c = check_hot(History(smart), "hot", lease=1.0, delta=0.5, unsettled=(0.5, 5.0))
     assert not c.ok and c.counts["ryw_violations"] == 1
 
 

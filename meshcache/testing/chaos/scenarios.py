@@ -896,8 +896,11 @@ def run_cycle(
                     for name, value in _hot_counters(cluster).items()
                 },
                 origin=started,
-                cut=(changes[0], healed) if changes else None,
-                settled=None if drained_after is None else healed + drained_after,
+                unsettled=(
+                    (changes[0], math.inf if drained_after is None else healed + drained_after)
+                    if changes
+                    else None
+                ),
             )
         ]
         if workload.hot_keys
