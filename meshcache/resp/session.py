@@ -412,16 +412,18 @@ class Session:
         if type(result) is CoroutineType:
             return self._pending(spec, args, self._finish(op, result, reply, started))
         if type(result) is Later:  # a forward submitted without a task: one key
-            later = self._later(op, result, reply, started)
-            return Pending(None, key=(self.namespace, args[0]), later=later)
+            finish = self._later(op, reply, started)
+            return Pending(None, key=(self.namespace, args[0]), later=result, finish=finish)
         self._count(op, started)
         return reply(result)
 
-    def _later(self, op: str, result: Later, reply: Reply, started: int) -> Later:
-        """The reply bytes of a result that arrives later, as :meth:`_finish` makes them."""
-        answer = Later()
+    def _later(
+        self, op: str, reply: Reply, started: int
+    ) -> Callable[[Any, BaseException | None], bytes]:
+        """What makes the reply bytes of a result that arrives later, as :meth:`_finish` makes
+        them: :attr:`Pending.finish`, called once, from the callback that settles it."""
 
-        def settled(value: Any, error: BaseException | None) -> None:
+        def settled(value: Any, error: BaseException | None) -> bytes:
             if error is None:
                 self._count(op, started)
                 try:
@@ -438,10 +440,9 @@ class Session:
                 out = self.internal(error)
             else:
                 out = self.internal(RuntimeError(type(error).__name__))
-            answer.resolve(out)
+            return out
 
-        result.then(settled)
-        return answer
+        return settled
 
     def _count(self, op: str, started: int) -> None:
         """One answered request of ``op`` that started at ``started`` (perf_counter_ns)."""

@@ -34,7 +34,16 @@ class Later:
             self._callback = callback
 
     def resolve(self, value: Any) -> None:
-        self._settle(value, None)
+        # _settle's body, inline: this is on the path of every forwarded request's answer.
+        if self.done:
+            return
+        self.done = True
+        callback = self._callback
+        if callback is None:
+            self._value = value
+        else:
+            self._callback = None
+            callback(value, None)
 
     def fail(self, error: BaseException) -> None:
         self._settle(None, error)
@@ -52,10 +61,17 @@ class Later:
 
     async def wait(self) -> Any:
         """Await it from a task (for callers that have one): its value, or raise its error."""
+        value, error = await self.settlement()
+        if error is not None:
+            raise error
+        return value
+
+    async def settlement(self) -> tuple[Any, BaseException | None]:
+        """Await it from a task: ``(value, error)`` as a callback would be given them."""
         import trio
 
         event = trio.Event()
-        box: list[Any] = []
+        box: list[tuple[Any, BaseException | None]] = []
 
         def settled(value: Any, error: BaseException | None) -> None:
             box.append((value, error))
@@ -63,10 +79,7 @@ class Later:
 
         self.then(settled)
         await event.wait()
-        value, error = box[0]
-        if error is not None:
-            raise error
-        return value
+        return box[0]
 
 
 class Pending:
@@ -82,10 +95,13 @@ class Pending:
     overtake them. Otherwise, by the time ``answer`` first suspends, the op has done its local
     part and handed its one peer request (if any) to the peer connection, which sends in order.
 
-    ``later``, when not None, replaces ``answer``: the reply bytes arrive by callback
+    ``later``, when not None, replaces ``answer``: the reply arrives by callback
     (:class:`Later`), with no task to run. Its op did its part when the ``Pending`` was made
     (a forward handed to the peer connection, which sends in order; a read-through miss
-    joined to its load). :meth:`reply` awaits either kind.
+    joined to its load). With ``finish``, ``later`` is settled with the op's result and
+    ``finish(value, error)`` makes the reply bytes of it (it never raises: a failed op becomes
+    an error reply), called once, inside the settling callback; without, ``later``'s value is
+    the reply bytes. :meth:`reply` awaits either kind.
 
     ``key`` is ``(namespace, key)`` for a single-key op: a later op of the same key must not
     start before this one's first suspension (so a forwarded SET reaches the owner before the
@@ -94,7 +110,7 @@ class Pending:
     effect is applied before ``answer`` is even returned.
     """
 
-    __slots__ = ("answer", "fans_out", "key", "later")
+    __slots__ = ("answer", "fans_out", "finish", "key", "later")
 
     def __init__(
         self,
@@ -103,17 +119,21 @@ class Pending:
         fans_out: bool = False,
         key: tuple[str, bytes] | None = None,
         later: Later | None = None,
+        finish: Callable[[Any, BaseException | None], bytes] | None = None,
     ) -> None:
         self.answer = answer
         self.fans_out = fans_out
         self.key = key
         self.later = later
+        self.finish = finish
 
     async def reply(self) -> bytes:
         """The reply bytes, from a task: ``answer`` awaited, or ``later`` waited for."""
         if self.answer is not None:
             return await self.answer
         assert self.later is not None
+        if self.finish is not None:
+            return self.finish(*await self.later.settlement())
         data: bytes = await self.later.wait()
         return data
 

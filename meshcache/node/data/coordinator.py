@@ -108,6 +108,9 @@ BULK_SLICE = 2000
 _WRITE = OpKind.WRITE
 _HOT_GET = OPS["HOT_GET"]
 _NEW_STAMP: Any = object()  # _forwarding: stamp the request now
+_STAMPABLE = frozenset(("SET", "MSET", "DELETE"))  # the ops stampable() may say yes to
+# The ops whose first argument is their key (OpSpec.keyed, a property, asked per request).
+_KEYED = frozenset(name for name, spec in OPS.items() if spec.keyed)
 
 
 class Coordinator:
@@ -294,7 +297,7 @@ class Coordinator:
                 return self._read_through(loader, namespace, op, OPS[op], args, result)
             return result
         spec = OPS[op]
-        if not spec.keyed:
+        if op not in _KEYED:
             if op == "FLUSH":
                 return self._flush_everywhere(namespace)
             return self._store_execute(namespace, op, args)
@@ -715,7 +718,7 @@ class Coordinator:
         address = self._addresses.get(member.node_id)
         if address is None or not self._first_live:
             return None
-        stamp = self.clamp.hlc.now() if stampable(op, args) else None
+        stamp = self.clamp.hlc.now() if op in _STAMPABLE and stampable(op, args) else None
         payload = [op, args] if stamp is None else [op, args, {"version": stamp}]
         later = Later()
 
@@ -748,7 +751,9 @@ class Coordinator:
             "FWD",
             namespace,
             payload,
-            timeout=self._forward_timeout(namespace, op),
+            timeout=FORWARD_TIMEOUT
+            if self.loader is None
+            else self._forward_timeout(namespace, op),
             answered=answered,
             abort_on_timeout=True,
         ):

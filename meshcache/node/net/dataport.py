@@ -414,7 +414,11 @@ class DataPort(Reactor[_Conn]):
         reader = conn.reader
         queue = conn.queue
         left, checks = TURN_CHECK, TURN_FRAMES // TURN_CHECK
-        while not conn.unsent and not self._full(conn):
+        flush_at = self._flush_at
+        # Reactor._full, inline (asked once per frame).
+        while not (
+            conn.unsent or conn.fanning_out or conn.waiting >= MAX_PENDING or conn.held >= flush_at
+        ):
             if not left:
                 if not reader.buffered:
                     return  # all answered

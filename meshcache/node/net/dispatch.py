@@ -49,6 +49,8 @@ def _unrouted(namespace: str, args: list[Any]) -> Any:
 _unpackb = msgpack.unpackb
 _pack_header = HEADER.pack
 _clock_ns = time.perf_counter_ns
+# The ops whose first argument is their key (OpSpec.keyed, a property, asked per request).
+_KEYED = frozenset(name for name, spec in OPS.items() if spec.keyed)
 # The identity of a caller inside the process: no users, no cluster key, every op allowed.
 _TRUSTED = Guard().session("")
 
@@ -153,8 +155,9 @@ class Dispatcher:
                 answer = self._finish(rid, op, result, started, histogram, spec, ns, args)
                 return _pending(answer, spec, ns, args)
             if type(result) is Later:  # a forward submitted, or a miss loading: no task
-                later = self._later(rid, op, result, started, histogram, spec)
-                return Pending(None, key=(ns, args[0]) if spec.keyed else None, later=later)
+                finish = self._later(rid, op, started, histogram, spec)
+                key = (ns, args[0]) if op in _KEYED else None
+                return Pending(None, key=key, later=result, finish=finish)
             hot = self.hot
             if hot is None or hot.hint is None or spec.handler != DATA_HANDLER:
                 out: bytes = self._pack([rid, STATUS_OK, result, self.ring_version])
@@ -204,30 +207,42 @@ class Dispatcher:
         return self._timed(histogram, started, out)
 
     def _later(
-        self, rid: int, op: str, result: Later, started: int, histogram: list[int], spec: OpSpec
-    ) -> Later:
-        """The answer frame of a result that arrives later, as :meth:`_finish` makes it (a
-        data op's answer carries the hot-key hints; ``FWD``'s, a forwarded miss's, does not)."""
-        answer = Later()
+        self, rid: int, op: str, started: int, histogram: list[int], spec: OpSpec
+    ) -> Callable[[Any, BaseException | None], bytes]:
+        """What makes the answer frame of a result that arrives later, as :meth:`_finish` makes
+        it (a data op's answer carries the hot-key hints; ``FWD``'s, a forwarded miss's, does
+        not): :attr:`Pending.finish`, called once, from the callback that settles it."""
         hinted = spec.handler == DATA_HANDLER
+        counters = self.counters
+        latency = self._latency
 
-        def settled(value: Any, error: BaseException | None) -> None:
+        def settled(value: Any, error: BaseException | None) -> bytes:
             if error is None:
                 hot = self.hot
+                hints = hot.hint if hinted and hot is not None else None
                 try:
-                    out = self._ok(rid, value, hot.hint if hinted and hot is not None else None)
+                    if hints is None:
+                        body: bytes = self._pack([rid, STATUS_OK, value, self.ring_version])
+                    else:
+                        body = self._pack([rid, STATUS_OK, value, self.ring_version, hints])
                 except Exception as exc:  # a result msgpack cannot encode
                     error = exc
                 else:
-                    self.counters.requests[op] += 1
+                    counters.requests[op] += 1
+                    out = _pack_header(len(body)) + body
             if error is not None:
                 if not isinstance(error, CommandError):
                     error = CommandError(ErrorCode.INTERNAL, type(error).__name__)
                 out = self._error(rid, op, error)
-            answer.resolve(self._timed(histogram, started, out))
+            # The latency histogram, inline (see RequestLatency), as in handle.
+            now = _clock_ns()
+            if now >= latency.rotate_at:
+                latency.rotate(now)
+            took = now - started
+            histogram[(took * took).bit_length()] += 1
+            return out
 
-        result.then(settled)
-        return answer
+        return settled
 
     def _timed(self, histogram: list[int], started: int, answer: bytes) -> bytes:
         """``answer``, once the request that started at ``started`` is counted as done."""

@@ -385,7 +385,11 @@ class Reactor(Generic[C]):
             conn.queue.append(entry)
             conn.busy = True
             conn.waiting += 1
-            later.then(lambda data, _error: self._arrived(conn, entry, data))
+            finish = pending.finish
+            if finish is None:
+                later.then(lambda data, _error: self._arrived(conn, entry, data))
+            else:
+                later.then(lambda value, error: self._arrived(conn, entry, finish(value, error)))
             return
         entry = Waiting()
         after = None
