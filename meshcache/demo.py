@@ -210,6 +210,23 @@ TLS_NODE = "node"
 TLS_CLIENT = "client"
 
 
+def cli_command(
+    argv0: str | None = None,
+    which: Callable[[str], str | None] = shutil.which,
+) -> str:
+    """How another terminal runs this installation's CLI, for the commands the demo prints:
+    ``meshcache`` when that is what ``PATH`` finds (an activated venv, ``python -m``), else
+    the script as the demo was started (``.venv/bin/meshcache`` when run as the README
+    says)."""
+    script = sys.argv[0] if argv0 is None else argv0
+    if os.path.basename(script) != "meshcache" or os.sep not in script:
+        return "meshcache"
+    found = which("meshcache")
+    if found is not None and os.path.realpath(found) == os.path.realpath(script):
+        return "meshcache"
+    return script
+
+
 def make_certificates(directory: Path) -> Path:
     """A development CA, one node certificate for 127.0.0.1 (every demo node presents it) and
     a client certificate in ``directory``; existing ones (a reused ``--data-dir``) are kept."""
@@ -605,6 +622,7 @@ class Demo:
         port_n = parse_address(last.data, default_port=None).port
         resp_n = parse_address(last.resp, default_port=None).port
         self.say("try, from another terminal:")
+        cli = cli_command()
         tls = redis_tls = ""
         if self.tls is not None:
             ca = self.tls / CA_CERT
@@ -615,11 +633,11 @@ class Demo:
                 f"{self.tls / TLS_CLIENT}.pem and key {self.tls / TLS_CLIENT}.key"
             )
         for example in (
-            f"meshcache set hello world --port {port0}{tls}",
-            f"meshcache get hello --port {port_n}{tls}",
-            f"meshcache members --port {port0}{tls}",
-            f"meshcache ring --port {port0}{tls}",
-            f"meshcache leave --port {port_n}{tls}",
+            f"{cli} set hello world --port {port0}{tls}",
+            f"{cli} get hello --port {port_n}{tls}",
+            f"{cli} members --port {port0}{tls}",
+            f"{cli} ring --port {port0}{tls}",
+            f"{cli} leave --port {port_n}{tls}",
             f"redis-cli -p {resp_n}{redis_tls} get hello    # any Redis client, on a RESP port",
             f"curl -s http://{first.admin}/metrics | grep meshcache_requests",
         ):
@@ -633,12 +651,12 @@ class Demo:
             node_1 = self.nodes[min(1, len(self.nodes) - 1)]
             port_1 = parse_address(node_1.data, default_port=None).port
             self.say(f"PostgreSQL: {dsn} (table items, namespace {DEMO_NAMESPACE} reads it):")
-            get_7 = f"meshcache get 7 -n {DEMO_NAMESPACE}"
+            get_7 = f"{cli} get 7 -n {DEMO_NAMESPACE}"
             for example in (
                 f"{get_7} --port {port0}{tls}    # loaded from PostgreSQL",
                 f"psql '{dsn}' -c \"UPDATE items SET v = 'changed' WHERE id = '7'\"",
                 f"{get_7} --port {port_1}{tls}    # every node: changed",
-                f"meshcache info --port {port0}{tls} | grep loader",
+                f"{cli} info --port {port0}{tls} | grep loader",
             ):
                 self.say(f"  {example}")
         self.say("Ctrl-C stops every node.")
@@ -752,6 +770,7 @@ __all__ = [
     "NodePlan",
     "NodeProcess",
     "check",
+    "cli_command",
     "node_args",
     "plan",
     "run",

@@ -1,6 +1,6 @@
 """``meshcache demo --with-postgres`` as a user runs it: the printed commands work — a
 read-through GET, an UPDATE in psql seen through another node — and Ctrl-C stops the nodes and
-removes the throwaway server."""
+removes the throwaway server. The printed commands name the CLI as another terminal can run it."""
 
 from __future__ import annotations
 
@@ -13,11 +13,10 @@ import sys
 
 import pytest
 
+from meshcache.demo import cli_command
 from meshcache.testing.postgres import server_binaries
 from tests.mesh.helpers import wait_for
 from tests.mesh.test_demo import DemoRun, clean_env
-
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
 def meshcache(command: str) -> str:
@@ -33,6 +32,19 @@ def meshcache(command: str) -> str:
     return done.stdout.strip()
 
 
+def test_the_printed_commands_name_the_cli_as_another_terminal_runs_it() -> None:
+    venv = ".venv/bin/meshcache"
+    # Started as the README says, with the venv not on PATH: the same path.
+    assert cli_command(venv, lambda _: None) == venv
+    assert cli_command(venv, lambda _: "/usr/local/bin/meshcache") == venv
+    # Found on PATH as this very script (an activated venv), or started with python -m.
+    assert cli_command(venv, lambda _: venv) == "meshcache"
+    assert cli_command("/src/meshcache/__main__.py", lambda _: None) == "meshcache"
+    assert cli_command("meshcache", lambda _: None) == "meshcache"
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_the_demo_with_postgres_reads_through_and_sees_an_update(database: object) -> None:
     assert server_binaries() is not None  # the database fixture skipped otherwise
     demo = DemoRun("--nodes", "2", "--with-postgres")
