@@ -1,7 +1,7 @@
 """Read-through figures against a real PostgreSQL (started here, or ``--dsn``).
 
 Run: ``.venv/bin/python -m tools.loader_figures
-[bridge|coalesce|join|stampede|misses|window|outage|steps|all] [--runs 5]``; each prints a
+[bridge|coalesce|join|stampede|misses|window|outage|steps|mget|all] [--runs 5]``; each prints a
 markdown table and the machine's load average before and after.
 
 Every figure loads with a plain ``SELECT v FROM <table> WHERE id = $1`` (a primary-key lookup,
@@ -11,8 +11,10 @@ preloads ``pg_stat_statements``, whose ``calls`` for that query are read before 
 
 * **bridge**: the cost of one call through the loader's asyncio bridge
   (``meshcache/node/loader/bridge.py``) from trio, against the same coroutine awaited on the
-  asyncio loop itself (the anchor), for an empty coroutine and for asyncpg's ``SELECT 1`` on
-  a pooled connection. Microseconds per call; median and worst of ``--runs`` runs.
+  asyncio loop itself (the anchor), for an empty coroutine, for asyncpg's ``SELECT 1`` on
+  a pooled connection, and for a one-key load as the node makes it (``PgSource``: the
+  loader's plain query, sent with ``start_one`` from trio against ``_fetch_one`` on the
+  loop). Microseconds per call; median and worst of ``--runs`` runs.
 * **coalesce**: 1,000 concurrent GETs of one missing key spread over 3 node processes on 60
   connections; the loads PostgreSQL counted (``pg_stat_statements``).
 * **join**: bursts like ``coalesce`` (a new key each) while a fourth node joins the mesh,
@@ -32,6 +34,10 @@ preloads ``pg_stat_statements``, whose ``calls`` for that query are read before 
   (client, forward hop, bridge, query on source, store, replicate, flight; Raft is not on it),
   as tables and a stacked bar chart (``docs/loader_miss_path.png``), with the forward of a
   cached GET as the anchor; see :func:`breakdown`.
+* **mget**: MGETs of 10 and 100 missing keys (each has a row) through a node that owns none
+  of them, at 3 nodes: each owner loads its part with the namespace's batch query; p50 and
+  p99 against the same MGETs once the keys are cached, and the batch queries PostgreSQL
+  counted per MGET.
 * **misses**: GET latency of distinct missing keys (each loaded by the plain query) against
   GETs of keys already cached (the anchor), through a node that owns none of them, with 1 and
   3 nodes; p50 and p99 in milliseconds per run, median and worst of ``--runs`` runs.
@@ -151,10 +157,30 @@ def bridge(db: Database, runs: int, n: int = 2000) -> None:
     async def nothing() -> None:
         return None
 
+    from meshcache.node.loader.source import PgSource
+    from meshcache.settings import SourceSettings
+
+    query = counted_table(db, "bridge", n)
+    one_key = "one-key load (PgSource)"
     rows: dict[str, list[list[float]]] = {"empty coroutine": [], "asyncpg SELECT 1": []}
+    rows[one_key] = []
     for _ in range(runs):
         b = AsyncioBridge()
         b.start()
+        source = PgSource("pg", SourceSettings(dsn=db.dsn), b, max_value_bytes=1 << 20)
+        keys = [str(i).encode() for i in range(n)]
+
+        async def load_here(source: PgSource = source, keys: list[bytes] = keys) -> float:
+            start = time.perf_counter()
+            for key in keys:
+                await source._fetch_one(query, key)
+            return (time.perf_counter() - start) / n * 1e6
+
+        async def load_through(source: PgSource = source, keys: list[bytes] = keys) -> float:
+            start = time.perf_counter()
+            for key in keys:
+                await source.start_one(query, key).result()
+            return (time.perf_counter() - start) / n * 1e6
 
         async def open_pool() -> Any:
             return await asyncpg.create_pool(db.dsn, min_size=1, max_size=1)
@@ -180,17 +206,19 @@ def bridge(db: Database, runs: int, n: int = 2000) -> None:
             anchor = asyncio.run_coroutine_threadsafe(direct(fn), b.loop).result()
             crossed = trio.run(through, fn)
             rows[label].append([anchor, crossed])
+        here = asyncio.run_coroutine_threadsafe(load_here(), b.loop).result()
+        rows[one_key].append([here, trio.run(load_through)])
         asyncio.run_coroutine_threadsafe(pool.close(), b.loop).result()
         trio.run(b.aclose)
     print(f"bridge, {n} sequential calls per run, {runs} runs (median / worst), load {_load()}")
     print("| call | on the asyncio loop (µs) | through the bridge from trio (µs) | ratio |")
     print("|---|---|---|---|")
     for label, pairs in rows.items():
-        anchor = [a for a, _ in pairs]
-        crossed = [c for _, c in pairs]
+        on_loop = [a for a, _ in pairs]
+        via_bridge = [c for _, c in pairs]
         ratios = [c / a for a, c in pairs]
         print(
-            f"| {label} | {_summary(anchor)} | {_summary(crossed)} | "
+            f"| {label} | {_summary(on_loop)} | {_summary(via_bridge)} | "
             f"{statistics.median(ratios):.1f} / {max(ratios):.1f} |"
         )
 
@@ -340,7 +368,7 @@ def misses(db: Database, runs: int, tmp: Path, per_run: int = 300) -> None:
             via = mesh.nodes[-1]
             with Direct(via.data_address) as d:
                 for _ in range(runs):
-                    keys = []
+                    keys: list[bytes] = []
                     while len(keys) < per_run:
                         key = str(next_key).encode()
                         next_key += 1
@@ -361,6 +389,80 @@ def misses(db: Database, runs: int, tmp: Path, per_run: int = 300) -> None:
             f" | {statistics.median(ratio):.1f} |"
         )
     print(f"load after: {_load()}; GETs answered an error: {len(POLL_ERRORS)}")
+
+
+def mget(db: Database, runs: int, tmp: Path, sizes: tuple[int, ...] = (10, 100)) -> None:
+    """MGETs of N missing keys through a node that owns none of them (3 nodes), the keys
+    loaded by their owners with the namespace's batch query; then the same MGETs again, the
+    keys now cached (the anchor). 100 MGETs per run and size; p50 / p99 in ms per run, median
+    and worst of the runs, and the batch queries PostgreSQL counted per MGET."""
+    per_run = 100
+    counted_table(db, "mget", 1_000_000)
+    batch = "SELECT id, v FROM mget WHERE id = ANY($1)"
+    loader = {"source": "pg", "query": counted_table_query("mget"), "batch_query": batch}
+    print(
+        f"MGET of N missing keys through a non-owner of 3 nodes, {per_run} MGETs per run and N,"
+        f" {runs} runs; p50 / p99 (ms), median (worst) of the runs; load {_load()}"
+    )
+    print("| N | cached MGET p50 / p99 | missing MGET p50 / p99 | batch queries per MGET |")
+    print("|---|---|---|---|")
+    with mesh_of(3, db, tmp / "mget") as mesh:
+        mesh.wait_namespace("items", {"loader": loader})
+        via = mesh.nodes[-1]
+        ring = mesh.current_ring()  # asked once: each ask is a round trip to a node
+        next_key = 1000  # keys below it warm up: each owner prepares the batch query
+        with Direct(via.data_address) as d:
+            d.call("MGET", [str(i).encode() for i in range(next_key)], "items")
+            for size in sizes:
+                figures: dict[str, list[tuple[float, float]]] = {"miss": [], "hit": []}
+                per_mget: list[float] = []
+                for _ in range(runs):
+                    mgets = []
+                    for _ in range(per_run):
+                        keys: list[bytes] = []
+                        while len(keys) < size:
+                            key = str(next_key).encode()
+                            next_key += 1
+                            if via.node_id not in (m.node_id for m in ring.owners(key, 2)):
+                                keys.append(key)
+                        mgets.append(keys)
+                    before = _statement_calls(db, batch)
+                    for tag in ("miss", "hit"):
+                        times = []
+                        for keys in mgets:
+                            start = time.perf_counter()
+                            got = d.call("MGET", keys, "items")
+                            times.append((time.perf_counter() - start) * 1000)
+                            if None in got:
+                                raise SystemExit(
+                                    f"an MGET answered nil for a key with a row: {keys}"
+                                )
+                        q = statistics.quantiles(times, n=100)
+                        figures[tag].append((q[49], q[98]))
+                    per_mget.append((_statement_calls(db, batch) - before) / per_run)
+
+                def cell(pairs: list[tuple[float, float]]) -> str:
+                    p50 = [a for a, _ in pairs]
+                    p99 = [b for _, b in pairs]
+                    return (
+                        f"{statistics.median(p50):.2f} / {statistics.median(p99):.2f}"
+                        f" ({max(p50):.2f} / {max(p99):.2f})"
+                    )
+
+                print(
+                    f"| {size} | {cell(figures['hit'])} | {cell(figures['miss'])} |"
+                    f" {' '.join(f'{c:.2f}' for c in per_mget)} |",
+                    flush=True,
+                )
+    print(f"load after: {_load()}")
+
+
+def _statement_calls(db: Database, query: str) -> int:
+    """How many times PostgreSQL executed ``query`` (``pg_stat_statements``)."""
+    text = query.replace("'", "''")
+    return int(
+        db.sql(f"SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query = '{text}'")
+    )
 
 
 def _timed_get(direct: Direct, key: bytes) -> float | None:
@@ -916,6 +1018,7 @@ def main(argv: list[str] | None = None) -> int:
             "window",
             "outage",
             "steps",
+            "mget",
             "all",
         ),
     )
@@ -947,6 +1050,8 @@ def main(argv: list[str] | None = None) -> int:
             outage(db, Path(tmp))
         if args.what in ("steps", "all"):
             breakdown(db, args.runs, Path(tmp))
+        if args.what in ("mget", "all"):
+            mget(db, args.runs, Path(tmp))
     return 0
 
 
