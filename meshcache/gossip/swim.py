@@ -185,6 +185,11 @@ class SwimNode:
         rec = self._members.get(name)
         return None if rec is None else rec.snapshot()
 
+    def state_of(self, name: str) -> MemberState | None:
+        """``member(name).state`` without the snapshot (asked for every forwarded request)."""
+        rec = self._members.get(name)
+        return None if rec is None else rec.state
+
     def take_events(self) -> list[MemberEvent]:
         """Drain the membership events observed since the last call, oldest first."""
         events, self._events = self._events, []

@@ -239,8 +239,7 @@ class Node:
         membership = self.membership
         if membership is None or not membership.running:
             return None
-        member = membership.swim.member(node_id)
-        return None if member is None else member.state
+        return membership.swim.state_of(node_id)
 
     def alive(self, node_id: str) -> bool:
         """Worth sending to: alive or suspect by gossip, or not known to gossip yet."""
