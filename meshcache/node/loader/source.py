@@ -225,6 +225,8 @@ class PgSource:
 
     The pool is created on first use, so a node starts while its database is down. Each
     connection runs with ``statement_timeout`` and the ``application_name`` ``meshcache``.
+    With a pool of two or more, one connection is kept out of it between loads, for the next
+    load to use with no acquire and no reset (see :meth:`_timed_fetch`).
 
     Args:
         name: the source's name (``[sources.NAME]``).
