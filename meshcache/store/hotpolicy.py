@@ -16,6 +16,14 @@ from typing import Any
 
 from meshcache.errors import ConfigError
 
+#: A key read at its namespace's ``rate`` gives its owner about this many sampled reads a
+#: second (a key needs 4 at its owner to turn hot, counts halving every half second).
+SAMPLES_AT_RATE = 10.0
+#: The sampling gap's bounds: every other GET at most (each sample costs a few hundred ns),
+#: one in 16 at least.
+MIN_SAMPLE_GAP = 2
+MAX_SAMPLE_GAP = 16
+
 
 @dataclass(frozen=True, slots=True)
 class HotKeyPolicy:
@@ -25,7 +33,8 @@ class HotKeyPolicy:
         enabled: whether owners detect hot keys and push copies.
         share: a key is hot when it takes at least this fraction of the reads its primary
             owner serves (0 < share <= 1)...
-        rate: ...and at least this many reads per second (>= 0).
+        rate: ...and at least this many reads per second (>= 0); it sets how densely the
+            owner samples reads (:attr:`sample_every`).
         copies: the most nodes beyond the owner that hold a copy, following the key's ring
             preference list; ``None`` for every other node.
         lease: seconds a copy may be served without a renewal from the owner; it bounds how
@@ -41,6 +50,19 @@ class HotKeyPolicy:
     copies: int | None = None
     lease: float = 2.0
     area: float = 0.125
+
+    @property
+    def sample_every(self) -> int:
+        """One ``GET`` in this many (on average) is sampled at its owner: ``rate`` / 10 within
+        [2, 16], so a key read at ``rate`` gives about 10 samples a second (a key needs 4 to turn
+        hot) and one read at twice ``rate`` is found within about half a second; a namespace
+        that asks only for keys read fast samples less.
+
+        Below a ``rate`` of 20 the gap stays 2 and a key needs about 11 reads a second at its
+        owner (4 samples in the sketch's decaying window) to turn hot.
+        """
+        gap = int(self.rate / SAMPLES_AT_RATE)
+        return min(MAX_SAMPLE_GAP, max(MIN_SAMPLE_GAP, gap))
 
     def validate(self) -> HotKeyPolicy:
         """Return ``self`` if every field is in range; raise :class:`ConfigError` otherwise."""

@@ -47,9 +47,9 @@ TICK = 0.25
 #: The sketches halve their counts every this many seconds: a key that stops being read loses
 #: three quarters of its weight a second, so it cools within seconds.
 WINDOW = 0.5
-#: Counters of a sketch (K), and one read in this many is sampled.
+#: Counters of a sketch (K). One read in ``HotKeyPolicy.sample_every`` (2 to 16, from the
+#: policy's rate) is sampled.
 SKETCH_CAPACITY = 128
-SAMPLE_EVERY = 16
 #: A key turns hot only on at least this many sampled reads (net of the sketch's error).
 MIN_SAMPLES = 4.0
 #: The most hot keys an owner keeps copies of, per namespace.
@@ -193,16 +193,20 @@ class HotKeys:
                     log.info("hot_key", namespace=name, key=key[:64], state="cooled")
                     self._changed()
                 self.area.drop_namespace(name)
-        for name in policies:
-            if name not in self.sketches:
+        for name, hot in policies.items():
+            sketch = self.sketches.get(name)
+            if sketch is None:
                 self.sketches[name] = HotSketch(
                     capacity=SKETCH_CAPACITY,
-                    sample_every=SAMPLE_EVERY,
+                    sample_every=hot.sample_every,
                     window=WINDOW,
                     rng=self._rng,
                     now=now,
                 )
                 self.hot[name] = {}
+            else:
+                # Follows a change of rate; counts sampled at the old gap fade within 2 s.
+                sketch.sample_every = hot.sample_every
         self.policies = policies
 
     def _holders(
@@ -578,4 +582,4 @@ class HotKeys:
         return counters, gauges
 
 
-__all__ = ["MAX_HOT", "SAMPLE_EVERY", "TICK", "WRITE_WAIT", "HotKeys"]
+__all__ = ["MAX_HOT", "TICK", "WRITE_WAIT", "HotKeys"]
