@@ -9,7 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshcache.errors import CommandError, ErrorCode
-from meshcache.node.data.hot.area import COPY_OVERHEAD, HotArea
+from meshcache.node.data.hot.area import (
+    COPY_OVERHEAD,
+    FLOOR_OVERHEAD,
+    MAX_FLOOR_BYTES,
+    HotArea,
+)
 from meshcache.store.hotpolicy import HotKeyPolicy
 from meshcache.store.policy import NamespacePolicy
 from meshcache.testing.simdata import SimMesh
@@ -37,6 +42,46 @@ def test_versions_only_move_forward_and_drops_respect_them() -> None:
     assert not area.drop("ns", b"k", version=20)  # the copy is not older than that
     assert area.drop("ns", b"k", version=21)
     assert area.stats["copies_stale"] == 1 and area.stats["copies_renewed"] == 1
+
+
+def test_a_copy_that_leaves_keeps_older_pushes_out() -> None:
+    """The owner's pushes travel on different connections, so an older one can arrive after the
+    holder dropped a newer copy (a write passed, the key cooled, the lease ran out): it is
+    refused, and the same version is stored again."""
+    area = HotArea()
+    area.put("ns", b"k", b"v20", 20, None, 10.0)
+    assert area.drop("ns", b"k")  # a write passed through: its copy is dropped
+    assert area.newest("ns", b"k") == 20
+    assert not area.put("ns", b"k", b"v19", 19, None, 10.0)  # a late update of an older write
+    assert area.put("ns", b"k", b"v20", 20, None, 10.0)  # the key turned hot again, unwritten
+    assert area.put("ns", b"k", b"v21", 21, None, 10.0)
+    # a drop of a version keeps older pushes out though no copy was held (HOT_DROP at v30)
+    assert not area.drop("ns", b"j", version=31)
+    assert area.newest("ns", b"j") == 30
+    assert not area.put("ns", b"j", b"v29", 29, None, 10.0)
+    assert area.put("ns", b"j", b"v30", 30, None, 10.0)
+    # a drop with no version (the owner holds no record of the key) keeps nothing out
+    assert not area.drop("ns", b"m", version=2**63 + 1)
+    assert area.newest("ns", b"m") == -1
+    assert area.put("ns", b"m", b"v5", 5, None, 10.0)
+    # a lapsed lease leaves the copy's version behind too
+    assert area.get("ns", b"m", now=10.0, wall=0.0) is None
+    assert not area.put("ns", b"m", b"v4", 4, None, 20.0)
+    assert area.stats["copies_stale"] == 3
+    area.drop_namespace("ns")
+    assert area.put("ns", b"m", b"v4", 4, None, 20.0)
+
+
+def test_the_floors_are_bounded_oldest_first() -> None:
+    area = HotArea()
+    fit = MAX_FLOOR_BYTES // (len(b"k000000") + FLOOR_OVERHEAD)
+    keys = [b"k%06d" % i for i in range(fit + 10)]
+    for key in keys:
+        area.drop("ns", key, version=6)
+    assert [area.newest("ns", key) for key in keys[:10]] == [-1] * 10
+    assert all(area.newest("ns", key) == 5 for key in keys[10:])
+    assert area.put("ns", keys[0], b"v1", 1, None, 1.0)
+    assert not area.put("ns", keys[-1], b"v1", 1, None, 1.0)
 
 
 @given(

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from meshcache.client.ring_router import ANY_COPY_OLDER
 from meshcache.errors import BadRequestError, MeshcacheError
+from meshcache.node.data.hot.area import HotArea
 from meshcache.node.data.replication.tombstones import read_record
 from meshcache.store.hotpolicy import HotKeyPolicy
 from meshcache.store.policy import NamespacePolicy
@@ -348,8 +349,9 @@ async def test_a_copy_whose_update_was_lost_answers_get_but_not_hot_get_of_the_w
         answer = await mesh.request(owner, NS, "SET", key, value_of(key, 1))
         assert answer.hints is not None and answer.hints["version"] > before.version
         # Every update breaks its connection, before or after the holder applied it: when it
-        # was applied, put back the copy a lost update leaves.
-        hot.area.drop(NS, key)
+        # was applied, give the holder the area a lost update leaves (the copy it held before,
+        # nothing newer seen: a holder that dropped a copy stores nothing older afterwards).
+        hot.area = HotArea()
         hot.area.put(NS, key, before.value, before.version, before.expires_at, before.lease_end)
         # the owner's hot-set version, on its answers to data ops only
         assert answer.hints["hot"] == mesh.nodes[owner].parts.hot.version > 0
@@ -481,3 +483,66 @@ def test_hot_get_takes_only_a_uint64_version(version: Any) -> None:
     with pytest.raises(BadRequestError):
         normalize_args(OPS["HOT_GET"], [b"k", version], Limits())
     assert normalize_args(OPS["HOT_GET"], [b"k", (1 << 64) - 1], Limits())[1] == (1 << 64) - 1
+
+
+@pytest.mark.trio
+async def test_a_late_update_of_an_older_write_does_not_bring_back_its_value(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A plain writer writes a hot key twice through a holder. The owner's update of the first
+    write reached the holder only after the owner stopped waiting for it (a connection of its
+    own, which the holder took late) — here, after the key cooled and the owner dropped the
+    holder's newer copy. The holder must not store it: a read through the holder then answers
+    the writer's second write, not the first (before, the late update was stored, with no
+    fence left to keep it from being served)."""
+    mesh = SimMesh(13, 4, policies={NS: POLICY}, link=LAN)
+    rng = random.Random(13)
+    key = b"hot:late"
+    async with trio.open_nursery() as nursery:
+        await nursery.start(mesh.run)
+        await mesh.client("n0", NS, "SET", key, value_of(key, 0))
+        readers = trio.CancelScope()
+
+        async def read() -> None:
+            with readers:
+                await _readers(mesh, HotHistory(), [key], rng, 4)
+
+        nursery.start_soon(read)
+        owner = mesh.owners(NS, key)[0]
+        holder = next(n for n in mesh.ids if n != owner)
+        await mesh.wait_until(
+            lambda: (NS, key) in mesh.nodes[holder].parts.hot.area,
+            timeout=5.0,
+            what="a copy on the holder",
+        )
+        # the writer's two writes through the holder, each read back through it
+        await mesh.client(holder, NS, "SET", key, value_of(key, 1))
+        first = mesh.nodes[owner].store.get_entry(NS, key)
+        assert first is not None
+        late = [key, value_of(key, 1), first.version, first.expires_at]
+        assert await mesh.client(holder, NS, "GET", key) == value_of(key, 1)
+        await mesh.client(holder, NS, "SET", key, value_of(key, 2))
+        assert await mesh.client(holder, NS, "GET", key) == value_of(key, 2)
+        # the key cools: the owner drops the copies (the holder's second write's copy too)
+        readers.cancel()
+        hot = mesh.nodes[holder].parts.hot
+        await mesh.wait_until(
+            lambda: (
+                key not in mesh.nodes[owner].parts.hot.hot.get(NS, {}) and (NS, key) not in hot.area
+            ),
+            timeout=20.0,
+            what="the key cooled and the holder's copy dropped",
+        )
+        # the first write's update arrives now, as the owner sent it
+        ring_version = mesh.nodes[owner].coordinator.ring_version
+        stale = hot.area.stats["copies_stale"]
+        answer = await mesh.client(holder, NS, "HOT_PUSH", owner, ring_version, LEASE, [late])
+        assert await mesh.client(holder, NS, "GET", key) == value_of(key, 2)
+        assert answer == [-1] and hot.area.stats["copies_stale"] == stale + 1
+        # a push of the version it dropped is stored (the key turns hot again, unwritten)
+        second = mesh.nodes[owner].store.get_entry(NS, key)
+        assert second is not None
+        again = [key, value_of(key, 2), second.version, second.expires_at]
+        assert await mesh.client(holder, NS, "HOT_PUSH", owner, ring_version, LEASE, [again]) == [0]
+        assert await mesh.client(holder, NS, "GET", key) == value_of(key, 2)
+        nursery.cancel_scope.cancel()
