@@ -2,20 +2,29 @@
 reaction.
 
 Run: ``.venv/bin/python -m tools.hot_smart [--keys 1000000] [--rounds 5] [--duration 6]
-[--reaction 5] [--consistency 60]``
+[--reaction 5 [--jump-rate 40]] [--consistency 60]``
 
 ``--procs`` worker processes, each one blocking smart :class:`meshcache.Client` (routing by
 the ring, spreading the reads of hot keys over their copies, demanding the versions of its own
-writes) in a closed loop: 90% GET, 10% SET of 100-byte values, the key of each op drawn
-uniformly, by Zipf(0.99), Zipf(1.2), or one key taking 30% of the ops over a uniform rest, from
-``--keys`` keys preloaded on their owners. The ``default`` namespace's hot keys (share 0.01,
-rate ``--hot-rate``, 20 reads/s by default, lease 2 s, copies on every node) are switched on
-and off between runs; every round runs every workload off and on, alternately, on one mesh.
+writes) in a closed loop: 90% GET, 10% SET (``--writes``) of 100-byte values, the key of each
+op drawn uniformly, by Zipf(0.99), Zipf(1.2), or one key taking 30% of the ops over a uniform
+rest, from ``--keys`` keys preloaded on their owners. The ``default`` namespace's hot keys
+(share 0.01, rate ``--hot-rate``, 20 reads/s by default, lease 2 s, copies on every node) are
+switched on and off between runs; every round runs every workload off and on, alternately, on
+one mesh.
 
-* **Balance**: the GETs each node served itself (GET and HOT_GET received, minus forwarded out,
-  plus forwarded in; from INFO), busiest ÷ mean.
-* **Throughput**: ops/s of all workers, as a ratio to the uniform run with hot keys off of the
-  same round (and Zipf 1.2 on ÷ uniform on).
+Each run is measured in steady state: its window of ``--duration`` s starts once ``--warmup`` s
+passed and no more keys turned hot for 1 s (the hot set formed; ``HOTKEYS`` of every node polled
+every 0.25 s), or after ``--settle`` s; the tool prints the warm-up each run had and the keys
+hot when its window started.
+
+* **Balance**: the GETs each node served itself in the window (GET and HOT_GET received, minus
+  forwarded out, plus forwarded in; from INFO), busiest ÷ mean.
+* **Throughput**: ops/s of all workers in the window, as a ratio to the uniform run with hot keys
+  off of the same round (and Zipf 1.2 on ÷ uniform on); beside it, the node processes' CPU
+  seconds per 1,000 ops (less at the mercy of other work on the machine than ops/s), the
+  quarter seconds of the window in which no worker finished an op (stalls: the run was starved),
+  and the copy updates a second that writes to hot keys cost their owners.
 * **Consistency**: the 16 most popular keys are each written by one worker only (a SET of one of
   them drawn by another worker is sent as a GET), with values carrying the write's time; a
   worker reads a key right after writing it and whenever it draws it. A read by the writer
@@ -24,22 +33,27 @@ and off between runs; every round runs every workload off and on, alternately, o
   acknowledgement of the first write newer than what it returned. Every run checks it;
   ``--consistency SECONDS`` adds a Zipf 1.2 run, hot keys on, where half of each worker's ops
   go to the hot keys it writes (so most checked reads are the writers').
-* **Reaction** (``--reaction N``): under a uniform load, 20% of the reads jump to one fresh key;
-  the time until every node but its owner holds a copy (``HOTKEYS`` polled every 20 ms), then,
-  once the jump ends, until no node holds one.
+* **Reaction** (``--reaction N``): under a uniform load, one fresh key takes ``--jump-share`` of
+  the ops (0.2), all reads, or ``--jump-rate`` reads a second (a key that is not read fast);
+  from the key's first read: when its owner turned it hot (``HOTKEYS``' ``hot_for``), when each
+  other node held a copy (``HOTKEYS`` polled every 20 ms), and when every client's router knew
+  its holders; then, once the jump ends, until no node holds a copy.
 """
 
 from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import itertools
+import math
 import multiprocessing
 import os
 import random
 import statistics
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -51,12 +65,23 @@ from tools.mesh_figures.preload import preload_by_owner
 
 HOT: dict[str, float] = {"share": 0.01, "rate": 20.0, "lease": 2.0}
 LEASE = HOT["lease"]
+#: The share of SETs among the ops (``--writes``).
+WRITES = [0.1]
 WRITERS_KEYS = 16
 VALUE_SIZE = 100
 DRAWS = 200_000
 #: Seconds between handing the workers their runs and their start (spawned workers import the
 #: client and fetch the ring first; on a loaded machine that takes seconds).
 LEAD = 3.0
+#: Seconds per step of a run's timeline of ops (ops counted when started, a write's read-back
+#: not counted).
+TIMELINE_STEP = 0.25
+#: A run is measured once no more keys turned hot for this long (the hot set formed).
+STABLE = 1.0
+#: Seconds a reaction jump lasts (at least).
+REACTION_FOR = 6.0
+#: Sampled reads a key needs at its owner to turn hot (node/data/hot/keys.py).
+MIN_SAMPLES = 4
 
 
 def _draws(keys: int, workload: str, rng: random.Random) -> list[int]:
@@ -93,7 +118,14 @@ def _warm(_: int) -> None:
 
 
 def _work(spec: dict[str, Any]) -> dict[str, Any]:
-    """One worker: a closed loop of ops until ``spec['end']`` (wall time); what it saw."""
+    """One worker: a closed loop of ops from ``spec['begin']`` until its end (wall time); what
+    it saw.
+
+    The end is ``spec['end']`` unless the main process writes an earlier one (wall seconds)
+    into ``spec['end_file']`` meanwhile: the run is measured once the hot set formed, for a
+    given time. With ``jump`` a fraction ``jump_share`` of the ops (or, with ``jump_rate``,
+    that many reads a second, spread over the workers) go to that key.
+    """
     from meshcache.client.sync import Client
     from meshcache.errors import MeshcacheError
 
@@ -101,43 +133,70 @@ def _work(spec: dict[str, Any]) -> dict[str, Any]:
     draws: list[int] = spec["draws"]
     wid, workers = spec["wid"], spec["workers"]
     jump: int | None = spec.get("jump")
+    jump_share: float = spec.get("jump_share", 0.2)
+    jump_every = workers / spec["jump_rate"] if spec.get("jump_rate") else None
     own_share: float = spec.get("own_share", 0.0)
+    writes: float = spec.get("writes", 0.1)
     mine = [rank for rank in range(WRITERS_KEYS) if rank % workers == wid]
-    count_from, end = spec["count_from"], spec["end"]
-    ops = errors = checked = violations = 0
+    begin, count_from, end = spec["begin"], spec["count_from"], spec["end"]
+    end_file: str | None = spec.get("end_file")
+    look_at = begin  # when the end file is read next
+    errors = checked = violations = jumps = 0
+    first_jump = learned = None
     acked: dict[int, int] = {}  # own writer key rank -> stamp of its last acknowledged write
     acks: list[tuple[int, int, float]] = []
     reads: list[tuple[int, int, float]] = []
     bad: list[tuple[int, int, int]] = []
+    timeline = [0] * (int((end - begin) / TIMELINE_STEP) + 1)  # ops done per step
+
+    def done(at: float) -> None:
+        step = int((at - begin) / TIMELINE_STEP)
+        if 0 <= step < len(timeline):
+            timeline[step] += 1
+
     with Client(spec["addresses"], timeout=10, max_connections=8) as client:
         client.ping()  # connected and the ring fetched before the start
-        time.sleep(max(0.0, spec["begin"] - time.time()))
+        time.sleep(max(0.0, begin - time.time()))
+        next_jump = begin + rng.random() * (jump_every or 0.0)
+        jump_key = b"" if jump is None else key(jump)
+        nodes = len(spec["addresses"].split(","))
         i = rng.randrange(len(draws))
         while True:
             now = time.time()
+            if end_file is not None and now >= look_at:
+                look_at = now + 0.1
+                with contextlib.suppress(OSError, ValueError):  # not written yet
+                    end = min(end, float(Path(end_file).read_text()))
             if now >= end:
                 break
             counting = now >= count_from
             i += 1
             rank = draws[i % len(draws)]
-            if jump is not None and rng.random() < 0.2:
+            if jump is not None and (
+                now >= next_jump if jump_every is not None else rng.random() < jump_share
+            ):
                 rank = jump
+                next_jump += jump_every or 0.0
+                jumps += 1
+                first_jump = first_jump or now
+                if learned is None and len(client.router.hot.get(jump_key, ())) == nodes:
+                    learned = now
             elif mine and rng.random() < own_share:
                 rank = rng.choice(mine)
-            write = rng.random() < 0.1
+            write = rng.random() < writes and (jump is None or rank != jump)
             own = rank < WRITERS_KEYS and rank % workers == wid
             try:
                 if write and (own or rank >= WRITERS_KEYS):
                     stamp = time.time_ns()
                     client.set(key(rank), _value(stamp))
-                    ops += counting
+                    done(time.time())
                     if own:
                         acked[rank] = stamp
                         if counting:
                             acks.append((rank, stamp, time.time()))
                         # the writer reads its write back at once
                         got = _stamp(client.get(key(rank)))
-                        ops += counting
+                        done(time.time())
                         checked += counting
                         if got < stamp:
                             violations += counting
@@ -145,7 +204,7 @@ def _work(spec: dict[str, Any]) -> dict[str, Any]:
                     continue
                 started = time.time()
                 got = _stamp(client.get(key(rank)))
-                ops += counting
+                done(time.time())
                 if rank < WRITERS_KEYS and counting:
                     if own and rank in acked:
                         checked += 1
@@ -157,13 +216,16 @@ def _work(spec: dict[str, Any]) -> dict[str, Any]:
             except MeshcacheError:
                 errors += counting
     return {
-        "ops": ops,
         "errors": errors,
         "checked": checked,
         "violations": violations,
         "bad": bad[:20],
         "acks": acks,
         "reads": reads,
+        "timeline": timeline,
+        "jumps": jumps,
+        "first_jump": first_jump,
+        "learned": learned,
     }
 
 
@@ -173,8 +235,10 @@ def _staleness(results: list[dict[str, Any]]) -> tuple[float, int]:
     for r in results:
         for rank, stamp, at in r["acks"]:
             acks.setdefault(rank, []).append((stamp, at))
-    for acked in acks.values():
+    stamps: dict[int, list[int]] = {}
+    for rank, acked in acks.items():
         acked.sort()
+        stamps[rank] = [s for s, _ in acked]
     worst, judged = 0.0, 0
     for r in results:
         for rank, got, started in r["reads"]:
@@ -183,23 +247,76 @@ def _staleness(results: list[dict[str, Any]]) -> tuple[float, int]:
                 continue
             judged += 1
             # the first acknowledged write newer than what the read returned
-            at = bisect.bisect_right([s for s, _ in writes], got)
+            at = bisect.bisect_right(stamps[rank], got)
             if at < len(writes) and writes[at][1] <= started:
                 worst = max(worst, started - writes[at][1])
     return worst, judged
 
 
+def _node_cpu(mesh: Mesh) -> float:
+    """CPU seconds the node processes used so far (user + system)."""
+    total = 0
+    for node in mesh.nodes:
+        fields = Path(f"/proc/{node.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _copies_of(mesh: Mesh, k: bytes) -> int:
+    """Nodes holding a copy of ``k`` now."""
+    n = 0
+    for node in mesh.nodes:
+        answer = mesh.call(node, "HOTKEYS", [])
+        n += any(c["key"] == k for c in answer["copies"])
+    return n
+
+
+def _updates(mesh: Mesh) -> int:
+    """Copy updates the owners sent for writes to hot keys so far (one per key and holder)."""
+    return sum(
+        mesh.mesh_info(n)["counters"]["hot"].get("invalidations_sent", 0) for n in mesh.nodes
+    )
+
+
+def _hot_count(mesh: Mesh) -> int:
+    """Keys hot on their owners now, over every node."""
+    return sum(len(mesh.call(node, "HOTKEYS", [])["hot"]) for node in mesh.nodes)
+
+
+def _sleep_until(at: float) -> None:
+    time.sleep(max(0.0, at - time.time()))
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One measured run: its window starts once the hot set formed."""
+
+    results: list[dict[str, Any]]
+    ops: float  # ops/s done in the window
+    balance: float  # busiest node's served reads ÷ mean, in the window
+    warmed: float  # seconds from the workers' start to the window
+    hot_keys: int  # keys hot on their owners when the window started
+    stalls: int  # steps of TIMELINE_STEP in the window in which no worker finished an op
+    cpu_per_kop: float  # node CPU seconds per 1,000 ops in the window
+    updates_per_s: float  # copy updates of writes to hot keys a second, in the window
+
+
 def _run(
     pool: Any,
     mesh: Mesh,
+    tmp: Path,
     draws: list[int],
     procs: int,
     warmup: float,
     duration: float,
     seed: int,
     own_share: float = 0.0,
-) -> list[dict[str, Any]]:
+    settle: float = 10.0,
+) -> Run:
+    """Workers from ``LEAD`` s on; the window of ``duration`` s starts once ``warmup`` s passed
+    and no more keys turned hot for ``STABLE`` s (the hot set formed), or ``settle`` s passed."""
     start = time.time() + LEAD
+    end_file = tmp / f"end-{time.time_ns()}"
     specs = [
         {
             "addresses": mesh.addresses,
@@ -209,33 +326,74 @@ def _run(
             "seed": seed * 100 + w,
             "begin": start,
             "count_from": start + warmup,
-            "end": start + warmup + duration,
+            "end": start + settle + duration + 1.0,
+            "end_file": str(end_file),
             "own_share": own_share,
+            "writes": WRITES[0],
         }
         for w in range(procs)
     ]
-    results: list[dict[str, Any]] = pool.map(_work, specs)
-    return results
+    pending = pool.map_async(_work, specs)
+    _sleep_until(start)
+    most, grown = -1, start
+    while True:
+        now = time.time()
+        hot = _hot_count(mesh)
+        if hot > most:
+            most, grown = hot, now
+        if (now >= start + warmup and now - grown >= STABLE) or now >= start + settle:
+            break
+        time.sleep(0.25)
+    first = math.ceil((time.time() - start) / TIMELINE_STEP)
+    window_start = start + first * TIMELINE_STEP
+    _sleep_until(window_start)
+    before, cpu_before, updates = served(mesh), _node_cpu(mesh), _updates(mesh)
+    window_end = window_start + duration
+    end_file.write_text(repr(window_end))
+    _sleep_until(window_end)
+    cpu = _node_cpu(mesh) - cpu_before
+    results: list[dict[str, Any]] = pending.get()
+    after = served(mesh)
+    updates = _updates(mesh) - updates
+    counts = [after[n] - before[n] for n in after]
+    mean = statistics.mean(counts)
+    steps = [sum(col) for col in zip(*(r["timeline"] for r in results), strict=True)]
+    window = steps[first : first + round(duration / TIMELINE_STEP)]
+    done = sum(window)
+    return Run(
+        results=results,
+        ops=done / duration,
+        balance=max(counts) / mean if mean > 0 else float("nan"),
+        warmed=window_start - start,
+        hot_keys=most,
+        stalls=sum(1 for n in window if n == 0),
+        cpu_per_kop=1000 * cpu / done if done else float("nan"),
+        updates_per_s=updates / duration,
+    )
 
 
-def _copies_of(mesh: Mesh, k: bytes) -> int:
-    n = 0
-    for node in mesh.nodes:
-        answer = mesh.call(node, "HOTKEYS", [])
-        n += any(c["key"] == k for c in answer["copies"])
-    return n
-
-
-def _reaction(pool: Any, mesh: Mesh, keys: int, preloaded: int, procs: int, reps: int) -> None:
-    """Under uniform load, 20% of the reads jump to one key: copies everywhere, then none."""
+def _reaction(
+    pool: Any,
+    mesh: Mesh,
+    keys: int,
+    preloaded: int,
+    procs: int,
+    reps: int,
+    share: float,
+    rate: float | None,
+) -> None:
+    """Under uniform load, a fresh key takes ``share`` of the ops (or ``rate`` reads a second):
+    when it turned hot at its owner, when every other node held a copy, when every client knew
+    its holders; then, once the jump ends, until no node holds a copy."""
     rng = random.Random(7)
     uniform = _draws(keys, "uniform", rng)
-    ups, downs = [], []
+    ups, knew, downs = [], [], []
+    jump_for = REACTION_FOR if rate is None else max(REACTION_FOR, 4 * MIN_SAMPLES / rate * 16)
     for rep in range(reps):
         jump = preloaded - 1 - rep * 7919  # an unpopular key that exists
         k = key(jump)
         owner = mesh.owners(k, 1)[0]
-        holders = len(mesh.nodes) - 1
+        holders = {n.node_id for n in mesh.nodes} - {owner}
         jumped = time.time() + LEAD  # when the workers start
         async_result = pool.map_async(
             _work,
@@ -248,19 +406,36 @@ def _reaction(pool: Any, mesh: Mesh, keys: int, preloaded: int, procs: int, reps
                     "seed": 1000 + rep * 10 + w,
                     "begin": jumped,
                     "count_from": jumped,
-                    "end": jumped + 6.0,
+                    "end": jumped + jump_for,
                     "jump": jump,
+                    "jump_share": share,
+                    "jump_rate": rate,
                 }
                 for w in range(procs)
             ],
         )
-        up = None
-        while time.time() < jumped + 6.0:
-            if time.time() >= jumped and _copies_of(mesh, k) == holders:
-                up = time.time() - jumped
-                break
+        hot_at = None
+        copies: dict[str, float] = {}
+        slowest_poll = 0.0
+        _sleep_until(jumped)
+        while time.time() < jumped + jump_for and len(copies) < len(holders):
+            polled = time.time()
+            for node in mesh.nodes:
+                answer = mesh.call(node, "HOTKEYS", [])
+                seen = time.time()
+                if node.node_id == owner and hot_at is None:
+                    for row in answer["hot"]:
+                        if row["key"] == k:
+                            hot_at = seen - row["hot_for"]
+                if (
+                    node.node_id in holders
+                    and node.node_id not in copies
+                    and any(c["key"] == k for c in answer["copies"])
+                ):
+                    copies[node.node_id] = seen
+            slowest_poll = max(slowest_poll, time.time() - polled)
             time.sleep(0.02)
-        async_result.get()
+        results = async_result.get()
         stopped = time.time()
         down = None
         while time.time() < stopped + 20:
@@ -268,17 +443,36 @@ def _reaction(pool: Any, mesh: Mesh, keys: int, preloaded: int, procs: int, reps
                 down = time.time() - stopped
                 break
             time.sleep(0.05)
+        firsts = [r["first_jump"] for r in results if r["first_jump"] is not None]
+        began = min(firsts) if firsts else jumped
+        reads = sum(r["jumps"] for r in results) / max(1e-9, jump_for - (began - jumped))
+
+        def since(at: float | None, began: float = began) -> str:
+            return "never" if at is None else f"{at - began:.3f} s"
+
+        up = None if len(copies) < len(holders) else max(copies.values()) - began
+        learned = [r["learned"] for r in results]
+        known = None if None in learned else max(learned) - began
         print(
-            f"  reaction [{rep}] key owned by {owner}: copies on every other node after"
-            f" {up if up is None else round(up, 3)} s; none after"
-            f" {down if down is None else round(down, 2)} s (lease {LEASE} s)"
+            f"  reaction [{rep}] {reads:.0f} reads/s of the key (owner {owner}), first read"
+            f" {began - jumped:+.3f} s after the planned start; hot at its owner after"
+            f" {since(hot_at)}; copies on "
+            + ", ".join(f"{n} after {since(at)}" for n, at in sorted(copies.items()))
+            + "; every client knew its holders after"
+            f" {since(None if known is None else began + known)};"
+            f" none left {down if down is None else round(down, 2)} s after the jump"
+            f" (polls took up to {slowest_poll * 1000:.0f} ms)"
         )
         ups.append(up if up is not None else float("inf"))
+        knew.append(known if known is not None else float("inf"))
         downs.append(down if down is not None else float("inf"))
+    what = f"{share:.0%} of the ops" if rate is None else f"{rate:g} reads/s"
     print(
-        f"reaction: copies everywhere median {statistics.median(ups):.3f} s worst {max(ups):.3f} s;"
-        f" none after the jump median {statistics.median(downs):.2f} s worst {max(downs):.2f} s"
-        f" ({reps} jumps, lease {LEASE} s)"
+        f"reaction ({reps} jumps to {what}, from the key's first read): copies on every node"
+        f" median {statistics.median(ups):.3f} s worst {max(ups):.3f} s; every client knew the"
+        f" holders median {statistics.median(knew):.3f} s worst {max(knew):.3f} s; none after the"
+        f" jump median {statistics.median(downs):.2f} s worst {max(downs):.2f} s"
+        f" (lease {LEASE} s); load {os.getloadavg()[0]:.1f}"
     )
 
 
@@ -293,7 +487,14 @@ def main(argv: list[str] | None = None) -> int:
         " its owner, a SET creates it); default: every key",
     )
     parser.add_argument("--procs", type=int, default=4)
-    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=2.0,
+        help="the least warm-up (s); a run is measured once no key turned hot for"
+        f" {STABLE:g} s after it, or after --settle s",
+    )
+    parser.add_argument("--settle", type=float, default=10.0, help="the most warm-up (s)")
     parser.add_argument("--duration", type=float, default=6.0)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
@@ -305,7 +506,17 @@ def main(argv: list[str] | None = None) -> int:
         default=HOT["rate"],
         help="the policy's rate threshold (reads/s); Python clients do a few thousand ops/s",
     )
+    parser.add_argument("--writes", type=float, default=0.1, help="the share of SETs (0.1)")
     parser.add_argument("--reaction", type=int, default=0, help="jumps to time (0: none)")
+    parser.add_argument(
+        "--jump-share", type=float, default=0.2, help="the share of the ops a jump takes (0.2)"
+    )
+    parser.add_argument(
+        "--jump-rate",
+        type=float,
+        default=None,
+        help="a jump takes this many reads a second instead of a share of the ops",
+    )
     parser.add_argument(
         "--consistency",
         type=float,
@@ -315,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     HOT["rate"] = args.hot_rate
+    WRITES[0] = args.writes
     rng = random.Random(1)
     workloads = args.workloads.split(",")
     draws = {w: _draws(args.keys, w, rng) for w in workloads}
@@ -333,56 +545,72 @@ def main(argv: list[str] | None = None) -> int:
         pool.map(_warm, range(args.procs), chunksize=1)
         if args.reaction:
             set_hot(mesh, HOT, True)
-            _reaction(pool, mesh, args.keys, preloaded, args.procs, args.reaction)
+            _reaction(
+                pool,
+                mesh,
+                args.keys,
+                preloaded,
+                args.procs,
+                args.reaction,
+                args.jump_share,
+                args.jump_rate,
+            )
         if args.consistency:
             set_hot(mesh, HOT, True)
             skewed = draws.get("zipf:1.2") or _draws(args.keys, "zipf:1.2", rng)
-            results = _run(pool, mesh, skewed, args.procs, 3.0, args.consistency, 99, 0.5)
-            stale, judged = _staleness(results)
+            run = _run(
+                pool, mesh, Path(tmp), skewed, args.procs, 3.0, args.consistency, 99, 0.5, 3.0
+            )
+            stale, judged = _staleness(run.results)
             print(
-                f"consistency: {sum(r['ops'] for r in results) / args.consistency:,.0f} ops/s;"
-                f" RYW violations {sum(r['violations'] for r in results)} in"
-                f" {sum(r['checked'] for r in results):,} checked reads of the writers' own"
+                f"consistency: {run.ops:,.0f} ops/s;"
+                f" RYW violations {sum(r['violations'] for r in run.results)} in"
+                f" {sum(r['checked'] for r in run.results):,} checked reads of the writers' own"
                 f" hot keys; other readers' stalest read {stale:.3f} s of {judged:,}"
-                f" (lease {LEASE} s); errors {sum(r['errors'] for r in results)};"
+                f" (lease {LEASE} s); errors {sum(r['errors'] for r in run.results)};"
                 f" load {os.getloadavg()[0]:.1f}"
             )
-            for r in results:
+            for r in run.results:
                 if r["bad"]:
                     print(f"      violations: {r['bad'][:5]}")
         for rnd in range(args.rounds):
             for workload in workloads:
                 for on in (False, True) if rnd % 2 == 0 else (True, False):
                     set_hot(mesh, HOT, on)
-                    before = served(mesh)
-                    results = _run(
-                        pool, mesh, draws[workload], args.procs, args.warmup, args.duration, rnd
+                    run = _run(
+                        pool,
+                        mesh,
+                        Path(tmp),
+                        draws[workload],
+                        args.procs,
+                        args.warmup,
+                        args.duration,
+                        rnd,
+                        settle=args.settle,
                     )
-                    after = served(mesh)
-                    counts = [after[n] - before[n] for n in after]
-                    mean = statistics.mean(counts)
-                    balance = max(counts) / mean if mean > 0 else float("nan")
-                    ops = sum(r["ops"] for r in results) / args.duration
-                    checked = sum(r["checked"] for r in results)
-                    violations = sum(r["violations"] for r in results)
-                    errors = sum(r["errors"] for r in results)
-                    stale, judged = _staleness(results)
+                    checked = sum(r["checked"] for r in run.results)
+                    violations = sum(r["violations"] for r in run.results)
+                    errors = sum(r["errors"] for r in run.results)
+                    stale, judged = _staleness(run.results)
                     label = f"{workload} {'on' if on else 'off'}"
-                    load = os.getloadavg()[0]
                     print(
-                        f"  [{rnd}] {label:<16} {ops:>8,.0f} ops/s  balance {balance:.2f}  RYW"
-                        f" {violations}/{checked}  stalest {stale:.3f} s of {judged} reads"
-                        f"  errors {errors}  load {load:.1f}"
+                        f"  [{rnd}] {label:<16} {run.ops:>7,.0f} ops/s  balance {run.balance:.2f}"
+                        f"  after {run.warmed:.2f} s of warm-up ({run.hot_keys} hot keys)"
+                        f"  node CPU {run.cpu_per_kop:.2f} s/1,000 ops  stalls {run.stalls}"
+                        f"  copy updates {run.updates_per_s:.0f}/s"
+                        f"  RYW {violations}/{checked}  stalest {stale:.3f} s of {judged} reads"
+                        f"  errors {errors}  load {os.getloadavg()[0]:.1f}"
                     )
-                    for r in results:
+                    for r in run.results:
                         if r["bad"]:
                             print(f"      violations: {r['bad'][:5]}")
                     rows.append(
                         {
                             "round": rnd,
                             "label": label,
-                            "ops": ops,
-                            "balance": balance,
+                            "ops": run.ops,
+                            "cpu": run.cpu_per_kop,
+                            "balance": run.balance,
                             "checked": checked,
                             "violations": violations,
                             "stale": stale,
@@ -396,7 +624,8 @@ def main(argv: list[str] | None = None) -> int:
         balances = [r["balance"] for r in mine]
         line = (
             f"{label:<16} balance median {statistics.median(balances):.2f}"
-            f" worst {max(balances):.2f}"
+            f" worst {max(balances):.2f}; node CPU median"
+            f" {statistics.median(r['cpu'] for r in mine):.2f} s/1,000 ops"
         )
         if anchors:
             ratios = [r["ops"] / anchors[r["round"]] for r in mine if r["round"] in anchors]
