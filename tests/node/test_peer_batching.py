@@ -50,8 +50,10 @@ from meshcache.wire.frame import (
     Response,
     decode_request,
     decode_response,
+    encode_error,
     encode_ok,
     encode_request,
+    pack_frame,
 )
 from meshcache.wire.ops import Limits
 from meshcache.wire.pending import Later
@@ -443,12 +445,12 @@ class RecordingPool(PeerPool):
 ME, OTHER = "10.0.0.1:7400", "10.0.0.2:7400"
 
 
-def coordinator(pool: PeerPool) -> Coordinator:
+def coordinator(pool: PeerPool, other: str = OTHER, replicas: int = 2) -> Coordinator:
     hlc = HLC(lambda: 1_700_000_000_000)
     store = Store(
         clock=lambda: 1_700_000_000.0,
         hlc=hlc,
-        policies={"default": NamespacePolicy(replicas=2, max_bytes=1 << 20)},
+        policies={"default": NamespacePolicy(replicas=replicas, max_bytes=1 << 20)},
     )
     replicator = Replicator(
         pool,
@@ -466,7 +468,7 @@ def coordinator(pool: PeerPool) -> Coordinator:
         alive=lambda node: True,
         limits=Limits(max_key_bytes=64, max_value_bytes=1024),
     )
-    members = tuple(RingMember(node_id=m, address=m) for m in (ME, OTHER))
+    members = tuple(RingMember(node_id=m, address=m) for m in (ME, other))
     plane.install(ClusterConfig(version=3, members=members))
     return plane
 
@@ -535,3 +537,54 @@ async def test_a_lost_read_fails_over_and_a_lost_write_that_carries_no_version_d
         assert got_read == [(b"here", None)]
         assert plane.stats["forward_failures"] == 2
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_each_forwarded_answer_reaches_its_client_as_the_owner_gave_it() -> None:
+    """A client's pipeline through a non-owner: the owner's value, its refusal and an answer of
+    5 elements (hints) each reach the client as that answer, with the client's request id and
+    the non-owner's ring version, in request order whatever order the owner answers in; the
+    refusal is counted as an error of the op."""
+    async with peer() as (p, address), running(PeerPool()) as pool:
+        owner = await connected(pool, p, address)
+        other = f"{address[0]}:{address[1]}"
+        plane = coordinator(pool, other, replicas=1)
+        keys = [k for k in (b"key-%d" % i for i in range(500)) if plane.coordinates("default", k)]
+        foreign = [k for k in (b"key-%d" % i for i in range(500)) if k not in keys][:3]
+        counters = NodeCounters()
+        dispatcher = Dispatcher(
+            execute=plane.execute, routes={}, limits=Limits(), counters=counters, ring_version=3
+        )
+        port = DataPort(open_listener("127.0.0.1", 0), dispatcher, LimitSettings(), peers=pool)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(port.serve)
+            client = trio.socket.socket()
+            await client.connect(port.address)
+            await client.send(
+                b"".join(encode_request(i, "GET", "default", [k]) for i, k in enumerate(foreign, 1))
+            )
+            first, second, third = await p.requests(owner, 3)
+            assert [r.op for r in (first, second, third)] == ["FWD"] * 3
+            await owner.send(
+                pack_frame([third.id, 0, b"v3", 9, {"hot": 5}])
+                + encode_error(second.id, "WRONGTYPE", "not a plain value", 9)
+                + encode_ok(first.id, b"v1", 9)
+            )
+            reader = FrameReader(1 << 20)
+            answers: list[Response] = []
+            with trio.fail_after(10):
+                while len(answers) < 3:
+                    data = await client.recv(1 << 16)
+                    assert data
+                    reader.feed(data)
+                    while (body := reader.next_body()) is not None:
+                        answers.append(decode_response(body))
+            assert [(a.id, a.ok, a.value, a.ring_version) for a in answers] == [
+                (1, True, b"v1", 3),
+                (2, False, ["WRONGTYPE", "not a plain value"], 3),
+                (3, True, b"v3", 3),
+            ]
+            assert counters.errors["WRONGTYPE"] == 1
+            assert counters.requests["GET"] == 3
+            client.close()
+            nursery.cancel_scope.cancel()
