@@ -97,3 +97,69 @@ async def test_a_key_read_at_a_quarter_of_the_rate_never_turns_hot(
     seed: int, autojump_clock: trio.testing.MockClock
 ) -> None:
     assert await _copied_after(seed, RATE / 4, timeout=5.0) is None, f"seed {seed}"
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("seed", SEEDS)
+async def test_a_key_whose_reads_stop_cools_within_a_second_and_stays_cold(
+    seed: int, autojump_clock: trio.testing.MockClock
+) -> None:
+    mesh = SimMesh(seed, 3, policies={NS: POLICY}, link=LAN)
+    rng = random.Random(seed)
+    key = b"warm:1"
+    async with trio.open_nursery() as nursery:
+        await nursery.start(mesh.run)
+        await mesh.client("n0", NS, "SET", key, b"v" * 100)
+        for _ in range(6):
+            nursery.start_soon(
+                _read, mesh, lambda r: b"cold:%d" % r.randrange(100_000), BACKGROUND / 6, rng
+            )
+        jump = trio.CancelScope()
+
+        async def jumped() -> None:
+            with jump:
+                await _read(mesh, lambda r: key, 20 * RATE, rng)
+
+        nursery.start_soon(jumped)
+        owner = mesh.owners(NS, key)[0]
+        others = [n for n in mesh.ids if n != owner]
+        await mesh.wait_until(
+            lambda: _copies(mesh, key) == others, timeout=5.0, what="copies", poll=0.01
+        )
+        await trio.sleep(5.0)  # hot for a while: its counts are far above the thresholds
+        jump.cancel()
+        took = await mesh.wait_until(
+            lambda: not _copies(mesh, key), timeout=10.0, what="no copies", poll=0.01
+        )
+        assert took < 1.5, f"seed {seed}: copies left {took:.2f} s after the reads stopped"
+        await trio.sleep(3.0)
+        hot = mesh.nodes[owner].parts.hot
+        assert hot.stats["keys_turned_hot"] == 1, f"seed {seed}: turned hot again"
+        assert not _copies(mesh, key), f"seed {seed}"
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("seed", SEEDS)
+async def test_a_key_read_steadily_at_twice_the_rate_stays_hot(
+    seed: int, autojump_clock: trio.testing.MockClock
+) -> None:
+    mesh = SimMesh(seed, 3, policies={NS: POLICY}, link=LAN)
+    rng = random.Random(seed)
+    key = b"warm:1"
+    async with trio.open_nursery() as nursery:
+        await nursery.start(mesh.run)
+        await mesh.client("n0", NS, "SET", key, b"v" * 100)
+        for _ in range(6):
+            nursery.start_soon(
+                _read, mesh, lambda r: b"cold:%d" % r.randrange(100_000), BACKGROUND / 6, rng
+            )
+        nursery.start_soon(_read, mesh, lambda r: key, 2 * RATE, rng)
+        owner = mesh.owners(NS, key)[0]
+        await mesh.wait_until(
+            lambda: len(_copies(mesh, key)) == 2, timeout=10.0, what="copies", poll=0.01
+        )
+        await trio.sleep(30.0)
+        stats = mesh.nodes[owner].parts.hot.stats
+        assert (stats["keys_turned_hot"], stats["keys_cooled"]) == (1, 0), f"seed {seed}: {stats}"
+        nursery.cancel_scope.cancel()

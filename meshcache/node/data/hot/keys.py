@@ -52,6 +52,13 @@ WINDOW = 0.5
 SKETCH_CAPACITY = 128
 #: A key turns hot only on at least this many sampled reads (net of the sketch's error).
 MIN_SAMPLES = 4.0
+#: A hot key none of whose reads reached its owner's sketch (sampled there, or served by a copy)
+#: for this many ticks in a row cools at once: its decayed counts would keep it hot for
+#: 0.5 s x log2(2 x its rate / the policy's rate) after its reads stopped, and a key that
+#: was not read in the last tick does not turn hot either. A key read at the policy's rate,
+#: all at its owner, misses 3 ticks in a row about once in 2,000 ticks (8 minutes); the reads
+#: its copies serve are counted exactly.
+QUIET_TICKS = 3
 #: The most hot keys an owner keeps copies of, per namespace.
 MAX_HOT = 64
 #: How long an acknowledgement of a write to a hot key waits for the copies' updates.
@@ -78,6 +85,8 @@ class HotKey:
     #: The version each holder is known to hold (its last push was answered): renewals to it
     #: carry no value.
     held: dict[str, int] = field(default_factory=dict)
+    #: Ticks in a row in which none of its reads reached the sketch.
+    quiet: int = 0
 
 
 class HotKeys:
@@ -121,6 +130,8 @@ class HotKeys:
         self.sketches: dict[str, HotSketch[bytes]] = {}
         self.policies: dict[str, HotKeyPolicy] = {}
         self.hot: dict[str, dict[bytes, HotKey]] = {}
+        # The sketch's counts of the keys near the thresholds at the last tick, per namespace.
+        self._counts: dict[str, dict[bytes, float]] = {}
         # (namespace, key) -> (until, the version of the copy dropped; -1: none was held).
         self._fences: dict[tuple[str, bytes], tuple[float, int]] = {}
         # Reads each copy served since its last push: the owner adds them to its sketch.
@@ -160,19 +171,40 @@ class HotKeys:
         ring, version = self._ring()
         for namespace, sketch in self.sketches.items():
             policy = self.policies[namespace]
-            sketch.roll(now)
+            rolled = sketch.roll(now)
             # A hot key stays hot down to half the thresholds (it does not flap around them).
             current = self.hot[namespace]
             low = sketch.heavy(
                 now, share=policy.share / 2, rate=policy.rate / 2, min_samples=MIN_SAMPLES / 2
             )
-            heavy = [
-                h
-                for h in low
-                if h.item in current
-                or (h.share >= policy.share and h.rate >= policy.rate and h.samples >= MIN_SAMPLES)
-            ][:MAX_HOT]
-            self._update_hot(namespace, policy, ring, version, heavy, now)
+            fresh = self._fresh(namespace, sketch, low, rolled)
+            heavy = []
+            for h in low:
+                entry = current.get(h.item)
+                if entry is not None:
+                    entry.quiet = 0 if h.item in fresh else entry.quiet + 1
+                    if entry.quiet < QUIET_TICKS:
+                        heavy.append(h)
+                elif (
+                    h.item in fresh
+                    and h.share >= policy.share
+                    and h.rate >= policy.rate
+                    and h.samples >= MIN_SAMPLES
+                ):
+                    heavy.append(h)
+            self._update_hot(namespace, policy, ring, version, heavy[:MAX_HOT], now)
+
+    def _fresh(
+        self, namespace: str, sketch: HotSketch[bytes], low: list[Any], rolled: bool
+    ) -> set[bytes]:
+        """The keys of ``low`` read since the last tick: their count grew (a sampled read, or
+        reads a copy served) beyond what it was then, halved if the sketch decayed since."""
+        summary = sketch.summary
+        before = self._counts.get(namespace, {})
+        factor = 0.5 if rolled else 1.0
+        counts = {h.item: summary.count(h.item) for h in low}
+        self._counts[namespace] = counts
+        return {k for k, c in counts.items() if c > before.get(k, 0.0) * factor}
 
     def _follow_policies(self, now: float) -> None:
         store = self.store
@@ -189,6 +221,7 @@ class HotKeys:
         for name in list(self.sketches):
             if name not in policies:
                 del self.sketches[name]
+                self._counts.pop(name, None)
                 for key in self.hot.pop(name, {}):
                     log.info("hot_key", namespace=name, key=key[:64], state="cooled")
                     self._changed()
