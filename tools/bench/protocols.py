@@ -133,7 +133,8 @@ class MeshcacheProtocol(Protocol):
             obj = msgpack.unpackb(reply[4:], raw=False)
         except Exception:  # any undecodable body is the server's error, counted as such
             return ReplyKind.ERROR
-        if type(obj) is not list or len(obj) != 4 or obj[1] != 0:
+        # [id, status, payload, ring_version, hints?]: a node with hot keys adds the hints.
+        if type(obj) is not list or not 4 <= len(obj) <= 5 or obj[1] != 0:
             return ReplyKind.ERROR
         return ReplyKind.MISS if obj[2] is None else ReplyKind.OK
 
