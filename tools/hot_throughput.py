@@ -9,7 +9,8 @@ not own, or answers from a copy. 90% GET, 100-byte values, ``--keys`` keys prelo
 owners, depth 1. The key of each request is drawn uniformly or by Zipf(``--zipf``). The
 ``default`` namespace's hot keys are switched on and off between runs (``ns set --hot-keys``,
 share 0.01, rate 100, lease 2 s). Each run reports ops/s and the balance of the GETs the nodes
-served themselves (busiest ÷ mean, from INFO: GETs received - forwarded out + forwarded in).
+served themselves after the warm-up (busiest ÷ mean, from INFO: GETs received - forwarded out +
+forwarded in).
 Ratios are against the uniform, hot-keys-off run of the same repeat (the anchor).
 """
 
@@ -21,6 +22,8 @@ import itertools
 import os
 import random
 import statistics
+import threading
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -40,6 +43,31 @@ def _zipf_indexes(keys: int, s: float, count: int, rng: random.Random) -> list[i
     cumulative = list(itertools.accumulate(1.0 / (i + 1) ** s for i in range(keys)))
     total = cumulative[-1]
     return [bisect.bisect_left(cumulative, rng.random() * total) for _ in range(count)]
+
+
+class _Window:
+    """The reads each node served when a run's warm-up ended: a thread waits for the load to
+    start (the nodes' counts rise), then for the warm-up, and takes them, so that the balance
+    covers the measured part of the run only."""
+
+    def __init__(self, mesh: Mesh, warmup: float) -> None:
+        self._mesh = mesh
+        self._warmup = warmup
+        self._counts: dict[str, int] | None = None
+        self._thread = threading.Thread(target=self._take, daemon=True)
+        self._thread.start()
+
+    def _take(self) -> None:
+        idle = sum(served(self._mesh).values())
+        while sum(served(self._mesh).values()) < idle + 100:
+            time.sleep(0.02)
+        time.sleep(self._warmup)
+        self._counts = served(self._mesh)
+
+    def start(self) -> dict[str, int]:
+        self._thread.join()
+        assert self._counts is not None
+        return self._counts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 set_hot(mesh, HOT, on)
                 targets = [Target(x.data_address, per, indexes) for x in mesh.nodes]
-                before = served(mesh)
+                window = _Window(mesh, args.warmup)
                 run = drive(
                     label,
                     targets,
@@ -83,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                     warmup=args.warmup,
                     duration=args.duration,
                 )
+                before = window.start()
                 after = served(mesh)
                 counts = [after[n] - before[n] for n in after]
                 balance = max(counts) / statistics.mean(counts)
