@@ -44,6 +44,8 @@ POLICIES = {
 READERS = 64
 #: Mesh seconds between two reads of one reader.
 PACE = 0.002
+#: Mesh seconds of reads before a balance run is counted (the hot set forms within one).
+WARMUP = 2.0
 
 
 def _key(rank: int) -> bytes:
@@ -104,7 +106,7 @@ async def _balance_run(
                 owner = mesh.owners(ns, key)[0]
                 mesh.nodes[owner].store.execute(ns, "SET", [key, value, {}])
         for ns in POLICIES:
-            warm = int(2.0 / PACE * READERS)
+            warm = int(WARMUP / PACE * READERS)
             await _load(mesh, ns, draw, rng, warm)
             before = _served(mesh)
             await _load(mesh, ns, draw, rng, reads)
@@ -173,14 +175,19 @@ def main(argv: list[str] | None = None) -> int:
         "--only", choices=("zipf 0.99", "zipf 1.2", "one key 30%"), help="one workload only"
     )
     args = parser.parse_args(argv)
-    POLICIES["on"] = POLICIES["on"].replace(hot=POLICIES["on"].hot.replace(share=args.share))
+    hot = POLICIES["on"].hot
+    assert hot is not None
+    POLICIES["on"] = POLICIES["on"].replace(hot=hot.replace(share=args.share))
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     workloads = {
         "zipf 0.99": _zipf(0.99),
         "zipf 1.2": _zipf(1.2),
         "one key 30%": _one_key(0.3),
     }
-    print(f"balance: busiest node's reads / mean, {args.nodes} simulated nodes, {args.reads} GETs")
+    print(
+        f"balance: busiest node's reads / mean, {args.nodes} simulated nodes, {args.reads} GETs"
+        f" after {WARMUP:g} s of mesh time of warm-up"
+    )
     for name, draw in workloads.items():
         if args.only and name != args.only:
             continue
