@@ -52,7 +52,7 @@ class NodeFigures:
     local_stalls: int  # late gossip ticks Lifeguard counted against itself
     lag_p99_ms: float  # over INFO's window (the last 60 s)
     lag_max_ms: float  # since the node started
-    own_p99_ms: float  # the lags' own parts (CPU the loop used), over INFO's window
+    own_p99_ms: float  # the lags less the waits for a core, over INFO's window
     own_max_ms: float  # since the node started
     longest_step_ms: float
     longest_step_task: str | None

@@ -7,11 +7,11 @@ module measures it, two ways:
 * **Lag** (always on): a task sleeps ``interval`` seconds again and again and records how late
   each wake-up is. That is what any timer of the node suffers at that moment (a gossip probe
   deadline included). Kept over a sliding ``window`` for INFO (p50/p99/max) and as a cumulative
-  histogram for ``/metrics``. Beside each lag goes its **own** part: at most the CPU the loop's
-  thread used since the previous wake-up (``time.thread_time``). A loop with a core to itself
-  would have woken no later than that, so ``lag - own`` is time the process waited for a core
-  (or for the GIL) while the machine ran something else: on a crowded machine the lag says how
-  late timers ran, the own part how long the node's own work held them.
+  histogram for ``/metrics``. Beside each lag goes its **own** part: the lag less the time the
+  loop's thread spent runnable but waiting for a core since the previous wake-up (the kernel's
+  run-queue wait, ``/proc/thread-self/schedstat``). On a crowded machine the lag says how late
+  timers ran, the own part how much of it the node's own work accounts for; where the kernel
+  does not report the wait, the own part is the whole lag.
 * **Steps** (a trio :class:`~trio.abc.Instrument`): every task step is timed, the longest one is
   kept with its task's name, and every step of at least ``stall_threshold`` is counted and
   logged as ``loop_stall`` with the task, the place it stopped at (where the stretch ended) and
@@ -40,6 +40,7 @@ import bisect
 import contextlib
 import gc
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -210,6 +211,46 @@ def _log_stall(seconds: float, task: str, at: str, cpu: float) -> None:
     )
 
 
+class RunQueueWait:
+    """The calling thread's total time runnable but not running (waiting for a core), from
+    ``/proc/thread-self/schedstat`` (its second field, nanoseconds): one ``pread`` of an open
+    file, about a microsecond."""
+
+    __slots__ = ("_fd",)
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    @classmethod
+    def open(cls) -> RunQueueWait | None:
+        """For the calling thread; None where the kernel does not report it."""
+        try:
+            fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        reader = cls(fd)
+        if reader.read() is None:
+            reader.close()
+            return None
+        return reader
+
+    def read(self) -> float | None:
+        """Seconds waited so far; None if the file cannot be read."""
+        try:
+            fields = os.pread(self._fd, 128, 0).split()
+            return int(fields[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+
+def _unknown() -> float | None:
+    return None
+
+
 class LoopMonitor:
     """Measures the event loop's lag and (sampled) longest steps; see the module docstring.
 
@@ -223,7 +264,9 @@ class LoopMonitor:
             seconds at the start of every ``sample_every``.
         clock: the loop's clock (``trio.current_time``).
         step_clock: the clock steps are timed with.
-        cpu_clock: the loop thread's CPU clock (``time.thread_time``), for the lag's own part.
+        waited: the loop thread's total run-queue wait in seconds (default: read from
+            ``/proc/thread-self/schedstat`` on the thread that runs the monitor), for the lag's
+            own part; None where it cannot be read.
     """
 
     def __init__(
@@ -237,7 +280,7 @@ class LoopMonitor:
         sample_for: float = 1.0,
         clock: Callable[[], float] = trio.current_time,
         step_clock: Callable[[], float] = time.perf_counter,
-        cpu_clock: Callable[[], float] = time.thread_time,
+        waited: Callable[[], float | None] | None = None,
     ) -> None:
         if not (interval > 0 and window >= interval and stall_threshold > 0):
             raise ValueError("interval > 0, window >= interval and stall_threshold > 0")
@@ -250,7 +293,7 @@ class LoopMonitor:
         self.sample_every = sample_every
         self.sample_for = sample_for
         self._clock = clock
-        self._cpu_clock = cpu_clock
+        self._waited = waited
         self.recorder = StepRecorder(stall_threshold, clock=step_clock)
         self.gc = GcRecorder(stall_threshold, clock=step_clock)
         self._recording = False
@@ -274,9 +317,11 @@ class LoopMonitor:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Measure until cancelled (then the instrument, if installed, is removed)."""
-        clock, cpu_clock = self._clock, self._cpu_clock
+        clock = self._clock
+        reader = None if self._waited is not None else RunQueueWait.open()
+        waited = self._waited or (reader.read if reader is not None else _unknown)
         now = clock()
-        cpu = cpu_clock()
+        wait = waited()
         self._period_start = now
         next_sample = now
         recording_since = now
@@ -298,12 +343,18 @@ class LoopMonitor:
                 deadline = now + self.interval
                 await trio.sleep_until(deadline)
                 now = clock()
-                cpu_before, cpu = cpu, cpu_clock()
+                wait_before, wait = wait, waited()
                 lag = max(0.0, now - deadline)
-                self._observe(now, lag, min(lag, max(0.0, cpu - cpu_before)))
+                if wait is None or wait_before is None:
+                    own = lag
+                else:
+                    own = lag - min(lag, max(0.0, wait - wait_before))
+                self._observe(now, lag, own)
         finally:
             if self._recording:
                 self._record(False)
+            if reader is not None:
+                reader.close()
 
     def _record(self, on: bool) -> None:
         if on:
@@ -423,6 +474,7 @@ __all__ = [
     "GcRecorder",
     "Histogram",
     "LoopMonitor",
+    "RunQueueWait",
     "StepMode",
     "StepRecorder",
     "where",

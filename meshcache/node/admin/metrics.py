@@ -191,8 +191,8 @@ def loop_families(figures: dict[str, Any]) -> Iterator[Any]:
     )
     yield HistogramMetricFamily(
         "meshcache_loop_lag_own_seconds",
-        "The part of each lag the loop's own work can account for: at most the CPU its thread "
-        "used since the previous wake-up (the rest was waiting for a core).",
+        "The part of each lag the loop's own work accounts for: the lag less the time its "
+        "thread waited for a core since the previous wake-up (the kernel's run-queue wait).",
         buckets=figures["lag_own_buckets"],
         sum_value=figures["lag_own_sum"],
     )
