@@ -76,9 +76,7 @@ def _write_public(path: Path, data: bytes, *, force: bool) -> None:
     tmp.replace(path)
 
 
-def _write_issued(
-    issued: Issued, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate
-) -> None:
+def _write_issued(issued: Issued, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> None:
     """Write a key (owner-only) and its certificate over whatever is there."""
     _write_private(
         issued.key,

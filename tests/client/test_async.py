@@ -249,9 +249,7 @@ def test_asyncio_a_discarded_connection_is_closed_before_the_loop_ends() -> None
         async with AsyncClient(f"127.0.0.1:{port}", timeout=0.3, smart=False) as client:
             with pytest.raises(meshcache.MeshcacheTimeout):
                 await client.set("big", b"x" * (8 << 20))
-            transports.extend(
-                obj for obj in gc.get_objects() if isinstance(obj, asyncio.Transport)
-            )
+            transports.extend(obj for obj in gc.get_objects() if isinstance(obj, asyncio.Transport))
 
     try:
         asyncio.run(main())
