@@ -29,6 +29,8 @@ LAN = LinkFaults(delay=0.0005, jitter=0.002)
 #: Background reads a second over the mesh, spread over many cold keys.
 BACKGROUND = 600
 SEEDS = sim_seeds(3)
+#: The key that warms up and cools down.
+KEY = b"warm:1"
 
 
 @pytest.mark.parametrize(
@@ -54,19 +56,26 @@ def _copies(mesh: SimMesh, key: bytes) -> list[str]:
     return [n for n in mesh.ids if (NS, key) in mesh.nodes[n].parts.hot.area]
 
 
+async def _mesh_with_background(nursery: trio.Nursery, seed: int) -> tuple[SimMesh, random.Random]:
+    """A 3-node mesh running in ``nursery``, :data:`KEY` written, and a uniform background of
+    reads over many cold keys; the mesh and the random source the readers draw from."""
+    mesh = SimMesh(seed, 3, policies={NS: POLICY}, link=LAN)
+    rng = random.Random(seed)
+    await nursery.start(mesh.run)
+    await mesh.client("n0", NS, "SET", KEY, b"v" * 100)
+    for _ in range(6):
+        nursery.start_soon(
+            _read, mesh, lambda r: b"cold:%d" % r.randrange(100_000), BACKGROUND / 6, rng
+        )
+    return mesh, rng
+
+
 async def _copied_after(seed: int, reads_per_second: float, timeout: float) -> float | None:
     """Mesh seconds from the first read of a key read at ``reads_per_second`` (over a uniform
     background) until every other node holds a copy; None if not within ``timeout``."""
-    mesh = SimMesh(seed, 3, policies={NS: POLICY}, link=LAN)
-    rng = random.Random(seed)
-    key = b"warm:1"
+    key = KEY
     async with trio.open_nursery() as nursery:
-        await nursery.start(mesh.run)
-        await mesh.client("n0", NS, "SET", key, b"v" * 100)
-        for _ in range(6):
-            nursery.start_soon(
-                _read, mesh, lambda r: b"cold:%d" % r.randrange(100_000), BACKGROUND / 6, rng
-            )
+        mesh, rng = await _mesh_with_background(nursery, seed)
         await trio.sleep(3.0)  # the sketches hold the background's counts
         nursery.start_soon(_read, mesh, lambda r: key, reads_per_second, rng)
         owner = mesh.owners(NS, key)[0]
@@ -104,16 +113,9 @@ async def test_a_key_read_at_a_quarter_of_the_rate_never_turns_hot(
 async def test_a_key_whose_reads_stop_cools_within_a_second_and_stays_cold(
     seed: int, autojump_clock: trio.testing.MockClock
 ) -> None:
-    mesh = SimMesh(seed, 3, policies={NS: POLICY}, link=LAN)
-    rng = random.Random(seed)
-    key = b"warm:1"
+    key = KEY
     async with trio.open_nursery() as nursery:
-        await nursery.start(mesh.run)
-        await mesh.client("n0", NS, "SET", key, b"v" * 100)
-        for _ in range(6):
-            nursery.start_soon(
-                _read, mesh, lambda r: b"cold:%d" % r.randrange(100_000), BACKGROUND / 6, rng
-            )
+        mesh, rng = await _mesh_with_background(nursery, seed)
         jump = trio.CancelScope()
 
         async def jumped() -> None:
@@ -144,16 +146,9 @@ async def test_a_key_whose_reads_stop_cools_within_a_second_and_stays_cold(
 async def test_a_key_read_steadily_at_twice_the_rate_stays_hot(
     seed: int, autojump_clock: trio.testing.MockClock
 ) -> None:
-    mesh = SimMesh(seed, 3, policies={NS: POLICY}, link=LAN)
-    rng = random.Random(seed)
-    key = b"warm:1"
+    key = KEY
     async with trio.open_nursery() as nursery:
-        await nursery.start(mesh.run)
-        await mesh.client("n0", NS, "SET", key, b"v" * 100)
-        for _ in range(6):
-            nursery.start_soon(
-                _read, mesh, lambda r: b"cold:%d" % r.randrange(100_000), BACKGROUND / 6, rng
-            )
+        mesh, rng = await _mesh_with_background(nursery, seed)
         nursery.start_soon(_read, mesh, lambda r: key, 2 * RATE, rng)
         owner = mesh.owners(NS, key)[0]
         await mesh.wait_until(

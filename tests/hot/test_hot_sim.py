@@ -493,8 +493,8 @@ async def test_a_late_update_of_an_older_write_does_not_bring_back_its_value(
     write reached the holder only after the owner stopped waiting for it (a connection of its
     own, which the holder took late) — here, after the key cooled and the owner dropped the
     holder's newer copy. The holder must not store it: a read through the holder then answers
-    the writer's second write, not the first (before, the late update was stored, with no
-    fence left to keep it from being served)."""
+    the writer's second write, not the first: with no copy and no fence left there, nothing
+    else would keep the late update from being stored and served."""
     mesh = SimMesh(13, 4, policies={NS: POLICY}, link=LAN)
     rng = random.Random(13)
     key = b"hot:late"
