@@ -76,7 +76,8 @@ the lease of any copy older than the write has ended by then."""
 
 ANY_COPY_OLDER = (1 << 64) - 1
 """The version a router demands after a write of a hot key whose answer carried none (it went
-through a node that is not the key's owner): no copy serves the key's reads, its owner does."""
+through a node that is not the key's owner): no copy serves the key's reads; its owner answers
+them with the newest record of the live members."""
 
 
 @dataclass(frozen=True, slots=True)
