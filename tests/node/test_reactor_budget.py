@@ -4,9 +4,7 @@ cost milliseconds (a BULK apply, a REPL batch, a large MSET)."""
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import trio
@@ -25,7 +23,6 @@ WORK_S = 0.001  # CPU a heavy frame costs (a BULK of ~700 values)
 # Heavy frames one wake-up may answer on its own: each takes at least WORK_S of the clock, and
 # the turn ends after the one that spends the budget.
 WITHIN_BUDGET = int(ROUND_BUDGET / WORK_S) + 1
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class HeavyDispatcher:
@@ -103,32 +100,8 @@ async def test_ordered_mode_ends_a_turn_after_a_heavy_frame_too() -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(port.serve)
         with longest_step(clock=lambda: float(dispatcher.heavy)) as probe:
-            await trio.run_process(
-                [sys.executable, "-c", WAIT_CLIENT, *map(str, port.address), str(n)], cwd=ROOT
-            )
+            await burst_client(port.address, "h", n, pad=2048, first="wait")
         nursery.cancel_scope.cancel()
     assert dispatcher.heavy == n
     most = probe.of("Reactor.serve").longest
     assert most <= WITHIN_BUDGET, f"{most:.0f} heavy frames in one reactor step"
-
-
-WAIT_CLIENT = """
-import socket, sys
-from meshcache.wire.frame import HEADER, FrameReader
-host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-heads = [b"wait".ljust(16, b".")] + [(b"h-%06d" % i).ljust(16, b".") for i in range(n)]
-bodies = [heads[0]] + [h + b"x" * 2048 for h in heads[1:]]
-with socket.create_connection((host, port), timeout=30) as sock:
-    sock.sendall(b"".join(HEADER.pack(len(b)) + b for b in bodies))
-    reader, got = FrameReader(), []
-    while len(got) < len(heads):
-        body = reader.next_body()
-        if body is not None:
-            got.append(body)
-            continue
-        data = sock.recv(1 << 16)
-        if not data:
-            sys.exit("closed")
-        reader.feed(data)
-sys.exit(0 if got == heads else "answers out of order")
-"""
