@@ -209,6 +209,15 @@ class SwimNode:
         self._joined = False
         self._send_join_round(now)
 
+    def join_also(self, seeds: list[Address], now: float) -> None:
+        """Exchange full state with ``seeds`` as well, keeping a join still under way: for
+        members the node knows of by other means (its config's ring) that gossip has not heard
+        of, such as a node restarted without seeds."""
+        fresh = [s for s in seeds if s != self.address and s not in self._join_seeds]
+        if not fresh or self._me.state is LEFT:
+            return
+        self.join(fresh if self._joined else [*self._join_seeds, *fresh], now)
+
     def leave(self, now: float) -> None:
         """Announce a graceful leave; the node stops probing but keeps answering."""
         if self._me.state is LEFT:

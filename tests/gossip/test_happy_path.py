@@ -65,6 +65,29 @@ def test_restart_rejoins_with_higher_incarnation() -> None:
     assert node.incarnation > old_inc
 
 
+def test_a_restarted_seed_without_seeds_joins_the_members_it_is_told_of() -> None:
+    # No periodic push/pull or reconnect in this test: only its own join can teach the
+    # restarted seed who is there.
+    net = Loopback(1, GossipConfig(push_pull_interval=600.0, reconnect_interval=600.0))
+    for i in range(3):
+        net.add(i)
+    for i in range(3):
+        net.nodes[addr(i)].join([addr(0)], net.now)
+    net.run(20.0)  # joined, and the join's updates all gossiped: nothing left to piggyback
+    assert net.views()["n0"] == {"n0": A, "n1": A, "n2": A}
+    net.down.add(addr(0))
+    net.run(1.0)
+    net.down.discard(addr(0))
+    node = net.add(0)  # the seed restarted: no seeds of its own
+    node.join([], net.now)
+    net.run(3.0)
+    assert set(net.views([addr(0)])["n0"]) == {"n0"}
+    node.join_also([addr(1), addr(0)], net.now)  # what its config lists (itself included)
+    net.run(1.0)
+    assert net.views()["n0"] == {"n0": A, "n1": A, "n2": A}
+    assert node.joined
+
+
 def test_partition_heals_without_operator() -> None:
     net = make_cluster(6)
     left = {addr(i) for i in range(3)}

@@ -222,6 +222,30 @@ def test_a_restarted_node_pulls_what_it_owns(stack: ExitStack, tmp_path: Path) -
             raise
 
 
+def test_a_first_node_restarted_without_join_finds_its_cluster_through_its_ring(
+    stack: ExitStack, tmp_path: Path
+) -> None:
+    # The lan profile: a peer's periodic push/pull (or reconnect) reaches the restarted node
+    # only every 30 s, so learning the members within a few seconds takes the node's own join
+    # through the members its config's ring lists.
+    mesh = Mesh(stack, tmp_path, 2, "--profile", "lan")
+    a, b = mesh.nodes
+    port = a.data_address[1]
+    a.kill()
+    a2 = mesh.start_node("--bootstrap", port=port, name="n0")  # same dir, port and id; no --join
+    assert a2.node_id == a.node_id
+
+    def knows_b() -> bool:
+        members = {m["name"]: m["state"] for m in mesh.call(a2, "MEMBERS", [])}
+        return members.get(b.node_id) == "alive"
+
+    try:
+        wait_for(knows_b, 8, "the restarted node to hold the other member alive")
+    except BaseException:
+        print(a2.log_tail(60))
+        raise
+
+
 def test_anti_entropy_repairs_a_replica_that_missed_writes(
     stack: ExitStack, tmp_path: Path
 ) -> None:

@@ -291,6 +291,7 @@ class ConfigService:
                 self.store.drop_namespace(name)
         self._pull.installed(config.version)
         self.membership.update_meta(config_version=config.version)
+        self.membership.join_members((m.node_id, m.address) for m in config.members)
         log.info("config_installed", version=config.version, namespaces=len(config.namespaces))
         if self._on_install is not None:
             self._on_install(config)

@@ -15,7 +15,7 @@ import base64
 import binascii
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -131,6 +131,7 @@ class Membership:
         self._on_event = on_event
         self._swim: SwimNode | None = None
         self._poke: Callable[[], None] = lambda: None
+        self._known: list[tuple[str, str]] = []  # join_members before gossip ran
 
     @property
     def running(self) -> bool:
@@ -191,6 +192,7 @@ class Membership:
                 seeds = [parse_address(s, default_port=None) for s in self.settings.join]
                 seeds = [s for s in seeds if s != self.data_address]
                 self._swim.join(seeds, trio.current_time())
+                self.join_members(self._known)
                 self._poke()
                 task_status.started(address)
 
@@ -207,6 +209,27 @@ class Membership:
         self.meta = replace(self.meta, **changes)
         if self._swim is not None:
             self._swim.update_meta(self.meta, trio.current_time())
+            self._poke()
+
+    def join_members(self, members: Iterable[tuple[str, str]]) -> None:
+        """Join through the members the node knows of from its config, as ``(node id, data
+        address)``, that gossip has not heard of. A node restarted without ``--join`` (the
+        first node of a cluster, say) knows nobody; without this it would wait until a peer's
+        periodic push/pull happened to pick it, up to a few push/pull intervals."""
+        if self._swim is None:
+            self._known = list(members)
+            return
+        swim = self._swim
+        unknown = []
+        for node_id, address in members:
+            if node_id == self.node_id or swim.state_of(node_id) is not None:
+                continue
+            try:
+                unknown.append(parse_address(address, default_port=None))
+            except ConfigError:
+                continue  # the ring was validated when committed; nothing to join through
+        if unknown:
+            swim.join_also(unknown, trio.current_time())
             self._poke()
 
     def leave(self) -> None:
