@@ -290,16 +290,15 @@ class Assembly:
         namespace: str,
         args: list[Any],
         timeout: float = AE_CALL_TIMEOUT,
-        alone: bool = False,
+        lane: str = "",
     ) -> Any:
-        """A request to ``peer``; ``alone``: on a connection of its own, so that its answer is
-        not held behind the pooled connection's slower answers."""
+        """A request to ``peer``; ``lane``: on that lane's kept connection to it
+        (:class:`PeerPool`), so that its answer is not held behind the pooled connection's
+        slower answers."""
         address = self.address_of(peer)
         if address is None:
             raise CommandError(ErrorCode.NOT_OWNER, f"{peer} is not on this node's ring")
-        if alone:
-            return await self.pool.call_alone(address, op, namespace, args, timeout=timeout)
-        return await self.pool.call(address, op, namespace, args, timeout=timeout)
+        return await self.pool.call(address, op, namespace, args, timeout=timeout, lane=lane)
 
     # --- figures ----------------------------------------------------------------------------
 

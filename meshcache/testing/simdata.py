@@ -9,8 +9,8 @@ time, and seconds of mesh time take milliseconds.
 
 What the network models (:class:`SimDataNet`), per directed link (:class:`LinkFaults`):
 
-* **Connections** like the real :class:`PeerPool`'s: one per (caller, peer), opened on first
-  use, requests pipelined and matched by id, started by the peer in arrival order and answered
+* **Connections** like the real :class:`PeerPool`'s: one per (caller, peer, lane), opened on
+  first use, requests pipelined and matched by id, started by the peer in arrival order and answered
   in request order; as on the data port, a request whose answer waits lets the next ones run
   unless it fans out (:class:`~meshcache.wire.pending.Pending`). Frames on one connection
   arrive in order: jitter delays, never reorders them.
@@ -154,9 +154,10 @@ class _Frame:
 class _Conn:
     """One simulated pipelined connection from ``src``'s pool to ``dst``'s data port."""
 
-    def __init__(self, src: str, dst: str, dst_epoch: int) -> None:
+    def __init__(self, src: str, dst: str, dst_epoch: int, lane: str = "") -> None:
         self.src = src
         self.dst = dst
+        self.lane = lane
         self.dst_epoch = dst_epoch
         self.waiters: dict[int, _Waiter] = {}
         self.ids = itertools.count(1)
@@ -212,11 +213,12 @@ class SimDataNet:
         self._blocked: set[tuple[str, str]] = set()
         self._endpoints: dict[str, _Endpoint] = {}
         self._epochs: Counter[str] = Counter()
-        self._conns: dict[tuple[str, str], _Conn] = {}  # the pooled one per (src, dst)
+        # The kept ones per (src, dst, lane): the pooled connection is lane "".
+        self._conns: dict[tuple[str, str, str], _Conn] = {}
         # Every open connection, pooled or alone, in opening order (a dict: a set of objects would
         # iterate in address order, which differs from run to run).
         self._open: dict[_Conn, None] = {}
-        self._connecting: dict[tuple[str, str], trio.Lock] = {}
+        self._connecting: dict[tuple[str, str, str], trio.Lock] = {}
         self._trace = hashlib.sha256()
         #: Model TCP retransmission: a frame meeting a partition is delivered when it heals.
         self.retransmit = False
@@ -255,6 +257,12 @@ class SimDataNet:
         self._healed = trio.Event()
         self._record("heal", "", "", "")
 
+    def reset(self, src: str, dst: str) -> None:
+        """The open connections ``src → dst`` (every lane's) break at once, as on a reset:
+        requests in flight on them fail, and the next call connects again."""
+        for conn in [c for c in self._open if (c.src, c.dst) == (src, dst)]:
+            self._break(conn, "reset")
+
     def blocked(self, src: str, dst: str) -> bool:
         return (src, dst) in self._blocked
 
@@ -279,7 +287,7 @@ class SimDataNet:
         """``node_id`` crashed: its connections fail at once, connecting to it is refused."""
         self._endpoints.pop(node_id, None)
         self._epochs[node_id] += 1
-        for key in [k for k in self._conns if node_id in k]:
+        for key in [k for k in self._conns if node_id in k[:2]]:
             del self._conns[key]
         for conn in [c for c in self._open if node_id in (c.src, c.dst)]:
             self._open.pop(conn, None)
@@ -305,16 +313,22 @@ class SimDataNet:
         timeout: float,
         *,
         alone: bool = False,
+        lane: str = "",
     ) -> Response:
-        """What :meth:`PeerPool.request` does, over the simulated network; with ``alone``, on
-        a connection of its own that is closed after the answer (:meth:`PeerPool.call_alone`)."""
+        """What :meth:`PeerPool.request` does, over the simulated network, on the kept
+        connection of ``lane``; with ``alone``, on a connection of its own that is closed after
+        the answer (:meth:`PeerPool.call_alone`)."""
         dst = address[0]
         self.stats["requests"] += 1
+        if lane:
+            self.stats["lane_requests"] += 1
         self.in_flight += 1
         conn: _Conn | None = None
         try:
             with trio.fail_after(timeout):
-                conn = await (self._connect(src, dst) if alone else self._connection(src, dst))
+                conn = await (
+                    self._connect(src, dst) if alone else self._connection(src, dst, lane)
+                )
                 rid = next(conn.ids)
                 waiter = _Waiter()
                 conn.waiters[rid] = waiter
@@ -341,19 +355,20 @@ class SimDataNet:
     def _latency(self, link: LinkFaults) -> float:
         return link.delay + self.rng.uniform(0.0, link.jitter)
 
-    async def _connection(self, src: str, dst: str) -> _Conn:
-        conn = self._conns.get((src, dst))
+    async def _connection(self, src: str, dst: str, lane: str = "") -> _Conn:
+        slot = (src, dst, lane)
+        conn = self._conns.get(slot)
         if conn is not None and conn.broken is None:
             return conn
-        async with self._connecting.setdefault((src, dst), trio.Lock()):
-            conn = self._conns.get((src, dst))
+        async with self._connecting.setdefault(slot, trio.Lock()):
+            conn = self._conns.get(slot)
             if conn is not None and conn.broken is None:
                 return conn
-            conn = await self._connect(src, dst)
-            self._conns[(src, dst)] = conn
+            conn = await self._connect(src, dst, lane)
+            self._conns[slot] = conn
             return conn
 
-    async def _connect(self, src: str, dst: str) -> _Conn:
+    async def _connect(self, src: str, dst: str, lane: str = "") -> _Conn:
         """Open a new connection ``src → dst`` (a TCP handshake over the links)."""
         there, back = self.link(src, dst), self.link(dst, src)
         if dst not in self._endpoints:
@@ -371,10 +386,12 @@ class SimDataNet:
         if endpoint is None or not self.reachable(src, dst):
             self.stats["connect_errors"] += 1
             raise PeerUnreachable(f"connecting to {dst}: the handshake was lost")
-        conn = _Conn(src, dst, self._epochs[dst])
+        conn = _Conn(src, dst, self._epochs[dst], lane)
         self._open[conn] = None
         self.stats["connects"] += 1
-        self._record("connect", src, dst, "")
+        if lane:
+            self.stats["lane_connects"] += 1
+        self._record("connect", src, dst, lane)
         endpoint.nursery.start_soon(self._serve, conn, endpoint)
         return conn
 
@@ -475,8 +492,9 @@ class SimDataNet:
     def _break(self, conn: _Conn, op: str) -> None:
         self.stats["loss"] += 1
         self._record("break", conn.src, conn.dst, op)
-        if self._conns.get((conn.src, conn.dst)) is conn:
-            del self._conns[(conn.src, conn.dst)]
+        slot = (conn.src, conn.dst, conn.lane)
+        if self._conns.get(slot) is conn:
+            del self._conns[slot]
         self._open.pop(conn, None)
         conn.fail(MeshcacheConnectionError(f"connection {conn.src} -> {conn.dst} broke"))
 
@@ -519,6 +537,7 @@ class SimPeerPool(PeerPool):
         timeout: float,
         abort_on_timeout: bool = False,
         sent: Callable[[], None] | None = None,
+        lane: str = "",
     ) -> Response:
         """Over the simulated network. ``submit`` (the pool's way without a task) is never
         taken here (this pool holds no connection of its own), so the order of what a node
@@ -527,7 +546,9 @@ class SimPeerPool(PeerPool):
         self.stats["requests"] += 1
         if sent is not None:
             sent()
-        return await self.net.request(self.node_id, address, op, namespace, args, timeout)
+        return await self.net.request(
+            self.node_id, address, op, namespace, args, timeout, lane=lane
+        )
 
     async def call_alone(
         self, address: Address, op: str, namespace: str, args: list[Any], *, timeout: float

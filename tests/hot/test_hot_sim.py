@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from meshcache.client.ring_router import ANY_COPY_OLDER
 from meshcache.errors import BadRequestError, MeshcacheError
 from meshcache.node.data.hot.area import HotArea
+from meshcache.node.data.hot.keys import WRITE_WAIT
 from meshcache.node.data.replication.tombstones import read_record
 from meshcache.store.hotpolicy import HotKeyPolicy
 from meshcache.store.policy import NamespacePolicy
@@ -545,4 +546,82 @@ async def test_a_late_update_of_an_older_write_does_not_bring_back_its_value(
         again = [key, value_of(key, 2), second.version, second.expires_at]
         assert await mesh.client(holder, NS, "HOT_PUSH", owner, ring_version, LEASE, [again]) == [0]
         assert await mesh.client(holder, NS, "GET", key) == value_of(key, 2)
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("seed", SEEDS)
+async def test_copy_updates_go_on_one_kept_connection_per_holder(
+    seed: int, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Writes to a hot key at its owner: every update reaches every holder before the write is
+    acknowledged, over one connection per holder opened once (the update lane), not one per
+    update. A lane the network resets is replaced by the next write's update. A holder the
+    owner cannot reach (its lane reset too, so the update must connect) does not hold a write
+    longer than the bounded wait; its copy is covered by its lease: served until the lease
+    ends, then no more."""
+    mesh = SimMesh(seed, 4, policies={NS: POLICY}, link=LAN)
+    rng = random.Random(seed)
+    key = b"hot:lane"
+    async with trio.open_nursery() as nursery:
+        await nursery.start(mesh.run)
+        await mesh.client("n0", NS, "SET", key, value_of(key, 0))
+        readers = trio.CancelScope()
+
+        async def read() -> None:
+            with readers:
+                await _readers(mesh, HotHistory(), [key], rng, 4)
+
+        nursery.start_soon(read)
+        owner = mesh.owners(NS, key)[0]
+        others = [n for n in mesh.ids if n != owner]
+        await mesh.wait_until(
+            lambda: _copies(mesh, key) == others, timeout=5.0, what="copies on every other node"
+        )
+        hot = mesh.nodes[owner].parts.hot
+        stats = mesh.net.stats
+
+        def copy_versions() -> dict[str, int | None]:
+            out: dict[str, int | None] = {}
+            for n in others:
+                copy = mesh.nodes[n].parts.hot.area.get(
+                    NS, key, trio.current_time(), mesh.nodes[n].wall()
+                )
+                out[n] = None if copy is None else copy.version
+            return out
+
+        async def write(seq: int) -> int:
+            await mesh.client(owner, NS, "SET", key, value_of(key, seq))
+            record = read_record(mesh.nodes[owner].store, NS, key)
+            assert record is not None
+            return record.version
+
+        lanes, updates = stats["lane_connects"], stats["lane_requests"]
+        for seq in range(1, 21):
+            version = await write(seq)
+            assert copy_versions() == dict.fromkeys(others, version), f"seed {seed}: {seq}"
+        assert stats["lane_requests"] - updates == 20 * len(others), f"seed {seed}"
+        assert stats["lane_connects"] - lanes <= len(others), f"seed {seed}"
+        assert hot.stats["invalidations_lost"] == 0, f"seed {seed}"
+        # a reset lane is replaced: the next update connects again and arrives
+        cut = others[0]
+        mesh.net.reset(owner, cut)
+        lanes = stats["lane_connects"]
+        version = await write(21)
+        assert copy_versions() == dict.fromkeys(others, version), f"seed {seed}"
+        assert stats["lane_connects"] == lanes + 1, f"seed {seed}"
+        # an unreachable holder: the write waits at most the bound, the copy lapses in a lease
+        mesh.net.reset(owner, cut)
+        mesh.net.partition([owner], [cut])
+        cut_at = trio.current_time()
+        lost = hot.stats["invalidations_lost"]
+        version = await write(22)
+        assert trio.current_time() - cut_at <= WRITE_WAIT + SLACK, f"seed {seed}"
+        assert hot.stats["invalidations_lost"] == lost + 1, f"seed {seed}"
+        held = copy_versions()
+        assert held[cut] is not None and held[cut] < version, f"seed {seed}: {held}"
+        assert all(held[n] == version for n in others[1:]), f"seed {seed}: {held}"
+        await trio.sleep(LEASE + SLACK - (trio.current_time() - cut_at))
+        assert mesh.nodes[cut].parts.hot.serve(NS, key) is None, f"seed {seed}"
+        readers.cancel()
         nursery.cancel_scope.cancel()

@@ -358,6 +358,87 @@ async def test_a_forward_that_times_out_resets_its_connection_so_nothing_queued_
         assert pool.stats["connects"] == 2
 
 
+async def lane_call(pool: PeerPool, address: Address, n: int, into: list[Any]) -> None:
+    """A copy update on the hot-key lane; its result (or error) goes to ``into``."""
+    try:
+        into.append(await pool.call(address, "HOT_PUSH", "default", [n], timeout=10, lane="hot"))
+    except MeshcacheConnectionError as exc:
+        into.append(exc)
+
+
+@pytest.mark.trio
+async def test_a_lane_is_a_kept_connection_whose_answers_do_not_wait_behind_the_pool() -> None:
+    """Requests on a lane go on a second connection to the peer, opened once and kept: each
+    later one costs a frame on it, and their answers come while the pooled connection's
+    request still waits for its own."""
+    async with peer() as (p, address), running(PeerPool()) as pool:
+        pooled = await connected(pool, p, address)
+        answers: dict[int, Response | BaseException] = {}
+        assert pool.submit(
+            address, "FWD", "default", ["SET", [b"k"]], timeout=10, answered=collect(answers, 0)
+        )
+        (slow,) = await p.requests(pooled, 1)  # the peer holds this answer back
+        results: list[Any] = []
+        lane: trio.socket.SocketType | None = None
+        for n in range(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(lane_call, pool, address, n, results)
+                if lane is None:
+                    lane = await p.accept()
+                (update,) = await p.requests(lane, 1)
+                assert (update.op, update.args) == ("HOT_PUSH", [n])
+                await lane.send(encode_ok(update.id, [n]))
+        assert results == [[n] for n in range(5)]
+        assert not answers, "the pooled request was answered"
+        assert len(p.conns) == 2
+        assert (pool.stats["connects"], pool.stats["lane_connects"]) == (2, 1)
+        assert pool.stats["lane_requests"] == 5
+        await pooled.send(encode_ok(slow.id, True))
+        await wait_until(lambda: 0 in answers)
+        response = answers[0]
+        assert isinstance(response, Response) and response.value is True
+
+
+@pytest.mark.trio
+async def test_a_lane_that_breaks_fails_its_requests_and_is_replaced() -> None:
+    """The peer closes the lane's connection with an update in flight: that update fails, the
+    next one opens a new lane connection and is answered, and the pooled connection is left
+    as it was."""
+    async with peer() as (p, address), running(PeerPool()) as pool:
+        pooled = await connected(pool, p, address)
+        results: list[Any] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lane_call, pool, address, 1, results)
+            lane = await p.accept()
+            await p.requests(lane, 1)
+            lane.close()
+        assert len(results) == 1 and isinstance(results[0], MeshcacheConnectionError)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lane_call, pool, address, 2, results)
+            again = await p.accept()
+            (update,) = await p.requests(again, 1)
+            assert update.args == [2]
+            await again.send(encode_ok(update.id, [7]))
+        assert results[1:] == [[7]]
+        assert pool.stats["lane_connects"] == 2
+        # The pooled connection still serves.
+        async with trio.open_nursery() as nursery:
+            got: list[Response] = []
+
+            async def ask() -> None:
+                got.append(await pool.request(address, "PING", "default", [], timeout=10))
+
+            nursery.start_soon(ask)
+            (ping,) = await p.requests(pooled, 1)
+            await pooled.send(encode_ok(ping.id, "PONG"))
+        assert got[0].value == "PONG"
+        assert pool.stats["connects"] == 3
+        pool.close(address)  # the peer's lane goes with its pooled connection
+        with trio.fail_after(10):
+            assert await again.recv(16) == b""
+            assert await pooled.recv(16) == b""
+
+
 @pytest.mark.trio
 async def test_a_port_writes_its_rounds_forwards_and_reads_the_answers_itself() -> None:
     """A client's pipeline through a port whose ops submit forwards: the round's forwards leave

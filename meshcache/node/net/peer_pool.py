@@ -20,6 +20,14 @@ A timer task per connection fails each request that has no answer by its deadlin
 the connection is mutual TLS over an ``SSLObject`` and memory BIOs, so the same non-blocking
 reads and writes serve it.
 
+A caller may name a **lane**: another kept connection to the same peer, for requests whose
+answers must not wait behind the pooled connection's (a peer answers a connection's requests in
+order, and a forwarded write's answer may take as long as the writes it waits on). The hot-key
+copy updates use one (``meshcache/node/data/hot/keys.py``): each costs a frame on a connection
+kept open, not a connect and a close. A lane is opened on first use, replaced when it breaks,
+and works as the pooled connection does (``submit`` uses the pooled one only); its connects and
+requests are also counted apart (``lane_connects``, ``lane_requests``).
+
 A connection that breaks fails every request in flight on it with
 :class:`MeshcacheConnectionError` (the caller decides whether to retry: a replica write becomes a
 hint) and is replaced by a new one on the next call. Connecting is bounded by
@@ -137,9 +145,11 @@ class _PeerConnection:
         sock: socket.socket,
         tls: _TlsFilter | None,
         max_frame: int,
+        lane: str = "",
     ) -> None:
         self.pool = pool
         self.address = address
+        self.lane = lane
         self.sock = sock
         self.fd = sock.fileno()
         self.tls = tls
@@ -514,8 +524,9 @@ class PeerPool:
         self.keyring = keyring
         self.tls = tls
         self.stats: Counter[str] = Counter()
-        self._conns: dict[Address, _PeerConnection] = {}
-        self._connecting: dict[Address, trio.Lock] = {}
+        # Keyed by (peer, lane): the pooled connection is lane "".
+        self._conns: dict[tuple[Address, str], _PeerConnection] = {}
+        self._connecting: dict[tuple[Address, str], trio.Lock] = {}
         self._nursery: trio.Nursery | None = None
         # The connections' sockets, level-triggered; None until :meth:`run`.
         self._epoll: select.epoll | None = None
@@ -691,22 +702,24 @@ class PeerPool:
             if self._epoll is not None:
                 with contextlib.suppress(OSError, ValueError):
                     self._epoll.unregister(conn.fd)
-        if self._conns.get(conn.address) is conn:
-            del self._conns[conn.address]
+        slot = (conn.address, conn.lane)
+        if self._conns.get(slot) is conn:
+            del self._conns[slot]
         self._dirty_conns.pop(conn, None)
         self._behind.pop(conn, None)
 
-    async def _connection(self, address: Address) -> _PeerConnection:
-        conn = self._conns.get(address)
-        waiting = self._connecting.get(address)
+    async def _connection(self, address: Address, lane: str = "") -> _PeerConnection:
+        slot = (address, lane)
+        conn = self._conns.get(slot)
+        waiting = self._connecting.get(slot)
         # Requests queued while the connection was opened go first (trio's Lock hands over
         # to the next waiter, so it stays locked until that queue is empty): a pipelined SET
         # then GET must not be sent GET first.
         if conn is not None and conn.broken is None and (waiting is None or not waiting.locked()):
             return conn
-        lock = self._connecting.setdefault(address, trio.Lock())
+        lock = self._connecting.setdefault(slot, trio.Lock())
         async with lock:
-            conn = self._conns.get(address)
+            conn = self._conns.get(slot)
             if conn is not None and conn.broken is None:
                 return conn
             if self._nursery is None:
@@ -747,11 +760,13 @@ class PeerPool:
             if self._nursery is None or self._epoll is None:
                 sock.close()
                 raise MeshcacheConnectionError("the peer pool is not running")
-            conn = _PeerConnection(self, address, sock, tls, self.max_frame)
+            conn = _PeerConnection(self, address, sock, tls, self.max_frame, lane)
             self._by_fd[conn.fd] = conn
             self._epoll.register(conn.fd, _READ)
-            self._conns[address] = conn
+            self._conns[slot] = conn
             self.stats["connects"] += 1
+            if lane:
+                self.stats["lane_connects"] += 1
             self._nursery.start_soon(conn.run)
             auth = auth_args(self.keyring)
             if auth is not None:
@@ -787,18 +802,21 @@ class PeerPool:
         timeout: float,
         abort_on_timeout: bool = False,
         sent: Callable[[], None] | None = None,
+        lane: str = "",
     ) -> Response:
         """Send one request and return its response (an error response is returned, not raised).
 
         With ``abort_on_timeout``, a time-out resets the connection (see the module docstring).
         ``sent`` is called once the request is queued on the connection (in order behind every
-        request queued before it).
+        request queued before it). ``lane``: on that lane's connection to the peer, not the
+        pooled one (see the module docstring). ``timeout`` bounds the wait for the answer; a
+        connection opened first takes up to ``connect_timeout`` more.
 
         Raises:
             MeshcacheConnectionError: the peer cannot be reached or the connection broke.
             MeshcacheTimeout: no answer within ``timeout`` seconds.
         """
-        conn = await self._connection(address)
+        conn = await self._connection(address, lane)
         if conn.broken is not None:
             raise MeshcacheConnectionError(str(conn.broken))
         if conn.outbox_bytes > MAX_OUTBOX:
@@ -806,6 +824,8 @@ class PeerPool:
             raise PeerUnreachable(f"{conn._name()}: too many requests waiting to be sent")
         waiter = _Waiter()
         self.stats["requests"] += 1
+        if lane:
+            self.stats["lane_requests"] += 1
         rid = conn.send(op, namespace, args, timeout, waiter, abort_on_timeout)
         if sent is not None:
             sent()
@@ -844,10 +864,10 @@ class PeerPool:
         yet, broken, requests queued behind a connect go first, or its outbox is full): the
         caller then uses :meth:`request`, which connects.
         """
-        conn = self._conns.get(address)
+        conn = self._conns.get((address, ""))
         if conn is None or conn.broken is not None or conn.outbox_bytes > MAX_OUTBOX:
             return False
-        waiting = self._connecting.get(address)
+        waiting = self._connecting.get((address, ""))
         if waiting is not None and waiting.locked():
             return False
         self.stats["requests"] += 1
@@ -855,10 +875,17 @@ class PeerPool:
         return True
 
     async def call(
-        self, address: Address, op: str, namespace: str, args: list[Any], *, timeout: float
+        self,
+        address: Address,
+        op: str,
+        namespace: str,
+        args: list[Any],
+        *,
+        timeout: float,
+        lane: str = "",
     ) -> Any:
         """:meth:`request`, returning the result or raising the peer's error as CommandError."""
-        response = await self.request(address, op, namespace, args, timeout=timeout)
+        response = await self.request(address, op, namespace, args, timeout=timeout, lane=lane)
         return response.result()
 
     async def call_alone(
@@ -879,9 +906,10 @@ class PeerPool:
         )
 
     def close(self, address: Address) -> None:
-        """Drop the connection to ``address`` (e.g. the peer left); calls in flight fail."""
-        conn = self._conns.pop(address, None)
-        if conn is not None:
+        """Drop the connections to ``address``, its lanes' too (e.g. the peer left); calls in
+        flight fail."""
+        for slot in [slot for slot in self._conns if slot[0] == address]:
+            conn = self._conns.pop(slot)
             conn.fail(MeshcacheConnectionError("connection dropped"))
             conn.scope.cancel()
 

@@ -10,7 +10,8 @@ One :class:`HotKeys` per node plays both sides (``docs/hotkeys.md`` has the desi
   drops the copies of a key that cooled (``HOT_DROP``; one it cannot reach lapses). A write to a hot
   key updates (or, for a delete or a typed value, drops: ``HOT_DROP``) every copy before the
   write is acknowledged, waiting at most :data:`WRITE_WAIT`; a copy it cannot reach is
-  covered by its lease.
+  covered by its lease. These updates travel on a kept connection of their own to each
+  holder (:data:`UPDATE_LANE`).
 * **As a holder** it keeps copies in a bounded :class:`~.area.HotArea` and answers a ``GET``
   of a key it does not own from a copy whose lease runs, instead of forwarding it. A push or
   drop is refused and counted unless it comes from the key's primary owner under the ring
@@ -30,10 +31,11 @@ from typing import Any
 import structlog
 import trio
 
-from meshcache.errors import CommandError, ErrorCode, MeshcacheError
+from meshcache.errors import CommandError, ErrorCode, MeshcacheConnectionError, MeshcacheError
 from meshcache.node.data.hot.area import UNBOUNDED_AREA_BYTES, Copy, HotArea
 from meshcache.node.data.hot.sketch import HotSketch
 from meshcache.node.data.replication.tombstones import read_record
+from meshcache.node.net.peer_pool import PeerUnreachable
 from meshcache.ring import Ring
 from meshcache.store.entry import EntryView
 from meshcache.store.hotpolicy import HotKeyPolicy
@@ -63,12 +65,17 @@ QUIET_TICKS = 3
 MAX_HOT = 64
 #: How long an acknowledgement of a write to a hot key waits for the copies' updates.
 WRITE_WAIT = 0.5
+#: The peer pool's lane of the copy updates: a connection to each holder kept for them, so that
+#: an update's answer does not wait behind the pooled connection's answers to forwarded writes
+#: (which may wait on the other node's own updates: two owners of hot keys written through
+#: each other would hold each other up until WRITE_WAIT), and costs a frame, not a connect.
+UPDATE_LANE = "hot"
 #: Timeout of a renewal push.
 PUSH_TIMEOUT = 2.0
 #: Fenced keys remembered at most (the oldest go first).
 MAX_FENCES = 65536
 
-Call = Callable[[str, str, str, list[Any], float, bool], Awaitable[Any]]
+Call = Callable[[str, str, str, list[Any], float, str], Awaitable[Any]]
 #: The version a drop carries when the owner holds no record of the key at all: older than
 #: it is every copy.
 DROP_ALL = 2**63
@@ -97,9 +104,10 @@ class HotKeys:
         node_id: this node's id on the ring.
         ring: the ring this node routes by, and its version.
         alive: whether gossip holds a node alive.
-        call: ``call(peer, op, namespace, args, timeout, alone)``, a request to a peer that
-            raises :class:`MeshcacheError` when it fails or is refused; ``alone``: on a
-            connection of its own.
+        call: ``call(peer, op, namespace, args, timeout, lane)``, a request to a peer that
+            raises :class:`MeshcacheError` when it fails or is refused; ``lane``: ``""`` for
+            the pooled connection, else the name of a kept connection of its own
+            (:data:`UPDATE_LANE`).
         wall_clock: Unix seconds (entry expiry).
         clock: trio's clock (leases, ticks).
         rng: sampling gaps.
@@ -363,13 +371,13 @@ class HotKeys:
         try:
             if pushes:
                 args = [self.node_id, version, float(policy.lease), pushes]
-                served = await self._call(holder, "HOT_PUSH", namespace, args, PUSH_TIMEOUT, False)
+                served = await self._call(holder, "HOT_PUSH", namespace, args, PUSH_TIMEOUT, "")
                 self.stats["copies_pushed"] += sum(item[1] is not None for item in pushes)
                 self.stats["copies_renewed_sent"] += sum(item[1] is None for item in pushes)
                 self._answered(namespace, holder, pushes, served)
             if drops:
                 args = [self.node_id, version, drops]
-                await self._call(holder, "HOT_DROP", namespace, args, PUSH_TIMEOUT, False)
+                await self._call(holder, "HOT_DROP", namespace, args, PUSH_TIMEOUT, "")
                 self.stats["invalidations_sent"] += len(drops)
         except (MeshcacheError, OSError) as exc:
             self.stats["pushes_failed"] += 1
@@ -384,7 +392,7 @@ class HotKeys:
         hold); one that is not reached lapses with its lease."""
         try:
             args = [self.node_id, version, drops]
-            await self._call(holder, "HOT_DROP", namespace, args, PUSH_TIMEOUT, False)
+            await self._call(holder, "HOT_DROP", namespace, args, PUSH_TIMEOUT, "")
             self.stats["cooled_drops_sent"] += len(drops)
         except (MeshcacheError, OSError) as exc:
             self.stats["pushes_failed"] += 1
@@ -435,25 +443,37 @@ class HotKeys:
         pending = set(holders)
 
         async def one(holder: str) -> None:
-            # On a connection of its own: on the pooled one its answer would wait behind the
-            # answers to forwarded writes that may themselves wait on this node's answers to
-            # their own copy updates (two owners of hot keys written through each other would
-            # hold each other up until WRITE_WAIT). Each call times out by itself.
-            try:
-                if pushes:
-                    args = [self.node_id, version, lease, pushes]
-                    served = await self._call(holder, "HOT_PUSH", namespace, args, WRITE_WAIT, True)
-                    self._answered(namespace, holder, pushes, served)
-                if drops:
-                    args = [self.node_id, version, drops]
-                    await self._call(holder, "HOT_DROP", namespace, args, WRITE_WAIT, True)
-            except (MeshcacheError, OSError):
-                return
+            calls: list[tuple[str, list[Any]]] = []
+            if pushes:
+                calls.append(("HOT_PUSH", [self.node_id, version, lease, pushes]))
+            if drops:
+                calls.append(("HOT_DROP", [self.node_id, version, drops]))
+            retried = False
+            while calls:
+                op, args = calls[0]
+                try:
+                    answer = await self._call(holder, op, namespace, args, WRITE_WAIT, UPDATE_LANE)
+                except PeerUnreachable:
+                    return
+                except MeshcacheConnectionError:
+                    # The kept connection broke (the holder closed it, a reset): once, on a
+                    # new one; an update is idempotent, so one that did arrive does no harm.
+                    if retried:
+                        return
+                    retried = True
+                    continue
+                except (MeshcacheError, OSError):
+                    return
+                if op == "HOT_PUSH":
+                    self._answered(namespace, holder, pushes, answer)
+                calls.pop(0)
             pending.discard(holder)
 
-        async with trio.open_nursery() as nursery:
-            for holder in holders:
-                nursery.start_soon(one, holder)
+        # The whole update, (re)connecting to a holder included, waits at most WRITE_WAIT.
+        with trio.move_on_after(WRITE_WAIT):
+            async with trio.open_nursery() as nursery:
+                for holder in holders:
+                    nursery.start_soon(one, holder)
         sent = (len(pushes) + len(drops)) * len(holders)
         lost = (len(pushes) + len(drops)) * len(pending)
         self.stats["invalidations_sent"] += sent
@@ -615,4 +635,4 @@ class HotKeys:
         return counters, gauges
 
 
-__all__ = ["MAX_HOT", "TICK", "WRITE_WAIT", "HotKeys"]
+__all__ = ["MAX_HOT", "TICK", "UPDATE_LANE", "WRITE_WAIT", "HotKeys"]
