@@ -211,6 +211,7 @@ class SimDataNet:
         self.in_flight = 0
         self._links: dict[tuple[str, str], LinkFaults] = {}
         self._blocked: set[tuple[str, str]] = set()
+        self._clogged: set[tuple[str, str]] = set()
         self._endpoints: dict[str, _Endpoint] = {}
         self._epochs: Counter[str] = Counter()
         # The kept ones per (src, dst, lane): the pooled connection is lane "".
@@ -256,6 +257,16 @@ class SimDataNet:
         self._healed.set()
         self._healed = trio.Event()
         self._record("heal", "", "", "")
+
+    def clog(self, src: str, dst: str, clogged: bool = True) -> None:
+        """Lose every request ``src`` sends ``dst`` on its own connections (every lane's)
+        while ``clogged``, as a partition would; ``dst``'s connections to ``src`` carry on,
+        answers and all (a partition blocks a direction for every connection)."""
+        if clogged:
+            self._clogged.add((src, dst))
+        else:
+            self._clogged.discard((src, dst))
+        self._record("clog" if clogged else "unclog", src, dst, "")
 
     def reset(self, src: str, dst: str) -> None:
         """The open connections ``src → dst`` (every lane's) break at once, as on a reset:
@@ -427,7 +438,7 @@ class SimDataNet:
                 await self._healed.wait()
                 if conn.is_broken():
                     return
-            if self.blocked(conn.src, conn.dst):
+            if self.blocked(conn.src, conn.dst) or (conn.src, conn.dst) in self._clogged:
                 self.stats["lost_partition"] += 1
                 self._record("lost", conn.src, conn.dst, frame.op)
                 continue

@@ -72,6 +72,25 @@ def test_a_copy_that_leaves_keeps_older_pushes_out() -> None:
     assert area.put("ns", b"m", b"v4", 4, None, 20.0)
 
 
+def test_a_version_a_forwarded_write_left_keeps_older_copies_out() -> None:
+    """The owner answered a write this node forwarded with the version it left (v30): a copy
+    older than it goes, one at least as new stays, and no push older than it is stored, the
+    one just below it included (versions of writes a millisecond apart differ by one)."""
+    area = HotArea()
+    area.put("ns", b"k", b"v20", 20, None, 10.0)
+    assert area.at_least("ns", b"k", 30)
+    assert area.get("ns", b"k", 1.0, 0.0) is None and area.newest("ns", b"k") == 30
+    assert not area.put("ns", b"k", b"v29", 29, None, 10.0)
+    assert area.put("ns", b"k", b"v30", 30, None, 10.0)
+    assert not area.at_least("ns", b"k", 30)  # the copy is that version: it stays
+    assert not area.at_least("ns", b"k", 25)
+    copy = area.get("ns", b"k", 1.0, 0.0)
+    assert copy is not None and copy.version == 30
+    assert not area.at_least("ns", b"j", 7)  # no copy held: the floor alone
+    assert not area.put("ns", b"j", b"v6", 6, None, 10.0)
+    assert area.stats["copies_stale"] == 2 and area.stats["copies_dropped"] == 1
+
+
 def test_the_floors_are_bounded_oldest_first() -> None:
     area = HotArea()
     fit = MAX_FLOOR_BYTES // (len(b"k000000") + FLOOR_OVERHEAD)

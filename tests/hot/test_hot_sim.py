@@ -625,3 +625,68 @@ async def test_copy_updates_go_on_one_kept_connection_per_holder(
         assert mesh.nodes[cut].parts.hot.serve(NS, key) is None, f"seed {seed}"
         readers.cancel()
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("seed", SEEDS)
+async def test_a_late_push_older_than_a_forwarded_write_does_not_end_its_fence(
+    seed: int, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A holder holds a copy at v0; the owner's requests to it are lost (updates and renewals).
+    A write at the owner leaves v1, which the holder never sees; a plain writer's write through
+    the holder leaves v2 (the holder drops its copy and fences the key), and its update is lost
+    too. Then a push of v1 arrives at the holder, late (write 1's update or a renewal of it,
+    delivered when the cut heals). It is newer than the copy write 2 dropped, but older than
+    write 2: the holder, told v2 by the owner's answer to the write it forwarded, refuses it,
+    and the writer reads its write back through the holder. Once the owner reaches the holder
+    again, its renewal brings v2, which is served."""
+    policy = NamespacePolicy(
+        replicas=2, max_bytes=1 << 20, hot=HotKeyPolicy(share=0.05, rate=20.0, lease=5.0)
+    )
+    mesh = SimMesh(seed, 4, policies={NS: policy}, link=LAN)
+    rng = random.Random(seed)
+    key = b"hot:fence"
+    async with trio.open_nursery() as nursery:
+        await nursery.start(mesh.run)
+        await mesh.client("n0", NS, "SET", key, value_of(key, 0))
+        readers = trio.CancelScope()
+
+        async def read() -> None:
+            with readers:
+                await _readers(mesh, HotHistory(), [key], rng, 4)
+
+        nursery.start_soon(read)
+        owner = mesh.owners(NS, key)[0]
+        holder = next(n for n in mesh.ids if n != owner)
+        hot = mesh.nodes[holder].parts.hot
+        await mesh.wait_until(
+            lambda: (NS, key) in hot.area, timeout=5.0, what="a copy on the holder"
+        )
+        mesh.net.clog(owner, holder)
+        await mesh.client(owner, NS, "SET", key, value_of(key, 1))
+        first = mesh.nodes[owner].store.get_entry(NS, key)
+        assert first is not None
+        await mesh.client(holder, NS, "SET", key, value_of(key, 2))
+        second = mesh.nodes[owner].store.get_entry(NS, key)
+        assert second is not None and second.version > first.version
+        assert (NS, key) not in hot.area, f"seed {seed}: a copy of v1 or v2 reached the holder"
+        # write 1's value arrives now, as the owner sent it
+        ring_version = mesh.nodes[owner].coordinator.ring_version
+        late = [key, value_of(key, 1), first.version, first.expires_at]
+        answer = await mesh.client(holder, NS, "HOT_PUSH", owner, ring_version, 5.0, [late])
+        assert await mesh.client(holder, NS, "GET", key) == value_of(key, 2), f"seed {seed}"
+        assert answer == [-1], f"seed {seed}"
+        mesh.net.clog(owner, holder, clogged=False)
+
+        def held() -> int | None:
+            copy = hot.area.get(NS, key, trio.current_time(), mesh.nodes[holder].wall())
+            return None if copy is None else copy.version
+
+        await mesh.wait_until(
+            lambda: held() == second.version, timeout=2.0, what="the owner's renewal of v2"
+        )
+        served = hot.stats["reads_from_copies"]
+        assert await mesh.client(holder, NS, "GET", key) == value_of(key, 2), f"seed {seed}"
+        assert hot.stats["reads_from_copies"] == served + 1, f"seed {seed}: the fence stayed"
+        readers.cancel()
+        nursery.cancel_scope.cancel()

@@ -725,6 +725,8 @@ class Coordinator:
         def answered(response: Response | BaseException) -> None:
             if isinstance(response, Response):
                 if response.ok:
+                    if response.hints is not None:
+                        self._written_through(namespace, response.hints)
                     later.resolve(response.value)
                 else:
                     code, message = response.value
@@ -874,12 +876,20 @@ class Coordinator:
                     ) from None
                 last = exc
                 continue
+            if response.ok and response.hints is not None:
+                self._written_through(namespace, response.hints)
             return response.result()
         if last is None and not down:
             raise UnavailableError(message="no owner of the key is known")
         self.stats["stand_in"] += 1
         result = self.coordinate(namespace, op, OPS[op], args, self._late(stamp))
         return await _settled(result)
+
+    def _written_through(self, namespace: str, hints: dict[str, Any]) -> None:
+        """A forwarded write's answer names the versions it left on keys hot at the owner:
+        this node's copies and fences of them follow (:meth:`HotKeys.written_through`)."""
+        if self.hot is not None:
+            self.hot.written_through(namespace, hints)
 
     def _forward_timeout(self, namespace: str, op: str) -> float:
         # A forwarded miss may wait for a load at the owner: fail over after the load timeout.

@@ -191,7 +191,10 @@ class Dispatcher:
         try:
             value = await pending
             hot = self.hot
-            if hot is None or spec is None or spec.handler != DATA_HANDLER:
+            if hot is not None and op == "FWD" and args is not None:
+                # A forwarded write to a hot key: the versions it left, for its forwarder.
+                out = self._ok(rid, value, hot.forward_hint(ns, args))
+            elif hot is None or spec is None or spec.handler != DATA_HANDLER:
                 out = self._ok(rid, value)
             elif spec.kind is OpKind.WRITE and args is not None:
                 # A write this node coordinated: to a hot key, its answer says the version.
@@ -253,7 +256,7 @@ class Dispatcher:
         histogram[(took * took).bit_length()] += 1
         return answer
 
-    def _ok(self, rid: int, result: Any, hints: dict[str, int] | None = None) -> bytes:
+    def _ok(self, rid: int, result: Any, hints: dict[str, Any] | None = None) -> bytes:
         if hints is None:
             body: bytes = self._pack([rid, STATUS_OK, result, self.ring_version])
         else:

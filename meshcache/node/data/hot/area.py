@@ -8,12 +8,12 @@ copies first; nothing in it is replicated, handed off, scanned by anti-entropy o
 the namespace's keys.
 
 A push older than what the area knew of its key is refused, also once the copy is gone: the
-owner's pushes travel on different connections (renewals on the pooled one, a write's update
-on one of its own, which may still arrive after the owner gave up waiting for it), so a push
-can arrive after a newer one, and after the newer copy was dropped (the key cooled, a write
-passed, the lease ran out). The version of every copy that leaves, and of every drop, stays
-behind as the key's **floor** (floors take at most :data:`MAX_FLOOR_BYTES`, the oldest
-forgotten first).
+owner's pushes travel on two connections (renewals on the pooled one, a write's update on the
+update lane, which may still arrive after the owner gave up waiting for it), so a push can
+arrive after a newer one, and after the newer copy was dropped (the key cooled, a write
+passed, the lease ran out). The version of every copy that leaves, of every drop, and the
+version a write this node forwarded left (:meth:`HotArea.at_least`) stays behind as the key's
+**floor** (floors take at most :data:`MAX_FLOOR_BYTES`, the oldest forgotten first).
 """
 
 from __future__ import annotations
@@ -168,6 +168,19 @@ class HotArea:
             self._raise_floor(slot, version - 1)
         held = self._copies.get(slot)
         if held is None or (version is not None and held.version >= version):
+            return False
+        self._remove(slot)
+        self.stats["copies_dropped"] += 1
+        return True
+
+    def at_least(self, namespace: str, key: bytes, version: int) -> bool:
+        """The key's record is known to be at ``version`` or newer (a write this node forwarded
+        left it): drop a copy older than it, and raise the key's floor to it, so that no older
+        push is stored afterwards. True if a copy was dropped."""
+        slot = (namespace, key)
+        self._raise_floor(slot, version)
+        held = self._copies.get(slot)
+        if held is None or held.version >= version:
             return False
         self._remove(slot)
         self.stats["copies_dropped"] += 1

@@ -18,6 +18,8 @@ One :class:`HotKeys` per node plays both sides (``docs/hotkeys.md`` has the desi
   version this node routes by. A write forwarded through this node drops its copy of the key
   and *fences* the key for one lease: its reads go to the owner meanwhile, so whoever wrote
   through this node reads its own write even if the owner's update of the copies was lost.
+  The owner's answer to the forward names the version the write left; no older copy is kept
+  or stored afterwards, and only a push at least that new ends the fence early.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from meshcache.store.entry import EntryView
 from meshcache.store.hotpolicy import HotKeyPolicy
 from meshcache.store.store import Store
 from meshcache.store.values import PLAIN
+from meshcache.wire.ops import OPS, OpKind
 
 log = structlog.get_logger("meshcache.hotkeys")
 
@@ -425,6 +428,48 @@ class HotKeys:
             if newest >= 0:
                 return {"hot": self.version, "version": newest}
         return self.hint
+
+    def forward_hint(self, namespace: str, payload: list[Any]) -> dict[str, Any] | None:
+        """The hints of the answer to a write another node forwarded here (``FWD`` ``payload``
+        ``[op, args, ...]``): with ``versions``, ``[key, version]`` for each key it wrote that
+        is hot here, the version the key's record has now (what the write left, or a newer
+        one), so that the forwarder refuses any older copy of it (:meth:`written_through`);
+        None when it wrote no hot key."""
+        current = self.hot.get(namespace)
+        if not current or len(payload) < 2 or type(payload[1]) is not list:
+            return None
+        op, args = payload[0], payload[1]
+        spec = OPS.get(op) if type(op) is str else None
+        if spec is None or spec.kind is not OpKind.WRITE:
+            return None
+        versions: list[list[Any]] = []
+        for key in args[::2] if op == "MSET" else (args if op == "DELETE" else args[:1]):
+            if type(key) is bytes and key in current:
+                record = read_record(self.store, namespace, key)
+                if record is not None:
+                    versions.append([key, record.version])
+        return {"versions": versions} if versions else None
+
+    def written_through(self, namespace: str, hints: dict[str, Any]) -> None:
+        """The owner answered a write this node forwarded with the versions it left on hot
+        keys (:meth:`forward_hint`): a copy here older than its key's is dropped, and no older
+        push is stored from now on; a fence on the key ends only on a push of at least that
+        version (a push of a version between the copy the write dropped and the write's own,
+        arriving late, would otherwise end it and be served to the writer)."""
+        versions = hints.get("versions")
+        if type(versions) is not list or namespace not in self.policies:
+            return
+        fences = self._fences
+        for item in versions:
+            if type(item) is not list or len(item) != 2:
+                continue
+            key, version = item
+            if type(key) is not bytes or type(version) is not int or version < 0:
+                continue
+            self.area.at_least(namespace, key, version)
+            fenced = fences.get((namespace, key))
+            if fenced is not None and fenced[1] < version - 1:
+                fences[(namespace, key)] = (fenced[0], version - 1)
 
     async def _update_copies(self, namespace: str, keys: list[bytes]) -> None:
         policy = self.policies.get(namespace)
