@@ -24,7 +24,10 @@ hot when its window started.
   off of the same round (and Zipf 1.2 on ÷ uniform on); beside it, the node processes' CPU
   seconds per 1,000 ops (less at the mercy of other work on the machine than ops/s), the
   quarter seconds of the window in which no worker finished an op (stalls: the run was starved),
-  and the copy updates a second that writes to hot keys cost their owners.
+  and the copy updates a second that writes to hot keys cost their owners; under it a trace of
+  the window: how busy the machine was and, per node, the CPU it used and the time its loop's
+  thread waited for a core (s/s), its loop's worst lag and longest step, full collections, and
+  the anti-entropy rounds, connects, lost copy updates and failed replica sends it counted.
 * **Consistency**: the 16 most popular keys are each written by one worker only (a SET of one of
   them drawn by another worker is sent as a GET), with values carrying the write's time; a
   worker reads a key right after writing it and whenever it draws it. A read by the writer
@@ -262,6 +265,81 @@ def _node_cpu(mesh: Mesh) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+#: Counters a run's trace shows the change of, per node: (part, name, label).
+TRACED = (
+    ("antientropy", "rounds", "ae rounds"),
+    ("antientropy", "scanned_keys", "ae scanned"),
+    ("peers", "connects", "connects"),
+    ("peers", "lane_connects", "lane connects"),
+    ("hot", "invalidations_lost", "updates lost"),
+    ("replicator", "send_failures", "repl failures"),
+)
+
+
+def _machine_cpu() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine so far (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def _snapshot(mesh: Mesh) -> dict[str, dict[str, float]]:
+    """Per node (``n0``… in start order): CPU seconds and run-queue wait seconds of its
+    process so far (/proc), the counters of :data:`TRACED`, its full garbage collections,
+    and its loop's figures now."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, dict[str, float]] = {}
+    for i, node in enumerate(mesh.nodes):
+        fields = Path(f"/proc/{node.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        waited = 0.0
+        with contextlib.suppress(OSError):
+            waited = int(Path(f"/proc/{node.pid}/schedstat").read_text().split()[1]) / 1e9
+        info: dict[str, Any] = mesh.call(node, "INFO", [])
+        counters = info.get("mesh", {}).get("counters", {})
+        loop = info.get("loop", {})
+        row: dict[str, float] = {
+            "cpu": (int(fields[11]) + int(fields[12])) / tick,
+            "wait": waited,
+            "gc": loop.get("gc_full", 0),
+            "lag_max_ms": loop.get("lag_max_ms", 0.0),
+            "lag_own_max_ms": loop.get("lag_own_max_ms", 0.0),
+            "longest_step_ms": loop.get("longest_step_ms", 0.0),
+        }
+        for part, name, label in TRACED:
+            row[label] = counters.get(part, {}).get(name, 0)
+        out[f"n{i}"] = row
+    return out
+
+
+def _trace(
+    before: dict[str, dict[str, float]],
+    after: dict[str, dict[str, float]],
+    machine: tuple[int, int],
+    duration: float,
+) -> str:
+    """What the nodes did in a run's window: per node, CPU used (s/s) and time runnable but
+    waiting for a core (s/s, the main thread), the loop's worst lag (its own part) and longest
+    step in the last window, and the counters of :data:`TRACED` that moved; and how busy the
+    machine was."""
+    parts = []
+    for node, row in after.items():
+        was = before[node]
+        moved = ", ".join(
+            f"{label} {row[label] - was[label]:.0f}"
+            for _, _, label in TRACED
+            if row[label] != was[label]
+        )
+        parts.append(
+            f"{node}: cpu {(row['cpu'] - was['cpu']) / duration:.2f}"
+            f" wait {(row['wait'] - was['wait']) / duration:.2f}"
+            f" lag {row['lag_max_ms']:.0f} ({row['lag_own_max_ms']:.0f} own) ms"
+            f" step {row['longest_step_ms']:.0f} ms gc {row['gc'] - was['gc']:.0f}"
+            + (f" [{moved}]" if moved else "")
+        )
+    busy = machine[0] / machine[1] if machine[1] else float("nan")
+    return f"machine {busy:.0%} busy; " + "; ".join(parts)
+
+
 def _copies_of(mesh: Mesh, k: bytes) -> int:
     """Nodes holding a copy of ``k`` now."""
     n = 0
@@ -299,6 +377,7 @@ class Run:
     stalls: int  # steps of TIMELINE_STEP in the window in which no worker finished an op
     cpu_per_kop: float  # node CPU seconds per 1,000 ops in the window
     updates_per_s: float  # copy updates of writes to hot keys a second, in the window
+    trace: str  # what the nodes and the machine did in the window (:func:`_trace`)
 
 
 def _run(
@@ -348,10 +427,18 @@ def _run(
     window_start = start + first * TIMELINE_STEP
     _sleep_until(window_start)
     before, cpu_before, updates = served(mesh), _node_cpu(mesh), _updates(mesh)
+    traced, machine = _snapshot(mesh), _machine_cpu()
     window_end = window_start + duration
     end_file.write_text(repr(window_end))
     _sleep_until(window_end)
     cpu = _node_cpu(mesh) - cpu_before
+    machine_after = _machine_cpu()
+    trace = _trace(
+        traced,
+        _snapshot(mesh),
+        (machine_after[0] - machine[0], machine_after[1] - machine[1]),
+        duration,
+    )
     results: list[dict[str, Any]] = pending.get()
     after = served(mesh)
     updates = _updates(mesh) - updates
@@ -369,6 +456,7 @@ def _run(
         stalls=sum(1 for n in window if n == 0),
         cpu_per_kop=1000 * cpu / done if done else float("nan"),
         updates_per_s=updates / duration,
+        trace=trace,
     )
 
 
@@ -601,6 +689,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"  RYW {violations}/{checked}  stalest {stale:.3f} s of {judged} reads"
                         f"  errors {errors}  load {os.getloadavg()[0]:.1f}"
                     )
+                    print(f"      trace: {run.trace}")
                     for r in run.results:
                         if r["bad"]:
                             print(f"      violations: {r['bad'][:5]}")
