@@ -107,12 +107,21 @@ def test_a_key_turns_hot_is_copied_everywhere_read_back_by_its_writer_and_cools(
         assert [(r["key"], r["owner"]) for r in listed["hot"]] == [(key.decode(), owner)]
         assert set(listed["hot"][0]["holders"]) == others
         # a write through any node is read back by the writer through every node
+        owner_info = mesh.mesh_info(mesh.by_id(owner))["counters"]
+        updates = owner_info["hot"].get("invalidations_sent", 0)
+        lane_requests = owner_info["peers"].get("lane_requests", 0)
         for i in range(1, 31):
             via = mesh.nodes[i % 3]
             value = b"v%d" % i
             assert mesh.call(via, "SET", [key, value], NS) is True
             for node in mesh.nodes:
                 assert mesh.call(node, "GET", [key], NS) == value, (i, node.node_id)
+        # each update of the copies was a request on a connection kept for them: one per holder
+        owner_info = mesh.mesh_info(mesh.by_id(owner))["counters"]
+        assert owner_info["hot"]["invalidations_sent"] - updates == 30 * len(others)
+        assert owner_info["hot"].get("invalidations_lost", 0) == 0
+        assert owner_info["peers"]["lane_requests"] - lane_requests == 30 * len(others)
+        assert owner_info["peers"]["lane_connects"] == len(others)
         turned = mesh.mesh_info(mesh.by_id(owner))["counters"]["hot"]["keys_turned_hot"]
         assert turned == 1, "the key flapped while it was read"
     finally:
