@@ -27,7 +27,8 @@ hot when its window started.
   and the copy updates a second that writes to hot keys cost their owners; under it a trace of
   the window: how busy the machine was and, per node, the CPU it used and the time its loop's
   thread waited for a core (s/s), its loop's worst lag and longest step, full collections, and
-  the anti-entropy rounds, connects, lost copy updates and failed replica sends it counted.
+  the forwards, owner catch-ups, ``FWD``/``HOTKEYS``/``RECORDS``/``RING`` requests answered,
+  anti-entropy rounds, connects, lost copy updates and failed replica sends it counted.
 * **Consistency**: the 16 most popular keys are each written by one worker only (a SET of one of
   them drawn by another worker is sent as a GET), with values carrying the write's time; a
   worker reads a key right after writing it and whenever it draws it. A read by the writer
@@ -265,8 +266,15 @@ def _node_cpu(mesh: Mesh) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-#: Counters a run's trace shows the change of, per node: (part, name, label).
+#: Counters a run's trace shows the change of, per node: (part of INFO's ``mesh`` counters, or
+#: ``requests`` for the requests it answered by op; name; label).
 TRACED = (
+    ("dataplane", "forwarded_out", "forwarded"),
+    ("dataplane", "reads_caught_up", "caught up"),
+    ("requests", "FWD", "FWD"),
+    ("requests", "HOTKEYS", "HOTKEYS"),
+    ("requests", "RECORDS", "RECORDS"),
+    ("requests", "RING", "RING"),
     ("antientropy", "rounds", "ae rounds"),
     ("antientropy", "scanned_keys", "ae scanned"),
     ("peers", "connects", "connects"),
@@ -306,7 +314,8 @@ def _snapshot(mesh: Mesh) -> dict[str, dict[str, float]]:
             "longest_step_ms": loop.get("longest_step_ms", 0.0),
         }
         for part, name, label in TRACED:
-            row[label] = counters.get(part, {}).get(name, 0)
+            source = info.get("requests", {}) if part == "requests" else counters.get(part, {})
+            row[label] = source.get(name, 0)
         out[f"n{i}"] = row
     return out
 
