@@ -28,6 +28,10 @@ What the network models (:class:`SimDataNet`), per directed link (:class:`LinkFa
   :attr:`SimDataNet.retransmit` is set: then TCP's retransmission is modelled, and a frame
   that meets a blocked direction waits (and everything behind it on its connection) until the
   direction is open again, then arrives — also after its caller gave up.
+* **Clogs and resets** (:meth:`SimDataNet.clog`, :meth:`SimDataNet.reset`): the requests one
+  node sends another on its own connections are lost while the other way's connections carry
+  on (a partition blocks a direction for every connection); a node's connections to another
+  break at once, as on a reset.
 * **Crash / restart** of a node: its tasks are cancelled, its store, hints and queues are lost
   (a cache's memory is), connections to it fail at once (the kernel resets them), connecting
   to it is refused. A restart builds every part afresh and installs the same ring.
