@@ -7,6 +7,7 @@ routes — from :class:`~meshcache.settings.NodeSettings` and what the caller in
 * a **peer pool** (real sockets, or the simulated network's),
 * a **wall clock** (versions and expiry) — trio's clock drives every timer,
 * **liveness** (:class:`Liveness`: gossip on a real node, an oracle in the simulation),
+  which routing reads together with the pool's per-peer circuit breakers (:meth:`reachable`),
 * a **config source** (:class:`ConfigSource`: the Raft-backed config service, or the
   simulation's committed config) and a **membership view** (:class:`MembershipView`),
 * a **seed**: when given, every part draws its randomness from ``Random(f"{seed}:{part}")``.
@@ -40,6 +41,7 @@ from meshcache.node.data.replication import ByteBudget, HintQueue, VersionClamp
 from meshcache.node.data.replicator import Replicator
 from meshcache.node.loader.loader import Loader
 from meshcache.node.loader.source import Source
+from meshcache.node.net.breakers import PROBE_TIMEOUT
 from meshcache.node.net.dispatch import Dispatcher
 from meshcache.node.net.peer_pool import PeerPool
 from meshcache.node.routes import Routes
@@ -105,6 +107,8 @@ class Assembly:
         self.node_id = node_id
         self.pool = pool
         self.liveness = liveness
+        self.breakers = pool.breakers
+        self.breakers.on_close = self._peer_answers
         self._config_source = config
         self.membership = membership
         self.is_voter = is_voter
@@ -126,10 +130,12 @@ class Assembly:
         self.limits = Limits(
             max_key_bytes=s.limits.max_key_bytes, max_value_bytes=s.limits.max_value_bytes
         )
+        # Where requests go, replica writes included, follows gossip and the breakers; what
+        # the node owns, hands off or removes follows gossip alone.
         self.replicator = Replicator(
             pool,
             address_of=self.address_of,
-            alive=liveness.alive,
+            alive=self.reachable,
             hints=self.hints,
             ring_version=lambda: self.coordinator.ring_version,
         )
@@ -139,7 +145,7 @@ class Assembly:
             pool=pool,
             replicator=self.replicator,
             clamp=VersionClamp(self.hlc),
-            alive=liveness.alive,
+            alive=self.reachable,
             limits=self.limits,
             read_repair_chance=s.read_repair_chance,
             rng=self._rng(seed, "coordinator"),
@@ -148,7 +154,7 @@ class Assembly:
             self.store,
             node_id,
             ring=lambda: (self.coordinator.ring, self.coordinator.ring_version),
-            alive=liveness.alive,
+            alive=self.reachable,
             call=self.peer_call,
             wall_clock=wall_clock,
             rng=self._rng(seed, "hot"),
@@ -189,7 +195,7 @@ class Assembly:
             self.store,
             node_id,
             ring=lambda: self.coordinator.ring,
-            alive=liveness.alive,
+            alive=self.reachable,
             call=self.peer_call,
             clamp=self.coordinator.clamp,
             budget=ByteBudget(
@@ -208,6 +214,8 @@ class Assembly:
         )
         self.dispatcher.hot = self.hot
         self._nursery: trio.Nursery | None = None
+        # Ring members' addresses by the last installed config (a removed one's breaker goes).
+        self._member_addresses: dict[str, Address | None] = {}
 
     @property
     def config_source(self) -> ConfigSource:
@@ -240,6 +248,7 @@ class Assembly:
             await nursery.start(self.hot.run)
             await nursery.start(self.loader.run)
             await nursery.start(self.handoff.run)
+            await nursery.start(self.breakers.run, self._probe, self._held_dead)
             nursery.start_soon(self._expire_loop)
             nursery.start_soon(self.antientropy.run)
             if self.is_voter:
@@ -264,13 +273,47 @@ class Assembly:
         self.dispatcher.ring_version = config.version
         for gone in before - {m.node_id for m in config.members}:
             self.replicator.target_removed(gone)
+            address = self._member_addresses.get(gone)
+            if address is not None:
+                self.breakers.forget(address)
+        self._member_addresses = {m.node_id: self.address_of(m.node_id) for m in config.members}
         self.handoff.on_install(config)
 
     def member_alive(self, peer: str) -> None:
-        """Gossip holds ``peer`` alive (again): replay its hints; repair what hints lost."""
+        """Gossip holds ``peer`` alive (again): probe it at once if its breaker is open (hints
+        and routing wait for the breaker to close); replay its hints; repair what hints lost."""
+        self.breakers.wake(self.address_of(peer))
+        self._deliver_owed(peer)
+
+    def _deliver_owed(self, peer: str) -> None:
         self.replicator.target_alive(peer)
         if peer in self.hints.needs_repair and self._nursery is not None:
             self._nursery.start_soon(self._repair, peer)
+
+    # --- where requests go: gossip and the peers' breakers -----------------------------------
+
+    def reachable(self, node_id: str) -> bool:
+        """Worth sending to: gossip holds ``node_id`` alive (or suspect, or does not know it
+        yet) and its circuit breaker is closed. Routing, replica writes, hot-key copies and
+        anti-entropy ask this; ownership, hand-off and auto-removal ask gossip alone."""
+        if self.breakers.open and self.breakers.blocked(self.address_of(node_id)):
+            if self.liveness.alive(node_id):
+                self.breakers.stats["steered"] += 1
+            return False
+        return self.liveness.alive(node_id)
+
+    def _held_dead(self, address: Address) -> bool:
+        node_id = self.coordinator.node_at(address)
+        return node_id is not None and self.liveness.dead(node_id)
+
+    async def _probe(self, address: Address) -> None:
+        await self.pool.request(address, "PING", "default", [], timeout=PROBE_TIMEOUT)
+
+    def _peer_answers(self, address: Address) -> None:
+        """A peer's breaker closed: what was held for it while it was open goes now."""
+        node_id = self.coordinator.node_at(address)
+        if node_id is not None:
+            self._deliver_owed(node_id)
 
     async def _repair(self, peer: str) -> None:
         """Hints owed to ``peer`` were lost (overflow, age): one anti-entropy pass with it."""
@@ -307,6 +350,7 @@ class Assembly:
         coordinator = self.coordinator
         hot_counters, hot_gauges = self.hot.figures()
         loader_figures = self.loader.figures()
+        breaker_counters, peers_open = self.breakers.figures()
         return {
             "counters": {
                 "dataplane": dict(coordinator.stats),
@@ -316,6 +360,7 @@ class Assembly:
                 "peers": dict(self.pool.stats),
                 "clamp": {"clamped": coordinator.clamp.clamped},
                 "antientropy": dict(self.antientropy.stats),
+                "breakers": breaker_counters,
                 "hot": hot_counters,
                 "loader": loader_figures["counters"],
             },
@@ -326,6 +371,7 @@ class Assembly:
                 "ring_version": coordinator.ring_version,
                 "ring_members": len(coordinator.ring.members),
                 "handoff_ranges_moving": self.handoff.ranges_moving,
+                "peers_open": peers_open,
                 **hot_gauges,
                 **{f"loader_{k}": v for k, v in loader_figures["gauges"].items()},
             },

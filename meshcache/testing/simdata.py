@@ -557,13 +557,21 @@ class SimPeerPool(PeerPool):
         """Over the simulated network. ``submit`` (the pool's way without a task) is never
         taken here (this pool holds no connection of its own), so the order of what a node
         forwards is the order of its tasks' requests; ``sent`` is told at once. A timed-out
-        connection is not reset: the simulated network models delivery itself."""
+        connection is not reset: the simulated network models delivery itself. The peer's
+        breaker hears of it as from the real pool: a refused or timed-out connection, a
+        timed-out request, an answer."""
         self.stats["requests"] += 1
         if sent is not None:
             sent()
-        return await self.net.request(
-            self.node_id, address, op, namespace, args, timeout, lane=lane
-        )
+        try:
+            response = await self.net.request(
+                self.node_id, address, op, namespace, args, timeout, lane=lane
+            )
+        except (PeerUnreachable, MeshcacheTimeout):
+            self.breakers.failed(address, trio.current_time())
+            raise
+        self.breakers.answered(address, trio.current_time())
+        return response
 
     async def call_alone(
         self, address: Address, op: str, namespace: str, args: list[Any], *, timeout: float

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meshcache.errors import ConfigError
-from meshcache.node.loader.breaker import Breaker, BreakerState
+from meshcache.node.breaker import Breaker, BreakerState
 from meshcache.node.loader.bridge import AsyncioBridge, BridgeClosedError
 from meshcache.node.loader.source import BadResult, KeyNotLoadable, key_argument, value_bytes
 from meshcache.node.loader.sql import trigger_sql

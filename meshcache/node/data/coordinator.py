@@ -248,6 +248,13 @@ class Coordinator:
     def address_of(self, node_id: str) -> Address | None:
         return self._addresses.get(node_id)
 
+    def node_at(self, address: Address) -> str | None:
+        """The ring member whose data address ``address`` is (None: none is)."""
+        for node_id, known in self._addresses.items():
+            if known == address:
+                return node_id
+        return None
+
     def _replicas(self, namespace: str) -> int:
         try:
             return self.store.policy(namespace).replicas
@@ -849,8 +856,14 @@ class Coordinator:
             address = self._addresses.get(member.node_id)
             if address is None:
                 continue
+            if last is not None:
+                # Failing over: an owner not heard from lately may be in the same cut as the
+                # one that failed; its breaker's check says so within a second.
+                check = self.pool.breakers.check(address)
+                if check is not None:
+                    await check.wait()
             if not self._alive(member.node_id):
-                down = True  # dead by gossip: not worth a connection attempt
+                down = True  # dead by gossip, or its breaker is open: not worth an attempt
                 continue
             self.stats["forwarded_out"] += 1
             try:

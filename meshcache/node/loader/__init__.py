@@ -4,7 +4,6 @@
   negative caching, refresh-ahead, invalidation from LISTEN/NOTIFY, figures.
 * :mod:`.source` — what a source is, and PostgreSQL through asyncpg (:class:`PgSource`).
 * :mod:`.bridge` — the asyncio loop in one thread that asyncpg runs on.
-* :mod:`.breaker` — the circuit breaker per source (sans-I/O).
 * :mod:`.sql` — the trigger SQL that announces changed keys (``meshcache loader sql``).
 
 The namespace's side of it, :class:`~meshcache.store.loader_policy.LoaderPolicy`, is part of

@@ -19,7 +19,7 @@ loads happen at the owner, and there:
 * **stale-if-error**: a loaded value is stored for ``ttl + stale_if_error``; once less than
   ``stale_if_error`` of that is left it is stale, and a GET of it waits for a load (joining
   any in flight), answered with the stale value if the load fails;
-* **a circuit breaker per source** (:mod:`~meshcache.node.loader.breaker`): while it is open,
+* **a circuit breaker per source** (:mod:`~meshcache.node.breaker`): while it is open,
   misses fail at once with ``LOADER_UNAVAILABLE``; hits never touch it;
 * **invalidation**: for each (source, channel) the namespaces name, a listener task LISTENs;
   a payload is a key. The key's coordinator decides for all its owners: it drops the key and
@@ -52,7 +52,7 @@ from meshcache.errors import (
     InvalidCommandError,
     LoaderUnavailableError,
 )
-from meshcache.node.loader.breaker import Breaker, BreakerState
+from meshcache.node.breaker import Breaker, BreakerState
 from meshcache.node.loader.source import (
     BadResult,
     EarlyLoad,

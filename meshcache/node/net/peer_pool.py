@@ -36,6 +36,10 @@ connection usable (its late answer is dropped when it arrives) — unless it was
 ``abort_on_timeout`` (a forwarded client request): then the connection is reset (``SO_LINGER``
 0, so what the kernel has not sent yet is dropped rather than delivered) and every other request
 on it fails, so that the peer never applies later a write its client was told failed.
+
+What happens to the requests feeds each peer's circuit breaker (:attr:`PeerPool.breakers`,
+:mod:`meshcache.node.net.breakers`): a connection that cannot be made and a request that times
+out count against the peer, anything read from it closes its breaker.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ import trio
 
 from meshcache.errors import MeshcacheConnectionError, MeshcacheTimeout, RemoteProtocolError
 from meshcache.gossip.keyring import Keyring
+from meshcache.node.net.breakers import PeerBreakers
 from meshcache.node.net.oneshot import call_once
 from meshcache.security.peer import auth_args
 from meshcache.security.tls import NodeTls
@@ -300,6 +305,7 @@ class _PeerConnection:
         if not n:
             self.fail(MeshcacheConnectionError(f"{self._name()} closed the connection"))
             return
+        self.pool.breakers.answered(self.address, trio.current_time())
         reader = self.reader
         tls = self.tls
         try:
@@ -377,6 +383,7 @@ class _PeerConnection:
             if request is None:
                 continue  # answered already
             self.stats["timeouts"] += 1
+            self.pool.breakers.failed(self.address, now)
             reset = reset or request.abort
             _deliver(request.answered, MeshcacheTimeout(f"{self._name()}: no answer in time"))
         self.next_deadline = deadlines[0][0] if deadlines else math.inf
@@ -524,6 +531,8 @@ class PeerPool:
         self.keyring = keyring
         self.tls = tls
         self.stats: Counter[str] = Counter()
+        #: Each peer's circuit breaker, fed by what happens to the requests sent to it.
+        self.breakers = PeerBreakers()
         # Keyed by (peer, lane): the pooled connection is lane "".
         self._conns: dict[tuple[Address, str], _PeerConnection] = {}
         self._connecting: dict[tuple[Address, str], trio.Lock] = {}
@@ -741,6 +750,7 @@ class PeerPool:
                             raise
             except trio.TooSlowError:
                 self.stats["connect_timeouts"] += 1
+                self.breakers.failed(address, trio.current_time())
                 if sock is not None:
                     sock.close()
                 raise PeerUnreachable(
@@ -748,6 +758,7 @@ class PeerPool:
                 ) from None
             except OSError as exc:
                 self.stats["connect_errors"] += 1
+                self.breakers.failed(address, trio.current_time())
                 if sock is not None:
                     sock.close()
                 raise PeerUnreachable(

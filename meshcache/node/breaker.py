@@ -1,12 +1,14 @@
-"""A circuit breaker per source: fail fast while the database is down, probe, recover.
+"""A circuit breaker: fail fast while something is down, probe it, recover.
 
-:class:`Breaker` is a small state machine with no I/O and no clock of its own: every call
-takes ``now``. ``closed`` lets every load through and counts consecutive failures; at
-``threshold`` it turns ``open`` for ``cooldown`` seconds, during which loads fail at once;
-then one load at a time goes through as a probe (``half_open``): a success closes it, a
-failure opens it again for twice as long (up to ``max_cooldown``). The defaults (0.5 s, at
-most 2 s) keep a probe going at least every 2 s, so loads resume within about 2 s of the
-database's return, at the cost of one failed query per 2 s while it is down.
+The node keeps one per read-through source (:mod:`meshcache.node.loader.loader`) and one per
+peer (:mod:`meshcache.node.net.breakers`). :class:`Breaker` is a small state machine with no
+I/O and no clock of its own: every call takes ``now``. ``closed`` lets every call through and
+counts consecutive failures; at ``threshold`` (or at once, for a failure the caller calls
+*decisive*) it turns ``open`` for ``cooldown`` seconds, during which calls fail at once or go
+elsewhere; then one call at a time goes through as a probe (``half_open``): a success closes
+it, a failure opens it again for twice as long (up to ``max_cooldown``). The defaults (0.5 s,
+at most 2 s) keep a probe going at least every 2 s, so calls resume within about 2 s of the
+other side's return, at the cost of one failed call per 2 s while it is down.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class BreakerState(IntEnum):
 
 
 class Breaker:
-    """One source's breaker.
+    """One breaker (of a source, of a peer).
 
     Args:
         threshold: consecutive failures that open it.
@@ -45,7 +47,8 @@ class Breaker:
         self._probing = False
 
     def allow(self, now: float) -> bool:
-        """Whether a load may go to the source now (in half-open state: one probe at a time)."""
+        """Whether a call may go now (in half-open state: one probe at a time, which this
+        caller now is and must report with :meth:`success` or :meth:`failure`)."""
         if self.state is BreakerState.CLOSED:
             return True
         if self.state is BreakerState.OPEN:
@@ -61,19 +64,26 @@ class Breaker:
         """Seconds until the next probe may go (0 when one may go now)."""
         return max(0.0, self._until - now) if self.state is BreakerState.OPEN else 0.0
 
+    def hurry(self) -> None:
+        """Let the next probe go at once: something else says the other side is back."""
+        if self.state is BreakerState.OPEN:
+            self._until = 0.0
+
     def success(self) -> None:
-        """A load (or probe) got an answer from the source."""
+        """A call (or probe) got an answer from the other side."""
         self.state = BreakerState.CLOSED
         self.failures = 0
         self._probing = False
         self._cooldown = self.base_cooldown
 
-    def failure(self, now: float) -> None:
-        """A load failed because of the source (down, timed out, refused)."""
+    def failure(self, now: float, *, decisive: bool = False) -> None:
+        """A call failed because of the other side (down, timed out, refused). ``decisive``:
+        the failure alone shows the other side unreachable, so it opens a closed breaker
+        without waiting for ``threshold`` of them."""
         self.failures += 1
         if self.state is BreakerState.HALF_OPEN:
             self._open(now, min(self._cooldown * 2, self.max_cooldown))
-        elif self.state is BreakerState.CLOSED and self.failures >= self.threshold:
+        elif self.state is BreakerState.CLOSED and (decisive or self.failures >= self.threshold):
             self._open(now, self.base_cooldown)
 
     def _open(self, now: float, cooldown: float) -> None:
