@@ -71,6 +71,18 @@ def test_the_nft_script_replaces_the_table_in_one_transaction() -> None:
     assert "drop" not in healthy
 
 
+def test_a_tcp_only_partition_drops_tcp_and_lets_gossip_through() -> None:
+    f = faults_from_spec({"shape": "partition", "sides": [["n0", "c0"], ["n1"]], "proto": "tcp"})
+    assert f.blocked("n0", "n1") and f.connected("n0", "c0") and not f.one_way
+    script = faults.nft_script(f, ADDRESSES)
+    assert "ip saddr { 10.77.0.101, 10.77.0.11 } ip daddr { 10.77.0.12 } meta l4proto tcp drop" in (
+        script
+    )
+    assert script.count("drop") == 2 and "-x tcp->" in f.describe()
+    with pytest.raises(ValueError):
+        faults.partition(["n0"], ["n1"], proto="udp")
+
+
 @pytest.mark.parametrize("kind", (*FAULT_KINDS, *EXTRA_KINDS))
 def test_a_schedule_is_drawn_from_its_seed_and_survives_json(kind: str) -> None:
     a = make_schedule(kind, "7:3", NODES[:3], ["c0", "c1"])

@@ -1,5 +1,5 @@
-"""A smart client on the minority side of a partition keeps writing: it routes around the nodes
-it cannot reach.
+"""A client on the minority side of a partition keeps writing: a smart client routes around
+the nodes it cannot reach, and a node routes its plain clients' requests around them.
 
 Three nodes in separate network namespaces; ``n0`` and client endpoint ``c0`` are cut off from
 ``n1``, ``n2`` and ``c1``. A smart client (``meshcache.Client``, default 5 s timeout) on each
@@ -23,14 +23,24 @@ before the cut was already above 25 ms, twice that p99). A write sent to an unre
 or to a node that forwards into the cut, waits 5 s: one is enough to fail the test. The
 figures from the cut to the heal, and the majority client's, are printed (``pytest -s``);
 docs/chaos.md records them.
+
+A plain client (RESP, the CLI, a plain msgpack client) reaches one node only: on the minority
+side every write it sends is routed by ``n0``. ``n0``'s per-peer circuit breakers
+(``meshcache/node/net/breakers.py``) stop it forwarding into the cut before its gossip decides.
+To keep gossip undecided for the whole cut, whatever the load, that test cuts TCP only (client,
+data and Raft connections) and lets gossip's UDP through: ``n0`` holds ``n1`` and ``n2`` alive
+throughout. Its plain client's first write into the cut may wait out a forward timeout; every
+write after that one must be acknowledged without such a wait.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
+from meshcache.node.data.coordinator import FORWARD_TIMEOUT
 from meshcache.testing.chaos.checkers import side_figures
 from meshcache.testing.chaos.cluster import ChaosCluster
 from meshcache.testing.chaos.history import OK
@@ -58,6 +68,12 @@ WORKLOAD = Workload(
     cas=0.0,
     incr=0.0,
 )
+
+
+#: The TCP-only cut of the plain-client test, in seconds.
+PLAIN_CUT = 8.0
+#: A write that took this long waited on a peer in the cut (a forward timeout, less slack).
+STALL = FORWARD_TIMEOUT - 1.0
 
 
 class MinorityStarved(AssertionError):
@@ -118,4 +134,64 @@ def test_a_smart_client_on_the_minority_side_keeps_writing(chaos_cluster: ChaosC
             f"{p99} ms, bound {p99_bound:g} ms); majority client in the cut: "
             f"{majority['writes_ok']} writes ({majority['writes_per_s']}/s, p99 "
             f"{majority['write_p99_any_ms']} ms)"
+        )
+
+
+class NodeForwardsIntoTheCut(AssertionError):
+    """After its first failure, a write of the minority node's plain client waited out a
+    forward timeout (or failed): the node went on sending into the cut."""
+
+
+def test_a_plain_client_of_the_minority_node_keeps_writing_before_gossip_decides(
+    chaos_cluster: ChaosCluster,
+) -> None:
+    schedule = Schedule(
+        kind="minority-plain-client",
+        seed="test:minority-plain-client",
+        duration=PLAIN_CUT,
+        steps=(
+            Step(0.0, "faults", {"shape": "partition", "proto": "tcp",
+                                 "sides": [["n0", "c0"], ["n1", "n2", "c1"]]}),
+            # Watches n0's gossip through the cut: it must not call n1 or n2 dead.
+            Step(0.0, "await_dead", {"node": "n0", "dead": ["n1"], "timeout": PLAIN_CUT - 0.5}),
+        ),
+        sides={"c0": "minority", "c1": "majority"},
+        plain={"c0": "n0", "c1": "n1"},
+    )  # fmt: skip
+    workload = dataclasses.replace(WORKLOAD, plain_clients=True)
+    report = run_cycle(
+        chaos_cluster, schedule, cycle=11, workload=workload, after_heal=3.0, baseline=3.0
+    )
+    print(report.summary())
+    failed = {c.name: c.findings[:5] for c in report.checks if not c.ok}
+    assert not failed, failed
+
+    history = history_of(report)
+    seen = next(e for e in history.events if e.get("f") == "dead_seen")
+    assert not seen["seen"], f"n0's gossip held n1 dead in a TCP-only cut: {seen}"
+    plain = [op for op in history.ops if op.process.endswith("c0-plain")]
+    before = side_figures(
+        [op for op in plain if report.started - 3.0 <= op.invoke < report.started], 3.0
+    )
+    cut = [op for op in plain if report.started <= op.invoke < report.healed]
+    stalled = [op for op in cut if op.type != OK or (op.latency or 0.0) >= STALL]
+    first = stalled[0] if stalled else None
+    start = report.started if first is None else (first.complete or report.healed)
+    window = [op for op in cut if op.invoke >= start]
+    figures = side_figures(window, report.healed - start)
+    at = 0.0 if first is None else first.invoke - report.started
+    print(
+        f"plain client of n0: before the cut {before}; in the cut {len(cut)} ops, first failure "
+        f"{'none' if first is None else f'{first.type} after {first.latency}s'} at {at:+.2f} s;"
+        f" from {start - report.started:+.2f} s to the heal ({report.healed - start:.2f} s): "
+        f"{figures}; rate ratio "
+        f"{(figures['writes_per_s'] or 0) / (before['writes_per_s'] or 1):.2f}"
+    )
+    assert report.healed - start >= 2.0, "too little of the cut left after the first failure"
+    late = [op for op in window if op in stalled]
+    if late or not figures["writes_ok"]:
+        raise NodeForwardsIntoTheCut(
+            f"{len(late)} writes of n0's plain client after its first failure failed or waited "
+            f">= {STALL:g} s ({[(op.type, op.latency) for op in late[:5]]}); "
+            f"{figures['writes_ok']} acknowledged in {report.healed - start:.2f} s"
         )

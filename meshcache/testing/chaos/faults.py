@@ -3,7 +3,9 @@
 A :class:`NetFaults` is a set of :class:`Drop` rules over endpoint names (``n0``, ``c1``, ...);
 :func:`nft_script` renders it as one nftables table for the hub's bridge (family ``bridge``,
 hook ``forward``: only traffic *between* endpoints, never the harness's own). ``p = 1`` drops
-every frame (a partition), ``p < 1`` drops frames at random (``numgen random``: loss). The
+every frame (a partition), ``p < 1`` drops frames at random (``numgen random``: loss); a drop
+with ``proto="tcp"`` takes only TCP (data port, Raft) and lets gossip's UDP through: a cut the
+failure detector does not see. The
 constructors name the classic shapes: :func:`partition` (symmetric, any number of sides),
 :func:`one_way`, :func:`bridge` (two sides that both see a middle: overlapping majorities),
 :func:`isolate`, :func:`lossy`; :func:`combine` overlays several.
@@ -26,15 +28,20 @@ SCALE = 10_000
 @dataclass(frozen=True, slots=True)
 class Drop:
     """Frames from any endpoint of ``src`` to any of ``dst`` are dropped with probability
-    ``p`` (each frame on its own); an endpoint's frames to itself never are."""
+    ``p`` (each frame on its own); an endpoint's frames to itself never are. ``proto``: only
+    frames of that transport (``"tcp"``; None: every frame). :meth:`NetFaults.blocked` and
+    the reachability answers built on it speak of TCP (client, data and Raft connections)."""
 
     src: frozenset[str]
     dst: frozenset[str]
     p: float = 1.0
+    proto: str | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.p <= 1.0:
             raise ValueError(f"drop probability {self.p} not in (0, 1]")
+        if self.proto not in (None, "tcp"):
+            raise ValueError(f"a drop takes every frame or only tcp, not {self.proto!r}")
 
     def covers(self, a: str, b: str) -> bool:
         return a != b and a in self.src and b in self.dst
@@ -96,6 +103,8 @@ class NetFaults:
         parts = []
         for d in self.drops:
             arrow = "-x->" if d.p >= 1.0 else f"-{d.p:.0%} loss->"
+            if d.proto is not None:
+                arrow = f"{arrow[:-2]} {d.proto}->"
             parts.append(f"{{{','.join(sorted(d.src))}}} {arrow} {{{','.join(sorted(d.dst))}}}")
         return f"{self.label}: " + "; ".join(parts)
 
@@ -111,10 +120,18 @@ def healthy() -> NetFaults:
     return NetFaults()
 
 
-def partition(*sides: Iterable[str], label: str = "partition") -> NetFaults:
-    """Symmetric partition: no frame crosses between any two of ``sides``."""
+def partition(
+    *sides: Iterable[str], label: str = "partition", proto: str | None = None
+) -> NetFaults:
+    """Symmetric partition: no frame (of ``proto``, when given) crosses between any two of
+    ``sides``."""
     groups = [_set(side) for side in sides]
-    drops = tuple(Drop(a, b) for i, a in enumerate(groups) for j, b in enumerate(groups) if i != j)
+    drops = tuple(
+        Drop(a, b, proto=proto)
+        for i, a in enumerate(groups)
+        for j, b in enumerate(groups)
+        if i != j
+    )
     return NetFaults(drops, label)
 
 
@@ -161,6 +178,8 @@ def nft_script(faults: NetFaults, addresses: Mapping[str, str]) -> str:
         src = ", ".join(sorted(addresses[n] for n in drop.src))
         dst = ", ".join(sorted(addresses[n] for n in drop.dst))
         match = f"ip saddr {{ {src} }} ip daddr {{ {dst} }}"
+        if drop.proto is not None:
+            match += f" meta l4proto {drop.proto}"
         if drop.p >= 1.0:
             rules.append(f"{match} drop")
         else:

@@ -157,12 +157,15 @@ class Schedule:
 
 
 def faults_from_spec(spec: Mapping[str, Any]) -> NetFaults:
-    """A :class:`NetFaults` from its JSON form: ``{"shape": "partition", "sides": [[...], ...]}``,
+    """A :class:`NetFaults` from its JSON form: ``{"shape": "partition", "sides": [[...], ...]}``
+    (``"proto": "tcp"``: TCP only, gossip passes),
     ``one_way`` (``src``, ``dst``), ``bridge`` (``left``, ``middle``, ``right``), ``isolate``
     (``node``, ``others``), ``loss`` (``endpoints``, ``p``)."""
     shape = spec["shape"]
     if shape == "partition":
-        return faults.partition(*spec["sides"], label=spec.get("label", "partition"))
+        return faults.partition(
+            *spec["sides"], label=spec.get("label", "partition"), proto=spec.get("proto")
+        )
     if shape == "one_way":
         return faults.one_way(spec["src"], spec["dst"])
     if shape == "bridge":
