@@ -11,9 +11,9 @@ takes the write (it stands in for owners its gossip holds dead). The client's ci
 every node at once (a connection within 0.5 s, and ``MEMBERS``), opens every node it cannot
 reach, and sends every later write to ``n0``.
 
-``n0`` itself forwards a write to the key's first owner until its gossip holds that owner dead,
-and a forward into the cut waits out the node's 5 s forward timeout: that part of the minority
-side's availability is the failure detector's, and under load (15-20 on two cores) it took
+``n0`` itself forwards a write to the key's first owner until its gossip holds that owner dead
+or its circuit breaker for that owner opens (on the first timeout there), and a forward into
+the cut waits out the node's 5 s forward timeout; under load (15-20 on two cores) it took
 ``n0`` up to 8 s to declare the others dead. So the cut lasts until ``n0`` holds ``n1`` and
 ``n2`` dead (polled from the hub, at most 30 s), then :data:`HOLD` seconds more, and the
 client's promise is measured from there: once the node it talks to knows, and the call it had

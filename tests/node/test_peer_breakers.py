@@ -4,13 +4,21 @@ from a peer socket the test controls."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import trio
 import trio.testing
 
 from meshcache.errors import MeshcacheTimeout
 from meshcache.node.breaker import BreakerState
-from meshcache.node.net.breakers import FIRST_BACKOFF, MAX_BACKOFF, THRESHOLD, PeerBreakers
+from meshcache.node.net.breakers import (
+    FIRST_BACKOFF,
+    LATE_TIMEOUT,
+    MAX_BACKOFF,
+    THRESHOLD,
+    PeerBreakers,
+)
 from meshcache.node.net.peer_pool import Address, PeerPool
 from meshcache.wire.frame import encode_ok
 from tests.node.test_peer_batching import connected, peer, running, wait_until
@@ -137,3 +145,27 @@ async def test_the_pool_opens_a_silent_peer_and_its_probe_closes_it_once_the_pee
             assert closed == [address] and breakers.stats["probes"] == 2
             assert pool.stats["timeouts"] == 2  # the GET and the first probe
             nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_a_timeout_noticed_late_is_not_counted_against_the_peer() -> None:
+    """This node's loop held past a request's deadline (its answer might be waiting unread):
+    the timeout is the node's, not the peer's. The same silence noticed in time counts."""
+    pool = PeerPool()
+    pool.breakers = breakers = PeerBreakers(silence=0.05)
+    async with peer() as (p, address), running(pool):
+        await connected(pool, p, address)
+        async with trio.open_nursery() as nursery:
+
+            async def ask() -> None:
+                with pytest.raises(MeshcacheTimeout):
+                    await pool.request(address, "GET", "default", [b"k"], timeout=0.05)
+
+            nursery.start_soon(ask)
+            await trio.testing.wait_all_tasks_blocked()
+            time.sleep(0.05 + 2 * LATE_TIMEOUT)  # the loop held: a long synchronous stretch
+        assert pool.stats["timeouts"] == 1 and breakers.stats["failures"] == 0
+        assert not breakers.blocked(address)
+        with pytest.raises(MeshcacheTimeout):
+            await pool.request(address, "GET", "default", [b"k"], timeout=0.1)
+        assert breakers.blocked(address) and breakers.stats["failures"] == 1

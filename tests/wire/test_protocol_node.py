@@ -64,6 +64,7 @@ def test_every_field_info_answers_is_documented(node: NodeProcess) -> None:
         "hints",
         "rebalance",
         "peers",
+        "breakers",
         "clamp",
         "antientropy",
         "loader",

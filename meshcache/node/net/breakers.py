@@ -14,6 +14,9 @@ address, a :class:`~meshcache.node.breaker.Breaker` fed by the peer pool:
   peer that is starting (connections refused for a moment) is not shut out for a back-off;
 * an **answer** from the peer closes it.
 
+A busy *node* must not shut out its peers either: a timeout the pool notices more than
+:data:`LATE_TIMEOUT` after its deadline (this node's loop was held) is not counted.
+
 A cut rarely takes one peer alone, and a peer nothing was sent to opens nothing. So when a
 breaker opens, every other peer not heard from for :data:`SILENCE` seconds is *checked*: one
 ``PING`` each, at once, within :data:`PROBE_TIMEOUT` (its timeout opens that peer's breaker as
@@ -55,6 +58,9 @@ FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 4.0
 #: Seconds a probe (``PING``) may take.
 PROBE_TIMEOUT = 1.0
+#: A timeout noticed this long after its deadline is not counted against the peer: this node's
+#: own loop did not run in time (its answer may be waiting unread in the kernel).
+LATE_TIMEOUT = 0.25
 
 Probe = Callable[[Address], Awaitable[None]]
 """Sends one probe to a peer (raises :class:`MeshcacheError` when it gets no answer)."""
@@ -262,6 +268,7 @@ class PeerBreakers:
 
 __all__ = [
     "FIRST_BACKOFF",
+    "LATE_TIMEOUT",
     "MAX_BACKOFF",
     "PROBE_TIMEOUT",
     "SILENCE",

@@ -63,7 +63,7 @@ import trio
 
 from meshcache.errors import MeshcacheConnectionError, MeshcacheTimeout, RemoteProtocolError
 from meshcache.gossip.keyring import Keyring
-from meshcache.node.net.breakers import PeerBreakers
+from meshcache.node.net.breakers import LATE_TIMEOUT, PeerBreakers
 from meshcache.node.net.oneshot import call_once
 from meshcache.security.peer import auth_args
 from meshcache.security.tls import NodeTls
@@ -383,7 +383,10 @@ class _PeerConnection:
             if request is None:
                 continue  # answered already
             self.stats["timeouts"] += 1
-            self.pool.breakers.failed(self.address, now)
+            if now - request.deadline < LATE_TIMEOUT:
+                self.pool.breakers.failed(self.address, now)
+            # else this node's loop was held past the deadline (its answer may wait unread in
+            # the kernel): not counted against the peer.
             reset = reset or request.abort
             _deliver(request.answered, MeshcacheTimeout(f"{self._name()}: no answer in time"))
         self.next_deadline = deadlines[0][0] if deadlines else math.inf
