@@ -132,7 +132,8 @@ def _mesh_families(figures: dict[str, Any]) -> Iterator[Any]:
     counters = CounterMetricFamily(
         "meshcache_mesh",
         "Data-plane counters by part (dataplane, replicator, hints, rebalance, antientropy, "
-        "peers) and what they count (forwarded_out, applied, hinted_dead, records_pulled, ...).",
+        "peers, breakers, ...) and what they count (forwarded_out, applied, hinted_dead, "
+        "records_pulled, opened, steered, ...).",
         labels=["part", "what"],
     )
     for part, values in sorted(figures.get("counters", {}).items()):
@@ -141,7 +142,8 @@ def _mesh_families(figures: dict[str, Any]) -> Iterator[Any]:
     yield counters
     gauges = GaugeMetricFamily(
         "meshcache_mesh_state",
-        "Data-plane levels: hints held (count, bytes), replica writes queued, ring version.",
+        "Data-plane levels: hints held (count, bytes), replica writes queued, ring version, "
+        "peers whose circuit breaker is open, ...",
         labels=["what"],
     )
     for what, n in sorted(figures.get("gauges", {}).items()):
