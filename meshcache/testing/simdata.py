@@ -563,12 +563,13 @@ class SimPeerPool(PeerPool):
         self.stats["requests"] += 1
         if sent is not None:
             sent()
+        started = trio.current_time()
         try:
             response = await self.net.request(
                 self.node_id, address, op, namespace, args, timeout, lane=lane
             )
         except (PeerUnreachable, MeshcacheTimeout):
-            self.breakers.failed(address, trio.current_time())
+            self.breakers.failed(address, trio.current_time(), started)
             raise
         self.breakers.answered(address, trio.current_time())
         return response

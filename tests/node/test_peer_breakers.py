@@ -30,14 +30,14 @@ B = Address("10.0.0.2", 7000)
 def test_a_busy_peer_is_opened_only_by_timeouts_in_a_row_with_no_answer_between() -> None:
     b = PeerBreakers()
     b.answered(A, 10.0)
-    for t in (10.2, 10.4):  # it answered a moment ago: latency, not a cut
-        b.failed(A, t)
+    for t in (10.2, 10.4):  # sent before its last answer: latency, not a cut
+        b.failed(A, t, t - 2.0)
     assert not b.blocked(A)
     b.answered(A, 10.5)  # an answer in between: the count starts again
     for t in (10.6, 10.7):
-        b.failed(A, t)
+        b.failed(A, t, t - 2.0)
     assert not b.blocked(A) and b.state(A) is BreakerState.CLOSED
-    b.failed(A, 10.8)
+    b.failed(A, 10.8, 8.8)
     assert b.blocked(A) and b.stats["opened"] == 1 and b.stats["failures"] == 2 * 2 + 1
     assert THRESHOLD == 3
 
@@ -48,7 +48,7 @@ def test_one_timeout_after_a_second_of_silence_opens_at_once_and_an_answer_close
     b.on_close = closed.append
     b.answered(A, 0.0)
     b.answered(B, 0.0)
-    b.failed(A, 5.0)  # a forward that waited out its timeout, nothing heard meanwhile
+    b.failed(A, 5.0, 0.0)  # a forward that waited out its timeout, nothing heard meanwhile
     assert b.blocked(A) and not b.blocked(B) and not b.blocked(None)
     assert b.figures() == (
         {
@@ -69,9 +69,20 @@ def test_one_timeout_after_a_second_of_silence_opens_at_once_and_an_answer_close
 
 def test_a_peer_never_heard_from_is_not_shut_out_by_one_refused_connection() -> None:
     b = PeerBreakers()
-    b.failed(A, 0.0)  # e.g. it is still starting: connection refused
+    b.failed(A, 0.0, 0.0)  # e.g. it is still starting: connection refused
     assert not b.blocked(A)
-    b.failed(A, 1.0)  # a second of trying and never an answer
+    b.failed(A, 1.0, 1.0)  # a second of trying and never an answer
+    assert b.blocked(A)
+
+
+def test_a_request_lost_in_a_cut_that_times_out_after_the_peer_answered_opens_nothing() -> None:
+    """An idle peer after a heal: a call sent into the cut times out once the peer has answered
+    a probe and then had nothing to say for a while."""
+    b = PeerBreakers()
+    b.answered(A, 21.7)  # the probe after the heal
+    b.failed(A, 25.2, 15.2)  # sent during the cut, 10 s timeout
+    assert not b.blocked(A) and b.stats["failures"] == 1
+    b.failed(A, 27.0, 25.5)  # sent after the last answer, 1.5 s of silence: a cut again
     assert b.blocked(A)
 
 
@@ -98,7 +109,7 @@ async def test_probes_back_off_skip_a_peer_gossip_holds_dead_and_go_at_once_when
         b.answered(A, trio.current_time())
         await trio.sleep(2.0)
         opened_at = trio.current_time()
-        b.failed(A, opened_at)
+        b.failed(A, opened_at, opened_at - 1.0)
         assert b.blocked(A)
         await wait_until(lambda: len(probes) == 5, timeout=30.0)
         gaps = [round(t - s, 2) for s, t in zip([opened_at, *probes], probes, strict=False)]

@@ -725,6 +725,9 @@ class Coordinator:
         address = self._addresses.get(member.node_id)
         if address is None or not self._first_live:
             return None
+        checking = self.pool.breakers.checking
+        if checking and address in checking:
+            return None  # wait for the check in a task
         stamp = self.clamp.hlc.now() if op in _STAMPABLE and stampable(op, args) else None
         payload = [op, args] if stamp is None else [op, args, {"version": stamp}]
         later = Later()
@@ -856,12 +859,13 @@ class Coordinator:
             address = self._addresses.get(member.node_id)
             if address is None:
                 continue
-            if last is not None:
-                # Failing over: an owner not heard from lately may be in the same cut as the
-                # one that failed; its breaker's check says so within a second.
-                check = self.pool.breakers.check(address)
-                if check is not None:
-                    await check.wait()
+            # An owner being checked (a peer's breaker opened; this one was silent too) may be
+            # in the same cut: the check says so within a second. Failing over, an owner not
+            # heard from lately is checked first.
+            breakers = self.pool.breakers
+            check = breakers.check(address) if last is not None else breakers.checking.get(address)
+            if check is not None:
+                await check.wait()
             if not self._alive(member.node_id):
                 down = True  # dead by gossip, or its breaker is open: not worth an attempt
                 continue

@@ -7,11 +7,13 @@ address, a :class:`~meshcache.node.breaker.Breaker` fed by the peer pool:
 
 * a **request that times out** and a **connection that cannot be made**
   (:class:`~meshcache.node.net.peer_pool.PeerUnreachable`: refused, timed out) count a
-  failure. One opens the breaker at once when nothing came from the peer for :data:`SILENCE`
-  seconds before it (a cut, a dead or a frozen peer: the forward that found it waited out its
-  timeout); otherwise it takes :data:`THRESHOLD` failures in a row with no answer between them.
-  A busy peer answers *something* on its connection, so latency alone does not open it, and a
-  peer that is starting (connections refused for a moment) is not shut out for a back-off;
+  failure. One opens the breaker at once when nothing came from the peer since the request was
+  sent (or the connection tried) and for :data:`SILENCE` seconds at least (a cut, a dead or a
+  frozen peer: the forward that found it waited out its timeout in silence); otherwise it
+  takes :data:`THRESHOLD` failures in a row with no answer between them. A busy peer answers
+  *something* on its connection, so latency alone does not open it; a request lost in a cut
+  that times out after the peer answered others (an idle peer after a heal) does not either;
+  and a peer that is starting (connections refused for a moment) is not shut out;
 * an **answer** from the peer closes it.
 
 A busy *node* must not shut out its peers either: a timeout the pool notices more than
@@ -20,9 +22,10 @@ A busy *node* must not shut out its peers either: a timeout the pool notices mor
 A cut rarely takes one peer alone, and a peer nothing was sent to opens nothing. So when a
 breaker opens, every other peer not heard from for :data:`SILENCE` seconds is *checked*: one
 ``PING`` each, at once, within :data:`PROBE_TIMEOUT` (its timeout opens that peer's breaker as
-any timeout would). A request failing over to the next owner waits for that owner's check
-(:meth:`check`) rather than sending into the cut again: the first request that meets a cut
-waits out one timeout and at most one check, and the requests after it none.
+any timeout would). A forward to a peer whose check is out waits for it, and one failing over
+to the next owner has that owner checked first (:meth:`check`), rather than sending into the
+cut again: the first request that meets a cut waits out one timeout and at most one check,
+the requests after it at most a check.
 
 While a peer's breaker is open (or half-open, its probe out), routing treats the peer as gossip
 treats a dead one (:meth:`blocked`; the assembly's ``reachable``): requests fail over to the
@@ -98,13 +101,14 @@ class PeerBreakers:
         # Breakers with failures counted or not closed; a peer with a clean record has none.
         self._failing: dict[Address, Breaker] = {}
         # When each peer last answered (trio's clock), or, for one that never did, when the
-        # first failure with it was counted.
+        # first failed request to it was sent.
         self._heard: dict[Address, float] = {}
         self.stats: Counter[str] = Counter()
         #: Told the address of a peer whose breaker closed again.
         self.on_close: Callable[[Address], None] | None = None
         self._wakeup = trio.Event()
-        self._checks: dict[Address, trio.Event] = {}  # checks out, set when each ends
+        #: The checks out, by peer: each event is set when its check ends.
+        self.checking: dict[Address, trio.Event] = {}
         self._nursery: trio.Nursery | None = None  # while :meth:`run` runs
         self._ping: Probe | None = None
 
@@ -124,8 +128,9 @@ class PeerBreakers:
                     if self.on_close is not None:
                         self.on_close(address)
 
-    def failed(self, address: Address, now: float) -> None:
-        """A request to the peer timed out, or no connection to it could be made."""
+    def failed(self, address: Address, now: float, sent: float) -> None:
+        """A request to the peer, sent at ``sent``, timed out at ``now``, or no connection to
+        it could be made (tried from ``sent``)."""
         self.stats["failures"] += 1
         breaker = self._failing.get(address)
         if breaker is None:
@@ -135,7 +140,8 @@ class PeerBreakers:
                 max_cooldown=self.max_backoff,
             )
         opened = breaker.opened
-        silent = now - self._heard.setdefault(address, now) >= self.silence
+        heard = self._heard.setdefault(address, sent)
+        silent = heard <= sent and now - heard >= self.silence
         breaker.failure(now, decisive=silent)
         if breaker.opened != opened:
             self.open[address] = breaker
@@ -165,13 +171,13 @@ class PeerBreakers:
         nursery, ping = self._nursery, self._ping
         if nursery is None or ping is None or address in self.open:
             return None
-        event = self._checks.get(address)
+        event = self.checking.get(address)
         if event is not None:
             return event
         now = trio.current_time()
         if now - self._heard.get(address, now) < self.silence:
             return None
-        event = self._checks[address] = trio.Event()
+        event = self.checking[address] = trio.Event()
         self.stats["checks"] += 1
         nursery.start_soon(self._check, ping, address, event)
         return event
@@ -182,7 +188,7 @@ class PeerBreakers:
         except MeshcacheError:
             self.stats["check_failures"] += 1  # the pool counted the failure against it
         finally:
-            del self._checks[address]
+            del self.checking[address]
             event.set()
 
     def wake(self, address: Address | None = None) -> None:
@@ -231,6 +237,7 @@ class PeerBreakers:
 
     async def _probe(self, probe: Probe, address: Address, breaker: Breaker) -> None:
         self.stats["probes"] += 1
+        sent = trio.current_time()
         try:
             await probe(address)
         except MeshcacheError:
@@ -238,7 +245,7 @@ class PeerBreakers:
             # The pool counted a timeout or a refused connection already (that re-opened the
             # breaker); a broken connection it does not count.
             if breaker.state is BreakerState.HALF_OPEN:
-                self.failed(address, trio.current_time())
+                self.failed(address, trio.current_time(), sent)
         else:
             self.answered(address, trio.current_time())
         finally:

@@ -124,10 +124,11 @@ class _Waiter:
 
 
 class _Request:
-    __slots__ = ("abort", "answered", "deadline")
+    __slots__ = ("abort", "answered", "deadline", "sent")
 
-    def __init__(self, answered: Answered, deadline: float, abort: bool) -> None:
+    def __init__(self, answered: Answered, sent: float, deadline: float, abort: bool) -> None:
         self.answered = answered
+        self.sent = sent
         self.deadline = deadline
         self.abort = abort
 
@@ -196,8 +197,9 @@ class _PeerConnection:
         pool = self.pool
         # Inside a held round, the round's time (a deadline a few ms early, for no clock call
         # per request).
-        deadline = (pool._now if pool._held else trio.current_time()) + timeout
-        self.waiters[rid] = _Request(answered, deadline, abort)
+        sent = pool._now if pool._held else trio.current_time()
+        deadline = sent + timeout
+        self.waiters[rid] = _Request(answered, sent, deadline, abort)
         deadlines = self.deadlines
         heapq.heappush(deadlines, (deadline, rid))
         if len(deadlines) > 2 * len(self.waiters) + 64:
@@ -384,7 +386,7 @@ class _PeerConnection:
                 continue  # answered already
             self.stats["timeouts"] += 1
             if now - request.deadline < LATE_TIMEOUT:
-                self.pool.breakers.failed(self.address, now)
+                self.pool.breakers.failed(self.address, now, request.sent)
             # else this node's loop was held past the deadline (its answer may wait unread in
             # the kernel): not counted against the peer.
             reset = reset or request.abort
@@ -738,6 +740,7 @@ class PeerPool:
                 raise MeshcacheConnectionError("the peer pool is not running")
             tls: _TlsFilter | None = None
             sock: socket.socket | None = None
+            started = trio.current_time()
             try:
                 with trio.fail_after(self.connect_timeout):
                     stream = await trio.open_tcp_stream(*address)
@@ -753,7 +756,7 @@ class PeerPool:
                             raise
             except trio.TooSlowError:
                 self.stats["connect_timeouts"] += 1
-                self.breakers.failed(address, trio.current_time())
+                self.breakers.failed(address, trio.current_time(), started)
                 if sock is not None:
                     sock.close()
                 raise PeerUnreachable(
@@ -761,7 +764,7 @@ class PeerPool:
                 ) from None
             except OSError as exc:
                 self.stats["connect_errors"] += 1
-                self.breakers.failed(address, trio.current_time())
+                self.breakers.failed(address, trio.current_time(), started)
                 if sock is not None:
                     sock.close()
                 raise PeerUnreachable(
