@@ -101,7 +101,7 @@ class PeerBreakers:
         # Breakers with failures counted or not closed; a peer with a clean record has none.
         self._failing: dict[Address, Breaker] = {}
         # When each peer last answered (trio's clock), or, for one that never did, when the
-        # first failed request to it was sent.
+        # first failure with it was counted.
         self._heard: dict[Address, float] = {}
         self.stats: Counter[str] = Counter()
         #: Told the address of a peer whose breaker closed again.
@@ -140,8 +140,12 @@ class PeerBreakers:
                 max_cooldown=self.max_backoff,
             )
         opened = breaker.opened
-        heard = self._heard.setdefault(address, sent)
-        silent = heard <= sent and now - heard >= self.silence
+        heard = self._heard.get(address)
+        if heard is None:  # never answered: its silence is counted from this first failure
+            self._heard[address] = now
+            silent = False
+        else:
+            silent = heard <= sent and now - heard >= self.silence
         breaker.failure(now, decisive=silent)
         if breaker.opened != opened:
             self.open[address] = breaker
