@@ -36,6 +36,7 @@ write after that one must be acknowledged without such a wait.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 
 import pytest
@@ -167,7 +168,7 @@ def test_a_plain_client_of_the_minority_node_keeps_writing_before_gossip_decides
     assert not failed, failed
 
     history = history_of(report)
-    seen = next(e for e in history.events if e.get("f") == "dead_seen")
+    seen = next(e for e in history.events if e.get("f") == "dead_seen" and e["t"] >= report.started)
     assert not seen["seen"], f"n0's gossip held n1 dead in a TCP-only cut: {seen}"
     plain = [op for op in history.ops if op.process.endswith("c0-plain")]
     before = side_figures(
@@ -180,12 +181,18 @@ def test_a_plain_client_of_the_minority_node_keeps_writing_before_gossip_decides
     window = [op for op in cut if op.invoke >= start]
     figures = side_figures(window, report.healed - start)
     at = 0.0 if first is None else first.invoke - report.started
+    gaps = [
+        (b.invoke - (a.complete or b.invoke), a.invoke - report.started)
+        for a, b in itertools.pairwise(window)
+    ]
+    gap = max(gaps, default=(0.0, 0.0))
     print(
         f"plain client of n0: before the cut {before}; in the cut {len(cut)} ops, first failure "
         f"{'none' if first is None else f'{first.type} after {first.latency}s'} at {at:+.2f} s;"
         f" from {start - report.started:+.2f} s to the heal ({report.healed - start:.2f} s): "
         f"{figures}; rate ratio "
-        f"{(figures['writes_per_s'] or 0) / (before['writes_per_s'] or 1):.2f}"
+        f"{(figures['writes_per_s'] or 0) / (before['writes_per_s'] or 1):.2f}; longest pause "
+        f"between its writes {gap[0]:.3f} s after the one at {gap[1]:+.2f} s"
     )
     assert report.healed - start >= 2.0, "too little of the cut left after the first failure"
     late = [op for op in window if op in stalled]
