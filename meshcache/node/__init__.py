@@ -6,6 +6,7 @@
 * :mod:`~meshcache.node.contracts` — what the parts need from their host (liveness, config,
   membership), as protocols.
 * :mod:`~meshcache.node.routes` — the handlers of the node ops the op table names.
+* :mod:`~meshcache.node.breaker` — the circuit breaker state machine (sources, peers).
 * ``net/`` — the data port reactor, frame dispatch, the peer pool and one-shot peer calls.
 * ``data/`` — the coordinator, replication cores and drivers, anti-entropy and hand-off.
 * ``cluster/`` — the membership (SWIM) and config (Raft) adapters, auto-removal.

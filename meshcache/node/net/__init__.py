@@ -6,6 +6,8 @@
   pipelined frames. :mod:`.resp_port` is the RESP codec on the same reactor.
 * :mod:`.dispatch` — one frame body in, one response frame out (sans-I/O), routed by the op table.
 * :mod:`.peer_pool` — pooled, pipelined connections to other nodes' data ports.
+* :mod:`.breakers` — a circuit breaker per peer, fed by the pool: routing passes over a peer in
+  a cut before gossip calls it dead.
 * :mod:`.oneshot` — one request on a connection of its own (membership and config calls).
 """
 
