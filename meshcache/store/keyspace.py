@@ -2,9 +2,25 @@
 
 The op handlers (``meshcache/store/ops_*.py``) work through this class. What they may rely on:
 
-* :attr:`Keyspace.data` maps key → entry, least recently used first. An entry is a plain
-  value's blob (``bytes``: 8-byte big-endian version, then the value) or a
-  :class:`~meshcache.store.values.TypedValue`.
+* :attr:`Keyspace.tables` map key → entry, each least recently used first; a key lives in
+  :meth:`Keyspace.table` (chosen by the key's hash). An entry is a plain value's blob
+  (``bytes``: 8-byte big-endian version, then the value) or a
+  :class:`~meshcache.store.values.TypedValue`. ``len()``, ``in``, iteration and
+  :meth:`Keyspace.peek` cover the keys of every table; :attr:`Keyspace.count` is how many.
+* **Tables.** CPython grows a dict by rehashing all its entries in one call (an
+  ``OrderedDict`` also rebuilds its node index): 60 ms at 350k keys, 140 ms at 700k, twice
+  that at 1.4M, all of it holding the node's loop. So a namespace starts with one table and,
+  once it holds more than :data:`SPLIT_AT` keys, splits into :data:`TABLES` tables by the top
+  bits of the key's hash (``bytes`` cache their hash, so choosing costs a shift and an index;
+  the top bits keep a table's keys spread over its slots, which the low bits choose): no
+  single resize then moves more than about ``keys / TABLES * 2`` entries (5 ms at 2M keys a
+  namespace). It stays split until :meth:`Keyspace.flush`.
+* **LRU across tables.** With one table eviction takes the exact least recently used key.
+  Split, it takes the least recently used key of the larger of two neighbouring tables, a
+  cursor walking the tables: keys hash evenly, so every table holds a random sample of the
+  namespace in its own exact LRU order, and the larger of two has kept more of its old keys.
+  The victims are among the oldest keys, not exactly the oldest (tests/store/test_tables.py
+  bounds how far off), and the tables stay within a few keys of each other's size.
 * :attr:`Keyspace.expires` maps key → absolute expiry (Unix seconds) for keys that have one;
   :attr:`Keyspace.heap` holds ``(expires_at, key)`` for active expiry, invalidated lazily
   (an item is live only while ``expires[key] == expires_at``) and compacted when it grows past
@@ -33,9 +49,10 @@ import heapq
 import math
 import random
 import struct
+import sys
 from collections import OrderedDict
-from collections.abc import Callable
-from itertools import islice
+from collections.abc import Callable, Iterator
+from itertools import chain, islice
 from typing import Any, Final, TypeVar
 
 from meshcache.errors import OutOfMemoryError, TooLargeError, WrongTypeError
@@ -60,6 +77,16 @@ EVICTION_REASONS: Final = ("max_bytes", "max_items")
 #: Keys one call may evict or expire at most (about a millisecond of work): the rest of a big
 #: shrink is left to the next calls and to :meth:`Store.expire_cycle`.
 EVICT_SLICE: Final = 1000
+#: A namespace splits its keys into this many tables once it holds more than :data:`SPLIT_AT`.
+TABLE_BITS: Final = 6
+TABLES: Final = 1 << TABLE_BITS
+#: Keys a namespace holds in one table at most (its largest resize: ~20k entries, 3-4 ms).
+SPLIT_AT: Final = 32768
+#: A key's table is ``tables[hash(key) >> shift]``: with one table the shift leaves 0 or -1
+#: (both index it), split it leaves the hash's top :data:`TABLE_BITS` bits (-32..31: a list
+#: index of each of the 64 tables).
+HASH_BITS: Final = sys.hash_info.width
+Table = OrderedDict[bytes, "bytes | TypedValue"]
 
 
 def blob_version(blob: bytes) -> int:
@@ -101,8 +128,9 @@ class Keyspace:
 
     __slots__ = (
         "clock",
-        "data",
+        "count",
         "default_ttl",
+        "evict_turn",
         "eviction",
         "evictions",
         "expirations",
@@ -123,6 +151,9 @@ class Keyspace:
         "plain_fast",
         "policy",
         "rng",
+        "shift",
+        "split_at",
+        "tables",
         "tomb_grace_ms",
         "tomb_heap",
         "tomb_max",
@@ -156,7 +187,14 @@ class Keyspace:
         self.rng = rng
         self.lfu_decay_s = lfu_decay_s
         self.lfu_sample = lfu_sample
-        self.data: OrderedDict[bytes, bytes | TypedValue] = OrderedDict()
+        self.tables: list[Table] = [OrderedDict()]
+        self.shift = HASH_BITS
+        #: Keys held (in all tables).
+        self.count = 0
+        #: :attr:`count` beyond which the keys are split (never again once split).
+        self.split_at = SPLIT_AT
+        #: Where eviction's cursor over the tables is (see the module docstring).
+        self.evict_turn = 0
         self.expires: dict[bytes, float] = {}
         self.heap: list[tuple[float, bytes]] = []
         self.lfu: dict[bytes, int] | None = None
@@ -203,24 +241,71 @@ class Keyspace:
         )
         if policy.eviction == "lfu" and self.lfu is None:
             fresh = self.lfu_fresh()
-            self.lfu = dict.fromkeys(self.data, fresh)
+            self.lfu = dict.fromkeys(self, fresh)
             self.key_extra = sizes.LFU_COST
-            self.used += sizes.LFU_COST * len(self.data)
+            self.used += sizes.LFU_COST * self.count
         elif policy.eviction != "lfu" and self.lfu is not None:
             self.lfu = None
             self.key_extra = 0
-            self.used -= sizes.LFU_COST * len(self.data)
+            self.used -= sizes.LFU_COST * self.count
         if self.over_limits():
             if self.eviction == "none":
                 self.purge_expired(budget=EVICT_SLICE)
             else:
                 self.evict_to_fit(None)
 
+    # ----------------------------------------------------------------------------- tables
+
+    def table(self, key: bytes) -> Table:
+        """The table ``key`` lives in (or would). The ops' hot paths inline this line."""
+        return self.tables[hash(key) >> self.shift]
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __contains__(self, key: bytes) -> bool:
+        """Whether ``key`` is held, expired or not (no side effect)."""
+        return key in self.tables[hash(key) >> self.shift]
+
+    def __iter__(self) -> Iterator[bytes]:
+        """Every key held, expired ones included, table by table, each least recently used
+        first (with one table: the exact LRU order). Do not change the keys meanwhile."""
+        return chain.from_iterable(self.tables)
+
+    def items(self) -> Iterator[tuple[bytes, bytes | TypedValue]]:
+        """``(key, entry)`` in :meth:`__iter__`'s order."""
+        return chain.from_iterable(table.items() for table in self.tables)
+
+    def peek(self, key: bytes) -> bytes | TypedValue | None:
+        """The entry under ``key``, expired or not, with no side effect (no hit, no access)."""
+        return self.tables[hash(key) >> self.shift].get(key)
+
+    def key_parts(self) -> Iterator[list[bytes]]:
+        """The keys held, as one list per table, each copied when it is reached (a caller
+        that snapshots a big namespace checkpoints between tables: one copy of all keys at
+        1M keys holds the loop for 20 ms and more). A key held from the first list to the
+        last is in exactly one of them; one written or removed meanwhile may be or not."""
+        # The tables as they are now: a split meanwhile replaces the list (the one table it
+        # splits was then copied already, as the only one), a flush empties the namespace.
+        for table in list(self.tables):
+            # The dict's own table, not the OrderedDict's links: the order does not matter.
+            yield list(dict.keys(table))
+
+    def split(self) -> None:
+        """Spread the keys over :data:`TABLES` tables, keeping each table's LRU order."""
+        shift = HASH_BITS - TABLE_BITS
+        tables: list[Table] = [OrderedDict() for _ in range(TABLES)]
+        for key, entry in self.tables[0].items():
+            tables[hash(key) >> shift][key] = entry
+        self.tables = tables
+        self.shift = shift
+        self.split_at = sys.maxsize
+
     # ----------------------------------------------------------------------------- lookup
 
     def live(self, key: bytes) -> bytes | TypedValue | None:
         """The entry under ``key`` unless missing or expired (an expired one is removed)."""
-        entry = self.data.get(key)
+        entry = self.tables[hash(key) >> self.shift].get(key)
         if entry is not None and self.expires:
             expires_at = self.expires.get(key)
             if expires_at is not None and expires_at <= self.clock():
@@ -230,12 +315,19 @@ class Keyspace:
 
     def read(self, key: bytes) -> bytes | TypedValue | None:
         """:meth:`live`, counted as a hit or a miss; a hit is an access for LRU/LFU."""
-        entry = self.live(key)
+        table = self.tables[hash(key) >> self.shift]
+        entry = table.get(key)
         if entry is None:
             self.misses += 1
             return None
+        if self.expires:
+            expires_at = self.expires.get(key)
+            if expires_at is not None and expires_at <= self.clock():
+                self.expire(key)
+                self.misses += 1
+                return None
         self.hits += 1
-        self.data.move_to_end(key)
+        table.move_to_end(key)
         if self.lfu is not None:
             self.lfu_hit(key)
         return entry
@@ -257,7 +349,7 @@ class Keyspace:
 
     def touch(self, key: bytes) -> None:
         """Record an access of a live key."""
-        self.data.move_to_end(key)
+        self.tables[hash(key) >> self.shift].move_to_end(key)
         if self.lfu is not None:
             self.lfu_hit(key)
 
@@ -271,15 +363,16 @@ class Keyspace:
     def over_limits(self) -> bool:
         mb = self.max_bytes
         mi = self.max_items
-        return (mb is not None and self.used > mb) or (mi is not None and len(self.data) > mi)
+        return (mb is not None and self.used > mb) or (mi is not None and self.count > mi)
 
     # ----------------------------------------------------------------------------- removal
 
     def remove(self, key: bytes) -> bytes | TypedValue | None:
         """Remove ``key`` with its expiry and counters; return the entry it held."""
-        entry = self.data.pop(key, None)
+        entry = self.tables[hash(key) >> self.shift].pop(key, None)
         if entry is None:
             return None
+        self.count -= 1
         cost = entry_size(key, entry) + self.key_extra
         if self.expires and self.expires.pop(key, None) is not None:
             cost += sizes.EXPIRY_COST
@@ -307,7 +400,10 @@ class Keyspace:
         self.tombstones.clear()
         self.tomb_heap.clear()
         self.tomb_used = 0
-        self.data.clear()
+        self.tables = [OrderedDict()]
+        self.shift = HASH_BITS
+        self.count = 0
+        self.split_at = SPLIT_AT
         self.expires.clear()
         self.heap.clear()
         if self.lfu is not None:
@@ -496,11 +592,10 @@ class Keyspace:
         removed = self.purge_expired(budget=budget)
         mb = self.max_bytes
         mi = self.max_items
-        data = self.data
         while removed < budget:
             if mb is not None and self.used > mb:
                 reason = "max_bytes"
-            elif mi is not None and len(data) > mi:
+            elif mi is not None and self.count > mi:
                 reason = "max_items"
             else:
                 break
@@ -520,9 +615,30 @@ class Keyspace:
                 return victim
         elif eviction == "lfu":
             return self._least_frequent(protect)
-        for key in self.data:
+        for key in self._evict_table():
             if key != protect:
                 return key
+        return self._any_key(protect)
+
+    def _evict_table(self) -> Table:
+        """The table to evict from next: the only one, or the larger of two neighbours at the
+        cursor (see the module docstring)."""
+        tables = self.tables
+        n = len(tables)
+        if n == 1:
+            return tables[0]
+        turn = self.evict_turn = (self.evict_turn + 1) % n
+        first = tables[turn]
+        second = tables[turn + 1 - n]  # the next one, wrapping round
+        return first if len(first) >= len(second) else second
+
+    def _any_key(self, protect: bytes | None) -> bytes | None:
+        """The least recently used key of the first table holding one other than
+        ``protect`` (when the table :meth:`_evict_table` chose has none)."""
+        for table in self.tables:
+            for key in table:
+                if key != protect:
+                    return key
         return None
 
     def _soonest_expiring(self, protect: bytes | None) -> bytes | None:
@@ -544,21 +660,22 @@ class Keyspace:
         return victim
 
     def _least_frequent(self, protect: bytes | None) -> bytes | None:
-        # The lowest aged counter among the lfu_sample least recently used keys (Redis samples
-        # at random; the LRU end is the cheap sample an OrderedDict offers, and it keeps a key
-        # that is popular *now* out of reach because every hit moves it to the other end).
+        # The lowest aged counter among the lfu_sample least recently used keys of the table
+        # to evict from (Redis samples at random; the LRU end is the cheap sample an
+        # OrderedDict offers, and it keeps a key that is popular *now* out of reach because
+        # every hit moves it to the other end).
         lfu = self.lfu
         assert lfu is not None
         epoch = int(self.clock() // self.lfu_decay_s)
         best: bytes | None = None
         best_counter = 256
-        for key in islice(self.data, self.lfu_sample + 1):
+        for key in islice(self._evict_table(), self.lfu_sample + 1):
             if key == protect:
                 continue
             counter = self._lfu_effective(lfu[key], epoch)
             if counter < best_counter:
                 best, best_counter = key, counter
-        return best
+        return best if best is not None else self._any_key(protect)
 
     # ----------------------------------------------------------------------------- writes
 
@@ -572,8 +689,8 @@ class Keyspace:
         key alone exceeds ``max_bytes``, ``OUT_OF_MEMORY`` when it does not fit under ``none``;
         either way nothing changed. Otherwise evicts other keys as the policy says.
         """
-        data = self.data
-        old = data.get(key)
+        table = self.tables[hash(key) >> self.shift]
+        old = table.get(key)
         has_expiry = (key in self.expires) if keep_ttl else expires_at is not None
         new_full = (
             sizes.plain_cost(len(key), len(blob)) if type(blob) is bytes else entry_size(key, blob)
@@ -583,19 +700,22 @@ class Keyspace:
         delta = new_full if old is None else new_full - self.full_cost(key, old)
         if self.max_bytes is not None or self.max_items is not None:
             self.check_room(key, new_full, delta, old is None)
-        data[key] = blob
+        table[key] = blob
         self.used += delta
         if old is None:
+            self.count += 1
             if self.lfu is not None:
                 self.lfu[key] = self.lfu_fresh()
         else:
-            data.move_to_end(key)
+            table.move_to_end(key)
             if self.lfu is not None:
                 self.lfu_hit(key)
         if not keep_ttl:
             self.set_expiry_raw(key, expires_at)
         if self.over_limits():
             self.evict_to_fit(key)
+        if self.count > self.split_at:
+            self.split()
 
     def check_room(self, key: bytes, new_full: int, delta: int, new_key: bool) -> None:
         """Refuse a write that cannot fit: ``TOO_LARGE`` if the key alone exceeds ``max_bytes``;
@@ -615,12 +735,12 @@ class Keyspace:
         mb = self.max_bytes
         mi = self.max_items
         return (mb is not None and delta > 0 and self.used + delta > mb) or (
-            new_key and mi is not None and len(self.data) >= mi
+            new_key and mi is not None and self.count >= mi
         )
 
     def oom_error(self) -> OutOfMemoryError:
         return OutOfMemoryError(
-            message=f"namespace {self.name!r} is full ({self.used} bytes, {len(self.data)} "
+            message=f"namespace {self.name!r} is full ({self.used} bytes, {self.count} "
             f"keys) and its eviction policy is none"
         )
 
@@ -637,10 +757,10 @@ class Keyspace:
             if (
                 self.eviction == "none"
                 and self.max_items is not None
-                and len(self.data) >= self.max_items
+                and self.count >= self.max_items
             ):
                 self.purge_expired()
-                if len(self.data) >= self.max_items:
+                if self.count >= self.max_items:
                     raise self.oom_error()
             obj: TypedValue = cls()
             created = True
@@ -678,7 +798,8 @@ class Keyspace:
                 self.delete(key)
             return
         if write.created:
-            self.data[key] = obj
+            self.tables[hash(key) >> self.shift][key] = obj
+            self.count += 1
             if self.lfu is not None:
                 self.lfu[key] = self.lfu_fresh()
             expires_at = self.expiry_for_write(None)
@@ -704,6 +825,8 @@ class Keyspace:
                     raise self.oom_error()
         if self.over_limits():
             self.evict_to_fit(key)
+        if self.count > self.split_at:
+            self.split()
 
     def _rollback(self, write: TypedWrite) -> None:
         key = write.key
@@ -712,7 +835,7 @@ class Keyspace:
             return
         snapshot = write.snapshot
         assert snapshot is not None
-        self.data[key] = snapshot
+        self.tables[hash(key) >> self.shift][key] = snapshot
         self.used += snapshot.size - write.obj.size
 
     def shrunk(self, key: bytes, obj: TypedValue, old_size: int) -> None:
@@ -739,6 +862,8 @@ def wrong_type(key: bytes, entry: bytes | TypedValue, wanted: str) -> WrongTypeE
 __all__ = [
     "EVICTION_REASONS",
     "EVICT_SLICE",
+    "SPLIT_AT",
+    "TABLES",
     "Keyspace",
     "TypedWrite",
     "blob_version",

@@ -60,7 +60,7 @@ def check_ttl(ttl: Any) -> float | None:
 def restamp(ks: Keyspace, key: bytes, entry: bytes | TypedValue) -> None:
     """Give a live entry a new version (a write that changed only its metadata)."""
     if type(entry) is bytes:
-        ks.data[key] = pack_version(ks.new_version()) + entry[_HEADER:]
+        ks.table(key)[key] = pack_version(ks.new_version()) + entry[_HEADER:]
     else:
         assert isinstance(entry, TypedValue)
         entry.version = ks.new_version()
@@ -71,7 +71,7 @@ def restamp(ks: Keyspace, key: bytes, entry: bytes | TypedValue) -> None:
 
 def op_dbsize(ks: Keyspace, args: list[Any]) -> int:
     ks.purge_expired()
-    return len(ks.data)
+    return ks.count
 
 
 def op_flush(ks: Keyspace, args: list[Any]) -> bool:
@@ -84,11 +84,12 @@ def op_flush(ks: Keyspace, args: list[Any]) -> bool:
 
 def op_get(ks: Keyspace, args: list[Any]) -> bytes | None:
     key = args[0]
-    entry = ks.data.get(key)
+    table = ks.tables[hash(key) >> ks.shift]  # ks.table(key), inlined
+    entry = table.get(key)
     if entry is not None and ks.lfu is None and not ks.expires:
         # The hot path, inlined: no expiry to check, no LFU counter to bump.
         ks.hits += 1
-        ks.data.move_to_end(key)
+        table.move_to_end(key)
     else:
         entry = ks.read(key)
     if type(entry) is bytes:
@@ -163,15 +164,18 @@ def op_set(ks: Keyspace, args: list[Any]) -> Any:
         blob = pack_version(ks.new_version()) + value
         if ks.plain_fast:
             # The hot path, inlined (no bounds, no default TTL, no LFU): what put() would do.
-            data = ks.data
-            old = data.get(key)
+            table = ks.tables[hash(key) >> ks.shift]  # ks.table(key), inlined
+            old = table.get(key)
             if old is None:
-                data[key] = blob
+                table[key] = blob
                 ks.used += _PLAIN_BASE + len(key) + len(blob)
+                ks.count += 1
+                if ks.count > ks.split_at:
+                    ks.split()
                 return True
             if type(old) is bytes:
-                data[key] = blob
-                data.move_to_end(key)
+                table[key] = blob
+                table.move_to_end(key)
                 ks.used += len(blob) - len(old)
                 if ks.expires and key in ks.expires:
                     ks.set_expiry(key, None)
@@ -237,7 +241,7 @@ def _check_batch(ks: Keyspace, total: int, new_keys: int) -> None:
     def overflows() -> bool:
         mb, mi = ks.max_bytes, ks.max_items
         return (mb is not None and total > 0 and ks.used + total > mb) or (
-            mi is not None and new_keys > 0 and len(ks.data) + new_keys > mi
+            mi is not None and new_keys > 0 and ks.count + new_keys > mi
         )
 
     if overflows():

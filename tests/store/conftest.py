@@ -66,15 +66,15 @@ class Harness:
 def check_accounting(ks: Keyspace) -> None:
     """The byte counter equals the sum of every entry's cost computed from scratch."""
     total = 0
-    for key, entry in ks.data.items():
+    for key, entry in ks.items():
         if isinstance(entry, TypedValue):
             assert entry.size == entry.measure(), key
             assert len(entry) > 0, key
         total += ks.full_cost(key, entry)
     assert ks.used == total
-    assert set(ks.expires) <= set(ks.data)
+    assert set(ks.expires) <= set(ks)
     if ks.lfu is not None:
-        assert set(ks.lfu) == set(ks.data)
+        assert set(ks.lfu) == set(ks)
     live_heap = {(e, k) for e, k in ks.heap if ks.expires.get(k) == e}
     assert live_heap == {(e, k) for k, e in ks.expires.items()}
     assert ks.tomb_used == sum(sizes.tombstone_cost(len(k)) for k in ks.tombstones)

@@ -87,7 +87,7 @@ def test_accounting_exact_under_random_ops(policy: NamespacePolicy, seed: int, s
             if policy.max_bytes is not None:
                 assert ks.used <= policy.max_bytes
             if policy.max_items is not None:
-                assert len(ks.data) <= policy.max_items
+                assert len(ks) <= policy.max_items
         if rng.random() < 0.2:
             clock.advance(rng.choice([0.3, 1, 4]))
         if rng.random() < 0.1:

@@ -104,8 +104,8 @@ def test_bounds_are_enforced_once_per_batch(clock: FakeClock) -> None:
     version = make_version(clock.ms())
     done = apply(h, [(b"new%d" % i, blob(version, b"v")) for i in range(8)])
     assert done.applied == 8
-    assert len(h.ks().data) == 10
-    assert [k for k in h.ks().data if k.startswith(b"old")] == [b"old3", b"old4"]  # LRU first
+    assert len(h.ks()) == 10
+    assert [k for k in h.ks() if k.startswith(b"old")] == [b"old3", b"old4"]  # LRU first
     assert h.ks().evictions["max_items"] == 3
     h.check_accounting()
 
@@ -123,7 +123,7 @@ def test_a_full_namespace_without_eviction_refuses_like_a_write(clock: FakeClock
     version = make_version(clock.ms())
     done = apply(h, [(b"k%d" % i, blob(version, b"v")) for i in range(4)])
     assert (done.applied, done.refused) == (2, {"OUT_OF_MEMORY": 2})
-    assert len(h.ks().data) == 2
+    assert len(h.ks()) == 2
     h.check_accounting()
 
 
@@ -148,7 +148,7 @@ def test_a_bad_item_is_a_bad_request_and_keeps_what_came_before(
     with pytest.raises(CommandError) as err:
         h.store.apply_blobs("default", keys, blobs, h.hlc.drift_limit())  # type: ignore[arg-type]
     assert err.value.code == ErrorCode.BAD_REQUEST and "item 1" in str(err.value)
-    assert h.ks().data[b"a"] == b"\0" * 8
+    assert h.ks().peek(b"a") == b"\0" * 8
     h.check_accounting()
 
 

@@ -13,7 +13,7 @@ def plain(key: bytes, value: bytes) -> int:
 
 
 def keys_of(h: Harness, ns: str = "default") -> list[bytes]:
-    return list(h.ks(ns).data)
+    return list(h.ks(ns))
 
 
 def test_lru_evicts_least_recently_used(clock: FakeClock) -> None:
@@ -125,7 +125,7 @@ def test_none_refuses_and_changes_nothing(clock: FakeClock) -> None:
     h = Harness(clock, default=NamespacePolicy(eviction="none", max_bytes=2 * one + 50))
     h.run("SET", b"a", b"v")
     h.run("SET", b"b", b"v")
-    before = (h.ks().used, list(h.ks().data.items()))
+    before = (h.ks().used, list(h.ks().items()))
     with pytest.raises(OutOfMemoryError):
         h.run("SET", b"c", b"v")
     with pytest.raises(OutOfMemoryError):
@@ -134,7 +134,7 @@ def test_none_refuses_and_changes_nothing(clock: FakeClock) -> None:
         h.run("SET", b"a", b"v" * 100)
     with pytest.raises(OutOfMemoryError):
         h.run("HSET", b"h", b"f", b"v")
-    assert (h.ks().used, list(h.ks().data.items())) == before
+    assert (h.ks().used, list(h.ks().items())) == before
     # Writes that do not grow the namespace still work.
     assert h.run("SET", b"a", b"w") is True
     assert h.run("DELETE", b"b") == 1

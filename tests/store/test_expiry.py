@@ -25,11 +25,11 @@ def test_active_expiry_removes_keys_never_read_again(h: Harness, clock: FakeCloc
     assert h.store.expire_cycle() == 0
     clock.advance(10.5)
     assert h.store.expire_cycle() == 10
-    assert len(h.ks().data) == 41
+    assert len(h.ks()) == 41
     clock.advance(100)
     assert h.store.expire_cycle(budget=15) == 15
     assert h.store.expire_cycle(budget=1000) == 25
-    assert list(h.ks().data) == [b"keep"]
+    assert list(h.ks()) == [b"keep"]
     assert h.store.stats()["default"].expirations == 50
     h.check_accounting()
 

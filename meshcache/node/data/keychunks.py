@@ -8,16 +8,18 @@ its start-up objects full collections come every few seconds under load — each
 loop for as long as the walk takes, 100 ms and more per million keys.
 
 :class:`KeyChunks` holds the keys as msgpack-packed chunks instead: ``bytes`` objects, which
-the collector does not track. Taking one copies the keys once at C speed (the store's
-:meth:`~meshcache.store.Store.key_snapshot`) and packs them a few chunks per step, with
-collections held off meanwhile so that the transient list is never walked; reading gives each
-chunk back as a fresh list of keys (equal to the stored ones, not the same objects).
+the collector does not track. Taking one copies the keys at C speed a table per step (the
+store's :meth:`~meshcache.store.Store.key_parts`; one copy of a million keys would hold the
+loop for 20 ms and more) and packs them a few chunks per step, with collections held off
+meanwhile so that the transient lists are never walked; reading gives each chunk back as a
+fresh list of keys (equal to the stored ones, not the same objects).
 """
 
 from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
+from itertools import chain
 
 import msgpack
 import trio
@@ -47,39 +49,46 @@ class KeyChunks:
 
     @classmethod
     async def take(cls, store: Store, namespace: str, *, tombstones: bool = False) -> KeyChunks:
-        """The keys ``namespace`` holds now (and, with ``tombstones``, the keys of its
-        tombstones after them), as :meth:`Store.key_snapshot` gives them.
+        """The keys ``namespace`` holds (and, with ``tombstones``, the keys of its tombstones
+        after them), in the order :meth:`Store.key_snapshot` gives them. Taken a table per
+        step: a key held throughout is in it once, one written or removed meanwhile may be
+        or not (a scan reads each key anyway, and one removed reads as missing).
 
         Raises:
             CommandError: ``NO_SUCH_NAMESPACE``.
         """
         global _paused, _was_enabled
-        keys = store.key_snapshot(namespace)
+        parts: Iterator[list[bytes]] = store.key_parts(namespace)
         if tombstones:
-            keys.extend(store.tombstone_keys(namespace))
-        count = len(keys)
-        if count <= CHUNK:
-            return cls([msgpack.packb(keys, use_bin_type=True)] if keys else [], count)
-        # Held off from here until the list is gone: a collection now would walk all of it.
-        # (The list was made by one allocation, so none ran while it was filled.)
+            parts = chain(parts, [store.tombstone_keys(namespace)])
+        packb = msgpack.Packer(use_bin_type=True).pack
+        chunks: list[bytes] = []
+        pending: list[bytes] = []
+        count = packed = 0
+        # Held off from here until the lists are gone: a collection now would walk them.
         _paused += 1
         if _paused == 1:
             _was_enabled = gc.isenabled()
             gc.disable()
         try:
-            # The copy is one step of its own (a reference to every key: a cache miss each in a
-            # long-lived store); packing and releasing them are the next ones.
-            await trio.lowlevel.checkpoint()
-            packb = msgpack.Packer(use_bin_type=True).pack
-            chunks: list[bytes] = []
-            # From the end, each packed chunk cut off the list: the list's references are
-            # released a chunk at a time, not all at once in one step at the end.
-            for n, at in enumerate(range((count - 1) // CHUNK * CHUNK, -1, -CHUNK)):
-                if n and not n % PACK_PER_STEP:
-                    await trio.lowlevel.checkpoint()
-                chunks.append(packb(keys[at:]))
-                del keys[at:]
-            chunks.reverse()
+            # Each table's copy starts a step (a reference to every key: a cache miss each in a
+            # long-lived store); packing goes PACK_PER_STEP chunks a step.
+            part = next(parts, None)
+            while part is not None:
+                count += len(part)
+                pending += part
+                del part
+                full = len(pending) - len(pending) % CHUNK
+                for at in range(0, full, CHUNK):
+                    if packed and not packed % PACK_PER_STEP:
+                        await trio.lowlevel.checkpoint()
+                    chunks.append(packb(pending[at : at + CHUNK]))
+                    packed += 1
+                del pending[:full]
+                await trio.lowlevel.checkpoint()
+                part = next(parts, None)
+            if pending:
+                chunks.append(packb(pending))
         finally:
             _paused -= 1
             if not _paused and _was_enabled:

@@ -712,7 +712,7 @@ class Loader:
     def _holds(self, namespace: str, key: bytes) -> bool:
         """Whether the store has ``key`` (expired or not), with no side effect."""
         try:
-            return key in self.store.keyspace(namespace).data
+            return key in self.store.keyspace(namespace)
         except CommandError:
             return False
 
