@@ -10,17 +10,21 @@ The op handlers (``meshcache/store/ops_*.py``) work through this class. What the
 * **Tables.** CPython grows a dict by rehashing all its entries in one call (an
   ``OrderedDict`` also rebuilds its node index): 60 ms at 350k keys, 140 ms at 700k, twice
   that at 1.4M, all of it holding the node's loop. So a namespace starts with one table and,
-  once it holds more than :data:`SPLIT_AT` keys, splits into :data:`TABLES` tables by the top
-  bits of the key's hash (``bytes`` cache their hash, so choosing costs a shift and an index;
-  the top bits keep a table's keys spread over its slots, which the low bits choose): no
-  single resize then moves more than about ``keys / TABLES * 2`` entries (5 ms at 2M keys a
-  namespace). It stays split until :meth:`Keyspace.flush`.
+  once it holds more than :data:`SPLIT_AT` keys, splits into :data:`TABLES` tables, a key's
+  table being its hash modulo :data:`TABLES` (a prime, so a table's keys still spread over all
+  its slots, which the hash's low bits choose): no single resize then moves more than about
+  ``keys / TABLES * 2`` entries (under 10 ms at 2M keys a namespace). It stays split until
+  :meth:`Keyspace.flush`. ``bytes`` cache their hash, but the call and the modulo still
+  cost about 750 instructions of CPython 3.11 an op (1.5% of a request), so while there is
+  one table the hot paths take it directly (:attr:`Keyspace.single`) and pay nothing.
 * **LRU across tables.** With one table eviction takes the exact least recently used key.
   Split, it takes the least recently used key of the larger of two neighbouring tables, a
   cursor walking the tables: keys hash evenly, so every table holds a random sample of the
   namespace in its own exact LRU order, and the larger of two has kept more of its old keys.
-  The victims are among the oldest keys, not exactly the oldest (tests/store/test_tables.py
-  bounds how far off), and the tables stay within a few keys of each other's size.
+  The victims are among the oldest keys, not exactly the oldest: under uniform churn the
+  median victim is among the oldest 2% of the keys, the 99th percentile among the oldest 13%
+  (tests/store/test_tables.py; Redis's sampled LRU, the oldest of 5 random keys, takes one of
+  the oldest 17% on average), and the tables stay within a few percent of each other's size.
 * :attr:`Keyspace.expires` maps key → absolute expiry (Unix seconds) for keys that have one;
   :attr:`Keyspace.heap` holds ``(expires_at, key)`` for active expiry, invalidated lazily
   (an item is live only while ``expires[key] == expires_at``) and compacted when it grows past
@@ -77,15 +81,12 @@ EVICTION_REASONS: Final = ("max_bytes", "max_items")
 #: Keys one call may evict or expire at most (about a millisecond of work): the rest of a big
 #: shrink is left to the next calls and to :meth:`Store.expire_cycle`.
 EVICT_SLICE: Final = 1000
-#: A namespace splits its keys into this many tables once it holds more than :data:`SPLIT_AT`.
-TABLE_BITS: Final = 6
-TABLES: Final = 1 << TABLE_BITS
-#: Keys a namespace holds in one table at most (its largest resize: ~20k entries, 3-4 ms).
-SPLIT_AT: Final = 32768
-#: A key's table is ``tables[hash(key) >> shift]``: with one table the shift leaves 0 or -1
-#: (both index it), split it leaves the hash's top :data:`TABLE_BITS` bits (-32..31: a list
-#: index of each of the 64 tables).
-HASH_BITS: Final = sys.hash_info.width
+#: A namespace splits its keys into this many tables once it holds more than :data:`SPLIT_AT`
+#: (a prime: see the module docstring).
+TABLES: Final = 61
+#: Keys a namespace holds in one table at most (its largest resize: 5,461 entries, ~1 ms; the
+#: split itself moves 8,192: 3-4 ms).
+SPLIT_AT: Final = 8192
 Table = OrderedDict[bytes, "bytes | TypedValue"]
 
 
@@ -151,7 +152,7 @@ class Keyspace:
         "plain_fast",
         "policy",
         "rng",
-        "shift",
+        "single",
         "split_at",
         "tables",
         "tomb_grace_ms",
@@ -187,8 +188,9 @@ class Keyspace:
         self.rng = rng
         self.lfu_decay_s = lfu_decay_s
         self.lfu_sample = lfu_sample
-        self.tables: list[Table] = [OrderedDict()]
-        self.shift = HASH_BITS
+        #: The only table while there is one, else None (the hot paths' shortcut).
+        self.single: Table | None = OrderedDict()
+        self.tables: list[Table] = [self.single]
         #: Keys held (in all tables).
         self.count = 0
         #: :attr:`count` beyond which the keys are split (never again once split).
@@ -257,15 +259,18 @@ class Keyspace:
     # ----------------------------------------------------------------------------- tables
 
     def table(self, key: bytes) -> Table:
-        """The table ``key`` lives in (or would). The ops' hot paths inline this line."""
-        return self.tables[hash(key) >> self.shift]
+        """The table ``key`` lives in (or would). The ops' hot paths inline it."""
+        table = self.single
+        if table is None:
+            table = self.tables[hash(key) % TABLES]
+        return table
 
     def __len__(self) -> int:
         return self.count
 
     def __contains__(self, key: bytes) -> bool:
         """Whether ``key`` is held, expired or not (no side effect)."""
-        return key in self.tables[hash(key) >> self.shift]
+        return key in self.table(key)
 
     def __iter__(self) -> Iterator[bytes]:
         """Every key held, expired ones included, table by table, each least recently used
@@ -278,7 +283,7 @@ class Keyspace:
 
     def peek(self, key: bytes) -> bytes | TypedValue | None:
         """The entry under ``key``, expired or not, with no side effect (no hit, no access)."""
-        return self.tables[hash(key) >> self.shift].get(key)
+        return self.table(key).get(key)
 
     def key_parts(self) -> Iterator[list[bytes]]:
         """The keys held, as one list per table, each copied when it is reached (a caller
@@ -292,20 +297,24 @@ class Keyspace:
             yield list(dict.keys(table))
 
     def split(self) -> None:
-        """Spread the keys over :data:`TABLES` tables, keeping each table's LRU order."""
-        shift = HASH_BITS - TABLE_BITS
+        """Spread the keys of the one table over :data:`TABLES` tables, keeping each table's
+        LRU order."""
+        assert len(self.tables) == 1, "split already"
         tables: list[Table] = [OrderedDict() for _ in range(TABLES)]
         for key, entry in self.tables[0].items():
-            tables[hash(key) >> shift][key] = entry
+            tables[hash(key) % TABLES][key] = entry
         self.tables = tables
-        self.shift = shift
+        self.single = None
         self.split_at = sys.maxsize
 
     # ----------------------------------------------------------------------------- lookup
 
     def live(self, key: bytes) -> bytes | TypedValue | None:
         """The entry under ``key`` unless missing or expired (an expired one is removed)."""
-        entry = self.tables[hash(key) >> self.shift].get(key)
+        table = self.single
+        if table is None:
+            table = self.tables[hash(key) % TABLES]
+        entry = table.get(key)
         if entry is not None and self.expires:
             expires_at = self.expires.get(key)
             if expires_at is not None and expires_at <= self.clock():
@@ -315,7 +324,9 @@ class Keyspace:
 
     def read(self, key: bytes) -> bytes | TypedValue | None:
         """:meth:`live`, counted as a hit or a miss; a hit is an access for LRU/LFU."""
-        table = self.tables[hash(key) >> self.shift]
+        table = self.single
+        if table is None:
+            table = self.tables[hash(key) % TABLES]
         entry = table.get(key)
         if entry is None:
             self.misses += 1
@@ -349,7 +360,10 @@ class Keyspace:
 
     def touch(self, key: bytes) -> None:
         """Record an access of a live key."""
-        self.tables[hash(key) >> self.shift].move_to_end(key)
+        table = self.single
+        if table is None:
+            table = self.tables[hash(key) % TABLES]
+        table.move_to_end(key)
         if self.lfu is not None:
             self.lfu_hit(key)
 
@@ -369,7 +383,10 @@ class Keyspace:
 
     def remove(self, key: bytes) -> bytes | TypedValue | None:
         """Remove ``key`` with its expiry and counters; return the entry it held."""
-        entry = self.tables[hash(key) >> self.shift].pop(key, None)
+        table = self.single
+        if table is None:
+            table = self.tables[hash(key) % TABLES]
+        entry = table.pop(key, None)
         if entry is None:
             return None
         self.count -= 1
@@ -400,8 +417,8 @@ class Keyspace:
         self.tombstones.clear()
         self.tomb_heap.clear()
         self.tomb_used = 0
-        self.tables = [OrderedDict()]
-        self.shift = HASH_BITS
+        self.single = OrderedDict()
+        self.tables = [self.single]
         self.count = 0
         self.split_at = SPLIT_AT
         self.expires.clear()
@@ -689,7 +706,9 @@ class Keyspace:
         key alone exceeds ``max_bytes``, ``OUT_OF_MEMORY`` when it does not fit under ``none``;
         either way nothing changed. Otherwise evicts other keys as the policy says.
         """
-        table = self.tables[hash(key) >> self.shift]
+        table = self.single
+        if table is None:
+            table = self.tables[hash(key) % TABLES]
         old = table.get(key)
         has_expiry = (key in self.expires) if keep_ttl else expires_at is not None
         new_full = (
@@ -798,7 +817,7 @@ class Keyspace:
                 self.delete(key)
             return
         if write.created:
-            self.tables[hash(key) >> self.shift][key] = obj
+            self.table(key)[key] = obj
             self.count += 1
             if self.lfu is not None:
                 self.lfu[key] = self.lfu_fresh()
@@ -835,7 +854,7 @@ class Keyspace:
             return
         snapshot = write.snapshot
         assert snapshot is not None
-        self.tables[hash(key) >> self.shift][key] = snapshot
+        self.table(key)[key] = snapshot
         self.used += snapshot.size - write.obj.size
 
     def shrunk(self, key: bytes, obj: TypedValue, old_size: int) -> None:

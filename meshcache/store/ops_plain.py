@@ -19,7 +19,7 @@ from meshcache.errors import (
     TooLargeError,
 )
 from meshcache.store import sizes
-from meshcache.store.keyspace import Keyspace, blob_version, pack_version, wrong_type
+from meshcache.store.keyspace import TABLES, Keyspace, blob_version, pack_version, wrong_type
 from meshcache.store.values import TypedValue
 
 INT64_MIN = -(2**63)
@@ -84,7 +84,9 @@ def op_flush(ks: Keyspace, args: list[Any]) -> bool:
 
 def op_get(ks: Keyspace, args: list[Any]) -> bytes | None:
     key = args[0]
-    table = ks.tables[hash(key) >> ks.shift]  # ks.table(key), inlined
+    table = ks.single  # ks.table(key), inlined
+    if table is None:
+        table = ks.tables[hash(key) % TABLES]
     entry = table.get(key)
     if entry is not None and ks.lfu is None and not ks.expires:
         # The hot path, inlined: no expiry to check, no LFU counter to bump.
@@ -164,7 +166,9 @@ def op_set(ks: Keyspace, args: list[Any]) -> Any:
         blob = pack_version(ks.new_version()) + value
         if ks.plain_fast:
             # The hot path, inlined (no bounds, no default TTL, no LFU): what put() would do.
-            table = ks.tables[hash(key) >> ks.shift]  # ks.table(key), inlined
+            table = ks.single  # ks.table(key), inlined
+            if table is None:
+                table = ks.tables[hash(key) % TABLES]
             old = table.get(key)
             if old is None:
                 table[key] = blob

@@ -317,14 +317,13 @@ class Store:
         value — what :meth:`apply_blobs` takes), and the other keys (typed values, values
         with an expiry, keys gone since they were listed), which travel as records."""
         ks = self._space(namespace)
-        tables = ks.tables
-        shift = ks.shift
+        table = ks.table
         expires = ks.expires
         flat: list[bytes] = []
         add = flat.append
         rest: list[bytes] = []
         for key in keys:
-            entry = tables[hash(key) >> shift].get(key)  # ks.peek(key), inlined
+            entry = table(key).get(key)
             if type(entry) is bytes and not (expires and key in expires):
                 add(key)
                 add(entry)
@@ -348,8 +347,7 @@ class Store:
         """
         ks = self._space(namespace)
         done = BlobsApplied()
-        tables = ks.tables
-        shift = ks.shift
+        table_of = ks.table
         tombstones = ks.tombstones
         lfu = ks.lfu
         fresh = ks.lfu_fresh() if lfu is not None else 0
@@ -370,7 +368,7 @@ class Store:
                 if version > limit:
                     done.ahead.append(i)
                     continue
-                table = tables[hash(key) >> shift]  # ks.table(key), inlined
+                table = table_of(key)
                 if direct and key not in table and not (tombstones and key in tombstones):
                     cost = len(key) + len(blob) + extra
                     if max_bytes is not None and cost > max_bytes:
@@ -394,9 +392,6 @@ class Store:
                     code = str(exc.code)
                     done.refused[code] = done.refused.get(code, 0) + 1
                     continue
-                finally:
-                    tables = ks.tables  # a put may have split the keys
-                    shift = ks.shift
                 applied += 1
                 if version > top:
                     top = version

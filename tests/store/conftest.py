@@ -64,7 +64,10 @@ class Harness:
 
 
 def check_accounting(ks: Keyspace) -> None:
-    """The byte counter equals the sum of every entry's cost computed from scratch."""
+    """The byte counter equals the sum of every entry's cost computed from scratch; the key
+    counter, the keys held; every key is in its own table."""
+    assert ks.count == sum(len(table) for table in ks.tables)
+    assert all(ks.table(key) is table for table in ks.tables for key in table)
     total = 0
     for key, entry in ks.items():
         if isinstance(entry, TypedValue):

@@ -60,15 +60,20 @@ POLICIES = [
 ]
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["one-table", "split"])
 @pytest.mark.parametrize("policy", POLICIES, ids=["unbounded", "lru", "lfu", "ttl", "none"])
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(seed=st.integers(0, 2**32), steps=st.integers(1, 120))
-def test_accounting_exact_under_random_ops(policy: NamespacePolicy, seed: int, steps: int) -> None:
+def test_accounting_exact_under_random_ops(
+    policy: NamespacePolicy, split: bool, seed: int, steps: int
+) -> None:
     rng = random.Random(seed)
     clock = FakeClock()
     h = Harness(clock, default=policy)
+    if split:  # as a namespace past SPLIT_AT keys is, with a handful of keys
+        h.ks().split()
     for _ in range(steps):
         op = random_op(rng)
         # get_entry expires lazily, so `before` holds only live keys: a refused write must
