@@ -128,6 +128,7 @@ class Keyspace:
     """The keys of one namespace under one :class:`NamespacePolicy`."""
 
     __slots__ = (
+        "all_tables",
         "clock",
         "count",
         "default_ttl",
@@ -188,9 +189,14 @@ class Keyspace:
         self.rng = rng
         self.lfu_decay_s = lfu_decay_s
         self.lfu_sample = lfu_sample
+        #: Every table, made now, used or not: a node freezes what start-up built
+        #: (``gc.freeze``), so full collections never traverse tables made with the namespace
+        #: (tables made later, a million keys in them, cost every full collection 150-350 ms).
+        self.all_tables: tuple[Table, ...] = tuple(OrderedDict() for _ in range(TABLES))
         #: The only table while there is one, else None (the hot paths' shortcut).
-        self.single: Table | None = OrderedDict()
-        self.tables: list[Table] = [self.single]
+        self.single: Table | None = self.all_tables[0]
+        #: The tables in use: the first one only, or all of them once split.
+        self.tables: list[Table] = [self.all_tables[0]]
         #: Keys held (in all tables).
         self.count = 0
         #: :attr:`count` beyond which the keys are split (never again once split).
@@ -300,10 +306,13 @@ class Keyspace:
         """Spread the keys of the one table over :data:`TABLES` tables, keeping each table's
         LRU order."""
         assert len(self.tables) == 1, "split already"
-        tables: list[Table] = [OrderedDict() for _ in range(TABLES)]
-        for key, entry in self.tables[0].items():
+        tables = self.all_tables
+        first = tables[0]
+        moved = list(first.items())
+        first.clear()
+        for key, entry in moved:
             tables[hash(key) % TABLES][key] = entry
-        self.tables = tables
+        self.tables = list(tables)
         self.single = None
         self.split_at = sys.maxsize
 
@@ -417,7 +426,9 @@ class Keyspace:
         self.tombstones.clear()
         self.tomb_heap.clear()
         self.tomb_used = 0
-        self.single = OrderedDict()
+        for table in self.tables:
+            table.clear()
+        self.single = self.all_tables[0]
         self.tables = [self.single]
         self.count = 0
         self.split_at = SPLIT_AT
