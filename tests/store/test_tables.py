@@ -188,3 +188,18 @@ def test_key_parts_list_every_key_held_throughout_once_across_a_split() -> None:
     taken = [key for part in h.store.key_parts("default") for key in part]
     assert len(taken) == len(set(taken)) == len(held) + 20
     assert sorted(taken) == sorted(h.store.key_snapshot("default"))
+
+
+def test_the_tables_are_made_with_the_namespace() -> None:
+    """A node freezes what start-up built (``gc.freeze``): a table made later, under load,
+    would put every key it holds back under every full collection."""
+    h = Harness(FakeClock())
+    ks = h.ks()
+    made = [id(table) for table in ks.all_tables]
+    assert len(made) == TABLES
+    for i in range(SPLIT_AT + 1):
+        h.run("SET", b"k%d" % i, b"v")
+    assert len(ks.tables) == TABLES
+    assert [id(table) for table in ks.tables] == made
+    h.run("FLUSH")
+    assert [id(table) for table in ks.all_tables] == made and ks.tables[0] is ks.all_tables[0]
