@@ -459,7 +459,10 @@ async def test_a_flood_of_writes_never_leaves_a_copy_newer_than_its_owner(
         assert trio.current_time() - deleted_at >= LEASE
         readers.cancel()
         nursery.cancel_scope.cancel()
-    assert checked > 100, f"seed {seed}: the watcher saw few copies"
+    # Not vacuous: copies were there to check through the flood. With a third of the updates
+    # lost, and a lost update failing every update in flight on its lane, a run sees 99-143
+    # (seeds 0-39), so the bound leaves room for the schedule's spread.
+    assert checked > 50, f"seed {seed}: the watcher saw few copies"
     assert newer == [], f"seed {seed}: {newer[:5]}"
     assert served == [], f"seed {seed}: the deleted key was served a lease later"
 
