@@ -77,6 +77,32 @@ async def _readers(
             nursery.start_soon(reader, f"r{i}")
 
 
+async def _copied_everywhere(
+    mesh: SimMesh,
+    nursery: trio.Nursery,
+    key: bytes,
+    history: HotHistory,
+    rng: random.Random,
+    count: int,
+) -> tuple[str, list[str], trio.CancelScope, float]:
+    """Start ``count`` readers of ``key`` (:func:`_readers`, into ``history``) in ``nursery``
+    and wait until every node but the key's owner holds a copy. Returns the owner, the other
+    nodes, the readers' scope (cancel it to stop them) and the mesh time the copies took."""
+    readers = trio.CancelScope()
+
+    async def read() -> None:
+        with readers:
+            await _readers(mesh, history, [key], rng, count)
+
+    nursery.start_soon(read)
+    owner = mesh.owners(NS, key)[0]
+    others = [n for n in mesh.ids if n != owner]
+    took = await mesh.wait_until(
+        lambda: _copies(mesh, key) == others, timeout=5.0, what="copies on every other node"
+    )
+    return owner, others, readers, took
+
+
 @pytest.mark.trio
 @pytest.mark.parametrize("seed", SEEDS)
 async def test_a_hot_key_is_copied_everywhere_read_back_by_its_writer_and_cools(
@@ -90,18 +116,7 @@ async def test_a_hot_key_is_copied_everywhere_read_back_by_its_writer_and_cools(
         await nursery.start(mesh.run)
         await mesh.client("n0", NS, "SET", key, value_of(key, 0))
         history.acked("w", key, 0, trio.current_time())
-        readers = trio.CancelScope()
-
-        async def read() -> None:
-            with readers:
-                await _readers(mesh, history, [key], rng, 4)
-
-        nursery.start_soon(read)
-        owner = mesh.owners(NS, key)[0]
-        others = [n for n in mesh.ids if n != owner]
-        took = await mesh.wait_until(
-            lambda: _copies(mesh, key) == others, timeout=5.0, what="copies on every other node"
-        )
+        owner, others, readers, took = await _copied_everywhere(mesh, nursery, key, history, rng, 4)
         assert took < 2.0, f"seed {seed}: copies took {took:.2f}s of mesh time"
         for seq in range(1, 30):
             via = rng.choice(mesh.ids)
@@ -140,18 +155,7 @@ async def test_lost_invalidations_leave_copies_at_most_one_lease_stale(
         await nursery.start(mesh.run)
         await mesh.client("n0", NS, "SET", key, value_of(key, 0))
         history.acked("w", key, 0, trio.current_time())
-        readers = trio.CancelScope()
-
-        async def read() -> None:
-            with readers:
-                await _readers(mesh, history, [key], rng, 4)
-
-        nursery.start_soon(read)
-        owner = mesh.owners(NS, key)[0]
-        others = [n for n in mesh.ids if n != owner]
-        await mesh.wait_until(
-            lambda: _copies(mesh, key) == others, timeout=5.0, what="copies on every other node"
-        )
+        owner, others, readers, _ = await _copied_everywhere(mesh, nursery, key, history, rng, 4)
         lossy = LinkFaults(delay=0.0005, jitter=0.002, loss=0.3)
         for holder in others:
             mesh.net.set_link(owner, holder, lossy)
@@ -188,18 +192,7 @@ async def test_a_flush_reaches_the_copies_within_half_a_lease(
     async with trio.open_nursery() as nursery:
         await nursery.start(mesh.run)
         await mesh.client("n1", NS, "SET", key, value_of(key, 0))
-        readers = trio.CancelScope()
-
-        async def read() -> None:
-            with readers:
-                await _readers(mesh, history, [key], rng, 3)
-
-        nursery.start_soon(read)
-        owner = mesh.owners(NS, key)[0]
-        others = [n for n in mesh.ids if n != owner]
-        await mesh.wait_until(
-            lambda: _copies(mesh, key) == others, timeout=5.0, what="copies on every other node"
-        )
+        _, _, readers, _ = await _copied_everywhere(mesh, nursery, key, history, rng, 3)
         assert await mesh.client("n2", NS, "FLUSH") is True
         await trio.sleep(LEASE / 2 + 0.25 + SLACK)
         for node in mesh.ids:
@@ -229,17 +222,8 @@ async def test_a_writer_reads_its_writes_through_every_node_when_the_updates_are
         await mesh.client("n0", NS, "SET", key, value_of(key, 0))
         for h in (history, plain):
             h.acked("w", key, 0, trio.current_time())
-        readers = trio.CancelScope()
-
-        async def read() -> None:
-            with readers:
-                await _readers(mesh, HotHistory(), [key], rng, 4)
-
-        nursery.start_soon(read)
-        owner = mesh.owners(NS, key)[0]
-        others = [n for n in mesh.ids if n != owner]
-        await mesh.wait_until(
-            lambda: _copies(mesh, key) == others, timeout=5.0, what="copies on every other node"
+        owner, others, readers, _ = await _copied_everywhere(
+            mesh, nursery, key, HotHistory(), rng, 4
         )
         lossy = LinkFaults(delay=0.0005, jitter=0.002, loss=0.5)
         for holder in others:
@@ -338,17 +322,8 @@ async def test_a_copy_whose_update_was_lost_answers_get_but_not_hot_get_of_the_w
     async with trio.open_nursery() as nursery:
         await nursery.start(mesh.run)
         await mesh.client("n0", NS, "SET", key, value_of(key, 0))
-        readers = trio.CancelScope()
-
-        async def read() -> None:
-            with readers:
-                await _readers(mesh, HotHistory(), [key], rng, 4)
-
-        nursery.start_soon(read)
-        owner = mesh.owners(NS, key)[0]
-        others = [n for n in mesh.ids if n != owner]
-        await mesh.wait_until(
-            lambda: _copies(mesh, key) == others, timeout=5.0, what="copies on every other node"
+        owner, others, readers, _ = await _copied_everywhere(
+            mesh, nursery, key, HotHistory(), rng, 4
         )
         holder = others[0]
         hot = mesh.nodes[holder].parts.hot
@@ -403,17 +378,8 @@ async def test_a_flood_of_writes_never_leaves_a_copy_newer_than_its_owner(
     async with trio.open_nursery() as nursery:
         await nursery.start(mesh.run)
         await mesh.client("n0", NS, "SET", key, value_of(key, 0))
-        readers = trio.CancelScope()
-
-        async def read() -> None:
-            with readers:
-                await _readers(mesh, HotHistory(), [key], rng, 4)
-
-        nursery.start_soon(read)
-        owner = mesh.owners(NS, key)[0]
-        others = [n for n in mesh.ids if n != owner]
-        await mesh.wait_until(
-            lambda: _copies(mesh, key) == others, timeout=5.0, what="copies on every other node"
+        owner, others, readers, _ = await _copied_everywhere(
+            mesh, nursery, key, HotHistory(), rng, 4
         )
         for holder in others:
             mesh.net.set_link(owner, holder, LinkFaults(delay=0.0005, jitter=0.002, loss=0.3))
@@ -577,17 +543,8 @@ async def test_copy_updates_go_on_one_kept_connection_per_holder(
     async with trio.open_nursery() as nursery:
         await nursery.start(mesh.run)
         await mesh.client("n0", NS, "SET", key, value_of(key, 0))
-        readers = trio.CancelScope()
-
-        async def read() -> None:
-            with readers:
-                await _readers(mesh, HotHistory(), [key], rng, 4)
-
-        nursery.start_soon(read)
-        owner = mesh.owners(NS, key)[0]
-        others = [n for n in mesh.ids if n != owner]
-        await mesh.wait_until(
-            lambda: _copies(mesh, key) == others, timeout=5.0, what="copies on every other node"
+        owner, others, readers, _ = await _copied_everywhere(
+            mesh, nursery, key, HotHistory(), rng, 4
         )
         hot = mesh.nodes[owner].parts.hot
         stats = mesh.net.stats
