@@ -21,7 +21,7 @@ from meshcache.errors import (
 )
 from meshcache.hlc import HLC
 from meshcache.store import ops_plain, ops_typed, sizes
-from meshcache.store.entry import EntryView, tie_break
+from meshcache.store.entry import EntryView, contents_size, plain_tie_break, tie_break
 from meshcache.store.keyspace import (
     EVICT_SLICE,
     Keyspace,
@@ -251,6 +251,26 @@ class Store:
             return EntryView(PLAIN, entry[sizes.VERSION_HEADER :], expires_at, blob_version(entry))
         assert isinstance(entry, TypedValue)
         return EntryView(entry.kind, entry.contents(), expires_at, entry.version)
+
+    def entry_facts(self, namespace: str, key: bytes) -> tuple[int, int, int] | None:
+        """``(version, contents size, tie-break)`` of ``key``'s live entry, or ``None`` if
+        missing or expired: what replicas compare of it (:func:`contents_size`,
+        :func:`tie_break`), without copying it out as :meth:`get_entry` does. An anti-entropy
+        scan asks this of every key it holds."""
+        ks = self._space(namespace)
+        entry = ks.live(key)
+        if entry is None:
+            return None
+        expires_at = ks.expires.get(key) if ks.expires else None
+        if type(entry) is bytes:
+            return (
+                blob_version(entry),
+                len(entry) - sizes.VERSION_HEADER,
+                plain_tie_break(memoryview(entry)[sizes.VERSION_HEADER :], expires_at),
+            )
+        assert isinstance(entry, TypedValue)
+        contents = entry.contents()
+        return entry.version, contents_size(contents), tie_break(entry.kind, contents, expires_at)
 
     def entry_wire(self, namespace: str, key: bytes) -> list[Any] | None:
         """``get_entry(namespace, key).to_wire()`` without the :class:`EntryView` in between

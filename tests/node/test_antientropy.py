@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 import random
 import time
 from collections.abc import Iterator
@@ -27,11 +28,14 @@ from meshcache.node.data.antientropy import (
     AE_PULL,
     AE_PUSH,
     SCAN_CHUNK,
+    WHOLE_RING,
     AntiEntropy,
+    _item,
     shared_peers,
 )
 from meshcache.node.data.replication.budget import ByteBudget
 from meshcache.node.data.replication.clamp import VersionClamp
+from meshcache.node.data.replication.digest import bucket_of, item_hash, key_version
 from meshcache.node.data.replication.tombstones import (
     Record,
     Tombstone,
@@ -39,8 +43,8 @@ from meshcache.node.data.replication.tombstones import (
     lww_order,
     read_record,
 )
-from meshcache.ring import Ring, RingMember
-from meshcache.store import EntryView, NamespacePolicy, Store
+from meshcache.ring import Ring, RingMember, key_token
+from meshcache.store import EntryView, NamespacePolicy, Store, tie_break
 from meshcache.testing.instrument import longest_step
 
 NS = "default"
@@ -517,3 +521,59 @@ async def _random_replicas(seed: int, ops: int) -> None:
 @given(seed=st.integers(0, 2**32 - 1), ops=st.integers(0, 120))
 def test_random_ops_with_drops_converge_after_pairwise_syncs(seed: int, ops: int) -> None:
     trio.run(_random_replicas, seed, ops, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("replicas", [1, 2, 3])
+async def test_a_scan_places_every_key_by_its_owners_entry_and_tombstone(replicas: int) -> None:
+    """The scan's inlined loop (ranges by bisection, facts without a copy of the entry) holds
+    exactly what the ring's owners, ``key_version`` and ``item_hash`` say of every key."""
+    mesh = Mesh(["a", "b", "c", "d"], replicas=replicas)
+    store = mesh.stores["a"]
+    keys = [b"key:%d" % i for i in range(600)] + [b"", b"\r\n", bytes(range(256))]
+    for i, key in enumerate(keys):
+        if i % 7 == 0:
+            apply_record(store, NS, key, Tombstone(mesh.version(i)))
+        elif i % 5 == 0:
+            apply_record(
+                store, NS, key, EntryView("hash", {b"f": b"%d" % i}, None, mesh.version(i))
+            )
+        elif i % 3 == 0:  # an expiry, a plain value of many sizes
+            expires = mesh.wall.now + 100
+            apply_record(store, NS, key, EntryView("bytes", b"x" * i, expires, mesh.version(i)))
+        else:
+            apply_record(store, NS, key, value(mesh.version(i), b"v" * (i % 50)))
+    node = mesh.nodes["a"]
+    snap = await node._scan(NS, node._ring())
+    ring = node._ring()
+    expected: dict[str, dict[int, dict[bytes, int]]] = {p: {} for p in snap.sides}
+    leaves: dict[str, list[int]] = {p: [0] * (1 << node.depth) for p in snap.sides}
+    index = {}
+    for key in keys:
+        ids = [m.node_id for m in ring.owners(key, replicas)]
+        found = key_version(store, NS, key)
+        if "a" not in ids or found is None:
+            continue
+        index[key] = _item(found)
+        bucket = bucket_of(key_token(key), WHOLE_RING, node.depth)
+        for peer in ids:
+            if peer != "a":
+                expected[peer].setdefault(bucket, {})[key] = _item(found)
+                leaves[peer][bucket] ^= item_hash(key, found.version, found.deleted, found.tie)
+    assert index and snap.index == index
+    for peer, side in snap.sides.items():
+        assert {b: held for b, held in side.buckets.items() if held} == expected[peer]
+        assert side.leaves == leaves[peer]
+
+
+def test_an_item_hash_is_blake2b_of_the_key_version_deleted_and_tie() -> None:
+    """Part of the digest's wire contract: nodes of different builds must agree on it."""
+    for key, version, deleted, tie in [(b"k", 5, False, 7), (b"", 2**63, True, 0)]:
+        h = hashlib.blake2b(key, digest_size=8)
+        h.update(version.to_bytes(8, "big") + bytes([deleted]) + tie.to_bytes(8, "big"))
+        assert item_hash(key, version, deleted, tie) == int.from_bytes(h.digest(), "big")
+    # Fixed vectors, and the tie-break of plain values the scan computes without a copy.
+    assert item_hash(b"k", 5, False, 7) == 0x827AB669C8011FAA
+    assert item_hash(b"key:1", 1 << 60, True, 0) == 0xDA7D6A318759E897
+    assert tie_break("bytes", b"value", None) == 0xE56B02569D2C52E5
+    assert tie_break("bytes", memoryview(b"value"), 1.5e9) == 0xC47DE876AFB65F11

@@ -23,8 +23,10 @@ What callers may rely on:
   ``tests/node/test_antientropy.py``); writes made meanwhile are caught by a later round.
 * Scanning never holds the trio loop for long: the key list is snapshotted (one C-level copy,
   kept packed: :class:`~meshcache.node.data.keychunks.KeyChunks`, which the garbage collector
-  never walks), then read in chunks of :data:`SCAN_CHUNK` keys (about 2 ms) with a checkpoint
-  between chunks. One scan of a namespace
+  never walks), then read in slices of :data:`SCAN_CHUNK` keys (about half a millisecond),
+  taking turns with the node's requests between slices (:class:`LoopShare`: on a busy loop a
+  scan waits as long as its last slice took, so it takes about half of the loop and its
+  stretch in time is counted in ``scan_waited_ms``). One scan of a namespace
   serves every peer (each key's owners are looked up once), so a round costs O(keys *
   replicas), not O(keys * peers) or O(keys * ranges).
 * A scan (a *snapshot*) is reused, for ``snapshot_ttl`` seconds, to answer peers' digest and
@@ -36,7 +38,8 @@ What callers may rely on:
   ``rounds:<outcome>`` per exchange this node started (outcomes ``ok``, ``stale``,
   ``refused``, ``error``, ``not_shared``); ``buckets_differing``, ``keys_pushed``,
   ``keys_pulled``, ``records_applied``, ``apply_errors``, ``bytes`` (estimated bytes of
-  digests, key lists and records, all paced by the budget), ``scans``, ``scanned_keys``;
+  digests, key lists and records, all paced by the budget), ``scans``, ``scanned_keys``,
+  ``scan_waited_ms``;
   ``refused:<reason>`` for requests this node refused (reasons ``stale_config``,
   ``not_owner``, ``malformed``); ``errors``.
 """
@@ -44,6 +47,7 @@ What callers may rely on:
 from __future__ import annotations
 
 import random
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -61,10 +65,12 @@ from meshcache.errors import (
     RemoteProtocolError,
 )
 from meshcache.node.data.keychunks import KeyChunks
+from meshcache.node.data.loopshare import LoopShare
 from meshcache.node.data.replication.budget import ByteBudget
 from meshcache.node.data.replication.clamp import VersionClamp
 from meshcache.node.data.replication.digest import (
     DEFAULT_DEPTH,
+    ITEM_OVERHEAD,
     KEY_LIST_OVERHEAD,
     MAX_DEPTH,
     KeyVersion,
@@ -83,6 +89,7 @@ from meshcache.node.data.replication.tombstones import (
     record_from_wire,
 )
 from meshcache.ring import Ring, RingMember, TokenRange, key_token
+from meshcache.ring.tokens import TOKEN_BITS, TOKEN_SPACE
 from meshcache.store import Store
 
 log = structlog.get_logger("meshcache.antientropy")
@@ -96,11 +103,16 @@ AE_KEYS: Final = "AE_KEYS"
 AE_PULL: Final = "AE_PULL"
 AE_PUSH: Final = "AE_PUSH"
 AE_OPS: Final = (AE_DIGEST, AE_KEYS, AE_PULL, AE_PUSH)
+#: The requests whose answer may wait for this node to scan its store (no snapshot fresh
+#: enough): a scan takes turns with the node's requests, so on a busy node of a million keys
+#: this takes seconds.
+SCANNING_OPS: Final = (AE_DIGEST, AE_KEYS)
 
 WHOLE_RING: Final = TokenRange(0, 0)
-#: Keys read between two checkpoints of a scan: about 2 ms of work (4 us a key: its owners, its
-#: entry, its hash), so a scan never holds the loop long enough to delay a gossip ack.
-SCAN_CHUNK: Final = 500
+#: Keys read between two turns of a scan (:class:`LoopShare`): about half a millisecond of work
+#: (3-4 us a key: its range, its entry's version and tie-break, its hash), so a request that
+#: arrives meanwhile waits little.
+SCAN_CHUNK: Final = 128
 #: At most this many keys in one AE_PULL or AE_PUSH request.
 MAX_REQUEST_KEYS: Final = 10_000
 #: About this many keys (by the asking side's count) in one AE_KEYS answer: checking and
@@ -199,6 +211,25 @@ def shared_peers(ring: Ring, node_id: str, replicas: int) -> frozenset[str]:
             out |= ids
     out.discard(node_id)
     return frozenset(out)
+
+
+def _range_sides(
+    ring: Ring, node_id: str, replicas: int, sides: dict[str, _Side]
+) -> tuple[list[int], list[tuple[_Side, ...] | None]]:
+    """The ring's range ends, ascending, and for each range the peers' sides its keys go to
+    (``None``: a range ``node_id`` does not own): the key with token ``t`` is in range
+    ``bisect_left(ends, t)``, the last entry standing for the range that wraps past 0, as
+    :meth:`Ring.owners` looks it up."""
+    bounds = ring.boundaries()
+    targets: list[tuple[_Side, ...] | None] = []
+    for bound in bounds:
+        ids = [m.node_id for m in ring.owners_for_token(bound, replicas)]
+        if node_id in ids:
+            targets.append(tuple(sides[i] for i in ids if i in sides))
+        else:
+            targets.append(None)
+    targets.append(targets[0] if targets else None)
+    return bounds, targets
 
 
 class AntiEntropy:
@@ -656,39 +687,47 @@ class AntiEntropy:
         # Registered before it is complete, so records applied during the scan are folded in
         # (and then skipped by the scan, which sees them in the index).
         self._snapshots[namespace] = snap
-        me = self.node_id
-        owners_of = ring.owners
+        bounds, targets = _range_sides(ring, self.node_id, replicas, snap.sides)
         index = snap.index
-        sides = snap.sides
-        depth = self.depth
+        shift = TOKEN_BITS - self.depth
+        entry_facts = store.entry_facts
+        get_tombstone = store.get_tombstone
+        share = LoopShare(self._clock)
         try:
-            # Expired keys and superseded tombstones are in it too: key_version skips them.
+            # Expired keys and superseded tombstones are in it too: entry_facts and
+            # get_tombstone skip them.
             keys = await KeyChunks.take(store, namespace, tombstones=True)
             for n, chunk in enumerate(keys.slices(SCAN_CHUNK)):
                 if n:
-                    await trio.lowlevel.checkpoint()
+                    await share.turn()
                 for key in chunk:
                     if key in index:  # folded in by an apply during the scan
                         continue
-                    owners = owners_of(key, replicas)
-                    if all(m.node_id != me for m in owners):
+                    token = key_token(key)
+                    sides = targets[bisect_left(bounds, token)]
+                    if sides is None:  # not ours
                         continue
-                    found = key_version(store, namespace, key)
-                    if found is None:
-                        continue
-                    # _place without the old item: the scan's hot loop.
-                    item = _item(found)
+                    # _item and item_hash inlined: the scan's hot loop.
+                    facts = entry_facts(namespace, key)
+                    if facts is None:
+                        version = get_tombstone(namespace, key)
+                        if version is None:
+                            continue
+                        item = (version << _VERSION_SHIFT) | ((len(key) + ITEM_OVERHEAD) << 1) | 1
+                        h = item_hash(key, version, True, 0)
+                    else:
+                        version, size, tie = facts
+                        size = min(size + len(key) + ITEM_OVERHEAD, _SIZE_MASK)
+                        item = (version << _VERSION_SHIFT) | (tie << _TIE_SHIFT) | (size << 1)
+                        h = item_hash(key, version, False, tie)
                     index[key] = item
-                    h = item_hash(key, found.version, found.deleted, found.tie)
-                    b = bucket_of(key_token(key), WHOLE_RING, depth)
-                    for m in owners:
-                        side = sides.get(m.node_id)
-                        if side is not None:
-                            side.leaves[b] ^= h
-                            held = side.buckets.get(b)
-                            if held is None:
-                                held = side.buckets[b] = {}
-                            held[key] = item
+                    b = ((token - 1) % TOKEN_SPACE) >> shift  # bucket_of(token, WHOLE_RING)
+                    for side in sides:
+                        side.leaves[b] ^= h
+                        held = side.buckets.get(b)
+                        if held is None:
+                            held = side.buckets[b] = {}
+                        held[key] = item
         except BaseException:
             if self._snapshots.get(namespace) is snap:
                 del self._snapshots[namespace]
@@ -696,6 +735,7 @@ class AntiEntropy:
         snap.complete = True
         self.stats["scans"] += 1
         self.stats["scanned_keys"] += len(keys)
+        self.stats["scan_waited_ms"] += round(share.waited * 1000)
         return snap
 
     def _shared_peers(self, ring: Ring, replicas: int) -> frozenset[str]:
@@ -773,6 +813,7 @@ __all__ = [
     "AE_PULL",
     "AE_PUSH",
     "MAX_REQUEST_KEYS",
+    "SCANNING_OPS",
     "SCAN_CHUNK",
     "WHOLE_RING",
     "AntiEntropy",

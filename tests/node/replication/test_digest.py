@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -19,16 +20,30 @@ from meshcache.node.data.replication.digest import (
     keys_in_buckets,
     leaves_under,
     plan_repair,
-    store_items,
 )
 from meshcache.node.data.replication.tombstones import Tombstone, apply_record, read_record
 from meshcache.ring.tokens import TOKEN_SPACE, TokenRange, key_token
-from meshcache.store import EntryView, Store
+from meshcache.store import EntryView, Store, tie_break
+from meshcache.store.entry import contents_size
 
 WHOLE = TokenRange(0, 0)
 
 # A replica modelled as key -> (version, deleted).
 Replica = dict[bytes, tuple[int, bool]]
+
+
+def store_items(store: Store, namespace: str, trange: TokenRange) -> Iterator[KeyVersion]:
+    """The live entries and tombstones of ``namespace`` in ``trange``, from copies of the
+    entries (what the scan's ``key_version`` must agree with)."""
+    for key in store.keys(namespace):
+        entry = store.get_entry(namespace, key)
+        if key_token(key) in trange and entry is not None:
+            tie = tie_break(entry.type, entry.value, entry.expires_at)
+            size = contents_size(entry.value) + len(key) + 32
+            yield KeyVersion(key, entry.version, False, size, tie)
+    for key, version in store.tombstones(namespace):
+        if key_token(key) in trange:
+            yield KeyVersion(key, version, True, len(key) + 32)
 
 
 def items(replica: Replica) -> list[KeyVersion]:

@@ -32,7 +32,6 @@ from meshcache.node.data.replication.digest import (
     compare,
     keys_in_buckets,
     plan_repair,
-    store_items,
 )
 from meshcache.node.data.replication.hints import Hint, HintQueue, HintStats
 from meshcache.node.data.replication.ownership import foreign_keys, owns_range, range_within
@@ -74,5 +73,4 @@ __all__ = [
     "read_repair",
     "record_from_wire",
     "required_acks",
-    "store_items",
 ]

@@ -36,13 +36,14 @@ version (see :mod:`meshcache.node.data.replication.tombstones`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterable, Iterator, Sequence
+import struct
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
 from meshcache.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from meshcache.ring.tokens import TOKEN_SPACE, TokenRange, key_token
-from meshcache.store import Store, tie_break
+from meshcache.store import Store
 
 #: Deepest digest accepted (65 536 buckets, 512 KiB of hashes); the default is 10 (8 KiB).
 MAX_DEPTH: Final = 16
@@ -50,6 +51,8 @@ DEFAULT_DEPTH: Final = 10
 #: Bytes a key costs in a key list or a repair batch beyond its key bytes (msgpack framing of
 #: ``[key, version, deleted, size, tie]``).
 KEY_LIST_OVERHEAD: Final = 25
+#: What a record's wire size is estimated as beyond its contents and key.
+ITEM_OVERHEAD: Final = 32
 
 
 class KeyVersion(NamedTuple):
@@ -94,12 +97,16 @@ class KeyVersion(NamedTuple):
 
 
 def item_hash(key: bytes, version: int, deleted: bool, tie: int = 0) -> int:
-    """The 64-bit hash of one item (BLAKE2b; part of the digest wire contract)."""
-    h = hashlib.blake2b(key, digest_size=8)
-    h.update(
-        version.to_bytes(8, "big") + (b"\x01" if deleted else b"\x00") + tie.to_bytes(8, "big")
+    """The 64-bit hash of one item (BLAKE2b; part of the digest wire contract): of the key,
+    then the version (8 bytes, big-endian), 1 or 0 for deleted, and the tie-break (8 bytes)."""
+    return _from_bytes(
+        _blake2b(key + _ITEM_TAIL(version, deleted, tie), digest_size=8).digest(), "big"
     )
-    return int.from_bytes(h.digest(), "big")
+
+
+_ITEM_TAIL = struct.Struct(">Q?Q").pack
+_blake2b = hashlib.blake2b
+_from_bytes = int.from_bytes
 
 
 def bucket_of(token: int, trange: TokenRange, depth: int) -> int:
@@ -346,50 +353,18 @@ def _batches(items: list[KeyVersion], max_keys: int, max_bytes: int) -> list[lis
     return out
 
 
-def store_items(store: Store, namespace: str, trange: TokenRange) -> Iterator[KeyVersion]:
-    """The live entries and tombstones of ``namespace`` whose tokens are in ``trange``.
-
-    A full scan of the namespace (O(keys)), copying each entry in range to learn its version
-    and size: the rebuild path, run once per range per round under the anti-entropy budget.
-    ``size`` is the msgpack-ish estimate of the entry's record (value bytes + key + 32).
-    """
-    for key in store.keys(namespace):
-        if key_token(key) not in trange:
-            continue
-        found = key_version(store, namespace, key)
-        if found is not None and not found.deleted:
-            yield found
-    for key, version in store.tombstones(namespace):
-        if key_token(key) in trange:
-            yield KeyVersion(key, version, True, len(key) + 32)
-
-
 def key_version(store: Store, namespace: str, key: bytes) -> KeyVersion | None:
-    """One key's item as :func:`store_items` would list it: its live entry, else its
-    tombstone, else ``None`` (missing, expired, or purged). Copies the entry to size it and
-    hash it (its tie-break)."""
-    entry = store.get_entry(namespace, key)
-    if entry is not None:
-        return KeyVersion(
-            key,
-            entry.version,
-            False,
-            _entry_size(entry.value) + len(key) + 32,
-            tie_break(entry.type, entry.value, entry.expires_at),
-        )
+    """One key's item: its live entry, else its tombstone, else ``None`` (missing, expired,
+    or purged). ``size`` estimates its record's wire size (contents + key +
+    :data:`ITEM_OVERHEAD`)."""
+    facts = store.entry_facts(namespace, key)
+    if facts is not None:
+        version, size, tie = facts
+        return KeyVersion(key, version, False, size + len(key) + ITEM_OVERHEAD, tie)
     version = store.get_tombstone(namespace, key)
     if version is None:
         return None
-    return KeyVersion(key, version, True, len(key) + 32)
-
-
-def _entry_size(value: Any) -> int:
-    if type(value) is bytes:
-        return len(value)
-    if type(value) is dict:
-        return sum(len(k) + len(v) + 2 for k, v in value.items())
-    # list (list/set) of bytes, or zset [[member, score]]
-    return sum(len(v) + 2 if type(v) is bytes else len(v[0]) + 11 for v in value)
+    return KeyVersion(key, version, True, len(key) + ITEM_OVERHEAD)
 
 
 __all__ = [
@@ -408,5 +383,4 @@ __all__ = [
     "keys_in_buckets",
     "leaves_under",
     "plan_repair",
-    "store_items",
 ]
