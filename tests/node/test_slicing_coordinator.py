@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gc
 import time
-from types import CoroutineType
+from types import CoroutineType, SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,7 +17,9 @@ from meshcache.node.data.coordinator import BULK_SLICE, REPL_SLICE, SCATTER_SLIC
 from meshcache.node.data.replication import HintQueue, VersionClamp
 from meshcache.node.data.replicator import APPLIED, Replicator
 from meshcache.node.net.peer_pool import PeerPool
+from meshcache.node.routes import DBSIZE_CHUNK, Routes
 from meshcache.ring import RingMember
+from meshcache.ring.tokens import RangeSet
 from meshcache.store.keyspace import pack_version
 from meshcache.store.policy import NamespacePolicy
 from meshcache.store.store import Store
@@ -150,3 +152,32 @@ async def test_sliced_batches_let_other_tasks_run() -> None:
         await settle(plane.apply_bulk("default", [x for k in keys for x in (k, blob)]))
         assert ticks - before >= 8
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_an_owned_dbsize_of_a_big_store_counts_a_table_at_a_time() -> None:
+    plane = make_plane()
+    n = 40_000  # past the split: the keys are in the store's tables
+    blobs = pack_version(VERSION) + b"v"
+    for i in range(n):
+        plane.store.apply_blobs("default", [b"key:%d" % i], [blobs], VERSION + 1)
+    routes = Routes(SimpleNamespace(node_id=ME, coordinator=plane), info=None)  # type: ignore[arg-type]
+    mine_ = RangeSet(plane.ring.owned_ranges(ME))
+    expected = sum(mine_.mask([b"key:%d" % i for i in range(n)]))
+    assert 0 < expected < n
+    answer = routes.dbsize("default", [{"owned": True}])
+    assert type(answer) is CoroutineType
+    gc.disable()
+    try:
+        with longest_step(clock=time.thread_time) as probe:
+            result = await answer
+    finally:
+        gc.enable()
+    assert result == {"count": expected, "ring_version": plane.ring.version}
+    assert probe.steps >= n // DBSIZE_CHUNK, probe.describe()
+    assert probe.longest <= 0.05, probe.describe()
+    # A small namespace is answered at once.
+    plane.store.execute("default", "FLUSH", [])
+    plane.store.apply_blobs("default", [b"one"], [blobs], VERSION + 1)
+    small = routes.dbsize("default", [{"owned": True}])
+    assert small == {"count": sum(mine_.mask([b"one"])), "ring_version": plane.ring.version}
