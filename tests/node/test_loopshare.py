@@ -29,7 +29,7 @@ async def test_work_on_an_idle_loop_goes_on_at_once(mock_clock: trio.testing.Moc
     share = LoopShare()
     starts = await _work(clock, share, 10)
     assert starts == pytest.approx([n * SLICE for n in range(10)])
-    assert share.waited == 0
+    assert share.waited == 0 and not share.busy
 
 
 @pytest.mark.trio
@@ -58,6 +58,7 @@ async def test_work_on_a_busy_loop_leaves_it_the_rest_of_its_time(
     assert worked / elapsed == pytest.approx(fraction, rel=0.1)
     assert share.waited == pytest.approx(elapsed - worked, rel=0.1)
     assert len(served) >= (elapsed - worked) / (2 * BUSY_AFTER) * 0.9
+    assert share.busy
 
 
 def test_a_share_must_be_a_fraction() -> None:

@@ -25,8 +25,9 @@ What callers may rely on:
   kept packed: :class:`~meshcache.node.data.keychunks.KeyChunks`, which the garbage collector
   never walks), then read in slices of :data:`SCAN_CHUNK` keys (about half a millisecond),
   taking turns with the node's requests between slices (:class:`LoopShare`: on a busy loop a
-  scan waits as long as its last slice took, so it takes about half of the loop and its
-  stretch in time is counted in ``scan_waited_ms``). One scan of a namespace
+  scan cuts its slices to :data:`SCAN_CHUNK_BUSY` keys and waits as long as each took, so it
+  takes about half of the loop and delays a request by a fraction of a millisecond at most;
+  its stretch in time is counted in ``scan_waited_ms``). One scan of a namespace
   serves every peer (each key's owners are looked up once), so a round costs O(keys *
   replicas), not O(keys * peers) or O(keys * ranges).
 * A scan (a *snapshot*) is reused, for ``snapshot_ttl`` seconds, to answer peers' digest and
@@ -49,7 +50,7 @@ from __future__ import annotations
 import random
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -110,9 +111,11 @@ SCANNING_OPS: Final = (AE_DIGEST, AE_KEYS)
 
 WHOLE_RING: Final = TokenRange(0, 0)
 #: Keys read between two turns of a scan (:class:`LoopShare`): about half a millisecond of work
-#: (3-4 us a key: its range, its entry's version and tie-break, its hash), so a request that
-#: arrives meanwhile waits little.
+#: (4-5 us a key: its range, its entry's version and tie-break, its hash) on an idle loop, and
+#: about a seventh of one on a busy loop, where a request that arrives during a slice waits
+#: for the rest of it (clients that wait for each answer see that as latency, and do less).
 SCAN_CHUNK: Final = 128
+SCAN_CHUNK_BUSY: Final = 32
 #: At most this many keys in one AE_PULL or AE_PUSH request.
 MAX_REQUEST_KEYS: Final = 10_000
 #: About this many keys (by the asking side's count) in one AE_KEYS answer: checking and
@@ -697,7 +700,7 @@ class AntiEntropy:
             # Expired keys and superseded tombstones are in it too: entry_facts and
             # get_tombstone skip them.
             keys = await KeyChunks.take(store, namespace, tombstones=True)
-            for n, chunk in enumerate(keys.slices(SCAN_CHUNK)):
+            for n, chunk in enumerate(_slices(keys, share)):
                 if n:
                     await share.turn()
                 for key in chunk:
@@ -784,6 +787,17 @@ def _place(
             held[key] = item
 
 
+def _slices(keys: KeyChunks, share: LoopShare) -> Iterator[list[bytes]]:
+    """``keys`` in slices of :data:`SCAN_CHUNK`, or :data:`SCAN_CHUNK_BUSY` while ``share``
+    finds the loop busy."""
+    for chunk in keys:
+        at = 0
+        while at < len(chunk):
+            end = at + (SCAN_CHUNK_BUSY if share.busy else SCAN_CHUNK)
+            yield chunk[at:end]
+            at = end
+
+
 def _bucket_groups(side: _Side, buckets: list[int]) -> list[list[int]]:
     """Split differing buckets into requests of about :data:`KEYS_PER_LIST` keys (by our
     count; the peer's is alike when the replicas mostly agree), at least one bucket each."""
@@ -815,6 +829,7 @@ __all__ = [
     "MAX_REQUEST_KEYS",
     "SCANNING_OPS",
     "SCAN_CHUNK",
+    "SCAN_CHUNK_BUSY",
     "WHOLE_RING",
     "AntiEntropy",
     "PeerCall",

@@ -7,8 +7,9 @@ slice, and the node serves a fraction of its rate for as long as the scan lasts 
 on three nodes scanning 70,000-90,000 keys each). :meth:`LoopShare.turn` also looks at whether
 anything else ran in the checkpoint, that is whether the loop is busy: then it waits as long as
 the slice took before the next one, so the work takes about half of a busy loop and requests
-that arrive in the gap are answered at once. On an idle loop it goes on at once, after two
-checkpoints (about 12 us, against a slice of about 500).
+that arrive in the gap are answered at once; and it tells the work (:attr:`LoopShare.busy`) to
+cut its slices short, since a request that arrives during one waits for the rest of it. On an
+idle loop it goes on at once, after two checkpoints (about 12 us, against a slice of about 500).
 
 The clock is the node's (virtual in the simulation, where work takes no time: there the checks
 never see a busy loop, and the order of events does not depend on the host's speed).
@@ -33,7 +34,7 @@ class LoopShare:
         share: the part of a busy loop's time the work may take (0 < share <= 1).
     """
 
-    __slots__ = ("_clock", "_gap", "_since", "waited")
+    __slots__ = ("_clock", "_gap", "_since", "busy", "waited")
 
     def __init__(self, clock: Callable[[], float] = trio.current_time, share: float = 0.5) -> None:
         if not 0 < share <= 1:
@@ -41,6 +42,9 @@ class LoopShare:
         self._clock = clock
         self._gap = (1 - share) / share
         self._since = clock()
+        #: Whether the last turn found the loop busy: the work should cut its next slice short
+        #: (a request arriving during a slice waits for all of it).
+        self.busy = False
         #: Seconds spent waiting for a busy loop (a figure: how much the work was stretched).
         self.waited = 0.0
 
@@ -56,9 +60,9 @@ class LoopShare:
             # run after us in the batch we resumed in. A second checkpoint lets it.
             await trio.lowlevel.checkpoint()
         after = clock()
-        if after - before > BUSY_AFTER and self._gap:
-            wait = worked * self._gap
-            await trio.sleep(wait)
+        self.busy = after - before > BUSY_AFTER
+        if self.busy and self._gap:
+            await trio.sleep(worked * self._gap)
             self.waited += clock() - after
         self._since = clock()
 
