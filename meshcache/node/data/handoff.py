@@ -68,10 +68,11 @@ from meshcache.wire.address import parse_address
 log = structlog.get_logger("meshcache.rebalance")
 
 HANDOFF_TIMEOUT = 600.0
-# A batch is applied by the target in one stretch of its loop: these keep one under a few ms.
+# The target reads a batch in one stretch of its loop, one from each source per wake-up, and
+# applies it a slice at a time: these keep the reading (msgpack) under a millisecond.
 BATCH_RECORDS = 500  # records per REPL batch (also stops at BATCH_BYTES)
-BULK_RECORDS = 2000  # plain values per BULK batch
-BULK_BYTES = 256 * 1024  # ... and their bytes
+BULK_RECORDS = 500  # plain values per BULK batch
+BULK_BYTES = 64 * 1024  # ... and their bytes
 RECORD_OVERHEAD = 16  # bytes a REPL record adds to its key and value on the wire (arrays, ints)
 BIN_HEADER = 3  # a msgpack bin's header for up to 64 KiB; a BULK item has nothing else
 HANDOFF_WINDOW = 4
