@@ -135,6 +135,8 @@ class HandOff:
         self._wakeup = trio.Event()
         self._settled_version = 0  # every live member ran this ring (or we gave up waiting)
         self.leave_moved = 0  # records the current (or last) LEAVE pushed so far
+        # ... of which each replacement's push got so far (a push sent again starts over).
+        self._leave_landed: Counter[str] = Counter()
         self._leaving = False
         self._leave_started = self._progress_at = 0.0
 
@@ -375,7 +377,7 @@ class HandOff:
                 answer = await self._call_retrying(address, op, namespace, payload, target)
                 sent += count
                 if self._leaving:
-                    self._moved(count)
+                    self._moved(target, count)
                 if op == "BULK":
                     self.stats["handoff_refused"] += int(answer[2]) + int(answer[3])
                 else:
@@ -496,6 +498,7 @@ class HandOff:
                 ErrorCode.INVALID_TRANSITION, "the last active member of the ring cannot leave"
             )
         self.leave_moved = 0
+        self._leave_landed.clear()
         self._leaving = True
         self._leave_started = self._progress_at = self._clock()
         try:
@@ -535,9 +538,11 @@ class HandOff:
             "send LEAVE again to go on"
         )
 
-    def _moved(self, count: int) -> None:
-        """A LEAVE's batch of ``count`` records landed: count it, log progress now and then."""
+    def _moved(self, target: str, count: int) -> None:
+        """A LEAVE's batch of ``count`` records landed on ``target``: count it, log progress
+        now and then."""
         self.leave_moved += count
+        self._leave_landed[target] += count
         now = self._clock()
         if now - self._progress_at >= LEAVE_PROGRESS_EVERY:
             self._progress_at = now
@@ -573,7 +578,9 @@ class HandOff:
                         if self._dead(target):
                             failed.append(self._stopped(f"{target}, a replacement, is dead"))
                             return
-                        # Every record again: those that landed are refused as stale, cheaply.
+                        # Every record again: those that landed are refused as stale, cheaply,
+                        # and counted once.
+                        self.leave_moved -= self._leave_landed.pop(target, 0)
                         self.stats["leave_push_retries"] += 1
                         log.warning(
                             "leave_push_retry", target=target, error=str(exc), retry_s=delay
