@@ -102,8 +102,8 @@ MAX_READ_REPAIRS = 16
 # keys of a many-key op routed or executed here (a write also ships each key to its other
 # owners, or hints it: ~25 us a key), records of a REPL batch, blobs of a BULK one. A node
 # that pulls its ranges gets batches from every source at once, and its reactor reads one
-# from each in a wake-up: a hand-off batch (500 records, 2,000 blobs) applied in one piece
-# made wake-ups of 10-20 ms on the joining node, so those slices are about a millisecond.
+# from each in a wake-up, so those slices are about a millisecond: a hand-off batch above one
+# is applied by a task, a slice per step.
 SCATTER_SLICE = 1000
 SCATTER_WRITE_SLICE = 200
 REPL_SLICE = 200  # 2.5-4.5 us a record
