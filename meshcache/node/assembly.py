@@ -33,7 +33,7 @@ from meshcache.hlc import HLC
 from meshcache.node.admin.metrics import NodeCounters
 from meshcache.node.cluster.autoremove import AutoRemover
 from meshcache.node.contracts import ConfigSource, Liveness, MembershipView
-from meshcache.node.data.antientropy import SCANNING_OPS, AntiEntropy
+from meshcache.node.data.antientropy import AntiEntropy
 from meshcache.node.data.coordinator import Coordinator
 from meshcache.node.data.handoff import HandOff
 from meshcache.node.data.hot import HotKeys
@@ -57,12 +57,11 @@ HINT_SHARE_PER_TARGET = 4
 AE_RATE_SHARE = 16
 AE_MIN_RATE = 1 << 20
 AE_BURST = 256 * 1024
-#: The timeout of anti-entropy's calls to a peer.
+#: The timeout of anti-entropy's calls to a peer. ``AE_DIGEST`` and ``AE_KEYS`` may wait for
+#: the peer to scan its store: about 5 us of CPU a key, up to twice that in time on a busy
+#: peer (the scan takes turns with its requests), so 6-7 s for a million keys. A longer
+#: timeout would hold a round that long on a peer behind a cut.
 AE_CALL_TIMEOUT = 10.0
-#: The timeout of its calls that may wait for the peer to scan its store
-#: (:data:`~meshcache.node.data.antientropy.SCANNING_OPS`): a scan takes turns with the
-#: peer's requests, about 4 us of CPU a key and up to twice that in time when the peer is busy.
-AE_SCAN_TIMEOUT = 120.0
 #: Keys an active-expiry cycle looks at before it yields.
 EXPIRE_BUDGET = 1000
 
@@ -200,7 +199,7 @@ class Assembly:
             node_id,
             ring=lambda: self.coordinator.ring,
             alive=self.reachable,
-            call=self._antientropy_call,
+            call=self.peer_call,
             clamp=self.coordinator.clamp,
             budget=ByteBudget(
                 max(AE_MIN_RATE, s.handoff_rate // AE_RATE_SHARE), AE_BURST, trio.current_time()
@@ -346,10 +345,6 @@ class Assembly:
         if address is None:
             raise CommandError(ErrorCode.NOT_OWNER, f"{peer} is not on this node's ring")
         return await self.pool.call(address, op, namespace, args, timeout=timeout, lane=lane)
-
-    async def _antientropy_call(self, peer: str, op: str, namespace: str, args: list[Any]) -> Any:
-        timeout = AE_SCAN_TIMEOUT if op in SCANNING_OPS else AE_CALL_TIMEOUT
-        return await self.peer_call(peer, op, namespace, args, timeout=timeout)
 
     # --- figures ----------------------------------------------------------------------------
 

@@ -104,10 +104,6 @@ AE_KEYS: Final = "AE_KEYS"
 AE_PULL: Final = "AE_PULL"
 AE_PUSH: Final = "AE_PUSH"
 AE_OPS: Final = (AE_DIGEST, AE_KEYS, AE_PULL, AE_PUSH)
-#: The requests whose answer may wait for this node to scan its store (no snapshot fresh
-#: enough): a scan takes turns with the node's requests, so on a busy node of a million keys
-#: this takes seconds.
-SCANNING_OPS: Final = (AE_DIGEST, AE_KEYS)
 
 WHOLE_RING: Final = TokenRange(0, 0)
 #: Keys read between two turns of a scan (:class:`LoopShare`): about half a millisecond of work
@@ -827,7 +823,6 @@ __all__ = [
     "AE_PULL",
     "AE_PUSH",
     "MAX_REQUEST_KEYS",
-    "SCANNING_OPS",
     "SCAN_CHUNK",
     "SCAN_CHUNK_BUSY",
     "WHOLE_RING",
