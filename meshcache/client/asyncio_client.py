@@ -174,7 +174,10 @@ class AsyncioConnection:
     def close_now(self) -> None:
         # abort, not close: a discarded connection may hold unsent bytes the node will never
         # read, and close() would wait for them, leaving the socket open past the loop's end.
-        self.transport.abort()
+        # Not once the transport is gone: one closed with bytes unsent is lost when they are
+        # flushed, and aborting it after that fails inside asyncio (its loop is None).
+        if not self._reader.closed.done():
+            self.transport.abort()
 
     async def aclose(self) -> None:
         self.transport.close()

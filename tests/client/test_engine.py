@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
+import socket
 import subprocess
 import sys
 
@@ -132,3 +135,29 @@ def test_the_lazy_names_are_listed() -> None:
     assert {"Client", "TrioClient", "AsyncClient", "Address"} <= set(dir(meshcache_client))
     with pytest.raises(AttributeError):
         meshcache.NoSuchThing  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_an_asyncio_connection_lost_after_flushing_its_last_bytes_is_discarded_quietly() -> None:
+    """A transport closed with bytes unsent is lost once they are flushed (the node read
+    them, then closed): discarding the connection after that must not fail inside asyncio."""
+    from meshcache.client.asyncio_client import AsyncioConnection, _ReplyProtocol
+    from meshcache.wire.address import Address
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        theirs.setblocking(False)
+        reader = _ReplyProtocol(Address("127.0.0.1", 1), 1 << 20)
+        transport, _ = await loop.create_connection(lambda: reader, sock=ours)
+        conn = AsyncioConnection(transport, reader)
+        transport.write(b"x" * (8 << 20))  # more than the kernel takes at once: buffered
+        transport.close()  # waits for the buffer, then is lost
+        async with asyncio.timeout(30):
+            while not reader.closed.done():  # the node reads it all
+                with contextlib.suppress(BlockingIOError):
+                    theirs.recv(1 << 20)
+                await asyncio.sleep(0)
+        conn.close_now()
+        theirs.close()
+
+    asyncio.run(main())
