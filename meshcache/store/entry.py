@@ -70,7 +70,7 @@ _NO_EXPIRY = b"\x00"
 def contents_size(contents: Any) -> int:
     """About how many bytes an entry's contents (as :meth:`EntryView.value` holds them) take
     on the wire: what paces their transfer."""
-    if type(contents) is bytes or type(contents) is memoryview:
+    if type(contents) is bytes:
         return len(contents)
     if type(contents) is dict:
         return sum(len(k) + len(v) + 2 for k, v in contents.items())

@@ -209,6 +209,23 @@ def test_a_restarted_node_pulls_what_it_owns(stack: ExitStack, tmp_path: Path) -
     with Direct(a.data_address) as d:
         for k in ks:
             d.call("SET", [k, k])
+    # Replication is asynchronous: a write c coordinated must reach its other owner before c
+    # is killed, or nobody is left to pull it from.
+    survivors = {n.node_id: Direct(n.data_address) for n in (a, mesh.nodes[1])}
+    try:
+        wait_for(
+            lambda: all(
+                survivors[o].local_get(k) == k
+                for k in ks
+                for o in mesh.owners(k, 2)
+                if o in survivors
+            ),
+            30,
+            "every key on its surviving owners",
+        )
+    finally:
+        for direct in survivors.values():
+            direct.close()
     port = c.data_address[1]
     c.kill()
     c2 = mesh.start_node("--join", a.data, port=port, name="n2")  # same dir, port and id

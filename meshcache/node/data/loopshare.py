@@ -52,8 +52,8 @@ class LoopShare:
         """Between two slices: let other work run and, if any did, wait in proportion to the
         slice just done."""
         clock = self._clock
-        worked = clock() - self._since
         before = clock()
+        worked = before - self._since
         await trio.lowlevel.checkpoint()
         if clock() - before <= BUSY_AFTER:
             # trio runs each batch of ready tasks in a random order: one woken with us may
