@@ -106,6 +106,54 @@ async def test_a_member_that_never_catches_up_delays_the_drop_by_the_settle_time
     assert handoff.stats["settle_timeouts"] >= 1
 
 
+@pytest.mark.trio
+async def test_a_policy_change_moves_no_key_and_a_replica_change_drops_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    versions = {OTHER: 9, THIRD: 9}
+    handoff, first, foreign = _setup(versions)
+    configs = [first]
+    handoff._config = lambda: configs[-1]
+
+    def install(**policy: Any) -> None:
+        configs.append(
+            dataclasses.replace(
+                configs[-1],
+                version=configs[-1].version + 1,
+                namespaces={"default": NamespacePolicy(**policy)},
+            )
+        )
+        handoff.on_install(configs[-1])
+
+    async def passes(count: int) -> None:
+        with trio.fail_after(SETTLE_TIMEOUT):
+            while handoff.stats["drop_passes"] < count or handoff.held is not configs[-1]:
+                await trio.sleep(0.01)
+        await trio.sleep(1)  # and no pass more
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(handoff.run)
+        handoff.on_install(first)
+        await passes(1)
+        assert _held(handoff, foreign) == 0
+        # A key another member owns arrives (a lagging coordinator's write, say)...
+        handoff.store.execute("default", "SET", [foreign[0], b"late", {}])
+        # ... a TTL and a size bound change: the ring is the same, no key moves, none is
+        # looked at (a whole-store scan per policy change was the cost before).
+        install(replicas=1, max_bytes=2 << 20, default_ttl=600)
+        await passes(1)
+        assert handoff.stats["drop_passes"] == 1
+        assert _held(handoff, foreign[:1]) == 1
+        # Another replica count changes what this node owns: a pass drops what it no longer
+        # holds by it.
+        install(replicas=2, max_bytes=2 << 20)
+        await passes(2)
+        assert handoff.stats["drop_passes"] == 2
+        nursery.cancel_scope.cancel()
+    ring = Ring(list(first.members), first.version)
+    assert _held(handoff, foreign[:1]) == (ME in {m.node_id for m in ring.owners(foreign[0], 2)})
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     nodes=st.integers(2, 6),

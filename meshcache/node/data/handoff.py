@@ -23,7 +23,9 @@ it is proposed again — until the caller's deadline. What cannot be done is a t
 logged as ``leave_progress``.
 
 Once a ring is stable (no joining or leaving member) and nothing is left to pull, each node
-drops the keys it no longer owns (no tombstone: the data lives on at its owners).
+drops the keys it no longer owns (no tombstone: the data lives on at its owners). A config that
+changes no member and no replica count (a namespace's TTL, bounds, hot keys) moves nothing and
+scans nothing.
 
 Every member installs a committed ring at its own moment, and until it has, it routes (and
 replicates) by the ring before. So each step that depends on *everyone* routing by a ring first
@@ -134,6 +136,8 @@ class HandOff:
         self.ranges_moving = 0
         self._wakeup = trio.Event()
         self._settled_version = 0  # every live member ran this ring (or we gave up waiting)
+        # The layout (:func:`_layout`) whose unowned keys the last complete drop removed.
+        self._dropped_for: tuple[Any, ...] | None = None
         self.leave_moved = 0  # records the current (or last) LEAVE pushed so far
         # ... of which each replacement's push got so far (a push sent again starts over).
         self._leave_landed: Counter[str] = Counter()
@@ -162,6 +166,14 @@ class HandOff:
                     await self._settled(config)  # nobody routes to us any more
                     await self._drop_unowned(config)  # removed from the ring: hold nothing
                 continue
+            layout = _layout(config)
+            if (
+                self.held is not None
+                and self.held.version < config.version
+                and _layout(self.held) == layout
+            ):
+                # A policy change: the store already reflects this ring; nothing moves.
+                self.held = config
             if self.held is None or self.held.version < config.version:
                 await self._settled(config)
                 try:
@@ -178,10 +190,12 @@ class HandOff:
                 await self._promote()
                 continue
             latest = self._config()
+            if layout == self._dropped_for:
+                continue  # what this ring does not give us was dropped already
             if latest.version == config.version and self._ring(latest).stable:
                 await self._settled(latest)
-                if self._config().version == latest.version:
-                    await self._drop_unowned(latest)
+                if self._config().version == latest.version and await self._drop_unowned(latest):
+                    self._dropped_for = layout
 
     def _ring(self, config: ClusterConfig) -> Ring:
         """``config``'s ring: the data plane's when it routes by that version (a ring is built
@@ -638,7 +652,10 @@ class HandOff:
 
     # --- dropping ------------------------------------------------------------------------------
 
-    async def _drop_unowned(self, config: ClusterConfig) -> None:
+    async def _drop_unowned(self, config: ClusterConfig) -> bool:
+        """Remove the keys ``config``'s ring does not give this node; False when the ring
+        moved on before the pass ended (the next pass decides)."""
+        self.stats["drop_passes"] += 1
         ring = self._ring(config)
         me = self.node_id
         dropped = 0
@@ -656,10 +673,19 @@ class HandOff:
                         dropped += 1
                 await trio.lowlevel.checkpoint()
                 if self._config().version != config.version:
-                    return  # the ring moved again: the next pass decides
+                    self.stats["records_dropped"] += dropped
+                    return False
         if dropped:
             self.stats["records_dropped"] += dropped
             log.info("unowned_dropped", records=dropped, ring_version=config.version)
+        return True
+
+
+def _layout(config: ClusterConfig) -> tuple[Any, ...]:
+    """What decides which keys this node holds: the ring's members (ids, addresses, weights,
+    states) and each namespace's replica count. A config that changes nothing else (a TTL, a
+    size bound, hot keys) moves no key."""
+    return (config.members, tuple((name, p.replicas) for name, p in config.namespaces.items()))
 
 
 def _state_of(config: ClusterConfig, node_id: str) -> str | None:
