@@ -22,9 +22,9 @@ hot when its window started.
   forwarded out, plus forwarded in; from INFO), busiest ÷ mean.
 * **Throughput**: ops/s of all workers in the window, as a ratio to the uniform run with hot keys
   off of the same round (and Zipf 1.2 on ÷ uniform on); beside it, the node processes' CPU
-  seconds per 1,000 ops (less at the mercy of other work on the machine than ops/s), the
-  quarter seconds of the window in which no worker finished an op (stalls: the run was starved),
-  and the copy updates a second that writes to hot keys cost their owners; under it a trace of
+  seconds per 1,000 ops and the workers' (less at the mercy of other work on the machine than
+  ops/s), the quarter seconds of the window in which no worker finished an op (stalls: the run
+  was starved), and the copy updates a second that writes to hot keys cost their owners; under it a trace of
   the window: how busy the machine was and, per node, the CPU it used and the time its loop's
   thread waited for a core (s/s), its loop's worst lag and longest step, full collections, and
   the forwards, owner catch-ups, ``FWD``/``HOTKEYS``/``RECORDS``/``RING`` requests answered,
@@ -34,9 +34,13 @@ hot when its window started.
   worker reads a key right after writing it and whenever it draws it. A read by the writer
   that returns an older value than its last acknowledged write is a read-your-writes
   violation; for the other readers, the staleness of a read is its start minus the
-  acknowledgement of the first write newer than what it returned. Every run checks it;
-  ``--consistency SECONDS`` adds a Zipf 1.2 run, hot keys on, where half of each worker's ops
-  go to the hot keys it writes (so most checked reads are the writers').
+  acknowledgement of the first write newer than what it returned. ``--consistency SECONDS``
+  is a Zipf 1.2 run, hot keys on, where half of each worker's ops go to the hot keys it writes
+  (so most checked reads are the writers'); the reaction runs check too, and with
+  ``--check-rounds`` the throughput rounds as well. Unchecked, the rounds' workers run a plain
+  loop (a GET, or a SET of ``--writes`` of the ops, of the drawn key): the checks' bookkeeping
+  (half the ops of Zipf 1.2 hit the 16 checked keys) and the read-backs cost a worker more per
+  op under skew than on a uniform key choice, on the cores the nodes share.
 * **Reaction** (``--reaction N``): under a uniform load, one fresh key takes ``--jump-share`` of
   the ops (0.2), all reads, or ``--jump-rate`` reads a second (a key that is not read fast);
   from the key's first read: when its owner turned it hot (``HOTKEYS``' ``hot_for``), when each
@@ -161,6 +165,8 @@ def _work(spec: dict[str, Any]) -> dict[str, Any]:
     with Client(spec["addresses"], timeout=10, max_connections=8) as client:
         client.ping()  # connected and the ring fetched before the start
         time.sleep(max(0.0, begin - time.time()))
+        if not spec.get("check", True) and jump is None:
+            return _plain(client, spec, draws, rng, timeline, begin, end, writes)
         next_jump = begin + rng.random() * (jump_every or 0.0)
         jump_key = b"" if jump is None else key(jump)
         nodes = len(spec["addresses"].split(","))
@@ -233,6 +239,63 @@ def _work(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _plain(
+    client: Any,
+    spec: dict[str, Any],
+    draws: list[int],
+    rng: random.Random,
+    timeline: list[int],
+    begin: float,
+    end: float,
+    writes: float,
+) -> dict[str, Any]:
+    """The throughput rounds' loop: a GET or (``writes`` of the ops) a SET of the drawn key,
+    nothing checked, so every workload costs the worker the same per op."""
+    from meshcache.errors import MeshcacheError
+
+    end_file: str | None = spec.get("end_file")
+    count_from = spec["count_from"]
+    value = _value(0)
+    look_at = begin
+    errors = 0
+    i = rng.randrange(len(draws))
+    step = TIMELINE_STEP
+    steps = len(timeline)
+    while True:
+        now = time.time()
+        if end_file is not None and now >= look_at:
+            look_at = now + 0.1
+            with contextlib.suppress(OSError, ValueError):  # not written yet
+                end = min(end, float(Path(end_file).read_text()))
+        if now >= end:
+            break
+        i += 1
+        k = key(draws[i % len(draws)])
+        try:
+            if rng.random() < writes:
+                client.set(k, value)
+            else:
+                client.get(k)
+        except MeshcacheError:
+            errors += now >= count_from
+            continue
+        at = int((time.time() - begin) / step)
+        if 0 <= at < steps:
+            timeline[at] += 1
+    return {
+        "errors": errors,
+        "checked": 0,
+        "violations": 0,
+        "bad": [],
+        "acks": [],
+        "reads": [],
+        "timeline": timeline,
+        "jumps": 0,
+        "first_jump": None,
+        "learned": None,
+    }
+
+
 def _staleness(results: list[dict[str, Any]]) -> tuple[float, int]:
     """The largest staleness of another reader's read of a writer's key, and reads judged."""
     acks: dict[int, list[tuple[int, float]]] = {}
@@ -257,13 +320,19 @@ def _staleness(results: list[dict[str, Any]]) -> tuple[float, int]:
     return worst, judged
 
 
+def _cpu(pids: list[int]) -> float:
+    """CPU seconds these processes used so far (user + system; 0 for one that is gone)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _node_cpu(mesh: Mesh) -> float:
     """CPU seconds the node processes used so far (user + system)."""
-    total = 0
-    for node in mesh.nodes:
-        fields = Path(f"/proc/{node.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    return _cpu([node.pid for node in mesh.nodes])
 
 
 #: Counters a run's trace shows the change of, per node: (part of INFO's ``mesh`` counters, or
@@ -385,6 +454,7 @@ class Run:
     hot_keys: int  # keys hot on their owners when the window started
     stalls: int  # steps of TIMELINE_STEP in the window in which no worker finished an op
     cpu_per_kop: float  # node CPU seconds per 1,000 ops in the window
+    client_cpu_per_kop: float  # the workers' CPU seconds per 1,000 ops in the window
     updates_per_s: float  # copy updates of writes to hot keys a second, in the window
     trace: str  # what the nodes and the machine did in the window (:func:`_trace`)
 
@@ -400,9 +470,12 @@ def _run(
     seed: int,
     own_share: float = 0.0,
     settle: float = 10.0,
+    check: bool = True,
 ) -> Run:
     """Workers from ``LEAD`` s on; the window of ``duration`` s starts once ``warmup`` s passed
-    and no more keys turned hot for ``STABLE`` s (the hot set formed), or ``settle`` s passed."""
+    and no more keys turned hot for ``STABLE`` s (the hot set formed), or ``settle`` s passed.
+    ``check``: the workers check consistency (see the module docstring); without it they run
+    the plain loop of the throughput rounds."""
     start = time.time() + LEAD
     end_file = tmp / f"end-{time.time_ns()}"
     specs = [
@@ -418,6 +491,7 @@ def _run(
             "end_file": str(end_file),
             "own_share": own_share,
             "writes": WRITES[0],
+            "check": check,
         }
         for w in range(procs)
     ]
@@ -435,12 +509,15 @@ def _run(
     first = math.ceil((time.time() - start) / TIMELINE_STEP)
     window_start = start + first * TIMELINE_STEP
     _sleep_until(window_start)
+    workers = [p.pid for p in multiprocessing.active_children() if p.pid is not None]
     before, cpu_before, updates = served(mesh), _node_cpu(mesh), _updates(mesh)
+    clients_before = _cpu(workers)
     traced, machine = _snapshot(mesh), _machine_cpu()
     window_end = window_start + duration
     end_file.write_text(repr(window_end))
     _sleep_until(window_end)
     cpu = _node_cpu(mesh) - cpu_before
+    clients = _cpu(workers) - clients_before
     machine_after = _machine_cpu()
     trace = _trace(
         traced,
@@ -464,6 +541,7 @@ def _run(
         hot_keys=most,
         stalls=sum(1 for n in window if n == 0),
         cpu_per_kop=1000 * cpu / done if done else float("nan"),
+        client_cpu_per_kop=1000 * clients / done if done else float("nan"),
         updates_per_s=updates / duration,
         trace=trace,
     )
@@ -621,6 +699,18 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds of Zipf 1.2 with hot keys on where half of each worker's ops go to the"
         " hot keys it writes (0: none)",
     )
+    parser.add_argument(
+        "--check-rounds",
+        action="store_true",
+        help="the throughput rounds' workers check consistency too (by default they run a plain"
+        " GET/SET loop, so every workload costs them the same per op; --consistency checks)",
+    )
+    parser.add_argument(
+        "--anti-entropy-interval",
+        default=None,
+        help="passed to every node (e.g. 10m; default: the node's, 60 s): a scan of a node's"
+        " store in a window of a few seconds costs that run a share of the machine",
+    )
     args = parser.parse_args(argv)
     HOT["rate"] = args.hot_rate
     WRITES[0] = args.writes
@@ -631,7 +721,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     ctx = multiprocessing.get_context("spawn")
     with TemporaryDirectory() as tmp, ExitStack() as stack:
-        mesh = Mesh(stack, Path(tmp), 3)
+        extra = (
+            ()
+            if args.anti_entropy_interval is None
+            else (
+                "--anti-entropy-interval",
+                args.anti_entropy_interval,
+            )
+        )
+        mesh = Mesh(stack, Path(tmp), 3, *extra)
         started = time.monotonic()
         preloaded = args.keys if args.preload is None else min(args.preload, args.keys)
         preload_by_owner(mesh, preloaded, VALUE_SIZE)
@@ -684,6 +782,7 @@ def main(argv: list[str] | None = None) -> int:
                         args.duration,
                         rnd,
                         settle=args.settle,
+                        check=args.check_rounds,
                     )
                     checked = sum(r["checked"] for r in run.results)
                     violations = sum(r["violations"] for r in run.results)
@@ -693,7 +792,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(
                         f"  [{rnd}] {label:<16} {run.ops:>7,.0f} ops/s  balance {run.balance:.2f}"
                         f"  after {run.warmed:.2f} s of warm-up ({run.hot_keys} hot keys)"
-                        f"  node CPU {run.cpu_per_kop:.2f} s/1,000 ops  stalls {run.stalls}"
+                        f"  node CPU {run.cpu_per_kop:.3f} client CPU"
+                        f" {run.client_cpu_per_kop:.3f} s/1,000 ops  stalls {run.stalls}"
                         f"  copy updates {run.updates_per_s:.0f}/s"
                         f"  RYW {violations}/{checked}  stalest {stale:.3f} s of {judged} reads"
                         f"  errors {errors}  load {os.getloadavg()[0]:.1f}"
@@ -708,6 +808,7 @@ def main(argv: list[str] | None = None) -> int:
                             "label": label,
                             "ops": run.ops,
                             "cpu": run.cpu_per_kop,
+                            "client_cpu": run.client_cpu_per_kop,
                             "balance": run.balance,
                             "checked": checked,
                             "violations": violations,
@@ -722,8 +823,9 @@ def main(argv: list[str] | None = None) -> int:
         balances = [r["balance"] for r in mine]
         line = (
             f"{label:<16} balance median {statistics.median(balances):.2f}"
-            f" worst {max(balances):.2f}; node CPU median"
-            f" {statistics.median(r['cpu'] for r in mine):.2f} s/1,000 ops"
+            f" worst {max(balances):.2f}; CPU median nodes"
+            f" {statistics.median(r['cpu'] for r in mine):.3f}, clients"
+            f" {statistics.median(r['client_cpu'] for r in mine):.3f} s/1,000 ops"
         )
         if anchors:
             ratios = [r["ops"] / anchors[r["round"]] for r in mine if r["round"] in anchors]

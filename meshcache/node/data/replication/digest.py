@@ -361,10 +361,10 @@ def key_version(store: Store, namespace: str, key: bytes) -> KeyVersion | None:
     if facts is not None:
         version, size, tie = facts
         return KeyVersion(key, version, False, size + len(key) + ITEM_OVERHEAD, tie)
-    version = store.get_tombstone(namespace, key)
-    if version is None:
+    tomb = store.get_tombstone(namespace, key)
+    if tomb is None:
         return None
-    return KeyVersion(key, version, True, len(key) + ITEM_OVERHEAD)
+    return KeyVersion(key, tomb, True, len(key) + ITEM_OVERHEAD)
 
 
 __all__ = [
