@@ -159,6 +159,7 @@ class Assembly:
             ring=lambda: (self.coordinator.ring, self.coordinator.ring_version),
             alive=self.reachable,
             call=self.peer_call,
+            submit=self.peer_submit,
             wall_clock=wall_clock,
             rng=self._rng(seed, "hot"),
         )
@@ -345,6 +346,25 @@ class Assembly:
         if address is None:
             raise CommandError(ErrorCode.NOT_OWNER, f"{peer} is not on this node's ring")
         return await self.pool.call(address, op, namespace, args, timeout=timeout, lane=lane)
+
+    def peer_submit(
+        self,
+        peer: str,
+        op: str,
+        namespace: str,
+        args: list[Any],
+        timeout: float,
+        lane: str,
+        answered: Callable[[Any], None],
+    ) -> bool:
+        """:meth:`peer_call` without a task (:meth:`PeerPool.submit`): ``answered`` gets the
+        response or the error; False (nothing sent) when no open connection can take it."""
+        address = self.address_of(peer)
+        if address is None:
+            return False
+        return self.pool.submit(
+            address, op, namespace, args, timeout=timeout, answered=answered, lane=lane
+        )
 
     # --- figures ----------------------------------------------------------------------------
 

@@ -519,13 +519,23 @@ class Coordinator:
         )
 
     def _hot_written(self, namespace: str, keys: list[bytes], result: Any) -> Any:
-        """``result``, answered once the copies of any hot key among ``keys`` are updated."""
+        """``result``, answered once the copies of any hot key among ``keys`` are updated:
+        as a :class:`Later` with no task when both are at hand (the update submitted, the
+        result a value)."""
         update = None if self.hot is None else self.hot.written(namespace, keys)
         if update is None:
             return result
+        if (
+            type(update) is Later
+            and type(result) is not Later
+            and not isinstance(result, Coroutine)
+        ):
+            later = Later()
+            update.then(lambda _, __: later.resolve(result))
+            return later
 
         async def then() -> Any:
-            await update
+            await _settled(update)
             return await _settled(result)
 
         return then()

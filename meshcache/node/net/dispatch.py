@@ -155,7 +155,7 @@ class Dispatcher:
                 answer = self._finish(rid, op, result, started, histogram, spec, ns, args)
                 return _pending(answer, spec, ns, args)
             if type(result) is Later:  # a forward submitted, or a miss loading: no task
-                finish = self._later(rid, op, started, histogram, spec)
+                finish = self._later(rid, op, started, histogram, spec, ns, args)
                 key = (ns, args[0]) if op in _KEYED else None
                 return Pending(None, key=key, later=result, finish=finish)
             hot = self.hot
@@ -210,19 +210,35 @@ class Dispatcher:
         return self._timed(histogram, started, out)
 
     def _later(
-        self, rid: int, op: str, started: int, histogram: list[int], spec: OpSpec
+        self,
+        rid: int,
+        op: str,
+        started: int,
+        histogram: list[int],
+        spec: OpSpec,
+        ns: str,
+        args: list[Any],
     ) -> Callable[[Any, BaseException | None], bytes]:
-        """What makes the answer frame of a result that arrives later, as :meth:`_finish` makes
-        it (a data op's answer carries the hot-key hints; ``FWD``'s, a forwarded miss's, does
-        not): :attr:`Pending.finish`, called once, from the callback that settles it."""
+        """What makes the answer frame of a result that arrives later, with the hints
+        :meth:`_finish` gives it (a forward's or a read-through miss's answer, a write's to a
+        hot key once its copies are updated): :attr:`Pending.finish`, called once, from the
+        callback that settles it."""
         hinted = spec.handler == DATA_HANDLER
+        write = spec.kind is OpKind.WRITE
         counters = self.counters
         latency = self._latency
 
         def settled(value: Any, error: BaseException | None) -> bytes:
             if error is None:
                 hot = self.hot
-                hints = hot.hint if hinted and hot is not None else None
+                if hot is None:
+                    hints = None
+                elif op == "FWD":
+                    hints = hot.forward_hint(ns, args)
+                elif not hinted:
+                    hints = None
+                else:
+                    hints = hot.ack_hint(ns, op, args) if write else hot.hint
                 try:
                     if hints is None:
                         body: bytes = self._pack([rid, STATUS_OK, value, self.ring_version])

@@ -871,23 +871,27 @@ class PeerPool:
         timeout: float,
         answered: Answered,
         abort_on_timeout: bool = False,
+        lane: str = "",
     ) -> bool:
-        """Queue one request on the open connection to ``address``, without a task: its
-        response (an error response included), or the :class:`MeshcacheConnectionError` /
-        :class:`MeshcacheTimeout` that ended it, goes to ``answered`` — called from the
-        connection's reader or timer, never from inside this call.
+        """Queue one request on the open connection to ``address`` (``lane``: that lane's, as
+        in :meth:`request`), without a task: its response (an error response included), or the
+        :class:`MeshcacheConnectionError` / :class:`MeshcacheTimeout` that ended it, goes to
+        ``answered`` — called from the connection's reader or timer, never from inside this
+        call.
 
         False, and nothing sent, when there is no open connection that may take it now (none
         yet, broken, requests queued behind a connect go first, or its outbox is full): the
         caller then uses :meth:`request`, which connects.
         """
-        conn = self._conns.get((address, ""))
+        conn = self._conns.get((address, lane))
         if conn is None or conn.broken is not None or conn.outbox_bytes > MAX_OUTBOX:
             return False
-        waiting = self._connecting.get((address, ""))
+        waiting = self._connecting.get((address, lane))
         if waiting is not None and waiting.locked():
             return False
         self.stats["requests"] += 1
+        if lane:
+            self.stats["lane_requests"] += 1
         conn.send(op, namespace, args, timeout, answered, abort_on_timeout)
         return True
 

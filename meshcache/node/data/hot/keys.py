@@ -36,6 +36,7 @@ import trio
 from meshcache.errors import CommandError, ErrorCode, MeshcacheConnectionError, MeshcacheError
 from meshcache.node.data.hot.area import UNBOUNDED_AREA_BYTES, Copy, HotArea
 from meshcache.node.data.hot.sketch import HotSketch
+from meshcache.node.data.hot.update import CopyUpdate, Submit
 from meshcache.node.data.replication.tombstones import read_record
 from meshcache.node.net.peer_pool import PeerUnreachable
 from meshcache.ring import Ring
@@ -44,6 +45,7 @@ from meshcache.store.hotpolicy import HotKeyPolicy
 from meshcache.store.store import Store
 from meshcache.store.values import PLAIN
 from meshcache.wire.ops import OPS, OpKind
+from meshcache.wire.pending import Later
 
 log = structlog.get_logger("meshcache.hotkeys")
 
@@ -114,6 +116,9 @@ class HotKeys:
         wall_clock: Unix seconds (entry expiry).
         clock: trio's clock (leases, ticks).
         rng: sampling gaps.
+        submit: a request to a peer on a kept connection without a task
+            (:data:`~.update.Submit`): a write's update of the copies goes that way when it
+            can (:class:`~.update.CopyUpdate`), else in a task through ``call``.
     """
 
     def __init__(
@@ -127,12 +132,14 @@ class HotKeys:
         wall_clock: Callable[[], float],
         clock: Callable[[], float] = trio.current_time,
         rng: random.Random | None = None,
+        submit: Submit | None = None,
     ) -> None:
         self.store = store
         self.node_id = node_id
         self._ring = ring
         self._alive = alive
         self._call = call
+        self._submit = submit
         self._wall = wall_clock
         self._clock = clock
         self._rng = rng or random.Random(node_id)
@@ -401,16 +408,69 @@ class HotKeys:
             self.stats["pushes_failed"] += 1
             log.debug("hot_drop_failed", peer=holder, error=str(exc))
 
-    def written(self, namespace: str, keys: list[bytes]) -> Coroutine[Any, Any, None] | None:
-        """A write to ``keys`` was applied here: the update of their copies to wait for, or
-        None when none of them is hot."""
+    def written(
+        self, namespace: str, keys: list[bytes]
+    ) -> Later | Coroutine[Any, Any, None] | None:
+        """A write to ``keys`` was applied here: the update of their copies to wait for (a
+        :class:`Later` settled when it is done, or a coroutine where no update can be
+        submitted without a task), or None when none of them is hot."""
         current = self.hot.get(namespace)
         if not current:
             return None
         hot = [key for key in keys if key in current]
         if not hot:
             return None
+        if self._submit is not None and self._nursery is not None:
+            return self._update_now(namespace, hot)
         return self._update_copies(namespace, hot)
+
+    def _update_now(self, namespace: str, keys: list[bytes]) -> Later:
+        """:meth:`_update_copies` by callback (:class:`CopyUpdate`)."""
+        policy = self.policies.get(namespace)
+        nursery = self._nursery
+        submit = self._submit
+        done = Later()
+        if policy is None or nursery is None or submit is None:
+            done.resolve(None)
+            return done
+        _, version = self._ring()
+        pushes, drops = self._copy_items(namespace, keys)
+        holders: dict[str, None] = {}
+        current = self.hot[namespace]
+        for key in keys:
+            entry = current.get(key)
+            if entry is not None:
+                holders.update(dict.fromkeys(entry.holders))
+        calls: list[tuple[str, list[Any]]] = []
+        if pushes:
+            calls.append(("HOT_PUSH", [self.node_id, version, float(policy.lease), pushes]))
+        if drops:
+            calls.append(("HOT_DROP", [self.node_id, version, drops]))
+
+        async def resend(holder: str, op: str, args: list[Any], timeout: float) -> Any:
+            return await self._call(holder, op, namespace, args, timeout, UPDATE_LANE)
+
+        update = CopyUpdate(
+            namespace,
+            calls,
+            list(holders),
+            submit=submit,
+            resend=resend,
+            spawn=nursery.start_soon,
+            pushed=lambda holder, answer: self._answered(namespace, holder, pushes, answer),
+            lane=UPDATE_LANE,
+            wait=WRITE_WAIT,
+            clock=self._clock,
+        )
+        items = len(pushes) + len(drops)
+
+        def counted(_: Any, __: BaseException | None) -> None:
+            self.stats["invalidations_sent"] += items * len(holders)
+            self.stats["invalidations_lost"] += items * len(update.missed)
+            done.resolve(None)
+
+        update.done.then(counted)
+        return done
 
     def ack_hint(self, namespace: str, op: str, args: list[Any]) -> dict[str, int] | None:
         """The hints of the answer to a write this node coordinated: with ``version``, the
