@@ -24,11 +24,12 @@ hot when its window started.
   off of the same round (and Zipf 1.2 on ÷ uniform on); beside it, the node processes' CPU
   seconds per 1,000 ops and the workers' (less at the mercy of other work on the machine than
   ops/s), the quarter seconds of the window in which no worker finished an op (stalls: the run
-  was starved), and the copy updates a second that writes to hot keys cost their owners; under it a trace of
-  the window: how busy the machine was and, per node, the CPU it used and the time its loop's
-  thread waited for a core (s/s), its loop's worst lag and longest step, full collections, and
-  the forwards, owner catch-ups, ``FWD``/``HOTKEYS``/``RECORDS``/``RING`` requests answered,
-  anti-entropy rounds, connects, lost copy updates and failed replica sends it counted.
+  was starved), and the copy updates a second that writes to hot keys cost their owners; under
+  it a trace of the window: how busy the machine was and, per node, the CPU it used and the
+  time its loop's thread waited for a core (s/s), its loop's worst lag and longest step, full
+  collections, and the forwards, owner catch-ups, ``FWD``/``HOTKEYS``/``RECORDS``/``RING``
+  requests answered, anti-entropy rounds, connects, lost copy updates and failed replica sends
+  it counted.
 * **Consistency**: the 16 most popular keys are each written by one worker only (a SET of one of
   them drawn by another worker is sent as a GET), with values carrying the write's time; a
   worker reads a key right after writing it and whenever it draws it. A read by the writer

@@ -28,10 +28,10 @@ Submit = Callable[[str, str, str, list[Any], float, str, Callable[[Any], None]],
 """``submit(peer, op, namespace, args, timeout, lane, answered)``: :meth:`PeerPool.submit` to
 a node by id; False when it cannot be submitted (then nothing was sent)."""
 
-_MISSED: Any = object()
-
 Resend = Callable[[str, str, list[Any], float], Awaitable[Any]]
 """``await resend(holder, op, args, timeout)``: the call in a task; its result, or raises."""
+
+_MISSED: Any = object()  # what a call in a task that did not land answered
 
 
 class CopyUpdate:
