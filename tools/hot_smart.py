@@ -119,6 +119,13 @@ def _stamp(value: bytes | None) -> int:
     return int(value.split(b"#", 2)[1])
 
 
+def _ends(end_file: str, end: float) -> float:
+    """``end``, or the earlier end the main process wrote into ``end_file`` meanwhile."""
+    with contextlib.suppress(OSError, ValueError):  # not written yet
+        return min(end, float(Path(end_file).read_text()))
+    return end
+
+
 def _warm(_: int) -> None:
     """Import the client in a worker process before any run is timed."""
     from meshcache.client.sync import Client  # noqa: F401
@@ -175,9 +182,7 @@ def _work(spec: dict[str, Any]) -> dict[str, Any]:
         while True:
             now = time.time()
             if end_file is not None and now >= look_at:
-                look_at = now + 0.1
-                with contextlib.suppress(OSError, ValueError):  # not written yet
-                    end = min(end, float(Path(end_file).read_text()))
+                look_at, end = now + 0.1, _ends(end_file, end)
             if now >= end:
                 break
             counting = now >= count_from
@@ -265,9 +270,7 @@ def _plain(
     while True:
         now = time.time()
         if end_file is not None and now >= look_at:
-            look_at = now + 0.1
-            with contextlib.suppress(OSError, ValueError):  # not written yet
-                end = min(end, float(Path(end_file).read_text()))
+            look_at, end = now + 0.1, _ends(end_file, end)
         if now >= end:
             break
         i += 1
