@@ -15,6 +15,7 @@ import pytest
 from meshcache.errors import MeshcacheError
 from meshcache.hlc import make_version
 from meshcache.testing.mesh import Direct, Mesh
+from meshcache.testing.ports import free_port
 from tests.mesh.helpers import wait_for
 
 pytestmark = pytest.mark.slow
@@ -249,7 +250,10 @@ def test_a_first_node_restarted_without_join_finds_its_cluster_through_its_ring(
     a, b = mesh.nodes
     port = a.data_address[1]
     a.kill()
-    a2 = mesh.start_node("--bootstrap", port=port, name="n0")  # same dir, port and id; no --join
+    # Same dir, port and id; no --join. The Raft port it took was the kernel's pick; the one it
+    # would derive now (port + 1) may be any other socket's, so it is given a free one.
+    raft = ("--raft-port", str(free_port()))
+    a2 = mesh.start_node("--bootstrap", *raft, port=port, name="n0")
     assert a2.node_id == a.node_id
 
     def knows_b() -> bool:
