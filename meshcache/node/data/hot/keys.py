@@ -169,12 +169,15 @@ class HotKeys:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Look at the sketches every :data:`TICK` seconds until cancelled."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            task_status.started()
-            while True:
-                self.tick()
-                await trio.sleep(TICK)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                while True:
+                    self.tick()
+                    await trio.sleep(TICK)
+        finally:
+            self._nursery = None  # closed: a write's update waits in its own task again
 
     def tick(self) -> None:
         """Follow the policies; turn keys hot or cool; renew leases; expire copies."""
@@ -421,18 +424,18 @@ class HotKeys:
         if not hot:
             return None
         if self._submit is not None and self._nursery is not None:
-            return self._update_now(namespace, hot)
+            return self._update_now(namespace, hot, self._nursery, self._submit)
         return self._update_copies(namespace, hot)
 
-    def _update_now(self, namespace: str, keys: list[bytes]) -> Later:
-        """:meth:`_update_copies` by callback (:class:`CopyUpdate`)."""
+    def _update_plan(
+        self, namespace: str, keys: list[bytes]
+    ) -> tuple[list[tuple[str, list[Any]]], list[str], list[Any], int]:
+        """A write's update of the copies of ``keys``: the calls every holder gets in order
+        (``HOT_PUSH``, ``HOT_DROP``), the holders, the push items, and how many items a holder
+        is sent. No calls when the namespace's hot keys are off."""
         policy = self.policies.get(namespace)
-        nursery = self._nursery
-        submit = self._submit
-        done = Later()
-        if policy is None or nursery is None or submit is None:
-            done.resolve(None)
-            return done
+        if policy is None:
+            return [], [], [], 0
         _, version = self._ring()
         pushes, drops = self._copy_items(namespace, keys)
         holders: dict[str, None] = {}
@@ -446,6 +449,14 @@ class HotKeys:
             calls.append(("HOT_PUSH", [self.node_id, version, float(policy.lease), pushes]))
         if drops:
             calls.append(("HOT_DROP", [self.node_id, version, drops]))
+        return calls, list(holders), pushes, len(pushes) + len(drops)
+
+    def _update_now(
+        self, namespace: str, keys: list[bytes], nursery: trio.Nursery, submit: Submit
+    ) -> Later:
+        """:meth:`_update_copies` by callback (:class:`CopyUpdate`)."""
+        calls, holders, pushes, items = self._update_plan(namespace, keys)
+        done = Later()
 
         async def resend(holder: str, op: str, args: list[Any], timeout: float) -> Any:
             return await self._call(holder, op, namespace, args, timeout, UPDATE_LANE)
@@ -453,7 +464,7 @@ class HotKeys:
         update = CopyUpdate(
             namespace,
             calls,
-            list(holders),
+            holders,
             submit=submit,
             resend=resend,
             spawn=nursery.start_soon,
@@ -462,7 +473,6 @@ class HotKeys:
             wait=WRITE_WAIT,
             clock=self._clock,
         )
-        items = len(pushes) + len(drops)
 
         def counted(_: Any, __: BaseException | None) -> None:
             self.stats["invalidations_sent"] += items * len(holders)
@@ -532,27 +542,13 @@ class HotKeys:
                 fences[(namespace, key)] = (fenced[0], version - 1)
 
     async def _update_copies(self, namespace: str, keys: list[bytes]) -> None:
-        policy = self.policies.get(namespace)
-        _, version = self._ring()
-        if policy is None:
+        plan, holders, pushes, items = self._update_plan(namespace, keys)
+        if not plan or not holders:
             return
-        pushes, drops = self._copy_items(namespace, keys)
-        holders: set[str] = set()
-        for key in keys:
-            entry = self.hot[namespace].get(key)
-            if entry is not None:
-                holders.update(entry.holders)
-        if not holders:
-            return
-        lease = float(policy.lease)
         pending = set(holders)
 
         async def one(holder: str) -> None:
-            calls: list[tuple[str, list[Any]]] = []
-            if pushes:
-                calls.append(("HOT_PUSH", [self.node_id, version, lease, pushes]))
-            if drops:
-                calls.append(("HOT_DROP", [self.node_id, version, drops]))
+            calls = list(plan)
             retried = False
             while calls:
                 op, args = calls[0]
@@ -579,10 +575,8 @@ class HotKeys:
             async with trio.open_nursery() as nursery:
                 for holder in holders:
                     nursery.start_soon(one, holder)
-        sent = (len(pushes) + len(drops)) * len(holders)
-        lost = (len(pushes) + len(drops)) * len(pending)
-        self.stats["invalidations_sent"] += sent
-        self.stats["invalidations_lost"] += lost
+        self.stats["invalidations_sent"] += items * len(holders)
+        self.stats["invalidations_lost"] += items * len(pending)
 
     # --- holder side ---------------------------------------------------------------------------
 
