@@ -302,6 +302,12 @@ class Keyspace:
             # The dict's own table, not the OrderedDict's links: the order does not matter.
             yield list(dict.keys(table))
 
+    def item_parts(self) -> Iterator[tuple[list[bytes], list[bytes | TypedValue]]]:
+        """:meth:`key_parts` with each key's entry as held when its table was copied: the
+        keys and, in the same order, their entries, expired ones included."""
+        for table in list(self.tables):
+            yield list(dict.keys(table)), list(dict.values(table))
+
     def split(self) -> None:
         """Spread the keys of the one table over :data:`TABLES` tables, keeping each table's
         LRU order."""

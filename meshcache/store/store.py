@@ -331,19 +331,19 @@ class Store:
         ks.put(key, blob, None, False)
         return True
 
-    def plain_blobs(self, namespace: str, keys: list[bytes]) -> tuple[list[bytes], list[bytes]]:
-        """Split ``keys`` for a hand-off: ``[key, blob, key, blob, ...]`` for the live plain
-        values without an expiry (the blob as stored: 8-byte big-endian version, then the
-        value — what :meth:`apply_blobs` takes), and the other keys (typed values, values
-        with an expiry, keys gone since they were listed), which travel as records."""
-        ks = self._space(namespace)
-        table = ks.table
-        expires = ks.expires
+    def plain_blobs(
+        self, namespace: str, keys: list[bytes], entries: list[bytes | TypedValue]
+    ) -> tuple[list[bytes], list[bytes]]:
+        """Split keys and their entries (a part of :meth:`item_parts`, or a slice of one) for
+        a hand-off: ``[key, blob, key, blob, ...]`` for the plain values without an expiry
+        (the blob as stored: 8-byte big-endian version, then the value — what
+        :meth:`apply_blobs` takes), and the other keys (typed values, values with an expiry),
+        which travel as records read when they are sent."""
+        expires = self._space(namespace).expires
         flat: list[bytes] = []
         add = flat.append
         rest: list[bytes] = []
-        for key in keys:
-            entry = table(key).get(key)
+        for key, entry in zip(keys, entries, strict=True):
             if type(entry) is bytes and not (expires and key in expires):
                 add(key)
                 add(entry)
@@ -489,6 +489,16 @@ class Store:
             CommandError: ``NO_SUCH_NAMESPACE`` (at the call, not at the first item).
         """
         return self._space(namespace).key_parts()
+
+    def item_parts(self, namespace: str) -> Iterator[tuple[list[bytes], list[bytes | TypedValue]]]:
+        """:meth:`key_parts` with each key's entry as held when its table was copied (see
+        :meth:`Keyspace.item_parts`): for a scan that reads every entry, without a lookup per
+        key.
+
+        Raises:
+            CommandError: ``NO_SUCH_NAMESPACE`` (at the call, not at the first item).
+        """
+        return self._space(namespace).item_parts()
 
     def tombstone_keys(self, namespace: str) -> list[bytes]:
         """The keys of every tombstone held now, superseded ones included (see

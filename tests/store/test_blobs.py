@@ -3,6 +3,8 @@ receiver — the same last-writer-wins as ``apply_plain``, one pass per batch.""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,7 +13,7 @@ from meshcache.errors import CommandError, ErrorCode
 from meshcache.hlc import make_version
 from meshcache.store import EntryView, NamespacePolicy
 from meshcache.store.keyspace import pack_version
-from meshcache.store.store import BlobsApplied
+from meshcache.store.store import BlobsApplied, Store
 
 from .conftest import FakeClock, Harness
 from .test_tombstones import tomb_harness
@@ -27,14 +29,26 @@ def apply(h: Harness, pairs: list[tuple[bytes, bytes]], ns: str = "default") -> 
     )
 
 
+def _items(store: Store) -> tuple[list[bytes], list[Any]]:
+    """Every key of ``default`` and its entry, from the store's table parts."""
+    keys: list[bytes] = []
+    entries: list[Any] = []
+    for part_keys, part_entries in store.item_parts("default"):
+        keys += part_keys
+        entries += part_entries
+    return keys, entries
+
+
 def test_plain_blobs_splits_plain_values_from_the_rest(clock: FakeClock) -> None:
     h = tomb_harness(clock)
     h.run("SET", b"plain", b"v")
     h.run("SET", b"ttl", b"w", {"ttl": 30})
     h.run("HSET", b"hash", b"f", b"1")
-    flat, rest = h.store.plain_blobs("default", [b"plain", b"ttl", b"hash", b"gone"])
-    assert rest == [b"ttl", b"hash", b"gone"]
-    assert flat[0] == b"plain"
+    keys, entries = _items(h.store)
+    assert sorted(keys) == [b"hash", b"plain", b"ttl"]
+    flat, rest = h.store.plain_blobs("default", keys, entries)
+    assert sorted(rest) == [b"hash", b"ttl"]
+    assert flat[0] == b"plain" and len(flat) == 2
     view = h.store.get_entry("default", b"plain")
     assert view is not None and flat[1] == blob(view.version, b"v")
 
@@ -44,8 +58,8 @@ def test_a_batch_round_trips_between_two_stores(clock: FakeClock) -> None:
     keys = [b"k%d" % i for i in range(50)]
     for k in keys:
         source.run("SET", k, k * 3)
-    flat, rest = source.store.plain_blobs("default", keys)
-    assert rest == []
+    flat, rest = source.store.plain_blobs("default", *_items(source.store))
+    assert rest == [] and sorted(flat[0::2]) == sorted(keys)
     done = target.store.apply_blobs("default", flat[0::2], flat[1::2], target.hlc.drift_limit())
     assert (done.applied, done.stale, done.refused, done.ahead) == (50, 0, {}, [])
     for k in keys:

@@ -42,7 +42,8 @@ The pure range arithmetic (which ranges a node gains, who replaces a leaving nod
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from itertools import compress
 from typing import Any
 
 import structlog
@@ -57,7 +58,6 @@ from meshcache.errors import (
     UnavailableError,
 )
 from meshcache.node.data.coordinator import Coordinator
-from meshcache.node.data.keychunks import KeyChunks
 from meshcache.node.data.replication import ByteBudget
 from meshcache.node.data.replication.tombstones import Tombstone, read_record
 from meshcache.node.data.replicator import BATCH_BYTES
@@ -65,6 +65,7 @@ from meshcache.ring import Ring, RingMember, RingState
 from meshcache.ring.diff import gained_ranges, replacements
 from meshcache.ring.tokens import RangeSet, TokenRange, ranges_from_wire, ranges_to_wire
 from meshcache.store.store import Store
+from meshcache.store.values import TypedValue
 from meshcache.wire.address import parse_address
 
 log = structlog.get_logger("meshcache.rebalance")
@@ -357,9 +358,8 @@ class HandOff:
             self.stats["handoff_refused_not_member"] += 1
             raise CommandError(ErrorCode.NOT_OWNER, f"{target[:64]!r} is not on this ring")
         self.store.policy(namespace)  # NO_SUCH_NAMESPACE before any work
-        keys = await KeyChunks.take(self.store, namespace)
         tombs = self.store.tombstone_keys(namespace)
-        sent = await self._stream(target, namespace, keys, tombs, wanted)
+        sent = await self._stream(target, namespace, tombs, wanted)
         self.stats["records_handed_off"] += sent
         return sent
 
@@ -367,14 +367,15 @@ class HandOff:
         self,
         target: str,
         namespace: str,
-        keys: KeyChunks,
         tombstones: list[bytes],
         wanted: RangeSet | None = None,
     ) -> int:
-        """Send ``target`` the records of ``keys`` and the tombstones of ``tombstones`` (keys
-        gone or superseded meanwhile are skipped), those in ``wanted`` if given; the number
+        """Send ``target`` the records of ``namespace`` and the tombstones of ``tombstones``
+        (those superseded meanwhile are skipped), those in ``wanted`` if given; the number
         sent. Plain values without an expiry — most of a cache — travel as store blobs with
-        ``BULK``, everything else as records with ``REPL``. Works in chunks of
+        ``BULK``, as each table held them when the scan reached it (a write since then reaches
+        the target as a replica write, and last-writer-wins keeps the newer); everything else
+        as records with ``REPL``, read when they are batched. Works in chunks of
         :data:`SCAN_CHUNK` keys with a checkpoint after each."""
         address = self.dataplane.address_of(target)
         if address is None:
@@ -416,10 +417,12 @@ class HandOff:
         records: list[list[Any]] = []  # [key, record] for REPL
         record_bytes = 0
         async with trio.open_nursery() as nursery:
-            for chunk in keys.slices(SCAN_CHUNK):
+            for chunk, entries in _item_slices(store.item_parts(namespace)):
                 if wanted is not None:
-                    chunk = wanted.select(chunk)
-                plain, rest = store.plain_blobs(namespace, chunk)
+                    inside = wanted.mask(chunk)
+                    chunk = list(compress(chunk, inside))
+                    entries = list(compress(entries, inside))
+                plain, rest = store.plain_blobs(namespace, chunk, entries)
                 size = sum(map(len, plain)) + BIN_HEADER * len(plain)
                 if blob_bytes + size < BULK_BYTES and len(blobs) + len(plain) < 2 * BULK_RECORDS:
                     blobs += plain
@@ -568,7 +571,6 @@ class HandOff:
             )
 
     async def _push_all(self, ring: Ring, namespace: str, replicas: int) -> int:
-        keys = await KeyChunks.take(self.store, namespace)
         tombs = self.store.tombstone_keys(namespace)
         await trio.lowlevel.checkpoint()
         # Comparing the ring's two views is milliseconds of work: a step of its own.
@@ -583,7 +585,7 @@ class HandOff:
             try:
                 while True:
                     try:
-                        counts.append(await self._stream(target, namespace, keys, tombs, ranges))
+                        counts.append(await self._stream(target, namespace, tombs, ranges))
                         return
                     except CommandError as exc:
                         failed.append(exc)
@@ -666,8 +668,7 @@ class HandOff:
                 continue
             mine = ring.write_ranges(me, policy.replicas)  # milliseconds once per ring
             await trio.lowlevel.checkpoint()
-            keys = await KeyChunks.take(self.store, namespace)
-            for chunk in keys.slices(SCAN_CHUNK):
+            for chunk in _key_slices(self.store.key_parts(namespace)):
                 for key, owned in zip(chunk, mine.mask(chunk), strict=True):
                     if not owned and space.remove(key) is not None:
                         dropped += 1
@@ -679,6 +680,23 @@ class HandOff:
             self.stats["records_dropped"] += dropped
             log.info("unowned_dropped", records=dropped, ring_version=config.version)
         return True
+
+
+def _key_slices(parts: Iterator[list[bytes]]) -> Iterator[list[bytes]]:
+    """The keys of :meth:`Store.key_parts` in slices of at most :data:`SCAN_CHUNK` (a table is
+    copied when the first of its slices is asked for)."""
+    for part in parts:
+        for at in range(0, len(part), SCAN_CHUNK):
+            yield part[at : at + SCAN_CHUNK]
+
+
+def _item_slices(
+    parts: Iterator[tuple[list[bytes], list[bytes | TypedValue]]],
+) -> Iterator[tuple[list[bytes], list[bytes | TypedValue]]]:
+    """:func:`_key_slices` for :meth:`Store.item_parts`: keys and their entries."""
+    for keys, entries in parts:
+        for at in range(0, len(keys), SCAN_CHUNK):
+            yield keys[at : at + SCAN_CHUNK], entries[at : at + SCAN_CHUNK]
 
 
 def _layout(config: ClusterConfig) -> tuple[Any, ...]:
