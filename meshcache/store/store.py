@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Any
 
 from meshcache.errors import (
@@ -24,6 +25,7 @@ from meshcache.store import ops_plain, ops_typed, sizes
 from meshcache.store.entry import EntryView, contents_size, plain_tie_break, tie_break
 from meshcache.store.keyspace import (
     EVICT_SLICE,
+    TABLES,
     Keyspace,
     blob_version,
     pack_version,
@@ -367,43 +369,51 @@ class Store:
         """
         ks = self._space(namespace)
         done = BlobsApplied()
-        table_of = ks.table
+        header = sizes.VERSION_HEADER
+        unpack = unpack_version
+        if len(keys) != len(blobs):
+            raise ValueError("apply_blobs takes as many blobs as keys")
+        # Checked for the whole batch at C speed; the loop below takes them as given.
+        bad = _first_bad_blob(keys, blobs, header)
+        if bad is not None:
+            keys, blobs = keys[:bad], blobs[:bad]
+        top = unpack(max(blobs))[0] if blobs else 0  # big-endian: the greatest blob's version
+        if top > limit:
+            versions = [unpack(blob)[0] for blob in blobs]
+            done.ahead = [i for i, version in enumerate(versions) if version > limit]
+            behind = [version <= limit for version in versions]
+            keys, blobs = list(compress(keys, behind)), list(compress(blobs, behind))
+            top = max(compress(versions, behind), default=0)
+        tables = ks.tables
+        single = ks.single
         tombstones = ks.tombstones
         lfu = ks.lfu
         fresh = ks.lfu_fresh() if lfu is not None else 0
         direct = ks.eviction != "none" or (ks.max_bytes is None and ks.max_items is None)
         max_bytes = ks.max_bytes
         extra = ks.key_extra + sizes.plain_cost(0, 0)
-        header = sizes.VERSION_HEADER
-        unpack = unpack_version
-        applied = top = 0
+        applied = used = count = 0
         try:
-            for i, (key, blob) in enumerate(zip(keys, blobs, strict=True)):
-                if type(key) is not bytes or type(blob) is not bytes or len(blob) < header:
-                    raise CommandError(
-                        ErrorCode.BAD_REQUEST,
-                        f"item {i}: a key and a blob of at least {header} bytes",
-                    )
-                version: int = unpack(blob)[0]
-                if version > limit:
-                    done.ahead.append(i)
-                    continue
-                table = table_of(key)
+            for key, blob in zip(keys, blobs, strict=True):
+                table = single if single is not None else tables[hash(key) % TABLES]
                 if direct and key not in table and not (tombstones and key in tombstones):
                     cost = len(key) + len(blob) + extra
                     if max_bytes is not None and cost > max_bytes:
                         done.refused["TOO_LARGE"] = done.refused.get("TOO_LARGE", 0) + 1
                         continue
                     table[key] = blob
-                    ks.used += cost
-                    ks.count += 1
+                    used += cost
+                    count += 1
                     if lfu is not None:
                         lfu[key] = fresh
                     applied += 1
-                    if version > top:
-                        top = version
                     continue
-                if not _lww_admits(ks, key, version, blob)[0]:
+                # Replacing an entry (or under ``none``): the store's own write path, with the
+                # accounting it reads brought up to date first.
+                ks.used += used
+                ks.count += count
+                used = count = 0
+                if not _lww_admits(ks, key, unpack(blob)[0], blob)[0]:
                     done.stale += 1
                     continue
                 try:
@@ -412,16 +422,23 @@ class Store:
                     code = str(exc.code)
                     done.refused[code] = done.refused.get(code, 0) + 1
                     continue
+                finally:
+                    single = ks.single  # a put may split the one table
+                    tables = ks.tables
                 applied += 1
-                if version > top:
-                    top = version
         finally:
+            ks.used += used
+            ks.count += count
             done.applied = applied
             self._hlc.witness(top)
             if ks.count > ks.split_at:
                 ks.split()
             if direct and ks.over_limits():
                 ks.evict_to_fit(None, max(EVICT_SLICE, applied))
+        if bad is not None:
+            raise CommandError(
+                ErrorCode.BAD_REQUEST, f"item {bad}: a key and a blob of at least {header} bytes"
+            )
         return done
 
     def apply_tombstone(self, namespace: str, key: bytes, version: int) -> bool:
@@ -516,6 +533,21 @@ class Store:
     def keyspace(self, name: str) -> Keyspace:
         """The namespace's :class:`Keyspace` (tests and benchmarks; not for the node)."""
         return self._space(name)
+
+
+def _first_bad_blob(keys: list[Any], blobs: list[Any], header: int) -> int | None:
+    """The position of the first pair of :meth:`Store.apply_blobs`'s batch that is not a key
+    and a blob of at least ``header`` bytes, or None."""
+    if (
+        set(map(type, keys)) <= {bytes}
+        and set(map(type, blobs)) <= {bytes}
+        and min(map(len, blobs), default=header) >= header
+    ):
+        return None
+    for i, (key, blob) in enumerate(zip(keys, blobs, strict=True)):
+        if type(key) is not bytes or type(blob) is not bytes or len(blob) < header:
+            return i
+    raise AssertionError("a batch that failed its check has no bad pair")
 
 
 def _lww_admits(

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from meshcache.errors import CommandError, ErrorCode
 from meshcache.hlc import make_version
 from meshcache.store import EntryView, NamespacePolicy
-from meshcache.store.keyspace import pack_version
+from meshcache.store.keyspace import SPLIT_AT, pack_version
 from meshcache.store.store import BlobsApplied, Store
 
 from .conftest import FakeClock, Harness
@@ -138,6 +138,29 @@ def test_a_full_namespace_without_eviction_refuses_like_a_write(clock: FakeClock
     done = apply(h, [(b"k%d" % i, blob(version, b"v")) for i in range(4)])
     assert (done.applied, done.refused) == (2, {"OUT_OF_MEMORY": 2})
     assert len(h.ks()) == 2
+    h.check_accounting()
+
+
+def test_a_replacement_in_a_batch_that_crosses_the_split_puts_every_key_in_its_table(
+    clock: FakeClock,
+) -> None:
+    """New keys are counted as the batch goes; a replacement among them brings the count up
+    to date first, so the write path splits the one table there, and the keys after it go to
+    the tables of the split."""
+    h = Harness(clock)
+    version = make_version(clock.ms())
+    apply(h, [(b"held%d" % i, blob(version, b"v")) for i in range(SPLIT_AT - 100)])
+    assert h.ks().single is not None
+    newer = make_version(clock.ms() + 1)
+    batch = [(b"new%d" % i, blob(newer, b"n")) for i in range(300)]
+    batch.append((b"held0", blob(newer, b"again")))
+    batch += [(b"later%d" % i, blob(newer, b"l")) for i in range(100)]
+    done = apply(h, batch)
+    assert done.applied == len(batch)
+    assert h.ks().single is None
+    for key, _ in batch:
+        assert key in h.ks()
+    assert h.ks().peek(b"held0") == blob(newer, b"again")
     h.check_accounting()
 
 
