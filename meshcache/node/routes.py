@@ -157,7 +157,8 @@ class Routes:
         # Smart clients and tools poll it; building a ring's shares costs milliseconds.
         config = self._parts.config_source.config
         if self._ring_answer is None or self._ring_answer[0] != config.version:
-            self._ring_answer = (config.version, describe_ring(config))
+            ring = self._parts.coordinator.ring
+            self._ring_answer = (config.version, describe_ring(config, ring))
         return self._ring_answer[1]
 
     def config_propose(self, namespace: str, args: list[Any]) -> Any:

@@ -37,7 +37,14 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 
 from meshcache.errors import ConfigError, MeshcacheError
 from meshcache.ring.member import RING_STATES, RingMember, RingState
-from meshcache.ring.tokens import RangeSet, TokenRange, key_token, label_runs, vnode_token
+from meshcache.ring.tokens import (
+    TOKEN_SPACE,
+    RangeSet,
+    TokenRange,
+    key_token,
+    label_runs,
+    vnode_token,
+)
 
 READ_STATES: tuple[RingState, ...] = (RingState.ACTIVE, RingState.LEAVING)
 """Members that own keys for reads now."""
@@ -353,6 +360,18 @@ class Ring:
             for b in bounds
         ]
         return [r for r, owned in label_runs(bounds, labels) if owned]
+
+    def shares(self, *, include: Collection[str] = READ_STATES) -> dict[str, float]:
+        """Each member's share of the token space as first owner in the view (0.0 for a member
+        outside it): what summing :meth:`owned_ranges` per member gives, in one pass."""
+        view = self._view(include)
+        owned = [0] * len(self._members)
+        previous = view.tokens[-1] - TOKEN_SPACE if view.tokens else 0
+        # A range (previous, token] belongs to the vnode at its end; of equal tokens, the first.
+        for token, member in zip(view.tokens, view.owner, strict=True):
+            owned[member] += token - previous
+            previous = token
+        return {m.node_id: owned[i] / TOKEN_SPACE for i, m in enumerate(self._members)}
 
     # -- changes -------------------------------------------------------------------------------
 

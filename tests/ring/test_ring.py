@@ -18,6 +18,7 @@ from meshcache.errors import ConfigError
 from meshcache.ring import (
     ALL_STATES,
     PENDING_STATES,
+    TOKEN_SPACE,
     NoOwnerError,
     Ring,
     RingMember,
@@ -224,6 +225,27 @@ def test_range_of_and_owned_ranges_agree_with_owners() -> None:
         owners = set(ids(ring.owners(key, 2)))
         assert {n for n, ranges in owned.items() if any(token in r for r in ranges)} == owners
         assert [o for r, o in merged if token in r] == [ring.owners(key, 2)]
+
+
+@given(
+    members=ring_members,
+    vnodes=st.integers(1, 8),
+    joining=st.sets(st.integers(0, 7), max_size=3),
+)
+def test_shares_are_the_sizes_of_each_members_owned_ranges(
+    members: list[RingMember], vnodes: int, joining: set[int]
+) -> None:
+    members = [
+        member(m.node_id, m.zone, m.weight, RingState.JOINING) if i in joining else m
+        for i, m in enumerate(members)
+    ]
+    ring = Ring(members, 1, vnodes_per_weight=vnodes)
+    shares = ring.shares()
+    assert set(shares) == {m.node_id for m in members}
+    for m in members:
+        size = sum(r.size for r in ring.owned_ranges(m.node_id, 1))
+        assert shares[m.node_id] == size / TOKEN_SPACE
+    assert sum(shares.values()) in (0.0, pytest.approx(1.0))
 
 
 def test_empty_ring_and_all_joining() -> None:

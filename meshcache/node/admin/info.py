@@ -12,7 +12,7 @@ from typing import Any
 from meshcache._version import __version__
 from meshcache.control import ClusterConfig
 from meshcache.node.admin.metrics import NodeCounters
-from meshcache.ring import TOKEN_SPACE, Ring
+from meshcache.ring import Ring
 from meshcache.ring.ring import DEFAULT_VNODES_PER_WEIGHT
 from meshcache.store.store import Store
 from meshcache.wire.ops import OPS, OpKind
@@ -63,15 +63,16 @@ def request_sections(counters: NodeCounters) -> dict[str, Any]:
     }
 
 
-def describe_ring(config: ClusterConfig) -> dict[str, Any]:
-    """RING: the committed ring with each member's share of the key space (as primary)."""
+def describe_ring(config: ClusterConfig, ring: Ring | None = None) -> dict[str, Any]:
+    """RING: the committed ring with each member's share of the key space (as primary).
+    ``ring`` is the node's ring, used when it is ``config``'s (building one costs
+    milliseconds)."""
     members = list(config.members)
     shares: dict[str, float] = {}
     if members:
-        ring = Ring(members, config.version)
-        for m in members:
-            owned = sum(r.size for r in ring.owned_ranges(m.node_id, 1))
-            shares[m.node_id] = owned / TOKEN_SPACE
+        if ring is None or ring.version != config.version:
+            ring = Ring(members, config.version)
+        shares = ring.shares()
     return {
         "version": config.version,
         "vnodes_per_weight": DEFAULT_VNODES_PER_WEIGHT,
