@@ -15,14 +15,13 @@ from hypothesis import strategies as st
 from meshcache.control import ClusterConfig, Command
 from meshcache.control.config import apply as apply_command
 from meshcache.errors import MeshcacheTimeout, UnavailableError
-from meshcache.node.data.handoff import (
+from meshcache.node.data.handoff import BATCH_ATTEMPTS, PROPOSE_PATIENCE, SETTLE_TIMEOUT, HandOff
+from meshcache.node.data.outbound import (
     BATCH_RECORDS,
     BULK_BYTES,
     BULK_RECORDS,
-    PROPOSE_PATIENCE,
     SCAN_CHUNK,
-    SETTLE_TIMEOUT,
-    HandOff,
+    WINDOW,
 )
 from meshcache.ring import Ring, RingMember, key_token
 from meshcache.ring.diff import replacements
@@ -307,8 +306,10 @@ class SlowVoter:
         return new
 
 
-def _leaving_setup(pool: RecordingPool, voter_unanswered: int) -> tuple[HandOff, SlowVoter, int]:
-    """ME holds 3,000 keys (replicas 2 of 3 members), about to LEAVE through ``pool``."""
+def _leaving_setup(
+    pool: RecordingPool, voter_unanswered: int, held: int = 3000
+) -> tuple[HandOff, SlowVoter, int]:
+    """ME holds ``held`` keys (replicas 2 of 3 members), about to LEAVE through ``pool``."""
     plane = make_plane([ME, OTHER, THIRD], replicas=2)
     config = ClusterConfig(
         version=3,
@@ -317,7 +318,7 @@ def _leaving_setup(pool: RecordingPool, voter_unanswered: int) -> tuple[HandOff,
     )
     plane.store.set_policy("default", NamespacePolicy(replicas=2))
     blob = (1 << 40).to_bytes(8, "big") + b"v" * 100
-    keys = [b"key:%06d" % i for i in range(3000)]
+    keys = [b"key:%06d" % i for i in range(held)]
     plane.store.apply_blobs("default", keys, [blob] * len(keys), 2**63)
     plane.pool = pool  # type: ignore[assignment]
     voter = SlowVoter(config, voter_unanswered)
@@ -385,6 +386,67 @@ async def test_a_leave_whose_replacements_are_gone_is_a_typed_refusal_with_its_p
     answer = await handoff.leave()
     assert voter.config.member(ME) is None
     assert answer["moved"] > 0
+
+
+class OneDownPool(FlakyPool):
+    """Every batch to ``down_address`` goes unanswered until ``unanswered`` of them have."""
+
+    def __init__(self, down_address: object, unanswered: int) -> None:
+        super().__init__(nth=10**9)
+        self.down_address = down_address
+        self.unanswered = unanswered
+
+    async def call(
+        self, address: object, op: str, namespace: str, args: list[Any], *, timeout: float
+    ) -> Any:
+        if address == self.down_address and self.unanswered:
+            self.unanswered -= 1
+            await trio.sleep(timeout)
+            raise MeshcacheTimeout(f"{op} to {address}: no answer in {timeout}s")
+        return await super().call(address, op, namespace, args, timeout=timeout)
+
+
+@pytest.mark.trio
+async def test_a_leave_scans_once_for_every_replacement_and_pushes_again_to_one_that_failed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """One pass over the store feeds both replacements; the one whose batches went unanswered
+    stops alone, and only it is pushed to again, from a pass of its own."""
+    # Enough keys that the scan is still going when the stream to THIRD fails.
+    handoff, _, _ = _leaving_setup(RecordingPool(), voter_unanswered=0, held=20_000)
+    plane = handoff.dataplane
+    # Every try of every batch in flight: the stream to THIRD fails.
+    pool = OneDownPool(plane.address_of(THIRD), unanswered=BATCH_ATTEMPTS * WINDOW)
+    plane.pool = pool  # type: ignore[assignment]
+    scans = 0
+    item_parts = handoff.store.item_parts
+
+    def counted(namespace: str) -> Any:
+        nonlocal scans
+        scans += 1
+        return item_parts(namespace)
+
+    handoff.store.item_parts = counted  # type: ignore[method-assign]
+    keys = handoff.store.key_snapshot("default")
+    answer = await handoff.leave()
+    assert scans == 2
+    assert handoff.stats["leave_push_retries"] == 1
+    leaving = Ring(
+        [
+            RingMember(node_id=m, address=m, state="leaving" if m == ME else "active")
+            for m in (ME, OTHER, THIRD)
+        ],
+        4,
+    )
+    owed = {
+        (plane.address_of(target), key)
+        for target, ranges in replacements(leaving, 2).items()
+        for key in keys
+        if key_token(key) in ranges
+    }
+    assert {address for address, _ in owed} == {plane.address_of(OTHER), plane.address_of(THIRD)}
+    assert owed <= pool.delivered
+    assert answer["moved"] == len(owed) == handoff.leave_moved
 
 
 @pytest.mark.trio

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from itertools import compress
+from functools import partial
 from typing import Any
 
 import structlog
@@ -58,29 +58,19 @@ from meshcache.errors import (
     UnavailableError,
 )
 from meshcache.node.data.coordinator import Coordinator
+from meshcache.node.data.outbound import SCAN_CHUNK, Outbound, stream
 from meshcache.node.data.replication import ByteBudget
-from meshcache.node.data.replication.tombstones import Tombstone, read_record
 from meshcache.node.data.replicator import BATCH_BYTES
 from meshcache.ring import Ring, RingMember, RingState
 from meshcache.ring.diff import gained_ranges, replacements
 from meshcache.ring.tokens import RangeSet, TokenRange, ranges_from_wire, ranges_to_wire
 from meshcache.store.store import Store
-from meshcache.store.values import TypedValue
 from meshcache.wire.address import parse_address
 
 log = structlog.get_logger("meshcache.rebalance")
 
 HANDOFF_TIMEOUT = 600.0
-# The target reads a batch in one stretch of its loop, one from each source per wake-up, and
-# applies it a slice at a time: these keep the reading (msgpack) under a millisecond.
-BATCH_RECORDS = 500  # records per REPL batch (also stops at BATCH_BYTES)
-BULK_RECORDS = 500  # plain values per BULK batch
-BULK_BYTES = 64 * 1024  # ... and their bytes
-RECORD_OVERHEAD = 16  # bytes a REPL record adds to its key and value on the wire (arrays, ints)
-BIN_HEADER = 3  # a msgpack bin's header for up to 64 KiB; a BULK item has nothing else
-HANDOFF_WINDOW = 4
 REPL_BATCH_TIMEOUT = 30.0
-SCAN_CHUNK = 2000  # keys looked at between two checkpoints (about a millisecond)
 RETRY_DELAY = 1.0
 PROPOSE_RETRIES = 10
 # A REPL/BULK batch that got no answer, or whose connection broke, is sent this many times in
@@ -359,120 +349,48 @@ class HandOff:
             raise CommandError(ErrorCode.NOT_OWNER, f"{target[:64]!r} is not on this ring")
         self.store.policy(namespace)  # NO_SUCH_NAMESPACE before any work
         tombs = self.store.tombstone_keys(namespace)
-        sent = await self._stream(target, namespace, tombs, wanted)
-        self.stats["records_handed_off"] += sent
-        return sent
+        out = (await self._stream(namespace, tombs, {target: wanted}))[target]
+        self.stats["records_handed_off"] += out.sent
+        if out.failed is not None:
+            raise out.failed
+        return out.sent
 
     async def _stream(
-        self,
-        target: str,
-        namespace: str,
-        tombstones: list[bytes],
-        wanted: RangeSet | None = None,
-    ) -> int:
-        """Send ``target`` the records of ``namespace`` and the tombstones of ``tombstones``
-        (those superseded meanwhile are skipped), those in ``wanted`` if given; the number
-        sent. Plain values without an expiry — most of a cache — travel as store blobs with
-        ``BULK``, as each table held them when the scan reached it (a write since then reaches
-        the target as a replica write, and last-writer-wins keeps the newer); everything else
-        as records with ``REPL``, read when they are batched. Works in chunks of
-        :data:`SCAN_CHUNK` keys with a checkpoint after each."""
-        address = self.dataplane.address_of(target)
-        if address is None:
-            raise CommandError(ErrorCode.NOT_OWNER, f"{target[:64]!r} is not on this ring")
-        sent = 0
-        # Up to HANDOFF_WINDOW batches in flight: the target applies one while we scan and
-        # pack the next (on two cores the pull takes about half as long as one at a time).
-        window = trio.Semaphore(HANDOFF_WINDOW)
-        failed: list[MeshcacheError] = []
+        self, namespace: str, tombstones: list[bytes], targets: dict[str, RangeSet | None]
+    ) -> dict[str, Outbound]:
+        """Send each of ``targets`` the records of ``namespace`` (and the tombstones of
+        ``tombstones``) in its ranges, all of them if None, in one scan of the store
+        (:func:`~meshcache.node.data.outbound.stream`); what each got, or why it stopped."""
+        outbounds = []
+        for target, wanted in targets.items():
+            address = self.dataplane.address_of(target)
+            out = Outbound(
+                target,
+                wanted,
+                partial(self._call_retrying, address, namespace=namespace, target=target),
+                partial(self._landed, target),
+                self.budget,
+                self._clock,
+            )
+            if address is None:
+                out.failed = CommandError(
+                    ErrorCode.NOT_OWNER, f"{target[:64]!r} is not on this ring"
+                )
+            outbounds.append(out)
+        await stream(self.store, namespace, tombstones, outbounds)
+        return {out.target: out for out in outbounds}
 
-        async def deliver(op: str, payload: list[Any], count: int) -> None:
-            nonlocal sent
-            try:
-                answer = await self._call_retrying(address, op, namespace, payload, target)
-                sent += count
-                if self._leaving:
-                    self._moved(target, count)
-                if op == "BULK":
-                    self.stats["handoff_refused"] += int(answer[2]) + int(answer[3])
-                else:
-                    self.stats["handoff_refused"] += sum(1 for a in answer if a >= 2)
-            except MeshcacheError as exc:
-                failed.append(exc)
-                nursery.cancel_scope.cancel()
-            finally:
-                window.release()
-
-        async def send(op: str, payload: list[Any], count: int, size: int) -> None:
-            delay = self.budget.delay(size, self._clock())
-            if delay:
-                await trio.sleep(delay)
-            self.budget.take(size, self._clock())
-            await window.acquire()
-            nursery.start_soon(deliver, op, payload, count)
-
-        store = self.store
-        blobs: list[bytes] = []  # [key, blob, key, blob, ...] for BULK
-        blob_bytes = 0
-        records: list[list[Any]] = []  # [key, record] for REPL
-        record_bytes = 0
-        async with trio.open_nursery() as nursery:
-            for chunk, entries in _item_slices(store.item_parts(namespace)):
-                if wanted is not None:
-                    inside = wanted.mask(chunk)
-                    chunk = list(compress(chunk, inside))
-                    entries = list(compress(entries, inside))
-                plain, rest = store.plain_blobs(namespace, chunk, entries)
-                size = sum(map(len, plain)) + BIN_HEADER * len(plain)
-                if blob_bytes + size < BULK_BYTES and len(blobs) + len(plain) < 2 * BULK_RECORDS:
-                    blobs += plain
-                    blob_bytes += size
-                else:  # this chunk fills a batch: cut it exactly
-                    for at in range(0, len(plain), 2):
-                        key, blob = plain[at], plain[at + 1]
-                        blobs += (key, blob)
-                        blob_bytes += len(key) + len(blob) + 2 * BIN_HEADER
-                        if blob_bytes >= BULK_BYTES or len(blobs) >= 2 * BULK_RECORDS:
-                            await send("BULK", blobs, len(blobs) // 2, blob_bytes)
-                            blobs, blob_bytes = [], 0
-                for key in rest:
-                    wire = store.entry_wire(namespace, key)
-                    if wire is None:  # deleted or expired since the scan: its record, if any
-                        record = read_record(store, namespace, key)
-                        wire = None if record is None else record.to_wire()
-                    if wire is not None:
-                        records.append([key, wire])
-                        value = wire[1]
-                        record_bytes += len(key) + RECORD_OVERHEAD
-                        record_bytes += len(value) if type(value) is bytes else 64
-                        if record_bytes >= BATCH_BYTES or len(records) >= BATCH_RECORDS:
-                            await send("REPL", records, len(records), record_bytes)
-                            records, record_bytes = [], 0
-                await trio.lowlevel.checkpoint()
-            for start in range(0, len(tombstones), SCAN_CHUNK):
-                chunk = tombstones[start : start + SCAN_CHUNK]
-                if wanted is not None:
-                    chunk = wanted.select(chunk)
-                for key in chunk:
-                    version = store.get_tombstone(namespace, key)
-                    if version is None:  # purged, or written again since the snapshot
-                        continue
-                    records.append([key, Tombstone(version).to_wire()])
-                    record_bytes += len(key) + RECORD_OVERHEAD
-                    if len(records) >= BATCH_RECORDS:
-                        await send("REPL", records, len(records), record_bytes)
-                        records, record_bytes = [], 0
-                await trio.lowlevel.checkpoint()
-            if blobs:
-                await send("BULK", blobs, len(blobs) // 2, blob_bytes)
-            if records:
-                await send("REPL", records, len(records), record_bytes)
-        if failed:
-            raise failed[0]
-        return sent
+    def _landed(self, target: str, op: str, count: int, answer: Any) -> None:
+        """A batch of ``count`` records landed on ``target``."""
+        if self._leaving:
+            self._moved(target, count)
+        if op == "BULK":
+            self.stats["handoff_refused"] += int(answer[2]) + int(answer[3])
+        else:
+            self.stats["handoff_refused"] += sum(1 for a in answer if a >= 2)
 
     async def _call_retrying(
-        self, address: Any, op: str, namespace: str, payload: list[Any], target: str
+        self, address: Any, op: str, payload: list[Any], *, namespace: str, target: str
     ) -> Any:
         """One batch to ``target``, sent again (up to :data:`BATCH_ATTEMPTS` in all) when it got
         no answer or its connection broke; a refusal (``CommandError``) is not retried."""
@@ -574,41 +492,47 @@ class HandOff:
         tombs = self.store.tombstone_keys(namespace)
         await trio.lowlevel.checkpoint()
         # Comparing the ring's two views is milliseconds of work: a step of its own.
-        targets = replacements(ring, replicas)
+        targets: dict[str, RangeSet | None] = dict(replacements(ring, replicas))
         await trio.lowlevel.checkpoint()
+        moving = sum(len(ranges) for ranges in targets.values() if ranges is not None)
         counts: list[int] = []
         failed: list[MeshcacheError] = []
 
-        async def push(target: str, ranges: RangeSet) -> None:
-            self.ranges_moving += len(ranges)
+        async def again(target: str, error: MeshcacheError) -> None:
+            """Push to ``target`` again, alone, until it takes everything or cannot."""
             delay = LEAVE_RETRY_FIRST
-            try:
-                while True:
-                    try:
-                        counts.append(await self._stream(target, namespace, tombs, ranges))
-                        return
-                    except CommandError as exc:
-                        failed.append(exc)
-                        return
-                    except MeshcacheError as exc:
-                        if self._dead(target):
-                            failed.append(self._stopped(f"{target}, a replacement, is dead"))
-                            return
-                        # Every record again: those that landed are refused as stale, cheaply,
-                        # and counted once.
-                        self.leave_moved -= self._leave_landed.pop(target, 0)
-                        self.stats["leave_push_retries"] += 1
-                        log.warning(
-                            "leave_push_retry", target=target, error=str(exc), retry_s=delay
-                        )
-                        await trio.sleep(delay)
-                        delay = min(delay * 2, LEAVE_RETRY_MAX)
-            finally:
-                self.ranges_moving -= len(ranges)
+            while True:
+                if isinstance(error, CommandError):
+                    failed.append(error)
+                    return
+                if self._dead(target):
+                    failed.append(self._stopped(f"{target}, a replacement, is dead"))
+                    return
+                # Every record again: those that landed are refused as stale, cheaply, and
+                # counted once.
+                self.leave_moved -= self._leave_landed.pop(target, 0)
+                self.stats["leave_push_retries"] += 1
+                log.warning("leave_push_retry", target=target, error=str(error), retry_s=delay)
+                await trio.sleep(delay)
+                delay = min(delay * 2, LEAVE_RETRY_MAX)
+                out = (await self._stream(namespace, tombs, {target: targets[target]}))[target]
+                if out.failed is None:
+                    counts.append(out.sent)
+                    return
+                error = out.failed
 
-        async with trio.open_nursery() as nursery:  # every replacement at once
-            for target, ranges in targets.items():
-                nursery.start_soon(push, target, ranges)
+        self.ranges_moving += moving
+        try:
+            # Every replacement from one scan; one that failed is pushed to again on its own.
+            streamed = await self._stream(namespace, tombs, targets)
+            async with trio.open_nursery() as nursery:
+                for target, out in streamed.items():
+                    if out.failed is None:
+                        counts.append(out.sent)
+                    else:
+                        nursery.start_soon(again, target, out.failed)
+        finally:
+            self.ranges_moving -= moving
         if failed:
             raise failed[0]
         return sum(counts)
@@ -688,15 +612,6 @@ def _key_slices(parts: Iterator[list[bytes]]) -> Iterator[list[bytes]]:
     for part in parts:
         for at in range(0, len(part), SCAN_CHUNK):
             yield part[at : at + SCAN_CHUNK]
-
-
-def _item_slices(
-    parts: Iterator[tuple[list[bytes], list[bytes | TypedValue]]],
-) -> Iterator[tuple[list[bytes], list[bytes | TypedValue]]]:
-    """:func:`_key_slices` for :meth:`Store.item_parts`: keys and their entries."""
-    for keys, entries in parts:
-        for at in range(0, len(keys), SCAN_CHUNK):
-            yield keys[at : at + SCAN_CHUNK], entries[at : at + SCAN_CHUNK]
 
 
 def _layout(config: ClusterConfig) -> tuple[Any, ...]:
