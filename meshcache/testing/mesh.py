@@ -74,6 +74,14 @@ class Direct:
         self.close()
 
 
+def rings_agreed(rings: list[dict[str, Any]], n: int) -> bool:
+    """Whether RING results are one ring version of ``n`` members, every one active."""
+    return len({r["version"] for r in rings}) == 1 and all(
+        len(r["members"]) == n and all(m["state"] == RingState.ACTIVE for m in r["members"])
+        for r in rings
+    )
+
+
 def ring_of(ring: dict[str, Any]) -> Ring:
     """A :class:`Ring` from a RING result."""
     members = [
@@ -128,10 +136,7 @@ class Mesh:
             rings = [self.ring(x) for x in (among or self.live)]
         except (OSError, MeshcacheError):
             return False
-        return len({r["version"] for r in rings}) == 1 and all(
-            len(r["members"]) == n and all(m["state"] == RingState.ACTIVE for m in r["members"])
-            for r in rings
-        )
+        return rings_agreed(rings, n)
 
     def wait_ring(
         self, n: int, among: list[NodeProcess] | None = None, timeout: float = 60

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from meshcache.errors import MeshcacheError
-from meshcache.testing.mesh import Direct, Mesh, MeshError, wait_for
+from meshcache.testing.mesh import Direct, Mesh, MeshError, rings_agreed, wait_for
 from meshcache.testing.nodes import NodeProcess
 from tools.stability_figures.probe import Probe, ProbeCounts
 from tools.stability_figures.writers import (
@@ -125,6 +125,36 @@ class RunResult:
         return "\n".join(lines)
 
 
+class _RingPoll:
+    """RING of nodes over connections kept open between polls: a poll every
+    :data:`RING_POLL` through fresh connections would make every node accept hundreds of
+    connections a second while the hand-off it times runs."""
+
+    def __init__(self) -> None:
+        self._kept: dict[str, Direct] = {}
+
+    def agreed(self, nodes: list[NodeProcess], n: int) -> bool:
+        """Every node of ``nodes`` holds the same ring of ``n`` active members."""
+        rings = []
+        for node in nodes:
+            try:
+                kept = self._kept.get(node.node_id)
+                if kept is None:
+                    kept = self._kept[node.node_id] = Direct(node.data_address)
+                rings.append(kept.call("RING", []))
+            except (OSError, MeshcacheError):
+                broken = self._kept.pop(node.node_id, None)
+                if broken is not None:
+                    broken.close()
+                return False
+        return rings_agreed(rings, n)
+
+    def close(self) -> None:
+        for kept in self._kept.values():
+            kept.close()
+        self._kept.clear()
+
+
 def _first_joining(mesh: Mesh, stop: threading.Event, seen: list[float]) -> None:
     """Poll the bootstrap node's RING until it lists a fourth member; note when."""
     with Direct(mesh.nodes[0].data_address) as d:
@@ -220,13 +250,15 @@ def _join(mesh: Mesh, set_phase: Callable[[int], None], result: RunResult, timeo
     stop = threading.Event()
     watcher = threading.Thread(target=_first_joining, args=(mesh, stop, seen))
     watcher.start()
+    poll = _RingPoll()
     try:
         joiner = mesh.start_node("--join", mesh.nodes[0].data)
-        wait_for(lambda: mesh.ring_agreed(4), timeout, "the fourth node active", RING_POLL)
+        wait_for(lambda: poll.agreed(mesh.live, 4), timeout, "the fourth node active", RING_POLL)
         active_at = time.monotonic()
     finally:
         stop.set()
         watcher.join()
+        poll.close()
     if not seen:
         raise MeshError("never saw the fourth member as joining")
     result.join_s = active_at - seen[0]
@@ -250,10 +282,13 @@ def _leave(mesh: Mesh, result: RunResult, timeout: float) -> None:
     leaver = mesh.nodes[1]
     rest = [x for x in mesh.live if x is not leaver]
     result.nodes.append(_figures(mesh, leaver))
-    sent = time.monotonic()
-    with Direct(leaver.data_address, timeout=timeout) as d:
-        d.call("LEAVE", [{"timeout": timeout}])
-    wait_for(
-        lambda: mesh.ring_agreed(len(rest), among=rest), timeout, "the ring without it", RING_POLL
-    )
-    result.leave_s = time.monotonic() - sent
+    poll = _RingPoll()
+    try:
+        poll.agreed(rest, len(rest) + 1)  # the connections, opened before the clock starts
+        sent = time.monotonic()
+        with Direct(leaver.data_address, timeout=timeout) as d:
+            d.call("LEAVE", [{"timeout": timeout}])
+        wait_for(lambda: poll.agreed(rest, len(rest)), timeout, "the ring without it", RING_POLL)
+        result.leave_s = time.monotonic() - sent
+    finally:
+        poll.close()
