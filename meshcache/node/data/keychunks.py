@@ -1,11 +1,12 @@
 """A namespace's keys, snapshotted for a long scan, in a form the garbage collector never walks.
 
-Anti-entropy scans, hand-off streams, drains and drops read every key of a namespace in slices
-over seconds (minutes, paced), so they work from a snapshot. A plain list of a million keys is
-one container the collector tracks: every full collection while it lives walks its million
-references (the keys themselves are not tracked, but each is touched), and on a node that froze
-its start-up objects full collections come every few seconds under load — each then holds the
-loop for as long as the walk takes, 100 ms and more per million keys.
+An anti-entropy scan reads every key of a namespace in slices over seconds (minutes, paced),
+so it works from a snapshot (a hand-off or a drop, which goes through the store at full speed,
+copies each table as it reaches it instead). A plain list of a million keys is one container
+the collector tracks: every full collection while it lives walks its million references (the
+keys themselves are not tracked, but each is touched), and on a node that froze its start-up
+objects full collections come every few seconds under load — each then holds the loop for as
+long as the walk takes, 100 ms and more per million keys.
 
 :class:`KeyChunks` holds the keys as msgpack-packed chunks instead: ``bytes`` objects, which
 the collector does not track. Taking one copies the keys at C speed a table per step (the
