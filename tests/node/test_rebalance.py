@@ -29,7 +29,7 @@ from meshcache.node.data.outbound import (
     SCAN_CHUNK,
     WINDOW,
 )
-from meshcache.ring import Ring, RingMember, key_token
+from meshcache.ring import Ring, RingMember, RingState, key_token
 from meshcache.ring.diff import gained_ranges, replacements
 from meshcache.ring.tokens import RangeSet, TokenRange, ranges_to_wire
 from meshcache.store.policy import NamespacePolicy
@@ -342,6 +342,23 @@ def _leaving_setup(
     return handoff, voter, len(keys)
 
 
+def _owed(handoff: HandOff, keys: list[bytes]) -> set[tuple[object, bytes]]:
+    """(address, key) of every record ME owes a replacement once it leaves the setup's ring."""
+    leaving = Ring(
+        [
+            RingMember(node_id=m, address=m, state="leaving" if m == ME else "active")
+            for m in (ME, OTHER, THIRD)
+        ],
+        4,
+    )
+    return {
+        (handoff.dataplane.address_of(target), key)
+        for target, ranges in replacements(leaving, 2).items()
+        for key in keys
+        if key_token(key) in ranges
+    }
+
+
 @pytest.mark.trio
 async def test_a_leave_through_a_busy_mesh_resends_and_rechecks_until_it_is_done(
     autojump_clock: trio.testing.MockClock,
@@ -358,19 +375,7 @@ async def test_a_leave_through_a_busy_mesh_resends_and_rechecks_until_it_is_done
     assert pool.timeouts > 0
     assert handoff.stats["handoff_batch_retries"] > 0
     plane = handoff.dataplane
-    leaving = Ring(
-        [
-            RingMember(node_id=m, address=m, state="leaving" if m == ME else "active")
-            for m in (ME, OTHER, THIRD)
-        ],
-        4,
-    )
-    owed = {
-        (plane.address_of(target), key)
-        for target, ranges in replacements(leaving, 2).items()
-        for key in plane.store.key_snapshot("default")
-        if key_token(key) in ranges
-    }
+    owed = _owed(handoff, plane.store.key_snapshot("default"))
     assert len(owed) >= held // 2
     assert owed <= pool.delivered
     assert answer["moved"] >= len(owed)
@@ -437,19 +442,7 @@ async def test_a_leave_scans_once_for_every_replacement_and_pushes_again_to_one_
     answer = await handoff.leave()
     assert scans == 2
     assert handoff.stats["leave_push_retries"] == 1
-    leaving = Ring(
-        [
-            RingMember(node_id=m, address=m, state="leaving" if m == ME else "active")
-            for m in (ME, OTHER, THIRD)
-        ],
-        4,
-    )
-    owed = {
-        (plane.address_of(target), key)
-        for target, ranges in replacements(leaving, 2).items()
-        for key in keys
-        if key_token(key) in ranges
-    }
+    owed = _owed(handoff, keys)
     assert {address for address, _ in owed} == {plane.address_of(OTHER), plane.address_of(THIRD)}
     assert owed <= pool.delivered
     assert answer["moved"] == len(owed) == handoff.leave_moved
@@ -540,7 +533,7 @@ def _covered_once(
 def test_a_joiner_pulls_from_as_few_sources_as_hold_its_ranges() -> None:
     """With two replicas on three nodes any two of them hold every range a fourth gains."""
     three = [RingMember(node_id=n, address=n) for n in (ME, OTHER, THIRD)]
-    joiner = RingMember(node_id=FOURTH, address=FOURTH, state="joining")
+    joiner = RingMember(node_id=FOURTH, address=FOURTH, state=RingState.JOINING)
     gained = gained_ranges(Ring(three, 3), Ring([*three, joiner], 4), FOURTH, 2)
     wanted = [(trange, list(holders)) for trange, holders in gained]
     assert len({live[0].node_id for _, live in wanted}) == 3  # each range's first holder
