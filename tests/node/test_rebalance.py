@@ -15,13 +15,7 @@ from hypothesis import strategies as st
 from meshcache.control import ClusterConfig, Command
 from meshcache.control.config import apply as apply_command
 from meshcache.errors import MeshcacheTimeout, UnavailableError
-from meshcache.node.data.handoff import (
-    BATCH_ATTEMPTS,
-    PROPOSE_PATIENCE,
-    SETTLE_TIMEOUT,
-    HandOff,
-    fewest_sources,
-)
+from meshcache.node.data.handoff import BATCH_ATTEMPTS, PROPOSE_PATIENCE, SETTLE_TIMEOUT, HandOff
 from meshcache.node.data.outbound import (
     BATCH_RECORDS,
     BULK_BYTES,
@@ -29,9 +23,9 @@ from meshcache.node.data.outbound import (
     SCAN_CHUNK,
     WINDOW,
 )
-from meshcache.ring import Ring, RingMember, RingState, key_token
-from meshcache.ring.diff import gained_ranges, replacements
-from meshcache.ring.tokens import RangeSet, TokenRange, ranges_to_wire
+from meshcache.ring import Ring, RingMember, key_token
+from meshcache.ring.diff import replacements
+from meshcache.ring.tokens import RangeSet, ranges_to_wire
 from meshcache.store.policy import NamespacePolicy
 from meshcache.testing.instrument import longest_step
 from tests.node.test_dataplane import ME, OTHER, THIRD, make_plane
@@ -516,46 +510,3 @@ async def test_a_joiner_compares_its_rings_without_rebuilding_the_one_it_holds(
     assert built == []
     assert probe.steps >= 2, probe.describe()
     assert probe.longest <= 0.05, probe.describe()
-
-
-def _covered_once(
-    wanted: list[tuple[TokenRange, list[RingMember]]],
-    chosen: list[tuple[tuple[RingMember, ...], list[TokenRange]]],
-) -> None:
-    """Every range is pulled once, from a member that holds it, which its holders start with."""
-    holding = {trange: {m.node_id for m in live} for trange, live in wanted}
-    pulled = [trange for _, ranges in chosen for trange in ranges]
-    assert sorted(pulled) == sorted(holding)
-    for holders, ranges in chosen:
-        assert all(holders[0].node_id in holding[trange] for trange in ranges)
-
-
-def test_a_joiner_pulls_from_as_few_sources_as_hold_its_ranges() -> None:
-    """With two replicas on three nodes any two of them hold every range a fourth gains."""
-    three = [RingMember(node_id=n, address=n) for n in (ME, OTHER, THIRD)]
-    joiner = RingMember(node_id=FOURTH, address=FOURTH, state=RingState.JOINING)
-    gained = gained_ranges(Ring(three, 3), Ring([*three, joiner], 4), FOURTH, 2)
-    wanted = [(trange, list(holders)) for trange, holders in gained]
-    assert len({live[0].node_id for _, live in wanted}) == 3  # each range's first holder
-    chosen = fewest_sources(wanted)
-    assert len(chosen) == 2
-    _covered_once(wanted, chosen)
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    st.lists(
-        st.lists(st.sampled_from([ME, OTHER, THIRD, FOURTH]), min_size=1, max_size=3, unique=True),
-        max_size=30,
-    )
-)
-def test_every_wanted_range_is_pulled_once_from_one_of_its_holders(
-    holders: list[list[str]],
-) -> None:
-    wanted = [
-        (TokenRange(i * 10, i * 10 + 5), [RingMember(node_id=n, address=n) for n in live])
-        for i, live in enumerate(holders)
-    ]
-    chosen = fewest_sources(wanted)
-    _covered_once(wanted, chosen)
-    assert chosen == fewest_sources(wanted)  # the same choice every time

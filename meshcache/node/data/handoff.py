@@ -1,9 +1,8 @@
 """Rebalancing: key ranges change hands when the committed ring changes.
 
 Every node compares the ring its store reflects (``held``) with the newest committed ring and
-**pulls** the ranges it gained from their previous owners, as few of them as hold it all
-(``HANDOFF``: each source scans its store once and streams the records, throttled by
-``handoff_rate``; see :mod:`meshcache.node.data.outbound`):
+**pulls** the ranges it gained from their previous owners (``HANDOFF``: the source streams the
+records with ``REPL``, throttled by ``handoff_rate``):
 
 * a **joining** node is registered as ``joining`` (ring v+1): writes already reach it (it is a
   pending owner), reads do not. It pulls every range it will own, then proposes itself
@@ -244,19 +243,22 @@ class HandOff:
         # with a checkpoint after each.
         gained: dict[int, list[tuple[TokenRange, tuple[RingMember, ...]]]] = {}
         for namespace, policy in config.namespaces.items():
+            by_source: dict[str, list[TokenRange]] = {}
+            holders: dict[str, tuple[RingMember, ...]] = {}
             if policy.replicas not in gained:
                 gained[policy.replicas] = gained_ranges(
                     held, current, self.node_id, policy.replicas
                 )
                 await trio.lowlevel.checkpoint()
-            wanted: list[tuple[TokenRange, list[RingMember]]] = []
             for trange, sources in gained[policy.replicas]:
                 if any(m.node_id in leaving for m in sources):
                     continue  # the leaving member pushes what it held (leave(), _push_all)
                 live = [m for m in sources if self._alive(m.node_id)]
-                if live:  # else nobody holds it any more: a cache may lose data no one has
-                    wanted.append((trange, live))
-            jobs += [(holders, namespace, ranges) for holders, ranges in fewest_sources(wanted)]
+                if not live:
+                    continue  # nobody holds it any more: a cache may lose data no one has
+                by_source.setdefault(live[0].node_id, []).append(trange)
+                holders[live[0].node_id] = tuple(live)
+            jobs += [(holders[source], namespace, ranges) for source, ranges in by_source.items()]
         counts: list[int] = []
         failed: list[MeshcacheError] = []
 
@@ -604,30 +606,6 @@ class HandOff:
         return True
 
 
-def fewest_sources(
-    wanted: list[tuple[TokenRange, list[RingMember]]],
-) -> list[tuple[tuple[RingMember, ...], list[TokenRange]]]:
-    """Who to pull ``wanted`` from: each range with the live members that hold it, given as
-    few sources as cover them all (greedily: the member holding the most tokens left first,
-    ties to the earlier in the ring's order), each with its ranges. A source scans its whole
-    store however little it sends, so every source more is a scan more; the other holders of
-    a source's first range follow it, to be asked if it fails."""
-    chosen: list[tuple[tuple[RingMember, ...], list[TokenRange]]] = []
-    left = wanted
-    while left:
-        tokens: Counter[str] = Counter()
-        for trange, live in left:
-            for member in live:
-                tokens[member.node_id] += trange.size
-        best = tokens.most_common(1)[0][0]
-        mine = [(trange, live) for trange, live in left if any(m.node_id == best for m in live)]
-        first = mine[0][1]
-        holders = tuple(sorted(first, key=lambda m: m.node_id != best))  # best, then the rest
-        chosen.append((holders, [trange for trange, _ in mine]))
-        left = [(trange, live) for trange, live in left if all(m.node_id != best for m in live)]
-    return chosen
-
-
 def _key_slices(parts: Iterator[list[bytes]]) -> Iterator[list[bytes]]:
     """The keys of :meth:`Store.key_parts` in slices of at most :data:`SCAN_CHUNK` (a table is
     copied when the first of its slices is asked for)."""
@@ -648,4 +626,4 @@ def _state_of(config: ClusterConfig, node_id: str) -> str | None:
     return None if member is None else str(member.state)
 
 
-__all__ = ["HandOff", "fewest_sources"]
+__all__ = ["HandOff"]
