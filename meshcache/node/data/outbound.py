@@ -78,7 +78,7 @@ class Outbound:
         self._record_bytes = 0
 
     async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Hold the nursery this target's batches are delivered in until :meth:`_close`."""
+        """Hold the nursery this target's batches are delivered in until the stream ends."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
