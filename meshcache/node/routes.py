@@ -154,7 +154,8 @@ class Routes:
         return {name: p.to_mapping() for name, p in config.namespaces.items()}
 
     def ring(self, namespace: str, args: list[Any]) -> dict[str, Any]:
-        # Smart clients and tools poll it; building a ring's shares costs milliseconds.
+        # Smart clients and tools poll it: one answer per config version, from the data
+        # plane's ring when it is that version's.
         config = self._parts.config_source.config
         if self._ring_answer is None or self._ring_answer[0] != config.version:
             ring = self._parts.coordinator.ring

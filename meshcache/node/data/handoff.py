@@ -42,7 +42,7 @@ The pure range arithmetic (which ranges a node gains, who replaces a leaving nod
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from functools import partial
 from typing import Any
 
@@ -356,7 +356,7 @@ class HandOff:
         return out.sent
 
     async def _stream(
-        self, namespace: str, tombstones: list[bytes], targets: dict[str, RangeSet | None]
+        self, namespace: str, tombstones: list[bytes], targets: Mapping[str, RangeSet | None]
     ) -> dict[str, Outbound]:
         """Send each of ``targets`` the records of ``namespace`` (and the tombstones of
         ``tombstones``) in its ranges, all of them if None, in one scan of the store
@@ -492,9 +492,9 @@ class HandOff:
         tombs = self.store.tombstone_keys(namespace)
         await trio.lowlevel.checkpoint()
         # Comparing the ring's two views is milliseconds of work: a step of its own.
-        targets: dict[str, RangeSet | None] = dict(replacements(ring, replicas))
+        targets = replacements(ring, replicas)
         await trio.lowlevel.checkpoint()
-        moving = sum(len(ranges) for ranges in targets.values() if ranges is not None)
+        moving = sum(len(ranges) for ranges in targets.values())
         counts: list[int] = []
         failed: list[MeshcacheError] = []
 

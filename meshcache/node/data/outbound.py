@@ -180,13 +180,13 @@ async def stream(
     the scan reached it (the caller makes sure a write since then reaches the target too, and
     last-writer-wins keeps the newer); other entries are read when they are batched. Returns
     when every target has answered for its batches or failed (``Outbound.failed``)."""
-    ranged = any(out.wanted is not None for out in outbounds)
+    ranged = any(out.wanted is not None for out in outbounds)  # else no token is needed
     async with trio.open_nursery() as nursery:
         for out in outbounds:
             await nursery.start(out._run)
         try:
             for keys, entries in _item_slices(store.item_parts(namespace)):
-                tokens = list(map(key_token, keys)) if ranged else None
+                tokens = list(map(key_token, keys)) if ranged else []
                 for out, inside in _shares(outbounds, tokens):
                     if inside is None:
                         await out.take(store, namespace, keys, entries)
@@ -198,7 +198,7 @@ async def stream(
                 await trio.lowlevel.checkpoint()
             for start in range(0, len(tombstones), SCAN_CHUNK):
                 keys = tombstones[start : start + SCAN_CHUNK]
-                tokens = list(map(key_token, keys)) if ranged else None
+                tokens = list(map(key_token, keys)) if ranged else []
                 for out, inside in _shares(outbounds, tokens):
                     buried = keys if inside is None else list(compress(keys, inside))
                     await out.take_tombstones(store, namespace, buried)
@@ -211,15 +211,13 @@ async def stream(
 
 
 def _shares(
-    outbounds: list[Outbound], tokens: list[int] | None
+    outbounds: list[Outbound], tokens: list[int]
 ) -> Iterator[tuple[Outbound, list[bool] | None]]:
-    """Each target still going, with which of the slice's keys are in its ranges (None: all)."""
+    """Each target still going, with which of the slice's keys (their ``tokens``) are in its
+    ranges (None: it takes them all)."""
     for out in outbounds:
         if out.failed is None:
-            if out.wanted is None or tokens is None:
-                yield out, None
-            else:
-                yield out, out.wanted.mask_tokens(tokens)
+            yield out, None if out.wanted is None else out.wanted.mask_tokens(tokens)
 
 
 def _item_slices(
