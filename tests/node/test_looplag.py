@@ -9,14 +9,17 @@ import pytest
 import structlog.testing
 import trio
 import trio.testing
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from meshcache.node.admin.looplag import (
     BUCKETS,
     Histogram,
     LoopMonitor,
-    RunQueueWait,
     StepRecorder,
+    ThreadTimes,
+    own_part,
 )
 
 
@@ -64,29 +67,42 @@ async def test_lag_is_how_late_the_wakeup_ran(autojump_clock: trio.testing.MockC
     assert monitor.lag.count == figures["samples"]
 
 
+class ThreadClock:
+    """The loop thread's time on a core and waiting for one so far, advanced by hand."""
+
+    def __init__(self) -> None:
+        self.ran = 0.0
+        self.waited = 0.0
+
+    def __call__(self) -> tuple[float, float]:
+        return self.ran, self.waited
+
+
 @pytest.mark.trio
-async def test_a_lag_s_own_part_leaves_out_the_wait_for_a_core(
+async def test_a_lag_s_own_part_is_its_share_of_the_time_on_a_core(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    queued = StepClock()  # the loop thread's run-queue wait so far, advanced by hand
+    spent = ThreadClock()
     monitor = LoopMonitor(
-        interval=0.05, window=10.0, stall_threshold=0.05, steps="off", waited=queued
+        interval=0.05, window=10.0, stall_threshold=0.05, steps="off", times=spent
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(monitor.run)
         await trio.sleep(1.0)
         # Waiting for a core: 0.3 s late, all of it in the run queue.
-        queued.t += 0.3
+        spent.waited += 0.3
         autojump_clock.jump(0.3)
         await trio.sleep(0.2)
         figures = monitor.figures()
         assert figures["lag_max_ms"] >= 250.0
         assert figures["lag_own_max_ms"] == 0.0
-        # Its own work: 0.2 s late, no wait.
+        # Its own work: 0.2 s late, all of it on a core.
+        spent.ran += 0.2
         autojump_clock.jump(0.2)
         await trio.sleep(0.2)
-        # Both: 0.4 s late, 0.1 s of it waiting.
-        queued.t += 0.1
+        # Both: 0.4 s late, a quarter of it waiting.
+        spent.ran += 0.3
+        spent.waited += 0.1
         autojump_clock.jump(0.4)
         await trio.sleep(0.2)
         nursery.cancel_scope.cancel()
@@ -97,21 +113,60 @@ async def test_a_lag_s_own_part_leaves_out_the_wait_for_a_core(
 
 
 @pytest.mark.trio
-async def test_the_wait_for_a_core_is_the_kernel_s(autojump_clock: trio.testing.MockClock) -> None:
-    reader = RunQueueWait.open()
+async def test_a_wait_before_the_deadline_does_not_hide_work_after_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A busy node sharing its core waits half of every interval; a long step after the
+    deadline is still its own, in proportion."""
+    spent = ThreadClock()
+    monitor = LoopMonitor(
+        interval=0.05, window=10.0, stall_threshold=0.05, steps="off", times=spent
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(monitor.run)
+        await trio.sleep(0.5)
+        # 0.05 s to the deadline and 0.1 s past it, busy throughout at half a core.
+        spent.ran += 0.075
+        spent.waited += 0.075
+        autojump_clock.jump(0.15)
+        await trio.sleep(0.2)
+        nursery.cancel_scope.cancel()
+    figures = monitor.figures()
+    assert figures["lag_max_ever_ms"] >= 99.0
+    assert 45.0 <= figures["lag_own_max_ever_ms"] <= 55.0  # not lag - waited = 25 ms
+
+
+@given(
+    lag=st.floats(0.0, 1.0),
+    ran=st.floats(0.0, 1.0),
+    waited=st.floats(0.0, 1.0),
+)
+def test_an_own_part_lies_between_its_bounds(lag: float, ran: float, waited: float) -> None:
+    own = own_part(lag, ran, waited)
+    assert 0.0 <= own <= lag
+    if ran + waited > 0.0:
+        assert own <= ran
+        assert own >= min(lag - waited, ran) - 1e-12
+    else:
+        assert own == lag
+
+
+@pytest.mark.trio
+async def test_the_thread_times_are_the_kernel_s(autojump_clock: trio.testing.MockClock) -> None:
+    reader = ThreadTimes.open()
     if reader is None:
         assert not Path("/proc/thread-self/schedstat").exists()
-        pytest.skip("this kernel reports no run-queue wait")
+        pytest.skip("this kernel reports no thread times")
     try:
         first = reader.read()
-        assert first is not None and first >= 0.0
-        sum(range(200_000))  # run a little: the wait never goes back
+        assert first is not None and min(first) >= 0.0
+        sum(range(200_000))  # run a little: neither time ever goes back
         second = reader.read()
-        assert second is not None and second >= first
+        assert second is not None and second[0] > first[0] and second[1] >= first[1]
     finally:
         reader.close()
-    # Unknown waits leave the whole lag as the node's own.
-    monitor = LoopMonitor(interval=0.05, window=10.0, steps="off", waited=lambda: None)
+    # Unknown times leave the whole lag as the node's own.
+    monitor = LoopMonitor(interval=0.05, window=10.0, steps="off", times=lambda: None)
     async with trio.open_nursery() as nursery:
         await nursery.start(monitor.run)
         await trio.sleep(0.2)

@@ -7,11 +7,16 @@ module measures it, two ways:
 * **Lag** (always on): a task sleeps ``interval`` seconds again and again and records how late
   each wake-up is. That is what any timer of the node suffers at that moment (a gossip probe
   deadline included). Kept over a sliding ``window`` for INFO (p50/p99/max) and as a cumulative
-  histogram for ``/metrics``. Beside each lag goes its **own** part: the lag less the time the
-  loop's thread spent runnable but waiting for a core since the previous wake-up (the kernel's
-  run-queue wait, ``/proc/thread-self/schedstat``). On a crowded machine the lag says how late
-  timers ran, the own part how much of it the node's own work accounts for; where the kernel
-  does not report the wait, the own part is the whole lag.
+  histogram for ``/metrics``. Beside each lag goes its **own** part: the share of it the loop's
+  thread spent running rather than runnable but waiting for a core. The kernel counts both per
+  thread (``/proc/thread-self/schedstat``) but only as totals, read at each wake-up, so the
+  share is the interval's: after the deadline the thread is never idle (an idle loop runs its
+  timer at once), and the lag is taken to split between running and waiting as the whole
+  interval's busy time did. Subtracting the interval's whole wait instead would take waits
+  from before the deadline off the lag, and call a node that held its loop for 100 ms while
+  sharing its core "not late". On a crowded machine the lag says how late timers ran, the own
+  part how much of it the node's own work accounts for; where the kernel does not report the
+  times, the own part is the whole lag.
 * **Steps** (a trio :class:`~trio.abc.Instrument`): every task step is timed, the longest one is
   kept with its task's name, and every step of at least ``stall_threshold`` is counted and
   logged as ``loop_stall`` with the task, the place it stopped at (where the stretch ended) and
@@ -211,10 +216,10 @@ def _log_stall(seconds: float, task: str, at: str, cpu: float) -> None:
     )
 
 
-class RunQueueWait:
-    """The calling thread's total time runnable but not running (waiting for a core), from
-    ``/proc/thread-self/schedstat`` (its second field, nanoseconds): one ``pread`` of an open
-    file, about a microsecond."""
+class ThreadTimes:
+    """The calling thread's total time on a core and runnable but waiting for one, from
+    ``/proc/thread-self/schedstat`` (its first two fields, nanoseconds): one ``pread`` of an
+    open file, about a microsecond."""
 
     __slots__ = ("_fd",)
 
@@ -222,8 +227,8 @@ class RunQueueWait:
         self._fd = fd
 
     @classmethod
-    def open(cls) -> RunQueueWait | None:
-        """For the calling thread; None where the kernel does not report it."""
+    def open(cls) -> ThreadTimes | None:
+        """For the calling thread; None where the kernel does not report them."""
         try:
             fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
@@ -234,11 +239,11 @@ class RunQueueWait:
             return None
         return reader
 
-    def read(self) -> float | None:
-        """Seconds waited so far; None if the file cannot be read."""
+    def read(self) -> tuple[float, float] | None:
+        """Seconds ``(ran, waited)`` so far; None if the file cannot be read."""
         try:
             fields = os.pread(self._fd, 128, 0).split()
-            return int(fields[1]) / 1e9
+            return int(fields[0]) / 1e9, int(fields[1]) / 1e9
         except (OSError, IndexError, ValueError):
             return None
 
@@ -247,7 +252,19 @@ class RunQueueWait:
             os.close(self._fd)
 
 
-def _unknown() -> float | None:
+def own_part(lag: float, ran: float, waited: float) -> float:
+    """The part of ``lag`` the thread spent running, given what it ``ran`` and ``waited`` for a
+    core over the interval the lag ended (the module docstring): ``lag`` split as they were.
+    Never more than ``ran``, never less than ``lag - waited``."""
+    busy = ran + waited
+    if lag <= 0.0:
+        return 0.0
+    if busy <= 0.0:
+        return lag
+    return min(lag, ran, max(lag * ran / busy, lag - waited))
+
+
+def _unknown() -> tuple[float, float] | None:
     return None
 
 
@@ -264,9 +281,9 @@ class LoopMonitor:
             seconds at the start of every ``sample_every``.
         clock: the loop's clock (``trio.current_time``).
         step_clock: the clock steps are timed with.
-        waited: the loop thread's total run-queue wait in seconds (default: read from
-            ``/proc/thread-self/schedstat`` on the thread that runs the monitor), for the lag's
-            own part; None where it cannot be read.
+        times: the loop thread's total ``(ran, waited)`` seconds, on a core and runnable but
+            waiting for one (default: read from ``/proc/thread-self/schedstat`` on the thread
+            that runs the monitor), for the lag's own part; None where they cannot be read.
     """
 
     def __init__(
@@ -280,7 +297,7 @@ class LoopMonitor:
         sample_for: float = 1.0,
         clock: Callable[[], float] = trio.current_time,
         step_clock: Callable[[], float] = time.perf_counter,
-        waited: Callable[[], float | None] | None = None,
+        times: Callable[[], tuple[float, float] | None] | None = None,
     ) -> None:
         if not (interval > 0 and window >= interval and stall_threshold > 0):
             raise ValueError("interval > 0, window >= interval and stall_threshold > 0")
@@ -293,7 +310,7 @@ class LoopMonitor:
         self.sample_every = sample_every
         self.sample_for = sample_for
         self._clock = clock
-        self._waited = waited
+        self._times = times
         self.recorder = StepRecorder(stall_threshold, clock=step_clock)
         self.gc = GcRecorder(stall_threshold, clock=step_clock)
         self._recording = False
@@ -318,10 +335,10 @@ class LoopMonitor:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Measure until cancelled (then the instrument, if installed, is removed)."""
         clock = self._clock
-        reader = None if self._waited is not None else RunQueueWait.open()
-        waited = self._waited or (reader.read if reader is not None else _unknown)
+        reader = None if self._times is not None else ThreadTimes.open()
+        times = self._times or (reader.read if reader is not None else _unknown)
         now = clock()
-        wait = waited()
+        spent = times()
         self._period_start = now
         next_sample = now
         recording_since = now
@@ -343,12 +360,16 @@ class LoopMonitor:
                 deadline = now + self.interval
                 await trio.sleep_until(deadline)
                 now = clock()
-                wait_before, wait = wait, waited()
+                spent_before, spent = spent, times()
                 lag = max(0.0, now - deadline)
-                if wait is None or wait_before is None:
+                if spent is None or spent_before is None:
                     own = lag
                 else:
-                    own = lag - min(lag, max(0.0, wait - wait_before))
+                    own = own_part(
+                        lag,
+                        max(0.0, spent[0] - spent_before[0]),
+                        max(0.0, spent[1] - spent_before[1]),
+                    )
                 self._observe(now, lag, own)
         finally:
             if self._recording:
@@ -474,8 +495,9 @@ __all__ = [
     "GcRecorder",
     "Histogram",
     "LoopMonitor",
-    "RunQueueWait",
     "StepMode",
     "StepRecorder",
+    "ThreadTimes",
+    "own_part",
     "where",
 ]
