@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import trio
+import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,16 +17,18 @@ from meshcache.node.data.coordinator import Coordinator
 from meshcache.node.data.replication import HintQueue, VersionClamp
 from meshcache.node.data.replicator import (
     APPLIED,
+    MAX_QUEUED,
     REFUSED_NOT_OWNER,
     REFUSED_STORE,
     STALE,
     Replicator,
 )
-from meshcache.node.net.peer_pool import PeerPool
+from meshcache.node.net.peer_pool import Address, PeerPool
 from meshcache.ring import Ring, RingMember
 from meshcache.store.keyspace import pack_version
 from meshcache.store.policy import NamespacePolicy
 from meshcache.store.store import Store
+from meshcache.wire.frame import Response
 from meshcache.wire.ops import OPS, Limits
 
 NOW_S = 1_700_000_000.0
@@ -258,3 +262,59 @@ def test_garbage_bulk_batches_never_escape_as_anything_but_command_errors(
     except CommandError:
         return
     assert sum(answer) == len(payload) // 2
+
+
+class SlowReplica(PeerPool):
+    """A replica that takes REPL batches only while ``open`` is set, keeping what it applied
+    (newest version per key)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = trio.Event()
+        self.held: dict[bytes, int] = {}
+
+    async def request(  # type: ignore[override]
+        self, address: Any, op: str, namespace: str, args: list[Any], **kw: Any
+    ) -> Response:
+        await self.open.wait()
+        assert op == "REPL"
+        for key, record in args[0]:
+            self.held[key] = max(self.held.get(key, 0), record[3])
+        return Response(1, True, [APPLIED] * len(args[0]), 3)
+
+
+@pytest.mark.trio
+async def test_a_replica_slower_than_the_writes_gets_hints_beyond_a_bounded_queue(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    pool = SlowReplica()
+    replicator = Replicator(
+        pool,
+        address_of=lambda _: Address("10.0.0.2", 7400),
+        alive=lambda _: True,
+        hints=HintQueue(max_bytes=64 << 20, max_bytes_per_target=64 << 20, max_age_s=600),
+        clock=trio.current_time,
+    )
+    writes = 5 * MAX_QUEUED
+    async with trio.open_nursery() as nursery:
+        await nursery.start(replicator.run)
+        for i in range(writes):
+            key = b"k%d" % (i % (2 * MAX_QUEUED))  # every key written more than once
+            replicator.send(OTHER, "default", key, entry(b"v", 1000 + i), 1000 + i, False)
+        # The replica takes nothing yet: what waits in memory stays within the bound, the
+        # rest are hints, one per key.
+        assert replicator.queued() <= MAX_QUEUED
+        assert replicator.stats["hinted_behind"] == writes - replicator.queued()
+        assert replicator.hints.pending(OTHER) <= 2 * MAX_QUEUED
+        # A write somebody waits for is queued whatever the bound.
+        ack = replicator.send(OTHER, "default", b"waited", entry(b"v", 1), 1, False, want_ack=True)
+        assert ack is not None and not ack.event.is_set()
+        pool.open.set()
+        await ack.event.wait()
+        assert ack.ok
+        while replicator.queued() or replicator.hints.pending(OTHER):
+            await trio.sleep(0.5)
+        nursery.cancel_scope.cancel()
+    # Every key reached the replica at its newest version.
+    newest = {b"k%d" % (i % (2 * MAX_QUEUED)): 1000 + i for i in range(writes)}
+    assert {k: v for k, v in pool.held.items() if k != b"waited"} == newest

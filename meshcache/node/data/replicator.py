@@ -12,6 +12,13 @@ target dead (a short partition, a timeout, a refusal) — after a back-off (1 s 
 a target whose hints were dropped (overflow, age) is flagged ``needs_repair`` for anti-entropy.
 A caller that waits for the target's answer (``quorum``/``all`` writes) gets a
 :class:`trio.Event`-backed :class:`Ack`.
+
+A target's queue is bounded (:data:`MAX_QUEUED` records, :data:`MAX_QUEUED_BYTES`): a replica
+slower than the writes its coordinators take — a node with less CPU, or one sharing its core
+— would otherwise grow it without end, and every full garbage collection walks every record
+queued. Past the bound a record nobody waits for becomes a hint at once (``hinted_behind``):
+the hint queue keeps the newest record per key within its own bounds and replays after the
+back-off, by when the stream has caught up. A record a caller waits for is queued anyway.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ HINT_BATCH_BYTES = 256 * 1024
 # are retried after a back-off that doubles up to the cap, resetting once a replay lands.
 HINT_RETRY_FIRST = 1.0
 HINT_RETRY_MAX = 30.0
+# What one target's queue holds before records nobody waits for go to its hints instead.
+MAX_QUEUED = 8 * BATCH_RECORDS
+MAX_QUEUED_BYTES = 4 * BATCH_BYTES
 
 
 class Ack:
@@ -89,10 +99,11 @@ def _value_size(record: list[Any]) -> int:
 
 
 class _Target:
-    __slots__ = ("queue", "wakeup")
+    __slots__ = ("queue", "size", "wakeup")
 
     def __init__(self) -> None:
         self.queue: deque[_Item] = deque()
+        self.size = 0  # bytes of the queued items
         self.wakeup = trio.Event()
 
 
@@ -150,7 +161,8 @@ class Replicator:
         *,
         want_ack: bool = False,
     ) -> Ack | None:
-        """Queue ``record`` for ``target`` (never blocks). With ``want_ack``, the answer."""
+        """Queue ``record`` for ``target`` (never blocks), or hint it when the target's queue
+        is full and nobody waits for it. With ``want_ack``, the answer."""
         ack = Ack(target) if want_ack else None
         item = _Item(namespace, key, record, version, deleted, ack)
         if not self._alive(target) or self._nursery is None:
@@ -160,7 +172,11 @@ class Replicator:
         if state is None:
             state = self._targets[target] = _Target()
             self._nursery.start_soon(self._stream, target, state)
+        if ack is None and (len(state.queue) >= MAX_QUEUED or state.size >= MAX_QUEUED_BYTES):
+            self._hint(target, [item], "behind")
+            return None
         state.queue.append(item)
+        state.size += item.size
         state.wakeup.set()
         self.stats["queued"] += 1
         return ack
@@ -180,6 +196,7 @@ class Replicator:
                     item = state.queue.popleft()
                     batch.append(item)
                     size += item.size
+                state.size -= size
                 await self._deliver(target, batch)
                 # A dead target's batch is hinted without a wait: a long queue (a bulk load
                 # when the target died) must not be hinted in one stretch of the loop.
@@ -288,6 +305,7 @@ class Replicator:
         state = self._targets.pop(target, None)
         if state is not None:
             state.queue.clear()
+            state.size = 0
 
     async def _replay(self, target: str) -> bool:
         """Send ``target``'s hints (the caller put it in ``_replaying``); True if all landed."""
@@ -315,4 +333,13 @@ class Replicator:
                 log.warning("hints_expired", count=dropped)
 
 
-__all__ = ["APPLIED", "REFUSED_NOT_OWNER", "REFUSED_STORE", "STALE", "Ack", "Replicator"]
+__all__ = [
+    "APPLIED",
+    "MAX_QUEUED",
+    "MAX_QUEUED_BYTES",
+    "REFUSED_NOT_OWNER",
+    "REFUSED_STORE",
+    "STALE",
+    "Ack",
+    "Replicator",
+]
