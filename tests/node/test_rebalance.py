@@ -23,11 +23,13 @@ from meshcache.node.data.outbound import (
     SCAN_CHUNK,
     WINDOW,
 )
+from meshcache.node.net.peer_pool import PeerPool, PeerUnreachable
 from meshcache.ring import Ring, RingMember, key_token
 from meshcache.ring.diff import replacements
 from meshcache.ring.tokens import RangeSet, ranges_to_wire
 from meshcache.store.policy import NamespacePolicy
 from meshcache.testing.instrument import longest_step
+from meshcache.wire.frame import Response
 from tests.node.test_dataplane import ME, OTHER, THIRD, make_plane
 
 
@@ -35,10 +37,29 @@ async def _refuse(command: Command) -> ClusterConfig:
     raise AssertionError(f"nothing should be proposed: {command}")
 
 
+class Pings(PeerPool):
+    """Answers a ``PING`` with the ring version in ``runs`` for the address (a member not in
+    it does not answer); nothing else is sent anywhere."""
+
+    def __init__(self, runs: dict[str, int]) -> None:
+        super().__init__()
+        self.runs = runs
+        self.pings = 0
+
+    async def request(  # type: ignore[override]
+        self, address: Any, op: str, namespace: str, args: list[Any], **kw: Any
+    ) -> Response:
+        if op != "PING" or str(address) not in self.runs:
+            raise PeerUnreachable(f"{op} to {address}: no peer in this test")
+        self.pings += 1
+        return Response(1, True, "PONG", self.runs[str(address)])
+
+
 def _setup(
-    versions: dict[str, int],
+    versions: dict[str, int], runs: dict[str, int] | None = None
 ) -> tuple[HandOff, ClusterConfig, list[bytes]]:
     plane = make_plane([ME, OTHER, THIRD], replicas=1)
+    plane.pool = Pings(runs or {})
     config = ClusterConfig(
         version=3,
         members=tuple(RingMember(node_id=m, address=m) for m in (ME, OTHER, THIRD)),
@@ -86,6 +107,25 @@ async def test_unowned_keys_stay_until_every_member_runs_the_ring(
                 await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
     assert handoff.stats["records_dropped"] == len(foreign)
+
+
+@pytest.mark.trio
+async def test_a_member_that_answers_with_the_ring_is_not_waited_for_by_gossip(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Gossip still shows THIRD on the ring before; its own answer carries the new one.
+    handoff, config, foreign = _setup({OTHER: 3, THIRD: 2}, runs={THIRD: 3})
+    async with trio.open_nursery() as nursery:
+        await nursery.start(handoff.run)
+        start = trio.current_time()
+        handoff.on_install(config)
+        with trio.fail_after(1):
+            while _held(handoff, foreign):
+                await trio.sleep(0.001)
+        assert trio.current_time() - start < 0.1
+        nursery.cancel_scope.cancel()
+    assert handoff.stats["settle_timeouts"] == 0
+    assert handoff.dataplane.pool.pings >= 1  # type: ignore[attr-defined]
 
 
 @pytest.mark.trio
