@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import compress
-from typing import Any
+from typing import Any, cast
 
 from meshcache.errors import (
     CommandError,
@@ -342,7 +342,12 @@ class Store:
         :meth:`apply_blobs` takes), and the other keys (typed values, values with an expiry),
         which travel as records read when they are sent."""
         expires = self._space(namespace).expires
-        flat: list[bytes] = []
+        if not expires and set(map(type, entries)) <= {bytes}:  # all plain, none expires
+            flat = [b""] * (2 * len(keys))
+            flat[0::2] = keys
+            flat[1::2] = cast("list[bytes]", entries)
+            return flat, []
+        flat = []
         add = flat.append
         rest: list[bytes] = []
         for key, entry in zip(keys, entries, strict=True):

@@ -16,8 +16,10 @@ that target's stream (its batches in flight are cancelled); the others go on.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterator
-from itertools import compress
+from itertools import accumulate, compress, repeat
+from operator import add
 from typing import Any
 
 import trio
@@ -89,20 +91,7 @@ class Outbound:
     ) -> None:
         """Batch ``keys`` (already in this target's ranges) and their entries as copied."""
         plain, rest = store.plain_blobs(namespace, keys, entries)
-        size = sum(map(len, plain)) + BIN_HEADER * len(plain)
-        if (
-            self._blob_bytes + size < BULK_BYTES
-            and len(self._blobs) + len(plain) < 2 * BULK_RECORDS
-        ):
-            self._blobs += plain
-            self._blob_bytes += size
-        else:  # these fill a batch: cut it exactly
-            for at in range(0, len(plain), 2):
-                key, blob = plain[at], plain[at + 1]
-                self._blobs += (key, blob)
-                self._blob_bytes += len(key) + len(blob) + 2 * BIN_HEADER
-                if self._blob_bytes >= BULK_BYTES or len(self._blobs) >= 2 * BULK_RECORDS:
-                    await self._send_blobs()
+        await self._take_blobs(plain)
         for key in rest:
             wire = store.entry_wire(namespace, key)
             if wire is None:  # deleted or expired since the scan: its record, if any
@@ -112,6 +101,31 @@ class Outbound:
                 value = wire[1]
                 size = len(key) + RECORD_OVERHEAD + (len(value) if type(value) is bytes else 64)
                 await self._add_record([key, wire], size)
+
+    async def _take_blobs(self, plain: list[bytes]) -> None:
+        """Add ``plain`` (``[key, blob, key, blob, ...]``) to the ``BULK`` batch, sending it
+        each time it fills: after the record that brings it to :data:`BULK_BYTES` (each item
+        with its msgpack header) or to :data:`BULK_RECORDS`. Where to cut is found by bisection
+        over the running sum of the items' sizes, not record by record."""
+        n = len(plain)
+        # ends[i]: the bytes of plain[: i + 1], each item with its header
+        ends = list(accumulate(map(add, map(len, plain), repeat(BIN_HEADER))))
+        at = 0
+        while at < n:
+            before = ends[at - 1] if at else 0
+            # The first item that brings the batch to BULK_BYTES (n if none does), and the
+            # end of its record (keys sit at even indexes, blobs at odd ones).
+            reached = bisect_left(ends, BULK_BYTES - self._blob_bytes + before, at)
+            end = n if reached == n else reached + 2 - reached % 2
+            full = reached < n
+            most = at + 2 * BULK_RECORDS - len(self._blobs)
+            if most <= end:
+                end, full = most, True
+            self._blobs += plain[at:end]
+            self._blob_bytes += ends[end - 1] - before
+            at = end
+            if full:
+                await self._send_blobs()
 
     async def take_tombstones(self, store: Store, namespace: str, keys: list[bytes]) -> None:
         """Batch the tombstones of ``keys`` (already in this target's ranges) still held."""
