@@ -44,6 +44,7 @@ The pure range arithmetic (which ranges a node gains, who replaces a leaving nod
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from functools import partial
@@ -131,7 +132,6 @@ class HandOff:
         self.ranges_moving = 0
         self._wakeup = trio.Event()
         self._settled_version = 0  # every live member ran this ring (or we gave up waiting)
-        self._settle_changed = trio.Event()  # set when a member is found to run the ring
         # The layout (:func:`_layout`) whose unowned keys the last complete drop removed.
         self._dropped_for: tuple[Any, ...] | None = None
         self.leave_moved = 0  # records the current (or last) LEAVE pushed so far
@@ -210,44 +210,56 @@ class HandOff:
         started = self._clock()
         deadline = started + SETTLE_TIMEOUT
         answered: set[str] = set()  # members whose own answer carried the version
-        self._settle_changed = trio.Event()
-        async with trio.open_nursery() as asking:
-            for m in config.members:
-                if m.node_id != self.node_id:
-                    asking.start_soon(self._ask_version, m.node_id, config.version, answered)
-            while True:
-                behind = [
-                    m.node_id
-                    for m in config.members
-                    if m.node_id != self.node_id
-                    and m.node_id not in answered
-                    and not self._dead(m.node_id)
-                    and self._config_version_of(m.node_id) < config.version
-                ]
-                if not behind:
+        told, answers = trio.open_memory_channel[str](math.inf)
+        with told, answers:
+            async with trio.open_nursery() as asking:
+                for m in config.members:
+                    if m.node_id != self.node_id:
+                        asking.start_soon(self._ask_version, m.node_id, config.version, told)
+                try:
+                    return await self._wait_settled(config, started, deadline, answered, answers)
+                finally:
                     asking.cancel_scope.cancel()
-                    self._settled_version = config.version
-                    log.debug(
-                        "ring_settled",
-                        ring_version=config.version,
-                        seconds=round(self._clock() - started, 3),
-                        answered=len(answered),
-                    )
-                    return True
-                if self._clock() >= deadline:
-                    asking.cancel_scope.cancel()
-                    self._settled_version = config.version
-                    self.stats["settle_timeouts"] += 1
-                    log.warning("ring_not_settled", ring_version=config.version, behind=behind[:8])
-                    return False
-                with trio.move_on_after(SETTLE_POLL):
-                    await self._settle_changed.wait()
-                self._settle_changed = trio.Event()
-        raise AssertionError("unreachable")  # the loop returns
 
-    async def _ask_version(self, node_id: str, version: int, answered: set[str]) -> None:
+    async def _wait_settled(
+        self,
+        config: ClusterConfig,
+        started: float,
+        deadline: float,
+        answered: set[str],
+        answers: trio.MemoryReceiveChannel[str],
+    ) -> bool:
+        while True:
+            behind = [
+                m.node_id
+                for m in config.members
+                if m.node_id != self.node_id
+                and m.node_id not in answered
+                and not self._dead(m.node_id)
+                and self._config_version_of(m.node_id) < config.version
+            ]
+            if not behind:
+                self._settled_version = max(self._settled_version, config.version)
+                log.debug(
+                    "ring_settled",
+                    ring_version=config.version,
+                    seconds=round(self._clock() - started, 3),
+                    answered=len(answered),
+                )
+                return True
+            if self._clock() >= deadline:
+                self._settled_version = max(self._settled_version, config.version)
+                self.stats["settle_timeouts"] += 1
+                log.warning("ring_not_settled", ring_version=config.version, behind=behind[:8])
+                return False
+            with trio.move_on_after(SETTLE_POLL):
+                answered.add(await answers.receive())
+
+    async def _ask_version(
+        self, node_id: str, version: int, told: trio.MemorySendChannel[str]
+    ) -> None:
         """``PING`` ``node_id`` every ``SETTLE_ASK`` seconds until its answer carries ring
-        ``version`` or newer (or gossip shows it), then note it in ``answered``."""
+        ``version`` or newer (then say so on ``told``), or gossip shows it, or it is dead."""
         while self._config_version_of(node_id) < version and not self._dead(node_id):
             address = self.dataplane.address_of(node_id)
             if address is not None:
@@ -258,10 +270,9 @@ class HandOff:
                 except MeshcacheError:
                     response = None
                 if response is not None and response.ring_version >= version:
-                    answered.add(node_id)
-                    break
+                    told.send_nowait(node_id)
+                    return
             await trio.sleep(SETTLE_ASK)
-        self._settle_changed.set()
 
     async def _pull_gained(self, config: ClusterConfig) -> Ring:
         """Pull every range this node gains from ``held`` to ``config``; ``config``'s ring."""
