@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Collection, Iterable, Iterator, Mapping
+from functools import lru_cache
 
 from meshcache.errors import ConfigError, MeshcacheError
 from meshcache.ring.member import RING_STATES, RingMember, RingState
@@ -61,6 +62,13 @@ MAPPING_SCHEME = 1
 """Bumped whenever the token functions or the placement rules change."""
 
 
+@lru_cache(maxsize=1024)
+def _vnode_tokens(node_id: str, count: int) -> tuple[int, ...]:
+    """The tokens of a member's first ``count`` vnodes. Kept: a member's vnodes never move, and
+    every ring change builds a ring of mostly the same members again."""
+    return tuple(vnode_token(node_id, i) for i in range(count))
+
+
 class NoOwnerError(MeshcacheError):
     """The ring (or the asked-for view of it) has no member that can own a key."""
 
@@ -86,18 +94,75 @@ class _View:
         # Every list holds every member of the view: a lookup for more owners than that
         # returns the list itself (walking the ring would find no one else).
         self.complete = self.depth == len(present)
-        interned: dict[tuple[int, ...], tuple[RingMember, ...]] = {}
-        prefs: list[tuple[RingMember, ...]] = []
-        for pos in range(len(self.tokens)):
-            order = self.walk(pos, self.depth)
-            pref = interned.get(order)
+        self.prefs = self._preference_lists()
+
+    def _preference_lists(self) -> list[tuple[RingMember, ...]]:
+        """Every position's preference list, :meth:`walk` ``(pos, depth)`` for each, built
+        counter-clockwise: the members met walking from ``pos`` in the order first met are
+        ``owner[pos]`` followed by those met from ``pos + 1`` without it. Only the shortest
+        prefix of that order at which a walk stops (:meth:`_stops`) is carried from position
+        to position, so a list costs a few steps, not a walk."""
+        n = len(self.owner)
+        if n == 0:
+            return []
+        owner, depth, members = self.owner, self.depth, self.members
+        met = self._met(n - 1)
+        # The list a met-order gives, by the order's members: equal orders share one tuple.
+        lists: dict[tuple[int, ...], tuple[RingMember, ...]] = {}
+        prefs: list[tuple[RingMember, ...]] = [()] * n
+        for pos in range(n - 1, -1, -1):
+            first = owner[pos]
+            if met[0] != first:
+                met = self._stops([first, *(m for m in met if m != first)])
+            key = tuple(met)
+            pref = lists.get(key)
             if pref is None:
-                pref = interned[order] = tuple(members[i] for i in order)
-            prefs.append(pref)
+                pref = lists[key] = tuple(members[i] for i in self._choose(met, depth))
+            prefs[pos] = pref
         # One extra slot so a token past the last vnode wraps to position 0 without a branch.
-        if prefs:
-            prefs.append(prefs[0])
-        self.prefs = prefs
+        prefs.append(prefs[0])
+        return prefs
+
+    def _met(self, pos: int) -> list[int]:
+        """The members met walking clockwise from ``pos``, in order, up to where a walk for
+        :attr:`depth` owners stops."""
+        owner, n = self.owner, len(self.owner)
+        met: list[int] = []
+        seen: set[int] = set()
+        for step in range(n):
+            member = owner[(pos + step) % n]
+            if member not in seen:
+                seen.add(member)
+                met.append(member)
+        return self._stops(met)
+
+    def _stops(self, met: list[int]) -> list[int]:
+        """The shortest prefix of ``met`` (members in the order a walk meets them) at which
+        :meth:`walk` for :attr:`depth` owners stops: ``depth`` zones met, or every zone met and
+        at least ``depth`` members; all of ``met`` if neither happens."""
+        zone_of, count, zones = self.zone_of, self.depth, self.zones
+        seen_zones: set[int] = set()
+        for i, member in enumerate(met):
+            seen_zones.add(zone_of[member])
+            if len(seen_zones) == count or (len(seen_zones) == zones and i + 1 >= count):
+                return met[: i + 1]
+        return met
+
+    def _choose(self, met: list[int], count: int) -> tuple[int, ...]:
+        """What :meth:`walk` returns for members met in the order ``met``: the first met of
+        each zone, then the others in the order met, ``count`` in all."""
+        zone_of = self.zone_of
+        reps: list[int] = []
+        others: list[int] = []
+        zones: set[int] = set()
+        for member in met:
+            zone = zone_of[member]
+            if zone in zones:
+                others.append(member)
+            else:
+                zones.add(zone)
+                reps.append(member)
+        return tuple(reps + others)[:count]
 
     def walk(self, pos: int, count: int) -> tuple[int, ...]:
         """Member indexes of the first ``count`` owners from vnode position ``pos``."""
@@ -199,9 +264,9 @@ class Ring:
         Ties between equal tokens go to the smaller node id; the later vnode owns nothing.
         """
         return sorted(
-            (vnode_token(m.node_id, i), m.node_id, index)
+            (token, m.node_id, index)
             for index, m in enumerate(self._members)
-            for i in range(m.weight * self.vnodes_per_weight)
+            for token in _vnode_tokens(m.node_id, m.weight * self.vnodes_per_weight)
         )
 
     def _view(self, include: Collection[str]) -> _View:
@@ -354,11 +419,27 @@ class Ring:
         self, node_id: str, replicas: int = 1, *, include: Collection[str] = READ_STATES
     ) -> list[TokenRange]:
         """The ranges whose first ``replicas`` owners include ``node_id``, merged."""
+        view = self._view(include)
+        member = self._by_id.get(node_id)
+        if member is None or replicas < 1:
+            return []
         bounds = self.boundaries(include)
-        labels = [
-            any(m.node_id == node_id for m in self.owners_for_token(b, replicas, include=include))
-            for b in bounds
-        ]
+        if replicas > view.depth and not view.complete:  # beyond the lists: walk the ring
+            labels = [member in self.owners_for_token(b, replicas, include=include) for b in bounds]
+        else:
+            # The owners of a boundary are its position's list (of equal tokens, the first's);
+            # lists are shared between positions, so each is looked at once.
+            holds: dict[int, bool] = {}
+            labels = []
+            previous = -1
+            for token, pref in zip(view.tokens, view.prefs[:-1], strict=True):
+                if token == previous:
+                    continue
+                previous = token
+                label = holds.get(id(pref))
+                if label is None:
+                    label = holds[id(pref)] = any(m is member for m in pref[:replicas])
+                labels.append(label)
         return [r for r, owned in label_runs(bounds, labels) if owned]
 
     def shares(self, *, include: Collection[str] = READ_STATES) -> dict[str, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import subprocess
@@ -25,6 +26,7 @@ from meshcache.ring import (
     RingState,
     key_token,
 )
+from meshcache.ring.tokens import label_runs
 
 SMALL_VNODES = 16  # properties hold for any vnode count; small rings keep hypothesis fast
 
@@ -37,6 +39,10 @@ def member(
 
 def six_nodes() -> list[RingMember]:
     return [member(f"node-{i}", zone="abc"[i % 3]) for i in range(1, 7)]
+
+
+def with_states(members: list[RingMember], states: list[RingState]) -> list[RingMember]:
+    return [dataclasses.replace(m, state=s) for m, s in zip(members, states, strict=False)]
 
 
 def ids(owners: tuple[RingMember, ...]) -> tuple[str, ...]:
@@ -212,6 +218,49 @@ def test_asking_for_more_owners_than_a_view_has_is_every_member_in_walk_order(
         walked = tuple(view.members[i] for i in view.walk(pos, replicas))
         assert ring.owners(key, replicas) == walked
         assert ring.owners_for_token(key_token(key), replicas) == walked
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    members=ring_members,
+    states=st.lists(st.sampled_from(list(RingState)), min_size=8, max_size=8),
+    depth=st.integers(1, 6),
+    vnodes=st.sampled_from([1, 3, 16]),
+)
+def test_every_precomputed_preference_list_is_the_walk_from_its_position(
+    members: list[RingMember], states: list[RingState], depth: int, vnodes: int
+) -> None:
+    members = with_states(members, states)
+    ring = Ring(members, 1, vnodes_per_weight=vnodes, preference_depth=depth)
+    for include in (("active", "leaving"), ("active", "joining"), ("active",)):
+        view = ring._view(include)
+        assert len(view.prefs) == (len(view.tokens) + 1 if view.tokens else 0)
+        for pos in range(len(view.tokens)):
+            walked = tuple(view.members[i] for i in view.walk(pos, view.depth))
+            assert view.prefs[pos] == walked, pos
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    members=ring_members,
+    states=st.lists(st.sampled_from(list(RingState)), min_size=8, max_size=8),
+    depth=st.integers(1, 6),
+    replicas=st.integers(0, 8),
+)
+def test_owned_ranges_are_the_boundaries_whose_owners_hold_the_node(
+    members: list[RingMember], states: list[RingState], depth: int, replicas: int
+) -> None:
+    members = with_states(members, states)
+    ring = Ring(members, 1, vnodes_per_weight=SMALL_VNODES, preference_depth=depth)
+    for include in (("active", "leaving"), ("active", "joining")):
+        bounds = ring.boundaries(include)
+        for m in [*ring, member("not-a-member")]:
+            labels = [
+                m.node_id in ids(ring.owners_for_token(b, replicas, include=include))
+                for b in bounds
+            ]
+            expected = [r for r, owned in label_runs(bounds, labels) if owned]
+            assert ring.owned_ranges(m.node_id, replicas, include=include) == expected
 
 
 def test_range_of_and_owned_ranges_agree_with_owners() -> None:
