@@ -77,34 +77,41 @@ class ThreadClock:
     def __call__(self) -> tuple[float, float]:
         return self.ran, self.waited
 
+    async def hold(
+        self, clock: trio.testing.MockClock, seconds: float, ran: float, waited: float
+    ) -> None:
+        """The loop is held ``seconds`` (the thread ``ran`` and ``waited`` meanwhile), then
+        the monitor wakes up."""
+        self.ran += ran
+        self.waited += waited
+        clock.jump(seconds)
+        await trio.sleep(0.2)
+
+    def monitor(self) -> LoopMonitor:
+        """A lag monitor (no step recorder) that reads the thread's times from this clock."""
+        return LoopMonitor(
+            interval=0.05, window=10.0, stall_threshold=0.05, steps="off", times=self
+        )
+
 
 @pytest.mark.trio
 async def test_a_lag_s_own_part_is_its_share_of_the_time_on_a_core(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     spent = ThreadClock()
-    monitor = LoopMonitor(
-        interval=0.05, window=10.0, stall_threshold=0.05, steps="off", times=spent
-    )
+    monitor = spent.monitor()
     async with trio.open_nursery() as nursery:
         await nursery.start(monitor.run)
         await trio.sleep(1.0)
         # Waiting for a core: 0.3 s late, all of it in the run queue.
-        spent.waited += 0.3
-        autojump_clock.jump(0.3)
-        await trio.sleep(0.2)
+        await spent.hold(autojump_clock, 0.3, ran=0.0, waited=0.3)
         figures = monitor.figures()
         assert figures["lag_max_ms"] >= 250.0
         assert figures["lag_own_max_ms"] == 0.0
         # Its own work: 0.2 s late, all of it on a core.
-        spent.ran += 0.2
-        autojump_clock.jump(0.2)
-        await trio.sleep(0.2)
+        await spent.hold(autojump_clock, 0.2, ran=0.2, waited=0.0)
         # Both: 0.4 s late, a quarter of it waiting.
-        spent.ran += 0.3
-        spent.waited += 0.1
-        autojump_clock.jump(0.4)
-        await trio.sleep(0.2)
+        await spent.hold(autojump_clock, 0.4, ran=0.3, waited=0.1)
         nursery.cancel_scope.cancel()
     figures = monitor.figures()
     assert figures["lag_max_ever_ms"] >= 350.0
@@ -119,17 +126,12 @@ async def test_a_wait_before_the_deadline_does_not_hide_work_after_it(
     """A busy node sharing its core waits half of every interval; a long step after the
     deadline is still its own, in proportion."""
     spent = ThreadClock()
-    monitor = LoopMonitor(
-        interval=0.05, window=10.0, stall_threshold=0.05, steps="off", times=spent
-    )
+    monitor = spent.monitor()
     async with trio.open_nursery() as nursery:
         await nursery.start(monitor.run)
         await trio.sleep(0.5)
         # 0.05 s to the deadline and 0.1 s past it, busy throughout at half a core.
-        spent.ran += 0.075
-        spent.waited += 0.075
-        autojump_clock.jump(0.15)
-        await trio.sleep(0.2)
+        await spent.hold(autojump_clock, 0.15, ran=0.075, waited=0.075)
         nursery.cancel_scope.cancel()
     figures = monitor.figures()
     assert figures["lag_max_ever_ms"] >= 99.0
