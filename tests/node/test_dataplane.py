@@ -312,8 +312,9 @@ async def test_a_replica_slower_than_the_writes_gets_hints_beyond_a_bounded_queu
         pool.open.set()
         await ack.event.wait()
         assert ack.ok
-        while replicator.queued() or replicator.hints.pending(OTHER):
-            await trio.sleep(0.5)
+        with trio.fail_after(60):  # the hints replay after their back-off
+            while replicator.queued() or replicator.hints.pending(OTHER):
+                await trio.sleep(0.5)
         nursery.cancel_scope.cancel()
     # Every key reached the replica at its newest version.
     newest = {b"k%d" % (i % (2 * MAX_QUEUED)): 1000 + i for i in range(writes)}

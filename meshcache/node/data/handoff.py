@@ -209,7 +209,6 @@ class HandOff:
             return True
         started = self._clock()
         deadline = started + SETTLE_TIMEOUT
-        answered: set[str] = set()  # members whose own answer carried the version
         told, answers = trio.open_memory_channel[str](math.inf)
         with told, answers:
             async with trio.open_nursery() as asking:
@@ -217,7 +216,7 @@ class HandOff:
                     if m.node_id != self.node_id:
                         asking.start_soon(self._ask_version, m.node_id, config.version, told)
                 try:
-                    return await self._wait_settled(config, started, deadline, answered, answers)
+                    return await self._wait_settled(config, started, deadline, answers)
                 finally:
                     asking.cancel_scope.cancel()
 
@@ -226,9 +225,9 @@ class HandOff:
         config: ClusterConfig,
         started: float,
         deadline: float,
-        answered: set[str],
         answers: trio.MemoryReceiveChannel[str],
     ) -> bool:
+        answered: set[str] = set()  # members whose own answer carried the version
         while True:
             behind = [
                 m.node_id
