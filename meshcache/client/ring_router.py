@@ -221,8 +221,10 @@ class RingRouter:
         # The hot-set version each node's responses carried last; nodes whose changed.
         self._hot_seen: dict[Address, int] = {}
         self._hot_changed: dict[Address, None] = {}
-        # key -> (the version this client's write left on it, until when it is demanded).
-        self._written: dict[bytes, tuple[int, float]] = {}
+        # key -> (the newest version this client's writes left on it, -1 if none said, until
+        # when it is demanded; until when its owner is demanded, after a write answered with
+        # no version).
+        self._written: dict[bytes, tuple[int, float, float]] = {}
         self._remember = WRITTEN_FOR
 
     @property
@@ -303,8 +305,9 @@ class RingRouter:
         return self._hot
 
     @property
-    def written(self) -> dict[bytes, tuple[int, float]]:
-        """The hot keys this client wrote lately: ``key -> (version, until)``."""
+    def written(self) -> dict[bytes, tuple[int, float, float]]:
+        """The hot keys this client wrote lately: ``key -> (version, until, owner_until)``
+        (:meth:`wrote`)."""
         return self._written
 
     def hot_hint(self, address: Address, version: int) -> None:
@@ -316,22 +319,32 @@ class RingRouter:
 
     def wrote(self, keys: Sequence[bytes], version: int | None) -> None:
         """This client's write of ``keys`` was answered with ``version`` (None: no version;
-        then only the keys known to be hot are remembered, each demanding its owner)."""
+        then only the keys known to be hot are remembered, each demanding its owner).
+
+        The two demands are kept apart: a version answered later does not end the demand of
+        the owner that a write answered without one left (the two answers may have come back
+        out of order), and does not prolong it either: it ends when every copy older than
+        that write has lapsed, and the newest version answered is demanded after it."""
         hot = self._hot
+        now = self._clock()
+        until = now + self._remember
         if version is None:
             keys = [k for k in keys if k in hot]
             if not keys:
                 return
-            version = ANY_COPY_OLDER
         elif len(keys) > 1:
             keys = [k for k in keys if k in hot] or keys[:1]
-        until = self._clock() + self._remember
         written = self._written
         for key in keys:
             held = written.pop(key, None)
-            if held is not None and held[0] > version:
-                version = held[0]
-            written[key] = (version, until)
+            newest, newest_until, owner_until = (-1, 0.0, 0.0) if held is None else held
+            if version is None:
+                owner_until = until
+            elif version >= newest or newest_until <= now:
+                newest, newest_until = version, until
+            else:  # an answer that came back late: the newer version stays demanded
+                newest_until = until
+            written[key] = (newest, newest_until, owner_until)
         while len(written) > WRITTEN_MAX:
             try:
                 written.pop(next(iter(written)), None)
@@ -343,10 +356,14 @@ class RingRouter:
         held = self._written.get(key)
         if held is None:
             return None
-        if held[1] <= self._clock():
-            self._written.pop(key, None)
-            return None
-        return held[0]
+        newest, newest_until, owner_until = held
+        now = self._clock()
+        if owner_until > now:
+            return ANY_COPY_OLDER
+        if newest >= 0 and newest_until > now:
+            return newest
+        self._written.pop(key, None)
+        return None
 
     def hot_due(self) -> Address | None:
         """The node to ask for its hot keys now (``FETCH_HOT``), or None when it is not time:

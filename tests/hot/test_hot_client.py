@@ -125,6 +125,24 @@ def test_the_router_remembers_the_versions_of_its_writes_for_a_while() -> None:
     assert not router.written
 
 
+def test_a_version_answered_later_neither_ends_nor_prolongs_a_demand_of_the_owner() -> None:
+    clock = Clock()
+    router = _router(clock)
+    router._hot = {b"hot": (A, B)}
+    router.wrote([b"hot"], None)  # through a node that is not its owner
+    assert router.min_version(b"hot") == ANY_COPY_OLDER
+    clock.now += WRITTEN_FOR / 2
+    router.wrote([b"hot"], 70)  # its owner answered the next write with a version
+    assert router.min_version(b"hot") == ANY_COPY_OLDER  # the answers may have crossed
+    clock.now += WRITTEN_FOR / 2 + 0.01
+    assert router.min_version(b"hot") == 70  # the owner's demand ended; the version's has not
+    router.wrote([b"hot"], 90)
+    router.wrote([b"hot"], 80)  # late
+    assert router.min_version(b"hot") == 90
+    clock.now += WRITTEN_FOR + 0.01
+    assert router.min_version(b"hot") is None and not router.written
+
+
 def test_a_longer_lease_makes_the_router_remember_longer() -> None:
     clock = Clock()
     router = _router(clock)

@@ -661,3 +661,32 @@ async def test_a_late_push_older_than_a_forwarded_write_does_not_end_its_fence(
         assert hot.stats["reads_from_copies"] == served + 1, f"seed {seed}: the fence stayed"
         readers.cancel()
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_a_write_to_a_key_that_cooled_lately_still_says_its_version(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A key cooled, but a copy whose drop was lost may be served for a lease, and a client may
+    still take the key for hot: for two leases a write's answer says the version it left, so
+    that such a client demands that version of a copy rather than every member's newest record
+    for each read. After that a write's answer is a cold key's."""
+    mesh = SimMesh(11, 4, policies={NS: POLICY}, link=LAN)
+    rng = random.Random(11)
+    key = b"hot:c"
+    async with trio.open_nursery() as nursery:
+        await nursery.start(mesh.run)
+        await mesh.client("n0", NS, "SET", key, value_of(key, 0))
+        owner, _, readers, _ = await _copied_everywhere(mesh, nursery, key, HotHistory(), rng, 4)
+        hot = mesh.nodes[owner].parts.hot
+        readers.cancel()
+        await mesh.wait_until(lambda: key not in hot.hot[NS], timeout=10.0, what="the key cools")
+        cooled_at = trio.current_time()
+        answer = await mesh.request(owner, NS, "SET", key, value_of(key, 1))
+        record = read_record(mesh.nodes[owner].store, NS, key)
+        assert record is not None and answer.hints is not None
+        assert answer.hints["version"] == record.version
+        await trio.sleep_until(cooled_at + 2 * LEASE + 2 * SLACK)
+        answer = await mesh.request(owner, NS, "SET", key, value_of(key, 2))
+        assert answer.hints == {"hot": hot.version} and not hot.cooled
+        nursery.cancel_scope.cancel()

@@ -161,6 +161,9 @@ class Dispatcher:
             hot = self.hot
             if hot is None or hot.hint is None or spec.handler != DATA_HANDLER:
                 out: bytes = self._pack([rid, STATUS_OK, result, self.ring_version])
+            elif hot.cooled and spec.kind is OpKind.WRITE:  # a key that was hot says its version
+                hints = hot.ack_hint(ns, op, args)
+                out = self._pack([rid, STATUS_OK, result, self.ring_version, hints])
             else:
                 out = self._pack([rid, STATUS_OK, result, self.ring_version, hot.hint])
         except CommandError as exc:

@@ -148,6 +148,10 @@ class HotKeys:
         self.sketches: dict[str, HotSketch[bytes]] = {}
         self.policies: dict[str, HotKeyPolicy] = {}
         self.hot: dict[str, dict[bytes, HotKey]] = {}
+        #: Keys that cooled here, per namespace, each until two leases after (an empty one is
+        #: removed): a copy whose drop was lost may still be served meanwhile, so a write's
+        #: answer still says the version it left (:meth:`ack_hint`).
+        self.cooled: dict[str, dict[bytes, float]] = {}
         # The sketch's counts of the keys near the thresholds at the last tick, per namespace.
         self._counts: dict[str, dict[bytes, float]] = {}
         # (namespace, key) -> (until, the version of the copy dropped; -1: none was held).
@@ -189,6 +193,12 @@ class HotKeys:
             self._served = Counter({s: n for s, n in self._served.items() if s in area})
         if self._fences:
             self._fences = {slot: f for slot, f in self._fences.items() if f[0] > now}
+        for name, cooled in list(self.cooled.items()):
+            left = {k: until for k, until in cooled.items() if until > now}
+            if left and name in self.policies:
+                self.cooled[name] = left
+            else:
+                del self.cooled[name]
         ring, version = self._ring()
         for namespace, sketch in self.sketches.items():
             policy = self.policies[namespace]
@@ -314,6 +324,7 @@ class HotKeys:
         cooled: dict[str, list[Any]] = {}
         for key in [k for k in current if k not in seen]:
             entry = current.pop(key)
+            self.cooled.setdefault(namespace, {})[key] = now + 2 * policy.lease
             self.stats["keys_cooled"] += 1
             self._changed()
             log.info("hot_key", namespace=namespace, key=key[:64], state="cooled")
@@ -482,16 +493,29 @@ class HotKeys:
         update.done.then(counted)
         return done
 
+    def _versioned(self, namespace: str) -> tuple[dict[bytes, Any], dict[bytes, float]] | None:
+        """The keys of ``namespace`` whose writes' answers say the version they left: the hot
+        ones, and those that cooled less than two leases ago (a copy whose drop was lost may
+        still be served, and a client that still takes the key for hot demands its write's
+        version of a copy: without one it would have to demand the owner's newest record of
+        every member, for every read, until it forgets the write). None when there are none."""
+        current = self.hot.get(namespace)
+        cooled = self.cooled.get(namespace)
+        if not current and not cooled:
+            return None
+        return current or {}, cooled or {}
+
     def ack_hint(self, namespace: str, op: str, args: list[Any]) -> dict[str, int] | None:
         """The hints of the answer to a write this node coordinated: with ``version``, the
-        newest version the write left on a key of it that is hot here (what a client that
-        wrote it may demand of a copy: ``HOT_GET``), when there is one."""
-        current = self.hot.get(namespace)
-        if current:
+        newest version the write left on a key of it that is hot here or cooled lately (what a
+        client that wrote it may demand of a copy: ``HOT_GET``), when there is one."""
+        versioned = self._versioned(namespace)
+        if versioned is not None:
+            current, cooled = versioned
             keys = args[::2] if op == "MSET" else (args if op == "DELETE" else args[:1])
             newest = -1
             for key in keys:
-                if type(key) is bytes and key in current:
+                if type(key) is bytes and (key in current or key in cooled):
                     record = read_record(self.store, namespace, key)
                     version = DROP_ALL if record is None else record.version
                     newest = max(newest, version)
@@ -502,19 +526,20 @@ class HotKeys:
     def forward_hint(self, namespace: str, payload: list[Any]) -> dict[str, Any] | None:
         """The hints of the answer to a write another node forwarded here (``FWD`` ``payload``
         ``[op, args, ...]``): with ``versions``, ``[key, version]`` for each key it wrote that
-        is hot here, the version the key's record has now (what the write left, or a newer
-        one), so that the forwarder refuses any older copy of it (:meth:`written_through`);
-        None when it wrote no hot key."""
-        current = self.hot.get(namespace)
-        if not current or len(payload) < 2 or type(payload[1]) is not list:
+        is hot here or cooled lately, the version the key's record has now (what the write left,
+        or a newer one), so that the forwarder refuses any older copy of it
+        (:meth:`written_through`); None when it wrote no such key."""
+        versioned = self._versioned(namespace)
+        if versioned is None or len(payload) < 2 or type(payload[1]) is not list:
             return None
+        current, cooled = versioned
         op, args = payload[0], payload[1]
         spec = OPS.get(op) if type(op) is str else None
         if spec is None or spec.kind is not OpKind.WRITE:
             return None
         versions: list[list[Any]] = []
         for key in args[::2] if op == "MSET" else (args if op == "DELETE" else args[:1]):
-            if type(key) is bytes and key in current:
+            if type(key) is bytes and (key in current or key in cooled):
                 record = read_record(self.store, namespace, key)
                 if record is not None:
                     versions.append([key, record.version])
