@@ -177,6 +177,12 @@ class Store:
         else:
             ks.apply_policy(policy)
 
+    @property
+    def last_version(self) -> int:
+        """The greatest version this store's clock issued or observed so far: every write it
+        applied is at most this, every write it applies afterwards above it."""
+        return self._hlc.last
+
     def policy(self, name: str) -> NamespacePolicy:
         return self._space(name).policy
 

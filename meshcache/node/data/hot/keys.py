@@ -517,7 +517,9 @@ class HotKeys:
             for key in keys:
                 if type(key) is bytes and (key in current or key in cooled):
                     record = read_record(self.store, namespace, key)
-                    version = DROP_ALL if record is None else record.version
+                    # No record left (a delete): every copy from before it is at most the
+                    # newest version this node knows, and every later write is above it.
+                    version = self.store.last_version + 1 if record is None else record.version
                     newest = max(newest, version)
             if newest >= 0:
                 return {"hot": self.version, "version": newest}
