@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import gc
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,6 +22,21 @@ def add(q: HintQueue, target: str, key: bytes, version: int, now: float = 0.0, *
 def test_size_is_msgpack_plus_overhead() -> None:
     # msgpack: array header 1, "bytes" 6, bin8 b"v" 3, nil 1, fixint 1
     assert hint_size("ns", b"key", ["bytes", b"v", None, 1]) == 12 + 3 + 2 + HINT_OVERHEAD
+
+
+def test_queued_plain_hints_leave_the_garbage_collectors_watch() -> None:
+    """A full collection must not walk every hint a busy node holds: once collections have seen
+    them (the record first, then the hint holding it), a plain value's queued hint is no longer
+    tracked."""
+    q = queue(total=1 << 30, per_target=1 << 30)
+    for i in range(1000):
+        add(q, "b", b"k%d" % i, i + 1)
+    gc.collect()
+    gc.collect()
+    held = list(q._queues["b"].values())
+    assert not any(gc.is_tracked(h) or gc.is_tracked(h[5]) for h in held)
+    hint = q.get("b", "default", b"k7")
+    assert hint is not None and hint.version == 8 and hint.record == ("bytes", b"v8", None, 8)
 
 
 def test_coalesces_to_the_newest_version() -> None:
