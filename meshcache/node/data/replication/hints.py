@@ -1,7 +1,9 @@
 """Hinted hand-off: writes for owners that gossip reports dead, kept to replay on their return.
 
 A :class:`HintQueue` is a bounded store of ``(namespace, key, record wire form)`` per target
-node. It does no I/O and reads no clock: every call that needs time takes ``now``.
+node. It does no I/O and reads no clock: every call that needs time takes ``now``, from a clock
+that does not go back (each target's hints are kept in the order they were queued, oldest
+first, and expiry and overflow take them from there).
 
 What callers may rely on:
 
