@@ -319,3 +319,34 @@ async def test_a_replica_slower_than_the_writes_gets_hints_beyond_a_bounded_queu
     # Every key reached the replica at its newest version.
     newest = {b"k%d" % (i % (2 * MAX_QUEUED)): 1000 + i for i in range(writes)}
     assert {k: v for k, v in pool.held.items() if k != b"waited"} == newest
+
+
+@pytest.mark.trio
+async def test_hints_whose_alive_event_was_missed_are_retried_while_the_target_lives(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Writes for a target gossip holds dead become hints that wait for its ALIVE event. If
+    that event never reaches the replicator (it came before they were queued, or while another
+    replay ran), the hints are still replayed once gossip holds the target alive."""
+    gossip = {OTHER: False}
+    pool = SlowReplica()
+    pool.open.set()
+    replicator = Replicator(
+        pool,
+        address_of=lambda _: Address("10.0.0.2", 7400),
+        alive=lambda node: gossip[node],
+        hints=HintQueue(max_bytes=64 << 20, max_bytes_per_target=64 << 20, max_age_s=600),
+        clock=trio.current_time,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(replicator.run)
+        for i in range(100):
+            replicator.send(OTHER, "default", b"k%d" % i, entry(b"v", 1000 + i), 1000 + i, False)
+        assert replicator.stats["hinted_dead"] == 100
+        gossip[OTHER] = True  # alive again, and the replicator is not told
+        with trio.fail_after(30):
+            while len(pool.held) < 100:
+                await trio.sleep(0.5)
+        nursery.cancel_scope.cancel()
+    assert not replicator.hints.pending(OTHER)
+    assert pool.held == {b"k%d" % i: 1000 + i for i in range(100)}

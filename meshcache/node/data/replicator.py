@@ -331,6 +331,23 @@ class Replicator:
             if dropped:
                 self.stats["hints_expired"] += dropped
                 log.warning("hints_expired", count=dropped)
+            self._retry_forgotten()
+
+    def _retry_forgotten(self) -> None:
+        """Retry the hints of every target gossip holds alive that nothing is replaying or
+        retrying: hints queued as for a dead target wait for its ALIVE event, and one that
+        came before they were queued, or while another replay ran, would leave them queued."""
+        assert self._nursery is not None
+        for target in self.hints.targets():
+            if (
+                self._alive(target)
+                and target not in self._replaying
+                and target not in self._retry_after
+                and self._address_of(target) is not None
+            ):
+                self.stats["hint_retries_forgotten"] += 1
+                self._retry_after[target] = HINT_RETRY_FIRST
+                self._nursery.start_soon(self._retry_hints, target)
 
 
 __all__ = [
