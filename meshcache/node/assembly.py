@@ -160,6 +160,7 @@ class Assembly:
             alive=self.reachable,
             call=self.peer_call,
             submit=self.peer_submit,
+            apply=self.coordinator.apply_replicated,
             wall_clock=wall_clock,
             rng=self._rng(seed, "hot"),
         )

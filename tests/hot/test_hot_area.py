@@ -17,6 +17,7 @@ from meshcache.node.data.hot.area import (
 )
 from meshcache.store.hotpolicy import HotKeyPolicy
 from meshcache.store.policy import NamespacePolicy
+from meshcache.store.values import PLAIN
 from meshcache.testing.simdata import SimMesh
 
 
@@ -176,4 +177,51 @@ async def test_a_holder_refuses_pushes_it_cannot_trust(
         assert copy is not None and copy.lease_end <= trio.current_time() + 1.0
         assert await mesh.client(holder, NS, "HOT_DROP", owner, version, [[key, 5]]) == 1
         assert (NS, key) not in hot.area
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_a_pushed_record_is_applied_only_from_the_owner_by_a_write_owner(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An item ``[key, record]`` carries the owner's replica write to a holder that is also
+    one of the key's write owners: applied there as ``REPL`` applies it, and the copy taken
+    from it. From anyone else, or at a holder that is no write owner, it is refused as not
+    applied (``-2``) and nothing is stored; a record of the wrong shape is a bad request."""
+    mesh = SimMesh(3, 3, policies={NS: POLICY})
+    async with trio.open_nursery() as nursery:
+        await nursery.start(mesh.run)
+        key = b"some-key"
+        owner, replica, other = [m.node_id for m in mesh.ring.owners(key, 3)]
+        version = mesh.config.version
+        record = [PLAIN, b"v", None, 7]
+        item = [key, record]
+        assert await mesh.client(replica, NS, "HOT_PUSH", other, version, 1.0, [item]) == [-2]
+        assert mesh.held(replica, NS, key) is None
+        assert mesh.nodes[replica].parts.hot.stats["refused_not_owner"] == 1
+        # a holder beyond the key's replicas is sent its copy, never the record
+        assert await mesh.client(other, NS, "HOT_PUSH", owner, version, 1.0, [item]) == [-2]
+        assert mesh.held(other, NS, key) is None
+        assert (NS, key) not in mesh.nodes[other].parts.hot.area
+        assert mesh.nodes[other].coordinator.stats["repl_refused_not_owner"] == 1
+        for bad in (
+            [PLAIN, "v", None, 7],
+            ["hash", b"v", None, 7],
+            [PLAIN, b"v", None, "7"],
+            [PLAIN, b"v", "soon", 7],
+            [PLAIN, b"v", None],
+        ):
+            with pytest.raises(CommandError) as malformed:
+                await mesh.client(replica, NS, "HOT_PUSH", owner, version, 1.0, [[key, bad]])
+            assert malformed.value.code is ErrorCode.BAD_REQUEST
+        assert mesh.held(replica, NS, key) is None
+        assert await mesh.client(replica, NS, "HOT_PUSH", owner, version, 1.0, [item]) == [0]
+        assert mesh.held(replica, NS, key) == (PLAIN, b"v", None, 7)
+        hot = mesh.nodes[replica].parts.hot
+        copy = hot.area.get(NS, key, trio.current_time(), mesh.nodes[replica].wall())
+        assert copy is not None and copy.version == 7 and copy.value == b"v"
+        # an older record is stale for the store and older than the copy: not applied anew
+        older = [key, [PLAIN, b"old", None, 6]]
+        assert await mesh.client(replica, NS, "HOT_PUSH", owner, version, 1.0, [older]) == [-1]
+        assert mesh.held(replica, NS, key) == (PLAIN, b"v", None, 7)
         nursery.cancel_scope.cancel()

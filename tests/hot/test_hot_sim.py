@@ -597,6 +597,49 @@ async def test_copy_updates_go_on_one_kept_connection_per_holder(
 
 @pytest.mark.trio
 @pytest.mark.parametrize("seed", SEEDS)
+async def test_a_write_to_a_hot_key_carries_its_replica_write_in_the_update_of_the_copy(
+    seed: int, autojump_clock: trio.testing.MockClock
+) -> None:
+    """At consistency ``one``, the holder that is also a write owner of the key gets the
+    write's record in its push: applied before the write is acknowledged, with no replica
+    write of its own. One whose push does not land gets the record from the replicator:
+    hinted while it is cut off, and applied after the heal."""
+    mesh = SimMesh(seed, 4, policies={NS: POLICY}, link=LAN)
+    rng = random.Random(seed)
+    key = b"hot:carried"
+    async with trio.open_nursery() as nursery:
+        await nursery.start(mesh.run)
+        await mesh.client("n0", NS, "SET", key, value_of(key, 0))
+        owner, others, readers, _ = await _copied_everywhere(
+            mesh, nursery, key, HotHistory(), rng, 4
+        )
+        replica = mesh.owners(NS, key)[1]
+        assert replica in others
+        hot = mesh.nodes[owner].parts.hot
+        replicator = mesh.nodes[owner].parts.replicator
+        queued = replicator.stats["queued"]
+        for seq in range(1, 11):
+            await mesh.client(owner, NS, "SET", key, value_of(key, seq))
+            assert mesh.held(replica, NS, key) == mesh.held(owner, NS, key), f"seed {seed}: {seq}"
+        assert replicator.stats["queued"] == queued, f"seed {seed}"
+        assert hot.stats["replica_writes_carried"] == 10, f"seed {seed}"
+        assert hot.stats["replica_writes_unlanded"] == 0, f"seed {seed}"
+        mesh.net.partition([owner], [replica])
+        await mesh.client(owner, NS, "SET", key, value_of(key, 11))
+        assert hot.stats["replica_writes_unlanded"] == 1, f"seed {seed}"
+        assert mesh.held(replica, NS, key) != mesh.held(owner, NS, key), f"seed {seed}"
+        mesh.net.heal()
+        await mesh.wait_until(
+            lambda: mesh.held(replica, NS, key) == mesh.held(owner, NS, key),
+            timeout=35.0,
+            what="the replica write that was not carried lands after the heal",
+        )
+        readers.cancel()
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("seed", SEEDS)
 async def test_a_late_push_older_than_a_forwarded_write_does_not_end_its_fence(
     seed: int, autojump_clock: trio.testing.MockClock
 ) -> None:

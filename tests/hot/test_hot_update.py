@@ -68,8 +68,7 @@ class Holders:
 async def _update(holders: Holders, nursery: trio.Nursery, wait: float = 0.5) -> CopyUpdate:
     return CopyUpdate(
         "default",
-        CALLS,
-        list(holders.behaviour),
+        dict.fromkeys(holders.behaviour, CALLS),
         submit=holders.submit,
         resend=holders.resend,
         spawn=nursery.start_soon,

@@ -506,23 +506,26 @@ class Coordinator:
             if requested is not None:
                 level = requested
         keys = args[::2] if op == "MSET" else (args if op == "DELETE" else args[:1])
+        hot = self.hot
         if level == "one":
+            # The update of a hot key's copies carries the replica write to a holder that is
+            # also a write owner; the rest go the usual way.
+            update, carried = (None, None) if hot is None else hot.written(namespace, keys, True)
             for key in keys:
-                self._replicate(namespace, key)
-            return self._hot_written(namespace, keys, result)
+                self._replicate(namespace, key, carried)
+            return self._hot_written(namespace, update, result)
         if level not in ("quorum", "all"):
             raise CommandError(ErrorCode.BAD_REQUEST, f"unknown consistency {level!r}")
+        acks = self._await_acks(namespace, keys, Consistency(level), result, op, args, stamp)
         return self._hot_written(
-            namespace,
-            keys,
-            self._await_acks(namespace, keys, Consistency(level), result, op, args, stamp),
+            namespace, None if hot is None else hot.written(namespace, keys)[0], acks
         )
 
-    def _hot_written(self, namespace: str, keys: list[bytes], result: Any) -> Any:
-        """``result``, answered once the copies of any hot key among ``keys`` are updated:
-        as a :class:`Later` with no task when both are at hand (the update submitted, the
-        result a value)."""
-        update = None if self.hot is None else self.hot.written(namespace, keys)
+    def _hot_written(self, namespace: str, update: Any, result: Any) -> Any:
+        """``result``, answered once ``update`` of the copies of hot keys (None: none) is
+        done: as a :class:`Later` with no task when both are at hand (the update submitted,
+        the result a value). The replica writes the update carried that did not land are
+        then sent the usual way."""
         if update is None:
             return result
         if (
@@ -531,14 +534,37 @@ class Coordinator:
             and not isinstance(result, Coroutine)
         ):
             later = Later()
-            update.then(lambda _, __: later.resolve(result))
+
+            def done(unlanded: Any, _: BaseException | None) -> None:
+                if unlanded:
+                    self._replicate_unlanded(namespace, unlanded)
+                later.resolve(result)
+
+            update.then(done)
             return later
 
         async def then() -> Any:
-            await _settled(update)
+            unlanded = await _settled(update)
+            if unlanded:
+                self._replicate_unlanded(namespace, unlanded)
             return await _settled(result)
 
         return then()
+
+    def _replicate_unlanded(self, namespace: str, unlanded: list[tuple[str, bytes]]) -> None:
+        """Send the replica writes a hot key's update carried that did not land the usual way
+        (queued, or hinted)."""
+        for target, key in unlanded:
+            record = read_record(self.store, namespace, key)
+            if record is not None:
+                self.replicator.send(
+                    target,
+                    namespace,
+                    key,
+                    record.to_wire(),
+                    record.version,
+                    type(record) is Tombstone,
+                )
 
     # --- read-through ------------------------------------------------------------------------
 
@@ -600,7 +626,11 @@ class Coordinator:
         finally:
             hlc.unpin()
 
-    def _replicate(self, namespace: str, key: bytes) -> None:
+    def _replicate(
+        self, namespace: str, key: bytes, carried: set[tuple[bytes, str]] | None = None
+    ) -> None:
+        """Ship ``key``'s record to its other write owners, but those a hot key's update
+        carries it to (``carried``: ``(key, owner)``)."""
         record = read_record(self.store, namespace, key)
         if record is None:
             return  # nothing to ship (a delete while tombstones are off)
@@ -608,8 +638,9 @@ class Coordinator:
         deleted = type(record) is Tombstone
         me = self.node_id
         for member in self.ring.write_owners(key, self._replicas(namespace)):
-            if member.node_id != me:
-                self.replicator.send(member.node_id, namespace, key, wire, record.version, deleted)
+            target = member.node_id
+            if target != me and not (carried and (key, target) in carried):
+                self.replicator.send(target, namespace, key, wire, record.version, deleted)
 
     async def _await_acks(
         self,

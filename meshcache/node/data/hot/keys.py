@@ -38,6 +38,7 @@ from meshcache.node.data.hot.area import UNBOUNDED_AREA_BYTES, Copy, HotArea
 from meshcache.node.data.hot.sketch import HotSketch
 from meshcache.node.data.hot.update import CopyUpdate, Submit
 from meshcache.node.data.replication.tombstones import read_record
+from meshcache.node.data.replicator import APPLIED, STALE
 from meshcache.node.net.peer_pool import PeerUnreachable
 from meshcache.ring import Ring
 from meshcache.store.entry import EntryView
@@ -84,6 +85,41 @@ Call = Callable[[str, str, str, list[Any], float, str], Awaitable[Any]]
 #: The version a drop carries when the owner holds no record of the key at all: older than
 #: it is every copy.
 DROP_ALL = 2**63
+#: A push item's answer when the item carried a replica write that was not applied.
+NOT_APPLIED = -2
+
+Apply = Callable[[str, list[Any], str], Any]
+"""``apply(namespace, [[key, record]], sender)``: ``REPL``'s apply of records sent by another
+owner, one answer per record (:meth:`Coordinator.apply_replicated`)."""
+
+Unlanded = list[tuple[str, bytes]]
+Written = tuple[Later | Coroutine[Any, Any, Unlanded] | None, set[tuple[bytes, str]]]
+_NOTHING_WRITTEN: Written = (None, set())
+
+
+@dataclass(slots=True)
+class UpdatePlan:
+    """A write's update of the copies of its hot keys."""
+
+    #: Each holder's calls, in order.
+    calls: dict[str, list[tuple[str, list[Any]]]] = field(default_factory=dict)
+    #: The push items, ``[key, value, version, expires_at]``, as a holder without a replica
+    #: write gets them (a holder's answer has one int per item, in this order).
+    pushes: list[Any] = field(default_factory=list)
+    #: Items (pushes and drops) each holder is sent.
+    items: int = 0
+    #: ``(key, holder)``: the replica writes the pushes carry.
+    carried: set[tuple[bytes, str]] = field(default_factory=set)
+    #: ``(holder, key)``: carried replica writes a holder answered it did not apply.
+    unlanded: Unlanded = field(default_factory=list)
+
+
+def _carrying(item: list[Any]) -> list[Any]:
+    """A push item ``[key, value, version, expires_at]`` as ``[key, record]``: the key's whole
+    record (a plain value's, as ``REPL`` carries it), for a holder that is also a write
+    owner of the key."""
+    key, value, version, expires_at = item
+    return [key, [PLAIN, value, expires_at, version]]
 
 
 @dataclass(slots=True)
@@ -119,6 +155,8 @@ class HotKeys:
         submit: a request to a peer on a kept connection without a task
             (:data:`~.update.Submit`): a write's update of the copies goes that way when it
             can (:class:`~.update.CopyUpdate`), else in a task through ``call``.
+        apply: see :data:`Apply`; a push item that carries a replica write is applied with
+            it (without it such an item is answered :data:`NOT_APPLIED`).
     """
 
     def __init__(
@@ -133,8 +171,10 @@ class HotKeys:
         clock: Callable[[], float] = trio.current_time,
         rng: random.Random | None = None,
         submit: Submit | None = None,
+        apply: Apply | None = None,
     ) -> None:
         self.store = store
+        self._apply = apply
         self.node_id = node_id
         self._ring = ring
         self._alive = alive
@@ -422,32 +462,36 @@ class HotKeys:
             self.stats["pushes_failed"] += 1
             log.debug("hot_drop_failed", peer=holder, error=str(exc))
 
-    def written(
-        self, namespace: str, keys: list[bytes]
-    ) -> Later | Coroutine[Any, Any, None] | None:
-        """A write to ``keys`` was applied here: the update of their copies to wait for (a
-        :class:`Later` settled when it is done, or a coroutine where no update can be
-        submitted without a task), or None when none of them is hot."""
+    def written(self, namespace: str, keys: list[bytes], carry: bool = False) -> Written:
+        """A write to ``keys`` was applied here: the update of their copies to wait for, or
+        None when none of them is hot, and the replica writes it carries.
+
+        The update is a :class:`Later` settled when it is done, or a coroutine where no
+        update can be submitted without a task; either gives the ``(holder, key)`` replica
+        writes it carried that did not land, for the caller to send the usual way. With
+        ``carry``, a holder that is also one of a key's write owners gets the key's record in
+        its push, applied there as a ``REPL`` would be (one message to it, not two): the
+        second item is the ``(key, holder)`` pairs carried so, which the caller does not
+        replicate itself."""
         current = self.hot.get(namespace)
         if not current:
-            return None
+            return _NOTHING_WRITTEN
         hot = [key for key in keys if key in current]
         if not hot:
-            return None
+            return _NOTHING_WRITTEN
+        plan = self._update_plan(namespace, hot, carry)
         if self._submit is not None and self._nursery is not None:
-            return self._update_now(namespace, hot, self._nursery, self._submit)
-        return self._update_copies(namespace, hot)
+            return self._update_now(namespace, plan, self._nursery, self._submit), plan.carried
+        return self._update_copies(namespace, plan), plan.carried
 
-    def _update_plan(
-        self, namespace: str, keys: list[bytes]
-    ) -> tuple[list[tuple[str, list[Any]]], list[str], list[Any], int]:
-        """A write's update of the copies of ``keys``: the calls every holder gets in order
-        (``HOT_PUSH``, ``HOT_DROP``), the holders, the push items, and how many items a holder
-        is sent. No calls when the namespace's hot keys are off."""
+    def _update_plan(self, namespace: str, keys: list[bytes], carry: bool) -> UpdatePlan:
+        """A write's update of the copies of ``keys``: each holder's calls in order
+        (``HOT_PUSH``, ``HOT_DROP``). No calls when the namespace's hot keys are off."""
+        plan = UpdatePlan()
         policy = self.policies.get(namespace)
         if policy is None:
-            return [], [], [], 0
-        _, version = self._ring()
+            return plan
+        ring, version = self._ring()
         pushes, drops = self._copy_items(namespace, keys)
         holders: dict[str, None] = {}
         current = self.hot[namespace]
@@ -455,18 +499,46 @@ class HotKeys:
             entry = current.get(key)
             if entry is not None:
                 holders.update(dict.fromkeys(entry.holders))
-        calls: list[tuple[str, list[Any]]] = []
-        if pushes:
-            calls.append(("HOT_PUSH", [self.node_id, version, float(policy.lease), pushes]))
-        if drops:
-            calls.append(("HOT_DROP", [self.node_id, version, drops]))
-        return calls, list(holders), pushes, len(pushes) + len(drops)
+        plan.pushes = pushes
+        plan.items = len(pushes) + len(drops)
+        carried: dict[str, set[bytes]] = {}
+        if carry and pushes:
+            replicas = self.store.policy(namespace).replicas
+            for item in pushes:
+                for member in ring.write_owners(item[0], replicas):
+                    if member.node_id in holders:
+                        carried.setdefault(member.node_id, set()).add(item[0])
+                        plan.carried.add((item[0], member.node_id))
+        lease = float(policy.lease)
+        for holder in holders:
+            calls: list[tuple[str, list[Any]]] = []
+            if pushes:
+                mine = carried.get(holder)
+                items = (
+                    pushes if not mine else [_carrying(i) if i[0] in mine else i for i in pushes]
+                )
+                calls.append(("HOT_PUSH", [self.node_id, version, lease, items]))
+            if drops:
+                calls.append(("HOT_DROP", [self.node_id, version, drops]))
+            plan.calls[holder] = calls
+        return plan
+
+    def _pushed(self, namespace: str, plan: UpdatePlan, holder: str, answer: Any) -> None:
+        """``holder`` answered a write's push: note what it holds, and which of the replica
+        writes the push carried to it it did not apply."""
+        self._answered(namespace, holder, plan.pushes, answer)
+        if not plan.carried:
+            return
+        landed = type(answer) is list and len(answer) == len(plan.pushes)
+        for at, item in enumerate(plan.pushes):
+            key = item[0]
+            if (key, holder) in plan.carried and (not landed or answer[at] == NOT_APPLIED):
+                plan.unlanded.append((holder, key))
 
     def _update_now(
-        self, namespace: str, keys: list[bytes], nursery: trio.Nursery, submit: Submit
+        self, namespace: str, plan: UpdatePlan, nursery: trio.Nursery, submit: Submit
     ) -> Later:
         """:meth:`_update_copies` by callback (:class:`CopyUpdate`)."""
-        calls, holders, pushes, items = self._update_plan(namespace, keys)
         done = Later()
 
         async def resend(holder: str, op: str, args: list[Any], timeout: float) -> Any:
@@ -474,24 +546,38 @@ class HotKeys:
 
         update = CopyUpdate(
             namespace,
-            calls,
-            holders,
+            plan.calls,
             submit=submit,
             resend=resend,
             spawn=nursery.start_soon,
-            pushed=lambda holder, answer: self._answered(namespace, holder, pushes, answer),
+            pushed=lambda holder, answer: self._pushed(namespace, plan, holder, answer),
             lane=UPDATE_LANE,
             wait=WRITE_WAIT,
             clock=self._clock,
         )
 
         def counted(_: Any, __: BaseException | None) -> None:
-            self.stats["invalidations_sent"] += items * len(holders)
-            self.stats["invalidations_lost"] += items * len(update.missed)
-            done.resolve(None)
+            done.resolve(self._count_update(plan, update.missed))
 
         update.done.then(counted)
         return done
+
+    def _count_update(self, plan: UpdatePlan, missed: set[str]) -> list[tuple[str, bytes]]:
+        """Count a write's update once it is done; the carried replica writes that did not
+        land (every one to a holder that missed the update, and those a holder refused)."""
+        self.stats["invalidations_sent"] += plan.items * len(plan.calls)
+        self.stats["invalidations_lost"] += plan.items * len(missed)
+        self.stats["replica_writes_carried"] += len(plan.carried)
+        unlanded = plan.unlanded
+        if missed and plan.carried:
+            answered = set(unlanded)
+            unlanded += [
+                (holder, key)
+                for key, holder in plan.carried
+                if holder in missed and (holder, key) not in answered
+            ]
+        self.stats["replica_writes_unlanded"] += len(unlanded)
+        return unlanded
 
     def _versioned(self, namespace: str) -> tuple[dict[bytes, Any], dict[bytes, float]] | None:
         """The keys of ``namespace`` whose writes' answers say the version they left: the hot
@@ -568,14 +654,11 @@ class HotKeys:
             if fenced is not None and fenced[1] < version - 1:
                 fences[(namespace, key)] = (fenced[0], version - 1)
 
-    async def _update_copies(self, namespace: str, keys: list[bytes]) -> None:
-        plan, holders, pushes, items = self._update_plan(namespace, keys)
-        if not plan or not holders:
-            return
-        pending = set(holders)
+    async def _update_copies(self, namespace: str, plan: UpdatePlan) -> list[tuple[str, bytes]]:
+        pending = set(plan.calls)
 
         async def one(holder: str) -> None:
-            calls = list(plan)
+            calls = list(plan.calls[holder])
             retried = False
             while calls:
                 op, args = calls[0]
@@ -593,17 +676,17 @@ class HotKeys:
                 except (MeshcacheError, OSError):
                     return
                 if op == "HOT_PUSH":
-                    self._answered(namespace, holder, pushes, answer)
+                    self._pushed(namespace, plan, holder, answer)
                 calls.pop(0)
             pending.discard(holder)
 
-        # The whole update, (re)connecting to a holder included, waits at most WRITE_WAIT.
-        with trio.move_on_after(WRITE_WAIT):
-            async with trio.open_nursery() as nursery:
-                for holder in holders:
-                    nursery.start_soon(one, holder)
-        self.stats["invalidations_sent"] += items * len(holders)
-        self.stats["invalidations_lost"] += items * len(pending)
+        if plan.calls:
+            # The whole update, (re)connecting to a holder included, waits at most WRITE_WAIT.
+            with trio.move_on_after(WRITE_WAIT):
+                async with trio.open_nursery() as nursery:
+                    for holder in plan.calls:
+                        nursery.start_soon(one, holder)
+        return self._count_update(plan, pending)
 
     # --- holder side ---------------------------------------------------------------------------
 
@@ -663,30 +746,35 @@ class HotKeys:
         return False
 
     def handle_push(self, namespace: str, args: list[Any]) -> list[int]:
-        """HOT_PUSH ``[sender, ring version, lease, [[key, value, version, expires_at], ...]]``:
-        store or renew copies. The answer has one int per item: the reads the copy served
-        since the previous push (so its owner still sees the key's whole popularity), or -1
-        when the item was not stored."""
+        """HOT_PUSH ``[sender, ring version, lease, items]``: store or renew copies. An item is
+        ``[key, value, version, expires_at]`` (``value`` None: a renewal), or ``[key, record]``
+        for a node that is also one of the key's write owners: the write's record, applied as
+        ``REPL`` applies it, and the copy taken from it. The answer has one int per item: the
+        reads the copy served since the previous push (so its owner still sees the key's whole
+        popularity), -1 when the copy was not stored, :data:`NOT_APPLIED` when the item's
+        record was not applied."""
         sender, ring = self._check_sender(namespace, args, "HOT_PUSH")
         lease, items = args[2], args[3]
         policy = self.policies[namespace]
         lease_end = self._clock() + min(lease, policy.lease)
         answer: list[int] = []
         for item in items:
-            if (
-                type(item) is not list
-                or len(item) != 4
-                or (item[1] is not None and type(item[1]) is not bytes)
-                or type(item[2]) is not int
-                or not (item[3] is None or type(item[3]) in (int, float))
-            ):
-                raise CommandError(
-                    ErrorCode.BAD_REQUEST, "HOT_PUSH takes [[key, value, version, expires_at], ...]"
-                )
-            key, value, version, expires_at = item
+            record = _checked_item(item)
+            key = item[0]
+            if record is not None:
+                value, version, expires_at = record[1], record[3], record[2]
+            else:
+                value, version, expires_at = item[1], item[2], item[3]
             if not self._owned_by(ring, key, sender):
-                answer.append(-1)
-            elif (
+                answer.append(-1 if record is None else NOT_APPLIED)
+                continue
+            if record is not None and (
+                self._apply is None
+                or self._apply(namespace, [[key, record]], sender)[0] not in (APPLIED, STALE)
+            ):
+                answer.append(NOT_APPLIED)
+                continue
+            if (
                 self.area.renew(namespace, key, version, expires_at, lease_end)
                 if value is None
                 else self.area.put(namespace, key, value, version, expires_at, lease_end)
@@ -759,6 +847,33 @@ class HotKeys:
             "hot_area_bytes": self.area.total_bytes,
         }
         return counters, gauges
+
+
+def _checked_item(item: Any) -> list[Any] | None:
+    """A push item's record when it carries one, None for a copy's item; ``BAD_REQUEST`` for
+    an item of neither shape."""
+    if type(item) is list and len(item) == 4:
+        if (
+            (item[1] is None or type(item[1]) is bytes)
+            and type(item[2]) is int
+            and (item[3] is None or type(item[3]) in (int, float))
+        ):
+            return None
+    elif type(item) is list and len(item) == 2:
+        record = item[1]
+        if (
+            type(record) is list
+            and len(record) == 4
+            and record[0] == PLAIN
+            and type(record[1]) is bytes
+            and (record[2] is None or type(record[2]) in (int, float))
+            and type(record[3]) is int
+        ):
+            return record
+    raise CommandError(
+        ErrorCode.BAD_REQUEST,
+        "HOT_PUSH takes [[key, value, version, expires_at] or [key, record], ...]",
+    )
 
 
 __all__ = ["MAX_HOT", "TICK", "UPDATE_LANE", "WRITE_WAIT", "HotKeys"]

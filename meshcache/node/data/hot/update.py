@@ -41,8 +41,7 @@ class CopyUpdate:
 
     Args:
         namespace: the keys' namespace.
-        calls: ``(op, args)`` in order, the same for every holder.
-        holders: the nodes holding copies.
+        plan: each holder's calls, ``(op, args)`` in order.
         submit: see :data:`Submit`.
         resend: see :data:`Resend`; started with ``spawn``.
         spawn: starts a task (the hot-key layer's nursery).
@@ -69,8 +68,7 @@ class CopyUpdate:
     def __init__(
         self,
         namespace: str,
-        calls: list[tuple[str, list[Any]]],
-        holders: list[str],
+        plan: dict[str, list[tuple[str, list[Any]]]],
         *,
         submit: Submit,
         resend: Resend,
@@ -90,11 +88,11 @@ class CopyUpdate:
         self.lane = lane
         self.done = Later()
         self.missed: set[str] = set()
-        self._left = len(calls) * len(holders)
+        self._left = sum(len(calls) for calls in plan.values())
         if not self._left:
             self.done.resolve(None)
             return
-        for holder in holders:
+        for holder, calls in plan.items():
             for op, args in calls:
                 self._send(holder, op, args, wait, retried=False)
 
