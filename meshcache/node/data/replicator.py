@@ -266,8 +266,12 @@ class Replicator:
         self.stats[f"hinted_{why}"] += len(items)
         if why != "dead" and target not in self._retry_after and self._nursery is not None:
             # Gossip may never call this target dead (nor alive again): retry on our own.
-            self._retry_after[target] = HINT_RETRY_FIRST
-            self._nursery.start_soon(self._retry_hints, target)
+            self._start_retry(target, self._nursery)
+
+    def _start_retry(self, target: str, nursery: trio.Nursery) -> None:
+        """Replay ``target``'s hints after the first back-off, and on (:meth:`_retry_hints`)."""
+        self._retry_after[target] = HINT_RETRY_FIRST
+        nursery.start_soon(self._retry_hints, target)
 
     async def _retry_hints(self, target: str) -> None:
         """Replay ``target``'s hints after a back-off until none are left or it is dead (then
@@ -346,8 +350,7 @@ class Replicator:
                 and self._address_of(target) is not None
             ):
                 self.stats["hint_retries_forgotten"] += 1
-                self._retry_after[target] = HINT_RETRY_FIRST
-                self._nursery.start_soon(self._retry_hints, target)
+                self._start_retry(target, self._nursery)
 
 
 __all__ = [
