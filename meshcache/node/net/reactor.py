@@ -59,8 +59,10 @@ if TYPE_CHECKING:
 MAX_EVENTS = 128
 BUSY_ROUNDS = 16
 # Seconds of work after which a reactor wake-up returns to trio (checked between rounds, and by
-# each connection's turn): one wake-up stays within a few milliseconds.
-ROUND_BUDGET = 0.002
+# each connection's turn): one wake-up stays within a few milliseconds. Under a pipelined
+# preload, 1 ms rather than 2 took the loop's own lag p99 from 6.6-8.4 ms to 5.1-5.9 ms, at no
+# throughput cost that runs could tell apart (docs/benchmarks.md).
+ROUND_BUDGET = 0.001
 # Body bytes from which a request counts as heavy: a protocol's turn looks at the clock right
 # after answering one, and ends there once the budget is spent. A frame's cost ranges over three
 # orders of magnitude (a GET some microseconds, a BULK of 2,000 values 3 ms), and its size tells
