@@ -103,7 +103,8 @@ MAX_READ_REPAIRS = 16
 # owners, or hints it: ~25 us a key), records of a REPL batch, blobs of a BULK one. A node
 # that pulls its ranges gets batches from every source at once, and its reactor reads one
 # from each in a wake-up, so those slices are about a millisecond: a hand-off batch above one
-# is applied by a task, a slice per step.
+# is applied by a task, a slice per step, and such batches take turns (one applies at a time),
+# or every batch in flight would apply a slice in the same pass of trio's scheduler.
 SCATTER_SLICE = 1000
 SCATTER_WRITE_SLICE = 200
 REPL_SLICE = 200  # 2.5-4.5 us a record
@@ -161,6 +162,8 @@ class Coordinator:
         self.solo = True
         self._addresses: dict[str, Address] = {}
         self.stats: Counter[str] = Counter()
+        # Held by the REPL or BULK batch being applied a slice at a time.
+        self._slicing = trio.Lock()
         self.read_repair_chance = read_repair_chance
         self._rng = rng or random.Random(node_id)
         self._repairs = 0
@@ -1111,18 +1114,20 @@ class Coordinator:
         """REPL: apply records sent by another owner; one answer per record.
 
         A batch of more than :data:`REPL_SLICE` records is applied that many at a time with a
-        checkpoint between slices: the answer is then a coroutine (the dispatcher awaits it).
+        checkpoint between slices, one such batch (or BULK's) at a time: the answer is then a
+        coroutine (the dispatcher awaits it).
         """
         if len(payload) > REPL_SLICE:
 
             async def sliced() -> list[int]:
                 answers: list[int] = []
-                for at in range(0, len(payload), REPL_SLICE):
-                    if at:
-                        await trio.lowlevel.checkpoint()
-                    part = self.apply_replicated(namespace, payload[at : at + REPL_SLICE], peer)
-                    assert isinstance(part, list)
-                    answers += part
+                async with self._slicing:
+                    for at in range(0, len(payload), REPL_SLICE):
+                        if at:
+                            await trio.lowlevel.checkpoint()
+                        part = self.apply_replicated(namespace, payload[at : at + REPL_SLICE], peer)
+                        assert isinstance(part, list)
+                        answers += part
                 return answers
 
             return sliced()
@@ -1191,7 +1196,8 @@ class Coordinator:
         owned, refused by the store]``.
 
         A batch of more than :data:`BULK_SLICE` blobs is applied that many at a time with a
-        checkpoint between slices: the answer is then a coroutine (the dispatcher awaits it).
+        checkpoint between slices, one such batch (or REPL's) at a time: the answer is then a
+        coroutine (the dispatcher awaits it).
         """
         if len(payload) % 2:
             raise CommandError(ErrorCode.BAD_REQUEST, "BULK takes [key, blob, key, blob, ...]")
@@ -1199,12 +1205,13 @@ class Coordinator:
 
             async def sliced() -> list[int]:
                 counts = [0, 0, 0, 0]
-                for at in range(0, len(payload), 2 * BULK_SLICE):
-                    if at:
-                        await trio.lowlevel.checkpoint()
-                    part = self.apply_bulk(namespace, payload[at : at + 2 * BULK_SLICE], peer)
-                    assert isinstance(part, list)
-                    counts = [a + b for a, b in zip(counts, part, strict=True)]
+                async with self._slicing:
+                    for at in range(0, len(payload), 2 * BULK_SLICE):
+                        if at:
+                            await trio.lowlevel.checkpoint()
+                        part = self.apply_bulk(namespace, payload[at : at + 2 * BULK_SLICE], peer)
+                        assert isinstance(part, list)
+                        counts = [a + b for a, b in zip(counts, part, strict=True)]
                 return counts
 
             return sliced()
