@@ -14,9 +14,9 @@ from tools.mesh_figures import cli
 @pytest.mark.parametrize(
     ("figure", "heading"),
     [
-        ("consistency", "| writes | keys | p50 ms |"),
-        ("join", "| keys | load procs | baseline hit rate |"),
-        ("forward", "| resp | non-smart: 1 conn to a non-owner | 1 | 16 |"),
+        ("consistency", "| run | writes | keys | p50 ms |"),
+        ("join", "| run | keys | load procs | baseline hit rate % |"),
+        ("forward", "| 1 | resp | non-smart: 1 conn to a non-owner | 1 | 16 |"),
     ],
 )
 def test_figure_runs_and_prints_its_table(

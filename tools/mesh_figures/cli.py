@@ -1,5 +1,7 @@
 """``python -m tools.mesh_figures {consistency,loss,join,convergence,throughput,forward,all}
-[--quick]``."""
+[--quick] [--runs N]``: each figure N times (5 by default) on fresh node processes, every run
+printed and then the median, min and max, with the membership events (members suspected or
+declared dead, but a node the figure kills) each run's nodes logged."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tools.mesh_figures import consistency, convergence, forward, join, loss, throughput
+from tools.mesh_figures.report import repeated
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,46 +68,69 @@ QUICK = Sizes(
 )
 
 
-def _consistency(tmp: Path, s: Sizes) -> str:
+Once = Callable[[Path, Sizes], tuple[str, list[str], int, list[list[object]]]]
+"""One run of a figure: its title, its columns, how many of them label a row, its rows."""
+
+
+def _consistency(tmp: Path, s: Sizes) -> tuple[str, list[str], int, list[list[object]]]:
     result = consistency.measure(tmp, s.writes)
-    return "### Consistency window (3 nodes, replicas 2, consistency one)\n\n" + result.render()
+    title = "Consistency window (3 nodes, replicas 2, consistency one)"
+    return title, consistency.HEADER, 2, [result.row()]
 
 
-def _loss(tmp: Path, s: Sizes) -> str:
+def _loss(tmp: Path, s: Sizes) -> tuple[str, list[str], int, list[list[object]]]:
     results = loss.measure(tmp, s.loss_before, s.loss_after)
-    return "### Acknowledged writes lost to a kill -9 of a coordinator\n\n" + loss.render(results)
+    title = "Acknowledged writes lost to a kill -9 of a coordinator"
+    return title, loss.HEADER, 1, [r.row() for r in results]
 
 
-def _join(tmp: Path, s: Sizes) -> str:
+def _join(tmp: Path, s: Sizes) -> tuple[str, list[str], int, list[list[object]]]:
     result = join.measure(tmp, s.join_keys, s.join_procs, s.join_baseline, s.join_tail)
-    return "### Hit rate during a join (95% GET through smart clients)\n\n" + result.render()
+    return "Hit rate during a join (95% GET through smart clients)", join.HEADER, 2, [result.row()]
 
 
-def _convergence(tmp: Path, s: Sizes) -> str:
+def _convergence(tmp: Path, s: Sizes) -> tuple[str, list[str], int, list[list[object]]]:
     results = [
         convergence.measure(tmp / f"rate{i}", s.convergence_keys, rate)
         for i, rate in enumerate(s.handoff_rates)
     ]
-    return "### Ring convergence with data (3 nodes + 1)\n\n" + convergence.render(results)
+    return (
+        "Ring convergence with data (3 nodes + 1)",
+        convergence.HEADER,
+        2,
+        [r.row() for r in results],
+    )
 
 
-def _throughput(tmp: Path, s: Sizes) -> str:
+def _throughput(tmp: Path, s: Sizes) -> tuple[str, list[str], int, list[list[object]]]:
     runs = throughput.measure(tmp, s.bench_keys, 50, s.warmup, s.duration, s.depths)
-    return (
-        "### Throughput and the forwarding hop (90% GET, 100 B; hop rows 100% GET)\n\n"
-        + throughput.render(runs)
-    )
+    title = "Throughput and the forwarding hop (90% GET, 100 B; hop rows 100% GET)"
+    return title, throughput.HEADER, 3, [r.row() for r in runs]
 
 
-def _forward(tmp: Path, s: Sizes) -> str:
+def _forward(tmp: Path, s: Sizes) -> tuple[str, list[str], int, list[list[object]]]:
     runs = forward.measure(tmp, s.bench_keys, s.warmup, s.duration)
-    return (
-        "### Pipelining through a non-owner, msgpack and RESP ports (one connection, 90% GET,"
-        " 100 B)\n\n" + forward.render(runs)
+    title = (
+        "Pipelining through a non-owner, msgpack and RESP ports (one connection, 90% GET, 100 B)"
     )
+    return title, [*forward.HEADER, "non-smart / smart"], 4, forward.rows(runs)
 
 
-FIGURES: dict[str, Callable[[Path, Sizes], str]] = {
+def _repeat(once: Once, tmp: Path, sizes: Sizes, runs: int) -> str:
+    """``runs`` runs of a figure, each on fresh node processes: every run's rows, then the
+    median, min and max of each column by row."""
+    title = ""
+    header: list[str] = []
+    labels = 0
+    rows: list[list[list[object]]] = []
+    for i in range(runs):
+        title, header, labels, one = once(tmp / f"run{i + 1}", sizes)
+        rows.append(one)
+        print(f"  run {i + 1}/{runs}: {one}", file=sys.stderr, flush=True)
+    return f"### {title}, {runs} run(s)\n\n" + repeated(header, labels, rows)
+
+
+FIGURES: dict[str, Once] = {
     "consistency": _consistency,
     "loss": _loss,
     "join": _join,
@@ -121,7 +147,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("figure", choices=[*FIGURES, "all"])
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help="runs of each figure, each on fresh node processes (default 5; 1 with --quick)",
+    )
     args = parser.parse_args(argv)
+    runs = args.runs if args.runs is not None else (1 if args.quick else 5)
+    if runs < 1:
+        parser.error("--runs must be at least 1")
     sizes = QUICK if args.quick else FULL
     names = list(FIGURES) if args.figure == "all" else [args.figure]
     command = "python -m tools.mesh_figures " + shlex.join(sys.argv[1:] if argv is None else argv)
@@ -131,6 +166,6 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mesh-figures-") as tmp:
         for name in names:
             started = time.monotonic()
-            print(FIGURES[name](Path(tmp) / name, sizes))
+            print(_repeat(FIGURES[name], Path(tmp) / name, sizes, runs))
             print(f"\n({name}: {time.monotonic() - started:.1f} s)\n", flush=True)
     return 0

@@ -14,9 +14,21 @@ from pathlib import Path
 
 import meshcache
 from meshcache.testing.mesh import Direct, Mesh, MeshError
-from tools.mesh_figures.report import percentile, table
+from tools.mesh_figures.report import Flaps, flaps, percentile, table
 
 POLL_LIMIT = 5.0  # seconds one write may take to reach every owner before the run fails
+
+
+HEADER = [
+    "writes",
+    "keys",
+    "p50 ms",
+    "p99 ms",
+    "max ms",
+    "visible at first poll %",
+    "suspect events",
+    "dead events",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,22 +37,23 @@ class ConsistencyResult:
     keys: int
     windows_ms: list[float]  # ascending
     zero: int  # writes every owner already held when the first poll answered
+    flaps: Flaps
+
+    def row(self) -> list[object]:
+        w = self.windows_ms
+        return [
+            self.writes,
+            self.keys,
+            percentile(w, 50),
+            percentile(w, 99),
+            w[-1] if w else float("nan"),
+            100 * self.zero / max(1, self.writes),
+            self.flaps.suspicions,
+            self.flaps.deaths,
+        ]
 
     def render(self) -> str:
-        w = self.windows_ms
-        return table(
-            ["writes", "keys", "p50 ms", "p99 ms", "max ms", "visible at first poll"],
-            [
-                [
-                    self.writes,
-                    self.keys,
-                    percentile(w, 50),
-                    percentile(w, 99),
-                    w[-1] if w else float("nan"),
-                    f"{self.zero / max(1, self.writes):.0%}",
-                ]
-            ],
-        )
+        return table(HEADER, [self.row()])
 
 
 def measure(tmp: Path, writes: int, keys: int = 100) -> ConsistencyResult:
@@ -70,4 +83,4 @@ def measure(tmp: Path, writes: int, keys: int = 100) -> ConsistencyResult:
                 first = False
             windows.append((time.perf_counter() - acked) * 1000)
         windows.sort()
-        return ConsistencyResult(writes, keys, windows, zero)
+        return ConsistencyResult(writes, keys, windows, zero, flaps(mesh))

@@ -71,19 +71,25 @@ HEADER = [
 ]
 
 
+def rows(runs: list[ForwardRun]) -> list[list[object]]:
+    """Each run's row, the non-smart ones with their ops/s as a share of the smart client's
+    on the same port at the same depth."""
+    out = []
+    for r in runs:
+        ratio: object = ""
+        if r.cpu_us is not None:
+            smart = [
+                s.run.ops_per_s
+                for s in runs
+                if s.cpu_us is None and s.protocol == r.protocol and s.run.depth == r.run.depth
+            ]
+            ratio = r.run.ops_per_s / smart[0] if smart and smart[0] else float("nan")
+        out.append([*r.row(), ratio])
+    return out
+
+
 def render(runs: list[ForwardRun]) -> str:
-    rows = [r.row() for r in runs]
-    lines = [table(HEADER, rows), ""]
-    for protocol in PROTOCOLS:
-        for depth in DEPTHS:
-            plain = [r for r in runs if r.protocol == protocol and r.run.depth == depth]
-            non = [r.run.ops_per_s for r in plain if r.cpu_us is not None]
-            smart = [r.run.ops_per_s for r in plain if r.cpu_us is None]
-            if non and smart and smart[0]:
-                lines.append(
-                    f"* {protocol}, depth {depth}: non-smart / smart = {non[0] / smart[0]:.2f}"
-                )
-    return "\n".join(lines)
+    return table([*HEADER, "non-smart / smart"], rows(runs))
 
 
 def _cpu_seconds(pid: int) -> float:

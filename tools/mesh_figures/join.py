@@ -16,9 +16,26 @@ from meshcache.testing.mesh import Mesh, wait_for
 from tools.bench.workload import Workload, key
 from tools.mesh_figures.load import ReadLoad
 from tools.mesh_figures.preload import preload_by_owner
-from tools.mesh_figures.report import table
+from tools.mesh_figures.report import Flaps, flaps, table
 
 VALUE_SIZE = 100
+
+
+HEADER = [
+    "keys",
+    "load procs",
+    "baseline hit rate %",
+    "worst 100 ms window %",
+    "GETs in that window",
+    "hit rate over the join %",
+    "dip %",
+    "errors",
+    "start to active s",
+    "GETs (baseline)",
+    "GETs (join)",
+    "suspect events",
+    "dead events",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,34 +50,27 @@ class JoinResult:
     during_gets: int
     errors: int
     join_s: float  # from starting the process to active on every node's ring
+    flaps: Flaps
+
+    def row(self) -> list[object]:
+        return [
+            self.keys,
+            self.procs,
+            100 * self.baseline,
+            100 * self.worst,
+            self.worst_gets,
+            100 * self.during,
+            100 * (self.baseline - self.during),
+            self.errors,
+            self.join_s,
+            self.baseline_gets,
+            self.during_gets,
+            self.flaps.suspicions,
+            self.flaps.deaths,
+        ]
 
     def render(self) -> str:
-        return table(
-            [
-                "keys",
-                "load procs",
-                "baseline hit rate",
-                "worst 100 ms window",
-                "hit rate over the join",
-                "dip",
-                "errors",
-                "start to active s",
-                "GETs (baseline / join)",
-            ],
-            [
-                [
-                    self.keys,
-                    self.procs,
-                    f"{self.baseline:.2%}",
-                    f"{self.worst:.2%} ({self.worst_gets} GETs)",
-                    f"{self.during:.2%}",
-                    f"{self.baseline - self.during:.2%}",
-                    self.errors,
-                    self.join_s,
-                    f"{self.baseline_gets} / {self.during_gets}",
-                ]
-            ],
-        )
+        return table(HEADER, [self.row()])
 
 
 def preload_mesh(mesh: Mesh, keys: int) -> None:
@@ -103,4 +113,5 @@ def measure(tmp: Path, keys: int, procs: int, baseline: float, tail: float) -> J
             during_gets,
             sum(windows.errors),
             active_at - joined_at,
+            flaps(mesh),
         )

@@ -19,7 +19,7 @@ from pathlib import Path
 import meshcache
 from meshcache.errors import MeshcacheError
 from meshcache.testing.mesh import Direct, Mesh, wait_for
-from tools.mesh_figures.report import table
+from tools.mesh_figures.report import Flaps, flaps, table
 
 WRITERS = 4
 
@@ -35,6 +35,7 @@ class LossResult:
     lost: int
     window_ms: float  # kill time - ack time of the earliest lost write (nan when none lost)
     last_lost_ms: float  # kill time - ack time of the latest lost write
+    flaps: Flaps  # about the members that were not killed
 
     def row(self) -> list[object]:
         return [
@@ -45,6 +46,8 @@ class LossResult:
             self.lost,
             self.window_ms,
             self.last_lost_ms,
+            self.flaps.suspicions,
+            self.flaps.deaths,
         ]
 
 
@@ -56,6 +59,8 @@ HEADER = [
     "lost",
     "first lost ack before kill ms",
     "last lost ack before kill ms",
+    "suspect events (others)",
+    "dead events (others)",
 ]
 
 
@@ -141,4 +146,5 @@ def _run(
         len(lost),
         before_kill[-1] * 1000 if lost else float("nan"),
         before_kill[0] * 1000 if lost else float("nan"),
+        flaps(mesh, killed={victim.node_id}),
     )

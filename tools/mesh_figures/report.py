@@ -1,9 +1,13 @@
-"""Markdown tables and order statistics for the figures."""
+"""Markdown tables and order statistics for the figures, and the membership events of a run."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import statistics
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from meshcache.testing.mesh import Mesh
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float:
@@ -35,3 +39,61 @@ def _cell(value: object) -> str:
             return "-"
         return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
     return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Flaps:
+    """Membership events about live members during a run, summed over every node's log: a
+    loaded mesh must not mistake a busy member for a dead one."""
+
+    suspicions: int = 0
+    deaths: int = 0
+
+
+#: A run with no membership event.
+NO_FLAPS = Flaps()
+
+
+def flaps(mesh: Mesh, killed: Collection[str] = ()) -> Flaps:
+    """The ``member_suspect`` and ``member_dead`` events in the logs of ``mesh``'s nodes,
+    but those about a node the run ``killed``."""
+    suspicions = deaths = 0
+    for node in mesh.nodes:
+        suspicions += sum(
+            1 for e in mesh.log_events(node, "member_suspect") if e.get("member") not in killed
+        )
+        deaths += sum(
+            1 for e in mesh.log_events(node, "member_dead") if e.get("member") not in killed
+        )
+    return Flaps(suspicions, deaths)
+
+
+def repeated(header: Sequence[str], labels: int, runs: Sequence[Sequence[Sequence[object]]]) -> str:
+    """A markdown table of every run's rows (``runs[i]``: run ``i + 1``'s, ``header`` their
+    columns) and, for each label (a row's first ``labels`` cells), the median, min and max of
+    every numeric column over the runs."""
+    rows: list[list[object]] = [[i + 1, *row] for i, one in enumerate(runs) for row in one]
+    groups: dict[tuple[object, ...], list[Sequence[object]]] = {}
+    for one in runs:
+        for row in one:
+            groups.setdefault(tuple(row[:labels]), []).append(row)
+    if len(runs) > 1:
+        for label, members in groups.items():
+            for name, pick in (("median", statistics.median), ("min", min), ("max", max)):
+                summary: list[object] = [name, *label]
+                for column in range(labels, len(header)):
+                    values = [r[column] for r in members]
+                    numbers = [
+                        float(v)
+                        for v in values
+                        if isinstance(v, int | float) and not isinstance(v, bool)
+                    ]
+                    numbers = [v for v in numbers if not math.isnan(v)]
+                    if len(numbers) != len(values) or not numbers:
+                        summary.append("")
+                    elif all(isinstance(v, int) for v in values) and name != "median":
+                        summary.append(int(pick(numbers)))
+                    else:
+                        summary.append(pick(numbers))
+                rows.append(summary)
+    return table(["run", *header], rows)

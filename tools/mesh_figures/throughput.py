@@ -13,6 +13,7 @@ non-owner with all 50 connections.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import random
 import time
@@ -30,7 +31,7 @@ from tools.bench.preload import preload
 from tools.bench.protocols import MeshcacheProtocol, Protocol
 from tools.bench.workload import OpPool, ReplyTemplates, Workload, key
 from tools.mesh_figures.preload import preload_by_owner
-from tools.mesh_figures.report import table
+from tools.mesh_figures.report import NO_FLAPS, Flaps, flaps, table
 
 POOL_SIZE = 1 << 16
 
@@ -54,6 +55,8 @@ class Run:
     p99_ms: float
     errors: int
     misses: int
+    #: The membership events of the mesh it ran on, over all of that mesh's runs.
+    flaps: Flaps = NO_FLAPS
 
     def row(self) -> list[object]:
         return [
@@ -64,10 +67,22 @@ class Run:
             self.p50_ms,
             self.p99_ms,
             "ok" if not (self.errors or self.misses) else f"{self.errors} err {self.misses} miss",
+            self.flaps.suspicions,
+            self.flaps.deaths,
         ]
 
 
-HEADER = ["target", "conns", "depth", "ops/s", "p50 ms", "p99 ms", "replies"]
+HEADER = [
+    "target",
+    "conns",
+    "depth",
+    "ops/s",
+    "p50 ms",
+    "p99 ms",
+    "replies",
+    "suspect events (mesh)",
+    "dead events (mesh)",
+]
 
 
 def render(runs: list[Run]) -> str:
@@ -245,6 +260,7 @@ def measure(
             runs.append(
                 drive("one node", targets, templates, depth=depth, warmup=warmup, duration=duration)
             )
+        runs = _with_flaps(runs, flaps(solo))
     with ExitStack() as stack:
         mesh = Mesh(stack, tmp / "three", 3)
         preload_by_owner(mesh, keys)
@@ -301,4 +317,10 @@ def measure(
                     get_ratio=1.0,
                 )
             )
+        solo_runs = len(depths)
+        runs = runs[:solo_runs] + _with_flaps(runs[solo_runs:], flaps(mesh))
     return runs
+
+
+def _with_flaps(runs: list[Run], seen: Flaps) -> list[Run]:
+    return [dataclasses.replace(run, flaps=seen) for run in runs]
