@@ -71,7 +71,7 @@ def flaps(mesh: Mesh, killed: Collection[str] = ()) -> Flaps:
 def repeated(header: Sequence[str], labels: int, runs: Sequence[Sequence[Sequence[object]]]) -> str:
     """A markdown table of every run's rows (``runs[i]``: run ``i + 1``'s, ``header`` their
     columns) and, for each label (a row's first ``labels`` cells), the median, min and max of
-    every numeric column over the runs."""
+    every numeric column over the runs that have a value in it (nan: none)."""
     rows: list[list[object]] = [[i + 1, *row] for i, one in enumerate(runs) for row in one]
     groups: dict[tuple[object, ...], list[Sequence[object]]] = {}
     for one in runs:
@@ -88,8 +88,11 @@ def repeated(header: Sequence[str], labels: int, runs: Sequence[Sequence[Sequenc
                         for v in values
                         if isinstance(v, int | float) and not isinstance(v, bool)
                     ]
-                    numbers = [v for v in numbers if not math.isnan(v)]
-                    if len(numbers) != len(values) or not numbers:
+                    if len(numbers) != len(values):
+                        summary.append("")  # a column of words
+                        continue
+                    numbers = [v for v in numbers if not math.isnan(v)]  # runs without one
+                    if not numbers:
                         summary.append("")
                     elif all(isinstance(v, int) for v in values) and name != "median":
                         summary.append(int(pick(numbers)))
