@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import trio
 import trio.testing
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from meshcache.errors import CommandError, ErrorCode
+from meshcache.hlc import HLC
 from meshcache.node.data.hot.area import (
     COPY_OVERHEAD,
     FLOOR_OVERHEAD,
     MAX_FLOOR_BYTES,
     HotArea,
 )
+from meshcache.node.data.hot.keys import HotKeys
+from meshcache.ring import Ring, RingMember
 from meshcache.store.hotpolicy import HotKeyPolicy
 from meshcache.store.policy import NamespacePolicy
+from meshcache.store.store import Store
 from meshcache.store.values import PLAIN
 from meshcache.testing.simdata import SimMesh
 
@@ -225,3 +231,56 @@ async def test_a_pushed_record_is_applied_only_from_the_owner_by_a_write_owner(
         assert await mesh.client(replica, NS, "HOT_PUSH", owner, version, 1.0, [older]) == [-1]
         assert mesh.held(replica, NS, key) == (PLAIN, b"v", None, 7)
         nursery.cancel_scope.cancel()
+
+
+_ATOMS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.binary(max_size=8)
+    | st.text(max_size=8)
+)
+_ITEMS = st.recursive(_ATOMS, lambda inner: st.lists(inner, max_size=5), max_leaves=12)
+
+
+@given(items=st.lists(_ITEMS, max_size=4))
+@example(items=[[b"k%d" % i, [PLAIN, b"v", None, 5]] for i in range(8)])
+@example(items=[[b"k%d" % i, b"v", 5, None] for i in range(8)] + [[b"k", [PLAIN, "v", None, 5]]])
+@settings(max_examples=300, deadline=None)
+def test_a_push_of_any_items_is_applied_in_full_or_refused_as_a_bad_request(items: Any) -> None:
+    """Whatever a push's items are, the holder answers one int per item or refuses with
+    ``BAD_REQUEST``; no item of the wrong shape reaches the store or the area."""
+    applied: list[Any] = []
+    hot = HotKeys(
+        Store(clock=lambda: 0.0, hlc=HLC(lambda: 1_000), policies={NS: POLICY}),
+        "n1",
+        ring=lambda: (RING, 7),
+        alive=lambda _: True,
+        call=_no_call,
+        wall_clock=lambda: 0.0,
+        clock=lambda: 0.0,
+        apply=lambda ns, records, sender: applied.extend(records) or [0] * len(records),
+    )
+    hot.tick()  # follows the namespace's policy: hot keys on
+    try:
+        answer = hot.handle_push(NS, ["n0", 7, 1.0, items])
+    except CommandError as exc:
+        assert exc.code is ErrorCode.BAD_REQUEST
+        return
+    assert type(answer) is list and len(answer) == len(items)
+    assert all(type(a) is int and a >= -2 for a in answer)
+    for key, record in applied:
+        assert type(key) is bytes and record[0] == PLAIN and type(record[1]) is bytes
+    for (_, key), copy in hot.area.slots():
+        assert type(key) is bytes and type(copy.value) is bytes
+    # the items of the sender's keys that carry a record are applied and copied
+    carried = [i for i in items if len(i) == 2 and RING.owners(i[0], 1)[0].node_id == "n0"]
+    assert len(applied) == len(carried)
+
+
+async def _no_call(*_: Any) -> Any:
+    raise AssertionError("a push calls no peer")
+
+
+RING = Ring([RingMember(node_id="n0", address="n0"), RingMember(node_id="n1", address="n1")], 7)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable, Coroutine
+from collections.abc import Set as AbstractSet
 from itertools import compress
 from typing import Any
 
@@ -630,7 +631,7 @@ class Coordinator:
             hlc.unpin()
 
     def _replicate(
-        self, namespace: str, key: bytes, carried: set[tuple[bytes, str]] | None = None
+        self, namespace: str, key: bytes, carried: AbstractSet[tuple[bytes, str]] | None = None
     ) -> None:
         """Ship ``key``'s record to its other write owners, but those a hot key's update
         carries it to (``carried``: ``(key, owner)``)."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,8 +94,8 @@ Apply = Callable[[str, list[Any], str], Any]
 owner, one answer per record (:meth:`Coordinator.apply_replicated`)."""
 
 Unlanded = list[tuple[str, bytes]]
-Written = tuple[Later | Coroutine[Any, Any, Unlanded] | None, set[tuple[bytes, str]]]
-_NOTHING_WRITTEN: Written = (None, set())
+Written = tuple[Later | Coroutine[Any, Any, Unlanded] | None, AbstractSet[tuple[bytes, str]]]
+_NOTHING_WRITTEN: Written = (None, frozenset())
 
 
 @dataclass(slots=True)
