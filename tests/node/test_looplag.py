@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from meshcache.node.admin.looplag import (
     BUCKETS,
     Histogram,
+    HostSteal,
     LoopMonitor,
     StepRecorder,
     ThreadTimes,
@@ -138,6 +140,51 @@ async def test_a_wait_before_the_deadline_does_not_hide_work_after_it(
     assert 45.0 <= figures["lag_own_max_ever_ms"] <= 55.0  # not lag - waited = 25 ms
 
 
+@pytest.mark.trio
+async def test_the_time_the_host_took_is_not_the_node_s_own(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """On a virtual machine the host may take the CPU while the loop's thread runs; the guest
+    counts that neither as running nor as waiting. The steal of the interval comes off the
+    lag before its own part is split."""
+    spent = ThreadClock()
+    stolen = [0.0]
+    monitor = LoopMonitor(
+        interval=0.05,
+        window=10.0,
+        stall_threshold=0.05,
+        steps="off",
+        times=spent,
+        steal=lambda: stolen[0],
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(monitor.run)
+        await trio.sleep(0.5)
+        # Held 0.3 s, 0.25 s past the deadline: the node ran throughout (as the guest sees
+        # it), and the host took 0.2 s of it.
+        stolen[0] += 0.2
+        await spent.hold(autojump_clock, 0.3, ran=0.35, waited=0.0)
+        nursery.cancel_scope.cancel()
+    figures = monitor.figures()
+    assert figures["lag_max_ever_ms"] >= 240.0
+    assert 40.0 <= figures["lag_own_max_ever_ms"] <= 60.0
+    assert figures["host_steal_ms"] == 200.0
+
+
+def test_the_host_s_steal_is_the_kernel_s() -> None:
+    reader = HostSteal.open()
+    if reader is None:
+        assert not Path("/proc/stat").exists()
+        pytest.skip("this kernel reports no /proc/stat")
+    try:
+        first = reader.read()
+        assert first is not None and first >= 0.0
+        second = reader.read()
+        assert second is not None and second >= first
+    finally:
+        reader.close()
+
+
 @given(
     lag=st.floats(0.0, 1.0),
     ran=st.floats(0.0, 1.0),
@@ -162,9 +209,16 @@ async def test_the_thread_times_are_the_kernel_s(autojump_clock: trio.testing.Mo
     try:
         first = reader.read()
         assert first is not None and min(first) >= 0.0
-        sum(range(200_000))  # run a little: neither time ever goes back
-        second = reader.read()
-        assert second is not None and second[0] > first[0] and second[1] >= first[1]
+        # Run until the kernel's count moves: it adds a running thread's time at scheduler
+        # ticks and switches, not at each read. Neither time ever goes back.
+        second = first
+        deadline = time.monotonic() + 5.0
+        while second[0] == first[0] and time.monotonic() < deadline:
+            sum(range(200_000))
+            read = reader.read()
+            assert read is not None
+            second = read
+        assert second[0] > first[0] and second[1] >= first[1]
     finally:
         reader.close()
     # Unknown times leave the whole lag as the node's own.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import meshcache
 from meshcache.testing.mesh import Direct, Mesh, MeshError
-from tools.mesh_figures.report import Flaps, flaps, percentile, table
+from tools.mesh_figures.report import Flaps, flaps, percentile
 
 POLL_LIMIT = 5.0  # seconds one write may take to reach every owner before the run fails
 
@@ -51,9 +51,6 @@ class ConsistencyResult:
             self.flaps.suspicions,
             self.flaps.deaths,
         ]
-
-    def render(self) -> str:
-        return table(HEADER, [self.row()])
 
 
 def measure(tmp: Path, writes: int, keys: int = 100) -> ConsistencyResult:

@@ -19,7 +19,6 @@ from pathlib import Path
 from meshcache.errors import MeshcacheError
 from meshcache.testing.mesh import Direct, Mesh, MeshError, wait_for
 from tools.mesh_figures.join import preload_mesh
-from tools.mesh_figures.report import table
 
 POLL = 0.005
 
@@ -58,10 +57,6 @@ HEADER = [
     "leave: LEAVE -> ring of 3 everywhere s",
     "records moved",
 ]
-
-
-def render(results: list[ConvergenceResult]) -> str:
-    return table(HEADER, [r.row() for r in results])
 
 
 def _first_joining(mesh: Mesh, stop: threading.Event, seen: list[float]) -> None:

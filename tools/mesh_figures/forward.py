@@ -14,6 +14,7 @@ forward on the non-owner.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from contextlib import ExitStack
@@ -28,7 +29,7 @@ from tools.bench.preload import preload
 from tools.bench.protocols import MeshcacheProtocol, Protocol, RedisProtocol
 from tools.bench.workload import Workload, key
 from tools.mesh_figures.preload import preload_by_owner
-from tools.mesh_figures.report import table
+from tools.mesh_figures.report import flaps
 from tools.mesh_figures.throughput import Run, Target, drive
 
 DEPTHS = (1, 16)
@@ -55,6 +56,8 @@ class ForwardRun:
             r.p99_ms,
             "-" if self.cpu_us is None else round(self.cpu_us, 1),
             "ok" if not (r.errors or r.misses) else f"{r.errors} err {r.misses} miss",
+            r.flaps.suspicions,
+            r.flaps.deaths,
         ]
 
 
@@ -68,6 +71,8 @@ HEADER = [
     "p99 ms",
     "node 0 us/req",
     "replies",
+    "suspect events (mesh)",
+    "dead events (mesh)",
 ]
 
 
@@ -86,10 +91,6 @@ def rows(runs: list[ForwardRun]) -> list[list[object]]:
             ratio = r.run.ops_per_s / smart[0] if smart and smart[0] else float("nan")
         out.append([*r.row(), ratio])
     return out
-
-
-def render(runs: list[ForwardRun]) -> str:
-    return table([*HEADER, "non-smart / smart"], rows(runs))
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -158,4 +159,5 @@ def measure(
                     protocol=protocol,
                 )
                 runs.append(ForwardRun(name, smart, None))
-    return runs
+        seen = flaps(mesh)
+    return [dataclasses.replace(r, run=dataclasses.replace(r.run, flaps=seen)) for r in runs]

@@ -16,7 +16,7 @@ from meshcache.testing.mesh import Mesh, wait_for
 from tools.bench.workload import Workload, key
 from tools.mesh_figures.load import ReadLoad
 from tools.mesh_figures.preload import preload_by_owner
-from tools.mesh_figures.report import Flaps, flaps, table
+from tools.mesh_figures.report import Flaps, flaps
 
 VALUE_SIZE = 100
 
@@ -68,9 +68,6 @@ class JoinResult:
             self.flaps.suspicions,
             self.flaps.deaths,
         ]
-
-    def render(self) -> str:
-        return table(HEADER, [self.row()])
 
 
 def preload_mesh(mesh: Mesh, keys: int) -> None:

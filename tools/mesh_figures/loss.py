@@ -19,7 +19,7 @@ from pathlib import Path
 import meshcache
 from meshcache.errors import MeshcacheError
 from meshcache.testing.mesh import Direct, Mesh, wait_for
-from tools.mesh_figures.report import Flaps, flaps, table
+from tools.mesh_figures.report import Flaps, flaps
 
 WRITERS = 4
 
@@ -62,10 +62,6 @@ HEADER = [
     "suspect events (others)",
     "dead events (others)",
 ]
-
-
-def render(results: list[LossResult]) -> str:
-    return table(HEADER, [r.row() for r in results])
 
 
 def measure(tmp: Path, before: float, after: float) -> list[LossResult]:

@@ -31,7 +31,7 @@ from tools.bench.preload import preload
 from tools.bench.protocols import MeshcacheProtocol, Protocol
 from tools.bench.workload import OpPool, ReplyTemplates, Workload, key
 from tools.mesh_figures.preload import preload_by_owner
-from tools.mesh_figures.report import NO_FLAPS, Flaps, flaps, table
+from tools.mesh_figures.report import NO_FLAPS, Flaps, flaps
 
 POOL_SIZE = 1 << 16
 
@@ -83,10 +83,6 @@ HEADER = [
     "suspect events (mesh)",
     "dead events (mesh)",
 ]
-
-
-def render(runs: list[Run]) -> str:
-    return table(HEADER, [r.row() for r in runs])
 
 
 def _pool(

@@ -57,6 +57,7 @@ class NodeFigures:
     longest_step_ms: float
     longest_step_task: str | None
     gc_longest_ms: float
+    host_steal_ms: float  # CPU time per CPU the host took from this virtual machine meanwhile
 
     @classmethod
     def of(cls, node_id: str, info: dict[str, Any]) -> NodeFigures:
@@ -75,6 +76,7 @@ class NodeFigures:
             float(loop["longest_step_ms"]),
             loop.get("longest_step_task"),
             float(loop["gc_longest_ms"]),
+            float(loop.get("host_steal_ms", 0.0)),
         )
 
 
@@ -111,7 +113,7 @@ class RunResult:
             f"local stalls {n.local_stalls} lag p99 {n.lag_p99_ms} ms max {n.lag_max_ms} ms "
             f"(own p99 {n.own_p99_ms} ms max {n.own_max_ms} ms) "
             f"longest step {n.longest_step_ms} ms ({n.longest_step_task}) "
-            f"gc {n.gc_longest_ms} ms"
+            f"gc {n.gc_longest_ms} ms host steal {n.host_steal_ms} ms"
             for n in self.nodes
         ]
         lines += [

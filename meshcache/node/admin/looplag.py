@@ -16,7 +16,11 @@ module measures it, two ways:
   from before the deadline off the lag, and call a node that held its loop for 100 ms while
   sharing its core "not late". On a crowded machine the lag says how late timers ran, the own
   part how much of it the node's own work accounts for; where the kernel does not report the
-  times, the own part is the whole lag.
+  times, the own part is the whole lag. On a virtual machine the host may take a CPU away
+  while the guest's thread runs on it: the guest counts that *steal* time neither as the
+  thread's running nor as its waiting, so a busy node would count it as its own. The steal of
+  the interval (``/proc/stat``, the mean over the machine's CPUs) is taken off the lag before
+  it is split; a steal of one CPU of several is only partly taken off.
 * **Steps** (a trio :class:`~trio.abc.Instrument`): every task step is timed, the longest one is
   kept with its task's name, and every step of at least ``stall_threshold`` is counted and
   logged as ``loop_stall`` with the task, the place it stopped at (where the stretch ended) and
@@ -252,6 +256,45 @@ class ThreadTimes:
             os.close(self._fd)
 
 
+class HostSteal:
+    """CPU time the host (hypervisor) took from this virtual machine so far, the mean over its
+    CPUs in seconds, from ``/proc/stat``'s ``steal`` field (USER_HZ ticks): one ``pread`` of
+    an open file, a few microseconds."""
+
+    __slots__ = ("_fd", "_per_tick")
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._per_tick = 1.0 / (os.sysconf("SC_CLK_TCK") * (os.cpu_count() or 1))
+
+    @classmethod
+    def open(cls) -> HostSteal | None:
+        """None where the kernel does not report it."""
+        try:
+            fd = os.open("/proc/stat", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        reader = cls(fd)
+        if reader.read() is None:
+            reader.close()
+            return None
+        return reader
+
+    def read(self) -> float | None:
+        """Seconds stolen so far (per CPU); None if it cannot be read."""
+        try:
+            fields = os.pread(self._fd, 256, 0).split(b"\n", 1)[0].split()
+            if fields[0] != b"cpu":
+                return None
+            return int(fields[8]) * self._per_tick
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+
 def own_part(lag: float, ran: float, waited: float) -> float:
     """The part of ``lag`` the thread spent running, given what it ``ran`` and ``waited`` for a
     core over the interval the lag ended (the module docstring): ``lag`` split as they were.
@@ -265,6 +308,10 @@ def own_part(lag: float, ran: float, waited: float) -> float:
 
 
 def _unknown() -> tuple[float, float] | None:
+    return None
+
+
+def _no_steal() -> float | None:
     return None
 
 
@@ -284,6 +331,9 @@ class LoopMonitor:
         times: the loop thread's total ``(ran, waited)`` seconds, on a core and runnable but
             waiting for one (default: read from ``/proc/thread-self/schedstat`` on the thread
             that runs the monitor), for the lag's own part; None where they cannot be read.
+        steal: the host's steal so far, seconds per CPU (:class:`HostSteal`, read by default
+            unless ``times`` is given), taken off a lag before its own part is split; None
+            where it cannot be read.
     """
 
     def __init__(
@@ -298,6 +348,7 @@ class LoopMonitor:
         clock: Callable[[], float] = trio.current_time,
         step_clock: Callable[[], float] = time.perf_counter,
         times: Callable[[], tuple[float, float] | None] | None = None,
+        steal: Callable[[], float | None] | None = None,
     ) -> None:
         if not (interval > 0 and window >= interval and stall_threshold > 0):
             raise ValueError("interval > 0, window >= interval and stall_threshold > 0")
@@ -311,6 +362,9 @@ class LoopMonitor:
         self.sample_for = sample_for
         self._clock = clock
         self._times = times
+        self._steal = steal
+        self.stolen = 0.0
+        """The host's steal since start, seconds per CPU."""
         self.recorder = StepRecorder(stall_threshold, clock=step_clock)
         self.gc = GcRecorder(stall_threshold, clock=step_clock)
         self._recording = False
@@ -337,8 +391,11 @@ class LoopMonitor:
         clock = self._clock
         reader = None if self._times is not None else ThreadTimes.open()
         times = self._times or (reader.read if reader is not None else _unknown)
+        host = None if self._steal is not None or self._times is not None else HostSteal.open()
+        steal = self._steal or (host.read if host is not None else _no_steal)
         now = clock()
         spent = times()
+        stolen = steal()
         self._period_start = now
         next_sample = now
         recording_since = now
@@ -361,12 +418,17 @@ class LoopMonitor:
                 await trio.sleep_until(deadline)
                 now = clock()
                 spent_before, spent = spent, times()
+                stolen_before, stolen = stolen, steal()
                 lag = max(0.0, now - deadline)
+                mine = lag
+                if stolen is not None and stolen_before is not None and stolen > stolen_before:
+                    self.stolen += stolen - stolen_before
+                    mine = max(0.0, lag - (stolen - stolen_before))
                 if spent is None or spent_before is None:
-                    own = lag
+                    own = mine
                 else:
                     own = own_part(
-                        lag,
+                        mine,
                         max(0.0, spent[0] - spent_before[0]),
                         max(0.0, spent[1] - spent_before[1]),
                     )
@@ -376,6 +438,8 @@ class LoopMonitor:
                 self._record(False)
             if reader is not None:
                 reader.close()
+            if host is not None:
+                host.close()
 
     def _record(self, on: bool) -> None:
         if on:
@@ -419,7 +483,8 @@ class LoopMonitor:
         """What INFO shows under ``loop`` (msgpack- and JSON-able; times in milliseconds).
 
         ``lag_*`` are over the last ``window_s`` seconds, ``lag_own_*`` their own parts (the
-        module docstring); ``longest_step_*`` over the current
+        module docstring); ``host_steal_ms``: the CPU time per CPU the host took from this
+        virtual machine since start; ``longest_step_*`` over the current
         and previous window (while the recorder ran); ``stalls`` counts lag samples over the
         threshold since start, ``long_steps`` recorded steps over it; ``gc_*``: full
         collections, the longest collection and those over the threshold, since start (while
@@ -439,6 +504,7 @@ class LoopMonitor:
             "lag_own_p99_ms": _ms(_quantile(owns, 0.99)),
             "lag_own_max_ms": _ms(owns[-1] if owns else 0.0),
             "lag_own_max_ever_ms": _ms(self.own_max),
+            "host_steal_ms": _ms(self.stolen),
             "stall_threshold_ms": self.stall_threshold * 1000,
             "stalls": self.stalls,
             "steps": self.steps,
@@ -494,6 +560,7 @@ __all__ = [
     "BUCKETS",
     "GcRecorder",
     "Histogram",
+    "HostSteal",
     "LoopMonitor",
     "StepMode",
     "StepRecorder",
