@@ -53,7 +53,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal, Self
 
 import structlog
 import trio
@@ -220,21 +220,20 @@ def _log_stall(seconds: float, task: str, at: str, cpu: float) -> None:
     )
 
 
-class ThreadTimes:
-    """The calling thread's total time on a core and runnable but waiting for one, from
-    ``/proc/thread-self/schedstat`` (its first two fields, nanoseconds): one ``pread`` of an
-    open file, about a microsecond."""
+class _ProcFile:
+    """A file of ``/proc`` held open and read with one ``pread`` each time."""
 
     __slots__ = ("_fd",)
+    PATH: ClassVar[str]
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
 
     @classmethod
-    def open(cls) -> ThreadTimes | None:
-        """For the calling thread; None where the kernel does not report them."""
+    def open(cls) -> Self | None:
+        """A reader, or None where the kernel does not report what it reads."""
         try:
-            fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(cls.PATH, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return None
         reader = cls(fd)
@@ -242,6 +241,22 @@ class ThreadTimes:
             reader.close()
             return None
         return reader
+
+    def read(self) -> Any:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+
+class ThreadTimes(_ProcFile):
+    """The calling thread's total time on a core and runnable but waiting for one, from
+    ``/proc/thread-self/schedstat`` (its first two fields, nanoseconds): one ``pread`` of an
+    open file, about a microsecond. :meth:`open` it on the thread it is about."""
+
+    __slots__ = ()
+    PATH = "/proc/thread-self/schedstat"
 
     def read(self) -> tuple[float, float] | None:
         """Seconds ``(ran, waited)`` so far; None if the file cannot be read."""
@@ -251,34 +266,18 @@ class ThreadTimes:
         except (OSError, IndexError, ValueError):
             return None
 
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self._fd)
 
-
-class HostSteal:
+class HostSteal(_ProcFile):
     """CPU time the host (hypervisor) took from this virtual machine so far, the mean over its
     CPUs in seconds, from ``/proc/stat``'s ``steal`` field (USER_HZ ticks): one ``pread`` of
     an open file, a few microseconds."""
 
-    __slots__ = ("_fd", "_per_tick")
+    __slots__ = ("_per_tick",)
+    PATH = "/proc/stat"
 
     def __init__(self, fd: int) -> None:
-        self._fd = fd
+        super().__init__(fd)
         self._per_tick = 1.0 / (os.sysconf("SC_CLK_TCK") * (os.cpu_count() or 1))
-
-    @classmethod
-    def open(cls) -> HostSteal | None:
-        """None where the kernel does not report it."""
-        try:
-            fd = os.open("/proc/stat", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return None
-        reader = cls(fd)
-        if reader.read() is None:
-            reader.close()
-            return None
-        return reader
 
     def read(self) -> float | None:
         """Seconds stolen so far (per CPU); None if it cannot be read."""
@@ -289,10 +288,6 @@ class HostSteal:
             return int(fields[8]) * self._per_tick
         except (OSError, IndexError, ValueError):
             return None
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self._fd)
 
 
 def own_part(lag: float, ran: float, waited: float) -> float:
