@@ -103,6 +103,17 @@ async def _copied_everywhere(
     return owner, others, readers, took
 
 
+async def _written_and_copied(
+    mesh: SimMesh, nursery: trio.Nursery, key: bytes, rng: random.Random
+) -> tuple[str, list[str], trio.CancelScope]:
+    """Write ``key`` through n0, start 4 readers of it (:func:`_copied_everywhere`) and wait
+    until every node but its owner holds a copy: the owner, the other nodes, the readers'
+    scope."""
+    await mesh.client("n0", NS, "SET", key, value_of(key, 0))
+    owner, others, readers, _ = await _copied_everywhere(mesh, nursery, key, HotHistory(), rng, 4)
+    return owner, others, readers
+
+
 @pytest.mark.trio
 @pytest.mark.parametrize("seed", SEEDS)
 async def test_a_hot_key_is_copied_everywhere_read_back_by_its_writer_and_cools(
@@ -321,10 +332,7 @@ async def test_a_copy_whose_update_was_lost_answers_get_but_not_hot_get_of_the_w
     key = b"hot:l"
     async with trio.open_nursery() as nursery:
         await nursery.start(mesh.run)
-        await mesh.client("n0", NS, "SET", key, value_of(key, 0))
-        owner, others, readers, _ = await _copied_everywhere(
-            mesh, nursery, key, HotHistory(), rng, 4
-        )
+        owner, others, readers = await _written_and_copied(mesh, nursery, key, rng)
         holder = others[0]
         hot = mesh.nodes[holder].parts.hot
         before = hot.area.get(NS, key, trio.current_time(), mesh.nodes[holder].wall())
@@ -377,10 +385,7 @@ async def test_a_flood_of_writes_never_leaves_a_copy_newer_than_its_owner(
     key = b"hot:flood"
     async with trio.open_nursery() as nursery:
         await nursery.start(mesh.run)
-        await mesh.client("n0", NS, "SET", key, value_of(key, 0))
-        owner, others, readers, _ = await _copied_everywhere(
-            mesh, nursery, key, HotHistory(), rng, 4
-        )
+        owner, others, readers = await _written_and_copied(mesh, nursery, key, rng)
         for holder in others:
             mesh.net.set_link(owner, holder, LinkFaults(delay=0.0005, jitter=0.002, loss=0.3))
         newer: list[tuple[str, int, int]] = []
@@ -542,10 +547,7 @@ async def test_copy_updates_go_on_one_kept_connection_per_holder(
     key = b"hot:lane"
     async with trio.open_nursery() as nursery:
         await nursery.start(mesh.run)
-        await mesh.client("n0", NS, "SET", key, value_of(key, 0))
-        owner, others, readers, _ = await _copied_everywhere(
-            mesh, nursery, key, HotHistory(), rng, 4
-        )
+        owner, others, readers = await _written_and_copied(mesh, nursery, key, rng)
         hot = mesh.nodes[owner].parts.hot
         stats = mesh.net.stats
 
@@ -609,10 +611,7 @@ async def test_a_write_to_a_hot_key_carries_its_replica_write_in_the_update_of_t
     key = b"hot:carried"
     async with trio.open_nursery() as nursery:
         await nursery.start(mesh.run)
-        await mesh.client("n0", NS, "SET", key, value_of(key, 0))
-        owner, others, readers, _ = await _copied_everywhere(
-            mesh, nursery, key, HotHistory(), rng, 4
-        )
+        owner, others, readers = await _written_and_copied(mesh, nursery, key, rng)
         replica = mesh.owners(NS, key)[1]
         assert replica in others
         hot = mesh.nodes[owner].parts.hot
@@ -719,8 +718,7 @@ async def test_a_write_to_a_key_that_cooled_lately_still_says_its_version(
     key = b"hot:c"
     async with trio.open_nursery() as nursery:
         await nursery.start(mesh.run)
-        await mesh.client("n0", NS, "SET", key, value_of(key, 0))
-        owner, _, readers, _ = await _copied_everywhere(mesh, nursery, key, HotHistory(), rng, 4)
+        owner, _, readers = await _written_and_copied(mesh, nursery, key, rng)
         hot = mesh.nodes[owner].parts.hot
         readers.cancel()
         await mesh.wait_until(lambda: key not in hot.hot[NS], timeout=10.0, what="the key cools")
