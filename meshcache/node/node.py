@@ -80,7 +80,8 @@ class Node:
         self._dataport: DataPort | None = None
         self.resp: RespPort | None = None
         self.tls: NodeTls | None = None  # the node's TLS contexts, when it serves TLS
-        self.loop = LoopMonitor()
+        #: A lag whose own part is 25 ms or more is logged with where the loop was held.
+        self.loop = LoopMonitor(watch=0.025)
         #: The asyncio loop the database driver runs on (started when the node has sources).
         self.bridge = AsyncioBridge()
 

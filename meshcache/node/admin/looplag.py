@@ -30,8 +30,10 @@ module measures it, two ways:
   on for ``sample_for`` seconds out of every ``sample_every``; ``steps="on"`` keeps it on (tests,
   a node being investigated), ``steps="off"`` never installs it.
 
-A lag over ``stall_threshold`` seen while the recorder is off is logged as ``loop_lag`` (no task
-to blame; the next sample may find it).
+A lag over ``stall_threshold`` seen while the recorder is off is logged as ``loop_lag``. With a
+``watch`` (:mod:`meshcache.node.admin.stallwatch`, the node's default) a thread looks at the loop
+thread's stack while the loop is overdue, so a lag whose own part is at least ``watch`` seconds
+is logged as ``loop_held`` with where the loop was held, whether the step recorder runs or not.
 
 While steps are recorded, garbage collections are timed too (a ``gc`` callback): a full
 collection traverses every container the process holds — the store's key index among them —
@@ -61,6 +63,7 @@ from prometheus_client.registry import Collector
 from trio.lowlevel import Task
 
 from meshcache.node.admin.metrics import loop_families
+from meshcache.node.admin.stallwatch import Held, StallWatch
 
 log = structlog.get_logger("meshcache.loop")
 
@@ -329,6 +332,10 @@ class LoopMonitor:
         steal: the host's steal so far, seconds per CPU (:class:`HostSteal`, read by default
             unless ``times`` is given), taken off a lag before its own part is split; None
             where it cannot be read.
+        watch: if set, a :class:`~meshcache.node.admin.stallwatch.StallWatch` samples the loop
+            thread's stack once the loop is this many seconds overdue (in real time, so only
+            on a loop with a real clock), and a lag whose own part reaches it is logged as
+            ``loop_held`` with the samples.
     """
 
     def __init__(
@@ -344,9 +351,12 @@ class LoopMonitor:
         step_clock: Callable[[], float] = time.perf_counter,
         times: Callable[[], tuple[float, float] | None] | None = None,
         steal: Callable[[], float | None] | None = None,
+        watch: float | None = None,
     ) -> None:
         if not (interval > 0 and window >= interval and stall_threshold > 0):
             raise ValueError("interval > 0, window >= interval and stall_threshold > 0")
+        if watch is not None and not watch > 0:
+            raise ValueError("watch > 0")
         if steps == "sampled" and not 0 < sample_for <= sample_every:
             raise ValueError("0 < sample_for <= sample_every")
         self.interval = interval
@@ -362,6 +372,10 @@ class LoopMonitor:
         """The host's steal since start, seconds per CPU."""
         self.recorder = StepRecorder(stall_threshold, clock=step_clock)
         self.gc = GcRecorder(stall_threshold, clock=step_clock)
+        self.watch = StallWatch(watch) if watch is not None else None
+        self.held = 0
+        """Lags logged as ``loop_held`` since start."""
+        self.held_last: dict[str, Any] | None = None
         self._recording = False
         self._samples: deque[tuple[float, float, float]] = deque()  # (taken at, lag, own)
         self.lag = Histogram()
@@ -394,8 +408,11 @@ class LoopMonitor:
         self._period_start = now
         next_sample = now
         recording_since = now
+        watch = self.watch
         task_status.started()
         try:
+            if watch is not None:
+                watch.start()
             while True:
                 if self.steps == "on" or (self.steps == "sampled" and now >= next_sample):
                     if not self._recording:
@@ -410,8 +427,12 @@ class LoopMonitor:
                 ):
                     self._record(False)
                 deadline = now + self.interval
+                if watch is not None:
+                    watch.beat(watch.clock() + self.interval)
                 await trio.sleep_until(deadline)
                 now = clock()
+                if watch is not None:
+                    watch.beat(math.inf)
                 spent_before, spent = spent, times()
                 stolen_before, stolen = stolen, steal()
                 lag = max(0.0, now - deadline)
@@ -428,7 +449,11 @@ class LoopMonitor:
                         max(0.0, spent[1] - spent_before[1]),
                     )
                 self._observe(now, lag, own)
+                if watch is not None:
+                    self._log_held(lag, own, watch.take())
         finally:
+            if watch is not None:
+                watch.stop()
             if self._recording:
                 self._record(False)
             if reader is not None:
@@ -469,6 +494,28 @@ class LoopMonitor:
             self._last_longest = self.recorder.roll()
             self._period_start = now
 
+    def _log_held(self, lag: float, own: float, held: list[Held]) -> None:
+        assert self.watch is not None
+        if not held or own < self.watch.overdue:
+            return
+        self.held += 1
+        first = held[0]
+        at = next((line for line in first.stack if line.startswith("meshcache")), first.stack[0])
+        self.held_last = {"own_ms": _ms(own), "at": at}
+        log.warning(
+            "loop_held",
+            lag_ms=round(lag * 1000, 1),
+            own_ms=round(own * 1000, 1),
+            samples=[
+                {
+                    "overdue_ms": round(h.overdue * 1000, 1),
+                    "waited_ms": round(h.waited * 1000, 1),
+                    "stack": list(h.stack),
+                }
+                for h in held
+            ],
+        )
+
     def longest_step(self) -> tuple[float, str | None]:
         """The longest step recorded in the current period or the one before (seconds, task)."""
         current = (self.recorder.longest, self.recorder.longest_task)
@@ -483,7 +530,8 @@ class LoopMonitor:
         and previous window (while the recorder ran); ``stalls`` counts lag samples over the
         threshold since start, ``long_steps`` recorded steps over it; ``gc_*``: full
         collections, the longest collection and those over the threshold, since start (while
-        the recorder ran).
+        the recorder ran); ``held`` counts lags logged as ``loop_held`` (with a watch),
+        ``held_last`` the last one's own part and the first place of the package it was held at.
         """
         lags = sorted(lag for _, lag, _ in self._samples)
         owns = sorted(own for _, _, own in self._samples)
@@ -510,6 +558,8 @@ class LoopMonitor:
             "gc_full": self.gc.full.count,
             "gc_longest_ms": _ms(self.gc.longest),
             "gc_pauses": self.gc.pauses,
+            "held": self.held,
+            "held_last": self.held_last,
         }
 
     def metrics(self) -> dict[str, Any]:
