@@ -31,7 +31,7 @@ from pathlib import Path
 from meshcache.errors import MeshcacheError
 from tools.mesh_figures.report import table
 from tools.stability_figures.probe import RATE as PROBE_RATE
-from tools.stability_figures.scenario import RunResult, run
+from tools.stability_figures.scenario import NodeFigures, RunResult, run
 from tools.stability_figures.writers import JOIN, LEAVE
 
 
@@ -86,6 +86,7 @@ HEADER = [
     "own lag max ms (worst node)",
     "longest step ms",
     "longest gc ms",
+    "loop held (last at)",
 ]
 
 
@@ -116,7 +117,17 @@ def row(label: str, r: RunResult) -> list[object]:
         max(n.own_max_ms for n in nodes),
         f"{longest.longest_step_ms:.0f} ({longest.longest_step_task})",
         max(n.gc_longest_ms for n in nodes),
+        _held_column(nodes),
     ]
+
+
+def _held_column(nodes: list[NodeFigures]) -> str:
+    """How many lags the nodes logged as ``loop_held``, and where the worst node's last was."""
+    held = sum(n.held for n in nodes)
+    if not held:
+        return "0"
+    worst = max((n for n in nodes if n.held), key=lambda n: n.own_max_ms)
+    return f"{held} ({worst.held_at})"
 
 
 def _probe_columns(r: RunResult, phase: int) -> list[object]:

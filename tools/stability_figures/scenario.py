@@ -58,6 +58,8 @@ class NodeFigures:
     longest_step_task: str | None
     gc_longest_ms: float
     host_steal_ms: float  # CPU time per CPU the host took from this virtual machine meanwhile
+    held: int  # lags logged as loop_held (own part 25 ms or more), with where the loop was held
+    held_at: str | None  # the last one's place
 
     @classmethod
     def of(cls, node_id: str, info: dict[str, Any]) -> NodeFigures:
@@ -77,6 +79,8 @@ class NodeFigures:
             loop.get("longest_step_task"),
             float(loop["gc_longest_ms"]),
             float(loop.get("host_steal_ms", 0.0)),
+            int(loop.get("held", 0)),
+            (loop.get("held_last") or {}).get("at"),
         )
 
 
@@ -114,6 +118,7 @@ class RunResult:
             f"(own p99 {n.own_p99_ms} ms max {n.own_max_ms} ms) "
             f"longest step {n.longest_step_ms} ms ({n.longest_step_task}) "
             f"gc {n.gc_longest_ms} ms host steal {n.host_steal_ms} ms"
+            + (f" loop held {n.held} times, last at {n.held_at}" if n.held else "")
             for n in self.nodes
         ]
         lines += [

@@ -5,9 +5,10 @@ The loop monitor (:mod:`meshcache.node.admin.looplag`) learns that a wake-up ran
 once the loop is free again, and its step recorder, when it runs, can say only which task's
 step was long and where that step stopped. This watch sees the stretch while it lasts: at
 every wake-up the monitor tells it when the next one is due (:meth:`StallWatch.beat`, in the
-watch's clock); a thread of the watch looks every ``every`` seconds, and once the loop is
-``overdue`` seconds past that time it records the loop thread's innermost frames
-(``sys._current_frames``). The monitor takes the samples after the late wake-up
+watch's clock); a thread of the watch sleeps until the loop would be ``overdue`` seconds past
+that time, and if it is (the due time has not moved on) records the loop thread's innermost
+frames (``sys._current_frames``), then again every ``every`` seconds while the loop stays
+held. The monitor takes the samples after the late wake-up
 (:meth:`StallWatch.take`) and logs them beside the lag.
 
 The thread needs the GIL to look. A stretch of Python code hands the GIL over every switch
@@ -16,12 +17,14 @@ garbage collection, a big table's resize) lets the thread in only when it return
 then names the line right after that call, and the sample's ``waited`` (how late the watch's
 own look ran) says that the GIL was held meanwhile.
 
-Each look costs a few microseconds and a GIL hand-over. The thread is a daemon, started by
-:meth:`StallWatch.start` and joined by :meth:`StallWatch.stop`.
+The thread wakes once per beat of a loop that is on time (20 a second beside the node's
+monitor); each wake-up costs a few microseconds and a GIL hand-over. The thread is a daemon,
+started by :meth:`StallWatch.start` and joined by :meth:`StallWatch.stop`.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -57,7 +60,7 @@ class StallWatch:
 
     Args:
         overdue: seconds past its due time after which the loop counts as held.
-        every: seconds between two looks of the thread.
+        every: seconds between two looks of the thread while the loop stays held.
         clock: the watch's clock (real time: ``time.perf_counter``).
     """
 
@@ -78,6 +81,7 @@ class StallWatch:
         self._lock = threading.Lock()
         self._held: list[Held] = []
         self._held_due = float("nan")
+        self._looked = -math.inf
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -135,12 +139,20 @@ class StallWatch:
         return sample
 
     def _run(self) -> None:
-        clock, every = self.clock, self.every
-        expected = clock() + every
-        while not self._stop.wait(every):
+        clock, every, overdue = self.clock, self.every, self.overdue
+        while True:
+            intended = self._due + overdue
             now = clock()
-            self.look(now, now - expected)
-            expected = now + every
+            if now < intended:
+                # Asleep until the loop would be overdue: a loop on time has moved its due time
+                # on by then, so a healthy loop costs one wake-up per beat, not one per ``every``.
+                wait = intended - now if intended != math.inf else every
+            else:
+                self.look(now, now - max(intended, self._looked + every))
+                self._looked = now
+                wait = every
+            if self._stop.wait(wait):
+                return
 
 
 def stack(frame: FrameType | None, depth: int = DEPTH) -> tuple[str, ...]:
