@@ -344,7 +344,7 @@ class ClientEngine(ABC, Commands, Generic[C]):
         """Send the batch to the router's node for ``key`` (``prefer`` first when given)."""
         retries = 1 if retryable else 0
         while True:
-            conn = None if prefer is not None else self._lend_idle(key)
+            conn = self._lend_idle(key, prefer)
             if conn is None:
                 conn = await self._acquire(key, prefer, deadline)
             try:
@@ -536,18 +536,21 @@ class ClientEngine(ABC, Commands, Generic[C]):
 
     # -- the pool -------------------------------------------------------------------------------
 
-    def _lend_idle(self, key: bytes | None) -> C | None:
+    def _lend_idle(self, key: bytes | None, prefer: Address | None = None) -> C | None:
         """The usual case, without a coroutine: a free slot and an idle usable connection to
-        the router's first candidate for ``key``, lent out; None (nothing taken) otherwise."""
+        ``prefer``, or else to the router's first candidate for ``key``, lent out; None
+        (nothing taken) otherwise."""
         if self._closed or self.breakers.open:
             return None
-        candidates = self.router.candidates(key)
-        if not candidates:
-            return None
+        if prefer is None:
+            candidates = self.router.candidates(key)
+            if not candidates:
+                return None
+            prefer = candidates[0]
         with self._lock:
             if self._lent >= self.max_connections:
                 return None
-            idle = self._idle.get(candidates[0])
+            idle = self._idle.get(prefer)
             if not idle:
                 return None
             conn = idle.pop()

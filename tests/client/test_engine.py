@@ -161,3 +161,25 @@ def test_an_asyncio_connection_lost_after_flushing_its_last_bytes_is_discarded_q
         theirs.close()
 
     asyncio.run(main())
+
+
+class _Idle:
+    """An idle connection as the pool keeps it: all ``_lend_idle`` looks at."""
+
+    reusable = True
+
+
+def test_a_call_for_a_chosen_node_borrows_an_idle_connection_to_it() -> None:
+    # A write to a hot key goes to its owner by choice: it takes an idle connection to the
+    # owner without a coroutine, as a call routed by the ring does.
+    client = Client("127.0.0.1:1,127.0.0.1:2")
+    owner = ("127.0.0.1", 2)
+    conn = _Idle()
+    client._idle[owner] = [conn]  # type: ignore[list-item]
+    assert client._lend_idle(b"k", ("127.0.0.1", 3)) is None
+    assert client._idle[owner] == [conn]
+    assert client._lend_idle(b"k", owner) is conn
+    assert client._lent == 1
+    assert client._lend_idle(b"k", owner) is None
+    client._lent -= 1
+    client.close()

@@ -337,6 +337,7 @@ async def test_metrics_families(autojump_clock: trio.testing.MockClock) -> None:
     assert "meshcache_loop_long_step_seconds_count 0.0" in text
     assert "meshcache_loop_longest_step_seconds 0.0" in text
     assert "meshcache_loop_step_recording 0.0" in text
+    assert "meshcache_loop_held_total 0.0" in text
 
 
 def test_bad_settings_are_refused() -> None:

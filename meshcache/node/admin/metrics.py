@@ -222,6 +222,12 @@ def loop_families(figures: dict[str, Any]) -> Iterator[Any]:
         "1 while task steps are being timed, 0 otherwise.",
         value=1 if figures["recording"] else 0,
     )
+    yield CounterMetricFamily(
+        "meshcache_loop_held",
+        "Lags whose own part reached the watch's threshold (25 ms on a node), each logged as "
+        "loop_held with where the loop thread was while it was held.",
+        value=figures["held"],
+    )
 
 
 def _gossip_families(figures: dict[str, Any]) -> Iterator[Any]:
