@@ -4,6 +4,9 @@
 learns the bound ports from the ready file (:data:`~meshcache.node.node.READY_FILE`) the node
 writes into its data directory once it is ready; :func:`wait_for_ready_file` does that for any
 node process. Nothing here sleeps for a fixed time: it polls for the condition until a deadline.
+A node gets SIGKILL when the thread that started it ends (``PR_SET_PDEATHSIG``), so a test or a
+tool killed in the middle of a run leaves no node behind; start nodes from the thread that
+outlives them.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 from meshcache.errors import MeshcacheError
 from meshcache.node.node import READY_FILE
+from meshcache.reaper import die_with_parent
 from meshcache.wire.address import Address, parse_address
 
 
@@ -83,7 +87,11 @@ class NodeProcess:
         (self.data_dir / READY_FILE).unlink(missing_ok=True)
         with open(self.log_file, "ab") as log:
             self.proc = subprocess.Popen(
-                self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env
+                self.args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                preexec_fn=die_with_parent(signal.SIGKILL),
             )
         try:
             info = wait_for_ready_file(self.data_dir, self.proc, timeout, log=self.log_tail)

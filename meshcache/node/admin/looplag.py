@@ -20,13 +20,7 @@ module measures it, two ways:
   while the guest's thread runs on it: the guest counts that *steal* time neither as the
   thread's running nor as its waiting, so a busy node would count it as its own. The steal of
   the interval (``/proc/stat``, the mean over the machine's CPUs) is taken off the lag before
-  it is split; a steal of one CPU of several is only partly taken off. That split is an
-  estimate; with a ``watch`` (below) the own part of a lag longer than a millisecond or so is
-  measured instead: the watch's thread reads the loop thread's CPU clock a millisecond after
-  the deadline, and the own part is the CPU time the loop thread used from that reading until
-  it woke, plus the reading's distance from the deadline (an upper bound: a loop thread
-  descheduled in the middle of a ``send`` to a process on the same machine, which the kernel
-  wakes there and then, counts as waiting, not as its own work).
+  it is split; a steal of one CPU of several is only partly taken off.
 * **Steps** (a trio :class:`~trio.abc.Instrument`): every task step is timed, the longest one is
   kept with its task's name, and every step of at least ``stall_threshold`` is counted and
   logged as ``loop_stall`` with the task, the place it stopped at (where the stretch ended) and
@@ -415,8 +409,6 @@ class LoopMonitor:
         next_sample = now
         recording_since = now
         watch = self.watch
-        due = math.inf  # when the watch expects the loop next (its clock)
-        cpu_now = 0.0  # the loop thread's CPU time at its last wake-up, with a watch
         task_status.started()
         try:
             if watch is not None:
@@ -436,13 +428,11 @@ class LoopMonitor:
                     self._record(False)
                 deadline = now + self.interval
                 if watch is not None:
-                    due = watch.clock() + self.interval
-                    watch.beat(due)
+                    watch.beat(watch.clock() + self.interval)
                 await trio.sleep_until(deadline)
                 now = clock()
                 if watch is not None:
                     watch.beat(math.inf)
-                    cpu_now = time.thread_time()
                 spent_before, spent = spent, times()
                 stolen_before, stolen = stolen, steal()
                 lag = max(0.0, now - deadline)
@@ -450,13 +440,7 @@ class LoopMonitor:
                 if stolen is not None and stolen_before is not None and stolen > stolen_before:
                     self.stolen += stolen - stolen_before
                     mine = max(0.0, lag - (stolen - stolen_before))
-                reading = watch.reading(due) if watch is not None else None
-                if reading is not None:
-                    # Measured: the loop thread's CPU after the watch's reading, plus the
-                    # reading's distance from the deadline (the module docstring).
-                    at, cpu_at = reading
-                    own = min(mine, max(0.0, cpu_now - cpu_at) + max(0.0, at - due))
-                elif spent is None or spent_before is None:
+                if spent is None or spent_before is None:
                     own = mine
                 else:
                     own = own_part(

@@ -17,12 +17,6 @@ garbage collection, a big table's resize) lets the thread in only when it return
 then names the line right after that call, and the sample's ``waited`` (how late the watch's
 own look ran) says that the GIL was held meanwhile.
 
-The same thread measures how much of a lag the loop's own work accounts for: ``early`` (1 ms)
-after the due time of a loop not yet awake, it reads the loop thread's CPU clock
-(:meth:`StallWatch.reading`); the loop thread's CPU time from then until it wakes, plus the
-reading's own distance from the due time, bounds the lag's own part from above, however long
-the thread waited for a core meanwhile.
-
 The thread wakes once per beat of a loop that is on time (20 a second beside the node's
 monitor); each wake-up costs a few microseconds and a GIL hand-over. The thread is a daemon,
 started by :meth:`StallWatch.start` and joined by :meth:`StallWatch.stop`.
@@ -30,7 +24,6 @@ started by :meth:`StallWatch.start` and joined by :meth:`StallWatch.stop`.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import sys
@@ -68,8 +61,6 @@ class StallWatch:
     Args:
         overdue: seconds past its due time after which the loop counts as held.
         every: seconds between two looks of the thread while the loop stays held.
-        early: seconds past its due time after which the loop thread's CPU time is read
-            (:meth:`reading`), where the kernel lets one thread read another's CPU clock.
         clock: the watch's clock (real time: ``time.perf_counter``).
     """
 
@@ -78,14 +69,12 @@ class StallWatch:
         overdue: float,
         *,
         every: float = 0.01,
-        early: float = 0.001,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        if not (overdue > 0 and every > 0 and 0 < early < overdue):
-            raise ValueError("overdue > 0, every > 0 and 0 < early < overdue")
+        if not (overdue > 0 and every > 0):
+            raise ValueError("overdue > 0 and every > 0")
         self.overdue = overdue
         self.every = every
-        self.early = early
         self.clock = clock
         self._due = float("inf")
         self._loop_thread = threading.get_ident()
@@ -93,9 +82,6 @@ class StallWatch:
         self._held: list[Held] = []
         self._held_due = float("nan")
         self._looked = -math.inf
-        self._cpu: Callable[[], float] | None = None
-        self._read_due = math.nan
-        self._reading: tuple[float, float, float] | None = None  # (due, at, cpu)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -112,7 +98,6 @@ class StallWatch:
         if self._thread is not None:
             return
         self._loop_thread = threading.get_ident()
-        self._cpu = loop_thread_cpu()
         self._due = float("inf")
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="meshcache-stallwatch", daemon=True)
@@ -153,55 +138,21 @@ class StallWatch:
                 self._held[-1] = sample
         return sample
 
-    def reading(self, due: float) -> tuple[float, float] | None:
-        """``(at, cpu)``: the loop thread's CPU time (seconds) read at ``at``, ``early`` or a
-        little more after ``due``, when the loop had not woken by then; None otherwise."""
-        reading = self._reading
-        if reading is None or reading[0] != due:
-            return None
-        return reading[1], reading[2]
-
-    def _read(self, due: float) -> None:
-        cpu = self._cpu
-        if cpu is not None:
-            used = cpu()
-            self._reading = (due, self.clock(), used)
-        self._read_due = due
-
     def _run(self) -> None:
-        clock, every, overdue, early = self.clock, self.every, self.overdue, self.early
+        clock, every, overdue = self.clock, self.every, self.overdue
         while True:
-            due = self._due
+            intended = self._due + overdue
             now = clock()
-            if due == math.inf:  # the loop is awake between two beats
-                wait = every
-            elif self._read_due != due:
-                # Asleep until the loop would be ``early`` late: a loop on time has moved its
-                # due time on by then, so a healthy loop costs one wake-up per beat.
-                if now < due + early:
-                    wait = due + early - now
-                else:
-                    self._read(due)
-                    continue
-            elif now < due + overdue:
-                wait = due + overdue - now
+            if now < intended:
+                # Asleep until the loop would be overdue: a loop on time has moved its due time
+                # on by then, so a healthy loop costs one wake-up per beat, not one per ``every``.
+                wait = intended - now if intended != math.inf else every
             else:
-                self.look(now, now - max(due + overdue, self._looked + every))
+                self.look(now, now - max(intended, self._looked + every))
                 self._looked = now
                 wait = every
             if self._stop.wait(wait):
                 return
-
-
-def loop_thread_cpu() -> Callable[[], float] | None:
-    """A reader, callable from any thread, of the calling thread's CPU clock (seconds); None
-    where the platform has no per-thread clock another thread may read."""
-    try:
-        clock_id = time.pthread_getcpuclockid(threading.get_ident())
-        time.clock_gettime(clock_id)
-    except (AttributeError, OSError):
-        return None
-    return functools.partial(time.clock_gettime, clock_id)
 
 
 def stack(frame: FrameType | None, depth: int = DEPTH) -> tuple[str, ...]:
@@ -228,4 +179,4 @@ def short_path(path: str) -> str:
     return os.path.join(os.path.basename(head), tail)
 
 
-__all__ = ["DEPTH", "KEEP", "Held", "StallWatch", "loop_thread_cpu", "short_path", "stack"]
+__all__ = ["DEPTH", "KEEP", "Held", "StallWatch", "short_path", "stack"]
