@@ -10,15 +10,9 @@ import textwrap
 import time
 from pathlib import Path
 
+from meshcache.testing.procs import running
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def test_a_killed_owner_leaves_no_node_running(tmp_path: Path) -> None:
@@ -41,15 +35,15 @@ def test_a_killed_owner_leaves_no_node_running(tmp_path: Path) -> None:
         line = owner.stdout.readline()
         assert line.strip().isdigit(), f"the owner did not start a node: {line!r}"
         node = int(line)
-        assert _alive(node)
+        assert running(node)
         os.kill(owner.pid, signal.SIGKILL)
         owner.wait(10)
         deadline = time.monotonic() + 10
-        while _alive(node):
+        while running(node):
             assert time.monotonic() < deadline, "the node outlived its killed owner"
             time.sleep(0.05)
     finally:
-        if node and _alive(node):
+        if node and running(node):
             os.kill(node, signal.SIGKILL)
         if owner.poll() is None:
             owner.kill()

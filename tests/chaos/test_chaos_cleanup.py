@@ -19,6 +19,7 @@ from meshcache.testing.chaos import netns
 from meshcache.testing.chaos.cluster import ChaosCluster, wait_until
 from meshcache.testing.chaos.faults import nft_script, partition
 from meshcache.testing.postgres import server_binaries
+from meshcache.testing.procs import running
 from tests.chaos.helpers import require_chaos
 
 HARNESS = textwrap.dedent(
@@ -39,14 +40,6 @@ HARNESS = textwrap.dedent(
     time.sleep(600)
     """
 )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 def _leftovers(rid: str) -> list[str]:
@@ -82,10 +75,10 @@ def test_a_killed_harness_leaves_nothing_behind(loader: bool) -> None:
             raise AssertionError(f"the harness did not start: {line}{proc.stdout.read()}") from None
         rid, pids = started["rid"], started["pids"]
         assert _leftovers(rid), "the run had nothing to clean up"
-        assert all(_alive(pid) for pid in pids)
+        assert all(running(pid) for pid in pids)
         os.kill(proc.pid, signal.SIGKILL)
     wait_until(lambda: not _leftovers(rid), 60.0, f"run {rid} to be removed by its reaper")
-    wait_until(lambda: not any(_alive(p) for p in pids), 30.0, "every process of the run to end")
+    wait_until(lambda: not any(running(p) for p in pids), 30.0, "every process of the run to end")
 
 
 @pytest.mark.chaos

@@ -20,6 +20,7 @@ import pytest
 
 from meshcache import Client, MeshcacheError
 from meshcache.node.node import READY_FILE
+from meshcache.testing.procs import running
 from meshcache.wire.address import parse_address
 from tests.mesh.helpers import wait_for
 
@@ -97,28 +98,10 @@ class DemoRun:
                 self.proc.kill()
                 self.proc.wait()
         for _, pid in self.nodes.values():
-            if alive(pid):
+            if running(pid):
                 os.kill(pid, signal.SIGKILL)
         for reader in self.readers:
             reader.join(timeout=10)
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` runs; an exited process nobody has reaped yet (a zombie, e.g. an
-    orphan waiting for init) counts as gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        stat = ""
-    if stat:
-        return stat.rpartition(")")[2].split()[0] != "Z"
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.fixture
@@ -181,7 +164,7 @@ def test_demo_serves_survives_a_killed_node_and_stops_on_sigterm(
     wait_for(suspected, 20, "the demo to report node 1 suspected (not a flap: it was killed)")
 
     assert demo.finish(signal.SIGTERM) == 0
-    assert [pid for _, pid in nodes.values() if alive(pid)] == []
+    assert [pid for _, pid in nodes.values() if running(pid)] == []
     assert demo.err == []
     assert demo.out[-1].startswith("membership: ")  # the flap count, last
     # Nodes 0 and 2 stopped cleanly (that removes the ready file); the files stay in --data-dir.
@@ -247,7 +230,7 @@ def test_a_flap_is_reported_and_killing_the_demo_stops_its_nodes(demos: list[Dem
         demo.proc.wait(timeout=10)
 
         def all_gone() -> bool:
-            return [pid for _, pid in nodes.values() if alive(pid)] == []
+            return [pid for _, pid in nodes.values() if running(pid)] == []
 
         wait_for(all_gone, 20, "every node of the killed demo to stop")
         wait_for(lambda: not root.exists(), 20, "the killed demo's files to be removed")
@@ -295,5 +278,5 @@ def test_two_nodes_share_keys_then_one_leaves_the_ring(demos: list[DemoRun]) -> 
     root = Path(next(x for x in demo.out if x.startswith("ready: ")).rpartition(" files in ")[2])
     assert root.is_dir()
     assert demo.finish(signal.SIGINT) == 0  # Ctrl-C
-    assert [pid for _, pid in nodes.values() if alive(pid)] == []
+    assert [pid for _, pid in nodes.values() if running(pid)] == []
     assert not root.exists()  # no --data-dir: the temporary directory goes with the demo

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from meshcache.testing.procs import running
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 if shutil.which("redis-server") is None:
@@ -22,15 +24,6 @@ if shutil.which("redis-server") is None:
     pytest.skip(
         "redis-server is not installed (apt-get install redis-server)", allow_module_level=True
     )
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie nobody has reaped yet counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def children(pid: int) -> dict[int, list[str]]:
@@ -84,7 +77,7 @@ def test_a_killed_bench_stops_its_server_and_workers_and_removes_its_files() -> 
 
         def servers() -> list[int]:
             # Live ones only: a short-lived redis-server run (a version check) may come first.
-            return [p for p, a in started.items() if "redis-server" in a[0] and alive(p)]
+            return [p for p, a in started.items() if "redis-server" in a[0] and running(p)]
 
         wait_for(loaded, 120, "the bench to start redis-server and two load workers")
         server = servers()[0]
@@ -94,15 +87,19 @@ def test_a_killed_bench_stops_its_server_and_workers_and_removes_its_files() -> 
         workers = workers_of(started)
         bench.kill()
         bench.wait()
-        wait_for(lambda: not alive(server), 20, "redis-server to stop with the killed bench")
-        wait_for(lambda: not any(alive(w) for w in workers), 20, "the load workers to stop with it")
+        wait_for(lambda: not running(server), 20, "redis-server to stop with the killed bench")
+        wait_for(
+            lambda: not any(running(w) for w in workers), 20, "the load workers to stop with it"
+        )
         wait_for(lambda: not server_dir.exists(), 20, "the server's directory to be removed")
         # The reaper went too, once the directory was gone.
-        wait_for(lambda: not any(alive(p) for p in started), 20, "every child of the bench to end")
+        wait_for(
+            lambda: not any(running(p) for p in started), 20, "every child of the bench to end"
+        )
     finally:
         if bench.poll() is None:
             bench.kill()
             bench.wait()
         for pid in started:
-            if alive(pid):
+            if running(pid):
                 os.kill(pid, signal.SIGKILL)
