@@ -15,7 +15,8 @@ import pytest
 import redis
 
 from meshcache import Client, MeshcacheError
-from tests.mesh.test_demo import DemoRun, alive, clean_env
+from meshcache.testing.procs import running
+from tests.mesh.test_demo import DemoRun, clean_env
 
 pytestmark = pytest.mark.slow
 
@@ -58,4 +59,4 @@ def test_demo_tls_serves_what_it_prints(demo: DemoRun, tmp_path: Path) -> None:
     with redis.Redis.from_url(f"rediss://127.0.0.1:{resp_port}", ssl_ca_certs=str(ca)) as r:
         assert r.get("hello") == b"world"
     assert demo.finish(signal.SIGTERM) == 0
-    assert [pid for _, pid in nodes.values() if alive(pid)] == []
+    assert [pid for _, pid in nodes.values() if running(pid)] == []
