@@ -3,14 +3,14 @@
 A member's ring changes (the first members forming the mesh, a fourth joining, one leaving) run
 every step of the hand-off on the node's loop: comparing rings, serving a pull, dropping what it
 no longer owns, pushing its keys away as it leaves. Each test here runs those steps in process
-under an instrument that times the CPU of every task step (``time.thread_time``: a busy CI
-preempts, which is not the work's fault) and bounds the longest one.
+under an instrument that times the CPU of every task step less the host's steal
+(``longest_step(cpu=True)``: a busy CI preempts, and its host steals, which is not the work's
+fault) and bounds the longest one.
 """
 
 from __future__ import annotations
 
 import gc
-import time
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -88,7 +88,7 @@ class Probe:
         gc.collect()
         gc.disable()
         try:
-            with longest_step(clock=time.thread_time) as probe:
+            with longest_step(cpu=True) as probe:
                 result = await call
         finally:
             gc.enable()

@@ -87,3 +87,27 @@ async def test_pytest_trio_passes_it_as_an_instrument(
     await trio.sleep(5)  # the mock clock jumps; the step clock does not
     assert probe.steps > 0
     assert probe.longest < 1.0
+
+
+async def _spin(seconds: float) -> None:
+    started = time.thread_time()
+    while time.thread_time() - started < seconds:
+        pass
+
+
+async def _block(seconds: float) -> None:
+    time.sleep(seconds)  # the loop held, its thread off the CPU
+
+
+@pytest.mark.trio
+async def test_cpu_steps_are_the_cpu_they_used_never_more() -> None:
+    with longest_step(cpu=True) as probe:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_spin, 0.03, name="spins")
+    # The host's steal meanwhile (of any CPU) is taken off: never longer than the work.
+    assert 0 < probe.longest <= 0.035
+    assert probe.task == "spins"
+    with longest_step(cpu=True) as probe:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_block, 0.05, name="blocks")
+    assert probe.of("blocks").longest < 0.02

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any
 
 import pytest
@@ -257,7 +256,7 @@ async def test_dropping_unowned_keys_is_sliced() -> None:
     ring = Ring(list(config.members), config.version)
     held = handoff.store.key_snapshot("default")
     foreign = [k for k in held if all(m.node_id != ME for m in ring.owners(k, 1))]
-    with longest_step(clock=time.thread_time) as probe:  # CPU time: a busy CI preempts
+    with longest_step(cpu=True) as probe:  # CPU time: a busy CI preempts
         await handoff._drop_unowned(config)
     assert handoff.stats["records_dropped"] == len(foreign) > BIG // 2
     assert probe.steps >= BIG // SCAN_CHUNK, probe.describe()
@@ -279,7 +278,7 @@ async def test_serving_a_hand_off_is_sliced_and_batches_stay_small() -> None:
     handoff.dataplane.install(config)
     ranges = Ring(list(config.members), config.version).owned_ranges(OTHER, 1)
     wanted = RangeSet(ranges)
-    with longest_step(clock=time.thread_time) as probe:
+    with longest_step(cpu=True) as probe:
         sent = await handoff.handle_handoff(
             "default", {"ranges": ranges_to_wire(ranges), "to": OTHER}
         )
@@ -545,7 +544,7 @@ async def test_a_joiner_compares_its_rings_without_rebuilding_the_one_it_holds(
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr("meshcache.node.data.handoff.Ring", CountedRing)
-    with longest_step(clock=time.thread_time) as probe:  # CPU time: a busy CI preempts
+    with longest_step(cpu=True) as probe:  # CPU time: a busy CI preempts
         await handoff._pull_gained(active)
     assert built == []
     assert probe.steps >= 2, probe.describe()

@@ -4,7 +4,6 @@ Each is applied a slice at a time, with checkpoints between, and answers as it d
 from __future__ import annotations
 
 import gc
-import time
 from types import CoroutineType, SimpleNamespace
 from typing import Any
 
@@ -83,7 +82,7 @@ async def test_a_big_bulk_batch_is_applied_in_slices() -> None:
     payload = [x for key in keys for x in (key, blob)]
     answer = plane.apply_bulk("default", payload)
     assert type(answer) is CoroutineType
-    with longest_step(clock=time.thread_time) as probe:
+    with longest_step(cpu=True) as probe:
         counts = await answer
     assert counts == [len(keys), 0, 0, 0]
     # Ten slices: nine checkpoints (the first and last steps are only partly in the probe).
@@ -101,7 +100,7 @@ async def test_a_big_repl_batch_is_applied_in_slices() -> None:
     payload = [[key, ["bytes", b"v", None, VERSION]] for key in keys]
     answer = plane.apply_replicated("default", payload)
     assert type(answer) is CoroutineType
-    with longest_step(clock=time.thread_time) as probe:
+    with longest_step(cpu=True) as probe:
         answers = await answer
     assert answers == [APPLIED] * len(keys)
     assert probe.steps >= 3, probe.describe()
@@ -120,7 +119,7 @@ async def test_many_key_ops_route_and_run_in_slices(replicas: int) -> None:
     # node's loop monitor, not here: only the slicing is.
     gc.disable()
     try:
-        with longest_step(clock=time.thread_time) as probe:
+        with longest_step(cpu=True) as probe:
             assert await settle(plane.execute("default", "MSET", mset)) is True
             got = await settle(plane.execute("default", "MGET", keys))
             deleted = await settle(plane.execute("default", "DELETE", keys[::2]))
@@ -216,7 +215,7 @@ async def test_an_owned_dbsize_of_a_big_store_counts_a_table_at_a_time() -> None
     assert type(answer) is CoroutineType
     gc.disable()
     try:
-        with longest_step(clock=time.thread_time) as probe:
+        with longest_step(cpu=True) as probe:
             result = await answer
     finally:
         gc.enable()
