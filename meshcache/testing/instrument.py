@@ -19,10 +19,11 @@ for production (see ``meshcache.node.admin.looplag`` for the node's own sampled 
 On a loaded machine a step's wall time includes the time the process was not scheduled;
 ``longest_step(clock=time.thread_time)`` times the CPU the step used instead, which is what a
 test of slicing means to bound. On a virtual machine the host may also take a CPU away while
-the thread runs on it, and the guest may count that *steal* as the thread's CPU time (a 7 ms
-step has read 53 ms so): ``longest_step(cpu=True)`` times the thread's CPU less the host's
-steal over all the machine's CPUs meanwhile (``/proc/stat``; steal from another CPU is taken
-off too, so a step is never timed longer than its work, and rarely shorter).
+the thread runs on it, and the guest may count that *steal* as the thread's CPU time (an
+anti-entropy step of about 7 ms once read 53 ms on a loaded run of the suite; its cause was
+not seen): ``longest_step(cpu=True)`` times the thread's CPU less the host's
+steal over all the machine's CPUs meanwhile (``/proc/stat``): steal never lengthens a step,
+though steal from another CPU, taken off too, may shorten one.
 """
 
 from __future__ import annotations
