@@ -28,7 +28,7 @@ from meshcache.errors import ConfigError
 from meshcache.gossip import EventKind, Member, MemberState
 from meshcache.node.admin.http import AdminHandler
 from meshcache.node.admin.info import describe
-from meshcache.node.admin.looplag import LoopMonitor
+from meshcache.node.admin.looplag import HELD_AFTER, LoopMonitor
 from meshcache.node.admin.metrics import NodeCollector, NodeCounters, make_registry
 from meshcache.node.admin.resp_metrics import RespCollector
 from meshcache.node.assembly import Assembly
@@ -80,8 +80,7 @@ class Node:
         self._dataport: DataPort | None = None
         self.resp: RespPort | None = None
         self.tls: NodeTls | None = None  # the node's TLS contexts, when it serves TLS
-        #: A lag whose own part is 25 ms or more is logged with where the loop was held.
-        self.loop = LoopMonitor(watch=0.025)
+        self.loop = LoopMonitor(watch=HELD_AFTER)
         #: The asyncio loop the database driver runs on (started when the node has sources).
         self.bridge = AsyncioBridge()
 

@@ -69,6 +69,9 @@ log = structlog.get_logger("meshcache.loop")
 
 StepMode = Literal["sampled", "on", "off"]
 
+#: A node's watch (``LoopMonitor(watch=...)``): a lag whose own part reaches this many seconds
+#: is logged as ``loop_held`` with where the loop was held.
+HELD_AFTER: Final = 0.025
 #: Upper bounds (seconds) of the lag and long-step histogram buckets; +Inf is added.
 BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -604,6 +607,7 @@ def _ms(seconds: float) -> float:
 
 __all__ = [
     "BUCKETS",
+    "HELD_AFTER",
     "GcRecorder",
     "Histogram",
     "HostSteal",

@@ -224,8 +224,8 @@ def loop_families(figures: dict[str, Any]) -> Iterator[Any]:
     )
     yield CounterMetricFamily(
         "meshcache_loop_held",
-        "Lags whose own part reached the watch's threshold (25 ms on a node), each logged as "
-        "loop_held with where the loop thread was while it was held.",
+        "Lags whose own part reached the node's held threshold (docs/operations.md), each "
+        "logged as loop_held with where the loop thread was while it was held.",
         value=figures["held"],
     )
 
