@@ -218,6 +218,7 @@ class Assembly:
             counters=self.counters,
         )
         self.dispatcher.hot = self.hot
+        self.dispatcher.relay = self.coordinator.execute
         self._nursery: trio.Nursery | None = None
         # Ring members' addresses by the last installed config (a removed one's breaker goes).
         self._member_addresses: dict[str, Address | None] = {}

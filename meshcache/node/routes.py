@@ -3,7 +3,8 @@
 Each row of :data:`meshcache.wire.ops.OPS` names its handler: :data:`~meshcache.wire.ops.
 DATA_HANDLER` for data ops (the coordinator routes them to the key's owners and the store runs
 them), :data:`~meshcache.wire.ops.SESSION_HANDLER` for ``AUTH`` (the connection's session
-answers it in the dispatcher), or the name of a method of :class:`Routes`.
+answers it in the dispatcher), :data:`~meshcache.wire.ops.RELAY_HANDLER` for ``RELAY`` (the
+dispatcher answers each request frame it carries), or the name of a method of :class:`Routes`.
 :meth:`Routes.table` resolves every row
 once, when the node is assembled, so a row naming a missing method fails at start-up (and in
 ``tests/node/test_routes.py``), never on a request. Every handler is called as
@@ -32,7 +33,7 @@ from meshcache.node.data.handoff import HandOff
 from meshcache.node.data.hot import HotKeys
 from meshcache.ring import READ_STATES, RingState
 from meshcache.ring.tokens import RangeSet
-from meshcache.wire.ops import DATA_HANDLER, OPS, SESSION_HANDLER
+from meshcache.wire.ops import DATA_HANDLER, OPS, RELAY_HANDLER, SESSION_HANDLER
 
 Handler = Callable[[str, list[Any]], Any]
 
@@ -82,7 +83,7 @@ class Routes:
         """
         table: dict[str, Handler] = {}
         for name, spec in OPS.items():
-            if spec.handler in (DATA_HANDLER, SESSION_HANDLER):
+            if spec.handler in (DATA_HANDLER, SESSION_HANDLER, RELAY_HANDLER):
                 continue
             handler = getattr(self, spec.handler, None)
             if handler is None or spec.handler.startswith("_") or spec.handler == "table":

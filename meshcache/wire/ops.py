@@ -59,6 +59,9 @@ DATA_HANDLER = "data"
 #: ``OpSpec.handler`` of the ops that change the connection itself (``AUTH``): answered by the
 #: connection's session in the dispatcher, never routed.
 SESSION_HANDLER = "session"
+#: ``OpSpec.handler`` of ``RELAY``, whose argument is request frames another node passes on:
+#: answered by the dispatcher, a response frame for each (``meshcache.node.net.relay``).
+RELAY_HANDLER = "relay"
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +197,7 @@ _SPECS = [
         handler="forwarded",
         permission=PEER,
     ),
+    _op("RELAY", "l", M, idempotent=True, handler=RELAY_HANDLER, permission=PEER),
     _op("REPL", "l", M, idempotent=True, handler="replicated", permission=PEER),
     _op("BULK", "l", M, idempotent=True, handler="bulk", permission=PEER),
     _op("RECORDS", "l", M, handler="records", permission=PEER),
@@ -463,6 +467,7 @@ def _arity_text(spec: OpSpec) -> str:
 __all__ = [
     "DATA_HANDLER",
     "OPS",
+    "RELAY_HANDLER",
     "SESSION_HANDLER",
     "ErrorCode",
     "Limits",

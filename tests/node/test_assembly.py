@@ -18,13 +18,21 @@ from meshcache.node.net.oneshot import call_once
 from meshcache.node.routes import Routes
 from meshcache.settings import NodeSettings
 from meshcache.testing.simdata import SimMesh
-from meshcache.wire.ops import DATA_HANDLER, OPS, SESSION_HANDLER, OpKind, Permission
+from meshcache.wire.ops import (
+    DATA_HANDLER,
+    OPS,
+    RELAY_HANDLER,
+    SESSION_HANDLER,
+    OpKind,
+    Permission,
+)
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
 
 def test_every_op_has_exactly_one_route() -> None:
-    local = (DATA_HANDLER, SESSION_HANDLER)  # the data plane's, and the session's (AUTH)
+    # the data plane's, the session's (AUTH), and the dispatcher's own (RELAY's frames)
+    local = (DATA_HANDLER, SESSION_HANDLER, RELAY_HANDLER)
     routed = {name for name, spec in OPS.items() if spec.handler not in local}
     handlers = {spec.handler for spec in OPS.values() if spec.handler not in local}
     public = {
@@ -56,6 +64,7 @@ def test_the_table_says_who_may_send_each_op() -> None:
     assert {n for n, s in OPS.items() if s.permission is Permission.PEER} == {
         "GOSSIP",
         "FWD",
+        "RELAY",
         "REPL",
         "BULK",
         "RECORDS",

@@ -57,6 +57,7 @@ def test_the_ops_that_ignore_the_namespace_are_the_node_ops_about_no_keyspace() 
     keyspace_ops = {
         "DBSIZE",
         "FWD",
+        "RELAY",  # the namespace of each request it carries
         "REPL",
         "BULK",
         "RECORDS",

@@ -35,6 +35,7 @@ from collections.abc import Set as AbstractSet
 from itertools import compress
 from typing import Any
 
+import msgpack
 import structlog
 import trio
 
@@ -72,6 +73,7 @@ from meshcache.node.data.replicator import (
 )
 from meshcache.node.loader.loader import Loader
 from meshcache.node.net.peer_pool import Address, PeerPool, PeerUnreachable
+from meshcache.node.net.relay import FailedOver, Relayed
 from meshcache.ring import Ring, RingMember, key_token
 from meshcache.store.keyspace import blob_version
 from meshcache.store.sizes import VERSION_HEADER
@@ -112,6 +114,7 @@ REPL_SLICE = 200  # 2.5-4.5 us a record
 BULK_SLICE = 400  # about 1.5 us a blob
 _WRITE = OpKind.WRITE
 _HOT_GET = OPS["HOT_GET"]
+_unpackb = msgpack.unpackb
 _NEW_STAMP: Any = object()  # _forwarding: stamp the request now
 _STAMPABLE = frozenset(("SET", "MSET", "DELETE"))  # the ops stampable() may say yes to
 # The ops whose first argument is their key (OpSpec.keyed, a property, asked per request).
@@ -302,8 +305,12 @@ class Coordinator:
 
     # --- the client-facing executor --------------------------------------------------------
 
-    def execute(self, namespace: str, op: str, args: list[Any]) -> Any:
-        """Run a data op for a client: here, or forwarded to the key's coordinator."""
+    def execute(self, namespace: str, op: str, args: list[Any], body: bytes | None = None) -> Any:
+        """Run a data op for a client: here, or forwarded to the key's coordinator.
+
+        ``body``: a ``GET``'s frame as its client sent it, when the caller can write the
+        owner's response frame to that client as it comes. A GET of a key another node
+        coordinates is then relayed (:meth:`_relay`), and answered as a :class:`Relayed`."""
         if self.solo:
             result = self._store_execute(namespace, op, args)
             loader = self.loader
@@ -331,6 +338,10 @@ class Coordinator:
             copy = self._hot_copy(hot, namespace, op, spec, args)
             if copy is not None:
                 return copy.value if op == "GET" else [copy.value]
+        elif body is not None:
+            relayed = self._relay(owners[0].node_id, namespace, body)
+            if relayed is not None:
+                return relayed
         later = self._forward_now(owners, namespace, op, args)
         answer = later if later is not None else self._forward(owners, namespace, op, args)
         loader = self.loader
@@ -757,6 +768,66 @@ class Coordinator:
             apply_record(self.store, namespace, key, theirs)
             return True
         return False
+
+    # --- relaying ----------------------------------------------------------------------------
+
+    def _relay(self, owner: str, namespace: str, body: bytes) -> Relayed | None:
+        """Pass a client's ``GET`` (its frame ``body`` as it came) on to ``owner``, the key's
+        coordinator, in the round's ``RELAY`` frame for it (:mod:`meshcache.node.net.relay`).
+        None when it must be forwarded the usual way: the namespace has a loader (a load is
+        timed), or the owner cannot be reached on an open connection now."""
+        if self._unsent or not self._first_live:
+            return None
+        loader = self.loader
+        if loader is not None and namespace in loader.policies:
+            return None
+        address = self._addresses.get(owner)
+        if address is None:
+            return None
+        checking = self.pool.breakers.checking
+        if checking and address in checking:
+            return None
+        later = Relayed()
+        if not self.pool.relay(
+            address, body, later, timeout=FORWARD_TIMEOUT, failed=self._relay_failed
+        ):
+            return None
+        self.stats["forwarded_out"] += 1
+        return later
+
+    def _relay_failed(self, body: bytes, later: Later, error: BaseException) -> None:
+        """A relayed ``GET`` got no answer in its batch: forward it again the usual way, in a
+        task; ``later`` settles with its value (:class:`FailedOver`)."""
+        self.stats["relay_failures"] += 1
+        if self._nursery is None:
+            later.fail(error)
+            return
+        _, _, namespace, args = _unpackb(body, raw=False, strict_map_key=False)
+        key = args[0]
+        owners = self._coordinators(namespace, key)
+        # A peer that broke or kept silent is checked before it is asked again; one that
+        # refused the RELAY itself (an older node) is asked with FWD at once.
+        last = (
+            error
+            if isinstance(error, MeshcacheError) and not isinstance(error, CommandError)
+            else None
+        )
+        self._nursery.start_soon(self._relay_again, later, owners, namespace, key, last)
+
+    async def _relay_again(
+        self,
+        later: Later,
+        owners: list[RingMember],
+        namespace: str,
+        key: bytes,
+        last: MeshcacheError | None,
+    ) -> None:
+        try:
+            value = await self._forward(owners, namespace, "GET", [key], None, last)
+        except Exception as exc:  # a refusal, or a bug: the dispatcher answers either
+            later.fail(exc)
+        else:
+            later.resolve(FailedOver(value))
 
     # --- forwarding --------------------------------------------------------------------------
 

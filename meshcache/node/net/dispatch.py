@@ -18,11 +18,20 @@ from typing import Any
 
 import msgpack
 
-from meshcache.errors import CommandError, ErrorCode
+from meshcache.errors import CommandError, ErrorCode, RemoteProtocolError
 from meshcache.node.admin.metrics import NodeCounters
+from meshcache.node.net.relay import MAX_ANSWER_BYTES, MAX_BATCH_ITEMS, FailedOver, Relayed
 from meshcache.security.guard import Guard, Session
 from meshcache.wire.frame import HEADER, STATUS_ERROR, STATUS_OK, decode_request
-from meshcache.wire.ops import DATA_HANDLER, OPS, Limits, OpKind, OpSpec, normalize_args
+from meshcache.wire.ops import (
+    DATA_HANDLER,
+    OPS,
+    RELAY_HANDLER,
+    Limits,
+    OpKind,
+    OpSpec,
+    normalize_args,
+)
 from meshcache.wire.pending import Later, Pending
 
 # Bad input is counted under the snake_case of its error code, plus a few framing-level kinds.
@@ -30,11 +39,12 @@ _BAD_KIND = {code: code.value.lower() for code in ErrorCode}
 
 Executor = Callable[[str, str, list[Any]], Any]
 Route = Callable[[str, list[Any]], Any]
+Relay = Callable[[str, str, list[Any], bytes], Any]
 
 
 def _pending(answer: Coroutine[Any, Any, bytes], spec: OpSpec, ns: str, args: list[Any]) -> Pending:
     if not spec.keyed:
-        return Pending(answer, fans_out=spec.name != "FWD")
+        return Pending(answer, fans_out=spec.name not in _ONE_HOP)
     # Many-key ops (MGET, MSET, DELETE, EXISTS) repeat a key group and are split by owner.
     if not spec.fixed and len(args) > len(spec.repeat):
         return Pending(answer, fans_out=True)
@@ -53,6 +63,10 @@ _clock_ns = time.perf_counter_ns
 _KEYED = frozenset(name for name, spec in OPS.items() if spec.keyed)
 # The identity of a caller inside the process: no users, no cluster key, every op allowed.
 _TRUSTED = Guard().session("")
+# Node-to-node ops whose requests this node executes itself and never passes on: later
+# requests on their connection need not wait for them.
+_ONE_HOP = frozenset(("FWD", "RELAY"))
+_GET = OPS["GET"]
 
 
 class Dispatcher:
@@ -75,6 +89,7 @@ class Dispatcher:
 
     __slots__ = (
         "_execute",
+        "_forwarded",
         "_latency",
         "_limits",
         "_ops",
@@ -82,6 +97,7 @@ class Dispatcher:
         "counters",
         "guard",
         "hot",
+        "relay",
         "ring_version",
     )
 
@@ -104,19 +120,28 @@ class Dispatcher:
         self._ops: dict[str, tuple[OpSpec, Route | None, list[int]]] = {
             name: (
                 spec,
-                routes.get(name, _unrouted)
+                self.relayed
+                if spec.handler == RELAY_HANDLER
+                else routes.get(name, _unrouted)
                 if spec.handler != DATA_HANDLER or name in routes
                 else None,
                 latency.counts(name),
             )
             for name, spec in OPS.items()
         }
+        # FWD's route: a relayed GET is executed by its rules.
+        self._forwarded = routes.get("FWD", _unrouted)
         self._limits = limits
         self.counters = counters
         self.ring_version = ring_version
         #: The node's hot-key layer (:class:`~meshcache.node.data.hot.HotKeys`; the assembly
         #: wires it): responses to data ops carry its hints as their 5th element.
         self.hot: Any = None
+        #: Runs a GET like ``execute``, given its frame as the client sent it too
+        #: (``relay(namespace, op, args, body)``; the assembly wires the coordinator's
+        #: ``execute``): a GET of a key another node coordinates may then be passed on to
+        #: that node as it came, answered as a :class:`~meshcache.node.net.relay.Relayed`.
+        self.relay: Relay | None = None
         self._pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
     def handle(self, body: bytes, session: Session = _TRUSTED) -> bytes | Pending:
@@ -150,7 +175,12 @@ class Dispatcher:
                 if auth is not None:
                     return _pending(self._finish(rid, op, auth, started, histogram), spec, ns, [])
             args = normalize_args(spec, args, self._limits)
-            result = self._execute(ns, op, args) if route is None else route(ns, args)
+            if route is not None:
+                result = route(ns, args)
+            elif op == "GET" and self.relay is not None:
+                result = self.relay(ns, op, args, body)
+            else:
+                result = self._execute(ns, op, args)
             if type(result) is CoroutineType:
                 answer = self._finish(rid, op, result, started, histogram, spec, ns, args)
                 return _pending(answer, spec, ns, args)
@@ -158,6 +188,9 @@ class Dispatcher:
                 finish = self._later(rid, op, started, histogram, spec, ns, args)
                 key = (ns, args[0]) if op in _KEYED else None
                 return Pending(None, key=key, later=result, finish=finish)
+            if type(result) is Relayed:  # passed on to the key's owner as it came
+                finish = self._relayed_answer(rid, started, histogram, ns, args)
+                return Pending(None, later=result, finish=finish)
             hot = self.hot
             if hot is None or hot.hint is None or spec.handler != DATA_HANDLER:
                 out: bytes = self._pack([rid, STATUS_OK, result, self.ring_version])
@@ -265,6 +298,100 @@ class Dispatcher:
             return out
 
         return settled
+
+    def _relayed_answer(
+        self, rid: int, started: int, histogram: list[int], ns: str, args: list[Any]
+    ) -> Callable[[Any, BaseException | None], bytes]:
+        """What answers a relayed GET's client (:attr:`Pending.finish`): the owner's response
+        frame as it came; or, when its batch failed and it was forwarded again
+        (:class:`~meshcache.node.net.relay.FailedOver`), a frame made here."""
+        counters = self.counters
+        latency = self._latency
+
+        def settled(value: Any, error: BaseException | None) -> bytes:
+            if error is None and type(value) is bytes:
+                counters.requests["GET"] += 1
+                now = _clock_ns()
+                if now >= latency.rotate_at:
+                    latency.rotate(now)
+                took = now - started
+                histogram[(took * took).bit_length()] += 1
+                return value
+            if type(value) is FailedOver:
+                value = value.value
+            elif error is None:
+                error = RemoteProtocolError("a relayed answer is not a response frame")
+            return self._later(rid, "GET", started, histogram, _GET, ns, args)(value, error)
+
+        return settled
+
+    def relayed(self, namespace: str, args: list[Any]) -> Any:
+        """``RELAY``: answer each client request body another node passed on here
+        (:mod:`meshcache.node.net.relay`) with the response frame its client would have had
+        from this node, executed by the rules of ``FWD`` (here, never passed on again).
+
+        Only ``GET`` is relayed. Once the answers reach :data:`MAX_ANSWER_BYTES`, the rest
+        are not executed and answer None: their node forwards them one at a time."""
+        bodies = args[0]
+        if len(bodies) > MAX_BATCH_ITEMS:
+            raise CommandError(
+                ErrorCode.BAD_REQUEST, f"RELAY carries at most {MAX_BATCH_ITEMS} requests"
+            )
+        forwarded = self._forwarded
+        frames: list[bytes | None] = []
+        waiting: list[tuple[int, int, Any]] | None = None
+        size = 0
+        for body in bodies:
+            if size >= MAX_ANSWER_BYTES:
+                frames.append(None)
+                continue
+            if type(body) is not bytes:
+                raise CommandError(ErrorCode.BAD_REQUEST, "RELAY carries request frame bodies")
+            try:
+                rid, op, ns, request_args = _unpackb(body, raw=False, strict_map_key=False)
+                if type(rid) is not int or rid < 1 or type(op) is not str or type(ns) is not str:
+                    raise ValueError
+            except Exception:
+                frame = self._bad_frame(body)
+            else:
+                if op != "GET":
+                    refused = CommandError(ErrorCode.BAD_REQUEST, f"RELAY cannot carry {op[:64]!r}")
+                    frame = self._error(rid, "RELAY", refused)
+                else:
+                    try:
+                        result = forwarded(ns, [op, request_args])
+                        if type(result) is Later or type(result) is CoroutineType:
+                            if waiting is None:
+                                waiting = []
+                            waiting.append((len(frames), rid, result))
+                            frames.append(None)
+                            continue
+                        frame = self._ok(rid, result)
+                    except CommandError as exc:
+                        frame = self._error(rid, "RELAY", exc)
+                    except Exception as exc:  # a bug (or a value msgpack cannot encode)
+                        bug = CommandError(ErrorCode.INTERNAL, type(exc).__name__)
+                        frame = self._error(rid, "RELAY", bug)
+            size += len(frame)
+            frames.append(frame)
+        if waiting is None:
+            return frames
+        return self._relayed_later(frames, waiting)
+
+    async def _relayed_later(
+        self, frames: list[bytes | None], waiting: list[tuple[int, int, Any]]
+    ) -> list[bytes | None]:
+        """The frames of a ``RELAY`` some of whose GETs wait (a read-through load)."""
+        for index, rid, result in waiting:
+            try:
+                value = await (result.wait() if type(result) is Later else result)
+                frames[index] = self._ok(rid, value)
+            except CommandError as exc:
+                frames[index] = self._error(rid, "RELAY", exc)
+            except Exception as exc:  # a bug (or a value msgpack cannot encode)
+                bug = CommandError(ErrorCode.INTERNAL, type(exc).__name__)
+                frames[index] = self._error(rid, "RELAY", bug)
+        return frames
 
     def _timed(self, histogram: list[int], started: int, answer: bytes) -> bytes:
         """``answer``, once the request that started at ``started`` is counted as done."""

@@ -65,6 +65,7 @@ from meshcache.errors import MeshcacheConnectionError, MeshcacheTimeout, RemoteP
 from meshcache.gossip.keyring import Keyring
 from meshcache.node.net.breakers import LATE_TIMEOUT, PeerBreakers
 from meshcache.node.net.oneshot import call_once
+from meshcache.node.net.relay import Failed, RelayBatch
 from meshcache.security.peer import auth_args
 from meshcache.security.tls import NodeTls
 from meshcache.wire.address import Address
@@ -76,6 +77,7 @@ from meshcache.wire.frame import (
     Response,
     decode_response,
 )
+from meshcache.wire.pending import Later
 
 log = structlog.get_logger("meshcache.peers")
 
@@ -177,6 +179,9 @@ class _PeerConnection:
         self.next_deadline = math.inf
         self.timer: trio.CancelScope | None = None
         self.stats: Counter[str] = pool.stats
+        # GETs relayed since the last write, sent as one RELAY frame when the outbox is
+        # written or before any other request (which must not overtake them).
+        self.batch: RelayBatch | None = None
 
     def send(
         self,
@@ -190,10 +195,21 @@ class _PeerConnection:
     ) -> int:
         """Queue one request; its answer (or error) goes to ``answered``. It is written with
         the rest of the outbox when the pool next flushes."""
+        if self.batch is not None:
+            self._close_batch()
         if rid is None:
             rid = next(self.ids)
         body = _pack([rid, op, namespace, args])  # encode_request, inline
         frame = _pack_header(len(body)) + body
+        self._wait(rid, answered, timeout, abort)
+        if not self.outbox:
+            self.pool._dirty(self)
+        self.outbox.append(frame)
+        self.outbox_bytes += len(frame)
+        return rid
+
+    def _wait(self, rid: int, answered: Answered, timeout: float, abort: bool) -> None:
+        """Register request ``rid``'s waiter and its deadline."""
         pool = self.pool
         # Inside a held round, the round's time (a deadline a few ms early, for no clock call
         # per request).
@@ -209,11 +225,32 @@ class _PeerConnection:
             self.next_deadline = deadline
             if self.timer is not None:
                 self.timer.deadline = deadline
-        if not self.outbox:
-            pool._dirty(self)
+
+    def relay(self, body: bytes, later: Later, timeout: float, failed: Failed) -> None:
+        """Queue a client's ``GET`` body for this round's ``RELAY`` frame
+        (:mod:`meshcache.node.net.relay`): ``later`` settles with the owner's response frame,
+        or the body goes to ``failed`` if the frame fails."""
+        batch = self.batch
+        if batch is None or batch.full:
+            if batch is not None:
+                self._close_batch()
+            elif not self.outbox:
+                self.pool._dirty(self)
+            batch = self.batch = RelayBatch(failed, timeout)
+        batch.add(body, later)
+        self.outbox_bytes += len(body)
+
+    def _close_batch(self) -> None:
+        """Encode the open batch as one ``RELAY`` request at the tail of the outbox."""
+        batch = self.batch
+        assert batch is not None
+        self.batch = None
+        rid = next(self.ids)
+        body = _pack([rid, "RELAY", "", [batch.bodies]])
+        frame = _pack_header(len(body)) + body
+        self._wait(rid, batch.answered, batch.timeout, True)
         self.outbox.append(frame)
-        self.outbox_bytes += len(frame)
-        return rid
+        self.outbox_bytes += len(frame) - batch.size
 
     async def run(self) -> None:
         """The connection's timer, until the connection ends."""
@@ -233,6 +270,8 @@ class _PeerConnection:
         the outbox, at most ``WRITE_PIECE`` bytes of them. While requests are left the
         connection asks epoll for room, so the next piece goes in the driver's next round
         (other tasks run in between); what the kernel does not take waits for room too."""
+        if self.batch is not None:
+            self._close_batch()
         if self.unsent and not self._send(self.unsent, len(self.unsent)):
             return  # the kernel is full (or the connection failed)
         outbox = self.outbox
@@ -416,10 +455,13 @@ class _PeerConnection:
         self.outbox.clear()
         self.outbox_bytes = 0
         self.unsent = b""
+        batch, self.batch = self.batch, None
         waiters, self.waiters = self.waiters, {}
         self.deadlines = []
         for request in waiters.values():
             _deliver(request.answered, exc)
+        if batch is not None:
+            _deliver(batch.answered, exc)
 
     def _set_mask(self, mask: int) -> None:
         epoll = self.pool._epoll
@@ -893,6 +935,22 @@ class PeerPool:
         if lane:
             self.stats["lane_requests"] += 1
         conn.send(op, namespace, args, timeout, answered, abort_on_timeout)
+        return True
+
+    def relay(
+        self, address: Address, body: bytes, later: Later, *, timeout: float, failed: Failed
+    ) -> bool:
+        """Queue a client's ``GET`` body for the open connection to ``address``'s next
+        ``RELAY`` frame (:meth:`_PeerConnection.relay`), without a task. False, and nothing
+        queued, when :meth:`submit` would refuse."""
+        conn = self._conns.get((address, ""))
+        if conn is None or conn.broken is not None or conn.outbox_bytes > MAX_OUTBOX:
+            return False
+        waiting = self._connecting.get((address, ""))
+        if waiting is not None and waiting.locked():
+            return False
+        self.stats["relayed"] += 1
+        conn.relay(body, later, timeout, failed)
         return True
 
     async def call(

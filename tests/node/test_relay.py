@@ -1,0 +1,352 @@
+"""Relayed GETs: a non-owner passes a plain client's GETs on to their owner as they came, a
+round's worth in one ``RELAY`` frame, and writes the owner's response frames to its client as
+they are; the owner answers each body as its client would have been answered.
+
+The non-owner's side runs a real data port, dispatcher, coordinator and peer pool against a
+peer socket the test controls; the owner's side runs a real dispatcher and coordinator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import pytest
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meshcache.errors import MeshcacheConnectionError, MeshcacheTimeout
+from meshcache.node.admin.metrics import NodeCounters
+from meshcache.node.data.coordinator import Coordinator
+from meshcache.node.net import dispatch
+from meshcache.node.net.dataport import DataPort, open_listener
+from meshcache.node.net.dispatch import Dispatcher
+from meshcache.node.net.peer_pool import PeerPool
+from meshcache.node.net.relay import MAX_BATCH_ITEMS
+from meshcache.settings import LimitSettings
+from meshcache.wire.frame import (
+    HEADER,
+    FrameReader,
+    Response,
+    decode_response,
+    encode_error,
+    encode_ok,
+    encode_request,
+)
+from meshcache.wire.ops import Limits
+from meshcache.wire.pending import Later
+from tests.node.test_peer_batching import (
+    connected,
+    coordinator,
+    peer,
+    running,
+    wait_until,
+)
+
+
+def body_of(frame: bytes) -> bytes:
+    return frame[HEADER.size :]
+
+
+def port_for(plane: Coordinator, pool: PeerPool) -> tuple[DataPort, NodeCounters]:
+    """The non-owner's data port, wired as a node wires it."""
+    counters = NodeCounters()
+    dispatcher = Dispatcher(
+        execute=plane.execute,
+        routes={"FWD": plane.execute_forwarded},
+        limits=Limits(),
+        counters=counters,
+        ring_version=3,
+    )
+    dispatcher.relay = plane.execute
+    port = DataPort(open_listener("127.0.0.1", 0), dispatcher, LimitSettings(), peers=pool)
+    return port, counters
+
+
+async def answers_of(client: trio.socket.SocketType, n: int) -> list[Response]:
+    reader = FrameReader(1 << 20)
+    out: list[Response] = []
+    with trio.fail_after(10):
+        while len(out) < n:
+            data = await client.recv(1 << 16)
+            assert data, "the port closed the connection"
+            reader.feed(data)
+            while (body := reader.next_body()) is not None:
+                out.append(decode_response(body))
+    return out
+
+
+def foreign_keys(plane: Coordinator, n: int) -> list[bytes]:
+    keys = (b"key-%d" % i for i in range(2000))
+    return [k for k in keys if not plane.coordinates("default", k)][:n]
+
+
+@pytest.mark.trio
+async def test_a_rounds_gets_for_an_owner_leave_in_one_relay_frame_and_come_back_as_they_were() -> (
+    None
+):
+    async with peer() as (p, address), running(PeerPool()) as pool:
+        owner = await connected(pool, p, address)
+        plane = coordinator(pool, f"{address[0]}:{address[1]}", replicas=1)
+        keys = foreign_keys(plane, 16)
+        port, counters = port_for(plane, pool)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(port.serve)
+            client = trio.socket.socket()
+            await client.connect(port.address)
+            frames = [encode_request(i, "GET", "default", [k]) for i, k in enumerate(keys, 1)]
+            await client.send(b"".join(frames))
+            (relay,) = await p.requests(owner, 1)
+            # One frame for the 16 GETs, each the client's body byte for byte.
+            assert relay.op == "RELAY" and relay.args == [[body_of(f) for f in frames]]
+            # The owner's frames, passed on as they are: its ring version, its hints.
+            replies = [encode_ok(i, b"v%d" % i, 9) for i in range(1, 16)]
+            replies.append(encode_error(16, "WRONGTYPE", "not a plain value", 9))
+            await owner.send(encode_ok(relay.id, replies))
+            answers = await answers_of(client, 16)
+            assert [(a.id, a.value, a.ring_version) for a in answers[:15]] == [
+                (i, b"v%d" % i, 9) for i in range(1, 16)
+            ]
+            assert answers[15].value == ["WRONGTYPE", "not a plain value"]
+            assert counters.requests["GET"] == 16
+            assert pool.stats["relayed"] == 16 and plane.stats["forwarded_out"] == 16
+            client.close()
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_a_write_between_gets_closes_the_relay_frame_so_the_owner_sees_them_in_order() -> (
+    None
+):
+    async with peer() as (p, address), running(PeerPool()) as pool:
+        owner = await connected(pool, p, address)
+        plane = coordinator(pool, f"{address[0]}:{address[1]}", replicas=1)
+        (key,) = foreign_keys(plane, 1)
+        port, _ = port_for(plane, pool)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(port.serve)
+            client = trio.socket.socket()
+            await client.connect(port.address)
+            await client.send(
+                encode_request(1, "GET", "default", [key])
+                + encode_request(2, "SET", "default", [key, b"new"])
+                + encode_request(3, "GET", "default", [key])
+            )
+            first, write, second = await p.requests(owner, 3)
+            assert [first.op, write.op, second.op] == ["RELAY", "FWD", "RELAY"]
+            await owner.send(
+                encode_ok(first.id, [encode_ok(1, b"old", 9)])
+                + encode_ok(write.id, True, 9)
+                + encode_ok(second.id, [encode_ok(3, b"new", 9)])
+            )
+            answers = await answers_of(client, 3)
+            assert [(a.id, a.value) for a in answers] == [(1, b"old"), (2, True), (3, b"new")]
+            client.close()
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_gets_the_owner_did_not_answer_in_its_relay_are_forwarded_one_at_a_time() -> None:
+    """An owner that refuses RELAY (an older node), and one whose answer left bodies out (past
+    its answer limit): those GETs are forwarded again with FWD, and their clients get the
+    values, in request order."""
+    async with peer() as (p, address), running(PeerPool()) as pool:
+        owner = await connected(pool, p, address)
+        plane = coordinator(pool, f"{address[0]}:{address[1]}", replicas=1)
+        keys = foreign_keys(plane, 4)
+        port, counters = port_for(plane, pool)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(plane.run)
+            await nursery.start(port.serve)
+            client = trio.socket.socket()
+            await client.connect(port.address)
+            # Starting, the coordinator asks its peer's clock.
+            (clock,) = await p.requests(owner, 1)
+            assert clock.op == "CLOCK"
+            await owner.send(encode_ok(clock.id, 1, 9))
+            await client.send(encode_request(1, "GET", "default", [keys[0]]))
+            (refused,) = await p.requests(owner, 1)
+            await owner.send(encode_error(refused.id, "UNKNOWN_OP", "unknown op 'RELAY'", 9))
+            (again,) = await p.requests(owner, 1)
+            assert again.op == "FWD" and again.args == ["GET", [keys[0]]]
+            await owner.send(encode_ok(again.id, b"v1", 9))
+            (answer,) = await answers_of(client, 1)
+            assert (answer.id, answer.value, answer.ring_version) == (1, b"v1", 3)
+
+            await client.send(
+                b"".join(encode_request(i, "GET", "default", [k]) for i, k in enumerate(keys, 1))
+            )
+            (relay,) = await p.requests(owner, 1)
+            assert len(relay.args[0]) == 4
+            await owner.send(
+                encode_ok(relay.id, [encode_ok(1, b"v1", 9), encode_ok(2, b"v2", 9), None, None])
+            )
+            forwards = await p.requests(owner, 2)
+            # Each in a task of its own: in either order.
+            assert sorted(r.args[1][0] for r in forwards) == sorted(keys[2:])
+            await owner.send(b"".join(encode_ok(r.id, b"late", 9) for r in forwards))
+            answers = await answers_of(client, 4)
+            assert [(a.id, a.value) for a in answers] == [
+                (1, b"v1"),
+                (2, b"v2"),
+                (3, b"late"),
+                (4, b"late"),
+            ]
+            assert plane.stats["relay_failures"] == 3
+            assert counters.requests["GET"] == 5
+            client.close()
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_a_relay_that_times_out_resets_its_connection_and_fails_each_get() -> None:
+    async with peer() as (p, address), running(PeerPool()) as pool:
+        sock = await connected(pool, p, address)
+        failed: list[tuple[bytes, BaseException]] = []
+        bodies = [body_of(encode_request(i, "GET", "default", [b"k%d" % i])) for i in (1, 2)]
+        for body in bodies:
+            queued = pool.relay(
+                address,
+                body,
+                Later(),
+                timeout=0.2,
+                failed=lambda b, _later, error: failed.append((b, error)),
+            )
+            assert queued
+        (relay,) = await p.requests(sock, 1)
+        assert relay.op == "RELAY" and relay.args == [bodies]
+        await wait_until(lambda: len(failed) == 2)
+        assert [b for b, _ in failed] == bodies
+        assert all(isinstance(error, MeshcacheTimeout) for _, error in failed)
+        assert pool.stats["reset_after_timeout"] == 1
+
+
+@pytest.mark.trio
+async def test_a_broken_connection_fails_the_gets_of_its_open_relay_frame_too() -> None:
+    async with peer() as (p, address), running(PeerPool()) as pool:
+        await connected(pool, p, address)
+        failed: list[BaseException] = []
+        assert pool.relay(
+            address,
+            body_of(encode_request(1, "GET", "default", [b"k"])),
+            Later(),
+            timeout=10,
+            failed=lambda _b, _later, error: failed.append(error),
+        )
+        # Still queued (no round wrote it): the connection breaks under it.
+        (conn,) = pool._conns.values()
+        conn.fail(MeshcacheConnectionError("gone"))
+        assert len(failed) == 1 and isinstance(failed[0], MeshcacheConnectionError)
+        assert not pool.relay(address, b"x", Later(), timeout=10, failed=lambda *_: None), (
+            "no open connection: the caller forwards the usual way"
+        )
+
+
+# --- the owner's side --------------------------------------------------------------------------
+
+
+def owner_dispatcher() -> tuple[Dispatcher, Coordinator]:
+    """An owner: a dispatcher whose FWD route is its coordinator's, as a node wires it."""
+    pool = PeerPool()
+    plane = coordinator(pool, replicas=1)
+    dispatcher = Dispatcher(
+        execute=plane.execute,
+        routes={"FWD": plane.execute_forwarded},
+        limits=Limits(max_key_bytes=64, max_value_bytes=1 << 20),
+        counters=NodeCounters(),
+        ring_version=7,
+    )
+    return dispatcher, plane
+
+
+def relay_answer(dispatcher: Dispatcher, bodies: list[Any]) -> Response:
+    out = dispatcher.handle(body_of(encode_request(5, "RELAY", "", [bodies])))
+    assert isinstance(out, bytes)
+    return decode_response(out[HEADER.size :])
+
+
+def test_the_owner_answers_each_body_with_the_frame_its_client_would_have_had() -> None:
+    dispatcher, plane = owner_dispatcher()
+    plane.store.execute("default", "SET", [b"a", b"alpha", {}])
+    plane.store.execute("default", "HSET", [b"h", b"f", b"v"])
+    bodies = [
+        body_of(encode_request(11, "GET", "default", [b"a"])),
+        body_of(encode_request(12, "GET", "default", [b"missing"])),
+        body_of(encode_request(13, "GET", "default", [b"h"])),
+        body_of(encode_request(14, "GET", "nowhere", [b"a"])),
+        body_of(encode_request(15, "SET", "default", [b"a", b"b"])),
+        b"\xc1 not msgpack",
+    ]
+    answer = relay_answer(dispatcher, bodies)
+    assert answer.ok and answer.id == 5
+    frames = [decode_response(f[HEADER.size :]) for f in answer.value]
+    assert [(f.id, f.ok, f.ring_version) for f in frames[:3]] == [
+        (11, True, 7),
+        (12, True, 7),
+        (13, False, 7),
+    ]
+    assert frames[0].value == b"alpha" and frames[1].value is None
+    assert frames[2].value[0] == "WRONGTYPE"
+    assert frames[3].value[0] == "NO_SUCH_NAMESPACE"
+    assert frames[4].id == 15 and frames[4].value[0] == "BAD_REQUEST"  # only GET is relayed
+    assert frames[5].id == 0 and frames[5].value[0] == "BAD_REQUEST"
+    assert plane.store.execute("default", "GET", [b"a"]) == b"alpha"
+    assert plane.stats["forwarded_in"] == 4
+
+
+def test_past_the_answer_limit_the_owner_executes_nothing_and_answers_nil(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(dispatch, "MAX_ANSWER_BYTES", 1000)
+    dispatcher, plane = owner_dispatcher()
+    big = b"x" * 600
+    for key in (b"a", b"b", b"c"):
+        plane.store.execute("default", "SET", [key, big, {}])
+    bodies = [
+        body_of(encode_request(i, "GET", "default", [k]))
+        for i, k in enumerate((b"a", b"b", b"c"), 1)
+    ]
+    answer = relay_answer(dispatcher, bodies)
+    assert [type(f) for f in answer.value] == [bytes, bytes, type(None)]
+    assert plane.stats["forwarded_in"] == 2
+
+
+def test_a_relay_over_the_batch_limit_or_of_anything_but_bodies_is_refused() -> None:
+    dispatcher, _ = owner_dispatcher()
+    body = body_of(encode_request(1, "GET", "default", [b"a"]))
+    too_many = relay_answer(dispatcher, [body] * (MAX_BATCH_ITEMS + 1))
+    assert not too_many.ok and too_many.value[0] == "BAD_REQUEST"
+    not_bodies = relay_answer(dispatcher, [body, 42])
+    assert not not_bodies.ok and not_bodies.value[0] == "BAD_REQUEST"
+    assert dispatcher.counters.bad_input["bad_request"] == 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=64),
+            st.builds(
+                lambda rid, op, ns, args: msgpack.packb([rid, op, ns, args], use_bin_type=True),
+                st.integers(-5, 2**64 - 1),
+                st.sampled_from(["GET", "SET", "RELAY", "FWD", "", "get"]),
+                st.sampled_from(["default", "nowhere", ""]),
+                st.lists(
+                    st.one_of(st.binary(max_size=80), st.integers(-(2**63), 2**63 - 1), st.none()),
+                    max_size=3,
+                ),
+            ),
+        ),
+        max_size=MAX_BATCH_ITEMS,
+    )
+)
+def test_whatever_bodies_a_relay_carries_each_gets_one_response_frame(bodies: list[bytes]) -> None:
+    dispatcher, plane = owner_dispatcher()
+    before = plane.store.execute("default", "DBSIZE", [])
+    answer = relay_answer(dispatcher, bodies)
+    assert answer.ok and len(answer.value) == len(bodies)
+    for frame in answer.value:
+        assert HEADER.unpack_from(frame)[0] == len(frame) - HEADER.size
+        decode_response(frame[HEADER.size :])
+    assert plane.store.execute("default", "DBSIZE", []) == before  # a relay writes nothing
