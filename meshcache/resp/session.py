@@ -38,10 +38,13 @@ from time import perf_counter_ns
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Protocol
 
+import msgpack
+
 from meshcache.errors import CommandError, ErrorCode, NoAuthError, NoPermError, WrongPassError
 from meshcache.resp.encoder import ENCODERS, RESP2, Encoder, error
+from meshcache.wire.frame import HEADER, STATUS_OK
 from meshcache.wire.ops import OPS, Limits, OpSpec, normalize_args
-from meshcache.wire.pending import Later, Pending
+from meshcache.wire.pending import FailedOver, Later, Pending, Relayed
 
 if TYPE_CHECKING:
     from meshcache.resp.commands import Command
@@ -49,8 +52,13 @@ if TYPE_CHECKING:
     from meshcache.security.guard import Session as Identity
 
 Executor = Callable[[str, str, list[Any]], Any]
-Route = Callable[[str, list[Any]], Any]
+Relay = Callable[[str, str, list[Any], bytes], Any]
 Reply = Callable[[Any], bytes]
+
+_pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+_unpackb = msgpack.unpackb
+_HEADER_SIZE = HEADER.size
+Route = Callable[[str, list[Any]], Any]
 
 
 class Latency(Protocol):
@@ -180,6 +188,12 @@ class Server:
         self._next_id = 0
         #: The open connections by id (CLIENT LIST); a session leaves with its connection.
         self.sessions: weakref.WeakValueDictionary[int, Session] = weakref.WeakValueDictionary()
+        #: Runs a ``GET`` like ``execute``, given it as a data-port request frame body too
+        #: (``relay(namespace, op, args, body)``; a node wires its coordinator's ``execute``):
+        #: a GET of a key another node coordinates may then be passed on to that node as that
+        #: body, and answered as a :class:`~meshcache.wire.pending.Relayed` that settles with
+        #: the owner's response frame. None: every GET through ``execute``.
+        self.relay: Relay | None = None
 
     def session(self, addr: str = "", laddr: str = "", host: str = "") -> Session:
         """The state of a new connection (RESP2, namespace ``default``, a new client id, not
@@ -407,6 +421,9 @@ class Session:
         route = server.routes.get(op)
         if route is not None:  # a node op (the op table names its handler), as the dispatcher
             result = route(self.namespace, args)
+        elif op == "GET" and server.relay is not None:
+            body = _pack([1, op, self.namespace, args])
+            result = server.relay(self.namespace, op, args, body)
         else:
             result = server.execute(self.namespace, op, args)
         if type(result) is CoroutineType:
@@ -414,6 +431,8 @@ class Session:
         if type(result) is Later:  # a forward submitted without a task: one key
             finish = self._later(op, reply, started)
             return Pending(None, key=(self.namespace, args[0]), later=result, finish=finish)
+        if type(result) is Relayed:  # passed on to the key's owner: its answer is a frame
+            return Pending(None, later=result, finish=self._relayed(op, reply, started))
         self._count(op, started)
         return reply(result)
 
@@ -443,6 +462,32 @@ class Session:
             return out
 
         return settled
+
+    def _relayed(
+        self, op: str, reply: Reply, started: int
+    ) -> Callable[[Any, BaseException | None], bytes]:
+        """:meth:`_later` for a relayed GET: the owner's response frame read first (or the
+        value of a GET forwarded again, :class:`~meshcache.wire.pending.FailedOver`)."""
+        settled = self._later(op, reply, started)
+
+        def relayed(value: Any, error: BaseException | None) -> bytes:
+            if error is None:
+                if type(value) is FailedOver:
+                    value = value.value
+                else:
+                    try:
+                        answer = _unpackb(value[_HEADER_SIZE:], raw=False)
+                        if answer[1] != STATUS_OK:
+                            code, message = answer[2]
+                            return settled(None, CommandError(code, message))
+                        value = answer[2]
+                    except CommandError as exc:
+                        return settled(None, exc)
+                    except Exception:
+                        return settled(None, RuntimeError("a relayed answer is not a frame"))
+            return settled(value, error)
+
+        return relayed
 
     def _count(self, op: str, started: int) -> None:
         """One answered request of ``op`` that started at ``started`` (perf_counter_ns)."""

@@ -82,6 +82,24 @@ class Later:
         return box[0]
 
 
+class Relayed(Later):
+    """The :class:`Later` of a ``GET`` a node passed on to the key's owner as its client sent
+    it (``meshcache.node.net.relay``): settled with the owner's response frame (bytes), or
+    with :class:`FailedOver` when the owner did not answer it and it was forwarded again."""
+
+    __slots__ = ()
+
+
+class FailedOver:
+    """The value of a relayed ``GET`` that was forwarded again after its batch failed: a
+    relayed one settles with its owner's response frame (bytes), this with the op's value."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
 class Pending:
     """A request whose answer waits on a node op (a forward, a quorum's acks, a Raft commit),
     on either door of a node: the data port (msgpack frames) or the RESP port.
@@ -138,4 +156,4 @@ class Pending:
         return data
 
 
-__all__ = ["Later", "Pending"]
+__all__ = ["FailedOver", "Later", "Pending", "Relayed"]

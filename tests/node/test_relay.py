@@ -24,6 +24,7 @@ from meshcache.node.net.dataport import DataPort, open_listener
 from meshcache.node.net.dispatch import Dispatcher
 from meshcache.node.net.peer_pool import PeerPool
 from meshcache.node.net.relay import MAX_BATCH_ITEMS
+from meshcache.node.net.resp_port import RespPort
 from meshcache.settings import LimitSettings
 from meshcache.wire.frame import (
     HEADER,
@@ -241,6 +242,56 @@ async def test_a_broken_connection_fails_the_gets_of_its_open_relay_frame_too() 
         assert not pool.relay(address, b"x", Later(), timeout=10, failed=lambda *_: None), (
             "no open connection: the caller forwards the usual way"
         )
+
+
+@pytest.mark.trio
+async def test_a_resp_clients_gets_are_relayed_and_answered_in_resp() -> None:
+    async with peer() as (p, address), running(PeerPool()) as pool:
+        owner = await connected(pool, p, address)
+        plane = coordinator(pool, f"{address[0]}:{address[1]}", replicas=1)
+        keys = foreign_keys(plane, 3)
+        port = RespPort(
+            open_listener("127.0.0.1", 0),
+            execute=plane.execute,
+            routes={},
+            limits=LimitSettings(),
+            op_limits=Limits(),
+            counters=NodeCounters(),
+            peers=pool,
+        )
+        port.server.relay = plane.execute
+        async with trio.open_nursery() as nursery:
+            await nursery.start(port.serve)
+            client = trio.socket.socket()
+            await client.connect(port.address)
+            await client.send(
+                b"".join(b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(k), k) for k in keys)
+            )
+            (relay,) = await p.requests(owner, 1)
+            assert relay.op == "RELAY"
+            assert [msgpack.unpackb(b) for b in relay.args[0]] == [
+                [1, "GET", "default", [k]] for k in keys
+            ]
+            await owner.send(
+                encode_ok(
+                    relay.id,
+                    [
+                        encode_ok(1, b"v1", 9),
+                        encode_ok(1, None, 9),
+                        encode_error(1, "WRONGTYPE", "not a plain value", 9),
+                    ],
+                )
+            )
+            expected = b"$2\r\nv1\r\n$-1\r\n-WRONGTYPE"
+            got = b""
+            with trio.fail_after(10):
+                while len(got) < len(expected) or not got.endswith(b"\r\n"):
+                    data = await client.recv(1 << 16)
+                    assert data
+                    got += data
+            assert got.startswith(expected)
+            client.close()
+            nursery.cancel_scope.cancel()
 
 
 # --- the owner's side --------------------------------------------------------------------------

@@ -5,7 +5,9 @@ request to one node, which forwards each key it does not own to the key's owner.
 one connection to node 0 with only keys node 0 does not own, at each pipeline depth, with
 tools/bench's closed loop (pre-built requests, replies checked by bytes), on the msgpack data
 port and on the RESP port. The comparison is what a smart client does with the same depth: one
-connection per node, each carrying only the keys that node owns, on the same protocol.
+connection per node, each carrying only the keys that node owns, on the same protocol. Beside
+it, one connection to one owner with only its keys at the same depth: the same client without
+the hop, which a client through a non-owner cannot outrun.
 
 Beside each non-smart run: node 0's CPU seconds per request (its process's user + system time
 over the measured run, warm-up included, divided by the requests answered then), the cost of a
@@ -86,7 +88,9 @@ def rows(runs: list[ForwardRun]) -> list[list[object]]:
             smart = [
                 s.run.ops_per_s
                 for s in runs
-                if s.cpu_us is None and s.protocol == r.protocol and s.run.depth == r.run.depth
+                if s.run.label.startswith("smart")
+                and s.protocol == r.protocol
+                and s.run.depth == r.run.depth
             ]
             ratio = r.run.ops_per_s / smart[0] if smart and smart[0] else float("nan")
         out.append([*r.row(), ratio])
@@ -159,5 +163,16 @@ def measure(
                     protocol=protocol,
                 )
                 runs.append(ForwardRun(name, smart, None))
+                owner = mesh.nodes[1]
+                direct = drive(
+                    "direct: 1 conn to an owner, its keys",
+                    [Target(address[owner.node_id], 1, primary[owner.node_id])],
+                    templates,
+                    depth=depth,
+                    warmup=warmup,
+                    duration=duration,
+                    protocol=protocol,
+                )
+                runs.append(ForwardRun(name, direct, None))
         seen = flaps(mesh)
     return [dataclasses.replace(r, run=dataclasses.replace(r.run, flaps=seen)) for r in runs]

@@ -6,7 +6,8 @@ counts what does not: the user-space instructions of node 0's forward path per r
 runs in this process under callgrind: a real data port (or RESP port), dispatcher, coordinator
 and peer pool on a two-member ring whose other member (the *owner*, every key the client sends
 is its) is a small process that answers each ``FWD`` at once (a 100-byte value for a GET, true
-for a SET). A client process sends pipelined batches (90% GET, 10% SET) and reads every answer.
+for a SET), and each ``RELAY`` with a frame per GET it carries. A client process sends
+pipelined batches (90% GET, 10% SET) and reads every answer.
 After 30 batches the counters are zeroed (``callgrind_control -z``), ``--batches`` batches are
 measured, and the counters dumped; the total over the requests is printed. The wake-up budget
 (``ROUND_BUDGET``) is set to 30 s so that valgrind's slowness cannot end a turn early and
@@ -55,7 +56,8 @@ def _frames(buf: bytes, pos: int) -> tuple[list[bytes], int]:
 
 
 def owner() -> None:
-    """The owner: answers every FWD on its one connection at once."""
+    """The owner: answers every FWD on its one connection at once, and every RELAY with a
+    response frame for each body it carries."""
     import msgpack
 
     pack = msgpack.Packer(use_bin_type=True).pack
@@ -74,6 +76,9 @@ def owner() -> None:
             for body in bodies:
                 rid, op, _, args = msgpack.unpackb(body, raw=False)
                 result: Any = VALUE if op == "FWD" and args[0] == "GET" else True
+                if op == "RELAY":  # GETs, each answered with its client's request id
+                    frames = [pack([msgpack.unpackb(b)[0], 0, VALUE, 3]) for b in args[0]]
+                    result = [_HEADER.pack(len(f)) + f for f in frames]
                 answer = pack([rid, 0, result, 3])
                 out.append(_HEADER.pack(len(answer)) + answer)
             if out:
@@ -225,6 +230,8 @@ async def node(depth: int, batches: int, resp: bool) -> None:
             counters=NodeCounters(),
             peers=pool,
         )
+        if hasattr(port.server, "relay"):  # a tree that relays GETs: wired as a node does
+            port.server.relay = plane.execute
     else:
         dispatcher = Dispatcher(
             execute=plane.execute,
@@ -233,6 +240,8 @@ async def node(depth: int, batches: int, resp: bool) -> None:
             counters=NodeCounters(),
             ring_version=3,
         )
+        if "relay" in Dispatcher.__slots__:  # a tree that relays GETs: wired as a node does
+            dispatcher.relay = plane.execute
         port = DataPort(open_listener("127.0.0.1", 0), dispatcher, LimitSettings(), peers=pool)
     try:
         async with trio.open_nursery() as nursery:

@@ -73,7 +73,6 @@ from meshcache.node.data.replicator import (
 )
 from meshcache.node.loader.loader import Loader
 from meshcache.node.net.peer_pool import Address, PeerPool, PeerUnreachable
-from meshcache.node.net.relay import FailedOver, Relayed
 from meshcache.ring import Ring, RingMember, key_token
 from meshcache.store.keyspace import blob_version
 from meshcache.store.sizes import VERSION_HEADER
@@ -82,7 +81,7 @@ from meshcache.store.values import PLAIN
 from meshcache.wire.address import parse_address
 from meshcache.wire.frame import Response
 from meshcache.wire.ops import OPS, Limits, OpKind, OpSpec, normalize_args
-from meshcache.wire.pending import Later
+from meshcache.wire.pending import FailedOver, Later, Relayed
 
 log = structlog.get_logger("meshcache.dataplane")
 

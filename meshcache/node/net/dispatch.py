@@ -20,7 +20,7 @@ import msgpack
 
 from meshcache.errors import CommandError, ErrorCode, RemoteProtocolError
 from meshcache.node.admin.metrics import NodeCounters
-from meshcache.node.net.relay import MAX_ANSWER_BYTES, MAX_BATCH_ITEMS, FailedOver, Relayed
+from meshcache.node.net.relay import MAX_ANSWER_BYTES, MAX_BATCH_ITEMS
 from meshcache.security.guard import Guard, Session
 from meshcache.wire.frame import HEADER, STATUS_ERROR, STATUS_OK, decode_request
 from meshcache.wire.ops import (
@@ -32,7 +32,7 @@ from meshcache.wire.ops import (
     OpSpec,
     normalize_args,
 )
-from meshcache.wire.pending import Later, Pending
+from meshcache.wire.pending import FailedOver, Later, Pending, Relayed
 
 # Bad input is counted under the snake_case of its error code, plus a few framing-level kinds.
 _BAD_KIND = {code: code.value.lower() for code in ErrorCode}

@@ -19,7 +19,6 @@ way.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from meshcache.errors import CommandError, RemoteProtocolError
 from meshcache.wire.frame import Response
@@ -39,23 +38,6 @@ _NOT_RELAYED = RemoteProtocolError("the owner's RELAY answer was full")
 
 Failed = Callable[[bytes, Later, BaseException], None]
 """What a batch calls for each of its bodies when the batch fails as a whole."""
-
-
-class Relayed(Later):
-    """The :class:`Later` of a relayed ``GET``: settled with its owner's response frame
-    (bytes), or with :class:`FailedOver` when its batch failed and it was forwarded again."""
-
-    __slots__ = ()
-
-
-class FailedOver:
-    """The value of a relayed ``GET`` that was forwarded again after its batch failed: a
-    relayed one settles with its owner's response frame (bytes), this with the op's value."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
 
 
 class RelayBatch:
@@ -111,7 +93,5 @@ __all__ = [
     "MAX_ANSWER_BYTES",
     "MAX_BATCH_BYTES",
     "MAX_BATCH_ITEMS",
-    "FailedOver",
     "RelayBatch",
-    "Relayed",
 ]

@@ -187,7 +187,7 @@ class RespPort(Reactor[_Conn]):
     ) -> RespPort:
         """The RESP port of an assembled node: its coordinator, routes, limits, counters and
         the data port's guard (users, permissions, the slow-down of failed ``AUTH``\\ s)."""
-        return cls(
+        port = cls(
             listener,
             execute=parts.coordinator.execute,
             routes=parts.routes.table(),
@@ -201,6 +201,8 @@ class RespPort(Reactor[_Conn]):
             tls=tls,
             peers=parts.pool,
         )
+        port.server.relay = parts.coordinator.execute
+        return port
 
     # --- the reactor ---------------------------------------------------------------------------
 
