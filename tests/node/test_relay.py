@@ -111,6 +111,7 @@ async def test_a_rounds_gets_for_an_owner_leave_in_one_relay_frame_and_come_back
             ]
             assert answers[15].value == ["WRONGTYPE", "not a plain value"]
             assert counters.requests["GET"] == 16
+            assert counters.errors["WRONGTYPE"] == 1  # counted here, as a forward's refusal
             assert pool.stats["relayed"] == 16 and plane.stats["forwarded_out"] == 16
             client.close()
             nursery.cancel_scope.cancel()
@@ -292,6 +293,13 @@ async def test_a_resp_clients_gets_are_relayed_and_answered_in_resp() -> None:
             assert got.startswith(expected)
             client.close()
             nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("rid", [1, 127, 128, 255, 256, 65_536, 2**32, 2**63])
+def test_the_status_of_a_response_frame_is_read_without_decoding_it(rid: int) -> None:
+    assert dispatch._status_of(encode_ok(rid, b"v")) == 0
+    assert dispatch._status_of(encode_error(rid, "WRONGTYPE", "no")) == 1
+    assert dispatch._status_of(b"\x00\x00\x00\x01\x94") == 1  # too short to say: an error
 
 
 # --- the owner's side --------------------------------------------------------------------------

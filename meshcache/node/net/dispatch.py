@@ -36,6 +36,21 @@ from meshcache.wire.pending import FailedOver, Later, Pending, Relayed
 
 # Bad input is counted under the snake_case of its error code, plus a few framing-level kinds.
 _BAD_KIND = {code: code.value.lower() for code in ErrorCode}
+# Refusals caused by the data a request met rather than by the request: not bad input.
+_DATA_REFUSALS = frozenset((ErrorCode.WRONGTYPE, ErrorCode.OUT_OF_MEMORY, ErrorCode.NOT_INTEGER))
+# The byte after a response's msgpack array head: its id, whose length its first byte says.
+_UINT_SIZES = {0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9}
+
+
+def _status_of(frame: bytes) -> int:
+    """The status of a response frame, read without decoding it (``[id, status, ...]``, the id
+    a positive int); ``STATUS_ERROR`` when it cannot be read so."""
+    if len(frame) < HEADER.size + 3:
+        return STATUS_ERROR
+    head = frame[HEADER.size + 1]
+    at = HEADER.size + 1 + (1 if head < 0x80 else _UINT_SIZES.get(head, len(frame)))
+    return frame[at] if at < len(frame) else STATUS_ERROR
+
 
 Executor = Callable[[str, str, list[Any]], Any]
 Route = Callable[[str, list[Any]], Any]
@@ -304,12 +319,14 @@ class Dispatcher:
     ) -> Callable[[Any, BaseException | None], bytes]:
         """What answers a relayed GET's client (:attr:`Pending.finish`): the owner's response
         frame as it came; or, when its batch failed and it was forwarded again
-        (:class:`~meshcache.node.net.relay.FailedOver`), a frame made here."""
+        (:class:`~meshcache.wire.pending.FailedOver`), a frame made here."""
         counters = self.counters
         latency = self._latency
 
         def settled(value: Any, error: BaseException | None) -> bytes:
             if error is None and type(value) is bytes:
+                if _status_of(value) != STATUS_OK:  # a refusal: counted here too, as FWD's
+                    self._count_refused(value)
                 counters.requests["GET"] += 1
                 now = _clock_ns()
                 if now >= latency.rotate_at:
@@ -393,6 +410,17 @@ class Dispatcher:
                 frames[index] = self._error(rid, "RELAY", bug)
         return frames
 
+    def _count_refused(self, frame: bytes) -> None:
+        """An owner's error frame for a relayed request, counted as :meth:`_error` counts."""
+        try:
+            code = _unpackb(frame[HEADER.size :], raw=False)[2][0]
+            ErrorCode(code)
+        except Exception:
+            return  # not an error frame after all, or a code this node does not know
+        self.counters.errors[code] += 1
+        if code not in _DATA_REFUSALS:
+            self.counters.bad_input[_BAD_KIND[ErrorCode(code)]] += 1
+
     def _timed(self, histogram: list[int], started: int, answer: bytes) -> bytes:
         """``answer``, once the request that started at ``started`` is counted as done."""
         now = _clock_ns()
@@ -412,7 +440,7 @@ class Dispatcher:
     def _error(self, rid: int, op: str, exc: CommandError) -> bytes:
         code = str(exc.code)
         self.counters.errors[code] += 1
-        if exc.code not in (ErrorCode.WRONGTYPE, ErrorCode.OUT_OF_MEMORY, ErrorCode.NOT_INTEGER):
+        if exc.code not in _DATA_REFUSALS:
             # Refusals caused by the request itself, as opposed to by the data it met.
             self.counters.bad_input[_BAD_KIND.get(exc.code, code.lower())] += 1
         self.counters.requests[op] += 1
