@@ -2,12 +2,20 @@
 
     python -m tools.resp_bench                # 3 runs of GET/SET at -P 1 and -P 16, a table
     python -m tools.resp_bench --runs 5 --requests 200000 --pipelines 1 16
+    python -m tools.resp_bench --mesh --suite # also a 3-node mesh through one node, and the
+                                              # default suite of every test
 
 Each run starts nothing new: one redis-server and one meshcache node (``meshcache start
 --resp-port 0``, its own process) are started once, and every run measures both, one after
 the other, with the same command line:
 
-    redis-benchmark -h 127.0.0.1 -p PORT -t get,set -c 50 -d 100 -n 200000 -P DEPTH --csv
+    redis-benchmark -h 127.0.0.1 -p PORT -t get,set -c 50 -d 100 -n 200000 -r 100000 -P DEPTH --csv
+
+With ``--mesh``, a 3-node mesh (every node with a RESP port) is measured too, redis-benchmark
+talking to node 0 only, as any Redis client does: about two keys in three are another node's,
+and node 0 passes each such request on to its owner. Its CPU per request is the three nodes'
+together. With ``--suite``, each run also runs redis-benchmark's default suite (every test,
+as ``redis-benchmark -q`` does, at ``-P 1``, ``--suite-requests`` each) on every server.
 
 The machine's load (``/proc/loadavg``, what ``uptime`` prints) is recorded before each run:
 on a shared machine the figures move with it, so the report gives the median and the worst
@@ -37,6 +45,9 @@ from pathlib import Path
 
 HOST = "127.0.0.1"
 TESTS = ("SET", "GET")
+#: ``-r``: keys ``key:000000000000`` to ``key:000000099999``, spread over a mesh's owners.
+KEYSPACE = 100_000
+MESH = "mesh via node 0"
 
 
 # --- a node with its RESP port -----------------------------------------------------------------
@@ -117,16 +128,22 @@ class Result:
     rps: dict[str, float]
     errors: int
     load: float
-    #: The server process's CPU time (user + system) per request, in microseconds: what a
+    #: The server processes' CPU time (user + system) per request, in microseconds: what a
     #: request costs, whatever else the machine runs (rps falls with the load, this does not).
     cpu_us: float
+    #: ``get,set`` or ``suite`` (the default suite, every test).
+    kind: str = "get,set"
 
 
-def benchmark_argv(port: int, *, depth: int, requests: int, clients: int, size: int) -> list[str]:
-    """The unmodified redis-benchmark command line of one measurement."""
+def benchmark_argv(
+    port: int, *, depth: int, requests: int, clients: int, size: int, suite: bool = False
+) -> list[str]:
+    """The unmodified redis-benchmark command line of one measurement; ``suite``: every test of
+    the default suite rather than ``-t get,set``."""
+    tests = [] if suite else ["-t", "get,set"]
     return [
-        "redis-benchmark", "-h", HOST, "-p", str(port), "-t", "get,set",
-        "-c", str(clients), "-d", str(size), "-n", str(requests), "-P", str(depth), "--csv",
+        "redis-benchmark", "-h", HOST, "-p", str(port), *tests, "-c", str(clients),
+        "-d", str(size), "-n", str(requests), "-r", str(KEYSPACE), "-P", str(depth), "--csv",
     ]  # fmt: skip
 
 
@@ -152,26 +169,55 @@ def error_replies(port: int) -> int:
     raise RuntimeError(f"no total_error_replies in INFO stats of port {port}")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (/proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(*pids: int) -> float:
+    """User + system CPU seconds of processes ``pids`` so far (/proc/PID/stat), together."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
-def run_benchmark(server: str, port: int, pid: int, argv: list[str], depth: int) -> Result:
+def run_benchmark(
+    server: str,
+    port: int,
+    pids: tuple[int, ...],
+    argv: list[str],
+    depth: int,
+    tests: tuple[str, ...] | None = TESTS,
+) -> Result:
+    """One redis-benchmark run against ``port``; ``tests``: the tests it must report (None:
+    the default suite's, whatever this redis-benchmark runs)."""
     load = load_average()
     before = error_replies(port)
-    cpu_before = cpu_seconds(pid)
+    cpu_before = cpu_seconds(*pids)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
-    cpu = cpu_seconds(pid) - cpu_before
+    cpu = cpu_seconds(*pids) - cpu_before
     rps: dict[str, float] = {}
     for row in csv.DictReader(io.StringIO(done.stdout)):
         rps[row["test"]] = float(row["rps"])
     errors = error_replies(port) - before + (done.returncode != 0)
-    if set(rps) != set(TESTS):
+    if tests is not None and set(rps) != set(tests):
         errors += 1
-    requests = int(argv[argv.index("-n") + 1]) * len(TESTS)
-    return Result(server, depth, rps, errors, load, 1e6 * cpu / requests)
+    if not rps:
+        errors += 1
+    requests = int(argv[argv.index("-n") + 1]) * max(1, len(rps))
+    kind = "get,set" if tests is not None else "suite"
+    return Result(server, depth, rps, errors, load, 1e6 * cpu / requests, kind)
+
+
+@contextlib.contextmanager
+def resp_mesh(nodes: int = 3) -> Iterator[tuple[int, tuple[int, ...]]]:
+    """A mesh of ``nodes`` real node processes, every one with a RESP port: node 0's RESP port
+    and every node's pid. Stopped on the way out."""
+    from meshcache.testing.mesh import Mesh
+    from tools.mesh_figures.forward import _resp_address
+
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="resp-mesh-")))
+        mesh = Mesh(stack, tmp, nodes, "--resp-port", "0")
+        pids = tuple(n.proc.pid for n in mesh.nodes if n.proc is not None)
+        yield _resp_address(mesh.nodes[0])[1], pids
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,62 +233,128 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=100)
     parser.add_argument("--pipelines", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--json", type=Path, help="also write every result here")
+    parser.add_argument(
+        "--mesh", action="store_true", help="also a 3-node mesh, through node 0's RESP port"
+    )
+    parser.add_argument(
+        "--suite", action="store_true", help="also redis-benchmark's default suite, at -P 1"
+    )
+    parser.add_argument("--suite-requests", type=int, default=20_000)
     args = parser.parse_args(argv)
 
     from tools.bench.servers import redis_server
 
     results: list[Result] = []
-    with redis_server() as redis, resp_node() as mesh:
-        servers = {
-            "redis-server": (redis.port, redis.proc.pid),
-            "meshcache": (mesh.resp_port, mesh.pid),
+    with contextlib.ExitStack() as stack:
+        redis = stack.enter_context(redis_server())
+        node = stack.enter_context(resp_node())
+        servers: dict[str, tuple[int, tuple[int, ...]]] = {
+            "redis-server": (redis.port, (redis.proc.pid,)),
+            "meshcache": (node.resp_port, (node.pid,)),
         }
+        if args.mesh:
+            servers[MESH] = stack.enter_context(resp_mesh())
         for run in range(args.runs):
             for depth in args.pipelines:
-                for name, (port, pid) in servers.items():
+                for name, (port, pids) in servers.items():
                     bench = benchmark_argv(port, depth=depth, requests=args.requests,
                                            clients=args.clients, size=args.size)  # fmt: skip
-                    result = run_benchmark(name, port, pid, bench, depth)
+                    result = run_benchmark(name, port, pids, bench, depth)
                     results.append(result)
-                    print(f"run {run + 1} -P {depth:<2} {name:<12} load {result.load:5.2f} "
-                          + " ".join(f"{t} {result.rps.get(t, 0):9.0f}/s" for t in TESTS)
-                          + f" cpu {result.cpu_us:5.2f} us/request errors {result.errors}",
-                          file=sys.stderr, flush=True)  # fmt: skip
-    print(report(results, args))
+                    _progress(run, result)
+            if args.suite:
+                for name, (port, pids) in servers.items():
+                    bench = benchmark_argv(port, depth=1, requests=args.suite_requests,
+                                           clients=args.clients, size=args.size,
+                                           suite=True)  # fmt: skip
+                    result = run_benchmark(name, port, pids, bench, 1, tests=None)
+                    results.append(result)
+                    _progress(run, result)
+    print(report(results, args, list(servers)))
+    if args.suite:
+        print()
+        print(suite_report(results, args, list(servers)))
     if args.json is not None:
         args.json.write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=1))
     return 1 if any(r.errors for r in results) else 0
 
 
-def report(results: list[Result], args: argparse.Namespace) -> str:
-    """A markdown table: per depth and test, each server's median rps and the ratio's median
-    and worst over the runs (each run's ratio compares the two measurements of that run)."""
+def _progress(run: int, result: Result) -> None:
+    tests = " ".join(f"{t} {result.rps.get(t, 0):9.0f}/s" for t in TESTS)
+    if result.kind == "suite":
+        tests = f"{len(result.rps)} tests"
+    print(f"run {run + 1} {result.kind} -P {result.depth:<2} {result.server:<15} "
+          f"load {result.load:5.2f} {tests} cpu {result.cpu_us:5.2f} us/request "
+          f"errors {result.errors}", file=sys.stderr, flush=True)  # fmt: skip
+
+
+def report(results: list[Result], args: argparse.Namespace, servers: list[str]) -> str:
+    """A markdown table: per depth and test, each server's median rps, and each meshcache's
+    ratio to redis-server (median and worst over the runs; each run's ratio compares the
+    measurements of that run), and the servers' CPU per request."""
+    plain = [r for r in results if r.kind == "get,set"]
+    others = servers[1:]
     lines = [
-        f"redis-benchmark -t get,set -c {args.clients} -d {args.size} -n {args.requests}, "
-        f"{args.runs} runs; 1-minute load before the runs: "
-        + ", ".join(f"{r.load:.2f}" for r in results),
+        f"redis-benchmark -t get,set -c {args.clients} -d {args.size} -n {args.requests} "
+        f"-r {KEYSPACE}, {args.runs} runs; 1-minute load before the runs: "
+        + ", ".join(f"{r.load:.2f}" for r in plain),
         "",
-        "| -P | test | redis-server rps (median) | meshcache rps (median) | ratio median | "
-        "ratio worst | server CPU µs per request of the run (redis / meshcache) | errors |",
-        "|---|---|---|---|---|---|---|---|",
+        "| -P | test | "
+        + " | ".join(f"{name} rps (median)" for name in servers)
+        + " | "
+        + " | ".join(f"{name} ÷ redis, median (worst)" for name in others)
+        + " | server CPU µs per request ("
+        + " / ".join(servers)
+        + ") | errors |",
+        "|---|---|" + "---|" * (len(servers) + len(others) + 2),
     ]
     for depth in args.pipelines:
-        redis = [r for r in results if r.depth == depth and r.server == "redis-server"]
-        mesh = [r for r in results if r.depth == depth and r.server == "meshcache"]
+        by = {n: [r for r in plain if r.depth == depth and r.server == n] for n in servers}
+        redis = by["redis-server"]
         for test in TESTS:
+            cells = [f"{statistics.median(r.rps.get(test, 0) for r in by[n]):.0f}" for n in servers]
+            for name in others:
+                ratios = [
+                    m.rps.get(test, 0.0) / r.rps[test]
+                    for r, m in zip(redis, by[name], strict=True)
+                    if r.rps.get(test)
+                ]
+                cells.append(f"{statistics.median(ratios):.2f} ({min(ratios):.2f})")
+            cpu = " / ".join(f"{statistics.median(r.cpu_us for r in by[n]):.1f}" for n in servers)
+            errors = sum(r.errors for n in servers for r in by[n])
+            lines.append(f"| {depth} | {test} | " + " | ".join(cells) + f" | {cpu} | {errors} |")
+    return "\n".join(lines)
+
+
+def suite_report(results: list[Result], args: argparse.Namespace, servers: list[str]) -> str:
+    """The default suite: per test, each server's median rps and each meshcache's median ratio
+    to redis-server, and the errors of every run."""
+    suite = [r for r in results if r.kind == "suite"]
+    by = {n: [r for r in suite if r.server == n] for n in servers}
+    others = servers[1:]
+    tests = list(by["redis-server"][0].rps) if by["redis-server"] else []
+    lines = [
+        f"redis-benchmark (default suite) -c {args.clients} -d {args.size} "
+        f"-n {args.suite_requests} -r {KEYSPACE} -P 1, {args.runs} runs; errors: "
+        + ", ".join(f"{n} {sum(r.errors for r in by[n])}" for n in servers),
+        "",
+        "| test | "
+        + " | ".join(f"{name} rps (median)" for name in servers)
+        + " | "
+        + " | ".join(f"{name} ÷ redis (median)" for name in others)
+        + " |",
+        "|---|" + "---|" * (len(servers) + len(others)),
+    ]
+    for test in tests:
+        cells = [f"{statistics.median(r.rps.get(test, 0) for r in by[n]):.0f}" for n in servers]
+        for name in others:
             ratios = [
                 m.rps.get(test, 0.0) / r.rps[test]
-                for r, m in zip(redis, mesh, strict=True)
+                for r, m in zip(by["redis-server"], by[name], strict=True)
                 if r.rps.get(test)
             ]
-            errors = sum(r.errors for r in redis + mesh)
-            lines.append(
-                f"| {depth} | {test} | {statistics.median(r.rps.get(test, 0) for r in redis):.0f} "
-                f"| {statistics.median(m.rps.get(test, 0) for m in mesh):.0f} "
-                f"| {statistics.median(ratios):.2f} | {min(ratios):.2f} "
-                f"| {statistics.median(r.cpu_us for r in redis):.1f} / "
-                f"{statistics.median(m.cpu_us for m in mesh):.1f} | {errors} |"
-            )
+            cells.append(f"{statistics.median(ratios):.2f}" if ratios else "-")
+        lines.append(f"| {test} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
