@@ -37,7 +37,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -74,10 +73,11 @@ def resp_node(
     stopped on the way out. ``extra``: more ``meshcache start`` flags (``--bootstrap``,
     ``--join h:p`` ...)."""
     from meshcache.node.node import READY_FILE
+    from meshcache.reaper import die_with_parent, temporary_directory
 
     with contextlib.ExitStack() as stack:
         if data_dir is None:
-            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="resp-")))
+            data_dir = stack.enter_context(temporary_directory("resp-"))
         data_dir.mkdir(parents=True, exist_ok=True)
         argv = [
             sys.executable, "-m", "meshcache", "start", "--resp-port", "0", "--port", "0",
@@ -85,7 +85,14 @@ def resp_node(
         ]  # fmt: skip
         log_path = data_dir / "node.log"
         log = stack.enter_context(open(log_path, "wb"))
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=_repo_root())
+        # SIGKILL if this process dies: a killed benchmark leaves no node behind.
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=_repo_root(),
+            preexec_fn=die_with_parent(signal.SIGKILL),
+        )
         try:
             deadline = time.monotonic() + timeout
             while (info := _ready(data_dir / READY_FILE, proc.pid)) is None:
@@ -210,11 +217,12 @@ def run_benchmark(
 def resp_mesh(nodes: int = 3) -> Iterator[tuple[int, tuple[int, ...]]]:
     """A mesh of ``nodes`` real node processes, every one with a RESP port: node 0's RESP port
     and every node's pid. Stopped on the way out."""
+    from meshcache.reaper import temporary_directory
     from meshcache.testing.mesh import Mesh
     from tools.mesh_figures.forward import _resp_address
 
     with contextlib.ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="resp-mesh-")))
+        tmp = stack.enter_context(temporary_directory("resp-mesh-"))
         mesh = Mesh(stack, tmp, nodes, "--resp-port", "0")
         pids = tuple(n.proc.pid for n in mesh.nodes if n.proc is not None)
         yield _resp_address(mesh.nodes[0])[1], pids

@@ -52,13 +52,11 @@ if TYPE_CHECKING:
     from meshcache.security.guard import Session as Identity
 
 Executor = Callable[[str, str, list[Any]], Any]
-Relay = Callable[[str, str, list[Any], bytes], Any]
+Route = Callable[[str, list[Any]], Any]
 Reply = Callable[[Any], bytes]
 
-_pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 _unpackb = msgpack.unpackb
 _HEADER_SIZE = HEADER.size
-Route = Callable[[str, list[Any]], Any]
 
 
 class Latency(Protocol):
@@ -188,12 +186,12 @@ class Server:
         self._next_id = 0
         #: The open connections by id (CLIENT LIST); a session leaves with its connection.
         self.sessions: weakref.WeakValueDictionary[int, Session] = weakref.WeakValueDictionary()
-        #: Runs a ``GET`` like ``execute``, given it as a data-port request frame body too
-        #: (``relay(namespace, op, args, body)``; a node wires its coordinator's ``execute``):
-        #: a GET of a key another node coordinates may then be passed on to that node as that
-        #: body, and answered as a :class:`~meshcache.wire.pending.Relayed` that settles with
-        #: the owner's response frame. None: every GET through ``execute``.
-        self.relay: Relay | None = None
+        #: Runs a ``GET`` as ``execute`` does, but may relay it (a node wires its coordinator's
+        #: ``execute`` with ``relay=True``): a GET of a key another node coordinates is then
+        #: passed on to that node as a data-port request, and answered as a
+        #: :class:`~meshcache.wire.pending.Relayed` that settles with the owner's response
+        #: frame. None: every GET through ``execute``.
+        self.relay: Executor | None = None
 
     def session(self, addr: str = "", laddr: str = "", host: str = "") -> Session:
         """The state of a new connection (RESP2, namespace ``default``, a new client id, not
@@ -422,8 +420,7 @@ class Session:
         if route is not None:  # a node op (the op table names its handler), as the dispatcher
             result = route(self.namespace, args)
         elif op == "GET" and server.relay is not None:
-            body = _pack([1, op, self.namespace, args])
-            result = server.relay(self.namespace, op, args, body)
+            result = server.relay(self.namespace, op, args)
         else:
             result = server.execute(self.namespace, op, args)
         if type(result) is CoroutineType:

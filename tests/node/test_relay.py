@@ -8,6 +8,7 @@ peer socket the test controls; the owner's side runs a real dispatcher and coord
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import msgpack
@@ -260,7 +261,7 @@ async def test_a_resp_clients_gets_are_relayed_and_answered_in_resp() -> None:
             counters=NodeCounters(),
             peers=pool,
         )
-        port.server.relay = plane.execute
+        port.server.relay = functools.partial(plane.execute, relay=True)
         async with trio.open_nursery() as nursery:
             await nursery.start(port.serve)
             client = trio.socket.socket()

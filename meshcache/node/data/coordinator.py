@@ -114,6 +114,7 @@ BULK_SLICE = 400  # about 1.5 us a blob
 _WRITE = OpKind.WRITE
 _HOT_GET = OPS["HOT_GET"]
 _unpackb = msgpack.unpackb
+_pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 _NEW_STAMP: Any = object()  # _forwarding: stamp the request now
 _STAMPABLE = frozenset(("SET", "MSET", "DELETE"))  # the ops stampable() may say yes to
 # The ops whose first argument is their key (OpSpec.keyed, a property, asked per request).
@@ -304,12 +305,21 @@ class Coordinator:
 
     # --- the client-facing executor --------------------------------------------------------
 
-    def execute(self, namespace: str, op: str, args: list[Any], body: bytes | None = None) -> Any:
+    def execute(
+        self,
+        namespace: str,
+        op: str,
+        args: list[Any],
+        body: bytes | None = None,
+        *,
+        relay: bool = False,
+    ) -> Any:
         """Run a data op for a client: here, or forwarded to the key's coordinator.
 
-        ``body``: a ``GET``'s frame as its client sent it, when the caller can write the
-        owner's response frame to that client as it comes. A GET of a key another node
-        coordinates is then relayed (:meth:`_relay`), and answered as a :class:`Relayed`."""
+        ``body`` (a ``GET``'s frame body as its client sent it) or ``relay``: the caller takes
+        the owner's response frame for an answer. A GET of a key another node coordinates is
+        then relayed (:meth:`_relay`; as ``body``, or as a request made of ``args`` with
+        ``relay``) and answered as a :class:`Relayed`."""
         if self.solo:
             result = self._store_execute(namespace, op, args)
             loader = self.loader
@@ -337,7 +347,9 @@ class Coordinator:
             copy = self._hot_copy(hot, namespace, op, spec, args)
             if copy is not None:
                 return copy.value if op == "GET" else [copy.value]
-        elif body is not None:
+        elif body is not None or relay:
+            if body is None:
+                body = _pack([1, op, namespace, args])
             relayed = self._relay(owners[0].node_id, namespace, body)
             if relayed is not None:
                 return relayed

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import random
 import socket
 import time
@@ -201,7 +202,7 @@ class RespPort(Reactor[_Conn]):
             tls=tls,
             peers=parts.pool,
         )
-        port.server.relay = parts.coordinator.execute
+        port.server.relay = functools.partial(parts.coordinator.execute, relay=True)
         return port
 
     # --- the reactor ---------------------------------------------------------------------------
