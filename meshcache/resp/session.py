@@ -43,7 +43,7 @@ import msgpack
 from meshcache.errors import CommandError, ErrorCode, NoAuthError, NoPermError, WrongPassError
 from meshcache.resp.encoder import ENCODERS, RESP2, Encoder, error
 from meshcache.wire.frame import HEADER, STATUS_OK
-from meshcache.wire.ops import OPS, Limits, OpSpec, normalize_args
+from meshcache.wire.ops import OPS, RELAYABLE, Limits, OpSpec, normalize_args
 from meshcache.wire.pending import FailedOver, Later, Pending, Relayed
 
 if TYPE_CHECKING:
@@ -186,11 +186,11 @@ class Server:
         self._next_id = 0
         #: The open connections by id (CLIENT LIST); a session leaves with its connection.
         self.sessions: weakref.WeakValueDictionary[int, Session] = weakref.WeakValueDictionary()
-        #: Runs a ``GET`` as ``execute`` does, but may relay it (a node wires its coordinator's
-        #: ``execute`` with ``relay=True``): a GET of a key another node coordinates is then
+        #: Runs a read as ``execute`` does, but may relay it (a node wires its coordinator's
+        #: ``execute`` with ``relay=True``): a read of a key another node coordinates is then
         #: passed on to that node as a data-port request, and answered as a
         #: :class:`~meshcache.wire.pending.Relayed` that settles with the owner's response
-        #: frame. None: every GET through ``execute``.
+        #: frame. None: every read through ``execute``.
         self.relay: Executor | None = None
 
     def session(self, addr: str = "", laddr: str = "", host: str = "") -> Session:
@@ -419,7 +419,7 @@ class Session:
         route = server.routes.get(op)
         if route is not None:  # a node op (the op table names its handler), as the dispatcher
             result = route(self.namespace, args)
-        elif op == "GET" and server.relay is not None:
+        elif op in RELAYABLE and server.relay is not None:
             result = server.relay(self.namespace, op, args)
         else:
             result = server.execute(self.namespace, op, args)
@@ -463,8 +463,8 @@ class Session:
     def _relayed(
         self, op: str, reply: Reply, started: int
     ) -> Callable[[Any, BaseException | None], bytes]:
-        """:meth:`_later` for a relayed GET: the owner's response frame read first (or the
-        value of a GET forwarded again, :class:`~meshcache.wire.pending.FailedOver`)."""
+        """:meth:`_later` for a relayed read: the owner's response frame read first (or the
+        value of a read forwarded again, :class:`~meshcache.wire.pending.FailedOver`)."""
         settled = self._later(op, reply, started)
 
         def relayed(value: Any, error: BaseException | None) -> bytes:
@@ -473,7 +473,7 @@ class Session:
                     value = value.value
                 else:
                     try:
-                        answer = _unpackb(value[_HEADER_SIZE:], raw=False)
+                        answer = _unpackb(value[_HEADER_SIZE:], raw=False, strict_map_key=False)
                         if answer[1] != STATUS_OK:
                             code, message = answer[2]
                             return settled(None, CommandError(code, message))

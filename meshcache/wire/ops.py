@@ -279,6 +279,19 @@ _SPECS = [
 
 OPS: dict[str, OpSpec] = {spec.name: spec for spec in _SPECS}
 
+#: The reads a node may pass on to their key's owner as the client sent them (``RELAY``): the
+#: data ops of one key that change nothing (``HOT_GET``, answered by the coordinator itself,
+#: excepted).
+RELAYABLE = frozenset(
+    name
+    for name, spec in OPS.items()
+    if spec.handler == DATA_HANDLER
+    and spec.kind is OpKind.READ
+    and spec.keyed
+    and not spec.multi_key
+    and name != "HOT_GET"
+)
+
 _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "ttl": (int, float),
     "nx": (bool,),
@@ -467,6 +480,7 @@ def _arity_text(spec: OpSpec) -> str:
 __all__ = [
     "DATA_HANDLER",
     "OPS",
+    "RELAYABLE",
     "RELAY_HANDLER",
     "SESSION_HANDLER",
     "ErrorCode",

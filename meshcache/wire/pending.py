@@ -83,7 +83,7 @@ class Later:
 
 
 class Relayed(Later):
-    """The :class:`Later` of a ``GET`` a node passed on to the key's owner as its client sent
+    """The :class:`Later` of a read a node passed on to the key's owner as its client sent
     it (``meshcache.node.net.relay``): settled with the owner's response frame (bytes), or
     with :class:`FailedOver` when the owner did not answer it and it was forwarded again."""
 
@@ -91,7 +91,7 @@ class Relayed(Later):
 
 
 class FailedOver:
-    """The value of a relayed ``GET`` that was forwarded again after its batch failed: a
+    """The value of a relayed read that was forwarded again after its batch failed: a
     relayed one settles with its owner's response frame (bytes), this with the op's value."""
 
     __slots__ = ("value",)

@@ -85,9 +85,7 @@ def foreign_keys(plane: Coordinator, n: int) -> list[bytes]:
 
 
 @pytest.mark.trio
-async def test_a_rounds_gets_for_an_owner_leave_in_one_relay_frame_and_come_back_as_they_were() -> (
-    None
-):
+async def test_a_rounds_reads_for_an_owner_leave_in_one_relay_frame_and_come_back_as_sent() -> None:
     async with peer() as (p, address), running(PeerPool()) as pool:
         owner = await connected(pool, p, address)
         plane = coordinator(pool, f"{address[0]}:{address[1]}", replicas=1)
@@ -98,6 +96,7 @@ async def test_a_rounds_gets_for_an_owner_leave_in_one_relay_frame_and_come_back
             client = trio.socket.socket()
             await client.connect(port.address)
             frames = [encode_request(i, "GET", "default", [k]) for i, k in enumerate(keys, 1)]
+            frames[7] = encode_request(8, "HGET", "default", [keys[7], b"field"])
             await client.send(b"".join(frames))
             (relay,) = await p.requests(owner, 1)
             # One frame for the 16 GETs, each the client's body byte for byte.
@@ -111,7 +110,7 @@ async def test_a_rounds_gets_for_an_owner_leave_in_one_relay_frame_and_come_back
                 (i, b"v%d" % i, 9) for i in range(1, 16)
             ]
             assert answers[15].value == ["WRONGTYPE", "not a plain value"]
-            assert counters.requests["GET"] == 16
+            assert counters.requests["GET"] == 15 and counters.requests["HGET"] == 1
             assert counters.errors["WRONGTYPE"] == 1  # counted here, as a forward's refusal
             assert pool.stats["relayed"] == 16 and plane.stats["forwarded_out"] == 16
             client.close()
@@ -178,7 +177,10 @@ async def test_gets_the_owner_did_not_answer_in_its_relay_are_forwarded_one_at_a
             assert (answer.id, answer.value, answer.ring_version) == (1, b"v1", 3)
 
             await client.send(
-                b"".join(encode_request(i, "GET", "default", [k]) for i, k in enumerate(keys, 1))
+                b"".join(
+                    encode_request(i, "GET", "default", [k]) for i, k in enumerate(keys[:3], 1)
+                )
+                + encode_request(4, "HGET", "default", [keys[3], b"f"])
             )
             (relay,) = await p.requests(owner, 1)
             assert len(relay.args[0]) == 4
@@ -187,7 +189,10 @@ async def test_gets_the_owner_did_not_answer_in_its_relay_are_forwarded_one_at_a
             )
             forwards = await p.requests(owner, 2)
             # Each in a task of its own: in either order.
-            assert sorted(r.args[1][0] for r in forwards) == sorted(keys[2:])
+            assert sorted(r.args for r in forwards) == [
+                ["GET", [keys[2]]],
+                ["HGET", [keys[3], b"f"]],
+            ]
             await owner.send(b"".join(encode_ok(r.id, b"late", 9) for r in forwards))
             answers = await answers_of(client, 4)
             assert [(a.id, a.value) for a in answers] == [
@@ -197,7 +202,7 @@ async def test_gets_the_owner_did_not_answer_in_its_relay_are_forwarded_one_at_a
                 (4, b"late"),
             ]
             assert plane.stats["relay_failures"] == 3
-            assert counters.requests["GET"] == 5
+            assert counters.requests["GET"] == 4 and counters.requests["HGET"] == 1
             client.close()
             nursery.cancel_scope.cancel()
 
@@ -247,11 +252,11 @@ async def test_a_broken_connection_fails_the_gets_of_its_open_relay_frame_too() 
 
 
 @pytest.mark.trio
-async def test_a_resp_clients_gets_are_relayed_and_answered_in_resp() -> None:
+async def test_a_resp_clients_reads_are_relayed_and_answered_in_resp() -> None:
     async with peer() as (p, address), running(PeerPool()) as pool:
         owner = await connected(pool, p, address)
         plane = coordinator(pool, f"{address[0]}:{address[1]}", replicas=1)
-        keys = foreign_keys(plane, 3)
+        keys = foreign_keys(plane, 4)
         port = RespPort(
             open_listener("127.0.0.1", 0),
             execute=plane.execute,
@@ -267,12 +272,14 @@ async def test_a_resp_clients_gets_are_relayed_and_answered_in_resp() -> None:
             client = trio.socket.socket()
             await client.connect(port.address)
             await client.send(
-                b"".join(b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(k), k) for k in keys)
+                b"".join(b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(k), k) for k in keys[:3])
+                + b"*2\r\n$7\r\nHGETALL\r\n$%d\r\n%s\r\n" % (len(keys[3]), keys[3])
             )
             (relay,) = await p.requests(owner, 1)
             assert relay.op == "RELAY"
             assert [msgpack.unpackb(b) for b in relay.args[0]] == [
-                [1, "GET", "default", [k]] for k in keys
+                *([1, "GET", "default", [k]] for k in keys[:3]),
+                [1, "HGETALL", "default", [keys[3]]],
             ]
             await owner.send(
                 encode_ok(
@@ -281,17 +288,17 @@ async def test_a_resp_clients_gets_are_relayed_and_answered_in_resp() -> None:
                         encode_ok(1, b"v1", 9),
                         encode_ok(1, None, 9),
                         encode_error(1, "WRONGTYPE", "not a plain value", 9),
+                        encode_ok(1, {b"f": b"v"}, 9),  # a map with bin keys
                     ],
                 )
             )
-            expected = b"$2\r\nv1\r\n$-1\r\n-WRONGTYPE"
             got = b""
             with trio.fail_after(10):
-                while len(got) < len(expected) or not got.endswith(b"\r\n"):
+                while not got.endswith(b"*2\r\n$1\r\nf\r\n$1\r\nv\r\n"):
                     data = await client.recv(1 << 16)
-                    assert data
+                    assert data, got
                     got += data
-            assert got.startswith(expected)
+            assert got.startswith(b"$2\r\nv1\r\n$-1\r\n-WRONGTYPE")
             client.close()
             nursery.cancel_scope.cancel()
 
@@ -337,6 +344,7 @@ def test_the_owner_answers_each_body_with_the_frame_its_client_would_have_had() 
         body_of(encode_request(14, "GET", "nowhere", [b"a"])),
         body_of(encode_request(15, "SET", "default", [b"a", b"b"])),
         b"\xc1 not msgpack",
+        body_of(encode_request(17, "HGET", "default", [b"h", b"f"])),
     ]
     answer = relay_answer(dispatcher, bodies)
     assert answer.ok and answer.id == 5
@@ -349,10 +357,11 @@ def test_the_owner_answers_each_body_with_the_frame_its_client_would_have_had() 
     assert frames[0].value == b"alpha" and frames[1].value is None
     assert frames[2].value[0] == "WRONGTYPE"
     assert frames[3].value[0] == "NO_SUCH_NAMESPACE"
-    assert frames[4].id == 15 and frames[4].value[0] == "BAD_REQUEST"  # only GET is relayed
+    assert frames[4].id == 15 and frames[4].value[0] == "BAD_REQUEST"  # only reads are relayed
     assert frames[5].id == 0 and frames[5].value[0] == "BAD_REQUEST"
+    assert (frames[6].id, frames[6].value) == (17, b"v")
     assert plane.store.execute("default", "GET", [b"a"]) == b"alpha"
-    assert plane.stats["forwarded_in"] == 4
+    assert plane.stats["forwarded_in"] == 5
 
 
 def test_past_the_answer_limit_the_owner_executes_nothing_and_answers_nil(

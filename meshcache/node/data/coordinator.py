@@ -316,8 +316,8 @@ class Coordinator:
     ) -> Any:
         """Run a data op for a client: here, or forwarded to the key's coordinator.
 
-        ``body`` (a ``GET``'s frame body as its client sent it) or ``relay``: the caller takes
-        the owner's response frame for an answer. A GET of a key another node coordinates is
+        ``body`` (a read's frame body as its client sent it) or ``relay``: the caller takes
+        the owner's response frame for an answer. A read of a key another node coordinates is
         then relayed (:meth:`_relay`; as ``body``, or as a request made of ``args`` with
         ``relay``) and answered as a :class:`Relayed`."""
         if self.solo:
@@ -783,7 +783,7 @@ class Coordinator:
     # --- relaying ----------------------------------------------------------------------------
 
     def _relay(self, owner: str, namespace: str, body: bytes) -> Relayed | None:
-        """Pass a client's ``GET`` (its frame ``body`` as it came) on to ``owner``, the key's
+        """Pass a client's read (its frame ``body`` as it came) on to ``owner``, the key's
         coordinator, in the round's ``RELAY`` frame for it (:mod:`meshcache.node.net.relay`).
         None when it must be forwarded the usual way: the namespace has a loader (a load is
         timed), or the owner cannot be reached on an open connection now."""
@@ -807,15 +807,15 @@ class Coordinator:
         return later
 
     def _relay_failed(self, body: bytes, later: Later, error: BaseException) -> None:
-        """A relayed ``GET`` got no answer in its batch: forward it again the usual way, in a
+        """A relayed read got no answer in its batch: forward it again the usual way, in a
         task; ``later`` settles with its value (:class:`FailedOver`)."""
         self.stats["relay_failures"] += 1
         if self._nursery is None:
             later.fail(error)
             return
-        _, _, namespace, args = _unpackb(body, raw=False, strict_map_key=False)
-        key = args[0]
-        owners = self._coordinators(namespace, key)
+        _, op, namespace, raw = _unpackb(body, raw=False, strict_map_key=False)
+        args = normalize_args(OPS[op], raw, self._limits)  # checked when it was relayed
+        owners = self._coordinators(namespace, args[0])
         # A peer that broke or kept silent is checked before it is asked again; one that
         # refused the RELAY itself (an older node) is asked with FWD at once.
         last = (
@@ -823,18 +823,19 @@ class Coordinator:
             if isinstance(error, MeshcacheError) and not isinstance(error, CommandError)
             else None
         )
-        self._nursery.start_soon(self._relay_again, later, owners, namespace, key, last)
+        self._nursery.start_soon(self._relay_again, later, owners, namespace, op, args, last)
 
     async def _relay_again(
         self,
         later: Later,
         owners: list[RingMember],
         namespace: str,
-        key: bytes,
+        op: str,
+        args: list[Any],
         last: MeshcacheError | None,
     ) -> None:
         try:
-            value = await self._forward(owners, namespace, "GET", [key], None, last)
+            value = await self._forward(owners, namespace, op, args, None, last)
         except Exception as exc:  # a refusal, or a bug: the dispatcher answers either
             later.fail(exc)
         else:

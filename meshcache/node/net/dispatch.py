@@ -27,6 +27,7 @@ from meshcache.wire.ops import (
     DATA_HANDLER,
     OPS,
     RELAY_HANDLER,
+    RELAYABLE,
     Limits,
     OpKind,
     OpSpec,
@@ -81,7 +82,6 @@ _TRUSTED = Guard().session("")
 # Node-to-node ops whose requests this node executes itself and never passes on: later
 # requests on their connection need not wait for them.
 _ONE_HOP = frozenset(("FWD", "RELAY"))
-_GET = OPS["GET"]
 
 
 class Dispatcher:
@@ -144,7 +144,7 @@ class Dispatcher:
             )
             for name, spec in OPS.items()
         }
-        # FWD's route: a relayed GET is executed by its rules.
+        # FWD's route: a relayed read is executed by its rules.
         self._forwarded = routes.get("FWD", _unrouted)
         self._limits = limits
         self.counters = counters
@@ -152,10 +152,10 @@ class Dispatcher:
         #: The node's hot-key layer (:class:`~meshcache.node.data.hot.HotKeys`; the assembly
         #: wires it): responses to data ops carry its hints as their 5th element.
         self.hot: Any = None
-        #: Runs a GET like ``execute``, given its frame as the client sent it too
+        #: Runs a read like ``execute``, given its frame as the client sent it too
         #: (``relay(namespace, op, args, body)``; the assembly wires the coordinator's
-        #: ``execute``): a GET of a key another node coordinates may then be passed on to
-        #: that node as it came, answered as a :class:`~meshcache.node.net.relay.Relayed`.
+        #: ``execute``): a read of a key another node coordinates may then be passed on to
+        #: that node as it came, answered as a :class:`~meshcache.wire.pending.Relayed`.
         self.relay: Relay | None = None
         self._pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
@@ -192,7 +192,7 @@ class Dispatcher:
             args = normalize_args(spec, args, self._limits)
             if route is not None:
                 result = route(ns, args)
-            elif op == "GET" and self.relay is not None:
+            elif op in RELAYABLE and self.relay is not None:
                 result = self.relay(ns, op, args, body)
             else:
                 result = self._execute(ns, op, args)
@@ -204,7 +204,7 @@ class Dispatcher:
                 key = (ns, args[0]) if op in _KEYED else None
                 return Pending(None, key=key, later=result, finish=finish)
             if type(result) is Relayed:  # passed on to the key's owner as it came
-                finish = self._relayed_answer(rid, started, histogram, ns, args)
+                finish = self._relayed_answer(rid, op, started, histogram, spec, ns, args)
                 return Pending(None, later=result, finish=finish)
             hot = self.hot
             if hot is None or hot.hint is None or spec.handler != DATA_HANDLER:
@@ -315,9 +315,16 @@ class Dispatcher:
         return settled
 
     def _relayed_answer(
-        self, rid: int, started: int, histogram: list[int], ns: str, args: list[Any]
+        self,
+        rid: int,
+        op: str,
+        started: int,
+        histogram: list[int],
+        spec: OpSpec,
+        ns: str,
+        args: list[Any],
     ) -> Callable[[Any, BaseException | None], bytes]:
-        """What answers a relayed GET's client (:attr:`Pending.finish`): the owner's response
+        """What answers a relayed read's client (:attr:`Pending.finish`): the owner's response
         frame as it came; or, when its batch failed and it was forwarded again
         (:class:`~meshcache.wire.pending.FailedOver`), a frame made here."""
         counters = self.counters
@@ -327,7 +334,7 @@ class Dispatcher:
             if error is None and type(value) is bytes:
                 if _status_of(value) != STATUS_OK:  # a refusal: counted here too, as FWD's
                     self._count_refused(value)
-                counters.requests["GET"] += 1
+                counters.requests[op] += 1
                 now = _clock_ns()
                 if now >= latency.rotate_at:
                     latency.rotate(now)
@@ -338,7 +345,7 @@ class Dispatcher:
                 value = value.value
             elif error is None:
                 error = RemoteProtocolError("a relayed answer is not a response frame")
-            return self._later(rid, "GET", started, histogram, _GET, ns, args)(value, error)
+            return self._later(rid, op, started, histogram, spec, ns, args)(value, error)
 
         return settled
 
@@ -347,8 +354,9 @@ class Dispatcher:
         (:mod:`meshcache.node.net.relay`) with the response frame its client would have had
         from this node, executed by the rules of ``FWD`` (here, never passed on again).
 
-        Only ``GET`` is relayed. Once the answers reach :data:`MAX_ANSWER_BYTES`, the rest
-        are not executed and answer None: their node forwards them one at a time."""
+        Only the reads of :data:`~meshcache.wire.ops.RELAYABLE` are relayed. Once the answers
+        reach :data:`MAX_ANSWER_BYTES`, the rest are not executed and answer None: their node
+        forwards them one at a time."""
         bodies = args[0]
         if len(bodies) > MAX_BATCH_ITEMS:
             raise CommandError(
@@ -371,7 +379,7 @@ class Dispatcher:
             except Exception:
                 frame = self._bad_frame(body)
             else:
-                if op != "GET":
+                if op not in RELAYABLE:
                     refused = CommandError(ErrorCode.BAD_REQUEST, f"RELAY cannot carry {op[:64]!r}")
                     frame = self._error(rid, "RELAY", refused)
                 else:
@@ -398,7 +406,7 @@ class Dispatcher:
     async def _relayed_later(
         self, frames: list[bytes | None], waiting: list[tuple[int, int, Any]]
     ) -> list[bytes | None]:
-        """The frames of a ``RELAY`` some of whose GETs wait (a read-through load)."""
+        """The frames of a ``RELAY`` some of whose reads wait (a read-through load)."""
         for index, rid, result in waiting:
             try:
                 value = await (result.wait() if type(result) is Later else result)
@@ -413,7 +421,7 @@ class Dispatcher:
     def _count_refused(self, frame: bytes) -> None:
         """An owner's error frame for a relayed request, counted as :meth:`_error` counts."""
         try:
-            code = _unpackb(frame[HEADER.size :], raw=False)[2][0]
+            code = _unpackb(frame[HEADER.size :], raw=False, strict_map_key=False)[2][0]
             ErrorCode(code)
         except Exception:
             return  # not an error frame after all, or a code this node does not know

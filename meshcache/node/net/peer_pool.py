@@ -179,7 +179,7 @@ class _PeerConnection:
         self.next_deadline = math.inf
         self.timer: trio.CancelScope | None = None
         self.stats: Counter[str] = pool.stats
-        # GETs relayed since the last write, sent as one RELAY frame when the outbox is
+        # Reads relayed since the last write, sent as one RELAY frame when the outbox is
         # written or before any other request (which must not overtake them).
         self.batch: RelayBatch | None = None
 
@@ -227,7 +227,7 @@ class _PeerConnection:
                 self.timer.deadline = deadline
 
     def relay(self, body: bytes, later: Later, timeout: float, failed: Failed) -> None:
-        """Queue a client's ``GET`` body for this round's ``RELAY`` frame
+        """Queue a client's read (its frame body) for this round's ``RELAY`` frame
         (:mod:`meshcache.node.net.relay`): ``later`` settles with the owner's response frame,
         or the body goes to ``failed`` if the frame fails."""
         batch = self.batch
@@ -940,7 +940,7 @@ class PeerPool:
     def relay(
         self, address: Address, body: bytes, later: Later, *, timeout: float, failed: Failed
     ) -> bool:
-        """Queue a client's ``GET`` body for the open connection to ``address``'s next
+        """Queue a client's read (its frame body) for the open connection to ``address``'s next
         ``RELAY`` frame (:meth:`_PeerConnection.relay`), without a task. False, and nothing
         queued, when :meth:`submit` would refuse."""
         conn = self._conns.get((address, ""))
