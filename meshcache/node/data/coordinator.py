@@ -823,23 +823,15 @@ class Coordinator:
             if isinstance(error, MeshcacheError) and not isinstance(error, CommandError)
             else None
         )
-        self._nursery.start_soon(self._relay_again, later, owners, namespace, op, args, last)
-
-    async def _relay_again(
-        self,
-        later: Later,
-        owners: list[RingMember],
-        namespace: str,
-        op: str,
-        args: list[Any],
-        last: MeshcacheError | None,
-    ) -> None:
-        try:
-            value = await self._forward(owners, namespace, op, args, None, last)
-        except Exception as exc:  # a refusal, or a bug: the dispatcher answers either
-            later.fail(exc)
-        else:
-            later.resolve(FailedOver(value))
+        failed_over = Later()
+        failed_over.then(
+            lambda value, error: (
+                later.resolve(FailedOver(value)) if error is None else later.fail(error)
+            )
+        )
+        self._nursery.start_soon(
+            self._fail_over, failed_over, owners, namespace, op, args, None, last
+        )
 
     # --- forwarding --------------------------------------------------------------------------
 
@@ -912,9 +904,10 @@ class Coordinator:
         op: str,
         args: list[Any],
         stamp: int | None,
-        error: MeshcacheError,
+        error: MeshcacheError | None,
     ) -> None:
-        """A submitted forward failed: on down the owners (or stand in), in a task."""
+        """A submitted forward (or a relayed read) failed: on down the owners (or stand in), in
+        a task."""
         try:
             later.resolve(await self._forward(owners, namespace, op, args, stamp, error))
         except Exception as exc:  # a refusal, or a bug: the dispatcher answers either

@@ -328,19 +328,13 @@ class Dispatcher:
         frame as it came; or, when its batch failed and it was forwarded again
         (:class:`~meshcache.wire.pending.FailedOver`), a frame made here."""
         counters = self.counters
-        latency = self._latency
 
         def settled(value: Any, error: BaseException | None) -> bytes:
             if error is None and type(value) is bytes:
                 if _status_of(value) != STATUS_OK:  # a refusal: counted here too, as FWD's
                     self._count_refused(value)
                 counters.requests[op] += 1
-                now = _clock_ns()
-                if now >= latency.rotate_at:
-                    latency.rotate(now)
-                took = now - started
-                histogram[(took * took).bit_length()] += 1
-                return value
+                return self._timed(histogram, started, value)
             if type(value) is FailedOver:
                 value = value.value
             elif error is None:
