@@ -3,10 +3,10 @@
 A client that does not route by key (any Redis client, a plain meshcache client) sends every
 request to the node it is connected to. A read of one key another node coordinates (``GET``,
 ``HGET``, ``LRANGE``: :data:`~meshcache.wire.ops.RELAYABLE`) is passed on to that node **as the
-client sent it**: its frame body, the client's request id inside. The
-bodies bound for one owner in one reactor round travel in one ``RELAY`` frame (at most
-:data:`MAX_BATCH_ITEMS` of them, :data:`MAX_BATCH_BYTES` in all), and the owner answers the
-frame with the response frame of each body, in order, as it would have answered its client
+client sent it**: its frame body, the client's request id inside. The bodies bound for one
+owner in one reactor round travel in one ``RELAY`` frame (at most :data:`MAX_BATCH_ITEMS` of
+them, :data:`MAX_BATCH_BYTES` in all), and the owner answers the frame with the response frame
+of each body, in order, as it would have answered its client
 (:meth:`~meshcache.node.net.dispatch.Dispatcher.relayed`). The non-owner writes those frames
 to its client as they came: it neither encodes a request nor decodes an answer per read.
 
@@ -26,7 +26,7 @@ from meshcache.wire.frame import Response
 from meshcache.wire.pending import Later
 
 #: Bodies in one ``RELAY`` frame: the owner answers a frame in one step of its loop, about
-#: about 5 us a ``GET``.
+#: 5 us a ``GET``.
 MAX_BATCH_ITEMS = 64
 #: Bytes of bodies in one ``RELAY`` frame.
 MAX_BATCH_BYTES = 64 * 1024
