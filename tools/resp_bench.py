@@ -219,13 +219,13 @@ def resp_mesh(nodes: int = 3) -> Iterator[tuple[int, tuple[int, ...]]]:
     and every node's pid. Stopped on the way out."""
     from meshcache.reaper import temporary_directory
     from meshcache.testing.mesh import Mesh
-    from tools.mesh_figures.forward import _resp_address
 
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(temporary_directory("resp-mesh-"))
         mesh = Mesh(stack, tmp, nodes, "--resp-port", "0")
-        pids = tuple(n.proc.pid for n in mesh.nodes if n.proc is not None)
-        yield _resp_address(mesh.nodes[0])[1], pids
+        resp = mesh.nodes[0].resp_address
+        assert resp is not None
+        yield resp[1], tuple(n.pid for n in mesh.nodes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -296,6 +296,12 @@ def _progress(run: int, result: Result) -> None:
           f"errors {result.errors}", file=sys.stderr, flush=True)  # fmt: skip
 
 
+def _ratios(redis: list[Result], other: list[Result], test: str) -> list[float]:
+    """Each run's requests a second of ``other`` over redis-server's in ``test``."""
+    pairs = zip(redis, other, strict=True)
+    return [m.rps.get(test, 0.0) / r.rps[test] for r, m in pairs if r.rps.get(test)]
+
+
 def report(results: list[Result], args: argparse.Namespace, servers: list[str]) -> str:
     """A markdown table: per depth and test, each server's median rps, and each meshcache's
     ratio to redis-server (median and worst over the runs; each run's ratio compares the
@@ -322,11 +328,7 @@ def report(results: list[Result], args: argparse.Namespace, servers: list[str]) 
         for test in TESTS:
             cells = [f"{statistics.median(r.rps.get(test, 0) for r in by[n]):.0f}" for n in servers]
             for name in others:
-                ratios = [
-                    m.rps.get(test, 0.0) / r.rps[test]
-                    for r, m in zip(redis, by[name], strict=True)
-                    if r.rps.get(test)
-                ]
+                ratios = _ratios(redis, by[name], test)
                 cells.append(f"{statistics.median(ratios):.2f} ({min(ratios):.2f})")
             cpu = " / ".join(f"{statistics.median(r.cpu_us for r in by[n]):.1f}" for n in servers)
             errors = sum(r.errors for n in servers for r in by[n])
@@ -356,11 +358,7 @@ def suite_report(results: list[Result], args: argparse.Namespace, servers: list[
     for test in tests:
         cells = [f"{statistics.median(r.rps.get(test, 0) for r in by[n]):.0f}" for n in servers]
         for name in others:
-            ratios = [
-                m.rps.get(test, 0.0) / r.rps[test]
-                for r, m in zip(by["redis-server"], by[name], strict=True)
-                if r.rps.get(test)
-            ]
+            ratios = _ratios(by["redis-server"], by[name], test)
             cells.append(f"{statistics.median(ratios):.2f}" if ratios else "-")
         lines.append(f"| {test} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -421,6 +421,8 @@ class Session:
             result = route(self.namespace, args)
         elif op in RELAYABLE and server.relay is not None:
             result = server.relay(self.namespace, op, args)
+            if type(result) is Relayed:  # passed on to the key's owner: its answer is a frame
+                return Pending(None, later=result, finish=self._relayed(op, reply, started))
         else:
             result = server.execute(self.namespace, op, args)
         if type(result) is CoroutineType:
@@ -428,8 +430,6 @@ class Session:
         if type(result) is Later:  # a forward submitted without a task: one key
             finish = self._later(op, reply, started)
             return Pending(None, key=(self.namespace, args[0]), later=result, finish=finish)
-        if type(result) is Relayed:  # passed on to the key's owner: its answer is a frame
-            return Pending(None, later=result, finish=self._relayed(op, reply, started))
         self._count(op, started)
         return reply(result)
 

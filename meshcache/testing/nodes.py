@@ -66,6 +66,8 @@ class NodeProcess:
         self.node_id = ""
         self.data_address = Address("", 0)
         self.admin_address = Address("", 0)
+        #: The RESP port's address; None unless the node was started with ``--resp-port``.
+        self.resp_address: Address | None = None
 
     @property
     def data(self) -> str:
@@ -101,6 +103,8 @@ class NodeProcess:
         self.node_id = info["node_id"]
         self.data_address = parse_address(info["data"], default_port=None)
         self.admin_address = parse_address(info["admin"], default_port=None)
+        resp = info.get("resp")
+        self.resp_address = None if resp is None else parse_address(resp, default_port=None)
         return self
 
     def log_tail(self, lines: int = 40) -> str:

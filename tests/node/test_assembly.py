@@ -99,7 +99,7 @@ def _settings(tmp_path: Path) -> NodeSettings:
 
 def _routed(dispatcher: Dispatcher) -> set[str]:
     """The ops the dispatcher has a handler for (data ops go to the coordinator)."""
-    return {name for name, (_, route, _) in dispatcher._ops.items() if route is not _unrouted}
+    return {name for name, (_, route, _, _) in dispatcher._ops.items() if route is not _unrouted}
 
 
 @pytest.mark.trio

@@ -17,16 +17,13 @@ forward on the non-owner.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from meshcache.node.node import READY_FILE
 from meshcache.testing.mesh import Mesh
 from meshcache.testing.nodes import NodeProcess
-from meshcache.wire.address import parse_address
 from tools.bench.preload import preload
 from tools.bench.protocols import MeshcacheProtocol, Protocol, RedisProtocol
 from tools.bench.workload import Workload, key
@@ -103,9 +100,9 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _resp_address(node: NodeProcess) -> tuple[str, int]:
-    info = json.loads((node.data_dir / READY_FILE).read_text())
-    return parse_address(info["resp"], default_port=None)
+def _resp(node: NodeProcess) -> tuple[str, int]:
+    assert node.resp_address is not None, "started without --resp-port"
+    return node.resp_address
 
 
 def measure(
@@ -132,7 +129,7 @@ def measure(
             protocol: Protocol
             if name == "resp":
                 protocol = RedisProtocol()
-                address = {x.node_id: _resp_address(x) for x in mesh.nodes}
+                address = {x.node_id: _resp(x) for x in mesh.nodes}
             else:
                 protocol = MeshcacheProtocol()
                 address = {x.node_id: x.data_address for x in mesh.nodes}
@@ -153,26 +150,26 @@ def measure(
                 # measurement: scale by the run's rate over both.
                 done = run.ops_per_s * (warmup + duration)
                 runs.append(ForwardRun(name, run, 1e6 * spent / done if done else None))
-                smart = drive(
-                    "smart: 1 conn per node, by owner",
-                    [Target(address[x.node_id], 1, primary[x.node_id]) for x in mesh.nodes],
-                    templates,
-                    depth=depth,
-                    warmup=warmup,
-                    duration=duration,
-                    protocol=protocol,
-                )
-                runs.append(ForwardRun(name, smart, None))
-                owner = mesh.nodes[1]
-                direct = drive(
-                    "direct: 1 conn to an owner, its keys",
-                    [Target(address[owner.node_id], 1, primary[owner.node_id])],
-                    templates,
-                    depth=depth,
-                    warmup=warmup,
-                    duration=duration,
-                    protocol=protocol,
-                )
-                runs.append(ForwardRun(name, direct, None))
+                owner = mesh.nodes[1].node_id
+                for label, targets in (
+                    (
+                        "smart: 1 conn per node, by owner",
+                        [Target(address[x.node_id], 1, primary[x.node_id]) for x in mesh.nodes],
+                    ),
+                    (
+                        "direct: 1 conn to an owner, its keys",
+                        [Target(address[owner], 1, primary[owner])],
+                    ),
+                ):
+                    anchor = drive(
+                        label,
+                        targets,
+                        templates,
+                        depth=depth,
+                        warmup=warmup,
+                        duration=duration,
+                        protocol=protocol,
+                    )
+                    runs.append(ForwardRun(name, anchor, None))
         seen = flaps(mesh)
     return [dataclasses.replace(r, run=dataclasses.replace(r.run, flaps=seen)) for r in runs]

@@ -129,10 +129,10 @@ class Dispatcher:
         self._execute = execute
         self.guard = Guard() if guard is None else guard
         self._latency = latency = counters.latency
-        # One lookup per request gives the op's spec, its route and its latency histogram.
-        # Every op that is not a data op gets a route, refusing when none was given: no route
-        # means a data op.
-        self._ops: dict[str, tuple[OpSpec, Route | None, list[int]]] = {
+        # One lookup per request gives the op's spec, its route, its latency histogram and
+        # whether it may be relayed. Every op that is not a data op gets a route, refusing when
+        # none was given: no route means a data op.
+        self._ops: dict[str, tuple[OpSpec, Route | None, list[int], bool]] = {
             name: (
                 spec,
                 self.relayed
@@ -141,6 +141,7 @@ class Dispatcher:
                 if spec.handler != DATA_HANDLER or name in routes
                 else None,
                 latency.counts(name),
+                name in RELAYABLE and name not in routes,
             )
             for name, spec in OPS.items()
         }
@@ -183,7 +184,7 @@ class Dispatcher:
         if entry is None:
             unknown = CommandError(ErrorCode.UNKNOWN_OP, f"unknown op {op[:64]!r}")
             return self._error(rid, "unknown", unknown)
-        spec, route, histogram = entry
+        spec, route, histogram, relayable = entry
         try:
             if op not in session.allowed:
                 auth = session.gate(spec, ns, args)
@@ -192,8 +193,11 @@ class Dispatcher:
             args = normalize_args(spec, args, self._limits)
             if route is not None:
                 result = route(ns, args)
-            elif op in RELAYABLE and self.relay is not None:
+            elif relayable and self.relay is not None:
                 result = self.relay(ns, op, args, body)
+                if type(result) is Relayed:  # passed on to the key's owner as it came
+                    finish = self._relayed_answer(rid, op, started, histogram, spec, ns, args)
+                    return Pending(None, later=result, finish=finish)
             else:
                 result = self._execute(ns, op, args)
             if type(result) is CoroutineType:
@@ -203,9 +207,6 @@ class Dispatcher:
                 finish = self._later(rid, op, started, histogram, spec, ns, args)
                 key = (ns, args[0]) if op in _KEYED else None
                 return Pending(None, key=key, later=result, finish=finish)
-            if type(result) is Relayed:  # passed on to the key's owner as it came
-                finish = self._relayed_answer(rid, op, started, histogram, spec, ns, args)
-                return Pending(None, later=result, finish=finish)
             hot = self.hot
             if hot is None or hot.hint is None or spec.handler != DATA_HANDLER:
                 out: bytes = self._pack([rid, STATUS_OK, result, self.ring_version])
