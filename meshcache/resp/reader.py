@@ -97,14 +97,14 @@ class CommandReader:
         "_args",
         "_buf",
         "_bulk",
+        "_ends",
         "_left",
         "_need",
         "_pos",
+        "_ready",
+        "_ready_index",
         "_size",
         "_slow",
-        "_token_index",
-        "_token_pos",
-        "_tokens",
         "limits",
     )
 
@@ -122,11 +122,11 @@ class CommandReader:
         self._left = 0
         self._bulk = -1
         self._size = 0
-        # The fast path's pieces of the current buffer (split at CRLF), the index and buffer
-        # position of the next command in them, and a buffer it gave up on.
-        self._tokens: list[bytes] | None = None
-        self._token_index = 0
-        self._token_pos = -1
+        # The commands the fast path read from the buffer at once, the buffer position after
+        # each, the index of the next one to return, and a buffer it gave up on.
+        self._ready: list[list[bytes]] | None = None
+        self._ends: list[int] = []
+        self._ready_index = 0
         self._slow: bytes | None = None
 
     @property
@@ -141,7 +141,7 @@ class CommandReader:
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         buf, pos = self._buf, self._pos
-        self._tokens = None
+        self._ready = None  # ``_pos`` is at the first one not returned: read again with the rest
         if pos >= len(buf):
             self._buf = data if type(data) is bytes else bytes(data)
             self._pos = 0
@@ -166,6 +166,14 @@ class CommandReader:
         Raises:
             RespProtocolError: the bytes break the grammar or a limit (close the connection).
         """
+        ready = self._ready
+        if ready is not None:
+            i = self._ready_index
+            if i < len(ready):
+                self._ready_index = i + 1
+                self._pos = self._ends[i]
+                return ready[i]
+            self._ready = None
         buf = self._buf
         pos = self._pos
         end = len(buf)
@@ -173,13 +181,20 @@ class CommandReader:
             return None
         self._need = 0
         args = self._args
-        if args is None and type(buf) is bytes and pos < end and buf[pos] == _STAR:
-            # The common case, a whole multibulk in one read, parsed with locals only; anything
-            # else (a partial command, a bad one) is left to the careful path below, from the
-            # same position.
-            whole = self._whole(buf, pos, end)
+        if (
+            args is None
+            and type(buf) is bytes
+            and pos < end
+            and buf[pos] == _STAR
+            and self._slow is not buf
+        ):
+            # The common case, whole multibulks in one read: every one of them is parsed at
+            # once, with locals only; anything else (a partial command, a bad one) is left to
+            # the careful path below, from the position where the fast path stopped.
+            whole = self._whole(buf, pos)
             if whole is not None:
                 return whole
+            pos = self._pos
         if args is None:
             while True:
                 if pos >= end:
@@ -246,50 +261,56 @@ class CommandReader:
         self._args = None
         return args
 
-    def _whole(self, buf: bytes, pos: int, end: int) -> list[bytes] | None:
-        """The multibulk at ``pos`` if it is complete and well-formed within the limits (then
-        consumed); None otherwise, with nothing consumed.
+    def _whole(self, buf: bytes, pos: int) -> list[bytes] | None:
+        """The first of the complete, well-formed multibulks from ``pos`` on, all read at once
+        (the others are returned next); None if the first is not one.
 
         The buffer is split at every CRLF once (in C) and commands are taken from the pieces:
         a bulk is accepted when its header is exactly ``$<its length>``. A value holding a CRLF
-        breaks that, and the rest of this buffer goes to the careful path.
+        breaks that, as does a partial command, an inline one or one over a limit: what is
+        left of this buffer from there goes to the careful path.
         """
-        tokens = self._tokens
-        if tokens is None or self._token_pos != pos:
-            if self._slow is buf:
-                return None
-            tokens = self._tokens = buf[pos:].split(b"\r\n")
-            self._token_index = 0
-        i = self._token_index
-        head = tokens[i]
+        tokens = buf[pos:].split(b"\r\n")
+        last = len(tokens)
         limits = self.limits
-        count = int(head[1:]) if head[1:].isdigit() and len(head) < 12 else 0
-        j = i + 1 + 2 * count
-        if not 0 < count <= limits.max_array_len or j >= len(tokens):
-            self._give_up(buf)
-            return None
-        values = tokens[i + 2 : j : 2]
-        size = len(head) + 2
-        max_bulk = limits.max_bulk_bytes
+        max_array, max_bulk = limits.max_array_len, limits.max_bulk_bytes
+        max_command = limits.max_command_bytes
         headers = _BULK_HEADERS
-        for header, value in zip(tokens[i + 1 : j : 2], values, strict=True):
-            n = len(value)
-            if n > max_bulk or header != (headers[n] if n < 4096 else b"$%d" % n):
-                self._give_up(buf)
-                return None
-            size += len(header) + n + 4
-        if size > limits.max_command_bytes:
-            self._give_up(buf)
+        ready: list[list[bytes]] = []
+        ends: list[int] = []
+        i = 0
+        while True:
+            head = tokens[i]
+            digits = head[1:]
+            count = int(digits) if head[:1] == b"*" and digits.isdigit() and len(head) < 12 else 0
+            j = i + 1 + 2 * count
+            if not 0 < count <= max_array or j >= last:
+                break
+            values = tokens[i + 2 : j : 2]
+            size = len(head) + 2
+            # Both slices hold ``count`` pieces; a keyword would cost zip the slower call.
+            for header, value in zip(tokens[i + 1 : j : 2], values):  # noqa: B905
+                n = len(value)
+                if n > max_bulk or header != (headers[n] if n < 4096 else b"$%d" % n):
+                    break
+                size += len(header) + n + 4
+            else:
+                if size <= max_command:
+                    pos += size
+                    ready.append(values)
+                    ends.append(pos)
+                    i = j
+                    continue
+            break
+        if pos < len(buf):
+            self._slow = buf  # the rest of it goes the careful way
+        if not ready:
             return None
-        self._token_index = j
-        self._pos = self._token_pos = pos + size
-        return values
-
-    def _give_up(self, buf: bytes) -> None:
-        """The fast path does not take ``buf`` (what is left of it goes the careful way)."""
-        self._tokens = None
-        self._slow = buf
-        return None
+        self._ready = ready
+        self._ends = ends
+        self._ready_index = 1
+        self._pos = ends[0]
+        return ready[0]
 
     def _inline(self) -> list[bytes] | None:
         """One inline line at ``_pos``, split into words (quotes and escapes as redis-cli

@@ -410,12 +410,12 @@ class Session:
             CommandError: the arguments break the op's signature or limits, or the op refused.
         """
         started = perf_counter_ns()
+        server = self.server
         spec = OPS[op]
         ident = self.ident
         if ident is not None and op not in ident.allowed:
             self.gate(spec, self.namespace)
-        args = normalize_args(spec, args, self.server.limits)
-        server = self.server
+        args = normalize_args(spec, args, server.limits)
         route = server.routes.get(op)
         if route is not None:  # a node op (the op table names its handler), as the dispatcher
             result = route(self.namespace, args)
@@ -430,7 +430,10 @@ class Session:
         if type(result) is Later:  # a forward submitted without a task: one key
             finish = self._later(op, reply, started)
             return Pending(None, key=(self.namespace, args[0]), later=result, finish=finish)
-        self._count(op, started)
+        counters = server.counters  # _count, inlined on the path of every answer given at once
+        counters.requests[op] += 1
+        now = perf_counter_ns()
+        counters.latency.observe(op, now - started, now)
         return reply(result)
 
     def _later(

@@ -410,6 +410,17 @@ def _check_options(spec: OpSpec, options: Any) -> dict[str, Any]:
     return options
 
 
+def _encoded_fit(fast: tuple[bool, ...], args: list[Any], max_key: int, max_value: int) -> bool:
+    """Encode the text among ``args`` in place; True if all are then bytes within limits."""
+    for i in range(len(fast)):
+        arg = args[i]
+        if type(arg) is str:
+            arg = args[i] = arg.encode("utf-8", "surrogatepass")
+        if type(arg) is not bytes or len(arg) > (max_key if fast[i] else max_value):
+            return False
+    return True
+
+
 def normalize_args(spec: OpSpec, args: Any, limits: Limits) -> list[Any]:
     """Check ``args`` against ``spec``; return them with str turned into bytes.
 
@@ -425,15 +436,18 @@ def normalize_args(spec: OpSpec, args: Any, limits: Limits) -> list[Any]:
         raise BadRequestError(message=f"{spec.name}: arguments must be an array")
     fast = spec.bytes_only
     if fast is not None and len(args) == len(fast):
-        # Hot path: exactly the fixed arguments, all bytes (or str, encoded in place) within
+        # Hot path: exactly the fixed arguments, all bytes (or text, encoded in place) within
         # limits. ``args`` is reused, so callers hand over a list they no longer need.
         max_key, max_value = limits.max_key_bytes, limits.max_value_bytes
-        for i, (is_key, arg) in enumerate(zip(fast, args, strict=True)):
-            if type(arg) is str:
-                arg = args[i] = arg.encode("utf-8", "surrogatepass")
+        # Equal lengths (checked above); a keyword would cost zip the slower call.
+        for is_key, arg in zip(fast, args):  # noqa: B905
             if type(arg) is not bytes or len(arg) > (max_key if is_key else max_value):
                 break
         else:
+            if spec.has_options:
+                args.append({})
+            return args
+        if type(arg) is str and _encoded_fit(fast, args, max_key, max_value):
             if spec.has_options:
                 args.append({})
             return args

@@ -141,6 +141,31 @@ def test_any_split_reads_the_same_commands(
     assert reader.idle
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(args_st, min_size=1, max_size=8), st.data())
+def test_bytes_fed_between_reads_keep_the_order(
+    commands: list[list[bytes]], data: st.DataObject
+) -> None:
+    """A connection answers some of its commands per turn, and bytes may arrive before the
+    rest are read: the commands come out in order, each once."""
+    stream = b"".join(multibulk(*c) for c in commands)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
+    reader = CommandReader()
+    got: list[list[bytes]] = []
+    last = 0
+    for cut in [*cuts, len(stream)]:
+        reader.feed(stream[last:cut])
+        last = cut
+        for _ in range(data.draw(st.integers(0, 3))):
+            command = reader.next_command()
+            if command is None:
+                break
+            got.append(command)
+    got.extend(read_all(reader))
+    assert got == commands
+    assert reader.idle
+
+
 def test_every_split_point_of_a_pipeline() -> None:
     stream = multibulk(b"SET", b"key", b"v" * 20) + b"PING\r\n" + multibulk(b"GET", b"key")
     expected = commands_of(stream)
