@@ -276,7 +276,9 @@ class CommandReader:
         max_array, max_bulk = limits.max_array_len, limits.max_bulk_bytes
         max_command = limits.max_command_bytes
         headers = _BULK_HEADERS
-        ready: list[list[bytes]] = []
+        first: list[bytes] | None = None  # the first command, where it ends, and the others
+        first_end = 0
+        ready: list[list[bytes]] | None = None
         ends: list[int] = []
         i = 0
         while True:
@@ -297,20 +299,26 @@ class CommandReader:
             else:
                 if size <= max_command:
                     pos += size
-                    ready.append(values)
-                    ends.append(pos)
+                    if first is None:
+                        first, first_end = values, pos
+                    elif ready is None:
+                        ready, ends = [values], [pos]
+                    else:
+                        ready.append(values)
+                        ends.append(pos)
                     i = j
                     continue
             break
         if pos < len(buf):
             self._slow = buf  # the rest of it goes the careful way
-        if not ready:
+        if first is None:
             return None
-        self._ready = ready
-        self._ends = ends
-        self._ready_index = 1
-        self._pos = ends[0]
-        return ready[0]
+        if ready is not None:
+            self._ready = ready
+            self._ends = ends
+            self._ready_index = 0
+        self._pos = first_end
+        return first
 
     def _inline(self) -> list[bytes] | None:
         """One inline line at ``_pos``, split into words (quotes and escapes as redis-cli
