@@ -4,6 +4,7 @@
     python -m tools.resp_bench --runs 5 --requests 200000 --pipelines 1 16
     python -m tools.resp_bench --mesh --suite # also a 3-node mesh through one node, and the
                                               # default suite of every test
+    python -m tools.resp_bench --keyspace 0   # without -r: every request on one key
 
 Each run starts nothing new: one redis-server and one meshcache node (``meshcache start
 --resp-port 0``, its own process) are started once, and every run measures both, one after
@@ -44,7 +45,8 @@ from pathlib import Path
 
 HOST = "127.0.0.1"
 TESTS = ("SET", "GET")
-#: ``-r``: keys ``key:000000000000`` to ``key:000000099999``, spread over a mesh's owners.
+#: ``-r`` by default: keys ``key:000000000000`` to ``key:000000099999``, spread over a mesh's
+#: owners (``--keyspace 0``: no ``-r``, every request on the one key ``key:__rand_int__``).
 KEYSPACE = 100_000
 MESH = "mesh via node 0"
 
@@ -143,14 +145,22 @@ class Result:
 
 
 def benchmark_argv(
-    port: int, *, depth: int, requests: int, clients: int, size: int, suite: bool = False
+    port: int,
+    *,
+    depth: int,
+    requests: int,
+    clients: int,
+    size: int,
+    suite: bool = False,
+    keyspace: int = KEYSPACE,
 ) -> list[str]:
     """The unmodified redis-benchmark command line of one measurement; ``suite``: every test of
-    the default suite rather than ``-t get,set``."""
+    the default suite rather than ``-t get,set``; ``keyspace`` 0: no ``-r`` (one key)."""
     tests = [] if suite else ["-t", "get,set"]
+    keys = ["-r", str(keyspace)] if keyspace else []
     return [
         "redis-benchmark", "-h", HOST, "-p", str(port), *tests, "-c", str(clients),
-        "-d", str(size), "-n", str(requests), "-r", str(KEYSPACE), "-P", str(depth), "--csv",
+        "-d", str(size), "-n", str(requests), *keys, "-P", str(depth), "--csv",
     ]  # fmt: skip
 
 
@@ -248,6 +258,12 @@ def main(argv: list[str] | None = None) -> int:
         "--suite", action="store_true", help="also redis-benchmark's default suite, at -P 1"
     )
     parser.add_argument("--suite-requests", type=int, default=20_000)
+    parser.add_argument(
+        "--keyspace",
+        type=int,
+        default=KEYSPACE,
+        help=f"redis-benchmark's -r (default {KEYSPACE}); 0: no -r, every request on one key",
+    )
     args = parser.parse_args(argv)
 
     from tools.bench.servers import redis_server
@@ -266,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
             for depth in args.pipelines:
                 for name, (port, pids) in servers.items():
                     bench = benchmark_argv(port, depth=depth, requests=args.requests,
-                                           clients=args.clients, size=args.size)  # fmt: skip
+                                           clients=args.clients, size=args.size,
+                                           keyspace=args.keyspace)  # fmt: skip
                     result = run_benchmark(name, port, pids, bench, depth)
                     results.append(result)
                     _progress(run, result)
@@ -274,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name, (port, pids) in servers.items():
                     bench = benchmark_argv(port, depth=1, requests=args.suite_requests,
                                            clients=args.clients, size=args.size,
-                                           suite=True)  # fmt: skip
+                                           suite=True, keyspace=args.keyspace)  # fmt: skip
                     result = run_benchmark(name, port, pids, bench, 1, tests=None)
                     results.append(result)
                     _progress(run, result)
@@ -302,6 +319,10 @@ def _ratios(redis: list[Result], other: list[Result], test: str) -> list[float]:
     return [m.rps.get(test, 0.0) / r.rps[test] for r, m in pairs if r.rps.get(test)]
 
 
+def _keys(args: argparse.Namespace) -> str:
+    return f"-r {args.keyspace}" if args.keyspace else "(no -r: one key)"
+
+
 def report(results: list[Result], args: argparse.Namespace, servers: list[str]) -> str:
     """A markdown table: per depth and test, each server's median rps, and each meshcache's
     ratio to redis-server (median and worst over the runs; each run's ratio compares the
@@ -310,7 +331,7 @@ def report(results: list[Result], args: argparse.Namespace, servers: list[str]) 
     others = servers[1:]
     lines = [
         f"redis-benchmark -t get,set -c {args.clients} -d {args.size} -n {args.requests} "
-        f"-r {KEYSPACE}, {args.runs} runs; 1-minute load before the runs: "
+        f"{_keys(args)}, {args.runs} runs; 1-minute load before the runs: "
         + ", ".join(f"{r.load:.2f}" for r in plain),
         "",
         "| -P | test | "
@@ -345,7 +366,7 @@ def suite_report(results: list[Result], args: argparse.Namespace, servers: list[
     tests = list(by["redis-server"][0].rps) if by["redis-server"] else []
     lines = [
         f"redis-benchmark (default suite) -c {args.clients} -d {args.size} "
-        f"-n {args.suite_requests} -r {KEYSPACE} -P 1, {args.runs} runs; errors: "
+        f"-n {args.suite_requests} {_keys(args)} -P 1, {args.runs} runs; errors: "
         + ", ".join(f"{n} {sum(r.errors for r in by[n])}" for n in servers),
         "",
         "| test | "

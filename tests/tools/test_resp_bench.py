@@ -67,3 +67,11 @@ def test_a_killed_benchmark_leaves_no_server_node_or_directory_behind() -> None:
         if bench.poll() is None:
             bench.kill()
             bench.wait()
+
+
+def test_a_keyspace_of_zero_runs_without_r() -> None:
+    spread = resp_bench.benchmark_argv(6379, depth=1, requests=10, clients=1, size=3)
+    one_key = resp_bench.benchmark_argv(6379, depth=1, requests=10, clients=1, size=3, keyspace=0)
+    assert spread[spread.index("-r") + 1] == str(resp_bench.KEYSPACE)
+    assert "-r" not in one_key
+    assert [a for a in spread if a not in ("-r", str(resp_bench.KEYSPACE))] == one_key
