@@ -60,7 +60,15 @@ _HEADER_SIZE = HEADER.size
 
 
 class Latency(Protocol):
-    """Where an answered request's time is counted by op (the node's ``RequestLatency``)."""
+    """Where an answered request's time is counted by op (the node's ``RequestLatency``): an
+    op's histogram is taken once (:meth:`counts`); a request checks :attr:`rotate_at` against
+    the clock it read and bumps one slot."""
+
+    rotate_at: int
+
+    def counts(self, op: str) -> list[int]: ...
+
+    def rotate(self, now_ns: int) -> None: ...
 
     def observe(self, op: str, took_ns: int, now_ns: int) -> None: ...
 
@@ -159,6 +167,19 @@ class Server:
         self.execute = execute
         self.guard = guard
         self.routes = routes
+        # One lookup per op run gives its spec, its node route (None: a data op), its latency
+        # histogram and whether a read of it may be relayed, as the data port's dispatcher has
+        # them.
+        self.latency = latency = counters.latency
+        self.ops: dict[str, tuple[OpSpec, Route | None, list[int], bool]] = {
+            name: (
+                spec,
+                routes.get(name),
+                latency.counts(name),
+                name in RELAYABLE and name not in routes,
+            )
+            for name, spec in OPS.items()
+        }
         self.limits = limits
         self.counters = counters
         self.wall_clock = wall_clock
@@ -411,15 +432,14 @@ class Session:
         """
         started = perf_counter_ns()
         server = self.server
-        spec = OPS[op]
+        spec, route, histogram, relayable = server.ops[op]
         ident = self.ident
         if ident is not None and op not in ident.allowed:
             self.gate(spec, self.namespace)
         args = normalize_args(spec, args, server.limits)
-        route = server.routes.get(op)
         if route is not None:  # a node op (the op table names its handler), as the dispatcher
             result = route(self.namespace, args)
-        elif op in RELAYABLE and server.relay is not None:
+        elif relayable and server.relay is not None:
             result = server.relay(self.namespace, op, args)
             if type(result) is Relayed:  # passed on to the key's owner: its answer is a frame
                 return Pending(None, later=result, finish=self._relayed(op, reply, started))
@@ -430,10 +450,12 @@ class Session:
         if type(result) is Later:  # a forward submitted without a task: one key
             finish = self._later(op, reply, started)
             return Pending(None, key=(self.namespace, args[0]), later=result, finish=finish)
-        counters = server.counters  # _count, inlined on the path of every answer given at once
-        counters.requests[op] += 1
+        server.counters.requests[op] += 1  # _count, inlined on the path of every answer at once
         now = perf_counter_ns()
-        counters.latency.observe(op, now - started, now)
+        if now >= server.latency.rotate_at:
+            server.latency.rotate(now)
+        took = now - started
+        histogram[(took * took).bit_length()] += 1
         return reply(result)
 
     def _later(

@@ -8,7 +8,6 @@ peer socket the test controls; the owner's side runs a real dispatcher and coord
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import msgpack
@@ -266,7 +265,7 @@ async def test_a_resp_clients_reads_are_relayed_and_answered_in_resp() -> None:
             counters=NodeCounters(),
             peers=pool,
         )
-        port.server.relay = functools.partial(plane.execute, relay=True)
+        port.server.relay = plane.execute_or_relay
         async with trio.open_nursery() as nursery:
             await nursery.start(port.serve)
             client = trio.socket.socket()

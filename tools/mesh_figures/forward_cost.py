@@ -27,7 +27,6 @@ The owner and the client are not under valgrind; nor is the kernel's part of nod
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import shutil
 import socket
@@ -232,7 +231,7 @@ async def node(depth: int, batches: int, resp: bool) -> None:
             peers=pool,
         )
         if hasattr(port.server, "relay"):  # a tree that relays GETs: wired as a node does
-            port.server.relay = functools.partial(plane.execute, relay=True)
+            port.server.relay = plane.execute_or_relay
     else:
         dispatcher = Dispatcher(
             execute=plane.execute,

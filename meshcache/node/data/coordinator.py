@@ -311,7 +311,6 @@ class Coordinator:
         op: str,
         args: list[Any],
         body: bytes | None = None,
-        *,
         relay: bool = False,
     ) -> Any:
         """Run a data op for a client: here, or forwarded to the key's coordinator.
@@ -359,6 +358,11 @@ class Coordinator:
         if loader is not None and op == "GET" and namespace in loader.policies:
             return loader.timed_forward(answer)  # the miss path's forward step
         return answer
+
+    def execute_or_relay(self, namespace: str, op: str, args: list[Any]) -> Any:
+        """:meth:`execute` with ``relay``, for a port that decodes the owner's response frame
+        itself (the RESP port): one call with no keyword on every request."""
+        return self.execute(namespace, op, args, None, True)
 
     @staticmethod
     def _hot_copy(hot: HotKeys, namespace: str, op: str, spec: OpSpec, args: list[Any]) -> Any:

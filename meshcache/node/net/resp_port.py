@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import random
 import socket
 import time
@@ -202,7 +201,7 @@ class RespPort(Reactor[_Conn]):
             tls=tls,
             peers=parts.pool,
         )
-        port.server.relay = functools.partial(parts.coordinator.execute, relay=True)
+        port.server.relay = parts.coordinator.execute_or_relay
         return port
 
     # --- the reactor ---------------------------------------------------------------------------
