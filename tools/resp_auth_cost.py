@@ -19,37 +19,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import statistics
 import time
 import timeit
 from collections.abc import Callable
 
 from meshcache.gossip import Keyring
-from meshcache.hlc import HLC
-from meshcache.node.admin.metrics import NodeCounters
 from meshcache.resp.session import Server
 from meshcache.security.acl import grant
 from meshcache.security.guard import Guard
 from meshcache.security.hashing import hash_password
 from meshcache.security.users import parse_users
-from meshcache.store.store import Store
-from meshcache.wire import Limits
+from tools.resp_path_cost import server
 
 
 def _server(guard: Guard | None) -> Server:
-    store = Store(clock=time.time, hlc=HLC(lambda: time.time_ns() // 1_000_000))
-    for i in range(1000):
-        store.execute("default", "SET", [b"key:%d" % i, b"x" * 100, {}])
-    return Server(
-        execute=store.execute,
-        routes={},
-        limits=Limits(),
-        counters=NodeCounters(),
-        wall_clock=time.time,
-        rng=random.Random(7),
-        guard=guard,
-    )
+    return server(1000, guard)
 
 
 def measure(runs: int, number: int) -> list[str]:
@@ -77,7 +62,8 @@ def measure(runs: int, number: int) -> list[str]:
     assert scoped.ident is not None
     scoped.ident.become(grant("scoped", users["scoped"].permissions, users["scoped"].namespaces))
     sessions["user with namespace patterns"] = scoped
-    commands = {"GET": [b"GET", b"key:5"], "SET": [b"SET", b"key:5", b"y" * 100]}
+    key = b"key:%012d" % 5
+    commands = {"GET": [b"GET", key], "SET": [b"SET", key, b"y" * 100]}
     lines = []
     for name, argv in commands.items():
         fns: dict[str, Callable[[], object]] = {

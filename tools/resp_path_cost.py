@@ -38,21 +38,26 @@ def multibulk(*args: bytes) -> bytes:
     return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
 
 
-def session(keys: int) -> Session:
-    """A session of a port on a node without users, over a store holding ``keys`` keys."""
+def server(keys: int, guard: Guard | None) -> Server:
+    """A RESP port's server over a store holding ``keys`` keys ``key:%012d`` of 100 bytes;
+    ``guard`` None: a port with no guard at all."""
     store = Store(clock=time.time, hlc=HLC(lambda: time.time_ns() // 1_000_000))
     for i in range(keys):
         store.execute("default", "SET", [b"key:%012d" % i, VALUE, {}])
-    server = Server(
+    return Server(
         execute=store.execute,
         routes={},
         limits=Limits(),
         counters=NodeCounters(),
         wall_clock=time.time,
         rng=random.Random(7),
-        guard=Guard(),
+        guard=guard,
     )
-    return server.session(host="127.0.0.1")
+
+
+def session(keys: int) -> Session:
+    """A session of a port on a node without users, over a store holding ``keys`` keys."""
+    return server(keys, Guard()).session(host="127.0.0.1")
 
 
 def pipelines(op: bytes, depth: int, keys: int, rng: random.Random) -> list[bytes]:
