@@ -27,6 +27,7 @@ The owner and the client are not under valgrind; nor is the kernel's part of nod
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import socket
@@ -231,7 +232,8 @@ async def node(depth: int, batches: int, resp: bool) -> None:
             peers=pool,
         )
         if hasattr(port.server, "relay"):  # a tree that relays GETs: wired as a node does
-            port.server.relay = plane.execute_or_relay
+            relaying = getattr(plane, "execute_or_relay", None)  # (older trees: a keyword)
+            port.server.relay = relaying or functools.partial(plane.execute, relay=True)
     else:
         dispatcher = Dispatcher(
             execute=plane.execute,
