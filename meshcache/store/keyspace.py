@@ -54,6 +54,7 @@ import math
 import random
 import struct
 import sys
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from itertools import chain, islice
@@ -153,6 +154,7 @@ class Keyspace:
         "plain_fast",
         "policy",
         "rng",
+        "set_order",
         "single",
         "split_at",
         "tables",
@@ -187,6 +189,10 @@ class Keyspace:
         self.hlc = hlc
         self.new_version = hlc.now
         self.rng = rng
+        #: The members in bytewise order of the set ``SPOP`` popped from last, for the next
+        #: pop: ``(the set, weakly; its version then; the members)``. Any write gives the set a
+        #: new version, so a write other than ``SPOP`` leaves this stale; one set at most.
+        self.set_order: tuple[weakref.ref[TypedValue], int, list[bytes]] | None = None
         self.lfu_decay_s = lfu_decay_s
         self.lfu_sample = lfu_sample
         #: Every table, made now, used or not: a node freezes what start-up built
@@ -440,6 +446,7 @@ class Keyspace:
         self.split_at = SPLIT_AT
         self.expires.clear()
         self.heap.clear()
+        self.set_order = None
         if self.lfu is not None:
             self.lfu.clear()
         self.used = 0

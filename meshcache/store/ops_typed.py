@@ -10,6 +10,8 @@ change is applied to the value's ``size`` as it happens, with the per-item costs
 from __future__ import annotations
 
 import math
+import weakref
+from bisect import bisect_left
 from itertools import islice
 from typing import Any
 
@@ -260,7 +262,9 @@ def op_scard(ks: Keyspace, args: list[Any]) -> int:
 def op_spop(ks: Keyspace, args: list[Any]) -> bytes | list[bytes] | None:
     """Remove random members (drawn with the keyspace's seeded ``rng`` from the members in
     bytewise order, so a seed replays the same draws): without ``count`` one member or nil,
-    with it up to ``count`` members (an empty array for a missing key). O(members)."""
+    with it up to ``count`` members (an empty array for a missing key). The members are sorted
+    for the first pop after any other write of the set; a pop leaves them in order for the
+    next one (:attr:`Keyspace.set_order`), so a run of pops costs O(members) each."""
     key, options = args
     count = _count("SPOP", options)
     obj = ks.live_typed(key, SetValue)
@@ -269,7 +273,11 @@ def op_spop(ks: Keyspace, args: list[Any]) -> bytes | list[bytes] | None:
     wanted = 1 if count is None else min(count, len(obj.data))
     if not wanted:
         return []
-    members = sorted(obj.data)
+    order = ks.set_order
+    if order is not None and order[0]() is obj and order[1] == obj.version:
+        members = order[2]  # this set's order, left by the pop before and no write since
+    else:
+        members = sorted(obj.data)
     # A count that takes every member needs no draw: they come in bytewise order.
     popped = members if wanted == len(members) else ks.rng.sample(members, wanted)
     old_size = obj.size
@@ -277,6 +285,12 @@ def op_spop(ks: Keyspace, args: list[Any]) -> bytes | list[bytes] | None:
         obj.data.remove(member)
     obj.size -= sum(len(member) for member in popped) + wanted * _SET_PER
     ks.shrunk(key, obj, old_size)
+    if obj.data:
+        for member in popped:
+            del members[bisect_left(members, member)]
+        ks.set_order = (weakref.ref(obj), obj.version, members)
+    else:
+        ks.set_order = None
     return popped[0] if count is None else popped
 
 

@@ -120,7 +120,7 @@ class ListValue(_Collection):
 
 
 class SetValue(_Collection):
-    __slots__ = ()
+    __slots__ = ("__weakref__",)  # SPOP keeps one set's members in order (Keyspace.set_order)
     kind = "set"
     data: set[bytes]
     _base = sizes.SET_BASE

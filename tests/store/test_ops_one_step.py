@@ -125,6 +125,61 @@ def test_spop_draws_with_the_seeded_generator() -> None:
     assert h.run("TYPE", "s") == "none"
 
 
+SET_MEMBERS = [b"m%d" % i for i in range(12)]
+set_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("SADD"), st.lists(st.sampled_from(SET_MEMBERS), min_size=1, max_size=5)),
+        st.tuples(st.just("SREM"), st.lists(st.sampled_from(SET_MEMBERS), min_size=1, max_size=2)),
+        st.tuples(st.just("SPOP"), st.none() | st.integers(0, 4)),
+        st.tuples(st.just("DELETE"), st.none()),
+        st.tuples(st.just("EXPIRE"), st.none()),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(set_steps, st.integers(0, 2**32))
+def test_spop_pops_as_if_it_sorted_the_members_every_time(
+    steps: list[tuple[str, Any]], seed: int
+) -> None:
+    """A pop after pops reuses the order the one before left; any other write of the set
+    makes the next pop sort again: the draws are those of a seeded generator over the members
+    in bytewise order, every time."""
+    clock = FakeClock()
+    store = Store(clock=clock, hlc=HLC(clock.ms), rng=random.Random(seed))
+    model: set[bytes] = set()
+    model_rng = random.Random(seed)
+
+    def run(op: str, *args: Any) -> Any:
+        return store.execute("default", op, normalize_args(OPS[op], list(args), Limits()))
+
+    for op, arg in steps:
+        if op == "SADD":
+            run("SADD", "s", *arg)
+            model.update(arg)
+        elif op == "SREM":
+            run("SREM", "s", *arg)
+            model.difference_update(arg)
+        elif op == "DELETE":
+            run("DELETE", "s")
+            model.clear()
+        elif op == "EXPIRE":
+            run("EXPIRE", "s", 1000)
+        else:
+            got = run("SPOP", "s") if arg is None else run("SPOP", "s", {"count": arg})
+            wanted = 1 if arg is None else min(arg, len(model))
+            members = sorted(model)
+            if not model or not wanted:
+                expected: Any = None if arg is None else []
+            else:
+                popped = members if wanted == len(members) else model_rng.sample(members, wanted)
+                model.difference_update(popped)
+                expected = popped[0] if arg is None else popped
+            assert got == expected
+        assert sorted(run("SMEMBERS", "s")) == sorted(model)
+
+
 def test_expire_conditions(h: Harness) -> None:
     h.run("SET", "k", "v")
     assert h.run("EXPIRE", "k", 100, {"xx": True}) is False
