@@ -190,11 +190,10 @@ class CommandReader:
         ):
             # The common case, whole multibulks in one read: every one of them is parsed at
             # once, with locals only; anything else (a partial command, a bad one) is left to
-            # the careful path below, from the position where the fast path stopped.
+            # the careful path below, from the same position.
             whole = self._whole(buf, pos)
             if whole is not None:
                 return whole
-            pos = self._pos
         if args is None:
             while True:
                 if pos >= end:
