@@ -36,6 +36,7 @@ from typing import (
 
 from meshcache.client import results
 from meshcache.client.core import Command
+from meshcache.errors import RemoteProtocolError
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -216,6 +217,39 @@ class Commands:
         """How many live keys the namespace holds on the node."""
         ns = self._namespace if namespace is None else namespace
         return Command.build("DBSIZE", [], ns, results.integer)
+
+    @command
+    def scan(
+        self,
+        cursor: int = 0,
+        *,
+        match: Binary | None = None,
+        count: int | None = None,
+        type: str | None = None,
+        namespace: str | None = None,
+    ) -> Command[tuple[int, list[bytes]]]:
+        """One step of a walk over the namespace's keys on every member of the mesh: the next
+        cursor (0 when the walk is over) and some keys. Start at 0 and pass each step's cursor
+        to the next; a key held throughout comes back at least once (docs/protocol.md).
+        ``match`` is a Redis glob, ``count`` a hint of how many keys a step gives, ``type``
+        one of ``string``, ``list``, ``set``, ``zset``, ``hash``."""
+        ns = self._namespace if namespace is None else namespace
+        options: dict[str, Any] = {}
+        if match is not None:
+            options["match"] = match if isinstance(match, str | bytes) else bytes(match)
+        if count is not None:
+            options["count"] = count
+        if type is not None:
+            options["type"] = type
+        keys = self._decoders.value_list
+
+        def step(value: Any) -> tuple[int, list[bytes]]:
+            if builtins.type(value) is not list or len(value) != 2:
+                got = f"{value!r}"[:200]
+                raise RemoteProtocolError(f"expected [cursor, keys] from the node, got {got}")
+            return results.integer(value[0]), keys(value[1])
+
+        return Command.build("SCAN", [cursor, options], ns, step)
 
     @command
     def flush(self, *, namespace: str | None = None) -> Command[bool]:

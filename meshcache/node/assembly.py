@@ -39,6 +39,7 @@ from meshcache.node.data.handoff import HandOff
 from meshcache.node.data.hot import HotKeys
 from meshcache.node.data.replication import ByteBudget, HintQueue, VersionClamp
 from meshcache.node.data.replicator import Replicator
+from meshcache.node.data.scan import KeyScan
 from meshcache.node.loader.loader import Loader
 from meshcache.node.loader.source import Source
 from meshcache.node.net.breakers import PROBE_TIMEOUT
@@ -208,6 +209,13 @@ class Assembly:
             ),
             interval=s.anti_entropy_interval,
             rng=self._rng(seed, "antientropy") or random.Random(node_id),
+        )
+        self.scan = KeyScan(
+            node_id,
+            self.store,
+            ring=lambda: self.coordinator.ring,
+            alive=self.reachable,
+            call=self.peer_call,
         )
         self.routes = Routes(self, info=info)
         self.dispatcher = Dispatcher(

@@ -31,6 +31,7 @@ from meshcache.node.data.antientropy import AE_DIGEST, AE_KEYS, AE_PULL, AE_PUSH
 from meshcache.node.data.coordinator import Coordinator
 from meshcache.node.data.handoff import HandOff
 from meshcache.node.data.hot import HotKeys
+from meshcache.node.data.scan import KeyScan, ScanFilter
 from meshcache.ring import READ_STATES, RingState
 from meshcache.ring.tokens import RangeSet
 from meshcache.wire.ops import DATA_HANDLER, OPS, RELAY_HANDLER, SESSION_HANDLER
@@ -54,6 +55,7 @@ class RoutedParts(Protocol):
     handoff: HandOff
     antientropy: AntiEntropy
     hot: HotKeys
+    scan: KeyScan
     membership: MembershipView
 
     @property
@@ -138,6 +140,27 @@ class Routes:
                 owned += sum(mine.mask(part[start : start + DBSIZE_CHUNK]))
                 await trio.lowlevel.checkpoint()
         return {"count": owned, "ring_version": ring_version}
+
+    async def scan(self, namespace: str, args: list[Any]) -> list[Any]:
+        """SCAN: one step of a walk over the namespace's keys on every member, ``[next cursor
+        (0: the walk is over), keys]`` (:mod:`meshcache.node.data.scan`).
+
+        Raises:
+            CommandError: ``BAD_REQUEST`` (a count below 1), ``UNAVAILABLE`` (a member did not
+                answer: the same cursor can be tried again), ``NO_SUCH_NAMESPACE``.
+        """
+        cursor, keys = await self._parts.scan.step(
+            namespace, args[0], ScanFilter.from_options(args[1])
+        )
+        return [cursor, keys]
+
+    async def scan_part(self, namespace: str, args: list[Any]) -> list[Any]:
+        """SCAN_PART: this node's part of another member's SCAN step, ``[next table (-1: no
+        more), keys]``."""
+        following, keys = await self._parts.scan.part(
+            namespace, args[0], ScanFilter.from_options(args[1])
+        )
+        return [following, keys]
 
     def members(self, namespace: str, args: list[Any]) -> list[dict[str, Any]]:
         return self._parts.membership.members()

@@ -763,6 +763,70 @@ def cmd_type(s: Session, argv: list[bytes]) -> bytes | Pending:
     return s.call("TYPE", [argv[1]], simple)
 
 
+#: What one step of KEYS asks each member for (keys; a hint, as SCAN's COUNT).
+KEYS_STEP = 1000
+UINT64_SPAN = 2**64
+
+
+def arg_cursor(data: bytes) -> int:
+    """A SCAN cursor as Redis reads it (``strtoull``): decimal digits after an optional sign,
+    no space; a negative number wraps around 2^64, as C's does."""
+    digits = data[1:] if data[:1] in (b"-", b"+") else data
+    if digits.isdigit() and digits.isascii():
+        n = int(digits)
+        if n < UINT64_SPAN:
+            return (UINT64_SPAN - n) % UINT64_SPAN if data[:1] == b"-" else n
+    raise RedisError("ERR invalid cursor", "invalid_cursor")
+
+
+def _scan_options(argv: list[bytes], start: int) -> dict[str, Any]:
+    """SCAN's ``MATCH pattern``, ``COUNT n`` and ``TYPE name``, with Redis's refusals."""
+    options: dict[str, Any] = {}
+    i = start
+    while i < len(argv):
+        word = argv[i].lower()
+        if i + 1 >= len(argv) or word not in (b"match", b"count", b"type"):
+            raise RedisError(SYNTAX, "syntax_error")
+        value = argv[i + 1]
+        if word == b"count":
+            count = arg_int(value)
+            if count < 1:
+                raise RedisError(SYNTAX, "syntax_error")
+            options["count"] = count
+        elif word == b"match":
+            if value == b"*":
+                options.pop("match", None)  # every key, as Redis skips the test
+            else:
+                options["match"] = value
+        else:
+            options["type"] = value.decode("utf-8", "replace")
+        i += 2
+    return options
+
+
+def cmd_scan(s: Session, argv: list[bytes]) -> bytes | Pending:
+    cursor = arg_cursor(argv[1])
+    enc = s.enc
+
+    def reply(step: list[Any]) -> bytes:
+        return enc.array([bulk(b"%d" % step[0]), enc.bulks(step[1])])
+
+    return s.call("SCAN", [cursor, _scan_options(argv, 2)], reply)
+
+
+async def cmd_keys(s: Session, argv: list[bytes]) -> bytes:
+    options: dict[str, Any] = {"count": KEYS_STEP}
+    if argv[1] != b"*":
+        options["match"] = argv[1]
+    found: dict[bytes, None] = {}  # a walk may give a key twice (docs/resp.md)
+    cursor = 0
+    while True:
+        cursor, keys = await s.op("SCAN", [cursor, dict(options)])
+        found.update(dict.fromkeys(keys))
+        if not cursor:
+            return s.enc.bulks(found)
+
+
 # --- strings ------------------------------------------------------------------------------------
 
 
@@ -1421,6 +1485,12 @@ _ROWS = [
        "DELETE", since="4.0.0"),
     _c("exists", -2, "readonly fast", ALLKEYS, "generic",
        "Determines whether one or more keys exist.", cmd_exists, "EXISTS"),
+    _c("keys", 2, "readonly", NOKEYS, "generic",
+       "Returns all key names that match a pattern, from every member.", cmd_keys, "SCAN",
+       composed=True),
+    _c("scan", -2, "readonly", NOKEYS, "generic",
+       "Iterates over the key names in the selected namespace, over every member.", cmd_scan,
+       "SCAN", since="2.8.0"),
     _c("expire", -3, "write fast", KEY1, "generic",
        "Sets the expiration time of a key in seconds.", cmd_expire, "EXPIRE"),
     _c("pexpire", -3, "write fast", KEY1, "generic",

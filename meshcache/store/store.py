@@ -518,6 +518,32 @@ class Store:
         """
         return self._space(namespace).key_parts()
 
+    def table_items(
+        self, namespace: str, index: int
+    ) -> tuple[list[bytes], list[bytes | TypedValue]] | None:
+        """The live keys of one of the namespace's tables and their entries, copied now; None
+        when the namespace uses fewer tables. For a walk over the keys a table per step,
+        resumed by the table's index: a key keeps its table while the process lives, but for
+        the one split of a namespace's first table into :data:`TABLES` (after which a walk may
+        give a key again, never miss one).
+
+        Raises:
+            CommandError: ``NO_SUCH_NAMESPACE``.
+        """
+        ks = self._space(namespace)
+        if not 0 <= index < len(ks.tables):
+            return None
+        table = ks.tables[index]
+        keys, entries = list(dict.keys(table)), list(dict.values(table))
+        expires = ks.expires
+        if expires:
+            now = self._clock()
+            live = [expires.get(k, now + 1) > now for k in keys]
+            if not all(live):
+                keys = list(compress(keys, live))
+                entries = list(compress(entries, live))
+        return keys, entries
+
     def item_parts(self, namespace: str) -> Iterator[tuple[list[bytes], list[bytes | TypedValue]]]:
         """:meth:`key_parts` with each key's entry as held when its table was copied (see
         :meth:`Keyspace.item_parts`): for a scan that reads every entry, without a lookup per

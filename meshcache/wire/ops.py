@@ -172,6 +172,8 @@ _SPECS = [
     _op("AUTH", "ss", M, handler=SESSION_HANDLER, permission=Permission.NONE),
     _op("INFO", "", M, handler="info"),
     _op("DBSIZE", "o?", M, options=("owned",), handler="dbsize"),
+    # one step of a walk over the namespace's keys on every member, and a member's part of it
+    _op("SCAN", "uo?", M, options=("count", "match", "type"), handler="scan"),
     _op("FLUSH", "", W, idempotent=True, permission=ADMIN),
     _op("MEMBERS", "", M, handler="members"),
     # node to node: one SWIM push/pull exchange (HMAC-signed payload in, reply payload out)
@@ -207,6 +209,14 @@ _SPECS = [
     _op("AE_KEYS", "a", M, handler="ae_keys", permission=PEER),
     _op("AE_PULL", "a", M, handler="ae_pull", permission=PEER),
     _op("AE_PUSH", "a", M, idempotent=True, handler="ae_push", permission=PEER),
+    _op(
+        "SCAN_PART",
+        "io?",
+        M,
+        options=("count", "match", "type"),
+        handler="scan_part",
+        permission=PEER,
+    ),
     # hot keys (docs/hotkeys.md): the owner's copies of a hot key on other nodes, and a look
     _op("HOT_PUSH", "sufl", M, idempotent=True, handler="hot_push", permission=PEER),
     _op("HOT_DROP", "sul", M, idempotent=True, handler="hot_drop", permission=PEER),
@@ -309,6 +319,8 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "timeout": (int, float),
     "consistency": (str,),
     "owned": (bool,),
+    "match": (bytes, str),
+    "type": (str,),
     "version": (int,),
 }
 

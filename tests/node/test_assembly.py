@@ -76,6 +76,7 @@ def test_the_table_says_who_may_send_each_op() -> None:
         "HOT_PUSH",
         "HOT_DROP",
         "CLOCK",
+        "SCAN_PART",
     }
     assert {n for n, s in OPS.items() if s.multi_key} == {"MGET", "MSET", "DELETE", "EXISTS"}
 

@@ -130,3 +130,36 @@ def test_dbsize_and_info_on_each_node(mesh: list[RespNode], tmp_path: Path) -> N
     finally:
         r0.close()
         r1.close()
+
+
+def test_scan_and_keys_walk_every_member(mesh: list[RespNode]) -> None:
+    """Keys owned by either node, more than one store table's worth on each (both hold every
+    key as its replicas): a walk through either node gives each key, KEYS gives them all, and
+    MATCH and TYPE filter them."""
+    a = redis.Redis(port=mesh[0].resp_port)
+    b = redis.Redis(port=mesh[1].resp_port, protocol=3)
+    try:
+        a.flushdb()
+        keys = {b"scan:%d" % i for i in range(20_000)}
+        pipe = a.pipeline(transaction=False)
+        for key in keys:
+            pipe.set(key, b"v")
+        pipe.execute()
+        a.rpush(b"scan-list", b"x")
+        a.sadd(b"scan-set", b"m")
+        for client in (a, b):
+            for count in (10, 5_000):
+                walked = list(client.scan_iter(count=count))
+                assert set(walked) == keys | {b"scan-list", b"scan-set"}
+                assert len(walked) == len(set(walked))
+            assert set(client.keys()) == keys | {b"scan-list", b"scan-set"}
+            assert set(client.keys(b"scan:1999?")) == {b"scan:1999%d" % i for i in range(10)}
+            assert set(client.scan_iter(match=b"scan-*")) == {b"scan-list", b"scan-set"}
+            assert set(client.scan_iter(_type="LIST")) == {b"scan-list"}
+            assert list(client.scan_iter(_type="stream")) == []
+        cursor, page = b.scan(0, count=10)
+        assert cursor != 0 and page
+    finally:
+        a.flushdb()
+        a.close()
+        b.close()

@@ -56,6 +56,8 @@ def test_the_ops_that_ignore_the_namespace_are_the_node_ops_about_no_keyspace() 
     documented = set(re.findall(r"`([A-Z_]+)`", sentence.group(1)))
     keyspace_ops = {
         "DBSIZE",
+        "SCAN",
+        "SCAN_PART",
         "FWD",
         "RELAY",  # the namespace of each request it carries
         "REPL",
