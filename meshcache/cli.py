@@ -85,6 +85,8 @@ LEAVE_ANSWER_SLACK = 5.0
 LEAVE_CONNECT_TIMEOUT = 5.0
 #: How many times ``meshcache dbsize`` counts again when the members answered by different rings.
 DBSIZE_ROUNDS = 3
+#: The keys ``meshcache keys`` asks each step of its walk for (a hint, as SCAN's count).
+KEYS_STEP = 1000
 
 #: What a read prints when it finds nothing; in every client command's help.
 EMPTY_RULE = (
@@ -921,6 +923,20 @@ def _sismember(c: Client, a: argparse.Namespace) -> Output:
     return _yes(c.sismember(_arg(a.key), _arg(a.member), namespace=a.namespace))
 
 
+def _keys_walk(c: Client, a: argparse.Namespace) -> Output:
+    """Every key of the namespace matching the pattern, over the whole mesh (SCAN's steps)."""
+    match = None if a.pattern == "*" else _arg(a.pattern)
+    found: dict[bytes, None] = {}  # a walk may give a key twice
+    cursor = 0
+    while True:
+        cursor, page = c.scan(
+            cursor, match=match, count=KEYS_STEP, type=a.type, namespace=a.namespace
+        )
+        found.update(dict.fromkeys(page))
+        if not cursor:
+            return _items(sorted(found))
+
+
 def _smembers(c: Client, a: argparse.Namespace) -> Output:
     return _items(sorted(c.smembers(_arg(a.key), namespace=a.namespace)))
 
@@ -1414,6 +1430,20 @@ def _add_dbsize(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_keys(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "pattern",
+        metavar="PATTERN",
+        nargs="?",
+        default="*",
+        help="a Redis glob: * any run of bytes, ? one byte, [a-z] or [^a-z] a class, \\x the "
+        "byte x (default: every key)",
+    )
+    p.add_argument(
+        "--type", choices=["string", "hash", "list", "set", "zset"], help="only keys of this type"
+    )
+
+
 def _add_flush(p: argparse.ArgumentParser) -> None:
     p.add_argument("--yes", action="store_true", help="confirm deleting every key")
 
@@ -1596,6 +1626,13 @@ _CLIENT_SPECS: list[tuple[str, Handler, str, Callable[[argparse.ArgumentParser],
         "print how many keys the namespace holds: each ring member counts the keys it owns "
         "first (exit 3 when a member cannot be asked); --node: one node's keys",
         _add_dbsize,
+    ),
+    (
+        "keys",
+        _keys_walk,
+        "print the namespace's keys matching PATTERN, sorted, from every member of the mesh "
+        "(exit 1: none)",
+        _add_keys,
     ),
     ("flush", _flush, "delete every key of the namespace (needs --yes)", _add_flush),
     ("hget", _hget, "print a hash field", _add_field),

@@ -393,6 +393,9 @@ def test_typed_values(cli: Cli) -> None:
     assert cli("sadd", "ty:s", "y", "x", "y") == (0, "2\n", "")
     assert cli("smembers", "ty:s") == (0, "x\ny\n", "")
     assert cli("smembers", "ty:s", "--json") == (0, '["x", "y"]\n', "")
+    assert cli("keys", "ty:[sl]") == (0, "ty:l\nty:s\n", "")
+    assert cli("keys", "ty:*", "--type", "set", "--json") == (0, '["ty:s"]\n', "")
+    assert cli("keys", "nothing-like-this*") == (1, "", "")
     assert cli("zadd", "ty:z", "2.5", "b", "1", "a", "-3", "c") == (0, "3\n", "")
     assert cli("zrange", "ty:z", "0", "-1") == (0, "c\na\nb\n", "")
     assert cli("zadd", "ty:zo", "1", "a", "2", "b") == (0, "2\n", "")
@@ -437,6 +440,7 @@ COMMAND_OF = {
     "raft_add": "raft",
     "raft_remove": "raft",
     "zadd_incr": "zincrby",
+    "scan": "keys",
 }
 
 

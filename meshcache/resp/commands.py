@@ -563,7 +563,7 @@ def config_help(s: Session, argv: list[bytes]) -> bytes:
 
 
 def cmd_dbsize(s: Session, argv: list[bytes]) -> bytes | Pending:
-    return s.call("DBSIZE", [], _int_reply)
+    return s.call("DBSIZE", [{"mesh": True}], _int_reply)
 
 
 def _flush_mode(argv: list[bytes]) -> None:
@@ -1471,7 +1471,7 @@ _ROWS = [
        "Returns detailed information about all commands.", cmd_command,
        subcommands=COMMAND_SUBCOMMANDS, since="2.8.13"),
     _c("dbsize", 1, "readonly fast", NOKEYS, "server",
-       "Returns the number of keys this node holds in the selected namespace.", cmd_dbsize,
+       "Returns the number of keys in the selected namespace, on every member.", cmd_dbsize,
        "DBSIZE"),
     _c("flushdb", -1, "write", NOKEYS, "server", "Removes all keys of the selected namespace.",
        cmd_flushdb, "FLUSH"),

@@ -171,7 +171,7 @@ _SPECS = [
     # who the connection is: a user (user, password) or a node of the cluster
     _op("AUTH", "ss", M, handler=SESSION_HANDLER, permission=Permission.NONE),
     _op("INFO", "", M, handler="info"),
-    _op("DBSIZE", "o?", M, options=("owned",), handler="dbsize"),
+    _op("DBSIZE", "o?", M, options=("owned", "mesh"), handler="dbsize"),
     # one step of a walk over the namespace's keys on every member, and a member's part of it
     _op("SCAN", "uo?", M, options=("count", "match", "type"), handler="scan"),
     _op("FLUSH", "", W, idempotent=True, permission=ADMIN),
@@ -319,6 +319,7 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "timeout": (int, float),
     "consistency": (str,),
     "owned": (bool,),
+    "mesh": (bool,),
     "match": (bytes, str),
     "type": (str,),
     "version": (int,),

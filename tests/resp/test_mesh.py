@@ -157,6 +157,7 @@ def test_scan_and_keys_walk_every_member(mesh: list[RespNode]) -> None:
             assert set(client.scan_iter(match=b"scan-*")) == {b"scan-list", b"scan-set"}
             assert set(client.scan_iter(_type="LIST")) == {b"scan-list"}
             assert list(client.scan_iter(_type="stream")) == []
+            assert client.dbsize() == len(keys) + 2  # each key once, though both hold it
         cursor, page = b.scan(0, count=10)
         assert cursor != 0 and page
     finally:

@@ -77,5 +77,5 @@ def test_the_ops_that_ignore_the_namespace_are_the_node_ops_about_no_keyspace() 
 
 def test_dbsize_documents_its_option_and_both_answers() -> None:
     row = table_row("DBSIZE")
-    assert OPS["DBSIZE"].options == frozenset({"owned"})
-    assert all(f"`{name}`" in row for name in ("owned", "count", "ring_version"))
+    assert OPS["DBSIZE"].options == frozenset({"owned", "mesh"})
+    assert all(f"`{name}`" in row for name in ("owned", "mesh", "count", "ring_version"))
