@@ -57,8 +57,9 @@ LOOK_PER_COUNT = 10
 
 
 def member_slot(node_id: str) -> int:
-    """The member's place in a walk: a 32-bit hash of its id, plus one."""
-    return int.from_bytes(hashlib.blake2b(node_id.encode(), digest_size=4).digest(), "big") + 1
+    """The member's place in a walk: a 48-bit hash of its id, plus one (two members with one
+    place would be walked as one)."""
+    return int.from_bytes(hashlib.blake2b(node_id.encode(), digest_size=6).digest(), "big") + 1
 
 
 @dataclass(frozen=True, slots=True)
