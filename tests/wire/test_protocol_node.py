@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from meshcache.errors import NoSuchNamespaceError
+from meshcache.errors import BadRequestError, NoSuchNamespaceError
 from meshcache.ring import RingState
 from meshcache.testing.mesh import Direct, wait_for
 from meshcache.testing.nodes import NodeProcess
@@ -90,6 +90,33 @@ def test_the_ops_said_to_ignore_the_namespace_answer_for_any_namespace(node: Nod
     for op, args in [("DBSIZE", []), ("FLUSH", []), ("GET", [b"k"])]:
         with pytest.raises(NoSuchNamespaceError):
             call(node, op, *args, namespace="no-such")
+
+
+def test_scan_walks_a_one_member_ring_and_refuses_bad_options(node: NodeProcess) -> None:
+    call(node, "FLUSH")
+    keys = {b"w:%d" % i for i in range(50)}
+    call(node, "MSET", *(part for key in sorted(keys) for part in (key, b"v")))
+    call(node, "RPUSH", b"w-list", b"x")
+    walked: list[bytes] = []
+    cursor = 0
+    while True:
+        cursor, page = call(node, "SCAN", cursor, {"count": 7})
+        walked += page
+        if cursor == 0:
+            break
+    assert sorted(walked) == sorted(keys | {b"w-list"})
+    cursor, page = call(node, "SCAN", 0, {"match": "w:4?", "count": 1000})
+    assert cursor == 0 and sorted(page) == [b"w:4%d" % i for i in range(10)]
+    assert call(node, "SCAN", 0, {"type": "list", "count": 1000}) == [0, [b"w-list"]]
+    assert call(node, "DBSIZE", {"mesh": True}) == len(keys) + 1
+    for options in ({"count": 0}, {"count": "5"}, {"match": 5}, {"type": 1}, {"bogus": 1}):
+        with pytest.raises(BadRequestError):
+            call(node, "SCAN", 0, options)
+    for args in ([-1], ["0"], [1.5]):
+        with pytest.raises(BadRequestError):
+            call(node, "SCAN", *args)
+    with pytest.raises(NoSuchNamespaceError):
+        call(node, "SCAN", 0, namespace="no-such")
 
 
 def test_dbsize_owned_counts_every_key_of_a_one_member_ring(node: NodeProcess) -> None:
