@@ -178,7 +178,7 @@ class Routes:
         return [cursor, keys]
 
     async def scan_part(self, namespace: str, args: list[Any]) -> list[Any]:
-        """SCAN_PART: this node's part of another member's SCAN step, ``[next table (-1: no
+        """SCAN_PART: this node's part of another member's SCAN step, ``[next position (-1: no
         more), keys]``."""
         following, keys = await self._parts.scan.part(
             namespace, args[0], ScanFilter.from_options(args[1])

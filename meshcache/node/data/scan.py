@@ -2,14 +2,16 @@
 
 A key lives on several members (its owners, copies of hot keys aside), so each member gives
 only the keys whose first read owner, by its ring, it is: over one ring, every key comes from
-exactly one member. A cursor names a member and one of the tables its store keeps the
-namespace's keys in (:meth:`~meshcache.store.Store.table_items`): ``slot << 8 | table``, where
-the slot is a number of the member's id (a hash, plus one, so that only a walk's end is 0).
-Members are walked in slot order, each from its first table to its last; a step asks the
-member under the cursor (itself, or another over ``SCAN_PART``) for the keys of its tables from
-the cursor's on, at least one whole table, until ``count`` keys matched (so ``count`` is a
-hint, as in Redis), and goes on to the next member while fewer did. A member that joins or
-leaves meanwhile takes its place by slot, so the others' places do not move.
+exactly one member. A cursor names a member and a position among the tables its store keeps
+the namespace's keys in (:meth:`~meshcache.store.Store.table_items`): ``slot << 20 |
+position``, where the slot is a number of the member's id (a hash, plus one, so that only a
+walk's end is 0). Members are walked in slot order, each from its first table to its last; a
+step asks the member under the cursor (itself, or another over ``SCAN_PART``) for the keys of
+its tables from the cursor's on, at least one whole table, until ``count`` keys matched (so
+``count`` is a hint, as in Redis), and goes on to the next member while fewer did. A table
+whose keys would make an answer of more than :data:`SLICE_BYTES` is given in slices by key
+token instead, a slice a step (the position says how many slices and which is next). A member
+that joins or leaves meanwhile takes its place by slot, so the others' places do not move.
 
 What a walk promises is Redis's: a key held from its start to its end, on a ring that did not
 change meanwhile, comes back at least once; one written or removed meanwhile may come back or
@@ -37,13 +39,22 @@ from meshcache.errors import (
     UnavailableError,
 )
 from meshcache.ring import READ_STATES
-from meshcache.ring.tokens import RangeSet
+from meshcache.ring.tokens import RangeSet, key_token
 from meshcache.store.keyglob import compile_glob
 from meshcache.store.store import Store
 from meshcache.store.values import TypedValue
 
-#: Bits of a cursor that name the table (a namespace uses at most 61).
-TABLE_BITS = 8
+#: A cursor is ``slot << POSITION_BITS | position``; a position within a member is ``table <<
+#: 14 | shift << 10 | slice``: its table (a namespace uses at most 61), and which of the table's
+#: ``2 ** shift`` slices (by key token) comes next when the table's keys are too many bytes for
+#: one answer.
+POSITION_BITS = 20
+SHIFT_BITS, SLICE_BITS = 4, 10
+#: The most slices a table is cut into: ``2 ** MAX_SHIFT``.
+MAX_SHIFT = SLICE_BITS
+#: The bytes of keys a step's answer aims at most for: a table whose found keys weigh more is
+#: walked in slices (so an answer stays far below the frame limit whatever the keys).
+SLICE_BYTES = 1 << 20
 #: The keys a step returns by default, as Redis's ``COUNT``.
 DEFAULT_COUNT = 10
 #: Keys filtered between two checkpoints (the ownership test costs about 0.4 us a key).
@@ -57,9 +68,23 @@ LOOK_PER_COUNT = 10
 
 
 def member_slot(node_id: str) -> int:
-    """The member's place in a walk: a 48-bit hash of its id, plus one (two members with one
+    """The member's place in a walk: a 40-bit hash of its id, plus one (two members with one
     place would be walked as one)."""
-    return int.from_bytes(hashlib.blake2b(node_id.encode(), digest_size=6).digest(), "big") + 1
+    return int.from_bytes(hashlib.blake2b(node_id.encode(), digest_size=5).digest(), "big") + 1
+
+
+def position(table: int, shift: int = 0, slice_: int = 0) -> int:
+    """A position within a member: its ``table``, and slice ``slice_`` of ``2 ** shift``."""
+    return table << (SHIFT_BITS + SLICE_BITS) | shift << SLICE_BITS | slice_
+
+
+def _unpack(where: int) -> tuple[int, int, int]:
+    mask = (1 << SLICE_BITS) - 1
+    return (
+        where >> (SHIFT_BITS + SLICE_BITS),
+        min(MAX_SHIFT, (where >> SLICE_BITS) & ((1 << SHIFT_BITS) - 1)),
+        where & mask,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,12 +124,19 @@ class ScanFilter:
 
 
 async def scan_tables(
-    store: Store, namespace: str, table: int, keep: ScanFilter, owned: RangeSet | None
+    store: Store,
+    namespace: str,
+    where: int,
+    keep: ScanFilter,
+    owned: RangeSet | None,
+    slice_bytes: int = SLICE_BYTES,
 ) -> tuple[int, list[bytes]]:
-    """This node's part of a step: the live keys of its tables from ``table`` on, owned by it
-    (``owned``: the ranges of its ring it is the first read owner of; None: all), matching
-    ``keep``, whole tables until ``keep.count`` keys are found or ``LOOK_PER_COUNT`` times as
-    many were looked at. Returns the next table to walk (-1: none left) and the keys.
+    """This node's part of a step: the live keys of its tables from position ``where`` on,
+    owned by it (``owned``: the ranges of its ring it is the first read owner of; None: all),
+    matching ``keep``, whole tables until ``keep.count`` keys are found or ``LOOK_PER_COUNT``
+    times as many were looked at, or the next table's would take them past ``slice_bytes``.
+    A table whose found keys alone weigh more is given a slice at a time, by key token, each
+    slice a step. Returns the next position (-1: none left) and the keys.
 
     Raises:
         CommandError: ``NO_SUCH_NAMESPACE``.
@@ -112,8 +144,9 @@ async def scan_tables(
     match: Callable[[bytes], bool] | None = None
     if keep.match is not None and keep.match != b"*":
         match = compile_glob(keep.match)  # (``*`` is every key, the empty one too, as in Redis)
+    table, shift, slice_ = _unpack(where)
     found: list[bytes] = []
-    looked = 0
+    looked = carried = 0  # keys looked at; bytes of the keys found
     while True:
         part = store.table_items(namespace, table)
         if part is None:
@@ -124,18 +157,33 @@ async def scan_tables(
             wanted = keep.type
             kinds = ["string" if type(e) is bytes else _kind(e) for e in entries]
             keys = [k for k, kind in zip(keys, kinds, strict=True) if kind == wanted]
+        mine: list[bytes] = []
         for start in range(0, len(keys), CHUNK):
             chunk = keys[start : start + CHUNK]
             if owned is not None:
                 chunk = list(compress(chunk, owned.mask(chunk)))
             if match is not None:
                 chunk = [k for k in chunk if match(k)]
-            found += chunk
+            mine += chunk
             if len(keys) > CHUNK:
                 await trio.lowlevel.checkpoint()
+        if not shift:
+            weight = sum(map(len, mine))
+            if found and carried + weight > slice_bytes:
+                return position(table), found  # the next step starts with it
+            carried += weight
+            while weight >> shift > slice_bytes and shift < MAX_SHIFT:
+                shift += 1
+        if shift:
+            last = (1 << shift) - 1
+            return (
+                position(table, shift, slice_ + 1) if slice_ < last else position(table + 1),
+                found + [k for k in mine if key_token(k) & last == slice_],
+            )
+        found += mine
         table += 1
         if len(found) >= keep.count or looked >= LOOK_PER_COUNT * keep.count:
-            return table, found
+            return position(table), found
 
 
 def _kind(entry: bytes | TypedValue) -> str:
@@ -177,9 +225,10 @@ class KeyScan:
             return None
         return RangeSet(ring.owned_ranges(self._node_id))
 
-    async def part(self, namespace: str, table: int, keep: ScanFilter) -> tuple[int, list[bytes]]:
-        """This node's part of a step another member asked for."""
-        return await scan_tables(self._store, namespace, table, keep, self.owned())
+    async def part(self, namespace: str, where: int, keep: ScanFilter) -> tuple[int, list[bytes]]:
+        """This node's part of a step from position ``where``: the next position (-1: none
+        left) and the keys."""
+        return await scan_tables(self._store, namespace, where, keep, self.owned())
 
     async def step(self, namespace: str, cursor: int, keep: ScanFilter) -> tuple[int, list[bytes]]:
         """One step of a walk from ``cursor`` (0: the start): the next cursor (0: the walk is
@@ -195,30 +244,30 @@ class KeyScan:
         )
         if not members:
             members = [(member_slot(self._node_id), self._node_id)]
-        slot, table = cursor >> TABLE_BITS, cursor & ((1 << TABLE_BITS) - 1)
+        slot, where = cursor >> POSITION_BITS, cursor & ((1 << POSITION_BITS) - 1)
         found: list[bytes] = []
         for member_slot_, node_id in members:
             if member_slot_ < slot:
                 continue
             if member_slot_ > slot:
-                table = 0  # the member the cursor named is gone: the next one from its start
+                where = 0  # the member the cursor named is gone: the next one from its start
             if node_id == self._node_id:
-                following, keys = await self.part(namespace, table, keep)
+                following, keys = await self.part(namespace, where, keep)
             else:
-                following, keys = await self._remote(node_id, namespace, table, keep)
+                following, keys = await self._remote(node_id, namespace, where, keep)
             found += keys
             if following >= 0:
-                return member_slot_ << TABLE_BITS | following, found
-            slot, table = member_slot_ + 1, 0
+                return member_slot_ << POSITION_BITS | following, found
+            slot, where = member_slot_ + 1, 0
             if len(found) >= keep.count:
                 break
         else:
             return 0, found
         later = [s for s, _ in members if s >= slot]
-        return (later[0] << TABLE_BITS if later else 0), found
+        return (later[0] << POSITION_BITS if later else 0), found
 
     async def _remote(
-        self, node_id: str, namespace: str, table: int, keep: ScanFilter
+        self, node_id: str, namespace: str, where: int, keep: ScanFilter
     ) -> tuple[int, list[bytes]]:
         """Another member's part of a step (``SCAN_PART``).
 
@@ -230,7 +279,7 @@ class KeyScan:
             raise UnavailableError(message=f"SCAN: member {node_id} is down; try the cursor again")
         try:
             answer = await self._call(
-                node_id, "SCAN_PART", namespace, [table, keep.to_options()], timeout=PART_TIMEOUT
+                node_id, "SCAN_PART", namespace, [where, keep.to_options()], timeout=PART_TIMEOUT
             )
         except (
             MeshcacheConnectionError,
@@ -258,9 +307,11 @@ __all__ = [
     "DEFAULT_COUNT",
     "LOOK_PER_COUNT",
     "PART_TIMEOUT",
-    "TABLE_BITS",
+    "POSITION_BITS",
+    "SLICE_BYTES",
     "KeyScan",
     "ScanFilter",
     "member_slot",
+    "position",
     "scan_tables",
 ]
