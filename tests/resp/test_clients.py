@@ -151,6 +151,9 @@ async def test_redis_py_asyncio(resp_node: RespNode, protocol: int) -> None:
                     pipe.set(f"a{i}", i)
                 out["pipeline"] = await pipe.execute()
             out["mget"] = await r.mget(["a0", "a49", "nope"])
+            out["scan"] = sorted([key async for key in r.scan_iter(match="a1*", count=5)])
+            out["keys"] = sorted(await r.keys("a4?"))
+            out["dbsize"] = await r.dbsize()
             return out
         finally:
             await r.aclose()
@@ -161,6 +164,9 @@ async def test_redis_py_asyncio(resp_node: RespNode, protocol: int) -> None:
     assert sorted(out["gather"]) == list(range(1, 51))
     assert out["pipeline"] == [True] * 50
     assert out["mget"] == [b"0", b"49", None]
+    assert out["scan"] == sorted([b"a1"] + [b"a1%d" % i for i in range(10)])
+    assert out["keys"] == [b"a4%d" % i for i in range(10)]
+    assert out["dbsize"] == 50 + 3  # the a* keys, k, h and n
 
 
 async def test_redis_py_db_selects_a_namespace_and_errors_map(resp_node: RespNode) -> None:
