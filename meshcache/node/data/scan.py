@@ -294,6 +294,7 @@ class KeyScan:
             type(answer) is not list
             or len(answer) != 2
             or type(answer[0]) is not int
+            or not -1 <= answer[0] < 1 << POSITION_BITS
             or type(answer[1]) is not list
             or not all(type(k) is bytes for k in answer[1])
         ):
