@@ -3,10 +3,10 @@
 The grammar is Redis's ``stringmatchlen``, byte for byte and case-sensitive: ``*`` any run of
 bytes, ``?`` one byte, ``[abc]`` one of a class (``[^abc]`` none of it, ``[a-z]`` a range whose
 ends may come in either order and compare as C's signed ``char``, ``\\`` taking the next byte
-literally inside a class too), ``\\x``
-the byte ``x``. A class left open at the end of the pattern ends there; a ``\\`` that ends the
-pattern is itself. The empty key matches the empty pattern only (Redis's matcher compares no
-byte of it; ``KEYS *`` and ``SCAN ... MATCH *`` skip the matcher and give it too).
+literally inside a class too), ``\\x`` the byte ``x``. A class left open at the end of the
+pattern ends there; a ``\\`` that ends the pattern is itself. The empty key matches the empty
+pattern only (Redis's matcher compares no byte of it; ``KEYS *`` and ``SCAN ... MATCH *`` skip
+the matcher and give it too).
 
 Every part of a pattern between two ``*`` matches a fixed number of bytes, so a key matches when
 the first part matches its start, the last its end, and each one between, in order, at the
@@ -55,7 +55,7 @@ def _class(pattern: bytes, i: int) -> tuple[bytes, int]:
 
 def _signed_range(a: int, b: int) -> list[tuple[int, int]]:
     """The bytes of a range ``a-b`` as Redis compares them: as C's signed ``char``, so a byte
-    from 0x80 up sorts below 0x00 (``[\xff-a]`` holds 0x00-0x61 and 0xff)."""
+    from 0x80 up sorts below 0x00 (``[\\xff-a]`` holds 0x00-0x61 and 0xff)."""
     low, high = sorted((a - 256 if a > 127 else a, b - 256 if b > 127 else b))
     if high < 0 or low >= 0:
         return [(low % 256, high % 256)]
