@@ -19,19 +19,12 @@ gives; for a data op, its implementation in the store (``store/ops_plain.py`` or
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import trio
 
-from meshcache.errors import (
-    CommandError,
-    ErrorCode,
-    MeshcacheConnectionError,
-    MeshcacheTimeout,
-    RemoteProtocolError,
-    UnavailableError,
-)
+from meshcache.errors import CommandError, ErrorCode
 from meshcache.node.admin.info import describe_ring
 from meshcache.node.contracts import ConfigSource, MembershipView
 from meshcache.node.data.antientropy import AE_DIGEST, AE_KEYS, AE_PULL, AE_PUSH, AntiEntropy
@@ -39,8 +32,7 @@ from meshcache.node.data.coordinator import Coordinator
 from meshcache.node.data.handoff import HandOff
 from meshcache.node.data.hot import HotKeys
 from meshcache.node.data.scan import KeyScan, ScanFilter
-from meshcache.ring import READ_STATES, RingState
-from meshcache.ring.tokens import RangeSet
+from meshcache.ring import RingState
 from meshcache.wire.ops import DATA_HANDLER, OPS, RELAY_HANDLER, SESSION_HANDLER
 
 Handler = Callable[[str, list[Any]], Any]
@@ -49,13 +41,6 @@ Handler = Callable[[str, list[Any]], Any]
 LEAVE_TIMEOUT = 600.0
 #: How often a JOIN looks whether the node became active.
 JOIN_POLL = 0.05
-#: Keys an owned DBSIZE tests between two checkpoints, so a large store does not stall the node
-#: (RangeSet.mask: about 0.4 us a key, so under a millisecond).
-DBSIZE_CHUNK = 2048
-#: Times a mesh-wide DBSIZE counts again when its members answered by different rings.
-MESH_COUNT_ROUNDS = 3
-#: How long a mesh-wide DBSIZE waits for one member's owned count.
-MESH_COUNT_TIMEOUT = 30.0
 
 
 class RoutedParts(Protocol):
@@ -73,12 +58,6 @@ class RoutedParts(Protocol):
     def config_source(self) -> ConfigSource: ...
 
     def mesh_figures(self) -> dict[str, Any]: ...
-
-    def reachable(self, node_id: str) -> bool: ...
-
-    async def peer_call(
-        self, peer: str, op: str, namespace: str, args: list[Any], timeout: float = ...
-    ) -> Any: ...
 
 
 class Routes:
@@ -130,39 +109,18 @@ class Routes:
         owned counts of a ring's read members at one version add up to the namespace's keys.
 
         With option ``mesh``: the namespace's keys on the whole mesh (an int), each counted
-        once: the owned counts of every read member, asked of each, at one ring version.
+        once: the owned counts of every read member, asked of each, at one ring version
+        (:meth:`~meshcache.node.data.scan.KeyScan.mesh_count`).
 
         Raises:
             CommandError: ``NO_SUCH_NAMESPACE``; with ``mesh``, ``UNAVAILABLE`` (a member did
                 not answer, or the ring kept changing while counting).
         """
         if args[0].get("mesh"):
-            return self._mesh_count(namespace)
-        coordinator = self._parts.coordinator
-        store = coordinator.store
-        count: int = store.execute(namespace, "DBSIZE", [])  # drops expired keys first
-        if not args[0].get("owned"):
-            return count
-        ring = coordinator.ring
-        if not any(m.state in READ_STATES for m in ring.members):
-            return {"count": count, "ring_version": ring.version}
-        mine = RangeSet(ring.owned_ranges(self._parts.node_id))
-        if count <= DBSIZE_CHUNK:
-            owned = sum(sum(mine.mask(part)) for part in store.key_parts(namespace))
-            return {"count": owned, "ring_version": ring.version}
-        return self._owned_count(mine, store.key_parts(namespace), ring.version)
-
-    async def _owned_count(
-        self, mine: RangeSet, parts: Iterator[list[bytes]], ring_version: int
-    ) -> dict[str, int]:
-        """The owned count a store table at a time (each copied when it is reached), in
-        pieces of at most :data:`DBSIZE_CHUNK` keys with a checkpoint after each."""
-        owned = 0
-        for part in parts:
-            for start in range(0, len(part), DBSIZE_CHUNK):
-                owned += sum(mine.mask(part[start : start + DBSIZE_CHUNK]))
-                await trio.lowlevel.checkpoint()
-        return {"count": owned, "ring_version": ring_version}
+            return self._parts.scan.mesh_count(namespace)
+        if args[0].get("owned"):
+            return self._parts.scan.owned_count(namespace)
+        return self._parts.coordinator.store.execute(namespace, "DBSIZE", [])
 
     async def scan(self, namespace: str, args: list[Any]) -> list[Any]:
         """SCAN: one step of a walk over the namespace's keys on every member, ``[next cursor
@@ -184,44 +142,6 @@ class Routes:
             namespace, args[0], ScanFilter.from_options(args[1])
         )
         return [following, keys]
-
-    async def _mesh_count(self, namespace: str) -> int:
-        """The sum of every read member's owned count, all at one ring version (counted again
-        while the answers' versions differ, :data:`MESH_COUNT_ROUNDS` times at most)."""
-        parts = self._parts
-        for _ in range(MESH_COUNT_ROUNDS):
-            readers = [m.node_id for m in parts.coordinator.ring.members if m.state in READ_STATES]
-            answers: list[Any] = []
-            for node_id in readers or [parts.node_id]:
-                if node_id == parts.node_id:
-                    answer = self.dbsize(namespace, [{"owned": True}])
-                    if not isinstance(answer, dict):
-                        answer = await answer
-                elif not parts.reachable(node_id):
-                    raise UnavailableError(message=f"DBSIZE: member {node_id} is down")
-                else:
-                    try:
-                        answer = await parts.peer_call(
-                            node_id,
-                            "DBSIZE",
-                            namespace,
-                            [{"owned": True}],
-                            timeout=MESH_COUNT_TIMEOUT,
-                        )
-                    except (MeshcacheConnectionError, MeshcacheTimeout, RemoteProtocolError) as exc:
-                        raise UnavailableError(
-                            message=f"DBSIZE: member {node_id} did not answer ({exc})"
-                        ) from exc
-                if (
-                    not isinstance(answer, dict)
-                    or type(answer.get("count")) is not int
-                    or type(answer.get("ring_version")) is not int
-                ):
-                    raise UnavailableError(message=f"DBSIZE: {node_id} answered {answer!r}"[:200])
-                answers.append(answer)
-            if len({a["ring_version"] for a in answers}) == 1:
-                return sum(a["count"] for a in answers)
-        raise UnavailableError(message="DBSIZE: the ring kept changing while counting; try again")
 
     def members(self, namespace: str, args: list[Any]) -> list[dict[str, Any]]:
         return self._parts.membership.members()

@@ -772,7 +772,7 @@ def arg_cursor(data: bytes) -> int:
     """A SCAN cursor as Redis reads it (``strtoull``): decimal digits after an optional sign,
     no space; a negative number wraps around 2^64, as C's does."""
     digits = data[1:] if data[:1] in (b"-", b"+") else data
-    if digits.isdigit() and digits.isascii():
+    if digits.isdigit():
         n = int(digits)
         if n < UINT64_SPAN:
             return (UINT64_SPAN - n) % UINT64_SPAN if data[:1] == b"-" else n

@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 
 import pytest
-import trio
 
 from meshcache.hlc import HLC
 from meshcache.node.data.scan import ScanFilter, position, scan_tables
@@ -42,7 +41,7 @@ async def test_a_walk_gives_each_key_once_in_steps_of_at_least_count(n: int) -> 
     pages = await walk(store, ScanFilter(count=50))
     walked = [k for page in pages for k in page]
     assert sorted(walked) == sorted(keys)
-    assert all(len(page) >= 50 for page in pages[:-1]) or n == 100
+    assert all(len(page) >= 50 for page in pages[:-1])
 
 
 async def test_expired_keys_and_keys_owned_elsewhere_are_left_out() -> None:
@@ -81,4 +80,3 @@ async def test_any_position_is_answered() -> None:
         following, keys = await scan_tables(store, "default", where, ScanFilter(), None)
         assert following == -1 or following > where
         assert set(keys) <= {b"a", b"b"}
-    await trio.lowlevel.checkpoint()

@@ -15,8 +15,9 @@ from meshcache.hlc import HLC, make_version
 from meshcache.node.data.coordinator import BULK_SLICE, REPL_SLICE, SCATTER_SLICE, Coordinator
 from meshcache.node.data.replication import HintQueue, VersionClamp
 from meshcache.node.data.replicator import APPLIED, Replicator
+from meshcache.node.data.scan import CHUNK, KeyScan
 from meshcache.node.net.peer_pool import PeerPool
-from meshcache.node.routes import DBSIZE_CHUNK, Routes
+from meshcache.node.routes import Routes
 from meshcache.ring import RingMember
 from meshcache.ring.tokens import RangeSet
 from meshcache.store.keyspace import pack_version
@@ -207,7 +208,11 @@ async def test_an_owned_dbsize_of_a_big_store_counts_a_table_at_a_time() -> None
     blobs = pack_version(VERSION) + b"v"
     for i in range(n):
         plane.store.apply_blobs("default", [b"key:%d" % i], [blobs], VERSION + 1)
-    routes = Routes(SimpleNamespace(node_id=ME, coordinator=plane), info=None)  # type: ignore[arg-type]
+    scan = KeyScan(
+        ME, plane.store, ring=lambda: plane.ring, alive=lambda _: False, call=plane.pool.call
+    )
+    parts = SimpleNamespace(node_id=ME, coordinator=plane, scan=scan)
+    routes = Routes(parts, info=None)  # type: ignore[arg-type]
     mine_ = RangeSet(plane.ring.owned_ranges(ME))
     expected = sum(mine_.mask([b"key:%d" % i for i in range(n)]))
     assert 0 < expected < n
@@ -220,7 +225,7 @@ async def test_an_owned_dbsize_of_a_big_store_counts_a_table_at_a_time() -> None
     finally:
         gc.enable()
     assert result == {"count": expected, "ring_version": plane.ring.version}
-    assert probe.steps >= n // DBSIZE_CHUNK, probe.describe()
+    assert probe.steps >= n // CHUNK, probe.describe()
     assert probe.longest <= 0.05, probe.describe()
     # A small namespace is answered at once.
     plane.store.execute("default", "FLUSH", [])

@@ -23,10 +23,10 @@ with ``UNAVAILABLE``; the same cursor can be tried again.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from itertools import compress
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -61,6 +61,10 @@ DEFAULT_COUNT = 10
 CHUNK = 2048
 #: How long a step waits for another member's part.
 PART_TIMEOUT = 10.0
+#: Times a mesh-wide count is taken again when the members answered by different rings.
+MESH_COUNT_ROUNDS = 3
+#: How long a mesh-wide count waits for one member's owned count.
+MESH_COUNT_TIMEOUT = 30.0
 #: Keys a step looks at, at least, before it returns with fewer than ``count`` found (times
 #: ``count``; a table is always looked at whole): a pattern that matches little does not make
 #: one step walk a member's every key.
@@ -155,8 +159,7 @@ async def scan_tables(
         looked += len(keys)
         if keep.type is not None:
             wanted = keep.type
-            kinds = ["string" if type(e) is bytes else _kind(e) for e in entries]
-            keys = [k for k, kind in zip(keys, kinds, strict=True) if kind == wanted]
+            keys = [k for k, e in zip(keys, entries, strict=True) if _type_name(e) == wanted]
         mine: list[bytes] = []
         for start in range(0, len(keys), CHUNK):
             chunk = keys[start : start + CHUNK]
@@ -186,13 +189,14 @@ async def scan_tables(
             return position(table), found
 
 
-def _kind(entry: bytes | TypedValue) -> str:
-    assert isinstance(entry, TypedValue)
-    return entry.kind
+def _type_name(entry: bytes | TypedValue) -> str:
+    """``string`` for a plain value, else the typed value's kind (``TYPE``'s names)."""
+    return "string" if type(entry) is bytes else cast(TypedValue, entry).kind
 
 
 class KeyScan:
-    """The steps of walks over one node's mesh (see the module docstring).
+    """The steps of walks over one node's mesh (see the module docstring), and the counts of
+    the keys each member is the first read owner of, which add up to the mesh's.
 
     Args:
         node_id: this node.
@@ -217,10 +221,9 @@ class KeyScan:
         self._alive = alive
         self._call = call
 
-    def owned(self) -> RangeSet | None:
-        """The ranges this node is the first read owner of; None when the ring has no read
-        member (a node alone holds every key it has)."""
-        ring = self._ring()
+    def owned(self, ring: Any) -> RangeSet | None:
+        """The ranges of ``ring`` this node is the first read owner of; None when the ring has
+        no read member (a node outside a mesh coordinates every key it has)."""
         if not any(m.state in READ_STATES for m in ring.members):
             return None
         return RangeSet(ring.owned_ranges(self._node_id))
@@ -228,7 +231,60 @@ class KeyScan:
     async def part(self, namespace: str, where: int, keep: ScanFilter) -> tuple[int, list[bytes]]:
         """This node's part of a step from position ``where``: the next position (-1: none
         left) and the keys."""
-        return await scan_tables(self._store, namespace, where, keep, self.owned())
+        return await scan_tables(self._store, namespace, where, keep, self.owned(self._ring()))
+
+    def owned_count(self, namespace: str) -> Any:
+        """``{"count": n, "ring_version": v}``: the live keys of ``namespace`` whose first
+        read owner by this node's ring (config version ``v``) is this node. At once for a small
+        namespace; a coroutine for a large one, which counts a table at a time in pieces of
+        :data:`CHUNK` keys with a checkpoint after each.
+
+        Raises:
+            CommandError: ``NO_SUCH_NAMESPACE``.
+        """
+        store = self._store
+        count: int = store.execute(namespace, "DBSIZE", [])  # drops expired keys first
+        ring = self._ring()
+        mine = self.owned(ring)
+        if mine is None:
+            return {"count": count, "ring_version": ring.version}
+        if count <= CHUNK:
+            owned = sum(sum(mine.mask(part)) for part in store.key_parts(namespace))
+            return {"count": owned, "ring_version": ring.version}
+        return _count_in_pieces(mine, store.key_parts(namespace), ring.version)
+
+    async def mesh_count(self, namespace: str) -> int:
+        """The namespace's keys on the whole mesh, each counted once: every read member's
+        :meth:`owned_count` (asked with ``DBSIZE``), all at one ring version, taken again
+        while the versions differ, :data:`MESH_COUNT_ROUNDS` times at most.
+
+        Raises:
+            CommandError: ``UNAVAILABLE`` (a member did not answer, or the ring kept changing),
+                ``NO_SUCH_NAMESPACE``.
+        """
+        for _ in range(MESH_COUNT_ROUNDS):
+            ring = self._ring()
+            readers = [m.node_id for m in ring.members if m.state in READ_STATES]
+            answers: list[Any] = []
+            for node_id in readers or [self._node_id]:
+                if node_id == self._node_id:
+                    answer = self.owned_count(namespace)
+                    if not isinstance(answer, dict):
+                        answer = await answer
+                else:
+                    answer = await self._ask(
+                        node_id, "DBSIZE", namespace, [{"owned": True}], MESH_COUNT_TIMEOUT
+                    )
+                if (
+                    not isinstance(answer, dict)
+                    or type(answer.get("count")) is not int
+                    or type(answer.get("ring_version")) is not int
+                ):
+                    raise UnavailableError(message=f"DBSIZE: {node_id} answered {answer!r}"[:200])
+                answers.append(answer)
+            if len({a["ring_version"] for a in answers}) == 1:
+                return sum(a["count"] for a in answers)
+        raise UnavailableError(message="DBSIZE: the ring kept changing while counting; try again")
 
     async def step(self, namespace: str, cursor: int, keep: ScanFilter) -> tuple[int, list[bytes]]:
         """One step of a walk from ``cursor`` (0: the start): the next cursor (0: the walk is
@@ -275,21 +331,9 @@ class KeyScan:
             CommandError: ``UNAVAILABLE`` when it is down, does not answer in time or answers
                 something that is no part; its own refusal as it is.
         """
-        if not self._alive(node_id):
-            raise UnavailableError(message=f"SCAN: member {node_id} is down; try the cursor again")
-        try:
-            answer = await self._call(
-                node_id, "SCAN_PART", namespace, [where, keep.to_options()], timeout=PART_TIMEOUT
-            )
-        except (
-            MeshcacheConnectionError,
-            MeshcacheTimeout,
-            RemoteProtocolError,
-            LocalProtocolError,
-        ) as exc:
-            raise UnavailableError(
-                message=f"SCAN: member {node_id} did not answer ({exc}); try the cursor again"
-            ) from exc
+        answer = await self._ask(
+            node_id, "SCAN_PART", namespace, [where, keep.to_options()], PART_TIMEOUT
+        )
         if (
             type(answer) is not list
             or len(answer) != 2
@@ -303,10 +347,48 @@ class KeyScan:
             )
         return answer[0], answer[1]
 
+    async def _ask(
+        self, node_id: str, op: str, namespace: str, args: list[Any], timeout: float
+    ) -> Any:
+        """Another member's answer to ``op``.
+
+        Raises:
+            CommandError: ``UNAVAILABLE`` when it is down or does not answer in time; its own
+                refusal as it is.
+        """
+        if not self._alive(node_id):
+            raise UnavailableError(message=f"{op}: member {node_id} is down; try again")
+        try:
+            return await self._call(node_id, op, namespace, args, timeout=timeout)
+        except (
+            MeshcacheConnectionError,
+            MeshcacheTimeout,
+            RemoteProtocolError,
+            LocalProtocolError,
+        ) as exc:
+            raise UnavailableError(
+                message=f"{op}: member {node_id} did not answer ({exc}); try again"
+            ) from exc
+
+
+async def _count_in_pieces(
+    mine: RangeSet, parts: Iterator[list[bytes]], ring_version: int
+) -> dict[str, int]:
+    """:meth:`KeyScan.owned_count` of a large namespace: a store table at a time (each copied
+    when it is reached), in pieces of at most :data:`CHUNK` keys with a checkpoint after each."""
+    owned = 0
+    for part in parts:
+        for start in range(0, len(part), CHUNK):
+            owned += sum(mine.mask(part[start : start + CHUNK]))
+            await trio.lowlevel.checkpoint()
+    return {"count": owned, "ring_version": ring_version}
+
 
 __all__ = [
+    "CHUNK",
     "DEFAULT_COUNT",
     "LOOK_PER_COUNT",
+    "MESH_COUNT_ROUNDS",
     "PART_TIMEOUT",
     "POSITION_BITS",
     "SLICE_BYTES",
