@@ -3,6 +3,7 @@ key snapshots the node's scans start from are one cheap copy."""
 
 from __future__ import annotations
 
+import math
 import time
 
 from meshcache.store import NamespacePolicy
@@ -96,13 +97,16 @@ def test_key_snapshot_of_a_million_keys_is_cheap() -> None:
         key = b"key:%012d" % i
         ks.table(key)[key] = b"\0" * 8 + b"v"  # filled directly: only the copy is timed
     ks.count = 1_000_000
-    started = time.perf_counter()
-    snapshot = h.store.key_snapshot("default")
-    took = time.perf_counter() - started
-    started = time.perf_counter()
-    in_lru_order = list(ks)
-    walk = time.perf_counter() - started
-    assert len(snapshot) == len(in_lru_order) == 1_000_000
+    took = walk = math.inf
+    for _ in range(3):  # the best of three of each: one run can be descheduled or faulting
+        started = time.perf_counter()
+        snapshot = h.store.key_snapshot("default")
+        took = min(took, time.perf_counter() - started)
+        started = time.perf_counter()
+        in_lru_order = list(ks)
+        walk = min(walk, time.perf_counter() - started)
+        assert len(snapshot) == len(in_lru_order) == 1_000_000
+        del snapshot, in_lru_order
     # Quiet machine: 10 ms against 270 ms. Compared, not against a fixed time: a loaded CI
     # machine slows both.
     assert took * 5 < walk, (took, walk)
