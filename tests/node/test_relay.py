@@ -8,6 +8,7 @@ peer socket the test controls; the owner's side runs a real dispatcher and coord
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import msgpack
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from meshcache.errors import MeshcacheConnectionError, MeshcacheTimeout
 from meshcache.node.admin.metrics import NodeCounters
 from meshcache.node.data.coordinator import Coordinator
+from meshcache.node.data.hot import HotKeys
 from meshcache.node.net import dispatch
 from meshcache.node.net.dataport import DataPort, open_listener
 from meshcache.node.net.dispatch import Dispatcher
@@ -26,6 +28,7 @@ from meshcache.node.net.peer_pool import PeerPool
 from meshcache.node.net.relay import MAX_BATCH_ITEMS
 from meshcache.node.net.resp_port import RespPort
 from meshcache.settings import LimitSettings
+from meshcache.store.hotpolicy import HotKeyPolicy
 from meshcache.wire.frame import (
     HEADER,
     FrameReader,
@@ -145,6 +148,57 @@ async def test_a_write_between_gets_closes_the_relay_frame_so_the_owner_sees_the
             assert [(a.id, a.value) for a in answers] == [(1, b"old"), (2, True), (3, b"new")]
             client.close()
             nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_with_hot_keys_on_a_copy_answers_here_and_the_other_reads_are_relayed() -> None:
+    """In a namespace with hot keys, a read of a key this node holds a fresh copy of is answered
+    from the copy; every other read of a key owned elsewhere is relayed as without hot keys."""
+    async with peer() as (p, address), running(PeerPool()) as pool:
+        owner = await connected(pool, p, address)
+        plane = coordinator(pool, f"{address[0]}:{address[1]}", replicas=1)
+        store = plane.store
+        store.set_policy(
+            "default",
+            dataclasses.replace(store.policy("default"), hot=HotKeyPolicy(lease=30.0)),
+        )
+        hot = HotKeys(
+            store,
+            plane.node_id,
+            ring=lambda: (plane.ring, plane.ring_version),
+            alive=lambda _: True,
+            call=_no_call,
+            wall_clock=lambda: 1_700_000_000.0,
+        )
+        hot.tick()  # follows the namespace's policy: hot keys on
+        plane.hot = hot
+        held, other = foreign_keys(plane, 2)
+        owner_id = plane.ring.owners(held, 1)[0].node_id
+        assert hot.handle_push(
+            "default", [owner_id, plane.ring_version, 30.0, [[held, b"copy", 5, None]]]
+        ) == [0]
+        port, _ = port_for(plane, pool)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(port.serve)
+            client = trio.socket.socket()
+            await client.connect(port.address)
+            await client.send(
+                encode_request(1, "GET", "default", [held])
+                + encode_request(2, "GET", "default", [other])
+            )
+            (relay,) = await p.requests(owner, 1)
+            assert relay.op == "RELAY"
+            assert relay.args == [[body_of(encode_request(2, "GET", "default", [other]))]]
+            await owner.send(encode_ok(relay.id, [encode_ok(2, b"owned", 9)]))
+            answers = await answers_of(client, 2)
+            assert [(a.id, a.value) for a in answers] == [(1, b"copy"), (2, b"owned")]
+            assert hot.stats["reads_from_copies"] == 1 and pool.stats["relayed"] == 1
+            client.close()
+            nursery.cancel_scope.cancel()
+
+
+async def _no_call(*_: Any) -> Any:
+    raise AssertionError("no call to a peer expected")
 
 
 @pytest.mark.trio

@@ -346,7 +346,7 @@ class Coordinator:
             copy = self._hot_copy(hot, namespace, op, spec, args)
             if copy is not None:
                 return copy.value if op == "GET" else [copy.value]
-        elif body is not None or relay:
+        if body is not None or relay:
             if body is None:
                 body = _pack([1, op, namespace, args])
             relayed = self._relay(owners[0].node_id, namespace, body)

@@ -10,11 +10,11 @@ of each body, in order, as it would have answered its client
 (:meth:`~meshcache.node.net.dispatch.Dispatcher.relayed`). The non-owner writes those frames
 to its client as they came: it neither encodes a request nor decodes an answer per read.
 
-Only reads of a namespace without hot keys or read-through are relayed (those answer from a
-copy here, or time a load); writes and everything else are forwarded one request at a time
-(``FWD``). A batch that fails as a whole (the connection broke, no answer in time, an owner
-that does not know ``RELAY``) hands each of its reads to ``failed``, which forwards it again
-the usual way.
+Only reads of a namespace without read-through are relayed (a load is timed), and in a
+namespace with hot keys only those this node holds no fresh copy for (a copy answers here);
+writes and everything else are forwarded one request at a time (``FWD``). A batch that fails as
+a whole (the connection broke, no answer in time, an owner that does not know ``RELAY``) hands
+each of its reads to ``failed``, which forwards it again the usual way.
 """
 
 from __future__ import annotations
