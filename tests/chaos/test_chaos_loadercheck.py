@@ -108,6 +108,17 @@ def test_a_nil_fails_while_healthy_and_is_counted_under_a_fault() -> None:
     assert check(ops, []).counts["impossible"] == 1
 
 
+def test_a_finding_names_the_nodes_that_made_the_two_loads() -> None:
+    ops = Ops()
+    ops.read(1.0, f"{K}:0")
+    result = check_loader(
+        ops.history(), [(K, 0.9, "10.77.0.11"), (K, 1.2, "10.77.0.12")], {K: 0},
+        namespace=NS, bounds=BOUNDS,
+    )  # fmt: skip
+    assert not result.ok and result.counts["extra_loads"] == 1
+    assert "+0.90s by 10.77.0.11 and again at +1.20s by 10.77.0.12" in result.findings[0]
+
+
 def test_two_loads_in_one_wave_fail_while_healthy_and_are_counted_under_a_fault() -> None:
     ops = Ops()
     ops.read(1.0, f"{K}:0")

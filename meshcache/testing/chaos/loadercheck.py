@@ -102,7 +102,7 @@ class _Key:
 
 def check_loader(
     history: History,
-    loads: Sequence[tuple[str, float]],
+    loads: Sequence[tuple[str, float] | tuple[str, float, str]],
     final_versions: Mapping[str, int],
     *,
     namespace: str,
@@ -115,7 +115,8 @@ def check_loader(
     """Judge (a)-(d) of the module doc over ``namespace``'s operations in ``history``.
 
     Args:
-        loads: every load PostgreSQL logged of the cycle's keys, as (key, time).
+        loads: every load PostgreSQL logged of the cycle's keys, as (key, time), or (key, time,
+            the node's address) — named in the findings.
         final_versions: each key's row version once the writer stopped.
         faulty: (start, end) windows that are not healthy (a fault until its heal + settle).
         final_from: when the writer stopped and the final reads began.
@@ -206,19 +207,19 @@ def check_loader(
                     counts["set_overwritten_under_fault"] += 1
                 break
     # (b) one load per key per miss wave
-    loads_of: dict[str, list[float]] = defaultdict(list)
-    for key, t in loads:
-        loads_of[key].append(t)
+    loads_of: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    for load in loads:
+        loads_of[load[0]].append((load[1], f" by {load[2]}" if len(load) > 2 else ""))
     for key, times in sorted(loads_of.items()):
         times.sort()
         rows = _Key(by_key.get(key, []))
         counts["loads"] += len(times)
         counts["loads_max_per_key"] = max(counts["loads_max_per_key"], len(times))
-        for l1, l2 in itertools.pairwise(times):
+        for (l1, by1), (l2, by2) in itertools.pairwise(times):
             if l2 - l1 >= ttl - delta or rows.announced_between(l1 - notify, l2):
                 counts["waves"] += 1
                 continue
-            line = f"{key}: loaded at {at(l1)} and again at {at(l2)}, in one miss wave"
+            line = f"{key}: loaded at {at(l1)}{by1} and again at {at(l2)}{by2}, in one miss wave"
             if healthy(l1, l2):
                 check.fail(line)
                 counts["extra_loads"] += 1

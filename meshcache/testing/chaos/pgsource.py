@@ -12,9 +12,10 @@ Its schema (:data:`SCHEMA`):
 * ``chaos_items (id, version, v)``: versioned rows, ``v = '<id>:<version>'``, so a value read
   through the cache names the version it shows; the NOTIFY trigger of docs/loader.md announces
   every change on :data:`CHANNEL`;
-* ``chaos_load(k)``: the loader's query; it logs every call in ``chaos_loads (id, at)`` (the
-  server's wall clock, seconds), so PostgreSQL itself counts the loads of each key. A call
-  cancelled before it commits (a load timed out at the node) leaves no row.
+* ``chaos_load(k)``: the loader's query; it logs every call in ``chaos_loads (id, at, by)``
+  (the server's wall clock, seconds, and the address of the node that asked), so PostgreSQL
+  itself counts the loads of each key and names who made them. A call cancelled before it
+  commits (a load timed out at the node) leaves no row.
 
 The namespace :data:`LOADER_NAMESPACE` loads through it (:func:`loader_policy`: TTL
 :data:`LOADER_TTL`, ``on_notify = "reload"``).
@@ -49,10 +50,11 @@ LOAD_TIMEOUT = 1.5
 QUERY = "SELECT * FROM chaos_load($1)"
 SCHEMA = f"""
 CREATE TABLE {TABLE} (id text PRIMARY KEY, version bigint NOT NULL, v text NOT NULL);
-CREATE TABLE chaos_loads (id text NOT NULL, at double precision NOT NULL);
+CREATE TABLE chaos_loads (id text NOT NULL, at double precision NOT NULL, by text NOT NULL);
 CREATE FUNCTION chaos_load(k text) RETURNS SETOF text LANGUAGE plpgsql AS $$
 BEGIN
-  INSERT INTO chaos_loads VALUES (k, extract(epoch FROM clock_timestamp()));
+  INSERT INTO chaos_loads
+    VALUES (k, extract(epoch FROM clock_timestamp()), coalesce(host(inet_client_addr()), 'local'));
   RETURN QUERY SELECT v FROM {TABLE} WHERE id = k;
 END $$;
 """
@@ -135,13 +137,15 @@ class ChaosDatabase:
         out = self.sql(f"SELECT id, version FROM {TABLE} WHERE starts_with(id, {_quote(prefix)})")
         return {k: int(v) for k, v in (line.split("|") for line in out.splitlines() if line)}
 
-    def loads(self, prefix: str) -> list[tuple[str, float]]:
-        """Every logged load of a key starting with ``prefix``: (key, time.monotonic() time)."""
+    def loads(self, prefix: str) -> list[tuple[str, float, str]]:
+        """Every logged load of a key starting with ``prefix``: (key, time.monotonic() time,
+        the address of the node that made it)."""
         out = self.sql(
-            f"SELECT id, at FROM chaos_loads WHERE starts_with(id, {_quote(prefix)}) ORDER BY at"
+            f"SELECT id, at, by FROM chaos_loads WHERE starts_with(id, {_quote(prefix)})"
+            " ORDER BY at"
         )
         rows = (line.split("|") for line in out.splitlines() if line)
-        return [(k, float(at) - self.wall_offset) for k, at in rows]
+        return [(k, float(at) - self.wall_offset, by) for k, at, by in rows]
 
 
 __all__ = [
