@@ -21,7 +21,7 @@ from meshcache.errors import MeshcacheConnectionError, MeshcacheTimeout
 from meshcache.node.admin.metrics import NodeCounters
 from meshcache.node.data.coordinator import Coordinator
 from meshcache.node.data.hot import HotKeys
-from meshcache.node.net import dispatch
+from meshcache.node.net import dispatch, relay
 from meshcache.node.net.dataport import DataPort, open_listener
 from meshcache.node.net.dispatch import Dispatcher
 from meshcache.node.net.peer_pool import PeerPool
@@ -203,9 +203,9 @@ async def _no_call(*_: Any) -> Any:
 
 @pytest.mark.trio
 async def test_gets_the_owner_did_not_answer_in_its_relay_are_forwarded_one_at_a_time() -> None:
-    """An owner that refuses RELAY (an older node), and one whose answer left bodies out (past
-    its answer limit): those GETs are forwarded again with FWD, and their clients get the
-    values, in request order."""
+    """An owner that refuses RELAY (an older node), and one whose answer left bodies out (an
+    older node past its answer limit): those GETs are forwarded again with FWD, and their
+    clients get the values, in request order."""
     async with peer() as (p, address), running(PeerPool()) as pool:
         owner = await connected(pool, p, address)
         plane = coordinator(pool, f"{address[0]}:{address[1]}", replicas=1)
@@ -417,21 +417,108 @@ def test_the_owner_answers_each_body_with_the_frame_its_client_would_have_had() 
     assert plane.stats["forwarded_in"] == 5
 
 
-def test_past_the_answer_limit_the_owner_executes_nothing_and_answers_nil(
+def test_past_the_answer_limit_the_owner_goes_on_in_more_frames_under_the_relays_id(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(dispatch, "MAX_ANSWER_BYTES", 1000)
+    """Every body is executed where the RELAY stands; an answer past the limit takes several
+    frames, each with the next response frames, all under the RELAY's id."""
+    monkeypatch.setattr(relay, "MAX_ANSWER_BYTES", 1000)
     dispatcher, plane = owner_dispatcher()
-    big = b"x" * 600
-    for key in (b"a", b"b", b"c"):
-        plane.store.execute("default", "SET", [key, big, {}])
+    for key, value in ((b"a", b"x" * 600), (b"b", b"y" * 300), (b"c", b"z" * 300)):
+        plane.store.execute("default", "SET", [key, value, {}])
     bodies = [
         body_of(encode_request(i, "GET", "default", [k]))
-        for i, k in enumerate((b"a", b"b", b"c"), 1)
+        for i, k in enumerate((b"a", b"b", b"c", b"a"), 1)
     ]
-    answer = relay_answer(dispatcher, bodies)
-    assert [type(f) for f in answer.value] == [bytes, bytes, type(None)]
-    assert plane.stats["forwarded_in"] == 2
+    out = dispatcher.handle(body_of(encode_request(5, "RELAY", "", [bodies])))
+    assert isinstance(out, bytes)
+    reader = FrameReader(1 << 20)
+    reader.feed(out)
+    parts = []
+    while (body := reader.next_body()) is not None:
+        parts.append(decode_response(body))
+    assert all(p.ok for p in parts)
+    assert [len(p.value) for p in parts] == [2, 2]  # 600 + 300 | 300 + 600 bytes of values
+    assert [p.id for p in parts] == [5, 5]
+    frames = [decode_response(f[HEADER.size :]) for p in parts for f in p.value]
+    assert [(f.id, len(f.value)) for f in frames] == [(1, 600), (2, 300), (3, 300), (4, 600)]
+    assert plane.stats["forwarded_in"] == 4
+
+
+@pytest.mark.trio
+async def test_a_relay_answered_in_several_frames_reaches_each_client_in_order() -> None:
+    """The non-owner takes the frames of a RELAY's answer until every body has one; a write
+    sent after the reads reaches the owner after the RELAY, which the owner executed whole."""
+    async with peer() as (p, address), running(PeerPool()) as pool:
+        owner = await connected(pool, p, address)
+        plane = coordinator(pool, f"{address[0]}:{address[1]}", replicas=1)
+        keys = foreign_keys(plane, 3)
+        port, _ = port_for(plane, pool)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(port.serve)
+            client = trio.socket.socket()
+            await client.connect(port.address)
+            await client.send(
+                b"".join(encode_request(i, "GET", "default", [k]) for i, k in enumerate(keys, 1))
+                + encode_request(4, "SET", "default", [keys[2], b"new"])
+            )
+            relay_frame, write = await p.requests(owner, 2)
+            assert relay_frame.op == "RELAY" and write.op == "FWD"
+            await owner.send(
+                encode_ok(relay_frame.id, [encode_ok(1, b"v1", 9), encode_ok(2, b"v2", 9)])
+            )
+            await owner.send(encode_ok(relay_frame.id, [encode_ok(3, b"old", 9)]))
+            await owner.send(encode_ok(write.id, True, 9))
+            answers = await answers_of(client, 4)
+            assert [(a.id, a.value) for a in answers] == [
+                (1, b"v1"),
+                (2, b"v2"),
+                (3, b"old"),
+                (4, True),
+            ]
+            assert plane.stats["relay_failures"] == 0
+            client.close()
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_after_a_break_a_relayed_read_goes_on_down_the_owners_as_the_write_did() -> None:
+    """GET K, SET K, GET K through a non-owner that is K's second owner; the connection to the
+    first breaks before it applied anything. The SET fails over to this node (the next owner),
+    and so does the GET after it: it reads the write its client was told was done."""
+    async with peer() as (p, address), running(PeerPool()) as pool:
+        owner = await connected(pool, p, address)
+        plane = coordinator(pool, f"{address[0]}:{address[1]}", replicas=2)
+        (key,) = foreign_keys(plane, 1)
+        plane.store.execute("default", "SET", [key, b"old", {}])
+        port, _ = port_for(plane, pool)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(plane.run)
+            (clock,) = await p.requests(owner, 1)  # starting, the coordinator asks its clock
+            await owner.send(encode_ok(clock.id, 1, 9))
+            await nursery.start(port.serve)
+            client = trio.socket.socket()
+            await client.connect(port.address)
+            await client.send(
+                encode_request(1, "GET", "default", [key])
+                + encode_request(2, "SET", "default", [key, b"new"])
+                + encode_request(3, "GET", "default", [key])
+            )
+            assert [r.op for r in await p.requests(owner, 3)] == ["RELAY", "FWD", "RELAY"]
+            owner.close()  # the connection breaks; the first owner applied nothing
+
+            async def stale_owner() -> None:  # answers whatever reaches it with the old value
+                sock = await p.accept()
+                while True:
+                    for r in await p.requests(sock, 1):
+                        await sock.send(encode_ok(r.id, b"old" if r.args[0] == "GET" else True, 9))
+
+            nursery.start_soon(stale_owner)
+            answers = await answers_of(client, 3)
+            assert [(a.id, a.value) for a in answers] == [(1, b"old"), (2, True), (3, b"new")]
+            assert plane.store.execute("default", "GET", [key]) == b"new"
+            client.close()
+            nursery.cancel_scope.cancel()
 
 
 def test_a_relay_over_the_batch_limit_or_of_anything_but_bodies_is_refused() -> None:

@@ -32,6 +32,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from collections.abc import Set as AbstractSet
+from functools import partial
 from itertools import compress
 from typing import Any
 
@@ -181,6 +182,10 @@ class Coordinator:
         self._unsent = 0
         # Whether the first of the owners the last _coordinators call returned is live.
         self._first_live = True
+        # What a failed RELAY hands each of its reads to, per owner it was relayed to.
+        # The newest failover's event, set once it handed its request on (they go in order).
+        self._failover_tail: trio.Event | None = None
+        self._relay_failures: dict[str, Callable[[bytes, Later, BaseException], None]] = {}
         #: The hot-key layer (the assembly wires it): samples the GETs coordinated here,
         #: updates copies on writes, answers GETs of keys this node holds a copy of.
         self.hot: HotKeys | None = None
@@ -804,15 +809,22 @@ class Coordinator:
             return None
         later = Relayed()
         if not self.pool.relay(
-            address, body, later, timeout=FORWARD_TIMEOUT, failed=self._relay_failed
+            address, body, later, timeout=FORWARD_TIMEOUT, failed=self._relay_failed_for(owner)
         ):
             return None
         self.stats["forwarded_out"] += 1
         return later
 
-    def _relay_failed(self, body: bytes, later: Later, error: BaseException) -> None:
-        """A relayed read got no answer in its batch: forward it again the usual way, in a
-        task; ``later`` settles with its value (:class:`FailedOver`)."""
+    def _relay_failed_for(self, owner: str) -> Callable[[bytes, Later, BaseException], None]:
+        """:meth:`_relay_failed` for the reads relayed to ``owner`` (one kept per owner)."""
+        failed = self._relay_failures.get(owner)
+        if failed is None:
+            failed = self._relay_failures[owner] = partial(self._relay_failed, owner)
+        return failed
+
+    def _relay_failed(self, owner: str, body: bytes, later: Later, error: BaseException) -> None:
+        """A read relayed to ``owner`` got no answer in its batch: forward it again the usual
+        way, in a task; ``later`` settles with its value (:class:`FailedOver`)."""
         self.stats["relay_failures"] += 1
         if self._nursery is None:
             later.fail(error)
@@ -820,22 +832,24 @@ class Coordinator:
         _, op, namespace, raw = _unpackb(body, raw=False, strict_map_key=False)
         args = normalize_args(OPS[op], raw, self._limits)  # checked when it was relayed
         owners = self._coordinators(namespace, args[0])
-        # A peer that broke or kept silent is checked before it is asked again; one that
-        # refused the RELAY itself (an older node) is asked with FWD at once.
+        # A peer that broke or kept silent is not asked again: the read goes on down the owners,
+        # as a forward that failed does (a write sent after it on the broken connection went
+        # there too, and the read must not miss it). One that refused the RELAY itself (an
+        # older node) is asked with FWD at once.
         last = (
             error
             if isinstance(error, MeshcacheError) and not isinstance(error, CommandError)
             else None
         )
+        if last is not None:
+            owners = [member for member in owners if member.node_id != owner]
         failed_over = Later()
         failed_over.then(
             lambda value, error: (
                 later.resolve(FailedOver(value)) if error is None else later.fail(error)
             )
         )
-        self._nursery.start_soon(
-            self._fail_over, failed_over, owners, namespace, op, args, None, last
-        )
+        self._start_fail_over(failed_over, owners, namespace, op, args, None, last)
 
     # --- forwarding --------------------------------------------------------------------------
 
@@ -881,9 +895,7 @@ class Coordinator:
             elif self._nursery is None or not isinstance(response, MeshcacheError):
                 later.fail(response)
             else:
-                self._nursery.start_soon(
-                    self._fail_over, later, owners[1:], namespace, op, args, stamp, response
-                )
+                self._start_fail_over(later, owners[1:], namespace, op, args, stamp, response)
 
         if not self.pool.submit(
             address,
@@ -900,7 +912,7 @@ class Coordinator:
         self.stats["forwarded_out"] += 1
         return later
 
-    async def _fail_over(
+    def _start_fail_over(
         self,
         later: Later,
         owners: list[RingMember],
@@ -911,11 +923,43 @@ class Coordinator:
         error: MeshcacheError | None,
     ) -> None:
         """A submitted forward (or a relayed read) failed: on down the owners (or stand in), in
-        a task."""
+        a task. Requests that fail together (a connection broke under them) are handed on in
+        the order they failed, each once the one before it was sent or applied here: a read
+        must not overtake a write its client sent before it, nor the other way round. Counted
+        as unsent from now, so no forward is submitted directly past it."""
+        assert self._nursery is not None
+        self._unsent += 1
+        after, handed = self._failover_tail, trio.Event()
+        self._failover_tail = handed
+        self._nursery.start_soon(
+            self._fail_over, later, owners, namespace, op, args, stamp, error, after, handed
+        )
+
+    async def _fail_over(
+        self,
+        later: Later,
+        owners: list[RingMember],
+        namespace: str,
+        op: str,
+        args: list[Any],
+        stamp: int | None,
+        error: MeshcacheError | None,
+        after: trio.Event | None,
+        handed: trio.Event,
+    ) -> None:
+        started = False
         try:
-            later.resolve(await self._forward(owners, namespace, op, args, stamp, error))
+            if after is not None:
+                await after.wait()
+            started = True
+            forwarding = self._forwarding(owners, namespace, op, args, stamp, error, handed.set)
+            later.resolve(await forwarding)
         except Exception as exc:  # a refusal, or a bug: the dispatcher answers either
             later.fail(exc)
+        finally:
+            if not started:  # cancelled while the one before it waited
+                self._unsent -= 1
+            handed.set()
 
     def _forward(
         self,
@@ -938,8 +982,10 @@ class Coordinator:
         args: list[Any],
         stamp: int | None,
         first_error: MeshcacheError | None,
+        on_sent: Callable[[], None] | None = None,
     ) -> Any:
         """Send the request to the first owner that answers; fail over down the list.
+        ``on_sent`` is called once the request was handed to the pool or applied here.
 
         When no owner can even be connected to (all down, gossip not caught up yet), this node
         stands in and coordinates the request itself (sloppy quorum): a write lands here and
@@ -952,6 +998,8 @@ class Coordinator:
             if unsent:
                 unsent = False
                 self._unsent -= 1
+                if on_sent is not None:
+                    on_sent()
 
         try:
             return await self._forward_to(owners, namespace, op, args, stamp, first_error, sent)
@@ -983,6 +1031,7 @@ class Coordinator:
         for member in owners:
             if member.node_id == self.node_id:
                 result = self.coordinate(namespace, op, OPS[op], args, self._late(stamp))
+                sent()  # applied here, as far as the order of requests goes
                 return await _settled(result)
             address = self._addresses.get(member.node_id)
             if address is None:
@@ -1028,6 +1077,7 @@ class Coordinator:
             raise UnavailableError(message="no owner of the key is known")
         self.stats["stand_in"] += 1
         result = self.coordinate(namespace, op, OPS[op], args, self._late(stamp))
+        sent()
         return await _settled(result)
 
     def _written_through(self, namespace: str, hints: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ import msgpack
 
 from meshcache.errors import CommandError, ErrorCode, RemoteProtocolError
 from meshcache.node.admin.metrics import NodeCounters
-from meshcache.node.net.relay import MAX_ANSWER_BYTES, MAX_BATCH_ITEMS
+from meshcache.node.net.relay import MAX_BATCH_ITEMS, RelayAnswer
 from meshcache.security.guard import Guard, Session
 from meshcache.wire.frame import HEADER, STATUS_ERROR, STATUS_OK, decode_request
 from meshcache.wire.ops import (
@@ -207,6 +207,9 @@ class Dispatcher:
                 finish = self._later(rid, op, started, histogram, spec, ns, args)
                 key = (ns, args[0]) if op in _KEYED else None
                 return Pending(None, key=key, later=result, finish=finish)
+            if type(result) is RelayAnswer:
+                self.counters.requests[op] += 1
+                return self._timed(histogram, started, self._relay_frames(rid, result))
             hot = self.hot
             if hot is None or hot.hint is None or spec.handler != DATA_HANDLER:
                 out: bytes = self._pack([rid, STATUS_OK, result, self.ring_version])
@@ -243,7 +246,9 @@ class Dispatcher:
         try:
             value = await pending
             hot = self.hot
-            if hot is not None and op == "FWD" and args is not None:
+            if type(value) is RelayAnswer:  # a RELAY some of whose reads waited
+                out = self._relay_frames(rid, value)
+            elif hot is not None and op == "FWD" and args is not None:
                 # A forwarded write to a hot key: the versions it left, for its forwarder.
                 out = self._ok(rid, value, hot.forward_hint(ns, args))
             elif hot is None or spec is None or spec.handler != DATA_HANDLER:
@@ -349,9 +354,10 @@ class Dispatcher:
         (:mod:`meshcache.node.net.relay`) with the response frame its client would have had
         from this node, executed by the rules of ``FWD`` (here, never passed on again).
 
-        Only the reads of :data:`~meshcache.wire.ops.RELAYABLE` are relayed. Once the answers
-        reach :data:`MAX_ANSWER_BYTES`, the rest are not executed and answer None: their node
-        forwards them one at a time."""
+        Only the reads of :data:`~meshcache.wire.ops.RELAYABLE` are relayed. Every body is
+        executed, in order, before the requests that came after the ``RELAY``: a read must not
+        see a write its client sent after it. The answer may take several frames
+        (:class:`~meshcache.node.net.relay.RelayAnswer`)."""
         bodies = args[0]
         if len(bodies) > MAX_BATCH_ITEMS:
             raise CommandError(
@@ -360,11 +366,7 @@ class Dispatcher:
         forwarded = self._forwarded
         frames: list[bytes | None] = []
         waiting: list[tuple[int, int, Any]] | None = None
-        size = 0
         for body in bodies:
-            if size >= MAX_ANSWER_BYTES:
-                frames.append(None)
-                continue
             if type(body) is not bytes:
                 raise CommandError(ErrorCode.BAD_REQUEST, "RELAY carries request frame bodies")
             try:
@@ -392,15 +394,14 @@ class Dispatcher:
                     except Exception as exc:  # a bug (or a value msgpack cannot encode)
                         bug = CommandError(ErrorCode.INTERNAL, type(exc).__name__)
                         frame = self._error(rid, "RELAY", bug)
-            size += len(frame)
             frames.append(frame)
         if waiting is None:
-            return frames
+            return RelayAnswer(frames)  # type: ignore[arg-type]  # no None left: none waits
         return self._relayed_later(frames, waiting)
 
     async def _relayed_later(
         self, frames: list[bytes | None], waiting: list[tuple[int, int, Any]]
-    ) -> list[bytes | None]:
+    ) -> RelayAnswer:
         """The frames of a ``RELAY`` some of whose reads wait (a read-through load)."""
         for index, rid, result in waiting:
             try:
@@ -411,7 +412,16 @@ class Dispatcher:
             except Exception as exc:  # a bug (or a value msgpack cannot encode)
                 bug = CommandError(ErrorCode.INTERNAL, type(exc).__name__)
                 frames[index] = self._error(rid, "RELAY", bug)
-        return frames
+        return RelayAnswer(frames)  # type: ignore[arg-type]  # every one answered now
+
+    def _relay_frames(self, rid: int, answer: RelayAnswer) -> bytes:
+        """The response frames (headers included) of a ``RELAY``'s answer."""
+        return b"".join(
+            [
+                _pack_header(len(body)) + body
+                for body in answer.pack(rid, self.ring_version, self._pack)
+            ]
+        )
 
     def _count_refused(self, frame: bytes) -> None:
         """An owner's error frame for a relayed request, counted as :meth:`_error` counts."""

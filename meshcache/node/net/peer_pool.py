@@ -103,8 +103,11 @@ _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 _READ = select.EPOLLIN | select.EPOLLRDHUP
 _WRITE = select.EPOLLOUT
 
-Answered = Callable[["Response | BaseException"], None]
-"""What :meth:`PeerPool.submit` calls with a request's response or the error that ended it."""
+Answered = Callable[["Response | BaseException"], object]
+"""What :meth:`PeerPool.submit` calls with a request's response or the error that ended it.
+Given a response, it returns True when more response frames follow under the same request id
+(a ``RELAY``'s answer in several frames, :class:`~meshcache.node.net.relay.RelayAnswer`): the
+request keeps its waiter and its deadline for them."""
 
 
 class PeerUnreachable(MeshcacheConnectionError):
@@ -402,7 +405,8 @@ class _PeerConnection:
             request = waiters.pop(response.id, None)
             if request is not None:  # None: it timed out and its caller left
                 try:  # _deliver, inline
-                    request.answered(response)
+                    if request.answered(response) is True:  # more frames of this answer follow
+                        waiters[response.id] = request
                 except Exception:  # a waiter's bug must not take the connection down with it
                     log.exception("peer_answer_callback_failed")
             left -= 1

@@ -7,8 +7,11 @@ client sent it**: its frame body, the client's request id inside. The bodies bou
 owner in one reactor round travel in one ``RELAY`` frame (at most :data:`MAX_BATCH_ITEMS` of
 them, :data:`MAX_BATCH_BYTES` in all), and the owner answers the frame with the response frame
 of each body, in order, as it would have answered its client
-(:meth:`~meshcache.node.net.dispatch.Dispatcher.relayed`). The non-owner writes those frames
-to its client as they came: it neither encodes a request nor decodes an answer per read.
+(:meth:`~meshcache.node.net.dispatch.Dispatcher.relayed`), every body where the ``RELAY``
+stands among the requests of the connection, so a read never sees a write its client sent
+after it; an answer whose frames pass :data:`MAX_ANSWER_BYTES` comes in several frames under
+the ``RELAY``'s id (:class:`RelayAnswer`). The non-owner writes those frames to its client as
+they came: it neither encodes a request nor decodes an answer per read.
 
 Only reads of a namespace without read-through are relayed (a load is timed), and in a
 namespace with hot keys only those this node holds no fresh copy for (a copy answers here);
@@ -20,9 +23,10 @@ each of its reads to ``failed``, which forwards it again the usual way.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from meshcache.errors import CommandError, RemoteProtocolError
-from meshcache.wire.frame import Response
+from meshcache.errors import CommandError, RemoteProtocolError, UnavailableError
+from meshcache.wire.frame import STATUS_OK, Response
 from meshcache.wire.pending import Later
 
 #: Bodies in one ``RELAY`` frame: the owner answers a frame in one step of its loop, about
@@ -30,22 +34,51 @@ from meshcache.wire.pending import Later
 MAX_BATCH_ITEMS = 64
 #: Bytes of bodies in one ``RELAY`` frame.
 MAX_BATCH_BYTES = 64 * 1024
-#: Bytes of response frames an owner puts in one ``RELAY`` answer: the bodies after the one
-#: that reaches it are not executed, and their node forwards them one at a time.
+#: Bytes of response frames an owner puts in one frame of its answer to a ``RELAY``: past it
+#: the answer goes on in the next frame, under the same request id (:class:`RelayAnswer`).
 MAX_ANSWER_BYTES = 1024 * 1024
 
-# What a body the owner left out of its answer fails with, before it is forwarded again.
-_NOT_RELAYED = RemoteProtocolError("the owner's RELAY answer was full")
+# What a body an owner answered nil for fails with (an owner that left it out of a full
+# answer instead of going on in another frame), before it is forwarded again: a refusal, like
+# an owner's refusal of the whole RELAY, so the same owner is asked again at once.
+_NOT_RELAYED = UnavailableError(message="the owner's RELAY answer was full")
 
 Failed = Callable[[bytes, Later, BaseException], None]
 """What a batch calls for each of its bodies when the batch fails as a whole."""
+
+
+class RelayAnswer:
+    """An owner's answer to a ``RELAY``: a response frame per body, in order, executed where
+    the ``RELAY`` stands among the connection's requests. Written as one response frame
+    ``[id, OK, frames, ring_version]``, or as several with the same id when the frames pass
+    :data:`MAX_ANSWER_BYTES`, each with the next frames (at least one), so no frame of the
+    answer is much larger than that or than one read's frame."""
+
+    __slots__ = ("frames",)
+
+    def __init__(self, frames: list[bytes]) -> None:
+        self.frames = frames
+
+    def pack(self, rid: int, ring_version: int, pack: Callable[[Any], bytes]) -> list[bytes]:
+        """The answer's response frame bodies (headers not included)."""
+        out: list[bytes] = []
+        chunk: list[bytes] = []
+        size = 0
+        for frame in self.frames:
+            if chunk and size + len(frame) > MAX_ANSWER_BYTES:
+                out.append(pack([rid, STATUS_OK, chunk, ring_version]))
+                chunk, size = [], 0
+            chunk.append(frame)
+            size += len(frame)
+        out.append(pack([rid, STATUS_OK, chunk, ring_version]))
+        return out
 
 
 class RelayBatch:
     """The bodies queued for one owner's connection since its last write, and who waits for
     each answer."""
 
-    __slots__ = ("bodies", "failed", "laters", "size", "timeout")
+    __slots__ = ("bodies", "done", "failed", "laters", "size", "timeout")
 
     def __init__(self, failed: Failed, timeout: float) -> None:
         self.bodies: list[bytes] = []
@@ -53,6 +86,7 @@ class RelayBatch:
         self.size = 0
         self.failed = failed
         self.timeout = timeout
+        self.done = 0  # bodies answered so far (an answer may come in several frames)
 
     @property
     def full(self) -> bool:
@@ -63,36 +97,44 @@ class RelayBatch:
         self.laters.append(later)
         self.size += len(body)
 
-    def answered(self, response: Response | BaseException) -> None:
-        """The peer connection's callback for the batch's ``RELAY``: each ``Later`` gets its
-        response frame, or every body goes to ``failed``."""
+    def answered(self, response: Response | BaseException) -> bool:
+        """The peer connection's callback for the batch's ``RELAY``: the ``Later`` of each body
+        the frame answers gets its response frame, in order; or every body not answered yet
+        goes to ``failed``. True while bodies wait for more frames of the answer (the
+        connection keeps the request's waiter for them)."""
         laters = self.laters
+        done = self.done
         error: BaseException
         if isinstance(response, Response):
             if response.ok:
                 frames = response.value
-                if type(frames) is list and len(frames) == len(laters):
+                if type(frames) is list and frames and done + len(frames) <= len(laters):
                     failed = self.failed
-                    for body, later, frame in zip(self.bodies, laters, frames, strict=True):
+                    bodies = self.bodies
+                    for i, frame in enumerate(frames, done):
                         if type(frame) is bytes:
-                            later.resolve(frame)
-                        else:  # past the owner's MAX_ANSWER_BYTES: not executed there
-                            failed(body, later, _NOT_RELAYED)
-                    return
+                            laters[i].resolve(frame)
+                        else:  # an owner that did not execute it
+                            failed(bodies[i], laters[i], _NOT_RELAYED)
+                    self.done = done = done + len(frames)
+                    return done < len(laters)
                 error = RemoteProtocolError("a RELAY answer does not match its batch")
             else:
                 code, message = response.value
                 error = CommandError(code, message)
         else:
             error = response
+        self.done = len(laters)
         failed = self.failed
-        for body, later in zip(self.bodies, laters, strict=True):
+        for body, later in zip(self.bodies[done:], laters[done:], strict=True):
             failed(body, later, error)
+        return False
 
 
 __all__ = [
     "MAX_ANSWER_BYTES",
     "MAX_BATCH_BYTES",
     "MAX_BATCH_ITEMS",
+    "RelayAnswer",
     "RelayBatch",
 ]
