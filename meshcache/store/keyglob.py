@@ -12,7 +12,9 @@ Every part of a pattern between two ``*`` matches a fixed number of bytes, so a 
 the first part matches its start, the last its end, and each one between, in order, at the
 leftmost place it fits after the one before: the greedy choice never loses a match. That is
 linear in the key for each part, where a regular expression of ``.*`` pieces can backtrack for
-as long as a crafted pattern asks (Redis itself had to cap its recursion for that reason).
+as long as a crafted pattern asks. Redis caps its recursion for that reason: a pattern with more
+than :data:`MAX_NESTING` runs of ``*`` before its last part (a trailing ``*`` does not count)
+matches no key there, and none here.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import re
 from collections.abc import Callable
 
 _STAR, _QUESTION, _OPEN, _CLOSE, _CARET, _BACKSLASH, _DASH = b"*?[]^\\-"
+#: Redis's ``stringmatchlen`` gives up (no match) past this depth of ``*`` recursion.
+MAX_NESTING = 1000
 
 
 def _class(pattern: bytes, i: int) -> tuple[bytes, int]:
@@ -101,6 +105,10 @@ def compile_glob(pattern: bytes) -> Callable[[bytes], bool]:
         return lambda key: whole(key) is not None
     head_expr, head_width = parts[0]
     tail_expr, tail_width = parts[-1]
+    # Runs of stars (adjacent ones leave empty parts between them), less a trailing one.
+    nesting = 1 + sum(1 for _, width in parts[1:-1] if width) - (tail_width == 0)
+    if nesting > MAX_NESTING:
+        return lambda key: False
     head = re.compile(head_expr, re.DOTALL).match
     tail = re.compile(tail_expr, re.DOTALL).fullmatch
     middle = [(re.compile(expr, re.DOTALL).search, width) for expr, width in parts[1:-1] if width]
@@ -122,4 +130,4 @@ def compile_glob(pattern: bytes) -> Callable[[bytes], bool]:
     return matches
 
 
-__all__ = ["compile_glob"]
+__all__ = ["MAX_NESTING", "compile_glob"]

@@ -64,6 +64,30 @@ async def test_keys_matches_what_redis_matches(resp_node: RespNode, redis_port: 
     assert len(ran) >= 100
 
 
+async def test_a_pattern_past_redis_recursion_cap_matches_nothing_as_in_redis(
+    resp_node: RespNode, redis_port: int
+) -> None:
+    """Redis gives up past 1,000 levels of ``*``: ``a*`` repeated 1,001 times (the last star
+    trailing) still matches a long run of ``a``, repeated 1,002 times it matches nothing."""
+    key = b"a" * 1100
+
+    def check() -> None:
+        clients = [redis.Redis(port=port) for port in (redis_port, resp_node.resp_port)]
+        try:
+            for c in clients:
+                c.flushall()
+                c.set(key, b"v")
+            for repeat, matched in ((1001, [key]), (1002, [])):
+                pattern = b"a*" * repeat
+                assert [c.keys(pattern) for c in clients] == [matched, matched]
+                assert compile_glob(pattern)(key) is bool(matched)
+        finally:
+            for c in clients:
+                c.close()
+
+    await trio.to_thread.run_sync(check)
+
+
 ARGUMENT_LINES = [
     ["SCAN", "abc"],
     ["SCAN", "1e3"],
