@@ -39,7 +39,7 @@ from meshcache.node.data.handoff import HandOff
 from meshcache.node.data.hot import HotKeys
 from meshcache.node.data.replication import ByteBudget, HintQueue, VersionClamp
 from meshcache.node.data.replicator import Replicator
-from meshcache.node.data.scan import KeyScan
+from meshcache.node.data.scan import KeyScan, slice_bytes_for
 from meshcache.node.loader.loader import Loader
 from meshcache.node.loader.source import Source
 from meshcache.node.net.breakers import PROBE_TIMEOUT
@@ -216,6 +216,7 @@ class Assembly:
             ring=lambda: self.coordinator.ring,
             alive=self.reachable,
             call=self.peer_call,
+            slice_bytes=slice_bytes_for(s.limits.max_frame_bytes),
         )
         self.routes = Routes(self, info=info)
         self.dispatcher = Dispatcher(

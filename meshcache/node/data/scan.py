@@ -8,10 +8,12 @@ position``, where the slot is a number of the member's id (a hash, plus one, so 
 walk's end is 0). Members are walked in slot order, each from its first table to its last; a
 step asks the member under the cursor (itself, or another over ``SCAN_PART``) for the keys of
 its tables from the cursor's on, at least one whole table, until ``count`` keys matched (so
-``count`` is a hint, as in Redis), and goes on to the next member while fewer did. A table
-whose keys would make an answer of more than :data:`SLICE_BYTES` is given in slices by key
-token instead, a slice a step (the position says how many slices and which is next). A member
-that joins or leaves meanwhile takes its place by slot, so the others' places do not move.
+``count`` is a hint, as in Redis), and goes on to the next member while fewer did and what it
+found weighs less than its aim (:data:`SLICE_BYTES`, a quarter of the frame limit when that is
+smaller). A table whose keys would make an answer of more than the aim is given in slices by
+key token instead, a slice a step (the position says how many slices and which is next). A
+member that joins or leaves meanwhile takes its place by slot, so the others' places do not
+move.
 
 What a walk promises is Redis's: a key held from its start to its end, on a ring that did not
 change meanwhile, comes back at least once; one written or removed meanwhile may come back or
@@ -53,8 +55,11 @@ SHIFT_BITS, SLICE_BITS = 4, 10
 #: The most slices a table is cut into: ``2 ** MAX_SHIFT``.
 MAX_SHIFT = SLICE_BITS
 #: The bytes of keys a step's answer aims at most for: a table whose found keys weigh more is
-#: walked in slices (so an answer stays far below the frame limit whatever the keys).
+#: walked in slices (so an answer stays far below the frame limit whatever the keys). A node
+#: whose frame limit is small aims lower (:func:`slice_bytes_for`).
 SLICE_BYTES = 1 << 20
+#: What a key weighs in an answer beyond its bytes (msgpack's header of a bin).
+KEY_OVERHEAD = 3
 #: The keys a step returns by default, as Redis's ``COUNT``.
 DEFAULT_COUNT = 10
 #: Keys filtered between two checkpoints (the ownership test costs about 0.4 us a key).
@@ -69,6 +74,18 @@ MESH_COUNT_TIMEOUT = 30.0
 #: ``count``; a table is always looked at whole): a pattern that matches little does not make
 #: one step walk a member's every key.
 LOOK_PER_COUNT = 10
+
+
+def slice_bytes_for(max_frame_bytes: int) -> int:
+    """The bytes of keys a step aims for under a frame limit: a part of a step may carry up
+    to about twice its aim, and a step up to about three times, so a quarter of the limit at
+    most."""
+    return max(1, min(SLICE_BYTES, max_frame_bytes // 4))
+
+
+def weight(keys: list[bytes]) -> int:
+    """What ``keys`` weigh in an answer."""
+    return sum(map(len, keys)) + KEY_OVERHEAD * len(keys)
 
 
 def member_slot(node_id: str) -> int:
@@ -171,11 +188,11 @@ async def scan_tables(
             if len(keys) > CHUNK:
                 await trio.lowlevel.checkpoint()
         if not shift:
-            weight = sum(map(len, mine))
-            if found and carried + weight > slice_bytes:
+            heavy = weight(mine)
+            if found and carried + heavy > slice_bytes:
                 return position(table), found  # the next step starts with it
-            carried += weight
-            while weight >> shift > slice_bytes and shift < MAX_SHIFT:
+            carried += heavy
+            while heavy >> shift > slice_bytes and shift < MAX_SHIFT:
                 shift += 1
         if shift:
             last = (1 << shift) - 1
@@ -204,6 +221,8 @@ class KeyScan:
         ring: the ring it routes by, now.
         alive: whether a member is worth asking.
         call: a request to another member, ``(node_id, op, namespace, args, timeout=)``.
+        slice_bytes: the bytes of keys a part of a step aims for (:func:`slice_bytes_for` the
+            frame limit), and a step across members goes on to the next one only below it.
     """
 
     def __init__(
@@ -214,12 +233,14 @@ class KeyScan:
         ring: Callable[[], Any],
         alive: Callable[[str], bool],
         call: Callable[..., Awaitable[Any]],
+        slice_bytes: int = SLICE_BYTES,
     ) -> None:
         self._node_id = node_id
         self._store = store
         self._ring = ring
         self._alive = alive
         self._call = call
+        self._slice_bytes = slice_bytes
 
     def owned(self, ring: Any) -> RangeSet | None:
         """The ranges of ``ring`` this node is the first read owner of; None when the ring has
@@ -231,7 +252,8 @@ class KeyScan:
     async def part(self, namespace: str, where: int, keep: ScanFilter) -> tuple[int, list[bytes]]:
         """This node's part of a step from position ``where``: the next position (-1: none
         left) and the keys."""
-        return await scan_tables(self._store, namespace, where, keep, self.owned(self._ring()))
+        owned = self.owned(self._ring())
+        return await scan_tables(self._store, namespace, where, keep, owned, self._slice_bytes)
 
     def owned_count(self, namespace: str) -> Any:
         """``{"count": n, "ring_version": v}``: the live keys of ``namespace`` whose first
@@ -282,7 +304,9 @@ class KeyScan:
                 ):
                     raise UnavailableError(message=f"DBSIZE: {node_id} answered {answer!r}"[:200])
                 answers.append(answer)
-            if len({a["ring_version"] for a in answers}) == 1:
+            # Every member at the ring the readers were taken from: one that moved on may
+            # count keys a member left out of this list owns by now.
+            if {a["ring_version"] for a in answers} == {ring.version}:
                 return sum(a["count"] for a in answers)
         raise UnavailableError(message="DBSIZE: the ring kept changing while counting; try again")
 
@@ -302,6 +326,7 @@ class KeyScan:
             members = [(member_slot(self._node_id), self._node_id)]
         slot, where = cursor >> POSITION_BITS, cursor & ((1 << POSITION_BITS) - 1)
         found: list[bytes] = []
+        carried = 0  # what the keys found weigh: a step goes on to the next member below aim
         for member_slot_, node_id in members:
             if member_slot_ < slot:
                 continue
@@ -312,10 +337,11 @@ class KeyScan:
             else:
                 following, keys = await self._remote(node_id, namespace, where, keep)
             found += keys
+            carried += weight(keys)
             if following >= 0:
                 return member_slot_ << POSITION_BITS | following, found
             slot, where = member_slot_ + 1, 0
-            if len(found) >= keep.count:
+            if len(found) >= keep.count or carried >= self._slice_bytes:
                 break
         else:
             return 0, found
@@ -397,4 +423,6 @@ __all__ = [
     "member_slot",
     "position",
     "scan_tables",
+    "slice_bytes_for",
+    "weight",
 ]
