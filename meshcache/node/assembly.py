@@ -45,6 +45,7 @@ from meshcache.node.loader.source import Source
 from meshcache.node.net.breakers import PROBE_TIMEOUT
 from meshcache.node.net.dispatch import Dispatcher
 from meshcache.node.net.peer_pool import PeerPool
+from meshcache.node.net.relay import answer_bytes_for
 from meshcache.node.routes import Routes
 from meshcache.settings import NodeSettings
 from meshcache.store.store import Store
@@ -225,6 +226,7 @@ class Assembly:
             routes={**self.routes.table(), "HOT_GET": self.coordinator.read_at_least},
             limits=self.limits,
             counters=self.counters,
+            answer_bytes=answer_bytes_for(s.limits.max_frame_bytes),
         )
         self.dispatcher.hot = self.hot
         self.dispatcher.relay = self.coordinator.execute

@@ -138,8 +138,13 @@ class Routes:
     async def scan_part(self, namespace: str, args: list[Any]) -> list[Any]:
         """SCAN_PART: this node's part of another member's SCAN step, ``[next position (-1: no
         more), keys]``."""
+        options = args[1]
+        aim = options.get("aim")
         following, keys = await self._parts.scan.part(
-            namespace, args[0], ScanFilter.from_options(args[1])
+            namespace,
+            args[0],
+            ScanFilter.from_options(options),
+            aim if type(aim) is int else None,
         )
         return [following, keys]
 

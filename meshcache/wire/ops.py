@@ -213,7 +213,7 @@ _SPECS = [
         "SCAN_PART",
         "io?",
         M,
-        options=("count", "match", "type"),
+        options=("count", "match", "type", "aim"),
         handler="scan_part",
         permission=PEER,
     ),
@@ -323,6 +323,7 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "match": (bytes, str),
     "type": (str,),
     "version": (int,),
+    "aim": (int,),
 }
 
 #: Options that take one of a few values; any other is refused before the op runs.

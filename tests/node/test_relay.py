@@ -197,6 +197,44 @@ async def test_with_hot_keys_on_a_copy_answers_here_and_the_other_reads_are_rela
             nursery.cancel_scope.cancel()
 
 
+@pytest.mark.trio
+async def test_a_relay_answered_in_part_before_a_break_fails_over_before_the_write_after_it() -> (
+    None
+):
+    """GET, GET K, SET K through K's second owner; the first owner sends the first frame of a
+    two-frame answer, then its connection breaks: the GET of K left fails over before the SET
+    sent after it, and reads what was there before the SET."""
+    async with peer() as (p, address), running(PeerPool()) as pool:
+        owner = await connected(pool, p, address)
+        plane = coordinator(pool, f"{address[0]}:{address[1]}", replicas=2)
+        other, key = foreign_keys(plane, 2)
+        plane.store.execute("default", "SET", [key, b"old", {}])
+        port, _ = port_for(plane, pool)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(plane.run)
+            (clock,) = await p.requests(owner, 1)  # starting, the coordinator asks its clock
+            await owner.send(encode_ok(clock.id, 1, 9))
+            await nursery.start(port.serve)
+            client = trio.socket.socket()
+            await client.connect(port.address)
+            await client.send(
+                encode_request(1, "GET", "default", [other])
+                + encode_request(2, "GET", "default", [key])
+                + encode_request(3, "SET", "default", [key, b"new"])
+            )
+            relay_frame, write = await p.requests(owner, 2)
+            assert relay_frame.op == "RELAY" and write.op == "FWD"
+            await owner.send(encode_ok(relay_frame.id, [encode_ok(1, b"v1", 9)]))
+            (first,) = await answers_of(client, 1)
+            assert (first.id, first.value) == (1, b"v1")
+            owner.close()
+            answers = await answers_of(client, 2)
+            assert [(a.id, a.value) for a in answers] == [(2, b"old"), (3, True)]
+            assert plane.store.execute("default", "GET", [key]) == b"new"
+            client.close()
+            nursery.cancel_scope.cancel()
+
+
 async def _no_call(*_: Any) -> Any:
     raise AssertionError("no call to a peer expected")
 
@@ -366,7 +404,7 @@ def test_the_status_of_a_response_frame_is_read_without_decoding_it(rid: int) ->
 # --- the owner's side --------------------------------------------------------------------------
 
 
-def owner_dispatcher() -> tuple[Dispatcher, Coordinator]:
+def owner_dispatcher(answer_bytes: int = relay.MAX_ANSWER_BYTES) -> tuple[Dispatcher, Coordinator]:
     """An owner: a dispatcher whose FWD route is its coordinator's, as a node wires it."""
     pool = PeerPool()
     plane = coordinator(pool, replicas=1)
@@ -376,6 +414,7 @@ def owner_dispatcher() -> tuple[Dispatcher, Coordinator]:
         limits=Limits(max_key_bytes=64, max_value_bytes=1 << 20),
         counters=NodeCounters(),
         ring_version=7,
+        answer_bytes=answer_bytes,
     )
     return dispatcher, plane
 
@@ -417,13 +456,13 @@ def test_the_owner_answers_each_body_with_the_frame_its_client_would_have_had() 
     assert plane.stats["forwarded_in"] == 5
 
 
-def test_past_the_answer_limit_the_owner_goes_on_in_more_frames_under_the_relays_id(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_past_the_answer_limit_the_owner_goes_on_in_more_frames_under_the_relays_id() -> None:
     """Every body is executed where the RELAY stands; an answer past the limit takes several
-    frames, each with the next response frames, all under the RELAY's id."""
-    monkeypatch.setattr(relay, "MAX_ANSWER_BYTES", 1000)
-    dispatcher, plane = owner_dispatcher()
+    frames, each with the next response frames, all under the RELAY's id. The limit is half
+    the frame limit when that is under 2 MiB."""
+    assert relay.answer_bytes_for(16 << 20) == relay.MAX_ANSWER_BYTES
+    assert relay.answer_bytes_for(2000) == 1000
+    dispatcher, plane = owner_dispatcher(relay.answer_bytes_for(2000))
     for key, value in ((b"a", b"x" * 600), (b"b", b"y" * 300), (b"c", b"z" * 300)):
         plane.store.execute("default", "SET", [key, value, {}])
     bodies = [

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.trio
 class Members:
     """``n`` members of one ring, each with its store and its :class:`KeyScan`."""
 
-    def __init__(self, n: int, slice_bytes: int = 1 << 20) -> None:
+    def __init__(self, n: int, slice_bytes: int = 1 << 20, first_slice: int | None = None) -> None:
         clock = FakeClock()
         self.ids = [f"n{i}" for i in range(n)]
         members = [
@@ -46,15 +46,18 @@ class Members:
                 ring=partial(self.ring_of, i),
                 alive=lambda _: True,
                 call=self.call,
-                slice_bytes=slice_bytes,
+                slice_bytes=slice_bytes if first_slice is None or i != "n0" else first_slice,
             )
 
     async def call(
         self, node_id: str, op: str, namespace: str, args: list[Any], timeout: float
     ) -> Any:
         scan = self.scans[node_id]
-        if op == "SCAN_PART":
-            following, keys = await scan.part(namespace, args[0], ScanFilter.from_options(args[1]))
+        if op == "SCAN_PART":  # as Routes.scan_part
+            aim = args[1].get("aim")
+            following, keys = await scan.part(
+                namespace, args[0], ScanFilter.from_options(args[1]), aim
+            )
             self.answers.append(msgpack.packb([following, keys], use_bin_type=True))
             return [following, keys]
         assert op == "DBSIZE"
@@ -104,6 +107,19 @@ async def test_under_a_small_frame_limit_every_part_fits_a_frame() -> None:
     assert sorted(found) == sorted(keys) and len(found) == len(keys)
     assert members.answers and max(map(len, members.answers)) < frame
     assert slice_bytes_for(16 << 20) == 1 << 20 and slice_bytes_for(128 * 1024) == 32 * 1024
+
+
+async def test_a_member_with_a_larger_frame_limit_answers_within_the_askers() -> None:
+    """n0's frames are at most 128 KiB, the others' 16 MiB: the parts they give n0's walk aim
+    at n0's quarter of that."""
+    frame = 128 * 1024
+    members = Members(2, first_slice=slice_bytes_for(frame))
+    keys = [b"key:%05d:" % i + b"x" * 50 for i in range(8_000)]
+    for key in keys:
+        members.put(key)
+    pages = await walk(members.scans["n0"], ScanFilter(count=100_000))
+    assert sorted(k for page in pages for k in page) == sorted(keys)
+    assert members.answers and max(map(len, members.answers)) < frame
 
 
 async def test_a_count_while_the_ring_moves_is_taken_again_never_short() -> None:

@@ -249,11 +249,15 @@ class KeyScan:
             return None
         return RangeSet(ring.owned_ranges(self._node_id))
 
-    async def part(self, namespace: str, where: int, keep: ScanFilter) -> tuple[int, list[bytes]]:
+    async def part(
+        self, namespace: str, where: int, keep: ScanFilter, aim: int | None = None
+    ) -> tuple[int, list[bytes]]:
         """This node's part of a step from position ``where``: the next position (-1: none
-        left) and the keys."""
+        left) and the keys. ``aim``: the asking member's, when it asked (its frame limit may
+        be smaller than this node's)."""
         owned = self.owned(self._ring())
-        return await scan_tables(self._store, namespace, where, keep, owned, self._slice_bytes)
+        limit = self._slice_bytes if aim is None else max(1, min(aim, self._slice_bytes))
+        return await scan_tables(self._store, namespace, where, keep, owned, limit)
 
     def owned_count(self, namespace: str) -> Any:
         """``{"count": n, "ring_version": v}``: the live keys of ``namespace`` whose first
@@ -357,9 +361,10 @@ class KeyScan:
             CommandError: ``UNAVAILABLE`` when it is down, does not answer in time or answers
                 something that is no part; its own refusal as it is.
         """
-        answer = await self._ask(
-            node_id, "SCAN_PART", namespace, [where, keep.to_options()], PART_TIMEOUT
-        )
+        options = keep.to_options()
+        if self._slice_bytes < SLICE_BYTES:  # a frame limit under 4 MiB here: say so
+            options["aim"] = self._slice_bytes
+        answer = await self._ask(node_id, "SCAN_PART", namespace, [where, options], PART_TIMEOUT)
         if (
             type(answer) is not list
             or len(answer) != 2

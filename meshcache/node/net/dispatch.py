@@ -20,7 +20,7 @@ import msgpack
 
 from meshcache.errors import CommandError, ErrorCode, RemoteProtocolError
 from meshcache.node.admin.metrics import NodeCounters
-from meshcache.node.net.relay import MAX_BATCH_ITEMS, RelayAnswer
+from meshcache.node.net.relay import MAX_ANSWER_BYTES, MAX_BATCH_ITEMS, RelayAnswer
 from meshcache.security.guard import Guard, Session
 from meshcache.wire.frame import HEADER, STATUS_ERROR, STATUS_OK, decode_request
 from meshcache.wire.ops import (
@@ -97,12 +97,15 @@ class Dispatcher:
         counters: where requests, errors, bad input and request latency are counted.
         guard: the node's users and cluster key; the data port asks it for each connection's
             :class:`~meshcache.security.guard.Session`. Default: no users, no cluster key.
+        answer_bytes: the bytes of response frames in one frame of a ``RELAY``'s answer
+            (:func:`~meshcache.node.net.relay.answer_bytes_for` the frame limit).
 
     ``ring_version`` is the ring version every response carries; the node assigns it when the
     ring changes (a plain attribute, so the hot path does not pay for a call).
     """
 
     __slots__ = (
+        "_answer_bytes",
         "_execute",
         "_forwarded",
         "_latency",
@@ -125,8 +128,11 @@ class Dispatcher:
         counters: NodeCounters,
         ring_version: int = 0,
         guard: Guard | None = None,
+        answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self._execute = execute
+        # The bytes of response frames in one frame of a RELAY's answer (answer_bytes_for).
+        self._answer_bytes = answer_bytes
         self.guard = Guard() if guard is None else guard
         self._latency = latency = counters.latency
         # One lookup per request gives the op's spec, its route, its latency histogram and
@@ -416,12 +422,8 @@ class Dispatcher:
 
     def _relay_frames(self, rid: int, answer: RelayAnswer) -> bytes:
         """The response frames (headers included) of a ``RELAY``'s answer."""
-        return b"".join(
-            [
-                _pack_header(len(body)) + body
-                for body in answer.pack(rid, self.ring_version, self._pack)
-            ]
-        )
+        bodies = answer.pack(rid, self.ring_version, self._pack, self._answer_bytes)
+        return b"".join([_pack_header(len(body)) + body for body in bodies])
 
     def _count_refused(self, frame: bytes) -> None:
         """An owner's error frame for a relayed request, counted as :meth:`_error` counts."""

@@ -402,13 +402,18 @@ class _PeerConnection:
                 response = Response(obj[0], True, obj[2], obj[3])  # the usual answer
             else:
                 response = decode_response(body)  # checked in full; raises if malformed
-            request = waiters.pop(response.id, None)
+            rid = response.id
+            request = waiters.get(rid)
             if request is not None:  # None: it timed out and its caller left
                 try:  # _deliver, inline
-                    if request.answered(response) is True:  # more frames of this answer follow
-                        waiters[response.id] = request
+                    more = request.answered(response) is True  # more frames of it follow
                 except Exception:  # a waiter's bug must not take the connection down with it
+                    more = False
                     log.exception("peer_answer_callback_failed")
+                # Kept in its place until its answer is whole: a break fails the waiters in
+                # the order their requests were sent.
+                if not more and waiters.get(rid) is request:
+                    del waiters[rid]
             left -= 1
             if not left:
                 if time.perf_counter() >= until:

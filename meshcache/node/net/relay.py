@@ -47,25 +47,40 @@ Failed = Callable[[bytes, Later, BaseException], None]
 """What a batch calls for each of its bodies when the batch fails as a whole."""
 
 
+def answer_bytes_for(max_frame_bytes: int) -> int:
+    """The bytes of response frames in one frame of a ``RELAY``'s answer under a frame limit:
+    :data:`MAX_ANSWER_BYTES`, or half the limit when that is smaller (a frame of the answer may
+    hold one more read's frame)."""
+    return max(1, min(MAX_ANSWER_BYTES, max_frame_bytes // 2))
+
+
 class RelayAnswer:
     """An owner's answer to a ``RELAY``: a response frame per body, in order, executed where
     the ``RELAY`` stands among the connection's requests. Written as one response frame
     ``[id, OK, frames, ring_version]``, or as several with the same id when the frames pass
-    :data:`MAX_ANSWER_BYTES`, each with the next frames (at least one), so no frame of the
-    answer is much larger than that or than one read's frame."""
+    :data:`MAX_ANSWER_BYTES` (half the frame limit when that is smaller), each with the next
+    frames (at least one), so no frame of the answer is much larger than that or than one
+    read's frame. The owner builds it whole: up to :data:`MAX_BATCH_ITEMS` reads' frames."""
 
     __slots__ = ("frames",)
 
     def __init__(self, frames: list[bytes]) -> None:
         self.frames = frames
 
-    def pack(self, rid: int, ring_version: int, pack: Callable[[Any], bytes]) -> list[bytes]:
-        """The answer's response frame bodies (headers not included)."""
+    def pack(
+        self,
+        rid: int,
+        ring_version: int,
+        pack: Callable[[Any], bytes],
+        limit: int = MAX_ANSWER_BYTES,
+    ) -> list[bytes]:
+        """The answer's response frame bodies (headers not included), each with frames of at
+        most ``limit`` bytes in all unless it holds one frame only."""
         out: list[bytes] = []
         chunk: list[bytes] = []
         size = 0
         for frame in self.frames:
-            if chunk and size + len(frame) > MAX_ANSWER_BYTES:
+            if chunk and size + len(frame) > limit:
                 out.append(pack([rid, STATUS_OK, chunk, ring_version]))
                 chunk, size = [], 0
             chunk.append(frame)
@@ -137,4 +152,5 @@ __all__ = [
     "MAX_BATCH_ITEMS",
     "RelayAnswer",
     "RelayBatch",
+    "answer_bytes_for",
 ]
