@@ -182,9 +182,9 @@ class Coordinator:
         self._unsent = 0
         # Whether the first of the owners the last _coordinators call returned is live.
         self._first_live = True
-        # What a failed RELAY hands each of its reads to, per owner it was relayed to.
         # The newest failover's event, set once it handed its request on (they go in order).
         self._failover_tail: trio.Event | None = None
+        # What a failed RELAY hands each of its reads to, per owner it was relayed to.
         self._relay_failures: dict[str, Callable[[bytes, Later, BaseException], None]] = {}
         #: The hot-key layer (the assembly wires it): samples the GETs coordinated here,
         #: updates copies on writes, answers GETs of keys this node holds a copy of.

@@ -15,9 +15,9 @@ they came: it neither encodes a request nor decodes an answer per read.
 
 Only reads of a namespace without read-through are relayed (a load is timed), and in a
 namespace with hot keys only those this node holds no fresh copy for (a copy answers here);
-writes and everything else are forwarded one request at a time (``FWD``). A batch that fails as
-a whole (the connection broke, no answer in time, an owner that does not know ``RELAY``) hands
-each of its reads to ``failed``, which forwards it again the usual way.
+writes and everything else are forwarded one request at a time (``FWD``). A batch that fails
+(the connection broke, no answer in time, an owner that does not know ``RELAY``) hands each of
+its reads not answered yet to ``failed``, which forwards it again the usual way.
 """
 
 from __future__ import annotations
