@@ -81,6 +81,20 @@ async def answers_of(client: trio.socket.SocketType, n: int) -> list[Response]:
     return out
 
 
+async def serving(
+    nursery: trio.Nursery, plane: Coordinator, port: DataPort, p: Any, owner: Any
+) -> trio.socket.SocketType:
+    """Run ``plane`` (answering the clock it asks its peer for as it starts) and ``port``; a
+    client connected to the port."""
+    await nursery.start(plane.run)
+    (clock,) = await p.requests(owner, 1)
+    await owner.send(encode_ok(clock.id, 1, 9))
+    await nursery.start(port.serve)
+    client = trio.socket.socket()
+    await client.connect(port.address)
+    return client
+
+
 def foreign_keys(plane: Coordinator, n: int) -> list[bytes]:
     keys = (b"key-%d" % i for i in range(2000))
     return [k for k in keys if not plane.coordinates("default", k)][:n]
@@ -211,12 +225,7 @@ async def test_a_relay_answered_in_part_before_a_break_fails_over_before_the_wri
         plane.store.execute("default", "SET", [key, b"old", {}])
         port, _ = port_for(plane, pool)
         async with trio.open_nursery() as nursery:
-            await nursery.start(plane.run)
-            (clock,) = await p.requests(owner, 1)  # starting, the coordinator asks its clock
-            await owner.send(encode_ok(clock.id, 1, 9))
-            await nursery.start(port.serve)
-            client = trio.socket.socket()
-            await client.connect(port.address)
+            client = await serving(nursery, plane, port, p, owner)
             await client.send(
                 encode_request(1, "GET", "default", [other])
                 + encode_request(2, "GET", "default", [key])
@@ -532,12 +541,7 @@ async def test_after_a_break_a_relayed_read_goes_on_down_the_owners_as_the_write
         plane.store.execute("default", "SET", [key, b"old", {}])
         port, _ = port_for(plane, pool)
         async with trio.open_nursery() as nursery:
-            await nursery.start(plane.run)
-            (clock,) = await p.requests(owner, 1)  # starting, the coordinator asks its clock
-            await owner.send(encode_ok(clock.id, 1, 9))
-            await nursery.start(port.serve)
-            client = trio.socket.socket()
-            await client.connect(port.address)
+            client = await serving(nursery, plane, port, p, owner)
             await client.send(
                 encode_request(1, "GET", "default", [key])
                 + encode_request(2, "SET", "default", [key, b"new"])
