@@ -83,6 +83,7 @@ from meshcache.errors import (
     CommandError,
     ErrorCode,
     MeshcacheConnectionError,
+    MeshcacheError,
     MeshcacheTimeout,
 )
 from meshcache.node.assembly import Assembly
@@ -552,11 +553,13 @@ class SimPeerPool(PeerPool):
         timeout: float,
         abort_on_timeout: bool = False,
         sent: Callable[[], None] | None = None,
+        failed: Callable[[], None] | None = None,
         lane: str = "",
     ) -> Response:
         """Over the simulated network. ``submit`` (the pool's way without a task) is never
         taken here (this pool holds no connection of its own), so the order of what a node
-        forwards is the order of its tasks' requests; ``sent`` is told at once. A timed-out
+        forwards is the order of its tasks' requests; ``sent`` is told at once, ``failed`` as
+        the request fails. A timed-out
         connection is not reset: the simulated network models delivery itself. The peer's
         breaker hears of it as from the real pool: a refused or timed-out connection, a
         timed-out request, an answer."""
@@ -570,6 +573,12 @@ class SimPeerPool(PeerPool):
             )
         except (PeerUnreachable, MeshcacheTimeout):
             self.breakers.failed(address, trio.current_time(), started)
+            if failed is not None:
+                failed()
+            raise
+        except MeshcacheError:
+            if failed is not None:
+                failed()
             raise
         self.breakers.answered(address, trio.current_time())
         return response

@@ -244,6 +244,42 @@ async def test_a_relay_answered_in_part_before_a_break_fails_over_before_the_wri
             nursery.cancel_scope.cancel()
 
 
+@pytest.mark.trio
+@pytest.mark.parametrize("attempt", range(6))  # trio wakes failed tasks in either order
+async def test_a_forward_made_in_a_task_fails_over_after_the_read_sent_before_it(
+    attempt: int,
+) -> None:
+    """GET K (relayed), then MSET K J (its part for the owner forwarded in a task) through K's
+    second owner; the connection to the first breaks before it applied anything. The GET
+    fails over first and reads what was there before the MSET."""
+    async with peer() as (p, address), running(PeerPool()) as pool:
+        owner = await connected(pool, p, address)
+        plane = coordinator(pool, f"{address[0]}:{address[1]}", replicas=2)
+        key, other = foreign_keys(plane, 2)
+        plane.store.execute("default", "SET", [key, b"old", {}])
+        port, _ = port_for(plane, pool)
+        async with trio.open_nursery() as nursery:
+            client = await serving(nursery, plane, port, p, owner)
+            await client.send(
+                encode_request(1, "GET", "default", [key])
+                + encode_request(2, "MSET", "default", [key, b"new", other, b"x"])
+            )
+            assert [r.op for r in await p.requests(owner, 2)] == ["RELAY", "FWD"]
+            owner.close()
+
+            async def stale_owner() -> None:  # answers whatever reaches it with the old value
+                sock = await p.accept()
+                while True:
+                    for r in await p.requests(sock, 1):
+                        await sock.send(encode_ok(r.id, b"old" if r.args[0] == "GET" else True, 9))
+
+            nursery.start_soon(stale_owner)
+            answers = await answers_of(client, 2)
+            assert [(a.id, a.value) for a in answers] == [(1, b"old"), (2, True)]
+            client.close()
+            nursery.cancel_scope.cancel()
+
+
 async def _no_call(*_: Any) -> Any:
     raise AssertionError("no call to a peer expected")
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from collections.abc import Set as AbstractSet
 from functools import partial
 from itertools import compress
@@ -924,9 +924,10 @@ class Coordinator:
     ) -> None:
         """A submitted forward (or a relayed read) failed: on down the owners (or stand in), in
         a task. Requests that fail together (a connection broke under them) are handed on in
-        the order they failed, each once the one before it was sent or applied here: a read
-        must not overtake a write its client sent before it, nor the other way round. Counted
-        as unsent from now, so no forward is submitted directly past it."""
+        the order they failed, each once the one before it was sent or applied here (those
+        forwarded in a task keep their place the same way, :meth:`_forwarding`): a read must
+        not overtake a write its client sent before it, nor the other way round. Counted as
+        unsent from now, so no forward is submitted directly past it."""
         assert self._nursery is not None
         self._unsent += 1
         after, handed = self._failover_tail, trio.Event()
@@ -992,17 +993,38 @@ class Coordinator:
         becomes hints for the owners, a read answers what this node holds.
         """
         unsent = True
+        # Once a sent request failed (the pool tells, in the order requests fail): its place in
+        # the line of failovers, and the place before it, which must be handed on first.
+        place: trio.Event | None = None
+        before: trio.Event | None = None
 
         def sent() -> None:
-            nonlocal unsent
+            nonlocal unsent, place
             if unsent:
                 unsent = False
                 self._unsent -= 1
                 if on_sent is not None:
                     on_sent()
+            if place is not None:  # handed on again after a failure: the next one's turn
+                self._unsent -= 1
+                place.set()
+                place = None
+
+        def failed() -> None:
+            nonlocal place, before
+            if place is None:
+                self._unsent += 1
+                before, place = self._failover_tail, trio.Event()
+                self._failover_tail = place
+
+        async def turn() -> None:
+            if place is not None and before is not None:
+                await before.wait()
 
         try:
-            return await self._forward_to(owners, namespace, op, args, stamp, first_error, sent)
+            return await self._forward_to(
+                owners, namespace, op, args, stamp, first_error, sent, failed, turn
+            )
         finally:
             sent()
 
@@ -1015,7 +1037,12 @@ class Coordinator:
         stamp: int | None,
         last: MeshcacheError | None,
         sent: Callable[[], None],
+        failed: Callable[[], None],
+        turn: Callable[[], Awaitable[None]],
     ) -> Any:
+        """:meth:`_forwarding`'s attempts. ``sent`` is called as the request is handed to the
+        pool or applied here, ``failed`` by the pool as a sent request fails; ``turn`` waits,
+        before each attempt, until the failovers before this one were handed on."""
         down = False
         # A plain write gets its version now. Wherever it is applied late — the next owner or
         # this node after a timed-out forward, or the first owner when a cut heals and TCP
@@ -1029,6 +1056,7 @@ class Coordinator:
         # is coordinated afresh when TCP delivers it at last, after newer acknowledged writes.
         failover = OPS[op].idempotent and (stamp is not None or OPS[op].kind is not _WRITE)
         for member in owners:
+            await turn()
             if member.node_id == self.node_id:
                 result = self.coordinate(namespace, op, OPS[op], args, self._late(stamp))
                 sent()  # applied here, as far as the order of requests goes
@@ -1056,6 +1084,7 @@ class Coordinator:
                     timeout=self._forward_timeout(namespace, op),
                     abort_on_timeout=True,
                     sent=sent,
+                    failed=failed,
                 )
             except PeerUnreachable as exc:
                 self.stats["forward_failures"] += 1
@@ -1075,6 +1104,7 @@ class Coordinator:
             return response.result()
         if last is None and not down:
             raise UnavailableError(message="no owner of the key is known")
+        await turn()
         self.stats["stand_in"] += 1
         result = self.coordinate(namespace, op, OPS[op], args, self._late(stamp))
         sent()

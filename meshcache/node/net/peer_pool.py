@@ -115,16 +115,21 @@ class PeerUnreachable(MeshcacheConnectionError):
 
 
 class _Waiter:
-    """A request that awaits its answer in a task (:meth:`PeerPool.request`, ``AUTH``)."""
+    """A request that awaits its answer in a task (:meth:`PeerPool.request`, ``AUTH``);
+    ``failed``, if given, is called as the request fails (requests that fail together, in the
+    order they were sent), before the task that waits is woken."""
 
-    __slots__ = ("event", "response")
+    __slots__ = ("event", "failed", "response")
 
-    def __init__(self) -> None:
+    def __init__(self, failed: Callable[[], None] | None = None) -> None:
         self.event = trio.Event()
+        self.failed = failed
         self.response: Response | BaseException | None = None
 
     def __call__(self, response: Response | BaseException) -> None:
         self.response = response
+        if self.failed is not None and isinstance(response, BaseException):
+            self.failed()
         self.event.set()
 
 
@@ -870,15 +875,18 @@ class PeerPool:
         timeout: float,
         abort_on_timeout: bool = False,
         sent: Callable[[], None] | None = None,
+        failed: Callable[[], None] | None = None,
         lane: str = "",
     ) -> Response:
         """Send one request and return its response (an error response is returned, not raised).
 
         With ``abort_on_timeout``, a time-out resets the connection (see the module docstring).
         ``sent`` is called once the request is queued on the connection (in order behind every
-        request queued before it). ``lane``: on that lane's connection to the peer, not the
-        pooled one (see the module docstring). ``timeout`` bounds the wait for the answer; a
-        connection opened first takes up to ``connect_timeout`` more.
+        request queued before it); ``failed`` as it fails once sent, in the order the requests
+        that fail together were sent (a broken connection fails them all at once). ``lane``: on
+        that lane's connection to the peer, not the pooled one (see the module docstring).
+        ``timeout`` bounds the wait for the answer; a connection opened first takes up to
+        ``connect_timeout`` more.
 
         Raises:
             MeshcacheConnectionError: the peer cannot be reached or the connection broke.
@@ -890,7 +898,7 @@ class PeerPool:
         if conn.outbox_bytes > MAX_OUTBOX:
             self.stats["outbox_full"] += 1
             raise PeerUnreachable(f"{conn._name()}: too many requests waiting to be sent")
-        waiter = _Waiter()
+        waiter = _Waiter(failed)
         self.stats["requests"] += 1
         if lane:
             self.stats["lane_requests"] += 1
