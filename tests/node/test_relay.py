@@ -9,6 +9,8 @@ peer socket the test controls; the owner's side runs a real dispatcher and coord
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import msgpack
@@ -211,6 +213,48 @@ async def test_with_hot_keys_on_a_copy_answers_here_and_the_other_reads_are_rela
             nursery.cancel_scope.cancel()
 
 
+@dataclasses.dataclass
+class SecondOwner:
+    """A non-owner that is its keys' second owner (replicas 2), serving a connected client;
+    the test plays the first owner on its connection ``owner``. Every key holds ``old``."""
+
+    p: Any
+    owner: Any
+    plane: Coordinator
+    client: trio.socket.SocketType
+    keys: list[bytes]
+    nursery: trio.Nursery
+
+    def break_first_owner(self) -> None:
+        """The first owner's connection breaks, having applied nothing; it comes back stale:
+        whatever reaches it again is answered with the old value."""
+        self.owner.close()
+        self.nursery.start_soon(_stale_owner, self.p)
+
+
+async def _stale_owner(p: Any) -> None:
+    sock = await p.accept()
+    while True:
+        for r in await p.requests(sock, 1):
+            await sock.send(encode_ok(r.id, b"old" if r.args[0] == "GET" else True, 9))
+
+
+@asynccontextmanager
+async def second_owner(n: int) -> AsyncIterator[SecondOwner]:
+    async with peer() as (p, address), running(PeerPool()) as pool:
+        owner = await connected(pool, p, address)
+        plane = coordinator(pool, f"{address[0]}:{address[1]}", replicas=2)
+        keys = foreign_keys(plane, n)
+        for key in keys:
+            plane.store.execute("default", "SET", [key, b"old", {}])
+        port, _ = port_for(plane, pool)
+        async with trio.open_nursery() as nursery:
+            client = await serving(nursery, plane, port, p, owner)
+            yield SecondOwner(p, owner, plane, client, keys, nursery)
+            client.close()
+            nursery.cancel_scope.cancel()
+
+
 @pytest.mark.trio
 async def test_a_relay_answered_in_part_before_a_break_fails_over_before_the_write_after_it() -> (
     None
@@ -218,30 +262,22 @@ async def test_a_relay_answered_in_part_before_a_break_fails_over_before_the_wri
     """GET, GET K, SET K through K's second owner; the first owner sends the first frame of a
     two-frame answer, then its connection breaks: the GET of K left fails over before the SET
     sent after it, and reads what was there before the SET."""
-    async with peer() as (p, address), running(PeerPool()) as pool:
-        owner = await connected(pool, p, address)
-        plane = coordinator(pool, f"{address[0]}:{address[1]}", replicas=2)
-        other, key = foreign_keys(plane, 2)
-        plane.store.execute("default", "SET", [key, b"old", {}])
-        port, _ = port_for(plane, pool)
-        async with trio.open_nursery() as nursery:
-            client = await serving(nursery, plane, port, p, owner)
-            await client.send(
-                encode_request(1, "GET", "default", [other])
-                + encode_request(2, "GET", "default", [key])
-                + encode_request(3, "SET", "default", [key, b"new"])
-            )
-            relay_frame, write = await p.requests(owner, 2)
-            assert relay_frame.op == "RELAY" and write.op == "FWD"
-            await owner.send(encode_ok(relay_frame.id, [encode_ok(1, b"v1", 9)]))
-            (first,) = await answers_of(client, 1)
-            assert (first.id, first.value) == (1, b"v1")
-            owner.close()
-            answers = await answers_of(client, 2)
-            assert [(a.id, a.value) for a in answers] == [(2, b"old"), (3, True)]
-            assert plane.store.execute("default", "GET", [key]) == b"new"
-            client.close()
-            nursery.cancel_scope.cancel()
+    async with second_owner(2) as mesh:
+        other, key = mesh.keys
+        await mesh.client.send(
+            encode_request(1, "GET", "default", [other])
+            + encode_request(2, "GET", "default", [key])
+            + encode_request(3, "SET", "default", [key, b"new"])
+        )
+        relay_frame, write = await mesh.p.requests(mesh.owner, 2)
+        assert relay_frame.op == "RELAY" and write.op == "FWD"
+        await mesh.owner.send(encode_ok(relay_frame.id, [encode_ok(1, b"v1", 9)]))
+        (first,) = await answers_of(mesh.client, 1)
+        assert (first.id, first.value) == (1, b"v1")
+        mesh.break_first_owner()
+        answers = await answers_of(mesh.client, 2)
+        assert [(a.id, a.value) for a in answers] == [(2, b"old"), (3, True)]
+        assert mesh.plane.store.execute("default", "GET", [key]) == b"new"
 
 
 @pytest.mark.trio
@@ -252,32 +288,36 @@ async def test_a_forward_made_in_a_task_fails_over_after_the_read_sent_before_it
     """GET K (relayed), then MSET K J (its part for the owner forwarded in a task) through K's
     second owner; the connection to the first breaks before it applied anything. The GET
     fails over first and reads what was there before the MSET."""
-    async with peer() as (p, address), running(PeerPool()) as pool:
-        owner = await connected(pool, p, address)
-        plane = coordinator(pool, f"{address[0]}:{address[1]}", replicas=2)
-        key, other = foreign_keys(plane, 2)
-        plane.store.execute("default", "SET", [key, b"old", {}])
-        port, _ = port_for(plane, pool)
-        async with trio.open_nursery() as nursery:
-            client = await serving(nursery, plane, port, p, owner)
-            await client.send(
-                encode_request(1, "GET", "default", [key])
-                + encode_request(2, "MSET", "default", [key, b"new", other, b"x"])
-            )
-            assert [r.op for r in await p.requests(owner, 2)] == ["RELAY", "FWD"]
-            owner.close()
+    async with second_owner(2) as mesh:
+        key, other = mesh.keys
+        await mesh.client.send(
+            encode_request(1, "GET", "default", [key])
+            + encode_request(2, "MSET", "default", [key, b"new", other, b"x"])
+        )
+        assert [r.op for r in await mesh.p.requests(mesh.owner, 2)] == ["RELAY", "FWD"]
+        mesh.break_first_owner()
+        answers = await answers_of(mesh.client, 2)
+        assert [(a.id, a.value) for a in answers] == [(1, b"old"), (2, True)]
 
-            async def stale_owner() -> None:  # answers whatever reaches it with the old value
-                sock = await p.accept()
-                while True:
-                    for r in await p.requests(sock, 1):
-                        await sock.send(encode_ok(r.id, b"old" if r.args[0] == "GET" else True, 9))
 
-            nursery.start_soon(stale_owner)
-            answers = await answers_of(client, 2)
-            assert [(a.id, a.value) for a in answers] == [(1, b"old"), (2, True)]
-            client.close()
-            nursery.cancel_scope.cancel()
+@pytest.mark.trio
+async def test_after_a_break_a_relayed_read_goes_on_down_the_owners_as_the_write_did() -> None:
+    """GET K, SET K, GET K through a non-owner that is K's second owner; the connection to the
+    first breaks before it applied anything. The SET fails over to this node (the next owner),
+    and so does the GET after it: it reads the write its client was told was done."""
+    async with second_owner(1) as mesh:
+        (key,) = mesh.keys
+        await mesh.client.send(
+            encode_request(1, "GET", "default", [key])
+            + encode_request(2, "SET", "default", [key, b"new"])
+            + encode_request(3, "GET", "default", [key])
+        )
+        ops = [r.op for r in await mesh.p.requests(mesh.owner, 3)]
+        assert ops == ["RELAY", "FWD", "RELAY"]
+        mesh.break_first_owner()
+        answers = await answers_of(mesh.client, 3)
+        assert [(a.id, a.value) for a in answers] == [(1, b"old"), (2, True), (3, b"new")]
+        assert mesh.plane.store.execute("default", "GET", [key]) == b"new"
 
 
 async def _no_call(*_: Any) -> Any:
@@ -561,41 +601,6 @@ async def test_a_relay_answered_in_several_frames_reaches_each_client_in_order()
                 (4, True),
             ]
             assert plane.stats["relay_failures"] == 0
-            client.close()
-            nursery.cancel_scope.cancel()
-
-
-@pytest.mark.trio
-async def test_after_a_break_a_relayed_read_goes_on_down_the_owners_as_the_write_did() -> None:
-    """GET K, SET K, GET K through a non-owner that is K's second owner; the connection to the
-    first breaks before it applied anything. The SET fails over to this node (the next owner),
-    and so does the GET after it: it reads the write its client was told was done."""
-    async with peer() as (p, address), running(PeerPool()) as pool:
-        owner = await connected(pool, p, address)
-        plane = coordinator(pool, f"{address[0]}:{address[1]}", replicas=2)
-        (key,) = foreign_keys(plane, 1)
-        plane.store.execute("default", "SET", [key, b"old", {}])
-        port, _ = port_for(plane, pool)
-        async with trio.open_nursery() as nursery:
-            client = await serving(nursery, plane, port, p, owner)
-            await client.send(
-                encode_request(1, "GET", "default", [key])
-                + encode_request(2, "SET", "default", [key, b"new"])
-                + encode_request(3, "GET", "default", [key])
-            )
-            assert [r.op for r in await p.requests(owner, 3)] == ["RELAY", "FWD", "RELAY"]
-            owner.close()  # the connection breaks; the first owner applied nothing
-
-            async def stale_owner() -> None:  # answers whatever reaches it with the old value
-                sock = await p.accept()
-                while True:
-                    for r in await p.requests(sock, 1):
-                        await sock.send(encode_ok(r.id, b"old" if r.args[0] == "GET" else True, 9))
-
-            nursery.start_soon(stale_owner)
-            answers = await answers_of(client, 3)
-            assert [(a.id, a.value) for a in answers] == [(1, b"old"), (2, True), (3, b"new")]
-            assert plane.store.execute("default", "GET", [key]) == b"new"
             client.close()
             nursery.cancel_scope.cancel()
 

@@ -923,44 +923,22 @@ class Coordinator:
         error: MeshcacheError | None,
     ) -> None:
         """A submitted forward (or a relayed read) failed: on down the owners (or stand in), in
-        a task. Requests that fail together (a connection broke under them) are handed on in
-        the order they failed, each once the one before it was sent or applied here (those
-        forwarded in a task keep their place the same way, :meth:`_forwarding`): a read must
-        not overtake a write its client sent before it, nor the other way round. Counted as
-        unsent from now, so no forward is submitted directly past it."""
+        a task, from a place in the line of failovers taken now (:meth:`_take_place`)."""
         assert self._nursery is not None
-        self._unsent += 1
-        after, handed = self._failover_tail, trio.Event()
-        self._failover_tail = handed
-        self._nursery.start_soon(
-            self._fail_over, later, owners, namespace, op, args, stamp, error, after, handed
-        )
+        forwarding = self._forwarding(owners, namespace, op, args, stamp, error, self._take_place())
+        self._nursery.start_soon(_settle, later, forwarding)
 
-    async def _fail_over(
-        self,
-        later: Later,
-        owners: list[RingMember],
-        namespace: str,
-        op: str,
-        args: list[Any],
-        stamp: int | None,
-        error: MeshcacheError | None,
-        after: trio.Event | None,
-        handed: trio.Event,
-    ) -> None:
-        started = False
-        try:
-            if after is not None:
-                await after.wait()
-            started = True
-            forwarding = self._forwarding(owners, namespace, op, args, stamp, error, handed.set)
-            later.resolve(await forwarding)
-        except Exception as exc:  # a refusal, or a bug: the dispatcher answers either
-            later.fail(exc)
-        finally:
-            if not started:  # cancelled while the one before it waited
-                self._unsent -= 1
-            handed.set()
+    def _take_place(self) -> tuple[trio.Event | None, trio.Event]:
+        """A place at the end of the line of failovers: the place before it and its own, which
+        is set once its request is handed on again (sent or applied here). Requests that fail
+        together (a connection broke under them) take their places in the order they failed,
+        so each is handed on after the one before it: a read does not overtake a write its
+        client sent before it, nor the other way round. Counted as unsent until handed on, so
+        no forward is submitted directly past it."""
+        self._unsent += 1
+        before, place = self._failover_tail, trio.Event()
+        self._failover_tail = place
+        return before, place
 
     def _forward(
         self,
@@ -983,29 +961,27 @@ class Coordinator:
         args: list[Any],
         stamp: int | None,
         first_error: MeshcacheError | None,
-        on_sent: Callable[[], None] | None = None,
+        line: tuple[trio.Event | None, trio.Event] | None = None,
     ) -> Any:
         """Send the request to the first owner that answers; fail over down the list.
-        ``on_sent`` is called once the request was handed to the pool or applied here.
 
         When no owner can even be connected to (all down, gossip not caught up yet), this node
         stands in and coordinates the request itself (sloppy quorum): a write lands here and
         becomes hints for the owners, a read answers what this node holds.
+
+        Counted as unsent (:meth:`_forward`) until the request is handed to the pool; or, given
+        ``line``, a failover's place in the line (:meth:`_take_place`), which it waits its turn
+        in. A sent request that fails takes a place too, as the pool tells of its failure.
         """
-        unsent = True
-        # Once a sent request failed (the pool tells, in the order requests fail): its place in
-        # the line of failovers, and the place before it, which must be handed on first.
-        place: trio.Event | None = None
-        before: trio.Event | None = None
+        unsent = line is None
+        before, place = (None, None) if line is None else line
 
         def sent() -> None:
             nonlocal unsent, place
             if unsent:
                 unsent = False
                 self._unsent -= 1
-                if on_sent is not None:
-                    on_sent()
-            if place is not None:  # handed on again after a failure: the next one's turn
+            if place is not None:  # handed on after a failure: the next one's turn
                 self._unsent -= 1
                 place.set()
                 place = None
@@ -1013,9 +989,7 @@ class Coordinator:
         def failed() -> None:
             nonlocal place, before
             if place is None:
-                self._unsent += 1
-                before, place = self._failover_tail, trio.Event()
-                self._failover_tail = place
+                before, place = self._take_place()
 
         async def turn() -> None:
             if place is not None and before is not None:
@@ -1404,6 +1378,15 @@ class Coordinator:
         self.stats["repl_applied"] += applied
         self.stats["bulk_records"] += len(payload) // 2
         return [applied, stale, not_owned, refused]
+
+
+async def _settle(later: Later, answer: Coroutine[Any, Any, Any]) -> None:
+    """Settle ``later`` with what ``answer`` gives, or its error (a refusal, or a bug: the port
+    answers either)."""
+    try:
+        later.resolve(await answer)
+    except Exception as exc:
+        later.fail(exc)
 
 
 async def _settled(result: Any) -> Any:

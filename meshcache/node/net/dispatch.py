@@ -199,6 +199,9 @@ class Dispatcher:
             args = normalize_args(spec, args, self._limits)
             if route is not None:
                 result = route(ns, args)
+                if type(result) is RelayAnswer:  # RELAY's, all its reads answered at once
+                    self.counters.requests[op] += 1
+                    return self._timed(histogram, started, self._relay_frames(rid, result))
             elif relayable and self.relay is not None:
                 result = self.relay(ns, op, args, body)
                 if type(result) is Relayed:  # passed on to the key's owner as it came
@@ -213,9 +216,6 @@ class Dispatcher:
                 finish = self._later(rid, op, started, histogram, spec, ns, args)
                 key = (ns, args[0]) if op in _KEYED else None
                 return Pending(None, key=key, later=result, finish=finish)
-            if type(result) is RelayAnswer:
-                self.counters.requests[op] += 1
-                return self._timed(histogram, started, self._relay_frames(rid, result))
             hot = self.hot
             if hot is None or hot.hint is None or spec.handler != DATA_HANDLER:
                 out: bytes = self._pack([rid, STATUS_OK, result, self.ring_version])

@@ -417,8 +417,8 @@ class _PeerConnection:
                     log.exception("peer_answer_callback_failed")
                 # Kept in its place until its answer is whole: a break fails the waiters in
                 # the order their requests were sent.
-                if not more and waiters.get(rid) is request:
-                    del waiters[rid]
+                if not more:
+                    waiters.pop(rid, None)
             left -= 1
             if not left:
                 if time.perf_counter() >= until:
