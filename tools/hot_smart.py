@@ -2,7 +2,7 @@
 reaction.
 
 Run: ``.venv/bin/python -m tools.hot_smart [--keys 1000000] [--rounds 5] [--duration 6]
-[--reaction 5 [--jump-rate 40]] [--consistency 60]``
+[--reaction 5 [--jump-rate 40]] [--consistency 60] [--node-cpu 0.25 --procs 6]``
 
 ``--procs`` worker processes, each one blocking smart :class:`meshcache.Client` (routing by
 the ring, spreading the reads of hot keys over their copies, demanding the versions of its own
@@ -21,7 +21,11 @@ hot when its window started.
 * **Balance**: the GETs each node served itself in the window (GET and HOT_GET received, minus
   forwarded out, plus forwarded in; from INFO), busiest ÷ mean.
 * **Throughput**: ops/s of all workers in the window, as a ratio to the uniform run with hot keys
-  off of the same round (and Zipf 1.2 on ÷ uniform on); beside it, the node processes' CPU
+  off of the same round (and Zipf 1.2 on ÷ uniform on). On a machine whose few cores the nodes
+  share with the workers, that is the machine's throughput, nodes and workers together;
+  ``--node-cpu SHARE`` holds each node process to that share of a core (``tools/cpucap.py``,
+  root), so that the mesh runs at the speed of its busiest node, as nodes on machines of their
+  own do, while the workers have the rest; beside it, the node processes' CPU
   seconds per 1,000 ops and the workers' (less at the mercy of other work on the machine than
   ops/s), the quarter seconds of the window in which no worker finished an op (stalls: the run
   was starved), and the copy updates a second that writes to hot keys cost their owners; under
@@ -69,6 +73,7 @@ from typing import Any
 
 from meshcache.testing.mesh import Mesh
 from tools.bench.workload import key
+from tools.cpucap import CapError, cpu_capped
 from tools.hot_mesh import served, set_hot
 from tools.mesh_figures.preload import preload_by_owner
 
@@ -710,6 +715,14 @@ def main(argv: list[str] | None = None) -> int:
         " GET/SET loop, so every workload costs them the same per op; --consistency checks)",
     )
     parser.add_argument(
+        "--node-cpu",
+        type=float,
+        default=None,
+        help="hold each node process to this share of a core (cgroups, root; e.g. 0.25): the"
+        " mesh then runs at the speed of its busiest node, as nodes on machines of their own"
+        " do, and the workers have the rest of the machine (default: unbounded)",
+    )
+    parser.add_argument(
         "--anti-entropy-interval",
         default=None,
         help="passed to every node (e.g. 10m; default: the node's, 60 s): a scan of a node's"
@@ -740,6 +753,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"preloaded {preloaded:,} of {args.keys:,} keys in {time.monotonic() - started:.0f} s"
         )
+        if args.node_cpu is not None:
+            try:
+                stack.enter_context(cpu_capped([n.proc.pid for n in mesh.nodes], args.node_cpu))
+            except (CapError, OSError, ValueError) as exc:
+                parser.exit(2, f"--node-cpu: {exc}\n")
+            print(f"each node held to {args.node_cpu:g} of a core")
         pool = stack.enter_context(ctx.Pool(args.procs))
         pool.map(_warm, range(args.procs), chunksize=1)
         if args.reaction:
