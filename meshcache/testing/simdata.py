@@ -103,7 +103,7 @@ from meshcache.testing.faults import LinkFaults, SimulationError
 from meshcache.wire.address import Address
 from meshcache.wire.frame import HEADER_SIZE, Response, decode_response, encode_request
 from meshcache.wire.ops import OPS, OpKind
-from meshcache.wire.pending import Pending
+from meshcache.wire.pending import Parts, Pending
 
 __all__ = [
     "AckedWrite",
@@ -123,16 +123,24 @@ DATA_PORT = 7000
 NO_ROUNDS = 3600.0
 EXPIRE_INTERVAL = 0.1
 
-Handler = Callable[[bytes], "bytes | Pending"]
+Handler = Callable[[bytes], "bytes | Pending | Parts"]
 """A node's request handler: :meth:`Dispatcher.handle`."""
 
 
-def _pending(result: bytes | Pending) -> tuple[bytes | Awaitable[bytes], bool]:
+def _pending(result: bytes | Parts | Pending) -> tuple[bytes | Awaitable[bytes], bool]:
     """Split a handler's result into the answer (ready or awaitable) and whether awaiting it
-    holds the connection: a ``Pending`` does when it fans out (the data port's rule)."""
+    holds the connection: a ``Pending`` does when it fans out (the data port's rule). An
+    answer in :class:`Parts` is taken whole."""
     if isinstance(result, bytes):
         return result, False
-    return (result.answer if result.answer is not None else result.reply()), result.fans_out
+    if isinstance(result, Parts):
+        return result.whole(), False
+    return _whole(result.answer if result.answer is not None else result.reply()), result.fans_out
+
+
+async def _whole(answer: Awaitable[bytes | Parts]) -> bytes:
+    data = await answer
+    return data.whole() if isinstance(data, Parts) else data
 
 
 # --------------------------------------------------------------------------- the network

@@ -6,7 +6,7 @@ Shared by the msgpack data port (:mod:`meshcache.node.net.dispatch`) and the RES
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 
@@ -100,11 +100,28 @@ class FailedOver:
         self.value = value
 
 
+class Parts:
+    """An answer written in parts: ``first`` now, and each part of ``rest`` once the part before
+    it is in the kernel's hands, so a large answer is never held whole (a ``RELAY``'s answer
+    over many large values). Answers behind it on the connection wait until its last part."""
+
+    __slots__ = ("first", "rest")
+
+    def __init__(self, first: bytes, rest: Iterator[bytes]) -> None:
+        self.first = first
+        self.rest = rest
+
+    def whole(self) -> bytes:
+        """Every part at once (for a caller that holds the answer anyway: the simulation)."""
+        return b"".join([self.first, *self.rest])
+
+
 class Pending:
     """A request whose answer waits on a node op (a forward, a quorum's acks, a Raft commit),
     on either door of a node: the data port (msgpack frames) or the RESP port.
 
-    ``answer`` produces the complete reply bytes and never raises for a failed op (a
+    ``answer`` produces the complete reply bytes (or, for a large answer, its :class:`Parts`)
+    and never raises for a failed op (a
     :class:`CommandError` or a node bug becomes an error reply); it must be awaited exactly once.
 
     ``fans_out`` is True for ops that start work on other nodes after they first wait (a
@@ -132,7 +149,7 @@ class Pending:
 
     def __init__(
         self,
-        answer: Coroutine[Any, Any, bytes] | None,
+        answer: Coroutine[Any, Any, bytes | Parts] | None,
         *,
         fans_out: bool = False,
         key: tuple[str, bytes] | None = None,
@@ -145,7 +162,7 @@ class Pending:
         self.later = later
         self.finish = finish
 
-    async def reply(self) -> bytes:
+    async def reply(self) -> bytes | Parts:
         """The reply bytes, from a task: ``answer`` awaited, or ``later`` waited for."""
         if self.answer is not None:
             return await self.answer
@@ -156,4 +173,4 @@ class Pending:
         return data
 
 
-__all__ = ["FailedOver", "Later", "Pending", "Relayed"]
+__all__ = ["FailedOver", "Later", "Parts", "Pending", "Relayed"]

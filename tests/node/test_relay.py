@@ -41,7 +41,7 @@ from meshcache.wire.frame import (
     encode_request,
 )
 from meshcache.wire.ops import Limits
-from meshcache.wire.pending import Later
+from meshcache.wire.pending import Later, Parts
 from tests.node.test_peer_batching import (
     connected,
     coordinator,
@@ -489,11 +489,23 @@ def test_the_status_of_a_response_frame_is_read_without_decoding_it(rid: int) ->
 # --- the owner's side --------------------------------------------------------------------------
 
 
-def owner_dispatcher(answer_bytes: int = relay.MAX_ANSWER_BYTES) -> tuple[Dispatcher, Coordinator]:
+class _Counting(Dispatcher):
+    """A dispatcher that notes the request id of each relayed read's frame it makes."""
+
+    made: list[int]
+
+    def _relay_frame(self, rid: int, value: Any) -> bytes:
+        self.made.append(rid)
+        return super()._relay_frame(rid, value)
+
+
+def owner_dispatcher(
+    answer_bytes: int = relay.MAX_ANSWER_BYTES, cls: type[Dispatcher] = Dispatcher
+) -> tuple[Dispatcher, Coordinator]:
     """An owner: a dispatcher whose FWD route is its coordinator's, as a node wires it."""
     pool = PeerPool()
     plane = coordinator(pool, replicas=1)
-    dispatcher = Dispatcher(
+    dispatcher = cls(
         execute=plane.execute,
         routes={"FWD": plane.execute_forwarded},
         limits=Limits(max_key_bytes=64, max_value_bytes=1 << 20),
@@ -555,9 +567,9 @@ def test_past_the_answer_limit_the_owner_goes_on_in_more_frames_under_the_relays
         for i, k in enumerate((b"a", b"b", b"c", b"a"), 1)
     ]
     out = dispatcher.handle(body_of(encode_request(5, "RELAY", "", [bodies])))
-    assert isinstance(out, bytes)
+    assert isinstance(out, Parts)  # more than one frame: written a part at a time
     reader = FrameReader(1 << 20)
-    reader.feed(out)
+    reader.feed(out.whole())
     parts = []
     while (body := reader.next_body()) is not None:
         parts.append(decode_response(body))
@@ -567,6 +579,82 @@ def test_past_the_answer_limit_the_owner_goes_on_in_more_frames_under_the_relays
     frames = [decode_response(f[HEADER.size :]) for p in parts for f in p.value]
     assert [(f.id, len(f.value)) for f in frames] == [(1, 600), (2, 300), (3, 300), (4, 600)]
     assert plane.stats["forwarded_in"] == 4
+
+
+def test_the_frames_of_a_long_answer_are_made_as_its_parts_are_written() -> None:
+    """An answer over many large values is not held whole: the owner keeps the reads'
+    results and makes each part's frames when the part before it was written, all at the
+    values the reads found where the RELAY stood."""
+    dispatcher, plane = owner_dispatcher(relay.answer_bytes_for(2000), _Counting)
+    made = dispatcher.made = []  # type: ignore[attr-defined]
+    keys = [b"k%d" % i for i in range(8)]
+    for i, key in enumerate(keys):
+        plane.store.execute("default", "SET", [key, bytes([65 + i]) * 600, {}])
+    bodies = [body_of(encode_request(i, "GET", "default", [k])) for i, k in enumerate(keys, 1)]
+    out = dispatcher.handle(body_of(encode_request(5, "RELAY", "", [bodies])))
+    assert isinstance(out, Parts)
+    # Two parts made (600 + 600 bytes of values reach the 1,000-byte limit at the second read).
+    assert made == [1, 2, 3]
+    for key in keys:  # written after the RELAY: its answer keeps what the reads found
+        plane.store.execute("default", "SET", [key, b"new", {}])
+    rest = list(out.rest)
+    assert made == list(range(1, 9)) and len(rest) == 7
+    frames = []
+    for part in (out.first, *rest):
+        frames += [decode_response(f[HEADER.size :]) for f in decode_response(part[4:]).value]
+    assert [(f.id, f.value) for f in frames] == [
+        (i, bytes([65 + i - 1]) * 600) for i in range(1, 9)
+    ]
+
+
+@pytest.mark.trio
+async def test_an_answer_in_parts_waits_for_a_slow_client_and_keeps_its_place() -> None:
+    """A real data port writes a RELAY's long answer a part at a time: while the client reads
+    nothing, the owner has made only the parts the kernel took; the request behind the RELAY
+    is answered after every part, and the client gets everything in order."""
+    dispatcher, plane = owner_dispatcher(relay.answer_bytes_for(256 << 10), _Counting)
+    made = dispatcher.made = []  # type: ignore[attr-defined]
+    value = 200_000  # four of them fit the namespace; 64 reads of them are 12.8 MB of answer
+    keys = [b"k%d" % (i % 4) for i in range(MAX_BATCH_ITEMS)]
+    for i in range(4):
+        plane.store.execute("default", "SET", [b"k%d" % i, bytes([i]) * value, {}])
+    port = DataPort(open_listener("127.0.0.1", 0), dispatcher, LimitSettings(), peers=None)
+    bodies = [body_of(encode_request(i, "GET", "default", [k])) for i, k in enumerate(keys, 1)]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(plane.run)
+        await nursery.start(port.serve)
+        client = trio.socket.socket()
+        client.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 64 << 10)
+        await client.connect(port.address)
+        await client.send(
+            encode_request(5, "RELAY", "", [bodies])
+            + encode_request(6, "GET", "default", [keys[0]])
+        )
+        # The port writes what the kernel takes, then waits for room: made stops growing.
+        with trio.fail_after(10):
+            while True:
+                before = len(made)
+                await trio.testing.wait_all_tasks_blocked(0.05)
+                if made and len(made) == before:
+                    break
+        assert len(made) < len(keys) // 2, f"{len(made)} of {len(keys)} frames made unread"
+        reader = FrameReader(1 << 20)
+        answers: list[Response] = []
+        with trio.fail_after(10):
+            while len(answers) < 2 or answers[-1].id == 5:
+                data = await client.recv(1 << 16)
+                assert data
+                reader.feed(data)
+                while (body := reader.next_body()) is not None:
+                    answers.append(decode_response(body))
+        assert [a.id for a in answers] == [5] * (len(answers) - 1) + [6]
+        frames = [decode_response(f[HEADER.size :]) for a in answers[:-1] for f in a.value]
+        assert [(f.id, f.value) for f in frames] == [
+            (i, bytes([(i - 1) % 4]) * value) for i in range(1, len(keys) + 1)
+        ]
+        assert answers[-1].value == bytes([0]) * value
+        client.close()
+        nursery.cancel_scope.cancel()
 
 
 @pytest.mark.trio

@@ -12,9 +12,9 @@ exist, the wait of a pending answer included.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from types import CoroutineType
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 
@@ -33,7 +33,7 @@ from meshcache.wire.ops import (
     OpSpec,
     normalize_args,
 )
-from meshcache.wire.pending import FailedOver, Later, Pending, Relayed
+from meshcache.wire.pending import FailedOver, Later, Parts, Pending, Relayed
 
 # Bad input is counted under the snake_case of its error code, plus a few framing-level kinds.
 _BAD_KIND = {code: code.value.lower() for code in ErrorCode}
@@ -58,7 +58,9 @@ Route = Callable[[str, list[Any]], Any]
 Relay = Callable[[str, str, list[Any], bytes], Any]
 
 
-def _pending(answer: Coroutine[Any, Any, bytes], spec: OpSpec, ns: str, args: list[Any]) -> Pending:
+def _pending(
+    answer: Coroutine[Any, Any, bytes | Parts], spec: OpSpec, ns: str, args: list[Any]
+) -> Pending:
     if not spec.keyed:
         return Pending(answer, fans_out=spec.name not in _ONE_HOP)
     # Many-key ops (MGET, MSET, DELETE, EXISTS) repeat a key group and are split by owner.
@@ -74,6 +76,16 @@ def _unrouted(namespace: str, args: list[Any]) -> Any:
 # Bound once: the hot path pays for no module attribute lookups.
 _unpackb = msgpack.unpackb
 _pack_header = HEADER.pack
+_A = TypeVar("_A", bytes, "bytes | Parts")
+
+
+def _framed(second: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    """Response frame bodies with their headers, ``second`` first."""
+    yield _pack_header(len(second)) + second
+    for body in rest:
+        yield _pack_header(len(body)) + body
+
+
 _clock_ns = time.perf_counter_ns
 # The ops whose first argument is their key (OpSpec.keyed, a property, asked per request).
 _KEYED = frozenset(name for name, spec in OPS.items() if spec.keyed)
@@ -166,7 +178,7 @@ class Dispatcher:
         self.relay: Relay | None = None
         self._pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
-    def handle(self, body: bytes, session: Session = _TRUSTED) -> bytes | Pending:
+    def handle(self, body: bytes, session: Session = _TRUSTED) -> bytes | Pending | Parts:
         """Answer one frame body with one complete response frame (header included).
 
         ``session`` is the connection's identity: an op outside ``session.allowed`` goes
@@ -201,7 +213,7 @@ class Dispatcher:
                 result = route(ns, args)
                 if type(result) is RelayAnswer:  # RELAY's, all its reads answered at once
                     self.counters.requests[op] += 1
-                    return self._timed(histogram, started, self._relay_frames(rid, result))
+                    return self._timed(histogram, started, self._relay_answer(rid, result))
             elif relayable and self.relay is not None:
                 result = self.relay(ns, op, args, body)
                 if type(result) is Relayed:  # passed on to the key's owner as it came
@@ -248,12 +260,13 @@ class Dispatcher:
         spec: OpSpec | None = None,
         ns: str = "",
         args: list[Any] | None = None,
-    ) -> bytes:
+    ) -> bytes | Parts:
+        out: bytes | Parts
         try:
             value = await pending
             hot = self.hot
             if type(value) is RelayAnswer:  # a RELAY some of whose reads waited
-                out = self._relay_frames(rid, value)
+                out = self._relay_answer(rid, value)
             elif hot is not None and op == "FWD" and args is not None:
                 # A forwarded write to a hot key: the versions it left, for its forwarder.
                 out = self._ok(rid, value, hot.forward_hint(ns, args))
@@ -370,7 +383,7 @@ class Dispatcher:
                 ErrorCode.BAD_REQUEST, f"RELAY carries at most {MAX_BATCH_ITEMS} requests"
             )
         forwarded = self._forwarded
-        frames: list[bytes | None] = []
+        items: list[bytes | tuple[int, Any] | None] = []
         waiting: list[tuple[int, int, Any]] | None = None
         for body in bodies:
             if type(body) is not bytes:
@@ -380,50 +393,63 @@ class Dispatcher:
                 if type(rid) is not int or rid < 1 or type(op) is not str or type(ns) is not str:
                     raise ValueError
             except Exception:
-                frame = self._bad_frame(body)
+                item: bytes | tuple[int, Any] = self._bad_frame(body)
             else:
                 if op not in RELAYABLE:
                     refused = CommandError(ErrorCode.BAD_REQUEST, f"RELAY cannot carry {op[:64]!r}")
-                    frame = self._error(rid, "RELAY", refused)
+                    item = self._error(rid, "RELAY", refused)
                 else:
                     try:
                         result = forwarded(ns, [op, request_args])
                         if type(result) is Later or type(result) is CoroutineType:
                             if waiting is None:
                                 waiting = []
-                            waiting.append((len(frames), rid, result))
-                            frames.append(None)
+                            waiting.append((len(items), rid, result))
+                            items.append(None)
                             continue
-                        frame = self._ok(rid, result)
+                        item = (rid, result)  # its frame is made when the answer is written
                     except CommandError as exc:
-                        frame = self._error(rid, "RELAY", exc)
-                    except Exception as exc:  # a bug (or a value msgpack cannot encode)
+                        item = self._error(rid, "RELAY", exc)
+                    except Exception as exc:  # a bug
                         bug = CommandError(ErrorCode.INTERNAL, type(exc).__name__)
-                        frame = self._error(rid, "RELAY", bug)
-            frames.append(frame)
+                        item = self._error(rid, "RELAY", bug)
+            items.append(item)
         if waiting is None:
-            return RelayAnswer(frames)  # type: ignore[arg-type]  # no None left: none waits
-        return self._relayed_later(frames, waiting)
+            return RelayAnswer(items)  # type: ignore[arg-type]  # no None left: none waits
+        return self._relayed_later(items, waiting)
 
     async def _relayed_later(
-        self, frames: list[bytes | None], waiting: list[tuple[int, int, Any]]
+        self, items: list[bytes | tuple[int, Any] | None], waiting: list[tuple[int, int, Any]]
     ) -> RelayAnswer:
-        """The frames of a ``RELAY`` some of whose reads wait (a read-through load)."""
+        """The answer of a ``RELAY`` some of whose reads wait (a read-through load)."""
         for index, rid, result in waiting:
             try:
-                value = await (result.wait() if type(result) is Later else result)
-                frames[index] = self._ok(rid, value)
+                items[index] = (rid, await (result.wait() if type(result) is Later else result))
             except CommandError as exc:
-                frames[index] = self._error(rid, "RELAY", exc)
-            except Exception as exc:  # a bug (or a value msgpack cannot encode)
+                items[index] = self._error(rid, "RELAY", exc)
+            except Exception as exc:  # a bug
                 bug = CommandError(ErrorCode.INTERNAL, type(exc).__name__)
-                frames[index] = self._error(rid, "RELAY", bug)
-        return RelayAnswer(frames)  # type: ignore[arg-type]  # every one answered now
+                items[index] = self._error(rid, "RELAY", bug)
+        return RelayAnswer(items)  # type: ignore[arg-type]  # every one answered now
 
-    def _relay_frames(self, rid: int, answer: RelayAnswer) -> bytes:
-        """The response frames (headers included) of a ``RELAY``'s answer."""
-        bodies = answer.pack(rid, self.ring_version, self._pack, self._answer_bytes)
-        return b"".join([_pack_header(len(body)) + body for body in bodies])
+    def _relay_answer(self, rid: int, answer: RelayAnswer) -> bytes | Parts:
+        """The response frames (headers included) of a ``RELAY``'s answer: one frame's bytes,
+        or :class:`Parts` when it takes more, each made once the one before it was written."""
+        bodies = answer.parts(
+            rid, self.ring_version, self._pack, self._relay_frame, self._answer_bytes
+        )
+        first = next(bodies)
+        second = next(bodies, None)
+        if second is None:
+            return _pack_header(len(first)) + first
+        return Parts(_pack_header(len(first)) + first, _framed(second, bodies))
+
+    def _relay_frame(self, rid: int, value: Any) -> bytes:
+        """A relayed read's response frame (an error frame for a value msgpack cannot encode)."""
+        try:
+            return self._ok(rid, value)
+        except Exception as exc:  # a bug: a value msgpack cannot encode
+            return self._error(rid, "RELAY", CommandError(ErrorCode.INTERNAL, type(exc).__name__))
 
     def _count_refused(self, frame: bytes) -> None:
         """An owner's error frame for a relayed request, counted as :meth:`_error` counts."""
@@ -436,7 +462,7 @@ class Dispatcher:
         if code not in _DATA_REFUSALS:
             self.counters.bad_input[_BAD_KIND[ErrorCode(code)]] += 1
 
-    def _timed(self, histogram: list[int], started: int, answer: bytes) -> bytes:
+    def _timed(self, histogram: list[int], started: int, answer: _A) -> _A:
         """``answer``, once the request that started at ``started`` is counted as done."""
         now = _clock_ns()
         if now >= self._latency.rotate_at:

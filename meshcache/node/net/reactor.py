@@ -14,7 +14,9 @@ that was ready.
 
 Answers are always written in request order. A request whose op must wait enters the
 connection's *ordered* mode: its later requests are still read and answered, but every answer
-is queued behind the ones before it (:class:`Waiting` entries) and written when they are. A
+is queued behind the ones before it (:class:`Waiting` entries) and written when they are; an
+answer in :class:`Parts` (a ``RELAY``'s long answer) is written a part at a time, each made
+once the kernel took the one before it, and the connection is not read meanwhile. A
 waiting answer is either run by a task (a quorum write, a config change, a forward that must
 connect or fail over) or delivered by callback: a forward *submitted* to its peer connection
 (:attr:`Pending.later`), which costs no task.
@@ -43,12 +45,12 @@ import select
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 import trio
 
-from meshcache.wire.pending import Pending
+from meshcache.wire.pending import Parts, Pending
 
 if TYPE_CHECKING:
     from meshcache.node.net.peer_pool import PeerPool
@@ -78,12 +80,15 @@ BROKEN = select.EPOLLHUP | select.EPOLLERR
 
 class Waiting:
     """One answer of an ordered connection that waits on a node op: run by a task, or (with
-    ``task`` False) delivered by a callback, which needs neither a scope nor an event."""
+    ``task`` False) delivered by a callback, which needs neither a scope nor an event. An
+    answer in :class:`Parts` keeps its ``rest`` here: ``data`` is its next part, made once
+    the part before it went."""
 
-    __slots__ = ("data", "scope", "started")
+    __slots__ = ("data", "rest", "scope", "started")
 
     def __init__(self, task: bool = True) -> None:
         self.data: bytes | None = None
+        self.rest: Iterator[bytes] | None = None
         # Cancelled when the connection closes.
         self.scope = trio.CancelScope() if task else None
         # Its op ran to its first wait: the next one may start.
@@ -364,7 +369,11 @@ class Reactor(Generic[C]):
     def _write_unsent(self, conn: C) -> None:
         """Called by the reactor (``_now`` is this round's time)."""
         if self._send(conn, b""):
-            self._resume(conn)
+            queue = conn.queue
+            if queue and type(queue[0]) is Waiting and queue[0].rest is not None:
+                self._drain(conn)  # an answer in parts goes on
+            else:
+                self._resume(conn)
 
     # --- ordered mode --------------------------------------------------------------------------
 
@@ -377,10 +386,22 @@ class Reactor(Generic[C]):
             return True
         return False
 
-    def _start(self, conn: C, pending: Pending) -> None:
+    def _start(self, conn: C, pending: Pending | Parts) -> None:
         """Queue a waiting answer (entering ordered mode) and start its task, or have its
         answer delivered by callback (a forward already queued on its peer connection, in
-        order)."""
+        order); or queue an answer in parts, its first part ready."""
+        if type(pending) is Parts:
+            entry = Waiting(task=False)
+            entry.rest = pending.rest
+            conn.queue.append(entry)
+            conn.busy = True
+            conn.waiting += 1
+            # Nothing more is read from the connection until its last part is made: what the
+            # answer holds until then is not counted in ``held``.
+            conn.fanning_out = True
+            self._arrived(conn, entry, pending.first)
+            return
+        assert type(pending) is Pending
         later = pending.later
         if later is not None:
             entry = Waiting(task=False)
@@ -453,14 +474,20 @@ class Reactor(Generic[C]):
             # Awaited even when the connection closed meanwhile (it is cancelled at its first
             # wait then): an op is never dropped unawaited.
             assert pending.answer is not None
-            data = await pending.answer
+            answer = await pending.answer
         if self._conns.get(conn.fd) is not conn or entry.scope.cancelled_caught:
             return  # closed while it waited
+        if isinstance(answer, Parts):
+            entry.rest = answer.rest
+            data = answer.first
+            conn.fanning_out = True  # until its last part is made (see ``_start``)
+        else:
+            data = answer
+            if pending.fans_out:
+                conn.fanning_out = False
         entry.data = data
         conn.waiting -= 1
         conn.held += len(data)
-        if pending.fans_out:
-            conn.fanning_out = False
         if conn.queue[0] is not entry:
             return  # written with the answers before it
         # Answers of one peer read complete in the same scheduler batch: let them, and write
@@ -472,25 +499,56 @@ class Reactor(Generic[C]):
 
     def _drain(self, conn: C) -> None:
         """Write the ready answers at the head of ``conn``'s queue; leave ordered mode when it
-        empties; read on if it was paused (or wind down if doomed) once its answers went."""
+        empties; read on if it was paused (or wind down if doomed) once its answers went.
+
+        An answer in parts is written a part at a time: the next part is made once the kernel
+        took the one before it (here, or in :meth:`_write_unsent` once there is room)."""
         queue = conn.queue
-        out: list[bytes | bytearray] = []
-        while queue:
-            head = queue[0]
-            if type(head) is bytearray:
-                out.append(head)
-            else:
-                assert type(head) is Waiting
-                if head.data is None:
-                    break
-                out.append(head.data)
-            queue.popleft()
-        data = b"".join(out)
-        conn.held -= len(data)
-        if not queue:
-            conn.busy = False
-        if self._send(conn, data) and (conn.mask != READ or conn.doomed is not None):
+        while True:
+            out: list[bytes | bytearray] = []
+            parted = None
+            while queue:
+                head = queue[0]
+                if type(head) is bytearray:
+                    out.append(head)
+                else:
+                    assert type(head) is Waiting
+                    if head.rest is not None:  # an answer in parts: its part, if one is made
+                        parted = head
+                        if head.data is not None:
+                            out.append(head.data)
+                            head.data = None
+                        break
+                    if head.data is None:
+                        break
+                    out.append(head.data)
+                queue.popleft()
+            data = b"".join(out)
+            conn.held -= len(data)
+            if not queue:
+                conn.busy = False
+            if not self._send(conn, data):
+                return  # closed, or paused until the kernel has room
+            if parted is None:
+                break
+            self._next_part(conn, parted)
+        if conn.mask != READ or conn.doomed is not None:
             self._resume(conn)
+
+    def _next_part(self, conn: C, entry: Waiting) -> None:
+        """The next part of the answer in parts at the head of ``conn``'s queue, made now; or,
+        when it has no more, the answer leaves the queue."""
+        assert entry.rest is not None
+        part = next(entry.rest, None)
+        if part is None:
+            entry.rest = None
+            conn.fanning_out = False
+            conn.queue.popleft()
+            if not conn.queue:
+                conn.busy = False
+            return
+        entry.data = part
+        conn.held += len(part)
 
     # --- connections ---------------------------------------------------------------------------
 

@@ -10,8 +10,9 @@ of each body, in order, as it would have answered its client
 (:meth:`~meshcache.node.net.dispatch.Dispatcher.relayed`), every body where the ``RELAY``
 stands among the requests of the connection, so a read never sees a write its client sent
 after it; an answer whose frames pass :data:`MAX_ANSWER_BYTES` comes in several frames under
-the ``RELAY``'s id (:class:`RelayAnswer`). The non-owner writes those frames to its client as
-they came: it neither encodes a request nor decodes an answer per read.
+the ``RELAY``'s id (:class:`RelayAnswer`), made and written one at a time. The non-owner
+writes those frames to its client as they came: it neither encodes a request nor decodes an
+answer per read.
 
 Only reads of a namespace without read-through are relayed (a load is timed), and in a
 namespace with hot keys only those this node holds no fresh copy for (a copy answers here);
@@ -22,7 +23,7 @@ its reads not answered yet to ``failed``, which forwards it again the usual way.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from meshcache.errors import CommandError, RemoteProtocolError, UnavailableError
@@ -55,38 +56,42 @@ def answer_bytes_for(max_frame_bytes: int) -> int:
 
 
 class RelayAnswer:
-    """An owner's answer to a ``RELAY``: a response frame per body, in order, executed where
-    the ``RELAY`` stands among the connection's requests. Written as one response frame
-    ``[id, OK, frames, ring_version]``, or as several with the same id when the frames pass
+    """An owner's answer to a ``RELAY``: for each body, in order, executed where the ``RELAY``
+    stands among the connection's requests, its response frame, or its request id and result,
+    whose frame is made only when the answer is written. Written as one response frame ``[id,
+    OK, frames, ring_version]``, or as several with the same id when the frames pass
     :data:`MAX_ANSWER_BYTES` (half the frame limit when that is smaller), each with the next
     frames (at least one), so no frame of the answer is much larger than that or than one
-    read's frame. The owner builds it whole: up to :data:`MAX_BATCH_ITEMS` reads' frames."""
+    read's frame. The frames are made a part at a time (:meth:`parts`): the owner holds the
+    reads' results (values it holds anyway, unless written meanwhile), not their copies in
+    frames."""
 
-    __slots__ = ("frames",)
+    __slots__ = ("items",)
 
-    def __init__(self, frames: list[bytes]) -> None:
-        self.frames = frames
+    def __init__(self, items: list[bytes | tuple[int, Any]]) -> None:
+        self.items = items
 
-    def pack(
+    def parts(
         self,
         rid: int,
         ring_version: int,
         pack: Callable[[Any], bytes],
+        frame_of: Callable[[int, Any], bytes],
         limit: int = MAX_ANSWER_BYTES,
-    ) -> list[bytes]:
-        """The answer's response frame bodies (headers not included), each with frames of at
-        most ``limit`` bytes in all unless it holds one frame only."""
-        out: list[bytes] = []
+    ) -> Iterator[bytes]:
+        """The answer's response frame bodies (headers not included), made one at a time,
+        each with frames of at most ``limit`` bytes in all unless it holds one frame only;
+        ``frame_of(rid, result)`` makes a read's response frame."""
         chunk: list[bytes] = []
         size = 0
-        for frame in self.frames:
+        for item in self.items:
+            frame = item if type(item) is bytes else frame_of(*item)
             if chunk and size + len(frame) > limit:
-                out.append(pack([rid, STATUS_OK, chunk, ring_version]))
+                yield pack([rid, STATUS_OK, chunk, ring_version])
                 chunk, size = [], 0
             chunk.append(frame)
             size += len(frame)
-        out.append(pack([rid, STATUS_OK, chunk, ring_version]))
-        return out
+        yield pack([rid, STATUS_OK, chunk, ring_version])
 
 
 class RelayBatch:
