@@ -417,7 +417,11 @@ class DataPort(Reactor[_Conn]):
         flush_at = self._flush_at
         # Reactor._full, inline (asked once per frame).
         while not (
-            conn.unsent or conn.fanning_out or conn.waiting >= MAX_PENDING or conn.held >= flush_at
+            conn.unsent
+            or conn.fanning_out
+            or conn.streaming
+            or conn.waiting >= MAX_PENDING
+            or conn.held >= flush_at
         ):
             if not left:
                 if not reader.buffered:

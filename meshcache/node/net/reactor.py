@@ -109,6 +109,7 @@ class Conn:
         "mask",
         "queue",
         "sock",
+        "streaming",
         "unsent",
         "unstarted",
         "waiting",
@@ -129,6 +130,7 @@ class Conn:
         # The newest waiting entry of each key whose op has not reached its first wait yet.
         self.unstarted: dict[tuple[str, bytes], Waiting] = {}
         self.fanning_out = False  # a fan-out op is running: read nothing until it is done
+        self.streaming = False  # an answer in parts is being written: read nothing meanwhile
         self.doomed: str | None = None  # the reason it closes with, once its answers are out
         # Complete requests wait in its reader for a later turn (the reactor's backlog): not
         # read from the socket until they are answered.
@@ -315,6 +317,10 @@ class Reactor(Generic[C]):
                 self._in_round = False
                 if peers is not None:
                     peers.release()
+                if self._landed_conns and not self._landed.is_set():
+                    # Answers that landed during the last round's end (an answer in parts
+                    # started by a read its writing resumed): the drainer writes them.
+                    self._landed.set()
 
     def _round_end(self) -> None:
         """Write what the round produced: the forwards it submitted (each peer's in one write,
@@ -323,14 +329,15 @@ class Reactor(Generic[C]):
         peers = self._peers
         if peers is not None:
             peers.flush(self._epoll)
+        # A connection's answers in ``_round_out`` come before those in its queue.
+        if self._round_out:
+            self._flush_round()
         if self._landed_conns:
             landed, self._landed_conns = self._landed_conns, {}
             conns = self._conns
             for conn in landed:
                 if conns.get(conn.fd) is conn and conn.queue:
                     self._drain(conn)
-        if self._round_out:
-            self._flush_round()
 
     def _defer(self, conn: C) -> None:
         """``conn`` used its turn with requests left: answer them on a later turn."""
@@ -378,7 +385,12 @@ class Reactor(Generic[C]):
     # --- ordered mode --------------------------------------------------------------------------
 
     def _full(self, conn: C) -> bool:
-        return conn.fanning_out or conn.waiting >= MAX_PENDING or conn.held >= self._flush_at
+        return (
+            conn.fanning_out
+            or conn.streaming
+            or conn.waiting >= MAX_PENDING
+            or conn.held >= self._flush_at
+        )
 
     def _pause_if_full(self, conn: C) -> bool:
         if conn.busy and self._full(conn):
@@ -398,7 +410,7 @@ class Reactor(Generic[C]):
             conn.waiting += 1
             # Nothing more is read from the connection until its last part is made: what the
             # answer holds until then is not counted in ``held``.
-            conn.fanning_out = True
+            conn.streaming = True
             self._arrived(conn, entry, pending.first)
             return
         assert type(pending) is Pending
@@ -480,11 +492,11 @@ class Reactor(Generic[C]):
         if isinstance(answer, Parts):
             entry.rest = answer.rest
             data = answer.first
-            conn.fanning_out = True  # until its last part is made (see ``_start``)
+            conn.streaming = True  # until its last part is made (see ``_start``)
         else:
             data = answer
-            if pending.fans_out:
-                conn.fanning_out = False
+        if pending.fans_out:
+            conn.fanning_out = False
         entry.data = data
         conn.waiting -= 1
         conn.held += len(data)
@@ -542,7 +554,7 @@ class Reactor(Generic[C]):
         part = next(entry.rest, None)
         if part is None:
             entry.rest = None
-            conn.fanning_out = False
+            conn.streaming = False
             conn.queue.popleft()
             if not conn.queue:
                 conn.busy = False
@@ -578,7 +590,9 @@ class Reactor(Generic[C]):
             await trio.sleep(period)
             deadline = self._clock() - timeout
             for conn in [c for c in self._conns.values() if c.last_active < deadline]:
-                if not conn.busy:
+                # A busy one waits on its ops, unless it waits on its client: bytes the
+                # kernel did not take all that time (a client that stopped reading).
+                if not conn.busy or conn.unsent:
                     self._close(conn, "idle_timeout")
 
 

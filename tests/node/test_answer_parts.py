@@ -1,0 +1,202 @@
+"""Answers in parts (a ``RELAY``'s long answer) on a real data port: every one is written, in
+request order, a client that stops reading is reaped, and a fan-out op behind one still holds
+its connection."""
+
+from __future__ import annotations
+
+import select
+import socket
+import time
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from meshcache.node.admin.metrics import NodeCounters
+from meshcache.node.net import relay
+from meshcache.node.net.dataport import DataPort, _Conn, open_listener
+from meshcache.node.net.dispatch import Dispatcher
+from meshcache.node.net.peer_pool import PeerPool
+from meshcache.node.net.relay import MAX_BATCH_ITEMS
+from meshcache.settings import LimitSettings
+from meshcache.wire.frame import FrameReader, decode_response, encode_request
+from meshcache.wire.ops import Limits
+from tests.node.test_peer_batching import coordinator, wait_until
+from tests.node.test_relay import body_of, owner_dispatcher
+
+KEYS = [b"k%d" % i for i in range(4)]
+
+
+def _relay(rid: int, keys: list[bytes], first: int = 1) -> bytes:
+    bodies = [body_of(encode_request(i, "GET", "default", [k])) for i, k in enumerate(keys, first)]
+    return encode_request(rid, "RELAY", "", [bodies])
+
+
+def _small_frames_owner() -> tuple[Dispatcher, Any]:
+    """An owner whose RELAY answers over KEYS take four frames (600-byte values, 1,000-byte
+    parts)."""
+    dispatcher, plane = owner_dispatcher(relay.answer_bytes_for(2000))
+    for i, key in enumerate(KEYS):
+        plane.store.execute("default", "SET", [key, bytes([65 + i]) * 600, {}])
+    return dispatcher, plane
+
+
+async def _ids(client: trio.socket.SocketType, until: Any) -> list[int]:
+    reader = FrameReader(1 << 20)
+    ids: list[int] = []
+    with trio.fail_after(5):
+        while not until(ids):
+            data = await client.recv(1 << 16)
+            assert data, "the port closed the connection"
+            reader.feed(data)
+            while (body := reader.next_body()) is not None:
+                ids.append(decode_response(body).id)
+    return ids
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("relays", [1, 2, 3, 4])
+async def test_relays_pipelined_on_an_idle_node_are_each_answered_in_parts(relays: int) -> None:
+    """One answer in parts started while another's writing resumed reading lands outside any
+    round: the drainer writes it, with no other connection waking the node."""
+    dispatcher, plane = _small_frames_owner()
+    port = DataPort(open_listener("127.0.0.1", 0), dispatcher, LimitSettings(), peers=None)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(plane.run)
+        await nursery.start(port.serve)
+        client = trio.socket.socket()
+        await client.connect(port.address)
+        await client.send(b"".join(_relay(100 + r, KEYS) for r in range(relays)))
+        ids = await _ids(client, lambda ids: len(ids) == 4 * relays)
+        assert ids == [r for r in range(100, 100 + relays) for _ in range(4)]
+        client.close()
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_a_client_that_stops_reading_an_answer_in_parts_is_reaped_when_idle() -> None:
+    dispatcher, plane = owner_dispatcher(relay.answer_bytes_for(256 << 10))
+    for i, key in enumerate(KEYS):
+        plane.store.execute("default", "SET", [key, bytes([i]) * 200_000, {}])
+    limits = LimitSettings(idle_timeout=0.5)
+    port = DataPort(open_listener("127.0.0.1", 0), dispatcher, limits, peers=None)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(plane.run)
+        await nursery.start(port.serve)
+        client = trio.socket.socket()
+        client.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 64 << 10)
+        await client.connect(port.address)
+        keys = [KEYS[i % 4] for i in range(MAX_BATCH_ITEMS)]
+        await client.send(_relay(5, keys))  # then reads nothing
+        await wait_until(lambda: port.connection_count == 0, timeout=5)
+        assert dispatcher.counters.connections_closed["idle_timeout"] == 1
+        client.close()
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_answers_of_a_backlog_turn_go_before_a_relay_read_in_the_same_round() -> None:
+    """Rounds driven by hand, as the reactor runs them: a turn answers 64 of 70 pipelined reads
+    and defers the rest; in the next round the backlog turn answers them (written at the
+    round's end) and a RELAY read from the same connection starts an answer in parts, which
+    goes after them."""
+    dispatcher, plane = _small_frames_owner()
+    port = DataPort(open_listener("127.0.0.1", 0), dispatcher, LimitSettings(), peers=None)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(plane.run)
+        port._nursery = nursery
+        port._epoll = select.epoll()
+        server, client = socket.socketpair()
+        try:
+            server.setblocking(False)
+            session = dispatcher.guard.session("test")
+            conn = _Conn(server, "test", 0.0, LimitSettings().max_frame_bytes, session)
+            port._conns[conn.fd] = conn
+            port._epoll.register(conn.fd, select.EPOLLIN | select.EPOLLRDHUP)
+            port._in_round = True
+            port._until = time.perf_counter() + 10
+            reads = [encode_request(i, "FWD", "default", ["GET", [b"k0"]]) for i in range(1, 71)]
+            client.sendall(b"".join(reads))
+            port._read(conn)
+            assert conn.deferred
+            port._round_end()
+            client.sendall(_relay(500, KEYS, first=1000))
+            port._serve_backlog(time.perf_counter() + 10)
+            assert [c for c, _ in port._round_out] == [conn]
+            port._read(conn)
+            port._round_end()
+            client.setblocking(False)
+            reader = FrameReader(1 << 20)
+            reader.feed(client.recv(1 << 20))
+            ids = []
+            while (body := reader.next_body()) is not None:
+                ids.append(decode_response(body).id)
+            assert ids == [*range(1, 71), 500, 500, 500, 500]
+        finally:
+            port._conns.clear()
+            port._epoll.close()
+            port._listener.close()  # not served: the rounds are driven by hand
+            server.close()
+            client.close()
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_a_fan_out_op_behind_an_answer_in_parts_still_holds_its_connection() -> None:
+    """A RELAY one of whose reads waits is answered by a task, in parts; a fan-out op read
+    after it holds the connection until it is done, whenever the parts' writing ends."""
+    plane = coordinator(PeerPool(), replicas=1)
+    slow, fan = trio.Event(), trio.Event()
+    log: list[str] = []
+
+    def fwd(ns: str, args: list[Any]) -> Any:
+        key = args[1][0] if args[1] else None
+        if key == b"slow":  # a read that waits, as a read-through load does
+
+            async def later() -> Any:
+                await slow.wait()
+                return b"s"
+
+            return later()
+        if key == b"late":
+            log.append("late read" + ("" if fan.is_set() else " before the fan-out op ended"))
+        return plane.execute_forwarded(ns, args)
+
+    async def fan_out(ns: str, args: list[Any]) -> Any:
+        await fan.wait()
+        log.append("fan-out op done")
+        return []
+
+    dispatcher = Dispatcher(
+        execute=plane.execute,
+        routes={"FWD": fwd, "SCAN_PART": fan_out},
+        limits=Limits(max_key_bytes=64, max_value_bytes=1 << 20),
+        counters=NodeCounters(),
+        answer_bytes=relay.answer_bytes_for(2000),
+    )
+    for i, key in enumerate(KEYS):
+        plane.store.execute("default", "SET", [key, bytes([65 + i]) * 600, {}])
+    port = DataPort(open_listener("127.0.0.1", 0), dispatcher, LimitSettings(), peers=None)
+    bodies = [body_of(encode_request(1, "GET", "default", [b"slow"]))] + [
+        body_of(encode_request(i, "GET", "default", [k])) for i, k in enumerate(KEYS, 2)
+    ]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(plane.run)
+        await nursery.start(port.serve)
+        client = trio.socket.socket()
+        await client.connect(port.address)
+        await client.send(
+            encode_request(5, "RELAY", "", [bodies])
+            + encode_request(6, "SCAN_PART", "default", [0])
+            + encode_request(7, "FWD", "default", ["GET", [b"late"]])
+        )
+        await trio.testing.wait_all_tasks_blocked(0.05)
+        slow.set()  # the RELAY's answer is written in parts; the fan-out op still runs
+        await trio.testing.wait_all_tasks_blocked(0.05)
+        fan.set()
+        ids = await _ids(client, lambda ids: 7 in ids)
+        assert ids[-2:] == [6, 7] and set(ids[:-2]) == {5}
+        assert log == ["fan-out op done", "late read"]
+        client.close()
+        nursery.cancel_scope.cancel()
