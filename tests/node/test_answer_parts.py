@@ -33,10 +33,10 @@ def _relay(rid: int, keys: list[bytes], first: int = 1) -> bytes:
     return encode_request(rid, "RELAY", "", [bodies])
 
 
-def _small_frames_owner() -> tuple[Dispatcher, Any]:
+def _small_frames_owner(routes: dict[str, Any] | None = None) -> tuple[Dispatcher, Any]:
     """An owner whose RELAY answers over KEYS take four frames (600-byte values, 1,000-byte
     parts)."""
-    dispatcher, plane = owner_dispatcher(relay.answer_bytes_for(2000))
+    dispatcher, plane = owner_dispatcher(relay.answer_bytes_for(2000), routes=routes)
     for i, key in enumerate(KEYS):
         plane.store.execute("default", "SET", [key, bytes([65 + i]) * 600, {}])
     return dispatcher, plane
@@ -95,13 +95,37 @@ async def test_a_client_that_stops_reading_an_answer_in_parts_is_reaped_when_idl
         nursery.cancel_scope.cancel()
 
 
+async def _scan_part(ns: str, args: list[Any]) -> Any:
+    """A fan-out op that waits (a SCAN_PART's shape)."""
+    await trio.sleep(0)
+    return []
+
+
 @pytest.mark.trio
-async def test_answers_of_a_backlog_turn_go_before_a_relay_read_in_the_same_round() -> None:
+@pytest.mark.parametrize(
+    ("second", "tail"),
+    [
+        (_relay(500, KEYS, first=1000), [500] * 4),
+        (
+            encode_request(900, "FWD", "default", ["GET", [b"k0"]]) + _relay(500, KEYS),
+            [900] + [500] * 4,
+        ),
+        (
+            encode_request(900, "FWD", "default", ["GET", [b"k0"]])
+            + encode_request(901, "SCAN_PART", "default", [0]),
+            [900, 901],
+        ),
+    ],
+    ids=["relay", "answer-then-relay", "answer-then-waiting-op"],
+)
+async def test_answers_of_a_backlog_turn_go_before_those_read_in_the_same_round(
+    second: bytes, tail: list[int]
+) -> None:
     """Rounds driven by hand, as the reactor runs them: a turn answers 64 of 70 pipelined reads
     and defers the rest; in the next round the backlog turn answers them (written at the
-    round's end) and a RELAY read from the same connection starts an answer in parts, which
-    goes after them."""
-    dispatcher, plane = _small_frames_owner()
+    round's end) and the connection is read again: what that read answers goes after them,
+    whether it is an answer in parts, an answer written before a waiting op, or both."""
+    dispatcher, plane = _small_frames_owner({"SCAN_PART": _scan_part})
     port = DataPort(open_listener("127.0.0.1", 0), dispatcher, LimitSettings(), peers=None)
     async with trio.open_nursery() as nursery:
         await nursery.start(plane.run)
@@ -121,18 +145,20 @@ async def test_answers_of_a_backlog_turn_go_before_a_relay_read_in_the_same_roun
             port._read(conn)
             assert conn.deferred
             port._round_end()
-            client.sendall(_relay(500, KEYS, first=1000))
+            client.sendall(second)
             port._serve_backlog(time.perf_counter() + 10)
             assert [c for c, _ in port._round_out] == [conn]
             port._read(conn)
             port._round_end()
+            port._in_round = False
+            await trio.testing.wait_all_tasks_blocked()
             client.setblocking(False)
             reader = FrameReader(1 << 20)
-            reader.feed(client.recv(1 << 20))
+            reader.feed(client.recv(1 << 22))
             ids = []
             while (body := reader.next_body()) is not None:
                 ids.append(decode_response(body).id)
-            assert ids == [*range(1, 71), 500, 500, 500, 500]
+            assert ids == [*range(1, 71), *tail]
         finally:
             port._conns.clear()
             port._epoll.close()
@@ -140,6 +166,35 @@ async def test_answers_of_a_backlog_turn_go_before_a_relay_read_in_the_same_roun
             server.close()
             client.close()
             nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_a_client_that_reads_an_answer_in_parts_slowly_is_not_reaped() -> None:
+    """Reading steadily (64 KiB every 20 ms), it gets the whole 6 MB answer with an idle
+    timeout of a quarter second, though the kernel asks the node for more bytes far less often
+    than that once its buffers are full: the bytes the kernel holds for the client go down
+    between two looks of the reaper."""
+    dispatcher, plane = owner_dispatcher()
+    for i, key in enumerate(KEYS):
+        plane.store.execute("default", "SET", [key, bytes([i]) * 250_000, {}])
+    limits = LimitSettings(idle_timeout=0.25)
+    port = DataPort(open_listener("127.0.0.1", 0), dispatcher, limits, peers=None)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(plane.run)
+        await nursery.start(port.serve)
+        client = trio.socket.socket()
+        client.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 64 << 10)
+        await client.connect(port.address)
+        await client.send(_relay(5, [KEYS[i % 4] for i in range(24)]))
+        got = 0
+        while got < 6_000_000:
+            data = await client.recv(64 << 10)
+            closed = dict(dispatcher.counters.connections_closed)
+            assert data, f"closed after {got:,} bytes: {closed}"
+            got += len(data)
+            await trio.sleep(0.02)  # the pace of a slow reader, not a wait for a condition
+        client.close()
+        nursery.cancel_scope.cancel()
 
 
 @pytest.mark.trio

@@ -500,14 +500,17 @@ class _Counting(Dispatcher):
 
 
 def owner_dispatcher(
-    answer_bytes: int = relay.MAX_ANSWER_BYTES, cls: type[Dispatcher] = Dispatcher
+    answer_bytes: int = relay.MAX_ANSWER_BYTES,
+    cls: type[Dispatcher] = Dispatcher,
+    routes: dict[str, Any] | None = None,
 ) -> tuple[Dispatcher, Coordinator]:
-    """An owner: a dispatcher whose FWD route is its coordinator's, as a node wires it."""
+    """An owner: a dispatcher whose FWD route is its coordinator's, as a node wires it (and
+    ``routes`` besides)."""
     pool = PeerPool()
     plane = coordinator(pool, replicas=1)
     dispatcher = cls(
         execute=plane.execute,
-        routes={"FWD": plane.execute_forwarded},
+        routes={"FWD": plane.execute_forwarded, **(routes or {})},
         limits=Limits(max_key_bytes=64, max_value_bytes=1 << 20),
         counters=NodeCounters(),
         ring_version=7,

@@ -320,6 +320,7 @@ class DataPort(Reactor[_Conn]):
                 left, checks = 0, 1  # a heavy frame spent the budget: the turn ends here
             if not isinstance(answer, bytes):
                 if out:
+                    self._flush_round()  # a backlog turn's answers of this round go first
                     self._send(conn, b"".join(out))
                 self._start(conn, answer)
                 self._answer_ordered(conn)
@@ -327,6 +328,7 @@ class DataPort(Reactor[_Conn]):
             out.append(answer)
             pending += len(answer)
             if pending >= self._flush_at:
+                self._flush_round()
                 if not self._send(conn, b"".join(out)):
                     return  # the client is not reading: resume when its answers drain
                 out.clear()

@@ -40,9 +40,12 @@ answering a connection's requests (``_read``, ``_answer``, ``_answer_ordered``),
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import select
 import socket
+import struct
+import termios
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -108,6 +111,7 @@ class Conn:
         "last_active",
         "mask",
         "queue",
+        "queued",
         "sock",
         "streaming",
         "unsent",
@@ -120,6 +124,7 @@ class Conn:
         self.fd = sock.fileno()
         self.last_active = now
         self.unsent = b""  # answers the kernel did not take yet
+        self.queued = -1  # bytes the kernel held for the client at the reaper's last look
         self.mask = READ
         # Ordered mode: answers not written yet, oldest first — runs of ready answers
         # (bytearray) and answers that wait on a node op. ``busy`` is True iff it is not empty.
@@ -583,17 +588,33 @@ class Reactor(Generic[C]):
         self._count_close(conn, reason)
 
     async def _reap_idle(self) -> None:
-        """Close connections that neither sent nor accepted bytes for ``idle_timeout``."""
+        """Close connections that neither sent nor accepted bytes for ``idle_timeout``: a
+        client that sent nothing (unless its requests are still running) or one that read
+        nothing of its answers. A client that reads, however slowly, is active: the bytes the
+        kernel holds for it went down (or changed) since the last look."""
         timeout = self._idle_timeout
         period = max(0.05, min(timeout / 4, 5.0))
         while True:
             await trio.sleep(period)
-            deadline = self._clock() - timeout
-            for conn in [c for c in self._conns.values() if c.last_active < deadline]:
-                # A busy one waits on its ops, unless it waits on its client: bytes the
-                # kernel did not take all that time (a client that stopped reading).
-                if not conn.busy or conn.unsent:
+            now = self._clock()
+            deadline = now - timeout
+            for conn in list(self._conns.values()):
+                if conn.unsent:
+                    queued = _queued(conn.fd)
+                    if queued != conn.queued:
+                        conn.queued = queued
+                        conn.last_active = now
+                if conn.last_active < deadline and (not conn.busy or conn.unsent):
                     self._close(conn, "idle_timeout")
+
+
+def _queued(fd: int) -> int:
+    """Bytes written to socket ``fd`` that its peer has not taken yet (-1: unknown)."""
+    try:
+        queued: int = struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+    except OSError:
+        return -1
+    return queued
 
 
 __all__ = [

@@ -325,6 +325,7 @@ class RespPort(Reactor[_Conn]):
             if type(answer) is not bytes:
                 assert isinstance(answer, Pending)
                 if out:
+                    self._flush_round()  # a backlog turn's replies of this round go first
                     self._send(conn, b"".join(out))
                 self._start(conn, answer)
                 self._answer_ordered(conn)
@@ -335,11 +336,13 @@ class RespPort(Reactor[_Conn]):
                 break
             pending += len(answer)
             if pending >= self._flush_at:
+                self._flush_round()
                 if not self._send(conn, b"".join(out)):
                     return  # the client is not reading: resume when its replies drain
                 out.clear()
                 pending = 0
         if conn.doomed is not None:
+            self._flush_round()
             if self._send(conn, b"".join(out)):
                 self._close(conn, conn.doomed)
             else:
