@@ -30,7 +30,8 @@ hot when its window started.
   ops/s), the quarter seconds of the window in which no worker finished an op (stalls: the run
   was starved), and the copy updates a second that writes to hot keys cost their owners; under
   it a trace of the window: how busy the machine was and, per node, the CPU it used and the
-  time its loop's thread waited for a core (s/s), its loop's worst lag and longest step, full
+  time its loop's thread waited for a core (s/s; under ``--node-cpu``, apart from the time its
+  quota held it back, ``quota``), its loop's worst lag and longest step, full
   collections, and the forwards, owner catch-ups, ``FWD``/``HOTKEYS``/``RECORDS``/``RING``
   requests answered, anti-entropy rounds, connects, lost copy updates and failed replica sends
   it counted.
@@ -73,7 +74,7 @@ from typing import Any
 
 from meshcache.testing.mesh import Mesh
 from tools.bench.workload import key
-from tools.cpucap import CapError, cpu_capped
+from tools.cpucap import CapError, check, cpu_capped, throttled
 from tools.hot_mesh import served, set_hot
 from tools.mesh_figures.preload import preload_by_owner
 
@@ -381,11 +382,14 @@ def _snapshot(mesh: Mesh) -> dict[str, dict[str, float]]:
         with contextlib.suppress(OSError):
             waited = int(Path(f"/proc/{node.pid}/schedstat").read_text().split()[1]) / 1e9
         info: dict[str, Any] = mesh.call(node, "INFO", [])
+        # Time its quota held it back (``--node-cpu``), which the kernel counts as waiting.
+        waited_for_quota = throttled(node.pid)
         counters = info.get("mesh", {}).get("counters", {})
         loop = info.get("loop", {})
         row: dict[str, float] = {
             "cpu": (int(fields[11]) + int(fields[12])) / tick,
             "wait": waited,
+            "throttled": waited_for_quota,
             "gc": loop.get("gc_full", 0),
             "lag_max_ms": loop.get("lag_max_ms", 0.0),
             "lag_own_max_ms": loop.get("lag_own_max_ms", 0.0),
@@ -404,8 +408,9 @@ def _trace(
     machine: tuple[int, int],
     duration: float,
 ) -> str:
-    """What the nodes did in a run's window: per node, CPU used (s/s) and time runnable but
-    waiting for a core (s/s, the main thread), the loop's worst lag (its own part) and longest
+    """What the nodes did in a run's window: per node, CPU used (s/s), time runnable but
+    waiting for a core (s/s, the main thread) and, held to a share of a core, time held back
+    by its quota (s/s, the whole process), the loop's worst lag (its own part) and longest
     step in the last window, and the counters of :data:`TRACED` that moved; and how busy the
     machine was."""
     parts = []
@@ -416,10 +421,13 @@ def _trace(
             for _, _, label in TRACED
             if row[label] != was[label]
         )
+        held = (row["throttled"] - was["throttled"]) / duration
+        waited = (row["wait"] - was["wait"]) / duration
         parts.append(
             f"{node}: cpu {(row['cpu'] - was['cpu']) / duration:.2f}"
-            f" wait {(row['wait'] - was['wait']) / duration:.2f}"
-            f" lag {row['lag_max_ms']:.0f} ({row['lag_own_max_ms']:.0f} own) ms"
+            f" wait {max(0.0, waited - held):.2f}"
+            + (f" quota {held:.2f}" if held else "")
+            + f" lag {row['lag_max_ms']:.0f} ({row['lag_own_max_ms']:.0f} own) ms"
             f" step {row['longest_step_ms']:.0f} ms gc {row['gc'] - was['gc']:.0f}"
             + (f" [{moved}]" if moved else "")
         )
@@ -729,6 +737,11 @@ def main(argv: list[str] | None = None) -> int:
         " store in a window of a few seconds costs that run a share of the machine",
     )
     args = parser.parse_args(argv)
+    if args.node_cpu is not None:
+        try:
+            check(args.node_cpu)
+        except (CapError, OSError, ValueError) as exc:
+            parser.error(f"--node-cpu: {exc}")
     HOT["rate"] = args.hot_rate
     WRITES[0] = args.writes
     rng = random.Random(1)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.cpucap import PREFIX, CapError, _hierarchy, cpu_capped
+from tools.cpucap import PREFIX, CapError, _hierarchy, _quota, cpu_capped, throttled
 
 BUSY = "while True: pass"
 
@@ -84,3 +84,41 @@ def test_groups_left_by_a_killed_run_are_removed() -> None:
         if left.exists():
             left.rmdir()
     assert _groups() == []
+
+
+def test_a_share_under_a_tenth_takes_a_longer_period() -> None:
+    assert _quota(0.25) == (2_500, 10_000)
+    assert _quota(0.02) == (1_000, 50_000)  # the kernel's smallest quota is 1 ms
+    assert _quota(1.0) == (10_000, 10_000)
+
+
+@pytest.mark.usefixtures("cgroups")
+def test_a_small_share_holds_and_the_wait_for_it_is_told() -> None:
+    busy = subprocess.Popen([sys.executable, "-c", BUSY])
+    try:
+        with cpu_capped([busy.pid], 0.05):
+            start, used = time.monotonic(), _cpu_seconds(busy.pid)
+            held = throttled(busy.pid)
+            time.sleep(1.0)  # the span measured
+            elapsed = time.monotonic() - start
+            share = (_cpu_seconds(busy.pid) - used) / elapsed
+            held = (throttled(busy.pid) - held) / elapsed
+        assert share < 0.1, f"held to 0.05 of a core, it used {share:.2f}"
+        assert held > 0.5, f"it waited {held:.2f} s/s for its quota"
+        assert throttled(busy.pid) == 0.0  # back in the root group
+    finally:
+        busy.kill()
+        busy.wait()
+
+
+@pytest.mark.usefixtures("cgroups")
+def test_a_process_that_forks_all_the_time_leaves_no_group_and_calls_nest() -> None:
+    forking = subprocess.Popen(["sh", "-c", "while true; do /bin/true; done"])
+    try:
+        with cpu_capped([forking.pid], 1.0), cpu_capped([os.getpid()], 1.0):
+            assert len(_groups()) == 2
+            time.sleep(0.2)  # children come and go in the group
+        assert _groups() == []
+    finally:
+        forking.kill()
+        forking.wait()
