@@ -19,6 +19,8 @@ from meshcache.node.net.dataport import DataPort, _Conn, open_listener
 from meshcache.node.net.dispatch import Dispatcher
 from meshcache.node.net.peer_pool import PeerPool
 from meshcache.node.net.relay import MAX_BATCH_ITEMS
+from meshcache.node.net.resp_port import RespPort
+from meshcache.node.net.resp_port import _Conn as RespConn
 from meshcache.settings import LimitSettings
 from meshcache.wire.frame import FrameReader, decode_response, encode_request
 from meshcache.wire.ops import Limits
@@ -255,3 +257,63 @@ async def test_a_fan_out_op_behind_an_answer_in_parts_still_holds_its_connection
         assert log == ["fan-out op done", "late read"]
         client.close()
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_resp_replies_of_a_backlog_turn_go_before_those_read_in_the_same_round() -> None:
+    """The same rounds on the RESP port, which has no request ids: a reply written at once
+    before a waiting command goes after the backlog turn's replies."""
+    plane = coordinator(PeerPool(), replicas=1)
+    key = next(k for k in (b"key-%d" % i for i in range(100)) if plane.coordinates("default", k))
+    plane.store.execute("default", "SET", [key, b"v", {}])
+
+    async def dbsize(ns: str, args: list[Any]) -> Any:
+        await trio.sleep(0)
+        return 7
+
+    port = RespPort(
+        open_listener("127.0.0.1", 0),
+        execute=plane.execute,
+        routes={"DBSIZE": dbsize},
+        limits=LimitSettings(),
+        op_limits=Limits(),
+        counters=NodeCounters(),
+        peers=None,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(plane.run)
+        port._nursery = nursery
+        port._epoll = select.epoll()
+        server, client = socket.socketpair()
+        try:
+            server.setblocking(False)
+            session = port.server.session("test", ("127.0.0.1", 0), "")
+            conn = RespConn(server, session, 0.0, port._reader_limits)
+            port._conns[conn.fd] = conn
+            port._epoll.register(conn.fd, select.EPOLLIN | select.EPOLLRDHUP)
+            port._in_round = True
+            port._until = time.perf_counter() + 10
+            client.sendall(b"".join(b"ECHO %d\r\n" % i for i in range(1, 71)))
+            port._read(conn)
+            assert conn.deferred
+            port._round_end()
+            client.sendall(b"ECHO 900\r\nDBSIZE\r\n")
+            port._serve_backlog(time.perf_counter() + 10)
+            assert [c for c, _ in port._round_out] == [conn]
+            port._read(conn)
+            port._round_end()
+            port._in_round = False
+            await trio.testing.wait_all_tasks_blocked()
+            client.setblocking(False)
+            replies = client.recv(1 << 20)
+            expected = b"".join(
+                b"$%d\r\n%d\r\n" % (len(b"%d" % i), i) for i in [*range(1, 71), 900]
+            )
+            assert replies == expected + b":7\r\n"
+        finally:
+            port._conns.clear()
+            port._epoll.close()
+            port._listener.close()  # not served: the rounds are driven by hand
+            server.close()
+            client.close()
+            nursery.cancel_scope.cancel()
