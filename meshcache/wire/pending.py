@@ -101,9 +101,10 @@ class FailedOver:
 
 
 class Parts:
-    """An answer written in parts: ``first`` now, and each part of ``rest`` once the part before
-    it is in the kernel's hands, so a large answer is never held whole (a ``RELAY``'s answer
-    over many large values). Answers behind it on the connection wait until its last part."""
+    """An answer written in parts: ``first`` now, and each part of ``rest``, made once the part
+    before it is in the kernel's hands, so the bytes of a large answer are never all held at
+    once (a ``RELAY``'s answer over many large values). The connection's later requests wait
+    until its last part."""
 
     __slots__ = ("first", "rest")
 
@@ -121,8 +122,8 @@ class Pending:
     on either door of a node: the data port (msgpack frames) or the RESP port.
 
     ``answer`` produces the complete reply bytes (or, for a large answer, its :class:`Parts`)
-    and never raises for a failed op (a
-    :class:`CommandError` or a node bug becomes an error reply); it must be awaited exactly once.
+    and never raises for a failed op (a :class:`CommandError` or a node bug becomes an error
+    reply); it must be awaited exactly once.
 
     ``fans_out`` is True for ops that start work on other nodes after they first wait (a
     many-key split, ``FLUSH`` on every node, a config change): the caller must run nothing

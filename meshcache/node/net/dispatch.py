@@ -76,16 +76,6 @@ def _unrouted(namespace: str, args: list[Any]) -> Any:
 # Bound once: the hot path pays for no module attribute lookups.
 _unpackb = msgpack.unpackb
 _pack_header = HEADER.pack
-_A = TypeVar("_A", bytes, "bytes | Parts")
-
-
-def _framed(second: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-    """Response frame bodies with their headers, ``second`` first."""
-    yield _pack_header(len(second)) + second
-    for body in rest:
-        yield _pack_header(len(body)) + body
-
-
 _clock_ns = time.perf_counter_ns
 # The ops whose first argument is their key (OpSpec.keyed, a property, asked per request).
 _KEYED = frozenset(name for name, spec in OPS.items() if spec.keyed)
@@ -94,6 +84,15 @@ _TRUSTED = Guard().session("")
 # Node-to-node ops whose requests this node executes itself and never passes on: later
 # requests on their connection need not wait for them.
 _ONE_HOP = frozenset(("FWD", "RELAY"))
+# An answer as a handler returns it: whole, or in parts.
+_A = TypeVar("_A", bytes, "bytes | Parts")
+
+
+def _framed(second: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    """Response frame bodies with their headers, ``second`` first."""
+    yield _pack_header(len(second)) + second
+    for body in rest:
+        yield _pack_header(len(body)) + body
 
 
 class Dispatcher:

@@ -62,9 +62,9 @@ class RelayAnswer:
     OK, frames, ring_version]``, or as several with the same id when the frames pass
     :data:`MAX_ANSWER_BYTES` (half the frame limit when that is smaller), each with the next
     frames (at least one), so no frame of the answer is much larger than that or than one
-    read's frame. The frames are made a part at a time (:meth:`parts`): the owner holds the
-    reads' results (values it holds anyway, unless written meanwhile), not their copies in
-    frames."""
+    read's frame. The frames are made a part at a time (:meth:`parts`): until the last is made
+    the owner holds the reads' results (copies of the values, as any read's answer is), not
+    all their frames."""
 
     __slots__ = ("items",)
 
