@@ -384,6 +384,10 @@ class Dispatcher:
         forwarded = self._forwarded
         items: list[bytes | tuple[int, Any] | None] = []
         waiting: list[tuple[int, int, Any]] | None = None
+        # Frames are made now while the answer fits one frame (the common case: it is then
+        # packed at once); past that, each read's result waits for its part.
+        limit = self._answer_bytes
+        size = 0
         for body in bodies:
             if type(body) is not bytes:
                 raise CommandError(ErrorCode.BAD_REQUEST, "RELAY carries request frame bodies")
@@ -406,15 +410,19 @@ class Dispatcher:
                             waiting.append((len(items), rid, result))
                             items.append(None)
                             continue
-                        item = (rid, result)  # its frame is made when the answer is written
+                        # Past the limit, a read's frame is made when its part is.
+                        item = self._ok(rid, result) if size <= limit else (rid, result)
                     except CommandError as exc:
                         item = self._error(rid, "RELAY", exc)
-                    except Exception as exc:  # a bug
+                    except Exception as exc:  # a bug (or a value msgpack cannot encode)
                         bug = CommandError(ErrorCode.INTERNAL, type(exc).__name__)
                         item = self._error(rid, "RELAY", bug)
+            if type(item) is bytes:
+                size += len(item)
             items.append(item)
         if waiting is None:
-            return RelayAnswer(items)  # type: ignore[arg-type]  # no None left: none waits
+            # No None left: none waits.
+            return RelayAnswer(items, size)  # type: ignore[arg-type]
         return self._relayed_later(items, waiting)
 
     async def _relayed_later(
@@ -434,6 +442,9 @@ class Dispatcher:
     def _relay_answer(self, rid: int, answer: RelayAnswer) -> bytes | Parts:
         """The response frames (headers included) of a ``RELAY``'s answer: one frame's bytes,
         or :class:`Parts` when it takes more, each made once the one before it was written."""
+        if answer.size <= self._answer_bytes:  # every frame made, and one frame holds them
+            body: bytes = self._pack([rid, STATUS_OK, answer.items, self.ring_version])
+            return _pack_header(len(body)) + body
         bodies = answer.parts(
             rid, self.ring_version, self._pack, self._relay_frame, self._answer_bytes
         )

@@ -23,6 +23,7 @@ its reads not answered yet to ``failed``, which forwards it again the usual way.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -66,10 +67,12 @@ class RelayAnswer:
     the owner holds the reads' results (copies of the values, as any read's answer is), not
     all their frames."""
 
-    __slots__ = ("items",)
+    __slots__ = ("items", "size")
 
-    def __init__(self, items: list[bytes | tuple[int, Any]]) -> None:
+    def __init__(self, items: list[bytes | tuple[int, Any]], size: float = math.inf) -> None:
         self.items = items
+        #: Bytes of the frames when every one is made (``items`` all bytes), else infinite.
+        self.size = size
 
     def parts(
         self,
