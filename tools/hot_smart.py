@@ -9,9 +9,9 @@ the ring, spreading the reads of hot keys over their copies, demanding the versi
 writes) in a closed loop: 90% GET, 10% SET (``--writes``) of 100-byte values, the key of each
 op drawn uniformly, by Zipf(0.99), Zipf(1.2), or one key taking 30% of the ops over a uniform
 rest, from ``--keys`` keys preloaded on their owners. The ``default`` namespace's hot keys
-(share 0.01, rate ``--hot-rate``, 20 reads/s by default, lease 2 s, copies on every node) are
-switched on and off between runs; every round runs every workload off and on, alternately, on
-one mesh.
+(share 0.01, rate ``--hot-rate``, 20 reads/s by default, lease 2 s, copies on every node or on
+``--hot-copies`` nodes) are switched on and off between runs; every round runs every workload
+off and on, alternately, on one mesh.
 
 Each run is measured in steady state: its window of ``--duration`` s starts once ``--warmup`` s
 passed and no more keys turned hot for 1 s (the hot set formed; ``HOTKEYS`` of every node polled
@@ -698,6 +698,12 @@ def main(argv: list[str] | None = None) -> int:
         default=HOT["rate"],
         help="the policy's rate threshold (reads/s); Python clients do a few thousand ops/s",
     )
+    parser.add_argument(
+        "--hot-copies",
+        type=int,
+        default=None,
+        help="the policy's copies: nodes beyond the owner holding a copy (default: every node)",
+    )
     parser.add_argument("--writes", type=float, default=0.1, help="the share of SETs (0.1)")
     parser.add_argument("--reaction", type=int, default=0, help="jumps to time (0: none)")
     parser.add_argument(
@@ -743,6 +749,8 @@ def main(argv: list[str] | None = None) -> int:
         except (CapError, OSError, ValueError) as exc:
             parser.error(f"--node-cpu: {exc}")
     HOT["rate"] = args.hot_rate
+    if args.hot_copies is not None:
+        HOT["copies"] = args.hot_copies
     WRITES[0] = args.writes
     rng = random.Random(1)
     workloads = args.workloads.split(",")
