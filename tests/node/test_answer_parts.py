@@ -25,7 +25,7 @@ from meshcache.settings import LimitSettings
 from meshcache.wire.frame import FrameReader, decode_response, encode_request
 from meshcache.wire.ops import Limits
 from tests.node.test_peer_batching import coordinator, wait_until
-from tests.node.test_relay import body_of, owner_dispatcher
+from tests.node.test_relay import body_of, owner_dispatcher, owner_serving
 
 KEYS = [b"k%d" % i for i in range(4)]
 
@@ -63,12 +63,8 @@ async def test_relays_pipelined_on_an_idle_node_are_each_answered_in_parts(relay
     """One answer in parts started while another's writing resumed reading lands outside any
     round: the drainer writes it, with no other connection waking the node."""
     dispatcher, plane = _small_frames_owner()
-    port = DataPort(open_listener("127.0.0.1", 0), dispatcher, LimitSettings(), peers=None)
     async with trio.open_nursery() as nursery:
-        await nursery.start(plane.run)
-        await nursery.start(port.serve)
-        client = trio.socket.socket()
-        await client.connect(port.address)
+        _, client = await owner_serving(nursery, dispatcher, plane)
         await client.send(b"".join(_relay(100 + r, KEYS) for r in range(relays)))
         ids = await _ids(client, lambda ids: len(ids) == 4 * relays)
         assert ids == [r for r in range(100, 100 + relays) for _ in range(4)]
@@ -82,19 +78,56 @@ async def test_a_client_that_stops_reading_an_answer_in_parts_is_reaped_when_idl
     for i, key in enumerate(KEYS):
         plane.store.execute("default", "SET", [key, bytes([i]) * 200_000, {}])
     limits = LimitSettings(idle_timeout=0.5)
-    port = DataPort(open_listener("127.0.0.1", 0), dispatcher, limits, peers=None)
     async with trio.open_nursery() as nursery:
-        await nursery.start(plane.run)
-        await nursery.start(port.serve)
-        client = trio.socket.socket()
-        client.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 64 << 10)
-        await client.connect(port.address)
+        port, client = await owner_serving(nursery, dispatcher, plane, limits, window=64 << 10)
         keys = [KEYS[i % 4] for i in range(MAX_BATCH_ITEMS)]
         await client.send(_relay(5, keys))  # then reads nothing
         await wait_until(lambda: port.connection_count == 0, timeout=5)
         assert dispatcher.counters.connections_closed["idle_timeout"] == 1
         client.close()
         nursery.cancel_scope.cancel()
+
+
+async def _two_rounds_by_hand(
+    port: Any, plane: Any, conn_of: Any, first: bytes, second: bytes
+) -> bytes:
+    """Two rounds of ``port`` over one connection (``conn_of(socket)``), driven by hand as the
+    reactor runs them: ``first`` is read (a turn answers part of it and defers the rest) and
+    the round ends; ``second`` arrives, the backlog turn answers the rest (its answers wait for
+    the round's end), the connection is read again and the round ends. What the client got."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(plane.run)
+        port._nursery = nursery
+        port._epoll = select.epoll()
+        server, client = socket.socketpair()
+        try:
+            server.setblocking(False)
+            conn = conn_of(server)
+            port._conns[conn.fd] = conn
+            port._epoll.register(conn.fd, select.EPOLLIN | select.EPOLLRDHUP)
+            port._in_round = True
+            port._until = time.perf_counter() + 10
+            client.sendall(first)
+            port._read(conn)
+            assert conn.deferred
+            port._round_end()
+            client.sendall(second)
+            port._serve_backlog(time.perf_counter() + 10)
+            assert [c for c, _ in port._round_out] == [conn]
+            port._read(conn)
+            port._round_end()
+            port._in_round = False
+            await trio.testing.wait_all_tasks_blocked()
+            client.setblocking(False)
+            data: bytes = client.recv(1 << 22)
+            return data
+        finally:
+            port._conns.clear()
+            port._epoll.close()
+            port._listener.close()  # not served: the rounds are driven by hand
+            server.close()
+            client.close()
+            nursery.cancel_scope.cancel()
 
 
 async def _scan_part(ns: str, args: list[Any]) -> Any:
@@ -129,45 +162,21 @@ async def test_answers_of_a_backlog_turn_go_before_those_read_in_the_same_round(
     whether it is an answer in parts, an answer written before a waiting op, or both."""
     dispatcher, plane = _small_frames_owner({"SCAN_PART": _scan_part})
     port = DataPort(open_listener("127.0.0.1", 0), dispatcher, LimitSettings(), peers=None)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(plane.run)
-        port._nursery = nursery
-        port._epoll = select.epoll()
-        server, client = socket.socketpair()
-        try:
-            server.setblocking(False)
-            session = dispatcher.guard.session("test")
-            conn = _Conn(server, "test", 0.0, LimitSettings().max_frame_bytes, session)
-            port._conns[conn.fd] = conn
-            port._epoll.register(conn.fd, select.EPOLLIN | select.EPOLLRDHUP)
-            port._in_round = True
-            port._until = time.perf_counter() + 10
-            reads = [encode_request(i, "FWD", "default", ["GET", [b"k0"]]) for i in range(1, 71)]
-            client.sendall(b"".join(reads))
-            port._read(conn)
-            assert conn.deferred
-            port._round_end()
-            client.sendall(second)
-            port._serve_backlog(time.perf_counter() + 10)
-            assert [c for c, _ in port._round_out] == [conn]
-            port._read(conn)
-            port._round_end()
-            port._in_round = False
-            await trio.testing.wait_all_tasks_blocked()
-            client.setblocking(False)
-            reader = FrameReader(1 << 20)
-            reader.feed(client.recv(1 << 22))
-            ids = []
-            while (body := reader.next_body()) is not None:
-                ids.append(decode_response(body).id)
-            assert ids == [*range(1, 71), *tail]
-        finally:
-            port._conns.clear()
-            port._epoll.close()
-            port._listener.close()  # not served: the rounds are driven by hand
-            server.close()
-            client.close()
-            nursery.cancel_scope.cancel()
+    session = dispatcher.guard.session("test")
+    reads = [encode_request(i, "FWD", "default", ["GET", [b"k0"]]) for i in range(1, 71)]
+    data = await _two_rounds_by_hand(
+        port,
+        plane,
+        lambda sock: _Conn(sock, "test", 0.0, LimitSettings().max_frame_bytes, session),
+        b"".join(reads),
+        second,
+    )
+    reader = FrameReader(1 << 20)
+    reader.feed(data)
+    ids = []
+    while (body := reader.next_body()) is not None:
+        ids.append(decode_response(body).id)
+    assert ids == [*range(1, 71), *tail]
 
 
 @pytest.mark.trio
@@ -180,13 +189,8 @@ async def test_a_client_that_reads_an_answer_in_parts_slowly_is_not_reaped() -> 
     for i, key in enumerate(KEYS):
         plane.store.execute("default", "SET", [key, bytes([i]) * 250_000, {}])
     limits = LimitSettings(idle_timeout=0.25)
-    port = DataPort(open_listener("127.0.0.1", 0), dispatcher, limits, peers=None)
     async with trio.open_nursery() as nursery:
-        await nursery.start(plane.run)
-        await nursery.start(port.serve)
-        client = trio.socket.socket()
-        client.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 64 << 10)
-        await client.connect(port.address)
+        _, client = await owner_serving(nursery, dispatcher, plane, limits, window=64 << 10)
         await client.send(_relay(5, [KEYS[i % 4] for i in range(24)]))
         got = 0
         while got < 6_000_000:
@@ -264,8 +268,6 @@ async def test_resp_replies_of_a_backlog_turn_go_before_those_read_in_the_same_r
     """The same rounds on the RESP port, which has no request ids: a reply written at once
     before a waiting command goes after the backlog turn's replies."""
     plane = coordinator(PeerPool(), replicas=1)
-    key = next(k for k in (b"key-%d" % i for i in range(100)) if plane.coordinates("default", k))
-    plane.store.execute("default", "SET", [key, b"v", {}])
 
     async def dbsize(ns: str, args: list[Any]) -> Any:
         await trio.sleep(0)
@@ -280,40 +282,13 @@ async def test_resp_replies_of_a_backlog_turn_go_before_those_read_in_the_same_r
         counters=NodeCounters(),
         peers=None,
     )
-    async with trio.open_nursery() as nursery:
-        await nursery.start(plane.run)
-        port._nursery = nursery
-        port._epoll = select.epoll()
-        server, client = socket.socketpair()
-        try:
-            server.setblocking(False)
-            session = port.server.session("test", ("127.0.0.1", 0), "")
-            conn = RespConn(server, session, 0.0, port._reader_limits)
-            port._conns[conn.fd] = conn
-            port._epoll.register(conn.fd, select.EPOLLIN | select.EPOLLRDHUP)
-            port._in_round = True
-            port._until = time.perf_counter() + 10
-            client.sendall(b"".join(b"ECHO %d\r\n" % i for i in range(1, 71)))
-            port._read(conn)
-            assert conn.deferred
-            port._round_end()
-            client.sendall(b"ECHO 900\r\nDBSIZE\r\n")
-            port._serve_backlog(time.perf_counter() + 10)
-            assert [c for c, _ in port._round_out] == [conn]
-            port._read(conn)
-            port._round_end()
-            port._in_round = False
-            await trio.testing.wait_all_tasks_blocked()
-            client.setblocking(False)
-            replies = client.recv(1 << 20)
-            expected = b"".join(
-                b"$%d\r\n%d\r\n" % (len(b"%d" % i), i) for i in [*range(1, 71), 900]
-            )
-            assert replies == expected + b":7\r\n"
-        finally:
-            port._conns.clear()
-            port._epoll.close()
-            port._listener.close()  # not served: the rounds are driven by hand
-            server.close()
-            client.close()
-            nursery.cancel_scope.cancel()
+    session = port.server.session("test", ("127.0.0.1", 0), "")
+    replies = await _two_rounds_by_hand(
+        port,
+        plane,
+        lambda sock: RespConn(sock, session, 0.0, port._reader_limits),
+        b"".join(b"ECHO %d\r\n" % i for i in range(1, 71)),
+        b"ECHO 900\r\nDBSIZE\r\n",
+    )
+    echoed = [b"%d" % i for i in [*range(1, 71), 900]]
+    assert replies == b"".join(b"$%d\r\n%s\r\n" % (len(e), e) for e in echoed) + b":7\r\n"

@@ -519,6 +519,27 @@ def owner_dispatcher(
     return dispatcher, plane
 
 
+async def owner_serving(
+    nursery: trio.Nursery,
+    dispatcher: Dispatcher,
+    plane: Coordinator,
+    limits: LimitSettings | None = None,
+    window: int | None = None,
+) -> tuple[DataPort, trio.socket.SocketType]:
+    """Run the owner ``plane`` and a data port with its ``dispatcher``; a client connected to
+    it (with a receive buffer of ``window`` bytes, when given: a client that reads slowly
+    fills it soon)."""
+    limits = limits or LimitSettings()
+    port = DataPort(open_listener("127.0.0.1", 0), dispatcher, limits, peers=None)
+    await nursery.start(plane.run)
+    await nursery.start(port.serve)
+    client = trio.socket.socket()
+    if window is not None:
+        client.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, window)
+    await client.connect(port.address)
+    return port, client
+
+
 def relay_answer(dispatcher: Dispatcher, bodies: list[Any]) -> Response:
     out = dispatcher.handle(body_of(encode_request(5, "RELAY", "", [bodies])))
     assert isinstance(out, bytes)
@@ -623,14 +644,9 @@ async def test_an_answer_in_parts_waits_for_a_slow_client_and_keeps_its_place() 
     keys = [b"k%d" % (i % 4) for i in range(MAX_BATCH_ITEMS)]
     for i in range(4):
         plane.store.execute("default", "SET", [b"k%d" % i, bytes([i]) * value, {}])
-    port = DataPort(open_listener("127.0.0.1", 0), dispatcher, LimitSettings(), peers=None)
     bodies = [body_of(encode_request(i, "GET", "default", [k])) for i, k in enumerate(keys, 1)]
     async with trio.open_nursery() as nursery:
-        await nursery.start(plane.run)
-        await nursery.start(port.serve)
-        client = trio.socket.socket()
-        client.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 64 << 10)
-        await client.connect(port.address)
+        _, client = await owner_serving(nursery, dispatcher, plane, window=64 << 10)
         await client.send(
             encode_request(5, "RELAY", "", [bodies])
             + encode_request(6, "GET", "default", [keys[0]])
