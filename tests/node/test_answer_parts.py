@@ -25,7 +25,7 @@ from meshcache.settings import LimitSettings
 from meshcache.wire.frame import FrameReader, decode_response, encode_request
 from meshcache.wire.ops import Limits
 from tests.node.test_peer_batching import coordinator, wait_until
-from tests.node.test_relay import body_of, owner_dispatcher, owner_serving
+from tests.node.test_relay import body_of, owner_dispatcher, owner_serving, served
 
 KEYS = [b"k%d" % i for i in range(4)]
 
@@ -244,9 +244,7 @@ async def test_a_fan_out_op_behind_an_answer_in_parts_still_holds_its_connection
     ]
     async with trio.open_nursery() as nursery:
         await nursery.start(plane.run)
-        await nursery.start(port.serve)
-        client = trio.socket.socket()
-        await client.connect(port.address)
+        client = await served(nursery, port)
         await client.send(
             encode_request(5, "RELAY", "", [bodies])
             + encode_request(6, "SCAN_PART", "default", [0])

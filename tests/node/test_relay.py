@@ -83,6 +83,14 @@ async def answers_of(client: trio.socket.SocketType, n: int) -> list[Response]:
     return out
 
 
+async def served(nursery: trio.Nursery, port: DataPort | RespPort) -> trio.socket.SocketType:
+    """Run ``port``; a client connected to it."""
+    await nursery.start(port.serve)
+    client = trio.socket.socket()
+    await client.connect(port.address)
+    return client
+
+
 async def serving(
     nursery: trio.Nursery, plane: Coordinator, port: DataPort, p: Any, owner: Any
 ) -> trio.socket.SocketType:
@@ -91,9 +99,7 @@ async def serving(
     await nursery.start(plane.run)
     (clock,) = await p.requests(owner, 1)
     await owner.send(encode_ok(clock.id, 1, 9))
-    await nursery.start(port.serve)
-    client = trio.socket.socket()
-    await client.connect(port.address)
+    client = await served(nursery, port)
     return client
 
 
@@ -110,9 +116,7 @@ async def test_a_rounds_reads_for_an_owner_leave_in_one_relay_frame_and_come_bac
         keys = foreign_keys(plane, 16)
         port, counters = port_for(plane, pool)
         async with trio.open_nursery() as nursery:
-            await nursery.start(port.serve)
-            client = trio.socket.socket()
-            await client.connect(port.address)
+            client = await served(nursery, port)
             frames = [encode_request(i, "GET", "default", [k]) for i, k in enumerate(keys, 1)]
             frames[7] = encode_request(8, "HGET", "default", [keys[7], b"field"])
             await client.send(b"".join(frames))
@@ -145,9 +149,7 @@ async def test_a_write_between_gets_closes_the_relay_frame_so_the_owner_sees_the
         (key,) = foreign_keys(plane, 1)
         port, _ = port_for(plane, pool)
         async with trio.open_nursery() as nursery:
-            await nursery.start(port.serve)
-            client = trio.socket.socket()
-            await client.connect(port.address)
+            client = await served(nursery, port)
             await client.send(
                 encode_request(1, "GET", "default", [key])
                 + encode_request(2, "SET", "default", [key, b"new"])
@@ -195,9 +197,7 @@ async def test_with_hot_keys_on_a_copy_answers_here_and_the_other_reads_are_rela
         ) == [0]
         port, _ = port_for(plane, pool)
         async with trio.open_nursery() as nursery:
-            await nursery.start(port.serve)
-            client = trio.socket.socket()
-            await client.connect(port.address)
+            client = await served(nursery, port)
             await client.send(
                 encode_request(1, "GET", "default", [held])
                 + encode_request(2, "GET", "default", [other])
@@ -336,9 +336,7 @@ async def test_gets_the_owner_did_not_answer_in_its_relay_are_forwarded_one_at_a
         port, counters = port_for(plane, pool)
         async with trio.open_nursery() as nursery:
             await nursery.start(plane.run)
-            await nursery.start(port.serve)
-            client = trio.socket.socket()
-            await client.connect(port.address)
+            client = await served(nursery, port)
             # Starting, the coordinator asks its peer's clock.
             (clock,) = await p.requests(owner, 1)
             assert clock.op == "CLOCK"
@@ -444,9 +442,7 @@ async def test_a_resp_clients_reads_are_relayed_and_answered_in_resp() -> None:
         )
         port.server.relay = plane.execute_or_relay
         async with trio.open_nursery() as nursery:
-            await nursery.start(port.serve)
-            client = trio.socket.socket()
-            await client.connect(port.address)
+            client = await served(nursery, port)
             await client.send(
                 b"".join(b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(k), k) for k in keys[:3])
                 + b"*2\r\n$7\r\nHGETALL\r\n$%d\r\n%s\r\n" % (len(keys[3]), keys[3])
@@ -688,9 +684,7 @@ async def test_a_relay_answered_in_several_frames_reaches_each_client_in_order()
         keys = foreign_keys(plane, 3)
         port, _ = port_for(plane, pool)
         async with trio.open_nursery() as nursery:
-            await nursery.start(port.serve)
-            client = trio.socket.socket()
-            await client.connect(port.address)
+            client = await served(nursery, port)
             await client.send(
                 b"".join(encode_request(i, "GET", "default", [k]) for i, k in enumerate(keys, 1))
                 + encode_request(4, "SET", "default", [keys[2], b"new"])
