@@ -699,6 +699,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the policy's rate threshold (reads/s); Python clients do a few thousand ops/s",
     )
     parser.add_argument(
+        "--hot-share",
+        type=float,
+        default=HOT["share"],
+        help="the policy's share threshold (a key's share of its owner's reads)",
+    )
+    parser.add_argument(
         "--hot-copies",
         type=int,
         default=None,
@@ -748,7 +754,10 @@ def main(argv: list[str] | None = None) -> int:
             check(args.node_cpu)
         except (CapError, OSError, ValueError) as exc:
             parser.error(f"--node-cpu: {exc}")
+    if not 0 < args.hot_share <= 1:
+        parser.error("--hot-share: must be in (0, 1]")
     HOT["rate"] = args.hot_rate
+    HOT["share"] = args.hot_share
     if args.hot_copies is not None:
         HOT["copies"] = args.hot_copies
     WRITES[0] = args.writes
