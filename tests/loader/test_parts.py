@@ -90,6 +90,44 @@ def test_keys_become_parameters_of_the_query_type() -> None:
             key_argument(kind, key)
 
 
+def test_a_key_is_loadable_only_in_the_form_postgresql_writes_it() -> None:
+    """Another spelling of a row's key would be cached apart from it, and the batch query's
+    key column and the trigger's NOTIFY (PostgreSQL's text of the key) would never match it."""
+    assert key_argument("int2", b"-32768") == -32768 and key_argument("int2", b"32767") == 32767
+    assert key_argument("int4", b"2147483647") == 2**31 - 1
+    assert key_argument("int8", b"-9223372036854775808") == -(2**63)
+    assert key_argument("bpchar", b"abc") == "abc" and key_argument("name", b"n" * 63) == "n" * 63
+    u = uuid.uuid4()
+    refused = [
+        ("int2", b"32768"),  # out of the type's range: PostgreSQL would refuse the argument
+        ("int4", b"3000000000"),
+        ("int8", b"9223372036854775808"),
+        ("int4", b"007"),  # the row's key is 7
+        ("int4", b"+7"),
+        ("int4", b"-0"),
+        ("int4", b" 7"),
+        ("int4", b"7_000"),
+        ("int4", "\u0667".encode()),  # an Arabic-Indic digit: int() takes it, PostgreSQL not
+        ("int4", b""),
+        ("uuid", str(u).upper().encode()),
+        ("uuid", u.hex.encode()),
+        ("uuid", f"{{{u}}}".encode()),
+        ("bpchar", b"abc "),  # char compares without trailing spaces: the row's key is "abc"
+        ("name", b"n" * 64),  # PostgreSQL cuts a name to 63 bytes
+    ]
+    for kind, key in refused:
+        with pytest.raises(KeyNotLoadable):
+            key_argument(kind, key)
+
+
+@given(st.integers(-(2**63), 2**63 - 1))
+def test_every_int8_key_in_postgresql_form_is_loadable(number: int) -> None:
+    assert key_argument("int8", str(number).encode()) == number
+    if number > 0:
+        with pytest.raises(KeyNotLoadable):
+            key_argument("int8", b"0" + str(number).encode())
+
+
 def test_values_are_bytes_within_the_limit() -> None:
     assert value_bytes("é", 10) == "é".encode()
     assert value_bytes(b"raw", 10) == b"raw"

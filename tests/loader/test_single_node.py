@@ -11,6 +11,7 @@ import trio
 
 from meshcache.errors import CommandError, ErrorCode
 from meshcache.store.loader_policy import LoaderPolicy
+from meshcache.store.policy import NamespacePolicy
 from meshcache.testing.ports import free_port
 from tests.loader.helpers import Database, Table, loader_stats, one_node, wait_until
 
@@ -156,6 +157,90 @@ async def test_bad_results_are_clear_errors_and_leave_the_node_serving(
 
 
 @pytest.mark.trio
+async def test_keys_of_another_form_or_out_of_range_are_misses_and_leave_the_breaker_closed(
+    tmp_path: Path, database: Database
+) -> None:
+    name = Table(database).name
+    database.sql(
+        f"CREATE TABLE {name}_i (id int4 PRIMARY KEY, v text);"
+        f"INSERT INTO {name}_i VALUES (7, 'seven'), (8, 'eight');"
+        f"CREATE TABLE {name}_c (id char(8) PRIMARY KEY, v text);"
+        f"INSERT INTO {name}_c VALUES ('abc', 'padded')"
+    )
+    namespaces = {
+        kind: {
+            "loader": {
+                "source": "pg",
+                "query": f"SELECT v FROM {name}_{kind[0]} WHERE id = $1",
+                "batch_query": f"SELECT id, v FROM {name}_{kind[0]} WHERE id = ANY($1)",
+            }
+        }
+        for kind in ("ints", "chars")
+    }
+    async with one_node(tmp_path, database.dsn, namespaces) as (node, client):
+        for _ in range(6):  # more than the breaker's threshold
+            assert await client.get("3000000000", namespace="ints") is None
+        assert await client.get("007", namespace="ints") is None  # the row's key is 7
+        # The batch query finds the rows of the keys in PostgreSQL's form, whatever the others.
+        got = await client.mget("7", "3000000000", "008", namespace="ints")
+        assert got == [b"seven", None, None]
+        assert await client.get("8", namespace="ints") == b"eight"
+        # char(8) comes back padded from the batch query: still the key "abc".
+        assert await client.mget("abc", "abd", namespace="chars") == [b"padded", None]
+        stats = loader_stats(node)
+        assert stats["keys_not_loadable"] >= 7
+        assert stats.get("load_failures", 0) == 0 and stats.get("breaker_opened", 0) == 0
+
+
+@pytest.mark.trio
+async def test_a_query_refused_when_it_loads_is_a_bad_result_and_the_source_serves_on(
+    tmp_path: Path, database: Database
+) -> None:
+    """A namespace's query that PostgreSQL refuses (a value of a type that is not cached, a
+    table dropped after the policy was set) fails that namespace's misses with the reason and
+    does not count against the source's breaker, which the other namespaces share."""
+    table = Table(database)
+    table.put("a", "1")
+    gone = Table(database)
+    gone.put("a", "2")
+    namespaces = {
+        "items": {"loader": table.loader()},
+        "typed": {"loader": {"source": "pg", "query": "SELECT length($1::text)"}},
+        "gone": {"loader": {"source": "pg", "query": f"SELECT v FROM {gone.name} WHERE id = $1"}},
+    }
+    async with one_node(tmp_path, database.dsn, namespaces) as (node, client):
+        assert await client.get("a", namespace="gone") == b"2"  # its query is prepared
+        database.sql(f"DROP TABLE {gone.name}")
+        for _ in range(6):  # more than the breaker's threshold
+            for namespace, reason in (("typed", "int4"), ("gone", "does not exist")):
+                with pytest.raises(CommandError) as bad:
+                    await client.get("b", namespace=namespace)
+                assert bad.value.code == ErrorCode.LOADER_UNAVAILABLE
+                assert reason in str(bad.value)
+        assert await client.get("a", namespace="items") == b"1"
+        stats = loader_stats(node)
+        assert stats["bad_results"] == 12
+        assert stats.get("load_failures", 0) == 0 and stats.get("breaker_opened", 0) == 0
+
+
+@pytest.mark.trio
+async def test_keys_remembered_as_missing_are_forgotten_when_the_loader_changes(
+    tmp_path: Path, database: Database
+) -> None:
+    wrong, right = Table(database), Table(database)
+    right.put("k", "found")
+    policy = {"loader": wrong.loader(negative_ttl=1800)}
+    async with one_node(tmp_path, database.dsn, {"items": policy}) as (node, client):
+        assert node.parts is not None
+        loader = node.parts.loader
+        assert await client.get("k", namespace="items") is None  # remembered as missing
+        # As a committed NS_SET installs it (a node of its own has no config voter here).
+        loader.install({"items": NamespacePolicy(loader=LoaderPolicy.from_mapping(right.loader()))})
+        assert await client.get("k", namespace="items") == b"found"
+        assert right.calls() == 1
+
+
+@pytest.mark.trio
 async def test_a_value_over_the_size_limit_is_refused(tmp_path: Path, database: Database) -> None:
     settings_ns = {"big": {"loader": {"source": "pg", "query": "SELECT repeat('x', 5000) || $1"}}}
     async with one_node(tmp_path, database.dsn, settings_ns) as (node, client):
@@ -249,6 +334,34 @@ async def test_notify_drops_the_key_and_a_lost_listener_resyncs(tmp_path: Path) 
             assert node.parts.store.get_entry("items", b"b") is None
             assert await client.get("b", namespace="items") == b"2"
             assert loader.stats["listener_lost"] >= 1
+
+
+@pytest.mark.trio
+async def test_a_listener_that_connects_only_after_failing_resyncs(tmp_path: Path) -> None:
+    """The database is down when the node starts: loads resume as soon as it is back, while
+    the listener is still backing off, so what was announced before it connected is unknown."""
+    from meshcache.node.loader.sql import trigger_sql
+    from meshcache.testing.postgres import PostgresServer
+
+    with PostgresServer() as server:  # its own server: this test stops and starts it
+        db = Database(server.dsn, server)
+        table = Table(db)
+        table.put("a", "1")
+        channel = f"{table.name}_changes"
+        db.sql(trigger_sql(channel, table.name, "id"))
+        policy = {"loader": table.loader(channel=channel)}
+        await trio.to_thread.run_sync(server.pause)
+        async with one_node(tmp_path, server.dsn, {"items": policy}, connect_timeout=0.5) as (
+            node,
+            client,
+        ):
+            assert node.parts is not None
+            loader = node.parts.loader
+            await wait_until(lambda: loader.stats["listen_failures"] >= 1, "a failed LISTEN", 15)
+            await trio.to_thread.run_sync(server.resume)
+            await wait_until(lambda: loader.listening, "listening", 30)
+            assert loader.stats["resyncs"] == 1
+            assert await client.get("a", namespace="items") == b"1"
 
 
 @pytest.mark.trio

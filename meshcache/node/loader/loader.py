@@ -185,7 +185,17 @@ class Loader:
 
     def install(self, namespaces: Mapping[str, NamespacePolicy]) -> None:
         """Load by these namespaces' loaders from now on; listen on the channels they name."""
-        self.policies = {n: p.loader for n, p in namespaces.items() if p.loader is not None}
+        policies = {n: p.loader for n, p in namespaces.items() if p.loader is not None}
+        changed = {
+            n
+            for n in self.policies.keys() | policies.keys()
+            if self.policies.get(n) != policies.get(n)
+        }
+        self.policies = policies
+        if changed and self._negative:
+            # A key remembered as missing by another query, source or negative_ttl is not
+            # known to be missing by this one.
+            self._negative = {k: v for k, v in self._negative.items() if k[0] not in changed}
         if self._nursery is not None:
             self._sync_listeners()
 
@@ -769,7 +779,7 @@ class Loader:
     async def _listen(self, source_name: str, channel: str, scope: trio.CancelScope) -> None:
         source = self.sources[source_name]
         pair = (source_name, channel)
-        first = True
+        missed = False  # NOTIFYs may have gone unheard since the namespaces loaded keys
         retry = LISTEN_RETRY
         with scope:
             while True:
@@ -781,13 +791,17 @@ class Loader:
                 except SourceFailure as exc:
                     self.stats["listen_failures"] += 1
                     log.warning("loader_listen_failed", source=source_name, error=str(exc))
+                    # Loads may go on before a later try connects (the database is back, the
+                    # back-off runs): what was announced until then is unknown, as after a
+                    # lost connection.
+                    missed = True
                     await trio.sleep(retry)
                     retry = min(retry * 2, LISTEN_RETRY_MAX)
                     continue
                 retry = LISTEN_RETRY
-                if not first:
+                if missed:
                     self._resync(source_name, channel)
-                first = False
+                missed = True  # from when this connection ends
                 self.listening.add(pair)
                 try:
                     await self._watch(handle, lost)

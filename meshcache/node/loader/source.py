@@ -36,6 +36,12 @@ from meshcache.settings import SourceSettings
 
 TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "name"})
 INT_TYPES = frozenset({"int2", "int4", "int8"})
+INT_RANGES = {
+    name: (-(1 << bits - 1), (1 << bits - 1) - 1)
+    for name, bits in (("int2", 16), ("int4", 32), ("int8", 64))
+}
+NAME_BYTES = 63  # PostgreSQL cuts a ``name`` longer than this
+REFUSED_FOR = 1.0  # seconds a load's refused query is answered as refused without asking
 KEY_TYPES = TEXT_TYPES | INT_TYPES | {"bytea", "uuid"}
 VALUE_TYPES = TEXT_TYPES | {"json", "jsonb", "bytea"}
 
@@ -174,6 +180,13 @@ class Shape:
 def key_argument(key_type: str, key: bytes) -> Any:
     """``key`` as the query parameter of ``key_type``.
 
+    A key is loadable only in the form PostgreSQL itself writes the value as text — the form
+    a batch query's key column and a NOTIFY of the trigger give back: ``7``, not ``007`` or
+    ``+7``, an integer within the type's range, a uuid in lower case with hyphens, a ``char``
+    key without trailing spaces (``char`` compares without them), a ``name`` of at most 63
+    bytes (longer ones are cut). Another form of the same row's key would be cached apart
+    from it, and missed by the batch query and the invalidations.
+
     Raises:
         KeyNotLoadable: the key is not valid for that type.
     """
@@ -182,13 +195,22 @@ def key_argument(key_type: str, key: bytes) -> Any:
     try:
         text = key.decode("utf-8")
         if key_type in INT_TYPES:
-            if not text.lstrip("-").isdigit():
+            number = int(text) if text.isascii() else None
+            low, high = INT_RANGES[key_type]
+            if number is None or str(number) != text or not low <= number <= high:
                 raise ValueError(text)
-            return int(text)
+            return number
         if key_type == "uuid":
-            return uuid.UUID(text)
+            value = uuid.UUID(text)
+            if str(value) != text:
+                raise ValueError(text)
+            return value
         if "\x00" in text:
             raise ValueError("NUL in text")
+        if key_type == "bpchar" and text.endswith(" "):
+            raise ValueError("trailing spaces in a char key")
+        if key_type == "name" and len(key) > NAME_BYTES:
+            raise ValueError("a name over 63 bytes")
         return text
     except ValueError:
         raise KeyNotLoadable(f"the key is not a valid {key_type}") from None
@@ -251,6 +273,9 @@ class PgSource:
         self._pool: Any = None
         self._pool_lock: asyncio.Lock | None = None
         self._shapes: dict[tuple[str, bool], Shape] = {}
+        # A load's query PostgreSQL refused to prepare, why, and until when (time.monotonic)
+        # loads answer that without asking again.
+        self._refused: dict[tuple[str, bool], tuple[str, float]] = {}
         self._releasing: set[asyncio.Task[None]] = set()  # connections going back to the pool
         # One connection kept out of the pool between loads (with a pool of two or more): a
         # load takes it when it is free, and it is not reset after the load.
@@ -412,6 +437,7 @@ class PgSource:
             raise SourceFailure(f"source {self.name!r}: {_describe(exc)}") from None
         shape = _check_shape(params, attributes, batch)
         self._shapes[(query, batch)] = shape
+        self._refused.pop((query, batch), None)
         return shape
 
     async def _fetch_one(self, query: str, key: bytes) -> bytes | None:
@@ -437,11 +463,12 @@ class PgSource:
             return {}
         pool = await self._get_pool()
         rows = await self._timed_fetch(pool, query, arguments)
+        padded = shape.key_column == "bpchar"  # char(n) comes back padded to n
         out: dict[bytes, bytes] = {}
         for row in rows:
             value = value_bytes(row[1], self._max_value)
             if value is not None:
-                out[key_bytes(row[0])] = value
+                out[key_bytes(row[0].rstrip(" ") if padded else row[0])] = value
         return out
 
     async def _timed_fetch(self, pool: Any, query: str, argument: Any) -> Any:
@@ -469,7 +496,8 @@ class PgSource:
         ok = False
         try:
             rows = await _guard(
-                conn.fetch(query, argument, timeout=self._settings.statement_timeout)
+                conn.fetch(query, argument, timeout=self._settings.statement_timeout),
+                query_errors=True,
             )
             ok = True
         finally:
@@ -506,10 +534,19 @@ class PgSource:
             task.exception()  # a reset that failed terminated its connection: nothing to do
 
     async def _shape_for_load(self, query: str, batch: bool) -> Shape:
+        """The query's shape; a query PostgreSQL refuses (e.g. its table was dropped after the
+        policy was set) is a bad result — the namespace's query is wrong, not the source, so
+        the other namespaces on it go on — remembered for :data:`REFUSED_FOR` seconds."""
+        refused = self._refused.get((query, batch))
+        if refused is not None:
+            if time.monotonic() < refused[1]:
+                raise BadResult(f"the query is refused: {refused[0]}")
+            del self._refused[(query, batch)]
         try:
             return await self._shape(query, batch)
-        except QueryRefused as exc:  # e.g. the table was dropped after the policy was set
-            raise SourceFailure(f"the query is refused: {exc}") from None
+        except QueryRefused as exc:
+            self._refused[(query, batch)] = (str(exc), time.monotonic() + REFUSED_FOR)
+            raise BadResult(f"the query is refused: {exc}") from None
 
     async def _listen(
         self, channel: str, payload: Callable[..., None], lost: Callable[[Any], None]
@@ -584,8 +621,16 @@ def _describe(exc: BaseException) -> str:
     return f"{text} ({detail})" if detail else text
 
 
-async def _guard(awaitable: Any) -> Any:
-    """Await ``awaitable``; every failure that is not ours becomes :class:`SourceFailure`."""
+#: SQLSTATE classes of an error in the query itself (22: data exception, 42: syntax error or
+#: access rule violation — a dropped table or column, a missing privilege): the namespace's
+#: query fails, not the source.
+QUERY_ERROR_CLASSES = frozenset({"22", "42"})
+
+
+async def _guard(awaitable: Any, query_errors: bool = False) -> Any:
+    """Await ``awaitable``; every failure that is not ours becomes :class:`SourceFailure`, or
+    with ``query_errors`` (a load's query) :class:`BadResult` when PostgreSQL refused the
+    query itself (:data:`QUERY_ERROR_CLASSES`)."""
     try:
         return await awaitable
     except (BadResult, KeyNotLoadable, SourceFailure, QueryRefused):
@@ -593,6 +638,9 @@ async def _guard(awaitable: Any) -> Any:
     except TimeoutError:
         raise SourceFailure("the source did not answer in time") from None
     except Exception as exc:
+        state = getattr(exc, "sqlstate", None)
+        if query_errors and isinstance(state, str) and state[:2] in QUERY_ERROR_CLASSES:
+            raise BadResult(f"the query failed: {_describe(exc)}") from None
         raise SourceFailure(_describe(exc)) from None
 
 
