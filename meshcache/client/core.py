@@ -383,16 +383,26 @@ class Exchange:
                 self.hinted = True
         return len(replies) == len(self._ids)
 
-    def write_versions(self) -> list[tuple[Command[Any], int | None]]:
+    def write_versions(
+        self,
+    ) -> list[tuple[Command[Any], int | None, list[tuple[bytes, int]] | None]]:
         """Every write of the batch with the version its answer carried (a write to a hot
-        key, answered by the key's owner), or None when it carried none."""
-        out: list[tuple[Command[Any], int | None]] = []
+        key, answered by the key's owner), or None when it carried none; and for a write of
+        several keys, the keys that version is about, each with its own version (None when
+        the answer does not say)."""
+        out: list[tuple[Command[Any], int | None, list[tuple[bytes, int]] | None]] = []
         for command, rid in zip(self._commands, self._ids, strict=True):
             if command.spec.kind is OpKind.WRITE:
                 response = self._replies.get(rid)
                 hints = None if response is None or not response.ok else response.hints
                 version = None if hints is None else hints.get("version")
-                out.append((command, version if type(version) is int else None))
+                out.append(
+                    (
+                        command,
+                        version if type(version) is int else None,
+                        None if hints is None else _key_versions(hints.get("versions")),
+                    )
+                )
         return out
 
     def results(self, *, raise_on_error: bool = True) -> list[Any]:
@@ -419,6 +429,19 @@ class Exchange:
                 if isinstance(item, MeshcacheError):
                     raise item
         return out
+
+
+def _key_versions(versions: Any) -> list[tuple[bytes, int]] | None:
+    """A write answer's ``versions`` hint (``[[key, version], ...]``) as pairs; None when it
+    has none or it is not of that shape."""
+    if type(versions) is not list:
+        return None
+    pairs = [
+        (item[0], item[1])
+        for item in versions
+        if type(item) is list and len(item) == 2 and type(item[0]) is bytes and type(item[1]) is int
+    ]
+    return pairs if len(pairs) == len(versions) else None
 
 
 def _outcome(command: Command[Any], response: Response) -> Any:

@@ -382,8 +382,8 @@ class ClientEngine(ABC, Commands, Generic[C]):
             if conn.protocol.hot_version:
                 router.hot_hint(conn.address, conn.protocol.hot_version)
             if exchange.hinted or router.hot:
-                for command, version in exchange.write_versions():
-                    router.wrote(_written_keys(command), version)
+                for command, version, versions in exchange.write_versions():
+                    router.wrote(_written_keys(command), version, versions)
             return exchange.results(raise_on_error=raise_on_error)
 
     async def _fetch_ring(

@@ -317,14 +317,26 @@ class RingRouter:
             self._hot_seen[address] = version
             self._hot_changed[address] = None
 
-    def wrote(self, keys: Sequence[bytes], version: int | None) -> None:
+    def wrote(
+        self,
+        keys: Sequence[bytes],
+        version: int | None,
+        versions: Sequence[tuple[bytes, int]] | None = None,
+    ) -> None:
         """This client's write of ``keys`` was answered with ``version`` (None: no version;
-        then only the keys known to be hot are remembered, each demanding its owner).
+        then only the keys known to be hot are remembered, each demanding its owner) and, for
+        a write of several keys, ``versions``: the keys hot at their owner, each with the
+        version the write left on it, remembered each with its own (None: the answer does not
+        name them; then the keys known to be hot, or the first, take ``version``).
 
         The two demands are kept apart: a version answered later does not end the demand of
         the owner that a write answered without one left (the two answers may have come back
         out of order), and does not prolong it either: it ends when every copy older than
         that write has lapsed, and the newest version answered is demanded after it."""
+        if versions is not None:
+            for key, own in versions:
+                self.wrote([key], own)
+            return
         hot = self._hot
         now = self._clock()
         until = now + self._remember

@@ -79,8 +79,14 @@ class Router(Protocol):
         """A response from ``address`` carried this hot-set version."""
         ...
 
-    def wrote(self, keys: Sequence[bytes], version: int | None) -> None:
-        """A write of ``keys`` was answered, with the version it left (None: none said)."""
+    def wrote(
+        self,
+        keys: Sequence[bytes],
+        version: int | None,
+        versions: Sequence[tuple[bytes, int]] | None = None,
+    ) -> None:
+        """A write of ``keys`` was answered, with the version it left (None: none said) and,
+        for a write of several keys, each hot key's own (None: not said)."""
         ...
 
     def min_version(self, key: bytes) -> int | None:
@@ -148,7 +154,12 @@ class SeedRouter:
     def hot_hint(self, address: Address, version: int) -> None:
         """Ignored: a seed router does not place keys."""
 
-    def wrote(self, keys: Sequence[bytes], version: int | None) -> None:
+    def wrote(
+        self,
+        keys: Sequence[bytes],
+        version: int | None,
+        versions: Sequence[tuple[bytes, int]] | None = None,
+    ) -> None:
         """Ignored: a seed router's reads go where its writes went."""
 
     def min_version(self, key: bytes) -> int | None:

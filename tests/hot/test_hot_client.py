@@ -87,7 +87,10 @@ def test_an_exchange_says_the_version_each_write_left() -> None:
     )
     assert exchange.receive_data(body)
     assert exchange.hinted and protocol.hot_version == 5
-    assert [(c.op, v) for c, v in exchange.write_versions()] == [("SET", 77), ("DELETE", None)]
+    assert [(c.op, v, k) for c, v, k in exchange.write_versions()] == [
+        ("SET", 77, None),
+        ("DELETE", None, None),
+    ]
     assert _written_keys(commands[0]) == [b"k"] and _written_keys(commands[2]) == [b"a", b"b"]
 
 
@@ -106,6 +109,24 @@ def test_a_changed_hot_set_version_makes_the_router_ask_that_node() -> None:
     assert {router.hot_due(), router.hot_due()} == {B, C}
     router.hot_hint(Address("10.0.0.1", 9), 1)  # not on the ring: never asked
     assert router.hot_due() is None
+
+
+def test_a_write_of_several_keys_demands_each_hot_key_its_own_version() -> None:
+    """The owner names the keys of a multi-key write that are hot there: the client demands
+    each its own version, whatever their order in the write and whether it knew them hot."""
+    protocol = ClientProtocol()
+    command = Command.build("MSET", [b"cold", b"1", b"hot", b"2"], "default", results.any_value)
+    exchange = Exchange(protocol, [command])
+    rid = 0x0D0A0D0A
+    hints = {"hot": 4, "version": 77, "versions": [[b"hot", 77]]}
+    assert exchange.receive_data(HEADER.pack(len(f := _frame(rid, 0, True, 1, hints))) + f)
+    assert exchange.write_versions() == [(command, 77, [(b"hot", 77)])]
+    router = _router(Clock())
+    router.wrote(_written_keys(command), 77, [(b"hot", 77)])
+    assert router.min_version(b"hot") == 77 and router.min_version(b"cold") is None
+    # From a node that does not name them: the first key stands for the write, as before.
+    router.wrote([b"a", b"b"], 9)
+    assert router.min_version(b"a") == 9
 
 
 def test_the_router_remembers_the_versions_of_its_writes_for_a_while() -> None:

@@ -8,6 +8,7 @@ replays one; a failure prints it).
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any
 
@@ -17,7 +18,7 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meshcache.client.ring_router import ANY_COPY_OLDER
+from meshcache.client.ring_router import ANY_COPY_OLDER, RingRouter
 from meshcache.errors import BadRequestError, MeshcacheError
 from meshcache.node.data.hot.area import HotArea
 from meshcache.node.data.hot.keys import WRITE_WAIT
@@ -639,8 +640,9 @@ async def test_a_write_to_a_hot_key_carries_its_replica_write_in_the_update_of_t
 
 @pytest.mark.trio
 @pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("cooled", [False, True], ids=["hot", "cooled"])
 async def test_a_late_push_older_than_a_forwarded_write_does_not_end_its_fence(
-    seed: int, autojump_clock: trio.testing.MockClock
+    seed: int, cooled: bool, autojump_clock: trio.testing.MockClock
 ) -> None:
     """A holder holds a copy at v0; the owner's requests to it are lost (updates and renewals).
     A write at the owner leaves v1, which the holder never sees; a plain writer's write through
@@ -649,7 +651,9 @@ async def test_a_late_push_older_than_a_forwarded_write_does_not_end_its_fence(
     delivered when the cut heals). It is newer than the copy write 2 dropped, but older than
     write 2: the holder, told v2 by the owner's answer to the write it forwarded, refuses it,
     and the writer reads its write back through the holder. Once the owner reaches the holder
-    again, its renewal brings v2, which is served."""
+    again, its renewal brings v2, which is served. ``cooled``: the key cooled at its owner
+    between the two writes (write 2's answer is not held for copies then, and says v2 all the
+    same)."""
     policy = NamespacePolicy(
         replicas=2, max_bytes=1 << 20, hot=HotKeyPolicy(share=0.05, rate=20.0, lease=5.0)
     )
@@ -679,6 +683,13 @@ async def test_a_late_push_older_than_a_forwarded_write_does_not_end_its_fence(
         await mesh.client(owner, NS, "SET", key, value_of(key, 1))
         first = mesh.nodes[owner].store.get_entry(NS, key)
         assert first is not None
+        if cooled:
+            readers.cancel()
+            owner_hot = mesh.nodes[owner].parts.hot
+            await mesh.wait_until(
+                lambda: key not in owner_hot.hot.get(NS, {}), timeout=10.0, what="the key cools"
+            )
+            assert key in owner_hot.cooled.get(NS, {}), f"seed {seed}: not cooled lately"
         await mesh.client(holder, NS, "SET", key, value_of(key, 2))
         second = mesh.nodes[owner].store.get_entry(NS, key)
         assert second is not None and second.version > first.version
@@ -689,6 +700,9 @@ async def test_a_late_push_older_than_a_forwarded_write_does_not_end_its_fence(
         answer = await mesh.client(holder, NS, "HOT_PUSH", owner, ring_version, 5.0, [late])
         assert await mesh.client(holder, NS, "GET", key) == value_of(key, 2), f"seed {seed}"
         assert answer == [-1], f"seed {seed}"
+        if cooled:  # no renewal follows
+            nursery.cancel_scope.cancel()
+            return
         mesh.net.clog(owner, holder, clogged=False)
 
         def held() -> int | None:
@@ -701,6 +715,86 @@ async def test_a_late_push_older_than_a_forwarded_write_does_not_end_its_fence(
         served = hot.stats["reads_from_copies"]
         assert await mesh.client(holder, NS, "GET", key) == value_of(key, 2), f"seed {seed}"
         assert hot.stats["reads_from_copies"] == served + 1, f"seed {seed}: the fence stayed"
+        readers.cancel()
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("hot_first", [False, True], ids=["cold_first", "hot_first"])
+async def test_a_smart_writer_of_several_keys_reads_its_write_of_the_hot_one_back(
+    seed: int, hot_first: bool, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A smart client's MSET of a cold key and a hot key of one owner, the owner's update of
+    a holder's copy lost: the answer names the hot key with the version the write left, the
+    client's router demands it of that key, and the holder's stale copy does not answer."""
+    mesh = SimMesh(seed, 4, policies={NS: POLICY}, link=LAN)
+    rng = random.Random(seed)
+    hot_key = b"hot:m"
+    owner = mesh.owners(NS, hot_key)[0]
+    cold_key = next(
+        b"cold:%d" % i for i in range(10_000) if mesh.owners(NS, b"cold:%d" % i)[0] == owner
+    )
+    others = [n for n in mesh.ids if n != owner]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(mesh.run)
+        await mesh.client(owner, NS, "SET", hot_key, value_of(hot_key, 0))
+        readers = trio.CancelScope()
+
+        async def read() -> None:
+            with readers:
+                await _readers(mesh, HotHistory(), [hot_key], rng, 4, others)
+
+        nursery.start_soon(read)
+        await mesh.wait_until(
+            lambda: all((NS, hot_key) in mesh.nodes[n].parts.hot.area for n in others),
+            timeout=5.0,
+            what="copies",
+        )
+        holder = others[0]
+        mesh.net.set_link(owner, holder, LinkFaults(delay=0.0005, loss=1.0))
+        pairs = [cold_key, b"c", hot_key, value_of(hot_key, 1)]
+        if hot_first:
+            pairs = pairs[2:] + pairs[:2]
+        answer = await mesh.request(owner, NS, "MSET", *pairs)
+        router = RingRouter([("seed", 1)])
+        hints = answer.hints or {}
+        named = [(k, v) for k, v in hints["versions"]] if "versions" in hints else None
+        router.wrote(pairs[::2], hints.get("version"), named)  # as the client's engine does
+        demanded = router.min_version(hot_key)
+        assert demanded is not None, f"seed {seed}: no version demanded of the hot key"
+        got = await mesh.client(holder, NS, "HOT_GET", hot_key, demanded)
+        readers.cancel()
+        nursery.cancel_scope.cancel()
+    assert got == value_of(hot_key, 1), f"seed {seed}: the writer read {got!r}"
+
+
+@pytest.mark.trio
+async def test_hot_keys_switched_off_cool_and_are_counted_cooled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Switching a namespace's hot keys off cools its hot keys, counted as any cooling is, so
+    that keys turned hot less keys cooled is the hot keys there are."""
+    mesh = SimMesh(3, 4, policies={NS: POLICY}, link=LAN)
+    rng = random.Random(3)
+    key = b"hot:off"
+    async with trio.open_nursery() as nursery:
+        await nursery.start(mesh.run)
+        await mesh.client("n0", NS, "SET", key, value_of(key, 0))
+        readers = trio.CancelScope()
+
+        async def read() -> None:
+            with readers:
+                await _readers(mesh, HotHistory(), [key], rng, 4)
+
+        nursery.start_soon(read)
+        hot = mesh.nodes[mesh.owners(NS, key)[0]].parts.hot
+        await mesh.wait_until(lambda: key in hot.hot.get(NS, {}), timeout=5.0, what="hot")
+        for node in mesh.ids:
+            mesh.nodes[node].store.set_policy(NS, dataclasses.replace(POLICY, hot=None))
+        await mesh.wait_until(lambda: not hot.figures()[1]["hot_keys"], timeout=5.0, what="cool")
+        counters, _ = hot.figures()
+        assert counters["keys_turned_hot"] == counters["keys_cooled"] >= 1
         readers.cancel()
         nursery.cancel_scope.cancel()
 

@@ -296,6 +296,7 @@ class HotKeys:
                 self._counts.pop(name, None)
                 for key in self.hot.pop(name, {}):
                     log.info("hot_key", namespace=name, key=key[:64], state="cooled")
+                    self.stats["keys_cooled"] += 1
                     self._changed()
                 self.area.drop_namespace(name)
         for name, hot in policies.items():
@@ -592,15 +593,18 @@ class HotKeys:
             return None
         return current or {}, cooled or {}
 
-    def ack_hint(self, namespace: str, op: str, args: list[Any]) -> dict[str, int] | None:
+    def ack_hint(self, namespace: str, op: str, args: list[Any]) -> dict[str, Any] | None:
         """The hints of the answer to a write this node coordinated: with ``version``, the
         newest version the write left on a key of it that is hot here or cooled lately (what a
-        client that wrote it may demand of a copy: ``HOT_GET``), when there is one."""
+        client that wrote it may demand of a copy: ``HOT_GET``), when there is one; for a write
+        of several keys also ``versions``, each such key with its own, so that the client
+        knows which of its keys to demand them of."""
         versioned = self._versioned(namespace)
         if versioned is not None:
             current, cooled = versioned
             keys = args[::2] if op == "MSET" else (args if op == "DELETE" else args[:1])
             newest = -1
+            versions: list[list[Any]] = []
             for key in keys:
                 if type(key) is bytes and (key in current or key in cooled):
                     record = read_record(self.store, namespace, key)
@@ -608,7 +612,10 @@ class HotKeys:
                     # newest version this node knows, and every later write is above it.
                     version = self.store.last_version + 1 if record is None else record.version
                     newest = max(newest, version)
+                    versions.append([key, version])
             if newest >= 0:
+                if len(keys) > 1:
+                    return {"hot": self.version, "version": newest, "versions": versions}
                 return {"hot": self.version, "version": newest}
         return self.hint
 
