@@ -118,7 +118,26 @@ class _Exit(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting: :func:`main` returns a code, prints one line."""
+    """argparse that raises instead of exiting: :func:`main` returns a code, prints one line.
+
+    With ``intermixed`` set (the client commands), options may come between positionals:
+    ``set KEY --ttl 60 VALUE``. Plain argparse gives an optional positional (``VALUE``) nothing
+    once an option follows the one before it, and then rejects ``VALUE`` as unrecognized.
+    """
+
+    intermixed = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if not self.intermixed:
+            return super().parse_known_args(args, namespace)
+        # parse_known_intermixed_args parses twice through parse_known_args: plainly then.
+        self.intermixed = False
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self.intermixed = True
 
     def error(self, message: str) -> NoReturn:
         raise _UsageError(f"{self.prog}: error: {message} (see '{self.prog} --help')")
@@ -376,6 +395,11 @@ def _ping(c: Client, a: argparse.Namespace) -> Output:
 
 
 def _get(c: Client, a: argparse.Namespace) -> Output:
+    if a.file == "-" and a.json:
+        raise _UsageError(
+            f"{PROG} get: error: --file - writes the value itself to stdout, so there is no JSON"
+            " document to print: drop --json, or give --file a PATH"
+        )
     value = c.get(_arg(a.key), namespace=a.namespace)
     if value is None or a.file is None:
         return _optional(value)
@@ -1041,11 +1065,16 @@ def _connect(
     connect_timeout: float,
     timeout: float,
     user: str | None = None,
+    stdin_holds: str | None = None,
     tls: Mapping[str, Any] | None = None,
 ) -> Client:
+    """A client of the node at ``where``; with ``user``, its password is read first
+    (:func:`_read_password`; ``stdin_holds`` names what the command reads from stdin)."""
     from meshcache.client.sync import Client
 
-    password = None if user is None else _read_password(f"password for {user}: ")
+    password = None
+    if user is not None:
+        password = _read_password(f"password for {user}: ", stdin_holds=stdin_holds)
     # One-shot commands talk to the node they name: it forwards a key to its owner itself,
     # which costs less than learning the ring first.
     return Client(
@@ -1089,23 +1118,87 @@ def _tls_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--key", dest="tls_key", metavar="FILE", help="PEM key of --cert")
 
 
-def _read_password(prompt: str, *, confirm: bool = False) -> str:
-    """``$MESHCACHE_PASSWORD``, else one typed at the terminal (never from the command line),
-    else the first line of stdin when it is not a terminal."""
+def _read_password(prompt: str, *, confirm: bool = False, stdin_holds: str | None = None) -> str:
+    """``$MESHCACHE_PASSWORD``; else one typed at the terminal (never from the command line);
+    else, when stdin is not a terminal, its first line.
+
+    A command that reads something else from stdin (``stdin_holds`` names it: a value given as
+    ``-``) never takes the password from there: it asks at the controlling terminal
+    (``/dev/tty``), and without one it is a :class:`ConfigError`.
+    """
     from_env = os.environ.get(PASSWORD_ENV)
     if from_env:
         return from_env
     if sys.stdin.isatty():
-        import getpass
-
-        password = getpass.getpass(prompt)
-        if confirm and getpass.getpass("again: ") != password:
-            raise ConfigError("the two passwords differ")
+        password = _ask_password(prompt, confirm)
+    elif stdin_holds is not None:
+        if not _have_terminal():
+            raise ConfigError(
+                f"{stdin_holds} is read from stdin, so the password cannot be: set "
+                f"${PASSWORD_ENV}, or run the command where it can ask at a terminal"
+            )
+        password = _ask_password(prompt, confirm)
     else:
-        password = sys.stdin.readline().rstrip("\r\n")
+        password = _first_line_of_stdin()
     if not password:
         raise ConfigError(f"no password given (type one, pipe it in, or set ${PASSWORD_ENV})")
     return password
+
+
+def _ask_password(prompt: str, confirm: bool) -> str:
+    """A password typed at the controlling terminal (not echoed)."""
+    import getpass
+
+    password = getpass.getpass(prompt)
+    if confirm and getpass.getpass("again: ") != password:
+        raise ConfigError("the two passwords differ")
+    return password
+
+
+def _have_terminal() -> bool:
+    """Whether this process has a controlling terminal that getpass can ask at (it would
+    read stdin instead, with only a warning, when it has none)."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def _first_line_of_stdin() -> str:
+    """Stdin's first line without its line break, read through the binary layer: the text
+    layer reads ahead, and what it took would be missing from a later read of stdin."""
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:  # a text stream with no bytes beneath it (an embedding program's)
+        return sys.stdin.readline().rstrip("\r\n")
+    line: bytes = stream.readline()
+    try:
+        return line.rstrip(b"\r\n").decode(sys.stdin.encoding or "utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"the password on stdin is not {sys.stdin.encoding or 'utf-8'} text"
+        ) from None
+
+
+def _stdin_holds(args: argparse.Namespace) -> str | None:
+    """What a client command reads from stdin, if anything: VALUE given as ``-``, or a
+    ``--file`` that is stdin itself (``/dev/stdin``)."""
+    if not hasattr(args, "value"):
+        return None
+    if args.value == "-":
+        return "the value (VALUE -)"
+    if args.file is not None and _is_stdin(args.file):
+        return f"the value (--file {args.file})"
+    return None
+
+
+def _is_stdin(path: str) -> bool:
+    try:
+        named, stdin = os.stat(path), os.fstat(0)
+    except OSError:
+        return False
+    return (named.st_dev, named.st_ino) == (stdin.st_dev, stdin.st_ino)
 
 
 def _passwd(args: argparse.Namespace) -> int:
@@ -1198,7 +1291,14 @@ def _run_client(args: argparse.Namespace) -> int:
     host = args.host.strip()
     if not host:
         raise ConfigError("--host: must not be empty")
+    from meshcache.client.url import MAX_TIMEOUT
+
     timeout = parse_duration(args.timeout, "--timeout")
+    if timeout > MAX_TIMEOUT:
+        raise ConfigError(
+            f"--timeout: {args.timeout!r} is longer than the longest a client waits, "
+            f"{MAX_TIMEOUT:.0f} s (one year)"
+        )
     where = args.where = format_address(host, port)
     args.call_timeout = timeout
     handler: Handler = args.handler
@@ -1206,13 +1306,14 @@ def _run_client(args: argparse.Namespace) -> int:
     if handler is _leave or handler is _join:
         # Their --timeout is how long the node may take to move its keys; the answer comes after.
         connect_timeout = LEAVE_CONNECT_TIMEOUT
-        timeout += LEAVE_ANSWER_SLACK
+        timeout = min(timeout + LEAVE_ANSWER_SLACK, MAX_TIMEOUT)
     try:
         with _connect(
             where,
             connect_timeout=connect_timeout,
             timeout=timeout,
             user=args.user,
+            stdin_holds=_stdin_holds(args),
             tls=_tls_of(args),
         ) as client:
             out = handler(client, args)
@@ -1322,8 +1423,9 @@ def _add_get(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--file",
         metavar="PATH",
-        help="write the value to this file exactly as stored, with no newline added "
-        "(- for stdout); nothing is written when the key is missing",
+        help="write the value to this file exactly as stored, with no newline added, and print "
+        "nothing (--json: its length); - for stdout, without --json; nothing is written when "
+        "the key is missing",
     )
 
 
@@ -1726,7 +1828,10 @@ def _client_options() -> _Parser:
         "--namespace", "-n", default="default", metavar="NAME", help="namespace (default default)"
     )
     group.add_argument(
-        "--timeout", default="5", metavar="DURATION", help="connect and answer timeout (default 5s)"
+        "--timeout",
+        default="5",
+        metavar="DURATION",
+        help="connect and answer timeout (default 5s, at most 365d)",
     )
     group.add_argument("--json", action="store_true", help="print JSON instead of text")
     _user_option(group)
@@ -1740,7 +1845,8 @@ def _user_option(group: argparse._ArgumentGroup) -> None:
         default=os.environ.get(USER_ENV) or None,
         metavar="NAME",
         help=f"authenticate as this user (${USER_ENV}); the password comes from "
-        f"${PASSWORD_ENV} or is asked for",
+        f"${PASSWORD_ENV}, or is asked at the terminal, or is stdin's first line (never when "
+        "stdin carries the value)",
     )
 
 
@@ -1975,6 +2081,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             name, help=help, description=f"{help[0].upper()}{help[1:]}.", parents=[common]
         )
         p.epilog = EMPTY_RULE
+        p.intermixed = True
         add_args(p)
         p.set_defaults(run=_run_client, handler=handler)
     return parser
@@ -2005,11 +2112,31 @@ def _command_of(argv: Sequence[str]) -> str | None:
     return None
 
 
+def _options_before_command(argv: Sequence[str]) -> _UsageError | None:
+    """The error for options written before the subcommand (``meshcache --json get k``): the
+    top level takes only ``--help`` and ``--version``; every other option is a subcommand's."""
+    for at, word in enumerate(argv):
+        if not word.startswith("-"):
+            command = word if word in _CLIENT_NAMES or word in _SHORT_HELP else None
+            early = [w for w in argv[:at] if w not in ("-h", "--help", "--version", "--")]
+            if command is None or not early:
+                return None
+            prog = f"{PROG} {command}"
+            return _UsageError(
+                f"{PROG}: error: {' '.join(early)}: options go after the subcommand "
+                f"({prog} ... {' '.join(early)}; see '{prog} --help')"
+            )
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``meshcache`` command line; return the process exit code (see the module doc)."""
     words = sys.argv[1:] if argv is None else argv
     parser = build_parser(_command_of(words))
     try:
+        misplaced = _options_before_command(words)
+        if misplaced is not None:
+            raise misplaced
         args, extra = parser.parse_known_args(words)
         if extra:
             # argparse reports these from the top parser; point at the subcommand's help.

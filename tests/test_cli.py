@@ -1143,3 +1143,193 @@ def test_dbsize_refuses_to_add_counts_of_different_rings(
     assert (code, out, len(rounds)) == (3, "", cli_module.DBSIZE_ROUNDS)
     assert one_line(err).startswith("meshcache: the ring changed while counting (members")
     assert one_line(err).endswith("run dbsize again")
+
+
+# --- options anywhere, stdout's one document, timeouts -----------------------------------------
+
+
+def test_options_may_come_between_key_and_value(cli: Cli) -> None:
+    assert cli("set", "mix:k", "--ttl", "60", "v") == (0, "OK\n", "")
+    assert cli("get", "mix:k") == (0, "v\n", "")
+    code, out, _ = cli("ttl", "mix:k")
+    assert code == 0 and 0 < float(out) <= 60
+    assert cli("set", "mix:k", "--nx", "other") == (1, "(no)\n", "")
+    assert cli("set", "mix:new", "--nx", "first") == (0, "OK\n", "")
+    assert cli("append", "mix:new", "--json", "!") == (0, "6\n", "")
+    code, out, _ = cli("gets", "mix:new")
+    version = out.split("\t")[0]
+    assert cli("cas", "mix:new", version, "--ttl", "1m", "second") == (0, "OK\n", "")
+    assert cli("get", "mix:new") == (0, "second\n", "")
+    # A value that looks like an option still goes after --, wherever the options are.
+    assert cli("set", "mix:dash", "--ttl", "60", "--", "-5") == (0, "OK\n", "")
+    assert cli("get", "mix:dash") == (0, "-5\n", "")
+    code, out, err = cli("set", "mix:k", "--ttl", "60", "v", "extra")
+    assert (code, out) == (2, "") and "unrecognized arguments: extra" in one_line(err)
+
+
+def test_a_value_from_stdin_after_an_option(node: NodeProcess) -> None:
+    argv = ["set", "mix:in", "--ttl", "60", "-", "--port", str(node.port)]
+    done = subprocess.run(
+        [sys.executable, "-m", "meshcache", *argv],
+        input=b"from stdin",
+        capture_output=True,
+        env=clean_env(),
+        timeout=30,
+        check=False,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"OK\n", b"")
+    got = meshcache_cmd("get", "mix:in", "--port", str(node.port))
+    assert (got.returncode, got.stdout) == (0, "from stdin\n")
+
+
+def test_get_to_stdout_prints_no_json(cli: Cli, tmp_path: Path) -> None:
+    assert cli("set", "gf:k", "hello") == (0, "OK\n", "")
+    code, out, err = cli("get", "gf:k", "--file", "-", "--json")
+    assert (code, out) == (2, "")
+    assert one_line(err).startswith("meshcache get: error: --file - writes the value itself")
+    # To a file, stdout is free for the one JSON document: the length written.
+    assert cli("get", "gf:k", "--file", str(tmp_path / "v"), "--json") == (0, "5\n", "")
+    assert (tmp_path / "v").read_bytes() == b"hello"
+
+
+@pytest.mark.parametrize("timeout", ["9999999999", "400d", "31536001"])
+def test_a_timeout_longer_than_a_client_takes(
+    timeout: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for command in (["get", "c1"], ["leave"]):
+        code, out, err = run([*command, "--port", str(free_port()), "--timeout", timeout], capsys)
+        assert (code, out) == (2, "")
+        assert one_line(err) == (
+            f"meshcache: error: --timeout: {timeout!r} is longer than the longest a client"
+            " waits, 31536000 s (one year)"
+        )
+
+
+def test_the_longest_timeout_works(cli: Cli) -> None:
+    assert cli("set", "long:k", "v", "--timeout", "31536000") == (0, "OK\n", "")
+    assert cli("get", "long:k", "--timeout", "365d") == (0, "v\n", "")
+
+
+@pytest.mark.parametrize(
+    ("argv", "early"),
+    [
+        (["--json", "get", "k"], "--json"),
+        (["--json", "--tls", "set", "k", "v"], "--json --tls"),
+        (["--config", "x.toml", "start"], None),  # "x.toml" is taken for the command
+    ],
+)
+def test_options_before_the_subcommand(
+    argv: list[str], early: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(argv, capsys)
+    assert (code, out) == (2, "")
+    line = one_line(err)
+    if early is None:
+        assert line.startswith("meshcache: error: argument COMMAND: invalid choice: 'x.toml'")
+        return
+    command = argv[len(early.split())]
+    assert line == (
+        f"meshcache: error: {early}: options go after the subcommand"
+        f" (meshcache {command} ... {early}; see 'meshcache {command} --help')"
+    )
+
+
+# --- a password, and a value, on stdin ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def users_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    """A node with a user ``app`` whose password is ``s3cret``."""
+    from meshcache.security.hashing import hash_password
+
+    tmp = tmp_path_factory.mktemp("users")
+    key = tmp / "cluster.key"
+    key.write_text("cXFxcXFxcXFxcXFxcXFxcXFxcXFxcXFxcXFxcXFxcXE=\n")  # 32 bytes, base64
+    config = tmp / "node.toml"
+    config.write_text(
+        f'[node]\ncluster_key_file = "{key}"\n\n[users.app]\n'
+        f'password = "{hash_password("s3cret", n=1024)}"\npermissions = ["read", "write"]\n'
+    )
+    node = start_node(tmp, "--config", str(config))
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+def as_app(
+    node: NodeProcess, *argv: str, stdin: bytes = b"", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """``meshcache ARGV --port <node>`` with ``stdin`` piped in, in a session of its own: no
+    controlling terminal to ask a password at."""
+    return subprocess.run(
+        [sys.executable, "-m", "meshcache", *argv, "--port", str(node.port)],
+        input=stdin,
+        capture_output=True,
+        env={**clean_env(), **(env or {})},
+        timeout=30,
+        check=False,
+        start_new_session=True,
+    )
+
+
+def stored(node: NodeProcess, key: str) -> bytes:
+    got = as_app(node, "get", key, "--file", "-", "--user", "app", stdin=b"s3cret\n")
+    assert got.returncode in (0, 1), got.stderr
+    return got.stdout if got.returncode == 0 else b"<missing>"
+
+
+def test_a_password_is_never_taken_from_a_value_on_stdin(
+    users_node: NodeProcess, tmp_path: Path
+) -> None:
+    refused = "the value (VALUE -) is read from stdin, so the password cannot be: set"
+    for argv, env in [
+        (["set", "pw:k2", "-", "--user", "app"], None),
+        (["set", "pw:k3", "-"], {"MESHCACHE_USER": "app"}),
+        (["append", "pw:k2", "-", "--user", "app"], None),
+        (["cas", "pw:k2", "1", "--user", "app", "-"], None),
+    ]:
+        done = as_app(users_node, *argv, stdin=b"s3cret\nline2\n", env=env)
+        assert (done.returncode, done.stdout) == (2, b""), done.stderr
+        line = one_line(done.stderr.decode())
+        assert line.startswith(f"meshcache: error: {refused} $MESHCACHE_PASSWORD, or run")
+    assert stored(users_node, "pw:k2") == stored(users_node, "pw:k3") == b"<missing>"
+    done = as_app(
+        users_node, "set", "pw:k5", "--file", "/dev/stdin", "--user", "app", stdin=b"s3cret\nv\n"
+    )
+    assert done.returncode == 2
+    assert "the value (--file /dev/stdin) is read from stdin" in one_line(done.stderr.decode())
+
+
+def test_a_value_on_stdin_with_the_password_from_the_environment(
+    users_node: NodeProcess,
+) -> None:
+    big = b"s3cret\n" + os.urandom(134670)
+    done = as_app(
+        users_node,
+        *["set", "pw:k4", "-", "--user", "app"],
+        stdin=big,
+        env={"MESHCACHE_PASSWORD": "s3cret"},
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"OK\n", b"")
+    assert stored(users_node, "pw:k4") == big
+
+
+def test_a_password_on_stdin_for_a_command_that_reads_nothing_else(
+    users_node: NodeProcess,
+) -> None:
+    done = as_app(users_node, "set", "pw:arg", "v", "--user", "app", stdin=b"s3cret\nrest\n")
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"OK\n", b"")
+    assert stored(users_node, "pw:arg") == b"v"
+    wrong = as_app(users_node, "get", "pw:arg", "--user", "app", stdin=b"guess\n")
+    assert wrong.returncode == 4 and b"WRONGPASS" in wrong.stderr
+
+
+def test_a_password_read_from_stdin_leaves_the_rest_of_stdin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rest = os.urandom(134670)
+    stdin = io.TextIOWrapper(io.BufferedReader(io.BytesIO(b"s3cret\r\n" + rest)), "utf-8")
+    monkeypatch.setattr(sys, "stdin", stdin)
+    assert cli_module._read_password("password: ") == "s3cret"
+    assert sys.stdin.buffer.read() == rest

@@ -62,7 +62,7 @@ from meshcache.client.core import ClientProtocol, Command, Exchange, batch_route
 from meshcache.client.routing import Router, SeedRouter
 from meshcache.client.split import Group, Plan, plan
 from meshcache.client.tlsconf import client_context
-from meshcache.client.url import parse_url
+from meshcache.client.url import MAX_TIMEOUT, check_timeout, parse_url
 from meshcache.errors import (
     ConfigError,
     MeshcacheConnectionError,
@@ -173,9 +173,10 @@ class ClientEngine(ABC, Commands, Generic[C]):
                 next ones on failure), or a list of them.
             namespace: the namespace of calls that name none.
             timeout: seconds a whole call may take, retries included (None: no limit); also
-                bounds the wait for a free pooled connection.
+                bounds the wait for a free pooled connection. At most :data:`MAX_TIMEOUT`
+                (one year): what the OS's waits take.
             connect_timeout: seconds to wait for a node to accept a connection (within
-                ``timeout``).
+                ``timeout``; at most :data:`MAX_TIMEOUT`).
             max_connections: how many connections may be lent out at once, over all nodes.
             decode_responses: return stored data (values, fields, members) as ``str`` decoded
                 from UTF-8 instead of ``bytes``.
@@ -205,9 +206,8 @@ class ClientEngine(ABC, Commands, Generic[C]):
         """
         if type(max_connections) is not int or max_connections < 1:
             raise ConfigError(f"max_connections must be an integer >= 1, not {max_connections!r}")
-        for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
-            if value is not None and not value > 0:
-                raise ConfigError(f"{name} must be a positive number of seconds or None")
+        timeout = check_timeout("timeout", timeout)
+        connect_timeout = check_timeout("connect_timeout", connect_timeout)
         if type(namespace) is not str or not namespace:
             raise ConfigError(f"namespace must be a non-empty str, not {namespace!r}")
         if (username is None) != (password is None):
@@ -810,6 +810,7 @@ __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_TIMEOUT",
     "FETCH_MEMBERS",
+    "MAX_TIMEOUT",
     "ClientEngine",
     "Connection",
     "PipelineBase",

@@ -6,7 +6,8 @@ brackets, port 7400 when left out, none at all meaning ``127.0.0.1:7400``); the 
 given, is the client's namespace (percent-encoded); the query sets the client's options by their
 keyword names:
 
-* ``timeout``, ``connect_timeout``: seconds, or ``none``;
+* ``timeout``, ``connect_timeout``: seconds (more than 0, at most :data:`MAX_TIMEOUT`), or
+  ``none`` for no limit;
 * ``max_connections``, ``max_frame``: integers;
 * ``decode_responses``, ``smart``: ``true``/``false`` (also ``1``/``0``, ``yes``/``no``,
   ``on``/``off``);
@@ -32,16 +33,38 @@ from meshcache.wire import parse_addresses
 SCHEME = "meshcache"
 TLS_SCHEME = "meshcaches"
 
+#: The longest ``timeout`` or ``connect_timeout`` a client takes, in seconds (one year). The OS's
+#: socket and thread waits overflow somewhere above 9e9 s; ``None`` is how to say "no limit".
+MAX_TIMEOUT = 365 * 24 * 3600.0
+
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def check_timeout(name: str, value: object) -> float | None:
+    """``value`` as the client option ``name``: None (no limit), or a number of seconds.
+
+    Raises:
+        ConfigError: not a number, not above 0, not finite, or over :data:`MAX_TIMEOUT`.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{name} must be a number of seconds or None, not {value!r}")
+    if not 0 < value <= MAX_TIMEOUT:  # NaN fails both comparisons
+        raise ConfigError(
+            f"{name} must be more than 0 and at most {MAX_TIMEOUT:.0f} seconds (one year), "
+            f"or None for no limit; not {value!r}"
+        )
+    return float(value)
 
 
 def _seconds(text: str) -> float | None:
     if text.lower() == "none":
         return None
     value = float(text)
-    if not value > 0:
-        raise ValueError("not a positive number")
+    if not 0 < value <= MAX_TIMEOUT:  # NaN fails both comparisons
+        raise ValueError(f"not a number of seconds above 0 and at most {MAX_TIMEOUT:.0f}")
     return value
 
 
@@ -128,4 +151,4 @@ def parse_url(url: str) -> dict[str, Any]:
     return options
 
 
-__all__ = ["SCHEME", "TLS_SCHEME", "parse_url"]
+__all__ = ["MAX_TIMEOUT", "SCHEME", "TLS_SCHEME", "check_timeout", "parse_url"]
