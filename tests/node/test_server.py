@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -232,6 +233,21 @@ async def test_health_and_unknown_paths(node: tuple[Node, NodeInfo]) -> None:
     assert status == 200 and json.loads(body)["node_id"] == n.node_id
     status, _ = await http_get(info.admin_address, "/nope")
     assert status == 404
+
+
+@pytest.mark.trio
+async def test_a_reset_on_the_admin_port_harms_nothing(node: tuple[Node, NodeInfo]) -> None:
+    """A TCP check or a port scan that resets its connection, before or in the middle of a
+    request head, leaves the node serving."""
+    n, info = node
+    for sent in (b"", b"GET /metr"):
+        stream = await trio.open_tcp_stream(*info.admin_address)
+        if sent:
+            await stream.send_all(sent)
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.aclose()  # a reset: SO_LINGER 0
+    status, body = await http_get(info.admin_address, "/health")
+    assert status == 200 and json.loads(body)["node_id"] == n.node_id
 
 
 @pytest.mark.trio

@@ -47,19 +47,24 @@ class AdminHandler:
         return 404, "text/plain", b"not found: try /metrics or /health\n"
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
-        async with stream:
-            with trio.move_on_after(REQUEST_DEADLINE):
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    if len(head) > MAX_HEAD:
-                        await _write(stream, 400, "text/plain", b"request head too large\n", False)
-                        return
-                    chunk = await stream.receive_some(4096)
-                    if not chunk:
-                        return
-                    head += chunk
-                status, ctype, body = self.respond(head)
-                await _write(stream, status, ctype, body, not head.startswith(b"HEAD "))
+        try:
+            async with stream:
+                with trio.move_on_after(REQUEST_DEADLINE):
+                    head = b""
+                    while b"\r\n\r\n" not in head:
+                        if len(head) > MAX_HEAD:
+                            await _write(
+                                stream, 400, "text/plain", b"request head too large\n", False
+                            )
+                            return
+                        chunk = await stream.receive_some(4096)
+                        if not chunk:
+                            return
+                        head += chunk
+                    status, ctype, body = self.respond(head)
+                    await _write(stream, status, ctype, body, not head.startswith(b"HEAD "))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client reset the connection (a port scan, a TCP health check)
 
 
 async def _write(
