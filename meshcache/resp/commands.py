@@ -35,7 +35,7 @@ from typing import Any
 
 from meshcache._version import __version__
 from meshcache.errors import CommandError, ErrorCode
-from meshcache.resp.encoder import EMPTY_ARRAY, OK, PONG, bulk, integer, simple
+from meshcache.resp.encoder import EMPTY_ARRAY, OK, PONG, Encoder, bulk, integer, simple
 from meshcache.resp.session import WRONGPASS, RedisError, Session, wrong_arity
 from meshcache.wire.pending import Pending
 
@@ -77,6 +77,9 @@ NOT_INTEGER = "ERR value is not an integer or out of range"
 NOT_FLOAT = "ERR value is not a valid float"
 SYNTAX = "ERR syntax error"
 OUT_OF_RANGE_POSITIVE = "ERR value is out of range, must be positive"
+COUNT_OUT_OF_RANGE = (
+    "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"
+)
 
 
 def arg_int(data: bytes, message: str = NOT_INTEGER) -> int:
@@ -103,6 +106,22 @@ def arg_float(data: bytes, message: str = NOT_FLOAT) -> float:
     raise RedisError(message, "not_float")
 
 
+_INFINITIES = frozenset({b"inf", b"infinity"})
+
+
+def arg_score(data: bytes) -> float:
+    """A score of ZADD or ZINCRBY: :func:`arg_float`, and, as Redis refuses what ``strtod``
+    reports out of range, no number too large for a double (``1e400``) nor one so small that
+    it rounds to zero (``1e-400``); ``inf`` written as such is a score."""
+    x = arg_float(data)
+    if math.isinf(x):
+        if data.lstrip(b"+-").lower() not in _INFINITIES:
+            raise RedisError(NOT_FLOAT, "not_float")
+    elif x == 0.0 and any(c in b"123456789" for c in data.lower().partition(b"e")[0]):
+        raise RedisError(NOT_FLOAT, "not_float")
+    return x
+
+
 def arg_bound(data: bytes) -> float:
     """A score bound of ZRANGEBYSCORE/ZCOUNT: ``5``, ``(5`` (exclusive), ``-inf``, ``+inf``.
 
@@ -116,10 +135,16 @@ def arg_bound(data: bytes) -> float:
 
 
 def _bounds(low: bytes, high: bytes) -> tuple[float, float]:
+    """Inclusive bounds selecting what Redis's bounds select; an exclusive ``(+inf`` minimum
+    or ``(-inf`` maximum selects nothing (no double lies past it): ``(inf, -inf)``."""
     lo, hi = arg_bound(low), arg_bound(high)
     if low[:1] == b"(":
+        if lo == math.inf:
+            return math.inf, -math.inf
         lo = math.nextafter(lo, math.inf)
     if high[:1] == b"(":
+        if hi == -math.inf:
+            return math.inf, -math.inf
         hi = math.nextafter(hi, -math.inf)
     return lo, hi
 
@@ -142,10 +167,10 @@ def _ok(result: Any) -> bytes:
     return OK
 
 
-def _score_pairs(s: Session, pairs: list[list[Any]], nested: bool) -> bytes:
+def _score_pairs(enc: Encoder, pairs: list[list[Any]], nested: bool) -> bytes:
     """``[[member, score], ...]`` as Redis answers WITHSCORES: flat in RESP2; pairs in RESP3
-    (``nested``) — ZPOPMIN without a count is flat in both."""
-    enc = s.enc
+    (``nested``) — ZPOPMIN without a count is flat in both. ``enc`` is the connection's
+    encoder when the command ran: a reply that arrives later is written in that protocol."""
     if nested and enc.protocol == 3:
         return enc.array([enc.array([bulk(m), enc.double(x)]) for m, x in pairs])
     items: list[bytes] = []
@@ -633,7 +658,7 @@ def command_info(s: Session, argv: list[bytes]) -> bytes:
     out = []
     for name in argv[2:]:
         c = _lookup(name)
-        out.append(enc.null_array if c is None else _command_info(s, c))
+        out.append(enc.null if c is None else _command_info(s, c))
     return enc.array(out)
 
 
@@ -710,20 +735,38 @@ def _expire(s: Session, argv: list[bytes], seconds: float) -> bytes | Pending:
     return s.call("EXPIRE", [argv[1], seconds, options], _int_reply)
 
 
+def _invalid_expire(command: str) -> RedisError:
+    return RedisError(f"ERR invalid expire time in '{command}' command", "invalid_expire")
+
+
+def _overflows_from_now(s: Session, ms: int) -> bool:
+    """Whether ``ms`` milliseconds from now are past what Redis's 64-bit clock holds."""
+    return ms > INT64_MAX - int(s.server.wall_clock() * 1000)
+
+
 def _expire_time(argv: list[bytes], scale: int, command: str) -> int:
     """The time argument; Redis refuses seconds whose milliseconds overflow 64 bits."""
     n = arg_int(argv[2])
     if scale == 1 and not -(INT64_MAX // 1000) <= n <= INT64_MAX // 1000:
-        raise RedisError(f"ERR invalid expire time in '{command}' command", "invalid_expire")
+        raise _invalid_expire(command)
     return n
 
 
+def _relative_expire_ms(s: Session, argv: list[bytes], scale: int, command: str) -> int:
+    """EXPIRE's or PEXPIRE's time in milliseconds; refused, as Redis refuses it, when added
+    to now it overflows 64 bits."""
+    ms = _expire_time(argv, scale, command) * (1000 // scale)
+    if _overflows_from_now(s, ms):
+        raise _invalid_expire(command)
+    return ms
+
+
 def cmd_expire(s: Session, argv: list[bytes]) -> bytes | Pending:
-    return _expire(s, argv, float(_expire_time(argv, 1, "expire")))
+    return _expire(s, argv, float(_relative_expire_ms(s, argv, 1, "expire") // 1000))
 
 
 def cmd_pexpire(s: Session, argv: list[bytes]) -> bytes | Pending:
-    return _expire(s, argv, _expire_time(argv, 1000, "pexpire") / 1000)
+    return _expire(s, argv, _relative_expire_ms(s, argv, 1000, "pexpire") / 1000)
 
 
 def cmd_expireat(s: Session, argv: list[bytes]) -> bytes | Pending:
@@ -819,12 +862,13 @@ async def cmd_keys(s: Session, argv: list[bytes]) -> bytes:
     if argv[1] != b"*":
         options["match"] = argv[1]
     found: dict[bytes, None] = {}  # a walk may give a key twice (docs/resp.md)
+    bulks = s.enc.bulks  # the protocol when it ran, whenever the walk ends
     cursor = 0
     while True:
         cursor, keys = await s.op("SCAN", [cursor, dict(options)])
         found.update(dict.fromkeys(keys))
         if not cursor:
-            return s.enc.bulks(found)
+            return bulks(found)
 
 
 # --- strings ------------------------------------------------------------------------------------
@@ -838,7 +882,9 @@ def cmd_set(s: Session, argv: list[bytes]) -> bytes | Pending:
     if len(argv) == 3:
         return s.call("SET", [argv[1], argv[2]], _ok)
     options: dict[str, Any] = {}
-    expiry = False
+    # The expiry given (unit, time): one unit, which may be repeated (the last one counts), and
+    # its time read once every option is known, as Redis reads them.
+    expiry: tuple[bytes, bytes] | None = None
     i = 3
     n = len(argv)
     while i < n:
@@ -849,23 +895,31 @@ def cmd_set(s: Session, argv: list[bytes]) -> bytes | Pending:
             options["xx"] = True
         elif word == b"GET":
             options["get"] = True
-        elif word == b"KEEPTTL" and not expiry:
+        elif word == b"KEEPTTL" and expiry is None:
             options["keepttl"] = True
-        elif word in (b"EX", b"PX", b"EXAT", b"PXAT") and not expiry and "keepttl" not in options:
-            if i + 1 >= n:
-                raise RedisError(SYNTAX)
+        elif (
+            word in (b"EX", b"PX", b"EXAT", b"PXAT")
+            and (expiry is None or expiry[0] == word)
+            and "keepttl" not in options
+            and i + 1 < n
+        ):
             i += 1
-            options["ttl"] = _set_ttl(s, word, arg_int(argv[i]), "set")
-            expiry = True
+            expiry = (word, argv[i])
         else:
             raise RedisError(SYNTAX)
         i += 1
+    if expiry is not None:
+        options["ttl"] = _set_ttl(s, expiry[0], arg_int(expiry[1]), "set")
     return s.call("SET", [argv[1], argv[2], options], _set_reply(s, bool(options.get("get"))))
 
 
 def _set_ttl(s: Session, unit: bytes, n: int, command: str) -> float:
-    if n <= 0 or n > INT64_MAX // 1000:
-        raise RedisError(f"ERR invalid expire time in '{command}' command", "invalid_expire")
+    """The TTL of SET's expiry (or SETEX's, PSETEX's); refused as Redis refuses a time that is
+    not positive, or whose milliseconds overflow 64 bits (added to now for EX and PX)."""
+    if n <= 0 or (unit in (b"EX", b"EXAT") and n > INT64_MAX // 1000):
+        raise _invalid_expire(command)
+    if unit in (b"EX", b"PX") and _overflows_from_now(s, n * 1000 if unit == b"EX" else n):
+        raise _invalid_expire(command)
     if unit == b"EX":
         return float(n)
     if unit == b"PX":
@@ -929,7 +983,7 @@ def cmd_incrby(s: Session, argv: list[bytes]) -> bytes | Pending:
 def cmd_decrby(s: Session, argv: list[bytes]) -> bytes | Pending:
     by = arg_int(argv[2])
     if by == INT64_MIN:
-        raise RedisError("ERR decrement would overflow", None)
+        raise RedisError("ERR decrement would overflow", "overflow")
     return s.call("DECRBY", [argv[1], by], _int_reply)
 
 
@@ -992,8 +1046,9 @@ def cmd_hget(s: Session, argv: list[bytes]) -> bytes | Pending:
 
 
 async def cmd_hmget(s: Session, argv: list[bytes]) -> bytes:
+    bulks = s.enc.bulks  # the protocol when it ran, whenever the read answers
     fields: dict[bytes, bytes] = await s.op("HGETALL", [argv[1]])
-    return s.enc.bulks(fields.get(f) for f in argv[2:])
+    return bulks(fields.get(f) for f in argv[2:])
 
 
 def cmd_hdel(s: Session, argv: list[bytes]) -> bytes | Pending:
@@ -1022,11 +1077,13 @@ def cmd_hexists(s: Session, argv: list[bytes]) -> bytes | Pending:
 
 
 def cmd_hkeys(s: Session, argv: list[bytes]) -> bytes | Pending:
-    return s.call("HGETALL", [argv[1]], lambda fields: s.enc.bulks(fields.keys()))
+    bulks = s.enc.bulks
+    return s.call("HGETALL", [argv[1]], lambda fields: bulks(fields.keys()))
 
 
 def cmd_hvals(s: Session, argv: list[bytes]) -> bytes | Pending:
-    return s.call("HGETALL", [argv[1]], lambda fields: s.enc.bulks(fields.values()))
+    bulks = s.enc.bulks
+    return s.call("HGETALL", [argv[1]], lambda fields: bulks(fields.values()))
 
 
 # --- lists --------------------------------------------------------------------------------------
@@ -1095,10 +1152,11 @@ def cmd_sismember(s: Session, argv: list[bytes]) -> bytes | Pending:
 
 def cmd_smismember(s: Session, argv: list[bytes]) -> bytes | Pending:
     wanted = argv[2:]
+    enc = s.enc
 
     def reply(members: list[bytes]) -> bytes:
         have = set(members)
-        return s.enc.array([b":1\r\n" if m in have else b":0\r\n" for m in wanted])
+        return enc.array([b":1\r\n" if m in have else b":0\r\n" for m in wanted])
 
     return s.call("SMEMBERS", [argv[1]], reply)
 
@@ -1132,15 +1190,34 @@ def cmd_srandmember(s: Session, argv: list[bytes]) -> bytes | Pending:
             "SMEMBERS", [argv[1]], lambda ms: enc.bulk_or_null(rng.choice(ms) if ms else None)
         )
     count = arg_int(argv[2])
+    if count < -INT64_MAX:
+        raise RedisError(COUNT_OUT_OF_RANGE, "not_integer")
+    limits = s.server.limits
+    max_bytes = s.server.max_reply_bytes
 
     def reply(members: list[bytes]) -> bytes:
         if count >= 0:
             chosen = rng.sample(members, min(count, len(members)))
+        elif members:
+            _check_repeats(-count, members, limits.max_args, max_bytes)
+            chosen = rng.choices(members, k=-count)
         else:
-            chosen = [rng.choice(members) for _ in range(-count)] if members else []
+            chosen = []
         return enc.bulks(chosen)
 
     return s.call("SMEMBERS", [argv[1]], reply)
+
+
+def _check_repeats(n: int, members: list[bytes], max_items: int, max_bytes: int) -> None:
+    """Refuse a reply of ``n`` members drawn with repeats that could hold more than
+    ``max_items`` members or ``max_bytes`` bytes (each draw counted as the longest member)."""
+    longest = max(map(len, members))
+    if n > max_items or n * (longest + 16) > max_bytes:
+        raise RedisError(
+            f"ERR value is out of range: a reply of repeated members holds at most "
+            f"{max_items} members and {max_bytes} bytes (meshcache)",
+            "out_of_range",
+        )
 
 
 # --- sorted sets --------------------------------------------------------------------------------
@@ -1171,7 +1248,7 @@ def cmd_zadd(s: Session, argv: list[bytes]) -> bytes | Pending:
         raise RedisError("ERR INCR option supports a single increment-element pair")
     args: list[Any] = [argv[1]]
     for j in range(0, len(pairs), 2):
-        args.append(arg_float(pairs[j]))
+        args.append(arg_score(pairs[j]))
         args.append(pairs[j + 1])
     args.append(options)
     if incr:
@@ -1190,13 +1267,14 @@ def cmd_zscore(s: Session, argv: list[bytes]) -> bytes | Pending:
 
 
 def cmd_zincrby(s: Session, argv: list[bytes]) -> bytes | Pending:
-    return s.call("ZINCRBY", [argv[1], arg_float(argv[2]), argv[3]], s.enc.double)
+    return s.call("ZINCRBY", [argv[1], arg_score(argv[2]), argv[3]], s.enc.double)
 
 
 def _members_reply(s: Session, withscores: bool) -> Callable[[list[Any]], bytes]:
+    enc = s.enc
     if withscores:
-        return lambda pairs: _score_pairs(s, pairs, nested=True)
-    return s.enc.bulks
+        return lambda pairs: _score_pairs(enc, pairs, nested=True)
+    return enc.bulks
 
 
 def cmd_zrange(s: Session, argv: list[bytes]) -> bytes | Pending:
@@ -1330,10 +1408,9 @@ def _zpop(rev: bool) -> Handler:
         if len(argv) > 3:
             raise RedisError(SYNTAX)
         count = 1 if len(argv) == 2 else _count(argv[2])
-        if count == 0:
-            return EMPTY_ARRAY
         nested = len(argv) == 3
-        return s.call(op, [argv[1], {"count": count}], lambda got: _score_pairs(s, got, nested))
+        enc = s.enc
+        return s.call(op, [argv[1], {"count": count}], lambda got: _score_pairs(enc, got, nested))
 
     return handler
 

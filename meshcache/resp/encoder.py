@@ -54,8 +54,10 @@ class Verbatim:
 
 
 def format_double(x: float) -> bytes:
-    """A double as Redis 7.2 writes it: the shortest text that reads back as the same double,
-    whole numbers without a fraction (``3``, ``0.1``, ``1e+300``); ``inf``, ``-inf``, ``nan``."""
+    """A double as text: ``inf``, ``-inf``, ``nan``; a whole number under 1e17 in magnitude as
+    an integer (``3``, ``-0.0`` as ``0``); any other as Python's ``repr``, the shortest digits
+    that read back as the same double (``0.1``, ``1e-05``, ``1e+17``). docs/resp.md lists where
+    this differs from Redis 7.2."""
     if x != x:
         return b"nan"
     if x in (math.inf, -math.inf):

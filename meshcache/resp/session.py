@@ -106,6 +106,10 @@ _REDIS_TEXT = {
     ErrorCode.NOT_FLOAT: "ERR resulting score is not a number (NaN)",
     ErrorCode.OUT_OF_MEMORY: "OOM command not allowed when used memory > 'maxmemory'.",
 }
+# Redis's text for a code where one command words it its own way (by Redis command name).
+_COMMAND_TEXT = {
+    ("hincrby", ErrorCode.NOT_INTEGER): "ERR hash value is not an integer",
+}
 # Codes that Redis would report as a plain ERR; every other code is its own prefix
 # (``UNAVAILABLE ...``, ``WRITE_FAILED ...``), as Redis prefixes errors with a code word.
 _ERR_CODES = {
@@ -146,6 +150,8 @@ class Server:
             it, ``AUTH`` checks passwords with it, and every op a command runs is checked
             against the op table's permission as on the data port. None: everything allowed
             (a port with no node behind it, in tests).
+        max_reply_bytes: the most bytes a reply whose size the request chooses (SRANDMEMBER
+            with a negative count) may hold; the port passes its ``max_buffered_bytes``.
     """
 
     def __init__(
@@ -161,6 +167,7 @@ class Server:
         port: int = 0,
         connections: Callable[[], int] = lambda: 0,
         guard: Guard | None = None,
+        max_reply_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         from meshcache.resp.commands import COMMANDS
 
@@ -181,6 +188,9 @@ class Server:
             for name, spec in OPS.items()
         }
         self.limits = limits
+        #: The largest reply a command may build beyond what the data holds (SRANDMEMBER with
+        #: a negative count repeats members): bytes, and ``limits.max_args`` elements.
+        self.max_reply_bytes = max_reply_bytes
         self.counters = counters
         self.wall_clock = wall_clock
         self.rng = rng or random.Random()
@@ -317,7 +327,7 @@ class Session:
         except RedisError as exc:
             return self.refuse(exc)
         except CommandError as exc:
-            return self.command_error(exc)
+            return self.command_error(exc, cmd.name)
         except Exception as exc:  # a bug here: the client gets an error, the node goes on
             return self.internal(exc)
 
@@ -327,7 +337,9 @@ class Session:
             self.server.refused[exc.kind] += 1
         return error(exc.message)
 
-    def command_error(self, exc: CommandError) -> bytes:
+    def command_error(self, exc: CommandError, command: str = "") -> bytes:
+        """Redis's error reply for an op's refusal while running ``command`` (its Redis name),
+        counted by code (and as bad input unless the data caused it)."""
         code = exc.code
         self.server.error_replies += 1
         counters = self.server.counters
@@ -336,7 +348,7 @@ class Session:
             counters.bad_input["wrongpass"] += 1
         if code not in _DATA_CODES:
             self.server.refused[str(code).lower()] += 1
-        text = _REDIS_TEXT.get(code)
+        text = _COMMAND_TEXT.get((command, code)) or _REDIS_TEXT.get(code)
         if text is None:
             prefix = "ERR" if code in _ERR_CODES else str(code)
             text = f"{prefix} {exc.message}" if exc.message else prefix
@@ -446,7 +458,7 @@ class Session:
         else:
             result = server.execute(self.namespace, op, args)
         if type(result) is CoroutineType:
-            return self._pending(spec, args, self._finish(op, result, reply, started))
+            return self._pending(spec, args, self._finish(op, self.command, result, reply, started))
         if type(result) is Later:  # a forward submitted without a task: one key
             finish = self._later(op, reply, started)
             return Pending(None, key=(self.namespace, args[0]), later=result, finish=finish)
@@ -463,6 +475,7 @@ class Session:
     ) -> Callable[[Any, BaseException | None], bytes]:
         """What makes the reply bytes of a result that arrives later, as :meth:`_finish` makes
         them: :attr:`Pending.finish`, called once, from the callback that settles it."""
+        command = self.command
 
         def settled(value: Any, error: BaseException | None) -> bytes:
             if error is None:
@@ -474,7 +487,7 @@ class Session:
                 except Exception as exc:
                     out = self.internal(exc)
             elif isinstance(error, CommandError):
-                out = self.command_error(error)
+                out = self.command_error(error, command)
             elif isinstance(error, RedisError):
                 out = self.refuse(error)
             elif isinstance(error, Exception):
@@ -536,12 +549,17 @@ class Session:
         return Pending(answer, key=(self.namespace, args[0]))
 
     async def _finish(
-        self, op: str, pending: Coroutine[Any, Any, Any], reply: Reply, started: int
+        self,
+        op: str,
+        command: str,
+        pending: Coroutine[Any, Any, Any],
+        reply: Reply,
+        started: int,
     ) -> bytes:
         try:
             result = await pending
         except CommandError as exc:
-            return self.command_error(exc)
+            return self.command_error(exc, command)
         except RedisError as exc:
             return self.refuse(exc)
         except Exception as exc:

@@ -4,6 +4,7 @@ owned by each node, read and written through the other."""
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import redis
 from meshcache.testing.mesh import Direct, ring_of
 from meshcache.wire.address import parse_address
 from tests.mesh.helpers import wait_for
+from tests.resp.helpers import RawConn, command
 from tools.resp_bench import RespNode, resp_node
 
 pytestmark = pytest.mark.slow
@@ -164,3 +166,62 @@ def test_scan_and_keys_walk_every_member(mesh: list[RespNode]) -> None:
         a.flushdb()
         a.close()
         b.close()
+
+
+def _half_closed_replies(port: int, data: bytes) -> bytes:
+    """Send ``data``, shut the write side (as ``nc -N`` does) and read to the end."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := sock.recv(65536):
+            out += chunk
+        return out
+
+
+def test_a_client_that_half_closes_gets_every_reply(mesh: list[RespNode]) -> None:
+    """Commands forwarded to the owner are answered after the client shut its write side;
+    the connection closes after the last reply, and a command left incomplete is dropped."""
+    foreign = keys_owned_by(mesh, 1, 1)[0]
+    port = mesh[0].resp_port
+    assert _half_closed_replies(port, command("SET", foreign, "v")) == b"+OK\r\n"
+    for _ in range(5):
+        assert _half_closed_replies(port, b"GET " + foreign + b"\r\n") == b"$1\r\nv\r\n"
+    pipeline = command("GET", foreign) + command("DEL", foreign) + command("KEYS", "nomatch*")
+    assert _half_closed_replies(port, pipeline + b"*2\r\n$3\r\nGET") == (b"$1\r\nv\r\n:1\r\n*0\r\n")
+
+
+def test_a_forwarded_reply_keeps_the_protocol_its_command_ran_under(
+    mesh: list[RespNode],
+) -> None:
+    """HELLO 3, then commands on a key another node owns, then HELLO 2 before their replies
+    are in: those replies are RESP3, as the connection spoke when they ran."""
+    foreign = keys_owned_by(mesh, 1, 1)[0]
+    conn = RawConn(mesh[0].resp_port)
+    try:
+        conn.call("DEL", foreign, foreign + b"h", foreign + b"s")
+        conn.call("HSET", foreign + b"h", "f", "v")
+        conn.call("SADD", foreign + b"s", "m")
+        lines = [
+            ("HELLO", "3"),
+            ("ZADD", foreign, "1.5", "a", "2", "b"),
+            ("ZRANGE", foreign, "0", "-1", "WITHSCORES"),
+            ("ZRANGEBYSCORE", foreign, "-inf", "+inf", "WITHSCORES"),
+            ("ZPOPMIN", foreign, "1"),
+            ("ZPOPMAX", foreign),
+            ("HKEYS", foreign + b"h"),
+            ("HVALS", foreign + b"h"),
+            ("SMISMEMBER", foreign + b"s", "m", "x"),
+            ("HELLO", "2"),
+        ]
+        conn.send(b"".join(command(*line) for line in lines))
+        replies = [conn.reply() for _ in lines]
+    finally:
+        conn.close()
+    assert replies[2] == b"*2\r\n*2\r\n$1\r\na\r\n,1.5\r\n*2\r\n$1\r\nb\r\n,2\r\n"
+    assert replies[3] == replies[2]
+    assert replies[4] == b"*1\r\n*2\r\n$1\r\na\r\n,1.5\r\n"
+    assert replies[5] == b"*2\r\n$1\r\nb\r\n,2\r\n"
+    assert replies[6] == b"*1\r\n$1\r\nf\r\n"
+    assert replies[7] == b"*1\r\n$1\r\nv\r\n"
+    assert replies[8] == b"*2\r\n:1\r\n:0\r\n"

@@ -33,7 +33,10 @@ than ``idle_timeout`` is closed. Commands are counted by name and bad input by k
 session server (``server.calls``, ``server.refused``); connections, bytes and closes by reason in
 :attr:`RespPort.stats`. :mod:`meshcache.node.admin.resp_metrics` exports them.
 
-QUIT is answered ``+OK`` and closes the connection once the replies before it are written.
+QUIT is answered ``+OK`` and closes the connection once the replies before it are written. A
+client that shuts its write side (``nc -N``, a script that sends then half-closes) has every
+command it sent answered, forwarded ones included, and the connection closes after the last
+reply.
 """
 
 from __future__ import annotations
@@ -167,6 +170,7 @@ class RespPort(Reactor[_Conn]):
             port=self.address[1],
             connections=lambda: len(self._conns),
             guard=guard,
+            max_reply_bytes=limits.max_buffered_bytes,
         )
         self._laddr = _address(listener.getsockname())
         self._recv_buf = bytearray(RECV_SIZE)
@@ -261,7 +265,7 @@ class RespPort(Reactor[_Conn]):
             self._close(conn, _reason(exc))
             return
         if not n:
-            self._close(conn, "client_closed")
+            self._input_ended(conn)
             return
         # A TLS handshake record (0x16, TLS_HANDSHAKE as a literal: no global lookup per read)
         # at the start of a command: no RESP command starts with that byte.
@@ -275,6 +279,20 @@ class RespPort(Reactor[_Conn]):
             self._answer_ordered(conn)
         else:
             self._answer(conn, at_round_end=True)
+
+    def _input_ended(self, conn: _Conn) -> None:
+        """The client sent all it will (it closed, or shut its write side only): the commands
+        it sent are still answered, as Redis answers them, and the connection closes once their
+        replies are written. A command it left incomplete is dropped."""
+        self._flush_round()  # replies of this round's earlier turn for it go first
+        if self._conns.get(conn.fd) is not conn:
+            return  # that write failed: closed
+        if not (conn.busy or conn.unsent):
+            self._close(conn, "client_closed")
+            return
+        conn.doomed = "client_closed"
+        if not conn.unsent:
+            self._set_mask(conn, 0)  # nothing more to read: woken by its replies
 
     def _tls_on_plaintext_port(self, conn: _Conn) -> None:
         """A TLS handshake reached this plaintext port: a fatal TLS alert tells the client's
