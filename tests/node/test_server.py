@@ -194,7 +194,8 @@ async def test_bad_input_harms_no_one(node: tuple[Node, NodeInfo]) -> None:
 @pytest.mark.trio
 async def test_connection_limit(tmp_path: Path, connections: None) -> None:
     async with trio.open_nursery() as nursery:
-        info = await nursery.start(Node(settings_for(tmp_path, max_connections=2)).serve)
+        node = Node(settings_for(tmp_path, max_connections=2))
+        info = await nursery.start(node.serve)
         first = await RawConn.open(info.data_address)
         second = await RawConn.open(info.data_address)
         assert await first.call("PING") == "PONG" and await second.call("PING") == "PONG"
@@ -202,6 +203,10 @@ async def test_connection_limit(tmp_path: Path, connections: None) -> None:
         resp = await third.recv()
         assert resp is not None and resp.value[0] == "TOO_MANY_CONNECTIONS"
         assert await third.recv() is None
+        # The refused connection was accepted and closed: opened less closed is still open.
+        counters = node.counters
+        closed = sum(counters.connections_closed.values())
+        assert counters.connections_opened - closed == counters.connections_current == 2
         await first.stream.aclose()
         # A slot frees up once the node has seen the close.
         with trio.fail_after(5):

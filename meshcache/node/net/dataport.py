@@ -226,6 +226,9 @@ class DataPort(Reactor[_Conn]):
 
     def _refuse(self, sock: socket.socket) -> None:
         self._counters.bad_input["too_many_connections"] += 1
+        # Accepted, then closed at once: counted both ways, so opened less closed stays the
+        # connections open.
+        self._counters.connections_opened += 1
         self._counters.connections_closed["too_many_connections"] += 1
         if self._tls is not None and self._nursery is not None:
             # Told in TLS, by a short task of its own: it holds no slot of the port.

@@ -247,6 +247,7 @@ class RespPort(Reactor[_Conn]):
 
     def _refuse(self, sock: socket.socket) -> None:
         self.server.refused["too_many_connections"] += 1
+        self.stats["connections_opened"] += 1  # accepted, then closed at once
         self.stats["closed_too_many_connections"] += 1
         if self._tls is not None and self._nursery is not None:
             # Told in TLS, by a short task of its own: it holds no slot of the port.
