@@ -743,6 +743,11 @@ class Keyspace:
         delta = new_full if old is None else new_full - self.full_cost(key, old)
         if self.max_bytes is not None or self.max_items is not None:
             self.check_room(key, new_full, delta, old is None)
+            if old is not None and key not in table:
+                # check_room purged expired keys under ``none``, this one among them: it is
+                # a new key after all, and must fit as one.
+                old, delta = None, new_full
+                self.check_room(key, new_full, delta, True)
         table[key] = blob
         self.used += delta
         if old is None:

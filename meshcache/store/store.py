@@ -314,16 +314,19 @@ class Store:
         if expires_at is not None and expires_at <= self._clock():
             if current is not None:
                 ks.remove(key)
+            ks.unbury(key)
             return True
         if entry.type == PLAIN:
             ks.put(key, pack_version(version) + bytes(entry.value), expires_at, False)
+            ks.unbury(key)
             return True
         obj = TYPES[entry.type].from_contents(entry.value, version)
         if not obj:
             if current is not None:
                 ks.remove(key)
-            return True
-        ks.put(key, obj, expires_at, False)
+        else:
+            ks.put(key, obj, expires_at, False)
+        ks.unbury(key)
         return True
 
     def apply_plain(self, namespace: str, key: bytes, value: bytes, version: int) -> bool:
@@ -337,6 +340,7 @@ class Store:
             return False
         self._hlc.witness(version)
         ks.put(key, blob, None, False)
+        ks.unbury(key)
         return True
 
     def plain_blobs(
@@ -436,6 +440,7 @@ class Store:
                 finally:
                     single = ks.single  # a put may split the one table
                     tables = ks.tables
+                ks.unbury(key)
                 applied += 1
         finally:
             ks.used += used
@@ -591,10 +596,11 @@ def _lww_admits(
     ks: Keyspace, key: bytes, version: int, candidate: bytes | EntryView
 ) -> tuple[bool, bytes | TypedValue | None]:
     """Whether a replicated write at ``version`` beats what ``ks`` holds for ``key`` (its live
-    entry, then its tombstone: a delete wins a tie), and the live entry. A beaten tombstone is
-    removed. ``candidate`` is the write: a plain value's blob as stored (version header, value,
-    no expiry) or an :class:`EntryView`; it is looked at only when the live entry has the same
-    version, to break the tie by :func:`~meshcache.store.entry.tie_break`."""
+    entry, then its tombstone: a delete wins a tie), and the live entry. A beaten tombstone
+    stays: the caller unburies the key once the write is stored. ``candidate`` is the write: a
+    plain value's blob as stored (version header, value, no expiry) or an
+    :class:`EntryView`; it is looked at only when the live entry has the same version, to
+    break the tie by :func:`~meshcache.store.entry.tie_break`."""
     current = ks.live(key)
     if current is not None:
         held = current.version if isinstance(current, TypedValue) else blob_version(current)
@@ -604,11 +610,11 @@ def _lww_admits(
             return False, current
     if ks.tombstones:
         buried = ks.tombstones.get(key)
-        if buried is not None:
-            # A delete wins a tie: both sides of a tie then agree whatever the order.
-            if buried >= version and current is None:
-                return False, current
-            ks.unbury(key)
+        # A delete wins a tie: both sides of a tie then agree whatever the order.
+        if buried is not None and buried >= version and current is None:
+            return False, current
+    # A beaten tombstone stays until the write is stored (the caller unburies it then): a
+    # write the store refuses changes nothing, and the delete goes on beating older writes.
     return True, current
 
 

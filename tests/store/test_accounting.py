@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meshcache.errors import CommandError
+from meshcache.errors import CommandError, ErrorCode
 from meshcache.store import NamespacePolicy
 
 from .conftest import FakeClock, Harness
@@ -102,3 +102,27 @@ def test_accounting_exact_under_random_ops(
     h.check_accounting()
     h.store.set_policy("default", NamespacePolicy(eviction="lru"))
     h.check_accounting()
+
+
+def test_a_set_over_an_expired_key_of_a_full_namespace_under_none_keeps_the_counts(
+    clock: FakeClock,
+) -> None:
+    """Under ``none``, a write that would not fit first purges expired keys: the key written
+    may be one of them, and it is then a new key that must fit as one."""
+    h = Harness(clock, default=NamespacePolicy(eviction="none", max_items=2, max_bytes=2000))
+    h.run("SET", b"a", b"x" * 100, {"ttl": 1})
+    h.run("SET", b"b", b"x" * 100)
+    clock.advance(2)  # a expired, not purged yet
+    with pytest.raises(CommandError) as big:  # as a new key beside b it does not fit
+        h.run("SET", b"a", b"y" * 1600)
+    assert big.value.code is ErrorCode.OUT_OF_MEMORY
+    h.check_accounting()
+    assert h.ks().count == 1  # the expired a is gone, b stays
+    assert h.run("SET", b"a", b"y" * 1000) is True
+    h.check_accounting()
+    with pytest.raises(CommandError) as full:
+        h.run("SET", b"c", b"z")  # two keys held: max_items
+    assert full.value.code is ErrorCode.OUT_OF_MEMORY
+    assert h.run("DELETE", b"a", b"b") == 2
+    h.check_accounting()
+    assert (h.ks().count, h.ks().used) == (0, 0)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from meshcache.errors import CommandError
 from meshcache.hlc import make_version
-from meshcache.store import EntryView, sizes
+from meshcache.store import EntryView, NamespacePolicy, sizes
 
 from .conftest import FakeClock, Harness
 
@@ -219,3 +221,24 @@ def test_entry_wire_is_the_entry_views_wire_form(clock: FakeClock) -> None:
     h.run("DELETE", b"plain")
     assert h.store.entry_wire("default", b"plain") is None
     assert h.store.entry_wire("default", b"never") is None
+
+
+def test_a_replicated_write_the_store_refuses_leaves_the_tombstone(clock: FakeClock) -> None:
+    """A newer replicated write that does not fit changes nothing: the delete's tombstone
+    stays, and an older write of the key that arrives later is still refused."""
+    h = Harness(
+        clock, tombstone_grace_s=GRACE, default=NamespacePolicy(eviction="none", max_bytes=1200)
+    )
+    before_delete = h.hlc.now()  # a write made before the delete, still on its way
+    h.run("SET", b"k", b"v1")
+    h.run("DELETE", b"k")
+    tomb = h.store.get_tombstone("default", b"k")
+    h.run("SET", b"filler", b"x" * 700)
+    with pytest.raises(CommandError):
+        h.store.apply_entry("default", b"k", EntryView("bytes", b"y" * 600, None, h.hlc.now()))
+    assert h.store.get_tombstone("default", b"k") == tomb
+    h.run("DELETE", b"filler")
+    late = EntryView("bytes", b"from before the delete", None, before_delete)
+    assert h.store.apply_entry("default", b"k", late) is False
+    assert h.run("GET", b"k") is None
+    h.check_accounting()
