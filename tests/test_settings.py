@@ -496,7 +496,7 @@ def node_settings(draw: st.DrawFn) -> NodeSettings:
             **{
                 name: NamespacePolicy(
                     eviction=draw(st.sampled_from(["lru", "lfu", "ttl", "none"])),
-                    max_bytes=draw(st.none() | st.integers(0, 2**40)),
+                    max_bytes=draw(st.none() | st.integers(1, 2**40)),
                     default_ttl=draw(st.none() | durations),
                 )
                 for name in draw(

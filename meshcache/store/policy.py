@@ -69,8 +69,8 @@ class NamespacePolicy:
                 continue
             if type(value) is not int:
                 raise ConfigError(f"{name} must be an integer, not {type(value).__name__}")
-            if value < 0:
-                raise ConfigError(f"{name} must be >= 0, got {value}")
+            if value < 1:  # a bound of 0 holds nothing: None is how to say "no bound"
+                raise ConfigError(f"{name} must be >= 1 (or none for no bound), got {value}")
         ttl = self.default_ttl
         if ttl is not None:
             if type(ttl) not in (int, float):

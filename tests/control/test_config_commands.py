@@ -116,7 +116,7 @@ BAD_COMMANDS: list[tuple[dict[str, Any], type[MeshcacheError], str]] = [
     (
         {"op": "create_namespace", "expected_version": 2, "name": "x", "policy": {"max_bytes": -1}},
         InvalidCommandError,
-        "max_bytes must be >= 0",
+        "max_bytes must be >= 1",
     ),
     (
         {"op": "create_namespace", "expected_version": 2, "name": "x", "policy": {"replicas": 0}},

@@ -24,6 +24,8 @@ def test_defaults() -> None:
         {"eviction": "fifo"},
         {"max_bytes": -1},
         {"max_items": -5},
+        {"max_items": 0},  # holds nothing (under lru it kept the key just written)
+        {"max_bytes": 0},
         {"max_bytes": 1.5},
         {"default_ttl": 0},
         {"default_ttl": -1.0},
