@@ -109,12 +109,20 @@ def parse_url(url: str) -> dict[str, Any]:
     """
     if not isinstance(url, str):
         raise ConfigError(f"a meshcache URL is text, not {type(url).__name__}")
-    parts = urlsplit(url.strip())
+    url = url.strip()
+    parts = urlsplit(url)
     netloc = parts.netloc
+    credentials = ""
     if "@" in netloc:
-        # Error messages show the URL without its password.
         credentials, _, netloc = netloc.rpartition("@")
-        url = parts._replace(netloc=f"{credentials.partition(':')[0]}:***@{netloc}").geturl()
+    url = _shown(url)  # error messages never show what may be a password
+    if "@" in parts.path + parts.query + parts.fragment:
+        # A '/', '?' or '#' in a password ends the host part early: what follows the '@' may
+        # be the password's end, and the hosts what precedes it.
+        raise ConfigError(
+            f"{url!r}: an '@' after the hosts: percent-encode '/', '?', '#' and '@' in a user "
+            "name or password (%2F, %3F, %23, %40), and '@' in a namespace or option (%40)"
+        )
     scheme = parts.scheme.lower()
     if scheme not in (SCHEME, TLS_SCHEME):
         raise ConfigError(
@@ -123,7 +131,7 @@ def parse_url(url: str) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if scheme == TLS_SCHEME:
         options["tls"] = True
-    if "@" in parts.netloc:
+    if credentials or "@" in parts.netloc:
         user, colon, password = credentials.partition(":")
         if not user or not colon or not password:
             raise ConfigError(f"{url!r}: credentials are user:password@ (both given)")
@@ -149,6 +157,20 @@ def parse_url(url: str) -> dict[str, Any]:
         except ValueError as exc:
             raise ConfigError(f"{url!r}: option {name}={text!r}: {exc}") from None
     return options
+
+
+def _shown(url: str) -> str:
+    """``url`` as error messages show it: what precedes its last ``@`` (credentials, or an
+    unencoded part of them) reduced to the user name and ``***``; the whole of it when the
+    user name cannot be told apart."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, after = rest.rpartition("@")
+    user, colon, _ = credentials.partition(":")
+    if not colon or any(c in user for c in "/?#"):
+        return f"{scheme}{sep}***@{after}"
+    return f"{scheme}{sep}{user}:***@{after}"
 
 
 __all__ = ["MAX_TIMEOUT", "SCHEME", "TLS_SCHEME", "check_timeout", "parse_url"]

@@ -364,7 +364,7 @@ async def _main(settings: NodeSettings, reload: Callable[[], NodeSettings] | Non
                         node.membership.reload_keys()
                     if reload is not None:
                         _reload_users(node, reload)
-                    reload_tls(node)
+                    reload_tls(node, reload)
                     continue
                 log.info("node_stopping", signal=signal.Signals(signum).name)
                 with trio.CancelScope(shield=True):
@@ -407,14 +407,26 @@ def node_tls(settings: NodeSettings) -> NodeTls | None:
     )
 
 
-def reload_tls(node: Node) -> bool:
-    """SIGHUP: read the certificate, key and CA files again; connections accepted after it use
-    them. A file that does not load changes nothing: logged and counted
-    (``meshcache_bad_input_total{kind="tls_reload_failed"}``)."""
+def reload_tls(node: Node, reload: Callable[[], NodeSettings] | None = None) -> bool:
+    """SIGHUP: read the certificate, key and CA files again, at the paths of the settings
+    ``reload`` reads (the same paths without it); connections accepted after it use them. A
+    file that does not load, settings that do not, or settings without a certificate and key
+    change nothing: logged and counted (``meshcache_bad_input_total{kind="tls_reload_failed"}``).
+    TLS is turned on or off only by a restart."""
     if node.tls is None:
         return False
     try:
-        node.tls.reload()
+        files = None
+        if reload is not None:
+            settings = reload()
+            cert_file, key_file = settings.tls_cert_file, settings.tls_key_file
+            if cert_file is None or key_file is None:
+                raise ConfigError(
+                    "tls_cert_file and tls_key_file are no longer set: TLS is turned off only "
+                    "by a restart"
+                )
+            files = (cert_file, key_file, settings.tls_ca_file)
+        node.tls.reload(files)
     except ConfigError as exc:
         log.error("tls_not_reloaded", error=str(exc))
         if node.parts is not None:

@@ -2,10 +2,15 @@
 
 Every op's row in :data:`meshcache.wire.ops.OPS` names the permission it needs. An identity (a
 user, the cluster, or the anonymous connection) holds a set of permissions; :func:`grant` turns
-that set into a :class:`Grant`: the op names allowed in every namespace, and the data ops
-allowed only in the namespaces matching the user's patterns. The request path then costs one
-set lookup per request (``op in grant.allowed``); everything else is the slow path of a refusal,
-an ``AUTH``, or a namespace-limited user.
+that set into a :class:`Grant`: the op names allowed in every namespace, and, for a user with
+namespace patterns, the ops limited to the matching namespaces. An op's
+:class:`~meshcache.wire.ops.Scope` says which: ``NAMESPACE`` ops (data ops, ``FLUSH``, ``SCAN``,
+``DBSIZE``) run only in the user's namespaces, ``NAMED`` ops (``NS_SET``, ``NS_DROP``) only on a
+namespace of the user's named by their first argument, ``EVERY`` ops (``HOTKEYS``,
+``CONFIG_PROPOSE``: keys or policies of every namespace at once) never; ``NODE`` ops need only
+the permission. The request path then costs one set lookup per request
+(``op in grant.allowed``); everything else is the slow path of a refusal, an ``AUTH``, or a
+namespace-limited user.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from meshcache.wire.ops import DATA_HANDLER, OPS, SESSION_HANDLER, Permission
+from meshcache.wire.ops import OPS, SESSION_HANDLER, Permission, Scope
 
 #: The name a node authenticates as to another node of its cluster (never a user's: user names
 #: cannot start with ``@``).
@@ -37,7 +42,9 @@ class Grant:
         who: the user's name, :data:`CLUSTER_USER`, or None (not authenticated).
         allowed: ops allowed whatever the namespace. ``AUTH`` is never in it, so it always
             reaches the session.
-        scoped: data ops allowed only in a namespace matching ``patterns``.
+        scoped: ops allowed only in a namespace matching ``patterns``: the request's
+            (:attr:`Scope.NAMESPACE`), or the one their first argument names
+            (:attr:`Scope.NAMED`).
         patterns: the user's namespace patterns (empty: no namespace limit).
         permissions: the permissions held (for refusal messages).
     """
@@ -61,8 +68,9 @@ def grant(
     ops -= {name for name, spec in OPS.items() if spec.handler == SESSION_HANDLER}
     scoped: set[str] = set()
     if patterns:
-        scoped = {name for name in ops if OPS[name].handler == DATA_HANDLER}
+        scoped = {name for name in ops if OPS[name].scope in (Scope.NAMESPACE, Scope.NAMED)}
         ops -= scoped
+        ops -= {name for name in ops if OPS[name].scope is Scope.EVERY}
     return Grant(who, frozenset(ops), frozenset(scoped), patterns, held)
 
 

@@ -3,8 +3,8 @@
 
 The dispatcher holds the request path's one check: ``op in session.allowed`` (a frozenset of op
 names, see :mod:`meshcache.security.acl`). Anything else goes to :meth:`Session.gate`: ``AUTH``,
-a data op of a namespace-limited user, and refusals — ``NOAUTH`` for a connection that has not
-authenticated on a node with users, ``NOPERM`` naming the permission otherwise.
+a namespace-limited user's op on a namespace, and refusals — ``NOAUTH`` for a connection that
+has not authenticated on a node with users, ``NOPERM`` naming the permission otherwise.
 
 What a connection may do before ``AUTH``:
 
@@ -50,10 +50,10 @@ from meshcache.security.acl import (
     Grant,
     grant,
 )
-from meshcache.security.hashing import DECOY
+from meshcache.security.hashing import PasswordHash, decoy_for
 from meshcache.security.throttle import AuthThrottle
 from meshcache.security.users import User
-from meshcache.wire.ops import SESSION_HANDLER, Limits, OpSpec, normalize_args
+from meshcache.wire.ops import SESSION_HANDLER, Limits, OpSpec, Scope, normalize_args
 
 log = structlog.get_logger("meshcache.security")
 
@@ -93,9 +93,13 @@ class Session:
     def gate(self, spec: OpSpec, namespace: str, args: Any) -> Coroutine[Any, Any, str] | None:
         """Decide an op that is not in :attr:`allowed`.
 
+        ``args`` are the request's arguments as received (unchecked): an op of
+        :attr:`~meshcache.wire.ops.Scope.NAMED` acts on the namespace its first argument names,
+        and is refused when that is not text.
+
         Returns:
             ``AUTH``'s answer (a coroutine: it checks the password off the event loop), or None
-            when the op may run (a data op in one of the user's namespaces).
+            when the op may run (a namespace-limited op on one of the user's namespaces).
 
         Raises:
             NoAuthError: the connection has not authenticated and the op needs it.
@@ -107,6 +111,11 @@ class Session:
             return self.guard.authenticate(self, user, password)
         granted = self.grant
         if spec.name in granted.scoped:
+            if spec.scope is Scope.NAMED:
+                named = _named(args)
+                if named is None:
+                    raise self.guard.refusal(granted, spec, "")
+                namespace = named
             ok = self._namespaces.get(namespace)
             if ok is None:
                 ok = granted.allows_namespace(namespace)
@@ -115,6 +124,22 @@ class Session:
             if ok:
                 return None
         raise self.guard.refusal(granted, spec, namespace)
+
+
+def _named(args: Any) -> str | None:
+    """The namespace a :attr:`~meshcache.wire.ops.Scope.NAMED` op's arguments name (its first
+    argument), or None when it is not text."""
+    if type(args) is not list or not args:
+        return None
+    first = args[0]
+    if type(first) is str:
+        return first
+    if type(first) is bytes:
+        try:
+            return first.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return None
 
 
 class Guard:
@@ -141,6 +166,8 @@ class Guard:
         self._clock = clock
         self.stats: Counter[str] = Counter()
         self.users: dict[str, User] = {}
+        #: Checked in place of a hash for an unknown user name: the users' most common cost.
+        self.decoy: PasswordHash = decoy_for(())
         self._grants: dict[str, Grant] = {}
         self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
         self._cluster = grant(CLUSTER_USER, EVERYTHING)
@@ -173,6 +200,7 @@ class Guard:
         is gone is unauthenticated again, one whose user changed holds the new permissions, and
         an unauthenticated one gets what the new configuration gives it."""
         self.users = dict(users)
+        self.decoy = decoy_for(user.password for user in users.values())
         self._grants = {
             name: grant(name, user.permissions, user.namespaces) for name, user in users.items()
         }
@@ -192,6 +220,11 @@ class Guard:
             )
         self.stats["noperm"] += 1
         who = "this connection" if granted.who is None else f"user {granted.who!r}"
+        if spec.permission in granted.permissions and spec.scope is Scope.EVERY:
+            return NoPermError(
+                message=f"{who} is limited to some namespaces, and {spec.name} covers every "
+                "namespace"
+            )
         if spec.permission in granted.permissions:
             return NoPermError(
                 message=f"{who} has the '{needed}' permission, but not in namespace "
@@ -239,11 +272,16 @@ class Guard:
                 return self._cluster
             return None
         record = self.users.get(user)
-        hashed = DECOY if record is None else record.password
+        hashed = self.decoy if record is None else record.password
         ok = await trio.to_thread.run_sync(
             hashed.verify, password, abandon_on_cancel=True, limiter=self._limiter
         )
         if record is None or not ok:
+            return None
+        # The users may have been reloaded while the hash was checked: the password checked
+        # must still be the user's, and the grant is the one the user holds now.
+        current = self.users.get(user)
+        if current is None or current.password != record.password:
             return None
         return self._grants[user]
 

@@ -20,6 +20,8 @@ import hashlib
 import hmac
 import os
 import re
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from meshcache.errors import ConfigError
@@ -135,9 +137,30 @@ def hash_password(
     return PasswordHash(n, r, p, salt, _scrypt(secret, salt, n, r, p, DIGEST_BYTES)).encode()
 
 
-#: Verified in place of a hash when the user does not exist, so that an unknown user costs as
-#: much time as a wrong password and the timing does not tell which names exist.
-DECOY = PasswordHash(DEFAULT_N, DEFAULT_R, DEFAULT_P, b"\0" * SALT_BYTES, b"\0" * DIGEST_BYTES)
+def decoy(n: int = DEFAULT_N, r: int = DEFAULT_R, p: int = DEFAULT_P) -> PasswordHash:
+    """A hash of cost ``n``, ``r``, ``p`` that no password matches: verified in place of a hash
+    when the user does not exist, so that an unknown user costs as much work as a wrong
+    password and the timing does not tell which names exist."""
+    return PasswordHash(n, r, p, b"\0" * SALT_BYTES, b"\0" * DIGEST_BYTES)
 
 
-__all__ = ["DECOY", "DEFAULT_N", "PasswordHash", "hash_password"]
+#: The decoy at the default cost (for a node without users).
+DECOY = decoy()
+
+
+def decoy_for(hashes: Iterable[PasswordHash]) -> PasswordHash:
+    """The decoy for a node whose users have ``hashes``: of the cost most of them have (the
+    highest among costs equally common), so that an unknown name costs what a user's does;
+    :data:`DECOY` when there are none.
+
+    Users of another cost than the most common one can still be told apart by the time a
+    wrong password takes: give every user the same cost.
+    """
+    counts = Counter((h.n, h.r, h.p) for h in hashes)
+    if not counts:
+        return DECOY
+    n, r, p = max(counts, key=lambda cost: (counts[cost], cost[0] * cost[1] * cost[2], cost))
+    return DECOY if (n, r, p) == (DECOY.n, DECOY.r, DECOY.p) else decoy(n, r, p)
+
+
+__all__ = ["DECOY", "DEFAULT_N", "PasswordHash", "decoy", "decoy_for", "hash_password"]

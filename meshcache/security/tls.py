@@ -332,21 +332,25 @@ class NodeTls:
         self.ca_file = ca_file
         self.require_client_cert = require_client_cert
         self.admin = admin
-        self.server, self.peer = self._build()
+        self.server, self.peer = self._build(cert_file, key_file, ca_file)
 
-    def _build(self) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    def _build(
+        self, cert_file: Path, key_file: Path, ca_file: Path | None
+    ) -> tuple[ssl.SSLContext, ssl.SSLContext]:
         server = server_context(
-            self.cert_file,
-            self.key_file,
-            self.ca_file,
-            require_client_cert=self.require_client_cert,
+            cert_file, key_file, ca_file, require_client_cert=self.require_client_cert
         )
-        return server, peer_context(self.cert_file, self.key_file, self.ca_file)
+        return server, peer_context(cert_file, key_file, ca_file)
 
-    def reload(self) -> None:
-        """Read the files again; on any error raise :class:`ConfigError` and keep the old
-        contexts."""
-        self.server, self.peer = self._build()
+    def reload(self, files: tuple[Path, Path, Path | None] | None = None) -> None:
+        """Read the certificate, key and CA files again: ``files`` (certificate, key, CA or
+        None), the paths of the settings read again, or the same paths when None. On any error
+        raise :class:`ConfigError` and keep the old contexts and paths."""
+        cert_file, key_file, ca_file = (
+            (self.cert_file, self.key_file, self.ca_file) if files is None else files
+        )
+        self.server, self.peer = self._build(cert_file, key_file, ca_file)
+        self.cert_file, self.key_file, self.ca_file = cert_file, key_file, ca_file
 
 
 __all__ = [

@@ -14,9 +14,10 @@ A node's TOML file defines them, one table each::
 Permissions are ``read``, ``write`` and ``admin`` (each independent: an admin who should also
 read keys lists ``read`` too). ``peer`` is never a user's: only other nodes of the cluster, who
 authenticate with the cluster key, send node-to-node ops. ``namespaces`` holds shell-style
-patterns (``fnmatch``: ``*``, ``?``, ``[abc]``); when given, the user's data ops (those on keys,
-and FLUSH) are allowed only in matching namespaces, while node and cluster ops (INFO, RING,
-NS_SET, ...) need only the permission.
+patterns (``fnmatch``: ``*``, ``?``, ``[abc]``); when given, the ops that read or change a
+namespace's keys (data ops, FLUSH, SCAN, DBSIZE, NS_SET, NS_DROP) are allowed only on matching
+namespaces, the ops that span every namespace (HOTKEYS, CONFIG_PROPOSE) never, while node and
+cluster ops (INFO, RING, NS_LIST, ...) need only the permission (:mod:`meshcache.security.acl`).
 """
 
 from __future__ import annotations

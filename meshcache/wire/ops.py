@@ -54,6 +54,18 @@ class Permission(Enum):
     NONE = "none"  # anyone, before authenticating too: PING and AUTH itself
 
 
+class Scope(Enum):
+    """Whose keys an op reads or changes: what a user limited to some namespaces
+    (``[users.NAME] namespaces``) may send (:mod:`meshcache.security.acl`)."""
+
+    NAMESPACE = "namespace"  # the request's namespace: data ops, FLUSH, SCAN, DBSIZE
+    NAMED = "named"  # the namespace its first argument names: NS_SET, NS_DROP
+    EVERY = "every"  # keys or policies of every namespace at once: HOTKEYS, CONFIG_PROPOSE
+    NODE = "node"  # the node or the cluster, no namespace's keys: PING, INFO, RING, ...
+
+    # Node-to-node ops keep the default of their handler: no user holds ``peer``.
+
+
 #: ``OpSpec.handler`` of the ops the data plane coordinates and the store executes.
 DATA_HANDLER = "data"
 #: ``OpSpec.handler`` of the ops that change the connection itself (``AUTH``): answered by the
@@ -97,6 +109,10 @@ class OpSpec:
     #: The op takes many keys (``MGET``, ``MSET``, ``DELETE``, ``EXISTS``): nodes and smart
     #: clients split it by owner.
     multi_key: bool = False
+    #: Whose keys it reads or changes: a namespace-limited user may send an op of
+    #: :attr:`Scope.NAMESPACE` or :attr:`Scope.NAMED` only for its namespaces, and never one of
+    #: :attr:`Scope.EVERY`.
+    scope: Scope = Scope.NODE
 
     @property
     def min_args(self) -> int:
@@ -138,8 +154,11 @@ def _op(
     options: tuple[str, ...] = (),
     handler: str = DATA_HANDLER,
     permission: Permission | None = None,
+    scope: Scope | None = None,
 ) -> OpSpec:
     fixed, repeat, has_options = _parse_signature(signature)
+    if scope is None:
+        scope = Scope.NAMESPACE if handler == DATA_HANDLER else Scope.NODE
     if permission is None:
         permission = Permission.WRITE if kind is OpKind.WRITE else Permission.READ
     return OpSpec(
@@ -159,11 +178,13 @@ def _op(
         handler=handler,
         permission=permission,
         multi_key=not fixed and repeat[:1] == ("k",),
+        scope=scope,
     )
 
 
 R, W, M = OpKind.READ, OpKind.WRITE, OpKind.META
 ADMIN, PEER = Permission.ADMIN, Permission.PEER
+NAMESPACE, NAMED, EVERY = Scope.NAMESPACE, Scope.NAMED, Scope.EVERY
 
 _SPECS = [
     # node and namespace
@@ -171,19 +192,27 @@ _SPECS = [
     # who the connection is: a user (user, password) or a node of the cluster
     _op("AUTH", "ss", M, handler=SESSION_HANDLER, permission=Permission.NONE),
     _op("INFO", "", M, handler="info"),
-    _op("DBSIZE", "o?", M, options=("owned", "mesh"), handler="dbsize"),
+    _op("DBSIZE", "o?", M, options=("owned", "mesh"), handler="dbsize", scope=NAMESPACE),
     # one step of a walk over the namespace's keys on every member, and a member's part of it
-    _op("SCAN", "uo?", M, options=("count", "match", "type"), handler="scan"),
+    _op("SCAN", "uo?", M, options=("count", "match", "type"), handler="scan", scope=NAMESPACE),
     _op("FLUSH", "", W, idempotent=True, permission=ADMIN),
     _op("MEMBERS", "", M, handler="members"),
     # node to node: one SWIM push/pull exchange (HMAC-signed payload in, reply payload out)
     _op("GOSSIP", "v", M, handler="gossip", permission=PEER),
     # the cluster config (meshcache/control): answered by any node
     _op("CONFIG_GET", "", M, handler="config_get"),
-    _op("CONFIG_PROPOSE", "d", M, idempotent=False, handler="config_propose", permission=ADMIN),
+    _op(
+        "CONFIG_PROPOSE",
+        "d",
+        M,
+        idempotent=False,
+        handler="config_propose",
+        permission=ADMIN,
+        scope=EVERY,
+    ),
     _op("NS_LIST", "", M, handler="ns_list"),
-    _op("NS_SET", "sd", M, idempotent=True, handler="ns_set", permission=ADMIN),
-    _op("NS_DROP", "s", M, idempotent=True, handler="ns_drop", permission=ADMIN),
+    _op("NS_SET", "sd", M, idempotent=True, handler="ns_set", permission=ADMIN, scope=NAMED),
+    _op("NS_DROP", "s", M, idempotent=True, handler="ns_drop", permission=ADMIN, scope=NAMED),
     _op("RING", "", M, handler="ring"),
     _op("RAFT_STATUS", "", M, handler="raft_status"),
     _op("RAFT_ADD", "s", M, idempotent=False, handler="raft_add", permission=ADMIN),
@@ -220,7 +249,7 @@ _SPECS = [
     # hot keys (docs/hotkeys.md): the owner's copies of a hot key on other nodes, and a look
     _op("HOT_PUSH", "sufl", M, idempotent=True, handler="hot_push", permission=PEER),
     _op("HOT_DROP", "sul", M, idempotent=True, handler="hot_drop", permission=PEER),
-    _op("HOTKEYS", "", M, handler="hotkeys"),
+    _op("HOTKEYS", "", M, handler="hotkeys", scope=EVERY),
     _op("LEAVE", "o?", M, idempotent=True, options=("timeout",), handler="leave", permission=ADMIN),
     _op("JOIN", "o?", M, idempotent=True, options=("timeout",), handler="join", permission=ADMIN),
     # plain values
@@ -516,5 +545,6 @@ __all__ = [
     "OpKind",
     "OpSpec",
     "Permission",
+    "Scope",
     "normalize_args",
 ]

@@ -1,7 +1,9 @@
 """The admin port: ``GET /metrics`` (Prometheus text format) and ``GET /health`` (JSON).
 
 A deliberately small HTTP/1.1 responder: one request per connection, GET and HEAD only, a bounded
-request head, a deadline for slow clients. Anything else gets a 4xx and the connection closes.
+request head, a deadline for slow clients, and at most :data:`MAX_CONNECTIONS` connections at
+once (so idle connections cannot take the file descriptors the data ports need): one beyond
+that is answered ``503`` and closed at once. Anything else gets a 4xx and the connection closes.
 """
 
 from __future__ import annotations
@@ -16,16 +18,36 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 MAX_HEAD = 8 * 1024
 REQUEST_DEADLINE = 10.0
+#: Admin connections served at once; more are refused (a scraper and a few probes need few).
+MAX_CONNECTIONS = 64
+#: How long a refused connection may take to be told so before it is closed.
+REFUSAL_DEADLINE = 0.5
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    503: "Service Unavailable",
+}
 
 
 class AdminHandler:
     """Answers admin HTTP requests from a node's registry and health callback."""
 
-    def __init__(self, registry: CollectorRegistry, health: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        health: Callable[[], dict[str, Any]],
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
         self._registry = registry
         self._health = health
+        self.max_connections = max_connections
+        #: Connections being served now, and those refused (over ``max_connections``) so far.
+        self.connections = 0
+        self.refused = 0
 
     def respond(self, head: bytes) -> tuple[int, str, bytes]:
         """Status, content type and body for one request head (sans-I/O)."""
@@ -47,6 +69,21 @@ class AdminHandler:
         return 404, "text/plain", b"not found: try /metrics or /health\n"
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
+        """Serve one connection: one request within :data:`REQUEST_DEADLINE`, or ``503`` at
+        once when ``max_connections`` are being served already. Closes ``stream``."""
+        if self.connections >= self.max_connections:
+            self.refused += 1
+            with trio.move_on_after(REFUSAL_DEADLINE):
+                await _write(stream, 503, "text/plain", b"too many admin connections\n", True)
+            await trio.aclose_forcefully(stream)
+            return
+        self.connections += 1
+        try:
+            await self._serve(stream)
+        finally:
+            self.connections -= 1
+
+    async def _serve(self, stream: trio.abc.Stream) -> None:
         try:
             async with stream:
                 with trio.move_on_after(REQUEST_DEADLINE):

@@ -106,8 +106,13 @@ def _password(settings: NodeSettings) -> str:
         return path.read_text(encoding="utf-8").strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     password = secrets.token_urlsafe(24)
-    path.write_text(password + "\n", encoding="utf-8")
-    os.chmod(path, 0o600)
+    try:
+        # Created with mode 0600: no moment where another local user could read it.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it meanwhile: that one is the password
+        return path.read_text(encoding="utf-8").strip()
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(password + "\n")
     return password
 
 
