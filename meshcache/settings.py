@@ -933,8 +933,10 @@ def load_settings(
 def settings_as_toml(settings: NodeSettings) -> str:
     """The settings written as a TOML file that :func:`load_settings` reads back to equal values.
 
-    Unset optional values (``gossip_port``, ``cluster_key_file``, policy fields that are None)
-    are left out, since TOML has no null.
+    Paths are written absolute, against the working directory (where a relative path in
+    ``settings`` points), so the file means the same wherever it is saved: a relative path in a
+    file would be read relative to that file. Unset optional values (``gossip_port``,
+    ``cluster_key_file``, policy fields that are None) are left out, since TOML has no null.
     """
     lines = ["[node]"]
     for spec in SETTINGS:
@@ -984,7 +986,8 @@ def _toml_value(value: object) -> str:
     if isinstance(value, int | float):
         return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, Path):
-        return _toml_string(str(value))
+        # absolute() keeps symlinks and ".." as given: the same file, not a resolved twin.
+        return _toml_string(str(value.absolute()))
     if isinstance(value, tuple | list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, Mapping):  # a nested policy value (an inline table)

@@ -517,6 +517,57 @@ def test_print_config_round_trips(
     assert load(config_file=path) == s
 
 
+# Every path setting, relative in the file; the file reads them relative to its directory.
+PATHS_IN_A_FILE = {
+    "data_dir": "data",
+    "cluster_key_file": "key",
+    "raft_password_file": "secrets/raft.pw",
+    "tls_cert_file": "tls/node.pem",
+    "tls_key_file": "tls/node.key",
+    "tls_ca_file": "../ca.pem",
+}
+
+
+def test_path_settings_to_check_are_every_path_setting() -> None:
+    paths = {f.name for f in NodeSettings.__dataclass_fields__.values() if "Path" in str(f.type)}
+    assert paths == set(PATHS_IN_A_FILE)
+
+
+@pytest.mark.parametrize("written_in", ["cfg", "elsewhere/deeper"])
+def test_print_config_reads_back_unchanged_from_another_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, written_in: str
+) -> None:
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "other").mkdir()
+    (tmp_path / written_in).mkdir(parents=True, exist_ok=True)
+    lines = [f"{key} = {value!r}" for key, value in PATHS_IN_A_FILE.items()]
+    (tmp_path / "cfg" / "node.toml").write_text(
+        "[node]\n" + "\n".join(lines) + '\n[sources.db]\ndsn_file = "db.dsn"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    printed = settings_as_toml(load(config_file=Path("cfg/node.toml")))
+    out = Path(written_in) / "round1.toml"
+    out.write_text(printed)
+
+    monkeypatch.chdir(tmp_path / "other")
+    again = load(config_file=Path("..") / out)
+    for key, value in PATHS_IN_A_FILE.items():
+        assert getattr(again, key) == tmp_path / "cfg" / value, key
+    assert again.sources["db"].dsn_file == tmp_path / "cfg" / "db.dsn"
+    assert settings_as_toml(again) == printed
+
+
+def test_print_config_writes_flag_and_variable_paths_against_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = load(environ={"MESHCACHE_DATA_DIR": "d"}, overrides={"cluster_key_file": "k"})
+    (tmp_path / "cfg").mkdir()
+    path = write(tmp_path / "cfg", settings_as_toml(s))
+    again = load(config_file=path)
+    assert (again.data_dir, again.cluster_key_file) == (tmp_path / "d", tmp_path / "k")
+
+
 def test_operations_doc_lists_every_setting() -> None:
     doc = (Path(__file__).resolve().parent.parent / "docs" / "operations.md").read_text()
     for spec in SETTINGS:

@@ -32,6 +32,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from meshcache.client.ring_router import RingSnapshot
+from meshcache.errors import RemoteProtocolError
+from meshcache.ring import Ring
+from meshcache.ring.tokens import TOKEN_SPACE
 from meshcache.tui import hotkeys, text
 from meshcache.tui.hotkeys import HotKeys
 from meshcache.tui.source import NodeReply, Poll
@@ -49,6 +53,8 @@ TREND_SECONDS = 300.0
 REPORT_EVERY = 10.0
 #: Events kept in the log (the oldest go first).
 MAX_EVENTS = 500
+#: (replicas, answering nodes) combinations whose spread of copies over the ring is kept.
+MAX_SPREADS = 64
 #: Counters of INFO's ``mesh.counters`` that report trouble, shown as events when they grow.
 TROUBLE_COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("dataplane", "forward_failures", "forwards failed"),
@@ -146,8 +152,8 @@ class NamespaceRow:
     default_ttl: float | None
     replicas: int | None
     consistency: str
-    keys: int | None
-    bytes: int | None
+    keys: int | None  # distinct keys on the nodes that answer (see keys_estimated)
+    bytes: int | None  # accounted bytes on the nodes that answer, copies included
     hit_ratio: float | None
     evictions: float | None
     expirations: float | None
@@ -155,6 +161,10 @@ class NamespaceRow:
     nodes: int
     hot: str = "off"  # the hot-key policy in short (hotkeys.describe_policy)
     loader: str = "off"  # the read-through loader in short (text.loader)
+    # True while a ring member that holds keys of the namespace does not answer: ``keys`` is
+    # then the expected count, from the share of each key's copies the ring puts on the
+    # nodes that answer, not an exact one.
+    keys_estimated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,6 +386,9 @@ class ClusterModel:
         self._nodes: dict[str, _Node] = {}  # by node id
         self._by_address: dict[str, str] = {}  # data address -> node id
         self._ring: Mapping[str, Any] | None = None
+        # The ring built from the RING answer (None: unusable), by the answer's version.
+        self._placement: tuple[int | None, Ring | None] | None = None
+        self._spreads: dict[tuple[int, frozenset[str]], tuple[float, float]] = {}
         self._config: Mapping[str, Any] | None = None
         self._gossip: dict[str, Mapping[str, Any]] = {}  # node id -> merged MEMBERS entry
         self._raft_roles: dict[str, str] = {}  # raft address -> leader / voter
@@ -680,11 +693,11 @@ class ClusterModel:
         reporting = [n for n in self._nodes.values() if n.reachable and n.reply is not None]
         for node in reporting:
             names |= set(_dig(node.reply.info if node.reply else None, "namespaces") or {})
-        active = sum(
-            1
+        owning = {
+            str(m.get("node_id"))
             for m in (self._ring or {}).get("members", []) or []
             if m.get("state") in ("active", "leaving")
-        )
+        }
         rows = []
         for name in sorted(names):
             policy = policies.get(name)
@@ -694,12 +707,14 @@ class ClusterModel:
             evictions = expirations = 0.0
             rated = False
             node_policy: Mapping[str, Any] | None = None
+            holders: set[str] = set()
             for node in reporting:
                 assert node.reply is not None
                 figures = _dig(node.reply.info, "namespaces", name)
                 if not isinstance(figures, Mapping):
                     continue
                 nodes += 1
+                holders.add(node.node_id)
                 items += _int(figures.get("items")) or 0
                 size += _int(figures.get("bytes")) or 0
                 node_policy = node_policy or figures.get("policy")
@@ -714,7 +729,7 @@ class ClusterModel:
                     expirations += rates.ns_expirations[name]
             shown: Mapping[str, Any] = policy if policy is not None else (node_policy or {})
             replicas = _int(shown.get("replicas"))
-            copies = max(1, min(replicas or 1, active or 1))
+            keys, estimated = self._distinct_keys(items, replicas or 1, owning, holders)
             rows.append(
                 NamespaceRow(
                     name=name,
@@ -724,7 +739,7 @@ class ClusterModel:
                     default_ttl=_num(shown.get("default_ttl")),
                     replicas=replicas,
                     consistency=str(shown.get("consistency", "one")),
-                    keys=round(items / copies) if nodes else None,
+                    keys=keys if nodes else None,
                     bytes=size if nodes else None,
                     hit_ratio=hits / reads if reads else None,
                     evictions=evictions if rated else None,
@@ -733,9 +748,61 @@ class ClusterModel:
                     nodes=nodes,
                     hot=hotkeys.describe_policy(shown),
                     loader=text.loader(shown),
+                    keys_estimated=bool(nodes) and estimated,
                 )
             )
         return tuple(rows)
+
+    def _distinct_keys(
+        self, items: int, replicas: int, owning: set[str], holders: set[str]
+    ) -> tuple[int, bool]:
+        """The distinct keys among ``items`` copies held by ``holders``, and whether estimated.
+
+        Each key has ``replicas`` copies on its first owners in the ring (fewer on a smaller
+        ring). While every owning member answers, that divides ``items`` exactly. While some do
+        not, the copies a key has on the nodes that answer depend on where the ring put it:
+        the count is what the ring's spread of copies over the answering nodes gives for keys
+        hashed evenly over the key space; a key whose every copy is on a member that does not
+        answer is not counted.
+        """
+        missing = bool(owning - holders)
+        spread = self._spread(replicas, frozenset(holders))
+        if spread is not None:
+            held, visible = spread
+            if held > 0:
+                return round(items * visible / held), missing
+        # No ring to go by: a key has at most one copy on each answering owner.
+        copies = max(1, min(replicas, len(owning & holders) or 1))
+        return round(items / copies), missing
+
+    def _spread(self, replicas: int, holders: frozenset[str]) -> tuple[float, float] | None:
+        """Over the key space: the copies of a key ``holders`` hold on average, and the share
+        of keys they hold a copy of; None without a ring to place keys by."""
+        version = _int((self._ring or {}).get("version"))
+        if self._placement is None or self._placement[0] != version:
+            try:
+                placed = RingSnapshot.from_replies(self._ring, {})
+            except RemoteProtocolError:
+                placed = None
+            self._placement = (version, None if placed is None else placed.ring)
+            self._spreads.clear()
+        ring = self._placement[1]
+        if ring is None:
+            return None
+        spread = self._spreads.get((replicas, holders))
+        if spread is None:
+            held = visible = 0
+            for span, owners in ring.ranges(replicas):
+                on = sum(1 for m in owners if m.node_id in holders)
+                held += span.size * on
+                visible += span.size if on else 0
+            if len(self._spreads) >= MAX_SPREADS:
+                self._spreads.clear()
+            spread = self._spreads[(replicas, holders)] = (
+                held / TOKEN_SPACE,
+                visible / TOKEN_SPACE,
+            )
+        return spread
 
     # -- what changed ------------------------------------------------------------------------
 

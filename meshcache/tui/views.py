@@ -285,8 +285,16 @@ class NamespacesView(View):
         Column("ttl", "ttl", "right", "default TTL of a write that names none"),
         Column("replicas", "repl", "right", "copies of each key"),
         Column("consistency", "acks", help="when a write is acknowledged: one / quorum / all"),
-        Column("keys", "keys", "right", "distinct keys (copies / replicas)"),
-        Column("bytes", "bytes", "right", "accounted bytes on all nodes, copies included"),
+        Column(
+            "keys",
+            "keys",
+            "right",
+            "distinct keys on the nodes that answer (their copies / each key's copies on them); "
+            "~: a ring member holding keys does not answer, expected count from the ring",
+        ),
+        Column(
+            "bytes", "bytes", "right", "accounted bytes on the nodes that answer, copies included"
+        ),
         Column("hit", "hit%", "right", "reads that found the key, over the last interval"),
         Column("evictions", "evict/s", "right", "keys evicted per second, all nodes"),
         Column("expirations", "expire/s", "right", "keys expired per second, all nodes"),
@@ -323,7 +331,7 @@ class NamespacesView(View):
                 text.duration(n.default_ttl),
                 text.optional(n.replicas),
                 n.consistency,
-                text.count(n.keys),
+                f"~{text.count(n.keys)}" if n.keys_estimated else text.count(n.keys),
                 text.size(n.bytes),
                 text.percent(n.hit_ratio),
                 text.rate(n.evictions),

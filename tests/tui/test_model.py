@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from meshcache.errors import ConfigError
+from meshcache.ring import Ring, RingMember
 from meshcache.tui import text
 from meshcache.tui.actions import (
     Refused,
@@ -472,3 +474,90 @@ def test_ranges_moving_are_summed_over_the_members_that_report_them() -> None:
     assert {r.node_id: r.moving for r in during.ring}[NODES[3]] == 6
     _, after = replay(polls)
     assert after.ranges_moving == 0
+
+
+# --- distinct keys while members do not answer ----------------------------------------------
+
+
+def _ring_answer(ring: Ring) -> dict[str, Any]:
+    """What RING answers: the members with their share of the key space."""
+    shares = ring.shares()
+    members = [{**m.to_mapping(), "share": round(shares[m.node_id], 4)} for m in ring.members]
+    return {
+        "version": ring.version,
+        "vnodes_per_weight": ring.vnodes_per_weight,
+        "members": members,
+    }
+
+
+def _holding(
+    address: str, at: float, ring: Mapping[str, Any], replicas: int, items: int
+) -> NodeReply:
+    """A node's answer: it holds ``items`` copies of keys in ``default`` (10 bytes each)."""
+    policy = {"eviction": "lru", "replicas": replicas, "consistency": "one"}
+    figures = {"items": items, "bytes": 10 * items, "policy": policy}
+    return NodeReply(
+        address,
+        at,
+        1000 + at,
+        info={"node_id": address, "namespaces": {"default": figures}},
+        members=[],
+        ring=ring,
+        config={"version": 1, "namespaces": {"default": policy}},
+    )
+
+
+def _keys_row(
+    ring: Ring | Mapping[str, Any], replicas: int, items: Mapping[str, int], down: set[str]
+) -> tuple[int | None, bool]:
+    """The Namespaces view's keys of ``default`` when the nodes in ``down`` do not answer."""
+    answer = _ring_answer(ring) if isinstance(ring, Ring) else ring
+    model = ClusterModel(next(iter(items)))
+    replies = {
+        a: NodeReply(a, 1.0, 1001.0, problem=f"cannot reach {a}")
+        if a in down
+        else _holding(a, 1.0, answer, replicas, n)
+        for a, n in items.items()
+    }
+    (row,) = model.update(Poll(1.0, 1001.0, replies)).namespaces
+    return row.keys, row.keys_estimated
+
+
+def _placed(ring: Ring, replicas: int, keys: int) -> dict[str, list[bytes]]:
+    """The keys ``key:0``.. each node holds a copy of, by the ring."""
+    held: dict[str, list[bytes]] = {m.node_id: [] for m in ring.members}
+    for i in range(keys):
+        key = f"key:{i}".encode()
+        for owner in ring.owners(key, replicas):
+            held[owner.node_id].append(key)
+    return held
+
+
+def test_keys_do_not_count_the_copies_of_a_member_that_does_not_answer() -> None:
+    a, b = "10.0.0.1:7400", "10.0.0.2:7400"
+    ring = Ring([RingMember(a, a), RingMember(b, b)], 3)
+    # Replicas 2 on two members: each holds every key; b was killed.
+    assert _keys_row(ring, 2, {a: 140, b: 140}, down={b}) == (140, True)
+    assert _keys_row(ring, 2, {a: 140, b: 140}, down=set()) == (140, False)
+
+
+def test_keys_while_a_member_is_down_match_the_keys_the_others_hold() -> None:
+    nodes = [f"10.0.0.{i}:7400" for i in range(1, 6)]
+    ring = Ring([RingMember(n, n, zone="ab"[i % 2]) for i, n in enumerate(nodes)], 7)
+    for replicas, down in [(2, {nodes[4]}), (3, {nodes[1], nodes[3]}), (1, {nodes[0]})]:
+        held = _placed(ring, replicas, 20_000)
+        visible = {k for n, keys in held.items() if n not in down for k in keys}
+        keys, estimated = _keys_row(ring, replicas, {n: len(k) for n, k in held.items()}, down)
+        assert estimated
+        assert keys == pytest.approx(len(visible), rel=0.03), (replicas, down)
+        everyone, estimated = _keys_row(ring, replicas, {n: len(k) for n, k in held.items()}, set())
+        assert (everyone, estimated) == (20_000, False)
+
+
+def test_keys_without_a_usable_ring_count_a_copy_per_answering_owner() -> None:
+    a, b, c = "10.0.0.1:7400", "10.0.0.2:7400", "10.0.0.3:7400"
+    # An answer the model cannot place keys by (a member without an address).
+    ring = {"version": 2, "members": [{"node_id": n, "state": "active"} for n in (a, b, c)]}
+    assert _keys_row(ring, 3, {a: 90, b: 90, c: 90}, down=set()) == (90, False)
+    # Two answer: each key has at most two copies on them.
+    assert _keys_row(ring, 3, {a: 90, b: 90, c: 90}, down={c}) == (90, True)
