@@ -55,6 +55,45 @@ def _frozen_namespaces(
 
 
 @dataclass(frozen=True, slots=True)
+class Incarnation:
+    """Which life of a namespace name a config holds.
+
+    A namespace dropped and created again under the same name is another incarnation: none of
+    the earlier one's keys belong to it. Data moves between nodes as records that carry only a
+    version, so an incarnation is told apart two ways: by ``created`` where configs are
+    compared, and by ``floor`` where records are.
+
+    Attributes:
+        created: the config version whose command created the namespace; 0 when unknown (the
+            ``default`` namespace, namespaces of a config committed without incarnations).
+        floor: the greatest version an earlier incarnation may have written (the proposer's
+            clock when it proposed the creation): a record at or below it belongs to an
+            earlier incarnation and is discarded. 0: no floor.
+    """
+
+    created: int = 0
+    floor: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("created", "floor"):
+            value = getattr(self, name)
+            if type(value) is not int or not 0 <= value < 2**64:
+                raise ConfigError(f"incarnation {name} must be an integer >= 0, got {value!r}")
+
+    def to_mapping(self) -> dict[str, int]:
+        return {"created": self.created, "floor": self.floor}
+
+    @classmethod
+    def from_mapping(cls, mapping: object) -> Incarnation:
+        if not isinstance(mapping, Mapping) or set(mapping) - {"created", "floor"}:
+            raise ConfigError(f"an incarnation is a map of created and floor, not {mapping!r}")
+        return cls(created=mapping.get("created", 0), floor=mapping.get("floor", 0))
+
+
+UNKNOWN_INCARNATION = Incarnation()
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterConfig:
     """One committed configuration of the cluster.
 
@@ -62,6 +101,8 @@ class ClusterConfig:
         version: 0 for the initial config, +1 per committed change.
         members: the ring members, sorted by ``node_id``; ids and addresses are unique.
         namespaces: name → policy, sorted by name; always holds ``"default"``.
+        incarnations: name → :class:`Incarnation` of the namespaces created by a command
+            that recorded it; a namespace absent here is :data:`UNKNOWN_INCARNATION`.
     """
 
     version: int = 0
@@ -69,6 +110,9 @@ class ClusterConfig:
     namespaces: Mapping[str, NamespacePolicy] = field(
         default_factory=lambda: _frozen_namespaces({DEFAULT_NAMESPACE: DEFAULT_POLICY}),
         hash=False,
+    )
+    incarnations: Mapping[str, Incarnation] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False
     )
 
     def __post_init__(self) -> None:
@@ -83,8 +127,21 @@ class ClusterConfig:
             raise ConfigError("config lists two ring members with the same address")
         if DEFAULT_NAMESPACE not in self.namespaces:
             raise ConfigError(f"config lacks the {DEFAULT_NAMESPACE!r} namespace")
+        stray = sorted(set(self.incarnations) - set(self.namespaces))
+        if stray:
+            raise ConfigError(f"config holds incarnations of no namespace: {', '.join(stray)}")
+        incarnations = {
+            name: inc
+            for name, inc in sorted(self.incarnations.items())
+            if inc != UNKNOWN_INCARNATION
+        }
         object.__setattr__(self, "members", members)
         object.__setattr__(self, "namespaces", _frozen_namespaces(self.namespaces))
+        object.__setattr__(self, "incarnations", MappingProxyType(incarnations))
+
+    def incarnation(self, name: str) -> Incarnation:
+        """Namespace ``name``'s incarnation (:data:`UNKNOWN_INCARNATION` when not recorded)."""
+        return self.incarnations.get(name, UNKNOWN_INCARNATION)
 
     def member(self, node_id: str) -> RingMember | None:
         """The member with ``node_id``, or None."""
@@ -95,11 +152,16 @@ class ClusterConfig:
 
     def to_mapping(self) -> dict[str, Any]:
         """The config as plain msgpack-able data; :meth:`from_mapping` reads it back equal."""
-        return {
+        out: dict[str, Any] = {
             "version": self.version,
             "members": [m.to_mapping() for m in self.members],
             "namespaces": {name: p.to_mapping() for name, p in self.namespaces.items()},
         }
+        if self.incarnations:
+            out["incarnations"] = {
+                name: inc.to_mapping() for name, inc in self.incarnations.items()
+            }
+        return out
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> ClusterConfig:
@@ -111,7 +173,9 @@ class ClusterConfig:
         """
         if not isinstance(mapping, Mapping):
             raise ConfigError(f"a cluster config must be a map, not {type(mapping).__name__}")
-        unknown = sorted(map(str, set(mapping) - {"version", "members", "namespaces"}))
+        unknown = sorted(
+            map(str, set(mapping) - {"version", "members", "namespaces", "incarnations"})
+        )
         if unknown:
             raise ConfigError(f"unknown cluster config field(s): {', '.join(unknown)}")
         members = mapping.get("members", [])
@@ -120,6 +184,9 @@ class ClusterConfig:
             raise ConfigError("cluster config 'members' must be a list")
         if not isinstance(namespaces, Mapping):
             raise ConfigError("cluster config 'namespaces' must be a map")
+        incarnations = mapping.get("incarnations", {})
+        if not isinstance(incarnations, Mapping):
+            raise ConfigError("cluster config 'incarnations' must be a map")
         policies: dict[str, NamespacePolicy] = {}
         for name, policy in namespaces.items():
             check_text("namespace name", name)
@@ -128,6 +195,9 @@ class ClusterConfig:
             version=mapping.get("version", 0),
             members=tuple(checked_member(m) for m in members),
             namespaces=policies,
+            incarnations={
+                str(name): Incarnation.from_mapping(inc) for name, inc in incarnations.items()
+            },
         )
 
 
@@ -216,16 +286,22 @@ class CreateNamespace:
     ``name`` must follow :data:`~meshcache.wire.names.NAMESPACE_NAME_RE` (else
     :class:`InvalidCommandError`). Only creation checks it: the other commands take any name
     a config holds, so a namespace named before the rule can still be changed or dropped.
+
+    ``floor`` becomes the new incarnation's :attr:`Incarnation.floor`: the proposer's clock
+    (a version), so that records an earlier incarnation of the name wrote are told apart.
     """
 
     op: ClassVar[str] = "create_namespace"
     expected_version: int
     name: str
     policy: NamespacePolicy = DEFAULT_POLICY
+    floor: int = 0
 
     def __post_init__(self) -> None:
         _check_version(self.expected_version)
         check_text("namespace name", self.name)
+        if type(self.floor) is not int or not 0 <= self.floor < 2**64:
+            raise InvalidCommandError(message=f"floor must be a version, got {self.floor!r}")
         object.__setattr__(self, "policy", _policy_from_mapping(self.name, self.policy))
 
 
@@ -369,6 +445,7 @@ def apply(config: ClusterConfig, command: Command) -> ClusterConfig:
         raise VersionConflictError(expected=command.expected_version, actual=config.version)
     members = {m.node_id: m for m in config.members}
     namespaces = dict(config.namespaces)
+    incarnations = dict(config.incarnations)
     if isinstance(command, PutMember):
         new = command.member
         for other in config.members:
@@ -393,6 +470,7 @@ def apply(config: ClusterConfig, command: Command) -> ClusterConfig:
         if command.name in namespaces:
             raise NamespaceExistsError(message=f"namespace {command.name!r} already exists")
         namespaces[command.name] = command.policy
+        incarnations[command.name] = Incarnation(config.version + 1, command.floor)
     elif isinstance(command, UpdateNamespace):
         policy = _namespace(namespaces, command.name)
         namespaces[command.name] = _policy_from_mapping(
@@ -401,10 +479,14 @@ def apply(config: ClusterConfig, command: Command) -> ClusterConfig:
     elif isinstance(command, DropNamespace):
         _namespace(namespaces, command.name)
         del namespaces[command.name]
+        incarnations.pop(command.name, None)
     else:  # pragma: no cover - the Command union is closed
         raise InvalidCommandError(message=f"unknown config command {command!r}")
     return ClusterConfig(
-        version=config.version + 1, members=tuple(members.values()), namespaces=namespaces
+        version=config.version + 1,
+        members=tuple(members.values()),
+        namespaces=namespaces,
+        incarnations=incarnations,
     )
 
 
@@ -425,10 +507,12 @@ def _namespace(namespaces: Mapping[str, NamespacePolicy], name: str) -> Namespac
 __all__ = [
     "COMMANDS",
     "DEFAULT_NAMESPACE",
+    "UNKNOWN_INCARNATION",
     "ClusterConfig",
     "Command",
     "CreateNamespace",
     "DropNamespace",
+    "Incarnation",
     "PutMember",
     "RemoveMember",
     "SetMemberState",

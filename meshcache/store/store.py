@@ -8,6 +8,7 @@ versions from the injected :class:`~meshcache.hlc.HLC`.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import compress
@@ -129,6 +130,11 @@ class Store:
         self._lfu_decay_s = lfu_decay_s
         self._lfu_sample = lfu_sample
         self._spaces: dict[str, Keyspace] = {}
+        # Namespace → the greatest version an earlier incarnation of its name may have written:
+        # replicated records at or below it are discarded (counted in ``incarnation_discarded``).
+        self._floors: dict[str, int] = {}
+        #: Replicated records discarded per namespace as an earlier incarnation's.
+        self.incarnation_discarded: Counter[str] = Counter()
         self._expire_turn = 0
         wanted = dict(policies or {})
         wanted.setdefault(DEFAULT_NAMESPACE, DEFAULT_POLICY)
@@ -192,6 +198,36 @@ class Store:
             raise ConfigError("the default namespace cannot be dropped")
         if self._spaces.pop(name, None) is None:
             raise NoSuchNamespaceError(message=f"no namespace {name!r}")
+        self._floors.pop(name, None)
+
+    def set_floor(self, name: str, floor: int) -> None:
+        """Discard from now on every replicated record of namespace ``name`` (applied with
+        :meth:`apply_entry`, :meth:`apply_plain`, :meth:`apply_blobs` or
+        :meth:`apply_tombstone`) whose version is at or below ``floor``: it belongs to an
+        earlier incarnation of the name. The clock observes ``floor``, so every version this
+        node issues afterwards is above it. A floor of 0 discards nothing."""
+        self._space(name)
+        if floor:
+            self._hlc.observe(floor)
+            self._floors[name] = floor
+        else:
+            self._floors.pop(name, None)
+
+    def floor(self, name: str) -> int:
+        """Namespace ``name``'s floor (:meth:`set_floor`); 0 when it has none."""
+        return self._floors.get(name, 0)
+
+    def version_now(self) -> int:
+        """A new version from this store's clock: above every version it issued or applied."""
+        return self._hlc.now()
+
+    def _below_floor(self, namespace: str, version: int) -> bool:
+        floor = self._floors.get(namespace, 0)
+        if version > floor:
+            return False
+        self._space(namespace)  # an unknown namespace is refused, not discarded
+        self.incarnation_discarded[namespace] += 1
+        return True
 
     def namespace_names(self) -> list[str]:
         return sorted(self._spaces)
@@ -306,6 +342,8 @@ class Store:
         ``RemoteProtocolError`` from :meth:`EntryView.from_wire` earlier.
         """
         ks = self._space(namespace)
+        if self._floors and self._below_floor(namespace, entry.version):
+            return False
         admitted, current = _lww_admits(ks, key, entry.version, entry)
         if not admitted:
             return False
@@ -335,6 +373,8 @@ class Store:
         at or below the HLC's :meth:`~meshcache.hlc.HLC.drift_limit` (the caller checks it
         once per batch): it is not clamped."""
         ks = self._space(namespace)
+        if self._floors and self._below_floor(namespace, version):
+            return False
         blob = pack_version(version) + value
         if not _lww_admits(ks, key, version, blob)[0]:
             return False
@@ -399,6 +439,14 @@ class Store:
             behind = [version <= limit for version in versions]
             keys, blobs = list(compress(keys, behind)), list(compress(blobs, behind))
             top = max(compress(versions, behind), default=0)
+        floor = self._floors.get(namespace, 0) if self._floors else 0
+        if floor and blobs and unpack(min(blobs))[0] <= floor:
+            # An earlier incarnation's blobs: discarded, answered as stale.
+            later = [unpack(blob)[0] > floor for blob in blobs]
+            discarded = len(blobs) - sum(later)
+            keys, blobs = list(compress(keys, later)), list(compress(blobs, later))
+            done.stale += discarded
+            self.incarnation_discarded[namespace] += discarded
         tables = ks.tables
         single = ks.single
         tombstones = ks.tombstones
@@ -466,6 +514,8 @@ class Store:
         like :meth:`apply_entry`'s. Returns whether it was applied.
         """
         ks = self._space(namespace)
+        if self._floors and self._below_floor(namespace, version):
+            return False
         current = ks.live(key)
         if current is not None:
             held = current.version if isinstance(current, TypedValue) else blob_version(current)

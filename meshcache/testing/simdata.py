@@ -87,6 +87,7 @@ from meshcache.errors import (
     MeshcacheTimeout,
 )
 from meshcache.node.assembly import Assembly
+from meshcache.node.cluster.config import install_namespaces
 from meshcache.node.data.antientropy import AntiEntropy
 from meshcache.node.data.coordinator import Coordinator
 from meshcache.node.data.replication import HintQueue
@@ -674,7 +675,12 @@ class _SimConfig:
             command = UpdateNamespace(config.version, name, fields)
         else:
             policy = {**config.namespaces["default"].to_mapping(), **fields}
-            command = CreateNamespace(config.version, name, policy)  # type: ignore[arg-type]
+            command = CreateNamespace(
+                config.version,
+                name,
+                policy,  # type: ignore[arg-type]
+                floor=self._node.store.version_now(),
+            )
         return (await self.propose(command)).namespaces[name].to_mapping()
 
     async def drop_namespace(self, name: str) -> bool:
@@ -767,7 +773,17 @@ class SimNode:
             ),
             sources=mesh.sources(self.node_id) if mesh.sources is not None else None,
         )
+        # A fresh store holds the policies of the mesh's config; its floors come from it too.
+        install_namespaces(self.parts.store, ClusterConfig(), mesh.config)
+        #: The config this node's store reflects (behind ``mesh.config`` while held).
+        self.installed = mesh.config
         self.parts.install(mesh.config)
+
+    def install(self, config: ClusterConfig) -> None:
+        """What a node's config service does with a newer config: namespaces, then parts."""
+        install_namespaces(self.parts.store, self.installed, config)
+        self.installed = config
+        self.parts.install(config)
 
     # The parts, by the names scenarios and checkers use:
 
@@ -960,6 +976,8 @@ class SimMesh:
             namespaces=self.policies,
         )
         self.ring = Ring(self.config.members, self.config.version)
+        #: Nodes that install no config for now (:meth:`hold`).
+        self.config_held: set[str] = set()
         skew_rng = random.Random(f"{seed}:skew")
         self.nodes: dict[str, SimNode] = {
             i: SimNode(self, i, skew_rng.uniform(0.0, max_skew)) for i in ids
@@ -996,9 +1014,20 @@ class SimMesh:
         self.policies = dict(self.config.namespaces)
         self.ring = Ring(self.config.members, self.config.version)
         for node in self.nodes.values():
-            if node.up:
-                node.parts.install(self.config)
+            if node.up and node.node_id not in self.config_held:
+                node.install(self.config)
         return self.config
+
+    def hold(self, node_id: str) -> None:
+        """Let ``node_id`` install no config until :meth:`release` (a node behind the plane)."""
+        self.config_held.add(node_id)
+
+    def release(self, node_id: str) -> None:
+        """Install the newest config on a held ``node_id``, every change since in one step."""
+        self.config_held.discard(node_id)
+        node = self.nodes[node_id]
+        if node.up and node.installed.version < self.config.version:
+            node.install(self.config)
 
     # --- running --------------------------------------------------------------------------
 

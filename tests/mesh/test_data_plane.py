@@ -341,3 +341,38 @@ def test_a_drained_node_joins_again_without_a_restart(stack: ExitStack, tmp_path
     with Direct(c.data_address) as d:
         wait_for(lambda: all(d.local_get(k) == k for k in mine), 30, "the node's ranges back")
         assert all(d.call("GET", [k]) == k for k in ks)
+
+
+def test_a_dropped_namespace_stays_empty_when_its_hints_replay(
+    stack: ExitStack, tmp_path: Path
+) -> None:
+    """A replica is down while 100 keys are written (hints on the others); the namespace is
+    dropped and created again; the replica returns and receives the hints: it discards them,
+    and no node holds a dropped key."""
+    mesh = Mesh(stack, tmp_path, 3)
+    a, b, c = mesh.nodes
+    policy = {"replicas": 3}
+    mesh.wait_namespace("sess", policy)
+    port = c.data_address.port
+    c.kill()
+    wait_for(lambda: all(mesh.gossip_state(x, c.node_id) == "dead" for x in (a, b)), 30, "c dead")
+    ks = keys(100, "s")
+    with Direct(a.data_address) as d:
+        for key in ks:
+            d.call("SET", [key, b"old"], "sess")
+    assert mesh.call(a, "NS_DROP", ["sess"]) is True
+    wait_for(lambda: all("sess" not in mesh.call(x, "NS_LIST", []) for x in (a, b)), 20, "drop")
+    mesh.wait_namespace("sess", policy)
+    back = mesh.start_node("--join", a.data, port=port, name=c.node_id)
+
+    def replayed() -> int:
+        return sum(
+            mesh.mesh_info(x)["counters"]["replicator"].get("hints_replayed", 0) for x in (a, b)
+        )
+
+    wait_for(lambda: replayed() >= len(ks), 30, "the hints replayed")
+    for node in (a, b, back):
+        with Direct(node.data_address) as d:
+            assert [k for k in ks if d.local_get(k, "sess") is not None] == [], node.node_id
+    with Direct(a.data_address) as d:
+        assert d.call("GET", [ks[0]], "sess") is None

@@ -30,6 +30,7 @@ import structlog
 import trio
 
 from meshcache.control import (
+    DEFAULT_NAMESPACE,
     ClusterConfig,
     Command,
     ConfigPlane,
@@ -114,6 +115,40 @@ def _password(settings: NodeSettings) -> str:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(password + "\n")
     return password
+
+
+def install_namespaces(store: Store, old: ClusterConfig, new: ClusterConfig) -> list[str]:
+    """Bring ``store``'s namespaces from config ``old`` (the one it reflects) to ``new``.
+
+    New namespaces appear, changed policies take effect, namespaces ``new`` lacks are dropped
+    with their keys. A namespace whose incarnation differs between ``old`` and ``new`` (dropped
+    and created again, both learnt at once) loses its keys too: they belong to the earlier
+    incarnation. Every namespace gets its incarnation's floor (:meth:`Store.set_floor`), so
+    records of an earlier incarnation still on their way here (hints, replica batches,
+    hand-off, anti-entropy, read repair) are discarded when they arrive. Returns the names
+    whose keys were dropped.
+    """
+    dropped: list[str] = []
+    names = set(store.namespace_names())
+    for name in sorted(names):
+        if name in new.namespaces and name in old.namespaces:
+            if old.incarnation(name).created != new.incarnation(name).created:
+                store.drop_namespace(name)
+                names.discard(name)
+                dropped.append(name)
+        elif name not in new.namespaces and name != DEFAULT_NAMESPACE:
+            store.drop_namespace(name)
+            names.discard(name)
+            dropped.append(name)
+    for name, policy in new.namespaces.items():
+        if name not in names or old.namespaces.get(name) != policy:
+            store.set_policy(name, policy)
+        floor = new.incarnation(name).floor
+        if store.floor(name) != floor:
+            store.set_floor(name, floor)
+    if dropped:
+        log.info("namespaces_dropped", namespaces=",".join(dropped), version=new.version)
+    return dropped
 
 
 def _refusal(exc: MeshcacheError) -> CommandError:
@@ -287,13 +322,7 @@ class ConfigService:
         if config.version <= old.version:
             return False
         self.config = config
-        names = set(self.store.namespace_names())
-        for name, policy in config.namespaces.items():
-            if name not in names or old.namespaces.get(name) != policy:
-                self.store.set_policy(name, policy)
-        for name in names - set(config.namespaces):
-            if name != "default":
-                self.store.drop_namespace(name)
+        install_namespaces(self.store, old, config)
         self._pull.installed(config.version)
         self.membership.update_meta(config_version=config.version)
         self.membership.join_members((m.node_id, m.address) for m in config.members)
@@ -433,7 +462,12 @@ class ConfigService:
                         command: Command = UpdateNamespace(config.version, name, fields)
                     else:
                         policy = {**config.namespaces["default"].to_mapping(), **fields}
-                        command = CreateNamespace(config.version, name, policy)  # type: ignore[arg-type]
+                        command = CreateNamespace(
+                            config.version,
+                            name,
+                            policy,  # type: ignore[arg-type]
+                            floor=self.store.version_now(),
+                        )
                     result = await self.propose(command)
                 except VersionConflictError:
                     await self._refresh()
