@@ -8,6 +8,7 @@ an update is dropped after ``retransmit_limit(mult, n)`` transmissions.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
 
@@ -43,15 +44,20 @@ class BroadcastQueue:
         self._next_order += 1
         self._items[key] = _Item(payload, self._next_order)
 
-    def take(self, space: int, limit: int) -> list[bytes]:
-        """Up to ``space`` bytes of updates; counts one transmission for each one returned."""
+    def take(self, space: int, limit: int, *, carried: Collection[bytes] = ()) -> list[bytes]:
+        """Up to ``space`` bytes of updates; counts one transmission for each one returned.
+
+        ``carried``: messages the packet already holds. An update among them is neither added
+        again nor counted: a packet sent to one member for its own sake (an answer to it) does
+        not spread the update, and must not use up the sends that do.
+        """
         if space <= 0 or not self._items:
             return []
         chosen: list[bytes] = []
         for key, item in sorted(
             self._items.items(), key=lambda kv: (kv[1].transmits, -kv[1].order)
         ):
-            if len(item.payload) > space:
+            if len(item.payload) > space or item.payload in carried:
                 continue
             chosen.append(item.payload)
             space -= len(item.payload)

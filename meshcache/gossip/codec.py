@@ -229,10 +229,23 @@ def _name(value: object) -> str:
     return value
 
 
-def _address(host: object, port: object) -> Address:
-    if type(host) is not str or not host or len(host) > MAX_HOST_CHARS:
+def _host(value: object) -> str:
+    """A host a socket can be asked to send to: an IP literal or a name whose IDNA form is
+    printable ASCII without spaces (what ``sendto`` and trio encode a host name with). Anything
+    else would make every later send to it fail, so it is refused at the door."""
+    if type(value) is not str or not value or len(value) > MAX_HOST_CHARS:
         raise DecodeError("bad_field", "bad host")
-    return Address(host, _int(port, 0, 65535))
+    try:
+        encoded = value.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise DecodeError("bad_field", "host not IDNA-encodable") from None
+    if not encoded.isprintable() or " " in encoded:
+        raise DecodeError("bad_field", "host has control characters or spaces")
+    return value
+
+
+def _address(host: object, port: object) -> Address:
+    return Address(_host(host), _int(port, 0, 65535))
 
 
 def _meta(value: object) -> NodeMeta:

@@ -53,6 +53,9 @@ ALIVE, SUSPECT, DEAD, LEFT = (
     MemberState.DEAD,
     MemberState.LEFT,
 )
+# The claim a member record of a push/pull makes; a remote "dead" only makes us suspect
+# (memberlist's rule), so a member alive on our side gets the chance to refute.
+_MERGED_CLAIM = {ALIVE: Claim.ALIVE, SUSPECT: Claim.SUSPECT, DEAD: Claim.SUSPECT, LEFT: Claim.LEFT}
 _MAX_RELAYS = 1024  # pending ping-req relays kept at once (bounds memory under abuse)
 _REAP_CHECK_EVERY = 1.0
 
@@ -273,7 +276,7 @@ class SwimNode:
         if ok and env is not None:
             msg = env.messages[0]
             assert isinstance(msg, PushPull)
-            self._merge(env.sender, msg.members, now)
+            self._merge(env.sender, msg.members, now, join=stream.purpose == "join")
             self.stats["push_pull_ok"] += 1
         else:
             self.stats["push_pull_failed"] += 1
@@ -484,7 +487,14 @@ class SwimNode:
         if rule.event is not None:
             self._emit(rule.event, rec, now)
 
-    def _about_self(self, claim: Claim, inc: int) -> None:
+    def _about_self(self, claim: Claim, inc: int, *, any_jump: bool = False) -> None:
+        """Refute what needs refuting. A claim more than ``max_incarnation_jump`` ahead of our
+        incarnation is ignored (``future_incarnation``) unless ``any_jump``: every peer that
+        knows us drops an update that far ahead of what it knows (:meth:`_implausible`), so a
+        refutation above it would silence us for good."""
+        if not any_jump and inc - self._me.incarnation > self.config.max_incarnation_jump:
+            self.stats["future_incarnation"] += 1
+            return
         if decide_self(self._me.state, self._me.incarnation, claim, inc) is SelfAction.REFUTE:
             self.stats["refutations"] += 1
             if claim is not Claim.ALIVE:
@@ -497,8 +507,17 @@ class SwimNode:
         me = self._me
         self._queue_broadcast(me.name, Alive(me.name, me.incarnation, me.address, me.meta))
 
-    def _merge(self, sender: str, records: tuple[MemberRecord, ...], now: float) -> None:
+    def _merge(
+        self, sender: str, records: tuple[MemberRecord, ...], now: float, *, join: bool = False
+    ) -> None:
+        """Merge a peer's full state; ``join``: it is the answer to our join."""
         for rec in records:
+            if rec.name == self.name:
+                # The answer to our join is how a restarted node learns its previous life's
+                # incarnation, however far ahead of its new one: our seed's view, which peers
+                # accept our refutation of.
+                self._about_self(_MERGED_CLAIM[rec.state], rec.incarnation, any_jump=join)
+                continue
             if rec.state is ALIVE:
                 self._on_alive(Alive(rec.name, rec.incarnation, rec.address, rec.meta), now)
             elif rec.state is LEFT:
@@ -741,7 +760,7 @@ class SwimNode:
         )
         if piggyback:
             limit = retransmit_limit(self.config.retransmit_mult, self._live_count())
-            parts += self._broadcasts.take(space, limit)
+            parts += self._broadcasts.take(space, limit, carried=parts)
         if not parts or (require_payload and len(parts) == len(msgs)):
             return False
         self._counter += 1

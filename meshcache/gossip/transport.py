@@ -23,12 +23,12 @@ sender task's turn either.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import math
 import os
 import socket
 import struct
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -41,6 +41,9 @@ _LEN = struct.Struct(">I")
 
 MAX_DATAGRAM = 65535
 _SEND_QUEUE = 4096
+# What socket calls raise for a destination they cannot use at all (a host with a NUL or one
+# that cannot be IDNA-encoded: TypeError/UnicodeError; a port out of range: OverflowError).
+_UNSENDABLE = (TypeError, ValueError, OverflowError)
 # Datagrams handled per wake-up before the receiver yields (and the endpoint's output is sent).
 RECV_BATCH = 256
 
@@ -115,6 +118,7 @@ async def run_endpoint(
     stream_timeout: float = 5.0,
     max_stream_payload: int = 4 * 1024 * 1024,
     on_progress: Callable[[], None] | None = None,
+    stats: Counter[str] | None = None,
     task_status: trio.TaskStatus[Callable[[], None]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Drive ``endpoint`` until cancelled. Closes neither socket (the caller owns them).
@@ -130,10 +134,20 @@ async def run_endpoint(
             instead of the built-in length-prefixed TCP exchange.
         on_progress: called after every batch of endpoint input or timers, e.g. to drain
             ``take_events()``; it must not block.
+        stats: where the driver counts what it could not send: ``unsendable_address`` (a
+            destination the socket refuses, e.g. a host name that cannot be encoded; the
+            datagram or exchange is dropped) and ``send_queue_full``. Defaults to the
+            endpoint's own ``stats`` counter when it has one (``SwimNode`` does).
+
+    No per-destination failure ends the driver: an unreachable peer, a refused address or a
+    failed exchange is loss, which SWIM tolerates.
     """
     send_q, recv_q = trio.open_memory_channel[Datagram](_SEND_QUEUE)
     wakeup = trio.Event()
-    drops = {"send_queue_full": 0}
+    if stats is None:
+        own = getattr(endpoint, "stats", None)
+        stats = own if isinstance(own, Counter) else Counter()
+    counts: Counter[str] = stats
     # A second handle on the same socket, for reads and writes that must not wait: trio's own
     # methods always yield to the scheduler, which is what a held loop cannot afford.
     raw = socket.socket(fileno=os.dup(udp_sock.fileno()))
@@ -150,6 +164,8 @@ async def run_endpoint(
                     return False
                 except OSError:
                     pass  # an unreachable peer is just loss, which SWIM tolerates
+                except _UNSENDABLE:
+                    counts["unsendable_address"] += 1
                 return True
 
             def flush() -> None:
@@ -161,7 +177,7 @@ async def run_endpoint(
                         try:
                             send_q.send_nowait(out)
                         except trio.WouldBlock:
-                            drops["send_queue_full"] += 1  # UDP is lossy anyway
+                            counts["send_queue_full"] += 1  # UDP is lossy anyway
                     else:
                         nursery.start_soon(do_exchange, out)
                 # The endpoint's next deadline may have moved earlier: wake the timer task.
@@ -190,6 +206,9 @@ async def run_endpoint(
                     ):
                         # A failed exchange is an ordinary event for the protocol (retry,
                         # reconnect).
+                        reply = None
+                    except _UNSENDABLE:
+                        counts["unsendable_address"] += 1
                         reply = None
                 endpoint.handle_stream_reply(req.tag, reply, trio.current_time())
                 flush()
@@ -240,9 +259,12 @@ async def run_endpoint(
 
             async def send_loop() -> None:
                 async for dgram in recv_q:
-                    # An unreachable peer or a full buffer is just loss, which SWIM tolerates.
-                    with contextlib.suppress(OSError):
+                    try:
                         await udp_sock.sendto(dgram.data, dgram.dst)
+                    except OSError:
+                        pass  # an unreachable peer or a full buffer is just loss
+                    except _UNSENDABLE:
+                        counts["unsendable_address"] += 1
 
             async def timer_loop() -> None:
                 while True:

@@ -7,14 +7,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meshcache.gossip import Keyring, MemberState, NodeMeta
+from meshcache.gossip import Address, Keyring, MemberState, NodeMeta
 from meshcache.gossip.codec import (
     VERSION,
     Ack,
     Alive,
     Dead,
+    Left,
+    MemberRecord,
     Ping,
+    PingReq,
     PushPull,
+    Suspect,
     encode_envelope,
     encode_message,
 )
@@ -126,6 +130,67 @@ def test_incarnation_from_the_future_dropped() -> None:
     assert node.stats["future_incarnation"] == 2
     m = node.member("x")
     assert m is not None and (m.state, m.incarnation) == (MemberState.ALIVE, 1)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "a\x00b",  # sendto: "host name must not contain null character"
+        "\u00e9" * 70,  # sendto: "encoding of hostname failed" (label too long once encoded)
+        "a..b",  # trio's getaddrinfo: no IDNA form (empty label)
+        "x" * 64,  # no IDNA form (label too long)
+        "a b",
+        "\x01abc",
+        "a\x7fb",
+    ],
+    ids=["nul", "no-idna-form", "empty-label", "long-label", "space", "control", "del"],
+)
+def test_a_host_no_socket_can_send_to_is_dropped(host: str) -> None:
+    """A node would send to these hosts later (relay a ping, probe, gossip, push/pull), and
+    the socket would refuse: the packet or payload that names one is dropped at the door."""
+    node = lone_node()
+    peer = Peer()
+    before = table(node)
+    bad = Address(host, 7100)
+    node.handle_datagram(SRC, peer.packet(PingReq(1, "x", bad)), 0.0)
+    node.handle_datagram(SRC, peer.packet(Alive("x", 1, bad, NodeMeta())), 0.0)
+    record = MemberRecord("x", bad, 1, MemberState.ALIVE, NodeMeta())
+    pushed = peer.packet(PushPull(False, (record,)), stream=True)
+    assert node.handle_stream_request(SRC, pushed, 0.0) is None
+    assert node.stats["bad_field"] == 3, dict(node.stats)
+    assert table(node) == before and node.take_outgoing() == []
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "::1", "fe80::1%eth0", "node-1.cache.internal.", "db_2", "b\u00fccher.de"]
+)
+def test_ip_literals_and_host_names_accepted(host: str) -> None:
+    node = lone_node()
+    node.handle_datagram(SRC, Peer().packet(Alive("x", 1, Address(host, 7100), NodeMeta())), 0.0)
+    m = node.member("x")
+    assert m is not None and m.address == (host, 7100), dict(node.stats)
+
+
+def test_a_claim_about_ourselves_from_the_future_is_ignored() -> None:
+    """Peers drop an update more than max_incarnation_jump ahead of what they know of us, so
+    refuting such a claim would make all our later refutations implausible to them."""
+    node = lone_node()
+    jump = node.config.max_incarnation_jump
+    peer = Peer()
+    for claim in [
+        Suspect("me", 2**62, "n9"),
+        Dead("me", jump + 1, "n9"),
+        Left("me", jump + 1),
+        Alive("me", jump + 1, X, NodeMeta()),
+    ]:
+        node.handle_datagram(SRC, peer.packet(claim), 0.0)
+    record = MemberRecord("me", X, 2**62, MemberState.DEAD, NodeMeta())
+    node.handle_stream_request(SRC, peer.packet(PushPull(False, (record,)), stream=True), 0.0)
+    assert node.stats["future_incarnation"] == 5, dict(node.stats)
+    assert node.incarnation == 0 and node.stats["refutations"] == 0
+    assert node.pending_broadcasts() == 0
+    node.handle_datagram(SRC, peer.packet(Suspect("me", jump, "n9")), 0.0)
+    assert node.incarnation == jump + 1 and node.stats["refutations"] == 1
 
 
 def test_packet_from_own_name_dropped() -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 from meshcache.gossip import EventKind, GossipConfig, MemberState, NodeMeta
 from tests.gossip.loopback import Loopback, addr
 
@@ -63,6 +65,34 @@ def test_restart_rejoins_with_higher_incarnation() -> None:
     net.run(3.0)
     assert net.all_see("n2", A)
     assert node.incarnation > old_inc
+
+
+def test_restart_after_more_incarnations_than_the_plausible_jump() -> None:
+    """A claim about ourselves too far ahead is ignored, except in the answer to our join:
+    that is how a restarted node learns its previous life's incarnation, however high."""
+    config = dataclasses.replace(GossipConfig.local(), max_incarnation_jump=3)
+    net = Loopback(1, config)
+    for i in range(4):
+        net.add(i)
+    for i in range(4):
+        net.nodes[addr(i)].join([addr(0)], net.now)
+    net.run(3.0)
+    n2 = net.nodes[addr(2)]
+    for load in range(1, 8):  # one step at a time: each is plausible to the others
+        n2.update_meta(NodeMeta(zone="z2", data_port=8002, load=float(load)), net.now)
+        net.run(0.5)
+    old_inc = n2.incarnation
+    assert old_inc > 3 and net.all_see("n2", A)
+    assert {n.member("n2").incarnation for n in net.nodes.values()} == {old_inc}  # type: ignore[union-attr]
+    net.down.add(addr(2))
+    net.run(10.0)
+    assert net.all_see("n2", D, [addr(0), addr(1), addr(3)])
+    net.down.discard(addr(2))
+    node = net.add(2)  # incarnation 0, its previous life more than 3 ahead
+    node.join([addr(0)], net.now)
+    net.run(3.0)
+    assert net.all_see("n2", A)
+    assert node.incarnation == old_inc + 1
 
 
 def test_a_restarted_seed_without_seeds_joins_the_members_it_is_told_of() -> None:

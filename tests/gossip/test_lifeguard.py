@@ -50,6 +50,24 @@ def test_suspect_node_refutes_in_its_ack() -> None:
     assert dst == SRC and Alive("me", 1, node.address, NodeMeta()) in msgs
 
 
+def test_answers_to_stale_claims_leave_the_refutation_its_sends() -> None:
+    """Members that missed our refutation and still suspect us get our alive directly, once
+    per packet; those answers do not use up the refutation's retransmits, which are what
+    reaches the members that have not told us they suspect us."""
+    node = lone_node()
+    peer = Peer()
+    node.handle_datagram(SRC, peer.packet(Suspect("me", 0, "n9")), 0.0)
+    node.take_outgoing()
+    alive = Alive("me", 1, node.address, NodeMeta())
+    assert node.incarnation == 1 and node.pending_broadcasts() == 1
+    limit = node.config.retransmit_mult  # one member: ceil(log10(1 + 1)) = 1
+    for _ in range(limit + 1):
+        node.handle_datagram(SRC, peer.packet(Suspect("me", 0, "n9")), 0.0)
+    answers = sent(node)
+    assert answers == [(SRC, [alive])] * (limit + 1)
+    assert node.pending_broadcasts() == 1
+
+
 def probe_until_indirect(nack: bool) -> int:
     """Probe x (never answers) with r as the only relay; return the health score after."""
     node = lone_node()

@@ -7,8 +7,10 @@ import random
 
 import pytest
 
-from meshcache.gossip import EventKind, Keyring
+from meshcache.gossip import Address, EventKind, Keyring
+from meshcache.gossip.codec import Suspect
 from meshcache.testing.faults import LinkFaults
+from tests.gossip.packets import Peer
 from tests.gossip.simcluster import A, D, L, S, SimCluster, median
 
 LOSSY = LinkFaults(loss=0.02, delay=0.0005, jitter=0.002)
@@ -68,6 +70,30 @@ def test_sim_paused_node_is_suspected_and_refutes(seed: int) -> None:
     # hearing of it, but it must come back at once (stale claims are answered directly).
     c.net.run_for(2.0)
     assert c.converged(), f"seed={seed}"
+
+
+def test_sim_a_claim_from_the_far_future_does_not_silence_a_live_node(sim_seed: int) -> None:
+    """One packet claims n2 suspect at an incarnation no peer would accept from n2; n2 must
+    not adopt it, so that when it is really suspected later its refutation is believed."""
+    c = SimCluster(sim_seed, 5)
+    assert c.wait(c.converged, 10.0), f"seed={sim_seed}"
+    victim = c.addrs[2]
+    forged = Peer("stranger").packet(Suspect("n2", 2**62, "stranger"))
+    c.net.apply(victim, lambda ep, now: ep.handle_datagram(Address("10.9.9.9", 1), forged, now))
+    c.net.run_for(1.0)
+    assert c.node(victim).stats["future_incarnation"] == 1, f"seed={sim_seed}"
+    others = [a for a in c.addrs if a != victim]
+    for _ in range(20):
+        c.net.pause(victim, 0.5)
+        if c.wait(lambda: not c.all_see("n2", {A}, others), 0.6):
+            break
+        c.net.run_for(0.5)
+    else:
+        raise AssertionError(f"seed={sim_seed}: n2 never suspected")
+    assert c.wait(c.converged, 5.0), f"seed={sim_seed}: {[c.view(a)['n2'] for a in others]}"
+    c.net.run_for(5.0)
+    assert c.converged(), f"seed={sim_seed}"
+    assert c.total_stats("future_incarnation") == 1, f"seed={sim_seed}"
 
 
 @pytest.mark.parametrize("seed", [41])

@@ -5,13 +5,14 @@ import math
 import random
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import pytest
 import trio
 
 from meshcache.gossip import GossipConfig, Keyring, MemberState, NodeMeta, SwimNode
-from meshcache.gossip.endpoint import Address, Outgoing
+from meshcache.gossip.endpoint import Address, Datagram, Outgoing, StreamRequest
 from meshcache.gossip.transport import bind_gossip, receive_frame, run_endpoint, send_frame
 
 
@@ -175,3 +176,64 @@ async def test_datagrams_that_came_while_the_loop_was_held_go_before_the_timers(
                 nursery.cancel_scope.cancel()
         await listener.aclose()
         assert endpoint.calls == ["datagram", "tick"]
+
+
+class ScriptedEndpoint:
+    """Wants ``out`` sent once; records the stream replies it is handed."""
+
+    def __init__(self, out: list[Outgoing]) -> None:
+        self.out = out
+        self.stats: Counter[str] = Counter()
+        self.replies: list[tuple[int, bytes | None]] = []
+        self.replied = trio.Event()
+
+    def handle_datagram(self, src: Address, data: bytes, now: float) -> None:
+        pass
+
+    def handle_stream_request(self, src: Address, data: bytes, now: float) -> bytes | None:
+        return None
+
+    def handle_stream_reply(self, tag: int, data: bytes | None, now: float) -> None:
+        self.replies.append((tag, data))
+        self.replied.set()
+
+    def tick(self, now: float) -> None:
+        pass
+
+    def next_deadline(self) -> float:
+        return math.inf
+
+    def take_outgoing(self) -> list[Outgoing]:
+        out, self.out = self.out, []
+        return out
+
+
+@pytest.mark.trio
+async def test_a_destination_the_socket_refuses_is_counted_not_fatal() -> None:
+    """Hosts ``sendto`` rejects with TypeError (a NUL, no IDNA form), a port out of range and
+    a push/pull to a host trio cannot encode: each is dropped and counted, and the driver goes
+    on sending (the datagram after them arrives)."""
+    udp, listener = await bind_gossip("127.0.0.1", 0)
+    peer = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+    with udp, peer:
+        await peer.bind(("127.0.0.1", 0))
+        good = Address("127.0.0.1", peer.getsockname()[1])
+        endpoint = ScriptedEndpoint(
+            [
+                Datagram(Address("a\x00b", 7000), b"nul"),
+                Datagram(Address("\u00e9" * 70, 7000), b"idna"),
+                Datagram(Address("127.0.0.1", 70000), b"port"),
+                StreamRequest(Address("\u00e9" * 70, 7000), b"push/pull", 1),
+                Datagram(good, b"good"),
+            ]
+        )
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(functools.partial(run_endpoint, endpoint, udp, listener))
+                data, _ = await peer.recvfrom(100)
+                await endpoint.replied.wait()
+                nursery.cancel_scope.cancel()
+    await listener.aclose()
+    assert data == b"good"
+    assert endpoint.replies == [(1, None)]
+    assert endpoint.stats["unsendable_address"] == 4, dict(endpoint.stats)
