@@ -8,19 +8,27 @@ records with ``REPL``, throttled by ``handoff_rate``):
   pending owner), reads do not. It pulls every range it will own, then proposes itself
   ``active`` (v+2) and starts serving reads;
 * a node that gains ranges because a dead member was removed pulls them from the surviving
-  owners (ranges it gains from a *leaving* member are pushed to it by that member instead);
+  owners;
 * a node that starts with an empty store while already on the ring (a restart) pulls everything
-  it owns.
+  it owns, from a leaving member too.
 
 A **leaving** node (``LEAVE``) does the mirror image: it marks itself ``leaving``, pushes every
 record it holds to the owners that replace it, then removes itself from the ring; it keeps
-answering requests as a router (forwarding to the owners). A busy mesh makes every step of it
-slow, not wrong: a batch that got no answer is sent again (last-writer-wins makes a duplicate
-harmless), a replacement whose push broke off is pushed to again, and a ring change whose
-outcome is unknown (a voter that did not answer in time) is checked against the config before
-it is proposed again — until the caller's deadline. What cannot be done is a typed refusal
-(``UNAVAILABLE``, saying how many records had moved), never a transport error; progress is
-logged as ``leave_progress``.
+answering requests as a router (forwarding to the owners). The invariant: every member that
+owns a range once it is gone ends up with every record it held for it. A node with a store
+skips pulling exactly the ranges a leaving member held and replaces it on (the push brings
+them) and pulls all else it gains. The leaving node pushes once its own pulls for the ring are
+done; its removal is a compare-and-set on the layout it pushed by, so a ring change in between
+makes it push again; and a push that is not the first of a fresh ``LEAVE`` (a ``LEAVE`` sent
+again, or one again after a ring change) goes to every owner to come, not only to the
+replacements, since what an earlier push delivered, and by which ring, is not known.
+
+A busy mesh makes every step of a leave slow, not wrong: a batch that got no answer is sent
+again (last-writer-wins makes a duplicate harmless), a replacement whose push broke off is
+pushed to again, and a ring change whose outcome is unknown (a voter that did not answer in
+time) is checked against the config before it is proposed again — until the caller's deadline.
+What cannot be done is a typed refusal (``UNAVAILABLE``, saying how many records had moved),
+never a transport error; progress is logged as ``leave_progress``.
 
 Once a ring is stable (no joining or leaving member) and nothing is left to pull, each node
 drops the keys it no longer owns (no tombstone: the data lives on at its owners). A config that
@@ -45,6 +53,7 @@ The pure range arithmetic (which ranges a node gains, who replaces a leaving nod
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from functools import partial
@@ -65,9 +74,15 @@ from meshcache.node.data.coordinator import Coordinator
 from meshcache.node.data.outbound import SCAN_CHUNK, Outbound, stream
 from meshcache.node.data.replication import ByteBudget
 from meshcache.node.data.replicator import BATCH_BYTES
-from meshcache.ring import Ring, RingMember, RingState
+from meshcache.ring import PENDING_STATES, READ_STATES, Ring, RingMember, RingState
 from meshcache.ring.diff import gained_ranges, replacements
-from meshcache.ring.tokens import RangeSet, TokenRange, ranges_from_wire, ranges_to_wire
+from meshcache.ring.tokens import (
+    RangeSet,
+    TokenRange,
+    label_runs,
+    ranges_from_wire,
+    ranges_to_wire,
+)
 from meshcache.store.store import Store
 from meshcache.wire.address import parse_address
 
@@ -123,6 +138,8 @@ class HandOff:
         self._clock = clock
         self.budget = ByteBudget(rate, max(BATCH_BYTES, rate // 4), clock())
         self.held: ClusterConfig | None = None  # the ring our store reflects
+        self._held_moved = trio.Event()  # set (and replaced) whenever ``held`` changes
+        self._pulling = False  # the worker runs (:meth:`run`): ``held`` follows the config
         # ``held``'s ring, kept: building a ring (every member's vnodes, two views) costs
         # milliseconds of CPU, and the next ring change compares it with the new one.
         self._held_ring: Ring | None = None
@@ -141,9 +158,13 @@ class HandOff:
         self._leave_started = self._progress_at = 0.0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._worker)
-            task_status.started()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._worker)
+                self._pulling = True
+                task_status.started()
+        finally:
+            self._pulling = False
 
     def on_install(self, config: ClusterConfig) -> None:
         """A newer config was installed: reconsider what to pull, promote or drop."""
@@ -169,7 +190,7 @@ class HandOff:
                 and _layout(self.held) == layout
             ):
                 # A policy change: the store already reflects this ring; nothing moves.
-                self.held = config
+                self._hold(config, self._held_ring)
             if self.held is None or self.held.version < config.version:
                 await self._settled(config)
                 try:
@@ -180,8 +201,7 @@ class HandOff:
                     await trio.sleep(RETRY_DELAY)
                     self._wakeup.set()
                     continue
-                self.held = config
-                self._held_ring = ring
+                self._hold(config, ring)
             if me.state == "joining":
                 await self._promote()
                 continue
@@ -192,6 +212,18 @@ class HandOff:
                 await self._settled(latest)
                 if self._config().version == latest.version and await self._drop_unowned(latest):
                     self._dropped_for = layout
+
+    def _hold(self, config: ClusterConfig, ring: Ring | None) -> None:
+        """The store reflects ``config`` (whose ring is ``ring``, if built)."""
+        self.held, self._held_ring = config, ring
+        self._held_moved.set()
+        self._held_moved = trio.Event()
+
+    async def _holding(self, config: ClusterConfig) -> None:
+        """Wait until the store reflects ``config`` or a newer ring (the pulls are done); at
+        once when nothing pulls (a hand-off driven step by step, without :meth:`run`)."""
+        while self._pulling and (self.held is None or self.held.version < config.version):
+            await self._held_moved.wait()
 
     def _ring(self, config: ClusterConfig) -> Ring:
         """``config``'s ring: the data plane's when it routes by that version (a ring is built
@@ -284,36 +316,58 @@ class HandOff:
             if held is None or held.version != self.held.version:
                 held = self._ring(self.held)
                 await trio.lowlevel.checkpoint()
-        jobs: list[tuple[tuple[RingMember, ...], str, list[TokenRange]]] = []
+        jobs: list[tuple[str, list[tuple[TokenRange, tuple[RingMember, ...]]]]] = []
         leaving = {m.node_id for m in config.members if m.state == "leaving"}
+        # What the leaving members push to this node (leave(), _push_all), per replica count,
+        # cut where the ring's ranges end: exactly that is not pulled.
+        pushed: dict[int, RangeSet] = {}
+        cuts: list[int] = []
+        if leaving and self.held is not None:
+            cuts = sorted(
+                set(current.boundaries(READ_STATES)) | set(current.boundaries(PENDING_STATES))
+            )
         # Comparing two rings costs milliseconds: once per replica count, not per namespace,
         # with a checkpoint after each.
         gained: dict[int, list[tuple[TokenRange, tuple[RingMember, ...]]]] = {}
         for namespace, policy in config.namespaces.items():
-            by_source: dict[str, list[TokenRange]] = {}
-            holders: dict[str, tuple[RingMember, ...]] = {}
+            # Each range with its live holders, grouped by the first: one HANDOFF per source.
+            by_source: dict[str, list[tuple[TokenRange, tuple[RingMember, ...]]]] = {}
             if policy.replicas not in gained:
                 gained[policy.replicas] = gained_ranges(
                     held, current, self.node_id, policy.replicas
                 )
                 await trio.lowlevel.checkpoint()
+            if cuts and policy.replicas not in pushed:
+                pushed[policy.replicas] = replacements(current, policy.replicas).get(
+                    self.node_id, RangeSet(())
+                )
+                await trio.lowlevel.checkpoint()
             for trange, sources in gained[policy.replicas]:
-                if any(m.node_id in leaving for m in sources):
-                    continue  # the leaving member pushes what it held (leave(), _push_all)
+                wanted = [trange]
+                if held is not None and cuts and any(m.node_id in leaving for m in sources):
+                    # What a leaving member held (an owner in the ring our store reflects)
+                    # and replaces this node on comes from its push; the rest is pulled: the
+                    # ranges this node owns in the read view already (nobody pushes those)
+                    # and those the leaving member gained with this ring itself. An empty
+                    # store pulls everything: a push may have gone to the node's earlier life.
+                    before = held.owners_for_token(trange.end, policy.replicas)
+                    if any(m.node_id in leaving for m in before):
+                        wanted = _outside(trange, pushed[policy.replicas], cuts)
+                        if not wanted:
+                            continue
                 live = [m for m in sources if self._alive(m.node_id)]
                 if not live:
                     continue  # nobody holds it any more: a cache may lose data no one has
-                by_source.setdefault(live[0].node_id, []).append(trange)
-                holders[live[0].node_id] = tuple(live)
-            jobs += [(holders[source], namespace, ranges) for source, ranges in by_source.items()]
+                by_source.setdefault(live[0].node_id, []).extend((r, tuple(live)) for r in wanted)
+            jobs += [(namespace, ranges) for ranges in by_source.values()]
         counts: list[int] = []
         failed: list[MeshcacheError] = []
 
         async def pull(
-            holders: tuple[RingMember, ...], namespace: str, ranges: list[TokenRange]
+            namespace: str, ranges: list[tuple[TokenRange, tuple[RingMember, ...]]]
         ) -> None:
             try:
-                counts.append(await self._pull_from(holders, namespace, ranges))
+                counts.append(await self._pull_from(namespace, ranges))
             except MeshcacheError as exc:
                 failed.append(exc)
 
@@ -335,34 +389,43 @@ class HandOff:
         return current
 
     async def _pull_from(
-        self, holders: tuple[RingMember, ...], namespace: str, ranges: list[TokenRange]
+        self, namespace: str, ranges: list[tuple[TokenRange, tuple[RingMember, ...]]]
     ) -> int:
         self.ranges_moving += len(ranges)
         try:
-            return await self._pull_from_one_of(holders, namespace, ranges)
+            return await self._pull_from_one_of(namespace, ranges)
         finally:
             self.ranges_moving -= len(ranges)
 
     async def _pull_from_one_of(
-        self, holders: tuple[RingMember, ...], namespace: str, ranges: list[TokenRange]
+        self, namespace: str, ranges: list[tuple[TokenRange, tuple[RingMember, ...]]]
     ) -> int:
-        last: MeshcacheError | None = None
-        for member in holders:
-            try:
-                count = await self.dataplane.pool.call_alone(
-                    parse_address(member.address, default_port=None),
-                    "HANDOFF",
-                    namespace,
-                    [{"ranges": ranges_to_wire(ranges), "to": self.node_id}],
-                    timeout=HANDOFF_TIMEOUT,
-                )
-            except MeshcacheError as exc:
-                last = exc
-                continue
-            self.stats["records_pulled"] += int(count)
-            return int(count)
-        assert last is not None
-        raise last
+        """Pull ``ranges`` (each with its holders, the first the same for all) from their first
+        holder; when that fails, each range from its next holder (ranges that share the first
+        may not share the others); the records pulled. Raises the error of a range whose
+        every holder failed."""
+        member = ranges[0][1][0]
+        try:
+            count = await self.dataplane.pool.call_alone(
+                parse_address(member.address, default_port=None),
+                "HANDOFF",
+                namespace,
+                [{"ranges": ranges_to_wire(r for r, _ in ranges), "to": self.node_id}],
+                timeout=HANDOFF_TIMEOUT,
+            )
+        except MeshcacheError as exc:
+            rest: dict[str, list[tuple[TokenRange, tuple[RingMember, ...]]]] = {}
+            for trange, holders in ranges:
+                if len(holders) > 1:
+                    rest.setdefault(holders[1].node_id, []).append((trange, holders[1:]))
+            count = 0
+            for group in rest.values():
+                count += await self._pull_from_one_of(namespace, group)
+            if any(len(holders) == 1 for _, holders in ranges):
+                raise exc from None
+            return count
+        self.stats["records_pulled"] += int(count)
+        return int(count)
 
     async def _promote(self) -> None:
         """A joining node that holds its ranges becomes active."""
@@ -499,17 +562,37 @@ class HandOff:
                 lambda c: SetMemberState(c.version, self.node_id, RingState.LEAVING),
                 done=lambda c: _state_of(c, self.node_id) == "leaving",
             )
+            # The ring's read view is the one every owner's store reflects: the replacements
+            # are the only owners to come that lack our records.
+            everyone = False
         else:
+            # An earlier LEAVE stopped: what it delivered, and by which ring, is not known
+            # (an owner it did not reach may own the range in this ring's read view already).
             config = self._config()
-        await self._settled(config)  # from here every write also reaches our replacements
-        ring = self._ring(config)
+            everyone = True
         moved = 0
-        for namespace, policy in config.namespaces.items():
-            moved += await self._push_all(ring, namespace, policy.replicas)
-        config = await self._propose_retrying(
-            lambda c: RemoveMember(c.version, self.node_id),
-            done=lambda c: c.member(self.node_id) is None,
-        )
+        while True:
+            await self._settled(config)  # from here every write also reaches our new owners
+            # A range this node gained with the ring (a removed member's) is pushed once it
+            # is pulled: the other new owners leave to the push what this node owns now.
+            await self._holding(config)
+            ring = self._ring(config)
+            for namespace, policy in config.namespaces.items():
+                moved += await self._push_all(ring, namespace, policy.replicas, everyone)
+            try:
+                config = await self._propose_retrying(
+                    partial(_removal, self.node_id, _layout(config)),
+                    done=lambda c: c.member(self.node_id) is None,
+                )
+            except _RingMoved:
+                # The owners changed under the push: push again, by the newest ring, to every
+                # owner to come (which of them the last push covered is not known).
+                config = self._config()
+                everyone = True
+                self.stats["leave_ring_moved"] += 1
+                log.info("leave_ring_moved", ring_version=config.version)
+                continue
+            break
         log.info("ring_member_left", node_id=self.node_id, moved=moved)
         self.stats["records_drained"] += moved
         return {"node_id": self.node_id, "moved": moved, "ring_version": config.version}
@@ -535,11 +618,19 @@ class HandOff:
                 seconds=round(now - self._leave_started, 1),
             )
 
-    async def _push_all(self, ring: Ring, namespace: str, replicas: int) -> int:
+    async def _push_all(
+        self, ring: Ring, namespace: str, replicas: int, everyone: bool = False
+    ) -> int:
+        """Push the records of ``namespace`` to the members that replace this node on ``ring``
+        (with ``everyone``: to every member that owns one of its ranges once it is gone);
+        the records that landed."""
         tombs = self.store.tombstone_keys(namespace)
         await trio.lowlevel.checkpoint()
         # Comparing the ring's two views is milliseconds of work: a step of its own.
-        targets = replacements(ring, replicas)
+        if everyone:
+            targets = await _successors(ring, self.node_id, replicas)
+        else:
+            targets = replacements(ring, replicas)
         await trio.lowlevel.checkpoint()
         moving = sum(len(ranges) for ranges in targets.values())
         counts: list[int] = []
@@ -659,6 +750,58 @@ def _key_slices(parts: Iterator[list[bytes]]) -> Iterator[list[bytes]]:
     for part in parts:
         for at in range(0, len(part), SCAN_CHUNK):
             yield part[at : at + SCAN_CHUNK]
+
+
+class _RingMoved(Exception):
+    """The ring's owners changed since a leaving node pushed by it: it may not be removed."""
+
+
+def _removal(node_id: str, pushed_for: tuple[Any, ...], config: ClusterConfig) -> Command:
+    """Remove ``node_id`` from ``config``, which must have the layout it pushed by."""
+    if _layout(config) != pushed_for:
+        raise _RingMoved
+    return RemoveMember(config.version, node_id)
+
+
+async def _successors(ring: Ring, node_id: str, replicas: int) -> dict[str, RangeSet]:
+    """For a ring where ``node_id`` is leaving: each member that owns some of its tokens once
+    it is gone (an owner in the pending view of a token ``node_id`` owns in the read view),
+    with those tokens. A superset of :func:`~meshcache.ring.diff.replacements`."""
+    bounds = sorted(set(ring.boundaries(READ_STATES)) | set(ring.boundaries(PENDING_STATES)))
+    labels: list[tuple[str, ...]] = []
+    for at, bound in enumerate(bounds):
+        now = ring.owners_for_token(bound, replicas, include=READ_STATES)
+        if any(m.node_id == node_id for m in now):
+            after = ring.owners_for_token(bound, replicas, include=PENDING_STATES)
+            labels.append(tuple(m.node_id for m in after))
+        else:
+            labels.append(())
+        if at % SCAN_CHUNK == SCAN_CHUNK - 1:
+            await trio.lowlevel.checkpoint()
+    gains: dict[str, list[TokenRange]] = {}
+    for trange, targets in label_runs(bounds, labels):
+        for target in targets:
+            gains.setdefault(target, []).append(trange)
+    return {target: RangeSet(ranges) for target, ranges in sorted(gains.items())}
+
+
+def _outside(trange: TokenRange, tokens: RangeSet, cuts: list[int]) -> list[TokenRange]:
+    """The parts of ``trange`` not in ``tokens``, merged, where ``cuts`` (ascending) hold every
+    token at which membership in ``tokens`` may change."""
+    start, end = trange.start, trange.end
+    if start < end:
+        inside = cuts[bisect_right(cuts, start) : bisect_left(cuts, end)]
+    else:  # wraps past 0, or the whole ring
+        inside = cuts[bisect_right(cuts, start) :] + cuts[: bisect_left(cuts, end)]
+    out: list[TokenRange] = []
+    for piece_start, piece_end in zip([start, *inside], [*inside, end], strict=True):
+        if piece_end in tokens:
+            continue
+        if out and out[-1].end == piece_start:
+            out[-1] = TokenRange(out[-1].start, piece_end)
+        else:
+            out.append(TokenRange(piece_start, piece_end))
+    return out
 
 
 def _layout(config: ClusterConfig) -> tuple[Any, ...]:
