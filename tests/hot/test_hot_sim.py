@@ -78,6 +78,25 @@ async def _readers(
             nursery.start_soon(reader, f"r{i}")
 
 
+def _reading(
+    nursery: trio.Nursery,
+    mesh: SimMesh,
+    keys: list[bytes],
+    rng: random.Random,
+    through: list[str] | None = None,
+) -> trio.CancelScope:
+    """Four :func:`_readers` of ``keys`` started in ``nursery``; cancel the scope returned to
+    stop them."""
+    readers = trio.CancelScope()
+
+    async def read() -> None:
+        with readers:
+            await _readers(mesh, HotHistory(), keys, rng, 4, through)
+
+    nursery.start_soon(read)
+    return readers
+
+
 async def _copied_everywhere(
     mesh: SimMesh,
     nursery: trio.Nursery,
@@ -739,13 +758,7 @@ async def test_a_smart_writer_of_several_keys_reads_its_write_of_the_hot_one_bac
     async with trio.open_nursery() as nursery:
         await nursery.start(mesh.run)
         await mesh.client(owner, NS, "SET", hot_key, value_of(hot_key, 0))
-        readers = trio.CancelScope()
-
-        async def read() -> None:
-            with readers:
-                await _readers(mesh, HotHistory(), [hot_key], rng, 4, others)
-
-        nursery.start_soon(read)
+        readers = _reading(nursery, mesh, [hot_key], rng, others)
         await mesh.wait_until(
             lambda: all((NS, hot_key) in mesh.nodes[n].parts.hot.area for n in others),
             timeout=5.0,
@@ -781,13 +794,7 @@ async def test_hot_keys_switched_off_cool_and_are_counted_cooled(
     async with trio.open_nursery() as nursery:
         await nursery.start(mesh.run)
         await mesh.client("n0", NS, "SET", key, value_of(key, 0))
-        readers = trio.CancelScope()
-
-        async def read() -> None:
-            with readers:
-                await _readers(mesh, HotHistory(), [key], rng, 4)
-
-        nursery.start_soon(read)
+        readers = _reading(nursery, mesh, [key], rng)
         hot = mesh.nodes[mesh.owners(NS, key)[0]].parts.hot
         await mesh.wait_until(lambda: key in hot.hot.get(NS, {}), timeout=5.0, what="hot")
         for node in mesh.ids:

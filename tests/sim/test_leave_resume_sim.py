@@ -68,6 +68,25 @@ async def _check_every_key(mesh: SimMesh, owners: list[str]) -> None:
             assert got == key, f"seed {mesh.seed}: GET {key!r} via {node}: {got!r}"
 
 
+async def _leave_stopped_by_a_cut(mesh: SimMesh) -> None:
+    """Every key written, n1 cut off from n0, and n1's LEAVE refused for it."""
+    await _write_all(mesh)
+    mesh.net.partition(["n1"], ["n0"])
+    await mesh.wait_until(lambda: not mesh.alive("n1", "n0"), timeout=30, what="n1 sees n0 dead")
+    reason = await _refused_leave(mesh, "n1")
+    assert "n0" in reason, f"seed {mesh.seed}: {reason}"
+
+
+async def _leave_again(mesh: SimMesh, waiting: list[str]) -> None:
+    """Once each of ``waiting`` holds what it pulled, n1's LEAVE sent again succeeds and every
+    key is on n0 and n2."""
+    for node in waiting:
+        await _wait_held(mesh, node)
+    answer = await mesh.client("n1", NS, "LEAVE")
+    assert answer["node_id"] == "n1", f"seed {mesh.seed}: {answer}"
+    await _check_every_key(mesh, ["n0", "n2"])
+
+
 async def _run(mesh: SimMesh, scenario: Callable[[], Awaitable[None]]) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(mesh.run)
@@ -95,10 +114,7 @@ async def test_a_resumed_leave_reaches_an_owner_that_restarted_in_between(
         assert "n2" in reason, f"seed {sim_seed}: {reason}"
         await mesh.restart("n2")
         await mesh.wait_until(lambda: mesh.alive("n1", "n2"), timeout=30, what="n1 sees n2")
-        await _wait_held(mesh, "n2")
-        answer = await mesh.client("n1", NS, "LEAVE")
-        assert answer["node_id"] == "n1", f"seed {sim_seed}: {answer}"
-        await _check_every_key(mesh, ["n0", "n2"])
+        await _leave_again(mesh, ["n2"])
 
     await _run(mesh, scenario)
 
@@ -114,13 +130,7 @@ async def test_an_owner_the_stopped_leave_reached_may_restart_before_it_is_sent_
     mesh = _mesh(sim_seed, 3)
 
     async def scenario() -> None:
-        await _write_all(mesh)
-        mesh.net.partition(["n1"], ["n0"])
-        await mesh.wait_until(
-            lambda: not mesh.alive("n1", "n0"), timeout=30, what="n1 sees n0 dead"
-        )
-        reason = await _refused_leave(mesh, "n1")
-        assert "n0" in reason, f"seed {sim_seed}: {reason}"
+        await _leave_stopped_by_a_cut(mesh)
         mesh.crash("n2")
         await mesh.restart("n2")
         mesh.net.heal()
@@ -128,10 +138,7 @@ async def test_an_owner_the_stopped_leave_reached_may_restart_before_it_is_sent_
             await mesh.wait_until(
                 lambda node=node: mesh.alive("n1", node), timeout=30, what=f"n1 sees {node}"
             )
-        await _wait_held(mesh, "n2")
-        answer = await mesh.client("n1", NS, "LEAVE")
-        assert answer["node_id"] == "n1", f"seed {sim_seed}: {answer}"
-        await _check_every_key(mesh, ["n0", "n2"])
+        await _leave_again(mesh, ["n2"])
 
     await _run(mesh, scenario)
 
@@ -149,13 +156,7 @@ async def test_a_resumed_leave_after_a_member_was_removed_reaches_every_owner(
     mesh = _mesh(sim_seed, 4)
 
     async def scenario() -> None:
-        await _write_all(mesh)
-        mesh.net.partition(["n1"], ["n0"])
-        await mesh.wait_until(
-            lambda: not mesh.alive("n1", "n0"), timeout=30, what="n1 sees n0 dead"
-        )
-        reason = await _refused_leave(mesh, "n1")
-        assert "n0" in reason, f"seed {sim_seed}: {reason}"
+        await _leave_stopped_by_a_cut(mesh)
         mesh.crash("n3")
         await mesh.wait_until(
             lambda: not any(mesh.alive(node, "n3") for node in ("n0", "n1", "n2")),
@@ -165,10 +166,6 @@ async def test_a_resumed_leave_after_a_member_was_removed_reaches_every_owner(
         mesh.commit(RemoveMember(mesh.config.version, "n3"))
         mesh.net.heal()
         await mesh.wait_until(lambda: mesh.alive("n1", "n0"), timeout=30, what="n1 sees n0")
-        for node in ("n0", "n2"):
-            await _wait_held(mesh, node)
-        answer = await mesh.client("n1", NS, "LEAVE")
-        assert answer["node_id"] == "n1", f"seed {sim_seed}: {answer}"
-        await _check_every_key(mesh, ["n0", "n2"])
+        await _leave_again(mesh, ["n0", "n2"])
 
     await _run(mesh, scenario)
