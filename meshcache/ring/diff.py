@@ -128,33 +128,42 @@ def handoff(ring: Ring, replicas: int) -> list[Transfer]:
 
 
 def gained_ranges(
-    held: Ring | None, current: Ring, node_id: str, replicas: int
+    held: Ring | None,
+    current: Ring,
+    node_id: str,
+    replicas: int,
+    held_replicas: int | None = None,
 ) -> list[tuple[TokenRange, tuple[RingMember, ...]]]:
-    """The ranges ``node_id`` must receive: it owns them in ``current`` (read or pending) but
-    did not in ``held`` (None: it holds nothing). Each comes with the members that hold its
-    data (the old owners, else the current read owners), ``node_id`` left out.
+    """The ranges ``node_id`` must receive: it owns them in ``current`` (read or pending, with
+    ``replicas`` owners per key) but did not in ``held`` (None: it holds nothing) with
+    ``held_replicas`` owners per key (``replicas`` when None). Each comes with the members
+    that hold its data (the old owners, else the current read owners), ``node_id`` left out.
 
     Runs once per ring change on the node's event loop, so it does no Python work per vnode
     beyond merging the runs: owners come from the views' precomputed preference lists (shared
     between positions, so a list's identity stands for its contents) and each distinct
     combination of owner lists is labelled once.
     """
-    views = _views(current) + (_views(held) if held is not None else [])
-    bounds = sorted(set().union(*(ring._view(include).tokens for ring, include in views)))
-    computed: dict[tuple[int, tuple[str, ...]], list[tuple[RingMember, ...]]] = {}
+    before = replicas if held_replicas is None else held_replicas
+    views = [(ring, include, replicas) for ring, include in _views(current)]
+    if held is not None:
+        views += [(ring, include, before) for ring, include in _views(held)]
+    bounds = sorted(set().union(*(ring._view(include).tokens for ring, include, _ in views)))
+    computed: dict[tuple[int, tuple[str, ...], int], list[tuple[RingMember, ...]]] = {}
     columns = []
-    for ring, include in views:
-        column = computed.get((id(ring), include))
+    for ring, include, count in views:
+        column = computed.get((id(ring), include, count))
         if column is None:
-            column = computed[id(ring), include] = _owner_lists(ring, include, bounds, replicas)
-        columns.append(column)
-    keys = list(zip(*(map(id, column) for column in columns), strict=True))
+            column = _owner_lists(ring, include, bounds, count)
+            computed[id(ring), include, count] = column
+        columns.append((column, count))
+    keys = list(zip(*(map(id, column) for column, _ in columns), strict=True))
     # Any position with a key has exactly those owner lists (identities of live objects).
     at = dict(zip(keys, range(len(keys)), strict=True))
     interned: dict[tuple[bool, tuple[RingMember, ...]], tuple[bool, tuple[RingMember, ...]]] = {}
     label_of = {}
     for key, i in at.items():
-        label = _gained_label([column[i][:replicas] for column in columns], node_id)
+        label = _gained_label([column[i][:count] for column, count in columns], node_id)
         label_of[key] = interned.setdefault(label, label)
     # Equal labels are one object, so merging the runs compares identities.
     labels = list(map(label_of.__getitem__, keys))

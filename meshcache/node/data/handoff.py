@@ -10,18 +10,24 @@ records with ``REPL``, throttled by ``handoff_rate``):
 * a node that gains ranges because a dead member was removed pulls them from the surviving
   owners;
 * a node that starts with an empty store while already on the ring (a restart) pulls everything
-  it owns, from a leaving member too.
+  it owns, from a leaving member too;
+* a node owns by each namespace's replica count: what it owned is compared by the count its
+  store was laid out for (the held config's), so a raised count pulls the new replicas' ranges.
 
 A **leaving** node (``LEAVE``) does the mirror image: it marks itself ``leaving``, pushes every
 record it holds to the owners that replace it, then removes itself from the ring; it keeps
 answering requests as a router (forwarding to the owners). The invariant: every member that
 owns a range once it is gone ends up with every record it held for it. A node with a store
 skips pulling exactly the ranges a leaving member held and replaces it on (the push brings
-them) and pulls all else it gains. The leaving node pushes once its own pulls for the ring are
-done; its removal is a compare-and-set on the layout it pushed by, so a ring change in between
-makes it push again; and a push that is not the first of a fresh ``LEAVE`` (a ``LEAVE`` sent
-again, or one again after a ring change) goes to every owner to come, not only to the
-replacements, since what an earlier push delivered, and by which ring, is not known.
+them) and pulls all else it gains; it keeps what it skipped until that member is off the ring,
+and pulls it from the surviving holders if the member was removed while not alive (it crashed
+before its push landed, and the auto-remover took it off). The leaving node pushes once its own
+pulls for the ring are done (or after :data:`HOLD_WAIT` of pulls that keep failing); its removal
+is a compare-and-set on the owners it pushed for (members and replica counts), so such a change
+in between makes it push again; and a push that is not the first of a fresh
+``LEAVE`` (a ``LEAVE`` sent again, or one again after a ring change) goes to every owner to
+come, not only to the replacements, since what an earlier push delivered, and by which ring, is
+not known.
 
 A busy mesh makes every step of a leave slow, not wrong: a batch that got no answer is sent
 again (last-writer-wins makes a duplicate harmless), a replacement whose push broke off is
@@ -106,6 +112,8 @@ LEAVE_PROGRESS_EVERY = 5.0  # seconds between two leave_progress log lines (at m
 SETTLE_TIMEOUT = 10.0
 SETTLE_POLL = 0.05
 SETTLE_ASK = 0.01  # ... and asks a member gossip does not show running it yet this often
+# A leaving node waits this long at most for its own pulls of the ring it pushes by.
+HOLD_WAIT = 30.0
 
 Propose = Callable[[Command], Awaitable[ClusterConfig]]
 
@@ -144,6 +152,11 @@ class HandOff:
         # milliseconds of CPU, and the next ring change compares it with the new one.
         self._held_ring: Ring | None = None
         self.stats: Counter[str] = Counter()
+        # What this node left to a leaving member's push (namespace, range, the leaving
+        # members that held it) and holds only once that push lands: pulled from the other
+        # holders if such a member is removed from the ring without being alive (it crashed
+        # before its push, then was removed).
+        self._owed: list[tuple[str, TokenRange, frozenset[str]]] = []
         # Ranges this node is moving now: pulling them in, or pushing them out as it leaves
         # (the node serving a pull does not count it, so a sum over the nodes counts each once).
         self.ranges_moving = 0
@@ -221,9 +234,19 @@ class HandOff:
 
     async def _holding(self, config: ClusterConfig) -> None:
         """Wait until the store reflects ``config`` or a newer ring (the pulls are done); at
-        once when nothing pulls (a hand-off driven step by step, without :meth:`run`)."""
-        while self._pulling and (self.held is None or self.held.version < config.version):
-            await self._held_moved.wait()
+        once when nothing pulls (a hand-off driven step by step, without :meth:`run`). At most
+        :data:`HOLD_WAIT`: pulls that keep failing (a source cut off from this node) must not
+        hold the leave up, which then pushes what this node has."""
+        with trio.move_on_after(HOLD_WAIT) as waited:
+            while self._pulling and (self.held is None or self.held.version < config.version):
+                await self._held_moved.wait()
+        if waited.cancelled_caught:
+            self.stats["leave_pushed_before_pulls"] += 1
+            log.warning(
+                "leave_pushing_before_its_pulls",
+                held=None if self.held is None else self.held.version,
+                ring_version=config.version,
+            )
 
     def _ring(self, config: ClusterConfig) -> Ring:
         """``config``'s ring: the data plane's when it routes by that version (a ring is built
@@ -318,6 +341,10 @@ class HandOff:
                 await trio.lowlevel.checkpoint()
         jobs: list[tuple[str, list[tuple[TokenRange, tuple[RingMember, ...]]]]] = []
         leaving = {m.node_id for m in config.members if m.state == "leaving"}
+        owed: list[tuple[str, TokenRange, frozenset[str]]] = []
+        unpushed: dict[str, list[tuple[TokenRange, tuple[RingMember, ...]]]] = {}
+        if held is not None:
+            owed, unpushed = await self._unpushed(config, current, held)
         # What the leaving members push to this node (leave(), _push_all), per replica count,
         # cut where the ring's ranges end: exactly that is not pulled.
         pushed: dict[int, RangeSet] = {}
@@ -326,23 +353,22 @@ class HandOff:
             cuts = sorted(
                 set(current.boundaries(READ_STATES)) | set(current.boundaries(PENDING_STATES))
             )
-        # Comparing two rings costs milliseconds: once per replica count, not per namespace,
-        # with a checkpoint after each.
-        gained: dict[int, list[tuple[TokenRange, tuple[RingMember, ...]]]] = {}
+        # Comparing two rings costs milliseconds: once per pair of replica counts (the one the
+        # store was laid out for, the new one), not per namespace, with a checkpoint after each.
+        gained: dict[tuple[int, int], list[tuple[TokenRange, tuple[RingMember, ...]]]] = {}
         for namespace, policy in config.namespaces.items():
             # Each range with its live holders, grouped by the first: one HANDOFF per source.
             by_source: dict[str, list[tuple[TokenRange, tuple[RingMember, ...]]]] = {}
-            if policy.replicas not in gained:
-                gained[policy.replicas] = gained_ranges(
-                    held, current, self.node_id, policy.replicas
-                )
+            counts_of = (policy.replicas, self._held_replicas(namespace, policy.replicas))
+            if counts_of not in gained:
+                gained[counts_of] = gained_ranges(held, current, self.node_id, *counts_of)
                 await trio.lowlevel.checkpoint()
             if cuts and policy.replicas not in pushed:
                 pushed[policy.replicas] = replacements(current, policy.replicas).get(
                     self.node_id, RangeSet(())
                 )
                 await trio.lowlevel.checkpoint()
-            for trange, sources in gained[policy.replicas]:
+            for trange, sources in gained[counts_of]:
                 wanted = [trange]
                 if held is not None and cuts and any(m.node_id in leaving for m in sources):
                     # What a leaving member held (an owner in the ring our store reflects)
@@ -350,15 +376,19 @@ class HandOff:
                     # ranges this node owns in the read view already (nobody pushes those)
                     # and those the leaving member gained with this ring itself. An empty
                     # store pulls everything: a push may have gone to the node's earlier life.
-                    before = held.owners_for_token(trange.end, policy.replicas)
-                    if any(m.node_id in leaving for m in before):
-                        wanted = _outside(trange, pushed[policy.replicas], cuts)
+                    before = held.owners_for_token(trange.end, counts_of[1])
+                    pushers = frozenset(m.node_id for m in before if m.node_id in leaving)
+                    if pushers:
+                        wanted, left = _split(trange, pushed[policy.replicas], cuts)
+                        owed += [(namespace, r, pushers) for r in left]
                         if not wanted:
                             continue
                 live = [m for m in sources if self._alive(m.node_id)]
                 if not live:
                     continue  # nobody holds it any more: a cache may lose data no one has
                 by_source.setdefault(live[0].node_id, []).extend((r, tuple(live)) for r in wanted)
+            for trange, sources in unpushed.get(namespace, []):
+                by_source.setdefault(sources[0].node_id, []).append((trange, sources))
             jobs += [(namespace, ranges) for ranges in by_source.values()]
         counts: list[int] = []
         failed: list[MeshcacheError] = []
@@ -377,6 +407,7 @@ class HandOff:
                 nursery.start_soon(pull, *job)
         if failed:
             raise failed[0]
+        self._owed = owed
         total = sum(counts)
         if total or held is None:
             log.info(
@@ -387,6 +418,58 @@ class HandOff:
                 seconds=round(self._clock() - started, 3),
             )
         return current
+
+    async def _unpushed(
+        self, config: ClusterConfig, current: Ring, held: Ring
+    ) -> tuple[
+        list[tuple[str, TokenRange, frozenset[str]]],
+        dict[str, list[tuple[TokenRange, tuple[RingMember, ...]]]],
+    ]:
+        """Sort what this node left to leaving members' pushes (``_owed``) by ``config``: what
+        it still waits for (its members still leaving), and, per namespace, the parts of it
+        this node owns by ``current`` that a member removed without being alive never pushed,
+        each with its live holders (the held ring's owners, then the current ones). A member
+        alive once removed left after its push landed: what it owed is held."""
+        waiting: list[tuple[str, TokenRange, frozenset[str]]] = []
+        pull: dict[str, list[tuple[TokenRange, tuple[RingMember, ...]]]] = {}
+        if not self._owed:
+            return waiting, pull
+        cuts = sorted(
+            set(current.boundaries(READ_STATES))
+            | set(current.boundaries(PENDING_STATES))
+            | set(held.boundaries(READ_STATES))
+        )
+        for namespace, trange, pushers in self._owed:
+            policy = config.namespaces.get(namespace)
+            if policy is None:
+                continue
+            gone = [n for n in pushers if config.member(n) is None]
+            if not gone:
+                waiting.append((namespace, trange, pushers))
+                continue
+            if all(self._alive(n) for n in gone):
+                continue
+            mine = current.write_ranges(self.node_id, policy.replicas)
+            held_count = self._held_replicas(namespace, policy.replicas)
+            for piece in _split(trange, mine, cuts)[1]:
+                holders: list[RingMember] = []
+                for m in (
+                    *held.owners_for_token(piece.end, held_count),
+                    *current.owners_for_token(piece.end, policy.replicas),
+                ):
+                    if m.node_id != self.node_id and self._alive(m.node_id) and m not in holders:
+                        holders.append(m)
+                if holders:
+                    pull.setdefault(namespace, []).append((piece, tuple(holders)))
+            await trio.lowlevel.checkpoint()
+        self.stats["handoff_unpushed_ranges"] += sum(len(v) for v in pull.values())
+        return waiting, pull
+
+    def _held_replicas(self, namespace: str, replicas: int) -> int:
+        """The replica count of ``namespace`` the store is laid out for: the held config's
+        (``replicas``, the new count, for a namespace the held config does not have)."""
+        policy = None if self.held is None else self.held.namespaces.get(namespace)
+        return replicas if policy is None else policy.replicas
 
     async def _pull_from(
         self, namespace: str, ranges: list[tuple[TokenRange, tuple[RingMember, ...]]]
@@ -581,7 +664,7 @@ class HandOff:
                 moved += await self._push_all(ring, namespace, policy.replicas, everyone)
             try:
                 config = await self._propose_retrying(
-                    partial(_removal, self.node_id, _layout(config)),
+                    partial(_removal, self.node_id, config),
                     done=lambda c: c.member(self.node_id) is None,
                 )
             except _RingMoved:
@@ -756,11 +839,26 @@ class _RingMoved(Exception):
     """The ring's owners changed since a leaving node pushed by it: it may not be removed."""
 
 
-def _removal(node_id: str, pushed_for: tuple[Any, ...], config: ClusterConfig) -> Command:
-    """Remove ``node_id`` from ``config``, which must have the layout it pushed by."""
-    if _layout(config) != pushed_for:
+def _removal(node_id: str, pushed: ClusterConfig, config: ClusterConfig) -> Command:
+    """Remove ``node_id`` from ``config``, whose owners must be those of ``pushed``, the
+    config it pushed by (:func:`_owners_moved`)."""
+    if _owners_moved(pushed, config):
         raise _RingMoved
     return RemoveMember(config.version, node_id)
+
+
+def _owners_moved(pushed: ClusterConfig, config: ClusterConfig) -> bool:
+    """Whether the owners of what a push by ``pushed`` delivered may differ in ``config``: a
+    member changed, or a namespace of both changed its replica count. A namespace created
+    since holds nothing here (a leaving node stores no new writes), and one dropped since has
+    nothing left to push."""
+    if pushed.members != config.members:
+        return True
+    now = config.namespaces
+    return any(
+        name in now and now[name].replicas != policy.replicas
+        for name, policy in pushed.namespaces.items()
+    )
 
 
 async def _successors(ring: Ring, node_id: str, replicas: int) -> dict[str, RangeSet]:
@@ -785,23 +883,24 @@ async def _successors(ring: Ring, node_id: str, replicas: int) -> dict[str, Rang
     return {target: RangeSet(ranges) for target, ranges in sorted(gains.items())}
 
 
-def _outside(trange: TokenRange, tokens: RangeSet, cuts: list[int]) -> list[TokenRange]:
-    """The parts of ``trange`` not in ``tokens``, merged, where ``cuts`` (ascending) hold every
-    token at which membership in ``tokens`` may change."""
+def _split(
+    trange: TokenRange, tokens: RangeSet, cuts: list[int]
+) -> tuple[list[TokenRange], list[TokenRange]]:
+    """The parts of ``trange`` not in ``tokens`` and those in it, each merged, where ``cuts``
+    (ascending) hold every token at which membership in ``tokens`` may change."""
     start, end = trange.start, trange.end
     if start < end:
         inside = cuts[bisect_right(cuts, start) : bisect_left(cuts, end)]
     else:  # wraps past 0, or the whole ring
         inside = cuts[bisect_right(cuts, start) :] + cuts[: bisect_left(cuts, end)]
-    out: list[TokenRange] = []
+    parts: tuple[list[TokenRange], list[TokenRange]] = ([], [])
     for piece_start, piece_end in zip([start, *inside], [*inside, end], strict=True):
-        if piece_end in tokens:
-            continue
+        out = parts[piece_end in tokens]
         if out and out[-1].end == piece_start:
             out[-1] = TokenRange(out[-1].start, piece_end)
         else:
             out.append(TokenRange(piece_start, piece_end))
-    return out
+    return parts
 
 
 def _layout(config: ClusterConfig) -> tuple[Any, ...]:

@@ -1,0 +1,209 @@
+"""Hand-off alone (no anti-entropy, no read repair) brings every record to every owner: when a
+namespace's replica count changes, and when a leaving member crashes mid-push and is then
+removed.
+
+Seeds as in test_dataplane_sim (``MESHCACHE_SIM_SEEDS``, ``MESHCACHE_SIM_SEED``); a failure
+names its seed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+
+import pytest
+import trio
+import trio.testing
+
+from meshcache.control import Command, CreateNamespace, RemoveMember, UpdateNamespace, apply
+from meshcache.errors import MeshcacheError
+from meshcache.settings import NodeSettings
+from meshcache.store.policy import NamespacePolicy
+from meshcache.testing.simdata import LinkFaults, SimMesh
+from tests.sim.seeds import sim_seeds
+
+NS = "sim"
+SEEDS = sim_seeds(6)
+
+
+def _mesh(sim_seed: int, nodes: int, replicas: int) -> SimMesh:
+    # No anti-entropy and no read repair: only the hand-off may move a record here.
+    return SimMesh(
+        sim_seed,
+        nodes,
+        policies={NS: NamespacePolicy(replicas=replicas)},
+        link=LinkFaults(delay=0.001, jitter=0.002),
+        anti_entropy_interval=None,
+    )
+
+
+def _commit_policies(mesh: SimMesh, command: Command) -> None:
+    """Commit ``command`` as a node's config service installs it: the namespaces' policies go
+    to each store first, then the config to the node."""
+    config = apply(mesh.config, command)
+    for node in mesh.nodes.values():
+        if node.up:
+            for name, policy in config.namespaces.items():
+                if mesh.config.namespaces.get(name) != policy:
+                    node.store.set_policy(name, policy)
+    mesh.commit(command)
+
+
+def _short(mesh: SimMesh, keys: list[bytes]) -> list[bytes]:
+    """The keys some owner (by the newest ring and replica count) does not hold."""
+    return [k for k in keys if any(mesh.held(o, NS, k) is None for o in mesh.owners(NS, k))]
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("counts", [(1, 2), (1, 3), (3, 2, 3)], ids=str)
+@pytest.mark.parametrize("sim_seed", SEEDS)
+async def test_a_raised_replica_count_copies_every_key_to_its_new_owners(
+    sim_seed: int, counts: tuple[int, ...], autojump_clock: trio.testing.MockClock
+) -> None:
+    """Each change of the replica count leaves every key on every owner it has by the new
+    count, brought by the hand-off alone."""
+    mesh = _mesh(sim_seed, 3, counts[0])
+    keys = [b"k%d" % i for i in range(60)]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(mesh.run)
+        for key in keys:
+            assert await mesh.client("n0", NS, "SET", key, key) is not None
+        await mesh.wait_until(mesh.quiet, timeout=30, what="quiet")
+        for count in counts[1:]:
+            _commit_policies(mesh, UpdateNamespace(mesh.config.version, NS, {"replicas": count}))
+            await trio.sleep(20)
+            short = _short(mesh, keys)
+            assert not short, (
+                f"seed {sim_seed}: replicas {counts}: {len(short)} of {len(keys)} keys miss "
+                f"an owner 20 s after replicas became {count}, e.g. {short[:3]}"
+            )
+        nursery.cancel_scope.cancel()
+
+
+class _SlowHandOffMesh(SimMesh):
+    """Hand-off throttled to 1 MiB/s: a LEAVE of a few MB takes seconds."""
+
+    def settings(self, node_id: str) -> NodeSettings:
+        return dataclasses.replace(super().settings(node_id), handoff_rate=1 << 20)
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("sim_seed", SEEDS)
+async def test_a_leaving_member_that_crashes_mid_push_and_is_removed_loses_no_owner(
+    sim_seed: int, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A member crashes while its LEAVE pushes, and is then removed (what auto-removal does):
+    the ranges its replacements left to the push are pulled from the surviving holders, so
+    every key ends on both its owners."""
+    mesh = _SlowHandOffMesh(
+        sim_seed,
+        4,
+        policies={NS: NamespacePolicy(replicas=2)},
+        link=LinkFaults(delay=0.001, jitter=0.002),
+        anti_entropy_interval=None,
+    )
+    keys = [b"k%d" % i for i in range(3000)]
+    value = b"v" * 1000
+    async with trio.open_nursery() as nursery:
+        await nursery.start(mesh.run)
+        for key in keys:
+            assert await mesh.client("n0", NS, "SET", key, value) is not None
+        await mesh.wait_until(mesh.quiet, timeout=60, what="quiet")
+
+        async def leave() -> None:
+            with contextlib.suppress(MeshcacheError):
+                await mesh.client("n1", NS, "LEAVE")
+
+        nursery.start_soon(leave)
+        await mesh.wait_until(
+            lambda: mesh.nodes["n1"].parts.handoff.leave_moved > 0,
+            timeout=30,
+            what="n1 pushing",
+            poll=0.01,
+        )
+        mesh.crash("n1")
+        await trio.sleep(5)
+        mesh.commit(RemoveMember(mesh.config.version, "n1"))  # the auto-remover's proposal
+        await trio.sleep(30)
+        short = _short(mesh, keys)
+        assert not short, (
+            f"seed {sim_seed}: {len(short)} of {len(keys)} keys miss an owner 30 s after the "
+            f"crashed leaving member was removed, e.g. {short[:3]}"
+        )
+        nursery.cancel_scope.cancel()
+
+
+class _CrawlingHandOffMesh(SimMesh):
+    """Hand-off throttled to 100 kB/s: a LEAVE of a few MB takes about half a minute."""
+
+    def settings(self, node_id: str) -> NodeSettings:
+        return dataclasses.replace(super().settings(node_id), handoff_rate=100_000)
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("sim_seed", SEEDS)
+async def test_a_leave_is_not_pushed_again_for_a_namespace_created_meanwhile(
+    sim_seed: int, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Namespaces created while a LEAVE pushes move none of the leaving node's records: the
+    leave ends after one push (pushing again for every config change would never end while
+    changes keep coming)."""
+    mesh = _CrawlingHandOffMesh(
+        sim_seed,
+        4,
+        policies={NS: NamespacePolicy(replicas=2)},
+        link=LinkFaults(delay=0.001, jitter=0.002),
+        anti_entropy_interval=None,
+    )
+    keys = [b"k%d" % i for i in range(4000)]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(mesh.run)
+        for key in keys:
+            assert await mesh.client("n0", NS, "SET", key, b"v" * 800) is not None
+        await mesh.wait_until(mesh.quiet, timeout=60, what="quiet")
+
+        async def churn() -> None:
+            for i in itertools.count():
+                await trio.sleep(2.5)
+                mesh.commit(CreateNamespace(mesh.config.version, f"new{i}", {}))
+
+        nursery.start_soon(churn)
+        answer = await mesh.client("n1", NS, "LEAVE", {"timeout": 120})
+        assert answer["node_id"] == "n1", f"seed {sim_seed}: {answer}"
+        assert mesh.nodes["n1"].parts.handoff.stats["leave_ring_moved"] == 0, f"seed {sim_seed}"
+        nursery.cancel_scope.cancel()
+    assert not _short(mesh, keys), f"seed {sim_seed}"
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("sim_seed", SEEDS)
+async def test_a_leaving_node_whose_own_pulls_fail_still_leaves(
+    sim_seed: int, autojump_clock: trio.testing.MockClock
+) -> None:
+    """n1 gained a removed member's ranges and cannot pull them (the holders' answers to it are
+    lost, gossip still shows them alive): its LEAVE waits for those pulls a while, then pushes
+    what it has and leaves, rather than waiting out its deadline."""
+    mesh = _mesh(sim_seed, 5, 2)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(mesh.run)
+        for i in range(1000):
+            await mesh.client("n0", NS, "SET", b"k%d" % i, b"v")
+        await mesh.wait_until(mesh.quiet, timeout=60, what="quiet")
+        for node in ("n0", "n2", "n3"):
+            mesh.net.clog(node, "n1")
+        mesh.crash("n4")
+        await mesh.wait_until(
+            lambda: not any(mesh.alive(x, "n4") for x in ("n0", "n1", "n2", "n3")),
+            timeout=30,
+            what="n4 seen dead",
+        )
+        mesh.commit(RemoveMember(mesh.config.version, "n4"))
+        handoff = mesh.nodes["n1"].parts.handoff
+        await mesh.wait_until(
+            lambda: handoff.stats["handoff_retries"] > 0, timeout=30, what="n1's pull failing"
+        )
+        answer = await mesh.client("n1", NS, "LEAVE", {"timeout": 120})
+        assert answer["node_id"] == "n1", f"seed {sim_seed}: {answer}"
+        assert handoff.stats["leave_pushed_before_pulls"] == 1, f"seed {sim_seed}"
+        nursery.cancel_scope.cancel()
