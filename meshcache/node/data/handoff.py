@@ -22,12 +22,11 @@ skips pulling exactly the ranges a leaving member held and replaces it on (the p
 them) and pulls all else it gains; it keeps what it skipped until that member is off the ring,
 and pulls it from the surviving holders if the member was removed while not alive (it crashed
 before its push landed, and the auto-remover took it off). The leaving node pushes once its own
-pulls for the ring are done (or after :data:`HOLD_WAIT` of pulls that keep failing); its removal
-is a compare-and-set on the owners it pushed for (members and replica counts), so such a change
-in between makes it push again; and a push that is not the first of a fresh
-``LEAVE`` (a ``LEAVE`` sent again, or one again after a ring change) goes to every owner to
-come, not only to the replacements, since what an earlier push delivered, and by which ring, is
-not known.
+pulls for the ring are done; its removal is a compare-and-set on the owners it pushed for
+(members and replica counts), so such a change in between makes it push again; and a push that
+is not the first of a fresh ``LEAVE`` (a ``LEAVE`` sent again, or one again after a ring change)
+goes to every owner to come, not only to the replacements, since what an earlier push
+delivered, and by which ring, is not known.
 
 A busy mesh makes every step of a leave slow, not wrong: a batch that got no answer is sent
 again (last-writer-wins makes a duplicate harmless), a replacement whose push broke off is
@@ -112,8 +111,6 @@ LEAVE_PROGRESS_EVERY = 5.0  # seconds between two leave_progress log lines (at m
 SETTLE_TIMEOUT = 10.0
 SETTLE_POLL = 0.05
 SETTLE_ASK = 0.01  # ... and asks a member gossip does not show running it yet this often
-# A leaving node waits this long at most for its own pulls of the ring it pushes by.
-HOLD_WAIT = 30.0
 
 Propose = Callable[[Command], Awaitable[ClusterConfig]]
 
@@ -234,19 +231,9 @@ class HandOff:
 
     async def _holding(self, config: ClusterConfig) -> None:
         """Wait until the store reflects ``config`` or a newer ring (the pulls are done); at
-        once when nothing pulls (a hand-off driven step by step, without :meth:`run`). At most
-        :data:`HOLD_WAIT`: pulls that keep failing (a source cut off from this node) must not
-        hold the leave up, which then pushes what this node has."""
-        with trio.move_on_after(HOLD_WAIT) as waited:
-            while self._pulling and (self.held is None or self.held.version < config.version):
-                await self._held_moved.wait()
-        if waited.cancelled_caught:
-            self.stats["leave_pushed_before_pulls"] += 1
-            log.warning(
-                "leave_pushing_before_its_pulls",
-                held=None if self.held is None else self.held.version,
-                ring_version=config.version,
-            )
+        once when nothing pulls (a hand-off driven step by step, without :meth:`run`)."""
+        while self._pulling and (self.held is None or self.held.version < config.version):
+            await self._held_moved.wait()
 
     def _ring(self, config: ClusterConfig) -> Ring:
         """``config``'s ring: the data plane's when it routes by that version (a ring is built
