@@ -27,9 +27,18 @@ NS = "sim"
 SEEDS = sim_seeds(6)
 
 
-def _mesh(sim_seed: int, nodes: int, replicas: int) -> SimMesh:
-    # No anti-entropy and no read repair: only the hand-off may move a record here.
-    return SimMesh(
+def _mesh(sim_seed: int, nodes: int, replicas: int, handoff_rate: int | None = None) -> SimMesh:
+    """No anti-entropy and no read repair: only the hand-off may move a record here, throttled
+    to ``handoff_rate`` bytes a second when given (a slow push or pull to act during)."""
+
+    class Mesh(SimMesh):
+        def settings(self, node_id: str) -> NodeSettings:
+            settings = super().settings(node_id)
+            if handoff_rate is None:
+                return settings
+            return dataclasses.replace(settings, handoff_rate=handoff_rate)
+
+    return Mesh(
         sim_seed,
         nodes,
         policies={NS: NamespacePolicy(replicas=replicas)},
@@ -81,13 +90,6 @@ async def test_a_raised_replica_count_copies_every_key_to_its_new_owners(
         nursery.cancel_scope.cancel()
 
 
-class _SlowHandOffMesh(SimMesh):
-    """Hand-off throttled to 1 MiB/s: a LEAVE of a few MB takes seconds."""
-
-    def settings(self, node_id: str) -> NodeSettings:
-        return dataclasses.replace(super().settings(node_id), handoff_rate=1 << 20)
-
-
 @pytest.mark.trio
 @pytest.mark.parametrize("sim_seed", SEEDS)
 async def test_a_leaving_member_that_crashes_mid_push_and_is_removed_loses_no_owner(
@@ -96,13 +98,8 @@ async def test_a_leaving_member_that_crashes_mid_push_and_is_removed_loses_no_ow
     """A member crashes while its LEAVE pushes, and is then removed (what auto-removal does):
     the ranges its replacements left to the push are pulled from the surviving holders, so
     every key ends on both its owners."""
-    mesh = _SlowHandOffMesh(
-        sim_seed,
-        4,
-        policies={NS: NamespacePolicy(replicas=2)},
-        link=LinkFaults(delay=0.001, jitter=0.002),
-        anti_entropy_interval=None,
-    )
+    # 1 MiB/s: a LEAVE of a few MB takes seconds.
+    mesh = _mesh(sim_seed, 4, 2, handoff_rate=1 << 20)
     keys = [b"k%d" % i for i in range(3000)]
     value = b"v" * 1000
     async with trio.open_nursery() as nursery:
@@ -134,13 +131,6 @@ async def test_a_leaving_member_that_crashes_mid_push_and_is_removed_loses_no_ow
         nursery.cancel_scope.cancel()
 
 
-class _CrawlingHandOffMesh(SimMesh):
-    """Hand-off throttled to 100 kB/s: a LEAVE of a few MB takes about half a minute."""
-
-    def settings(self, node_id: str) -> NodeSettings:
-        return dataclasses.replace(super().settings(node_id), handoff_rate=100_000)
-
-
 @pytest.mark.trio
 @pytest.mark.parametrize("sim_seed", SEEDS)
 async def test_a_leave_is_not_pushed_again_for_a_namespace_created_meanwhile(
@@ -149,13 +139,8 @@ async def test_a_leave_is_not_pushed_again_for_a_namespace_created_meanwhile(
     """Namespaces created while a LEAVE pushes move none of the leaving node's records: the
     leave ends after one push (pushing again for every config change would never end while
     changes keep coming)."""
-    mesh = _CrawlingHandOffMesh(
-        sim_seed,
-        4,
-        policies={NS: NamespacePolicy(replicas=2)},
-        link=LinkFaults(delay=0.001, jitter=0.002),
-        anti_entropy_interval=None,
-    )
+    # 100 kB/s: a LEAVE of a few MB takes about half a minute.
+    mesh = _mesh(sim_seed, 4, 2, handoff_rate=100_000)
     keys = [b"k%d" % i for i in range(4000)]
     async with trio.open_nursery() as nursery:
         await nursery.start(mesh.run)
@@ -176,14 +161,6 @@ async def test_a_leave_is_not_pushed_again_for_a_namespace_created_meanwhile(
     assert not _short(mesh, keys), f"seed {sim_seed}"
 
 
-class _TricklingHandOffMesh(SimMesh):
-    """Hand-off throttled to 10 kB/s: a node's pulls of a removed member's ranges take about a
-    minute."""
-
-    def settings(self, node_id: str) -> NodeSettings:
-        return dataclasses.replace(super().settings(node_id), handoff_rate=10_000)
-
-
 @pytest.mark.trio
 @pytest.mark.parametrize("sim_seed", SEEDS[:4])
 async def test_a_leave_waits_for_its_own_slow_pulls_before_it_pushes(
@@ -192,13 +169,8 @@ async def test_a_leave_waits_for_its_own_slow_pulls_before_it_pushes(
     """n1 gains a removed member's ranges and pulls them slowly; its LEAVE, sent meanwhile,
     pushes only once they are in: the other owners left those ranges to its push, and once n1
     is gone (alive) nobody pulls them again."""
-    mesh = _TricklingHandOffMesh(
-        sim_seed,
-        4,
-        policies={NS: NamespacePolicy(replicas=2)},
-        link=LinkFaults(delay=0.001, jitter=0.002),
-        anti_entropy_interval=None,
-    )
+    # 10 kB/s: pulls of a removed member's ranges take about a minute.
+    mesh = _mesh(sim_seed, 4, 2, handoff_rate=10_000)
     keys = [b"k%d" % i for i in range(1500)]
     async with trio.open_nursery() as nursery:
         await nursery.start(mesh.run)

@@ -228,17 +228,17 @@ class Dispatcher:
                 key = (ns, args[0]) if op in _KEYED else None
                 return Pending(None, key=key, later=result, finish=finish)
             hot = self.hot
-            if hot is not None and op == "FWD":
-                # A forwarded write to a key hot here or lately: the versions it left, so
+            if hot is None or hot.hint is None:  # no key was ever hot here
+                out: bytes = self._pack([rid, STATUS_OK, result, self.ring_version])
+            elif spec.handler != DATA_HANDLER:
+                # A forwarded write to a key hot here or lately says the versions it left, so
                 # that its forwarder refuses older copies, as when the answer waits (_later).
-                forwarded = hot.forward_hint(ns, args)
-                out: bytes = self._pack(
+                forwarded = hot.forward_hint(ns, args) if op == "FWD" else None
+                out = self._pack(
                     [rid, STATUS_OK, result, self.ring_version]
                     if forwarded is None
                     else [rid, STATUS_OK, result, self.ring_version, forwarded]
                 )
-            elif hot is None or hot.hint is None or spec.handler != DATA_HANDLER:
-                out = self._pack([rid, STATUS_OK, result, self.ring_version])
             elif hot.cooled and spec.kind is OpKind.WRITE:  # a key that was hot says its version
                 hints = hot.ack_hint(ns, op, args)
                 out = self._pack([rid, STATUS_OK, result, self.ring_version, hints])
